@@ -1,0 +1,421 @@
+// Package kv is a typed store on a JetStream key-value bucket, with
+// optimistic concurrency and a transactional outbox.
+//
+// Every write may carry messages (domain events, audit records) that must
+// be published if, and only if, the write commits. They are stored inside
+// the record by the same atomic put, published right after it, and then
+// cleared. A small hint bucket (<bucket>_outbox) remembers writes whose
+// messages may still be unpublished, so a process that dies between the
+// write and the publish publishes them when a store on the bucket is next
+// opened. Messages carry Nats-Msg-Id, so a re-publish within the stream's
+// duplicate window is stored once, and consumers are idempotent past it.
+package kv
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
+
+	"github.com/cloister-cc/cloister/libs/errs"
+)
+
+// Errors returned by the store, matched with errors.Is.
+var (
+	ErrNotFound = errs.New(errs.NotFound, "not found")
+	ErrExists   = errs.New(errs.Conflict, "already exists")
+	ErrConflict = errs.New(errs.Conflict, "changed by another request; reload and retry")
+)
+
+// Entry is a stored value with its version. Version counts changes of the
+// value (1 after Create) and is what Update and Delete expect: clearing
+// the outbox rewrites the record without changing its version.
+type Entry[T any] struct {
+	Key     string
+	Value   T
+	Version uint64
+}
+
+// Config names the bucket and its replication.
+type Config struct {
+	Bucket   string
+	Replicas int // default 1
+}
+
+// Option configures a Store.
+type Option func(*options)
+
+type options struct {
+	logger      *slog.Logger
+	afterCommit func()
+}
+
+// WithLogger sets where publish failures are logged; by default nowhere.
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
+
+// WithAfterCommit runs f after a write with messages commits and before
+// they are published. It exists so tests can kill a process at exactly
+// that point; production code has no use for it.
+func WithAfterCommit(f func()) Option { return func(o *options) { o.afterCommit = f } }
+
+// Store is a typed view of one bucket. Values are stored as JSON.
+type Store[T any] struct {
+	js     jetstream.JetStream
+	kv     jetstream.KeyValue
+	hints  jetstream.KeyValue
+	bucket string
+	opts   options
+}
+
+// record is what the bucket holds under each key.
+type record struct {
+	Value   json.RawMessage `json:"v,omitempty"`
+	Version uint64          `json:"ver"`
+	Deleted bool            `json:"del,omitempty"`
+	Outbox  []outboxMsg     `json:"outbox,omitempty"`
+}
+
+type outboxMsg struct {
+	ID      string      `json:"id"`
+	Subject string      `json:"subject"`
+	Header  nats.Header `json:"header,omitempty"`
+	Data    []byte      `json:"data"`
+}
+
+// Open creates or updates the bucket and its hint bucket, then publishes
+// whatever an earlier process left unpublished.
+func Open[T any](ctx context.Context, js jetstream.JetStream, cfg Config, opts ...Option) (*Store[T], error) {
+	if cfg.Bucket == "" {
+		return nil, errors.New("kv: bucket name is required")
+	}
+	replicas := max(cfg.Replicas, 1)
+	s := &Store[T]{js: js, bucket: cfg.Bucket}
+	for _, o := range opts {
+		o(&s.opts)
+	}
+	if s.opts.logger == nil {
+		s.opts.logger = slog.New(slog.DiscardHandler)
+	}
+	var err error
+	s.kv, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: cfg.Bucket, Storage: jetstream.FileStorage, Replicas: replicas,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("creating bucket %s: %w", cfg.Bucket, err)
+	}
+	s.hints, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: cfg.Bucket + "_outbox", Storage: jetstream.FileStorage, Replicas: replicas,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("creating bucket %s_outbox: %w", cfg.Bucket, err)
+	}
+	if err := s.Recover(ctx); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Recover publishes the messages of every write that has a hint left, as
+// after a crash. Open calls it; it is safe to call at any time.
+func (s *Store[T]) Recover(ctx context.Context) error {
+	lister, err := s.hints.ListKeys(ctx)
+	if err != nil {
+		return fmt.Errorf("listing outbox hints of %s: %w", s.bucket, err)
+	}
+	var hints []string
+	for k := range lister.Keys() {
+		hints = append(hints, k)
+	}
+	for _, h := range hints {
+		e, err := s.hints.Get(ctx, h)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue // flushed meanwhile by the writer
+		}
+		if err != nil {
+			return fmt.Errorf("reading outbox hint %s: %w", h, err)
+		}
+		if err := s.flush(ctx, string(e.Value()), h); err != nil {
+			return fmt.Errorf("recovering outbox of %s/%s: %w", s.bucket, e.Value(), err)
+		}
+	}
+	return nil
+}
+
+func (s *Store[T]) getRecord(ctx context.Context, key string) (record, uint64, error) {
+	if !validKey(key) {
+		return record{}, 0, ErrNotFound
+	}
+	e, err := s.kv.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return record{}, 0, ErrNotFound
+	}
+	if err != nil {
+		return record{}, 0, fmt.Errorf("reading %s/%s: %w", s.bucket, key, err)
+	}
+	var r record
+	if err := json.Unmarshal(e.Value(), &r); err != nil {
+		return record{}, 0, fmt.Errorf("decoding %s/%s: %w", s.bucket, key, err)
+	}
+	return r, e.Revision(), nil
+}
+
+func (s *Store[T]) decode(key string, r record) (Entry[T], error) {
+	var v T
+	if err := json.Unmarshal(r.Value, &v); err != nil {
+		return Entry[T]{}, fmt.Errorf("decoding value of %s/%s: %w", s.bucket, key, err)
+	}
+	return Entry[T]{Key: key, Value: v, Version: r.Version}, nil
+}
+
+// Get returns the entry under key, or ErrNotFound.
+func (s *Store[T]) Get(ctx context.Context, key string) (Entry[T], error) {
+	r, _, err := s.getRecord(ctx, key)
+	if err != nil {
+		return Entry[T]{}, err
+	}
+	if r.Deleted {
+		return Entry[T]{}, ErrNotFound
+	}
+	return s.decode(key, r)
+}
+
+// Create stores v under a new key; ErrExists if the key is taken.
+func (s *Store[T]) Create(ctx context.Context, key string, v T, msgs ...*nats.Msg) (Entry[T], error) {
+	r, rev, err := s.getRecord(ctx, key)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		r, rev = record{}, 0
+	case err != nil:
+		return Entry[T]{}, err
+	case !r.Deleted:
+		return Entry[T]{}, ErrExists
+	}
+	// A deleted record whose messages are not yet flushed is replaced, its
+	// messages carried forward.
+	return s.write(ctx, key, rev, r, &v, msgs)
+}
+
+// Update replaces the value under key if its version is still version.
+func (s *Store[T]) Update(ctx context.Context, key string, v T, version uint64, msgs ...*nats.Msg) (Entry[T], error) {
+	r, rev, err := s.getRecord(ctx, key)
+	if err != nil {
+		return Entry[T]{}, err
+	}
+	if r.Deleted {
+		return Entry[T]{}, ErrNotFound
+	}
+	if r.Version != version {
+		return Entry[T]{}, ErrConflict
+	}
+	return s.write(ctx, key, rev, r, &v, msgs)
+}
+
+// Delete removes the entry under key if its version is still version. The
+// messages are published before the key disappears.
+func (s *Store[T]) Delete(ctx context.Context, key string, version uint64, msgs ...*nats.Msg) error {
+	r, rev, err := s.getRecord(ctx, key)
+	if err != nil {
+		return err
+	}
+	if r.Deleted {
+		return ErrNotFound
+	}
+	if r.Version != version {
+		return ErrConflict
+	}
+	_, err = s.write(ctx, key, rev, r, nil, msgs)
+	return err
+}
+
+// write commits a new record (v nil means deletion) over revision rev
+// (0: the key must not exist), then publishes its outbox.
+func (s *Store[T]) write(ctx context.Context, key string, rev uint64, prev record, v *T, msgs []*nats.Msg) (Entry[T], error) {
+	next := record{Version: prev.Version + 1, Outbox: prev.Outbox}
+	if v == nil {
+		next.Deleted = true
+	} else {
+		b, err := json.Marshal(v)
+		if err != nil {
+			return Entry[T]{}, fmt.Errorf("encoding value for %s/%s: %w", s.bucket, key, err)
+		}
+		next.Value = b
+	}
+	for _, m := range msgs {
+		id := m.Header.Get(jetstream.MsgIDHeader)
+		if id == "" {
+			return Entry[T]{}, fmt.Errorf("outbox message for %s has no %s header", m.Subject, jetstream.MsgIDHeader)
+		}
+		next.Outbox = append(next.Outbox, outboxMsg{ID: id, Subject: m.Subject, Header: m.Header, Data: m.Data})
+	}
+	data, err := json.Marshal(next)
+	if err != nil {
+		return Entry[T]{}, fmt.Errorf("encoding record %s/%s: %w", s.bucket, key, err)
+	}
+
+	var hint string
+	if len(next.Outbox) > 0 {
+		// The hint goes first: if the process dies after the record
+		// commits, the hint is what leads recovery to it.
+		hint = nuid.Next()
+		if _, err := s.hints.Put(ctx, hint, []byte(key)); err != nil {
+			return Entry[T]{}, fmt.Errorf("writing outbox hint for %s/%s: %w", s.bucket, key, err)
+		}
+	} else if next.Deleted {
+		if err := s.kv.Delete(ctx, key, jetstream.LastRevision(rev)); err != nil {
+			return Entry[T]{}, s.casError(key, err)
+		}
+		return Entry[T]{Key: key}, nil
+	}
+
+	if rev == 0 {
+		_, err = s.kv.Create(ctx, key, data)
+	} else {
+		_, err = s.kv.Update(ctx, key, data, rev)
+	}
+	if err != nil {
+		if hint != "" {
+			_ = s.hints.Delete(ctx, hint)
+		}
+		return Entry[T]{}, s.casError(key, err)
+	}
+	if s.opts.afterCommit != nil && hint != "" {
+		s.opts.afterCommit()
+	}
+	if hint != "" {
+		if err := s.flush(ctx, key, hint); err != nil {
+			// The write is committed; the hint stays and recovery or the
+			// next write will publish. The caller's change succeeded.
+			s.opts.logger.WarnContext(ctx, "publishing outbox", "bucket", s.bucket, "key", key, "error", err)
+		}
+	}
+	if next.Deleted {
+		return Entry[T]{Key: key}, nil
+	}
+	e, err := s.decode(key, next)
+	if err != nil {
+		return Entry[T]{}, err
+	}
+	e.Value = *v
+	return e, nil
+}
+
+func (s *Store[T]) casError(key string, err error) error {
+	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		return ErrConflict
+	}
+	if errors.Is(err, jetstream.ErrInvalidKey) {
+		return errs.Newf(errs.Invalid, "invalid key %q", key)
+	}
+	return fmt.Errorf("writing %s/%s: %w", s.bucket, key, err)
+}
+
+// flush publishes the outbox of key, removes what it published from the
+// record (retrying on concurrent writes), deletes a drained tombstone, and
+// finally drops the hint.
+func (s *Store[T]) flush(ctx context.Context, key, hint string) error {
+	for {
+		r, rev, err := s.getRecord(ctx, key)
+		if errors.Is(err, ErrNotFound) {
+			break // nothing committed under this hint, or already drained
+		}
+		if err != nil {
+			return err
+		}
+		if len(r.Outbox) == 0 && !r.Deleted {
+			break
+		}
+		published := make(map[string]bool, len(r.Outbox))
+		for _, m := range r.Outbox {
+			msg := &nats.Msg{Subject: m.Subject, Header: m.Header, Data: m.Data}
+			if msg.Header == nil {
+				msg.Header = nats.Header{}
+			}
+			if _, err := s.js.PublishMsg(ctx, msg); err != nil {
+				return fmt.Errorf("publishing %s: %w", m.Subject, err)
+			}
+			published[m.ID] = true
+		}
+		if r.Deleted {
+			err = s.kv.Delete(ctx, key, jetstream.LastRevision(rev))
+		} else {
+			r.Outbox = slices.DeleteFunc(r.Outbox, func(m outboxMsg) bool { return published[m.ID] })
+			var data []byte
+			if data, err = json.Marshal(r); err != nil {
+				return fmt.Errorf("encoding record %s/%s: %w", s.bucket, key, err)
+			}
+			_, err = s.kv.Update(ctx, key, data, rev)
+		}
+		if err == nil {
+			break
+		}
+		if !errors.Is(s.casError(key, err), ErrConflict) {
+			return fmt.Errorf("clearing outbox of %s/%s: %w", s.bucket, key, err)
+		}
+		// Someone wrote meanwhile; their record carries our messages
+		// forward, so read it again and clear what we published.
+	}
+	if err := s.hints.Delete(ctx, hint); err != nil {
+		return fmt.Errorf("deleting outbox hint %s: %w", hint, err)
+	}
+	return nil
+}
+
+// List returns the live entries whose keys match filter (NATS wildcards:
+// "acct1.*", "*.user1", ">"), sorted by key.
+func (s *Store[T]) List(ctx context.Context, filter string) ([]Entry[T], error) {
+	w, err := s.kv.WatchFiltered(ctx, []string{filter}, jetstream.IgnoreDeletes())
+	if err != nil {
+		return nil, fmt.Errorf("listing %s/%s: %w", s.bucket, filter, err)
+	}
+	defer w.Stop()
+	var out []Entry[T]
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case e, ok := <-w.Updates():
+			if !ok {
+				return nil, fmt.Errorf("listing %s/%s: watcher closed", s.bucket, filter)
+			}
+			if e == nil { // all current values delivered
+				slices.SortFunc(out, func(a, b Entry[T]) int { return strings.Compare(a.Key, b.Key) })
+				return out, nil
+			}
+			var r record
+			if err := json.Unmarshal(e.Value(), &r); err != nil {
+				return nil, fmt.Errorf("decoding %s/%s: %w", s.bucket, e.Key(), err)
+			}
+			if r.Deleted {
+				continue
+			}
+			entry, err := s.decode(e.Key(), r)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, entry)
+		}
+	}
+}
+
+// validKey mirrors JetStream's key rules so a hostile key is a clean miss.
+func validKey(k string) bool {
+	if k == "" || k[0] == '.' || k[len(k)-1] == '.' {
+		return false
+	}
+	for _, c := range k {
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case c == '-', c == '/', c == '_', c == '=', c == '.':
+		default:
+			return false
+		}
+	}
+	return !strings.Contains(k, "..")
+}

@@ -1,0 +1,269 @@
+package kv_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/cloister-cc/cloister/libs/kv"
+	"github.com/cloister-cc/cloister/libs/testkit"
+)
+
+type thing struct {
+	Name  string `json:"name"`
+	Count int    `json:"count"`
+}
+
+func setup(t *testing.T) (*testkit.NATS, jetstream.JetStream, jetstream.Stream) {
+	t.Helper()
+	n := testkit.StartNATS(t)
+	_, js := n.JetStream(t)
+	st, err := js.CreateStream(context.Background(), jetstream.StreamConfig{
+		Name: "EVENTS", Subjects: []string{"events.>"}, Duplicates: 2 * time.Minute,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n, js, st
+}
+
+func event(id string) *nats.Msg {
+	m := nats.NewMsg("events.test.v1.ThingChanged")
+	m.Header.Set(jetstream.MsgIDHeader, id)
+	m.Data = []byte(id)
+	return m
+}
+
+func streamMsgs(t *testing.T, st jetstream.Stream) uint64 {
+	t.Helper()
+	info, err := st.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.State.Msgs
+}
+
+func TestCRUD(t *testing.T) {
+	ctx := context.Background()
+	_, js, _ := setup(t)
+	s, err := kv.Open[thing](ctx, js, kv.Config{Bucket: "things"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Get(ctx, "a.thing.1"); !errors.Is(err, kv.ErrNotFound) {
+		t.Fatalf("Get(absent) = %v, want ErrNotFound", err)
+	}
+	e, err := s.Create(ctx, "a.thing.1", thing{Name: "one"})
+	if err != nil || e.Version != 1 {
+		t.Fatalf("Create = %+v, %v; want version 1", e, err)
+	}
+	if _, err := s.Create(ctx, "a.thing.1", thing{Name: "again"}); !errors.Is(err, kv.ErrExists) {
+		t.Fatalf("Create(existing) = %v, want ErrExists", err)
+	}
+	e, err = s.Update(ctx, "a.thing.1", thing{Name: "one", Count: 2}, 1)
+	if err != nil || e.Version != 2 || e.Value.Count != 2 {
+		t.Fatalf("Update = %+v, %v", e, err)
+	}
+	if _, err := s.Update(ctx, "a.thing.1", thing{Name: "stale"}, 1); !errors.Is(err, kv.ErrConflict) {
+		t.Fatalf("Update(stale version) = %v, want ErrConflict", err)
+	}
+	got, err := s.Get(ctx, "a.thing.1")
+	if err != nil || got.Value != (thing{Name: "one", Count: 2}) {
+		t.Fatalf("Get = %+v, %v", got, err)
+	}
+	if err := s.Delete(ctx, "a.thing.1", 1); !errors.Is(err, kv.ErrConflict) {
+		t.Fatalf("Delete(stale version) = %v, want ErrConflict", err)
+	}
+	if err := s.Delete(ctx, "a.thing.1", 2); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Get(ctx, "a.thing.1"); !errors.Is(err, kv.ErrNotFound) {
+		t.Fatalf("Get(deleted) = %v, want ErrNotFound", err)
+	}
+	if _, err := s.Create(ctx, "a.thing.1", thing{Name: "reborn"}); err != nil {
+		t.Fatalf("Create after delete = %v", err)
+	}
+	if _, err := s.Get(ctx, "bad key!"); !errors.Is(err, kv.ErrNotFound) {
+		t.Fatalf("Get(invalid key) = %v, want ErrNotFound", err)
+	}
+}
+
+func TestList(t *testing.T) {
+	ctx := context.Background()
+	_, js, _ := setup(t)
+	s, err := kv.Open[thing](ctx, js, kv.Config{Bucket: "things"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"b.thing.2", "a.thing.1", "a.thing.3", "a.other.1"} {
+		if _, err := s.Create(ctx, k, thing{Name: k}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Delete(ctx, "a.thing.3", 1, event("del-3")); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		filter string
+		want   []string
+	}{
+		{"a.thing.*", []string{"a.thing.1"}},
+		{"*.thing.*", []string{"a.thing.1", "b.thing.2"}},
+		{">", []string{"a.other.1", "a.thing.1", "b.thing.2"}},
+		{"c.>", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.filter, func(t *testing.T) {
+			es, err := s.List(ctx, tt.filter)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var keys []string
+			for _, e := range es {
+				keys = append(keys, e.Key)
+			}
+			if len(keys) != len(tt.want) {
+				t.Fatalf("List(%q) = %v, want %v", tt.filter, keys, tt.want)
+			}
+			for i := range keys {
+				if keys[i] != tt.want[i] {
+					t.Fatalf("List(%q) = %v, want %v", tt.filter, keys, tt.want)
+				}
+			}
+		})
+	}
+}
+
+func TestWritesPublishTheirMessages(t *testing.T) {
+	ctx := context.Background()
+	_, js, st := setup(t)
+	s, err := kv.Open[thing](ctx, js, kv.Config{Bucket: "things"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Create(ctx, "k", thing{}, event("e1")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Update(ctx, "k", thing{Count: 1}, 1, event("e2"), event("e3")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Delete(ctx, "k", 2, event("e4")); err != nil {
+		t.Fatal(err)
+	}
+	if n := streamMsgs(t, st); n != 4 {
+		t.Fatalf("stream holds %d messages, want 4", n)
+	}
+	// A failed write publishes nothing.
+	if _, err := s.Update(ctx, "k", thing{}, 3, event("e5")); !errors.Is(err, kv.ErrNotFound) {
+		t.Fatalf("Update(deleted) = %v, want ErrNotFound", err)
+	}
+	if n := streamMsgs(t, st); n != 4 {
+		t.Fatalf("stream holds %d messages after a failed write, want 4", n)
+	}
+	if _, err := s.Create(ctx, "k2", thing{}, nats.NewMsg("events.x")); err == nil {
+		t.Fatal("Create with a message lacking Nats-Msg-Id succeeded, want an error")
+	}
+}
+
+func TestConcurrentUpdatesOneWins(t *testing.T) {
+	ctx := context.Background()
+	_, js, st := setup(t)
+	s, err := kv.Open[thing](ctx, js, kv.Config{Bucket: "things"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Create(ctx, "k", thing{}); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	wins := 0
+	for i := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := s.Update(ctx, "k", thing{Count: i}, 1, event("c"+string(rune('a'+i))))
+			if err == nil {
+				mu.Lock()
+				wins++
+				mu.Unlock()
+			} else if !errors.Is(err, kv.ErrConflict) {
+				t.Errorf("Update = %v, want nil or ErrConflict", err)
+			}
+		}()
+	}
+	wg.Wait()
+	if wins != 1 {
+		t.Fatalf("%d concurrent updates of version 1 won, want 1", wins)
+	}
+	if n := streamMsgs(t, st); n != 1 {
+		t.Fatalf("stream holds %d messages, want only the winner's", n)
+	}
+}
+
+// TestCrashBetweenCommitAndPublish kills a real process after its write
+// commits and before it publishes; opening the store again publishes the
+// message exactly once.
+func TestCrashBetweenCommitAndPublish(t *testing.T) {
+	if os.Getenv("KV_CRASH_CHILD") == "1" {
+		crashChild()
+		return
+	}
+	ctx := context.Background()
+	n, js, st := setup(t)
+	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashBetweenCommitAndPublish$")
+	cmd.Env = append(os.Environ(), "KV_CRASH_CHILD=1", "KV_CRASH_NATS="+n.URL)
+	out, err := cmd.CombinedOutput()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 3 {
+		t.Fatalf("child = %v, want exit status 3; output:\n%s", err, out)
+	}
+	if n := streamMsgs(t, st); n != 0 {
+		t.Fatalf("stream holds %d messages before recovery, want 0 (the child died before publishing)", n)
+	}
+	s, err := kv.Open[thing](ctx, js, kv.Config{Bucket: "things"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := s.Get(ctx, "k")
+	if err != nil || e.Value.Name != "committed" {
+		t.Fatalf("Get = %+v, %v; want the child's committed value", e, err)
+	}
+	if n := streamMsgs(t, st); n != 1 {
+		t.Fatalf("stream holds %d messages after recovery, want 1", n)
+	}
+	// The outbox is now empty: a second recovery publishes nothing new, and
+	// the version did not move.
+	if err := s.Recover(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Update(ctx, "k", thing{Name: "next"}, e.Version); err != nil {
+		t.Fatalf("Update after recovery = %v", err)
+	}
+	if n := streamMsgs(t, st); n != 1 {
+		t.Fatalf("stream holds %d messages, want 1", n)
+	}
+}
+
+func crashChild() {
+	ctx := context.Background()
+	nc, err := nats.Connect(os.Getenv("KV_CRASH_NATS"))
+	if err != nil {
+		os.Exit(1)
+	}
+	js, _ := jetstream.New(nc)
+	s, err := kv.Open[thing](ctx, js, kv.Config{Bucket: "things"},
+		kv.WithAfterCommit(func() { os.Exit(3) }))
+	if err != nil {
+		os.Exit(1)
+	}
+	_, _ = s.Create(ctx, "k", thing{Name: "committed"}, event("crash-1"))
+	os.Exit(2) // not reached: the hook exits first
+}

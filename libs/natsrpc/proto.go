@@ -1,0 +1,88 @@
+package natsrpc
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	"github.com/go-kit/kit/endpoint"
+	"github.com/nats-io/nats.go"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/cloister-cc/cloister/libs/errs"
+)
+
+// Most methods carry protobuf messages both ways; these helpers give them
+// their codecs so a service only names its types.
+
+// ProtoRequestDecoder decodes a request body as a new Req.
+func ProtoRequestDecoder[Req proto.Message](newReq func() Req) DecodeRequestFunc {
+	return func(_ context.Context, msg *nats.Msg) (any, error) {
+		req := newReq()
+		if err := proto.Unmarshal(msg.Data, req); err != nil {
+			return nil, errs.Newf(errs.Invalid, "decoding %s: %v", proto.MessageName(req), err)
+		}
+		return req, nil
+	}
+}
+
+// EncodeProto marshals a protobuf message into the message body.
+func EncodeProto(_ context.Context, msg *nats.Msg, v any) error {
+	m, ok := v.(proto.Message)
+	if !ok {
+		return fmt.Errorf("encoding %T: not a protobuf message", v)
+	}
+	b, err := proto.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("encoding %s: %w", proto.MessageName(m), err)
+	}
+	msg.Data = b
+	return nil
+}
+
+// ProtoResponseDecoder decodes a reply body as a new Resp.
+func ProtoResponseDecoder[Resp proto.Message](newResp func() Resp) DecodeResponseFunc {
+	return func(_ context.Context, msg *nats.Msg) (any, error) {
+		resp := newResp()
+		if err := proto.Unmarshal(msg.Data, resp); err != nil {
+			return nil, fmt.Errorf("decoding %s: %w", proto.MessageName(resp), err)
+		}
+		return resp, nil
+	}
+}
+
+// Method describes one protobuf method of a service, for both sides.
+type Method[Req, Resp proto.Message] struct {
+	Service string
+	Name    string
+	NewReq  func() Req
+	NewResp func() Resp
+}
+
+// Subject returns the method's request subject.
+func (m Method[Req, Resp]) Subject() string { return Subject(m.Service, m.Name) }
+
+// Server returns a server for the method.
+func (m Method[Req, Resp]) Server(e endpoint.Endpoint, logger *slog.Logger) *Server {
+	return NewServer(e, ProtoRequestDecoder(m.NewReq), EncodeProto, ServerLogger(logger))
+}
+
+// Client returns a client endpoint for the method.
+func (m Method[Req, Resp]) Client(nc *nats.Conn) endpoint.Endpoint {
+	return NewClient(nc, m.Subject(), EncodeProto, ProtoResponseDecoder(m.NewResp)).Endpoint()
+}
+
+// Call invokes a typed endpoint: it is the bridge from a go-kit endpoint
+// back to a typed function.
+func Call[Resp any](ctx context.Context, e endpoint.Endpoint, req any) (Resp, error) {
+	var zero Resp
+	resp, err := e(ctx, req)
+	if err != nil {
+		return zero, err
+	}
+	r, ok := resp.(Resp)
+	if !ok {
+		return zero, fmt.Errorf("endpoint returned %T, want %T", resp, zero)
+	}
+	return r, nil
+}

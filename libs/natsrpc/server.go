@@ -1,0 +1,117 @@
+package natsrpc
+
+import (
+	"context"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/go-kit/kit/endpoint"
+	"github.com/nats-io/nats.go"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/cloister-cc/cloister/libs/errs"
+)
+
+// DecodeRequestFunc turns a request message into an endpoint request.
+type DecodeRequestFunc func(ctx context.Context, msg *nats.Msg) (any, error)
+
+// EncodeResponseFunc writes an endpoint response into the reply message.
+type EncodeResponseFunc func(ctx context.Context, reply *nats.Msg, response any) error
+
+// Server answers requests on one subject with one endpoint.
+type Server struct {
+	e      endpoint.Endpoint
+	dec    DecodeRequestFunc
+	enc    EncodeResponseFunc
+	logger *slog.Logger
+}
+
+// ServerOption configures a Server.
+type ServerOption func(*Server)
+
+// ServerLogger sets where internal errors are logged; by default nowhere.
+func ServerLogger(l *slog.Logger) ServerOption { return func(s *Server) { s.logger = l } }
+
+// NewServer returns a server for one endpoint.
+func NewServer(e endpoint.Endpoint, dec DecodeRequestFunc, enc EncodeResponseFunc, opts ...ServerOption) *Server {
+	s := &Server{e: e, dec: dec, enc: enc}
+	for _, o := range opts {
+		o(s)
+	}
+	if s.logger == nil {
+		s.logger = slog.New(slog.DiscardHandler)
+	}
+	return s
+}
+
+// Serve handles one request message and sends the reply. It builds the
+// request context from the message: the caller's deadline and trace.
+func (s *Server) Serve(nc *nats.Conn, msg *nats.Msg) {
+	ctx := otel.GetTextMapPropagator().Extract(context.Background(), HeaderCarrier(msg.Header))
+	if d := msg.Header.Get(HeaderDeadline); d != "" {
+		if ns, err := strconv.ParseInt(d, 10, 64); err == nil {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithDeadline(ctx, time.Unix(0, ns))
+			defer cancel()
+		}
+	}
+	ctx, span := otel.Tracer(tracerName).Start(ctx, msg.Subject,
+		trace.WithSpanKind(trace.SpanKindServer),
+		trace.WithAttributes(attribute.String("messaging.system", "nats")))
+	defer span.End()
+	ctx = withHeader(ctx, msg.Header)
+
+	reply := nats.NewMsg(msg.Reply)
+	err := s.handle(ctx, msg, reply)
+	if err != nil {
+		if errs.KindOf(err) == errs.Internal {
+			s.logger.ErrorContext(ctx, "request failed", "subject", msg.Subject, "error", err)
+			span.SetStatus(codes.Error, err.Error())
+		}
+		reply.Data = nil
+		setError(reply.Header, err)
+	}
+	if msg.Reply == "" {
+		return
+	}
+	if err := nc.PublishMsg(reply); err != nil {
+		s.logger.ErrorContext(ctx, "sending reply", "subject", msg.Subject, "error", err)
+	}
+}
+
+func (s *Server) handle(ctx context.Context, msg, reply *nats.Msg) error {
+	if ctx.Err() != nil {
+		return errs.New(errs.Unavailable, "deadline passed before the request was handled")
+	}
+	req, err := s.dec(ctx, msg)
+	if err != nil {
+		return err
+	}
+	resp, err := s.e(ctx, req)
+	if err != nil {
+		return err
+	}
+	if f, ok := resp.(endpoint.Failer); ok && f.Failed() != nil {
+		return f.Failed()
+	}
+	return s.enc(ctx, reply, resp)
+}
+
+const tracerName = "github.com/cloister-cc/cloister/libs/natsrpc"
+
+type headerKey struct{}
+
+func withHeader(ctx context.Context, h nats.Header) context.Context {
+	return context.WithValue(ctx, headerKey{}, h)
+}
+
+// RequestHeader returns the headers of the request being served, so
+// endpoints can read metadata the caller attached.
+func RequestHeader(ctx context.Context) nats.Header {
+	h, _ := ctx.Value(headerKey{}).(nats.Header)
+	return h
+}
