@@ -37,6 +37,11 @@ func (m *Mux) Handle(subject string, s *Server) error {
 		return fmt.Errorf("subscribing to %s: %w", subject, err)
 	}
 	m.subs = append(m.subs, sub)
+	// Flush so the server knows the subscription before Handle returns:
+	// a request sent right after must not meet "no responders".
+	if err := m.nc.Flush(); err != nil {
+		return fmt.Errorf("subscribing to %s: %w", subject, err)
+	}
 	return nil
 }
 

@@ -86,3 +86,27 @@ func Call[Resp any](ctx context.Context, e endpoint.Endpoint, req any) (Resp, er
 	}
 	return r, nil
 }
+
+// NewMethod describes method name of service with request Req and reply
+// Resp, both pointer types of generated protobuf messages.
+func NewMethod[Req, Resp proto.Message](service, name string) Method[Req, Resp] {
+	var req Req
+	var resp Resp
+	return Method[Req, Resp]{
+		Service: service, Name: name,
+		NewReq:  func() Req { return req.ProtoReflect().New().Interface().(Req) },
+		NewResp: func() Resp { return resp.ProtoReflect().New().Interface().(Resp) },
+	}
+}
+
+// Invoke calls the method over nc and returns its typed reply.
+func (m Method[Req, Resp]) Invoke(ctx context.Context, nc *nats.Conn, req Req) (Resp, error) {
+	return Call[Resp](ctx, m.Client(nc), req)
+}
+
+// Handle serves the method on mux with a typed function.
+func (m Method[Req, Resp]) Handle(mux *Mux, logger *slog.Logger, f func(context.Context, Req) (Resp, error)) error {
+	return mux.Handle(m.Subject(), m.Server(func(ctx context.Context, req any) (any, error) {
+		return f(ctx, req.(Req))
+	}, logger))
+}

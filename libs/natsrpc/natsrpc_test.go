@@ -1,0 +1,186 @@
+package natsrpc_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/propagation"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/cloister-cc/cloister/libs/errs"
+	"github.com/cloister-cc/cloister/libs/natsrpc"
+	"github.com/cloister-cc/cloister/libs/testkit"
+)
+
+var echo = natsrpc.NewMethod[*wrapperspb.StringValue, *wrapperspb.StringValue]("test", "Echo")
+
+// serve answers echo with f and returns a client endpoint for it.
+func serve(t testing.TB, f func(ctx context.Context, in string) (string, error)) func(ctx context.Context, in string) (string, error) {
+	t.Helper()
+	n := testkit.StartNATS(t)
+	nc := n.Connect(t)
+	mux := natsrpc.NewMux(nc, "test")
+	srv := echo.Server(func(ctx context.Context, req any) (any, error) {
+		out, err := f(ctx, req.(*wrapperspb.StringValue).GetValue())
+		if err != nil {
+			return nil, err
+		}
+		return wrapperspb.String(out), nil
+	}, nil)
+	if err := mux.Handle(echo.Subject(), srv); err != nil {
+		t.Fatal(err)
+	}
+	client := echo.Client(n.Connect(t))
+	return func(ctx context.Context, in string) (string, error) {
+		resp, err := natsrpc.Call[*wrapperspb.StringValue](ctx, client, wrapperspb.String(in))
+		return resp.GetValue(), err
+	}
+}
+
+func TestRoundTrip(t *testing.T) {
+	call := serve(t, func(_ context.Context, in string) (string, error) { return "echo:" + in, nil })
+	got, err := call(context.Background(), "hi")
+	if err != nil || got != "echo:hi" {
+		t.Fatalf("call(hi) = %q, %v; want echo:hi", got, err)
+	}
+}
+
+func TestErrorsKeepTheirKind(t *testing.T) {
+	tests := []struct {
+		name    string
+		err     error
+		kind    errs.Kind
+		message string
+	}{
+		{"not found", errs.New(errs.NotFound, "account not found"), errs.NotFound, "account not found"},
+		{"invalid wrapped", fmt.Errorf("checking: %w", errs.New(errs.Invalid, "email is not valid")), errs.Invalid, "email is not valid"},
+		{"conflict", errs.New(errs.Conflict, "exists"), errs.Conflict, "exists"},
+		{"internal hides details", errors.New("disk on fire at /var/secret"), errs.Internal, "internal error"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			call := serve(t, func(context.Context, string) (string, error) { return "", tt.err })
+			_, err := call(context.Background(), "x")
+			if errs.KindOf(err) != tt.kind || errs.PublicMessage(err) != tt.message && tt.kind != errs.Internal {
+				t.Fatalf("call = %v (kind %v), want kind %v message %q", err, errs.KindOf(err), tt.kind, tt.message)
+			}
+			if tt.kind == errs.Internal && err.Error() != tt.message {
+				t.Fatalf("internal error reached the caller as %q, want %q", err.Error(), tt.message)
+			}
+		})
+	}
+}
+
+func TestSentinelSurvivesTheWire(t *testing.T) {
+	sentinel := errs.New(errs.NotFound, "account not found")
+	call := serve(t, func(context.Context, string) (string, error) { return "", sentinel })
+	if _, err := call(context.Background(), "x"); !errors.Is(err, sentinel) {
+		t.Fatalf("call = %v, want errors.Is(sentinel)", err)
+	}
+}
+
+func TestNoRespondersIsUnavailable(t *testing.T) {
+	n := testkit.StartNATS(t)
+	client := echo.Client(n.Connect(t))
+	_, err := client(context.Background(), wrapperspb.String("x"))
+	if errs.KindOf(err) != errs.Unavailable {
+		t.Fatalf("call with no server = %v (kind %v), want Unavailable", err, errs.KindOf(err))
+	}
+}
+
+func TestDeadlineTravels(t *testing.T) {
+	want := time.Now().Add(3 * time.Second).Truncate(time.Microsecond)
+	call := serve(t, func(ctx context.Context, _ string) (string, error) {
+		d, ok := ctx.Deadline()
+		if !ok {
+			return "none", nil
+		}
+		return d.UTC().Format(time.RFC3339Nano), nil
+	})
+	ctx, cancel := context.WithDeadline(context.Background(), want)
+	defer cancel()
+	got, err := call(ctx, "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != want.UTC().Format(time.RFC3339Nano) {
+		t.Fatalf("server saw deadline %s, want %s", got, want.UTC().Format(time.RFC3339Nano))
+	}
+}
+
+func TestDefaultDeadlineApplies(t *testing.T) {
+	call := serve(t, func(ctx context.Context, _ string) (string, error) {
+		if _, ok := ctx.Deadline(); !ok {
+			return "none", nil
+		}
+		return "set", nil
+	})
+	if got, _ := call(context.Background(), "x"); got != "set" {
+		t.Fatalf("server saw deadline %q, want set (the default timeout)", got)
+	}
+}
+
+func TestTraceContextTravels(t *testing.T) {
+	tp := sdktrace.NewTracerProvider()
+	prevTP, prevProp := otel.GetTracerProvider(), otel.GetTextMapPropagator()
+	otel.SetTracerProvider(tp)
+	otel.SetTextMapPropagator(propagation.TraceContext{})
+	t.Cleanup(func() { otel.SetTracerProvider(prevTP); otel.SetTextMapPropagator(prevProp) })
+
+	call := serve(t, func(ctx context.Context, _ string) (string, error) {
+		return trace.SpanContextFromContext(ctx).TraceID().String(), nil
+	})
+	ctx, span := tp.Tracer("test").Start(context.Background(), "caller")
+	defer span.End()
+	got, err := call(ctx, "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := span.SpanContext().TraceID().String(); got != want {
+		t.Fatalf("server trace id = %s, want %s", got, want)
+	}
+}
+
+func TestRequestHeadersReachTheEndpoint(t *testing.T) {
+	n := testkit.StartNATS(t)
+	nc := n.Connect(t)
+	mux := natsrpc.NewMux(nc, "test")
+	srv := natsrpc.NewServer(func(ctx context.Context, _ any) (any, error) {
+		return wrapperspb.String(natsrpc.RequestHeader(ctx).Get("X-Caller")), nil
+	}, func(context.Context, *nats.Msg) (any, error) { return nil, nil }, natsrpc.EncodeProto)
+	if err := mux.Handle("cloister.test.v1.Hdr", srv); err != nil {
+		t.Fatal(err)
+	}
+	client := natsrpc.NewClient(n.Connect(t), "cloister.test.v1.Hdr",
+		func(_ context.Context, m *nats.Msg, _ any) error { m.Header.Set("X-Caller", "gw"); return nil },
+		natsrpc.ProtoResponseDecoder(func() *wrapperspb.StringValue { return new(wrapperspb.StringValue) })).Endpoint()
+	resp, err := natsrpc.Call[*wrapperspb.StringValue](context.Background(), client, nil)
+	if err != nil || resp.GetValue() != "gw" {
+		t.Fatalf("header seen by server = %q, %v; want gw", resp.GetValue(), err)
+	}
+}
+
+func TestMalformedRequestIsInvalid(t *testing.T) {
+	n := testkit.StartNATS(t)
+	nc := n.Connect(t)
+	mux := natsrpc.NewMux(nc, "test")
+	if err := mux.Handle(echo.Subject(), echo.Server(func(context.Context, any) (any, error) {
+		return wrapperspb.String("unreached"), nil
+	}, nil)); err != nil {
+		t.Fatal(err)
+	}
+	reply, err := n.Connect(t).Request(echo.Subject(), []byte{0xff, 0xff, 0xff}, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := reply.Header.Get(natsrpc.HeaderErrorCode); got != "400" {
+		t.Fatalf("error code for a garbage body = %q, want 400", got)
+	}
+}

@@ -1,0 +1,222 @@
+// Package domain holds the account service's entities, their rules and its
+// errors. It imports no transport or storage package.
+package domain
+
+import (
+	"net/mail"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/cloister-cc/cloister/libs/errs"
+)
+
+// Role is what a member may do in an account.
+type Role string
+
+// The roles, from most to least powerful.
+const (
+	RoleAdmin   Role = "admin"   // everything, including members and approvals
+	RoleMember  Role = "member"  // apps, images, nodes
+	RoleAuditor Role = "auditor" // read-only, including the audit log
+)
+
+// ParseRole checks a role name.
+func ParseRole(s string) (Role, error) {
+	switch r := Role(s); r {
+	case RoleAdmin, RoleMember, RoleAuditor:
+		return r, nil
+	}
+	return "", errs.Newf(errs.Invalid, "role %q is not one of admin, member, auditor", s)
+}
+
+// Credential is how a principal authenticated.
+type Credential string
+
+// The credentials.
+const (
+	CredentialSession Credential = "session"
+	CredentialAPIKey  Credential = "api_key"
+)
+
+// Errors of the account service.
+var (
+	ErrEmailTaken       = errs.New(errs.Conflict, "a user with this email already exists")
+	ErrBadCredentials   = errs.New(errs.Unauthenticated, "email or password is wrong")
+	ErrUnauthenticated  = errs.New(errs.Unauthenticated, "the token is missing, expired or revoked")
+	ErrAccountNotFound  = errs.New(errs.NotFound, "account not found")
+	ErrMemberNotFound   = errs.New(errs.NotFound, "member not found")
+	ErrUserNotFound     = errs.New(errs.NotFound, "no user with this email")
+	ErrAPIKeyNotFound   = errs.New(errs.NotFound, "API key not found")
+	ErrAlreadyMember    = errs.New(errs.Conflict, "the user is already a member of this account")
+	ErrLastAdmin        = errs.New(errs.Conflict, "an account must keep at least one admin")
+	ErrForbidden        = errs.New(errs.PermissionDenied, "your role in this account does not allow this")
+	ErrAPIKeyNotAllowed = errs.New(errs.PermissionDenied, "API keys cannot do this; use a session")
+	ErrConcurrentChange = errs.New(errs.Conflict, "changed by another request; retry")
+	ErrCannotRemoveSelf = errs.New(errs.Conflict, "use another admin to remove yourself as the last admin")
+)
+
+// Limits on user input.
+const (
+	MinPasswordLength = 12
+	MaxPasswordLength = 256
+	MaxEmailLength    = 254
+	MaxNameLength     = 100
+	MaxDescLength     = 1000
+)
+
+// User is a person who can log in.
+type User struct {
+	ID           string
+	Email        string
+	PasswordHash string
+	CreatedAt    time.Time
+}
+
+// Session is a logged-in user's token, stored by its hash.
+type Session struct {
+	TokenHash string
+	UserID    string
+	Email     string
+	CreatedAt time.Time
+	ExpiresAt time.Time
+}
+
+// Account is a tenant: everything else belongs to one.
+type Account struct {
+	ID          string
+	Name        string
+	Description string
+	CreatedBy   string
+	CreatedAt   time.Time
+	UpdatedAt   time.Time
+	Version     uint64
+}
+
+// Member is a user's role in an account.
+type Member struct {
+	AccountID string
+	UserID    string
+	Email     string
+	Role      Role
+	AddedAt   time.Time
+	Version   uint64
+}
+
+// APIKey lets automation act as a user within one account.
+type APIKey struct {
+	ID        string
+	AccountID string
+	UserID    string
+	Email     string
+	Name      string
+	TokenHash string
+	CreatedAt time.Time
+	ExpiresAt time.Time
+	Version   uint64
+}
+
+// Principal is an authenticated caller.
+type Principal struct {
+	UserID       string
+	Email        string
+	Credential   Credential
+	CredentialID string
+	// AccountID is set for API keys: the only account they may act on.
+	AccountID string
+	ExpiresAt time.Time
+}
+
+// AuditEntry records one mutating call.
+type AuditEntry struct {
+	ID         string
+	AccountID  string
+	OccurredAt time.Time
+	Actor      Principal
+	Action     string
+	Target     string
+	Outcome    string // "success" or "failure"
+	Error      string
+}
+
+// Outcomes of audited calls.
+const (
+	OutcomeSuccess = "success"
+	OutcomeFailure = "failure"
+)
+
+// NormalizeEmail checks an email address and returns its canonical form
+// (trimmed, lower case), which is what identifies a user.
+func NormalizeEmail(s string) (string, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return "", errs.New(errs.Invalid, "email is required")
+	}
+	if len(s) > MaxEmailLength {
+		return "", errs.Newf(errs.Invalid, "email is longer than %d characters", MaxEmailLength)
+	}
+	a, err := mail.ParseAddress(s)
+	if err != nil || a.Address != s || a.Name != "" || !strings.Contains(s[strings.LastIndexByte(s, '@')+1:], ".") {
+		return "", errs.Newf(errs.Invalid, "email %q is not a valid address such as name@example.com", s)
+	}
+	return strings.ToLower(s), nil
+}
+
+// CheckPassword enforces the password rules.
+func CheckPassword(p string) error {
+	n := utf8.RuneCountInString(p)
+	switch {
+	case !utf8.ValidString(p):
+		return errs.New(errs.Invalid, "password must be valid UTF-8")
+	case n < MinPasswordLength:
+		return errs.Newf(errs.Invalid, "password must be at least %d characters", MinPasswordLength)
+	case len(p) > MaxPasswordLength:
+		return errs.Newf(errs.Invalid, "password must be at most %d bytes", MaxPasswordLength)
+	case strings.TrimSpace(p) == "":
+		return errs.New(errs.Invalid, "password must not be only spaces")
+	}
+	return nil
+}
+
+// CheckAccountName enforces the account name rules.
+func CheckAccountName(name string) error {
+	switch {
+	case strings.TrimSpace(name) == "":
+		return errs.New(errs.Invalid, "name is required")
+	case !utf8.ValidString(name):
+		return errs.New(errs.Invalid, "name must be valid UTF-8")
+	case utf8.RuneCountInString(name) > MaxNameLength:
+		return errs.Newf(errs.Invalid, "name is longer than %d characters", MaxNameLength)
+	}
+	return nil
+}
+
+// CheckDescription enforces the description rules.
+func CheckDescription(d string) error {
+	switch {
+	case !utf8.ValidString(d):
+		return errs.New(errs.Invalid, "description must be valid UTF-8")
+	case utf8.RuneCountInString(d) > MaxDescLength:
+		return errs.Newf(errs.Invalid, "description is longer than %d characters", MaxDescLength)
+	}
+	return nil
+}
+
+// Can reports whether role allows action. Actions are named "object.verb".
+func (r Role) Can(action string) bool {
+	switch r {
+	case RoleAdmin:
+		return true
+	case RoleMember:
+		switch action {
+		case "account.get", "member.list", "apikey.create", "apikey.list", "apikey.revoke":
+			return true
+		}
+	case RoleAuditor:
+		switch action {
+		case "account.get", "member.list", "audit.list", "apikey.create", "apikey.list", "apikey.revoke":
+			return true
+		}
+	}
+	return false
+}

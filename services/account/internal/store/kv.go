@@ -1,0 +1,365 @@
+package store
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"log/slog"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/cloister-cc/cloister/libs/kv"
+	"github.com/cloister-cc/cloister/services/account/internal/app"
+	"github.com/cloister-cc/cloister/services/account/internal/domain"
+)
+
+// Bucket names.
+const (
+	BucketUsers    = "account_users"
+	BucketSessions = "account_sessions"
+	BucketAccounts = "account_accounts"
+	BucketMembers  = "account_members"
+	BucketAPIKeys  = "account_apikeys"
+)
+
+// Stores are the KV adapters of every port.
+type Stores struct {
+	Users    *Users
+	Sessions *Sessions
+	Accounts *Accounts
+	Members  *Members
+	APIKeys  *APIKeys
+}
+
+// Open opens (creating if needed) every bucket and publishes what a
+// previous process left in their outboxes.
+func Open(ctx context.Context, js jetstream.JetStream, replicas int, logger *slog.Logger) (*Stores, error) {
+	opt := kv.WithLogger(logger)
+	cfg := func(b string) kv.Config { return kv.Config{Bucket: b, Replicas: replicas} }
+	var s Stores
+	var err error
+	if s.Users, err = open[domain.User](ctx, js, cfg(BucketUsers), opt, func(k *kv.Store[domain.User]) *Users { return &Users{k} }); err != nil {
+		return nil, err
+	}
+	if s.Sessions, err = open[domain.Session](ctx, js, cfg(BucketSessions), opt, func(k *kv.Store[domain.Session]) *Sessions { return &Sessions{k} }); err != nil {
+		return nil, err
+	}
+	if s.Accounts, err = open[domain.Account](ctx, js, cfg(BucketAccounts), opt, func(k *kv.Store[domain.Account]) *Accounts { return &Accounts{k} }); err != nil {
+		return nil, err
+	}
+	if s.Members, err = open[domain.Member](ctx, js, cfg(BucketMembers), opt, func(k *kv.Store[domain.Member]) *Members { return &Members{k} }); err != nil {
+		return nil, err
+	}
+	if s.APIKeys, err = open[domain.APIKey](ctx, js, cfg(BucketAPIKeys), opt, func(k *kv.Store[domain.APIKey]) *APIKeys { return &APIKeys{k} }); err != nil {
+		return nil, err
+	}
+	return &s, nil
+}
+
+func open[T any, A any](ctx context.Context, js jetstream.JetStream, cfg kv.Config, opt kv.Option, wrap func(*kv.Store[T]) A) (A, error) {
+	k, err := kv.Open[T](ctx, js, cfg, opt)
+	if err != nil {
+		var zero A
+		return zero, err
+	}
+	return wrap(k), nil
+}
+
+// mapErr turns kv's errors into the domain's for this kind of object.
+func mapErr(err, notFound error) error {
+	switch {
+	case errors.Is(err, kv.ErrNotFound):
+		return notFound
+	case errors.Is(err, kv.ErrConflict):
+		return domain.ErrConcurrentChange
+	}
+	return err
+}
+
+// Users is the user store, keyed by the SHA-256 of the normalized email
+// so that uniqueness is a single atomic create.
+type Users struct{ kv *kv.Store[domain.User] }
+
+var _ app.Users = (*Users)(nil)
+
+func emailKey(email string) string {
+	sum := sha256.Sum256([]byte(email))
+	return hex.EncodeToString(sum[:])
+}
+
+// Create implements app.Users.
+func (s *Users) Create(ctx context.Context, u domain.User, evs ...domain.Event) error {
+	msgs, err := messages(ctx, evs)
+	if err != nil {
+		return err
+	}
+	_, err = s.kv.Create(ctx, emailKey(u.Email), u, msgs...)
+	if errors.Is(err, kv.ErrExists) {
+		return domain.ErrEmailTaken
+	}
+	return err
+}
+
+// ByEmail implements app.Users.
+func (s *Users) ByEmail(ctx context.Context, email string) (domain.User, error) {
+	e, err := s.kv.Get(ctx, emailKey(email))
+	return e.Value, mapErr(err, domain.ErrUserNotFound)
+}
+
+// Sessions is the session store, keyed by token hash.
+type Sessions struct{ kv *kv.Store[domain.Session] }
+
+var _ app.Sessions = (*Sessions)(nil)
+
+// Create implements app.Sessions.
+func (s *Sessions) Create(ctx context.Context, sess domain.Session, evs ...domain.Event) error {
+	msgs, err := messages(ctx, evs)
+	if err != nil {
+		return err
+	}
+	_, err = s.kv.Create(ctx, sess.TokenHash, sess, msgs...)
+	return err
+}
+
+// ByTokenHash implements app.Sessions.
+func (s *Sessions) ByTokenHash(ctx context.Context, hash string) (domain.Session, error) {
+	e, err := s.kv.Get(ctx, hash)
+	return e.Value, mapErr(err, domain.ErrUnauthenticated)
+}
+
+// Delete implements app.Sessions.
+func (s *Sessions) Delete(ctx context.Context, hash string, evs ...domain.Event) error {
+	e, err := s.kv.Get(ctx, hash)
+	if err != nil {
+		return mapErr(err, domain.ErrUnauthenticated)
+	}
+	msgs, err := messages(ctx, evs)
+	if err != nil {
+		return err
+	}
+	return mapErr(s.kv.Delete(ctx, hash, e.Version, msgs...), domain.ErrUnauthenticated)
+}
+
+// Accounts is the account store, keyed by account id.
+type Accounts struct{ kv *kv.Store[domain.Account] }
+
+var _ app.Accounts = (*Accounts)(nil)
+
+func withVersion[T any](e kv.Entry[T], set func(*T, uint64)) T {
+	v := e.Value
+	set(&v, e.Version)
+	return v
+}
+
+func setAccountVersion(a *domain.Account, v uint64) { a.Version = v }
+func setMemberVersion(m *domain.Member, v uint64)   { m.Version = v }
+func setKeyVersion(k *domain.APIKey, v uint64)      { k.Version = v }
+
+// Create implements app.Accounts.
+func (s *Accounts) Create(ctx context.Context, a domain.Account, evs ...domain.Event) (domain.Account, error) {
+	msgs, err := messages(ctx, evs)
+	if err != nil {
+		return domain.Account{}, err
+	}
+	e, err := s.kv.Create(ctx, a.ID, a, msgs...)
+	if err != nil {
+		return domain.Account{}, mapErr(err, domain.ErrAccountNotFound)
+	}
+	return withVersion(e, setAccountVersion), nil
+}
+
+// Get implements app.Accounts.
+func (s *Accounts) Get(ctx context.Context, id string) (domain.Account, error) {
+	e, err := s.kv.Get(ctx, id)
+	if err != nil {
+		return domain.Account{}, mapErr(err, domain.ErrAccountNotFound)
+	}
+	return withVersion(e, setAccountVersion), nil
+}
+
+// Update implements app.Accounts.
+func (s *Accounts) Update(ctx context.Context, a domain.Account, evs ...domain.Event) (domain.Account, error) {
+	msgs, err := messages(ctx, evs)
+	if err != nil {
+		return domain.Account{}, err
+	}
+	e, err := s.kv.Update(ctx, a.ID, a, a.Version, msgs...)
+	if err != nil {
+		return domain.Account{}, mapErr(err, domain.ErrAccountNotFound)
+	}
+	return withVersion(e, setAccountVersion), nil
+}
+
+// Delete implements app.Accounts.
+func (s *Accounts) Delete(ctx context.Context, a domain.Account, evs ...domain.Event) error {
+	msgs, err := messages(ctx, evs)
+	if err != nil {
+		return err
+	}
+	return mapErr(s.kv.Delete(ctx, a.ID, a.Version, msgs...), domain.ErrAccountNotFound)
+}
+
+// Members is the membership store, keyed <account>.<user>.
+type Members struct{ kv *kv.Store[domain.Member] }
+
+var _ app.Members = (*Members)(nil)
+
+// Create implements app.Members.
+func (s *Members) Create(ctx context.Context, m domain.Member, evs ...domain.Event) (domain.Member, error) {
+	msgs, err := messages(ctx, evs)
+	if err != nil {
+		return domain.Member{}, err
+	}
+	e, err := s.kv.Create(ctx, m.AccountID+"."+m.UserID, m, msgs...)
+	if errors.Is(err, kv.ErrExists) {
+		return domain.Member{}, domain.ErrAlreadyMember
+	}
+	if err != nil {
+		return domain.Member{}, mapErr(err, domain.ErrMemberNotFound)
+	}
+	return withVersion(e, setMemberVersion), nil
+}
+
+// Get implements app.Members.
+func (s *Members) Get(ctx context.Context, accountID, userID string) (domain.Member, error) {
+	if !validToken(accountID) || !validToken(userID) {
+		return domain.Member{}, domain.ErrMemberNotFound
+	}
+	e, err := s.kv.Get(ctx, accountID+"."+userID)
+	if err != nil {
+		return domain.Member{}, mapErr(err, domain.ErrMemberNotFound)
+	}
+	return withVersion(e, setMemberVersion), nil
+}
+
+// Update implements app.Members.
+func (s *Members) Update(ctx context.Context, m domain.Member, evs ...domain.Event) (domain.Member, error) {
+	msgs, err := messages(ctx, evs)
+	if err != nil {
+		return domain.Member{}, err
+	}
+	e, err := s.kv.Update(ctx, m.AccountID+"."+m.UserID, m, m.Version, msgs...)
+	if err != nil {
+		return domain.Member{}, mapErr(err, domain.ErrMemberNotFound)
+	}
+	return withVersion(e, setMemberVersion), nil
+}
+
+// Delete implements app.Members.
+func (s *Members) Delete(ctx context.Context, m domain.Member, evs ...domain.Event) error {
+	msgs, err := messages(ctx, evs)
+	if err != nil {
+		return err
+	}
+	return mapErr(s.kv.Delete(ctx, m.AccountID+"."+m.UserID, m.Version, msgs...), domain.ErrMemberNotFound)
+}
+
+func (s *Members) list(ctx context.Context, filter string) ([]domain.Member, error) {
+	es, err := s.kv.List(ctx, filter)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]domain.Member, len(es))
+	for i, e := range es {
+		out[i] = withVersion(e, setMemberVersion)
+	}
+	return out, nil
+}
+
+// ByAccount implements app.Members.
+func (s *Members) ByAccount(ctx context.Context, accountID string) ([]domain.Member, error) {
+	if !validToken(accountID) {
+		return nil, nil
+	}
+	return s.list(ctx, accountID+".*")
+}
+
+// ByUser implements app.Members.
+func (s *Members) ByUser(ctx context.Context, userID string) ([]domain.Member, error) {
+	if !validToken(userID) {
+		return nil, nil
+	}
+	return s.list(ctx, "*."+userID)
+}
+
+// APIKeys is the API key store, keyed <account>.<key>.
+type APIKeys struct{ kv *kv.Store[domain.APIKey] }
+
+var _ app.APIKeys = (*APIKeys)(nil)
+
+// Create implements app.APIKeys.
+func (s *APIKeys) Create(ctx context.Context, k domain.APIKey, evs ...domain.Event) error {
+	msgs, err := messages(ctx, evs)
+	if err != nil {
+		return err
+	}
+	_, err = s.kv.Create(ctx, k.AccountID+"."+k.ID, k, msgs...)
+	return mapErr(err, domain.ErrAPIKeyNotFound)
+}
+
+// Get implements app.APIKeys.
+func (s *APIKeys) Get(ctx context.Context, accountID, keyID string) (domain.APIKey, error) {
+	if !validToken(accountID) || !validToken(keyID) {
+		return domain.APIKey{}, domain.ErrAPIKeyNotFound
+	}
+	e, err := s.kv.Get(ctx, accountID+"."+keyID)
+	if err != nil {
+		return domain.APIKey{}, mapErr(err, domain.ErrAPIKeyNotFound)
+	}
+	return withVersion(e, setKeyVersion), nil
+}
+
+// ByID implements app.APIKeys.
+func (s *APIKeys) ByID(ctx context.Context, keyID string) (domain.APIKey, error) {
+	if !validToken(keyID) {
+		return domain.APIKey{}, domain.ErrAPIKeyNotFound
+	}
+	es, err := s.kv.List(ctx, "*."+keyID)
+	if err != nil {
+		return domain.APIKey{}, err
+	}
+	if len(es) != 1 {
+		return domain.APIKey{}, domain.ErrAPIKeyNotFound
+	}
+	return withVersion(es[0], setKeyVersion), nil
+}
+
+// Delete implements app.APIKeys.
+func (s *APIKeys) Delete(ctx context.Context, k domain.APIKey, evs ...domain.Event) error {
+	msgs, err := messages(ctx, evs)
+	if err != nil {
+		return err
+	}
+	return mapErr(s.kv.Delete(ctx, k.AccountID+"."+k.ID, k.Version, msgs...), domain.ErrAPIKeyNotFound)
+}
+
+// ByAccount implements app.APIKeys.
+func (s *APIKeys) ByAccount(ctx context.Context, accountID string) ([]domain.APIKey, error) {
+	if !validToken(accountID) {
+		return nil, nil
+	}
+	es, err := s.kv.List(ctx, accountID+".*")
+	if err != nil {
+		return nil, err
+	}
+	out := make([]domain.APIKey, len(es))
+	for i, e := range es {
+		out[i] = withVersion(e, setKeyVersion)
+	}
+	return out, nil
+}
+
+// validToken reports whether s can stand as one element of a key filter:
+// no dots or wildcards that would widen a lookup to other keys.
+func validToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,124 @@
+package gateway
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/cloister-cc/cloister/libs/cache"
+	"github.com/cloister-cc/cloister/libs/errs"
+	accountv1 "github.com/cloister-cc/cloister/libs/gen/cloister/account/v1"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// Tokens as the account service issues them: sessions "cls_<secret>", API
+// keys "clk_<key id>_<secret>".
+const (
+	sessionPrefix = "cls_"
+	apiKeyPrefix  = "clk_"
+	maxTokenLen   = 256
+	// authTTL bounds how long a principal stays cached; revocation events
+	// delete entries long before.
+	authTTL = 5 * time.Minute
+)
+
+var errNoToken = errs.New(errs.Unauthenticated, "send a session token or API key as 'Authorization: Bearer <token>'")
+
+// principal is what the gateway caches for a token.
+type principal struct {
+	UserID       string    `json:"user_id"`
+	Email        string    `json:"email"`
+	Credential   string    `json:"credential"`
+	CredentialID string    `json:"credential_id"`
+	AccountID    string    `json:"account_id,omitempty"`
+	ExpiresAt    time.Time `json:"expires_at"`
+	// TokenHash lets an API key's entry, keyed by key id, check the token.
+	TokenHash string `json:"token_hash"`
+}
+
+func (p principal) proto() *accountv1.Principal {
+	return &accountv1.Principal{UserId: p.UserID, Email: p.Email, Credential: p.Credential,
+		CredentialId: p.CredentialID, AccountId: p.AccountID, ExpiresAt: timestamppb.New(p.ExpiresAt)}
+}
+
+func hashToken(t string) string {
+	sum := sha256.Sum256([]byte(t))
+	return hex.EncodeToString(sum[:])
+}
+
+// SessionCacheKey and APIKeyCacheKey name a credential's cache entry; the
+// revocation events carry what is needed to build them.
+func SessionCacheKey(tokenHash string) string { return "auth:session:" + tokenHash }
+
+// APIKeyCacheKey is the cache entry of an API key by its id.
+func APIKeyCacheKey(keyID string) string { return "auth:apikey:" + keyID }
+
+// bearerToken extracts the token of an Authorization header.
+func bearerToken(r *http.Request) (string, error) {
+	h := r.Header.Get("Authorization")
+	scheme, token, ok := strings.Cut(h, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", errNoToken
+	}
+	token = strings.TrimSpace(token)
+	if token == "" || len(token) > maxTokenLen {
+		return "", errNoToken
+	}
+	return token, nil
+}
+
+// cacheKey returns where a token's principal is cached.
+func cacheKey(token string) (string, bool) {
+	switch {
+	case strings.HasPrefix(token, sessionPrefix):
+		return SessionCacheKey(hashToken(token)), true
+	case strings.HasPrefix(token, apiKeyPrefix):
+		id, _, ok := strings.Cut(strings.TrimPrefix(token, apiKeyPrefix), "_")
+		if !ok || id == "" {
+			return "", false
+		}
+		return APIKeyCacheKey(id), true
+	}
+	return "", false
+}
+
+// authenticate returns the caller's principal, from the cache when it can
+// and from the account service otherwise.
+func (g *Gateway) authenticate(ctx context.Context, r *http.Request) (principal, error) {
+	token, err := bearerToken(r)
+	if err != nil {
+		return principal{}, err
+	}
+	key, ok := cacheKey(token)
+	if !ok {
+		return principal{}, errs.New(errs.Unauthenticated, "the token is missing, expired or revoked")
+	}
+	hash := hashToken(token)
+	now := time.Now()
+	if p, err := cache.GetJSON[principal](ctx, g.cache, key); err == nil && p.TokenHash == hash && now.Before(p.ExpiresAt) {
+		return p, nil
+	}
+	resp, err := g.accounts.Authenticate(ctx, &accountv1.AuthenticateRequest{Token: token})
+	if err != nil {
+		return principal{}, err
+	}
+	pp := resp.GetPrincipal()
+	p := principal{UserID: pp.GetUserId(), Email: pp.GetEmail(), Credential: pp.GetCredential(),
+		CredentialID: pp.GetCredentialId(), AccountID: pp.GetAccountId(), ExpiresAt: pp.GetExpiresAt().AsTime(), TokenHash: hash}
+	if ttl := min(authTTL, time.Until(p.ExpiresAt)); ttl > 0 {
+		_ = cache.SetJSON(ctx, g.cache, key, p, ttl)
+	}
+	return p, nil
+}
+
+// forget drops a token's cache entry at once; the revocation event does the
+// same for every other gateway.
+func (g *Gateway) forget(ctx context.Context, key string) {
+	if err := g.cache.Delete(ctx, key); err != nil && !errors.Is(err, cache.ErrMiss) {
+		g.logger.WarnContext(ctx, "dropping cached credential", "error", err)
+	}
+}

@@ -1,0 +1,119 @@
+// Package gateway is Cloister's REST API: it authenticates callers, turns
+// JSON requests into service calls over NATS and answers in JSON, with
+// errors as RFC 9457 problem documents. It keeps nothing durable.
+package gateway
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/cloister-cc/cloister/libs/cache"
+	"github.com/cloister-cc/cloister/libs/events"
+	accountv1 "github.com/cloister-cc/cloister/libs/gen/cloister/account/v1"
+	accountclient "github.com/cloister-cc/cloister/services/account/client"
+)
+
+// Config is what the gateway needs.
+type Config struct {
+	NATS *nats.Conn
+	// Cache holds authenticated principals; wrap Redis in cache.Tolerant
+	// so that an outage falls through to the account service.
+	Cache  cache.Cache
+	Logger *slog.Logger
+}
+
+// Gateway serves the REST API.
+type Gateway struct {
+	accounts *accountclient.Client
+	cache    cache.Cache
+	logger   *slog.Logger
+	mux      *http.ServeMux
+	watch    *events.Consumer
+	openapi  []byte
+}
+
+// New returns a gateway and starts watching the events that invalidate
+// its cache. Close stops the watch.
+func New(ctx context.Context, cfg Config) (*Gateway, error) {
+	if cfg.NATS == nil || cfg.Cache == nil {
+		return nil, errors.New("gateway: a NATS connection and a cache are required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	doc, err := OpenAPIJSON()
+	if err != nil {
+		return nil, err
+	}
+	g := &Gateway{
+		accounts: accountclient.New(cfg.NATS),
+		cache:    cfg.Cache,
+		logger:   cfg.Logger.With("service", "gateway"),
+		mux:      http.NewServeMux(),
+		openapi:  doc,
+	}
+	for _, rt := range g.routes() {
+		g.mux.Handle(rt.Method+" "+rt.Pattern, rt.Handler)
+	}
+	js, err := jetstream.New(cfg.NATS)
+	if err != nil {
+		return nil, err
+	}
+	if err := events.EnsureStreams(ctx, js, 1); err != nil {
+		return nil, err
+	}
+	g.watch, err = events.Watch(ctx, js, events.StreamEvents, []string{
+		events.Subject(accountclient.Service, &accountv1.SessionRevoked{}),
+		events.Subject(accountclient.Service, &accountv1.APIKeyRevoked{}),
+	}, g.invalidate, g.logger)
+	if err != nil {
+		return nil, err
+	}
+	return g, nil
+}
+
+// Close stops watching events.
+func (g *Gateway) Close() { g.watch.Stop() }
+
+// invalidate drops the cache entry of a revoked credential.
+func (g *Gateway) invalidate(ctx context.Context, ev events.Event) error {
+	var s accountv1.SessionRevoked
+	if err := ev.Decode(&s); err == nil {
+		return g.cache.Delete(ctx, SessionCacheKey(s.GetTokenHash()))
+	}
+	var k accountv1.APIKeyRevoked
+	if err := ev.Decode(&k); err == nil {
+		return g.cache.Delete(ctx, APIKeyCacheKey(k.GetKeyId()))
+	}
+	return nil
+}
+
+// ServeHTTP answers unknown paths and wrong methods with problem
+// documents too, not the mux's plain text.
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if _, pattern := g.mux.Handler(r); pattern != "" {
+		g.mux.ServeHTTP(w, r)
+		return
+	}
+	var allowed []string
+	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPatch, http.MethodPut, http.MethodDelete} {
+		probe := r.Clone(r.Context())
+		probe.Method = m
+		if _, p := g.mux.Handler(probe); p != "" {
+			allowed = append(allowed, m)
+		}
+	}
+	if len(allowed) == 0 {
+		writeProblem(w, errNotFound(r.URL.Path))
+		return
+	}
+	for _, m := range allowed {
+		w.Header().Add("Allow", m)
+	}
+	writeProblem(w, errMethod(r.Method, r.URL.Path))
+}

@@ -1,0 +1,406 @@
+package gateway_test
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"net/http/httptest"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/cloister-cc/cloister/libs/cache"
+	"github.com/cloister-cc/cloister/libs/testkit"
+	"github.com/cloister-cc/cloister/services/gateway"
+)
+
+func memory(t *testing.T) cache.Cache { return cacheKinds[0].make(t) }
+
+func TestJourney(t *testing.T) {
+	s := newStack(t, memory(t))
+	_, admin := s.user("ada@example.com")
+	bobID, _ := s.user("bob@example.com")
+
+	r := do(t, s.srv, "GET", "/v1/users/me", admin, nil)
+	var me struct{ Email, Credential string }
+	r.decode(t, &me)
+	if r.status != 200 || me.Email != "ada@example.com" || me.Credential != "session" {
+		t.Fatalf("GET /v1/users/me = %d %s", r.status, r.body)
+	}
+
+	acct := s.account(admin, "Payments")
+	s.addMember(admin, acct, "Bob@Example.com", "member")
+
+	r = do(t, s.srv, "GET", "/v1/accounts/"+acct+"/members", admin, nil)
+	var members struct {
+		Items []struct {
+			UserID string `json:"user_id"`
+			Email  string `json:"email"`
+			Role   string `json:"role"`
+		} `json:"items"`
+	}
+	r.decode(t, &members)
+	if r.status != 200 || len(members.Items) != 2 {
+		t.Fatalf("listing members = %d %s, want 2 members", r.status, r.body)
+	}
+	found := false
+	for _, m := range members.Items {
+		found = found || m.UserID == bobID && m.Role == "member" && m.Email == "bob@example.com"
+	}
+	if !found {
+		t.Fatalf("bob is not listed as a member: %s", r.body)
+	}
+
+	r = do(t, s.srv, "PATCH", "/v1/accounts/"+acct, admin, map[string]string{"description": "card processing"})
+	if r.status != 200 || !strings.Contains(string(r.body), "card processing") {
+		t.Fatalf("updating account = %d %s", r.status, r.body)
+	}
+	r = do(t, s.srv, "GET", "/v1/accounts", admin, nil)
+	if r.status != 200 || !strings.Contains(string(r.body), acct) {
+		t.Fatalf("listing accounts = %d %s", r.status, r.body)
+	}
+
+	// Every mutating call left an audit record, readable by the admin.
+	r = do(t, s.srv, "GET", "/v1/accounts/"+acct+"/audit", admin, nil)
+	var audit struct {
+		Items []struct {
+			Action, Outcome string
+			Actor           struct{ Email string }
+		} `json:"items"`
+	}
+	r.decode(t, &audit)
+	var actions []string
+	for _, e := range audit.Items {
+		actions = append(actions, e.Action+":"+e.Outcome)
+		if e.Actor.Email != "ada@example.com" {
+			t.Errorf("audit entry %s has actor %q, want ada", e.Action, e.Actor.Email)
+		}
+	}
+	if got, want := strings.Join(actions, ","), "account.create:success,member.add:success,account.update:success"; got != want {
+		t.Fatalf("audit actions = %s, want %s", got, want)
+	}
+
+	r = do(t, s.srv, "DELETE", "/v1/accounts/"+acct, admin, nil)
+	if r.status != http.StatusNoContent {
+		t.Fatalf("deleting account = %d %s", r.status, r.body)
+	}
+	if r = do(t, s.srv, "GET", "/v1/accounts/"+acct, admin, nil); r.status != 404 {
+		t.Fatalf("GET deleted account = %d, want 404", r.status)
+	}
+}
+
+func TestAuditPaging(t *testing.T) {
+	s := newStack(t, memory(t))
+	_, admin := s.user("ada@example.com")
+	acct := s.account(admin, "A")
+	for i := range 4 {
+		do(t, s.srv, "PATCH", "/v1/accounts/"+acct, admin, map[string]string{"description": strings.Repeat("x", i)})
+	}
+	seen, cursor := 0, ""
+	for pages := 0; ; pages++ {
+		if pages > 5 {
+			t.Fatal("paging did not end")
+		}
+		r := do(t, s.srv, "GET", "/v1/accounts/"+acct+"/audit?limit=2&cursor="+cursor, admin, nil)
+		var page struct {
+			Items      []any  `json:"items"`
+			NextCursor string `json:"next_cursor"`
+		}
+		r.decode(t, &page)
+		seen += len(page.Items)
+		if page.NextCursor == "" {
+			break
+		}
+		cursor = page.NextCursor
+	}
+	if seen != 5 {
+		t.Fatalf("paged through %d audit entries, want 5", seen)
+	}
+}
+
+// TestAnotherAccountIsNotFound: a member of account A gets 404 on every
+// route of account B, whatever the method, with a session or an API key.
+func TestAnotherAccountIsNotFound(t *testing.T) {
+	s := newStack(t, memory(t))
+	_, alice := s.user("alice@example.com")
+	bobID, bob := s.user("bob@example.com")
+	accountA := s.account(alice, "A")
+	accountB := s.account(bob, "B")
+	bobKeyID, _ := s.apiKey(bob, accountB)
+	_, aliceKey := s.apiKey(alice, accountA)
+
+	bodies := map[string]any{
+		"PATCH /v1/accounts/{account_id}":                   map[string]string{"name": "stolen"},
+		"POST /v1/accounts/{account_id}/members":            map[string]string{"email": "alice@example.com", "role": "admin"},
+		"PATCH /v1/accounts/{account_id}/members/{user_id}": map[string]string{"role": "admin"},
+		"POST /v1/accounts/{account_id}/api-keys":           map[string]string{"name": "x"},
+	}
+	checked := 0
+	for _, rt := range s.gw.Routes() {
+		if !strings.Contains(rt.Pattern, "{account_id}") {
+			continue
+		}
+		path := strings.NewReplacer("{account_id}", accountB, "{user_id}", bobID, "{key_id}", bobKeyID).Replace(rt.Pattern)
+		for name, token := range map[string]string{"session": alice, "api key": aliceKey} {
+			t.Run(rt.Method+" "+rt.Pattern+" with "+name, func(t *testing.T) {
+				r := do(t, s.srv, rt.Method, path, token, bodies[rt.Method+" "+rt.Pattern])
+				if r.status != http.StatusNotFound {
+					t.Fatalf("%s %s as a member of another account = %d %s, want 404", rt.Method, path, r.status, r.body)
+				}
+				r.problem(t)
+			})
+		}
+		checked++
+	}
+	if checked < 10 {
+		t.Fatalf("checked %d account routes; the route table lost some", checked)
+	}
+	// Account B is untouched.
+	r := do(t, s.srv, "GET", "/v1/accounts/"+accountB, bob, nil)
+	if r.status != 200 || !strings.Contains(string(r.body), `"name":"B"`) {
+		t.Fatalf("account B after the attempts = %d %s", r.status, r.body)
+	}
+}
+
+func TestRoles(t *testing.T) {
+	s := newStack(t, memory(t))
+	_, admin := s.user("admin@example.com")
+	memberID, member := s.user("member@example.com")
+	_, auditor := s.user("auditor@example.com")
+	acct := s.account(admin, "A")
+	s.addMember(admin, acct, "member@example.com", "member")
+	s.addMember(admin, acct, "auditor@example.com", "auditor")
+	base := "/v1/accounts/" + acct
+
+	tests := []struct {
+		name, token, method, path string
+		body                      any
+		want                      int
+	}{
+		{"member reads account", member, "GET", base, nil, 200},
+		{"member lists members", member, "GET", base + "/members", nil, 200},
+		{"member cannot rename", member, "PATCH", base, map[string]string{"name": "x"}, 403},
+		{"member cannot add members", member, "POST", base + "/members", map[string]string{"email": "auditor@example.com", "role": "admin"}, 403},
+		{"member cannot read audit", member, "GET", base + "/audit", nil, 403},
+		{"member cannot delete", member, "DELETE", base, nil, 403},
+		{"auditor reads audit", auditor, "GET", base + "/audit", nil, 200},
+		{"auditor cannot change roles", auditor, "PATCH", base + "/members/" + memberID, map[string]string{"role": "admin"}, 403},
+		{"admin changes a role", admin, "PATCH", base + "/members/" + memberID, map[string]string{"role": "auditor"}, 200},
+		{"unknown role", admin, "PATCH", base + "/members/" + memberID, map[string]string{"role": "owner"}, 400},
+		{"no token", "", "GET", base, nil, 401},
+		{"garbage token", "cls_nope", "GET", base, nil, 401},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := do(t, s.srv, tt.method, tt.path, tt.token, tt.body)
+			if r.status != tt.want {
+				t.Fatalf("%s %s = %d %s, want %d", tt.method, tt.path, r.status, r.body, tt.want)
+			}
+			if tt.want >= 400 {
+				r.problem(t)
+			}
+		})
+	}
+
+	// The last admin cannot leave or be demoted.
+	r := do(t, s.srv, "GET", "/v1/users/me", admin, nil)
+	var me struct{ ID string }
+	r.decode(t, &me)
+	if r := do(t, s.srv, "DELETE", base+"/members/"+me.ID, admin, nil); r.status != 409 {
+		t.Fatalf("removing the last admin = %d %s, want 409", r.status, r.body)
+	}
+	if r := do(t, s.srv, "PATCH", base+"/members/"+me.ID, admin, map[string]string{"role": "member"}); r.status != 409 {
+		t.Fatalf("demoting the last admin = %d %s, want 409", r.status, r.body)
+	}
+	// Refused attempts are audited too.
+	r = do(t, s.srv, "GET", base+"/audit?limit=200", auditor, nil)
+	if !strings.Contains(string(r.body), `"outcome":"failure"`) || !strings.Contains(string(r.body), "member@example.com") {
+		t.Fatalf("audit log lacks the member's refused attempt: %s", r.body)
+	}
+}
+
+// TestRevocationTakesEffectAtOnce: logout and API-key revocation stop the
+// credential on the very next request, with either cache; a second gateway
+// replica with its own cache learns of it through the revocation event.
+func TestRevocationTakesEffectAtOnce(t *testing.T) {
+	for _, ck := range cacheKinds {
+		t.Run(ck.name, func(t *testing.T) {
+			s := newStack(t, ck.make(t))
+			_, replica := s.addGateway(ck.make(t))
+			_, token := s.user("ada@example.com")
+			acct := s.account(token, "A")
+			keyID, key := s.apiKey(token, acct)
+
+			for _, srv := range []*httptestServer{s.srv, replica} {
+				for _, tok := range []string{token, key} {
+					if r := do(t, srv, "GET", "/v1/users/me", tok, nil); r.status != 200 {
+						t.Fatalf("warming the cache: %d %s", r.status, r.body)
+					}
+				}
+			}
+
+			if r := do(t, s.srv, "DELETE", "/v1/accounts/"+acct+"/api-keys/"+keyID, token, nil); r.status != 204 {
+				t.Fatalf("revoking key = %d %s", r.status, r.body)
+			}
+			if r := do(t, s.srv, "GET", "/v1/users/me", key, nil); r.status != 401 {
+				t.Fatalf("revoked API key on the next request = %d, want 401", r.status)
+			}
+			if r := do(t, s.srv, "DELETE", "/v1/sessions/current", token, nil); r.status != 204 {
+				t.Fatalf("logout = %d %s", r.status, r.body)
+			}
+			if r := do(t, s.srv, "GET", "/v1/users/me", token, nil); r.status != 401 {
+				t.Fatalf("logged-out token on the next request = %d, want 401", r.status)
+			}
+			// The replica drops its entries when the events arrive.
+			testkit.Eventually(t, 5*time.Second, func() bool {
+				return do(t, replica, "GET", "/v1/users/me", token, nil).status == 401 &&
+					do(t, replica, "GET", "/v1/users/me", key, nil).status == 401
+			}, "the replica still accepts revoked credentials")
+		})
+	}
+}
+
+// TestLoginWithRedisDown: with Redis unreachable, the gateway falls through
+// to the account service and everything still works.
+func TestLoginWithRedisDown(t *testing.T) {
+	dead := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", DialTimeout: 100 * time.Millisecond, MaxRetries: -1})
+	t.Cleanup(func() { dead.Close() })
+	s := newStack(t, cache.Tolerant(cache.NewRedis(dead, "x:"), nil))
+	_, token := s.user("ada@example.com")
+	for range 2 {
+		if r := do(t, s.srv, "GET", "/v1/users/me", token, nil); r.status != 200 {
+			t.Fatalf("GET /v1/users/me with Redis down = %d %s", r.status, r.body)
+		}
+	}
+	if r := do(t, s.srv, "DELETE", "/v1/sessions/current", token, nil); r.status != 204 {
+		t.Fatalf("logout with Redis down = %d %s", r.status, r.body)
+	}
+	if r := do(t, s.srv, "GET", "/v1/users/me", token, nil); r.status != 401 {
+		t.Fatalf("logged-out token with Redis down = %d, want 401", r.status)
+	}
+}
+
+func TestAccountDeletionRevokesItsAPIKeys(t *testing.T) {
+	s := newStack(t, memory(t))
+	_, token := s.user("ada@example.com")
+	acct := s.account(token, "A")
+	_, key := s.apiKey(token, acct)
+	if r := do(t, s.srv, "GET", "/v1/accounts/"+acct, key, nil); r.status != 200 {
+		t.Fatalf("API key before deletion = %d %s", r.status, r.body)
+	}
+	if r := do(t, s.srv, "DELETE", "/v1/accounts/"+acct, token, nil); r.status != 204 {
+		t.Fatalf("deleting account = %d %s", r.status, r.body)
+	}
+	testkit.Eventually(t, 10*time.Second, func() bool {
+		return do(t, s.srv, "GET", "/v1/users/me", key, nil).status == 401
+	}, "the deleted account's API key still authenticates")
+	if r := do(t, s.srv, "GET", "/v1/accounts", token, nil); strings.Contains(string(r.body), acct) {
+		t.Fatalf("deleted account still listed: %s", r.body)
+	}
+}
+
+func TestBadInput(t *testing.T) {
+	s := newStack(t, memory(t))
+	s.user("taken@example.com")
+	huge := `{"email":"a@example.com","password":"` + strings.Repeat("x", gateway.MaxBodyBytes) + `"}`
+	tests := []struct {
+		name   string
+		method string
+		path   string
+		body   any
+		status int
+		detail string
+	}{
+		{"malformed JSON", "POST", "/v1/users", rawBody{data: `{"email": "a@example.com",`}, 400, "not complete JSON"},
+		{"syntax error", "POST", "/v1/users", rawBody{data: `{"email" "a"}`}, 400, "not valid JSON at byte"},
+		{"not an object", "POST", "/v1/users", rawBody{data: `[1,2]`}, 400, "must be a JSON object"},
+		{"wrong field type", "POST", "/v1/users", rawBody{data: `{"email": 5, "password": "x"}`}, 400, `field "email" must be a string`},
+		{"unknown field", "POST", "/v1/users", rawBody{data: `{"email":"a@example.com","password":"long enough pass","admin":true}`}, 400, `unknown field "admin"`},
+		{"trailing data", "POST", "/v1/users", rawBody{data: `{"email":"a@example.com","password":"long enough pass"} {}`}, 400, "single JSON object"},
+		{"empty body", "POST", "/v1/users", rawBody{data: ``}, 400, "body is empty"},
+		{"over 1 MiB", "POST", "/v1/users", rawBody{data: huge}, 413, "larger than"},
+		{"wrong content type", "POST", "/v1/users", rawBody{data: `email=a`, contentType: "application/x-www-form-urlencoded"}, 400, "Content-Type must be application/json"},
+		{"no content type", "POST", "/v1/sessions", rawBody{data: `{}`, contentType: "-"}, 400, "Content-Type must be application/json"},
+		{"bad email", "POST", "/v1/users", map[string]string{"email": "not-an-email", "password": "long enough pass"}, 400, "not a valid address"},
+		{"email with name", "POST", "/v1/users", map[string]string{"email": "Ada <ada@example.com>", "password": "long enough pass"}, 400, "not a valid address"},
+		{"missing email", "POST", "/v1/users", map[string]string{"password": "long enough pass"}, 400, "email is required"},
+		{"weak password", "POST", "/v1/users", map[string]string{"email": "a@example.com", "password": "short"}, 400, "at least 12 characters"},
+		{"blank password", "POST", "/v1/users", map[string]string{"email": "a@example.com", "password": strings.Repeat(" ", 12)}, 400, "only spaces"},
+		{"email taken", "POST", "/v1/users", map[string]string{"email": "TAKEN@example.com", "password": "long enough pass"}, 409, "already exists"},
+		{"wrong password", "POST", "/v1/sessions", map[string]string{"email": "taken@example.com", "password": "wrong password!"}, 401, "email or password is wrong"},
+		{"unknown user", "POST", "/v1/sessions", map[string]string{"email": "nobody@example.com", "password": "wrong password!"}, 401, "email or password is wrong"},
+		{"unknown path", "GET", "/v1/nothing-here", nil, 404, "no such resource"},
+		{"wrong method", "PUT", "/v1/users", map[string]string{}, 405, "PUT is not allowed"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := do(t, s.srv, tt.method, tt.path, "", tt.body)
+			if r.status != tt.status {
+				t.Fatalf("%s %s = %d %s, want %d", tt.method, tt.path, r.status, r.body, tt.status)
+			}
+			if p := r.problem(t); !strings.Contains(p.Detail, tt.detail) {
+				t.Fatalf("detail = %q, want it to say %q", p.Detail, tt.detail)
+			}
+		})
+	}
+
+	// Authenticated routes check their bodies and queries too.
+	_, token := s.user("ada@example.com")
+	acct := s.account(token, "A")
+	authed := []struct {
+		name, method, path string
+		body               any
+		detail             string
+	}{
+		{"empty account name", "POST", "/v1/accounts", map[string]string{"name": "  "}, "name is required"},
+		{"long account name", "POST", "/v1/accounts", map[string]string{"name": strings.Repeat("n", 101)}, "longer than 100"},
+		{"empty update", "PATCH", "/v1/accounts/" + acct, map[string]string{}, "at least one of"},
+		{"bad limit", "GET", "/v1/accounts?limit=0", nil, "limit must be"},
+		{"huge limit", "GET", "/v1/accounts?limit=100000", nil, "limit must be"},
+		{"bad ttl", "POST", "/v1/accounts/" + acct + "/api-keys", map[string]any{"name": "k", "ttl_seconds": 1}, "ttl must be"},
+		{"bad audit cursor", "GET", "/v1/accounts/" + acct + "/audit?cursor=zzz", nil, "cursor"},
+	}
+	for _, tt := range authed {
+		t.Run(tt.name, func(t *testing.T) {
+			r := do(t, s.srv, tt.method, tt.path, token, tt.body)
+			if r.status != 400 {
+				t.Fatalf("%s %s = %d %s, want 400", tt.method, tt.path, r.status, r.body)
+			}
+			if p := r.problem(t); !strings.Contains(p.Detail, tt.detail) {
+				t.Fatalf("detail = %q, want it to say %q", p.Detail, tt.detail)
+			}
+		})
+	}
+}
+
+func TestOpenAPIDocumentMatchesRoutes(t *testing.T) {
+	doc, err := gateway.OpenAPI()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newStack(t, memory(t))
+	inRoutes := map[string]bool{}
+	for _, rt := range s.gw.Routes() {
+		key := rt.Method + " " + rt.Pattern
+		inRoutes[key] = true
+		item := doc.Paths.Find(rt.Pattern)
+		if item == nil || item.GetOperation(rt.Method) == nil {
+			t.Errorf("route %s is not in the OpenAPI document", key)
+		}
+	}
+	for path, item := range doc.Paths.Map() {
+		for method := range item.Operations() {
+			if !inRoutes[method+" "+path] {
+				t.Errorf("the OpenAPI document has %s %s, which the gateway does not serve", method, path)
+			}
+		}
+	}
+	r := do(t, s.srv, "GET", "/v1/openapi.json", "", nil)
+	if r.status != 200 || !strings.Contains(string(r.body), `"openapi":"3.0.3"`) {
+		t.Fatalf("GET /v1/openapi.json = %d %.200s", r.status, r.body)
+	}
+}
+
+// httptestServer shortens a signature above.
+type httptestServer = httptest.Server

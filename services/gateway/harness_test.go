@@ -1,0 +1,258 @@
+package gateway_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/getkin/kin-openapi/openapi3filter"
+	"github.com/getkin/kin-openapi/routers"
+	"github.com/getkin/kin-openapi/routers/gorillamux"
+	"github.com/nats-io/nats.go"
+
+	"github.com/cloister-cc/cloister/libs/cache"
+	"github.com/cloister-cc/cloister/libs/testkit"
+	"github.com/cloister-cc/cloister/services/account"
+	"github.com/cloister-cc/cloister/services/gateway"
+)
+
+// cheap keeps password hashing fast in tests; the algorithm is the same.
+var cheap = &account.PasswordCost{Memory: 1024, Time: 1, Threads: 1}
+
+// stack is a real account service and gateway on an embedded NATS server.
+type stack struct {
+	t    *testing.T
+	nats *testkit.NATS
+	nc   *nats.Conn
+	gw   *gateway.Gateway
+	srv  *httptest.Server
+}
+
+// cacheKinds are the caches every cache-sensitive test runs against.
+var cacheKinds = []struct {
+	name string
+	make func(t *testing.T) cache.Cache
+}{
+	{"memory", func(t *testing.T) cache.Cache {
+		m := cache.NewMemory(0)
+		t.Cleanup(func() { m.Close() })
+		return m
+	}},
+	{"redis", func(t *testing.T) cache.Cache {
+		r := testkit.StartRedis(t)
+		return cache.NewRedis(r.Client, r.Prefix)
+	}},
+}
+
+func newStack(t *testing.T, c cache.Cache) *stack {
+	t.Helper()
+	n := testkit.StartNATS(t)
+	s := &stack{t: t, nats: n, nc: n.Connect(t)}
+	ctx := context.Background()
+	svc, err := account.Start(ctx, account.Config{NATS: s.nc, PasswordCost: cheap})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(svc.Stop)
+	s.gw, s.srv = s.addGateway(c)
+	return s
+}
+
+// addGateway starts another gateway replica with its own cache.
+func (s *stack) addGateway(c cache.Cache) (*gateway.Gateway, *httptest.Server) {
+	s.t.Helper()
+	gw, err := gateway.New(context.Background(), gateway.Config{NATS: s.nats.Connect(s.t), Cache: c})
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.t.Cleanup(gw.Close)
+	srv := httptest.NewServer(gw)
+	s.t.Cleanup(srv.Close)
+	return gw, srv
+}
+
+var (
+	docOnce   sync.Once
+	docRouter routers.Router
+	docErr    error
+)
+
+func openapiRouter(t *testing.T) routers.Router {
+	t.Helper()
+	docOnce.Do(func() {
+		var doc *openapi3.T
+		doc, docErr = gateway.OpenAPI()
+		if docErr == nil {
+			doc.Servers = openapi3.Servers{{URL: "http://127.0.0.1/"}}
+			docRouter, docErr = gorillamux.NewRouter(doc)
+		}
+	})
+	if docErr != nil {
+		t.Fatal(docErr)
+	}
+	return docRouter
+}
+
+// response is a received reply, already checked against the OpenAPI
+// document.
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func (r response) decode(t *testing.T, v any) {
+	t.Helper()
+	if err := json.Unmarshal(r.body, v); err != nil {
+		t.Fatalf("decoding %s: %v", r.body, err)
+	}
+}
+
+func (r response) problem(t *testing.T) gateway.Problem {
+	t.Helper()
+	if ct := r.header.Get("Content-Type"); ct != "application/problem+json" {
+		t.Fatalf("Content-Type = %q, want application/problem+json; body %s", ct, r.body)
+	}
+	var p gateway.Problem
+	r.decode(t, &p)
+	if p.Status != r.status || p.Detail == "" {
+		t.Fatalf("problem %+v does not match status %d or lacks detail", p, r.status)
+	}
+	return p
+}
+
+// do sends a request to srv and validates the response against the
+// OpenAPI document: every response the suite sees is checked.
+func do(t *testing.T, srv *httptest.Server, method, path, token string, body any) response {
+	t.Helper()
+	var rd io.Reader
+	raw, isRaw := body.(rawBody)
+	switch {
+	case isRaw:
+		rd = strings.NewReader(raw.data)
+	case body != nil:
+		b, err := json.Marshal(body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, srv.URL+path, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+		if isRaw && raw.contentType != "" {
+			req.Header.Set("Content-Type", raw.contentType)
+		}
+		if isRaw && raw.contentType == "-" {
+			req.Header.Del("Content-Type")
+		}
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := response{status: resp.StatusCode, header: resp.Header, body: data}
+	if resp.StatusCode >= 500 {
+		t.Fatalf("%s %s = %d, a server error: %s", method, path, resp.StatusCode, data)
+	}
+	validate(t, req, r)
+	return r
+}
+
+// rawBody sends data as is, with a chosen Content-Type ("-" for none).
+type rawBody struct {
+	data        string
+	contentType string
+}
+
+func validate(t *testing.T, req *http.Request, r response) {
+	t.Helper()
+	vreq := req.Clone(context.Background())
+	vreq.URL.Scheme, vreq.URL.Host, vreq.Host = "http", "127.0.0.1", "127.0.0.1"
+	route, params, err := openapiRouter(t).FindRoute(vreq)
+	if err != nil {
+		// Paths the API does not have must still answer with a problem.
+		if r.header.Get("Content-Type") != "application/problem+json" {
+			t.Fatalf("%s %s: not in the OpenAPI document and not a problem reply: %d %s", req.Method, req.URL.Path, r.status, r.body)
+		}
+		return
+	}
+	in := &openapi3filter.ResponseValidationInput{
+		RequestValidationInput: &openapi3filter.RequestValidationInput{
+			Request: vreq, PathParams: params, Route: route,
+			Options: &openapi3filter.Options{AuthenticationFunc: openapi3filter.NoopAuthenticationFunc},
+		},
+		Status: r.status, Header: r.header, Body: io.NopCloser(bytes.NewReader(r.body)),
+		Options: &openapi3filter.Options{IncludeResponseStatus: true},
+	}
+	if err := openapi3filter.ValidateResponse(context.Background(), in); err != nil {
+		t.Fatalf("%s %s = %d %s\ndoes not match the OpenAPI document: %v", req.Method, req.URL.Path, r.status, r.body, err)
+	}
+}
+
+// user signs up and logs in, returning the user id and session token.
+func (s *stack) user(email string) (id, token string) {
+	s.t.Helper()
+	r := do(s.t, s.srv, "POST", "/v1/users", "", map[string]string{"email": email, "password": "correct horse battery"})
+	if r.status != http.StatusCreated {
+		s.t.Fatalf("sign-up of %s = %d %s", email, r.status, r.body)
+	}
+	var u struct{ ID string }
+	r.decode(s.t, &u)
+	r = do(s.t, s.srv, "POST", "/v1/sessions", "", map[string]string{"email": email, "password": "correct horse battery"})
+	if r.status != http.StatusCreated {
+		s.t.Fatalf("login of %s = %d %s", email, r.status, r.body)
+	}
+	var sess struct{ Token string }
+	r.decode(s.t, &sess)
+	return u.ID, sess.Token
+}
+
+// account creates an account as token and returns its id.
+func (s *stack) account(token, name string) string {
+	s.t.Helper()
+	r := do(s.t, s.srv, "POST", "/v1/accounts", token, map[string]string{"name": name})
+	if r.status != http.StatusCreated {
+		s.t.Fatalf("creating account %s = %d %s", name, r.status, r.body)
+	}
+	var a struct{ ID string }
+	r.decode(s.t, &a)
+	return a.ID
+}
+
+func (s *stack) addMember(token, accountID, email, role string) {
+	s.t.Helper()
+	r := do(s.t, s.srv, "POST", "/v1/accounts/"+accountID+"/members", token, map[string]string{"email": email, "role": role})
+	if r.status != http.StatusCreated {
+		s.t.Fatalf("adding %s as %s = %d %s", email, role, r.status, r.body)
+	}
+}
+
+func (s *stack) apiKey(token, accountID string) (id, secret string) {
+	s.t.Helper()
+	r := do(s.t, s.srv, "POST", "/v1/accounts/"+accountID+"/api-keys", token, map[string]string{"name": "ci"})
+	if r.status != http.StatusCreated {
+		s.t.Fatalf("creating API key = %d %s", r.status, r.body)
+	}
+	var k struct{ ID, Token string }
+	r.decode(s.t, &k)
+	return k.ID, k.Token
+}

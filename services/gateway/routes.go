@@ -1,0 +1,422 @@
+package gateway
+
+import (
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/cloister-cc/cloister/libs/errs"
+	accountv1 "github.com/cloister-cc/cloister/libs/gen/cloister/account/v1"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// Route is one operation of the API; the OpenAPI test holds the document
+// to this table.
+type Route struct {
+	Method, Pattern string
+	Handler         http.Handler
+}
+
+// Routes lists the API's operations.
+func (g *Gateway) Routes() []Route { return g.routes() }
+
+func (g *Gateway) routes() []Route {
+	return []Route{
+		{"GET", "/v1/openapi.json", http.HandlerFunc(g.serveOpenAPI)},
+		{"POST", "/v1/users", g.public(g.signUp)},
+		{"POST", "/v1/sessions", g.public(g.login)},
+		{"DELETE", "/v1/sessions/current", g.authed(g.logout)},
+		{"GET", "/v1/users/me", g.authed(g.me)},
+		{"POST", "/v1/accounts", g.authed(g.createAccount)},
+		{"GET", "/v1/accounts", g.authed(g.listAccounts)},
+		{"GET", "/v1/accounts/{account_id}", g.authed(g.getAccount)},
+		{"PATCH", "/v1/accounts/{account_id}", g.authed(g.updateAccount)},
+		{"DELETE", "/v1/accounts/{account_id}", g.authed(g.deleteAccount)},
+		{"GET", "/v1/accounts/{account_id}/members", g.authed(g.listMembers)},
+		{"POST", "/v1/accounts/{account_id}/members", g.authed(g.addMember)},
+		{"PATCH", "/v1/accounts/{account_id}/members/{user_id}", g.authed(g.setMemberRole)},
+		{"DELETE", "/v1/accounts/{account_id}/members/{user_id}", g.authed(g.removeMember)},
+		{"GET", "/v1/accounts/{account_id}/api-keys", g.authed(g.listAPIKeys)},
+		{"POST", "/v1/accounts/{account_id}/api-keys", g.authed(g.createAPIKey)},
+		{"DELETE", "/v1/accounts/{account_id}/api-keys/{key_id}", g.authed(g.revokeAPIKey)},
+		{"GET", "/v1/accounts/{account_id}/audit", g.authed(g.listAudit)},
+	}
+}
+
+// reply is a handler's result: a status and a body to send as JSON.
+type reply struct {
+	status int
+	body   any
+}
+
+func (g *Gateway) public(h func(w http.ResponseWriter, r *http.Request) (reply, error)) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		res, err := h(w, r)
+		g.finish(w, r, res, err)
+	})
+}
+
+func (g *Gateway) authed(h func(w http.ResponseWriter, r *http.Request, p principal) (reply, error)) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p, err := g.authenticate(r.Context(), r)
+		if err != nil {
+			g.finish(w, r, reply{}, err)
+			return
+		}
+		res, err := h(w, r, p)
+		g.finish(w, r, res, err)
+	})
+}
+
+func (g *Gateway) finish(w http.ResponseWriter, r *http.Request, res reply, err error) {
+	if err != nil {
+		if k := errs.KindOf(err); k == errs.Internal || k == errs.Unavailable {
+			g.logger.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "error", err)
+		}
+		writeProblem(w, err)
+		return
+	}
+	if res.status == http.StatusNoContent {
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	writeJSON(w, res.status, res.body)
+}
+
+func errNotFound(path string) error {
+	return errs.Newf(errs.NotFound, "no such resource: %s", path)
+}
+
+func errMethod(method, path string) error {
+	return &methodError{fmt.Sprintf("%s is not allowed on %s", method, path)}
+}
+
+// methodError is answered with 405.
+type methodError struct{ msg string }
+
+func (e *methodError) Error() string { return e.msg }
+
+func (g *Gateway) serveOpenAPI(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(g.openapi)
+}
+
+// JSON shapes of the API.
+type (
+	userJSON struct {
+		ID        string     `json:"id"`
+		Email     string     `json:"email"`
+		CreatedAt *time.Time `json:"created_at,omitempty"`
+	}
+	meJSON struct {
+		ID         string    `json:"id"`
+		Email      string    `json:"email"`
+		Credential string    `json:"credential"`
+		AccountID  string    `json:"account_id,omitempty"`
+		ExpiresAt  time.Time `json:"expires_at"`
+	}
+	sessionJSON struct {
+		Token     string    `json:"token"`
+		ExpiresAt time.Time `json:"expires_at"`
+		User      userJSON  `json:"user"`
+	}
+	accountJSON struct {
+		ID          string    `json:"id"`
+		Name        string    `json:"name"`
+		Description string    `json:"description"`
+		Role        string    `json:"role"`
+		CreatedBy   string    `json:"created_by"`
+		CreatedAt   time.Time `json:"created_at"`
+		UpdatedAt   time.Time `json:"updated_at"`
+	}
+	memberJSON struct {
+		AccountID string    `json:"account_id"`
+		UserID    string    `json:"user_id"`
+		Email     string    `json:"email"`
+		Role      string    `json:"role"`
+		AddedAt   time.Time `json:"added_at"`
+	}
+	apiKeyJSON struct {
+		ID        string    `json:"id"`
+		AccountID string    `json:"account_id"`
+		UserID    string    `json:"user_id"`
+		Name      string    `json:"name"`
+		CreatedAt time.Time `json:"created_at"`
+		ExpiresAt time.Time `json:"expires_at"`
+		// Token is present only in the reply that creates the key.
+		Token string `json:"token,omitempty"`
+	}
+	auditJSON struct {
+		ID         string    `json:"id"`
+		OccurredAt time.Time `json:"occurred_at"`
+		Actor      actorJSON `json:"actor"`
+		Action     string    `json:"action"`
+		Target     string    `json:"target"`
+		Outcome    string    `json:"outcome"`
+		Error      string    `json:"error,omitempty"`
+	}
+	actorJSON struct {
+		UserID     string `json:"user_id"`
+		Email      string `json:"email"`
+		Credential string `json:"credential"`
+	}
+	listJSON[T any] struct {
+		Items      []T    `json:"items"`
+		NextCursor string `json:"next_cursor,omitempty"`
+	}
+)
+
+// Request bodies.
+type (
+	credentialsBody struct {
+		Email    string `json:"email"`
+		Password string `json:"password"`
+	}
+	createAccountBody struct {
+		Name        string `json:"name"`
+		Description string `json:"description"`
+	}
+	updateAccountBody struct {
+		Name        *string `json:"name"`
+		Description *string `json:"description"`
+	}
+	addMemberBody struct {
+		Email string `json:"email"`
+		Role  string `json:"role"`
+	}
+	roleBody struct {
+		Role string `json:"role"`
+	}
+	createAPIKeyBody struct {
+		Name       string `json:"name"`
+		TTLSeconds int64  `json:"ttl_seconds"`
+	}
+)
+
+func ts(t *timestamppb.Timestamp) time.Time { return t.AsTime().UTC() }
+
+func toAccount(a *accountv1.Account) accountJSON {
+	return accountJSON{ID: a.GetId(), Name: a.GetName(), Description: a.GetDescription(), Role: a.GetRole(),
+		CreatedBy: a.GetCreatedBy(), CreatedAt: ts(a.GetCreatedAt()), UpdatedAt: ts(a.GetUpdatedAt())}
+}
+
+func toMember(m *accountv1.Member) memberJSON {
+	return memberJSON{AccountID: m.GetAccountId(), UserID: m.GetUserId(), Email: m.GetEmail(), Role: m.GetRole(), AddedAt: ts(m.GetAddedAt())}
+}
+
+func toAPIKey(k *accountv1.APIKey) apiKeyJSON {
+	return apiKeyJSON{ID: k.GetId(), AccountID: k.GetAccountId(), UserID: k.GetUserId(), Name: k.GetName(),
+		CreatedAt: ts(k.GetCreatedAt()), ExpiresAt: ts(k.GetExpiresAt())}
+}
+
+func toAudit(e *accountv1.AuditEntry) auditJSON {
+	return auditJSON{ID: e.GetId(), OccurredAt: ts(e.GetOccurredAt()),
+		Actor:  actorJSON{UserID: e.GetActorUserId(), Email: e.GetActorEmail(), Credential: e.GetActorCredential()},
+		Action: e.GetAction(), Target: e.GetTarget(), Outcome: e.GetOutcome(), Error: e.GetError()}
+}
+
+func list[P any, T any](items []P, next string, f func(P) T) listJSON[T] {
+	out := listJSON[T]{Items: make([]T, 0, len(items)), NextCursor: next}
+	for _, it := range items {
+		out.Items = append(out.Items, f(it))
+	}
+	return out
+}
+
+func page(r *http.Request) (*accountv1.Page, error) {
+	limit, cursor, err := pageParams(r)
+	if err != nil {
+		return nil, err
+	}
+	return &accountv1.Page{Limit: limit, Cursor: cursor}, nil
+}
+
+func (g *Gateway) signUp(w http.ResponseWriter, r *http.Request) (reply, error) {
+	var b credentialsBody
+	if err := decodeJSON(w, r, &b); err != nil {
+		return reply{}, err
+	}
+	resp, err := g.accounts.SignUp(r.Context(), &accountv1.SignUpRequest{Email: b.Email, Password: b.Password})
+	if err != nil {
+		return reply{}, err
+	}
+	u := resp.GetUser()
+	created := ts(u.GetCreatedAt())
+	return reply{http.StatusCreated, userJSON{ID: u.GetId(), Email: u.GetEmail(), CreatedAt: &created}}, nil
+}
+
+func (g *Gateway) login(w http.ResponseWriter, r *http.Request) (reply, error) {
+	var b credentialsBody
+	if err := decodeJSON(w, r, &b); err != nil {
+		return reply{}, err
+	}
+	resp, err := g.accounts.Login(r.Context(), &accountv1.LoginRequest{Email: b.Email, Password: b.Password})
+	if err != nil {
+		return reply{}, err
+	}
+	return reply{http.StatusCreated, sessionJSON{Token: resp.GetToken(), ExpiresAt: ts(resp.GetExpiresAt()),
+		User: userJSON{ID: resp.GetUser().GetId(), Email: resp.GetUser().GetEmail()}}}, nil
+}
+
+func (g *Gateway) logout(_ http.ResponseWriter, r *http.Request, p principal) (reply, error) {
+	if p.Credential != "session" {
+		return reply{}, errs.New(errs.Invalid, "only a session can log out; revoke an API key instead")
+	}
+	token, _ := bearerToken(r)
+	if _, err := g.accounts.Logout(r.Context(), &accountv1.LogoutRequest{Token: token}); err != nil {
+		return reply{}, err
+	}
+	g.forget(r.Context(), SessionCacheKey(p.TokenHash))
+	return reply{status: http.StatusNoContent}, nil
+}
+
+func (g *Gateway) me(_ http.ResponseWriter, _ *http.Request, p principal) (reply, error) {
+	return reply{http.StatusOK, meJSON{ID: p.UserID, Email: p.Email, Credential: p.Credential, AccountID: p.AccountID, ExpiresAt: p.ExpiresAt.UTC()}}, nil
+}
+
+func (g *Gateway) createAccount(w http.ResponseWriter, r *http.Request, p principal) (reply, error) {
+	var b createAccountBody
+	if err := decodeJSON(w, r, &b); err != nil {
+		return reply{}, err
+	}
+	resp, err := g.accounts.CreateAccount(r.Context(), &accountv1.CreateAccountRequest{Actor: p.proto(), Name: b.Name, Description: b.Description})
+	if err != nil {
+		return reply{}, err
+	}
+	return reply{http.StatusCreated, toAccount(resp.GetAccount())}, nil
+}
+
+func (g *Gateway) listAccounts(_ http.ResponseWriter, r *http.Request, p principal) (reply, error) {
+	pg, err := page(r)
+	if err != nil {
+		return reply{}, err
+	}
+	resp, err := g.accounts.ListAccounts(r.Context(), &accountv1.ListAccountsRequest{Actor: p.proto(), Page: pg})
+	if err != nil {
+		return reply{}, err
+	}
+	return reply{http.StatusOK, list(resp.GetAccounts(), resp.GetNextCursor(), toAccount)}, nil
+}
+
+func (g *Gateway) getAccount(_ http.ResponseWriter, r *http.Request, p principal) (reply, error) {
+	resp, err := g.accounts.GetAccount(r.Context(), &accountv1.GetAccountRequest{Actor: p.proto(), AccountId: r.PathValue("account_id")})
+	if err != nil {
+		return reply{}, err
+	}
+	return reply{http.StatusOK, toAccount(resp.GetAccount())}, nil
+}
+
+func (g *Gateway) updateAccount(w http.ResponseWriter, r *http.Request, p principal) (reply, error) {
+	var b updateAccountBody
+	if err := decodeJSON(w, r, &b); err != nil {
+		return reply{}, err
+	}
+	if b.Name == nil && b.Description == nil {
+		return reply{}, errs.New(errs.Invalid, "send at least one of name, description")
+	}
+	resp, err := g.accounts.UpdateAccount(r.Context(), &accountv1.UpdateAccountRequest{Actor: p.proto(),
+		AccountId: r.PathValue("account_id"), Name: b.Name, Description: b.Description})
+	if err != nil {
+		return reply{}, err
+	}
+	return reply{http.StatusOK, toAccount(resp.GetAccount())}, nil
+}
+
+func (g *Gateway) deleteAccount(_ http.ResponseWriter, r *http.Request, p principal) (reply, error) {
+	_, err := g.accounts.DeleteAccount(r.Context(), &accountv1.DeleteAccountRequest{Actor: p.proto(), AccountId: r.PathValue("account_id")})
+	return reply{status: http.StatusNoContent}, err
+}
+
+func (g *Gateway) listMembers(_ http.ResponseWriter, r *http.Request, p principal) (reply, error) {
+	pg, err := page(r)
+	if err != nil {
+		return reply{}, err
+	}
+	resp, err := g.accounts.ListMembers(r.Context(), &accountv1.ListMembersRequest{Actor: p.proto(), AccountId: r.PathValue("account_id"), Page: pg})
+	if err != nil {
+		return reply{}, err
+	}
+	return reply{http.StatusOK, list(resp.GetMembers(), resp.GetNextCursor(), toMember)}, nil
+}
+
+func (g *Gateway) addMember(w http.ResponseWriter, r *http.Request, p principal) (reply, error) {
+	var b addMemberBody
+	if err := decodeJSON(w, r, &b); err != nil {
+		return reply{}, err
+	}
+	resp, err := g.accounts.AddMember(r.Context(), &accountv1.AddMemberRequest{Actor: p.proto(),
+		AccountId: r.PathValue("account_id"), Email: b.Email, Role: b.Role})
+	if err != nil {
+		return reply{}, err
+	}
+	return reply{http.StatusCreated, toMember(resp.GetMember())}, nil
+}
+
+func (g *Gateway) setMemberRole(w http.ResponseWriter, r *http.Request, p principal) (reply, error) {
+	var b roleBody
+	if err := decodeJSON(w, r, &b); err != nil {
+		return reply{}, err
+	}
+	resp, err := g.accounts.SetMemberRole(r.Context(), &accountv1.SetMemberRoleRequest{Actor: p.proto(),
+		AccountId: r.PathValue("account_id"), UserId: r.PathValue("user_id"), Role: b.Role})
+	if err != nil {
+		return reply{}, err
+	}
+	return reply{http.StatusOK, toMember(resp.GetMember())}, nil
+}
+
+func (g *Gateway) removeMember(_ http.ResponseWriter, r *http.Request, p principal) (reply, error) {
+	_, err := g.accounts.RemoveMember(r.Context(), &accountv1.RemoveMemberRequest{Actor: p.proto(),
+		AccountId: r.PathValue("account_id"), UserId: r.PathValue("user_id")})
+	return reply{status: http.StatusNoContent}, err
+}
+
+func (g *Gateway) listAPIKeys(_ http.ResponseWriter, r *http.Request, p principal) (reply, error) {
+	pg, err := page(r)
+	if err != nil {
+		return reply{}, err
+	}
+	resp, err := g.accounts.ListAPIKeys(r.Context(), &accountv1.ListAPIKeysRequest{Actor: p.proto(), AccountId: r.PathValue("account_id"), Page: pg})
+	if err != nil {
+		return reply{}, err
+	}
+	return reply{http.StatusOK, list(resp.GetKeys(), resp.GetNextCursor(), toAPIKey)}, nil
+}
+
+func (g *Gateway) createAPIKey(w http.ResponseWriter, r *http.Request, p principal) (reply, error) {
+	var b createAPIKeyBody
+	if err := decodeJSON(w, r, &b); err != nil {
+		return reply{}, err
+	}
+	resp, err := g.accounts.CreateAPIKey(r.Context(), &accountv1.CreateAPIKeyRequest{Actor: p.proto(),
+		AccountId: r.PathValue("account_id"), Name: b.Name, TtlSeconds: b.TTLSeconds})
+	if err != nil {
+		return reply{}, err
+	}
+	k := toAPIKey(resp.GetKey())
+	k.Token = resp.GetToken()
+	return reply{http.StatusCreated, k}, nil
+}
+
+func (g *Gateway) revokeAPIKey(_ http.ResponseWriter, r *http.Request, p principal) (reply, error) {
+	keyID := r.PathValue("key_id")
+	_, err := g.accounts.RevokeAPIKey(r.Context(), &accountv1.RevokeAPIKeyRequest{Actor: p.proto(),
+		AccountId: r.PathValue("account_id"), KeyId: keyID})
+	if err != nil {
+		return reply{}, err
+	}
+	g.forget(r.Context(), APIKeyCacheKey(keyID))
+	return reply{status: http.StatusNoContent}, nil
+}
+
+func (g *Gateway) listAudit(_ http.ResponseWriter, r *http.Request, p principal) (reply, error) {
+	pg, err := page(r)
+	if err != nil {
+		return reply{}, err
+	}
+	resp, err := g.accounts.ListAudit(r.Context(), &accountv1.ListAuditRequest{Actor: p.proto(), AccountId: r.PathValue("account_id"), Page: pg})
+	if err != nil {
+		return reply{}, err
+	}
+	return reply{http.StatusOK, list(resp.GetEntries(), resp.GetNextCursor(), toAudit)}, nil
+}
