@@ -1,0 +1,49 @@
+# Cloister. `make run` starts everything in one process; `make test` runs
+# every module's tests against an embedded NATS and the Redis at $REDIS_URL.
+
+GO        ?= go
+PKGS      := $(shell $(GO) list -m -f '{{.Path}}/...')
+FUZZTIME  ?= 10s
+BENCHTIME ?= 2s
+DATA_DIR  ?=
+RUN_FLAGS ?=
+
+.PHONY: run test bench fuzz lint proto build tidy
+
+## run: cloister server -dev (embedded NATS JetStream, in-process cache) on 127.0.0.1:8080
+run:
+	$(GO) run ./cmd/cloister server -dev $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(RUN_FLAGS)
+
+## test: every module's tests, with the race detector
+test:
+	$(GO) test -race -count=1 $(PKGS)
+
+## bench: benchmarks, each printed beside its floor measured in the same run (x-floor = ratio)
+bench:
+	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) $(PKGS)
+
+## fuzz: run every fuzz target for FUZZTIME each
+fuzz:
+	GO="$(GO)" FUZZTIME=$(FUZZTIME) ./scripts/fuzz.sh $(PKGS)
+
+## lint: gofmt and go vet
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+
+## proto: regenerate libs/gen from proto/ (needs protoc: apt-get install protobuf-compiler)
+proto:
+	@command -v protoc >/dev/null || { echo "protoc not found: apt-get install protobuf-compiler"; exit 1; }
+	cd libs && $(GO) build -o ../.bin/protoc-gen-go google.golang.org/protobuf/cmd/protoc-gen-go
+	rm -rf libs/gen/cloister
+	protoc --plugin=protoc-gen-go=.bin/protoc-gen-go -I proto \
+		--go_out=libs/gen --go_opt=module=github.com/cloister-cc/cloister/libs/gen \
+		$$(find proto -name '*.proto' | sort)
+
+## build: the cloister binary in ./bin
+build:
+	CGO_ENABLED=0 $(GO) build -o bin/cloister ./cmd/cloister
+
+## tidy: go mod tidy in every module
+tidy:
+	for d in $$($(GO) list -m -f '{{.Dir}}'); do (cd $$d && GOWORK=off $(GO) mod tidy) || exit 1; done

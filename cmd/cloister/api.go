@@ -1,0 +1,91 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// apiClient calls the gateway's REST API.
+type apiClient struct {
+	addr  string
+	token string
+	http  *http.Client
+}
+
+// problem is the gateway's error document.
+type problem struct {
+	Status int    `json:"status"`
+	Title  string `json:"title"`
+	Detail string `json:"detail"`
+	Code   string `json:"code"`
+}
+
+// apiError is a problem the server answered with.
+type apiError struct {
+	problem
+	hint string
+}
+
+func (e *apiError) Error() string {
+	msg := e.Detail
+	if msg == "" {
+		msg = e.Title
+	}
+	return fmt.Sprintf("%s%s [%d %s]", msg, e.hint, e.Status, e.Code)
+}
+
+func (c *apiClient) do(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(c.addr, "/")+path, body)
+	if err != nil {
+		return fmt.Errorf("building request: %w", err)
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("Accept", "application/json")
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("calling %s (is the server running? set --addr or $CLOISTER_ADDR): %w", c.addr, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return fmt.Errorf("reading reply: %w", err)
+	}
+	if resp.StatusCode >= 400 {
+		var p problem
+		if json.Unmarshal(data, &p) != nil || p.Status == 0 {
+			p = problem{Status: resp.StatusCode, Title: http.StatusText(resp.StatusCode), Detail: strings.TrimSpace(string(data))}
+		}
+		e := &apiError{problem: p}
+		if p.Status == http.StatusUnauthorized && path != "/v1/sessions" {
+			e.hint = " (run `cloister login`, or set CLOISTER_TOKEN)"
+		}
+		return e
+	}
+	if out != nil && len(data) > 0 {
+		if err := json.Unmarshal(data, out); err != nil {
+			return fmt.Errorf("decoding reply: %w", err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,173 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// The test binary doubles as the cloister binary: run with
+// CLOISTER_TEST_MAIN=1 it is `cloister` with the given arguments.
+func TestMain(m *testing.M) {
+	if os.Getenv("CLOISTER_TEST_MAIN") == "1" {
+		main()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// cloisterCmd returns the binary run with args, its config in dir.
+func cloisterCmd(t *testing.T, cfgDir string, args ...string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Env = append(os.Environ(), "CLOISTER_TEST_MAIN=1", "CLOISTER_CONFIG="+filepath.Join(cfgDir, "config.json"))
+	return cmd
+}
+
+// run runs the CLI and returns its standard output.
+func run(t *testing.T, cfgDir, stdin string, args ...string) string {
+	t.Helper()
+	cmd := cloisterCmd(t, cfgDir, args...)
+	cmd.Stdin = strings.NewReader(stdin)
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("cloister %s: %v\nstdout: %s\nstderr: %s", strings.Join(args, " "), err, out.String(), errOut.String())
+	}
+	return out.String()
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// startServer starts `cloister server -dev` and waits until it is ready.
+func startServer(t *testing.T, dataDir, addr string) *exec.Cmd {
+	t.Helper()
+	cmd := cloisterCmd(t, t.TempDir(), "server", "-dev", "--data-dir", dataDir, "--http", addr)
+	var logs bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		resp, err := http.Get("http://" + addr + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return cmd
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("server not ready within 60s; logs:\n%s", logs.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestDevServerJourneyAndCrash drives `cloister server -dev` with the CLI
+// and with plain HTTP, kills it with SIGKILL, restarts it on the same data
+// directory and finds everything still there.
+func TestDevServerJourneyAndCrash(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts the server twice")
+	}
+	dataDir, cfgDir, addr := t.TempDir(), t.TempDir(), freeAddr(t)
+	t.Setenv("CLOISTER_ADDR", "http://"+addr)
+	srv := startServer(t, dataDir, addr)
+
+	run(t, cfgDir, "a long passphrase\n", "signup", "--email", "ada@example.com", "--password-stdin")
+	run(t, cfgDir, "a long passphrase\n", "signup", "--email", "bob@example.com", "--password-stdin")
+	run(t, cfgDir, "a long passphrase\n", "login", "--email", "ada@example.com", "--password-stdin")
+	if info, err := os.Stat(filepath.Join(cfgDir, "config.json")); err != nil || info.Mode().Perm() != 0o600 {
+		t.Fatalf("config file = %v, %v; want mode 0600", info, err)
+	}
+	var acct struct{ ID string }
+	if err := json.Unmarshal([]byte(run(t, cfgDir, "", "account", "create", "Payments", "-o", "json")), &acct); err != nil || acct.ID == "" {
+		t.Fatalf("account create -o json: %v", err)
+	}
+	run(t, cfgDir, "", "account", "select", acct.ID)
+	run(t, cfgDir, "", "member", "add", "bob@example.com", "--role", "auditor")
+
+	// The same API with plain HTTP, as curl would use it.
+	post := func(path, token, body string) *http.Response {
+		req, _ := http.NewRequest("POST", "http://"+addr+path, strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	resp := post("/v1/users", "", `{"email":"carol@example.com","password":"another long one"}`)
+	resp.Body.Close()
+	resp = post("/v1/sessions", "", `{"email":"bob@example.com","password":"a long passphrase"}`)
+	var sess struct{ Token string }
+	_ = json.NewDecoder(resp.Body).Decode(&sess)
+	resp.Body.Close()
+	if sess.Token == "" {
+		t.Fatal("HTTP login returned no token")
+	}
+
+	table := run(t, cfgDir, "", "member", "list")
+	if !strings.Contains(table, "bob@example.com") || !strings.Contains(table, "auditor") {
+		t.Fatalf("member list:\n%s", table)
+	}
+
+	// kill -9, then start again on the same data.
+	if err := srv.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = srv.Wait()
+	startServer(t, dataDir, addr)
+
+	after := run(t, cfgDir, "", "member", "list", "-o", "json")
+	var members struct {
+		Items []struct{ Email, Role string }
+	}
+	if err := json.Unmarshal([]byte(after), &members); err != nil || len(members.Items) != 2 {
+		t.Fatalf("members after restart = %s (%v), want ada and bob", after, err)
+	}
+	audit := run(t, cfgDir, "", "audit", "list")
+	for _, want := range []string{"account.create", "member.add"} {
+		if !strings.Contains(audit, want) {
+			t.Fatalf("audit after restart lacks %s:\n%s", want, audit)
+		}
+	}
+	// Bob's HTTP session and carol's account survive too.
+	req, _ := http.NewRequestWithContext(context.Background(), "GET", "http://"+addr+"/v1/accounts/"+acct.ID, nil)
+	req.Header.Set("Authorization", "Bearer "+sess.Token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("bob reading the account after restart = %d, want 200", resp.StatusCode)
+	}
+	run(t, cfgDir, "another long one\n", "login", "--email", "carol@example.com", "--password-stdin")
+	run(t, cfgDir, "", "logout")
+	if out, err := cloisterCmd(t, cfgDir, "whoami").CombinedOutput(); err == nil || !strings.Contains(string(out), "401") {
+		t.Fatalf("whoami after logout = %v %s, want a 401 error", err, out)
+	}
+}

@@ -1,0 +1,287 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/redis/go-redis/v9"
+	"github.com/spf13/cobra"
+
+	"github.com/cloister-cc/cloister/libs/cache"
+	"github.com/cloister-cc/cloister/libs/obs"
+	"github.com/cloister-cc/cloister/services/account"
+	"github.com/cloister-cc/cloister/services/gateway"
+)
+
+// Services lists every service `cloister server` can run, in start order.
+var Services = []string{"account", "gateway"}
+
+// serverConfig is the server's configuration; each field has a flag and
+// an environment variable (serverEnv), which compose and Kubernetes use.
+type serverConfig struct {
+	Dev        bool
+	DataDir    string
+	HTTP       string
+	Services   []string
+	NATSURL    string
+	NATSListen string
+	RedisURL   string
+	Replicas   int
+	LogLevel   string
+}
+
+// serverEnv maps each server flag to the environment variable that sets
+// its default.
+var serverEnv = map[string]string{
+	"dev":         "CLOISTER_DEV",
+	"data-dir":    "CLOISTER_DATA_DIR",
+	"http":        "CLOISTER_HTTP",
+	"services":    "CLOISTER_SERVICES",
+	"nats-url":    "NATS_URL",
+	"nats-listen": "CLOISTER_NATS_LISTEN",
+	"redis-url":   "REDIS_URL",
+	"replicas":    "CLOISTER_REPLICAS",
+	"log-level":   "CLOISTER_LOG_LEVEL",
+}
+
+func defaultDataDir() string {
+	if d := os.Getenv("XDG_DATA_HOME"); d != "" {
+		return filepath.Join(d, "cloister")
+	}
+	if home, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(home, ".local", "share", "cloister")
+	}
+	return ".cloister"
+}
+
+func newServerCmd() *cobra.Command {
+	var cfg serverConfig
+	cmd := &cobra.Command{
+		Use:   "server",
+		Short: "Run Cloister's services",
+		Long: `Run Cloister's services.
+
+With -dev, every service runs in this process on an embedded NATS JetStream
+server whose data is kept in --data-dir, with an in-process cache: nothing
+else is needed. Without it, --services chooses which services run, against
+the NATS server at --nats-url and, when --redis-url is set, a Redis cache.
+
+Every flag can also be set by the environment variable named in its help.`,
+		Example: `  cloister server -dev
+  cloister server --services=account,gateway --nats-url nats://nats:4222 --redis-url redis://redis:6379`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return runServer(ctx, cfg)
+		},
+	}
+	f := cmd.Flags()
+	f.BoolVar(&cfg.Dev, "dev", false, "run every service in one process with embedded NATS and an in-process cache")
+	f.StringVar(&cfg.DataDir, "data-dir", defaultDataDir(), "where -dev keeps its data")
+	f.StringVar(&cfg.HTTP, "http", "127.0.0.1:8080", "address of the HTTP listener (REST API, health, metrics)")
+	f.StringSliceVar(&cfg.Services, "services", Services, "services to run: "+strings.Join(Services, ","))
+	f.StringVar(&cfg.NATSURL, "nats-url", nats.DefaultURL, "NATS server to use (not with -dev)")
+	f.StringVar(&cfg.NATSListen, "nats-listen", "", "with -dev, also serve the embedded NATS on this address (e.g. 127.0.0.1:4223)")
+	f.StringVar(&cfg.RedisURL, "redis-url", "", "Redis for the cache; empty means an in-process cache")
+	f.IntVar(&cfg.Replicas, "replicas", 1, "JetStream replicas of streams and buckets (3 in a cluster)")
+	f.StringVar(&cfg.LogLevel, "log-level", "info", "debug, info, warn or error")
+	for name, env := range serverEnv {
+		fl := f.Lookup(name)
+		fl.Usage += " [$" + env + "]"
+		if v, ok := os.LookupEnv(env); ok {
+			if err := fl.Value.Set(v); err != nil {
+				cobra.CheckErr(fmt.Errorf("$%s: %w", env, err))
+			}
+			fl.DefValue = v
+		}
+	}
+	return cmd
+}
+
+func (c serverConfig) validate() error {
+	for _, s := range c.Services {
+		if !slices.Contains(Services, s) {
+			return fmt.Errorf("unknown service %q; choose from %s", s, strings.Join(Services, ","))
+		}
+	}
+	if len(c.Services) == 0 {
+		return errors.New("--services names no service")
+	}
+	if c.Replicas < 1 || c.Replicas > 5 {
+		return fmt.Errorf("--replicas must be 1 to 5, not %d", c.Replicas)
+	}
+	if _, _, err := net.SplitHostPort(c.HTTP); err != nil {
+		return fmt.Errorf("--http %q is not host:port: %w", c.HTTP, err)
+	}
+	return nil
+}
+
+func runServer(ctx context.Context, cfg serverConfig) error {
+	if cfg.Dev {
+		cfg.Services = Services
+	}
+	if err := cfg.validate(); err != nil {
+		return err
+	}
+	level, err := obs.ParseLevel(cfg.LogLevel)
+	if err != nil {
+		return err
+	}
+	logger := obs.NewLogger(os.Stderr, level, "cloister")
+	tel, err := obs.Setup(ctx, obs.Config{ServiceName: "cloister", Version: version})
+	if err != nil {
+		return err
+	}
+	defer shutdown(tel.Shutdown)
+
+	nc, closeNATS, err := connectNATS(cfg, logger)
+	if err != nil {
+		return err
+	}
+	defer closeNATS()
+
+	health := obs.NewHealth()
+	health.AddCheck("nats", func(context.Context) error {
+		if !nc.IsConnected() {
+			return errors.New("not connected to NATS")
+		}
+		return nil
+	})
+	mux := http.NewServeMux()
+	obs.Mount(mux, tel, health)
+
+	for _, name := range cfg.Services {
+		switch name {
+		case "account":
+			svc, err := account.Start(ctx, account.Config{NATS: nc, Replicas: cfg.Replicas, Logger: logger})
+			if err != nil {
+				return fmt.Errorf("starting account service: %w", err)
+			}
+			defer svc.Stop()
+		case "gateway":
+			c, err := newCache(ctx, cfg, logger, health)
+			if err != nil {
+				return err
+			}
+			gw, err := gateway.New(ctx, gateway.Config{NATS: nc, Cache: c, Logger: logger})
+			if err != nil {
+				return fmt.Errorf("starting gateway: %w", err)
+			}
+			defer gw.Close()
+			mux.Handle("/v1/", obs.HTTPMiddleware("gateway", gw))
+		}
+	}
+
+	ln, err := net.Listen("tcp", cfg.HTTP)
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w", cfg.HTTP, err)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 60 * time.Second}
+	logger.Info("cloister serving", "http", "http://"+ln.Addr().String(), "services", strings.Join(cfg.Services, ","), "dev", cfg.Dev)
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	logger.Info("shutting down")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return srv.Shutdown(shutdownCtx)
+}
+
+func shutdown(f func(context.Context) error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = f(ctx)
+}
+
+// connectNATS connects to the configured server, or in -dev starts an
+// embedded one keeping its JetStream data in the data directory.
+func connectNATS(cfg serverConfig, logger *slog.Logger) (*nats.Conn, func(), error) {
+	name := nats.Name("cloister " + strings.Join(cfg.Services, ","))
+	if !cfg.Dev {
+		nc, err := nats.Connect(cfg.NATSURL, name, nats.MaxReconnects(-1),
+			nats.RetryOnFailedConnect(true), nats.ReconnectWait(time.Second))
+		if err != nil {
+			return nil, nil, fmt.Errorf("connecting to NATS at %s: %w", cfg.NATSURL, err)
+		}
+		return nc, nc.Close, nil
+	}
+	opts := &server.Options{
+		ServerName: "cloister-dev",
+		JetStream:  true,
+		StoreDir:   filepath.Join(cfg.DataDir, "jetstream"),
+		DontListen: cfg.NATSListen == "",
+		NoSigs:     true,
+		NoLog:      true,
+	}
+	if cfg.NATSListen != "" {
+		host, port, err := net.SplitHostPort(cfg.NATSListen)
+		if err != nil {
+			return nil, nil, fmt.Errorf("--nats-listen %q is not host:port: %w", cfg.NATSListen, err)
+		}
+		opts.Host = host
+		if opts.Port, err = strconv.Atoi(port); err != nil {
+			return nil, nil, fmt.Errorf("--nats-listen port %q: %w", port, err)
+		}
+	}
+	if err := os.MkdirAll(opts.StoreDir, 0o700); err != nil {
+		return nil, nil, fmt.Errorf("creating data directory: %w", err)
+	}
+	ns, err := server.NewServer(opts)
+	if err != nil {
+		return nil, nil, fmt.Errorf("starting embedded NATS: %w", err)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(30 * time.Second) {
+		ns.Shutdown()
+		return nil, nil, errors.New("embedded NATS did not start within 30s")
+	}
+	logger.Info("embedded NATS JetStream running", "store", opts.StoreDir)
+	nc, err := nats.Connect("", nats.InProcessServer(ns), name)
+	if err != nil {
+		ns.Shutdown()
+		return nil, nil, fmt.Errorf("connecting to embedded NATS: %w", err)
+	}
+	return nc, func() {
+		nc.Close()
+		ns.Shutdown()
+		ns.WaitForShutdown()
+	}, nil
+}
+
+// newCache returns Redis behind cache.Tolerant when configured, else an
+// in-process cache.
+func newCache(ctx context.Context, cfg serverConfig, logger *slog.Logger, health *obs.Health) (cache.Cache, error) {
+	if cfg.RedisURL == "" || cfg.Dev {
+		return cache.NewMemory(0), nil
+	}
+	opt, err := redis.ParseURL(cfg.RedisURL)
+	if err != nil {
+		return nil, fmt.Errorf("--redis-url: %w", err)
+	}
+	client := redis.NewClient(opt)
+	r := cache.NewRedis(client, "cloister:")
+	// Redis down makes the gateway slower, not wrong: report it, stay ready.
+	if err := r.Ping(ctx); err != nil {
+		logger.Warn("Redis not reachable; lookups fall through to the services", "error", err)
+	}
+	return cache.Tolerant(r, logger), nil
+}
