@@ -28,7 +28,7 @@ var cheap = &account.PasswordCost{Memory: 1024, Time: 1, Threads: 1}
 
 // stack is a real account service and gateway on an embedded NATS server.
 type stack struct {
-	t    *testing.T
+	t    testing.TB
 	nats *testkit.NATS
 	nc   *nats.Conn
 	gw   *gateway.Gateway
@@ -38,20 +38,20 @@ type stack struct {
 // cacheKinds are the caches every cache-sensitive test runs against.
 var cacheKinds = []struct {
 	name string
-	make func(t *testing.T) cache.Cache
+	make func(t testing.TB) cache.Cache
 }{
-	{"memory", func(t *testing.T) cache.Cache {
+	{"memory", func(t testing.TB) cache.Cache {
 		m := cache.NewMemory(0)
 		t.Cleanup(func() { m.Close() })
 		return m
 	}},
-	{"redis", func(t *testing.T) cache.Cache {
+	{"redis", func(t testing.TB) cache.Cache {
 		r := testkit.StartRedis(t)
 		return cache.NewRedis(r.Client, r.Prefix)
 	}},
 }
 
-func newStack(t *testing.T, c cache.Cache) *stack {
+func newStack(t testing.TB, c cache.Cache) *stack {
 	t.Helper()
 	n := testkit.StartNATS(t)
 	s := &stack{t: t, nats: n, nc: n.Connect(t)}
@@ -84,7 +84,7 @@ var (
 	docErr    error
 )
 
-func openapiRouter(t *testing.T) routers.Router {
+func openapiRouter(t testing.TB) routers.Router {
 	t.Helper()
 	docOnce.Do(func() {
 		var doc *openapi3.T
@@ -108,14 +108,14 @@ type response struct {
 	body   []byte
 }
 
-func (r response) decode(t *testing.T, v any) {
+func (r response) decode(t testing.TB, v any) {
 	t.Helper()
 	if err := json.Unmarshal(r.body, v); err != nil {
 		t.Fatalf("decoding %s: %v", r.body, err)
 	}
 }
 
-func (r response) problem(t *testing.T) gateway.Problem {
+func (r response) problem(t testing.TB) gateway.Problem {
 	t.Helper()
 	if ct := r.header.Get("Content-Type"); ct != "application/problem+json" {
 		t.Fatalf("Content-Type = %q, want application/problem+json; body %s", ct, r.body)
@@ -130,7 +130,7 @@ func (r response) problem(t *testing.T) gateway.Problem {
 
 // do sends a request to srv and validates the response against the
 // OpenAPI document: every response the suite sees is checked.
-func do(t *testing.T, srv *httptest.Server, method, path, token string, body any) response {
+func do(t testing.TB, srv *httptest.Server, method, path, token string, body any) response {
 	t.Helper()
 	var rd io.Reader
 	raw, isRaw := body.(rawBody)
@@ -183,7 +183,7 @@ type rawBody struct {
 	contentType string
 }
 
-func validate(t *testing.T, req *http.Request, r response) {
+func validate(t testing.TB, req *http.Request, r response) {
 	t.Helper()
 	vreq := req.Clone(context.Background())
 	vreq.URL.Scheme, vreq.URL.Host, vreq.Host = "http", "127.0.0.1", "127.0.0.1"
