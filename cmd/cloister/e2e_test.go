@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/cloister-cc/cloister/libs/testkit"
 )
 
 // The test binary doubles as the cloister binary: run with
@@ -169,5 +171,78 @@ func TestDevServerJourneyAndCrash(t *testing.T) {
 	run(t, cfgDir, "", "logout")
 	if out, err := cloisterCmd(t, cfgDir, "whoami").CombinedOutput(); err == nil || !strings.Contains(string(out), "401") {
 		t.Fatalf("whoami after logout = %v %s, want a 401 error", err, out)
+	}
+}
+
+// startServerArgs starts `cloister server` with args and waits for /readyz.
+func startServerArgs(t *testing.T, addr string, args ...string) *exec.Cmd {
+	t.Helper()
+	cmd := cloisterCmd(t, t.TempDir(), append([]string{"server", "--http", addr}, args...)...)
+	var logs bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		resp, err := http.Get("http://" + addr + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return cmd
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("server %v not ready within 60s; logs:\n%s", args, logs.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestServicesInSeparateProcesses runs the account service and the gateway
+// as two processes on one external NATS server and Redis, as compose and
+// Kubernetes do, and serves a login through them.
+func TestServicesInSeparateProcesses(t *testing.T) {
+	n := testkit.StartNATS(t)
+	testkit.StartRedis(t) // fails in CI, skips elsewhere, when Redis is absent
+	cfgDir, gwAddr := t.TempDir(), freeAddr(t)
+	startServerArgs(t, freeAddr(t), "--services=account", "--nats-url", n.URL)
+	startServerArgs(t, gwAddr, "--services", "gateway", "--nats-url", n.URL, "--redis-url", testkit.RedisURL())
+	t.Setenv("CLOISTER_ADDR", "http://"+gwAddr)
+
+	run(t, cfgDir, "a long passphrase\n", "signup", "--email", "ada@example.com", "--password-stdin")
+	run(t, cfgDir, "a long passphrase\n", "login", "--email", "ada@example.com", "--password-stdin")
+	who := run(t, cfgDir, "", "whoami", "-o", "json")
+	if !strings.Contains(who, `"ada@example.com"`) {
+		t.Fatalf("whoami through the split services = %s", who)
+	}
+	resp, err := http.Get("http://" + gwAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("GET /metrics = %d", resp.StatusCode)
+	}
+}
+
+func TestServerRejectsBadFlags(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"server", "--services=account,billing"}, `unknown service "billing"`},
+		{[]string{"server", "--replicas=9"}, "--replicas must be 1 to 5"},
+		{[]string{"server", "--http=nope"}, "is not host:port"},
+		{[]string{"server", "--log-level=loud"}, "loud"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			out, err := cloisterCmd(t, t.TempDir(), tt.args...).CombinedOutput()
+			if err == nil || !strings.Contains(string(out), tt.want) {
+				t.Fatalf("cloister %v = %v, %s; want an error saying %q", tt.args, err, out, tt.want)
+			}
+		})
 	}
 }

@@ -277,6 +277,10 @@ func newCache(ctx context.Context, cfg serverConfig, logger *slog.Logger, health
 	if err != nil {
 		return nil, fmt.Errorf("--redis-url: %w", err)
 	}
+	// Fail fast when Redis is down: the cache is optional and Tolerant
+	// falls through to the services, so a slow dial only adds latency.
+	opt.DialTimeout, opt.DialerRetries, opt.MaxRetries = 500*time.Millisecond, 1, 1
+	redis.SetLogger(redisLogger{logger})
 	client := redis.NewClient(opt)
 	r := cache.NewRedis(client, "cloister:")
 	// Redis down makes the gateway slower, not wrong: report it, stay ready.
@@ -284,4 +288,13 @@ func newCache(ctx context.Context, cfg serverConfig, logger *slog.Logger, health
 		logger.Warn("Redis not reachable; lookups fall through to the services", "error", err)
 	}
 	return cache.Tolerant(r, logger), nil
+}
+
+// redisLogger sends go-redis's own messages (a line per failed dial) to
+// the debug level, so an outage is reported once by cache.Tolerant rather
+// than flooding standard error.
+type redisLogger struct{ l *slog.Logger }
+
+func (r redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	r.l.DebugContext(ctx, fmt.Sprintf(format, v...), "component", "go-redis")
 }

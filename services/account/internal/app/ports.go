@@ -37,7 +37,7 @@ type Accounts interface {
 // Members stores memberships.
 type Members interface {
 	Create(ctx context.Context, m domain.Member, evs ...domain.Event) (domain.Member, error) // domain.ErrAlreadyMember
-	Get(ctx context.Context, accountID, userID string) (domain.Member, error)               // domain.ErrMemberNotFound
+	Get(ctx context.Context, accountID, userID string) (domain.Member, error)                // domain.ErrMemberNotFound
 	Update(ctx context.Context, m domain.Member, evs ...domain.Event) (domain.Member, error)
 	Delete(ctx context.Context, m domain.Member, evs ...domain.Event) error
 	// ByAccount lists an account's members sorted by user id.

@@ -34,9 +34,13 @@ func PrincipalToProto(p domain.Principal) *accountv1.Principal {
 		CredentialId: p.CredentialID, AccountId: p.AccountID, ExpiresAt: timestamppb.New(p.ExpiresAt)}
 }
 
-func page(p *accountv1.Page) app.Page { return app.Page{Limit: int(p.GetLimit()), Cursor: p.GetCursor()} }
+func page(p *accountv1.Page) app.Page {
+	return app.Page{Limit: int(p.GetLimit()), Cursor: p.GetCursor()}
+}
 
-func accountView(v app.AccountView) *accountv1.Account { return store.AccountToProto(v.Account, v.Role) }
+func accountView(v app.AccountView) *accountv1.Account {
+	return store.AccountToProto(v.Account, v.Role)
+}
 
 func member(m domain.Member) *accountv1.Member {
 	return &accountv1.Member{AccountId: m.AccountID, UserId: m.UserID, Email: m.Email, Role: string(m.Role), AddedAt: timestamppb.New(m.AddedAt)}

@@ -32,4 +32,3 @@ func TestHashVerify(t *testing.T) {
 		}
 	}
 }
-
