@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/cloister-cc/cloister/services/gateway/api"
 	"io"
 	"net/http"
 	"strings"
@@ -18,17 +19,9 @@ type apiClient struct {
 	http  *http.Client
 }
 
-// problem is the gateway's error document.
-type problem struct {
-	Status int    `json:"status"`
-	Title  string `json:"title"`
-	Detail string `json:"detail"`
-	Code   string `json:"code"`
-}
-
 // apiError is a problem the server answered with.
 type apiError struct {
-	problem
+	api.Problem
 	hint string
 }
 
@@ -72,11 +65,11 @@ func (c *apiClient) do(ctx context.Context, method, path string, in, out any) er
 		return fmt.Errorf("reading reply: %w", err)
 	}
 	if resp.StatusCode >= 400 {
-		var p problem
+		var p api.Problem
 		if json.Unmarshal(data, &p) != nil || p.Status == 0 {
-			p = problem{Status: resp.StatusCode, Title: http.StatusText(resp.StatusCode), Detail: strings.TrimSpace(string(data))}
+			p = api.Problem{Status: resp.StatusCode, Title: http.StatusText(resp.StatusCode), Detail: strings.TrimSpace(string(data))}
 		}
-		e := &apiError{problem: p}
+		e := &apiError{Problem: p}
 		if p.Status == http.StatusUnauthorized && path != "/v1/sessions" {
 			e.hint = " (run `cloister login`, or set CLOISTER_TOKEN)"
 		}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/cloister-cc/cloister/services/gateway/api"
 	"io"
 	"net/http"
 	"net/url"
@@ -132,60 +133,6 @@ func (c *cli) readPassword(fromStdin bool, prompt string) (string, error) {
 	return string(b), nil
 }
 
-// JSON shapes the CLI reads.
-type (
-	userOut struct {
-		ID         string    `json:"id"`
-		Email      string    `json:"email"`
-		Credential string    `json:"credential,omitempty"`
-		AccountID  string    `json:"account_id,omitempty"`
-		CreatedAt  time.Time `json:"created_at,omitzero"`
-		ExpiresAt  time.Time `json:"expires_at,omitzero"`
-	}
-	accountOut struct {
-		ID          string    `json:"id"`
-		Name        string    `json:"name"`
-		Description string    `json:"description"`
-		Role        string    `json:"role"`
-		CreatedBy   string    `json:"created_by"`
-		CreatedAt   time.Time `json:"created_at"`
-		UpdatedAt   time.Time `json:"updated_at"`
-	}
-	memberOut struct {
-		AccountID string    `json:"account_id"`
-		UserID    string    `json:"user_id"`
-		Email     string    `json:"email"`
-		Role      string    `json:"role"`
-		AddedAt   time.Time `json:"added_at"`
-	}
-	apiKeyOut struct {
-		ID        string    `json:"id"`
-		AccountID string    `json:"account_id"`
-		UserID    string    `json:"user_id"`
-		Name      string    `json:"name"`
-		CreatedAt time.Time `json:"created_at"`
-		ExpiresAt time.Time `json:"expires_at"`
-		Token     string    `json:"token,omitempty"`
-	}
-	auditOut struct {
-		ID         string    `json:"id"`
-		OccurredAt time.Time `json:"occurred_at"`
-		Actor      struct {
-			UserID     string `json:"user_id"`
-			Email      string `json:"email"`
-			Credential string `json:"credential"`
-		} `json:"actor"`
-		Action  string `json:"action"`
-		Target  string `json:"target"`
-		Outcome string `json:"outcome"`
-		Error   string `json:"error,omitempty"`
-	}
-	listOut[T any] struct {
-		Items      []T    `json:"items"`
-		NextCursor string `json:"next_cursor,omitempty"`
-	}
-)
-
 func ts(t time.Time) string { return t.UTC().Format(time.RFC3339) }
 
 func pageQuery(limit int, cursor string) string {
@@ -215,11 +162,15 @@ func (c *cli) signupCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var u userOut
-			if err := c.client().do(cmd.Context(), "POST", "/v1/users", map[string]string{"email": email, "password": pw}, &u); err != nil {
+			var u api.User
+			if err := c.client().do(cmd.Context(), "POST", "/v1/users", api.Credentials{Email: email, Password: pw}, &u); err != nil {
 				return err
 			}
-			return c.print(u, []string{"ID", "EMAIL", "CREATED"}, [][]string{{u.ID, u.Email, ts(u.CreatedAt)}})
+			created := ""
+			if u.CreatedAt != nil {
+				created = ts(*u.CreatedAt)
+			}
+			return c.print(u, []string{"ID", "EMAIL", "CREATED"}, [][]string{{u.ID, u.Email, created}})
 		},
 	}
 	cmd.Flags().StringVar(&email, "email", "", "email address (required)")
@@ -242,12 +193,8 @@ func (c *cli) loginCmd() *cobra.Command {
 			}
 			cl := c.client()
 			cl.token = ""
-			var s struct {
-				Token     string    `json:"token"`
-				ExpiresAt time.Time `json:"expires_at"`
-				User      userOut   `json:"user"`
-			}
-			if err := cl.do(cmd.Context(), "POST", "/v1/sessions", map[string]string{"email": email, "password": pw}, &s); err != nil {
+			var s api.Session
+			if err := cl.do(cmd.Context(), "POST", "/v1/sessions", api.Credentials{Email: email, Password: pw}, &s); err != nil {
 				return err
 			}
 			if c.cfg.Token != "" && c.cfg.Addr != cl.addr {
@@ -300,7 +247,7 @@ func (c *cli) whoamiCmd() *cobra.Command {
 		Short: "Show the authenticated user",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var u userOut
+			var u api.Me
 			if err := c.client().do(cmd.Context(), "GET", "/v1/users/me", nil, &u); err != nil {
 				return err
 			}
@@ -309,7 +256,7 @@ func (c *cli) whoamiCmd() *cobra.Command {
 	}
 }
 
-func accountRows(as ...accountOut) [][]string {
+func accountRows(as ...api.Account) [][]string {
 	rows := make([][]string, len(as))
 	for i, a := range as {
 		rows[i] = []string{a.ID, a.Name, a.Role, ts(a.CreatedAt), a.Description}
@@ -328,8 +275,8 @@ func (c *cli) accountCmd() *cobra.Command {
 		Short: "Create an account; you become its admin",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var a accountOut
-			if err := c.client().do(cmd.Context(), "POST", "/v1/accounts", map[string]string{"name": args[0], "description": desc}, &a); err != nil {
+			var a api.Account
+			if err := c.client().do(cmd.Context(), "POST", "/v1/accounts", api.CreateAccount{Name: args[0], Description: desc}, &a); err != nil {
 				return err
 			}
 			return c.print(a, accountHeader, accountRows(a))
@@ -344,7 +291,7 @@ func (c *cli) accountCmd() *cobra.Command {
 		Short: "List the accounts you are a member of",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var l listOut[accountOut]
+			var l api.List[api.Account]
 			if err := c.client().do(cmd.Context(), "GET", "/v1/accounts"+pageQuery(limit, cursor), nil, &l); err != nil {
 				return err
 			}
@@ -368,7 +315,7 @@ func (c *cli) accountCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var a accountOut
+			var a api.Account
 			if err := c.client().do(cmd.Context(), "GET", "/v1/accounts/"+url.PathEscape(id), nil, &a); err != nil {
 				return err
 			}
@@ -386,14 +333,14 @@ func (c *cli) accountCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			body := map[string]string{}
+			var body api.UpdateAccount
 			if cmd.Flags().Changed("name") {
-				body["name"] = name
+				body.Name = &name
 			}
 			if cmd.Flags().Changed("description") {
-				body["description"] = newDesc
+				body.Description = &newDesc
 			}
-			var a accountOut
+			var a api.Account
 			if err := c.client().do(cmd.Context(), "PATCH", "/v1/accounts/"+url.PathEscape(id), body, &a); err != nil {
 				return err
 			}
@@ -408,7 +355,7 @@ func (c *cli) accountCmd() *cobra.Command {
 		Short: "Make ID the account that later commands act on",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var a accountOut
+			var a api.Account
 			if err := c.client().do(cmd.Context(), "GET", "/v1/accounts/"+url.PathEscape(args[0]), nil, &a); err != nil {
 				return err
 			}
@@ -471,7 +418,7 @@ func (c *cli) printList(v any, next string, header []string, rows [][]string) er
 	return nil
 }
 
-func memberRows(ms ...memberOut) [][]string {
+func memberRows(ms ...api.Member) [][]string {
 	rows := make([][]string, len(ms))
 	for i, m := range ms {
 		rows[i] = []string{m.UserID, m.Email, m.Role, ts(m.AddedAt)}
@@ -495,8 +442,8 @@ func (c *cli) memberCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var m memberOut
-			if err := c.client().do(cmd.Context(), "POST", "/v1/accounts/"+url.PathEscape(acct)+"/members", map[string]string{"email": args[0], "role": role}, &m); err != nil {
+			var m api.Member
+			if err := c.client().do(cmd.Context(), "POST", "/v1/accounts/"+url.PathEscape(acct)+"/members", api.AddMember{Email: args[0], Role: role}, &m); err != nil {
 				return err
 			}
 			return c.print(m, memberHeader, memberRows(m))
@@ -515,7 +462,7 @@ func (c *cli) memberCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var l listOut[memberOut]
+			var l api.List[api.Member]
 			if err := c.client().do(cmd.Context(), "GET", "/v1/accounts/"+url.PathEscape(acct)+"/members"+pageQuery(limit, cursor), nil, &l); err != nil {
 				return err
 			}
@@ -550,8 +497,8 @@ func (c *cli) memberCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var m memberOut
-			if err := c.client().do(cmd.Context(), "PATCH", "/v1/accounts/"+url.PathEscape(acct)+"/members/"+url.PathEscape(args[0]), map[string]string{"role": args[1]}, &m); err != nil {
+			var m api.Member
+			if err := c.client().do(cmd.Context(), "PATCH", "/v1/accounts/"+url.PathEscape(acct)+"/members/"+url.PathEscape(args[0]), api.SetRole{Role: args[1]}, &m); err != nil {
 				return err
 			}
 			return c.print(m, memberHeader, memberRows(m))
@@ -561,7 +508,7 @@ func (c *cli) memberCmd() *cobra.Command {
 	return cmd
 }
 
-func keyRows(ks ...apiKeyOut) [][]string {
+func keyRows(ks ...api.APIKey) [][]string {
 	rows := make([][]string, len(ks))
 	for i, k := range ks {
 		rows[i] = []string{k.ID, k.Name, k.UserID, ts(k.CreatedAt), ts(k.ExpiresAt)}
@@ -585,8 +532,8 @@ func (c *cli) apikeyCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var k apiKeyOut
-			body := map[string]any{"name": args[0], "ttl_seconds": int64(ttl / time.Second)}
+			var k api.APIKey
+			body := api.CreateAPIKey{Name: args[0], TTLSeconds: int64(ttl / time.Second)}
 			if err := c.client().do(cmd.Context(), "POST", "/v1/accounts/"+url.PathEscape(acct)+"/api-keys", body, &k); err != nil {
 				return err
 			}
@@ -611,7 +558,7 @@ func (c *cli) apikeyCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var l listOut[apiKeyOut]
+			var l api.List[api.APIKey]
 			if err := c.client().do(cmd.Context(), "GET", "/v1/accounts/"+url.PathEscape(acct)+"/api-keys"+pageQuery(limit, cursor), nil, &l); err != nil {
 				return err
 			}
@@ -654,7 +601,7 @@ func (c *cli) auditCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var l listOut[auditOut]
+			var l api.List[api.AuditEntry]
 			if err := c.client().do(cmd.Context(), "GET", "/v1/accounts/"+url.PathEscape(acct)+"/audit"+pageQuery(limit, cursor), nil, &l); err != nil {
 				return err
 			}

@@ -58,30 +58,10 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-// startServer starts `cloister server -dev` and waits until it is ready.
+// startServer starts `cloister server -dev` on dataDir and waits until it is ready.
 func startServer(t *testing.T, dataDir, addr string) *exec.Cmd {
 	t.Helper()
-	cmd := cloisterCmd(t, t.TempDir(), "server", "-dev", "--data-dir", dataDir, "--http", addr)
-	var logs bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		resp, err := http.Get("http://" + addr + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return cmd
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("server not ready within 60s; logs:\n%s", logs.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	return startServerArgs(t, addr, "-dev", "--data-dir", dataDir)
 }
 
 // TestDevServerJourneyAndCrash drives `cloister server -dev` with the CLI

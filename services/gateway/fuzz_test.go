@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bytes"
+	"github.com/cloister-cc/cloister/services/gateway/api"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -23,12 +24,12 @@ func FuzzDecodeBodies(f *testing.F) {
 		f.Add([]byte(seed))
 	}
 	targets := []func() any{
-		func() any { return new(credentialsBody) },
-		func() any { return new(createAccountBody) },
-		func() any { return new(updateAccountBody) },
-		func() any { return new(addMemberBody) },
-		func() any { return new(roleBody) },
-		func() any { return new(createAPIKeyBody) },
+		func() any { return new(api.Credentials) },
+		func() any { return new(api.CreateAccount) },
+		func() any { return new(api.UpdateAccount) },
+		func() any { return new(api.AddMember) },
+		func() any { return new(api.SetRole) },
+		func() any { return new(api.CreateAPIKey) },
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
 		for _, newTarget := range targets {

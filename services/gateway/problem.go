@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/cloister-cc/cloister/services/gateway/api"
 	"io"
 	"mime"
 	"net/http"
@@ -17,14 +18,7 @@ import (
 const MaxBodyBytes = 1 << 20
 
 // Problem is an RFC 9457 problem document.
-type Problem struct {
-	Type   string `json:"type"`
-	Title  string `json:"title"`
-	Status int    `json:"status"`
-	Detail string `json:"detail,omitempty"`
-	// Code is the machine-readable kind of error.
-	Code string `json:"code"`
-}
+type Problem = api.Problem
 
 var kindStatus = map[errs.Kind]int{
 	errs.Invalid:          http.StatusBadRequest,

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"fmt"
+	"github.com/cloister-cc/cloister/services/gateway/api"
 	"net/http"
 	"time"
 
@@ -101,122 +102,30 @@ func (g *Gateway) serveOpenAPI(w http.ResponseWriter, _ *http.Request) {
 	_, _ = w.Write(g.openapi)
 }
 
-// JSON shapes of the API.
-type (
-	userJSON struct {
-		ID        string     `json:"id"`
-		Email     string     `json:"email"`
-		CreatedAt *time.Time `json:"created_at,omitempty"`
-	}
-	meJSON struct {
-		ID         string    `json:"id"`
-		Email      string    `json:"email"`
-		Credential string    `json:"credential"`
-		AccountID  string    `json:"account_id,omitempty"`
-		ExpiresAt  time.Time `json:"expires_at"`
-	}
-	sessionJSON struct {
-		Token     string    `json:"token"`
-		ExpiresAt time.Time `json:"expires_at"`
-		User      userJSON  `json:"user"`
-	}
-	accountJSON struct {
-		ID          string    `json:"id"`
-		Name        string    `json:"name"`
-		Description string    `json:"description"`
-		Role        string    `json:"role"`
-		CreatedBy   string    `json:"created_by"`
-		CreatedAt   time.Time `json:"created_at"`
-		UpdatedAt   time.Time `json:"updated_at"`
-	}
-	memberJSON struct {
-		AccountID string    `json:"account_id"`
-		UserID    string    `json:"user_id"`
-		Email     string    `json:"email"`
-		Role      string    `json:"role"`
-		AddedAt   time.Time `json:"added_at"`
-	}
-	apiKeyJSON struct {
-		ID        string    `json:"id"`
-		AccountID string    `json:"account_id"`
-		UserID    string    `json:"user_id"`
-		Name      string    `json:"name"`
-		CreatedAt time.Time `json:"created_at"`
-		ExpiresAt time.Time `json:"expires_at"`
-		// Token is present only in the reply that creates the key.
-		Token string `json:"token,omitempty"`
-	}
-	auditJSON struct {
-		ID         string    `json:"id"`
-		OccurredAt time.Time `json:"occurred_at"`
-		Actor      actorJSON `json:"actor"`
-		Action     string    `json:"action"`
-		Target     string    `json:"target"`
-		Outcome    string    `json:"outcome"`
-		Error      string    `json:"error,omitempty"`
-	}
-	actorJSON struct {
-		UserID     string `json:"user_id"`
-		Email      string `json:"email"`
-		Credential string `json:"credential"`
-	}
-	listJSON[T any] struct {
-		Items      []T    `json:"items"`
-		NextCursor string `json:"next_cursor,omitempty"`
-	}
-)
-
-// Request bodies.
-type (
-	credentialsBody struct {
-		Email    string `json:"email"`
-		Password string `json:"password"`
-	}
-	createAccountBody struct {
-		Name        string `json:"name"`
-		Description string `json:"description"`
-	}
-	updateAccountBody struct {
-		Name        *string `json:"name"`
-		Description *string `json:"description"`
-	}
-	addMemberBody struct {
-		Email string `json:"email"`
-		Role  string `json:"role"`
-	}
-	roleBody struct {
-		Role string `json:"role"`
-	}
-	createAPIKeyBody struct {
-		Name       string `json:"name"`
-		TTLSeconds int64  `json:"ttl_seconds"`
-	}
-)
-
 func ts(t *timestamppb.Timestamp) time.Time { return t.AsTime().UTC() }
 
-func toAccount(a *accountv1.Account) accountJSON {
-	return accountJSON{ID: a.GetId(), Name: a.GetName(), Description: a.GetDescription(), Role: a.GetRole(),
+func toAccount(a *accountv1.Account) api.Account {
+	return api.Account{ID: a.GetId(), Name: a.GetName(), Description: a.GetDescription(), Role: a.GetRole(),
 		CreatedBy: a.GetCreatedBy(), CreatedAt: ts(a.GetCreatedAt()), UpdatedAt: ts(a.GetUpdatedAt())}
 }
 
-func toMember(m *accountv1.Member) memberJSON {
-	return memberJSON{AccountID: m.GetAccountId(), UserID: m.GetUserId(), Email: m.GetEmail(), Role: m.GetRole(), AddedAt: ts(m.GetAddedAt())}
+func toMember(m *accountv1.Member) api.Member {
+	return api.Member{AccountID: m.GetAccountId(), UserID: m.GetUserId(), Email: m.GetEmail(), Role: m.GetRole(), AddedAt: ts(m.GetAddedAt())}
 }
 
-func toAPIKey(k *accountv1.APIKey) apiKeyJSON {
-	return apiKeyJSON{ID: k.GetId(), AccountID: k.GetAccountId(), UserID: k.GetUserId(), Name: k.GetName(),
+func toAPIKey(k *accountv1.APIKey) api.APIKey {
+	return api.APIKey{ID: k.GetId(), AccountID: k.GetAccountId(), UserID: k.GetUserId(), Name: k.GetName(),
 		CreatedAt: ts(k.GetCreatedAt()), ExpiresAt: ts(k.GetExpiresAt())}
 }
 
-func toAudit(e *accountv1.AuditEntry) auditJSON {
-	return auditJSON{ID: e.GetId(), OccurredAt: ts(e.GetOccurredAt()),
-		Actor:  actorJSON{UserID: e.GetActorUserId(), Email: e.GetActorEmail(), Credential: e.GetActorCredential()},
+func toAudit(e *accountv1.AuditEntry) api.AuditEntry {
+	return api.AuditEntry{ID: e.GetId(), OccurredAt: ts(e.GetOccurredAt()),
+		Actor:  api.Actor{UserID: e.GetActorUserId(), Email: e.GetActorEmail(), Credential: e.GetActorCredential()},
 		Action: e.GetAction(), Target: e.GetTarget(), Outcome: e.GetOutcome(), Error: e.GetError()}
 }
 
-func list[P any, T any](items []P, next string, f func(P) T) listJSON[T] {
-	out := listJSON[T]{Items: make([]T, 0, len(items)), NextCursor: next}
+func list[P any, T any](items []P, next string, f func(P) T) api.List[T] {
+	out := api.List[T]{Items: make([]T, 0, len(items)), NextCursor: next}
 	for _, it := range items {
 		out.Items = append(out.Items, f(it))
 	}
@@ -232,7 +141,7 @@ func page(r *http.Request) (*accountv1.Page, error) {
 }
 
 func (g *Gateway) signUp(w http.ResponseWriter, r *http.Request) (reply, error) {
-	var b credentialsBody
+	var b api.Credentials
 	if err := decodeJSON(w, r, &b); err != nil {
 		return reply{}, err
 	}
@@ -242,11 +151,11 @@ func (g *Gateway) signUp(w http.ResponseWriter, r *http.Request) (reply, error) 
 	}
 	u := resp.GetUser()
 	created := ts(u.GetCreatedAt())
-	return reply{http.StatusCreated, userJSON{ID: u.GetId(), Email: u.GetEmail(), CreatedAt: &created}}, nil
+	return reply{http.StatusCreated, api.User{ID: u.GetId(), Email: u.GetEmail(), CreatedAt: &created}}, nil
 }
 
 func (g *Gateway) login(w http.ResponseWriter, r *http.Request) (reply, error) {
-	var b credentialsBody
+	var b api.Credentials
 	if err := decodeJSON(w, r, &b); err != nil {
 		return reply{}, err
 	}
@@ -254,8 +163,8 @@ func (g *Gateway) login(w http.ResponseWriter, r *http.Request) (reply, error) {
 	if err != nil {
 		return reply{}, err
 	}
-	return reply{http.StatusCreated, sessionJSON{Token: resp.GetToken(), ExpiresAt: ts(resp.GetExpiresAt()),
-		User: userJSON{ID: resp.GetUser().GetId(), Email: resp.GetUser().GetEmail()}}}, nil
+	return reply{http.StatusCreated, api.Session{Token: resp.GetToken(), ExpiresAt: ts(resp.GetExpiresAt()),
+		User: api.User{ID: resp.GetUser().GetId(), Email: resp.GetUser().GetEmail()}}}, nil
 }
 
 func (g *Gateway) logout(_ http.ResponseWriter, r *http.Request, p principal) (reply, error) {
@@ -271,11 +180,11 @@ func (g *Gateway) logout(_ http.ResponseWriter, r *http.Request, p principal) (r
 }
 
 func (g *Gateway) me(_ http.ResponseWriter, _ *http.Request, p principal) (reply, error) {
-	return reply{http.StatusOK, meJSON{ID: p.UserID, Email: p.Email, Credential: p.Credential, AccountID: p.AccountID, ExpiresAt: p.ExpiresAt.UTC()}}, nil
+	return reply{http.StatusOK, api.Me{ID: p.UserID, Email: p.Email, Credential: p.Credential, AccountID: p.AccountID, ExpiresAt: p.ExpiresAt.UTC()}}, nil
 }
 
 func (g *Gateway) createAccount(w http.ResponseWriter, r *http.Request, p principal) (reply, error) {
-	var b createAccountBody
+	var b api.CreateAccount
 	if err := decodeJSON(w, r, &b); err != nil {
 		return reply{}, err
 	}
@@ -307,7 +216,7 @@ func (g *Gateway) getAccount(_ http.ResponseWriter, r *http.Request, p principal
 }
 
 func (g *Gateway) updateAccount(w http.ResponseWriter, r *http.Request, p principal) (reply, error) {
-	var b updateAccountBody
+	var b api.UpdateAccount
 	if err := decodeJSON(w, r, &b); err != nil {
 		return reply{}, err
 	}
@@ -340,7 +249,7 @@ func (g *Gateway) listMembers(_ http.ResponseWriter, r *http.Request, p principa
 }
 
 func (g *Gateway) addMember(w http.ResponseWriter, r *http.Request, p principal) (reply, error) {
-	var b addMemberBody
+	var b api.AddMember
 	if err := decodeJSON(w, r, &b); err != nil {
 		return reply{}, err
 	}
@@ -353,7 +262,7 @@ func (g *Gateway) addMember(w http.ResponseWriter, r *http.Request, p principal)
 }
 
 func (g *Gateway) setMemberRole(w http.ResponseWriter, r *http.Request, p principal) (reply, error) {
-	var b roleBody
+	var b api.SetRole
 	if err := decodeJSON(w, r, &b); err != nil {
 		return reply{}, err
 	}
@@ -384,7 +293,7 @@ func (g *Gateway) listAPIKeys(_ http.ResponseWriter, r *http.Request, p principa
 }
 
 func (g *Gateway) createAPIKey(w http.ResponseWriter, r *http.Request, p principal) (reply, error) {
-	var b createAPIKeyBody
+	var b api.CreateAPIKey
 	if err := decodeJSON(w, r, &b); err != nil {
 		return reply{}, err
 	}

@@ -1,0 +1,126 @@
+// Package api holds the JSON shapes of Cloister's REST API, shared by the
+// gateway, which serves them, and Go clients such as the CLI. The OpenAPI
+// document (openapi.yaml) describes the same shapes; the gateway's tests
+// hold the two together.
+package api
+
+import "time"
+
+// Problem is an RFC 9457 problem document, the body of every error.
+type Problem struct {
+	Type   string `json:"type"`
+	Title  string `json:"title"`
+	Status int    `json:"status"`
+	// Detail says what is wrong, for a person.
+	Detail string `json:"detail,omitempty"`
+	// Code is the machine-readable kind of error, e.g. "not_found".
+	Code string `json:"code"`
+}
+
+// User is a signed-up user.
+type User struct {
+	ID        string     `json:"id"`
+	Email     string     `json:"email"`
+	CreatedAt *time.Time `json:"created_at,omitempty"`
+}
+
+// Me is the authenticated caller.
+type Me struct {
+	ID         string `json:"id"`
+	Email      string `json:"email"`
+	Credential string `json:"credential"` // "session" or "api_key"
+	// AccountID is, for API keys, the one account they act on.
+	AccountID string    `json:"account_id,omitempty"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// Session is the reply to a login.
+type Session struct {
+	Token     string    `json:"token"`
+	ExpiresAt time.Time `json:"expires_at"`
+	User      User      `json:"user"`
+}
+
+// Account is an account as one member sees it.
+type Account struct {
+	ID          string    `json:"id"`
+	Name        string    `json:"name"`
+	Description string    `json:"description"`
+	Role        string    `json:"role"`
+	CreatedBy   string    `json:"created_by"`
+	CreatedAt   time.Time `json:"created_at"`
+	UpdatedAt   time.Time `json:"updated_at"`
+}
+
+// Member is a user's role in an account.
+type Member struct {
+	AccountID string    `json:"account_id"`
+	UserID    string    `json:"user_id"`
+	Email     string    `json:"email"`
+	Role      string    `json:"role"`
+	AddedAt   time.Time `json:"added_at"`
+}
+
+// APIKey is an API key; Token is present only in the reply that creates it.
+type APIKey struct {
+	ID        string    `json:"id"`
+	AccountID string    `json:"account_id"`
+	UserID    string    `json:"user_id"`
+	Name      string    `json:"name"`
+	CreatedAt time.Time `json:"created_at"`
+	ExpiresAt time.Time `json:"expires_at"`
+	Token     string    `json:"token,omitempty"`
+}
+
+// AuditEntry is one record of the audit log.
+type AuditEntry struct {
+	ID         string    `json:"id"`
+	OccurredAt time.Time `json:"occurred_at"`
+	Actor      Actor     `json:"actor"`
+	Action     string    `json:"action"`
+	Target     string    `json:"target"`
+	Outcome    string    `json:"outcome"`
+	Error      string    `json:"error,omitempty"`
+}
+
+// Actor is who did an audited thing.
+type Actor struct {
+	UserID     string `json:"user_id"`
+	Email      string `json:"email"`
+	Credential string `json:"credential"`
+}
+
+// List is a page of items; pass NextCursor as ?cursor= for the next page.
+type List[T any] struct {
+	Items      []T    `json:"items"`
+	NextCursor string `json:"next_cursor,omitempty"`
+}
+
+// Request bodies.
+type (
+	// Credentials signs up or logs in.
+	Credentials struct {
+		Email    string `json:"email"`
+		Password string `json:"password"`
+	}
+	CreateAccount struct {
+		Name        string `json:"name"`
+		Description string `json:"description"`
+	}
+	// UpdateAccount changes the fields that are set.
+	UpdateAccount struct {
+		Name        *string `json:"name,omitempty"`
+		Description *string `json:"description,omitempty"`
+	}
+	AddMember struct {
+		Email string `json:"email"`
+		Role  string `json:"role"`
+	}
+	SetRole struct {
+		Role string `json:"role"`
+	}
+	CreateAPIKey struct {
+		Name       string `json:"name"`
+		TTLSeconds int64  `json:"ttl_seconds,omitempty"`
+	}
+)
