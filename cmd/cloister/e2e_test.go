@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -186,8 +187,8 @@ func startServerArgs(t *testing.T, addr string, args ...string) *exec.Cmd {
 func TestServicesInSeparateProcesses(t *testing.T) {
 	n := testkit.StartNATS(t)
 	testkit.StartRedis(t) // fails in CI, skips elsewhere, when Redis is absent
-	cfgDir, gwAddr := t.TempDir(), freeAddr(t)
-	startServerArgs(t, freeAddr(t), "--services=account", "--nats-url", n.URL)
+	cfgDir, gwAddr, accountAddr := t.TempDir(), freeAddr(t), freeAddr(t)
+	startServerArgs(t, accountAddr, "--services=account", "--nats-url", n.URL)
 	startServerArgs(t, gwAddr, "--services", "gateway", "--nats-url", n.URL, "--redis-url", testkit.RedisURL())
 	t.Setenv("CLOISTER_ADDR", "http://"+gwAddr)
 
@@ -197,13 +198,15 @@ func TestServicesInSeparateProcesses(t *testing.T) {
 	if !strings.Contains(who, `"ada@example.com"`) {
 		t.Fatalf("whoami through the split services = %s", who)
 	}
-	resp, err := http.Get("http://" + gwAddr + "/metrics")
+	// The account process counts the requests it served.
+	resp, err := http.Get("http://" + accountAddr + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
+	metrics, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != 200 {
-		t.Fatalf("GET /metrics = %d", resp.StatusCode)
+	if !strings.Contains(string(metrics), `rpc_method="cloister.account.v1.Login"`) {
+		t.Fatalf("account /metrics lacks the Login requests it served:\n%.2000s", metrics)
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/cloister-cc/cloister/libs/errs"
@@ -51,6 +52,7 @@ func NewServer(e endpoint.Endpoint, dec DecodeRequestFunc, enc EncodeResponseFun
 // Serve handles one request message and sends the reply. It builds the
 // request context from the message: the caller's deadline and trace.
 func (s *Server) Serve(nc *nats.Conn, msg *nats.Msg) {
+	start := time.Now()
 	ctx := otel.GetTextMapPropagator().Extract(context.Background(), HeaderCarrier(msg.Header))
 	if d := msg.Header.Get(HeaderDeadline); d != "" {
 		if ns, err := strconv.ParseInt(d, 10, 64); err == nil {
@@ -67,6 +69,12 @@ func (s *Server) Serve(nc *nats.Conn, msg *nats.Msg) {
 
 	reply := nats.NewMsg(msg.Reply)
 	err := s.handle(ctx, msg, reply)
+	code := 0
+	if err != nil {
+		code = Code(errs.KindOf(err))
+	}
+	serverDuration.Record(ctx, time.Since(start).Seconds(), metric.WithAttributes(
+		attribute.String("rpc.method", msg.Subject), attribute.Int("rpc.code", code)))
 	if err != nil {
 		if errs.KindOf(err) == errs.Internal {
 			s.logger.ErrorContext(ctx, "request failed", "subject", msg.Subject, "error", err)
@@ -102,6 +110,12 @@ func (s *Server) handle(ctx context.Context, msg, reply *nats.Msg) error {
 }
 
 const tracerName = "github.com/cloister-cc/cloister/libs/natsrpc"
+
+// serverDuration counts and times the requests served, by subject and
+// error code (0 for success). The global meter provider delegates to the
+// one obs.Setup installs, even when that happens later.
+var serverDuration, _ = otel.Meter(tracerName).Float64Histogram("rpc.server.duration",
+	metric.WithUnit("s"), metric.WithDescription("Time to serve a NATS request, by subject and error code"))
 
 type headerKey struct{}
 
