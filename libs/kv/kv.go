@@ -19,6 +19,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -47,6 +48,9 @@ type Entry[T any] struct {
 type Config struct {
 	Bucket   string
 	Replicas int // default 1
+	// TTL, when set, removes entries that many seconds after their last
+	// write (sessions, for instance, need no sweeper).
+	TTL time.Duration
 }
 
 // Option configures a Store.
@@ -105,7 +109,7 @@ func Open[T any](ctx context.Context, js jetstream.JetStream, cfg Config, opts .
 	}
 	var err error
 	s.kv, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: cfg.Bucket, Storage: jetstream.FileStorage, Replicas: replicas,
+		Bucket: cfg.Bucket, Storage: jetstream.FileStorage, Replicas: replicas, TTL: cfg.TTL,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("creating bucket %s: %w", cfg.Bucket, err)

@@ -267,3 +267,22 @@ func crashChild() {
 	_, _ = s.Create(ctx, "k", thing{Name: "committed"}, event("crash-1"))
 	os.Exit(2) // not reached: the hook exits first
 }
+
+func TestTTLForgetsEntries(t *testing.T) {
+	ctx := context.Background()
+	_, js, _ := setup(t)
+	s, err := kv.Open[thing](ctx, js, kv.Config{Bucket: "short", TTL: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Create(ctx, "k", thing{Name: "fleeting"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Get(ctx, "k"); err != nil {
+		t.Fatalf("Get right after Create = %v", err)
+	}
+	testkit.Eventually(t, 15*time.Second, func() bool {
+		_, err := s.Get(ctx, "k")
+		return errors.Is(err, kv.ErrNotFound)
+	}, "entry still there long after its TTL")
+}

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"log/slog"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -42,7 +43,10 @@ func Open(ctx context.Context, js jetstream.JetStream, replicas int, logger *slo
 	if s.Users, err = open[domain.User](ctx, js, cfg(BucketUsers), opt, func(k *kv.Store[domain.User]) *Users { return &Users{k} }); err != nil {
 		return nil, err
 	}
-	if s.Sessions, err = open[domain.Session](ctx, js, cfg(BucketSessions), opt, func(k *kv.Store[domain.Session]) *Sessions { return &Sessions{k} }); err != nil {
+	// Sessions last 12 hours; the bucket forgets them a day after login.
+	sessions := cfg(BucketSessions)
+	sessions.TTL = 24 * time.Hour
+	if s.Sessions, err = open[domain.Session](ctx, js, sessions, opt, func(k *kv.Store[domain.Session]) *Sessions { return &Sessions{k} }); err != nil {
 		return nil, err
 	}
 	if s.Accounts, err = open[domain.Account](ctx, js, cfg(BucketAccounts), opt, func(k *kv.Store[domain.Account]) *Accounts { return &Accounts{k} }); err != nil {
