@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"github.com/cloister-cc/cloister/services/gateway/api"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -637,6 +638,20 @@ func healthcheckCmd() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&target, "url", "http://127.0.0.1:8080/readyz", "readiness URL")
+	cmd.Flags().StringVar(&target, "url", readyzURL(os.Getenv("CLOISTER_HTTP")), "readiness URL (default from $CLOISTER_HTTP)")
+	cmd.PersistentPreRunE = func(*cobra.Command, []string) error { return nil } // needs no CLI config
 	return cmd
+}
+
+// readyzURL is the readiness URL of a server listening on httpAddr, as
+// reached from inside its own container.
+func readyzURL(httpAddr string) string {
+	host, port, err := net.SplitHostPort(httpAddr)
+	if err != nil {
+		return "http://127.0.0.1:8080/readyz"
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	return "http://" + net.JoinHostPort(host, port) + "/readyz"
 }

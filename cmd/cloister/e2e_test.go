@@ -210,6 +210,43 @@ func TestServicesInSeparateProcesses(t *testing.T) {
 	}
 }
 
+// TestServerEnvironment: variables fill in flags, and flags win over them.
+func TestServerEnvironment(t *testing.T) {
+	cmd := cloisterCmd(t, t.TempDir(), "server", "--replicas=2", "--services=account")
+	cmd.Env = append(cmd.Env, "CLOISTER_SERVICES=gateway,billing", "CLOISTER_REPLICAS=7", "CLOISTER_LOG_LEVEL=loud")
+	out, err := cmd.CombinedOutput()
+	// The flags override the bad services and replicas; the log level
+	// comes from the environment and is what is refused.
+	if err == nil || !strings.Contains(string(out), "loud") || strings.Contains(string(out), "billing") {
+		t.Fatalf("cloister server with flags over env = %v, %s; want only the log level refused", err, out)
+	}
+	cmd = cloisterCmd(t, t.TempDir(), "server")
+	cmd.Env = append(cmd.Env, "CLOISTER_REPLICAS=abc")
+	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "$CLOISTER_REPLICAS") {
+		t.Fatalf("bad $CLOISTER_REPLICAS = %v, %s; want an error naming it", err, out)
+	}
+	// A bad server variable does not break other commands.
+	cmd = cloisterCmd(t, t.TempDir(), "healthcheck", "--url", "http://127.0.0.1:1/readyz")
+	cmd.Env = append(cmd.Env, "CLOISTER_REPLICAS=abc")
+	if out, _ := cmd.CombinedOutput(); strings.Contains(string(out), "CLOISTER_REPLICAS") {
+		t.Fatalf("healthcheck complained about a server variable: %s", out)
+	}
+}
+
+func TestReadyzURL(t *testing.T) {
+	for in, want := range map[string]string{
+		"":              "http://127.0.0.1:8080/readyz",
+		"0.0.0.0:9000":  "http://127.0.0.1:9000/readyz",
+		":8081":         "http://127.0.0.1:8081/readyz",
+		"10.1.2.3:8080": "http://10.1.2.3:8080/readyz",
+		"[::]:8080":     "http://127.0.0.1:8080/readyz",
+	} {
+		if got := readyzURL(in); got != want {
+			t.Errorf("readyzURL(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
 func TestServerRejectsBadFlags(t *testing.T) {
 	tests := []struct {
 		args []string
@@ -219,6 +256,8 @@ func TestServerRejectsBadFlags(t *testing.T) {
 		{[]string{"server", "--replicas=9"}, "--replicas must be 1 to 5"},
 		{[]string{"server", "--http=nope"}, "is not host:port"},
 		{[]string{"server", "--log-level=loud"}, "loud"},
+		{[]string{"server", "--services=account,account"}, "names a service twice"},
+		{[]string{"server", "-dev=maybe"}, "invalid argument"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {

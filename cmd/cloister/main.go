@@ -6,6 +6,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"strings"
 )
 
 func main() {
@@ -22,8 +23,8 @@ func main() {
 func singleDashLongFlags(args []string) []string {
 	out := make([]string, len(args))
 	for i, a := range args {
-		if a == "-dev" {
-			a = "--dev"
+		if a == "-dev" || strings.HasPrefix(a, "-dev=") {
+			a = "-" + a
 		}
 		out[i] = a
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -20,6 +21,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/cloister-cc/cloister/libs/cache"
 	"github.com/cloister-cc/cloister/libs/obs"
@@ -101,16 +103,31 @@ Every flag can also be set by the environment variable named in its help.`,
 	f.IntVar(&cfg.Replicas, "replicas", 1, "JetStream replicas of streams and buckets (3 in a cluster)")
 	f.StringVar(&cfg.LogLevel, "log-level", "info", "debug, info, warn or error")
 	for name, env := range serverEnv {
+		f.Lookup(name).Usage += " [$" + env + "]"
+	}
+	// Flags on the command line win; the environment fills in the rest.
+	cmd.PreRunE = func(*cobra.Command, []string) error { return applyServerEnv(f, os.LookupEnv) }
+	// The server reads no CLI config file: skip the root's loading of it.
+	cmd.PersistentPreRunE = func(*cobra.Command, []string) error { return nil }
+	return cmd
+}
+
+// applyServerEnv sets each server flag not given on the command line from
+// its environment variable, if set.
+func applyServerEnv(f *pflag.FlagSet, lookup func(string) (string, bool)) error {
+	names := slices.Sorted(maps.Keys(serverEnv))
+	for _, name := range names {
+		env := serverEnv[name]
 		fl := f.Lookup(name)
-		fl.Usage += " [$" + env + "]"
-		if v, ok := os.LookupEnv(env); ok {
-			if err := fl.Value.Set(v); err != nil {
-				cobra.CheckErr(fmt.Errorf("$%s: %w", env, err))
-			}
-			fl.DefValue = v
+		v, ok := lookup(env)
+		if !ok || fl.Changed {
+			continue
+		}
+		if err := fl.Value.Set(v); err != nil {
+			return fmt.Errorf("$%s=%q: %w", env, v, err)
 		}
 	}
-	return cmd
+	return nil
 }
 
 func (c serverConfig) validate() error {
@@ -121,6 +138,9 @@ func (c serverConfig) validate() error {
 	}
 	if len(c.Services) == 0 {
 		return errors.New("--services names no service")
+	}
+	if len(slices.Compact(slices.Sorted(slices.Values(c.Services)))) != len(c.Services) {
+		return fmt.Errorf("--services names a service twice: %s", strings.Join(c.Services, ","))
 	}
 	if c.Replicas < 1 || c.Replicas > 5 {
 		return fmt.Errorf("--replicas must be 1 to 5, not %d", c.Replicas)

@@ -1,0 +1,1535 @@
+package main
+
+// Tests that hold the deployment files to the binary they run:
+// deployments/Dockerfile, docker-compose.yml, deployments/k8s and
+// tilt/Tiltfile. Every flag and environment variable they give `cloister
+// server` must exist (newServerCmd and serverEnv are the reference), every
+// service in Services must run somewhere, containers must be health-checked
+// and run as non-root. Nothing here needs Docker or a cluster: the files are
+// parsed, never run. Each check reports what is wrong, naming the file, the
+// container and the flag; the *CanFail tests feed the checks broken input
+// to show that they complain.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"path"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	composecli "github.com/compose-spec/compose-go/v2/cli"
+	"github.com/compose-spec/compose-go/v2/types"
+	natsserver "github.com/nats-io/nats-server/v2/server"
+	"go.yaml.in/yaml/v4"
+
+	"github.com/cloister-cc/cloister/libs/obs"
+)
+
+// deployRoot is the repository root, seen from cmd/cloister.
+var deployRoot = filepath.Join("..", "..")
+
+const (
+	// deployImage is the image name (without registry tag) that
+	// deployments/Dockerfile builds and the deployments run.
+	deployImage = "cloister"
+	// deployGateway is the only service whose port is published.
+	deployGateway = "gateway"
+)
+
+// deployExtraEnvPrefixes are the environment variables a server container may
+// set besides serverEnv's: OpenTelemetry's, which libs/obs honours
+// (OTEL_EXPORTER_OTLP_*, OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES).
+var deployExtraEnvPrefixes = []string{"OTEL_"}
+
+// ---------------------------------------------------------------------
+// `cloister server` command lines
+
+// serverRun is what `cloister server` would run with, given a container's
+// arguments and environment.
+type serverRun struct {
+	cfg serverConfig
+	// set holds the flags given on the command line or by the environment.
+	set map[string]bool
+}
+
+// checkServerRun reads args (starting with the "server" verb, as given to
+// the image's /cloister entrypoint) and env (nil values: set at run time,
+// e.g. from the host or a Kubernetes fieldRef) the way the binary does,
+// and reports every unknown flag or variable, bad value and configuration
+// that `cloister server` would refuse.
+func checkServerRun(args []string, env map[string]*string) (serverRun, []string) {
+	var problems []string
+	bad := func(format string, a ...any) { problems = append(problems, fmt.Sprintf(format, a...)) }
+	run := serverRun{set: map[string]bool{}}
+
+	flagOfEnv := map[string]string{}
+	for flag, name := range serverEnv {
+		flagOfEnv[name] = flag
+	}
+	cmd := newServerCmd()
+	f := cmd.Flags()
+	for _, name := range deploySortedKeys(env) {
+		flag, ok := flagOfEnv[name]
+		if !ok {
+			if !slices.ContainsFunc(deployExtraEnvPrefixes, func(p string) bool { return strings.HasPrefix(name, p) }) {
+				bad("unknown environment variable %s: cloister server reads only %s and %s*",
+					name, strings.Join(deploySortedValues(serverEnv), ", "), strings.Join(deployExtraEnvPrefixes, "*, "))
+			}
+			continue
+		}
+		run.set[flag] = true
+	}
+
+	if len(args) == 0 || args[0] != "server" {
+		bad("command %q does not run `cloister server`", args)
+		return run, problems
+	}
+	args = singleDashLongFlags(args[1:])
+	for _, a := range args {
+		if a == "--" {
+			break
+		}
+		if !strings.HasPrefix(a, "-") || a == "-" {
+			continue
+		}
+		name, _, _ := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		known := false
+		if strings.HasPrefix(a, "--") {
+			known = f.Lookup(name) != nil
+		} else if len(name) == 1 {
+			known = f.ShorthandLookup(name) != nil
+		}
+		if !known {
+			bad("unknown flag %s: cloister server has no such flag", strings.SplitN(a, "=", 2)[0])
+		}
+	}
+	// Unknown flags are reported above; read the rest as the binary would.
+	f.ParseErrorsAllowlist.UnknownFlags = true
+	if err := f.Parse(args); err != nil {
+		bad("cloister server %s: %v", strings.Join(args, " "), err)
+		return run, problems
+	}
+	if f.NArg() > 0 {
+		bad("cloister server takes no arguments, given %q", f.Args())
+	}
+	// The environment fills in what the command line left unset, as
+	// applyServerEnv does in the binary.
+	known := map[string]string{}
+	for name, v := range env {
+		if v != nil {
+			known[name] = *v
+		}
+	}
+	if err := applyServerEnv(f, func(name string) (string, bool) { v, ok := known[name]; return v, ok }); err != nil {
+		bad("%v", err)
+	}
+	for name := range serverEnv {
+		if f.Changed(name) {
+			run.set[name] = true
+		}
+	}
+
+	c := &run.cfg
+	c.Dev, _ = f.GetBool("dev")
+	c.DataDir, _ = f.GetString("data-dir")
+	c.HTTP, _ = f.GetString("http")
+	c.Services, _ = f.GetStringSlice("services")
+	c.NATSURL, _ = f.GetString("nats-url")
+	c.NATSListen, _ = f.GetString("nats-listen")
+	c.RedisURL, _ = f.GetString("redis-url")
+	c.Replicas, _ = f.GetInt("replicas")
+	c.LogLevel, _ = f.GetString("log-level")
+	if err := c.validate(); err != nil {
+		bad("cloister server would refuse to start: %v", err)
+	}
+	if _, err := obs.ParseLevel(c.LogLevel); err != nil {
+		bad("cloister server would refuse to start: %v", err)
+	}
+	return run, problems
+}
+
+// checkServiceContainer applies the rules every service container shares,
+// in compose and in Kubernetes: one named service, not -dev, listening
+// beyond loopback, at most as many JetStream replicas as NATS servers.
+func checkServiceContainer(run serverRun, natsServers int) []string {
+	var problems []string
+	c := run.cfg
+	if c.Dev {
+		problems = append(problems, "runs --dev (embedded NATS, in-process cache) instead of one service against the shared NATS")
+	}
+	if !run.set["services"] {
+		problems = append(problems, fmt.Sprintf("sets neither --services nor $%s, so it runs every service (%s)",
+			serverEnv["services"], strings.Join(Services, ",")))
+	} else if len(c.Services) != 1 {
+		problems = append(problems, fmt.Sprintf("runs services %q; one container runs one service", c.Services))
+	}
+	if host, _, err := net.SplitHostPort(c.HTTP); err == nil {
+		if ip := net.ParseIP(host); host == "localhost" || (ip != nil && ip.IsLoopback()) {
+			problems = append(problems, fmt.Sprintf("listens on %s, which nothing outside the container (health checks, the gateway's port) can reach; use 0.0.0.0:PORT", c.HTTP))
+		}
+	}
+	if c.Replicas > natsServers {
+		problems = append(problems, fmt.Sprintf("asks for %d JetStream replicas with %d NATS server(s)", c.Replicas, natsServers))
+	}
+	if c.NATSURL == "" {
+		problems = append(problems, "has no NATS URL")
+	}
+	return problems
+}
+
+func serverRunHTTPPort(run serverRun) int {
+	_, p, err := net.SplitHostPort(run.cfg.HTTP)
+	if err != nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(p)
+	return n
+}
+
+// deployURLHostPort returns the host and port of a nats:// or redis:// URL,
+// with the scheme's default port.
+func deployURLHostPort(raw string, defaultPort int) (string, int, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "", 0, err
+	}
+	if u.Hostname() == "" {
+		return "", 0, fmt.Errorf("%q has no host", raw)
+	}
+	port := defaultPort
+	if p := u.Port(); p != "" {
+		if port, err = strconv.Atoi(p); err != nil {
+			return "", 0, err
+		}
+	}
+	return u.Hostname(), port, nil
+}
+
+// deployImageName returns an image reference without its tag or digest.
+func deployImageName(ref string) string {
+	ref, _, _ = strings.Cut(ref, "@")
+	if i := strings.LastIndex(ref, ":"); i > strings.LastIndex(ref, "/") {
+		ref = ref[:i]
+	}
+	return ref
+}
+
+// clearServerEnv unsets serverEnv's variables for the test, so that
+// newServerCmd's defaults are the binary's, not the test runner's.
+func clearServerEnv(t *testing.T) {
+	t.Helper()
+	for _, name := range serverEnv {
+		t.Setenv(name, "") // restores the old value after the test
+		os.Unsetenv(name)
+	}
+}
+
+func deploySortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+func deploySortedValues(m map[string]string) []string {
+	vs := make([]string, 0, len(m))
+	for _, v := range m {
+		vs = append(vs, v)
+	}
+	slices.Sort(vs)
+	return vs
+}
+
+func reportDeployProblems(t *testing.T, problems []string) {
+	t.Helper()
+	for _, p := range problems {
+		t.Error(p)
+	}
+}
+
+// wantDeployProblem fails unless one of problems contains every one of parts.
+func wantDeployProblem(t *testing.T, problems []string, parts ...string) {
+	t.Helper()
+	for _, p := range problems {
+		if !slices.ContainsFunc(parts, func(s string) bool { return !strings.Contains(p, s) }) {
+			return
+		}
+	}
+	t.Errorf("no problem mentions %q; got:\n  %s", parts, strings.Join(problems, "\n  "))
+}
+
+func deployStr(s string) *string { return &s }
+
+func TestDeployServerRunAcceptsGoodCommandLine(t *testing.T) {
+	clearServerEnv(t)
+	run, problems := checkServerRun(
+		[]string{"server", "--services=account", "--nats-url", "nats://nats:4222", "--http", "0.0.0.0:8080", "--dev=false"},
+		map[string]*string{"REDIS_URL": deployStr("redis://redis:6379"), "CLOISTER_REPLICAS": deployStr("3"), "OTEL_SERVICE_NAME": deployStr("x"), "OTEL_EXPORTER_OTLP_ENDPOINT": nil})
+	reportDeployProblems(t, problems)
+	reportDeployProblems(t, checkServiceContainer(run, 3))
+	if !slices.Equal(run.cfg.Services, []string{"account"}) || run.cfg.Replicas != 3 || run.cfg.RedisURL != "redis://redis:6379" || serverRunHTTPPort(run) != 8080 {
+		t.Errorf("read %+v", run.cfg)
+	}
+}
+
+func TestDeployServerRunRejectsBadCommandLines(t *testing.T) {
+	clearServerEnv(t)
+	for _, tc := range []struct {
+		name string
+		args []string
+		env  map[string]*string
+		want []string
+	}{
+		{"unknown long flag", []string{"server", "--services=account", "--nats-urls=nats://nats:4222"}, nil, []string{"unknown flag --nats-urls"}},
+		{"unknown flag with value", []string{"server", "--bogus", "1", "--services=account"}, nil, []string{"unknown flag --bogus"}},
+		{"single-dash long flag", []string{"server", "-services=account"}, nil, []string{"unknown flag -services"}},
+		{"unknown variable", []string{"server", "--services=account"}, map[string]*string{"CLOISTER_NATS_URL": deployStr("nats://nats:4222")}, []string{"unknown environment variable CLOISTER_NATS_URL"}},
+		{"bad variable value", []string{"server", "--services=account"}, map[string]*string{"CLOISTER_REPLICAS": deployStr("three")}, []string{"$CLOISTER_REPLICAS", "three"}},
+		{"bad flag value", []string{"server", "--replicas=x"}, nil, []string{"--replicas"}},
+		{"unknown service", []string{"server", "--services=acount"}, nil, []string{`unknown service "acount"`}},
+		{"too many replicas", []string{"server", "--replicas=7"}, nil, []string{"--replicas must be 1 to 5"}},
+		{"bad log level", []string{"server", "--log-level=loud"}, nil, []string{"would refuse to start", "loud"}},
+		{"not the server verb", []string{"serve", "--services=account"}, nil, []string{"does not run `cloister server`"}},
+		{"stray argument", []string{"server", "account"}, nil, []string{"takes no arguments"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, problems := checkServerRun(tc.args, tc.env)
+			wantDeployProblem(t, problems, tc.want...)
+		})
+	}
+
+	t.Run("container rules", func(t *testing.T) {
+		run, problems := checkServerRun([]string{"server", "--http=127.0.0.1:8080", "--replicas=3"}, nil)
+		reportDeployProblems(t, problems)
+		got := checkServiceContainer(run, 1)
+		wantDeployProblem(t, got, "neither --services nor $CLOISTER_SERVICES")
+		wantDeployProblem(t, got, "listens on 127.0.0.1:8080")
+		wantDeployProblem(t, got, "3 JetStream replicas with 1 NATS server")
+		run, _ = checkServerRun([]string{"server", "-dev", "--services=account,gateway"}, nil)
+		got = checkServiceContainer(run, 1)
+		wantDeployProblem(t, got, "runs --dev")
+		wantDeployProblem(t, got, "one container runs one service")
+		// A flag wins over its variable, as in the binary.
+		run, _ = checkServerRun([]string{"server", "--services=account", "--http=0.0.0.0:8080"}, map[string]*string{"CLOISTER_SERVICES": deployStr("gateway")})
+		if got := checkServiceContainer(run, 1); len(got) != 0 || !slices.Equal(run.cfg.Services, []string{"account"}) {
+			t.Fatalf("--services=account over $CLOISTER_SERVICES=gateway runs %q (%v), want account alone", run.cfg.Services, got)
+		}
+	})
+}
+
+// ---------------------------------------------------------------------
+// docker-compose.yml
+
+func loadCompose(t *testing.T) *types.Project {
+	t.Helper()
+	root, err := filepath.Abs(deployRoot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts, err := composecli.NewProjectOptions([]string{filepath.Join(root, "docker-compose.yml")},
+		composecli.WithName("cloister"),
+		composecli.WithWorkingDirectory(root),
+		composecli.WithResolvedPaths(true),
+		composecli.WithEnv(nil)) // interpolate with the file's defaults, not the test runner's environment
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := opts.LoadProject(context.Background())
+	if err != nil {
+		t.Fatalf("loading docker-compose.yml: %v", err)
+	}
+	return p
+}
+
+// composeProblems checks a loaded docker-compose.yml.
+func composeProblems(p *types.Project) []string {
+	var problems []string
+	bad := func(format string, a ...any) { problems = append(problems, fmt.Sprintf(format, a...)) }
+	root, _ := filepath.Abs(deployRoot)
+	dockerfile := filepath.Join(root, "deployments", "Dockerfile")
+
+	// NATS and Redis.
+	const natsServers = 1
+	nats, ok := p.Services["nats"]
+	if !ok {
+		bad("compose: no nats service")
+	} else {
+		cmd := []string(nats.Command)
+		if !slices.ContainsFunc(cmd, func(a string) bool { return a == "-js" || a == "--js" || a == "-jetstream" || a == "--jetstream" }) {
+			bad("compose service nats: command %q does not enable JetStream (-js)", cmd)
+		}
+		store := ""
+		for i, a := range cmd {
+			if (a == "-sd" || a == "--sd" || a == "-store_dir" || a == "--store_dir") && i+1 < len(cmd) {
+				store = cmd[i+1]
+			}
+		}
+		if store == "" {
+			bad("compose service nats: command %q sets no JetStream store directory (-sd)", cmd)
+		} else if !slices.ContainsFunc(nats.Volumes, func(v types.ServiceVolumeConfig) bool {
+			return v.Type == types.VolumeTypeVolume && v.Target == store && v.Source != ""
+		}) {
+			bad("compose service nats: JetStream store %s is not on a named volume", store)
+		}
+	}
+	if _, ok := p.Services["redis"]; !ok {
+		bad("compose: no redis service")
+	}
+	for _, name := range deploySortedKeys(p.Services) {
+		s := p.Services[name]
+		if s.HealthCheck == nil || s.HealthCheck.Disable || len(s.HealthCheck.Test) == 0 {
+			bad("compose service %s: no healthcheck", name)
+		}
+		if len(s.Ports) > 0 && name != deployGateway {
+			bad("compose service %s publishes ports %v; only the %s does", name, s.Ports, deployGateway)
+		}
+	}
+
+	// Our services.
+	runBy := map[string][]string{}
+	for _, name := range deploySortedKeys(p.Services) {
+		s := p.Services[name]
+		ours := deployImageName(s.Image) == deployImage
+		if s.Build != nil {
+			df := s.Build.Dockerfile
+			if !filepath.IsAbs(df) {
+				df = filepath.Join(s.Build.Context, df)
+			}
+			if filepath.Clean(df) == dockerfile {
+				ours = true
+				if filepath.Clean(s.Build.Context) != root {
+					bad("compose service %s: build context %s is not the repository root (go.work and the modules it replaces)", name, s.Build.Context)
+				}
+			}
+		}
+		if !ours {
+			continue
+		}
+		where := "compose service " + name
+		if len(s.Entrypoint) > 0 && !slices.Equal([]string(s.Entrypoint), []string{"/cloister"}) {
+			bad("%s: entrypoint %q is not the image's /cloister", where, s.Entrypoint)
+		}
+		run, ps := checkServerRun(s.Command, s.Environment)
+		ps = append(ps, checkServiceContainer(run, natsServers)...)
+		for _, p := range ps {
+			bad("%s: %s", where, p)
+		}
+		for _, svc := range run.cfg.Services {
+			runBy[svc] = append(runBy[svc], name)
+		}
+
+		// Health check: `cloister healthcheck` against this container's listener.
+		if hc := s.HealthCheck; hc != nil && len(hc.Test) > 0 {
+			test := []string(hc.Test)
+			if !slices.Contains(test, "/cloister") || !slices.Contains(test, "healthcheck") {
+				bad("%s: healthcheck %q does not run /cloister healthcheck", where, test)
+			}
+			target := healthcheckCmd().Flags().Lookup("url").DefValue
+			for i, a := range test {
+				if a == "--url" && i+1 < len(test) {
+					target = test[i+1]
+				} else if v, ok := strings.CutPrefix(a, "--url="); ok {
+					target = v
+				}
+			}
+			if u, err := url.Parse(target); err != nil || u.Port() != strconv.Itoa(serverRunHTTPPort(run)) {
+				bad("%s: healthcheck checks %s, not the server's --http %s", where, target, run.cfg.HTTP)
+			}
+		}
+
+		// Dependencies: wait for the NATS (and Redis) it is given.
+		for _, u := range []string{run.cfg.NATSURL, run.cfg.RedisURL} {
+			if u == "" {
+				continue
+			}
+			host, _, err := deployURLHostPort(u, 0)
+			if err != nil {
+				bad("%s: %v", where, err)
+				continue
+			}
+			if _, ok := p.Services[host]; !ok {
+				bad("%s: connects to %s, which is no compose service", where, u)
+				continue
+			}
+			if dep, ok := s.DependsOn[host]; !ok || dep.Condition != types.ServiceConditionHealthy {
+				bad("%s: does not depend on %s with condition service_healthy", where, host)
+			}
+		}
+
+		if name == deployGateway {
+			port := uint32(serverRunHTTPPort(run))
+			if !slices.ContainsFunc(s.Ports, func(pc types.ServicePortConfig) bool { return pc.Target == port && pc.Published != "" }) {
+				bad("%s: does not publish its --http port %d", where, port)
+			}
+		}
+	}
+	for _, svc := range Services {
+		switch len(runBy[svc]) {
+		case 0:
+			bad("compose: no container runs cloister server --services=%s", svc)
+		case 1:
+		default:
+			bad("compose: containers %q all run %s", runBy[svc], svc)
+		}
+	}
+	return problems
+}
+
+func TestDeployCompose(t *testing.T) {
+	clearServerEnv(t)
+	reportDeployProblems(t, composeProblems(loadCompose(t)))
+}
+
+func TestDeployComposeChecksCanFail(t *testing.T) {
+	clearServerEnv(t)
+	p := loadCompose(t)
+	edit := func(name string, f func(*types.ServiceConfig)) {
+		s, ok := p.Services[name]
+		if !ok {
+			t.Fatalf("compose has no %s service", name)
+		}
+		f(&s)
+		p.Services[name] = s
+	}
+	edit("account", func(s *types.ServiceConfig) {
+		s.Command = append(s.Command, "--nats-uri=nats://nats:4222")
+		s.Environment["CLOISTER_MASTERKEY"] = deployStr("x")
+		s.HealthCheck = nil
+		s.Ports = []types.ServicePortConfig{{Target: 8080, Published: "8081"}}
+		delete(s.DependsOn, "nats")
+	})
+	edit("gateway", func(s *types.ServiceConfig) {
+		s.Command = types.ShellCommand{"server"}
+		s.Environment["CLOISTER_HTTP"] = deployStr("127.0.0.1:8080")
+	})
+	edit("nats", func(s *types.ServiceConfig) {
+		s.Command = slices.DeleteFunc(slices.Clone(s.Command), func(a string) bool { return a == "-js" })
+		s.Volumes = nil
+	})
+	problems := composeProblems(p)
+	wantDeployProblem(t, problems, "compose service account", "unknown flag --nats-uri")
+	wantDeployProblem(t, problems, "compose service account", "unknown environment variable CLOISTER_MASTERKEY")
+	wantDeployProblem(t, problems, "compose service account: no healthcheck")
+	wantDeployProblem(t, problems, "compose service account publishes ports")
+	wantDeployProblem(t, problems, "compose service account: does not depend on nats")
+	wantDeployProblem(t, problems, "compose service gateway", "runs every service")
+	wantDeployProblem(t, problems, "compose service gateway", "listens on 127.0.0.1:8080")
+	wantDeployProblem(t, problems, "compose service nats", "does not enable JetStream")
+	wantDeployProblem(t, problems, "compose service nats", "not on a named volume")
+
+	edit("gateway", func(s *types.ServiceConfig) { s.Command = types.ShellCommand{"server", "--services=account"} })
+	problems = composeProblems(p)
+	wantDeployProblem(t, problems, "no container runs cloister server --services=gateway")
+}
+
+// ---------------------------------------------------------------------
+// deployments/k8s
+
+type kMeta struct {
+	Name      string            `yaml:"name"`
+	Namespace string            `yaml:"namespace"`
+	Labels    map[string]string `yaml:"labels"`
+}
+
+type kObject struct {
+	APIVersion string            `yaml:"apiVersion"`
+	Kind       string            `yaml:"kind"`
+	Metadata   kMeta             `yaml:"metadata"`
+	Spec       kSpec             `yaml:"spec"`
+	Data       map[string]string `yaml:"data"`
+	file       string
+}
+
+type kSpec struct {
+	// Deployment, StatefulSet
+	Replicas    *int   `yaml:"replicas"`
+	ServiceName string `yaml:"serviceName"`
+	// Service: labels; Deployment, StatefulSet, PodDisruptionBudget: {matchLabels: labels}.
+	Selector map[string]any `yaml:"selector"`
+	Template struct {
+		Metadata kMeta    `yaml:"metadata"`
+		Spec     kPodSpec `yaml:"spec"`
+	} `yaml:"template"`
+	VolumeClaimTemplates []kClaimTemplate `yaml:"volumeClaimTemplates"`
+	// Service
+	ClusterIP string         `yaml:"clusterIP"`
+	Ports     []kServicePort `yaml:"ports"`
+}
+
+type kClaimTemplate struct {
+	Metadata kMeta `yaml:"metadata"`
+}
+
+type kContainerPort struct {
+	Name          string `yaml:"name"`
+	ContainerPort int    `yaml:"containerPort"`
+}
+
+type kServicePort struct {
+	Name       string `yaml:"name"`
+	Port       int    `yaml:"port"`
+	TargetPort any    `yaml:"targetPort"`
+}
+
+type kPodSpec struct {
+	SecurityContext *kSecurityContext `yaml:"securityContext"`
+	Containers      []kContainer      `yaml:"containers"`
+	InitContainers  []kContainer      `yaml:"initContainers"`
+	Volumes         []struct {
+		Name      string `yaml:"name"`
+		ConfigMap *struct {
+			Name string `yaml:"name"`
+		} `yaml:"configMap"`
+	} `yaml:"volumes"`
+}
+
+type kSecurityContext struct {
+	RunAsNonRoot             *bool  `yaml:"runAsNonRoot"`
+	RunAsUser                *int64 `yaml:"runAsUser"`
+	AllowPrivilegeEscalation *bool  `yaml:"allowPrivilegeEscalation"`
+	ReadOnlyRootFilesystem   *bool  `yaml:"readOnlyRootFilesystem"`
+}
+
+type kContainer struct {
+	Name    string   `yaml:"name"`
+	Image   string   `yaml:"image"`
+	Command []string `yaml:"command"`
+	Args    []string `yaml:"args"`
+	Env     []struct {
+		Name      string  `yaml:"name"`
+		Value     *string `yaml:"value"`
+		ValueFrom *struct {
+			FieldRef *struct {
+				FieldPath string `yaml:"fieldPath"`
+			} `yaml:"fieldRef"`
+		} `yaml:"valueFrom"`
+	} `yaml:"env"`
+	EnvFrom []struct {
+		Prefix       string `yaml:"prefix"`
+		ConfigMapRef *struct {
+			Name string `yaml:"name"`
+		} `yaml:"configMapRef"`
+		SecretRef *struct {
+			Name string `yaml:"name"`
+		} `yaml:"secretRef"`
+	} `yaml:"envFrom"`
+	Ports           []kContainerPort  `yaml:"ports"`
+	ReadinessProbe  *kProbe           `yaml:"readinessProbe"`
+	LivenessProbe   *kProbe           `yaml:"livenessProbe"`
+	SecurityContext *kSecurityContext `yaml:"securityContext"`
+	Resources       struct {
+		Requests map[string]string `yaml:"requests"`
+		Limits   map[string]string `yaml:"limits"`
+	} `yaml:"resources"`
+	VolumeMounts []struct {
+		Name      string `yaml:"name"`
+		MountPath string `yaml:"mountPath"`
+	} `yaml:"volumeMounts"`
+}
+
+type kProbe struct {
+	HTTPGet *struct {
+		Path string `yaml:"path"`
+		Port any    `yaml:"port"`
+	} `yaml:"httpGet"`
+	TCPSocket *struct {
+		Port any `yaml:"port"`
+	} `yaml:"tcpSocket"`
+	Exec *struct {
+		Command []string `yaml:"command"`
+	} `yaml:"exec"`
+	GRPC *struct {
+		Port int `yaml:"port"`
+	} `yaml:"grpc"`
+}
+
+type kustomization struct {
+	APIVersion string   `yaml:"apiVersion"`
+	Kind       string   `yaml:"kind"`
+	Namespace  string   `yaml:"namespace"`
+	Resources  []string `yaml:"resources"`
+	Images     []struct {
+		Name    string `yaml:"name"`
+		NewName string `yaml:"newName"`
+		NewTag  string `yaml:"newTag"`
+	} `yaml:"images"`
+}
+
+type kubeManifests struct {
+	dir     string
+	kust    kustomization
+	files   []string // every YAML file of dir but kustomization.yaml
+	objects []*kObject
+}
+
+func loadKube(t *testing.T) *kubeManifests {
+	t.Helper()
+	m := &kubeManifests{dir: filepath.Join(deployRoot, "deployments", "k8s")}
+	b, err := os.ReadFile(filepath.Join(m.dir, "kustomization.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal(b, &m.kust); err != nil {
+		t.Fatalf("kustomization.yaml: %v", err)
+	}
+	entries, err := os.ReadDir(m.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		name := e.Name()
+		if e.IsDir() || (!strings.HasSuffix(name, ".yaml") && !strings.HasSuffix(name, ".yml")) || name == "kustomization.yaml" {
+			continue
+		}
+		m.files = append(m.files, name)
+		f, err := os.Open(filepath.Join(m.dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		dec := yaml.NewDecoder(f)
+		for i := 1; ; i++ {
+			o := &kObject{file: name}
+			err := dec.Decode(o)
+			if err != nil {
+				if errors.Is(err, io.EOF) {
+					break
+				}
+				t.Fatalf("%s, document %d: %v", name, i, err)
+			}
+			if o.Kind == "" && o.Metadata.Name == "" {
+				continue // an empty document
+			}
+			m.objects = append(m.objects, o)
+		}
+		f.Close()
+	}
+	return m
+}
+
+func (m *kubeManifests) get(kind, name string) *kObject {
+	for _, o := range m.objects {
+		if o.Kind == kind && o.Metadata.Name == name {
+			return o
+		}
+	}
+	return nil
+}
+
+func (m *kubeManifests) workloads() []*kObject {
+	var ws []*kObject
+	for _, o := range m.objects {
+		if o.Kind == "Deployment" || o.Kind == "StatefulSet" {
+			ws = append(ws, o)
+		}
+	}
+	return ws
+}
+
+// matchLabels returns a Service's selector, or the matchLabels of other kinds.
+func (o *kObject) matchLabels() map[string]string {
+	sel := o.Spec.Selector
+	if o.Kind != "Service" {
+		sel, _ = sel["matchLabels"].(map[string]any)
+	}
+	out := map[string]string{}
+	for k, v := range sel {
+		out[k] = fmt.Sprint(v)
+	}
+	return out
+}
+
+func kLabelsMatch(selector, labels map[string]string) bool {
+	if len(selector) == 0 {
+		return false
+	}
+	for k, v := range selector {
+		if labels[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+func (o *kObject) replicas() int {
+	if o.Spec.Replicas == nil {
+		return 1
+	}
+	return *o.Spec.Replicas
+}
+
+// deployImage reports whether ref is the image of deployments/Dockerfile,
+// under its own name or the one the kustomization's images: gives it.
+func (m *kubeManifests) isOurImage(ref string) bool {
+	name := deployImageName(ref)
+	if name == deployImage {
+		return true
+	}
+	for _, im := range m.kust.Images {
+		if im.Name == deployImage && im.NewName != "" && name == deployImageName(im.NewName) {
+			return true
+		}
+	}
+	return false
+}
+
+// containerPort resolves a probe's or Service's port (number or name).
+func kContainerPortOf(c kContainer, port any) (int, bool) {
+	switch p := port.(type) {
+	case int:
+		return p, true
+	case string:
+		for _, cp := range c.Ports {
+			if cp.Name == p {
+				return cp.ContainerPort, true
+			}
+		}
+		if n, err := strconv.Atoi(p); err == nil {
+			return n, true
+		}
+	}
+	return 0, false
+}
+
+func kProbePort(c kContainer, p *kProbe) (int, bool) {
+	switch {
+	case p.HTTPGet != nil:
+		return kContainerPortOf(c, p.HTTPGet.Port)
+	case p.TCPSocket != nil:
+		return kContainerPortOf(c, p.TCPSocket.Port)
+	case p.GRPC != nil:
+		return p.GRPC.Port, true
+	}
+	return 0, true // exec
+}
+
+// containerEnv is a container's environment: its envFrom ConfigMaps, then
+// env. Values set at run time (fieldRef, Secrets) are nil.
+func (m *kubeManifests) containerEnv(c kContainer) (map[string]*string, []string) {
+	var problems []string
+	env := map[string]*string{}
+	for _, ef := range c.EnvFrom {
+		switch {
+		case ef.ConfigMapRef != nil:
+			cm := m.get("ConfigMap", ef.ConfigMapRef.Name)
+			if cm == nil {
+				problems = append(problems, fmt.Sprintf("envFrom names ConfigMap %s, which is not in the manifests", ef.ConfigMapRef.Name))
+				continue
+			}
+			for k, v := range cm.Data {
+				env[ef.Prefix+k] = deployStr(v)
+			}
+		case ef.SecretRef != nil:
+			problems = append(problems, fmt.Sprintf("envFrom Secret %s: its variable names cannot be checked; list them under env", ef.SecretRef.Name))
+		}
+	}
+	for _, e := range c.Env {
+		env[e.Name] = e.Value
+	}
+	return env, problems
+}
+
+// kubeProblems checks the manifests of deployments/k8s. natsServers is
+// the size of the NATS cluster, found by natsProblems.
+func kubeProblems(m *kubeManifests, natsServers int) []string {
+	var problems []string
+	bad := func(format string, a ...any) { problems = append(problems, fmt.Sprintf(format, a...)) }
+
+	// kustomization.yaml lists every manifest, and only existing ones.
+	if m.kust.Kind != "Kustomization" {
+		bad("kustomization.yaml: kind %q is not Kustomization", m.kust.Kind)
+	}
+	for _, r := range m.kust.Resources {
+		if _, err := os.Stat(filepath.Join(m.dir, r)); err != nil {
+			bad("kustomization.yaml lists resource %s, which does not exist", r)
+		}
+	}
+	for _, f := range m.files {
+		if !slices.Contains(m.kust.Resources, f) {
+			bad("kustomization.yaml does not list %s", f)
+		}
+	}
+	for i, r := range m.kust.Resources {
+		if slices.Contains(m.kust.Resources[:i], r) {
+			bad("kustomization.yaml lists %s twice", r)
+		}
+	}
+	if m.kust.Namespace == "" {
+		bad("kustomization.yaml sets no namespace")
+	} else if m.get("Namespace", m.kust.Namespace) == nil {
+		bad("no Namespace %s in the manifests", m.kust.Namespace)
+	}
+
+	seen := map[string]string{}
+	for _, o := range m.objects {
+		where := fmt.Sprintf("%s: %s %s", o.file, o.Kind, o.Metadata.Name)
+		if o.APIVersion == "" || o.Kind == "" || o.Metadata.Name == "" {
+			bad("%s: apiVersion, kind or metadata.name missing", where)
+		}
+		if ns := o.Metadata.Namespace; ns != "" && ns != m.kust.Namespace {
+			bad("%s: namespace %s is not the kustomization's %s", where, ns, m.kust.Namespace)
+		}
+		key := o.Kind + "/" + o.Metadata.Name
+		if f, dup := seen[key]; dup {
+			bad("%s: also defined in %s", where, f)
+		}
+		seen[key] = o.file
+	}
+
+	// Services select a workload, on ports its containers have.
+	for _, o := range m.objects {
+		if o.Kind != "Service" {
+			continue
+		}
+		where := fmt.Sprintf("%s: Service %s", o.file, o.Metadata.Name)
+		var target *kObject
+		for _, w := range m.workloads() {
+			if kLabelsMatch(o.matchLabels(), w.Spec.Template.Metadata.Labels) {
+				target = w
+			}
+		}
+		if target == nil {
+			bad("%s: selector %v matches no Deployment or StatefulSet", where, o.matchLabels())
+			continue
+		}
+		for _, sp := range o.Spec.Ports {
+			tp := sp.TargetPort
+			if tp == nil {
+				tp = sp.Port
+			}
+			if !slices.ContainsFunc(target.Spec.Template.Spec.Containers, func(c kContainer) bool {
+				n, ok := kContainerPortOf(c, tp)
+				return ok && slices.ContainsFunc(c.Ports, func(cp kContainerPort) bool { return cp.ContainerPort == n })
+			}) {
+				bad("%s: port %s targets %v, which no container of %s %s declares", where, sp.Name, tp, target.Kind, target.Metadata.Name)
+			}
+		}
+	}
+
+	// Every workload: selector, probes, security context, resources, references.
+	runBy := map[string][]string{}
+	for _, w := range m.workloads() {
+		ps := w.Spec.Template.Spec
+		if !kLabelsMatch(w.matchLabels(), w.Spec.Template.Metadata.Labels) {
+			bad("%s: %s %s: selector %v does not match its pod labels %v", w.file, w.Kind, w.Metadata.Name, w.matchLabels(), w.Spec.Template.Metadata.Labels)
+		}
+		volumes := map[string]bool{}
+		for _, v := range ps.Volumes {
+			volumes[v.Name] = true
+			if v.ConfigMap != nil && m.get("ConfigMap", v.ConfigMap.Name) == nil {
+				bad("%s: %s %s: volume %s names ConfigMap %s, which is not in the manifests", w.file, w.Kind, w.Metadata.Name, v.Name, v.ConfigMap.Name)
+			}
+		}
+		for _, vct := range w.Spec.VolumeClaimTemplates {
+			volumes[vct.Metadata.Name] = true
+		}
+		if len(ps.Containers) == 0 {
+			bad("%s: %s %s has no containers", w.file, w.Kind, w.Metadata.Name)
+		}
+		for i, c := range slices.Concat(ps.InitContainers, ps.Containers) {
+			isInit := i < len(ps.InitContainers)
+			where := fmt.Sprintf("%s: %s %s, container %s", w.file, w.Kind, w.Metadata.Name, c.Name)
+			for _, vm := range c.VolumeMounts {
+				if !volumes[vm.Name] {
+					bad("%s: mounts volume %s, which the pod does not have", where, vm.Name)
+				}
+			}
+			nonRoot := ps.SecurityContext != nil && ps.SecurityContext.RunAsNonRoot != nil && *ps.SecurityContext.RunAsNonRoot
+			if sc := c.SecurityContext; sc != nil && sc.RunAsNonRoot != nil {
+				nonRoot = *sc.RunAsNonRoot
+			}
+			if !nonRoot {
+				bad("%s: runAsNonRoot is not true", where)
+			}
+			sc := c.SecurityContext
+			if sc == nil || sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation {
+				bad("%s: allowPrivilegeEscalation is not false", where)
+			}
+			if sc == nil || sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem {
+				bad("%s: readOnlyRootFilesystem is not true", where)
+			}
+			for _, r := range []string{"cpu", "memory"} {
+				if c.Resources.Requests[r] == "" {
+					bad("%s: no %s request", where, r)
+				}
+			}
+			if c.Resources.Limits["memory"] == "" {
+				bad("%s: no memory limit", where)
+			}
+			if isInit {
+				continue // init containers have no probes
+			}
+			for _, p := range []struct {
+				kind  string
+				probe *kProbe
+			}{{"readiness", c.ReadinessProbe}, {"liveness", c.LivenessProbe}} {
+				if p.probe == nil {
+					bad("%s: no %s probe", where, p.kind)
+					continue
+				}
+				if _, ok := kProbePort(c, p.probe); !ok {
+					bad("%s: %s probe's port is not one of the container's ports", where, p.kind)
+				}
+			}
+
+			if !m.isOurImage(c.Image) {
+				continue
+			}
+			// A Cloister service container.
+			if len(c.Command) > 0 && !slices.Equal(c.Command, []string{"/cloister"}) {
+				bad("%s: command %q replaces the image's /cloister entrypoint", where, c.Command)
+			}
+			env, eps := m.containerEnv(c)
+			run, sps := checkServerRun(c.Args, env)
+			for _, p := range slices.Concat(eps, sps, checkServiceContainer(run, natsServers)) {
+				bad("%s: %s", where, p)
+			}
+			for _, svc := range run.cfg.Services {
+				runBy[svc] = append(runBy[svc], w.Metadata.Name)
+			}
+			if w.Kind != "Deployment" {
+				bad("%s: a service runs as a %s, not a Deployment", where, w.Kind)
+			}
+			port := serverRunHTTPPort(run)
+			for _, p := range []struct {
+				kind, path string
+				probe      *kProbe
+			}{{"readiness", "/readyz", c.ReadinessProbe}, {"liveness", "/healthz", c.LivenessProbe}} {
+				if p.probe == nil {
+					continue
+				}
+				if p.probe.HTTPGet == nil || p.probe.HTTPGet.Path != p.path {
+					bad("%s: %s probe is not GET %s", where, p.kind, p.path)
+				} else if n, _ := kProbePort(c, p.probe); n != port {
+					bad("%s: %s probe checks port %d, but the server listens on %s", where, p.kind, n, run.cfg.HTTP)
+				}
+			}
+			// NATS_URL and REDIS_URL name Services with those ports.
+			for _, d := range []struct {
+				url  string
+				port int
+			}{{run.cfg.NATSURL, 4222}, {run.cfg.RedisURL, 6379}} {
+				if d.url == "" {
+					continue
+				}
+				host, port, err := deployURLHostPort(d.url, d.port)
+				if err != nil {
+					bad("%s: %v", where, err)
+					continue
+				}
+				svcName, _, _ := strings.Cut(host, ".")
+				s := m.get("Service", svcName)
+				if s == nil {
+					bad("%s: connects to %s, but there is no Service %s", where, d.url, svcName)
+				} else if !slices.ContainsFunc(s.Spec.Ports, func(sp kServicePort) bool { return sp.Port == port }) {
+					bad("%s: connects to %s, but Service %s has no port %d", where, d.url, svcName, port)
+				}
+			}
+			if w.Metadata.Name == deployGateway && w.replicas() < 2 {
+				bad("%s: the gateway runs %d replica(s); it needs at least 2", where, w.replicas())
+			}
+		}
+	}
+	for _, svc := range Services {
+		switch ws := runBy[svc]; len(ws) {
+		case 0:
+			bad("k8s: no Deployment runs cloister server --services=%s", svc)
+		case 1:
+			if d := m.get("Deployment", svc); d == nil || ws[0] != svc {
+				bad("k8s: service %s runs in Deployment %s; name it %s", svc, ws[0], svc)
+			}
+			if m.get("Service", svc) == nil {
+				bad("k8s: no Service %s for the %s Deployment", svc, svc)
+			}
+		default:
+			bad("k8s: Deployments %q all run %s", ws, svc)
+		}
+	}
+	return problems
+}
+
+// natsProblems checks the NATS StatefulSet: a JetStream cluster of
+// `replicas` servers whose config (parsed by nats-server itself) declares
+// JetStream on the persistent volume and routes to every server by its
+// stable DNS name. It returns the number of servers.
+func natsProblems(t *testing.T, m *kubeManifests, replicas int) (int, []string) {
+	t.Helper()
+	var problems []string
+	bad := func(format string, a ...any) { problems = append(problems, fmt.Sprintf(format, a...)) }
+	sts := m.get("StatefulSet", "nats")
+	if sts == nil {
+		return 0, []string{"k8s: no StatefulSet nats"}
+	}
+	where := fmt.Sprintf("%s: StatefulSet nats", sts.file)
+	n := sts.replicas()
+	if n != replicas {
+		bad("%s: %d replicas, not %d", where, n, replicas)
+	}
+	headless := m.get("Service", sts.Spec.ServiceName)
+	if headless == nil || headless.Spec.ClusterIP != "None" {
+		bad("%s: serviceName %q is not a headless Service in the manifests", where, sts.Spec.ServiceName)
+	}
+	if len(sts.Spec.VolumeClaimTemplates) == 0 {
+		bad("%s: no volumeClaimTemplates: JetStream data would not survive a restart", where)
+	}
+	if len(sts.Spec.Template.Spec.Containers) == 0 {
+		return n, append(problems, where+": no containers")
+	}
+	c := sts.Spec.Template.Spec.Containers[0]
+
+	// The config file: --config PATH, mounted from a ConfigMap.
+	args := slices.Concat(c.Command, c.Args)
+	confPath := ""
+	for i, a := range args {
+		if (a == "--config" || a == "-c") && i+1 < len(args) {
+			confPath = args[i+1]
+		}
+	}
+	if confPath == "" {
+		return n, append(problems, fmt.Sprintf("%s: %q passes no --config", where, args))
+	}
+	var conf string
+	var found bool
+	for _, vm := range c.VolumeMounts {
+		if vm.MountPath != path.Dir(confPath) {
+			continue
+		}
+		for _, v := range sts.Spec.Template.Spec.Volumes {
+			if v.Name == vm.Name && v.ConfigMap != nil {
+				if cm := m.get("ConfigMap", v.ConfigMap.Name); cm != nil {
+					conf, found = cm.Data[path.Base(confPath)]
+				}
+			}
+		}
+	}
+	if !found {
+		return n, append(problems, fmt.Sprintf("%s: %s is not mounted from a ConfigMap in the manifests", where, confPath))
+	}
+
+	// nats-server expands $VARS from its environment: give it pod 0's.
+	pod0 := fmt.Sprintf("%s-0", sts.Metadata.Name)
+	for _, e := range c.Env {
+		switch {
+		case e.Value != nil:
+			t.Setenv(e.Name, *e.Value)
+		case e.ValueFrom != nil && e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "metadata.name":
+			t.Setenv(e.Name, pod0)
+		}
+	}
+	opts := &natsserver.Options{}
+	if err := opts.ProcessConfigString(conf); err != nil {
+		return n, append(problems, fmt.Sprintf("%s: nats-server rejects %s: %v", where, confPath, err))
+	}
+	if !opts.JetStream {
+		bad("%s: %s does not enable JetStream", where, confPath)
+	}
+	onClaim := false
+	for _, vm := range c.VolumeMounts {
+		if vm.MountPath == opts.StoreDir && slices.ContainsFunc(sts.Spec.VolumeClaimTemplates, func(v kClaimTemplate) bool {
+			return v.Metadata.Name == vm.Name
+		}) {
+			onClaim = true
+		}
+	}
+	if !onClaim {
+		bad("%s: JetStream store_dir %q is not a volumeClaimTemplate mount", where, opts.StoreDir)
+	}
+	if opts.ServerName != pod0 {
+		bad("%s: server_name is %q in pod %s; each server needs its own (server_name: $POD_NAME)", where, opts.ServerName, pod0)
+	}
+	if opts.Cluster.Name == "" || opts.Cluster.Port == 0 {
+		bad("%s: %s declares no cluster name and port", where, confPath)
+	}
+	want := map[string]bool{}
+	for i := range n {
+		want[fmt.Sprintf("%s-%d.%s", sts.Metadata.Name, i, sts.Spec.ServiceName)] = true
+	}
+	for _, r := range opts.Routes {
+		host := r.Hostname()
+		for _, suffix := range []string{".svc.cluster.local", ".svc", "." + m.kust.Namespace} {
+			host = strings.TrimSuffix(host, suffix)
+		}
+		if !want[host] || r.Port() != strconv.Itoa(opts.Cluster.Port) {
+			bad("%s: route %s is not a server of this StatefulSet on the cluster port %d", where, r, opts.Cluster.Port)
+		}
+		delete(want, host)
+	}
+	for _, h := range deploySortedKeys(want) {
+		bad("%s: no route to %s", where, h)
+	}
+	if headless != nil && !slices.ContainsFunc(headless.Spec.Ports, func(sp kServicePort) bool { return sp.Port == opts.Cluster.Port }) {
+		bad("%s: headless Service %s lacks the cluster port %d", where, headless.Metadata.Name, opts.Cluster.Port)
+	}
+	return n, problems
+}
+
+func TestDeployKube(t *testing.T) {
+	clearServerEnv(t)
+	m := loadKube(t)
+	n, problems := natsProblems(t, m, 3)
+	reportDeployProblems(t, problems)
+	reportDeployProblems(t, kubeProblems(m, n))
+	if m.kust.Namespace != "cloister" {
+		t.Errorf("kustomization namespace %q, want cloister", m.kust.Namespace)
+	}
+}
+
+func TestDeployKubeChecksCanFail(t *testing.T) {
+	clearServerEnv(t)
+	m := loadKube(t)
+	account := m.get("Deployment", "account")
+	if account == nil {
+		t.Fatal("no Deployment account")
+	}
+	c := &account.Spec.Template.Spec.Containers[0]
+	c.Args = append(c.Args, "--jetstream-replicas=3")
+	c.ReadinessProbe = nil
+	c.LivenessProbe.HTTPGet.Path = "/live"
+	c.SecurityContext = &kSecurityContext{RunAsNonRoot: new(bool)}
+	c.Env = append(c.Env, c.Env[0])
+	c.Env[len(c.Env)-1].Name = "NATS_SERVER"
+	m.files = append(m.files, "forgotten.yaml")
+	problems := kubeProblems(m, 3)
+	wantDeployProblem(t, problems, "Deployment account, container cloister", "unknown flag --jetstream-replicas")
+	wantDeployProblem(t, problems, "Deployment account, container cloister", "unknown environment variable NATS_SERVER")
+	wantDeployProblem(t, problems, "Deployment account, container cloister: no readiness probe")
+	wantDeployProblem(t, problems, "Deployment account, container cloister: liveness probe is not GET /healthz")
+	wantDeployProblem(t, problems, "Deployment account, container cloister: runAsNonRoot is not true")
+	wantDeployProblem(t, problems, "Deployment account, container cloister: allowPrivilegeEscalation is not false")
+	wantDeployProblem(t, problems, "kustomization.yaml does not list forgotten.yaml")
+	wantDeployProblem(t, kubeProblems(m, 1), "3 JetStream replicas with 1 NATS server")
+
+	m = loadKube(t)
+	m.get("Deployment", "gateway").Spec.Template.Spec.Containers[0].Args = []string{"server", "--services=account"}
+	m.kust.Resources = append(m.kust.Resources, "missing.yaml")
+	problems = kubeProblems(m, 3)
+	wantDeployProblem(t, problems, "no Deployment runs cloister server --services=gateway")
+	wantDeployProblem(t, problems, "kustomization.yaml lists resource missing.yaml, which does not exist")
+
+	m = loadKube(t)
+	one := 1
+	m.get("StatefulSet", "nats").Spec.Replicas = &one
+	_, problems = natsProblems(t, m, 3)
+	wantDeployProblem(t, problems, "StatefulSet nats: 1 replicas, not 3")
+	wantDeployProblem(t, problems, "route nats://nats-1.nats-headless", "is not a server of this StatefulSet")
+
+	m = loadKube(t)
+	cm := m.get("ConfigMap", "nats-config")
+	cm.Data["nats.conf"] = strings.Replace(cm.Data["nats.conf"], "nats-2.nats-headless", "nats-3.nats-headless", 1)
+	cm.Data["nats.conf"] = strings.Replace(cm.Data["nats.conf"], "server_name: $POD_NAME", "server_name: nats", 1)
+	_, problems = natsProblems(t, m, 3)
+	wantDeployProblem(t, problems, "route nats://nats-3.nats-headless", "is not a server of this StatefulSet")
+	wantDeployProblem(t, problems, "no route to nats-2.nats-headless")
+	wantDeployProblem(t, problems, `server_name is "nats" in pod nats-0`)
+
+	m = loadKube(t)
+	cm = m.get("ConfigMap", "nats-config")
+	cm.Data["nats.conf"] = regexp.MustCompile(`(?s)jetstream \{.*?\n\}`).ReplaceAllString(cm.Data["nats.conf"], "")
+	_, problems = natsProblems(t, m, 3)
+	wantDeployProblem(t, problems, "does not enable JetStream")
+}
+
+// ---------------------------------------------------------------------
+// deployments/Dockerfile and .dockerignore
+
+type dockerInstr struct {
+	cmd  string // upper case
+	args string
+}
+
+// parseDockerfile returns the instructions of each stage, with
+// continuation lines joined and comments dropped.
+func parseDockerfile(src string) [][]dockerInstr {
+	var stages [][]dockerInstr
+	var logical []string
+	cur := ""
+	for line := range strings.Lines(src) {
+		line = strings.TrimRight(line, "\r\n")
+		trimmed := strings.TrimSpace(line)
+		if strings.HasPrefix(trimmed, "#") || (trimmed == "" && cur == "") {
+			continue
+		}
+		if s, ok := strings.CutSuffix(trimmed, `\`); ok {
+			cur += s + " "
+			continue
+		}
+		logical = append(logical, cur+trimmed)
+		cur = ""
+	}
+	if cur != "" {
+		logical = append(logical, cur)
+	}
+	for _, l := range logical {
+		cmd, args, _ := strings.Cut(strings.TrimSpace(l), " ")
+		in := dockerInstr{strings.ToUpper(cmd), strings.TrimSpace(args)}
+		if in.cmd == "FROM" {
+			stages = append(stages, nil)
+		}
+		if len(stages) == 0 {
+			continue // ARG before the first FROM
+		}
+		stages[len(stages)-1] = append(stages[len(stages)-1], in)
+	}
+	return stages
+}
+
+// goWorkModules returns the directories that go.work uses.
+func goWorkModules(src string) []string {
+	var mods []string
+	inUse := false
+	for line := range strings.Lines(src) {
+		line = strings.TrimSpace(line)
+		if i := strings.Index(line, "//"); i >= 0 {
+			line = strings.TrimSpace(line[:i])
+		}
+		switch {
+		case line == "use (":
+			inUse = true
+		case inUse && line == ")":
+			inUse = false
+		case inUse && line != "":
+			mods = append(mods, path.Clean(strings.Trim(line, `"`)))
+		case strings.HasPrefix(line, "use "):
+			mods = append(mods, path.Clean(strings.Trim(strings.TrimSpace(strings.TrimPrefix(line, "use ")), `"`)))
+		}
+	}
+	return mods
+}
+
+// dockerfileProblems checks the Dockerfile against what the binary needs:
+// every go.work module in the context, a static build of ./cmd/cloister, a
+// non-root final stage with /cloister as entrypoint and a health check.
+func dockerfileProblems(src string, modules []string) []string {
+	var problems []string
+	bad := func(format string, a ...any) {
+		problems = append(problems, "deployments/Dockerfile: "+fmt.Sprintf(format, a...))
+	}
+	stages := parseDockerfile(src)
+	if len(stages) < 2 {
+		bad("%d stage(s); build in one stage and ship the binary in a minimal one", len(stages))
+		if len(stages) == 0 {
+			return problems
+		}
+	}
+
+	built := false
+	var copied []string
+	for _, st := range stages[:max(1, len(stages)-1)] {
+		cgoOff := false
+		for _, in := range st {
+			switch in.cmd {
+			case "ENV":
+				if regexp.MustCompile(`\bCGO_ENABLED=0\b`).MatchString(in.args) {
+					cgoOff = true
+				}
+			case "COPY", "ADD":
+				fields := strings.Fields(in.args)
+				var srcs []string
+				for _, f := range fields {
+					if !strings.HasPrefix(f, "--") {
+						srcs = append(srcs, f)
+					}
+				}
+				if len(srcs) > 1 {
+					copied = append(copied, srcs[:len(srcs)-1]...)
+				}
+			case "RUN":
+				if regexp.MustCompile(`\bgo build\b.*\./cmd/cloister\b`).MatchString(in.args) {
+					built = true
+					if !cgoOff && !regexp.MustCompile(`\bCGO_ENABLED=0\b`).MatchString(in.args) {
+						bad("go build ./cmd/cloister without CGO_ENABLED=0: the binary would not be static")
+					}
+				}
+			}
+		}
+	}
+	if !built {
+		bad("no build stage runs `go build ... ./cmd/cloister`")
+	}
+	for _, mod := range append([]string{"go.work"}, modules...) {
+		if !slices.ContainsFunc(copied, func(src string) bool {
+			src = path.Clean(strings.TrimSuffix(src, "/"))
+			return src == "." || src == mod || strings.HasPrefix(mod, src+"/")
+		}) {
+			bad("the build stage does not copy %s, which go.work needs", mod)
+		}
+	}
+
+	final := stages[len(stages)-1]
+	var user, entrypoint, healthcheck string
+	exposes := false
+	for _, in := range final {
+		switch in.cmd {
+		case "USER":
+			user = in.args
+		case "ENTRYPOINT":
+			entrypoint = in.args
+		case "HEALTHCHECK":
+			healthcheck = in.args
+		case "EXPOSE":
+			exposes = exposes || slices.Contains(strings.Fields(in.args), "8080")
+		}
+	}
+	u, _, _ := strings.Cut(user, ":")
+	switch u {
+	case "":
+		bad("the final stage sets no USER; it would run as root")
+	case "0", "root":
+		bad("the final stage runs as USER %s", user)
+	}
+	if entrypoint != `["/cloister"]` {
+		bad("ENTRYPOINT %s is not [\"/cloister\"]", entrypoint)
+	}
+	if !slices.ContainsFunc(final, func(in dockerInstr) bool {
+		return in.cmd == "COPY" && strings.Contains(in.args, "--from=") && strings.HasSuffix(in.args, " /cloister")
+	}) {
+		bad("the final stage does not copy the binary to /cloister")
+	}
+	if !strings.Contains(healthcheck, "/cloister") || !strings.Contains(healthcheck, "healthcheck") {
+		bad("HEALTHCHECK %q does not run `/cloister healthcheck`", healthcheck)
+	}
+	if !exposes {
+		bad("does not EXPOSE 8080")
+	}
+	return problems
+}
+
+// dockerignoreExcludes reports whether .dockerignore keeps the top-level
+// path name out of the build context (enough for the top-level paths the
+// build copies; later patterns win, ! re-includes).
+func dockerignoreExcludes(src, name string) bool {
+	excluded := false
+	for line := range strings.Lines(src) {
+		p := strings.TrimSpace(line)
+		if p == "" || strings.HasPrefix(p, "#") {
+			continue
+		}
+		neg := strings.HasPrefix(p, "!")
+		p = path.Clean(strings.TrimPrefix(strings.TrimPrefix(p, "!"), "/"))
+		if ok, _ := path.Match(p, name); ok {
+			excluded = !neg
+		}
+	}
+	return excluded
+}
+
+func TestDeployDockerfile(t *testing.T) {
+	df, err := os.ReadFile(filepath.Join(deployRoot, "deployments", "Dockerfile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	work, err := os.ReadFile(filepath.Join(deployRoot, "go.work"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	modules := goWorkModules(string(work))
+	if !slices.Contains(modules, "cmd") || !slices.Contains(modules, "libs") {
+		t.Fatalf("go.work modules %q: the parser missed some", modules)
+	}
+	reportDeployProblems(t, dockerfileProblems(string(df), modules))
+
+	ignore, err := os.ReadFile(filepath.Join(deployRoot, ".dockerignore"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range append([]string{"go.work", "go.work.sum"}, modules...) {
+		top, _, _ := strings.Cut(p, "/")
+		if dockerignoreExcludes(string(ignore), top) {
+			t.Errorf(".dockerignore keeps %s out of the build context", top)
+		}
+	}
+	if !dockerignoreExcludes(string(ignore), ".git") {
+		t.Errorf(".dockerignore sends .git to the build context")
+	}
+}
+
+func TestDeployDockerfileChecksCanFail(t *testing.T) {
+	modules := []string{"cmd", "libs", "services/account"}
+	problems := dockerfileProblems(`FROM golang:1.26
+WORKDIR /src
+COPY go.work ./
+COPY cmd/ cmd/
+RUN go build -o /cloister ./cmd/cloister
+ENTRYPOINT ["/cloister"]
+`, modules)
+	wantDeployProblem(t, problems, "1 stage(s)")
+	wantDeployProblem(t, problems, "without CGO_ENABLED=0")
+	wantDeployProblem(t, problems, "does not copy libs")
+	wantDeployProblem(t, problems, "does not copy services/account")
+	wantDeployProblem(t, problems, "sets no USER")
+	wantDeployProblem(t, problems, "HEALTHCHECK")
+
+	problems = dockerfileProblems(`FROM golang:1.26 AS build
+COPY . .
+RUN CGO_ENABLED=0 \
+    go build -o /out/cloister ./cmd/cloister
+FROM scratch
+COPY --from=build /out/cloister /cloister
+USER root
+ENTRYPOINT ["/cloister"]
+`, modules)
+	wantDeployProblem(t, problems, "runs as USER root")
+	if slices.ContainsFunc(problems, func(p string) bool { return strings.Contains(p, "CGO_ENABLED") || strings.Contains(p, "does not copy") }) {
+		t.Errorf("a static build from the whole context was flagged: %q", problems)
+	}
+
+	if !dockerignoreExcludes("*\n!cmd/\n", "libs") || dockerignoreExcludes("*\n!cmd/\n", "cmd") {
+		t.Error("dockerignoreExcludes misreads an allowlist")
+	}
+}
+
+// ---------------------------------------------------------------------
+// tilt/Tiltfile (Starlark; not run here, but its references are checked)
+
+func TestDeployTiltfile(t *testing.T) {
+	tiltDir := filepath.Join(deployRoot, "tilt")
+	b, err := os.ReadFile(filepath.Join(tiltDir, "Tiltfile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := string(b)
+	build := regexp.MustCompile(`docker_build\(\s*'([^']+)',\s*context='([^']+)',\s*dockerfile='([^']+)'`).FindStringSubmatch(src)
+	if build == nil {
+		t.Fatal("Tiltfile: no docker_build('IMAGE', context=..., dockerfile=...)")
+	}
+	if build[1] != deployImage {
+		t.Errorf("Tiltfile builds %s; the manifests run %s", build[1], deployImage)
+	}
+	root, _ := filepath.Abs(deployRoot)
+	if abs, _ := filepath.Abs(filepath.Join(tiltDir, build[2])); abs != root {
+		t.Errorf("Tiltfile: build context %s is not the repository root", build[2])
+	}
+	if _, err := os.Stat(filepath.Join(tiltDir, build[3])); err != nil {
+		t.Errorf("Tiltfile: dockerfile %s: %v", build[3], err)
+	}
+	k := regexp.MustCompile(`k8s_yaml\(kustomize\('([^']+)'\)\)`).FindStringSubmatch(src)
+	if k == nil {
+		t.Fatal("Tiltfile: no k8s_yaml(kustomize('...'))")
+	}
+	if _, err := os.Stat(filepath.Join(tiltDir, k[1], "kustomization.yaml")); err != nil {
+		t.Errorf("Tiltfile: kustomize(%q): %v", k[1], err)
+	}
+
+	m := loadKube(t)
+	resources := regexp.MustCompile(`k8s_resource\(\s*'([^']+)'([^)]*)\)`).FindAllStringSubmatch(src, -1)
+	named := map[string]string{}
+	for _, r := range resources {
+		named[r[1]] = r[2]
+		if m.get("Deployment", r[1]) == nil && m.get("StatefulSet", r[1]) == nil {
+			t.Errorf("Tiltfile: k8s_resource(%q) names no workload of the manifests", r[1])
+		}
+	}
+	if !strings.Contains(named[deployGateway], "port_forwards=['8080:8080']") {
+		t.Errorf("Tiltfile: the gateway's k8s_resource does not forward 8080:8080")
+	}
+}
