@@ -13,6 +13,8 @@ package kv
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -35,9 +37,11 @@ var (
 	ErrConflict = errs.New(errs.Conflict, "changed by another request; reload and retry")
 )
 
-// Entry is a stored value with its version. Version counts changes of the
-// value (1 after Create) and is what Update and Delete expect: clearing
-// the outbox rewrites the record without changing its version.
+// Entry is a stored value with its version. The version is an opaque
+// number that changes with every write of the value, and is what Update
+// and Delete expect. It is random rather than a counter so that a key
+// deleted and created again never repeats an old version; clearing the
+// outbox rewrites the record without changing it.
 type Entry[T any] struct {
 	Key     string
 	Value   T
@@ -57,9 +61,21 @@ type Config struct {
 type Option func(*options)
 
 type options struct {
-	logger      *slog.Logger
-	afterCommit func()
+	logger        *slog.Logger
+	afterCommit   func()
+	recoveryGrace time.Duration
 }
+
+// DefaultRecoveryGrace is how old an outbox hint must be before recovery
+// may delete it: a younger one may belong to a write still under way.
+const DefaultRecoveryGrace = 30 * time.Second
+
+// WithRecoveryGrace sets how old a hint must be before Recover deletes it.
+func WithRecoveryGrace(d time.Duration) Option { return func(o *options) { o.recoveryGrace = d } }
+
+// flushTimeout bounds publishing a write's outbox, which goes on even if
+// the caller's context ends: the write has committed.
+const flushTimeout = 10 * time.Second
 
 // WithLogger sets where publish failures are logged; by default nowhere.
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
@@ -100,7 +116,7 @@ func Open[T any](ctx context.Context, js jetstream.JetStream, cfg Config, opts .
 		return nil, errors.New("kv: bucket name is required")
 	}
 	replicas := max(cfg.Replicas, 1)
-	s := &Store[T]{js: js, bucket: cfg.Bucket}
+	s := &Store[T]{js: js, bucket: cfg.Bucket, opts: options{recoveryGrace: DefaultRecoveryGrace}}
 	for _, o := range opts {
 		o(&s.opts)
 	}
@@ -127,9 +143,17 @@ func Open[T any](ctx context.Context, js jetstream.JetStream, cfg Config, opts .
 }
 
 // Recover publishes the messages of every write that has a hint left, as
-// after a crash. Open calls it; it is safe to call at any time.
+// after a crash. Open calls it; RecoverEvery calls it periodically, which
+// also catches a publish that failed while the process lived on.
+//
+// A hint is deleted only once it is older than the recovery grace: a
+// younger one may have been written by a write not yet committed, whose
+// writer could still die after committing.
 func (s *Store[T]) Recover(ctx context.Context) error {
 	lister, err := s.hints.ListKeys(ctx)
+	if errors.Is(err, jetstream.ErrNoKeysFound) {
+		return nil
+	}
 	if err != nil {
 		return fmt.Errorf("listing outbox hints of %s: %w", s.bucket, err)
 	}
@@ -145,11 +169,32 @@ func (s *Store[T]) Recover(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("reading outbox hint %s: %w", h, err)
 		}
-		if err := s.flush(ctx, string(e.Value()), h); err != nil {
+		if err := s.flush(ctx, string(e.Value())); err != nil {
 			return fmt.Errorf("recovering outbox of %s/%s: %w", s.bucket, e.Value(), err)
+		}
+		if time.Since(e.Created()) >= s.opts.recoveryGrace {
+			if err := s.hints.Delete(ctx, h, jetstream.LastRevision(e.Revision())); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+				return fmt.Errorf("deleting outbox hint %s: %w", h, err)
+			}
 		}
 	}
 	return nil
+}
+
+// RecoverEvery runs Recover every interval until ctx ends, logging failures.
+func (s *Store[T]) RecoverEvery(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := s.Recover(ctx); err != nil && ctx.Err() == nil {
+				s.opts.logger.WarnContext(ctx, "recovering outbox", "bucket", s.bucket, "error", err)
+			}
+		}
+	}
 }
 
 func (s *Store[T]) getRecord(ctx context.Context, key string) (record, uint64, error) {
@@ -241,7 +286,7 @@ func (s *Store[T]) Delete(ctx context.Context, key string, version uint64, msgs 
 // write commits a new record (v nil means deletion) over revision rev
 // (0: the key must not exist), then publishes its outbox.
 func (s *Store[T]) write(ctx context.Context, key string, rev uint64, prev record, v *T, msgs []*nats.Msg) (Entry[T], error) {
-	next := record{Version: prev.Version + 1, Outbox: prev.Outbox}
+	next := record{Version: newVersion(prev.Version), Outbox: prev.Outbox}
 	if v == nil {
 		next.Deleted = true
 	} else {
@@ -284,18 +329,29 @@ func (s *Store[T]) write(ctx context.Context, key string, rev uint64, prev recor
 		_, err = s.kv.Update(ctx, key, data, rev)
 	}
 	if err != nil {
-		if hint != "" {
+		err = s.casError(key, err)
+		// Only a refused write certainly did not commit; after any other
+		// failure (a timeout, say) it may have, and the hint must stay
+		// for recovery to find its messages.
+		if hint != "" && errors.Is(err, ErrConflict) {
 			_ = s.hints.Delete(ctx, hint)
 		}
-		return Entry[T]{}, s.casError(key, err)
+		return Entry[T]{}, err
 	}
 	if s.opts.afterCommit != nil && hint != "" {
 		s.opts.afterCommit()
 	}
 	if hint != "" {
-		if err := s.flush(ctx, key, hint); err != nil {
-			// The write is committed; the hint stays and recovery or the
-			// next write will publish. The caller's change succeeded.
+		// The write has committed: publish even if the caller gives up.
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), flushTimeout)
+		err := s.flush(fctx, key)
+		if err == nil {
+			err = s.hints.Delete(fctx, hint)
+		}
+		cancel()
+		if err != nil {
+			// The hint stays; RecoverEvery or the next open publishes.
+			// The caller's change succeeded.
 			s.opts.logger.WarnContext(ctx, "publishing outbox", "bucket", s.bucket, "key", key, "error", err)
 		}
 	}
@@ -321,9 +377,8 @@ func (s *Store[T]) casError(key string, err error) error {
 }
 
 // flush publishes the outbox of key, removes what it published from the
-// record (retrying on concurrent writes), deletes a drained tombstone, and
-// finally drops the hint.
-func (s *Store[T]) flush(ctx context.Context, key, hint string) error {
+// record (retrying on concurrent writes) and deletes a drained tombstone.
+func (s *Store[T]) flush(ctx context.Context, key string) error {
 	for {
 		r, rev, err := s.getRecord(ctx, key)
 		if errors.Is(err, ErrNotFound) {
@@ -365,10 +420,18 @@ func (s *Store[T]) flush(ctx context.Context, key, hint string) error {
 		// Someone wrote meanwhile; their record carries our messages
 		// forward, so read it again and clear what we published.
 	}
-	if err := s.hints.Delete(ctx, hint); err != nil {
-		return fmt.Errorf("deleting outbox hint %s: %w", hint, err)
-	}
 	return nil
+}
+
+// newVersion returns a random version other than 0 and prev.
+func newVersion(prev uint64) uint64 {
+	for {
+		var b [8]byte
+		_, _ = rand.Read(b[:])
+		if v := binary.LittleEndian.Uint64(b[:]) >> 1; v != 0 && v != prev { // 63 bits stay exact in JSON-minded clients
+			return v
+		}
+	}
 }
 
 // List returns the live entries whose keys match filter (NATS wildcards:

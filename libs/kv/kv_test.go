@@ -61,34 +61,46 @@ func TestCRUD(t *testing.T) {
 		t.Fatalf("Get(absent) = %v, want ErrNotFound", err)
 	}
 	e, err := s.Create(ctx, "a.thing.1", thing{Name: "one"})
-	if err != nil || e.Version != 1 {
-		t.Fatalf("Create = %+v, %v; want version 1", e, err)
+	if err != nil || e.Version == 0 {
+		t.Fatalf("Create = %+v, %v; want a version", e, err)
 	}
+	v1 := e.Version
 	if _, err := s.Create(ctx, "a.thing.1", thing{Name: "again"}); !errors.Is(err, kv.ErrExists) {
 		t.Fatalf("Create(existing) = %v, want ErrExists", err)
 	}
-	e, err = s.Update(ctx, "a.thing.1", thing{Name: "one", Count: 2}, 1)
-	if err != nil || e.Version != 2 || e.Value.Count != 2 {
-		t.Fatalf("Update = %+v, %v", e, err)
+	e, err = s.Update(ctx, "a.thing.1", thing{Name: "one", Count: 2}, v1)
+	if err != nil || e.Version == v1 || e.Value.Count != 2 {
+		t.Fatalf("Update = %+v, %v; want a new version", e, err)
 	}
-	if _, err := s.Update(ctx, "a.thing.1", thing{Name: "stale"}, 1); !errors.Is(err, kv.ErrConflict) {
+	v2 := e.Version
+	if _, err := s.Update(ctx, "a.thing.1", thing{Name: "stale"}, v1); !errors.Is(err, kv.ErrConflict) {
 		t.Fatalf("Update(stale version) = %v, want ErrConflict", err)
 	}
 	got, err := s.Get(ctx, "a.thing.1")
 	if err != nil || got.Value != (thing{Name: "one", Count: 2}) {
 		t.Fatalf("Get = %+v, %v", got, err)
 	}
-	if err := s.Delete(ctx, "a.thing.1", 1); !errors.Is(err, kv.ErrConflict) {
+	if err := s.Delete(ctx, "a.thing.1", v1); !errors.Is(err, kv.ErrConflict) {
 		t.Fatalf("Delete(stale version) = %v, want ErrConflict", err)
 	}
-	if err := s.Delete(ctx, "a.thing.1", 2); err != nil {
+	if err := s.Delete(ctx, "a.thing.1", v2); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.Get(ctx, "a.thing.1"); !errors.Is(err, kv.ErrNotFound) {
 		t.Fatalf("Get(deleted) = %v, want ErrNotFound", err)
 	}
-	if _, err := s.Create(ctx, "a.thing.1", thing{Name: "reborn"}); err != nil {
+	reborn, err := s.Create(ctx, "a.thing.1", thing{Name: "reborn"})
+	if err != nil {
 		t.Fatalf("Create after delete = %v", err)
+	}
+	// A version from before the deletion does not fit the new entry.
+	for _, stale := range []uint64{v1, v2} {
+		if stale == reborn.Version {
+			continue // one chance in 2^63
+		}
+		if _, err := s.Update(ctx, "a.thing.1", thing{Name: "stale"}, stale); !errors.Is(err, kv.ErrConflict) {
+			t.Fatalf("Update of the re-created entry with a version from before = %v, want ErrConflict", err)
+		}
 	}
 	if _, err := s.Get(ctx, "bad key!"); !errors.Is(err, kv.ErrNotFound) {
 		t.Fatalf("Get(invalid key) = %v, want ErrNotFound", err)
@@ -102,12 +114,15 @@ func TestList(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	versions := map[string]uint64{}
 	for _, k := range []string{"b.thing.2", "a.thing.1", "a.thing.3", "a.other.1"} {
-		if _, err := s.Create(ctx, k, thing{Name: k}); err != nil {
+		e, err := s.Create(ctx, k, thing{Name: k})
+		if err != nil {
 			t.Fatal(err)
 		}
+		versions[k] = e.Version
 	}
-	if err := s.Delete(ctx, "a.thing.3", 1, event("del-3")); err != nil {
+	if err := s.Delete(ctx, "a.thing.3", versions["a.thing.3"], event("del-3")); err != nil {
 		t.Fatal(err)
 	}
 	tests := []struct {
@@ -148,20 +163,21 @@ func TestWritesPublishTheirMessages(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Create(ctx, "k", thing{}, event("e1")); err != nil {
+	e, err := s.Create(ctx, "k", thing{}, event("e1"))
+	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Update(ctx, "k", thing{Count: 1}, 1, event("e2"), event("e3")); err != nil {
+	if e, err = s.Update(ctx, "k", thing{Count: 1}, e.Version, event("e2"), event("e3")); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Delete(ctx, "k", 2, event("e4")); err != nil {
+	if err := s.Delete(ctx, "k", e.Version, event("e4")); err != nil {
 		t.Fatal(err)
 	}
 	if n := streamMsgs(t, st); n != 4 {
 		t.Fatalf("stream holds %d messages, want 4", n)
 	}
 	// A failed write publishes nothing.
-	if _, err := s.Update(ctx, "k", thing{}, 3, event("e5")); !errors.Is(err, kv.ErrNotFound) {
+	if _, err := s.Update(ctx, "k", thing{}, e.Version, event("e5")); !errors.Is(err, kv.ErrNotFound) {
 		t.Fatalf("Update(deleted) = %v, want ErrNotFound", err)
 	}
 	if n := streamMsgs(t, st); n != 4 {
@@ -179,7 +195,8 @@ func TestConcurrentUpdatesOneWins(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Create(ctx, "k", thing{}); err != nil {
+	created, err := s.Create(ctx, "k", thing{})
+	if err != nil {
 		t.Fatal(err)
 	}
 	var wg sync.WaitGroup
@@ -189,7 +206,7 @@ func TestConcurrentUpdatesOneWins(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, err := s.Update(ctx, "k", thing{Count: i}, 1, event("c"+string(rune('a'+i))))
+			_, err := s.Update(ctx, "k", thing{Count: i}, created.Version, event("c"+string(rune('a'+i))))
 			if err == nil {
 				mu.Lock()
 				wins++
@@ -201,7 +218,7 @@ func TestConcurrentUpdatesOneWins(t *testing.T) {
 	}
 	wg.Wait()
 	if wins != 1 {
-		t.Fatalf("%d concurrent updates of version 1 won, want 1", wins)
+		t.Fatalf("%d concurrent updates of one version won, want 1", wins)
 	}
 	if n := streamMsgs(t, st); n != 1 {
 		t.Fatalf("stream holds %d messages, want only the winner's", n)
@@ -285,4 +302,40 @@ func TestTTLForgetsEntries(t *testing.T) {
 		_, err := s.Get(ctx, "k")
 		return errors.Is(err, kv.ErrNotFound)
 	}, "entry still there long after its TTL")
+}
+
+// TestRecoveryKeepsYoungHints: a hint with no committed record may belong
+// to a write still under way, so recovery keeps it until it is older than
+// the grace period.
+func TestRecoveryKeepsYoungHints(t *testing.T) {
+	ctx := context.Background()
+	_, js, _ := setup(t)
+	s, err := kv.Open[thing](ctx, js, kv.Config{Bucket: "things"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hints, err := js.KeyValue(ctx, "things_outbox")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A writer has put its hint and not yet committed its record.
+	if _, err := hints.Put(ctx, "inflight", []byte("k")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Recover(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := hints.Get(ctx, "inflight"); err != nil {
+		t.Fatalf("a young hint was deleted by recovery: %v", err)
+	}
+	eager, err := kv.Open[thing](ctx, js, kv.Config{Bucket: "things"}, kv.WithRecoveryGrace(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := eager.Recover(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := hints.Get(ctx, "inflight"); !errors.Is(err, jetstream.ErrKeyNotFound) {
+		t.Fatalf("a hint past the grace period survived recovery: %v", err)
+	}
 }
