@@ -1,7 +1,10 @@
 package natsrpc
 
 import (
+	"errors"
 	"fmt"
+	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go"
 )
@@ -12,10 +15,11 @@ const DefaultConcurrency = 64
 // Mux subscribes servers to their subjects in one queue group, so any
 // number of replicas share the load, and handles requests concurrently.
 type Mux struct {
-	nc    *nats.Conn
-	queue string
-	subs  []*nats.Subscription
-	sem   chan struct{}
+	nc       *nats.Conn
+	queue    string
+	subs     []*nats.Subscription
+	sem      chan struct{}
+	inflight sync.WaitGroup
 }
 
 // NewMux returns a Mux whose subscriptions join the given queue group
@@ -27,9 +31,10 @@ func NewMux(nc *nats.Conn, queue string) *Mux {
 // Handle subscribes s to subject.
 func (m *Mux) Handle(subject string, s *Server) error {
 	sub, err := m.nc.QueueSubscribe(subject, m.queue, func(msg *nats.Msg) {
+		m.inflight.Add(1)
 		m.sem <- struct{}{}
 		go func() {
-			defer func() { <-m.sem }()
+			defer func() { <-m.sem; m.inflight.Done() }()
 			s.Serve(m.nc, msg)
 		}()
 	})
@@ -45,15 +50,36 @@ func (m *Mux) Handle(subject string, s *Server) error {
 	return nil
 }
 
-// Drain stops taking requests and lets those under way finish.
+// Drain stops taking requests and waits, up to timeout, for those already
+// received to be answered.
 func (m *Mux) Drain() error {
+	return m.DrainTimeout(30 * time.Second)
+}
+
+// DrainTimeout is Drain with a chosen timeout.
+func (m *Mux) DrainTimeout(timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
 	for _, s := range m.subs {
-		if err := s.Drain(); err != nil {
+		if err := s.Drain(); err != nil && !errors.Is(err, nats.ErrBadSubscription) && !errors.Is(err, nats.ErrConnectionClosed) {
 			return err
 		}
 	}
-	for range cap(m.sem) {
-		m.sem <- struct{}{}
+	// A draining subscription still delivers what it had received; it is
+	// invalid once the last of those reached its callback.
+	for _, s := range m.subs {
+		for s.IsValid() {
+			if time.Now().After(deadline) {
+				return errors.New("natsrpc: drain timed out")
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
 	}
-	return nil
+	done := make(chan struct{})
+	go func() { m.inflight.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-time.After(time.Until(deadline)):
+		return errors.New("natsrpc: drain timed out waiting for requests under way")
+	}
 }

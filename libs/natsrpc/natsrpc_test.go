@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -182,5 +183,63 @@ func TestMalformedRequestIsInvalid(t *testing.T) {
 	}
 	if got := reply.Header.Get(natsrpc.HeaderErrorCode); got != "400" {
 		t.Fatalf("error code for a garbage body = %q, want 400", got)
+	}
+}
+
+func TestFarDeadlineIsCapped(t *testing.T) {
+	call := serve(t, func(ctx context.Context, _ string) (string, error) {
+		d, _ := ctx.Deadline()
+		if time.Until(d) > natsrpc.MaxDeadline {
+			return "uncapped", nil
+		}
+		return "capped", nil
+	})
+	ctx, cancel := context.WithDeadline(context.Background(), time.Now().Add(24*time.Hour))
+	defer cancel()
+	if got, err := call(ctx, "x"); err != nil || got != "capped" {
+		t.Fatalf("server deadline for a caller asking 24h = %q, %v; want capped", got, err)
+	}
+}
+
+// TestDrainAnswersWhatItReceived: requests received before Drain are
+// answered, Drain returns, and a second Drain does not hang.
+func TestDrainAnswersWhatItReceived(t *testing.T) {
+	n := testkit.StartNATS(t)
+	nc := n.Connect(t)
+	mux := natsrpc.NewMux(nc, "test")
+	release := make(chan struct{})
+	var entered atomic.Int32
+	if err := echo.Handle(mux, nil, func(_ context.Context, req *wrapperspb.StringValue) (*wrapperspb.StringValue, error) {
+		entered.Add(1)
+		<-release
+		return req, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	client := n.Connect(t)
+	const calls = natsrpc.DefaultConcurrency + 10 // more than run at once
+	results := make(chan error, calls)
+	for range calls {
+		go func() {
+			_, err := echo.Invoke(context.Background(), client, wrapperspb.String("x"))
+			results <- err
+		}()
+	}
+	// Every slot is busy, and more requests wait behind them.
+	testkit.Eventually(t, 10*time.Second, func() bool { return entered.Load() == natsrpc.DefaultConcurrency },
+		"%d handlers running, want %d", entered.Load(), natsrpc.DefaultConcurrency)
+	drained := make(chan error, 1)
+	go func() { drained <- mux.DrainTimeout(20 * time.Second) }()
+	close(release)
+	if err := <-drained; err != nil {
+		t.Fatalf("Drain = %v", err)
+	}
+	for range calls {
+		if err := <-results; err != nil && errs.KindOf(err) != errs.Unavailable {
+			t.Fatalf("a call during drain = %v, want an answer or unavailable", err)
+		}
+	}
+	if err := mux.DrainTimeout(time.Second); err != nil {
+		t.Fatalf("second Drain = %v", err)
 	}
 }

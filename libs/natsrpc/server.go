@@ -54,13 +54,16 @@ func NewServer(e endpoint.Endpoint, dec DecodeRequestFunc, enc EncodeResponseFun
 func (s *Server) Serve(nc *nats.Conn, msg *nats.Msg) {
 	start := time.Now()
 	ctx := otel.GetTextMapPropagator().Extract(context.Background(), HeaderCarrier(msg.Header))
+	// The caller's deadline applies, but never one further off than
+	// MaxDeadline: a request cannot hold the server forever.
+	deadline := start.Add(MaxDeadline)
 	if d := msg.Header.Get(HeaderDeadline); d != "" {
-		if ns, err := strconv.ParseInt(d, 10, 64); err == nil {
-			var cancel context.CancelFunc
-			ctx, cancel = context.WithDeadline(ctx, time.Unix(0, ns))
-			defer cancel()
+		if ns, err := strconv.ParseInt(d, 10, 64); err == nil && time.Unix(0, ns).Before(deadline) {
+			deadline = time.Unix(0, ns)
 		}
 	}
+	ctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
 	ctx, span := otel.Tracer(tracerName).Start(ctx, msg.Subject,
 		trace.WithSpanKind(trace.SpanKindServer),
 		trace.WithAttributes(attribute.String("messaging.system", "nats")))
@@ -110,6 +113,10 @@ func (s *Server) handle(ctx context.Context, msg, reply *nats.Msg) error {
 }
 
 const tracerName = "github.com/cloister-cc/cloister/libs/natsrpc"
+
+// MaxDeadline bounds how long a server works on one request, whatever
+// deadline the caller sent.
+const MaxDeadline = 5 * time.Minute
 
 // serverDuration counts and times the requests served, by subject and
 // error code (0 for success). The global meter provider delegates to the
