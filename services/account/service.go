@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -39,7 +40,12 @@ type PasswordCost = password.Params
 type Service struct {
 	mux      *natsrpc.Mux
 	consumer *events.Consumer
+	cancel   context.CancelFunc
 }
+
+// outboxRecoveryInterval is how often the service looks for events that a
+// failed publish or a dead replica left in its buckets' outboxes.
+const outboxRecoveryInterval = 30 * time.Second
 
 // Start opens the service's state, subscribes its request subjects and
 // starts its event consumer.
@@ -75,12 +81,16 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Service{mux: natsrpc.NewMux(cfg.NATS, client.Service)}
+	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	stores.RecoverEvery(bg, outboxRecoveryInterval)
+	s := &Service{mux: natsrpc.NewMux(cfg.NATS, client.Service), cancel: cancel}
 	if err := transport.Register(s.mux, endpoint.New(svc), logger); err != nil {
+		cancel()
 		return nil, err
 	}
-	s.consumer, err = transport.ConsumeAccountDeleted(ctx, js, svc, logger)
+	s.consumer, err = transport.ConsumeAccountDeleted(bg, js, svc, logger)
 	if err != nil {
+		cancel()
 		_ = s.mux.Drain()
 		return nil, err
 	}
@@ -91,4 +101,5 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 func (s *Service) Stop() {
 	_ = s.mux.Drain()
 	s.consumer.Stop()
+	s.cancel()
 }

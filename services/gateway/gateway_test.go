@@ -81,6 +81,16 @@ func TestJourney(t *testing.T) {
 		t.Fatalf("audit actions = %s, want %s", got, want)
 	}
 
+	// An API key's changes are audited with the key's id.
+	keyID, key := s.apiKey(admin, acct)
+	if r = do(t, s.srv, "PATCH", "/v1/accounts/"+acct, key, map[string]string{"name": "Payments EU"}); r.status != 200 {
+		t.Fatalf("renaming with an API key = %d %s", r.status, r.body)
+	}
+	r = do(t, s.srv, "GET", "/v1/accounts/"+acct+"/audit?limit=200", admin, nil)
+	if !strings.Contains(string(r.body), `"credential":"api_key","credential_id":"`+keyID+`"`) {
+		t.Fatalf("audit lacks the API key's change: %s", r.body)
+	}
+
 	r = do(t, s.srv, "DELETE", "/v1/accounts/"+acct, admin, nil)
 	if r.status != http.StatusNoContent {
 		t.Fatalf("deleting account = %d %s", r.status, r.body)
@@ -156,10 +166,14 @@ func TestAnotherAccountIsNotFound(t *testing.T) {
 	if checked < 10 {
 		t.Fatalf("checked %d account routes; the route table lost some", checked)
 	}
-	// Account B is untouched.
+	// Account B is untouched, and strangers cannot write into its audit log.
 	r := do(t, s.srv, "GET", "/v1/accounts/"+accountB, bob, nil)
 	if r.status != 200 || !strings.Contains(string(r.body), `"name":"B"`) {
 		t.Fatalf("account B after the attempts = %d %s", r.status, r.body)
+	}
+	r = do(t, s.srv, "GET", "/v1/accounts/"+accountB+"/audit?limit=200", bob, nil)
+	if r.status != 200 || strings.Contains(string(r.body), "alice@example.com") {
+		t.Fatalf("account B's audit log after alice's attempts = %d %s; want none of them", r.status, r.body)
 	}
 }
 
@@ -404,3 +418,65 @@ func TestOpenAPIDocumentMatchesRoutes(t *testing.T) {
 
 // httptestServer shortens a signature above.
 type httptestServer = httptest.Server
+
+// TestConcurrentDemotionsKeepAnAdmin: two admins demoting each other at
+// the same moment cannot leave the account without an admin.
+func TestConcurrentDemotionsKeepAnAdmin(t *testing.T) {
+	s := newStack(t, memory(t))
+	aID, a := s.user("a@example.com")
+	bID, b := s.user("b@example.com")
+	for round := range 5 {
+		acct := s.account(a, "A")
+		s.addMember(a, acct, "b@example.com", "admin")
+		statuses := make(chan int, 2)
+		go func() {
+			statuses <- do(t, s.srv, "PATCH", "/v1/accounts/"+acct+"/members/"+bID, a, map[string]string{"role": "member"}).status
+		}()
+		go func() {
+			statuses <- do(t, s.srv, "PATCH", "/v1/accounts/"+acct+"/members/"+aID, b, map[string]string{"role": "member"}).status
+		}()
+		ok := 0
+		for range 2 {
+			if <-statuses == 200 {
+				ok++
+			}
+		}
+		r := do(t, s.srv, "GET", "/v1/accounts/"+acct+"/members", a, nil)
+		if r.status == 404 {
+			r = do(t, s.srv, "GET", "/v1/accounts/"+acct+"/members", b, nil)
+		}
+		if !strings.Contains(string(r.body), `"role":"admin"`) {
+			t.Fatalf("round %d: %d demotions succeeded and the account has no admin left: %s", round, ok, r.body)
+		}
+		if ok != 1 {
+			t.Fatalf("round %d: %d of the two crossed demotions succeeded, want exactly 1", round, ok)
+		}
+	}
+}
+
+// TestRemovedMemberLosesAPIKeys: removing a member revokes their keys in the
+// account, and adding them back does not revive the keys.
+func TestRemovedMemberLosesAPIKeys(t *testing.T) {
+	s := newStack(t, memory(t))
+	_, admin := s.user("admin@example.com")
+	bobID, bob := s.user("bob@example.com")
+	acct := s.account(admin, "A")
+	s.addMember(admin, acct, "bob@example.com", "member")
+	_, key := s.apiKey(bob, acct)
+	if r := do(t, s.srv, "GET", "/v1/accounts/"+acct, key, nil); r.status != 200 {
+		t.Fatalf("bob's key before removal = %d", r.status)
+	}
+	if r := do(t, s.srv, "DELETE", "/v1/accounts/"+acct+"/members/"+bobID, admin, nil); r.status != 204 {
+		t.Fatalf("removing bob = %d %s", r.status, r.body)
+	}
+	s.addMember(admin, acct, "bob@example.com", "auditor")
+	testkit.Eventually(t, 5*time.Second, func() bool {
+		return do(t, s.srv, "GET", "/v1/accounts/"+acct, key, nil).status == 401
+	}, "bob's key works again after he was removed and re-added")
+	if r := do(t, s.srv, "GET", "/v1/accounts/"+acct+"/api-keys", admin, nil); strings.Contains(string(r.body), bobID) {
+		t.Fatalf("bob's key is still listed: %s", r.body)
+	}
+	if r := do(t, s.srv, "GET", "/v1/users/me", "clk_01a21bf3-e490-766a-8e88-b6b30f4db069_guess", nil); r.status != 401 {
+		t.Fatalf("an API key that was never issued = %d, want 401", r.status)
+	}
+}

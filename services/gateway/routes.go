@@ -120,7 +120,8 @@ func toAPIKey(k *accountv1.APIKey) api.APIKey {
 
 func toAudit(e *accountv1.AuditEntry) api.AuditEntry {
 	return api.AuditEntry{ID: e.GetId(), OccurredAt: ts(e.GetOccurredAt()),
-		Actor:  api.Actor{UserID: e.GetActorUserId(), Email: e.GetActorEmail(), Credential: e.GetActorCredential()},
+		Actor: api.Actor{UserID: e.GetActorUserId(), Email: e.GetActorEmail(), Credential: e.GetActorCredential(),
+			CredentialID: e.GetActorCredentialId()},
 		Action: e.GetAction(), Target: e.GetTarget(), Outcome: e.GetOutcome(), Error: e.GetError()}
 }
 

@@ -88,6 +88,8 @@ type Actor struct {
 	UserID     string `json:"user_id"`
 	Email      string `json:"email"`
 	Credential string `json:"credential"`
+	// CredentialID tells which API key (or session) acted.
+	CredentialID string `json:"credential_id,omitempty"`
 }
 
 // List is a page of items; pass NextCursor as ?cursor= for the next page.

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -265,10 +266,12 @@ func (s *service) auditEntry(actor domain.Principal, accountID, action, target s
 		Action: action, Target: target, Outcome: domain.OutcomeSuccess}
 }
 
-// failed records a refused or failed mutating call in the account's audit
-// log (when the account id is well formed) and returns err unchanged.
+// failed records a member's refused or failed mutating call in the
+// account's audit log and returns err unchanged. A caller who is not a
+// member (the account is "not found" for them) leaves no record: the log
+// must not be writable by strangers.
 func (s *service) failed(ctx context.Context, actor domain.Principal, accountID, action, target string, err error) error {
-	if err == nil || uuid.Validate(accountID) != nil {
+	if err == nil || errors.Is(err, domain.ErrAccountNotFound) || uuid.Validate(accountID) != nil {
 		return err
 	}
 	e := s.auditEntry(actor, accountID, action, target)
@@ -291,7 +294,7 @@ func (s *service) CreateAccount(ctx context.Context, actor domain.Principal, nam
 	}
 	now := s.now()
 	a := domain.Account{ID: newID(), Name: strings.TrimSpace(name), Description: description,
-		CreatedBy: actor.UserID, CreatedAt: now, UpdatedAt: now}
+		CreatedBy: actor.UserID, CreatedAt: now, UpdatedAt: now, Admins: []string{actor.UserID}}
 	m := domain.Member{AccountID: a.ID, UserID: actor.UserID, Email: actor.Email, Role: domain.RoleAdmin, AddedAt: now}
 	// The membership first: should the account write fail, a membership
 	// of a missing account is invisible, whereas an account nobody
@@ -314,12 +317,15 @@ func (s *service) ListAccounts(ctx context.Context, actor domain.Principal, p Pa
 	if err != nil {
 		return nil, "", err
 	}
-	page, next := paginate(ms, p, func(m domain.Member) string { return m.AccountID })
+	if actor.Credential == domain.CredentialAPIKey {
+		ms = slices.DeleteFunc(ms, func(m domain.Member) bool { return m.AccountID != actor.AccountID })
+	}
+	page, next, err := paginate(ms, p, func(m domain.Member) string { return m.AccountID })
+	if err != nil {
+		return nil, "", err
+	}
 	out := make([]AccountView, 0, len(page))
 	for _, m := range page {
-		if actor.Credential == domain.CredentialAPIKey && m.AccountID != actor.AccountID {
-			continue
-		}
 		a, err := s.Accounts.Get(ctx, m.AccountID)
 		if errors.Is(err, domain.ErrAccountNotFound) {
 			continue // deleted; its memberships are being purged
@@ -388,7 +394,7 @@ func (s *service) deleteAccount(ctx context.Context, actor domain.Principal, acc
 
 func (s *service) AddMember(ctx context.Context, actor domain.Principal, accountID, email, role string) (domain.Member, error) {
 	m, err := s.addMember(ctx, actor, accountID, email, role)
-	return m, s.failed(ctx, actor, accountID, "member.add", m.UserID, err)
+	return m, s.failed(ctx, actor, accountID, "member.add", cmp.Or(m.UserID, email), err)
 }
 
 func (s *service) addMember(ctx context.Context, actor domain.Principal, accountID, email, role string) (domain.Member, error) {
@@ -408,8 +414,16 @@ func (s *service) addMember(ctx context.Context, actor domain.Principal, account
 		return domain.Member{}, err
 	}
 	m := domain.Member{AccountID: accountID, UserID: u.ID, Email: u.Email, Role: r, AddedAt: s.now()}
-	return s.Members.Create(ctx, m, domain.MemberChanged{AccountID: accountID, UserID: u.ID, Role: r},
+	m, err = s.Members.Create(ctx, m, domain.MemberChanged{AccountID: accountID, UserID: u.ID, Role: r},
 		domain.Audited{Entry: s.auditEntry(actor, accountID, "member.add", u.ID)})
+	if err != nil || r != domain.RoleAdmin {
+		return m, err
+	}
+	// A new admin is counted after the membership is written: if this
+	// fails, the admin set undercounts, which only errs on the safe side.
+	return m, s.changeAdmins(ctx, accountID, func(admins []string) ([]string, error) {
+		return append(admins, u.ID), nil
+	})
 }
 
 func (s *service) ListMembers(ctx context.Context, actor domain.Principal, accountID string, p Page) ([]domain.Member, string, error) {
@@ -420,17 +434,57 @@ func (s *service) ListMembers(ctx context.Context, actor domain.Principal, accou
 	if err != nil {
 		return nil, "", err
 	}
-	page, next := paginate(ms, p, func(m domain.Member) string { return m.UserID })
-	return page, next, nil
+	return paginate(ms, p, func(m domain.Member) string { return m.UserID })
 }
 
-// keepsAnAdmin reports whether the account still has an admin other than userID.
-func (s *service) keepsAnAdmin(ctx context.Context, accountID, userID string) (bool, error) {
-	ms, err := s.Members.ByAccount(ctx, accountID)
-	if err != nil {
-		return false, err
+// changeAdmins applies f to the account's admin set and stores the result,
+// re-reading and retrying when another change came between. f refuses a
+// change by returning an error.
+func (s *service) changeAdmins(ctx context.Context, accountID string, f func(admins []string) ([]string, error)) error {
+	for range 5 {
+		a, err := s.Accounts.Get(ctx, accountID)
+		if err != nil {
+			return err
+		}
+		admins := a.Admins
+		if admins == nil { // an account written before the admin set existed
+			ms, err := s.Members.ByAccount(ctx, accountID)
+			if err != nil {
+				return err
+			}
+			for _, m := range ms {
+				if m.Role == domain.RoleAdmin {
+					admins = append(admins, m.UserID)
+				}
+			}
+		}
+		next, err := f(slices.Clone(admins))
+		if err != nil {
+			return err
+		}
+		slices.Sort(next)
+		next = slices.Compact(next)
+		if slices.Equal(next, a.Admins) {
+			return nil
+		}
+		a.Admins = next
+		_, err = s.Accounts.Update(ctx, a)
+		if !errors.Is(err, domain.ErrConcurrentChange) {
+			return err
+		}
 	}
-	return slices.ContainsFunc(ms, func(m domain.Member) bool { return m.Role == domain.RoleAdmin && m.UserID != userID }), nil
+	return domain.ErrConcurrentChange
+}
+
+// dropAdmin removes userID from the admin set unless it is the last admin.
+func (s *service) dropAdmin(ctx context.Context, accountID, userID string) error {
+	return s.changeAdmins(ctx, accountID, func(admins []string) ([]string, error) {
+		next := slices.DeleteFunc(admins, func(id string) bool { return id == userID })
+		if len(next) == 0 {
+			return nil, domain.ErrLastAdmin
+		}
+		return next, nil
+	})
 }
 
 func (s *service) RemoveMember(ctx context.Context, actor domain.Principal, accountID, userID string) error {
@@ -446,17 +500,38 @@ func (s *service) removeMember(ctx context.Context, actor domain.Principal, acco
 	if err != nil {
 		return err
 	}
+	// An admin leaves the admin set before the membership goes, so a
+	// failure in between undercounts admins rather than overcounting.
 	if m.Role == domain.RoleAdmin {
-		ok, err := s.keepsAnAdmin(ctx, accountID, userID)
-		if err != nil {
+		if err := s.dropAdmin(ctx, accountID, userID); err != nil {
 			return err
 		}
-		if !ok {
-			return domain.ErrLastAdmin
+	}
+	if err := s.Members.Delete(ctx, m, domain.MemberChanged{AccountID: accountID, UserID: userID},
+		domain.Audited{Entry: s.auditEntry(actor, accountID, "member.remove", userID)}); err != nil {
+		return err
+	}
+	// The member's API keys in this account go too; re-adding the member
+	// must not bring them back.
+	return s.revokeKeys(ctx, accountID, func(k domain.APIKey) bool { return k.UserID == userID })
+}
+
+// revokeKeys deletes the account's API keys that match, announcing each.
+func (s *service) revokeKeys(ctx context.Context, accountID string, match func(domain.APIKey) bool) error {
+	keys, err := s.APIKeys.ByAccount(ctx, accountID)
+	if err != nil {
+		return err
+	}
+	for _, k := range keys {
+		if !match(k) {
+			continue
+		}
+		err := s.APIKeys.Delete(ctx, k, domain.APIKeyRevoked{AccountID: accountID, KeyID: k.ID, TokenHash: k.TokenHash})
+		if err != nil && !errors.Is(err, domain.ErrAPIKeyNotFound) {
+			return err
 		}
 	}
-	return s.Members.Delete(ctx, m, domain.MemberChanged{AccountID: accountID, UserID: userID},
-		domain.Audited{Entry: s.auditEntry(actor, accountID, "member.remove", userID)})
+	return nil
 }
 
 func (s *service) SetMemberRole(ctx context.Context, actor domain.Principal, accountID, userID, role string) (domain.Member, error) {
@@ -479,23 +554,27 @@ func (s *service) setMemberRole(ctx context.Context, actor domain.Principal, acc
 	if m.Role == r {
 		return m, nil
 	}
+	// Demotions leave the admin set first and promotions join it last, so
+	// a failure in between never counts an admin who is not one.
 	if m.Role == domain.RoleAdmin {
-		ok, err := s.keepsAnAdmin(ctx, accountID, userID)
-		if err != nil {
+		if err := s.dropAdmin(ctx, accountID, userID); err != nil {
 			return domain.Member{}, err
-		}
-		if !ok {
-			return domain.Member{}, domain.ErrLastAdmin
 		}
 	}
 	m.Role = r
-	return s.Members.Update(ctx, m, domain.MemberChanged{AccountID: accountID, UserID: userID, Role: r},
+	m, err = s.Members.Update(ctx, m, domain.MemberChanged{AccountID: accountID, UserID: userID, Role: r},
 		domain.Audited{Entry: s.auditEntry(actor, accountID, "member.role", userID)})
+	if err != nil || r != domain.RoleAdmin {
+		return m, err
+	}
+	return m, s.changeAdmins(ctx, accountID, func(admins []string) ([]string, error) {
+		return append(admins, userID), nil
+	})
 }
 
 func (s *service) CreateAPIKey(ctx context.Context, actor domain.Principal, accountID, name string, ttl time.Duration) (domain.APIKey, string, error) {
 	k, token, err := s.createAPIKey(ctx, actor, accountID, name, ttl)
-	return k, token, s.failed(ctx, actor, accountID, "apikey.create", k.ID, err)
+	return k, token, s.failed(ctx, actor, accountID, "apikey.create", cmp.Or(k.ID, name), err)
 }
 
 func (s *service) createAPIKey(ctx context.Context, actor domain.Principal, accountID, name string, ttl time.Duration) (domain.APIKey, string, error) {
@@ -537,8 +616,7 @@ func (s *service) ListAPIKeys(ctx context.Context, actor domain.Principal, accou
 	if m.Role != domain.RoleAdmin { // others see their own keys only
 		ks = slices.DeleteFunc(ks, func(k domain.APIKey) bool { return k.UserID != actor.UserID })
 	}
-	page, next := paginate(ks, p, func(k domain.APIKey) string { return k.ID })
-	return page, next, nil
+	return paginate(ks, p, func(k domain.APIKey) string { return k.ID })
 }
 
 func (s *service) RevokeAPIKey(ctx context.Context, actor domain.Principal, accountID, keyID string) error {
@@ -586,16 +664,19 @@ func pageLimit(p Page) (int, error) {
 // paginate returns the page of items (sorted by key) after the cursor, and
 // the cursor of the next page. Cursors are the last key of a page, encoded
 // so that callers treat them as opaque.
-func paginate[T any](items []T, p Page, key func(T) string) ([]T, string) {
+func paginate[T any](items []T, p Page, key func(T) string) ([]T, string, error) {
 	limit, err := pageLimit(p)
 	if err != nil {
-		limit = DefaultPageLimit
+		return nil, "", err
 	}
 	slices.SortFunc(items, func(a, b T) int { return strings.Compare(key(a), key(b)) })
 	start := 0
 	if p.Cursor != "" {
 		after, err := base64.RawURLEncoding.DecodeString(p.Cursor)
-		if err == nil {
+		if err != nil {
+			return nil, "", errs.New(errs.Invalid, "cursor is not one this API returned")
+		}
+		{
 			start, _ = slices.BinarySearchFunc(items, string(after), func(it T, k string) int { return strings.Compare(key(it), k) })
 			if start < len(items) && key(items[start]) == string(after) {
 				start++
@@ -607,7 +688,7 @@ func paginate[T any](items []T, p Page, key func(T) string) ([]T, string) {
 	if end < len(items) {
 		next = base64.RawURLEncoding.EncodeToString([]byte(key(items[end-1])))
 	}
-	return items[start:end], next
+	return items[start:end], next, nil
 }
 
 // PurgeAccount removes the members and API keys of a deleted account. It
@@ -618,15 +699,8 @@ func (s *service) PurgeAccount(ctx context.Context, accountID string) error {
 	} else if !errors.Is(err, domain.ErrAccountNotFound) {
 		return err
 	}
-	keys, err := s.APIKeys.ByAccount(ctx, accountID)
-	if err != nil {
+	if err := s.revokeKeys(ctx, accountID, func(domain.APIKey) bool { return true }); err != nil {
 		return err
-	}
-	for _, k := range keys {
-		err := s.APIKeys.Delete(ctx, k, domain.APIKeyRevoked{AccountID: accountID, KeyID: k.ID, TokenHash: k.TokenHash})
-		if err != nil && !errors.Is(err, domain.ErrAPIKeyNotFound) {
-			return err
-		}
 	}
 	ms, err := s.Members.ByAccount(ctx, accountID)
 	if err != nil {

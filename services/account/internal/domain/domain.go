@@ -90,7 +90,11 @@ type Account struct {
 	CreatedBy   string
 	CreatedAt   time.Time
 	UpdatedAt   time.Time
-	Version     uint64
+	// Admins are the user ids of the admins. Changes of the admin set go
+	// through this one record, under optimistic concurrency, so two
+	// concurrent demotions cannot leave the account without an admin.
+	Admins  []string
+	Version uint64
 }
 
 // Member is a user's role in an account.

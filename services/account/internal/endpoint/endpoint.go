@@ -54,7 +54,8 @@ func apiKey(k domain.APIKey) *accountv1.APIKey {
 func auditEntry(e domain.AuditEntry) *accountv1.AuditEntry {
 	return &accountv1.AuditEntry{Id: e.ID, AccountId: e.AccountID, OccurredAt: timestamppb.New(e.OccurredAt),
 		ActorUserId: e.Actor.UserID, ActorEmail: e.Actor.Email, ActorCredential: string(e.Actor.Credential),
-		Action: e.Action, Target: e.Target, Outcome: e.Outcome, Error: e.Error}
+		ActorCredentialId: e.Actor.CredentialID,
+		Action:            e.Action, Target: e.Target, Outcome: e.Outcome, Error: e.Error}
 }
 
 func mapSlice[T, U any](in []T, f func(T) U) []U {

@@ -86,7 +86,8 @@ func (l *AuditLog) List(ctx context.Context, accountID, cursor string, limit int
 		}
 		out = append(out, domain.AuditEntry{
 			ID: ev.Envelope.GetId(), AccountID: ev.Envelope.GetAccountId(), OccurredAt: ev.Envelope.GetOccurredAt().AsTime(),
-			Actor:  domain.Principal{UserID: rec.GetActorUserId(), Email: rec.GetActorEmail(), Credential: domain.Credential(rec.GetActorCredential())},
+			Actor: domain.Principal{UserID: rec.GetActorUserId(), Email: rec.GetActorEmail(),
+				Credential: domain.Credential(rec.GetActorCredential()), CredentialID: rec.GetActorCredentialId()},
 			Action: rec.GetAction(), Target: rec.GetTarget(), Outcome: rec.GetOutcome(), Error: rec.GetError(),
 		})
 	}

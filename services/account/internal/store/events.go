@@ -64,7 +64,8 @@ func wire(ev domain.Event) (string, proto.Message) {
 func auditToProto(e domain.AuditEntry) *eventsv1.AuditRecord {
 	return &eventsv1.AuditRecord{
 		ActorUserId: e.Actor.UserID, ActorEmail: e.Actor.Email, ActorCredential: string(e.Actor.Credential),
-		Action: e.Action, Target: e.Target, Outcome: e.Outcome, Error: e.Error,
+		ActorCredentialId: e.Actor.CredentialID,
+		Action:            e.Action, Target: e.Target, Outcome: e.Outcome, Error: e.Error,
 	}
 }
 

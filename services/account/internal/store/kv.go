@@ -22,6 +22,9 @@ const (
 	BucketAccounts = "account_accounts"
 	BucketMembers  = "account_members"
 	BucketAPIKeys  = "account_apikeys"
+	// BucketAPIKeyIDs maps a key id to its account, so authentication is
+	// two reads rather than a scan.
+	BucketAPIKeyIDs = "account_apikey_ids"
 )
 
 // Stores are the KV adapters of every port.
@@ -31,6 +34,17 @@ type Stores struct {
 	Accounts *Accounts
 	Members  *Members
 	APIKeys  *APIKeys
+}
+
+// RecoverEvery publishes, every interval until ctx ends, what any store's
+// outbox still holds (a publish that failed, a write of a dead process).
+func (s *Stores) RecoverEvery(ctx context.Context, interval time.Duration) {
+	go s.Users.kv.RecoverEvery(ctx, interval)
+	go s.Sessions.kv.RecoverEvery(ctx, interval)
+	go s.Accounts.kv.RecoverEvery(ctx, interval)
+	go s.Members.kv.RecoverEvery(ctx, interval)
+	go s.APIKeys.kv.RecoverEvery(ctx, interval)
+	go s.APIKeys.ids.RecoverEvery(ctx, interval)
 }
 
 // Open opens (creating if needed) every bucket and publishes what a
@@ -55,7 +69,10 @@ func Open(ctx context.Context, js jetstream.JetStream, replicas int, logger *slo
 	if s.Members, err = open[domain.Member](ctx, js, cfg(BucketMembers), opt, func(k *kv.Store[domain.Member]) *Members { return &Members{k} }); err != nil {
 		return nil, err
 	}
-	if s.APIKeys, err = open[domain.APIKey](ctx, js, cfg(BucketAPIKeys), opt, func(k *kv.Store[domain.APIKey]) *APIKeys { return &APIKeys{k} }); err != nil {
+	if s.APIKeys, err = open[domain.APIKey](ctx, js, cfg(BucketAPIKeys), opt, func(k *kv.Store[domain.APIKey]) *APIKeys { return &APIKeys{kv: k} }); err != nil {
+		return nil, err
+	}
+	if s.APIKeys.ids, err = kv.Open[string](ctx, js, cfg(BucketAPIKeyIDs), opt); err != nil {
 		return nil, err
 	}
 	return &s, nil
@@ -287,16 +304,25 @@ func (s *Members) ByUser(ctx context.Context, userID string) ([]domain.Member, e
 	return s.list(ctx, "*."+userID)
 }
 
-// APIKeys is the API key store, keyed <account>.<key>.
-type APIKeys struct{ kv *kv.Store[domain.APIKey] }
+// APIKeys is the API key store, keyed <account>.<key>, with an index from
+// key id to account.
+type APIKeys struct {
+	kv  *kv.Store[domain.APIKey]
+	ids *kv.Store[string]
+}
 
 var _ app.APIKeys = (*APIKeys)(nil)
 
-// Create implements app.APIKeys.
+// Create implements app.APIKeys. The index goes first: an index entry
+// without its key is a harmless miss, a key without its index could never
+// authenticate.
 func (s *APIKeys) Create(ctx context.Context, k domain.APIKey, evs ...domain.Event) error {
 	msgs, err := messages(ctx, evs)
 	if err != nil {
 		return err
+	}
+	if _, err := s.ids.Create(ctx, k.ID, k.AccountID); err != nil {
+		return mapErr(err, domain.ErrAPIKeyNotFound)
 	}
 	_, err = s.kv.Create(ctx, k.AccountID+"."+k.ID, k, msgs...)
 	return mapErr(err, domain.ErrAPIKeyNotFound)
@@ -319,23 +345,27 @@ func (s *APIKeys) ByID(ctx context.Context, keyID string) (domain.APIKey, error)
 	if !validToken(keyID) {
 		return domain.APIKey{}, domain.ErrAPIKeyNotFound
 	}
-	es, err := s.kv.List(ctx, "*."+keyID)
+	acct, err := s.ids.Get(ctx, keyID)
 	if err != nil {
-		return domain.APIKey{}, err
+		return domain.APIKey{}, mapErr(err, domain.ErrAPIKeyNotFound)
 	}
-	if len(es) != 1 {
-		return domain.APIKey{}, domain.ErrAPIKeyNotFound
-	}
-	return withVersion(es[0], setKeyVersion), nil
+	return s.Get(ctx, acct.Value, keyID)
 }
 
-// Delete implements app.APIKeys.
+// Delete implements app.APIKeys. The index entry goes last, and a failure
+// to delete it only leaves a harmless miss.
 func (s *APIKeys) Delete(ctx context.Context, k domain.APIKey, evs ...domain.Event) error {
 	msgs, err := messages(ctx, evs)
 	if err != nil {
 		return err
 	}
-	return mapErr(s.kv.Delete(ctx, k.AccountID+"."+k.ID, k.Version, msgs...), domain.ErrAPIKeyNotFound)
+	if err := mapErr(s.kv.Delete(ctx, k.AccountID+"."+k.ID, k.Version, msgs...), domain.ErrAPIKeyNotFound); err != nil {
+		return err
+	}
+	if e, err := s.ids.Get(ctx, k.ID); err == nil {
+		_ = s.ids.Delete(ctx, k.ID, e.Version)
+	}
+	return nil
 }
 
 // ByAccount implements app.APIKeys.

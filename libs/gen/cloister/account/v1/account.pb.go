@@ -423,19 +423,20 @@ func (x *APIKey) GetExpiresAt() *timestamppb.Timestamp {
 }
 
 type AuditEntry struct {
-	state           protoimpl.MessageState `protogen:"open.v1"`
-	Id              string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	AccountId       string                 `protobuf:"bytes,2,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
-	OccurredAt      *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=occurred_at,json=occurredAt,proto3" json:"occurred_at,omitempty"`
-	ActorUserId     string                 `protobuf:"bytes,4,opt,name=actor_user_id,json=actorUserId,proto3" json:"actor_user_id,omitempty"`
-	ActorEmail      string                 `protobuf:"bytes,5,opt,name=actor_email,json=actorEmail,proto3" json:"actor_email,omitempty"`
-	ActorCredential string                 `protobuf:"bytes,6,opt,name=actor_credential,json=actorCredential,proto3" json:"actor_credential,omitempty"`
-	Action          string                 `protobuf:"bytes,7,opt,name=action,proto3" json:"action,omitempty"`
-	Target          string                 `protobuf:"bytes,8,opt,name=target,proto3" json:"target,omitempty"`
-	Outcome         string                 `protobuf:"bytes,9,opt,name=outcome,proto3" json:"outcome,omitempty"`
-	Error           string                 `protobuf:"bytes,10,opt,name=error,proto3" json:"error,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	Id                string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	AccountId         string                 `protobuf:"bytes,2,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	OccurredAt        *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=occurred_at,json=occurredAt,proto3" json:"occurred_at,omitempty"`
+	ActorUserId       string                 `protobuf:"bytes,4,opt,name=actor_user_id,json=actorUserId,proto3" json:"actor_user_id,omitempty"`
+	ActorEmail        string                 `protobuf:"bytes,5,opt,name=actor_email,json=actorEmail,proto3" json:"actor_email,omitempty"`
+	ActorCredential   string                 `protobuf:"bytes,6,opt,name=actor_credential,json=actorCredential,proto3" json:"actor_credential,omitempty"`
+	Action            string                 `protobuf:"bytes,7,opt,name=action,proto3" json:"action,omitempty"`
+	Target            string                 `protobuf:"bytes,8,opt,name=target,proto3" json:"target,omitempty"`
+	Outcome           string                 `protobuf:"bytes,9,opt,name=outcome,proto3" json:"outcome,omitempty"`
+	Error             string                 `protobuf:"bytes,10,opt,name=error,proto3" json:"error,omitempty"`
+	ActorCredentialId string                 `protobuf:"bytes,11,opt,name=actor_credential_id,json=actorCredentialId,proto3" json:"actor_credential_id,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *AuditEntry) Reset() {
@@ -534,6 +535,13 @@ func (x *AuditEntry) GetOutcome() string {
 func (x *AuditEntry) GetError() string {
 	if x != nil {
 		return x.Error
+	}
+	return ""
+}
+
+func (x *AuditEntry) GetActorCredentialId() string {
+	if x != nil {
+		return x.ActorCredentialId
 	}
 	return ""
 }
@@ -2743,7 +2751,7 @@ const file_cloister_account_v1_account_proto_rawDesc = "" +
 	"\n" +
 	"created_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n" +
 	"\n" +
-	"expires_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"\xc8\x02\n" +
+	"expires_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"\xf8\x02\n" +
 	"\n" +
 	"AuditEntry\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
@@ -2759,7 +2767,8 @@ const file_cloister_account_v1_account_proto_rawDesc = "" +
 	"\x06target\x18\b \x01(\tR\x06target\x12\x18\n" +
 	"\aoutcome\x18\t \x01(\tR\aoutcome\x12\x14\n" +
 	"\x05error\x18\n" +
-	" \x01(\tR\x05error\"4\n" +
+	" \x01(\tR\x05error\x12.\n" +
+	"\x13actor_credential_id\x18\v \x01(\tR\x11actorCredentialId\"4\n" +
 	"\x04Page\x12\x14\n" +
 	"\x05limit\x18\x01 \x01(\x05R\x05limit\x12\x16\n" +
 	"\x06cursor\x18\x02 \x01(\tR\x06cursor\"A\n" +

@@ -126,9 +126,11 @@ type AuditRecord struct {
 	// "success" or "failure".
 	Outcome string `protobuf:"bytes,6,opt,name=outcome,proto3" json:"outcome,omitempty"`
 	// Why it failed, when it did (a message safe to show).
-	Error         string `protobuf:"bytes,7,opt,name=error,proto3" json:"error,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Error string `protobuf:"bytes,7,opt,name=error,proto3" json:"error,omitempty"`
+	// Which credential: a session's short id or the API key's id.
+	ActorCredentialId string `protobuf:"bytes,8,opt,name=actor_credential_id,json=actorCredentialId,proto3" json:"actor_credential_id,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *AuditRecord) Reset() {
@@ -210,6 +212,13 @@ func (x *AuditRecord) GetError() string {
 	return ""
 }
 
+func (x *AuditRecord) GetActorCredentialId() string {
+	if x != nil {
+		return x.ActorCredentialId
+	}
+	return ""
+}
+
 var File_cloister_events_v1_envelope_proto protoreflect.FileDescriptor
 
 const file_cloister_events_v1_envelope_proto_rawDesc = "" +
@@ -223,7 +232,7 @@ const file_cloister_events_v1_envelope_proto_rawDesc = "" +
 	"\voccurred_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"occurredAt\x12\x1a\n" +
 	"\bproducer\x18\x05 \x01(\tR\bproducer\x12\x18\n" +
-	"\apayload\x18\x06 \x01(\fR\apayload\"\xdd\x01\n" +
+	"\apayload\x18\x06 \x01(\fR\apayload\"\x8d\x02\n" +
 	"\vAuditRecord\x12\"\n" +
 	"\ractor_user_id\x18\x01 \x01(\tR\vactorUserId\x12\x1f\n" +
 	"\vactor_email\x18\x02 \x01(\tR\n" +
@@ -232,7 +241,8 @@ const file_cloister_events_v1_envelope_proto_rawDesc = "" +
 	"\x06action\x18\x04 \x01(\tR\x06action\x12\x16\n" +
 	"\x06target\x18\x05 \x01(\tR\x06target\x12\x18\n" +
 	"\aoutcome\x18\x06 \x01(\tR\aoutcome\x12\x14\n" +
-	"\x05error\x18\a \x01(\tR\x05errorBFZDgithub.com/cloister-cc/cloister/libs/gen/cloister/events/v1;eventsv1b\x06proto3"
+	"\x05error\x18\a \x01(\tR\x05error\x12.\n" +
+	"\x13actor_credential_id\x18\b \x01(\tR\x11actorCredentialIdBFZDgithub.com/cloister-cc/cloister/libs/gen/cloister/events/v1;eventsv1b\x06proto3"
 
 var (
 	file_cloister_events_v1_envelope_proto_rawDescOnce sync.Once
