@@ -20,6 +20,10 @@ type Cache interface {
 	Get(ctx context.Context, key string) ([]byte, error)
 	// Set stores value under key for ttl, which must be positive.
 	Set(ctx context.Context, key string, value []byte, ttl time.Duration) error
+	// Add stores value under key for ttl only if key holds nothing, and
+	// reports whether it did. Filling a cache with Add cannot overwrite a
+	// marker that an invalidation wrote meanwhile.
+	Add(ctx context.Context, key string, value []byte, ttl time.Duration) (bool, error)
 	// Delete removes keys; absent keys are not an error.
 	Delete(ctx context.Context, keys ...string) error
 }

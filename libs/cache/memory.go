@@ -101,6 +101,33 @@ func (m *Memory) Set(ctx context.Context, key string, value []byte, ttl time.Dur
 	return nil
 }
 
+// Add stores a copy of value under key for ttl if key is absent or expired.
+func (m *Memory) Add(ctx context.Context, key string, value []byte, ttl time.Duration) (bool, error) {
+	if ttl <= 0 {
+		return false, fmt.Errorf("adding cache entry with ttl %v: %w", ttl, ErrInvalidTTL)
+	}
+	if err := ctx.Err(); err != nil {
+		return false, fmt.Errorf("adding cache entry: %w", err)
+	}
+	now := time.Now()
+	e := &entry{key: key, value: clone(value), expires: now.Add(ttl)}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if el, ok := m.items[key]; ok {
+		if now.Before(el.Value.(*entry).expires) {
+			return false, nil
+		}
+		el.Value = e
+		m.order.MoveToFront(el)
+		return true, nil
+	}
+	for m.order.Len() >= m.max {
+		m.remove(m.order.Back())
+	}
+	m.items[key] = m.order.PushFront(e)
+	return true, nil
+}
+
 // Delete removes keys; absent keys are ignored.
 func (m *Memory) Delete(ctx context.Context, keys ...string) error {
 	if err := ctx.Err(); err != nil {

@@ -51,6 +51,21 @@ func (r *Redis) Set(ctx context.Context, key string, value []byte, ttl time.Dura
 	return nil
 }
 
+// Add stores value under key for ttl if key is absent (SET NX PX).
+func (r *Redis) Add(ctx context.Context, key string, value []byte, ttl time.Duration) (bool, error) {
+	if ttl <= 0 {
+		return false, fmt.Errorf("adding cache entry with ttl %v: %w", ttl, ErrInvalidTTL)
+	}
+	err := r.client.SetArgs(ctx, r.prefix+key, value, redis.SetArgs{Mode: "NX", TTL: max(ttl, time.Millisecond)}).Err()
+	switch {
+	case errors.Is(err, redis.Nil):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("adding cache entry in redis: %w", err)
+	}
+	return true, nil
+}
+
 // Delete removes keys; absent keys are ignored.
 func (r *Redis) Delete(ctx context.Context, keys ...string) error {
 	switch len(keys) {

@@ -28,6 +28,7 @@ const meterName = "github.com/cloister-cc/cloister/libs/cache"
 var (
 	opGet    = metric.WithAttributeSet(attribute.NewSet(attribute.String("op", "get")))
 	opSet    = metric.WithAttributeSet(attribute.NewSet(attribute.String("op", "set")))
+	opAdd    = metric.WithAttributeSet(attribute.NewSet(attribute.String("op", "add")))
 	opDelete = metric.WithAttributeSet(attribute.NewSet(attribute.String("op", "delete")))
 )
 
@@ -110,6 +111,22 @@ func (t *tolerant) Set(ctx context.Context, key string, value []byte, ttl time.D
 	}
 	t.fail(ctx, "set", opSet, err)
 	return nil
+}
+
+// Add is Set's counterpart: a failure reports that nothing was stored.
+func (t *tolerant) Add(ctx context.Context, key string, value []byte, ttl time.Duration) (bool, error) {
+	if ttl <= 0 {
+		return false, fmt.Errorf("adding cache entry with ttl %v: %w", ttl, ErrInvalidTTL)
+	}
+	if t.skipping() {
+		return false, nil
+	}
+	ok, err := t.c.Add(ctx, key, value, ttl)
+	if err == nil {
+		return ok, nil
+	}
+	t.fail(ctx, "add", opAdd, err)
+	return false, nil
 }
 
 func (t *tolerant) Delete(ctx context.Context, keys ...string) error {

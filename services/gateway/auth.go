@@ -1,15 +1,15 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
+	"encoding/json"
 	"net/http"
 	"strings"
 	"time"
 
-	"github.com/cloister-cc/cloister/libs/cache"
 	"github.com/cloister-cc/cloister/libs/errs"
 	accountv1 "github.com/cloister-cc/cloister/libs/gen/cloister/account/v1"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -98,9 +98,14 @@ func (g *Gateway) authenticate(ctx context.Context, r *http.Request) (principal,
 		return principal{}, errs.New(errs.Unauthenticated, "the token is missing, expired or revoked")
 	}
 	hash := hashToken(token)
-	now := time.Now()
-	if p, err := cache.GetJSON[principal](ctx, g.cache, key); err == nil && p.TokenHash == hash && now.Before(p.ExpiresAt) {
-		return p, nil
+	if b, err := g.cache.Get(ctx, key); err == nil {
+		if bytes.Equal(b, revokedMarker) {
+			return principal{}, errRevoked
+		}
+		var p principal
+		if json.Unmarshal(b, &p) == nil && p.TokenHash == hash && time.Now().Before(p.ExpiresAt) {
+			return p, nil
+		}
 	}
 	resp, err := g.accounts.Authenticate(ctx, &accountv1.AuthenticateRequest{Token: token})
 	if err != nil {
@@ -109,16 +114,30 @@ func (g *Gateway) authenticate(ctx context.Context, r *http.Request) (principal,
 	pp := resp.GetPrincipal()
 	p := principal{UserID: pp.GetUserId(), Email: pp.GetEmail(), Credential: pp.GetCredential(),
 		CredentialID: pp.GetCredentialId(), AccountID: pp.GetAccountId(), ExpiresAt: pp.GetExpiresAt().AsTime(), TokenHash: hash}
+	// Add, not Set: if the credential was revoked while we asked, the
+	// revocation's marker is already there and must win.
 	if ttl := min(authTTL, time.Until(p.ExpiresAt)); ttl > 0 {
-		_ = cache.SetJSON(ctx, g.cache, key, p, ttl)
+		if b, err := json.Marshal(p); err == nil {
+			_, _ = g.cache.Add(ctx, key, b, ttl)
+		}
 	}
 	return p, nil
 }
 
-// forget drops a token's cache entry at once; the revocation event does the
-// same for every other gateway.
-func (g *Gateway) forget(ctx context.Context, key string) {
-	if err := g.cache.Delete(ctx, key); err != nil && !errors.Is(err, cache.ErrMiss) {
-		g.logger.WarnContext(ctx, "dropping cached credential", "error", err)
+// revokedMarker replaces a revoked credential's cache entry for authTTL,
+// longer than any lookup that started before the revocation can take, so
+// such a lookup cannot put the credential back.
+var revokedMarker = []byte("revoked")
+
+var errRevoked = errs.New(errs.Unauthenticated, "the token is missing, expired or revoked")
+
+// forget marks a credential revoked in the cache. The gateway that handles
+// a logout or revocation calls it at once; every other gateway does it
+// when the revocation event arrives.
+func (g *Gateway) forget(ctx context.Context, key string) error {
+	if err := g.cache.Set(ctx, key, revokedMarker, authTTL); err != nil {
+		g.logger.WarnContext(ctx, "marking cached credential revoked", "error", err)
+		return err
 	}
+	return nil
 }

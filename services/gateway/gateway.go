@@ -84,11 +84,11 @@ func (g *Gateway) Close() { g.watch.Stop() }
 func (g *Gateway) invalidate(ctx context.Context, ev events.Event) error {
 	var s accountv1.SessionRevoked
 	if err := ev.Decode(&s); err == nil {
-		return g.cache.Delete(ctx, SessionCacheKey(s.GetTokenHash()))
+		return g.forget(ctx, SessionCacheKey(s.GetTokenHash()))
 	}
 	var k accountv1.APIKeyRevoked
 	if err := ev.Decode(&k); err == nil {
-		return g.cache.Delete(ctx, APIKeyCacheKey(k.GetKeyId()))
+		return g.forget(ctx, APIKeyCacheKey(k.GetKeyId()))
 	}
 	return nil
 }

@@ -1,8 +1,10 @@
 package gateway_test
 
 import (
+	"context"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -478,5 +480,61 @@ func TestRemovedMemberLosesAPIKeys(t *testing.T) {
 	}
 	if r := do(t, s.srv, "GET", "/v1/users/me", "clk_01a21bf3-e490-766a-8e88-b6b30f4db069_guess", nil); r.status != 401 {
 		t.Fatalf("an API key that was never issued = %d, want 401", r.status)
+	}
+}
+
+// revokingCache is a real cache that runs revoke just before the first
+// time a principal is written for a session: the revocation lands between
+// the gateway's lookup at the account service and its refill of the
+// cache, the race a refill must not win.
+type revokingCache struct {
+	cache.Cache
+	fired  atomic.Bool
+	revoke func()
+}
+
+func (c *revokingCache) before(key string) {
+	// Not sync.Once: revoke's own request comes back through here.
+	if strings.HasPrefix(key, "auth:session:") && c.fired.CompareAndSwap(false, true) {
+		c.revoke()
+	}
+}
+
+func (c *revokingCache) Add(ctx context.Context, key string, v []byte, ttl time.Duration) (bool, error) {
+	if string(v) != "revoked" {
+		c.before(key)
+	}
+	return c.Cache.Add(ctx, key, v, ttl)
+}
+
+func (c *revokingCache) Set(ctx context.Context, key string, v []byte, ttl time.Duration) error {
+	if string(v) != "revoked" {
+		c.before(key)
+	}
+	return c.Cache.Set(ctx, key, v, ttl)
+}
+
+func TestRefillCannotUndoARevocation(t *testing.T) {
+	rc := &revokingCache{Cache: memory(t)}
+	s := newStack(t, rc)
+	_, token := s.user("ada@example.com")
+	rc.revoke = func() {
+		// Another gateway logs the session out while this one is asking
+		// the account service about it.
+		req, _ := http.NewRequest("DELETE", s.srv.URL+"/v1/sessions/current", nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil || resp.StatusCode != http.StatusNoContent {
+			t.Errorf("concurrent logout = %v, %v", resp, err)
+		}
+		if resp != nil {
+			resp.Body.Close()
+		}
+	}
+	if r := do(t, s.srv, "GET", "/v1/users/me", token, nil); r.status != 200 {
+		t.Fatalf("the request that was valid when asked = %d, want 200", r.status)
+	}
+	if r := do(t, s.srv, "GET", "/v1/users/me", token, nil); r.status != 401 {
+		t.Fatalf("the logged-out token after a racing refill = %d, want 401", r.status)
 	}
 }

@@ -176,7 +176,7 @@ func (g *Gateway) logout(_ http.ResponseWriter, r *http.Request, p principal) (r
 	if _, err := g.accounts.Logout(r.Context(), &accountv1.LogoutRequest{Token: token}); err != nil {
 		return reply{}, err
 	}
-	g.forget(r.Context(), SessionCacheKey(p.TokenHash))
+	_ = g.forget(r.Context(), SessionCacheKey(p.TokenHash))
 	return reply{status: http.StatusNoContent}, nil
 }
 
@@ -315,7 +315,7 @@ func (g *Gateway) revokeAPIKey(_ http.ResponseWriter, r *http.Request, p princip
 	if err != nil {
 		return reply{}, err
 	}
-	g.forget(r.Context(), APIKeyCacheKey(keyID))
+	_ = g.forget(r.Context(), APIKeyCacheKey(keyID))
 	return reply{status: http.StatusNoContent}, nil
 }
 

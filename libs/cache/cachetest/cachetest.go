@@ -44,6 +44,7 @@ func Run(t *testing.T, newCache func(t *testing.T) cache.Cache) {
 		{"InvalidTTL", testInvalidTTL},
 		{"CancelledContext", testCancelledContext},
 		{"Concurrent", testConcurrent},
+		{"Add", testAdd},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.run(t, newCache(t)) })
@@ -282,4 +283,39 @@ func allBytes() []byte {
 		b[i] = byte(i)
 	}
 	return b
+}
+
+// testAdd: Add stores only into an absent or expired key, and says so.
+func testAdd(t *testing.T, c cache.Cache) {
+	ctx := t.Context()
+	ok, err := c.Add(ctx, "add:k", []byte("first"), time.Minute)
+	if err != nil || !ok {
+		t.Fatalf("Add(absent) = %v, %v; want true, nil", ok, err)
+	}
+	ok, err = c.Add(ctx, "add:k", []byte("second"), time.Minute)
+	if err != nil || ok {
+		t.Fatalf("Add(present) = %v, %v; want false, nil", ok, err)
+	}
+	wantValue(t, c, "add:k", []byte("first"))
+	if _, err := c.Add(ctx, "add:bad", []byte("x"), 0); !errors.Is(err, cache.ErrInvalidTTL) {
+		t.Fatalf("Add with ttl 0 = %v, want ErrInvalidTTL", err)
+	}
+	if ok, err := c.Add(ctx, "add:short", []byte("old"), 50*time.Millisecond); err != nil || !ok {
+		t.Fatalf("Add(short) = %v, %v", ok, err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ok, err := c.Add(ctx, "add:short", []byte("new"), time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("Add never succeeded after the entry expired")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	wantValue(t, c, "add:short", []byte("new"))
 }
