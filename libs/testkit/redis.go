@@ -4,7 +4,11 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
+	"net"
 	"os"
+	"os/exec"
+	"strconv"
 	"testing"
 	"time"
 
@@ -63,4 +67,56 @@ func StartRedis(t testing.TB) *Redis {
 		c.Close()
 	})
 	return r
+}
+
+// RedisServer is a private redis-server process, for tests that stop Redis.
+type RedisServer struct {
+	URL string
+	cmd *exec.Cmd
+}
+
+// StartRedisServer runs a redis-server of its own on a free loopback port
+// and stops it when the test ends. Without a redis-server binary the test
+// is skipped, or fails when CI is set.
+func StartRedisServer(t testing.TB) *RedisServer {
+	t.Helper()
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("redis-server is required in CI: %v", err)
+		}
+		t.Skipf("redis-server not installed (set CI to make this fail): %v", err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	cmd := exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
+		"--save", "", "--appendonly", "no", "--dir", t.TempDir())
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting redis-server: %v", err)
+	}
+	s := &RedisServer{URL: fmt.Sprintf("redis://127.0.0.1:%d", port), cmd: cmd}
+	t.Cleanup(s.Stop)
+	opt, _ := redis.ParseURL(s.URL)
+	c := redis.NewClient(opt)
+	defer c.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for c.Ping(context.Background()).Err() != nil {
+		if time.Now().After(deadline) {
+			t.Fatal("redis-server did not answer within 10s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return s
+}
+
+// Stop kills the server and waits for it; calling it twice is harmless.
+func (s *RedisServer) Stop() {
+	if s.cmd.ProcessState == nil {
+		_ = s.cmd.Process.Kill()
+		_ = s.cmd.Wait()
+	}
 }

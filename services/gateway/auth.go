@@ -21,9 +21,10 @@ const (
 	sessionPrefix = "cls_"
 	apiKeyPrefix  = "clk_"
 	maxTokenLen   = 256
-	// authTTL bounds how long a principal stays cached; revocation events
-	// delete entries long before.
-	authTTL = 5 * time.Minute
+	// authTTL bounds how long a principal stays cached. Revocations mark
+	// entries at once; authTTL only matters when such a mark is lost (Redis
+	// unreachable at that moment), so it is kept short.
+	authTTL = time.Minute
 )
 
 var errNoToken = errs.New(errs.Unauthenticated, "send a session token or API key as 'Authorization: Bearer <token>'")

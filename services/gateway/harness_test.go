@@ -16,12 +16,21 @@ import (
 	"github.com/getkin/kin-openapi/routers"
 	"github.com/getkin/kin-openapi/routers/gorillamux"
 	"github.com/nats-io/nats.go"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/cloister-cc/cloister/libs/cache"
 	"github.com/cloister-cc/cloister/libs/testkit"
 	"github.com/cloister-cc/cloister/services/account"
 	"github.com/cloister-cc/cloister/services/gateway"
 )
+
+// go-redis logs every failed dial on its own; the tests that stop Redis
+// would fill the output with them.
+func init() { redis.SetLogger(quietRedis{}) }
+
+type quietRedis struct{}
+
+func (quietRedis) Printf(context.Context, string, ...any) {}
 
 // cheap keeps password hashing fast in tests; the algorithm is the same.
 var cheap = &account.PasswordCost{Memory: 1024, Time: 1, Threads: 1}
