@@ -3,7 +3,7 @@
 
 GO        ?= go
 PKGS      := $(shell $(GO) list -m -f '{{.Path}}/...')
-FUZZTIME  ?= 10s
+FUZZTIME  ?= 60s
 BENCHTIME ?= 2s
 DATA_DIR  ?=
 RUN_FLAGS ?=

@@ -52,18 +52,22 @@ the REST API at --addr ($CLOISTER_ADDR, default ` + defaultAddr + `).`,
 			if c.cfg, err = loadConfig(); err != nil {
 				return err
 			}
-			if c.output != "table" && c.output != "json" {
-				return fmt.Errorf("-o must be table or json, not %q", c.output)
-			}
-			return nil
+			return c.checkOutput()
 		},
 	}
 	pf := root.PersistentFlags()
 	pf.StringVar(&c.addr, "addr", "", "API address [$CLOISTER_ADDR] (default: the one you logged in to, else "+defaultAddr+")")
 	pf.StringVarP(&c.output, "output", "o", "table", "output format: table or json")
 	root.AddCommand(newServerCmd(), c.signupCmd(), c.loginCmd(), c.logoutCmd(), c.whoamiCmd(),
-		c.accountCmd(), c.memberCmd(), c.apikeyCmd(), c.auditCmd(), healthcheckCmd())
+		c.accountCmd(), c.memberCmd(), c.apikeyCmd(), c.auditCmd(), c.attestCmd(), healthcheckCmd())
 	return root
+}
+
+func (c *cli) checkOutput() error {
+	if c.output != "table" && c.output != "json" {
+		return fmt.Errorf("-o must be table or json, not %q", c.output)
+	}
+	return nil
 }
 
 // client returns an API client with the address and token in force: flags,

@@ -1,0 +1,204 @@
+package main
+
+import (
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/cloister-cc/cloister/libs/sgx"
+)
+
+// attestResult is what `cloister attest verify` prints.
+type attestResult struct {
+	OK         bool     `json:"ok"`
+	Status     string   `json:"status,omitempty"`
+	Advisories []string `json:"advisories"`
+	TCBDate    string   `json:"tcb_date,omitempty"`
+	MRENCLAVE  string   `json:"mrenclave,omitempty"`
+	MRSIGNER   string   `json:"mrsigner,omitempty"`
+	ISVProdID  uint16   `json:"isvprodid"`
+	ISVSVN     uint16   `json:"isvsvn"`
+	Debug      bool     `json:"debug"`
+	ReportData string   `json:"report_data,omitempty"`
+	FMSPC      string   `json:"fmspc,omitempty"`
+	Error      string   `json:"error,omitempty"`
+}
+
+// errRefused makes the command exit 1 after printing its result.
+var errRefused = errors.New("quote refused")
+
+func (c *cli) attestCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "attest", Short: "Work with attestation evidence offline"}
+	cmd.PersistentPreRunE = func(*cobra.Command, []string) error { return c.checkOutput() }
+
+	var (
+		collateralJSON, tcbInfo, signingChain, qeIdentity, rootCRL, pckCRL, at, accept string
+		skipCRL, allowDebug                                                            bool
+	)
+	verify := &cobra.Command{
+		Use:   "verify QUOTE",
+		Short: "Verify an SGX DCAP quote against Intel collateral, offline",
+		Long: `Verify an SGX ECDSA quote (version 3, PCK certificate chain) completely and
+offline: the PCK chain up to the Intel SGX Root CA key, the CRLs, the TCB Info
+and QE Identity signatures and dates, the QE report, the quote signature, the
+QE identity and the platform's TCB level.
+
+Collateral comes either as one JSON file (--collateral-json: tcb_info,
+tcb_info_signature, tcb_info_issuer_chain, qe_identity, ...) or as the files
+Intel's PCS serves (--tcb-info and --qe-identity bodies, the TCB signing chain
+from their issuer-chain header, and the CRLs in DER or PEM).
+
+The quote is accepted when its converged TCB status is one of --accept and it
+is not a debug enclave (unless --allow-debug). The exit status is 0 when
+accepted, 1 otherwise; the result is printed either way.`,
+		Example: `  cloister attest verify quote.bin --collateral-json collateral.json --at 2025-07-01T00:00:00Z -o json`,
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			when := time.Now()
+			if at != "" {
+				var err error
+				if when, err = parseTime(at); err != nil {
+					return err
+				}
+			}
+			policy := sgx.DefaultPolicy()
+			policy.AllowDebug = allowDebug
+			if accept != "" {
+				var err error
+				if policy.AcceptStatuses, err = sgx.ParseStatuses(accept); err != nil {
+					return fmt.Errorf("--accept: %w", err)
+				}
+			}
+			quote, err := os.ReadFile(args[0])
+			if err != nil {
+				return err
+			}
+			col, err := loadCollateral(collateralJSON, tcbInfo, signingChain, qeIdentity, rootCRL, pckCRL)
+			if err != nil {
+				return err
+			}
+			out := attestResult{Advisories: []string{}}
+			res, err := sgx.Verify(quote, sgx.Options{At: when, Collateral: col, SkipCRL: skipCRL})
+			if err == nil {
+				out = attestResult{
+					Status: string(res.Status), Advisories: append([]string{}, res.Advisories...),
+					TCBDate: res.TCBDate.Format("2006-01-02"), MRENCLAVE: hex.EncodeToString(res.MRENCLAVE[:]),
+					MRSIGNER: hex.EncodeToString(res.MRSIGNER[:]), ISVProdID: res.ISVProdID, ISVSVN: res.ISVSVN,
+					Debug: res.Debug, ReportData: hex.EncodeToString(res.ReportData[:]), FMSPC: hex.EncodeToString(res.FMSPC[:]),
+				}
+				err = policy.Check(res)
+			}
+			out.OK = err == nil
+			if err != nil {
+				out.Error = err.Error()
+			}
+			rows := [][]string{{"ok", strconv.FormatBool(out.OK)}, {"status", out.Status},
+				{"advisories", strings.Join(out.Advisories, ",")}, {"tcb date", out.TCBDate}, {"mrenclave", out.MRENCLAVE},
+				{"mrsigner", out.MRSIGNER}, {"isvprodid", strconv.Itoa(int(out.ISVProdID))}, {"isvsvn", strconv.Itoa(int(out.ISVSVN))},
+				{"debug", strconv.FormatBool(out.Debug)}, {"fmspc", out.FMSPC}, {"report data", out.ReportData}, {"error", out.Error}}
+			if perr := c.print(out, []string{"FIELD", "VALUE"}, rows); perr != nil {
+				return perr
+			}
+			if !out.OK {
+				return errRefused
+			}
+			return nil
+		},
+	}
+	f := verify.Flags()
+	f.StringVar(&collateralJSON, "collateral-json", "", "collateral in one JSON file (tcb_info, qe_identity, CRLs and chains)")
+	f.StringVar(&tcbInfo, "tcb-info", "", `TCB Info as Intel PCS serves it ({"tcbInfo":…,"signature":…})`)
+	f.StringVar(&signingChain, "tcb-signing-chain", "", "PEM chain of the TCB signing certificate (PCS's TCB-Info-Issuer-Chain)")
+	f.StringVar(&qeIdentity, "qe-identity", "", `QE Identity as Intel PCS serves it ({"enclaveIdentity":…,"signature":…})`)
+	f.StringVar(&rootCRL, "root-crl", "", "Intel SGX Root CA CRL, DER or PEM")
+	f.StringVar(&pckCRL, "pck-crl", "", "PCK CA CRL, DER or PEM")
+	f.StringVar(&at, "at", "", "verify as of this time, RFC 3339 or Unix seconds (default: now)")
+	f.BoolVar(&skipCRL, "skip-crl", false, "skip the revocation checks (CRLs may then be omitted)")
+	f.BoolVar(&allowDebug, "allow-debug", false, "accept debug enclaves")
+	f.StringVar(&accept, "accept", "", "accepted TCB statuses, comma-separated (default UpToDate,SWHardeningNeeded)")
+	cmd.AddCommand(verify)
+	return cmd
+}
+
+func parseTime(s string) (time.Time, error) {
+	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+		return time.Unix(n, 0).UTC(), nil
+	}
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("--at %q is neither RFC 3339 nor Unix seconds", s)
+	}
+	return t, nil
+}
+
+// loadCollateral reads the collateral from one JSON file or from PCS files.
+func loadCollateral(jsonFile, tcbInfo, chain, qeIdentity, rootCRL, pckCRL string) (*sgx.Collateral, error) {
+	if jsonFile != "" {
+		if tcbInfo != "" || qeIdentity != "" || chain != "" {
+			return nil, errors.New("give --collateral-json or the PCS files (--tcb-info, --qe-identity, --tcb-signing-chain), not both")
+		}
+		b, err := os.ReadFile(jsonFile)
+		if err != nil {
+			return nil, err
+		}
+		col, err := sgx.ParseCollateralJSON(b)
+		if err != nil {
+			return nil, err
+		}
+		return overrideCRLs(col, rootCRL, pckCRL)
+	}
+	if tcbInfo == "" || qeIdentity == "" || chain == "" {
+		return nil, errors.New("collateral needed: --collateral-json FILE, or --tcb-info, --qe-identity and --tcb-signing-chain")
+	}
+	col := &sgx.Collateral{}
+	var err error
+	read := func(name string) []byte {
+		if err != nil {
+			return nil
+		}
+		var b []byte
+		if b, err = os.ReadFile(name); err != nil {
+			err = fmt.Errorf("reading %s: %w", name, err)
+		}
+		return b
+	}
+	tcbBody, qeBody, chainPEM := read(tcbInfo), read(qeIdentity), read(chain)
+	if err != nil {
+		return nil, err
+	}
+	if col.TCBInfoJSON, col.TCBInfoSignature, err = sgx.SplitPCSBody(tcbBody); err != nil {
+		return nil, fmt.Errorf("--tcb-info: %w", err)
+	}
+	if col.QEIdentityJSON, col.QEIdentitySignature, err = sgx.SplitPCSBody(qeBody); err != nil {
+		return nil, fmt.Errorf("--qe-identity: %w", err)
+	}
+	col.TCBInfoIssuerChain, col.QEIdentityIssuerChain = chainPEM, chainPEM
+	return overrideCRLs(col, rootCRL, pckCRL)
+}
+
+func overrideCRLs(col *sgx.Collateral, rootCRL, pckCRL string) (*sgx.Collateral, error) {
+	for _, f := range []struct {
+		name string
+		dst  *[]byte
+	}{{rootCRL, &col.RootCACRL}, {pckCRL, &col.PCKCRL}} {
+		if f.name == "" {
+			continue
+		}
+		b, err := os.ReadFile(f.name)
+		if err != nil {
+			return nil, err
+		}
+		crl, err := sgx.ParseCRL(b)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", f.name, err)
+		}
+		*f.dst = crl.Raw
+	}
+	return col, nil
+}

@@ -1,0 +1,94 @@
+package main
+
+import (
+	"encoding/hex"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestAttestVerify(t *testing.T) {
+	const quote, collateral = "../../libs/sgx/testdata/phala_sgx_quote_v3.bin", "../../libs/sgx/testdata/phala_sgx_quote_v3_collateral.json"
+	tests := []struct {
+		name   string
+		args   []string
+		exit0  bool
+		status string
+		errHas string
+	}{
+		{"default policy refuses the platform's status", []string{"--at", "2025-07-01T00:00:00Z"}, false, "ConfigurationAndSWHardeningNeeded", "not accepted"},
+		{"accepted when asked", []string{"--at", "1751328000", "--accept", "UpToDate,ConfigurationAndSWHardeningNeeded"}, true, "ConfigurationAndSWHardeningNeeded", ""},
+		{"outside the window", []string{"--at", "2025-08-01T00:00:00Z", "--accept", "ConfigurationAndSWHardeningNeeded"}, false, "", "TCB Info: expired"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			args := append([]string{"attest", "verify", quote, "--collateral-json", collateral, "-o", "json"}, tt.args...)
+			cmd := cloisterCmd(t, t.TempDir(), args...)
+			out, err := cmd.Output()
+			if (err == nil) != tt.exit0 {
+				t.Fatalf("cloister %s: exit error %v, want success %v; output %s", strings.Join(args, " "), err, tt.exit0, out)
+			}
+			var res attestResult
+			if err := json.Unmarshal(out, &res); err != nil {
+				t.Fatalf("output is not JSON: %v\n%s", err, out)
+			}
+			if res.OK != tt.exit0 || res.Status != tt.status || !strings.Contains(res.Error, tt.errHas) {
+				t.Fatalf("result = %+v; want ok %v status %q error containing %q", res, tt.exit0, tt.status, tt.errHas)
+			}
+			if tt.status != "" && res.MRENCLAVE != "33d8736db756ed4997e04ba358d27833188f1932ff7b1d156904d3f560452fbb" {
+				t.Fatalf("mrenclave = %s", res.MRENCLAVE)
+			}
+		})
+	}
+}
+
+// TestAttestVerifyPCSFiles feeds the collateral as Intel's PCS serves it:
+// TCB Info and QE Identity bodies, the signing chain, CRLs in DER.
+func TestAttestVerifyPCSFiles(t *testing.T) {
+	raw, err := os.ReadFile("../../libs/sgx/testdata/phala_sgx_quote_v3_collateral.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c map[string]string
+	if err := json.Unmarshal(raw, &c); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	write := func(name string, data []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	unhex := func(s string) []byte {
+		b, err := hex.DecodeString(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	tcb := write("tcb.json", []byte(`{"tcbInfo":`+c["tcb_info"]+`,"signature":"`+c["tcb_info_signature"]+`"}`))
+	qe := write("qe.json", []byte(`{"enclaveIdentity":`+c["qe_identity"]+`,"signature":"`+c["qe_identity_signature"]+`"}`))
+	chain := write("chain.pem", []byte(c["tcb_info_issuer_chain"]))
+	rootCRL := write("root.crl", unhex(c["root_ca_crl"]))
+	pckCRL := write("pck.crl", unhex(c["pck_crl"]))
+	args := []string{"attest", "verify", "../../libs/sgx/testdata/phala_sgx_quote_v3.bin", "--tcb-info", tcb, "--qe-identity", qe,
+		"--tcb-signing-chain", chain, "--root-crl", rootCRL, "--pck-crl", pckCRL, "--at", "2025-07-01T00:00:00Z",
+		"--accept", "ConfigurationAndSWHardeningNeeded", "-o", "json"}
+	out, err := cloisterCmd(t, t.TempDir(), args...).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), `"ok": true`) {
+		t.Fatalf("attest verify with PCS files = %v\n%s", err, out)
+	}
+	// Without CRLs it fails unless --skip-crl says so.
+	args = []string{"attest", "verify", "../../libs/sgx/testdata/phala_sgx_quote_v3.bin", "--tcb-info", tcb, "--qe-identity", qe,
+		"--tcb-signing-chain", chain, "--at", "2025-07-01T00:00:00Z", "--accept", "ConfigurationAndSWHardeningNeeded", "-o", "json"}
+	if out, err := cloisterCmd(t, t.TempDir(), args...).CombinedOutput(); err == nil || !strings.Contains(string(out), "CRLs are missing") {
+		t.Fatalf("attest verify without CRLs = %v\n%s; want a refusal naming the CRLs", err, out)
+	}
+	if out, err := cloisterCmd(t, t.TempDir(), append(args, "--skip-crl")...).CombinedOutput(); err != nil {
+		t.Fatalf("attest verify --skip-crl = %v\n%s", err, out)
+	}
+}

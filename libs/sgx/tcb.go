@@ -1,0 +1,510 @@
+package sgx
+
+import (
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"time"
+)
+
+// TCBStatus is the status Intel gives a TCB level, named as Intel names it.
+type TCBStatus string
+
+// The TCB statuses of TCB Info (all of them) and QE Identity (UpToDate,
+// OutOfDate and Revoked in practice).
+const (
+	StatusUpToDate                          TCBStatus = "UpToDate"
+	StatusSWHardeningNeeded                 TCBStatus = "SWHardeningNeeded"
+	StatusConfigurationNeeded               TCBStatus = "ConfigurationNeeded"
+	StatusConfigurationAndSWHardeningNeeded TCBStatus = "ConfigurationAndSWHardeningNeeded"
+	StatusOutOfDate                         TCBStatus = "OutOfDate"
+	StatusOutOfDateConfigurationNeeded      TCBStatus = "OutOfDateConfigurationNeeded"
+	StatusRevoked                           TCBStatus = "Revoked"
+)
+
+// platformStatus reports whether s may appear in a TCB Info level.
+func platformStatus(s TCBStatus) bool {
+	switch s {
+	case StatusUpToDate, StatusSWHardeningNeeded, StatusConfigurationNeeded,
+		StatusConfigurationAndSWHardeningNeeded, StatusOutOfDate,
+		StatusOutOfDateConfigurationNeeded, StatusRevoked:
+		return true
+	}
+	return false
+}
+
+// enclaveStatus reports whether s may appear in a QE Identity level. Intel
+// publishes UpToDate, OutOfDate and Revoked; the QVL also accepts the two
+// configuration statuses, and so do we, so that collateral it takes is not
+// refused here.
+func enclaveStatus(s TCBStatus) bool {
+	switch s {
+	case StatusUpToDate, StatusOutOfDate, StatusRevoked,
+		StatusConfigurationNeeded, StatusOutOfDateConfigurationNeeded:
+		return true
+	}
+	return false
+}
+
+// TCBLevel is one level of a TCB Info: the minimum SVNs a platform needs to
+// be at this level, and Intel's verdict on it.
+type TCBLevel struct {
+	SGXComponents [16]uint8
+	PCESVN        uint16
+	TCBDate       time.Time
+	Status        TCBStatus
+	AdvisoryIDs   []string
+}
+
+// TCBInfo is Intel's signed list of TCB levels for one platform (FMSPC).
+type TCBInfo struct {
+	ID                      string // "SGX" or "TDX" (v3); "" (v2)
+	Version                 int
+	IssueDate, NextUpdate   time.Time
+	FMSPC                   [6]byte
+	PCEID                   [2]byte
+	TCBType                 int
+	TCBEvaluationDataNumber int
+	Levels                  []TCBLevel // in Intel's order, newest first
+}
+
+// tcbInfoWire is TCB Info as JSON. Pointers tell a missing field from a
+// zero one; a level's "tcb" differs between versions, so it is kept as a
+// map and read once the version is known.
+type tcbInfoWire struct {
+	ID                      *string `json:"id"`
+	Version                 *int    `json:"version"`
+	IssueDate               *string `json:"issueDate"`
+	NextUpdate              *string `json:"nextUpdate"`
+	FMSPC                   *string `json:"fmspc"`
+	PCEID                   *string `json:"pceId"`
+	TCBType                 *int    `json:"tcbType"`
+	TCBEvaluationDataNumber *int    `json:"tcbEvaluationDataNumber"`
+	TCBLevels               []struct {
+		TCB         map[string]json.RawMessage `json:"tcb"`
+		TCBDate     *string                    `json:"tcbDate"`
+		TCBStatus   *string                    `json:"tcbStatus"`
+		AdvisoryIDs []string                   `json:"advisoryIDs"`
+	} `json:"tcbLevels"`
+}
+
+// ParseTCBInfo parses the signed body of a TCB Info, version 2 (SGX) or 3
+// (SGX or TDX). Of a TDX TCB Info only the SGX part is read: the TDX
+// components and module identities are ignored. Every field the QVL
+// requires must be present; a version other than 2 or 3, or a v3 id other
+// than SGX or TDX, is ReasonUnsupported.
+func ParseTCBInfo(raw []byte) (*TCBInfo, error) {
+	const item = "TCB Info"
+	var head struct {
+		Version *int `json:"version"`
+	}
+	if err := json.Unmarshal(raw, &head); err != nil {
+		return nil, fail(ReasonMalformed, item, err)
+	}
+	if head.Version == nil {
+		return nil, failf(ReasonMalformed, item, `no "version"`)
+	}
+	if v := *head.Version; v != 2 && v != 3 {
+		return nil, failf(ReasonUnsupported, item, "version %d (want 2 or 3)", v)
+	}
+
+	var w tcbInfoWire
+	if err := json.Unmarshal(raw, &w); err != nil {
+		return nil, fail(ReasonMalformed, item, err)
+	}
+	t := &TCBInfo{Version: *w.Version}
+	if t.Version == 3 {
+		if w.ID == nil {
+			return nil, failf(ReasonMalformed, item, `no "id"`)
+		}
+		if *w.ID != "SGX" && *w.ID != "TDX" {
+			return nil, failf(ReasonUnsupported, item, "id %q (want SGX or TDX)", *w.ID)
+		}
+		t.ID = *w.ID
+	}
+	var err error
+	if t.IssueDate, err = jsonDate(item, "issueDate", w.IssueDate); err != nil {
+		return nil, err
+	}
+	if t.NextUpdate, err = jsonDate(item, "nextUpdate", w.NextUpdate); err != nil {
+		return nil, err
+	}
+	if err := jsonHex(item, "fmspc", w.FMSPC, t.FMSPC[:]); err != nil {
+		return nil, err
+	}
+	if err := jsonHex(item, "pceId", w.PCEID, t.PCEID[:]); err != nil {
+		return nil, err
+	}
+	if t.TCBType, err = jsonUint(item, "tcbType", w.TCBType, 1<<31-1); err != nil {
+		return nil, err
+	}
+	if t.TCBEvaluationDataNumber, err = jsonUint(item, "tcbEvaluationDataNumber", w.TCBEvaluationDataNumber, 1<<31-1); err != nil {
+		return nil, err
+	}
+	if len(w.TCBLevels) == 0 {
+		return nil, failf(ReasonMalformed, item, `no "tcbLevels"`)
+	}
+	t.Levels = make([]TCBLevel, len(w.TCBLevels))
+	for i, wl := range w.TCBLevels {
+		l := &t.Levels[i]
+		where := fmt.Sprintf("tcbLevels[%d]", i)
+		if wl.TCB == nil {
+			return nil, failf(ReasonMalformed, item, `%s: no "tcb"`, where)
+		}
+		if t.Version == 3 {
+			err = tcbComponentsV3(item, where, wl.TCB, &l.SGXComponents)
+		} else {
+			err = tcbComponentsV2(item, where, wl.TCB, &l.SGXComponents)
+		}
+		if err != nil {
+			return nil, err
+		}
+		pcesvn, err := jsonRawUint(item, where+".tcb.pcesvn", wl.TCB["pcesvn"], 0xffff)
+		if err != nil {
+			return nil, err
+		}
+		l.PCESVN = uint16(pcesvn)
+		if l.TCBDate, err = jsonDate(item, where+".tcbDate", wl.TCBDate); err != nil {
+			return nil, err
+		}
+		if wl.TCBStatus == nil {
+			return nil, failf(ReasonMalformed, item, `%s: no "tcbStatus"`, where)
+		}
+		l.Status = TCBStatus(*wl.TCBStatus)
+		if !platformStatus(l.Status) {
+			return nil, failf(ReasonMalformed, item, "%s: unknown tcbStatus %q", where, *wl.TCBStatus)
+		}
+		l.AdvisoryIDs = wl.AdvisoryIDs
+	}
+	return t, nil
+}
+
+// tcbComponentsV3 reads "sgxtcbcomponents": [{"svn": n}, …] (16 entries).
+func tcbComponentsV3(item, where string, tcb map[string]json.RawMessage, out *[16]uint8) error {
+	raw, ok := tcb["sgxtcbcomponents"]
+	if !ok {
+		return failf(ReasonMalformed, item, `%s.tcb: no "sgxtcbcomponents"`, where)
+	}
+	var comps []struct {
+		SVN *int `json:"svn"`
+	}
+	if err := json.Unmarshal(raw, &comps); err != nil {
+		return failf(ReasonMalformed, item, "%s.tcb.sgxtcbcomponents: %v", where, err)
+	}
+	if len(comps) != len(out) {
+		return failf(ReasonMalformed, item, "%s.tcb.sgxtcbcomponents: %d entries, want %d", where, len(comps), len(out))
+	}
+	for i, c := range comps {
+		v, err := jsonUint(item, fmt.Sprintf("%s.tcb.sgxtcbcomponents[%d].svn", where, i), c.SVN, 0xff)
+		if err != nil {
+			return err
+		}
+		out[i] = uint8(v)
+	}
+	return nil
+}
+
+// tcbComponentsV2 reads "sgxtcbcomp01svn" … "sgxtcbcomp16svn".
+func tcbComponentsV2(item, where string, tcb map[string]json.RawMessage, out *[16]uint8) error {
+	for i := range out {
+		name := fmt.Sprintf("sgxtcbcomp%02dsvn", i+1)
+		v, err := jsonRawUint(item, where+".tcb."+name, tcb[name], 0xff)
+		if err != nil {
+			return err
+		}
+		out[i] = uint8(v)
+	}
+	return nil
+}
+
+// PlatformLevel returns the first level, in Intel's order (newest first),
+// that the platform reaches: each of its 16 SGX TCB components and its
+// PCESVN (from the PCK certificate) at least the level's. It is ReasonTCB
+// if the platform is below every level. A TDX TCB Info is ReasonMismatch:
+// its levels also need the TD report's TEE TCB SVNs, which this method does
+// not take. A tcbType other than 0 (the only one Intel defines) is
+// ReasonUnsupported.
+func (t *TCBInfo) PlatformLevel(comps [16]uint8, pcesvn uint16) (*TCBLevel, error) {
+	const item = "TCB Info"
+	if t.ID == "TDX" {
+		return nil, failf(ReasonMismatch, item, "TCB Info is for TDX; only SGX platforms are evaluated")
+	}
+	if t.TCBType != 0 {
+		return nil, failf(ReasonUnsupported, item, "tcbType %d (want 0)", t.TCBType)
+	}
+	for i := range t.Levels {
+		l := &t.Levels[i]
+		if pcesvn < l.PCESVN || !componentsReach(comps, l.SGXComponents) {
+			continue
+		}
+		found := *l
+		found.AdvisoryIDs = slices.Clone(l.AdvisoryIDs)
+		return &found, nil
+	}
+	return nil, failf(ReasonTCB, item, "platform (SGX TCB components %v, PCESVN %d) is below every TCB level", comps, pcesvn)
+}
+
+// componentsReach reports whether every component of have is at least the
+// corresponding one of want.
+func componentsReach(have, want [16]uint8) bool {
+	for i := range have {
+		if have[i] < want[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// QETCBLevel is one level of a QE Identity.
+type QETCBLevel struct {
+	ISVSVN      uint16
+	TCBDate     time.Time
+	Status      TCBStatus
+	AdvisoryIDs []string
+}
+
+// QEIdentity is Intel's signed description of a quoting enclave (id "QE"
+// for SGX, "TD_QE" for TDX, "QVE" for the verification enclave).
+type QEIdentity struct {
+	ID                         string
+	Version                    int
+	IssueDate, NextUpdate      time.Time
+	MiscSelect, MiscSelectMask uint32 // as the report's MISCSELECT: the hex is little-endian bytes
+	Attributes, AttributesMask [16]byte
+	MRSIGNER                   [32]byte
+	ISVProdID                  uint16
+	TCBEvaluationDataNumber    int
+	Levels                     []QETCBLevel // in Intel's order, newest first
+}
+
+type qeIdentityWire struct {
+	ID                      *string `json:"id"`
+	Version                 *int    `json:"version"`
+	IssueDate               *string `json:"issueDate"`
+	NextUpdate              *string `json:"nextUpdate"`
+	TCBEvaluationDataNumber *int    `json:"tcbEvaluationDataNumber"`
+	MiscSelect              *string `json:"miscselect"`
+	MiscSelectMask          *string `json:"miscselectMask"`
+	Attributes              *string `json:"attributes"`
+	AttributesMask          *string `json:"attributesMask"`
+	MRSIGNER                *string `json:"mrsigner"`
+	ISVProdID               *int    `json:"isvprodid"`
+	TCBLevels               []struct {
+		TCB *struct {
+			ISVSVN *int `json:"isvsvn"`
+		} `json:"tcb"`
+		TCBDate     *string  `json:"tcbDate"`
+		TCBStatus   *string  `json:"tcbStatus"`
+		AdvisoryIDs []string `json:"advisoryIDs"`
+	} `json:"tcbLevels"`
+}
+
+// ParseQEIdentity parses the signed body of a QE Identity, version 2 (the
+// only one Intel serves for DCAP; others are ReasonUnsupported). The id
+// must be QE, QVE or TD_QE; which one a quote needs is the caller's check.
+func ParseQEIdentity(raw []byte) (*QEIdentity, error) {
+	const item = "QE Identity"
+	var w qeIdentityWire
+	if err := json.Unmarshal(raw, &w); err != nil {
+		return nil, fail(ReasonMalformed, item, err)
+	}
+	if w.Version == nil {
+		return nil, failf(ReasonMalformed, item, `no "version"`)
+	}
+	if *w.Version != 2 {
+		return nil, failf(ReasonUnsupported, item, "version %d (want 2)", *w.Version)
+	}
+	q := &QEIdentity{Version: 2}
+	if w.ID == nil {
+		return nil, failf(ReasonMalformed, item, `no "id"`)
+	}
+	switch *w.ID {
+	case "QE", "QVE", "TD_QE":
+		q.ID = *w.ID
+	default:
+		return nil, failf(ReasonUnsupported, item, "id %q (want QE, QVE or TD_QE)", *w.ID)
+	}
+	var err error
+	if q.IssueDate, err = jsonDate(item, "issueDate", w.IssueDate); err != nil {
+		return nil, err
+	}
+	if q.NextUpdate, err = jsonDate(item, "nextUpdate", w.NextUpdate); err != nil {
+		return nil, err
+	}
+	if q.TCBEvaluationDataNumber, err = jsonUint(item, "tcbEvaluationDataNumber", w.TCBEvaluationDataNumber, 1<<31-1); err != nil {
+		return nil, err
+	}
+	var misc, miscMask [4]byte
+	if err := jsonHex(item, "miscselect", w.MiscSelect, misc[:]); err != nil {
+		return nil, err
+	}
+	if err := jsonHex(item, "miscselectMask", w.MiscSelectMask, miscMask[:]); err != nil {
+		return nil, err
+	}
+	// The QVL reads these hex strings as the bytes of the report's
+	// little-endian MISCSELECT, like the attributes.
+	q.MiscSelect = binary.LittleEndian.Uint32(misc[:])
+	q.MiscSelectMask = binary.LittleEndian.Uint32(miscMask[:])
+	if err := jsonHex(item, "attributes", w.Attributes, q.Attributes[:]); err != nil {
+		return nil, err
+	}
+	if err := jsonHex(item, "attributesMask", w.AttributesMask, q.AttributesMask[:]); err != nil {
+		return nil, err
+	}
+	if err := jsonHex(item, "mrsigner", w.MRSIGNER, q.MRSIGNER[:]); err != nil {
+		return nil, err
+	}
+	prod, err := jsonUint(item, "isvprodid", w.ISVProdID, 0xffff)
+	if err != nil {
+		return nil, err
+	}
+	q.ISVProdID = uint16(prod)
+	if len(w.TCBLevels) == 0 {
+		return nil, failf(ReasonMalformed, item, `no "tcbLevels"`)
+	}
+	q.Levels = make([]QETCBLevel, len(w.TCBLevels))
+	for i, wl := range w.TCBLevels {
+		l := &q.Levels[i]
+		where := fmt.Sprintf("tcbLevels[%d]", i)
+		if wl.TCB == nil {
+			return nil, failf(ReasonMalformed, item, `%s: no "tcb"`, where)
+		}
+		svn, err := jsonUint(item, where+".tcb.isvsvn", wl.TCB.ISVSVN, 0xffff)
+		if err != nil {
+			return nil, err
+		}
+		l.ISVSVN = uint16(svn)
+		if l.TCBDate, err = jsonDate(item, where+".tcbDate", wl.TCBDate); err != nil {
+			return nil, err
+		}
+		if wl.TCBStatus == nil {
+			return nil, failf(ReasonMalformed, item, `%s: no "tcbStatus"`, where)
+		}
+		l.Status = TCBStatus(*wl.TCBStatus)
+		if !enclaveStatus(l.Status) {
+			return nil, failf(ReasonMalformed, item, "%s: unknown tcbStatus %q", where, *wl.TCBStatus)
+		}
+		l.AdvisoryIDs = wl.AdvisoryIDs
+	}
+	return q, nil
+}
+
+// QELevel checks a quoting enclave's report against the identity, as the
+// QVL does: the report's MISCSELECT and ATTRIBUTES, masked with the
+// identity's masks, must equal the identity's values, and MRSIGNER and
+// ISVPRODID must be equal; otherwise it is ReasonQEIdentity. It then
+// returns the first level (newest first) whose ISVSVN the report reaches.
+// A report below every level is ReasonTCB: the QVL calls that Revoked,
+// which no policy accepts either.
+func (q *QEIdentity) QELevel(miscSelect uint32, attributes [16]byte, mrsigner [32]byte, isvProdID, isvSVN uint16) (*QETCBLevel, error) {
+	const item = "QE Identity"
+	if miscSelect&q.MiscSelectMask != q.MiscSelect {
+		return nil, failf(ReasonQEIdentity, item, "QE report MISCSELECT %08x masked with %08x is %08x, want %08x",
+			miscSelect, q.MiscSelectMask, miscSelect&q.MiscSelectMask, q.MiscSelect)
+	}
+	var masked [16]byte
+	for i := range attributes {
+		masked[i] = attributes[i] & q.AttributesMask[i]
+	}
+	if masked != q.Attributes {
+		return nil, failf(ReasonQEIdentity, item, "QE report ATTRIBUTES %x masked with %x is %x, want %x",
+			attributes, q.AttributesMask, masked, q.Attributes)
+	}
+	if mrsigner != q.MRSIGNER {
+		return nil, failf(ReasonQEIdentity, item, "QE report MRSIGNER %x, want %x", mrsigner, q.MRSIGNER)
+	}
+	if isvProdID != q.ISVProdID {
+		return nil, failf(ReasonQEIdentity, item, "QE report ISVPRODID %d, want %d", isvProdID, q.ISVProdID)
+	}
+	for i := range q.Levels {
+		l := &q.Levels[i]
+		if isvSVN < l.ISVSVN {
+			continue
+		}
+		found := *l
+		found.AdvisoryIDs = slices.Clone(l.AdvisoryIDs)
+		return &found, nil
+	}
+	return nil, failf(ReasonTCB, item, "QE report ISVSVN %d is below every TCB level", isvSVN)
+}
+
+// Converge combines the platform's TCB status with the quoting enclave's
+// into the quote's status, as the QVL does:
+//
+//	QE status            platform status                               result
+//	UpToDate             any                                           the platform status
+//	OutOfDate (*)        UpToDate, SWHardeningNeeded                   OutOfDate
+//	OutOfDate (*)        ConfigurationNeeded,
+//	                     ConfigurationAndSWHardeningNeeded             OutOfDateConfigurationNeeded
+//	OutOfDate (*)        OutOfDate, OutOfDateConfigurationNeeded,
+//	                     Revoked                                       the platform status
+//	Revoked              any                                           Revoked
+//
+// (*) Like the QVL, every QE status other than UpToDate and Revoked counts
+// as OutOfDate. A platform status that is not one of Intel's seven gives
+// Revoked, so that no policy accepts it.
+func Converge(platform, qe TCBStatus) TCBStatus {
+	if !platformStatus(platform) || qe == StatusRevoked {
+		return StatusRevoked
+	}
+	if qe == StatusUpToDate {
+		return platform
+	}
+	switch platform {
+	case StatusUpToDate, StatusSWHardeningNeeded:
+		return StatusOutOfDate
+	case StatusConfigurationNeeded, StatusConfigurationAndSWHardeningNeeded:
+		return StatusOutOfDateConfigurationNeeded
+	}
+	return platform
+}
+
+// jsonDate reads a required RFC 3339 date.
+func jsonDate(item, field string, s *string) (time.Time, error) {
+	if s == nil {
+		return time.Time{}, failf(ReasonMalformed, item, "no %q", field)
+	}
+	t, err := time.Parse(time.RFC3339, *s)
+	if err != nil {
+		return time.Time{}, failf(ReasonMalformed, item, "%s: %v", field, err)
+	}
+	return t.UTC(), nil
+}
+
+// jsonUint reads a required integer in [0, limit].
+func jsonUint(item, field string, v *int, limit int) (int, error) {
+	if v == nil {
+		return 0, failf(ReasonMalformed, item, "no %q", field)
+	}
+	if *v < 0 || *v > limit {
+		return 0, failf(ReasonMalformed, item, "%s: %d is out of range [0, %d]", field, *v, limit)
+	}
+	return *v, nil
+}
+
+// jsonRawUint is jsonUint for a value still in JSON form (nil when absent).
+func jsonRawUint(item, field string, raw json.RawMessage, limit int) (int, error) {
+	var v *int
+	if raw != nil {
+		if err := json.Unmarshal(raw, &v); err != nil {
+			return 0, failf(ReasonMalformed, item, "%s: %v", field, err)
+		}
+	}
+	return jsonUint(item, field, v, limit)
+}
+
+// jsonHex decodes a required hex string of exactly len(out) bytes into out.
+func jsonHex(item, field string, s *string, out []byte) error {
+	if s == nil {
+		return failf(ReasonMalformed, item, "no %q", field)
+	}
+	if len(*s) != 2*len(out) {
+		return failf(ReasonMalformed, item, "%s: %d hex digits, want %d", field, len(*s), 2*len(out))
+	}
+	if _, err := hex.Decode(out, []byte(*s)); err != nil {
+		return failf(ReasonMalformed, item, "%s: %v", field, err)
+	}
+	return nil
+}
