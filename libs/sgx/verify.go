@@ -303,6 +303,9 @@ func (v *Verifier) checkCollateral(col *Collateral, at time.Time, skipCRL bool) 
 	if c.tcbInfo, err = ParseTCBInfo(col.TCBInfoJSON); err != nil {
 		return nil, err
 	}
+	if c.tcbInfo.ID != "SGX" && c.tcbInfo.ID != "" { // "" is v2, SGX only
+		return nil, failf(ReasonMismatch, "TCB Info", "is for %s, not SGX", c.tcbInfo.ID)
+	}
 	if err := CheckDates("TCB Info", c.tcbInfo.IssueDate, c.tcbInfo.NextUpdate, at); err != nil {
 		return nil, err
 	}
@@ -312,6 +315,9 @@ func (v *Verifier) checkCollateral(col *Collateral, at time.Time, skipCRL bool) 
 	}
 	if c.qeID, err = ParseQEIdentity(col.QEIdentityJSON); err != nil {
 		return nil, err
+	}
+	if c.qeID.ID != "QE" {
+		return nil, failf(ReasonMismatch, "QE Identity", "describes %s, not the SGX quoting enclave (QE)", c.qeID.ID)
 	}
 	if err := CheckDates("QE Identity", c.qeID.IssueDate, c.qeID.NextUpdate, at); err != nil {
 		return nil, err
