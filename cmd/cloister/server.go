@@ -26,11 +26,12 @@ import (
 	"github.com/cloister-cc/cloister/libs/cache"
 	"github.com/cloister-cc/cloister/libs/obs"
 	"github.com/cloister-cc/cloister/services/account"
+	"github.com/cloister-cc/cloister/services/attestation"
 	"github.com/cloister-cc/cloister/services/gateway"
 )
 
 // Services lists every service `cloister server` can run, in start order.
-var Services = []string{"account", "gateway"}
+var Services = []string{"account", "attestation", "gateway"}
 
 // serverConfig is the server's configuration; each field has a flag and
 // an environment variable (serverEnv), which compose and Kubernetes use.
@@ -191,6 +192,12 @@ func runServer(ctx context.Context, cfg serverConfig) error {
 			svc, err := account.Start(ctx, account.Config{NATS: nc, Replicas: cfg.Replicas, Logger: logger})
 			if err != nil {
 				return fmt.Errorf("starting account service: %w", err)
+			}
+			defer svc.Stop()
+		case "attestation":
+			svc, err := attestation.Start(ctx, attestation.Config{NATS: nc, Replicas: cfg.Replicas, Logger: logger})
+			if err != nil {
+				return fmt.Errorf("starting attestation service: %w", err)
 			}
 			defer svc.Stop()
 		case "gateway":

@@ -448,3 +448,19 @@ func mergeAdvisories(a, b []string) []string {
 	slices.Sort(out)
 	return slices.Compact(out)
 }
+
+// CheckCollateral verifies collateral on its own, as Verify would (chains,
+// signatures, dates and, unless skipCRL, the Root CA CRL), and returns its
+// TCB Info, so a store can refuse bad collateral at upload and file it by
+// FMSPC. The PCK CRL's signature needs the quote's PCK CA and is checked
+// at verification.
+func (v *Verifier) CheckCollateral(col *Collateral, at time.Time, skipCRL bool) (*TCBInfo, error) {
+	if col == nil {
+		return nil, failf(ReasonMalformed, "collateral", "none given")
+	}
+	c, err := v.checkCollateral(col, at, skipCRL)
+	if err != nil {
+		return nil, err
+	}
+	return c.tcbInfo, nil
+}

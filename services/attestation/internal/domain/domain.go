@@ -1,0 +1,98 @@
+// Package domain holds the attestation service's policy and verdict types
+// and their rules. It imports no transport or storage package.
+package domain
+
+import (
+	"slices"
+	"time"
+
+	"github.com/cloister-cc/cloister/libs/errs"
+	"github.com/cloister-cc/cloister/libs/sgx"
+)
+
+// Policy is an account's attestation policy.
+type Policy struct {
+	AcceptStatuses  []sgx.TCBStatus
+	AllowDebug      bool
+	AllowSimulation bool
+	MinISVSVN       uint16
+	Version         uint64
+}
+
+// DefaultPolicy is in force until an account sets its own: only platforms
+// that are up to date (or need only software hardening), no debug
+// enclaves, no simulation.
+func DefaultPolicy() Policy {
+	return Policy{AcceptStatuses: sgx.DefaultPolicy().AcceptStatuses}
+}
+
+// Check validates a policy someone wants to set.
+func (p Policy) Check() error {
+	if len(p.AcceptStatuses) == 0 {
+		return errs.New(errs.Invalid, "accept_statuses must name at least one TCB status")
+	}
+	for _, s := range p.AcceptStatuses {
+		if !slices.Contains(sgx.AllStatuses, s) {
+			return errs.Newf(errs.Invalid, "accept_statuses: unknown TCB status %q", s)
+		}
+	}
+	return nil
+}
+
+// SGX returns the policy as the verifier library applies it.
+func (p Policy) SGX() sgx.Policy {
+	return sgx.Policy{AcceptStatuses: p.AcceptStatuses, AllowDebug: p.AllowDebug, MinISVSVN: p.MinISVSVN}
+}
+
+// Verdict is the outcome of verifying one piece of evidence for an account.
+type Verdict struct {
+	ID         string
+	AccountID  string
+	OK         bool
+	Reason     string // an sgx.Reason, or one of the Reason* below
+	Error      string
+	TCBStatus  sgx.TCBStatus
+	Advisories []string
+	MRENCLAVE  [32]byte
+	MRSIGNER   [32]byte
+	ISVProdID  uint16
+	ISVSVN     uint16
+	Debug      bool
+	Simulated  bool
+	ReportData [64]byte
+	FMSPC      [6]byte
+	VerifiedAt time.Time
+}
+
+// Reasons a verdict fails besides the verifier's own.
+const (
+	ReasonNoCollateral          = "no_collateral"
+	ReasonSimulationNotAllowed  = "simulation_not_allowed"
+	ReasonSimulationUnavailable = "simulation_unavailable"
+	ReasonBinding               = "report_data_binding"
+)
+
+// Errors of the attestation service.
+var (
+	ErrPolicyNotFound     = errs.New(errs.NotFound, "no policy set")
+	ErrCollateralNotFound = errs.New(errs.NotFound, "no collateral for this platform")
+	ErrVerdictNotFound    = errs.New(errs.NotFound, "verdict not found")
+	ErrConcurrentChange   = errs.New(errs.Conflict, "changed by another request; retry")
+)
+
+// Event is a fact the service publishes when a write commits.
+type Event interface{ isEvent() }
+
+// The events of the attestation service.
+type (
+	AttestationSucceeded struct{ Verdict Verdict }
+	AttestationFailed    struct{ Verdict Verdict }
+	PolicyChanged        struct {
+		AccountID string
+		Policy    Policy
+	}
+)
+
+func (AttestationSucceeded) isEvent() {}
+func (AttestationFailed) isEvent()    {}
+func (PolicyChanged) isEvent()        {}

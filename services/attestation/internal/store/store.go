@@ -1,0 +1,218 @@
+// Package store implements the attestation service's ports on JetStream
+// KV buckets, and gives its events their wire form.
+package store
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/cloister-cc/cloister/libs/events"
+	attestationv1 "github.com/cloister-cc/cloister/libs/gen/cloister/attestation/v1"
+	"github.com/cloister-cc/cloister/libs/kv"
+	"github.com/cloister-cc/cloister/libs/sgx"
+	"github.com/cloister-cc/cloister/services/attestation/internal/app"
+	"github.com/cloister-cc/cloister/services/attestation/internal/domain"
+)
+
+// Producer names this service in events.
+const Producer = "attestation"
+
+// Buckets.
+const (
+	BucketPolicies   = "attestation_policies"
+	BucketCollateral = "attestation_collateral"
+	BucketVerdicts   = "attestation_verdicts"
+	// VerdictTTL is how long a verdict can be referred to (by the CA).
+	VerdictTTL = time.Hour
+)
+
+// Stores are the KV adapters of every port.
+type Stores struct {
+	Policies    *Policies
+	Collaterals *Collaterals
+	Verdicts    *Verdicts
+}
+
+// Open opens every bucket.
+func Open(ctx context.Context, js jetstream.JetStream, replicas int, logger *slog.Logger) (*Stores, error) {
+	opt := kv.WithLogger(logger)
+	p, err := kv.Open[policyRecord](ctx, js, kv.Config{Bucket: BucketPolicies, Replicas: replicas}, opt)
+	if err != nil {
+		return nil, err
+	}
+	c, err := kv.Open[sgx.Collateral](ctx, js, kv.Config{Bucket: BucketCollateral, Replicas: replicas}, opt)
+	if err != nil {
+		return nil, err
+	}
+	v, err := kv.Open[domain.Verdict](ctx, js, kv.Config{Bucket: BucketVerdicts, Replicas: replicas, TTL: VerdictTTL}, opt)
+	if err != nil {
+		return nil, err
+	}
+	return &Stores{Policies: &Policies{p}, Collaterals: &Collaterals{c}, Verdicts: &Verdicts{v}}, nil
+}
+
+// RecoverEvery republishes stranded outbox events every interval.
+func (s *Stores) RecoverEvery(ctx context.Context, interval time.Duration) {
+	go s.Policies.kv.RecoverEvery(ctx, interval)
+	go s.Verdicts.kv.RecoverEvery(ctx, interval)
+}
+
+type policyRecord struct {
+	AcceptStatuses  []sgx.TCBStatus `json:"accept_statuses"`
+	AllowDebug      bool            `json:"allow_debug"`
+	AllowSimulation bool            `json:"allow_simulation"`
+	MinISVSVN       uint16          `json:"min_isvsvn"`
+}
+
+// Policies keeps policies by account id.
+type Policies struct{ kv *kv.Store[policyRecord] }
+
+var _ app.Policies = (*Policies)(nil)
+
+// Get implements app.Policies.
+func (s *Policies) Get(ctx context.Context, accountID string) (domain.Policy, error) {
+	e, err := s.kv.Get(ctx, accountID)
+	if errors.Is(err, kv.ErrNotFound) {
+		return domain.Policy{}, domain.ErrPolicyNotFound
+	}
+	if err != nil {
+		return domain.Policy{}, err
+	}
+	r := e.Value
+	return domain.Policy{AcceptStatuses: r.AcceptStatuses, AllowDebug: r.AllowDebug, AllowSimulation: r.AllowSimulation,
+		MinISVSVN: r.MinISVSVN, Version: e.Version}, nil
+}
+
+// Put implements app.Policies.
+func (s *Policies) Put(ctx context.Context, accountID string, p domain.Policy, evs ...domain.Event) (domain.Policy, error) {
+	msgs, err := messages(ctx, evs)
+	if err != nil {
+		return domain.Policy{}, err
+	}
+	r := policyRecord{AcceptStatuses: p.AcceptStatuses, AllowDebug: p.AllowDebug, AllowSimulation: p.AllowSimulation, MinISVSVN: p.MinISVSVN}
+	var e kv.Entry[policyRecord]
+	if p.Version == 0 {
+		e, err = s.kv.Create(ctx, accountID, r, msgs...)
+	} else {
+		e, err = s.kv.Update(ctx, accountID, r, p.Version, msgs...)
+	}
+	if errors.Is(err, kv.ErrConflict) || errors.Is(err, kv.ErrExists) {
+		return domain.Policy{}, domain.ErrConcurrentChange
+	}
+	if err != nil {
+		return domain.Policy{}, err
+	}
+	p.Version = e.Version
+	return p, nil
+}
+
+// Collaterals keeps the latest collateral per FMSPC.
+type Collaterals struct{ kv *kv.Store[sgx.Collateral] }
+
+var _ app.Collaterals = (*Collaterals)(nil)
+
+// Get implements app.Collaterals.
+func (s *Collaterals) Get(ctx context.Context, fmspc [6]byte) (*sgx.Collateral, error) {
+	e, err := s.kv.Get(ctx, hex.EncodeToString(fmspc[:]))
+	if errors.Is(err, kv.ErrNotFound) {
+		return nil, domain.ErrCollateralNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &e.Value, nil
+}
+
+// Put implements app.Collaterals: the newest upload replaces the last.
+func (s *Collaterals) Put(ctx context.Context, fmspc [6]byte, c *sgx.Collateral) error {
+	key := hex.EncodeToString(fmspc[:])
+	for range 5 {
+		e, err := s.kv.Get(ctx, key)
+		switch {
+		case errors.Is(err, kv.ErrNotFound):
+			_, err = s.kv.Create(ctx, key, *c)
+		case err == nil:
+			_, err = s.kv.Update(ctx, key, *c, e.Version)
+		}
+		if !errors.Is(err, kv.ErrConflict) && !errors.Is(err, kv.ErrExists) {
+			return err
+		}
+	}
+	return domain.ErrConcurrentChange
+}
+
+// Verdicts keeps verdicts for VerdictTTL, keyed <account>.<id>.
+type Verdicts struct{ kv *kv.Store[domain.Verdict] }
+
+var _ app.Verdicts = (*Verdicts)(nil)
+
+// Create implements app.Verdicts.
+func (s *Verdicts) Create(ctx context.Context, v domain.Verdict, evs ...domain.Event) error {
+	msgs, err := messages(ctx, evs)
+	if err != nil {
+		return err
+	}
+	_, err = s.kv.Create(ctx, v.AccountID+"."+v.ID, v, msgs...)
+	return err
+}
+
+// Get implements app.Verdicts.
+func (s *Verdicts) Get(ctx context.Context, accountID, id string) (domain.Verdict, error) {
+	e, err := s.kv.Get(ctx, accountID+"."+id)
+	if errors.Is(err, kv.ErrNotFound) {
+		return domain.Verdict{}, domain.ErrVerdictNotFound
+	}
+	return e.Value, err
+}
+
+// VerdictToProto converts a verdict.
+func VerdictToProto(v domain.Verdict) *attestationv1.Verdict {
+	return &attestationv1.Verdict{
+		Id: v.ID, AccountId: v.AccountID, Ok: v.OK, Reason: v.Reason, Error: v.Error, TcbStatus: string(v.TCBStatus),
+		Advisories: v.Advisories, Mrenclave: v.MRENCLAVE[:], Mrsigner: v.MRSIGNER[:], Isvprodid: uint32(v.ISVProdID),
+		Isvsvn: uint32(v.ISVSVN), Debug: v.Debug, Simulated: v.Simulated, ReportData: v.ReportData[:], Fmspc: v.FMSPC[:],
+		VerifiedAt: timestamppb.New(v.VerifiedAt),
+	}
+}
+
+// PolicyToProto converts a policy.
+func PolicyToProto(p domain.Policy) *attestationv1.Policy {
+	out := &attestationv1.Policy{AllowDebug: p.AllowDebug, AllowSimulation: p.AllowSimulation, MinIsvsvn: uint32(p.MinISVSVN)}
+	for _, s := range p.AcceptStatuses {
+		out.AcceptStatuses = append(out.AcceptStatuses, string(s))
+	}
+	return out
+}
+
+func messages(ctx context.Context, evs []domain.Event) ([]*nats.Msg, error) {
+	out := make([]*nats.Msg, 0, len(evs))
+	for _, ev := range evs {
+		var account string
+		var payload proto.Message
+		switch e := ev.(type) {
+		case domain.AttestationSucceeded:
+			account, payload = e.Verdict.AccountID, &attestationv1.AttestationSucceeded{Verdict: VerdictToProto(e.Verdict)}
+		case domain.AttestationFailed:
+			account, payload = e.Verdict.AccountID, &attestationv1.AttestationFailed{Verdict: VerdictToProto(e.Verdict)}
+		case domain.PolicyChanged:
+			account, payload = e.AccountID, &attestationv1.PolicyChanged{AccountId: e.AccountID, Policy: PolicyToProto(e.Policy)}
+		default:
+			return nil, fmt.Errorf("store: no wire form for event %T", ev)
+		}
+		m, _, err := events.NewMessage(ctx, events.Subject(Producer, payload), Producer, account, payload)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}

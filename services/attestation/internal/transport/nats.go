@@ -1,0 +1,97 @@
+// Package transport serves the attestation service over NATS, converting
+// its wire types at the boundary.
+package transport
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/cloister-cc/cloister/libs/errs"
+	attestationv1 "github.com/cloister-cc/cloister/libs/gen/cloister/attestation/v1"
+	"github.com/cloister-cc/cloister/libs/natsrpc"
+	"github.com/cloister-cc/cloister/libs/sgx"
+	"github.com/cloister-cc/cloister/services/attestation/client"
+	"github.com/cloister-cc/cloister/services/attestation/internal/app"
+	"github.com/cloister-cc/cloister/services/attestation/internal/domain"
+	"github.com/cloister-cc/cloister/services/attestation/internal/store"
+)
+
+// Register subscribes every method on mux.
+func Register(mux *natsrpc.Mux, s *app.Service, logger *slog.Logger) error {
+	return errors.Join(
+		client.Verify.Handle(mux, logger, func(ctx context.Context, r *attestationv1.VerifyRequest) (*attestationv1.VerifyResponse, error) {
+			v, err := s.Verify(ctx, r.GetAccountId(), r.GetQuote(), r.GetBinding(), r.GetNonce())
+			if err != nil {
+				return nil, err
+			}
+			return &attestationv1.VerifyResponse{Verdict: store.VerdictToProto(v)}, nil
+		}),
+		client.GetPolicy.Handle(mux, logger, func(ctx context.Context, r *attestationv1.GetPolicyRequest) (*attestationv1.GetPolicyResponse, error) {
+			p, err := s.GetPolicy(ctx, r.GetAccountId())
+			if err != nil {
+				return nil, err
+			}
+			return &attestationv1.GetPolicyResponse{Policy: store.PolicyToProto(p)}, nil
+		}),
+		client.SetPolicy.Handle(mux, logger, func(ctx context.Context, r *attestationv1.SetPolicyRequest) (*attestationv1.SetPolicyResponse, error) {
+			in := r.GetPolicy()
+			if in.GetMinIsvsvn() > 0xffff {
+				return nil, errs.New(errs.Invalid, "min_isvsvn must be at most 65535")
+			}
+			p := domain.Policy{AllowDebug: in.GetAllowDebug(), AllowSimulation: in.GetAllowSimulation(), MinISVSVN: uint16(in.GetMinIsvsvn())}
+			for _, st := range in.GetAcceptStatuses() {
+				p.AcceptStatuses = append(p.AcceptStatuses, sgx.TCBStatus(st))
+			}
+			p, err := s.SetPolicy(ctx, r.GetAccountId(), p)
+			if err != nil {
+				return nil, err
+			}
+			return &attestationv1.SetPolicyResponse{Policy: store.PolicyToProto(p)}, nil
+		}),
+		client.PutCollateral.Handle(mux, logger, func(ctx context.Context, r *attestationv1.PutCollateralRequest) (*attestationv1.PutCollateralResponse, error) {
+			col, err := collateralFrom(r)
+			if err != nil {
+				return nil, err
+			}
+			info, err := s.PutCollateral(ctx, col)
+			if err != nil {
+				return nil, err
+			}
+			return &attestationv1.PutCollateralResponse{Fmspc: info.FMSPC[:], NextUpdate: timestamppb.New(info.NextUpdate)}, nil
+		}),
+	)
+}
+
+// collateralFrom reads collateral in either of its accepted forms.
+func collateralFrom(r *attestationv1.PutCollateralRequest) (*sgx.Collateral, error) {
+	if len(r.GetCollateralJson()) > 0 {
+		col, err := sgx.ParseCollateralJSON(r.GetCollateralJson())
+		if err != nil {
+			return nil, errs.Newf(errs.Invalid, "collateral_json: %v", err)
+		}
+		return col, nil
+	}
+	col := &sgx.Collateral{TCBInfoIssuerChain: r.GetSigningChain(), QEIdentityIssuerChain: r.GetSigningChain()}
+	var err error
+	if col.TCBInfoJSON, col.TCBInfoSignature, err = sgx.SplitPCSBody(r.GetTcbInfo()); err != nil {
+		return nil, errs.Newf(errs.Invalid, "tcb_info: %v", err)
+	}
+	if col.QEIdentityJSON, col.QEIdentitySignature, err = sgx.SplitPCSBody(r.GetQeIdentity()); err != nil {
+		return nil, errs.Newf(errs.Invalid, "qe_identity: %v", err)
+	}
+	for _, c := range []struct {
+		name string
+		in   []byte
+		out  *[]byte
+	}{{"root_crl", r.GetRootCrl(), &col.RootCACRL}, {"pck_crl", r.GetPckCrl(), &col.PCKCRL}} {
+		crl, err := sgx.ParseCRL(c.in)
+		if err != nil {
+			return nil, errs.Newf(errs.Invalid, "%s: %v", c.name, err)
+		}
+		*c.out = crl.Raw
+	}
+	return col, nil
+}

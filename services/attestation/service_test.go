@@ -1,0 +1,200 @@
+package attestation_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/cloister-cc/cloister/libs/errs"
+	"github.com/cloister-cc/cloister/libs/events"
+	attestationv1 "github.com/cloister-cc/cloister/libs/gen/cloister/attestation/v1"
+	"github.com/cloister-cc/cloister/libs/testkit"
+	"github.com/cloister-cc/cloister/services/attestation"
+	"github.com/cloister-cc/cloister/services/attestation/client"
+)
+
+const vectors = "../../libs/sgx/testdata/"
+
+// inWindow is when the shared vector's collateral is valid.
+var inWindow = time.Date(2025, 7, 1, 0, 0, 0, 0, time.UTC)
+
+func read(t *testing.T, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(vectors + name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func start(t *testing.T) (*client.Client, jetstream.JetStream) {
+	t.Helper()
+	n := testkit.StartNATS(t)
+	nc, js := n.JetStream(t)
+	svc, err := attestation.Start(context.Background(), attestation.Config{NATS: nc, Clock: func() time.Time { return inWindow }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(svc.Stop)
+	return client.New(n.Connect(t)), js
+}
+
+func verify(t *testing.T, c *client.Client, account string, quote, binding, nonce []byte) *attestationv1.Verdict {
+	t.Helper()
+	resp, err := c.Verify(context.Background(), &attestationv1.VerifyRequest{AccountId: account, Quote: quote, Binding: binding, Nonce: nonce})
+	if err != nil {
+		t.Fatalf("Verify = %v", err)
+	}
+	return resp.GetVerdict()
+}
+
+func TestVerifyUnderPolicy(t *testing.T) {
+	c, js := start(t)
+	ctx := context.Background()
+	account := uuid.NewString()
+	quote := read(t, "phala_sgx_quote_v3.bin")
+
+	if v := verify(t, c, account, quote, nil, nil); v.GetOk() || v.GetReason() != "no_collateral" {
+		t.Fatalf("verdict without collateral = %v, want no_collateral", v)
+	}
+	put, err := c.PutCollateral(ctx, &attestationv1.PutCollateralRequest{CollateralJson: read(t, "phala_sgx_quote_v3_collateral.json")})
+	if err != nil || hex.EncodeToString(put.GetFmspc()) != "00a067110000" {
+		t.Fatalf("PutCollateral = %v, %v; want FMSPC 00a067110000", put, err)
+	}
+	v := verify(t, c, account, quote, nil, nil)
+	if v.GetOk() || v.GetReason() != "tcb" || v.GetTcbStatus() != "ConfigurationAndSWHardeningNeeded" {
+		t.Fatalf("verdict under the default policy = %v, want refused for its TCB status (and the status reported)", v)
+	}
+	if _, err := c.SetPolicy(ctx, &attestationv1.SetPolicyRequest{AccountId: account, Policy: &attestationv1.Policy{
+		AcceptStatuses: []string{"UpToDate", "ConfigurationAndSWHardeningNeeded"}}}); err != nil {
+		t.Fatal(err)
+	}
+	v = verify(t, c, account, quote, nil, nil)
+	if !v.GetOk() || hex.EncodeToString(v.GetMrenclave()) != "33d8736db756ed4997e04ba358d27833188f1932ff7b1d156904d3f560452fbb" || v.GetSimulated() {
+		t.Fatalf("verdict under an accepting policy = %v", v)
+	}
+	// Another account keeps the default policy.
+	if v := verify(t, c, uuid.NewString(), quote, nil, nil); v.GetOk() {
+		t.Fatalf("another account's verdict = %v, want its own (default) policy applied", v)
+	}
+
+	// The binding of REPORTDATA: "Hello, world!" then zeros.
+	rd := append([]byte("Hello, world!"), make([]byte, 51)...)
+	if v := verify(t, c, account, quote, rd[:32], rd[32:]); !v.GetOk() {
+		t.Fatalf("verdict with the right binding = %v", v)
+	}
+	wrong := bytes.Clone(rd[:32])
+	wrong[0] ^= 1
+	if v := verify(t, c, account, quote, wrong, rd[32:]); v.GetOk() || v.GetReason() != "report_data_binding" {
+		t.Fatalf("verdict with a wrong binding = %v, want report_data_binding", v)
+	}
+	tampered := bytes.Clone(quote)
+	tampered[48+64] ^= 1
+	if v := verify(t, c, account, tampered, nil, nil); v.GetOk() || v.GetReason() != "quote_signature" {
+		t.Fatalf("verdict for a tampered quote = %v, want quote_signature", v)
+	}
+
+	// Every verdict was announced, successes and failures apart.
+	want := map[string]int{"AttestationFailed": 5, "AttestationSucceeded": 2, "PolicyChanged": 1}
+	testkit.Eventually(t, 5*time.Second, func() bool {
+		got := map[string]int{}
+		for name := range want {
+			st, err := js.Stream(ctx, events.StreamEvents)
+			if err != nil {
+				return false
+			}
+			info, err := st.Info(ctx, jetstream.WithSubjectFilter("events.attestation.v1."+name))
+			if err != nil {
+				return false
+			}
+			for _, n := range info.State.Subjects {
+				got[name] += int(n)
+			}
+		}
+		for k, n := range want {
+			if got[k] != n {
+				return false
+			}
+		}
+		return true
+	}, "attestation events do not match %v", want)
+}
+
+func TestBadRequests(t *testing.T) {
+	c, _ := start(t)
+	ctx := context.Background()
+	quote := read(t, "phala_sgx_quote_v3.bin")
+	account := uuid.NewString()
+	col := read(t, "phala_sgx_quote_v3_collateral.json")
+	var raw map[string]string
+	_ = json.Unmarshal(col, &raw)
+	raw["tcb_info"] = raw["tcb_info"][:len(raw["tcb_info"])-2] + " }"
+	tamperedCol, _ := json.Marshal(raw)
+	delete(raw, "pck_crl")
+
+	tests := []struct {
+		name string
+		call func() error
+	}{
+		{"account id not a uuid", func() error { _, err := c.Verify(ctx, &attestationv1.VerifyRequest{AccountId: "a.>", Quote: quote}); return err }},
+		{"empty quote", func() error { _, err := c.Verify(ctx, &attestationv1.VerifyRequest{AccountId: account}); return err }},
+		{"short binding", func() error {
+			_, err := c.Verify(ctx, &attestationv1.VerifyRequest{AccountId: account, Quote: quote, Binding: []byte{1}, Nonce: make([]byte, 32)})
+			return err
+		}},
+		{"unknown status", func() error {
+			_, err := c.SetPolicy(ctx, &attestationv1.SetPolicyRequest{AccountId: account, Policy: &attestationv1.Policy{AcceptStatuses: []string{"Fine"}}})
+			return err
+		}},
+		{"empty policy", func() error {
+			_, err := c.SetPolicy(ctx, &attestationv1.SetPolicyRequest{AccountId: account, Policy: &attestationv1.Policy{}})
+			return err
+		}},
+		{"tampered collateral", func() error {
+			_, err := c.PutCollateral(ctx, &attestationv1.PutCollateralRequest{CollateralJson: tamperedCol})
+			return err
+		}},
+		{"garbage collateral", func() error {
+			_, err := c.PutCollateral(ctx, &attestationv1.PutCollateralRequest{CollateralJson: []byte("{")})
+			return err
+		}},
+		{"PCS form without CRLs", func() error {
+			_, err := c.PutCollateral(ctx, &attestationv1.PutCollateralRequest{TcbInfo: []byte(`{}`)})
+			return err
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := tt.call(); errs.KindOf(err) != errs.Invalid {
+				t.Fatalf("%s = %v (kind %v), want Invalid", tt.name, err, errs.KindOf(err))
+			}
+		})
+	}
+}
+
+// TestPutCollateralPCSForm stores collateral given as Intel's PCS serves it.
+func TestPutCollateralPCSForm(t *testing.T) {
+	c, _ := start(t)
+	var raw map[string]string
+	if err := json.Unmarshal(read(t, "phala_sgx_quote_v3_collateral.json"), &raw); err != nil {
+		t.Fatal(err)
+	}
+	unhex := func(s string) []byte { b, _ := hex.DecodeString(s); return b }
+	put, err := c.PutCollateral(context.Background(), &attestationv1.PutCollateralRequest{
+		TcbInfo:      []byte(`{"tcbInfo":` + raw["tcb_info"] + `,"signature":"` + raw["tcb_info_signature"] + `"}`),
+		QeIdentity:   []byte(`{"enclaveIdentity":` + raw["qe_identity"] + `,"signature":"` + raw["qe_identity_signature"] + `"}`),
+		SigningChain: []byte(raw["tcb_info_issuer_chain"]),
+		RootCrl:      unhex(raw["root_ca_crl"]),
+		PckCrl:       unhex(raw["pck_crl"]),
+	})
+	if err != nil || hex.EncodeToString(put.GetFmspc()) != "00a067110000" {
+		t.Fatalf("PutCollateral(PCS form) = %v, %v", put, err)
+	}
+}
