@@ -4,6 +4,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/cloister-cc/cloister/libs/sgx"
+	"github.com/cloister-cc/cloister/services/gateway/api"
 )
 
 // attestResult is what `cloister attest verify` prints.
@@ -34,8 +36,7 @@ type attestResult struct {
 var errRefused = errors.New("quote refused")
 
 func (c *cli) attestCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "attest", Short: "Work with attestation evidence offline"}
-	cmd.PersistentPreRunE = func(*cobra.Command, []string) error { return c.checkOutput() }
+	cmd := &cobra.Command{Use: "attest", Short: "Verify attestation evidence, offline or under an account's policy"}
 
 	var (
 		collateralJSON, tcbInfo, signingChain, qeIdentity, rootCRL, pckCRL, at, accept string
@@ -122,7 +123,145 @@ accepted, 1 otherwise; the result is printed either way.`,
 	f.BoolVar(&skipCRL, "skip-crl", false, "skip the revocation checks (CRLs may then be omitted)")
 	f.BoolVar(&allowDebug, "allow-debug", false, "accept debug enclaves")
 	f.StringVar(&accept, "accept", "", "accepted TCB statuses, comma-separated (default UpToDate,SWHardeningNeeded)")
-	cmd.AddCommand(verify)
+	// Offline: no server, so no CLI config either.
+	verify.PersistentPreRunE = func(*cobra.Command, []string) error { return c.checkOutput() }
+	cmd.AddCommand(verify, c.attestPolicyCmd(), c.attestCollateralCmd(), c.attestEvaluateCmd())
+	return cmd
+}
+
+func policyRows(p api.AttestationPolicy) [][]string {
+	return [][]string{{"accept", strings.Join(p.AcceptStatuses, ",")}, {"allow debug", strconv.FormatBool(p.AllowDebug)},
+		{"allow simulation", strconv.FormatBool(p.AllowSimulation)}, {"min isvsvn", strconv.Itoa(int(p.MinISVSVN))}}
+}
+
+func (c *cli) attestPolicyCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "policy", Short: "Show or set the selected account's attestation policy"}
+	c.addAccountFlag(cmd)
+	get := &cobra.Command{
+		Use: "get", Short: "Show the policy", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			acct, err := c.accountID()
+			if err != nil {
+				return err
+			}
+			var p api.AttestationPolicy
+			if err := c.client().do(cmd.Context(), "GET", "/v1/accounts/"+url.PathEscape(acct)+"/attestation/policy", nil, &p); err != nil {
+				return err
+			}
+			return c.print(p, []string{"FIELD", "VALUE"}, policyRows(p))
+		},
+	}
+	var p api.AttestationPolicy
+	var accept string
+	set := &cobra.Command{
+		Use:     "set --accept STATUS,... [--allow-debug] [--allow-simulation] [--min-isvsvn N]",
+		Short:   "Replace the policy (admins)",
+		Example: "  cloister attest policy set --accept UpToDate,SWHardeningNeeded --min-isvsvn 2",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			acct, err := c.accountID()
+			if err != nil {
+				return err
+			}
+			p.AcceptStatuses = strings.Split(accept, ",")
+			var out api.AttestationPolicy
+			if err := c.client().do(cmd.Context(), "PUT", "/v1/accounts/"+url.PathEscape(acct)+"/attestation/policy", p, &out); err != nil {
+				return err
+			}
+			return c.print(out, []string{"FIELD", "VALUE"}, policyRows(out))
+		},
+	}
+	set.Flags().StringVar(&accept, "accept", "UpToDate,SWHardeningNeeded", "accepted TCB statuses, comma-separated")
+	set.Flags().BoolVar(&p.AllowDebug, "allow-debug", false, "accept debug enclaves")
+	set.Flags().BoolVar(&p.AllowSimulation, "allow-simulation", false, "accept evidence from the simulated quoting enclave")
+	set.Flags().Uint32Var(&p.MinISVSVN, "min-isvsvn", 0, "lowest enclave ISVSVN accepted")
+	cmd.AddCommand(get, set)
+	return cmd
+}
+
+func (c *cli) attestCollateralCmd() *cobra.Command {
+	var collateralJSON, tcbInfo, chain, qeIdentity, rootCRL, pckCRL string
+	upload := &cobra.Command{
+		Use:   "upload (--collateral-json F | --tcb-info F --qe-identity F --tcb-signing-chain F --root-crl F --pck-crl F)",
+		Short: "Store Intel collateral for a platform on the server",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var body api.Collateral
+			if collateralJSON != "" {
+				b, err := os.ReadFile(collateralJSON)
+				if err != nil {
+					return err
+				}
+				body.CollateralJSON = b
+			} else {
+				col, err := loadCollateral("", tcbInfo, chain, qeIdentity, rootCRL, pckCRL)
+				if err != nil {
+					return err
+				}
+				tcbBody, _ := os.ReadFile(tcbInfo)
+				qeBody, _ := os.ReadFile(qeIdentity)
+				body = api.Collateral{TCBInfo: tcbBody, QEIdentity: qeBody, SigningChain: string(col.TCBInfoIssuerChain),
+					RootCRL: col.RootCACRL, PCKCRL: col.PCKCRL}
+			}
+			var out api.CollateralStored
+			if err := c.client().do(cmd.Context(), "POST", "/v1/attestation/collateral", body, &out); err != nil {
+				return err
+			}
+			return c.print(out, []string{"FMSPC", "NEXT UPDATE"}, [][]string{{out.FMSPC, ts(out.NextUpdate)}})
+		},
+	}
+	f := upload.Flags()
+	f.StringVar(&collateralJSON, "collateral-json", "", "collateral in one JSON file")
+	f.StringVar(&tcbInfo, "tcb-info", "", "TCB Info as Intel PCS serves it")
+	f.StringVar(&chain, "tcb-signing-chain", "", "PEM chain of the TCB signing certificate")
+	f.StringVar(&qeIdentity, "qe-identity", "", "QE Identity as Intel PCS serves it")
+	f.StringVar(&rootCRL, "root-crl", "", "Intel SGX Root CA CRL, DER or PEM")
+	f.StringVar(&pckCRL, "pck-crl", "", "PCK CA CRL, DER or PEM")
+	cmd := &cobra.Command{Use: "collateral", Short: "Manage the Intel collateral the server verifies with"}
+	cmd.AddCommand(upload)
+	return cmd
+}
+
+func (c *cli) attestEvaluateCmd() *cobra.Command {
+	var binding, nonce string
+	cmd := &cobra.Command{
+		Use:   "evaluate QUOTE",
+		Short: "Have the server verify a quote under the selected account's policy, and record the verdict",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			acct, err := c.accountID()
+			if err != nil {
+				return err
+			}
+			quote, err := os.ReadFile(args[0])
+			if err != nil {
+				return err
+			}
+			body := api.VerifyEvidence{Quote: quote}
+			if body.Binding, err = hex.DecodeString(binding); err != nil {
+				return fmt.Errorf("--binding: %w", err)
+			}
+			if body.Nonce, err = hex.DecodeString(nonce); err != nil {
+				return fmt.Errorf("--nonce: %w", err)
+			}
+			var v api.Verdict
+			if err := c.client().do(cmd.Context(), "POST", "/v1/accounts/"+url.PathEscape(acct)+"/attestation/verify", body, &v); err != nil {
+				return err
+			}
+			rows := [][]string{{"ok", strconv.FormatBool(v.OK)}, {"verdict", v.ID}, {"reason", v.Reason}, {"status", v.TCBStatus},
+				{"mrenclave", v.MRENCLAVE}, {"mrsigner", v.MRSIGNER}, {"simulated", strconv.FormatBool(v.Simulated)}, {"error", v.Error}}
+			if err := c.print(v, []string{"FIELD", "VALUE"}, rows); err != nil {
+				return err
+			}
+			if !v.OK {
+				return errRefused
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&binding, "binding", "", "hex of the 32 bytes REPORTDATA must start with")
+	cmd.Flags().StringVar(&nonce, "nonce", "", "hex of the 32 bytes REPORTDATA must end with")
+	c.addAccountFlag(cmd)
 	return cmd
 }
 

@@ -112,6 +112,21 @@ func TestDevServerJourneyAndCrash(t *testing.T) {
 		t.Fatal("HTTP login returned no token")
 	}
 
+	// Attestation through the server: policy, collateral, evaluation.
+	run(t, cfgDir, "", "attest", "policy", "set", "--accept", "UpToDate", "--min-isvsvn", "3")
+	if got := run(t, cfgDir, "", "attest", "policy", "get", "-o", "json"); !strings.Contains(got, `"min_isvsvn": 3`) {
+		t.Fatalf("attest policy get = %s", got)
+	}
+	const vectors = "../../libs/sgx/testdata/"
+	// The shared vector's collateral expired in 2025: the server refuses it.
+	if out, err := cloisterCmd(t, cfgDir, "attest", "collateral", "upload", "--collateral-json", vectors+"phala_sgx_quote_v3_collateral.json").CombinedOutput(); err == nil || !strings.Contains(string(out), "expired") {
+		t.Fatalf("uploading expired collateral = %v, %s; want a refusal saying it expired", err, out)
+	}
+	out, err := cloisterCmd(t, cfgDir, "attest", "evaluate", vectors+"phala_sgx_quote_v3.bin", "-o", "json").Output()
+	if err == nil || !strings.Contains(string(out), `"reason": "no_collateral"`) {
+		t.Fatalf("attest evaluate without collateral = %v, %s; want exit 1 and reason no_collateral", err, out)
+	}
+
 	table := run(t, cfgDir, "", "member", "list")
 	if !strings.Contains(table, "bob@example.com") || !strings.Contains(table, "auditor") {
 		t.Fatalf("member list:\n%s", table)
@@ -140,7 +155,7 @@ func TestDevServerJourneyAndCrash(t *testing.T) {
 	// Bob's HTTP session and carol's account survive too.
 	req, _ := http.NewRequestWithContext(context.Background(), "GET", "http://"+addr+"/v1/accounts/"+acct.ID, nil)
 	req.Header.Set("Authorization", "Bearer "+sess.Token)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err = http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

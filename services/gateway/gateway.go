@@ -16,6 +16,7 @@ import (
 	"github.com/cloister-cc/cloister/libs/events"
 	accountv1 "github.com/cloister-cc/cloister/libs/gen/cloister/account/v1"
 	accountclient "github.com/cloister-cc/cloister/services/account/client"
+	attestationclient "github.com/cloister-cc/cloister/services/attestation/client"
 )
 
 // Config is what the gateway needs.
@@ -29,12 +30,13 @@ type Config struct {
 
 // Gateway serves the REST API.
 type Gateway struct {
-	accounts *accountclient.Client
-	cache    cache.Cache
-	logger   *slog.Logger
-	mux      *http.ServeMux
-	watch    *events.Consumer
-	openapi  []byte
+	accounts    *accountclient.Client
+	attestation *attestationclient.Client
+	cache       cache.Cache
+	logger      *slog.Logger
+	mux         *http.ServeMux
+	watch       *events.Consumer
+	openapi     []byte
 }
 
 // New returns a gateway and starts watching the events that invalidate
@@ -51,11 +53,12 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 		return nil, err
 	}
 	g := &Gateway{
-		accounts: accountclient.New(cfg.NATS),
-		cache:    cfg.Cache,
-		logger:   cfg.Logger.With("service", "gateway"),
-		mux:      http.NewServeMux(),
-		openapi:  doc,
+		accounts:    accountclient.New(cfg.NATS),
+		attestation: attestationclient.New(cfg.NATS),
+		cache:       cfg.Cache,
+		logger:      cfg.Logger.With("service", "gateway"),
+		mux:         http.NewServeMux(),
+		openapi:     doc,
 	}
 	for _, rt := range g.routes() {
 		g.mux.Handle(rt.Method+" "+rt.Pattern, rt.Handler)

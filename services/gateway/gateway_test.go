@@ -3,6 +3,7 @@ package gateway_test
 import (
 	"context"
 	"net/http"
+	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -147,6 +148,8 @@ func TestAnotherAccountIsNotFound(t *testing.T) {
 		"POST /v1/accounts/{account_id}/members":            map[string]string{"email": "alice@example.com", "role": "admin"},
 		"PATCH /v1/accounts/{account_id}/members/{user_id}": map[string]string{"role": "admin"},
 		"POST /v1/accounts/{account_id}/api-keys":           map[string]string{"name": "x"},
+		"PUT /v1/accounts/{account_id}/attestation/policy":  map[string]any{"accept_statuses": []string{"OutOfDate"}, "allow_debug": true},
+		"POST /v1/accounts/{account_id}/attestation/verify": map[string]any{"quote": []byte("x")},
 	}
 	checked := 0
 	for _, rt := range s.gw.Routes() {
@@ -551,5 +554,55 @@ func TestRefillCannotUndoARevocation(t *testing.T) {
 	}
 	if r := do(t, s.srv, "GET", "/v1/users/me", token, nil); r.status != 401 {
 		t.Fatalf("the logged-out token after a racing refill = %d, want 401", r.status)
+	}
+}
+
+func TestAttestationRoutes(t *testing.T) {
+	s := newStack(t, memory(t))
+	_, admin := s.user("admin@example.com")
+	_, member := s.user("member@example.com")
+	acct := s.account(admin, "A")
+	s.addMember(admin, acct, "member@example.com", "member")
+	base := "/v1/accounts/" + acct + "/attestation"
+	quote, err := os.ReadFile("../../libs/sgx/testdata/phala_sgx_quote_v3.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	collateral, err := os.ReadFile("../../libs/sgx/testdata/phala_sgx_quote_v3_collateral.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	r := do(t, s.srv, "GET", base+"/policy", member, nil)
+	if r.status != 200 || !strings.Contains(string(r.body), `"accept_statuses":["UpToDate","SWHardeningNeeded"]`) {
+		t.Fatalf("default policy = %d %s", r.status, r.body)
+	}
+	if r := do(t, s.srv, "PUT", base+"/policy", member, map[string]any{"accept_statuses": []string{"OutOfDate"}}); r.status != 403 {
+		t.Fatalf("member setting the policy = %d %s, want 403", r.status, r.body)
+	}
+	if r := do(t, s.srv, "PUT", base+"/policy", admin, map[string]any{"accept_statuses": []string{"Fine"}}); r.status != 400 {
+		t.Fatalf("unknown status = %d %s, want 400", r.status, r.body)
+	}
+
+	if r := do(t, s.srv, "POST", base+"/verify", member, map[string]any{"quote": quote}); r.status != 200 || !strings.Contains(string(r.body), `"reason":"no_collateral"`) {
+		t.Fatalf("verify without collateral = %d %s", r.status, r.body)
+	}
+	if r := do(t, s.srv, "POST", "/v1/attestation/collateral", member, map[string]any{"collateral_json": collateral}); r.status != 200 || !strings.Contains(string(r.body), `"fmspc":"00a067110000"`) {
+		t.Fatalf("uploading collateral = %d %s", r.status, r.body)
+	}
+	if r := do(t, s.srv, "POST", "/v1/attestation/collateral", member, map[string]any{"collateral_json": []byte("{}")}); r.status != 400 {
+		t.Fatalf("uploading bad collateral = %d %s, want 400", r.status, r.body)
+	}
+	r = do(t, s.srv, "POST", base+"/verify", member, map[string]any{"quote": quote})
+	if r.status != 200 || !strings.Contains(string(r.body), `"ok":false`) || !strings.Contains(string(r.body), `"tcb_status":"ConfigurationAndSWHardeningNeeded"`) {
+		t.Fatalf("verify under the default policy = %d %s", r.status, r.body)
+	}
+	if r := do(t, s.srv, "PUT", base+"/policy", admin, map[string]any{"accept_statuses": []string{"ConfigurationAndSWHardeningNeeded"}}); r.status != 200 {
+		t.Fatalf("admin setting the policy = %d %s", r.status, r.body)
+	}
+	r = do(t, s.srv, "POST", base+"/verify", member, map[string]any{"quote": quote})
+	if r.status != 200 || !strings.Contains(string(r.body), `"ok":true`) ||
+		!strings.Contains(string(r.body), `"mrenclave":"33d8736db756ed4997e04ba358d27833188f1932ff7b1d156904d3f560452fbb"`) {
+		t.Fatalf("verify under an accepting policy = %d %s", r.status, r.body)
 	}
 }

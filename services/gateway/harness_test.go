@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/getkin/kin-openapi/openapi3filter"
@@ -21,6 +22,7 @@ import (
 	"github.com/cloister-cc/cloister/libs/cache"
 	"github.com/cloister-cc/cloister/libs/testkit"
 	"github.com/cloister-cc/cloister/services/account"
+	"github.com/cloister-cc/cloister/services/attestation"
 	"github.com/cloister-cc/cloister/services/gateway"
 )
 
@@ -31,6 +33,10 @@ func init() { redis.SetLogger(quietRedis{}) }
 type quietRedis struct{}
 
 func (quietRedis) Printf(context.Context, string, ...any) {}
+
+// vectorTime is when the shared SGX vector's collateral is valid; the
+// attestation service in these tests lives then.
+var vectorTime = time.Date(2025, 7, 1, 0, 0, 0, 0, time.UTC)
 
 // cheap keeps password hashing fast in tests; the algorithm is the same.
 var cheap = &account.PasswordCost{Memory: 1024, Time: 1, Threads: 1}
@@ -70,6 +76,11 @@ func newStack(t testing.TB, c cache.Cache) *stack {
 		t.Fatal(err)
 	}
 	t.Cleanup(svc.Stop)
+	att, err := attestation.Start(ctx, attestation.Config{NATS: s.nc, Clock: func() time.Time { return vectorTime }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(att.Stop)
 	s.gw, s.srv = s.addGateway(c)
 	return s
 }

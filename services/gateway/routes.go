@@ -41,6 +41,10 @@ func (g *Gateway) routes() []Route {
 		{"POST", "/v1/accounts/{account_id}/api-keys", g.authed(g.createAPIKey)},
 		{"DELETE", "/v1/accounts/{account_id}/api-keys/{key_id}", g.authed(g.revokeAPIKey)},
 		{"GET", "/v1/accounts/{account_id}/audit", g.authed(g.listAudit)},
+		{"GET", "/v1/accounts/{account_id}/attestation/policy", g.authed(g.getAttestationPolicy)},
+		{"PUT", "/v1/accounts/{account_id}/attestation/policy", g.authed(g.setAttestationPolicy)},
+		{"POST", "/v1/accounts/{account_id}/attestation/verify", g.authed(g.verifyEvidence)},
+		{"POST", "/v1/attestation/collateral", g.authed(g.putCollateral)},
 	}
 }
 

@@ -33,6 +33,7 @@ var (
 	ListAPIKeys   = natsrpc.NewMethod[*accountv1.ListAPIKeysRequest, *accountv1.ListAPIKeysResponse](Service, "ListAPIKeys")
 	RevokeAPIKey  = natsrpc.NewMethod[*accountv1.RevokeAPIKeyRequest, *accountv1.RevokeAPIKeyResponse](Service, "RevokeAPIKey")
 	ListAudit     = natsrpc.NewMethod[*accountv1.ListAuditRequest, *accountv1.ListAuditResponse](Service, "ListAudit")
+	Authorize     = natsrpc.NewMethod[*accountv1.AuthorizeRequest, *accountv1.AuthorizeResponse](Service, "Authorize")
 )
 
 // Client calls the account service over NATS. Errors keep the kind the
@@ -92,4 +93,7 @@ func (c *Client) RevokeAPIKey(ctx context.Context, r *accountv1.RevokeAPIKeyRequ
 }
 func (c *Client) ListAudit(ctx context.Context, r *accountv1.ListAuditRequest) (*accountv1.ListAuditResponse, error) {
 	return ListAudit.Invoke(ctx, c.nc, r)
+}
+func (c *Client) Authorize(ctx context.Context, r *accountv1.AuthorizeRequest) (*accountv1.AuthorizeResponse, error) {
+	return Authorize.Invoke(ctx, c.nc, r)
 }

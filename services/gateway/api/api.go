@@ -126,3 +126,56 @@ type (
 		TTLSeconds int64  `json:"ttl_seconds,omitempty"`
 	}
 )
+
+// AttestationPolicy is an account's attestation policy.
+type AttestationPolicy struct {
+	AcceptStatuses  []string `json:"accept_statuses"`
+	AllowDebug      bool     `json:"allow_debug"`
+	AllowSimulation bool     `json:"allow_simulation"`
+	MinISVSVN       uint32   `json:"min_isvsvn"`
+}
+
+// VerifyEvidence asks for a quote to be verified under the account's policy.
+// Binding and Nonce, when given, must be what REPORTDATA holds (32 bytes each).
+type VerifyEvidence struct {
+	Quote   []byte `json:"quote"` // base64
+	Binding []byte `json:"binding,omitempty"`
+	Nonce   []byte `json:"nonce,omitempty"`
+}
+
+// Verdict is the outcome of a verification.
+type Verdict struct {
+	ID         string    `json:"id"`
+	OK         bool      `json:"ok"`
+	Reason     string    `json:"reason,omitempty"`
+	Error      string    `json:"error,omitempty"`
+	TCBStatus  string    `json:"tcb_status,omitempty"`
+	Advisories []string  `json:"advisories"`
+	MRENCLAVE  string    `json:"mrenclave,omitempty"`
+	MRSIGNER   string    `json:"mrsigner,omitempty"`
+	ISVProdID  uint32    `json:"isvprodid"`
+	ISVSVN     uint32    `json:"isvsvn"`
+	Debug      bool      `json:"debug"`
+	Simulated  bool      `json:"simulated"`
+	ReportData string    `json:"report_data,omitempty"`
+	FMSPC      string    `json:"fmspc,omitempty"`
+	VerifiedAt time.Time `json:"verified_at"`
+}
+
+// Collateral is Intel collateral to store: the one-document JSON form, or
+// the bodies Intel's PCS serves with the signing chain and CRLs (DER,
+// base64 in JSON).
+type Collateral struct {
+	CollateralJSON []byte `json:"collateral_json,omitempty"`
+	TCBInfo        []byte `json:"tcb_info,omitempty"`
+	QEIdentity     []byte `json:"qe_identity,omitempty"`
+	SigningChain   string `json:"signing_chain,omitempty"`
+	RootCRL        []byte `json:"root_crl,omitempty"`
+	PCKCRL         []byte `json:"pck_crl,omitempty"`
+}
+
+// CollateralStored says which platform the stored collateral is for.
+type CollateralStored struct {
+	FMSPC      string    `json:"fmspc"`
+	NextUpdate time.Time `json:"next_update"`
+}

@@ -69,6 +69,11 @@ type Service interface {
 
 	ListAudit(ctx context.Context, actor domain.Principal, accountID string, p Page) ([]domain.AuditEntry, string, error)
 
+	// Authorize returns the actor's role if it may do action in the
+	// account: not found when it cannot see the account, forbidden when
+	// its role does not allow the action.
+	Authorize(ctx context.Context, actor domain.Principal, accountID, action string) (domain.Role, error)
+
 	// PurgeAccount removes what belongs to a deleted account; it is driven
 	// by the AccountDeleted event, not called over the API.
 	PurgeAccount(ctx context.Context, accountID string) error
@@ -336,6 +341,11 @@ func (s *service) ListAccounts(ctx context.Context, actor domain.Principal, p Pa
 		out = append(out, AccountView{Account: a, Role: m.Role})
 	}
 	return out, next, nil
+}
+
+func (s *service) Authorize(ctx context.Context, actor domain.Principal, accountID, action string) (domain.Role, error) {
+	_, m, err := s.authorize(ctx, actor, accountID, action)
+	return m.Role, err
 }
 
 func (s *service) GetAccount(ctx context.Context, actor domain.Principal, accountID string) (AccountView, error) {

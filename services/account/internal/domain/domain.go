@@ -213,12 +213,14 @@ func (r Role) Can(action string) bool {
 		return true
 	case RoleMember:
 		switch action {
-		case "account.get", "member.list", "apikey.create", "apikey.list", "apikey.revoke":
+		case "account.get", "member.list", "apikey.create", "apikey.list", "apikey.revoke",
+			"attestation.policy.get", "attestation.verify":
 			return true
 		}
 	case RoleAuditor:
 		switch action {
-		case "account.get", "member.list", "audit.list", "apikey.create", "apikey.list", "apikey.revoke":
+		case "account.get", "member.list", "audit.list", "apikey.create", "apikey.list", "apikey.revoke",
+			"attestation.policy.get":
 			return true
 		}
 	}

@@ -179,6 +179,14 @@ func (s *Set) RevokeAPIKey(ctx context.Context, r *accountv1.RevokeAPIKeyRequest
 	return &accountv1.RevokeAPIKeyResponse{}, s.svc.RevokeAPIKey(ctx, principal(r.GetActor()), r.GetAccountId(), r.GetKeyId())
 }
 
+func (s *Set) Authorize(ctx context.Context, r *accountv1.AuthorizeRequest) (*accountv1.AuthorizeResponse, error) {
+	role, err := s.svc.Authorize(ctx, principal(r.GetActor()), r.GetAccountId(), r.GetAction())
+	if err != nil {
+		return nil, err
+	}
+	return &accountv1.AuthorizeResponse{Role: string(role)}, nil
+}
+
 func (s *Set) ListAudit(ctx context.Context, r *accountv1.ListAuditRequest) (*accountv1.ListAuditResponse, error) {
 	es, next, err := s.svc.ListAudit(ctx, principal(r.GetActor()), r.GetAccountId(), page(r.GetPage()))
 	if err != nil {

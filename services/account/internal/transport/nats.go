@@ -36,6 +36,7 @@ func Register(mux *natsrpc.Mux, s *endpoint.Set, logger *slog.Logger) error {
 		client.ListAPIKeys.Handle(mux, logger, s.ListAPIKeys),
 		client.RevokeAPIKey.Handle(mux, logger, s.RevokeAPIKey),
 		client.ListAudit.Handle(mux, logger, s.ListAudit),
+		client.Authorize.Handle(mux, logger, s.Authorize),
 	)
 }
 

@@ -237,6 +237,16 @@ func (s *Service) PutCollateral(ctx context.Context, col *sgx.Collateral) (*sgx.
 	if err != nil {
 		return nil, errs.Newf(errs.Invalid, "collateral refused: %v", err)
 	}
+	// Collateral only moves forward: older (even if still valid) collateral
+	// must not replace what is stored, or a caller could roll a platform
+	// back to a TCB evaluation that missed newer advisories.
+	if stored, err := s.cfg.Collaterals.Get(ctx, info.FMSPC); err == nil {
+		if old, err := sgx.ParseTCBInfo(stored.TCBInfoJSON); err == nil && info.IssueDate.Before(old.IssueDate) {
+			return nil, errs.Newf(errs.Conflict, "newer collateral for FMSPC %x is stored (issued %s)", info.FMSPC, old.IssueDate.Format(time.RFC3339))
+		}
+	} else if !errors.Is(err, domain.ErrCollateralNotFound) {
+		return nil, err
+	}
 	if err := s.cfg.Collaterals.Put(ctx, info.FMSPC, col); err != nil {
 		return nil, err
 	}

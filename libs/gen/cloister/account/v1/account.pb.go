@@ -2352,6 +2352,114 @@ func (x *ListAuditResponse) GetNextCursor() string {
 	return ""
 }
 
+// AuthorizeRequest asks whether actor may do action in an account; other
+// services' routes use it through the gateway.
+type AuthorizeRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Actor     *Principal             `protobuf:"bytes,1,opt,name=actor,proto3" json:"actor,omitempty"`
+	AccountId string                 `protobuf:"bytes,2,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	// e.g. "attestation.policy.set".
+	Action        string `protobuf:"bytes,3,opt,name=action,proto3" json:"action,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuthorizeRequest) Reset() {
+	*x = AuthorizeRequest{}
+	mi := &file_cloister_account_v1_account_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuthorizeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuthorizeRequest) ProtoMessage() {}
+
+func (x *AuthorizeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_account_v1_account_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuthorizeRequest.ProtoReflect.Descriptor instead.
+func (*AuthorizeRequest) Descriptor() ([]byte, []int) {
+	return file_cloister_account_v1_account_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *AuthorizeRequest) GetActor() *Principal {
+	if x != nil {
+		return x.Actor
+	}
+	return nil
+}
+
+func (x *AuthorizeRequest) GetAccountId() string {
+	if x != nil {
+		return x.AccountId
+	}
+	return ""
+}
+
+func (x *AuthorizeRequest) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+type AuthorizeResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The actor's role in the account.
+	Role          string `protobuf:"bytes,1,opt,name=role,proto3" json:"role,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuthorizeResponse) Reset() {
+	*x = AuthorizeResponse{}
+	mi := &file_cloister_account_v1_account_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuthorizeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuthorizeResponse) ProtoMessage() {}
+
+func (x *AuthorizeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_account_v1_account_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuthorizeResponse.ProtoReflect.Descriptor instead.
+func (*AuthorizeResponse) Descriptor() ([]byte, []int) {
+	return file_cloister_account_v1_account_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *AuthorizeResponse) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
 type AccountCreated struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Account       *Account               `protobuf:"bytes,1,opt,name=account,proto3" json:"account,omitempty"`
@@ -2361,7 +2469,7 @@ type AccountCreated struct {
 
 func (x *AccountCreated) Reset() {
 	*x = AccountCreated{}
-	mi := &file_cloister_account_v1_account_proto_msgTypes[41]
+	mi := &file_cloister_account_v1_account_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2373,7 +2481,7 @@ func (x *AccountCreated) String() string {
 func (*AccountCreated) ProtoMessage() {}
 
 func (x *AccountCreated) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_account_v1_account_proto_msgTypes[41]
+	mi := &file_cloister_account_v1_account_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2386,7 +2494,7 @@ func (x *AccountCreated) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AccountCreated.ProtoReflect.Descriptor instead.
 func (*AccountCreated) Descriptor() ([]byte, []int) {
-	return file_cloister_account_v1_account_proto_rawDescGZIP(), []int{41}
+	return file_cloister_account_v1_account_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *AccountCreated) GetAccount() *Account {
@@ -2405,7 +2513,7 @@ type AccountUpdated struct {
 
 func (x *AccountUpdated) Reset() {
 	*x = AccountUpdated{}
-	mi := &file_cloister_account_v1_account_proto_msgTypes[42]
+	mi := &file_cloister_account_v1_account_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2417,7 +2525,7 @@ func (x *AccountUpdated) String() string {
 func (*AccountUpdated) ProtoMessage() {}
 
 func (x *AccountUpdated) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_account_v1_account_proto_msgTypes[42]
+	mi := &file_cloister_account_v1_account_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2430,7 +2538,7 @@ func (x *AccountUpdated) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AccountUpdated.ProtoReflect.Descriptor instead.
 func (*AccountUpdated) Descriptor() ([]byte, []int) {
-	return file_cloister_account_v1_account_proto_rawDescGZIP(), []int{42}
+	return file_cloister_account_v1_account_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *AccountUpdated) GetAccount() *Account {
@@ -2449,7 +2557,7 @@ type AccountDeleted struct {
 
 func (x *AccountDeleted) Reset() {
 	*x = AccountDeleted{}
-	mi := &file_cloister_account_v1_account_proto_msgTypes[43]
+	mi := &file_cloister_account_v1_account_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2461,7 +2569,7 @@ func (x *AccountDeleted) String() string {
 func (*AccountDeleted) ProtoMessage() {}
 
 func (x *AccountDeleted) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_account_v1_account_proto_msgTypes[43]
+	mi := &file_cloister_account_v1_account_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2474,7 +2582,7 @@ func (x *AccountDeleted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AccountDeleted.ProtoReflect.Descriptor instead.
 func (*AccountDeleted) Descriptor() ([]byte, []int) {
-	return file_cloister_account_v1_account_proto_rawDescGZIP(), []int{43}
+	return file_cloister_account_v1_account_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *AccountDeleted) GetAccountId() string {
@@ -2493,7 +2601,7 @@ type UserSignedUp struct {
 
 func (x *UserSignedUp) Reset() {
 	*x = UserSignedUp{}
-	mi := &file_cloister_account_v1_account_proto_msgTypes[44]
+	mi := &file_cloister_account_v1_account_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2505,7 +2613,7 @@ func (x *UserSignedUp) String() string {
 func (*UserSignedUp) ProtoMessage() {}
 
 func (x *UserSignedUp) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_account_v1_account_proto_msgTypes[44]
+	mi := &file_cloister_account_v1_account_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2518,7 +2626,7 @@ func (x *UserSignedUp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserSignedUp.ProtoReflect.Descriptor instead.
 func (*UserSignedUp) Descriptor() ([]byte, []int) {
-	return file_cloister_account_v1_account_proto_rawDescGZIP(), []int{44}
+	return file_cloister_account_v1_account_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *UserSignedUp) GetUser() *User {
@@ -2540,7 +2648,7 @@ type MemberChanged struct {
 
 func (x *MemberChanged) Reset() {
 	*x = MemberChanged{}
-	mi := &file_cloister_account_v1_account_proto_msgTypes[45]
+	mi := &file_cloister_account_v1_account_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2552,7 +2660,7 @@ func (x *MemberChanged) String() string {
 func (*MemberChanged) ProtoMessage() {}
 
 func (x *MemberChanged) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_account_v1_account_proto_msgTypes[45]
+	mi := &file_cloister_account_v1_account_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2565,7 +2673,7 @@ func (x *MemberChanged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberChanged.ProtoReflect.Descriptor instead.
 func (*MemberChanged) Descriptor() ([]byte, []int) {
-	return file_cloister_account_v1_account_proto_rawDescGZIP(), []int{45}
+	return file_cloister_account_v1_account_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *MemberChanged) GetAccountId() string {
@@ -2601,7 +2709,7 @@ type SessionRevoked struct {
 
 func (x *SessionRevoked) Reset() {
 	*x = SessionRevoked{}
-	mi := &file_cloister_account_v1_account_proto_msgTypes[46]
+	mi := &file_cloister_account_v1_account_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2613,7 +2721,7 @@ func (x *SessionRevoked) String() string {
 func (*SessionRevoked) ProtoMessage() {}
 
 func (x *SessionRevoked) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_account_v1_account_proto_msgTypes[46]
+	mi := &file_cloister_account_v1_account_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2626,7 +2734,7 @@ func (x *SessionRevoked) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionRevoked.ProtoReflect.Descriptor instead.
 func (*SessionRevoked) Descriptor() ([]byte, []int) {
-	return file_cloister_account_v1_account_proto_rawDescGZIP(), []int{46}
+	return file_cloister_account_v1_account_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *SessionRevoked) GetUserId() string {
@@ -2654,7 +2762,7 @@ type APIKeyRevoked struct {
 
 func (x *APIKeyRevoked) Reset() {
 	*x = APIKeyRevoked{}
-	mi := &file_cloister_account_v1_account_proto_msgTypes[47]
+	mi := &file_cloister_account_v1_account_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2666,7 +2774,7 @@ func (x *APIKeyRevoked) String() string {
 func (*APIKeyRevoked) ProtoMessage() {}
 
 func (x *APIKeyRevoked) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_account_v1_account_proto_msgTypes[47]
+	mi := &file_cloister_account_v1_account_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2679,7 +2787,7 @@ func (x *APIKeyRevoked) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use APIKeyRevoked.ProtoReflect.Descriptor instead.
 func (*APIKeyRevoked) Descriptor() ([]byte, []int) {
-	return file_cloister_account_v1_account_proto_rawDescGZIP(), []int{47}
+	return file_cloister_account_v1_account_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *APIKeyRevoked) GetAccountId() string {
@@ -2890,7 +2998,14 @@ const file_cloister_account_v1_account_proto_rawDesc = "" +
 	"\x11ListAuditResponse\x129\n" +
 	"\aentries\x18\x01 \x03(\v2\x1f.cloister.account.v1.AuditEntryR\aentries\x12\x1f\n" +
 	"\vnext_cursor\x18\x02 \x01(\tR\n" +
-	"nextCursor\"H\n" +
+	"nextCursor\"\x7f\n" +
+	"\x10AuthorizeRequest\x124\n" +
+	"\x05actor\x18\x01 \x01(\v2\x1e.cloister.account.v1.PrincipalR\x05actor\x12\x1d\n" +
+	"\n" +
+	"account_id\x18\x02 \x01(\tR\taccountId\x12\x16\n" +
+	"\x06action\x18\x03 \x01(\tR\x06action\"'\n" +
+	"\x11AuthorizeResponse\x12\x12\n" +
+	"\x04role\x18\x01 \x01(\tR\x04role\"H\n" +
 	"\x0eAccountCreated\x126\n" +
 	"\aaccount\x18\x01 \x01(\v2\x1c.cloister.account.v1.AccountR\aaccount\"H\n" +
 	"\x0eAccountUpdated\x126\n" +
@@ -2928,7 +3043,7 @@ func file_cloister_account_v1_account_proto_rawDescGZIP() []byte {
 	return file_cloister_account_v1_account_proto_rawDescData
 }
 
-var file_cloister_account_v1_account_proto_msgTypes = make([]protoimpl.MessageInfo, 48)
+var file_cloister_account_v1_account_proto_msgTypes = make([]protoimpl.MessageInfo, 50)
 var file_cloister_account_v1_account_proto_goTypes = []any{
 	(*User)(nil),                  // 0: cloister.account.v1.User
 	(*Principal)(nil),             // 1: cloister.account.v1.Principal
@@ -2971,26 +3086,28 @@ var file_cloister_account_v1_account_proto_goTypes = []any{
 	(*RevokeAPIKeyResponse)(nil),  // 38: cloister.account.v1.RevokeAPIKeyResponse
 	(*ListAuditRequest)(nil),      // 39: cloister.account.v1.ListAuditRequest
 	(*ListAuditResponse)(nil),     // 40: cloister.account.v1.ListAuditResponse
-	(*AccountCreated)(nil),        // 41: cloister.account.v1.AccountCreated
-	(*AccountUpdated)(nil),        // 42: cloister.account.v1.AccountUpdated
-	(*AccountDeleted)(nil),        // 43: cloister.account.v1.AccountDeleted
-	(*UserSignedUp)(nil),          // 44: cloister.account.v1.UserSignedUp
-	(*MemberChanged)(nil),         // 45: cloister.account.v1.MemberChanged
-	(*SessionRevoked)(nil),        // 46: cloister.account.v1.SessionRevoked
-	(*APIKeyRevoked)(nil),         // 47: cloister.account.v1.APIKeyRevoked
-	(*timestamppb.Timestamp)(nil), // 48: google.protobuf.Timestamp
+	(*AuthorizeRequest)(nil),      // 41: cloister.account.v1.AuthorizeRequest
+	(*AuthorizeResponse)(nil),     // 42: cloister.account.v1.AuthorizeResponse
+	(*AccountCreated)(nil),        // 43: cloister.account.v1.AccountCreated
+	(*AccountUpdated)(nil),        // 44: cloister.account.v1.AccountUpdated
+	(*AccountDeleted)(nil),        // 45: cloister.account.v1.AccountDeleted
+	(*UserSignedUp)(nil),          // 46: cloister.account.v1.UserSignedUp
+	(*MemberChanged)(nil),         // 47: cloister.account.v1.MemberChanged
+	(*SessionRevoked)(nil),        // 48: cloister.account.v1.SessionRevoked
+	(*APIKeyRevoked)(nil),         // 49: cloister.account.v1.APIKeyRevoked
+	(*timestamppb.Timestamp)(nil), // 50: google.protobuf.Timestamp
 }
 var file_cloister_account_v1_account_proto_depIdxs = []int32{
-	48, // 0: cloister.account.v1.User.created_at:type_name -> google.protobuf.Timestamp
-	48, // 1: cloister.account.v1.Principal.expires_at:type_name -> google.protobuf.Timestamp
-	48, // 2: cloister.account.v1.Account.created_at:type_name -> google.protobuf.Timestamp
-	48, // 3: cloister.account.v1.Account.updated_at:type_name -> google.protobuf.Timestamp
-	48, // 4: cloister.account.v1.Member.added_at:type_name -> google.protobuf.Timestamp
-	48, // 5: cloister.account.v1.APIKey.created_at:type_name -> google.protobuf.Timestamp
-	48, // 6: cloister.account.v1.APIKey.expires_at:type_name -> google.protobuf.Timestamp
-	48, // 7: cloister.account.v1.AuditEntry.occurred_at:type_name -> google.protobuf.Timestamp
+	50, // 0: cloister.account.v1.User.created_at:type_name -> google.protobuf.Timestamp
+	50, // 1: cloister.account.v1.Principal.expires_at:type_name -> google.protobuf.Timestamp
+	50, // 2: cloister.account.v1.Account.created_at:type_name -> google.protobuf.Timestamp
+	50, // 3: cloister.account.v1.Account.updated_at:type_name -> google.protobuf.Timestamp
+	50, // 4: cloister.account.v1.Member.added_at:type_name -> google.protobuf.Timestamp
+	50, // 5: cloister.account.v1.APIKey.created_at:type_name -> google.protobuf.Timestamp
+	50, // 6: cloister.account.v1.APIKey.expires_at:type_name -> google.protobuf.Timestamp
+	50, // 7: cloister.account.v1.AuditEntry.occurred_at:type_name -> google.protobuf.Timestamp
 	0,  // 8: cloister.account.v1.SignUpResponse.user:type_name -> cloister.account.v1.User
-	48, // 9: cloister.account.v1.LoginResponse.expires_at:type_name -> google.protobuf.Timestamp
+	50, // 9: cloister.account.v1.LoginResponse.expires_at:type_name -> google.protobuf.Timestamp
 	0,  // 10: cloister.account.v1.LoginResponse.user:type_name -> cloister.account.v1.User
 	1,  // 11: cloister.account.v1.AuthenticateResponse.principal:type_name -> cloister.account.v1.Principal
 	1,  // 12: cloister.account.v1.CreateAccountRequest.actor:type_name -> cloister.account.v1.Principal
@@ -3020,14 +3137,15 @@ var file_cloister_account_v1_account_proto_depIdxs = []int32{
 	1,  // 36: cloister.account.v1.ListAuditRequest.actor:type_name -> cloister.account.v1.Principal
 	6,  // 37: cloister.account.v1.ListAuditRequest.page:type_name -> cloister.account.v1.Page
 	5,  // 38: cloister.account.v1.ListAuditResponse.entries:type_name -> cloister.account.v1.AuditEntry
-	2,  // 39: cloister.account.v1.AccountCreated.account:type_name -> cloister.account.v1.Account
-	2,  // 40: cloister.account.v1.AccountUpdated.account:type_name -> cloister.account.v1.Account
-	0,  // 41: cloister.account.v1.UserSignedUp.user:type_name -> cloister.account.v1.User
-	42, // [42:42] is the sub-list for method output_type
-	42, // [42:42] is the sub-list for method input_type
-	42, // [42:42] is the sub-list for extension type_name
-	42, // [42:42] is the sub-list for extension extendee
-	0,  // [0:42] is the sub-list for field type_name
+	1,  // 39: cloister.account.v1.AuthorizeRequest.actor:type_name -> cloister.account.v1.Principal
+	2,  // 40: cloister.account.v1.AccountCreated.account:type_name -> cloister.account.v1.Account
+	2,  // 41: cloister.account.v1.AccountUpdated.account:type_name -> cloister.account.v1.Account
+	0,  // 42: cloister.account.v1.UserSignedUp.user:type_name -> cloister.account.v1.User
+	43, // [43:43] is the sub-list for method output_type
+	43, // [43:43] is the sub-list for method input_type
+	43, // [43:43] is the sub-list for extension type_name
+	43, // [43:43] is the sub-list for extension extendee
+	0,  // [0:43] is the sub-list for field type_name
 }
 
 func init() { file_cloister_account_v1_account_proto_init() }
@@ -3042,7 +3160,7 @@ func file_cloister_account_v1_account_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cloister_account_v1_account_proto_rawDesc), len(file_cloister_account_v1_account_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   48,
+			NumMessages:   50,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
