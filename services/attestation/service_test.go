@@ -143,7 +143,10 @@ func TestBadRequests(t *testing.T) {
 		name string
 		call func() error
 	}{
-		{"account id not a uuid", func() error { _, err := c.Verify(ctx, &attestationv1.VerifyRequest{AccountId: "a.>", Quote: quote}); return err }},
+		{"account id not a uuid", func() error {
+			_, err := c.Verify(ctx, &attestationv1.VerifyRequest{AccountId: "a.>", Quote: quote})
+			return err
+		}},
 		{"empty quote", func() error { _, err := c.Verify(ctx, &attestationv1.VerifyRequest{AccountId: account}); return err }},
 		{"short binding", func() error {
 			_, err := c.Verify(ctx, &attestationv1.VerifyRequest{AccountId: account, Quote: quote, Binding: []byte{1}, Nonce: make([]byte, 32)})
