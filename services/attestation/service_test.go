@@ -25,7 +25,7 @@ const vectors = "../../libs/sgx/testdata/"
 // inWindow is when the shared vector's collateral is valid.
 var inWindow = time.Date(2025, 7, 1, 0, 0, 0, 0, time.UTC)
 
-func read(t *testing.T, name string) []byte {
+func read(t testing.TB, name string) []byte {
 	t.Helper()
 	b, err := os.ReadFile(vectors + name)
 	if err != nil {
