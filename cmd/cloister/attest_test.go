@@ -92,3 +92,33 @@ func TestAttestVerifyPCSFiles(t *testing.T) {
 		t.Fatalf("attest verify --skip-crl = %v\n%s", err, out)
 	}
 }
+
+func TestSigStructInspect(t *testing.T) {
+	out, err := cloisterCmd(t, t.TempDir(), "sgx", "sigstruct", "inspect", "../../libs/sgx/testdata/intel_launch_enclave.sigstruct.bin", "-o", "json").Output()
+	if err != nil {
+		t.Fatalf("sgx sigstruct inspect = %v\n%s", err, out)
+	}
+	var got sigstructOut
+	if err := json.Unmarshal(out, &got); err != nil {
+		t.Fatal(err)
+	}
+	want := sigstructOut{MRENCLAVE: "c0acdca38163ef4d4ef3bd51a4b98f4b00fb8d81045e7c6cd4fdeb3beb3b4574",
+		MRSIGNER: "acb77012053e05a63d413b8bbae8fb6c5d73b3f2996d91c43bbbf90959c0f8d4", ISVProdID: 0, ISVSVN: 1,
+		Attributes: "24000000000000000300000000000000", Vendor: "0x8086", Date: "2015-06-16", SignatureValid: true}
+	if got != want {
+		t.Fatalf("inspect = %+v\nwant      %+v", got, want)
+	}
+	bad, err := os.ReadFile("../../libs/sgx/testdata/intel_launch_enclave.sigstruct.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad[960] ^= 1 // ENCLAVEHASH
+	p := filepath.Join(t.TempDir(), "bad.sig")
+	if err := os.WriteFile(p, bad, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err = cloisterCmd(t, t.TempDir(), "sgx", "sigstruct", "inspect", p, "-o", "json").Output()
+	if err == nil || !strings.Contains(string(out), `"signature_valid": false`) {
+		t.Fatalf("inspect of a tampered SIGSTRUCT = %v\n%s; want exit 1 and signature_valid false", err, out)
+	}
+}

@@ -27,6 +27,7 @@ const (
 	ReasonTCB                 Reason = "tcb"                  // no TCB level matches, or the status is not accepted
 	ReasonMismatch            Reason = "mismatch"             // collateral for another platform (FMSPC, PCE-ID)
 	ReasonDebug               Reason = "debug"                // a debug enclave where none is allowed
+	ReasonSignature           Reason = "signature"            // a SIGSTRUCT's RSA signature, Q1 or Q2 does not verify
 )
 
 // Error is a failed verification: the reason, the item it concerns (e.g.
