@@ -45,6 +45,7 @@ type serverConfig struct {
 	RedisURL   string
 	Replicas   int
 	LogLevel   string
+	PCSURL     string
 }
 
 // serverEnv maps each server flag to the environment variable that sets
@@ -59,6 +60,7 @@ var serverEnv = map[string]string{
 	"redis-url":   "REDIS_URL",
 	"replicas":    "CLOISTER_REPLICAS",
 	"log-level":   "CLOISTER_LOG_LEVEL",
+	"pcs-url":     "CLOISTER_PCS_URL",
 }
 
 func defaultDataDir() string {
@@ -103,6 +105,7 @@ Every flag can also be set by the environment variable named in its help.`,
 	f.StringVar(&cfg.RedisURL, "redis-url", "", "Redis for the cache; empty means an in-process cache")
 	f.IntVar(&cfg.Replicas, "replicas", 1, "JetStream replicas of streams and buckets (3 in a cluster)")
 	f.StringVar(&cfg.LogLevel, "log-level", "info", "debug, info, warn or error")
+	f.StringVar(&cfg.PCSURL, "pcs-url", "", "Intel PCS or PCCS base URL (API v4) to fetch SGX collateral from, e.g. https://api.trustedservices.intel.com/sgx/certification/v4/")
 	for name, env := range serverEnv {
 		f.Lookup(name).Usage += " [$" + env + "]"
 	}
@@ -195,7 +198,7 @@ func runServer(ctx context.Context, cfg serverConfig) error {
 			}
 			defer svc.Stop()
 		case "attestation":
-			svc, err := attestation.Start(ctx, attestation.Config{NATS: nc, Replicas: cfg.Replicas, Logger: logger})
+			svc, err := attestation.Start(ctx, attestation.Config{NATS: nc, Replicas: cfg.Replicas, Logger: logger, PCSURL: cfg.PCSURL})
 			if err != nil {
 				return fmt.Errorf("starting attestation service: %w", err)
 			}

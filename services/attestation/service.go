@@ -18,6 +18,7 @@ import (
 	"github.com/cloister-cc/cloister/libs/natsrpc"
 	"github.com/cloister-cc/cloister/services/attestation/client"
 	"github.com/cloister-cc/cloister/services/attestation/internal/app"
+	"github.com/cloister-cc/cloister/services/attestation/internal/pcs"
 	"github.com/cloister-cc/cloister/services/attestation/internal/store"
 	"github.com/cloister-cc/cloister/services/attestation/internal/transport"
 )
@@ -30,6 +31,9 @@ type Config struct {
 	// Simulation, when set, accepts simulated evidence for accounts whose
 	// policy allows it.
 	Simulation app.Simulation
+	// PCSURL, when set, is the base URL of Intel's PCS or a PCCS (API v4)
+	// from which missing or outdated collateral is fetched.
+	PCSURL string
 	// IntelRoot and Clock override the trust anchor and the time (tests).
 	IntelRoot *ecdsa.PublicKey
 	Clock     func() time.Time
@@ -62,10 +66,18 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	svc, err := app.New(app.Config{
+	appCfg := app.Config{
 		Policies: stores.Policies, Collaterals: stores.Collaterals, Verdicts: stores.Verdicts,
 		Simulation: cfg.Simulation, IntelRoot: cfg.IntelRoot, Clock: cfg.Clock,
-	})
+	}
+	if cfg.PCSURL != "" {
+		fetcher, err := pcs.New(cfg.PCSURL)
+		if err != nil {
+			return nil, err
+		}
+		appCfg.Fetcher = fetcher
+	}
+	svc, err := app.New(appCfg)
 	if err != nil {
 		return nil, err
 	}

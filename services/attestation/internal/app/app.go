@@ -8,6 +8,7 @@ import (
 	"crypto/ecdsa"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -37,6 +38,12 @@ type Verdicts interface {
 	Get(ctx context.Context, accountID, id string) (domain.Verdict, error)
 }
 
+// Fetcher gets collateral for a platform from Intel's PCS or a PCCS; ca is
+// "processor" or "platform", the PCK CA of the platform's certificate.
+type Fetcher interface {
+	Fetch(ctx context.Context, fmspc [6]byte, ca string) (*sgx.Collateral, error)
+}
+
 // Simulation is the deployment's simulated quoting infrastructure: its
 // root key, and collateral for its simulated platforms.
 type Simulation interface {
@@ -49,6 +56,9 @@ type Config struct {
 	Policies    Policies
 	Collaterals Collaterals
 	Verdicts    Verdicts
+	// Fetcher, when set, fetches collateral that is missing or past its
+	// nextUpdate; fetched collateral is checked and stored like uploads.
+	Fetcher Fetcher
 	// Simulation, when set, lets accounts whose policy allows it present
 	// simulated evidence.
 	Simulation Simulation
@@ -122,7 +132,7 @@ func (s *Service) judge(ctx context.Context, v *domain.Verdict, quote, binding, 
 	if err != nil {
 		return err
 	}
-	fmspc, simulated, err := s.platformOf(quote)
+	fmspc, ca, simulated, err := s.platformOf(quote)
 	if err != nil {
 		return refuse(string(sgx.ReasonOf(err)), err)
 	}
@@ -139,9 +149,9 @@ func (s *Service) judge(ctx context.Context, v *domain.Verdict, quote, binding, 
 			return fmt.Errorf("making simulation collateral: %w", err)
 		}
 	default:
-		col, err = s.cfg.Collaterals.Get(ctx, fmspc)
+		col, err = s.collateralFor(ctx, fmspc, ca, now)
 		if errors.Is(err, domain.ErrCollateralNotFound) {
-			return refuse(domain.ReasonNoCollateral, fmt.Errorf("no collateral for FMSPC %x; upload it or configure a PCS", fmspc))
+			return refuse(domain.ReasonNoCollateral, fmt.Errorf("FMSPC %x: %w; upload it or configure a PCS", fmspc, err))
 		}
 		if err != nil {
 			return err
@@ -164,22 +174,56 @@ func (s *Service) judge(ctx context.Context, v *domain.Verdict, quote, binding, 
 	return nil
 }
 
-// platformOf reads the FMSPC from the quote's PCK certificate and tells
-// whether the chain ends at the simulation root.
-func (s *Service) platformOf(quote []byte) ([6]byte, bool, error) {
+// collateralFor returns the stored collateral of a platform while it is
+// current, and otherwise what the fetcher (if any) brings, stored for the
+// next verification. If fetching fails, stale collateral is still returned:
+// the verifier then names what expired.
+func (s *Service) collateralFor(ctx context.Context, fmspc [6]byte, ca string, now time.Time) (*sgx.Collateral, error) {
+	stored, err := s.cfg.Collaterals.Get(ctx, fmspc)
+	if err != nil && !errors.Is(err, domain.ErrCollateralNotFound) {
+		return nil, err
+	}
+	if stored != nil {
+		if info, perr := sgx.ParseTCBInfo(stored.TCBInfoJSON); perr == nil && now.Before(info.NextUpdate) {
+			return stored, nil
+		}
+	}
+	if s.cfg.Fetcher == nil {
+		return stored, err
+	}
+	fetched, ferr := s.cfg.Fetcher.Fetch(ctx, fmspc, ca)
+	if ferr == nil {
+		if _, ferr = s.PutCollateral(ctx, fetched); ferr == nil {
+			return fetched, nil
+		}
+	}
+	if stored != nil {
+		return stored, nil
+	}
+	return nil, fmt.Errorf("%w (fetching it from the PCS: %v)", domain.ErrCollateralNotFound, ferr)
+}
+
+// platformOf reads the FMSPC and the issuing PCK CA ("processor" or
+// "platform") from the quote's PCK chain and tells whether the chain ends
+// at the simulation root.
+func (s *Service) platformOf(quote []byte) ([6]byte, string, bool, error) {
 	q, err := sgx.ParseQuote(quote)
 	if err != nil {
-		return [6]byte{}, false, err
+		return [6]byte{}, "", false, err
 	}
 	certs, err := sgx.ParseCertificates(q.CertData)
 	if err != nil {
-		return [6]byte{}, false, err
+		return [6]byte{}, "", false, err
 	}
 	var fmspc [6]byte
+	ca := "processor"
 	found, simulated := false, false
 	for _, c := range certs {
 		if ext, err := sgx.ParsePCKExtension(c); err == nil && !found {
 			fmspc, found = ext.FMSPC, true
+			if strings.Contains(c.Issuer.CommonName, "Platform") {
+				ca = "platform"
+			}
 		}
 		if s.sim != nil && bytes.Equal(c.RawSubject, c.RawIssuer) {
 			if k, ok := c.PublicKey.(*ecdsa.PublicKey); ok && k.Equal(s.cfg.Simulation.RootKey()) {
@@ -188,9 +232,9 @@ func (s *Service) platformOf(quote []byte) ([6]byte, bool, error) {
 		}
 	}
 	if !found {
-		return [6]byte{}, false, &sgx.Error{Reason: sgx.ReasonChain, Item: "PCK certificate chain", Err: errors.New("no certificate carries the SGX extension")}
+		return [6]byte{}, "", false, &sgx.Error{Reason: sgx.ReasonChain, Item: "PCK certificate chain", Err: errors.New("no certificate carries the SGX extension")}
 	}
-	return fmspc, simulated, nil
+	return fmspc, ca, simulated, nil
 }
 
 // GetVerdict returns a recorded verdict of the account.
