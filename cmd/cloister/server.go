@@ -25,6 +25,7 @@ import (
 
 	"github.com/cloister-cc/cloister/libs/cache"
 	"github.com/cloister-cc/cloister/libs/obs"
+	"github.com/cloister-cc/cloister/libs/pki"
 	"github.com/cloister-cc/cloister/services/account"
 	"github.com/cloister-cc/cloister/services/attestation"
 	"github.com/cloister-cc/cloister/services/gateway"
@@ -46,21 +47,25 @@ type serverConfig struct {
 	Replicas   int
 	LogLevel   string
 	PCSURL     string
+	Simulation bool
+	MasterKey  string // path of the KEK file
 }
 
 // serverEnv maps each server flag to the environment variable that sets
 // its default.
 var serverEnv = map[string]string{
-	"dev":         "CLOISTER_DEV",
-	"data-dir":    "CLOISTER_DATA_DIR",
-	"http":        "CLOISTER_HTTP",
-	"services":    "CLOISTER_SERVICES",
-	"nats-url":    "NATS_URL",
-	"nats-listen": "CLOISTER_NATS_LISTEN",
-	"redis-url":   "REDIS_URL",
-	"replicas":    "CLOISTER_REPLICAS",
-	"log-level":   "CLOISTER_LOG_LEVEL",
-	"pcs-url":     "CLOISTER_PCS_URL",
+	"dev":             "CLOISTER_DEV",
+	"data-dir":        "CLOISTER_DATA_DIR",
+	"http":            "CLOISTER_HTTP",
+	"services":        "CLOISTER_SERVICES",
+	"nats-url":        "NATS_URL",
+	"nats-listen":     "CLOISTER_NATS_LISTEN",
+	"redis-url":       "REDIS_URL",
+	"replicas":        "CLOISTER_REPLICAS",
+	"log-level":       "CLOISTER_LOG_LEVEL",
+	"pcs-url":         "CLOISTER_PCS_URL",
+	"simulation":      "CLOISTER_SIMULATION",
+	"master-key-file": "CLOISTER_MASTER_KEY_FILE",
 }
 
 func defaultDataDir() string {
@@ -105,6 +110,8 @@ Every flag can also be set by the environment variable named in its help.`,
 	f.StringVar(&cfg.RedisURL, "redis-url", "", "Redis for the cache; empty means an in-process cache")
 	f.IntVar(&cfg.Replicas, "replicas", 1, "JetStream replicas of streams and buckets (3 in a cluster)")
 	f.StringVar(&cfg.LogLevel, "log-level", "info", "debug, info, warn or error")
+	f.BoolVar(&cfg.Simulation, "simulation", false, "accept simulated SGX evidence from accounts whose policy allows it (on with -dev); needs a master key")
+	f.StringVar(&cfg.MasterKey, "master-key-file", "", "file holding the base64 key-encryption key that seals secrets at rest (or set $CLOISTER_MASTER_KEY; -dev makes one in --data-dir)")
 	f.StringVar(&cfg.PCSURL, "pcs-url", "", "Intel PCS or PCCS base URL (API v4) to fetch SGX collateral from, e.g. https://api.trustedservices.intel.com/sgx/certification/v4/")
 	for name, env := range serverEnv {
 		f.Lookup(name).Usage += " [$" + env + "]"
@@ -198,7 +205,14 @@ func runServer(ctx context.Context, cfg serverConfig) error {
 			}
 			defer svc.Stop()
 		case "attestation":
-			svc, err := attestation.Start(ctx, attestation.Config{NATS: nc, Replicas: cfg.Replicas, Logger: logger, PCSURL: cfg.PCSURL})
+			acfg := attestation.Config{NATS: nc, Replicas: cfg.Replicas, Logger: logger, PCSURL: cfg.PCSURL, Simulation: cfg.Simulation || cfg.Dev}
+			if acfg.Simulation {
+				if acfg.KEK, err = loadKEK(cfg); err != nil {
+					return err
+				}
+				logger.Warn("SGX simulation is on: simulated evidence proves nothing about hardware, and is accepted only for accounts whose policy allows it")
+			}
+			svc, err := attestation.Start(ctx, acfg)
 			if err != nil {
 				return fmt.Errorf("starting attestation service: %w", err)
 			}
@@ -327,4 +341,24 @@ type redisLogger struct{ l *slog.Logger }
 
 func (r redisLogger) Printf(ctx context.Context, format string, v ...any) {
 	r.l.DebugContext(ctx, fmt.Sprintf(format, v...), "component", "go-redis")
+}
+
+// loadKEK returns the key-encryption key: $CLOISTER_MASTER_KEY, else the
+// --master-key-file, else (with -dev only) a key file in the data directory,
+// created on first start.
+func loadKEK(cfg serverConfig) (*pki.KEK, error) {
+	if v := os.Getenv("CLOISTER_MASTER_KEY"); v != "" {
+		k, err := pki.ParseKEK(v)
+		if err != nil {
+			return nil, fmt.Errorf("$CLOISTER_MASTER_KEY: %w", err)
+		}
+		return k, nil
+	}
+	switch {
+	case cfg.MasterKey != "":
+		return pki.LoadOrCreateKEKFile(cfg.MasterKey)
+	case cfg.Dev:
+		return pki.LoadOrCreateKEKFile(filepath.Join(cfg.DataDir, "master.key"))
+	}
+	return nil, errors.New("a master key is needed to seal secrets: set $CLOISTER_MASTER_KEY (32 bytes, base64) or --master-key-file")
 }

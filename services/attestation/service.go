@@ -16,9 +16,12 @@ import (
 
 	"github.com/cloister-cc/cloister/libs/events"
 	"github.com/cloister-cc/cloister/libs/natsrpc"
+	"github.com/cloister-cc/cloister/libs/pki"
+	"github.com/cloister-cc/cloister/libs/sgx/sim"
 	"github.com/cloister-cc/cloister/services/attestation/client"
 	"github.com/cloister-cc/cloister/services/attestation/internal/app"
 	"github.com/cloister-cc/cloister/services/attestation/internal/pcs"
+	"github.com/cloister-cc/cloister/services/attestation/internal/simulation"
 	"github.com/cloister-cc/cloister/services/attestation/internal/store"
 	"github.com/cloister-cc/cloister/services/attestation/internal/transport"
 )
@@ -28,9 +31,12 @@ type Config struct {
 	NATS     *nats.Conn
 	Replicas int
 	Logger   *slog.Logger
-	// Simulation, when set, accepts simulated evidence for accounts whose
-	// policy allows it.
-	Simulation app.Simulation
+	// Simulation turns on the deployment's simulated quoting: a simulation
+	// root is created on first start and kept sealed under KEK, and
+	// accounts whose policy allows it may present simulated evidence.
+	Simulation bool
+	// KEK seals secrets at rest; required with Simulation.
+	KEK *pki.KEK
 	// PCSURL, when set, is the base URL of Intel's PCS or a PCCS (API v4)
 	// from which missing or outdated collateral is fetched.
 	PCSURL string
@@ -43,6 +49,17 @@ type Config struct {
 type Service struct {
 	mux    *natsrpc.Mux
 	cancel context.CancelFunc
+	sim    *simulation.Simulation
+	clock  func() time.Time
+}
+
+// SimulatedQE makes a simulated quoting enclave under the deployment's
+// simulation root, for a node agent in simulation mode (and tests).
+func (s *Service) SimulatedQE() (*sim.QE, error) {
+	if s.sim == nil {
+		return nil, errors.New("attestation: simulation is not enabled")
+	}
+	return s.sim.NewQE(s.clock())
 }
 
 // Start opens the service's state and subscribes its request subjects.
@@ -66,9 +83,19 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.Clock == nil {
+		cfg.Clock = time.Now
+	}
 	appCfg := app.Config{
 		Policies: stores.Policies, Collaterals: stores.Collaterals, Verdicts: stores.Verdicts,
-		Simulation: cfg.Simulation, IntelRoot: cfg.IntelRoot, Clock: cfg.Clock,
+		IntelRoot: cfg.IntelRoot, Clock: cfg.Clock,
+	}
+	var simul *simulation.Simulation
+	if cfg.Simulation {
+		if simul, err = simulation.Open(ctx, js, replicas, cfg.KEK, cfg.Clock()); err != nil {
+			return nil, err
+		}
+		appCfg.Simulation = simul
 	}
 	if cfg.PCSURL != "" {
 		fetcher, err := pcs.New(cfg.PCSURL)
@@ -83,8 +110,12 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 	}
 	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	stores.RecoverEvery(bg, 30*time.Second)
-	s := &Service{mux: natsrpc.NewMux(cfg.NATS, client.Service), cancel: cancel}
-	if err := transport.Register(s.mux, svc, logger); err != nil {
+	s := &Service{mux: natsrpc.NewMux(cfg.NATS, client.Service), cancel: cancel, sim: simul, clock: cfg.Clock}
+	var rootPEM []byte
+	if simul != nil {
+		rootPEM = simul.RootPEM()
+	}
+	if err := transport.Register(s.mux, svc, rootPEM, logger); err != nil {
 		cancel()
 		return nil, err
 	}

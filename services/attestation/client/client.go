@@ -41,3 +41,6 @@ func (c *Client) SetPolicy(ctx context.Context, r *attestationv1.SetPolicyReques
 func (c *Client) PutCollateral(ctx context.Context, r *attestationv1.PutCollateralRequest) (*attestationv1.PutCollateralResponse, error) {
 	return PutCollateral.Invoke(ctx, c.nc, r)
 }
+func (c *Client) GetSimulationRoot(ctx context.Context, r *attestationv1.GetSimulationRootRequest) (*attestationv1.GetSimulationRootResponse, error) {
+	return GetSimulationRoot.Invoke(ctx, c.nc, r)
+}

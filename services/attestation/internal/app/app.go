@@ -146,7 +146,7 @@ func (s *Service) judge(ctx context.Context, v *domain.Verdict, quote, binding, 
 	case simulated:
 		verifier = s.sim
 		if col, err = s.cfg.Simulation.Collateral(fmspc, now); err != nil {
-			return fmt.Errorf("making simulation collateral: %w", err)
+			return refuse(domain.ReasonSimulationUnavailable, err)
 		}
 	default:
 		col, err = s.collateralFor(ctx, fmspc, ca, now)

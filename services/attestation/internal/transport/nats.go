@@ -19,9 +19,16 @@ import (
 	"github.com/cloister-cc/cloister/services/attestation/internal/store"
 )
 
-// Register subscribes every method on mux.
-func Register(mux *natsrpc.Mux, s *app.Service, logger *slog.Logger) error {
+// Register subscribes every method on mux. simRoot is the PEM of the
+// simulation root certificate, nil when simulation is off.
+func Register(mux *natsrpc.Mux, s *app.Service, simRoot []byte, logger *slog.Logger) error {
 	return errors.Join(
+		client.GetSimulationRoot.Handle(mux, logger, func(context.Context, *attestationv1.GetSimulationRootRequest) (*attestationv1.GetSimulationRootResponse, error) {
+			if simRoot == nil {
+				return nil, errs.New(errs.NotFound, "simulation is not enabled in this deployment")
+			}
+			return &attestationv1.GetSimulationRootResponse{Certificate: simRoot}, nil
+		}),
 		client.Verify.Handle(mux, logger, func(ctx context.Context, r *attestationv1.VerifyRequest) (*attestationv1.VerifyResponse, error) {
 			v, err := s.Verify(ctx, r.GetAccountId(), r.GetQuote(), r.GetBinding(), r.GetNonce())
 			if err != nil {

@@ -1,0 +1,96 @@
+package attestation_test
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/cloister-cc/cloister/libs/errs"
+	attestationv1 "github.com/cloister-cc/cloister/libs/gen/cloister/attestation/v1"
+	"github.com/cloister-cc/cloister/libs/pki"
+	"github.com/cloister-cc/cloister/libs/sgx"
+	"github.com/cloister-cc/cloister/libs/testkit"
+	"github.com/cloister-cc/cloister/services/attestation"
+	"github.com/cloister-cc/cloister/services/attestation/client"
+)
+
+// TestSimulatedEvidence: simulated quotes pass only for accounts whose
+// policy allows simulation, are marked simulated, and keep verifying after
+// a restart because the root persists (sealed).
+func TestSimulatedEvidence(t *testing.T) {
+	n := testkit.StartNATS(t)
+	kek, err := pki.NewKEK(bytes.Repeat([]byte{7}, pki.KEKSize))
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	cfg := attestation.Config{NATS: n.Connect(t), Simulation: true, KEK: kek, Clock: func() time.Time { return now }}
+	svc, err := attestation.Start(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	qe, err := svc.SimulatedQE()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var body sgx.ReportBody
+	copy(body.MRENCLAVE[:], bytes.Repeat([]byte{0xab}, 32))
+	copy(body.ReportData[:], []byte("bind me"))
+	quote, err := qe.Quote(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := client.New(n.Connect(t))
+	ctx := context.Background()
+	account := uuid.NewString()
+
+	v := verify(t, c, account, quote, nil, nil)
+	if v.GetOk() || v.GetReason() != "simulation_not_allowed" || !v.GetSimulated() {
+		t.Fatalf("simulated evidence under the default policy = %v, want simulation_not_allowed", v)
+	}
+	if _, err := c.SetPolicy(ctx, &attestationv1.SetPolicyRequest{AccountId: account, Policy: &attestationv1.Policy{
+		AcceptStatuses: []string{"UpToDate"}, AllowSimulation: true}}); err != nil {
+		t.Fatal(err)
+	}
+	v = verify(t, c, account, quote, nil, nil)
+	if !v.GetOk() || !v.GetSimulated() || !bytes.Equal(v.GetMrenclave(), body.MRENCLAVE[:]) {
+		t.Fatalf("simulated evidence under a policy allowing it = %v", v)
+	}
+	root, err := c.GetSimulationRoot(ctx, &attestationv1.GetSimulationRootRequest{})
+	if err != nil || !strings.Contains(string(root.GetCertificate()), "BEGIN CERTIFICATE") {
+		t.Fatalf("GetSimulationRoot = %v, %v", root, err)
+	}
+
+	// Restart: the same root comes back from its sealed copy.
+	svc.Stop()
+	cfg.NATS = n.Connect(t)
+	svc2, err := attestation.Start(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(svc2.Stop)
+	if v := verify(t, c, account, quote, nil, nil); !v.GetOk() {
+		t.Fatalf("simulated evidence after a restart = %v", v)
+	}
+	// Another KEK cannot open the stored root, and says so.
+	other, _ := pki.NewKEK(bytes.Repeat([]byte{8}, pki.KEKSize))
+	if _, err := attestation.Start(ctx, attestation.Config{NATS: n.Connect(t), Simulation: true, KEK: other}); err == nil ||
+		!strings.Contains(err.Error(), "master key") {
+		t.Fatalf("Start with another KEK = %v, want an error about the master key", err)
+	}
+	if _, err := attestation.Start(ctx, attestation.Config{NATS: n.Connect(t), Simulation: true}); err == nil {
+		t.Fatal("Start with simulation but no KEK succeeded")
+	}
+}
+
+func TestSimulationRootWhenOff(t *testing.T) {
+	c, _ := start(t)
+	_, err := c.GetSimulationRoot(context.Background(), &attestationv1.GetSimulationRootRequest{})
+	if errs.KindOf(err) != errs.NotFound {
+		t.Fatalf("GetSimulationRoot with simulation off = %v, want NotFound", err)
+	}
+}
