@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 )
@@ -62,6 +63,19 @@ func AuditSubject(accountID, producer string) string {
 // durable consumer of stream gave up on: "deadletter.<stream>.<durable>".
 func DeadLetterSubject(stream, durable string) string {
 	return "deadletter." + stream + "." + durable
+}
+
+// Open returns a JetStream context on nc with the streams ensured: what
+// every service does first at start-up.
+func Open(ctx context.Context, nc *nats.Conn, replicas int) (jetstream.JetStream, error) {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("opening jetstream: %w", err)
+	}
+	if err := EnsureStreams(ctx, js, replicas); err != nil {
+		return nil, err
+	}
+	return js, nil
 }
 
 // EnsureStreams creates the EVENTS, AUDIT and DEADLETTERS streams, or updates

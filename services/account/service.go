@@ -5,12 +5,10 @@ package account
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/cloister-cc/cloister/libs/events"
 	"github.com/cloister-cc/cloister/libs/natsrpc"
@@ -57,12 +55,9 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	logger := cfg.Logger.With("service", client.Service)
-	js, err := jetstream.New(cfg.NATS)
-	if err != nil {
-		return nil, fmt.Errorf("opening jetstream: %w", err)
-	}
 	replicas := max(cfg.Replicas, 1)
-	if err := events.EnsureStreams(ctx, js, replicas); err != nil {
+	js, err := events.Open(ctx, cfg.NATS, replicas)
+	if err != nil {
 		return nil, err
 	}
 	stores, err := store.Open(ctx, js, replicas, logger)

@@ -10,7 +10,6 @@ import (
 	"net/http"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/cloister-cc/cloister/libs/cache"
 	"github.com/cloister-cc/cloister/libs/events"
@@ -63,11 +62,8 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 	for _, rt := range g.routes() {
 		g.mux.Handle(rt.Method+" "+rt.Pattern, rt.Handler)
 	}
-	js, err := jetstream.New(cfg.NATS)
+	js, err := events.Open(ctx, cfg.NATS, 1)
 	if err != nil {
-		return nil, err
-	}
-	if err := events.EnsureStreams(ctx, js, 1); err != nil {
 		return nil, err
 	}
 	g.watch, err = events.Watch(ctx, js, events.StreamEvents, []string{
