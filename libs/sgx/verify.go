@@ -66,7 +66,9 @@ func Verify(raw []byte, opts Options) (*Result, error) {
 // CRLs have other bytes and are checked afresh, and a time outside the
 // window repeats every check. Safe for concurrent use.
 type Verifier struct {
-	root *ecdsa.PublicKey
+	root        *ecdsa.PublicKey
+	tcbSignerCN string
+	qeVendorID  [16]byte
 
 	mu          sync.Mutex
 	collaterals map[[32]byte]*checkedCollateral
@@ -76,12 +78,36 @@ type Verifier struct {
 // maxCached bounds each cache; past it the cache starts afresh.
 const maxCached = 4096
 
+// Intel's names for what a genuine quote and its collateral carry.
+const (
+	IntelTCBSignerCN = "Intel SGX TCB Signing"
+)
+
+// IntelQEVendorID is the QE vendor ID of Intel's quoting enclave.
+var IntelQEVendorID = [16]byte{0x93, 0x9a, 0x72, 0x33, 0xf7, 0x9c, 0x4c, 0xa9, 0x94, 0x0a, 0x0d, 0xb3, 0x95, 0x7f, 0x06, 0x07}
+
+// VerifierOption configures a Verifier.
+type VerifierOption func(*Verifier)
+
+// WithTCBSigner sets the subject CN that the certificate signing TCB Info
+// and QE Identity must have (Intel's by default).
+func WithTCBSigner(cn string) VerifierOption { return func(v *Verifier) { v.tcbSignerCN = cn } }
+
+// WithQEVendorID sets the QE vendor ID quotes must carry (Intel's by default).
+func WithQEVendorID(id [16]byte) VerifierOption { return func(v *Verifier) { v.qeVendorID = id } }
+
 // NewVerifier returns a verifier anchored at root; nil means IntelRootKey().
-func NewVerifier(root *ecdsa.PublicKey) *Verifier {
+// It expects Intel's TCB signer and QE vendor unless options say otherwise.
+func NewVerifier(root *ecdsa.PublicKey, opts ...VerifierOption) *Verifier {
 	if root == nil {
 		root = IntelRootKey()
 	}
-	return &Verifier{root: root, collaterals: map[[32]byte]*checkedCollateral{}, chains: map[[32]byte]*checkedChain{}}
+	v := &Verifier{root: root, tcbSignerCN: IntelTCBSignerCN, qeVendorID: IntelQEVendorID,
+		collaterals: map[[32]byte]*checkedCollateral{}, chains: map[[32]byte]*checkedChain{}}
+	for _, o := range opts {
+		o(v)
+	}
+	return v
 }
 
 // window is when a set of date checks holds: from (inclusive) until
@@ -163,6 +189,9 @@ func (v *Verifier) Verify(raw []byte, opts Options) (*Result, error) {
 	chain, err := v.checkChain(q.CertData, opts.At)
 	if err != nil {
 		return nil, err
+	}
+	if q.Header.QEVendorID != v.qeVendorID {
+		return nil, failf(ReasonQEIdentity, "quote", "QE vendor ID %x is not the expected %x", q.Header.QEVendorID, v.qeVendorID)
 	}
 	col, err := v.checkCollateral(opts.Collateral, opts.At, opts.SkipCRL)
 	if err != nil {
@@ -289,11 +318,11 @@ func (v *Verifier) checkCollateral(col *Collateral, at time.Time, skipCRL bool) 
 		return c, nil
 	}
 	c = &checkedCollateral{}
-	tcbSigner, err := signerOf("TCB signing chain", col.TCBInfoIssuerChain, v.root, at, &c.window)
+	tcbSigner, err := v.signerOf("TCB signing chain", col.TCBInfoIssuerChain, at, &c.window)
 	if err != nil {
 		return nil, err
 	}
-	qeSigner, err := signerOf("QE Identity signing chain", col.QEIdentityIssuerChain, v.root, at, &c.window)
+	qeSigner, err := v.signerOf("QE Identity signing chain", col.QEIdentityIssuerChain, at, &c.window)
 	if err != nil {
 		return nil, err
 	}
@@ -405,15 +434,27 @@ func collateralKey(col *Collateral, skipCRL bool) [32]byte {
 	return out
 }
 
-// signerOf verifies a collateral issuer chain and returns its leaf.
-func signerOf(item string, pemChain []byte, root *ecdsa.PublicKey, at time.Time, w *window) (*x509.Certificate, error) {
+// signerOf verifies a collateral issuer chain and returns its leaf, which
+// must be the TCB signing certificate itself, directly under the root: any
+// other certificate under the root (a platform's PCK certificate, say)
+// must not be able to vouch for a TCB evaluation.
+func (v *Verifier) signerOf(item string, pemChain []byte, at time.Time, w *window) (*x509.Certificate, error) {
 	certs, err := ParseCertificates(pemChain)
 	if err != nil {
 		return nil, err
 	}
-	chain, err := VerifyChain(item, certs, root, at)
+	chain, err := VerifyChain(item, certs, v.root, at)
 	if err != nil {
 		return nil, err
+	}
+	signer := chain[0]
+	switch {
+	case len(chain) != 2:
+		return nil, failf(ReasonChain, item, "%d certificates, want the TCB signing certificate and the root", len(chain))
+	case signer.Subject.CommonName != v.tcbSignerCN:
+		return nil, failf(ReasonChain, item, "signed by %q, not %q", signer.Subject.CommonName, v.tcbSignerCN)
+	case signer.IsCA || signer.KeyUsage&x509.KeyUsageDigitalSignature == 0:
+		return nil, failf(ReasonChain, item, "the signing certificate is a CA or may not sign")
 	}
 	for _, c := range chain {
 		certWindow(w, c)

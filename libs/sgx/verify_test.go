@@ -93,7 +93,8 @@ func TestVerifyNegatives(t *testing.T) {
 	}{
 		{"flipped report body byte", flip(HeaderSize + 100), nil, inWindow, ReasonQuoteSignature, "quote"},
 		{"flipped MRENCLAVE", flip(HeaderSize + 64), nil, inWindow, ReasonQuoteSignature, "quote"},
-		{"flipped header byte", flip(20), nil, inWindow, ReasonQuoteSignature, "quote"},
+		{"flipped header user data", flip(30), nil, inWindow, ReasonQuoteSignature, "quote"},
+		{"flipped QE vendor ID", flip(20), nil, inWindow, ReasonQEIdentity, "quote"},
 		{"flipped QE report byte", flip(qeReportOffset() + 100), nil, inWindow, ReasonQESignature, "QE report"},
 		{"flipped quote signature", flip(SignedSize + 4 + 10), nil, inWindow, ReasonQuoteSignature, "quote"},
 		{"changed PCK certificate", withLeafChange(t, quote), nil, inWindow, ReasonChain, ""},
@@ -197,4 +198,33 @@ func FuzzVerify(f *testing.F) {
 			t.Fatalf("Verify error %v is not an *sgx.Error", err)
 		}
 	})
+}
+
+// TestCollateralSignerMustBeTheTCBSigner: a chain that reaches the root
+// through another certificate (here the quote's own PCK chain, whose leaf
+// could be a compromised platform's key) cannot sign collateral.
+func TestCollateralSignerMustBeTheTCBSigner(t *testing.T) {
+	raw := readVector(t, "phala_sgx_quote_v3.bin")
+	q, err := ParseQuote(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name string
+		set  func(c *Collateral)
+		item string
+	}{
+		{"TCB Info signed under the PCK chain", func(c *Collateral) { c.TCBInfoIssuerChain = q.CertData }, "TCB signing chain"},
+		{"QE Identity signed under the PCK chain", func(c *Collateral) { c.QEIdentityIssuerChain = q.CertData }, "QE Identity signing chain"},
+		{"PCK CRL issuer chain as signer", func(c *Collateral) { c.TCBInfoIssuerChain = c.PCKCRLIssuerChain }, "TCB signing chain"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			col := vectorCollateral(t)
+			tt.set(col)
+			_, err := Verify(raw, Options{At: inWindow, Collateral: col})
+			if !errors.Is(err, &Error{Reason: ReasonChain, Item: tt.item}) {
+				t.Fatalf("Verify = %v, want ReasonChain for %s", err, tt.item)
+			}
+		})
+	}
 }

@@ -44,7 +44,7 @@ func WithTCBLevels(levels ...sgx.TCBLevel) CollateralOption {
 // root's TCB signing key, with the issuer chain (PEM, signer then root);
 // a Root CA CRL issued by the root, empty; and a PCK CRL issued by the PCK
 // CA, listing the serials given to RevokePCK, with its issuer chain (PEM,
-// PCK CA then root). It verifies with sgx.NewVerifier(r.PublicKey()) at
+// PCK CA then root). It verifies with sgx.NewVerifier(r.PublicKey(), VerifierOptions()...) at
 // now. Signatures use crypto/rand.
 func (r *Root) Collateral(p Platform, now time.Time, opts ...CollateralOption) (*sgx.Collateral, error) {
 	o := collateralOptions{levels: []sgx.TCBLevel{{
@@ -238,4 +238,11 @@ func qeIdentityJSON(issueDate, nextUpdate time.Time) ([]byte, error) {
 	w.TCBLevels[0].TCBDate = jsonDate(issueDate)
 	w.TCBLevels[0].TCBStatus = string(sgx.StatusUpToDate)
 	return json.Marshal(w)
+}
+
+// VerifierOptions are what a verifier needs to accept this simulation's
+// quotes and collateral, besides the root key: its TCB signer's name and
+// its QE vendor ID.
+func VerifierOptions() []sgx.VerifierOption {
+	return []sgx.VerifierOption{sgx.WithTCBSigner(TCBSignerCommonName), sgx.WithQEVendorID(qeVendorID)}
 }

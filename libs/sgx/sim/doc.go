@@ -9,7 +9,7 @@
 // enclaves (QE, hosted by the node agent) and signs the collateral (TCB
 // Info, QE Identity, CRLs). Simulated quotes have the exact SGX ECDSA quote
 // v3 format with certification data type 5, and they are checked by the
-// real verifier, sgx.NewVerifier(root.PublicKey()).Verify, with the
+// real verifier, sgx.NewVerifier(root.PublicKey(), sim.VerifierOptions()...).Verify, with the
 // simulation root as trust anchor instead of Intel's. They never verify
 // against sgx.IntelRootKey().
 //

@@ -70,7 +70,7 @@ func mustCollateral(t testing.TB, r *Root, p Platform, opts ...CollateralOption)
 }
 
 func verify(r *Root, raw []byte, col *sgx.Collateral, at time.Time) (*sgx.Result, error) {
-	return sgx.NewVerifier(r.PublicKey()).Verify(raw, sgx.Options{At: at, Collateral: col})
+	return sgx.NewVerifier(r.PublicKey(), VerifierOptions()...).Verify(raw, sgx.Options{At: at, Collateral: col})
 }
 
 func filled(b byte) (out [32]byte) {
@@ -184,11 +184,11 @@ func TestQuoteRefusedByOtherRoots(t *testing.T) {
 		col  *sgx.Collateral
 		want sgx.Reason
 	}{
-		{"own simulation root", sgx.NewVerifier(r.PublicKey()), col, ""},
+		{"own simulation root", sgx.NewVerifier(r.PublicKey(), VerifierOptions()...), col, ""},
 		{"Intel root", sgx.NewVerifier(sgx.IntelRootKey()), col, sgx.ReasonChain},
 		{"nil root means Intel", sgx.NewVerifier(nil), col, sgx.ReasonChain},
-		{"another simulation root", sgx.NewVerifier(other.PublicKey()), col, sgx.ReasonChain},
-		{"collateral of another simulation root", sgx.NewVerifier(r.PublicKey()), mustCollateral(t, other, p), sgx.ReasonChain},
+		{"another simulation root", sgx.NewVerifier(other.PublicKey(), VerifierOptions()...), col, sgx.ReasonChain},
+		{"collateral of another simulation root", sgx.NewVerifier(r.PublicKey(), VerifierOptions()...), mustCollateral(t, other, p), sgx.ReasonChain},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := tc.v.Verify(raw, sgx.Options{At: now, Collateral: tc.col})
@@ -269,7 +269,7 @@ func TestRevokePCK(t *testing.T) {
 			if got := len(crl.RevokedCertificateEntries); got != tc.wantListed {
 				t.Errorf("PCK CRL lists %d serials, want %d", got, tc.wantListed)
 			}
-			v := sgx.NewVerifier(r.PublicKey())
+			v := sgx.NewVerifier(r.PublicKey(), VerifierOptions()...)
 			for _, q := range []struct {
 				name string
 				qe   *QE
@@ -624,7 +624,7 @@ func TestConcurrentUse(t *testing.T) {
 	r := newRoot(t)
 	p := DefaultPlatform()
 	q := newQE(t, r, p)
-	v := sgx.NewVerifier(r.PublicKey())
+	v := sgx.NewVerifier(r.PublicKey(), VerifierOptions()...)
 	var wg sync.WaitGroup
 	errs := make(chan error, 16)
 	for i := range 8 {

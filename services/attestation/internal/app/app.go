@@ -15,6 +15,7 @@ import (
 
 	"github.com/cloister-cc/cloister/libs/errs"
 	"github.com/cloister-cc/cloister/libs/sgx"
+	"github.com/cloister-cc/cloister/libs/sgx/sim"
 	"github.com/cloister-cc/cloister/services/attestation/internal/domain"
 )
 
@@ -84,7 +85,7 @@ func New(cfg Config) (*Service, error) {
 	}
 	s := &Service{cfg: cfg, intel: sgx.NewVerifier(cfg.IntelRoot)}
 	if cfg.Simulation != nil {
-		s.sim = sgx.NewVerifier(cfg.Simulation.RootKey())
+		s.sim = sgx.NewVerifier(cfg.Simulation.RootKey(), sim.VerifierOptions()...)
 	}
 	return s, nil
 }
