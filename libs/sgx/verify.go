@@ -10,6 +10,7 @@ import (
 	"errors"
 	"math/big"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -504,4 +505,29 @@ func (v *Verifier) CheckCollateral(col *Collateral, at time.Time, skipCRL bool) 
 		return nil, err
 	}
 	return c.tcbInfo, nil
+}
+
+// Platform verifies a quote's PCK chain (or recalls that it did) and
+// returns the platform's SGX extension and the kind of PCK CA that issued
+// its certificate, "processor" or "platform". Callers use it to find the
+// platform's collateral: an FMSPC is only trusted from a verified chain.
+func (v *Verifier) Platform(raw []byte, at time.Time) (PCKExtension, string, error) {
+	q, err := ParseQuote(raw)
+	if err != nil {
+		return PCKExtension{}, "", err
+	}
+	c, err := v.checkChain(q.CertData, at)
+	if err != nil {
+		return PCKExtension{}, "", err
+	}
+	return c.ext, PCKCAKind(c.pckCA.Subject.CommonName), nil
+}
+
+// PCKCAKind names the kind of PCK CA from its common name: "platform" for
+// Intel SGX PCK Platform CA, "processor" otherwise.
+func PCKCAKind(commonName string) string {
+	if strings.Contains(commonName, "Platform") {
+		return "platform"
+	}
+	return "processor"
 }

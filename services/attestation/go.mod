@@ -7,6 +7,7 @@ replace github.com/cloister-cc/cloister/libs => ../../libs
 require (
 	github.com/cloister-cc/cloister/libs v0.0.0
 	github.com/nats-io/nats.go v1.55.0
+	golang.org/x/sync v0.25.0
 	google.golang.org/protobuf v1.36.12
 )
 

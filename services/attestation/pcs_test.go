@@ -1,6 +1,7 @@
 package attestation_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/hex"
 	"encoding/json"
@@ -36,11 +37,11 @@ func pcsServer(t *testing.T) (*httptest.Server, *atomic.Int32) {
 			return
 		}
 		tcbRequests.Add(1)
-		w.Header().Set("TCB-Info-Issuer-Chain", url.QueryEscape(raw["tcb_info_issuer_chain"]))
+		w.Header().Set("TCB-Info-Issuer-Chain", url.PathEscape(raw["tcb_info_issuer_chain"]))
 		_, _ = w.Write([]byte(`{"tcbInfo":` + raw["tcb_info"] + `,"signature":"` + raw["tcb_info_signature"] + `"}`))
 	})
 	mux.HandleFunc("GET /sgx/certification/v4/qe/identity", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("SGX-Enclave-Identity-Issuer-Chain", url.QueryEscape(raw["qe_identity_issuer_chain"]))
+		w.Header().Set("SGX-Enclave-Identity-Issuer-Chain", url.PathEscape(raw["qe_identity_issuer_chain"]))
 		_, _ = w.Write([]byte(`{"enclaveIdentity":` + raw["qe_identity"] + `,"signature":"` + raw["qe_identity_signature"] + `"}`))
 	})
 	mux.HandleFunc("GET /sgx/certification/v4/pckcrl", func(w http.ResponseWriter, r *http.Request) {
@@ -48,7 +49,7 @@ func pcsServer(t *testing.T) (*httptest.Server, *atomic.Int32) {
 			http.Error(w, "wrong ca", http.StatusBadRequest)
 			return
 		}
-		w.Header().Set("SGX-PCK-CRL-Issuer-Chain", url.QueryEscape(raw["pck_crl_issuer_chain"]))
+		w.Header().Set("SGX-PCK-CRL-Issuer-Chain", url.PathEscape(raw["pck_crl_issuer_chain"]))
 		_, _ = w.Write(unhex(raw["pck_crl"]))
 	})
 	mux.HandleFunc("GET /sgx/certification/v4/rootcacrl", func(w http.ResponseWriter, r *http.Request) {
@@ -80,6 +81,12 @@ func TestFetchesCollateralFromPCS(t *testing.T) {
 		t.Fatal(err)
 	}
 	quote := read(t, "phala_sgx_quote_v3.bin")
+	// A quote whose PCK chain does not verify never sends its FMSPC to the PCS.
+	forged := bytes.Clone(quote)
+	forged[len(forged)-300] ^= 1 // inside the PEM chain
+	if v := verify(t, c, account, forged, nil, nil); v.GetOk() || v.GetReason() == "no_collateral" || tcbRequests.Load() != 0 {
+		t.Fatalf("verdict for a forged chain = %v after %d PCS requests; want a chain failure and none", v, tcbRequests.Load())
+	}
 	for i := range 3 {
 		if v := verify(t, c, account, quote, nil, nil); !v.GetOk() {
 			t.Fatalf("verification %d with a PCS = %v", i, v)

@@ -15,6 +15,7 @@ import (
 	"github.com/cloister-cc/cloister/libs/events"
 	"github.com/cloister-cc/cloister/libs/natsrpc"
 	"github.com/cloister-cc/cloister/libs/pki"
+	"github.com/cloister-cc/cloister/libs/sgx"
 	"github.com/cloister-cc/cloister/libs/sgx/sim"
 	"github.com/cloister-cc/cloister/services/attestation/client"
 	"github.com/cloister-cc/cloister/services/attestation/internal/app"
@@ -38,9 +39,11 @@ type Config struct {
 	// PCSURL, when set, is the base URL of Intel's PCS or a PCCS (API v4)
 	// from which missing or outdated collateral is fetched.
 	PCSURL string
-	// IntelRoot and Clock override the trust anchor and the time (tests).
-	IntelRoot *ecdsa.PublicKey
-	Clock     func() time.Time
+	// IntelRoot, IntelOptions and Clock override the trust anchor, Intel's
+	// names and the time (tests).
+	IntelRoot    *ecdsa.PublicKey
+	IntelOptions []sgx.VerifierOption
+	Clock        func() time.Time
 }
 
 // Service is a running attestation service.
@@ -83,7 +86,7 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 	}
 	appCfg := app.Config{
 		Policies: stores.Policies, Collaterals: stores.Collaterals, Verdicts: stores.Verdicts,
-		IntelRoot: cfg.IntelRoot, Clock: cfg.Clock,
+		IntelRoot: cfg.IntelRoot, IntelOptions: cfg.IntelOptions, Clock: cfg.Clock,
 	}
 	var simul *simulation.Simulation
 	if cfg.Simulation {

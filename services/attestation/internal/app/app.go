@@ -8,8 +8,10 @@ import (
 	"crypto/ecdsa"
 	"errors"
 	"fmt"
-	"strings"
+	"sync"
 	"time"
+
+	"golang.org/x/sync/singleflight"
 
 	"github.com/google/uuid"
 
@@ -26,10 +28,12 @@ type Policies interface {
 	Put(ctx context.Context, accountID string, p domain.Policy, evs ...domain.Event) (domain.Policy, error)
 }
 
-// Collaterals stores Intel collateral by platform (FMSPC).
+// Collaterals stores Intel collateral by platform: FMSPC and the kind of
+// PCK CA ("processor" or "platform"), whose CRLs differ.
 type Collaterals interface {
-	Get(ctx context.Context, fmspc [6]byte) (*sgx.Collateral, error) // domain.ErrCollateralNotFound
-	Put(ctx context.Context, fmspc [6]byte, c *sgx.Collateral) error
+	Get(ctx context.Context, fmspc [6]byte, ca string) (domain.Collateral, error) // domain.ErrCollateralNotFound
+	// Put stores c unless what is stored is newer (decided by newer), atomically.
+	Put(ctx context.Context, fmspc [6]byte, ca string, c domain.Collateral, newer func(stored domain.Collateral) error) error
 }
 
 // Verdicts stores verdicts, so that the CA can be given a verdict's id and
@@ -63,9 +67,11 @@ type Config struct {
 	// Simulation, when set, lets accounts whose policy allows it present
 	// simulated evidence.
 	Simulation Simulation
-	// IntelRoot overrides the pinned Intel SGX Root CA key (tests only).
-	IntelRoot *ecdsa.PublicKey
-	Clock     func() time.Time
+	// IntelRoot and IntelOptions override the pinned Intel SGX Root CA key
+	// and Intel's names (tests only).
+	IntelRoot    *ecdsa.PublicKey
+	IntelOptions []sgx.VerifierOption
+	Clock        func() time.Time
 }
 
 // Service verifies evidence and keeps policies and collateral.
@@ -73,6 +79,10 @@ type Service struct {
 	cfg   Config
 	intel *sgx.Verifier
 	sim   *sgx.Verifier
+
+	fetches       singleflight.Group
+	mu            sync.Mutex
+	failedFetches map[string]failedFetch
 }
 
 // New returns the service.
@@ -83,7 +93,7 @@ func New(cfg Config) (*Service, error) {
 	if cfg.Clock == nil {
 		cfg.Clock = time.Now
 	}
-	s := &Service{cfg: cfg, intel: sgx.NewVerifier(cfg.IntelRoot)}
+	s := &Service{cfg: cfg, intel: sgx.NewVerifier(cfg.IntelRoot, cfg.IntelOptions...), failedFetches: map[string]failedFetch{}}
 	if cfg.Simulation != nil {
 		s.sim = sgx.NewVerifier(cfg.Simulation.RootKey(), sim.VerifierOptions()...)
 	}
@@ -133,11 +143,11 @@ func (s *Service) judge(ctx context.Context, v *domain.Verdict, quote, binding, 
 	if err != nil {
 		return err
 	}
-	fmspc, ca, simulated, err := s.platformOf(quote)
+	fmspc, ca, simulated, err := s.platformOf(quote, now)
+	v.Simulated, v.FMSPC = simulated, fmspc
 	if err != nil {
 		return refuse(string(sgx.ReasonOf(err)), err)
 	}
-	v.Simulated, v.FMSPC = simulated, fmspc
 
 	verifier := s.intel
 	var col *sgx.Collateral
@@ -175,71 +185,114 @@ func (s *Service) judge(ctx context.Context, v *domain.Verdict, quote, binding, 
 	return nil
 }
 
-// collateralFor returns the stored collateral of a platform while it is
-// current, and otherwise what the fetcher (if any) brings, stored for the
-// next verification. If fetching fails, stale collateral is still returned:
-// the verifier then names what expired.
+// collateralFor returns the stored collateral of a platform while every
+// part of it is current, and otherwise what the fetcher (if any) brings,
+// stored for the next verification. If fetching fails, stale collateral is
+// still returned: the verifier then names what expired. Fetches are shared
+// by concurrent callers and a failure is not retried for fetchBackoff.
 func (s *Service) collateralFor(ctx context.Context, fmspc [6]byte, ca string, now time.Time) (*sgx.Collateral, error) {
-	stored, err := s.cfg.Collaterals.Get(ctx, fmspc)
+	stored, err := s.cfg.Collaterals.Get(ctx, fmspc, ca)
+	found := err == nil
 	if err != nil && !errors.Is(err, domain.ErrCollateralNotFound) {
 		return nil, err
 	}
-	if stored != nil {
-		if info, perr := sgx.ParseTCBInfo(stored.TCBInfoJSON); perr == nil && now.Before(info.NextUpdate) {
-			return stored, nil
-		}
+	if found && now.Before(stored.Expires) {
+		return &stored.Col, nil
 	}
 	if s.cfg.Fetcher == nil {
-		return stored, err
+		if found {
+			return &stored.Col, nil
+		}
+		return nil, err
 	}
-	fetched, ferr := s.cfg.Fetcher.Fetch(ctx, fmspc, ca)
+	key := fmt.Sprintf("%x/%s", fmspc, ca)
+	ferr := s.fetchFailedRecently(key, now)
 	if ferr == nil {
-		if _, ferr = s.PutCollateral(ctx, fetched); ferr == nil {
-			return fetched, nil
+		_, ferr, _ = s.fetches.Do(key, func() (any, error) {
+			fetched, err := s.cfg.Fetcher.Fetch(ctx, fmspc, ca)
+			if err == nil {
+				_, err = s.PutCollateral(ctx, fetched)
+			}
+			if err != nil {
+				s.noteFetchFailure(key, now, err)
+			}
+			return nil, err
+		})
+	}
+	if ferr == nil {
+		if c, err := s.cfg.Collaterals.Get(ctx, fmspc, ca); err == nil {
+			return &c.Col, nil
 		}
 	}
-	if stored != nil {
-		return stored, nil
+	if found {
+		return &stored.Col, nil
 	}
 	return nil, fmt.Errorf("%w (fetching it from the PCS: %v)", domain.ErrCollateralNotFound, ferr)
 }
 
-// platformOf reads the FMSPC and the issuing PCK CA ("processor" or
-// "platform") from the quote's PCK chain and tells whether the chain ends
-// at the simulation root.
-func (s *Service) platformOf(quote []byte) ([6]byte, string, bool, error) {
-	q, err := sgx.ParseQuote(quote)
-	if err != nil {
-		return [6]byte{}, "", false, err
+// fetchBackoff is how long a failed fetch for a platform is not repeated.
+const fetchBackoff = time.Minute
+
+func (s *Service) fetchFailedRecently(key string, now time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if f, ok := s.failedFetches[key]; ok && now.Sub(f.at) < fetchBackoff {
+		return f.err
 	}
-	certs, err := sgx.ParseCertificates(q.CertData)
-	if err != nil {
-		return [6]byte{}, "", false, err
+	return nil
+}
+
+func (s *Service) noteFetchFailure(key string, now time.Time, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.failedFetches) > 10000 {
+		clear(s.failedFetches)
 	}
-	var fmspc [6]byte
-	ca := "processor"
-	found, simulated := false, false
-	for _, c := range certs {
-		if ext, err := sgx.ParsePCKExtension(c); err == nil && !found {
-			fmspc, found = ext.FMSPC, true
-			if strings.Contains(c.Issuer.CommonName, "Platform") {
-				ca = "platform"
-			}
+	s.failedFetches[key] = failedFetch{at: now, err: err}
+}
+
+type failedFetch struct {
+	at  time.Time
+	err error
+}
+
+// platformOf tells whether the quote's chain ends at the simulation root,
+// and returns the platform (FMSPC, PCK CA kind) from the verified chain of
+// the matching verifier, so an FMSPC from an unverified certificate never
+// reaches the collateral store or the PCS.
+func (s *Service) platformOf(quote []byte, now time.Time) ([6]byte, string, bool, error) {
+	simulated := false
+	if s.sim != nil {
+		q, err := sgx.ParseQuote(quote)
+		if err != nil {
+			return [6]byte{}, "", false, err
 		}
-		if s.sim != nil && bytes.Equal(c.RawSubject, c.RawIssuer) {
-			if k, ok := c.PublicKey.(*ecdsa.PublicKey); ok && k.Equal(s.cfg.Simulation.RootKey()) {
+		certs, err := sgx.ParseCertificates(q.CertData)
+		if err != nil {
+			return [6]byte{}, "", false, err
+		}
+		for _, c := range certs {
+			if k, ok := c.PublicKey.(*ecdsa.PublicKey); ok && bytes.Equal(c.RawSubject, c.RawIssuer) && k.Equal(s.cfg.Simulation.RootKey()) {
 				simulated = true
 			}
 		}
 	}
-	if !found {
-		return [6]byte{}, "", false, &sgx.Error{Reason: sgx.ReasonChain, Item: "PCK certificate chain", Err: errors.New("no certificate carries the SGX extension")}
+	verifier := s.intel
+	if simulated {
+		verifier = s.sim
 	}
-	return fmspc, ca, simulated, nil
+	ext, ca, err := verifier.Platform(quote, now)
+	if err != nil {
+		return [6]byte{}, "", simulated, err
+	}
+	return ext.FMSPC, ca, simulated, nil
 }
 
 // GetVerdict returns a recorded verdict of the account.
 func (s *Service) GetVerdict(ctx context.Context, accountID, id string) (domain.Verdict, error) {
+	if uuid.Validate(accountID) != nil || uuid.Validate(id) != nil {
+		return domain.Verdict{}, domain.ErrVerdictNotFound
+	}
 	return s.cfg.Verdicts.Get(ctx, accountID, id)
 }
 
@@ -273,7 +326,10 @@ func (s *Service) SetPolicy(ctx context.Context, accountID string, p domain.Poli
 }
 
 // PutCollateral checks collateral (chains, signatures, dates, Root CA CRL)
-// and stores it under its FMSPC.
+// and stores it for its platform. Collateral only moves forward: TCB and QE
+// evaluation numbers may not go down, nor CRLs get older, so nobody can
+// roll a platform back to an evaluation that missed newer advisories or
+// to a CRL from before a revocation.
 func (s *Service) PutCollateral(ctx context.Context, col *sgx.Collateral) (*sgx.TCBInfo, error) {
 	if col == nil || len(col.RootCACRL) == 0 || len(col.PCKCRL) == 0 {
 		return nil, errs.New(errs.Invalid, "collateral must include the Root CA CRL and the PCK CRL")
@@ -282,17 +338,41 @@ func (s *Service) PutCollateral(ctx context.Context, col *sgx.Collateral) (*sgx.
 	if err != nil {
 		return nil, errs.Newf(errs.Invalid, "collateral refused: %v", err)
 	}
-	// Collateral only moves forward: older (even if still valid) collateral
-	// must not replace what is stored, or a caller could roll a platform
-	// back to a TCB evaluation that missed newer advisories.
-	if stored, err := s.cfg.Collaterals.Get(ctx, info.FMSPC); err == nil {
-		if old, err := sgx.ParseTCBInfo(stored.TCBInfoJSON); err == nil && info.IssueDate.Before(old.IssueDate) {
-			return nil, errs.Newf(errs.Conflict, "newer collateral for FMSPC %x is stored (issued %s)", info.FMSPC, old.IssueDate.Format(time.RFC3339))
-		}
-	} else if !errors.Is(err, domain.ErrCollateralNotFound) {
-		return nil, err
+	qe, err := sgx.ParseQEIdentity(col.QEIdentityJSON)
+	if err != nil {
+		return nil, errs.Newf(errs.Invalid, "collateral refused: %v", err)
 	}
-	if err := s.cfg.Collaterals.Put(ctx, info.FMSPC, col); err != nil {
+	rootCRL, err := sgx.ParseCRL(col.RootCACRL)
+	if err != nil {
+		return nil, errs.Newf(errs.Invalid, "collateral refused: %v", err)
+	}
+	pckCRL, err := sgx.ParseCRL(col.PCKCRL)
+	if err != nil {
+		return nil, errs.Newf(errs.Invalid, "collateral refused: %v", err)
+	}
+	c := domain.Collateral{Col: *col, TCBEvaluation: info.TCBEvaluationDataNumber, QEEvaluation: qe.TCBEvaluationDataNumber,
+		RootCRLIssued: rootCRL.ThisUpdate, PCKCRLIssued: pckCRL.ThisUpdate}
+	c.Expires = info.NextUpdate
+	for _, t := range []time.Time{qe.NextUpdate, rootCRL.NextUpdate, pckCRL.NextUpdate} {
+		if t.Before(c.Expires) {
+			c.Expires = t
+		}
+	}
+	ca := sgx.PCKCAKind(pckCRL.Issuer.CommonName)
+	err = s.cfg.Collaterals.Put(ctx, info.FMSPC, ca, c, func(stored domain.Collateral) error {
+		switch {
+		case c.TCBEvaluation < stored.TCBEvaluation:
+			return errs.Newf(errs.Conflict, "TCB Info evaluation %d is older than the stored %d", c.TCBEvaluation, stored.TCBEvaluation)
+		case c.QEEvaluation < stored.QEEvaluation:
+			return errs.Newf(errs.Conflict, "QE Identity evaluation %d is older than the stored %d", c.QEEvaluation, stored.QEEvaluation)
+		case c.RootCRLIssued.Before(stored.RootCRLIssued):
+			return errs.Newf(errs.Conflict, "Root CA CRL of %s is older than the stored one of %s", c.RootCRLIssued.Format(time.RFC3339), stored.RootCRLIssued.Format(time.RFC3339))
+		case c.PCKCRLIssued.Before(stored.PCKCRLIssued):
+			return errs.Newf(errs.Conflict, "PCK CRL of %s is older than the stored one of %s", c.PCKCRLIssued.Format(time.RFC3339), stored.PCKCRLIssued.Format(time.RFC3339))
+		}
+		return nil
+	})
+	if err != nil {
 		return nil, err
 	}
 	return info, nil

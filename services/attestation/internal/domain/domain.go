@@ -44,6 +44,18 @@ func (p Policy) SGX() sgx.Policy {
 	return sgx.Policy{AcceptStatuses: p.AcceptStatuses, AllowDebug: p.AllowDebug, MinISVSVN: p.MinISVSVN}
 }
 
+// Collateral is Intel collateral for one platform kind (FMSPC and PCK CA)
+// with what decides whether newer collateral may replace it and when it
+// must be refreshed.
+type Collateral struct {
+	Col sgx.Collateral
+	// Expires is the earliest nextUpdate of its parts.
+	Expires time.Time
+	// Evaluation numbers and CRL issue times only move forward.
+	TCBEvaluation, QEEvaluation int
+	RootCRLIssued, PCKCRLIssued time.Time
+}
+
 // Verdict is the outcome of verifying one piece of evidence for an account.
 type Verdict struct {
 	ID         string

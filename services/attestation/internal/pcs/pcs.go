@@ -118,7 +118,7 @@ func (c *Client) get(ctx context.Context, path string, chainHeaders ...string) (
 	}
 	for _, name := range chainHeaders {
 		if v := h.Get(name); v != "" {
-			pem, err := url.QueryUnescape(v)
+			pem, err := url.PathUnescape(v) // not QueryUnescape: "+" in base64 stays "+"
 			if err != nil {
 				return nil, nil, fmt.Errorf("decoding %s header: %w", name, err)
 			}

@@ -49,7 +49,7 @@ func Open(ctx context.Context, js jetstream.JetStream, replicas int, logger *slo
 	if err != nil {
 		return nil, err
 	}
-	c, err := kv.Open[sgx.Collateral](ctx, js, kv.Config{Bucket: BucketCollateral, Replicas: replicas}, opt)
+	c, err := kv.Open[domain.Collateral](ctx, js, kv.Config{Bucket: BucketCollateral, Replicas: replicas}, opt)
 	if err != nil {
 		return nil, err
 	}
@@ -115,33 +115,37 @@ func (s *Policies) Put(ctx context.Context, accountID string, p domain.Policy, e
 	return p, nil
 }
 
-// Collaterals keeps the latest collateral per FMSPC.
-type Collaterals struct{ kv *kv.Store[sgx.Collateral] }
+// Collaterals keeps the newest collateral per platform, keyed
+// <fmspc>.<ca>.
+type Collaterals struct{ kv *kv.Store[domain.Collateral] }
 
 var _ app.Collaterals = (*Collaterals)(nil)
 
+func collateralKey(fmspc [6]byte, ca string) string { return hex.EncodeToString(fmspc[:]) + "." + ca }
+
 // Get implements app.Collaterals.
-func (s *Collaterals) Get(ctx context.Context, fmspc [6]byte) (*sgx.Collateral, error) {
-	e, err := s.kv.Get(ctx, hex.EncodeToString(fmspc[:]))
+func (s *Collaterals) Get(ctx context.Context, fmspc [6]byte, ca string) (domain.Collateral, error) {
+	e, err := s.kv.Get(ctx, collateralKey(fmspc, ca))
 	if errors.Is(err, kv.ErrNotFound) {
-		return nil, domain.ErrCollateralNotFound
+		return domain.Collateral{}, domain.ErrCollateralNotFound
 	}
-	if err != nil {
-		return nil, err
-	}
-	return &e.Value, nil
+	return e.Value, err
 }
 
-// Put implements app.Collaterals: the newest upload replaces the last.
-func (s *Collaterals) Put(ctx context.Context, fmspc [6]byte, c *sgx.Collateral) error {
-	key := hex.EncodeToString(fmspc[:])
+// Put implements app.Collaterals: newer decides against what is stored,
+// and the write is conditional on that not having changed meanwhile.
+func (s *Collaterals) Put(ctx context.Context, fmspc [6]byte, ca string, c domain.Collateral, newer func(domain.Collateral) error) error {
+	key := collateralKey(fmspc, ca)
 	for range 5 {
 		e, err := s.kv.Get(ctx, key)
 		switch {
 		case errors.Is(err, kv.ErrNotFound):
-			_, err = s.kv.Create(ctx, key, *c)
+			_, err = s.kv.Create(ctx, key, c)
 		case err == nil:
-			_, err = s.kv.Update(ctx, key, *c, e.Version)
+			if err := newer(e.Value); err != nil {
+				return err
+			}
+			_, err = s.kv.Update(ctx, key, c, e.Version)
 		}
 		if !errors.Is(err, kv.ErrConflict) && !errors.Is(err, kv.ErrExists) {
 			return err
