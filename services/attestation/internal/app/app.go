@@ -209,9 +209,13 @@ func (s *Service) collateralFor(ctx context.Context, fmspc [6]byte, ca string, n
 	ferr := s.fetchFailedRecently(key, now)
 	if ferr == nil {
 		_, ferr, _ = s.fetches.Do(key, func() (any, error) {
-			fetched, err := s.cfg.Fetcher.Fetch(ctx, fmspc, ca)
+			// Shared by every waiting caller: not bound to the first one's
+			// context, which may end before the others'.
+			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+			defer cancel()
+			fetched, err := s.cfg.Fetcher.Fetch(fctx, fmspc, ca)
 			if err == nil {
-				_, err = s.PutCollateral(ctx, fetched)
+				_, err = s.PutCollateral(fctx, fetched)
 			}
 			if err != nil {
 				s.noteFetchFailure(key, now, err)
