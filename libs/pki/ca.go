@@ -1,0 +1,204 @@
+package pki
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"math/big"
+	"time"
+)
+
+// Lifetimes of the CA hierarchy.
+const (
+	RootLifetime    = 20 * 365 * 24 * time.Hour
+	IssuerLifetime  = 5 * 365 * 24 * time.Hour
+	backdate        = time.Hour // tolerate clocks a little behind
+	maxLeafLifetime = 397 * 24 * time.Hour
+)
+
+// CA is an account's certificate authority: an offline-style root (ECDSA
+// P-384) that signs only issuing CAs, and an issuing CA (ECDSA P-256) that
+// signs leaf certificates. Rotating the issuer keeps the root, so
+// certificates already issued still chain.
+type CA struct {
+	Root       *x509.Certificate
+	rootKey    *ecdsa.PrivateKey
+	Issuer     *x509.Certificate
+	issuerKey  *ecdsa.PrivateKey
+	accountRef string
+}
+
+// NewCA creates the hierarchy of an account, named after it.
+func NewCA(account string, now time.Time) (*CA, error) {
+	rootKey, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	name := pkix.Name{Organization: []string{"Cloister"}, OrganizationalUnit: []string{"account " + account}}
+	rootTmpl := &x509.Certificate{
+		SerialNumber:          newSerial(),
+		Subject:               withCN(name, "Cloister Account Root CA"),
+		NotBefore:             now.Add(-backdate),
+		NotAfter:              now.Add(RootLifetime),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		MaxPathLen:            1,
+		SubjectKeyId:          keyID(&rootKey.PublicKey),
+	}
+	der, err := x509.CreateCertificate(rand.Reader, rootTmpl, rootTmpl, &rootKey.PublicKey, rootKey)
+	if err != nil {
+		return nil, fmt.Errorf("creating root CA certificate: %w", err)
+	}
+	root, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, err
+	}
+	ca := &CA{Root: root, rootKey: rootKey, accountRef: account}
+	if err := ca.RotateIssuer(now); err != nil {
+		return nil, err
+	}
+	return ca, nil
+}
+
+// RotateIssuer replaces the issuing CA with a new key signed by the root.
+func (c *CA) RotateIssuer(now time.Time) error {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          newSerial(),
+		Subject:               withCN(c.Root.Subject, "Cloister Account Issuing CA"),
+		NotBefore:             now.Add(-backdate),
+		NotAfter:              minTime(now.Add(IssuerLifetime), c.Root.NotAfter),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		MaxPathLenZero:        true,
+		SubjectKeyId:          keyID(&key.PublicKey),
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, c.Root, &key.PublicKey, c.rootKey)
+	if err != nil {
+		return fmt.Errorf("creating issuing CA certificate: %w", err)
+	}
+	issuer, err := x509.ParseCertificate(der)
+	if err != nil {
+		return err
+	}
+	c.Issuer, c.issuerKey = issuer, key
+	return nil
+}
+
+// IssuerSigner is the issuing CA's key, for CRLs and OCSP responses.
+func (c *CA) IssuerSigner() crypto.Signer { return c.issuerKey }
+
+// ChainPEM is the issuing CA then the root, as servers send them.
+func (c *CA) ChainPEM() []byte {
+	return append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Issuer.Raw}),
+		pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Root.Raw})...)
+}
+
+// caRecord is the CA's stored form, before sealing.
+type caRecord struct {
+	Account   string `json:"account"`
+	Root      []byte `json:"root"`
+	RootKey   []byte `json:"root_key"`
+	Issuer    []byte `json:"issuer"`
+	IssuerKey []byte `json:"issuer_key"`
+}
+
+// Seal returns the CA sealed under kek, bound to its account: a sealed CA
+// moved to another account's record does not open.
+func (c *CA) Seal(kek *KEK) ([]byte, error) {
+	rootKey, err := x509.MarshalPKCS8PrivateKey(c.rootKey)
+	if err != nil {
+		return nil, err
+	}
+	issuerKey, err := x509.MarshalPKCS8PrivateKey(c.issuerKey)
+	if err != nil {
+		return nil, err
+	}
+	plain, err := json.Marshal(caRecord{Account: c.accountRef, Root: c.Root.Raw, RootKey: rootKey, Issuer: c.Issuer.Raw, IssuerKey: issuerKey})
+	if err != nil {
+		return nil, err
+	}
+	defer clear(plain)
+	return kek.Seal(plain, caAAD(c.accountRef))
+}
+
+// OpenCA opens a CA sealed by Seal for account.
+func OpenCA(sealed []byte, kek *KEK, account string) (*CA, error) {
+	plain, err := kek.Open(sealed, caAAD(account))
+	if err != nil {
+		return nil, err
+	}
+	defer clear(plain)
+	var r caRecord
+	if err := json.Unmarshal(plain, &r); err != nil || r.Account != account {
+		return nil, errors.New("pki: sealed CA record is malformed")
+	}
+	c := &CA{accountRef: account}
+	if c.Root, err = x509.ParseCertificate(r.Root); err != nil {
+		return nil, err
+	}
+	if c.Issuer, err = x509.ParseCertificate(r.Issuer); err != nil {
+		return nil, err
+	}
+	if c.rootKey, err = parseECKey(r.RootKey, c.Root); err != nil {
+		return nil, err
+	}
+	if c.issuerKey, err = parseECKey(r.IssuerKey, c.Issuer); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func caAAD(account string) []byte { return []byte("cloister/ca/" + account) }
+
+func parseECKey(der []byte, cert *x509.Certificate) (*ecdsa.PrivateKey, error) {
+	k, err := x509.ParsePKCS8PrivateKey(der)
+	if err != nil {
+		return nil, err
+	}
+	ec, ok := k.(*ecdsa.PrivateKey)
+	if !ok || !ec.PublicKey.Equal(cert.PublicKey) {
+		return nil, errors.New("pki: CA key does not match its certificate")
+	}
+	return ec, nil
+}
+
+func withCN(n pkix.Name, cn string) pkix.Name {
+	n.CommonName = cn
+	return n
+}
+
+// newSerial returns a random positive 127-bit serial number.
+func newSerial() *big.Int {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	b[0] &= 0x7f
+	b[0] |= 0x40 // never short: serials keep one length
+	return new(big.Int).SetBytes(b)
+}
+
+func keyID(pub crypto.PublicKey) []byte {
+	der, _ := x509.MarshalPKIXPublicKey(pub)
+	sum := sha256.Sum256(der)
+	return sum[:20]
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}

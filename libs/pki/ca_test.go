@@ -1,0 +1,315 @@
+package pki
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+var (
+	rsaKeysOnce sync.Once
+	rsaKeys     map[int]*rsa.PrivateKey
+)
+
+func testKey(t testing.TB, kt KeyType) crypto.Signer {
+	t.Helper()
+	rsaKeysOnce.Do(func() {
+		rsaKeys = map[int]*rsa.PrivateKey{}
+		for _, bits := range []int{1024, 2048, 3072, 4096} {
+			k, err := rsa.GenerateKey(rand.Reader, bits)
+			if err != nil {
+				panic(err)
+			}
+			rsaKeys[bits] = k
+		}
+	})
+	switch kt {
+	case RSA2048:
+		return rsaKeys[2048]
+	case RSA3072:
+		return rsaKeys[3072]
+	case RSA4096:
+		return rsaKeys[4096]
+	case P256:
+		k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		return k
+	case P384:
+		k, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+		return k
+	case "rsa-1024":
+		return rsaKeys[1024]
+	case "ec-p224":
+		k, _ := ecdsa.GenerateKey(elliptic.P224(), rand.Reader)
+		return k
+	}
+	t.Fatalf("no test key for %s", kt)
+	return nil
+}
+
+func csrFor(t testing.TB, key crypto.Signer, tmpl *x509.CertificateRequest) []byte {
+	t.Helper()
+	der, err := x509.CreateCertificateRequest(rand.Reader, tmpl, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return der
+}
+
+func appCSR(t testing.TB, kt KeyType) []byte {
+	return csrFor(t, testKey(t, kt), &x509.CertificateRequest{Subject: pkix.Name{CommonName: "myapp.example.com"}, DNSNames: []string{"myapp.example.com"}})
+}
+
+var at = time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+
+func TestIssueEveryKeyType(t *testing.T) {
+	ca, err := NewCA("acct-1", at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, kt := range []KeyType{RSA2048, RSA3072, RSA4096, P256, P384} {
+		t.Run(string(kt), func(t *testing.T) {
+			csr, err := CheckCSR(appCSR(t, kt), kt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := Attestation{MRENCLAVE: bytes.Repeat([]byte{1}, 32), MRSIGNER: bytes.Repeat([]byte{2}, 32), ISVProdID: 7, ISVSVN: 3, TCBStatus: "UpToDate", Simulated: true}
+			cert, err := ca.Issue(Leaf{CSR: csr, Lifetime: 24 * time.Hour, Attestation: want}, at)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pool := x509.NewCertPool()
+			pool.AddCert(ca.Root)
+			inter := x509.NewCertPool()
+			inter.AddCert(ca.Issuer)
+			for _, usage := range []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth} {
+				if _, err := cert.Verify(x509.VerifyOptions{Roots: pool, Intermediates: inter, DNSName: "myapp.example.com",
+					CurrentTime: at, KeyUsages: []x509.ExtKeyUsage{usage}}); err != nil {
+					t.Fatalf("Verify(%v) = %v", usage, err)
+				}
+			}
+			got, err := ParseAttestation(cert)
+			if err != nil || !bytes.Equal(got.MRENCLAVE, want.MRENCLAVE) || got.ISVSVN != 3 || got.TCBStatus != "UpToDate" || !got.Simulated {
+				t.Fatalf("ParseAttestation = %+v, %v; want %+v", got, err, want)
+			}
+			if cert.NotAfter.Sub(at) > 24*time.Hour {
+				t.Fatalf("lifetime = %s, want at most 24h", cert.NotAfter.Sub(at))
+			}
+		})
+	}
+}
+
+// TestOpenSSLVerifies checks the chain with a second, independent
+// implementation.
+func TestOpenSSLVerifies(t *testing.T) {
+	bin, err := exec.LookPath("openssl")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("openssl is required in CI: %v", err)
+		}
+		t.Skipf("openssl not installed (set CI to make this fail): %v", err)
+	}
+	ca, err := NewCA("acct-1", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	csr, err := CheckCSR(appCSR(t, P256), P256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := ca.Issue(Leaf{CSR: csr, Lifetime: time.Hour}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	write := func(name string, ders ...[]byte) string {
+		var b []byte
+		for _, d := range ders {
+			b = append(b, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: d})...)
+		}
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	root, issuer, leaf := write("root.pem", ca.Root.Raw), write("issuer.pem", ca.Issuer.Raw), write("leaf.pem", cert.Raw)
+	out, err := exec.Command(bin, "verify", "-CAfile", root, "-untrusted", issuer, "-purpose", "sslserver", leaf).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), ": OK") {
+		t.Fatalf("openssl verify = %v: %s", err, out)
+	}
+	// And without the issuing CA it must not verify.
+	if out, err := exec.Command(bin, "verify", "-CAfile", root, leaf).CombinedOutput(); err == nil {
+		t.Fatalf("openssl verify without the issuing CA succeeded: %s", out)
+	}
+}
+
+func TestRotationKeepsIssuedCertificates(t *testing.T) {
+	ca, err := NewCA("acct-1", at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	csr, _ := CheckCSR(appCSR(t, P256), P256)
+	before, err := ca.Issue(Leaf{CSR: csr, Lifetime: time.Hour}, at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldIssuer := ca.Issuer
+	if err := ca.RotateIssuer(at); err != nil {
+		t.Fatal(err)
+	}
+	after, err := ca.Issue(Leaf{CSR: csr, Lifetime: time.Hour}, at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Equal(oldIssuer.Raw, ca.Issuer.Raw) {
+		t.Fatal("RotateIssuer kept the issuing CA")
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(ca.Root)
+	for name, c := range map[string]*x509.Certificate{"before": before, "after": after} {
+		inter := x509.NewCertPool()
+		inter.AddCert(oldIssuer)
+		inter.AddCert(ca.Issuer)
+		if _, err := c.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, CurrentTime: at}); err != nil {
+			t.Fatalf("certificate issued %s the rotation: %v", name, err)
+		}
+	}
+}
+
+func TestSealedCA(t *testing.T) {
+	kek := testKEK(t, 3)
+	ca, err := NewCA("acct-1", at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealed, err := ca.Seal(kek)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, _ := x509.MarshalPKCS8PrivateKey(ca.issuerKey)
+	if bytes.Contains(sealed, keyDER[len(keyDER)-32:]) {
+		t.Fatal("the sealed CA contains its private key in clear")
+	}
+	opened, err := OpenCA(sealed, kek, "acct-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	csr, _ := CheckCSR(appCSR(t, P256), P256)
+	if _, err := opened.Issue(Leaf{CSR: csr, Lifetime: time.Hour}, at); err != nil {
+		t.Fatalf("issuing with the reopened CA: %v", err)
+	}
+	if _, err := OpenCA(sealed, kek, "acct-2"); !errors.Is(err, ErrOpen) {
+		t.Fatalf("OpenCA for another account = %v, want ErrOpen", err)
+	}
+	if _, err := OpenCA(sealed, testKEK(t, 4), "acct-1"); !errors.Is(err, ErrOpen) {
+		t.Fatalf("OpenCA with another KEK = %v, want ErrOpen", err)
+	}
+}
+
+func TestCheckCSRRefuses(t *testing.T) {
+	good := appCSR(t, P256)
+	tampered := bytes.Clone(good)
+	tampered[len(tampered)-5] ^= 1
+	tests := []struct {
+		name  string
+		csr   []byte
+		want  KeyType
+		check string
+	}{
+		{"weak RSA", appCSR(t, "rsa-1024"), RSA2048, "key"},
+		{"P-224", appCSR(t, "ec-p224"), P256, "key"},
+		{"other type than configured", appCSR(t, P384), P256, "key"},
+		{"RSA 2048 where 4096 is required", appCSR(t, RSA2048), RSA4096, "key"},
+		{"bad self-signature", tampered, P256, "signature"},
+		{"garbage", []byte("not a csr"), P256, "format"},
+		{"empty", nil, P256, "size"},
+		{"no DNS name", csrFor(t, testKey(t, P256), &x509.CertificateRequest{Subject: pkix.Name{CommonName: "x"}}), P256, "names"},
+		{"IP address", csrFor(t, testKey(t, P256), &x509.CertificateRequest{DNSNames: []string{"a.example.com"}, IPAddresses: []net.IP{net.IPv4(10, 0, 0, 1)}}), P256, "names"},
+		{"wildcard", csrFor(t, testKey(t, P256), &x509.CertificateRequest{DNSNames: []string{"*.example.com"}}), P256, "names"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := CheckCSR(tt.csr, tt.want)
+			var ce *CSRError
+			if !errors.As(err, &ce) || ce.Check != tt.check {
+				t.Fatalf("CheckCSR = %v, want a %q refusal", err, tt.check)
+			}
+		})
+	}
+	pemCSR := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: good})
+	if c, err := CheckCSR(pemCSR, P256); err != nil || c.DNSNames[0] != "myapp.example.com" {
+		t.Fatalf("CheckCSR(PEM) = %v, %v", c, err)
+	}
+}
+
+func FuzzCheckCSR(f *testing.F) {
+	f.Add(appCSR(f, P256))
+	f.Add(appCSR(f, RSA2048))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		for _, kt := range []KeyType{P256, RSA2048} {
+			c, err := CheckCSR(b, kt)
+			var ce *CSRError
+			if err != nil && !errors.As(err, &ce) {
+				t.Fatalf("CheckCSR error %v is not a *CSRError", err)
+			}
+			if err == nil && (len(c.DNSNames) == 0 || keyTypeOf(c.Request.PublicKey) != kt) {
+				t.Fatalf("CheckCSR accepted %+v for %s", c, kt)
+			}
+		}
+	})
+}
+
+// BenchmarkIssue measures CSR checking plus issuance beside its floor in
+// the same run: x509.CreateCertificate of the same certificate with the
+// same CA key. x-floor-throughput is floor time over ours.
+func BenchmarkIssue(b *testing.B) {
+	ca, err := NewCA("acct-1", at)
+	if err != nil {
+		b.Fatal(err)
+	}
+	raw := appCSR(b, P256)
+	csr, _ := CheckCSR(raw, P256)
+	leaf := Leaf{CSR: csr, Lifetime: time.Hour, Attestation: Attestation{MRENCLAVE: make([]byte, 32), MRSIGNER: make([]byte, 32), TCBStatus: "UpToDate"}}
+	b.ResetTimer()
+	start := time.Now()
+	for b.Loop() {
+		c, err := CheckCSR(raw, P256)
+		if err != nil {
+			b.Fatal(err)
+		}
+		leaf.CSR = c
+		if _, err := ca.Issue(leaf, at); err != nil {
+			b.Fatal(err)
+		}
+	}
+	ours := time.Since(start)
+	b.StopTimer()
+	tmpl := &x509.Certificate{SerialNumber: newSerial(), Subject: csr.Request.Subject, DNSNames: csr.DNSNames,
+		NotBefore: at, NotAfter: at.Add(time.Hour), KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}}
+	floorStart := time.Now()
+	for range b.N {
+		if _, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Issuer, csr.Request.PublicKey, ca.issuerKey); err != nil {
+			b.Fatal(err)
+		}
+	}
+	floor := time.Since(floorStart)
+	b.ReportMetric(float64(b.N)/ours.Seconds(), "issues/s/core")
+	b.ReportMetric(float64(b.N)/floor.Seconds(), "floor-issues/s/core")
+	b.ReportMetric(floor.Seconds()/ours.Seconds(), "x-floor-throughput")
+}

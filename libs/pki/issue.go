@@ -1,0 +1,187 @@
+package pki
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/asn1"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// KeyType is a key type and size an application may use.
+type KeyType string
+
+// The accepted key types.
+const (
+	RSA2048 KeyType = "rsa-2048"
+	RSA3072 KeyType = "rsa-3072"
+	RSA4096 KeyType = "rsa-4096"
+	P256    KeyType = "ec-p256"
+	P384    KeyType = "ec-p384"
+)
+
+// ParseKeyType checks a key type name.
+func ParseKeyType(s string) (KeyType, error) {
+	switch k := KeyType(s); k {
+	case RSA2048, RSA3072, RSA4096, P256, P384:
+		return k, nil
+	}
+	return "", fmt.Errorf("key type %q is not one of rsa-2048, rsa-3072, rsa-4096, ec-p256, ec-p384", s)
+}
+
+// keyTypeOf names the type of a public key, or "" for one not accepted.
+func keyTypeOf(pub crypto.PublicKey) KeyType {
+	switch k := pub.(type) {
+	case *rsa.PublicKey:
+		switch k.N.BitLen() {
+		case 2048:
+			return RSA2048
+		case 3072:
+			return RSA3072
+		case 4096:
+			return RSA4096
+		}
+	case *ecdsa.PublicKey:
+		switch k.Curve {
+		case elliptic.P256():
+			return P256
+		case elliptic.P384():
+			return P384
+		}
+	}
+	return ""
+}
+
+// CSRError says which check a CSR failed.
+type CSRError struct{ Check, Detail string }
+
+func (e *CSRError) Error() string { return "CSR refused: " + e.Check + ": " + e.Detail }
+
+// CSR is a checked certificate signing request.
+type CSR struct {
+	Request *x509.CertificateRequest
+	// KeyHash is SHA-256 of the DER SubjectPublicKeyInfo: what the enclave
+	// puts in REPORTDATA to bind its key to its attestation.
+	KeyHash  [32]byte
+	DNSNames []string
+}
+
+// MaxCSRSize bounds the CSRs accepted.
+const MaxCSRSize = 16 << 10
+
+// CheckCSR parses a DER (or PEM) CSR, checks its self-signature, and that
+// its key is exactly want (weaker or other keys are refused), and returns
+// its names and key hash.
+func CheckCSR(b []byte, want KeyType) (*CSR, error) {
+	if len(b) == 0 || len(b) > MaxCSRSize {
+		return nil, &CSRError{"size", fmt.Sprintf("a CSR must be 1 to %d bytes", MaxCSRSize)}
+	}
+	der := b
+	if p := pemBlock(b, "CERTIFICATE REQUEST"); p != nil {
+		der = p
+	}
+	req, err := x509.ParseCertificateRequest(der)
+	if err != nil {
+		return nil, &CSRError{"format", err.Error()}
+	}
+	if err := req.CheckSignature(); err != nil {
+		return nil, &CSRError{"signature", "the CSR is not signed by its own key"}
+	}
+	got := keyTypeOf(req.PublicKey)
+	switch {
+	case got == "":
+		return nil, &CSRError{"key", "the key is not an accepted type (RSA 2048/3072/4096, EC P-256/P-384)"}
+	case got != want:
+		return nil, &CSRError{"key", fmt.Sprintf("the key is %s, the application requires %s", got, want)}
+	}
+	if len(req.DNSNames) == 0 {
+		return nil, &CSRError{"names", "the CSR names no DNS name"}
+	}
+	if len(req.IPAddresses)+len(req.EmailAddresses)+len(req.URIs) > 0 {
+		return nil, &CSRError{"names", "only DNS names may be requested"}
+	}
+	for _, n := range req.DNSNames {
+		if n == "" || strings.ContainsAny(n, " *") || len(n) > 253 {
+			return nil, &CSRError{"names", fmt.Sprintf("%q is not a DNS name that can be issued", n)}
+		}
+	}
+	return &CSR{Request: req, KeyHash: sha256.Sum256(req.RawSubjectPublicKeyInfo), DNSNames: req.DNSNames}, nil
+}
+
+// OIDAttestation marks the extension that records what attestation the
+// certificate was issued on. It sits in IANA's experimental arc until
+// Cloister has a private enterprise number.
+var OIDAttestation = asn1.ObjectIdentifier{1, 3, 6, 1, 3, 47, 1}
+
+// Attestation is what the attestation extension records.
+type Attestation struct {
+	MRENCLAVE []byte
+	MRSIGNER  []byte
+	ISVProdID int
+	ISVSVN    int
+	TCBStatus string `asn1:"utf8"`
+	Simulated bool
+}
+
+// ParseAttestation reads the attestation extension of a certificate.
+func ParseAttestation(cert *x509.Certificate) (*Attestation, error) {
+	for _, e := range cert.Extensions {
+		if e.Id.Equal(OIDAttestation) {
+			var a Attestation
+			rest, err := asn1.Unmarshal(e.Value, &a)
+			if err != nil || len(rest) != 0 {
+				return nil, errors.New("pki: malformed attestation extension")
+			}
+			return &a, nil
+		}
+	}
+	return nil, errors.New("pki: no attestation extension")
+}
+
+// Leaf is what to put in an application certificate.
+type Leaf struct {
+	CSR         *CSR
+	Lifetime    time.Duration
+	Attestation Attestation
+}
+
+// Issue signs a leaf certificate for the CSR's key and names, for TLS
+// server and client use, carrying the attestation extension.
+func (c *CA) Issue(l Leaf, now time.Time) (*x509.Certificate, error) {
+	if l.CSR == nil {
+		return nil, errors.New("pki: no CSR")
+	}
+	if l.Lifetime <= 0 || l.Lifetime > maxLeafLifetime {
+		return nil, fmt.Errorf("pki: certificate lifetime must be positive and at most %s", maxLeafLifetime)
+	}
+	ext, err := asn1.Marshal(l.Attestation)
+	if err != nil {
+		return nil, fmt.Errorf("encoding attestation extension: %w", err)
+	}
+	notAfter := minTime(now.Add(l.Lifetime), c.Issuer.NotAfter)
+	tmpl := &x509.Certificate{
+		SerialNumber:    newSerial(),
+		Subject:         l.CSR.Request.Subject,
+		DNSNames:        l.CSR.DNSNames,
+		NotBefore:       now.Add(-5 * time.Minute),
+		NotAfter:        notAfter,
+		KeyUsage:        x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:     []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		ExtraExtensions: []pkixExtension{{Id: OIDAttestation, Value: ext}},
+	}
+	if _, ok := l.CSR.Request.PublicKey.(*rsa.PublicKey); ok {
+		tmpl.KeyUsage |= x509.KeyUsageKeyEncipherment
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, c.Issuer, l.CSR.Request.PublicKey, c.issuerKey)
+	if err != nil {
+		return nil, fmt.Errorf("issuing certificate: %w", err)
+	}
+	return x509.ParseCertificate(der)
+}

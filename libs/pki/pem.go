@@ -1,0 +1,17 @@
+package pki
+
+import (
+	"crypto/x509/pkix"
+	"encoding/pem"
+)
+
+type pkixExtension = pkix.Extension
+
+// pemBlock returns the bytes of the first PEM block of type typ, or nil.
+func pemBlock(b []byte, typ string) []byte {
+	p, _ := pem.Decode(b)
+	if p == nil || p.Type != typ {
+		return nil
+	}
+	return p.Bytes
+}
