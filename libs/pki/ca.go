@@ -107,45 +107,55 @@ func (c *CA) ChainPEM() []byte {
 		pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Root.Raw})...)
 }
 
-// caRecord is the CA's stored form, before sealing.
+// caRecord is the CA's stored form: certificates in clear, each private
+// key sealed on its own (a data key per CA key) and bound to the account
+// and its role, so a sealed key moved to another record does not open.
 type caRecord struct {
 	Account   string `json:"account"`
 	Root      []byte `json:"root"`
-	RootKey   []byte `json:"root_key"`
+	RootKey   []byte `json:"root_key_sealed"`
 	Issuer    []byte `json:"issuer"`
-	IssuerKey []byte `json:"issuer_key"`
+	IssuerKey []byte `json:"issuer_key_sealed"`
 }
 
-// Seal returns the CA sealed under kek, bound to its account: a sealed CA
-// moved to another account's record does not open.
+// Seal returns the CA's stored form with its keys sealed under kek.
 func (c *CA) Seal(kek *KEK) ([]byte, error) {
-	rootKey, err := x509.MarshalPKCS8PrivateKey(c.rootKey)
-	if err != nil {
-		return nil, err
+	r := caRecord{Account: c.accountRef, Root: c.Root.Raw, Issuer: c.Issuer.Raw}
+	for _, k := range []struct {
+		key  *ecdsa.PrivateKey
+		role string
+		out  *[]byte
+	}{{c.rootKey, "root", &r.RootKey}, {c.issuerKey, "issuer", &r.IssuerKey}} {
+		der, err := x509.MarshalPKCS8PrivateKey(k.key)
+		if err != nil {
+			return nil, err
+		}
+		*k.out, err = kek.Seal(der, caAAD(c.accountRef, k.role))
+		clear(der)
+		if err != nil {
+			return nil, err
+		}
 	}
-	issuerKey, err := x509.MarshalPKCS8PrivateKey(c.issuerKey)
-	if err != nil {
-		return nil, err
-	}
-	plain, err := json.Marshal(caRecord{Account: c.accountRef, Root: c.Root.Raw, RootKey: rootKey, Issuer: c.Issuer.Raw, IssuerKey: issuerKey})
-	if err != nil {
-		return nil, err
-	}
-	defer clear(plain)
-	return kek.Seal(plain, caAAD(c.accountRef))
+	return json.Marshal(r)
 }
 
 // OpenCA opens a CA sealed by Seal for account.
-func OpenCA(sealed []byte, kek *KEK, account string) (*CA, error) {
-	plain, err := kek.Open(sealed, caAAD(account))
+func OpenCA(stored []byte, kek *KEK, account string) (*CA, error) {
+	var r caRecord
+	if err := json.Unmarshal(stored, &r); err != nil || r.Account != account {
+		return nil, ErrOpen
+	}
+	rootKey, err := kek.Open(r.RootKey, caAAD(account, "root"))
 	if err != nil {
 		return nil, err
 	}
-	defer clear(plain)
-	var r caRecord
-	if err := json.Unmarshal(plain, &r); err != nil || r.Account != account {
-		return nil, errors.New("pki: sealed CA record is malformed")
+	defer clear(rootKey)
+	issuerKey, err := kek.Open(r.IssuerKey, caAAD(account, "issuer"))
+	if err != nil {
+		return nil, err
 	}
+	defer clear(issuerKey)
+	r.RootKey, r.IssuerKey = rootKey, issuerKey
 	c := &CA{accountRef: account}
 	if c.Root, err = x509.ParseCertificate(r.Root); err != nil {
 		return nil, err
@@ -162,7 +172,7 @@ func OpenCA(sealed []byte, kek *KEK, account string) (*CA, error) {
 	return c, nil
 }
 
-func caAAD(account string) []byte { return []byte("cloister/ca/" + account) }
+func caAAD(account, role string) []byte { return []byte("cloister/ca/" + account + "/" + role) }
 
 func parseECKey(der []byte, cert *x509.Certificate) (*ecdsa.PrivateKey, error) {
 	k, err := x509.ParsePKCS8PrivateKey(der)

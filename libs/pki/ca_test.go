@@ -9,6 +9,7 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"net"
@@ -218,6 +219,16 @@ func TestSealedCA(t *testing.T) {
 	}
 	if _, err := OpenCA(sealed, testKEK(t, 4), "acct-1"); !errors.Is(err, ErrOpen) {
 		t.Fatalf("OpenCA with another KEK = %v, want ErrOpen", err)
+	}
+	// Each key is sealed for its role: swapping them does not open.
+	var r caRecord
+	if err := json.Unmarshal(sealed, &r); err != nil {
+		t.Fatal(err)
+	}
+	r.RootKey, r.IssuerKey = r.IssuerKey, r.RootKey
+	swapped, _ := json.Marshal(r)
+	if _, err := OpenCA(swapped, kek, "acct-1"); !errors.Is(err, ErrOpen) {
+		t.Fatalf("OpenCA with the keys swapped = %v, want ErrOpen", err)
 	}
 }
 
