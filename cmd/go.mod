@@ -27,6 +27,7 @@ require (
 	github.com/cenkalti/backoff/v5 v5.0.3 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
 	github.com/cloister-cc/cloister/services/attestation v0.0.0
+	github.com/cloister-cc/cloister/services/ca v0.0.0
 	github.com/distribution/reference v0.5.0 // indirect
 	github.com/docker/go-connections v0.4.0 // indirect
 	github.com/docker/go-units v0.5.0 // indirect
@@ -84,3 +85,5 @@ require (
 )
 
 replace github.com/cloister-cc/cloister/services/attestation => ../services/attestation
+
+replace github.com/cloister-cc/cloister/services/ca => ../services/ca

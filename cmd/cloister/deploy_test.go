@@ -48,7 +48,7 @@ const (
 // deployExtraEnvPrefixes are the environment variables a server container may
 // set besides serverEnv's: OpenTelemetry's, which libs/obs honours
 // (OTEL_EXPORTER_OTLP_*, OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES).
-var deployExtraEnvPrefixes = []string{"OTEL_"}
+var deployExtraEnvPrefixes = []string{"OTEL_", "CLOISTER_MASTER_KEY"}
 
 // ---------------------------------------------------------------------
 // `cloister server` command lines
@@ -331,25 +331,41 @@ func TestDeployServerRunRejectsBadCommandLines(t *testing.T) {
 // ---------------------------------------------------------------------
 // docker-compose.yml
 
+// composeEnv is what a user must set before `docker compose up`: the
+// master key (a placeholder here). Nothing else comes from the runner.
+var composeEnv = []string{"CLOISTER_MASTER_KEY=cGxhY2Vob2xkZXIgZm9yIHRoZSBjb21wb3NlIHRlc3Q="}
+
 func loadCompose(t *testing.T) *types.Project {
 	t.Helper()
+	p, err := loadComposeWith(composeEnv)
+	if err != nil {
+		t.Fatalf("loading docker-compose.yml: %v", err)
+	}
+	return p
+}
+
+func loadComposeWith(env []string) (*types.Project, error) {
 	root, err := filepath.Abs(deployRoot)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	opts, err := composecli.NewProjectOptions([]string{filepath.Join(root, "docker-compose.yml")},
 		composecli.WithName("cloister"),
 		composecli.WithWorkingDirectory(root),
 		composecli.WithResolvedPaths(true),
-		composecli.WithEnv(nil)) // interpolate with the file's defaults, not the test runner's environment
+		composecli.WithEnv(env)) // interpolate with the file's defaults and env, not the test runner's environment
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
-	p, err := opts.LoadProject(context.Background())
-	if err != nil {
-		t.Fatalf("loading docker-compose.yml: %v", err)
+	return opts.LoadProject(context.Background())
+}
+
+// TestDeployComposeNeedsMasterKey: compose refuses to start without the key
+// that seals the CAs, rather than running with none.
+func TestDeployComposeNeedsMasterKey(t *testing.T) {
+	if _, err := loadComposeWith(nil); err == nil || !strings.Contains(err.Error(), "CLOISTER_MASTER_KEY") {
+		t.Fatalf("loading docker-compose.yml without CLOISTER_MASTER_KEY = %v, want an error naming it", err)
 	}
-	return p
 }
 
 // composeProblems checks a loaded docker-compose.yml.

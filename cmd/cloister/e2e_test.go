@@ -127,6 +127,12 @@ func TestDevServerJourneyAndCrash(t *testing.T) {
 		t.Fatalf("attest evaluate without collateral = %v, %s; want exit 1 and reason no_collateral", err, out)
 	}
 
+	// The account's CA appears once the ca service has seen AccountCreated.
+	testkit.Eventually(t, 10*time.Second, func() bool {
+		out, err := cloisterCmd(t, cfgDir, "ca", "show").Output()
+		return err == nil && strings.Count(string(out), "BEGIN CERTIFICATE") == 2
+	}, "cloister ca show never printed the account's chain")
+
 	table := run(t, cfgDir, "", "member", "list")
 	if !strings.Contains(table, "bob@example.com") || !strings.Contains(table, "auditor") {
 		t.Fatalf("member list:\n%s", table)

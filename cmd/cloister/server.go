@@ -28,11 +28,12 @@ import (
 	"github.com/cloister-cc/cloister/libs/pki"
 	"github.com/cloister-cc/cloister/services/account"
 	"github.com/cloister-cc/cloister/services/attestation"
+	"github.com/cloister-cc/cloister/services/ca"
 	"github.com/cloister-cc/cloister/services/gateway"
 )
 
 // Services lists every service `cloister server` can run, in start order.
-var Services = []string{"account", "attestation", "gateway"}
+var Services = []string{"account", "attestation", "ca", "gateway"}
 
 // serverConfig is the server's configuration; each field has a flag and
 // an environment variable (serverEnv), which compose and Kubernetes use.
@@ -215,6 +216,16 @@ func runServer(ctx context.Context, cfg serverConfig) error {
 			svc, err := attestation.Start(ctx, acfg)
 			if err != nil {
 				return fmt.Errorf("starting attestation service: %w", err)
+			}
+			defer svc.Stop()
+		case "ca":
+			kek, err := loadKEK(cfg)
+			if err != nil {
+				return err
+			}
+			svc, err := ca.Start(ctx, ca.Config{NATS: nc, Replicas: cfg.Replicas, Logger: logger, KEK: kek})
+			if err != nil {
+				return fmt.Errorf("starting ca service: %w", err)
 			}
 			defer svc.Stop()
 		case "gateway":

@@ -16,6 +16,7 @@ import (
 	accountv1 "github.com/cloister-cc/cloister/libs/gen/cloister/account/v1"
 	accountclient "github.com/cloister-cc/cloister/services/account/client"
 	attestationclient "github.com/cloister-cc/cloister/services/attestation/client"
+	caclient "github.com/cloister-cc/cloister/services/ca/client"
 )
 
 // Config is what the gateway needs.
@@ -31,6 +32,7 @@ type Config struct {
 type Gateway struct {
 	accounts    *accountclient.Client
 	attestation *attestationclient.Client
+	ca          *caclient.Client
 	cache       cache.Cache
 	logger      *slog.Logger
 	mux         *http.ServeMux
@@ -54,6 +56,7 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 	g := &Gateway{
 		accounts:    accountclient.New(cfg.NATS),
 		attestation: attestationclient.New(cfg.NATS),
+		ca:          caclient.New(cfg.NATS),
 		cache:       cfg.Cache,
 		logger:      cfg.Logger.With("service", "gateway"),
 		mux:         http.NewServeMux(),

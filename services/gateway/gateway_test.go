@@ -2,6 +2,7 @@ package gateway_test
 
 import (
 	"context"
+	"crypto/x509"
 	"net/http"
 	"os"
 	"strings"
@@ -604,5 +605,36 @@ func TestAttestationRoutes(t *testing.T) {
 	if r.status != 200 || !strings.Contains(string(r.body), `"ok":true`) ||
 		!strings.Contains(string(r.body), `"mrenclave":"33d8736db756ed4997e04ba358d27833188f1932ff7b1d156904d3f560452fbb"`) {
 		t.Fatalf("verify under an accepting policy = %d %s", r.status, r.body)
+	}
+}
+
+func TestAccountCA(t *testing.T) {
+	s := newStack(t, memory(t))
+	_, admin := s.user("admin@example.com")
+	acct := s.account(admin, "A")
+	var r response
+	testkit.Eventually(t, 10*time.Second, func() bool {
+		r = do(t, s.srv, "GET", "/v1/accounts/"+acct+"/ca", admin, nil)
+		return r.status == 200
+	}, "the account's CA did not appear")
+	var got struct {
+		ChainPEM   string `json:"chain_pem"`
+		RootSHA256 string `json:"root_sha256"`
+	}
+	r.decode(t, &got)
+	if strings.Count(got.ChainPEM, "BEGIN CERTIFICATE") != 2 || len(got.RootSHA256) != 64 {
+		t.Fatalf("GET ca = %s", r.body)
+	}
+	r = do(t, s.srv, "GET", "/v1/crl/"+acct+".crl", "", nil)
+	if r.status != 200 || r.header.Get("Content-Type") != "application/pkix-crl" {
+		t.Fatalf("GET crl = %d %s", r.status, r.header.Get("Content-Type"))
+	}
+	if _, err := x509.ParseRevocationList(r.body); err != nil {
+		t.Fatalf("the CRL does not parse: %v", err)
+	}
+	for _, path := range []string{"/v1/crl/" + acct, "/v1/crl/01a21bf3-e490-766a-8e88-b6b30f4db069.crl", "/v1/crl/..%2f.crl"} {
+		if r := do(t, s.srv, "GET", path, "", nil); r.status != 404 {
+			t.Fatalf("GET %s = %d, want 404", path, r.status)
+		}
 	}
 }

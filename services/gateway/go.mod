@@ -20,6 +20,7 @@ require (
 	github.com/minio/highwayhash v1.0.4 // indirect
 	github.com/nats-io/jwt/v2 v2.8.3 // indirect
 	github.com/nats-io/nats-server/v2 v2.15.3 // indirect
+	golang.org/x/sync v0.25.0 // indirect
 	golang.org/x/time v0.16.0 // indirect
 )
 
@@ -28,6 +29,7 @@ require (
 	github.com/cenkalti/backoff/v5 v5.0.3 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
 	github.com/cloister-cc/cloister/services/attestation v0.0.0
+	github.com/cloister-cc/cloister/services/ca v0.0.0
 	github.com/felixge/httpsnoop v1.1.0 // indirect
 	github.com/getkin/kin-openapi v0.153.0
 	github.com/go-kit/kit v0.13.0 // indirect
@@ -71,3 +73,5 @@ require (
 )
 
 replace github.com/cloister-cc/cloister/services/attestation => ../attestation
+
+replace github.com/cloister-cc/cloister/services/ca => ../ca

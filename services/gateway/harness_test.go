@@ -20,15 +20,20 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/cloister-cc/cloister/libs/cache"
+	"github.com/cloister-cc/cloister/libs/pki"
 	"github.com/cloister-cc/cloister/libs/testkit"
 	"github.com/cloister-cc/cloister/services/account"
 	"github.com/cloister-cc/cloister/services/attestation"
+	"github.com/cloister-cc/cloister/services/ca"
 	"github.com/cloister-cc/cloister/services/gateway"
 )
 
 // go-redis logs every failed dial on its own; the tests that stop Redis
 // would fill the output with them.
-func init() { redis.SetLogger(quietRedis{}) }
+func init() {
+	redis.SetLogger(quietRedis{})
+	openapi3filter.RegisterBodyDecoder("application/pkix-crl", openapi3filter.FileBodyDecoder)
+}
 
 type quietRedis struct{}
 
@@ -81,6 +86,15 @@ func newStack(t testing.TB, c cache.Cache) *stack {
 		t.Fatal(err)
 	}
 	t.Cleanup(att.Stop)
+	kek, err := pki.NewKEK(bytes.Repeat([]byte{9}, pki.KEKSize))
+	if err != nil {
+		t.Fatal(err)
+	}
+	caSvc, err := ca.Start(ctx, ca.Config{NATS: s.nc, KEK: kek})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(caSvc.Stop)
 	s.gw, s.srv = s.addGateway(c)
 	return s
 }

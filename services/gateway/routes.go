@@ -45,6 +45,8 @@ func (g *Gateway) routes() []Route {
 		{"PUT", "/v1/accounts/{account_id}/attestation/policy", g.authed(g.setAttestationPolicy)},
 		{"POST", "/v1/accounts/{account_id}/attestation/verify", g.authed(g.verifyEvidence)},
 		{"POST", "/v1/attestation/collateral", g.authed(g.putCollateral)},
+		{"GET", "/v1/accounts/{account_id}/ca", g.authed(g.getCA)},
+		{"GET", "/v1/crl/{account_crl}", http.HandlerFunc(g.serveCRL)},
 	}
 }
 

@@ -179,3 +179,12 @@ type CollateralStored struct {
 	FMSPC      string    `json:"fmspc"`
 	NextUpdate time.Time `json:"next_update"`
 }
+
+// CA is an account's certificate authority: the chain servers present
+// (issuing CA then root) and its parts.
+type CA struct {
+	ChainPEM   string `json:"chain_pem"`
+	RootPEM    string `json:"root_pem"`
+	IssuerPEM  string `json:"issuer_pem"`
+	RootSHA256 string `json:"root_sha256"`
+}

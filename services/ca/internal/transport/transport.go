@@ -1,0 +1,69 @@
+// Package transport serves the CA service over NATS and consumes the
+// account events that create and remove CAs.
+package transport
+
+import (
+	"context"
+	"encoding/pem"
+	"errors"
+	"log/slog"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/cloister-cc/cloister/libs/events"
+	accountv1 "github.com/cloister-cc/cloister/libs/gen/cloister/account/v1"
+	cav1 "github.com/cloister-cc/cloister/libs/gen/cloister/ca/v1"
+	"github.com/cloister-cc/cloister/libs/natsrpc"
+	accountclient "github.com/cloister-cc/cloister/services/account/client"
+	"github.com/cloister-cc/cloister/services/ca/client"
+	"github.com/cloister-cc/cloister/services/ca/internal/app"
+)
+
+// Register subscribes every method on mux.
+func Register(mux *natsrpc.Mux, s *app.Service, logger *slog.Logger) error {
+	return errors.Join(
+		client.GetCA.Handle(mux, logger, func(ctx context.Context, r *cav1.GetCARequest) (*cav1.GetCAResponse, error) {
+			ca, err := s.CA(ctx, r.GetAccountId())
+			if err != nil {
+				return nil, err
+			}
+			root := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Root.Raw})
+			issuer := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Issuer.Raw})
+			return &cav1.GetCAResponse{ChainPem: ca.ChainPEM(), RootPem: root, IssuerPem: issuer}, nil
+		}),
+		client.GetCRL.Handle(mux, logger, func(ctx context.Context, r *cav1.GetCRLRequest) (*cav1.GetCRLResponse, error) {
+			der, next, err := s.CRL(ctx, r.GetAccountId())
+			if err != nil {
+				return nil, err
+			}
+			return &cav1.GetCRLResponse{Crl: der, NextUpdate: timestamppb.New(next)}, nil
+		}),
+	)
+}
+
+// ConsumeAccounts creates a CA for every account created and removes it
+// when the account is deleted, through a durable consumer, so no account
+// is missed while the service is down.
+func ConsumeAccounts(ctx context.Context, js jetstream.JetStream, s *app.Service, logger *slog.Logger) (*events.Consumer, error) {
+	created, deleted := &accountv1.AccountCreated{}, &accountv1.AccountDeleted{}
+	return events.Consume(ctx, js, events.ConsumerConfig{
+		Stream:  events.StreamEvents,
+		Durable: "ca-accounts",
+		FilterSubjects: []string{
+			events.Subject(accountclient.Service, created),
+			events.Subject(accountclient.Service, deleted),
+		},
+		Logger: logger,
+	}, func(ctx context.Context, ev events.Event) error {
+		var c accountv1.AccountCreated
+		if err := ev.Decode(&c); err == nil {
+			return s.CreateCA(ctx, c.GetAccount().GetId())
+		}
+		var d accountv1.AccountDeleted
+		if err := ev.Decode(&d); err == nil {
+			return s.DeleteCA(ctx, d.GetAccountId())
+		}
+		return events.Permanent(errors.New("unexpected event " + ev.Envelope.GetType()))
+	})
+}
