@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"net/url"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -33,5 +34,93 @@ func (c *cli) caCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "ca", Short: "The account's certificate authority"}
 	c.addAccountFlag(cmd)
 	cmd.AddCommand(show)
+	return cmd
+}
+
+func certRows(cs ...api.Certificate) [][]string {
+	rows := make([][]string, len(cs))
+	for i, c := range cs {
+		state := "valid"
+		if c.Revoked {
+			state = "revoked"
+		}
+		rows[i] = []string{c.Serial, c.Kind, c.SubjectID, strings.Join(c.DNSNames, ","), ts(c.NotAfter), state}
+	}
+	return rows
+}
+
+var certHeader = []string{"SERIAL", "KIND", "SUBJECT", "DNS NAMES", "EXPIRES", "STATE"}
+
+func (c *cli) certCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "cert", Short: "Certificates issued by the selected account's CA"}
+	c.addAccountFlag(cmd)
+	var kind string
+	var revoked bool
+	list := &cobra.Command{
+		Use: "list", Short: "List issued certificates", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			acct, err := c.accountID()
+			if err != nil {
+				return err
+			}
+			q := url.Values{}
+			if kind != "" {
+				q.Set("kind", kind)
+			}
+			if revoked {
+				q.Set("include_revoked", "true")
+			}
+			var l api.List[api.Certificate]
+			path := "/v1/accounts/" + url.PathEscape(acct) + "/certificates"
+			if len(q) > 0 {
+				path += "?" + q.Encode()
+			}
+			if err := c.client().do(cmd.Context(), "GET", path, nil, &l); err != nil {
+				return err
+			}
+			return c.print(l, certHeader, certRows(l.Items...))
+		},
+	}
+	list.Flags().StringVar(&kind, "kind", "", "node or app")
+	list.Flags().BoolVar(&revoked, "revoked", false, "include revoked certificates")
+	show := &cobra.Command{
+		Use: "show SERIAL", Short: "Show a certificate (PEM with -o table)", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			acct, err := c.accountID()
+			if err != nil {
+				return err
+			}
+			var cert api.Certificate
+			if err := c.client().do(cmd.Context(), "GET", "/v1/accounts/"+url.PathEscape(acct)+"/certificates/"+url.PathEscape(args[0]), nil, &cert); err != nil {
+				return err
+			}
+			if c.output == "json" {
+				return c.print(cert, nil, nil)
+			}
+			if err := c.print(cert, certHeader, certRows(cert)); err != nil {
+				return err
+			}
+			_, err = fmt.Fprint(c.out, cert.PEM)
+			return err
+		},
+	}
+	var reason string
+	revoke := &cobra.Command{
+		Use: "revoke SERIAL [--reason TEXT]", Short: "Revoke a certificate (admins); CRL and OCSP report it at once", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			acct, err := c.accountID()
+			if err != nil {
+				return err
+			}
+			var cert api.Certificate
+			if err := c.client().do(cmd.Context(), "POST", "/v1/accounts/"+url.PathEscape(acct)+"/certificates/"+url.PathEscape(args[0])+"/revoke",
+				api.Revocation{Reason: reason}, &cert); err != nil {
+				return err
+			}
+			return c.print(cert, certHeader, certRows(cert))
+		},
+	}
+	revoke.Flags().StringVar(&reason, "reason", "", "why (kept with the revocation)")
+	cmd.AddCommand(list, show, revoke)
 	return cmd
 }

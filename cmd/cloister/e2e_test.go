@@ -132,6 +132,12 @@ func TestDevServerJourneyAndCrash(t *testing.T) {
 		out, err := cloisterCmd(t, cfgDir, "ca", "show").Output()
 		return err == nil && strings.Count(string(out), "BEGIN CERTIFICATE") == 2
 	}, "cloister ca show never printed the account's chain")
+	if out := run(t, cfgDir, "", "cert", "list", "--revoked", "-o", "json"); !strings.Contains(out, `"items": []`) {
+		t.Fatalf("cert list on a fresh account = %s", out)
+	}
+	if out, err := cloisterCmd(t, cfgDir, "cert", "revoke", "abc").CombinedOutput(); err == nil || !strings.Contains(string(out), "404") {
+		t.Fatalf("cert revoke of an unknown serial = %v, %s; want a 404 error", err, out)
+	}
 
 	table := run(t, cfgDir, "", "member", "list")
 	if !strings.Contains(table, "bob@example.com") || !strings.Contains(table, "auditor") {

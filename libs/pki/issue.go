@@ -8,9 +8,11 @@ import (
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/asn1"
 	"errors"
 	"fmt"
+	"net/url"
 	"strings"
 	"time"
 )
@@ -80,6 +82,24 @@ const MaxCSRSize = 16 << 10
 // its key is exactly want (weaker or other keys are refused), and returns
 // its names and key hash.
 func CheckCSR(b []byte, want KeyType) (*CSR, error) {
+	c, err := CheckCSRKey(b, want)
+	if err != nil {
+		return nil, err
+	}
+	if len(c.DNSNames) == 0 {
+		return nil, &CSRError{"names", "the CSR names no DNS name"}
+	}
+	for _, n := range c.DNSNames {
+		if n == "" || strings.ContainsAny(n, " *") || len(n) > 253 {
+			return nil, &CSRError{"names", fmt.Sprintf("%q is not a DNS name that can be issued", n)}
+		}
+	}
+	return c, nil
+}
+
+// CheckCSRKey is CheckCSR for clients, whose certificates carry no DNS
+// names: a CSR naming any is refused.
+func CheckCSRKey(b []byte, want KeyType) (*CSR, error) {
 	if len(b) == 0 || len(b) > MaxCSRSize {
 		return nil, &CSRError{"size", fmt.Sprintf("a CSR must be 1 to %d bytes", MaxCSRSize)}
 	}
@@ -101,16 +121,8 @@ func CheckCSR(b []byte, want KeyType) (*CSR, error) {
 	case got != want:
 		return nil, &CSRError{"key", fmt.Sprintf("the key is %s, the application requires %s", got, want)}
 	}
-	if len(req.DNSNames) == 0 {
-		return nil, &CSRError{"names", "the CSR names no DNS name"}
-	}
 	if len(req.IPAddresses)+len(req.EmailAddresses)+len(req.URIs) > 0 {
 		return nil, &CSRError{"names", "only DNS names may be requested"}
-	}
-	for _, n := range req.DNSNames {
-		if n == "" || strings.ContainsAny(n, " *") || len(n) > 253 {
-			return nil, &CSRError{"names", fmt.Sprintf("%q is not a DNS name that can be issued", n)}
-		}
 	}
 	return &CSR{Request: req, KeyHash: sha256.Sum256(req.RawSubjectPublicKeyInfo), DNSNames: req.DNSNames}, nil
 }
@@ -180,6 +192,32 @@ func (c *CA) Issue(l Leaf, now time.Time) (*x509.Certificate, error) {
 		tmpl.KeyUsage |= x509.KeyUsageKeyEncipherment
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, c.Issuer, l.CSR.Request.PublicKey, c.issuerKey)
+	if err != nil {
+		return nil, fmt.Errorf("issuing certificate: %w", err)
+	}
+	return x509.ParseCertificate(der)
+}
+
+// IssueClient signs a client-authentication certificate for a CSR's key,
+// identified by a URI (e.g. urn:cloister:node:<account>:<node>) and a
+// common name, for nodes and other machine identities.
+func (c *CA) IssueClient(csr *CSR, cn string, uri *url.URL, lifetime time.Duration, now time.Time) (*x509.Certificate, error) {
+	if csr == nil || uri == nil {
+		return nil, errors.New("pki: no CSR or identity")
+	}
+	if lifetime <= 0 || lifetime > maxLeafLifetime {
+		return nil, fmt.Errorf("pki: certificate lifetime must be positive and at most %s", maxLeafLifetime)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: newSerial(),
+		Subject:      pkix.Name{CommonName: cn, Organization: c.Root.Subject.Organization, OrganizationalUnit: c.Root.Subject.OrganizationalUnit},
+		URIs:         []*url.URL{uri},
+		NotBefore:    now.Add(-5 * time.Minute),
+		NotAfter:     minTime(now.Add(lifetime), c.Issuer.NotAfter),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, c.Issuer, csr.Request.PublicKey, c.issuerKey)
 	if err != nil {
 		return nil, fmt.Errorf("issuing certificate: %w", err)
 	}

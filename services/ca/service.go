@@ -55,7 +55,11 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	svc, err := app.New(st, cfg.KEK, cfg.Clock)
+	certs, err := store.OpenCertificates(ctx, js, replicas, logger)
+	if err != nil {
+		return nil, err
+	}
+	svc, err := app.New(st, certs, cfg.KEK, cfg.Clock)
 	if err != nil {
 		return nil, err
 	}

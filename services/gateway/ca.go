@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/pem"
+	"io"
 	"net/http"
 	"strings"
 
@@ -44,4 +45,86 @@ func (g *Gateway) serveCRL(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/pkix-crl")
 	w.Header().Set("Cache-Control", "max-age=300")
 	_, _ = w.Write(resp.GetCrl())
+}
+
+func toCertificate(c *cav1.Certificate) api.Certificate {
+	out := api.Certificate{Serial: c.GetSerial(), Kind: c.GetKind(), SubjectID: c.GetSubjectId(), DNSNames: append([]string{}, c.GetDnsNames()...),
+		NotBefore: c.GetNotBefore().AsTime().UTC(), NotAfter: c.GetNotAfter().AsTime().UTC(), Revoked: c.GetRevoked(),
+		RevocationReason: c.GetRevocationReason(),
+		PEM:              string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.GetDer()}))}
+	if c.GetRevoked() {
+		t := c.GetRevokedAt().AsTime().UTC()
+		out.RevokedAt = &t
+	}
+	return out
+}
+
+func (g *Gateway) listCertificates(_ http.ResponseWriter, r *http.Request, p principal) (reply, error) {
+	if err := g.authorize(r, p, "cert.list"); err != nil {
+		return reply{}, err
+	}
+	q := r.URL.Query()
+	kind := q.Get("kind")
+	if kind != "" && kind != "node" && kind != "app" {
+		return reply{}, errs.Newf(errs.Invalid, "kind must be node or app, not %q", kind)
+	}
+	resp, err := g.ca.ListCertificates(r.Context(), &cav1.ListCertificatesRequest{AccountId: r.PathValue("account_id"),
+		Kind: kind, IncludeRevoked: q.Get("include_revoked") == "true"})
+	if err != nil {
+		return reply{}, err
+	}
+	return reply{http.StatusOK, list(resp.GetCertificates(), "", toCertificate)}, nil
+}
+
+func (g *Gateway) getCertificate(_ http.ResponseWriter, r *http.Request, p principal) (reply, error) {
+	if err := g.authorize(r, p, "cert.list"); err != nil {
+		return reply{}, err
+	}
+	resp, err := g.ca.ListCertificates(r.Context(), &cav1.ListCertificatesRequest{AccountId: r.PathValue("account_id"), IncludeRevoked: true})
+	if err != nil {
+		return reply{}, err
+	}
+	serial := strings.ToLower(r.PathValue("serial"))
+	for _, c := range resp.GetCertificates() {
+		if c.GetSerial() == serial {
+			return reply{http.StatusOK, toCertificate(c)}, nil
+		}
+	}
+	return reply{}, errs.New(errs.NotFound, "certificate not found")
+}
+
+func (g *Gateway) revokeCertificate(w http.ResponseWriter, r *http.Request, p principal) (reply, error) {
+	if err := g.authorize(r, p, "cert.revoke"); err != nil {
+		return reply{}, err
+	}
+	var b api.Revocation
+	if err := decodeJSON(w, r, &b); err != nil {
+		return reply{}, err
+	}
+	resp, err := g.ca.RevokeCertificate(r.Context(), &cav1.RevokeCertificateRequest{AccountId: r.PathValue("account_id"),
+		Serial: r.PathValue("serial"), Reason: b.Reason})
+	if err != nil {
+		return reply{}, err
+	}
+	return reply{http.StatusOK, toCertificate(resp.GetCertificate())}, nil
+}
+
+// serveOCSP answers POST /v1/ocsp/{account} (RFC 6960, public).
+func (g *Gateway) serveOCSP(w http.ResponseWriter, r *http.Request) {
+	if ct := r.Header.Get("Content-Type"); ct != "application/ocsp-request" {
+		writeProblem(w, errs.Newf(errs.Invalid, "Content-Type must be application/ocsp-request, not %q", ct))
+		return
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, 4097))
+	if err != nil || len(body) > 4096 {
+		writeProblem(w, errs.New(errs.Invalid, "an OCSP request is at most 4096 bytes"))
+		return
+	}
+	resp, err := g.ca.OCSP(r.Context(), &cav1.OCSPRequest{AccountId: r.PathValue("account"), Request: body})
+	if err != nil {
+		g.finish(w, r, reply{}, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/ocsp-response")
+	_, _ = w.Write(resp.GetResponse())
 }

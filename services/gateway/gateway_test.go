@@ -2,7 +2,11 @@ package gateway_test
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/x509"
+	"encoding/pem"
 	"net/http"
 	"os"
 	"strings"
@@ -13,9 +17,12 @@ import (
 	"net/http/httptest"
 
 	"github.com/redis/go-redis/v9"
+	"golang.org/x/crypto/ocsp"
 
 	"github.com/cloister-cc/cloister/libs/cache"
+	cav1 "github.com/cloister-cc/cloister/libs/gen/cloister/ca/v1"
 	"github.com/cloister-cc/cloister/libs/testkit"
+	caclient "github.com/cloister-cc/cloister/services/ca/client"
 	"github.com/cloister-cc/cloister/services/gateway"
 )
 
@@ -145,12 +152,13 @@ func TestAnotherAccountIsNotFound(t *testing.T) {
 	_, aliceKey := s.apiKey(alice, accountA)
 
 	bodies := map[string]any{
-		"PATCH /v1/accounts/{account_id}":                   map[string]string{"name": "stolen"},
-		"POST /v1/accounts/{account_id}/members":            map[string]string{"email": "alice@example.com", "role": "admin"},
-		"PATCH /v1/accounts/{account_id}/members/{user_id}": map[string]string{"role": "admin"},
-		"POST /v1/accounts/{account_id}/api-keys":           map[string]string{"name": "x"},
-		"PUT /v1/accounts/{account_id}/attestation/policy":  map[string]any{"accept_statuses": []string{"OutOfDate"}, "allow_debug": true},
-		"POST /v1/accounts/{account_id}/attestation/verify": map[string]any{"quote": []byte("x")},
+		"PATCH /v1/accounts/{account_id}":                             map[string]string{"name": "stolen"},
+		"POST /v1/accounts/{account_id}/members":                      map[string]string{"email": "alice@example.com", "role": "admin"},
+		"PATCH /v1/accounts/{account_id}/members/{user_id}":           map[string]string{"role": "admin"},
+		"POST /v1/accounts/{account_id}/api-keys":                     map[string]string{"name": "x"},
+		"PUT /v1/accounts/{account_id}/attestation/policy":            map[string]any{"accept_statuses": []string{"OutOfDate"}, "allow_debug": true},
+		"POST /v1/accounts/{account_id}/attestation/verify":           map[string]any{"quote": []byte("x")},
+		"POST /v1/accounts/{account_id}/certificates/{serial}/revoke": map[string]string{"reason": "x"},
 	}
 	checked := 0
 	for _, rt := range s.gw.Routes() {
@@ -636,5 +644,69 @@ func TestAccountCA(t *testing.T) {
 		if r := do(t, s.srv, "GET", path, "", nil); r.status != 404 {
 			t.Fatalf("GET %s = %d, want 404", path, r.status)
 		}
+	}
+}
+
+func TestCertificateRoutes(t *testing.T) {
+	s := newStack(t, memory(t))
+	_, admin := s.user("admin@example.com")
+	_, member := s.user("member@example.com")
+	acct := s.account(admin, "A")
+	s.addMember(admin, acct, "member@example.com", "member")
+	testkit.Eventually(t, 10*time.Second, func() bool {
+		return do(t, s.srv, "GET", "/v1/accounts/"+acct+"/ca", admin, nil).status == 200
+	}, "the account's CA did not appear")
+
+	// The node registry asks for node certificates over NATS.
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	csr, _ := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, key)
+	issued, err := caclient.New(s.nc).IssueNodeCertificate(context.Background(), &cav1.IssueNodeCertificateRequest{
+		AccountId: acct, NodeId: "01a21bf3-e490-766a-8e88-b6b30f4db069", Csr: csr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	serial := issued.GetCertificate().GetSerial()
+	base := "/v1/accounts/" + acct + "/certificates"
+
+	if r := do(t, s.srv, "GET", base+"?kind=node", member, nil); r.status != 200 || !strings.Contains(string(r.body), serial) {
+		t.Fatalf("listing certificates = %d %s", r.status, r.body)
+	}
+	if r := do(t, s.srv, "GET", base+"?kind=robot", member, nil); r.status != 400 {
+		t.Fatalf("listing with a bad kind = %d, want 400", r.status)
+	}
+	if r := do(t, s.srv, "GET", base+"/"+serial, member, nil); r.status != 200 {
+		t.Fatalf("getting the certificate = %d %s", r.status, r.body)
+	}
+	if r := do(t, s.srv, "POST", base+"/"+serial+"/revoke", member, map[string]string{"reason": "x"}); r.status != 403 {
+		t.Fatalf("member revoking = %d %s, want 403", r.status, r.body)
+	}
+	if r := do(t, s.srv, "POST", base+"/abc/revoke", admin, map[string]string{}); r.status != 404 {
+		t.Fatalf("revoking an unknown serial = %d %s, want 404", r.status, r.body)
+	}
+	if r := do(t, s.srv, "POST", base+"/"+serial+"/revoke", admin, map[string]string{"reason": "node deregistered"}); r.status != 200 || !strings.Contains(string(r.body), `"revoked":true`) {
+		t.Fatalf("admin revoking = %d %s", r.status, r.body)
+	}
+
+	// The CRL lists it and OCSP answers revoked.
+	r := do(t, s.srv, "GET", "/v1/crl/"+acct+".crl", "", nil)
+	crl, err := x509.ParseRevocationList(r.body)
+	if err != nil || len(crl.RevokedCertificateEntries) != 1 || crl.RevokedCertificateEntries[0].SerialNumber.Text(16) != serial {
+		t.Fatalf("CRL after revocation = %v, %v", crl, err)
+	}
+	leaf, _ := x509.ParseCertificate(issued.GetCertificate().GetDer())
+	chain := []byte(issued.GetChainPem())
+	block, _ := pem.Decode(chain)
+	issuer, _ := x509.ParseCertificate(block.Bytes)
+	req, err := ocsp.CreateRequest(leaf, issuer, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r = do(t, s.srv, "POST", "/v1/ocsp/"+acct, "", rawBody{data: string(req), contentType: "application/ocsp-request"})
+	resp, err := ocsp.ParseResponseForCert(r.body, leaf, issuer)
+	if err != nil || resp.Status != ocsp.Revoked {
+		t.Fatalf("OCSP = %v, %v; want revoked", resp, err)
+	}
+	if r := do(t, s.srv, "POST", "/v1/ocsp/"+acct, "", rawBody{data: string(req), contentType: "text/plain"}); r.status != 400 {
+		t.Fatalf("OCSP with a wrong content type = %d, want 400", r.status)
 	}
 }

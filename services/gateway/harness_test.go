@@ -33,6 +33,7 @@ import (
 func init() {
 	redis.SetLogger(quietRedis{})
 	openapi3filter.RegisterBodyDecoder("application/pkix-crl", openapi3filter.FileBodyDecoder)
+	openapi3filter.RegisterBodyDecoder("application/ocsp-response", openapi3filter.FileBodyDecoder)
 }
 
 type quietRedis struct{}

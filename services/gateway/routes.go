@@ -47,6 +47,10 @@ func (g *Gateway) routes() []Route {
 		{"POST", "/v1/attestation/collateral", g.authed(g.putCollateral)},
 		{"GET", "/v1/accounts/{account_id}/ca", g.authed(g.getCA)},
 		{"GET", "/v1/crl/{account_crl}", http.HandlerFunc(g.serveCRL)},
+		{"POST", "/v1/ocsp/{account}", http.HandlerFunc(g.serveOCSP)},
+		{"GET", "/v1/accounts/{account_id}/certificates", g.authed(g.listCertificates)},
+		{"GET", "/v1/accounts/{account_id}/certificates/{serial}", g.authed(g.getCertificate)},
+		{"POST", "/v1/accounts/{account_id}/certificates/{serial}/revoke", g.authed(g.revokeCertificate)},
 	}
 }
 

@@ -18,6 +18,11 @@ const Service = "ca"
 var (
 	GetCA  = natsrpc.NewMethod[*cav1.GetCARequest, *cav1.GetCAResponse](Service, "GetCA")
 	GetCRL = natsrpc.NewMethod[*cav1.GetCRLRequest, *cav1.GetCRLResponse](Service, "GetCRL")
+	// IssueNodeCertificate is for the node registry only.
+	IssueNodeCertificate = natsrpc.NewMethod[*cav1.IssueNodeCertificateRequest, *cav1.IssueNodeCertificateResponse](Service, "IssueNodeCertificate")
+	ListCertificates     = natsrpc.NewMethod[*cav1.ListCertificatesRequest, *cav1.ListCertificatesResponse](Service, "ListCertificates")
+	RevokeCertificate    = natsrpc.NewMethod[*cav1.RevokeCertificateRequest, *cav1.RevokeCertificateResponse](Service, "RevokeCertificate")
+	OCSP                 = natsrpc.NewMethod[*cav1.OCSPRequest, *cav1.OCSPResponse](Service, "OCSP")
 )
 
 // Client calls the CA service over NATS.
@@ -31,4 +36,16 @@ func (c *Client) GetCA(ctx context.Context, r *cav1.GetCARequest) (*cav1.GetCARe
 }
 func (c *Client) GetCRL(ctx context.Context, r *cav1.GetCRLRequest) (*cav1.GetCRLResponse, error) {
 	return GetCRL.Invoke(ctx, c.nc, r)
+}
+func (c *Client) IssueNodeCertificate(ctx context.Context, r *cav1.IssueNodeCertificateRequest) (*cav1.IssueNodeCertificateResponse, error) {
+	return IssueNodeCertificate.Invoke(ctx, c.nc, r)
+}
+func (c *Client) ListCertificates(ctx context.Context, r *cav1.ListCertificatesRequest) (*cav1.ListCertificatesResponse, error) {
+	return ListCertificates.Invoke(ctx, c.nc, r)
+}
+func (c *Client) RevokeCertificate(ctx context.Context, r *cav1.RevokeCertificateRequest) (*cav1.RevokeCertificateResponse, error) {
+	return RevokeCertificate.Invoke(ctx, c.nc, r)
+}
+func (c *Client) OCSP(ctx context.Context, r *cav1.OCSPRequest) (*cav1.OCSPResponse, error) {
+	return OCSP.Invoke(ctx, c.nc, r)
 }

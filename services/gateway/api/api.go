@@ -188,3 +188,22 @@ type CA struct {
 	IssuerPEM  string `json:"issuer_pem"`
 	RootSHA256 string `json:"root_sha256"`
 }
+
+// Certificate is a certificate an account's CA issued.
+type Certificate struct {
+	Serial           string     `json:"serial"`
+	Kind             string     `json:"kind"`
+	SubjectID        string     `json:"subject_id"`
+	DNSNames         []string   `json:"dns_names"`
+	NotBefore        time.Time  `json:"not_before"`
+	NotAfter         time.Time  `json:"not_after"`
+	Revoked          bool       `json:"revoked"`
+	RevokedAt        *time.Time `json:"revoked_at,omitempty"`
+	RevocationReason string     `json:"revocation_reason,omitempty"`
+	PEM              string     `json:"pem"`
+}
+
+// Revocation is the body of a revocation.
+type Revocation struct {
+	Reason string `json:"reason"`
+}

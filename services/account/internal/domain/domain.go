@@ -214,13 +214,13 @@ func (r Role) Can(action string) bool {
 	case RoleMember:
 		switch action {
 		case "account.get", "member.list", "apikey.create", "apikey.list", "apikey.revoke",
-			"attestation.policy.get", "attestation.verify", "ca.get":
+			"attestation.policy.get", "attestation.verify", "ca.get", "cert.list":
 			return true
 		}
 	case RoleAuditor:
 		switch action {
 		case "account.get", "member.list", "audit.list", "apikey.create", "apikey.list", "apikey.revoke",
-			"attestation.policy.get", "ca.get":
+			"attestation.policy.get", "ca.get", "cert.list":
 			return true
 		}
 	}

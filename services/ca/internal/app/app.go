@@ -11,7 +11,11 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"net/url"
+	"strings"
 	"time"
+
+	"golang.org/x/crypto/ocsp"
 
 	"github.com/google/uuid"
 
@@ -36,22 +40,168 @@ type Authorities interface {
 	Delete(ctx context.Context, accountID string) error
 }
 
+// Certificate is an issued certificate as the CA records it.
+type Certificate struct {
+	Serial    string // hex
+	AccountID string
+	Kind      string // "node" or "app"
+	SubjectID string
+	DNSNames  []string
+	NotBefore time.Time
+	NotAfter  time.Time
+	Revoked   bool
+	RevokedAt time.Time
+	Reason    string
+	DER       []byte
+	Version   uint64
+}
+
+// Events of issuance and revocation.
+type (
+	Issued  struct{ Certificate Certificate }
+	Revoked struct{ Certificate Certificate }
+)
+
+// Certificates records what each account's CA issued.
+type Certificates interface {
+	Create(ctx context.Context, c Certificate, ev Issued) error
+	Get(ctx context.Context, accountID, serial string) (Certificate, error) // ErrCertificateNotFound
+	// Update stores c if its version is unchanged.
+	Update(ctx context.Context, c Certificate, ev Revoked) (Certificate, error)
+	List(ctx context.Context, accountID string) ([]Certificate, error)
+}
+
+// ErrCertificateNotFound is returned for a serial the account's CA did not issue.
+var ErrCertificateNotFound = errs.New(errs.NotFound, "certificate not found")
+
+// NodeCertLifetime is how long a node's client certificate lasts.
+const NodeCertLifetime = 90 * 24 * time.Hour
+
 // Service keeps the accounts' CAs.
 type Service struct {
 	store Authorities
+	certs Certificates
 	kek   *pki.KEK
 	clock func() time.Time
 }
 
 // New returns the service.
-func New(store Authorities, kek *pki.KEK, clock func() time.Time) (*Service, error) {
-	if store == nil || kek == nil {
-		return nil, errors.New("ca: a store and a key-encryption key are required")
+func New(store Authorities, certs Certificates, kek *pki.KEK, clock func() time.Time) (*Service, error) {
+	if store == nil || certs == nil || kek == nil {
+		return nil, errors.New("ca: the stores and a key-encryption key are required")
 	}
 	if clock == nil {
 		clock = time.Now
 	}
-	return &Service{store: store, kek: kek, clock: clock}, nil
+	return &Service{store: store, certs: certs, kek: kek, clock: clock}, nil
+}
+
+// IssueNodeCertificate issues a client certificate for an enrolling node,
+// identified as urn:cloister:node:<account>:<node>.
+func (s *Service) IssueNodeCertificate(ctx context.Context, accountID, nodeID string, csrBytes []byte) (Certificate, *pki.CA, error) {
+	if uuid.Validate(nodeID) != nil {
+		return Certificate{}, nil, errs.New(errs.Invalid, "node_id must be a node's id")
+	}
+	ca, err := s.CA(ctx, accountID)
+	if err != nil {
+		return Certificate{}, nil, err
+	}
+	csr, err := pki.CheckCSRKey(csrBytes, pki.P256)
+	if err != nil {
+		return Certificate{}, nil, errs.New(errs.Invalid, err.Error())
+	}
+	uri := &url.URL{Scheme: "urn", Opaque: "cloister:node:" + accountID + ":" + nodeID}
+	cert, err := ca.IssueClient(csr, "node "+nodeID, uri, NodeCertLifetime, s.clock())
+	if err != nil {
+		return Certificate{}, nil, err
+	}
+	rec := Certificate{Serial: cert.SerialNumber.Text(16), AccountID: accountID, Kind: "node", SubjectID: nodeID,
+		NotBefore: cert.NotBefore, NotAfter: cert.NotAfter, DER: cert.Raw}
+	if err := s.certs.Create(ctx, rec, Issued{Certificate: rec}); err != nil {
+		return Certificate{}, nil, err
+	}
+	return rec, ca, nil
+}
+
+// Certificate returns one certificate the account's CA issued.
+func (s *Service) Certificate(ctx context.Context, accountID, serial string) (Certificate, error) {
+	if uuid.Validate(accountID) != nil || !isHex(serial) {
+		return Certificate{}, ErrCertificateNotFound
+	}
+	return s.certs.Get(ctx, accountID, strings.ToLower(serial))
+}
+
+// Certificates lists what the account's CA issued, newest last.
+func (s *Service) Certificates(ctx context.Context, accountID, kind string, includeRevoked bool) ([]Certificate, error) {
+	if uuid.Validate(accountID) != nil {
+		return nil, nil
+	}
+	all, err := s.certs.List(ctx, accountID)
+	if err != nil {
+		return nil, err
+	}
+	out := all[:0]
+	for _, c := range all {
+		if (kind == "" || c.Kind == kind) && (includeRevoked || !c.Revoked) {
+			out = append(out, c)
+		}
+	}
+	return out, nil
+}
+
+// Revoke revokes a certificate; revoking a revoked one changes nothing.
+func (s *Service) Revoke(ctx context.Context, accountID, serial, reason string) (Certificate, error) {
+	c, err := s.Certificate(ctx, accountID, serial)
+	if err != nil {
+		return Certificate{}, err
+	}
+	if c.Revoked {
+		return c, nil
+	}
+	if len(reason) > 200 {
+		return Certificate{}, errs.New(errs.Invalid, "reason is longer than 200 characters")
+	}
+	c.Revoked, c.RevokedAt, c.Reason = true, s.clock().UTC(), reason
+	return s.certs.Update(ctx, c, Revoked{Certificate: c})
+}
+
+// OCSP answers a DER OCSP request about the account's certificates,
+// signed by the issuing CA: good, revoked, or unknown.
+func (s *Service) OCSP(ctx context.Context, accountID string, der []byte) ([]byte, error) {
+	if len(der) == 0 || len(der) > 4096 {
+		return nil, errs.New(errs.Invalid, "an OCSP request is 1 to 4096 bytes")
+	}
+	req, err := ocsp.ParseRequest(der)
+	if err != nil {
+		return nil, errs.Newf(errs.Invalid, "not an OCSP request: %v", err)
+	}
+	ca, err := s.CA(ctx, accountID)
+	if err != nil {
+		return nil, err
+	}
+	now := s.clock().UTC()
+	tmpl := ocsp.Response{SerialNumber: req.SerialNumber, ThisUpdate: now, NextUpdate: now.Add(time.Hour), Status: ocsp.Unknown}
+	if c, err := s.certs.Get(ctx, accountID, req.SerialNumber.Text(16)); err == nil {
+		tmpl.Status = ocsp.Good
+		if c.Revoked {
+			tmpl.Status, tmpl.RevokedAt, tmpl.RevocationReason = ocsp.Revoked, c.RevokedAt, ocsp.Unspecified
+		}
+	} else if !errors.Is(err, ErrCertificateNotFound) {
+		return nil, err
+	}
+	return ocsp.CreateResponse(ca.Issuer, ca.Issuer, tmpl, ca.IssuerSigner())
+}
+
+func isHex(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F') {
+			return false
+		}
+	}
+	return true
 }
 
 // CreateCA makes the account's CA unless it has one: AccountCreated may be
@@ -112,19 +262,31 @@ func (s *Service) CA(ctx context.Context, accountID string) (*pki.CA, error) {
 // CRLLifetime is how long a CRL is valid; clients fetch a new one by then.
 const CRLLifetime = 24 * time.Hour
 
-// CRL returns the account's current CRL, signed by its issuing CA. No
-// certificate is revoked yet: revocation comes with issuance.
+// CRL returns the account's current CRL, signed by its issuing CA, listing
+// every revoked certificate that has not expired.
 func (s *Service) CRL(ctx context.Context, accountID string) ([]byte, time.Time, error) {
 	ca, err := s.CA(ctx, accountID)
 	if err != nil {
 		return nil, time.Time{}, err
 	}
+	revoked, err := s.Certificates(ctx, accountID, "", true)
+	if err != nil {
+		return nil, time.Time{}, err
+	}
 	now := s.clock()
+	var entries []x509.RevocationListEntry
+	for _, c := range revoked {
+		if c.Revoked && c.NotAfter.After(now) {
+			serial, _ := new(big.Int).SetString(c.Serial, 16)
+			entries = append(entries, x509.RevocationListEntry{SerialNumber: serial, RevocationTime: c.RevokedAt})
+		}
+	}
 	next := now.Add(CRLLifetime)
 	der, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{
-		Number:     big.NewInt(now.UnixNano()),
-		ThisUpdate: now,
-		NextUpdate: next,
+		Number:                    big.NewInt(now.UnixNano()),
+		ThisUpdate:                now,
+		NextUpdate:                next,
+		RevokedCertificateEntries: entries,
 	}, ca.Issuer, ca.IssuerSigner())
 	if err != nil {
 		return nil, time.Time{}, fmt.Errorf("signing CRL: %w", err)

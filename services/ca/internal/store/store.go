@@ -6,7 +6,10 @@ import (
 	"errors"
 	"log/slog"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/cloister-cc/cloister/libs/events"
 	cav1 "github.com/cloister-cc/cloister/libs/gen/cloister/ca/v1"
@@ -64,4 +67,90 @@ func (a *Authorities) Delete(ctx context.Context, accountID string) error {
 		return err
 	}
 	return a.kv.Delete(ctx, accountID, e.Version)
+}
+
+// Certificates records issued certificates, keyed <account>.<serial>.
+type Certificates struct{ kv *kv.Store[app.Certificate] }
+
+var _ app.Certificates = (*Certificates)(nil)
+
+// OpenCertificates opens the bucket.
+func OpenCertificates(ctx context.Context, js jetstream.JetStream, replicas int, logger *slog.Logger) (*Certificates, error) {
+	s, err := kv.Open[app.Certificate](ctx, js, kv.Config{Bucket: "ca_certificates", Replicas: replicas}, kv.WithLogger(logger))
+	if err != nil {
+		return nil, err
+	}
+	return &Certificates{s}, nil
+}
+
+// CertificateToProto converts a certificate record.
+func CertificateToProto(c app.Certificate) *cav1.Certificate {
+	out := &cav1.Certificate{Serial: c.Serial, AccountId: c.AccountID, Kind: c.Kind, SubjectId: c.SubjectID, DnsNames: c.DNSNames,
+		NotBefore: timestamppb.New(c.NotBefore), NotAfter: timestamppb.New(c.NotAfter), Revoked: c.Revoked,
+		RevocationReason: c.Reason, Der: c.DER}
+	if c.Revoked {
+		out.RevokedAt = timestamppb.New(c.RevokedAt)
+	}
+	return out
+}
+
+func certEvent(ctx context.Context, c app.Certificate, revoked bool) (*nats.Msg, error) {
+	var payload proto.Message = &cav1.CertificateIssued{Certificate: CertificateToProto(c)}
+	if revoked {
+		payload = &cav1.CertificateRevoked{Certificate: CertificateToProto(c)}
+	}
+	msg, _, err := events.NewMessage(ctx, events.Subject(Producer, payload), Producer, c.AccountID, payload)
+	return msg, err
+}
+
+// Create implements app.Certificates.
+func (s *Certificates) Create(ctx context.Context, c app.Certificate, _ app.Issued) error {
+	msg, err := certEvent(ctx, c, false)
+	if err != nil {
+		return err
+	}
+	_, err = s.kv.Create(ctx, c.AccountID+"."+c.Serial, c, msg)
+	return err
+}
+
+// Get implements app.Certificates.
+func (s *Certificates) Get(ctx context.Context, accountID, serial string) (app.Certificate, error) {
+	e, err := s.kv.Get(ctx, accountID+"."+serial)
+	if errors.Is(err, kv.ErrNotFound) {
+		return app.Certificate{}, app.ErrCertificateNotFound
+	}
+	if err != nil {
+		return app.Certificate{}, err
+	}
+	c := e.Value
+	c.Version = e.Version
+	return c, nil
+}
+
+// Update implements app.Certificates.
+func (s *Certificates) Update(ctx context.Context, c app.Certificate, _ app.Revoked) (app.Certificate, error) {
+	msg, err := certEvent(ctx, c, true)
+	if err != nil {
+		return app.Certificate{}, err
+	}
+	e, err := s.kv.Update(ctx, c.AccountID+"."+c.Serial, c, c.Version, msg)
+	if err != nil {
+		return app.Certificate{}, err
+	}
+	c.Version = e.Version
+	return c, nil
+}
+
+// List implements app.Certificates.
+func (s *Certificates) List(ctx context.Context, accountID string) ([]app.Certificate, error) {
+	es, err := s.kv.List(ctx, accountID+".*")
+	if err != nil {
+		return nil, err
+	}
+	out := make([]app.Certificate, len(es))
+	for i, e := range es {
+		out[i] = e.Value
+		out[i].Version = e.Version
+	}
+	return out, nil
 }

@@ -18,6 +18,7 @@ import (
 	accountclient "github.com/cloister-cc/cloister/services/account/client"
 	"github.com/cloister-cc/cloister/services/ca/client"
 	"github.com/cloister-cc/cloister/services/ca/internal/app"
+	"github.com/cloister-cc/cloister/services/ca/internal/store"
 )
 
 // Register subscribes every method on mux.
@@ -31,6 +32,38 @@ func Register(mux *natsrpc.Mux, s *app.Service, logger *slog.Logger) error {
 			root := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Root.Raw})
 			issuer := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Issuer.Raw})
 			return &cav1.GetCAResponse{ChainPem: ca.ChainPEM(), RootPem: root, IssuerPem: issuer}, nil
+		}),
+		client.IssueNodeCertificate.Handle(mux, logger, func(ctx context.Context, r *cav1.IssueNodeCertificateRequest) (*cav1.IssueNodeCertificateResponse, error) {
+			c, ca, err := s.IssueNodeCertificate(ctx, r.GetAccountId(), r.GetNodeId(), r.GetCsr())
+			if err != nil {
+				return nil, err
+			}
+			return &cav1.IssueNodeCertificateResponse{Certificate: store.CertificateToProto(c), ChainPem: ca.ChainPEM()}, nil
+		}),
+		client.ListCertificates.Handle(mux, logger, func(ctx context.Context, r *cav1.ListCertificatesRequest) (*cav1.ListCertificatesResponse, error) {
+			cs, err := s.Certificates(ctx, r.GetAccountId(), r.GetKind(), r.GetIncludeRevoked())
+			if err != nil {
+				return nil, err
+			}
+			out := &cav1.ListCertificatesResponse{}
+			for _, c := range cs {
+				out.Certificates = append(out.Certificates, store.CertificateToProto(c))
+			}
+			return out, nil
+		}),
+		client.RevokeCertificate.Handle(mux, logger, func(ctx context.Context, r *cav1.RevokeCertificateRequest) (*cav1.RevokeCertificateResponse, error) {
+			c, err := s.Revoke(ctx, r.GetAccountId(), r.GetSerial(), r.GetReason())
+			if err != nil {
+				return nil, err
+			}
+			return &cav1.RevokeCertificateResponse{Certificate: store.CertificateToProto(c)}, nil
+		}),
+		client.OCSP.Handle(mux, logger, func(ctx context.Context, r *cav1.OCSPRequest) (*cav1.OCSPResponse, error) {
+			der, err := s.OCSP(ctx, r.GetAccountId(), r.GetRequest())
+			if err != nil {
+				return nil, err
+			}
+			return &cav1.OCSPResponse{Response: der}, nil
 		}),
 		client.GetCRL.Handle(mux, logger, func(ctx context.Context, r *cav1.GetCRLRequest) (*cav1.GetCRLResponse, error) {
 			der, next, err := s.CRL(ctx, r.GetAccountId())

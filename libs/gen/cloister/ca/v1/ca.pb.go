@@ -224,7 +224,642 @@ func (x *GetCRLResponse) GetNextUpdate() *timestamppb.Timestamp {
 	return nil
 }
 
+// Certificate is an issued certificate as the CA records it.
+type Certificate struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Serial    string                 `protobuf:"bytes,1,opt,name=serial,proto3" json:"serial,omitempty"` // hex
+	AccountId string                 `protobuf:"bytes,2,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	// "node" or "app".
+	Kind string `protobuf:"bytes,3,opt,name=kind,proto3" json:"kind,omitempty"`
+	// The node or application it was issued to.
+	SubjectId        string                 `protobuf:"bytes,4,opt,name=subject_id,json=subjectId,proto3" json:"subject_id,omitempty"`
+	DnsNames         []string               `protobuf:"bytes,5,rep,name=dns_names,json=dnsNames,proto3" json:"dns_names,omitempty"`
+	NotBefore        *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=not_before,json=notBefore,proto3" json:"not_before,omitempty"`
+	NotAfter         *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=not_after,json=notAfter,proto3" json:"not_after,omitempty"`
+	Revoked          bool                   `protobuf:"varint,8,opt,name=revoked,proto3" json:"revoked,omitempty"`
+	RevokedAt        *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=revoked_at,json=revokedAt,proto3" json:"revoked_at,omitempty"`
+	RevocationReason string                 `protobuf:"bytes,10,opt,name=revocation_reason,json=revocationReason,proto3" json:"revocation_reason,omitempty"`
+	Der              []byte                 `protobuf:"bytes,11,opt,name=der,proto3" json:"der,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *Certificate) Reset() {
+	*x = Certificate{}
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Certificate) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Certificate) ProtoMessage() {}
+
+func (x *Certificate) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Certificate.ProtoReflect.Descriptor instead.
+func (*Certificate) Descriptor() ([]byte, []int) {
+	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *Certificate) GetSerial() string {
+	if x != nil {
+		return x.Serial
+	}
+	return ""
+}
+
+func (x *Certificate) GetAccountId() string {
+	if x != nil {
+		return x.AccountId
+	}
+	return ""
+}
+
+func (x *Certificate) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *Certificate) GetSubjectId() string {
+	if x != nil {
+		return x.SubjectId
+	}
+	return ""
+}
+
+func (x *Certificate) GetDnsNames() []string {
+	if x != nil {
+		return x.DnsNames
+	}
+	return nil
+}
+
+func (x *Certificate) GetNotBefore() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NotBefore
+	}
+	return nil
+}
+
+func (x *Certificate) GetNotAfter() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NotAfter
+	}
+	return nil
+}
+
+func (x *Certificate) GetRevoked() bool {
+	if x != nil {
+		return x.Revoked
+	}
+	return false
+}
+
+func (x *Certificate) GetRevokedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RevokedAt
+	}
+	return nil
+}
+
+func (x *Certificate) GetRevocationReason() string {
+	if x != nil {
+		return x.RevocationReason
+	}
+	return ""
+}
+
+func (x *Certificate) GetDer() []byte {
+	if x != nil {
+		return x.Der
+	}
+	return nil
+}
+
+// IssueNodeCertificateRequest asks for a client certificate for an
+// enrolling node (called by the node registry, never by users).
+type IssueNodeCertificateRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	AccountId string                 `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	NodeId    string                 `protobuf:"bytes,2,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	// DER or PEM CSR; its key must be EC P-256.
+	Csr           []byte `protobuf:"bytes,3,opt,name=csr,proto3" json:"csr,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IssueNodeCertificateRequest) Reset() {
+	*x = IssueNodeCertificateRequest{}
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IssueNodeCertificateRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IssueNodeCertificateRequest) ProtoMessage() {}
+
+func (x *IssueNodeCertificateRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IssueNodeCertificateRequest.ProtoReflect.Descriptor instead.
+func (*IssueNodeCertificateRequest) Descriptor() ([]byte, []int) {
+	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *IssueNodeCertificateRequest) GetAccountId() string {
+	if x != nil {
+		return x.AccountId
+	}
+	return ""
+}
+
+func (x *IssueNodeCertificateRequest) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *IssueNodeCertificateRequest) GetCsr() []byte {
+	if x != nil {
+		return x.Csr
+	}
+	return nil
+}
+
+type IssueNodeCertificateResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Certificate   *Certificate           `protobuf:"bytes,1,opt,name=certificate,proto3" json:"certificate,omitempty"`
+	ChainPem      []byte                 `protobuf:"bytes,2,opt,name=chain_pem,json=chainPem,proto3" json:"chain_pem,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IssueNodeCertificateResponse) Reset() {
+	*x = IssueNodeCertificateResponse{}
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IssueNodeCertificateResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IssueNodeCertificateResponse) ProtoMessage() {}
+
+func (x *IssueNodeCertificateResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IssueNodeCertificateResponse.ProtoReflect.Descriptor instead.
+func (*IssueNodeCertificateResponse) Descriptor() ([]byte, []int) {
+	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *IssueNodeCertificateResponse) GetCertificate() *Certificate {
+	if x != nil {
+		return x.Certificate
+	}
+	return nil
+}
+
+func (x *IssueNodeCertificateResponse) GetChainPem() []byte {
+	if x != nil {
+		return x.ChainPem
+	}
+	return nil
+}
+
+type ListCertificatesRequest struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	AccountId      string                 `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	Kind           string                 `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"` // filter; empty for all
+	IncludeRevoked bool                   `protobuf:"varint,3,opt,name=include_revoked,json=includeRevoked,proto3" json:"include_revoked,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *ListCertificatesRequest) Reset() {
+	*x = ListCertificatesRequest{}
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListCertificatesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListCertificatesRequest) ProtoMessage() {}
+
+func (x *ListCertificatesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListCertificatesRequest.ProtoReflect.Descriptor instead.
+func (*ListCertificatesRequest) Descriptor() ([]byte, []int) {
+	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *ListCertificatesRequest) GetAccountId() string {
+	if x != nil {
+		return x.AccountId
+	}
+	return ""
+}
+
+func (x *ListCertificatesRequest) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *ListCertificatesRequest) GetIncludeRevoked() bool {
+	if x != nil {
+		return x.IncludeRevoked
+	}
+	return false
+}
+
+type ListCertificatesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Certificates  []*Certificate         `protobuf:"bytes,1,rep,name=certificates,proto3" json:"certificates,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListCertificatesResponse) Reset() {
+	*x = ListCertificatesResponse{}
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListCertificatesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListCertificatesResponse) ProtoMessage() {}
+
+func (x *ListCertificatesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListCertificatesResponse.ProtoReflect.Descriptor instead.
+func (*ListCertificatesResponse) Descriptor() ([]byte, []int) {
+	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *ListCertificatesResponse) GetCertificates() []*Certificate {
+	if x != nil {
+		return x.Certificates
+	}
+	return nil
+}
+
+type RevokeCertificateRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	AccountId     string                 `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	Serial        string                 `protobuf:"bytes,2,opt,name=serial,proto3" json:"serial,omitempty"` // hex
+	Reason        string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeCertificateRequest) Reset() {
+	*x = RevokeCertificateRequest{}
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeCertificateRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeCertificateRequest) ProtoMessage() {}
+
+func (x *RevokeCertificateRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeCertificateRequest.ProtoReflect.Descriptor instead.
+func (*RevokeCertificateRequest) Descriptor() ([]byte, []int) {
+	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *RevokeCertificateRequest) GetAccountId() string {
+	if x != nil {
+		return x.AccountId
+	}
+	return ""
+}
+
+func (x *RevokeCertificateRequest) GetSerial() string {
+	if x != nil {
+		return x.Serial
+	}
+	return ""
+}
+
+func (x *RevokeCertificateRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+type RevokeCertificateResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Certificate   *Certificate           `protobuf:"bytes,1,opt,name=certificate,proto3" json:"certificate,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeCertificateResponse) Reset() {
+	*x = RevokeCertificateResponse{}
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeCertificateResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeCertificateResponse) ProtoMessage() {}
+
+func (x *RevokeCertificateResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeCertificateResponse.ProtoReflect.Descriptor instead.
+func (*RevokeCertificateResponse) Descriptor() ([]byte, []int) {
+	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *RevokeCertificateResponse) GetCertificate() *Certificate {
+	if x != nil {
+		return x.Certificate
+	}
+	return nil
+}
+
+// OCSPRequest carries a DER OCSP request for an account's certificates.
+type OCSPRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	AccountId     string                 `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	Request       []byte                 `protobuf:"bytes,2,opt,name=request,proto3" json:"request,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OCSPRequest) Reset() {
+	*x = OCSPRequest{}
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OCSPRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OCSPRequest) ProtoMessage() {}
+
+func (x *OCSPRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OCSPRequest.ProtoReflect.Descriptor instead.
+func (*OCSPRequest) Descriptor() ([]byte, []int) {
+	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *OCSPRequest) GetAccountId() string {
+	if x != nil {
+		return x.AccountId
+	}
+	return ""
+}
+
+func (x *OCSPRequest) GetRequest() []byte {
+	if x != nil {
+		return x.Request
+	}
+	return nil
+}
+
+type OCSPResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Response      []byte                 `protobuf:"bytes,1,opt,name=response,proto3" json:"response,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OCSPResponse) Reset() {
+	*x = OCSPResponse{}
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OCSPResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OCSPResponse) ProtoMessage() {}
+
+func (x *OCSPResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OCSPResponse.ProtoReflect.Descriptor instead.
+func (*OCSPResponse) Descriptor() ([]byte, []int) {
+	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *OCSPResponse) GetResponse() []byte {
+	if x != nil {
+		return x.Response
+	}
+	return nil
+}
+
 // Events, published on events.ca.v1.<Name>.
+type CertificateIssued struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Certificate   *Certificate           `protobuf:"bytes,1,opt,name=certificate,proto3" json:"certificate,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CertificateIssued) Reset() {
+	*x = CertificateIssued{}
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CertificateIssued) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CertificateIssued) ProtoMessage() {}
+
+func (x *CertificateIssued) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CertificateIssued.ProtoReflect.Descriptor instead.
+func (*CertificateIssued) Descriptor() ([]byte, []int) {
+	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *CertificateIssued) GetCertificate() *Certificate {
+	if x != nil {
+		return x.Certificate
+	}
+	return nil
+}
+
+type CertificateRevoked struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Certificate   *Certificate           `protobuf:"bytes,1,opt,name=certificate,proto3" json:"certificate,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CertificateRevoked) Reset() {
+	*x = CertificateRevoked{}
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CertificateRevoked) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CertificateRevoked) ProtoMessage() {}
+
+func (x *CertificateRevoked) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CertificateRevoked.ProtoReflect.Descriptor instead.
+func (*CertificateRevoked) Descriptor() ([]byte, []int) {
+	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *CertificateRevoked) GetCertificate() *Certificate {
+	if x != nil {
+		return x.Certificate
+	}
+	return nil
+}
+
 type AccountCAInitialized struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	AccountId string                 `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
@@ -236,7 +871,7 @@ type AccountCAInitialized struct {
 
 func (x *AccountCAInitialized) Reset() {
 	*x = AccountCAInitialized{}
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[4]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -248,7 +883,7 @@ func (x *AccountCAInitialized) String() string {
 func (*AccountCAInitialized) ProtoMessage() {}
 
 func (x *AccountCAInitialized) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[4]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -261,7 +896,7 @@ func (x *AccountCAInitialized) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AccountCAInitialized.ProtoReflect.Descriptor instead.
 func (*AccountCAInitialized) Descriptor() ([]byte, []int) {
-	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{4}
+	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *AccountCAInitialized) GetAccountId() string {
@@ -297,7 +932,56 @@ const file_cloister_ca_v1_ca_proto_rawDesc = "" +
 	"\x0eGetCRLResponse\x12\x10\n" +
 	"\x03crl\x18\x01 \x01(\fR\x03crl\x12;\n" +
 	"\vnext_update\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"nextUpdate\"V\n" +
+	"nextUpdate\"\x9c\x03\n" +
+	"\vCertificate\x12\x16\n" +
+	"\x06serial\x18\x01 \x01(\tR\x06serial\x12\x1d\n" +
+	"\n" +
+	"account_id\x18\x02 \x01(\tR\taccountId\x12\x12\n" +
+	"\x04kind\x18\x03 \x01(\tR\x04kind\x12\x1d\n" +
+	"\n" +
+	"subject_id\x18\x04 \x01(\tR\tsubjectId\x12\x1b\n" +
+	"\tdns_names\x18\x05 \x03(\tR\bdnsNames\x129\n" +
+	"\n" +
+	"not_before\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tnotBefore\x127\n" +
+	"\tnot_after\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\bnotAfter\x12\x18\n" +
+	"\arevoked\x18\b \x01(\bR\arevoked\x129\n" +
+	"\n" +
+	"revoked_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\trevokedAt\x12+\n" +
+	"\x11revocation_reason\x18\n" +
+	" \x01(\tR\x10revocationReason\x12\x10\n" +
+	"\x03der\x18\v \x01(\fR\x03der\"g\n" +
+	"\x1bIssueNodeCertificateRequest\x12\x1d\n" +
+	"\n" +
+	"account_id\x18\x01 \x01(\tR\taccountId\x12\x17\n" +
+	"\anode_id\x18\x02 \x01(\tR\x06nodeId\x12\x10\n" +
+	"\x03csr\x18\x03 \x01(\fR\x03csr\"z\n" +
+	"\x1cIssueNodeCertificateResponse\x12=\n" +
+	"\vcertificate\x18\x01 \x01(\v2\x1b.cloister.ca.v1.CertificateR\vcertificate\x12\x1b\n" +
+	"\tchain_pem\x18\x02 \x01(\fR\bchainPem\"u\n" +
+	"\x17ListCertificatesRequest\x12\x1d\n" +
+	"\n" +
+	"account_id\x18\x01 \x01(\tR\taccountId\x12\x12\n" +
+	"\x04kind\x18\x02 \x01(\tR\x04kind\x12'\n" +
+	"\x0finclude_revoked\x18\x03 \x01(\bR\x0eincludeRevoked\"[\n" +
+	"\x18ListCertificatesResponse\x12?\n" +
+	"\fcertificates\x18\x01 \x03(\v2\x1b.cloister.ca.v1.CertificateR\fcertificates\"i\n" +
+	"\x18RevokeCertificateRequest\x12\x1d\n" +
+	"\n" +
+	"account_id\x18\x01 \x01(\tR\taccountId\x12\x16\n" +
+	"\x06serial\x18\x02 \x01(\tR\x06serial\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"Z\n" +
+	"\x19RevokeCertificateResponse\x12=\n" +
+	"\vcertificate\x18\x01 \x01(\v2\x1b.cloister.ca.v1.CertificateR\vcertificate\"F\n" +
+	"\vOCSPRequest\x12\x1d\n" +
+	"\n" +
+	"account_id\x18\x01 \x01(\tR\taccountId\x12\x18\n" +
+	"\arequest\x18\x02 \x01(\fR\arequest\"*\n" +
+	"\fOCSPResponse\x12\x1a\n" +
+	"\bresponse\x18\x01 \x01(\fR\bresponse\"R\n" +
+	"\x11CertificateIssued\x12=\n" +
+	"\vcertificate\x18\x01 \x01(\v2\x1b.cloister.ca.v1.CertificateR\vcertificate\"S\n" +
+	"\x12CertificateRevoked\x12=\n" +
+	"\vcertificate\x18\x01 \x01(\v2\x1b.cloister.ca.v1.CertificateR\vcertificate\"V\n" +
 	"\x14AccountCAInitialized\x12\x1d\n" +
 	"\n" +
 	"account_id\x18\x01 \x01(\tR\taccountId\x12\x1f\n" +
@@ -316,22 +1000,41 @@ func file_cloister_ca_v1_ca_proto_rawDescGZIP() []byte {
 	return file_cloister_ca_v1_ca_proto_rawDescData
 }
 
-var file_cloister_ca_v1_ca_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_cloister_ca_v1_ca_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_cloister_ca_v1_ca_proto_goTypes = []any{
-	(*GetCARequest)(nil),          // 0: cloister.ca.v1.GetCARequest
-	(*GetCAResponse)(nil),         // 1: cloister.ca.v1.GetCAResponse
-	(*GetCRLRequest)(nil),         // 2: cloister.ca.v1.GetCRLRequest
-	(*GetCRLResponse)(nil),        // 3: cloister.ca.v1.GetCRLResponse
-	(*AccountCAInitialized)(nil),  // 4: cloister.ca.v1.AccountCAInitialized
-	(*timestamppb.Timestamp)(nil), // 5: google.protobuf.Timestamp
+	(*GetCARequest)(nil),                 // 0: cloister.ca.v1.GetCARequest
+	(*GetCAResponse)(nil),                // 1: cloister.ca.v1.GetCAResponse
+	(*GetCRLRequest)(nil),                // 2: cloister.ca.v1.GetCRLRequest
+	(*GetCRLResponse)(nil),               // 3: cloister.ca.v1.GetCRLResponse
+	(*Certificate)(nil),                  // 4: cloister.ca.v1.Certificate
+	(*IssueNodeCertificateRequest)(nil),  // 5: cloister.ca.v1.IssueNodeCertificateRequest
+	(*IssueNodeCertificateResponse)(nil), // 6: cloister.ca.v1.IssueNodeCertificateResponse
+	(*ListCertificatesRequest)(nil),      // 7: cloister.ca.v1.ListCertificatesRequest
+	(*ListCertificatesResponse)(nil),     // 8: cloister.ca.v1.ListCertificatesResponse
+	(*RevokeCertificateRequest)(nil),     // 9: cloister.ca.v1.RevokeCertificateRequest
+	(*RevokeCertificateResponse)(nil),    // 10: cloister.ca.v1.RevokeCertificateResponse
+	(*OCSPRequest)(nil),                  // 11: cloister.ca.v1.OCSPRequest
+	(*OCSPResponse)(nil),                 // 12: cloister.ca.v1.OCSPResponse
+	(*CertificateIssued)(nil),            // 13: cloister.ca.v1.CertificateIssued
+	(*CertificateRevoked)(nil),           // 14: cloister.ca.v1.CertificateRevoked
+	(*AccountCAInitialized)(nil),         // 15: cloister.ca.v1.AccountCAInitialized
+	(*timestamppb.Timestamp)(nil),        // 16: google.protobuf.Timestamp
 }
 var file_cloister_ca_v1_ca_proto_depIdxs = []int32{
-	5, // 0: cloister.ca.v1.GetCRLResponse.next_update:type_name -> google.protobuf.Timestamp
-	1, // [1:1] is the sub-list for method output_type
-	1, // [1:1] is the sub-list for method input_type
-	1, // [1:1] is the sub-list for extension type_name
-	1, // [1:1] is the sub-list for extension extendee
-	0, // [0:1] is the sub-list for field type_name
+	16, // 0: cloister.ca.v1.GetCRLResponse.next_update:type_name -> google.protobuf.Timestamp
+	16, // 1: cloister.ca.v1.Certificate.not_before:type_name -> google.protobuf.Timestamp
+	16, // 2: cloister.ca.v1.Certificate.not_after:type_name -> google.protobuf.Timestamp
+	16, // 3: cloister.ca.v1.Certificate.revoked_at:type_name -> google.protobuf.Timestamp
+	4,  // 4: cloister.ca.v1.IssueNodeCertificateResponse.certificate:type_name -> cloister.ca.v1.Certificate
+	4,  // 5: cloister.ca.v1.ListCertificatesResponse.certificates:type_name -> cloister.ca.v1.Certificate
+	4,  // 6: cloister.ca.v1.RevokeCertificateResponse.certificate:type_name -> cloister.ca.v1.Certificate
+	4,  // 7: cloister.ca.v1.CertificateIssued.certificate:type_name -> cloister.ca.v1.Certificate
+	4,  // 8: cloister.ca.v1.CertificateRevoked.certificate:type_name -> cloister.ca.v1.Certificate
+	9,  // [9:9] is the sub-list for method output_type
+	9,  // [9:9] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_cloister_ca_v1_ca_proto_init() }
@@ -345,7 +1048,7 @@ func file_cloister_ca_v1_ca_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cloister_ca_v1_ca_proto_rawDesc), len(file_cloister_ca_v1_ca_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   5,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
