@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/cloister-cc/cloister/libs/errs"
 	cav1 "github.com/cloister-cc/cloister/libs/gen/cloister/ca/v1"
@@ -29,6 +30,11 @@ import (
 // startCA runs the CA service and creates a CA for a fresh account by
 // delivering AccountCreated the way the account service does.
 func startCA(t *testing.T) (*client.Client, string) {
+	c, account, _ := startCAWithNATS(t)
+	return c, account
+}
+
+func startCAWithNATS(t *testing.T) (*client.Client, string, *testkit.NATS) {
 	t.Helper()
 	ctx := context.Background()
 	n := testkit.StartNATS(t)
@@ -45,7 +51,7 @@ func startCA(t *testing.T) (*client.Client, string) {
 		_, err := c.GetCA(ctx, &cav1.GetCARequest{AccountId: account})
 		return err == nil
 	}, "no CA for the account")
-	return c, account
+	return c, account, n
 }
 
 func nodeCSR(t *testing.T, key any) []byte {
@@ -195,5 +201,30 @@ func TestCertificateRequestsRefused(t *testing.T) {
 	}
 	if _, err := c.RevokeCertificate(ctx, &cav1.RevokeCertificateRequest{AccountId: uuid.NewString(), Serial: resp.GetCertificate().GetSerial()}); errs.KindOf(err) != errs.NotFound {
 		t.Fatalf("revoking through another account = %v, want NotFound", err)
+	}
+}
+
+// TestAccountDeletionRevokesCertificates: when the account goes, its
+// certificates are revoked (announced) before its CA is removed.
+func TestAccountDeletionRevokesCertificates(t *testing.T) {
+	ctx := context.Background()
+	c, account, n := startCAWithNATS(t)
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if _, err := c.IssueNodeCertificate(ctx, &cav1.IssueNodeCertificateRequest{AccountId: account, NodeId: uuid.NewString(), Csr: nodeCSR(t, key)}); err != nil {
+		t.Fatal(err)
+	}
+	publishAccountDeleted(t, n, account)
+	testkit.Eventually(t, 10*time.Second, func() bool {
+		_, err := c.GetCA(ctx, &cav1.GetCARequest{AccountId: account})
+		return errs.KindOf(err) == errs.NotFound
+	}, "the deleted account's CA is still there")
+	_, js := n.JetStream(t)
+	st, err := js.Stream(ctx, "EVENTS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(ctx, jetstream.WithSubjectFilter("events.ca.v1.CertificateRevoked"))
+	if err != nil || info.State.Subjects["events.ca.v1.CertificateRevoked"] != 1 {
+		t.Fatalf("no CertificateRevoked event after the account was deleted: %v", err)
 	}
 }

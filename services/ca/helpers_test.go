@@ -23,3 +23,18 @@ func publishAccountCreated(t *testing.T, n *testkit.NATS, account string) {
 		t.Fatal(err)
 	}
 }
+
+// publishAccountDeleted publishes AccountDeleted as the account service would.
+func publishAccountDeleted(t *testing.T, n *testkit.NATS, account string) {
+	t.Helper()
+	ctx := context.Background()
+	_, js := n.JetStream(t)
+	payload := &accountv1.AccountDeleted{AccountId: account}
+	msg, _, err := events.NewMessage(ctx, events.Subject("account", payload), "account", account, payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := events.Publish(ctx, js, msg); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -231,12 +231,22 @@ func (s *Service) CreateCA(ctx context.Context, accountID string) error {
 	return err
 }
 
-// DeleteCA removes the account's CA; deleting a missing one is not an error.
+// DeleteCA revokes every certificate of a deleted account (announcing
+// each) and then removes its CA; deleting a missing one is not an error.
 func (s *Service) DeleteCA(ctx context.Context, accountID string) error {
 	if uuid.Validate(accountID) != nil {
 		return nil
 	}
-	err := s.store.Delete(ctx, accountID)
+	certs, err := s.Certificates(ctx, accountID, "", false)
+	if err != nil {
+		return err
+	}
+	for _, c := range certs {
+		if _, err := s.Revoke(ctx, accountID, c.Serial, "account deleted"); err != nil {
+			return err
+		}
+	}
+	err = s.store.Delete(ctx, accountID)
 	if errors.Is(err, ErrCANotFound) {
 		return nil
 	}
