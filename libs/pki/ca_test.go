@@ -20,6 +20,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/cloister-cc/cloister/libs/testkit"
 )
 
 var (
@@ -117,13 +119,7 @@ func TestIssueEveryKeyType(t *testing.T) {
 // TestOpenSSLVerifies checks the chain with a second, independent
 // implementation.
 func TestOpenSSLVerifies(t *testing.T) {
-	bin, err := exec.LookPath("openssl")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("openssl is required in CI: %v", err)
-		}
-		t.Skipf("openssl not installed (set CI to make this fail): %v", err)
-	}
+	bin := testkit.Tool(t, "openssl")
 	ca, err := NewCA("acct-1", time.Now())
 	if err != nil {
 		t.Fatal(err)

@@ -80,13 +80,7 @@ type RedisServer struct {
 // is skipped, or fails when CI is set.
 func StartRedisServer(t testing.TB) *RedisServer {
 	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("redis-server is required in CI: %v", err)
-		}
-		t.Skipf("redis-server not installed (set CI to make this fail): %v", err)
-	}
+	bin := Tool(t, "redis-server")
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

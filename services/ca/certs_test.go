@@ -64,13 +64,7 @@ func nodeCSR(t *testing.T, key any) []byte {
 }
 
 func TestNodeCertificatesRevocationCRLAndOCSP(t *testing.T) {
-	openssl, err := exec.LookPath("openssl")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("openssl is required in CI: %v", err)
-		}
-		t.Skipf("openssl not installed (set CI to make this fail): %v", err)
-	}
+	openssl := testkit.Tool(t, "openssl")
 	ctx := context.Background()
 	c, account := startCA(t)
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
