@@ -21,6 +21,7 @@ const (
 	Conflict                     // exists already, or a concurrent change won
 	TooLarge                     // a body or field over its limit
 	Unavailable                  // a dependency cannot be reached; the call may be retried
+	RateLimited                  // too many attempts; retry later
 )
 
 var kindNames = map[Kind]string{
@@ -32,6 +33,7 @@ var kindNames = map[Kind]string{
 	Conflict:         "conflict",
 	TooLarge:         "too_large",
 	Unavailable:      "unavailable",
+	RateLimited:      "rate_limited",
 }
 
 func (k Kind) String() string {

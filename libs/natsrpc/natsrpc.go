@@ -44,6 +44,7 @@ var kindToCode = map[errs.Kind]int{
 	errs.TooLarge:         413,
 	errs.Internal:         500,
 	errs.Unavailable:      503,
+	errs.RateLimited:      429,
 }
 
 // Code returns the wire code of an error kind.

@@ -26,6 +26,9 @@ type Config struct {
 	// so that an outage falls through to the account service.
 	Cache  cache.Cache
 	Logger *slog.Logger
+	// CredentialRate limits sign-ups and logins per client address;
+	// zero means DefaultCredentialRate.
+	CredentialRate CredentialRate
 }
 
 // Gateway serves the REST API.
@@ -38,6 +41,7 @@ type Gateway struct {
 	mux         *http.ServeMux
 	watch       *events.Consumer
 	openapi     []byte
+	credentials *limiter
 }
 
 // New returns a gateway and starts watching the events that invalidate
@@ -62,6 +66,10 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 		mux:         http.NewServeMux(),
 		openapi:     doc,
 	}
+	if cfg.CredentialRate.Burst <= 0 || cfg.CredentialRate.Every <= 0 {
+		cfg.CredentialRate = DefaultCredentialRate
+	}
+	g.credentials = newLimiter(cfg.CredentialRate)
 	for _, rt := range g.routes() {
 		g.mux.Handle(rt.Method+" "+rt.Pattern, rt.Handler)
 	}

@@ -710,3 +710,43 @@ func TestCertificateRoutes(t *testing.T) {
 		t.Fatalf("OCSP with a wrong content type = %d, want 400", r.status)
 	}
 }
+
+// TestLoginAttemptsAreLimited: past the burst, sign-ups and logins from one
+// address get 429 with Retry-After, whether or not the password is right.
+func TestLoginAttemptsAreLimited(t *testing.T) {
+	s := newStack(t, memory(t))
+	s.user("ada@example.com")
+	gw, err := gateway.New(context.Background(), gateway.Config{NATS: s.nats.Connect(t), Cache: memory(t),
+		CredentialRate: gateway.CredentialRate{Every: time.Hour, Burst: 3}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(gw.Close)
+	srv := httptest.NewServer(gw)
+	t.Cleanup(srv.Close)
+	for i := range 3 {
+		if r := do(t, srv, "POST", "/v1/sessions", "", map[string]string{"email": "ada@example.com", "password": "wrong password!"}); r.status != 401 {
+			t.Fatalf("attempt %d = %d, want 401", i, r.status)
+		}
+	}
+	for _, body := range []map[string]string{
+		{"email": "ada@example.com", "password": "correct horse battery"},
+		{"email": "new@example.com", "password": "long enough pass"},
+	} {
+		path := "/v1/sessions"
+		if body["email"] == "new@example.com" {
+			path = "/v1/users"
+		}
+		r := do(t, srv, "POST", path, "", body)
+		if r.status != 429 || r.header.Get("Retry-After") == "" {
+			t.Fatalf("POST %s past the limit = %d (Retry-After %q), want 429", path, r.status, r.header.Get("Retry-After"))
+		}
+		if p := r.problem(t); p.Code != "rate_limited" {
+			t.Fatalf("problem code = %q, want rate_limited", p.Code)
+		}
+	}
+	// Other routes are not limited.
+	if r := do(t, srv, "GET", "/v1/openapi.json", "", nil); r.status != 200 {
+		t.Fatalf("GET /v1/openapi.json = %d", r.status)
+	}
+}

@@ -103,7 +103,9 @@ func newStack(t testing.TB, c cache.Cache) *stack {
 // addGateway starts another gateway replica with its own cache.
 func (s *stack) addGateway(c cache.Cache) (*gateway.Gateway, *httptest.Server) {
 	s.t.Helper()
-	gw, err := gateway.New(context.Background(), gateway.Config{NATS: s.nats.Connect(s.t), Cache: c})
+	// The suite signs up and logs in far more than a person would.
+	gw, err := gateway.New(context.Background(), gateway.Config{NATS: s.nats.Connect(s.t), Cache: c,
+		CredentialRate: gateway.CredentialRate{Every: time.Millisecond, Burst: 1000}})
 	if err != nil {
 		s.t.Fatal(err)
 	}

@@ -28,6 +28,7 @@ var kindStatus = map[errs.Kind]int{
 	errs.Conflict:         http.StatusConflict,
 	errs.TooLarge:         http.StatusRequestEntityTooLarge,
 	errs.Unavailable:      http.StatusServiceUnavailable,
+	errs.RateLimited:      http.StatusTooManyRequests,
 	errs.Internal:         http.StatusInternalServerError,
 }
 

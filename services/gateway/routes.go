@@ -24,8 +24,8 @@ func (g *Gateway) Routes() []Route { return g.routes() }
 func (g *Gateway) routes() []Route {
 	return []Route{
 		{"GET", "/v1/openapi.json", http.HandlerFunc(g.serveOpenAPI)},
-		{"POST", "/v1/users", g.public(g.signUp)},
-		{"POST", "/v1/sessions", g.public(g.login)},
+		{"POST", "/v1/users", g.limited(g.public(g.signUp))},
+		{"POST", "/v1/sessions", g.limited(g.public(g.login))},
 		{"DELETE", "/v1/sessions/current", g.authed(g.logout)},
 		{"GET", "/v1/users/me", g.authed(g.me)},
 		{"POST", "/v1/accounts", g.authed(g.createAccount)},
