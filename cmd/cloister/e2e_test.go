@@ -69,7 +69,7 @@ func startServer(t *testing.T, dataDir, addr string) *exec.Cmd {
 // and with plain HTTP, kills it with SIGKILL, restarts it on the same data
 // directory and finds everything still there.
 func TestDevServerJourneyAndCrash(t *testing.T) {
-	if testing.Short() {
+	if testing.Short() && os.Getenv("CI") == "" { // CI always runs it
 		t.Skip("starts the server twice")
 	}
 	dataDir, cfgDir, addr := t.TempDir(), t.TempDir(), freeAddr(t)

@@ -80,17 +80,11 @@ func (g *Gateway) getCertificate(_ http.ResponseWriter, r *http.Request, p princ
 	if err := g.authorize(r, p, "cert.list"); err != nil {
 		return reply{}, err
 	}
-	resp, err := g.ca.ListCertificates(r.Context(), &cav1.ListCertificatesRequest{AccountId: r.PathValue("account_id"), IncludeRevoked: true})
+	resp, err := g.ca.GetCertificate(r.Context(), &cav1.GetCertificateRequest{AccountId: r.PathValue("account_id"), Serial: r.PathValue("serial")})
 	if err != nil {
 		return reply{}, err
 	}
-	serial := strings.ToLower(r.PathValue("serial"))
-	for _, c := range resp.GetCertificates() {
-		if c.GetSerial() == serial {
-			return reply{http.StatusOK, toCertificate(c)}, nil
-		}
-	}
-	return reply{}, errs.New(errs.NotFound, "certificate not found")
+	return reply{http.StatusOK, toCertificate(resp.GetCertificate())}, nil
 }
 
 func (g *Gateway) revokeCertificate(w http.ResponseWriter, r *http.Request, p principal) (reply, error) {

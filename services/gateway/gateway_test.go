@@ -677,6 +677,9 @@ func TestCertificateRoutes(t *testing.T) {
 	if r := do(t, s.srv, "GET", base+"/"+serial, member, nil); r.status != 200 {
 		t.Fatalf("getting the certificate = %d %s", r.status, r.body)
 	}
+	if r := do(t, s.srv, "GET", base+"/abc123", member, nil); r.status != 404 {
+		t.Fatalf("getting an unknown serial = %d %s, want 404", r.status, r.body)
+	}
 	if r := do(t, s.srv, "POST", base+"/"+serial+"/revoke", member, map[string]string{"reason": "x"}); r.status != 403 {
 		t.Fatalf("member revoking = %d %s, want 403", r.status, r.body)
 	}

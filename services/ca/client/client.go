@@ -21,6 +21,7 @@ var (
 	// IssueNodeCertificate is for the node registry only.
 	IssueNodeCertificate = natsrpc.NewMethod[*cav1.IssueNodeCertificateRequest, *cav1.IssueNodeCertificateResponse](Service, "IssueNodeCertificate")
 	ListCertificates     = natsrpc.NewMethod[*cav1.ListCertificatesRequest, *cav1.ListCertificatesResponse](Service, "ListCertificates")
+	GetCertificate       = natsrpc.NewMethod[*cav1.GetCertificateRequest, *cav1.GetCertificateResponse](Service, "GetCertificate")
 	RevokeCertificate    = natsrpc.NewMethod[*cav1.RevokeCertificateRequest, *cav1.RevokeCertificateResponse](Service, "RevokeCertificate")
 	OCSP                 = natsrpc.NewMethod[*cav1.OCSPRequest, *cav1.OCSPResponse](Service, "OCSP")
 )
@@ -48,4 +49,7 @@ func (c *Client) RevokeCertificate(ctx context.Context, r *cav1.RevokeCertificat
 }
 func (c *Client) OCSP(ctx context.Context, r *cav1.OCSPRequest) (*cav1.OCSPResponse, error) {
 	return OCSP.Invoke(ctx, c.nc, r)
+}
+func (c *Client) GetCertificate(ctx context.Context, r *cav1.GetCertificateRequest) (*cav1.GetCertificateResponse, error) {
+	return GetCertificate.Invoke(ctx, c.nc, r)
 }

@@ -51,6 +51,13 @@ func Register(mux *natsrpc.Mux, s *app.Service, logger *slog.Logger) error {
 			}
 			return out, nil
 		}),
+		client.GetCertificate.Handle(mux, logger, func(ctx context.Context, r *cav1.GetCertificateRequest) (*cav1.GetCertificateResponse, error) {
+			c, err := s.Certificate(ctx, r.GetAccountId(), r.GetSerial())
+			if err != nil {
+				return nil, err
+			}
+			return &cav1.GetCertificateResponse{Certificate: store.CertificateToProto(c)}, nil
+		}),
 		client.RevokeCertificate.Handle(mux, logger, func(ctx context.Context, r *cav1.RevokeCertificateRequest) (*cav1.RevokeCertificateResponse, error) {
 			c, err := s.Revoke(ctx, r.GetAccountId(), r.GetSerial(), r.GetReason())
 			if err != nil {

@@ -570,6 +570,102 @@ func (x *ListCertificatesResponse) GetCertificates() []*Certificate {
 	return nil
 }
 
+type GetCertificateRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	AccountId     string                 `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	Serial        string                 `protobuf:"bytes,2,opt,name=serial,proto3" json:"serial,omitempty"` // hex
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetCertificateRequest) Reset() {
+	*x = GetCertificateRequest{}
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetCertificateRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetCertificateRequest) ProtoMessage() {}
+
+func (x *GetCertificateRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetCertificateRequest.ProtoReflect.Descriptor instead.
+func (*GetCertificateRequest) Descriptor() ([]byte, []int) {
+	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *GetCertificateRequest) GetAccountId() string {
+	if x != nil {
+		return x.AccountId
+	}
+	return ""
+}
+
+func (x *GetCertificateRequest) GetSerial() string {
+	if x != nil {
+		return x.Serial
+	}
+	return ""
+}
+
+type GetCertificateResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Certificate   *Certificate           `protobuf:"bytes,1,opt,name=certificate,proto3" json:"certificate,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetCertificateResponse) Reset() {
+	*x = GetCertificateResponse{}
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetCertificateResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetCertificateResponse) ProtoMessage() {}
+
+func (x *GetCertificateResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetCertificateResponse.ProtoReflect.Descriptor instead.
+func (*GetCertificateResponse) Descriptor() ([]byte, []int) {
+	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *GetCertificateResponse) GetCertificate() *Certificate {
+	if x != nil {
+		return x.Certificate
+	}
+	return nil
+}
+
 type RevokeCertificateRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	AccountId     string                 `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
@@ -581,7 +677,7 @@ type RevokeCertificateRequest struct {
 
 func (x *RevokeCertificateRequest) Reset() {
 	*x = RevokeCertificateRequest{}
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[9]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -593,7 +689,7 @@ func (x *RevokeCertificateRequest) String() string {
 func (*RevokeCertificateRequest) ProtoMessage() {}
 
 func (x *RevokeCertificateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[9]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -606,7 +702,7 @@ func (x *RevokeCertificateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeCertificateRequest.ProtoReflect.Descriptor instead.
 func (*RevokeCertificateRequest) Descriptor() ([]byte, []int) {
-	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{9}
+	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *RevokeCertificateRequest) GetAccountId() string {
@@ -639,7 +735,7 @@ type RevokeCertificateResponse struct {
 
 func (x *RevokeCertificateResponse) Reset() {
 	*x = RevokeCertificateResponse{}
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[10]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -651,7 +747,7 @@ func (x *RevokeCertificateResponse) String() string {
 func (*RevokeCertificateResponse) ProtoMessage() {}
 
 func (x *RevokeCertificateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[10]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -664,7 +760,7 @@ func (x *RevokeCertificateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeCertificateResponse.ProtoReflect.Descriptor instead.
 func (*RevokeCertificateResponse) Descriptor() ([]byte, []int) {
-	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{10}
+	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *RevokeCertificateResponse) GetCertificate() *Certificate {
@@ -685,7 +781,7 @@ type OCSPRequest struct {
 
 func (x *OCSPRequest) Reset() {
 	*x = OCSPRequest{}
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[11]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -697,7 +793,7 @@ func (x *OCSPRequest) String() string {
 func (*OCSPRequest) ProtoMessage() {}
 
 func (x *OCSPRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[11]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -710,7 +806,7 @@ func (x *OCSPRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OCSPRequest.ProtoReflect.Descriptor instead.
 func (*OCSPRequest) Descriptor() ([]byte, []int) {
-	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{11}
+	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *OCSPRequest) GetAccountId() string {
@@ -736,7 +832,7 @@ type OCSPResponse struct {
 
 func (x *OCSPResponse) Reset() {
 	*x = OCSPResponse{}
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[12]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -748,7 +844,7 @@ func (x *OCSPResponse) String() string {
 func (*OCSPResponse) ProtoMessage() {}
 
 func (x *OCSPResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[12]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -761,7 +857,7 @@ func (x *OCSPResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OCSPResponse.ProtoReflect.Descriptor instead.
 func (*OCSPResponse) Descriptor() ([]byte, []int) {
-	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{12}
+	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *OCSPResponse) GetResponse() []byte {
@@ -781,7 +877,7 @@ type CertificateIssued struct {
 
 func (x *CertificateIssued) Reset() {
 	*x = CertificateIssued{}
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[13]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -793,7 +889,7 @@ func (x *CertificateIssued) String() string {
 func (*CertificateIssued) ProtoMessage() {}
 
 func (x *CertificateIssued) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[13]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -806,7 +902,7 @@ func (x *CertificateIssued) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CertificateIssued.ProtoReflect.Descriptor instead.
 func (*CertificateIssued) Descriptor() ([]byte, []int) {
-	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{13}
+	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *CertificateIssued) GetCertificate() *Certificate {
@@ -825,7 +921,7 @@ type CertificateRevoked struct {
 
 func (x *CertificateRevoked) Reset() {
 	*x = CertificateRevoked{}
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[14]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -837,7 +933,7 @@ func (x *CertificateRevoked) String() string {
 func (*CertificateRevoked) ProtoMessage() {}
 
 func (x *CertificateRevoked) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[14]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -850,7 +946,7 @@ func (x *CertificateRevoked) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CertificateRevoked.ProtoReflect.Descriptor instead.
 func (*CertificateRevoked) Descriptor() ([]byte, []int) {
-	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{14}
+	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *CertificateRevoked) GetCertificate() *Certificate {
@@ -871,7 +967,7 @@ type AccountCAInitialized struct {
 
 func (x *AccountCAInitialized) Reset() {
 	*x = AccountCAInitialized{}
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[15]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -883,7 +979,7 @@ func (x *AccountCAInitialized) String() string {
 func (*AccountCAInitialized) ProtoMessage() {}
 
 func (x *AccountCAInitialized) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[15]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -896,7 +992,7 @@ func (x *AccountCAInitialized) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AccountCAInitialized.ProtoReflect.Descriptor instead.
 func (*AccountCAInitialized) Descriptor() ([]byte, []int) {
-	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{15}
+	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *AccountCAInitialized) GetAccountId() string {
@@ -964,7 +1060,13 @@ const file_cloister_ca_v1_ca_proto_rawDesc = "" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12'\n" +
 	"\x0finclude_revoked\x18\x03 \x01(\bR\x0eincludeRevoked\"[\n" +
 	"\x18ListCertificatesResponse\x12?\n" +
-	"\fcertificates\x18\x01 \x03(\v2\x1b.cloister.ca.v1.CertificateR\fcertificates\"i\n" +
+	"\fcertificates\x18\x01 \x03(\v2\x1b.cloister.ca.v1.CertificateR\fcertificates\"N\n" +
+	"\x15GetCertificateRequest\x12\x1d\n" +
+	"\n" +
+	"account_id\x18\x01 \x01(\tR\taccountId\x12\x16\n" +
+	"\x06serial\x18\x02 \x01(\tR\x06serial\"W\n" +
+	"\x16GetCertificateResponse\x12=\n" +
+	"\vcertificate\x18\x01 \x01(\v2\x1b.cloister.ca.v1.CertificateR\vcertificate\"i\n" +
 	"\x18RevokeCertificateRequest\x12\x1d\n" +
 	"\n" +
 	"account_id\x18\x01 \x01(\tR\taccountId\x12\x16\n" +
@@ -1000,7 +1102,7 @@ func file_cloister_ca_v1_ca_proto_rawDescGZIP() []byte {
 	return file_cloister_ca_v1_ca_proto_rawDescData
 }
 
-var file_cloister_ca_v1_ca_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_cloister_ca_v1_ca_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_cloister_ca_v1_ca_proto_goTypes = []any{
 	(*GetCARequest)(nil),                 // 0: cloister.ca.v1.GetCARequest
 	(*GetCAResponse)(nil),                // 1: cloister.ca.v1.GetCAResponse
@@ -1011,30 +1113,33 @@ var file_cloister_ca_v1_ca_proto_goTypes = []any{
 	(*IssueNodeCertificateResponse)(nil), // 6: cloister.ca.v1.IssueNodeCertificateResponse
 	(*ListCertificatesRequest)(nil),      // 7: cloister.ca.v1.ListCertificatesRequest
 	(*ListCertificatesResponse)(nil),     // 8: cloister.ca.v1.ListCertificatesResponse
-	(*RevokeCertificateRequest)(nil),     // 9: cloister.ca.v1.RevokeCertificateRequest
-	(*RevokeCertificateResponse)(nil),    // 10: cloister.ca.v1.RevokeCertificateResponse
-	(*OCSPRequest)(nil),                  // 11: cloister.ca.v1.OCSPRequest
-	(*OCSPResponse)(nil),                 // 12: cloister.ca.v1.OCSPResponse
-	(*CertificateIssued)(nil),            // 13: cloister.ca.v1.CertificateIssued
-	(*CertificateRevoked)(nil),           // 14: cloister.ca.v1.CertificateRevoked
-	(*AccountCAInitialized)(nil),         // 15: cloister.ca.v1.AccountCAInitialized
-	(*timestamppb.Timestamp)(nil),        // 16: google.protobuf.Timestamp
+	(*GetCertificateRequest)(nil),        // 9: cloister.ca.v1.GetCertificateRequest
+	(*GetCertificateResponse)(nil),       // 10: cloister.ca.v1.GetCertificateResponse
+	(*RevokeCertificateRequest)(nil),     // 11: cloister.ca.v1.RevokeCertificateRequest
+	(*RevokeCertificateResponse)(nil),    // 12: cloister.ca.v1.RevokeCertificateResponse
+	(*OCSPRequest)(nil),                  // 13: cloister.ca.v1.OCSPRequest
+	(*OCSPResponse)(nil),                 // 14: cloister.ca.v1.OCSPResponse
+	(*CertificateIssued)(nil),            // 15: cloister.ca.v1.CertificateIssued
+	(*CertificateRevoked)(nil),           // 16: cloister.ca.v1.CertificateRevoked
+	(*AccountCAInitialized)(nil),         // 17: cloister.ca.v1.AccountCAInitialized
+	(*timestamppb.Timestamp)(nil),        // 18: google.protobuf.Timestamp
 }
 var file_cloister_ca_v1_ca_proto_depIdxs = []int32{
-	16, // 0: cloister.ca.v1.GetCRLResponse.next_update:type_name -> google.protobuf.Timestamp
-	16, // 1: cloister.ca.v1.Certificate.not_before:type_name -> google.protobuf.Timestamp
-	16, // 2: cloister.ca.v1.Certificate.not_after:type_name -> google.protobuf.Timestamp
-	16, // 3: cloister.ca.v1.Certificate.revoked_at:type_name -> google.protobuf.Timestamp
+	18, // 0: cloister.ca.v1.GetCRLResponse.next_update:type_name -> google.protobuf.Timestamp
+	18, // 1: cloister.ca.v1.Certificate.not_before:type_name -> google.protobuf.Timestamp
+	18, // 2: cloister.ca.v1.Certificate.not_after:type_name -> google.protobuf.Timestamp
+	18, // 3: cloister.ca.v1.Certificate.revoked_at:type_name -> google.protobuf.Timestamp
 	4,  // 4: cloister.ca.v1.IssueNodeCertificateResponse.certificate:type_name -> cloister.ca.v1.Certificate
 	4,  // 5: cloister.ca.v1.ListCertificatesResponse.certificates:type_name -> cloister.ca.v1.Certificate
-	4,  // 6: cloister.ca.v1.RevokeCertificateResponse.certificate:type_name -> cloister.ca.v1.Certificate
-	4,  // 7: cloister.ca.v1.CertificateIssued.certificate:type_name -> cloister.ca.v1.Certificate
-	4,  // 8: cloister.ca.v1.CertificateRevoked.certificate:type_name -> cloister.ca.v1.Certificate
-	9,  // [9:9] is the sub-list for method output_type
-	9,  // [9:9] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	4,  // 6: cloister.ca.v1.GetCertificateResponse.certificate:type_name -> cloister.ca.v1.Certificate
+	4,  // 7: cloister.ca.v1.RevokeCertificateResponse.certificate:type_name -> cloister.ca.v1.Certificate
+	4,  // 8: cloister.ca.v1.CertificateIssued.certificate:type_name -> cloister.ca.v1.Certificate
+	4,  // 9: cloister.ca.v1.CertificateRevoked.certificate:type_name -> cloister.ca.v1.Certificate
+	10, // [10:10] is the sub-list for method output_type
+	10, // [10:10] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_cloister_ca_v1_ca_proto_init() }
@@ -1048,7 +1153,7 @@ func file_cloister_ca_v1_ca_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cloister_ca_v1_ca_proto_rawDesc), len(file_cloister_ca_v1_ca_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   16,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
