@@ -9,6 +9,7 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/asn1"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
@@ -79,6 +80,71 @@ func appCSR(t testing.TB, kt KeyType) []byte {
 
 var at = time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
 
+// issueParsed issues a leaf and parses it with the standard library,
+// which fails the test on any encoding mistake.
+func issueParsed(t testing.TB, ca *CA, l Leaf, now time.Time) *x509.Certificate {
+	t.Helper()
+	c, err := ca.Issue(l, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(c.DER)
+	if err != nil {
+		t.Fatalf("parsing an issued certificate: %v", err)
+	}
+	if cert.SerialNumber.Cmp(c.Serial) != 0 || !cert.NotBefore.Equal(c.NotBefore) || !cert.NotAfter.Equal(c.NotAfter) {
+		t.Fatalf("issued %v %v..%v, recorded %v %v..%v", cert.SerialNumber, cert.NotBefore, cert.NotAfter, c.Serial, c.NotBefore, c.NotAfter)
+	}
+	return cert
+}
+
+// TestLeafMatchesCreateCertificate holds Issue's own encoding to the
+// standard library's: the TBSCertificate of the same template, from
+// x509.CreateCertificate, must be the same bytes, for every key type,
+// several names, and validity on both sides of 2050 (UTCTime and
+// GeneralizedTime).
+func TestLeafMatchesCreateCertificate(t *testing.T) {
+	ca, err := NewCA("acct-1", at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ext := []pkix.Extension{{Id: OIDAttestation, Value: []byte{0x30, 0x03, 0x01, 0x01, 0xff}}}
+	names := [][]string{{"a.example.com"}, {"myapp.example.com", "b.example.com", "c.d.example.com"}}
+	for _, kt := range []KeyType{RSA2048, RSA4096, P256, P384} {
+		for i, dns := range names {
+			for _, notAfter := range []time.Time{at.Add(time.Hour), time.Date(2051, 1, 1, 0, 0, 0, 0, time.UTC)} {
+				csr, err := CheckCSR(csrFor(t, testKey(t, kt), &x509.CertificateRequest{DNSNames: dns}), kt)
+				if err != nil {
+					t.Fatal(err)
+				}
+				subject, _ := asn1.Marshal(pkix.Name{CommonName: dns[0]}.ToRDNSequence())
+				f := leafFields{serial: newSerial(), issuer: ca.Issuer.RawSubject, subject: subject, spki: csr.Request.RawSubjectPublicKeyInfo,
+					notBefore: at.Add(-time.Minute), notAfter: notAfter, authorityKeyID: ca.Issuer.SubjectKeyId, dnsNames: dns,
+					keyEncipherment: kt == RSA2048 || kt == RSA4096, extra: ext}
+				ours, err := leafTBS(f)
+				if err != nil {
+					t.Fatal(err)
+				}
+				usage := x509.KeyUsageDigitalSignature
+				if f.keyEncipherment {
+					usage |= x509.KeyUsageKeyEncipherment
+				}
+				der, err := x509.CreateCertificate(rand.Reader, &x509.Certificate{SerialNumber: f.serial, RawSubject: subject,
+					NotBefore: f.notBefore, NotAfter: f.notAfter, KeyUsage: usage, DNSNames: dns,
+					ExtKeyUsage:     []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+					ExtraExtensions: ext}, ca.Issuer, csr.Request.PublicKey, ca.issuerKey)
+				if err != nil {
+					t.Fatal(err)
+				}
+				std, _ := x509.ParseCertificate(der)
+				if !bytes.Equal(ours, std.RawTBSCertificate) {
+					t.Fatalf("%s names %d until %s: TBS differs from x509.CreateCertificate's\nours %x\nstd  %x", kt, i, notAfter, ours, std.RawTBSCertificate)
+				}
+			}
+		}
+	}
+}
+
 func TestIssueEveryKeyType(t *testing.T) {
 	ca, err := NewCA("acct-1", at)
 	if err != nil {
@@ -91,10 +157,7 @@ func TestIssueEveryKeyType(t *testing.T) {
 				t.Fatal(err)
 			}
 			want := Attestation{MRENCLAVE: bytes.Repeat([]byte{1}, 32), MRSIGNER: bytes.Repeat([]byte{2}, 32), ISVProdID: 7, ISVSVN: 3, TCBStatus: "UpToDate", Simulated: true}
-			cert, err := ca.Issue(Leaf{CSR: csr, Lifetime: 24 * time.Hour, Attestation: want}, at)
-			if err != nil {
-				t.Fatal(err)
-			}
+			cert := issueParsed(t, ca, Leaf{CSR: csr, Lifetime: 24 * time.Hour, Attestation: want}, at)
 			pool := x509.NewCertPool()
 			pool.AddCert(ca.Root)
 			inter := x509.NewCertPool()
@@ -128,10 +191,7 @@ func TestOpenSSLVerifies(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cert, err := ca.Issue(Leaf{CSR: csr, Lifetime: time.Hour}, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
+	cert := issueParsed(t, ca, Leaf{CSR: csr, Lifetime: time.Hour}, time.Now())
 	dir := t.TempDir()
 	write := func(name string, ders ...[]byte) string {
 		var b []byte
@@ -161,18 +221,12 @@ func TestRotationKeepsIssuedCertificates(t *testing.T) {
 		t.Fatal(err)
 	}
 	csr, _ := CheckCSR(appCSR(t, P256), P256)
-	before, err := ca.Issue(Leaf{CSR: csr, Lifetime: time.Hour}, at)
-	if err != nil {
-		t.Fatal(err)
-	}
+	before := issueParsed(t, ca, Leaf{CSR: csr, Lifetime: time.Hour}, at)
 	oldIssuer := ca.Issuer
 	if err := ca.RotateIssuer(at); err != nil {
 		t.Fatal(err)
 	}
-	after, err := ca.Issue(Leaf{CSR: csr, Lifetime: time.Hour}, at)
-	if err != nil {
-		t.Fatal(err)
-	}
+	after := issueParsed(t, ca, Leaf{CSR: csr, Lifetime: time.Hour}, at)
 	if bytes.Equal(oldIssuer.Raw, ca.Issuer.Raw) {
 		t.Fatal("RotateIssuer kept the issuing CA")
 	}
@@ -207,9 +261,7 @@ func TestSealedCA(t *testing.T) {
 		t.Fatal(err)
 	}
 	csr, _ := CheckCSR(appCSR(t, P256), P256)
-	if _, err := opened.Issue(Leaf{CSR: csr, Lifetime: time.Hour}, at); err != nil {
-		t.Fatalf("issuing with the reopened CA: %v", err)
-	}
+	issueParsed(t, opened, Leaf{CSR: csr, Lifetime: time.Hour}, at)
 	if _, err := OpenCA(sealed, kek, "acct-2"); !errors.Is(err, ErrOpen) {
 		t.Fatalf("OpenCA for another account = %v, want ErrOpen", err)
 	}
@@ -306,9 +358,11 @@ func BenchmarkIssue(b *testing.B) {
 	}
 	ours := time.Since(start)
 	b.StopTimer()
-	tmpl := &x509.Certificate{SerialNumber: newSerial(), Subject: csr.Request.Subject, DNSNames: csr.DNSNames,
+	ext, _ := asn1.Marshal(leaf.Attestation)
+	tmpl := &x509.Certificate{SerialNumber: newSerial(), Subject: pkix.Name{CommonName: csr.DNSNames[0]}, DNSNames: csr.DNSNames,
 		NotBefore: at, NotAfter: at.Add(time.Hour), KeyUsage: x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}}
+		ExtKeyUsage:     []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		ExtraExtensions: []pkix.Extension{{Id: OIDAttestation, Value: ext}}}
 	floorStart := time.Now()
 	for range b.N {
 		if _, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Issuer, csr.Request.PublicKey, ca.issuerKey); err != nil {

@@ -164,40 +164,6 @@ type Leaf struct {
 	Attestation Attestation
 }
 
-// Issue signs a leaf certificate for the CSR's key and names, for TLS
-// server and client use, carrying the attestation extension.
-func (c *CA) Issue(l Leaf, now time.Time) (*x509.Certificate, error) {
-	if l.CSR == nil {
-		return nil, errors.New("pki: no CSR")
-	}
-	if l.Lifetime <= 0 || l.Lifetime > maxLeafLifetime {
-		return nil, fmt.Errorf("pki: certificate lifetime must be positive and at most %s", maxLeafLifetime)
-	}
-	ext, err := asn1.Marshal(l.Attestation)
-	if err != nil {
-		return nil, fmt.Errorf("encoding attestation extension: %w", err)
-	}
-	notAfter := minTime(now.Add(l.Lifetime), c.Issuer.NotAfter)
-	tmpl := &x509.Certificate{
-		SerialNumber:    newSerial(),
-		Subject:         l.CSR.Request.Subject,
-		DNSNames:        l.CSR.DNSNames,
-		NotBefore:       now.Add(-5 * time.Minute),
-		NotAfter:        notAfter,
-		KeyUsage:        x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:     []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		ExtraExtensions: []pkixExtension{{Id: OIDAttestation, Value: ext}},
-	}
-	if _, ok := l.CSR.Request.PublicKey.(*rsa.PublicKey); ok {
-		tmpl.KeyUsage |= x509.KeyUsageKeyEncipherment
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, c.Issuer, l.CSR.Request.PublicKey, c.issuerKey)
-	if err != nil {
-		return nil, fmt.Errorf("issuing certificate: %w", err)
-	}
-	return x509.ParseCertificate(der)
-}
-
 // IssueClient signs a client-authentication certificate for a CSR's key,
 // identified by a URI (e.g. urn:cloister:node:<account>:<node>) and a
 // common name, for nodes and other machine identities.
