@@ -2811,6 +2811,453 @@ func (x *APIKeyRevoked) GetTokenHash() string {
 	return ""
 }
 
+// Task asks the account's admins to approve something before it may run:
+// the domain an application serves, or a converted image (by its
+// measurement). The account service keeps tasks; the attestation service
+// and the CA build their allowlists from TaskApproved and TaskWithdrawn.
+type Task struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Id        string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	AccountId string                 `protobuf:"bytes,2,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	// "domain" or "image".
+	Kind string `protobuf:"bytes,3,opt,name=kind,proto3" json:"kind,omitempty"`
+	// "pending", "approved", "denied" or "withdrawn".
+	Status      string `protobuf:"bytes,4,opt,name=status,proto3" json:"status,omitempty"`
+	RequesterId string `protobuf:"bytes,5,opt,name=requester_id,json=requesterId,proto3" json:"requester_id,omitempty"`
+	AppId       string `protobuf:"bytes,6,opt,name=app_id,json=appId,proto3" json:"app_id,omitempty"`
+	// For kind "domain": the DNS name the application may serve.
+	Domain string `protobuf:"bytes,7,opt,name=domain,proto3" json:"domain,omitempty"`
+	// For kind "image": the converted image.
+	Image         *TaskImage             `protobuf:"bytes,8,opt,name=image,proto3" json:"image,omitempty"`
+	Approvals     []*TaskApproval        `protobuf:"bytes,9,rep,name=approvals,proto3" json:"approvals,omitempty"`
+	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	UpdatedAt     *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Task) Reset() {
+	*x = Task{}
+	mi := &file_cloister_account_v1_account_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Task) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Task) ProtoMessage() {}
+
+func (x *Task) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_account_v1_account_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Task.ProtoReflect.Descriptor instead.
+func (*Task) Descriptor() ([]byte, []int) {
+	return file_cloister_account_v1_account_proto_rawDescGZIP(), []int{50}
+}
+
+func (x *Task) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Task) GetAccountId() string {
+	if x != nil {
+		return x.AccountId
+	}
+	return ""
+}
+
+func (x *Task) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *Task) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *Task) GetRequesterId() string {
+	if x != nil {
+		return x.RequesterId
+	}
+	return ""
+}
+
+func (x *Task) GetAppId() string {
+	if x != nil {
+		return x.AppId
+	}
+	return ""
+}
+
+func (x *Task) GetDomain() string {
+	if x != nil {
+		return x.Domain
+	}
+	return ""
+}
+
+func (x *Task) GetImage() *TaskImage {
+	if x != nil {
+		return x.Image
+	}
+	return nil
+}
+
+func (x *Task) GetApprovals() []*TaskApproval {
+	if x != nil {
+		return x.Approvals
+	}
+	return nil
+}
+
+func (x *Task) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+func (x *Task) GetUpdatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdatedAt
+	}
+	return nil
+}
+
+// TaskImage is the subject of an image task.
+type TaskImage struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ImageId       string                 `protobuf:"bytes,1,opt,name=image_id,json=imageId,proto3" json:"image_id,omitempty"`
+	Tag           string                 `protobuf:"bytes,2,opt,name=tag,proto3" json:"tag,omitempty"`
+	Mrenclave     []byte                 `protobuf:"bytes,3,opt,name=mrenclave,proto3" json:"mrenclave,omitempty"`
+	Mrsigner      []byte                 `protobuf:"bytes,4,opt,name=mrsigner,proto3" json:"mrsigner,omitempty"`
+	Isvprodid     uint32                 `protobuf:"varint,5,opt,name=isvprodid,proto3" json:"isvprodid,omitempty"`
+	Isvsvn        uint32                 `protobuf:"varint,6,opt,name=isvsvn,proto3" json:"isvsvn,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TaskImage) Reset() {
+	*x = TaskImage{}
+	mi := &file_cloister_account_v1_account_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TaskImage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TaskImage) ProtoMessage() {}
+
+func (x *TaskImage) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_account_v1_account_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TaskImage.ProtoReflect.Descriptor instead.
+func (*TaskImage) Descriptor() ([]byte, []int) {
+	return file_cloister_account_v1_account_proto_rawDescGZIP(), []int{51}
+}
+
+func (x *TaskImage) GetImageId() string {
+	if x != nil {
+		return x.ImageId
+	}
+	return ""
+}
+
+func (x *TaskImage) GetTag() string {
+	if x != nil {
+		return x.Tag
+	}
+	return ""
+}
+
+func (x *TaskImage) GetMrenclave() []byte {
+	if x != nil {
+		return x.Mrenclave
+	}
+	return nil
+}
+
+func (x *TaskImage) GetMrsigner() []byte {
+	if x != nil {
+		return x.Mrsigner
+	}
+	return nil
+}
+
+func (x *TaskImage) GetIsvprodid() uint32 {
+	if x != nil {
+		return x.Isvprodid
+	}
+	return 0
+}
+
+func (x *TaskImage) GetIsvsvn() uint32 {
+	if x != nil {
+		return x.Isvsvn
+	}
+	return 0
+}
+
+type TaskApproval struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	UserId        string                 `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	At            *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=at,proto3" json:"at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TaskApproval) Reset() {
+	*x = TaskApproval{}
+	mi := &file_cloister_account_v1_account_proto_msgTypes[52]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TaskApproval) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TaskApproval) ProtoMessage() {}
+
+func (x *TaskApproval) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_account_v1_account_proto_msgTypes[52]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TaskApproval.ProtoReflect.Descriptor instead.
+func (*TaskApproval) Descriptor() ([]byte, []int) {
+	return file_cloister_account_v1_account_proto_rawDescGZIP(), []int{52}
+}
+
+func (x *TaskApproval) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *TaskApproval) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
+type TaskCreated struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Task          *Task                  `protobuf:"bytes,1,opt,name=task,proto3" json:"task,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TaskCreated) Reset() {
+	*x = TaskCreated{}
+	mi := &file_cloister_account_v1_account_proto_msgTypes[53]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TaskCreated) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TaskCreated) ProtoMessage() {}
+
+func (x *TaskCreated) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_account_v1_account_proto_msgTypes[53]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TaskCreated.ProtoReflect.Descriptor instead.
+func (*TaskCreated) Descriptor() ([]byte, []int) {
+	return file_cloister_account_v1_account_proto_rawDescGZIP(), []int{53}
+}
+
+func (x *TaskCreated) GetTask() *Task {
+	if x != nil {
+		return x.Task
+	}
+	return nil
+}
+
+// TaskApproved is published when a task reaches its quorum of approvals.
+type TaskApproved struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Task          *Task                  `protobuf:"bytes,1,opt,name=task,proto3" json:"task,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TaskApproved) Reset() {
+	*x = TaskApproved{}
+	mi := &file_cloister_account_v1_account_proto_msgTypes[54]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TaskApproved) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TaskApproved) ProtoMessage() {}
+
+func (x *TaskApproved) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_account_v1_account_proto_msgTypes[54]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TaskApproved.ProtoReflect.Descriptor instead.
+func (*TaskApproved) Descriptor() ([]byte, []int) {
+	return file_cloister_account_v1_account_proto_rawDescGZIP(), []int{54}
+}
+
+func (x *TaskApproved) GetTask() *Task {
+	if x != nil {
+		return x.Task
+	}
+	return nil
+}
+
+type TaskDenied struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Task          *Task                  `protobuf:"bytes,1,opt,name=task,proto3" json:"task,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TaskDenied) Reset() {
+	*x = TaskDenied{}
+	mi := &file_cloister_account_v1_account_proto_msgTypes[55]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TaskDenied) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TaskDenied) ProtoMessage() {}
+
+func (x *TaskDenied) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_account_v1_account_proto_msgTypes[55]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TaskDenied.ProtoReflect.Descriptor instead.
+func (*TaskDenied) Descriptor() ([]byte, []int) {
+	return file_cloister_account_v1_account_proto_rawDescGZIP(), []int{55}
+}
+
+func (x *TaskDenied) GetTask() *Task {
+	if x != nil {
+		return x.Task
+	}
+	return nil
+}
+
+// TaskWithdrawn takes back an approval: what it allowed is allowed no more.
+type TaskWithdrawn struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Task          *Task                  `protobuf:"bytes,1,opt,name=task,proto3" json:"task,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TaskWithdrawn) Reset() {
+	*x = TaskWithdrawn{}
+	mi := &file_cloister_account_v1_account_proto_msgTypes[56]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TaskWithdrawn) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TaskWithdrawn) ProtoMessage() {}
+
+func (x *TaskWithdrawn) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_account_v1_account_proto_msgTypes[56]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TaskWithdrawn.ProtoReflect.Descriptor instead.
+func (*TaskWithdrawn) Descriptor() ([]byte, []int) {
+	return file_cloister_account_v1_account_proto_rawDescGZIP(), []int{56}
+}
+
+func (x *TaskWithdrawn) GetTask() *Task {
+	if x != nil {
+		return x.Task
+	}
+	return nil
+}
+
 var File_cloister_account_v1_account_proto protoreflect.FileDescriptor
 
 const file_cloister_account_v1_account_proto_rawDesc = "" +
@@ -3029,7 +3476,42 @@ const file_cloister_account_v1_account_proto_rawDesc = "" +
 	"account_id\x18\x01 \x01(\tR\taccountId\x12\x15\n" +
 	"\x06key_id\x18\x02 \x01(\tR\x05keyId\x12\x1d\n" +
 	"\n" +
-	"token_hash\x18\x03 \x01(\tR\ttokenHashBHZFgithub.com/cloister-cc/cloister/libs/gen/cloister/account/v1;accountv1b\x06proto3"
+	"token_hash\x18\x03 \x01(\tR\ttokenHash\"\xa0\x03\n" +
+	"\x04Task\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
+	"\n" +
+	"account_id\x18\x02 \x01(\tR\taccountId\x12\x12\n" +
+	"\x04kind\x18\x03 \x01(\tR\x04kind\x12\x16\n" +
+	"\x06status\x18\x04 \x01(\tR\x06status\x12!\n" +
+	"\frequester_id\x18\x05 \x01(\tR\vrequesterId\x12\x15\n" +
+	"\x06app_id\x18\x06 \x01(\tR\x05appId\x12\x16\n" +
+	"\x06domain\x18\a \x01(\tR\x06domain\x124\n" +
+	"\x05image\x18\b \x01(\v2\x1e.cloister.account.v1.TaskImageR\x05image\x12?\n" +
+	"\tapprovals\x18\t \x03(\v2!.cloister.account.v1.TaskApprovalR\tapprovals\x129\n" +
+	"\n" +
+	"created_at\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n" +
+	"\n" +
+	"updated_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\"\xa8\x01\n" +
+	"\tTaskImage\x12\x19\n" +
+	"\bimage_id\x18\x01 \x01(\tR\aimageId\x12\x10\n" +
+	"\x03tag\x18\x02 \x01(\tR\x03tag\x12\x1c\n" +
+	"\tmrenclave\x18\x03 \x01(\fR\tmrenclave\x12\x1a\n" +
+	"\bmrsigner\x18\x04 \x01(\fR\bmrsigner\x12\x1c\n" +
+	"\tisvprodid\x18\x05 \x01(\rR\tisvprodid\x12\x16\n" +
+	"\x06isvsvn\x18\x06 \x01(\rR\x06isvsvn\"S\n" +
+	"\fTaskApproval\x12\x17\n" +
+	"\auser_id\x18\x01 \x01(\tR\x06userId\x12*\n" +
+	"\x02at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\"<\n" +
+	"\vTaskCreated\x12-\n" +
+	"\x04task\x18\x01 \x01(\v2\x19.cloister.account.v1.TaskR\x04task\"=\n" +
+	"\fTaskApproved\x12-\n" +
+	"\x04task\x18\x01 \x01(\v2\x19.cloister.account.v1.TaskR\x04task\";\n" +
+	"\n" +
+	"TaskDenied\x12-\n" +
+	"\x04task\x18\x01 \x01(\v2\x19.cloister.account.v1.TaskR\x04task\">\n" +
+	"\rTaskWithdrawn\x12-\n" +
+	"\x04task\x18\x01 \x01(\v2\x19.cloister.account.v1.TaskR\x04taskBHZFgithub.com/cloister-cc/cloister/libs/gen/cloister/account/v1;accountv1b\x06proto3"
 
 var (
 	file_cloister_account_v1_account_proto_rawDescOnce sync.Once
@@ -3043,7 +3525,7 @@ func file_cloister_account_v1_account_proto_rawDescGZIP() []byte {
 	return file_cloister_account_v1_account_proto_rawDescData
 }
 
-var file_cloister_account_v1_account_proto_msgTypes = make([]protoimpl.MessageInfo, 50)
+var file_cloister_account_v1_account_proto_msgTypes = make([]protoimpl.MessageInfo, 57)
 var file_cloister_account_v1_account_proto_goTypes = []any{
 	(*User)(nil),                  // 0: cloister.account.v1.User
 	(*Principal)(nil),             // 1: cloister.account.v1.Principal
@@ -3095,19 +3577,26 @@ var file_cloister_account_v1_account_proto_goTypes = []any{
 	(*MemberChanged)(nil),         // 47: cloister.account.v1.MemberChanged
 	(*SessionRevoked)(nil),        // 48: cloister.account.v1.SessionRevoked
 	(*APIKeyRevoked)(nil),         // 49: cloister.account.v1.APIKeyRevoked
-	(*timestamppb.Timestamp)(nil), // 50: google.protobuf.Timestamp
+	(*Task)(nil),                  // 50: cloister.account.v1.Task
+	(*TaskImage)(nil),             // 51: cloister.account.v1.TaskImage
+	(*TaskApproval)(nil),          // 52: cloister.account.v1.TaskApproval
+	(*TaskCreated)(nil),           // 53: cloister.account.v1.TaskCreated
+	(*TaskApproved)(nil),          // 54: cloister.account.v1.TaskApproved
+	(*TaskDenied)(nil),            // 55: cloister.account.v1.TaskDenied
+	(*TaskWithdrawn)(nil),         // 56: cloister.account.v1.TaskWithdrawn
+	(*timestamppb.Timestamp)(nil), // 57: google.protobuf.Timestamp
 }
 var file_cloister_account_v1_account_proto_depIdxs = []int32{
-	50, // 0: cloister.account.v1.User.created_at:type_name -> google.protobuf.Timestamp
-	50, // 1: cloister.account.v1.Principal.expires_at:type_name -> google.protobuf.Timestamp
-	50, // 2: cloister.account.v1.Account.created_at:type_name -> google.protobuf.Timestamp
-	50, // 3: cloister.account.v1.Account.updated_at:type_name -> google.protobuf.Timestamp
-	50, // 4: cloister.account.v1.Member.added_at:type_name -> google.protobuf.Timestamp
-	50, // 5: cloister.account.v1.APIKey.created_at:type_name -> google.protobuf.Timestamp
-	50, // 6: cloister.account.v1.APIKey.expires_at:type_name -> google.protobuf.Timestamp
-	50, // 7: cloister.account.v1.AuditEntry.occurred_at:type_name -> google.protobuf.Timestamp
+	57, // 0: cloister.account.v1.User.created_at:type_name -> google.protobuf.Timestamp
+	57, // 1: cloister.account.v1.Principal.expires_at:type_name -> google.protobuf.Timestamp
+	57, // 2: cloister.account.v1.Account.created_at:type_name -> google.protobuf.Timestamp
+	57, // 3: cloister.account.v1.Account.updated_at:type_name -> google.protobuf.Timestamp
+	57, // 4: cloister.account.v1.Member.added_at:type_name -> google.protobuf.Timestamp
+	57, // 5: cloister.account.v1.APIKey.created_at:type_name -> google.protobuf.Timestamp
+	57, // 6: cloister.account.v1.APIKey.expires_at:type_name -> google.protobuf.Timestamp
+	57, // 7: cloister.account.v1.AuditEntry.occurred_at:type_name -> google.protobuf.Timestamp
 	0,  // 8: cloister.account.v1.SignUpResponse.user:type_name -> cloister.account.v1.User
-	50, // 9: cloister.account.v1.LoginResponse.expires_at:type_name -> google.protobuf.Timestamp
+	57, // 9: cloister.account.v1.LoginResponse.expires_at:type_name -> google.protobuf.Timestamp
 	0,  // 10: cloister.account.v1.LoginResponse.user:type_name -> cloister.account.v1.User
 	1,  // 11: cloister.account.v1.AuthenticateResponse.principal:type_name -> cloister.account.v1.Principal
 	1,  // 12: cloister.account.v1.CreateAccountRequest.actor:type_name -> cloister.account.v1.Principal
@@ -3141,11 +3630,20 @@ var file_cloister_account_v1_account_proto_depIdxs = []int32{
 	2,  // 40: cloister.account.v1.AccountCreated.account:type_name -> cloister.account.v1.Account
 	2,  // 41: cloister.account.v1.AccountUpdated.account:type_name -> cloister.account.v1.Account
 	0,  // 42: cloister.account.v1.UserSignedUp.user:type_name -> cloister.account.v1.User
-	43, // [43:43] is the sub-list for method output_type
-	43, // [43:43] is the sub-list for method input_type
-	43, // [43:43] is the sub-list for extension type_name
-	43, // [43:43] is the sub-list for extension extendee
-	0,  // [0:43] is the sub-list for field type_name
+	51, // 43: cloister.account.v1.Task.image:type_name -> cloister.account.v1.TaskImage
+	52, // 44: cloister.account.v1.Task.approvals:type_name -> cloister.account.v1.TaskApproval
+	57, // 45: cloister.account.v1.Task.created_at:type_name -> google.protobuf.Timestamp
+	57, // 46: cloister.account.v1.Task.updated_at:type_name -> google.protobuf.Timestamp
+	57, // 47: cloister.account.v1.TaskApproval.at:type_name -> google.protobuf.Timestamp
+	50, // 48: cloister.account.v1.TaskCreated.task:type_name -> cloister.account.v1.Task
+	50, // 49: cloister.account.v1.TaskApproved.task:type_name -> cloister.account.v1.Task
+	50, // 50: cloister.account.v1.TaskDenied.task:type_name -> cloister.account.v1.Task
+	50, // 51: cloister.account.v1.TaskWithdrawn.task:type_name -> cloister.account.v1.Task
+	52, // [52:52] is the sub-list for method output_type
+	52, // [52:52] is the sub-list for method input_type
+	52, // [52:52] is the sub-list for extension type_name
+	52, // [52:52] is the sub-list for extension extendee
+	0,  // [0:52] is the sub-list for field type_name
 }
 
 func init() { file_cloister_account_v1_account_proto_init() }
@@ -3160,7 +3658,7 @@ func file_cloister_account_v1_account_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cloister_account_v1_account_proto_rawDesc), len(file_cloister_account_v1_account_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   50,
+			NumMessages:   57,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -240,8 +240,13 @@ type Certificate struct {
 	RevokedAt        *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=revoked_at,json=revokedAt,proto3" json:"revoked_at,omitempty"`
 	RevocationReason string                 `protobuf:"bytes,10,opt,name=revocation_reason,json=revocationReason,proto3" json:"revocation_reason,omitempty"`
 	Der              []byte                 `protobuf:"bytes,11,opt,name=der,proto3" json:"der,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// For application certificates: what they were issued on.
+	NodeId        string `protobuf:"bytes,12,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	ImageId       string `protobuf:"bytes,13,opt,name=image_id,json=imageId,proto3" json:"image_id,omitempty"`
+	Mrenclave     []byte `protobuf:"bytes,14,opt,name=mrenclave,proto3" json:"mrenclave,omitempty"`
+	VerdictId     string `protobuf:"bytes,15,opt,name=verdict_id,json=verdictId,proto3" json:"verdict_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Certificate) Reset() {
@@ -349,6 +354,34 @@ func (x *Certificate) GetDer() []byte {
 		return x.Der
 	}
 	return nil
+}
+
+func (x *Certificate) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *Certificate) GetImageId() string {
+	if x != nil {
+		return x.ImageId
+	}
+	return ""
+}
+
+func (x *Certificate) GetMrenclave() []byte {
+	if x != nil {
+		return x.Mrenclave
+	}
+	return nil
+}
+
+func (x *Certificate) GetVerdictId() string {
+	if x != nil {
+		return x.VerdictId
+	}
+	return ""
 }
 
 // IssueNodeCertificateRequest asks for a client certificate for an
@@ -466,18 +499,253 @@ func (x *IssueNodeCertificateResponse) GetChainPem() []byte {
 	return nil
 }
 
+// CreateNonceRequest asks for a fresh nonce for an enclave to put in its
+// REPORTDATA. A nonce is good for one issuance, within NonceLifetime.
+type CreateNonceRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	AccountId     string                 `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateNonceRequest) Reset() {
+	*x = CreateNonceRequest{}
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateNonceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateNonceRequest) ProtoMessage() {}
+
+func (x *CreateNonceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateNonceRequest.ProtoReflect.Descriptor instead.
+func (*CreateNonceRequest) Descriptor() ([]byte, []int) {
+	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *CreateNonceRequest) GetAccountId() string {
+	if x != nil {
+		return x.AccountId
+	}
+	return ""
+}
+
+type CreateNonceResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Nonce         []byte                 `protobuf:"bytes,1,opt,name=nonce,proto3" json:"nonce,omitempty"` // 32 bytes
+	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateNonceResponse) Reset() {
+	*x = CreateNonceResponse{}
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateNonceResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateNonceResponse) ProtoMessage() {}
+
+func (x *CreateNonceResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateNonceResponse.ProtoReflect.Descriptor instead.
+func (*CreateNonceResponse) Descriptor() ([]byte, []int) {
+	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *CreateNonceResponse) GetNonce() []byte {
+	if x != nil {
+		return x.Nonce
+	}
+	return nil
+}
+
+func (x *CreateNonceResponse) GetExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return nil
+}
+
+// IssueAppCertificateRequest asks for an application's TLS certificate on
+// the strength of an attestation verdict the attestation service recorded.
+// REPORTDATA of the attested enclave must be SHA-256 of the CSR's
+// SubjectPublicKeyInfo followed by a nonce from CreateNonce.
+type IssueAppCertificateRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	AccountId string                 `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	AppId     string                 `protobuf:"bytes,2,opt,name=app_id,json=appId,proto3" json:"app_id,omitempty"`
+	// DER or PEM CSR naming only approved domains of the app.
+	Csr       []byte `protobuf:"bytes,3,opt,name=csr,proto3" json:"csr,omitempty"`
+	VerdictId string `protobuf:"bytes,4,opt,name=verdict_id,json=verdictId,proto3" json:"verdict_id,omitempty"`
+	// The node that forwarded the request, if any: its deregistration
+	// revokes the certificate.
+	NodeId        string `protobuf:"bytes,5,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IssueAppCertificateRequest) Reset() {
+	*x = IssueAppCertificateRequest{}
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IssueAppCertificateRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IssueAppCertificateRequest) ProtoMessage() {}
+
+func (x *IssueAppCertificateRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IssueAppCertificateRequest.ProtoReflect.Descriptor instead.
+func (*IssueAppCertificateRequest) Descriptor() ([]byte, []int) {
+	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *IssueAppCertificateRequest) GetAccountId() string {
+	if x != nil {
+		return x.AccountId
+	}
+	return ""
+}
+
+func (x *IssueAppCertificateRequest) GetAppId() string {
+	if x != nil {
+		return x.AppId
+	}
+	return ""
+}
+
+func (x *IssueAppCertificateRequest) GetCsr() []byte {
+	if x != nil {
+		return x.Csr
+	}
+	return nil
+}
+
+func (x *IssueAppCertificateRequest) GetVerdictId() string {
+	if x != nil {
+		return x.VerdictId
+	}
+	return ""
+}
+
+func (x *IssueAppCertificateRequest) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+type IssueAppCertificateResponse struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Certificate *Certificate           `protobuf:"bytes,1,opt,name=certificate,proto3" json:"certificate,omitempty"`
+	// PEM: the leaf, the issuing CA, the root.
+	ChainPem      []byte `protobuf:"bytes,2,opt,name=chain_pem,json=chainPem,proto3" json:"chain_pem,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IssueAppCertificateResponse) Reset() {
+	*x = IssueAppCertificateResponse{}
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IssueAppCertificateResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IssueAppCertificateResponse) ProtoMessage() {}
+
+func (x *IssueAppCertificateResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IssueAppCertificateResponse.ProtoReflect.Descriptor instead.
+func (*IssueAppCertificateResponse) Descriptor() ([]byte, []int) {
+	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *IssueAppCertificateResponse) GetCertificate() *Certificate {
+	if x != nil {
+		return x.Certificate
+	}
+	return nil
+}
+
+func (x *IssueAppCertificateResponse) GetChainPem() []byte {
+	if x != nil {
+		return x.ChainPem
+	}
+	return nil
+}
+
 type ListCertificatesRequest struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
 	AccountId      string                 `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
 	Kind           string                 `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"` // filter; empty for all
 	IncludeRevoked bool                   `protobuf:"varint,3,opt,name=include_revoked,json=includeRevoked,proto3" json:"include_revoked,omitempty"`
+	SubjectId      string                 `protobuf:"bytes,4,opt,name=subject_id,json=subjectId,proto3" json:"subject_id,omitempty"` // filter: a node's or an app's id
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
 
 func (x *ListCertificatesRequest) Reset() {
 	*x = ListCertificatesRequest{}
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[7]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -489,7 +757,7 @@ func (x *ListCertificatesRequest) String() string {
 func (*ListCertificatesRequest) ProtoMessage() {}
 
 func (x *ListCertificatesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[7]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -502,7 +770,7 @@ func (x *ListCertificatesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCertificatesRequest.ProtoReflect.Descriptor instead.
 func (*ListCertificatesRequest) Descriptor() ([]byte, []int) {
-	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{7}
+	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ListCertificatesRequest) GetAccountId() string {
@@ -526,6 +794,13 @@ func (x *ListCertificatesRequest) GetIncludeRevoked() bool {
 	return false
 }
 
+func (x *ListCertificatesRequest) GetSubjectId() string {
+	if x != nil {
+		return x.SubjectId
+	}
+	return ""
+}
+
 type ListCertificatesResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Certificates  []*Certificate         `protobuf:"bytes,1,rep,name=certificates,proto3" json:"certificates,omitempty"`
@@ -535,7 +810,7 @@ type ListCertificatesResponse struct {
 
 func (x *ListCertificatesResponse) Reset() {
 	*x = ListCertificatesResponse{}
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[8]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -547,7 +822,7 @@ func (x *ListCertificatesResponse) String() string {
 func (*ListCertificatesResponse) ProtoMessage() {}
 
 func (x *ListCertificatesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[8]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -560,7 +835,7 @@ func (x *ListCertificatesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCertificatesResponse.ProtoReflect.Descriptor instead.
 func (*ListCertificatesResponse) Descriptor() ([]byte, []int) {
-	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{8}
+	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ListCertificatesResponse) GetCertificates() []*Certificate {
@@ -580,7 +855,7 @@ type GetCertificateRequest struct {
 
 func (x *GetCertificateRequest) Reset() {
 	*x = GetCertificateRequest{}
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[9]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -592,7 +867,7 @@ func (x *GetCertificateRequest) String() string {
 func (*GetCertificateRequest) ProtoMessage() {}
 
 func (x *GetCertificateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[9]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -605,7 +880,7 @@ func (x *GetCertificateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCertificateRequest.ProtoReflect.Descriptor instead.
 func (*GetCertificateRequest) Descriptor() ([]byte, []int) {
-	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{9}
+	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *GetCertificateRequest) GetAccountId() string {
@@ -631,7 +906,7 @@ type GetCertificateResponse struct {
 
 func (x *GetCertificateResponse) Reset() {
 	*x = GetCertificateResponse{}
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[10]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -643,7 +918,7 @@ func (x *GetCertificateResponse) String() string {
 func (*GetCertificateResponse) ProtoMessage() {}
 
 func (x *GetCertificateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[10]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -656,7 +931,7 @@ func (x *GetCertificateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCertificateResponse.ProtoReflect.Descriptor instead.
 func (*GetCertificateResponse) Descriptor() ([]byte, []int) {
-	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{10}
+	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *GetCertificateResponse) GetCertificate() *Certificate {
@@ -677,7 +952,7 @@ type RevokeCertificateRequest struct {
 
 func (x *RevokeCertificateRequest) Reset() {
 	*x = RevokeCertificateRequest{}
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[11]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -689,7 +964,7 @@ func (x *RevokeCertificateRequest) String() string {
 func (*RevokeCertificateRequest) ProtoMessage() {}
 
 func (x *RevokeCertificateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[11]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -702,7 +977,7 @@ func (x *RevokeCertificateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeCertificateRequest.ProtoReflect.Descriptor instead.
 func (*RevokeCertificateRequest) Descriptor() ([]byte, []int) {
-	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{11}
+	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *RevokeCertificateRequest) GetAccountId() string {
@@ -735,7 +1010,7 @@ type RevokeCertificateResponse struct {
 
 func (x *RevokeCertificateResponse) Reset() {
 	*x = RevokeCertificateResponse{}
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[12]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -747,7 +1022,7 @@ func (x *RevokeCertificateResponse) String() string {
 func (*RevokeCertificateResponse) ProtoMessage() {}
 
 func (x *RevokeCertificateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[12]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -760,7 +1035,7 @@ func (x *RevokeCertificateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeCertificateResponse.ProtoReflect.Descriptor instead.
 func (*RevokeCertificateResponse) Descriptor() ([]byte, []int) {
-	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{12}
+	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *RevokeCertificateResponse) GetCertificate() *Certificate {
@@ -781,7 +1056,7 @@ type OCSPRequest struct {
 
 func (x *OCSPRequest) Reset() {
 	*x = OCSPRequest{}
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[13]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -793,7 +1068,7 @@ func (x *OCSPRequest) String() string {
 func (*OCSPRequest) ProtoMessage() {}
 
 func (x *OCSPRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[13]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -806,7 +1081,7 @@ func (x *OCSPRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OCSPRequest.ProtoReflect.Descriptor instead.
 func (*OCSPRequest) Descriptor() ([]byte, []int) {
-	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{13}
+	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *OCSPRequest) GetAccountId() string {
@@ -832,7 +1107,7 @@ type OCSPResponse struct {
 
 func (x *OCSPResponse) Reset() {
 	*x = OCSPResponse{}
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[14]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -844,7 +1119,7 @@ func (x *OCSPResponse) String() string {
 func (*OCSPResponse) ProtoMessage() {}
 
 func (x *OCSPResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[14]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -857,7 +1132,7 @@ func (x *OCSPResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OCSPResponse.ProtoReflect.Descriptor instead.
 func (*OCSPResponse) Descriptor() ([]byte, []int) {
-	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{14}
+	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *OCSPResponse) GetResponse() []byte {
@@ -877,7 +1152,7 @@ type CertificateIssued struct {
 
 func (x *CertificateIssued) Reset() {
 	*x = CertificateIssued{}
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[15]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -889,7 +1164,7 @@ func (x *CertificateIssued) String() string {
 func (*CertificateIssued) ProtoMessage() {}
 
 func (x *CertificateIssued) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[15]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -902,7 +1177,7 @@ func (x *CertificateIssued) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CertificateIssued.ProtoReflect.Descriptor instead.
 func (*CertificateIssued) Descriptor() ([]byte, []int) {
-	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{15}
+	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *CertificateIssued) GetCertificate() *Certificate {
@@ -921,7 +1196,7 @@ type CertificateRevoked struct {
 
 func (x *CertificateRevoked) Reset() {
 	*x = CertificateRevoked{}
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[16]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -933,7 +1208,7 @@ func (x *CertificateRevoked) String() string {
 func (*CertificateRevoked) ProtoMessage() {}
 
 func (x *CertificateRevoked) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[16]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -946,7 +1221,7 @@ func (x *CertificateRevoked) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CertificateRevoked.ProtoReflect.Descriptor instead.
 func (*CertificateRevoked) Descriptor() ([]byte, []int) {
-	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{16}
+	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *CertificateRevoked) GetCertificate() *Certificate {
@@ -967,7 +1242,7 @@ type AccountCAInitialized struct {
 
 func (x *AccountCAInitialized) Reset() {
 	*x = AccountCAInitialized{}
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[17]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -979,7 +1254,7 @@ func (x *AccountCAInitialized) String() string {
 func (*AccountCAInitialized) ProtoMessage() {}
 
 func (x *AccountCAInitialized) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[17]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -992,7 +1267,7 @@ func (x *AccountCAInitialized) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AccountCAInitialized.ProtoReflect.Descriptor instead.
 func (*AccountCAInitialized) Descriptor() ([]byte, []int) {
-	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{17}
+	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *AccountCAInitialized) GetAccountId() string {
@@ -1028,7 +1303,7 @@ const file_cloister_ca_v1_ca_proto_rawDesc = "" +
 	"\x0eGetCRLResponse\x12\x10\n" +
 	"\x03crl\x18\x01 \x01(\fR\x03crl\x12;\n" +
 	"\vnext_update\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"nextUpdate\"\x9c\x03\n" +
+	"nextUpdate\"\x8d\x04\n" +
 	"\vCertificate\x12\x16\n" +
 	"\x06serial\x18\x01 \x01(\tR\x06serial\x12\x1d\n" +
 	"\n" +
@@ -1045,7 +1320,12 @@ const file_cloister_ca_v1_ca_proto_rawDesc = "" +
 	"revoked_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\trevokedAt\x12+\n" +
 	"\x11revocation_reason\x18\n" +
 	" \x01(\tR\x10revocationReason\x12\x10\n" +
-	"\x03der\x18\v \x01(\fR\x03der\"g\n" +
+	"\x03der\x18\v \x01(\fR\x03der\x12\x17\n" +
+	"\anode_id\x18\f \x01(\tR\x06nodeId\x12\x19\n" +
+	"\bimage_id\x18\r \x01(\tR\aimageId\x12\x1c\n" +
+	"\tmrenclave\x18\x0e \x01(\fR\tmrenclave\x12\x1d\n" +
+	"\n" +
+	"verdict_id\x18\x0f \x01(\tR\tverdictId\"g\n" +
 	"\x1bIssueNodeCertificateRequest\x12\x1d\n" +
 	"\n" +
 	"account_id\x18\x01 \x01(\tR\taccountId\x12\x17\n" +
@@ -1053,12 +1333,32 @@ const file_cloister_ca_v1_ca_proto_rawDesc = "" +
 	"\x03csr\x18\x03 \x01(\fR\x03csr\"z\n" +
 	"\x1cIssueNodeCertificateResponse\x12=\n" +
 	"\vcertificate\x18\x01 \x01(\v2\x1b.cloister.ca.v1.CertificateR\vcertificate\x12\x1b\n" +
-	"\tchain_pem\x18\x02 \x01(\fR\bchainPem\"u\n" +
+	"\tchain_pem\x18\x02 \x01(\fR\bchainPem\"3\n" +
+	"\x12CreateNonceRequest\x12\x1d\n" +
+	"\n" +
+	"account_id\x18\x01 \x01(\tR\taccountId\"f\n" +
+	"\x13CreateNonceResponse\x12\x14\n" +
+	"\x05nonce\x18\x01 \x01(\fR\x05nonce\x129\n" +
+	"\n" +
+	"expires_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"\x9c\x01\n" +
+	"\x1aIssueAppCertificateRequest\x12\x1d\n" +
+	"\n" +
+	"account_id\x18\x01 \x01(\tR\taccountId\x12\x15\n" +
+	"\x06app_id\x18\x02 \x01(\tR\x05appId\x12\x10\n" +
+	"\x03csr\x18\x03 \x01(\fR\x03csr\x12\x1d\n" +
+	"\n" +
+	"verdict_id\x18\x04 \x01(\tR\tverdictId\x12\x17\n" +
+	"\anode_id\x18\x05 \x01(\tR\x06nodeId\"y\n" +
+	"\x1bIssueAppCertificateResponse\x12=\n" +
+	"\vcertificate\x18\x01 \x01(\v2\x1b.cloister.ca.v1.CertificateR\vcertificate\x12\x1b\n" +
+	"\tchain_pem\x18\x02 \x01(\fR\bchainPem\"\x94\x01\n" +
 	"\x17ListCertificatesRequest\x12\x1d\n" +
 	"\n" +
 	"account_id\x18\x01 \x01(\tR\taccountId\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12'\n" +
-	"\x0finclude_revoked\x18\x03 \x01(\bR\x0eincludeRevoked\"[\n" +
+	"\x0finclude_revoked\x18\x03 \x01(\bR\x0eincludeRevoked\x12\x1d\n" +
+	"\n" +
+	"subject_id\x18\x04 \x01(\tR\tsubjectId\"[\n" +
 	"\x18ListCertificatesResponse\x12?\n" +
 	"\fcertificates\x18\x01 \x03(\v2\x1b.cloister.ca.v1.CertificateR\fcertificates\"N\n" +
 	"\x15GetCertificateRequest\x12\x1d\n" +
@@ -1102,7 +1402,7 @@ func file_cloister_ca_v1_ca_proto_rawDescGZIP() []byte {
 	return file_cloister_ca_v1_ca_proto_rawDescData
 }
 
-var file_cloister_ca_v1_ca_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_cloister_ca_v1_ca_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_cloister_ca_v1_ca_proto_goTypes = []any{
 	(*GetCARequest)(nil),                 // 0: cloister.ca.v1.GetCARequest
 	(*GetCAResponse)(nil),                // 1: cloister.ca.v1.GetCAResponse
@@ -1111,35 +1411,41 @@ var file_cloister_ca_v1_ca_proto_goTypes = []any{
 	(*Certificate)(nil),                  // 4: cloister.ca.v1.Certificate
 	(*IssueNodeCertificateRequest)(nil),  // 5: cloister.ca.v1.IssueNodeCertificateRequest
 	(*IssueNodeCertificateResponse)(nil), // 6: cloister.ca.v1.IssueNodeCertificateResponse
-	(*ListCertificatesRequest)(nil),      // 7: cloister.ca.v1.ListCertificatesRequest
-	(*ListCertificatesResponse)(nil),     // 8: cloister.ca.v1.ListCertificatesResponse
-	(*GetCertificateRequest)(nil),        // 9: cloister.ca.v1.GetCertificateRequest
-	(*GetCertificateResponse)(nil),       // 10: cloister.ca.v1.GetCertificateResponse
-	(*RevokeCertificateRequest)(nil),     // 11: cloister.ca.v1.RevokeCertificateRequest
-	(*RevokeCertificateResponse)(nil),    // 12: cloister.ca.v1.RevokeCertificateResponse
-	(*OCSPRequest)(nil),                  // 13: cloister.ca.v1.OCSPRequest
-	(*OCSPResponse)(nil),                 // 14: cloister.ca.v1.OCSPResponse
-	(*CertificateIssued)(nil),            // 15: cloister.ca.v1.CertificateIssued
-	(*CertificateRevoked)(nil),           // 16: cloister.ca.v1.CertificateRevoked
-	(*AccountCAInitialized)(nil),         // 17: cloister.ca.v1.AccountCAInitialized
-	(*timestamppb.Timestamp)(nil),        // 18: google.protobuf.Timestamp
+	(*CreateNonceRequest)(nil),           // 7: cloister.ca.v1.CreateNonceRequest
+	(*CreateNonceResponse)(nil),          // 8: cloister.ca.v1.CreateNonceResponse
+	(*IssueAppCertificateRequest)(nil),   // 9: cloister.ca.v1.IssueAppCertificateRequest
+	(*IssueAppCertificateResponse)(nil),  // 10: cloister.ca.v1.IssueAppCertificateResponse
+	(*ListCertificatesRequest)(nil),      // 11: cloister.ca.v1.ListCertificatesRequest
+	(*ListCertificatesResponse)(nil),     // 12: cloister.ca.v1.ListCertificatesResponse
+	(*GetCertificateRequest)(nil),        // 13: cloister.ca.v1.GetCertificateRequest
+	(*GetCertificateResponse)(nil),       // 14: cloister.ca.v1.GetCertificateResponse
+	(*RevokeCertificateRequest)(nil),     // 15: cloister.ca.v1.RevokeCertificateRequest
+	(*RevokeCertificateResponse)(nil),    // 16: cloister.ca.v1.RevokeCertificateResponse
+	(*OCSPRequest)(nil),                  // 17: cloister.ca.v1.OCSPRequest
+	(*OCSPResponse)(nil),                 // 18: cloister.ca.v1.OCSPResponse
+	(*CertificateIssued)(nil),            // 19: cloister.ca.v1.CertificateIssued
+	(*CertificateRevoked)(nil),           // 20: cloister.ca.v1.CertificateRevoked
+	(*AccountCAInitialized)(nil),         // 21: cloister.ca.v1.AccountCAInitialized
+	(*timestamppb.Timestamp)(nil),        // 22: google.protobuf.Timestamp
 }
 var file_cloister_ca_v1_ca_proto_depIdxs = []int32{
-	18, // 0: cloister.ca.v1.GetCRLResponse.next_update:type_name -> google.protobuf.Timestamp
-	18, // 1: cloister.ca.v1.Certificate.not_before:type_name -> google.protobuf.Timestamp
-	18, // 2: cloister.ca.v1.Certificate.not_after:type_name -> google.protobuf.Timestamp
-	18, // 3: cloister.ca.v1.Certificate.revoked_at:type_name -> google.protobuf.Timestamp
+	22, // 0: cloister.ca.v1.GetCRLResponse.next_update:type_name -> google.protobuf.Timestamp
+	22, // 1: cloister.ca.v1.Certificate.not_before:type_name -> google.protobuf.Timestamp
+	22, // 2: cloister.ca.v1.Certificate.not_after:type_name -> google.protobuf.Timestamp
+	22, // 3: cloister.ca.v1.Certificate.revoked_at:type_name -> google.protobuf.Timestamp
 	4,  // 4: cloister.ca.v1.IssueNodeCertificateResponse.certificate:type_name -> cloister.ca.v1.Certificate
-	4,  // 5: cloister.ca.v1.ListCertificatesResponse.certificates:type_name -> cloister.ca.v1.Certificate
-	4,  // 6: cloister.ca.v1.GetCertificateResponse.certificate:type_name -> cloister.ca.v1.Certificate
-	4,  // 7: cloister.ca.v1.RevokeCertificateResponse.certificate:type_name -> cloister.ca.v1.Certificate
-	4,  // 8: cloister.ca.v1.CertificateIssued.certificate:type_name -> cloister.ca.v1.Certificate
-	4,  // 9: cloister.ca.v1.CertificateRevoked.certificate:type_name -> cloister.ca.v1.Certificate
-	10, // [10:10] is the sub-list for method output_type
-	10, // [10:10] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	22, // 5: cloister.ca.v1.CreateNonceResponse.expires_at:type_name -> google.protobuf.Timestamp
+	4,  // 6: cloister.ca.v1.IssueAppCertificateResponse.certificate:type_name -> cloister.ca.v1.Certificate
+	4,  // 7: cloister.ca.v1.ListCertificatesResponse.certificates:type_name -> cloister.ca.v1.Certificate
+	4,  // 8: cloister.ca.v1.GetCertificateResponse.certificate:type_name -> cloister.ca.v1.Certificate
+	4,  // 9: cloister.ca.v1.RevokeCertificateResponse.certificate:type_name -> cloister.ca.v1.Certificate
+	4,  // 10: cloister.ca.v1.CertificateIssued.certificate:type_name -> cloister.ca.v1.Certificate
+	4,  // 11: cloister.ca.v1.CertificateRevoked.certificate:type_name -> cloister.ca.v1.Certificate
+	12, // [12:12] is the sub-list for method output_type
+	12, // [12:12] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_cloister_ca_v1_ca_proto_init() }
@@ -1153,7 +1459,7 @@ func file_cloister_ca_v1_ca_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cloister_ca_v1_ca_proto_rawDesc), len(file_cloister_ca_v1_ca_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   18,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
