@@ -196,6 +196,11 @@ func runServer(ctx context.Context, cfg serverConfig) error {
 	})
 	mux := http.NewServeMux()
 	obs.Mount(mux, tel, health)
+	// One cache for every service in the process: Redis when configured.
+	c, err := newCache(ctx, cfg, logger, health)
+	if err != nil {
+		return err
+	}
 
 	for _, name := range cfg.Services {
 		switch name {
@@ -206,7 +211,7 @@ func runServer(ctx context.Context, cfg serverConfig) error {
 			}
 			defer svc.Stop()
 		case "attestation":
-			acfg := attestation.Config{NATS: nc, Replicas: cfg.Replicas, Logger: logger, PCSURL: cfg.PCSURL, Simulation: cfg.Simulation || cfg.Dev}
+			acfg := attestation.Config{NATS: nc, Replicas: cfg.Replicas, Logger: logger, Cache: c, PCSURL: cfg.PCSURL, Simulation: cfg.Simulation || cfg.Dev}
 			if acfg.Simulation {
 				if acfg.KEK, err = loadKEK(cfg); err != nil {
 					return err
@@ -229,10 +234,6 @@ func runServer(ctx context.Context, cfg serverConfig) error {
 			}
 			defer svc.Stop()
 		case "gateway":
-			c, err := newCache(ctx, cfg, logger, health)
-			if err != nil {
-				return err
-			}
 			gw, err := gateway.New(ctx, gateway.Config{NATS: nc, Cache: c, Logger: logger})
 			if err != nil {
 				return fmt.Errorf("starting gateway: %w", err)

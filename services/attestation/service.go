@@ -12,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/cloister-cc/cloister/libs/cache"
 	"github.com/cloister-cc/cloister/libs/events"
 	"github.com/cloister-cc/cloister/libs/natsrpc"
 	"github.com/cloister-cc/cloister/libs/pki"
@@ -39,6 +40,9 @@ type Config struct {
 	// PCSURL, when set, is the base URL of Intel's PCS or a PCCS (API v4)
 	// from which missing or outdated collateral is fetched.
 	PCSURL string
+	// Cache is where approved-image lookups are cached; nil means an
+	// in-process cache (one replica only: replicas must share a cache).
+	Cache cache.Cache
 	// IntelRoot, IntelOptions and Clock override the trust anchor, Intel's
 	// names and the time (tests).
 	IntelRoot    *ecdsa.PublicKey
@@ -48,10 +52,11 @@ type Config struct {
 
 // Service is a running attestation service.
 type Service struct {
-	mux    *natsrpc.Mux
-	cancel context.CancelFunc
-	sim    *simulation.Simulation
-	clock  func() time.Time
+	mux      *natsrpc.Mux
+	consumer *events.Consumer
+	cancel   context.CancelFunc
+	sim      *simulation.Simulation
+	clock    func() time.Time
 }
 
 // SimulatedQE makes a simulated quoting enclave under the deployment's
@@ -77,7 +82,10 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	stores, err := store.Open(ctx, js, replicas, logger)
+	if cfg.Cache == nil {
+		cfg.Cache = cache.NewMemory(0)
+	}
+	stores, err := store.Open(ctx, js, replicas, cfg.Cache, logger)
 	if err != nil {
 		return nil, err
 	}
@@ -85,7 +93,7 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 		cfg.Clock = time.Now
 	}
 	appCfg := app.Config{
-		Policies: stores.Policies, Collaterals: stores.Collaterals, Verdicts: stores.Verdicts,
+		Policies: stores.Policies, Collaterals: stores.Collaterals, Verdicts: stores.Verdicts, Images: stores.Images,
 		IntelRoot: cfg.IntelRoot, IntelOptions: cfg.IntelOptions, Clock: cfg.Clock,
 	}
 	var simul *simulation.Simulation
@@ -117,11 +125,17 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 		cancel()
 		return nil, err
 	}
+	if s.consumer, err = transport.ConsumeApprovals(bg, js, svc, logger); err != nil {
+		cancel()
+		_ = s.mux.Drain()
+		return nil, err
+	}
 	return s, nil
 }
 
-// Stop stops taking requests and waits for those under way.
+// Stop stops taking requests and events, and waits for those under way.
 func (s *Service) Stop() {
 	_ = s.mux.Drain()
+	s.consumer.Stop()
 	s.cancel()
 }

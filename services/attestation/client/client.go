@@ -17,6 +17,7 @@ const Service = "attestation"
 // The methods, one per request subject cloister.attestation.v1.<Name>.
 var (
 	Verify            = natsrpc.NewMethod[*attestationv1.VerifyRequest, *attestationv1.VerifyResponse](Service, "Verify")
+	GetVerdict        = natsrpc.NewMethod[*attestationv1.GetVerdictRequest, *attestationv1.GetVerdictResponse](Service, "GetVerdict")
 	GetPolicy         = natsrpc.NewMethod[*attestationv1.GetPolicyRequest, *attestationv1.GetPolicyResponse](Service, "GetPolicy")
 	SetPolicy         = natsrpc.NewMethod[*attestationv1.SetPolicyRequest, *attestationv1.SetPolicyResponse](Service, "SetPolicy")
 	PutCollateral     = natsrpc.NewMethod[*attestationv1.PutCollateralRequest, *attestationv1.PutCollateralResponse](Service, "PutCollateral")
@@ -31,6 +32,9 @@ func New(nc *nats.Conn) *Client { return &Client{nc: nc} }
 
 func (c *Client) Verify(ctx context.Context, r *attestationv1.VerifyRequest) (*attestationv1.VerifyResponse, error) {
 	return Verify.Invoke(ctx, c.nc, r)
+}
+func (c *Client) GetVerdict(ctx context.Context, r *attestationv1.GetVerdictRequest) (*attestationv1.GetVerdictResponse, error) {
+	return GetVerdict.Invoke(ctx, c.nc, r)
 }
 func (c *Client) GetPolicy(ctx context.Context, r *attestationv1.GetPolicyRequest) (*attestationv1.GetPolicyResponse, error) {
 	return GetPolicy.Invoke(ctx, c.nc, r)

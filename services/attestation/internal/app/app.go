@@ -43,6 +43,15 @@ type Verdicts interface {
 	Get(ctx context.Context, accountID, id string) (domain.Verdict, error)
 }
 
+// Images is the account's approved-image allowlist, by MRENCLAVE.
+type Images interface {
+	Lookup(ctx context.Context, accountID string, mrenclave [32]byte) (domain.ApprovedImage, bool, error)
+	Put(ctx context.Context, accountID string, img domain.ApprovedImage) error
+	Remove(ctx context.Context, accountID string, mrenclave [32]byte) error
+	// RemoveWhere removes the account's entries for which drop is true.
+	RemoveWhere(ctx context.Context, accountID string, drop func(domain.ApprovedImage) bool) error
+}
+
 // Fetcher gets collateral for a platform from Intel's PCS or a PCCS; ca is
 // "processor" or "platform", the PCK CA of the platform's certificate.
 type Fetcher interface {
@@ -61,6 +70,7 @@ type Config struct {
 	Policies    Policies
 	Collaterals Collaterals
 	Verdicts    Verdicts
+	Images      Images
 	// Fetcher, when set, fetches collateral that is missing or past its
 	// nextUpdate; fetched collateral is checked and stored like uploads.
 	Fetcher Fetcher
@@ -87,8 +97,8 @@ type Service struct {
 
 // New returns the service.
 func New(cfg Config) (*Service, error) {
-	if cfg.Policies == nil || cfg.Collaterals == nil || cfg.Verdicts == nil {
-		return nil, errors.New("attestation: the policy, collateral and verdict stores are required")
+	if cfg.Policies == nil || cfg.Collaterals == nil || cfg.Verdicts == nil || cfg.Images == nil {
+		return nil, errors.New("attestation: the policy, collateral, verdict and image stores are required")
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = time.Now
@@ -105,11 +115,15 @@ const MaxEvidenceSize = sgx.MaxQuoteSize
 
 // Verify checks a quote for an account under the account's policy and
 // records the verdict, which it returns whether or not the evidence
-// passed. An error means the request itself was wrong or the service
-// could not decide.
-func (s *Service) Verify(ctx context.Context, accountID string, quote, binding, nonce []byte) (domain.Verdict, error) {
+// passed. With appID set, the measurement must also be an approved image
+// of that application. An error means the request itself was wrong or
+// the service could not decide.
+func (s *Service) Verify(ctx context.Context, accountID string, quote, binding, nonce []byte, appID string) (domain.Verdict, error) {
 	if uuid.Validate(accountID) != nil {
 		return domain.Verdict{}, errs.New(errs.Invalid, "account_id must be an account's id")
+	}
+	if appID != "" && uuid.Validate(appID) != nil {
+		return domain.Verdict{}, errs.New(errs.Invalid, "app_id must be an application's id")
 	}
 	if len(quote) == 0 || len(quote) > MaxEvidenceSize {
 		return domain.Verdict{}, errs.Newf(errs.Invalid, "quote must be 1 to %d bytes", MaxEvidenceSize)
@@ -119,7 +133,7 @@ func (s *Service) Verify(ctx context.Context, accountID string, quote, binding, 
 	}
 	now := s.cfg.Clock().UTC()
 	v := domain.Verdict{ID: uuid.Must(uuid.NewV7()).String(), AccountID: accountID, VerifiedAt: now}
-	if err := s.judge(ctx, &v, quote, binding, nonce, now); err != nil {
+	if err := s.judge(ctx, &v, quote, binding, nonce, appID, now); err != nil {
 		return domain.Verdict{}, err
 	}
 	var ev domain.Event = domain.AttestationFailed{Verdict: v}
@@ -134,7 +148,7 @@ func (s *Service) Verify(ctx context.Context, accountID string, quote, binding, 
 
 // judge fills in the verdict; it returns an error only when it cannot
 // decide (a store failing), never for bad evidence.
-func (s *Service) judge(ctx context.Context, v *domain.Verdict, quote, binding, nonce []byte, now time.Time) error {
+func (s *Service) judge(ctx context.Context, v *domain.Verdict, quote, binding, nonce []byte, appID string, now time.Time) error {
 	refuse := func(reason string, err error) error {
 		v.OK, v.Reason, v.Error = false, reason, err.Error()
 		return nil
@@ -180,6 +194,16 @@ func (s *Service) judge(ctx context.Context, v *domain.Verdict, quote, binding, 
 	}
 	if len(binding) != 0 && (!bytes.Equal(res.ReportData[:32], binding) || !bytes.Equal(res.ReportData[32:], nonce)) {
 		return refuse(domain.ReasonBinding, errors.New("report data is not the expected key binding and nonce"))
+	}
+	img, approved, err := s.cfg.Images.Lookup(ctx, v.AccountID, v.MRENCLAVE)
+	if err != nil {
+		return err
+	}
+	if approved {
+		v.AppID, v.ImageID = img.AppID, img.ImageID
+	}
+	if appID != "" && (!approved || img.AppID != appID) {
+		return refuse(domain.ReasonImageNotApproved, fmt.Errorf("MRENCLAVE %x is not an approved image of application %s", v.MRENCLAVE, appID))
 	}
 	v.OK = true
 	return nil
@@ -290,6 +314,32 @@ func (s *Service) platformOf(quote []byte, now time.Time) ([6]byte, string, bool
 		return [6]byte{}, "", simulated, err
 	}
 	return ext.FMSPC, ca, simulated, nil
+}
+
+// ApproveImage puts an image on the account's allowlist (an image task
+// was approved). Applying it twice changes nothing.
+func (s *Service) ApproveImage(ctx context.Context, accountID string, img domain.ApprovedImage) error {
+	if uuid.Validate(accountID) != nil || uuid.Validate(img.AppID) != nil {
+		return errs.New(errs.Invalid, "an approved image needs an account and an application")
+	}
+	return s.cfg.Images.Put(ctx, accountID, img)
+}
+
+// WithdrawImage takes an image off the allowlist when the task that
+// approved it is withdrawn; an entry that a later task approved stays.
+func (s *Service) WithdrawImage(ctx context.Context, accountID string, mrenclave [32]byte, taskID string) error {
+	img, found, err := s.cfg.Images.Lookup(ctx, accountID, mrenclave)
+	if err != nil || !found || img.TaskID != taskID {
+		return err
+	}
+	return s.cfg.Images.Remove(ctx, accountID, mrenclave)
+}
+
+// ForgetImages removes the entries of a deleted application or image.
+func (s *Service) ForgetImages(ctx context.Context, accountID, appID, imageID string) error {
+	return s.cfg.Images.RemoveWhere(ctx, accountID, func(img domain.ApprovedImage) bool {
+		return appID == "" && imageID == "" || appID != "" && img.AppID == appID || imageID != "" && img.ImageID == imageID
+	})
 }
 
 // GetVerdict returns a recorded verdict of the account.

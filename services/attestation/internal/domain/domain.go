@@ -74,6 +74,21 @@ type Verdict struct {
 	ReportData [64]byte
 	FMSPC      [6]byte
 	VerifiedAt time.Time
+	// AppID and ImageID name the approved image whose measurement this
+	// is, when there is one in the account.
+	AppID   string
+	ImageID string
+}
+
+// ApprovedImage is an entry of an account's approved-image allowlist,
+// keyed by MRENCLAVE: built from approved image tasks.
+type ApprovedImage struct {
+	MRENCLAVE [32]byte `json:"mrenclave"`
+	MRSIGNER  [32]byte `json:"mrsigner"`
+	AppID     string   `json:"app_id"`
+	ImageID   string   `json:"image_id"`
+	Tag       string   `json:"tag"`
+	TaskID    string   `json:"task_id"`
 }
 
 // Reasons a verdict fails besides the verifier's own.
@@ -82,6 +97,7 @@ const (
 	ReasonSimulationNotAllowed  = "simulation_not_allowed"
 	ReasonSimulationUnavailable = "simulation_unavailable"
 	ReasonBinding               = "report_data_binding"
+	ReasonImageNotApproved      = "image_not_approved"
 )
 
 // Errors of the attestation service.

@@ -15,6 +15,8 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/cloister-cc/cloister/libs/allowlist"
+	"github.com/cloister-cc/cloister/libs/cache"
 	"github.com/cloister-cc/cloister/libs/events"
 	attestationv1 "github.com/cloister-cc/cloister/libs/gen/cloister/attestation/v1"
 	"github.com/cloister-cc/cloister/libs/kv"
@@ -31,6 +33,7 @@ const (
 	BucketPolicies   = "attestation_policies"
 	BucketCollateral = "attestation_collateral"
 	BucketVerdicts   = "attestation_verdicts"
+	BucketImages     = "attestation_images"
 	// VerdictTTL is how long a verdict can be referred to (by the CA).
 	VerdictTTL = time.Hour
 )
@@ -40,16 +43,17 @@ type Stores struct {
 	Policies    *Policies
 	Collaterals *Collaterals
 	Verdicts    *Verdicts
+	Images      *Images
 }
 
-// Open opens every bucket.
-func Open(ctx context.Context, js jetstream.JetStream, replicas int, logger *slog.Logger) (*Stores, error) {
+// Open opens every bucket; approved images are looked up through c.
+func Open(ctx context.Context, js jetstream.JetStream, replicas int, c cache.Cache, logger *slog.Logger) (*Stores, error) {
 	opt := kv.WithLogger(logger)
 	p, err := kv.Open[policyRecord](ctx, js, kv.Config{Bucket: BucketPolicies, Replicas: replicas}, opt)
 	if err != nil {
 		return nil, err
 	}
-	c, err := kv.Open[domain.Collateral](ctx, js, kv.Config{Bucket: BucketCollateral, Replicas: replicas}, opt)
+	col, err := kv.Open[domain.Collateral](ctx, js, kv.Config{Bucket: BucketCollateral, Replicas: replicas}, opt)
 	if err != nil {
 		return nil, err
 	}
@@ -57,7 +61,11 @@ func Open(ctx context.Context, js jetstream.JetStream, replicas int, logger *slo
 	if err != nil {
 		return nil, err
 	}
-	return &Stores{Policies: &Policies{p}, Collaterals: &Collaterals{c}, Verdicts: &Verdicts{v}}, nil
+	imgs, err := allowlist.Open[domain.ApprovedImage](ctx, js, BucketImages, replicas, c, logger)
+	if err != nil {
+		return nil, err
+	}
+	return &Stores{Policies: &Policies{p}, Collaterals: &Collaterals{col}, Verdicts: &Verdicts{v}, Images: &Images{imgs}}, nil
 }
 
 // RecoverEvery republishes stranded outbox events every interval.
@@ -178,13 +186,55 @@ func (s *Verdicts) Get(ctx context.Context, accountID, id string) (domain.Verdic
 	return e.Value, err
 }
 
+// Images is the approved-image allowlist, keyed <account>.<mrenclave hex>.
+type Images struct {
+	list *allowlist.List[domain.ApprovedImage]
+}
+
+var _ app.Images = (*Images)(nil)
+
+func imageKey(accountID string, mrenclave [32]byte) string {
+	return accountID + "." + hex.EncodeToString(mrenclave[:])
+}
+
+// Lookup implements app.Images.
+func (s *Images) Lookup(ctx context.Context, accountID string, mrenclave [32]byte) (domain.ApprovedImage, bool, error) {
+	return s.list.Lookup(ctx, imageKey(accountID, mrenclave))
+}
+
+// Put implements app.Images.
+func (s *Images) Put(ctx context.Context, accountID string, img domain.ApprovedImage) error {
+	return s.list.Put(ctx, imageKey(accountID, img.MRENCLAVE), img)
+}
+
+// Remove implements app.Images.
+func (s *Images) Remove(ctx context.Context, accountID string, mrenclave [32]byte) error {
+	return s.list.Remove(ctx, imageKey(accountID, mrenclave))
+}
+
+// RemoveWhere implements app.Images.
+func (s *Images) RemoveWhere(ctx context.Context, accountID string, drop func(domain.ApprovedImage) bool) error {
+	es, err := s.list.List(ctx, accountID+".*")
+	if err != nil {
+		return err
+	}
+	for _, e := range es {
+		if drop(e.Value) {
+			if err := s.list.Remove(ctx, e.Key); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 // VerdictToProto converts a verdict.
 func VerdictToProto(v domain.Verdict) *attestationv1.Verdict {
 	return &attestationv1.Verdict{
 		Id: v.ID, AccountId: v.AccountID, Ok: v.OK, Reason: v.Reason, Error: v.Error, TcbStatus: string(v.TCBStatus),
 		Advisories: v.Advisories, Mrenclave: v.MRENCLAVE[:], Mrsigner: v.MRSIGNER[:], Isvprodid: uint32(v.ISVProdID),
 		Isvsvn: uint32(v.ISVSVN), Debug: v.Debug, Simulated: v.Simulated, ReportData: v.ReportData[:], Fmspc: v.FMSPC[:],
-		VerifiedAt: timestamppb.New(v.VerifiedAt),
+		VerifiedAt: timestamppb.New(v.VerifiedAt), AppId: v.AppID, ImageId: v.ImageID,
 	}
 }
 

@@ -30,11 +30,18 @@ func Register(mux *natsrpc.Mux, s *app.Service, simRoot []byte, logger *slog.Log
 			return &attestationv1.GetSimulationRootResponse{Certificate: simRoot}, nil
 		}),
 		client.Verify.Handle(mux, logger, func(ctx context.Context, r *attestationv1.VerifyRequest) (*attestationv1.VerifyResponse, error) {
-			v, err := s.Verify(ctx, r.GetAccountId(), r.GetQuote(), r.GetBinding(), r.GetNonce())
+			v, err := s.Verify(ctx, r.GetAccountId(), r.GetQuote(), r.GetBinding(), r.GetNonce(), r.GetAppId())
 			if err != nil {
 				return nil, err
 			}
 			return &attestationv1.VerifyResponse{Verdict: store.VerdictToProto(v)}, nil
+		}),
+		client.GetVerdict.Handle(mux, logger, func(ctx context.Context, r *attestationv1.GetVerdictRequest) (*attestationv1.GetVerdictResponse, error) {
+			v, err := s.GetVerdict(ctx, r.GetAccountId(), r.GetId())
+			if err != nil {
+				return nil, err
+			}
+			return &attestationv1.GetVerdictResponse{Verdict: store.VerdictToProto(v)}, nil
 		}),
 		client.GetPolicy.Handle(mux, logger, func(ctx context.Context, r *attestationv1.GetPolicyRequest) (*attestationv1.GetPolicyResponse, error) {
 			p, err := s.GetPolicy(ctx, r.GetAccountId())

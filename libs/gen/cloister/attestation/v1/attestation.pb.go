@@ -110,10 +110,13 @@ type Verdict struct {
 	Isvsvn     uint32   `protobuf:"varint,11,opt,name=isvsvn,proto3" json:"isvsvn,omitempty"`
 	Debug      bool     `protobuf:"varint,12,opt,name=debug,proto3" json:"debug,omitempty"`
 	// The evidence came from the simulated quoting enclave.
-	Simulated     bool                   `protobuf:"varint,13,opt,name=simulated,proto3" json:"simulated,omitempty"`
-	ReportData    []byte                 `protobuf:"bytes,14,opt,name=report_data,json=reportData,proto3" json:"report_data,omitempty"`
-	Fmspc         []byte                 `protobuf:"bytes,15,opt,name=fmspc,proto3" json:"fmspc,omitempty"`
-	VerifiedAt    *timestamppb.Timestamp `protobuf:"bytes,16,opt,name=verified_at,json=verifiedAt,proto3" json:"verified_at,omitempty"`
+	Simulated  bool                   `protobuf:"varint,13,opt,name=simulated,proto3" json:"simulated,omitempty"`
+	ReportData []byte                 `protobuf:"bytes,14,opt,name=report_data,json=reportData,proto3" json:"report_data,omitempty"`
+	Fmspc      []byte                 `protobuf:"bytes,15,opt,name=fmspc,proto3" json:"fmspc,omitempty"`
+	VerifiedAt *timestamppb.Timestamp `protobuf:"bytes,16,opt,name=verified_at,json=verifiedAt,proto3" json:"verified_at,omitempty"`
+	// The approved image of the account whose measurement this is, if any.
+	AppId         string `protobuf:"bytes,17,opt,name=app_id,json=appId,proto3" json:"app_id,omitempty"`
+	ImageId       string `protobuf:"bytes,18,opt,name=image_id,json=imageId,proto3" json:"image_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -260,14 +263,31 @@ func (x *Verdict) GetVerifiedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Verdict) GetAppId() string {
+	if x != nil {
+		return x.AppId
+	}
+	return ""
+}
+
+func (x *Verdict) GetImageId() string {
+	if x != nil {
+		return x.ImageId
+	}
+	return ""
+}
+
 type VerifyRequest struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	AccountId string                 `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
 	// An SGX ECDSA quote v3.
 	Quote []byte `protobuf:"bytes,2,opt,name=quote,proto3" json:"quote,omitempty"`
 	// When set, REPORTDATA must be binding (32 bytes) followed by nonce (32 bytes).
-	Binding       []byte `protobuf:"bytes,3,opt,name=binding,proto3" json:"binding,omitempty"`
-	Nonce         []byte `protobuf:"bytes,4,opt,name=nonce,proto3" json:"nonce,omitempty"`
+	Binding []byte `protobuf:"bytes,3,opt,name=binding,proto3" json:"binding,omitempty"`
+	Nonce   []byte `protobuf:"bytes,4,opt,name=nonce,proto3" json:"nonce,omitempty"`
+	// When set, the measurement must be an approved image of this
+	// application in the account.
+	AppId         string `protobuf:"bytes,5,opt,name=app_id,json=appId,proto3" json:"app_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -330,6 +350,110 @@ func (x *VerifyRequest) GetNonce() []byte {
 	return nil
 }
 
+func (x *VerifyRequest) GetAppId() string {
+	if x != nil {
+		return x.AppId
+	}
+	return ""
+}
+
+// GetVerdictRequest fetches a recorded verdict (kept an hour).
+type GetVerdictRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	AccountId     string                 `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	Id            string                 `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetVerdictRequest) Reset() {
+	*x = GetVerdictRequest{}
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetVerdictRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetVerdictRequest) ProtoMessage() {}
+
+func (x *GetVerdictRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetVerdictRequest.ProtoReflect.Descriptor instead.
+func (*GetVerdictRequest) Descriptor() ([]byte, []int) {
+	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *GetVerdictRequest) GetAccountId() string {
+	if x != nil {
+		return x.AccountId
+	}
+	return ""
+}
+
+func (x *GetVerdictRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type GetVerdictResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Verdict       *Verdict               `protobuf:"bytes,1,opt,name=verdict,proto3" json:"verdict,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetVerdictResponse) Reset() {
+	*x = GetVerdictResponse{}
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetVerdictResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetVerdictResponse) ProtoMessage() {}
+
+func (x *GetVerdictResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetVerdictResponse.ProtoReflect.Descriptor instead.
+func (*GetVerdictResponse) Descriptor() ([]byte, []int) {
+	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *GetVerdictResponse) GetVerdict() *Verdict {
+	if x != nil {
+		return x.Verdict
+	}
+	return nil
+}
+
 type VerifyResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Verdict       *Verdict               `protobuf:"bytes,1,opt,name=verdict,proto3" json:"verdict,omitempty"`
@@ -339,7 +463,7 @@ type VerifyResponse struct {
 
 func (x *VerifyResponse) Reset() {
 	*x = VerifyResponse{}
-	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[3]
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -351,7 +475,7 @@ func (x *VerifyResponse) String() string {
 func (*VerifyResponse) ProtoMessage() {}
 
 func (x *VerifyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[3]
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -364,7 +488,7 @@ func (x *VerifyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyResponse.ProtoReflect.Descriptor instead.
 func (*VerifyResponse) Descriptor() ([]byte, []int) {
-	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{3}
+	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *VerifyResponse) GetVerdict() *Verdict {
@@ -383,7 +507,7 @@ type GetPolicyRequest struct {
 
 func (x *GetPolicyRequest) Reset() {
 	*x = GetPolicyRequest{}
-	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[4]
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -395,7 +519,7 @@ func (x *GetPolicyRequest) String() string {
 func (*GetPolicyRequest) ProtoMessage() {}
 
 func (x *GetPolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[4]
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -408,7 +532,7 @@ func (x *GetPolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPolicyRequest.ProtoReflect.Descriptor instead.
 func (*GetPolicyRequest) Descriptor() ([]byte, []int) {
-	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{4}
+	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *GetPolicyRequest) GetAccountId() string {
@@ -427,7 +551,7 @@ type GetPolicyResponse struct {
 
 func (x *GetPolicyResponse) Reset() {
 	*x = GetPolicyResponse{}
-	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[5]
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -439,7 +563,7 @@ func (x *GetPolicyResponse) String() string {
 func (*GetPolicyResponse) ProtoMessage() {}
 
 func (x *GetPolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[5]
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -452,7 +576,7 @@ func (x *GetPolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPolicyResponse.ProtoReflect.Descriptor instead.
 func (*GetPolicyResponse) Descriptor() ([]byte, []int) {
-	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{5}
+	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *GetPolicyResponse) GetPolicy() *Policy {
@@ -472,7 +596,7 @@ type SetPolicyRequest struct {
 
 func (x *SetPolicyRequest) Reset() {
 	*x = SetPolicyRequest{}
-	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[6]
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -484,7 +608,7 @@ func (x *SetPolicyRequest) String() string {
 func (*SetPolicyRequest) ProtoMessage() {}
 
 func (x *SetPolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[6]
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -497,7 +621,7 @@ func (x *SetPolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPolicyRequest.ProtoReflect.Descriptor instead.
 func (*SetPolicyRequest) Descriptor() ([]byte, []int) {
-	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{6}
+	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *SetPolicyRequest) GetAccountId() string {
@@ -523,7 +647,7 @@ type SetPolicyResponse struct {
 
 func (x *SetPolicyResponse) Reset() {
 	*x = SetPolicyResponse{}
-	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[7]
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -535,7 +659,7 @@ func (x *SetPolicyResponse) String() string {
 func (*SetPolicyResponse) ProtoMessage() {}
 
 func (x *SetPolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[7]
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -548,7 +672,7 @@ func (x *SetPolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPolicyResponse.ProtoReflect.Descriptor instead.
 func (*SetPolicyResponse) Descriptor() ([]byte, []int) {
-	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{7}
+	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *SetPolicyResponse) GetPolicy() *Policy {
@@ -574,7 +698,7 @@ type PutCollateralRequest struct {
 
 func (x *PutCollateralRequest) Reset() {
 	*x = PutCollateralRequest{}
-	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[8]
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -586,7 +710,7 @@ func (x *PutCollateralRequest) String() string {
 func (*PutCollateralRequest) ProtoMessage() {}
 
 func (x *PutCollateralRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[8]
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -599,7 +723,7 @@ func (x *PutCollateralRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutCollateralRequest.ProtoReflect.Descriptor instead.
 func (*PutCollateralRequest) Descriptor() ([]byte, []int) {
-	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{8}
+	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *PutCollateralRequest) GetCollateralJson() []byte {
@@ -654,7 +778,7 @@ type PutCollateralResponse struct {
 
 func (x *PutCollateralResponse) Reset() {
 	*x = PutCollateralResponse{}
-	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[9]
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -666,7 +790,7 @@ func (x *PutCollateralResponse) String() string {
 func (*PutCollateralResponse) ProtoMessage() {}
 
 func (x *PutCollateralResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[9]
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -679,7 +803,7 @@ func (x *PutCollateralResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutCollateralResponse.ProtoReflect.Descriptor instead.
 func (*PutCollateralResponse) Descriptor() ([]byte, []int) {
-	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{9}
+	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *PutCollateralResponse) GetFmspc() []byte {
@@ -704,7 +828,7 @@ type GetSimulationRootRequest struct {
 
 func (x *GetSimulationRootRequest) Reset() {
 	*x = GetSimulationRootRequest{}
-	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[10]
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -716,7 +840,7 @@ func (x *GetSimulationRootRequest) String() string {
 func (*GetSimulationRootRequest) ProtoMessage() {}
 
 func (x *GetSimulationRootRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[10]
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -729,7 +853,7 @@ func (x *GetSimulationRootRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSimulationRootRequest.ProtoReflect.Descriptor instead.
 func (*GetSimulationRootRequest) Descriptor() ([]byte, []int) {
-	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{10}
+	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{12}
 }
 
 type GetSimulationRootResponse struct {
@@ -742,7 +866,7 @@ type GetSimulationRootResponse struct {
 
 func (x *GetSimulationRootResponse) Reset() {
 	*x = GetSimulationRootResponse{}
-	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[11]
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -754,7 +878,7 @@ func (x *GetSimulationRootResponse) String() string {
 func (*GetSimulationRootResponse) ProtoMessage() {}
 
 func (x *GetSimulationRootResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[11]
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -767,7 +891,7 @@ func (x *GetSimulationRootResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSimulationRootResponse.ProtoReflect.Descriptor instead.
 func (*GetSimulationRootResponse) Descriptor() ([]byte, []int) {
-	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{11}
+	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *GetSimulationRootResponse) GetCertificate() []byte {
@@ -787,7 +911,7 @@ type AttestationSucceeded struct {
 
 func (x *AttestationSucceeded) Reset() {
 	*x = AttestationSucceeded{}
-	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[12]
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -799,7 +923,7 @@ func (x *AttestationSucceeded) String() string {
 func (*AttestationSucceeded) ProtoMessage() {}
 
 func (x *AttestationSucceeded) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[12]
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -812,7 +936,7 @@ func (x *AttestationSucceeded) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttestationSucceeded.ProtoReflect.Descriptor instead.
 func (*AttestationSucceeded) Descriptor() ([]byte, []int) {
-	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{12}
+	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *AttestationSucceeded) GetVerdict() *Verdict {
@@ -831,7 +955,7 @@ type AttestationFailed struct {
 
 func (x *AttestationFailed) Reset() {
 	*x = AttestationFailed{}
-	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[13]
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -843,7 +967,7 @@ func (x *AttestationFailed) String() string {
 func (*AttestationFailed) ProtoMessage() {}
 
 func (x *AttestationFailed) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[13]
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -856,7 +980,7 @@ func (x *AttestationFailed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttestationFailed.ProtoReflect.Descriptor instead.
 func (*AttestationFailed) Descriptor() ([]byte, []int) {
-	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{13}
+	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *AttestationFailed) GetVerdict() *Verdict {
@@ -876,7 +1000,7 @@ type PolicyChanged struct {
 
 func (x *PolicyChanged) Reset() {
 	*x = PolicyChanged{}
-	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[14]
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -888,7 +1012,7 @@ func (x *PolicyChanged) String() string {
 func (*PolicyChanged) ProtoMessage() {}
 
 func (x *PolicyChanged) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[14]
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -901,7 +1025,7 @@ func (x *PolicyChanged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyChanged.ProtoReflect.Descriptor instead.
 func (*PolicyChanged) Descriptor() ([]byte, []int) {
-	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{14}
+	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *PolicyChanged) GetAccountId() string {
@@ -929,7 +1053,7 @@ const file_cloister_attestation_v1_attestation_proto_rawDesc = "" +
 	"allowDebug\x12)\n" +
 	"\x10allow_simulation\x18\x03 \x01(\bR\x0fallowSimulation\x12\x1d\n" +
 	"\n" +
-	"min_isvsvn\x18\x04 \x01(\rR\tminIsvsvn\"\xcd\x03\n" +
+	"min_isvsvn\x18\x04 \x01(\rR\tminIsvsvn\"\xff\x03\n" +
 	"\aVerdict\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
 	"\n" +
@@ -953,13 +1077,22 @@ const file_cloister_attestation_v1_attestation_proto_rawDesc = "" +
 	"reportData\x12\x14\n" +
 	"\x05fmspc\x18\x0f \x01(\fR\x05fmspc\x12;\n" +
 	"\vverified_at\x18\x10 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"verifiedAt\"t\n" +
+	"verifiedAt\x12\x15\n" +
+	"\x06app_id\x18\x11 \x01(\tR\x05appId\x12\x19\n" +
+	"\bimage_id\x18\x12 \x01(\tR\aimageId\"\x8b\x01\n" +
 	"\rVerifyRequest\x12\x1d\n" +
 	"\n" +
 	"account_id\x18\x01 \x01(\tR\taccountId\x12\x14\n" +
 	"\x05quote\x18\x02 \x01(\fR\x05quote\x12\x18\n" +
 	"\abinding\x18\x03 \x01(\fR\abinding\x12\x14\n" +
-	"\x05nonce\x18\x04 \x01(\fR\x05nonce\"L\n" +
+	"\x05nonce\x18\x04 \x01(\fR\x05nonce\x12\x15\n" +
+	"\x06app_id\x18\x05 \x01(\tR\x05appId\"B\n" +
+	"\x11GetVerdictRequest\x12\x1d\n" +
+	"\n" +
+	"account_id\x18\x01 \x01(\tR\taccountId\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\"P\n" +
+	"\x12GetVerdictResponse\x12:\n" +
+	"\averdict\x18\x01 \x01(\v2 .cloister.attestation.v1.VerdictR\averdict\"L\n" +
 	"\x0eVerifyResponse\x12:\n" +
 	"\averdict\x18\x01 \x01(\v2 .cloister.attestation.v1.VerdictR\averdict\"1\n" +
 	"\x10GetPolicyRequest\x12\x1d\n" +
@@ -1009,40 +1142,43 @@ func file_cloister_attestation_v1_attestation_proto_rawDescGZIP() []byte {
 	return file_cloister_attestation_v1_attestation_proto_rawDescData
 }
 
-var file_cloister_attestation_v1_attestation_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_cloister_attestation_v1_attestation_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_cloister_attestation_v1_attestation_proto_goTypes = []any{
 	(*Policy)(nil),                    // 0: cloister.attestation.v1.Policy
 	(*Verdict)(nil),                   // 1: cloister.attestation.v1.Verdict
 	(*VerifyRequest)(nil),             // 2: cloister.attestation.v1.VerifyRequest
-	(*VerifyResponse)(nil),            // 3: cloister.attestation.v1.VerifyResponse
-	(*GetPolicyRequest)(nil),          // 4: cloister.attestation.v1.GetPolicyRequest
-	(*GetPolicyResponse)(nil),         // 5: cloister.attestation.v1.GetPolicyResponse
-	(*SetPolicyRequest)(nil),          // 6: cloister.attestation.v1.SetPolicyRequest
-	(*SetPolicyResponse)(nil),         // 7: cloister.attestation.v1.SetPolicyResponse
-	(*PutCollateralRequest)(nil),      // 8: cloister.attestation.v1.PutCollateralRequest
-	(*PutCollateralResponse)(nil),     // 9: cloister.attestation.v1.PutCollateralResponse
-	(*GetSimulationRootRequest)(nil),  // 10: cloister.attestation.v1.GetSimulationRootRequest
-	(*GetSimulationRootResponse)(nil), // 11: cloister.attestation.v1.GetSimulationRootResponse
-	(*AttestationSucceeded)(nil),      // 12: cloister.attestation.v1.AttestationSucceeded
-	(*AttestationFailed)(nil),         // 13: cloister.attestation.v1.AttestationFailed
-	(*PolicyChanged)(nil),             // 14: cloister.attestation.v1.PolicyChanged
-	(*timestamppb.Timestamp)(nil),     // 15: google.protobuf.Timestamp
+	(*GetVerdictRequest)(nil),         // 3: cloister.attestation.v1.GetVerdictRequest
+	(*GetVerdictResponse)(nil),        // 4: cloister.attestation.v1.GetVerdictResponse
+	(*VerifyResponse)(nil),            // 5: cloister.attestation.v1.VerifyResponse
+	(*GetPolicyRequest)(nil),          // 6: cloister.attestation.v1.GetPolicyRequest
+	(*GetPolicyResponse)(nil),         // 7: cloister.attestation.v1.GetPolicyResponse
+	(*SetPolicyRequest)(nil),          // 8: cloister.attestation.v1.SetPolicyRequest
+	(*SetPolicyResponse)(nil),         // 9: cloister.attestation.v1.SetPolicyResponse
+	(*PutCollateralRequest)(nil),      // 10: cloister.attestation.v1.PutCollateralRequest
+	(*PutCollateralResponse)(nil),     // 11: cloister.attestation.v1.PutCollateralResponse
+	(*GetSimulationRootRequest)(nil),  // 12: cloister.attestation.v1.GetSimulationRootRequest
+	(*GetSimulationRootResponse)(nil), // 13: cloister.attestation.v1.GetSimulationRootResponse
+	(*AttestationSucceeded)(nil),      // 14: cloister.attestation.v1.AttestationSucceeded
+	(*AttestationFailed)(nil),         // 15: cloister.attestation.v1.AttestationFailed
+	(*PolicyChanged)(nil),             // 16: cloister.attestation.v1.PolicyChanged
+	(*timestamppb.Timestamp)(nil),     // 17: google.protobuf.Timestamp
 }
 var file_cloister_attestation_v1_attestation_proto_depIdxs = []int32{
-	15, // 0: cloister.attestation.v1.Verdict.verified_at:type_name -> google.protobuf.Timestamp
-	1,  // 1: cloister.attestation.v1.VerifyResponse.verdict:type_name -> cloister.attestation.v1.Verdict
-	0,  // 2: cloister.attestation.v1.GetPolicyResponse.policy:type_name -> cloister.attestation.v1.Policy
-	0,  // 3: cloister.attestation.v1.SetPolicyRequest.policy:type_name -> cloister.attestation.v1.Policy
-	0,  // 4: cloister.attestation.v1.SetPolicyResponse.policy:type_name -> cloister.attestation.v1.Policy
-	15, // 5: cloister.attestation.v1.PutCollateralResponse.next_update:type_name -> google.protobuf.Timestamp
-	1,  // 6: cloister.attestation.v1.AttestationSucceeded.verdict:type_name -> cloister.attestation.v1.Verdict
-	1,  // 7: cloister.attestation.v1.AttestationFailed.verdict:type_name -> cloister.attestation.v1.Verdict
-	0,  // 8: cloister.attestation.v1.PolicyChanged.policy:type_name -> cloister.attestation.v1.Policy
-	9,  // [9:9] is the sub-list for method output_type
-	9,  // [9:9] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	17, // 0: cloister.attestation.v1.Verdict.verified_at:type_name -> google.protobuf.Timestamp
+	1,  // 1: cloister.attestation.v1.GetVerdictResponse.verdict:type_name -> cloister.attestation.v1.Verdict
+	1,  // 2: cloister.attestation.v1.VerifyResponse.verdict:type_name -> cloister.attestation.v1.Verdict
+	0,  // 3: cloister.attestation.v1.GetPolicyResponse.policy:type_name -> cloister.attestation.v1.Policy
+	0,  // 4: cloister.attestation.v1.SetPolicyRequest.policy:type_name -> cloister.attestation.v1.Policy
+	0,  // 5: cloister.attestation.v1.SetPolicyResponse.policy:type_name -> cloister.attestation.v1.Policy
+	17, // 6: cloister.attestation.v1.PutCollateralResponse.next_update:type_name -> google.protobuf.Timestamp
+	1,  // 7: cloister.attestation.v1.AttestationSucceeded.verdict:type_name -> cloister.attestation.v1.Verdict
+	1,  // 8: cloister.attestation.v1.AttestationFailed.verdict:type_name -> cloister.attestation.v1.Verdict
+	0,  // 9: cloister.attestation.v1.PolicyChanged.policy:type_name -> cloister.attestation.v1.Policy
+	10, // [10:10] is the sub-list for method output_type
+	10, // [10:10] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_cloister_attestation_v1_attestation_proto_init() }
@@ -1056,7 +1192,7 @@ func file_cloister_attestation_v1_attestation_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cloister_attestation_v1_attestation_proto_rawDesc), len(file_cloister_attestation_v1_attestation_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   15,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
