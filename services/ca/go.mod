@@ -7,6 +7,7 @@ replace github.com/cloister-cc/cloister/libs => ../../libs
 require (
 	github.com/cloister-cc/cloister/libs v0.0.0
 	github.com/cloister-cc/cloister/services/account v0.0.0
+	github.com/cloister-cc/cloister/services/attestation v0.0.0
 	github.com/nats-io/nats.go v1.55.0
 	google.golang.org/protobuf v1.36.12
 )
@@ -41,3 +42,5 @@ require (
 )
 
 replace github.com/cloister-cc/cloister/services/account => ../account
+
+replace github.com/cloister-cc/cloister/services/attestation => ../attestation

@@ -4,6 +4,8 @@ import (
 	"context"
 	"testing"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/cloister-cc/cloister/libs/events"
 	accountv1 "github.com/cloister-cc/cloister/libs/gen/cloister/account/v1"
 	"github.com/cloister-cc/cloister/libs/testkit"
@@ -31,6 +33,20 @@ func publishAccountDeleted(t *testing.T, n *testkit.NATS, account string) {
 	_, js := n.JetStream(t)
 	payload := &accountv1.AccountDeleted{AccountId: account}
 	msg, _, err := events.NewMessage(ctx, events.Subject("account", payload), "account", account, payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := events.Publish(ctx, js, msg); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// publish publishes an event as its producer would.
+func publish(t *testing.T, n *testkit.NATS, producer, account string, payload proto.Message) {
+	t.Helper()
+	ctx := context.Background()
+	_, js := n.JetStream(t)
+	msg, _, err := events.NewMessage(ctx, events.Subject(producer, payload), producer, account, payload)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,10 +9,13 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/cloister-cc/cloister/libs/cache"
 	"github.com/cloister-cc/cloister/libs/events"
 	"github.com/cloister-cc/cloister/libs/natsrpc"
 	"github.com/cloister-cc/cloister/libs/pki"
+	attestationclient "github.com/cloister-cc/cloister/services/attestation/client"
 	"github.com/cloister-cc/cloister/services/ca/client"
 	"github.com/cloister-cc/cloister/services/ca/internal/app"
 	"github.com/cloister-cc/cloister/services/ca/internal/store"
@@ -25,15 +28,18 @@ type Config struct {
 	Replicas int
 	Logger   *slog.Logger
 	// KEK seals the CAs' private keys at rest. Required.
-	KEK   *pki.KEK
+	KEK *pki.KEK
+	// Cache is where application and domain lookups are cached; nil means
+	// an in-process cache (one replica only: replicas must share a cache).
+	Cache cache.Cache
 	Clock func() time.Time
 }
 
 // Service is a running CA service.
 type Service struct {
-	mux      *natsrpc.Mux
-	consumer *events.Consumer
-	cancel   context.CancelFunc
+	mux       *natsrpc.Mux
+	consumers []*events.Consumer
+	cancel    context.CancelFunc
 }
 
 // Start opens the service's state, subscribes its request subjects and
@@ -59,7 +65,14 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	svc, err := app.New(st, certs, cfg.KEK, cfg.Clock)
+	if cfg.Cache == nil {
+		cfg.Cache = cache.NewMemory(0)
+	}
+	iss, err := store.OpenIssuance(ctx, js, replicas, cfg.Cache, attestationclient.New(cfg.NATS), logger)
+	if err != nil {
+		return nil, err
+	}
+	svc, err := app.New(st, certs, cfg.KEK, cfg.Clock, iss)
 	if err != nil {
 		return nil, err
 	}
@@ -69,10 +82,15 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 		cancel()
 		return nil, err
 	}
-	if s.consumer, err = transport.ConsumeAccounts(bg, js, svc, logger); err != nil {
-		cancel()
-		_ = s.mux.Drain()
-		return nil, err
+	for _, consume := range []func(context.Context, jetstream.JetStream, *app.Service, *slog.Logger) (*events.Consumer, error){
+		transport.ConsumeAccounts, transport.ConsumeApprovals,
+	} {
+		c, err := consume(bg, js, svc, logger)
+		if err != nil {
+			s.Stop()
+			return nil, err
+		}
+		s.consumers = append(s.consumers, c)
 	}
 	return s, nil
 }
@@ -80,6 +98,8 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 // Stop stops taking requests and events.
 func (s *Service) Stop() {
 	_ = s.mux.Drain()
-	s.consumer.Stop()
+	for _, c := range s.consumers {
+		c.Stop()
+	}
 	s.cancel()
 }

@@ -20,10 +20,13 @@ var (
 	GetCRL = natsrpc.NewMethod[*cav1.GetCRLRequest, *cav1.GetCRLResponse](Service, "GetCRL")
 	// IssueNodeCertificate is for the node registry only.
 	IssueNodeCertificate = natsrpc.NewMethod[*cav1.IssueNodeCertificateRequest, *cav1.IssueNodeCertificateResponse](Service, "IssueNodeCertificate")
-	ListCertificates     = natsrpc.NewMethod[*cav1.ListCertificatesRequest, *cav1.ListCertificatesResponse](Service, "ListCertificates")
-	GetCertificate       = natsrpc.NewMethod[*cav1.GetCertificateRequest, *cav1.GetCertificateResponse](Service, "GetCertificate")
-	RevokeCertificate    = natsrpc.NewMethod[*cav1.RevokeCertificateRequest, *cav1.RevokeCertificateResponse](Service, "RevokeCertificate")
-	OCSP                 = natsrpc.NewMethod[*cav1.OCSPRequest, *cav1.OCSPResponse](Service, "OCSP")
+	// CreateNonce and IssueAppCertificate serve enclaves, through their node.
+	CreateNonce         = natsrpc.NewMethod[*cav1.CreateNonceRequest, *cav1.CreateNonceResponse](Service, "CreateNonce")
+	IssueAppCertificate = natsrpc.NewMethod[*cav1.IssueAppCertificateRequest, *cav1.IssueAppCertificateResponse](Service, "IssueAppCertificate")
+	ListCertificates    = natsrpc.NewMethod[*cav1.ListCertificatesRequest, *cav1.ListCertificatesResponse](Service, "ListCertificates")
+	GetCertificate      = natsrpc.NewMethod[*cav1.GetCertificateRequest, *cav1.GetCertificateResponse](Service, "GetCertificate")
+	RevokeCertificate   = natsrpc.NewMethod[*cav1.RevokeCertificateRequest, *cav1.RevokeCertificateResponse](Service, "RevokeCertificate")
+	OCSP                = natsrpc.NewMethod[*cav1.OCSPRequest, *cav1.OCSPResponse](Service, "OCSP")
 )
 
 // Client calls the CA service over NATS.
@@ -52,4 +55,10 @@ func (c *Client) OCSP(ctx context.Context, r *cav1.OCSPRequest) (*cav1.OCSPRespo
 }
 func (c *Client) GetCertificate(ctx context.Context, r *cav1.GetCertificateRequest) (*cav1.GetCertificateResponse, error) {
 	return GetCertificate.Invoke(ctx, c.nc, r)
+}
+func (c *Client) CreateNonce(ctx context.Context, r *cav1.CreateNonceRequest) (*cav1.CreateNonceResponse, error) {
+	return CreateNonce.Invoke(ctx, c.nc, r)
+}
+func (c *Client) IssueAppCertificate(ctx context.Context, r *cav1.IssueAppCertificateRequest) (*cav1.IssueAppCertificateResponse, error) {
+	return IssueAppCertificate.Invoke(ctx, c.nc, r)
 }

@@ -342,12 +342,26 @@ func (s *Service) ForgetImages(ctx context.Context, accountID, appID, imageID st
 	})
 }
 
-// GetVerdict returns a recorded verdict of the account.
+// GetVerdict returns a recorded verdict of the account. The approved
+// image it names is the one approved now, not at verification: an
+// approval withdrawn since then no longer stands behind the verdict.
 func (s *Service) GetVerdict(ctx context.Context, accountID, id string) (domain.Verdict, error) {
 	if uuid.Validate(accountID) != nil || uuid.Validate(id) != nil {
 		return domain.Verdict{}, domain.ErrVerdictNotFound
 	}
-	return s.cfg.Verdicts.Get(ctx, accountID, id)
+	v, err := s.cfg.Verdicts.Get(ctx, accountID, id)
+	if err != nil {
+		return domain.Verdict{}, err
+	}
+	img, approved, err := s.cfg.Images.Lookup(ctx, accountID, v.MRENCLAVE)
+	if err != nil {
+		return domain.Verdict{}, err
+	}
+	v.AppID, v.ImageID = "", ""
+	if approved {
+		v.AppID, v.ImageID = img.AppID, img.ImageID
+	}
+	return v, nil
 }
 
 // GetPolicy returns the account's policy, or the default.

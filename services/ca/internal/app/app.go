@@ -53,6 +53,11 @@ type Certificate struct {
 	RevokedAt time.Time
 	Reason    string
 	DER       []byte
+	// Application certificates: what they were issued on.
+	NodeID    string `json:",omitempty"`
+	ImageID   string `json:",omitempty"`
+	MRENCLAVE []byte `json:",omitempty"`
+	VerdictID string `json:",omitempty"`
 	Version   uint64
 }
 
@@ -77,24 +82,38 @@ var ErrCertificateNotFound = errs.New(errs.NotFound, "certificate not found")
 // NodeCertLifetime is how long a node's client certificate lasts.
 const NodeCertLifetime = 90 * 24 * time.Hour
 
+// Issuance is what application issuance needs besides the CA: the
+// applications' configurations, the domain allowlist, nonces, and the
+// attestation service's verdicts.
+type Issuance struct {
+	Apps     Apps
+	Domains  Domains
+	Nonces   Nonces
+	Verdicts Verdicts
+}
+
 // Service keeps the accounts' CAs.
 type Service struct {
-	store Authorities
-	certs Certificates
-	kek   *pki.KEK
-	clock func() time.Time
+	store    Authorities
+	certs    Certificates
+	kek      *pki.KEK
+	clock    func() time.Time
+	issuance Issuance
 }
 
 // New returns the service.
-func New(store Authorities, certs Certificates, kek *pki.KEK, clock func() time.Time) (*Service, error) {
-	if store == nil || certs == nil || kek == nil {
-		return nil, errors.New("ca: the stores and a key-encryption key are required")
+func New(store Authorities, certs Certificates, kek *pki.KEK, clock func() time.Time, iss Issuance) (*Service, error) {
+	if store == nil || certs == nil || kek == nil || iss.Apps == nil || iss.Domains == nil || iss.Nonces == nil || iss.Verdicts == nil {
+		return nil, errors.New("ca: the stores, the verdict source and a key-encryption key are required")
 	}
 	if clock == nil {
 		clock = time.Now
 	}
-	return &Service{store: store, certs: certs, kek: kek, clock: clock}, nil
+	return &Service{store: store, certs: certs, kek: kek, clock: clock, issuance: iss}, nil
 }
+
+// randRead fills b from the system's secure random source.
+var randRead = rand.Read
 
 // IssueNodeCertificate issues a client certificate for an enrolling node,
 // identified as urn:cloister:node:<account>:<node>.
@@ -131,8 +150,14 @@ func (s *Service) Certificate(ctx context.Context, accountID, serial string) (Ce
 	return s.certs.Get(ctx, accountID, strings.ToLower(serial))
 }
 
-// Certificates lists what the account's CA issued, newest last.
+// Certificates lists what the account's CA issued, ordered by serial.
 func (s *Service) Certificates(ctx context.Context, accountID, kind string, includeRevoked bool) ([]Certificate, error) {
+	return s.CertificatesOf(ctx, accountID, kind, "", includeRevoked)
+}
+
+// CertificatesOf lists what the account's CA issued to one subject (a
+// node's or an application's id; empty for every subject), ordered by serial.
+func (s *Service) CertificatesOf(ctx context.Context, accountID, kind, subjectID string, includeRevoked bool) ([]Certificate, error) {
 	if uuid.Validate(accountID) != nil {
 		return nil, nil
 	}
@@ -142,7 +167,7 @@ func (s *Service) Certificates(ctx context.Context, accountID, kind string, incl
 	}
 	out := all[:0]
 	for _, c := range all {
-		if (kind == "" || c.Kind == kind) && (includeRevoked || !c.Revoked) {
+		if (kind == "" || c.Kind == kind) && (subjectID == "" || c.SubjectID == subjectID) && (includeRevoked || !c.Revoked) {
 			out = append(out, c)
 		}
 	}
@@ -232,10 +257,17 @@ func (s *Service) CreateCA(ctx context.Context, accountID string) error {
 }
 
 // DeleteCA revokes every certificate of a deleted account (announcing
-// each) and then removes its CA; deleting a missing one is not an error.
+// each), forgets its applications and domains, and then removes its CA;
+// deleting a missing one is not an error.
 func (s *Service) DeleteCA(ctx context.Context, accountID string) error {
 	if uuid.Validate(accountID) != nil {
 		return nil
+	}
+	if err := s.issuance.Domains.RemoveApp(ctx, accountID, ""); err != nil {
+		return err
+	}
+	if err := s.issuance.Apps.RemoveAccount(ctx, accountID); err != nil {
+		return err
 	}
 	certs, err := s.Certificates(ctx, accountID, "", false)
 	if err != nil {

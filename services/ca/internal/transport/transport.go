@@ -40,8 +40,24 @@ func Register(mux *natsrpc.Mux, s *app.Service, logger *slog.Logger) error {
 			}
 			return &cav1.IssueNodeCertificateResponse{Certificate: store.CertificateToProto(c), ChainPem: ca.ChainPEM()}, nil
 		}),
+		client.CreateNonce.Handle(mux, logger, func(ctx context.Context, r *cav1.CreateNonceRequest) (*cav1.CreateNonceResponse, error) {
+			nonce, expires, err := s.CreateNonce(ctx, r.GetAccountId())
+			if err != nil {
+				return nil, err
+			}
+			return &cav1.CreateNonceResponse{Nonce: nonce, ExpiresAt: timestamppb.New(expires)}, nil
+		}),
+		client.IssueAppCertificate.Handle(mux, logger, func(ctx context.Context, r *cav1.IssueAppCertificateRequest) (*cav1.IssueAppCertificateResponse, error) {
+			c, ca, err := s.IssueAppCertificate(ctx, app.AppRequest{AccountID: r.GetAccountId(), AppID: r.GetAppId(),
+				VerdictID: r.GetVerdictId(), NodeID: r.GetNodeId(), CSR: r.GetCsr()})
+			if err != nil {
+				return nil, err
+			}
+			chain := append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.DER}), ca.ChainPEM()...)
+			return &cav1.IssueAppCertificateResponse{Certificate: store.CertificateToProto(c), ChainPem: chain}, nil
+		}),
 		client.ListCertificates.Handle(mux, logger, func(ctx context.Context, r *cav1.ListCertificatesRequest) (*cav1.ListCertificatesResponse, error) {
-			cs, err := s.Certificates(ctx, r.GetAccountId(), r.GetKind(), r.GetIncludeRevoked())
+			cs, err := s.CertificatesOf(ctx, r.GetAccountId(), r.GetKind(), r.GetSubjectId(), r.GetIncludeRevoked())
 			if err != nil {
 				return nil, err
 			}

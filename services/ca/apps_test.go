@@ -1,0 +1,420 @@
+package ca_test
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/pem"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/cloister-cc/cloister/libs/cache"
+	accountv1 "github.com/cloister-cc/cloister/libs/gen/cloister/account/v1"
+	attestationv1 "github.com/cloister-cc/cloister/libs/gen/cloister/attestation/v1"
+	cav1 "github.com/cloister-cc/cloister/libs/gen/cloister/ca/v1"
+	imageconverterv1 "github.com/cloister-cc/cloister/libs/gen/cloister/imageconverter/v1"
+	noderegistryv1 "github.com/cloister-cc/cloister/libs/gen/cloister/noderegistry/v1"
+	"github.com/cloister-cc/cloister/libs/pki"
+	"github.com/cloister-cc/cloister/libs/sgx"
+	"github.com/cloister-cc/cloister/libs/sgx/sim"
+	"github.com/cloister-cc/cloister/libs/testkit"
+	"github.com/cloister-cc/cloister/services/attestation"
+	attestationclient "github.com/cloister-cc/cloister/services/attestation/client"
+	"github.com/cloister-cc/cloister/services/ca"
+	"github.com/cloister-cc/cloister/services/ca/client"
+)
+
+const domain = "hello.cloister.test"
+
+// appStack runs the attestation service (in simulation) and the CA, with
+// one account whose policy allows simulation, one application (domain
+// hello.cloister.test, EC P-256 keys) whose domain and image are approved.
+type appStack struct {
+	t            *testing.T
+	n            *testkit.NATS
+	ca           *client.Client
+	att          *attestationclient.Client
+	qe           *sim.QE
+	account, app string
+	image        string
+	mrenclave    [32]byte
+	task         *accountv1.Task
+}
+
+func startApps(t *testing.T, c cache.Cache) *appStack {
+	t.Helper()
+	ctx := context.Background()
+	n := testkit.StartNATS(t)
+	kek, _ := pki.NewKEK(bytes.Repeat([]byte{6}, pki.KEKSize))
+	asvc, err := attestation.Start(ctx, attestation.Config{NATS: n.Connect(t), Simulation: true, KEK: kek, Cache: c})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(asvc.Stop)
+	csvc, err := ca.Start(ctx, ca.Config{NATS: n.Connect(t), KEK: kek, Cache: c})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(csvc.Stop)
+	qe, err := asvc.SimulatedQE()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &appStack{t: t, n: n, ca: client.New(n.Connect(t)), att: attestationclient.New(n.Connect(t)), qe: qe}
+	s.account, s.app, s.image = s.newAccount(), uuid.NewString(), uuid.NewString()
+	copy(s.mrenclave[:], bytes.Repeat([]byte{0x5a}, 32))
+	publish(t, n, "imageconverter", s.account, &imageconverterv1.AppCreated{App: &imageconverterv1.App{Id: s.app, AccountId: s.account,
+		Name: "hello", Certificate: &imageconverterv1.CertificateConfig{Domain: domain, Issuer: "cloister", KeyType: "ec-p256", ValidityDays: 7}}})
+	publish(t, n, "account", s.account, &accountv1.TaskApproved{Task: &accountv1.Task{Id: uuid.NewString(), AccountId: s.account,
+		Kind: "domain", Status: "approved", AppId: s.app, Domain: domain}})
+	s.task = &accountv1.Task{Id: uuid.NewString(), AccountId: s.account, Kind: "image", Status: "approved", AppId: s.app,
+		Image: &accountv1.TaskImage{ImageId: s.image, Tag: "1", Mrenclave: s.mrenclave[:], Mrsigner: make([]byte, 32)}}
+	publish(t, n, "account", s.account, &accountv1.TaskApproved{Task: s.task})
+	// Ready when an enclave of the approved image gets its certificate.
+	testkit.Eventually(t, 10*time.Second, func() bool {
+		_, err := s.issue(s.enclave(newKey(t, "ec-p256"), domain))
+		return err == nil
+	}, "the approved application never got a certificate")
+	return s
+}
+
+// newAccount creates an account with a CA and a policy accepting simulation.
+func (s *appStack) newAccount() string {
+	ctx := context.Background()
+	account := uuid.NewString()
+	publishAccountCreated(s.t, s.n, account)
+	if _, err := s.att.SetPolicy(ctx, &attestationv1.SetPolicyRequest{AccountId: account, Policy: &attestationv1.Policy{
+		AcceptStatuses: []string{"UpToDate"}, AllowSimulation: true}}); err != nil {
+		s.t.Fatal(err)
+	}
+	testkit.Eventually(s.t, 10*time.Second, func() bool {
+		_, err := s.ca.GetCA(ctx, &cav1.GetCARequest{AccountId: account})
+		return err == nil
+	}, "no CA for the account")
+	return account
+}
+
+func newKey(t *testing.T, kind string) crypto.Signer {
+	t.Helper()
+	var k crypto.Signer
+	var err error
+	switch kind {
+	case "ec-p256":
+		k, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	case "ec-p224":
+		k, err = ecdsa.GenerateKey(elliptic.P224(), rand.Reader)
+	case "rsa-1024":
+		k, err = rsa.GenerateKey(rand.Reader, 1024)
+	}
+	if err != nil || k == nil {
+		t.Fatalf("key %s: %v", kind, err)
+	}
+	return k
+}
+
+// request is what a launcher sends: a CSR and the id of its verdict.
+type request struct {
+	account, app, verdict string
+	csr                   []byte
+}
+
+// enclave does what the launcher does in simulation: a CSR for names, a
+// nonce from the CA, a quote whose REPORTDATA binds the key and the nonce,
+// verified by the attestation service for the app.
+func (s *appStack) enclave(key crypto.Signer, names ...string) request {
+	return s.enclaveWith(enclaveOpts{key: key, names: names})
+}
+
+type enclaveOpts struct {
+	key       crypto.Signer
+	names     []string
+	bindKey   crypto.Signer // whose hash goes into REPORTDATA; key when nil
+	nonce     []byte        // instead of a fresh one from the CA
+	mrenclave *[32]byte
+	account   string
+}
+
+func (s *appStack) enclaveWith(o enclaveOpts) request {
+	t := s.t
+	t.Helper()
+	ctx := context.Background()
+	if o.account == "" {
+		o.account = s.account
+	}
+	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{DNSNames: o.names}, o.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.bindKey == nil {
+		o.bindKey = o.key
+	}
+	spki, err := x509.MarshalPKIXPublicKey(o.bindKey.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.nonce == nil {
+		resp, err := s.ca.CreateNonce(ctx, &cav1.CreateNonceRequest{AccountId: o.account})
+		if err != nil {
+			t.Fatal(err)
+		}
+		o.nonce = resp.GetNonce()
+	}
+	var body sgx.ReportBody
+	body.MRENCLAVE = s.mrenclave
+	if o.mrenclave != nil {
+		body.MRENCLAVE = *o.mrenclave
+	}
+	binding := sha256.Sum256(spki)
+	copy(body.ReportData[:32], binding[:])
+	copy(body.ReportData[32:], o.nonce)
+	quote, err := s.qe.Quote(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := s.att.Verify(ctx, &attestationv1.VerifyRequest{AccountId: o.account, Quote: quote})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return request{account: s.account, app: s.app, verdict: v.GetVerdict().GetId(), csr: csr}
+}
+
+func (s *appStack) issue(r request) (*cav1.IssueAppCertificateResponse, error) {
+	return s.ca.IssueAppCertificate(context.Background(), &cav1.IssueAppCertificateRequest{
+		AccountId: r.account, AppId: r.app, VerdictId: r.verdict, Csr: r.csr})
+}
+
+func (s *appStack) count() int {
+	s.t.Helper()
+	list, err := s.ca.ListCertificates(context.Background(), &cav1.ListCertificatesRequest{AccountId: s.account, Kind: "app", IncludeRevoked: true})
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return len(list.GetCertificates())
+}
+
+// TestAppCertificateRefusals: each check refuses on its own, says which
+// check it was, and nothing is issued.
+func TestAppCertificateRefusals(t *testing.T) {
+	s := startApps(t, cache.NewMemory(0))
+	other := s.newAccount()
+	otherApp := uuid.NewString()
+	publish(t, s.n, "imageconverter", s.account, &imageconverterv1.AppCreated{App: &imageconverterv1.App{Id: otherApp, AccountId: s.account,
+		Name: "other", Certificate: &imageconverterv1.CertificateConfig{Domain: domain, KeyType: "ec-p256"}}})
+	publish(t, s.n, "account", s.account, &accountv1.TaskApproved{Task: &accountv1.Task{Id: uuid.NewString(), AccountId: s.account,
+		Kind: "domain", Status: "approved", AppId: otherApp, Domain: domain}})
+	testkit.Eventually(t, 10*time.Second, func() bool {
+		r := s.enclave(newKey(t, "ec-p256"), domain)
+		r.app = otherApp
+		_, err := s.issue(r)
+		return err != nil && !strings.Contains(err.Error(), "app check")
+	}, "the other application never became known")
+	unapproved := [32]byte{1, 2, 3}
+	used := s.enclave(newKey(t, "ec-p256"), domain)
+	if _, err := s.issue(used); err != nil {
+		t.Fatal(err)
+	}
+	withApp := func(r request, app string) request { r.app = app; return r }
+	withVerdict := func(r request, v string) request { r.verdict = v; return r }
+	tests := []struct {
+		name  string
+		req   func() request
+		check string
+	}{
+		{"unapproved domain", func() request { return s.enclave(newKey(t, "ec-p256"), "other.cloister.test") }, "domain"},
+		{"one approved name and one not", func() request { return s.enclave(newKey(t, "ec-p256"), domain, "evil.cloister.test") }, "domain"},
+		{"verdict of another account", func() request {
+			return withVerdict(s.enclave(newKey(t, "ec-p256"), domain), s.enclaveWith(enclaveOpts{key: newKey(t, "ec-p256"), names: []string{domain}, account: other}).verdict)
+		}, "verdict"},
+		{"verdict that does not exist", func() request { return withVerdict(s.enclave(newKey(t, "ec-p256"), domain), uuid.NewString()) }, "verdict"},
+		{"key does not match the report-data binding", func() request {
+			return s.enclaveWith(enclaveOpts{key: newKey(t, "ec-p256"), bindKey: newKey(t, "ec-p256"), names: []string{domain}})
+		}, "binding"},
+		{"reused nonce", func() request { return used }, "nonce"},
+		{"nonce the CA never issued", func() request {
+			return s.enclaveWith(enclaveOpts{key: newKey(t, "ec-p256"), names: []string{domain}, nonce: bytes.Repeat([]byte{9}, 32)})
+		}, "nonce"},
+		{"weak RSA key", func() request { return s.enclave(newKey(t, "rsa-1024"), domain) }, "key"},
+		{"P-224 key", func() request { return s.enclave(newKey(t, "ec-p224"), domain) }, "key"},
+		{"unapproved image", func() request {
+			return s.enclaveWith(enclaveOpts{key: newKey(t, "ec-p256"), names: []string{domain}, mrenclave: &unapproved})
+		}, "image"},
+		{"image approved for another application", func() request { return withApp(s.enclave(newKey(t, "ec-p256"), domain), otherApp) }, "image"},
+		{"application unknown to the CA", func() request { return withApp(s.enclave(newKey(t, "ec-p256"), domain), uuid.NewString()) }, "app"},
+		{"garbage CSR", func() request { r := s.enclave(newKey(t, "ec-p256"), domain); r.csr = []byte("junk"); return r }, "csr"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := s.count()
+			_, err := s.issue(tt.req())
+			if err == nil || !strings.Contains(err.Error(), "refused by the "+tt.check+" check") {
+				t.Fatalf("issue = %v, want a refusal by the %s check", err, tt.check)
+			}
+			if after := s.count(); after != before {
+				t.Fatalf("%d certificates issued by a refused request", after-before)
+			}
+		})
+	}
+}
+
+// TestAppCertificateLifecycle issues an application certificate, checks it
+// with openssl (chain, purpose, name, OCSP good), and revokes it by
+// withdrawing the image's approval: OCSP says revoked and the CRL lists it.
+// Further ones are refused until approved again; deleting the image,
+// deregistering the node through which it was obtained and deleting the
+// app revoke too. With the in-process cache and with Redis.
+func TestAppCertificateLifecycle(t *testing.T) {
+	for _, cc := range []struct {
+		name string
+		make func(t *testing.T) cache.Cache
+	}{
+		{"memory", func(*testing.T) cache.Cache { return cache.NewMemory(0) }},
+		{"redis", func(t *testing.T) cache.Cache {
+			r := testkit.StartRedis(t)
+			return cache.NewRedis(r.Client, r.Prefix)
+		}},
+	} {
+		t.Run(cc.name, func(t *testing.T) { testAppCertificateLifecycle(t, cc.make(t)) })
+	}
+}
+
+func testAppCertificateLifecycle(t *testing.T, c cache.Cache) {
+	openssl := testkit.Tool(t, "openssl")
+	ctx := context.Background()
+	s := startApps(t, c)
+	resp, err := s.issue(s.enclave(newKey(t, "ec-p256"), domain))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(resp.GetCertificate().GetDer())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cert.Subject.CommonName != domain || cert.NotAfter.Sub(cert.NotBefore) > 7*24*time.Hour+5*time.Minute {
+		t.Fatalf("certificate subject %s, valid %s..%s; want %s for 7 days", cert.Subject, cert.NotBefore, cert.NotAfter, domain)
+	}
+	att, err := pki.ParseAttestation(cert)
+	if err != nil || !bytes.Equal(att.MRENCLAVE, s.mrenclave[:]) || !att.Simulated || att.TCBStatus != "UpToDate" {
+		t.Fatalf("attestation extension = %+v, %v", att, err)
+	}
+
+	dir := t.TempDir()
+	write := func(name string, b []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	sh := func(args ...string) string {
+		out, err := exec.Command(openssl, args...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("openssl %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return string(out)
+	}
+	// The response chain is leaf, issuing CA, root.
+	leafBlock, rest := pem.Decode(resp.GetChainPem())
+	issuerBlock, rootPEM := pem.Decode(rest)
+	leaf, issuer, root := write("leaf.pem", pem.EncodeToMemory(leafBlock)), write("issuer.pem", pem.EncodeToMemory(issuerBlock)), write("root.pem", rootPEM)
+	chain := write("chain.pem", rest)
+	for _, purpose := range []string{"sslserver", "sslclient"} {
+		if out := sh("verify", "-CAfile", root, "-untrusted", issuer, "-purpose", purpose, "-verify_hostname", domain, leaf); !strings.Contains(out, ": OK") {
+			t.Fatalf("openssl verify -purpose %s = %s", purpose, out)
+		}
+	}
+	ocspStatus := func() string {
+		reqPath := filepath.Join(dir, "req.der")
+		sh("ocsp", "-issuer", issuer, "-cert", leaf, "-no_nonce", "-reqout", reqPath)
+		req, _ := os.ReadFile(reqPath)
+		r, err := s.ca.OCSP(ctx, &cav1.OCSPRequest{AccountId: s.account, Request: req})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sh("ocsp", "-respin", write("resp.der", r.GetResponse()), "-issuer", issuer, "-CAfile", chain, "-cert", leaf, "-no_nonce")
+	}
+	if out := ocspStatus(); !strings.Contains(out, "leaf.pem: good") || !strings.Contains(out, "Response verify OK") {
+		t.Fatalf("OCSP before revocation = %s", out)
+	}
+
+	// Withdrawing the image's approval revokes what was issued on it...
+	publish(t, s.n, "account", s.account, &accountv1.TaskWithdrawn{Task: s.task})
+	testkit.Eventually(t, 10*time.Second, func() bool { return strings.Contains(ocspStatus(), "leaf.pem: revoked") }, "OCSP never said revoked")
+	crl, err := s.ca.GetCRL(ctx, &cav1.GetCRLRequest{AccountId: s.account})
+	if err != nil {
+		t.Fatal(err)
+	}
+	serial := resp.GetCertificate().GetSerial()
+	if out := sh("crl", "-inform", "DER", "-in", write("a.crl", crl.GetCrl()), "-CAfile", chain, "-noout", "-text"); !strings.Contains(out, "verify OK") ||
+		!strings.Contains(strings.ToUpper(strings.ReplaceAll(out, ":", "")), strings.ToUpper(serial)) {
+		t.Fatalf("the CRL does not list serial %s:\n%s", serial, out)
+	}
+	// ...and the next request is refused, never served stale from the cache.
+	if _, err := s.issue(s.enclave(newKey(t, "ec-p256"), domain)); err == nil || !strings.Contains(err.Error(), "image check") {
+		t.Fatalf("issuance after the withdrawal = %v, want an image refusal", err)
+	}
+
+	// Approved again, then the image deleted: revoked.
+	publish(t, s.n, "account", s.account, &accountv1.TaskApproved{Task: s.task})
+	var again *cav1.IssueAppCertificateResponse
+	testkit.Eventually(t, 10*time.Second, func() bool { again, err = s.issue(s.enclave(newKey(t, "ec-p256"), domain)); return err == nil }, "no certificate after approving again")
+	publish(t, s.n, "imageconverter", s.account, &imageconverterv1.ImageDeleted{AccountId: s.account, AppId: s.app, ImageId: s.image, Mrenclave: s.mrenclave[:]})
+	s.eventuallyRevoked(again.GetCertificate().GetSerial(), "image deleted")
+
+	// A certificate obtained through a node goes with the node.
+	publish(t, s.n, "account", s.account, &accountv1.TaskApproved{Task: s.task})
+	node := uuid.NewString()
+	var viaNode *cav1.IssueAppCertificateResponse
+	testkit.Eventually(t, 10*time.Second, func() bool {
+		r := s.enclave(newKey(t, "ec-p256"), domain)
+		viaNode, err = s.ca.IssueAppCertificate(ctx, &cav1.IssueAppCertificateRequest{AccountId: s.account, AppId: s.app, VerdictId: r.verdict, Csr: r.csr, NodeId: node})
+		return err == nil
+	}, "no certificate after approving again")
+	if viaNode.GetCertificate().GetNodeId() != node {
+		t.Fatalf("certificate records node %q, want %s", viaNode.GetCertificate().GetNodeId(), node)
+	}
+	kept, err := s.issue(s.enclave(newKey(t, "ec-p256"), domain))
+	if err != nil {
+		t.Fatal(err)
+	}
+	publish(t, s.n, "noderegistry", s.account, &noderegistryv1.NodeDeregistered{AccountId: s.account, NodeId: node})
+	s.eventuallyRevoked(viaNode.GetCertificate().GetSerial(), "node deregistered")
+	if s.get(kept.GetCertificate().GetSerial()).GetRevoked() {
+		t.Fatal("deregistering a node revoked a certificate obtained without it")
+	}
+
+	// Deleting the application revokes the rest and forgets its domains.
+	publish(t, s.n, "imageconverter", s.account, &imageconverterv1.AppDeleted{AccountId: s.account, AppId: s.app})
+	s.eventuallyRevoked(kept.GetCertificate().GetSerial(), "application deleted")
+	if _, err := s.issue(s.enclave(newKey(t, "ec-p256"), domain)); err == nil {
+		t.Fatal("a deleted application got a certificate")
+	}
+}
+
+func (s *appStack) get(serial string) *cav1.Certificate {
+	s.t.Helper()
+	r, err := s.ca.GetCertificate(context.Background(), &cav1.GetCertificateRequest{AccountId: s.account, Serial: serial})
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return r.GetCertificate()
+}
+
+func (s *appStack) eventuallyRevoked(serial, reason string) {
+	s.t.Helper()
+	testkit.Eventually(s.t, 10*time.Second, func() bool { return s.get(serial).GetRevoked() }, "certificate %s not revoked (%s)", serial, reason)
+	if got := s.get(serial).GetRevocationReason(); got != reason {
+		s.t.Fatalf("revocation reason %q, want %q", got, reason)
+	}
+}

@@ -1,0 +1,349 @@
+package app
+
+import (
+	"bytes"
+	"context"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/cloister-cc/cloister/libs/errs"
+	"github.com/cloister-cc/cloister/libs/pki"
+)
+
+// AppConfig is what the CA keeps of an application, from its events: the
+// certificate configuration its enclaves' CSRs are held to.
+type AppConfig struct {
+	AccountID string      `json:"account_id"`
+	AppID     string      `json:"app_id"`
+	Domain    string      `json:"domain"`
+	Issuer    string      `json:"issuer"` // "cloister" or "none"
+	KeyType   pki.KeyType `json:"key_type"`
+	// Lifetime of issued certificates; 0 means DefaultAppCertLifetime.
+	Lifetime time.Duration `json:"lifetime"`
+}
+
+// ApprovedDomain is an entry of the domain allowlist: a DNS name an
+// application may serve, approved by a task.
+type ApprovedDomain struct {
+	AppID  string `json:"app_id"`
+	Domain string `json:"domain"`
+	TaskID string `json:"task_id"`
+}
+
+// Verdict is what the CA reads of an attestation verdict, fetched by id
+// from the attestation service.
+type Verdict struct {
+	ID         string
+	AccountID  string
+	OK         bool
+	Reason     string
+	AppID      string // the approved image's application, now
+	ImageID    string
+	MRENCLAVE  []byte
+	MRSIGNER   []byte
+	ISVProdID  uint32
+	ISVSVN     uint32
+	TCBStatus  string
+	Simulated  bool
+	ReportData []byte
+	VerifiedAt time.Time
+}
+
+// Apps keeps the applications' certificate configurations.
+type Apps interface {
+	Lookup(ctx context.Context, accountID, appID string) (AppConfig, bool, error)
+	Put(ctx context.Context, a AppConfig) error
+	Remove(ctx context.Context, accountID, appID string) error
+	RemoveAccount(ctx context.Context, accountID string) error
+}
+
+// Domains is the approved-domain allowlist.
+type Domains interface {
+	Lookup(ctx context.Context, accountID, appID, domain string) (ApprovedDomain, bool, error)
+	Put(ctx context.Context, accountID string, d ApprovedDomain) error
+	Remove(ctx context.Context, accountID, appID, domain string) error
+	// RemoveApp removes an application's domains; an empty appID, every
+	// domain of the account.
+	RemoveApp(ctx context.Context, accountID, appID string) error
+}
+
+// Nonces hands out single-use nonces.
+type Nonces interface {
+	Create(ctx context.Context, accountID string, nonce []byte, expires time.Time) error
+	// Consume removes the nonce and returns when it expires; ErrNonceUnknown
+	// when it was never issued, has gone, or another request consumed it.
+	Consume(ctx context.Context, accountID string, nonce []byte) (time.Time, error)
+}
+
+// ErrNonceUnknown is returned by Nonces.Consume.
+var ErrNonceUnknown = errors.New("nonce unknown")
+
+// Verdicts fetches attestation verdicts; ErrVerdictNotFound when the
+// account has no verdict with that id.
+type Verdicts interface {
+	Get(ctx context.Context, accountID, id string) (Verdict, error)
+}
+
+// ErrVerdictNotFound is returned by Verdicts.Get.
+var ErrVerdictNotFound = errors.New("verdict not found")
+
+// Lifetimes of application certificates and nonces.
+const (
+	DefaultAppCertLifetime = 30 * 24 * time.Hour
+	// NonceLifetime bounds the time from a nonce to the issuance that
+	// uses it; a verdict older than this is not accepted either.
+	NonceLifetime = 10 * time.Minute
+)
+
+// Refusal is an issuance refused by one of its checks. Check names the
+// check: app, csr, key, verdict, image, binding, domain or nonce.
+type Refusal struct{ Check, Detail string }
+
+func (r *Refusal) Error() string {
+	return "certificate refused by the " + r.Check + " check: " + r.Detail
+}
+
+// refuse returns a Refusal as an error of the kind its check calls for:
+// a malformed CSR is the caller's mistake, everything else a denial.
+func refuse(check, format string, args ...any) error {
+	r := &Refusal{Check: check, Detail: fmt.Sprintf(format, args...)}
+	kind := errs.PermissionDenied
+	if check == "csr" {
+		kind = errs.Invalid
+	}
+	return errs.New(kind, r.Error())
+}
+
+// AppRequest asks for an application certificate.
+type AppRequest struct {
+	AccountID, AppID, VerdictID, NodeID string
+	CSR                                 []byte
+}
+
+// CreateNonce returns a fresh nonce for an enclave's REPORTDATA.
+func (s *Service) CreateNonce(ctx context.Context, accountID string) ([]byte, time.Time, error) {
+	if uuid.Validate(accountID) != nil {
+		return nil, time.Time{}, ErrCANotFound
+	}
+	if _, err := s.store.Get(ctx, accountID); err != nil {
+		return nil, time.Time{}, err
+	}
+	nonce := make([]byte, 32)
+	if _, err := randRead(nonce); err != nil {
+		return nil, time.Time{}, err
+	}
+	expires := s.clock().Add(NonceLifetime).UTC()
+	if err := s.issuance.Nonces.Create(ctx, accountID, nonce, expires); err != nil {
+		return nil, time.Time{}, err
+	}
+	return nonce, expires, nil
+}
+
+// IssueAppCertificate issues an application's TLS certificate, only if
+// every check passes: the application is known and has the CA as issuer;
+// the CSR is well formed with the configured key type; the verdict is the
+// attestation service's, of this account, succeeded, recent, and for an
+// image that is approved now for this application; the enclave's
+// REPORTDATA binds SHA-256 of the CSR's key and a nonce from CreateNonce
+// that nobody used; every name is an approved domain of the application.
+// The nonce is consumed last, so a refusal for another reason does not
+// burn it, and two requests racing with one nonce get one certificate.
+func (s *Service) IssueAppCertificate(ctx context.Context, r AppRequest) (Certificate, *pki.CA, error) {
+	for _, id := range []struct{ name, v string }{{"account_id", r.AccountID}, {"app_id", r.AppID}, {"verdict_id", r.VerdictID}} {
+		if uuid.Validate(id.v) != nil {
+			return Certificate{}, nil, errs.Newf(errs.Invalid, "%s must be an id", id.name)
+		}
+	}
+	if r.NodeID != "" && uuid.Validate(r.NodeID) != nil {
+		return Certificate{}, nil, errs.New(errs.Invalid, "node_id must be a node's id")
+	}
+	ca, err := s.CA(ctx, r.AccountID)
+	if err != nil {
+		return Certificate{}, nil, err
+	}
+	app, found, err := s.issuance.Apps.Lookup(ctx, r.AccountID, r.AppID)
+	if err != nil {
+		return Certificate{}, nil, err
+	}
+	if !found {
+		return Certificate{}, nil, refuse("app", "application %s is not known to the CA", r.AppID)
+	}
+	v, err := s.issuance.Verdicts.Get(ctx, r.AccountID, r.VerdictID)
+	if errors.Is(err, ErrVerdictNotFound) {
+		return Certificate{}, nil, refuse("verdict", "the account has no attestation verdict %s (verdicts are kept an hour)", r.VerdictID)
+	}
+	if err != nil {
+		return Certificate{}, nil, err
+	}
+	csr, err := Decide(app, v, r.CSR, s.clock())
+	if err != nil {
+		return Certificate{}, nil, err
+	}
+	for _, name := range csr.DNSNames {
+		if _, ok, err := s.issuance.Domains.Lookup(ctx, r.AccountID, r.AppID, name); err != nil {
+			return Certificate{}, nil, err
+		} else if !ok {
+			return Certificate{}, nil, refuse("domain", "%s is not an approved domain of application %s", name, r.AppID)
+		}
+	}
+	expires, err := s.issuance.Nonces.Consume(ctx, r.AccountID, v.ReportData[32:])
+	if errors.Is(err, ErrNonceUnknown) || err == nil && !s.clock().Before(expires) {
+		return Certificate{}, nil, refuse("nonce", "the nonce in REPORTDATA was not issued by this CA, has expired, or was used already")
+	}
+	if err != nil {
+		return Certificate{}, nil, err
+	}
+	lifetime := app.Lifetime
+	if lifetime == 0 {
+		lifetime = DefaultAppCertLifetime
+	}
+	cert, err := ca.Issue(pki.Leaf{CSR: csr, Lifetime: lifetime, Attestation: pki.Attestation{
+		MRENCLAVE: v.MRENCLAVE, MRSIGNER: v.MRSIGNER, ISVProdID: int(v.ISVProdID), ISVSVN: int(v.ISVSVN),
+		TCBStatus: v.TCBStatus, Simulated: v.Simulated,
+	}}, s.clock())
+	if err != nil {
+		return Certificate{}, nil, err
+	}
+	rec := Certificate{Serial: cert.Serial.Text(16), AccountID: r.AccountID, Kind: "app", SubjectID: r.AppID,
+		DNSNames: csr.DNSNames, NotBefore: cert.NotBefore, NotAfter: cert.NotAfter, DER: cert.DER,
+		NodeID: r.NodeID, ImageID: v.ImageID, MRENCLAVE: v.MRENCLAVE, VerdictID: v.ID}
+	if err := s.certs.Create(ctx, rec, Issued{Certificate: rec}); err != nil {
+		return Certificate{}, nil, err
+	}
+	return rec, ca, nil
+}
+
+// Decide runs the checks of an issuance that need no lookups: the
+// application's configuration, the CSR and its key, the verdict and the
+// key binding. It returns the checked CSR.
+func Decide(app AppConfig, v Verdict, csrBytes []byte, now time.Time) (*pki.CSR, error) {
+	if app.Issuer != "" && app.Issuer != "cloister" {
+		return nil, refuse("app", "application %s does not take its certificates from the account CA (issuer %q)", app.AppID, app.Issuer)
+	}
+	csr, err := pki.CheckCSR(csrBytes, app.KeyType)
+	if ce := (*pki.CSRError)(nil); errors.As(err, &ce) {
+		if ce.Check == "key" {
+			return nil, refuse("key", "%s", ce.Detail)
+		}
+		return nil, refuse("csr", "%s: %s", ce.Check, ce.Detail)
+	} else if err != nil {
+		return nil, err
+	}
+	switch {
+	case !v.OK:
+		return nil, refuse("verdict", "attestation %s failed (%s)", v.ID, v.Reason)
+	case now.Sub(v.VerifiedAt) > NonceLifetime:
+		return nil, refuse("verdict", "attestation %s is older than %s; attest again", v.ID, NonceLifetime)
+	case v.AppID != app.AppID:
+		return nil, refuse("image", "MRENCLAVE %x is not an approved image of application %s", v.MRENCLAVE, app.AppID)
+	case len(v.ReportData) != 64:
+		return nil, refuse("binding", "the verdict carries no REPORTDATA")
+	case subtle.ConstantTimeCompare(v.ReportData[:32], csr.KeyHash[:]) != 1:
+		return nil, refuse("binding", "SHA-256 of the CSR's public key (%x) is not the key binding in the enclave's REPORTDATA (%x)",
+			csr.KeyHash, v.ReportData[:32])
+	}
+	return csr, nil
+}
+
+// RevokeWhere revokes the account's live certificates for which match is
+// true, announcing each, and returns how many it revoked.
+func (s *Service) RevokeWhere(ctx context.Context, accountID, reason string, match func(Certificate) bool) (int, error) {
+	certs, err := s.Certificates(ctx, accountID, "", false)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, c := range certs {
+		if !match(c) {
+			continue
+		}
+		if _, err := s.Revoke(ctx, accountID, c.Serial, reason); err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
+}
+
+// PutApp records an application's certificate configuration (AppCreated,
+// AppUpdated). A key type the CA does not know is a permanent error.
+func (s *Service) PutApp(ctx context.Context, a AppConfig) error {
+	if uuid.Validate(a.AccountID) != nil || uuid.Validate(a.AppID) != nil {
+		return errs.New(errs.Invalid, "an application needs an account and an id")
+	}
+	if _, err := pki.ParseKeyType(string(a.KeyType)); err != nil {
+		return errs.New(errs.Invalid, err.Error())
+	}
+	return s.issuance.Apps.Put(ctx, a)
+}
+
+// DeleteApp forgets a deleted application and its domains, and revokes
+// its certificates.
+func (s *Service) DeleteApp(ctx context.Context, accountID, appID string) error {
+	if err := s.issuance.Domains.RemoveApp(ctx, accountID, appID); err != nil {
+		return err
+	}
+	if err := s.issuance.Apps.Remove(ctx, accountID, appID); err != nil {
+		return err
+	}
+	_, err := s.RevokeWhere(ctx, accountID, "application deleted", func(c Certificate) bool {
+		return c.Kind == "app" && c.SubjectID == appID
+	})
+	return err
+}
+
+// ApproveDomain puts a domain on the allowlist (a domain task approved).
+func (s *Service) ApproveDomain(ctx context.Context, accountID string, d ApprovedDomain) error {
+	if uuid.Validate(accountID) != nil || uuid.Validate(d.AppID) != nil || d.Domain == "" {
+		return errs.New(errs.Invalid, "an approved domain needs an account, an application and a name")
+	}
+	return s.issuance.Domains.Put(ctx, accountID, d)
+}
+
+// WithdrawDomain takes a domain off the allowlist, if the withdrawn task
+// is what put it there, and revokes the certificates that name it.
+func (s *Service) WithdrawDomain(ctx context.Context, accountID string, d ApprovedDomain) error {
+	cur, found, err := s.issuance.Domains.Lookup(ctx, accountID, d.AppID, d.Domain)
+	if err != nil {
+		return err
+	}
+	if found && cur.TaskID == d.TaskID {
+		if err := s.issuance.Domains.Remove(ctx, accountID, d.AppID, d.Domain); err != nil {
+			return err
+		}
+	}
+	_, err = s.RevokeWhere(ctx, accountID, "domain approval withdrawn", func(c Certificate) bool {
+		return c.Kind == "app" && c.SubjectID == d.AppID && slices.Contains(c.DNSNames, d.Domain)
+	})
+	return err
+}
+
+// RevokeImage revokes the certificates issued on an image's measurement:
+// its approval was withdrawn or the image deleted. imageID may be empty
+// (match by measurement) and mrenclave nil (match by image).
+func (s *Service) RevokeImage(ctx context.Context, accountID, appID, imageID string, mrenclave []byte, reason string) error {
+	_, err := s.RevokeWhere(ctx, accountID, reason, func(c Certificate) bool {
+		if c.Kind != "app" || appID != "" && c.SubjectID != appID {
+			return false
+		}
+		return imageID != "" && c.ImageID == imageID || len(mrenclave) > 0 && bytes.Equal(c.MRENCLAVE, mrenclave)
+	})
+	return err
+}
+
+// RevokeNode revokes a deregistered node's certificate and those of the
+// enclaves it obtained certificates for.
+func (s *Service) RevokeNode(ctx context.Context, accountID, nodeID string) error {
+	if nodeID == "" {
+		return nil
+	}
+	_, err := s.RevokeWhere(ctx, accountID, "node deregistered", func(c Certificate) bool {
+		return c.Kind == "node" && c.SubjectID == nodeID || c.Kind == "app" && c.NodeID == nodeID
+	})
+	return err
+}

@@ -1,0 +1,160 @@
+package store
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/cloister-cc/cloister/libs/allowlist"
+	"github.com/cloister-cc/cloister/libs/cache"
+	"github.com/cloister-cc/cloister/libs/errs"
+	attestationv1 "github.com/cloister-cc/cloister/libs/gen/cloister/attestation/v1"
+	"github.com/cloister-cc/cloister/libs/kv"
+	attestationclient "github.com/cloister-cc/cloister/services/attestation/client"
+	"github.com/cloister-cc/cloister/services/ca/internal/app"
+)
+
+// Buckets of issuance.
+const (
+	BucketApps    = "ca_apps"
+	BucketDomains = "ca_domains"
+	BucketNonces  = "ca_nonces"
+)
+
+// OpenIssuance opens the stores application issuance needs; lookups of
+// applications and domains go through c.
+func OpenIssuance(ctx context.Context, js jetstream.JetStream, replicas int, c cache.Cache, verdicts *attestationclient.Client, logger *slog.Logger) (app.Issuance, error) {
+	apps, err := allowlist.Open[app.AppConfig](ctx, js, BucketApps, replicas, c, logger)
+	if err != nil {
+		return app.Issuance{}, err
+	}
+	domains, err := allowlist.Open[app.ApprovedDomain](ctx, js, BucketDomains, replicas, c, logger)
+	if err != nil {
+		return app.Issuance{}, err
+	}
+	// Entries outlive their nonce a little; Consume checks the expiry.
+	nonces, err := kv.Open[time.Time](ctx, js, kv.Config{Bucket: BucketNonces, Replicas: replicas, TTL: app.NonceLifetime + time.Minute}, kv.WithLogger(logger))
+	if err != nil {
+		return app.Issuance{}, err
+	}
+	return app.Issuance{Apps: &Apps{apps}, Domains: &Domains{domains}, Nonces: &Nonces{nonces}, Verdicts: &Verdicts{verdicts}}, nil
+}
+
+// Apps keeps applications' certificate configurations, keyed <account>.<app>.
+type Apps struct{ list *allowlist.List[app.AppConfig] }
+
+var _ app.Apps = (*Apps)(nil)
+
+// Lookup implements app.Apps.
+func (s *Apps) Lookup(ctx context.Context, accountID, appID string) (app.AppConfig, bool, error) {
+	return s.list.Lookup(ctx, accountID+"."+appID)
+}
+
+// Put implements app.Apps.
+func (s *Apps) Put(ctx context.Context, a app.AppConfig) error {
+	return s.list.Put(ctx, a.AccountID+"."+a.AppID, a)
+}
+
+// Remove implements app.Apps.
+func (s *Apps) Remove(ctx context.Context, accountID, appID string) error {
+	return s.list.Remove(ctx, accountID+"."+appID)
+}
+
+// RemoveAccount implements app.Apps.
+func (s *Apps) RemoveAccount(ctx context.Context, accountID string) error {
+	_, err := s.list.RemoveMatching(ctx, accountID+".*")
+	return err
+}
+
+// Domains is the approved-domain allowlist, keyed <account>.<app>.<domain>
+// (a domain's dots are part of the key, which is fine: only the account
+// and application are matched by wildcards).
+type Domains struct{ list *allowlist.List[app.ApprovedDomain] }
+
+var _ app.Domains = (*Domains)(nil)
+
+// Lookup implements app.Domains.
+func (s *Domains) Lookup(ctx context.Context, accountID, appID, domain string) (app.ApprovedDomain, bool, error) {
+	return s.list.Lookup(ctx, domainKey(accountID, appID, domain))
+}
+
+// domainKey is case-insensitive, as DNS names are. A name that cannot be
+// a key is simply never found.
+func domainKey(accountID, appID, domain string) string {
+	return accountID + "." + appID + "." + strings.ToLower(domain)
+}
+
+// Put implements app.Domains.
+func (s *Domains) Put(ctx context.Context, accountID string, d app.ApprovedDomain) error {
+	return s.list.Put(ctx, domainKey(accountID, d.AppID, d.Domain), d)
+}
+
+// Remove implements app.Domains.
+func (s *Domains) Remove(ctx context.Context, accountID, appID, domain string) error {
+	return s.list.Remove(ctx, domainKey(accountID, appID, domain))
+}
+
+// RemoveApp implements app.Domains.
+func (s *Domains) RemoveApp(ctx context.Context, accountID, appID string) error {
+	filter := accountID + ".>"
+	if appID != "" {
+		filter = accountID + "." + appID + ".>"
+	}
+	_, err := s.list.RemoveMatching(ctx, filter)
+	return err
+}
+
+// Nonces keeps issued nonces until used or expired, keyed <account>.<hex>.
+type Nonces struct{ kv *kv.Store[time.Time] }
+
+var _ app.Nonces = (*Nonces)(nil)
+
+// Create implements app.Nonces.
+func (s *Nonces) Create(ctx context.Context, accountID string, nonce []byte, expires time.Time) error {
+	_, err := s.kv.Create(ctx, accountID+"."+hex.EncodeToString(nonce), expires)
+	return err
+}
+
+// Consume implements app.Nonces: the delete is conditional on the version
+// read, so of two racing requests one wins.
+func (s *Nonces) Consume(ctx context.Context, accountID string, nonce []byte) (time.Time, error) {
+	key := accountID + "." + hex.EncodeToString(nonce)
+	e, err := s.kv.Get(ctx, key)
+	if errors.Is(err, kv.ErrNotFound) {
+		return time.Time{}, app.ErrNonceUnknown
+	}
+	if err != nil {
+		return time.Time{}, err
+	}
+	err = s.kv.Delete(ctx, key, e.Version)
+	if errors.Is(err, kv.ErrNotFound) || errors.Is(err, kv.ErrConflict) {
+		return time.Time{}, app.ErrNonceUnknown
+	}
+	return e.Value, err
+}
+
+// Verdicts fetches verdicts from the attestation service.
+type Verdicts struct{ c *attestationclient.Client }
+
+var _ app.Verdicts = (*Verdicts)(nil)
+
+// Get implements app.Verdicts.
+func (s *Verdicts) Get(ctx context.Context, accountID, id string) (app.Verdict, error) {
+	resp, err := s.c.GetVerdict(ctx, &attestationv1.GetVerdictRequest{AccountId: accountID, Id: id})
+	if errs.KindOf(err) == errs.NotFound {
+		return app.Verdict{}, app.ErrVerdictNotFound
+	}
+	if err != nil {
+		return app.Verdict{}, err
+	}
+	v := resp.GetVerdict()
+	return app.Verdict{ID: v.GetId(), AccountID: v.GetAccountId(), OK: v.GetOk(), Reason: v.GetReason(),
+		AppID: v.GetAppId(), ImageID: v.GetImageId(), MRENCLAVE: v.GetMrenclave(), MRSIGNER: v.GetMrsigner(),
+		ISVProdID: v.GetIsvprodid(), ISVSVN: v.GetIsvsvn(), TCBStatus: v.GetTcbStatus(), Simulated: v.GetSimulated(),
+		ReportData: v.GetReportData(), VerifiedAt: v.GetVerifiedAt().AsTime()}, nil
+}
