@@ -54,7 +54,7 @@ var certHeader = []string{"SERIAL", "KIND", "SUBJECT", "DNS NAMES", "EXPIRES", "
 func (c *cli) certCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "cert", Short: "Certificates issued by the selected account's CA"}
 	c.addAccountFlag(cmd)
-	var kind string
+	var kind, subject string
 	var revoked bool
 	list := &cobra.Command{
 		Use: "list", Short: "List issued certificates", Args: cobra.NoArgs,
@@ -66,6 +66,9 @@ func (c *cli) certCmd() *cobra.Command {
 			q := url.Values{}
 			if kind != "" {
 				q.Set("kind", kind)
+			}
+			if subject != "" {
+				q.Set("subject_id", subject)
 			}
 			if revoked {
 				q.Set("include_revoked", "true")
@@ -82,6 +85,7 @@ func (c *cli) certCmd() *cobra.Command {
 		},
 	}
 	list.Flags().StringVar(&kind, "kind", "", "node or app")
+	list.Flags().StringVar(&subject, "subject", "", "only the certificates of this node or application id")
 	list.Flags().BoolVar(&revoked, "revoked", false, "include revoked certificates")
 	show := &cobra.Command{
 		Use: "show SERIAL", Short: "Show a certificate (PEM with -o table)", Args: cobra.ExactArgs(1),

@@ -51,7 +51,11 @@ func toCertificate(c *cav1.Certificate) api.Certificate {
 	out := api.Certificate{Serial: c.GetSerial(), Kind: c.GetKind(), SubjectID: c.GetSubjectId(), DNSNames: append([]string{}, c.GetDnsNames()...),
 		NotBefore: c.GetNotBefore().AsTime().UTC(), NotAfter: c.GetNotAfter().AsTime().UTC(), Revoked: c.GetRevoked(),
 		RevocationReason: c.GetRevocationReason(),
-		PEM:              string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.GetDer()}))}
+		PEM:              string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.GetDer()})),
+		NodeID:           c.GetNodeId(), ImageID: c.GetImageId(), VerdictID: c.GetVerdictId()}
+	if len(c.GetMrenclave()) > 0 {
+		out.MRENCLAVE = hex.EncodeToString(c.GetMrenclave())
+	}
 	if c.GetRevoked() {
 		t := c.GetRevokedAt().AsTime().UTC()
 		out.RevokedAt = &t
@@ -69,7 +73,7 @@ func (g *Gateway) listCertificates(_ http.ResponseWriter, r *http.Request, p pri
 		return reply{}, errs.Newf(errs.Invalid, "kind must be node or app, not %q", kind)
 	}
 	resp, err := g.ca.ListCertificates(r.Context(), &cav1.ListCertificatesRequest{AccountId: r.PathValue("account_id"),
-		Kind: kind, IncludeRevoked: q.Get("include_revoked") == "true"})
+		Kind: kind, SubjectId: q.Get("subject_id"), IncludeRevoked: q.Get("include_revoked") == "true"})
 	if err != nil {
 		return reply{}, err
 	}

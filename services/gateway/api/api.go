@@ -201,6 +201,12 @@ type Certificate struct {
 	RevokedAt        *time.Time `json:"revoked_at,omitempty"`
 	RevocationReason string     `json:"revocation_reason,omitempty"`
 	PEM              string     `json:"pem"`
+	// Application certificates: the node that forwarded the request, the
+	// image and measurement attested, and the attestation verdict.
+	NodeID    string `json:"node_id,omitempty"`
+	ImageID   string `json:"image_id,omitempty"`
+	MRENCLAVE string `json:"mrenclave,omitempty"`
+	VerdictID string `json:"verdict_id,omitempty"`
 }
 
 // Revocation is the body of a revocation.
