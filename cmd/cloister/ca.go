@@ -31,9 +31,34 @@ func (c *cli) caCmd() *cobra.Command {
 			return err
 		},
 	}
+	rotate := &cobra.Command{
+		Use:   "rotate",
+		Short: "Replace the issuing CA with a new key under the same root (admins)",
+		Long: `Replace the selected account's issuing CA with a new key under the same root.
+
+Certificates already issued keep chaining to the root. The retired issuing CA
+signs nothing new, but keeps signing the CRL and OCSP answers of what it issued
+(its CRL: /v1/crl/<account>.crl?issuer=<key id>). The rotation is audited.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			acct, err := c.accountID()
+			if err != nil {
+				return err
+			}
+			var ca api.CA
+			if err := c.client().do(cmd.Context(), "POST", "/v1/accounts/"+url.PathEscape(acct)+"/ca/rotate", nil, &ca); err != nil {
+				return err
+			}
+			rows := [][]string{{ca.IssuerKeyID, "current", ""}}
+			for _, r := range ca.RetiredIssuers {
+				rows = append(rows, []string{r.KeyID, "retired", r.NotAfter.Format("2006-01-02")})
+			}
+			return c.print(ca, []string{"ISSUER KEY ID", "STATE", "EXPIRES"}, rows)
+		},
+	}
 	cmd := &cobra.Command{Use: "ca", Short: "The account's certificate authority"}
 	c.addAccountFlag(cmd)
-	cmd.AddCommand(show)
+	cmd.AddCommand(show, rotate)
 	return cmd
 }
 

@@ -138,6 +138,9 @@ func TestDevServerJourneyAndCrash(t *testing.T) {
 	if out, err := cloisterCmd(t, cfgDir, "cert", "revoke", "abc").CombinedOutput(); err == nil || !strings.Contains(string(out), "404") {
 		t.Fatalf("cert revoke of an unknown serial = %v, %s; want a 404 error", err, out)
 	}
+	if out := run(t, cfgDir, "", "ca", "rotate"); !strings.Contains(out, "retired") || !strings.Contains(out, "current") {
+		t.Fatalf("ca rotate = %s; want the current and the retired issuer", out)
+	}
 
 	table := run(t, cfgDir, "", "member", "list")
 	if !strings.Contains(table, "bob@example.com") || !strings.Contains(table, "auditor") {
@@ -159,7 +162,7 @@ func TestDevServerJourneyAndCrash(t *testing.T) {
 		t.Fatalf("members after restart = %s (%v), want ada and bob", after, err)
 	}
 	audit := run(t, cfgDir, "", "audit", "list")
-	for _, want := range []string{"account.create", "member.add"} {
+	for _, want := range []string{"account.create", "member.add", "ca.rotate", "cert.revoke"} {
 		if !strings.Contains(audit, want) {
 			t.Fatalf("audit after restart lacks %s:\n%s", want, audit)
 		}

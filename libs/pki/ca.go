@@ -1,6 +1,7 @@
 package pki
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -8,11 +9,13 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"math/big"
+	"slices"
 	"time"
 )
 
@@ -29,11 +32,20 @@ const (
 // signs leaf certificates. Rotating the issuer keeps the root, so
 // certificates already issued still chain.
 type CA struct {
-	Root       *x509.Certificate
-	rootKey    *ecdsa.PrivateKey
-	Issuer     *x509.Certificate
-	issuerKey  *ecdsa.PrivateKey
+	Root      *x509.Certificate
+	rootKey   *ecdsa.PrivateKey
+	Issuer    *x509.Certificate
+	issuerKey *ecdsa.PrivateKey
+	// retired are the issuing CAs rotated out, newest first: they sign no
+	// more certificates, but still the CRLs and OCSP answers of those they
+	// signed, until those expire.
+	retired    []retiredIssuer
 	accountRef string
+}
+
+type retiredIssuer struct {
+	cert *x509.Certificate
+	key  *ecdsa.PrivateKey
 }
 
 // NewCA creates the hierarchy of an account, named after it.
@@ -94,12 +106,52 @@ func (c *CA) RotateIssuer(now time.Time) error {
 	if err != nil {
 		return err
 	}
+	if c.Issuer != nil {
+		c.retired = append([]retiredIssuer{{c.Issuer, c.issuerKey}}, c.retired...)
+		// Retired issuers whose every certificate has expired are dropped.
+		c.retired = slices.DeleteFunc(c.retired, func(r retiredIssuer) bool { return now.After(r.cert.NotAfter) })
+	}
 	c.Issuer, c.issuerKey = issuer, key
 	return nil
 }
 
 // IssuerSigner is the issuing CA's key, for CRLs and OCSP responses.
 func (c *CA) IssuerSigner() crypto.Signer { return c.issuerKey }
+
+// Issuers returns the issuing CAs whose certificates may still be in use:
+// the current one first, then those rotated out, newest first.
+func (c *CA) Issuers() []*x509.Certificate {
+	out := []*x509.Certificate{c.Issuer}
+	for _, r := range c.retired {
+		out = append(out, r.cert)
+	}
+	return out
+}
+
+// SignerOf returns the key of one of the Issuers, for the CRLs and OCSP
+// answers about the certificates it signed.
+func (c *CA) SignerOf(issuer *x509.Certificate) (crypto.Signer, bool) {
+	if issuer.Equal(c.Issuer) {
+		return c.issuerKey, true
+	}
+	for _, r := range c.retired {
+		if issuer.Equal(r.cert) {
+			return r.key, true
+		}
+	}
+	return nil, false
+}
+
+// IssuerOf returns the issuing CA (current or retired) that signed cert,
+// by its authority key identifier.
+func (c *CA) IssuerOf(cert *x509.Certificate) (*x509.Certificate, bool) {
+	for _, i := range c.Issuers() {
+		if bytes.Equal(i.SubjectKeyId, cert.AuthorityKeyId) {
+			return i, true
+		}
+	}
+	return nil, false
+}
 
 // ChainPEM is the issuing CA then the root, as servers send them.
 func (c *CA) ChainPEM() []byte {
@@ -111,21 +163,41 @@ func (c *CA) ChainPEM() []byte {
 // key sealed on its own (a data key per CA key) and bound to the account
 // and its role, so a sealed key moved to another record does not open.
 type caRecord struct {
-	Account   string `json:"account"`
-	Root      []byte `json:"root"`
-	RootKey   []byte `json:"root_key_sealed"`
-	Issuer    []byte `json:"issuer"`
-	IssuerKey []byte `json:"issuer_key_sealed"`
+	Account   string          `json:"account"`
+	Root      []byte          `json:"root"`
+	RootKey   []byte          `json:"root_key_sealed"`
+	Issuer    []byte          `json:"issuer"`
+	IssuerKey []byte          `json:"issuer_key_sealed"`
+	Retired   []retiredRecord `json:"retired,omitempty"`
+}
+
+type retiredRecord struct {
+	Cert []byte `json:"cert"`
+	Key  []byte `json:"key_sealed"`
+}
+
+// retiredRole binds a retired issuer's sealed key to that issuer.
+func retiredRole(cert *x509.Certificate) string {
+	return "retired/" + hex.EncodeToString(cert.SubjectKeyId)
 }
 
 // Seal returns the CA's stored form with its keys sealed under kek.
 func (c *CA) Seal(kek *KEK) ([]byte, error) {
-	r := caRecord{Account: c.accountRef, Root: c.Root.Raw, Issuer: c.Issuer.Raw}
-	for _, k := range []struct {
+	r := caRecord{Account: c.accountRef, Root: c.Root.Raw, Issuer: c.Issuer.Raw, Retired: make([]retiredRecord, len(c.retired))}
+	keys := []struct {
 		key  *ecdsa.PrivateKey
 		role string
 		out  *[]byte
-	}{{c.rootKey, "root", &r.RootKey}, {c.issuerKey, "issuer", &r.IssuerKey}} {
+	}{{c.rootKey, "root", &r.RootKey}, {c.issuerKey, "issuer", &r.IssuerKey}}
+	for i, ret := range c.retired {
+		r.Retired[i].Cert = ret.cert.Raw
+		keys = append(keys, struct {
+			key  *ecdsa.PrivateKey
+			role string
+			out  *[]byte
+		}{ret.key, retiredRole(ret.cert), &r.Retired[i].Key})
+	}
+	for _, k := range keys {
 		der, err := x509.MarshalPKCS8PrivateKey(k.key)
 		if err != nil {
 			return nil, err
@@ -168,6 +240,22 @@ func OpenCA(stored []byte, kek *KEK, account string) (*CA, error) {
 	}
 	if c.issuerKey, err = parseECKey(r.IssuerKey, c.Issuer); err != nil {
 		return nil, err
+	}
+	for _, ret := range r.Retired {
+		cert, err := x509.ParseCertificate(ret.Cert)
+		if err != nil {
+			return nil, err
+		}
+		der, err := kek.Open(ret.Key, caAAD(account, retiredRole(cert)))
+		if err != nil {
+			return nil, err
+		}
+		key, err := parseECKey(der, cert)
+		clear(der)
+		if err != nil {
+			return nil, err
+		}
+		c.retired = append(c.retired, retiredIssuer{cert, key})
 	}
 	return c, nil
 }

@@ -240,6 +240,32 @@ func TestRotationKeepsIssuedCertificates(t *testing.T) {
 			t.Fatalf("certificate issued %s the rotation: %v", name, err)
 		}
 	}
+	// The retired issuer survives sealing, and still speaks for what it signed.
+	kek := testKEK(t, 4)
+	sealed, err := ca.Seal(kek)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opened, err := OpenCA(sealed, kek, "acct-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := opened.Issuers(); len(got) != 2 || !got[0].Equal(ca.Issuer) || !got[1].Equal(oldIssuer) {
+		t.Fatalf("Issuers after reopening = %d certificates, want the current then the retired one", len(got))
+	}
+	for name, c := range map[string]*x509.Certificate{"before": before, "after": after} {
+		issuer, ok := opened.IssuerOf(c)
+		if !ok {
+			t.Fatalf("IssuerOf(certificate issued %s) found none", name)
+		}
+		signer, ok := opened.SignerOf(issuer)
+		if !ok || !signer.Public().(*ecdsa.PublicKey).Equal(issuer.PublicKey) {
+			t.Fatalf("SignerOf the issuer of the certificate issued %s: no matching key", name)
+		}
+		if want := map[string]*x509.Certificate{"before": oldIssuer, "after": ca.Issuer}[name]; !issuer.Equal(want) {
+			t.Fatalf("IssuerOf(certificate issued %s) is not the issuer that signed it", name)
+		}
+	}
 }
 
 func TestSealedCA(t *testing.T) {

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/pem"
 	"io"
@@ -21,23 +22,63 @@ func (g *Gateway) getCA(_ http.ResponseWriter, r *http.Request, p principal) (re
 	if err != nil {
 		return reply{}, err
 	}
-	out := api.CA{ChainPEM: string(resp.GetChainPem()), RootPEM: string(resp.GetRootPem()), IssuerPEM: string(resp.GetIssuerPem())}
+	return reply{http.StatusOK, toCA(resp)}, nil
+}
+
+func (g *Gateway) rotateIssuer(_ http.ResponseWriter, r *http.Request, p principal) (reply, error) {
+	if err := g.authorize(r, p, "ca.rotate"); err != nil {
+		return reply{}, err
+	}
+	resp, err := g.ca.RotateIssuer(r.Context(), &cav1.RotateIssuerRequest{AccountId: r.PathValue("account_id"), Actor: p.proto()})
+	if err != nil {
+		return reply{}, err
+	}
+	return reply{http.StatusOK, toCA(resp.GetCa())}, nil
+}
+
+func toCA(resp *cav1.GetCAResponse) api.CA {
+	out := api.CA{ChainPEM: string(resp.GetChainPem()), RootPEM: string(resp.GetRootPem()), IssuerPEM: string(resp.GetIssuerPem()),
+		RetiredIssuers: []api.Issuer{}}
 	if b, _ := pem.Decode(resp.GetRootPem()); b != nil {
 		sum := sha256.Sum256(b.Bytes)
 		out.RootSHA256 = hex.EncodeToString(sum[:])
 	}
-	return reply{http.StatusOK, out}, nil
+	if c := parsePEMCert(resp.GetIssuerPem()); c != nil {
+		out.IssuerKeyID = hex.EncodeToString(c.SubjectKeyId)
+	}
+	for rest := resp.GetRetiredIssuersPem(); ; {
+		var b *pem.Block
+		if b, rest = pem.Decode(rest); b == nil {
+			break
+		}
+		if c, err := x509.ParseCertificate(b.Bytes); err == nil {
+			out.RetiredIssuers = append(out.RetiredIssuers, api.Issuer{KeyID: hex.EncodeToString(c.SubjectKeyId),
+				NotAfter: c.NotAfter.UTC(), PEM: string(pem.EncodeToMemory(b))})
+		}
+	}
+	return out
 }
 
-// serveCRL answers GET /v1/crl/<account>.crl with the account's CRL. CRLs
-// are public by nature: relying parties fetch them without credentials.
+func parsePEMCert(b []byte) *x509.Certificate {
+	block, _ := pem.Decode(b)
+	if block == nil {
+		return nil
+	}
+	c, _ := x509.ParseCertificate(block.Bytes)
+	return c
+}
+
+// serveCRL answers GET /v1/crl/<account>.crl with the CRL of the
+// account's current issuing CA, or with ?issuer=<key id> that of a
+// retired one. CRLs are public by nature: relying parties fetch them
+// without credentials.
 func (g *Gateway) serveCRL(w http.ResponseWriter, r *http.Request) {
 	account, ok := strings.CutSuffix(r.PathValue("account_crl"), ".crl")
 	if !ok {
 		writeProblem(w, errs.New(errs.NotFound, "CRLs are at /v1/crl/<account id>.crl"))
 		return
 	}
-	resp, err := g.ca.GetCRL(r.Context(), &cav1.GetCRLRequest{AccountId: account})
+	resp, err := g.ca.GetCRL(r.Context(), &cav1.GetCRLRequest{AccountId: account, IssuerKeyId: r.URL.Query().Get("issuer")})
 	if err != nil {
 		g.finish(w, r, reply{}, err)
 		return
@@ -99,7 +140,7 @@ func (g *Gateway) revokeCertificate(w http.ResponseWriter, r *http.Request, p pr
 	if err := decodeJSON(w, r, &b); err != nil {
 		return reply{}, err
 	}
-	resp, err := g.ca.RevokeCertificate(r.Context(), &cav1.RevokeCertificateRequest{AccountId: r.PathValue("account_id"),
+	resp, err := g.ca.RevokeCertificate(r.Context(), &cav1.RevokeCertificateRequest{AccountId: r.PathValue("account_id"), Actor: p.proto(),
 		Serial: r.PathValue("serial"), Reason: b.Reason})
 	if err != nil {
 		return reply{}, err

@@ -6,6 +6,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/pem"
 	"net/http"
 	"os"
@@ -711,6 +712,47 @@ func TestCertificateRoutes(t *testing.T) {
 	}
 	if r := do(t, s.srv, "POST", "/v1/ocsp/"+acct, "", rawBody{data: string(req), contentType: "text/plain"}); r.status != 400 {
 		t.Fatalf("OCSP with a wrong content type = %d, want 400", r.status)
+	}
+
+	// Rotation: admins only; the retired issuer keeps answering for what it signed.
+	if r := do(t, s.srv, "POST", "/v1/accounts/"+acct+"/ca/rotate", member, nil); r.status != 403 {
+		t.Fatalf("member rotating = %d %s, want 403", r.status, r.body)
+	}
+	r = do(t, s.srv, "POST", "/v1/accounts/"+acct+"/ca/rotate", admin, nil)
+	var rotated struct {
+		IssuerKeyID    string `json:"issuer_key_id"`
+		RetiredIssuers []struct {
+			KeyID string `json:"key_id"`
+		} `json:"retired_issuers"`
+	}
+	r.decode(t, &rotated)
+	oldKeyID := hex.EncodeToString(issuer.SubjectKeyId)
+	if r.status != 200 || len(rotated.RetiredIssuers) != 1 || rotated.RetiredIssuers[0].KeyID != oldKeyID || rotated.IssuerKeyID == oldKeyID {
+		t.Fatalf("admin rotating = %d %s", r.status, r.body)
+	}
+	r = do(t, s.srv, "GET", "/v1/crl/"+acct+".crl?issuer="+oldKeyID, "", nil)
+	crl, err = x509.ParseRevocationList(r.body)
+	if err != nil || crl.CheckSignatureFrom(issuer) != nil || len(crl.RevokedCertificateEntries) != 1 {
+		t.Fatalf("the retired issuer's CRL = %d, %v; want it signed by that issuer, listing the revoked certificate", r.status, err)
+	}
+	r = do(t, s.srv, "GET", "/v1/crl/"+acct+".crl", "", nil)
+	if crl, err := x509.ParseRevocationList(r.body); err != nil || len(crl.RevokedCertificateEntries) != 0 || crl.CheckSignatureFrom(issuer) == nil {
+		t.Fatalf("the new issuer's CRL = %v, %v; want it empty and not signed by the retired issuer", crl, err)
+	}
+	if r := do(t, s.srv, "GET", "/v1/crl/"+acct+".crl?issuer=abcd", "", nil); r.status != 404 {
+		t.Fatalf("the CRL of an unknown issuer = %d, want 404", r.status)
+	}
+	r = do(t, s.srv, "POST", "/v1/ocsp/"+acct, "", rawBody{data: string(req), contentType: "application/ocsp-request"})
+	if resp, err := ocsp.ParseResponseForCert(r.body, leaf, issuer); err != nil || resp.Status != ocsp.Revoked {
+		t.Fatalf("OCSP after rotation = %v, %v; want revoked, signed by the retired issuer", resp, err)
+	}
+
+	// Both changes are in the audit log, with who made them.
+	r = do(t, s.srv, "GET", "/v1/accounts/"+acct+"/audit", admin, nil)
+	for _, want := range []string{`"action":"cert.revoke"`, `"target":"` + serial + `"`, `"action":"ca.rotate"`, `"outcome":"failure"`} {
+		if !strings.Contains(string(r.body), want) {
+			t.Fatalf("audit log lacks %s: %s", want, r.body)
+		}
 	}
 }
 

@@ -46,6 +46,7 @@ func (g *Gateway) routes() []Route {
 		{"POST", "/v1/accounts/{account_id}/attestation/verify", g.authed(g.verifyEvidence)},
 		{"POST", "/v1/attestation/collateral", g.authed(g.putCollateral)},
 		{"GET", "/v1/accounts/{account_id}/ca", g.authed(g.getCA)},
+		{"POST", "/v1/accounts/{account_id}/ca/rotate", g.authed(g.rotateIssuer)},
 		{"GET", "/v1/crl/{account_crl}", http.HandlerFunc(g.serveCRL)},
 		{"POST", "/v1/ocsp/{account}", http.HandlerFunc(g.serveOCSP)},
 		{"GET", "/v1/accounts/{account_id}/certificates", g.authed(g.listCertificates)},

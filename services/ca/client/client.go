@@ -18,6 +18,8 @@ const Service = "ca"
 var (
 	GetCA  = natsrpc.NewMethod[*cav1.GetCARequest, *cav1.GetCAResponse](Service, "GetCA")
 	GetCRL = natsrpc.NewMethod[*cav1.GetCRLRequest, *cav1.GetCRLResponse](Service, "GetCRL")
+	// RotateIssuer is for admins, through the gateway.
+	RotateIssuer = natsrpc.NewMethod[*cav1.RotateIssuerRequest, *cav1.RotateIssuerResponse](Service, "RotateIssuer")
 	// IssueNodeCertificate is for the node registry only.
 	IssueNodeCertificate = natsrpc.NewMethod[*cav1.IssueNodeCertificateRequest, *cav1.IssueNodeCertificateResponse](Service, "IssueNodeCertificate")
 	// CreateNonce and IssueAppCertificate serve enclaves, through their node.
@@ -61,4 +63,7 @@ func (c *Client) CreateNonce(ctx context.Context, r *cav1.CreateNonceRequest) (*
 }
 func (c *Client) IssueAppCertificate(ctx context.Context, r *cav1.IssueAppCertificateRequest) (*cav1.IssueAppCertificateResponse, error) {
 	return IssueAppCertificate.Invoke(ctx, c.nc, r)
+}
+func (c *Client) RotateIssuer(ctx context.Context, r *cav1.RotateIssuerRequest) (*cav1.RotateIssuerResponse, error) {
+	return RotateIssuer.Invoke(ctx, c.nc, r)
 }

@@ -187,6 +187,18 @@ type CA struct {
 	RootPEM    string `json:"root_pem"`
 	IssuerPEM  string `json:"issuer_pem"`
 	RootSHA256 string `json:"root_sha256"`
+	// IssuerKeyID is the current issuing CA's subject key id, hex.
+	IssuerKeyID string `json:"issuer_key_id"`
+	// RetiredIssuers are issuing CAs rotated out whose certificates may
+	// still be in use, newest first.
+	RetiredIssuers []Issuer `json:"retired_issuers"`
+}
+
+// Issuer is an issuing CA.
+type Issuer struct {
+	KeyID    string    `json:"key_id"`
+	NotAfter time.Time `json:"not_after"`
+	PEM      string    `json:"pem"`
 }
 
 // Certificate is a certificate an account's CA issued.

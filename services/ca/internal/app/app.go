@@ -3,10 +3,13 @@
 package app
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -19,14 +22,16 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/cloister-cc/cloister/libs/audit"
 	"github.com/cloister-cc/cloister/libs/errs"
 	"github.com/cloister-cc/cloister/libs/pki"
 )
 
 // Errors of the CA service.
 var (
-	ErrCANotFound = errs.New(errs.NotFound, "the account has no CA")
-	ErrCAExists   = errs.New(errs.Conflict, "the account has a CA already")
+	ErrCANotFound       = errs.New(errs.NotFound, "the account has no CA")
+	ErrCAExists         = errs.New(errs.Conflict, "the account has a CA already")
+	ErrConcurrentChange = errs.New(errs.Conflict, "changed by another request; retry")
 )
 
 // Initialized is announced when an account's CA is created.
@@ -37,6 +42,9 @@ type Authorities interface {
 	// Create stores a new CA; ErrCAExists if the account has one.
 	Create(ctx context.Context, accountID string, sealed []byte, ev Initialized) error
 	Get(ctx context.Context, accountID string) ([]byte, error) // ErrCANotFound
+	// Update replaces the sealed CA by what change makes of it, if nobody
+	// changed it meanwhile (ErrConcurrentChange otherwise).
+	Update(ctx context.Context, accountID string, change func(sealed []byte) ([]byte, IssuerRotated, error)) error
 	Delete(ctx context.Context, accountID string) error
 }
 
@@ -61,11 +69,25 @@ type Certificate struct {
 	Version   uint64
 }
 
-// Events of issuance and revocation.
+// Events of issuance and revocation. A revocation someone asked for
+// carries its audit record, committed with it.
 type (
 	Issued  struct{ Certificate Certificate }
-	Revoked struct{ Certificate Certificate }
+	Revoked struct {
+		Certificate Certificate
+		Audit       *audit.Entry
+	}
+	// IssuerRotated is announced when an account's issuing CA is replaced.
+	IssuerRotated struct {
+		AccountID, IssuerSHA256, RetiredSHA256 string
+		Audit                                  audit.Entry
+	}
 )
+
+// AuditLog records calls that failed; successes travel with their change.
+type AuditLog interface {
+	Record(ctx context.Context, e audit.Entry) error
+}
 
 // Certificates records what each account's CA issued.
 type Certificates interface {
@@ -92,6 +114,17 @@ type Issuance struct {
 	Verdicts Verdicts
 }
 
+// Config holds the service's dependencies.
+type Config struct {
+	Authorities  Authorities
+	Certificates Certificates
+	Issuance     Issuance
+	Audit        AuditLog
+	// KEK seals the CAs' private keys.
+	KEK   *pki.KEK
+	Clock func() time.Time
+}
+
 // Service keeps the accounts' CAs.
 type Service struct {
 	store    Authorities
@@ -99,17 +132,20 @@ type Service struct {
 	kek      *pki.KEK
 	clock    func() time.Time
 	issuance Issuance
+	audit    AuditLog
 }
 
 // New returns the service.
-func New(store Authorities, certs Certificates, kek *pki.KEK, clock func() time.Time, iss Issuance) (*Service, error) {
-	if store == nil || certs == nil || kek == nil || iss.Apps == nil || iss.Domains == nil || iss.Nonces == nil || iss.Verdicts == nil {
-		return nil, errors.New("ca: the stores, the verdict source and a key-encryption key are required")
+func New(cfg Config) (*Service, error) {
+	iss := cfg.Issuance
+	if cfg.Authorities == nil || cfg.Certificates == nil || cfg.KEK == nil || cfg.Audit == nil ||
+		iss.Apps == nil || iss.Domains == nil || iss.Nonces == nil || iss.Verdicts == nil {
+		return nil, errors.New("ca: the stores, the audit log, the verdict source and a key-encryption key are required")
 	}
-	if clock == nil {
-		clock = time.Now
+	if cfg.Clock == nil {
+		cfg.Clock = time.Now
 	}
-	return &Service{store: store, certs: certs, kek: kek, clock: clock, issuance: iss}, nil
+	return &Service{store: cfg.Authorities, certs: cfg.Certificates, kek: cfg.KEK, clock: cfg.Clock, issuance: iss, audit: cfg.Audit}, nil
 }
 
 // randRead fills b from the system's secure random source.
@@ -175,7 +211,20 @@ func (s *Service) CertificatesOf(ctx context.Context, accountID, kind, subjectID
 }
 
 // Revoke revokes a certificate; revoking a revoked one changes nothing.
-func (s *Service) Revoke(ctx context.Context, accountID, serial, reason string) (Certificate, error) {
+// actor is who asked, nil when the CA revokes on its own (what a
+// certificate depended on went away); a person's request is audited,
+// whether it succeeds or not.
+func (s *Service) Revoke(ctx context.Context, accountID, serial, reason string, actor *audit.Actor) (Certificate, error) {
+	c, err := s.revoke(ctx, accountID, serial, reason, actor)
+	if err != nil && actor != nil && !errors.Is(err, ErrCANotFound) && uuid.Validate(accountID) == nil {
+		if rerr := s.audit.Record(ctx, audit.Entry{AccountID: accountID, Actor: *actor, Action: "cert.revoke", Target: serial, Err: err}); rerr != nil {
+			return Certificate{}, errors.Join(err, fmt.Errorf("recording audit entry: %w", rerr))
+		}
+	}
+	return c, err
+}
+
+func (s *Service) revoke(ctx context.Context, accountID, serial, reason string, actor *audit.Actor) (Certificate, error) {
 	c, err := s.Certificate(ctx, accountID, serial)
 	if err != nil {
 		return Certificate{}, err
@@ -187,11 +236,50 @@ func (s *Service) Revoke(ctx context.Context, accountID, serial, reason string) 
 		return Certificate{}, errs.New(errs.Invalid, "reason is longer than 200 characters")
 	}
 	c.Revoked, c.RevokedAt, c.Reason = true, s.clock().UTC(), reason
-	return s.certs.Update(ctx, c, Revoked{Certificate: c})
+	ev := Revoked{Certificate: c}
+	if actor != nil {
+		ev.Audit = &audit.Entry{AccountID: accountID, Actor: *actor, Action: "cert.revoke", Target: c.Serial}
+	}
+	return s.certs.Update(ctx, c, ev)
+}
+
+// RotateIssuer replaces the account's issuing CA with a new key under
+// the same root. The retired issuer signs nothing new, but keeps signing
+// the CRL and OCSP answers of the certificates it issued. Audited.
+func (s *Service) RotateIssuer(ctx context.Context, accountID string, actor audit.Actor) (*pki.CA, error) {
+	var rotated *pki.CA
+	err := s.store.Update(ctx, accountID, func(sealed []byte) ([]byte, IssuerRotated, error) {
+		ca, err := pki.OpenCA(sealed, s.kek, accountID)
+		if err != nil {
+			return nil, IssuerRotated{}, fmt.Errorf("opening the CA of %s: %w", accountID, err)
+		}
+		old := sha256.Sum256(ca.Issuer.Raw)
+		if err := ca.RotateIssuer(s.clock()); err != nil {
+			return nil, IssuerRotated{}, err
+		}
+		next, err := ca.Seal(s.kek)
+		if err != nil {
+			return nil, IssuerRotated{}, err
+		}
+		rotated = ca
+		sum := sha256.Sum256(ca.Issuer.Raw)
+		return next, IssuerRotated{AccountID: accountID, IssuerSHA256: hex.EncodeToString(sum[:]), RetiredSHA256: hex.EncodeToString(old[:]),
+			Audit: audit.Entry{AccountID: accountID, Actor: actor, Action: "ca.rotate", Target: hex.EncodeToString(sum[:])}}, nil
+	})
+	if err != nil {
+		if !errors.Is(err, ErrCANotFound) && uuid.Validate(accountID) == nil {
+			if rerr := s.audit.Record(ctx, audit.Entry{AccountID: accountID, Actor: actor, Action: "ca.rotate", Err: err}); rerr != nil {
+				err = errors.Join(err, fmt.Errorf("recording audit entry: %w", rerr))
+			}
+		}
+		return nil, err
+	}
+	return rotated, nil
 }
 
 // OCSP answers a DER OCSP request about the account's certificates,
-// signed by the issuing CA: good, revoked, or unknown.
+// signed by the issuing CA (current or retired) the request names: good,
+// revoked, or unknown for a serial that CA did not issue.
 func (s *Service) OCSP(ctx context.Context, accountID string, der []byte) ([]byte, error) {
 	if len(der) == 0 || len(der) > 4096 {
 		return nil, errs.New(errs.Invalid, "an OCSP request is 1 to 4096 bytes")
@@ -204,17 +292,42 @@ func (s *Service) OCSP(ctx context.Context, accountID string, der []byte) ([]byt
 	if err != nil {
 		return nil, err
 	}
+	issuer := ca.Issuer
+	for _, i := range ca.Issuers() {
+		if keyHashMatches(req, i) {
+			issuer = i
+			break
+		}
+	}
+	signer, _ := ca.SignerOf(issuer)
 	now := s.clock().UTC()
 	tmpl := ocsp.Response{SerialNumber: req.SerialNumber, ThisUpdate: now, NextUpdate: now.Add(time.Hour), Status: ocsp.Unknown}
 	if c, err := s.certs.Get(ctx, accountID, req.SerialNumber.Text(16)); err == nil {
-		tmpl.Status = ocsp.Good
-		if c.Revoked {
-			tmpl.Status, tmpl.RevokedAt, tmpl.RevocationReason = ocsp.Revoked, c.RevokedAt, ocsp.Unspecified
+		if issued, err := x509.ParseCertificate(c.DER); err == nil && bytes.Equal(issued.AuthorityKeyId, issuer.SubjectKeyId) && keyHashMatches(req, issuer) {
+			tmpl.Status = ocsp.Good
+			if c.Revoked {
+				tmpl.Status, tmpl.RevokedAt, tmpl.RevocationReason = ocsp.Revoked, c.RevokedAt, ocsp.Unspecified
+			}
 		}
 	} else if !errors.Is(err, ErrCertificateNotFound) {
 		return nil, err
 	}
-	return ocsp.CreateResponse(ca.Issuer, ca.Issuer, tmpl, ca.IssuerSigner())
+	return ocsp.CreateResponse(issuer, issuer, tmpl, signer)
+}
+
+// keyHashMatches tells whether an OCSP request names issuer, by the hash
+// of its public key (RFC 6960 §4.1.1) in the request's hash algorithm.
+func keyHashMatches(req *ocsp.Request, issuer *x509.Certificate) bool {
+	var spki struct {
+		Algorithm pkix.AlgorithmIdentifier
+		PublicKey asn1.BitString
+	}
+	if _, err := asn1.Unmarshal(issuer.RawSubjectPublicKeyInfo, &spki); err != nil || !req.HashAlgorithm.Available() {
+		return false
+	}
+	h := req.HashAlgorithm.New()
+	h.Write(spki.PublicKey.RightAlign())
+	return bytes.Equal(h.Sum(nil), req.IssuerKeyHash)
 }
 
 func isHex(s string) bool {
@@ -274,7 +387,7 @@ func (s *Service) DeleteCA(ctx context.Context, accountID string) error {
 		return err
 	}
 	for _, c := range certs {
-		if _, err := s.Revoke(ctx, accountID, c.Serial, "account deleted"); err != nil {
+		if _, err := s.Revoke(ctx, accountID, c.Serial, "account deleted", nil); err != nil {
 			return err
 		}
 	}
@@ -304,13 +417,27 @@ func (s *Service) CA(ctx context.Context, accountID string) (*pki.CA, error) {
 // CRLLifetime is how long a CRL is valid; clients fetch a new one by then.
 const CRLLifetime = 24 * time.Hour
 
-// CRL returns the account's current CRL, signed by its issuing CA, listing
-// every revoked certificate that has not expired.
-func (s *Service) CRL(ctx context.Context, accountID string) ([]byte, time.Time, error) {
+// CRL returns the CRL of one of the account's issuing CAs (by hex subject
+// key id; empty for the current one), signed by it, listing every
+// certificate it issued that is revoked and not expired.
+func (s *Service) CRL(ctx context.Context, accountID, issuerKeyID string) ([]byte, time.Time, error) {
 	ca, err := s.CA(ctx, accountID)
 	if err != nil {
 		return nil, time.Time{}, err
 	}
+	issuer := ca.Issuer
+	if issuerKeyID != "" {
+		issuer = nil
+		for _, i := range ca.Issuers() {
+			if strings.EqualFold(hex.EncodeToString(i.SubjectKeyId), issuerKeyID) {
+				issuer = i
+			}
+		}
+		if issuer == nil {
+			return nil, time.Time{}, errs.New(errs.NotFound, "the account has no issuing CA with that key id")
+		}
+	}
+	signer, _ := ca.SignerOf(issuer)
 	revoked, err := s.Certificates(ctx, accountID, "", true)
 	if err != nil {
 		return nil, time.Time{}, err
@@ -318,10 +445,14 @@ func (s *Service) CRL(ctx context.Context, accountID string) ([]byte, time.Time,
 	now := s.clock()
 	var entries []x509.RevocationListEntry
 	for _, c := range revoked {
-		if c.Revoked && c.NotAfter.After(now) {
-			serial, _ := new(big.Int).SetString(c.Serial, 16)
-			entries = append(entries, x509.RevocationListEntry{SerialNumber: serial, RevocationTime: c.RevokedAt})
+		if !c.Revoked || !c.NotAfter.After(now) {
+			continue
 		}
+		if cert, err := x509.ParseCertificate(c.DER); err != nil || !bytes.Equal(cert.AuthorityKeyId, issuer.SubjectKeyId) {
+			continue
+		}
+		serial, _ := new(big.Int).SetString(c.Serial, 16)
+		entries = append(entries, x509.RevocationListEntry{SerialNumber: serial, RevocationTime: c.RevokedAt})
 	}
 	next := now.Add(CRLLifetime)
 	der, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{
@@ -329,7 +460,7 @@ func (s *Service) CRL(ctx context.Context, accountID string) ([]byte, time.Time,
 		ThisUpdate:                now,
 		NextUpdate:                next,
 		RevokedCertificateEntries: entries,
-	}, ca.Issuer, ca.IssuerSigner())
+	}, issuer, signer)
 	if err != nil {
 		return nil, time.Time{}, fmt.Errorf("signing CRL: %w", err)
 	}

@@ -262,7 +262,7 @@ func (s *Service) RevokeWhere(ctx context.Context, accountID, reason string, mat
 		if !match(c) {
 			continue
 		}
-		if _, err := s.Revoke(ctx, accountID, c.Serial, reason); err != nil {
+		if _, err := s.Revoke(ctx, accountID, c.Serial, reason, nil); err != nil {
 			return n, err
 		}
 		n++

@@ -46,7 +46,9 @@ func OpenIssuance(ctx context.Context, js jetstream.JetStream, replicas int, c c
 }
 
 // Apps keeps applications' certificate configurations, keyed <account>.<app>.
-type Apps struct{ list *allowlist.List[app.AppConfig] }
+type Apps struct {
+	list *allowlist.List[app.AppConfig]
+}
 
 var _ app.Apps = (*Apps)(nil)
 
@@ -74,7 +76,9 @@ func (s *Apps) RemoveAccount(ctx context.Context, accountID string) error {
 // Domains is the approved-domain allowlist, keyed <account>.<app>.<domain>
 // (a domain's dots are part of the key, which is fine: only the account
 // and application are matched by wildcards).
-type Domains struct{ list *allowlist.List[app.ApprovedDomain] }
+type Domains struct {
+	list *allowlist.List[app.ApprovedDomain]
+}
 
 var _ app.Domains = (*Domains)(nil)
 

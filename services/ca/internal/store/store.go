@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/cloister-cc/cloister/libs/audit"
 	"github.com/cloister-cc/cloister/libs/events"
 	cav1 "github.com/cloister-cc/cloister/libs/gen/cloister/ca/v1"
 	"github.com/cloister-cc/cloister/libs/kv"
@@ -55,6 +56,36 @@ func (a *Authorities) Get(ctx context.Context, accountID string) ([]byte, error)
 		return nil, app.ErrCANotFound
 	}
 	return e.Value, err
+}
+
+// Update implements app.Authorities: the change and its event (with its
+// audit record) commit together, if the CA is still what was read.
+func (a *Authorities) Update(ctx context.Context, accountID string, change func([]byte) ([]byte, app.IssuerRotated, error)) error {
+	e, err := a.kv.Get(ctx, accountID)
+	if errors.Is(err, kv.ErrNotFound) {
+		return app.ErrCANotFound
+	}
+	if err != nil {
+		return err
+	}
+	next, ev, err := change(e.Value)
+	if err != nil {
+		return err
+	}
+	payload := &cav1.IssuerRotated{AccountId: ev.AccountID, IssuerSha256: ev.IssuerSHA256, RetiredSha256: ev.RetiredSHA256}
+	msg, _, err := events.NewMessage(ctx, events.Subject(Producer, payload), Producer, ev.AccountID, payload)
+	if err != nil {
+		return err
+	}
+	rec, err := events.AuditMessage(ctx, Producer, ev.Audit)
+	if err != nil {
+		return err
+	}
+	_, err = a.kv.Update(ctx, accountID, next, e.Version, msg, rec)
+	if errors.Is(err, kv.ErrConflict) || errors.Is(err, kv.ErrNotFound) {
+		return app.ErrConcurrentChange
+	}
+	return err
 }
 
 // Delete implements app.Authorities.
@@ -128,12 +159,23 @@ func (s *Certificates) Get(ctx context.Context, accountID, serial string) (app.C
 }
 
 // Update implements app.Certificates.
-func (s *Certificates) Update(ctx context.Context, c app.Certificate, _ app.Revoked) (app.Certificate, error) {
+func (s *Certificates) Update(ctx context.Context, c app.Certificate, ev app.Revoked) (app.Certificate, error) {
 	msg, err := certEvent(ctx, c, true)
 	if err != nil {
 		return app.Certificate{}, err
 	}
-	e, err := s.kv.Update(ctx, c.AccountID+"."+c.Serial, c, c.Version, msg)
+	msgs := []*nats.Msg{msg}
+	if ev.Audit != nil {
+		rec, err := events.AuditMessage(ctx, Producer, *ev.Audit)
+		if err != nil {
+			return app.Certificate{}, err
+		}
+		msgs = append(msgs, rec)
+	}
+	e, err := s.kv.Update(ctx, c.AccountID+"."+c.Serial, c, c.Version, msgs...)
+	if errors.Is(err, kv.ErrConflict) {
+		return app.Certificate{}, app.ErrConcurrentChange
+	}
 	if err != nil {
 		return app.Certificate{}, err
 	}
@@ -153,4 +195,21 @@ func (s *Certificates) List(ctx context.Context, accountID string) ([]app.Certif
 		out[i].Version = e.Version
 	}
 	return out, nil
+}
+
+// AuditLog publishes audit records of failed calls to the AUDIT stream.
+type AuditLog struct{ js jetstream.JetStream }
+
+var _ app.AuditLog = (*AuditLog)(nil)
+
+// NewAuditLog returns the audit log on js.
+func NewAuditLog(js jetstream.JetStream) *AuditLog { return &AuditLog{js} }
+
+// Record implements app.AuditLog.
+func (l *AuditLog) Record(ctx context.Context, e audit.Entry) error {
+	m, err := events.AuditMessage(ctx, Producer, e)
+	if err != nil {
+		return err
+	}
+	return events.Publish(ctx, l.js, m)
 }

@@ -15,6 +15,7 @@ import (
 	accountv1 "github.com/cloister-cc/cloister/libs/gen/cloister/account/v1"
 	cav1 "github.com/cloister-cc/cloister/libs/gen/cloister/ca/v1"
 	"github.com/cloister-cc/cloister/libs/natsrpc"
+	"github.com/cloister-cc/cloister/libs/pki"
 	accountclient "github.com/cloister-cc/cloister/services/account/client"
 	"github.com/cloister-cc/cloister/services/ca/client"
 	"github.com/cloister-cc/cloister/services/ca/internal/app"
@@ -29,9 +30,14 @@ func Register(mux *natsrpc.Mux, s *app.Service, logger *slog.Logger) error {
 			if err != nil {
 				return nil, err
 			}
-			root := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Root.Raw})
-			issuer := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Issuer.Raw})
-			return &cav1.GetCAResponse{ChainPem: ca.ChainPEM(), RootPem: root, IssuerPem: issuer}, nil
+			return caToProto(ca), nil
+		}),
+		client.RotateIssuer.Handle(mux, logger, func(ctx context.Context, r *cav1.RotateIssuerRequest) (*cav1.RotateIssuerResponse, error) {
+			ca, err := s.RotateIssuer(ctx, r.GetAccountId(), events.ActorOf(r.GetActor()))
+			if err != nil {
+				return nil, err
+			}
+			return &cav1.RotateIssuerResponse{Ca: caToProto(ca)}, nil
 		}),
 		client.IssueNodeCertificate.Handle(mux, logger, func(ctx context.Context, r *cav1.IssueNodeCertificateRequest) (*cav1.IssueNodeCertificateResponse, error) {
 			c, ca, err := s.IssueNodeCertificate(ctx, r.GetAccountId(), r.GetNodeId(), r.GetCsr())
@@ -75,7 +81,8 @@ func Register(mux *natsrpc.Mux, s *app.Service, logger *slog.Logger) error {
 			return &cav1.GetCertificateResponse{Certificate: store.CertificateToProto(c)}, nil
 		}),
 		client.RevokeCertificate.Handle(mux, logger, func(ctx context.Context, r *cav1.RevokeCertificateRequest) (*cav1.RevokeCertificateResponse, error) {
-			c, err := s.Revoke(ctx, r.GetAccountId(), r.GetSerial(), r.GetReason())
+			actor := events.ActorOf(r.GetActor())
+			c, err := s.Revoke(ctx, r.GetAccountId(), r.GetSerial(), r.GetReason(), &actor)
 			if err != nil {
 				return nil, err
 			}
@@ -89,13 +96,23 @@ func Register(mux *natsrpc.Mux, s *app.Service, logger *slog.Logger) error {
 			return &cav1.OCSPResponse{Response: der}, nil
 		}),
 		client.GetCRL.Handle(mux, logger, func(ctx context.Context, r *cav1.GetCRLRequest) (*cav1.GetCRLResponse, error) {
-			der, next, err := s.CRL(ctx, r.GetAccountId())
+			der, next, err := s.CRL(ctx, r.GetAccountId(), r.GetIssuerKeyId())
 			if err != nil {
 				return nil, err
 			}
 			return &cav1.GetCRLResponse{Crl: der, NextUpdate: timestamppb.New(next)}, nil
 		}),
 	)
+}
+
+func caToProto(ca *pki.CA) *cav1.GetCAResponse {
+	out := &cav1.GetCAResponse{ChainPem: ca.ChainPEM(),
+		RootPem:   pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Root.Raw}),
+		IssuerPem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Issuer.Raw})}
+	for _, i := range ca.Issuers()[1:] {
+		out.RetiredIssuersPem = append(out.RetiredIssuersPem, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: i.Raw})...)
+	}
+	return out
 }
 
 // ConsumeAccounts creates a CA for every account created and removes it

@@ -7,6 +7,7 @@
 package cav1
 
 import (
+	v1 "github.com/cloister-cc/cloister/libs/gen/cloister/account/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
@@ -69,11 +70,14 @@ func (x *GetCARequest) GetAccountId() string {
 type GetCAResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// PEM: the issuing CA then the root.
-	ChainPem      []byte `protobuf:"bytes,1,opt,name=chain_pem,json=chainPem,proto3" json:"chain_pem,omitempty"`
-	RootPem       []byte `protobuf:"bytes,2,opt,name=root_pem,json=rootPem,proto3" json:"root_pem,omitempty"`
-	IssuerPem     []byte `protobuf:"bytes,3,opt,name=issuer_pem,json=issuerPem,proto3" json:"issuer_pem,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	ChainPem  []byte `protobuf:"bytes,1,opt,name=chain_pem,json=chainPem,proto3" json:"chain_pem,omitempty"`
+	RootPem   []byte `protobuf:"bytes,2,opt,name=root_pem,json=rootPem,proto3" json:"root_pem,omitempty"`
+	IssuerPem []byte `protobuf:"bytes,3,opt,name=issuer_pem,json=issuerPem,proto3" json:"issuer_pem,omitempty"`
+	// PEM of the issuing CAs rotated out whose certificates may still be
+	// in use, newest first.
+	RetiredIssuersPem []byte `protobuf:"bytes,4,opt,name=retired_issuers_pem,json=retiredIssuersPem,proto3" json:"retired_issuers_pem,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *GetCAResponse) Reset() {
@@ -127,16 +131,126 @@ func (x *GetCAResponse) GetIssuerPem() []byte {
 	return nil
 }
 
-type GetCRLRequest struct {
+func (x *GetCAResponse) GetRetiredIssuersPem() []byte {
+	if x != nil {
+		return x.RetiredIssuersPem
+	}
+	return nil
+}
+
+// RotateIssuerRequest replaces the account's issuing CA with a new key
+// under the same root. Certificates already issued keep chaining, and the
+// retired issuer keeps signing their CRL and OCSP answers.
+type RotateIssuerRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	AccountId string                 `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	// Who asked, for the audit log.
+	Actor         *v1.Principal `protobuf:"bytes,2,opt,name=actor,proto3" json:"actor,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RotateIssuerRequest) Reset() {
+	*x = RotateIssuerRequest{}
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RotateIssuerRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RotateIssuerRequest) ProtoMessage() {}
+
+func (x *RotateIssuerRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RotateIssuerRequest.ProtoReflect.Descriptor instead.
+func (*RotateIssuerRequest) Descriptor() ([]byte, []int) {
+	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *RotateIssuerRequest) GetAccountId() string {
+	if x != nil {
+		return x.AccountId
+	}
+	return ""
+}
+
+func (x *RotateIssuerRequest) GetActor() *v1.Principal {
+	if x != nil {
+		return x.Actor
+	}
+	return nil
+}
+
+type RotateIssuerResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	AccountId     string                 `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	Ca            *GetCAResponse         `protobuf:"bytes,1,opt,name=ca,proto3" json:"ca,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RotateIssuerResponse) Reset() {
+	*x = RotateIssuerResponse{}
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RotateIssuerResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RotateIssuerResponse) ProtoMessage() {}
+
+func (x *RotateIssuerResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RotateIssuerResponse.ProtoReflect.Descriptor instead.
+func (*RotateIssuerResponse) Descriptor() ([]byte, []int) {
+	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *RotateIssuerResponse) GetCa() *GetCAResponse {
+	if x != nil {
+		return x.Ca
+	}
+	return nil
+}
+
+type GetCRLRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	AccountId string                 `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	// Hex subject key id of the issuing CA whose CRL is wanted; empty for
+	// the current one.
+	IssuerKeyId   string `protobuf:"bytes,2,opt,name=issuer_key_id,json=issuerKeyId,proto3" json:"issuer_key_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GetCRLRequest) Reset() {
 	*x = GetCRLRequest{}
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[2]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -148,7 +262,7 @@ func (x *GetCRLRequest) String() string {
 func (*GetCRLRequest) ProtoMessage() {}
 
 func (x *GetCRLRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[2]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -161,12 +275,19 @@ func (x *GetCRLRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCRLRequest.ProtoReflect.Descriptor instead.
 func (*GetCRLRequest) Descriptor() ([]byte, []int) {
-	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{2}
+	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *GetCRLRequest) GetAccountId() string {
 	if x != nil {
 		return x.AccountId
+	}
+	return ""
+}
+
+func (x *GetCRLRequest) GetIssuerKeyId() string {
+	if x != nil {
+		return x.IssuerKeyId
 	}
 	return ""
 }
@@ -182,7 +303,7 @@ type GetCRLResponse struct {
 
 func (x *GetCRLResponse) Reset() {
 	*x = GetCRLResponse{}
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[3]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -194,7 +315,7 @@ func (x *GetCRLResponse) String() string {
 func (*GetCRLResponse) ProtoMessage() {}
 
 func (x *GetCRLResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[3]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -207,7 +328,7 @@ func (x *GetCRLResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCRLResponse.ProtoReflect.Descriptor instead.
 func (*GetCRLResponse) Descriptor() ([]byte, []int) {
-	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{3}
+	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *GetCRLResponse) GetCrl() []byte {
@@ -251,7 +372,7 @@ type Certificate struct {
 
 func (x *Certificate) Reset() {
 	*x = Certificate{}
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[4]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -263,7 +384,7 @@ func (x *Certificate) String() string {
 func (*Certificate) ProtoMessage() {}
 
 func (x *Certificate) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[4]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -276,7 +397,7 @@ func (x *Certificate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Certificate.ProtoReflect.Descriptor instead.
 func (*Certificate) Descriptor() ([]byte, []int) {
-	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{4}
+	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Certificate) GetSerial() string {
@@ -398,7 +519,7 @@ type IssueNodeCertificateRequest struct {
 
 func (x *IssueNodeCertificateRequest) Reset() {
 	*x = IssueNodeCertificateRequest{}
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[5]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -410,7 +531,7 @@ func (x *IssueNodeCertificateRequest) String() string {
 func (*IssueNodeCertificateRequest) ProtoMessage() {}
 
 func (x *IssueNodeCertificateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[5]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -423,7 +544,7 @@ func (x *IssueNodeCertificateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueNodeCertificateRequest.ProtoReflect.Descriptor instead.
 func (*IssueNodeCertificateRequest) Descriptor() ([]byte, []int) {
-	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{5}
+	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *IssueNodeCertificateRequest) GetAccountId() string {
@@ -457,7 +578,7 @@ type IssueNodeCertificateResponse struct {
 
 func (x *IssueNodeCertificateResponse) Reset() {
 	*x = IssueNodeCertificateResponse{}
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[6]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -469,7 +590,7 @@ func (x *IssueNodeCertificateResponse) String() string {
 func (*IssueNodeCertificateResponse) ProtoMessage() {}
 
 func (x *IssueNodeCertificateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[6]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -482,7 +603,7 @@ func (x *IssueNodeCertificateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueNodeCertificateResponse.ProtoReflect.Descriptor instead.
 func (*IssueNodeCertificateResponse) Descriptor() ([]byte, []int) {
-	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{6}
+	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *IssueNodeCertificateResponse) GetCertificate() *Certificate {
@@ -510,7 +631,7 @@ type CreateNonceRequest struct {
 
 func (x *CreateNonceRequest) Reset() {
 	*x = CreateNonceRequest{}
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[7]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -522,7 +643,7 @@ func (x *CreateNonceRequest) String() string {
 func (*CreateNonceRequest) ProtoMessage() {}
 
 func (x *CreateNonceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[7]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -535,7 +656,7 @@ func (x *CreateNonceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateNonceRequest.ProtoReflect.Descriptor instead.
 func (*CreateNonceRequest) Descriptor() ([]byte, []int) {
-	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{7}
+	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *CreateNonceRequest) GetAccountId() string {
@@ -555,7 +676,7 @@ type CreateNonceResponse struct {
 
 func (x *CreateNonceResponse) Reset() {
 	*x = CreateNonceResponse{}
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[8]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -567,7 +688,7 @@ func (x *CreateNonceResponse) String() string {
 func (*CreateNonceResponse) ProtoMessage() {}
 
 func (x *CreateNonceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[8]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -580,7 +701,7 @@ func (x *CreateNonceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateNonceResponse.ProtoReflect.Descriptor instead.
 func (*CreateNonceResponse) Descriptor() ([]byte, []int) {
-	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{8}
+	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *CreateNonceResponse) GetNonce() []byte {
@@ -617,7 +738,7 @@ type IssueAppCertificateRequest struct {
 
 func (x *IssueAppCertificateRequest) Reset() {
 	*x = IssueAppCertificateRequest{}
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[9]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -629,7 +750,7 @@ func (x *IssueAppCertificateRequest) String() string {
 func (*IssueAppCertificateRequest) ProtoMessage() {}
 
 func (x *IssueAppCertificateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[9]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -642,7 +763,7 @@ func (x *IssueAppCertificateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueAppCertificateRequest.ProtoReflect.Descriptor instead.
 func (*IssueAppCertificateRequest) Descriptor() ([]byte, []int) {
-	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{9}
+	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *IssueAppCertificateRequest) GetAccountId() string {
@@ -691,7 +812,7 @@ type IssueAppCertificateResponse struct {
 
 func (x *IssueAppCertificateResponse) Reset() {
 	*x = IssueAppCertificateResponse{}
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[10]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -703,7 +824,7 @@ func (x *IssueAppCertificateResponse) String() string {
 func (*IssueAppCertificateResponse) ProtoMessage() {}
 
 func (x *IssueAppCertificateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[10]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -716,7 +837,7 @@ func (x *IssueAppCertificateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueAppCertificateResponse.ProtoReflect.Descriptor instead.
 func (*IssueAppCertificateResponse) Descriptor() ([]byte, []int) {
-	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{10}
+	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *IssueAppCertificateResponse) GetCertificate() *Certificate {
@@ -745,7 +866,7 @@ type ListCertificatesRequest struct {
 
 func (x *ListCertificatesRequest) Reset() {
 	*x = ListCertificatesRequest{}
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[11]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -757,7 +878,7 @@ func (x *ListCertificatesRequest) String() string {
 func (*ListCertificatesRequest) ProtoMessage() {}
 
 func (x *ListCertificatesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[11]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -770,7 +891,7 @@ func (x *ListCertificatesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCertificatesRequest.ProtoReflect.Descriptor instead.
 func (*ListCertificatesRequest) Descriptor() ([]byte, []int) {
-	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{11}
+	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ListCertificatesRequest) GetAccountId() string {
@@ -810,7 +931,7 @@ type ListCertificatesResponse struct {
 
 func (x *ListCertificatesResponse) Reset() {
 	*x = ListCertificatesResponse{}
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[12]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -822,7 +943,7 @@ func (x *ListCertificatesResponse) String() string {
 func (*ListCertificatesResponse) ProtoMessage() {}
 
 func (x *ListCertificatesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[12]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -835,7 +956,7 @@ func (x *ListCertificatesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCertificatesResponse.ProtoReflect.Descriptor instead.
 func (*ListCertificatesResponse) Descriptor() ([]byte, []int) {
-	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{12}
+	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ListCertificatesResponse) GetCertificates() []*Certificate {
@@ -855,7 +976,7 @@ type GetCertificateRequest struct {
 
 func (x *GetCertificateRequest) Reset() {
 	*x = GetCertificateRequest{}
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[13]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -867,7 +988,7 @@ func (x *GetCertificateRequest) String() string {
 func (*GetCertificateRequest) ProtoMessage() {}
 
 func (x *GetCertificateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[13]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -880,7 +1001,7 @@ func (x *GetCertificateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCertificateRequest.ProtoReflect.Descriptor instead.
 func (*GetCertificateRequest) Descriptor() ([]byte, []int) {
-	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{13}
+	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *GetCertificateRequest) GetAccountId() string {
@@ -906,7 +1027,7 @@ type GetCertificateResponse struct {
 
 func (x *GetCertificateResponse) Reset() {
 	*x = GetCertificateResponse{}
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[14]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -918,7 +1039,7 @@ func (x *GetCertificateResponse) String() string {
 func (*GetCertificateResponse) ProtoMessage() {}
 
 func (x *GetCertificateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[14]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -931,7 +1052,7 @@ func (x *GetCertificateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCertificateResponse.ProtoReflect.Descriptor instead.
 func (*GetCertificateResponse) Descriptor() ([]byte, []int) {
-	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{14}
+	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *GetCertificateResponse) GetCertificate() *Certificate {
@@ -942,17 +1063,19 @@ func (x *GetCertificateResponse) GetCertificate() *Certificate {
 }
 
 type RevokeCertificateRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	AccountId     string                 `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
-	Serial        string                 `protobuf:"bytes,2,opt,name=serial,proto3" json:"serial,omitempty"` // hex
-	Reason        string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	AccountId string                 `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	Serial    string                 `protobuf:"bytes,2,opt,name=serial,proto3" json:"serial,omitempty"` // hex
+	Reason    string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	// Who asked, for the audit log; empty when the CA revokes on its own.
+	Actor         *v1.Principal `protobuf:"bytes,4,opt,name=actor,proto3" json:"actor,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RevokeCertificateRequest) Reset() {
 	*x = RevokeCertificateRequest{}
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[15]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -964,7 +1087,7 @@ func (x *RevokeCertificateRequest) String() string {
 func (*RevokeCertificateRequest) ProtoMessage() {}
 
 func (x *RevokeCertificateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[15]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -977,7 +1100,7 @@ func (x *RevokeCertificateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeCertificateRequest.ProtoReflect.Descriptor instead.
 func (*RevokeCertificateRequest) Descriptor() ([]byte, []int) {
-	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{15}
+	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *RevokeCertificateRequest) GetAccountId() string {
@@ -1001,6 +1124,13 @@ func (x *RevokeCertificateRequest) GetReason() string {
 	return ""
 }
 
+func (x *RevokeCertificateRequest) GetActor() *v1.Principal {
+	if x != nil {
+		return x.Actor
+	}
+	return nil
+}
+
 type RevokeCertificateResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Certificate   *Certificate           `protobuf:"bytes,1,opt,name=certificate,proto3" json:"certificate,omitempty"`
@@ -1010,7 +1140,7 @@ type RevokeCertificateResponse struct {
 
 func (x *RevokeCertificateResponse) Reset() {
 	*x = RevokeCertificateResponse{}
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[16]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1022,7 +1152,7 @@ func (x *RevokeCertificateResponse) String() string {
 func (*RevokeCertificateResponse) ProtoMessage() {}
 
 func (x *RevokeCertificateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[16]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1035,7 +1165,7 @@ func (x *RevokeCertificateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeCertificateResponse.ProtoReflect.Descriptor instead.
 func (*RevokeCertificateResponse) Descriptor() ([]byte, []int) {
-	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{16}
+	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *RevokeCertificateResponse) GetCertificate() *Certificate {
@@ -1056,7 +1186,7 @@ type OCSPRequest struct {
 
 func (x *OCSPRequest) Reset() {
 	*x = OCSPRequest{}
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[17]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1068,7 +1198,7 @@ func (x *OCSPRequest) String() string {
 func (*OCSPRequest) ProtoMessage() {}
 
 func (x *OCSPRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[17]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1081,7 +1211,7 @@ func (x *OCSPRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OCSPRequest.ProtoReflect.Descriptor instead.
 func (*OCSPRequest) Descriptor() ([]byte, []int) {
-	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{17}
+	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *OCSPRequest) GetAccountId() string {
@@ -1107,7 +1237,7 @@ type OCSPResponse struct {
 
 func (x *OCSPResponse) Reset() {
 	*x = OCSPResponse{}
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[18]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1119,7 +1249,7 @@ func (x *OCSPResponse) String() string {
 func (*OCSPResponse) ProtoMessage() {}
 
 func (x *OCSPResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[18]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1132,7 +1262,7 @@ func (x *OCSPResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OCSPResponse.ProtoReflect.Descriptor instead.
 func (*OCSPResponse) Descriptor() ([]byte, []int) {
-	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{18}
+	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *OCSPResponse) GetResponse() []byte {
@@ -1152,7 +1282,7 @@ type CertificateIssued struct {
 
 func (x *CertificateIssued) Reset() {
 	*x = CertificateIssued{}
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[19]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1164,7 +1294,7 @@ func (x *CertificateIssued) String() string {
 func (*CertificateIssued) ProtoMessage() {}
 
 func (x *CertificateIssued) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[19]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1177,7 +1307,7 @@ func (x *CertificateIssued) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CertificateIssued.ProtoReflect.Descriptor instead.
 func (*CertificateIssued) Descriptor() ([]byte, []int) {
-	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{19}
+	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *CertificateIssued) GetCertificate() *Certificate {
@@ -1196,7 +1326,7 @@ type CertificateRevoked struct {
 
 func (x *CertificateRevoked) Reset() {
 	*x = CertificateRevoked{}
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[20]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1208,7 +1338,7 @@ func (x *CertificateRevoked) String() string {
 func (*CertificateRevoked) ProtoMessage() {}
 
 func (x *CertificateRevoked) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[20]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1221,7 +1351,7 @@ func (x *CertificateRevoked) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CertificateRevoked.ProtoReflect.Descriptor instead.
 func (*CertificateRevoked) Descriptor() ([]byte, []int) {
-	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{20}
+	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *CertificateRevoked) GetCertificate() *Certificate {
@@ -1229,6 +1359,67 @@ func (x *CertificateRevoked) GetCertificate() *Certificate {
 		return x.Certificate
 	}
 	return nil
+}
+
+type IssuerRotated struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	AccountId string                 `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	// SHA-256 of the new and the retired issuing CA certificates, hex.
+	IssuerSha256  string `protobuf:"bytes,2,opt,name=issuer_sha256,json=issuerSha256,proto3" json:"issuer_sha256,omitempty"`
+	RetiredSha256 string `protobuf:"bytes,3,opt,name=retired_sha256,json=retiredSha256,proto3" json:"retired_sha256,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IssuerRotated) Reset() {
+	*x = IssuerRotated{}
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IssuerRotated) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IssuerRotated) ProtoMessage() {}
+
+func (x *IssuerRotated) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IssuerRotated.ProtoReflect.Descriptor instead.
+func (*IssuerRotated) Descriptor() ([]byte, []int) {
+	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *IssuerRotated) GetAccountId() string {
+	if x != nil {
+		return x.AccountId
+	}
+	return ""
+}
+
+func (x *IssuerRotated) GetIssuerSha256() string {
+	if x != nil {
+		return x.IssuerSha256
+	}
+	return ""
+}
+
+func (x *IssuerRotated) GetRetiredSha256() string {
+	if x != nil {
+		return x.RetiredSha256
+	}
+	return ""
 }
 
 type AccountCAInitialized struct {
@@ -1242,7 +1433,7 @@ type AccountCAInitialized struct {
 
 func (x *AccountCAInitialized) Reset() {
 	*x = AccountCAInitialized{}
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[21]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1254,7 +1445,7 @@ func (x *AccountCAInitialized) String() string {
 func (*AccountCAInitialized) ProtoMessage() {}
 
 func (x *AccountCAInitialized) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[21]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1267,7 +1458,7 @@ func (x *AccountCAInitialized) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AccountCAInitialized.ProtoReflect.Descriptor instead.
 func (*AccountCAInitialized) Descriptor() ([]byte, []int) {
-	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{21}
+	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *AccountCAInitialized) GetAccountId() string {
@@ -1288,18 +1479,26 @@ var File_cloister_ca_v1_ca_proto protoreflect.FileDescriptor
 
 const file_cloister_ca_v1_ca_proto_rawDesc = "" +
 	"\n" +
-	"\x17cloister/ca/v1/ca.proto\x12\x0ecloister.ca.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"-\n" +
+	"\x17cloister/ca/v1/ca.proto\x12\x0ecloister.ca.v1\x1a!cloister/account/v1/account.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"-\n" +
 	"\fGetCARequest\x12\x1d\n" +
 	"\n" +
-	"account_id\x18\x01 \x01(\tR\taccountId\"f\n" +
+	"account_id\x18\x01 \x01(\tR\taccountId\"\x96\x01\n" +
 	"\rGetCAResponse\x12\x1b\n" +
 	"\tchain_pem\x18\x01 \x01(\fR\bchainPem\x12\x19\n" +
 	"\broot_pem\x18\x02 \x01(\fR\arootPem\x12\x1d\n" +
 	"\n" +
-	"issuer_pem\x18\x03 \x01(\fR\tissuerPem\".\n" +
+	"issuer_pem\x18\x03 \x01(\fR\tissuerPem\x12.\n" +
+	"\x13retired_issuers_pem\x18\x04 \x01(\fR\x11retiredIssuersPem\"j\n" +
+	"\x13RotateIssuerRequest\x12\x1d\n" +
+	"\n" +
+	"account_id\x18\x01 \x01(\tR\taccountId\x124\n" +
+	"\x05actor\x18\x02 \x01(\v2\x1e.cloister.account.v1.PrincipalR\x05actor\"E\n" +
+	"\x14RotateIssuerResponse\x12-\n" +
+	"\x02ca\x18\x01 \x01(\v2\x1d.cloister.ca.v1.GetCAResponseR\x02ca\"R\n" +
 	"\rGetCRLRequest\x12\x1d\n" +
 	"\n" +
-	"account_id\x18\x01 \x01(\tR\taccountId\"_\n" +
+	"account_id\x18\x01 \x01(\tR\taccountId\x12\"\n" +
+	"\rissuer_key_id\x18\x02 \x01(\tR\vissuerKeyId\"_\n" +
 	"\x0eGetCRLResponse\x12\x10\n" +
 	"\x03crl\x18\x01 \x01(\fR\x03crl\x12;\n" +
 	"\vnext_update\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
@@ -1366,12 +1565,13 @@ const file_cloister_ca_v1_ca_proto_rawDesc = "" +
 	"account_id\x18\x01 \x01(\tR\taccountId\x12\x16\n" +
 	"\x06serial\x18\x02 \x01(\tR\x06serial\"W\n" +
 	"\x16GetCertificateResponse\x12=\n" +
-	"\vcertificate\x18\x01 \x01(\v2\x1b.cloister.ca.v1.CertificateR\vcertificate\"i\n" +
+	"\vcertificate\x18\x01 \x01(\v2\x1b.cloister.ca.v1.CertificateR\vcertificate\"\x9f\x01\n" +
 	"\x18RevokeCertificateRequest\x12\x1d\n" +
 	"\n" +
 	"account_id\x18\x01 \x01(\tR\taccountId\x12\x16\n" +
 	"\x06serial\x18\x02 \x01(\tR\x06serial\x12\x16\n" +
-	"\x06reason\x18\x03 \x01(\tR\x06reason\"Z\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x124\n" +
+	"\x05actor\x18\x04 \x01(\v2\x1e.cloister.account.v1.PrincipalR\x05actor\"Z\n" +
 	"\x19RevokeCertificateResponse\x12=\n" +
 	"\vcertificate\x18\x01 \x01(\v2\x1b.cloister.ca.v1.CertificateR\vcertificate\"F\n" +
 	"\vOCSPRequest\x12\x1d\n" +
@@ -1383,7 +1583,12 @@ const file_cloister_ca_v1_ca_proto_rawDesc = "" +
 	"\x11CertificateIssued\x12=\n" +
 	"\vcertificate\x18\x01 \x01(\v2\x1b.cloister.ca.v1.CertificateR\vcertificate\"S\n" +
 	"\x12CertificateRevoked\x12=\n" +
-	"\vcertificate\x18\x01 \x01(\v2\x1b.cloister.ca.v1.CertificateR\vcertificate\"V\n" +
+	"\vcertificate\x18\x01 \x01(\v2\x1b.cloister.ca.v1.CertificateR\vcertificate\"z\n" +
+	"\rIssuerRotated\x12\x1d\n" +
+	"\n" +
+	"account_id\x18\x01 \x01(\tR\taccountId\x12#\n" +
+	"\rissuer_sha256\x18\x02 \x01(\tR\fissuerSha256\x12%\n" +
+	"\x0eretired_sha256\x18\x03 \x01(\tR\rretiredSha256\"V\n" +
 	"\x14AccountCAInitialized\x12\x1d\n" +
 	"\n" +
 	"account_id\x18\x01 \x01(\tR\taccountId\x12\x1f\n" +
@@ -1402,50 +1607,57 @@ func file_cloister_ca_v1_ca_proto_rawDescGZIP() []byte {
 	return file_cloister_ca_v1_ca_proto_rawDescData
 }
 
-var file_cloister_ca_v1_ca_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_cloister_ca_v1_ca_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_cloister_ca_v1_ca_proto_goTypes = []any{
 	(*GetCARequest)(nil),                 // 0: cloister.ca.v1.GetCARequest
 	(*GetCAResponse)(nil),                // 1: cloister.ca.v1.GetCAResponse
-	(*GetCRLRequest)(nil),                // 2: cloister.ca.v1.GetCRLRequest
-	(*GetCRLResponse)(nil),               // 3: cloister.ca.v1.GetCRLResponse
-	(*Certificate)(nil),                  // 4: cloister.ca.v1.Certificate
-	(*IssueNodeCertificateRequest)(nil),  // 5: cloister.ca.v1.IssueNodeCertificateRequest
-	(*IssueNodeCertificateResponse)(nil), // 6: cloister.ca.v1.IssueNodeCertificateResponse
-	(*CreateNonceRequest)(nil),           // 7: cloister.ca.v1.CreateNonceRequest
-	(*CreateNonceResponse)(nil),          // 8: cloister.ca.v1.CreateNonceResponse
-	(*IssueAppCertificateRequest)(nil),   // 9: cloister.ca.v1.IssueAppCertificateRequest
-	(*IssueAppCertificateResponse)(nil),  // 10: cloister.ca.v1.IssueAppCertificateResponse
-	(*ListCertificatesRequest)(nil),      // 11: cloister.ca.v1.ListCertificatesRequest
-	(*ListCertificatesResponse)(nil),     // 12: cloister.ca.v1.ListCertificatesResponse
-	(*GetCertificateRequest)(nil),        // 13: cloister.ca.v1.GetCertificateRequest
-	(*GetCertificateResponse)(nil),       // 14: cloister.ca.v1.GetCertificateResponse
-	(*RevokeCertificateRequest)(nil),     // 15: cloister.ca.v1.RevokeCertificateRequest
-	(*RevokeCertificateResponse)(nil),    // 16: cloister.ca.v1.RevokeCertificateResponse
-	(*OCSPRequest)(nil),                  // 17: cloister.ca.v1.OCSPRequest
-	(*OCSPResponse)(nil),                 // 18: cloister.ca.v1.OCSPResponse
-	(*CertificateIssued)(nil),            // 19: cloister.ca.v1.CertificateIssued
-	(*CertificateRevoked)(nil),           // 20: cloister.ca.v1.CertificateRevoked
-	(*AccountCAInitialized)(nil),         // 21: cloister.ca.v1.AccountCAInitialized
-	(*timestamppb.Timestamp)(nil),        // 22: google.protobuf.Timestamp
+	(*RotateIssuerRequest)(nil),          // 2: cloister.ca.v1.RotateIssuerRequest
+	(*RotateIssuerResponse)(nil),         // 3: cloister.ca.v1.RotateIssuerResponse
+	(*GetCRLRequest)(nil),                // 4: cloister.ca.v1.GetCRLRequest
+	(*GetCRLResponse)(nil),               // 5: cloister.ca.v1.GetCRLResponse
+	(*Certificate)(nil),                  // 6: cloister.ca.v1.Certificate
+	(*IssueNodeCertificateRequest)(nil),  // 7: cloister.ca.v1.IssueNodeCertificateRequest
+	(*IssueNodeCertificateResponse)(nil), // 8: cloister.ca.v1.IssueNodeCertificateResponse
+	(*CreateNonceRequest)(nil),           // 9: cloister.ca.v1.CreateNonceRequest
+	(*CreateNonceResponse)(nil),          // 10: cloister.ca.v1.CreateNonceResponse
+	(*IssueAppCertificateRequest)(nil),   // 11: cloister.ca.v1.IssueAppCertificateRequest
+	(*IssueAppCertificateResponse)(nil),  // 12: cloister.ca.v1.IssueAppCertificateResponse
+	(*ListCertificatesRequest)(nil),      // 13: cloister.ca.v1.ListCertificatesRequest
+	(*ListCertificatesResponse)(nil),     // 14: cloister.ca.v1.ListCertificatesResponse
+	(*GetCertificateRequest)(nil),        // 15: cloister.ca.v1.GetCertificateRequest
+	(*GetCertificateResponse)(nil),       // 16: cloister.ca.v1.GetCertificateResponse
+	(*RevokeCertificateRequest)(nil),     // 17: cloister.ca.v1.RevokeCertificateRequest
+	(*RevokeCertificateResponse)(nil),    // 18: cloister.ca.v1.RevokeCertificateResponse
+	(*OCSPRequest)(nil),                  // 19: cloister.ca.v1.OCSPRequest
+	(*OCSPResponse)(nil),                 // 20: cloister.ca.v1.OCSPResponse
+	(*CertificateIssued)(nil),            // 21: cloister.ca.v1.CertificateIssued
+	(*CertificateRevoked)(nil),           // 22: cloister.ca.v1.CertificateRevoked
+	(*IssuerRotated)(nil),                // 23: cloister.ca.v1.IssuerRotated
+	(*AccountCAInitialized)(nil),         // 24: cloister.ca.v1.AccountCAInitialized
+	(*v1.Principal)(nil),                 // 25: cloister.account.v1.Principal
+	(*timestamppb.Timestamp)(nil),        // 26: google.protobuf.Timestamp
 }
 var file_cloister_ca_v1_ca_proto_depIdxs = []int32{
-	22, // 0: cloister.ca.v1.GetCRLResponse.next_update:type_name -> google.protobuf.Timestamp
-	22, // 1: cloister.ca.v1.Certificate.not_before:type_name -> google.protobuf.Timestamp
-	22, // 2: cloister.ca.v1.Certificate.not_after:type_name -> google.protobuf.Timestamp
-	22, // 3: cloister.ca.v1.Certificate.revoked_at:type_name -> google.protobuf.Timestamp
-	4,  // 4: cloister.ca.v1.IssueNodeCertificateResponse.certificate:type_name -> cloister.ca.v1.Certificate
-	22, // 5: cloister.ca.v1.CreateNonceResponse.expires_at:type_name -> google.protobuf.Timestamp
-	4,  // 6: cloister.ca.v1.IssueAppCertificateResponse.certificate:type_name -> cloister.ca.v1.Certificate
-	4,  // 7: cloister.ca.v1.ListCertificatesResponse.certificates:type_name -> cloister.ca.v1.Certificate
-	4,  // 8: cloister.ca.v1.GetCertificateResponse.certificate:type_name -> cloister.ca.v1.Certificate
-	4,  // 9: cloister.ca.v1.RevokeCertificateResponse.certificate:type_name -> cloister.ca.v1.Certificate
-	4,  // 10: cloister.ca.v1.CertificateIssued.certificate:type_name -> cloister.ca.v1.Certificate
-	4,  // 11: cloister.ca.v1.CertificateRevoked.certificate:type_name -> cloister.ca.v1.Certificate
-	12, // [12:12] is the sub-list for method output_type
-	12, // [12:12] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	25, // 0: cloister.ca.v1.RotateIssuerRequest.actor:type_name -> cloister.account.v1.Principal
+	1,  // 1: cloister.ca.v1.RotateIssuerResponse.ca:type_name -> cloister.ca.v1.GetCAResponse
+	26, // 2: cloister.ca.v1.GetCRLResponse.next_update:type_name -> google.protobuf.Timestamp
+	26, // 3: cloister.ca.v1.Certificate.not_before:type_name -> google.protobuf.Timestamp
+	26, // 4: cloister.ca.v1.Certificate.not_after:type_name -> google.protobuf.Timestamp
+	26, // 5: cloister.ca.v1.Certificate.revoked_at:type_name -> google.protobuf.Timestamp
+	6,  // 6: cloister.ca.v1.IssueNodeCertificateResponse.certificate:type_name -> cloister.ca.v1.Certificate
+	26, // 7: cloister.ca.v1.CreateNonceResponse.expires_at:type_name -> google.protobuf.Timestamp
+	6,  // 8: cloister.ca.v1.IssueAppCertificateResponse.certificate:type_name -> cloister.ca.v1.Certificate
+	6,  // 9: cloister.ca.v1.ListCertificatesResponse.certificates:type_name -> cloister.ca.v1.Certificate
+	6,  // 10: cloister.ca.v1.GetCertificateResponse.certificate:type_name -> cloister.ca.v1.Certificate
+	25, // 11: cloister.ca.v1.RevokeCertificateRequest.actor:type_name -> cloister.account.v1.Principal
+	6,  // 12: cloister.ca.v1.RevokeCertificateResponse.certificate:type_name -> cloister.ca.v1.Certificate
+	6,  // 13: cloister.ca.v1.CertificateIssued.certificate:type_name -> cloister.ca.v1.Certificate
+	6,  // 14: cloister.ca.v1.CertificateRevoked.certificate:type_name -> cloister.ca.v1.Certificate
+	15, // [15:15] is the sub-list for method output_type
+	15, // [15:15] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_cloister_ca_v1_ca_proto_init() }
@@ -1459,7 +1671,7 @@ func file_cloister_ca_v1_ca_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cloister_ca_v1_ca_proto_rawDesc), len(file_cloister_ca_v1_ca_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   22,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
