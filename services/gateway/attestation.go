@@ -55,7 +55,7 @@ func (g *Gateway) setAttestationPolicy(w http.ResponseWriter, r *http.Request, p
 	if err := decodeJSON(w, r, &b); err != nil {
 		return reply{}, err
 	}
-	resp, err := g.attestation.SetPolicy(r.Context(), &attestationv1.SetPolicyRequest{AccountId: r.PathValue("account_id"),
+	resp, err := g.attestation.SetPolicy(r.Context(), &attestationv1.SetPolicyRequest{AccountId: r.PathValue("account_id"), Actor: p.proto(),
 		Policy: &attestationv1.Policy{AcceptStatuses: b.AcceptStatuses, AllowDebug: b.AllowDebug, AllowSimulation: b.AllowSimulation, MinIsvsvn: b.MinISVSVN}})
 	if err != nil {
 		return reply{}, err

@@ -610,6 +610,14 @@ func TestAttestationRoutes(t *testing.T) {
 	if r := do(t, s.srv, "PUT", base+"/policy", admin, map[string]any{"accept_statuses": []string{"ConfigurationAndSWHardeningNeeded"}}); r.status != 200 {
 		t.Fatalf("admin setting the policy = %d %s", r.status, r.body)
 	}
+	if r := do(t, s.srv, "PUT", base+"/policy", admin, map[string]any{"accept_statuses": []string{"Sideways"}}); r.status != 400 {
+		t.Fatalf("admin setting a bad policy = %d %s, want 400", r.status, r.body)
+	}
+	audit := do(t, s.srv, "GET", "/v1/accounts/"+acct+"/audit", admin, nil)
+	// Two refusals (this one and "Fine" above) and one success.
+	if n := strings.Count(string(audit.body), `"action":"attestation.policy.set"`); n != 3 || !strings.Contains(string(audit.body), `unknown TCB status \"Sideways\"`) {
+		t.Fatalf("audit log has %d policy changes, want two failures and a success: %s", n, audit.body)
+	}
 	r = do(t, s.srv, "POST", base+"/verify", member, map[string]any{"quote": quote})
 	if r.status != 200 || !strings.Contains(string(r.body), `"ok":true`) ||
 		!strings.Contains(string(r.body), `"mrenclave":"33d8736db756ed4997e04ba358d27833188f1932ff7b1d156904d3f560452fbb"`) {

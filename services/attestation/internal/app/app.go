@@ -15,6 +15,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/cloister-cc/cloister/libs/audit"
 	"github.com/cloister-cc/cloister/libs/errs"
 	"github.com/cloister-cc/cloister/libs/sgx"
 	"github.com/cloister-cc/cloister/libs/sgx/sim"
@@ -52,6 +53,11 @@ type Images interface {
 	RemoveWhere(ctx context.Context, accountID string, drop func(domain.ApprovedImage) bool) error
 }
 
+// AuditLog records calls that failed; successes travel with their change.
+type AuditLog interface {
+	Record(ctx context.Context, e audit.Entry) error
+}
+
 // Fetcher gets collateral for a platform from Intel's PCS or a PCCS; ca is
 // "processor" or "platform", the PCK CA of the platform's certificate.
 type Fetcher interface {
@@ -71,6 +77,7 @@ type Config struct {
 	Collaterals Collaterals
 	Verdicts    Verdicts
 	Images      Images
+	Audit       AuditLog
 	// Fetcher, when set, fetches collateral that is missing or past its
 	// nextUpdate; fetched collateral is checked and stored like uploads.
 	Fetcher Fetcher
@@ -97,8 +104,8 @@ type Service struct {
 
 // New returns the service.
 func New(cfg Config) (*Service, error) {
-	if cfg.Policies == nil || cfg.Collaterals == nil || cfg.Verdicts == nil || cfg.Images == nil {
-		return nil, errors.New("attestation: the policy, collateral, verdict and image stores are required")
+	if cfg.Policies == nil || cfg.Collaterals == nil || cfg.Verdicts == nil || cfg.Images == nil || cfg.Audit == nil {
+		return nil, errors.New("attestation: the policy, collateral, verdict and image stores and the audit log are required")
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = time.Now
@@ -373,11 +380,24 @@ func (s *Service) GetPolicy(ctx context.Context, accountID string) (domain.Polic
 	return p, err
 }
 
-// SetPolicy replaces the account's policy.
-func (s *Service) SetPolicy(ctx context.Context, accountID string, p domain.Policy) (domain.Policy, error) {
+// SetPolicy replaces the account's policy; actor is who asked. Audited,
+// whether it succeeds or not.
+func (s *Service) SetPolicy(ctx context.Context, accountID string, p domain.Policy, actor audit.Actor) (domain.Policy, error) {
 	if uuid.Validate(accountID) != nil {
 		return domain.Policy{}, errs.New(errs.Invalid, "account_id must be an account's id")
 	}
+	entry := audit.Entry{AccountID: accountID, Actor: actor, Action: "attestation.policy.set", Target: accountID}
+	out, err := s.setPolicy(ctx, accountID, p, entry)
+	if err != nil {
+		entry.Err = err
+		if rerr := s.cfg.Audit.Record(ctx, entry); rerr != nil {
+			err = errors.Join(err, fmt.Errorf("recording audit entry: %w", rerr))
+		}
+	}
+	return out, err
+}
+
+func (s *Service) setPolicy(ctx context.Context, accountID string, p domain.Policy, entry audit.Entry) (domain.Policy, error) {
 	if err := p.Check(); err != nil {
 		return domain.Policy{}, err
 	}
@@ -390,7 +410,7 @@ func (s *Service) SetPolicy(ctx context.Context, accountID string, p domain.Poli
 	default:
 		p.Version = current.Version
 	}
-	return s.cfg.Policies.Put(ctx, accountID, p, domain.PolicyChanged{AccountID: accountID, Policy: p})
+	return s.cfg.Policies.Put(ctx, accountID, p, domain.PolicyChanged{AccountID: accountID, Policy: p}, domain.Audited{Entry: entry})
 }
 
 // PutCollateral checks collateral (chains, signatures, dates, Root CA CRL)

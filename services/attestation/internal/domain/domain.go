@@ -6,6 +6,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/cloister-cc/cloister/libs/audit"
 	"github.com/cloister-cc/cloister/libs/errs"
 	"github.com/cloister-cc/cloister/libs/sgx"
 )
@@ -119,8 +120,12 @@ type (
 		AccountID string
 		Policy    Policy
 	}
+	// Audited is an audit record: a success committed with its change,
+	// or a failure on its own.
+	Audited struct{ Entry audit.Entry }
 )
 
 func (AttestationSucceeded) isEvent() {}
 func (AttestationFailed) isEvent()    {}
 func (PolicyChanged) isEvent()        {}
+func (Audited) isEvent()              {}

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/cloister-cc/cloister/libs/allowlist"
+	"github.com/cloister-cc/cloister/libs/audit"
 	"github.com/cloister-cc/cloister/libs/cache"
 	"github.com/cloister-cc/cloister/libs/events"
 	attestationv1 "github.com/cloister-cc/cloister/libs/gen/cloister/attestation/v1"
@@ -259,6 +260,13 @@ func messages(ctx context.Context, evs []domain.Event) ([]*nats.Msg, error) {
 			account, payload = e.Verdict.AccountID, &attestationv1.AttestationFailed{Verdict: VerdictToProto(e.Verdict)}
 		case domain.PolicyChanged:
 			account, payload = e.AccountID, &attestationv1.PolicyChanged{AccountId: e.AccountID, Policy: PolicyToProto(e.Policy)}
+		case domain.Audited:
+			m, err := events.AuditMessage(ctx, Producer, e.Entry)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, m)
+			continue
 		default:
 			return nil, fmt.Errorf("store: no wire form for event %T", ev)
 		}
@@ -269,4 +277,18 @@ func messages(ctx context.Context, evs []domain.Event) ([]*nats.Msg, error) {
 		out = append(out, m)
 	}
 	return out, nil
+}
+
+// AuditLog publishes audit records of failed calls to the AUDIT stream.
+type AuditLog struct{ JS jetstream.JetStream }
+
+var _ app.AuditLog = AuditLog{}
+
+// Record implements app.AuditLog.
+func (l AuditLog) Record(ctx context.Context, e audit.Entry) error {
+	m, err := events.AuditMessage(ctx, Producer, e)
+	if err != nil {
+		return err
+	}
+	return events.Publish(ctx, l.JS, m)
 }

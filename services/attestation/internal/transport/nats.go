@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/cloister-cc/cloister/libs/errs"
+	"github.com/cloister-cc/cloister/libs/events"
 	attestationv1 "github.com/cloister-cc/cloister/libs/gen/cloister/attestation/v1"
 	"github.com/cloister-cc/cloister/libs/natsrpc"
 	"github.com/cloister-cc/cloister/libs/sgx"
@@ -59,7 +60,7 @@ func Register(mux *natsrpc.Mux, s *app.Service, simRoot []byte, logger *slog.Log
 			for _, st := range in.GetAcceptStatuses() {
 				p.AcceptStatuses = append(p.AcceptStatuses, sgx.TCBStatus(st))
 			}
-			p, err := s.SetPolicy(ctx, r.GetAccountId(), p)
+			p, err := s.SetPolicy(ctx, r.GetAccountId(), p, events.ActorOf(r.GetActor()))
 			if err != nil {
 				return nil, err
 			}

@@ -7,6 +7,7 @@
 package attestationv1
 
 import (
+	v1 "github.com/cloister-cc/cloister/libs/gen/cloister/account/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
@@ -587,9 +588,11 @@ func (x *GetPolicyResponse) GetPolicy() *Policy {
 }
 
 type SetPolicyRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	AccountId     string                 `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
-	Policy        *Policy                `protobuf:"bytes,2,opt,name=policy,proto3" json:"policy,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	AccountId string                 `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	// Who asked, for the audit log.
+	Actor         *v1.Principal `protobuf:"bytes,3,opt,name=actor,proto3" json:"actor,omitempty"`
+	Policy        *Policy       `protobuf:"bytes,2,opt,name=policy,proto3" json:"policy,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -629,6 +632,13 @@ func (x *SetPolicyRequest) GetAccountId() string {
 		return x.AccountId
 	}
 	return ""
+}
+
+func (x *SetPolicyRequest) GetActor() *v1.Principal {
+	if x != nil {
+		return x.Actor
+	}
+	return nil
 }
 
 func (x *SetPolicyRequest) GetPolicy() *Policy {
@@ -1046,7 +1056,7 @@ var File_cloister_attestation_v1_attestation_proto protoreflect.FileDescriptor
 
 const file_cloister_attestation_v1_attestation_proto_rawDesc = "" +
 	"\n" +
-	")cloister/attestation/v1/attestation.proto\x12\x17cloister.attestation.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9c\x01\n" +
+	")cloister/attestation/v1/attestation.proto\x12\x17cloister.attestation.v1\x1a!cloister/account/v1/account.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9c\x01\n" +
 	"\x06Policy\x12'\n" +
 	"\x0faccept_statuses\x18\x01 \x03(\tR\x0eacceptStatuses\x12\x1f\n" +
 	"\vallow_debug\x18\x02 \x01(\bR\n" +
@@ -1099,10 +1109,11 @@ const file_cloister_attestation_v1_attestation_proto_rawDesc = "" +
 	"\n" +
 	"account_id\x18\x01 \x01(\tR\taccountId\"L\n" +
 	"\x11GetPolicyResponse\x127\n" +
-	"\x06policy\x18\x01 \x01(\v2\x1f.cloister.attestation.v1.PolicyR\x06policy\"j\n" +
+	"\x06policy\x18\x01 \x01(\v2\x1f.cloister.attestation.v1.PolicyR\x06policy\"\xa0\x01\n" +
 	"\x10SetPolicyRequest\x12\x1d\n" +
 	"\n" +
-	"account_id\x18\x01 \x01(\tR\taccountId\x127\n" +
+	"account_id\x18\x01 \x01(\tR\taccountId\x124\n" +
+	"\x05actor\x18\x03 \x01(\v2\x1e.cloister.account.v1.PrincipalR\x05actor\x127\n" +
 	"\x06policy\x18\x02 \x01(\v2\x1f.cloister.attestation.v1.PolicyR\x06policy\"L\n" +
 	"\x11SetPolicyResponse\x127\n" +
 	"\x06policy\x18\x01 \x01(\v2\x1f.cloister.attestation.v1.PolicyR\x06policy\"\xd4\x01\n" +
@@ -1162,23 +1173,25 @@ var file_cloister_attestation_v1_attestation_proto_goTypes = []any{
 	(*AttestationFailed)(nil),         // 15: cloister.attestation.v1.AttestationFailed
 	(*PolicyChanged)(nil),             // 16: cloister.attestation.v1.PolicyChanged
 	(*timestamppb.Timestamp)(nil),     // 17: google.protobuf.Timestamp
+	(*v1.Principal)(nil),              // 18: cloister.account.v1.Principal
 }
 var file_cloister_attestation_v1_attestation_proto_depIdxs = []int32{
 	17, // 0: cloister.attestation.v1.Verdict.verified_at:type_name -> google.protobuf.Timestamp
 	1,  // 1: cloister.attestation.v1.GetVerdictResponse.verdict:type_name -> cloister.attestation.v1.Verdict
 	1,  // 2: cloister.attestation.v1.VerifyResponse.verdict:type_name -> cloister.attestation.v1.Verdict
 	0,  // 3: cloister.attestation.v1.GetPolicyResponse.policy:type_name -> cloister.attestation.v1.Policy
-	0,  // 4: cloister.attestation.v1.SetPolicyRequest.policy:type_name -> cloister.attestation.v1.Policy
-	0,  // 5: cloister.attestation.v1.SetPolicyResponse.policy:type_name -> cloister.attestation.v1.Policy
-	17, // 6: cloister.attestation.v1.PutCollateralResponse.next_update:type_name -> google.protobuf.Timestamp
-	1,  // 7: cloister.attestation.v1.AttestationSucceeded.verdict:type_name -> cloister.attestation.v1.Verdict
-	1,  // 8: cloister.attestation.v1.AttestationFailed.verdict:type_name -> cloister.attestation.v1.Verdict
-	0,  // 9: cloister.attestation.v1.PolicyChanged.policy:type_name -> cloister.attestation.v1.Policy
-	10, // [10:10] is the sub-list for method output_type
-	10, // [10:10] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	18, // 4: cloister.attestation.v1.SetPolicyRequest.actor:type_name -> cloister.account.v1.Principal
+	0,  // 5: cloister.attestation.v1.SetPolicyRequest.policy:type_name -> cloister.attestation.v1.Policy
+	0,  // 6: cloister.attestation.v1.SetPolicyResponse.policy:type_name -> cloister.attestation.v1.Policy
+	17, // 7: cloister.attestation.v1.PutCollateralResponse.next_update:type_name -> google.protobuf.Timestamp
+	1,  // 8: cloister.attestation.v1.AttestationSucceeded.verdict:type_name -> cloister.attestation.v1.Verdict
+	1,  // 9: cloister.attestation.v1.AttestationFailed.verdict:type_name -> cloister.attestation.v1.Verdict
+	0,  // 10: cloister.attestation.v1.PolicyChanged.policy:type_name -> cloister.attestation.v1.Policy
+	11, // [11:11] is the sub-list for method output_type
+	11, // [11:11] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_cloister_attestation_v1_attestation_proto_init() }
