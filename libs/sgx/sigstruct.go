@@ -171,6 +171,14 @@ func (s *SigStruct) MRSIGNER() [32]byte {
 	return sha256.Sum256(s.raw[sigModulus:sigExponent])
 }
 
+// MRSIGNEROf is the MRSIGNER of enclaves signed with pub: SHA-256 of its
+// modulus as a SIGSTRUCT stores it (384 bytes, little-endian).
+func MRSIGNEROf(pub *rsa.PublicKey) [32]byte {
+	b := make([]byte, sigExponent-sigModulus)
+	sigPutNumber(b, pub.N)
+	return sha256.Sum256(b)
+}
+
 // SignedData returns the 256 bytes the signature covers: bytes 0 to 127
 // (HEADER to the first reserved field) followed by bytes 900 to 1027
 // (MISCSELECT to ISVSVN).

@@ -545,3 +545,18 @@ func sigStructFuzzOne(t *testing.T, b []byte) {
 	}
 	_ = s.DateString()
 }
+
+func TestMRSIGNEROf(t *testing.T) {
+	key := sigStructKey(t)
+	raw, err := SignSigStruct(SigStructFields{}, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := ParseSigStruct(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := MRSIGNEROf(&key.PublicKey), s.MRSIGNER(); got != want {
+		t.Fatalf("MRSIGNEROf = %x, want the SIGSTRUCT's %x", got, want)
+	}
+}

@@ -7,8 +7,10 @@
 package imageconverterv1
 
 import (
+	v1 "github.com/cloister-cc/cloister/libs/gen/cloister/account/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -111,20 +113,251 @@ func (x *CertificateConfig) GetValidityDays() uint32 {
 	return 0
 }
 
-// App is an application as other services see it in events.
-type App struct {
+// EnvVar is an environment variable with a fixed value, part of the
+// enclave's measurement.
+type EnvVar struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	AccountId     string                 `protobuf:"bytes,2,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
-	Name          string                 `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
-	Certificate   *CertificateConfig     `protobuf:"bytes,15,opt,name=certificate,proto3" json:"certificate,omitempty"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Value         string                 `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EnvVar) Reset() {
+	*x = EnvVar{}
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EnvVar) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EnvVar) ProtoMessage() {}
+
+func (x *EnvVar) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EnvVar.ProtoReflect.Descriptor instead.
+func (*EnvVar) Descriptor() ([]byte, []int) {
+	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *EnvVar) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *EnvVar) GetValue() string {
+	if x != nil {
+		return x.Value
+	}
+	return ""
+}
+
+// AppSpec is everything a user sets on an application.
+type AppSpec struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Name        string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Description string                 `protobuf:"bytes,2,opt,name=description,proto3" json:"description,omitempty"`
+	// The image to convert, e.g. registry.example.com/team/hello:1.
+	InputImage string `protobuf:"bytes,3,opt,name=input_image,json=inputImage,proto3" json:"input_image,omitempty"`
+	// The repository converted images are pushed to (tagged per image).
+	OutputImage string `protobuf:"bytes,4,opt,name=output_image,json=outputImage,proto3" json:"output_image,omitempty"`
+	Isvprodid   uint32 `protobuf:"varint,5,opt,name=isvprodid,proto3" json:"isvprodid,omitempty"`
+	Isvsvn      uint32 `protobuf:"varint,6,opt,name=isvsvn,proto3" json:"isvsvn,omitempty"`
+	// Enclave memory in bytes.
+	MemorySize uint64 `protobuf:"varint,7,opt,name=memory_size,json=memorySize,proto3" json:"memory_size,omitempty"`
+	Threads    uint32 `protobuf:"varint,8,opt,name=threads,proto3" json:"threads,omitempty"`
+	// Empty: the input image's own entrypoint and command.
+	Entrypoint []string `protobuf:"bytes,9,rep,name=entrypoint,proto3" json:"entrypoint,omitempty"`
+	Args       []string `protobuf:"bytes,10,rep,name=args,proto3" json:"args,omitempty"`
+	// Whether arguments given at run time may replace args.
+	AllowCmdlineArgs bool      `protobuf:"varint,11,opt,name=allow_cmdline_args,json=allowCmdlineArgs,proto3" json:"allow_cmdline_args,omitempty"`
+	Env              []*EnvVar `protobuf:"bytes,12,rep,name=env,proto3" json:"env,omitempty"`
+	// Names of variables the host may pass through at run time.
+	PassthroughEnv []string `protobuf:"bytes,13,rep,name=passthrough_env,json=passthroughEnv,proto3" json:"passthrough_env,omitempty"`
+	// Directories the application may write to (not measured).
+	RwDirs        []string           `protobuf:"bytes,14,rep,name=rw_dirs,json=rwDirs,proto3" json:"rw_dirs,omitempty"`
+	Debug         bool               `protobuf:"varint,15,opt,name=debug,proto3" json:"debug,omitempty"`
+	Certificate   *CertificateConfig `protobuf:"bytes,16,opt,name=certificate,proto3" json:"certificate,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AppSpec) Reset() {
+	*x = AppSpec{}
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AppSpec) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AppSpec) ProtoMessage() {}
+
+func (x *AppSpec) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AppSpec.ProtoReflect.Descriptor instead.
+func (*AppSpec) Descriptor() ([]byte, []int) {
+	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *AppSpec) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *AppSpec) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+func (x *AppSpec) GetInputImage() string {
+	if x != nil {
+		return x.InputImage
+	}
+	return ""
+}
+
+func (x *AppSpec) GetOutputImage() string {
+	if x != nil {
+		return x.OutputImage
+	}
+	return ""
+}
+
+func (x *AppSpec) GetIsvprodid() uint32 {
+	if x != nil {
+		return x.Isvprodid
+	}
+	return 0
+}
+
+func (x *AppSpec) GetIsvsvn() uint32 {
+	if x != nil {
+		return x.Isvsvn
+	}
+	return 0
+}
+
+func (x *AppSpec) GetMemorySize() uint64 {
+	if x != nil {
+		return x.MemorySize
+	}
+	return 0
+}
+
+func (x *AppSpec) GetThreads() uint32 {
+	if x != nil {
+		return x.Threads
+	}
+	return 0
+}
+
+func (x *AppSpec) GetEntrypoint() []string {
+	if x != nil {
+		return x.Entrypoint
+	}
+	return nil
+}
+
+func (x *AppSpec) GetArgs() []string {
+	if x != nil {
+		return x.Args
+	}
+	return nil
+}
+
+func (x *AppSpec) GetAllowCmdlineArgs() bool {
+	if x != nil {
+		return x.AllowCmdlineArgs
+	}
+	return false
+}
+
+func (x *AppSpec) GetEnv() []*EnvVar {
+	if x != nil {
+		return x.Env
+	}
+	return nil
+}
+
+func (x *AppSpec) GetPassthroughEnv() []string {
+	if x != nil {
+		return x.PassthroughEnv
+	}
+	return nil
+}
+
+func (x *AppSpec) GetRwDirs() []string {
+	if x != nil {
+		return x.RwDirs
+	}
+	return nil
+}
+
+func (x *AppSpec) GetDebug() bool {
+	if x != nil {
+		return x.Debug
+	}
+	return false
+}
+
+func (x *AppSpec) GetCertificate() *CertificateConfig {
+	if x != nil {
+		return x.Certificate
+	}
+	return nil
+}
+
+// App is an application: its spec, and what the service keeps of it.
+type App struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Id        string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	AccountId string                 `protobuf:"bytes,2,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	Name      string                 `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
+	Spec      *AppSpec               `protobuf:"bytes,4,opt,name=spec,proto3" json:"spec,omitempty"`
+	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	UpdatedAt *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	// Kept for consumers that need only the certificate configuration:
+	// always equal to spec.certificate.
+	Certificate   *CertificateConfig `protobuf:"bytes,15,opt,name=certificate,proto3" json:"certificate,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *App) Reset() {
 	*x = App{}
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[1]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -136,7 +369,7 @@ func (x *App) String() string {
 func (*App) ProtoMessage() {}
 
 func (x *App) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[1]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -149,7 +382,7 @@ func (x *App) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use App.ProtoReflect.Descriptor instead.
 func (*App) Descriptor() ([]byte, []int) {
-	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{1}
+	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *App) GetId() string {
@@ -173,9 +406,688 @@ func (x *App) GetName() string {
 	return ""
 }
 
+func (x *App) GetSpec() *AppSpec {
+	if x != nil {
+		return x.Spec
+	}
+	return nil
+}
+
+func (x *App) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+func (x *App) GetUpdatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdatedAt
+	}
+	return nil
+}
+
 func (x *App) GetCertificate() *CertificateConfig {
 	if x != nil {
 		return x.Certificate
+	}
+	return nil
+}
+
+type CreateAppRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	AccountId     string                 `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	Spec          *AppSpec               `protobuf:"bytes,2,opt,name=spec,proto3" json:"spec,omitempty"`
+	Actor         *v1.Principal          `protobuf:"bytes,3,opt,name=actor,proto3" json:"actor,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateAppRequest) Reset() {
+	*x = CreateAppRequest{}
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateAppRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateAppRequest) ProtoMessage() {}
+
+func (x *CreateAppRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateAppRequest.ProtoReflect.Descriptor instead.
+func (*CreateAppRequest) Descriptor() ([]byte, []int) {
+	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *CreateAppRequest) GetAccountId() string {
+	if x != nil {
+		return x.AccountId
+	}
+	return ""
+}
+
+func (x *CreateAppRequest) GetSpec() *AppSpec {
+	if x != nil {
+		return x.Spec
+	}
+	return nil
+}
+
+func (x *CreateAppRequest) GetActor() *v1.Principal {
+	if x != nil {
+		return x.Actor
+	}
+	return nil
+}
+
+type CreateAppResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	App           *App                   `protobuf:"bytes,1,opt,name=app,proto3" json:"app,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateAppResponse) Reset() {
+	*x = CreateAppResponse{}
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateAppResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateAppResponse) ProtoMessage() {}
+
+func (x *CreateAppResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateAppResponse.ProtoReflect.Descriptor instead.
+func (*CreateAppResponse) Descriptor() ([]byte, []int) {
+	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *CreateAppResponse) GetApp() *App {
+	if x != nil {
+		return x.App
+	}
+	return nil
+}
+
+type GetAppRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	AccountId string                 `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	// An id, or a name.
+	App           string `protobuf:"bytes,2,opt,name=app,proto3" json:"app,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetAppRequest) Reset() {
+	*x = GetAppRequest{}
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetAppRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetAppRequest) ProtoMessage() {}
+
+func (x *GetAppRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetAppRequest.ProtoReflect.Descriptor instead.
+func (*GetAppRequest) Descriptor() ([]byte, []int) {
+	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *GetAppRequest) GetAccountId() string {
+	if x != nil {
+		return x.AccountId
+	}
+	return ""
+}
+
+func (x *GetAppRequest) GetApp() string {
+	if x != nil {
+		return x.App
+	}
+	return ""
+}
+
+type GetAppResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	App           *App                   `protobuf:"bytes,1,opt,name=app,proto3" json:"app,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetAppResponse) Reset() {
+	*x = GetAppResponse{}
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetAppResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetAppResponse) ProtoMessage() {}
+
+func (x *GetAppResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetAppResponse.ProtoReflect.Descriptor instead.
+func (*GetAppResponse) Descriptor() ([]byte, []int) {
+	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *GetAppResponse) GetApp() *App {
+	if x != nil {
+		return x.App
+	}
+	return nil
+}
+
+type ListAppsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	AccountId     string                 `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAppsRequest) Reset() {
+	*x = ListAppsRequest{}
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAppsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAppsRequest) ProtoMessage() {}
+
+func (x *ListAppsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAppsRequest.ProtoReflect.Descriptor instead.
+func (*ListAppsRequest) Descriptor() ([]byte, []int) {
+	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *ListAppsRequest) GetAccountId() string {
+	if x != nil {
+		return x.AccountId
+	}
+	return ""
+}
+
+type ListAppsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Apps          []*App                 `protobuf:"bytes,1,rep,name=apps,proto3" json:"apps,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAppsResponse) Reset() {
+	*x = ListAppsResponse{}
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAppsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAppsResponse) ProtoMessage() {}
+
+func (x *ListAppsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAppsResponse.ProtoReflect.Descriptor instead.
+func (*ListAppsResponse) Descriptor() ([]byte, []int) {
+	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *ListAppsResponse) GetApps() []*App {
+	if x != nil {
+		return x.Apps
+	}
+	return nil
+}
+
+// UpdateAppRequest replaces the spec; the gateway merges a PATCH into the
+// current spec first.
+type UpdateAppRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	AccountId     string                 `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	AppId         string                 `protobuf:"bytes,2,opt,name=app_id,json=appId,proto3" json:"app_id,omitempty"`
+	Spec          *AppSpec               `protobuf:"bytes,3,opt,name=spec,proto3" json:"spec,omitempty"`
+	Actor         *v1.Principal          `protobuf:"bytes,4,opt,name=actor,proto3" json:"actor,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateAppRequest) Reset() {
+	*x = UpdateAppRequest{}
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateAppRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateAppRequest) ProtoMessage() {}
+
+func (x *UpdateAppRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateAppRequest.ProtoReflect.Descriptor instead.
+func (*UpdateAppRequest) Descriptor() ([]byte, []int) {
+	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *UpdateAppRequest) GetAccountId() string {
+	if x != nil {
+		return x.AccountId
+	}
+	return ""
+}
+
+func (x *UpdateAppRequest) GetAppId() string {
+	if x != nil {
+		return x.AppId
+	}
+	return ""
+}
+
+func (x *UpdateAppRequest) GetSpec() *AppSpec {
+	if x != nil {
+		return x.Spec
+	}
+	return nil
+}
+
+func (x *UpdateAppRequest) GetActor() *v1.Principal {
+	if x != nil {
+		return x.Actor
+	}
+	return nil
+}
+
+type UpdateAppResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	App           *App                   `protobuf:"bytes,1,opt,name=app,proto3" json:"app,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateAppResponse) Reset() {
+	*x = UpdateAppResponse{}
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateAppResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateAppResponse) ProtoMessage() {}
+
+func (x *UpdateAppResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateAppResponse.ProtoReflect.Descriptor instead.
+func (*UpdateAppResponse) Descriptor() ([]byte, []int) {
+	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *UpdateAppResponse) GetApp() *App {
+	if x != nil {
+		return x.App
+	}
+	return nil
+}
+
+type DeleteAppRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	AccountId     string                 `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	AppId         string                 `protobuf:"bytes,2,opt,name=app_id,json=appId,proto3" json:"app_id,omitempty"`
+	Actor         *v1.Principal          `protobuf:"bytes,3,opt,name=actor,proto3" json:"actor,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteAppRequest) Reset() {
+	*x = DeleteAppRequest{}
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteAppRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteAppRequest) ProtoMessage() {}
+
+func (x *DeleteAppRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteAppRequest.ProtoReflect.Descriptor instead.
+func (*DeleteAppRequest) Descriptor() ([]byte, []int) {
+	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *DeleteAppRequest) GetAccountId() string {
+	if x != nil {
+		return x.AccountId
+	}
+	return ""
+}
+
+func (x *DeleteAppRequest) GetAppId() string {
+	if x != nil {
+		return x.AppId
+	}
+	return ""
+}
+
+func (x *DeleteAppRequest) GetActor() *v1.Principal {
+	if x != nil {
+		return x.Actor
+	}
+	return nil
+}
+
+type DeleteAppResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteAppResponse) Reset() {
+	*x = DeleteAppResponse{}
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteAppResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteAppResponse) ProtoMessage() {}
+
+func (x *DeleteAppResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteAppResponse.ProtoReflect.Descriptor instead.
+func (*DeleteAppResponse) Descriptor() ([]byte, []int) {
+	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{13}
+}
+
+// SigningKey is the public half of the account's enclave signing key.
+type SigningKey struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	AccountId string                 `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	// PEM "PUBLIC KEY" (RSA-3072, e = 3).
+	PublicKeyPem []byte `protobuf:"bytes,2,opt,name=public_key_pem,json=publicKeyPem,proto3" json:"public_key_pem,omitempty"`
+	// SHA-256 of the modulus, little-endian: what SGX reports as MRSIGNER.
+	Mrsigner      []byte                 `protobuf:"bytes,3,opt,name=mrsigner,proto3" json:"mrsigner,omitempty"`
+	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SigningKey) Reset() {
+	*x = SigningKey{}
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SigningKey) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SigningKey) ProtoMessage() {}
+
+func (x *SigningKey) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SigningKey.ProtoReflect.Descriptor instead.
+func (*SigningKey) Descriptor() ([]byte, []int) {
+	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *SigningKey) GetAccountId() string {
+	if x != nil {
+		return x.AccountId
+	}
+	return ""
+}
+
+func (x *SigningKey) GetPublicKeyPem() []byte {
+	if x != nil {
+		return x.PublicKeyPem
+	}
+	return nil
+}
+
+func (x *SigningKey) GetMrsigner() []byte {
+	if x != nil {
+		return x.Mrsigner
+	}
+	return nil
+}
+
+func (x *SigningKey) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+type GetSigningKeyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	AccountId     string                 `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetSigningKeyRequest) Reset() {
+	*x = GetSigningKeyRequest{}
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetSigningKeyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetSigningKeyRequest) ProtoMessage() {}
+
+func (x *GetSigningKeyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetSigningKeyRequest.ProtoReflect.Descriptor instead.
+func (*GetSigningKeyRequest) Descriptor() ([]byte, []int) {
+	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *GetSigningKeyRequest) GetAccountId() string {
+	if x != nil {
+		return x.AccountId
+	}
+	return ""
+}
+
+type GetSigningKeyResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           *SigningKey            `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetSigningKeyResponse) Reset() {
+	*x = GetSigningKeyResponse{}
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetSigningKeyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetSigningKeyResponse) ProtoMessage() {}
+
+func (x *GetSigningKeyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetSigningKeyResponse.ProtoReflect.Descriptor instead.
+func (*GetSigningKeyResponse) Descriptor() ([]byte, []int) {
+	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *GetSigningKeyResponse) GetKey() *SigningKey {
+	if x != nil {
+		return x.Key
 	}
 	return nil
 }
@@ -190,7 +1102,7 @@ type AppCreated struct {
 
 func (x *AppCreated) Reset() {
 	*x = AppCreated{}
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[2]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -202,7 +1114,7 @@ func (x *AppCreated) String() string {
 func (*AppCreated) ProtoMessage() {}
 
 func (x *AppCreated) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[2]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -215,7 +1127,7 @@ func (x *AppCreated) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppCreated.ProtoReflect.Descriptor instead.
 func (*AppCreated) Descriptor() ([]byte, []int) {
-	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{2}
+	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *AppCreated) GetApp() *App {
@@ -234,7 +1146,7 @@ type AppUpdated struct {
 
 func (x *AppUpdated) Reset() {
 	*x = AppUpdated{}
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[3]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -246,7 +1158,7 @@ func (x *AppUpdated) String() string {
 func (*AppUpdated) ProtoMessage() {}
 
 func (x *AppUpdated) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[3]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -259,7 +1171,7 @@ func (x *AppUpdated) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppUpdated.ProtoReflect.Descriptor instead.
 func (*AppUpdated) Descriptor() ([]byte, []int) {
-	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{3}
+	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *AppUpdated) GetApp() *App {
@@ -279,7 +1191,7 @@ type AppDeleted struct {
 
 func (x *AppDeleted) Reset() {
 	*x = AppDeleted{}
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[4]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -291,7 +1203,7 @@ func (x *AppDeleted) String() string {
 func (*AppDeleted) ProtoMessage() {}
 
 func (x *AppDeleted) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[4]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -304,7 +1216,7 @@ func (x *AppDeleted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppDeleted.ProtoReflect.Descriptor instead.
 func (*AppDeleted) Descriptor() ([]byte, []int) {
-	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{4}
+	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *AppDeleted) GetAccountId() string {
@@ -333,7 +1245,7 @@ type ImageDeleted struct {
 
 func (x *ImageDeleted) Reset() {
 	*x = ImageDeleted{}
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[5]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -345,7 +1257,7 @@ func (x *ImageDeleted) String() string {
 func (*ImageDeleted) ProtoMessage() {}
 
 func (x *ImageDeleted) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[5]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -358,7 +1270,7 @@ func (x *ImageDeleted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImageDeleted.ProtoReflect.Descriptor instead.
 func (*ImageDeleted) Descriptor() ([]byte, []int) {
-	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{5}
+	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ImageDeleted) GetAccountId() string {
@@ -389,24 +1301,143 @@ func (x *ImageDeleted) GetMrenclave() []byte {
 	return nil
 }
 
+type SigningKeyCreated struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           *SigningKey            `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SigningKeyCreated) Reset() {
+	*x = SigningKeyCreated{}
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SigningKeyCreated) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SigningKeyCreated) ProtoMessage() {}
+
+func (x *SigningKeyCreated) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SigningKeyCreated.ProtoReflect.Descriptor instead.
+func (*SigningKeyCreated) Descriptor() ([]byte, []int) {
+	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *SigningKeyCreated) GetKey() *SigningKey {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
 var File_cloister_imageconverter_v1_imageconverter_proto protoreflect.FileDescriptor
 
 const file_cloister_imageconverter_v1_imageconverter_proto_rawDesc = "" +
 	"\n" +
-	"/cloister/imageconverter/v1/imageconverter.proto\x12\x1acloister.imageconverter.v1\"\xbb\x01\n" +
+	"/cloister/imageconverter/v1/imageconverter.proto\x12\x1acloister.imageconverter.v1\x1a!cloister/account/v1/account.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xbb\x01\n" +
 	"\x11CertificateConfig\x12\x16\n" +
 	"\x06domain\x18\x01 \x01(\tR\x06domain\x12\x16\n" +
 	"\x06issuer\x18\x02 \x01(\tR\x06issuer\x12\x19\n" +
 	"\bkey_path\x18\x03 \x01(\tR\akeyPath\x12\x19\n" +
 	"\bkey_type\x18\x04 \x01(\tR\akeyType\x12\x1b\n" +
 	"\tcert_path\x18\x05 \x01(\tR\bcertPath\x12#\n" +
-	"\rvalidity_days\x18\x06 \x01(\rR\fvalidityDays\"\x99\x01\n" +
+	"\rvalidity_days\x18\x06 \x01(\rR\fvalidityDays\"2\n" +
+	"\x06EnvVar\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value\"\xb5\x04\n" +
+	"\aAppSpec\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12 \n" +
+	"\vdescription\x18\x02 \x01(\tR\vdescription\x12\x1f\n" +
+	"\vinput_image\x18\x03 \x01(\tR\n" +
+	"inputImage\x12!\n" +
+	"\foutput_image\x18\x04 \x01(\tR\voutputImage\x12\x1c\n" +
+	"\tisvprodid\x18\x05 \x01(\rR\tisvprodid\x12\x16\n" +
+	"\x06isvsvn\x18\x06 \x01(\rR\x06isvsvn\x12\x1f\n" +
+	"\vmemory_size\x18\a \x01(\x04R\n" +
+	"memorySize\x12\x18\n" +
+	"\athreads\x18\b \x01(\rR\athreads\x12\x1e\n" +
+	"\n" +
+	"entrypoint\x18\t \x03(\tR\n" +
+	"entrypoint\x12\x12\n" +
+	"\x04args\x18\n" +
+	" \x03(\tR\x04args\x12,\n" +
+	"\x12allow_cmdline_args\x18\v \x01(\bR\x10allowCmdlineArgs\x124\n" +
+	"\x03env\x18\f \x03(\v2\".cloister.imageconverter.v1.EnvVarR\x03env\x12'\n" +
+	"\x0fpassthrough_env\x18\r \x03(\tR\x0epassthroughEnv\x12\x17\n" +
+	"\arw_dirs\x18\x0e \x03(\tR\x06rwDirs\x12\x14\n" +
+	"\x05debug\x18\x0f \x01(\bR\x05debug\x12O\n" +
+	"\vcertificate\x18\x10 \x01(\v2-.cloister.imageconverter.v1.CertificateConfigR\vcertificate\"\xc8\x02\n" +
 	"\x03App\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
 	"\n" +
 	"account_id\x18\x02 \x01(\tR\taccountId\x12\x12\n" +
-	"\x04name\x18\x03 \x01(\tR\x04name\x12O\n" +
-	"\vcertificate\x18\x0f \x01(\v2-.cloister.imageconverter.v1.CertificateConfigR\vcertificate\"?\n" +
+	"\x04name\x18\x03 \x01(\tR\x04name\x127\n" +
+	"\x04spec\x18\x04 \x01(\v2#.cloister.imageconverter.v1.AppSpecR\x04spec\x129\n" +
+	"\n" +
+	"created_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n" +
+	"\n" +
+	"updated_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12O\n" +
+	"\vcertificate\x18\x0f \x01(\v2-.cloister.imageconverter.v1.CertificateConfigR\vcertificate\"\xa0\x01\n" +
+	"\x10CreateAppRequest\x12\x1d\n" +
+	"\n" +
+	"account_id\x18\x01 \x01(\tR\taccountId\x127\n" +
+	"\x04spec\x18\x02 \x01(\v2#.cloister.imageconverter.v1.AppSpecR\x04spec\x124\n" +
+	"\x05actor\x18\x03 \x01(\v2\x1e.cloister.account.v1.PrincipalR\x05actor\"F\n" +
+	"\x11CreateAppResponse\x121\n" +
+	"\x03app\x18\x01 \x01(\v2\x1f.cloister.imageconverter.v1.AppR\x03app\"@\n" +
+	"\rGetAppRequest\x12\x1d\n" +
+	"\n" +
+	"account_id\x18\x01 \x01(\tR\taccountId\x12\x10\n" +
+	"\x03app\x18\x02 \x01(\tR\x03app\"C\n" +
+	"\x0eGetAppResponse\x121\n" +
+	"\x03app\x18\x01 \x01(\v2\x1f.cloister.imageconverter.v1.AppR\x03app\"0\n" +
+	"\x0fListAppsRequest\x12\x1d\n" +
+	"\n" +
+	"account_id\x18\x01 \x01(\tR\taccountId\"G\n" +
+	"\x10ListAppsResponse\x123\n" +
+	"\x04apps\x18\x01 \x03(\v2\x1f.cloister.imageconverter.v1.AppR\x04apps\"\xb7\x01\n" +
+	"\x10UpdateAppRequest\x12\x1d\n" +
+	"\n" +
+	"account_id\x18\x01 \x01(\tR\taccountId\x12\x15\n" +
+	"\x06app_id\x18\x02 \x01(\tR\x05appId\x127\n" +
+	"\x04spec\x18\x03 \x01(\v2#.cloister.imageconverter.v1.AppSpecR\x04spec\x124\n" +
+	"\x05actor\x18\x04 \x01(\v2\x1e.cloister.account.v1.PrincipalR\x05actor\"F\n" +
+	"\x11UpdateAppResponse\x121\n" +
+	"\x03app\x18\x01 \x01(\v2\x1f.cloister.imageconverter.v1.AppR\x03app\"~\n" +
+	"\x10DeleteAppRequest\x12\x1d\n" +
+	"\n" +
+	"account_id\x18\x01 \x01(\tR\taccountId\x12\x15\n" +
+	"\x06app_id\x18\x02 \x01(\tR\x05appId\x124\n" +
+	"\x05actor\x18\x03 \x01(\v2\x1e.cloister.account.v1.PrincipalR\x05actor\"\x13\n" +
+	"\x11DeleteAppResponse\"\xa8\x01\n" +
+	"\n" +
+	"SigningKey\x12\x1d\n" +
+	"\n" +
+	"account_id\x18\x01 \x01(\tR\taccountId\x12$\n" +
+	"\x0epublic_key_pem\x18\x02 \x01(\fR\fpublicKeyPem\x12\x1a\n" +
+	"\bmrsigner\x18\x03 \x01(\fR\bmrsigner\x129\n" +
+	"\n" +
+	"created_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\"5\n" +
+	"\x14GetSigningKeyRequest\x12\x1d\n" +
+	"\n" +
+	"account_id\x18\x01 \x01(\tR\taccountId\"Q\n" +
+	"\x15GetSigningKeyResponse\x128\n" +
+	"\x03key\x18\x01 \x01(\v2&.cloister.imageconverter.v1.SigningKeyR\x03key\"?\n" +
 	"\n" +
 	"AppCreated\x121\n" +
 	"\x03app\x18\x01 \x01(\v2\x1f.cloister.imageconverter.v1.AppR\x03app\"?\n" +
@@ -423,7 +1454,9 @@ const file_cloister_imageconverter_v1_imageconverter_proto_rawDesc = "" +
 	"account_id\x18\x01 \x01(\tR\taccountId\x12\x15\n" +
 	"\x06app_id\x18\x02 \x01(\tR\x05appId\x12\x19\n" +
 	"\bimage_id\x18\x03 \x01(\tR\aimageId\x12\x1c\n" +
-	"\tmrenclave\x18\x04 \x01(\fR\tmrenclaveBVZTgithub.com/cloister-cc/cloister/libs/gen/cloister/imageconverter/v1;imageconverterv1b\x06proto3"
+	"\tmrenclave\x18\x04 \x01(\fR\tmrenclave\"M\n" +
+	"\x11SigningKeyCreated\x128\n" +
+	"\x03key\x18\x01 \x01(\v2&.cloister.imageconverter.v1.SigningKeyR\x03keyBVZTgithub.com/cloister-cc/cloister/libs/gen/cloister/imageconverter/v1;imageconverterv1b\x06proto3"
 
 var (
 	file_cloister_imageconverter_v1_imageconverter_proto_rawDescOnce sync.Once
@@ -437,24 +1470,59 @@ func file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP() []byte {
 	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescData
 }
 
-var file_cloister_imageconverter_v1_imageconverter_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_cloister_imageconverter_v1_imageconverter_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_cloister_imageconverter_v1_imageconverter_proto_goTypes = []any{
-	(*CertificateConfig)(nil), // 0: cloister.imageconverter.v1.CertificateConfig
-	(*App)(nil),               // 1: cloister.imageconverter.v1.App
-	(*AppCreated)(nil),        // 2: cloister.imageconverter.v1.AppCreated
-	(*AppUpdated)(nil),        // 3: cloister.imageconverter.v1.AppUpdated
-	(*AppDeleted)(nil),        // 4: cloister.imageconverter.v1.AppDeleted
-	(*ImageDeleted)(nil),      // 5: cloister.imageconverter.v1.ImageDeleted
+	(*CertificateConfig)(nil),     // 0: cloister.imageconverter.v1.CertificateConfig
+	(*EnvVar)(nil),                // 1: cloister.imageconverter.v1.EnvVar
+	(*AppSpec)(nil),               // 2: cloister.imageconverter.v1.AppSpec
+	(*App)(nil),                   // 3: cloister.imageconverter.v1.App
+	(*CreateAppRequest)(nil),      // 4: cloister.imageconverter.v1.CreateAppRequest
+	(*CreateAppResponse)(nil),     // 5: cloister.imageconverter.v1.CreateAppResponse
+	(*GetAppRequest)(nil),         // 6: cloister.imageconverter.v1.GetAppRequest
+	(*GetAppResponse)(nil),        // 7: cloister.imageconverter.v1.GetAppResponse
+	(*ListAppsRequest)(nil),       // 8: cloister.imageconverter.v1.ListAppsRequest
+	(*ListAppsResponse)(nil),      // 9: cloister.imageconverter.v1.ListAppsResponse
+	(*UpdateAppRequest)(nil),      // 10: cloister.imageconverter.v1.UpdateAppRequest
+	(*UpdateAppResponse)(nil),     // 11: cloister.imageconverter.v1.UpdateAppResponse
+	(*DeleteAppRequest)(nil),      // 12: cloister.imageconverter.v1.DeleteAppRequest
+	(*DeleteAppResponse)(nil),     // 13: cloister.imageconverter.v1.DeleteAppResponse
+	(*SigningKey)(nil),            // 14: cloister.imageconverter.v1.SigningKey
+	(*GetSigningKeyRequest)(nil),  // 15: cloister.imageconverter.v1.GetSigningKeyRequest
+	(*GetSigningKeyResponse)(nil), // 16: cloister.imageconverter.v1.GetSigningKeyResponse
+	(*AppCreated)(nil),            // 17: cloister.imageconverter.v1.AppCreated
+	(*AppUpdated)(nil),            // 18: cloister.imageconverter.v1.AppUpdated
+	(*AppDeleted)(nil),            // 19: cloister.imageconverter.v1.AppDeleted
+	(*ImageDeleted)(nil),          // 20: cloister.imageconverter.v1.ImageDeleted
+	(*SigningKeyCreated)(nil),     // 21: cloister.imageconverter.v1.SigningKeyCreated
+	(*timestamppb.Timestamp)(nil), // 22: google.protobuf.Timestamp
+	(*v1.Principal)(nil),          // 23: cloister.account.v1.Principal
 }
 var file_cloister_imageconverter_v1_imageconverter_proto_depIdxs = []int32{
-	0, // 0: cloister.imageconverter.v1.App.certificate:type_name -> cloister.imageconverter.v1.CertificateConfig
-	1, // 1: cloister.imageconverter.v1.AppCreated.app:type_name -> cloister.imageconverter.v1.App
-	1, // 2: cloister.imageconverter.v1.AppUpdated.app:type_name -> cloister.imageconverter.v1.App
-	3, // [3:3] is the sub-list for method output_type
-	3, // [3:3] is the sub-list for method input_type
-	3, // [3:3] is the sub-list for extension type_name
-	3, // [3:3] is the sub-list for extension extendee
-	0, // [0:3] is the sub-list for field type_name
+	1,  // 0: cloister.imageconverter.v1.AppSpec.env:type_name -> cloister.imageconverter.v1.EnvVar
+	0,  // 1: cloister.imageconverter.v1.AppSpec.certificate:type_name -> cloister.imageconverter.v1.CertificateConfig
+	2,  // 2: cloister.imageconverter.v1.App.spec:type_name -> cloister.imageconverter.v1.AppSpec
+	22, // 3: cloister.imageconverter.v1.App.created_at:type_name -> google.protobuf.Timestamp
+	22, // 4: cloister.imageconverter.v1.App.updated_at:type_name -> google.protobuf.Timestamp
+	0,  // 5: cloister.imageconverter.v1.App.certificate:type_name -> cloister.imageconverter.v1.CertificateConfig
+	2,  // 6: cloister.imageconverter.v1.CreateAppRequest.spec:type_name -> cloister.imageconverter.v1.AppSpec
+	23, // 7: cloister.imageconverter.v1.CreateAppRequest.actor:type_name -> cloister.account.v1.Principal
+	3,  // 8: cloister.imageconverter.v1.CreateAppResponse.app:type_name -> cloister.imageconverter.v1.App
+	3,  // 9: cloister.imageconverter.v1.GetAppResponse.app:type_name -> cloister.imageconverter.v1.App
+	3,  // 10: cloister.imageconverter.v1.ListAppsResponse.apps:type_name -> cloister.imageconverter.v1.App
+	2,  // 11: cloister.imageconverter.v1.UpdateAppRequest.spec:type_name -> cloister.imageconverter.v1.AppSpec
+	23, // 12: cloister.imageconverter.v1.UpdateAppRequest.actor:type_name -> cloister.account.v1.Principal
+	3,  // 13: cloister.imageconverter.v1.UpdateAppResponse.app:type_name -> cloister.imageconverter.v1.App
+	23, // 14: cloister.imageconverter.v1.DeleteAppRequest.actor:type_name -> cloister.account.v1.Principal
+	22, // 15: cloister.imageconverter.v1.SigningKey.created_at:type_name -> google.protobuf.Timestamp
+	14, // 16: cloister.imageconverter.v1.GetSigningKeyResponse.key:type_name -> cloister.imageconverter.v1.SigningKey
+	3,  // 17: cloister.imageconverter.v1.AppCreated.app:type_name -> cloister.imageconverter.v1.App
+	3,  // 18: cloister.imageconverter.v1.AppUpdated.app:type_name -> cloister.imageconverter.v1.App
+	14, // 19: cloister.imageconverter.v1.SigningKeyCreated.key:type_name -> cloister.imageconverter.v1.SigningKey
+	20, // [20:20] is the sub-list for method output_type
+	20, // [20:20] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_cloister_imageconverter_v1_imageconverter_proto_init() }
@@ -468,7 +1536,7 @@ func file_cloister_imageconverter_v1_imageconverter_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cloister_imageconverter_v1_imageconverter_proto_rawDesc), len(file_cloister_imageconverter_v1_imageconverter_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   6,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1,0 +1,287 @@
+// Package domain holds the image converter's applications, images and
+// their rules. It imports no transport or storage package.
+package domain
+
+import (
+	"fmt"
+	"path"
+	"regexp"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/google/go-containerregistry/pkg/name"
+
+	"github.com/cloister-cc/cloister/libs/errs"
+	"github.com/cloister-cc/cloister/libs/pki"
+)
+
+// CertificateConfig says what TLS certificate an application's enclave
+// obtains at start and where it writes it.
+type CertificateConfig struct {
+	Domain       string      `json:"domain"`
+	Issuer       string      `json:"issuer"` // IssuerCloister or IssuerNone
+	KeyPath      string      `json:"key_path"`
+	KeyType      pki.KeyType `json:"key_type"`
+	CertPath     string      `json:"cert_path"`
+	ValidityDays uint32      `json:"validity_days"`
+}
+
+// Issuers of application certificates.
+const (
+	IssuerCloister = "cloister"
+	IssuerNone     = "none"
+)
+
+// EnvVar is a fixed environment variable.
+type EnvVar struct {
+	Name  string `json:"name"`
+	Value string `json:"value"`
+}
+
+// AppSpec is everything a user sets on an application.
+type AppSpec struct {
+	Name             string            `json:"name"`
+	Description      string            `json:"description"`
+	InputImage       string            `json:"input_image"`
+	OutputImage      string            `json:"output_image"`
+	ISVProdID        uint32            `json:"isvprodid"`
+	ISVSVN           uint32            `json:"isvsvn"`
+	MemorySize       uint64            `json:"memory_size"`
+	Threads          uint32            `json:"threads"`
+	Entrypoint       []string          `json:"entrypoint"`
+	Args             []string          `json:"args"`
+	AllowCmdlineArgs bool              `json:"allow_cmdline_args"`
+	Env              []EnvVar          `json:"env"`
+	PassthroughEnv   []string          `json:"passthrough_env"`
+	RWDirs           []string          `json:"rw_dirs"`
+	Debug            bool              `json:"debug"`
+	Certificate      CertificateConfig `json:"certificate"`
+}
+
+// App is an application of an account.
+type App struct {
+	ID        string    `json:"id"`
+	AccountID string    `json:"account_id"`
+	Spec      AppSpec   `json:"spec"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+	Version   uint64    `json:"-"`
+}
+
+// Limits of an application's fields.
+const (
+	MaxNameLength    = 64
+	MaxDescLength    = 1024
+	MinMemorySize    = 32 << 20
+	MaxMemorySize    = 64 << 30
+	MaxThreads       = 256
+	MaxListItems     = 64
+	MaxArgLength     = 4096
+	MaxEnvVars       = 256
+	MaxEnvValue      = 32 << 10
+	MaxValidityDays  = 397
+	DefaultThreads   = 4
+	DefaultMemory    = 256 << 20
+	memoryGranule    = 1 << 20
+	reservedLauncher = "/opt/cloister"
+)
+
+var (
+	nameRE    = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9._-]*$`)
+	envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	labelRE   = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+)
+
+// invalid is a validation error naming the field at fault.
+func invalid(field, format string, args ...any) error {
+	return errs.Newf(errs.Invalid, "%s: %s", field, fmt.Sprintf(format, args...))
+}
+
+// WithDefaults fills what a user may leave out: memory, threads, the
+// certificate's issuer, key type and paths.
+func (s AppSpec) WithDefaults() AppSpec {
+	if s.MemorySize == 0 {
+		s.MemorySize = DefaultMemory
+	}
+	if s.Threads == 0 {
+		s.Threads = DefaultThreads
+	}
+	c := &s.Certificate
+	if c.Issuer == "" {
+		c.Issuer = IssuerNone
+		if c.Domain != "" {
+			c.Issuer = IssuerCloister
+		}
+	}
+	if c.Issuer == IssuerCloister {
+		if c.KeyType == "" {
+			c.KeyType = pki.P256
+		}
+		if c.KeyPath == "" {
+			c.KeyPath = "/run/cloister/key.pem"
+		}
+		if c.CertPath == "" {
+			c.CertPath = "/run/cloister/cert.pem"
+		}
+	}
+	c.Domain = strings.ToLower(c.Domain)
+	return s
+}
+
+// Check validates a spec (after WithDefaults), naming the first field at
+// fault.
+func (s AppSpec) Check() error {
+	switch {
+	case s.Name == "" || len(s.Name) > MaxNameLength || !nameRE.MatchString(s.Name):
+		return invalid("name", "must be 1 to %d letters, digits, '.', '_' or '-', starting with a letter or digit", MaxNameLength)
+	case !utf8.ValidString(s.Description) || utf8.RuneCountInString(s.Description) > MaxDescLength:
+		return invalid("description", "must be valid UTF-8 of at most %d characters", MaxDescLength)
+	}
+	if _, err := name.ParseReference(s.InputImage, name.StrictValidation); err != nil {
+		return invalid("input_image", "%q is not an image reference with a registry, e.g. registry.example.com/team/app:1 (%v)", s.InputImage, err)
+	}
+	if _, err := name.NewRepository(s.OutputImage, name.StrictValidation); err != nil {
+		return invalid("output_image", "%q is not a repository without tag or digest, e.g. registry.example.com/team/app-sgx (%v)", s.OutputImage, err)
+	}
+	switch {
+	case s.ISVProdID > 0xffff:
+		return invalid("isvprodid", "must be 0 to 65535")
+	case s.ISVSVN > 0xffff:
+		return invalid("isvsvn", "must be 0 to 65535")
+	case s.MemorySize < MinMemorySize || s.MemorySize > MaxMemorySize || s.MemorySize%memoryGranule != 0:
+		return invalid("memory_size", "must be a whole number of MiB from %d MiB to %d GiB", MinMemorySize>>20, MaxMemorySize>>30)
+	case s.Threads < 1 || s.Threads > MaxThreads:
+		return invalid("threads", "must be 1 to %d", MaxThreads)
+	}
+	if err := checkStrings("entrypoint", s.Entrypoint); err != nil {
+		return err
+	}
+	if err := checkStrings("args", s.Args); err != nil {
+		return err
+	}
+	if err := s.checkEnv(); err != nil {
+		return err
+	}
+	if len(s.RWDirs) > MaxListItems {
+		return invalid("rw_dirs", "at most %d directories", MaxListItems)
+	}
+	for i, d := range s.RWDirs {
+		if err := checkPath(fmt.Sprintf("rw_dirs[%d]", i), d); err != nil {
+			return err
+		}
+		if d == "/" {
+			return invalid(fmt.Sprintf("rw_dirs[%d]", i), "the whole filesystem cannot be writable: it is what the measurement covers")
+		}
+	}
+	return s.Certificate.check()
+}
+
+func (s AppSpec) checkEnv() error {
+	if len(s.Env)+len(s.PassthroughEnv) > MaxEnvVars {
+		return invalid("env", "at most %d variables, fixed and passed through together", MaxEnvVars)
+	}
+	seen := map[string]bool{}
+	for i, e := range s.Env {
+		field := fmt.Sprintf("env[%d]", i)
+		switch {
+		case !envNameRE.MatchString(e.Name):
+			return invalid(field, "%q is not a variable name (letters, digits and '_', not starting with a digit)", e.Name)
+		case seen[e.Name]:
+			return invalid(field, "%s is set twice", e.Name)
+		case strings.ContainsRune(e.Value, 0) || len(e.Value) > MaxEnvValue || !utf8.ValidString(e.Value):
+			return invalid(field, "the value of %s must be UTF-8 without NUL, at most %d bytes", e.Name, MaxEnvValue)
+		}
+		seen[e.Name] = true
+	}
+	for i, n := range s.PassthroughEnv {
+		field := fmt.Sprintf("passthrough_env[%d]", i)
+		switch {
+		case !envNameRE.MatchString(n):
+			return invalid(field, "%q is not a variable name", n)
+		case seen[n]:
+			return invalid(field, "%s is already set (or listed twice): a variable is fixed or passed through, not both", n)
+		}
+		seen[n] = true
+	}
+	return nil
+}
+
+func (c CertificateConfig) check() error {
+	switch c.Issuer {
+	case IssuerNone:
+		if c.Domain != "" || c.KeyType != "" || c.KeyPath != "" || c.CertPath != "" || c.ValidityDays != 0 {
+			return invalid("certificate.issuer", "is none, so the other certificate fields must be empty")
+		}
+		return nil
+	case IssuerCloister:
+	default:
+		return invalid("certificate.issuer", "must be %s or %s, not %q", IssuerCloister, IssuerNone, c.Issuer)
+	}
+	if err := CheckDomain(c.Domain); err != nil {
+		return invalid("certificate.domain", "%v", err)
+	}
+	if _, err := pki.ParseKeyType(string(c.KeyType)); err != nil {
+		return invalid("certificate.key_type", "%v", err)
+	}
+	if err := checkPath("certificate.key_path", c.KeyPath); err != nil {
+		return err
+	}
+	if err := checkPath("certificate.cert_path", c.CertPath); err != nil {
+		return err
+	}
+	switch {
+	case c.KeyPath == c.CertPath:
+		return invalid("certificate.cert_path", "must differ from key_path")
+	case c.ValidityDays > MaxValidityDays:
+		return invalid("certificate.validity_days", "must be at most %d (0 for the CA's default)", MaxValidityDays)
+	}
+	return nil
+}
+
+// CheckDomain accepts a lower-case DNS name of at least two labels, no
+// wildcards, no trailing dot.
+func CheckDomain(d string) error {
+	labels := strings.Split(d, ".")
+	if d == "" || len(d) > 253 || len(labels) < 2 {
+		return fmt.Errorf("%q is not a DNS name such as app.example.com", d)
+	}
+	for _, l := range labels {
+		if !labelRE.MatchString(l) {
+			return fmt.Errorf("%q is not a DNS name: label %q must be 1 to 63 lower-case letters, digits or '-', not starting or ending with '-'", d, l)
+		}
+	}
+	return nil
+}
+
+func checkStrings(field string, ss []string) error {
+	if len(ss) > MaxListItems {
+		return invalid(field, "at most %d items", MaxListItems)
+	}
+	for i, s := range ss {
+		if len(s) > MaxArgLength || strings.ContainsRune(s, 0) || !utf8.ValidString(s) {
+			return invalid(fmt.Sprintf("%s[%d]", field, i), "must be UTF-8 without NUL, at most %d bytes", MaxArgLength)
+		}
+	}
+	return nil
+}
+
+// checkPath accepts an absolute, clean path outside /opt/cloister.
+func checkPath(field, p string) error {
+	switch {
+	case !strings.HasPrefix(p, "/") || path.Clean(p) != p || strings.ContainsRune(p, 0) || len(p) > 1024:
+		return invalid(field, "%q must be an absolute, clean path", p)
+	case p == reservedLauncher || strings.HasPrefix(p, reservedLauncher+"/"):
+		return invalid(field, "%s is reserved for the launcher", reservedLauncher)
+	}
+	return nil
+}
+
+// Errors of the image converter.
+var (
+	ErrAppNotFound      = errs.New(errs.NotFound, "application not found")
+	ErrAppNameTaken     = errs.New(errs.Conflict, "the account has an application of that name already")
+	ErrConcurrentChange = errs.New(errs.Conflict, "changed by another request; retry")
+	ErrNoSigningKey     = errs.New(errs.NotFound, "the account has no enclave signing key yet")
+	ErrKeyExists        = errs.New(errs.Conflict, "the account has a signing key already")
+)

@@ -1,0 +1,257 @@
+// Package store implements the image converter's ports on JetStream KV
+// buckets, and gives its events their wire form.
+package store
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"strings"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/cloister-cc/cloister/libs/audit"
+	"github.com/cloister-cc/cloister/libs/events"
+	imageconverterv1 "github.com/cloister-cc/cloister/libs/gen/cloister/imageconverter/v1"
+	"github.com/cloister-cc/cloister/libs/kv"
+	"github.com/cloister-cc/cloister/libs/pki"
+	"github.com/cloister-cc/cloister/services/imageconverter/internal/app"
+	"github.com/cloister-cc/cloister/services/imageconverter/internal/domain"
+)
+
+// Producer names this service in events.
+const Producer = "imageconverter"
+
+// Buckets.
+const (
+	BucketApps = "imageconverter_apps"
+	BucketKeys = "imageconverter_keys"
+)
+
+// Stores are the KV adapters of every port.
+type Stores struct {
+	Apps *Apps
+	Keys *Keys
+}
+
+// Open opens every bucket.
+func Open(ctx context.Context, js jetstream.JetStream, replicas int, logger *slog.Logger) (*Stores, error) {
+	opt := kv.WithLogger(logger)
+	apps, err := kv.Open[domain.App](ctx, js, kv.Config{Bucket: BucketApps, Replicas: replicas}, opt)
+	if err != nil {
+		return nil, err
+	}
+	keys, err := kv.Open[app.SigningKey](ctx, js, kv.Config{Bucket: BucketKeys, Replicas: replicas}, opt)
+	if err != nil {
+		return nil, err
+	}
+	return &Stores{Apps: &Apps{apps}, Keys: &Keys{keys}}, nil
+}
+
+// Apps keeps applications, keyed <account>.<app>.
+type Apps struct{ kv *kv.Store[domain.App] }
+
+var _ app.Apps = (*Apps)(nil)
+
+// Create implements app.Apps.
+func (s *Apps) Create(ctx context.Context, a domain.App, ev app.AppCreated) error {
+	msgs, err := messages(ctx, a.AccountID, &imageconverterv1.AppCreated{App: AppToProto(a)}, &ev.Audit)
+	if err != nil {
+		return err
+	}
+	_, err = s.kv.Create(ctx, a.AccountID+"."+a.ID, a, msgs...)
+	return err
+}
+
+// Get implements app.Apps.
+func (s *Apps) Get(ctx context.Context, accountID, appID string) (domain.App, error) {
+	e, err := s.kv.Get(ctx, accountID+"."+appID)
+	if errors.Is(err, kv.ErrNotFound) {
+		return domain.App{}, domain.ErrAppNotFound
+	}
+	if err != nil {
+		return domain.App{}, err
+	}
+	a := e.Value
+	a.Version = e.Version
+	return a, nil
+}
+
+// List implements app.Apps.
+func (s *Apps) List(ctx context.Context, accountID string) ([]domain.App, error) {
+	es, err := s.kv.List(ctx, accountID+".*")
+	if err != nil {
+		return nil, err
+	}
+	out := make([]domain.App, len(es))
+	for i, e := range es {
+		out[i] = e.Value
+		out[i].Version = e.Version
+	}
+	return out, nil
+}
+
+// Update implements app.Apps.
+func (s *Apps) Update(ctx context.Context, a domain.App, ev app.AppUpdated) (domain.App, error) {
+	msgs, err := messages(ctx, a.AccountID, &imageconverterv1.AppUpdated{App: AppToProto(a)}, &ev.Audit)
+	if err != nil {
+		return domain.App{}, err
+	}
+	e, err := s.kv.Update(ctx, a.AccountID+"."+a.ID, a, a.Version, msgs...)
+	switch {
+	case errors.Is(err, kv.ErrConflict):
+		return domain.App{}, domain.ErrConcurrentChange
+	case errors.Is(err, kv.ErrNotFound):
+		return domain.App{}, domain.ErrAppNotFound
+	case err != nil:
+		return domain.App{}, err
+	}
+	a.Version = e.Version
+	return a, nil
+}
+
+// Delete implements app.Apps.
+func (s *Apps) Delete(ctx context.Context, a domain.App, ev app.AppDeleted) error {
+	msgs, err := messages(ctx, a.AccountID, &imageconverterv1.AppDeleted{AccountId: ev.AccountID, AppId: ev.AppID}, &ev.Audit)
+	if err != nil {
+		return err
+	}
+	err = s.kv.Delete(ctx, a.AccountID+"."+a.ID, a.Version, msgs...)
+	switch {
+	case errors.Is(err, kv.ErrConflict):
+		return domain.ErrConcurrentChange
+	case errors.Is(err, kv.ErrNotFound):
+		return domain.ErrAppNotFound
+	}
+	return err
+}
+
+// DeleteAccount implements app.Apps.
+func (s *Apps) DeleteAccount(ctx context.Context, accountID string) error {
+	es, err := s.kv.List(ctx, accountID+".*")
+	if err != nil {
+		return err
+	}
+	for _, e := range es {
+		if err := s.kv.Delete(ctx, e.Key, e.Version); err != nil && !errors.Is(err, kv.ErrNotFound) {
+			return err
+		}
+	}
+	return nil
+}
+
+// Keys keeps the accounts' signing keys, keyed by account.
+type Keys struct{ kv *kv.Store[app.SigningKey] }
+
+var _ app.Keys = (*Keys)(nil)
+
+// Create implements app.Keys.
+func (s *Keys) Create(ctx context.Context, k app.SigningKey, _ app.SigningKeyCreated) error {
+	msgs, err := messages(ctx, k.AccountID, &imageconverterv1.SigningKeyCreated{Key: SigningKeyToProto(k)}, nil)
+	if err != nil {
+		return err
+	}
+	_, err = s.kv.Create(ctx, k.AccountID, k, msgs...)
+	if errors.Is(err, kv.ErrExists) {
+		return domain.ErrKeyExists
+	}
+	return err
+}
+
+// Get implements app.Keys.
+func (s *Keys) Get(ctx context.Context, accountID string) (app.SigningKey, error) {
+	e, err := s.kv.Get(ctx, accountID)
+	if errors.Is(err, kv.ErrNotFound) {
+		return app.SigningKey{}, domain.ErrNoSigningKey
+	}
+	return e.Value, err
+}
+
+// Delete implements app.Keys.
+func (s *Keys) Delete(ctx context.Context, accountID string) error {
+	e, err := s.kv.Get(ctx, accountID)
+	if errors.Is(err, kv.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return s.kv.Delete(ctx, accountID, e.Version)
+}
+
+// AuditLog publishes audit records of failed calls to the AUDIT stream.
+type AuditLog struct{ JS jetstream.JetStream }
+
+var _ app.AuditLog = AuditLog{}
+
+// Record implements app.AuditLog.
+func (l AuditLog) Record(ctx context.Context, e audit.Entry) error {
+	m, err := events.AuditMessage(ctx, Producer, e)
+	if err != nil {
+		return err
+	}
+	return events.Publish(ctx, l.JS, m)
+}
+
+// messages returns an event and, when given, its audit record, ready for
+// the outbox.
+func messages(ctx context.Context, accountID string, payload proto.Message, rec *audit.Entry) ([]*nats.Msg, error) {
+	m, _, err := events.NewMessage(ctx, events.Subject(Producer, payload), Producer, accountID, payload)
+	if err != nil {
+		return nil, err
+	}
+	out := []*nats.Msg{m}
+	if rec != nil && rec.Actor.UserID != "" {
+		a, err := events.AuditMessage(ctx, Producer, *rec)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, a)
+	}
+	return out, nil
+}
+
+// AppToProto converts an application.
+func AppToProto(a domain.App) *imageconverterv1.App {
+	spec := SpecToProto(a.Spec)
+	return &imageconverterv1.App{Id: a.ID, AccountId: a.AccountID, Name: a.Spec.Name, Spec: spec,
+		CreatedAt: timestamppb.New(a.CreatedAt), UpdatedAt: timestamppb.New(a.UpdatedAt), Certificate: spec.GetCertificate()}
+}
+
+// SpecToProto converts a spec.
+func SpecToProto(s domain.AppSpec) *imageconverterv1.AppSpec {
+	out := &imageconverterv1.AppSpec{Name: s.Name, Description: s.Description, InputImage: s.InputImage, OutputImage: s.OutputImage,
+		Isvprodid: s.ISVProdID, Isvsvn: s.ISVSVN, MemorySize: s.MemorySize, Threads: s.Threads,
+		Entrypoint: s.Entrypoint, Args: s.Args, AllowCmdlineArgs: s.AllowCmdlineArgs, PassthroughEnv: s.PassthroughEnv,
+		RwDirs: s.RWDirs, Debug: s.Debug, Certificate: &imageconverterv1.CertificateConfig{Domain: s.Certificate.Domain,
+			Issuer: s.Certificate.Issuer, KeyPath: s.Certificate.KeyPath, KeyType: string(s.Certificate.KeyType),
+			CertPath: s.Certificate.CertPath, ValidityDays: s.Certificate.ValidityDays}}
+	for _, e := range s.Env {
+		out.Env = append(out.Env, &imageconverterv1.EnvVar{Name: e.Name, Value: e.Value})
+	}
+	return out
+}
+
+// SpecFromProto converts a spec from the wire.
+func SpecFromProto(p *imageconverterv1.AppSpec) domain.AppSpec {
+	c := p.GetCertificate()
+	s := domain.AppSpec{Name: strings.TrimSpace(p.GetName()), Description: p.GetDescription(), InputImage: p.GetInputImage(),
+		OutputImage: p.GetOutputImage(), ISVProdID: p.GetIsvprodid(), ISVSVN: p.GetIsvsvn(), MemorySize: p.GetMemorySize(),
+		Threads: p.GetThreads(), Entrypoint: p.GetEntrypoint(), Args: p.GetArgs(), AllowCmdlineArgs: p.GetAllowCmdlineArgs(),
+		PassthroughEnv: p.GetPassthroughEnv(), RWDirs: p.GetRwDirs(), Debug: p.GetDebug(),
+		Certificate: domain.CertificateConfig{Domain: c.GetDomain(), Issuer: c.GetIssuer(), KeyPath: c.GetKeyPath(),
+			KeyType: pki.KeyType(c.GetKeyType()), CertPath: c.GetCertPath(), ValidityDays: c.GetValidityDays()}}
+	for _, e := range p.GetEnv() {
+		s.Env = append(s.Env, domain.EnvVar{Name: e.GetName(), Value: e.GetValue()})
+	}
+	return s
+}
+
+// SigningKeyToProto converts a signing key's public half.
+func SigningKeyToProto(k app.SigningKey) *imageconverterv1.SigningKey {
+	return &imageconverterv1.SigningKey{AccountId: k.AccountID, PublicKeyPem: k.PublicPEM, Mrsigner: k.MRSIGNER[:],
+		CreatedAt: timestamppb.New(k.CreatedAt)}
+}

@@ -1,0 +1,89 @@
+// Package imageconverter is the composition root of the image converter:
+// applications, the accounts' enclave signing keys, and the conversion of
+// container images into enclave images.
+package imageconverter
+
+import (
+	"context"
+	"crypto/rsa"
+	"errors"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/cloister-cc/cloister/libs/events"
+	"github.com/cloister-cc/cloister/libs/natsrpc"
+	"github.com/cloister-cc/cloister/libs/pki"
+	"github.com/cloister-cc/cloister/services/imageconverter/client"
+	"github.com/cloister-cc/cloister/services/imageconverter/internal/app"
+	"github.com/cloister-cc/cloister/services/imageconverter/internal/store"
+	"github.com/cloister-cc/cloister/services/imageconverter/internal/transport"
+)
+
+// Config is what the service needs to run.
+type Config struct {
+	NATS     *nats.Conn
+	Replicas int
+	Logger   *slog.Logger
+	// KEK seals the accounts' signing keys and registry credentials. Required.
+	KEK   *pki.KEK
+	Clock func() time.Time
+	// GenerateKey makes the accounts' signing keys; tests may reuse keys.
+	GenerateKey func(io.Reader) (*rsa.PrivateKey, error)
+}
+
+// Service is a running image converter.
+type Service struct {
+	mux       *natsrpc.Mux
+	consumers []*events.Consumer
+	cancel    context.CancelFunc
+}
+
+// Start opens the service's state, subscribes its request subjects and
+// starts consuming events.
+func Start(ctx context.Context, cfg Config) (*Service, error) {
+	if cfg.NATS == nil || cfg.KEK == nil {
+		return nil, errors.New("imageconverter: a NATS connection and a key-encryption key are required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	logger := cfg.Logger.With("service", client.Service)
+	replicas := max(cfg.Replicas, 1)
+	js, err := events.Open(ctx, cfg.NATS, replicas)
+	if err != nil {
+		return nil, err
+	}
+	st, err := store.Open(ctx, js, replicas, logger)
+	if err != nil {
+		return nil, err
+	}
+	svc, err := app.New(app.Config{Apps: st.Apps, Keys: st.Keys, Audit: store.AuditLog{JS: js}, KEK: cfg.KEK, Clock: cfg.Clock, GenerateKey: cfg.GenerateKey})
+	if err != nil {
+		return nil, err
+	}
+	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	s := &Service{mux: natsrpc.NewMux(cfg.NATS, client.Service), cancel: cancel}
+	if err := transport.Register(s.mux, svc, logger); err != nil {
+		s.Stop()
+		return nil, err
+	}
+	c, err := transport.ConsumeAccounts(bg, js, svc, logger)
+	if err != nil {
+		s.Stop()
+		return nil, err
+	}
+	s.consumers = append(s.consumers, c)
+	return s, nil
+}
+
+// Stop stops taking requests and events.
+func (s *Service) Stop() {
+	_ = s.mux.Drain()
+	for _, c := range s.consumers {
+		c.Stop()
+	}
+	s.cancel()
+}
