@@ -12,6 +12,7 @@ require (
 	github.com/cloister-cc/cloister/libs v0.0.0
 	github.com/cloister-cc/cloister/services/account v0.0.0
 	github.com/cloister-cc/cloister/services/gateway v0.0.0
+	github.com/cloister-cc/cloister/services/imageconverter v0.0.0
 	github.com/compose-spec/compose-go/v2 v2.16.2
 	github.com/nats-io/nats-server/v2 v2.15.3
 	github.com/nats-io/nats.go v1.55.0
@@ -87,3 +88,5 @@ require (
 replace github.com/cloister-cc/cloister/services/attestation => ../services/attestation
 
 replace github.com/cloister-cc/cloister/services/ca => ../services/ca
+
+replace github.com/cloister-cc/cloister/services/imageconverter => ../services/imageconverter

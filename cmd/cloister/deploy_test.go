@@ -154,6 +154,14 @@ func checkServerRun(args []string, env map[string]*string) (serverRun, []string)
 	if _, err := obs.ParseLevel(c.LogLevel); err != nil {
 		bad("cloister server would refuse to start: %v", err)
 	}
+	simulation, _ := f.GetBool("simulation")
+	keyFile, _ := f.GetString("master-key-file")
+	_, keyInEnv := env["CLOISTER_MASTER_KEY"]
+	for _, svc := range c.Services {
+		if needsMasterKey(svc, simulation) && !c.Dev && !keyInEnv && keyFile == "" {
+			bad("runs %s, which seals secrets under the master key, but sets neither $CLOISTER_MASTER_KEY nor --master-key-file", svc)
+		}
+	}
 	return run, problems
 }
 
@@ -302,6 +310,8 @@ func TestDeployServerRunRejectsBadCommandLines(t *testing.T) {
 		{"bad log level", []string{"server", "--log-level=loud"}, nil, []string{"would refuse to start", "loud"}},
 		{"not the server verb", []string{"serve", "--services=account"}, nil, []string{"does not run `cloister server`"}},
 		{"stray argument", []string{"server", "account"}, nil, []string{"takes no arguments"}},
+		{"converter without master key", []string{"server", "--services=imageconverter"}, nil, []string{"imageconverter", "CLOISTER_MASTER_KEY"}},
+		{"simulation without master key", []string{"server", "--services=attestation", "--simulation"}, nil, []string{"attestation", "master key"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, problems := checkServerRun(tc.args, tc.env)
@@ -310,7 +320,7 @@ func TestDeployServerRunRejectsBadCommandLines(t *testing.T) {
 	}
 
 	t.Run("container rules", func(t *testing.T) {
-		run, problems := checkServerRun([]string{"server", "--http=127.0.0.1:8080", "--replicas=3"}, nil)
+		run, problems := checkServerRun([]string{"server", "--http=127.0.0.1:8080", "--replicas=3", "--master-key-file=/keys/master"}, nil)
 		reportDeployProblems(t, problems)
 		got := checkServiceContainer(run, 1)
 		wantDeployProblem(t, got, "neither --services nor $CLOISTER_SERVICES")

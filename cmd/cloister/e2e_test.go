@@ -142,6 +142,31 @@ func TestDevServerJourneyAndCrash(t *testing.T) {
 		t.Fatalf("ca rotate = %s; want the current and the retired issuer", out)
 	}
 
+	// Applications, every field through flags.
+	got := run(t, cfgDir, "", "app", "create", "hello", "--input-image", "registry.example.com/samples/hello:1",
+		"--output-image", "registry.example.com/samples/hello-sgx", "--memory", "512M", "--threads", "8", "--isvprodid", "3",
+		"--entrypoint", "/hello", "--arg", "--port", "--arg", "8443", "--env", "MODE=prod", "--passthrough-env", "TZ",
+		"--rw-dir", "/tmp", "--domain", "hello.cloister.test", "--key-type", "ec-p384", "--validity-days", "7")
+	if !strings.Contains(got, "hello.cloister.test") || !strings.Contains(got, "512M") {
+		t.Fatalf("app create = %s", got)
+	}
+	if out, err := cloisterCmd(t, cfgDir, "app", "create", "bad", "--input-image", "nope", "--output-image", "registry.example.com/x").CombinedOutput(); err == nil || !strings.Contains(string(out), "input_image") {
+		t.Fatalf("app create with a bad image = %v, %s; want an error naming input_image", err, out)
+	}
+	got = run(t, cfgDir, "", "app", "update", "hello", "--memory", "1G", "--key-type", "rsa-3072")
+	for _, want := range []string{"1G", "rsa-3072", "hello.cloister.test", "MODE=prod", "--port 8443"} {
+		if !strings.Contains(got, want) {
+			t.Fatalf("app update = %s; want %s (changed or kept)", got, want)
+		}
+	}
+	if out := run(t, cfgDir, "", "app", "list"); !strings.Contains(out, "hello") {
+		t.Fatalf("app list = %s", out)
+	}
+	testkit.Eventually(t, 30*time.Second, func() bool {
+		out, err := cloisterCmd(t, cfgDir, "signing-key").Output()
+		return err == nil && strings.Contains(string(out), "MRSIGNER") && strings.Contains(string(out), "BEGIN PUBLIC KEY")
+	}, "cloister signing-key never showed the account's key")
+
 	table := run(t, cfgDir, "", "member", "list")
 	if !strings.Contains(table, "bob@example.com") || !strings.Contains(table, "auditor") {
 		t.Fatalf("member list:\n%s", table)
@@ -154,6 +179,10 @@ func TestDevServerJourneyAndCrash(t *testing.T) {
 	_ = srv.Wait()
 	startServer(t, dataDir, addr)
 
+	if out := run(t, cfgDir, "", "app", "show", "hello", "-o", "json"); !strings.Contains(out, `"memory_size": 1073741824`) {
+		t.Fatalf("app after restart = %s", out)
+	}
+	run(t, cfgDir, "", "app", "delete", "hello")
 	after := run(t, cfgDir, "", "member", "list", "-o", "json")
 	var members struct {
 		Items []struct{ Email, Role string }
@@ -162,7 +191,7 @@ func TestDevServerJourneyAndCrash(t *testing.T) {
 		t.Fatalf("members after restart = %s (%v), want ada and bob", after, err)
 	}
 	audit := run(t, cfgDir, "", "audit", "list")
-	for _, want := range []string{"account.create", "member.add", "ca.rotate", "cert.revoke"} {
+	for _, want := range []string{"account.create", "member.add", "ca.rotate", "cert.revoke", "app.create", "app.update"} {
 		if !strings.Contains(audit, want) {
 			t.Fatalf("audit after restart lacks %s:\n%s", want, audit)
 		}

@@ -30,10 +30,17 @@ import (
 	"github.com/cloister-cc/cloister/services/attestation"
 	"github.com/cloister-cc/cloister/services/ca"
 	"github.com/cloister-cc/cloister/services/gateway"
+	"github.com/cloister-cc/cloister/services/imageconverter"
 )
 
 // Services lists every service `cloister server` can run, in start order.
-var Services = []string{"account", "attestation", "ca", "gateway"}
+var Services = []string{"account", "attestation", "ca", "imageconverter", "gateway"}
+
+// needsMasterKey tells whether a service seals secrets under the master
+// key: CA keys, signing keys and registry credentials, the simulation root.
+func needsMasterKey(service string, simulation bool) bool {
+	return service == "ca" || service == "imageconverter" || service == "attestation" && simulation
+}
 
 // serverConfig is the server's configuration; each field has a flag and
 // an environment variable (serverEnv), which compose and Kubernetes use.
@@ -231,6 +238,16 @@ func runServer(ctx context.Context, cfg serverConfig) error {
 			svc, err := ca.Start(ctx, ca.Config{NATS: nc, Replicas: cfg.Replicas, Logger: logger, KEK: kek})
 			if err != nil {
 				return fmt.Errorf("starting ca service: %w", err)
+			}
+			defer svc.Stop()
+		case "imageconverter":
+			kek, err := loadKEK(cfg)
+			if err != nil {
+				return err
+			}
+			svc, err := imageconverter.Start(ctx, imageconverter.Config{NATS: nc, Replicas: cfg.Replicas, Logger: logger, KEK: kek})
+			if err != nil {
+				return fmt.Errorf("starting imageconverter service: %w", err)
 			}
 			defer svc.Stop()
 		case "gateway":

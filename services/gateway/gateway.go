@@ -17,6 +17,7 @@ import (
 	accountclient "github.com/cloister-cc/cloister/services/account/client"
 	attestationclient "github.com/cloister-cc/cloister/services/attestation/client"
 	caclient "github.com/cloister-cc/cloister/services/ca/client"
+	imageconverterclient "github.com/cloister-cc/cloister/services/imageconverter/client"
 )
 
 // Config is what the gateway needs.
@@ -36,6 +37,7 @@ type Gateway struct {
 	accounts    *accountclient.Client
 	attestation *attestationclient.Client
 	ca          *caclient.Client
+	images      *imageconverterclient.Client
 	cache       cache.Cache
 	logger      *slog.Logger
 	mux         *http.ServeMux
@@ -61,6 +63,7 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 		accounts:    accountclient.New(cfg.NATS),
 		attestation: attestationclient.New(cfg.NATS),
 		ca:          caclient.New(cfg.NATS),
+		images:      imageconverterclient.New(cfg.NATS),
 		cache:       cfg.Cache,
 		logger:      cfg.Logger.With("service", "gateway"),
 		mux:         http.NewServeMux(),

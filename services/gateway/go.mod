@@ -9,6 +9,7 @@ replace github.com/cloister-cc/cloister/services/account => ../account
 require (
 	github.com/cloister-cc/cloister/libs v0.0.0
 	github.com/cloister-cc/cloister/services/account v0.0.0
+	github.com/cloister-cc/cloister/services/imageconverter v0.0.0
 	github.com/nats-io/nats.go v1.55.0
 	golang.org/x/time v0.16.0
 	google.golang.org/protobuf v1.36.12
@@ -75,3 +76,5 @@ require (
 replace github.com/cloister-cc/cloister/services/attestation => ../attestation
 
 replace github.com/cloister-cc/cloister/services/ca => ../ca
+
+replace github.com/cloister-cc/cloister/services/imageconverter => ../imageconverter

@@ -3,6 +3,8 @@ package gateway_test
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"crypto/rsa"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -21,11 +23,13 @@ import (
 
 	"github.com/cloister-cc/cloister/libs/cache"
 	"github.com/cloister-cc/cloister/libs/pki"
+	"github.com/cloister-cc/cloister/libs/sgx"
 	"github.com/cloister-cc/cloister/libs/testkit"
 	"github.com/cloister-cc/cloister/services/account"
 	"github.com/cloister-cc/cloister/services/attestation"
 	"github.com/cloister-cc/cloister/services/ca"
 	"github.com/cloister-cc/cloister/services/gateway"
+	"github.com/cloister-cc/cloister/services/imageconverter"
 )
 
 // go-redis logs every failed dial on its own; the tests that stop Redis
@@ -96,9 +100,20 @@ func newStack(t testing.TB, c cache.Cache) *stack {
 		t.Fatal(err)
 	}
 	t.Cleanup(caSvc.Stop)
+	ic, err := imageconverter.Start(ctx, imageconverter.Config{NATS: s.nc, KEK: kek, GenerateKey: reuseSigningKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ic.Stop)
 	s.gw, s.srv = s.addGateway(c)
 	return s
 }
+
+// signingKey is one real enclave signing key for every account of the
+// suite: making an RSA-3072 e = 3 key takes a second or more.
+var signingKey = sync.OnceValues(func() (*rsa.PrivateKey, error) { return sgx.GenerateSigningKey(rand.Reader) })
+
+func reuseSigningKey(io.Reader) (*rsa.PrivateKey, error) { return signingKey() }
 
 // addGateway starts another gateway replica with its own cache.
 func (s *stack) addGateway(c cache.Cache) (*gateway.Gateway, *httptest.Server) {

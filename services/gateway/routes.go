@@ -52,6 +52,12 @@ func (g *Gateway) routes() []Route {
 		{"GET", "/v1/accounts/{account_id}/certificates", g.authed(g.listCertificates)},
 		{"GET", "/v1/accounts/{account_id}/certificates/{serial}", g.authed(g.getCertificate)},
 		{"POST", "/v1/accounts/{account_id}/certificates/{serial}/revoke", g.authed(g.revokeCertificate)},
+		{"GET", "/v1/accounts/{account_id}/apps", g.authed(g.listApps)},
+		{"POST", "/v1/accounts/{account_id}/apps", g.authed(g.createApp)},
+		{"GET", "/v1/accounts/{account_id}/apps/{app}", g.authed(g.getApp)},
+		{"PATCH", "/v1/accounts/{account_id}/apps/{app}", g.authed(g.updateApp)},
+		{"DELETE", "/v1/accounts/{account_id}/apps/{app}", g.authed(g.deleteApp)},
+		{"GET", "/v1/accounts/{account_id}/signing-key", g.authed(g.getSigningKey)},
 	}
 }
 

@@ -225,3 +225,55 @@ type Certificate struct {
 type Revocation struct {
 	Reason string `json:"reason"`
 }
+
+// CertificateConfig is an application's TLS certificate configuration.
+type CertificateConfig struct {
+	Domain       string `json:"domain"`
+	Issuer       string `json:"issuer"`
+	KeyPath      string `json:"key_path"`
+	KeyType      string `json:"key_type"`
+	CertPath     string `json:"cert_path"`
+	ValidityDays uint32 `json:"validity_days"`
+}
+
+// EnvVar is a fixed environment variable of an application.
+type EnvVar struct {
+	Name  string `json:"name"`
+	Value string `json:"value"`
+}
+
+// AppSpec is what a user sets on an application: the body of a creation,
+// and (as a JSON merge patch) of an update.
+type AppSpec struct {
+	Name             string            `json:"name"`
+	Description      string            `json:"description"`
+	InputImage       string            `json:"input_image"`
+	OutputImage      string            `json:"output_image"`
+	ISVProdID        uint32            `json:"isvprodid"`
+	ISVSVN           uint32            `json:"isvsvn"`
+	MemorySize       uint64            `json:"memory_size"`
+	Threads          uint32            `json:"threads"`
+	Entrypoint       []string          `json:"entrypoint"`
+	Args             []string          `json:"args"`
+	AllowCmdlineArgs bool              `json:"allow_cmdline_args"`
+	Env              []EnvVar          `json:"env"`
+	PassthroughEnv   []string          `json:"passthrough_env"`
+	RWDirs           []string          `json:"rw_dirs"`
+	Debug            bool              `json:"debug"`
+	Certificate      CertificateConfig `json:"certificate"`
+}
+
+// App is an application.
+type App struct {
+	ID string `json:"id"`
+	AppSpec
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// SigningKey is the public half of the account's enclave signing key.
+type SigningKey struct {
+	PublicKeyPEM string    `json:"public_key_pem"`
+	MRSIGNER     string    `json:"mrsigner"`
+	CreatedAt    time.Time `json:"created_at"`
+}

@@ -214,13 +214,14 @@ func (r Role) Can(action string) bool {
 	case RoleMember:
 		switch action {
 		case "account.get", "member.list", "apikey.create", "apikey.list", "apikey.revoke",
-			"attestation.policy.get", "attestation.verify", "ca.get", "cert.list":
+			"attestation.policy.get", "attestation.verify", "ca.get", "cert.list",
+			"app.list", "app.create", "app.update", "app.delete", "signingkey.get":
 			return true
 		}
 	case RoleAuditor:
 		switch action {
 		case "account.get", "member.list", "audit.list", "apikey.create", "apikey.list", "apikey.revoke",
-			"attestation.policy.get", "ca.get", "cert.list":
+			"attestation.policy.get", "ca.get", "cert.list", "app.list", "signingkey.get":
 			return true
 		}
 	}
