@@ -235,7 +235,7 @@ func runServer(ctx context.Context, cfg serverConfig) error {
 			if err != nil {
 				return err
 			}
-			svc, err := ca.Start(ctx, ca.Config{NATS: nc, Replicas: cfg.Replicas, Logger: logger, KEK: kek})
+			svc, err := ca.Start(ctx, ca.Config{NATS: nc, Replicas: cfg.Replicas, Logger: logger, KEK: kek, Cache: c})
 			if err != nil {
 				return fmt.Errorf("starting ca service: %w", err)
 			}
@@ -344,6 +344,9 @@ func connectNATS(cfg serverConfig, logger *slog.Logger) (*nats.Conn, func(), err
 // in-process cache.
 func newCache(ctx context.Context, cfg serverConfig, logger *slog.Logger, health *obs.Health) (cache.Cache, error) {
 	if cfg.RedisURL == "" || cfg.Dev {
+		if !cfg.Dev {
+			logger.Warn("no --redis-url: each process caches on its own, so run one replica of each service; with more, changes reach the others' caches only when entries expire")
+		}
 		return cache.NewMemory(0), nil
 	}
 	opt, err := redis.ParseURL(cfg.RedisURL)

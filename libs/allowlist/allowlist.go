@@ -8,8 +8,12 @@
 // cache with Add, which never overwrites, so a lookup that read the bucket
 // before a change cannot put the old answer back after it. An answer is
 // therefore never stale by more than one change's write, not a TTL; the
-// TTL only bounds what a lost cache write (the cache down at that moment)
-// can leave behind.
+// TTL bounds what the cache can get wrong otherwise: a lost cache write
+// (cache.Tolerant swallows the error while Redis is down), an absence
+// marker evicted before a racing fill lands, or two changes of one key
+// whose cache writes land in the opposite order. Decisions that must not
+// rest on the cache (a certificate about to be handed out) confirm with
+// Fresh, which reads the bucket.
 package allowlist
 
 import (
@@ -143,6 +147,20 @@ func (l *List[T]) Lookup(ctx context.Context, key string) (T, bool, error) {
 	}
 	if b, err := json.Marshal(e.Value); err == nil {
 		_, _ = l.cache.Add(ctx, l.prefix+key, b, TTL)
+	}
+	return e.Value, true, nil
+}
+
+// Fresh returns the entry under key from the bucket, bypassing the cache:
+// for decisions that must not rest on a cached answer.
+func (l *List[T]) Fresh(ctx context.Context, key string) (T, bool, error) {
+	var zero T
+	e, err := l.kv.Get(ctx, key)
+	if errors.Is(err, kv.ErrNotFound) {
+		return zero, false, nil
+	}
+	if err != nil {
+		return zero, false, err
 	}
 	return e.Value, true, nil
 }

@@ -149,3 +149,42 @@ func TestRemoveMatching(t *testing.T) {
 		}
 	}
 }
+
+// TestLedgerWithdrawalIsFinal: an approval handled after its withdrawal
+// (a retried event overtaken) changes nothing.
+func TestLedgerWithdrawalIsFinal(t *testing.T) {
+	ctx := context.Background()
+	l := open(t, cache.NewMemory(0))
+	_, js := testkit.StartNATS(t).JetStream(t)
+	ledger, err := allowlist.OpenLedger(ctx, js, "test_ledger", 1, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := "acct.app.hello.example.com"
+	approve := func() error {
+		return ledger.Apply(ctx, "acct.task1",
+			func(ctx context.Context) error { return l.Put(ctx, key, entry{App: "app", Task: "task1"}) },
+			func(ctx context.Context) error { return l.Remove(ctx, key) })
+	}
+	if err := approve(); err != nil {
+		t.Fatal(err)
+	}
+	if _, found, _ := l.Lookup(ctx, key); !found {
+		t.Fatal("the approval did not apply")
+	}
+	if err := ledger.Withdraw(ctx, "acct.task1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Remove(ctx, key); err != nil {
+		t.Fatal(err)
+	}
+	if err := approve(); err != nil { // the retried approval
+		t.Fatal(err)
+	}
+	if _, found, _ := l.Lookup(ctx, key); found {
+		t.Fatal("a late approval brought a withdrawn one back")
+	}
+	if err := ledger.Withdraw(ctx, "acct.task1"); err != nil {
+		t.Fatalf("withdrawing twice: %v", err)
+	}
+}

@@ -81,15 +81,31 @@ func NewCA(account string, now time.Time) (*CA, error) {
 	return ca, nil
 }
 
+// MaxRetiredIssuers bounds the issuing CAs kept after rotation: each stays
+// until it expires, and answers for its certificates.
+const MaxRetiredIssuers = 8
+
+// ErrTooManyRetired refuses a rotation while MaxRetiredIssuers retired
+// issuers are still live.
+var ErrTooManyRetired = fmt.Errorf("pki: %d retired issuing CAs are still live; wait until the oldest expires", MaxRetiredIssuers)
+
 // RotateIssuer replaces the issuing CA with a new key signed by the root.
 func (c *CA) RotateIssuer(now time.Time) error {
+	if c.Issuer != nil {
+		live := slices.DeleteFunc(slices.Clone(c.retired), func(r retiredIssuer) bool { return now.After(r.cert.NotAfter) })
+		if len(live) >= MaxRetiredIssuers {
+			return ErrTooManyRetired
+		}
+	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return err
 	}
 	tmpl := &x509.Certificate{
-		SerialNumber:          newSerial(),
-		Subject:               withCN(c.Root.Subject, "Cloister Account Issuing CA"),
+		SerialNumber: newSerial(),
+		// Named after its key, so that CRLs and chains of successive issuers
+		// are told apart by name as well as by key id.
+		Subject:               withCN(c.Root.Subject, fmt.Sprintf("Cloister Account Issuing CA %X", keyID(&key.PublicKey)[:4])),
 		NotBefore:             now.Add(-backdate),
 		NotAfter:              minTime(now.Add(IssuerLifetime), c.Root.NotAfter),
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,

@@ -109,7 +109,8 @@ func TestLeafMatchesCreateCertificate(t *testing.T) {
 		t.Fatal(err)
 	}
 	ext := []pkix.Extension{{Id: OIDAttestation, Value: []byte{0x30, 0x03, 0x01, 0x01, 0xff}}}
-	names := [][]string{{"a.example.com"}, {"myapp.example.com", "b.example.com", "c.d.example.com"}}
+	long := strings.Repeat("a", 60) + ".example.com" // over 64: no common name
+	names := [][]string{{"a.example.com"}, {"myapp.example.com", "b.example.com", "c.d.example.com"}, {long, "b.example.com"}}
 	for _, kt := range []KeyType{RSA2048, RSA4096, P256, P384} {
 		for i, dns := range names {
 			for _, notAfter := range []time.Time{at.Add(time.Hour), time.Date(2051, 1, 1, 0, 0, 0, 0, time.UTC)} {
@@ -117,7 +118,11 @@ func TestLeafMatchesCreateCertificate(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				subject, _ := asn1.Marshal(pkix.Name{CommonName: dns[0]}.ToRDNSequence())
+				var name pkix.Name
+				if len(dns[0]) <= 64 {
+					name.CommonName = dns[0]
+				}
+				subject, _ := asn1.Marshal(name.ToRDNSequence())
 				f := leafFields{serial: newSerial(), issuer: ca.Issuer.RawSubject, subject: subject, spki: csr.Request.RawSubjectPublicKeyInfo,
 					notBefore: at.Add(-time.Minute), notAfter: notAfter, authorityKeyID: ca.Issuer.SubjectKeyId, dnsNames: dns,
 					keyEncipherment: kt == RSA2048 || kt == RSA4096, extra: ext}
@@ -174,6 +179,14 @@ func TestIssueEveryKeyType(t *testing.T) {
 			}
 			if cert.NotAfter.Sub(at) > 24*time.Hour {
 				t.Fatalf("lifetime = %s, want at most 24h", cert.NotAfter.Sub(at))
+			}
+			// RSA keys encipher (TLS 1.2 RSA key exchange); EC keys only sign.
+			wantUsage := x509.KeyUsageDigitalSignature
+			if strings.HasPrefix(string(kt), "rsa") {
+				wantUsage |= x509.KeyUsageKeyEncipherment
+			}
+			if cert.KeyUsage != wantUsage || cert.Subject.CommonName != "myapp.example.com" {
+				t.Fatalf("key usage %v, subject %s; want %v and CN=myapp.example.com", cert.KeyUsage, cert.Subject, wantUsage)
 			}
 		})
 	}
@@ -239,6 +252,9 @@ func TestRotationKeepsIssuedCertificates(t *testing.T) {
 		if _, err := c.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, CurrentTime: at}); err != nil {
 			t.Fatalf("certificate issued %s the rotation: %v", name, err)
 		}
+	}
+	if ca.Issuer.Subject.CommonName == oldIssuer.Subject.CommonName {
+		t.Fatalf("the new issuer has the old one's name %q", oldIssuer.Subject.CommonName)
 	}
 	// The retired issuer survives sealing, and still speaks for what it signed.
 	kek := testKEK(t, 4)
@@ -326,6 +342,10 @@ func TestCheckCSRRefuses(t *testing.T) {
 		{"no DNS name", csrFor(t, testKey(t, P256), &x509.CertificateRequest{Subject: pkix.Name{CommonName: "x"}}), P256, "names"},
 		{"IP address", csrFor(t, testKey(t, P256), &x509.CertificateRequest{DNSNames: []string{"a.example.com"}, IPAddresses: []net.IP{net.IPv4(10, 0, 0, 1)}}), P256, "names"},
 		{"wildcard", csrFor(t, testKey(t, P256), &x509.CertificateRequest{DNSNames: []string{"*.example.com"}}), P256, "names"},
+		{"upper case", csrFor(t, testKey(t, P256), &x509.CertificateRequest{DNSNames: []string{"A.example.com"}}), P256, "names"},
+		{"trailing dot", csrFor(t, testKey(t, P256), &x509.CertificateRequest{DNSNames: []string{"a.example.com."}}), P256, "names"},
+		{"NUL", csrFor(t, testKey(t, P256), &x509.CertificateRequest{DNSNames: []string{"a.example.com\x00.evil.com"}}), P256, "names"},
+		{"one label", csrFor(t, testKey(t, P256), &x509.CertificateRequest{DNSNames: []string{"localhost"}}), P256, "names"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -357,4 +377,27 @@ func FuzzCheckCSR(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestRotationIsBounded(t *testing.T) {
+	ca, err := NewCA("acct-1", at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range MaxRetiredIssuers {
+		if err := ca.RotateIssuer(at); err != nil {
+			t.Fatalf("rotation %d: %v", i+1, err)
+		}
+	}
+	if err := ca.RotateIssuer(at); !errors.Is(err, ErrTooManyRetired) {
+		t.Fatalf("rotation past the bound = %v, want ErrTooManyRetired", err)
+	}
+	// Once the retired issuers expire, rotation works again.
+	if err := ca.RotateIssuer(at.Add(IssuerLifetime + time.Hour)); err != nil {
+		t.Fatalf("rotation after the retired issuers expired: %v", err)
+	}
+	// Every earlier issuer, the one just rotated out included, has expired.
+	if n := len(ca.Issuers()); n != 1 {
+		t.Fatalf("%d issuers after the expired ones were dropped, want 1", n)
+	}
 }

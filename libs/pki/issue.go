@@ -90,11 +90,34 @@ func CheckCSR(b []byte, want KeyType) (*CSR, error) {
 		return nil, &CSRError{"names", "the CSR names no DNS name"}
 	}
 	for _, n := range c.DNSNames {
-		if n == "" || strings.ContainsAny(n, " *") || len(n) > 253 {
-			return nil, &CSRError{"names", fmt.Sprintf("%q is not a DNS name that can be issued", n)}
+		if err := CheckDNSName(n); err != nil {
+			return nil, &CSRError{"names", err.Error()}
 		}
 	}
 	return c, nil
+}
+
+// CheckDNSName accepts the names certificates are issued for: lower-case
+// letters, digits and hyphens in labels of 1 to 63 characters, not
+// starting or ending with a hyphen, at least two labels, at most 253
+// characters, no wildcard and no trailing dot. Exactly one spelling of a
+// name is accepted, so that allowlists and revocation compare bytes.
+func CheckDNSName(n string) error {
+	labels := strings.Split(n, ".")
+	if n == "" || len(n) > 253 || len(labels) < 2 {
+		return fmt.Errorf("%q is not a DNS name such as app.example.com", n)
+	}
+	for _, l := range labels {
+		if len(l) == 0 || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
+			return fmt.Errorf("%q is not a DNS name: every label must be 1 to 63 characters, not starting or ending with '-'", n)
+		}
+		for i := 0; i < len(l); i++ {
+			if c := l[i]; !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+				return fmt.Errorf("%q is not a DNS name that can be issued: only lower-case letters, digits, '-' and '.'", n)
+			}
+		}
+	}
+	return nil
 }
 
 // CheckCSRKey is CheckCSR for clients, whose certificates carry no DNS
@@ -140,6 +163,9 @@ type Attestation struct {
 	ISVSVN    int
 	TCBStatus string `asn1:"utf8"`
 	Simulated bool
+	// Debug: the enclave ran in debug mode, where the host can read its
+	// memory.
+	Debug bool
 }
 
 // ParseAttestation reads the attestation extension of a certificate.

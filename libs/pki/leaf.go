@@ -1,6 +1,7 @@
 package pki
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/rand"
 	"crypto/rsa"
@@ -49,7 +50,13 @@ func (c *CA) Issue(l Leaf, now time.Time) (*Cert, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encoding attestation extension: %w", err)
 	}
-	subject, err := asn1.Marshal(pkix.Name{CommonName: l.CSR.DNSNames[0]}.ToRDNSequence())
+	// A common name holds at most 64 characters (RFC 5280); a longer first
+	// name leaves the subject empty, and the names critical (§4.2.1.6).
+	var name pkix.Name
+	if len(l.CSR.DNSNames[0]) <= 64 {
+		name.CommonName = l.CSR.DNSNames[0]
+	}
+	subject, err := asn1.Marshal(name.ToRDNSequence())
 	if err != nil {
 		return nil, err
 	}
@@ -131,7 +138,7 @@ func leafTBS(f leafFields) ([]byte, error) {
 						})
 					})
 				}
-				addExtension(b, oidSubjectAltName, false, func(b *cryptobyte.Builder) {
+				addExtension(b, oidSubjectAltName, bytes.Equal(f.subject, emptySubject), func(b *cryptobyte.Builder) {
 					b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
 						for _, n := range f.dnsNames {
 							b.AddASN1(cbasn1.Tag(2).ContextSpecific(), func(b *cryptobyte.Builder) { b.AddBytes([]byte(n)) })
@@ -146,6 +153,9 @@ func leafTBS(f leafFields) ([]byte, error) {
 	})
 	return b.Bytes()
 }
+
+// emptySubject is the DER of an empty Name.
+var emptySubject = []byte{0x30, 0}
 
 // The DER BIT STRINGs of the key usages leaves carry.
 var (
@@ -168,6 +178,7 @@ func addAlgorithm(b *cryptobyte.Builder) {
 // addTime writes UTCTime through 2049 and GeneralizedTime after, as RFC
 // 5280 §4.1.2.5 requires.
 func addTime(b *cryptobyte.Builder, t time.Time) {
+	t = t.UTC()
 	if t.Year() >= 1950 && t.Year() < 2050 {
 		b.AddASN1UTCTime(t)
 		return

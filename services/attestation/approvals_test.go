@@ -92,6 +92,16 @@ func TestApprovedImages(t *testing.T) {
 			if v := verifyFor(other); v.GetOk() {
 				t.Fatalf("an image approved for one application passes for another: %v", v)
 			}
+			// The same measurement under another signer is another enclave.
+			resigned := body
+			resigned.MRSIGNER[0] ^= 1
+			q2, err := qe.Quote(resigned)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r, err := c.Verify(ctx, &attestationv1.VerifyRequest{AccountId: account, Quote: q2, AppId: app}); err != nil || r.GetVerdict().GetReason() != "image_not_approved" {
+				t.Fatalf("the approved MRENCLAVE under another MRSIGNER = %v, %v; want image_not_approved", r, err)
+			}
 			// Another account's approval of the same measurement is not this account's.
 			if resp, err := c.Verify(ctx, &attestationv1.VerifyRequest{AccountId: other, Quote: quote, AppId: app}); err != nil || resp.GetVerdict().GetAppId() != "" {
 				t.Fatalf("another account sees the approval: %v, %v", resp, err)
@@ -100,12 +110,22 @@ func TestApprovedImages(t *testing.T) {
 			publish(t, js, "account", account, &accountv1.TaskWithdrawn{Task: task})
 			eventually(app, false, "the withdrawn image is refused")
 
+			// A late (retried) approval of the withdrawn task changes nothing:
+			// the withdrawal is final. Approving again takes a new task.
 			publish(t, js, "account", account, &accountv1.TaskApproved{Task: task})
-			eventually(app, true, "the image approved again is accepted")
+			again := proto.Clone(task).(*accountv1.Task)
+			again.Id = uuid.NewString()
+			publish(t, js, "account", account, &accountv1.TaskApproved{Task: again})
+			eventually(app, true, "the image approved by a new task is accepted")
+			if v := verifyFor(app); v.GetImageId() != task.GetImage().GetImageId() {
+				t.Fatalf("verdict = %v", v)
+			}
 			publish(t, js, "imageconverter", account, &imageconverterv1.ImageDeleted{AccountId: account, AppId: app, ImageId: task.GetImage().GetImageId()})
 			eventually(app, false, "the deleted image is refused")
 
-			publish(t, js, "account", account, &accountv1.TaskApproved{Task: task})
+			third := proto.Clone(task).(*accountv1.Task)
+			third.Id = uuid.NewString()
+			publish(t, js, "account", account, &accountv1.TaskApproved{Task: third})
 			eventually(app, true, "the image approved again is accepted")
 			publish(t, js, "imageconverter", account, &imageconverterv1.AppDeleted{AccountId: account, AppId: app})
 			eventually(app, false, "the deleted application's image is refused")

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/cloister-cc/cloister/libs/cache"
 	accountv1 "github.com/cloister-cc/cloister/libs/gen/cloister/account/v1"
@@ -96,7 +97,7 @@ func (s *appStack) newAccount() string {
 	account := uuid.NewString()
 	publishAccountCreated(s.t, s.n, account)
 	if _, err := s.att.SetPolicy(ctx, &attestationv1.SetPolicyRequest{AccountId: account, Policy: &attestationv1.Policy{
-		AcceptStatuses: []string{"UpToDate"}, AllowSimulation: true}}); err != nil {
+		AcceptStatuses: []string{"UpToDate"}, AllowSimulation: true, AllowDebug: true}}); err != nil {
 		s.t.Fatal(err)
 	}
 	testkit.Eventually(s.t, 10*time.Second, func() bool {
@@ -143,6 +144,8 @@ type enclaveOpts struct {
 	bindKey   crypto.Signer // whose hash goes into REPORTDATA; key when nil
 	nonce     []byte        // instead of a fresh one from the CA
 	mrenclave *[32]byte
+	mrsigner  *[32]byte
+	debug     bool
 	account   string
 }
 
@@ -175,6 +178,12 @@ func (s *appStack) enclaveWith(o enclaveOpts) request {
 	body.MRENCLAVE = s.mrenclave
 	if o.mrenclave != nil {
 		body.MRENCLAVE = *o.mrenclave
+	}
+	if o.mrsigner != nil {
+		body.MRSIGNER = *o.mrsigner
+	}
+	if o.debug {
+		body.Attributes[0] |= sgx.AttributeDebug
 	}
 	binding := sha256.Sum256(spki)
 	copy(body.ReportData[:32], binding[:])
@@ -211,7 +220,7 @@ func TestAppCertificateRefusals(t *testing.T) {
 	other := s.newAccount()
 	otherApp := uuid.NewString()
 	publish(t, s.n, "imageconverter", s.account, &imageconverterv1.AppCreated{App: &imageconverterv1.App{Id: otherApp, AccountId: s.account,
-		Name: "other", Certificate: &imageconverterv1.CertificateConfig{Domain: domain, KeyType: "ec-p256"}}})
+		Name: "other", Certificate: &imageconverterv1.CertificateConfig{Domain: domain, Issuer: "cloister", KeyType: "ec-p256"}}})
 	publish(t, s.n, "account", s.account, &accountv1.TaskApproved{Task: &accountv1.Task{Id: uuid.NewString(), AccountId: s.account,
 		Kind: "domain", Status: "approved", AppId: otherApp, Domain: domain}})
 	testkit.Eventually(t, 10*time.Second, func() bool {
@@ -252,6 +261,13 @@ func TestAppCertificateRefusals(t *testing.T) {
 		}, "image"},
 		{"image approved for another application", func() request { return withApp(s.enclave(newKey(t, "ec-p256"), domain), otherApp) }, "image"},
 		{"application unknown to the CA", func() request { return withApp(s.enclave(newKey(t, "ec-p256"), domain), uuid.NewString()) }, "app"},
+		{"upper-case name", func() request { return s.enclave(newKey(t, "ec-p256"), strings.ToUpper(domain)) }, "csr"},
+		{"debug enclave of a production app", func() request {
+			return s.enclaveWith(enclaveOpts{key: newKey(t, "ec-p256"), names: []string{domain}, debug: true})
+		}, "verdict"},
+		{"approved measurement under another signer", func() request {
+			return s.enclaveWith(enclaveOpts{key: newKey(t, "ec-p256"), names: []string{domain}, mrsigner: &[32]byte{7}})
+		}, "image"},
 		{"garbage CSR", func() request { r := s.enclave(newKey(t, "ec-p256"), domain); r.csr = []byte("junk"); return r }, "csr"},
 	}
 	for _, tt := range tests {
@@ -265,6 +281,30 @@ func TestAppCertificateRefusals(t *testing.T) {
 				t.Fatalf("%d certificates issued by a refused request", after-before)
 			}
 		})
+	}
+}
+
+// TestOneNonceOneCertificate: requests racing with one attestation (one
+// nonce) get one certificate between them.
+func TestOneNonceOneCertificate(t *testing.T) {
+	s := startApps(t, cache.NewMemory(0))
+	r := s.enclave(newKey(t, "ec-p256"), domain)
+	before := s.count()
+	const racers = 8
+	results := make(chan error, racers)
+	for range racers {
+		go func() { _, err := s.issue(r); results <- err }()
+	}
+	ok := 0
+	for range racers {
+		if err := <-results; err == nil {
+			ok++
+		} else if !strings.Contains(err.Error(), "nonce check") {
+			t.Errorf("a racing request failed otherwise than by the nonce check: %v", err)
+		}
+	}
+	if ok != 1 || s.count() != before+1 {
+		t.Fatalf("%d requests succeeded and %d certificates were issued; want 1 and 1", ok, s.count()-before)
 	}
 }
 
@@ -366,14 +406,14 @@ func testAppCertificateLifecycle(t *testing.T, c cache.Cache) {
 	}
 
 	// Approved again, then the image deleted: revoked.
-	publish(t, s.n, "account", s.account, &accountv1.TaskApproved{Task: s.task})
+	s.approveImageAgain()
 	var again *cav1.IssueAppCertificateResponse
 	testkit.Eventually(t, 10*time.Second, func() bool { again, err = s.issue(s.enclave(newKey(t, "ec-p256"), domain)); return err == nil }, "no certificate after approving again")
 	publish(t, s.n, "imageconverter", s.account, &imageconverterv1.ImageDeleted{AccountId: s.account, AppId: s.app, ImageId: s.image, Mrenclave: s.mrenclave[:]})
 	s.eventuallyRevoked(again.GetCertificate().GetSerial(), "image deleted")
 
 	// A certificate obtained through a node goes with the node.
-	publish(t, s.n, "account", s.account, &accountv1.TaskApproved{Task: s.task})
+	s.approveImageAgain()
 	node := uuid.NewString()
 	var viaNode *cav1.IssueAppCertificateResponse
 	testkit.Eventually(t, 10*time.Second, func() bool {
@@ -400,6 +440,15 @@ func testAppCertificateLifecycle(t *testing.T, c cache.Cache) {
 	if _, err := s.issue(s.enclave(newKey(t, "ec-p256"), domain)); err == nil {
 		t.Fatal("a deleted application got a certificate")
 	}
+}
+
+// approveImageAgain approves the image by a new task: a withdrawn task
+// stays withdrawn, and a retried approval of it must change nothing.
+func (s *appStack) approveImageAgain() {
+	publish(s.t, s.n, "account", s.account, &accountv1.TaskApproved{Task: s.task})
+	s.task = proto.Clone(s.task).(*accountv1.Task)
+	s.task.Id = uuid.NewString()
+	publish(s.t, s.n, "account", s.account, &accountv1.TaskApproved{Task: s.task})
 }
 
 func (s *appStack) get(serial string) *cav1.Certificate {

@@ -53,6 +53,13 @@ type Images interface {
 	RemoveWhere(ctx context.Context, accountID string, drop func(domain.ApprovedImage) bool) error
 }
 
+// Withdrawals remembers withdrawn tasks, so that an approval delivered
+// after its withdrawal changes nothing (allowlist.Ledger).
+type Withdrawals interface {
+	Withdraw(ctx context.Context, key string) error
+	Apply(ctx context.Context, key string, put, remove func(context.Context) error) error
+}
+
 // AuditLog records calls that failed; successes travel with their change.
 type AuditLog interface {
 	Record(ctx context.Context, e audit.Entry) error
@@ -77,6 +84,7 @@ type Config struct {
 	Collaterals Collaterals
 	Verdicts    Verdicts
 	Images      Images
+	Withdrawals Withdrawals
 	Audit       AuditLog
 	// Fetcher, when set, fetches collateral that is missing or past its
 	// nextUpdate; fetched collateral is checked and stored like uploads.
@@ -104,7 +112,7 @@ type Service struct {
 
 // New returns the service.
 func New(cfg Config) (*Service, error) {
-	if cfg.Policies == nil || cfg.Collaterals == nil || cfg.Verdicts == nil || cfg.Images == nil || cfg.Audit == nil {
+	if cfg.Policies == nil || cfg.Collaterals == nil || cfg.Verdicts == nil || cfg.Images == nil || cfg.Withdrawals == nil || cfg.Audit == nil {
 		return nil, errors.New("attestation: the policy, collateral, verdict and image stores and the audit log are required")
 	}
 	if cfg.Clock == nil {
@@ -206,6 +214,9 @@ func (s *Service) judge(ctx context.Context, v *domain.Verdict, quote, binding, 
 	if err != nil {
 		return err
 	}
+	// The same measurement signed by another key is another identity
+	// (MRSIGNER, ISVPRODID, ISVSVN come from the SIGSTRUCT): not approved.
+	approved = approved && img.MRSIGNER == v.MRSIGNER
 	if approved {
 		v.AppID, v.ImageID = img.AppID, img.ImageID
 	}
@@ -324,17 +335,31 @@ func (s *Service) platformOf(quote []byte, now time.Time) ([6]byte, string, bool
 }
 
 // ApproveImage puts an image on the account's allowlist (an image task
-// was approved). Applying it twice changes nothing.
+// was approved), unless the task was withdrawn meanwhile. Applying it
+// twice changes nothing.
 func (s *Service) ApproveImage(ctx context.Context, accountID string, img domain.ApprovedImage) error {
-	if uuid.Validate(accountID) != nil || uuid.Validate(img.AppID) != nil {
-		return errs.New(errs.Invalid, "an approved image needs an account and an application")
+	if uuid.Validate(accountID) != nil || uuid.Validate(img.AppID) != nil || uuid.Validate(img.TaskID) != nil {
+		return errs.New(errs.Invalid, "an approved image needs an account, an application and a task")
 	}
-	return s.cfg.Images.Put(ctx, accountID, img)
+	return s.cfg.Withdrawals.Apply(ctx, accountID+"."+img.TaskID,
+		func(ctx context.Context) error { return s.cfg.Images.Put(ctx, accountID, img) },
+		func(ctx context.Context) error { return s.removeIfTask(ctx, accountID, img.MRENCLAVE, img.TaskID) })
 }
 
 // WithdrawImage takes an image off the allowlist when the task that
-// approved it is withdrawn; an entry that a later task approved stays.
+// approved it is withdrawn, for good; an entry a later task approved
+// stays.
 func (s *Service) WithdrawImage(ctx context.Context, accountID string, mrenclave [32]byte, taskID string) error {
+	if uuid.Validate(accountID) != nil || uuid.Validate(taskID) != nil {
+		return errs.New(errs.Invalid, "a withdrawal needs an account and a task")
+	}
+	if err := s.cfg.Withdrawals.Withdraw(ctx, accountID+"."+taskID); err != nil {
+		return err
+	}
+	return s.removeIfTask(ctx, accountID, mrenclave, taskID)
+}
+
+func (s *Service) removeIfTask(ctx context.Context, accountID string, mrenclave [32]byte, taskID string) error {
 	img, found, err := s.cfg.Images.Lookup(ctx, accountID, mrenclave)
 	if err != nil || !found || img.TaskID != taskID {
 		return err
@@ -365,7 +390,7 @@ func (s *Service) GetVerdict(ctx context.Context, accountID, id string) (domain.
 		return domain.Verdict{}, err
 	}
 	v.AppID, v.ImageID = "", ""
-	if approved {
+	if approved && img.MRSIGNER == v.MRSIGNER {
 		v.AppID, v.ImageID = img.AppID, img.ImageID
 	}
 	return v, nil

@@ -35,6 +35,7 @@ const (
 	BucketCollateral = "attestation_collateral"
 	BucketVerdicts   = "attestation_verdicts"
 	BucketImages     = "attestation_images"
+	BucketWithdrawn  = "attestation_withdrawn_tasks"
 	// VerdictTTL is how long a verdict can be referred to (by the CA).
 	VerdictTTL = time.Hour
 )
@@ -45,6 +46,7 @@ type Stores struct {
 	Collaterals *Collaterals
 	Verdicts    *Verdicts
 	Images      *Images
+	Withdrawals *allowlist.Ledger
 }
 
 // Open opens every bucket; approved images are looked up through c.
@@ -66,7 +68,11 @@ func Open(ctx context.Context, js jetstream.JetStream, replicas int, c cache.Cac
 	if err != nil {
 		return nil, err
 	}
-	return &Stores{Policies: &Policies{p}, Collaterals: &Collaterals{col}, Verdicts: &Verdicts{v}, Images: &Images{imgs}}, nil
+	ledger, err := allowlist.OpenLedger(ctx, js, BucketWithdrawn, replicas, logger)
+	if err != nil {
+		return nil, err
+	}
+	return &Stores{Policies: &Policies{p}, Collaterals: &Collaterals{col}, Verdicts: &Verdicts{v}, Images: &Images{imgs}, Withdrawals: ledger}, nil
 }
 
 // RecoverEvery republishes stranded outbox events every interval.

@@ -108,10 +108,12 @@ const NodeCertLifetime = 90 * 24 * time.Hour
 // applications' configurations, the domain allowlist, nonces, and the
 // attestation service's verdicts.
 type Issuance struct {
-	Apps     Apps
-	Domains  Domains
-	Nonces   Nonces
-	Verdicts Verdicts
+	Apps        Apps
+	Domains     Domains
+	Images      Images
+	Withdrawals Withdrawals
+	Nonces      Nonces
+	Verdicts    Verdicts
 }
 
 // Config holds the service's dependencies.
@@ -139,7 +141,7 @@ type Service struct {
 func New(cfg Config) (*Service, error) {
 	iss := cfg.Issuance
 	if cfg.Authorities == nil || cfg.Certificates == nil || cfg.KEK == nil || cfg.Audit == nil ||
-		iss.Apps == nil || iss.Domains == nil || iss.Nonces == nil || iss.Verdicts == nil {
+		iss.Apps == nil || iss.Domains == nil || iss.Images == nil || iss.Withdrawals == nil || iss.Nonces == nil || iss.Verdicts == nil {
 		return nil, errors.New("ca: the stores, the audit log, the verdict source and a key-encryption key are required")
 	}
 	if cfg.Clock == nil {
@@ -254,7 +256,9 @@ func (s *Service) RotateIssuer(ctx context.Context, accountID string, actor audi
 			return nil, IssuerRotated{}, fmt.Errorf("opening the CA of %s: %w", accountID, err)
 		}
 		old := sha256.Sum256(ca.Issuer.Raw)
-		if err := ca.RotateIssuer(s.clock()); err != nil {
+		if err := ca.RotateIssuer(s.clock()); errors.Is(err, pki.ErrTooManyRetired) {
+			return nil, IssuerRotated{}, errs.New(errs.Conflict, strings.TrimPrefix(err.Error(), "pki: "))
+		} else if err != nil {
 			return nil, IssuerRotated{}, err
 		}
 		next, err := ca.Seal(s.kek)
@@ -377,6 +381,9 @@ func (s *Service) DeleteCA(ctx context.Context, accountID string) error {
 		return nil
 	}
 	if err := s.issuance.Domains.RemoveApp(ctx, accountID, ""); err != nil {
+		return err
+	}
+	if err := s.issuance.Images.RemoveWhere(ctx, accountID, "", func(ApprovedImage) bool { return true }); err != nil {
 		return err
 	}
 	if err := s.issuance.Apps.RemoveAccount(ctx, accountID); err != nil {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -25,6 +26,20 @@ type AppConfig struct {
 	KeyType   pki.KeyType `json:"key_type"`
 	// Lifetime of issued certificates; 0 means DefaultAppCertLifetime.
 	Lifetime time.Duration `json:"lifetime"`
+	// Debug builds may be attested in debug mode.
+	Debug bool `json:"debug"`
+}
+
+// ApprovedImage is an entry of the CA's own image allowlist: a
+// measurement approved for an application. The attestation service keeps
+// the same list; the CA keeps its own so that a withdrawal it has seen
+// stops issuance at once, whatever the attestation service's pace.
+type ApprovedImage struct {
+	AppID     string `json:"app_id"`
+	ImageID   string `json:"image_id"`
+	MRENCLAVE []byte `json:"mrenclave"`
+	MRSIGNER  []byte `json:"mrsigner"`
+	TaskID    string `json:"task_id"`
 }
 
 // ApprovedDomain is an entry of the domain allowlist: a DNS name an
@@ -49,14 +64,17 @@ type Verdict struct {
 	ISVProdID  uint32
 	ISVSVN     uint32
 	TCBStatus  string
+	Debug      bool
 	Simulated  bool
 	ReportData []byte
 	VerifiedAt time.Time
 }
 
-// Apps keeps the applications' certificate configurations.
+// Apps keeps the applications' certificate configurations. Lookup may
+// answer from the cache; Fresh reads the store.
 type Apps interface {
 	Lookup(ctx context.Context, accountID, appID string) (AppConfig, bool, error)
+	Fresh(ctx context.Context, accountID, appID string) (AppConfig, bool, error)
 	Put(ctx context.Context, a AppConfig) error
 	Remove(ctx context.Context, accountID, appID string) error
 	RemoveAccount(ctx context.Context, accountID string) error
@@ -65,11 +83,30 @@ type Apps interface {
 // Domains is the approved-domain allowlist.
 type Domains interface {
 	Lookup(ctx context.Context, accountID, appID, domain string) (ApprovedDomain, bool, error)
+	Fresh(ctx context.Context, accountID, appID, domain string) (ApprovedDomain, bool, error)
 	Put(ctx context.Context, accountID string, d ApprovedDomain) error
 	Remove(ctx context.Context, accountID, appID, domain string) error
 	// RemoveApp removes an application's domains; an empty appID, every
 	// domain of the account.
 	RemoveApp(ctx context.Context, accountID, appID string) error
+}
+
+// Images is the CA's image allowlist, by application and MRENCLAVE.
+type Images interface {
+	Lookup(ctx context.Context, accountID, appID string, mrenclave []byte) (ApprovedImage, bool, error)
+	Fresh(ctx context.Context, accountID, appID string, mrenclave []byte) (ApprovedImage, bool, error)
+	Put(ctx context.Context, accountID string, img ApprovedImage) error
+	Remove(ctx context.Context, accountID, appID string, mrenclave []byte) error
+	// RemoveWhere removes the account's entries (of one application, or
+	// all when appID is empty) for which drop is true.
+	RemoveWhere(ctx context.Context, accountID, appID string, drop func(ApprovedImage) bool) error
+}
+
+// Withdrawals remembers withdrawn and denied tasks, so that an approval
+// delivered after them changes nothing (allowlist.Ledger).
+type Withdrawals interface {
+	Withdraw(ctx context.Context, key string) error
+	Apply(ctx context.Context, key string, put, remove func(context.Context) error) error
 }
 
 // Nonces hands out single-use nonces.
@@ -174,7 +211,7 @@ func (s *Service) IssueAppCertificate(ctx context.Context, r AppRequest) (Certif
 		return Certificate{}, nil, refuse("app", "application %s is not known to the CA", r.AppID)
 	}
 	v, err := s.issuance.Verdicts.Get(ctx, r.AccountID, r.VerdictID)
-	if errors.Is(err, ErrVerdictNotFound) {
+	if errors.Is(err, ErrVerdictNotFound) || err == nil && (v.AccountID != r.AccountID || v.ID != r.VerdictID) {
 		return Certificate{}, nil, refuse("verdict", "the account has no attestation verdict %s (verdicts are kept an hour)", r.VerdictID)
 	}
 	if err != nil {
@@ -184,12 +221,8 @@ func (s *Service) IssueAppCertificate(ctx context.Context, r AppRequest) (Certif
 	if err != nil {
 		return Certificate{}, nil, err
 	}
-	for _, name := range csr.DNSNames {
-		if _, ok, err := s.issuance.Domains.Lookup(ctx, r.AccountID, r.AppID, name); err != nil {
-			return Certificate{}, nil, err
-		} else if !ok {
-			return Certificate{}, nil, refuse("domain", "%s is not an approved domain of application %s", name, r.AppID)
-		}
+	if err := s.approved(ctx, r.AccountID, r.AppID, v, csr.DNSNames, false); err != nil {
+		return Certificate{}, nil, err
 	}
 	expires, err := s.issuance.Nonces.Consume(ctx, r.AccountID, v.ReportData[32:])
 	if errors.Is(err, ErrNonceUnknown) || err == nil && !s.clock().Before(expires) {
@@ -204,7 +237,7 @@ func (s *Service) IssueAppCertificate(ctx context.Context, r AppRequest) (Certif
 	}
 	cert, err := ca.Issue(pki.Leaf{CSR: csr, Lifetime: lifetime, Attestation: pki.Attestation{
 		MRENCLAVE: v.MRENCLAVE, MRSIGNER: v.MRSIGNER, ISVProdID: int(v.ISVProdID), ISVSVN: int(v.ISVSVN),
-		TCBStatus: v.TCBStatus, Simulated: v.Simulated,
+		TCBStatus: v.TCBStatus, Simulated: v.Simulated, Debug: v.Debug,
 	}}, s.clock())
 	if err != nil {
 		return Certificate{}, nil, err
@@ -215,14 +248,55 @@ func (s *Service) IssueAppCertificate(ctx context.Context, r AppRequest) (Certif
 	if err := s.certs.Create(ctx, rec, Issued{Certificate: rec}); err != nil {
 		return Certificate{}, nil, err
 	}
+	// An approval withdrawn while this request was under way has had its
+	// revocation sweep, which could not see this certificate: check again,
+	// from the stores rather than the cache, now that it is recorded, and
+	// revoke it if its grounds went away.
+	if err := s.approved(ctx, r.AccountID, r.AppID, v, csr.DNSNames, true); err != nil {
+		if _, rerr := s.Revoke(ctx, r.AccountID, rec.Serial, "approval withdrawn during issuance", nil); rerr != nil {
+			return Certificate{}, nil, errors.Join(err, rerr)
+		}
+		return Certificate{}, nil, err
+	}
 	return rec, ca, nil
+}
+
+// approved checks that the application still takes certificates from the
+// CA with the same key type, that the attested measurement is an approved
+// image of it, and that every name is an approved domain of it; fresh
+// reads the stores, bypassing the cache.
+func (s *Service) approved(ctx context.Context, accountID, appID string, v Verdict, names []string, fresh bool) error {
+	apps, images, domains := s.issuance.Apps.Lookup, s.issuance.Images.Lookup, s.issuance.Domains.Lookup
+	if fresh {
+		apps, images, domains = s.issuance.Apps.Fresh, s.issuance.Images.Fresh, s.issuance.Domains.Fresh
+	}
+	if app, found, err := apps(ctx, accountID, appID); err != nil {
+		return err
+	} else if !found || app.Issuer != "cloister" {
+		return refuse("app", "application %s no longer takes certificates from the account CA", appID)
+	}
+	img, found, err := images(ctx, accountID, appID, v.MRENCLAVE)
+	if err != nil {
+		return err
+	}
+	if !found || !bytes.Equal(img.MRSIGNER, v.MRSIGNER) {
+		return refuse("image", "MRENCLAVE %x signed by MRSIGNER %x is not an approved image of application %s", v.MRENCLAVE, v.MRSIGNER, appID)
+	}
+	for _, name := range names {
+		if _, ok, err := domains(ctx, accountID, appID, name); err != nil {
+			return err
+		} else if !ok {
+			return refuse("domain", "%q is not an approved domain of application %s", name, appID)
+		}
+	}
+	return nil
 }
 
 // Decide runs the checks of an issuance that need no lookups: the
 // application's configuration, the CSR and its key, the verdict and the
 // key binding. It returns the checked CSR.
 func Decide(app AppConfig, v Verdict, csrBytes []byte, now time.Time) (*pki.CSR, error) {
-	if app.Issuer != "" && app.Issuer != "cloister" {
+	if app.Issuer != "cloister" {
 		return nil, refuse("app", "application %s does not take its certificates from the account CA (issuer %q)", app.AppID, app.Issuer)
 	}
 	csr, err := pki.CheckCSR(csrBytes, app.KeyType)
@@ -237,6 +311,8 @@ func Decide(app AppConfig, v Verdict, csrBytes []byte, now time.Time) (*pki.CSR,
 	switch {
 	case !v.OK:
 		return nil, refuse("verdict", "attestation %s failed (%s)", v.ID, v.Reason)
+	case v.Debug && !app.Debug:
+		return nil, refuse("verdict", "the enclave runs in debug mode, where the host can read its memory, and application %s is not a debug build", app.AppID)
 	case now.Sub(v.VerifiedAt) > NonceLifetime:
 		return nil, refuse("verdict", "attestation %s is older than %s; attest again", v.ID, NonceLifetime)
 	case v.AppID != app.AppID:
@@ -271,24 +347,31 @@ func (s *Service) RevokeWhere(ctx context.Context, accountID, reason string, mat
 }
 
 // PutApp records an application's certificate configuration (AppCreated,
-// AppUpdated). A key type the CA does not know is a permanent error.
+// AppUpdated). A configuration the CA cannot use removes the application
+// instead, so that issuance fails closed rather than on the old settings.
 func (s *Service) PutApp(ctx context.Context, a AppConfig) error {
 	if uuid.Validate(a.AccountID) != nil || uuid.Validate(a.AppID) != nil {
 		return errs.New(errs.Invalid, "an application needs an account and an id")
 	}
-	if _, err := pki.ParseKeyType(string(a.KeyType)); err != nil {
-		return errs.New(errs.Invalid, err.Error())
+	if _, err := pki.ParseKeyType(string(a.KeyType)); err != nil && a.Issuer == "cloister" {
+		return s.issuance.Apps.Remove(ctx, a.AccountID, a.AppID)
 	}
 	return s.issuance.Apps.Put(ctx, a)
 }
 
-// DeleteApp forgets a deleted application and its domains, and revokes
-// its certificates.
+// DeleteApp forgets a deleted application, its images and domains, and
+// revokes its certificates.
 func (s *Service) DeleteApp(ctx context.Context, accountID, appID string) error {
-	if err := s.issuance.Domains.RemoveApp(ctx, accountID, appID); err != nil {
-		return err
+	if uuid.Validate(accountID) != nil || uuid.Validate(appID) != nil {
+		return nil
 	}
 	if err := s.issuance.Apps.Remove(ctx, accountID, appID); err != nil {
+		return err
+	}
+	if err := s.issuance.Images.RemoveWhere(ctx, accountID, appID, func(ApprovedImage) bool { return true }); err != nil {
+		return err
+	}
+	if err := s.issuance.Domains.RemoveApp(ctx, accountID, appID); err != nil {
 		return err
 	}
 	_, err := s.RevokeWhere(ctx, accountID, "application deleted", func(c Certificate) bool {
@@ -297,38 +380,120 @@ func (s *Service) DeleteApp(ctx context.Context, accountID, appID string) error 
 	return err
 }
 
-// ApproveDomain puts a domain on the allowlist (a domain task approved).
-func (s *Service) ApproveDomain(ctx context.Context, accountID string, d ApprovedDomain) error {
-	if uuid.Validate(accountID) != nil || uuid.Validate(d.AppID) != nil || d.Domain == "" {
-		return errs.New(errs.Invalid, "an approved domain needs an account, an application and a name")
+// taskKey names a task in the ledger of withdrawals.
+func taskKey(accountID, taskID string) string { return accountID + "." + taskID }
+
+func checkTask(accountID, appID, taskID string) error {
+	if uuid.Validate(accountID) != nil || uuid.Validate(appID) != nil || uuid.Validate(taskID) != nil {
+		return errs.New(errs.Invalid, "a task needs an account, an application and an id")
 	}
-	return s.issuance.Domains.Put(ctx, accountID, d)
+	return nil
 }
 
-// WithdrawDomain takes a domain off the allowlist, if the withdrawn task
-// is what put it there, and revokes the certificates that name it.
-func (s *Service) WithdrawDomain(ctx context.Context, accountID string, d ApprovedDomain) error {
-	cur, found, err := s.issuance.Domains.Lookup(ctx, accountID, d.AppID, d.Domain)
-	if err != nil {
+// ApproveDomain puts a domain on the allowlist (a domain task approved),
+// unless the task was withdrawn or denied meanwhile.
+func (s *Service) ApproveDomain(ctx context.Context, accountID string, d ApprovedDomain) error {
+	if err := checkTask(accountID, d.AppID, d.TaskID); err != nil {
 		return err
 	}
-	if found && cur.TaskID == d.TaskID {
-		if err := s.issuance.Domains.Remove(ctx, accountID, d.AppID, d.Domain); err != nil {
-			return err
-		}
+	if err := pki.CheckDNSName(d.Domain); err != nil {
+		return errs.New(errs.Invalid, err.Error())
 	}
-	_, err = s.RevokeWhere(ctx, accountID, "domain approval withdrawn", func(c Certificate) bool {
-		return c.Kind == "app" && c.SubjectID == d.AppID && slices.Contains(c.DNSNames, d.Domain)
+	return s.issuance.Withdrawals.Apply(ctx, taskKey(accountID, d.TaskID),
+		func(ctx context.Context) error { return s.issuance.Domains.Put(ctx, accountID, d) },
+		func(ctx context.Context) error { return s.removeDomainOf(ctx, accountID, d) })
+}
+
+// WithdrawDomain takes a domain off the allowlist for good, if the
+// withdrawn task is what put it there, and revokes the certificates of
+// the application that name it.
+func (s *Service) WithdrawDomain(ctx context.Context, accountID string, d ApprovedDomain) error {
+	if err := checkTask(accountID, d.AppID, d.TaskID); err != nil {
+		return err
+	}
+	if err := s.issuance.Withdrawals.Withdraw(ctx, taskKey(accountID, d.TaskID)); err != nil {
+		return err
+	}
+	if err := s.removeDomainOf(ctx, accountID, d); err != nil {
+		return err
+	}
+	_, err := s.RevokeWhere(ctx, accountID, "domain approval withdrawn", func(c Certificate) bool {
+		return c.Kind == "app" && c.SubjectID == d.AppID && slices.ContainsFunc(c.DNSNames, func(n string) bool { return strings.EqualFold(n, d.Domain) })
 	})
 	return err
 }
 
-// RevokeImage revokes the certificates issued on an image's measurement:
-// its approval was withdrawn or the image deleted. imageID may be empty
-// (match by measurement) and mrenclave nil (match by image).
-func (s *Service) RevokeImage(ctx context.Context, accountID, appID, imageID string, mrenclave []byte, reason string) error {
+func (s *Service) removeDomainOf(ctx context.Context, accountID string, d ApprovedDomain) error {
+	cur, found, err := s.issuance.Domains.Fresh(ctx, accountID, d.AppID, d.Domain)
+	if err != nil || !found || cur.TaskID != d.TaskID {
+		return err
+	}
+	return s.issuance.Domains.Remove(ctx, accountID, d.AppID, d.Domain)
+}
+
+// ApproveImage puts a measurement on the CA's image allowlist (an image
+// task approved), unless the task was withdrawn or denied meanwhile.
+func (s *Service) ApproveImage(ctx context.Context, accountID string, img ApprovedImage) error {
+	if err := checkTask(accountID, img.AppID, img.TaskID); err != nil {
+		return err
+	}
+	if len(img.MRENCLAVE) != 32 || len(img.MRSIGNER) != 32 {
+		return errs.New(errs.Invalid, "an approved image needs a 32-byte MRENCLAVE and MRSIGNER")
+	}
+	return s.issuance.Withdrawals.Apply(ctx, taskKey(accountID, img.TaskID),
+		func(ctx context.Context) error { return s.issuance.Images.Put(ctx, accountID, img) },
+		func(ctx context.Context) error { return s.removeImageOf(ctx, accountID, img) })
+}
+
+// WithdrawImage takes an image off the allowlist for good and revokes the
+// certificates issued on its measurement.
+func (s *Service) WithdrawImage(ctx context.Context, accountID string, img ApprovedImage) error {
+	if err := checkTask(accountID, img.AppID, img.TaskID); err != nil {
+		return err
+	}
+	if err := s.issuance.Withdrawals.Withdraw(ctx, taskKey(accountID, img.TaskID)); err != nil {
+		return err
+	}
+	if err := s.removeImageOf(ctx, accountID, img); err != nil {
+		return err
+	}
+	return s.revokeImage(ctx, accountID, img.AppID, "", img.MRENCLAVE, "image approval withdrawn")
+}
+
+func (s *Service) removeImageOf(ctx context.Context, accountID string, img ApprovedImage) error {
+	return s.issuance.Images.RemoveWhere(ctx, accountID, img.AppID, func(cur ApprovedImage) bool {
+		return cur.TaskID == img.TaskID
+	})
+}
+
+// DenyTask records a denied task, so that a stray approval of it later
+// changes nothing.
+func (s *Service) DenyTask(ctx context.Context, accountID, taskID string) error {
+	if uuid.Validate(accountID) != nil || uuid.Validate(taskID) != nil {
+		return errs.New(errs.Invalid, "a task needs an account and an id")
+	}
+	return s.issuance.Withdrawals.Withdraw(ctx, taskKey(accountID, taskID))
+}
+
+// DeleteImage forgets a deleted image and revokes the certificates issued
+// on it.
+func (s *Service) DeleteImage(ctx context.Context, accountID, appID, imageID string, mrenclave []byte) error {
+	if uuid.Validate(accountID) != nil || uuid.Validate(appID) != nil {
+		return nil
+	}
+	if err := s.issuance.Images.RemoveWhere(ctx, accountID, appID, func(cur ApprovedImage) bool {
+		return imageID != "" && cur.ImageID == imageID || len(mrenclave) > 0 && bytes.Equal(cur.MRENCLAVE, mrenclave)
+	}); err != nil {
+		return err
+	}
+	return s.revokeImage(ctx, accountID, appID, imageID, mrenclave, "image deleted")
+}
+
+// revokeImage revokes the certificates issued on an image: by id, or by
+// measurement when mrenclave is given.
+func (s *Service) revokeImage(ctx context.Context, accountID, appID, imageID string, mrenclave []byte, reason string) error {
 	_, err := s.RevokeWhere(ctx, accountID, reason, func(c Certificate) bool {
-		if c.Kind != "app" || appID != "" && c.SubjectID != appID {
+		if c.Kind != "app" || c.SubjectID != appID {
 			return false
 		}
 		return imageID != "" && c.ImageID == imageID || len(mrenclave) > 0 && bytes.Equal(c.MRENCLAVE, mrenclave)

@@ -24,6 +24,8 @@ const (
 	BucketApps    = "ca_apps"
 	BucketDomains = "ca_domains"
 	BucketNonces  = "ca_nonces"
+	BucketImages  = "ca_images"
+	BucketLedger  = "ca_withdrawn_tasks"
 )
 
 // OpenIssuance opens the stores application issuance needs; lookups of
@@ -42,7 +44,16 @@ func OpenIssuance(ctx context.Context, js jetstream.JetStream, replicas int, c c
 	if err != nil {
 		return app.Issuance{}, err
 	}
-	return app.Issuance{Apps: &Apps{apps}, Domains: &Domains{domains}, Nonces: &Nonces{nonces}, Verdicts: &Verdicts{verdicts}}, nil
+	images, err := allowlist.Open[app.ApprovedImage](ctx, js, BucketImages, replicas, c, logger)
+	if err != nil {
+		return app.Issuance{}, err
+	}
+	ledger, err := allowlist.OpenLedger(ctx, js, BucketLedger, replicas, logger)
+	if err != nil {
+		return app.Issuance{}, err
+	}
+	return app.Issuance{Apps: &Apps{apps}, Domains: &Domains{domains}, Images: &Images{images}, Withdrawals: ledger,
+		Nonces: &Nonces{nonces}, Verdicts: &Verdicts{verdicts}}, nil
 }
 
 // Apps keeps applications' certificate configurations, keyed <account>.<app>.
@@ -55,6 +66,11 @@ var _ app.Apps = (*Apps)(nil)
 // Lookup implements app.Apps.
 func (s *Apps) Lookup(ctx context.Context, accountID, appID string) (app.AppConfig, bool, error) {
 	return s.list.Lookup(ctx, accountID+"."+appID)
+}
+
+// Fresh implements app.Apps.
+func (s *Apps) Fresh(ctx context.Context, accountID, appID string) (app.AppConfig, bool, error) {
+	return s.list.Fresh(ctx, accountID+"."+appID)
 }
 
 // Put implements app.Apps.
@@ -87,6 +103,11 @@ func (s *Domains) Lookup(ctx context.Context, accountID, appID, domain string) (
 	return s.list.Lookup(ctx, domainKey(accountID, appID, domain))
 }
 
+// Fresh implements app.Domains.
+func (s *Domains) Fresh(ctx context.Context, accountID, appID, domain string) (app.ApprovedDomain, bool, error) {
+	return s.list.Fresh(ctx, domainKey(accountID, appID, domain))
+}
+
 // domainKey is case-insensitive, as DNS names are. A name that cannot be
 // a key is simply never found.
 func domainKey(accountID, appID, domain string) string {
@@ -111,6 +132,57 @@ func (s *Domains) RemoveApp(ctx context.Context, accountID, appID string) error 
 	}
 	_, err := s.list.RemoveMatching(ctx, filter)
 	return err
+}
+
+// Images is the CA's image allowlist, keyed <account>.<app>.<mrenclave hex>.
+type Images struct {
+	list *allowlist.List[app.ApprovedImage]
+}
+
+var _ app.Images = (*Images)(nil)
+
+func imageKey(accountID, appID string, mrenclave []byte) string {
+	return accountID + "." + appID + "." + hex.EncodeToString(mrenclave)
+}
+
+// Lookup implements app.Images.
+func (s *Images) Lookup(ctx context.Context, accountID, appID string, mrenclave []byte) (app.ApprovedImage, bool, error) {
+	return s.list.Lookup(ctx, imageKey(accountID, appID, mrenclave))
+}
+
+// Fresh implements app.Images.
+func (s *Images) Fresh(ctx context.Context, accountID, appID string, mrenclave []byte) (app.ApprovedImage, bool, error) {
+	return s.list.Fresh(ctx, imageKey(accountID, appID, mrenclave))
+}
+
+// Put implements app.Images.
+func (s *Images) Put(ctx context.Context, accountID string, img app.ApprovedImage) error {
+	return s.list.Put(ctx, imageKey(accountID, img.AppID, img.MRENCLAVE), img)
+}
+
+// Remove implements app.Images.
+func (s *Images) Remove(ctx context.Context, accountID, appID string, mrenclave []byte) error {
+	return s.list.Remove(ctx, imageKey(accountID, appID, mrenclave))
+}
+
+// RemoveWhere implements app.Images.
+func (s *Images) RemoveWhere(ctx context.Context, accountID, appID string, drop func(app.ApprovedImage) bool) error {
+	filter := accountID + ".>"
+	if appID != "" {
+		filter = accountID + "." + appID + ".*"
+	}
+	es, err := s.list.List(ctx, filter)
+	if err != nil {
+		return err
+	}
+	for _, e := range es {
+		if drop(e.Value) {
+			if err := s.list.Remove(ctx, e.Key); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // Nonces keeps issued nonces until used or expired, keyed <account>.<hex>.
@@ -159,6 +231,6 @@ func (s *Verdicts) Get(ctx context.Context, accountID, id string) (app.Verdict, 
 	v := resp.GetVerdict()
 	return app.Verdict{ID: v.GetId(), AccountID: v.GetAccountId(), OK: v.GetOk(), Reason: v.GetReason(),
 		AppID: v.GetAppId(), ImageID: v.GetImageId(), MRENCLAVE: v.GetMrenclave(), MRSIGNER: v.GetMrsigner(),
-		ISVProdID: v.GetIsvprodid(), ISVSVN: v.GetIsvsvn(), TCBStatus: v.GetTcbStatus(), Simulated: v.GetSimulated(),
+		ISVProdID: v.GetIsvprodid(), ISVSVN: v.GetIsvsvn(), TCBStatus: v.GetTcbStatus(), Debug: v.GetDebug(), Simulated: v.GetSimulated(),
 		ReportData: v.GetReportData(), VerifiedAt: v.GetVerifiedAt().AsTime()}, nil
 }

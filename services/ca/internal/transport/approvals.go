@@ -35,6 +35,7 @@ func ConsumeApprovals(ctx context.Context, js jetstream.JetStream, s *app.Servic
 		FilterSubjects: []string{
 			events.Subject(accountclient.Service, &accountv1.TaskApproved{}),
 			events.Subject(accountclient.Service, &accountv1.TaskWithdrawn{}),
+			events.Subject(accountclient.Service, &accountv1.TaskDenied{}),
 			events.Subject(imageconverterService, &imageconverterv1.AppCreated{}),
 			events.Subject(imageconverterService, &imageconverterv1.AppUpdated{}),
 			events.Subject(imageconverterService, &imageconverterv1.AppDeleted{}),
@@ -55,6 +56,7 @@ func handleApproval(ctx context.Context, s *app.Service, ev events.Event) error 
 	var (
 		approved  accountv1.TaskApproved
 		withdrawn accountv1.TaskWithdrawn
+		denied    accountv1.TaskDenied
 		created   imageconverterv1.AppCreated
 		updated   imageconverterv1.AppUpdated
 		appDel    imageconverterv1.AppDeleted
@@ -64,19 +66,24 @@ func handleApproval(ctx context.Context, s *app.Service, ev events.Event) error 
 	switch {
 	case ev.Decode(&approved) == nil:
 		t := approved.GetTask()
-		if t.GetKind() == "domain" {
-			return s.ApproveDomain(ctx, t.GetAccountId(), app.ApprovedDomain{AppID: t.GetAppId(), Domain: t.GetDomain(), TaskID: t.GetId()})
+		switch t.GetKind() {
+		case "domain":
+			return s.ApproveDomain(ctx, t.GetAccountId(), approvedDomain(t))
+		case "image":
+			return s.ApproveImage(ctx, t.GetAccountId(), approvedImage(t))
 		}
-		return nil // image approvals matter to the attestation service
+		return nil
 	case ev.Decode(&withdrawn) == nil:
 		t := withdrawn.GetTask()
 		switch t.GetKind() {
 		case "domain":
-			return s.WithdrawDomain(ctx, t.GetAccountId(), app.ApprovedDomain{AppID: t.GetAppId(), Domain: t.GetDomain(), TaskID: t.GetId()})
+			return s.WithdrawDomain(ctx, t.GetAccountId(), approvedDomain(t))
 		case "image":
-			return s.RevokeImage(ctx, t.GetAccountId(), t.GetAppId(), t.GetImage().GetImageId(), t.GetImage().GetMrenclave(), "image approval withdrawn")
+			return s.WithdrawImage(ctx, t.GetAccountId(), approvedImage(t))
 		}
 		return nil
+	case ev.Decode(&denied) == nil:
+		return s.DenyTask(ctx, denied.GetTask().GetAccountId(), denied.GetTask().GetId())
 	case ev.Decode(&created) == nil:
 		return s.PutApp(ctx, appConfig(created.GetApp()))
 	case ev.Decode(&updated) == nil:
@@ -84,15 +91,24 @@ func handleApproval(ctx context.Context, s *app.Service, ev events.Event) error 
 	case ev.Decode(&appDel) == nil:
 		return s.DeleteApp(ctx, appDel.GetAccountId(), appDel.GetAppId())
 	case ev.Decode(&imageDel) == nil:
-		return s.RevokeImage(ctx, imageDel.GetAccountId(), imageDel.GetAppId(), imageDel.GetImageId(), imageDel.GetMrenclave(), "image deleted")
+		return s.DeleteImage(ctx, imageDel.GetAccountId(), imageDel.GetAppId(), imageDel.GetImageId(), imageDel.GetMrenclave())
 	case ev.Decode(&nodeDel) == nil:
 		return s.RevokeNode(ctx, nodeDel.GetAccountId(), nodeDel.GetNodeId())
 	}
 	return events.Permanent(errors.New("unexpected event " + ev.Envelope.GetType()))
 }
 
+func approvedDomain(t *accountv1.Task) app.ApprovedDomain {
+	return app.ApprovedDomain{AppID: t.GetAppId(), Domain: t.GetDomain(), TaskID: t.GetId()}
+}
+
+func approvedImage(t *accountv1.Task) app.ApprovedImage {
+	im := t.GetImage()
+	return app.ApprovedImage{AppID: t.GetAppId(), ImageID: im.GetImageId(), MRENCLAVE: im.GetMrenclave(), MRSIGNER: im.GetMrsigner(), TaskID: t.GetId()}
+}
+
 func appConfig(a *imageconverterv1.App) app.AppConfig {
 	c := a.GetCertificate()
 	return app.AppConfig{AccountID: a.GetAccountId(), AppID: a.GetId(), Domain: c.GetDomain(), Issuer: c.GetIssuer(),
-		KeyType: pki.KeyType(c.GetKeyType()), Lifetime: time.Duration(c.GetValidityDays()) * 24 * time.Hour}
+		KeyType: pki.KeyType(c.GetKeyType()), Lifetime: time.Duration(c.GetValidityDays()) * 24 * time.Hour, Debug: a.GetSpec().GetDebug()}
 }

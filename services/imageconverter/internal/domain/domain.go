@@ -90,7 +90,6 @@ const (
 var (
 	nameRE    = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9._-]*$`)
 	envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
-	labelRE   = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 )
 
 // invalid is a validation error naming the field at fault.
@@ -239,20 +238,8 @@ func (c CertificateConfig) check() error {
 	return nil
 }
 
-// CheckDomain accepts a lower-case DNS name of at least two labels, no
-// wildcards, no trailing dot.
-func CheckDomain(d string) error {
-	labels := strings.Split(d, ".")
-	if d == "" || len(d) > 253 || len(labels) < 2 {
-		return fmt.Errorf("%q is not a DNS name such as app.example.com", d)
-	}
-	for _, l := range labels {
-		if !labelRE.MatchString(l) {
-			return fmt.Errorf("%q is not a DNS name: label %q must be 1 to 63 lower-case letters, digits or '-', not starting or ending with '-'", d, l)
-		}
-	}
-	return nil
-}
+// CheckDomain accepts the names the CA issues for (pki.CheckDNSName).
+func CheckDomain(d string) error { return pki.CheckDNSName(d) }
 
 func checkStrings(field string, ss []string) error {
 	if len(ss) > MaxListItems {
