@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 	"testing"
 
 	"github.com/cloister-cc/cloister/libs/allowlist"
@@ -186,5 +187,52 @@ func TestLedgerWithdrawalIsFinal(t *testing.T) {
 	}
 	if err := ledger.Withdraw(ctx, "acct.task1"); err != nil {
 		t.Fatalf("withdrawing twice: %v", err)
+	}
+}
+
+// hookedCache runs beforeAdd once, just before the first Add reaches the
+// real cache: the moment between a lookup's bucket read and its fill.
+type hookedCache struct {
+	cache.Cache
+	once      sync.Once
+	beforeAdd func()
+}
+
+func (h *hookedCache) Add(ctx context.Context, key string, value []byte, ttl time.Duration) (bool, error) {
+	h.once.Do(h.beforeAdd)
+	return h.Cache.Add(ctx, key, value, ttl)
+}
+
+// TestFillCannotUndoAChange pins the interleaving the design is about: a
+// lookup reads the bucket (approved), the approval is removed, and only
+// then does the lookup fill the cache. The removal must win.
+func TestFillCannotUndoAChange(t *testing.T) {
+	for _, cc := range caches {
+		t.Run(cc.name, func(t *testing.T) {
+			ctx := context.Background()
+			h := &hookedCache{Cache: cc.make(t)}
+			l := open(t, h)
+			key := "acct1.app1.hello.example.com"
+			h.once.Do(func() {}) // Put's own path does not Add; arm the hook below
+			if err := l.Put(ctx, key, entry{"app1", "t1"}); err != nil {
+				t.Fatal(err)
+			}
+			// Put wrote the entry through; drop it so the next lookup fills.
+			if err := h.Cache.Delete(ctx, "allowlist:test_allowlist:"+key); err != nil {
+				t.Fatal(err)
+			}
+			h.once = sync.Once{}
+			h.beforeAdd = func() {
+				if err := l.Remove(ctx, key); err != nil {
+					t.Error(err)
+				}
+			}
+			if _, found, err := l.Lookup(ctx, key); err != nil || !found {
+				t.Fatalf("the racing lookup = %v, %v; it read the bucket before the removal, so found", found, err)
+			}
+			if _, found, err := l.Lookup(ctx, key); err != nil || found {
+				t.Fatalf("after the removal, Lookup found = %v, %v; the racing fill brought the old answer back", found, err)
+			}
+		})
 	}
 }
