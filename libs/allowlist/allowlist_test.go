@@ -4,8 +4,8 @@ import (
 	"context"
 	"fmt"
 	"sync"
-	"time"
 	"testing"
+	"time"
 
 	"github.com/cloister-cc/cloister/libs/allowlist"
 	"github.com/cloister-cc/cloister/libs/cache"
