@@ -1,0 +1,193 @@
+// Package enclave is what a converted image carries under /opt/cloister
+// and how it is measured: the enclave manifest, the file names, the
+// labels, and MRENCLAVE computed from them with the Cloister enclave
+// layout v1 (libs/sgx). The converter writes these; the launcher and
+// `cloister image measure` read them.
+package enclave
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/cloister-cc/cloister/libs/sgx"
+)
+
+// Where a converted image keeps the enclave's parts.
+const (
+	Dir              = "/opt/cloister"
+	LauncherPath     = Dir + "/launcher"
+	ManifestPath     = Dir + "/manifest.json"
+	TrustedFilesPath = Dir + "/trusted-files"
+	SigStructPath    = Dir + "/sigstruct.bin"
+)
+
+// Labels of a converted image's config.
+const (
+	LabelMRENCLAVE = "cc.cloister.mrenclave"
+	LabelMRSIGNER  = "cc.cloister.mrsigner"
+	LabelISVProdID = "cc.cloister.isvprodid"
+	LabelISVSVN    = "cc.cloister.isvsvn"
+	LabelLayout    = "cc.cloister.layout"
+	LayoutV1       = "v1"
+)
+
+// ManifestVersion names the manifest format.
+const ManifestVersion = "cloister.manifest/v1"
+
+// MaxManifestSize bounds a manifest read from an image.
+const MaxManifestSize = 1 << 20
+
+// EnvVar is a fixed environment variable.
+type EnvVar struct {
+	Name  string `json:"name"`
+	Value string `json:"value"`
+}
+
+// Certificate is the TLS certificate the launcher obtains.
+type Certificate struct {
+	Domain   string `json:"domain"`
+	KeyType  string `json:"key_type"`
+	KeyPath  string `json:"key_path"`
+	CertPath string `json:"cert_path"`
+}
+
+// Manifest is what the enclave runs and how; its canonical bytes are
+// measured (they are pages of the enclave), so every field is part of
+// MRENCLAVE.
+type Manifest struct {
+	Version          string       `json:"version"`
+	Entrypoint       []string     `json:"entrypoint"`
+	Args             []string     `json:"args"`
+	AllowCmdlineArgs bool         `json:"allow_cmdline_args"`
+	Env              []EnvVar     `json:"env"`
+	PassthroughEnv   []string     `json:"passthrough_env"`
+	WorkingDir       string       `json:"working_dir"`
+	User             string       `json:"user"`
+	RWDirs           []string     `json:"rw_dirs"`
+	MemorySize       uint64       `json:"memory_size"`
+	Threads          uint32       `json:"threads"`
+	ISVProdID        uint16       `json:"isvprodid"`
+	ISVSVN           uint16       `json:"isvsvn"`
+	Debug            bool         `json:"debug"`
+	Certificate      *Certificate `json:"certificate"`
+	// TrustedFiles and Launcher are "sha256:<hex>" digests of the
+	// trusted-file list (libs/imagefs encoding) and the launcher binary.
+	TrustedFiles string `json:"trusted_files"`
+	Launcher     string `json:"launcher"`
+}
+
+// Encode returns the manifest's canonical bytes: JSON with the fields in
+// declaration order, env sorted by name, lists never null, no spaces, and
+// a final newline.
+func (m Manifest) Encode() ([]byte, error) {
+	m.Version = ManifestVersion
+	m.Env = slices.Clone(m.Env)
+	slices.SortFunc(m.Env, func(a, b EnvVar) int { return strings.Compare(a.Name, b.Name) })
+	for _, l := range []*[]string{&m.Entrypoint, &m.Args, &m.PassthroughEnv, &m.RWDirs} {
+		if *l == nil {
+			*l = []string{}
+		}
+	}
+	if m.Env == nil {
+		m.Env = []EnvVar{}
+	}
+	if err := m.check(); err != nil {
+		return nil, err
+	}
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(m); err != nil {
+		return nil, fmt.Errorf("encoding manifest: %w", err)
+	}
+	return b.Bytes(), nil
+}
+
+// ErrManifest is returned for a manifest that is not canonical or not
+// valid.
+var ErrManifest = errors.New("enclave: invalid manifest")
+
+// ParseManifest reads a manifest, accepting only its canonical bytes:
+// one manifest has one encoding, so its measurement is unambiguous.
+func ParseManifest(b []byte) (*Manifest, error) {
+	if len(b) > MaxManifestSize {
+		return nil, fmt.Errorf("%w: larger than %d bytes", ErrManifest, MaxManifestSize)
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	var m Manifest
+	if err := dec.Decode(&m); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrManifest, err)
+	}
+	if m.Version != ManifestVersion {
+		return nil, fmt.Errorf("%w: version %q, want %q", ErrManifest, m.Version, ManifestVersion)
+	}
+	again, err := m.Encode()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrManifest, err)
+	}
+	if !bytes.Equal(again, b) {
+		return nil, fmt.Errorf("%w: not in canonical form", ErrManifest)
+	}
+	return &m, nil
+}
+
+func (m Manifest) check() error {
+	switch {
+	case len(m.Entrypoint) == 0:
+		return fmt.Errorf("%w: no entrypoint", ErrManifest)
+	case m.Threads == 0:
+		return fmt.Errorf("%w: no threads", ErrManifest)
+	case !isDigest(m.TrustedFiles):
+		return fmt.Errorf("%w: trusted_files must be sha256:<64 hex digits>", ErrManifest)
+	case !isDigest(m.Launcher):
+		return fmt.Errorf("%w: launcher must be sha256:<64 hex digits>", ErrManifest)
+	}
+	for i := 1; i < len(m.Env); i++ {
+		if m.Env[i].Name == m.Env[i-1].Name {
+			return fmt.Errorf("%w: env %s is set twice", ErrManifest, m.Env[i].Name)
+		}
+	}
+	return nil
+}
+
+func isDigest(s string) bool {
+	h, ok := strings.CutPrefix(s, "sha256:")
+	if !ok || len(h) != 64 {
+		return false
+	}
+	_, err := hex.DecodeString(h)
+	return err == nil && strings.ToLower(h) == h
+}
+
+// Digest is the "sha256:<hex>" form manifests use.
+func Digest(b []byte) string {
+	sum := sha256.Sum256(b)
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+// Layout returns the enclave layout of a launcher and the manifest's
+// canonical bytes.
+func Layout(launcher, manifest []byte, m *Manifest) sgx.Layout {
+	return sgx.Layout{Launcher: launcher, Manifest: manifest, MemorySize: m.MemorySize, Threads: int(m.Threads), Debug: m.Debug}
+}
+
+// SigStructFields are the SIGSTRUCT fields of an enclave: its measurement,
+// attributes and the application's ISVPRODID and ISVSVN.
+func SigStructFields(l sgx.Layout, mrenclave [32]byte, isvProdID, isvSVN uint16, date uint32) sgx.SigStructFields {
+	return sgx.SigStructFields{
+		Date:          date,
+		MiscMask:      0xffffffff,
+		Attributes:    l.Attributes(),
+		AttributeMask: l.AttributeMask(),
+		EnclaveHash:   mrenclave,
+		ISVProdID:     isvProdID,
+		ISVSVN:        isvSVN,
+	}
+}

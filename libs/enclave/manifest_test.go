@@ -1,0 +1,90 @@
+package enclave
+
+import (
+	"bytes"
+	"errors"
+	"strings"
+	"testing"
+)
+
+func sample() Manifest {
+	return Manifest{
+		Entrypoint: []string{"/hello"}, Args: []string{"--port", "8443"},
+		Env: []EnvVar{{"Z", "last"}, {"A", "first <&>"}}, PassthroughEnv: []string{"TZ"},
+		WorkingDir: "/", User: "65532", RWDirs: []string{"/tmp"}, MemorySize: 256 << 20, Threads: 4, ISVProdID: 7, ISVSVN: 2,
+		Certificate:  &Certificate{Domain: "hello.cloister.test", KeyType: "ec-p256", KeyPath: "/run/cloister/key.pem", CertPath: "/run/cloister/cert.pem"},
+		TrustedFiles: Digest([]byte("list")), Launcher: Digest([]byte("launcher")),
+	}
+}
+
+func TestManifestRoundTrip(t *testing.T) {
+	b, err := sample().Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Env is sorted, HTML is not escaped, one line.
+	if !bytes.Contains(b, []byte(`"env":[{"name":"A","value":"first <&>"},{"name":"Z","value":"last"}]`)) || bytes.Count(b, []byte("\n")) != 1 {
+		t.Fatalf("Encode = %s", b)
+	}
+	m, err := ParseManifest(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, _ := m.Encode()
+	if !bytes.Equal(again, b) {
+		t.Fatalf("round trip changed the bytes:\n%s\n%s", b, again)
+	}
+	// nil and empty lists encode the same: one manifest, one encoding.
+	s := sample()
+	s.RWDirs = nil
+	x, _ := s.Encode()
+	s.RWDirs = []string{}
+	y, _ := s.Encode()
+	if !bytes.Equal(x, y) {
+		t.Fatal("nil and empty lists encode differently")
+	}
+}
+
+func TestParseManifestRefuses(t *testing.T) {
+	good, _ := sample().Encode()
+	for name, b := range map[string][]byte{
+		"spaces":         bytes.Replace(good, []byte(`":`), []byte(`": `), 1),
+		"unknown field":  bytes.Replace(good, []byte(`{"version"`), []byte(`{"x":1,"version"`), 1),
+		"unsorted env":   bytes.Replace(good, []byte(`{"name":"A","value":"first <&>"},{"name":"Z","value":"last"}`), []byte(`{"name":"Z","value":"last"},{"name":"A","value":"first <&>"}`), 1),
+		"other version":  bytes.Replace(good, []byte(ManifestVersion), []byte("cloister.manifest/v9"), 1),
+		"no newline":     bytes.TrimSuffix(good, []byte("\n")),
+		"trailing bytes": append(append([]byte{}, good...), '{', '}'),
+		"bad digest":     bytes.Replace(good, []byte(`"launcher":"sha256:`), []byte(`"launcher":"sha512:`), 1),
+		"empty":          nil,
+	} {
+		t.Run(name, func(t *testing.T) {
+			if _, err := ParseManifest(b); !errors.Is(err, ErrManifest) {
+				t.Fatalf("ParseManifest = %v, want ErrManifest", err)
+			}
+		})
+	}
+	s := sample()
+	s.Entrypoint = nil
+	if _, err := s.Encode(); err == nil || !strings.Contains(err.Error(), "entrypoint") {
+		t.Fatalf("Encode without entrypoint = %v", err)
+	}
+}
+
+func FuzzParseManifest(f *testing.F) {
+	good, _ := sample().Encode()
+	f.Add(good)
+	f.Add([]byte(`{"version":"cloister.manifest/v1"}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m, err := ParseManifest(b)
+		if err != nil {
+			if !errors.Is(err, ErrManifest) {
+				t.Fatalf("error %v is not ErrManifest", err)
+			}
+			return
+		}
+		again, err := m.Encode()
+		if err != nil || !bytes.Equal(again, b) {
+			t.Fatalf("accepted bytes do not re-encode to themselves: %v", err)
+		}
+	})
+}
