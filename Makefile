@@ -12,7 +12,8 @@ RUN_FLAGS ?=
 
 ## run: cloister server -dev (embedded NATS JetStream, in-process cache) on 127.0.0.1:8080
 run:
-	$(GO) run ./cmd/cloister server -dev $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(RUN_FLAGS)
+	CGO_ENABLED=0 $(GO) build -o .bin/cloister-launcher ./cmd/cloister-launcher
+	$(GO) run ./cmd/cloister server -dev --launcher .bin/cloister-launcher $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(RUN_FLAGS)
 
 ## test: every module's tests, with the race detector
 test:
@@ -40,9 +41,10 @@ proto:
 		--go_out=libs/gen --go_opt=module=github.com/cloister-cc/cloister/libs/gen \
 		$$(find proto -name '*.proto' | sort)
 
-## build: the cloister binary in ./bin
+## build: the cloister and cloister-launcher binaries in ./bin (static)
 build:
 	CGO_ENABLED=0 $(GO) build -o bin/cloister ./cmd/cloister
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o bin/cloister-launcher ./cmd/cloister-launcher
 
 ## tidy: go mod tidy in every module
 tidy:

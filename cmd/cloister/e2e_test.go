@@ -4,16 +4,25 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
+	"log"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/cloister-cc/cloister/libs/testkit"
 )
@@ -62,7 +71,56 @@ func freeAddr(t *testing.T) string {
 // startServer starts `cloister server -dev` on dataDir and waits until it is ready.
 func startServer(t *testing.T, dataDir, addr string) *exec.Cmd {
 	t.Helper()
-	return startServerArgs(t, addr, "-dev", "--data-dir", dataDir)
+	return startServerArgs(t, addr, "-dev", "--data-dir", dataDir, "--launcher", launcherBinary(t))
+}
+
+// launcherBinary builds cmd/cloister-launcher once per test binary, as
+// `make run` does, for the server to pack into converted images.
+var launcherBinary = func() func(t *testing.T) string {
+	var once sync.Once
+	var path string
+	var err error
+	return func(t *testing.T) string {
+		t.Helper()
+		once.Do(func() {
+			dir, derr := os.MkdirTemp("", "cloister-launcher")
+			if derr != nil {
+				err = derr
+				return
+			}
+			path = filepath.Join(dir, "cloister-launcher")
+			cmd := exec.Command("go", "build", "-trimpath", "-o", path, "../cloister-launcher")
+			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+			if out, berr := cmd.CombinedOutput(); berr != nil {
+				err = fmt.Errorf("building the launcher: %v\n%s", berr, out)
+			}
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+}()
+
+// testRegistry serves go-containerregistry's in-process registry with a
+// random image at <host>/samples/in:1, and returns the host.
+func testRegistry(t *testing.T) string {
+	t.Helper()
+	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	t.Cleanup(srv.Close)
+	host := strings.TrimPrefix(srv.URL, "http://")
+	img, err := random.Image(64<<10, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, err := name.ParseReference(host + "/samples/in:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(ref, img); err != nil {
+		t.Fatal(err)
+	}
+	return host
 }
 
 // TestDevServerJourneyAndCrash drives `cloister server -dev` with the CLI
@@ -166,6 +224,29 @@ func TestDevServerJourneyAndCrash(t *testing.T) {
 		out, err := cloisterCmd(t, cfgDir, "signing-key").Output()
 		return err == nil && strings.Contains(string(out), "MRSIGNER") && strings.Contains(string(out), "BEGIN PUBLIC KEY")
 	}, "cloister signing-key never showed the account's key")
+
+	// Convert an image from a registry and measure the result ourselves.
+	host := testRegistry(t)
+	run(t, cfgDir, "", "app", "create", "conv", "--input-image", host+"/samples/in:1", "--output-image", host+"/samples/out",
+		"--entrypoint", "/bin/app", "--memory", "64M", "--threads", "2")
+	var converted struct {
+		Status, MRENCLAVE, MRSIGNER, Ref string
+	}
+	if err := json.Unmarshal([]byte(run(t, cfgDir, "", "image", "convert", "--app", "conv", "--tag", "1", "--wait", "-o", "json")), &converted); err != nil ||
+		converted.Status != "converted" || len(converted.MRENCLAVE) != 64 {
+		t.Fatalf("image convert --wait = %+v, %v", converted, err)
+	}
+	var measured struct {
+		MRENCLAVE, MRSIGNER string
+		Match               bool
+	}
+	if err := json.Unmarshal([]byte(run(t, cfgDir, "", "image", "measure", host+"/samples/out:1", "-o", "json")), &measured); err != nil ||
+		!measured.Match || measured.MRENCLAVE != converted.MRENCLAVE || measured.MRSIGNER != converted.MRSIGNER {
+		t.Fatalf("image measure = %+v, %v; want a match with %+v", measured, err, converted)
+	}
+	if out := run(t, cfgDir, "", "image", "list", "--app", "conv"); !strings.Contains(out, "converted") {
+		t.Fatalf("image list = %s", out)
+	}
 
 	table := run(t, cfgDir, "", "member", "list")
 	if !strings.Contains(table, "bob@example.com") || !strings.Contains(table, "auditor") {

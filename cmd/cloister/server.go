@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"slices"
@@ -57,6 +58,7 @@ type serverConfig struct {
 	PCSURL     string
 	Simulation bool
 	MasterKey  string // path of the KEK file
+	Launcher   string // path of the cloister-launcher binary
 }
 
 // serverEnv maps each server flag to the environment variable that sets
@@ -74,6 +76,7 @@ var serverEnv = map[string]string{
 	"pcs-url":         "CLOISTER_PCS_URL",
 	"simulation":      "CLOISTER_SIMULATION",
 	"master-key-file": "CLOISTER_MASTER_KEY_FILE",
+	"launcher":        "CLOISTER_LAUNCHER",
 }
 
 func defaultDataDir() string {
@@ -120,6 +123,7 @@ Every flag can also be set by the environment variable named in its help.`,
 	f.StringVar(&cfg.LogLevel, "log-level", "info", "debug, info, warn or error")
 	f.BoolVar(&cfg.Simulation, "simulation", false, "accept simulated SGX evidence from accounts whose policy allows it (on with -dev); needs a master key")
 	f.StringVar(&cfg.MasterKey, "master-key-file", "", "file holding the base64 key-encryption key that seals secrets at rest (or set $CLOISTER_MASTER_KEY; -dev makes one in --data-dir)")
+	f.StringVar(&cfg.Launcher, "launcher", "", "the cloister-launcher binary packed into converted images (default: cloister-launcher beside this binary, then on $PATH); without one the imageconverter serves its API but converts nothing")
 	f.StringVar(&cfg.PCSURL, "pcs-url", "", "Intel PCS or PCCS base URL (API v4) to fetch SGX collateral from, e.g. https://api.trustedservices.intel.com/sgx/certification/v4/")
 	for name, env := range serverEnv {
 		f.Lookup(name).Usage += " [$" + env + "]"
@@ -245,7 +249,14 @@ func runServer(ctx context.Context, cfg serverConfig) error {
 			if err != nil {
 				return err
 			}
-			svc, err := imageconverter.Start(ctx, imageconverter.Config{NATS: nc, Replicas: cfg.Replicas, Logger: logger, KEK: kek})
+			launcher, err := loadLauncher(cfg.Launcher)
+			if err != nil {
+				return err
+			}
+			if launcher == nil {
+				logger.Warn("no cloister-launcher found (--launcher): this process converts nothing; conversion jobs wait for one that can")
+			}
+			svc, err := imageconverter.Start(ctx, imageconverter.Config{NATS: nc, Replicas: cfg.Replicas, Logger: logger, KEK: kek, Launcher: launcher})
 			if err != nil {
 				return fmt.Errorf("starting imageconverter service: %w", err)
 			}
@@ -373,6 +384,33 @@ type redisLogger struct{ l *slog.Logger }
 
 func (r redisLogger) Printf(ctx context.Context, format string, v ...any) {
 	r.l.DebugContext(ctx, fmt.Sprintf(format, v...), "component", "go-redis")
+}
+
+// loadLauncher reads the launcher binary: the path given, else
+// cloister-launcher beside this executable, else on $PATH. Not finding
+// one where none was asked for is not an error (nil); a path given that
+// cannot be read is.
+func loadLauncher(path string) ([]byte, error) {
+	if path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("--launcher: %w", err)
+		}
+		return b, nil
+	}
+	var candidates []string
+	if exe, err := os.Executable(); err == nil {
+		candidates = append(candidates, filepath.Join(filepath.Dir(exe), "cloister-launcher"))
+	}
+	if p, err := exec.LookPath("cloister-launcher"); err == nil {
+		candidates = append(candidates, p)
+	}
+	for _, c := range candidates {
+		if b, err := os.ReadFile(c); err == nil {
+			return b, nil
+		}
+	}
+	return nil, nil
 }
 
 // loadKEK returns the key-encryption key: $CLOISTER_MASTER_KEY, else the

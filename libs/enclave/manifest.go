@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/cloister-cc/cloister/libs/imagefs"
 	"github.com/cloister-cc/cloister/libs/sgx"
 )
 
@@ -26,6 +27,29 @@ const (
 	TrustedFilesPath = Dir + "/trusted-files"
 	SigStructPath    = Dir + "/sigstruct.bin"
 )
+
+// Entrypoint is a converted image's entrypoint: the launcher, then "--",
+// so that every argument of `docker run IMAGE ARGS...` is the
+// application's (the launcher decides whether the manifest allows them).
+var Entrypoint = []string{LauncherPath, "--"}
+
+// Trusted returns the trusted-file list of an image's files: all of them
+// but what lies under the application's read-write directories, which
+// the application changes and a volume may replace (they are not
+// measured; the API says so).
+func Trusted(all *imagefs.List, rwDirs []string) (*imagefs.List, error) {
+	if len(rwDirs) == 0 {
+		return all, nil
+	}
+	var keep []imagefs.Entry
+	for e := range all.All() {
+		p := "/" + e.Path
+		if !slices.ContainsFunc(rwDirs, func(d string) bool { return p == d || strings.HasPrefix(p, strings.TrimSuffix(d, "/")+"/") }) {
+			keep = append(keep, e)
+		}
+	}
+	return imagefs.NewList(keep)
+}
 
 // Labels of a converted image's config.
 const (

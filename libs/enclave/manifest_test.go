@@ -5,6 +5,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/cloister-cc/cloister/libs/imagefs"
 )
 
 func sample() Manifest {
@@ -87,4 +89,28 @@ func FuzzParseManifest(f *testing.F) {
 			t.Fatalf("accepted bytes do not re-encode to themselves: %v", err)
 		}
 	})
+}
+
+func TestTrustedLeavesOutReadWriteDirs(t *testing.T) {
+	all, err := imagefs.NewList([]imagefs.Entry{
+		{Path: "app", Type: imagefs.TypeDir, Mode: 0o755},
+		{Path: "app/bin", Type: imagefs.TypeRegular, Mode: 0o755},
+		{Path: "data", Type: imagefs.TypeDir, Mode: 0o755},
+		{Path: "data/seed", Type: imagefs.TypeRegular, Mode: 0o644},
+		{Path: "database", Type: imagefs.TypeRegular, Mode: 0o644},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := Trusted(all, []string{"/data"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var paths []string
+	for e := range got.All() {
+		paths = append(paths, e.Path)
+	}
+	if strings.Join(paths, ",") != "app,app/bin,database" {
+		t.Fatalf("Trusted = %v, want app, app/bin and database (not /data or below)", paths)
+	}
 }

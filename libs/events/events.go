@@ -26,6 +26,7 @@ const (
 	StreamEvents      = "EVENTS"      // subjects "events.>", limits retention
 	StreamAudit       = "AUDIT"       // subjects "audit.>", kept forever
 	StreamDeadLetters = "DEADLETTERS" // subjects "deadletter.>"
+	StreamJobs        = "JOBS"        // subjects "jobs.>", a work queue: each job goes to one worker
 
 	// HeaderDeadReason is the error that made the consumer give up.
 	HeaderDeadReason = "Cloister-Dead-Reason"
@@ -43,6 +44,9 @@ const (
 	deadLettersMaxAge = 90 * 24 * time.Hour
 	duplicateWindow   = 2 * time.Minute
 )
+
+// JobSubject returns the subject of a job: "jobs.<service>.<kind>".
+func JobSubject(service, kind string) string { return "jobs." + service + "." + kind }
 
 // Subject returns the subject of an event: "events.<producer>.v1.<Name>",
 // where Name is the last element of the payload's protobuf message name.
@@ -104,7 +108,7 @@ func streamConfigs(replicas int) []jetstream.StreamConfig {
 		Replicas:   replicas,
 		Duplicates: duplicateWindow,
 	}
-	evts, audit, dead := base, base, base
+	evts, audit, dead, jobs := base, base, base, base
 
 	evts.Name = StreamEvents
 	evts.Description = "Cloister domain events"
@@ -120,7 +124,12 @@ func streamConfigs(replicas int) []jetstream.StreamConfig {
 	dead.Subjects = []string{"deadletter.>"}
 	dead.MaxAge = deadLettersMaxAge
 
-	return []jetstream.StreamConfig{evts, audit, dead}
+	jobs.Name = StreamJobs
+	jobs.Description = "Cloister work queue (conversions)"
+	jobs.Subjects = []string{"jobs.>"}
+	jobs.Retention = jetstream.WorkQueuePolicy
+
+	return []jetstream.StreamConfig{evts, audit, dead, jobs}
 }
 
 // DeadLetters returns up to max dead letters currently stored for the

@@ -58,6 +58,13 @@ func (g *Gateway) routes() []Route {
 		{"PATCH", "/v1/accounts/{account_id}/apps/{app}", g.authed(g.updateApp)},
 		{"DELETE", "/v1/accounts/{account_id}/apps/{app}", g.authed(g.deleteApp)},
 		{"GET", "/v1/accounts/{account_id}/signing-key", g.authed(g.getSigningKey)},
+		{"POST", "/v1/accounts/{account_id}/images", g.authed(g.convertImage)},
+		{"GET", "/v1/accounts/{account_id}/images", g.authed(g.listImages)},
+		{"GET", "/v1/accounts/{account_id}/images/{image_id}", g.authed(g.getImage)},
+		{"DELETE", "/v1/accounts/{account_id}/images/{image_id}", g.authed(g.deleteImage)},
+		{"GET", "/v1/accounts/{account_id}/registries", g.authed(g.listRegistries)},
+		{"PUT", "/v1/accounts/{account_id}/registries/{registry}", g.authed(g.putRegistry)},
+		{"DELETE", "/v1/accounts/{account_id}/registries/{registry}", g.authed(g.deleteRegistry)},
 	}
 }
 

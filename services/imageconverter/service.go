@@ -11,9 +11,11 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/nats-io/nats.go"
 
 	"github.com/cloister-cc/cloister/libs/events"
+	"github.com/cloister-cc/cloister/libs/kv"
 	"github.com/cloister-cc/cloister/libs/natsrpc"
 	"github.com/cloister-cc/cloister/libs/pki"
 	"github.com/cloister-cc/cloister/services/imageconverter/client"
@@ -32,6 +34,16 @@ type Config struct {
 	Clock func() time.Time
 	// GenerateKey makes the accounts' signing keys; tests may reuse keys.
 	GenerateKey func(io.Reader) (*rsa.PrivateKey, error)
+	// Launcher is the cloister-launcher binary packed into every converted
+	// image. Without it this process serves the API only, and conversion
+	// jobs wait for a process that has one.
+	Launcher []byte
+	// RegistryOptions are extra go-containerregistry options (a transport
+	// for tests or proxies).
+	RegistryOptions []remote.Option
+	// JobAckWait is how long a silent worker keeps its job before it is
+	// redelivered; default 1 minute (a running job reports every second).
+	JobAckWait time.Duration
 }
 
 // Service is a running image converter.
@@ -60,7 +72,16 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	svc, err := app.New(app.Config{Apps: st.Apps, Keys: st.Keys, Audit: store.AuditLog{JS: js}, KEK: cfg.KEK, Clock: cfg.Clock, GenerateKey: cfg.GenerateKey})
+	images, registries, err := store.OpenImages(ctx, js, replicas, kv.WithLogger(logger))
+	if err != nil {
+		return nil, err
+	}
+	acfg := app.Config{Apps: st.Apps, Keys: st.Keys, Images: images, Registries: registries, Audit: store.AuditLog{JS: js},
+		KEK: cfg.KEK, Clock: cfg.Clock, GenerateKey: cfg.GenerateKey}
+	if len(cfg.Launcher) > 0 {
+		acfg.Converter = converter{launcher: cfg.Launcher, options: cfg.RegistryOptions}
+	}
+	svc, err := app.New(acfg)
 	if err != nil {
 		return nil, err
 	}
@@ -76,6 +97,17 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 		return nil, err
 	}
 	s.consumers = append(s.consumers, c)
+	if acfg.Converter != nil {
+		if cfg.JobAckWait <= 0 {
+			cfg.JobAckWait = time.Minute
+		}
+		jobs, err := transport.ConsumeJobs(bg, js, svc, logger, cfg.JobAckWait)
+		if err != nil {
+			s.Stop()
+			return nil, err
+		}
+		s.consumers = append(s.consumers, jobs)
+	}
 	return s, nil
 }
 

@@ -277,3 +277,52 @@ type SigningKey struct {
 	MRSIGNER     string    `json:"mrsigner"`
 	CreatedAt    time.Time `json:"created_at"`
 }
+
+// ConvertImage asks for a conversion of an application's input image.
+type ConvertImage struct {
+	App string `json:"app"` // id or name
+	Tag string `json:"tag"`
+}
+
+// Progress is how far a conversion got.
+type Progress struct {
+	Phase       string `json:"phase"`
+	Layers      uint32 `json:"layers"`
+	TotalLayers uint32 `json:"total_layers"`
+	Bytes       int64  `json:"bytes"`
+	TotalBytes  int64  `json:"total_bytes"`
+}
+
+// Image is a conversion of an application's image.
+type Image struct {
+	ID         string    `json:"id"`
+	AppID      string    `json:"app_id"`
+	Tag        string    `json:"tag"`
+	Status     string    `json:"status"`
+	InputImage string    `json:"input_image"`
+	Output     string    `json:"output"`
+	Ref        string    `json:"ref,omitempty"`
+	Digest     string    `json:"digest,omitempty"`
+	MRENCLAVE  string    `json:"mrenclave,omitempty"`
+	MRSIGNER   string    `json:"mrsigner,omitempty"`
+	ISVProdID  uint32    `json:"isvprodid"`
+	ISVSVN     uint32    `json:"isvsvn"`
+	Reason     string    `json:"reason,omitempty"`
+	Error      string    `json:"error,omitempty"`
+	Progress   Progress  `json:"progress"`
+	CreatedAt  time.Time `json:"created_at"`
+	UpdatedAt  time.Time `json:"updated_at"`
+}
+
+// RegistryCredential is a registry login; its password is never returned.
+type RegistryCredential struct {
+	Registry  string    `json:"registry"`
+	Username  string    `json:"username"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// PutRegistryCredential is the body that stores a registry login.
+type PutRegistryCredential struct {
+	Username string `json:"username"`
+	Password string `json:"password"`
+}

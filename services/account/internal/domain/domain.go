@@ -215,13 +215,14 @@ func (r Role) Can(action string) bool {
 		switch action {
 		case "account.get", "member.list", "apikey.create", "apikey.list", "apikey.revoke",
 			"attestation.policy.get", "attestation.verify", "ca.get", "cert.list",
-			"app.list", "app.create", "app.update", "app.delete", "signingkey.get":
+			"app.list", "app.create", "app.update", "app.delete", "signingkey.get",
+			"image.convert", "image.list", "image.delete", "registry.list", "registry.put", "registry.delete":
 			return true
 		}
 	case RoleAuditor:
 		switch action {
 		case "account.get", "member.list", "audit.list", "apikey.create", "apikey.list", "apikey.revoke",
-			"attestation.policy.get", "ca.get", "cert.list", "app.list", "signingkey.get":
+			"attestation.policy.get", "ca.get", "cert.list", "app.list", "signingkey.get", "image.list", "registry.list":
 			return true
 		}
 	}

@@ -76,11 +76,16 @@ type AuditLog interface {
 
 // Config holds the service's dependencies.
 type Config struct {
-	Apps  Apps
-	Keys  Keys
-	Audit AuditLog
-	KEK   *pki.KEK
-	Clock func() time.Time
+	Apps       Apps
+	Keys       Keys
+	Images     Images
+	Registries Registries
+	Audit      AuditLog
+	// Converter converts images; nil in a process that only serves the API
+	// (conversion jobs then wait for a process that has one).
+	Converter Converter
+	KEK       *pki.KEK
+	Clock     func() time.Time
 	// GenerateKey makes signing keys; sgx.GenerateSigningKey unless set
 	// (tests reuse keys: an RSA-3072 e = 3 key takes a second or more).
 	GenerateKey func(io.Reader) (*rsa.PrivateKey, error)
@@ -93,7 +98,7 @@ type Service struct {
 
 // New returns the service.
 func New(cfg Config) (*Service, error) {
-	if cfg.Apps == nil || cfg.Keys == nil || cfg.Audit == nil || cfg.KEK == nil {
+	if cfg.Apps == nil || cfg.Keys == nil || cfg.Images == nil || cfg.Registries == nil || cfg.Audit == nil || cfg.KEK == nil {
 		return nil, errors.New("imageconverter: the stores, the audit log and a key-encryption key are required")
 	}
 	if cfg.Clock == nil {
@@ -289,12 +294,19 @@ func keyAAD(accountID string) []byte {
 	return []byte("cloister/imageconverter/signing-key/" + accountID)
 }
 
-// DeleteAccount forgets a deleted account's applications and signing key.
+// DeleteAccount forgets a deleted account's applications, images,
+// registry credentials and signing key.
 func (s *Service) DeleteAccount(ctx context.Context, accountID string) error {
 	if uuid.Validate(accountID) != nil {
 		return nil
 	}
 	if err := s.cfg.Apps.DeleteAccount(ctx, accountID); err != nil {
+		return err
+	}
+	if err := s.cfg.Images.DeleteAccount(ctx, accountID); err != nil {
+		return err
+	}
+	if err := s.cfg.Registries.DeleteAccount(ctx, accountID); err != nil {
 		return err
 	}
 	return s.cfg.Keys.Delete(ctx, accountID)

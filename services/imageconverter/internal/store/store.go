@@ -131,16 +131,7 @@ func (s *Apps) Delete(ctx context.Context, a domain.App, ev app.AppDeleted) erro
 
 // DeleteAccount implements app.Apps.
 func (s *Apps) DeleteAccount(ctx context.Context, accountID string) error {
-	es, err := s.kv.List(ctx, accountID+".*")
-	if err != nil {
-		return err
-	}
-	for _, e := range es {
-		if err := s.kv.Delete(ctx, e.Key, e.Version); err != nil && !errors.Is(err, kv.ErrNotFound) {
-			return err
-		}
-	}
-	return nil
+	return deleteAll(ctx, s.kv, accountID)
 }
 
 // Keys keeps the accounts' signing keys, keyed by account.

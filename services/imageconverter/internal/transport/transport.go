@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -60,6 +61,61 @@ func Register(mux *natsrpc.Mux, s *app.Service, logger *slog.Logger) error {
 			}
 			return &imageconverterv1.DeleteAppResponse{}, nil
 		}),
+		client.ConvertImage.Handle(mux, logger, func(ctx context.Context, r *imageconverterv1.ConvertImageRequest) (*imageconverterv1.ConvertImageResponse, error) {
+			img, err := s.ConvertImage(ctx, r.GetAccountId(), r.GetApp(), r.GetTag(), events.ActorOf(r.GetActor()))
+			if err != nil {
+				return nil, err
+			}
+			return &imageconverterv1.ConvertImageResponse{Image: store.ImageToProto(img)}, nil
+		}),
+		client.ListImages.Handle(mux, logger, func(ctx context.Context, r *imageconverterv1.ListImagesRequest) (*imageconverterv1.ListImagesResponse, error) {
+			imgs, err := s.ImagesOf(ctx, r.GetAccountId(), r.GetAppId())
+			if err != nil {
+				return nil, err
+			}
+			out := &imageconverterv1.ListImagesResponse{}
+			for _, i := range imgs {
+				out.Images = append(out.Images, store.ImageToProto(i))
+			}
+			return out, nil
+		}),
+		client.GetImage.Handle(mux, logger, func(ctx context.Context, r *imageconverterv1.GetImageRequest) (*imageconverterv1.GetImageResponse, error) {
+			img, err := s.Image(ctx, r.GetAccountId(), r.GetImageId())
+			if err != nil {
+				return nil, err
+			}
+			return &imageconverterv1.GetImageResponse{Image: store.ImageToProto(img)}, nil
+		}),
+		client.DeleteImage.Handle(mux, logger, func(ctx context.Context, r *imageconverterv1.DeleteImageRequest) (*imageconverterv1.DeleteImageResponse, error) {
+			if err := s.DeleteImage(ctx, r.GetAccountId(), r.GetImageId(), events.ActorOf(r.GetActor())); err != nil {
+				return nil, err
+			}
+			return &imageconverterv1.DeleteImageResponse{}, nil
+		}),
+		client.PutRegistryCredential.Handle(mux, logger, func(ctx context.Context, r *imageconverterv1.PutRegistryCredentialRequest) (*imageconverterv1.PutRegistryCredentialResponse, error) {
+			c, err := s.PutRegistryCredential(ctx, r.GetAccountId(), r.GetRegistry(), r.GetUsername(), r.GetPassword(), events.ActorOf(r.GetActor()))
+			if err != nil {
+				return nil, err
+			}
+			return &imageconverterv1.PutRegistryCredentialResponse{Credential: store.RegistryCredentialToProto(c)}, nil
+		}),
+		client.ListRegistryCredentials.Handle(mux, logger, func(ctx context.Context, r *imageconverterv1.ListRegistryCredentialsRequest) (*imageconverterv1.ListRegistryCredentialsResponse, error) {
+			cs, err := s.RegistryCredentials(ctx, r.GetAccountId())
+			if err != nil {
+				return nil, err
+			}
+			out := &imageconverterv1.ListRegistryCredentialsResponse{}
+			for _, c := range cs {
+				out.Credentials = append(out.Credentials, store.RegistryCredentialToProto(c))
+			}
+			return out, nil
+		}),
+		client.DeleteRegistryCredential.Handle(mux, logger, func(ctx context.Context, r *imageconverterv1.DeleteRegistryCredentialRequest) (*imageconverterv1.DeleteRegistryCredentialResponse, error) {
+			if err := s.DeleteRegistryCredential(ctx, r.GetAccountId(), r.GetRegistry(), events.ActorOf(r.GetActor())); err != nil {
+				return nil, err
+			}
+			return &imageconverterv1.DeleteRegistryCredentialResponse{}, nil
+		}),
 		client.GetSigningKey.Handle(mux, logger, func(ctx context.Context, r *imageconverterv1.GetSigningKeyRequest) (*imageconverterv1.GetSigningKeyResponse, error) {
 			k, err := s.SigningKey(ctx, r.GetAccountId())
 			if err != nil {
@@ -91,5 +147,30 @@ func ConsumeAccounts(ctx context.Context, js jetstream.JetStream, s *app.Service
 			return s.DeleteAccount(ctx, d.GetAccountId())
 		}
 		return events.Permanent(errors.New("unexpected event " + ev.Envelope.GetType()))
+	})
+}
+
+// jobMaxDeliver is how many times a conversion is attempted; the last
+// attempt turns a transient failure into a failed image.
+const jobMaxDeliver = 4
+
+// ConsumeJobs runs conversion jobs from the JOBS work queue: each job goes
+// to one worker of any replica; a worker that dies leaves its job to be
+// redelivered once AckWait passes without InProgress.
+func ConsumeJobs(ctx context.Context, js jetstream.JetStream, s *app.Service, logger *slog.Logger, ackWait time.Duration) (*events.Consumer, error) {
+	return events.Consume(ctx, js, events.ConsumerConfig{
+		Stream:         events.StreamJobs,
+		Durable:        "imageconverter-convert",
+		FilterSubjects: []string{store.JobSubject},
+		MaxDeliver:     jobMaxDeliver,
+		Backoff:        []time.Duration{2 * time.Second, 10 * time.Second, 30 * time.Second},
+		AckWait:        ackWait,
+		Logger:         logger,
+	}, func(ctx context.Context, ev events.Event) error {
+		var job imageconverterv1.ConvertJob
+		if err := ev.Decode(&job); err != nil {
+			return events.Permanent(err)
+		}
+		return s.RunConversion(ctx, job.GetAccountId(), job.GetImageId(), ev.Delivery >= jobMaxDeliver, func() { events.InProgress(ctx) })
 	})
 }

@@ -1092,7 +1092,1263 @@ func (x *GetSigningKeyResponse) GetKey() *SigningKey {
 	return nil
 }
 
+// Image is a conversion of an application's input image, pushed as
+// <output_image>:<tag>. Its status only moves forward: pending, converting,
+// then converted or failed.
+type Image struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Id        string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	AccountId string                 `protobuf:"bytes,2,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	AppId     string                 `protobuf:"bytes,3,opt,name=app_id,json=appId,proto3" json:"app_id,omitempty"`
+	Tag       string                 `protobuf:"bytes,4,opt,name=tag,proto3" json:"tag,omitempty"`
+	Status    string                 `protobuf:"bytes,5,opt,name=status,proto3" json:"status,omitempty"`
+	// The pushed reference, repo@sha256:..., once converted.
+	Ref       string `protobuf:"bytes,6,opt,name=ref,proto3" json:"ref,omitempty"`
+	Digest    string `protobuf:"bytes,7,opt,name=digest,proto3" json:"digest,omitempty"`
+	Mrenclave []byte `protobuf:"bytes,8,opt,name=mrenclave,proto3" json:"mrenclave,omitempty"`
+	Mrsigner  []byte `protobuf:"bytes,9,opt,name=mrsigner,proto3" json:"mrsigner,omitempty"`
+	Isvprodid uint32 `protobuf:"varint,10,opt,name=isvprodid,proto3" json:"isvprodid,omitempty"`
+	Isvsvn    uint32 `protobuf:"varint,11,opt,name=isvsvn,proto3" json:"isvsvn,omitempty"`
+	// Why a conversion failed: a reason code and words.
+	Reason        string                 `protobuf:"bytes,12,opt,name=reason,proto3" json:"reason,omitempty"`
+	Error         string                 `protobuf:"bytes,13,opt,name=error,proto3" json:"error,omitempty"`
+	Progress      *Progress              `protobuf:"bytes,14,opt,name=progress,proto3" json:"progress,omitempty"`
+	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	UpdatedAt     *timestamppb.Timestamp `protobuf:"bytes,16,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	InputImage    string                 `protobuf:"bytes,17,opt,name=input_image,json=inputImage,proto3" json:"input_image,omitempty"`
+	Output        string                 `protobuf:"bytes,18,opt,name=output,proto3" json:"output,omitempty"` // <output_image>:<tag>
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Image) Reset() {
+	*x = Image{}
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Image) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Image) ProtoMessage() {}
+
+func (x *Image) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Image.ProtoReflect.Descriptor instead.
+func (*Image) Descriptor() ([]byte, []int) {
+	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *Image) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Image) GetAccountId() string {
+	if x != nil {
+		return x.AccountId
+	}
+	return ""
+}
+
+func (x *Image) GetAppId() string {
+	if x != nil {
+		return x.AppId
+	}
+	return ""
+}
+
+func (x *Image) GetTag() string {
+	if x != nil {
+		return x.Tag
+	}
+	return ""
+}
+
+func (x *Image) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *Image) GetRef() string {
+	if x != nil {
+		return x.Ref
+	}
+	return ""
+}
+
+func (x *Image) GetDigest() string {
+	if x != nil {
+		return x.Digest
+	}
+	return ""
+}
+
+func (x *Image) GetMrenclave() []byte {
+	if x != nil {
+		return x.Mrenclave
+	}
+	return nil
+}
+
+func (x *Image) GetMrsigner() []byte {
+	if x != nil {
+		return x.Mrsigner
+	}
+	return nil
+}
+
+func (x *Image) GetIsvprodid() uint32 {
+	if x != nil {
+		return x.Isvprodid
+	}
+	return 0
+}
+
+func (x *Image) GetIsvsvn() uint32 {
+	if x != nil {
+		return x.Isvsvn
+	}
+	return 0
+}
+
+func (x *Image) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *Image) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *Image) GetProgress() *Progress {
+	if x != nil {
+		return x.Progress
+	}
+	return nil
+}
+
+func (x *Image) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+func (x *Image) GetUpdatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdatedAt
+	}
+	return nil
+}
+
+func (x *Image) GetInputImage() string {
+	if x != nil {
+		return x.InputImage
+	}
+	return ""
+}
+
+func (x *Image) GetOutput() string {
+	if x != nil {
+		return x.Output
+	}
+	return ""
+}
+
+type Progress struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Phase         string                 `protobuf:"bytes,1,opt,name=phase,proto3" json:"phase,omitempty"` // pull, measure, push
+	Layers        uint32                 `protobuf:"varint,2,opt,name=layers,proto3" json:"layers,omitempty"`
+	TotalLayers   uint32                 `protobuf:"varint,3,opt,name=total_layers,json=totalLayers,proto3" json:"total_layers,omitempty"`
+	Bytes         int64                  `protobuf:"varint,4,opt,name=bytes,proto3" json:"bytes,omitempty"`
+	TotalBytes    int64                  `protobuf:"varint,5,opt,name=total_bytes,json=totalBytes,proto3" json:"total_bytes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Progress) Reset() {
+	*x = Progress{}
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Progress) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Progress) ProtoMessage() {}
+
+func (x *Progress) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Progress.ProtoReflect.Descriptor instead.
+func (*Progress) Descriptor() ([]byte, []int) {
+	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *Progress) GetPhase() string {
+	if x != nil {
+		return x.Phase
+	}
+	return ""
+}
+
+func (x *Progress) GetLayers() uint32 {
+	if x != nil {
+		return x.Layers
+	}
+	return 0
+}
+
+func (x *Progress) GetTotalLayers() uint32 {
+	if x != nil {
+		return x.TotalLayers
+	}
+	return 0
+}
+
+func (x *Progress) GetBytes() int64 {
+	if x != nil {
+		return x.Bytes
+	}
+	return 0
+}
+
+func (x *Progress) GetTotalBytes() int64 {
+	if x != nil {
+		return x.TotalBytes
+	}
+	return 0
+}
+
+type ConvertImageRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	AccountId     string                 `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	App           string                 `protobuf:"bytes,2,opt,name=app,proto3" json:"app,omitempty"` // id or name
+	Tag           string                 `protobuf:"bytes,3,opt,name=tag,proto3" json:"tag,omitempty"`
+	Actor         *v1.Principal          `protobuf:"bytes,4,opt,name=actor,proto3" json:"actor,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConvertImageRequest) Reset() {
+	*x = ConvertImageRequest{}
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConvertImageRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConvertImageRequest) ProtoMessage() {}
+
+func (x *ConvertImageRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConvertImageRequest.ProtoReflect.Descriptor instead.
+func (*ConvertImageRequest) Descriptor() ([]byte, []int) {
+	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *ConvertImageRequest) GetAccountId() string {
+	if x != nil {
+		return x.AccountId
+	}
+	return ""
+}
+
+func (x *ConvertImageRequest) GetApp() string {
+	if x != nil {
+		return x.App
+	}
+	return ""
+}
+
+func (x *ConvertImageRequest) GetTag() string {
+	if x != nil {
+		return x.Tag
+	}
+	return ""
+}
+
+func (x *ConvertImageRequest) GetActor() *v1.Principal {
+	if x != nil {
+		return x.Actor
+	}
+	return nil
+}
+
+type ConvertImageResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Image         *Image                 `protobuf:"bytes,1,opt,name=image,proto3" json:"image,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConvertImageResponse) Reset() {
+	*x = ConvertImageResponse{}
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConvertImageResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConvertImageResponse) ProtoMessage() {}
+
+func (x *ConvertImageResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConvertImageResponse.ProtoReflect.Descriptor instead.
+func (*ConvertImageResponse) Descriptor() ([]byte, []int) {
+	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *ConvertImageResponse) GetImage() *Image {
+	if x != nil {
+		return x.Image
+	}
+	return nil
+}
+
+type ListImagesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	AccountId     string                 `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	AppId         string                 `protobuf:"bytes,2,opt,name=app_id,json=appId,proto3" json:"app_id,omitempty"` // filter; empty for all
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListImagesRequest) Reset() {
+	*x = ListImagesRequest{}
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListImagesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListImagesRequest) ProtoMessage() {}
+
+func (x *ListImagesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListImagesRequest.ProtoReflect.Descriptor instead.
+func (*ListImagesRequest) Descriptor() ([]byte, []int) {
+	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *ListImagesRequest) GetAccountId() string {
+	if x != nil {
+		return x.AccountId
+	}
+	return ""
+}
+
+func (x *ListImagesRequest) GetAppId() string {
+	if x != nil {
+		return x.AppId
+	}
+	return ""
+}
+
+type ListImagesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Images        []*Image               `protobuf:"bytes,1,rep,name=images,proto3" json:"images,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListImagesResponse) Reset() {
+	*x = ListImagesResponse{}
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListImagesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListImagesResponse) ProtoMessage() {}
+
+func (x *ListImagesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListImagesResponse.ProtoReflect.Descriptor instead.
+func (*ListImagesResponse) Descriptor() ([]byte, []int) {
+	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *ListImagesResponse) GetImages() []*Image {
+	if x != nil {
+		return x.Images
+	}
+	return nil
+}
+
+type GetImageRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	AccountId     string                 `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	ImageId       string                 `protobuf:"bytes,2,opt,name=image_id,json=imageId,proto3" json:"image_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetImageRequest) Reset() {
+	*x = GetImageRequest{}
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetImageRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetImageRequest) ProtoMessage() {}
+
+func (x *GetImageRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetImageRequest.ProtoReflect.Descriptor instead.
+func (*GetImageRequest) Descriptor() ([]byte, []int) {
+	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *GetImageRequest) GetAccountId() string {
+	if x != nil {
+		return x.AccountId
+	}
+	return ""
+}
+
+func (x *GetImageRequest) GetImageId() string {
+	if x != nil {
+		return x.ImageId
+	}
+	return ""
+}
+
+type GetImageResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Image         *Image                 `protobuf:"bytes,1,opt,name=image,proto3" json:"image,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetImageResponse) Reset() {
+	*x = GetImageResponse{}
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetImageResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetImageResponse) ProtoMessage() {}
+
+func (x *GetImageResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetImageResponse.ProtoReflect.Descriptor instead.
+func (*GetImageResponse) Descriptor() ([]byte, []int) {
+	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *GetImageResponse) GetImage() *Image {
+	if x != nil {
+		return x.Image
+	}
+	return nil
+}
+
+type DeleteImageRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	AccountId     string                 `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	ImageId       string                 `protobuf:"bytes,2,opt,name=image_id,json=imageId,proto3" json:"image_id,omitempty"`
+	Actor         *v1.Principal          `protobuf:"bytes,3,opt,name=actor,proto3" json:"actor,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteImageRequest) Reset() {
+	*x = DeleteImageRequest{}
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteImageRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteImageRequest) ProtoMessage() {}
+
+func (x *DeleteImageRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteImageRequest.ProtoReflect.Descriptor instead.
+func (*DeleteImageRequest) Descriptor() ([]byte, []int) {
+	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *DeleteImageRequest) GetAccountId() string {
+	if x != nil {
+		return x.AccountId
+	}
+	return ""
+}
+
+func (x *DeleteImageRequest) GetImageId() string {
+	if x != nil {
+		return x.ImageId
+	}
+	return ""
+}
+
+func (x *DeleteImageRequest) GetActor() *v1.Principal {
+	if x != nil {
+		return x.Actor
+	}
+	return nil
+}
+
+type DeleteImageResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteImageResponse) Reset() {
+	*x = DeleteImageResponse{}
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteImageResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteImageResponse) ProtoMessage() {}
+
+func (x *DeleteImageResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteImageResponse.ProtoReflect.Descriptor instead.
+func (*DeleteImageResponse) Descriptor() ([]byte, []int) {
+	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{26}
+}
+
+// RegistryCredential lets the converter pull from or push to a registry.
+// The password is sealed at rest and never returned.
+type RegistryCredential struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Registry      string                 `protobuf:"bytes,1,opt,name=registry,proto3" json:"registry,omitempty"` // host[:port]
+	Username      string                 `protobuf:"bytes,2,opt,name=username,proto3" json:"username,omitempty"`
+	UpdatedAt     *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RegistryCredential) Reset() {
+	*x = RegistryCredential{}
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RegistryCredential) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RegistryCredential) ProtoMessage() {}
+
+func (x *RegistryCredential) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RegistryCredential.ProtoReflect.Descriptor instead.
+func (*RegistryCredential) Descriptor() ([]byte, []int) {
+	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *RegistryCredential) GetRegistry() string {
+	if x != nil {
+		return x.Registry
+	}
+	return ""
+}
+
+func (x *RegistryCredential) GetUsername() string {
+	if x != nil {
+		return x.Username
+	}
+	return ""
+}
+
+func (x *RegistryCredential) GetUpdatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdatedAt
+	}
+	return nil
+}
+
+type PutRegistryCredentialRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	AccountId     string                 `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	Registry      string                 `protobuf:"bytes,2,opt,name=registry,proto3" json:"registry,omitempty"`
+	Username      string                 `protobuf:"bytes,3,opt,name=username,proto3" json:"username,omitempty"`
+	Password      string                 `protobuf:"bytes,4,opt,name=password,proto3" json:"password,omitempty"`
+	Actor         *v1.Principal          `protobuf:"bytes,5,opt,name=actor,proto3" json:"actor,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutRegistryCredentialRequest) Reset() {
+	*x = PutRegistryCredentialRequest{}
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutRegistryCredentialRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutRegistryCredentialRequest) ProtoMessage() {}
+
+func (x *PutRegistryCredentialRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutRegistryCredentialRequest.ProtoReflect.Descriptor instead.
+func (*PutRegistryCredentialRequest) Descriptor() ([]byte, []int) {
+	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *PutRegistryCredentialRequest) GetAccountId() string {
+	if x != nil {
+		return x.AccountId
+	}
+	return ""
+}
+
+func (x *PutRegistryCredentialRequest) GetRegistry() string {
+	if x != nil {
+		return x.Registry
+	}
+	return ""
+}
+
+func (x *PutRegistryCredentialRequest) GetUsername() string {
+	if x != nil {
+		return x.Username
+	}
+	return ""
+}
+
+func (x *PutRegistryCredentialRequest) GetPassword() string {
+	if x != nil {
+		return x.Password
+	}
+	return ""
+}
+
+func (x *PutRegistryCredentialRequest) GetActor() *v1.Principal {
+	if x != nil {
+		return x.Actor
+	}
+	return nil
+}
+
+type PutRegistryCredentialResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Credential    *RegistryCredential    `protobuf:"bytes,1,opt,name=credential,proto3" json:"credential,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutRegistryCredentialResponse) Reset() {
+	*x = PutRegistryCredentialResponse{}
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutRegistryCredentialResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutRegistryCredentialResponse) ProtoMessage() {}
+
+func (x *PutRegistryCredentialResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutRegistryCredentialResponse.ProtoReflect.Descriptor instead.
+func (*PutRegistryCredentialResponse) Descriptor() ([]byte, []int) {
+	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *PutRegistryCredentialResponse) GetCredential() *RegistryCredential {
+	if x != nil {
+		return x.Credential
+	}
+	return nil
+}
+
+type ListRegistryCredentialsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	AccountId     string                 `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListRegistryCredentialsRequest) Reset() {
+	*x = ListRegistryCredentialsRequest{}
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListRegistryCredentialsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListRegistryCredentialsRequest) ProtoMessage() {}
+
+func (x *ListRegistryCredentialsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListRegistryCredentialsRequest.ProtoReflect.Descriptor instead.
+func (*ListRegistryCredentialsRequest) Descriptor() ([]byte, []int) {
+	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *ListRegistryCredentialsRequest) GetAccountId() string {
+	if x != nil {
+		return x.AccountId
+	}
+	return ""
+}
+
+type ListRegistryCredentialsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Credentials   []*RegistryCredential  `protobuf:"bytes,1,rep,name=credentials,proto3" json:"credentials,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListRegistryCredentialsResponse) Reset() {
+	*x = ListRegistryCredentialsResponse{}
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListRegistryCredentialsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListRegistryCredentialsResponse) ProtoMessage() {}
+
+func (x *ListRegistryCredentialsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListRegistryCredentialsResponse.ProtoReflect.Descriptor instead.
+func (*ListRegistryCredentialsResponse) Descriptor() ([]byte, []int) {
+	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *ListRegistryCredentialsResponse) GetCredentials() []*RegistryCredential {
+	if x != nil {
+		return x.Credentials
+	}
+	return nil
+}
+
+type DeleteRegistryCredentialRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	AccountId     string                 `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	Registry      string                 `protobuf:"bytes,2,opt,name=registry,proto3" json:"registry,omitempty"`
+	Actor         *v1.Principal          `protobuf:"bytes,3,opt,name=actor,proto3" json:"actor,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteRegistryCredentialRequest) Reset() {
+	*x = DeleteRegistryCredentialRequest{}
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteRegistryCredentialRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteRegistryCredentialRequest) ProtoMessage() {}
+
+func (x *DeleteRegistryCredentialRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteRegistryCredentialRequest.ProtoReflect.Descriptor instead.
+func (*DeleteRegistryCredentialRequest) Descriptor() ([]byte, []int) {
+	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *DeleteRegistryCredentialRequest) GetAccountId() string {
+	if x != nil {
+		return x.AccountId
+	}
+	return ""
+}
+
+func (x *DeleteRegistryCredentialRequest) GetRegistry() string {
+	if x != nil {
+		return x.Registry
+	}
+	return ""
+}
+
+func (x *DeleteRegistryCredentialRequest) GetActor() *v1.Principal {
+	if x != nil {
+		return x.Actor
+	}
+	return nil
+}
+
+type DeleteRegistryCredentialResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteRegistryCredentialResponse) Reset() {
+	*x = DeleteRegistryCredentialResponse{}
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteRegistryCredentialResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteRegistryCredentialResponse) ProtoMessage() {}
+
+func (x *DeleteRegistryCredentialResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteRegistryCredentialResponse.ProtoReflect.Descriptor instead.
+func (*DeleteRegistryCredentialResponse) Descriptor() ([]byte, []int) {
+	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{33}
+}
+
+// ConvertJob is the work item on the JOBS stream (jobs.imageconverter.convert).
+type ConvertJob struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	AccountId     string                 `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	ImageId       string                 `protobuf:"bytes,2,opt,name=image_id,json=imageId,proto3" json:"image_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConvertJob) Reset() {
+	*x = ConvertJob{}
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConvertJob) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConvertJob) ProtoMessage() {}
+
+func (x *ConvertJob) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConvertJob.ProtoReflect.Descriptor instead.
+func (*ConvertJob) Descriptor() ([]byte, []int) {
+	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *ConvertJob) GetAccountId() string {
+	if x != nil {
+		return x.AccountId
+	}
+	return ""
+}
+
+func (x *ConvertJob) GetImageId() string {
+	if x != nil {
+		return x.ImageId
+	}
+	return ""
+}
+
 // Events, published on events.imageconverter.v1.<Name>.
+type ConversionRequested struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Image         *Image                 `protobuf:"bytes,1,opt,name=image,proto3" json:"image,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConversionRequested) Reset() {
+	*x = ConversionRequested{}
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConversionRequested) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConversionRequested) ProtoMessage() {}
+
+func (x *ConversionRequested) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConversionRequested.ProtoReflect.Descriptor instead.
+func (*ConversionRequested) Descriptor() ([]byte, []int) {
+	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *ConversionRequested) GetImage() *Image {
+	if x != nil {
+		return x.Image
+	}
+	return nil
+}
+
+type ConversionProgressed struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Image         *Image                 `protobuf:"bytes,1,opt,name=image,proto3" json:"image,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConversionProgressed) Reset() {
+	*x = ConversionProgressed{}
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConversionProgressed) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConversionProgressed) ProtoMessage() {}
+
+func (x *ConversionProgressed) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConversionProgressed.ProtoReflect.Descriptor instead.
+func (*ConversionProgressed) Descriptor() ([]byte, []int) {
+	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *ConversionProgressed) GetImage() *Image {
+	if x != nil {
+		return x.Image
+	}
+	return nil
+}
+
+type ImageConverted struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Image         *Image                 `protobuf:"bytes,1,opt,name=image,proto3" json:"image,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImageConverted) Reset() {
+	*x = ImageConverted{}
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImageConverted) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImageConverted) ProtoMessage() {}
+
+func (x *ImageConverted) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImageConverted.ProtoReflect.Descriptor instead.
+func (*ImageConverted) Descriptor() ([]byte, []int) {
+	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *ImageConverted) GetImage() *Image {
+	if x != nil {
+		return x.Image
+	}
+	return nil
+}
+
+type ConversionFailed struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Image         *Image                 `protobuf:"bytes,1,opt,name=image,proto3" json:"image,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConversionFailed) Reset() {
+	*x = ConversionFailed{}
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConversionFailed) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConversionFailed) ProtoMessage() {}
+
+func (x *ConversionFailed) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConversionFailed.ProtoReflect.Descriptor instead.
+func (*ConversionFailed) Descriptor() ([]byte, []int) {
+	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *ConversionFailed) GetImage() *Image {
+	if x != nil {
+		return x.Image
+	}
+	return nil
+}
+
 type AppCreated struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	App           *App                   `protobuf:"bytes,1,opt,name=app,proto3" json:"app,omitempty"`
@@ -1102,7 +2358,7 @@ type AppCreated struct {
 
 func (x *AppCreated) Reset() {
 	*x = AppCreated{}
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[17]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1114,7 +2370,7 @@ func (x *AppCreated) String() string {
 func (*AppCreated) ProtoMessage() {}
 
 func (x *AppCreated) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[17]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1127,7 +2383,7 @@ func (x *AppCreated) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppCreated.ProtoReflect.Descriptor instead.
 func (*AppCreated) Descriptor() ([]byte, []int) {
-	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{17}
+	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *AppCreated) GetApp() *App {
@@ -1146,7 +2402,7 @@ type AppUpdated struct {
 
 func (x *AppUpdated) Reset() {
 	*x = AppUpdated{}
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[18]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1158,7 +2414,7 @@ func (x *AppUpdated) String() string {
 func (*AppUpdated) ProtoMessage() {}
 
 func (x *AppUpdated) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[18]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1171,7 +2427,7 @@ func (x *AppUpdated) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppUpdated.ProtoReflect.Descriptor instead.
 func (*AppUpdated) Descriptor() ([]byte, []int) {
-	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{18}
+	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *AppUpdated) GetApp() *App {
@@ -1191,7 +2447,7 @@ type AppDeleted struct {
 
 func (x *AppDeleted) Reset() {
 	*x = AppDeleted{}
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[19]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1203,7 +2459,7 @@ func (x *AppDeleted) String() string {
 func (*AppDeleted) ProtoMessage() {}
 
 func (x *AppDeleted) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[19]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1216,7 +2472,7 @@ func (x *AppDeleted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppDeleted.ProtoReflect.Descriptor instead.
 func (*AppDeleted) Descriptor() ([]byte, []int) {
-	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{19}
+	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *AppDeleted) GetAccountId() string {
@@ -1245,7 +2501,7 @@ type ImageDeleted struct {
 
 func (x *ImageDeleted) Reset() {
 	*x = ImageDeleted{}
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[20]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1257,7 +2513,7 @@ func (x *ImageDeleted) String() string {
 func (*ImageDeleted) ProtoMessage() {}
 
 func (x *ImageDeleted) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[20]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1270,7 +2526,7 @@ func (x *ImageDeleted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImageDeleted.ProtoReflect.Descriptor instead.
 func (*ImageDeleted) Descriptor() ([]byte, []int) {
-	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{20}
+	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *ImageDeleted) GetAccountId() string {
@@ -1310,7 +2566,7 @@ type SigningKeyCreated struct {
 
 func (x *SigningKeyCreated) Reset() {
 	*x = SigningKeyCreated{}
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[21]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1322,7 +2578,7 @@ func (x *SigningKeyCreated) String() string {
 func (*SigningKeyCreated) ProtoMessage() {}
 
 func (x *SigningKeyCreated) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[21]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1335,7 +2591,7 @@ func (x *SigningKeyCreated) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SigningKeyCreated.ProtoReflect.Descriptor instead.
 func (*SigningKeyCreated) Descriptor() ([]byte, []int) {
-	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{21}
+	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *SigningKeyCreated) GetKey() *SigningKey {
@@ -1437,7 +2693,104 @@ const file_cloister_imageconverter_v1_imageconverter_proto_rawDesc = "" +
 	"\n" +
 	"account_id\x18\x01 \x01(\tR\taccountId\"Q\n" +
 	"\x15GetSigningKeyResponse\x128\n" +
-	"\x03key\x18\x01 \x01(\v2&.cloister.imageconverter.v1.SigningKeyR\x03key\"?\n" +
+	"\x03key\x18\x01 \x01(\v2&.cloister.imageconverter.v1.SigningKeyR\x03key\"\xb0\x04\n" +
+	"\x05Image\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
+	"\n" +
+	"account_id\x18\x02 \x01(\tR\taccountId\x12\x15\n" +
+	"\x06app_id\x18\x03 \x01(\tR\x05appId\x12\x10\n" +
+	"\x03tag\x18\x04 \x01(\tR\x03tag\x12\x16\n" +
+	"\x06status\x18\x05 \x01(\tR\x06status\x12\x10\n" +
+	"\x03ref\x18\x06 \x01(\tR\x03ref\x12\x16\n" +
+	"\x06digest\x18\a \x01(\tR\x06digest\x12\x1c\n" +
+	"\tmrenclave\x18\b \x01(\fR\tmrenclave\x12\x1a\n" +
+	"\bmrsigner\x18\t \x01(\fR\bmrsigner\x12\x1c\n" +
+	"\tisvprodid\x18\n" +
+	" \x01(\rR\tisvprodid\x12\x16\n" +
+	"\x06isvsvn\x18\v \x01(\rR\x06isvsvn\x12\x16\n" +
+	"\x06reason\x18\f \x01(\tR\x06reason\x12\x14\n" +
+	"\x05error\x18\r \x01(\tR\x05error\x12@\n" +
+	"\bprogress\x18\x0e \x01(\v2$.cloister.imageconverter.v1.ProgressR\bprogress\x129\n" +
+	"\n" +
+	"created_at\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n" +
+	"\n" +
+	"updated_at\x18\x10 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12\x1f\n" +
+	"\vinput_image\x18\x11 \x01(\tR\n" +
+	"inputImage\x12\x16\n" +
+	"\x06output\x18\x12 \x01(\tR\x06output\"\x92\x01\n" +
+	"\bProgress\x12\x14\n" +
+	"\x05phase\x18\x01 \x01(\tR\x05phase\x12\x16\n" +
+	"\x06layers\x18\x02 \x01(\rR\x06layers\x12!\n" +
+	"\ftotal_layers\x18\x03 \x01(\rR\vtotalLayers\x12\x14\n" +
+	"\x05bytes\x18\x04 \x01(\x03R\x05bytes\x12\x1f\n" +
+	"\vtotal_bytes\x18\x05 \x01(\x03R\n" +
+	"totalBytes\"\x8e\x01\n" +
+	"\x13ConvertImageRequest\x12\x1d\n" +
+	"\n" +
+	"account_id\x18\x01 \x01(\tR\taccountId\x12\x10\n" +
+	"\x03app\x18\x02 \x01(\tR\x03app\x12\x10\n" +
+	"\x03tag\x18\x03 \x01(\tR\x03tag\x124\n" +
+	"\x05actor\x18\x04 \x01(\v2\x1e.cloister.account.v1.PrincipalR\x05actor\"O\n" +
+	"\x14ConvertImageResponse\x127\n" +
+	"\x05image\x18\x01 \x01(\v2!.cloister.imageconverter.v1.ImageR\x05image\"I\n" +
+	"\x11ListImagesRequest\x12\x1d\n" +
+	"\n" +
+	"account_id\x18\x01 \x01(\tR\taccountId\x12\x15\n" +
+	"\x06app_id\x18\x02 \x01(\tR\x05appId\"O\n" +
+	"\x12ListImagesResponse\x129\n" +
+	"\x06images\x18\x01 \x03(\v2!.cloister.imageconverter.v1.ImageR\x06images\"K\n" +
+	"\x0fGetImageRequest\x12\x1d\n" +
+	"\n" +
+	"account_id\x18\x01 \x01(\tR\taccountId\x12\x19\n" +
+	"\bimage_id\x18\x02 \x01(\tR\aimageId\"K\n" +
+	"\x10GetImageResponse\x127\n" +
+	"\x05image\x18\x01 \x01(\v2!.cloister.imageconverter.v1.ImageR\x05image\"\x84\x01\n" +
+	"\x12DeleteImageRequest\x12\x1d\n" +
+	"\n" +
+	"account_id\x18\x01 \x01(\tR\taccountId\x12\x19\n" +
+	"\bimage_id\x18\x02 \x01(\tR\aimageId\x124\n" +
+	"\x05actor\x18\x03 \x01(\v2\x1e.cloister.account.v1.PrincipalR\x05actor\"\x15\n" +
+	"\x13DeleteImageResponse\"\x87\x01\n" +
+	"\x12RegistryCredential\x12\x1a\n" +
+	"\bregistry\x18\x01 \x01(\tR\bregistry\x12\x1a\n" +
+	"\busername\x18\x02 \x01(\tR\busername\x129\n" +
+	"\n" +
+	"updated_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\"\xc7\x01\n" +
+	"\x1cPutRegistryCredentialRequest\x12\x1d\n" +
+	"\n" +
+	"account_id\x18\x01 \x01(\tR\taccountId\x12\x1a\n" +
+	"\bregistry\x18\x02 \x01(\tR\bregistry\x12\x1a\n" +
+	"\busername\x18\x03 \x01(\tR\busername\x12\x1a\n" +
+	"\bpassword\x18\x04 \x01(\tR\bpassword\x124\n" +
+	"\x05actor\x18\x05 \x01(\v2\x1e.cloister.account.v1.PrincipalR\x05actor\"o\n" +
+	"\x1dPutRegistryCredentialResponse\x12N\n" +
+	"\n" +
+	"credential\x18\x01 \x01(\v2..cloister.imageconverter.v1.RegistryCredentialR\n" +
+	"credential\"?\n" +
+	"\x1eListRegistryCredentialsRequest\x12\x1d\n" +
+	"\n" +
+	"account_id\x18\x01 \x01(\tR\taccountId\"s\n" +
+	"\x1fListRegistryCredentialsResponse\x12P\n" +
+	"\vcredentials\x18\x01 \x03(\v2..cloister.imageconverter.v1.RegistryCredentialR\vcredentials\"\x92\x01\n" +
+	"\x1fDeleteRegistryCredentialRequest\x12\x1d\n" +
+	"\n" +
+	"account_id\x18\x01 \x01(\tR\taccountId\x12\x1a\n" +
+	"\bregistry\x18\x02 \x01(\tR\bregistry\x124\n" +
+	"\x05actor\x18\x03 \x01(\v2\x1e.cloister.account.v1.PrincipalR\x05actor\"\"\n" +
+	" DeleteRegistryCredentialResponse\"F\n" +
+	"\n" +
+	"ConvertJob\x12\x1d\n" +
+	"\n" +
+	"account_id\x18\x01 \x01(\tR\taccountId\x12\x19\n" +
+	"\bimage_id\x18\x02 \x01(\tR\aimageId\"N\n" +
+	"\x13ConversionRequested\x127\n" +
+	"\x05image\x18\x01 \x01(\v2!.cloister.imageconverter.v1.ImageR\x05image\"O\n" +
+	"\x14ConversionProgressed\x127\n" +
+	"\x05image\x18\x01 \x01(\v2!.cloister.imageconverter.v1.ImageR\x05image\"I\n" +
+	"\x0eImageConverted\x127\n" +
+	"\x05image\x18\x01 \x01(\v2!.cloister.imageconverter.v1.ImageR\x05image\"K\n" +
+	"\x10ConversionFailed\x127\n" +
+	"\x05image\x18\x01 \x01(\v2!.cloister.imageconverter.v1.ImageR\x05image\"?\n" +
 	"\n" +
 	"AppCreated\x121\n" +
 	"\x03app\x18\x01 \x01(\v2\x1f.cloister.imageconverter.v1.AppR\x03app\"?\n" +
@@ -1470,59 +2823,98 @@ func file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP() []byte {
 	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescData
 }
 
-var file_cloister_imageconverter_v1_imageconverter_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_cloister_imageconverter_v1_imageconverter_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
 var file_cloister_imageconverter_v1_imageconverter_proto_goTypes = []any{
-	(*CertificateConfig)(nil),     // 0: cloister.imageconverter.v1.CertificateConfig
-	(*EnvVar)(nil),                // 1: cloister.imageconverter.v1.EnvVar
-	(*AppSpec)(nil),               // 2: cloister.imageconverter.v1.AppSpec
-	(*App)(nil),                   // 3: cloister.imageconverter.v1.App
-	(*CreateAppRequest)(nil),      // 4: cloister.imageconverter.v1.CreateAppRequest
-	(*CreateAppResponse)(nil),     // 5: cloister.imageconverter.v1.CreateAppResponse
-	(*GetAppRequest)(nil),         // 6: cloister.imageconverter.v1.GetAppRequest
-	(*GetAppResponse)(nil),        // 7: cloister.imageconverter.v1.GetAppResponse
-	(*ListAppsRequest)(nil),       // 8: cloister.imageconverter.v1.ListAppsRequest
-	(*ListAppsResponse)(nil),      // 9: cloister.imageconverter.v1.ListAppsResponse
-	(*UpdateAppRequest)(nil),      // 10: cloister.imageconverter.v1.UpdateAppRequest
-	(*UpdateAppResponse)(nil),     // 11: cloister.imageconverter.v1.UpdateAppResponse
-	(*DeleteAppRequest)(nil),      // 12: cloister.imageconverter.v1.DeleteAppRequest
-	(*DeleteAppResponse)(nil),     // 13: cloister.imageconverter.v1.DeleteAppResponse
-	(*SigningKey)(nil),            // 14: cloister.imageconverter.v1.SigningKey
-	(*GetSigningKeyRequest)(nil),  // 15: cloister.imageconverter.v1.GetSigningKeyRequest
-	(*GetSigningKeyResponse)(nil), // 16: cloister.imageconverter.v1.GetSigningKeyResponse
-	(*AppCreated)(nil),            // 17: cloister.imageconverter.v1.AppCreated
-	(*AppUpdated)(nil),            // 18: cloister.imageconverter.v1.AppUpdated
-	(*AppDeleted)(nil),            // 19: cloister.imageconverter.v1.AppDeleted
-	(*ImageDeleted)(nil),          // 20: cloister.imageconverter.v1.ImageDeleted
-	(*SigningKeyCreated)(nil),     // 21: cloister.imageconverter.v1.SigningKeyCreated
-	(*timestamppb.Timestamp)(nil), // 22: google.protobuf.Timestamp
-	(*v1.Principal)(nil),          // 23: cloister.account.v1.Principal
+	(*CertificateConfig)(nil),                // 0: cloister.imageconverter.v1.CertificateConfig
+	(*EnvVar)(nil),                           // 1: cloister.imageconverter.v1.EnvVar
+	(*AppSpec)(nil),                          // 2: cloister.imageconverter.v1.AppSpec
+	(*App)(nil),                              // 3: cloister.imageconverter.v1.App
+	(*CreateAppRequest)(nil),                 // 4: cloister.imageconverter.v1.CreateAppRequest
+	(*CreateAppResponse)(nil),                // 5: cloister.imageconverter.v1.CreateAppResponse
+	(*GetAppRequest)(nil),                    // 6: cloister.imageconverter.v1.GetAppRequest
+	(*GetAppResponse)(nil),                   // 7: cloister.imageconverter.v1.GetAppResponse
+	(*ListAppsRequest)(nil),                  // 8: cloister.imageconverter.v1.ListAppsRequest
+	(*ListAppsResponse)(nil),                 // 9: cloister.imageconverter.v1.ListAppsResponse
+	(*UpdateAppRequest)(nil),                 // 10: cloister.imageconverter.v1.UpdateAppRequest
+	(*UpdateAppResponse)(nil),                // 11: cloister.imageconverter.v1.UpdateAppResponse
+	(*DeleteAppRequest)(nil),                 // 12: cloister.imageconverter.v1.DeleteAppRequest
+	(*DeleteAppResponse)(nil),                // 13: cloister.imageconverter.v1.DeleteAppResponse
+	(*SigningKey)(nil),                       // 14: cloister.imageconverter.v1.SigningKey
+	(*GetSigningKeyRequest)(nil),             // 15: cloister.imageconverter.v1.GetSigningKeyRequest
+	(*GetSigningKeyResponse)(nil),            // 16: cloister.imageconverter.v1.GetSigningKeyResponse
+	(*Image)(nil),                            // 17: cloister.imageconverter.v1.Image
+	(*Progress)(nil),                         // 18: cloister.imageconverter.v1.Progress
+	(*ConvertImageRequest)(nil),              // 19: cloister.imageconverter.v1.ConvertImageRequest
+	(*ConvertImageResponse)(nil),             // 20: cloister.imageconverter.v1.ConvertImageResponse
+	(*ListImagesRequest)(nil),                // 21: cloister.imageconverter.v1.ListImagesRequest
+	(*ListImagesResponse)(nil),               // 22: cloister.imageconverter.v1.ListImagesResponse
+	(*GetImageRequest)(nil),                  // 23: cloister.imageconverter.v1.GetImageRequest
+	(*GetImageResponse)(nil),                 // 24: cloister.imageconverter.v1.GetImageResponse
+	(*DeleteImageRequest)(nil),               // 25: cloister.imageconverter.v1.DeleteImageRequest
+	(*DeleteImageResponse)(nil),              // 26: cloister.imageconverter.v1.DeleteImageResponse
+	(*RegistryCredential)(nil),               // 27: cloister.imageconverter.v1.RegistryCredential
+	(*PutRegistryCredentialRequest)(nil),     // 28: cloister.imageconverter.v1.PutRegistryCredentialRequest
+	(*PutRegistryCredentialResponse)(nil),    // 29: cloister.imageconverter.v1.PutRegistryCredentialResponse
+	(*ListRegistryCredentialsRequest)(nil),   // 30: cloister.imageconverter.v1.ListRegistryCredentialsRequest
+	(*ListRegistryCredentialsResponse)(nil),  // 31: cloister.imageconverter.v1.ListRegistryCredentialsResponse
+	(*DeleteRegistryCredentialRequest)(nil),  // 32: cloister.imageconverter.v1.DeleteRegistryCredentialRequest
+	(*DeleteRegistryCredentialResponse)(nil), // 33: cloister.imageconverter.v1.DeleteRegistryCredentialResponse
+	(*ConvertJob)(nil),                       // 34: cloister.imageconverter.v1.ConvertJob
+	(*ConversionRequested)(nil),              // 35: cloister.imageconverter.v1.ConversionRequested
+	(*ConversionProgressed)(nil),             // 36: cloister.imageconverter.v1.ConversionProgressed
+	(*ImageConverted)(nil),                   // 37: cloister.imageconverter.v1.ImageConverted
+	(*ConversionFailed)(nil),                 // 38: cloister.imageconverter.v1.ConversionFailed
+	(*AppCreated)(nil),                       // 39: cloister.imageconverter.v1.AppCreated
+	(*AppUpdated)(nil),                       // 40: cloister.imageconverter.v1.AppUpdated
+	(*AppDeleted)(nil),                       // 41: cloister.imageconverter.v1.AppDeleted
+	(*ImageDeleted)(nil),                     // 42: cloister.imageconverter.v1.ImageDeleted
+	(*SigningKeyCreated)(nil),                // 43: cloister.imageconverter.v1.SigningKeyCreated
+	(*timestamppb.Timestamp)(nil),            // 44: google.protobuf.Timestamp
+	(*v1.Principal)(nil),                     // 45: cloister.account.v1.Principal
 }
 var file_cloister_imageconverter_v1_imageconverter_proto_depIdxs = []int32{
 	1,  // 0: cloister.imageconverter.v1.AppSpec.env:type_name -> cloister.imageconverter.v1.EnvVar
 	0,  // 1: cloister.imageconverter.v1.AppSpec.certificate:type_name -> cloister.imageconverter.v1.CertificateConfig
 	2,  // 2: cloister.imageconverter.v1.App.spec:type_name -> cloister.imageconverter.v1.AppSpec
-	22, // 3: cloister.imageconverter.v1.App.created_at:type_name -> google.protobuf.Timestamp
-	22, // 4: cloister.imageconverter.v1.App.updated_at:type_name -> google.protobuf.Timestamp
+	44, // 3: cloister.imageconverter.v1.App.created_at:type_name -> google.protobuf.Timestamp
+	44, // 4: cloister.imageconverter.v1.App.updated_at:type_name -> google.protobuf.Timestamp
 	0,  // 5: cloister.imageconverter.v1.App.certificate:type_name -> cloister.imageconverter.v1.CertificateConfig
 	2,  // 6: cloister.imageconverter.v1.CreateAppRequest.spec:type_name -> cloister.imageconverter.v1.AppSpec
-	23, // 7: cloister.imageconverter.v1.CreateAppRequest.actor:type_name -> cloister.account.v1.Principal
+	45, // 7: cloister.imageconverter.v1.CreateAppRequest.actor:type_name -> cloister.account.v1.Principal
 	3,  // 8: cloister.imageconverter.v1.CreateAppResponse.app:type_name -> cloister.imageconverter.v1.App
 	3,  // 9: cloister.imageconverter.v1.GetAppResponse.app:type_name -> cloister.imageconverter.v1.App
 	3,  // 10: cloister.imageconverter.v1.ListAppsResponse.apps:type_name -> cloister.imageconverter.v1.App
 	2,  // 11: cloister.imageconverter.v1.UpdateAppRequest.spec:type_name -> cloister.imageconverter.v1.AppSpec
-	23, // 12: cloister.imageconverter.v1.UpdateAppRequest.actor:type_name -> cloister.account.v1.Principal
+	45, // 12: cloister.imageconverter.v1.UpdateAppRequest.actor:type_name -> cloister.account.v1.Principal
 	3,  // 13: cloister.imageconverter.v1.UpdateAppResponse.app:type_name -> cloister.imageconverter.v1.App
-	23, // 14: cloister.imageconverter.v1.DeleteAppRequest.actor:type_name -> cloister.account.v1.Principal
-	22, // 15: cloister.imageconverter.v1.SigningKey.created_at:type_name -> google.protobuf.Timestamp
+	45, // 14: cloister.imageconverter.v1.DeleteAppRequest.actor:type_name -> cloister.account.v1.Principal
+	44, // 15: cloister.imageconverter.v1.SigningKey.created_at:type_name -> google.protobuf.Timestamp
 	14, // 16: cloister.imageconverter.v1.GetSigningKeyResponse.key:type_name -> cloister.imageconverter.v1.SigningKey
-	3,  // 17: cloister.imageconverter.v1.AppCreated.app:type_name -> cloister.imageconverter.v1.App
-	3,  // 18: cloister.imageconverter.v1.AppUpdated.app:type_name -> cloister.imageconverter.v1.App
-	14, // 19: cloister.imageconverter.v1.SigningKeyCreated.key:type_name -> cloister.imageconverter.v1.SigningKey
-	20, // [20:20] is the sub-list for method output_type
-	20, // [20:20] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	18, // 17: cloister.imageconverter.v1.Image.progress:type_name -> cloister.imageconverter.v1.Progress
+	44, // 18: cloister.imageconverter.v1.Image.created_at:type_name -> google.protobuf.Timestamp
+	44, // 19: cloister.imageconverter.v1.Image.updated_at:type_name -> google.protobuf.Timestamp
+	45, // 20: cloister.imageconverter.v1.ConvertImageRequest.actor:type_name -> cloister.account.v1.Principal
+	17, // 21: cloister.imageconverter.v1.ConvertImageResponse.image:type_name -> cloister.imageconverter.v1.Image
+	17, // 22: cloister.imageconverter.v1.ListImagesResponse.images:type_name -> cloister.imageconverter.v1.Image
+	17, // 23: cloister.imageconverter.v1.GetImageResponse.image:type_name -> cloister.imageconverter.v1.Image
+	45, // 24: cloister.imageconverter.v1.DeleteImageRequest.actor:type_name -> cloister.account.v1.Principal
+	44, // 25: cloister.imageconverter.v1.RegistryCredential.updated_at:type_name -> google.protobuf.Timestamp
+	45, // 26: cloister.imageconverter.v1.PutRegistryCredentialRequest.actor:type_name -> cloister.account.v1.Principal
+	27, // 27: cloister.imageconverter.v1.PutRegistryCredentialResponse.credential:type_name -> cloister.imageconverter.v1.RegistryCredential
+	27, // 28: cloister.imageconverter.v1.ListRegistryCredentialsResponse.credentials:type_name -> cloister.imageconverter.v1.RegistryCredential
+	45, // 29: cloister.imageconverter.v1.DeleteRegistryCredentialRequest.actor:type_name -> cloister.account.v1.Principal
+	17, // 30: cloister.imageconverter.v1.ConversionRequested.image:type_name -> cloister.imageconverter.v1.Image
+	17, // 31: cloister.imageconverter.v1.ConversionProgressed.image:type_name -> cloister.imageconverter.v1.Image
+	17, // 32: cloister.imageconverter.v1.ImageConverted.image:type_name -> cloister.imageconverter.v1.Image
+	17, // 33: cloister.imageconverter.v1.ConversionFailed.image:type_name -> cloister.imageconverter.v1.Image
+	3,  // 34: cloister.imageconverter.v1.AppCreated.app:type_name -> cloister.imageconverter.v1.App
+	3,  // 35: cloister.imageconverter.v1.AppUpdated.app:type_name -> cloister.imageconverter.v1.App
+	14, // 36: cloister.imageconverter.v1.SigningKeyCreated.key:type_name -> cloister.imageconverter.v1.SigningKey
+	37, // [37:37] is the sub-list for method output_type
+	37, // [37:37] is the sub-list for method input_type
+	37, // [37:37] is the sub-list for extension type_name
+	37, // [37:37] is the sub-list for extension extendee
+	0,  // [0:37] is the sub-list for field type_name
 }
 
 func init() { file_cloister_imageconverter_v1_imageconverter_proto_init() }
@@ -1536,7 +2928,7 @@ func file_cloister_imageconverter_v1_imageconverter_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cloister_imageconverter_v1_imageconverter_proto_rawDesc), len(file_cloister_imageconverter_v1_imageconverter_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   22,
+			NumMessages:   44,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1,0 +1,329 @@
+package main
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+
+	"github.com/cloister-cc/cloister/libs/enclave"
+	"github.com/cloister-cc/cloister/libs/imagefs"
+)
+
+// maxListSize bounds the trusted-file list read into memory: about two
+// million files.
+const maxListSize = 256 << 20
+
+// altered is how every difference from the converted image ends: there is
+// nothing to repair on the node, the image has to be pulled or converted
+// again.
+const altered = "the image was altered after conversion"
+
+// image is what the converter wrote under /opt/cloister, checked against
+// the manifest's digests.
+type image struct {
+	manifest *enclave.Manifest
+	list     *imagefs.List
+}
+
+// load reads the manifest and the trusted-file list under root and checks
+// the list's and the launcher's digests against the manifest.
+func load(root string) (*image, error) {
+	mb, err := readFile(root, enclave.ManifestPath, enclave.MaxManifestSize)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("not a Cloister image: %s not found; run an image that `cloister` converted", enclave.ManifestPath)
+	}
+	if err != nil {
+		return nil, err
+	}
+	m, err := enclave.ParseManifest(mb)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %v; %s", enclave.ManifestPath, err, altered)
+	}
+
+	lb, err := readFile(root, enclave.TrustedFilesPath, maxListSize)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%s: missing; %s", enclave.TrustedFilesPath, altered)
+	}
+	if err != nil {
+		return nil, err
+	}
+	// The digest first: the list is only parsed once the manifest vouches
+	// for it.
+	if enclave.Digest(lb) != m.TrustedFiles {
+		return nil, fmt.Errorf("%s: SHA-256 differs from the enclave manifest; %s", enclave.TrustedFilesPath, altered)
+	}
+	list, err := imagefs.ParseList(lb)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %v; convert the image again", enclave.TrustedFilesPath, err)
+	}
+
+	d, err := digestFile(root, enclave.LauncherPath)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%s: missing; %s", enclave.LauncherPath, altered)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if d != m.Launcher {
+		return nil, fmt.Errorf("%s: SHA-256 differs from the enclave manifest; %s, or it was started with another launcher", enclave.LauncherPath, altered)
+	}
+	return &image{manifest: m, list: list}, nil
+}
+
+// readFile reads the image file name (an absolute path in the image),
+// refusing one larger than limit.
+func readFile(root, name string, limit int64) ([]byte, error) {
+	f, err := os.Open(hostPath(root, name))
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", name, unwrapPath(err))
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", name, unwrapPath(err))
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("%s: larger than %d bytes; %s", name, limit, altered)
+	}
+	return b, nil
+}
+
+// digestFile returns the enclave.Digest form of a file's SHA-256, reading
+// it in a stream.
+func digestFile(root, name string) (string, error) {
+	f, err := os.Open(hostPath(root, name))
+	if err != nil {
+		return "", fmt.Errorf("reading %s: %w", name, unwrapPath(err))
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", fmt.Errorf("reading %s: %w", name, unwrapPath(err))
+	}
+	return "sha256:" + hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// mismatchError says how a file differs from the trusted-file list.
+type mismatchError struct {
+	path string // in the image: "/app/hello"
+	what string
+}
+
+func (e *mismatchError) Error() string {
+	return fmt.Sprintf("%s: %s; %s", e.path, e.what, altered)
+}
+
+// verify checks every entry of list against the filesystem at root, as
+// docs/trusted-files.md says. Files are hashed by GOMAXPROCS workers, but
+// the error is always the one of the first bad entry in list order. Files
+// that are not listed are allowed: the launcher and the runtime add some
+// (/opt/cloister, mounts, the read-write directories).
+func verify(root string, list *imagefs.List) error {
+	type job struct {
+		i int
+		e imagefs.Entry
+	}
+	jobs := make(chan job)
+	// first is the index of the first bad entry found so far. Entries are
+	// handed out in order and only those after first are skipped, so every
+	// entry before the first bad one is checked, whatever the timing.
+	var first atomic.Int64
+	first.Store(int64(list.Len()))
+	var mu sync.Mutex
+	errs := map[int]error{}
+
+	var wg sync.WaitGroup
+	for range max(1, min(runtime.GOMAXPROCS(0), list.Len())) {
+		wg.Go(func() {
+			buf := make([]byte, 64<<10)
+			for j := range jobs {
+				if int64(j.i) > first.Load() {
+					continue
+				}
+				err := verifyEntry(root, j.e, buf)
+				if err == nil {
+					continue
+				}
+				mu.Lock()
+				errs[j.i] = err
+				mu.Unlock()
+				lower(&first, int64(j.i))
+			}
+		})
+	}
+	i := 0
+	for e := range list.All() {
+		if int64(i) > first.Load() {
+			break
+		}
+		jobs <- job{i, e}
+		i++
+	}
+	close(jobs)
+	wg.Wait()
+	return errs[int(first.Load())]
+}
+
+// lower sets a to v if v is smaller.
+func lower(a *atomic.Int64, v int64) {
+	for {
+		cur := a.Load()
+		if v >= cur || a.CompareAndSwap(cur, v) {
+			return
+		}
+	}
+}
+
+// modeBits are the bits of a mode the list records.
+const modeBits = fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky
+
+func verifyEntry(root string, e imagefs.Entry, buf []byte) error {
+	bad := func(format string, args ...any) error {
+		return &mismatchError{path: displayPath(e.Path), what: fmt.Sprintf(format, args...)}
+	}
+	p := hostPath(root, e.Path)
+	// Lstat: a symlink at the path itself is never followed. Its parents
+	// are real directories in a matching image, since the list resolves
+	// symlinked parents.
+	fi, err := os.Lstat(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return bad("missing")
+	}
+	if err != nil {
+		return bad("cannot be checked (%v)", unwrapPath(err))
+	}
+	if got := kind(fi.Mode()); got != e.Type {
+		return bad("is a %s, the trusted-file list says a %s", kindName(got), kindName(e.Type))
+	}
+	switch e.Type {
+	case imagefs.TypeSymlink:
+		target, err := os.Readlink(p)
+		if err != nil {
+			return bad("cannot be checked (%v)", unwrapPath(err))
+		}
+		if target != e.Target {
+			return bad("points to %s, the trusted-file list says %s", strconv.Quote(target), strconv.Quote(e.Target))
+		}
+		return nil
+	case imagefs.TypeDir:
+		return checkMode(fi, e, bad)
+	}
+
+	// O_NOFOLLOW and O_NONBLOCK: if the file is swapped for a symlink or a
+	// FIFO after the Lstat, open fails or returns at once instead of
+	// following the link or blocking.
+	f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return bad("cannot be read (%v)", unwrapPath(err))
+	}
+	defer f.Close()
+	if fi, err = f.Stat(); err != nil {
+		return bad("cannot be checked (%v)", unwrapPath(err))
+	}
+	if !fi.Mode().IsRegular() {
+		return bad("is a %s, the trusted-file list says a %s", kindName(kind(fi.Mode())), kindName(e.Type))
+	}
+	if err := checkMode(fi, e, bad); err != nil {
+		return err
+	}
+	if fi.Size() != e.Size {
+		return bad("size is %d bytes, the trusted-file list says %d", fi.Size(), e.Size)
+	}
+	h := sha256.New()
+	// At most one byte more than listed: a file that grows while it is
+	// read cannot keep the check going.
+	n, err := io.CopyBuffer(h, io.LimitReader(f, e.Size+1), buf)
+	if err != nil {
+		return bad("cannot be read (%v)", unwrapPath(err))
+	}
+	if n != e.Size || [32]byte(h.Sum(nil)) != e.SHA256 {
+		return bad("SHA-256 differs from the trusted-file list")
+	}
+	return nil
+}
+
+func checkMode(fi fs.FileInfo, e imagefs.Entry, bad func(string, ...any) error) error {
+	if got := fi.Mode() & modeBits; got != e.Mode {
+		return bad("mode is %s, the trusted-file list says %s", octal(got), octal(e.Mode))
+	}
+	return nil
+}
+
+// octal writes a mode as the list does: 0755, 4755, 1777.
+func octal(m fs.FileMode) string {
+	u := uint32(m.Perm())
+	if m&fs.ModeSetuid != 0 {
+		u |= 0o4000
+	}
+	if m&fs.ModeSetgid != 0 {
+		u |= 0o2000
+	}
+	if m&fs.ModeSticky != 0 {
+		u |= 0o1000
+	}
+	return fmt.Sprintf("%04o", u)
+}
+
+// kind is the list's type of a file mode; 0 for anything the list never
+// holds (devices, FIFOs, sockets).
+func kind(m fs.FileMode) imagefs.Type {
+	switch {
+	case m.IsRegular():
+		return imagefs.TypeRegular
+	case m.IsDir():
+		return imagefs.TypeDir
+	case m&fs.ModeSymlink != 0:
+		return imagefs.TypeSymlink
+	}
+	return 0
+}
+
+func kindName(t imagefs.Type) string {
+	switch t {
+	case imagefs.TypeRegular:
+		return "regular file"
+	case imagefs.TypeDir:
+		return "directory"
+	case imagefs.TypeSymlink:
+		return "symlink"
+	}
+	return "special file"
+}
+
+// hostPath is where the image path name (absolute or relative to the
+// image root) is under root. Cleaning it as an absolute path first keeps
+// ".." from leaving root.
+func hostPath(root, name string) string {
+	return filepath.Join(root, filepath.Clean("/"+name))
+}
+
+// displayPath is a listed path as an operator knows it, quoted if it holds
+// characters that would garble a log line.
+func displayPath(p string) string {
+	s := "/" + p
+	if strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r > 0x7e }) {
+		return strconv.QuoteToASCII(s)
+	}
+	return s
+}
+
+// unwrapPath drops the host path from an *fs.PathError: messages name
+// files as the image has them.
+func unwrapPath(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}

@@ -1,0 +1,252 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/cloister-cc/cloister/services/gateway/api"
+)
+
+var imageHeader = []string{"ID", "APP", "TAG", "STATUS", "MRENCLAVE", "REF"}
+
+func imageRows(is ...api.Image) [][]string {
+	rows := make([][]string, len(is))
+	for i, im := range is {
+		state := im.Status
+		if im.Reason != "" {
+			state += " (" + im.Reason + ")"
+		}
+		rows[i] = []string{im.ID, im.AppID, im.Tag, state, im.MRENCLAVE, im.Ref}
+	}
+	return rows
+}
+
+func imageDetail(im api.Image) ([]string, [][]string) {
+	return []string{"FIELD", "VALUE"}, [][]string{
+		{"id", im.ID}, {"app", im.AppID}, {"tag", im.Tag}, {"status", im.Status},
+		{"input", im.InputImage}, {"output", im.Output}, {"ref", im.Ref},
+		{"mrenclave", im.MRENCLAVE}, {"mrsigner", im.MRSIGNER},
+		{"isvprodid", strconv.Itoa(int(im.ISVProdID))}, {"isvsvn", strconv.Itoa(int(im.ISVSVN))},
+		{"reason", im.Reason}, {"error", im.Error},
+	}
+}
+
+func (c *cli) imageCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "image", Short: "Convert applications' images into enclave images, and measure them"}
+	c.addAccountFlag(cmd)
+	base := func(acct string) string { return "/v1/accounts/" + url.PathEscape(acct) + "/images" }
+
+	var app, tag string
+	var wait bool
+	convert := &cobra.Command{
+		Use:   "convert --app APP --tag TAG [--wait]",
+		Short: "Convert the application's input image and push it as <output image>:TAG",
+		Long: `Convert the application's input image into an enclave image: pull it, list and
+hash every file, write the enclave manifest, compute MRENCLAVE, sign the SIGSTRUCT
+with the account's signing key, and push <output image>:TAG reusing the input's
+layers. With --wait, follow the conversion with a progress bar until it ends; the
+command fails when the conversion does.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			acct, err := c.accountID()
+			if err != nil {
+				return err
+			}
+			var im api.Image
+			if err := c.client().do(cmd.Context(), "POST", base(acct), api.ConvertImage{App: app, Tag: tag}, &im); err != nil {
+				return err
+			}
+			if wait {
+				if im, err = c.waitImage(cmd.Context(), acct, im, os.Stderr); err != nil {
+					return err
+				}
+			}
+			header, rows := imageDetail(im)
+			if err := c.print(im, header, rows); err != nil {
+				return err
+			}
+			if im.Status == "failed" {
+				return fmt.Errorf("conversion failed: %s: %s", im.Reason, im.Error)
+			}
+			return nil
+		},
+	}
+	convert.Flags().StringVar(&app, "app", "", "the application (id or name)")
+	convert.Flags().StringVar(&tag, "tag", "", "the tag to push")
+	convert.Flags().BoolVar(&wait, "wait", false, "follow the conversion until it ends")
+	_ = convert.MarkFlagRequired("app")
+	_ = convert.MarkFlagRequired("tag")
+
+	var listApp string
+	list := &cobra.Command{
+		Use: "list [--app APP]", Short: "List images", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			acct, err := c.accountID()
+			if err != nil {
+				return err
+			}
+			path := base(acct)
+			if listApp != "" {
+				path += "?app=" + url.QueryEscape(listApp)
+			}
+			var l api.List[api.Image]
+			if err := c.client().do(cmd.Context(), "GET", path, nil, &l); err != nil {
+				return err
+			}
+			return c.print(l, imageHeader, imageRows(l.Items...))
+		},
+	}
+	list.Flags().StringVar(&listApp, "app", "", "only this application's images")
+
+	show := &cobra.Command{
+		Use: "show IMAGE_ID", Short: "Show an image: status, progress, MRENCLAVE, MRSIGNER", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			acct, err := c.accountID()
+			if err != nil {
+				return err
+			}
+			var im api.Image
+			if err := c.client().do(cmd.Context(), "GET", base(acct)+"/"+url.PathEscape(args[0]), nil, &im); err != nil {
+				return err
+			}
+			header, rows := imageDetail(im)
+			return c.print(im, header, rows)
+		},
+	}
+
+	del := &cobra.Command{
+		Use: "delete IMAGE_ID", Short: "Forget an image: its approval goes and its certificates are revoked", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			acct, err := c.accountID()
+			if err != nil {
+				return err
+			}
+			if err := c.client().do(cmd.Context(), "DELETE", base(acct)+"/"+url.PathEscape(args[0]), nil, nil); err != nil {
+				return err
+			}
+			fmt.Fprintf(os.Stderr, "Deleted %s (the pushed image stays in its registry)\n", args[0])
+			return nil
+		},
+	}
+	cmd.AddCommand(convert, list, show, del, c.imageMeasureCmd())
+	return cmd
+}
+
+// waitImage polls an image until its conversion ends, drawing progress on w.
+func (c *cli) waitImage(ctx context.Context, acct string, im api.Image, w io.Writer) (api.Image, error) {
+	path := "/v1/accounts/" + url.PathEscape(acct) + "/images/" + url.PathEscape(im.ID)
+	tick := time.NewTicker(500 * time.Millisecond)
+	defer tick.Stop()
+	for im.Status != "converted" && im.Status != "failed" {
+		fmt.Fprintf(w, "\r%s", progressLine(im))
+		select {
+		case <-ctx.Done():
+			fmt.Fprintln(w)
+			return im, ctx.Err()
+		case <-tick.C:
+		}
+		if err := c.client().do(ctx, "GET", path, nil, &im); err != nil {
+			fmt.Fprintln(w)
+			return im, err
+		}
+	}
+	fmt.Fprintf(w, "\r%s\n", progressLine(im))
+	return im, nil
+}
+
+// progressLine draws one line: phase, layers, bytes and a bar.
+func progressLine(im api.Image) string {
+	p := im.Progress
+	if im.Status == "pending" || p.Phase == "" {
+		return fmt.Sprintf("%-10s waiting for a worker%30s", im.Status, "")
+	}
+	const width = 30
+	done := 0.0
+	switch {
+	case p.TotalBytes > 0:
+		done = float64(p.Bytes) / float64(p.TotalBytes)
+	case p.TotalLayers > 0:
+		done = float64(p.Layers) / float64(p.TotalLayers)
+	}
+	if im.Status == "converted" {
+		done = 1
+	}
+	n := min(width, int(done*width))
+	bar := strings.Repeat("=", n) + strings.Repeat(" ", width-n)
+	return fmt.Sprintf("%-10s %-7s [%s] %d/%d layers %7.1f MiB", im.Status, p.Phase, bar, p.Layers, p.TotalLayers, float64(p.Bytes)/(1<<20))
+}
+
+func (c *cli) registryCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "registry", Short: "Logins the converter uses to pull and push images"}
+	c.addAccountFlag(cmd)
+	base := func(acct string) string { return "/v1/accounts/" + url.PathEscape(acct) + "/registries" }
+	var username string
+	var stdin bool
+	login := &cobra.Command{
+		Use:   "login REGISTRY --username USER --password-stdin",
+		Short: "Store a registry login (sealed at rest; never shown again)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			acct, err := c.accountID()
+			if err != nil {
+				return err
+			}
+			if !stdin {
+				return fmt.Errorf("give the password on standard input with --password-stdin, so it stays out of your shell history")
+			}
+			line, err := bufio.NewReader(cmd.InOrStdin()).ReadString('\n')
+			if err != nil && line == "" {
+				return fmt.Errorf("reading the password from standard input: %w", err)
+			}
+			var rc api.RegistryCredential
+			if err := c.client().do(cmd.Context(), "PUT", base(acct)+"/"+url.PathEscape(args[0]),
+				api.PutRegistryCredential{Username: username, Password: strings.TrimRight(line, "\r\n")}, &rc); err != nil {
+				return err
+			}
+			return c.print(rc, []string{"REGISTRY", "USERNAME"}, [][]string{{rc.Registry, rc.Username}})
+		},
+	}
+	login.Flags().StringVar(&username, "username", "", "the registry user")
+	login.Flags().BoolVar(&stdin, "password-stdin", false, "read the password from standard input")
+	_ = login.MarkFlagRequired("username")
+
+	list := &cobra.Command{
+		Use: "list", Short: "List the stored registry logins (no passwords)", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			acct, err := c.accountID()
+			if err != nil {
+				return err
+			}
+			var l api.List[api.RegistryCredential]
+			if err := c.client().do(cmd.Context(), "GET", base(acct), nil, &l); err != nil {
+				return err
+			}
+			rows := make([][]string, len(l.Items))
+			for i, r := range l.Items {
+				rows[i] = []string{r.Registry, r.Username, r.UpdatedAt.Format(time.RFC3339)}
+			}
+			return c.print(l, []string{"REGISTRY", "USERNAME", "UPDATED"}, rows)
+		},
+	}
+	logout := &cobra.Command{
+		Use: "logout REGISTRY", Short: "Forget a registry login", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			acct, err := c.accountID()
+			if err != nil {
+				return err
+			}
+			return c.client().do(cmd.Context(), "DELETE", base(acct)+"/"+url.PathEscape(args[0]), nil, nil)
+		},
+	}
+	cmd.AddCommand(login, list, logout)
+	return cmd
+}

@@ -1,0 +1,392 @@
+package enclave
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"crypto/rsa"
+	"encoding/hex"
+	"errors"
+	"io"
+	"io/fs"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+
+	"github.com/cloister-cc/cloister/libs/imagefs"
+	"github.com/cloister-cc/cloister/libs/sgx"
+)
+
+// signingKey is generated once per test binary: an RSA-3072 key with
+// e = 3 takes about a second.
+var signingKey = sync.OnceValues(func() (*rsa.PrivateKey, error) { return sgx.GenerateSigningKey(nil) })
+
+func testKey(t testing.TB) *rsa.PrivateKey {
+	t.Helper()
+	k, err := signingKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// testLauncher is arbitrary bytes: the layout measures the launcher as
+// opaque data, so no real binary is needed.
+var testLauncher = bytes.Repeat([]byte("not really a launcher; measured as opaque bytes\n"), 200)
+
+type tarEnt struct {
+	name string
+	typ  byte
+	mode int64
+	body string
+	link string
+}
+
+func tarOf(t testing.TB, ents ...tarEnt) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	tw := tar.NewWriter(&b)
+	for _, e := range ents {
+		h := &tar.Header{Name: e.name, Typeflag: e.typ, Mode: e.mode, Linkname: e.link}
+		if e.typ == tar.TypeReg {
+			h.Size = int64(len(e.body))
+		}
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.WriteString(tw, e.body); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
+}
+
+func layerOf(t testing.TB, raw []byte) v1.Layer {
+	t.Helper()
+	l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(raw)), nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+func file(name string, mode int64, body string) tarEnt {
+	return tarEnt{name: name, typ: tar.TypeReg, mode: mode, body: body}
+}
+func folder(name string, mode int64) tarEnt { return tarEnt{name: name, typ: tar.TypeDir, mode: mode} }
+
+// lowerLayers are an application's layers: files, a symlink, a hard
+// link, a whiteout, an opaque directory, and /opt of mode 0750.
+func lowerLayers(t testing.TB, hello string) []v1.Layer {
+	return []v1.Layer{
+		layerOf(t, tarOf(t,
+			folder("etc/", 0o755), file("etc/hosts", 0o644, "127.0.0.1 localhost\n"), file("etc/old", 0o644, "old"),
+			folder("usr/bin/", 0o755), file("usr/bin/hello", 0o755, hello),
+			tarEnt{name: "bin", typ: tar.TypeSymlink, link: "usr/bin"},
+			folder("opt/", 0o750), folder("var/lib/", 0o755), file("var/lib/x", 0o644, "x"))),
+		layerOf(t, tarOf(t,
+			file("etc/.wh.old", 0o644, ""), file("var/lib/.wh..wh..opq", 0o644, ""), file("var/lib/y", 0o644, "y"),
+			tarEnt{name: "usr/bin/hi", typ: tar.TypeLink, link: "usr/bin/hello"})),
+	}
+}
+
+// parts are what a converted image is made of, to be tampered with.
+type parts struct {
+	lower      []v1.Layer
+	files      Files
+	extra      []tarEnt // more entries in the top layer
+	labels     map[string]string
+	entrypoint []string
+	mrenclave  [32]byte
+}
+
+// convertedParts does what the converter does, from lower layers and a
+// manifest without its digests.
+func convertedParts(t testing.TB, lower []v1.Layer, man Manifest, launcher []byte, sign func(SigStructFields sgx.SigStructFields) sgx.SigStructFields) *parts {
+	t.Helper()
+	list, err := imagefs.TrustedFiles(context.Background(), lowerImage{layers: lower})
+	if err != nil {
+		t.Fatal(err)
+	}
+	man.TrustedFiles, man.Launcher = Digest(list.Encode()), Digest(launcher)
+	mb, err := man.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	layout := Layout(launcher, mb, &man)
+	mr, err := layout.MRENCLAVE()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fields := SigStructFields(layout, mr, man.ISVProdID, man.ISVSVN, sgx.SigStructDate(time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)))
+	if sign != nil {
+		fields = sign(fields)
+	}
+	key := testKey(t)
+	sig, err := sgx.SignSigStruct(fields, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mrsigner := sgx.MRSIGNEROf(&key.PublicKey)
+	optMode := fs.FileMode(0)
+	if e, ok := list.Lookup("opt"); ok {
+		optMode = e.Mode
+	}
+	return &parts{
+		lower: lower,
+		files: Files{Launcher: launcher, Manifest: mb, TrustedFiles: list.Encode(), SigStruct: sig, OptMode: optMode},
+		labels: map[string]string{
+			"maintainer":   "someone",
+			LabelMRENCLAVE: hex.EncodeToString(mr[:]), LabelMRSIGNER: hex.EncodeToString(mrsigner[:]),
+			LabelISVProdID: strconv.Itoa(int(man.ISVProdID)), LabelISVSVN: strconv.Itoa(int(man.ISVSVN)), LabelLayout: LayoutV1,
+		},
+		entrypoint: Entrypoint,
+		mrenclave:  mr,
+	}
+}
+
+func (p *parts) image(t testing.TB) v1.Image {
+	t.Helper()
+	top, err := p.files.Tar()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.extra) > 0 {
+		top = appendEntries(t, top, p.extra)
+	}
+	img, err := mutate.AppendLayers(empty.Image, append(slices.Clone(p.lower), layerOf(t, top))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err = mutate.Config(img, v1.Config{Entrypoint: p.entrypoint, Labels: maps.Clone(p.labels), Env: []string{"PATH=/usr/bin"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
+}
+
+// appendEntries copies a tar and adds entries at its end.
+func appendEntries(t testing.TB, raw []byte, extra []tarEnt) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	tw := tar.NewWriter(&b)
+	tr := tar.NewReader(bytes.NewReader(raw))
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.Copy(tw, tr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, e := range extra {
+		h := &tar.Header{Name: e.name, Typeflag: e.typ, Mode: e.mode, Linkname: e.link}
+		if e.typ == tar.TypeReg {
+			h.Size = int64(len(e.body))
+		}
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.WriteString(tw, e.body); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
+}
+
+func testManifest() Manifest {
+	return Manifest{
+		Entrypoint: []string{"/usr/bin/hello"}, Args: []string{"--port", "8443"}, Env: []EnvVar{{"PATH", "/usr/bin"}},
+		MemorySize: 64 << 20, Threads: 2, ISVProdID: 7, ISVSVN: 3,
+	}
+}
+
+func TestFilesTar(t *testing.T) {
+	f := Files{Launcher: testLauncher, Manifest: []byte("{}\n"), TrustedFiles: []byte("cloister-trusted-files v1\n"), SigStruct: make([]byte, sgx.SigStructSize)}
+	a, err := f.Tar()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := f.Tar()
+	if !bytes.Equal(a, b) {
+		t.Fatal("Tar gave two different layers for the same files")
+	}
+	type got struct {
+		name string
+		typ  byte
+		mode int64
+		size int64
+	}
+	var entries []got
+	tr := tar.NewReader(bytes.NewReader(a))
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h.Uid != 0 || h.Gid != 0 || h.Uname != "" || h.Gname != "" || !h.ModTime.Equal(time.Unix(0, 0)) || h.Format != tar.FormatUSTAR {
+			t.Errorf("%s: uid %d gid %d %q %q mtime %v format %v, want 0 0 \"\" \"\" the epoch USTAR", h.Name, h.Uid, h.Gid, h.Uname, h.Gname, h.ModTime, h.Format)
+		}
+		entries = append(entries, got{h.Name, h.Typeflag, h.Mode, h.Size})
+	}
+	want := []got{
+		{"opt/", tar.TypeDir, 0o755, 0},
+		{"opt/cloister/", tar.TypeDir, 0o755, 0},
+		{"opt/cloister/launcher", tar.TypeReg, 0o755, int64(len(testLauncher))},
+		{"opt/cloister/manifest.json", tar.TypeReg, 0o644, 3},
+		{"opt/cloister/sigstruct.bin", tar.TypeReg, 0o644, sgx.SigStructSize},
+		{"opt/cloister/trusted-files", tar.TypeReg, 0o644, 26},
+	}
+	if !slices.Equal(entries, want) {
+		t.Fatalf("Tar entries = %v, want %v", entries, want)
+	}
+
+	f.OptMode = 0o750 | fs.ModeSetgid
+	c, _ := f.Tar()
+	h, err := tar.NewReader(bytes.NewReader(c)).Next()
+	if err != nil || h.Mode != 0o2750 {
+		t.Fatalf("opt/ with OptMode 0750|setgid: mode %o, %v; want 2750", h.Mode, err)
+	}
+}
+
+func TestMeasureImage(t *testing.T) {
+	ctx := context.Background()
+	p := convertedParts(t, lowerLayers(t, "hello v1"), testManifest(), testLauncher, nil)
+	m, err := MeasureImage(ctx, p.image(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := testKey(t)
+	if !m.Match || len(m.Problems) != 0 {
+		t.Fatalf("MeasureImage of a good image: Match %v, problems %q", m.Match, m.Problems)
+	}
+	if m.MRENCLAVE != p.mrenclave || m.MRSIGNER != sgx.MRSIGNEROf(&key.PublicKey) || m.ISVProdID != 7 || m.ISVSVN != 3 {
+		t.Fatalf("MeasureImage = %x %x %d %d, want %x %x 7 3", m.MRENCLAVE, m.MRSIGNER, m.ISVProdID, m.ISVSVN, p.mrenclave, sgx.MRSIGNEROf(&key.PublicKey))
+	}
+	if _, ok := m.Labels["maintainer"]; ok || len(m.Labels) != 5 {
+		t.Fatalf("Labels = %v, want the five cc.cloister.* labels", m.Labels)
+	}
+}
+
+func TestMeasureImageProblems(t *testing.T) {
+	ctx := context.Background()
+	man := testManifest()
+	good := func() *parts { return convertedParts(t, lowerLayers(t, "hello v1"), man, testLauncher, nil) }
+	resign := func(f func(sgx.SigStructFields) sgx.SigStructFields) func(*parts) {
+		return func(p *parts) {
+			p.files.SigStruct = convertedParts(t, p.lower, man, testLauncher, f).files.SigStruct
+		}
+	}
+	for _, tc := range []struct {
+		name   string
+		tamper func(*parts)
+		want   string // in one of the problems
+	}{
+		{"a file of a lower layer changed", func(p *parts) { p.lower = lowerLayers(t, "hello v2") }, "trusted-file list"},
+		{"list and layers changed together", func(p *parts) {
+			p.lower = lowerLayers(t, "hello v2")
+			p.files.TrustedFiles = convertedParts(t, p.lower, man, testLauncher, nil).files.TrustedFiles
+		}, "the manifest's trusted_files"},
+		{"everything rebuilt but the signature", func(p *parts) {
+			q := convertedParts(t, lowerLayers(t, "hello v2"), man, testLauncher, nil)
+			q.files.SigStruct, q.labels = p.files.SigStruct, p.labels
+			*p = *q
+		}, "ENCLAVEHASH"},
+		{"launcher replaced", func(p *parts) { p.files.Launcher = append(slices.Clone(testLauncher), 'x') }, "launcher"},
+		{"manifest not canonical", func(p *parts) { p.files.Manifest = bytes.Replace(p.files.Manifest, []byte(`":`), []byte(`": `), 1) }, "manifest"},
+		{"SIGSTRUCT signature corrupted", func(p *parts) {
+			p.files.SigStruct = slices.Clone(p.files.SigStruct)
+			p.files.SigStruct[600] ^= 1
+		}, "signature does not verify"},
+		{"SIGSTRUCT for a debug enclave", resign(func(f sgx.SigStructFields) sgx.SigStructFields {
+			f.Attributes[0] |= sgx.AttributeDebug
+			return f
+		}), "ATTRIBUTES"},
+		{"SIGSTRUCT with another ISVSVN", resign(func(f sgx.SigStructFields) sgx.SigStructFields { f.ISVSVN = 4; return f }), "ISVPRODID/ISVSVN"},
+		{"SIGSTRUCT with a relaxed mask", resign(func(f sgx.SigStructFields) sgx.SigStructFields { f.AttributeMask[0] = 0xfd; return f }), "ATTRIBUTEMASK"},
+		{"MRENCLAVE label wrong", func(p *parts) { p.labels[LabelMRENCLAVE] = strings.Repeat("00", 32) }, "label " + LabelMRENCLAVE},
+		{"MRSIGNER label missing", func(p *parts) { delete(p.labels, LabelMRSIGNER) }, "label " + LabelMRSIGNER + ": missing"},
+		{"ISVSVN label wrong", func(p *parts) { p.labels[LabelISVSVN] = "9" }, "label " + LabelISVSVN},
+		{"layout label wrong", func(p *parts) { p.labels[LabelLayout] = "v2" }, "label " + LabelLayout},
+		{"entrypoint not the launcher", func(p *parts) { p.entrypoint = []string{"/usr/bin/hello"} }, "entrypoint"},
+		{"extra file in the top layer", func(p *parts) { p.extra = []tarEnt{file("usr/bin/hello", 0o755, "evil")} }, `"usr/bin/hello"`},
+		{"whiteout in the top layer", func(p *parts) { p.extra = []tarEnt{file("etc/.wh.hosts", 0o644, "")} }, "top layer"},
+		{"top layer opt/ of another mode", func(p *parts) { p.files.OptMode = 0o755 }, "mode 0755"},
+		{"lower layers have /opt/cloister", func(p *parts) {
+			p.lower = append(slices.Clone(p.lower), layerOf(t, tarOf(t, file("opt/cloister/launcher", 0o755, "old"))))
+		}, "already have /opt/cloister"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := good()
+			tc.tamper(p)
+			m, err := MeasureImage(ctx, p.image(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("problems: %q", m.Problems)
+			if m.Match || !slices.ContainsFunc(m.Problems, func(s string) bool { return strings.Contains(s, tc.want) }) {
+				t.Fatalf("MeasureImage: Match %v, problems %q; want one containing %q", m.Match, m.Problems, tc.want)
+			}
+		})
+	}
+}
+
+func TestMeasureImageErrors(t *testing.T) {
+	ctx := context.Background()
+	p := convertedParts(t, lowerLayers(t, "hello"), testManifest(), testLauncher, nil)
+	rnd, err := random.Image(1024, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := p.files
+	noSig, err := mutate.AppendLayers(empty.Image, append(slices.Clone(p.lower), layerOf(t, tarOf(t,
+		folder("opt/", 0o755), folder("opt/cloister/", 0o755), file("opt/cloister/launcher", 0o755, string(f.Launcher)),
+		file("opt/cloister/manifest.json", 0o644, string(f.Manifest)), file("opt/cloister/trusted-files", 0o644, string(f.TrustedFiles)))))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	for _, tc := range []struct {
+		name string
+		ctx  context.Context
+		img  v1.Image
+	}{
+		{"not a converted image", ctx, rnd},
+		{"no layers", ctx, empty.Image},
+		{"no SIGSTRUCT", ctx, noSig},
+		{"cancelled", cancelled, p.image(t)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if m, err := MeasureImage(tc.ctx, tc.img); err == nil {
+				t.Fatalf("MeasureImage = %+v, want an error", m)
+			}
+		})
+	}
+}

@@ -1,0 +1,113 @@
+package gateway
+
+import (
+	"encoding/hex"
+	"net/http"
+
+	imageconverterv1 "github.com/cloister-cc/cloister/libs/gen/cloister/imageconverter/v1"
+	"github.com/cloister-cc/cloister/services/gateway/api"
+)
+
+func (g *Gateway) convertImage(w http.ResponseWriter, r *http.Request, p principal) (reply, error) {
+	if err := g.authorize(r, p, "image.convert"); err != nil {
+		return reply{}, err
+	}
+	var b api.ConvertImage
+	if err := decodeJSON(w, r, &b); err != nil {
+		return reply{}, err
+	}
+	resp, err := g.images.ConvertImage(r.Context(), &imageconverterv1.ConvertImageRequest{AccountId: r.PathValue("account_id"),
+		App: b.App, Tag: b.Tag, Actor: p.proto()})
+	if err != nil {
+		return reply{}, err
+	}
+	return reply{http.StatusAccepted, toImage(resp.GetImage())}, nil
+}
+
+func (g *Gateway) listImages(_ http.ResponseWriter, r *http.Request, p principal) (reply, error) {
+	if err := g.authorize(r, p, "image.list"); err != nil {
+		return reply{}, err
+	}
+	resp, err := g.images.ListImages(r.Context(), &imageconverterv1.ListImagesRequest{AccountId: r.PathValue("account_id"), AppId: r.URL.Query().Get("app")})
+	if err != nil {
+		return reply{}, err
+	}
+	return reply{http.StatusOK, list(resp.GetImages(), "", toImage)}, nil
+}
+
+func (g *Gateway) getImage(_ http.ResponseWriter, r *http.Request, p principal) (reply, error) {
+	if err := g.authorize(r, p, "image.list"); err != nil {
+		return reply{}, err
+	}
+	resp, err := g.images.GetImage(r.Context(), &imageconverterv1.GetImageRequest{AccountId: r.PathValue("account_id"), ImageId: r.PathValue("image_id")})
+	if err != nil {
+		return reply{}, err
+	}
+	return reply{http.StatusOK, toImage(resp.GetImage())}, nil
+}
+
+func (g *Gateway) deleteImage(_ http.ResponseWriter, r *http.Request, p principal) (reply, error) {
+	if err := g.authorize(r, p, "image.delete"); err != nil {
+		return reply{}, err
+	}
+	if _, err := g.images.DeleteImage(r.Context(), &imageconverterv1.DeleteImageRequest{AccountId: r.PathValue("account_id"),
+		ImageId: r.PathValue("image_id"), Actor: p.proto()}); err != nil {
+		return reply{}, err
+	}
+	return reply{http.StatusNoContent, nil}, nil
+}
+
+func (g *Gateway) listRegistries(_ http.ResponseWriter, r *http.Request, p principal) (reply, error) {
+	if err := g.authorize(r, p, "registry.list"); err != nil {
+		return reply{}, err
+	}
+	resp, err := g.images.ListRegistryCredentials(r.Context(), &imageconverterv1.ListRegistryCredentialsRequest{AccountId: r.PathValue("account_id")})
+	if err != nil {
+		return reply{}, err
+	}
+	return reply{http.StatusOK, list(resp.GetCredentials(), "", toRegistryCredential)}, nil
+}
+
+func (g *Gateway) putRegistry(w http.ResponseWriter, r *http.Request, p principal) (reply, error) {
+	if err := g.authorize(r, p, "registry.put"); err != nil {
+		return reply{}, err
+	}
+	var b api.PutRegistryCredential
+	if err := decodeJSON(w, r, &b); err != nil {
+		return reply{}, err
+	}
+	resp, err := g.images.PutRegistryCredential(r.Context(), &imageconverterv1.PutRegistryCredentialRequest{AccountId: r.PathValue("account_id"),
+		Registry: r.PathValue("registry"), Username: b.Username, Password: b.Password, Actor: p.proto()})
+	if err != nil {
+		return reply{}, err
+	}
+	return reply{http.StatusOK, toRegistryCredential(resp.GetCredential())}, nil
+}
+
+func (g *Gateway) deleteRegistry(_ http.ResponseWriter, r *http.Request, p principal) (reply, error) {
+	if err := g.authorize(r, p, "registry.delete"); err != nil {
+		return reply{}, err
+	}
+	if _, err := g.images.DeleteRegistryCredential(r.Context(), &imageconverterv1.DeleteRegistryCredentialRequest{AccountId: r.PathValue("account_id"),
+		Registry: r.PathValue("registry"), Actor: p.proto()}); err != nil {
+		return reply{}, err
+	}
+	return reply{http.StatusNoContent, nil}, nil
+}
+
+func toImage(i *imageconverterv1.Image) api.Image {
+	out := api.Image{ID: i.GetId(), AppID: i.GetAppId(), Tag: i.GetTag(), Status: i.GetStatus(), InputImage: i.GetInputImage(),
+		Output: i.GetOutput(), Ref: i.GetRef(), Digest: i.GetDigest(), ISVProdID: i.GetIsvprodid(), ISVSVN: i.GetIsvsvn(),
+		Reason: i.GetReason(), Error: i.GetError(), CreatedAt: i.GetCreatedAt().AsTime().UTC(), UpdatedAt: i.GetUpdatedAt().AsTime().UTC()}
+	if len(i.GetMrenclave()) > 0 {
+		out.MRENCLAVE, out.MRSIGNER = hex.EncodeToString(i.GetMrenclave()), hex.EncodeToString(i.GetMrsigner())
+	}
+	if pr := i.GetProgress(); pr != nil {
+		out.Progress = api.Progress{Phase: pr.GetPhase(), Layers: pr.GetLayers(), TotalLayers: pr.GetTotalLayers(), Bytes: pr.GetBytes(), TotalBytes: pr.GetTotalBytes()}
+	}
+	return out
+}
+
+func toRegistryCredential(c *imageconverterv1.RegistryCredential) api.RegistryCredential {
+	return api.RegistryCredential{Registry: c.GetRegistry(), Username: c.GetUsername(), UpdatedAt: c.GetUpdatedAt().AsTime().UTC()}
+}

@@ -1,0 +1,278 @@
+package imageconverter_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"errors"
+	"io"
+	"log"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/cloister-cc/cloister/libs/events"
+	accountv1 "github.com/cloister-cc/cloister/libs/gen/cloister/account/v1"
+	imageconverterv1 "github.com/cloister-cc/cloister/libs/gen/cloister/imageconverter/v1"
+	"github.com/cloister-cc/cloister/libs/pki"
+	"github.com/cloister-cc/cloister/libs/testkit"
+	"github.com/cloister-cc/cloister/services/imageconverter"
+	"github.com/cloister-cc/cloister/services/imageconverter/client"
+)
+
+// launcher stands in for the cloister-launcher binary: the converter
+// measures it as opaque bytes, so any bytes make a valid conversion.
+var launcher = []byte("#!/bin/sh\n# not the real launcher: the converter only measures these bytes\n")
+
+var kek = func() *pki.KEK { k, _ := pki.NewKEK(bytes.Repeat([]byte{5}, pki.KEKSize)); return k }()
+
+// newRegistry serves go-containerregistry's in-process registry and
+// returns its host:port.
+func newRegistry(t *testing.T) string {
+	t.Helper()
+	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	t.Cleanup(srv.Close)
+	u, _ := url.Parse(srv.URL)
+	return u.Host
+}
+
+// pushRandom pushes a random image of layers layers to host/repo:tag.
+func pushRandom(t *testing.T, ref string, layers int64) {
+	t.Helper()
+	img, err := random.Image(256<<10, layers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := name.ParseReference(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(r, img); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// convertStack is the converter service (with or without its worker) and
+// an account with an app whose input image is in an in-process registry.
+type convertStack struct {
+	*stack
+	account, app, host string
+}
+
+func startConverter(t *testing.T, n *testkit.NATS, withWorker bool) {
+	t.Helper()
+	cfg := imageconverter.Config{NATS: n.Connect(t), KEK: kek, GenerateKey: reuseKey, JobAckWait: 2 * time.Second}
+	if withWorker {
+		cfg.Launcher = launcher
+	}
+	svc, err := imageconverter.Start(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(svc.Stop)
+}
+
+func newConvertStack(t *testing.T, withWorker bool) *convertStack {
+	t.Helper()
+	n := testkit.StartNATS(t)
+	nc, js := n.JetStream(t)
+	startConverter(t, n, withWorker)
+	s := &convertStack{stack: &stack{t: t, n: n, js: js, c: client.New(nc)}, account: uuid.NewString(), host: newRegistry(t)}
+	s.publish("account", s.account, &accountv1.AccountCreated{Account: &accountv1.Account{Id: s.account, Name: "a"}})
+	testkit.Eventually(t, 10*time.Second, func() bool {
+		_, err := s.c.GetSigningKey(context.Background(), &imageconverterv1.GetSigningKeyRequest{AccountId: s.account})
+		return err == nil
+	}, "no signing key")
+	pushRandom(t, s.host+"/in:1", 3)
+	spec := helloSpec()
+	spec.InputImage, spec.OutputImage, spec.Entrypoint = s.host+"/in:1", s.host+"/out", []string{"/bin/hello"}
+	resp, err := s.c.CreateApp(context.Background(), &imageconverterv1.CreateAppRequest{AccountId: s.account, Spec: spec, Actor: actor})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.app = resp.GetApp().GetId()
+	return s
+}
+
+func (s *convertStack) convert(tag string) *imageconverterv1.Image {
+	s.t.Helper()
+	resp, err := s.c.ConvertImage(context.Background(), &imageconverterv1.ConvertImageRequest{AccountId: s.account, App: "hello", Tag: tag, Actor: actor})
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return resp.GetImage()
+}
+
+func (s *convertStack) waitFinal(id string, within time.Duration) *imageconverterv1.Image {
+	s.t.Helper()
+	var img *imageconverterv1.Image
+	testkit.Eventually(s.t, within, func() bool {
+		r, err := s.c.GetImage(context.Background(), &imageconverterv1.GetImageRequest{AccountId: s.account, ImageId: id})
+		img = r.GetImage()
+		return err == nil && (img.GetStatus() == "converted" || img.GetStatus() == "failed")
+	}, "image %s never finished", id)
+	return img
+}
+
+func (s *convertStack) count(subject string) int {
+	s.t.Helper()
+	st, err := s.js.Stream(context.Background(), events.StreamEvents)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	info, err := st.Info(context.Background(), jetstream.WithSubjectFilter(subject))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return int(info.State.Subjects[subject])
+}
+
+func TestConversionJob(t *testing.T) {
+	s := newConvertStack(t, true)
+	img := s.convert("1")
+	if img.GetStatus() != "pending" || img.GetOutput() != s.host+"/out:1" {
+		t.Fatalf("ConvertImage = %v", img)
+	}
+	done := s.waitFinal(img.GetId(), 60*time.Second)
+	if done.GetStatus() != "converted" || len(done.GetMrenclave()) != 32 || !strings.HasPrefix(done.GetRef(), s.host+"/out@sha256:") {
+		t.Fatalf("converted image = %v", done)
+	}
+	// The pushed image carries the measurement the service recorded.
+	ref, _ := name.ParseReference(s.host + "/out:1")
+	pushed, err := remote.Image(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, _ := pushed.ConfigFile()
+	if got := cfg.Config.Labels["cc.cloister.mrenclave"]; got != hex.EncodeToString(done.GetMrenclave()) {
+		t.Fatalf("label mrenclave %s, recorded %x", got, done.GetMrenclave())
+	}
+	if n := s.count("events.imageconverter.v1.ImageConverted"); n != 1 {
+		t.Fatalf("%d ImageConverted events, want 1", n)
+	}
+	// The same tag again is a conflict; a new tag of the same input gives
+	// the same measurement.
+	if _, err := s.c.ConvertImage(context.Background(), &imageconverterv1.ConvertImageRequest{AccountId: s.account, App: s.app, Tag: "1", Actor: actor}); err == nil {
+		t.Fatal("converting tag 1 twice succeeded")
+	}
+	again := s.waitFinal(s.convert("2").GetId(), 60*time.Second)
+	if !bytes.Equal(again.GetMrenclave(), done.GetMrenclave()) {
+		t.Fatalf("two conversions of one input: MRENCLAVE %x and %x", done.GetMrenclave(), again.GetMrenclave())
+	}
+}
+
+func TestConversionFailures(t *testing.T) {
+	s := newConvertStack(t, true)
+	ctx := context.Background()
+	spec := helloSpec()
+	spec.Name, spec.InputImage, spec.OutputImage = "missing", s.host+"/nothing:here", s.host+"/out2"
+	if _, err := s.c.CreateApp(ctx, &imageconverterv1.CreateAppRequest{AccountId: s.account, Spec: spec, Actor: actor}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := s.c.ConvertImage(ctx, &imageconverterv1.ConvertImageRequest{AccountId: s.account, App: "missing", Tag: "1", Actor: actor})
+	if err != nil {
+		t.Fatal(err)
+	}
+	img := s.waitFinal(resp.GetImage().GetId(), 60*time.Second)
+	if img.GetStatus() != "failed" || img.GetReason() != "image_not_found" {
+		t.Fatalf("converting a missing image = %v, want failed with image_not_found", img)
+	}
+	if n := s.count("events.imageconverter.v1.ConversionFailed"); n != 1 {
+		t.Fatalf("%d ConversionFailed events, want 1", n)
+	}
+	// A failed tag may be converted again.
+	if _, err := s.c.ConvertImage(ctx, &imageconverterv1.ConvertImageRequest{AccountId: s.account, App: "missing", Tag: "1", Actor: actor}); err != nil {
+		t.Fatalf("converting a failed tag again: %v", err)
+	}
+}
+
+// TestWorkerKilledMidJob kills a worker process while it converts; the
+// job is redelivered to another worker and completes once, with one
+// image record and one ImageConverted event.
+func TestWorkerKilledMidJob(t *testing.T) {
+	if os.Getenv("IC_WORKER_NATS") != "" {
+		workerChild()
+		return
+	}
+	s := newConvertStack(t, false) // this process serves the API only
+	img := s.convert("1")
+
+	cmd := exec.Command(os.Args[0], "-test.run=^TestWorkerKilledMidJob$")
+	cmd.Env = append(os.Environ(), "IC_WORKER_NATS="+s.n.URL, "IC_WORKER_SLOW=1")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	testkit.Eventually(t, 60*time.Second, func() bool {
+		r, err := s.c.GetImage(context.Background(), &imageconverterv1.GetImageRequest{AccountId: s.account, ImageId: img.GetId()})
+		return err == nil && r.GetImage().GetStatus() == "converting"
+	}, "the child worker never started converting")
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-exited; err == nil {
+		t.Fatal("the child worker exited cleanly; it was meant to be killed")
+	}
+	if r, _ := s.c.GetImage(context.Background(), &imageconverterv1.GetImageRequest{AccountId: s.account, ImageId: img.GetId()}); r.GetImage().GetStatus() != "converting" {
+		t.Fatalf("after the kill the image is %s, want still converting", r.GetImage().GetStatus())
+	}
+
+	startConverter(t, s.n, true) // another worker takes the job over
+	done := s.waitFinal(img.GetId(), 90*time.Second)
+	if done.GetStatus() != "converted" {
+		t.Fatalf("after redelivery the image is %v", done)
+	}
+	list, err := s.c.ListImages(context.Background(), &imageconverterv1.ListImagesRequest{AccountId: s.account})
+	if err != nil || len(list.GetImages()) != 1 {
+		t.Fatalf("ListImages = %d images, %v; want 1", len(list.GetImages()), err)
+	}
+	if n := s.count("events.imageconverter.v1.ImageConverted"); n != 1 {
+		t.Fatalf("%d ImageConverted events, want 1", n)
+	}
+}
+
+// workerChild is the worker process of TestWorkerKilledMidJob: a converter
+// whose registry answers slowly, so the parent can kill it mid-job.
+func workerChild() {
+	nc, err := nats.Connect(os.Getenv("IC_WORKER_NATS"))
+	if err != nil {
+		os.Exit(1)
+	}
+	slow := &slowTransport{next: http.DefaultTransport, delay: 300 * time.Millisecond}
+	_, err = imageconverter.Start(context.Background(), imageconverter.Config{NATS: nc, KEK: kek, GenerateKey: reuseKey,
+		Launcher: launcher, JobAckWait: 2 * time.Second, RegistryOptions: []remote.Option{remote.WithTransport(slow)}})
+	if err != nil {
+		os.Exit(1)
+	}
+	time.Sleep(5 * time.Minute) // until killed
+	os.Exit(2)
+}
+
+type slowTransport struct {
+	next  http.RoundTripper
+	delay time.Duration
+}
+
+func (s *slowTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	select {
+	case <-time.After(s.delay):
+	case <-r.Context().Done():
+		return nil, errors.New("cancelled")
+	}
+	return s.next.RoundTrip(r)
+}

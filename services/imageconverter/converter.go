@@ -1,0 +1,59 @@
+package imageconverter
+
+import (
+	"context"
+	"errors"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/cloister-cc/cloister/libs/enclave"
+	"github.com/cloister-cc/cloister/services/imageconverter/internal/app"
+	"github.com/cloister-cc/cloister/services/imageconverter/internal/convert"
+	"github.com/cloister-cc/cloister/services/imageconverter/internal/domain"
+)
+
+// converter adapts the convert package to the service's Converter port.
+type converter struct {
+	launcher []byte
+	options  []remote.Option
+}
+
+var _ app.Converter = converter{}
+
+func (c converter) Convert(ctx context.Context, r app.ConvertRequest) (app.ConvertResult, error) {
+	s := r.App
+	a := convert.App{Entrypoint: s.Entrypoint, Args: s.Args, AllowCmdlineArgs: s.AllowCmdlineArgs, PassthroughEnv: s.PassthroughEnv,
+		RWDirs: s.RWDirs, MemorySize: s.MemorySize, Threads: s.Threads, ISVProdID: uint16(s.ISVProdID), ISVSVN: uint16(s.ISVSVN), Debug: s.Debug}
+	for _, e := range s.Env {
+		a.Env = append(a.Env, enclave.EnvVar{Name: e.Name, Value: e.Value})
+	}
+	if s.Certificate.Issuer == domain.IssuerCloister {
+		a.Certificate = &enclave.Certificate{Domain: s.Certificate.Domain, KeyType: string(s.Certificate.KeyType),
+			KeyPath: s.Certificate.KeyPath, CertPath: s.Certificate.CertPath}
+	}
+	req := convert.Request{Input: r.Input, Output: r.Output, App: a, Launcher: c.launcher, Signer: r.Signer, Now: r.Now,
+		InputAuth: authOf(r.InputAuth), OutputAuth: authOf(r.OutputAuth), Options: c.options}
+	if r.Progress != nil {
+		req.Progress = func(p convert.Progress) {
+			r.Progress(domain.Progress{Phase: p.Phase, Layers: p.Layers, TotalLayers: p.TotalLayers, Bytes: p.Bytes, TotalBytes: p.TotalBytes})
+		}
+	}
+	res, err := convert.Convert(ctx, req)
+	var ce *convert.Error
+	if errors.As(err, &ce) {
+		return app.ConvertResult{}, &app.ConvertError{Reason: string(ce.Reason), Message: ce.Error(), Transient: ce.Transient()}
+	}
+	if err != nil {
+		return app.ConvertResult{}, err
+	}
+	return app.ConvertResult{Ref: res.Ref, Digest: res.Digest, MRENCLAVE: res.MRENCLAVE, MRSIGNER: res.MRSIGNER,
+		ISVProdID: res.ISVProdID, ISVSVN: res.ISVSVN}, nil
+}
+
+func authOf(a *app.Auth) authn.Authenticator {
+	if a == nil {
+		return nil
+	}
+	return &authn.Basic{Username: a.Username, Password: a.Password}
+}

@@ -1,0 +1,365 @@
+package app
+
+import (
+	"context"
+	"crypto/rsa"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/cloister-cc/cloister/libs/audit"
+	"github.com/cloister-cc/cloister/libs/errs"
+	"github.com/cloister-cc/cloister/services/imageconverter/internal/domain"
+)
+
+// Events of images.
+type (
+	ConversionRequested struct {
+		Image domain.Image
+		Audit audit.Entry
+	}
+	ConversionProgressed struct{ Image domain.Image }
+	ImageConverted       struct{ Image domain.Image }
+	ConversionFailed     struct{ Image domain.Image }
+	ImageDeleted         struct {
+		Image domain.Image
+		Audit audit.Entry
+	}
+)
+
+// Images stores images.
+type Images interface {
+	// Create stores a new image and queues its conversion job.
+	Create(ctx context.Context, img domain.Image, ev ConversionRequested) error
+	Get(ctx context.Context, accountID, imageID string) (domain.Image, error) // domain.ErrImageNotFound
+	List(ctx context.Context, accountID string) ([]domain.Image, error)
+	// Update stores img if its version is unchanged, with its event
+	// (ConversionProgressed, ImageConverted or ConversionFailed).
+	Update(ctx context.Context, img domain.Image, ev any) (domain.Image, error)
+	Delete(ctx context.Context, img domain.Image, ev ImageDeleted) error
+	DeleteAccount(ctx context.Context, accountID string) error
+}
+
+// Registries stores registry credentials, passwords sealed.
+type Registries interface {
+	Put(ctx context.Context, c domain.RegistryCredential, a audit.Entry) error
+	Get(ctx context.Context, accountID, registry string) (domain.RegistryCredential, error) // domain.ErrCredentialNotFound
+	List(ctx context.Context, accountID string) ([]domain.RegistryCredential, error)
+	Delete(ctx context.Context, accountID, registry string, a audit.Entry) error
+	DeleteAccount(ctx context.Context, accountID string) error
+}
+
+// Auth is a registry login.
+type Auth struct{ Username, Password string }
+
+// ConvertRequest is one conversion, as the converter needs it.
+type ConvertRequest struct {
+	Input, Output         string
+	InputAuth, OutputAuth *Auth // nil: anonymous
+	App                   domain.AppSpec
+	Signer                *rsa.PrivateKey
+	Now                   time.Time
+	Progress              func(domain.Progress)
+}
+
+// ConvertResult is what a conversion produced.
+type ConvertResult struct {
+	Ref, Digest         string
+	MRENCLAVE, MRSIGNER [32]byte
+	ISVProdID, ISVSVN   uint16
+}
+
+// ConvertError is a failed conversion with a reason a user can act on.
+type ConvertError struct {
+	Reason    string
+	Message   string
+	Transient bool // a retry may succeed (registry timeout, 5xx)
+}
+
+func (e *ConvertError) Error() string { return e.Reason + ": " + e.Message }
+
+// Converter converts images (the convert package, adapted).
+type Converter interface {
+	Convert(ctx context.Context, r ConvertRequest) (ConvertResult, error)
+}
+
+// progressEvery is how often a running conversion records its progress
+// (and tells the job queue it is alive).
+const progressEvery = time.Second
+
+// ConvertImage records a new image of an application and queues its
+// conversion: <output_image>:<tag> from the app's input image.
+func (s *Service) ConvertImage(ctx context.Context, accountID, appRef, tag string, actor audit.Actor) (domain.Image, error) {
+	entry := audit.Entry{AccountID: accountID, Actor: actor, Action: "image.convert", Target: appRef + ":" + tag}
+	img, err := s.convertImage(ctx, accountID, appRef, tag, entry)
+	return img, s.audited(ctx, entry, err)
+}
+
+func (s *Service) convertImage(ctx context.Context, accountID, appRef, tag string, entry audit.Entry) (domain.Image, error) {
+	a, err := s.App(ctx, accountID, appRef)
+	if err != nil {
+		return domain.Image{}, err
+	}
+	if err := domain.CheckTag(tag); err != nil {
+		return domain.Image{}, err
+	}
+	if _, err := s.SigningKey(ctx, accountID); err != nil {
+		return domain.Image{}, errs.New(errs.Conflict, "the account's enclave signing key is not ready yet; try again in a few seconds")
+	}
+	imgs, err := s.cfg.Images.List(ctx, accountID)
+	if err != nil {
+		return domain.Image{}, err
+	}
+	for _, i := range imgs {
+		if i.AppID == a.ID && i.Tag == tag && i.Status != domain.StatusFailed {
+			return domain.Image{}, domain.ErrImageExists(tag, i.ID)
+		}
+	}
+	now := s.now()
+	img := domain.Image{ID: uuid.Must(uuid.NewV7()).String(), AccountID: accountID, AppID: a.ID, Tag: tag,
+		InputImage: a.Spec.InputImage, Output: a.Spec.OutputImage + ":" + tag, Status: domain.StatusPending,
+		CreatedAt: now, UpdatedAt: now}
+	entry.Target = img.ID
+	if err := s.cfg.Images.Create(ctx, img, ConversionRequested{Image: img, Audit: entry}); err != nil {
+		return domain.Image{}, err
+	}
+	return img, nil
+}
+
+// Image returns one image of the account.
+func (s *Service) Image(ctx context.Context, accountID, imageID string) (domain.Image, error) {
+	if uuid.Validate(accountID) != nil || uuid.Validate(imageID) != nil {
+		return domain.Image{}, domain.ErrImageNotFound
+	}
+	return s.cfg.Images.Get(ctx, accountID, imageID)
+}
+
+// ImagesOf lists the account's images, of one application when appRef
+// (an id or name) is given.
+func (s *Service) ImagesOf(ctx context.Context, accountID, appRef string) ([]domain.Image, error) {
+	if uuid.Validate(accountID) != nil {
+		return nil, nil
+	}
+	appID := ""
+	if appRef != "" {
+		a, err := s.App(ctx, accountID, appRef)
+		if err != nil {
+			return nil, err
+		}
+		appID = a.ID
+	}
+	all, err := s.cfg.Images.List(ctx, accountID)
+	if err != nil {
+		return nil, err
+	}
+	out := all[:0]
+	for _, i := range all {
+		if appID == "" || i.AppID == appID {
+			out = append(out, i)
+		}
+	}
+	return out, nil
+}
+
+// DeleteImage forgets an image; its approval goes, and the certificates
+// issued on it are revoked (ImageDeleted). What was pushed stays in the
+// registry.
+func (s *Service) DeleteImage(ctx context.Context, accountID, imageID string, actor audit.Actor) error {
+	entry := audit.Entry{AccountID: accountID, Actor: actor, Action: "image.delete", Target: imageID}
+	img, err := s.Image(ctx, accountID, imageID)
+	if err == nil {
+		err = s.cfg.Images.Delete(ctx, img, ImageDeleted{Image: img, Audit: entry})
+	}
+	return s.audited(ctx, entry, err)
+}
+
+// RunConversion does the conversion job of an image. A job delivered
+// again (the worker died, or a transient failure) converts again; an
+// image already converted or failed is left as it is, so the job
+// completes once. keepAlive tells the queue the job is still running.
+// On a transient failure it returns an error (the queue redelivers),
+// unless this is the last attempt: then the image fails.
+func (s *Service) RunConversion(ctx context.Context, accountID, imageID string, lastAttempt bool, keepAlive func()) error {
+	img, err := s.Image(ctx, accountID, imageID)
+	if errors.Is(err, domain.ErrImageNotFound) {
+		return nil // deleted meanwhile
+	}
+	if err != nil {
+		return err
+	}
+	if img.Status.Final() {
+		return nil
+	}
+	if s.cfg.Converter == nil {
+		return errors.New("imageconverter: no converter configured")
+	}
+	fail := func(reason, msg string) error {
+		img.Status, img.Reason, img.Error = domain.StatusFailed, reason, msg
+		_, err := s.update(ctx, img, func(i domain.Image) any { return ConversionFailed{Image: i} })
+		return err
+	}
+	a, err := s.cfg.Apps.Get(ctx, accountID, img.AppID)
+	if errors.Is(err, domain.ErrAppNotFound) {
+		return fail("app_deleted", "the application was deleted before its image was converted")
+	}
+	if err != nil {
+		return err
+	}
+	signer, err := s.signer(ctx, accountID)
+	if err != nil {
+		return err
+	}
+	req := ConvertRequest{Input: a.Spec.InputImage, Output: img.Output, App: a.Spec, Signer: signer, Now: s.now()}
+	if req.InputAuth, err = s.auth(ctx, accountID, a.Spec.InputImage); err != nil {
+		return err
+	}
+	if req.OutputAuth, err = s.auth(ctx, accountID, img.Output); err != nil {
+		return err
+	}
+	img.Status = domain.StatusConverting
+	if img, err = s.update(ctx, img, func(i domain.Image) any { return ConversionProgressed{Image: i} }); err != nil {
+		return err
+	}
+
+	// Progress arrives on the converter's goroutines; one recorder at a
+	// time, at most every progressEvery.
+	var mu sync.Mutex
+	last := time.Time{}
+	req.Progress = func(p domain.Progress) {
+		if !mu.TryLock() {
+			return
+		}
+		defer mu.Unlock()
+		if time.Since(last) < progressEvery {
+			return
+		}
+		last = time.Now()
+		keepAlive()
+		img.Progress = p
+		if u, err := s.update(ctx, img, func(i domain.Image) any { return ConversionProgressed{Image: i} }); err == nil {
+			img = u
+		}
+	}
+	res, err := s.cfg.Converter.Convert(ctx, req)
+	mu.Lock() // no progress update after this point
+	defer mu.Unlock()
+	var ce *ConvertError
+	switch {
+	case errors.As(err, &ce) && (!ce.Transient || lastAttempt):
+		return fail(ce.Reason, ce.Message)
+	case err != nil && lastAttempt:
+		return fail("internal", "the conversion failed; see the converter's logs")
+	case err != nil:
+		return err
+	}
+	img.Status, img.Ref, img.Digest = domain.StatusConverted, res.Ref, res.Digest
+	img.MRENCLAVE, img.MRSIGNER = res.MRENCLAVE[:], res.MRSIGNER[:]
+	img.ISVProdID, img.ISVSVN = res.ISVProdID, res.ISVSVN
+	_, err = s.update(ctx, img, func(i domain.Image) any { return ImageConverted{Image: i} })
+	return err
+}
+
+// update stores the image with the event ev makes of it, re-reading it
+// once if another write came between (a progress update racing the end).
+func (s *Service) update(ctx context.Context, img domain.Image, ev func(domain.Image) any) (domain.Image, error) {
+	img.UpdatedAt = s.now()
+	for range 3 {
+		out, err := s.cfg.Images.Update(ctx, img, ev(img))
+		if !errors.Is(err, domain.ErrConcurrentChange) {
+			return out, err
+		}
+		cur, gerr := s.cfg.Images.Get(ctx, img.AccountID, img.ID)
+		if gerr != nil {
+			return domain.Image{}, gerr
+		}
+		if !cur.Status.CanMoveTo(img.Status) {
+			return cur, nil // someone else finished it
+		}
+		img.Version = cur.Version
+	}
+	return domain.Image{}, domain.ErrConcurrentChange
+}
+
+// auth returns the account's login for the registry of ref, if it has one.
+func (s *Service) auth(ctx context.Context, accountID, ref string) (*Auth, error) {
+	host := registryOf(ref)
+	c, err := s.cfg.Registries.Get(ctx, accountID, host)
+	if errors.Is(err, domain.ErrCredentialNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	pw, err := s.cfg.KEK.Open(c.Sealed, credentialAAD(accountID, host))
+	if err != nil {
+		return nil, fmt.Errorf("opening the credential for %s (is this the deployment's master key?): %w", host, err)
+	}
+	return &Auth{Username: c.Username, Password: string(pw)}, nil
+}
+
+// registryOf returns the registry host of a reference: what comes before
+// the first '/', when it looks like a host (as Docker reads references).
+func registryOf(ref string) string {
+	host, _, ok := strings.Cut(ref, "/")
+	if !ok || !strings.ContainsAny(host, ".:") && host != "localhost" {
+		return "index.docker.io"
+	}
+	return strings.ToLower(host)
+}
+
+func credentialAAD(accountID, registry string) []byte {
+	return []byte("cloister/imageconverter/registry/" + accountID + "/" + registry)
+}
+
+// PutRegistryCredential stores (or replaces) the account's login for a
+// registry; the password is sealed and never returned.
+func (s *Service) PutRegistryCredential(ctx context.Context, accountID, registry, username, password string, actor audit.Actor) (domain.RegistryCredential, error) {
+	entry := audit.Entry{AccountID: accountID, Actor: actor, Action: "registry.put", Target: registry}
+	c, err := s.putRegistryCredential(ctx, accountID, registry, username, password, entry)
+	return c, s.audited(ctx, entry, err)
+}
+
+func (s *Service) putRegistryCredential(ctx context.Context, accountID, registry, username, password string, entry audit.Entry) (domain.RegistryCredential, error) {
+	if uuid.Validate(accountID) != nil {
+		return domain.RegistryCredential{}, domain.ErrCredentialNotFound
+	}
+	registry = strings.ToLower(registry)
+	if err := domain.CheckRegistry(registry); err != nil {
+		return domain.RegistryCredential{}, err
+	}
+	if err := domain.CheckCredential(username, password); err != nil {
+		return domain.RegistryCredential{}, err
+	}
+	sealed, err := s.cfg.KEK.Seal([]byte(password), credentialAAD(accountID, registry))
+	if err != nil {
+		return domain.RegistryCredential{}, err
+	}
+	c := domain.RegistryCredential{AccountID: accountID, Registry: registry, Username: username, Sealed: sealed, UpdatedAt: s.now()}
+	if err := s.cfg.Registries.Put(ctx, c, entry); err != nil {
+		return domain.RegistryCredential{}, err
+	}
+	return c, nil
+}
+
+// RegistryCredentials lists the account's registry logins, without
+// passwords.
+func (s *Service) RegistryCredentials(ctx context.Context, accountID string) ([]domain.RegistryCredential, error) {
+	if uuid.Validate(accountID) != nil {
+		return nil, nil
+	}
+	return s.cfg.Registries.List(ctx, accountID)
+}
+
+// DeleteRegistryCredential removes the account's login for a registry.
+func (s *Service) DeleteRegistryCredential(ctx context.Context, accountID, registry string, actor audit.Actor) error {
+	entry := audit.Entry{AccountID: accountID, Actor: actor, Action: "registry.delete", Target: registry}
+	var err error = domain.ErrCredentialNotFound
+	if uuid.Validate(accountID) == nil {
+		err = s.cfg.Registries.Delete(ctx, accountID, strings.ToLower(registry), entry)
+	}
+	return s.audited(ctx, entry, err)
+}

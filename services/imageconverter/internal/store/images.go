@@ -1,0 +1,257 @@
+package store
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/cloister-cc/cloister/libs/audit"
+	"github.com/cloister-cc/cloister/libs/events"
+	imageconverterv1 "github.com/cloister-cc/cloister/libs/gen/cloister/imageconverter/v1"
+	"github.com/cloister-cc/cloister/libs/kv"
+	"github.com/cloister-cc/cloister/services/imageconverter/internal/app"
+	"github.com/cloister-cc/cloister/services/imageconverter/internal/domain"
+)
+
+// More buckets, and the subject of conversion jobs.
+const (
+	BucketImages     = "imageconverter_images"
+	BucketRegistries = "imageconverter_registries"
+)
+
+// JobSubject is where conversion jobs are queued.
+var JobSubject = events.JobSubject(Producer, "convert")
+
+// OpenImages opens the buckets of images and registry credentials.
+func OpenImages(ctx context.Context, js jetstream.JetStream, replicas int, opts ...kv.Option) (*Images, *Registries, error) {
+	imgs, err := kv.Open[domain.Image](ctx, js, kv.Config{Bucket: BucketImages, Replicas: replicas}, opts...)
+	if err != nil {
+		return nil, nil, err
+	}
+	regs, err := kv.Open[domain.RegistryCredential](ctx, js, kv.Config{Bucket: BucketRegistries, Replicas: replicas}, opts...)
+	if err != nil {
+		return nil, nil, err
+	}
+	return &Images{imgs}, &Registries{regs}, nil
+}
+
+// Images keeps images, keyed <account>.<image>.
+type Images struct{ kv *kv.Store[domain.Image] }
+
+var _ app.Images = (*Images)(nil)
+
+// Create implements app.Images: the record, ConversionRequested, the
+// audit record and the job commit together.
+func (s *Images) Create(ctx context.Context, img domain.Image, ev app.ConversionRequested) error {
+	msgs, err := messages(ctx, img.AccountID, &imageconverterv1.ConversionRequested{Image: ImageToProto(img)}, &ev.Audit)
+	if err != nil {
+		return err
+	}
+	job := &imageconverterv1.ConvertJob{AccountId: img.AccountID, ImageId: img.ID}
+	m, _, err := events.NewMessage(ctx, JobSubject, Producer, img.AccountID, job)
+	if err != nil {
+		return err
+	}
+	_, err = s.kv.Create(ctx, img.AccountID+"."+img.ID, img, append(msgs, m)...)
+	return err
+}
+
+// Get implements app.Images.
+func (s *Images) Get(ctx context.Context, accountID, imageID string) (domain.Image, error) {
+	e, err := s.kv.Get(ctx, accountID+"."+imageID)
+	if errors.Is(err, kv.ErrNotFound) {
+		return domain.Image{}, domain.ErrImageNotFound
+	}
+	if err != nil {
+		return domain.Image{}, err
+	}
+	img := e.Value
+	img.Version = e.Version
+	return img, nil
+}
+
+// List implements app.Images.
+func (s *Images) List(ctx context.Context, accountID string) ([]domain.Image, error) {
+	es, err := s.kv.List(ctx, accountID+".*")
+	if err != nil {
+		return nil, err
+	}
+	out := make([]domain.Image, len(es))
+	for i, e := range es {
+		out[i] = e.Value
+		out[i].Version = e.Version
+	}
+	return out, nil
+}
+
+// Update implements app.Images.
+func (s *Images) Update(ctx context.Context, img domain.Image, ev any) (domain.Image, error) {
+	var payload proto.Message
+	switch ev.(type) {
+	case app.ConversionProgressed:
+		payload = &imageconverterv1.ConversionProgressed{Image: ImageToProto(img)}
+	case app.ImageConverted:
+		payload = &imageconverterv1.ImageConverted{Image: ImageToProto(img)}
+	case app.ConversionFailed:
+		payload = &imageconverterv1.ConversionFailed{Image: ImageToProto(img)}
+	default:
+		return domain.Image{}, fmt.Errorf("store: no wire form for image event %T", ev)
+	}
+	msgs, err := messages(ctx, img.AccountID, payload, nil)
+	if err != nil {
+		return domain.Image{}, err
+	}
+	e, err := s.kv.Update(ctx, img.AccountID+"."+img.ID, img, img.Version, msgs...)
+	switch {
+	case errors.Is(err, kv.ErrConflict):
+		return domain.Image{}, domain.ErrConcurrentChange
+	case errors.Is(err, kv.ErrNotFound):
+		return domain.Image{}, domain.ErrImageNotFound
+	case err != nil:
+		return domain.Image{}, err
+	}
+	img.Version = e.Version
+	return img, nil
+}
+
+// Delete implements app.Images.
+func (s *Images) Delete(ctx context.Context, img domain.Image, ev app.ImageDeleted) error {
+	msgs, err := messages(ctx, img.AccountID, &imageconverterv1.ImageDeleted{AccountId: img.AccountID, AppId: img.AppID,
+		ImageId: img.ID, Mrenclave: img.MRENCLAVE}, &ev.Audit)
+	if err != nil {
+		return err
+	}
+	err = s.kv.Delete(ctx, img.AccountID+"."+img.ID, img.Version, msgs...)
+	switch {
+	case errors.Is(err, kv.ErrConflict):
+		return domain.ErrConcurrentChange
+	case errors.Is(err, kv.ErrNotFound):
+		return domain.ErrImageNotFound
+	}
+	return err
+}
+
+// DeleteAccount implements app.Images.
+func (s *Images) DeleteAccount(ctx context.Context, accountID string) error {
+	return deleteAll(ctx, s.kv, accountID)
+}
+
+// Registries keeps registry credentials, keyed <account>.<hex of host>
+// (a host's ':' cannot be in a key).
+type Registries struct {
+	kv *kv.Store[domain.RegistryCredential]
+}
+
+var _ app.Registries = (*Registries)(nil)
+
+func registryKey(accountID, registry string) string {
+	return accountID + "." + hex.EncodeToString([]byte(registry))
+}
+
+// Put implements app.Registries.
+func (s *Registries) Put(ctx context.Context, c domain.RegistryCredential, a audit.Entry) error {
+	key := registryKey(c.AccountID, c.Registry)
+	var msgs []*nats.Msg
+	if a.Actor.UserID != "" {
+		m, err := events.AuditMessage(ctx, Producer, a)
+		if err != nil {
+			return err
+		}
+		msgs = append(msgs, m)
+	}
+	for range 5 {
+		e, err := s.kv.Get(ctx, key)
+		switch {
+		case errors.Is(err, kv.ErrNotFound):
+			_, err = s.kv.Create(ctx, key, c, msgs...)
+		case err == nil:
+			_, err = s.kv.Update(ctx, key, c, e.Version, msgs...)
+		}
+		if !errors.Is(err, kv.ErrConflict) && !errors.Is(err, kv.ErrExists) {
+			return err
+		}
+	}
+	return domain.ErrConcurrentChange
+}
+
+// Get implements app.Registries.
+func (s *Registries) Get(ctx context.Context, accountID, registry string) (domain.RegistryCredential, error) {
+	e, err := s.kv.Get(ctx, registryKey(accountID, registry))
+	if errors.Is(err, kv.ErrNotFound) {
+		return domain.RegistryCredential{}, domain.ErrCredentialNotFound
+	}
+	return e.Value, err
+}
+
+// List implements app.Registries.
+func (s *Registries) List(ctx context.Context, accountID string) ([]domain.RegistryCredential, error) {
+	es, err := s.kv.List(ctx, accountID+".*")
+	if err != nil {
+		return nil, err
+	}
+	out := make([]domain.RegistryCredential, len(es))
+	for i, e := range es {
+		out[i] = e.Value
+	}
+	return out, nil
+}
+
+// Delete implements app.Registries.
+func (s *Registries) Delete(ctx context.Context, accountID, registry string, a audit.Entry) error {
+	key := registryKey(accountID, registry)
+	e, err := s.kv.Get(ctx, key)
+	if errors.Is(err, kv.ErrNotFound) {
+		return domain.ErrCredentialNotFound
+	}
+	if err != nil {
+		return err
+	}
+	var msgs []*nats.Msg
+	if a.Actor.UserID != "" {
+		m, err := events.AuditMessage(ctx, Producer, a)
+		if err != nil {
+			return err
+		}
+		msgs = append(msgs, m)
+	}
+	return s.kv.Delete(ctx, key, e.Version, msgs...)
+}
+
+// DeleteAccount implements app.Registries.
+func (s *Registries) DeleteAccount(ctx context.Context, accountID string) error {
+	return deleteAll(ctx, s.kv, accountID)
+}
+
+func deleteAll[T any](ctx context.Context, s *kv.Store[T], accountID string) error {
+	es, err := s.List(ctx, accountID+".*")
+	if err != nil {
+		return err
+	}
+	for _, e := range es {
+		if err := s.Delete(ctx, e.Key, e.Version); err != nil && !errors.Is(err, kv.ErrNotFound) {
+			return err
+		}
+	}
+	return nil
+}
+
+// ImageToProto converts an image.
+func ImageToProto(i domain.Image) *imageconverterv1.Image {
+	return &imageconverterv1.Image{Id: i.ID, AccountId: i.AccountID, AppId: i.AppID, Tag: i.Tag, Status: string(i.Status),
+		Ref: i.Ref, Digest: i.Digest, Mrenclave: i.MRENCLAVE, Mrsigner: i.MRSIGNER, Isvprodid: uint32(i.ISVProdID),
+		Isvsvn: uint32(i.ISVSVN), Reason: i.Reason, Error: i.Error, InputImage: i.InputImage, Output: i.Output,
+		Progress: &imageconverterv1.Progress{Phase: i.Progress.Phase, Layers: uint32(i.Progress.Layers),
+			TotalLayers: uint32(i.Progress.TotalLayers), Bytes: i.Progress.Bytes, TotalBytes: i.Progress.TotalBytes},
+		CreatedAt: timestamppb.New(i.CreatedAt), UpdatedAt: timestamppb.New(i.UpdatedAt)}
+}
+
+// RegistryCredentialToProto converts a credential, leaving out its password.
+func RegistryCredentialToProto(c domain.RegistryCredential) *imageconverterv1.RegistryCredential {
+	return &imageconverterv1.RegistryCredential{Registry: c.Registry, Username: c.Username, UpdatedAt: timestamppb.New(c.UpdatedAt)}
+}
