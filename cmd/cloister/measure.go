@@ -27,6 +27,9 @@ type measurement struct {
 	Labels    map[string]string `json:"labels"`
 	Match     bool              `json:"match"`
 	Problems  []string          `json:"problems"`
+	// What the measurement covers: read it before trusting the image.
+	Launcher string            `json:"launcher"`
+	Manifest *enclave.Manifest `json:"manifest"`
 }
 
 func (c *cli) imageMeasureCmd() *cobra.Command {
@@ -65,7 +68,7 @@ Exits 1 when anything disagrees, listing what.`,
 			}
 			out := measurement{Ref: ref.String(), Digest: desc.Digest.String(), MRENCLAVE: hex.EncodeToString(m.MRENCLAVE[:]),
 				MRSIGNER: hex.EncodeToString(m.MRSIGNER[:]), ISVProdID: m.ISVProdID, ISVSVN: m.ISVSVN,
-				Labels: m.Labels, Match: m.Match, Problems: m.Problems}
+				Labels: m.Labels, Match: m.Match, Problems: m.Problems, Launcher: m.Launcher, Manifest: m.Manifest}
 			if out.Labels == nil {
 				out.Labels = map[string]string{}
 			}
@@ -75,6 +78,19 @@ Exits 1 when anything disagrees, listing what.`,
 			rows := [][]string{{"mrenclave", out.MRENCLAVE}, {"mrsigner", out.MRSIGNER},
 				{"isvprodid", strconv.Itoa(int(out.ISVProdID))}, {"isvsvn", strconv.Itoa(int(out.ISVSVN))},
 				{"matches labels", strconv.FormatBool(out.Match)}}
+			rows = append(rows, []string{"launcher", out.Launcher})
+			if man := out.Manifest; man != nil {
+				env := make([]string, len(man.Env))
+				for i, e := range man.Env {
+					env[i] = e.Name + "=" + e.Value
+				}
+				rows = append(rows,
+					[]string{"entrypoint", strings.Join(man.Entrypoint, " ")}, []string{"args", strings.Join(man.Args, " ")},
+					[]string{"run-time args", strconv.FormatBool(man.AllowCmdlineArgs)}, []string{"env", strings.Join(env, " ")},
+					[]string{"passthrough env", strings.Join(man.PassthroughEnv, " ")}, []string{"rw dirs", strings.Join(man.RWDirs, " ")},
+					[]string{"memory", strconv.FormatUint(man.MemorySize, 10)}, []string{"threads", strconv.Itoa(int(man.Threads))},
+					[]string{"debug", strconv.FormatBool(man.Debug)})
+			}
 			for _, k := range slices.Sorted(maps.Keys(out.Labels)) {
 				rows = append(rows, []string{"label " + k, out.Labels[k]})
 			}
@@ -85,7 +101,7 @@ Exits 1 when anything disagrees, listing what.`,
 				return err
 			}
 			if !out.Match {
-				return fmt.Errorf("the image does not match its labels: %s", strings.Join(out.Problems, "; "))
+				return fmt.Errorf("the image's measurement does not hold together: %s", strings.Join(out.Problems, "; "))
 			}
 			return nil
 		},

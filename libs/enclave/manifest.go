@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"path"
 	"slices"
 	"strings"
 
@@ -33,22 +34,61 @@ const (
 // application's (the launcher decides whether the manifest allows them).
 var Entrypoint = []string{LauncherPath, "--"}
 
-// Trusted returns the trusted-file list of an image's files: all of them
-// but what lies under the application's read-write directories, which
-// the application changes and a volume may replace (they are not
-// measured; the API says so).
-func Trusted(all *imagefs.List, rwDirs []string) (*imagefs.List, error) {
-	if len(rwDirs) == 0 {
-		return all, nil
+// Untracked are the paths the container runtime provides or replaces
+// (/proc, /sys, /dev, and the files it writes into /etc): never in the
+// trusted-file list, and not checked by the launcher.
+var Untracked = []string{"/proc", "/sys", "/dev", "/etc/hosts", "/etc/hostname", "/etc/resolv.conf", "/etc/mtab"}
+
+// systemDirs may not be read-write directories, nor lie under one: they
+// hold the programs and libraries the measurement must cover.
+var systemDirs = []string{"/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/usr", "/etc", "/opt", "/proc", "/sys", "/dev", "/boot", "/root"}
+
+// CheckRWDir tells whether d may be a read-write directory: absolute and
+// clean, not the root, not a system directory (/usr, /etc, /lib...), not
+// under one and not above one. Read-write directories are left out of the
+// measurement, so they must not hold what the application runs.
+func CheckRWDir(d string) error {
+	if !strings.HasPrefix(d, "/") || path.Clean(d) != d || d == "/" {
+		return fmt.Errorf("%q must be an absolute, clean path other than /", d)
 	}
+	for _, s := range systemDirs {
+		if under(d, s) || under(s, d) {
+			return fmt.Errorf("%q cannot be writable: %s holds programs, libraries or configuration the measurement covers", d, s)
+		}
+	}
+	return nil
+}
+
+// under tells whether p is dir or below it.
+func under(p, dir string) bool { return p == dir || strings.HasPrefix(p, dir+"/") }
+
+// Trusted returns the trusted-file list of an image's files: all of them
+// but the untracked paths and what lies under the application's
+// read-write directories, which the application changes and a volume may
+// replace (they are not measured; the API says so).
+func Trusted(all *imagefs.List, rwDirs []string) (*imagefs.List, error) {
+	for _, d := range rwDirs {
+		if err := CheckRWDir(d); err != nil {
+			return nil, fmt.Errorf("read-write directory %w", err)
+		}
+	}
+	skip := append(slices.Clone(Untracked), rwDirs...)
 	var keep []imagefs.Entry
 	for e := range all.All() {
 		p := "/" + e.Path
-		if !slices.ContainsFunc(rwDirs, func(d string) bool { return p == d || strings.HasPrefix(p, strings.TrimSuffix(d, "/")+"/") }) {
+		if !slices.ContainsFunc(skip, func(d string) bool { return under(p, d) }) {
 			keep = append(keep, e)
 		}
 	}
 	return imagefs.NewList(keep)
+}
+
+// Skipped tells whether the launcher leaves path out of its check: an
+// untracked path, a read-write directory or what is below one, or the
+// launcher's own files (checked by digest instead).
+func Skipped(p string, rwDirs []string) bool {
+	return slices.ContainsFunc(Untracked, func(d string) bool { return under(p, d) }) ||
+		slices.ContainsFunc(rwDirs, func(d string) bool { return under(p, d) }) || under(p, Dir)
 }
 
 // Labels of a converted image's config.

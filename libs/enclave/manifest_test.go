@@ -98,6 +98,9 @@ func TestTrustedLeavesOutReadWriteDirs(t *testing.T) {
 		{Path: "data", Type: imagefs.TypeDir, Mode: 0o755},
 		{Path: "data/seed", Type: imagefs.TypeRegular, Mode: 0o644},
 		{Path: "database", Type: imagefs.TypeRegular, Mode: 0o644},
+		{Path: "etc", Type: imagefs.TypeDir, Mode: 0o755},
+		{Path: "etc/hosts", Type: imagefs.TypeRegular, Mode: 0o644},
+		{Path: "etc/passwd", Type: imagefs.TypeRegular, Mode: 0o644},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -110,7 +113,17 @@ func TestTrustedLeavesOutReadWriteDirs(t *testing.T) {
 	for e := range got.All() {
 		paths = append(paths, e.Path)
 	}
-	if strings.Join(paths, ",") != "app,app/bin,database" {
-		t.Fatalf("Trusted = %v, want app, app/bin and database (not /data or below)", paths)
+	if strings.Join(paths, ",") != "app,app/bin,database,etc,etc/passwd" {
+		t.Fatalf("Trusted = %v, want all but /data and below and /etc/hosts", paths)
+	}
+	for _, bad := range []string{"/usr", "/usr/local/bin", "/lib64", "/etc/app", "/opt", "/", "relative", "/data/../usr"} {
+		if _, err := Trusted(all, []string{bad}); err == nil {
+			t.Errorf("Trusted with read-write directory %q succeeded", bad)
+		}
+	}
+	for _, good := range []string{"/data", "/tmp", "/var/lib/app", "/run/cloister", "/home/app"} {
+		if err := CheckRWDir(good); err != nil {
+			t.Errorf("CheckRWDir(%q) = %v", good, err)
+		}
 	}
 }

@@ -114,6 +114,11 @@ type Measured struct {
 	Match bool
 	// Problems says what disagrees, one sentence each; empty when Match.
 	Problems []string
+	// Manifest is what the enclave runs and how (nil when unusable): a
+	// matching measurement means little until someone has read it.
+	Manifest *Manifest
+	// Launcher is the digest of the launcher binary in the image.
+	Launcher string
 }
 
 func (m *Measured) problem(format string, args ...any) {
@@ -165,14 +170,19 @@ func MeasureImage(ctx context.Context, img v1.Image) (*Measured, error) {
 
 	checkLowerOpt(m, lower, optMode)
 	man, err := ParseManifest(files.Manifest)
+	m.Manifest, m.Launcher = man, Digest(files.Launcher)
 	if err != nil {
 		m.problem("manifest: %s: %v", ManifestPath, err)
 	}
 	// The list leaves out the application's read-write directories.
+	var rwDirs []string
 	if man != nil {
-		if lower, err = Trusted(lower, man.RWDirs); err != nil {
-			return nil, fmt.Errorf("listing the trusted files: %w", err)
-		}
+		rwDirs = man.RWDirs
+	}
+	if trusted, err := Trusted(lower, rwDirs); err != nil {
+		m.problem("manifest: %v", err) // e.g. a read-write /usr would hide programs
+	} else {
+		lower = trusted
 	}
 	if want := lower.Encode(); !bytes.Equal(files.TrustedFiles, want) {
 		m.problem("trusted-file list: %s does not match the files of the image's other layers: %s", TrustedFilesPath, listDiff(files.TrustedFiles, lower))

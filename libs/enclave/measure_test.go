@@ -117,7 +117,11 @@ type parts struct {
 // manifest without its digests.
 func convertedParts(t testing.TB, lower []v1.Layer, man Manifest, launcher []byte, sign func(SigStructFields sgx.SigStructFields) sgx.SigStructFields) *parts {
 	t.Helper()
-	list, err := imagefs.TrustedFiles(context.Background(), lowerImage{layers: lower})
+	all, err := imagefs.TrustedFiles(context.Background(), lowerImage{layers: lower})
+	if err != nil {
+		t.Fatal(err)
+	}
+	list, err := Trusted(all, man.RWDirs)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -73,9 +73,9 @@ type convertStack struct {
 	account, app, host string
 }
 
-func startConverter(t *testing.T, n *testkit.NATS, withWorker bool) {
+func startConverter(t *testing.T, n *testkit.NATS, withWorker bool, opts ...remote.Option) {
 	t.Helper()
-	cfg := imageconverter.Config{NATS: n.Connect(t), KEK: kek, GenerateKey: reuseKey, JobAckWait: 2 * time.Second}
+	cfg := imageconverter.Config{NATS: n.Connect(t), KEK: kek, GenerateKey: reuseKey, JobAckWait: 2 * time.Second, RegistryOptions: opts}
 	if withWorker {
 		cfg.Launcher = launcher
 	}
@@ -216,6 +216,7 @@ func TestWorkerKilledMidJob(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
 	testkit.Eventually(t, 60*time.Second, func() bool {
@@ -240,6 +241,44 @@ func TestWorkerKilledMidJob(t *testing.T) {
 	list, err := s.c.ListImages(context.Background(), &imageconverterv1.ListImagesRequest{AccountId: s.account})
 	if err != nil || len(list.GetImages()) != 1 {
 		t.Fatalf("ListImages = %d images, %v; want 1", len(list.GetImages()), err)
+	}
+	if n := s.count("events.imageconverter.v1.ImageConverted"); n != 1 {
+		t.Fatalf("%d ImageConverted events, want 1", n)
+	}
+}
+
+// TestTwoWorkersOneJob: the same job delivered to two live workers at
+// once (a duplicate job here; a redelivery after a partition in life)
+// converts the image once: one ImageConverted, and the image stays
+// converted whichever worker ends last.
+func TestTwoWorkersOneJob(t *testing.T) {
+	s := newConvertStack(t, false)
+	slow := remote.WithTransport(&slowTransport{next: http.DefaultTransport, delay: 50 * time.Millisecond})
+	startConverter(t, s.n, true, slow)
+	startConverter(t, s.n, true, slow)
+	img := s.convert("1")
+	// The same job once more, as a second message.
+	job := &imageconverterv1.ConvertJob{AccountId: s.account, ImageId: img.GetId()}
+	msg, _, err := events.NewMessage(context.Background(), events.JobSubject("imageconverter", "convert"), "imageconverter", s.account, job)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := events.Publish(context.Background(), s.js, msg); err != nil {
+		t.Fatal(err)
+	}
+	done := s.waitFinal(img.GetId(), 60*time.Second)
+	// Both jobs are acked once the work queue is empty.
+	testkit.Eventually(t, 60*time.Second, func() bool {
+		st, err := s.js.Stream(context.Background(), events.StreamJobs)
+		if err != nil {
+			return false
+		}
+		info, err := st.Info(context.Background())
+		return err == nil && info.State.Msgs == 0
+	}, "the jobs were never both done")
+	r, err := s.c.GetImage(context.Background(), &imageconverterv1.GetImageRequest{AccountId: s.account, ImageId: img.GetId()})
+	if err != nil || r.GetImage().GetStatus() != "converted" || !bytes.Equal(r.GetImage().GetMrenclave(), done.GetMrenclave()) {
+		t.Fatalf("after both jobs the image is %v, %v; want it still converted as %v", r.GetImage(), err, done)
 	}
 	if n := s.count("events.imageconverter.v1.ImageConverted"); n != 1 {
 		t.Fatalf("%d ImageConverted events, want 1", n)

@@ -42,7 +42,7 @@ func (c converter) Convert(ctx context.Context, r app.ConvertRequest) (app.Conve
 	res, err := convert.Convert(ctx, req)
 	var ce *convert.Error
 	if errors.As(err, &ce) {
-		return app.ConvertResult{}, &app.ConvertError{Reason: string(ce.Reason), Message: ce.Error(), Transient: ce.Transient()}
+		return app.ConvertResult{}, &app.ConvertError{Reason: string(ce.Reason), Message: ce.Err.Error(), Transient: ce.Transient()}
 	}
 	if err != nil {
 		return app.ConvertResult{}, err

@@ -77,7 +77,7 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 		return nil, err
 	}
 	acfg := app.Config{Apps: st.Apps, Keys: st.Keys, Images: images, Registries: registries, Audit: store.AuditLog{JS: js},
-		KEK: cfg.KEK, Clock: cfg.Clock, GenerateKey: cfg.GenerateKey}
+		KEK: cfg.KEK, Clock: cfg.Clock, GenerateKey: cfg.GenerateKey, Logger: logger}
 	if len(cfg.Launcher) > 0 {
 		acfg.Converter = converter{launcher: cfg.Launcher, options: cfg.RegistryOptions}
 	}

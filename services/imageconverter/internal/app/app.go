@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"time"
 
 	"github.com/google/uuid"
@@ -89,6 +90,7 @@ type Config struct {
 	// GenerateKey makes signing keys; sgx.GenerateSigningKey unless set
 	// (tests reuse keys: an RSA-3072 e = 3 key takes a second or more).
 	GenerateKey func(io.Reader) (*rsa.PrivateKey, error)
+	Logger      *slog.Logger
 }
 
 // Service is the image converter.
@@ -106,6 +108,9 @@ func New(cfg Config) (*Service, error) {
 	}
 	if cfg.GenerateKey == nil {
 		cfg.GenerateKey = sgx.GenerateSigningKey
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	return &Service{cfg: cfg}, nil
 }

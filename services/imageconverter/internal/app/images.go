@@ -122,7 +122,7 @@ func (s *Service) convertImage(ctx context.Context, accountID, appRef, tag strin
 	now := s.now()
 	img := domain.Image{ID: uuid.Must(uuid.NewV7()).String(), AccountID: accountID, AppID: a.ID, Tag: tag,
 		InputImage: a.Spec.InputImage, Output: a.Spec.OutputImage + ":" + tag, Status: domain.StatusPending,
-		CreatedAt: now, UpdatedAt: now}
+		Spec: a.Spec, CreatedAt: now, UpdatedAt: now}
 	entry.Target = img.ID
 	if err := s.cfg.Images.Create(ctx, img, ConversionRequested{Image: img, Audit: entry}); err != nil {
 		return domain.Image{}, err
@@ -177,22 +177,52 @@ func (s *Service) DeleteImage(ctx context.Context, accountID, imageID string, ac
 	return s.audited(ctx, entry, err)
 }
 
+// errFinished says the image was finished (or deleted) by someone else:
+// the job has nothing left to do.
+var errFinished = errors.New("image finished elsewhere")
+
+// keepAliveEvery is how often a running job tells the queue it is alive,
+// whether or not bytes move; well under the queue's ack wait.
+const keepAliveEvery = 10 * time.Second
+
 // RunConversion does the conversion job of an image. A job delivered
 // again (the worker died, or a transient failure) converts again; an
-// image already converted or failed is left as it is, so the job
-// completes once. keepAlive tells the queue the job is still running.
+// image already converted or failed is left as it is, and a conversion
+// that finds its image finished or deleted by another worker stops, so the
+// job completes once. keepAlive tells the queue the job is still running.
 // On a transient failure it returns an error (the queue redelivers),
-// unless this is the last attempt: then the image fails.
+// unless this is the last attempt: then the image fails, whatever the
+// error.
 func (s *Service) RunConversion(ctx context.Context, accountID, imageID string, lastAttempt bool, keepAlive func()) error {
+	err := s.runConversion(ctx, accountID, imageID, lastAttempt, keepAlive)
+	if errors.Is(err, errFinished) {
+		return nil
+	}
+	if err != nil && lastAttempt {
+		s.cfg.Logger.ErrorContext(ctx, "conversion failed on its last attempt", "account", accountID, "image", imageID, "error", err)
+		img, gerr := s.Image(ctx, accountID, imageID)
+		if gerr != nil {
+			return err
+		}
+		img.Status, img.Reason, img.Error = domain.StatusFailed, "internal", "the conversion failed for a reason of the service's own; see the converter's logs for image "+imageID
+		if _, uerr := s.update(ctx, img, func(i domain.Image) any { return ConversionFailed{Image: i} }); uerr != nil && !errors.Is(uerr, errFinished) {
+			return errors.Join(err, uerr)
+		}
+		return nil
+	}
+	return err
+}
+
+func (s *Service) runConversion(ctx context.Context, accountID, imageID string, lastAttempt bool, keepAlive func()) error {
 	img, err := s.Image(ctx, accountID, imageID)
 	if errors.Is(err, domain.ErrImageNotFound) {
-		return nil // deleted meanwhile
+		return errFinished // deleted meanwhile
 	}
 	if err != nil {
 		return err
 	}
 	if img.Status.Final() {
-		return nil
+		return errFinished
 	}
 	if s.cfg.Converter == nil {
 		return errors.New("imageconverter: no converter configured")
@@ -202,19 +232,19 @@ func (s *Service) RunConversion(ctx context.Context, accountID, imageID string, 
 		_, err := s.update(ctx, img, func(i domain.Image) any { return ConversionFailed{Image: i} })
 		return err
 	}
-	a, err := s.cfg.Apps.Get(ctx, accountID, img.AppID)
-	if errors.Is(err, domain.ErrAppNotFound) {
+	if _, err := s.cfg.Apps.Get(ctx, accountID, img.AppID); errors.Is(err, domain.ErrAppNotFound) {
 		return fail("app_deleted", "the application was deleted before its image was converted")
-	}
-	if err != nil {
+	} else if err != nil {
 		return err
 	}
 	signer, err := s.signer(ctx, accountID)
 	if err != nil {
 		return err
 	}
-	req := ConvertRequest{Input: a.Spec.InputImage, Output: img.Output, App: a.Spec, Signer: signer, Now: s.now()}
-	if req.InputAuth, err = s.auth(ctx, accountID, a.Spec.InputImage); err != nil {
+	// The spec as it was asked for: an app changed since converts next time.
+	spec := img.Spec
+	req := ConvertRequest{Input: spec.InputImage, Output: img.Output, App: spec, Signer: signer, Now: s.now()}
+	if req.InputAuth, err = s.auth(ctx, accountID, spec.InputImage); err != nil {
 		return err
 	}
 	if req.OutputAuth, err = s.auth(ctx, accountID, img.Output); err != nil {
@@ -224,6 +254,22 @@ func (s *Service) RunConversion(ctx context.Context, accountID, imageID string, 
 	if img, err = s.update(ctx, img, func(i domain.Image) any { return ConversionProgressed{Image: i} }); err != nil {
 		return err
 	}
+
+	// The conversion stops when its image is finished or deleted elsewhere.
+	cctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	alive := time.NewTicker(keepAliveEvery)
+	defer alive.Stop()
+	go func() {
+		for {
+			select {
+			case <-cctx.Done():
+				return
+			case <-alive.C:
+				keepAlive()
+			}
+		}
+	}()
 
 	// Progress arrives on the converter's goroutines; one recorder at a
 	// time, at most every progressEvery.
@@ -240,19 +286,24 @@ func (s *Service) RunConversion(ctx context.Context, accountID, imageID string, 
 		last = time.Now()
 		keepAlive()
 		img.Progress = p
-		if u, err := s.update(ctx, img, func(i domain.Image) any { return ConversionProgressed{Image: i} }); err == nil {
+		u, err := s.update(ctx, img, func(i domain.Image) any { return ConversionProgressed{Image: i} })
+		switch {
+		case errors.Is(err, errFinished):
+			cancel(errFinished)
+		case err == nil:
 			img = u
 		}
 	}
-	res, err := s.cfg.Converter.Convert(ctx, req)
+	res, err := s.cfg.Converter.Convert(cctx, req)
 	mu.Lock() // no progress update after this point
 	defer mu.Unlock()
+	if context.Cause(cctx) == errFinished {
+		return errFinished
+	}
 	var ce *ConvertError
 	switch {
 	case errors.As(err, &ce) && (!ce.Transient || lastAttempt):
 		return fail(ce.Reason, ce.Message)
-	case err != nil && lastAttempt:
-		return fail("internal", "the conversion failed; see the converter's logs")
 	case err != nil:
 		return err
 	}
@@ -263,21 +314,29 @@ func (s *Service) RunConversion(ctx context.Context, accountID, imageID string, 
 	return err
 }
 
-// update stores the image with the event ev makes of it, re-reading it
-// once if another write came between (a progress update racing the end).
+// update stores the image with the event ev makes of it. If another write
+// came between, it reads the image again: errFinished when the image was
+// finished or deleted meanwhile (its job is over), else it retries on the
+// current version.
 func (s *Service) update(ctx context.Context, img domain.Image, ev func(domain.Image) any) (domain.Image, error) {
 	img.UpdatedAt = s.now()
 	for range 3 {
 		out, err := s.cfg.Images.Update(ctx, img, ev(img))
+		if errors.Is(err, domain.ErrImageNotFound) {
+			return domain.Image{}, errFinished
+		}
 		if !errors.Is(err, domain.ErrConcurrentChange) {
 			return out, err
 		}
 		cur, gerr := s.cfg.Images.Get(ctx, img.AccountID, img.ID)
+		if errors.Is(gerr, domain.ErrImageNotFound) {
+			return domain.Image{}, errFinished
+		}
 		if gerr != nil {
 			return domain.Image{}, gerr
 		}
-		if !cur.Status.CanMoveTo(img.Status) {
-			return cur, nil // someone else finished it
+		if cur.Status.Final() || !cur.Status.CanMoveTo(img.Status) {
+			return domain.Image{}, errFinished
 		}
 		img.Version = cur.Version
 	}
@@ -286,7 +345,7 @@ func (s *Service) update(ctx context.Context, img domain.Image, ev func(domain.I
 
 // auth returns the account's login for the registry of ref, if it has one.
 func (s *Service) auth(ctx context.Context, accountID, ref string) (*Auth, error) {
-	host := registryOf(ref)
+	host := domain.RegistryOf(ref)
 	c, err := s.cfg.Registries.Get(ctx, accountID, host)
 	if errors.Is(err, domain.ErrCredentialNotFound) {
 		return nil, nil
@@ -299,16 +358,6 @@ func (s *Service) auth(ctx context.Context, accountID, ref string) (*Auth, error
 		return nil, fmt.Errorf("opening the credential for %s (is this the deployment's master key?): %w", host, err)
 	}
 	return &Auth{Username: c.Username, Password: string(pw)}, nil
-}
-
-// registryOf returns the registry host of a reference: what comes before
-// the first '/', when it looks like a host (as Docker reads references).
-func registryOf(ref string) string {
-	host, _, ok := strings.Cut(ref, "/")
-	if !ok || !strings.ContainsAny(host, ".:") && host != "localhost" {
-		return "index.docker.io"
-	}
-	return strings.ToLower(host)
 }
 
 func credentialAAD(accountID, registry string) []byte {
@@ -327,8 +376,8 @@ func (s *Service) putRegistryCredential(ctx context.Context, accountID, registry
 	if uuid.Validate(accountID) != nil {
 		return domain.RegistryCredential{}, domain.ErrCredentialNotFound
 	}
-	registry = strings.ToLower(registry)
-	if err := domain.CheckRegistry(registry); err != nil {
+	registry, err := domain.CheckRegistry(strings.ToLower(registry))
+	if err != nil {
 		return domain.RegistryCredential{}, err
 	}
 	if err := domain.CheckCredential(username, password); err != nil {
@@ -358,8 +407,8 @@ func (s *Service) RegistryCredentials(ctx context.Context, accountID string) ([]
 func (s *Service) DeleteRegistryCredential(ctx context.Context, accountID, registry string, actor audit.Actor) error {
 	entry := audit.Entry{AccountID: accountID, Actor: actor, Action: "registry.delete", Target: registry}
 	var err error = domain.ErrCredentialNotFound
-	if uuid.Validate(accountID) == nil {
-		err = s.cfg.Registries.Delete(ctx, accountID, strings.ToLower(registry), entry)
+	if canonical, cerr := domain.CheckRegistry(strings.ToLower(registry)); uuid.Validate(accountID) == nil && cerr == nil {
+		err = s.cfg.Registries.Delete(ctx, accountID, canonical, entry)
 	}
 	return s.audited(ctx, entry, err)
 }

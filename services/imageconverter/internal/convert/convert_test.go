@@ -519,8 +519,15 @@ func TestConvert(t *testing.T) {
 		t.Fatalf("history %+v, created %v: want one more entry at the epoch and the input's created time", cf.History, cf.Created)
 	}
 
-	// The enclave's files.
-	list := trustedFiles(t, in)
+	// The enclave's files: all of the input's but those the runtime
+	// provides (etc/hosts here).
+	list, err := enclave.Trusted(trustedFiles(t, in), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := list.Lookup("etc/hosts"); ok {
+		t.Fatal("etc/hosts, which the runtime replaces, is in the trusted-file list")
+	}
 	if got := readFile(t, out, enclave.TrustedFilesPath); !bytes.Equal(got, list.Encode()) {
 		t.Fatalf("trusted-files =\n%s\nwant\n%s", got, list.Encode())
 	}

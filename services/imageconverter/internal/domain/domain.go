@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"path"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
 
 	"github.com/google/go-containerregistry/pkg/name"
 
+	"github.com/cloister-cc/cloister/libs/enclave"
 	"github.com/cloister-cc/cloister/libs/errs"
 	"github.com/cloister-cc/cloister/libs/pki"
 )
@@ -169,8 +171,16 @@ func (s AppSpec) Check() error {
 		if err := checkPath(fmt.Sprintf("rw_dirs[%d]", i), d); err != nil {
 			return err
 		}
-		if d == "/" {
-			return invalid(fmt.Sprintf("rw_dirs[%d]", i), "the whole filesystem cannot be writable: it is what the measurement covers")
+		if err := enclave.CheckRWDir(d); err != nil {
+			return invalid(fmt.Sprintf("rw_dirs[%d]", i), "%v", err)
+		}
+	}
+	if len(s.Entrypoint) > 0 && strings.HasPrefix(s.Entrypoint[0], "/") {
+		if slices.ContainsFunc(s.RWDirs, func(d string) bool { return s.Entrypoint[0] == d || strings.HasPrefix(s.Entrypoint[0], d+"/") }) {
+			return invalid("entrypoint[0]", "%s lies in a read-write directory, which the measurement does not cover", s.Entrypoint[0])
+		}
+		if err := checkPath("entrypoint[0]", path.Clean(s.Entrypoint[0])); err != nil {
+			return err
 		}
 	}
 	return s.Certificate.check()

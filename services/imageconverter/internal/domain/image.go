@@ -2,6 +2,8 @@ package domain
 
 import (
 	"fmt"
+
+	"github.com/google/go-containerregistry/pkg/name"
 	"regexp"
 	"strings"
 	"time"
@@ -63,9 +65,12 @@ type Image struct {
 	Reason     string      `json:"reason,omitempty"`
 	Error      string      `json:"error,omitempty"`
 	Progress   Progress    `json:"progress"`
-	CreatedAt  time.Time   `json:"created_at"`
-	UpdatedAt  time.Time   `json:"updated_at"`
-	Version    uint64      `json:"-"`
+	// Spec is the application as it was when the conversion was asked
+	// for: what the job converts, whatever happens to the app meanwhile.
+	Spec      AppSpec   `json:"spec"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+	Version   uint64    `json:"-"`
 }
 
 var tagRE = regexp.MustCompile(`^[a-zA-Z0-9_][a-zA-Z0-9_.-]{0,127}$`)
@@ -90,12 +95,27 @@ type RegistryCredential struct {
 
 var registryRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]{1,5})?$`)
 
-// CheckRegistry accepts a registry host, with an optional port, lower case.
-func CheckRegistry(r string) error {
+// CheckRegistry accepts a registry host, with an optional port, lower
+// case, and returns its canonical name (docker.io is index.docker.io, as
+// go-containerregistry names it when it reads a reference).
+func CheckRegistry(r string) (string, error) {
 	if len(r) > 255 || !registryRE.MatchString(r) {
-		return invalid("registry", "%q is not a registry host such as registry.example.com or 127.0.0.1:5000", r)
+		return "", invalid("registry", "%q is not a registry host such as registry.example.com or 127.0.0.1:5000", r)
 	}
-	return nil
+	reg, err := name.NewRegistry(r)
+	if err != nil {
+		return "", invalid("registry", "%q is not a registry host: %v", r, err)
+	}
+	return reg.RegistryStr(), nil
+}
+
+// RegistryOf returns the canonical registry of an image reference.
+func RegistryOf(ref string) string {
+	r, err := name.ParseReference(ref)
+	if err != nil {
+		return ""
+	}
+	return r.Context().RegistryStr()
 }
 
 // CheckCredential validates a username and password.
