@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path"
@@ -9,6 +10,7 @@ import (
 	"syscall"
 
 	"github.com/cloister-cc/cloister/libs/enclave"
+	"github.com/cloister-cc/cloister/libs/imagefs"
 )
 
 // defaultPath is the PATH an entrypoint is looked up in when the manifest
@@ -29,8 +31,10 @@ type command struct {
 }
 
 // newCommand builds the application's command from the manifest and the
-// arguments the launcher got after its own flags.
-func newCommand(root string, m *enclave.Manifest, cmdline []string, lookupEnv func(string) (string, bool)) (*command, error) {
+// arguments the launcher got after its own flags. The working directory
+// and the program are resolved in the trusted-file list (see resolver),
+// never on the live filesystem, so they are files verify has checked.
+func newCommand(root string, list *imagefs.List, m *enclave.Manifest, cmdline []string, lookupEnv func(string) (string, bool)) (*command, error) {
 	args := m.Args
 	if len(cmdline) > 0 {
 		if !m.AllowCmdlineArgs {
@@ -58,11 +62,15 @@ func newCommand(root string, m *enclave.Manifest, cmdline []string, lookupEnv fu
 		}
 	}
 
-	wd := m.WorkingDir
-	if wd == "" {
-		wd = "/"
+	// m.User is not applied here: the converted image keeps its USER, so
+	// the runtime starts the launcher as that user, and the launcher is
+	// not root (inside an enclave it cannot switch users at all).
+
+	r := &resolver{list: list, unlisted: newUnlisted(m)}
+	wd, err := r.workdir(m.WorkingDir)
+	if err != nil {
+		return nil, fmt.Errorf("working directory %s: %v; it must be a directory of the image or a read-write directory", m.WorkingDir, err)
 	}
-	wd = path.Clean("/" + wd)
 	c.dir = hostPath(root, wd)
 	for _, d := range m.RWDirs {
 		c.rwDirs = append(c.rwDirs, hostPath(root, d))
@@ -70,27 +78,33 @@ func newCommand(root string, m *enclave.Manifest, cmdline []string, lookupEnv fu
 
 	// PATH comes from the fixed environment only, so the host cannot pick
 	// another program by passing a PATH through.
-	p, err := lookPath(root, wd, m.Entrypoint[0], pathEnv)
+	p, err := lookPath(r, wd, m.Entrypoint[0], pathEnv)
 	if err != nil {
 		return nil, err
 	}
-	c.path = p
+	if err := r.checkInterpreters(root, p, wd); err != nil {
+		return nil, fmt.Errorf("entrypoint %s: %v; %s", m.Entrypoint[0], err, onlyListed)
+	}
+	// The resolved path: exec follows no symlink the list has not
+	// vouched for.
+	c.path = hostPath(root, p)
 	return c, nil
 }
 
-// lookPath finds the entrypoint as a container runtime would: a name with
-// a slash is a path (relative to the working directory), any other name is
-// searched in the absolute directories of PATH. Both are under root.
-func lookPath(root, wd, name, pathEnv string) (string, error) {
+// onlyListed ends the errors about a program the list does not vouch for.
+const onlyListed = "the launcher runs only programs in the trusted-file list"
+
+// lookPath finds the entrypoint as a container runtime would, but in the
+// trusted-file list: a name with a slash is a path (relative to the
+// working directory wd), any other name is searched in the absolute
+// directories of PATH. It returns the program's resolved image path.
+func lookPath(r *resolver, wd, name, pathEnv string) (string, error) {
 	if strings.Contains(name, "/") {
-		p := path.Clean(name)
-		if !path.IsAbs(p) {
-			p = path.Join(wd, p)
+		p, err := r.program(wd, name)
+		if err != nil {
+			return "", entrypointError(name, err)
 		}
-		if err := executable(hostPath(root, p)); err != nil {
-			return "", fmt.Errorf("entrypoint %s: %v; the manifest names a program the image does not have", p, err)
-		}
-		return hostPath(root, p), nil
+		return p, nil
 	}
 	for _, dir := range strings.Split(pathEnv, ":") {
 		// A relative PATH entry would depend on the working directory;
@@ -98,25 +112,28 @@ func lookPath(root, wd, name, pathEnv string) (string, error) {
 		if !path.IsAbs(dir) {
 			continue
 		}
-		if p := hostPath(root, path.Join(dir, name)); executable(p) == nil {
+		p, err := r.program(wd, dir+"/"+name)
+		if err == nil {
 			return p, nil
+		}
+		// Like exec.LookPath, go on past what the image does not have or
+		// what is not a program; but a name that leads out of the list
+		// stops the search, since the live filesystem may have a program
+		// there that the runtime would have run.
+		var re *resolveError
+		if errors.As(err, &re) && re.kind != notFound {
+			return "", entrypointError(name, fmt.Errorf("%s: %w", path.Join(dir, name), err))
 		}
 	}
 	return "", fmt.Errorf("entrypoint %q not found in PATH %s; the manifest names a program the image does not have", name, pathEnv)
 }
 
-// executable reports why p is not a program the kernel can run, or nil.
-func executable(p string) error {
-	fi, err := os.Stat(p)
-	switch {
-	case err != nil:
-		return unwrapPath(err)
-	case !fi.Mode().IsRegular():
-		return fmt.Errorf("not a regular file")
-	case fi.Mode().Perm()&0o111 == 0:
-		return fmt.Errorf("not executable")
+func entrypointError(name string, err error) error {
+	var re *resolveError
+	if errors.As(err, &re) && re.kind != notFound {
+		return fmt.Errorf("entrypoint %s: %v; %s", name, err, onlyListed)
 	}
-	return nil
+	return fmt.Errorf("entrypoint %s: %v; the manifest names a program the image does not have", name, err)
 }
 
 // start creates the read-write directories, changes to the working

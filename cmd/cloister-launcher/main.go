@@ -8,7 +8,7 @@
 //
 // Arguments after the launcher's flags (or after "--") are the
 // application's; they replace the manifest's args only if the manifest
-// allows command-line arguments.
+// allows command-line arguments. --root is for tests only.
 package main
 
 import (
@@ -18,6 +18,7 @@ import (
 	"io"
 	"os"
 	"runtime/debug"
+	"strings"
 )
 
 // Exit codes, from sysexits.h.
@@ -37,24 +38,29 @@ func main() {
 // run returns only when the launcher does not exec the application.
 func run(args []string, stdout, stderr io.Writer) int {
 	fl := flag.NewFlagSet("cloister-launcher", flag.ContinueOnError)
-	fl.SetOutput(stderr)
-	defRoot := "/"
-	if r := os.Getenv("CLOISTER_ROOT"); r != "" {
-		defRoot = r
-	}
-	root := fl.String("root", defRoot, "directory the image's filesystem is at (also $CLOISTER_ROOT); the application runs there without chroot")
+	// Parse errors are reported below, with a hint where one helps.
+	fl.SetOutput(io.Discard)
+	// No environment variable sets the root: the host sets the
+	// environment, and could have a clean copy verified while the
+	// application runs from the real root. A converted image's entrypoint
+	// ends with "--", so `docker run IMAGE args` cannot set --root either.
+	root := fl.String("root", "/", "for tests only, never in production: check and run the image whose filesystem is at `DIR`, without chroot (#! interpreters still come from /)")
 	verifyOnly := fl.Bool("verify-only", false, "check the image against its trusted-file list and exit")
 	showVersion := fl.Bool("version", false, "print the version and exit")
-	fl.Usage = func() {
-		fmt.Fprintln(stderr, "usage: cloister-launcher [--root DIR] [--verify-only] [--version] [--] [application args...]")
-		fl.PrintDefaults()
-	}
+	fl.Usage = func() {} // printed for -h only, below
 	if err := fl.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(stderr, "usage: cloister-launcher [--root DIR] [--verify-only] [--version] [--] [application args...]")
+			fl.SetOutput(stderr)
+			fl.PrintDefaults()
 			return 0
 		}
-		fmt.Fprintln(stderr, "cloister-launcher: put the application's arguments after --")
-		return exitUsage
+		// The flag package has no error type for an unknown flag; its
+		// message is the only way to tell.
+		if strings.HasPrefix(err.Error(), "flag provided but not defined") {
+			return fail(stderr, exitUsage, fmt.Errorf("%v; put the application's arguments after --", err))
+		}
+		return fail(stderr, exitUsage, fmt.Errorf("%v; run cloister-launcher -h for its flags", err))
 	}
 	if *showVersion {
 		fmt.Fprintln(stdout, "cloister-launcher", buildVersion())
@@ -65,7 +71,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(stderr, exitConfig, err)
 	}
-	if err := verify(*root, img.list); err != nil {
+	if err := verify(*root, img); err != nil {
 		return fail(stderr, exitConfig, err)
 	}
 	if *verifyOnly {
@@ -73,7 +79,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 
-	cmd, err := newCommand(*root, img.manifest, fl.Args(), os.LookupEnv)
+	cmd, err := newCommand(*root, img.list, img.manifest, fl.Args(), os.LookupEnv)
 	if err != nil {
 		var u usageError
 		if errors.As(err, &u) {

@@ -68,6 +68,14 @@ func load(root string) (*image, error) {
 		return nil, fmt.Errorf("%s: %v; convert the image again", enclave.TrustedFilesPath, err)
 	}
 
+	// What the launcher leaves unchecked depends on the read-write
+	// directories: they must be what the converter accepts.
+	for _, d := range m.RWDirs {
+		if err := enclave.CheckRWDir(d); err != nil {
+			return nil, fmt.Errorf("%s: read-write directory %v; convert the image again", enclave.ManifestPath, err)
+		}
+	}
+
 	d, err := digestFile(root, enclave.LauncherPath)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("%s: missing; %s", enclave.LauncherPath, altered)
@@ -124,12 +132,20 @@ func (e *mismatchError) Error() string {
 	return fmt.Sprintf("%s: %s; %s", e.path, e.what, altered)
 }
 
-// verify checks every entry of list against the filesystem at root, as
-// docs/trusted-files.md says. Files are hashed by GOMAXPROCS workers, but
-// the error is always the one of the first bad entry in list order. Files
-// that are not listed are allowed: the launcher and the runtime add some
-// (/opt/cloister, mounts, the read-write directories).
-func verify(root string, list *imagefs.List) error {
+// verify checks the filesystem at root against the image's trusted-file
+// list, as docs/trusted-files.md says: first every entry of the list, then
+// that nothing else is there (walk).
+func verify(root string, img *image) error {
+	if err := verifyEntries(root, img.list); err != nil {
+		return err
+	}
+	return walk(root, img.list, img.manifest)
+}
+
+// verifyEntries checks every entry of list against the filesystem at
+// root. Files are hashed by GOMAXPROCS workers, but the error is always
+// the one of the first bad entry in list order.
+func verifyEntries(root string, list *imagefs.List) error {
 	type job struct {
 		i int
 		e imagefs.Entry
@@ -173,6 +189,47 @@ func verify(root string, list *imagefs.List) error {
 	close(jobs)
 	wg.Wait()
 	return errs[int(first.Load())]
+}
+
+// walk refuses the first file under root, in lexical order, that the list
+// does not have, so that nothing can be added where the application might
+// find it (a program earlier on PATH, /etc/ld.so.preload). It does not
+// follow symlinks. Left out are what enclave.Skipped says (the paths the
+// runtime provides, the read-write directories, /opt/cloister), and what
+// the launcher or the runtime create: the directories above those paths,
+// and the certificate's key and certificate files and the directories
+// above them.
+func walk(root string, list *imagefs.List, m *enclave.Manifest) error {
+	u := newUnlisted(m)
+	root = filepath.Clean(root)
+	return filepath.WalkDir(root, func(hp string, d fs.DirEntry, err error) error {
+		name := filepath.ToSlash(hp[len(root):])
+		if !strings.HasPrefix(name, "/") {
+			name = "/" + name
+		}
+		if err != nil {
+			return &mismatchError{path: displayPath(name[1:]), what: fmt.Sprintf("cannot be checked (%v)", unwrapPath(err))}
+		}
+		switch {
+		case name == "/": // the root is not listed
+		case u.skipped(name):
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+		case listed(list, name):
+		case d.IsDir() && u.dirs[name], d.Type().IsRegular() && u.files[name]:
+			// Made at run time; what is below such a directory is
+			// checked like the rest.
+		default:
+			return &mismatchError{path: displayPath(name[1:]), what: "not in the trusted-file list"}
+		}
+		return nil
+	})
+}
+
+func listed(list *imagefs.List, name string) bool {
+	_, ok := list.Lookup(name)
+	return ok
 }
 
 // lower sets a to v if v is smaller.

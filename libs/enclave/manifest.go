@@ -37,7 +37,8 @@ var Entrypoint = []string{LauncherPath, "--"}
 // Untracked are the paths the container runtime provides or replaces
 // (/proc, /sys, /dev, and the files it writes into /etc): never in the
 // trusted-file list, and not checked by the launcher.
-var Untracked = []string{"/proc", "/sys", "/dev", "/etc/hosts", "/etc/hostname", "/etc/resolv.conf", "/etc/mtab"}
+var Untracked = []string{"/proc", "/sys", "/dev", "/etc/hosts", "/etc/hostname", "/etc/resolv.conf", "/etc/mtab",
+	"/.dockerenv", "/run/.containerenv", "/run/secrets"}
 
 // systemDirs may not be read-write directories, nor lie under one: they
 // hold the programs and libraries the measurement must cover.
