@@ -150,7 +150,8 @@ func (s *Service) createApp(ctx context.Context, accountID string, spec domain.A
 		return domain.App{}, err
 	}
 	now := s.now()
-	a := domain.App{ID: uuid.Must(uuid.NewV7()).String(), AccountID: accountID, Spec: spec, CreatedAt: now, UpdatedAt: now}
+	a := domain.App{ID: uuid.Must(uuid.NewV7()).String(), AccountID: accountID, Spec: spec, CreatedAt: now, UpdatedAt: now,
+		CreatedBy: entry.Actor.UserID, UpdatedBy: entry.Actor.UserID}
 	entry.Target = a.ID
 	if err := s.cfg.Apps.Create(ctx, a, AppCreated{App: a, Audit: entry}); err != nil {
 		return domain.App{}, err
@@ -223,7 +224,7 @@ func (s *Service) updateApp(ctx context.Context, accountID, appID string, spec d
 			return domain.App{}, err
 		}
 	}
-	a.Spec, a.UpdatedAt = spec, s.now()
+	a.Spec, a.UpdatedAt, a.UpdatedBy = spec, s.now(), entry.Actor.UserID
 	return s.cfg.Apps.Update(ctx, a, AppUpdated{App: a, Audit: entry})
 }
 

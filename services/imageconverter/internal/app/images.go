@@ -122,7 +122,7 @@ func (s *Service) convertImage(ctx context.Context, accountID, appRef, tag strin
 	now := s.now()
 	img := domain.Image{ID: uuid.Must(uuid.NewV7()).String(), AccountID: accountID, AppID: a.ID, Tag: tag,
 		InputImage: a.Spec.InputImage, Output: a.Spec.OutputImage + ":" + tag, Status: domain.StatusPending,
-		Spec: a.Spec, CreatedAt: now, UpdatedAt: now}
+		Spec: a.Spec, CreatedAt: now, UpdatedAt: now, RequestedBy: entry.Actor.UserID}
 	entry.Target = img.ID
 	if err := s.cfg.Images.Create(ctx, img, ConversionRequested{Image: img, Audit: entry}); err != nil {
 		return domain.Image{}, err

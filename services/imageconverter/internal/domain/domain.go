@@ -68,6 +68,8 @@ type App struct {
 	Spec      AppSpec   `json:"spec"`
 	CreatedAt time.Time `json:"created_at"`
 	UpdatedAt time.Time `json:"updated_at"`
+	CreatedBy string    `json:"created_by,omitempty"`
+	UpdatedBy string    `json:"updated_by,omitempty"`
 	Version   uint64    `json:"-"`
 }
 

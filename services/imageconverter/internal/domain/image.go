@@ -70,7 +70,9 @@ type Image struct {
 	Spec      AppSpec   `json:"spec"`
 	CreatedAt time.Time `json:"created_at"`
 	UpdatedAt time.Time `json:"updated_at"`
-	Version   uint64    `json:"-"`
+	// RequestedBy is the user who asked for the conversion.
+	RequestedBy string `json:"requested_by,omitempty"`
+	Version     uint64 `json:"-"`
 }
 
 var tagRE = regexp.MustCompile(`^[a-zA-Z0-9_][a-zA-Z0-9_.-]{0,127}$`)

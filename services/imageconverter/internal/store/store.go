@@ -209,7 +209,8 @@ func messages(ctx context.Context, accountID string, payload proto.Message, rec 
 func AppToProto(a domain.App) *imageconverterv1.App {
 	spec := SpecToProto(a.Spec)
 	return &imageconverterv1.App{Id: a.ID, AccountId: a.AccountID, Name: a.Spec.Name, Spec: spec,
-		CreatedAt: timestamppb.New(a.CreatedAt), UpdatedAt: timestamppb.New(a.UpdatedAt), Certificate: spec.GetCertificate()}
+		CreatedAt: timestamppb.New(a.CreatedAt), UpdatedAt: timestamppb.New(a.UpdatedAt), Certificate: spec.GetCertificate(),
+		CreatedBy: a.CreatedBy, UpdatedBy: a.UpdatedBy}
 }
 
 // SpecToProto converts a spec.

@@ -178,9 +178,12 @@ type Account struct {
 	UpdatedAt   *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
 	CreatedBy   string                 `protobuf:"bytes,6,opt,name=created_by,json=createdBy,proto3" json:"created_by,omitempty"`
 	// The caller's role in the account, filled in replies.
-	Role          string `protobuf:"bytes,7,opt,name=role,proto3" json:"role,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Role string `protobuf:"bytes,7,opt,name=role,proto3" json:"role,omitempty"`
+	// How many distinct admins must approve a task (default 1). With 2 or
+	// more, the requester's own approval does not count.
+	ApprovalsRequired uint32 `protobuf:"varint,8,opt,name=approvals_required,json=approvalsRequired,proto3" json:"approvals_required,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *Account) Reset() {
@@ -260,6 +263,13 @@ func (x *Account) GetRole() string {
 		return x.Role
 	}
 	return ""
+}
+
+func (x *Account) GetApprovalsRequired() uint32 {
+	if x != nil {
+		return x.ApprovalsRequired
+	}
+	return 0
 }
 
 type Member struct {
@@ -1279,13 +1289,14 @@ func (x *GetAccountResponse) GetAccount() *Account {
 }
 
 type UpdateAccountRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Actor         *Principal             `protobuf:"bytes,1,opt,name=actor,proto3" json:"actor,omitempty"`
-	AccountId     string                 `protobuf:"bytes,2,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
-	Name          *string                `protobuf:"bytes,3,opt,name=name,proto3,oneof" json:"name,omitempty"`
-	Description   *string                `protobuf:"bytes,4,opt,name=description,proto3,oneof" json:"description,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	Actor             *Principal             `protobuf:"bytes,1,opt,name=actor,proto3" json:"actor,omitempty"`
+	AccountId         string                 `protobuf:"bytes,2,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	Name              *string                `protobuf:"bytes,3,opt,name=name,proto3,oneof" json:"name,omitempty"`
+	Description       *string                `protobuf:"bytes,4,opt,name=description,proto3,oneof" json:"description,omitempty"`
+	ApprovalsRequired *uint32                `protobuf:"varint,5,opt,name=approvals_required,json=approvalsRequired,proto3,oneof" json:"approvals_required,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *UpdateAccountRequest) Reset() {
@@ -1344,6 +1355,13 @@ func (x *UpdateAccountRequest) GetDescription() string {
 		return *x.Description
 	}
 	return ""
+}
+
+func (x *UpdateAccountRequest) GetApprovalsRequired() uint32 {
+	if x != nil && x.ApprovalsRequired != nil {
+		return *x.ApprovalsRequired
+	}
+	return 0
 }
 
 type UpdateAccountResponse struct {
@@ -3080,6 +3098,320 @@ func (x *TaskApproval) GetAt() *timestamppb.Timestamp {
 	return nil
 }
 
+type ListTasksRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Actor         *Principal             `protobuf:"bytes,1,opt,name=actor,proto3" json:"actor,omitempty"`
+	AccountId     string                 `protobuf:"bytes,2,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	Status        string                 `protobuf:"bytes,3,opt,name=status,proto3" json:"status,omitempty"` // filter; empty for all
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListTasksRequest) Reset() {
+	*x = ListTasksRequest{}
+	mi := &file_cloister_account_v1_account_proto_msgTypes[53]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListTasksRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListTasksRequest) ProtoMessage() {}
+
+func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_account_v1_account_proto_msgTypes[53]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListTasksRequest.ProtoReflect.Descriptor instead.
+func (*ListTasksRequest) Descriptor() ([]byte, []int) {
+	return file_cloister_account_v1_account_proto_rawDescGZIP(), []int{53}
+}
+
+func (x *ListTasksRequest) GetActor() *Principal {
+	if x != nil {
+		return x.Actor
+	}
+	return nil
+}
+
+func (x *ListTasksRequest) GetAccountId() string {
+	if x != nil {
+		return x.AccountId
+	}
+	return ""
+}
+
+func (x *ListTasksRequest) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+type ListTasksResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tasks         []*Task                `protobuf:"bytes,1,rep,name=tasks,proto3" json:"tasks,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListTasksResponse) Reset() {
+	*x = ListTasksResponse{}
+	mi := &file_cloister_account_v1_account_proto_msgTypes[54]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListTasksResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListTasksResponse) ProtoMessage() {}
+
+func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_account_v1_account_proto_msgTypes[54]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListTasksResponse.ProtoReflect.Descriptor instead.
+func (*ListTasksResponse) Descriptor() ([]byte, []int) {
+	return file_cloister_account_v1_account_proto_rawDescGZIP(), []int{54}
+}
+
+func (x *ListTasksResponse) GetTasks() []*Task {
+	if x != nil {
+		return x.Tasks
+	}
+	return nil
+}
+
+type GetTaskRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Actor         *Principal             `protobuf:"bytes,1,opt,name=actor,proto3" json:"actor,omitempty"`
+	AccountId     string                 `protobuf:"bytes,2,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	TaskId        string                 `protobuf:"bytes,3,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetTaskRequest) Reset() {
+	*x = GetTaskRequest{}
+	mi := &file_cloister_account_v1_account_proto_msgTypes[55]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetTaskRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetTaskRequest) ProtoMessage() {}
+
+func (x *GetTaskRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_account_v1_account_proto_msgTypes[55]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetTaskRequest.ProtoReflect.Descriptor instead.
+func (*GetTaskRequest) Descriptor() ([]byte, []int) {
+	return file_cloister_account_v1_account_proto_rawDescGZIP(), []int{55}
+}
+
+func (x *GetTaskRequest) GetActor() *Principal {
+	if x != nil {
+		return x.Actor
+	}
+	return nil
+}
+
+func (x *GetTaskRequest) GetAccountId() string {
+	if x != nil {
+		return x.AccountId
+	}
+	return ""
+}
+
+func (x *GetTaskRequest) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+type GetTaskResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Task          *Task                  `protobuf:"bytes,1,opt,name=task,proto3" json:"task,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetTaskResponse) Reset() {
+	*x = GetTaskResponse{}
+	mi := &file_cloister_account_v1_account_proto_msgTypes[56]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetTaskResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetTaskResponse) ProtoMessage() {}
+
+func (x *GetTaskResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_account_v1_account_proto_msgTypes[56]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetTaskResponse.ProtoReflect.Descriptor instead.
+func (*GetTaskResponse) Descriptor() ([]byte, []int) {
+	return file_cloister_account_v1_account_proto_rawDescGZIP(), []int{56}
+}
+
+func (x *GetTaskResponse) GetTask() *Task {
+	if x != nil {
+		return x.Task
+	}
+	return nil
+}
+
+// TaskActionRequest is the request of ApproveTask, DenyTask and
+// WithdrawTask (admins only).
+type TaskActionRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Actor         *Principal             `protobuf:"bytes,1,opt,name=actor,proto3" json:"actor,omitempty"`
+	AccountId     string                 `protobuf:"bytes,2,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	TaskId        string                 `protobuf:"bytes,3,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TaskActionRequest) Reset() {
+	*x = TaskActionRequest{}
+	mi := &file_cloister_account_v1_account_proto_msgTypes[57]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TaskActionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TaskActionRequest) ProtoMessage() {}
+
+func (x *TaskActionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_account_v1_account_proto_msgTypes[57]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TaskActionRequest.ProtoReflect.Descriptor instead.
+func (*TaskActionRequest) Descriptor() ([]byte, []int) {
+	return file_cloister_account_v1_account_proto_rawDescGZIP(), []int{57}
+}
+
+func (x *TaskActionRequest) GetActor() *Principal {
+	if x != nil {
+		return x.Actor
+	}
+	return nil
+}
+
+func (x *TaskActionRequest) GetAccountId() string {
+	if x != nil {
+		return x.AccountId
+	}
+	return ""
+}
+
+func (x *TaskActionRequest) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+type TaskActionResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Task          *Task                  `protobuf:"bytes,1,opt,name=task,proto3" json:"task,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TaskActionResponse) Reset() {
+	*x = TaskActionResponse{}
+	mi := &file_cloister_account_v1_account_proto_msgTypes[58]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TaskActionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TaskActionResponse) ProtoMessage() {}
+
+func (x *TaskActionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_account_v1_account_proto_msgTypes[58]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TaskActionResponse.ProtoReflect.Descriptor instead.
+func (*TaskActionResponse) Descriptor() ([]byte, []int) {
+	return file_cloister_account_v1_account_proto_rawDescGZIP(), []int{58}
+}
+
+func (x *TaskActionResponse) GetTask() *Task {
+	if x != nil {
+		return x.Task
+	}
+	return nil
+}
+
 type TaskCreated struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Task          *Task                  `protobuf:"bytes,1,opt,name=task,proto3" json:"task,omitempty"`
@@ -3089,7 +3421,7 @@ type TaskCreated struct {
 
 func (x *TaskCreated) Reset() {
 	*x = TaskCreated{}
-	mi := &file_cloister_account_v1_account_proto_msgTypes[53]
+	mi := &file_cloister_account_v1_account_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3101,7 +3433,7 @@ func (x *TaskCreated) String() string {
 func (*TaskCreated) ProtoMessage() {}
 
 func (x *TaskCreated) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_account_v1_account_proto_msgTypes[53]
+	mi := &file_cloister_account_v1_account_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3114,7 +3446,7 @@ func (x *TaskCreated) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskCreated.ProtoReflect.Descriptor instead.
 func (*TaskCreated) Descriptor() ([]byte, []int) {
-	return file_cloister_account_v1_account_proto_rawDescGZIP(), []int{53}
+	return file_cloister_account_v1_account_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *TaskCreated) GetTask() *Task {
@@ -3134,7 +3466,7 @@ type TaskApproved struct {
 
 func (x *TaskApproved) Reset() {
 	*x = TaskApproved{}
-	mi := &file_cloister_account_v1_account_proto_msgTypes[54]
+	mi := &file_cloister_account_v1_account_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3146,7 +3478,7 @@ func (x *TaskApproved) String() string {
 func (*TaskApproved) ProtoMessage() {}
 
 func (x *TaskApproved) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_account_v1_account_proto_msgTypes[54]
+	mi := &file_cloister_account_v1_account_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3159,7 +3491,7 @@ func (x *TaskApproved) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskApproved.ProtoReflect.Descriptor instead.
 func (*TaskApproved) Descriptor() ([]byte, []int) {
-	return file_cloister_account_v1_account_proto_rawDescGZIP(), []int{54}
+	return file_cloister_account_v1_account_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *TaskApproved) GetTask() *Task {
@@ -3178,7 +3510,7 @@ type TaskDenied struct {
 
 func (x *TaskDenied) Reset() {
 	*x = TaskDenied{}
-	mi := &file_cloister_account_v1_account_proto_msgTypes[55]
+	mi := &file_cloister_account_v1_account_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3190,7 +3522,7 @@ func (x *TaskDenied) String() string {
 func (*TaskDenied) ProtoMessage() {}
 
 func (x *TaskDenied) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_account_v1_account_proto_msgTypes[55]
+	mi := &file_cloister_account_v1_account_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3203,7 +3535,7 @@ func (x *TaskDenied) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskDenied.ProtoReflect.Descriptor instead.
 func (*TaskDenied) Descriptor() ([]byte, []int) {
-	return file_cloister_account_v1_account_proto_rawDescGZIP(), []int{55}
+	return file_cloister_account_v1_account_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *TaskDenied) GetTask() *Task {
@@ -3223,7 +3555,7 @@ type TaskWithdrawn struct {
 
 func (x *TaskWithdrawn) Reset() {
 	*x = TaskWithdrawn{}
-	mi := &file_cloister_account_v1_account_proto_msgTypes[56]
+	mi := &file_cloister_account_v1_account_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3235,7 +3567,7 @@ func (x *TaskWithdrawn) String() string {
 func (*TaskWithdrawn) ProtoMessage() {}
 
 func (x *TaskWithdrawn) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_account_v1_account_proto_msgTypes[56]
+	mi := &file_cloister_account_v1_account_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3248,7 +3580,7 @@ func (x *TaskWithdrawn) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskWithdrawn.ProtoReflect.Descriptor instead.
 func (*TaskWithdrawn) Descriptor() ([]byte, []int) {
-	return file_cloister_account_v1_account_proto_rawDescGZIP(), []int{56}
+	return file_cloister_account_v1_account_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *TaskWithdrawn) GetTask() *Task {
@@ -3278,7 +3610,7 @@ const file_cloister_account_v1_account_proto_rawDesc = "" +
 	"\n" +
 	"account_id\x18\x05 \x01(\tR\taccountId\x129\n" +
 	"\n" +
-	"expires_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"\xf8\x01\n" +
+	"expires_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"\xa7\x02\n" +
 	"\aAccount\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12 \n" +
@@ -3289,7 +3621,8 @@ const file_cloister_account_v1_account_proto_rawDesc = "" +
 	"updated_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12\x1d\n" +
 	"\n" +
 	"created_by\x18\x06 \x01(\tR\tcreatedBy\x12\x12\n" +
-	"\x04role\x18\a \x01(\tR\x04role\"\xa1\x01\n" +
+	"\x04role\x18\a \x01(\tR\x04role\x12-\n" +
+	"\x12approvals_required\x18\b \x01(\rR\x11approvalsRequired\"\xa1\x01\n" +
 	"\x06Member\x12\x1d\n" +
 	"\n" +
 	"account_id\x18\x01 \x01(\tR\taccountId\x12\x17\n" +
@@ -3365,15 +3698,17 @@ const file_cloister_account_v1_account_proto_rawDesc = "" +
 	"\n" +
 	"account_id\x18\x02 \x01(\tR\taccountId\"L\n" +
 	"\x12GetAccountResponse\x126\n" +
-	"\aaccount\x18\x01 \x01(\v2\x1c.cloister.account.v1.AccountR\aaccount\"\xc4\x01\n" +
+	"\aaccount\x18\x01 \x01(\v2\x1c.cloister.account.v1.AccountR\aaccount\"\x8f\x02\n" +
 	"\x14UpdateAccountRequest\x124\n" +
 	"\x05actor\x18\x01 \x01(\v2\x1e.cloister.account.v1.PrincipalR\x05actor\x12\x1d\n" +
 	"\n" +
 	"account_id\x18\x02 \x01(\tR\taccountId\x12\x17\n" +
 	"\x04name\x18\x03 \x01(\tH\x00R\x04name\x88\x01\x01\x12%\n" +
-	"\vdescription\x18\x04 \x01(\tH\x01R\vdescription\x88\x01\x01B\a\n" +
+	"\vdescription\x18\x04 \x01(\tH\x01R\vdescription\x88\x01\x01\x122\n" +
+	"\x12approvals_required\x18\x05 \x01(\rH\x02R\x11approvalsRequired\x88\x01\x01B\a\n" +
 	"\x05_nameB\x0e\n" +
-	"\f_description\"O\n" +
+	"\f_descriptionB\x15\n" +
+	"\x13_approvals_required\"O\n" +
 	"\x15UpdateAccountResponse\x126\n" +
 	"\aaccount\x18\x01 \x01(\v2\x1c.cloister.account.v1.AccountR\aaccount\"k\n" +
 	"\x14DeleteAccountRequest\x124\n" +
@@ -3502,7 +3837,28 @@ const file_cloister_account_v1_account_proto_rawDesc = "" +
 	"\x06isvsvn\x18\x06 \x01(\rR\x06isvsvn\"S\n" +
 	"\fTaskApproval\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\x12*\n" +
-	"\x02at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\"<\n" +
+	"\x02at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\"\x7f\n" +
+	"\x10ListTasksRequest\x124\n" +
+	"\x05actor\x18\x01 \x01(\v2\x1e.cloister.account.v1.PrincipalR\x05actor\x12\x1d\n" +
+	"\n" +
+	"account_id\x18\x02 \x01(\tR\taccountId\x12\x16\n" +
+	"\x06status\x18\x03 \x01(\tR\x06status\"D\n" +
+	"\x11ListTasksResponse\x12/\n" +
+	"\x05tasks\x18\x01 \x03(\v2\x19.cloister.account.v1.TaskR\x05tasks\"~\n" +
+	"\x0eGetTaskRequest\x124\n" +
+	"\x05actor\x18\x01 \x01(\v2\x1e.cloister.account.v1.PrincipalR\x05actor\x12\x1d\n" +
+	"\n" +
+	"account_id\x18\x02 \x01(\tR\taccountId\x12\x17\n" +
+	"\atask_id\x18\x03 \x01(\tR\x06taskId\"@\n" +
+	"\x0fGetTaskResponse\x12-\n" +
+	"\x04task\x18\x01 \x01(\v2\x19.cloister.account.v1.TaskR\x04task\"\x81\x01\n" +
+	"\x11TaskActionRequest\x124\n" +
+	"\x05actor\x18\x01 \x01(\v2\x1e.cloister.account.v1.PrincipalR\x05actor\x12\x1d\n" +
+	"\n" +
+	"account_id\x18\x02 \x01(\tR\taccountId\x12\x17\n" +
+	"\atask_id\x18\x03 \x01(\tR\x06taskId\"C\n" +
+	"\x12TaskActionResponse\x12-\n" +
+	"\x04task\x18\x01 \x01(\v2\x19.cloister.account.v1.TaskR\x04task\"<\n" +
 	"\vTaskCreated\x12-\n" +
 	"\x04task\x18\x01 \x01(\v2\x19.cloister.account.v1.TaskR\x04task\"=\n" +
 	"\fTaskApproved\x12-\n" +
@@ -3525,7 +3881,7 @@ func file_cloister_account_v1_account_proto_rawDescGZIP() []byte {
 	return file_cloister_account_v1_account_proto_rawDescData
 }
 
-var file_cloister_account_v1_account_proto_msgTypes = make([]protoimpl.MessageInfo, 57)
+var file_cloister_account_v1_account_proto_msgTypes = make([]protoimpl.MessageInfo, 63)
 var file_cloister_account_v1_account_proto_goTypes = []any{
 	(*User)(nil),                  // 0: cloister.account.v1.User
 	(*Principal)(nil),             // 1: cloister.account.v1.Principal
@@ -3580,23 +3936,29 @@ var file_cloister_account_v1_account_proto_goTypes = []any{
 	(*Task)(nil),                  // 50: cloister.account.v1.Task
 	(*TaskImage)(nil),             // 51: cloister.account.v1.TaskImage
 	(*TaskApproval)(nil),          // 52: cloister.account.v1.TaskApproval
-	(*TaskCreated)(nil),           // 53: cloister.account.v1.TaskCreated
-	(*TaskApproved)(nil),          // 54: cloister.account.v1.TaskApproved
-	(*TaskDenied)(nil),            // 55: cloister.account.v1.TaskDenied
-	(*TaskWithdrawn)(nil),         // 56: cloister.account.v1.TaskWithdrawn
-	(*timestamppb.Timestamp)(nil), // 57: google.protobuf.Timestamp
+	(*ListTasksRequest)(nil),      // 53: cloister.account.v1.ListTasksRequest
+	(*ListTasksResponse)(nil),     // 54: cloister.account.v1.ListTasksResponse
+	(*GetTaskRequest)(nil),        // 55: cloister.account.v1.GetTaskRequest
+	(*GetTaskResponse)(nil),       // 56: cloister.account.v1.GetTaskResponse
+	(*TaskActionRequest)(nil),     // 57: cloister.account.v1.TaskActionRequest
+	(*TaskActionResponse)(nil),    // 58: cloister.account.v1.TaskActionResponse
+	(*TaskCreated)(nil),           // 59: cloister.account.v1.TaskCreated
+	(*TaskApproved)(nil),          // 60: cloister.account.v1.TaskApproved
+	(*TaskDenied)(nil),            // 61: cloister.account.v1.TaskDenied
+	(*TaskWithdrawn)(nil),         // 62: cloister.account.v1.TaskWithdrawn
+	(*timestamppb.Timestamp)(nil), // 63: google.protobuf.Timestamp
 }
 var file_cloister_account_v1_account_proto_depIdxs = []int32{
-	57, // 0: cloister.account.v1.User.created_at:type_name -> google.protobuf.Timestamp
-	57, // 1: cloister.account.v1.Principal.expires_at:type_name -> google.protobuf.Timestamp
-	57, // 2: cloister.account.v1.Account.created_at:type_name -> google.protobuf.Timestamp
-	57, // 3: cloister.account.v1.Account.updated_at:type_name -> google.protobuf.Timestamp
-	57, // 4: cloister.account.v1.Member.added_at:type_name -> google.protobuf.Timestamp
-	57, // 5: cloister.account.v1.APIKey.created_at:type_name -> google.protobuf.Timestamp
-	57, // 6: cloister.account.v1.APIKey.expires_at:type_name -> google.protobuf.Timestamp
-	57, // 7: cloister.account.v1.AuditEntry.occurred_at:type_name -> google.protobuf.Timestamp
+	63, // 0: cloister.account.v1.User.created_at:type_name -> google.protobuf.Timestamp
+	63, // 1: cloister.account.v1.Principal.expires_at:type_name -> google.protobuf.Timestamp
+	63, // 2: cloister.account.v1.Account.created_at:type_name -> google.protobuf.Timestamp
+	63, // 3: cloister.account.v1.Account.updated_at:type_name -> google.protobuf.Timestamp
+	63, // 4: cloister.account.v1.Member.added_at:type_name -> google.protobuf.Timestamp
+	63, // 5: cloister.account.v1.APIKey.created_at:type_name -> google.protobuf.Timestamp
+	63, // 6: cloister.account.v1.APIKey.expires_at:type_name -> google.protobuf.Timestamp
+	63, // 7: cloister.account.v1.AuditEntry.occurred_at:type_name -> google.protobuf.Timestamp
 	0,  // 8: cloister.account.v1.SignUpResponse.user:type_name -> cloister.account.v1.User
-	57, // 9: cloister.account.v1.LoginResponse.expires_at:type_name -> google.protobuf.Timestamp
+	63, // 9: cloister.account.v1.LoginResponse.expires_at:type_name -> google.protobuf.Timestamp
 	0,  // 10: cloister.account.v1.LoginResponse.user:type_name -> cloister.account.v1.User
 	1,  // 11: cloister.account.v1.AuthenticateResponse.principal:type_name -> cloister.account.v1.Principal
 	1,  // 12: cloister.account.v1.CreateAccountRequest.actor:type_name -> cloister.account.v1.Principal
@@ -3632,18 +3994,24 @@ var file_cloister_account_v1_account_proto_depIdxs = []int32{
 	0,  // 42: cloister.account.v1.UserSignedUp.user:type_name -> cloister.account.v1.User
 	51, // 43: cloister.account.v1.Task.image:type_name -> cloister.account.v1.TaskImage
 	52, // 44: cloister.account.v1.Task.approvals:type_name -> cloister.account.v1.TaskApproval
-	57, // 45: cloister.account.v1.Task.created_at:type_name -> google.protobuf.Timestamp
-	57, // 46: cloister.account.v1.Task.updated_at:type_name -> google.protobuf.Timestamp
-	57, // 47: cloister.account.v1.TaskApproval.at:type_name -> google.protobuf.Timestamp
-	50, // 48: cloister.account.v1.TaskCreated.task:type_name -> cloister.account.v1.Task
-	50, // 49: cloister.account.v1.TaskApproved.task:type_name -> cloister.account.v1.Task
-	50, // 50: cloister.account.v1.TaskDenied.task:type_name -> cloister.account.v1.Task
-	50, // 51: cloister.account.v1.TaskWithdrawn.task:type_name -> cloister.account.v1.Task
-	52, // [52:52] is the sub-list for method output_type
-	52, // [52:52] is the sub-list for method input_type
-	52, // [52:52] is the sub-list for extension type_name
-	52, // [52:52] is the sub-list for extension extendee
-	0,  // [0:52] is the sub-list for field type_name
+	63, // 45: cloister.account.v1.Task.created_at:type_name -> google.protobuf.Timestamp
+	63, // 46: cloister.account.v1.Task.updated_at:type_name -> google.protobuf.Timestamp
+	63, // 47: cloister.account.v1.TaskApproval.at:type_name -> google.protobuf.Timestamp
+	1,  // 48: cloister.account.v1.ListTasksRequest.actor:type_name -> cloister.account.v1.Principal
+	50, // 49: cloister.account.v1.ListTasksResponse.tasks:type_name -> cloister.account.v1.Task
+	1,  // 50: cloister.account.v1.GetTaskRequest.actor:type_name -> cloister.account.v1.Principal
+	50, // 51: cloister.account.v1.GetTaskResponse.task:type_name -> cloister.account.v1.Task
+	1,  // 52: cloister.account.v1.TaskActionRequest.actor:type_name -> cloister.account.v1.Principal
+	50, // 53: cloister.account.v1.TaskActionResponse.task:type_name -> cloister.account.v1.Task
+	50, // 54: cloister.account.v1.TaskCreated.task:type_name -> cloister.account.v1.Task
+	50, // 55: cloister.account.v1.TaskApproved.task:type_name -> cloister.account.v1.Task
+	50, // 56: cloister.account.v1.TaskDenied.task:type_name -> cloister.account.v1.Task
+	50, // 57: cloister.account.v1.TaskWithdrawn.task:type_name -> cloister.account.v1.Task
+	58, // [58:58] is the sub-list for method output_type
+	58, // [58:58] is the sub-list for method input_type
+	58, // [58:58] is the sub-list for extension type_name
+	58, // [58:58] is the sub-list for extension extendee
+	0,  // [0:58] is the sub-list for field type_name
 }
 
 func init() { file_cloister_account_v1_account_proto_init() }
@@ -3658,7 +4026,7 @@ func file_cloister_account_v1_account_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cloister_account_v1_account_proto_rawDesc), len(file_cloister_account_v1_account_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   57,
+			NumMessages:   63,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -348,6 +348,10 @@ type App struct {
 	Spec      *AppSpec               `protobuf:"bytes,4,opt,name=spec,proto3" json:"spec,omitempty"`
 	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
 	UpdatedAt *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	// The users who created it and last changed it (who asked for a domain
+	// task).
+	CreatedBy string `protobuf:"bytes,7,opt,name=created_by,json=createdBy,proto3" json:"created_by,omitempty"`
+	UpdatedBy string `protobuf:"bytes,8,opt,name=updated_by,json=updatedBy,proto3" json:"updated_by,omitempty"`
 	// Kept for consumers that need only the certificate configuration:
 	// always equal to spec.certificate.
 	Certificate   *CertificateConfig `protobuf:"bytes,15,opt,name=certificate,proto3" json:"certificate,omitempty"`
@@ -425,6 +429,20 @@ func (x *App) GetUpdatedAt() *timestamppb.Timestamp {
 		return x.UpdatedAt
 	}
 	return nil
+}
+
+func (x *App) GetCreatedBy() string {
+	if x != nil {
+		return x.CreatedBy
+	}
+	return ""
+}
+
+func (x *App) GetUpdatedBy() string {
+	if x != nil {
+		return x.UpdatedBy
+	}
+	return ""
 }
 
 func (x *App) GetCertificate() *CertificateConfig {
@@ -1110,13 +1128,15 @@ type Image struct {
 	Isvprodid uint32 `protobuf:"varint,10,opt,name=isvprodid,proto3" json:"isvprodid,omitempty"`
 	Isvsvn    uint32 `protobuf:"varint,11,opt,name=isvsvn,proto3" json:"isvsvn,omitempty"`
 	// Why a conversion failed: a reason code and words.
-	Reason        string                 `protobuf:"bytes,12,opt,name=reason,proto3" json:"reason,omitempty"`
-	Error         string                 `protobuf:"bytes,13,opt,name=error,proto3" json:"error,omitempty"`
-	Progress      *Progress              `protobuf:"bytes,14,opt,name=progress,proto3" json:"progress,omitempty"`
-	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
-	UpdatedAt     *timestamppb.Timestamp `protobuf:"bytes,16,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
-	InputImage    string                 `protobuf:"bytes,17,opt,name=input_image,json=inputImage,proto3" json:"input_image,omitempty"`
-	Output        string                 `protobuf:"bytes,18,opt,name=output,proto3" json:"output,omitempty"` // <output_image>:<tag>
+	Reason     string                 `protobuf:"bytes,12,opt,name=reason,proto3" json:"reason,omitempty"`
+	Error      string                 `protobuf:"bytes,13,opt,name=error,proto3" json:"error,omitempty"`
+	Progress   *Progress              `protobuf:"bytes,14,opt,name=progress,proto3" json:"progress,omitempty"`
+	CreatedAt  *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	UpdatedAt  *timestamppb.Timestamp `protobuf:"bytes,16,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	InputImage string                 `protobuf:"bytes,17,opt,name=input_image,json=inputImage,proto3" json:"input_image,omitempty"`
+	Output     string                 `protobuf:"bytes,18,opt,name=output,proto3" json:"output,omitempty"` // <output_image>:<tag>
+	// The user who asked for the conversion (who asks for its image task).
+	RequestedBy   string `protobuf:"bytes,19,opt,name=requested_by,json=requestedBy,proto3" json:"requested_by,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1273,6 +1293,13 @@ func (x *Image) GetInputImage() string {
 func (x *Image) GetOutput() string {
 	if x != nil {
 		return x.Output
+	}
+	return ""
+}
+
+func (x *Image) GetRequestedBy() string {
+	if x != nil {
+		return x.RequestedBy
 	}
 	return ""
 }
@@ -2637,7 +2664,7 @@ const file_cloister_imageconverter_v1_imageconverter_proto_rawDesc = "" +
 	"\x0fpassthrough_env\x18\r \x03(\tR\x0epassthroughEnv\x12\x17\n" +
 	"\arw_dirs\x18\x0e \x03(\tR\x06rwDirs\x12\x14\n" +
 	"\x05debug\x18\x0f \x01(\bR\x05debug\x12O\n" +
-	"\vcertificate\x18\x10 \x01(\v2-.cloister.imageconverter.v1.CertificateConfigR\vcertificate\"\xc8\x02\n" +
+	"\vcertificate\x18\x10 \x01(\v2-.cloister.imageconverter.v1.CertificateConfigR\vcertificate\"\x86\x03\n" +
 	"\x03App\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
 	"\n" +
@@ -2647,7 +2674,11 @@ const file_cloister_imageconverter_v1_imageconverter_proto_rawDesc = "" +
 	"\n" +
 	"created_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n" +
 	"\n" +
-	"updated_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12O\n" +
+	"updated_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12\x1d\n" +
+	"\n" +
+	"created_by\x18\a \x01(\tR\tcreatedBy\x12\x1d\n" +
+	"\n" +
+	"updated_by\x18\b \x01(\tR\tupdatedBy\x12O\n" +
 	"\vcertificate\x18\x0f \x01(\v2-.cloister.imageconverter.v1.CertificateConfigR\vcertificate\"\xa0\x01\n" +
 	"\x10CreateAppRequest\x12\x1d\n" +
 	"\n" +
@@ -2693,7 +2724,7 @@ const file_cloister_imageconverter_v1_imageconverter_proto_rawDesc = "" +
 	"\n" +
 	"account_id\x18\x01 \x01(\tR\taccountId\"Q\n" +
 	"\x15GetSigningKeyResponse\x128\n" +
-	"\x03key\x18\x01 \x01(\v2&.cloister.imageconverter.v1.SigningKeyR\x03key\"\xb0\x04\n" +
+	"\x03key\x18\x01 \x01(\v2&.cloister.imageconverter.v1.SigningKeyR\x03key\"\xd3\x04\n" +
 	"\x05Image\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
 	"\n" +
@@ -2717,7 +2748,8 @@ const file_cloister_imageconverter_v1_imageconverter_proto_rawDesc = "" +
 	"updated_at\x18\x10 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12\x1f\n" +
 	"\vinput_image\x18\x11 \x01(\tR\n" +
 	"inputImage\x12\x16\n" +
-	"\x06output\x18\x12 \x01(\tR\x06output\"\x92\x01\n" +
+	"\x06output\x18\x12 \x01(\tR\x06output\x12!\n" +
+	"\frequested_by\x18\x13 \x01(\tR\vrequestedBy\"\x92\x01\n" +
 	"\bProgress\x12\x14\n" +
 	"\x05phase\x18\x01 \x01(\tR\x05phase\x12\x16\n" +
 	"\x06layers\x18\x02 \x01(\rR\x06layers\x12!\n" +
