@@ -133,7 +133,7 @@ func TestApprovedImages(t *testing.T) {
 	}
 }
 
-func publish(t *testing.T, js jetstream.JetStream, producer, account string, m proto.Message) {
+func publish(t testing.TB, js jetstream.JetStream, producer, account string, m proto.Message) {
 	t.Helper()
 	msg, _, err := events.NewMessage(context.Background(), events.Subject(producer, m), producer, account, m)
 	if err != nil {
