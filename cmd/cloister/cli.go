@@ -59,7 +59,7 @@ the REST API at --addr ($CLOISTER_ADDR, default ` + defaultAddr + `).`,
 	pf.StringVar(&c.addr, "addr", "", "API address [$CLOISTER_ADDR] (default: the one you logged in to, else "+defaultAddr+")")
 	pf.StringVarP(&c.output, "output", "o", "table", "output format: table or json")
 	root.AddCommand(newServerCmd(), c.signupCmd(), c.loginCmd(), c.logoutCmd(), c.whoamiCmd(),
-		c.accountCmd(), c.memberCmd(), c.apikeyCmd(), c.auditCmd(), c.attestCmd(), c.caCmd(), c.certCmd(), c.appCmd(), c.imageCmd(), c.registryCmd(), c.signingKeyCmd(), c.sgxCmd(), healthcheckCmd())
+		c.accountCmd(), c.memberCmd(), c.apikeyCmd(), c.auditCmd(), c.attestCmd(), c.caCmd(), c.certCmd(), c.appCmd(), c.imageCmd(), c.registryCmd(), c.taskCmd(), c.signingKeyCmd(), c.sgxCmd(), healthcheckCmd())
 	return root
 }
 
@@ -329,9 +329,10 @@ func (c *cli) accountCmd() *cobra.Command {
 	}
 
 	var name, newDesc string
+	var approvals uint32
 	update := &cobra.Command{
-		Use:   "update [ID] [--name NAME] [--description TEXT]",
-		Short: "Change an account's name or description",
+		Use:   "update [ID] [--name NAME] [--description TEXT] [--approvals-required N]",
+		Short: "Change an account's name, description, or how many admins approve a task",
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			id, err := c.argOrAccount(args)
@@ -345,6 +346,9 @@ func (c *cli) accountCmd() *cobra.Command {
 			if cmd.Flags().Changed("description") {
 				body.Description = &newDesc
 			}
+			if cmd.Flags().Changed("approvals-required") {
+				body.ApprovalsRequired = &approvals
+			}
 			var a api.Account
 			if err := c.client().do(cmd.Context(), "PATCH", "/v1/accounts/"+url.PathEscape(id), body, &a); err != nil {
 				return err
@@ -354,6 +358,7 @@ func (c *cli) accountCmd() *cobra.Command {
 	}
 	update.Flags().StringVar(&name, "name", "", "new name")
 	update.Flags().StringVar(&newDesc, "description", "", "new description")
+	update.Flags().Uint32Var(&approvals, "approvals-required", 1, "distinct admins who must approve a task (from 2, the requester's own approval does not count)")
 
 	sel := &cobra.Command{
 		Use:   "select ID",

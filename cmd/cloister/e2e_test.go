@@ -248,6 +248,27 @@ func TestDevServerJourneyAndCrash(t *testing.T) {
 		t.Fatalf("image list = %s", out)
 	}
 
+	// The conversion and the app's domain opened tasks; one admin approves.
+	var pending struct {
+		Items []struct{ ID, Kind string }
+	}
+	testkit.Eventually(t, 10*time.Second, func() bool {
+		_ = json.Unmarshal([]byte(run(t, cfgDir, "", "task", "list", "--status", "pending", "-o", "json")), &pending)
+		return len(pending.Items) == 2
+	}, "task list never showed the domain and image tasks")
+	for _, task := range pending.Items {
+		if out := run(t, cfgDir, "", "task", "approve", task.ID); !strings.Contains(out, "approved") {
+			t.Fatalf("task approve %s = %s", task.Kind, out)
+		}
+	}
+	if out, err := cloisterCmd(t, cfgDir, "task", "deny", pending.Items[0].ID).CombinedOutput(); err == nil || !strings.Contains(string(out), "409") {
+		t.Fatalf("denying an approved task = %v, %s; want a 409", err, out)
+	}
+	run(t, cfgDir, "", "task", "withdraw", pending.Items[0].ID)
+	if out := run(t, cfgDir, "", "task", "show", pending.Items[0].ID); !strings.Contains(out, "withdrawn") {
+		t.Fatalf("task show after withdraw = %s", out)
+	}
+
 	table := run(t, cfgDir, "", "member", "list")
 	if !strings.Contains(table, "bob@example.com") || !strings.Contains(table, "auditor") {
 		t.Fatalf("member list:\n%s", table)

@@ -1,5 +1,5 @@
 // Package account is the composition root of the account service: users,
-// sessions, API keys, accounts, members and the audit log.
+// sessions, API keys, accounts, members, approval tasks and the audit log.
 package account
 
 import (
@@ -36,9 +36,9 @@ type PasswordCost = password.Params
 
 // Service is a running account service.
 type Service struct {
-	mux      *natsrpc.Mux
-	consumer *events.Consumer
-	cancel   context.CancelFunc
+	mux       *natsrpc.Mux
+	consumers []*events.Consumer
+	cancel    context.CancelFunc
 }
 
 // outboxRecoveryInterval is how often the service looks for events that a
@@ -70,7 +70,7 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 	}
 	svc, err := app.New(app.Config{
 		Users: stores.Users, Sessions: stores.Sessions, Accounts: stores.Accounts,
-		Members: stores.Members, APIKeys: stores.APIKeys, Audit: store.NewAuditLog(js),
+		Members: stores.Members, APIKeys: stores.APIKeys, Tasks: stores.Tasks, Audit: store.NewAuditLog(js),
 		Hasher: hasher, Clock: cfg.Clock,
 	})
 	if err != nil {
@@ -83,11 +83,16 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 		cancel()
 		return nil, err
 	}
-	s.consumer, err = transport.ConsumeAccountDeleted(bg, js, svc, logger)
-	if err != nil {
-		cancel()
-		_ = s.mux.Drain()
-		return nil, err
+	for _, consume := range []func() (*events.Consumer, error){
+		func() (*events.Consumer, error) { return transport.ConsumeAccountDeleted(bg, js, svc, logger) },
+		func() (*events.Consumer, error) { return transport.ConsumeTaskRequests(bg, js, svc, logger) },
+	} {
+		c, err := consume()
+		if err != nil {
+			s.Stop()
+			return nil, err
+		}
+		s.consumers = append(s.consumers, c)
 	}
 	return s, nil
 }
@@ -95,6 +100,8 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 // Stop stops taking requests and events and waits for those under way.
 func (s *Service) Stop() {
 	_ = s.mux.Drain()
-	s.consumer.Stop()
+	for _, c := range s.consumers {
+		c.Stop()
+	}
 	s.cancel()
 }

@@ -58,6 +58,7 @@ type stack struct {
 	nc   *nats.Conn
 	gw   *gateway.Gateway
 	srv  *httptest.Server
+	att  *attestation.Service // simulation on, for accounts whose policy allows it
 }
 
 // cacheKinds are the caches every cache-sensitive test runs against.
@@ -86,16 +87,19 @@ func newStack(t testing.TB, c cache.Cache) *stack {
 		t.Fatal(err)
 	}
 	t.Cleanup(svc.Stop)
-	att, err := attestation.Start(ctx, attestation.Config{NATS: s.nc, Clock: func() time.Time { return vectorTime }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(att.Stop)
 	kek, err := pki.NewKEK(bytes.Repeat([]byte{9}, pki.KEKSize))
 	if err != nil {
 		t.Fatal(err)
 	}
-	caSvc, err := ca.Start(ctx, ca.Config{NATS: s.nc, KEK: kek})
+	// Every service shares the test's cache, as a deployment shares Redis.
+	att, err := attestation.Start(ctx, attestation.Config{NATS: s.nc, Clock: func() time.Time { return vectorTime },
+		Simulation: true, KEK: kek, Cache: c})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(att.Stop)
+	s.att = att
+	caSvc, err := ca.Start(ctx, ca.Config{NATS: s.nc, KEK: kek, Cache: c, Clock: func() time.Time { return vectorTime }})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -65,6 +65,11 @@ func (g *Gateway) routes() []Route {
 		{"GET", "/v1/accounts/{account_id}/registries", g.authed(g.listRegistries)},
 		{"PUT", "/v1/accounts/{account_id}/registries/{registry}", g.authed(g.putRegistry)},
 		{"DELETE", "/v1/accounts/{account_id}/registries/{registry}", g.authed(g.deleteRegistry)},
+		{"GET", "/v1/accounts/{account_id}/tasks", g.authed(g.listTasks)},
+		{"GET", "/v1/accounts/{account_id}/tasks/{task_id}", g.authed(g.getTask)},
+		{"POST", "/v1/accounts/{account_id}/tasks/{task_id}/approve", g.authed(g.taskAction("approve"))},
+		{"POST", "/v1/accounts/{account_id}/tasks/{task_id}/deny", g.authed(g.taskAction("deny"))},
+		{"POST", "/v1/accounts/{account_id}/tasks/{task_id}/withdraw", g.authed(g.taskAction("withdraw"))},
 	}
 }
 
@@ -130,7 +135,7 @@ func ts(t *timestamppb.Timestamp) time.Time { return t.AsTime().UTC() }
 
 func toAccount(a *accountv1.Account) api.Account {
 	return api.Account{ID: a.GetId(), Name: a.GetName(), Description: a.GetDescription(), Role: a.GetRole(),
-		CreatedBy: a.GetCreatedBy(), CreatedAt: ts(a.GetCreatedAt()), UpdatedAt: ts(a.GetUpdatedAt())}
+		CreatedBy: a.GetCreatedBy(), CreatedAt: ts(a.GetCreatedAt()), UpdatedAt: ts(a.GetUpdatedAt()), ApprovalsRequired: a.GetApprovalsRequired()}
 }
 
 func toMember(m *accountv1.Member) api.Member {
@@ -245,11 +250,11 @@ func (g *Gateway) updateAccount(w http.ResponseWriter, r *http.Request, p princi
 	if err := decodeJSON(w, r, &b); err != nil {
 		return reply{}, err
 	}
-	if b.Name == nil && b.Description == nil {
-		return reply{}, errs.New(errs.Invalid, "send at least one of name, description")
+	if b.Name == nil && b.Description == nil && b.ApprovalsRequired == nil {
+		return reply{}, errs.New(errs.Invalid, "send at least one of name, description, approvals_required")
 	}
 	resp, err := g.accounts.UpdateAccount(r.Context(), &accountv1.UpdateAccountRequest{Actor: p.proto(),
-		AccountId: r.PathValue("account_id"), Name: b.Name, Description: b.Description})
+		AccountId: r.PathValue("account_id"), Name: b.Name, Description: b.Description, ApprovalsRequired: b.ApprovalsRequired})
 	if err != nil {
 		return reply{}, err
 	}

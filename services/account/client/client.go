@@ -34,6 +34,11 @@ var (
 	RevokeAPIKey  = natsrpc.NewMethod[*accountv1.RevokeAPIKeyRequest, *accountv1.RevokeAPIKeyResponse](Service, "RevokeAPIKey")
 	ListAudit     = natsrpc.NewMethod[*accountv1.ListAuditRequest, *accountv1.ListAuditResponse](Service, "ListAudit")
 	Authorize     = natsrpc.NewMethod[*accountv1.AuthorizeRequest, *accountv1.AuthorizeResponse](Service, "Authorize")
+	ListTasks     = natsrpc.NewMethod[*accountv1.ListTasksRequest, *accountv1.ListTasksResponse](Service, "ListTasks")
+	GetTask       = natsrpc.NewMethod[*accountv1.GetTaskRequest, *accountv1.GetTaskResponse](Service, "GetTask")
+	ApproveTask   = natsrpc.NewMethod[*accountv1.TaskActionRequest, *accountv1.TaskActionResponse](Service, "ApproveTask")
+	DenyTask      = natsrpc.NewMethod[*accountv1.TaskActionRequest, *accountv1.TaskActionResponse](Service, "DenyTask")
+	WithdrawTask  = natsrpc.NewMethod[*accountv1.TaskActionRequest, *accountv1.TaskActionResponse](Service, "WithdrawTask")
 )
 
 // Client calls the account service over NATS. Errors keep the kind the
@@ -96,4 +101,21 @@ func (c *Client) ListAudit(ctx context.Context, r *accountv1.ListAuditRequest) (
 }
 func (c *Client) Authorize(ctx context.Context, r *accountv1.AuthorizeRequest) (*accountv1.AuthorizeResponse, error) {
 	return Authorize.Invoke(ctx, c.nc, r)
+}
+func (c *Client) ListTasks(ctx context.Context, r *accountv1.ListTasksRequest) (*accountv1.ListTasksResponse, error) {
+	return ListTasks.Invoke(ctx, c.nc, r)
+}
+func (c *Client) GetTask(ctx context.Context, r *accountv1.GetTaskRequest) (*accountv1.GetTaskResponse, error) {
+	return GetTask.Invoke(ctx, c.nc, r)
+}
+
+// ApproveTask, DenyTask and WithdrawTask are the admins' decisions on a task.
+func (c *Client) ApproveTask(ctx context.Context, r *accountv1.TaskActionRequest) (*accountv1.TaskActionResponse, error) {
+	return ApproveTask.Invoke(ctx, c.nc, r)
+}
+func (c *Client) DenyTask(ctx context.Context, r *accountv1.TaskActionRequest) (*accountv1.TaskActionResponse, error) {
+	return DenyTask.Invoke(ctx, c.nc, r)
+}
+func (c *Client) WithdrawTask(ctx context.Context, r *accountv1.TaskActionRequest) (*accountv1.TaskActionResponse, error) {
+	return WithdrawTask.Invoke(ctx, c.nc, r)
 }

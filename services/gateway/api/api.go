@@ -50,6 +50,8 @@ type Account struct {
 	CreatedBy   string    `json:"created_by"`
 	CreatedAt   time.Time `json:"created_at"`
 	UpdatedAt   time.Time `json:"updated_at"`
+	// ApprovalsRequired is how many distinct admins approve a task.
+	ApprovalsRequired uint32 `json:"approvals_required"`
 }
 
 // Member is a user's role in an account.
@@ -111,8 +113,9 @@ type (
 	}
 	// UpdateAccount changes the fields that are set.
 	UpdateAccount struct {
-		Name        *string `json:"name,omitempty"`
-		Description *string `json:"description,omitempty"`
+		Name              *string `json:"name,omitempty"`
+		Description       *string `json:"description,omitempty"`
+		ApprovalsRequired *uint32 `json:"approvals_required,omitempty"`
 	}
 	AddMember struct {
 		Email string `json:"email"`
@@ -325,4 +328,35 @@ type RegistryCredential struct {
 type PutRegistryCredential struct {
 	Username string `json:"username"`
 	Password string `json:"password"`
+}
+
+// TaskImage is the subject of an image task.
+type TaskImage struct {
+	ImageID   string `json:"image_id"`
+	Tag       string `json:"tag"`
+	MRENCLAVE string `json:"mrenclave"`
+	MRSIGNER  string `json:"mrsigner"`
+	ISVProdID uint32 `json:"isvprodid"`
+	ISVSVN    uint32 `json:"isvsvn"`
+}
+
+// TaskApproval is one admin's approval.
+type TaskApproval struct {
+	UserID string    `json:"user_id"`
+	At     time.Time `json:"at"`
+}
+
+// Task asks the account's admins to approve an application's domain or a
+// converted image.
+type Task struct {
+	ID          string         `json:"id"`
+	Kind        string         `json:"kind"`
+	Status      string         `json:"status"`
+	RequesterID string         `json:"requester_id"`
+	AppID       string         `json:"app_id"`
+	Domain      string         `json:"domain,omitempty"`
+	Image       *TaskImage     `json:"image,omitempty"`
+	Approvals   []TaskApproval `json:"approvals"`
+	CreatedAt   time.Time      `json:"created_at"`
+	UpdatedAt   time.Time      `json:"updated_at"`
 }

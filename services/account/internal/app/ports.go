@@ -56,6 +56,17 @@ type APIKeys interface {
 	ByAccount(ctx context.Context, accountID string) ([]domain.APIKey, error)
 }
 
+// Tasks stores approval tasks. Writes take the version read, and fail with
+// domain.ErrConcurrentChange if another write came between.
+type Tasks interface {
+	Create(ctx context.Context, t domain.Task, evs ...domain.Event) (domain.Task, error) // domain.ErrTaskExists
+	Get(ctx context.Context, accountID, taskID string) (domain.Task, error)              // domain.ErrTaskNotFound
+	Update(ctx context.Context, t domain.Task, evs ...domain.Event) (domain.Task, error)
+	Delete(ctx context.Context, t domain.Task, evs ...domain.Event) error
+	// ByAccount lists an account's tasks in no particular order.
+	ByAccount(ctx context.Context, accountID string) ([]domain.Task, error)
+}
+
 // AuditLog keeps audit records. Successful writes carry their records as
 // domain.Audited events; Record is for calls that changed nothing.
 type AuditLog interface {

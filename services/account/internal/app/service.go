@@ -55,7 +55,7 @@ type Service interface {
 	CreateAccount(ctx context.Context, actor domain.Principal, name, description string) (AccountView, error)
 	ListAccounts(ctx context.Context, actor domain.Principal, p Page) ([]AccountView, string, error)
 	GetAccount(ctx context.Context, actor domain.Principal, accountID string) (AccountView, error)
-	UpdateAccount(ctx context.Context, actor domain.Principal, accountID string, name, description *string) (AccountView, error)
+	UpdateAccount(ctx context.Context, actor domain.Principal, accountID string, c AccountChange) (AccountView, error)
 	DeleteAccount(ctx context.Context, actor domain.Principal, accountID string) error
 
 	AddMember(ctx context.Context, actor domain.Principal, accountID, email, role string) (domain.Member, error)
@@ -69,6 +69,15 @@ type Service interface {
 
 	ListAudit(ctx context.Context, actor domain.Principal, accountID string, p Page) ([]domain.AuditEntry, string, error)
 
+	// ListTasks lists an account's tasks, oldest first, optionally only
+	// those of one status ("" for all).
+	ListTasks(ctx context.Context, actor domain.Principal, accountID, status string) ([]domain.Task, error)
+	GetTask(ctx context.Context, actor domain.Principal, accountID, taskID string) (domain.Task, error)
+	// ApproveTask, DenyTask and WithdrawTask are the admins' decisions.
+	ApproveTask(ctx context.Context, actor domain.Principal, accountID, taskID string) (domain.Task, error)
+	DenyTask(ctx context.Context, actor domain.Principal, accountID, taskID string) (domain.Task, error)
+	WithdrawTask(ctx context.Context, actor domain.Principal, accountID, taskID string) (domain.Task, error)
+
 	// Authorize returns the actor's role if it may do action in the
 	// account: not found when it cannot see the account, forbidden when
 	// its role does not allow the action.
@@ -77,6 +86,22 @@ type Service interface {
 	// PurgeAccount removes what belongs to a deleted account; it is driven
 	// by the AccountDeleted event, not called over the API.
 	PurgeAccount(ctx context.Context, accountID string) error
+
+	// OpenDomainTask, OpenImageTask and RetractTasks are driven by the
+	// image converter's events. They are idempotent: an event delivered
+	// twice opens or withdraws nothing more.
+	OpenDomainTask(ctx context.Context, accountID, appID, domain, requesterID string) error
+	OpenImageTask(ctx context.Context, accountID, appID string, im domain.ImageMeasurement, requesterID string) error
+	// RetractTasks withdraws the pending tasks of a deleted application
+	// (imageID empty) or of one deleted image.
+	RetractTasks(ctx context.Context, accountID, appID, imageID string) error
+}
+
+// AccountChange is what UpdateAccount changes; nil fields stay as they are.
+type AccountChange struct {
+	Name              *string
+	Description       *string
+	ApprovalsRequired *int
 }
 
 // Config holds the service's dependencies and settings.
@@ -86,6 +111,7 @@ type Config struct {
 	Accounts Accounts
 	Members  Members
 	APIKeys  APIKeys
+	Tasks    Tasks
 	Audit    AuditLog
 	Hasher   PasswordHasher
 	Clock    Clock
@@ -106,7 +132,7 @@ type service struct {
 func New(cfg Config) (Service, error) {
 	switch {
 	case cfg.Users == nil, cfg.Sessions == nil, cfg.Accounts == nil, cfg.Members == nil,
-		cfg.APIKeys == nil, cfg.Audit == nil, cfg.Hasher == nil:
+		cfg.APIKeys == nil, cfg.Tasks == nil, cfg.Audit == nil, cfg.Hasher == nil:
 		return nil, errors.New("account: every store, the audit log and the hasher are required")
 	}
 	if cfg.Clock == nil {
@@ -299,7 +325,8 @@ func (s *service) CreateAccount(ctx context.Context, actor domain.Principal, nam
 	}
 	now := s.now()
 	a := domain.Account{ID: newID(), Name: strings.TrimSpace(name), Description: description,
-		CreatedBy: actor.UserID, CreatedAt: now, UpdatedAt: now, Admins: []string{actor.UserID}}
+		CreatedBy: actor.UserID, CreatedAt: now, UpdatedAt: now, Admins: []string{actor.UserID},
+		ApprovalsRequired: domain.MinApprovalsRequired}
 	m := domain.Member{AccountID: a.ID, UserID: actor.UserID, Email: actor.Email, Role: domain.RoleAdmin, AddedAt: now}
 	// The membership first: should the account write fail, a membership
 	// of a missing account is invisible, whereas an account nobody
@@ -356,27 +383,35 @@ func (s *service) GetAccount(ctx context.Context, actor domain.Principal, accoun
 	return AccountView{Account: a, Role: m.Role}, nil
 }
 
-func (s *service) UpdateAccount(ctx context.Context, actor domain.Principal, accountID string, name, description *string) (AccountView, error) {
-	v, err := s.updateAccount(ctx, actor, accountID, name, description)
+func (s *service) UpdateAccount(ctx context.Context, actor domain.Principal, accountID string, c AccountChange) (AccountView, error) {
+	v, err := s.updateAccount(ctx, actor, accountID, c)
 	return v, s.failed(ctx, actor, accountID, "account.update", accountID, err)
 }
 
-func (s *service) updateAccount(ctx context.Context, actor domain.Principal, accountID string, name, description *string) (AccountView, error) {
+func (s *service) updateAccount(ctx context.Context, actor domain.Principal, accountID string, c AccountChange) (AccountView, error) {
 	a, m, err := s.authorize(ctx, actor, accountID, "account.update")
 	if err != nil {
 		return AccountView{}, err
 	}
-	if name != nil {
-		if err := domain.CheckAccountName(*name); err != nil {
+	if c.Name != nil {
+		if err := domain.CheckAccountName(*c.Name); err != nil {
 			return AccountView{}, err
 		}
-		a.Name = strings.TrimSpace(*name)
+		a.Name = strings.TrimSpace(*c.Name)
 	}
-	if description != nil {
-		if err := domain.CheckDescription(*description); err != nil {
+	if c.Description != nil {
+		if err := domain.CheckDescription(*c.Description); err != nil {
 			return AccountView{}, err
 		}
-		a.Description = *description
+		a.Description = *c.Description
+	}
+	if c.ApprovalsRequired != nil {
+		// Pending tasks are not re-examined here: the next approval of
+		// each applies the new number.
+		if err := domain.CheckApprovalsRequired(*c.ApprovalsRequired); err != nil {
+			return AccountView{}, err
+		}
+		a.ApprovalsRequired = *c.ApprovalsRequired
 	}
 	a.UpdatedAt = s.now()
 	a, err = s.Accounts.Update(ctx, a, domain.AccountUpdated{Account: a},
@@ -456,19 +491,11 @@ func (s *service) changeAdmins(ctx context.Context, accountID string, f func(adm
 		if err != nil {
 			return err
 		}
-		admins := a.Admins
-		if admins == nil { // an account written before the admin set existed
-			ms, err := s.Members.ByAccount(ctx, accountID)
-			if err != nil {
-				return err
-			}
-			for _, m := range ms {
-				if m.Role == domain.RoleAdmin {
-					admins = append(admins, m.UserID)
-				}
-			}
+		admins, err := s.adminsOf(ctx, a)
+		if err != nil {
+			return err
 		}
-		next, err := f(slices.Clone(admins))
+		next, err := f(admins)
 		if err != nil {
 			return err
 		}
@@ -484,6 +511,25 @@ func (s *service) changeAdmins(ctx context.Context, accountID string, f func(adm
 		}
 	}
 	return domain.ErrConcurrentChange
+}
+
+// adminsOf returns (a copy of) the account's admin set.
+func (s *service) adminsOf(ctx context.Context, a domain.Account) ([]string, error) {
+	if a.Admins != nil {
+		return slices.Clone(a.Admins), nil
+	}
+	// An account written before the admin set existed.
+	ms, err := s.Members.ByAccount(ctx, a.ID)
+	if err != nil {
+		return nil, err
+	}
+	var admins []string
+	for _, m := range ms {
+		if m.Role == domain.RoleAdmin {
+			admins = append(admins, m.UserID)
+		}
+	}
+	return admins, nil
 }
 
 // dropAdmin removes userID from the admin set unless it is the last admin.
@@ -701,8 +747,8 @@ func paginate[T any](items []T, p Page, key func(T) string) ([]T, string, error)
 	return items[start:end], next, nil
 }
 
-// PurgeAccount removes the members and API keys of a deleted account. It
-// runs from the AccountDeleted event and may run more than once.
+// PurgeAccount removes the members, API keys and tasks of a deleted
+// account. It runs from the AccountDeleted event and may run more than once.
 func (s *service) PurgeAccount(ctx context.Context, accountID string) error {
 	if _, err := s.Accounts.Get(ctx, accountID); err == nil {
 		return nil // not deleted (or recreated); nothing to purge
@@ -710,6 +756,9 @@ func (s *service) PurgeAccount(ctx context.Context, accountID string) error {
 		return err
 	}
 	if err := s.revokeKeys(ctx, accountID, func(domain.APIKey) bool { return true }); err != nil {
+		return err
+	}
+	if err := s.purgeTasks(ctx, accountID); err != nil {
 		return err
 	}
 	ms, err := s.Members.ByAccount(ctx, accountID)

@@ -93,9 +93,15 @@ type Account struct {
 	// Admins are the user ids of the admins. Changes of the admin set go
 	// through this one record, under optimistic concurrency, so two
 	// concurrent demotions cannot leave the account without an admin.
-	Admins  []string
-	Version uint64
+	Admins []string
+	// ApprovalsRequired is how many distinct admins must approve a task;
+	// 0 (an account written before the setting existed) means 1.
+	ApprovalsRequired int
+	Version           uint64
 }
+
+// Quorum is the number of approvals a task of the account needs.
+func (a Account) Quorum() int { return max(a.ApprovalsRequired, MinApprovalsRequired) }
 
 // Member is a user's role in an account.
 type Member struct {
@@ -207,13 +213,14 @@ func CheckDescription(d string) error {
 }
 
 // Can reports whether role allows action. Actions are named "object.verb".
+// Deciding tasks (task.approve, task.deny, task.withdraw) is for admins.
 func (r Role) Can(action string) bool {
 	switch r {
 	case RoleAdmin:
 		return true
 	case RoleMember:
 		switch action {
-		case "account.get", "member.list", "apikey.create", "apikey.list", "apikey.revoke",
+		case "account.get", "member.list", "apikey.create", "apikey.list", "apikey.revoke", "task.list", "task.get",
 			"attestation.policy.get", "attestation.verify", "ca.get", "cert.list",
 			"app.list", "app.create", "app.update", "app.delete", "signingkey.get",
 			"image.convert", "image.list", "image.delete", "registry.list", "registry.put", "registry.delete":
@@ -222,7 +229,7 @@ func (r Role) Can(action string) bool {
 	case RoleAuditor:
 		switch action {
 		case "account.get", "member.list", "audit.list", "apikey.create", "apikey.list", "apikey.revoke",
-			"attestation.policy.get", "ca.get", "cert.list", "app.list", "signingkey.get", "image.list", "registry.list":
+			"task.list", "task.get", "attestation.policy.get", "ca.get", "cert.list", "app.list", "signingkey.get", "image.list", "registry.list":
 			return true
 		}
 	}

@@ -16,6 +16,10 @@ type (
 	}
 	SessionRevoked struct{ UserID, TokenHash string }
 	APIKeyRevoked  struct{ AccountID, KeyID, TokenHash string }
+	TaskCreated    struct{ Task Task }
+	TaskApproved   struct{ Task Task }
+	TaskDenied     struct{ Task Task }
+	TaskWithdrawn  struct{ Task Task }
 	// Audited is an audit record that must be kept with the write.
 	Audited struct{ Entry AuditEntry }
 )
@@ -27,4 +31,8 @@ func (UserSignedUp) isEvent()   {}
 func (MemberChanged) isEvent()  {}
 func (SessionRevoked) isEvent() {}
 func (APIKeyRevoked) isEvent()  {}
+func (TaskCreated) isEvent()    {}
+func (TaskApproved) isEvent()   {}
+func (TaskDenied) isEvent()     {}
+func (TaskWithdrawn) isEvent()  {}
 func (Audited) isEvent()        {}

@@ -120,7 +120,12 @@ func (s *Set) GetAccount(ctx context.Context, r *accountv1.GetAccountRequest) (*
 }
 
 func (s *Set) UpdateAccount(ctx context.Context, r *accountv1.UpdateAccountRequest) (*accountv1.UpdateAccountResponse, error) {
-	v, err := s.svc.UpdateAccount(ctx, principal(r.GetActor()), r.GetAccountId(), r.Name, r.Description)
+	c := app.AccountChange{Name: r.Name, Description: r.Description}
+	if r.ApprovalsRequired != nil {
+		n := int(r.GetApprovalsRequired())
+		c.ApprovalsRequired = &n
+	}
+	v, err := s.svc.UpdateAccount(ctx, principal(r.GetActor()), r.GetAccountId(), c)
 	if err != nil {
 		return nil, err
 	}
@@ -193,4 +198,41 @@ func (s *Set) ListAudit(ctx context.Context, r *accountv1.ListAuditRequest) (*ac
 		return nil, err
 	}
 	return &accountv1.ListAuditResponse{Entries: mapSlice(es, auditEntry), NextCursor: next}, nil
+}
+
+func (s *Set) ListTasks(ctx context.Context, r *accountv1.ListTasksRequest) (*accountv1.ListTasksResponse, error) {
+	ts, err := s.svc.ListTasks(ctx, principal(r.GetActor()), r.GetAccountId(), r.GetStatus())
+	if err != nil {
+		return nil, err
+	}
+	return &accountv1.ListTasksResponse{Tasks: mapSlice(ts, store.TaskToProto)}, nil
+}
+
+func (s *Set) GetTask(ctx context.Context, r *accountv1.GetTaskRequest) (*accountv1.GetTaskResponse, error) {
+	t, err := s.svc.GetTask(ctx, principal(r.GetActor()), r.GetAccountId(), r.GetTaskId())
+	if err != nil {
+		return nil, err
+	}
+	return &accountv1.GetTaskResponse{Task: store.TaskToProto(t)}, nil
+}
+
+func (s *Set) ApproveTask(ctx context.Context, r *accountv1.TaskActionRequest) (*accountv1.TaskActionResponse, error) {
+	return taskAction(ctx, r, s.svc.ApproveTask)
+}
+
+func (s *Set) DenyTask(ctx context.Context, r *accountv1.TaskActionRequest) (*accountv1.TaskActionResponse, error) {
+	return taskAction(ctx, r, s.svc.DenyTask)
+}
+
+func (s *Set) WithdrawTask(ctx context.Context, r *accountv1.TaskActionRequest) (*accountv1.TaskActionResponse, error) {
+	return taskAction(ctx, r, s.svc.WithdrawTask)
+}
+
+func taskAction(ctx context.Context, r *accountv1.TaskActionRequest,
+	do func(ctx context.Context, actor domain.Principal, accountID, taskID string) (domain.Task, error)) (*accountv1.TaskActionResponse, error) {
+	t, err := do(ctx, principal(r.GetActor()), r.GetAccountId(), r.GetTaskId())
+	if err != nil {
+		return nil, err
+	}
+	return &accountv1.TaskActionResponse{Task: store.TaskToProto(t)}, nil
 }

@@ -55,6 +55,14 @@ func wire(ev domain.Event) (string, proto.Message) {
 		return "", &accountv1.SessionRevoked{UserId: e.UserID, TokenHash: e.TokenHash}
 	case domain.APIKeyRevoked:
 		return e.AccountID, &accountv1.APIKeyRevoked{AccountId: e.AccountID, KeyId: e.KeyID, TokenHash: e.TokenHash}
+	case domain.TaskCreated:
+		return e.Task.AccountID, &accountv1.TaskCreated{Task: TaskToProto(e.Task)}
+	case domain.TaskApproved:
+		return e.Task.AccountID, &accountv1.TaskApproved{Task: TaskToProto(e.Task)}
+	case domain.TaskDenied:
+		return e.Task.AccountID, &accountv1.TaskDenied{Task: TaskToProto(e.Task)}
+	case domain.TaskWithdrawn:
+		return e.Task.AccountID, &accountv1.TaskWithdrawn{Task: TaskToProto(e.Task)}
 	case domain.Audited:
 		return e.Entry.AccountID, auditToProto(e.Entry)
 	}
@@ -78,5 +86,20 @@ func UserToProto(u domain.User) *accountv1.User {
 func AccountToProto(a domain.Account, role domain.Role) *accountv1.Account {
 	return &accountv1.Account{Id: a.ID, Name: a.Name, Description: a.Description,
 		CreatedAt: timestamppb.New(a.CreatedAt), UpdatedAt: timestamppb.New(a.UpdatedAt),
-		CreatedBy: a.CreatedBy, Role: string(role)}
+		CreatedBy: a.CreatedBy, Role: string(role), ApprovalsRequired: uint32(a.Quorum())}
+}
+
+// TaskToProto converts a task.
+func TaskToProto(t domain.Task) *accountv1.Task {
+	out := &accountv1.Task{Id: t.ID, AccountId: t.AccountID, Kind: string(t.Kind), Status: string(t.Status),
+		RequesterId: t.RequesterID, AppId: t.AppID, Domain: t.Domain,
+		CreatedAt: timestamppb.New(t.CreatedAt), UpdatedAt: timestamppb.New(t.UpdatedAt)}
+	if im := t.Image; im != nil {
+		out.Image = &accountv1.TaskImage{ImageId: im.ImageID, Tag: im.Tag, Mrenclave: im.MRENCLAVE, Mrsigner: im.MRSIGNER,
+			Isvprodid: im.ISVProdID, Isvsvn: im.ISVSVN}
+	}
+	for _, a := range t.Approvals {
+		out.Approvals = append(out.Approvals, &accountv1.TaskApproval{UserId: a.UserID, At: timestamppb.New(a.At)})
+	}
+	return out
 }

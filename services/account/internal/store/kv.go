@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/cloister-cc/cloister/libs/errs"
 	"github.com/cloister-cc/cloister/libs/kv"
 	"github.com/cloister-cc/cloister/services/account/internal/app"
 	"github.com/cloister-cc/cloister/services/account/internal/domain"
@@ -22,6 +23,7 @@ const (
 	BucketAccounts = "account_accounts"
 	BucketMembers  = "account_members"
 	BucketAPIKeys  = "account_apikeys"
+	BucketTasks    = "account_tasks"
 	// BucketAPIKeyIDs maps a key id to its account, so authentication is
 	// two reads rather than a scan.
 	BucketAPIKeyIDs = "account_apikey_ids"
@@ -34,6 +36,7 @@ type Stores struct {
 	Accounts *Accounts
 	Members  *Members
 	APIKeys  *APIKeys
+	Tasks    *Tasks
 }
 
 // RecoverEvery publishes, every interval until ctx ends, what any store's
@@ -45,6 +48,7 @@ func (s *Stores) RecoverEvery(ctx context.Context, interval time.Duration) {
 	go s.Members.kv.RecoverEvery(ctx, interval)
 	go s.APIKeys.kv.RecoverEvery(ctx, interval)
 	go s.APIKeys.ids.RecoverEvery(ctx, interval)
+	go s.Tasks.kv.RecoverEvery(ctx, interval)
 }
 
 // Open opens (creating if needed) every bucket and publishes what a
@@ -73,6 +77,9 @@ func Open(ctx context.Context, js jetstream.JetStream, replicas int, logger *slo
 		return nil, err
 	}
 	if s.APIKeys.ids, err = kv.Open[string](ctx, js, cfg(BucketAPIKeyIDs), opt); err != nil {
+		return nil, err
+	}
+	if s.Tasks, err = open[domain.Task](ctx, js, cfg(BucketTasks), opt, func(k *kv.Store[domain.Task]) *Tasks { return &Tasks{k} }); err != nil {
 		return nil, err
 	}
 	return &s, nil
@@ -176,6 +183,7 @@ func withVersion[T any](e kv.Entry[T], set func(*T, uint64)) T {
 func setAccountVersion(a *domain.Account, v uint64) { a.Version = v }
 func setMemberVersion(m *domain.Member, v uint64)   { m.Version = v }
 func setKeyVersion(k *domain.APIKey, v uint64)      { k.Version = v }
+func setTaskVersion(t *domain.Task, v uint64)       { t.Version = v }
 
 // Create implements app.Accounts.
 func (s *Accounts) Create(ctx context.Context, a domain.Account, evs ...domain.Event) (domain.Account, error) {
@@ -380,6 +388,80 @@ func (s *APIKeys) ByAccount(ctx context.Context, accountID string) ([]domain.API
 	out := make([]domain.APIKey, len(es))
 	for i, e := range es {
 		out[i] = withVersion(e, setKeyVersion)
+	}
+	return out, nil
+}
+
+// Tasks is the task store, keyed <account>.<task>.
+type Tasks struct{ kv *kv.Store[domain.Task] }
+
+var _ app.Tasks = (*Tasks)(nil)
+
+// Create implements app.Tasks.
+func (s *Tasks) Create(ctx context.Context, t domain.Task, evs ...domain.Event) (domain.Task, error) {
+	if !validToken(t.AccountID) || !validToken(t.ID) {
+		return domain.Task{}, errs.Newf(errs.Invalid, "task key %s.%s is not valid", t.AccountID, t.ID)
+	}
+	msgs, err := messages(ctx, evs)
+	if err != nil {
+		return domain.Task{}, err
+	}
+	e, err := s.kv.Create(ctx, t.AccountID+"."+t.ID, t, msgs...)
+	if errors.Is(err, kv.ErrExists) {
+		return domain.Task{}, domain.ErrTaskExists
+	}
+	if err != nil {
+		return domain.Task{}, mapErr(err, domain.ErrTaskNotFound)
+	}
+	return withVersion(e, setTaskVersion), nil
+}
+
+// Get implements app.Tasks.
+func (s *Tasks) Get(ctx context.Context, accountID, taskID string) (domain.Task, error) {
+	if !validToken(accountID) || !validToken(taskID) {
+		return domain.Task{}, domain.ErrTaskNotFound
+	}
+	e, err := s.kv.Get(ctx, accountID+"."+taskID)
+	if err != nil {
+		return domain.Task{}, mapErr(err, domain.ErrTaskNotFound)
+	}
+	return withVersion(e, setTaskVersion), nil
+}
+
+// Update implements app.Tasks.
+func (s *Tasks) Update(ctx context.Context, t domain.Task, evs ...domain.Event) (domain.Task, error) {
+	msgs, err := messages(ctx, evs)
+	if err != nil {
+		return domain.Task{}, err
+	}
+	e, err := s.kv.Update(ctx, t.AccountID+"."+t.ID, t, t.Version, msgs...)
+	if err != nil {
+		return domain.Task{}, mapErr(err, domain.ErrTaskNotFound)
+	}
+	return withVersion(e, setTaskVersion), nil
+}
+
+// Delete implements app.Tasks.
+func (s *Tasks) Delete(ctx context.Context, t domain.Task, evs ...domain.Event) error {
+	msgs, err := messages(ctx, evs)
+	if err != nil {
+		return err
+	}
+	return mapErr(s.kv.Delete(ctx, t.AccountID+"."+t.ID, t.Version, msgs...), domain.ErrTaskNotFound)
+}
+
+// ByAccount implements app.Tasks.
+func (s *Tasks) ByAccount(ctx context.Context, accountID string) ([]domain.Task, error) {
+	if !validToken(accountID) {
+		return nil, nil
+	}
+	es, err := s.kv.List(ctx, accountID+".*")
+	if err != nil {
+		return nil, err
+	}
+	out := make([]domain.Task, len(es))
+	for i, e := range es {
+		out[i] = withVersion(e, setTaskVersion)
 	}
 	return out, nil
 }

@@ -37,6 +37,11 @@ func Register(mux *natsrpc.Mux, s *endpoint.Set, logger *slog.Logger) error {
 		client.RevokeAPIKey.Handle(mux, logger, s.RevokeAPIKey),
 		client.ListAudit.Handle(mux, logger, s.ListAudit),
 		client.Authorize.Handle(mux, logger, s.Authorize),
+		client.ListTasks.Handle(mux, logger, s.ListTasks),
+		client.GetTask.Handle(mux, logger, s.GetTask),
+		client.ApproveTask.Handle(mux, logger, s.ApproveTask),
+		client.DenyTask.Handle(mux, logger, s.DenyTask),
+		client.WithdrawTask.Handle(mux, logger, s.WithdrawTask),
 	)
 }
 

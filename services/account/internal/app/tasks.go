@@ -1,0 +1,206 @@
+package app
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/cloister-cc/cloister/services/account/internal/domain"
+)
+
+// The audited actions on tasks.
+const (
+	actionApprove  = "task.approve"
+	actionDeny     = "task.deny"
+	actionWithdraw = "task.withdraw"
+)
+
+func (s *service) ListTasks(ctx context.Context, actor domain.Principal, accountID, status string) ([]domain.Task, error) {
+	if _, _, err := s.authorize(ctx, actor, accountID, "task.list"); err != nil {
+		return nil, err
+	}
+	var want domain.TaskStatus
+	if status != "" {
+		st, err := domain.ParseTaskStatus(status)
+		if err != nil {
+			return nil, err
+		}
+		want = st
+	}
+	ts, err := s.Tasks.ByAccount(ctx, accountID)
+	if err != nil {
+		return nil, err
+	}
+	if want != "" {
+		ts = slices.DeleteFunc(ts, func(t domain.Task) bool { return t.Status != want })
+	}
+	slices.SortFunc(ts, func(a, b domain.Task) int {
+		return cmp.Or(a.CreatedAt.Compare(b.CreatedAt), cmp.Compare(a.ID, b.ID))
+	})
+	return ts, nil
+}
+
+func (s *service) GetTask(ctx context.Context, actor domain.Principal, accountID, taskID string) (domain.Task, error) {
+	if _, _, err := s.authorize(ctx, actor, accountID, "task.get"); err != nil {
+		return domain.Task{}, err
+	}
+	return s.Tasks.Get(ctx, accountID, taskID)
+}
+
+func (s *service) ApproveTask(ctx context.Context, actor domain.Principal, accountID, taskID string) (domain.Task, error) {
+	t, err := s.decide(ctx, actor, accountID, taskID, actionApprove, func(a domain.Account, t *domain.Task, now time.Time) (domain.Event, error) {
+		admins, err := s.adminsOf(ctx, a)
+		if err != nil {
+			return nil, err
+		}
+		// The actor passed the role check on its membership; the admin
+		// set, written after a promotion, may not show it yet.
+		admins = append(admins, actor.UserID)
+		done, err := t.Approve(actor.UserID, a.Quorum(), admins, now)
+		if err != nil || !done {
+			return nil, err
+		}
+		return domain.TaskApproved{Task: *t}, nil
+	})
+	return t, s.failed(ctx, actor, accountID, actionApprove, taskID, err)
+}
+
+func (s *service) DenyTask(ctx context.Context, actor domain.Principal, accountID, taskID string) (domain.Task, error) {
+	t, err := s.decide(ctx, actor, accountID, taskID, actionDeny, func(_ domain.Account, t *domain.Task, now time.Time) (domain.Event, error) {
+		if err := t.Deny(now); err != nil {
+			return nil, err
+		}
+		return domain.TaskDenied{Task: *t}, nil
+	})
+	return t, s.failed(ctx, actor, accountID, actionDeny, taskID, err)
+}
+
+func (s *service) WithdrawTask(ctx context.Context, actor domain.Principal, accountID, taskID string) (domain.Task, error) {
+	t, err := s.decide(ctx, actor, accountID, taskID, actionWithdraw, func(_ domain.Account, t *domain.Task, now time.Time) (domain.Event, error) {
+		if err := t.Withdraw(now); err != nil {
+			return nil, err
+		}
+		return domain.TaskWithdrawn{Task: *t}, nil
+	})
+	return t, s.failed(ctx, actor, accountID, actionWithdraw, taskID, err)
+}
+
+// decide applies an admin's decision to a task and stores it with its
+// audit record and the event f returns (nil when the task changed without
+// a transition, as an approval short of the quorum). Should another
+// decision on the task come between reading and writing, it starts over
+// once from a fresh read, so two admins approving at once both count; a
+// second conflict is returned for the caller to retry.
+func (s *service) decide(ctx context.Context, actor domain.Principal, accountID, taskID, action string,
+	f func(a domain.Account, t *domain.Task, now time.Time) (domain.Event, error)) (domain.Task, error) {
+	for attempt := 1; ; attempt++ {
+		a, _, err := s.authorize(ctx, actor, accountID, action)
+		if err != nil {
+			return domain.Task{}, err
+		}
+		t, err := s.Tasks.Get(ctx, accountID, taskID)
+		if err != nil {
+			return domain.Task{}, err
+		}
+		ev, err := f(a, &t, s.now())
+		if err != nil {
+			return domain.Task{}, err
+		}
+		evs := []domain.Event{domain.Audited{Entry: s.auditEntry(actor, accountID, action, taskID)}}
+		if ev != nil {
+			evs = append(evs, ev)
+		}
+		t, err = s.Tasks.Update(ctx, t, evs...)
+		if errors.Is(err, domain.ErrConcurrentChange) && attempt == 1 {
+			continue
+		}
+		return t, err
+	}
+}
+
+func (s *service) OpenDomainTask(ctx context.Context, accountID, appID, dnsName, requesterID string) error {
+	t, err := domain.NewDomainTask(accountID, appID, dnsName, requesterID, s.now())
+	if err != nil {
+		return err
+	}
+	return s.openTask(ctx, t)
+}
+
+func (s *service) OpenImageTask(ctx context.Context, accountID, appID string, im domain.ImageMeasurement, requesterID string) error {
+	t, err := domain.NewImageTask(accountID, appID, im, requesterID, s.now())
+	if err != nil {
+		return err
+	}
+	return s.openTask(ctx, t)
+}
+
+// openTask stores a new pending task and announces it. The task's id
+// derives from what it approves, so a task that exists already (whatever
+// its status) means the request was seen before: nothing is opened again.
+func (s *service) openTask(ctx context.Context, t domain.Task) error {
+	if _, err := s.Accounts.Get(ctx, t.AccountID); errors.Is(err, domain.ErrAccountNotFound) {
+		return nil // deleted; its tasks are purged, not opened
+	} else if err != nil {
+		return err
+	}
+	_, err := s.Tasks.Create(ctx, t, domain.TaskCreated{Task: t})
+	if errors.Is(err, domain.ErrTaskExists) {
+		return nil
+	}
+	return err
+}
+
+func (s *service) RetractTasks(ctx context.Context, accountID, appID, imageID string) error {
+	ts, err := s.Tasks.ByAccount(ctx, accountID)
+	if err != nil {
+		return err
+	}
+	for _, t := range ts {
+		if t.AppID != appID || t.Status != domain.StatusPending ||
+			(imageID != "" && (t.Kind != domain.KindImage || t.Image == nil || t.Image.ImageID != imageID)) {
+			continue
+		}
+		if err := s.retract(ctx, t); err != nil {
+			return fmt.Errorf("withdrawing task %s: %w", t.ID, err)
+		}
+	}
+	return nil
+}
+
+// retract withdraws one pending task whose subject was deleted, re-reading
+// it once if an admin decided it meanwhile. It leaves no audit record: no
+// person did it, and the audit log names who acted (the deletion that
+// caused it is in the log).
+func (s *service) retract(ctx context.Context, t domain.Task) error {
+	for attempt := 1; ; attempt++ {
+		if !t.Retract(s.now()) {
+			return nil // decided meanwhile; an approval stays for its owners to revoke
+		}
+		_, err := s.Tasks.Update(ctx, t, domain.TaskWithdrawn{Task: t})
+		if !errors.Is(err, domain.ErrConcurrentChange) || attempt > 1 {
+			return err
+		}
+		if t, err = s.Tasks.Get(ctx, t.AccountID, t.ID); errors.Is(err, domain.ErrTaskNotFound) {
+			return nil // purged with its account
+		} else if err != nil {
+			return err
+		}
+	}
+}
+
+// purgeTasks deletes every task of a deleted account.
+func (s *service) purgeTasks(ctx context.Context, accountID string) error {
+	ts, err := s.Tasks.ByAccount(ctx, accountID)
+	if err != nil {
+		return err
+	}
+	for _, t := range ts {
+		if err := s.Tasks.Delete(ctx, t); err != nil && !errors.Is(err, domain.ErrTaskNotFound) {
+			return err
+		}
+	}
+	return nil
+}

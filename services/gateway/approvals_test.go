@@ -1,0 +1,169 @@
+package gateway_test
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/cloister-cc/cloister/libs/events"
+	attestationv1 "github.com/cloister-cc/cloister/libs/gen/cloister/attestation/v1"
+	cav1 "github.com/cloister-cc/cloister/libs/gen/cloister/ca/v1"
+	imageconverterv1 "github.com/cloister-cc/cloister/libs/gen/cloister/imageconverter/v1"
+	"github.com/cloister-cc/cloister/libs/sgx"
+	"github.com/cloister-cc/cloister/libs/testkit"
+	attestationclient "github.com/cloister-cc/cloister/services/attestation/client"
+	caclient "github.com/cloister-cc/cloister/services/ca/client"
+)
+
+// TestApprovalsGateAttestationAndIssuance walks the approval chain with
+// the real services: an app created through the API opens a domain task
+// and a converted image an image task (account service); with two
+// approvals required, the requester's own does not count; once distinct
+// admins approve both, the next attestation of the image and the next
+// issuance for the domain pass (attestation service and CA, from the
+// task events); after the image task is withdrawn, the next are refused
+// and the certificate issued before is revoked. With the in-process cache
+// and with Redis, shared by the services as in a deployment.
+func TestApprovalsGateAttestationAndIssuance(t *testing.T) {
+	for _, ck := range cacheKinds {
+		t.Run(ck.name, func(t *testing.T) { testApprovalsGate(t, newStack(t, ck.make(t))) })
+	}
+}
+
+func testApprovalsGate(t *testing.T, s *stack) {
+	ctx := context.Background()
+	requesterID, requester := s.user("ada@example.com")
+	_, admin2 := s.user("bob@example.com")
+	_, admin3 := s.user("cy@example.com")
+	acct := s.account(requester, "A")
+	s.addMember(requester, acct, "bob@example.com", "admin")
+	s.addMember(requester, acct, "cy@example.com", "admin")
+	base := "/v1/accounts/" + acct
+	if r := do(t, s.srv, "PATCH", base, requester, map[string]any{"approvals_required": 2}); r.status != 200 || !strings.Contains(string(r.body), `"approvals_required":2`) {
+		t.Fatalf("requiring two approvals = %d %s", r.status, r.body)
+	}
+	if r := do(t, s.srv, "PUT", base+"/attestation/policy", requester, map[string]any{"accept_statuses": []string{"UpToDate"}, "allow_simulation": true}); r.status != 200 {
+		t.Fatalf("allowing simulation = %d %s", r.status, r.body)
+	}
+	const domain = "hello.cloister.test"
+	r := do(t, s.srv, "POST", base+"/apps", requester, map[string]any{"name": "hello", "input_image": "registry.example.com/samples/hello:1",
+		"output_image": "registry.example.com/samples/hello-sgx", "certificate": map[string]any{"domain": domain}})
+	if r.status != 201 {
+		t.Fatalf("creating the app = %d %s", r.status, r.body)
+	}
+	var app struct{ ID string }
+	r.decode(t, &app)
+
+	// The converter's ImageConverted (the conversion itself is tested with
+	// the converter): MRENCLAVE and MRSIGNER of the enclave below.
+	var body sgx.ReportBody
+	body.MRENCLAVE[0], body.MRSIGNER[0] = 0xab, 0xcd
+	img := &imageconverterv1.Image{Id: uuid.NewString(), AccountId: acct, AppId: app.ID, Tag: "1", Status: "converted",
+		Mrenclave: body.MRENCLAVE[:], Mrsigner: body.MRSIGNER[:], RequestedBy: requesterID}
+	msg, _, err := events.NewMessage(ctx, events.Subject("imageconverter", &imageconverterv1.ImageConverted{}), "imageconverter", acct, &imageconverterv1.ImageConverted{Image: img})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, js := s.nats.JetStream(t)
+	if err := events.Publish(ctx, js, msg); err != nil {
+		t.Fatal(err)
+	}
+
+	// Both tasks appear, pending, asked for by the requester.
+	var tasks struct {
+		Items []struct {
+			ID, Kind, Status string
+			RequesterID      string `json:"requester_id"`
+		}
+	}
+	testkit.Eventually(t, 10*time.Second, func() bool {
+		do(t, s.srv, "GET", base+"/tasks?status=pending", admin2, nil).decode(t, &tasks)
+		return len(tasks.Items) == 2
+	}, "the domain and image tasks never appeared")
+	for _, task := range tasks.Items {
+		if task.RequesterID != requesterID {
+			t.Fatalf("task %s requested by %s, want %s", task.ID, task.RequesterID, requesterID)
+		}
+		if r := do(t, s.srv, "POST", base+"/tasks/"+task.ID+"/approve", requester, nil); r.status != 403 || !strings.Contains(string(r.body), "does not count") {
+			t.Fatalf("the requester approving %s = %d %s, want 403", task.Kind, r.status, r.body)
+		}
+		if r := do(t, s.srv, "POST", base+"/tasks/"+task.ID+"/approve", admin2, nil); r.status != 200 || !strings.Contains(string(r.body), `"status":"pending"`) {
+			t.Fatalf("the first approval of %s = %d %s, want still pending", task.Kind, r.status, r.body)
+		}
+	}
+
+	// An enclave of the image asks for a certificate.
+	c, att := caclient.New(s.nc), attestationclient.New(s.nc)
+	qe, err := s.att.SimulatedQE()
+	if err != nil {
+		t.Fatal(err)
+	}
+	issue := func() (*cav1.IssueAppCertificateResponse, error) {
+		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		csr, _ := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{DNSNames: []string{domain}}, key)
+		nonce, err := c.CreateNonce(ctx, &cav1.CreateNonceRequest{AccountId: acct})
+		if err != nil {
+			return nil, err
+		}
+		spki, _ := x509.MarshalPKIXPublicKey(&key.PublicKey)
+		b := body
+		binding := sha256.Sum256(spki)
+		copy(b.ReportData[:32], binding[:])
+		copy(b.ReportData[32:], nonce.GetNonce())
+		quote, err := qe.Quote(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, err := att.Verify(ctx, &attestationv1.VerifyRequest{AccountId: acct, Quote: quote, AppId: app.ID})
+		if err != nil {
+			return nil, err
+		}
+		return c.IssueAppCertificate(ctx, &cav1.IssueAppCertificateRequest{AccountId: acct, AppId: app.ID, VerdictId: v.GetVerdict().GetId(), Csr: csr})
+	}
+	if _, err := issue(); err == nil {
+		t.Fatal("a certificate was issued with one approval of two")
+	}
+
+	// The second approvals: both tasks approved.
+	var imageTask string
+	for _, task := range tasks.Items {
+		if r := do(t, s.srv, "POST", base+"/tasks/"+task.ID+"/approve", admin3, nil); r.status != 200 || !strings.Contains(string(r.body), `"status":"approved"`) {
+			t.Fatalf("the second approval of %s = %d %s, want approved", task.Kind, r.status, r.body)
+		}
+		if task.Kind == "image" {
+			imageTask = task.ID
+		}
+	}
+	var cert *cav1.IssueAppCertificateResponse
+	testkit.Eventually(t, 10*time.Second, func() bool { cert, err = issue(); return err == nil }, "no certificate after both approvals: %v", err)
+
+	// Withdrawn: the next attestation and issuance are refused, and the
+	// certificate goes.
+	if r := do(t, s.srv, "POST", base+"/tasks/"+imageTask+"/withdraw", admin2, nil); r.status != 200 || !strings.Contains(string(r.body), `"status":"withdrawn"`) {
+		t.Fatalf("withdrawing = %d %s", r.status, r.body)
+	}
+	// Refused by the attestation service (image_not_approved), or by the
+	// CA's own image check, whichever saw the withdrawal first.
+	var last error
+	testkit.Eventually(t, 10*time.Second, func() bool {
+		_, last = issue()
+		return last != nil && (strings.Contains(last.Error(), "image_not_approved") || strings.Contains(last.Error(), "image check"))
+	}, "issuance not refused for the image after the withdrawal")
+	t.Logf("after the withdrawal: %v", last)
+	serial := cert.GetCertificate().GetSerial()
+	testkit.Eventually(t, 10*time.Second, func() bool {
+		r, err := c.GetCertificate(ctx, &cav1.GetCertificateRequest{AccountId: acct, Serial: serial})
+		return err == nil && r.GetCertificate().GetRevoked()
+	}, "the certificate issued on the withdrawn image was not revoked")
+	if r := do(t, s.srv, "POST", base+"/tasks/"+imageTask+"/approve", admin3, nil); r.status != 409 {
+		t.Fatalf("approving a withdrawn task = %d %s, want 409", r.status, r.body)
+	}
+}
