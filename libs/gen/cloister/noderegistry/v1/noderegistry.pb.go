@@ -7,8 +7,10 @@
 package noderegistryv1
 
 import (
+	v1 "github.com/cloister-cc/cloister/libs/gen/cloister/account/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -20,6 +22,1569 @@ const (
 	// Verify that runtime/protoimpl is sufficiently up-to-date.
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
+
+// JoinToken lets nodes enrol into an account. The token itself is shown
+// once, at creation; the service keeps its SHA-256.
+type JoinToken struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Id        string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	AccountId string                 `protobuf:"bytes,2,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	Name      string                 `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
+	Labels    map[string]string      `protobuf:"bytes,4,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	ExpiresAt *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	MaxUses   uint32                 `protobuf:"varint,6,opt,name=max_uses,json=maxUses,proto3" json:"max_uses,omitempty"` // 0: unlimited until it expires
+	Uses      uint32                 `protobuf:"varint,7,opt,name=uses,proto3" json:"uses,omitempty"`
+	Revoked   bool                   `protobuf:"varint,8,opt,name=revoked,proto3" json:"revoked,omitempty"`
+	// Nodes enrolling with this token must present TEE evidence.
+	RequireAttestation bool                   `protobuf:"varint,9,opt,name=require_attestation,json=requireAttestation,proto3" json:"require_attestation,omitempty"`
+	CreatedAt          *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	CreatedBy          string                 `protobuf:"bytes,11,opt,name=created_by,json=createdBy,proto3" json:"created_by,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *JoinToken) Reset() {
+	*x = JoinToken{}
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JoinToken) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JoinToken) ProtoMessage() {}
+
+func (x *JoinToken) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JoinToken.ProtoReflect.Descriptor instead.
+func (*JoinToken) Descriptor() ([]byte, []int) {
+	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *JoinToken) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *JoinToken) GetAccountId() string {
+	if x != nil {
+		return x.AccountId
+	}
+	return ""
+}
+
+func (x *JoinToken) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *JoinToken) GetLabels() map[string]string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
+func (x *JoinToken) GetExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return nil
+}
+
+func (x *JoinToken) GetMaxUses() uint32 {
+	if x != nil {
+		return x.MaxUses
+	}
+	return 0
+}
+
+func (x *JoinToken) GetUses() uint32 {
+	if x != nil {
+		return x.Uses
+	}
+	return 0
+}
+
+func (x *JoinToken) GetRevoked() bool {
+	if x != nil {
+		return x.Revoked
+	}
+	return false
+}
+
+func (x *JoinToken) GetRequireAttestation() bool {
+	if x != nil {
+		return x.RequireAttestation
+	}
+	return false
+}
+
+func (x *JoinToken) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+func (x *JoinToken) GetCreatedBy() string {
+	if x != nil {
+		return x.CreatedBy
+	}
+	return ""
+}
+
+type CreateJoinTokenRequest struct {
+	state              protoimpl.MessageState `protogen:"open.v1"`
+	Actor              *v1.Principal          `protobuf:"bytes,1,opt,name=actor,proto3" json:"actor,omitempty"`
+	AccountId          string                 `protobuf:"bytes,2,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	Name               string                 `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
+	Labels             map[string]string      `protobuf:"bytes,4,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	TtlSeconds         uint32                 `protobuf:"varint,5,opt,name=ttl_seconds,json=ttlSeconds,proto3" json:"ttl_seconds,omitempty"` // 0: the default (24 h)
+	MaxUses            uint32                 `protobuf:"varint,6,opt,name=max_uses,json=maxUses,proto3" json:"max_uses,omitempty"`
+	RequireAttestation bool                   `protobuf:"varint,7,opt,name=require_attestation,json=requireAttestation,proto3" json:"require_attestation,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *CreateJoinTokenRequest) Reset() {
+	*x = CreateJoinTokenRequest{}
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateJoinTokenRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateJoinTokenRequest) ProtoMessage() {}
+
+func (x *CreateJoinTokenRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateJoinTokenRequest.ProtoReflect.Descriptor instead.
+func (*CreateJoinTokenRequest) Descriptor() ([]byte, []int) {
+	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *CreateJoinTokenRequest) GetActor() *v1.Principal {
+	if x != nil {
+		return x.Actor
+	}
+	return nil
+}
+
+func (x *CreateJoinTokenRequest) GetAccountId() string {
+	if x != nil {
+		return x.AccountId
+	}
+	return ""
+}
+
+func (x *CreateJoinTokenRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *CreateJoinTokenRequest) GetLabels() map[string]string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
+func (x *CreateJoinTokenRequest) GetTtlSeconds() uint32 {
+	if x != nil {
+		return x.TtlSeconds
+	}
+	return 0
+}
+
+func (x *CreateJoinTokenRequest) GetMaxUses() uint32 {
+	if x != nil {
+		return x.MaxUses
+	}
+	return 0
+}
+
+func (x *CreateJoinTokenRequest) GetRequireAttestation() bool {
+	if x != nil {
+		return x.RequireAttestation
+	}
+	return false
+}
+
+type CreateJoinTokenResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Token *JoinToken             `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	// The secret, "cjt_..."; never returned again.
+	Secret        string `protobuf:"bytes,2,opt,name=secret,proto3" json:"secret,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateJoinTokenResponse) Reset() {
+	*x = CreateJoinTokenResponse{}
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateJoinTokenResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateJoinTokenResponse) ProtoMessage() {}
+
+func (x *CreateJoinTokenResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateJoinTokenResponse.ProtoReflect.Descriptor instead.
+func (*CreateJoinTokenResponse) Descriptor() ([]byte, []int) {
+	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *CreateJoinTokenResponse) GetToken() *JoinToken {
+	if x != nil {
+		return x.Token
+	}
+	return nil
+}
+
+func (x *CreateJoinTokenResponse) GetSecret() string {
+	if x != nil {
+		return x.Secret
+	}
+	return ""
+}
+
+type ListJoinTokensRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Actor         *v1.Principal          `protobuf:"bytes,1,opt,name=actor,proto3" json:"actor,omitempty"`
+	AccountId     string                 `protobuf:"bytes,2,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListJoinTokensRequest) Reset() {
+	*x = ListJoinTokensRequest{}
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListJoinTokensRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListJoinTokensRequest) ProtoMessage() {}
+
+func (x *ListJoinTokensRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListJoinTokensRequest.ProtoReflect.Descriptor instead.
+func (*ListJoinTokensRequest) Descriptor() ([]byte, []int) {
+	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ListJoinTokensRequest) GetActor() *v1.Principal {
+	if x != nil {
+		return x.Actor
+	}
+	return nil
+}
+
+func (x *ListJoinTokensRequest) GetAccountId() string {
+	if x != nil {
+		return x.AccountId
+	}
+	return ""
+}
+
+type ListJoinTokensResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tokens        []*JoinToken           `protobuf:"bytes,1,rep,name=tokens,proto3" json:"tokens,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListJoinTokensResponse) Reset() {
+	*x = ListJoinTokensResponse{}
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListJoinTokensResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListJoinTokensResponse) ProtoMessage() {}
+
+func (x *ListJoinTokensResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListJoinTokensResponse.ProtoReflect.Descriptor instead.
+func (*ListJoinTokensResponse) Descriptor() ([]byte, []int) {
+	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ListJoinTokensResponse) GetTokens() []*JoinToken {
+	if x != nil {
+		return x.Tokens
+	}
+	return nil
+}
+
+type RevokeJoinTokenRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Actor         *v1.Principal          `protobuf:"bytes,1,opt,name=actor,proto3" json:"actor,omitempty"`
+	AccountId     string                 `protobuf:"bytes,2,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	TokenId       string                 `protobuf:"bytes,3,opt,name=token_id,json=tokenId,proto3" json:"token_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeJoinTokenRequest) Reset() {
+	*x = RevokeJoinTokenRequest{}
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeJoinTokenRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeJoinTokenRequest) ProtoMessage() {}
+
+func (x *RevokeJoinTokenRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeJoinTokenRequest.ProtoReflect.Descriptor instead.
+func (*RevokeJoinTokenRequest) Descriptor() ([]byte, []int) {
+	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *RevokeJoinTokenRequest) GetActor() *v1.Principal {
+	if x != nil {
+		return x.Actor
+	}
+	return nil
+}
+
+func (x *RevokeJoinTokenRequest) GetAccountId() string {
+	if x != nil {
+		return x.AccountId
+	}
+	return ""
+}
+
+func (x *RevokeJoinTokenRequest) GetTokenId() string {
+	if x != nil {
+		return x.TokenId
+	}
+	return ""
+}
+
+type RevokeJoinTokenResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Token         *JoinToken             `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeJoinTokenResponse) Reset() {
+	*x = RevokeJoinTokenResponse{}
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeJoinTokenResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeJoinTokenResponse) ProtoMessage() {}
+
+func (x *RevokeJoinTokenResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeJoinTokenResponse.ProtoReflect.Descriptor instead.
+func (*RevokeJoinTokenResponse) Descriptor() ([]byte, []int) {
+	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *RevokeJoinTokenResponse) GetToken() *JoinToken {
+	if x != nil {
+		return x.Token
+	}
+	return nil
+}
+
+// Instance is an enclave a node runs.
+type Instance struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	AppId         string                 `protobuf:"bytes,2,opt,name=app_id,json=appId,proto3" json:"app_id,omitempty"`
+	ImageId       string                 `protobuf:"bytes,3,opt,name=image_id,json=imageId,proto3" json:"image_id,omitempty"`
+	Mrenclave     []byte                 `protobuf:"bytes,4,opt,name=mrenclave,proto3" json:"mrenclave,omitempty"`
+	Status        string                 `protobuf:"bytes,5,opt,name=status,proto3" json:"status,omitempty"` // running, stopped
+	StartedAt     *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	LastSeen      *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=last_seen,json=lastSeen,proto3" json:"last_seen,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Instance) Reset() {
+	*x = Instance{}
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Instance) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Instance) ProtoMessage() {}
+
+func (x *Instance) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Instance.ProtoReflect.Descriptor instead.
+func (*Instance) Descriptor() ([]byte, []int) {
+	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *Instance) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Instance) GetAppId() string {
+	if x != nil {
+		return x.AppId
+	}
+	return ""
+}
+
+func (x *Instance) GetImageId() string {
+	if x != nil {
+		return x.ImageId
+	}
+	return ""
+}
+
+func (x *Instance) GetMrenclave() []byte {
+	if x != nil {
+		return x.Mrenclave
+	}
+	return nil
+}
+
+func (x *Instance) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *Instance) GetStartedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartedAt
+	}
+	return nil
+}
+
+func (x *Instance) GetLastSeen() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastSeen
+	}
+	return nil
+}
+
+// Node is an enrolled compute node.
+type Node struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Id        string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	AccountId string                 `protobuf:"bytes,2,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	Name      string                 `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
+	Labels    map[string]string      `protobuf:"bytes,4,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// active, unreachable, untrusted or deregistered.
+	Status      string `protobuf:"bytes,5,opt,name=status,proto3" json:"status,omitempty"`
+	JoinTokenId string `protobuf:"bytes,6,opt,name=join_token_id,json=joinTokenId,proto3" json:"join_token_id,omitempty"`
+	// The serial of its client certificate (hex).
+	CertificateSerial string `protobuf:"bytes,7,opt,name=certificate_serial,json=certificateSerial,proto3" json:"certificate_serial,omitempty"`
+	// Whether it presented TEE evidence, and its last verdict.
+	Attested      bool                   `protobuf:"varint,8,opt,name=attested,proto3" json:"attested,omitempty"`
+	VerdictId     string                 `protobuf:"bytes,9,opt,name=verdict_id,json=verdictId,proto3" json:"verdict_id,omitempty"`
+	Simulated     bool                   `protobuf:"varint,10,opt,name=simulated,proto3" json:"simulated,omitempty"`
+	EnrolledAt    *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=enrolled_at,json=enrolledAt,proto3" json:"enrolled_at,omitempty"`
+	LastHeartbeat *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=last_heartbeat,json=lastHeartbeat,proto3" json:"last_heartbeat,omitempty"`
+	LastAttested  *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=last_attested,json=lastAttested,proto3" json:"last_attested,omitempty"`
+	Instances     []*Instance            `protobuf:"bytes,14,rep,name=instances,proto3" json:"instances,omitempty"`
+	StatusReason  string                 `protobuf:"bytes,15,opt,name=status_reason,json=statusReason,proto3" json:"status_reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Node) Reset() {
+	*x = Node{}
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Node) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Node) ProtoMessage() {}
+
+func (x *Node) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Node.ProtoReflect.Descriptor instead.
+func (*Node) Descriptor() ([]byte, []int) {
+	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *Node) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Node) GetAccountId() string {
+	if x != nil {
+		return x.AccountId
+	}
+	return ""
+}
+
+func (x *Node) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Node) GetLabels() map[string]string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
+func (x *Node) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *Node) GetJoinTokenId() string {
+	if x != nil {
+		return x.JoinTokenId
+	}
+	return ""
+}
+
+func (x *Node) GetCertificateSerial() string {
+	if x != nil {
+		return x.CertificateSerial
+	}
+	return ""
+}
+
+func (x *Node) GetAttested() bool {
+	if x != nil {
+		return x.Attested
+	}
+	return false
+}
+
+func (x *Node) GetVerdictId() string {
+	if x != nil {
+		return x.VerdictId
+	}
+	return ""
+}
+
+func (x *Node) GetSimulated() bool {
+	if x != nil {
+		return x.Simulated
+	}
+	return false
+}
+
+func (x *Node) GetEnrolledAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EnrolledAt
+	}
+	return nil
+}
+
+func (x *Node) GetLastHeartbeat() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastHeartbeat
+	}
+	return nil
+}
+
+func (x *Node) GetLastAttested() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastAttested
+	}
+	return nil
+}
+
+func (x *Node) GetInstances() []*Instance {
+	if x != nil {
+		return x.Instances
+	}
+	return nil
+}
+
+func (x *Node) GetStatusReason() string {
+	if x != nil {
+		return x.StatusReason
+	}
+	return ""
+}
+
+// EnrollRequest comes from a node agent, through the gateway's public
+// POST /v1/agent/enroll: the join token is its credential.
+type EnrollRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	JoinToken string                 `protobuf:"bytes,1,opt,name=join_token,json=joinToken,proto3" json:"join_token,omitempty"`
+	NodeName  string                 `protobuf:"bytes,2,opt,name=node_name,json=nodeName,proto3" json:"node_name,omitempty"`
+	// PEM or DER CSR of the node's key (EC P-256).
+	Csr []byte `protobuf:"bytes,3,opt,name=csr,proto3" json:"csr,omitempty"`
+	// SGX quote (or simulated one) whose REPORTDATA holds SHA-256 of the
+	// CSR's public key followed by 32 zero bytes; optional unless the token
+	// requires attestation.
+	Evidence      []byte `protobuf:"bytes,4,opt,name=evidence,proto3" json:"evidence,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EnrollRequest) Reset() {
+	*x = EnrollRequest{}
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EnrollRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EnrollRequest) ProtoMessage() {}
+
+func (x *EnrollRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EnrollRequest.ProtoReflect.Descriptor instead.
+func (*EnrollRequest) Descriptor() ([]byte, []int) {
+	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *EnrollRequest) GetJoinToken() string {
+	if x != nil {
+		return x.JoinToken
+	}
+	return ""
+}
+
+func (x *EnrollRequest) GetNodeName() string {
+	if x != nil {
+		return x.NodeName
+	}
+	return ""
+}
+
+func (x *EnrollRequest) GetCsr() []byte {
+	if x != nil {
+		return x.Csr
+	}
+	return nil
+}
+
+func (x *EnrollRequest) GetEvidence() []byte {
+	if x != nil {
+		return x.Evidence
+	}
+	return nil
+}
+
+type EnrollResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Node  *Node                  `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	// PEM: the node's certificate, the issuing CA, the root.
+	ChainPem      []byte `protobuf:"bytes,2,opt,name=chain_pem,json=chainPem,proto3" json:"chain_pem,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EnrollResponse) Reset() {
+	*x = EnrollResponse{}
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EnrollResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EnrollResponse) ProtoMessage() {}
+
+func (x *EnrollResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EnrollResponse.ProtoReflect.Descriptor instead.
+func (*EnrollResponse) Descriptor() ([]byte, []int) {
+	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *EnrollResponse) GetNode() *Node {
+	if x != nil {
+		return x.Node
+	}
+	return nil
+}
+
+func (x *EnrollResponse) GetChainPem() []byte {
+	if x != nil {
+		return x.ChainPem
+	}
+	return nil
+}
+
+// Node-facing calls: the gateway authenticates the node by its client
+// certificate and passes its identity.
+type HeartbeatRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	AccountId string                 `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	NodeId    string                 `protobuf:"bytes,2,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	// The serial of the client certificate the node presented.
+	CertificateSerial string      `protobuf:"bytes,3,opt,name=certificate_serial,json=certificateSerial,proto3" json:"certificate_serial,omitempty"`
+	Instances         []*Instance `protobuf:"bytes,4,rep,name=instances,proto3" json:"instances,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *HeartbeatRequest) Reset() {
+	*x = HeartbeatRequest{}
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HeartbeatRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HeartbeatRequest) ProtoMessage() {}
+
+func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HeartbeatRequest.ProtoReflect.Descriptor instead.
+func (*HeartbeatRequest) Descriptor() ([]byte, []int) {
+	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *HeartbeatRequest) GetAccountId() string {
+	if x != nil {
+		return x.AccountId
+	}
+	return ""
+}
+
+func (x *HeartbeatRequest) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *HeartbeatRequest) GetCertificateSerial() string {
+	if x != nil {
+		return x.CertificateSerial
+	}
+	return ""
+}
+
+func (x *HeartbeatRequest) GetInstances() []*Instance {
+	if x != nil {
+		return x.Instances
+	}
+	return nil
+}
+
+type HeartbeatResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Node          *Node                  `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HeartbeatResponse) Reset() {
+	*x = HeartbeatResponse{}
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HeartbeatResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HeartbeatResponse) ProtoMessage() {}
+
+func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HeartbeatResponse.ProtoReflect.Descriptor instead.
+func (*HeartbeatResponse) Descriptor() ([]byte, []int) {
+	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *HeartbeatResponse) GetNode() *Node {
+	if x != nil {
+		return x.Node
+	}
+	return nil
+}
+
+// AuthenticateNodeRequest checks that a client certificate still speaks
+// for an enrolled, trusted node.
+type AuthenticateNodeRequest struct {
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	AccountId         string                 `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	NodeId            string                 `protobuf:"bytes,2,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	CertificateSerial string                 `protobuf:"bytes,3,opt,name=certificate_serial,json=certificateSerial,proto3" json:"certificate_serial,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *AuthenticateNodeRequest) Reset() {
+	*x = AuthenticateNodeRequest{}
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuthenticateNodeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuthenticateNodeRequest) ProtoMessage() {}
+
+func (x *AuthenticateNodeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuthenticateNodeRequest.ProtoReflect.Descriptor instead.
+func (*AuthenticateNodeRequest) Descriptor() ([]byte, []int) {
+	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *AuthenticateNodeRequest) GetAccountId() string {
+	if x != nil {
+		return x.AccountId
+	}
+	return ""
+}
+
+func (x *AuthenticateNodeRequest) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *AuthenticateNodeRequest) GetCertificateSerial() string {
+	if x != nil {
+		return x.CertificateSerial
+	}
+	return ""
+}
+
+type AuthenticateNodeResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Node          *Node                  `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuthenticateNodeResponse) Reset() {
+	*x = AuthenticateNodeResponse{}
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuthenticateNodeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuthenticateNodeResponse) ProtoMessage() {}
+
+func (x *AuthenticateNodeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuthenticateNodeResponse.ProtoReflect.Descriptor instead.
+func (*AuthenticateNodeResponse) Descriptor() ([]byte, []int) {
+	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *AuthenticateNodeResponse) GetNode() *Node {
+	if x != nil {
+		return x.Node
+	}
+	return nil
+}
+
+type ListNodesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Actor         *v1.Principal          `protobuf:"bytes,1,opt,name=actor,proto3" json:"actor,omitempty"`
+	AccountId     string                 `protobuf:"bytes,2,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListNodesRequest) Reset() {
+	*x = ListNodesRequest{}
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListNodesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListNodesRequest) ProtoMessage() {}
+
+func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListNodesRequest.ProtoReflect.Descriptor instead.
+func (*ListNodesRequest) Descriptor() ([]byte, []int) {
+	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *ListNodesRequest) GetActor() *v1.Principal {
+	if x != nil {
+		return x.Actor
+	}
+	return nil
+}
+
+func (x *ListNodesRequest) GetAccountId() string {
+	if x != nil {
+		return x.AccountId
+	}
+	return ""
+}
+
+type ListNodesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Nodes         []*Node                `protobuf:"bytes,1,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListNodesResponse) Reset() {
+	*x = ListNodesResponse{}
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListNodesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListNodesResponse) ProtoMessage() {}
+
+func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListNodesResponse.ProtoReflect.Descriptor instead.
+func (*ListNodesResponse) Descriptor() ([]byte, []int) {
+	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *ListNodesResponse) GetNodes() []*Node {
+	if x != nil {
+		return x.Nodes
+	}
+	return nil
+}
+
+type GetNodeRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Actor         *v1.Principal          `protobuf:"bytes,1,opt,name=actor,proto3" json:"actor,omitempty"`
+	AccountId     string                 `protobuf:"bytes,2,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	NodeId        string                 `protobuf:"bytes,3,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetNodeRequest) Reset() {
+	*x = GetNodeRequest{}
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetNodeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetNodeRequest) ProtoMessage() {}
+
+func (x *GetNodeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetNodeRequest.ProtoReflect.Descriptor instead.
+func (*GetNodeRequest) Descriptor() ([]byte, []int) {
+	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *GetNodeRequest) GetActor() *v1.Principal {
+	if x != nil {
+		return x.Actor
+	}
+	return nil
+}
+
+func (x *GetNodeRequest) GetAccountId() string {
+	if x != nil {
+		return x.AccountId
+	}
+	return ""
+}
+
+func (x *GetNodeRequest) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+type GetNodeResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Node          *Node                  `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetNodeResponse) Reset() {
+	*x = GetNodeResponse{}
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetNodeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetNodeResponse) ProtoMessage() {}
+
+func (x *GetNodeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetNodeResponse.ProtoReflect.Descriptor instead.
+func (*GetNodeResponse) Descriptor() ([]byte, []int) {
+	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *GetNodeResponse) GetNode() *Node {
+	if x != nil {
+		return x.Node
+	}
+	return nil
+}
+
+type DeregisterNodeRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Actor         *v1.Principal          `protobuf:"bytes,1,opt,name=actor,proto3" json:"actor,omitempty"`
+	AccountId     string                 `protobuf:"bytes,2,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	NodeId        string                 `protobuf:"bytes,3,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeregisterNodeRequest) Reset() {
+	*x = DeregisterNodeRequest{}
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeregisterNodeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeregisterNodeRequest) ProtoMessage() {}
+
+func (x *DeregisterNodeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeregisterNodeRequest.ProtoReflect.Descriptor instead.
+func (*DeregisterNodeRequest) Descriptor() ([]byte, []int) {
+	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *DeregisterNodeRequest) GetActor() *v1.Principal {
+	if x != nil {
+		return x.Actor
+	}
+	return nil
+}
+
+func (x *DeregisterNodeRequest) GetAccountId() string {
+	if x != nil {
+		return x.AccountId
+	}
+	return ""
+}
+
+func (x *DeregisterNodeRequest) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+type DeregisterNodeResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Node          *Node                  `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeregisterNodeResponse) Reset() {
+	*x = DeregisterNodeResponse{}
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeregisterNodeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeregisterNodeResponse) ProtoMessage() {}
+
+func (x *DeregisterNodeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeregisterNodeResponse.ProtoReflect.Descriptor instead.
+func (*DeregisterNodeResponse) Descriptor() ([]byte, []int) {
+	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *DeregisterNodeResponse) GetNode() *Node {
+	if x != nil {
+		return x.Node
+	}
+	return nil
+}
+
+// Events, published on events.noderegistry.v1.<Name>.
+type JoinTokenCreated struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Token         *JoinToken             `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JoinTokenCreated) Reset() {
+	*x = JoinTokenCreated{}
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JoinTokenCreated) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JoinTokenCreated) ProtoMessage() {}
+
+func (x *JoinTokenCreated) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JoinTokenCreated.ProtoReflect.Descriptor instead.
+func (*JoinTokenCreated) Descriptor() ([]byte, []int) {
+	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *JoinTokenCreated) GetToken() *JoinToken {
+	if x != nil {
+		return x.Token
+	}
+	return nil
+}
+
+type JoinTokenRevoked struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Token *JoinToken             `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	// SHA-256 of the secret, hex: caches keyed by it drop the entry.
+	TokenHash     string `protobuf:"bytes,2,opt,name=token_hash,json=tokenHash,proto3" json:"token_hash,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JoinTokenRevoked) Reset() {
+	*x = JoinTokenRevoked{}
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JoinTokenRevoked) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JoinTokenRevoked) ProtoMessage() {}
+
+func (x *JoinTokenRevoked) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JoinTokenRevoked.ProtoReflect.Descriptor instead.
+func (*JoinTokenRevoked) Descriptor() ([]byte, []int) {
+	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *JoinTokenRevoked) GetToken() *JoinToken {
+	if x != nil {
+		return x.Token
+	}
+	return nil
+}
+
+func (x *JoinTokenRevoked) GetTokenHash() string {
+	if x != nil {
+		return x.TokenHash
+	}
+	return ""
+}
+
+type NodeEnrolled struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Node          *Node                  `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NodeEnrolled) Reset() {
+	*x = NodeEnrolled{}
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeEnrolled) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeEnrolled) ProtoMessage() {}
+
+func (x *NodeEnrolled) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeEnrolled.ProtoReflect.Descriptor instead.
+func (*NodeEnrolled) Descriptor() ([]byte, []int) {
+	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *NodeEnrolled) GetNode() *Node {
+	if x != nil {
+		return x.Node
+	}
+	return nil
+}
+
+type NodeStatusChanged struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Node          *Node                  `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NodeStatusChanged) Reset() {
+	*x = NodeStatusChanged{}
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeStatusChanged) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeStatusChanged) ProtoMessage() {}
+
+func (x *NodeStatusChanged) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeStatusChanged.ProtoReflect.Descriptor instead.
+func (*NodeStatusChanged) Descriptor() ([]byte, []int) {
+	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *NodeStatusChanged) GetNode() *Node {
+	if x != nil {
+		return x.Node
+	}
+	return nil
+}
 
 // NodeDeregistered: the node's certificate, and those of the enclaves it
 // obtained certificates for, are revoked.
@@ -33,7 +1598,7 @@ type NodeDeregistered struct {
 
 func (x *NodeDeregistered) Reset() {
 	*x = NodeDeregistered{}
-	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[0]
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -45,7 +1610,7 @@ func (x *NodeDeregistered) String() string {
 func (*NodeDeregistered) ProtoMessage() {}
 
 func (x *NodeDeregistered) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[0]
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -58,7 +1623,7 @@ func (x *NodeDeregistered) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeDeregistered.ProtoReflect.Descriptor instead.
 func (*NodeDeregistered) Descriptor() ([]byte, []int) {
-	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{0}
+	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *NodeDeregistered) GetAccountId() string {
@@ -75,15 +1640,280 @@ func (x *NodeDeregistered) GetNodeId() string {
 	return ""
 }
 
+type InstanceStarted struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	AccountId     string                 `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	NodeId        string                 `protobuf:"bytes,2,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Instance      *Instance              `protobuf:"bytes,3,opt,name=instance,proto3" json:"instance,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InstanceStarted) Reset() {
+	*x = InstanceStarted{}
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InstanceStarted) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InstanceStarted) ProtoMessage() {}
+
+func (x *InstanceStarted) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InstanceStarted.ProtoReflect.Descriptor instead.
+func (*InstanceStarted) Descriptor() ([]byte, []int) {
+	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *InstanceStarted) GetAccountId() string {
+	if x != nil {
+		return x.AccountId
+	}
+	return ""
+}
+
+func (x *InstanceStarted) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *InstanceStarted) GetInstance() *Instance {
+	if x != nil {
+		return x.Instance
+	}
+	return nil
+}
+
+type InstanceStopped struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	AccountId     string                 `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	NodeId        string                 `protobuf:"bytes,2,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Instance      *Instance              `protobuf:"bytes,3,opt,name=instance,proto3" json:"instance,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InstanceStopped) Reset() {
+	*x = InstanceStopped{}
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InstanceStopped) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InstanceStopped) ProtoMessage() {}
+
+func (x *InstanceStopped) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InstanceStopped.ProtoReflect.Descriptor instead.
+func (*InstanceStopped) Descriptor() ([]byte, []int) {
+	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *InstanceStopped) GetAccountId() string {
+	if x != nil {
+		return x.AccountId
+	}
+	return ""
+}
+
+func (x *InstanceStopped) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *InstanceStopped) GetInstance() *Instance {
+	if x != nil {
+		return x.Instance
+	}
+	return nil
+}
+
 var File_cloister_noderegistry_v1_noderegistry_proto protoreflect.FileDescriptor
 
 const file_cloister_noderegistry_v1_noderegistry_proto_rawDesc = "" +
 	"\n" +
-	"+cloister/noderegistry/v1/noderegistry.proto\x12\x18cloister.noderegistry.v1\"J\n" +
+	"+cloister/noderegistry/v1/noderegistry.proto\x12\x18cloister.noderegistry.v1\x1a!cloister/account/v1/account.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe1\x03\n" +
+	"\tJoinToken\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
+	"\n" +
+	"account_id\x18\x02 \x01(\tR\taccountId\x12\x12\n" +
+	"\x04name\x18\x03 \x01(\tR\x04name\x12G\n" +
+	"\x06labels\x18\x04 \x03(\v2/.cloister.noderegistry.v1.JoinToken.LabelsEntryR\x06labels\x129\n" +
+	"\n" +
+	"expires_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12\x19\n" +
+	"\bmax_uses\x18\x06 \x01(\rR\amaxUses\x12\x12\n" +
+	"\x04uses\x18\a \x01(\rR\x04uses\x12\x18\n" +
+	"\arevoked\x18\b \x01(\bR\arevoked\x12/\n" +
+	"\x13require_attestation\x18\t \x01(\bR\x12requireAttestation\x129\n" +
+	"\n" +
+	"created_at\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x1d\n" +
+	"\n" +
+	"created_by\x18\v \x01(\tR\tcreatedBy\x1a9\n" +
+	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xff\x02\n" +
+	"\x16CreateJoinTokenRequest\x124\n" +
+	"\x05actor\x18\x01 \x01(\v2\x1e.cloister.account.v1.PrincipalR\x05actor\x12\x1d\n" +
+	"\n" +
+	"account_id\x18\x02 \x01(\tR\taccountId\x12\x12\n" +
+	"\x04name\x18\x03 \x01(\tR\x04name\x12T\n" +
+	"\x06labels\x18\x04 \x03(\v2<.cloister.noderegistry.v1.CreateJoinTokenRequest.LabelsEntryR\x06labels\x12\x1f\n" +
+	"\vttl_seconds\x18\x05 \x01(\rR\n" +
+	"ttlSeconds\x12\x19\n" +
+	"\bmax_uses\x18\x06 \x01(\rR\amaxUses\x12/\n" +
+	"\x13require_attestation\x18\a \x01(\bR\x12requireAttestation\x1a9\n" +
+	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"l\n" +
+	"\x17CreateJoinTokenResponse\x129\n" +
+	"\x05token\x18\x01 \x01(\v2#.cloister.noderegistry.v1.JoinTokenR\x05token\x12\x16\n" +
+	"\x06secret\x18\x02 \x01(\tR\x06secret\"l\n" +
+	"\x15ListJoinTokensRequest\x124\n" +
+	"\x05actor\x18\x01 \x01(\v2\x1e.cloister.account.v1.PrincipalR\x05actor\x12\x1d\n" +
+	"\n" +
+	"account_id\x18\x02 \x01(\tR\taccountId\"U\n" +
+	"\x16ListJoinTokensResponse\x12;\n" +
+	"\x06tokens\x18\x01 \x03(\v2#.cloister.noderegistry.v1.JoinTokenR\x06tokens\"\x88\x01\n" +
+	"\x16RevokeJoinTokenRequest\x124\n" +
+	"\x05actor\x18\x01 \x01(\v2\x1e.cloister.account.v1.PrincipalR\x05actor\x12\x1d\n" +
+	"\n" +
+	"account_id\x18\x02 \x01(\tR\taccountId\x12\x19\n" +
+	"\btoken_id\x18\x03 \x01(\tR\atokenId\"T\n" +
+	"\x17RevokeJoinTokenResponse\x129\n" +
+	"\x05token\x18\x01 \x01(\v2#.cloister.noderegistry.v1.JoinTokenR\x05token\"\xf6\x01\n" +
+	"\bInstance\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x15\n" +
+	"\x06app_id\x18\x02 \x01(\tR\x05appId\x12\x19\n" +
+	"\bimage_id\x18\x03 \x01(\tR\aimageId\x12\x1c\n" +
+	"\tmrenclave\x18\x04 \x01(\fR\tmrenclave\x12\x16\n" +
+	"\x06status\x18\x05 \x01(\tR\x06status\x129\n" +
+	"\n" +
+	"started_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x127\n" +
+	"\tlast_seen\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\blastSeen\"\xb4\x05\n" +
+	"\x04Node\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
+	"\n" +
+	"account_id\x18\x02 \x01(\tR\taccountId\x12\x12\n" +
+	"\x04name\x18\x03 \x01(\tR\x04name\x12B\n" +
+	"\x06labels\x18\x04 \x03(\v2*.cloister.noderegistry.v1.Node.LabelsEntryR\x06labels\x12\x16\n" +
+	"\x06status\x18\x05 \x01(\tR\x06status\x12\"\n" +
+	"\rjoin_token_id\x18\x06 \x01(\tR\vjoinTokenId\x12-\n" +
+	"\x12certificate_serial\x18\a \x01(\tR\x11certificateSerial\x12\x1a\n" +
+	"\battested\x18\b \x01(\bR\battested\x12\x1d\n" +
+	"\n" +
+	"verdict_id\x18\t \x01(\tR\tverdictId\x12\x1c\n" +
+	"\tsimulated\x18\n" +
+	" \x01(\bR\tsimulated\x12;\n" +
+	"\venrolled_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"enrolledAt\x12A\n" +
+	"\x0elast_heartbeat\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\rlastHeartbeat\x12?\n" +
+	"\rlast_attested\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\flastAttested\x12@\n" +
+	"\tinstances\x18\x0e \x03(\v2\".cloister.noderegistry.v1.InstanceR\tinstances\x12#\n" +
+	"\rstatus_reason\x18\x0f \x01(\tR\fstatusReason\x1a9\n" +
+	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"y\n" +
+	"\rEnrollRequest\x12\x1d\n" +
+	"\n" +
+	"join_token\x18\x01 \x01(\tR\tjoinToken\x12\x1b\n" +
+	"\tnode_name\x18\x02 \x01(\tR\bnodeName\x12\x10\n" +
+	"\x03csr\x18\x03 \x01(\fR\x03csr\x12\x1a\n" +
+	"\bevidence\x18\x04 \x01(\fR\bevidence\"a\n" +
+	"\x0eEnrollResponse\x122\n" +
+	"\x04node\x18\x01 \x01(\v2\x1e.cloister.noderegistry.v1.NodeR\x04node\x12\x1b\n" +
+	"\tchain_pem\x18\x02 \x01(\fR\bchainPem\"\xbb\x01\n" +
+	"\x10HeartbeatRequest\x12\x1d\n" +
+	"\n" +
+	"account_id\x18\x01 \x01(\tR\taccountId\x12\x17\n" +
+	"\anode_id\x18\x02 \x01(\tR\x06nodeId\x12-\n" +
+	"\x12certificate_serial\x18\x03 \x01(\tR\x11certificateSerial\x12@\n" +
+	"\tinstances\x18\x04 \x03(\v2\".cloister.noderegistry.v1.InstanceR\tinstances\"G\n" +
+	"\x11HeartbeatResponse\x122\n" +
+	"\x04node\x18\x01 \x01(\v2\x1e.cloister.noderegistry.v1.NodeR\x04node\"\x80\x01\n" +
+	"\x17AuthenticateNodeRequest\x12\x1d\n" +
+	"\n" +
+	"account_id\x18\x01 \x01(\tR\taccountId\x12\x17\n" +
+	"\anode_id\x18\x02 \x01(\tR\x06nodeId\x12-\n" +
+	"\x12certificate_serial\x18\x03 \x01(\tR\x11certificateSerial\"N\n" +
+	"\x18AuthenticateNodeResponse\x122\n" +
+	"\x04node\x18\x01 \x01(\v2\x1e.cloister.noderegistry.v1.NodeR\x04node\"g\n" +
+	"\x10ListNodesRequest\x124\n" +
+	"\x05actor\x18\x01 \x01(\v2\x1e.cloister.account.v1.PrincipalR\x05actor\x12\x1d\n" +
+	"\n" +
+	"account_id\x18\x02 \x01(\tR\taccountId\"I\n" +
+	"\x11ListNodesResponse\x124\n" +
+	"\x05nodes\x18\x01 \x03(\v2\x1e.cloister.noderegistry.v1.NodeR\x05nodes\"~\n" +
+	"\x0eGetNodeRequest\x124\n" +
+	"\x05actor\x18\x01 \x01(\v2\x1e.cloister.account.v1.PrincipalR\x05actor\x12\x1d\n" +
+	"\n" +
+	"account_id\x18\x02 \x01(\tR\taccountId\x12\x17\n" +
+	"\anode_id\x18\x03 \x01(\tR\x06nodeId\"E\n" +
+	"\x0fGetNodeResponse\x122\n" +
+	"\x04node\x18\x01 \x01(\v2\x1e.cloister.noderegistry.v1.NodeR\x04node\"\x85\x01\n" +
+	"\x15DeregisterNodeRequest\x124\n" +
+	"\x05actor\x18\x01 \x01(\v2\x1e.cloister.account.v1.PrincipalR\x05actor\x12\x1d\n" +
+	"\n" +
+	"account_id\x18\x02 \x01(\tR\taccountId\x12\x17\n" +
+	"\anode_id\x18\x03 \x01(\tR\x06nodeId\"L\n" +
+	"\x16DeregisterNodeResponse\x122\n" +
+	"\x04node\x18\x01 \x01(\v2\x1e.cloister.noderegistry.v1.NodeR\x04node\"M\n" +
+	"\x10JoinTokenCreated\x129\n" +
+	"\x05token\x18\x01 \x01(\v2#.cloister.noderegistry.v1.JoinTokenR\x05token\"l\n" +
+	"\x10JoinTokenRevoked\x129\n" +
+	"\x05token\x18\x01 \x01(\v2#.cloister.noderegistry.v1.JoinTokenR\x05token\x12\x1d\n" +
+	"\n" +
+	"token_hash\x18\x02 \x01(\tR\ttokenHash\"B\n" +
+	"\fNodeEnrolled\x122\n" +
+	"\x04node\x18\x01 \x01(\v2\x1e.cloister.noderegistry.v1.NodeR\x04node\"G\n" +
+	"\x11NodeStatusChanged\x122\n" +
+	"\x04node\x18\x01 \x01(\v2\x1e.cloister.noderegistry.v1.NodeR\x04node\"J\n" +
 	"\x10NodeDeregistered\x12\x1d\n" +
 	"\n" +
 	"account_id\x18\x01 \x01(\tR\taccountId\x12\x17\n" +
-	"\anode_id\x18\x02 \x01(\tR\x06nodeIdBRZPgithub.com/cloister-cc/cloister/libs/gen/cloister/noderegistry/v1;noderegistryv1b\x06proto3"
+	"\anode_id\x18\x02 \x01(\tR\x06nodeId\"\x89\x01\n" +
+	"\x0fInstanceStarted\x12\x1d\n" +
+	"\n" +
+	"account_id\x18\x01 \x01(\tR\taccountId\x12\x17\n" +
+	"\anode_id\x18\x02 \x01(\tR\x06nodeId\x12>\n" +
+	"\binstance\x18\x03 \x01(\v2\".cloister.noderegistry.v1.InstanceR\binstance\"\x89\x01\n" +
+	"\x0fInstanceStopped\x12\x1d\n" +
+	"\n" +
+	"account_id\x18\x01 \x01(\tR\taccountId\x12\x17\n" +
+	"\anode_id\x18\x02 \x01(\tR\x06nodeId\x12>\n" +
+	"\binstance\x18\x03 \x01(\v2\".cloister.noderegistry.v1.InstanceR\binstanceBRZPgithub.com/cloister-cc/cloister/libs/gen/cloister/noderegistry/v1;noderegistryv1b\x06proto3"
 
 var (
 	file_cloister_noderegistry_v1_noderegistry_proto_rawDescOnce sync.Once
@@ -97,16 +1927,81 @@ func file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP() []byte {
 	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescData
 }
 
-var file_cloister_noderegistry_v1_noderegistry_proto_msgTypes = make([]protoimpl.MessageInfo, 1)
+var file_cloister_noderegistry_v1_noderegistry_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
 var file_cloister_noderegistry_v1_noderegistry_proto_goTypes = []any{
-	(*NodeDeregistered)(nil), // 0: cloister.noderegistry.v1.NodeDeregistered
+	(*JoinToken)(nil),                // 0: cloister.noderegistry.v1.JoinToken
+	(*CreateJoinTokenRequest)(nil),   // 1: cloister.noderegistry.v1.CreateJoinTokenRequest
+	(*CreateJoinTokenResponse)(nil),  // 2: cloister.noderegistry.v1.CreateJoinTokenResponse
+	(*ListJoinTokensRequest)(nil),    // 3: cloister.noderegistry.v1.ListJoinTokensRequest
+	(*ListJoinTokensResponse)(nil),   // 4: cloister.noderegistry.v1.ListJoinTokensResponse
+	(*RevokeJoinTokenRequest)(nil),   // 5: cloister.noderegistry.v1.RevokeJoinTokenRequest
+	(*RevokeJoinTokenResponse)(nil),  // 6: cloister.noderegistry.v1.RevokeJoinTokenResponse
+	(*Instance)(nil),                 // 7: cloister.noderegistry.v1.Instance
+	(*Node)(nil),                     // 8: cloister.noderegistry.v1.Node
+	(*EnrollRequest)(nil),            // 9: cloister.noderegistry.v1.EnrollRequest
+	(*EnrollResponse)(nil),           // 10: cloister.noderegistry.v1.EnrollResponse
+	(*HeartbeatRequest)(nil),         // 11: cloister.noderegistry.v1.HeartbeatRequest
+	(*HeartbeatResponse)(nil),        // 12: cloister.noderegistry.v1.HeartbeatResponse
+	(*AuthenticateNodeRequest)(nil),  // 13: cloister.noderegistry.v1.AuthenticateNodeRequest
+	(*AuthenticateNodeResponse)(nil), // 14: cloister.noderegistry.v1.AuthenticateNodeResponse
+	(*ListNodesRequest)(nil),         // 15: cloister.noderegistry.v1.ListNodesRequest
+	(*ListNodesResponse)(nil),        // 16: cloister.noderegistry.v1.ListNodesResponse
+	(*GetNodeRequest)(nil),           // 17: cloister.noderegistry.v1.GetNodeRequest
+	(*GetNodeResponse)(nil),          // 18: cloister.noderegistry.v1.GetNodeResponse
+	(*DeregisterNodeRequest)(nil),    // 19: cloister.noderegistry.v1.DeregisterNodeRequest
+	(*DeregisterNodeResponse)(nil),   // 20: cloister.noderegistry.v1.DeregisterNodeResponse
+	(*JoinTokenCreated)(nil),         // 21: cloister.noderegistry.v1.JoinTokenCreated
+	(*JoinTokenRevoked)(nil),         // 22: cloister.noderegistry.v1.JoinTokenRevoked
+	(*NodeEnrolled)(nil),             // 23: cloister.noderegistry.v1.NodeEnrolled
+	(*NodeStatusChanged)(nil),        // 24: cloister.noderegistry.v1.NodeStatusChanged
+	(*NodeDeregistered)(nil),         // 25: cloister.noderegistry.v1.NodeDeregistered
+	(*InstanceStarted)(nil),          // 26: cloister.noderegistry.v1.InstanceStarted
+	(*InstanceStopped)(nil),          // 27: cloister.noderegistry.v1.InstanceStopped
+	nil,                              // 28: cloister.noderegistry.v1.JoinToken.LabelsEntry
+	nil,                              // 29: cloister.noderegistry.v1.CreateJoinTokenRequest.LabelsEntry
+	nil,                              // 30: cloister.noderegistry.v1.Node.LabelsEntry
+	(*timestamppb.Timestamp)(nil),    // 31: google.protobuf.Timestamp
+	(*v1.Principal)(nil),             // 32: cloister.account.v1.Principal
 }
 var file_cloister_noderegistry_v1_noderegistry_proto_depIdxs = []int32{
-	0, // [0:0] is the sub-list for method output_type
-	0, // [0:0] is the sub-list for method input_type
-	0, // [0:0] is the sub-list for extension type_name
-	0, // [0:0] is the sub-list for extension extendee
-	0, // [0:0] is the sub-list for field type_name
+	28, // 0: cloister.noderegistry.v1.JoinToken.labels:type_name -> cloister.noderegistry.v1.JoinToken.LabelsEntry
+	31, // 1: cloister.noderegistry.v1.JoinToken.expires_at:type_name -> google.protobuf.Timestamp
+	31, // 2: cloister.noderegistry.v1.JoinToken.created_at:type_name -> google.protobuf.Timestamp
+	32, // 3: cloister.noderegistry.v1.CreateJoinTokenRequest.actor:type_name -> cloister.account.v1.Principal
+	29, // 4: cloister.noderegistry.v1.CreateJoinTokenRequest.labels:type_name -> cloister.noderegistry.v1.CreateJoinTokenRequest.LabelsEntry
+	0,  // 5: cloister.noderegistry.v1.CreateJoinTokenResponse.token:type_name -> cloister.noderegistry.v1.JoinToken
+	32, // 6: cloister.noderegistry.v1.ListJoinTokensRequest.actor:type_name -> cloister.account.v1.Principal
+	0,  // 7: cloister.noderegistry.v1.ListJoinTokensResponse.tokens:type_name -> cloister.noderegistry.v1.JoinToken
+	32, // 8: cloister.noderegistry.v1.RevokeJoinTokenRequest.actor:type_name -> cloister.account.v1.Principal
+	0,  // 9: cloister.noderegistry.v1.RevokeJoinTokenResponse.token:type_name -> cloister.noderegistry.v1.JoinToken
+	31, // 10: cloister.noderegistry.v1.Instance.started_at:type_name -> google.protobuf.Timestamp
+	31, // 11: cloister.noderegistry.v1.Instance.last_seen:type_name -> google.protobuf.Timestamp
+	30, // 12: cloister.noderegistry.v1.Node.labels:type_name -> cloister.noderegistry.v1.Node.LabelsEntry
+	31, // 13: cloister.noderegistry.v1.Node.enrolled_at:type_name -> google.protobuf.Timestamp
+	31, // 14: cloister.noderegistry.v1.Node.last_heartbeat:type_name -> google.protobuf.Timestamp
+	31, // 15: cloister.noderegistry.v1.Node.last_attested:type_name -> google.protobuf.Timestamp
+	7,  // 16: cloister.noderegistry.v1.Node.instances:type_name -> cloister.noderegistry.v1.Instance
+	8,  // 17: cloister.noderegistry.v1.EnrollResponse.node:type_name -> cloister.noderegistry.v1.Node
+	7,  // 18: cloister.noderegistry.v1.HeartbeatRequest.instances:type_name -> cloister.noderegistry.v1.Instance
+	8,  // 19: cloister.noderegistry.v1.HeartbeatResponse.node:type_name -> cloister.noderegistry.v1.Node
+	8,  // 20: cloister.noderegistry.v1.AuthenticateNodeResponse.node:type_name -> cloister.noderegistry.v1.Node
+	32, // 21: cloister.noderegistry.v1.ListNodesRequest.actor:type_name -> cloister.account.v1.Principal
+	8,  // 22: cloister.noderegistry.v1.ListNodesResponse.nodes:type_name -> cloister.noderegistry.v1.Node
+	32, // 23: cloister.noderegistry.v1.GetNodeRequest.actor:type_name -> cloister.account.v1.Principal
+	8,  // 24: cloister.noderegistry.v1.GetNodeResponse.node:type_name -> cloister.noderegistry.v1.Node
+	32, // 25: cloister.noderegistry.v1.DeregisterNodeRequest.actor:type_name -> cloister.account.v1.Principal
+	8,  // 26: cloister.noderegistry.v1.DeregisterNodeResponse.node:type_name -> cloister.noderegistry.v1.Node
+	0,  // 27: cloister.noderegistry.v1.JoinTokenCreated.token:type_name -> cloister.noderegistry.v1.JoinToken
+	0,  // 28: cloister.noderegistry.v1.JoinTokenRevoked.token:type_name -> cloister.noderegistry.v1.JoinToken
+	8,  // 29: cloister.noderegistry.v1.NodeEnrolled.node:type_name -> cloister.noderegistry.v1.Node
+	8,  // 30: cloister.noderegistry.v1.NodeStatusChanged.node:type_name -> cloister.noderegistry.v1.Node
+	7,  // 31: cloister.noderegistry.v1.InstanceStarted.instance:type_name -> cloister.noderegistry.v1.Instance
+	7,  // 32: cloister.noderegistry.v1.InstanceStopped.instance:type_name -> cloister.noderegistry.v1.Instance
+	33, // [33:33] is the sub-list for method output_type
+	33, // [33:33] is the sub-list for method input_type
+	33, // [33:33] is the sub-list for extension type_name
+	33, // [33:33] is the sub-list for extension extendee
+	0,  // [0:33] is the sub-list for field type_name
 }
 
 func init() { file_cloister_noderegistry_v1_noderegistry_proto_init() }
@@ -120,7 +2015,7 @@ func file_cloister_noderegistry_v1_noderegistry_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cloister_noderegistry_v1_noderegistry_proto_rawDesc), len(file_cloister_noderegistry_v1_noderegistry_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   1,
+			NumMessages:   31,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
