@@ -13,6 +13,7 @@ require (
 	github.com/cloister-cc/cloister/services/account v0.0.0
 	github.com/cloister-cc/cloister/services/gateway v0.0.0
 	github.com/cloister-cc/cloister/services/imageconverter v0.0.0
+	github.com/cloister-cc/cloister/services/noderegistry v0.0.0
 	github.com/compose-spec/compose-go/v2 v2.16.2
 	github.com/nats-io/nats-server/v2 v2.15.3
 	github.com/nats-io/nats.go v1.55.0
@@ -90,3 +91,5 @@ replace github.com/cloister-cc/cloister/services/attestation => ../services/atte
 replace github.com/cloister-cc/cloister/services/ca => ../services/ca
 
 replace github.com/cloister-cc/cloister/services/imageconverter => ../services/imageconverter
+
+replace github.com/cloister-cc/cloister/services/noderegistry => ../services/noderegistry

@@ -3,7 +3,12 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"log"
@@ -265,6 +270,32 @@ func TestDevServerJourneyAndCrash(t *testing.T) {
 		t.Fatalf("denying an approved task = %v, %s; want a 409", err, out)
 	}
 	run(t, cfgDir, "", "task", "withdraw", pending.Items[0].ID)
+
+	// A join token, shown once; a node enrols with it over the public route.
+	secret := strings.TrimSpace(run(t, cfgDir, "", "node", "token", "create", "rack-1", "--max-uses", "1"))
+	if !strings.HasPrefix(secret, "cjt_") {
+		t.Fatalf("node token create printed %q, want the secret", secret)
+	}
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	csrDER, _ := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, key)
+	enrol, _ := json.Marshal(map[string]string{"join_token": secret, "node_name": "node-1",
+		"csr": string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csrDER}))})
+	if resp := post("/v1/agent/enroll", "", string(enrol)); resp.StatusCode != 201 {
+		t.Fatalf("enrolling = %d", resp.StatusCode)
+	}
+	if resp := post("/v1/agent/enroll", "", string(enrol)); resp.StatusCode != 401 {
+		t.Fatalf("enrolling again with a one-use token = %d, want 401", resp.StatusCode)
+	}
+	var nodes struct{ Items []struct{ ID, Status string } }
+	if err := json.Unmarshal([]byte(run(t, cfgDir, "", "node", "list", "-o", "json")), &nodes); err != nil || len(nodes.Items) != 1 || nodes.Items[0].Status != "active" {
+		t.Fatalf("node list = %+v, %v", nodes, err)
+	}
+	if out := run(t, cfgDir, "", "node", "deregister", nodes.Items[0].ID); !strings.Contains(out, "deregistered") {
+		t.Fatalf("node deregister = %s", out)
+	}
+	if out := run(t, cfgDir, "", "node", "token", "list"); !strings.Contains(out, "used up") {
+		t.Fatalf("node token list = %s", out)
+	}
 	if out := run(t, cfgDir, "", "task", "show", pending.Items[0].ID); !strings.Contains(out, "withdrawn") {
 		t.Fatalf("task show after withdraw = %s", out)
 	}

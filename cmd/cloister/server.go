@@ -32,10 +32,11 @@ import (
 	"github.com/cloister-cc/cloister/services/ca"
 	"github.com/cloister-cc/cloister/services/gateway"
 	"github.com/cloister-cc/cloister/services/imageconverter"
+	"github.com/cloister-cc/cloister/services/noderegistry"
 )
 
 // Services lists every service `cloister server` can run, in start order.
-var Services = []string{"account", "attestation", "ca", "imageconverter", "gateway"}
+var Services = []string{"account", "attestation", "ca", "imageconverter", "noderegistry", "gateway"}
 
 // needsMasterKey tells whether a service seals secrets under the master
 // key: CA keys, signing keys and registry credentials, the simulation root.
@@ -259,6 +260,12 @@ func runServer(ctx context.Context, cfg serverConfig) error {
 			svc, err := imageconverter.Start(ctx, imageconverter.Config{NATS: nc, Replicas: cfg.Replicas, Logger: logger, KEK: kek, Launcher: launcher})
 			if err != nil {
 				return fmt.Errorf("starting imageconverter service: %w", err)
+			}
+			defer svc.Stop()
+		case "noderegistry":
+			svc, err := noderegistry.Start(ctx, noderegistry.Config{NATS: nc, Replicas: cfg.Replicas, Logger: logger, Cache: c})
+			if err != nil {
+				return fmt.Errorf("starting noderegistry service: %w", err)
 			}
 			defer svc.Stop()
 		case "gateway":

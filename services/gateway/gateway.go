@@ -18,6 +18,7 @@ import (
 	attestationclient "github.com/cloister-cc/cloister/services/attestation/client"
 	caclient "github.com/cloister-cc/cloister/services/ca/client"
 	imageconverterclient "github.com/cloister-cc/cloister/services/imageconverter/client"
+	noderegistryclient "github.com/cloister-cc/cloister/services/noderegistry/client"
 )
 
 // Config is what the gateway needs.
@@ -38,6 +39,7 @@ type Gateway struct {
 	attestation *attestationclient.Client
 	ca          *caclient.Client
 	images      *imageconverterclient.Client
+	nodes       *noderegistryclient.Client
 	cache       cache.Cache
 	logger      *slog.Logger
 	mux         *http.ServeMux
@@ -64,6 +66,7 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 		attestation: attestationclient.New(cfg.NATS),
 		ca:          caclient.New(cfg.NATS),
 		images:      imageconverterclient.New(cfg.NATS),
+		nodes:       noderegistryclient.New(cfg.NATS),
 		cache:       cfg.Cache,
 		logger:      cfg.Logger.With("service", "gateway"),
 		mux:         http.NewServeMux(),

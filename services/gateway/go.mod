@@ -10,6 +10,7 @@ require (
 	github.com/cloister-cc/cloister/libs v0.0.0
 	github.com/cloister-cc/cloister/services/account v0.0.0
 	github.com/cloister-cc/cloister/services/imageconverter v0.0.0
+	github.com/cloister-cc/cloister/services/noderegistry v0.0.0
 	github.com/nats-io/nats.go v1.55.0
 	golang.org/x/time v0.16.0
 	google.golang.org/protobuf v1.36.12
@@ -78,3 +79,5 @@ replace github.com/cloister-cc/cloister/services/attestation => ../attestation
 replace github.com/cloister-cc/cloister/services/ca => ../ca
 
 replace github.com/cloister-cc/cloister/services/imageconverter => ../imageconverter
+
+replace github.com/cloister-cc/cloister/services/noderegistry => ../noderegistry

@@ -30,6 +30,7 @@ import (
 	"github.com/cloister-cc/cloister/services/ca"
 	"github.com/cloister-cc/cloister/services/gateway"
 	"github.com/cloister-cc/cloister/services/imageconverter"
+	"github.com/cloister-cc/cloister/services/noderegistry"
 )
 
 // go-redis logs every failed dial on its own; the tests that stop Redis
@@ -109,6 +110,11 @@ func newStack(t testing.TB, c cache.Cache) *stack {
 		t.Fatal(err)
 	}
 	t.Cleanup(ic.Stop)
+	nr, err := noderegistry.Start(ctx, noderegistry.Config{NATS: s.nc, Cache: c})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nr.Stop)
 	s.gw, s.srv = s.addGateway(c)
 	return s
 }

@@ -70,6 +70,13 @@ func (g *Gateway) routes() []Route {
 		{"POST", "/v1/accounts/{account_id}/tasks/{task_id}/approve", g.authed(g.taskAction("approve"))},
 		{"POST", "/v1/accounts/{account_id}/tasks/{task_id}/deny", g.authed(g.taskAction("deny"))},
 		{"POST", "/v1/accounts/{account_id}/tasks/{task_id}/withdraw", g.authed(g.taskAction("withdraw"))},
+		{"POST", "/v1/accounts/{account_id}/join-tokens", g.authed(g.createJoinToken)},
+		{"GET", "/v1/accounts/{account_id}/join-tokens", g.authed(g.listJoinTokens)},
+		{"DELETE", "/v1/accounts/{account_id}/join-tokens/{token_id}", g.authed(g.revokeJoinToken)},
+		{"GET", "/v1/accounts/{account_id}/nodes", g.authed(g.listNodes)},
+		{"GET", "/v1/accounts/{account_id}/nodes/{node_id}", g.authed(g.getNode)},
+		{"POST", "/v1/accounts/{account_id}/nodes/{node_id}/deregister", g.authed(g.deregisterNode)},
+		{"POST", "/v1/agent/enroll", g.limited(g.public(g.enroll))},
 	}
 }
 

@@ -360,3 +360,71 @@ type Task struct {
 	CreatedAt   time.Time      `json:"created_at"`
 	UpdatedAt   time.Time      `json:"updated_at"`
 }
+
+// JoinToken lets nodes enrol into an account; its secret is shown once.
+type JoinToken struct {
+	ID                 string            `json:"id"`
+	Name               string            `json:"name"`
+	Labels             map[string]string `json:"labels"`
+	ExpiresAt          time.Time         `json:"expires_at"`
+	MaxUses            uint32            `json:"max_uses"`
+	Uses               uint32            `json:"uses"`
+	Revoked            bool              `json:"revoked"`
+	RequireAttestation bool              `json:"require_attestation"`
+	CreatedAt          time.Time         `json:"created_at"`
+	CreatedBy          string            `json:"created_by"`
+	// Secret is filled in only when the token is created.
+	Secret string `json:"secret,omitempty"`
+}
+
+// CreateJoinToken is the body that creates a join token.
+type CreateJoinToken struct {
+	Name               string            `json:"name"`
+	Labels             map[string]string `json:"labels,omitempty"`
+	TTLSeconds         uint32            `json:"ttl_seconds,omitempty"`
+	MaxUses            uint32            `json:"max_uses,omitempty"`
+	RequireAttestation bool              `json:"require_attestation,omitempty"`
+}
+
+// Instance is an enclave a node runs.
+type Instance struct {
+	ID        string    `json:"id"`
+	AppID     string    `json:"app_id"`
+	ImageID   string    `json:"image_id"`
+	MRENCLAVE string    `json:"mrenclave"`
+	Status    string    `json:"status"`
+	StartedAt time.Time `json:"started_at"`
+	LastSeen  time.Time `json:"last_seen"`
+}
+
+// Node is an enrolled compute node.
+type Node struct {
+	ID                string            `json:"id"`
+	Name              string            `json:"name"`
+	Labels            map[string]string `json:"labels"`
+	Status            string            `json:"status"`
+	StatusReason      string            `json:"status_reason,omitempty"`
+	JoinTokenID       string            `json:"join_token_id"`
+	CertificateSerial string            `json:"certificate_serial"`
+	Attested          bool              `json:"attested"`
+	Simulated         bool              `json:"simulated"`
+	VerdictID         string            `json:"verdict_id,omitempty"`
+	EnrolledAt        time.Time         `json:"enrolled_at"`
+	LastHeartbeat     *time.Time        `json:"last_heartbeat,omitempty"`
+	LastAttested      *time.Time        `json:"last_attested,omitempty"`
+	Instances         []Instance        `json:"instances"`
+}
+
+// Enroll is what a node agent sends to join an account.
+type Enroll struct {
+	JoinToken string `json:"join_token"`
+	NodeName  string `json:"node_name"`
+	CSR       string `json:"csr"`                // PEM, EC P-256
+	Evidence  []byte `json:"evidence,omitempty"` // base64 SGX quote
+}
+
+// Enrolled is the answer to an enrolment.
+type Enrolled struct {
+	Node     Node   `json:"node"`
+	ChainPEM string `json:"chain_pem"`
+}

@@ -223,13 +223,15 @@ func (r Role) Can(action string) bool {
 		case "account.get", "member.list", "apikey.create", "apikey.list", "apikey.revoke", "task.list", "task.get",
 			"attestation.policy.get", "attestation.verify", "ca.get", "cert.list",
 			"app.list", "app.create", "app.update", "app.delete", "signingkey.get",
-			"image.convert", "image.list", "image.delete", "registry.list", "registry.put", "registry.delete":
+			"image.convert", "image.list", "image.delete", "registry.list", "registry.put", "registry.delete",
+			"node.token.create", "node.token.list", "node.token.revoke", "node.list", "node.deregister":
 			return true
 		}
 	case RoleAuditor:
 		switch action {
 		case "account.get", "member.list", "audit.list", "apikey.create", "apikey.list", "apikey.revoke",
-			"task.list", "task.get", "attestation.policy.get", "ca.get", "cert.list", "app.list", "signingkey.get", "image.list", "registry.list":
+			"task.list", "task.get", "attestation.policy.get", "ca.get", "cert.list", "app.list", "signingkey.get", "image.list", "registry.list",
+			"node.token.list", "node.list":
 			return true
 		}
 	}

@@ -1,0 +1,130 @@
+package gateway
+
+import (
+	"encoding/hex"
+	"net/http"
+
+	noderegistryv1 "github.com/cloister-cc/cloister/libs/gen/cloister/noderegistry/v1"
+	"github.com/cloister-cc/cloister/services/gateway/api"
+)
+
+func (g *Gateway) createJoinToken(w http.ResponseWriter, r *http.Request, p principal) (reply, error) {
+	if err := g.authorize(r, p, "node.token.create"); err != nil {
+		return reply{}, err
+	}
+	var b api.CreateJoinToken
+	if err := decodeJSON(w, r, &b); err != nil {
+		return reply{}, err
+	}
+	resp, err := g.nodes.CreateJoinToken(r.Context(), &noderegistryv1.CreateJoinTokenRequest{Actor: p.proto(), AccountId: r.PathValue("account_id"),
+		Name: b.Name, Labels: b.Labels, TtlSeconds: b.TTLSeconds, MaxUses: b.MaxUses, RequireAttestation: b.RequireAttestation})
+	if err != nil {
+		return reply{}, err
+	}
+	out := toJoinToken(resp.GetToken())
+	out.Secret = resp.GetSecret()
+	return reply{http.StatusCreated, out}, nil
+}
+
+func (g *Gateway) listJoinTokens(_ http.ResponseWriter, r *http.Request, p principal) (reply, error) {
+	if err := g.authorize(r, p, "node.token.list"); err != nil {
+		return reply{}, err
+	}
+	resp, err := g.nodes.ListJoinTokens(r.Context(), &noderegistryv1.ListJoinTokensRequest{Actor: p.proto(), AccountId: r.PathValue("account_id")})
+	if err != nil {
+		return reply{}, err
+	}
+	return reply{http.StatusOK, list(resp.GetTokens(), "", toJoinToken)}, nil
+}
+
+func (g *Gateway) revokeJoinToken(_ http.ResponseWriter, r *http.Request, p principal) (reply, error) {
+	if err := g.authorize(r, p, "node.token.revoke"); err != nil {
+		return reply{}, err
+	}
+	resp, err := g.nodes.RevokeJoinToken(r.Context(), &noderegistryv1.RevokeJoinTokenRequest{Actor: p.proto(), AccountId: r.PathValue("account_id"),
+		TokenId: r.PathValue("token_id")})
+	if err != nil {
+		return reply{}, err
+	}
+	return reply{http.StatusOK, toJoinToken(resp.GetToken())}, nil
+}
+
+func (g *Gateway) listNodes(_ http.ResponseWriter, r *http.Request, p principal) (reply, error) {
+	if err := g.authorize(r, p, "node.list"); err != nil {
+		return reply{}, err
+	}
+	resp, err := g.nodes.ListNodes(r.Context(), &noderegistryv1.ListNodesRequest{Actor: p.proto(), AccountId: r.PathValue("account_id")})
+	if err != nil {
+		return reply{}, err
+	}
+	return reply{http.StatusOK, list(resp.GetNodes(), "", toNode)}, nil
+}
+
+func (g *Gateway) getNode(_ http.ResponseWriter, r *http.Request, p principal) (reply, error) {
+	if err := g.authorize(r, p, "node.list"); err != nil {
+		return reply{}, err
+	}
+	resp, err := g.nodes.GetNode(r.Context(), &noderegistryv1.GetNodeRequest{Actor: p.proto(), AccountId: r.PathValue("account_id"), NodeId: r.PathValue("node_id")})
+	if err != nil {
+		return reply{}, err
+	}
+	return reply{http.StatusOK, toNode(resp.GetNode())}, nil
+}
+
+func (g *Gateway) deregisterNode(_ http.ResponseWriter, r *http.Request, p principal) (reply, error) {
+	if err := g.authorize(r, p, "node.deregister"); err != nil {
+		return reply{}, err
+	}
+	resp, err := g.nodes.DeregisterNode(r.Context(), &noderegistryv1.DeregisterNodeRequest{Actor: p.proto(), AccountId: r.PathValue("account_id"),
+		NodeId: r.PathValue("node_id")})
+	if err != nil {
+		return reply{}, err
+	}
+	return reply{http.StatusOK, toNode(resp.GetNode())}, nil
+}
+
+// enroll serves POST /v1/agent/enroll: the join token in the body is the
+// node agent's only credential, checked by the node registry.
+func (g *Gateway) enroll(w http.ResponseWriter, r *http.Request) (reply, error) {
+	var b api.Enroll
+	if err := decodeJSON(w, r, &b); err != nil {
+		return reply{}, err
+	}
+	resp, err := g.nodes.Enroll(r.Context(), &noderegistryv1.EnrollRequest{JoinToken: b.JoinToken, NodeName: b.NodeName,
+		Csr: []byte(b.CSR), Evidence: b.Evidence})
+	if err != nil {
+		return reply{}, err
+	}
+	return reply{http.StatusCreated, api.Enrolled{Node: toNode(resp.GetNode()), ChainPEM: string(resp.GetChainPem())}}, nil
+}
+
+func toJoinToken(t *noderegistryv1.JoinToken) api.JoinToken {
+	out := api.JoinToken{ID: t.GetId(), Name: t.GetName(), Labels: t.GetLabels(), ExpiresAt: ts(t.GetExpiresAt()), MaxUses: t.GetMaxUses(),
+		Uses: t.GetUses(), Revoked: t.GetRevoked(), RequireAttestation: t.GetRequireAttestation(), CreatedAt: ts(t.GetCreatedAt()), CreatedBy: t.GetCreatedBy()}
+	if out.Labels == nil {
+		out.Labels = map[string]string{}
+	}
+	return out
+}
+
+func toNode(n *noderegistryv1.Node) api.Node {
+	out := api.Node{ID: n.GetId(), Name: n.GetName(), Labels: n.GetLabels(), Status: n.GetStatus(), StatusReason: n.GetStatusReason(),
+		JoinTokenID: n.GetJoinTokenId(), CertificateSerial: n.GetCertificateSerial(), Attested: n.GetAttested(), Simulated: n.GetSimulated(),
+		VerdictID: n.GetVerdictId(), EnrolledAt: ts(n.GetEnrolledAt()), Instances: []api.Instance{}}
+	if out.Labels == nil {
+		out.Labels = map[string]string{}
+	}
+	if n.GetLastHeartbeat() != nil {
+		t := ts(n.GetLastHeartbeat())
+		out.LastHeartbeat = &t
+	}
+	if n.GetLastAttested() != nil {
+		t := ts(n.GetLastAttested())
+		out.LastAttested = &t
+	}
+	for _, i := range n.GetInstances() {
+		out.Instances = append(out.Instances, api.Instance{ID: i.GetId(), AppID: i.GetAppId(), ImageID: i.GetImageId(),
+			MRENCLAVE: hex.EncodeToString(i.GetMrenclave()), Status: i.GetStatus(), StartedAt: ts(i.GetStartedAt()), LastSeen: ts(i.GetLastSeen())})
+	}
+	return out
+}

@@ -1,0 +1,302 @@
+package noderegistry_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/redis/go-redis/v9"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/cloister-cc/cloister/libs/cache"
+	"github.com/cloister-cc/cloister/libs/errs"
+	"github.com/cloister-cc/cloister/libs/events"
+	accountv1 "github.com/cloister-cc/cloister/libs/gen/cloister/account/v1"
+	attestationv1 "github.com/cloister-cc/cloister/libs/gen/cloister/attestation/v1"
+	cav1 "github.com/cloister-cc/cloister/libs/gen/cloister/ca/v1"
+	eventsv1 "github.com/cloister-cc/cloister/libs/gen/cloister/events/v1"
+	noderegistryv1 "github.com/cloister-cc/cloister/libs/gen/cloister/noderegistry/v1"
+	"github.com/cloister-cc/cloister/libs/pki"
+	"github.com/cloister-cc/cloister/libs/sgx"
+	"github.com/cloister-cc/cloister/libs/sgx/sim"
+	"github.com/cloister-cc/cloister/libs/testkit"
+	"github.com/cloister-cc/cloister/services/attestation"
+	attestationclient "github.com/cloister-cc/cloister/services/attestation/client"
+	"github.com/cloister-cc/cloister/services/ca"
+	caclient "github.com/cloister-cc/cloister/services/ca/client"
+	"github.com/cloister-cc/cloister/services/noderegistry"
+	"github.com/cloister-cc/cloister/services/noderegistry/client"
+)
+
+// clock is a time the test moves by hand.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+// stack runs the node registry with the real attestation service (in
+// simulation) and the real CA on an embedded NATS server.
+type stack struct {
+	t     testing.TB
+	n     *testkit.NATS
+	js    jetstream.JetStream
+	clock *clock
+	svc   *noderegistry.Service
+	nr    *client.Client
+	ca    *caclient.Client
+	att   *attestationclient.Client
+	qe    *sim.QE
+	cfg   noderegistry.Config
+}
+
+// newStack starts the services; c is the node registry's cache (nil: the
+// in-process one), timeout its heartbeat timeout (0: the default).
+func newStack(t testing.TB, c cache.Cache, timeout time.Duration) *stack {
+	t.Helper()
+	ctx := context.Background()
+	n := testkit.StartNATS(t)
+	kek, _ := pki.NewKEK(bytes.Repeat([]byte{7}, pki.KEKSize))
+	asvc, err := attestation.Start(ctx, attestation.Config{NATS: n.Connect(t), Simulation: true, KEK: kek})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(asvc.Stop)
+	csvc, err := ca.Start(ctx, ca.Config{NATS: n.Connect(t), KEK: kek})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(csvc.Stop)
+	qe, err := asvc.SimulatedQE()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, js := n.JetStream(t)
+	s := &stack{t: t, n: n, js: js, clock: &clock{now: time.Now().UTC()}, ca: caclient.New(n.Connect(t)),
+		att: attestationclient.New(n.Connect(t)), nr: client.New(n.Connect(t)), qe: qe}
+	s.cfg = noderegistry.Config{Cache: c, Clock: s.clock.Now, HeartbeatTimeout: timeout}
+	s.svc = s.replica(c)
+	return s
+}
+
+// replica starts one more node registry on the stack's NATS, with cache c.
+func (s *stack) replica(c cache.Cache) *noderegistry.Service {
+	s.t.Helper()
+	cfg := s.cfg
+	cfg.NATS, cfg.Cache = s.n.Connect(s.t), c
+	svc, err := noderegistry.Start(context.Background(), cfg)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.t.Cleanup(svc.Stop)
+	return svc
+}
+
+// actor is who the gateway says made a call.
+var actor = &accountv1.Principal{UserId: uuid.NewString(), Email: "ada@example.com", Credential: "session", CredentialId: uuid.NewString()}
+
+// account creates an account, as the account service would announce it,
+// with a CA and a policy that accepts simulated evidence.
+func (s *stack) account() string {
+	s.t.Helper()
+	acct := s.bareAccount()
+	if _, err := s.att.SetPolicy(context.Background(), &attestationv1.SetPolicyRequest{AccountId: acct, Policy: &attestationv1.Policy{
+		AcceptStatuses: []string{"UpToDate"}, AllowSimulation: true}}); err != nil {
+		s.t.Fatal(err)
+	}
+	return acct
+}
+
+// bareAccount creates an account with a CA and the default policy.
+func (s *stack) bareAccount() string {
+	s.t.Helper()
+	ctx := context.Background()
+	acct := uuid.NewString()
+	s.publish("account", acct, &accountv1.AccountCreated{Account: &accountv1.Account{Id: acct, Name: "test"}})
+	testkit.Eventually(s.t, 10*time.Second, func() bool {
+		_, err := s.ca.GetCA(ctx, &cav1.GetCARequest{AccountId: acct})
+		return err == nil
+	}, "no CA for the account")
+	return acct
+}
+
+// publish publishes an event as its producer would.
+func (s *stack) publish(producer, account string, payload proto.Message) {
+	s.t.Helper()
+	ctx := context.Background()
+	msg, _, err := events.NewMessage(ctx, events.Subject(producer, payload), producer, account, payload)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	if err := events.Publish(ctx, s.js, msg); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+// token creates a join token in acct.
+func (s *stack) token(acct string, r *noderegistryv1.CreateJoinTokenRequest) *noderegistryv1.CreateJoinTokenResponse {
+	s.t.Helper()
+	r.Actor, r.AccountId = actor, acct
+	if r.Name == "" {
+		r.Name = "rack-1"
+	}
+	resp, err := s.nr.CreateJoinToken(context.Background(), r)
+	if err != nil {
+		s.t.Fatalf("CreateJoinToken(%v) = %v", r, err)
+	}
+	return resp
+}
+
+// node is a node agent: its key, and what it enrolled as.
+type node struct {
+	key  *ecdsa.PrivateKey
+	csr  []byte
+	resp *noderegistryv1.EnrollResponse
+}
+
+func newNode(t testing.TB) *node {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &node{key: key, csr: csr}
+}
+
+// enroll enrols a new node with secret, and evidence when given.
+func (s *stack) enroll(secret string, evidence []byte) (*node, error) {
+	s.t.Helper()
+	n := newNode(s.t)
+	var err error
+	n.resp, err = s.nr.Enroll(context.Background(), &noderegistryv1.EnrollRequest{JoinToken: secret, NodeName: "node-" + uuid.NewString()[:8],
+		Csr: n.csr, Evidence: evidence})
+	return n, err
+}
+
+// mustEnroll enrols a node that must be accepted.
+func (s *stack) mustEnroll(secret string, evidence []byte) *node {
+	s.t.Helper()
+	n, err := s.enroll(secret, evidence)
+	if err != nil {
+		s.t.Fatalf("Enroll = %v, want a node", err)
+	}
+	return n
+}
+
+// evidence is what a node with a TEE presents in simulation: a quote
+// whose REPORTDATA is SHA-256 of bindTo's public key, then 32 zero bytes.
+func (s *stack) evidence(bindTo *ecdsa.PrivateKey) []byte {
+	s.t.Helper()
+	spki, err := x509.MarshalPKIXPublicKey(&bindTo.PublicKey)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	var body sgx.ReportBody
+	binding := sha256.Sum256(spki)
+	copy(body.ReportData[:32], binding[:])
+	body.MRENCLAVE[0] = 0x11
+	quote, err := s.qe.Quote(body)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return quote
+}
+
+func (n *node) id() string     { return n.resp.GetNode().GetId() }
+func (n *node) serial() string { return n.resp.GetNode().GetCertificateSerial() }
+
+// published returns the payloads of the events on subject in stream so far.
+func published[T proto.Message](t testing.TB, js jetstream.JetStream, stream, subject string, mk func() T) []T {
+	t.Helper()
+	ctx := context.Background()
+	st, err := js.Stream(ctx, stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []T
+	for seq := uint64(1); ; {
+		m, err := st.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subject))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return out
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		ev, err := events.DecodeMessage(m.Subject, m.Header, m.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v := mk()
+		if err := ev.Decode(v); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, v)
+		seq = m.Sequence + 1
+	}
+}
+
+// eventsOf returns the node registry's events of one type so far.
+func eventsOf[T proto.Message](s *stack, mk func() T) []T {
+	return published(s.t, s.js, events.StreamEvents, events.Subject("noderegistry", mk()), mk)
+}
+
+// audits returns the node registry's audit records of an account so far.
+func (s *stack) audits(acct string) []*eventsv1.AuditRecord {
+	return published(s.t, s.js, events.StreamAudit, events.AuditSubject(acct, "noderegistry"), func() *eventsv1.AuditRecord { return &eventsv1.AuditRecord{} })
+}
+
+// wantRefused checks that err is of kind and says want.
+func wantRefused(t testing.TB, what string, err error, kind errs.Kind, want string) {
+	t.Helper()
+	if errs.KindOf(err) != kind || !strings.Contains(errs.PublicMessage(err), want) {
+		t.Fatalf("%s = %v (%v), want %v saying %q", what, err, errs.KindOf(err), kind, want)
+	}
+}
+
+// redisCache is a cache on the shared test Redis.
+func redisCache(t testing.TB) cache.Cache {
+	r := testkit.StartRedis(t)
+	return cache.NewRedis(r.Client, r.Prefix)
+}
+
+// stoppableRedis is a private redis-server behind cache.Tolerant, as a
+// service runs it, with the client to look inside.
+func stoppableRedis(t testing.TB) (*testkit.RedisServer, *redis.Client, cache.Cache) {
+	srv := testkit.StartRedisServer(t)
+	opt, err := redis.ParseURL(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opt.DialTimeout, opt.DialerRetries, opt.MaxRetries = 100*time.Millisecond, 1, 1
+	c := redis.NewClient(opt)
+	t.Cleanup(func() { c.Close() })
+	return srv, c, cache.Tolerant(cache.NewRedis(c, "t:"), nil)
+}
+
+func sha256Sum(s string) [32]byte { return sha256.Sum256([]byte(s)) }

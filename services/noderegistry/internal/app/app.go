@@ -1,0 +1,215 @@
+// Package app is the node registry's use cases: join tokens, the
+// enrolment of nodes, their heartbeats and status, and their removal.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/cloister-cc/cloister/libs/audit"
+	"github.com/cloister-cc/cloister/services/noderegistry/internal/domain"
+)
+
+// Events the service publishes with the changes that cause them. Those a
+// person caused carry their audit record, committed in the same write.
+type (
+	TokenCreated struct {
+		Token domain.JoinToken
+		Audit audit.Entry
+	}
+	TokenRevoked struct {
+		Token domain.JoinToken
+		Audit audit.Entry
+	}
+	NodeEnrolled      struct{ Node domain.Node }
+	NodeStatusChanged struct{ Node domain.Node }
+	NodeDeregistered  struct {
+		Node  domain.Node
+		Audit audit.Entry
+	}
+	InstanceStarted struct {
+		AccountID, NodeID string
+		Instance          domain.Instance
+	}
+	InstanceStopped struct {
+		AccountID, NodeID string
+		Instance          domain.Instance
+	}
+)
+
+// Tokens stores join tokens, and finds them by the hash of their secret.
+type Tokens interface {
+	// Create stores a new token and makes it findable by its hash.
+	Create(ctx context.Context, t domain.JoinToken, ev TokenCreated) error
+	Get(ctx context.Context, accountID, tokenID string) (domain.JoinToken, error) // domain.ErrTokenNotFound
+	List(ctx context.Context, accountID string) ([]domain.JoinToken, error)
+	// Update stores t if its version is unchanged (domain.ErrConcurrentChange),
+	// with ev when it revokes the token; the lookup by hash sees a
+	// revocation as soon as Update returns.
+	Update(ctx context.Context, t domain.JoinToken, ev *TokenRevoked) (domain.JoinToken, error)
+	// Lookup finds a token by the hash of its secret, through the cache.
+	Lookup(ctx context.Context, hash string) (domain.TokenRef, bool, error)
+	// DeleteAccount removes every token of a deleted account.
+	DeleteAccount(ctx context.Context, accountID string) error
+}
+
+// Nodes stores nodes.
+type Nodes interface {
+	Create(ctx context.Context, n domain.Node, ev NodeEnrolled) error
+	Get(ctx context.Context, accountID, nodeID string) (domain.Node, error) // domain.ErrNodeNotFound
+	List(ctx context.Context, accountID string) ([]domain.Node, error)
+	// All lists the nodes of every account, for the heartbeat sweep.
+	All(ctx context.Context) ([]domain.Node, error)
+	// Update stores n if its version is unchanged (domain.ErrConcurrentChange),
+	// with its events (the types above).
+	Update(ctx context.Context, n domain.Node, evs ...any) (domain.Node, error)
+	// DeleteAccount removes every node of a deleted account.
+	DeleteAccount(ctx context.Context, accountID string) error
+}
+
+// Verdict is what the attestation service concluded of a node's evidence.
+type Verdict struct {
+	ID         string
+	OK         bool
+	Reason     string
+	Error      string
+	Simulated  bool
+	VerifiedAt time.Time
+}
+
+// Attestation verifies evidence.
+type Attestation interface {
+	// Verify checks quote for the account; its REPORTDATA must be binding
+	// followed by nonce.
+	Verify(ctx context.Context, accountID string, quote, binding, nonce []byte) (Verdict, error)
+}
+
+// Certificate is a node's client certificate as the CA issued it.
+type Certificate struct {
+	Serial   string // hex
+	DER      []byte
+	ChainPEM []byte // the issuing CA, then the root
+}
+
+// CA issues and revokes nodes' certificates.
+type CA interface {
+	IssueNodeCertificate(ctx context.Context, accountID, nodeID string, csr []byte) (Certificate, error)
+	RevokeCertificate(ctx context.Context, accountID, serial, reason string) error
+}
+
+// AuditLog records calls that failed; successes travel with their change.
+type AuditLog interface {
+	Record(ctx context.Context, e audit.Entry) error
+}
+
+// Log keys.
+const (
+	logKeyAccount = "account_id"
+	logKeyNode    = "node_id"
+	logKeyToken   = "token_id"
+	logKeyError   = "error"
+)
+
+// DefaultHeartbeatTimeout is how long an active node may stay silent
+// before it is marked unreachable.
+const DefaultHeartbeatTimeout = 90 * time.Second
+
+// Config holds the service's dependencies.
+type Config struct {
+	Tokens      Tokens
+	Nodes       Nodes
+	Attestation Attestation
+	CA          CA
+	Audit       AuditLog
+	Clock       func() time.Time
+	// HeartbeatTimeout: DefaultHeartbeatTimeout when 0.
+	HeartbeatTimeout time.Duration
+	Logger           *slog.Logger
+}
+
+// Service is the node registry.
+type Service struct {
+	cfg  Config
+	uses uses
+}
+
+// New returns the service.
+func New(cfg Config) (*Service, error) {
+	if cfg.Tokens == nil || cfg.Nodes == nil || cfg.Attestation == nil || cfg.CA == nil || cfg.Audit == nil {
+		return nil, errors.New("noderegistry: the stores, the audit log, the attestation service and the CA are required")
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = time.Now
+	}
+	if cfg.HeartbeatTimeout < 0 {
+		return nil, fmt.Errorf("noderegistry: heartbeat timeout %v is negative", cfg.HeartbeatTimeout)
+	}
+	if cfg.HeartbeatTimeout == 0 {
+		cfg.HeartbeatTimeout = DefaultHeartbeatTimeout
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Service{cfg: cfg}, nil
+}
+
+// HeartbeatTimeout is how long an active node may stay silent.
+func (s *Service) HeartbeatTimeout() time.Duration { return s.cfg.HeartbeatTimeout }
+
+func (s *Service) now() time.Time { return s.cfg.Clock().UTC() }
+
+// audited records a failed call of a person in the account's audit log
+// and returns err; a stranger's call (a malformed account id) or one of
+// the service itself leaves no record.
+func (s *Service) audited(ctx context.Context, e audit.Entry, err error) error {
+	if err == nil || uuid.Validate(e.AccountID) != nil || e.Actor.UserID == "" {
+		return err
+	}
+	e.Err = err
+	if rerr := s.cfg.Audit.Record(ctx, e); rerr != nil {
+		return errors.Join(err, fmt.Errorf("recording audit entry: %w", rerr))
+	}
+	return err
+}
+
+// maxAttempts bounds the retries of a conditional write that keeps
+// meeting concurrent writes of other requests.
+const maxAttempts = 1000
+
+// retry runs f until it does not meet a concurrent change, up to
+// maxAttempts times or until ctx ends, pausing a little (more each time,
+// with jitter) between attempts so that contenders spread out.
+func retry(ctx context.Context, f func() error) error {
+	for attempt := range maxAttempts {
+		err := f()
+		if !errors.Is(err, domain.ErrConcurrentChange) {
+			return err
+		}
+		step := time.Duration(min(attempt+1, 20)) * 50 * time.Microsecond
+		pause := step + rand.N(step)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("retrying after a concurrent change: %w", ctx.Err())
+		case <-time.After(pause):
+		}
+	}
+	return domain.ErrConcurrentChange
+}
+
+// DeleteAccount forgets a deleted account's tokens and nodes. The CA drops
+// the account's certificates on the same event.
+func (s *Service) DeleteAccount(ctx context.Context, accountID string) error {
+	if uuid.Validate(accountID) != nil {
+		return nil
+	}
+	if err := s.cfg.Tokens.DeleteAccount(ctx, accountID); err != nil {
+		return err
+	}
+	return s.cfg.Nodes.DeleteAccount(ctx, accountID)
+}

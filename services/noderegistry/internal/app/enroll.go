@@ -1,0 +1,111 @@
+package app
+
+import (
+	"context"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"maps"
+
+	"github.com/google/uuid"
+
+	"github.com/cloister-cc/cloister/libs/errs"
+	"github.com/cloister-cc/cloister/libs/pki"
+	"github.com/cloister-cc/cloister/services/noderegistry/internal/domain"
+)
+
+// Enrolment is what Enroll gives a new node.
+type Enrolment struct {
+	Node domain.Node
+	// ChainPEM is the node's certificate, then the issuing CA, then the root.
+	ChainPEM []byte
+}
+
+// zeroNonce is what a node's evidence has after the key binding in
+// REPORTDATA: enrolment has no nonce of the registry's to bind.
+var zeroNonce = make([]byte, 32)
+
+// Enroll enrols a node with a join token: the token must be known,
+// unexpired, unrevoked and have a use left; the evidence, if any (required
+// when the token says so), must be verified for the account and bind the
+// CSR's key; the account's CA then issues the node's client certificate.
+//
+// The token's use is taken after the checks and the attestation, just
+// before the CA is asked, by a conditional write (see uses); if the CA
+// fails, the use is given back. A failure to store the node after the CA issued its
+// certificate keeps the use (the write may have committed) and is logged.
+func (s *Service) Enroll(ctx context.Context, secret, nodeName string, csrBytes, evidence []byte) (Enrolment, error) {
+	ref, err := s.lookup(ctx, secret)
+	if err != nil {
+		return Enrolment{}, err
+	}
+	if err := domain.CheckName("node_name", nodeName); err != nil {
+		return Enrolment{}, err
+	}
+	csr, err := pki.CheckCSRKey(csrBytes, pki.P256)
+	if err != nil {
+		return Enrolment{}, errs.Newf(errs.Invalid, "csr: %v", err)
+	}
+	// Read the token itself for what the lookup does not carry: the count
+	// of uses and whether attestation is required.
+	tok, err := s.cfg.Tokens.Get(ctx, ref.AccountID, ref.TokenID)
+	if errors.Is(err, domain.ErrTokenNotFound) {
+		return Enrolment{}, domain.ErrTokenUnknown
+	}
+	if err != nil {
+		return Enrolment{}, err
+	}
+	if err := tok.Usable(s.now()); err != nil {
+		return Enrolment{}, err
+	}
+
+	node := domain.Node{ID: uuid.Must(uuid.NewV7()).String(), AccountID: tok.AccountID, Name: nodeName,
+		Labels: maps.Clone(tok.Labels), Status: domain.StatusActive, JoinTokenID: tok.ID}
+	switch {
+	case len(evidence) > 0:
+		v, err := s.cfg.Attestation.Verify(ctx, tok.AccountID, evidence, csr.KeyHash[:], zeroNonce)
+		if err != nil {
+			return Enrolment{}, fmt.Errorf("verifying the node's evidence: %w", err)
+		}
+		if !v.OK {
+			return Enrolment{}, errs.Newf(errs.PermissionDenied, "the node's evidence was refused (verdict %s): %s: %s", v.ID, v.Reason, v.Error)
+		}
+		node.Attested, node.VerdictID, node.Simulated, node.LastAttested = true, v.ID, v.Simulated, v.VerifiedAt.UTC()
+	case tok.RequireAttestation:
+		return Enrolment{}, domain.ErrAttestationRequired
+	}
+
+	if tok, err = s.consume(ref); err != nil {
+		return Enrolment{}, err
+	}
+	cert, err := s.cfg.CA.IssueNodeCertificate(ctx, node.AccountID, node.ID, csrBytes)
+	if err != nil {
+		s.giveBack(ctx, tok, err)
+		return Enrolment{}, fmt.Errorf("issuing the node's certificate: %w", err)
+	}
+	node.CertificateSerial, node.EnrolledAt = cert.Serial, s.now()
+	if err := s.cfg.Nodes.Create(ctx, node, NodeEnrolled{Node: node}); err != nil {
+		s.cfg.Logger.WarnContext(ctx, "storing an enrolled node; its join token use stays taken", logKeyAccount, node.AccountID,
+			logKeyNode, node.ID, logKeyToken, tok.ID, logKeyError, err)
+		return Enrolment{}, fmt.Errorf("storing the node: %w", err)
+	}
+	chain := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.DER})
+	return Enrolment{Node: node, ChainPEM: append(chain, cert.ChainPEM...)}, nil
+}
+
+// lookup finds the token of a secret through the cache, and refuses it
+// when it is unknown, revoked or expired. The count of uses is checked on
+// the token itself.
+func (s *Service) lookup(ctx context.Context, secret string) (domain.TokenRef, error) {
+	if !domain.WellFormedSecret(secret) {
+		return domain.TokenRef{}, domain.ErrTokenUnknown
+	}
+	ref, ok, err := s.cfg.Tokens.Lookup(ctx, domain.HashSecret(secret))
+	if err != nil {
+		return domain.TokenRef{}, fmt.Errorf("looking up the join token: %w", err)
+	}
+	if !ok {
+		return domain.TokenRef{}, domain.ErrTokenUnknown
+	}
+	return ref, ref.Usable(s.now())
+}

@@ -1,0 +1,196 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/cloister-cc/cloister/libs/audit"
+	"github.com/cloister-cc/cloister/libs/errs"
+	"github.com/cloister-cc/cloister/services/noderegistry/internal/domain"
+)
+
+// AuthenticateNode tells whether a client certificate of serial still
+// speaks for a node of the account: the node is enrolled there, active or
+// unreachable, and serial is its current certificate's. Every refusal is
+// errs.Unauthenticated. It changes nothing; the gateway calls it on every
+// node-facing request.
+func (s *Service) AuthenticateNode(ctx context.Context, accountID, nodeID, serial string) (domain.Node, error) {
+	n, err := s.nodeFor(ctx, accountID, nodeID)
+	if err != nil {
+		return domain.Node{}, err
+	}
+	if err := n.Speaks(serial); err != nil {
+		return domain.Node{}, err
+	}
+	return n, nil
+}
+
+// nodeFor reads a node for a node-facing call: one the account does not
+// have is refused as unauthenticated, not as missing.
+func (s *Service) nodeFor(ctx context.Context, accountID, nodeID string) (domain.Node, error) {
+	n, err := s.Node(ctx, accountID, nodeID)
+	if errors.Is(err, domain.ErrNodeNotFound) {
+		return domain.Node{}, domain.ErrNodeUnknown
+	}
+	return n, err
+}
+
+// Heartbeat records that a node is alive and what it runs: the instances
+// that appear and disappear are announced, and an unreachable node becomes
+// active again. It refuses what AuthenticateNode refuses.
+func (s *Service) Heartbeat(ctx context.Context, accountID, nodeID, serial string, instances []domain.Instance) (domain.Node, error) {
+	n, err := s.AuthenticateNode(ctx, accountID, nodeID, serial)
+	if err != nil {
+		return domain.Node{}, err
+	}
+	if err := domain.CheckInstances(instances); err != nil {
+		return domain.Node{}, err
+	}
+	var out domain.Node
+	reread := false
+	err = retry(ctx, func() error {
+		if reread {
+			var err error
+			if n, err = s.AuthenticateNode(ctx, accountID, nodeID, serial); err != nil {
+				return err
+			}
+		}
+		reread = true
+		now := s.now()
+		running, started, stopped := n.Report(instances, now)
+		var evs []any
+		for _, in := range started {
+			evs = append(evs, InstanceStarted{AccountID: n.AccountID, NodeID: n.ID, Instance: in})
+		}
+		for _, in := range stopped {
+			evs = append(evs, InstanceStopped{AccountID: n.AccountID, NodeID: n.ID, Instance: in})
+		}
+		n.LastHeartbeat, n.Instances = now, running
+		if n.Status == domain.StatusUnreachable {
+			n.Status, n.StatusReason = domain.StatusActive, ""
+			evs = append(evs, NodeStatusChanged{Node: n})
+		}
+		var err error
+		out, err = s.cfg.Nodes.Update(ctx, n, evs...)
+		return err
+	})
+	return out, err
+}
+
+// Node returns one node of an account; another account's is not found.
+func (s *Service) Node(ctx context.Context, accountID, nodeID string) (domain.Node, error) {
+	if uuid.Validate(accountID) != nil || uuid.Validate(nodeID) != nil {
+		return domain.Node{}, domain.ErrNodeNotFound
+	}
+	return s.cfg.Nodes.Get(ctx, accountID, nodeID)
+}
+
+// Nodes lists an account's nodes, deregistered ones included, ordered by
+// id (enrolment).
+func (s *Service) Nodes(ctx context.Context, accountID string) ([]domain.Node, error) {
+	if uuid.Validate(accountID) != nil {
+		return nil, nil
+	}
+	return s.cfg.Nodes.List(ctx, accountID)
+}
+
+// DeregisterNode retires a node for good: its next heartbeat or call is
+// refused, and NodeDeregistered has the CA revoke its certificate and
+// those of the enclaves it obtained certificates for. Authorization
+// (node.deregister) is the gateway's. Deregistering a deregistered node
+// changes nothing.
+func (s *Service) DeregisterNode(ctx context.Context, accountID, nodeID string, actor audit.Actor) (domain.Node, error) {
+	entry := audit.Entry{AccountID: accountID, Actor: actor, Action: "node.deregister", Target: nodeID}
+	var out domain.Node
+	err := retry(ctx, func() error {
+		n, err := s.Node(ctx, accountID, nodeID)
+		if err != nil || n.Status == domain.StatusDeregistered {
+			out = n
+			return err
+		}
+		n.Status, n.StatusReason = domain.StatusDeregistered, "deregistered"
+		if actor.Email != "" {
+			n.StatusReason = "deregistered by " + actor.Email
+		}
+		n.Instances = nil
+		out, err = s.cfg.Nodes.Update(ctx, n, NodeStatusChanged{Node: n}, NodeDeregistered{Node: n, Audit: entry})
+		return err
+	})
+	return out, s.audited(ctx, entry, err)
+}
+
+// MarkUntrusted takes a node's trust away (its re-attestation failed, say):
+// the node is untrusted, so it can no longer authenticate, and its client
+// certificate is revoked by the CA. Calling it again on an untrusted node
+// revokes again, which finishes a revocation that failed the first time.
+func (s *Service) MarkUntrusted(ctx context.Context, accountID, nodeID, reason string) (domain.Node, error) {
+	var out domain.Node
+	err := retry(ctx, func() error {
+		n, err := s.Node(ctx, accountID, nodeID)
+		if err != nil {
+			return err
+		}
+		if n.Status == domain.StatusUntrusted {
+			out = n
+			return nil
+		}
+		if !n.Status.CanMoveTo(domain.StatusUntrusted) {
+			return errs.Newf(errs.Conflict, "the node is %s", n.Status)
+		}
+		n.Status, n.StatusReason = domain.StatusUntrusted, reason
+		out, err = s.cfg.Nodes.Update(ctx, n, NodeStatusChanged{Node: n})
+		return err
+	})
+	if err != nil {
+		return domain.Node{}, err
+	}
+	why := "node untrusted"
+	if reason != "" {
+		why += ": " + reason
+	}
+	if len(why) > maxReason {
+		why = strings.ToValidUTF8(why[:maxReason], "")
+	}
+	if err := s.cfg.CA.RevokeCertificate(ctx, out.AccountID, out.CertificateSerial, why); err != nil {
+		return out, fmt.Errorf("revoking the untrusted node's certificate: %w", err)
+	}
+	return out, nil
+}
+
+// maxReason is the longest revocation reason the CA takes.
+const maxReason = 200
+
+// Sweep marks unreachable the active nodes that sent no heartbeat for the
+// heartbeat timeout, and returns how many it marked. Every replica may run
+// it: the change is a conditional write, and a node written meanwhile (a
+// heartbeat, another replica's sweep) is left alone.
+func (s *Service) Sweep(ctx context.Context) (int, error) {
+	nodes, err := s.cfg.Nodes.All(ctx)
+	if err != nil {
+		return 0, err
+	}
+	now := s.now()
+	marked := 0
+	var failures []error
+	for _, n := range nodes {
+		silent := now.Sub(n.LastSeen())
+		if n.Status != domain.StatusActive || silent < s.cfg.HeartbeatTimeout {
+			continue
+		}
+		n.Status, n.StatusReason = domain.StatusUnreachable, fmt.Sprintf("no heartbeat for %s", silent.Truncate(time.Second))
+		_, err := s.cfg.Nodes.Update(ctx, n, NodeStatusChanged{Node: n})
+		switch {
+		case err == nil:
+			marked++
+		case errors.Is(err, domain.ErrConcurrentChange), errors.Is(err, domain.ErrNodeNotFound):
+		default:
+			failures = append(failures, err)
+		}
+	}
+	return marked, errors.Join(failures...)
+}

@@ -1,0 +1,101 @@
+package app
+
+import (
+	"context"
+	"errors"
+
+	"github.com/google/uuid"
+
+	"github.com/cloister-cc/cloister/libs/audit"
+	"github.com/cloister-cc/cloister/services/noderegistry/internal/domain"
+)
+
+// Authorization of the token calls is the gateway's: it asks the account
+// service (node.token.create, node.token.list, node.token.revoke) before
+// it calls, as for every other service. The registry trusts the actor it
+// is given and records it.
+
+// CreateJoinToken makes a join token for an account. The secret is
+// returned this once; the registry keeps its SHA-256.
+func (s *Service) CreateJoinToken(ctx context.Context, accountID string, spec domain.TokenSpec, actor audit.Actor) (domain.JoinToken, string, error) {
+	entry := audit.Entry{AccountID: accountID, Actor: actor, Action: "node.token.create", Target: spec.Name}
+	t, secret, err := s.createJoinToken(ctx, accountID, spec, entry)
+	return t, secret, s.audited(ctx, entry, err)
+}
+
+func (s *Service) createJoinToken(ctx context.Context, accountID string, spec domain.TokenSpec, entry audit.Entry) (domain.JoinToken, string, error) {
+	if uuid.Validate(accountID) != nil {
+		return domain.JoinToken{}, "", domain.ErrTokenNotFound
+	}
+	spec, err := spec.Check()
+	if err != nil {
+		return domain.JoinToken{}, "", err
+	}
+	secret, hash, err := domain.NewSecret()
+	if err != nil {
+		return domain.JoinToken{}, "", err
+	}
+	now := s.now()
+	t := domain.JoinToken{ID: uuid.Must(uuid.NewV7()).String(), AccountID: accountID, Name: spec.Name, Labels: spec.Labels,
+		Hash: hash, ExpiresAt: now.Add(spec.TTL), MaxUses: spec.MaxUses, RequireAttestation: spec.RequireAttestation,
+		CreatedAt: now, CreatedBy: entry.Actor.UserID}
+	entry.Target = t.ID
+	if err := s.cfg.Tokens.Create(ctx, t, TokenCreated{Token: t, Audit: entry}); err != nil {
+		return domain.JoinToken{}, "", err
+	}
+	return t, secret, nil
+}
+
+// JoinTokens lists an account's tokens, revoked and expired ones
+// included, ordered by id (creation).
+func (s *Service) JoinTokens(ctx context.Context, accountID string) ([]domain.JoinToken, error) {
+	if uuid.Validate(accountID) != nil {
+		return nil, nil
+	}
+	return s.cfg.Tokens.List(ctx, accountID)
+}
+
+// RevokeJoinToken revokes a token at once: the next enrolment with it is
+// refused, on every replica. Revoking a revoked token changes nothing.
+func (s *Service) RevokeJoinToken(ctx context.Context, accountID, tokenID string, actor audit.Actor) (domain.JoinToken, error) {
+	entry := audit.Entry{AccountID: accountID, Actor: actor, Action: "node.token.revoke", Target: tokenID}
+	var out domain.JoinToken
+	err := retry(ctx, func() error {
+		t, err := s.token(ctx, accountID, tokenID)
+		if err != nil || t.Revoked {
+			out = t
+			return err
+		}
+		t.Revoked, t.RevokedAt = true, s.now()
+		out, err = s.cfg.Tokens.Update(ctx, t, &TokenRevoked{Token: t, Audit: entry})
+		return err
+	})
+	return out, s.audited(ctx, entry, err)
+}
+
+func (s *Service) token(ctx context.Context, accountID, tokenID string) (domain.JoinToken, error) {
+	if uuid.Validate(accountID) != nil || uuid.Validate(tokenID) != nil {
+		return domain.JoinToken{}, domain.ErrTokenNotFound
+	}
+	return s.cfg.Tokens.Get(ctx, accountID, tokenID)
+}
+
+// giveBack returns a use that an enrolment took and did not use, so that a
+// failure of the CA does not cost the token a use. If that fails too, the
+// use stays taken, and the log says so.
+func (s *Service) giveBack(ctx context.Context, t domain.JoinToken, cause error) {
+	ctx = context.WithoutCancel(ctx)
+	err := retry(ctx, func() error {
+		cur, err := s.cfg.Tokens.Get(ctx, t.AccountID, t.ID)
+		if err != nil || cur.Uses == 0 {
+			return err
+		}
+		cur.Uses--
+		_, err = s.cfg.Tokens.Update(ctx, cur, nil)
+		return err
+	})
+	if err != nil && !errors.Is(err, domain.ErrTokenNotFound) {
+		s.cfg.Logger.WarnContext(ctx, "a failed enrolment keeps the join token use it took", logKeyAccount, t.AccountID,
+			logKeyToken, t.ID, "enrolment_error", cause, logKeyError, err)
+	}
+}

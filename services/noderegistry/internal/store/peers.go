@@ -1,0 +1,47 @@
+package store
+
+import (
+	"context"
+
+	attestationv1 "github.com/cloister-cc/cloister/libs/gen/cloister/attestation/v1"
+	cav1 "github.com/cloister-cc/cloister/libs/gen/cloister/ca/v1"
+	attestationclient "github.com/cloister-cc/cloister/services/attestation/client"
+	caclient "github.com/cloister-cc/cloister/services/ca/client"
+	"github.com/cloister-cc/cloister/services/noderegistry/internal/app"
+)
+
+// Attestation asks the attestation service to verify evidence.
+type Attestation struct{ C *attestationclient.Client }
+
+var _ app.Attestation = Attestation{}
+
+// Verify implements app.Attestation.
+func (a Attestation) Verify(ctx context.Context, accountID string, quote, binding, nonce []byte) (app.Verdict, error) {
+	resp, err := a.C.Verify(ctx, &attestationv1.VerifyRequest{AccountId: accountID, Quote: quote, Binding: binding, Nonce: nonce})
+	if err != nil {
+		return app.Verdict{}, err
+	}
+	v := resp.GetVerdict()
+	return app.Verdict{ID: v.GetId(), OK: v.GetOk(), Reason: v.GetReason(), Error: v.GetError(), Simulated: v.GetSimulated(),
+		VerifiedAt: v.GetVerifiedAt().AsTime()}, nil
+}
+
+// CA asks the CA service for nodes' certificates and their revocation.
+type CA struct{ C *caclient.Client }
+
+var _ app.CA = CA{}
+
+// IssueNodeCertificate implements app.CA.
+func (c CA) IssueNodeCertificate(ctx context.Context, accountID, nodeID string, csr []byte) (app.Certificate, error) {
+	resp, err := c.C.IssueNodeCertificate(ctx, &cav1.IssueNodeCertificateRequest{AccountId: accountID, NodeId: nodeID, Csr: csr})
+	if err != nil {
+		return app.Certificate{}, err
+	}
+	return app.Certificate{Serial: resp.GetCertificate().GetSerial(), DER: resp.GetCertificate().GetDer(), ChainPEM: resp.GetChainPem()}, nil
+}
+
+// RevokeCertificate implements app.CA.
+func (c CA) RevokeCertificate(ctx context.Context, accountID, serial, reason string) error {
+	_, err := c.C.RevokeCertificate(ctx, &cav1.RevokeCertificateRequest{AccountId: accountID, Serial: serial, Reason: reason})
+	return err
+}

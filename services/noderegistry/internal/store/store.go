@@ -1,0 +1,447 @@
+// Package store implements the node registry's ports: join tokens and
+// nodes on JetStream KV buckets (the lookup by hash through the cache),
+// the attestation service and the CA over NATS, and the wire form of its
+// events.
+package store
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/cloister-cc/cloister/libs/audit"
+	"github.com/cloister-cc/cloister/libs/cache"
+	"github.com/cloister-cc/cloister/libs/events"
+	noderegistryv1 "github.com/cloister-cc/cloister/libs/gen/cloister/noderegistry/v1"
+	"github.com/cloister-cc/cloister/libs/kv"
+	"github.com/cloister-cc/cloister/libs/obs"
+	"github.com/cloister-cc/cloister/services/noderegistry/internal/app"
+	"github.com/cloister-cc/cloister/services/noderegistry/internal/domain"
+)
+
+// Producer names this service in events.
+const Producer = "noderegistry"
+
+// Buckets.
+const (
+	// BucketTokens keeps join tokens, keyed <account>.<token>.
+	BucketTokens = "noderegistry_tokens"
+	// BucketTokenHashes finds a token by the SHA-256 (hex) of its secret,
+	// keyed <hash>: its account and id, expiry and revocation.
+	BucketTokenHashes = "noderegistry_token_hashes"
+	// BucketNodes keeps nodes, keyed <account>.<node>.
+	BucketNodes = "noderegistry_nodes"
+)
+
+// Cache entries of the lookup by hash: "noderegistry:token:<hash>".
+const (
+	cachePrefix = "noderegistry:token:"
+	// CacheTTL bounds how long a cached lookup is kept; changes write
+	// through at once, so it only bounds what a lost cache write leaves.
+	CacheTTL = time.Minute
+)
+
+const logKeyToken = "token_id"
+
+// absent is cached for hashes of no token.
+var absent = []byte("-")
+
+// Stores are the KV adapters of every port.
+type Stores struct {
+	Tokens *Tokens
+	Nodes  *Nodes
+}
+
+// Open opens every bucket; c caches the lookups of tokens by hash.
+func Open(ctx context.Context, js jetstream.JetStream, replicas int, c cache.Cache, logger *slog.Logger) (*Stores, error) {
+	if c == nil {
+		return nil, errors.New("noderegistry: a cache is required")
+	}
+	opt := kv.WithLogger(logger)
+	tokens, err := kv.Open[domain.JoinToken](ctx, js, kv.Config{Bucket: BucketTokens, Replicas: replicas}, opt)
+	if err != nil {
+		return nil, err
+	}
+	hashes, err := kv.Open[domain.TokenRef](ctx, js, kv.Config{Bucket: BucketTokenHashes, Replicas: replicas}, opt)
+	if err != nil {
+		return nil, err
+	}
+	nodes, err := kv.Open[domain.Node](ctx, js, kv.Config{Bucket: BucketNodes, Replicas: replicas}, opt)
+	if err != nil {
+		return nil, err
+	}
+	return &Stores{Tokens: &Tokens{kv: tokens, hashes: hashes, cache: c, logger: logger}, Nodes: &Nodes{kv: nodes}}, nil
+}
+
+// RecoverEvery publishes, every interval until ctx ends, the events of
+// writes whose publication failed, in the background.
+func (s *Stores) RecoverEvery(ctx context.Context, interval time.Duration) {
+	go s.Tokens.kv.RecoverEvery(ctx, interval)
+	go s.Nodes.kv.RecoverEvery(ctx, interval)
+}
+
+// Tokens keeps join tokens and the lookup by hash, written through to the
+// cache the way libs/allowlist does: a change overwrites the cache entry,
+// a lookup fills it only where it is empty (Add), so a lookup that read
+// the bucket before a change cannot put the old answer back after it.
+type Tokens struct {
+	kv     *kv.Store[domain.JoinToken]
+	hashes *kv.Store[domain.TokenRef]
+	cache  cache.Cache
+	logger *slog.Logger
+}
+
+var _ app.Tokens = (*Tokens)(nil)
+
+// Create implements app.Tokens. The hash goes first: a token whose record
+// failed to be written is merely unknown (its secret was never shown).
+func (s *Tokens) Create(ctx context.Context, t domain.JoinToken, ev app.TokenCreated) error {
+	msgs, err := messages(ctx, t.AccountID, &ev.Audit, &noderegistryv1.JoinTokenCreated{Token: TokenToProto(ev.Token)})
+	if err != nil {
+		return err
+	}
+	if _, err := s.hashes.Create(ctx, t.Hash, t.Ref()); err != nil {
+		return fmt.Errorf("indexing join token: %w", err)
+	}
+	s.setCache(ctx, t.Hash, t.Ref())
+	if _, err := s.kv.Create(ctx, t.AccountID+"."+t.ID, t, msgs...); err != nil {
+		s.dropHash(ctx, t.Hash)
+		return err
+	}
+	return nil
+}
+
+// Get implements app.Tokens.
+func (s *Tokens) Get(ctx context.Context, accountID, tokenID string) (domain.JoinToken, error) {
+	e, err := s.kv.Get(ctx, accountID+"."+tokenID)
+	if errors.Is(err, kv.ErrNotFound) {
+		return domain.JoinToken{}, domain.ErrTokenNotFound
+	}
+	if err != nil {
+		return domain.JoinToken{}, err
+	}
+	t := e.Value
+	t.Version = e.Version
+	return t, nil
+}
+
+// List implements app.Tokens.
+func (s *Tokens) List(ctx context.Context, accountID string) ([]domain.JoinToken, error) {
+	es, err := s.kv.List(ctx, accountID+".*")
+	if err != nil {
+		return nil, err
+	}
+	out := make([]domain.JoinToken, len(es))
+	for i, e := range es {
+		out[i] = e.Value
+		out[i].Version = e.Version
+	}
+	return out, nil
+}
+
+// Update implements app.Tokens. A revocation commits with its event and
+// audit record, then writes through to the lookup by hash and the cache.
+func (s *Tokens) Update(ctx context.Context, t domain.JoinToken, ev *app.TokenRevoked) (domain.JoinToken, error) {
+	var msgs []*nats.Msg
+	if ev != nil {
+		var err error
+		msgs, err = messages(ctx, t.AccountID, &ev.Audit, &noderegistryv1.JoinTokenRevoked{Token: TokenToProto(ev.Token), TokenHash: t.Hash})
+		if err != nil {
+			return domain.JoinToken{}, err
+		}
+	}
+	e, err := s.kv.Update(ctx, t.AccountID+"."+t.ID, t, t.Version, msgs...)
+	switch {
+	case errors.Is(err, kv.ErrConflict):
+		return domain.JoinToken{}, domain.ErrConcurrentChange
+	case errors.Is(err, kv.ErrNotFound):
+		return domain.JoinToken{}, domain.ErrTokenNotFound
+	case err != nil:
+		return domain.JoinToken{}, err
+	}
+	t.Version = e.Version
+	if ev != nil {
+		// The revocation has committed on the token, which enrolment
+		// reads before it takes a use; the lookup follows.
+		s.putHash(ctx, t.Hash, t.Ref())
+	}
+	return t, nil
+}
+
+// putHash writes ref under hash, in the bucket and through to the cache.
+// A failure is logged, not returned: the token itself holds the change.
+func (s *Tokens) putHash(ctx context.Context, hash string, ref domain.TokenRef) {
+	ctx = context.WithoutCancel(ctx)
+	s.setCache(ctx, hash, ref)
+	for range 10 {
+		e, err := s.hashes.Get(ctx, hash)
+		switch {
+		case errors.Is(err, kv.ErrNotFound):
+			_, err = s.hashes.Create(ctx, hash, ref)
+		case err == nil:
+			_, err = s.hashes.Update(ctx, hash, ref, e.Version)
+		}
+		if errors.Is(err, kv.ErrConflict) || errors.Is(err, kv.ErrExists) {
+			continue
+		}
+		if err != nil {
+			s.logger.WarnContext(ctx, "updating the lookup of a join token; enrolment still reads the token", logKeyToken, ref.TokenID, obs.KeyError, err)
+		}
+		return
+	}
+}
+
+// dropHash removes the lookup of a hash, in the bucket and the cache.
+func (s *Tokens) dropHash(ctx context.Context, hash string) {
+	ctx = context.WithoutCancel(ctx)
+	for range 10 {
+		e, err := s.hashes.Get(ctx, hash)
+		if err == nil {
+			err = s.hashes.Delete(ctx, hash, e.Version)
+		}
+		if errors.Is(err, kv.ErrConflict) {
+			continue
+		}
+		if err != nil && !errors.Is(err, kv.ErrNotFound) {
+			s.logger.WarnContext(ctx, "removing the lookup of a join token", obs.KeyError, err)
+		}
+		break
+	}
+	s.setCacheBytes(ctx, hash, absent)
+}
+
+// Lookup implements app.Tokens: from the cache when it holds the answer,
+// else from the bucket, filling the cache where it is empty.
+func (s *Tokens) Lookup(ctx context.Context, hash string) (domain.TokenRef, bool, error) {
+	if b, err := s.cache.Get(ctx, cachePrefix+hash); err == nil {
+		if bytes.Equal(b, absent) {
+			return domain.TokenRef{}, false, nil
+		}
+		var ref domain.TokenRef
+		if json.Unmarshal(b, &ref) == nil {
+			return ref, true, nil
+		}
+	}
+	e, err := s.hashes.Get(ctx, hash)
+	if errors.Is(err, kv.ErrNotFound) {
+		_, _ = s.cache.Add(ctx, cachePrefix+hash, absent, CacheTTL)
+		return domain.TokenRef{}, false, nil
+	}
+	if err != nil {
+		return domain.TokenRef{}, false, err
+	}
+	if b, err := json.Marshal(e.Value); err == nil {
+		_, _ = s.cache.Add(ctx, cachePrefix+hash, b, CacheTTL)
+	}
+	return e.Value, true, nil
+}
+
+// Revoked writes a revocation another process made through to this
+// process's cache (an in-process one is not shared): what the watcher of
+// JoinTokenRevoked calls.
+func (s *Tokens) Revoked(ctx context.Context, hash string, ref domain.TokenRef) {
+	ref.Revoked = true
+	s.setCache(ctx, hash, ref)
+}
+
+func (s *Tokens) setCache(ctx context.Context, hash string, ref domain.TokenRef) {
+	b, err := json.Marshal(ref)
+	if err != nil {
+		_ = s.cache.Delete(ctx, cachePrefix+hash)
+		return
+	}
+	s.setCacheBytes(ctx, hash, b)
+}
+
+// setCacheBytes overwrites a cache entry. When that fails the cached
+// answer may be wrong until it expires, so it is deleted as a second
+// chance; enrolment reads the token itself before it takes a use anyway.
+func (s *Tokens) setCacheBytes(ctx context.Context, hash string, b []byte) {
+	if err := s.cache.Set(ctx, cachePrefix+hash, b, CacheTTL); err != nil {
+		_ = s.cache.Delete(ctx, cachePrefix+hash)
+		s.logger.WarnContext(ctx, "join token change not written to the cache", "ttl", CacheTTL, obs.KeyError, err)
+	}
+}
+
+// DeleteAccount implements app.Tokens.
+func (s *Tokens) DeleteAccount(ctx context.Context, accountID string) error {
+	ts, err := s.List(ctx, accountID)
+	if err != nil {
+		return err
+	}
+	for _, t := range ts {
+		s.dropHash(ctx, t.Hash)
+		if err := s.kv.Delete(ctx, t.AccountID+"."+t.ID, t.Version); err != nil && !errors.Is(err, kv.ErrNotFound) {
+			return err // a conflict too: the redelivery deletes what is left
+		}
+	}
+	return nil
+}
+
+// Nodes keeps nodes, keyed <account>.<node>.
+type Nodes struct{ kv *kv.Store[domain.Node] }
+
+var _ app.Nodes = (*Nodes)(nil)
+
+// Create implements app.Nodes.
+func (s *Nodes) Create(ctx context.Context, n domain.Node, _ app.NodeEnrolled) error {
+	msgs, err := nodeMessages(ctx, n.AccountID, app.NodeEnrolled{Node: n})
+	if err != nil {
+		return err
+	}
+	_, err = s.kv.Create(ctx, n.AccountID+"."+n.ID, n, msgs...)
+	if errors.Is(err, kv.ErrExists) {
+		return domain.ErrConcurrentChange
+	}
+	return err
+}
+
+// Get implements app.Nodes.
+func (s *Nodes) Get(ctx context.Context, accountID, nodeID string) (domain.Node, error) {
+	e, err := s.kv.Get(ctx, accountID+"."+nodeID)
+	if errors.Is(err, kv.ErrNotFound) {
+		return domain.Node{}, domain.ErrNodeNotFound
+	}
+	if err != nil {
+		return domain.Node{}, err
+	}
+	n := e.Value
+	n.Version = e.Version
+	return n, nil
+}
+
+// List implements app.Nodes.
+func (s *Nodes) List(ctx context.Context, accountID string) ([]domain.Node, error) {
+	return s.list(ctx, accountID+".*")
+}
+
+// All implements app.Nodes.
+func (s *Nodes) All(ctx context.Context) ([]domain.Node, error) { return s.list(ctx, ">") }
+
+func (s *Nodes) list(ctx context.Context, filter string) ([]domain.Node, error) {
+	es, err := s.kv.List(ctx, filter)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]domain.Node, len(es))
+	for i, e := range es {
+		out[i] = e.Value
+		out[i].Version = e.Version
+	}
+	return out, nil
+}
+
+// Update implements app.Nodes.
+func (s *Nodes) Update(ctx context.Context, n domain.Node, evs ...any) (domain.Node, error) {
+	msgs, err := nodeMessages(ctx, n.AccountID, evs...)
+	if err != nil {
+		return domain.Node{}, err
+	}
+	e, err := s.kv.Update(ctx, n.AccountID+"."+n.ID, n, n.Version, msgs...)
+	switch {
+	case errors.Is(err, kv.ErrConflict):
+		return domain.Node{}, domain.ErrConcurrentChange
+	case errors.Is(err, kv.ErrNotFound):
+		return domain.Node{}, domain.ErrNodeNotFound
+	case err != nil:
+		return domain.Node{}, err
+	}
+	n.Version = e.Version
+	return n, nil
+}
+
+// DeleteAccount implements app.Nodes.
+func (s *Nodes) DeleteAccount(ctx context.Context, accountID string) error {
+	ns, err := s.List(ctx, accountID)
+	if err != nil {
+		return err
+	}
+	for _, n := range ns {
+		if err := s.kv.Delete(ctx, n.AccountID+"."+n.ID, n.Version); err != nil && !errors.Is(err, kv.ErrNotFound) {
+			return err
+		}
+	}
+	return nil
+}
+
+// nodeMessages gives the events of a node's change their wire form.
+func nodeMessages(ctx context.Context, accountID string, evs ...any) ([]*nats.Msg, error) {
+	var out []*nats.Msg
+	for _, ev := range evs {
+		var (
+			payload proto.Message
+			rec     *audit.Entry
+		)
+		switch e := ev.(type) {
+		case app.NodeEnrolled:
+			payload = &noderegistryv1.NodeEnrolled{Node: NodeToProto(e.Node)}
+		case app.NodeStatusChanged:
+			payload = &noderegistryv1.NodeStatusChanged{Node: NodeToProto(e.Node)}
+		case app.NodeDeregistered:
+			payload, rec = &noderegistryv1.NodeDeregistered{AccountId: e.Node.AccountID, NodeId: e.Node.ID}, &e.Audit
+		case app.InstanceStarted:
+			payload = &noderegistryv1.InstanceStarted{AccountId: e.AccountID, NodeId: e.NodeID, Instance: InstanceToProto(e.Instance)}
+		case app.InstanceStopped:
+			payload = &noderegistryv1.InstanceStopped{AccountId: e.AccountID, NodeId: e.NodeID, Instance: InstanceToProto(e.Instance)}
+		default:
+			return nil, fmt.Errorf("noderegistry: no wire form for event %T", ev)
+		}
+		msgs, err := messages(ctx, accountID, rec, payload)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, msgs...)
+	}
+	return out, nil
+}
+
+// AuditLog publishes audit records of failed calls to the AUDIT stream.
+type AuditLog struct{ JS jetstream.JetStream }
+
+var _ app.AuditLog = AuditLog{}
+
+// Record implements app.AuditLog.
+func (l AuditLog) Record(ctx context.Context, e audit.Entry) error {
+	m, err := events.AuditMessage(ctx, Producer, e)
+	if err != nil {
+		return err
+	}
+	return events.Publish(ctx, l.JS, m)
+}
+
+// messages returns an event and, when rec names a person, its audit
+// record, ready for the outbox.
+func messages(ctx context.Context, accountID string, rec *audit.Entry, payload proto.Message) ([]*nats.Msg, error) {
+	m, _, err := events.NewMessage(ctx, events.Subject(Producer, payload), Producer, accountID, payload)
+	if err != nil {
+		return nil, err
+	}
+	out := []*nats.Msg{m}
+	if rec != nil {
+		a, err := auditMessage(ctx, *rec)
+		if err != nil {
+			return nil, err
+		}
+		if a != nil {
+			out = append(out, a)
+		}
+	}
+	return out, nil
+}
+
+// auditMessage returns the audit record of a person's change, or nil for
+// a change the service made on its own.
+func auditMessage(ctx context.Context, rec audit.Entry) (*nats.Msg, error) {
+	if rec.Actor.UserID == "" {
+		return nil, nil
+	}
+	return events.AuditMessage(ctx, Producer, rec)
+}

@@ -1,0 +1,60 @@
+package store
+
+import (
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	noderegistryv1 "github.com/cloister-cc/cloister/libs/gen/cloister/noderegistry/v1"
+	"github.com/cloister-cc/cloister/services/noderegistry/internal/domain"
+)
+
+// TokenToProto converts a join token; its hash stays in the registry.
+func TokenToProto(t domain.JoinToken) *noderegistryv1.JoinToken {
+	return &noderegistryv1.JoinToken{Id: t.ID, AccountId: t.AccountID, Name: t.Name, Labels: t.Labels,
+		ExpiresAt: timestamppb.New(t.ExpiresAt), MaxUses: t.MaxUses, Uses: t.Uses, Revoked: t.Revoked,
+		RequireAttestation: t.RequireAttestation, CreatedAt: timestamppb.New(t.CreatedAt), CreatedBy: t.CreatedBy}
+}
+
+// TokenRefFromProto reads the lookup entry of a token from its wire form.
+func TokenRefFromProto(t *noderegistryv1.JoinToken) domain.TokenRef {
+	return domain.TokenRef{AccountID: t.GetAccountId(), TokenID: t.GetId(), ExpiresAt: t.GetExpiresAt().AsTime(), Revoked: t.GetRevoked()}
+}
+
+// NodeToProto converts a node.
+func NodeToProto(n domain.Node) *noderegistryv1.Node {
+	out := &noderegistryv1.Node{Id: n.ID, AccountId: n.AccountID, Name: n.Name, Labels: n.Labels, Status: string(n.Status),
+		StatusReason: n.StatusReason, JoinTokenId: n.JoinTokenID, CertificateSerial: n.CertificateSerial, Attested: n.Attested,
+		VerdictId: n.VerdictID, Simulated: n.Simulated, EnrolledAt: timestamppb.New(n.EnrolledAt),
+		LastHeartbeat: optionalTime(n.LastHeartbeat), LastAttested: optionalTime(n.LastAttested)}
+	for _, in := range n.Instances {
+		out.Instances = append(out.Instances, InstanceToProto(in))
+	}
+	return out
+}
+
+// InstanceToProto converts an instance.
+func InstanceToProto(in domain.Instance) *noderegistryv1.Instance {
+	return &noderegistryv1.Instance{Id: in.ID, AppId: in.AppID, ImageId: in.ImageID, Mrenclave: in.MRENCLAVE, Status: in.Status,
+		StartedAt: optionalTime(in.StartedAt), LastSeen: optionalTime(in.LastSeen)}
+}
+
+// InstancesFromProto reads what a heartbeat reports.
+func InstancesFromProto(ps []*noderegistryv1.Instance) []domain.Instance {
+	out := make([]domain.Instance, 0, len(ps))
+	for _, p := range ps {
+		in := domain.Instance{ID: p.GetId(), AppID: p.GetAppId(), ImageID: p.GetImageId(), MRENCLAVE: p.GetMrenclave(), Status: p.GetStatus()}
+		if p.GetStartedAt() != nil {
+			in.StartedAt = p.GetStartedAt().AsTime()
+		}
+		out = append(out, in)
+	}
+	return out
+}
+
+func optionalTime(t time.Time) *timestamppb.Timestamp {
+	if t.IsZero() {
+		return nil
+	}
+	return timestamppb.New(t)
+}

@@ -1,0 +1,156 @@
+// Package transport serves the node registry over NATS, consumes the
+// account events that purge a deleted account, follows revocations into
+// this process's cache, and runs the heartbeat sweep.
+package transport
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/cloister-cc/cloister/libs/events"
+	accountv1 "github.com/cloister-cc/cloister/libs/gen/cloister/account/v1"
+	noderegistryv1 "github.com/cloister-cc/cloister/libs/gen/cloister/noderegistry/v1"
+	"github.com/cloister-cc/cloister/libs/natsrpc"
+	"github.com/cloister-cc/cloister/libs/obs"
+	accountclient "github.com/cloister-cc/cloister/services/account/client"
+	"github.com/cloister-cc/cloister/services/noderegistry/client"
+	"github.com/cloister-cc/cloister/services/noderegistry/internal/app"
+	"github.com/cloister-cc/cloister/services/noderegistry/internal/domain"
+	"github.com/cloister-cc/cloister/services/noderegistry/internal/store"
+)
+
+// Register subscribes every method on mux.
+func Register(mux *natsrpc.Mux, s *app.Service, logger *slog.Logger) error {
+	return errors.Join(
+		client.CreateJoinToken.Handle(mux, logger, func(ctx context.Context, r *noderegistryv1.CreateJoinTokenRequest) (*noderegistryv1.CreateJoinTokenResponse, error) {
+			spec := domain.TokenSpec{Name: r.GetName(), Labels: r.GetLabels(), TTL: time.Duration(r.GetTtlSeconds()) * time.Second,
+				MaxUses: r.GetMaxUses(), RequireAttestation: r.GetRequireAttestation()}
+			t, secret, err := s.CreateJoinToken(ctx, r.GetAccountId(), spec, events.ActorOf(r.GetActor()))
+			if err != nil {
+				return nil, err
+			}
+			return &noderegistryv1.CreateJoinTokenResponse{Token: store.TokenToProto(t), Secret: secret}, nil
+		}),
+		client.ListJoinTokens.Handle(mux, logger, func(ctx context.Context, r *noderegistryv1.ListJoinTokensRequest) (*noderegistryv1.ListJoinTokensResponse, error) {
+			ts, err := s.JoinTokens(ctx, r.GetAccountId())
+			if err != nil {
+				return nil, err
+			}
+			out := &noderegistryv1.ListJoinTokensResponse{}
+			for _, t := range ts {
+				out.Tokens = append(out.Tokens, store.TokenToProto(t))
+			}
+			return out, nil
+		}),
+		client.RevokeJoinToken.Handle(mux, logger, func(ctx context.Context, r *noderegistryv1.RevokeJoinTokenRequest) (*noderegistryv1.RevokeJoinTokenResponse, error) {
+			t, err := s.RevokeJoinToken(ctx, r.GetAccountId(), r.GetTokenId(), events.ActorOf(r.GetActor()))
+			if err != nil {
+				return nil, err
+			}
+			return &noderegistryv1.RevokeJoinTokenResponse{Token: store.TokenToProto(t)}, nil
+		}),
+		client.Enroll.Handle(mux, logger, func(ctx context.Context, r *noderegistryv1.EnrollRequest) (*noderegistryv1.EnrollResponse, error) {
+			e, err := s.Enroll(ctx, r.GetJoinToken(), r.GetNodeName(), r.GetCsr(), r.GetEvidence())
+			if err != nil {
+				return nil, err
+			}
+			return &noderegistryv1.EnrollResponse{Node: store.NodeToProto(e.Node), ChainPem: e.ChainPEM}, nil
+		}),
+		client.Heartbeat.Handle(mux, logger, func(ctx context.Context, r *noderegistryv1.HeartbeatRequest) (*noderegistryv1.HeartbeatResponse, error) {
+			n, err := s.Heartbeat(ctx, r.GetAccountId(), r.GetNodeId(), r.GetCertificateSerial(), store.InstancesFromProto(r.GetInstances()))
+			if err != nil {
+				return nil, err
+			}
+			return &noderegistryv1.HeartbeatResponse{Node: store.NodeToProto(n)}, nil
+		}),
+		client.AuthenticateNode.Handle(mux, logger, func(ctx context.Context, r *noderegistryv1.AuthenticateNodeRequest) (*noderegistryv1.AuthenticateNodeResponse, error) {
+			n, err := s.AuthenticateNode(ctx, r.GetAccountId(), r.GetNodeId(), r.GetCertificateSerial())
+			if err != nil {
+				return nil, err
+			}
+			return &noderegistryv1.AuthenticateNodeResponse{Node: store.NodeToProto(n)}, nil
+		}),
+		client.ListNodes.Handle(mux, logger, func(ctx context.Context, r *noderegistryv1.ListNodesRequest) (*noderegistryv1.ListNodesResponse, error) {
+			ns, err := s.Nodes(ctx, r.GetAccountId())
+			if err != nil {
+				return nil, err
+			}
+			out := &noderegistryv1.ListNodesResponse{}
+			for _, n := range ns {
+				out.Nodes = append(out.Nodes, store.NodeToProto(n))
+			}
+			return out, nil
+		}),
+		client.GetNode.Handle(mux, logger, func(ctx context.Context, r *noderegistryv1.GetNodeRequest) (*noderegistryv1.GetNodeResponse, error) {
+			n, err := s.Node(ctx, r.GetAccountId(), r.GetNodeId())
+			if err != nil {
+				return nil, err
+			}
+			return &noderegistryv1.GetNodeResponse{Node: store.NodeToProto(n)}, nil
+		}),
+		client.DeregisterNode.Handle(mux, logger, func(ctx context.Context, r *noderegistryv1.DeregisterNodeRequest) (*noderegistryv1.DeregisterNodeResponse, error) {
+			n, err := s.DeregisterNode(ctx, r.GetAccountId(), r.GetNodeId(), events.ActorOf(r.GetActor()))
+			if err != nil {
+				return nil, err
+			}
+			return &noderegistryv1.DeregisterNodeResponse{Node: store.NodeToProto(n)}, nil
+		}),
+	)
+}
+
+// ConsumeAccounts forgets a deleted account's tokens and nodes, through a
+// durable consumer shared by the replicas.
+func ConsumeAccounts(ctx context.Context, js jetstream.JetStream, s *app.Service, logger *slog.Logger) (*events.Consumer, error) {
+	return events.Consume(ctx, js, events.ConsumerConfig{
+		Stream:         events.StreamEvents,
+		Durable:        "noderegistry-accounts",
+		FilterSubjects: []string{events.Subject(accountclient.Service, &accountv1.AccountDeleted{})},
+		Logger:         logger,
+	}, func(ctx context.Context, ev events.Event) error {
+		var d accountv1.AccountDeleted
+		if err := ev.Decode(&d); err != nil {
+			return events.Permanent(err)
+		}
+		return s.DeleteAccount(ctx, d.GetAccountId())
+	})
+}
+
+// WatchRevocations writes every revocation of a join token, whichever
+// replica made it, into this process's cache: an in-process cache is not
+// shared, and a write-through reaches only the revoking process's.
+func WatchRevocations(ctx context.Context, js jetstream.JetStream, tokens *store.Tokens, logger *slog.Logger) (*events.Consumer, error) {
+	return events.Watch(ctx, js, events.StreamEvents, []string{events.Subject(store.Producer, &noderegistryv1.JoinTokenRevoked{})},
+		func(ctx context.Context, ev events.Event) error {
+			var r noderegistryv1.JoinTokenRevoked
+			if err := ev.Decode(&r); err != nil {
+				return err
+			}
+			if r.GetTokenHash() == "" {
+				return errors.New("JoinTokenRevoked without a token hash")
+			}
+			tokens.Revoked(ctx, r.GetTokenHash(), store.TokenRefFromProto(r.GetToken()))
+			return nil
+		}, logger)
+}
+
+// Sweep marks silent nodes unreachable every interval until ctx ends.
+func Sweep(ctx context.Context, s *app.Service, interval time.Duration, logger *slog.Logger) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if n, err := s.Sweep(ctx); err != nil && ctx.Err() == nil {
+				logger.WarnContext(ctx, "sweeping silent nodes", obs.KeyError, err)
+			} else if n > 0 {
+				logger.InfoContext(ctx, "silent nodes marked unreachable", "nodes", n)
+			}
+		}
+	}
+}

@@ -1,0 +1,125 @@
+// Package noderegistry is the composition root of the node registry: join
+// tokens, the enrolment of compute nodes, their heartbeats, status and
+// running instances.
+package noderegistry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/cloister-cc/cloister/libs/cache"
+	"github.com/cloister-cc/cloister/libs/events"
+	"github.com/cloister-cc/cloister/libs/natsrpc"
+	attestationclient "github.com/cloister-cc/cloister/services/attestation/client"
+	caclient "github.com/cloister-cc/cloister/services/ca/client"
+	"github.com/cloister-cc/cloister/services/noderegistry/client"
+	"github.com/cloister-cc/cloister/services/noderegistry/internal/app"
+	"github.com/cloister-cc/cloister/services/noderegistry/internal/store"
+	"github.com/cloister-cc/cloister/services/noderegistry/internal/transport"
+)
+
+// Config is what the service needs to run.
+type Config struct {
+	NATS     *nats.Conn
+	Replicas int
+	Logger   *slog.Logger
+	// Cache is where join-token lookups are cached; nil means an
+	// in-process cache. Replicas may share one (Redis) or each keep their
+	// own: revocations reach every replica's through its events.
+	Cache cache.Cache
+	Clock func() time.Time
+	// HeartbeatTimeout is how long an active node may stay silent before
+	// it is marked unreachable; default 90 s. The sweep runs every third
+	// of it.
+	HeartbeatTimeout time.Duration
+}
+
+// Service is a running node registry.
+type Service struct {
+	app       *app.Service
+	mux       *natsrpc.Mux
+	consumers []*events.Consumer
+	cancel    context.CancelFunc
+	bg        sync.WaitGroup
+}
+
+// Start opens the service's state, subscribes its request subjects,
+// consumes account events, follows token revocations into its cache and
+// starts the heartbeat sweep.
+func Start(ctx context.Context, cfg Config) (*Service, error) {
+	if cfg.NATS == nil {
+		return nil, errors.New("noderegistry: a NATS connection is required")
+	}
+	if cfg.HeartbeatTimeout < 0 {
+		return nil, fmt.Errorf("noderegistry: heartbeat timeout %v is negative", cfg.HeartbeatTimeout)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	logger := cfg.Logger.With("service", client.Service)
+	replicas := max(cfg.Replicas, 1)
+	js, err := events.Open(ctx, cfg.NATS, replicas)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Cache == nil {
+		cfg.Cache = cache.NewMemory(0)
+	}
+	st, err := store.Open(ctx, js, replicas, cfg.Cache, logger)
+	if err != nil {
+		return nil, err
+	}
+	svc, err := app.New(app.Config{Tokens: st.Tokens, Nodes: st.Nodes, Audit: store.AuditLog{JS: js},
+		Attestation: store.Attestation{C: attestationclient.New(cfg.NATS)}, CA: store.CA{C: caclient.New(cfg.NATS)},
+		Clock: cfg.Clock, HeartbeatTimeout: cfg.HeartbeatTimeout, Logger: logger})
+	if err != nil {
+		return nil, err
+	}
+	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	s := &Service{app: svc, mux: natsrpc.NewMux(cfg.NATS, client.Service), cancel: cancel}
+	// The watcher starts before requests are taken, so no revocation
+	// made elsewhere slips by this process's cache.
+	w, err := transport.WatchRevocations(bg, js, st.Tokens, logger)
+	if err != nil {
+		s.Stop()
+		return nil, err
+	}
+	s.consumers = append(s.consumers, w)
+	if err := transport.Register(s.mux, svc, logger); err != nil {
+		s.Stop()
+		return nil, err
+	}
+	c, err := transport.ConsumeAccounts(bg, js, svc, logger)
+	if err != nil {
+		s.Stop()
+		return nil, err
+	}
+	s.consumers = append(s.consumers, c)
+	st.RecoverEvery(bg, 30*time.Second)
+	every := max(svc.HeartbeatTimeout()/3, time.Millisecond)
+	s.bg.Go(func() { transport.Sweep(bg, svc, every, logger) })
+	return s, nil
+}
+
+// MarkUntrusted takes a node's trust away: it can no longer authenticate
+// and its certificate is revoked. For the re-attestation loop.
+func (s *Service) MarkUntrusted(ctx context.Context, accountID, nodeID, reason string) error {
+	_, err := s.app.MarkUntrusted(ctx, accountID, nodeID, reason)
+	return err
+}
+
+// Stop stops taking requests and events, and the sweep.
+func (s *Service) Stop() {
+	_ = s.mux.Drain()
+	for _, c := range s.consumers {
+		c.Stop()
+	}
+	s.cancel()
+	s.bg.Wait()
+}
