@@ -16,6 +16,7 @@ import (
 	"math/big"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/crypto/ocsp"
@@ -135,7 +136,21 @@ type Service struct {
 	clock    func() time.Time
 	issuance Issuance
 	audit    AuditLog
+
+	// opened keeps unsealed CAs by the SHA-256 of their sealed record:
+	// unsealing costs more than the signature it enables, and a changed
+	// record (a rotation) has another hash, so nothing stale is used.
+	mu     sync.Mutex
+	opened map[string]openedCA
 }
+
+type openedCA struct {
+	sealedHash [32]byte
+	ca         *pki.CA
+}
+
+// maxOpened bounds the unsealed CAs kept in memory.
+const maxOpened = 10000
 
 // New returns the service.
 func New(cfg Config) (*Service, error) {
@@ -414,10 +429,23 @@ func (s *Service) CA(ctx context.Context, accountID string) (*pki.CA, error) {
 	if err != nil {
 		return nil, err
 	}
+	sum := sha256.Sum256(sealed)
+	s.mu.Lock()
+	o, ok := s.opened[accountID]
+	s.mu.Unlock()
+	if ok && o.sealedHash == sum {
+		return o.ca, nil
+	}
 	ca, err := pki.OpenCA(sealed, s.kek, accountID)
 	if err != nil {
 		return nil, fmt.Errorf("opening the CA of %s (is this the deployment's master key?): %w", accountID, err)
 	}
+	s.mu.Lock()
+	if s.opened == nil || len(s.opened) >= maxOpened {
+		s.opened = map[string]openedCA{}
+	}
+	s.opened[accountID] = openedCA{sealedHash: sum, ca: ca}
+	s.mu.Unlock()
 	return ca, nil
 }
 
