@@ -148,6 +148,9 @@ func checkServerRun(args []string, env map[string]*string) (serverRun, []string)
 	c.RedisURL, _ = f.GetString("redis-url")
 	c.Replicas, _ = f.GetInt("replicas")
 	c.LogLevel, _ = f.GetString("log-level")
+	c.NodeHTTP, _ = f.GetString("node-http")
+	c.NodeTLSCert, _ = f.GetString("node-tls-cert")
+	c.NodeTLSKey, _ = f.GetString("node-tls-key")
 	if err := c.validate(); err != nil {
 		bad("cloister server would refuse to start: %v", err)
 	}
@@ -312,6 +315,9 @@ func TestDeployServerRunRejectsBadCommandLines(t *testing.T) {
 		{"stray argument", []string{"server", "account"}, nil, []string{"takes no arguments"}},
 		{"converter without master key", []string{"server", "--services=imageconverter"}, nil, []string{"imageconverter", "CLOISTER_MASTER_KEY"}},
 		{"simulation without master key", []string{"server", "--services=attestation", "--simulation"}, nil, []string{"attestation", "master key"}},
+		{"node listener without certificate", []string{"server", "--services=gateway", "--node-http=0.0.0.0:8443"}, nil, []string{"--node-tls-cert", "--node-tls-key"}},
+		{"node certificate without key", []string{"server", "--services=gateway"}, map[string]*string{"CLOISTER_NODE_TLS_CERT": deployStr("/tls/node.crt")}, []string{"set both --node-tls-cert and --node-tls-key"}},
+		{"bad node listener address", []string{"server", "--services=gateway", "--node-http=8443", "--node-tls-cert=/c", "--node-tls-key=/k"}, nil, []string{"--node-http", "not host:port"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, problems := checkServerRun(tc.args, tc.env)

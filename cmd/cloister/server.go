@@ -2,10 +2,19 @@ package main
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
 	"fmt"
+	"log"
 	"log/slog"
 	"maps"
+	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -60,7 +69,18 @@ type serverConfig struct {
 	Simulation bool
 	MasterKey  string // path of the KEK file
 	Launcher   string // path of the cloister-launcher binary
+	// NodeHTTP is the address of the node listener (HTTPS, mutual TLS);
+	// empty serves no node endpoints.
+	NodeHTTP    string
+	NodeTLSCert string // PEM server certificate (chain) of the node listener
+	NodeTLSKey  string // its PEM private key
+	// nodeHTTPGiven: --node-http or its variable was given; otherwise
+	// -dev serves the node listener on DevNodeHTTP.
+	nodeHTTPGiven bool
 }
+
+// DevNodeHTTP is where -dev serves the node listener unless told otherwise.
+const DevNodeHTTP = "127.0.0.1:8443"
 
 // serverEnv maps each server flag to the environment variable that sets
 // its default.
@@ -78,6 +98,9 @@ var serverEnv = map[string]string{
 	"simulation":      "CLOISTER_SIMULATION",
 	"master-key-file": "CLOISTER_MASTER_KEY_FILE",
 	"launcher":        "CLOISTER_LAUNCHER",
+	"node-http":       "CLOISTER_NODE_HTTP",
+	"node-tls-cert":   "CLOISTER_NODE_TLS_CERT",
+	"node-tls-key":    "CLOISTER_NODE_TLS_KEY",
 }
 
 func defaultDataDir() string {
@@ -126,11 +149,21 @@ Every flag can also be set by the environment variable named in its help.`,
 	f.StringVar(&cfg.MasterKey, "master-key-file", "", "file holding the base64 key-encryption key that seals secrets at rest (or set $CLOISTER_MASTER_KEY; -dev makes one in --data-dir)")
 	f.StringVar(&cfg.Launcher, "launcher", "", "the cloister-launcher binary packed into converted images (default: cloister-launcher beside this binary, then on $PATH); without one the imageconverter serves its API but converts nothing")
 	f.StringVar(&cfg.PCSURL, "pcs-url", "", "Intel PCS or PCCS base URL (API v4) to fetch SGX collateral from, e.g. https://api.trustedservices.intel.com/sgx/certification/v4/")
+	f.StringVar(&cfg.NodeHTTP, "node-http", "", "address of the gateway's node listener (HTTPS; node agents present their client certificate); empty serves none. Default none, or "+DevNodeHTTP+" with -dev; needs --node-tls-cert and --node-tls-key outside -dev")
+	f.StringVar(&cfg.NodeTLSCert, "node-tls-cert", "", "PEM server certificate (with its chain) of the node listener; -dev without one creates a self-signed certificate for 127.0.0.1, ::1 and localhost in --data-dir (node-tls.crt)")
+	f.StringVar(&cfg.NodeTLSKey, "node-tls-key", "", "PEM private key of --node-tls-cert")
 	for name, env := range serverEnv {
 		f.Lookup(name).Usage += " [$" + env + "]"
 	}
 	// Flags on the command line win; the environment fills in the rest.
-	cmd.PreRunE = func(*cobra.Command, []string) error { return applyServerEnv(f, os.LookupEnv) }
+	cmd.PreRunE = func(*cobra.Command, []string) error {
+		if err := applyServerEnv(f, os.LookupEnv); err != nil {
+			return err
+		}
+		_, inEnv := os.LookupEnv(serverEnv["node-http"])
+		cfg.nodeHTTPGiven = f.Changed("node-http") || inEnv
+		return nil
+	}
 	// The server reads no CLI config file: skip the root's loading of it.
 	cmd.PersistentPreRunE = func(*cobra.Command, []string) error { return nil }
 	return cmd
@@ -172,12 +205,27 @@ func (c serverConfig) validate() error {
 	if _, _, err := net.SplitHostPort(c.HTTP); err != nil {
 		return fmt.Errorf("--http %q is not host:port: %w", c.HTTP, err)
 	}
+	if c.NodeHTTP != "" {
+		if _, _, err := net.SplitHostPort(c.NodeHTTP); err != nil {
+			return fmt.Errorf("--node-http %q is not host:port: %w", c.NodeHTTP, err)
+		}
+	}
+	if (c.NodeTLSCert == "") != (c.NodeTLSKey == "") {
+		return errors.New("set both --node-tls-cert and --node-tls-key ($CLOISTER_NODE_TLS_CERT, $CLOISTER_NODE_TLS_KEY), or neither")
+	}
+	if !c.Dev && c.NodeHTTP != "" && c.NodeTLSCert == "" && slices.Contains(c.Services, "gateway") {
+		return fmt.Errorf("--node-http %s serves node agents over TLS and needs a server certificate: set --node-tls-cert and --node-tls-key "+
+			"($CLOISTER_NODE_TLS_CERT, $CLOISTER_NODE_TLS_KEY), or leave --node-http empty to serve no node endpoints", c.NodeHTTP)
+	}
 	return nil
 }
 
 func runServer(ctx context.Context, cfg serverConfig) error {
 	if cfg.Dev {
 		cfg.Services = Services
+		if !cfg.nodeHTTPGiven {
+			cfg.NodeHTTP = DevNodeHTTP
+		}
 	}
 	if err := cfg.validate(); err != nil {
 		return err
@@ -214,6 +262,7 @@ func runServer(ctx context.Context, cfg serverConfig) error {
 		return err
 	}
 
+	var gw *gateway.Gateway
 	for _, name := range cfg.Services {
 		switch name {
 		case "account":
@@ -269,7 +318,7 @@ func runServer(ctx context.Context, cfg serverConfig) error {
 			}
 			defer svc.Stop()
 		case "gateway":
-			gw, err := gateway.New(ctx, gateway.Config{NATS: nc, Cache: c, Logger: logger})
+			gw, err = gateway.New(ctx, gateway.Config{NATS: nc, Cache: c, Logger: logger})
 			if err != nil {
 				return fmt.Errorf("starting gateway: %w", err)
 			}
@@ -283,8 +332,19 @@ func runServer(ctx context.Context, cfg serverConfig) error {
 		return fmt.Errorf("listening on %s: %w", cfg.HTTP, err)
 	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 60 * time.Second}
+	servers := []*http.Server{srv}
+	errc := make(chan error, 2)
+	if gw != nil && cfg.NodeHTTP != "" {
+		nodeSrv, err := serveNodes(cfg, gw, logger, errc)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		if nodeSrv != nil {
+			servers = append(servers, nodeSrv)
+		}
+	}
 	logger.Info("cloister serving", "http", "http://"+ln.Addr().String(), "services", strings.Join(cfg.Services, ","), "dev", cfg.Dev)
-	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {
 	case err := <-errc:
@@ -294,7 +354,145 @@ func runServer(ctx context.Context, cfg serverConfig) error {
 	logger.Info("shutting down")
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	return srv.Shutdown(shutdownCtx)
+	var errsShutdown []error
+	for _, s := range servers {
+		errsShutdown = append(errsShutdown, s.Shutdown(shutdownCtx))
+	}
+	return errors.Join(errsShutdown...)
+}
+
+// serveNodes starts the gateway's node listener, where node agents call
+// with their client certificates, sending its end to errc. With -dev and
+// no address given, an address in use only disables it (nil server).
+func serveNodes(cfg serverConfig, gw *gateway.Gateway, logger *slog.Logger, errc chan<- error) (*http.Server, error) {
+	var (
+		cert     tls.Certificate
+		certPath = cfg.NodeTLSCert
+		err      error
+	)
+	if cfg.NodeTLSCert != "" {
+		cert, err = tls.LoadX509KeyPair(cfg.NodeTLSCert, cfg.NodeTLSKey)
+		if err != nil {
+			return nil, fmt.Errorf("--node-tls-cert and --node-tls-key: %w", err)
+		}
+	} else {
+		// Only -dev gets here (validate).
+		if cert, certPath, err = devNodeCertificate(cfg.DataDir, time.Now()); err != nil {
+			return nil, err
+		}
+	}
+	ln, err := net.Listen("tcp", cfg.NodeHTTP)
+	if err != nil && cfg.Dev && !cfg.nodeHTTPGiven {
+		logger.Warn("the node listener's default address is in use: node agents cannot reach this server; choose one with --node-http",
+			"address", cfg.NodeHTTP, "error", err)
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("listening on --node-http %s: %w", cfg.NodeHTTP, err)
+	}
+	srv := &http.Server{Handler: obs.HTTPMiddleware("gateway-node", gw.NodeHandler()), TLSConfig: gw.NodeTLSConfig(cert),
+		ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 60 * time.Second,
+		ErrorLog: log.New(nodeServerLog{logger}, "", 0)}
+	logger.Info("node listener serving: node agents call the gateway here with their client certificate",
+		"https", "https://"+ln.Addr().String(), "server_certificate", certPath)
+	if cfg.NodeTLSCert == "" {
+		logger.Info("the node listener's certificate is self-signed (-dev): give it to node agents with --server-ca", "path", certPath)
+	}
+	go func() {
+		if err := srv.ServeTLS(ln, "", ""); !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("node listener: %w", err)
+		}
+	}()
+	return srv, nil
+}
+
+// nodeServerLog takes the node listener's http.Server messages: refused
+// TLS handshakes (no client certificate, a scanner) are the caller's
+// problem and go to debug; anything else is a warning.
+type nodeServerLog struct{ l *slog.Logger }
+
+func (w nodeServerLog) Write(p []byte) (int, error) {
+	msg, level := strings.TrimSpace(string(p)), slog.LevelWarn
+	if strings.Contains(msg, "TLS handshake error") {
+		level = slog.LevelDebug
+	}
+	w.l.Log(context.Background(), level, msg, "listener", "node")
+	return len(p), nil
+}
+
+// devNodeCertificate returns -dev's self-signed server certificate of the
+// node listener, kept in dataDir (node-tls.crt, node-tls.key) and made on
+// first start or when it is about to expire, with its path.
+func devNodeCertificate(dataDir string, now time.Time) (tls.Certificate, string, error) {
+	certPath, keyPath := filepath.Join(dataDir, "node-tls.crt"), filepath.Join(dataDir, "node-tls.key")
+	if cert, err := tls.LoadX509KeyPair(certPath, keyPath); err == nil && cert.Leaf != nil && now.Add(24*time.Hour).Before(cert.Leaf.NotAfter) {
+		return cert, certPath, nil
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return tls.Certificate{}, "", fmt.Errorf("generating the node listener's key: %w", err)
+	}
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+	if err != nil {
+		return tls.Certificate{}, "", err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial,
+		Subject:               pkix.Name{CommonName: "cloister -dev node listener"},
+		DNSNames:              []string{"localhost"},
+		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
+		NotBefore:             now.Add(-time.Hour),
+		NotAfter:              now.Add(365 * 24 * time.Hour),
+		KeyUsage:              x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return tls.Certificate{}, "", fmt.Errorf("creating the node listener's certificate: %w", err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return tls.Certificate{}, "", err
+	}
+	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return tls.Certificate{}, "", fmt.Errorf("creating data directory: %w", err)
+	}
+	// The key first: a certificate on disk always has its key beside it.
+	if err := writeFileAtomic(keyPath, keyPEM, 0o600); err != nil {
+		return tls.Certificate{}, "", err
+	}
+	if err := writeFileAtomic(certPath, certPEM, 0o644); err != nil {
+		return tls.Certificate{}, "", err
+	}
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	return cert, certPath, err
+}
+
+// writeFileAtomic replaces path with data, readable as perm: readers see
+// the old file or the new one, never a part.
+func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	defer os.Remove(f.Name())
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Chmod(perm)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	return nil
 }
 
 func shutdown(f func(context.Context) error) {

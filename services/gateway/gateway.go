@@ -8,6 +8,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/nats-io/nats.go"
 
@@ -31,6 +32,9 @@ type Config struct {
 	// CredentialRate limits sign-ups and logins per client address;
 	// zero means DefaultCredentialRate.
 	CredentialRate CredentialRate
+	// Clock is the time nodes' client certificates are checked against;
+	// nil means time.Now.
+	Clock func() time.Time
 }
 
 // Gateway serves the REST API.
@@ -43,6 +47,9 @@ type Gateway struct {
 	cache       cache.Cache
 	logger      *slog.Logger
 	mux         *http.ServeMux
+	nodeMux     *http.ServeMux
+	nodeCAs     *caPools
+	clock       func() time.Time
 	watch       *events.Consumer
 	openapi     []byte
 	credentials *limiter
@@ -70,7 +77,13 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 		cache:       cfg.Cache,
 		logger:      cfg.Logger.With("service", "gateway"),
 		mux:         http.NewServeMux(),
+		nodeMux:     http.NewServeMux(),
+		nodeCAs:     newCAPools(),
+		clock:       cfg.Clock,
 		openapi:     doc,
+	}
+	if g.clock == nil {
+		g.clock = time.Now
 	}
 	if cfg.CredentialRate.Burst <= 0 || cfg.CredentialRate.Every <= 0 {
 		cfg.CredentialRate = DefaultCredentialRate
@@ -78,6 +91,9 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 	g.credentials = newLimiter(cfg.CredentialRate)
 	for _, rt := range g.routes() {
 		g.mux.Handle(rt.Method+" "+rt.Pattern, rt.Handler)
+	}
+	for _, rt := range g.nodeRoutes() {
+		g.nodeMux.Handle(rt.Method+" "+rt.Pattern, rt.Handler)
 	}
 	js, err := events.Open(ctx, cfg.NATS, 1)
 	if err != nil {
@@ -111,16 +127,20 @@ func (g *Gateway) invalidate(ctx context.Context, ev events.Event) error {
 
 // ServeHTTP answers unknown paths and wrong methods with problem
 // documents too, not the mux's plain text.
-func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if _, pattern := g.mux.Handler(r); pattern != "" {
-		g.mux.ServeHTTP(w, r)
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) { serveMux(g.mux, w, r) }
+
+// serveMux serves r with mux, answering what it does not route with a
+// problem document.
+func serveMux(mux *http.ServeMux, w http.ResponseWriter, r *http.Request) {
+	if _, pattern := mux.Handler(r); pattern != "" {
+		mux.ServeHTTP(w, r)
 		return
 	}
 	var allowed []string
 	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPatch, http.MethodPut, http.MethodDelete} {
 		probe := r.Clone(r.Context())
 		probe.Method = m
-		if _, p := g.mux.Handler(probe); p != "" {
+		if _, p := mux.Handler(probe); p != "" {
 			allowed = append(allowed, m)
 		}
 	}

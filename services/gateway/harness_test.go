@@ -128,9 +128,11 @@ func reuseSigningKey(io.Reader) (*rsa.PrivateKey, error) { return signingKey() }
 // addGateway starts another gateway replica with its own cache.
 func (s *stack) addGateway(c cache.Cache) (*gateway.Gateway, *httptest.Server) {
 	s.t.Helper()
-	// The suite signs up and logs in far more than a person would.
+	// The suite signs up and logs in far more than a person would. Node
+	// certificates come from the CA, which lives at vectorTime.
 	gw, err := gateway.New(context.Background(), gateway.Config{NATS: s.nats.Connect(s.t), Cache: c,
-		CredentialRate: gateway.CredentialRate{Every: time.Millisecond, Burst: 1000}})
+		CredentialRate: gateway.CredentialRate{Every: time.Millisecond, Burst: 1000},
+		Clock:          func() time.Time { return vectorTime }})
 	if err != nil {
 		s.t.Fatal(err)
 	}

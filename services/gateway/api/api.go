@@ -428,3 +428,43 @@ type Enrolled struct {
 	Node     Node   `json:"node"`
 	ChainPEM string `json:"chain_pem"`
 }
+
+// NodeHeartbeat is what a node reports on each heartbeat: every enclave it
+// runs (an instance it ran before and no longer reports has stopped).
+type NodeHeartbeat struct {
+	Instances []InstanceReport `json:"instances"`
+}
+
+// InstanceReport is an enclave as its node reports it.
+type InstanceReport struct {
+	ID        string     `json:"id"`
+	AppID     string     `json:"app_id,omitempty"`
+	ImageID   string     `json:"image_id,omitempty"`
+	MRENCLAVE string     `json:"mrenclave,omitempty"` // hex, 32 bytes
+	Status    string     `json:"status,omitempty"`    // running (default) or stopped
+	StartedAt *time.Time `json:"started_at,omitempty"`
+}
+
+// Nonce is a fresh value from the account's CA for REPORTDATA; it is
+// good for one issuance until it expires.
+type Nonce struct {
+	Nonce     []byte    `json:"nonce"` // base64, 32 bytes
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// IssueAppCertificate is what a node forwards for an enclave: the
+// application, the enclave's CSR and its quote, whose REPORTDATA is
+// SHA-256 of the CSR's public key followed by a nonce.
+type IssueAppCertificate struct {
+	AppID string `json:"app_id"`
+	CSR   string `json:"csr"`   // PEM
+	Quote []byte `json:"quote"` // base64
+}
+
+// IssuedAppCertificate is an enclave's certificate, its chain and the
+// verdict it was issued on.
+type IssuedAppCertificate struct {
+	Certificate Certificate `json:"certificate"`
+	ChainPEM    string      `json:"chain_pem"`
+	Verdict     Verdict     `json:"verdict"`
+}
