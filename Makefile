@@ -41,10 +41,11 @@ proto:
 		--go_out=libs/gen --go_opt=module=github.com/cloister-cc/cloister/libs/gen \
 		$$(find proto -name '*.proto' | sort)
 
-## build: the cloister and cloister-launcher binaries in ./bin (static)
+## build: the cloister, cloister-launcher and cloister-node-agent binaries in ./bin (static)
 build:
 	CGO_ENABLED=0 $(GO) build -o bin/cloister ./cmd/cloister
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o bin/cloister-launcher ./cmd/cloister-launcher
+	CGO_ENABLED=0 $(GO) build -o bin/cloister-node-agent ./cmd/cloister-node-agent
 
 ## tidy: go mod tidy in every module
 tidy:

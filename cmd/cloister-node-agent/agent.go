@@ -1,0 +1,432 @@
+package main
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cloister-cc/cloister/libs/obs"
+	"github.com/cloister-cc/cloister/services/gateway/api"
+)
+
+// Log keys of the agent; obs has the shared ones.
+const (
+	keyNode     = "node_id"
+	keyName     = "node_name"
+	keyInstance = "instance_id"
+	keyApp      = "app_id"
+	keyAttempt  = "attempt"
+	keyRetryIn  = "retry_in"
+	keyStatus   = "status"
+)
+
+// Defaults of the retry schedules.
+var (
+	// defaultBackoff paces enrolment and heartbeats after a failure.
+	defaultBackoff = backoff{Min: time.Second, Max: 30 * time.Second}
+	// defaultForward bounds how long an enclave runtime waits on a server
+	// that cannot be reached: 3 attempts over about 5 s.
+	defaultForward = retryPolicy{Attempts: 3, Backoff: backoff{Min: 1500 * time.Millisecond, Max: 3 * time.Second}}
+)
+
+// Timeouts of one call to the server, when the caller's context has no
+// deadline.
+const (
+	enrolTimeout     = 30 * time.Second
+	heartbeatTimeout = 10 * time.Second
+	forwardTimeout   = 30 * time.Second // attestation and issuance take a while
+	shutdownGrace    = 10 * time.Second // for local requests in flight
+)
+
+// maxInstances is the most instances a heartbeat may report (the node
+// registry's limit); beyond it the oldest are no longer reported.
+const maxInstances = 256
+
+// retryPolicy is a bounded number of attempts with a backoff between them.
+type retryPolicy struct {
+	Attempts int
+	Backoff  backoff
+}
+
+// config is the agent's configuration, checked by newAgent.
+type config struct {
+	Server     *url.URL // the gateway's public API, for enrolment
+	NodeServer *url.URL // the gateway's mTLS node listener
+	ServerCA   []byte   // PEM trusted for the node listener (and, with the system roots, the public API); empty: the system roots
+
+	// JoinToken, or the file that holds it, is read only when the data
+	// directory has no identity yet.
+	JoinToken     string
+	JoinTokenFile string
+
+	Name    string // the node's name, sent at enrolment
+	DataDir string
+
+	Listen   string       // address of the local API
+	Listener net.Listener // when set, used instead of Listen (tests)
+
+	HeartbeatEvery time.Duration
+	Simulation     bool
+	Logger         *slog.Logger
+
+	// Retry schedules; zero values mean the defaults. Tests shorten them.
+	Backoff backoff
+	Forward retryPolicy
+}
+
+// agent is the node agent: it holds the node's identity, reports
+// heartbeats and serves the local API.
+type agent struct {
+	cfg    config
+	log    *slog.Logger
+	public *http.Client   // public API, no client certificate
+	roots  *x509.CertPool // for the node listener; nil: the system's
+	sess   atomic.Pointer[session]
+
+	kick chan struct{} // asks for a heartbeat now
+
+	mu        sync.Mutex
+	instances []instance // oldest first
+	lastBeat  time.Time
+}
+
+// session is the node's identity once known, with its mTLS client.
+type session struct {
+	id   *identity
+	node *http.Client
+}
+
+// instance is an enclave the node runs, as heartbeats report it.
+type instance struct {
+	ID        string    `json:"id"`
+	AppID     string    `json:"app_id"`
+	ImageID   string    `json:"image_id"`
+	MRENCLAVE string    `json:"mrenclave"` // hex
+	Status    string    `json:"status"`
+	StartedAt time.Time `json:"started_at"`
+}
+
+// heartbeatRequest is the body of POST /v1/node/heartbeat.
+type heartbeatRequest struct {
+	Instances []instance `json:"instances"`
+}
+
+// newAgent checks cfg and returns an agent that has not started.
+func newAgent(cfg config) (*agent, error) {
+	switch {
+	case cfg.Logger == nil:
+		return nil, errors.New("node agent: no logger")
+	case cfg.Server == nil || cfg.NodeServer == nil:
+		return nil, errors.New("node agent: no server URL")
+	case cfg.DataDir == "":
+		return nil, errors.New("node agent: no data directory")
+	case !validName(cfg.Name):
+		return nil, fmt.Errorf("node agent: node name %q is not 1 to %d letters, digits, '.', '_' or '-'", cfg.Name, maxNameLength)
+	case cfg.HeartbeatEvery <= 0:
+		return nil, fmt.Errorf("node agent: heartbeat interval %v is not positive", cfg.HeartbeatEvery)
+	case cfg.Listener == nil && cfg.Listen == "":
+		return nil, errors.New("node agent: no listen address")
+	}
+	if cfg.Backoff == (backoff{}) {
+		cfg.Backoff = defaultBackoff
+	}
+	if cfg.Forward == (retryPolicy{}) {
+		cfg.Forward = defaultForward
+	}
+	roots, err := serverRoots(cfg.ServerCA)
+	if err != nil {
+		return nil, err
+	}
+	return &agent{cfg: cfg, log: cfg.Logger, public: newHTTPClient(publicRoots(cfg.ServerCA), nil), roots: roots,
+		kick: make(chan struct{}, 1)}, nil
+}
+
+// run serves the local API, loads or enrols the node's identity, then
+// sends heartbeats until ctx ends (it returns nil then) or the server no
+// longer accepts the node. The error of a fatal failure carries its exit
+// code (exitCode).
+func (a *agent) run(ctx context.Context) error {
+	// Listen first: a taken address is found before a join token is spent.
+	ln := a.cfg.Listener
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", a.cfg.Listen); err != nil {
+			return fmt.Errorf("listening for the local API: %w", err)
+		}
+	}
+	if !loopback(ln.Addr()) {
+		a.log.Warn("the local API listens beyond loopback and has no authentication: keep it on a host-only network", "addr", ln.Addr().String())
+	}
+	srv := &http.Server{Handler: a.handler(), ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	a.log.Info("serving the local API", "addr", ln.Addr().String())
+
+	wctx, stop := context.WithCancel(ctx)
+	worked := make(chan error, 1)
+	go func() { worked <- a.work(wctx) }()
+	var err error
+	select {
+	case err = <-worked:
+	case err = <-served:
+		err = fmt.Errorf("serving the local API: %w", err)
+		stop()
+		<-worked
+	}
+	stop()
+
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownGrace)
+	defer cancel()
+	if serr := srv.Shutdown(sctx); serr != nil {
+		a.log.Warn("local requests were still running at shutdown; closing them", obs.KeyError, serr.Error())
+		srv.Close()
+	}
+	return err
+}
+
+func loopback(addr net.Addr) bool {
+	ta, ok := addr.(*net.TCPAddr)
+	return ok && ta.IP.IsLoopback()
+}
+
+// work is the agent's life once listening: identity, then heartbeats.
+func (a *agent) work(ctx context.Context) error {
+	id, err := a.loadOrEnrol(ctx)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	a.sess.Store(&session{id: id, node: newHTTPClient(a.roots, &id.cert)})
+	return a.heartbeats(ctx)
+}
+
+// loadOrEnrol loads the node's identity from the data directory, or enrols
+// the node when there is none.
+func (a *agent) loadOrEnrol(ctx context.Context) (*identity, error) {
+	id, err := loadIdentity(a.cfg.DataDir, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	if id != nil {
+		if a.cfg.JoinToken != "" || a.cfg.JoinTokenFile != "" {
+			a.log.Info("the node has an identity already; the join token is not used", "data_dir", a.cfg.DataDir)
+		}
+		if id.record.Name != a.cfg.Name {
+			// --name defaults to the host name, which may have changed:
+			// not worth a warning.
+			a.log.Info("the node keeps the name it enrolled with; --name is used only at enrolment", keyName, id.record.Name, "flag_name", a.cfg.Name)
+		}
+		a.log.Info("loaded the node's identity", keyNode, id.record.ID, obs.KeyAccount, id.record.Account, keyName, id.record.Name,
+			"certificate_expires", id.leaf().NotAfter.UTC())
+		return id, nil
+	}
+	return a.enrol(ctx)
+}
+
+// enrol enrols the node with the join token and saves its identity. It
+// retries while the server cannot be reached or is unavailable, and
+// stops on a refusal.
+func (a *agent) enrol(ctx context.Context) (*identity, error) {
+	token, err := a.joinToken()
+	if err != nil {
+		return nil, err
+	}
+	key, csr, err := newKey(a.cfg.Name)
+	if err != nil {
+		return nil, err
+	}
+	endpoint := a.cfg.Server.JoinPath("v1", "agent", "enroll").String()
+	body := api.Enroll{JoinToken: token, NodeName: a.cfg.Name, CSR: string(csr)}
+	for attempt := 1; ; attempt++ {
+		a.log.Info("enrolling", "server", a.cfg.Server.String(), keyName, a.cfg.Name, keyAttempt, attempt)
+		var out api.Enrolled
+		cctx, cancel := withDefaultTimeout(ctx, enrolTimeout)
+		err := call(cctx, a.public, http.MethodPost, endpoint, body, &out)
+		cancel()
+		if err == nil {
+			return a.enrolled(key, out)
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if se, ok := errors.AsType[*statusError](err); ok && !transient(err) {
+			switch se.Problem.Status {
+			case http.StatusUnauthorized, http.StatusForbidden:
+				return nil, exitWith(exitNoPerm, "the server refused the enrolment: %s. Create a new join token with `cloister node token create NAME` "+
+					"(without --require-attestation: this agent presents no attestation evidence yet) and start the agent with it", se.detail())
+			case http.StatusNotFound, http.StatusMethodNotAllowed:
+				return nil, exitWith(exitConfig, "%s answered %d to the enrolment: is --server the gateway's public API?", endpoint, se.Problem.Status)
+			default:
+				return nil, exitWith(exitConfig, "the server rejected the enrolment: %s", se.detail())
+			}
+		}
+		pause := a.cfg.Backoff.delay(attempt - 1)
+		if se, ok := errors.AsType[*statusError](err); ok {
+			pause = max(pause, se.RetryAfter)
+		}
+		a.log.Warn("enrolment failed; retrying", keyAttempt, attempt, keyRetryIn, pause.String(), obs.KeyError, err.Error())
+		if err := sleep(ctx, pause); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// enrolled checks the server's answer to an enrolment and saves the
+// identity it gives.
+func (a *agent) enrolled(key *ecdsa.PrivateKey, out api.Enrolled) (*identity, error) {
+	id, err := newIdentity(key, []byte(out.ChainPEM), a.cfg.Name, time.Now())
+	if err != nil {
+		return nil, exitWith(exitConfig, "the server's answer to the enrolment is unusable: %w", err)
+	}
+	if out.Node.ID != "" && out.Node.ID != id.record.ID {
+		return nil, exitWith(exitConfig, "the server's answer to the enrolment is unusable: node %s got a certificate for node %s", out.Node.ID, id.record.ID)
+	}
+	id.record.Server, id.record.EnrolledAt = a.cfg.Server.String(), time.Now().UTC()
+	if err := id.save(a.cfg.DataDir); err != nil {
+		// The server has enrolled the node; without its key it cannot act
+		// as the node. Say so rather than enrol a second node later.
+		return nil, fmt.Errorf("saving the node's identity in %s (the server enrolled node %s; deregister it before enrolling again): %w",
+			a.cfg.DataDir, id.record.ID, err)
+	}
+	a.log.Info("enrolled", keyNode, id.record.ID, obs.KeyAccount, id.record.Account, keyName, id.record.Name,
+		"certificate_expires", id.leaf().NotAfter.UTC(), "data_dir", a.cfg.DataDir)
+	return id, nil
+}
+
+// joinToken is the token from the flag or its file.
+func (a *agent) joinToken() (string, error) {
+	if a.cfg.JoinTokenFile != "" {
+		b, err := os.ReadFile(a.cfg.JoinTokenFile)
+		if err != nil {
+			return "", exitWith(exitUsage, "reading --join-token-file: %w", err)
+		}
+		t := strings.TrimSpace(string(b))
+		if t == "" {
+			return "", exitWith(exitUsage, "--join-token-file %s is empty", a.cfg.JoinTokenFile)
+		}
+		return t, nil
+	}
+	if a.cfg.JoinToken == "" {
+		return "", exitWith(exitUsage, "the node has no identity in %s yet: give --join-token-file or --join-token "+
+			"(create a join token with `cloister node token create NAME`)", a.cfg.DataDir)
+	}
+	return a.cfg.JoinToken, nil
+}
+
+// heartbeats sends a heartbeat at once, then every HeartbeatEvery, and
+// when asked (kick). A failed one is retried with backoff; a 401 stops
+// the agent.
+func (a *agent) heartbeats(ctx context.Context) error {
+	t := time.NewTimer(0)
+	defer t.Stop()
+	failures := 0
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		case <-a.kick:
+			t.Stop()
+		}
+		err := a.heartbeat(ctx)
+		switch {
+		case err == nil:
+			if failures > 0 {
+				a.log.Info("heartbeats resumed", "failed_attempts", failures)
+			}
+			failures = 0
+			t.Reset(a.cfg.HeartbeatEvery)
+		case ctx.Err() != nil:
+			return nil
+		case answerStatus(err) == http.StatusUnauthorized:
+			se, _ := errors.AsType[*statusError](err)
+			id := a.sess.Load().id
+			return exitWith(exitDeregistered, "the server no longer accepts node %s (%s): it was deregistered or its certificate revoked. "+
+				"To run this machine as a node again, move %s away and start the agent with a new join token", id.record.ID, se.detail(), a.cfg.DataDir)
+		default:
+			failures++
+			pause := a.cfg.Backoff.delay(failures - 1)
+			a.log.Warn("heartbeat failed; retrying", keyAttempt, failures, keyRetryIn, pause.String(), obs.KeyError, err.Error())
+			t.Reset(pause)
+		}
+	}
+}
+
+// heartbeat sends one heartbeat with the instances the agent knows.
+func (a *agent) heartbeat(ctx context.Context) error {
+	s := a.sess.Load()
+	ctx, cancel := withDefaultTimeout(ctx, heartbeatTimeout)
+	defer cancel()
+	body := heartbeatRequest{Instances: a.snapshot()}
+	if err := call(ctx, s.node, http.MethodPost, a.cfg.NodeServer.JoinPath("v1", "node", "heartbeat").String(), body, nil); err != nil {
+		return err
+	}
+	a.mu.Lock()
+	a.lastBeat = time.Now().UTC()
+	a.mu.Unlock()
+	a.log.Debug("heartbeat sent", "instances", len(body.Instances))
+	return nil
+}
+
+// heartbeatSoon asks for a heartbeat now, unless one is asked already.
+func (a *agent) heartbeatSoon() {
+	select {
+	case a.kick <- struct{}{}:
+	default:
+	}
+}
+
+// record adds a running instance and returns it.
+func (a *agent) record(appID, imageID, mrenclave string) instance {
+	in := instance{ID: newInstanceID(), AppID: appID, ImageID: imageID, MRENCLAVE: mrenclave, Status: "running", StartedAt: time.Now().UTC()}
+	a.mu.Lock()
+	a.instances = append(a.instances, in)
+	var dropped []instance
+	if n := len(a.instances) - maxInstances; n > 0 {
+		dropped = append(dropped, a.instances[:n]...)
+		a.instances = append([]instance(nil), a.instances[n:]...)
+	}
+	a.mu.Unlock()
+	for _, d := range dropped {
+		a.log.Warn("too many instances to report; the oldest is no longer reported", keyInstance, d.ID, keyApp, d.AppID, "limit", maxInstances)
+	}
+	a.heartbeatSoon()
+	return in
+}
+
+// snapshot returns the instances to report, never nil.
+func (a *agent) snapshot() []instance {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return append(make([]instance, 0, len(a.instances)), a.instances...)
+}
+
+func newInstanceID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // never fails (crypto/rand)
+	return "inst-" + hex.EncodeToString(b[:])
+}
+
+// withDefaultTimeout applies d only when ctx has no deadline.
+func withDefaultTimeout(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, d)
+}

@@ -1,0 +1,342 @@
+package main
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/hex"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"log"
+	"math/big"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cloister-cc/cloister/services/gateway/api"
+)
+
+// fakeGateway stands in for Cloister's gateway: its public enrolment
+// endpoint, and its mTLS node listener that requires client certificates
+// from the account's CA. The gateway's real node endpoints are being
+// written at the same time as this agent; the end-to-end test against the
+// real gateway comes with the full journey (DESIGN §1). The fake answers
+// with the shapes, statuses and strict decoding the agent relies on, so it
+// is also the contract the gateway must meet.
+type fakeGateway struct {
+	t       *testing.T
+	account string
+	token   string
+
+	rootKey, issuerKey *ecdsa.PrivateKey
+	root, issuer       *x509.Certificate
+
+	public *httptest.Server // POST /v1/agent/enroll
+	node   *httptest.Server // /v1/node/*, mTLS
+
+	mu        sync.Mutex
+	nodes     int             // node ids handed out
+	enrolls   int             // calls of the enrolment endpoint
+	enrollErr *api.Problem    // when set, enrolment answers it
+	failFirst int             // enrolments to answer 503 before the rest
+	enrolled  []api.Enroll    // enrolment requests (the token included)
+	beats     []seenHeartbeat // heartbeats received
+	beatErr   *api.Problem    // when set, heartbeats answer it
+	nonces    []string        // nonces handed out, base64
+	issues    []seenIssue     // issuance requests
+	issueErr  *api.Problem    // when set, issuance answers it
+}
+
+// seenHeartbeat is a heartbeat as the fake received it.
+type seenHeartbeat struct {
+	Node      string // from the client certificate's URI
+	Serial    string // of the client certificate
+	Instances []instance
+}
+
+type seenIssue struct {
+	Node string
+	Body issueRequest
+}
+
+const (
+	fakeImageID   = "img-0001"
+	fakeMRENCLAVE = "5a" + "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcd"
+)
+
+func newFakeGateway(t *testing.T) *fakeGateway {
+	t.Helper()
+	g := &fakeGateway{t: t, account: "acct-1", token: "cjt_" + hex.EncodeToString(randBytes(t, 32))}
+	g.rootKey, g.root = newCA(t, "Cloister test root", nil, nil)
+	g.issuerKey, g.issuer = newCA(t, "Cloister test issuing CA", g.root, g.rootKey)
+
+	pub := http.NewServeMux()
+	pub.HandleFunc("POST /v1/agent/enroll", g.enroll)
+	g.public = httptest.NewServer(pub)
+	t.Cleanup(g.public.Close)
+
+	nodeMux := http.NewServeMux()
+	nodeMux.HandleFunc("POST /v1/node/heartbeat", g.heartbeat)
+	nodeMux.HandleFunc("POST /v1/node/nonce", g.nonce)
+	nodeMux.HandleFunc("POST /v1/node/certificate", g.certificate)
+	g.node = httptest.NewUnstartedServer(nodeMux)
+	clientCAs := x509.NewCertPool()
+	clientCAs.AddCert(g.root)
+	g.node.TLS = &tls.Config{ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: clientCAs, MinVersion: tls.VersionTLS12}
+	// The test that closes the listener under the agent makes handshakes
+	// fail; they are not news.
+	g.node.Config.ErrorLog = log.New(io.Discard, "", 0)
+	g.node.StartTLS()
+	t.Cleanup(g.node.Close)
+	return g
+}
+
+// serverCA is the PEM of the node listener's certificate, for --server-ca.
+func (g *fakeGateway) serverCA() []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: g.node.Certificate().Raw})
+}
+
+func (g *fakeGateway) urls() (public, node *url.URL) {
+	p, err := url.Parse(g.public.URL)
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	n, err := url.Parse(g.node.URL)
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	return p, n
+}
+
+func (g *fakeGateway) enroll(w http.ResponseWriter, r *http.Request) {
+	var b api.Enroll
+	if !strictDecode(w, r, &b) {
+		return
+	}
+	g.mu.Lock()
+	g.enrolls++
+	g.enrolled = append(g.enrolled, b)
+	refuse, unavailable := g.enrollErr, g.failFirst > 0
+	if unavailable {
+		g.failFirst--
+	}
+	g.mu.Unlock()
+	switch {
+	case refuse != nil:
+		problem(w, refuse.Status, refuse.Detail)
+		return
+	case unavailable:
+		problem(w, http.StatusServiceUnavailable, "the node registry is unavailable")
+		return
+	case b.JoinToken != g.token:
+		problem(w, http.StatusUnauthorized, "the join token is unknown")
+		return
+	}
+	blk, _ := pem.Decode([]byte(b.CSR))
+	if blk == nil || blk.Type != "CERTIFICATE REQUEST" {
+		problem(w, http.StatusBadRequest, "csr: not a PEM certificate request")
+		return
+	}
+	csr, err := x509.ParseCertificateRequest(blk.Bytes)
+	if err != nil || csr.CheckSignature() != nil {
+		problem(w, http.StatusBadRequest, "csr: not signed by its own key")
+		return
+	}
+	if k, ok := csr.PublicKey.(*ecdsa.PublicKey); !ok || k.Curve != elliptic.P256() {
+		problem(w, http.StatusBadRequest, "csr: the key must be EC P-256")
+		return
+	}
+	g.mu.Lock()
+	g.nodes++
+	nodeID := fmt.Sprintf("node-%d", g.nodes)
+	g.mu.Unlock()
+	uri, _ := url.Parse("urn:cloister:node:" + g.account + ":" + nodeID)
+	leaf := g.sign(&x509.Certificate{Subject: pkix.Name{CommonName: "node " + nodeID}, URIs: []*url.URL{uri},
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}, csr.PublicKey)
+	chain := append(certPEM(leaf), certPEM(g.issuer)...)
+	chain = append(chain, certPEM(g.root)...)
+	reply(w, http.StatusCreated, api.Enrolled{Node: api.Node{ID: nodeID, Name: b.NodeName, Status: "active", Labels: map[string]string{},
+		CertificateSerial: leaf.SerialNumber.Text(16), EnrolledAt: time.Now().UTC(), Instances: []api.Instance{}}, ChainPEM: string(chain)})
+}
+
+// peer is the node a node-facing request comes from, by its certificate.
+func (g *fakeGateway) peer(r *http.Request) (node string, cert *x509.Certificate) {
+	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
+		g.t.Errorf("%s %s without a client certificate", r.Method, r.URL.Path)
+		return "", nil
+	}
+	cert = r.TLS.PeerCertificates[0]
+	account, node, err := nodeURI(cert)
+	if err != nil || account != g.account {
+		g.t.Errorf("%s %s: client certificate of %q/%q (%v), want a node of %s", r.Method, r.URL.Path, account, node, err, g.account)
+	}
+	return node, cert
+}
+
+func (g *fakeGateway) heartbeat(w http.ResponseWriter, r *http.Request) {
+	node, cert := g.peer(r)
+	var b heartbeatRequest
+	if !strictDecode(w, r, &b) {
+		return
+	}
+	if b.Instances == nil {
+		problem(w, http.StatusBadRequest, "instances must be an array")
+		return
+	}
+	g.mu.Lock()
+	g.beats = append(g.beats, seenHeartbeat{Node: node, Serial: cert.SerialNumber.Text(16), Instances: b.Instances})
+	fail := g.beatErr
+	g.mu.Unlock()
+	if fail != nil {
+		problem(w, fail.Status, fail.Detail)
+		return
+	}
+	reply(w, http.StatusOK, api.Node{ID: node, Status: "active"})
+}
+
+func (g *fakeGateway) nonce(w http.ResponseWriter, r *http.Request) {
+	g.peer(r)
+	var b struct{}
+	if !strictDecode(w, r, &b) {
+		return
+	}
+	n := randBytes(g.t, 32)
+	g.mu.Lock()
+	g.nonces = append(g.nonces, b64(n))
+	g.mu.Unlock()
+	reply(w, http.StatusCreated, nonceAnswer{Nonce: n, ExpiresAt: ptr(time.Now().Add(5 * time.Minute).UTC())})
+}
+
+func (g *fakeGateway) certificate(w http.ResponseWriter, r *http.Request) {
+	node, _ := g.peer(r)
+	var b issueRequest
+	if !strictDecode(w, r, &b) {
+		return
+	}
+	g.mu.Lock()
+	g.issues = append(g.issues, seenIssue{Node: node, Body: b})
+	fail := g.issueErr
+	g.mu.Unlock()
+	if fail != nil {
+		problem(w, fail.Status, fail.Detail)
+		return
+	}
+	blk, _ := pem.Decode([]byte(b.CSR))
+	csr, err := x509.ParseCertificateRequest(blk.Bytes)
+	if err != nil {
+		problem(w, http.StatusBadRequest, "csr: "+err.Error())
+		return
+	}
+	leaf := g.sign(&x509.Certificate{Subject: pkix.Name{CommonName: csr.DNSNames[0]}, DNSNames: csr.DNSNames,
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}, csr.PublicKey)
+	chain := append(certPEM(leaf), certPEM(g.issuer)...)
+	reply(w, http.StatusCreated, map[string]any{
+		"certificate": api.Certificate{Serial: leaf.SerialNumber.Text(16), Kind: "app", SubjectID: b.AppID, DNSNames: csr.DNSNames,
+			NotBefore: leaf.NotBefore, NotAfter: leaf.NotAfter, PEM: string(certPEM(leaf)), NodeID: node, ImageID: fakeImageID,
+			MRENCLAVE: fakeMRENCLAVE, VerdictID: "verdict-1"},
+		"chain_pem": string(chain),
+		"verdict":   api.Verdict{ID: "verdict-1", OK: true, Advisories: []string{}, MRENCLAVE: fakeMRENCLAVE, MRSIGNER: "00"},
+	})
+}
+
+func (g *fakeGateway) sign(tmpl *x509.Certificate, pub any) *x509.Certificate {
+	g.t.Helper()
+	tmpl.SerialNumber = new(big.Int).SetBytes(randBytes(g.t, 16))
+	tmpl.NotBefore, tmpl.NotAfter = time.Now().Add(-time.Minute), time.Now().Add(24*time.Hour)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, g.issuer, pub, g.issuerKey)
+	if err != nil {
+		g.t.Fatalf("issuing a certificate: %v", err)
+	}
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	return c
+}
+
+// counts returns how many enrolments and heartbeats the fake has seen.
+func (g *fakeGateway) counts() (enrolls, beats int) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.enrolls, len(g.beats)
+}
+
+func (g *fakeGateway) heartbeats() []seenHeartbeat {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return append([]seenHeartbeat(nil), g.beats...)
+}
+
+// newCA makes a CA certificate, self-signed when parent is nil.
+func newCA(t *testing.T, cn string, parent *x509.Certificate, parentKey *ecdsa.PrivateKey) (*ecdsa.PrivateKey, *x509.Certificate) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: cn},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(48 * time.Hour), IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign}
+	if parent == nil {
+		parent, parentKey = tmpl, key
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, parentKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return key, c
+}
+
+// strictDecode decodes the body as the gateway does: JSON content type,
+// one object, no unknown field.
+func strictDecode(w http.ResponseWriter, r *http.Request, v any) bool {
+	if r.Header.Get("Content-Type") != "application/json" {
+		problem(w, http.StatusBadRequest, "Content-Type must be application/json")
+		return false
+	}
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		problem(w, http.StatusBadRequest, "request body: "+err.Error())
+		return false
+	}
+	return true
+}
+
+func problem(w http.ResponseWriter, status int, detail string) {
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(api.Problem{Type: "about:blank", Title: http.StatusText(status), Status: status, Detail: detail, Code: "test"})
+}
+
+func reply(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func certPEM(c *x509.Certificate) []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
+}
+
+func randBytes(t *testing.T, n int) []byte {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func ptr[T any](v T) *T { return &v }

@@ -1,0 +1,274 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"time"
+
+	"github.com/cloister-cc/cloister/libs/obs"
+	"github.com/cloister-cc/cloister/services/gateway/api"
+)
+
+// maxRequestBytes bounds the body of a local request (a CSR and a quote).
+const maxRequestBytes = 1 << 20
+
+// The local API's problem details that callers (and tests) rely on.
+const (
+	detailUnreachable = "the Cloister server cannot be reached; the agent keeps retrying heartbeats; try again later"
+	detailNotEnrolled = "the node agent is not enrolled yet; it keeps trying (see its log); try again later"
+	detailNotAccepted = "the Cloister server no longer accepts this node (it was deregistered or its certificate revoked); the agent is stopping"
+)
+
+// handler is the local API, under /v1/. The routes keep the names of
+// Fortanix's node agent so that its callers find their way.
+func (a *agent) handler() http.Handler {
+	mux := http.NewServeMux()
+	route := func(method, path string, h http.HandlerFunc) {
+		mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
+			if r.Method != method {
+				w.Header().Set("Allow", method)
+				writeProblem(w, http.StatusMethodNotAllowed, "method_not_allowed", fmt.Sprintf("%s is not allowed on %s; use %s", r.Method, r.URL.Path, method))
+				return
+			}
+			h(w, r)
+		})
+	}
+	route(http.MethodGet, "/v1/health", a.health)
+	route(http.MethodGet, "/v1/enclave/target-info", a.targetInfo)
+	route(http.MethodPost, "/v1/enclave/attest", a.attest)
+	route(http.MethodPost, "/v1/certificate/issue", a.issue)
+	route(http.MethodGet, "/v1/certificate/result/{task}", a.result)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeProblem(w, http.StatusNotFound, "not_found", fmt.Sprintf("no such resource: %s; the node agent serves /v1/health, "+
+			"/v1/enclave/target-info and /v1/certificate/issue", r.URL.Path))
+	})
+	return mux
+}
+
+// healthAnswer is the body of GET /v1/health.
+type healthAnswer struct {
+	Status        string     `json:"status"` // ok, or enrolling
+	NodeID        string     `json:"node_id,omitempty"`
+	AccountID     string     `json:"account_id,omitempty"`
+	Enrolled      bool       `json:"enrolled"`
+	Simulation    bool       `json:"simulation"`
+	Instances     int        `json:"instances"`
+	LastHeartbeat *time.Time `json:"last_heartbeat,omitempty"`
+}
+
+// health answers 200 once the node has its identity, 503 before.
+func (a *agent) health(w http.ResponseWriter, _ *http.Request) {
+	out := healthAnswer{Status: "enrolling", Simulation: a.cfg.Simulation}
+	a.mu.Lock()
+	out.Instances = len(a.instances)
+	if !a.lastBeat.IsZero() {
+		t := a.lastBeat
+		out.LastHeartbeat = &t
+	}
+	a.mu.Unlock()
+	s := a.sess.Load()
+	if s == nil {
+		writeJSON(w, http.StatusServiceUnavailable, out)
+		return
+	}
+	out.Status, out.Enrolled, out.NodeID, out.AccountID = "ok", true, s.id.record.ID, s.id.record.Account
+	writeJSON(w, http.StatusOK, out)
+}
+
+// nonceAnswer is the node listener's answer to POST /v1/node/nonce.
+type nonceAnswer struct {
+	Nonce     []byte     `json:"nonce"` // base64
+	ExpiresAt *time.Time `json:"expires_at,omitempty"`
+}
+
+// targetInfoAnswer is the body of GET /v1/enclave/target-info.
+type targetInfoAnswer struct {
+	Nonce      []byte     `json:"nonce"` // base64
+	ExpiresAt  *time.Time `json:"expires_at,omitempty"`
+	Simulation bool       `json:"simulation,omitempty"`
+}
+
+// targetInfo gives the launcher a fresh nonce of the server's to bind in
+// its quote's REPORTDATA.
+func (a *agent) targetInfo(w http.ResponseWriter, r *http.Request) {
+	var n nonceAnswer
+	// A nonce request is idempotent enough: a lost answer only leaves an
+	// unused nonce to expire.
+	if !a.forward(w, r, "nonce", struct{}{}, &n, true) {
+		return
+	}
+	if len(n.Nonce) == 0 {
+		a.log.Error("the server's nonce is empty")
+		writeProblem(w, http.StatusBadGateway, "bad_gateway", "the Cloister server answered without a nonce")
+		return
+	}
+	writeJSON(w, http.StatusOK, targetInfoAnswer{Nonce: n.Nonce, ExpiresAt: n.ExpiresAt, Simulation: a.cfg.Simulation})
+}
+
+// issueRequest is the body of POST /v1/certificate/issue, forwarded as it
+// is to POST /v1/node/certificate.
+type issueRequest struct {
+	AppID string `json:"app_id"`
+	CSR   string `json:"csr"`   // PEM
+	Quote []byte `json:"quote"` // base64
+}
+
+// issued is what the agent reads of the server's answer to an issuance;
+// the launcher gets the whole answer.
+type issued struct {
+	Certificate struct {
+		Serial    string `json:"serial"`
+		ImageID   string `json:"image_id"`
+		MRENCLAVE string `json:"mrenclave"`
+	} `json:"certificate"`
+	Verdict struct {
+		MRENCLAVE string `json:"mrenclave"`
+	} `json:"verdict"`
+}
+
+// issue forwards an enclave's CSR and quote to the server, records the
+// instance and answers with the server's answer plus its instance_id.
+func (a *agent) issue(w http.ResponseWriter, r *http.Request) {
+	var req issueRequest
+	if err := decodeRequest(w, r, &req); err != nil {
+		writeProblem(w, http.StatusBadRequest, "invalid", err.Error())
+		return
+	}
+	switch {
+	case req.AppID == "":
+		writeProblem(w, http.StatusBadRequest, "invalid", "app_id is required: the id of the application the enclave runs")
+		return
+	case req.CSR == "":
+		writeProblem(w, http.StatusBadRequest, "invalid", "csr is required: a PEM certificate request for the enclave's key")
+		return
+	case len(req.Quote) == 0:
+		writeProblem(w, http.StatusBadRequest, "invalid", "quote is required: the enclave's quote, base64, binding the CSR's key and the nonce from /v1/enclave/target-info")
+		return
+	}
+	var raw json.RawMessage
+	// Not idempotent: the quote's nonce is spent by the first issuance
+	// that reaches the server, so only a request that never reached it is
+	// sent again.
+	if !a.forward(w, r, "certificate", req, &raw, false) {
+		return
+	}
+	var answer map[string]json.RawMessage
+	var got issued
+	if err := json.Unmarshal(raw, &answer); err != nil || answer == nil {
+		a.log.Error("the server's answer to an issuance is not a JSON object")
+		writeProblem(w, http.StatusBadGateway, "bad_gateway", "the Cloister server's answer is not a JSON object")
+		return
+	}
+	_ = json.Unmarshal(raw, &got) // fields of another type stay empty
+	mrenclave := got.Verdict.MRENCLAVE
+	if mrenclave == "" {
+		mrenclave = got.Certificate.MRENCLAVE
+	}
+	in := a.record(req.AppID, got.Certificate.ImageID, mrenclave)
+	answer["instance_id"], _ = json.Marshal(in.ID)
+	a.log.Info("certificate issued; instance recorded", keyInstance, in.ID, keyApp, in.AppID, "image_id", in.ImageID,
+		"mrenclave", in.MRENCLAVE, "serial", got.Certificate.Serial)
+	writeJSON(w, http.StatusOK, answer)
+}
+
+// result keeps Fortanix's route for callers that poll for a result.
+func (a *agent) result(w http.ResponseWriter, r *http.Request) {
+	writeProblem(w, http.StatusNotFound, "not_found", fmt.Sprintf("there is no task %q to poll: this node agent issues certificates synchronously, "+
+		"and POST /v1/certificate/issue returns the certificate in its answer", r.PathValue("task")))
+}
+
+// attest keeps Fortanix's route; simulated quoting comes later.
+func (a *agent) attest(w http.ResponseWriter, _ *http.Request) {
+	writeProblem(w, http.StatusNotImplemented, "not_implemented", "this version of the node agent does not quote: simulated quoting is "+
+		"provided by a later version. Obtain the quote from the enclave runtime and send it to POST /v1/certificate/issue")
+}
+
+// forward calls POST {node-server}/v1/node/{op} as the node and decodes
+// its answer into out. It retries while the server cannot be reached (any
+// failure to reach it when idempotent; otherwise only when the request
+// never left), up to the Forward policy. On failure it answers the local
+// caller and returns false.
+func (a *agent) forward(w http.ResponseWriter, r *http.Request, op string, body, out any, idempotent bool) bool {
+	s := a.sess.Load()
+	if s == nil {
+		writeProblem(w, http.StatusServiceUnavailable, "unavailable", detailNotEnrolled)
+		return false
+	}
+	endpoint := a.cfg.NodeServer.JoinPath("v1", "node", op).String()
+	var err error
+	for attempt := 1; ; attempt++ {
+		ctx, cancel := withDefaultTimeout(r.Context(), forwardTimeout)
+		err = call(ctx, s.node, http.MethodPost, endpoint, body, out)
+		cancel()
+		retry := notSent(err) || idempotent && transient(err)
+		if err == nil || !retry || attempt >= a.cfg.Forward.Attempts || r.Context().Err() != nil {
+			break
+		}
+		pause := a.cfg.Forward.Backoff.delay(attempt - 1)
+		a.log.Warn("calling the server for an enclave failed; retrying", obs.KeyOp, op, keyAttempt, attempt, keyRetryIn, pause.String(), obs.KeyError, err.Error())
+		if sleep(r.Context(), pause) != nil {
+			break
+		}
+	}
+	if err == nil {
+		return true
+	}
+	se, answered := errors.AsType[*statusError](err)
+	switch {
+	case r.Context().Err() != nil:
+		// The caller has gone; nobody reads an answer.
+	case !answered:
+		a.log.Error("the server cannot be reached for an enclave", obs.KeyOp, op, obs.KeyError, err.Error())
+		writeProblem(w, http.StatusServiceUnavailable, "unavailable", detailUnreachable)
+	case se.Problem.Status == http.StatusUnauthorized:
+		a.log.Error("the server refused the node's certificate", obs.KeyOp, op, obs.KeyError, err.Error())
+		// The heartbeat confirms it and stops the agent.
+		a.heartbeatSoon()
+		writeProblem(w, http.StatusServiceUnavailable, "unavailable", detailNotAccepted)
+	default:
+		// The server's refusal (a quote it does not accept, an image not
+		// approved...) is the launcher's to read, as the server said it.
+		a.log.Warn("the server refused a request for an enclave", obs.KeyOp, op, keyStatus, se.Problem.Status, obs.KeyError, se.detail())
+		writeJSONAs(w, "application/problem+json", se.Problem.Status, se.Problem)
+	}
+	return false
+}
+
+// decodeRequest reads one JSON object into v, strictly, as the gateway does.
+func decodeRequest(w http.ResponseWriter, r *http.Request, v any) error {
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+		return fmt.Errorf("Content-Type must be application/json, not %q", r.Header.Get("Content-Type"))
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxRequestBytes))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			return fmt.Errorf("the request body is larger than %d bytes", maxRequestBytes)
+		}
+		return fmt.Errorf("the request body is not the JSON object expected: %v", err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return errors.New("the request body must hold a single JSON object")
+	}
+	return nil
+}
+
+func writeProblem(w http.ResponseWriter, status int, code, detail string) {
+	writeJSONAs(w, "application/problem+json", status, api.Problem{Type: "about:blank", Title: http.StatusText(status),
+		Status: status, Detail: detail, Code: code})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	writeJSONAs(w, "application/json", status, v)
+}
+
+func writeJSONAs(w http.ResponseWriter, contentType string, status int, v any) {
+	w.Header().Set("Content-Type", contentType)
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
