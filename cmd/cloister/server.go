@@ -69,6 +69,7 @@ type serverConfig struct {
 	Simulation bool
 	MasterKey  string // path of the KEK file
 	Launcher   string // path of the cloister-launcher binary
+	Reattest   time.Duration
 	// NodeHTTP is the address of the node listener (HTTPS, mutual TLS);
 	// empty serves no node endpoints.
 	NodeHTTP    string
@@ -98,6 +99,7 @@ var serverEnv = map[string]string{
 	"simulation":      "CLOISTER_SIMULATION",
 	"master-key-file": "CLOISTER_MASTER_KEY_FILE",
 	"launcher":        "CLOISTER_LAUNCHER",
+	"reattest-every":  "CLOISTER_REATTEST_EVERY",
 	"node-http":       "CLOISTER_NODE_HTTP",
 	"node-tls-cert":   "CLOISTER_NODE_TLS_CERT",
 	"node-tls-key":    "CLOISTER_NODE_TLS_KEY",
@@ -147,6 +149,7 @@ Every flag can also be set by the environment variable named in its help.`,
 	f.StringVar(&cfg.LogLevel, "log-level", "info", "debug, info, warn or error")
 	f.BoolVar(&cfg.Simulation, "simulation", false, "accept simulated SGX evidence from accounts whose policy allows it (on with -dev); needs a master key")
 	f.StringVar(&cfg.MasterKey, "master-key-file", "", "file holding the base64 key-encryption key that seals secrets at rest (or set $CLOISTER_MASTER_KEY; -dev makes one in --data-dir)")
+	f.DurationVar(&cfg.Reattest, "reattest-every", 24*time.Hour, "how often nodes enrolled with TEE evidence must re-attest; one that fails, or is overdue, becomes untrusted and its certificate is revoked")
 	f.StringVar(&cfg.Launcher, "launcher", "", "the cloister-launcher binary packed into converted images (default: cloister-launcher beside this binary, then on $PATH); without one the imageconverter serves its API but converts nothing")
 	f.StringVar(&cfg.PCSURL, "pcs-url", "", "Intel PCS or PCCS base URL (API v4) to fetch SGX collateral from, e.g. https://api.trustedservices.intel.com/sgx/certification/v4/")
 	f.StringVar(&cfg.NodeHTTP, "node-http", "", "address of the gateway's node listener (HTTPS; node agents present their client certificate); empty serves none. Default none, or "+DevNodeHTTP+" with -dev; needs --node-tls-cert and --node-tls-key outside -dev")
@@ -312,7 +315,7 @@ func runServer(ctx context.Context, cfg serverConfig) error {
 			}
 			defer svc.Stop()
 		case "noderegistry":
-			svc, err := noderegistry.Start(ctx, noderegistry.Config{NATS: nc, Replicas: cfg.Replicas, Logger: logger, Cache: c})
+			svc, err := noderegistry.Start(ctx, noderegistry.Config{NATS: nc, Replicas: cfg.Replicas, Logger: logger, Cache: c, ReattestEvery: cfg.Reattest})
 			if err != nil {
 				return fmt.Errorf("starting noderegistry service: %w", err)
 			}

@@ -110,6 +110,13 @@ func pemChain(t *testing.T, chain string) [][]byte {
 // through POST /v1/agent/enroll, as a node agent does.
 func (s *stack) enrolNode(t *testing.T, token, accountID, name string) enrolledNode {
 	t.Helper()
+	return s.enrolNodeWith(t, token, accountID, name, nil)
+}
+
+// enrolNodeWith is enrolNode presenting evidence(key) when evidence is
+// not nil.
+func (s *stack) enrolNodeWith(t *testing.T, token, accountID, name string, evidence func(*ecdsa.PrivateKey) []byte) enrolledNode {
+	t.Helper()
 	r := do(t, s.srv, "POST", "/v1/accounts/"+accountID+"/join-tokens", token, map[string]any{"name": name})
 	var tok struct{ Secret string }
 	r.decode(t, &tok)
@@ -117,7 +124,11 @@ func (s *stack) enrolNode(t *testing.T, token, accountID, name string) enrolledN
 		t.Fatalf("creating a join token = %d %s", r.status, r.body)
 	}
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	r = do(t, s.srv, "POST", "/v1/agent/enroll", "", map[string]any{"join_token": tok.Secret, "node_name": name, "csr": string(csrOf(t, key))})
+	body := map[string]any{"join_token": tok.Secret, "node_name": name, "csr": string(csrOf(t, key))}
+	if evidence != nil {
+		body["evidence"] = evidence(key)
+	}
+	r = do(t, s.srv, "POST", "/v1/agent/enroll", "", body)
 	var enrolled struct {
 		Node struct {
 			ID                string
@@ -528,4 +539,65 @@ func TestNodeIssuesAppCertificate(t *testing.T) {
 		r := do(t, s.srv, "GET", base+"/certificates/"+issued.Certificate.Serial, admin, nil)
 		return r.status == 200 && strings.Contains(string(r.body), `"revoked":true`)
 	}, "the enclave's certificate outlived its node's deregistration")
+}
+
+// TestNodeReattest: a node enrolled with simulated evidence re-attests
+// through POST /v1/node/attest with a quote bound to its certificate's
+// key (200, last_attested moves); a quote bound to another key is
+// refused with 403 and makes the node untrusted, so its next call on the
+// same connection gets 401.
+func TestNodeReattest(t *testing.T) {
+	s := newStack(t, memory(t))
+	_, admin := s.user("admin@example.com")
+	acct := s.account(admin, "A")
+	s.waitCA(t, admin, acct)
+	if r := do(t, s.srv, "PUT", "/v1/accounts/"+acct+"/attestation/policy", admin, map[string]any{"accept_statuses": []string{"UpToDate"}, "allow_simulation": true}); r.status != 200 {
+		t.Fatalf("allowing simulation = %d %s", r.status, r.body)
+	}
+	qe, err := s.att.SimulatedQE()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// quote is the node's evidence: REPORTDATA is SHA-256 of key's
+	// SubjectPublicKeyInfo, then 32 zero bytes.
+	quote := func(key *ecdsa.PrivateKey) []byte {
+		spki, _ := x509.MarshalPKIXPublicKey(&key.PublicKey)
+		var rb sgx.ReportBody
+		binding := sha256.Sum256(spki)
+		copy(rb.ReportData[:32], binding[:])
+		rb.MRENCLAVE[0] = 0x11
+		q, err := qe.Quote(rb)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return q
+	}
+	srv := s.nodeServer(t)
+	n := s.enrolNodeWith(t, admin, acct, "tee-1", quote)
+	c := nodeClient(t, srv, n.tlsCert())
+
+	var node struct {
+		ID, Status, StatusReason string
+		Attested                 bool
+		VerdictID                string     `json:"verdict_id"`
+		LastAttested             *time.Time `json:"last_attested"`
+	}
+	r := nodeDo(t, c, srv, "POST", "/v1/node/attest", map[string]any{"evidence": quote(n.Key)})
+	r.decode(t, &node)
+	if r.status != 200 || node.ID != n.ID || node.Status != "active" || !node.Attested || node.VerdictID == "" || node.LastAttested == nil {
+		t.Fatalf("re-attesting with good evidence = %d %s, want 200 with the attested node", r.status, r.body)
+	}
+	if r := nodeDo(t, c, srv, "POST", "/v1/node/attest", map[string]any{}); r.status != 400 || !strings.Contains(r.problem(t).Detail, "evidence") {
+		t.Fatalf("re-attesting without evidence = %d %s, want 400", r.status, r.body)
+	}
+
+	other, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	r = nodeDo(t, c, srv, "POST", "/v1/node/attest", map[string]any{"evidence": quote(other)})
+	if r.status != 403 || !strings.Contains(r.problem(t).Detail, "binding") {
+		t.Fatalf("re-attesting with evidence of another key = %d %s, want 403 giving the reason", r.status, r.body)
+	}
+	wantRefused(t, c, srv, "untrusted")
+	if r := nodeDo(t, c, srv, "POST", "/v1/node/attest", map[string]any{"evidence": quote(n.Key)}); r.status != 401 {
+		t.Fatalf("re-attesting an untrusted node = %d %s, want 401", r.status, r.body)
+	}
 }

@@ -47,6 +47,7 @@ func (g *Gateway) nodeRoutes() []Route {
 		{"POST", "/v1/node/heartbeat", g.nodeAuthed(g.nodeHeartbeat)},
 		{"POST", "/v1/node/nonce", g.nodeAuthed(g.nodeNonce)},
 		{"POST", "/v1/node/certificate", g.nodeAuthed(g.nodeCertificate)},
+		{"POST", "/v1/node/attest", g.nodeAuthed(g.nodeAttest)},
 	}
 }
 
@@ -380,4 +381,23 @@ func (g *Gateway) nodeCertificate(w http.ResponseWriter, r *http.Request, n node
 	}
 	return reply{http.StatusCreated, api.IssuedAppCertificate{Certificate: toCertificate(cresp.GetCertificate()),
 		ChainPEM: string(cresp.GetChainPem()), Verdict: toVerdict(v)}}, nil
+}
+
+// nodeAttest serves POST /v1/node/attest: the node's periodic
+// re-attestation. A refused quote makes the node untrusted and revokes its
+// certificate (403 with the reason); its next request gets 401.
+func (g *Gateway) nodeAttest(w http.ResponseWriter, r *http.Request, n nodeIdentity) (reply, error) {
+	var b api.NodeAttest
+	if err := decodeJSON(w, r, &b); err != nil {
+		return reply{}, err
+	}
+	if len(b.Evidence) == 0 {
+		return reply{}, errs.New(errs.Invalid, "evidence is required: the node's quote, base64")
+	}
+	resp, err := g.nodes.Reattest(r.Context(), &noderegistryv1.ReattestRequest{AccountId: n.AccountID, NodeId: n.NodeID,
+		CertificateSerial: n.Serial, Evidence: b.Evidence})
+	if err != nil {
+		return reply{}, err
+	}
+	return reply{http.StatusOK, toNode(resp.GetNode())}, nil
 }

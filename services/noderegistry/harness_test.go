@@ -73,8 +73,9 @@ type stack struct {
 }
 
 // newStack starts the services; c is the node registry's cache (nil: the
-// in-process one), timeout its heartbeat timeout (0: the default).
-func newStack(t testing.TB, c cache.Cache, timeout time.Duration) *stack {
+// in-process one), timeout its heartbeat timeout (0: the default); opts
+// change the rest of its configuration.
+func newStack(t testing.TB, c cache.Cache, timeout time.Duration, opts ...func(*noderegistry.Config)) *stack {
 	t.Helper()
 	ctx := context.Background()
 	n := testkit.StartNATS(t)
@@ -97,6 +98,9 @@ func newStack(t testing.TB, c cache.Cache, timeout time.Duration) *stack {
 	s := &stack{t: t, n: n, js: js, clock: &clock{now: time.Now().UTC()}, ca: caclient.New(n.Connect(t)),
 		att: attestationclient.New(n.Connect(t)), nr: client.New(n.Connect(t)), qe: qe}
 	s.cfg = noderegistry.Config{Cache: c, Clock: s.clock.Now, HeartbeatTimeout: timeout}
+	for _, o := range opts {
+		o(&s.cfg)
+	}
 	s.svc = s.replica(c)
 	return s
 }

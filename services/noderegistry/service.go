@@ -38,6 +38,11 @@ type Config struct {
 	// it is marked unreachable; default 90 s. The sweep runs every third
 	// of it.
 	HeartbeatTimeout time.Duration
+	// ReattestEvery is how often a node enrolled with TEE evidence must
+	// re-attest (Reattest); default 24 h. The sweep marks an attested node
+	// untrusted, revoking its certificate, once a tenth more has passed
+	// since it last attested. Nodes enrolled without evidence are exempt.
+	ReattestEvery time.Duration
 }
 
 // Service is a running node registry.
@@ -51,13 +56,16 @@ type Service struct {
 
 // Start opens the service's state, subscribes its request subjects,
 // consumes account events, follows token revocations into its cache and
-// starts the heartbeat sweep.
+// starts the heartbeat and re-attestation sweep.
 func Start(ctx context.Context, cfg Config) (*Service, error) {
 	if cfg.NATS == nil {
 		return nil, errors.New("noderegistry: a NATS connection is required")
 	}
 	if cfg.HeartbeatTimeout < 0 {
 		return nil, fmt.Errorf("noderegistry: heartbeat timeout %v is negative", cfg.HeartbeatTimeout)
+	}
+	if cfg.ReattestEvery < 0 {
+		return nil, fmt.Errorf("noderegistry: re-attestation period %v is negative", cfg.ReattestEvery)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -77,7 +85,7 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 	}
 	svc, err := app.New(app.Config{Tokens: st.Tokens, Nodes: st.Nodes, Audit: store.AuditLog{JS: js},
 		Attestation: store.Attestation{C: attestationclient.New(cfg.NATS)}, CA: store.CA{C: caclient.New(cfg.NATS)},
-		Clock: cfg.Clock, HeartbeatTimeout: cfg.HeartbeatTimeout, Logger: logger})
+		Clock: cfg.Clock, HeartbeatTimeout: cfg.HeartbeatTimeout, ReattestEvery: cfg.ReattestEvery, Logger: logger})
 	if err != nil {
 		return nil, err
 	}
@@ -102,7 +110,9 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 	}
 	s.consumers = append(s.consumers, c)
 	st.RecoverEvery(bg, 30*time.Second)
-	every := max(svc.HeartbeatTimeout()/3, time.Millisecond)
+	// Often enough to catch a silent node within a third of the timeout,
+	// and an overdue one within its grace.
+	every := max(min(svc.HeartbeatTimeout()/3, svc.ReattestEvery()/10), time.Millisecond)
 	s.bg.Go(func() { transport.Sweep(bg, svc, every, logger) })
 	return s, nil
 }

@@ -445,6 +445,13 @@ type InstanceReport struct {
 	StartedAt *time.Time `json:"started_at,omitempty"`
 }
 
+// NodeAttest is a node's periodic re-attestation: a quote whose
+// REPORTDATA is SHA-256 of the SubjectPublicKeyInfo of the node's current
+// client certificate, then 32 zero bytes.
+type NodeAttest struct {
+	Evidence []byte `json:"evidence"` // base64 SGX quote
+}
+
 // Nonce is a fresh value from the account's CA for REPORTDATA; it is
 // good for one issuance until it expires.
 type Nonce struct {

@@ -27,6 +27,9 @@ var (
 	// (mTLS) endpoints, with the identity of the client certificate.
 	Heartbeat        = natsrpc.NewMethod[*noderegistryv1.HeartbeatRequest, *noderegistryv1.HeartbeatResponse](Service, "Heartbeat")
 	AuthenticateNode = natsrpc.NewMethod[*noderegistryv1.AuthenticateNodeRequest, *noderegistryv1.AuthenticateNodeResponse](Service, "AuthenticateNode")
+	// Reattest comes from the gateway's POST /v1/node/attest: a node's
+	// periodic re-attestation; a refusal marks the node untrusted.
+	Reattest = natsrpc.NewMethod[*noderegistryv1.ReattestRequest, *noderegistryv1.ReattestResponse](Service, "Reattest")
 	// ListNodes, GetNode and DeregisterNode are for account members; the
 	// gateway authorizes them (node.list, node.deregister).
 	ListNodes      = natsrpc.NewMethod[*noderegistryv1.ListNodesRequest, *noderegistryv1.ListNodesResponse](Service, "ListNodes")
@@ -57,6 +60,9 @@ func (c *Client) Heartbeat(ctx context.Context, r *noderegistryv1.HeartbeatReque
 }
 func (c *Client) AuthenticateNode(ctx context.Context, r *noderegistryv1.AuthenticateNodeRequest) (*noderegistryv1.AuthenticateNodeResponse, error) {
 	return AuthenticateNode.Invoke(ctx, c.nc, r)
+}
+func (c *Client) Reattest(ctx context.Context, r *noderegistryv1.ReattestRequest) (*noderegistryv1.ReattestResponse, error) {
+	return Reattest.Invoke(ctx, c.nc, r)
 }
 func (c *Client) ListNodes(ctx context.Context, r *noderegistryv1.ListNodesRequest) (*noderegistryv1.ListNodesResponse, error) {
 	return ListNodes.Invoke(ctx, c.nc, r)

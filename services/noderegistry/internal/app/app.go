@@ -101,6 +101,9 @@ type Certificate struct {
 type CA interface {
 	IssueNodeCertificate(ctx context.Context, accountID, nodeID string, csr []byte) (Certificate, error)
 	RevokeCertificate(ctx context.Context, accountID, serial, reason string) error
+	// Certificate returns a certificate the CA issued, by its serial; its
+	// ChainPEM is left empty.
+	Certificate(ctx context.Context, accountID, serial string) (Certificate, error)
 }
 
 // AuditLog records calls that failed; successes travel with their change.
@@ -120,6 +123,10 @@ const (
 // before it is marked unreachable.
 const DefaultHeartbeatTimeout = 90 * time.Second
 
+// DefaultReattestEvery is how often a node that presented evidence must
+// attest again.
+const DefaultReattestEvery = 24 * time.Hour
+
 // Config holds the service's dependencies.
 type Config struct {
 	Tokens      Tokens
@@ -130,7 +137,11 @@ type Config struct {
 	Clock       func() time.Time
 	// HeartbeatTimeout: DefaultHeartbeatTimeout when 0.
 	HeartbeatTimeout time.Duration
-	Logger           *slog.Logger
+	// ReattestEvery is how often an attested node must re-attest; the
+	// sweep marks one untrusted once a tenth more has passed since it
+	// last did. DefaultReattestEvery when 0.
+	ReattestEvery time.Duration
+	Logger        *slog.Logger
 }
 
 // Service is the node registry.
@@ -153,6 +164,12 @@ func New(cfg Config) (*Service, error) {
 	if cfg.HeartbeatTimeout == 0 {
 		cfg.HeartbeatTimeout = DefaultHeartbeatTimeout
 	}
+	if cfg.ReattestEvery < 0 {
+		return nil, fmt.Errorf("noderegistry: re-attestation period %v is negative", cfg.ReattestEvery)
+	}
+	if cfg.ReattestEvery == 0 {
+		cfg.ReattestEvery = DefaultReattestEvery
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -161,6 +178,15 @@ func New(cfg Config) (*Service, error) {
 
 // HeartbeatTimeout is how long an active node may stay silent.
 func (s *Service) HeartbeatTimeout() time.Duration { return s.cfg.HeartbeatTimeout }
+
+// ReattestEvery is how often an attested node must re-attest.
+func (s *Service) ReattestEvery() time.Duration { return s.cfg.ReattestEvery }
+
+// reattestDeadline is how long after its last attestation an attested
+// node is untrusted: the period and a grace of a tenth of it.
+func (s *Service) reattestDeadline() time.Duration {
+	return s.cfg.ReattestEvery + s.cfg.ReattestEvery/10
+}
 
 func (s *Service) now() time.Time { return s.cfg.Clock().UTC() }
 

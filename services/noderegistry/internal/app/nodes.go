@@ -149,6 +149,12 @@ func (s *Service) MarkUntrusted(ctx context.Context, accountID, nodeID, reason s
 	if err != nil {
 		return domain.Node{}, err
 	}
+	return out, s.revokeUntrusted(ctx, out, reason)
+}
+
+// revokeUntrusted has the CA revoke the certificate of a node marked
+// untrusted for reason.
+func (s *Service) revokeUntrusted(ctx context.Context, n domain.Node, reason string) error {
 	why := "node untrusted"
 	if reason != "" {
 		why += ": " + reason
@@ -156,19 +162,22 @@ func (s *Service) MarkUntrusted(ctx context.Context, accountID, nodeID, reason s
 	if len(why) > maxReason {
 		why = strings.ToValidUTF8(why[:maxReason], "")
 	}
-	if err := s.cfg.CA.RevokeCertificate(ctx, out.AccountID, out.CertificateSerial, why); err != nil {
-		return out, fmt.Errorf("revoking the untrusted node's certificate: %w", err)
+	if err := s.cfg.CA.RevokeCertificate(ctx, n.AccountID, n.CertificateSerial, why); err != nil {
+		return fmt.Errorf("revoking the untrusted node's certificate: %w", err)
 	}
-	return out, nil
+	return nil
 }
 
 // maxReason is the longest revocation reason the CA takes.
 const maxReason = 200
 
 // Sweep marks unreachable the active nodes that sent no heartbeat for the
-// heartbeat timeout, and returns how many it marked. Every replica may run
-// it: the change is a conditional write, and a node written meanwhile (a
-// heartbeat, another replica's sweep) is left alone.
+// heartbeat timeout, and untrusted (revoking their certificates) the live
+// attested nodes that did not re-attest within the period and its grace;
+// it returns how many it marked. Every replica may run it: each change is
+// a conditional write, a node written meanwhile (a heartbeat, a
+// re-attestation, another replica's sweep) is left alone, and only the
+// replica whose write took revokes.
 func (s *Service) Sweep(ctx context.Context) (int, error) {
 	nodes, err := s.cfg.Nodes.All(ctx)
 	if err != nil {
@@ -178,15 +187,25 @@ func (s *Service) Sweep(ctx context.Context) (int, error) {
 	marked := 0
 	var failures []error
 	for _, n := range nodes {
+		overdue := n.Attested && n.Status.Live() && now.Sub(n.LastAttested) > s.reattestDeadline()
 		silent := now.Sub(n.LastSeen())
-		if n.Status != domain.StatusActive || silent < s.cfg.HeartbeatTimeout {
+		switch {
+		case overdue:
+			n.Status, n.StatusReason = domain.StatusUntrusted, reasonOverdue
+		case n.Status == domain.StatusActive && silent >= s.cfg.HeartbeatTimeout:
+			n.Status, n.StatusReason = domain.StatusUnreachable, fmt.Sprintf("no heartbeat for %s", silent.Truncate(time.Second))
+		default:
 			continue
 		}
-		n.Status, n.StatusReason = domain.StatusUnreachable, fmt.Sprintf("no heartbeat for %s", silent.Truncate(time.Second))
-		_, err := s.cfg.Nodes.Update(ctx, n, NodeStatusChanged{Node: n})
+		out, err := s.cfg.Nodes.Update(ctx, n, NodeStatusChanged{Node: n})
 		switch {
 		case err == nil:
 			marked++
+			if overdue {
+				if err := s.revokeUntrusted(ctx, out, reasonOverdue); err != nil {
+					failures = append(failures, fmt.Errorf("node %s: %w", out.ID, err))
+				}
+			}
 		case errors.Is(err, domain.ErrConcurrentChange), errors.Is(err, domain.ErrNodeNotFound):
 		default:
 			failures = append(failures, err)
@@ -194,3 +213,6 @@ func (s *Service) Sweep(ctx context.Context) (int, error) {
 	}
 	return marked, errors.Join(failures...)
 }
+
+// reasonOverdue is why the sweep untrusts an attested node.
+const reasonOverdue = "re-attestation overdue"

@@ -45,3 +45,12 @@ func (c CA) RevokeCertificate(ctx context.Context, accountID, serial, reason str
 	_, err := c.C.RevokeCertificate(ctx, &cav1.RevokeCertificateRequest{AccountId: accountID, Serial: serial, Reason: reason})
 	return err
 }
+
+// Certificate implements app.CA.
+func (c CA) Certificate(ctx context.Context, accountID, serial string) (app.Certificate, error) {
+	resp, err := c.C.GetCertificate(ctx, &cav1.GetCertificateRequest{AccountId: accountID, Serial: serial})
+	if err != nil {
+		return app.Certificate{}, err
+	}
+	return app.Certificate{Serial: resp.GetCertificate().GetSerial(), DER: resp.GetCertificate().GetDer()}, nil
+}

@@ -74,6 +74,13 @@ func Register(mux *natsrpc.Mux, s *app.Service, logger *slog.Logger) error {
 			}
 			return &noderegistryv1.AuthenticateNodeResponse{Node: store.NodeToProto(n)}, nil
 		}),
+		client.Reattest.Handle(mux, logger, func(ctx context.Context, r *noderegistryv1.ReattestRequest) (*noderegistryv1.ReattestResponse, error) {
+			n, err := s.Reattest(ctx, r.GetAccountId(), r.GetNodeId(), r.GetCertificateSerial(), r.GetEvidence())
+			if err != nil {
+				return nil, err
+			}
+			return &noderegistryv1.ReattestResponse{Node: store.NodeToProto(n)}, nil
+		}),
 		client.ListNodes.Handle(mux, logger, func(ctx context.Context, r *noderegistryv1.ListNodesRequest) (*noderegistryv1.ListNodesResponse, error) {
 			ns, err := s.Nodes(ctx, r.GetAccountId())
 			if err != nil {
@@ -137,7 +144,8 @@ func WatchRevocations(ctx context.Context, js jetstream.JetStream, tokens *store
 		}, logger)
 }
 
-// Sweep marks silent nodes unreachable every interval until ctx ends.
+// Sweep marks silent nodes unreachable, and attested nodes overdue for
+// re-attestation untrusted, every interval until ctx ends.
 func Sweep(ctx context.Context, s *app.Service, interval time.Duration, logger *slog.Logger) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
@@ -147,9 +155,9 @@ func Sweep(ctx context.Context, s *app.Service, interval time.Duration, logger *
 			return
 		case <-t.C:
 			if n, err := s.Sweep(ctx); err != nil && ctx.Err() == nil {
-				logger.WarnContext(ctx, "sweeping silent nodes", obs.KeyError, err)
+				logger.WarnContext(ctx, "sweeping silent and unattested nodes", obs.KeyError, err)
 			} else if n > 0 {
-				logger.InfoContext(ctx, "silent nodes marked unreachable", "nodes", n)
+				logger.InfoContext(ctx, "silent nodes marked unreachable or overdue nodes untrusted", "nodes", n)
 			}
 		}
 	}

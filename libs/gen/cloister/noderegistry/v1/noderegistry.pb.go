@@ -1096,6 +1096,122 @@ func (x *AuthenticateNodeResponse) GetNode() *Node {
 	return nil
 }
 
+// ReattestRequest is a node's periodic re-attestation, through the
+// gateway's POST /v1/node/attest: evidence whose REPORTDATA holds SHA-256
+// of the public key of the node's current certificate followed by 32
+// zero bytes, as at enrolment. A refusal marks the node untrusted.
+type ReattestRequest struct {
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	AccountId         string                 `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	NodeId            string                 `protobuf:"bytes,2,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	CertificateSerial string                 `protobuf:"bytes,3,opt,name=certificate_serial,json=certificateSerial,proto3" json:"certificate_serial,omitempty"`
+	Evidence          []byte                 `protobuf:"bytes,4,opt,name=evidence,proto3" json:"evidence,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *ReattestRequest) Reset() {
+	*x = ReattestRequest{}
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReattestRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReattestRequest) ProtoMessage() {}
+
+func (x *ReattestRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReattestRequest.ProtoReflect.Descriptor instead.
+func (*ReattestRequest) Descriptor() ([]byte, []int) {
+	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *ReattestRequest) GetAccountId() string {
+	if x != nil {
+		return x.AccountId
+	}
+	return ""
+}
+
+func (x *ReattestRequest) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *ReattestRequest) GetCertificateSerial() string {
+	if x != nil {
+		return x.CertificateSerial
+	}
+	return ""
+}
+
+func (x *ReattestRequest) GetEvidence() []byte {
+	if x != nil {
+		return x.Evidence
+	}
+	return nil
+}
+
+type ReattestResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Node          *Node                  `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReattestResponse) Reset() {
+	*x = ReattestResponse{}
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReattestResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReattestResponse) ProtoMessage() {}
+
+func (x *ReattestResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReattestResponse.ProtoReflect.Descriptor instead.
+func (*ReattestResponse) Descriptor() ([]byte, []int) {
+	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *ReattestResponse) GetNode() *Node {
+	if x != nil {
+		return x.Node
+	}
+	return nil
+}
+
 type ListNodesRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Actor         *v1.Principal          `protobuf:"bytes,1,opt,name=actor,proto3" json:"actor,omitempty"`
@@ -1106,7 +1222,7 @@ type ListNodesRequest struct {
 
 func (x *ListNodesRequest) Reset() {
 	*x = ListNodesRequest{}
-	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[15]
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1118,7 +1234,7 @@ func (x *ListNodesRequest) String() string {
 func (*ListNodesRequest) ProtoMessage() {}
 
 func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[15]
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1131,7 +1247,7 @@ func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesRequest.ProtoReflect.Descriptor instead.
 func (*ListNodesRequest) Descriptor() ([]byte, []int) {
-	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{15}
+	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ListNodesRequest) GetActor() *v1.Principal {
@@ -1157,7 +1273,7 @@ type ListNodesResponse struct {
 
 func (x *ListNodesResponse) Reset() {
 	*x = ListNodesResponse{}
-	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[16]
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1169,7 +1285,7 @@ func (x *ListNodesResponse) String() string {
 func (*ListNodesResponse) ProtoMessage() {}
 
 func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[16]
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1182,7 +1298,7 @@ func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesResponse.ProtoReflect.Descriptor instead.
 func (*ListNodesResponse) Descriptor() ([]byte, []int) {
-	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{16}
+	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ListNodesResponse) GetNodes() []*Node {
@@ -1203,7 +1319,7 @@ type GetNodeRequest struct {
 
 func (x *GetNodeRequest) Reset() {
 	*x = GetNodeRequest{}
-	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[17]
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1215,7 +1331,7 @@ func (x *GetNodeRequest) String() string {
 func (*GetNodeRequest) ProtoMessage() {}
 
 func (x *GetNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[17]
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1228,7 +1344,7 @@ func (x *GetNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNodeRequest.ProtoReflect.Descriptor instead.
 func (*GetNodeRequest) Descriptor() ([]byte, []int) {
-	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{17}
+	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *GetNodeRequest) GetActor() *v1.Principal {
@@ -1261,7 +1377,7 @@ type GetNodeResponse struct {
 
 func (x *GetNodeResponse) Reset() {
 	*x = GetNodeResponse{}
-	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[18]
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1273,7 +1389,7 @@ func (x *GetNodeResponse) String() string {
 func (*GetNodeResponse) ProtoMessage() {}
 
 func (x *GetNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[18]
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1286,7 +1402,7 @@ func (x *GetNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNodeResponse.ProtoReflect.Descriptor instead.
 func (*GetNodeResponse) Descriptor() ([]byte, []int) {
-	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{18}
+	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *GetNodeResponse) GetNode() *Node {
@@ -1307,7 +1423,7 @@ type DeregisterNodeRequest struct {
 
 func (x *DeregisterNodeRequest) Reset() {
 	*x = DeregisterNodeRequest{}
-	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[19]
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1319,7 +1435,7 @@ func (x *DeregisterNodeRequest) String() string {
 func (*DeregisterNodeRequest) ProtoMessage() {}
 
 func (x *DeregisterNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[19]
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1332,7 +1448,7 @@ func (x *DeregisterNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeregisterNodeRequest.ProtoReflect.Descriptor instead.
 func (*DeregisterNodeRequest) Descriptor() ([]byte, []int) {
-	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{19}
+	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *DeregisterNodeRequest) GetActor() *v1.Principal {
@@ -1365,7 +1481,7 @@ type DeregisterNodeResponse struct {
 
 func (x *DeregisterNodeResponse) Reset() {
 	*x = DeregisterNodeResponse{}
-	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[20]
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1377,7 +1493,7 @@ func (x *DeregisterNodeResponse) String() string {
 func (*DeregisterNodeResponse) ProtoMessage() {}
 
 func (x *DeregisterNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[20]
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1390,7 +1506,7 @@ func (x *DeregisterNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeregisterNodeResponse.ProtoReflect.Descriptor instead.
 func (*DeregisterNodeResponse) Descriptor() ([]byte, []int) {
-	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{20}
+	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *DeregisterNodeResponse) GetNode() *Node {
@@ -1410,7 +1526,7 @@ type JoinTokenCreated struct {
 
 func (x *JoinTokenCreated) Reset() {
 	*x = JoinTokenCreated{}
-	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[21]
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1422,7 +1538,7 @@ func (x *JoinTokenCreated) String() string {
 func (*JoinTokenCreated) ProtoMessage() {}
 
 func (x *JoinTokenCreated) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[21]
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1435,7 +1551,7 @@ func (x *JoinTokenCreated) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinTokenCreated.ProtoReflect.Descriptor instead.
 func (*JoinTokenCreated) Descriptor() ([]byte, []int) {
-	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{21}
+	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *JoinTokenCreated) GetToken() *JoinToken {
@@ -1456,7 +1572,7 @@ type JoinTokenRevoked struct {
 
 func (x *JoinTokenRevoked) Reset() {
 	*x = JoinTokenRevoked{}
-	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[22]
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1468,7 +1584,7 @@ func (x *JoinTokenRevoked) String() string {
 func (*JoinTokenRevoked) ProtoMessage() {}
 
 func (x *JoinTokenRevoked) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[22]
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1481,7 +1597,7 @@ func (x *JoinTokenRevoked) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinTokenRevoked.ProtoReflect.Descriptor instead.
 func (*JoinTokenRevoked) Descriptor() ([]byte, []int) {
-	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{22}
+	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *JoinTokenRevoked) GetToken() *JoinToken {
@@ -1507,7 +1623,7 @@ type NodeEnrolled struct {
 
 func (x *NodeEnrolled) Reset() {
 	*x = NodeEnrolled{}
-	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[23]
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1519,7 +1635,7 @@ func (x *NodeEnrolled) String() string {
 func (*NodeEnrolled) ProtoMessage() {}
 
 func (x *NodeEnrolled) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[23]
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1532,7 +1648,7 @@ func (x *NodeEnrolled) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeEnrolled.ProtoReflect.Descriptor instead.
 func (*NodeEnrolled) Descriptor() ([]byte, []int) {
-	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{23}
+	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *NodeEnrolled) GetNode() *Node {
@@ -1551,7 +1667,7 @@ type NodeStatusChanged struct {
 
 func (x *NodeStatusChanged) Reset() {
 	*x = NodeStatusChanged{}
-	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[24]
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1563,7 +1679,7 @@ func (x *NodeStatusChanged) String() string {
 func (*NodeStatusChanged) ProtoMessage() {}
 
 func (x *NodeStatusChanged) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[24]
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1576,7 +1692,7 @@ func (x *NodeStatusChanged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStatusChanged.ProtoReflect.Descriptor instead.
 func (*NodeStatusChanged) Descriptor() ([]byte, []int) {
-	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{24}
+	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *NodeStatusChanged) GetNode() *Node {
@@ -1598,7 +1714,7 @@ type NodeDeregistered struct {
 
 func (x *NodeDeregistered) Reset() {
 	*x = NodeDeregistered{}
-	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[25]
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1610,7 +1726,7 @@ func (x *NodeDeregistered) String() string {
 func (*NodeDeregistered) ProtoMessage() {}
 
 func (x *NodeDeregistered) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[25]
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1623,7 +1739,7 @@ func (x *NodeDeregistered) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeDeregistered.ProtoReflect.Descriptor instead.
 func (*NodeDeregistered) Descriptor() ([]byte, []int) {
-	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{25}
+	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *NodeDeregistered) GetAccountId() string {
@@ -1651,7 +1767,7 @@ type InstanceStarted struct {
 
 func (x *InstanceStarted) Reset() {
 	*x = InstanceStarted{}
-	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[26]
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1663,7 +1779,7 @@ func (x *InstanceStarted) String() string {
 func (*InstanceStarted) ProtoMessage() {}
 
 func (x *InstanceStarted) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[26]
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1676,7 +1792,7 @@ func (x *InstanceStarted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InstanceStarted.ProtoReflect.Descriptor instead.
 func (*InstanceStarted) Descriptor() ([]byte, []int) {
-	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{26}
+	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *InstanceStarted) GetAccountId() string {
@@ -1711,7 +1827,7 @@ type InstanceStopped struct {
 
 func (x *InstanceStopped) Reset() {
 	*x = InstanceStopped{}
-	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[27]
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1723,7 +1839,7 @@ func (x *InstanceStopped) String() string {
 func (*InstanceStopped) ProtoMessage() {}
 
 func (x *InstanceStopped) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[27]
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1736,7 +1852,7 @@ func (x *InstanceStopped) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InstanceStopped.ProtoReflect.Descriptor instead.
 func (*InstanceStopped) Descriptor() ([]byte, []int) {
-	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{27}
+	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *InstanceStopped) GetAccountId() string {
@@ -1869,6 +1985,14 @@ const file_cloister_noderegistry_v1_noderegistry_proto_rawDesc = "" +
 	"\anode_id\x18\x02 \x01(\tR\x06nodeId\x12-\n" +
 	"\x12certificate_serial\x18\x03 \x01(\tR\x11certificateSerial\"N\n" +
 	"\x18AuthenticateNodeResponse\x122\n" +
+	"\x04node\x18\x01 \x01(\v2\x1e.cloister.noderegistry.v1.NodeR\x04node\"\x94\x01\n" +
+	"\x0fReattestRequest\x12\x1d\n" +
+	"\n" +
+	"account_id\x18\x01 \x01(\tR\taccountId\x12\x17\n" +
+	"\anode_id\x18\x02 \x01(\tR\x06nodeId\x12-\n" +
+	"\x12certificate_serial\x18\x03 \x01(\tR\x11certificateSerial\x12\x1a\n" +
+	"\bevidence\x18\x04 \x01(\fR\bevidence\"F\n" +
+	"\x10ReattestResponse\x122\n" +
 	"\x04node\x18\x01 \x01(\v2\x1e.cloister.noderegistry.v1.NodeR\x04node\"g\n" +
 	"\x10ListNodesRequest\x124\n" +
 	"\x05actor\x18\x01 \x01(\v2\x1e.cloister.account.v1.PrincipalR\x05actor\x12\x1d\n" +
@@ -1927,7 +2051,7 @@ func file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP() []byte {
 	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescData
 }
 
-var file_cloister_noderegistry_v1_noderegistry_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
+var file_cloister_noderegistry_v1_noderegistry_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
 var file_cloister_noderegistry_v1_noderegistry_proto_goTypes = []any{
 	(*JoinToken)(nil),                // 0: cloister.noderegistry.v1.JoinToken
 	(*CreateJoinTokenRequest)(nil),   // 1: cloister.noderegistry.v1.CreateJoinTokenRequest
@@ -1944,64 +2068,67 @@ var file_cloister_noderegistry_v1_noderegistry_proto_goTypes = []any{
 	(*HeartbeatResponse)(nil),        // 12: cloister.noderegistry.v1.HeartbeatResponse
 	(*AuthenticateNodeRequest)(nil),  // 13: cloister.noderegistry.v1.AuthenticateNodeRequest
 	(*AuthenticateNodeResponse)(nil), // 14: cloister.noderegistry.v1.AuthenticateNodeResponse
-	(*ListNodesRequest)(nil),         // 15: cloister.noderegistry.v1.ListNodesRequest
-	(*ListNodesResponse)(nil),        // 16: cloister.noderegistry.v1.ListNodesResponse
-	(*GetNodeRequest)(nil),           // 17: cloister.noderegistry.v1.GetNodeRequest
-	(*GetNodeResponse)(nil),          // 18: cloister.noderegistry.v1.GetNodeResponse
-	(*DeregisterNodeRequest)(nil),    // 19: cloister.noderegistry.v1.DeregisterNodeRequest
-	(*DeregisterNodeResponse)(nil),   // 20: cloister.noderegistry.v1.DeregisterNodeResponse
-	(*JoinTokenCreated)(nil),         // 21: cloister.noderegistry.v1.JoinTokenCreated
-	(*JoinTokenRevoked)(nil),         // 22: cloister.noderegistry.v1.JoinTokenRevoked
-	(*NodeEnrolled)(nil),             // 23: cloister.noderegistry.v1.NodeEnrolled
-	(*NodeStatusChanged)(nil),        // 24: cloister.noderegistry.v1.NodeStatusChanged
-	(*NodeDeregistered)(nil),         // 25: cloister.noderegistry.v1.NodeDeregistered
-	(*InstanceStarted)(nil),          // 26: cloister.noderegistry.v1.InstanceStarted
-	(*InstanceStopped)(nil),          // 27: cloister.noderegistry.v1.InstanceStopped
-	nil,                              // 28: cloister.noderegistry.v1.JoinToken.LabelsEntry
-	nil,                              // 29: cloister.noderegistry.v1.CreateJoinTokenRequest.LabelsEntry
-	nil,                              // 30: cloister.noderegistry.v1.Node.LabelsEntry
-	(*timestamppb.Timestamp)(nil),    // 31: google.protobuf.Timestamp
-	(*v1.Principal)(nil),             // 32: cloister.account.v1.Principal
+	(*ReattestRequest)(nil),          // 15: cloister.noderegistry.v1.ReattestRequest
+	(*ReattestResponse)(nil),         // 16: cloister.noderegistry.v1.ReattestResponse
+	(*ListNodesRequest)(nil),         // 17: cloister.noderegistry.v1.ListNodesRequest
+	(*ListNodesResponse)(nil),        // 18: cloister.noderegistry.v1.ListNodesResponse
+	(*GetNodeRequest)(nil),           // 19: cloister.noderegistry.v1.GetNodeRequest
+	(*GetNodeResponse)(nil),          // 20: cloister.noderegistry.v1.GetNodeResponse
+	(*DeregisterNodeRequest)(nil),    // 21: cloister.noderegistry.v1.DeregisterNodeRequest
+	(*DeregisterNodeResponse)(nil),   // 22: cloister.noderegistry.v1.DeregisterNodeResponse
+	(*JoinTokenCreated)(nil),         // 23: cloister.noderegistry.v1.JoinTokenCreated
+	(*JoinTokenRevoked)(nil),         // 24: cloister.noderegistry.v1.JoinTokenRevoked
+	(*NodeEnrolled)(nil),             // 25: cloister.noderegistry.v1.NodeEnrolled
+	(*NodeStatusChanged)(nil),        // 26: cloister.noderegistry.v1.NodeStatusChanged
+	(*NodeDeregistered)(nil),         // 27: cloister.noderegistry.v1.NodeDeregistered
+	(*InstanceStarted)(nil),          // 28: cloister.noderegistry.v1.InstanceStarted
+	(*InstanceStopped)(nil),          // 29: cloister.noderegistry.v1.InstanceStopped
+	nil,                              // 30: cloister.noderegistry.v1.JoinToken.LabelsEntry
+	nil,                              // 31: cloister.noderegistry.v1.CreateJoinTokenRequest.LabelsEntry
+	nil,                              // 32: cloister.noderegistry.v1.Node.LabelsEntry
+	(*timestamppb.Timestamp)(nil),    // 33: google.protobuf.Timestamp
+	(*v1.Principal)(nil),             // 34: cloister.account.v1.Principal
 }
 var file_cloister_noderegistry_v1_noderegistry_proto_depIdxs = []int32{
-	28, // 0: cloister.noderegistry.v1.JoinToken.labels:type_name -> cloister.noderegistry.v1.JoinToken.LabelsEntry
-	31, // 1: cloister.noderegistry.v1.JoinToken.expires_at:type_name -> google.protobuf.Timestamp
-	31, // 2: cloister.noderegistry.v1.JoinToken.created_at:type_name -> google.protobuf.Timestamp
-	32, // 3: cloister.noderegistry.v1.CreateJoinTokenRequest.actor:type_name -> cloister.account.v1.Principal
-	29, // 4: cloister.noderegistry.v1.CreateJoinTokenRequest.labels:type_name -> cloister.noderegistry.v1.CreateJoinTokenRequest.LabelsEntry
+	30, // 0: cloister.noderegistry.v1.JoinToken.labels:type_name -> cloister.noderegistry.v1.JoinToken.LabelsEntry
+	33, // 1: cloister.noderegistry.v1.JoinToken.expires_at:type_name -> google.protobuf.Timestamp
+	33, // 2: cloister.noderegistry.v1.JoinToken.created_at:type_name -> google.protobuf.Timestamp
+	34, // 3: cloister.noderegistry.v1.CreateJoinTokenRequest.actor:type_name -> cloister.account.v1.Principal
+	31, // 4: cloister.noderegistry.v1.CreateJoinTokenRequest.labels:type_name -> cloister.noderegistry.v1.CreateJoinTokenRequest.LabelsEntry
 	0,  // 5: cloister.noderegistry.v1.CreateJoinTokenResponse.token:type_name -> cloister.noderegistry.v1.JoinToken
-	32, // 6: cloister.noderegistry.v1.ListJoinTokensRequest.actor:type_name -> cloister.account.v1.Principal
+	34, // 6: cloister.noderegistry.v1.ListJoinTokensRequest.actor:type_name -> cloister.account.v1.Principal
 	0,  // 7: cloister.noderegistry.v1.ListJoinTokensResponse.tokens:type_name -> cloister.noderegistry.v1.JoinToken
-	32, // 8: cloister.noderegistry.v1.RevokeJoinTokenRequest.actor:type_name -> cloister.account.v1.Principal
+	34, // 8: cloister.noderegistry.v1.RevokeJoinTokenRequest.actor:type_name -> cloister.account.v1.Principal
 	0,  // 9: cloister.noderegistry.v1.RevokeJoinTokenResponse.token:type_name -> cloister.noderegistry.v1.JoinToken
-	31, // 10: cloister.noderegistry.v1.Instance.started_at:type_name -> google.protobuf.Timestamp
-	31, // 11: cloister.noderegistry.v1.Instance.last_seen:type_name -> google.protobuf.Timestamp
-	30, // 12: cloister.noderegistry.v1.Node.labels:type_name -> cloister.noderegistry.v1.Node.LabelsEntry
-	31, // 13: cloister.noderegistry.v1.Node.enrolled_at:type_name -> google.protobuf.Timestamp
-	31, // 14: cloister.noderegistry.v1.Node.last_heartbeat:type_name -> google.protobuf.Timestamp
-	31, // 15: cloister.noderegistry.v1.Node.last_attested:type_name -> google.protobuf.Timestamp
+	33, // 10: cloister.noderegistry.v1.Instance.started_at:type_name -> google.protobuf.Timestamp
+	33, // 11: cloister.noderegistry.v1.Instance.last_seen:type_name -> google.protobuf.Timestamp
+	32, // 12: cloister.noderegistry.v1.Node.labels:type_name -> cloister.noderegistry.v1.Node.LabelsEntry
+	33, // 13: cloister.noderegistry.v1.Node.enrolled_at:type_name -> google.protobuf.Timestamp
+	33, // 14: cloister.noderegistry.v1.Node.last_heartbeat:type_name -> google.protobuf.Timestamp
+	33, // 15: cloister.noderegistry.v1.Node.last_attested:type_name -> google.protobuf.Timestamp
 	7,  // 16: cloister.noderegistry.v1.Node.instances:type_name -> cloister.noderegistry.v1.Instance
 	8,  // 17: cloister.noderegistry.v1.EnrollResponse.node:type_name -> cloister.noderegistry.v1.Node
 	7,  // 18: cloister.noderegistry.v1.HeartbeatRequest.instances:type_name -> cloister.noderegistry.v1.Instance
 	8,  // 19: cloister.noderegistry.v1.HeartbeatResponse.node:type_name -> cloister.noderegistry.v1.Node
 	8,  // 20: cloister.noderegistry.v1.AuthenticateNodeResponse.node:type_name -> cloister.noderegistry.v1.Node
-	32, // 21: cloister.noderegistry.v1.ListNodesRequest.actor:type_name -> cloister.account.v1.Principal
-	8,  // 22: cloister.noderegistry.v1.ListNodesResponse.nodes:type_name -> cloister.noderegistry.v1.Node
-	32, // 23: cloister.noderegistry.v1.GetNodeRequest.actor:type_name -> cloister.account.v1.Principal
-	8,  // 24: cloister.noderegistry.v1.GetNodeResponse.node:type_name -> cloister.noderegistry.v1.Node
-	32, // 25: cloister.noderegistry.v1.DeregisterNodeRequest.actor:type_name -> cloister.account.v1.Principal
-	8,  // 26: cloister.noderegistry.v1.DeregisterNodeResponse.node:type_name -> cloister.noderegistry.v1.Node
-	0,  // 27: cloister.noderegistry.v1.JoinTokenCreated.token:type_name -> cloister.noderegistry.v1.JoinToken
-	0,  // 28: cloister.noderegistry.v1.JoinTokenRevoked.token:type_name -> cloister.noderegistry.v1.JoinToken
-	8,  // 29: cloister.noderegistry.v1.NodeEnrolled.node:type_name -> cloister.noderegistry.v1.Node
-	8,  // 30: cloister.noderegistry.v1.NodeStatusChanged.node:type_name -> cloister.noderegistry.v1.Node
-	7,  // 31: cloister.noderegistry.v1.InstanceStarted.instance:type_name -> cloister.noderegistry.v1.Instance
-	7,  // 32: cloister.noderegistry.v1.InstanceStopped.instance:type_name -> cloister.noderegistry.v1.Instance
-	33, // [33:33] is the sub-list for method output_type
-	33, // [33:33] is the sub-list for method input_type
-	33, // [33:33] is the sub-list for extension type_name
-	33, // [33:33] is the sub-list for extension extendee
-	0,  // [0:33] is the sub-list for field type_name
+	8,  // 21: cloister.noderegistry.v1.ReattestResponse.node:type_name -> cloister.noderegistry.v1.Node
+	34, // 22: cloister.noderegistry.v1.ListNodesRequest.actor:type_name -> cloister.account.v1.Principal
+	8,  // 23: cloister.noderegistry.v1.ListNodesResponse.nodes:type_name -> cloister.noderegistry.v1.Node
+	34, // 24: cloister.noderegistry.v1.GetNodeRequest.actor:type_name -> cloister.account.v1.Principal
+	8,  // 25: cloister.noderegistry.v1.GetNodeResponse.node:type_name -> cloister.noderegistry.v1.Node
+	34, // 26: cloister.noderegistry.v1.DeregisterNodeRequest.actor:type_name -> cloister.account.v1.Principal
+	8,  // 27: cloister.noderegistry.v1.DeregisterNodeResponse.node:type_name -> cloister.noderegistry.v1.Node
+	0,  // 28: cloister.noderegistry.v1.JoinTokenCreated.token:type_name -> cloister.noderegistry.v1.JoinToken
+	0,  // 29: cloister.noderegistry.v1.JoinTokenRevoked.token:type_name -> cloister.noderegistry.v1.JoinToken
+	8,  // 30: cloister.noderegistry.v1.NodeEnrolled.node:type_name -> cloister.noderegistry.v1.Node
+	8,  // 31: cloister.noderegistry.v1.NodeStatusChanged.node:type_name -> cloister.noderegistry.v1.Node
+	7,  // 32: cloister.noderegistry.v1.InstanceStarted.instance:type_name -> cloister.noderegistry.v1.Instance
+	7,  // 33: cloister.noderegistry.v1.InstanceStopped.instance:type_name -> cloister.noderegistry.v1.Instance
+	34, // [34:34] is the sub-list for method output_type
+	34, // [34:34] is the sub-list for method input_type
+	34, // [34:34] is the sub-list for extension type_name
+	34, // [34:34] is the sub-list for extension extendee
+	0,  // [0:34] is the sub-list for field type_name
 }
 
 func init() { file_cloister_noderegistry_v1_noderegistry_proto_init() }
@@ -2015,7 +2142,7 @@ func file_cloister_noderegistry_v1_noderegistry_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cloister_noderegistry_v1_noderegistry_proto_rawDesc), len(file_cloister_noderegistry_v1_noderegistry_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   31,
+			NumMessages:   33,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

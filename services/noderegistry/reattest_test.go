@@ -1,0 +1,170 @@
+package noderegistry_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/cloister-cc/cloister/libs/errs"
+	cav1 "github.com/cloister-cc/cloister/libs/gen/cloister/ca/v1"
+	noderegistryv1 "github.com/cloister-cc/cloister/libs/gen/cloister/noderegistry/v1"
+	"github.com/cloister-cc/cloister/libs/testkit"
+	"github.com/cloister-cc/cloister/services/noderegistry"
+)
+
+// enrollAttested enrols a node with simulated evidence bound to its key.
+func (s *stack) enrollAttested(secret string) *node {
+	s.t.Helper()
+	n := newNode(s.t)
+	var err error
+	n.resp, err = s.nr.Enroll(context.Background(), &noderegistryv1.EnrollRequest{JoinToken: secret, NodeName: "tee-" + uuid.NewString()[:8],
+		Csr: n.csr, Evidence: s.evidence(n.key)})
+	if err != nil || !n.resp.GetNode().GetAttested() {
+		s.t.Fatalf("Enroll with evidence = %v, %v; want an attested node", n.resp, err)
+	}
+	return n
+}
+
+func (s *stack) reattest(n *node, evidence []byte) (*noderegistryv1.Node, error) {
+	resp, err := s.nr.Reattest(context.Background(), &noderegistryv1.ReattestRequest{AccountId: n.resp.GetNode().GetAccountId(),
+		NodeId: n.id(), CertificateSerial: n.serial(), Evidence: evidence})
+	return resp.GetNode(), err
+}
+
+func (s *stack) node(acct string, n *node) *noderegistryv1.Node {
+	s.t.Helper()
+	r, err := s.nr.GetNode(context.Background(), &noderegistryv1.GetNodeRequest{Actor: actor, AccountId: acct, NodeId: n.id()})
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return r.GetNode()
+}
+
+// waitRevoked waits for the CA to have revoked the node's certificate and
+// returns its revocation reason.
+func (s *stack) waitRevoked(acct string, n *node) string {
+	s.t.Helper()
+	var cert *cav1.Certificate
+	testkit.Eventually(s.t, 10*time.Second, func() bool {
+		c, err := s.ca.GetCertificate(context.Background(), &cav1.GetCertificateRequest{AccountId: acct, Serial: n.serial()})
+		cert = c.GetCertificate()
+		return err == nil && cert.GetRevoked()
+	}, "the CA has not revoked the node's certificate: %v", cert)
+	return cert.GetRevocationReason()
+}
+
+// TestReattest: fresh evidence bound to the key of the node's certificate
+// renews its attestation; evidence bound to another key makes the node
+// untrusted, its certificate revoked and its next call refused. Calls
+// that are not the node's, or carry no evidence, change nothing.
+func TestReattest(t *testing.T) {
+	ctx := context.Background()
+	s := newStack(t, nil, 0)
+	acct := s.account()
+	tok := s.token(acct, &noderegistryv1.CreateJoinTokenRequest{MaxUses: 10})
+	n := s.enrollAttested(tok.GetSecret())
+	enrolled := n.resp.GetNode()
+
+	s.clock.Advance(time.Hour)
+	got, err := s.reattest(n, s.evidence(n.key))
+	if err != nil {
+		t.Fatalf("Reattest with good evidence = %v", err)
+	}
+	if got.GetStatus() != "active" || !got.GetAttested() || !got.GetSimulated() || got.GetVerdictId() == "" || got.GetVerdictId() == enrolled.GetVerdictId() ||
+		!got.GetLastAttested().AsTime().Equal(s.clock.Now()) {
+		t.Fatalf("node after Reattest = %v, want active, a new verdict, attested at %v", got, s.clock.Now())
+	}
+	if stored := s.node(acct, n); !stored.GetLastAttested().AsTime().Equal(s.clock.Now()) || stored.GetVerdictId() != got.GetVerdictId() {
+		t.Fatalf("stored node = %v, want the re-attestation recorded", stored)
+	}
+
+	_, err = s.nr.Reattest(ctx, &noderegistryv1.ReattestRequest{AccountId: acct, NodeId: n.id(), CertificateSerial: "0123abcd", Evidence: s.evidence(n.key)})
+	wantRefused(t, "Reattest with another serial", err, errs.Unauthenticated, "not the node's current one")
+	_, err = s.reattest(n, nil)
+	wantRefused(t, "Reattest without evidence", err, errs.Invalid, "evidence is required")
+	if st := s.node(acct, n).GetStatus(); st != "active" {
+		t.Fatalf("node after refused calls = %s, want active", st)
+	}
+
+	other := newNode(t)
+	_, err = s.reattest(n, s.evidence(other.key))
+	wantRefused(t, "Reattest with evidence of another key", err, errs.PermissionDenied, "binding")
+	if !strings.Contains(errs.PublicMessage(err), "untrusted") {
+		t.Errorf("refusal %q does not say the node is untrusted", errs.PublicMessage(err))
+	}
+	stored := s.node(acct, n)
+	if stored.GetStatus() != "untrusted" || !strings.HasPrefix(stored.GetStatusReason(), "re-attestation failed: ") {
+		t.Fatalf("node after a failed re-attestation = %v, want untrusted for it", stored)
+	}
+	if reason := s.waitRevoked(acct, n); !strings.Contains(reason, "re-attestation failed") {
+		t.Errorf("revocation reason %q, want the failed re-attestation", reason)
+	}
+	_, err = s.nr.AuthenticateNode(ctx, &noderegistryv1.AuthenticateNodeRequest{AccountId: acct, NodeId: n.id(), CertificateSerial: n.serial()})
+	wantRefused(t, "AuthenticateNode after a failed re-attestation", err, errs.Unauthenticated, "the node is untrusted")
+	_, err = s.reattest(n, s.evidence(n.key))
+	wantRefused(t, "Reattest of an untrusted node", err, errs.Unauthenticated, "the node is untrusted")
+}
+
+// TestReattestOverdue: an attested node that does not re-attest within
+// the period and its grace is made untrusted by the sweep (once, though
+// two replicas sweep), and its certificate revoked; re-attesting in time
+// keeps it, and a node enrolled without evidence is never concerned.
+func TestReattestOverdue(t *testing.T) {
+	ctx := context.Background()
+	// A period of 1 s: the sweep runs every 100 ms, the clock stands still
+	// but when moved, and the heartbeat timeout (90 s) stays out of it.
+	s := newStack(t, nil, 0, func(c *noderegistry.Config) { c.ReattestEvery = time.Second })
+	s.replica(nil)
+	acct := s.account()
+	tok := s.token(acct, &noderegistryv1.CreateJoinTokenRequest{MaxUses: 10})
+	tee := s.enrollAttested(tok.GetSecret())
+	plain := s.mustEnroll(tok.GetSecret(), nil)
+
+	// Re-attesting within the period keeps the node trusted.
+	if _, err := s.reattest(tee, s.evidence(tee.key)); err != nil {
+		t.Fatal(err)
+	}
+	s.clock.Advance(800 * time.Millisecond)
+	if _, err := s.reattest(tee, s.evidence(tee.key)); err != nil {
+		t.Fatalf("Reattest within the period = %v", err)
+	}
+	s.clock.Advance(800 * time.Millisecond)
+	time.Sleep(400 * time.Millisecond) // a few sweeps
+	if st := s.node(acct, tee).GetStatus(); st != "active" {
+		t.Fatalf("node re-attested 0.8 s ago = %s, want active", st)
+	}
+
+	// Past the period and its grace (1.1 s) since the last re-attestation.
+	s.clock.Advance(800 * time.Millisecond)
+	var got *noderegistryv1.Node
+	testkit.Eventually(t, 10*time.Second, func() bool {
+		got = s.node(acct, tee)
+		return got.GetStatus() == "untrusted"
+	}, "the overdue node is still %v", got)
+	if got.GetStatusReason() != "re-attestation overdue" {
+		t.Errorf("status reason %q, want re-attestation overdue", got.GetStatusReason())
+	}
+	if reason := s.waitRevoked(acct, tee); reason != "node untrusted: re-attestation overdue" {
+		t.Errorf("revocation reason %q", reason)
+	}
+	_, err := s.nr.AuthenticateNode(ctx, &noderegistryv1.AuthenticateNodeRequest{AccountId: acct, NodeId: tee.id(), CertificateSerial: tee.serial()})
+	wantRefused(t, "AuthenticateNode of an overdue node", err, errs.Unauthenticated, "the node is untrusted")
+
+	time.Sleep(300 * time.Millisecond) // more sweeps
+	if p := s.node(acct, plain); p.GetStatus() != "active" || p.GetAttested() {
+		t.Fatalf("node enrolled without evidence = %v, want active", p)
+	}
+	if _, err := s.nr.AuthenticateNode(ctx, &noderegistryv1.AuthenticateNodeRequest{AccountId: acct, NodeId: plain.id(), CertificateSerial: plain.serial()}); err != nil {
+		t.Fatalf("AuthenticateNode of the node without evidence = %v", err)
+	}
+	var untrusted []string
+	for _, e := range eventsOf(s, func() *noderegistryv1.NodeStatusChanged { return &noderegistryv1.NodeStatusChanged{} }) {
+		untrusted = append(untrusted, e.GetNode().GetId()+" "+e.GetNode().GetStatus())
+	}
+	if len(untrusted) != 1 || untrusted[0] != tee.id()+" untrusted" {
+		t.Fatalf("NodeStatusChanged = %v, want the attested node untrusted, once", untrusted)
+	}
+}
