@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/cloister-cc/cloister/libs/obs"
+	"github.com/cloister-cc/cloister/libs/sgx/sim"
 	"github.com/cloister-cc/cloister/services/gateway/api"
 )
 
@@ -95,6 +96,9 @@ type agent struct {
 	public *http.Client   // public API, no client certificate
 	roots  *x509.CertPool // for the node listener; nil: the system's
 	sess   atomic.Pointer[session]
+	// qe is the simulated quoting enclave (--simulation), once fetched
+	// from the server; it is kept in memory only, never on disk.
+	qe atomic.Pointer[sim.QE]
 
 	kick chan struct{} // asks for a heartbeat now
 
@@ -213,7 +217,61 @@ func (a *agent) work(ctx context.Context) error {
 		return err
 	}
 	a.sess.Store(&session{id: id, node: newHTTPClient(a.roots, &id.cert)})
+	if a.cfg.Simulation {
+		var wg sync.WaitGroup
+		qctx, cancel := context.WithCancel(ctx)
+		defer wg.Wait()
+		defer cancel()
+		wg.Go(func() { a.fetchQE(qctx) })
+	}
 	return a.heartbeats(ctx)
+}
+
+// fetchQE gets the node's simulated quoting enclave from the server
+// (POST /v1/node/simulation/qe) and keeps it in memory. It retries with
+// backoff until it has one or ctx ends: the server may be unreachable, and
+// an admin may yet allow simulation in the account's policy.
+func (a *agent) fetchQE(ctx context.Context) {
+	s := a.sess.Load()
+	endpoint := a.cfg.NodeServer.JoinPath("v1", "node", "simulation", "qe").String()
+	for attempt := 1; ; attempt++ {
+		var out api.SimulatedQE
+		cctx, cancel := withDefaultTimeout(ctx, forwardTimeout)
+		err := call(cctx, s.node, http.MethodPost, endpoint, nil, &out)
+		cancel()
+		if err == nil {
+			qe, perr := sim.ParseQE(out.QE)
+			if perr == nil {
+				a.qe.Store(qe)
+				a.log.Info("got the simulated quoting enclave: enclave reports are quoted in SIMULATION, proving nothing about hardware",
+					"pck_serial", qe.PCKCertificate().SerialNumber.Text(16))
+				return
+			}
+			err = fmt.Errorf("the server's simulated QE is unusable: %w", perr)
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		pause := a.cfg.Backoff.delay(attempt - 1)
+		se, answered := errors.AsType[*statusError](err)
+		if answered {
+			pause = max(pause, se.RetryAfter)
+		}
+		switch {
+		case answered && se.Problem.Status == http.StatusUnauthorized:
+			// The heartbeat confirms it and stops the agent.
+			a.heartbeatSoon()
+			a.log.Warn("the server refused the node's certificate when asked for a simulated QE", obs.KeyError, err.Error())
+		case answered && (se.Problem.Status == http.StatusForbidden || se.Problem.Status == http.StatusNotFound):
+			a.log.Error("the server refuses a simulated QE: enclaves cannot be quoted until simulation is enabled in the deployment "+
+				"and allowed by the account's attestation policy; retrying", keyAttempt, attempt, keyRetryIn, pause.String(), obs.KeyError, se.detail())
+		default:
+			a.log.Warn("fetching the simulated QE failed; retrying", keyAttempt, attempt, keyRetryIn, pause.String(), obs.KeyError, err.Error())
+		}
+		if sleep(ctx, pause) != nil {
+			return
+		}
+	}
 }
 
 // loadOrEnrol loads the node's identity from the data directory, or enrols

@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/json"
 	"encoding/pem"
 	"io"
@@ -22,6 +23,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cloister-cc/cloister/libs/sgx"
+	"github.com/cloister-cc/cloister/libs/sgx/sim"
 	"github.com/cloister-cc/cloister/services/gateway/api"
 )
 
@@ -428,6 +431,9 @@ func TestHealthAndTargetInfo(t *testing.T) {
 			cfg.Simulation = simulation
 			r := start(t, cfg)
 			r.enrolled(t)
+			if simulation {
+				eventually(t, "the agent has its simulated QE", func() bool { return r.qe.Load() != nil })
+			}
 
 			var h map[string]any
 			if status, _ := getJSON(t, r.url+"/health", &h); status != http.StatusOK || h["status"] != "ok" || h["node_id"] != "node-1" ||
@@ -451,6 +457,11 @@ func TestHealthAndTargetInfo(t *testing.T) {
 			}
 			if sim, _ := ti["simulation"].(bool); sim != simulation {
 				t.Errorf("target-info simulation = %v, want %v", ti["simulation"], simulation)
+			}
+			info, _ := ti["target_info"].(string)
+			rawInfo, err := base64.StdEncoding.DecodeString(info)
+			if simulation && (err != nil || !bytes.Equal(rawInfo, r.qe.Load().TargetInfo())) || !simulation && info != "" {
+				t.Errorf("target-info target_info = %q, want the simulated QE's only in simulation", info)
 			}
 		})
 	}
@@ -573,7 +584,7 @@ func TestLocalAPIRoutes(t *testing.T) {
 		detail             string
 	}{
 		{"result of a task", "GET", "/certificate/result/task-7", nil, http.StatusNotFound, "synchronously"},
-		{"attest", "POST", "/enclave/attest", map[string]any{}, http.StatusNotImplemented, "later version"},
+		{"attest without --simulation", "POST", "/enclave/attest", map[string]any{"report_body": b64(make([]byte, 384))}, http.StatusNotImplemented, "only in simulation mode"},
 		{"unknown route", "GET", "/v1/nope", nil, http.StatusNotFound, "no such resource"},
 		{"wrong method", "GET", "/certificate/issue", nil, http.StatusMethodNotAllowed, "use POST"},
 		{"unknown field", "POST", "/certificate/issue", map[string]any{"app_id": "a", "csr": "c", "quote": "cXVvdGU=", "extra": 1}, http.StatusBadRequest, "unknown field"},
@@ -683,6 +694,86 @@ func TestBackoff(t *testing.T) {
 			if d := b.delay(tt.n); d < tt.low || d > tt.top {
 				t.Fatalf("delay(%d) = %v, want from %v to %v", tt.n, d, tt.low, tt.top)
 			}
+		}
+	}
+}
+
+// TestSimulatedAttest: with --simulation the agent fetches a QE once
+// enrolled (retrying while the server refuses) and quotes report bodies
+// with it; the quotes verify against the server's simulation root.
+func TestSimulatedAttest(t *testing.T) {
+	g := newFakeGateway(t)
+	g.qeErr = &api.Problem{Status: http.StatusForbidden, Detail: "simulation is not allowed by the account's policy"}
+	cfg := testConfig(t, g, t.TempDir())
+	cfg.Simulation = true
+	r := start(t, cfg)
+	r.enrolled(t)
+
+	body := make([]byte, sgx.ReportBodySize)
+	body[48] = sgx.AttributeInit | sgx.AttributeMode64 // ATTRIBUTES
+	for i := range 32 {
+		body[64+i] = 0xa0 + byte(i) // MRENCLAVE
+	}
+	binary.LittleEndian.PutUint16(body[256:], 7) // ISVPRODID
+	copy(body[320:], "hash of the enclave's key")
+
+	eventually(t, "the agent asked for a QE twice", func() bool {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		return g.qeCalls >= 2
+	})
+	var p api.Problem
+	if status, _ := postJSON(t, r.url+"/enclave/attest", map[string]any{"report_body": body}, &p); status != http.StatusServiceUnavailable || p.Detail != detailNoQE {
+		t.Fatalf("attest before the QE = %d %+v, want 503 %q", status, p, detailNoQE)
+	}
+	if status, _ := getJSON(t, r.url+"/enclave/target-info", &p); status != http.StatusServiceUnavailable || p.Detail != detailNoQE {
+		t.Fatalf("target-info before the QE = %d %+v, want 503 %q", status, p, detailNoQE)
+	}
+	g.mu.Lock()
+	g.qeErr = nil
+	g.mu.Unlock()
+	eventually(t, "the agent has its simulated QE", func() bool { return r.qe.Load() != nil })
+	if !strings.Contains(r.logs.String(), "simulation is not allowed by the account") {
+		t.Errorf("the agent's logs do not say why the QE was refused")
+	}
+
+	var out struct {
+		Quote      []byte
+		Simulation bool
+	}
+	if status, _ := postJSON(t, r.url+"/enclave/attest", map[string]any{"report_body": body}, &out); status != http.StatusOK || !out.Simulation {
+		t.Fatalf("attest = %d %+v, want 200 with a simulated quote", status, out)
+	}
+	now := time.Now()
+	col, err := g.simRoot.Collateral(sim.DefaultPlatform(), now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := sgx.NewVerifier(g.simRoot.PublicKey(), sim.VerifierOptions()...).Verify(out.Quote, sgx.Options{At: now, Collateral: col})
+	if err != nil {
+		t.Fatalf("Verify(the agent's quote) = %v", err)
+	}
+	want, _ := sgx.ParseReportBody(body)
+	if res.MRENCLAVE != want.MRENCLAVE || res.ReportData != want.ReportData || res.ISVProdID != 7 || res.Debug {
+		t.Errorf("Verify(the agent's quote) = %+v, want the report body's identity", res)
+	}
+	g.mu.Lock()
+	if len(g.qes) != 1 || !g.qes[0].PCKCertificate().Equal(r.qe.Load().PCKCertificate()) {
+		t.Errorf("the agent holds another QE than the one the server gave (%d given)", len(g.qes))
+	}
+	g.mu.Unlock()
+
+	for _, tc := range []struct {
+		name string
+		body any
+	}{
+		{"short body", map[string]any{"report_body": body[:383]}},
+		{"no body", map[string]any{}},
+		{"unknown field", map[string]any{"report_body": body, "extra": 1}},
+	} {
+		var p api.Problem
+		if status, _ := postJSON(t, r.url+"/enclave/attest", tc.body, &p); status != http.StatusBadRequest {
+			t.Errorf("attest with %s = %d %+v, want 400", tc.name, status, p)
 		}
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cloister-cc/cloister/libs/sgx/sim"
 	"github.com/cloister-cc/cloister/services/gateway/api"
 )
 
@@ -53,6 +54,10 @@ type fakeGateway struct {
 	nonces    []string        // nonces handed out, base64
 	issues    []seenIssue     // issuance requests
 	issueErr  *api.Problem    // when set, issuance answers it
+	simRoot   *sim.Root       // issues the simulated QEs
+	qes       []*sim.QE       // simulated QEs handed out
+	qeErr     *api.Problem    // when set, simulated QE requests answer it
+	qeCalls   int             // simulated QE requests
 }
 
 // seenHeartbeat is a heartbeat as the fake received it.
@@ -77,6 +82,10 @@ func newFakeGateway(t *testing.T) *fakeGateway {
 	g := &fakeGateway{t: t, account: "acct-1", token: "cjt_" + hex.EncodeToString(randBytes(t, 32))}
 	g.rootKey, g.root = newCA(t, "Cloister test root", nil, nil)
 	g.issuerKey, g.issuer = newCA(t, "Cloister test issuing CA", g.root, g.rootKey)
+	var err error
+	if g.simRoot, err = sim.NewRoot(rand.Reader, time.Now()); err != nil {
+		t.Fatal(err)
+	}
 
 	pub := http.NewServeMux()
 	pub.HandleFunc("POST /v1/agent/enroll", g.enroll)
@@ -87,6 +96,7 @@ func newFakeGateway(t *testing.T) *fakeGateway {
 	nodeMux.HandleFunc("POST /v1/node/heartbeat", g.heartbeat)
 	nodeMux.HandleFunc("POST /v1/node/nonce", g.nonce)
 	nodeMux.HandleFunc("POST /v1/node/certificate", g.certificate)
+	nodeMux.HandleFunc("POST /v1/node/simulation/qe", g.simulatedQE)
 	g.node = httptest.NewUnstartedServer(nodeMux)
 	clientCAs := x509.NewCertPool()
 	clientCAs.AddCert(g.root)
@@ -245,6 +255,36 @@ func (g *fakeGateway) certificate(w http.ResponseWriter, r *http.Request) {
 		"chain_pem": string(chain),
 		"verdict":   api.Verdict{ID: "verdict-1", OK: true, Advisories: []string{}, MRENCLAVE: fakeMRENCLAVE, MRSIGNER: "00"},
 	})
+}
+
+// simulatedQE answers as the gateway's POST /v1/node/simulation/qe: a QE
+// of the fake's simulation root, serialised.
+func (g *fakeGateway) simulatedQE(w http.ResponseWriter, r *http.Request) {
+	g.peer(r)
+	g.mu.Lock()
+	g.qeCalls++
+	fail := g.qeErr
+	g.mu.Unlock()
+	if fail != nil {
+		problem(w, fail.Status, fail.Detail)
+		return
+	}
+	qe, err := g.simRoot.NewQE(rand.Reader, sim.DefaultPlatform(), time.Now())
+	if err != nil {
+		g.t.Errorf("NewQE() = %v", err)
+		problem(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	b, err := qe.MarshalBinary()
+	if err != nil {
+		g.t.Errorf("MarshalBinary() = %v", err)
+		problem(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	g.mu.Lock()
+	g.qes = append(g.qes, qe)
+	g.mu.Unlock()
+	reply(w, http.StatusCreated, api.SimulatedQE{QE: b})
 }
 
 func (g *fakeGateway) sign(tmpl *x509.Certificate, pub any) *x509.Certificate {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +11,8 @@ import (
 	"time"
 
 	"github.com/cloister-cc/cloister/libs/obs"
+	"github.com/cloister-cc/cloister/libs/sgx"
+	"github.com/cloister-cc/cloister/libs/sgx/sim"
 	"github.com/cloister-cc/cloister/services/gateway/api"
 )
 
@@ -21,6 +24,8 @@ const (
 	detailUnreachable = "the Cloister server cannot be reached; the agent keeps retrying heartbeats; try again later"
 	detailNotEnrolled = "the node agent is not enrolled yet; it keeps trying (see its log); try again later"
 	detailNotAccepted = "the Cloister server no longer accepts this node (it was deregistered or its certificate revoked); the agent is stopping"
+	detailNoQE        = "the node agent has no simulated quoting enclave yet: the server has not given one (simulation must be enabled in " +
+		"the deployment and allowed by the account's attestation policy); the agent keeps trying (see its log); try again later"
 )
 
 // handler is the local API, under /v1/. The routes keep the names of
@@ -44,7 +49,7 @@ func (a *agent) handler() http.Handler {
 	route(http.MethodGet, "/v1/certificate/result/{task}", a.result)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, http.StatusNotFound, "not_found", fmt.Sprintf("no such resource: %s; the node agent serves /v1/health, "+
-			"/v1/enclave/target-info and /v1/certificate/issue", r.URL.Path))
+			"/v1/enclave/target-info, /v1/enclave/attest and /v1/certificate/issue", r.URL.Path))
 	})
 	return mux
 }
@@ -90,11 +95,24 @@ type targetInfoAnswer struct {
 	Nonce      []byte     `json:"nonce"` // base64
 	ExpiresAt  *time.Time `json:"expires_at,omitempty"`
 	Simulation bool       `json:"simulation,omitempty"`
+	// TargetInfo is the simulated QE's TARGETINFO (512 bytes, base64), in
+	// simulation mode only. It is informative: the simulated QE is no
+	// enclave, and POST /v1/enclave/attest quotes whatever report body it
+	// is given.
+	TargetInfo []byte `json:"target_info,omitempty"`
 }
 
 // targetInfo gives the launcher a fresh nonce of the server's to bind in
-// its quote's REPORTDATA.
+// its quote's REPORTDATA and, in simulation mode, the simulated QE's
+// target info.
 func (a *agent) targetInfo(w http.ResponseWriter, r *http.Request) {
+	var qe *sim.QE
+	if a.cfg.Simulation && a.sess.Load() != nil {
+		if qe = a.qe.Load(); qe == nil {
+			writeProblem(w, http.StatusServiceUnavailable, "unavailable", detailNoQE)
+			return
+		}
+	}
 	var n nonceAnswer
 	// A nonce request is idempotent enough: a lost answer only leaves an
 	// unused nonce to expire.
@@ -106,7 +124,11 @@ func (a *agent) targetInfo(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, http.StatusBadGateway, "bad_gateway", "the Cloister server answered without a nonce")
 		return
 	}
-	writeJSON(w, http.StatusOK, targetInfoAnswer{Nonce: n.Nonce, ExpiresAt: n.ExpiresAt, Simulation: a.cfg.Simulation})
+	out := targetInfoAnswer{Nonce: n.Nonce, ExpiresAt: n.ExpiresAt, Simulation: a.cfg.Simulation}
+	if qe != nil {
+		out.TargetInfo = qe.TargetInfo()
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 // issueRequest is the body of POST /v1/certificate/issue, forwarded as it
@@ -181,10 +203,59 @@ func (a *agent) result(w http.ResponseWriter, r *http.Request) {
 		"and POST /v1/certificate/issue returns the certificate in its answer", r.PathValue("task")))
 }
 
-// attest keeps Fortanix's route; simulated quoting comes later.
-func (a *agent) attest(w http.ResponseWriter, _ *http.Request) {
-	writeProblem(w, http.StatusNotImplemented, "not_implemented", "this version of the node agent does not quote: simulated quoting is "+
-		"provided by a later version. Obtain the quote from the enclave runtime and send it to POST /v1/certificate/issue")
+// attestRequest is the body of POST /v1/enclave/attest.
+type attestRequest struct {
+	ReportBody []byte `json:"report_body"` // base64, the 384-byte SGX REPORTBODY
+}
+
+// attestAnswer is the answer of POST /v1/enclave/attest.
+type attestAnswer struct {
+	Quote      []byte `json:"quote"` // base64 SGX ECDSA quote v3
+	Simulation bool   `json:"simulation"`
+}
+
+// attest turns an enclave's report body into a quote with the simulated
+// QE (--simulation only). The body is quoted as given: the simulation
+// cannot check that an enclave produced it, and its quotes prove nothing
+// about hardware. Without --simulation, the enclave runtime quotes.
+func (a *agent) attest(w http.ResponseWriter, r *http.Request) {
+	if !a.cfg.Simulation {
+		writeProblem(w, http.StatusNotImplemented, "not_implemented", "this node agent quotes only in simulation mode (--simulation): "+
+			"on SGX hardware, obtain the quote from the enclave runtime and send it to POST /v1/certificate/issue")
+		return
+	}
+	if a.sess.Load() == nil {
+		writeProblem(w, http.StatusServiceUnavailable, "unavailable", detailNotEnrolled)
+		return
+	}
+	qe := a.qe.Load()
+	if qe == nil {
+		writeProblem(w, http.StatusServiceUnavailable, "unavailable", detailNoQE)
+		return
+	}
+	var req attestRequest
+	if err := decodeRequest(w, r, &req); err != nil {
+		writeProblem(w, http.StatusBadRequest, "invalid", err.Error())
+		return
+	}
+	if len(req.ReportBody) != sgx.ReportBodySize {
+		writeProblem(w, http.StatusBadRequest, "invalid", fmt.Sprintf("report_body must be the enclave's %d-byte SGX report body, base64; it has %d bytes",
+			sgx.ReportBodySize, len(req.ReportBody)))
+		return
+	}
+	body, err := sgx.ParseReportBody(req.ReportBody)
+	if err != nil {
+		writeProblem(w, http.StatusBadRequest, "invalid", "report_body: "+err.Error())
+		return
+	}
+	quote, err := qe.Quote(body)
+	if err != nil {
+		a.log.Error("the simulated QE could not quote", obs.KeyError, err.Error())
+		writeProblem(w, http.StatusInternalServerError, "internal", "the simulated quoting enclave could not quote the report body")
+		return
+	}
+	a.log.Debug("quoted a report body in simulation", "mrenclave", hex.EncodeToString(body.MRENCLAVE[:]))
+	writeJSON(w, http.StatusOK, attestAnswer{Quote: quote, Simulation: true})
 }
 
 // forward calls POST {node-server}/v1/node/{op} as the node and decodes

@@ -176,7 +176,7 @@ func parseArgs(args []string, lookupEnv func(string) (string, bool), stdout io.W
 	f.StringVar(&o.dataDir, "data-dir", defaultDataDir(), "`DIR` of the node's identity: key.pem, chain.pem, node.json")
 	f.StringVar(&o.listen, "listen", "127.0.0.1:9092", "`ADDR` of the local API for enclave runtimes (plain HTTP, unauthenticated: keep it on loopback or a host-only network)")
 	f.DurationVar(&o.heartbeatEvery, "heartbeat-every", 30*time.Second, "time between heartbeats")
-	f.BoolVar(&o.simulation, "simulation", false, "simulation mode: no SGX hardware; target-info says so")
+	f.BoolVar(&o.simulation, "simulation", false, "simulation mode: no SGX hardware; the agent fetches a simulated QE from the server and quotes enclaves' report bodies with it (POST /v1/enclave/attest)")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	f.BoolVar(&o.version, "version", false, "print the version and exit")
 	f.VisitAll(func(fl *pflag.Flag) {

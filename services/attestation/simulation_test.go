@@ -13,6 +13,7 @@ import (
 	attestationv1 "github.com/cloister-cc/cloister/libs/gen/cloister/attestation/v1"
 	"github.com/cloister-cc/cloister/libs/pki"
 	"github.com/cloister-cc/cloister/libs/sgx"
+	"github.com/cloister-cc/cloister/libs/sgx/sim"
 	"github.com/cloister-cc/cloister/libs/testkit"
 	"github.com/cloister-cc/cloister/services/attestation"
 	"github.com/cloister-cc/cloister/services/attestation/client"
@@ -92,5 +93,56 @@ func TestSimulationRootWhenOff(t *testing.T) {
 	_, err := c.GetSimulationRoot(context.Background(), &attestationv1.GetSimulationRootRequest{})
 	if errs.KindOf(err) != errs.NotFound {
 		t.Fatalf("GetSimulationRoot with simulation off = %v, want NotFound", err)
+	}
+	_, err = c.IssueSimulatedQE(context.Background(), &attestationv1.IssueSimulatedQERequest{AccountId: uuid.NewString()})
+	if errs.KindOf(err) != errs.NotFound {
+		t.Fatalf("IssueSimulatedQE with simulation off = %v, want NotFound", err)
+	}
+}
+
+// TestIssueSimulatedQE: a QE is issued only to accounts whose policy
+// allows simulation, and its quotes verify for them.
+func TestIssueSimulatedQE(t *testing.T) {
+	n := testkit.StartNATS(t)
+	kek, err := pki.NewKEK(bytes.Repeat([]byte{7}, pki.KEKSize))
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := attestation.Start(context.Background(), attestation.Config{NATS: n.Connect(t), Simulation: true, KEK: kek})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(svc.Stop)
+	c := client.New(n.Connect(t))
+	ctx := context.Background()
+	account := uuid.NewString()
+
+	_, err = c.IssueSimulatedQE(ctx, &attestationv1.IssueSimulatedQERequest{AccountId: account})
+	if errs.KindOf(err) != errs.PermissionDenied || !strings.Contains(err.Error(), "simulation is not allowed by the account's policy") {
+		t.Fatalf("IssueSimulatedQE under the default policy = %v, want PermissionDenied", err)
+	}
+	if _, err := c.IssueSimulatedQE(ctx, &attestationv1.IssueSimulatedQERequest{AccountId: "nope"}); errs.KindOf(err) != errs.Invalid {
+		t.Fatalf("IssueSimulatedQE for a bad account id = %v, want Invalid", err)
+	}
+	if _, err := c.SetPolicy(ctx, &attestationv1.SetPolicyRequest{AccountId: account, Policy: &attestationv1.Policy{
+		AcceptStatuses: []string{"UpToDate"}, AllowSimulation: true}}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := c.IssueSimulatedQE(ctx, &attestationv1.IssueSimulatedQERequest{AccountId: account})
+	if err != nil {
+		t.Fatalf("IssueSimulatedQE under a policy allowing simulation = %v", err)
+	}
+	qe, err := sim.ParseQE(resp.GetQe())
+	if err != nil {
+		t.Fatalf("ParseQE(issued) = %v", err)
+	}
+	var body sgx.ReportBody
+	copy(body.MRENCLAVE[:], bytes.Repeat([]byte{0xcd}, 32))
+	quote, err := qe.Quote(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := verify(t, c, account, quote, nil, nil); !v.GetOk() || !v.GetSimulated() {
+		t.Fatalf("Verify(quote of the issued QE) = %v, want ok and simulated", v)
 	}
 }

@@ -30,10 +30,13 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/cloister-cc/cloister/libs/events"
+	attestationv1 "github.com/cloister-cc/cloister/libs/gen/cloister/attestation/v1"
 	cav1 "github.com/cloister-cc/cloister/libs/gen/cloister/ca/v1"
 	imageconverterv1 "github.com/cloister-cc/cloister/libs/gen/cloister/imageconverter/v1"
 	"github.com/cloister-cc/cloister/libs/sgx"
+	"github.com/cloister-cc/cloister/libs/sgx/sim"
 	"github.com/cloister-cc/cloister/libs/testkit"
+	attestationclient "github.com/cloister-cc/cloister/services/attestation/client"
 	caclient "github.com/cloister-cc/cloister/services/ca/client"
 )
 
@@ -599,5 +602,47 @@ func TestNodeReattest(t *testing.T) {
 	wantRefused(t, c, srv, "untrusted")
 	if r := nodeDo(t, c, srv, "POST", "/v1/node/attest", map[string]any{"evidence": quote(n.Key)}); r.status != 401 {
 		t.Fatalf("re-attesting an untrusted node = %d %s, want 401", r.status, r.body)
+	}
+}
+
+// TestNodeSimulatedQE: a node gets a simulated QE for its account only
+// once the account's policy allows simulation, and quotes made with it
+// pass the attestation service's Verify for that account.
+func TestNodeSimulatedQE(t *testing.T) {
+	s := newStack(t, memory(t))
+	_, admin := s.user("admin@example.com")
+	acct := s.account(admin, "A")
+	s.waitCA(t, admin, acct)
+	srv := s.nodeServer(t)
+	n := s.enrolNode(t, admin, acct, "sim-1")
+	c := nodeClient(t, srv, n.tlsCert())
+
+	r := nodeDo(t, c, srv, "POST", "/v1/node/simulation/qe", nil)
+	if r.status != 403 || !strings.Contains(r.problem(t).Detail, "simulation is not allowed by the account's policy") {
+		t.Fatalf("a simulated QE under the default policy = %d %s, want 403", r.status, r.body)
+	}
+	if r := do(t, s.srv, "PUT", "/v1/accounts/"+acct+"/attestation/policy", admin, map[string]any{"accept_statuses": []string{"UpToDate"}, "allow_simulation": true}); r.status != 200 {
+		t.Fatalf("allowing simulation = %d %s", r.status, r.body)
+	}
+	r = nodeDo(t, c, srv, "POST", "/v1/node/simulation/qe", nil)
+	var got struct{ QE []byte }
+	r.decode(t, &got)
+	if r.status != 201 || len(got.QE) == 0 {
+		t.Fatalf("a simulated QE under a policy allowing simulation = %d %s, want 201 with the QE", r.status, r.body)
+	}
+	qe, err := sim.ParseQE(got.QE)
+	if err != nil {
+		t.Fatalf("ParseQE(the node's QE) = %v", err)
+	}
+	var body sgx.ReportBody
+	body.MRENCLAVE[0] = 0x5e
+	copy(body.ReportData[:], "node agent's enclave")
+	quote, err := qe.Quote(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := attestationclient.New(s.nc).Verify(context.Background(), &attestationv1.VerifyRequest{AccountId: acct, Quote: quote})
+	if v := resp.GetVerdict(); err != nil || !v.GetOk() || !v.GetSimulated() || !bytes.Equal(v.GetMrenclave(), body.MRENCLAVE[:]) {
+		t.Fatalf("Verify(quote of the node's QE) = %v, %v, want ok and simulated", v, err)
 	}
 }

@@ -48,6 +48,7 @@ func (g *Gateway) nodeRoutes() []Route {
 		{"POST", "/v1/node/nonce", g.nodeAuthed(g.nodeNonce)},
 		{"POST", "/v1/node/certificate", g.nodeAuthed(g.nodeCertificate)},
 		{"POST", "/v1/node/attest", g.nodeAuthed(g.nodeAttest)},
+		{"POST", "/v1/node/simulation/qe", g.nodeAuthed(g.nodeSimulatedQE)},
 	}
 }
 
@@ -400,4 +401,16 @@ func (g *Gateway) nodeAttest(w http.ResponseWriter, r *http.Request, n nodeIdent
 		return reply{}, err
 	}
 	return reply{http.StatusOK, toNode(resp.GetNode())}, nil
+}
+
+// nodeSimulatedQE serves POST /v1/node/simulation/qe: a simulated quoting
+// enclave for a node agent in simulation mode, issued by the attestation
+// service for the node's account (refused unless the deployment has
+// simulation on and the account's policy allows it).
+func (g *Gateway) nodeSimulatedQE(_ http.ResponseWriter, r *http.Request, n nodeIdentity) (reply, error) {
+	resp, err := g.attestation.IssueSimulatedQE(r.Context(), &attestationv1.IssueSimulatedQERequest{AccountId: n.AccountID})
+	if err != nil {
+		return reply{}, err
+	}
+	return reply{http.StatusCreated, api.SimulatedQE{QE: resp.GetQe()}}, nil
 }

@@ -22,6 +22,7 @@ var (
 	SetPolicy         = natsrpc.NewMethod[*attestationv1.SetPolicyRequest, *attestationv1.SetPolicyResponse](Service, "SetPolicy")
 	PutCollateral     = natsrpc.NewMethod[*attestationv1.PutCollateralRequest, *attestationv1.PutCollateralResponse](Service, "PutCollateral")
 	GetSimulationRoot = natsrpc.NewMethod[*attestationv1.GetSimulationRootRequest, *attestationv1.GetSimulationRootResponse](Service, "GetSimulationRoot")
+	IssueSimulatedQE  = natsrpc.NewMethod[*attestationv1.IssueSimulatedQERequest, *attestationv1.IssueSimulatedQEResponse](Service, "IssueSimulatedQE")
 )
 
 // Client calls the attestation service over NATS.
@@ -47,4 +48,10 @@ func (c *Client) PutCollateral(ctx context.Context, r *attestationv1.PutCollater
 }
 func (c *Client) GetSimulationRoot(ctx context.Context, r *attestationv1.GetSimulationRootRequest) (*attestationv1.GetSimulationRootResponse, error) {
 	return GetSimulationRoot.Invoke(ctx, c.nc, r)
+}
+
+// IssueSimulatedQE returns a simulated quoting enclave (sim.ParseQE) for a
+// node agent of the account in simulation mode.
+func (c *Client) IssueSimulatedQE(ctx context.Context, r *attestationv1.IssueSimulatedQERequest) (*attestationv1.IssueSimulatedQEResponse, error) {
+	return IssueSimulatedQE.Invoke(ctx, c.nc, r)
 }

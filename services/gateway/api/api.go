@@ -459,6 +459,13 @@ type Nonce struct {
 	ExpiresAt time.Time `json:"expires_at"`
 }
 
+// SimulatedQE is a simulated quoting enclave for a node agent in
+// simulation mode, serialised by libs/sgx/sim (sim.ParseQE reads it). It
+// holds private keys; its quotes prove nothing about hardware.
+type SimulatedQE struct {
+	QE []byte `json:"qe"` // base64
+}
+
 // IssueAppCertificate is what a node forwards for an enclave: the
 // application, the enclave's CSR and its quote, whose REPORTDATA is
 // SHA-256 of the CSR's public key followed by a nonce.

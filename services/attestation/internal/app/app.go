@@ -76,6 +76,7 @@ type Fetcher interface {
 type Simulation interface {
 	RootKey() *ecdsa.PublicKey
 	Collateral(fmspc [6]byte, now time.Time) (*sgx.Collateral, error)
+	NewQE(now time.Time) (*sim.QE, error)
 }
 
 // Config holds the service's dependencies.
@@ -394,6 +395,32 @@ func (s *Service) GetVerdict(ctx context.Context, accountID, id string) (domain.
 		v.AppID, v.ImageID = img.AppID, img.ImageID
 	}
 	return v, nil
+}
+
+// IssueSimulatedQE makes a simulated quoting enclave under the
+// deployment's simulation root for a node agent of the account, serialised
+// with its private keys (sim.QE.MarshalBinary). It is refused with
+// NotFound when simulation is off in the deployment and with
+// PermissionDenied unless the account's policy allows simulation.
+func (s *Service) IssueSimulatedQE(ctx context.Context, accountID string) ([]byte, error) {
+	if uuid.Validate(accountID) != nil {
+		return nil, errs.New(errs.Invalid, "account_id must be an account's id")
+	}
+	if s.cfg.Simulation == nil {
+		return nil, errs.New(errs.NotFound, "simulation is not enabled in this deployment")
+	}
+	p, err := s.GetPolicy(ctx, accountID)
+	if err != nil {
+		return nil, err
+	}
+	if !p.AllowSimulation {
+		return nil, errs.New(errs.PermissionDenied, "simulation is not allowed by the account's policy")
+	}
+	qe, err := s.cfg.Simulation.NewQE(s.cfg.Clock())
+	if err != nil {
+		return nil, err
+	}
+	return qe.MarshalBinary()
 }
 
 // GetPolicy returns the account's policy, or the default.

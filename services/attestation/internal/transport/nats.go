@@ -30,6 +30,13 @@ func Register(mux *natsrpc.Mux, s *app.Service, simRoot []byte, logger *slog.Log
 			}
 			return &attestationv1.GetSimulationRootResponse{Certificate: simRoot}, nil
 		}),
+		client.IssueSimulatedQE.Handle(mux, logger, func(ctx context.Context, r *attestationv1.IssueSimulatedQERequest) (*attestationv1.IssueSimulatedQEResponse, error) {
+			qe, err := s.IssueSimulatedQE(ctx, r.GetAccountId())
+			if err != nil {
+				return nil, err
+			}
+			return &attestationv1.IssueSimulatedQEResponse{Qe: qe}, nil
+		}),
 		client.Verify.Handle(mux, logger, func(ctx context.Context, r *attestationv1.VerifyRequest) (*attestationv1.VerifyResponse, error) {
 			v, err := s.Verify(ctx, r.GetAccountId(), r.GetQuote(), r.GetBinding(), r.GetNonce(), r.GetAppId())
 			if err != nil {

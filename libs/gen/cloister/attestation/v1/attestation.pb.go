@@ -911,6 +911,99 @@ func (x *GetSimulationRootResponse) GetCertificate() []byte {
 	return nil
 }
 
+// IssueSimulatedQE makes a simulated quoting enclave under the deployment's
+// simulation root for a node agent of the account, in simulation mode.
+// SIMULATION: quotes it makes prove nothing about hardware.
+type IssueSimulatedQERequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	AccountId     string                 `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IssueSimulatedQERequest) Reset() {
+	*x = IssueSimulatedQERequest{}
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IssueSimulatedQERequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IssueSimulatedQERequest) ProtoMessage() {}
+
+func (x *IssueSimulatedQERequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IssueSimulatedQERequest.ProtoReflect.Descriptor instead.
+func (*IssueSimulatedQERequest) Descriptor() ([]byte, []int) {
+	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *IssueSimulatedQERequest) GetAccountId() string {
+	if x != nil {
+		return x.AccountId
+	}
+	return ""
+}
+
+type IssueSimulatedQEResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The QE, serialised by libs/sgx/sim (QE.MarshalBinary), private keys
+	// included.
+	Qe            []byte `protobuf:"bytes,1,opt,name=qe,proto3" json:"qe,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IssueSimulatedQEResponse) Reset() {
+	*x = IssueSimulatedQEResponse{}
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IssueSimulatedQEResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IssueSimulatedQEResponse) ProtoMessage() {}
+
+func (x *IssueSimulatedQEResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IssueSimulatedQEResponse.ProtoReflect.Descriptor instead.
+func (*IssueSimulatedQEResponse) Descriptor() ([]byte, []int) {
+	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *IssueSimulatedQEResponse) GetQe() []byte {
+	if x != nil {
+		return x.Qe
+	}
+	return nil
+}
+
 // Events, published on events.attestation.v1.<Name>.
 type AttestationSucceeded struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -921,7 +1014,7 @@ type AttestationSucceeded struct {
 
 func (x *AttestationSucceeded) Reset() {
 	*x = AttestationSucceeded{}
-	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[14]
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -933,7 +1026,7 @@ func (x *AttestationSucceeded) String() string {
 func (*AttestationSucceeded) ProtoMessage() {}
 
 func (x *AttestationSucceeded) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[14]
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -946,7 +1039,7 @@ func (x *AttestationSucceeded) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttestationSucceeded.ProtoReflect.Descriptor instead.
 func (*AttestationSucceeded) Descriptor() ([]byte, []int) {
-	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{14}
+	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *AttestationSucceeded) GetVerdict() *Verdict {
@@ -965,7 +1058,7 @@ type AttestationFailed struct {
 
 func (x *AttestationFailed) Reset() {
 	*x = AttestationFailed{}
-	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[15]
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -977,7 +1070,7 @@ func (x *AttestationFailed) String() string {
 func (*AttestationFailed) ProtoMessage() {}
 
 func (x *AttestationFailed) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[15]
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -990,7 +1083,7 @@ func (x *AttestationFailed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttestationFailed.ProtoReflect.Descriptor instead.
 func (*AttestationFailed) Descriptor() ([]byte, []int) {
-	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{15}
+	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *AttestationFailed) GetVerdict() *Verdict {
@@ -1010,7 +1103,7 @@ type PolicyChanged struct {
 
 func (x *PolicyChanged) Reset() {
 	*x = PolicyChanged{}
-	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[16]
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1022,7 +1115,7 @@ func (x *PolicyChanged) String() string {
 func (*PolicyChanged) ProtoMessage() {}
 
 func (x *PolicyChanged) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[16]
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1035,7 +1128,7 @@ func (x *PolicyChanged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyChanged.ProtoReflect.Descriptor instead.
 func (*PolicyChanged) Descriptor() ([]byte, []int) {
-	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{16}
+	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *PolicyChanged) GetAccountId() string {
@@ -1131,7 +1224,12 @@ const file_cloister_attestation_v1_attestation_proto_rawDesc = "" +
 	"nextUpdate\"\x1a\n" +
 	"\x18GetSimulationRootRequest\"=\n" +
 	"\x19GetSimulationRootResponse\x12 \n" +
-	"\vcertificate\x18\x01 \x01(\fR\vcertificate\"R\n" +
+	"\vcertificate\x18\x01 \x01(\fR\vcertificate\"8\n" +
+	"\x17IssueSimulatedQERequest\x12\x1d\n" +
+	"\n" +
+	"account_id\x18\x01 \x01(\tR\taccountId\"*\n" +
+	"\x18IssueSimulatedQEResponse\x12\x0e\n" +
+	"\x02qe\x18\x01 \x01(\fR\x02qe\"R\n" +
 	"\x14AttestationSucceeded\x12:\n" +
 	"\averdict\x18\x01 \x01(\v2 .cloister.attestation.v1.VerdictR\averdict\"O\n" +
 	"\x11AttestationFailed\x12:\n" +
@@ -1153,7 +1251,7 @@ func file_cloister_attestation_v1_attestation_proto_rawDescGZIP() []byte {
 	return file_cloister_attestation_v1_attestation_proto_rawDescData
 }
 
-var file_cloister_attestation_v1_attestation_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_cloister_attestation_v1_attestation_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_cloister_attestation_v1_attestation_proto_goTypes = []any{
 	(*Policy)(nil),                    // 0: cloister.attestation.v1.Policy
 	(*Verdict)(nil),                   // 1: cloister.attestation.v1.Verdict
@@ -1169,21 +1267,23 @@ var file_cloister_attestation_v1_attestation_proto_goTypes = []any{
 	(*PutCollateralResponse)(nil),     // 11: cloister.attestation.v1.PutCollateralResponse
 	(*GetSimulationRootRequest)(nil),  // 12: cloister.attestation.v1.GetSimulationRootRequest
 	(*GetSimulationRootResponse)(nil), // 13: cloister.attestation.v1.GetSimulationRootResponse
-	(*AttestationSucceeded)(nil),      // 14: cloister.attestation.v1.AttestationSucceeded
-	(*AttestationFailed)(nil),         // 15: cloister.attestation.v1.AttestationFailed
-	(*PolicyChanged)(nil),             // 16: cloister.attestation.v1.PolicyChanged
-	(*timestamppb.Timestamp)(nil),     // 17: google.protobuf.Timestamp
-	(*v1.Principal)(nil),              // 18: cloister.account.v1.Principal
+	(*IssueSimulatedQERequest)(nil),   // 14: cloister.attestation.v1.IssueSimulatedQERequest
+	(*IssueSimulatedQEResponse)(nil),  // 15: cloister.attestation.v1.IssueSimulatedQEResponse
+	(*AttestationSucceeded)(nil),      // 16: cloister.attestation.v1.AttestationSucceeded
+	(*AttestationFailed)(nil),         // 17: cloister.attestation.v1.AttestationFailed
+	(*PolicyChanged)(nil),             // 18: cloister.attestation.v1.PolicyChanged
+	(*timestamppb.Timestamp)(nil),     // 19: google.protobuf.Timestamp
+	(*v1.Principal)(nil),              // 20: cloister.account.v1.Principal
 }
 var file_cloister_attestation_v1_attestation_proto_depIdxs = []int32{
-	17, // 0: cloister.attestation.v1.Verdict.verified_at:type_name -> google.protobuf.Timestamp
+	19, // 0: cloister.attestation.v1.Verdict.verified_at:type_name -> google.protobuf.Timestamp
 	1,  // 1: cloister.attestation.v1.GetVerdictResponse.verdict:type_name -> cloister.attestation.v1.Verdict
 	1,  // 2: cloister.attestation.v1.VerifyResponse.verdict:type_name -> cloister.attestation.v1.Verdict
 	0,  // 3: cloister.attestation.v1.GetPolicyResponse.policy:type_name -> cloister.attestation.v1.Policy
-	18, // 4: cloister.attestation.v1.SetPolicyRequest.actor:type_name -> cloister.account.v1.Principal
+	20, // 4: cloister.attestation.v1.SetPolicyRequest.actor:type_name -> cloister.account.v1.Principal
 	0,  // 5: cloister.attestation.v1.SetPolicyRequest.policy:type_name -> cloister.attestation.v1.Policy
 	0,  // 6: cloister.attestation.v1.SetPolicyResponse.policy:type_name -> cloister.attestation.v1.Policy
-	17, // 7: cloister.attestation.v1.PutCollateralResponse.next_update:type_name -> google.protobuf.Timestamp
+	19, // 7: cloister.attestation.v1.PutCollateralResponse.next_update:type_name -> google.protobuf.Timestamp
 	1,  // 8: cloister.attestation.v1.AttestationSucceeded.verdict:type_name -> cloister.attestation.v1.Verdict
 	1,  // 9: cloister.attestation.v1.AttestationFailed.verdict:type_name -> cloister.attestation.v1.Verdict
 	0,  // 10: cloister.attestation.v1.PolicyChanged.policy:type_name -> cloister.attestation.v1.Policy
@@ -1205,7 +1305,7 @@ func file_cloister_attestation_v1_attestation_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cloister_attestation_v1_attestation_proto_rawDesc), len(file_cloister_attestation_v1_attestation_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   17,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
