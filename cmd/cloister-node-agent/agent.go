@@ -81,7 +81,10 @@ type config struct {
 
 	HeartbeatEvery time.Duration
 	Simulation     bool
-	Logger         *slog.Logger
+	// ReattestEvery is the time between re-attestations in simulation
+	// mode; zero means defaultReattestEvery.
+	ReattestEvery time.Duration
+	Logger        *slog.Logger
 
 	// Retry schedules; zero values mean the defaults. Tests shorten them.
 	Backoff backoff
@@ -141,8 +144,13 @@ func newAgent(cfg config) (*agent, error) {
 		return nil, fmt.Errorf("node agent: node name %q is not 1 to %d letters, digits, '.', '_' or '-'", cfg.Name, maxNameLength)
 	case cfg.HeartbeatEvery <= 0:
 		return nil, fmt.Errorf("node agent: heartbeat interval %v is not positive", cfg.HeartbeatEvery)
+	case cfg.ReattestEvery < 0:
+		return nil, fmt.Errorf("node agent: re-attestation interval %v is negative", cfg.ReattestEvery)
 	case cfg.Listener == nil && cfg.Listen == "":
 		return nil, errors.New("node agent: no listen address")
+	}
+	if cfg.ReattestEvery == 0 {
+		cfg.ReattestEvery = defaultReattestEvery
 	}
 	if cfg.Backoff == (backoff{}) {
 		cfg.Backoff = defaultBackoff
@@ -207,7 +215,8 @@ func loopback(addr net.Addr) bool {
 	return ok && ta.IP.IsLoopback()
 }
 
-// work is the agent's life once listening: identity, then heartbeats.
+// work is the agent's life once listening: identity, then heartbeats
+// and, in simulation mode, the simulated QE and re-attestations.
 func (a *agent) work(ctx context.Context) error {
 	id, err := a.loadOrEnrol(ctx)
 	if err != nil {
@@ -222,7 +231,11 @@ func (a *agent) work(ctx context.Context) error {
 		qctx, cancel := context.WithCancel(ctx)
 		defer wg.Wait()
 		defer cancel()
-		wg.Go(func() { a.fetchQE(qctx) })
+		wg.Go(func() {
+			if qe := a.fetchQE(qctx); qe != nil {
+				a.reattests(qctx, qe)
+			}
+		})
 	}
 	return a.heartbeats(ctx)
 }
@@ -230,8 +243,9 @@ func (a *agent) work(ctx context.Context) error {
 // fetchQE gets the node's simulated quoting enclave from the server
 // (POST /v1/node/simulation/qe) and keeps it in memory. It retries with
 // backoff until it has one or ctx ends: the server may be unreachable, and
-// an admin may yet allow simulation in the account's policy.
-func (a *agent) fetchQE(ctx context.Context) {
+// an admin may yet allow simulation in the account's policy. It returns
+// the QE, or nil when ctx ends first.
+func (a *agent) fetchQE(ctx context.Context) *sim.QE {
 	s := a.sess.Load()
 	endpoint := a.cfg.NodeServer.JoinPath("v1", "node", "simulation", "qe").String()
 	for attempt := 1; ; attempt++ {
@@ -245,12 +259,12 @@ func (a *agent) fetchQE(ctx context.Context) {
 				a.qe.Store(qe)
 				a.log.Info("got the simulated quoting enclave: enclave reports are quoted in SIMULATION, proving nothing about hardware",
 					"pck_serial", qe.PCKCertificate().SerialNumber.Text(16))
-				return
+				return qe
 			}
 			err = fmt.Errorf("the server's simulated QE is unusable: %w", perr)
 		}
 		if ctx.Err() != nil {
-			return
+			return nil
 		}
 		pause := a.cfg.Backoff.delay(attempt - 1)
 		se, answered := errors.AsType[*statusError](err)
@@ -269,7 +283,7 @@ func (a *agent) fetchQE(ctx context.Context) {
 			a.log.Warn("fetching the simulated QE failed; retrying", keyAttempt, attempt, keyRetryIn, pause.String(), obs.KeyError, err.Error())
 		}
 		if sleep(ctx, pause) != nil {
-			return
+			return nil
 		}
 	}
 }

@@ -463,6 +463,11 @@ func TestHealthAndTargetInfo(t *testing.T) {
 			if simulation && (err != nil || !bytes.Equal(rawInfo, r.qe.Load().TargetInfo())) || !simulation && info != "" {
 				t.Errorf("target-info target_info = %q, want the simulated QE's only in simulation", info)
 			}
+			if simulation {
+				eventually(t, "the agent re-attests", func() bool { return len(g.attestations()) == 1 })
+			} else if n := len(g.attestations()); n != 0 {
+				t.Errorf("a node agent without --simulation re-attested %d times, want none", n)
+			}
 		})
 	}
 }

@@ -1,9 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -21,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cloister-cc/cloister/libs/sgx"
 	"github.com/cloister-cc/cloister/libs/sgx/sim"
 	"github.com/cloister-cc/cloister/services/gateway/api"
 )
@@ -58,6 +61,23 @@ type fakeGateway struct {
 	qes       []*sim.QE       // simulated QEs handed out
 	qeErr     *api.Problem    // when set, simulated QE requests answer it
 	qeCalls   int             // simulated QE requests
+	qeAt      time.Time       // when the last simulated QE was handed out
+
+	attests         []seenAttest // re-attestations received
+	attestErr       *api.Problem // when set, re-attestations answer it (a 403 makes the node untrusted)
+	attestFailFirst int          // re-attestations to answer 503 before the rest
+	untrusted       bool         // after a refused re-attestation: node requests answer 401
+}
+
+// seenAttest is a re-attestation as the fake received it.
+type seenAttest struct {
+	Node     string
+	At       time.Time
+	Evidence []byte
+	Quote    *sgx.Quote // nil when the evidence does not parse
+	// Bound: REPORTDATA is SHA-256 of the client certificate's
+	// SubjectPublicKeyInfo, then 32 zero bytes.
+	Bound bool
 }
 
 // seenHeartbeat is a heartbeat as the fake received it.
@@ -97,6 +117,7 @@ func newFakeGateway(t *testing.T) *fakeGateway {
 	nodeMux.HandleFunc("POST /v1/node/nonce", g.nonce)
 	nodeMux.HandleFunc("POST /v1/node/certificate", g.certificate)
 	nodeMux.HandleFunc("POST /v1/node/simulation/qe", g.simulatedQE)
+	nodeMux.HandleFunc("POST /v1/node/attest", g.attest)
 	g.node = httptest.NewUnstartedServer(nodeMux)
 	clientCAs := x509.NewCertPool()
 	clientCAs.AddCert(g.root)
@@ -204,6 +225,9 @@ func (g *fakeGateway) heartbeat(w http.ResponseWriter, r *http.Request) {
 	g.mu.Lock()
 	g.beats = append(g.beats, seenHeartbeat{Node: node, Serial: cert.SerialNumber.Text(16), Instances: b.Instances})
 	fail := g.beatErr
+	if g.untrusted {
+		fail = errUntrusted
+	}
 	g.mu.Unlock()
 	if fail != nil {
 		problem(w, fail.Status, fail.Detail)
@@ -283,8 +307,74 @@ func (g *fakeGateway) simulatedQE(w http.ResponseWriter, r *http.Request) {
 	}
 	g.mu.Lock()
 	g.qes = append(g.qes, qe)
+	g.qeAt = time.Now()
 	g.mu.Unlock()
 	reply(w, http.StatusCreated, api.SimulatedQE{QE: b})
+}
+
+// errUntrusted is the gateway's answer to a node made untrusted by a
+// refused re-attestation.
+var errUntrusted = &api.Problem{Status: http.StatusUnauthorized, Detail: "node node-1 is untrusted: re-attestation failed"}
+
+// attest answers as the gateway's POST /v1/node/attest: the evidence must
+// be a quote whose REPORTDATA binds the key of the client certificate; a
+// refusal (403) makes the node untrusted, so that its later requests get
+// 401. The fake checks the binding only, not the quote's signatures.
+func (g *fakeGateway) attest(w http.ResponseWriter, r *http.Request) {
+	node, cert := g.peer(r)
+	var b api.NodeAttest
+	if !strictDecode(w, r, &b) {
+		return
+	}
+	if len(b.Evidence) == 0 {
+		problem(w, http.StatusBadRequest, "evidence is required: the node's quote, base64")
+		return
+	}
+	seen := seenAttest{Node: node, At: time.Now(), Evidence: b.Evidence}
+	q, perr := sgx.ParseQuote(b.Evidence)
+	if perr == nil {
+		binding := sha256.Sum256(cert.RawSubjectPublicKeyInfo)
+		seen.Quote = q
+		seen.Bound = bytes.Equal(q.Body.ReportData[:], append(binding[:], make([]byte, 32)...))
+	}
+	g.mu.Lock()
+	if g.untrusted {
+		g.mu.Unlock()
+		problem(w, errUntrusted.Status, errUntrusted.Detail)
+		return
+	}
+	g.attests = append(g.attests, seen)
+	fail, unavailable := g.attestErr, g.attestFailFirst > 0
+	if unavailable {
+		g.attestFailFirst--
+	}
+	switch {
+	case unavailable:
+		fail = &api.Problem{Status: http.StatusServiceUnavailable, Detail: "the attestation service is unavailable"}
+	case fail != nil:
+	case perr != nil:
+		fail = &api.Problem{Status: http.StatusForbidden, Detail: "the node's re-attestation was refused: malformed quote: " + perr.Error()}
+	case !seen.Bound:
+		fail = &api.Problem{Status: http.StatusForbidden, Detail: "the node's re-attestation was refused: report data does not bind the node's key"}
+	}
+	if fail != nil && fail.Status == http.StatusForbidden {
+		g.untrusted = true
+	}
+	g.mu.Unlock()
+	if fail != nil {
+		problem(w, fail.Status, fail.Detail)
+		return
+	}
+	now := time.Now().UTC()
+	reply(w, http.StatusOK, api.Node{ID: node, Status: "active", Labels: map[string]string{}, CertificateSerial: cert.SerialNumber.Text(16),
+		Attested: true, Simulated: true, VerdictID: "verdict-reattest", LastAttested: &now, Instances: []api.Instance{}})
+}
+
+// attestations returns the re-attestations the fake has seen.
+func (g *fakeGateway) attestations() []seenAttest {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return append([]seenAttest(nil), g.attests...)
 }
 
 func (g *fakeGateway) sign(tmpl *x509.Certificate, pub any) *x509.Certificate {

@@ -43,8 +43,9 @@ const (
 	exitNoPerm  = 77 // EX_NOPERM: the server refused the join token
 	exitConfig  = 78 // EX_CONFIG: unusable --server-ca, a damaged identity in --data-dir, or a server that is not Cloister's
 	// exitDeregistered: the server no longer accepts this node's identity
-	// (deregistered, certificate revoked or expired). Only a new
-	// enrolment, with a new join token, brings the node back.
+	// (deregistered, untrusted after a refused re-attestation, certificate
+	// revoked or expired). Only a new enrolment, with a new join token,
+	// brings the node back.
 	exitDeregistered = 79
 )
 
@@ -82,7 +83,7 @@ func runMain(ctx context.Context, args []string, lookupEnv func(string) (string,
 			ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			logger.Info("starting", "version", buildVersion(), "server", cfg.Server.String(), "node_server", cfg.NodeServer.String(),
-				"data_dir", cfg.DataDir, "simulation", cfg.Simulation)
+				"data_dir", cfg.DataDir, "simulation", cfg.Simulation, "reattest_every", cfg.ReattestEvery.String())
 			err = a.run(ctx)
 		}
 	}
@@ -127,6 +128,7 @@ type options struct {
 	name, dataDir, listen        string
 	heartbeatEvery               time.Duration
 	simulation                   bool
+	reattestEvery                time.Duration
 	logLevel                     string
 	version                      bool
 }
@@ -146,7 +148,8 @@ Runs on a compute node. The first start enrols the node with a join token
 (create one with ` + "`cloister node token create NAME`" + `) and keeps the node's key and
 certificate in --data-dir; later starts reuse them and need no token. The
 agent then sends heartbeats to the gateway's node listener over mTLS and
-serves enclave runtimes on --listen under /v1/.
+serves enclave runtimes on --listen under /v1/. In simulation mode it also
+re-attests the node every --reattest-every with the simulated QE.
 
 Every flag can also be set by the environment variable in brackets; a flag
 on the command line wins. Prefer --join-token-file or the environment to
@@ -154,8 +157,9 @@ on the command line wins. Prefer --join-token-file or the environment to
 
 Exit codes: 0 stopped by SIGINT or SIGTERM; 64 bad usage, or no join token
 for a first start; 77 the join token was refused; 78 unusable configuration
-or identity; 79 the node was deregistered or its certificate revoked (enrol
-again with a new join token); 1 anything else.
+or identity; 79 the node was deregistered or its certificate revoked, e.g.
+after a refused re-attestation (enrol again with a new join token); 1
+anything else.
 
 Flags:
 `
@@ -177,6 +181,9 @@ func parseArgs(args []string, lookupEnv func(string) (string, bool), stdout io.W
 	f.StringVar(&o.listen, "listen", "127.0.0.1:9092", "`ADDR` of the local API for enclave runtimes (plain HTTP, unauthenticated: keep it on loopback or a host-only network)")
 	f.DurationVar(&o.heartbeatEvery, "heartbeat-every", 30*time.Second, "time between heartbeats")
 	f.BoolVar(&o.simulation, "simulation", false, "simulation mode: no SGX hardware; the agent fetches a simulated QE from the server and quotes enclaves' report bodies with it (POST /v1/enclave/attest)")
+	f.DurationVar(&o.reattestEvery, "reattest-every", defaultReattestEvery, "time between re-attestations in simulation mode: the agent quotes "+
+		"the key of its certificate with the simulated QE and sends it to the server (POST /v1/node/attest) once it has the QE, then at this interval; "+
+		"keep it well under the server's period (24 h by default), past which the node is overdue")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	f.BoolVar(&o.version, "version", false, "print the version and exit")
 	f.VisitAll(func(fl *pflag.Flag) {
@@ -227,7 +234,7 @@ func parseArgs(args []string, lookupEnv func(string) (string, bool), stdout io.W
 // config checks the options and turns them into the agent's config.
 func (o options) config(logger *slog.Logger) (config, error) {
 	cfg := config{JoinToken: strings.TrimSpace(o.joinToken), JoinTokenFile: o.joinTokenFile, Name: o.name, DataDir: o.dataDir,
-		Listen: o.listen, HeartbeatEvery: o.heartbeatEvery, Simulation: o.simulation, Logger: logger}
+		Listen: o.listen, HeartbeatEvery: o.heartbeatEvery, Simulation: o.simulation, ReattestEvery: o.reattestEvery, Logger: logger}
 	var err error
 	if cfg.Server, err = parseServerURL("--server", o.server, "http", "https"); err != nil {
 		return config{}, err
@@ -244,6 +251,8 @@ func (o options) config(logger *slog.Logger) (config, error) {
 		return config{}, exitWith(exitUsage, "--data-dir is empty")
 	case o.heartbeatEvery <= 0:
 		return config{}, exitWith(exitUsage, "--heartbeat-every must be positive, not %v", o.heartbeatEvery)
+	case o.reattestEvery <= 0:
+		return config{}, exitWith(exitUsage, "--reattest-every must be positive, not %v", o.reattestEvery)
 	}
 	if _, _, err := net.SplitHostPort(cfg.Listen); err != nil {
 		return config{}, exitWith(exitUsage, "--listen %q: want HOST:PORT, e.g. 127.0.0.1:9092", cfg.Listen)

@@ -30,13 +30,14 @@ func TestParseArgs(t *testing.T) {
 	}{
 		{"defaults", nil, nil, func(o options) bool {
 			return o.server == "http://127.0.0.1:8080" && o.nodeServer == "https://127.0.0.1:8443" && o.listen == "127.0.0.1:9092" &&
-				o.heartbeatEvery == 30*time.Second && !o.simulation && strings.HasSuffix(o.dataDir, "cloister-node-agent")
+				o.heartbeatEvery == 30*time.Second && !o.simulation && o.reattestEvery == 12*time.Hour && strings.HasSuffix(o.dataDir, "cloister-node-agent")
 		}, "the documented defaults"},
 		{"environment", nil, map[string]string{"CLOISTER_AGENT_NODE_SERVER": "https://gw:8443", "CLOISTER_AGENT_HEARTBEAT_EVERY": "5s",
-			"CLOISTER_AGENT_SIMULATION": "true", "CLOISTER_AGENT_JOIN_TOKEN": "cjt_x", "CLOISTER_AGENT_DATA_DIR": "/d", "CLOISTER_AGENT_NAME": "n"},
+			"CLOISTER_AGENT_SIMULATION": "true", "CLOISTER_AGENT_JOIN_TOKEN": "cjt_x", "CLOISTER_AGENT_DATA_DIR": "/d", "CLOISTER_AGENT_NAME": "n",
+			"CLOISTER_AGENT_REATTEST_EVERY": "6h"},
 			func(o options) bool {
 				return o.nodeServer == "https://gw:8443" && o.heartbeatEvery == 5*time.Second && o.simulation && o.joinToken == "cjt_x" &&
-					o.dataDir == "/d" && o.name == "n"
+					o.dataDir == "/d" && o.name == "n" && o.reattestEvery == 6*time.Hour
 			}, "every flag from its variable"},
 		{"flag wins", []string{"--listen", "0.0.0.0:9092"}, map[string]string{"CLOISTER_AGENT_LISTEN": "127.0.0.1:1"},
 			func(o options) bool { return o.listen == "0.0.0.0:9092" }, "the flag over the variable"},
@@ -59,7 +60,7 @@ func TestHelpNamesEveryVariable(t *testing.T) {
 		t.Fatalf("parseArgs(--help) = %v, want ErrHelp", err)
 	}
 	for _, flag := range []string{"server", "node-server", "server-ca", "join-token", "join-token-file", "name", "data-dir", "listen",
-		"heartbeat-every", "simulation"} {
+		"heartbeat-every", "simulation", "reattest-every"} {
 		if !strings.Contains(out.String(), "--"+flag+" ") || !strings.Contains(out.String(), "[$"+envName(flag)+"]") {
 			t.Errorf("--help does not show --%s with $%s:\n%s", flag, envName(flag), out.String())
 		}
@@ -85,6 +86,8 @@ func TestUsageErrors(t *testing.T) {
 		{"bad name", []string{"--name", "a b"}, nil, "--name"},
 		{"plain node server", []string{"--node-server", "http://127.0.0.1:8443"}, nil, "https"},
 		{"zero interval", []string{"--heartbeat-every", "0s"}, nil, "positive"},
+		{"zero re-attestation interval", []string{"--reattest-every", "0s"}, nil, "--reattest-every must be positive"},
+		{"bad re-attestation variable", nil, map[string]string{"CLOISTER_AGENT_REATTEST_EVERY": "daily"}, "$CLOISTER_AGENT_REATTEST_EVERY"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -131,7 +131,8 @@ accepted, 1 otherwise; the result is printed either way.`,
 
 func policyRows(p api.AttestationPolicy) [][]string {
 	return [][]string{{"accept", strings.Join(p.AcceptStatuses, ",")}, {"allow debug", strconv.FormatBool(p.AllowDebug)},
-		{"allow simulation", strconv.FormatBool(p.AllowSimulation)}, {"min isvsvn", strconv.Itoa(int(p.MinISVSVN))}}
+		{"allow simulation", strconv.FormatBool(p.AllowSimulation)}, {"min isvsvn", strconv.Itoa(int(p.MinISVSVN))},
+		{"require node attestation", strconv.FormatBool(p.RequireNodeAttestation)}}
 }
 
 func (c *cli) attestPolicyCmd() *cobra.Command {
@@ -154,7 +155,7 @@ func (c *cli) attestPolicyCmd() *cobra.Command {
 	var p api.AttestationPolicy
 	var accept string
 	set := &cobra.Command{
-		Use:     "set --accept STATUS,... [--allow-debug] [--allow-simulation] [--min-isvsvn N]",
+		Use:     "set --accept STATUS,... [--allow-debug] [--allow-simulation] [--min-isvsvn N] [--require-node-attestation]",
 		Short:   "Replace the policy (admins)",
 		Example: "  cloister attest policy set --accept UpToDate,SWHardeningNeeded --min-isvsvn 2",
 		Args:    cobra.NoArgs,
@@ -175,6 +176,7 @@ func (c *cli) attestPolicyCmd() *cobra.Command {
 	set.Flags().BoolVar(&p.AllowDebug, "allow-debug", false, "accept debug enclaves")
 	set.Flags().BoolVar(&p.AllowSimulation, "allow-simulation", false, "accept evidence from the simulated quoting enclave")
 	set.Flags().Uint32Var(&p.MinISVSVN, "min-isvsvn", 0, "lowest enclave ISVSVN accepted")
+	set.Flags().BoolVar(&p.RequireNodeAttestation, "require-node-attestation", false, "refuse nodes that enrol without TEE evidence, whatever their join token says")
 	cmd.AddCommand(get, set)
 	return cmd
 }

@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -176,8 +177,15 @@ func TestDevServerJourneyAndCrash(t *testing.T) {
 	}
 
 	// Attestation through the server: policy, collateral, evaluation.
+	if got := run(t, cfgDir, "", "attest", "policy", "set", "--accept", "UpToDate", "--require-node-attestation"); !regexp.MustCompile(`require node attestation\s+true`).MatchString(got) {
+		t.Fatalf("attest policy set --require-node-attestation = %s", got)
+	}
+	if got := run(t, cfgDir, "", "attest", "policy", "get", "-o", "json"); !strings.Contains(got, `"require_node_attestation": true`) {
+		t.Fatalf("attest policy get = %s", got)
+	}
+	// Set again without it (the node below enrols without evidence).
 	run(t, cfgDir, "", "attest", "policy", "set", "--accept", "UpToDate", "--min-isvsvn", "3")
-	if got := run(t, cfgDir, "", "attest", "policy", "get", "-o", "json"); !strings.Contains(got, `"min_isvsvn": 3`) {
+	if got := run(t, cfgDir, "", "attest", "policy", "get", "-o", "json"); !strings.Contains(got, `"min_isvsvn": 3`) || !strings.Contains(got, `"require_node_attestation": false`) {
 		t.Fatalf("attest policy get = %s", got)
 	}
 	const vectors = "../../libs/sgx/testdata/"

@@ -201,3 +201,32 @@ func TestPutCollateralPCSForm(t *testing.T) {
 		t.Fatalf("PutCollateral(PCS form) = %v, %v", put, err)
 	}
 }
+
+// TestPolicyRequireNodeAttestation: require_node_attestation is off by
+// default and round-trips through SetPolicy and GetPolicy, on and off.
+func TestPolicyRequireNodeAttestation(t *testing.T) {
+	c, _ := start(t)
+	ctx := context.Background()
+	account := uuid.NewString()
+	get := func() *attestationv1.Policy {
+		t.Helper()
+		r, err := c.GetPolicy(ctx, &attestationv1.GetPolicyRequest{AccountId: account})
+		if err != nil {
+			t.Fatalf("GetPolicy = %v", err)
+		}
+		return r.GetPolicy()
+	}
+	if get().GetRequireNodeAttestation() {
+		t.Fatal("the default policy requires node attestation")
+	}
+	for _, want := range []bool{true, false} {
+		set, err := c.SetPolicy(ctx, &attestationv1.SetPolicyRequest{AccountId: account, Policy: &attestationv1.Policy{
+			AcceptStatuses: []string{"UpToDate"}, AllowSimulation: true, RequireNodeAttestation: want}})
+		if err != nil || set.GetPolicy().GetRequireNodeAttestation() != want {
+			t.Fatalf("SetPolicy(require_node_attestation=%v) = %v, %v", want, set, err)
+		}
+		if got := get(); got.GetRequireNodeAttestation() != want || !got.GetAllowSimulation() {
+			t.Fatalf("GetPolicy after setting require_node_attestation=%v = %v", want, got)
+		}
+	}
+}

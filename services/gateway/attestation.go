@@ -21,7 +21,7 @@ func (g *Gateway) authorize(r *http.Request, p principal, action string) error {
 
 func toPolicy(p *attestationv1.Policy) api.AttestationPolicy {
 	out := api.AttestationPolicy{AcceptStatuses: p.GetAcceptStatuses(), AllowDebug: p.GetAllowDebug(),
-		AllowSimulation: p.GetAllowSimulation(), MinISVSVN: p.GetMinIsvsvn()}
+		AllowSimulation: p.GetAllowSimulation(), MinISVSVN: p.GetMinIsvsvn(), RequireNodeAttestation: p.GetRequireNodeAttestation()}
 	if out.AcceptStatuses == nil {
 		out.AcceptStatuses = []string{}
 	}
@@ -56,7 +56,8 @@ func (g *Gateway) setAttestationPolicy(w http.ResponseWriter, r *http.Request, p
 		return reply{}, err
 	}
 	resp, err := g.attestation.SetPolicy(r.Context(), &attestationv1.SetPolicyRequest{AccountId: r.PathValue("account_id"), Actor: p.proto(),
-		Policy: &attestationv1.Policy{AcceptStatuses: b.AcceptStatuses, AllowDebug: b.AllowDebug, AllowSimulation: b.AllowSimulation, MinIsvsvn: b.MinISVSVN}})
+		Policy: &attestationv1.Policy{AcceptStatuses: b.AcceptStatuses, AllowDebug: b.AllowDebug, AllowSimulation: b.AllowSimulation, MinIsvsvn: b.MinISVSVN,
+			RequireNodeAttestation: b.RequireNodeAttestation}})
 	if err != nil {
 		return reply{}, err
 	}

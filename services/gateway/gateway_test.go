@@ -586,7 +586,8 @@ func TestAttestationRoutes(t *testing.T) {
 	}
 
 	r := do(t, s.srv, "GET", base+"/policy", member, nil)
-	if r.status != 200 || !strings.Contains(string(r.body), `"accept_statuses":["UpToDate","SWHardeningNeeded"]`) {
+	if r.status != 200 || !strings.Contains(string(r.body), `"accept_statuses":["UpToDate","SWHardeningNeeded"]`) ||
+		!strings.Contains(string(r.body), `"require_node_attestation":false`) {
 		t.Fatalf("default policy = %d %s", r.status, r.body)
 	}
 	if r := do(t, s.srv, "PUT", base+"/policy", member, map[string]any{"accept_statuses": []string{"OutOfDate"}}); r.status != 403 {
@@ -609,8 +610,12 @@ func TestAttestationRoutes(t *testing.T) {
 	if r.status != 200 || !strings.Contains(string(r.body), `"ok":false`) || !strings.Contains(string(r.body), `"tcb_status":"ConfigurationAndSWHardeningNeeded"`) {
 		t.Fatalf("verify under the default policy = %d %s", r.status, r.body)
 	}
-	if r := do(t, s.srv, "PUT", base+"/policy", admin, map[string]any{"accept_statuses": []string{"ConfigurationAndSWHardeningNeeded"}}); r.status != 200 {
+	if r := do(t, s.srv, "PUT", base+"/policy", admin, map[string]any{"accept_statuses": []string{"ConfigurationAndSWHardeningNeeded"},
+		"require_node_attestation": true}); r.status != 200 || !strings.Contains(string(r.body), `"require_node_attestation":true`) {
 		t.Fatalf("admin setting the policy = %d %s", r.status, r.body)
+	}
+	if r := do(t, s.srv, "GET", base+"/policy", member, nil); r.status != 200 || !strings.Contains(string(r.body), `"require_node_attestation":true`) {
+		t.Fatalf("policy after setting it = %d %s, want require_node_attestation", r.status, r.body)
 	}
 	if r := do(t, s.srv, "PUT", base+"/policy", admin, map[string]any{"accept_statuses": []string{"Sideways"}}); r.status != 400 {
 		t.Fatalf("admin setting a bad policy = %d %s, want 400", r.status, r.body)

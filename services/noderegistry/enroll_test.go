@@ -16,6 +16,7 @@ import (
 
 	"github.com/cloister-cc/cloister/libs/errs"
 	accountv1 "github.com/cloister-cc/cloister/libs/gen/cloister/account/v1"
+	attestationv1 "github.com/cloister-cc/cloister/libs/gen/cloister/attestation/v1"
 	cav1 "github.com/cloister-cc/cloister/libs/gen/cloister/ca/v1"
 	noderegistryv1 "github.com/cloister-cc/cloister/libs/gen/cloister/noderegistry/v1"
 	"github.com/cloister-cc/cloister/libs/testkit"
@@ -190,4 +191,54 @@ func TestCAFailureGivesTheUseBack(t *testing.T) {
 		_, err = s.enroll(tok.GetSecret(), nil)
 		return err == nil
 	}, "the token's one use is lost: %v", err)
+}
+
+// TestEnrolPolicyRequiresEvidence: when the account's attestation policy
+// requires node evidence, a node without it is refused though its token
+// does not require it, and one with simulated evidence enrols; when the
+// policy cannot be read, enrolment fails closed. Refusals take no use.
+func TestEnrolPolicyRequiresEvidence(t *testing.T) {
+	ctx := context.Background()
+	s := newStack(t, nil, 0)
+	acct := s.account()
+	if _, err := s.att.SetPolicy(ctx, &attestationv1.SetPolicyRequest{AccountId: acct, Policy: &attestationv1.Policy{
+		AcceptStatuses: []string{"UpToDate"}, AllowSimulation: true, RequireNodeAttestation: true}}); err != nil {
+		t.Fatal(err)
+	}
+	tok := s.token(acct, &noderegistryv1.CreateJoinTokenRequest{MaxUses: 10})
+	uses := func() uint32 {
+		t.Helper()
+		list, err := s.nr.ListJoinTokens(ctx, &noderegistryv1.ListJoinTokensRequest{Actor: actor, AccountId: acct})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return list.GetTokens()[0].GetUses()
+	}
+
+	_, err := s.enroll(tok.GetSecret(), nil)
+	wantRefused(t, "Enroll without evidence", err, errs.PermissionDenied,
+		"the account's attestation policy requires node evidence, and the node presented none")
+	if u := uses(); u != 0 {
+		t.Fatalf("token after the refusal has %d uses, want 0", u)
+	}
+	n := newNode(t)
+	resp, err := s.nr.Enroll(ctx, &noderegistryv1.EnrollRequest{JoinToken: tok.GetSecret(), NodeName: "tee-1", Csr: n.csr, Evidence: s.evidence(n.key)})
+	if err != nil || !resp.GetNode().GetAttested() || !resp.GetNode().GetSimulated() {
+		t.Fatalf("Enroll with simulated evidence = %v, %v; want an attested node", resp, err)
+	}
+	if u := uses(); u != 1 {
+		t.Fatalf("token after one enrolment has %d uses, want 1", u)
+	}
+
+	// The attestation service gone, the policy cannot be read: no
+	// enrolment, with or without evidence, and no use taken.
+	s.stopAttestation()
+	_, err = s.enroll(tok.GetSecret(), nil)
+	wantRefused(t, "Enroll without the attestation service", err, errs.Unavailable, "attestation policy cannot be read")
+	m := newNode(t)
+	_, err = s.nr.Enroll(ctx, &noderegistryv1.EnrollRequest{JoinToken: tok.GetSecret(), NodeName: "tee-2", Csr: m.csr, Evidence: s.evidence(m.key)})
+	wantRefused(t, "Enroll with evidence without the attestation service", err, errs.Unavailable, "attestation policy cannot be read")
+	if u := uses(); u != 1 {
+		t.Fatalf("token after the failures has %d uses, want 1", u)
+	}
 }

@@ -9,6 +9,7 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"errors"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -70,6 +71,8 @@ type stack struct {
 	att   *attestationclient.Client
 	qe    *sim.QE
 	cfg   noderegistry.Config
+	// stopAttestation stops the attestation service (once).
+	stopAttestation func()
 }
 
 // newStack starts the services; c is the node registry's cache (nil: the
@@ -84,7 +87,8 @@ func newStack(t testing.TB, c cache.Cache, timeout time.Duration, opts ...func(*
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(asvc.Stop)
+	stopAttestation := sync.OnceFunc(asvc.Stop)
+	t.Cleanup(stopAttestation)
 	csvc, err := ca.Start(ctx, ca.Config{NATS: n.Connect(t), KEK: kek})
 	if err != nil {
 		t.Fatal(err)
@@ -96,7 +100,7 @@ func newStack(t testing.TB, c cache.Cache, timeout time.Duration, opts ...func(*
 	}
 	_, js := n.JetStream(t)
 	s := &stack{t: t, n: n, js: js, clock: &clock{now: time.Now().UTC()}, ca: caclient.New(n.Connect(t)),
-		att: attestationclient.New(n.Connect(t)), nr: client.New(n.Connect(t)), qe: qe}
+		att: attestationclient.New(n.Connect(t)), nr: client.New(n.Connect(t)), qe: qe, stopAttestation: stopAttestation}
 	s.cfg = noderegistry.Config{Cache: c, Clock: s.clock.Now, HeartbeatTimeout: timeout}
 	for _, o := range opts {
 		o(&s.cfg)
@@ -230,6 +234,48 @@ func (s *stack) evidence(bindTo *ecdsa.PrivateKey) []byte {
 		s.t.Fatal(err)
 	}
 	return quote
+}
+
+// beat sends a heartbeat of n in acct reporting instances ids running.
+func (s *stack) beat(acct string, n *node, ids ...string) *noderegistryv1.Node {
+	s.t.Helper()
+	r := &noderegistryv1.HeartbeatRequest{AccountId: acct, NodeId: n.id(), CertificateSerial: n.serial()}
+	for _, id := range ids {
+		r.Instances = append(r.Instances, &noderegistryv1.Instance{Id: id, AppId: uuid.NewString(), Mrenclave: make([]byte, 32), Status: "running"})
+	}
+	resp, err := s.nr.Heartbeat(context.Background(), r)
+	if err != nil {
+		s.t.Fatalf("Heartbeat = %v", err)
+	}
+	return resp.GetNode()
+}
+
+// wantStopped checks that the node records each instance of ids, and only
+// those, as stopped, and that InstanceStopped announced each for it once.
+func (s *stack) wantStopped(got *noderegistryv1.Node, ids ...string) {
+	s.t.Helper()
+	var recorded []string
+	for _, in := range got.GetInstances() {
+		if in.GetStatus() != "stopped" {
+			s.t.Errorf("instance %s of the %s node is %s, want stopped", in.GetId(), got.GetStatus(), in.GetStatus())
+		}
+		recorded = append(recorded, in.GetId())
+	}
+	if !slices.Equal(recorded, ids) {
+		s.t.Errorf("the %s node records instances %v, want %v", got.GetStatus(), recorded, ids)
+	}
+	var announced []string
+	for _, e := range eventsOf(s, func() *noderegistryv1.InstanceStopped { return &noderegistryv1.InstanceStopped{} }) {
+		if e.GetNodeId() == got.GetId() {
+			if e.GetAccountId() != got.GetAccountId() || e.GetInstance().GetStatus() != "stopped" {
+				s.t.Errorf("InstanceStopped = %v", e)
+			}
+			announced = append(announced, e.GetInstance().GetId())
+		}
+	}
+	if !slices.Equal(announced, ids) {
+		s.t.Errorf("InstanceStopped for %v, want %v once each", announced, ids)
+	}
 }
 
 func (n *node) id() string     { return n.resp.GetNode().GetId() }

@@ -98,12 +98,14 @@ func TestHeartbeat(t *testing.T) {
 }
 
 // TestDeregistration: a deregistered node can no longer authenticate or
-// send heartbeats, and the CA revokes its certificate on NodeDeregistered.
+// send heartbeats, its instances are stopped (and announced so), and the
+// CA revokes its certificate on NodeDeregistered.
 func TestDeregistration(t *testing.T) {
 	ctx := context.Background()
 	s := newStack(t, nil, 0)
 	acct := s.account()
 	n := s.mustEnroll(s.token(acct, &noderegistryv1.CreateJoinTokenRequest{}).GetSecret(), nil)
+	s.beat(acct, n, "i-1", "i-2")
 	auth := &noderegistryv1.AuthenticateNodeRequest{AccountId: acct, NodeId: n.id(), CertificateSerial: n.serial()}
 	if _, err := s.nr.AuthenticateNode(ctx, auth); err != nil {
 		t.Fatalf("AuthenticateNode before deregistration = %v", err)
@@ -113,6 +115,8 @@ func TestDeregistration(t *testing.T) {
 	if err != nil || r.GetNode().GetStatus() != "deregistered" {
 		t.Fatalf("DeregisterNode = %v, %v", r, err)
 	}
+	s.wantStopped(r.GetNode(), "i-1", "i-2")
+	s.wantStopped(s.node(acct, n), "i-1", "i-2")
 	_, err = s.nr.AuthenticateNode(ctx, auth)
 	wantRefused(t, "AuthenticateNode after deregistration", err, errs.Unauthenticated, "the node is deregistered")
 	_, err = s.nr.Heartbeat(ctx, &noderegistryv1.HeartbeatRequest{AccountId: acct, NodeId: n.id(), CertificateSerial: n.serial()})
@@ -144,16 +148,19 @@ func TestDeregistration(t *testing.T) {
 	if ev := eventsOf(s, func() *noderegistryv1.NodeDeregistered { return &noderegistryv1.NodeDeregistered{} }); len(ev) != 1 {
 		t.Fatalf("%d NodeDeregistered events, want 1", len(ev))
 	}
+	s.wantStopped(s.node(acct, n), "i-1", "i-2")
 }
 
 // TestMarkUntrusted: the node is untrusted at once (it no longer
-// authenticates), its certificate is revoked, NodeStatusChanged says so;
-// marking it again is harmless, and it can still be deregistered.
+// authenticates), its running instances are stopped, its certificate is
+// revoked, NodeStatusChanged and InstanceStopped say so; marking it again
+// is harmless, and it can still be deregistered, stopping nothing more.
 func TestMarkUntrusted(t *testing.T) {
 	ctx := context.Background()
 	s := newStack(t, nil, 0)
 	acct := s.account()
 	n := s.mustEnroll(s.token(acct, &noderegistryv1.CreateJoinTokenRequest{}).GetSecret(), nil)
+	s.beat(acct, n, "i-1", "i-2")
 
 	if err := s.svc.MarkUntrusted(ctx, acct, n.id(), "re-attestation failed: tcb OutOfDate"); err != nil {
 		t.Fatalf("MarkUntrusted = %v", err)
@@ -162,6 +169,7 @@ func TestMarkUntrusted(t *testing.T) {
 	if err != nil || got.GetNode().GetStatus() != "untrusted" || got.GetNode().GetStatusReason() != "re-attestation failed: tcb OutOfDate" {
 		t.Fatalf("GetNode = %v, %v; want untrusted with the reason", got, err)
 	}
+	s.wantStopped(got.GetNode(), "i-1", "i-2")
 	_, err = s.nr.AuthenticateNode(ctx, &noderegistryv1.AuthenticateNodeRequest{AccountId: acct, NodeId: n.id(), CertificateSerial: n.serial()})
 	wantRefused(t, "AuthenticateNode of an untrusted node", err, errs.Unauthenticated, "the node is untrusted")
 	c, err := s.ca.GetCertificate(ctx, &cav1.GetCertificateRequest{AccountId: acct, Serial: n.serial()})
@@ -178,6 +186,7 @@ func TestMarkUntrusted(t *testing.T) {
 	if _, err := s.nr.DeregisterNode(ctx, &noderegistryv1.DeregisterNodeRequest{Actor: actor, AccountId: acct, NodeId: n.id()}); err != nil {
 		t.Fatalf("DeregisterNode of an untrusted node = %v", err)
 	}
+	s.wantStopped(s.node(acct, n), "i-1", "i-2")
 	err = s.svc.MarkUntrusted(ctx, acct, n.id(), "late")
 	if errs.KindOf(err) != errs.Conflict {
 		t.Fatalf("MarkUntrusted of a deregistered node = %v, want a conflict", err)

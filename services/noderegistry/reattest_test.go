@@ -67,6 +67,7 @@ func TestReattest(t *testing.T) {
 	tok := s.token(acct, &noderegistryv1.CreateJoinTokenRequest{MaxUses: 10})
 	n := s.enrollAttested(tok.GetSecret())
 	enrolled := n.resp.GetNode()
+	s.beat(acct, n, "i-1")
 
 	s.clock.Advance(time.Hour)
 	got, err := s.reattest(n, s.evidence(n.key))
@@ -99,6 +100,7 @@ func TestReattest(t *testing.T) {
 	if stored.GetStatus() != "untrusted" || !strings.HasPrefix(stored.GetStatusReason(), "re-attestation failed: ") {
 		t.Fatalf("node after a failed re-attestation = %v, want untrusted for it", stored)
 	}
+	s.wantStopped(stored, "i-1")
 	if reason := s.waitRevoked(acct, n); !strings.Contains(reason, "re-attestation failed") {
 		t.Errorf("revocation reason %q, want the failed re-attestation", reason)
 	}
@@ -122,6 +124,8 @@ func TestReattestOverdue(t *testing.T) {
 	tok := s.token(acct, &noderegistryv1.CreateJoinTokenRequest{MaxUses: 10})
 	tee := s.enrollAttested(tok.GetSecret())
 	plain := s.mustEnroll(tok.GetSecret(), nil)
+	s.beat(acct, tee, "i-1", "i-2")
+	s.beat(acct, plain, "p-1")
 
 	// Re-attesting within the period keeps the node trusted.
 	if _, err := s.reattest(tee, s.evidence(tee.key)); err != nil {
@@ -147,6 +151,7 @@ func TestReattestOverdue(t *testing.T) {
 	if got.GetStatusReason() != "re-attestation overdue" {
 		t.Errorf("status reason %q, want re-attestation overdue", got.GetStatusReason())
 	}
+	s.wantStopped(got, "i-1", "i-2")
 	if reason := s.waitRevoked(acct, tee); reason != "node untrusted: re-attestation overdue" {
 		t.Errorf("revocation reason %q", reason)
 	}
@@ -154,8 +159,8 @@ func TestReattestOverdue(t *testing.T) {
 	wantRefused(t, "AuthenticateNode of an overdue node", err, errs.Unauthenticated, "the node is untrusted")
 
 	time.Sleep(300 * time.Millisecond) // more sweeps
-	if p := s.node(acct, plain); p.GetStatus() != "active" || p.GetAttested() {
-		t.Fatalf("node enrolled without evidence = %v, want active", p)
+	if p := s.node(acct, plain); p.GetStatus() != "active" || p.GetAttested() || len(p.GetInstances()) != 1 || p.GetInstances()[0].GetStatus() != "running" {
+		t.Fatalf("node enrolled without evidence = %v, want active, its instance running", p)
 	}
 	if _, err := s.nr.AuthenticateNode(ctx, &noderegistryv1.AuthenticateNodeRequest{AccountId: acct, NodeId: plain.id(), CertificateSerial: plain.serial()}); err != nil {
 		t.Fatalf("AuthenticateNode of the node without evidence = %v", err)

@@ -136,6 +136,9 @@ type AttestationPolicy struct {
 	AllowDebug      bool     `json:"allow_debug"`
 	AllowSimulation bool     `json:"allow_simulation"`
 	MinISVSVN       uint32   `json:"min_isvsvn"`
+	// RequireNodeAttestation refuses the enrolment of a node that presents
+	// no TEE evidence, whatever its join token says.
+	RequireNodeAttestation bool `json:"require_node_attestation"`
 }
 
 // VerifyEvidence asks for a quote to be verified under the account's policy.

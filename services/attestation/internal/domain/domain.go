@@ -17,7 +17,10 @@ type Policy struct {
 	AllowDebug      bool
 	AllowSimulation bool
 	MinISVSVN       uint16
-	Version         uint64
+	// RequireNodeAttestation refuses the enrolment of a node that
+	// presents no TEE evidence, whatever its join token says.
+	RequireNodeAttestation bool
+	Version                uint64
 }
 
 // DefaultPolicy is in force until an account sets its own: only platforms

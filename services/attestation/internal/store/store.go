@@ -86,6 +86,8 @@ type policyRecord struct {
 	AllowDebug      bool            `json:"allow_debug"`
 	AllowSimulation bool            `json:"allow_simulation"`
 	MinISVSVN       uint16          `json:"min_isvsvn"`
+	// Absent in records written before it existed: false.
+	RequireNodeAttestation bool `json:"require_node_attestation,omitempty"`
 }
 
 // Policies keeps policies by account id.
@@ -104,7 +106,7 @@ func (s *Policies) Get(ctx context.Context, accountID string) (domain.Policy, er
 	}
 	r := e.Value
 	return domain.Policy{AcceptStatuses: r.AcceptStatuses, AllowDebug: r.AllowDebug, AllowSimulation: r.AllowSimulation,
-		MinISVSVN: r.MinISVSVN, Version: e.Version}, nil
+		MinISVSVN: r.MinISVSVN, RequireNodeAttestation: r.RequireNodeAttestation, Version: e.Version}, nil
 }
 
 // Put implements app.Policies.
@@ -113,7 +115,8 @@ func (s *Policies) Put(ctx context.Context, accountID string, p domain.Policy, e
 	if err != nil {
 		return domain.Policy{}, err
 	}
-	r := policyRecord{AcceptStatuses: p.AcceptStatuses, AllowDebug: p.AllowDebug, AllowSimulation: p.AllowSimulation, MinISVSVN: p.MinISVSVN}
+	r := policyRecord{AcceptStatuses: p.AcceptStatuses, AllowDebug: p.AllowDebug, AllowSimulation: p.AllowSimulation, MinISVSVN: p.MinISVSVN,
+		RequireNodeAttestation: p.RequireNodeAttestation}
 	var e kv.Entry[policyRecord]
 	if p.Version == 0 {
 		e, err = s.kv.Create(ctx, accountID, r, msgs...)
@@ -247,7 +250,8 @@ func VerdictToProto(v domain.Verdict) *attestationv1.Verdict {
 
 // PolicyToProto converts a policy.
 func PolicyToProto(p domain.Policy) *attestationv1.Policy {
-	out := &attestationv1.Policy{AllowDebug: p.AllowDebug, AllowSimulation: p.AllowSimulation, MinIsvsvn: uint32(p.MinISVSVN)}
+	out := &attestationv1.Policy{AllowDebug: p.AllowDebug, AllowSimulation: p.AllowSimulation, MinIsvsvn: uint32(p.MinISVSVN),
+		RequireNodeAttestation: p.RequireNodeAttestation}
 	for _, s := range p.AcceptStatuses {
 		out.AcceptStatuses = append(out.AcceptStatuses, string(s))
 	}

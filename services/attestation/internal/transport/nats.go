@@ -63,7 +63,8 @@ func Register(mux *natsrpc.Mux, s *app.Service, simRoot []byte, logger *slog.Log
 			if in.GetMinIsvsvn() > 0xffff {
 				return nil, errs.New(errs.Invalid, "min_isvsvn must be at most 65535")
 			}
-			p := domain.Policy{AllowDebug: in.GetAllowDebug(), AllowSimulation: in.GetAllowSimulation(), MinISVSVN: uint16(in.GetMinIsvsvn())}
+			p := domain.Policy{AllowDebug: in.GetAllowDebug(), AllowSimulation: in.GetAllowSimulation(), MinISVSVN: uint16(in.GetMinIsvsvn()),
+				RequireNodeAttestation: in.GetRequireNodeAttestation()}
 			for _, st := range in.GetAcceptStatuses() {
 				p.AcceptStatuses = append(p.AcceptStatuses, sgx.TCBStatus(st))
 			}

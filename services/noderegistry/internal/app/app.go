@@ -83,11 +83,14 @@ type Verdict struct {
 	VerifiedAt time.Time
 }
 
-// Attestation verifies evidence.
+// Attestation verifies evidence and keeps accounts' attestation policies.
 type Attestation interface {
 	// Verify checks quote for the account; its REPORTDATA must be binding
 	// followed by nonce.
 	Verify(ctx context.Context, accountID string, quote, binding, nonce []byte) (Verdict, error)
+	// RequiresNodeAttestation tells whether the account's policy requires
+	// every node to present evidence when it enrols.
+	RequiresNodeAttestation(ctx context.Context, accountID string) (bool, error)
 }
 
 // Certificate is a node's client certificate as the CA issued it.

@@ -27,8 +27,10 @@ var zeroNonce = make([]byte, 32)
 
 // Enroll enrols a node with a join token: the token must be known,
 // unexpired, unrevoked and have a use left; the evidence, if any (required
-// when the token says so), must be verified for the account and bind the
-// CSR's key; the account's CA then issues the node's client certificate.
+// when the token or the account's attestation policy says so), must be
+// verified for the account and bind the CSR's key; the account's CA then
+// issues the node's client certificate. When the account's policy cannot
+// be read, the enrolment fails (errs.Unavailable) without taking a use.
 //
 // The token's use is taken after the checks and the attestation, just
 // before the CA is asked, by a conditional write (see uses); if the CA
@@ -58,6 +60,11 @@ func (s *Service) Enroll(ctx context.Context, secret, nodeName string, csrBytes,
 	if err := tok.Usable(s.now()); err != nil {
 		return Enrolment{}, err
 	}
+	// Fail closed: a policy that cannot be read may require evidence.
+	policyRequires, err := s.cfg.Attestation.RequiresNodeAttestation(ctx, tok.AccountID)
+	if err != nil {
+		return Enrolment{}, fmt.Errorf("%w: %w", domain.ErrPolicyUnavailable, err)
+	}
 
 	node := domain.Node{ID: uuid.Must(uuid.NewV7()).String(), AccountID: tok.AccountID, Name: nodeName,
 		Labels: maps.Clone(tok.Labels), Status: domain.StatusActive, JoinTokenID: tok.ID}
@@ -73,6 +80,8 @@ func (s *Service) Enroll(ctx context.Context, secret, nodeName string, csrBytes,
 		node.Attested, node.VerdictID, node.Simulated, node.LastAttested = true, v.ID, v.Simulated, v.VerifiedAt.UTC()
 	case tok.RequireAttestation:
 		return Enrolment{}, domain.ErrAttestationRequired
+	case policyRequires:
+		return Enrolment{}, domain.ErrNodeEvidenceRequired
 	}
 
 	if tok, err = s.consume(ref); err != nil {

@@ -100,8 +100,9 @@ func (s *Service) Nodes(ctx context.Context, accountID string) ([]domain.Node, e
 }
 
 // DeregisterNode retires a node for good: its next heartbeat or call is
-// refused, and NodeDeregistered has the CA revoke its certificate and
-// those of the enclaves it obtained certificates for. Authorization
+// refused, the instances it ran are stopped (InstanceStopped for each, in
+// the same write), and NodeDeregistered has the CA revoke its certificate
+// and those of the enclaves it obtained certificates for. Authorization
 // (node.deregister) is the gateway's. Deregistering a deregistered node
 // changes nothing.
 func (s *Service) DeregisterNode(ctx context.Context, accountID, nodeID string, actor audit.Actor) (domain.Node, error) {
@@ -117,17 +118,19 @@ func (s *Service) DeregisterNode(ctx context.Context, accountID, nodeID string, 
 		if actor.Email != "" {
 			n.StatusReason = "deregistered by " + actor.Email
 		}
-		n.Instances = nil
-		out, err = s.cfg.Nodes.Update(ctx, n, NodeStatusChanged{Node: n}, NodeDeregistered{Node: n, Audit: entry})
+		evs := statusChanged(&n, true)
+		out, err = s.cfg.Nodes.Update(ctx, n, append(evs, NodeDeregistered{Node: n, Audit: entry})...)
 		return err
 	})
 	return out, s.audited(ctx, entry, err)
 }
 
 // MarkUntrusted takes a node's trust away (its re-attestation failed, say):
-// the node is untrusted, so it can no longer authenticate, and its client
-// certificate is revoked by the CA. Calling it again on an untrusted node
-// revokes again, which finishes a revocation that failed the first time.
+// the node is untrusted, so it can no longer authenticate, the instances it
+// ran are stopped (InstanceStopped for each, in the same write), and its
+// client certificate is revoked by the CA. Calling it again on an
+// untrusted node revokes again, which finishes a revocation that failed
+// the first time.
 func (s *Service) MarkUntrusted(ctx context.Context, accountID, nodeID, reason string) (domain.Node, error) {
 	var out domain.Node
 	err := retry(ctx, func() error {
@@ -143,7 +146,7 @@ func (s *Service) MarkUntrusted(ctx context.Context, accountID, nodeID, reason s
 			return errs.Newf(errs.Conflict, "the node is %s", n.Status)
 		}
 		n.Status, n.StatusReason = domain.StatusUntrusted, reason
-		out, err = s.cfg.Nodes.Update(ctx, n, NodeStatusChanged{Node: n})
+		out, err = s.cfg.Nodes.Update(ctx, n, statusChanged(&n, true)...)
 		return err
 	})
 	if err != nil {
@@ -172,12 +175,12 @@ func (s *Service) revokeUntrusted(ctx context.Context, n domain.Node, reason str
 const maxReason = 200
 
 // Sweep marks unreachable the active nodes that sent no heartbeat for the
-// heartbeat timeout, and untrusted (revoking their certificates) the live
-// attested nodes that did not re-attest within the period and its grace;
-// it returns how many it marked. Every replica may run it: each change is
-// a conditional write, a node written meanwhile (a heartbeat, a
-// re-attestation, another replica's sweep) is left alone, and only the
-// replica whose write took revokes.
+// heartbeat timeout, and untrusted (stopping their instances and revoking
+// their certificates) the live attested nodes that did not re-attest
+// within the period and its grace; it returns how many it marked. Every
+// replica may run it: each change is a conditional write, a node written
+// meanwhile (a heartbeat, a re-attestation, another replica's sweep) is
+// left alone, and only the replica whose write took revokes.
 func (s *Service) Sweep(ctx context.Context) (int, error) {
 	nodes, err := s.cfg.Nodes.All(ctx)
 	if err != nil {
@@ -197,7 +200,7 @@ func (s *Service) Sweep(ctx context.Context) (int, error) {
 		default:
 			continue
 		}
-		out, err := s.cfg.Nodes.Update(ctx, n, NodeStatusChanged{Node: n})
+		out, err := s.cfg.Nodes.Update(ctx, n, statusChanged(&n, overdue)...)
 		switch {
 		case err == nil:
 			marked++
@@ -212,6 +215,22 @@ func (s *Service) Sweep(ctx context.Context) (int, error) {
 		}
 	}
 	return marked, errors.Join(failures...)
+}
+
+// statusChanged returns the events of n's new status: NodeStatusChanged
+// and, when stop (the node is deregistered or untrusted), InstanceStopped
+// for each instance it ran, which it marks stopped in n first, so that
+// they are written with the status.
+func statusChanged(n *domain.Node, stop bool) []any {
+	var stopped []domain.Instance
+	if stop {
+		stopped = n.StopInstances()
+	}
+	evs := []any{NodeStatusChanged{Node: *n}}
+	for _, in := range stopped {
+		evs = append(evs, InstanceStopped{AccountID: n.AccountID, NodeID: n.ID, Instance: in})
+	}
+	return evs
 }
 
 // reasonOverdue is why the sweep untrusts an attested node.

@@ -303,6 +303,25 @@ func (n Node) Report(reported []Instance, now time.Time) (running, started, stop
 	return running, started, stopped
 }
 
+// StopInstances marks stopped every instance the node runs, as when it
+// is deregistered or untrusted, and returns those it stopped. The record
+// keeps them; instances already stopped are left alone.
+func (n *Node) StopInstances() []Instance {
+	var stopped []Instance
+	out := make([]Instance, len(n.Instances))
+	for i, in := range n.Instances {
+		if in.Status == InstanceRunning {
+			in.Status = InstanceStopped
+			stopped = append(stopped, in)
+		}
+		out[i] = in
+	}
+	if len(n.Instances) > 0 {
+		n.Instances = out
+	}
+	return stopped
+}
+
 // CheckName accepts 1 to 64 letters, digits, '.', '_' and '-'.
 func CheckName(field, name string) error {
 	if len(name) > MaxNameLength || !nameRE.MatchString(name) {
@@ -346,6 +365,12 @@ var (
 	// ErrAttestationRequired refuses a node without evidence when its
 	// token requires it.
 	ErrAttestationRequired = errs.New(errs.PermissionDenied, "the join token requires attestation evidence, and the node presented none")
+	// ErrNodeEvidenceRequired refuses a node without evidence when its
+	// account's attestation policy requires it.
+	ErrNodeEvidenceRequired = errs.New(errs.PermissionDenied, "the account's attestation policy requires node evidence, and the node presented none")
+	// ErrPolicyUnavailable fails an enrolment whose account's attestation
+	// policy cannot be read: it may require evidence, so none is waived.
+	ErrPolicyUnavailable = errs.New(errs.Unavailable, "the account's attestation policy cannot be read; retry later")
 
 	// ErrNodeUnknown refuses a node-facing call for a node the account
 	// does not have.

@@ -26,6 +26,16 @@ func (a Attestation) Verify(ctx context.Context, accountID string, quote, bindin
 		VerifiedAt: v.GetVerifiedAt().AsTime()}, nil
 }
 
+// RequiresNodeAttestation implements app.Attestation: it reads the
+// account's policy (the default one, which does not, when it set none).
+func (a Attestation) RequiresNodeAttestation(ctx context.Context, accountID string) (bool, error) {
+	resp, err := a.C.GetPolicy(ctx, &attestationv1.GetPolicyRequest{AccountId: accountID})
+	if err != nil {
+		return false, err
+	}
+	return resp.GetPolicy().GetRequireNodeAttestation(), nil
+}
+
 // CA asks the CA service for nodes' certificates and their revocation.
 type CA struct{ C *caclient.Client }
 

@@ -32,8 +32,11 @@ type Policy struct {
 	// Accept evidence from the deployment's simulated quoting enclave.
 	AllowSimulation bool   `protobuf:"varint,3,opt,name=allow_simulation,json=allowSimulation,proto3" json:"allow_simulation,omitempty"`
 	MinIsvsvn       uint32 `protobuf:"varint,4,opt,name=min_isvsvn,json=minIsvsvn,proto3" json:"min_isvsvn,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Nodes must present TEE evidence to enrol into the account, whatever
+	// their join token says.
+	RequireNodeAttestation bool `protobuf:"varint,5,opt,name=require_node_attestation,json=requireNodeAttestation,proto3" json:"require_node_attestation,omitempty"`
+	unknownFields          protoimpl.UnknownFields
+	sizeCache              protoimpl.SizeCache
 }
 
 func (x *Policy) Reset() {
@@ -92,6 +95,13 @@ func (x *Policy) GetMinIsvsvn() uint32 {
 		return x.MinIsvsvn
 	}
 	return 0
+}
+
+func (x *Policy) GetRequireNodeAttestation() bool {
+	if x != nil {
+		return x.RequireNodeAttestation
+	}
+	return false
 }
 
 // Verdict is the outcome of verifying one piece of evidence.
@@ -1149,14 +1159,15 @@ var File_cloister_attestation_v1_attestation_proto protoreflect.FileDescriptor
 
 const file_cloister_attestation_v1_attestation_proto_rawDesc = "" +
 	"\n" +
-	")cloister/attestation/v1/attestation.proto\x12\x17cloister.attestation.v1\x1a!cloister/account/v1/account.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9c\x01\n" +
+	")cloister/attestation/v1/attestation.proto\x12\x17cloister.attestation.v1\x1a!cloister/account/v1/account.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd6\x01\n" +
 	"\x06Policy\x12'\n" +
 	"\x0faccept_statuses\x18\x01 \x03(\tR\x0eacceptStatuses\x12\x1f\n" +
 	"\vallow_debug\x18\x02 \x01(\bR\n" +
 	"allowDebug\x12)\n" +
 	"\x10allow_simulation\x18\x03 \x01(\bR\x0fallowSimulation\x12\x1d\n" +
 	"\n" +
-	"min_isvsvn\x18\x04 \x01(\rR\tminIsvsvn\"\xff\x03\n" +
+	"min_isvsvn\x18\x04 \x01(\rR\tminIsvsvn\x128\n" +
+	"\x18require_node_attestation\x18\x05 \x01(\bR\x16requireNodeAttestation\"\xff\x03\n" +
 	"\aVerdict\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
 	"\n" +
