@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/hex"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -325,6 +326,11 @@ func (a *agent) enrol(ctx context.Context) (*identity, error) {
 	}
 	endpoint := a.cfg.Server.JoinPath("v1", "agent", "enroll").String()
 	body := api.Enroll{JoinToken: token, NodeName: a.cfg.Name, CSR: string(csr)}
+	if a.cfg.Simulation {
+		if body.Evidence, err = a.enrolmentEvidence(ctx, token, csr); err != nil {
+			return nil, err
+		}
+	}
 	for attempt := 1; ; attempt++ {
 		a.log.Info("enrolling", "server", a.cfg.Server.String(), keyName, a.cfg.Name, keyAttempt, attempt)
 		var out api.Enrolled
@@ -341,7 +347,7 @@ func (a *agent) enrol(ctx context.Context) (*identity, error) {
 			switch se.Problem.Status {
 			case http.StatusUnauthorized, http.StatusForbidden:
 				return nil, exitWith(exitNoPerm, "the server refused the enrolment: %s. Create a new join token with `cloister node token create NAME` "+
-					"(without --require-attestation: this agent presents no attestation evidence yet) and start the agent with it", se.detail())
+					"(without --require-attestation unless the agent runs with --simulation: it presents attestation evidence only in simulation) and start the agent with it", se.detail())
 			case http.StatusNotFound, http.StatusMethodNotAllowed:
 				return nil, exitWith(exitConfig, "%s answered %d to the enrolment: is --server the gateway's public API?", endpoint, se.Problem.Status)
 			default:
@@ -353,6 +359,71 @@ func (a *agent) enrol(ctx context.Context) (*identity, error) {
 			pause = max(pause, se.RetryAfter)
 		}
 		a.log.Warn("enrolment failed; retrying", keyAttempt, attempt, keyRetryIn, pause.String(), obs.KeyError, err.Error())
+		if err := sleep(ctx, pause); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// enrolmentEvidence makes, in simulation mode, the evidence the node
+// presents at enrolment: it asks the server for a simulated QE with the
+// join token (POST /v1/agent/simulation-qe, which takes no use of it) and
+// quotes the node's report body, whose REPORTDATA binds the CSR's key,
+// with it. When the server refuses simulation (403, or 404: off in the
+// deployment, or an older gateway) it logs a warning and returns no
+// evidence: the node enrols without, as the account's policy may allow.
+// It retries while the server cannot be reached or is unavailable. The QE
+// is used for this quote only; the node's own comes after enrolment.
+func (a *agent) enrolmentEvidence(ctx context.Context, token string, csrPEM []byte) ([]byte, error) {
+	blk, _ := pem.Decode(csrPEM)
+	if blk == nil {
+		return nil, errors.New("the node's CSR is not PEM")
+	}
+	csr, err := x509.ParseCertificateRequest(blk.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("parsing the node's CSR: %w", err)
+	}
+	endpoint := a.cfg.Server.JoinPath("v1", "agent", "simulation-qe").String()
+	for attempt := 1; ; attempt++ {
+		var out api.SimulatedQE
+		cctx, cancel := withDefaultTimeout(ctx, enrolTimeout)
+		err := call(cctx, a.public, http.MethodPost, endpoint, api.AgentSimulatedQE{JoinToken: token}, &out)
+		cancel()
+		if err == nil {
+			qe, err := sim.ParseQE(out.QE)
+			if err != nil {
+				a.log.Warn("the server's simulated QE is unusable; enrolling without attestation evidence", obs.KeyError, err.Error())
+				return nil, nil
+			}
+			evidence, err := qe.Quote(nodeReportBodyFor(csr.RawSubjectPublicKeyInfo))
+			if err != nil {
+				a.log.Warn("the simulated QE could not quote the enrolment evidence; enrolling without it", obs.KeyError, err.Error())
+				return nil, nil
+			}
+			a.log.Info("enrolling with SIMULATED attestation evidence, proving nothing about hardware")
+			return evidence, nil
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if se, ok := errors.AsType[*statusError](err); ok && !transient(err) {
+			switch se.Problem.Status {
+			case http.StatusUnauthorized:
+				return nil, exitWith(exitNoPerm, "the server refused the join token: %s. Create a new join token with `cloister node token create NAME` "+
+					"and start the agent with it", se.detail())
+			case http.StatusForbidden, http.StatusNotFound:
+				a.log.Warn("the server refuses a simulated QE for the enrolment (simulation is off in the deployment or not allowed by the "+
+					"account's attestation policy); enrolling without attestation evidence", obs.KeyError, se.detail())
+			default:
+				a.log.Warn("asking for a simulated QE for the enrolment failed; enrolling without attestation evidence", obs.KeyError, se.detail())
+			}
+			return nil, nil
+		}
+		pause := a.cfg.Backoff.delay(attempt - 1)
+		if se, ok := errors.AsType[*statusError](err); ok {
+			pause = max(pause, se.RetryAfter)
+		}
+		a.log.Warn("asking for a simulated QE for the enrolment failed; retrying", keyAttempt, attempt, keyRetryIn, pause.String(), obs.KeyError, err.Error())
 		if err := sleep(ctx, pause); err != nil {
 			return nil, err
 		}

@@ -46,22 +46,24 @@ type fakeGateway struct {
 	public *httptest.Server // POST /v1/agent/enroll
 	node   *httptest.Server // /v1/node/*, mTLS
 
-	mu        sync.Mutex
-	nodes     int             // node ids handed out
-	enrolls   int             // calls of the enrolment endpoint
-	enrollErr *api.Problem    // when set, enrolment answers it
-	failFirst int             // enrolments to answer 503 before the rest
-	enrolled  []api.Enroll    // enrolment requests (the token included)
-	beats     []seenHeartbeat // heartbeats received
-	beatErr   *api.Problem    // when set, heartbeats answer it
-	nonces    []string        // nonces handed out, base64
-	issues    []seenIssue     // issuance requests
-	issueErr  *api.Problem    // when set, issuance answers it
-	simRoot   *sim.Root       // issues the simulated QEs
-	qes       []*sim.QE       // simulated QEs handed out
-	qeErr     *api.Problem    // when set, simulated QE requests answer it
-	qeCalls   int             // simulated QE requests
-	qeAt      time.Time       // when the last simulated QE was handed out
+	mu         sync.Mutex
+	nodes      int             // node ids handed out
+	enrolls    int             // calls of the enrolment endpoint
+	enrollErr  *api.Problem    // when set, enrolment answers it
+	failFirst  int             // enrolments to answer 503 before the rest
+	enrolled   []api.Enroll    // enrolment requests (the token included)
+	beats      []seenHeartbeat // heartbeats received
+	beatErr    *api.Problem    // when set, heartbeats answer it
+	nonces     []string        // nonces handed out, base64
+	issues     []seenIssue     // issuance requests
+	issueErr   *api.Problem    // when set, issuance answers it
+	simRoot    *sim.Root       // issues the simulated QEs
+	qes        []*sim.QE       // simulated QEs handed out
+	qeErr      *api.Problem    // when set, simulated QE requests answer it
+	qeCalls    int             // simulated QE requests
+	qeAt       time.Time       // when the last simulated QE was handed out
+	agentQEs   []*sim.QE       // simulated QEs handed out for an enrolment
+	agentQEErr *api.Problem    // when set, POST /v1/agent/simulation-qe answers it
 
 	attests         []seenAttest // re-attestations received
 	attestErr       *api.Problem // when set, re-attestations answer it (a 403 makes the node untrusted)
@@ -109,6 +111,7 @@ func newFakeGateway(t *testing.T) *fakeGateway {
 
 	pub := http.NewServeMux()
 	pub.HandleFunc("POST /v1/agent/enroll", g.enroll)
+	pub.HandleFunc("POST /v1/agent/simulation-qe", g.agentSimulatedQE)
 	g.public = httptest.NewServer(pub)
 	t.Cleanup(g.public.Close)
 
@@ -310,6 +313,42 @@ func (g *fakeGateway) simulatedQE(w http.ResponseWriter, r *http.Request) {
 	g.qeAt = time.Now()
 	g.mu.Unlock()
 	reply(w, http.StatusCreated, api.SimulatedQE{QE: b})
+}
+
+// agentSimulatedQE answers as the gateway's POST /v1/agent/simulation-qe:
+// with the join token, a QE of the fake's simulation root, serialised.
+func (g *fakeGateway) agentSimulatedQE(w http.ResponseWriter, r *http.Request) {
+	var b api.AgentSimulatedQE
+	if !strictDecode(w, r, &b) {
+		return
+	}
+	g.mu.Lock()
+	fail := g.agentQEErr
+	g.mu.Unlock()
+	switch {
+	case fail != nil:
+		problem(w, fail.Status, fail.Detail)
+		return
+	case b.JoinToken != g.token:
+		problem(w, http.StatusUnauthorized, "the join token is unknown")
+		return
+	}
+	qe, err := g.simRoot.NewQE(rand.Reader, sim.DefaultPlatform(), time.Now())
+	if err != nil {
+		g.t.Errorf("NewQE() = %v", err)
+		problem(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	raw, err := qe.MarshalBinary()
+	if err != nil {
+		g.t.Errorf("MarshalBinary() = %v", err)
+		problem(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	g.mu.Lock()
+	g.agentQEs = append(g.agentQEs, qe)
+	g.mu.Unlock()
+	reply(w, http.StatusCreated, api.SimulatedQE{QE: raw})
 }
 
 // errUntrusted is the gateway's answer to a node made untrusted by a

@@ -29,10 +29,16 @@ const nodeAgentLabel = "cloister node agent"
 // certificate, followed by 32 zero bytes, which binds the quote to the
 // node's key; the enclave identity is left zero but for a label.
 func nodeReportBody(leaf *x509.Certificate) sgx.ReportBody {
+	return nodeReportBodyFor(leaf.RawSubjectPublicKeyInfo)
+}
+
+// nodeReportBodyFor is nodeReportBody for a DER SubjectPublicKeyInfo: at
+// enrolment, the CSR's.
+func nodeReportBodyFor(spki []byte) sgx.ReportBody {
 	var b sgx.ReportBody
 	b.Attributes[0] = sgx.AttributeInit | sgx.AttributeMode64 // not debug
 	copy(b.ConfigID[:], nodeAgentLabel)
-	binding := sha256.Sum256(leaf.RawSubjectPublicKeyInfo)
+	binding := sha256.Sum256(spki)
 	copy(b.ReportData[:], binding[:])
 	return b
 }

@@ -98,6 +98,24 @@ func (g *Gateway) enroll(w http.ResponseWriter, r *http.Request) (reply, error) 
 	return reply{http.StatusCreated, api.Enrolled{Node: toNode(resp.GetNode()), ChainPEM: string(resp.GetChainPem())}}, nil
 }
 
+// agentSimulatedQE serves POST /v1/agent/simulation-qe: a simulated
+// quoting enclave for a node agent in simulation mode before it enrols, so
+// that it can present evidence at enrolment. The join token is its
+// credential, checked by the node registry as for an enrolment but without
+// taking a use; the attestation service refuses unless the deployment runs
+// simulation and the account's policy allows it.
+func (g *Gateway) agentSimulatedQE(w http.ResponseWriter, r *http.Request) (reply, error) {
+	var b api.AgentSimulatedQE
+	if err := decodeJSON(w, r, &b); err != nil {
+		return reply{}, err
+	}
+	resp, err := g.nodes.SimulatedQEForToken(r.Context(), &noderegistryv1.SimulatedQEForTokenRequest{JoinToken: b.JoinToken})
+	if err != nil {
+		return reply{}, err
+	}
+	return reply{http.StatusCreated, api.SimulatedQE{QE: resp.GetQe()}}, nil
+}
+
 func toJoinToken(t *noderegistryv1.JoinToken) api.JoinToken {
 	out := api.JoinToken{ID: t.GetId(), Name: t.GetName(), Labels: t.GetLabels(), ExpiresAt: ts(t.GetExpiresAt()), MaxUses: t.GetMaxUses(),
 		Uses: t.GetUses(), Revoked: t.GetRevoked(), RequireAttestation: t.GetRequireAttestation(), CreatedAt: ts(t.GetCreatedAt()), CreatedBy: t.GetCreatedBy()}

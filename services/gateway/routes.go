@@ -77,6 +77,7 @@ func (g *Gateway) routes() []Route {
 		{"GET", "/v1/accounts/{account_id}/nodes/{node_id}", g.authed(g.getNode)},
 		{"POST", "/v1/accounts/{account_id}/nodes/{node_id}/deregister", g.authed(g.deregisterNode)},
 		{"POST", "/v1/agent/enroll", g.limited(g.public(g.enroll))},
+		{"POST", "/v1/agent/simulation-qe", g.limited(g.public(g.agentSimulatedQE))},
 	}
 }
 

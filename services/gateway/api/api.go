@@ -426,6 +426,13 @@ type Enroll struct {
 	Evidence  []byte `json:"evidence,omitempty"` // base64 SGX quote
 }
 
+// AgentSimulatedQE asks, with a join token, for a simulated quoting
+// enclave before enrolling (POST /v1/agent/simulation-qe); the answer is a
+// SimulatedQE.
+type AgentSimulatedQE struct {
+	JoinToken string `json:"join_token"`
+}
+
 // Enrolled is the answer to an enrolment.
 type Enrolled struct {
 	Node     Node   `json:"node"`

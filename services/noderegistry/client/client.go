@@ -23,6 +23,9 @@ var (
 	RevokeJoinToken = natsrpc.NewMethod[*noderegistryv1.RevokeJoinTokenRequest, *noderegistryv1.RevokeJoinTokenResponse](Service, "RevokeJoinToken")
 	// Enroll comes from a node agent: the join token is its credential.
 	Enroll = natsrpc.NewMethod[*noderegistryv1.EnrollRequest, *noderegistryv1.EnrollResponse](Service, "Enroll")
+	// SimulatedQEForToken comes from a node agent in simulation mode before
+	// it enrols: the join token is its credential; no use is taken.
+	SimulatedQEForToken = natsrpc.NewMethod[*noderegistryv1.SimulatedQEForTokenRequest, *noderegistryv1.SimulatedQEForTokenResponse](Service, "SimulatedQEForToken")
 	// Heartbeat and AuthenticateNode come from the gateway's node-facing
 	// (mTLS) endpoints, with the identity of the client certificate.
 	Heartbeat        = natsrpc.NewMethod[*noderegistryv1.HeartbeatRequest, *noderegistryv1.HeartbeatResponse](Service, "Heartbeat")
@@ -54,6 +57,9 @@ func (c *Client) RevokeJoinToken(ctx context.Context, r *noderegistryv1.RevokeJo
 }
 func (c *Client) Enroll(ctx context.Context, r *noderegistryv1.EnrollRequest) (*noderegistryv1.EnrollResponse, error) {
 	return Enroll.Invoke(ctx, c.nc, r)
+}
+func (c *Client) SimulatedQEForToken(ctx context.Context, r *noderegistryv1.SimulatedQEForTokenRequest) (*noderegistryv1.SimulatedQEForTokenResponse, error) {
+	return SimulatedQEForToken.Invoke(ctx, c.nc, r)
 }
 func (c *Client) Heartbeat(ctx context.Context, r *noderegistryv1.HeartbeatRequest) (*noderegistryv1.HeartbeatResponse, error) {
 	return Heartbeat.Invoke(ctx, c.nc, r)

@@ -91,6 +91,10 @@ type Attestation interface {
 	// RequiresNodeAttestation tells whether the account's policy requires
 	// every node to present evidence when it enrols.
 	RequiresNodeAttestation(ctx context.Context, accountID string) (bool, error)
+	// IssueSimulatedQE returns a simulated quoting enclave for the
+	// account; the attestation service refuses unless the deployment runs
+	// simulation and the account's policy allows it.
+	IssueSimulatedQE(ctx context.Context, accountID string) ([]byte, error)
 }
 
 // Certificate is a node's client certificate as the CA issued it.

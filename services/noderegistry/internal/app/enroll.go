@@ -102,6 +102,34 @@ func (s *Service) Enroll(ctx context.Context, secret, nodeName string, csrBytes,
 	return Enrolment{Node: node, ChainPEM: append(chain, cert.ChainPEM...)}, nil
 }
 
+// SimulatedQEForToken gives a node agent in simulation mode, before it
+// enrols, a simulated quoting enclave for the account of its join token,
+// so that it can present evidence at enrolment. The token is checked as
+// Enroll checks it (known, unexpired, unrevoked, a use left) but no use is
+// taken; the attestation service then refuses unless the deployment runs
+// simulation and the account's policy allows it.
+func (s *Service) SimulatedQEForToken(ctx context.Context, secret string) ([]byte, error) {
+	ref, err := s.lookup(ctx, secret)
+	if err != nil {
+		return nil, err
+	}
+	tok, err := s.cfg.Tokens.Get(ctx, ref.AccountID, ref.TokenID)
+	if errors.Is(err, domain.ErrTokenNotFound) {
+		return nil, domain.ErrTokenUnknown
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := tok.Usable(s.now()); err != nil {
+		return nil, err
+	}
+	qe, err := s.cfg.Attestation.IssueSimulatedQE(ctx, tok.AccountID)
+	if err != nil {
+		return nil, fmt.Errorf("issuing a simulated quoting enclave: %w", err)
+	}
+	return qe, nil
+}
+
 // lookup finds the token of a secret through the cache, and refuses it
 // when it is unknown, revoked or expired. The count of uses is checked on
 // the token itself.

@@ -36,6 +36,15 @@ func (a Attestation) RequiresNodeAttestation(ctx context.Context, accountID stri
 	return resp.GetPolicy().GetRequireNodeAttestation(), nil
 }
 
+// IssueSimulatedQE implements app.Attestation.
+func (a Attestation) IssueSimulatedQE(ctx context.Context, accountID string) ([]byte, error) {
+	resp, err := a.C.IssueSimulatedQE(ctx, &attestationv1.IssueSimulatedQERequest{AccountId: accountID})
+	if err != nil {
+		return nil, err
+	}
+	return resp.GetQe(), nil
+}
+
 // CA asks the CA service for nodes' certificates and their revocation.
 type CA struct{ C *caclient.Client }
 

@@ -60,6 +60,13 @@ func Register(mux *natsrpc.Mux, s *app.Service, logger *slog.Logger) error {
 			}
 			return &noderegistryv1.EnrollResponse{Node: store.NodeToProto(e.Node), ChainPem: e.ChainPEM}, nil
 		}),
+		client.SimulatedQEForToken.Handle(mux, logger, func(ctx context.Context, r *noderegistryv1.SimulatedQEForTokenRequest) (*noderegistryv1.SimulatedQEForTokenResponse, error) {
+			qe, err := s.SimulatedQEForToken(ctx, r.GetJoinToken())
+			if err != nil {
+				return nil, err
+			}
+			return &noderegistryv1.SimulatedQEForTokenResponse{Qe: qe}, nil
+		}),
 		client.Heartbeat.Handle(mux, logger, func(ctx context.Context, r *noderegistryv1.HeartbeatRequest) (*noderegistryv1.HeartbeatResponse, error) {
 			n, err := s.Heartbeat(ctx, r.GetAccountId(), r.GetNodeId(), r.GetCertificateSerial(), store.InstancesFromProto(r.GetInstances()))
 			if err != nil {

@@ -875,6 +875,100 @@ func (x *EnrollResponse) GetChainPem() []byte {
 	return nil
 }
 
+// SimulatedQEForTokenRequest comes from a node agent in simulation mode
+// before it enrols, through the gateway's public
+// POST /v1/agent/simulation-qe: the join token is its credential, checked
+// as Enroll checks it, but no use of it is taken.
+type SimulatedQEForTokenRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	JoinToken     string                 `protobuf:"bytes,1,opt,name=join_token,json=joinToken,proto3" json:"join_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SimulatedQEForTokenRequest) Reset() {
+	*x = SimulatedQEForTokenRequest{}
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SimulatedQEForTokenRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SimulatedQEForTokenRequest) ProtoMessage() {}
+
+func (x *SimulatedQEForTokenRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SimulatedQEForTokenRequest.ProtoReflect.Descriptor instead.
+func (*SimulatedQEForTokenRequest) Descriptor() ([]byte, []int) {
+	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *SimulatedQEForTokenRequest) GetJoinToken() string {
+	if x != nil {
+		return x.JoinToken
+	}
+	return ""
+}
+
+// SimulatedQEForTokenResponse holds a simulated quoting enclave for the
+// token's account (sim.ParseQE reads it).
+type SimulatedQEForTokenResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Qe            []byte                 `protobuf:"bytes,1,opt,name=qe,proto3" json:"qe,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SimulatedQEForTokenResponse) Reset() {
+	*x = SimulatedQEForTokenResponse{}
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SimulatedQEForTokenResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SimulatedQEForTokenResponse) ProtoMessage() {}
+
+func (x *SimulatedQEForTokenResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SimulatedQEForTokenResponse.ProtoReflect.Descriptor instead.
+func (*SimulatedQEForTokenResponse) Descriptor() ([]byte, []int) {
+	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *SimulatedQEForTokenResponse) GetQe() []byte {
+	if x != nil {
+		return x.Qe
+	}
+	return nil
+}
+
 // Node-facing calls: the gateway authenticates the node by its client
 // certificate and passes its identity.
 type HeartbeatRequest struct {
@@ -890,7 +984,7 @@ type HeartbeatRequest struct {
 
 func (x *HeartbeatRequest) Reset() {
 	*x = HeartbeatRequest{}
-	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[11]
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -902,7 +996,7 @@ func (x *HeartbeatRequest) String() string {
 func (*HeartbeatRequest) ProtoMessage() {}
 
 func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[11]
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -915,7 +1009,7 @@ func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatRequest.ProtoReflect.Descriptor instead.
 func (*HeartbeatRequest) Descriptor() ([]byte, []int) {
-	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{11}
+	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *HeartbeatRequest) GetAccountId() string {
@@ -955,7 +1049,7 @@ type HeartbeatResponse struct {
 
 func (x *HeartbeatResponse) Reset() {
 	*x = HeartbeatResponse{}
-	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[12]
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -967,7 +1061,7 @@ func (x *HeartbeatResponse) String() string {
 func (*HeartbeatResponse) ProtoMessage() {}
 
 func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[12]
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -980,7 +1074,7 @@ func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*HeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{12}
+	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *HeartbeatResponse) GetNode() *Node {
@@ -1003,7 +1097,7 @@ type AuthenticateNodeRequest struct {
 
 func (x *AuthenticateNodeRequest) Reset() {
 	*x = AuthenticateNodeRequest{}
-	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[13]
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1015,7 +1109,7 @@ func (x *AuthenticateNodeRequest) String() string {
 func (*AuthenticateNodeRequest) ProtoMessage() {}
 
 func (x *AuthenticateNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[13]
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1028,7 +1122,7 @@ func (x *AuthenticateNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthenticateNodeRequest.ProtoReflect.Descriptor instead.
 func (*AuthenticateNodeRequest) Descriptor() ([]byte, []int) {
-	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{13}
+	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *AuthenticateNodeRequest) GetAccountId() string {
@@ -1061,7 +1155,7 @@ type AuthenticateNodeResponse struct {
 
 func (x *AuthenticateNodeResponse) Reset() {
 	*x = AuthenticateNodeResponse{}
-	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[14]
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1073,7 +1167,7 @@ func (x *AuthenticateNodeResponse) String() string {
 func (*AuthenticateNodeResponse) ProtoMessage() {}
 
 func (x *AuthenticateNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[14]
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1086,7 +1180,7 @@ func (x *AuthenticateNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthenticateNodeResponse.ProtoReflect.Descriptor instead.
 func (*AuthenticateNodeResponse) Descriptor() ([]byte, []int) {
-	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{14}
+	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *AuthenticateNodeResponse) GetNode() *Node {
@@ -1112,7 +1206,7 @@ type ReattestRequest struct {
 
 func (x *ReattestRequest) Reset() {
 	*x = ReattestRequest{}
-	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[15]
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1124,7 +1218,7 @@ func (x *ReattestRequest) String() string {
 func (*ReattestRequest) ProtoMessage() {}
 
 func (x *ReattestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[15]
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1137,7 +1231,7 @@ func (x *ReattestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReattestRequest.ProtoReflect.Descriptor instead.
 func (*ReattestRequest) Descriptor() ([]byte, []int) {
-	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{15}
+	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ReattestRequest) GetAccountId() string {
@@ -1177,7 +1271,7 @@ type ReattestResponse struct {
 
 func (x *ReattestResponse) Reset() {
 	*x = ReattestResponse{}
-	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[16]
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1189,7 +1283,7 @@ func (x *ReattestResponse) String() string {
 func (*ReattestResponse) ProtoMessage() {}
 
 func (x *ReattestResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[16]
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1202,7 +1296,7 @@ func (x *ReattestResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReattestResponse.ProtoReflect.Descriptor instead.
 func (*ReattestResponse) Descriptor() ([]byte, []int) {
-	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{16}
+	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ReattestResponse) GetNode() *Node {
@@ -1222,7 +1316,7 @@ type ListNodesRequest struct {
 
 func (x *ListNodesRequest) Reset() {
 	*x = ListNodesRequest{}
-	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[17]
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1234,7 +1328,7 @@ func (x *ListNodesRequest) String() string {
 func (*ListNodesRequest) ProtoMessage() {}
 
 func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[17]
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1247,7 +1341,7 @@ func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesRequest.ProtoReflect.Descriptor instead.
 func (*ListNodesRequest) Descriptor() ([]byte, []int) {
-	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{17}
+	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ListNodesRequest) GetActor() *v1.Principal {
@@ -1273,7 +1367,7 @@ type ListNodesResponse struct {
 
 func (x *ListNodesResponse) Reset() {
 	*x = ListNodesResponse{}
-	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[18]
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1285,7 +1379,7 @@ func (x *ListNodesResponse) String() string {
 func (*ListNodesResponse) ProtoMessage() {}
 
 func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[18]
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1298,7 +1392,7 @@ func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesResponse.ProtoReflect.Descriptor instead.
 func (*ListNodesResponse) Descriptor() ([]byte, []int) {
-	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{18}
+	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ListNodesResponse) GetNodes() []*Node {
@@ -1319,7 +1413,7 @@ type GetNodeRequest struct {
 
 func (x *GetNodeRequest) Reset() {
 	*x = GetNodeRequest{}
-	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[19]
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1331,7 +1425,7 @@ func (x *GetNodeRequest) String() string {
 func (*GetNodeRequest) ProtoMessage() {}
 
 func (x *GetNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[19]
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1344,7 +1438,7 @@ func (x *GetNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNodeRequest.ProtoReflect.Descriptor instead.
 func (*GetNodeRequest) Descriptor() ([]byte, []int) {
-	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{19}
+	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *GetNodeRequest) GetActor() *v1.Principal {
@@ -1377,7 +1471,7 @@ type GetNodeResponse struct {
 
 func (x *GetNodeResponse) Reset() {
 	*x = GetNodeResponse{}
-	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[20]
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1389,7 +1483,7 @@ func (x *GetNodeResponse) String() string {
 func (*GetNodeResponse) ProtoMessage() {}
 
 func (x *GetNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[20]
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1402,7 +1496,7 @@ func (x *GetNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNodeResponse.ProtoReflect.Descriptor instead.
 func (*GetNodeResponse) Descriptor() ([]byte, []int) {
-	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{20}
+	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *GetNodeResponse) GetNode() *Node {
@@ -1423,7 +1517,7 @@ type DeregisterNodeRequest struct {
 
 func (x *DeregisterNodeRequest) Reset() {
 	*x = DeregisterNodeRequest{}
-	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[21]
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1435,7 +1529,7 @@ func (x *DeregisterNodeRequest) String() string {
 func (*DeregisterNodeRequest) ProtoMessage() {}
 
 func (x *DeregisterNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[21]
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1448,7 +1542,7 @@ func (x *DeregisterNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeregisterNodeRequest.ProtoReflect.Descriptor instead.
 func (*DeregisterNodeRequest) Descriptor() ([]byte, []int) {
-	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{21}
+	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *DeregisterNodeRequest) GetActor() *v1.Principal {
@@ -1481,7 +1575,7 @@ type DeregisterNodeResponse struct {
 
 func (x *DeregisterNodeResponse) Reset() {
 	*x = DeregisterNodeResponse{}
-	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[22]
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1493,7 +1587,7 @@ func (x *DeregisterNodeResponse) String() string {
 func (*DeregisterNodeResponse) ProtoMessage() {}
 
 func (x *DeregisterNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[22]
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1506,7 +1600,7 @@ func (x *DeregisterNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeregisterNodeResponse.ProtoReflect.Descriptor instead.
 func (*DeregisterNodeResponse) Descriptor() ([]byte, []int) {
-	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{22}
+	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *DeregisterNodeResponse) GetNode() *Node {
@@ -1526,7 +1620,7 @@ type JoinTokenCreated struct {
 
 func (x *JoinTokenCreated) Reset() {
 	*x = JoinTokenCreated{}
-	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[23]
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1538,7 +1632,7 @@ func (x *JoinTokenCreated) String() string {
 func (*JoinTokenCreated) ProtoMessage() {}
 
 func (x *JoinTokenCreated) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[23]
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1551,7 +1645,7 @@ func (x *JoinTokenCreated) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinTokenCreated.ProtoReflect.Descriptor instead.
 func (*JoinTokenCreated) Descriptor() ([]byte, []int) {
-	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{23}
+	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *JoinTokenCreated) GetToken() *JoinToken {
@@ -1572,7 +1666,7 @@ type JoinTokenRevoked struct {
 
 func (x *JoinTokenRevoked) Reset() {
 	*x = JoinTokenRevoked{}
-	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[24]
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1584,7 +1678,7 @@ func (x *JoinTokenRevoked) String() string {
 func (*JoinTokenRevoked) ProtoMessage() {}
 
 func (x *JoinTokenRevoked) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[24]
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1597,7 +1691,7 @@ func (x *JoinTokenRevoked) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinTokenRevoked.ProtoReflect.Descriptor instead.
 func (*JoinTokenRevoked) Descriptor() ([]byte, []int) {
-	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{24}
+	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *JoinTokenRevoked) GetToken() *JoinToken {
@@ -1623,7 +1717,7 @@ type NodeEnrolled struct {
 
 func (x *NodeEnrolled) Reset() {
 	*x = NodeEnrolled{}
-	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[25]
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1635,7 +1729,7 @@ func (x *NodeEnrolled) String() string {
 func (*NodeEnrolled) ProtoMessage() {}
 
 func (x *NodeEnrolled) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[25]
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1648,7 +1742,7 @@ func (x *NodeEnrolled) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeEnrolled.ProtoReflect.Descriptor instead.
 func (*NodeEnrolled) Descriptor() ([]byte, []int) {
-	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{25}
+	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *NodeEnrolled) GetNode() *Node {
@@ -1667,7 +1761,7 @@ type NodeStatusChanged struct {
 
 func (x *NodeStatusChanged) Reset() {
 	*x = NodeStatusChanged{}
-	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[26]
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1679,7 +1773,7 @@ func (x *NodeStatusChanged) String() string {
 func (*NodeStatusChanged) ProtoMessage() {}
 
 func (x *NodeStatusChanged) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[26]
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1692,7 +1786,7 @@ func (x *NodeStatusChanged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStatusChanged.ProtoReflect.Descriptor instead.
 func (*NodeStatusChanged) Descriptor() ([]byte, []int) {
-	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{26}
+	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *NodeStatusChanged) GetNode() *Node {
@@ -1714,7 +1808,7 @@ type NodeDeregistered struct {
 
 func (x *NodeDeregistered) Reset() {
 	*x = NodeDeregistered{}
-	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[27]
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1726,7 +1820,7 @@ func (x *NodeDeregistered) String() string {
 func (*NodeDeregistered) ProtoMessage() {}
 
 func (x *NodeDeregistered) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[27]
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1739,7 +1833,7 @@ func (x *NodeDeregistered) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeDeregistered.ProtoReflect.Descriptor instead.
 func (*NodeDeregistered) Descriptor() ([]byte, []int) {
-	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{27}
+	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *NodeDeregistered) GetAccountId() string {
@@ -1767,7 +1861,7 @@ type InstanceStarted struct {
 
 func (x *InstanceStarted) Reset() {
 	*x = InstanceStarted{}
-	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[28]
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1779,7 +1873,7 @@ func (x *InstanceStarted) String() string {
 func (*InstanceStarted) ProtoMessage() {}
 
 func (x *InstanceStarted) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[28]
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1792,7 +1886,7 @@ func (x *InstanceStarted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InstanceStarted.ProtoReflect.Descriptor instead.
 func (*InstanceStarted) Descriptor() ([]byte, []int) {
-	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{28}
+	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *InstanceStarted) GetAccountId() string {
@@ -1827,7 +1921,7 @@ type InstanceStopped struct {
 
 func (x *InstanceStopped) Reset() {
 	*x = InstanceStopped{}
-	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[29]
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1839,7 +1933,7 @@ func (x *InstanceStopped) String() string {
 func (*InstanceStopped) ProtoMessage() {}
 
 func (x *InstanceStopped) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[29]
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1852,7 +1946,7 @@ func (x *InstanceStopped) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InstanceStopped.ProtoReflect.Descriptor instead.
 func (*InstanceStopped) Descriptor() ([]byte, []int) {
-	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{29}
+	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *InstanceStopped) GetAccountId() string {
@@ -1970,7 +2064,12 @@ const file_cloister_noderegistry_v1_noderegistry_proto_rawDesc = "" +
 	"\bevidence\x18\x04 \x01(\fR\bevidence\"a\n" +
 	"\x0eEnrollResponse\x122\n" +
 	"\x04node\x18\x01 \x01(\v2\x1e.cloister.noderegistry.v1.NodeR\x04node\x12\x1b\n" +
-	"\tchain_pem\x18\x02 \x01(\fR\bchainPem\"\xbb\x01\n" +
+	"\tchain_pem\x18\x02 \x01(\fR\bchainPem\";\n" +
+	"\x1aSimulatedQEForTokenRequest\x12\x1d\n" +
+	"\n" +
+	"join_token\x18\x01 \x01(\tR\tjoinToken\"-\n" +
+	"\x1bSimulatedQEForTokenResponse\x12\x0e\n" +
+	"\x02qe\x18\x01 \x01(\fR\x02qe\"\xbb\x01\n" +
 	"\x10HeartbeatRequest\x12\x1d\n" +
 	"\n" +
 	"account_id\x18\x01 \x01(\tR\taccountId\x12\x17\n" +
@@ -2051,72 +2150,74 @@ func file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP() []byte {
 	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescData
 }
 
-var file_cloister_noderegistry_v1_noderegistry_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
+var file_cloister_noderegistry_v1_noderegistry_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
 var file_cloister_noderegistry_v1_noderegistry_proto_goTypes = []any{
-	(*JoinToken)(nil),                // 0: cloister.noderegistry.v1.JoinToken
-	(*CreateJoinTokenRequest)(nil),   // 1: cloister.noderegistry.v1.CreateJoinTokenRequest
-	(*CreateJoinTokenResponse)(nil),  // 2: cloister.noderegistry.v1.CreateJoinTokenResponse
-	(*ListJoinTokensRequest)(nil),    // 3: cloister.noderegistry.v1.ListJoinTokensRequest
-	(*ListJoinTokensResponse)(nil),   // 4: cloister.noderegistry.v1.ListJoinTokensResponse
-	(*RevokeJoinTokenRequest)(nil),   // 5: cloister.noderegistry.v1.RevokeJoinTokenRequest
-	(*RevokeJoinTokenResponse)(nil),  // 6: cloister.noderegistry.v1.RevokeJoinTokenResponse
-	(*Instance)(nil),                 // 7: cloister.noderegistry.v1.Instance
-	(*Node)(nil),                     // 8: cloister.noderegistry.v1.Node
-	(*EnrollRequest)(nil),            // 9: cloister.noderegistry.v1.EnrollRequest
-	(*EnrollResponse)(nil),           // 10: cloister.noderegistry.v1.EnrollResponse
-	(*HeartbeatRequest)(nil),         // 11: cloister.noderegistry.v1.HeartbeatRequest
-	(*HeartbeatResponse)(nil),        // 12: cloister.noderegistry.v1.HeartbeatResponse
-	(*AuthenticateNodeRequest)(nil),  // 13: cloister.noderegistry.v1.AuthenticateNodeRequest
-	(*AuthenticateNodeResponse)(nil), // 14: cloister.noderegistry.v1.AuthenticateNodeResponse
-	(*ReattestRequest)(nil),          // 15: cloister.noderegistry.v1.ReattestRequest
-	(*ReattestResponse)(nil),         // 16: cloister.noderegistry.v1.ReattestResponse
-	(*ListNodesRequest)(nil),         // 17: cloister.noderegistry.v1.ListNodesRequest
-	(*ListNodesResponse)(nil),        // 18: cloister.noderegistry.v1.ListNodesResponse
-	(*GetNodeRequest)(nil),           // 19: cloister.noderegistry.v1.GetNodeRequest
-	(*GetNodeResponse)(nil),          // 20: cloister.noderegistry.v1.GetNodeResponse
-	(*DeregisterNodeRequest)(nil),    // 21: cloister.noderegistry.v1.DeregisterNodeRequest
-	(*DeregisterNodeResponse)(nil),   // 22: cloister.noderegistry.v1.DeregisterNodeResponse
-	(*JoinTokenCreated)(nil),         // 23: cloister.noderegistry.v1.JoinTokenCreated
-	(*JoinTokenRevoked)(nil),         // 24: cloister.noderegistry.v1.JoinTokenRevoked
-	(*NodeEnrolled)(nil),             // 25: cloister.noderegistry.v1.NodeEnrolled
-	(*NodeStatusChanged)(nil),        // 26: cloister.noderegistry.v1.NodeStatusChanged
-	(*NodeDeregistered)(nil),         // 27: cloister.noderegistry.v1.NodeDeregistered
-	(*InstanceStarted)(nil),          // 28: cloister.noderegistry.v1.InstanceStarted
-	(*InstanceStopped)(nil),          // 29: cloister.noderegistry.v1.InstanceStopped
-	nil,                              // 30: cloister.noderegistry.v1.JoinToken.LabelsEntry
-	nil,                              // 31: cloister.noderegistry.v1.CreateJoinTokenRequest.LabelsEntry
-	nil,                              // 32: cloister.noderegistry.v1.Node.LabelsEntry
-	(*timestamppb.Timestamp)(nil),    // 33: google.protobuf.Timestamp
-	(*v1.Principal)(nil),             // 34: cloister.account.v1.Principal
+	(*JoinToken)(nil),                   // 0: cloister.noderegistry.v1.JoinToken
+	(*CreateJoinTokenRequest)(nil),      // 1: cloister.noderegistry.v1.CreateJoinTokenRequest
+	(*CreateJoinTokenResponse)(nil),     // 2: cloister.noderegistry.v1.CreateJoinTokenResponse
+	(*ListJoinTokensRequest)(nil),       // 3: cloister.noderegistry.v1.ListJoinTokensRequest
+	(*ListJoinTokensResponse)(nil),      // 4: cloister.noderegistry.v1.ListJoinTokensResponse
+	(*RevokeJoinTokenRequest)(nil),      // 5: cloister.noderegistry.v1.RevokeJoinTokenRequest
+	(*RevokeJoinTokenResponse)(nil),     // 6: cloister.noderegistry.v1.RevokeJoinTokenResponse
+	(*Instance)(nil),                    // 7: cloister.noderegistry.v1.Instance
+	(*Node)(nil),                        // 8: cloister.noderegistry.v1.Node
+	(*EnrollRequest)(nil),               // 9: cloister.noderegistry.v1.EnrollRequest
+	(*EnrollResponse)(nil),              // 10: cloister.noderegistry.v1.EnrollResponse
+	(*SimulatedQEForTokenRequest)(nil),  // 11: cloister.noderegistry.v1.SimulatedQEForTokenRequest
+	(*SimulatedQEForTokenResponse)(nil), // 12: cloister.noderegistry.v1.SimulatedQEForTokenResponse
+	(*HeartbeatRequest)(nil),            // 13: cloister.noderegistry.v1.HeartbeatRequest
+	(*HeartbeatResponse)(nil),           // 14: cloister.noderegistry.v1.HeartbeatResponse
+	(*AuthenticateNodeRequest)(nil),     // 15: cloister.noderegistry.v1.AuthenticateNodeRequest
+	(*AuthenticateNodeResponse)(nil),    // 16: cloister.noderegistry.v1.AuthenticateNodeResponse
+	(*ReattestRequest)(nil),             // 17: cloister.noderegistry.v1.ReattestRequest
+	(*ReattestResponse)(nil),            // 18: cloister.noderegistry.v1.ReattestResponse
+	(*ListNodesRequest)(nil),            // 19: cloister.noderegistry.v1.ListNodesRequest
+	(*ListNodesResponse)(nil),           // 20: cloister.noderegistry.v1.ListNodesResponse
+	(*GetNodeRequest)(nil),              // 21: cloister.noderegistry.v1.GetNodeRequest
+	(*GetNodeResponse)(nil),             // 22: cloister.noderegistry.v1.GetNodeResponse
+	(*DeregisterNodeRequest)(nil),       // 23: cloister.noderegistry.v1.DeregisterNodeRequest
+	(*DeregisterNodeResponse)(nil),      // 24: cloister.noderegistry.v1.DeregisterNodeResponse
+	(*JoinTokenCreated)(nil),            // 25: cloister.noderegistry.v1.JoinTokenCreated
+	(*JoinTokenRevoked)(nil),            // 26: cloister.noderegistry.v1.JoinTokenRevoked
+	(*NodeEnrolled)(nil),                // 27: cloister.noderegistry.v1.NodeEnrolled
+	(*NodeStatusChanged)(nil),           // 28: cloister.noderegistry.v1.NodeStatusChanged
+	(*NodeDeregistered)(nil),            // 29: cloister.noderegistry.v1.NodeDeregistered
+	(*InstanceStarted)(nil),             // 30: cloister.noderegistry.v1.InstanceStarted
+	(*InstanceStopped)(nil),             // 31: cloister.noderegistry.v1.InstanceStopped
+	nil,                                 // 32: cloister.noderegistry.v1.JoinToken.LabelsEntry
+	nil,                                 // 33: cloister.noderegistry.v1.CreateJoinTokenRequest.LabelsEntry
+	nil,                                 // 34: cloister.noderegistry.v1.Node.LabelsEntry
+	(*timestamppb.Timestamp)(nil),       // 35: google.protobuf.Timestamp
+	(*v1.Principal)(nil),                // 36: cloister.account.v1.Principal
 }
 var file_cloister_noderegistry_v1_noderegistry_proto_depIdxs = []int32{
-	30, // 0: cloister.noderegistry.v1.JoinToken.labels:type_name -> cloister.noderegistry.v1.JoinToken.LabelsEntry
-	33, // 1: cloister.noderegistry.v1.JoinToken.expires_at:type_name -> google.protobuf.Timestamp
-	33, // 2: cloister.noderegistry.v1.JoinToken.created_at:type_name -> google.protobuf.Timestamp
-	34, // 3: cloister.noderegistry.v1.CreateJoinTokenRequest.actor:type_name -> cloister.account.v1.Principal
-	31, // 4: cloister.noderegistry.v1.CreateJoinTokenRequest.labels:type_name -> cloister.noderegistry.v1.CreateJoinTokenRequest.LabelsEntry
+	32, // 0: cloister.noderegistry.v1.JoinToken.labels:type_name -> cloister.noderegistry.v1.JoinToken.LabelsEntry
+	35, // 1: cloister.noderegistry.v1.JoinToken.expires_at:type_name -> google.protobuf.Timestamp
+	35, // 2: cloister.noderegistry.v1.JoinToken.created_at:type_name -> google.protobuf.Timestamp
+	36, // 3: cloister.noderegistry.v1.CreateJoinTokenRequest.actor:type_name -> cloister.account.v1.Principal
+	33, // 4: cloister.noderegistry.v1.CreateJoinTokenRequest.labels:type_name -> cloister.noderegistry.v1.CreateJoinTokenRequest.LabelsEntry
 	0,  // 5: cloister.noderegistry.v1.CreateJoinTokenResponse.token:type_name -> cloister.noderegistry.v1.JoinToken
-	34, // 6: cloister.noderegistry.v1.ListJoinTokensRequest.actor:type_name -> cloister.account.v1.Principal
+	36, // 6: cloister.noderegistry.v1.ListJoinTokensRequest.actor:type_name -> cloister.account.v1.Principal
 	0,  // 7: cloister.noderegistry.v1.ListJoinTokensResponse.tokens:type_name -> cloister.noderegistry.v1.JoinToken
-	34, // 8: cloister.noderegistry.v1.RevokeJoinTokenRequest.actor:type_name -> cloister.account.v1.Principal
+	36, // 8: cloister.noderegistry.v1.RevokeJoinTokenRequest.actor:type_name -> cloister.account.v1.Principal
 	0,  // 9: cloister.noderegistry.v1.RevokeJoinTokenResponse.token:type_name -> cloister.noderegistry.v1.JoinToken
-	33, // 10: cloister.noderegistry.v1.Instance.started_at:type_name -> google.protobuf.Timestamp
-	33, // 11: cloister.noderegistry.v1.Instance.last_seen:type_name -> google.protobuf.Timestamp
-	32, // 12: cloister.noderegistry.v1.Node.labels:type_name -> cloister.noderegistry.v1.Node.LabelsEntry
-	33, // 13: cloister.noderegistry.v1.Node.enrolled_at:type_name -> google.protobuf.Timestamp
-	33, // 14: cloister.noderegistry.v1.Node.last_heartbeat:type_name -> google.protobuf.Timestamp
-	33, // 15: cloister.noderegistry.v1.Node.last_attested:type_name -> google.protobuf.Timestamp
+	35, // 10: cloister.noderegistry.v1.Instance.started_at:type_name -> google.protobuf.Timestamp
+	35, // 11: cloister.noderegistry.v1.Instance.last_seen:type_name -> google.protobuf.Timestamp
+	34, // 12: cloister.noderegistry.v1.Node.labels:type_name -> cloister.noderegistry.v1.Node.LabelsEntry
+	35, // 13: cloister.noderegistry.v1.Node.enrolled_at:type_name -> google.protobuf.Timestamp
+	35, // 14: cloister.noderegistry.v1.Node.last_heartbeat:type_name -> google.protobuf.Timestamp
+	35, // 15: cloister.noderegistry.v1.Node.last_attested:type_name -> google.protobuf.Timestamp
 	7,  // 16: cloister.noderegistry.v1.Node.instances:type_name -> cloister.noderegistry.v1.Instance
 	8,  // 17: cloister.noderegistry.v1.EnrollResponse.node:type_name -> cloister.noderegistry.v1.Node
 	7,  // 18: cloister.noderegistry.v1.HeartbeatRequest.instances:type_name -> cloister.noderegistry.v1.Instance
 	8,  // 19: cloister.noderegistry.v1.HeartbeatResponse.node:type_name -> cloister.noderegistry.v1.Node
 	8,  // 20: cloister.noderegistry.v1.AuthenticateNodeResponse.node:type_name -> cloister.noderegistry.v1.Node
 	8,  // 21: cloister.noderegistry.v1.ReattestResponse.node:type_name -> cloister.noderegistry.v1.Node
-	34, // 22: cloister.noderegistry.v1.ListNodesRequest.actor:type_name -> cloister.account.v1.Principal
+	36, // 22: cloister.noderegistry.v1.ListNodesRequest.actor:type_name -> cloister.account.v1.Principal
 	8,  // 23: cloister.noderegistry.v1.ListNodesResponse.nodes:type_name -> cloister.noderegistry.v1.Node
-	34, // 24: cloister.noderegistry.v1.GetNodeRequest.actor:type_name -> cloister.account.v1.Principal
+	36, // 24: cloister.noderegistry.v1.GetNodeRequest.actor:type_name -> cloister.account.v1.Principal
 	8,  // 25: cloister.noderegistry.v1.GetNodeResponse.node:type_name -> cloister.noderegistry.v1.Node
-	34, // 26: cloister.noderegistry.v1.DeregisterNodeRequest.actor:type_name -> cloister.account.v1.Principal
+	36, // 26: cloister.noderegistry.v1.DeregisterNodeRequest.actor:type_name -> cloister.account.v1.Principal
 	8,  // 27: cloister.noderegistry.v1.DeregisterNodeResponse.node:type_name -> cloister.noderegistry.v1.Node
 	0,  // 28: cloister.noderegistry.v1.JoinTokenCreated.token:type_name -> cloister.noderegistry.v1.JoinToken
 	0,  // 29: cloister.noderegistry.v1.JoinTokenRevoked.token:type_name -> cloister.noderegistry.v1.JoinToken
@@ -2142,7 +2243,7 @@ func file_cloister_noderegistry_v1_noderegistry_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cloister_noderegistry_v1_noderegistry_proto_rawDesc), len(file_cloister_noderegistry_v1_noderegistry_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   33,
+			NumMessages:   35,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
