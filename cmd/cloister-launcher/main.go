@@ -25,6 +25,7 @@ import (
 const (
 	exitUsage  = 64 // EX_USAGE: bad flags, or arguments the image does not allow
 	exitOSErr  = 71 // EX_OSERR: the checked image could not be started
+	exitAttest = 75 // EX_TEMPFAIL: the certificate could not be obtained from the node agent
 	exitConfig = 78 // EX_CONFIG: not a Cloister image, or it differs from what was converted
 )
 
@@ -86,6 +87,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return fail(stderr, exitUsage, err)
 		}
 		return fail(stderr, exitConfig, err)
+	}
+	// The certificate last, once the image is known to start: each
+	// attempt spends a nonce of the server's.
+	if err := attest(*root, img.manifest, os.LookupEnv); err != nil {
+		return fail(stderr, exitAttest, err)
 	}
 	if err := cmd.start(); err != nil {
 		return fail(stderr, exitOSErr, err)

@@ -126,7 +126,10 @@ type Certificate struct {
 // measured (they are pages of the enclave), so every field is part of
 // MRENCLAVE.
 type Manifest struct {
-	Version          string       `json:"version"`
+	Version string `json:"version"`
+	// AppID is the Cloister application's id, which the launcher names
+	// when it asks for the certificate.
+	AppID            string       `json:"app_id"`
 	Entrypoint       []string     `json:"entrypoint"`
 	Args             []string     `json:"args"`
 	AllowCmdlineArgs bool         `json:"allow_cmdline_args"`

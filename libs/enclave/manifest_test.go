@@ -11,6 +11,7 @@ import (
 
 func sample() Manifest {
 	return Manifest{
+		AppID:      "app_01hello",
 		Entrypoint: []string{"/hello"}, Args: []string{"--port", "8443"},
 		Env: []EnvVar{{"Z", "last"}, {"A", "first <&>"}}, PassthroughEnv: []string{"TZ"},
 		WorkingDir: "/", User: "65532", RWDirs: []string{"/tmp"}, MemorySize: 256 << 20, Threads: 4, ISVProdID: 7, ISVSVN: 2,
@@ -23,6 +24,10 @@ func TestManifestRoundTrip(t *testing.T) {
 	b, err := sample().Encode()
 	if err != nil {
 		t.Fatal(err)
+	}
+	// The app id follows the version.
+	if !bytes.HasPrefix(b, []byte(`{"version":"`+ManifestVersion+`","app_id":"app_01hello","entrypoint":`)) {
+		t.Fatalf("Encode = %s", b)
 	}
 	// Env is sorted, HTML is not escaped, one line.
 	if !bytes.Contains(b, []byte(`"env":[{"name":"A","value":"first <&>"},{"name":"Z","value":"last"}]`)) || bytes.Count(b, []byte("\n")) != 1 {

@@ -25,9 +25,11 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/cloister-cc/cloister/libs/enclave"
 	"github.com/cloister-cc/cloister/libs/events"
 	accountv1 "github.com/cloister-cc/cloister/libs/gen/cloister/account/v1"
 	imageconverterv1 "github.com/cloister-cc/cloister/libs/gen/cloister/imageconverter/v1"
+	"github.com/cloister-cc/cloister/libs/imagefs"
 	"github.com/cloister-cc/cloister/libs/pki"
 	"github.com/cloister-cc/cloister/libs/testkit"
 	"github.com/cloister-cc/cloister/services/imageconverter"
@@ -163,6 +165,14 @@ func TestConversionJob(t *testing.T) {
 	}
 	if n := s.count("events.imageconverter.v1.ImageConverted"); n != 1 {
 		t.Fatalf("%d ImageConverted events, want 1", n)
+	}
+	// The manifest names the app, for the launcher's certificate request.
+	mb, err := imagefs.ReadFile(context.Background(), pushed, enclave.ManifestPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m, err := enclave.ParseManifest(mb); err != nil || m.AppID != s.app {
+		t.Fatalf("manifest = %+v, %v; want app %s", m, err, s.app)
 	}
 	// The same tag again is a conflict; a new tag of the same input gives
 	// the same measurement.

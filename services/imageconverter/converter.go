@@ -23,7 +23,7 @@ var _ app.Converter = converter{}
 
 func (c converter) Convert(ctx context.Context, r app.ConvertRequest) (app.ConvertResult, error) {
 	s := r.App
-	a := convert.App{Entrypoint: s.Entrypoint, Args: s.Args, AllowCmdlineArgs: s.AllowCmdlineArgs, PassthroughEnv: s.PassthroughEnv,
+	a := convert.App{AppID: r.AppID, Entrypoint: s.Entrypoint, Args: s.Args, AllowCmdlineArgs: s.AllowCmdlineArgs, PassthroughEnv: s.PassthroughEnv,
 		RWDirs: s.RWDirs, MemorySize: s.MemorySize, Threads: s.Threads, ISVProdID: uint16(s.ISVProdID), ISVSVN: uint16(s.ISVSVN), Debug: s.Debug}
 	for _, e := range s.Env {
 		a.Env = append(a.Env, enclave.EnvVar{Name: e.Name, Value: e.Value})

@@ -58,6 +58,7 @@ type Auth struct{ Username, Password string }
 
 // ConvertRequest is one conversion, as the converter needs it.
 type ConvertRequest struct {
+	AppID                 string // measured: the launcher names its app when it asks for a certificate
 	Input, Output         string
 	InputAuth, OutputAuth *Auth // nil: anonymous
 	App                   domain.AppSpec
@@ -243,7 +244,7 @@ func (s *Service) runConversion(ctx context.Context, accountID, imageID string, 
 	}
 	// The spec as it was asked for: an app changed since converts next time.
 	spec := img.Spec
-	req := ConvertRequest{Input: spec.InputImage, Output: img.Output, App: spec, Signer: signer, Now: s.now()}
+	req := ConvertRequest{AppID: img.AppID, Input: spec.InputImage, Output: img.Output, App: spec, Signer: signer, Now: s.now()}
 	if req.InputAuth, err = s.auth(ctx, accountID, spec.InputImage); err != nil {
 		return err
 	}

@@ -34,6 +34,9 @@ import (
 
 // App is how the enclave runs the application.
 type App struct {
+	// AppID is the Cloister application's id, written into the manifest
+	// for the launcher's certificate request.
+	AppID string
 	// Entrypoint, if set, replaces the image's ENTRYPOINT, and Args its
 	// CMD. Without it the image's ENTRYPOINT runs with Args, or with the
 	// image's CMD when Args is empty; an image without ENTRYPOINT runs
@@ -425,6 +428,7 @@ func manifestFor(app App, cfg v1.Config, list, launcher []byte) (enclave.Manifes
 	}
 
 	return enclave.Manifest{
+		AppID:            app.AppID,
 		Entrypoint:       slices.Clone(ep),
 		Args:             slices.Clone(args),
 		AllowCmdlineArgs: app.AllowCmdlineArgs,

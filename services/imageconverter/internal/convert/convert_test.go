@@ -395,7 +395,8 @@ func handMade(t testing.TB) v1.Image { return imageOf(t, appConfig, handMadeLaye
 
 func testApp() App {
 	return App{
-		Env: []enclave.EnvVar{{Name: "MODE", Value: "prod"}}, PassthroughEnv: []string{"TZ"}, RWDirs: []string{"/tmp"},
+		AppID: "app_hello",
+		Env:   []enclave.EnvVar{{Name: "MODE", Value: "prod"}}, PassthroughEnv: []string{"TZ"}, RWDirs: []string{"/tmp"},
 		MemorySize: 64 << 20, Threads: 2, ISVProdID: 7, ISVSVN: 3,
 		Certificate: &enclave.Certificate{Domain: "hello.cloister.test", KeyType: "ec-p256", KeyPath: "/run/key.pem", CertPath: "/run/cert.pem"},
 	}
@@ -555,7 +556,7 @@ func TestConvert(t *testing.T) {
 	wantEnv := []enclave.EnvVar{{Name: "MODE", Value: "prod"}, {Name: "PATH", Value: "/usr/bin:/bin"}}
 	if !slices.Equal(m.Entrypoint, []string{"/usr/bin/hello"}) || !slices.Equal(m.Args, []string{"--default"}) || !slices.Equal(m.Env, wantEnv) ||
 		m.WorkingDir != "/srv" || m.User != "65532" || m.TrustedFiles != enclave.Digest(list.Encode()) || m.Launcher != enclave.Digest(testLauncher) ||
-		m.MemorySize != 64<<20 || m.Threads != 2 || *m.Certificate != *testApp().Certificate {
+		m.MemorySize != 64<<20 || m.Threads != 2 || *m.Certificate != *testApp().Certificate || m.AppID != "app_hello" {
 		t.Fatalf("manifest = %s", mb)
 	}
 	sig, err := sgx.ParseSigStruct(readFile(t, out, enclave.SigStructPath))

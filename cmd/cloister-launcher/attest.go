@@ -1,0 +1,342 @@
+package main
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/binary"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/cloister-cc/cloister/libs/enclave"
+	"github.com/cloister-cc/cloister/libs/sgx"
+)
+
+// envNodeAgent names the node agent's local API. The host sets it and it
+// is not measured: it is only used to reach the agent, whose answers the
+// gateway checks (the quote binds the key and the server's nonce).
+const envNodeAgent = "NODE_AGENT_BASE_URL"
+
+// Limits on what the launcher reads.
+const (
+	maxLauncherSize  = 256 << 20
+	maxAgentResponse = 4 << 20
+	agentTimeout     = 60 * time.Second
+)
+
+// attestError is a failure of the attestation step; it exits with
+// exitAttest.
+type attestError struct{ error }
+
+// attest obtains the enclave's certificate from the node agent and writes
+// its key and chain under root. It does nothing when the manifest has no
+// certificate.
+func attest(root string, m *enclave.Manifest, lookupEnv func(string) (string, bool)) error {
+	c := m.Certificate
+	if c == nil {
+		return nil
+	}
+	raw, _ := lookupEnv(envNodeAgent)
+	if raw == "" {
+		return attestError{fmt.Errorf("the image needs a certificate for %s, but %s is not set: start the container with "+
+			"%s=http://<node>:9092/v1/ (the node agent's local API)", c.Domain, envNodeAgent, envNodeAgent)}
+	}
+	a, err := newAgentClient(raw)
+	if err != nil {
+		return attestError{err}
+	}
+	if err := obtain(root, m, a); err != nil {
+		return attestError{err}
+	}
+	return nil
+}
+
+func obtain(root string, m *enclave.Manifest, a *agentClient) error {
+	c := m.Certificate
+	if m.AppID == "" {
+		return fmt.Errorf("the enclave manifest has no app_id, which the certificate request needs; convert the image again with its application")
+	}
+
+	// a. A fresh nonce, and whether the agent simulates SGX.
+	var ti struct {
+		Nonce      []byte `json:"nonce"`
+		Simulation bool   `json:"simulation"`
+	}
+	if err := a.call(http.MethodGet, "enclave/target-info", nil, &ti, "getting a nonce"); err != nil {
+		return err
+	}
+	if len(ti.Nonce) != 32 {
+		return fmt.Errorf("the node agent at %s gave a nonce of %d bytes, want 32; check that NODE_AGENT_BASE_URL names a cloister-node-agent", a.base, len(ti.Nonce))
+	}
+	if !ti.Simulation {
+		return errors.New("the node agent is not in simulation mode, and hardware quoting (Gramine's /dev/attestation) is not supported by this launcher yet; " +
+			"run the node agent with --simulation, or run the application without a certificate")
+	}
+
+	// b, c. The key and its CSR.
+	key, err := generateKey(c.KeyType)
+	if err != nil {
+		return err
+	}
+	csrDER, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
+		Subject:  pkix.Name{CommonName: c.Domain},
+		DNSNames: []string{c.Domain},
+	}, key)
+	if err != nil {
+		return fmt.Errorf("creating the certificate request for %s: %v", c.Domain, err)
+	}
+	csr, err := x509.ParseCertificateRequest(csrDER)
+	if err != nil {
+		return fmt.Errorf("creating the certificate request for %s: %v", c.Domain, err)
+	}
+
+	// d. The report body, quoted by the agent's simulated QE.
+	body, err := simulatedReport(root, m, reportData(csr.RawSubjectPublicKeyInfo, ti.Nonce))
+	if err != nil {
+		return err
+	}
+	var q struct {
+		Quote []byte `json:"quote"`
+	}
+	if err := a.call(http.MethodPost, "enclave/attest", map[string]any{"report_body": encodeReportBody(body)}, &q, "quoting the enclave"); err != nil {
+		return err
+	}
+	if len(q.Quote) == 0 {
+		return fmt.Errorf("the node agent at %s answered without a quote; check its log", a.base)
+	}
+
+	// e. The certificate.
+	var issued struct {
+		ChainPEM string `json:"chain_pem"`
+	}
+	csrPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csrDER})
+	req := map[string]any{"app_id": m.AppID, "csr": string(csrPEM), "quote": q.Quote}
+	if err := a.call(http.MethodPost, "certificate/issue", req, &issued, "asking for the certificate"); err != nil {
+		return err
+	}
+	if blk, _ := pem.Decode([]byte(issued.ChainPEM)); blk == nil || blk.Type != "CERTIFICATE" {
+		return fmt.Errorf("the node agent at %s answered without a PEM certificate chain; check its log", a.base)
+	}
+
+	// f. The key and the chain.
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return fmt.Errorf("encoding the key: %v", err)
+	}
+	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
+	if err := writeSecret(root, c.KeyPath, keyPEM, 0o600); err != nil {
+		return err
+	}
+	return writeSecret(root, c.CertPath, []byte(issued.ChainPEM), 0o644)
+}
+
+// generateKey generates a key of a manifest's key type.
+func generateKey(keyType string) (crypto.Signer, error) {
+	switch keyType {
+	case "ec-p256":
+		return ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	case "ec-p384":
+		return ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	case "rsa-2048":
+		return rsa.GenerateKey(rand.Reader, 2048)
+	case "rsa-3072":
+		return rsa.GenerateKey(rand.Reader, 3072)
+	case "rsa-4096":
+		return rsa.GenerateKey(rand.Reader, 4096)
+	}
+	return nil, fmt.Errorf("key type %q in the enclave manifest is not one of ec-p256, ec-p384, rsa-2048, rsa-3072, rsa-4096; "+
+		"set the application's key type and convert the image again", keyType)
+}
+
+// reportData is REPORTDATA: SHA-256 of the key's SubjectPublicKeyInfo,
+// then the nonce.
+func reportData(spki, nonce []byte) [64]byte {
+	var d [64]byte
+	sum := sha256.Sum256(spki)
+	copy(d[:32], sum[:])
+	copy(d[32:], nonce)
+	return d
+}
+
+// simulatedReport is the report body the enclave would have: measured
+// from the launcher and manifest under root, with the SIGSTRUCT's signer
+// and product.
+func simulatedReport(root string, m *enclave.Manifest, data [64]byte) (sgx.ReportBody, error) {
+	var r sgx.ReportBody
+	// Both were checked against the manifest's digests (the launcher) or
+	// are its canonical bytes (the manifest).
+	lb, err := readFile(root, enclave.LauncherPath, maxLauncherSize)
+	if err != nil {
+		return r, err
+	}
+	mb, err := m.Encode()
+	if err != nil {
+		return r, fmt.Errorf("%s: %v; %s", enclave.ManifestPath, err, altered)
+	}
+	sb, err := readFile(root, enclave.SigStructPath, sgx.SigStructSize)
+	if err != nil {
+		return r, fmt.Errorf("%v; convert the image again", err)
+	}
+	ss, err := sgx.ParseSigStruct(sb)
+	if err != nil {
+		return r, fmt.Errorf("%s: %v; convert the image again", enclave.SigStructPath, err)
+	}
+	l := enclave.Layout(lb, mb, m)
+	mr, err := l.MRENCLAVE()
+	if err != nil {
+		return r, fmt.Errorf("measuring the enclave: %v; convert the image again", err)
+	}
+	if ss.EnclaveHash != mr {
+		return r, fmt.Errorf("%s: signs MRENCLAVE %x, but the enclave measures %x; %s", enclave.SigStructPath, ss.EnclaveHash, mr, altered)
+	}
+	r.MRENCLAVE = mr
+	r.MRSIGNER = ss.MRSIGNER()
+	r.ISVProdID, r.ISVSVN = ss.ISVProdID, ss.ISVSVN
+	r.ISVExtProdID, r.ISVFamilyID = ss.ISVExtProdID, ss.ISVFamilyID
+	r.MiscSelect = ss.MiscSelect
+	r.Attributes = l.Attributes()
+	r.Attributes[0] |= sgx.AttributeInit
+	r.ReportData = data
+	return r, nil
+}
+
+// encodeReportBody is the inverse of sgx.ParseReportBody: the 384-byte
+// SGX REPORTBODY, little-endian, reserved bytes zero. (libs/sgx/sim has
+// the same, but would link the simulated QE into the launcher.)
+func encodeReportBody(b sgx.ReportBody) []byte {
+	out := make([]byte, sgx.ReportBodySize)
+	copy(out[0:16], b.CPUSVN[:])
+	binary.LittleEndian.PutUint32(out[16:20], b.MiscSelect)
+	copy(out[32:48], b.ISVExtProdID[:])
+	copy(out[48:64], b.Attributes[:])
+	copy(out[64:96], b.MRENCLAVE[:])
+	copy(out[128:160], b.MRSIGNER[:])
+	copy(out[192:256], b.ConfigID[:])
+	binary.LittleEndian.PutUint16(out[256:258], b.ISVProdID)
+	binary.LittleEndian.PutUint16(out[258:260], b.ISVSVN)
+	binary.LittleEndian.PutUint16(out[260:262], b.ConfigSVN)
+	copy(out[304:320], b.ISVFamilyID[:])
+	copy(out[320:384], b.ReportData[:])
+	return out
+}
+
+// writeSecret writes data to the image path name under root, through a
+// temporary file renamed into place, creating missing parent directories
+// with mode 0700.
+func writeSecret(root, name string, data []byte, mode os.FileMode) error {
+	p := hostPath(root, name)
+	dir := filepath.Dir(p)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("creating the directory of %s: %v; is %s writable?", name, unwrapPath(err), filepath.Dir(name))
+	}
+	f, err := os.CreateTemp(dir, ".cloister-*")
+	if err != nil {
+		return fmt.Errorf("writing %s: %v; is %s writable?", name, unwrapPath(err), filepath.Dir(name))
+	}
+	tmp := f.Name()
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Chmod(mode)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, p)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("writing %s: %v", name, unwrapPath(err))
+	}
+	return nil
+}
+
+// agentClient calls the node agent's local API.
+type agentClient struct {
+	base *url.URL
+	http *http.Client
+}
+
+func newAgentClient(raw string) (*agentClient, error) {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+		return nil, fmt.Errorf("%s=%q is not an http(s) URL of the node agent; set it to http://<node>:9092/v1/", envNodeAgent, raw)
+	}
+	if !strings.HasSuffix(u.Path, "/") {
+		u.Path += "/"
+		u.RawPath = ""
+	}
+	return &agentClient{base: u, http: &http.Client{
+		Timeout: agentTimeout,
+		// Straight to the agent, never through a proxy of the host's.
+		Transport: &http.Transport{Proxy: nil, ResponseHeaderTimeout: agentTimeout},
+		// The agent answers directly; a redirect is not followed.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}}, nil
+}
+
+// call sends in (if not nil) as JSON and decodes a 2xx answer into out.
+// what says what the call is for, in messages.
+func (a *agentClient) call(method, rel string, in, out any, what string) error {
+	u := a.base.JoinPath(rel)
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return fmt.Errorf("%s: %v", what, err)
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, u.String(), body)
+	if err != nil {
+		return fmt.Errorf("%s: %v", what, err)
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := a.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("%s: the node agent at %s cannot be reached (%v): is cloister-node-agent running and %s right?", what, a.base, err, envNodeAgent)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxAgentResponse+1))
+	if err != nil {
+		return fmt.Errorf("%s: reading the node agent's answer: %v; try again", what, err)
+	}
+	if len(b) > maxAgentResponse {
+		return fmt.Errorf("%s: the node agent's answer is larger than %d bytes; check that %s names a cloister-node-agent", what, maxAgentResponse, envNodeAgent)
+	}
+	if resp.StatusCode/100 != 2 {
+		var p struct {
+			Detail string `json:"detail"`
+			Code   string `json:"code"`
+		}
+		if json.Unmarshal(b, &p) != nil || p.Detail == "" {
+			return fmt.Errorf("%s: the node agent at %s answered %s; check that %s names a cloister-node-agent, and its log", what, a.base, resp.Status, envNodeAgent)
+		}
+		if rel == "certificate/issue" {
+			return fmt.Errorf("the certificate was refused (%s): %s", resp.Status, p.Detail)
+		}
+		return fmt.Errorf("%s: the node agent refused (%s): %s", what, resp.Status, p.Detail)
+	}
+	if err := json.Unmarshal(b, out); err != nil {
+		return fmt.Errorf("%s: the node agent's answer is not what a cloister-node-agent sends (%v); check %s", what, err, envNodeAgent)
+	}
+	return nil
+}

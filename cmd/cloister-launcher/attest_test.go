@@ -1,0 +1,345 @@
+package main
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"io/fs"
+	"math/big"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/cloister-cc/cloister/libs/enclave"
+	"github.com/cloister-cc/cloister/libs/sgx"
+)
+
+var (
+	signerOnce sync.Once
+	signer     *rsa.PrivateKey
+	signerErr  error
+)
+
+func signingKey(t *testing.T) *rsa.PrivateKey {
+	t.Helper()
+	signerOnce.Do(func() { signer, signerErr = sgx.GenerateSigningKey(nil) })
+	if signerErr != nil {
+		t.Fatal(signerErr)
+	}
+	return signer
+}
+
+// certImage is the fixture image with a certificate, app id and a signed
+// SIGSTRUCT; it returns the root and the enclave's expected MRENCLAVE.
+func certImage(t *testing.T, edit func(*enclave.Manifest)) (string, [32]byte) {
+	t.Helper()
+	root := newImage(t, fixture, func(m *enclave.Manifest) {
+		m.AppID = "app_hello"
+		m.MemorySize = 64 << 20
+		m.ISVProdID, m.ISVSVN = 7, 3
+		m.Certificate = &enclave.Certificate{Domain: "app.example", KeyType: "ec-p256", KeyPath: "/run/tls/key.pem", CertPath: "/run/tls/cert.pem"}
+		if edit != nil {
+			edit(m)
+		}
+	})
+	mb, err := os.ReadFile(filepath.Join(root, enclave.ManifestPath))
+	mustDo(t, err)
+	m, err := enclave.ParseManifest(mb)
+	mustDo(t, err)
+	l := enclave.Layout(launcherBytes, mb, m)
+	mr, err := l.MRENCLAVE()
+	mustDo(t, err)
+	ss, err := sgx.SignSigStruct(enclave.SigStructFields(l, mr, m.ISVProdID, m.ISVSVN, 0x20260501), signingKey(t))
+	mustDo(t, err)
+	mustDo(t, os.WriteFile(filepath.Join(root, enclave.SigStructPath), ss, 0o644))
+	return root, mr
+}
+
+// fakeAgent is a node agent that checks the report body it quotes and
+// the CSR and quote it is given.
+type fakeAgent struct {
+	t          *testing.T
+	mrenclave  [32]byte
+	simulation bool
+	refuse     string // route whose answer is a problem
+	calls      atomic.Int32
+
+	mu    sync.Mutex
+	nonce []byte
+	body  []byte
+	chain string
+}
+
+func newFakeAgent(t *testing.T, mrenclave [32]byte) (*fakeAgent, *httptest.Server) {
+	a := &fakeAgent{t: t, mrenclave: mrenclave, simulation: true}
+	srv := httptest.NewServer(a)
+	t.Cleanup(srv.Close)
+	return a, srv
+}
+
+func problem(w http.ResponseWriter, status int, detail string) {
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(map[string]any{"type": "about:blank", "status": status, "detail": detail})
+}
+
+func (a *fakeAgent) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	t := a.t
+	a.calls.Add(1)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	route := r.Method + " " + r.URL.Path
+	if route == a.refuse {
+		problem(w, http.StatusForbidden, "the domain app.example is not approved for this account")
+		return
+	}
+	switch route {
+	case "GET /v1/enclave/target-info":
+		a.nonce = make([]byte, 32)
+		rand.Read(a.nonce)
+		json.NewEncoder(w).Encode(map[string]any{"nonce": a.nonce, "simulation": a.simulation, "target_info": make([]byte, 512)})
+	case "POST /v1/enclave/attest":
+		var req struct {
+			ReportBody []byte `json:"report_body"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+			problem(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		b, err := sgx.ParseReportBody(req.ReportBody)
+		if err != nil {
+			t.Errorf("report body: %v", err)
+			problem(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		signerMR := sgx.MRSIGNEROf(&signingKey(t).PublicKey)
+		if b.MRENCLAVE != a.mrenclave || b.MRSIGNER != signerMR || b.ISVProdID != 7 || b.ISVSVN != 3 ||
+			b.Attributes[0] != sgx.AttributeInit|sgx.AttributeMode64 || !bytes.Equal(b.ReportData[32:], a.nonce) {
+			t.Errorf("report body %+v: want MRENCLAVE %x, MRSIGNER %x, ISVPRODID 7, ISVSVN 3, INIT|MODE64, nonce %x", b, a.mrenclave, signerMR, a.nonce)
+		}
+		a.body = req.ReportBody
+		json.NewEncoder(w).Encode(map[string]any{"quote": append([]byte("quote:"), req.ReportBody...), "simulation": true})
+	case "POST /v1/certificate/issue":
+		var req struct {
+			AppID string `json:"app_id"`
+			CSR   string `json:"csr"`
+			Quote []byte `json:"quote"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+			problem(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		if !bytes.Equal(req.Quote, append([]byte("quote:"), a.body...)) {
+			t.Errorf("quote %x is not the one the agent gave", req.Quote)
+		}
+		if req.AppID != "app_hello" {
+			t.Errorf("app_id %q, want app_hello", req.AppID)
+		}
+		blk, _ := pem.Decode([]byte(req.CSR))
+		if blk == nil || blk.Type != "CERTIFICATE REQUEST" {
+			t.Fatalf("csr %q is not a PEM certificate request", req.CSR)
+		}
+		csr, err := x509.ParseCertificateRequest(blk.Bytes)
+		mustDo(t, err)
+		mustDo(t, csr.CheckSignature())
+		if csr.Subject.CommonName != "app.example" || !slices.Equal(csr.DNSNames, []string{"app.example"}) {
+			t.Errorf("CSR for %q, %q; want app.example", csr.Subject.CommonName, csr.DNSNames)
+		}
+		body, _ := sgx.ParseReportBody(a.body)
+		sum := sha256.Sum256(csr.RawSubjectPublicKeyInfo)
+		if !bytes.Equal(body.ReportData[:32], sum[:]) || !bytes.Equal(body.ReportData[32:], a.nonce) {
+			t.Errorf("REPORTDATA %x, want SHA-256 of the CSR's key %x then the nonce %x", body.ReportData, sum, a.nonce)
+		}
+		a.chain = issueChain(t, csr)
+		json.NewEncoder(w).Encode(map[string]any{"certificate": map[string]any{"serial": "01"}, "chain_pem": a.chain,
+			"verdict": map[string]any{}, "instance_id": "inst_1"})
+	default:
+		problem(w, http.StatusNotFound, "no such resource: "+r.URL.Path)
+	}
+}
+
+// issueChain is a certificate for csr's key, then its issuer.
+func issueChain(t *testing.T, csr *x509.CertificateRequest) string {
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	mustDo(t, err)
+	now := time.Now()
+	ca := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"}, NotBefore: now, NotAfter: now.Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	caDER, err := x509.CreateCertificate(rand.Reader, ca, ca, &caKey.PublicKey, caKey)
+	mustDo(t, err)
+	leaf := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: csr.Subject, DNSNames: csr.DNSNames, NotBefore: now, NotAfter: now.Add(time.Hour)}
+	leafDER, err := x509.CreateCertificate(rand.Reader, leaf, ca, csr.PublicKey, caKey)
+	mustDo(t, err)
+	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: leafDER})) +
+		string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}))
+}
+
+func mode(t *testing.T, p string) fs.FileMode {
+	t.Helper()
+	fi, err := os.Stat(p)
+	mustDo(t, err)
+	return fi.Mode().Perm()
+}
+
+func TestAttest(t *testing.T) {
+	for _, kt := range []string{"ec-p256", "ec-p384", "rsa-2048"} {
+		t.Run(kt, func(t *testing.T) {
+			root, mr := certImage(t, func(m *enclave.Manifest) { m.Certificate.KeyType = kt })
+			a, srv := newFakeAgent(t, mr)
+			stdout, stderr, code := launch(t, []string{"NODE_AGENT_BASE_URL=" + srv.URL + "/v1/"}, "--root", root)
+			if code != 0 || !strings.Contains(stdout, "arg=default-1") {
+				t.Fatalf("launcher = %d, stdout %q, stderr %q; want the application to run", code, stdout, stderr)
+			}
+			if a.chain == "" {
+				t.Fatal("no certificate was issued")
+			}
+			keyFile, certFile := filepath.Join(root, "run/tls/key.pem"), filepath.Join(root, "run/tls/cert.pem")
+			if m := mode(t, filepath.Join(root, "run/tls")); m != 0o700 {
+				t.Errorf("/run/tls mode %o, want 700", m)
+			}
+			if m := mode(t, keyFile); m != 0o600 {
+				t.Errorf("key mode %o, want 600", m)
+			}
+			if m := mode(t, certFile); m != 0o644 {
+				t.Errorf("certificate mode %o, want 644", m)
+			}
+			cb, err := os.ReadFile(certFile)
+			mustDo(t, err)
+			if string(cb) != a.chain {
+				t.Errorf("certificate file %q, want the chain %q", cb, a.chain)
+			}
+			kb, err := os.ReadFile(keyFile)
+			mustDo(t, err)
+			blk, _ := pem.Decode(kb)
+			if blk == nil || blk.Type != "PRIVATE KEY" {
+				t.Fatalf("key file %q is not a PKCS#8 PEM key", kb)
+			}
+			key, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
+			mustDo(t, err)
+			cblk, _ := pem.Decode(cb)
+			cert, err := x509.ParseCertificate(cblk.Bytes)
+			mustDo(t, err)
+			if !key.(interface{ Public() crypto.PublicKey }).Public().(interface{ Equal(crypto.PublicKey) bool }).Equal(cert.PublicKey) {
+				t.Error("the key does not match the certificate")
+			}
+		})
+	}
+}
+
+func TestAttestFails(t *testing.T) {
+	closed := httptest.NewServer(http.NotFoundHandler())
+	closedURL := closed.URL + "/v1/"
+	closed.Close()
+	tests := []struct {
+		name    string
+		edit    func(*enclave.Manifest)
+		agent   func(*fakeAgent)
+		url     string // NODE_AGENT_BASE_URL; the fake agent's if empty, none if "-"
+		damage  func(t *testing.T, root string)
+		wantErr string
+	}{
+		{name: "no NODE_AGENT_BASE_URL", url: "-",
+			wantErr: "the image needs a certificate for app.example, but NODE_AGENT_BASE_URL is not set: start the container with NODE_AGENT_BASE_URL=http://<node>:9092/v1/"},
+		{name: "not a URL", url: "ftp://node/v1/", wantErr: `NODE_AGENT_BASE_URL="ftp://node/v1/" is not an http(s) URL of the node agent`},
+		{name: "agent unreachable", url: closedURL,
+			wantErr: "getting a nonce: the node agent at " + closedURL + " cannot be reached"},
+		{name: "not simulation", agent: func(a *fakeAgent) { a.simulation = false },
+			wantErr: "hardware quoting (Gramine's /dev/attestation) is not supported by this launcher yet"},
+		{name: "attest refused", agent: func(a *fakeAgent) { a.refuse = "POST /v1/enclave/attest" },
+			wantErr: "quoting the enclave: the node agent refused (403 Forbidden): the domain app.example is not approved"},
+		{name: "certificate refused", agent: func(a *fakeAgent) { a.refuse = "POST /v1/certificate/issue" },
+			wantErr: "the certificate was refused (403 Forbidden): the domain app.example is not approved for this account"},
+		{name: "wrong path", url: "{agent}/nope/", wantErr: "getting a nonce: the node agent refused (404 Not Found): no such resource: /nope/enclave/target-info"},
+		{name: "unknown key type", edit: func(m *enclave.Manifest) { m.Certificate.KeyType = "dsa-1024" },
+			wantErr: `key type "dsa-1024" in the enclave manifest is not one of`},
+		{name: "no app id", edit: func(m *enclave.Manifest) { m.AppID = "" }, wantErr: "the enclave manifest has no app_id"},
+		{name: "no SIGSTRUCT", damage: func(t *testing.T, root string) { mustDo(t, os.Remove(filepath.Join(root, enclave.SigStructPath))) },
+			wantErr: "reading /opt/cloister/sigstruct.bin"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			root, mr := certImage(t, tt.edit)
+			if tt.damage != nil {
+				tt.damage(t, root)
+			}
+			a, srv := newFakeAgent(t, mr)
+			if tt.agent != nil {
+				tt.agent(a)
+			}
+			var env []string
+			switch {
+			case tt.url == "":
+				env = []string{"NODE_AGENT_BASE_URL=" + srv.URL + "/v1"} // no final slash: added
+			case tt.url != "-":
+				env = []string{"NODE_AGENT_BASE_URL=" + strings.Replace(tt.url, "{agent}", srv.URL, 1)}
+			}
+			stdout, stderr, code := launch(t, env, "--root", root)
+			if code != exitAttest || !strings.Contains(stderr, "cloister-launcher: ") || !strings.Contains(stderr, tt.wantErr) {
+				t.Fatalf("launcher = %d, stderr %q; want %d, %q", code, stderr, exitAttest, tt.wantErr)
+			}
+			if stdout != "" {
+				t.Errorf("the application ran: %q", stdout)
+			}
+			if _, err := os.Lstat(filepath.Join(root, "run/tls/key.pem")); err == nil {
+				t.Error("a key was written")
+			}
+		})
+	}
+}
+
+// Without a certificate in the manifest, the launcher never calls the
+// agent, even when NODE_AGENT_BASE_URL is set.
+func TestNoCertificateNoAttestation(t *testing.T) {
+	root, mr := certImage(t, func(m *enclave.Manifest) { m.Certificate = nil })
+	a, srv := newFakeAgent(t, mr)
+	stdout, stderr, code := launch(t, []string{"NODE_AGENT_BASE_URL=" + srv.URL + "/v1/"}, "--root", root)
+	if code != 0 || !strings.Contains(stdout, "arg=default-1") {
+		t.Fatalf("launcher = %d, stdout %q, stderr %q; want the application to run", code, stdout, stderr)
+	}
+	if n := a.calls.Load(); n != 0 {
+		t.Errorf("the launcher called the agent %d times, want none", n)
+	}
+}
+
+func TestEncodeReportBody(t *testing.T) {
+	var b sgx.ReportBody
+	fill := func(p []byte) { rand.Read(p) }
+	fill(b.CPUSVN[:])
+	fill(b.ISVExtProdID[:])
+	fill(b.Attributes[:])
+	fill(b.MRENCLAVE[:])
+	fill(b.MRSIGNER[:])
+	fill(b.ConfigID[:])
+	fill(b.ISVFamilyID[:])
+	fill(b.ReportData[:])
+	b.MiscSelect, b.ISVProdID, b.ISVSVN, b.ConfigSVN = 0x01020304, 0x0506, 0x0708, 0x090a
+	enc := encodeReportBody(b)
+	if len(enc) != sgx.ReportBodySize {
+		t.Fatalf("%d bytes, want %d", len(enc), sgx.ReportBodySize)
+	}
+	back, err := sgx.ParseReportBody(enc)
+	if err != nil || back != b {
+		t.Fatalf("ParseReportBody(encodeReportBody(b)) = %+v, %v; want %+v", back, err, b)
+	}
+	// Reserved bytes are zero.
+	for _, r := range [][2]int{{20, 32}, {96, 128}, {160, 192}, {262, 304}} {
+		if !bytes.Equal(enc[r[0]:r[1]], make([]byte, r[1]-r[0])) {
+			t.Errorf("reserved bytes %d to %d are %x", r[0], r[1], enc[r[0]:r[1]])
+		}
+	}
+}
