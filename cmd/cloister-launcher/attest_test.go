@@ -279,7 +279,11 @@ func TestAttestFails(t *testing.T) {
 			}
 			a, srv := newFakeAgent(t, mr)
 			if tt.agent != nil {
+				// Under the lock the handler takes: the race detector does not
+				// see the order a request over a socket gives.
+				a.mu.Lock()
 				tt.agent(a)
+				a.mu.Unlock()
 			}
 			var env []string
 			switch {
