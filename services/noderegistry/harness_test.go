@@ -264,15 +264,21 @@ func (s *stack) wantStopped(got *noderegistryv1.Node, ids ...string) {
 	if !slices.Equal(recorded, ids) {
 		s.t.Errorf("the %s node records instances %v, want %v", got.GetStatus(), recorded, ids)
 	}
+	// The events leave the outbox just after the write that the caller
+	// saw: wait for them, then check they came once each.
 	var announced []string
-	for _, e := range eventsOf(s, func() *noderegistryv1.InstanceStopped { return &noderegistryv1.InstanceStopped{} }) {
-		if e.GetNodeId() == got.GetId() {
-			if e.GetAccountId() != got.GetAccountId() || e.GetInstance().GetStatus() != "stopped" {
-				s.t.Errorf("InstanceStopped = %v", e)
+	testkit.Eventually(s.t, 10*time.Second, func() bool {
+		announced = nil
+		for _, e := range eventsOf(s, func() *noderegistryv1.InstanceStopped { return &noderegistryv1.InstanceStopped{} }) {
+			if e.GetNodeId() == got.GetId() {
+				if e.GetAccountId() != got.GetAccountId() || e.GetInstance().GetStatus() != "stopped" {
+					s.t.Errorf("InstanceStopped = %v", e)
+				}
+				announced = append(announced, e.GetInstance().GetId())
 			}
-			announced = append(announced, e.GetInstance().GetId())
 		}
-	}
+		return len(announced) >= len(ids)
+	}, "InstanceStopped for %v, want %v", announced, ids)
 	if !slices.Equal(announced, ids) {
 		s.t.Errorf("InstanceStopped for %v, want %v once each", announced, ids)
 	}
