@@ -92,8 +92,12 @@ func (s *service) WithdrawTask(ctx context.Context, actor domain.Principal, acco
 // audit record and the event f returns (nil when the task changed without
 // a transition, as an approval short of the quorum). Should another
 // decision on the task come between reading and writing, it starts over
-// once from a fresh read, so two admins approving at once both count; a
-// second conflict is returned for the caller to retry.
+// from a fresh read (a few times: the store's own outbox clearing also
+// moves the record on), so two admins approving at once both count; a
+// conflict that persists is returned for the caller to retry.
+// maxDecideAttempts bounds the fresh reads of decide.
+const maxDecideAttempts = 5
+
 func (s *service) decide(ctx context.Context, actor domain.Principal, accountID, taskID, action string,
 	f func(a domain.Account, t *domain.Task, now time.Time) (domain.Event, error)) (domain.Task, error) {
 	for attempt := 1; ; attempt++ {
@@ -114,7 +118,7 @@ func (s *service) decide(ctx context.Context, actor domain.Principal, accountID,
 			evs = append(evs, ev)
 		}
 		t, err = s.Tasks.Update(ctx, t, evs...)
-		if errors.Is(err, domain.ErrConcurrentChange) && attempt == 1 {
+		if errors.Is(err, domain.ErrConcurrentChange) && attempt < maxDecideAttempts {
 			continue
 		}
 		return t, err
@@ -180,7 +184,7 @@ func (s *service) retract(ctx context.Context, t domain.Task) error {
 			return nil // decided meanwhile; an approval stays for its owners to revoke
 		}
 		_, err := s.Tasks.Update(ctx, t, domain.TaskWithdrawn{Task: t})
-		if !errors.Is(err, domain.ErrConcurrentChange) || attempt > 1 {
+		if !errors.Is(err, domain.ErrConcurrentChange) || attempt >= maxDecideAttempts {
 			return err
 		}
 		if t, err = s.Tasks.Get(ctx, t.AccountID, t.ID); errors.Is(err, domain.ErrTaskNotFound) {
