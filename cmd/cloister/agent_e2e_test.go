@@ -3,12 +3,10 @@ package main
 import (
 	"encoding/json"
 	"errors"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,29 +14,7 @@ import (
 )
 
 // agentBinary builds cmd/cloister-node-agent once per test binary.
-var agentBinary = func() func(t *testing.T) string {
-	var once sync.Once
-	var path string
-	var err error
-	return func(t *testing.T) string {
-		t.Helper()
-		once.Do(func() {
-			dir, derr := os.MkdirTemp("", "cloister-node-agent")
-			if derr != nil {
-				err = derr
-				return
-			}
-			path = filepath.Join(dir, "cloister-node-agent")
-			if out, berr := exec.Command("go", "build", "-o", path, "../cloister-node-agent").CombinedOutput(); berr != nil {
-				err = fmt.Errorf("building the node agent: %v\n%s", berr, out)
-			}
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return path
-	}
-}()
+var agentBinary = buildOnce("cloister-node-agent")
 
 // TestNodeAgentJourney runs the real node agent against `cloister server
 // -dev`: it enrols with a join token and shows up active; restarted on

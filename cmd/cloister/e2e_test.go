@@ -82,23 +82,27 @@ func startServer(t *testing.T, dataDir, addr string) *exec.Cmd {
 
 // launcherBinary builds cmd/cloister-launcher once per test binary, as
 // `make run` does, for the server to pack into converted images.
-var launcherBinary = func() func(t *testing.T) string {
+var launcherBinary = buildOnce("cloister-launcher", "-trimpath")
+
+// buildOnce returns a function that builds ../<name> (static) the first
+// time a test asks for it, and its path.
+func buildOnce(name string, flags ...string) func(t *testing.T) string {
 	var once sync.Once
 	var path string
 	var err error
 	return func(t *testing.T) string {
 		t.Helper()
 		once.Do(func() {
-			dir, derr := os.MkdirTemp("", "cloister-launcher")
+			dir, derr := os.MkdirTemp("", name)
 			if derr != nil {
 				err = derr
 				return
 			}
-			path = filepath.Join(dir, "cloister-launcher")
-			cmd := exec.Command("go", "build", "-trimpath", "-o", path, "../cloister-launcher")
+			path = filepath.Join(dir, name)
+			cmd := exec.Command("go", append(append([]string{"build"}, flags...), "-o", path, "../"+name)...)
 			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 			if out, berr := cmd.CombinedOutput(); berr != nil {
-				err = fmt.Errorf("building the launcher: %v\n%s", berr, out)
+				err = fmt.Errorf("building %s: %v\n%s", name, berr, out)
 			}
 		})
 		if err != nil {
@@ -106,7 +110,7 @@ var launcherBinary = func() func(t *testing.T) string {
 		}
 		return path
 	}
-}()
+}
 
 // testRegistry serves go-containerregistry's in-process registry with a
 // random image at <host>/samples/in:1, and returns the host.

@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/cloister-cc/cloister/libs/audit"
 	accountv1 "github.com/cloister-cc/cloister/libs/gen/cloister/account/v1"
@@ -25,4 +26,21 @@ func AuditMessage(ctx context.Context, producer string, e audit.Entry) (*nats.Ms
 // Actor (a call the service made on its own).
 func ActorOf(p *accountv1.Principal) audit.Actor {
 	return audit.Actor{UserID: p.GetUserId(), Email: p.GetEmail(), Credential: p.GetCredential(), CredentialID: p.GetCredentialId()}
+}
+
+// AuditLog publishes audit records of one producer straight to the AUDIT
+// stream: for calls that failed, whose records have no change to travel
+// with (successes go in the outbox of their change).
+type AuditLog struct {
+	JS       jetstream.JetStream
+	Producer string
+}
+
+// Record publishes e.
+func (l AuditLog) Record(ctx context.Context, e audit.Entry) error {
+	m, err := AuditMessage(ctx, l.Producer, e)
+	if err != nil {
+		return err
+	}
+	return Publish(ctx, l.JS, m)
 }

@@ -93,7 +93,7 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 		cfg.Clock = time.Now
 	}
 	appCfg := app.Config{
-		Policies: stores.Policies, Collaterals: stores.Collaterals, Verdicts: stores.Verdicts, Images: stores.Images, Withdrawals: stores.Withdrawals, Audit: store.AuditLog{JS: js},
+		Policies: stores.Policies, Collaterals: stores.Collaterals, Verdicts: stores.Verdicts, Images: stores.Images, Withdrawals: stores.Withdrawals, Audit: events.AuditLog{JS: js, Producer: store.Producer},
 		IntelRoot: cfg.IntelRoot, IntelOptions: cfg.IntelOptions, Clock: cfg.Clock,
 	}
 	var simul *simulation.Simulation

@@ -72,7 +72,7 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	svc, err := app.New(app.Config{Authorities: st, Certificates: certs, Issuance: iss, Audit: store.NewAuditLog(js), KEK: cfg.KEK, Clock: cfg.Clock})
+	svc, err := app.New(app.Config{Authorities: st, Certificates: certs, Issuance: iss, Audit: events.AuditLog{JS: js, Producer: store.Producer}, KEK: cfg.KEK, Clock: cfg.Clock})
 	if err != nil {
 		return nil, err
 	}

@@ -76,7 +76,7 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	acfg := app.Config{Apps: st.Apps, Keys: st.Keys, Images: images, Registries: registries, Audit: store.AuditLog{JS: js},
+	acfg := app.Config{Apps: st.Apps, Keys: st.Keys, Images: images, Registries: registries, Audit: events.AuditLog{JS: js, Producer: store.Producer},
 		KEK: cfg.KEK, Clock: cfg.Clock, GenerateKey: cfg.GenerateKey, Logger: logger}
 	if len(cfg.Launcher) > 0 {
 		acfg.Converter = converter{launcher: cfg.Launcher, options: cfg.RegistryOptions}

@@ -83,7 +83,7 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	svc, err := app.New(app.Config{Tokens: st.Tokens, Nodes: st.Nodes, Audit: store.AuditLog{JS: js},
+	svc, err := app.New(app.Config{Tokens: st.Tokens, Nodes: st.Nodes, Audit: events.AuditLog{JS: js, Producer: store.Producer},
 		Attestation: store.Attestation{C: attestationclient.New(cfg.NATS)}, CA: store.CA{C: caclient.New(cfg.NATS)},
 		Clock: cfg.Clock, HeartbeatTimeout: cfg.HeartbeatTimeout, ReattestEvery: cfg.ReattestEvery, Logger: logger})
 	if err != nil {

@@ -16,7 +16,6 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/cloister-cc/cloister/libs/allowlist"
-	"github.com/cloister-cc/cloister/libs/audit"
 	"github.com/cloister-cc/cloister/libs/cache"
 	"github.com/cloister-cc/cloister/libs/events"
 	attestationv1 "github.com/cloister-cc/cloister/libs/gen/cloister/attestation/v1"
@@ -287,18 +286,4 @@ func messages(ctx context.Context, evs []domain.Event) ([]*nats.Msg, error) {
 		out = append(out, m)
 	}
 	return out, nil
-}
-
-// AuditLog publishes audit records of failed calls to the AUDIT stream.
-type AuditLog struct{ JS jetstream.JetStream }
-
-var _ app.AuditLog = AuditLog{}
-
-// Record implements app.AuditLog.
-func (l AuditLog) Record(ctx context.Context, e audit.Entry) error {
-	m, err := events.AuditMessage(ctx, Producer, e)
-	if err != nil {
-		return err
-	}
-	return events.Publish(ctx, l.JS, m)
 }

@@ -11,7 +11,6 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/cloister-cc/cloister/libs/audit"
 	"github.com/cloister-cc/cloister/libs/events"
 	cav1 "github.com/cloister-cc/cloister/libs/gen/cloister/ca/v1"
 	"github.com/cloister-cc/cloister/libs/kv"
@@ -195,21 +194,4 @@ func (s *Certificates) List(ctx context.Context, accountID string) ([]app.Certif
 		out[i].Version = e.Version
 	}
 	return out, nil
-}
-
-// AuditLog publishes audit records of failed calls to the AUDIT stream.
-type AuditLog struct{ js jetstream.JetStream }
-
-var _ app.AuditLog = (*AuditLog)(nil)
-
-// NewAuditLog returns the audit log on js.
-func NewAuditLog(js jetstream.JetStream) *AuditLog { return &AuditLog{js} }
-
-// Record implements app.AuditLog.
-func (l *AuditLog) Record(ctx context.Context, e audit.Entry) error {
-	m, err := events.AuditMessage(ctx, Producer, e)
-	if err != nil {
-		return err
-	}
-	return events.Publish(ctx, l.js, m)
 }

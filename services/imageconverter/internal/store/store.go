@@ -173,20 +173,6 @@ func (s *Keys) Delete(ctx context.Context, accountID string) error {
 	return s.kv.Delete(ctx, accountID, e.Version)
 }
 
-// AuditLog publishes audit records of failed calls to the AUDIT stream.
-type AuditLog struct{ JS jetstream.JetStream }
-
-var _ app.AuditLog = AuditLog{}
-
-// Record implements app.AuditLog.
-func (l AuditLog) Record(ctx context.Context, e audit.Entry) error {
-	m, err := events.AuditMessage(ctx, Producer, e)
-	if err != nil {
-		return err
-	}
-	return events.Publish(ctx, l.JS, m)
-}
-
 // messages returns an event and, when given, its audit record, ready for
 // the outbox.
 func messages(ctx context.Context, accountID string, payload proto.Message, rec *audit.Entry) ([]*nats.Msg, error) {

@@ -403,20 +403,6 @@ func nodeMessages(ctx context.Context, accountID string, evs ...any) ([]*nats.Ms
 	return out, nil
 }
 
-// AuditLog publishes audit records of failed calls to the AUDIT stream.
-type AuditLog struct{ JS jetstream.JetStream }
-
-var _ app.AuditLog = AuditLog{}
-
-// Record implements app.AuditLog.
-func (l AuditLog) Record(ctx context.Context, e audit.Entry) error {
-	m, err := events.AuditMessage(ctx, Producer, e)
-	if err != nil {
-		return err
-	}
-	return events.Publish(ctx, l.JS, m)
-}
-
 // messages returns an event and, when rec names a person, its audit
 // record, ready for the outbox.
 func messages(ctx context.Context, accountID string, rec *audit.Entry, payload proto.Message) ([]*nats.Msg, error) {
