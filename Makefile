@@ -11,9 +11,11 @@ RUN_FLAGS ?=
 .PHONY: run test bench fuzz lint proto build tidy
 
 ## run: cloister server -dev (embedded NATS JetStream, in-process cache) on 127.0.0.1:8080
+## and the sample image in its built-in registry at 127.0.0.1:5000
 run:
-	CGO_ENABLED=0 $(GO) build -o .bin/cloister-launcher ./cmd/cloister-launcher
-	$(GO) run ./cmd/cloister server -dev --launcher .bin/cloister-launcher $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(RUN_FLAGS)
+	CGO_ENABLED=0 $(GO) build -trimpath -o .bin/cloister-launcher ./cmd/cloister-launcher
+	CGO_ENABLED=0 $(GO) build -trimpath -o .bin/hello-https ./samples/hello-https
+	$(GO) run ./cmd/cloister server -dev --launcher .bin/cloister-launcher --sample .bin/hello-https $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(RUN_FLAGS)
 
 ## test: every module's tests, with the race detector
 test:
@@ -41,11 +43,12 @@ proto:
 		--go_out=libs/gen --go_opt=module=github.com/cloister-cc/cloister/libs/gen \
 		$$(find proto -name '*.proto' | sort)
 
-## build: the cloister, cloister-launcher and cloister-node-agent binaries in ./bin (static)
+## build: the cloister, cloister-launcher, cloister-node-agent and hello-https (sample) binaries in ./bin (static)
 build:
 	CGO_ENABLED=0 $(GO) build -o bin/cloister ./cmd/cloister
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o bin/cloister-launcher ./cmd/cloister-launcher
 	CGO_ENABLED=0 $(GO) build -o bin/cloister-node-agent ./cmd/cloister-node-agent
+	CGO_ENABLED=0 $(GO) build -trimpath -o bin/hello-https ./samples/hello-https
 
 ## tidy: go mod tidy in every module
 tidy:

@@ -26,7 +26,7 @@ func TestNodeAgentJourney(t *testing.T) {
 	}
 	dataDir, cfgDir, addr, nodeAddr := t.TempDir(), t.TempDir(), freeAddr(t), freeAddr(t)
 	t.Setenv("CLOISTER_ADDR", "http://"+addr)
-	startServerArgs(t, addr, "-dev", "--data-dir", dataDir, "--launcher", launcherBinary(t), "--node-http", nodeAddr)
+	startServerArgs(t, addr, "-dev", "--data-dir", dataDir, "--launcher", launcherBinary(t), "--node-http", nodeAddr, "--registry=")
 	run(t, cfgDir, "a long passphrase\n", "signup", "--email", "ops@example.com", "--password-stdin")
 	run(t, cfgDir, "a long passphrase\n", "login", "--email", "ops@example.com", "--password-stdin")
 	var acct struct{ ID string }

@@ -77,7 +77,7 @@ func freeAddr(t *testing.T) string {
 // startServer starts `cloister server -dev` on dataDir and waits until it is ready.
 func startServer(t *testing.T, dataDir, addr string) *exec.Cmd {
 	t.Helper()
-	return startServerArgs(t, addr, "-dev", "--data-dir", dataDir, "--launcher", launcherBinary(t))
+	return startServerArgs(t, addr, "-dev", "--data-dir", dataDir, "--launcher", launcherBinary(t), "--registry=")
 }
 
 // launcherBinary builds cmd/cloister-launcher once per test binary, as

@@ -78,6 +78,12 @@ type serverConfig struct {
 	// nodeHTTPGiven: --node-http or its variable was given; otherwise
 	// -dev serves the node listener on DevNodeHTTP.
 	nodeHTTPGiven bool
+	// Registry is the address of the built-in registry; empty serves none.
+	Registry string
+	Sample   string // path of the hello-https binary published to it
+	// registryGiven: --registry or its variable was given; otherwise -dev
+	// serves the registry on DevRegistry.
+	registryGiven bool
 }
 
 // DevNodeHTTP is where -dev serves the node listener unless told otherwise.
@@ -103,6 +109,8 @@ var serverEnv = map[string]string{
 	"node-http":       "CLOISTER_NODE_HTTP",
 	"node-tls-cert":   "CLOISTER_NODE_TLS_CERT",
 	"node-tls-key":    "CLOISTER_NODE_TLS_KEY",
+	"registry":        "CLOISTER_REGISTRY",
+	"sample":          "CLOISTER_SAMPLE",
 }
 
 func defaultDataDir() string {
@@ -155,6 +163,9 @@ Every flag can also be set by the environment variable named in its help.`,
 	f.StringVar(&cfg.NodeHTTP, "node-http", "", "address of the gateway's node listener (HTTPS; node agents present their client certificate); empty serves none. Default none, or "+DevNodeHTTP+" with -dev; needs --node-tls-cert and --node-tls-key outside -dev")
 	f.StringVar(&cfg.NodeTLSCert, "node-tls-cert", "", "PEM server certificate (with its chain) of the node listener; -dev without one creates a self-signed certificate for 127.0.0.1, ::1 and localhost in --data-dir (node-tls.crt)")
 	f.StringVar(&cfg.NodeTLSKey, "node-tls-key", "", "PEM private key of --node-tls-cert")
+	f.StringVar(&cfg.Registry, "registry", "", "address of a built-in OCI registry to serve (plain HTTP, no authentication, in memory: its images are lost when the server stops), "+
+		"for trying Cloister without one; the sample application is published to it as <address>/"+SampleRepository+":"+SampleTag+". Default none, or "+DevRegistry+" with -dev")
+	f.StringVar(&cfg.Sample, "sample", "", "the hello-https sample binary to publish to --registry (default: hello-https beside this binary, then on $PATH)")
 	for name, env := range serverEnv {
 		f.Lookup(name).Usage += " [$" + env + "]"
 	}
@@ -165,6 +176,8 @@ Every flag can also be set by the environment variable named in its help.`,
 		}
 		_, inEnv := os.LookupEnv(serverEnv["node-http"])
 		cfg.nodeHTTPGiven = f.Changed("node-http") || inEnv
+		_, inEnv = os.LookupEnv(serverEnv["registry"])
+		cfg.registryGiven = f.Changed("registry") || inEnv
 		return nil
 	}
 	// The server reads no CLI config file: skip the root's loading of it.
@@ -213,6 +226,11 @@ func (c serverConfig) validate() error {
 			return fmt.Errorf("--node-http %q is not host:port: %w", c.NodeHTTP, err)
 		}
 	}
+	if c.Registry != "" {
+		if _, _, err := net.SplitHostPort(c.Registry); err != nil {
+			return fmt.Errorf("--registry %q is not host:port: %w", c.Registry, err)
+		}
+	}
 	if (c.NodeTLSCert == "") != (c.NodeTLSKey == "") {
 		return errors.New("set both --node-tls-cert and --node-tls-key ($CLOISTER_NODE_TLS_CERT, $CLOISTER_NODE_TLS_KEY), or neither")
 	}
@@ -228,6 +246,9 @@ func runServer(ctx context.Context, cfg serverConfig) error {
 		cfg.Services = Services
 		if !cfg.nodeHTTPGiven {
 			cfg.NodeHTTP = DevNodeHTTP
+		}
+		if !cfg.registryGiven {
+			cfg.Registry = DevRegistry
 		}
 	}
 	if err := cfg.validate(); err != nil {
@@ -302,7 +323,7 @@ func runServer(ctx context.Context, cfg serverConfig) error {
 			if err != nil {
 				return err
 			}
-			launcher, err := loadLauncher(cfg.Launcher)
+			launcher, err := loadBinary("--launcher", cfg.Launcher, "cloister-launcher")
 			if err != nil {
 				return err
 			}
@@ -336,7 +357,7 @@ func runServer(ctx context.Context, cfg serverConfig) error {
 	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 60 * time.Second}
 	servers := []*http.Server{srv}
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	if gw != nil && cfg.NodeHTTP != "" {
 		nodeSrv, err := serveNodes(cfg, gw, logger, errc)
 		if err != nil {
@@ -345,6 +366,19 @@ func runServer(ctx context.Context, cfg serverConfig) error {
 		}
 		if nodeSrv != nil {
 			servers = append(servers, nodeSrv)
+		}
+	}
+	if cfg.Registry != "" {
+		regSrv, err := serveRegistry(ctx, cfg, logger, errc)
+		if err != nil {
+			ln.Close()
+			for _, s := range servers[1:] {
+				s.Close()
+			}
+			return err
+		}
+		if regSrv != nil {
+			servers = append(servers, regSrv)
 		}
 	}
 	logger.Info("cloister serving", "http", "http://"+ln.Addr().String(), "services", strings.Join(cfg.Services, ","), "dev", cfg.Dev)
@@ -594,23 +628,23 @@ func (r redisLogger) Printf(ctx context.Context, format string, v ...any) {
 	r.l.DebugContext(ctx, fmt.Sprintf(format, v...), "component", "go-redis")
 }
 
-// loadLauncher reads the launcher binary: the path given, else
-// cloister-launcher beside this executable, else on $PATH. Not finding
-// one where none was asked for is not an error (nil); a path given that
-// cannot be read is.
-func loadLauncher(path string) ([]byte, error) {
+// loadBinary reads a binary the server hands out: the path given by
+// flag, else the named file beside this executable, else on $PATH. Not
+// finding one where none was asked for is not an error (nil); a path given
+// that cannot be read is.
+func loadBinary(flag, path, file string) ([]byte, error) {
 	if path != "" {
 		b, err := os.ReadFile(path)
 		if err != nil {
-			return nil, fmt.Errorf("--launcher: %w", err)
+			return nil, fmt.Errorf("%s: %w", flag, err)
 		}
 		return b, nil
 	}
 	var candidates []string
 	if exe, err := os.Executable(); err == nil {
-		candidates = append(candidates, filepath.Join(filepath.Dir(exe), "cloister-launcher"))
+		candidates = append(candidates, filepath.Join(filepath.Dir(exe), file))
 	}
-	if p, err := exec.LookPath("cloister-launcher"); err == nil {
+	if p, err := exec.LookPath(file); err == nil {
 		candidates = append(candidates, p)
 	}
 	for _, c := range candidates {

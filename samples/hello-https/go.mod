@@ -1,0 +1,3 @@
+module github.com/cloister-cc/cloister/samples/hello-https
+
+go 1.26.8
