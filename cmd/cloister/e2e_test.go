@@ -84,8 +84,8 @@ func startServer(t *testing.T, dataDir, addr string) *exec.Cmd {
 // `make run` does, for the server to pack into converted images.
 var launcherBinary = buildOnce("cloister-launcher", "-trimpath")
 
-// buildOnce returns a function that builds ../<name> (static) the first
-// time a test asks for it, and its path.
+// buildOnce returns a function that builds the package ../<name> (static)
+// the first time a test asks for it, and its path.
 func buildOnce(name string, flags ...string) func(t *testing.T) string {
 	var once sync.Once
 	var path string
@@ -93,12 +93,12 @@ func buildOnce(name string, flags ...string) func(t *testing.T) string {
 	return func(t *testing.T) string {
 		t.Helper()
 		once.Do(func() {
-			dir, derr := os.MkdirTemp("", name)
+			dir, derr := os.MkdirTemp("", filepath.Base(name))
 			if derr != nil {
 				err = derr
 				return
 			}
-			path = filepath.Join(dir, name)
+			path = filepath.Join(dir, filepath.Base(name))
 			cmd := exec.Command("go", append(append([]string{"build"}, flags...), "-o", path, "../"+name)...)
 			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 			if out, berr := cmd.CombinedOutput(); berr != nil {

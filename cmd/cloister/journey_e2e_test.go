@@ -1,0 +1,393 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/cloister-cc/cloister/libs/enclave"
+	"github.com/cloister-cc/cloister/libs/imagefs"
+	"github.com/cloister-cc/cloister/libs/testkit"
+)
+
+// helloBinary builds samples/hello-https once per test binary, as `make
+// run` does, for -dev to publish.
+var helloBinary = buildOnce("../samples/hello-https", "-trimpath")
+
+// Exit codes of cloister-launcher (cmd/cloister-launcher/main.go).
+const (
+	launcherExitAttest = 75
+	launcherExitConfig = 78
+)
+
+// TestEnclaveJourney walks DESIGN §1 from sign-up to a running enclave
+// with nothing mocked: `cloister server -dev` publishes the sample to its
+// registry, the CLI converts and approves it, a real node agent enrols in
+// simulation mode, and the converted image's own launcher, run from its
+// unpacked filesystem, obtains the certificate that an HTTPS client
+// trusting only the account CA then accepts. The negative paths each end
+// with no certificate and a reason: an altered file, an image or a domain
+// nobody approved, simulated evidence the account does not allow.
+func TestEnclaveJourney(t *testing.T) {
+	if testing.Short() && os.Getenv("CI") == "" {
+		t.Skip("starts the server, a node agent and an enclave")
+	}
+	dataDir, cfgDir, addr, nodeAddr, registry := t.TempDir(), t.TempDir(), freeAddr(t), freeAddr(t), freeAddr(t)
+	t.Setenv("CLOISTER_ADDR", "http://"+addr)
+	startServerArgs(t, addr, "-dev", "--data-dir", dataDir, "--launcher", launcherBinary(t), "--node-http", nodeAddr,
+		"--registry", registry, "--sample", helloBinary(t))
+
+	// An account that accepts simulated evidence.
+	run(t, cfgDir, "a long passphrase\n", "signup", "--email", "sec@example.com", "--password-stdin")
+	run(t, cfgDir, "a long passphrase\n", "login", "--email", "sec@example.com", "--password-stdin")
+	var acct struct{ ID string }
+	if err := json.Unmarshal([]byte(run(t, cfgDir, "", "account", "create", "Enclaves", "-o", "json")), &acct); err != nil {
+		t.Fatal(err)
+	}
+	run(t, cfgDir, "", "account", "select", acct.ID)
+	var chain string
+	testkit.Eventually(t, 10*time.Second, func() bool {
+		out, err := cloisterCmd(t, cfgDir, "ca", "show").Output()
+		chain = string(out)
+		return err == nil
+	}, "the account's CA never appeared")
+	testkit.Eventually(t, 30*time.Second, func() bool {
+		return cloisterCmd(t, cfgDir, "signing-key").Run() == nil
+	}, "the account's enclave signing key never appeared")
+	run(t, cfgDir, "", "attest", "policy", "set", "--accept", "UpToDate", "--allow-simulation")
+
+	// The sample, converted and approved.
+	hello := createAndConvert(t, cfgDir, registry, "hello", "hello.cloister.test")
+	for _, task := range pendingTasks(t, cfgDir, hello.AppID, 2) {
+		run(t, cfgDir, "", "task", "approve", task.ID)
+	}
+
+	// A node agent in simulation mode, enrolled with a join token.
+	secret := strings.TrimSpace(run(t, cfgDir, "", "node", "token", "create", "rack-1", "--max-uses", "1"))
+	agentAPI := startAgent(t, addr, nodeAddr, dataDir, secret)
+
+	// The converted image's launcher, against the agent.
+	root := unpackImage(t, registry+"/samples/hello-sgx:1")
+	helloAddr := freeAddr(t)
+	enclave := startLauncher(t, root, agentAPI, helloAddr)
+	client := trustingOnly(t, chain)
+	var page string
+	testkit.Eventually(t, 60*time.Second, func() bool {
+		if enclave.exited() {
+			t.Fatalf("the launcher exited: %s", enclave.output())
+		}
+		resp, err := client.Get("https://" + helloAddr + "/")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		page = string(b)
+		return resp.StatusCode == 200
+	}, "the sample never answered over HTTPS")
+	if !strings.Contains(page, "Hello from an attested enclave") {
+		t.Fatalf("the sample answered %q", page)
+	}
+	if info, err := os.Stat(filepath.Join(root, "run", "cloister", "key.pem")); err != nil || info.Mode().Perm() != 0o600 {
+		t.Fatalf("the enclave's key = %v, %v; want mode 0600", info, err)
+	}
+
+	// The instance shows on its node.
+	var node struct {
+		ID        string
+		Instances []struct {
+			ID, Status string
+			AppID      string `json:"app_id"`
+			ImageID    string `json:"image_id"`
+			MRENCLAVE  string `json:"mrenclave"`
+		}
+	}
+	testkit.Eventually(t, 20*time.Second, func() bool {
+		var l struct{ Items []struct{ ID string } }
+		if json.Unmarshal([]byte(run(t, cfgDir, "", "node", "list", "-o", "json")), &l) != nil || len(l.Items) != 1 {
+			return false
+		}
+		_ = json.Unmarshal([]byte(run(t, cfgDir, "", "node", "show", l.Items[0].ID, "-o", "json")), &node)
+		return len(node.Instances) == 1
+	}, "the node never reported the enclave's instance")
+	if in := node.Instances[0]; in.Status != "running" || in.AppID != hello.AppID || in.ImageID != hello.ID || in.MRENCLAVE != hello.MRENCLAVE {
+		t.Fatalf("instance = %+v, want running app %s image %s MRENCLAVE %s", in, hello.AppID, hello.ID, hello.MRENCLAVE)
+	}
+	serial := issuedSerial(t, cfgDir, "hello.cloister.test")
+
+	// An altered file: the launcher refuses to start, naming it.
+	altered := unpackImage(t, registry+"/samples/hello-sgx:1")
+	f, err := os.OpenFile(filepath.Join(altered, "hello-https"), os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = f.WriteString("tampered")
+	f.Close()
+	refused(t, "an altered file", altered, agentAPI, launcherExitConfig, "/hello-https")
+
+	// Another app: its domain approved, its image not.
+	other := createAndConvert(t, cfgDir, registry, "other", "other.cloister.test", "--env", "GREETING=other")
+	if other.MRENCLAVE == hello.MRENCLAVE {
+		t.Fatal("another manifest gave the same MRENCLAVE")
+	}
+	tasks := pendingTasks(t, cfgDir, other.AppID, 2)
+	taskOf := func(kind string) string {
+		for _, task := range tasks {
+			if strings.Contains(task.Kind, kind) {
+				return task.ID
+			}
+		}
+		t.Fatalf("no %s task among %+v", kind, tasks)
+		return ""
+	}
+	run(t, cfgDir, "", "task", "approve", taskOf("domain"))
+	otherRoot := unpackImage(t, registry+"/samples/other-sgx:1")
+	refused(t, "an unapproved image", otherRoot, agentAPI, launcherExitAttest, "approved")
+
+	// Its image approved and its domain's approval withdrawn.
+	run(t, cfgDir, "", "task", "approve", taskOf("image"))
+	run(t, cfgDir, "", "task", "withdraw", taskOf("domain"))
+	refused(t, "an unapproved domain", otherRoot, agentAPI, launcherExitAttest, "other.cloister.test")
+
+	// The approved image, once the account no longer allows simulation.
+	run(t, cfgDir, "", "attest", "policy", "set", "--accept", "UpToDate")
+	refused(t, "simulation not allowed", unpackImage(t, registry+"/samples/hello-sgx:1"), agentAPI, launcherExitAttest, "simulat")
+
+	// Deregistered, the node's enclave certificate is revoked.
+	run(t, cfgDir, "", "node", "deregister", node.ID)
+	testkit.Eventually(t, 20*time.Second, func() bool {
+		return strings.Contains(run(t, cfgDir, "", "cert", "list", "--revoked", "-o", "json"), serial)
+	}, "the enclave's certificate was not revoked with its node")
+
+	// The account deleted: its objects are gone.
+	run(t, cfgDir, "", "account", "delete", acct.ID, "--yes")
+	for _, args := range [][]string{{"account", "get", acct.ID}, {"app", "list", "--account", acct.ID}, {"node", "list", "--account", acct.ID}} {
+		if out, err := cloisterCmd(t, cfgDir, args...).CombinedOutput(); err == nil || !strings.Contains(string(out), "404") {
+			t.Fatalf("cloister %s after deleting the account = %v, %s; want a 404", strings.Join(args, " "), err, out)
+		}
+	}
+}
+
+// converted is the part of `image convert -o json` the journey uses.
+type converted struct {
+	ID, Status, MRENCLAVE string
+	AppID                 string `json:"app_id"`
+}
+
+// createAndConvert creates an app from the sample image with its domain
+// and converts it as <registry>/samples/<name>-sgx:1.
+func createAndConvert(t *testing.T, cfgDir, registry, appName, domain string, extra ...string) converted {
+	t.Helper()
+	args := append([]string{"app", "create", appName, "--input-image", registry + "/samples/hello-https:1",
+		"--output-image", registry + "/samples/" + appName + "-sgx", "--domain", domain,
+		"--passthrough-env", "HELLO_ADDR", "--memory", "64M", "--threads", "4"}, extra...)
+	run(t, cfgDir, "", args...)
+	var c converted
+	out := run(t, cfgDir, "", "image", "convert", "--app", appName, "--tag", "1", "--wait", "-o", "json")
+	if err := json.Unmarshal([]byte(out), &c); err != nil || c.Status != "converted" || len(c.MRENCLAVE) != 64 {
+		t.Fatalf("image convert %s = %s (%v)", appName, out, err)
+	}
+	return c
+}
+
+type task struct{ ID, Kind, Status, Subject string }
+
+// pendingTasks waits for n pending tasks about the app (its domain, its
+// image) and returns them.
+func pendingTasks(t *testing.T, cfgDir, appID string, n int) []task {
+	t.Helper()
+	var mine []task
+	testkit.Eventually(t, 20*time.Second, func() bool {
+		var l struct{ Items []json.RawMessage }
+		if json.Unmarshal([]byte(run(t, cfgDir, "", "task", "list", "--status", "pending", "-o", "json")), &l) != nil {
+			return false
+		}
+		mine = mine[:0]
+		for _, raw := range l.Items {
+			var tk task
+			if json.Unmarshal(raw, &tk) == nil && strings.Contains(string(raw), appID) {
+				mine = append(mine, tk)
+			}
+		}
+		return len(mine) == n
+	}, "the app never had %d pending tasks", n)
+	return mine
+}
+
+// startAgent starts cloister-node-agent in simulation mode with the join
+// token and waits until it can quote; it returns its local API's base URL.
+func startAgent(t *testing.T, addr, nodeAddr, dataDir, secret string) string {
+	t.Helper()
+	listen := freeAddr(t)
+	cmd := exec.Command(agentBinary(t), "--server", "http://"+addr, "--node-server", "https://"+nodeAddr,
+		"--server-ca", filepath.Join(dataDir, "node-tls.crt"), "--data-dir", t.TempDir(), "--name", "node-1",
+		"--listen", listen, "--heartbeat-every", "200ms", "--simulation", "--join-token", secret)
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	base := "http://" + listen + "/v1/"
+	testkit.Eventually(t, 30*time.Second, func() bool {
+		resp, err := http.Get(base + "enclave/target-info")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	}, "the node agent never enrolled with its simulated quoting enclave")
+	return base
+}
+
+// unpackImage writes the filesystem of the image at ref into a new
+// directory, as a container runtime would.
+func unpackImage(t *testing.T, ref string) string {
+	t.Helper()
+	r, err := name.ParseReference(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := remote.Image(r, remote.WithContext(context.Background()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := imagefs.Unpack(context.Background(), img, dir, 1<<30); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// launched is a launcher process and what it printed.
+type launched struct {
+	cmd  *exec.Cmd
+	mu   sync.Mutex
+	out  bytes.Buffer
+	done chan struct{}
+	err  error
+}
+
+func (l *launched) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.out.Write(p)
+}
+
+func (l *launched) output() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.out.String()
+}
+
+func (l *launched) exited() bool {
+	select {
+	case <-l.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// startLauncher runs the image's own launcher on its unpacked filesystem,
+// the way the image's entrypoint would, with the environment a container
+// would get.
+func startLauncher(t *testing.T, root, agentAPI, helloAddr string) *launched {
+	t.Helper()
+	l := &launched{done: make(chan struct{})}
+	l.cmd = exec.Command(filepath.Join(root, filepath.FromSlash(enclave.LauncherPath)), "--root", root, "--")
+	l.cmd.Env = []string{"NODE_AGENT_BASE_URL=" + agentAPI, "HELLO_ADDR=" + helloAddr}
+	l.cmd.Stdout, l.cmd.Stderr = l, l
+	if err := l.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { l.err = l.cmd.Wait(); close(l.done) }()
+	t.Cleanup(func() {
+		_ = l.cmd.Process.Kill()
+		<-l.done
+	})
+	return l
+}
+
+// refused runs the launcher on root and wants it to exit with code, saying
+// want, and to leave no certificate behind.
+func refused(t *testing.T, what, root, agentAPI string, code int, want string) {
+	t.Helper()
+	l := startLauncher(t, root, agentAPI, freeAddr(t))
+	select {
+	case <-l.done:
+	case <-time.After(60 * time.Second):
+		t.Fatalf("%s: the launcher is still running: %s", what, l.output())
+	}
+	var exit *exec.ExitError
+	if !errors.As(l.err, &exit) || exit.ExitCode() != code || !strings.Contains(l.output(), want) {
+		t.Fatalf("%s: the launcher ended with %v: %s\nwant exit code %d and a message with %q", what, l.err, l.output(), code, want)
+	}
+	if _, err := os.Stat(filepath.Join(root, "run", "cloister", "cert.pem")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("%s: a certificate was written (%v)", what, err)
+	}
+	t.Logf("%s: %s", what, strings.TrimSpace(l.output()))
+}
+
+// trustingOnly is an HTTPS client whose only roots are the account CA's
+// chain, for hello.cloister.test.
+func trustingOnly(t *testing.T, chain string) *http.Client {
+	t.Helper()
+	pool := x509.NewCertPool()
+	rest := []byte(chain)
+	for {
+		var blk *pem.Block
+		blk, rest = pem.Decode(rest)
+		if blk == nil {
+			break
+		}
+		c, err := x509.ParseCertificate(blk.Bytes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.IsCA && bytes.Equal(c.RawIssuer, c.RawSubject) {
+			pool.AddCert(c)
+		}
+	}
+	return &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "hello.cloister.test", MinVersion: tls.VersionTLS12}}}
+}
+
+// issuedSerial is the serial of the one unrevoked certificate for domain.
+func issuedSerial(t *testing.T, cfgDir, domain string) string {
+	t.Helper()
+	var l struct {
+		Items []struct {
+			Serial   string
+			DNSNames []string `json:"dns_names"`
+		}
+	}
+	out := run(t, cfgDir, "", "cert", "list", "-o", "json")
+	if err := json.Unmarshal([]byte(out), &l); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range l.Items {
+		for _, d := range c.DNSNames {
+			if d == domain {
+				return c.Serial
+			}
+		}
+	}
+	t.Fatalf("cert list has no certificate for %s: %s", domain, out)
+	return ""
+}
