@@ -83,11 +83,6 @@ func obtain(root string, m *enclave.Manifest, a *agentClient) error {
 	if len(ti.Nonce) != 32 {
 		return fmt.Errorf("the node agent at %s gave a nonce of %d bytes, want 32; check that NODE_AGENT_BASE_URL names a cloister-node-agent", a.base, len(ti.Nonce))
 	}
-	if !ti.Simulation {
-		return errors.New("the node agent is not in simulation mode, and hardware quoting (Gramine's /dev/attestation) is not supported by this launcher yet; " +
-			"run the node agent with --simulation, or run the application without a certificate")
-	}
-
 	// b, c. The key and its CSR.
 	key, err := generateKey(c.KeyType)
 	if err != nil {
@@ -105,19 +100,17 @@ func obtain(root string, m *enclave.Manifest, a *agentClient) error {
 		return fmt.Errorf("creating the certificate request for %s: %v", c.Domain, err)
 	}
 
-	// d. The report body, quoted by the agent's simulated QE.
-	body, err := simulatedReport(root, m, reportData(csr.RawSubjectPublicKeyInfo, ti.Nonce))
+	// d. The evidence: a quote of this enclave binding the key and the
+	// nonce, from the agent's simulated QE or from Gramine.
+	data := reportData(csr.RawSubjectPublicKeyInfo, ti.Nonce)
+	var quote []byte
+	if ti.Simulation {
+		quote, err = simulatedQuote(root, m, a, data)
+	} else {
+		quote, err = gramineQuote(root, data)
+	}
 	if err != nil {
 		return err
-	}
-	var q struct {
-		Quote []byte `json:"quote"`
-	}
-	if err := a.call(http.MethodPost, "enclave/attest", map[string]any{"report_body": encodeReportBody(body)}, &q, "quoting the enclave"); err != nil {
-		return err
-	}
-	if len(q.Quote) == 0 {
-		return fmt.Errorf("the node agent at %s answered without a quote; check its log", a.base)
 	}
 
 	// e. The certificate.
@@ -125,7 +118,7 @@ func obtain(root string, m *enclave.Manifest, a *agentClient) error {
 		ChainPEM string `json:"chain_pem"`
 	}
 	csrPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csrDER})
-	req := map[string]any{"app_id": m.AppID, "csr": string(csrPEM), "quote": q.Quote}
+	req := map[string]any{"app_id": m.AppID, "csr": string(csrPEM), "quote": quote}
 	if err := a.call(http.MethodPost, "certificate/issue", req, &issued, "asking for the certificate"); err != nil {
 		return err
 	}
@@ -143,6 +136,62 @@ func obtain(root string, m *enclave.Manifest, a *agentClient) error {
 		return err
 	}
 	return writeSecret(root, c.CertPath, []byte(issued.ChainPEM), 0o644)
+}
+
+// simulatedQuote has the node agent's simulated QE quote the report body
+// this enclave would have.
+func simulatedQuote(root string, m *enclave.Manifest, a *agentClient, data [64]byte) ([]byte, error) {
+	body, err := simulatedReport(root, m, data)
+	if err != nil {
+		return nil, err
+	}
+	var q struct {
+		Quote []byte `json:"quote"`
+	}
+	if err := a.call(http.MethodPost, "enclave/attest", map[string]any{"report_body": encodeReportBody(body)}, &q, "quoting the enclave"); err != nil {
+		return nil, err
+	}
+	if len(q.Quote) == 0 {
+		return nil, fmt.Errorf("the node agent at %s answered without a quote; check its log", a.base)
+	}
+	return q.Quote, nil
+}
+
+// gramineDir is Gramine's attestation interface: writing 64 bytes to
+// user_report_data, then reading quote, gives a DCAP quote of the enclave
+// with those bytes as REPORTDATA.
+const gramineDir = "/dev/attestation"
+
+// maxQuoteSize bounds what is read from Gramine's quote file.
+const maxQuoteSize = 64 << 10
+
+// gramineQuote obtains a hardware quote through Gramine's
+// /dev/attestation (under root). The server verifies it; the launcher
+// only passes it on.
+func gramineQuote(root string, data [64]byte) ([]byte, error) {
+	dir := hostPath(root, gramineDir)
+	kind, err := os.ReadFile(filepath.Join(dir, "attestation_type"))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("the node agent is not in simulation mode, and %s does not exist: the enclave is not running under Gramine-SGX; "+
+			"run the image with gramine-sgx on an SGX node, or the node agent with --simulation", gramineDir)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading %s/attestation_type: %v", gramineDir, unwrapPath(err))
+	}
+	if k := strings.TrimSpace(string(kind)); k != "dcap" {
+		return nil, fmt.Errorf("Gramine's attestation type is %q, want \"dcap\": set sgx.remote_attestation = \"dcap\" in the Gramine manifest", k)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "user_report_data"), data[:], 0); err != nil {
+		return nil, fmt.Errorf("writing %s/user_report_data: %v", gramineDir, unwrapPath(err))
+	}
+	quote, err := readFile(root, gramineDir+"/quote", maxQuoteSize)
+	if err != nil {
+		return nil, fmt.Errorf("obtaining the quote from Gramine: %v; check that the node has SGX DCAP (aesmd and the quote provider library)", err)
+	}
+	if len(quote) == 0 {
+		return nil, fmt.Errorf("Gramine gave an empty quote from %s/quote; check the node's SGX DCAP setup", gramineDir)
+	}
+	return quote, nil
 }
 
 // generateKey generates a key of a manifest's key type.

@@ -77,7 +77,10 @@ type fakeAgent struct {
 	mrenclave  [32]byte
 	simulation bool
 	refuse     string // route whose answer is a problem
-	calls      atomic.Int32
+	// gramine is the root whose /dev/attestation fakes Gramine's (SGX
+	// hardware cannot run here); with it the agent is not in simulation.
+	gramine string
+	calls   atomic.Int32
 
 	mu    sync.Mutex
 	nonce []byte
@@ -144,7 +147,16 @@ func (a *fakeAgent) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			problem(w, http.StatusBadRequest, err.Error())
 			return
 		}
-		if !bytes.Equal(req.Quote, append([]byte("quote:"), a.body...)) {
+		if a.gramine != "" {
+			// The report data Gramine was given stands in for the body.
+			data, err := os.ReadFile(filepath.Join(a.gramine, "dev/attestation/user_report_data"))
+			mustDo(t, err)
+			a.body = make([]byte, sgx.ReportBodySize)
+			copy(a.body[320:], data)
+			if !bytes.Equal(req.Quote, gramineQuoteBytes) || len(data) != 64 {
+				t.Errorf("quote %q with %d bytes of report data; want Gramine's and 64 bytes", req.Quote, len(data))
+			}
+		} else if !bytes.Equal(req.Quote, append([]byte("quote:"), a.body...)) {
 			t.Errorf("quote %x is not the one the agent gave", req.Quote)
 		}
 		if req.AppID != "app_hello" {
@@ -258,8 +270,17 @@ func TestAttestFails(t *testing.T) {
 		{name: "not a URL", url: "ftp://node/v1/", wantErr: `NODE_AGENT_BASE_URL="ftp://node/v1/" is not an http(s) URL of the node agent`},
 		{name: "agent unreachable", url: closedURL,
 			wantErr: "getting a nonce: the node agent at " + closedURL + " cannot be reached"},
-		{name: "not simulation", agent: func(a *fakeAgent) { a.simulation = false },
-			wantErr: "hardware quoting (Gramine's /dev/attestation) is not supported by this launcher yet"},
+		{name: "not simulation, not Gramine", agent: func(a *fakeAgent) { a.simulation = false },
+			wantErr: "the node agent is not in simulation mode, and /dev/attestation does not exist: the enclave is not running under Gramine-SGX"},
+		{name: "Gramine without attestation", agent: func(a *fakeAgent) { a.simulation = false },
+			damage:  func(t *testing.T, root string) { fakeGramine(t, root, "none") },
+			wantErr: `Gramine's attestation type is "none", want "dcap": set sgx.remote_attestation = "dcap"`},
+		{name: "Gramine without a quote", agent: func(a *fakeAgent) { a.simulation = false },
+			damage: func(t *testing.T, root string) {
+				fakeGramine(t, root, "dcap")
+				mustDo(t, os.Remove(filepath.Join(root, "dev/attestation/quote")))
+			},
+			wantErr: "obtaining the quote from Gramine: reading /dev/attestation/quote"},
 		{name: "attest refused", agent: func(a *fakeAgent) { a.refuse = "POST /v1/enclave/attest" },
 			wantErr: "quoting the enclave: the node agent refused (403 Forbidden): the domain app.example is not approved"},
 		{name: "certificate refused", agent: func(a *fakeAgent) { a.refuse = "POST /v1/certificate/issue" },
@@ -303,6 +324,44 @@ func TestAttestFails(t *testing.T) {
 				t.Error("a key was written")
 			}
 		})
+	}
+}
+
+// gramineQuoteBytes is what the fake Gramine's quote file holds.
+var gramineQuoteBytes = []byte("a DCAP quote from Gramine")
+
+// fakeGramine lays out Gramine's /dev/attestation under root with the
+// given attestation type: files where Gramine has pseudo-files.
+func fakeGramine(t *testing.T, root, kind string) {
+	t.Helper()
+	dir := filepath.Join(root, "dev", "attestation")
+	mustDo(t, os.MkdirAll(dir, 0o755))
+	mustDo(t, os.WriteFile(filepath.Join(dir, "attestation_type"), []byte(kind), 0o444))
+	mustDo(t, os.WriteFile(filepath.Join(dir, "user_report_data"), nil, 0o644))
+	mustDo(t, os.WriteFile(filepath.Join(dir, "quote"), gramineQuoteBytes, 0o444))
+}
+
+// Under Gramine (the agent not in simulation), the launcher writes the
+// key's hash and the nonce as Gramine's user report data and passes the
+// quote Gramine gives to the agent, which never quotes anything itself.
+func TestAttestGramine(t *testing.T) {
+	root, mr := certImage(t, nil)
+	fakeGramine(t, root, "dcap")
+	a, srv := newFakeAgent(t, mr)
+	a.mu.Lock()
+	a.simulation, a.gramine = false, root
+	a.mu.Unlock()
+	stdout, stderr, code := launch(t, []string{"NODE_AGENT_BASE_URL=" + srv.URL + "/v1/"}, "--root", root)
+	if code != 0 || !strings.Contains(stdout, "arg=default-1") {
+		t.Fatalf("launcher = %d, stdout %q, stderr %q; want the application to run", code, stdout, stderr)
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.chain == "" {
+		t.Fatal("no certificate was issued")
+	}
+	if cb, _ := os.ReadFile(filepath.Join(root, "run/tls/cert.pem")); string(cb) != a.chain {
+		t.Fatalf("certificate file %q, want the chain", cb)
 	}
 }
 

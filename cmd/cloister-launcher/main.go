@@ -4,6 +4,14 @@
 // to start on the first difference, and otherwise execs the application
 // with the arguments and environment the manifest fixes.
 //
+// When the manifest asks for a certificate, the launcher first obtains one
+// through the node agent at $NODE_AGENT_BASE_URL: it generates the key,
+// has the enclave quoted with REPORTDATA = SHA-256 of the key's
+// SubjectPublicKeyInfo and the server's nonce (by the agent's simulated
+// quoting enclave when the agent runs with --simulation, else by Gramine's
+// /dev/attestation), sends the CSR and quote to certificate/issue, and
+// writes the key (0600) and the chain where the manifest says.
+//
 //	cloister-launcher [--root DIR] [--verify-only] [--version] [--] [args...]
 //
 // Arguments after the launcher's flags (or after "--") are the
