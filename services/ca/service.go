@@ -65,6 +65,10 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
+	final, err := store.OpenFinalCRLs(ctx, js, replicas, logger)
+	if err != nil {
+		return nil, err
+	}
 	if cfg.Cache == nil {
 		cfg.Cache = cache.NewMemory(0)
 	}
@@ -72,7 +76,7 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	svc, err := app.New(app.Config{Authorities: st, Certificates: certs, Issuance: iss, Audit: events.AuditLog{JS: js, Producer: store.Producer}, KEK: cfg.KEK, Clock: cfg.Clock})
+	svc, err := app.New(app.Config{Authorities: st, Certificates: certs, FinalCRLs: final, Issuance: iss, Audit: events.AuditLog{JS: js, Producer: store.Producer}, KEK: cfg.KEK, Clock: cfg.Clock})
 	if err != nil {
 		return nil, err
 	}

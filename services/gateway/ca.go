@@ -70,7 +70,8 @@ func parsePEMCert(b []byte) *x509.Certificate {
 
 // serveCRL answers GET /v1/crl/<account>.crl with the CRL of the
 // account's current issuing CA, or with ?issuer=<key id> that of a
-// retired one. CRLs are public by nature: relying parties fetch them
+// retired one; once the account is deleted, with the final CRL its CA
+// signed then. CRLs are public by nature: relying parties fetch them
 // without credentials.
 func (g *Gateway) serveCRL(w http.ResponseWriter, r *http.Request) {
 	account, ok := strings.CutSuffix(r.PathValue("account_crl"), ".crl")

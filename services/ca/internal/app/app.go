@@ -49,6 +49,25 @@ type Authorities interface {
 	Delete(ctx context.Context, accountID string) error
 }
 
+// FinalCRL is the last CRL of one issuing CA of a deleted account, signed
+// before the CA's keys went, so relying parties that still trust the CA
+// keep learning that its certificates were revoked.
+type FinalCRL struct {
+	IssuerKeyID string // hex, lower case
+	Current     bool   // the issuing CA was the current one at deletion
+	DER         []byte
+	NextUpdate  time.Time
+}
+
+// FinalCRLs keeps the final CRLs of deleted accounts.
+type FinalCRLs interface {
+	// Put replaces the account's final CRLs by crls.
+	Put(ctx context.Context, accountID string, crls []FinalCRL) error
+	// Get returns the final CRL of one issuing CA (by lower-case hex key
+	// id; empty for the one current at deletion); ErrCANotFound if none.
+	Get(ctx context.Context, accountID, issuerKeyID string) (FinalCRL, error)
+}
+
 // Certificate is an issued certificate as the CA records it.
 type Certificate struct {
 	Serial    string // hex
@@ -121,6 +140,7 @@ type Issuance struct {
 type Config struct {
 	Authorities  Authorities
 	Certificates Certificates
+	FinalCRLs    FinalCRLs
 	Issuance     Issuance
 	Audit        AuditLog
 	// KEK seals the CAs' private keys.
@@ -132,6 +152,7 @@ type Config struct {
 type Service struct {
 	store    Authorities
 	certs    Certificates
+	final    FinalCRLs
 	kek      *pki.KEK
 	clock    func() time.Time
 	issuance Issuance
@@ -155,14 +176,14 @@ const maxOpened = 10000
 // New returns the service.
 func New(cfg Config) (*Service, error) {
 	iss := cfg.Issuance
-	if cfg.Authorities == nil || cfg.Certificates == nil || cfg.KEK == nil || cfg.Audit == nil ||
+	if cfg.Authorities == nil || cfg.Certificates == nil || cfg.FinalCRLs == nil || cfg.KEK == nil || cfg.Audit == nil ||
 		iss.Apps == nil || iss.Domains == nil || iss.Images == nil || iss.Withdrawals == nil || iss.Nonces == nil || iss.Verdicts == nil {
 		return nil, errors.New("ca: the stores, the audit log, the verdict source and a key-encryption key are required")
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = time.Now
 	}
-	return &Service{store: cfg.Authorities, certs: cfg.Certificates, kek: cfg.KEK, clock: cfg.Clock, issuance: iss, audit: cfg.Audit}, nil
+	return &Service{store: cfg.Authorities, certs: cfg.Certificates, final: cfg.FinalCRLs, kek: cfg.KEK, clock: cfg.Clock, issuance: iss, audit: cfg.Audit}, nil
 }
 
 // randRead fills b from the system's secure random source.
@@ -389,8 +410,10 @@ func (s *Service) CreateCA(ctx context.Context, accountID string) error {
 }
 
 // DeleteCA revokes every certificate of a deleted account (announcing
-// each), forgets its applications and domains, and then removes its CA;
-// deleting a missing one is not an error.
+// each), forgets its applications and domains, stores the final CRL of
+// each of its issuing CAs, and then removes its CA; deleting a missing one
+// is not an error. A redelivery after a crash signs the final CRLs again
+// while the CA is there, and changes nothing once it is gone.
 func (s *Service) DeleteCA(ctx context.Context, accountID string) error {
 	if uuid.Validate(accountID) != nil {
 		return nil
@@ -413,7 +436,21 @@ func (s *Service) DeleteCA(ctx context.Context, accountID string) error {
 			return err
 		}
 	}
+	ca, err := s.CA(ctx, accountID)
+	if errors.Is(err, ErrCANotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if err := s.storeFinalCRLs(ctx, accountID, ca); err != nil {
+		return fmt.Errorf("storing the final CRLs of %s: %w", accountID, err)
+	}
 	err = s.store.Delete(ctx, accountID)
+	// Its keys should not outlive it in memory either.
+	s.mu.Lock()
+	delete(s.opened, accountID)
+	s.mu.Unlock()
 	if errors.Is(err, ErrCANotFound) {
 		return nil
 	}
@@ -454,9 +491,13 @@ const CRLLifetime = 24 * time.Hour
 
 // CRL returns the CRL of one of the account's issuing CAs (by hex subject
 // key id; empty for the current one), signed by it, listing every
-// certificate it issued that is revoked and not expired.
+// certificate it issued that is revoked and not expired. A deleted
+// account's CRL is the final one signed at deletion.
 func (s *Service) CRL(ctx context.Context, accountID, issuerKeyID string) ([]byte, time.Time, error) {
 	ca, err := s.CA(ctx, accountID)
+	if errors.Is(err, ErrCANotFound) {
+		return s.finalCRL(ctx, accountID, issuerKeyID)
+	}
 	if err != nil {
 		return nil, time.Time{}, err
 	}
@@ -469,27 +510,86 @@ func (s *Service) CRL(ctx context.Context, accountID, issuerKeyID string) ([]byt
 			}
 		}
 		if issuer == nil {
-			return nil, time.Time{}, errs.New(errs.NotFound, "the account has no issuing CA with that key id")
+			return nil, time.Time{}, errNoSuchIssuer
 		}
 	}
-	signer, _ := ca.SignerOf(issuer)
-	revoked, err := s.Certificates(ctx, accountID, "", true)
+	certs, err := s.Certificates(ctx, accountID, "", true)
 	if err != nil {
 		return nil, time.Time{}, err
 	}
 	now := s.clock()
-	var entries []x509.RevocationListEntry
-	for _, c := range revoked {
-		if !c.Revoked || !c.NotAfter.After(now) {
-			continue
+	next := now.Add(CRLLifetime)
+	der, err := signCRL(ca, issuer, certs, now, next)
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	return der, next, nil
+}
+
+var errNoSuchIssuer = errs.New(errs.NotFound, "the account has no issuing CA with that key id")
+
+// finalCRL returns a deleted account's final CRL.
+func (s *Service) finalCRL(ctx context.Context, accountID, issuerKeyID string) ([]byte, time.Time, error) {
+	if uuid.Validate(accountID) != nil {
+		return nil, time.Time{}, ErrCANotFound
+	}
+	if issuerKeyID != "" && !isHex(issuerKeyID) {
+		return nil, time.Time{}, ErrCANotFound
+	}
+	crl, err := s.final.Get(ctx, accountID, strings.ToLower(issuerKeyID))
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	return crl.DER, crl.NextUpdate, nil
+}
+
+// storeFinalCRLs signs and stores the final CRL of each of the CA's
+// issuing CAs. Each lasts until the last certificate its issuer signed
+// expires, since no CRL will follow it; at least CRLLifetime.
+func (s *Service) storeFinalCRLs(ctx context.Context, accountID string, ca *pki.CA) error {
+	certs, err := s.Certificates(ctx, accountID, "", true)
+	if err != nil {
+		return err
+	}
+	now := s.clock()
+	var crls []FinalCRL
+	for i, issuer := range ca.Issuers() {
+		next := now.Add(CRLLifetime)
+		for _, c := range certs {
+			if c.NotAfter.After(next) && issuedBy(c, issuer) {
+				next = c.NotAfter
+			}
 		}
-		if cert, err := x509.ParseCertificate(c.DER); err != nil || !bytes.Equal(cert.AuthorityKeyId, issuer.SubjectKeyId) {
+		der, err := signCRL(ca, issuer, certs, now, next)
+		if err != nil {
+			return err
+		}
+		crls = append(crls, FinalCRL{IssuerKeyID: hex.EncodeToString(issuer.SubjectKeyId), Current: i == 0, DER: der, NextUpdate: next})
+	}
+	return s.final.Put(ctx, accountID, crls)
+}
+
+// issuedBy tells whether issuer signed c, by key id.
+func issuedBy(c Certificate, issuer *x509.Certificate) bool {
+	cert, err := x509.ParseCertificate(c.DER)
+	return err == nil && bytes.Equal(cert.AuthorityKeyId, issuer.SubjectKeyId)
+}
+
+// signCRL signs issuer's CRL, listing those of certs it issued that are
+// revoked and not expired at now.
+func signCRL(ca *pki.CA, issuer *x509.Certificate, certs []Certificate, now, next time.Time) ([]byte, error) {
+	signer, ok := ca.SignerOf(issuer)
+	if !ok {
+		return nil, errors.New("ca: no key for the issuing CA")
+	}
+	var entries []x509.RevocationListEntry
+	for _, c := range certs {
+		if !c.Revoked || !c.NotAfter.After(now) || !issuedBy(c, issuer) {
 			continue
 		}
 		serial, _ := new(big.Int).SetString(c.Serial, 16)
 		entries = append(entries, x509.RevocationListEntry{SerialNumber: serial, RevocationTime: c.RevokedAt})
 	}
-	next := now.Add(CRLLifetime)
 	der, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{
 		Number:                    big.NewInt(now.UnixNano()),
 		ThisUpdate:                now,
@@ -497,7 +597,7 @@ func (s *Service) CRL(ctx context.Context, accountID, issuerKeyID string) ([]byt
 		RevokedCertificateEntries: entries,
 	}, issuer, signer)
 	if err != nil {
-		return nil, time.Time{}, fmt.Errorf("signing CRL: %w", err)
+		return nil, fmt.Errorf("signing CRL: %w", err)
 	}
-	return der, next, nil
+	return der, nil
 }

@@ -1,0 +1,187 @@
+package ca_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/hex"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/cloister-cc/cloister/libs/cache"
+	"github.com/cloister-cc/cloister/libs/errs"
+	"github.com/cloister-cc/cloister/libs/events"
+	accountv1 "github.com/cloister-cc/cloister/libs/gen/cloister/account/v1"
+	cav1 "github.com/cloister-cc/cloister/libs/gen/cloister/ca/v1"
+	"github.com/cloister-cc/cloister/libs/pki"
+	"github.com/cloister-cc/cloister/libs/testkit"
+	attestationclient "github.com/cloister-cc/cloister/services/attestation/client"
+	"github.com/cloister-cc/cloister/services/ca/client"
+	"github.com/cloister-cc/cloister/services/ca/internal/app"
+	"github.com/cloister-cc/cloister/services/ca/internal/store"
+)
+
+// directCA is the CA's application service on the same NATS and KEK as
+// startCAWithNATS's, for driving deletions step by step.
+func directCA(t *testing.T, n *testkit.NATS) (*app.Service, *store.FinalCRLs) {
+	t.Helper()
+	ctx := context.Background()
+	nc, js := n.JetStream(t)
+	kek, _ := pki.NewKEK(bytes.Repeat([]byte{6}, pki.KEKSize))
+	auth, err := store.Open(ctx, js, 1, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certs, err := store.OpenCertificates(ctx, js, 1, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	final, err := store.OpenFinalCRLs(ctx, js, 1, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	iss, err := store.OpenIssuance(ctx, js, 1, cache.NewMemory(0), attestationclient.New(nc), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := app.New(app.Config{Authorities: auth, Certificates: certs, FinalCRLs: final, Issuance: iss,
+		Audit: events.AuditLog{JS: js, Producer: store.Producer}, KEK: kek})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return svc, final
+}
+
+func issueNode(t *testing.T, c *client.Client, account string) (*x509.Certificate, *x509.Certificate, []byte) {
+	t.Helper()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	resp, err := c.IssueNodeCertificate(context.Background(), &cav1.IssueNodeCertificateRequest{AccountId: account, NodeId: uuid.NewString(), Csr: nodeCSR(t, key)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := x509.ParseCertificate(resp.GetCertificate().GetDer())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return leaf, parsePEM(t, resp.GetChainPem()), resp.GetChainPem()
+}
+
+// checkFinalCRL checks that der is a CRL signed by issuer that lists
+// leaf and lasts at least as long as it.
+func checkFinalCRL(t *testing.T, der []byte, issuer, leaf *x509.Certificate) {
+	t.Helper()
+	crl, err := x509.ParseRevocationList(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := crl.CheckSignatureFrom(issuer); err != nil {
+		t.Fatalf("final CRL signature = %v, want signed by %s", err, issuer.Subject)
+	}
+	if len(crl.RevokedCertificateEntries) != 1 || crl.RevokedCertificateEntries[0].SerialNumber.Cmp(leaf.SerialNumber) != 0 {
+		t.Fatalf("final CRL lists %v, want serial %x", crl.RevokedCertificateEntries, leaf.SerialNumber)
+	}
+	if crl.NextUpdate.Before(leaf.NotAfter) {
+		t.Fatalf("final CRL NextUpdate = %v, want >= the certificate's NotAfter %v", crl.NextUpdate, leaf.NotAfter)
+	}
+}
+
+// TestDeletedAccountKeepsItsFinalCRL: deleting an account leaves the final
+// CRL of each of its issuing CAs, current and retired, listing what they
+// issued; a redelivered deletion changes nothing; accounts that never were
+// still have no CRL.
+func TestDeletedAccountKeepsItsFinalCRL(t *testing.T) {
+	ctx := context.Background()
+	c, account, n := startCAWithNATS(t)
+	oldLeaf, oldIssuer, _ := issueNode(t, c, account)
+	admin := &accountv1.Principal{UserId: uuid.NewString(), Email: "admin@example.com", Credential: "session"}
+	if _, err := c.RotateIssuer(ctx, &cav1.RotateIssuerRequest{AccountId: account, Actor: admin}); err != nil {
+		t.Fatal(err)
+	}
+	leaf, issuer, chain := issueNode(t, c, account)
+
+	publishAccountDeleted(t, n, account)
+	testkit.Eventually(t, 10*time.Second, func() bool {
+		_, err := c.GetCA(ctx, &cav1.GetCARequest{AccountId: account})
+		return errs.KindOf(err) == errs.NotFound
+	}, "the deleted account's CA is still there")
+
+	crl, err := c.GetCRL(ctx, &cav1.GetCRLRequest{AccountId: account})
+	if err != nil {
+		t.Fatalf("GetCRL of a deleted account = %v, want its final CRL", err)
+	}
+	checkFinalCRL(t, crl.GetCrl(), issuer, leaf)
+	if !crl.GetNextUpdate().AsTime().Equal(mustParseCRL(t, crl.GetCrl()).NextUpdate) {
+		t.Fatalf("GetCRL next_update = %v, want the CRL's", crl.GetNextUpdate().AsTime())
+	}
+	openSSLChecksCRL(t, crl.GetCrl(), chain)
+	retired, err := c.GetCRL(ctx, &cav1.GetCRLRequest{AccountId: account, IssuerKeyId: hex.EncodeToString(oldIssuer.SubjectKeyId)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkFinalCRL(t, retired.GetCrl(), oldIssuer, oldLeaf)
+
+	// A redelivered AccountDeleted finds the CA gone and signs nothing.
+	svc, _ := directCA(t, n)
+	if err := svc.DeleteCA(ctx, account); err != nil {
+		t.Fatalf("DeleteCA again = %v, want nil", err)
+	}
+	again, err := c.GetCRL(ctx, &cav1.GetCRLRequest{AccountId: account})
+	if err != nil || !bytes.Equal(again.GetCrl(), crl.GetCrl()) {
+		t.Fatalf("final CRL after a redelivered deletion = %v; want it unchanged", err)
+	}
+
+	tests := []struct{ name, account, issuer string }{
+		{"unknown account", uuid.NewString(), ""},
+		{"not an account id", "*", ""},
+		{"unknown issuer of a deleted account", account, "abcd"},
+		{"issuer that is not hex", account, "*"},
+		{"another account's issuer", uuid.NewString(), hex.EncodeToString(issuer.SubjectKeyId)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := c.GetCRL(ctx, &cav1.GetCRLRequest{AccountId: tt.account, IssuerKeyId: tt.issuer})
+			if errs.KindOf(err) != errs.NotFound {
+				t.Fatalf("GetCRL(%q, %q) = %v, want NotFound", tt.account, tt.issuer, err)
+			}
+		})
+	}
+}
+
+// TestDeletionRetriedWhileTheCAIsThere: a deletion that stopped after
+// storing final CRLs but before removing the CA signs them again when the
+// event comes back, replacing what the first attempt left.
+func TestDeletionRetriedWhileTheCAIsThere(t *testing.T) {
+	ctx := context.Background()
+	c, account, n := startCAWithNATS(t)
+	leaf, issuer, _ := issueNode(t, c, account)
+	svc, final := directCA(t, n)
+	stale := app.FinalCRL{IssuerKeyID: "00ff", Current: true, DER: []byte("stale"), NextUpdate: time.Now()}
+	if err := final.Put(ctx, account, []app.FinalCRL{stale}); err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.DeleteCA(ctx, account); err != nil {
+		t.Fatal(err)
+	}
+	crl, err := c.GetCRL(ctx, &cav1.GetCRLRequest{AccountId: account})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkFinalCRL(t, crl.GetCrl(), issuer, leaf)
+	if _, err := c.GetCRL(ctx, &cav1.GetCRLRequest{AccountId: account, IssuerKeyId: "00ff"}); errs.KindOf(err) != errs.NotFound {
+		t.Fatalf("the first attempt's CRL = %v, want NotFound", err)
+	}
+}
+
+func mustParseCRL(t *testing.T, der []byte) *x509.RevocationList {
+	t.Helper()
+	crl, err := x509.ParseRevocationList(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return crl
+}

@@ -1,0 +1,87 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/cloister-cc/cloister/libs/kv"
+	"github.com/cloister-cc/cloister/services/ca/internal/app"
+)
+
+// BucketFinalCRLs keeps deleted accounts' final CRLs.
+const BucketFinalCRLs = "ca_final_crls"
+
+// FinalCRLs keeps deleted accounts' final CRLs, keyed <account>.<issuer key id>.
+type FinalCRLs struct{ kv *kv.Store[app.FinalCRL] }
+
+var _ app.FinalCRLs = (*FinalCRLs)(nil)
+
+// OpenFinalCRLs opens the bucket.
+func OpenFinalCRLs(ctx context.Context, js jetstream.JetStream, replicas int, logger *slog.Logger) (*FinalCRLs, error) {
+	s, err := kv.Open[app.FinalCRL](ctx, js, kv.Config{Bucket: BucketFinalCRLs, Replicas: replicas}, kv.WithLogger(logger))
+	if err != nil {
+		return nil, err
+	}
+	return &FinalCRLs{s}, nil
+}
+
+// Put implements app.FinalCRLs. CRLs of issuers not in crls, left by an
+// earlier attempt, are removed, so that one CRL alone is the current one.
+func (s *FinalCRLs) Put(ctx context.Context, accountID string, crls []app.FinalCRL) error {
+	keep := map[string]bool{}
+	for _, c := range crls {
+		key := accountID + "." + c.IssuerKeyID
+		keep[key] = true
+		e, err := s.kv.Get(ctx, key)
+		switch {
+		case errors.Is(err, kv.ErrNotFound):
+			_, err = s.kv.Create(ctx, key, c)
+		case err == nil:
+			_, err = s.kv.Update(ctx, key, c, e.Version)
+		}
+		if errors.Is(err, kv.ErrExists) || errors.Is(err, kv.ErrConflict) {
+			return app.ErrConcurrentChange
+		}
+		if err != nil {
+			return err
+		}
+	}
+	old, err := s.kv.List(ctx, accountID+".*")
+	if err != nil {
+		return err
+	}
+	for _, e := range old {
+		if keep[e.Key] {
+			continue
+		}
+		if err := s.kv.Delete(ctx, e.Key, e.Version); err != nil && !errors.Is(err, kv.ErrNotFound) {
+			return err
+		}
+	}
+	return nil
+}
+
+// Get implements app.FinalCRLs.
+func (s *FinalCRLs) Get(ctx context.Context, accountID, issuerKeyID string) (app.FinalCRL, error) {
+	if issuerKeyID != "" {
+		e, err := s.kv.Get(ctx, accountID+"."+issuerKeyID)
+		if errors.Is(err, kv.ErrNotFound) {
+			return app.FinalCRL{}, app.ErrCANotFound
+		}
+		return e.Value, err
+	}
+	// At most a handful: the current issuer and the retired ones.
+	es, err := s.kv.List(ctx, accountID+".*")
+	if err != nil {
+		return app.FinalCRL{}, err
+	}
+	for _, e := range es {
+		if e.Value.Current {
+			return e.Value, nil
+		}
+	}
+	return app.FinalCRL{}, app.ErrCANotFound
+}
