@@ -137,7 +137,7 @@ command fails when the conversion does.`,
 			return nil
 		},
 	}
-	cmd.AddCommand(convert, list, show, del, c.imageMeasureCmd())
+	cmd.AddCommand(convert, list, show, del, c.imageMeasureCmd(), c.imageUnpackCmd())
 	return cmd
 }
 

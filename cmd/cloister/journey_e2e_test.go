@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -18,11 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
-
 	"github.com/cloister-cc/cloister/libs/enclave"
-	"github.com/cloister-cc/cloister/libs/imagefs"
 	"github.com/cloister-cc/cloister/libs/testkit"
 )
 
@@ -83,7 +78,10 @@ func TestEnclaveJourney(t *testing.T) {
 	agentAPI := startAgent(t, addr, nodeAddr, dataDir, secret)
 
 	// The converted image's launcher, against the agent.
-	root := unpackImage(t, registry+"/samples/hello-sgx:1")
+	root := unpackImage(t, cfgDir, registry+"/samples/hello-sgx:1")
+	if out, err := cloisterCmd(t, cfgDir, "image", "unpack", registry+"/samples/hello-sgx:1", root).CombinedOutput(); err == nil || !strings.Contains(string(out), "not empty") {
+		t.Fatalf("unpacking into a full directory = %v, %s; want a refusal", err, out)
+	}
 	helloAddr := freeAddr(t)
 	enclave := startLauncher(t, root, agentAPI, helloAddr)
 	client := trustingOnly(t, chain)
@@ -132,7 +130,7 @@ func TestEnclaveJourney(t *testing.T) {
 	serial := issuedSerial(t, cfgDir, "hello.cloister.test")
 
 	// An altered file: the launcher refuses to start, naming it.
-	altered := unpackImage(t, registry+"/samples/hello-sgx:1")
+	altered := unpackImage(t, cfgDir, registry+"/samples/hello-sgx:1")
 	f, err := os.OpenFile(filepath.Join(altered, "hello-https"), os.O_WRONLY|os.O_APPEND, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -157,7 +155,7 @@ func TestEnclaveJourney(t *testing.T) {
 		return ""
 	}
 	run(t, cfgDir, "", "task", "approve", taskOf("domain"))
-	otherRoot := unpackImage(t, registry+"/samples/other-sgx:1")
+	otherRoot := unpackImage(t, cfgDir, registry+"/samples/other-sgx:1")
 	refused(t, "an unapproved image", otherRoot, agentAPI, launcherExitAttest, "approved")
 
 	// Its image approved and its domain's approval withdrawn.
@@ -167,7 +165,7 @@ func TestEnclaveJourney(t *testing.T) {
 
 	// The approved image, once the account no longer allows simulation.
 	run(t, cfgDir, "", "attest", "policy", "set", "--accept", "UpToDate")
-	refused(t, "simulation not allowed", unpackImage(t, registry+"/samples/hello-sgx:1"), agentAPI, launcherExitAttest, "simulat")
+	refused(t, "simulation not allowed", unpackImage(t, cfgDir, registry+"/samples/hello-sgx:1"), agentAPI, launcherExitAttest, "simulat")
 
 	// Deregistered, the node's enclave certificate is revoked.
 	run(t, cfgDir, "", "node", "deregister", node.ID)
@@ -175,8 +173,27 @@ func TestEnclaveJourney(t *testing.T) {
 		return strings.Contains(run(t, cfgDir, "", "cert", "list", "--revoked", "-o", "json"), serial)
 	}, "the enclave's certificate was not revoked with its node")
 
-	// The account deleted: its objects are gone.
+	// The account deleted: its objects are gone, and its final CRL still
+	// tells relying parties that the enclave's certificate is revoked.
 	run(t, cfgDir, "", "account", "delete", acct.ID, "--yes")
+	testkit.Eventually(t, 20*time.Second, func() bool {
+		resp, err := http.Get("http://" + addr + "/v1/crl/" + acct.ID + ".crl")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		der, _ := io.ReadAll(resp.Body)
+		crl, err := x509.ParseRevocationList(der)
+		if resp.StatusCode != 200 || err != nil {
+			return false
+		}
+		for _, e := range crl.RevokedCertificateEntries {
+			if strings.EqualFold(e.SerialNumber.Text(16), strings.TrimLeft(serial, "0")) {
+				return true
+			}
+		}
+		return false
+	}, "the deleted account's CRL does not list the enclave's certificate")
 	for _, args := range [][]string{{"account", "get", acct.ID}, {"app", "list", "--account", acct.ID}, {"node", "list", "--account", acct.ID}} {
 		if out, err := cloisterCmd(t, cfgDir, args...).CombinedOutput(); err == nil || !strings.Contains(string(out), "404") {
 			t.Fatalf("cloister %s after deleting the account = %v, %s; want a 404", strings.Join(args, " "), err, out)
@@ -256,21 +273,11 @@ func startAgent(t *testing.T, addr, nodeAddr, dataDir, secret string) string {
 }
 
 // unpackImage writes the filesystem of the image at ref into a new
-// directory, as a container runtime would.
-func unpackImage(t *testing.T, ref string) string {
+// directory with `cloister image unpack`, as a container runtime would.
+func unpackImage(t *testing.T, cfgDir, ref string) string {
 	t.Helper()
-	r, err := name.ParseReference(ref)
-	if err != nil {
-		t.Fatal(err)
-	}
-	img, err := remote.Image(r, remote.WithContext(context.Background()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	if err := imagefs.Unpack(context.Background(), img, dir, 1<<30); err != nil {
-		t.Fatal(err)
-	}
+	dir := filepath.Join(t.TempDir(), "root")
+	run(t, cfgDir, "", "image", "unpack", ref, dir)
 	return dir
 }
 

@@ -1,19 +1,24 @@
 package main
 
 import (
+	"context"
 	"encoding/hex"
 	"fmt"
 	"maps"
+	"math"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/spf13/cobra"
 
 	"github.com/cloister-cc/cloister/libs/enclave"
+	"github.com/cloister-cc/cloister/libs/imagefs"
 )
 
 // measurement is what `cloister image measure` reports.
@@ -46,21 +51,9 @@ Exits 1 when anything disagrees, listing what.`,
 		Example: "  cloister image measure registry.example.com/samples/hello-sgx:1 -o json",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var opts []name.Option
-			if insecure {
-				opts = append(opts, name.Insecure)
-			}
-			ref, err := name.ParseReference(args[0], opts...)
+			ref, desc, img, err := pullImage(cmd.Context(), args[0], insecure)
 			if err != nil {
-				return fmt.Errorf("%q is not an image reference: %w", args[0], err)
-			}
-			desc, err := remote.Get(ref, remote.WithContext(cmd.Context()), remote.WithAuthFromKeychain(authn.DefaultKeychain))
-			if err != nil {
-				return fmt.Errorf("pulling %s: %w", ref, err)
-			}
-			img, err := desc.Image()
-			if err != nil {
-				return fmt.Errorf("reading %s: %w", ref, err)
+				return err
 			}
 			m, err := enclave.MeasureImage(cmd.Context(), img)
 			if err != nil {
@@ -106,6 +99,78 @@ Exits 1 when anything disagrees, listing what.`,
 			return nil
 		},
 	}
-	cmd.Flags().BoolVar(&insecure, "insecure", false, "allow plain HTTP to the registry (local registries such as 127.0.0.1:5000)")
+	cmd.Flags().BoolVar(&insecure, "insecure", false, insecureUsage)
+	return cmd
+}
+
+const insecureUsage = "allow plain HTTP to the registry (127.0.0.1, localhost and private addresses always may)"
+
+// pullImage resolves an image reference with the login from the Docker
+// configuration (a manifest list gives its linux/amd64 image).
+func pullImage(ctx context.Context, s string, insecure bool) (name.Reference, *remote.Descriptor, v1.Image, error) {
+	var opts []name.Option
+	if insecure {
+		opts = append(opts, name.Insecure)
+	}
+	ref, err := name.ParseReference(s, opts...)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("%q is not an image reference: %w", s, err)
+	}
+	desc, err := remote.Get(ref, remote.WithContext(ctx), remote.WithAuthFromKeychain(authn.DefaultKeychain),
+		remote.WithPlatform(v1.Platform{OS: "linux", Architecture: "amd64"}))
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("pulling %s: %w", ref, err)
+	}
+	img, err := desc.Image()
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("reading %s: %w", ref, err)
+	}
+	return ref, desc, img, nil
+}
+
+func (c *cli) imageUnpackCmd() *cobra.Command {
+	var (
+		insecure bool
+		maxSize  string
+	)
+	cmd := &cobra.Command{
+		Use:   "unpack REF DIR",
+		Short: "Write an image's filesystem into a new directory, to run a converted image's launcher without a container",
+		Long: `Pull an image and write its final filesystem (all layers applied) into DIR,
+which must not exist or be empty. Ownership, set-id bits and device files are
+not restored, and nothing is written outside DIR.
+
+A converted image's launcher can then run from it without a container runtime,
+as the end-to-end test and make demo do (the application runs on the host, not
+in an enclave: for trying Cloister, never for production):
+
+  DIR/opt/cloister/launcher --root DIR --`,
+		Example: "  cloister image unpack 127.0.0.1:5000/samples/hello-sgx:1 /tmp/hello",
+		Args:    cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			limit, err := parseSize(maxSize)
+			if err != nil || limit == 0 || limit > math.MaxInt64 {
+				return fmt.Errorf("--max-size %q: want a size such as 512M or 4G", maxSize)
+			}
+			dir := args[1]
+			if entries, err := os.ReadDir(dir); err == nil && len(entries) > 0 {
+				return fmt.Errorf("%s is not empty; unpack into a new directory", dir)
+			}
+			ref, _, img, err := pullImage(cmd.Context(), args[0], insecure)
+			if err != nil {
+				return err
+			}
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				return err
+			}
+			if err := imagefs.Unpack(cmd.Context(), img, dir, int64(limit)); err != nil {
+				return fmt.Errorf("%s: %w", ref, err)
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "Unpacked %s into %s\n", ref, dir)
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&insecure, "insecure", false, insecureUsage)
+	cmd.Flags().StringVar(&maxSize, "max-size", "4G", "the most file contents to write")
 	return cmd
 }
