@@ -8,7 +8,7 @@ BENCHTIME ?= 2s
 DATA_DIR  ?=
 RUN_FLAGS ?=
 
-.PHONY: run test bench fuzz lint proto build tidy
+.PHONY: run demo test bench fuzz lint proto build tidy
 
 ## run: cloister server -dev (embedded NATS JetStream, in-process cache) on 127.0.0.1:8080
 ## and the sample image in its built-in registry at 127.0.0.1:5000
@@ -16,6 +16,16 @@ run:
 	CGO_ENABLED=0 $(GO) build -trimpath -o .bin/cloister-launcher ./cmd/cloister-launcher
 	CGO_ENABLED=0 $(GO) build -trimpath -o .bin/hello-https ./samples/hello-https
 	$(GO) run ./cmd/cloister server -dev --launcher .bin/cloister-launcher --sample .bin/hello-https $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(RUN_FLAGS)
+
+## demo: the user's journey narrated step by step in a terminal, in under a minute, nothing mocked
+## (server, CLI, node agent in simulation mode, the converted image's launcher); again: .bin/cloister-demo --keep
+demo:
+	CGO_ENABLED=0 $(GO) build -trimpath -o .bin/cloister ./cmd/cloister
+	CGO_ENABLED=0 $(GO) build -trimpath -o .bin/cloister-node-agent ./cmd/cloister-node-agent
+	CGO_ENABLED=0 $(GO) build -trimpath -o .bin/cloister-launcher ./cmd/cloister-launcher
+	CGO_ENABLED=0 $(GO) build -trimpath -o .bin/hello-https ./samples/hello-https
+	CGO_ENABLED=0 $(GO) build -trimpath -o .bin/cloister-demo ./cmd/cloister-demo
+	.bin/cloister-demo --bin .bin
 
 ## test: every module's tests, with the race detector
 test:
