@@ -153,6 +153,10 @@ func TestConversionJob(t *testing.T) {
 	if done.GetStatus() != "converted" || len(done.GetMrenclave()) != 32 || !strings.HasPrefix(done.GetRef(), s.host+"/out@sha256:") {
 		t.Fatalf("converted image = %v", done)
 	}
+	// It keeps the last progress report, the push complete, not an early one.
+	if p := done.GetProgress(); p.GetPhase() != "push" || p.GetLayers() == 0 || p.GetLayers() != p.GetTotalLayers() || p.GetBytes() != p.GetTotalBytes() {
+		t.Fatalf("a converted image's progress = %v; want the complete push", p)
+	}
 	// The pushed image carries the measurement the service recorded.
 	ref, _ := name.ParseReference(s.host + "/out:1")
 	pushed, err := remote.Image(ref)

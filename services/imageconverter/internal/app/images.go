@@ -273,10 +273,17 @@ func (s *Service) runConversion(ctx context.Context, accountID, imageID string, 
 	}()
 
 	// Progress arrives on the converter's goroutines; one recorder at a
-	// time, at most every progressEvery.
-	var mu sync.Mutex
+	// time, at most every progressEvery. The latest report, throttled or
+	// not, is what the converted image keeps.
+	var (
+		mu, latestMu sync.Mutex
+		latest       domain.Progress
+	)
 	last := time.Time{}
 	req.Progress = func(p domain.Progress) {
+		latestMu.Lock()
+		latest = p
+		latestMu.Unlock()
 		if !mu.TryLock() {
 			return
 		}
@@ -308,6 +315,9 @@ func (s *Service) runConversion(ctx context.Context, accountID, imageID string, 
 	case err != nil:
 		return err
 	}
+	latestMu.Lock()
+	img.Progress = latest
+	latestMu.Unlock()
 	img.Status, img.Ref, img.Digest = domain.StatusConverted, res.Ref, res.Digest
 	img.MRENCLAVE, img.MRSIGNER = res.MRENCLAVE[:], res.MRSIGNER[:]
 	img.ISVProdID, img.ISVSVN = res.ISVProdID, res.ISVSVN
