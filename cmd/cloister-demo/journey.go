@@ -390,6 +390,7 @@ type health struct {
 	Status   string `json:"status"`
 	NodeID   string `json:"node_id"`
 	Enrolled bool   `json:"enrolled"`
+	Ready    bool   `json:"ready"` // the simulated QE has arrived
 }
 
 // 7.
@@ -421,7 +422,7 @@ func (d *demo) enrolNode(ctx context.Context) error {
 	d.agentAPI = "http://" + listen + "/v1/"
 	var h health
 	var body []byte
-	if err := poll(ctx, 30*time.Second, "the node agent to enrol (GET /v1/health = 200)", func() (bool, error) {
+	if err := poll(ctx, 30*time.Second, "the node agent to enrol and get its simulated QE (GET /v1/health = 200, ready)", func() (bool, error) {
 		if err := alive(d.agent, d.agentLog); err != nil {
 			return false, err
 		}
@@ -430,7 +431,10 @@ func (d *demo) enrolNode(ctx context.Context) error {
 			return false, err
 		}
 		body = b
-		return true, json.Unmarshal(b, &h)
+		if err := json.Unmarshal(b, &h); err != nil {
+			return false, err
+		}
+		return h.Ready, nil
 	}); err != nil {
 		return err
 	}

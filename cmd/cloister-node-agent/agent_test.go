@@ -437,8 +437,8 @@ func TestHealthAndTargetInfo(t *testing.T) {
 
 			var h map[string]any
 			if status, _ := getJSON(t, r.url+"/health", &h); status != http.StatusOK || h["status"] != "ok" || h["node_id"] != "node-1" ||
-				h["enrolled"] != true || h["simulation"] != simulation {
-				t.Errorf("GET /v1/health = %d %v, want 200 ok, node-1, enrolled, simulation %v", status, h, simulation)
+				h["enrolled"] != true || h["simulation"] != simulation || h["ready"] != true {
+				t.Errorf("GET /v1/health = %d %v, want 200 ok, node-1, enrolled, ready, simulation %v", status, h, simulation)
 			}
 
 			var ti map[string]any
@@ -733,6 +733,10 @@ func TestSimulatedAttest(t *testing.T) {
 	}
 	if status, _ := getJSON(t, r.url+"/enclave/target-info", &p); status != http.StatusServiceUnavailable || p.Detail != detailNoQE {
 		t.Fatalf("target-info before the QE = %d %+v, want 503 %q", status, p, detailNoQE)
+	}
+	var h healthAnswer
+	if status, _ := getJSON(t, r.url+"/health", &h); status != http.StatusOK || !h.Enrolled || h.Ready {
+		t.Fatalf("health before the QE = %d %+v, want 200, enrolled, not ready", status, h)
 	}
 	g.mu.Lock()
 	g.qeErr = nil

@@ -56,11 +56,15 @@ func (a *agent) handler() http.Handler {
 
 // healthAnswer is the body of GET /v1/health.
 type healthAnswer struct {
-	Status        string     `json:"status"` // ok, or enrolling
-	NodeID        string     `json:"node_id,omitempty"`
-	AccountID     string     `json:"account_id,omitempty"`
-	Enrolled      bool       `json:"enrolled"`
-	Simulation    bool       `json:"simulation"`
+	Status     string `json:"status"` // ok, or enrolling
+	NodeID     string `json:"node_id,omitempty"`
+	AccountID  string `json:"account_id,omitempty"`
+	Enrolled   bool   `json:"enrolled"`
+	Simulation bool   `json:"simulation"`
+	// Ready: enclaves can get their certificates now. In simulation mode
+	// that waits for the simulated QE, which the server gives after
+	// enrolment; with hardware the enclave quotes itself.
+	Ready         bool       `json:"ready"`
 	Instances     int        `json:"instances"`
 	LastHeartbeat *time.Time `json:"last_heartbeat,omitempty"`
 }
@@ -81,6 +85,7 @@ func (a *agent) health(w http.ResponseWriter, _ *http.Request) {
 		return
 	}
 	out.Status, out.Enrolled, out.NodeID, out.AccountID = "ok", true, s.id.record.ID, s.id.record.Account
+	out.Ready = !a.cfg.Simulation || a.qe.Load() != nil
 	writeJSON(w, http.StatusOK, out)
 }
 

@@ -262,12 +262,13 @@ func startAgent(t *testing.T, addr, nodeAddr, dataDir, secret string) string {
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 	base := "http://" + listen + "/v1/"
 	testkit.Eventually(t, 30*time.Second, func() bool {
-		resp, err := http.Get(base + "enclave/target-info")
+		resp, err := http.Get(base + "health")
 		if err != nil {
 			return false
 		}
-		resp.Body.Close()
-		return resp.StatusCode == 200
+		defer resp.Body.Close()
+		var h struct{ Ready bool }
+		return resp.StatusCode == 200 && json.NewDecoder(resp.Body).Decode(&h) == nil && h.Ready
 	}, "the node agent never enrolled with its simulated quoting enclave")
 	return base
 }
