@@ -3,21 +3,31 @@ package main
 // Tests that hold the deployment files to the binary they run:
 // deployments/Dockerfile, docker-compose.yml, deployments/k8s and
 // tilt/Tiltfile. Every flag and environment variable they give `cloister
-// server` must exist (newServerCmd and serverEnv are the reference), every
-// service in Services must run somewhere, containers must be health-checked
-// and run as non-root. Nothing here needs Docker or a cluster: the files are
-// parsed, never run. Each check reports what is wrong, naming the file, the
+// server` must exist (newServerCmd and serverEnv are the reference), and
+// so must those given to compose's node agent (the real cloister-node-agent
+// reads them: its --help lists them, a run with --version parses them);
+// every service in Services must run somewhere, containers must be
+// health-checked and run as non-root, and compose's pieces must fit: the
+// node agent simulates against an attestation service that accepts it and
+// trusts the gateway's self-signed node certificate from a shared volume,
+// the built-in registry is published under the name the converter uses.
+// Nothing here needs Docker or a cluster: the files are parsed, never run
+// (the node agent binary is built and run only to read its flags).
+// Each check reports what is wrong, naming the file, the
 // container and the flag; the *CanFail tests feed the checks broken input
 // to show that they complain.
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/url"
 	"os"
+	"os/exec"
 	"path"
 	"path/filepath"
 	"regexp"
@@ -25,6 +35,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	composecli "github.com/compose-spec/compose-go/v2/cli"
 	"github.com/compose-spec/compose-go/v2/types"
@@ -32,6 +43,7 @@ import (
 	"go.yaml.in/yaml/v4"
 
 	"github.com/cloister-cc/cloister/libs/obs"
+	"github.com/cloister-cc/cloister/libs/testkit"
 )
 
 // deployRoot is the repository root, seen from cmd/cloister.
@@ -151,17 +163,19 @@ func checkServerRun(args []string, env map[string]*string) (serverRun, []string)
 	c.NodeHTTP, _ = f.GetString("node-http")
 	c.NodeTLSCert, _ = f.GetString("node-tls-cert")
 	c.NodeTLSKey, _ = f.GetString("node-tls-key")
+	c.NodeTLSSelfSigned, _ = f.GetStringSlice("node-tls-self-signed")
+	c.Registry, _ = f.GetString("registry")
+	c.Simulation, _ = f.GetBool("simulation")
 	if err := c.validate(); err != nil {
 		bad("cloister server would refuse to start: %v", err)
 	}
 	if _, err := obs.ParseLevel(c.LogLevel); err != nil {
 		bad("cloister server would refuse to start: %v", err)
 	}
-	simulation, _ := f.GetBool("simulation")
 	keyFile, _ := f.GetString("master-key-file")
 	_, keyInEnv := env["CLOISTER_MASTER_KEY"]
 	for _, svc := range c.Services {
-		if needsMasterKey(svc, simulation) && !c.Dev && !keyInEnv && keyFile == "" {
+		if needsMasterKey(svc, c.Simulation) && !c.Dev && !keyInEnv && keyFile == "" {
 			bad("runs %s, which seals secrets under the master key, but sets neither $CLOISTER_MASTER_KEY nor --master-key-file", svc)
 		}
 	}
@@ -318,12 +332,23 @@ func TestDeployServerRunRejectsBadCommandLines(t *testing.T) {
 		{"node listener without certificate", []string{"server", "--services=gateway", "--node-http=0.0.0.0:8443"}, nil, []string{"--node-tls-cert", "--node-tls-key"}},
 		{"node certificate without key", []string{"server", "--services=gateway"}, map[string]*string{"CLOISTER_NODE_TLS_CERT": deployStr("/tls/node.crt")}, []string{"set both --node-tls-cert and --node-tls-key"}},
 		{"bad node listener address", []string{"server", "--services=gateway", "--node-http=8443", "--node-tls-cert=/c", "--node-tls-key=/k"}, nil, []string{"--node-http", "not host:port"}},
+		{"bad self-signed host", []string{"server", "--services=gateway", "--node-http=0.0.0.0:8443", "--node-tls-self-signed=gateway,node_1"}, nil, []string{"--node-tls-self-signed", `"node_1" is neither an IP address nor a host name`}},
+		{"self-signed key without certificate", []string{"server", "--services=gateway", "--node-http=0.0.0.0:8443", "--node-tls-self-signed=gateway"}, map[string]*string{"CLOISTER_NODE_TLS_KEY": deployStr("/data/k")}, []string{"set both --node-tls-cert and --node-tls-key"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, problems := checkServerRun(tc.args, tc.env)
 			wantDeployProblem(t, problems, tc.want...)
 		})
 	}
+
+	t.Run("self-signed node listener", func(t *testing.T) {
+		run, problems := checkServerRun([]string{"server", "--services=gateway", "--node-http=0.0.0.0:8443"},
+			map[string]*string{"CLOISTER_NODE_TLS_SELF_SIGNED": deployStr("gateway,localhost,127.0.0.1,::1")})
+		reportDeployProblems(t, problems)
+		if want := []string{"gateway", "localhost", "127.0.0.1", "::1"}; !slices.Equal(run.cfg.NodeTLSSelfSigned, want) {
+			t.Errorf("$CLOISTER_NODE_TLS_SELF_SIGNED read as %q, want %q", run.cfg.NodeTLSSelfSigned, want)
+		}
+	})
 
 	t.Run("container rules", func(t *testing.T) {
 		run, problems := checkServerRun([]string{"server", "--http=127.0.0.1:8080", "--replicas=3", "--master-key-file=/keys/master"}, nil)
@@ -348,19 +373,23 @@ func TestDeployServerRunRejectsBadCommandLines(t *testing.T) {
 // docker-compose.yml
 
 // composeEnv is what a user must set before `docker compose up`: the
-// master key (a placeholder here). Nothing else comes from the runner.
-var composeEnv = []string{"CLOISTER_MASTER_KEY=cGxhY2Vob2xkZXIgZm9yIHRoZSBjb21wb3NlIHRlc3Q="}
+// master key (a placeholder here), and, to start the node agent, a join
+// token. Nothing else comes from the runner.
+var composeEnv = []string{"CLOISTER_MASTER_KEY=cGxhY2Vob2xkZXIgZm9yIHRoZSBjb21wb3NlIHRlc3Q=", "CLOISTER_JOIN_TOKEN=" + composeAgentJoinToken}
 
+// loadCompose loads docker-compose.yml with every profile's services.
 func loadCompose(t *testing.T) *types.Project {
 	t.Helper()
-	p, err := loadComposeWith(composeEnv)
+	p, err := loadComposeWith(composeEnv, "*")
 	if err != nil {
 		t.Fatalf("loading docker-compose.yml: %v", err)
 	}
 	return p
 }
 
-func loadComposeWith(env []string) (*types.Project, error) {
+// loadComposeWith loads docker-compose.yml interpolated with env, with the
+// services of the given profiles and of none.
+func loadComposeWith(env []string, profiles ...string) (*types.Project, error) {
 	root, err := filepath.Abs(deployRoot)
 	if err != nil {
 		return nil, err
@@ -369,7 +398,8 @@ func loadComposeWith(env []string) (*types.Project, error) {
 		composecli.WithName("cloister"),
 		composecli.WithWorkingDirectory(root),
 		composecli.WithResolvedPaths(true),
-		composecli.WithEnv(env)) // interpolate with the file's defaults and env, not the test runner's environment
+		composecli.WithEnv(env), // interpolate with the file's defaults and env, not the test runner's environment
+		composecli.WithProfiles(profiles))
 	if err != nil {
 		return nil, err
 	}
@@ -384,12 +414,19 @@ func TestDeployComposeNeedsMasterKey(t *testing.T) {
 	}
 }
 
-// composeProblems checks a loaded docker-compose.yml.
-func composeProblems(p *types.Project) []string {
+// composeProblems checks a loaded docker-compose.yml (every profile's
+// services) against `cloister server`, the node agent (agent) and the
+// image that deployments/Dockerfile builds.
+func composeProblems(p *types.Project, agent agentCLI) []string {
 	var problems []string
 	bad := func(format string, a ...any) { problems = append(problems, fmt.Sprintf(format, a...)) }
 	root, _ := filepath.Abs(deployRoot)
 	dockerfile := filepath.Join(root, "deployments", "Dockerfile")
+	df, err := os.ReadFile(dockerfile)
+	if err != nil {
+		bad("reading deployments/Dockerfile: %v", err)
+	}
+	ownedDirs := dockerOwnedDirs(string(df))
 
 	// NATS and Redis.
 	const natsServers = 1
@@ -423,12 +460,12 @@ func composeProblems(p *types.Project) []string {
 		if s.HealthCheck == nil || s.HealthCheck.Disable || len(s.HealthCheck.Test) == 0 {
 			bad("compose service %s: no healthcheck", name)
 		}
-		if len(s.Ports) > 0 && name != deployGateway {
-			bad("compose service %s publishes ports %v; only the %s does", name, s.Ports, deployGateway)
-		}
 	}
 
-	// Our services.
+	// Our containers: `cloister server` ones, and node agents (the same
+	// image with /cloister-node-agent as entrypoint).
+	servers := map[string]serverRun{}
+	var agents []string
 	runBy := map[string][]string{}
 	for _, name := range deploySortedKeys(p.Services) {
 		s := p.Services[name]
@@ -446,17 +483,33 @@ func composeProblems(p *types.Project) []string {
 			}
 		}
 		if !ours {
+			if len(s.Ports) > 0 {
+				bad("compose service %s publishes ports %v; only the gateway's API, the built-in registry and node agents' local APIs (on loopback) are published", name, s.Ports)
+			}
 			continue
 		}
 		where := "compose service " + name
+		// A named volume is created from the image's directory at its
+		// mount point: one the image lacks, or that root owns, leaves the
+		// non-root user unable to write there.
+		for _, v := range s.Volumes {
+			if v.Type == types.VolumeTypeVolume && !ownedDirs[path.Clean(v.Target)] {
+				bad("%s: volume %s is mounted on %s, which deployments/Dockerfile does not create owned by its non-root USER (COPY --chown)", where, v.Source, v.Target)
+			}
+		}
+		if slices.Equal([]string(s.Entrypoint), []string{agentPath}) {
+			agents = append(agents, name)
+			continue
+		}
 		if len(s.Entrypoint) > 0 && !slices.Equal([]string(s.Entrypoint), []string{"/cloister"}) {
-			bad("%s: entrypoint %q is not the image's /cloister", where, s.Entrypoint)
+			bad("%s: entrypoint %q is neither the image's /cloister nor %s", where, s.Entrypoint, agentPath)
 		}
 		run, ps := checkServerRun(s.Command, s.Environment)
 		ps = append(ps, checkServiceContainer(run, natsServers)...)
 		for _, p := range ps {
 			bad("%s: %s", where, p)
 		}
+		servers[name] = run
 		for _, svc := range run.cfg.Services {
 			runBy[svc] = append(runBy[svc], name)
 		}
@@ -499,6 +552,31 @@ func composeProblems(p *types.Project) []string {
 			}
 		}
 
+		// Published ports: the gateway's API, and the built-in registry on
+		// the host's loopback under its own port number, so that the
+		// converter in this container and the host's Docker give images
+		// the same name (127.0.0.1:PORT/...), a registry both reach over
+		// plain HTTP without configuration.
+		_, regPort, _ := net.SplitHostPort(run.cfg.Registry)
+		if run.cfg.Registry != "" {
+			if !slices.Contains(run.cfg.Services, "imageconverter") {
+				bad("%s: serves the built-in registry (--registry) without the imageconverter, which reaches it only as 127.0.0.1 in its own container", where)
+			}
+			if !slices.ContainsFunc(s.Ports, func(pc types.ServicePortConfig) bool {
+				return strconv.Itoa(int(pc.Target)) == regPort && pc.Published == regPort && deployLoopback(pc.HostIP)
+			}) {
+				bad("%s: does not publish its built-in registry (--registry %s) as 127.0.0.1:%s:%s", where, run.cfg.Registry, regPort, regPort)
+			}
+		}
+		for _, pc := range s.Ports {
+			target := strconv.Itoa(int(pc.Target))
+			switch {
+			case name == deployGateway && pc.Target == uint32(serverRunHTTPPort(run)):
+			case run.cfg.Registry != "" && target == regPort && deployLoopback(pc.HostIP):
+			default:
+				bad("%s publishes port %s:%s:%d; only the gateway's API, the built-in registry and node agents' local APIs (on loopback) are published", where, pc.HostIP, pc.Published, pc.Target)
+			}
+		}
 		if name == deployGateway {
 			port := uint32(serverRunHTTPPort(run))
 			if !slices.ContainsFunc(s.Ports, func(pc types.ServicePortConfig) bool { return pc.Target == port && pc.Published != "" }) {
@@ -515,12 +593,247 @@ func composeProblems(p *types.Project) []string {
 			bad("compose: containers %q all run %s", runBy[svc], svc)
 		}
 	}
+	if !slices.ContainsFunc(deploySortedKeys(servers), func(n string) bool { return servers[n].cfg.Registry != "" }) {
+		bad("compose: no container serves the built-in registry with the sample application (--registry)")
+	}
+
+	// Node agents.
+	if len(agents) == 0 {
+		bad("compose: no node agent (entrypoint %s) runs", agentPath)
+	}
+	for _, name := range agents {
+		problems = append(problems, composeAgentProblems(p, name, agent, servers, runBy)...)
+	}
 	return problems
+}
+
+// agentPath is where deployments/Dockerfile puts the node agent.
+const agentPath = "/cloister-node-agent"
+
+// composeAgentJoinToken is the join token the compose tests give as
+// $CLOISTER_JOIN_TOKEN, for the node agent to enrol with.
+const composeAgentJoinToken = "cjt_compose-test"
+
+// composeAgentProblems checks the node agent service name: its flags and
+// variables are the agent's, it simulates SGX against an attestation
+// service that accepts simulation, it finds the gateway's API and node
+// listener on the compose network and trusts the listener's certificate
+// from a volume the gateway writes it to, and enclave images in other
+// containers reach its local API.
+func composeAgentProblems(p *types.Project, name string, agent agentCLI, servers map[string]serverRun, runBy map[string][]string) []string {
+	var problems []string
+	where := "compose service " + name
+	bad := func(format string, a ...any) { problems = append(problems, where+": "+fmt.Sprintf(format, a...)) }
+	s := p.Services[name]
+
+	env, known := map[string]string{}, deploySortedValues(agent.flags)
+	for _, k := range deploySortedKeys(s.Environment) {
+		if !slices.Contains(known, k) {
+			bad("unknown environment variable %s: cloister-node-agent reads only %s", k, strings.Join(known, ", "))
+			continue
+		}
+		if v := s.Environment[k]; v != nil {
+			env[k] = *v
+		}
+	}
+	args := []string(s.Command)
+	for _, a := range args {
+		if n, ok := strings.CutPrefix(a, "--"); ok {
+			n, _, _ = strings.Cut(n, "=")
+			if _, known := agent.flags[n]; !known {
+				bad("unknown flag --%s: cloister-node-agent has no such flag", n)
+			}
+		}
+	}
+	if err := agent.parse(args, env); err != nil {
+		bad("cloister-node-agent would refuse to start: %v", err)
+	}
+	setting := func(flag string) string {
+		for i, a := range args {
+			if v, ok := strings.CutPrefix(a, "--"+flag+"="); ok {
+				return v
+			}
+			if a == "--"+flag {
+				if i+1 < len(args) && !strings.HasPrefix(args[i+1], "-") && flag != "simulation" {
+					return args[i+1]
+				}
+				return "true"
+			}
+		}
+		return env[agent.flags[flag]]
+	}
+
+	if len(s.Profiles) == 0 {
+		bad("runs without a profile, so `docker compose up` starts it before anyone could create its join token")
+	}
+	if got := setting("join-token"); got != composeAgentJoinToken {
+		bad("its join token is %q, not $CLOISTER_JOIN_TOKEN (%q in this test)", got, composeAgentJoinToken)
+	}
+	if sim, _ := strconv.ParseBool(setting("simulation")); !sim {
+		bad("does not run in simulation mode (--simulation): without SGX hardware it cannot attest enclaves")
+	} else if !slices.ContainsFunc(runBy["attestation"], func(n string) bool { return servers[n].cfg.Simulation }) {
+		bad("simulates SGX, but the attestation service does not accept simulated evidence (--simulation)")
+	}
+
+	// The gateway's public API, for enrolment.
+	if len(runBy[deployGateway]) != 1 {
+		return append(problems, where+": cannot check its gateway: no single container runs the gateway")
+	}
+	gwName := runBy[deployGateway][0]
+	gw, gwSvc := servers[gwName].cfg, p.Services[gwName]
+	if u, err := url.Parse(setting("server")); err != nil || u.Scheme != "http" || u.Hostname() != gwName || u.Port() != strconv.Itoa(serverRunHTTPPort(servers[gwName])) {
+		bad("--server %q is not the gateway's API, http://%s:%d", setting("server"), gwName, serverRunHTTPPort(servers[gwName]))
+	}
+	if dep, ok := s.DependsOn[gwName]; !ok || dep.Condition != types.ServiceConditionHealthy {
+		bad("does not depend on %s with condition service_healthy", gwName)
+	}
+
+	// The gateway's node listener, and the certificate to trust it with.
+	_, nodePort, _ := net.SplitHostPort(gw.NodeHTTP)
+	u, err := url.Parse(setting("node-server"))
+	switch {
+	case gw.NodeHTTP == "":
+		bad("the gateway serves no node listener (--node-http)")
+	case err != nil || u.Scheme != "https" || u.Hostname() != gwName || u.Port() != nodePort:
+		bad("--node-server %q is not the gateway's node listener, https://%s:%s", setting("node-server"), gwName, nodePort)
+	case len(gw.NodeTLSSelfSigned) > 0 && !slices.Contains(gw.NodeTLSSelfSigned, u.Hostname()):
+		bad("dials the node listener as %s, which its self-signed certificate does not name (--node-tls-self-signed %s)", u.Hostname(), strings.Join(gw.NodeTLSSelfSigned, ","))
+	}
+	if len(gw.NodeTLSSelfSigned) > 0 {
+		certPath, keyPath := gw.NodeTLSCert, gw.NodeTLSKey
+		if certPath == "" {
+			certPath, keyPath = path.Join(gw.DataDir, "node-tls.crt"), path.Join(gw.DataDir, "node-tls.key")
+		}
+		ca := setting("server-ca")
+		agentMount, caRel, agentOK := deployVolumeAt(s, ca)
+		gwMount, certRel, gwOK := deployVolumeAt(gwSvc, certPath)
+		switch {
+		case ca == "":
+			bad("sets no --server-ca, so it trusts only the system roots, not the gateway's self-signed certificate")
+		case !gwOK:
+			bad("the gateway keeps its self-signed certificate %s on no named volume to share with node agents", certPath)
+		case !agentOK || agentMount.Source != gwMount.Source || caRel != certRel:
+			bad("--server-ca %s is not the gateway's certificate %s (volume %s)", ca, certPath, gwMount.Source)
+		case !agentMount.ReadOnly:
+			bad("mounts volume %s, which holds the gateway's certificate, read-write", agentMount.Source)
+		}
+		if keyMount, _, ok := deployVolumeAt(gwSvc, keyPath); !ok {
+			bad("the gateway keeps its node listener's key %s on no named volume: a new container makes a new certificate, which node agents do not trust", keyPath)
+		} else if slices.ContainsFunc(s.Volumes, func(v types.ServiceVolumeConfig) bool { return v.Source == keyMount.Source }) {
+			bad("mounts volume %s, which holds the gateway's private key %s", keyMount.Source, keyPath)
+		}
+	}
+
+	// Its identity survives a new container; its local API is for
+	// enclave containers on the compose network, and published on the
+	// host only on loopback (it is unauthenticated).
+	if _, _, ok := deployVolumeAt(s, setting("data-dir")); !ok {
+		bad("keeps its identity (--data-dir %q) on no named volume: a new container would need a new join token", setting("data-dir"))
+	}
+	host, port, err := net.SplitHostPort(setting("listen"))
+	if err != nil {
+		bad("--listen %q is not host:port", setting("listen"))
+	} else if ip := net.ParseIP(host); host == "localhost" || ip != nil && ip.IsLoopback() {
+		bad("listens on %s, which enclave containers (NODE_AGENT_BASE_URL=http://%s:%s/v1/) cannot reach", setting("listen"), name, port)
+	}
+	for _, pc := range s.Ports {
+		if strconv.Itoa(int(pc.Target)) != port || !deployLoopback(pc.HostIP) {
+			bad("publishes port %s:%s:%d; only its local API, and only on loopback", pc.HostIP, pc.Published, pc.Target)
+		}
+	}
+	if hc := s.HealthCheck; hc != nil && len(hc.Test) > 0 {
+		test := strings.Join(hc.Test, " ")
+		if !strings.Contains(test, ":"+port+"/v1/health") {
+			bad("healthcheck %q does not check the local API's /v1/health on port %s", test, port)
+		}
+	}
+	return problems
+}
+
+// deployVolumeAt returns the named volume of s mounted at or above file,
+// and file's path inside it.
+func deployVolumeAt(s types.ServiceConfig, file string) (types.ServiceVolumeConfig, string, bool) {
+	if file == "" {
+		return types.ServiceVolumeConfig{}, "", false
+	}
+	file = path.Clean(file)
+	var best types.ServiceVolumeConfig
+	rel, found := "", false
+	for _, v := range s.Volumes {
+		t := path.Clean(v.Target)
+		r, ok := strings.CutPrefix(file, t)
+		if v.Type != types.VolumeTypeVolume || !ok || r != "" && !strings.HasPrefix(r, "/") && t != "/" {
+			continue
+		}
+		if !found || len(t) > len(path.Clean(best.Target)) {
+			best, rel, found = v, strings.TrimPrefix(r, "/"), true
+		}
+	}
+	return best, rel, found
+}
+
+// deployLoopback reports whether a published port's host IP is loopback.
+func deployLoopback(hostIP string) bool {
+	ip := net.ParseIP(hostIP)
+	return hostIP == "localhost" || ip != nil && ip.IsLoopback()
+}
+
+// agentCLI is what the compose checks know of cloister-node-agent: its
+// flags with their environment variables, read from its --help, and a run
+// of the real binary that parses a command line and environment.
+type agentCLI struct {
+	flags map[string]string // flag → its variable
+	// parse returns nil when the agent accepts args and env (it is run
+	// with --version, so it stops once they are parsed).
+	parse func(args []string, env map[string]string) error
+}
+
+// loadAgentCLI builds cmd/cloister-node-agent and reads its --help.
+func loadAgentCLI(t *testing.T) agentCLI {
+	t.Helper()
+	bin := agentBinary(t)
+	cmd := exec.Command(bin, "--help")
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("cloister-node-agent --help: %v", err)
+	}
+	a := agentCLI{flags: map[string]string{}}
+	for _, m := range regexp.MustCompile(`(?m)^\s+--([a-z0-9-]+)\b.*\[\$([A-Z0-9_]+)\]`).FindAllStringSubmatch(string(out), -1) {
+		a.flags[m[1]] = m[2]
+	}
+	if a.flags["join-token"] != "CLOISTER_AGENT_JOIN_TOKEN" || a.flags["simulation"] == "" {
+		t.Fatalf("read the flags %v from cloister-node-agent --help; the parser missed some:\n%s", a.flags, out)
+	}
+	a.parse = func(args []string, env map[string]string) error {
+		cmd := exec.Command(bin, append([]string{"--version"}, args...)...)
+		cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}
+		for k, v := range env {
+			cmd.Env = append(cmd.Env, k+"="+v)
+		}
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("%v: %s", err, strings.TrimSpace(string(out)))
+		}
+		return nil
+	}
+	return a
 }
 
 func TestDeployCompose(t *testing.T) {
 	clearServerEnv(t)
-	reportDeployProblems(t, composeProblems(loadCompose(t)))
+	reportDeployProblems(t, composeProblems(loadCompose(t), loadAgentCLI(t)))
+
+	// `docker compose up` needs no join token, and starts no node agent
+	// (it could not enrol before anyone created a token).
+	p, err := loadComposeWith(composeEnv[:1])
+	if err != nil {
+		t.Fatalf("loading docker-compose.yml without $CLOISTER_JOIN_TOKEN: %v", err)
+	}
+	for name, s := range p.Services {
+		if slices.Equal([]string(s.Entrypoint), []string{agentPath}) {
+			t.Errorf("compose service %s, a node agent, starts with `docker compose up`; give it a profile", name)
+		}
+	}
 }
 
 func TestDeployComposeChecksCanFail(t *testing.T) {
@@ -549,11 +862,12 @@ func TestDeployComposeChecksCanFail(t *testing.T) {
 		s.Command = slices.DeleteFunc(slices.Clone(s.Command), func(a string) bool { return a == "-js" })
 		s.Volumes = nil
 	})
-	problems := composeProblems(p)
+	agent := loadAgentCLI(t)
+	problems := composeProblems(p, agent)
 	wantDeployProblem(t, problems, "compose service account", "unknown flag --nats-uri")
 	wantDeployProblem(t, problems, "compose service account", "unknown environment variable CLOISTER_MASTERKEY")
 	wantDeployProblem(t, problems, "compose service account: no healthcheck")
-	wantDeployProblem(t, problems, "compose service account publishes ports")
+	wantDeployProblem(t, problems, "compose service account publishes port", ":8081:8080")
 	wantDeployProblem(t, problems, "compose service account: does not depend on nats")
 	wantDeployProblem(t, problems, "compose service gateway", "runs every service")
 	wantDeployProblem(t, problems, "compose service gateway", "listens on 127.0.0.1:8080")
@@ -561,8 +875,80 @@ func TestDeployComposeChecksCanFail(t *testing.T) {
 	wantDeployProblem(t, problems, "compose service nats", "not on a named volume")
 
 	edit("gateway", func(s *types.ServiceConfig) { s.Command = types.ShellCommand{"server", "--services=account"} })
-	problems = composeProblems(p)
+	problems = composeProblems(p, agent)
 	wantDeployProblem(t, problems, "no container runs cloister server --services=gateway")
+
+	// The registry, simulation and the node listener.
+	p = loadCompose(t)
+	edit("imageconverter", func(s *types.ServiceConfig) {
+		s.Ports = []types.ServicePortConfig{{Target: 5000, Published: "5000"}}
+	})
+	edit("attestation", func(s *types.ServiceConfig) { delete(s.Environment, "CLOISTER_SIMULATION") })
+	edit("gateway", func(s *types.ServiceConfig) {
+		s.Environment["CLOISTER_NODE_TLS_SELF_SIGNED"] = deployStr("localhost")
+		s.Environment["CLOISTER_NODE_TLS_KEY"] = deployStr("/node-tls/node-tls.key")
+	})
+	problems = composeProblems(p, agent)
+	wantDeployProblem(t, problems, "compose service imageconverter: does not publish its built-in registry", "127.0.0.1:5000:5000")
+	wantDeployProblem(t, problems, "compose service imageconverter publishes port", ":5000:5000")
+	wantDeployProblem(t, problems, "compose service node-agent: simulates SGX, but the attestation service does not accept simulated evidence")
+	wantDeployProblem(t, problems, "compose service node-agent: dials the node listener as gateway, which its self-signed certificate does not name")
+	wantDeployProblem(t, problems, "compose service node-agent: mounts volume", "which holds the gateway's private key /node-tls/node-tls.key")
+
+	p = loadCompose(t)
+	edit("imageconverter", func(s *types.ServiceConfig) { delete(s.Environment, "CLOISTER_REGISTRY") })
+	edit("gateway", func(s *types.ServiceConfig) {
+		s.Volumes = slices.DeleteFunc(slices.Clone(s.Volumes), func(v types.ServiceVolumeConfig) bool { return v.Target == "/data" })
+		s.Volumes = append(s.Volumes, types.ServiceVolumeConfig{Type: types.VolumeTypeVolume, Source: "gateway-data", Target: "/var/lib/gateway"})
+	})
+	problems = composeProblems(p, agent)
+	wantDeployProblem(t, problems, "compose: no container serves the built-in registry")
+	wantDeployProblem(t, problems, "compose service node-agent: the gateway keeps its node listener's key /data/node-tls.key on no named volume")
+	wantDeployProblem(t, problems, "compose service gateway: volume gateway-data is mounted on /var/lib/gateway, which deployments/Dockerfile does not create")
+
+	// The node agent's own settings.
+	p = loadCompose(t)
+	edit("node-agent", func(s *types.ServiceConfig) {
+		s.Profiles = nil
+		s.Command = types.ShellCommand{"--heartbeat=10s"}
+		s.Environment["CLOISTER_AGENT_SIMULATION"] = deployStr("yes")
+		s.Environment["CLOISTER_AGENT_JOINTOKEN"] = deployStr("cjt_x")
+		s.Environment["CLOISTER_AGENT_NODE_SERVER"] = deployStr("https://127.0.0.1:8443")
+		s.Environment["CLOISTER_AGENT_LISTEN"] = deployStr("127.0.0.1:9092")
+		s.Environment["CLOISTER_AGENT_DATA_DIR"] = deployStr("/home/nonroot/agent")
+		delete(s.Environment, "CLOISTER_AGENT_JOIN_TOKEN")
+		for i := range s.Volumes {
+			s.Volumes[i].ReadOnly = false
+		}
+		s.Ports = []types.ServicePortConfig{{Target: 9092, Published: "9092"}}
+	})
+	problems = composeProblems(p, agent)
+	wantDeployProblem(t, problems, "compose service node-agent: runs without a profile")
+	wantDeployProblem(t, problems, "compose service node-agent: unknown flag --heartbeat")
+	wantDeployProblem(t, problems, "compose service node-agent: unknown environment variable CLOISTER_AGENT_JOINTOKEN")
+	wantDeployProblem(t, problems, "compose service node-agent: cloister-node-agent would refuse to start", "unknown flag: --heartbeat")
+	wantDeployProblem(t, problems, "compose service node-agent: does not run in simulation mode")
+	wantDeployProblem(t, problems, "compose service node-agent: its join token is \"\", not $CLOISTER_JOIN_TOKEN")
+	wantDeployProblem(t, problems, "compose service node-agent: --node-server \"https://127.0.0.1:8443\" is not the gateway's node listener, https://gateway:8443")
+	wantDeployProblem(t, problems, "compose service node-agent: listens on 127.0.0.1:9092, which enclave containers")
+	wantDeployProblem(t, problems, "compose service node-agent: keeps its identity", "on no named volume")
+	wantDeployProblem(t, problems, "compose service node-agent: mounts volume node-tls, which holds the gateway's certificate, read-write")
+	wantDeployProblem(t, problems, "compose service node-agent: publishes port :9092:9092")
+
+	p = loadCompose(t)
+	edit("node-agent", func(s *types.ServiceConfig) {
+		s.Environment["CLOISTER_AGENT_SERVER"] = deployStr("http://gateway:8443")
+		s.Environment["CLOISTER_AGENT_SERVER_CA"] = deployStr("/data/ca.pem")
+		s.Environment["CLOISTER_AGENT_HEARTBEAT_EVERY"] = deployStr("often")
+		delete(s.DependsOn, "gateway")
+	})
+	problems = composeProblems(p, agent)
+	wantDeployProblem(t, problems, "compose service node-agent: cloister-node-agent would refuse to start", "$CLOISTER_AGENT_HEARTBEAT_EVERY", "often")
+	wantDeployProblem(t, problems, "compose service node-agent: --server \"http://gateway:8443\" is not the gateway's API, http://gateway:8080")
+	wantDeployProblem(t, problems, "compose service node-agent: --server-ca /data/ca.pem is not the gateway's certificate /node-tls/node-tls.crt")
+	wantDeployProblem(t, problems, "compose service node-agent: does not depend on gateway")
+	delete(p.Services, "node-agent")
+	wantDeployProblem(t, composeProblems(p, agent), "compose: no node agent")
 }
 
 // ---------------------------------------------------------------------
@@ -1338,9 +1724,21 @@ func goWorkModules(src string) []string {
 	return mods
 }
 
+// imageBinaries are the programs the image carries, each a static build of
+// a package: the server and CLI, the node agent (compose runs it), and
+// what the server finds beside itself: the launcher it packs into
+// converted images and the sample it publishes to its built-in registry.
+var imageBinaries = []struct{ path, pkg, why string }{
+	{"/cloister", "./cmd/cloister", "the entrypoint"},
+	{agentPath, "./cmd/cloister-node-agent", "docker-compose.yml runs it as a node"},
+	{"/cloister-launcher", "./cmd/cloister-launcher", "the imageconverter packs it into converted images"},
+	{"/hello-https", "./samples/hello-https", "--registry publishes it as the sample"},
+}
+
 // dockerfileProblems checks the Dockerfile against what the binary needs:
-// every go.work module in the context, a static build of ./cmd/cloister, a
-// non-root final stage with /cloister as entrypoint and a health check.
+// every go.work module in the context, static builds of imageBinaries in
+// the final stage, which runs as non-root with /cloister as entrypoint and
+// a health check.
 func dockerfileProblems(src string, modules []string) []string {
 	var problems []string
 	bad := func(format string, a ...any) {
@@ -1354,7 +1752,7 @@ func dockerfileProblems(src string, modules []string) []string {
 		}
 	}
 
-	built := false
+	built := map[string]bool{}
 	var copied []string
 	for _, st := range stages[:max(1, len(stages)-1)] {
 		cgoOff := false
@@ -1376,17 +1774,25 @@ func dockerfileProblems(src string, modules []string) []string {
 					copied = append(copied, srcs[:len(srcs)-1]...)
 				}
 			case "RUN":
-				if regexp.MustCompile(`\bgo build\b.*\./cmd/cloister\b`).MatchString(in.args) {
-					built = true
-					if !cgoOff && !regexp.MustCompile(`\bCGO_ENABLED=0\b`).MatchString(in.args) {
-						bad("go build ./cmd/cloister without CGO_ENABLED=0: the binary would not be static")
+				// One RUN may chain several builds with &&.
+				for _, step := range strings.Split(in.args, "&&") {
+					for _, b := range imageBinaries {
+						if !regexp.MustCompile(`\bgo build\b.*` + regexp.QuoteMeta(b.pkg) + `(\s|$)`).MatchString(step) {
+							continue
+						}
+						built[b.pkg] = true
+						if !cgoOff && !regexp.MustCompile(`\bCGO_ENABLED=0\b`).MatchString(step) {
+							bad("go build %s without CGO_ENABLED=0: the binary would not be static", b.pkg)
+						}
 					}
 				}
 			}
 		}
 	}
-	if !built {
-		bad("no build stage runs `go build ... ./cmd/cloister`")
+	for _, b := range imageBinaries {
+		if !built[b.pkg] {
+			bad("no build stage runs `go build ... %s`, for %s (%s)", b.pkg, b.path, b.why)
+		}
 	}
 	for _, mod := range append([]string{"go.work"}, modules...) {
 		if !slices.ContainsFunc(copied, func(src string) bool {
@@ -1422,10 +1828,12 @@ func dockerfileProblems(src string, modules []string) []string {
 	if entrypoint != `["/cloister"]` {
 		bad("ENTRYPOINT %s is not [\"/cloister\"]", entrypoint)
 	}
-	if !slices.ContainsFunc(final, func(in dockerInstr) bool {
-		return in.cmd == "COPY" && strings.Contains(in.args, "--from=") && strings.HasSuffix(in.args, " /cloister")
-	}) {
-		bad("the final stage does not copy the binary to /cloister")
+	for _, b := range imageBinaries {
+		if !slices.ContainsFunc(final, func(in dockerInstr) bool {
+			return in.cmd == "COPY" && strings.Contains(in.args, "--from=") && strings.HasSuffix(in.args, " "+b.path)
+		}) {
+			bad("the final stage lacks %s (%s)", b.path, b.why)
+		}
 	}
 	if !strings.Contains(healthcheck, "/cloister") || !strings.Contains(healthcheck, "healthcheck") {
 		bad("HEALTHCHECK %q does not run `/cloister healthcheck`", healthcheck)
@@ -1434,6 +1842,38 @@ func dockerfileProblems(src string, modules []string) []string {
 		bad("does not EXPOSE 8080")
 	}
 	return problems
+}
+
+// dockerOwnedDirs returns the paths that the final stage copies in owned
+// by its USER (COPY --chown=UID...), where a named volume may be mounted
+// for that user to write.
+func dockerOwnedDirs(src string) map[string]bool {
+	stages := parseDockerfile(src)
+	if len(stages) == 0 {
+		return nil
+	}
+	final := stages[len(stages)-1]
+	user := ""
+	for _, in := range final {
+		if in.cmd == "USER" {
+			user, _, _ = strings.Cut(in.args, ":")
+		}
+	}
+	owned := map[string]bool{}
+	for _, in := range final {
+		fields := strings.Fields(in.args)
+		if in.cmd != "COPY" || len(fields) < 2 || user == "" {
+			continue
+		}
+		for _, f := range fields {
+			if v, ok := strings.CutPrefix(f, "--chown="); ok {
+				if owner, _, _ := strings.Cut(v, ":"); owner == user {
+					owned[path.Clean(fields[len(fields)-1])] = true
+				}
+			}
+		}
+	}
+	return owned
 }
 
 // dockerignoreExcludes reports whether .dockerignore keeps the top-level
@@ -1511,6 +1951,11 @@ USER root
 ENTRYPOINT ["/cloister"]
 `, modules)
 	wantDeployProblem(t, problems, "runs as USER root")
+	wantDeployProblem(t, problems, "no build stage runs `go build ... ./cmd/cloister-node-agent`", "docker-compose.yml runs it")
+	wantDeployProblem(t, problems, "the final stage lacks /cloister-launcher")
+	if slices.ContainsFunc(problems, func(p string) bool { return strings.Contains(p, "go build ... ./cmd/cloister`") }) {
+		t.Errorf("the build of ./cmd/cloister was missed: %q", problems)
+	}
 	if slices.ContainsFunc(problems, func(p string) bool { return strings.Contains(p, "CGO_ENABLED") || strings.Contains(p, "does not copy") }) {
 		t.Errorf("a static build from the whole context was flagged: %q", problems)
 	}
@@ -1563,5 +2008,121 @@ func TestDeployTiltfile(t *testing.T) {
 	}
 	if !strings.Contains(named[deployGateway], "port_forwards=['8080:8080']") {
 		t.Errorf("Tiltfile: the gateway's k8s_resource does not forward 8080:8080")
+	}
+}
+
+// ---------------------------------------------------------------------
+// The node listener's self-signed certificate (--node-tls-self-signed),
+// which docker-compose.yml shares with the node agent.
+
+func TestServerNodeTLSSelfSigned(t *testing.T) {
+	dir := t.TempDir()
+	certPath, keyPath := filepath.Join(dir, "shared", "node-tls.crt"), filepath.Join(dir, "private", "node-tls.key")
+	now := time.Now()
+	hosts := []string{"gateway", "LocalHost", "127.0.0.1", "::1", "gateway"}
+	cert, err := selfSignedNodeCertificate(certPath, keyPath, hosts, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := slices.Concat(cert.Leaf.DNSNames, ipStrings(cert.Leaf.IPAddresses)), []string{"gateway", "localhost", "127.0.0.1", "::1"}; !slices.Equal(got, want) {
+		t.Errorf("selfSignedNodeCertificate(%q) names %q, want %q", hosts, got, want)
+	}
+	for p, want := range map[string]os.FileMode{certPath: 0o644, keyPath: 0o600, filepath.Dir(keyPath): 0o700 | os.ModeDir, filepath.Dir(certPath): 0o755 | os.ModeDir} {
+		if fi, err := os.Stat(p); err != nil || fi.Mode() != want {
+			t.Errorf("%s: mode %v (%v), want %v", p, fi.Mode(), err, want)
+		}
+	}
+	// The certificate on disk is what a node agent trusts: it verifies
+	// for every name, as the agent's TLS client does.
+	pemBytes, err := os.ReadFile(certPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(pemBytes) {
+		t.Fatalf("%s holds no PEM certificate", certPath)
+	}
+	for _, name := range []string{"gateway", "localhost", "127.0.0.1", "::1"} {
+		if _, err := cert.Leaf.Verify(x509.VerifyOptions{Roots: roots, DNSName: name, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err != nil {
+			t.Errorf("Verify(%s) = %v, want nil", name, err)
+		}
+	}
+	if _, err := cert.Leaf.Verify(x509.VerifyOptions{Roots: roots, DNSName: "node-agent"}); err == nil {
+		t.Error("Verify(node-agent) = nil, want an error: the certificate does not name it")
+	}
+
+	serial := func(c tls.Certificate) string { return c.Leaf.SerialNumber.String() }
+	for _, tc := range []struct {
+		name  string
+		hosts []string
+		at    time.Time
+		same  bool
+	}{
+		{"same hosts in another order", []string{"::1", "127.0.0.1", "localhost", "gateway"}, now.Add(time.Hour), true},
+		{"other hosts", []string{"gateway", "localhost"}, now.Add(time.Hour), false},
+		{"about to expire", []string{"gateway", "localhost"}, now.Add(365*24*time.Hour - time.Hour), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := serial(cert)
+			if cert, err = selfSignedNodeCertificate(certPath, keyPath, tc.hosts, tc.at); err != nil {
+				t.Fatal(err)
+			}
+			if got := serial(cert) == before; got != tc.same {
+				t.Errorf("selfSignedNodeCertificate(%q) at %v kept the certificate: %v, want %v", tc.hosts, tc.at.Sub(now), got, tc.same)
+			}
+			if onDisk, err := tls.LoadX509KeyPair(certPath, keyPath); err != nil || serial(onDisk) != serial(cert) {
+				t.Errorf("the files hold another certificate than the one returned (%v)", err)
+			}
+		})
+	}
+
+	// -dev's certificate keeps its names and its place in the data dir.
+	dataDir := t.TempDir()
+	dev, err := selfSignedNodeCertificate(filepath.Join(dataDir, "node-tls.crt"), filepath.Join(dataDir, "node-tls.key"), devNodeHosts, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := slices.Concat(dev.Leaf.DNSNames, ipStrings(dev.Leaf.IPAddresses)); !slices.Equal(got, []string{"localhost", "127.0.0.1", "::1"}) {
+		t.Errorf("-dev's certificate names %q, want localhost, 127.0.0.1 and ::1", got)
+	}
+}
+
+// TestServerNodeListenerSelfSigned runs the gateway alone, as compose
+// does: outside -dev, --node-tls-self-signed makes its node listener's
+// certificate at --node-tls-cert (shared) and --node-tls-key (private),
+// and a client trusting that file alone reaches it as `gateway`.
+func TestServerNodeListenerSelfSigned(t *testing.T) {
+	n := testkit.StartNATS(t)
+	dir, addr, nodeAddr := t.TempDir(), freeAddr(t), freeAddr(t)
+	certPath, keyPath := filepath.Join(dir, "node-tls", "node-tls.crt"), filepath.Join(dir, "data", "node-tls.key")
+	startServerArgs(t, addr, "--services=gateway", "--nats-url", n.URL, "--node-http", nodeAddr, "--registry=",
+		"--node-tls-self-signed=gateway,localhost", "--node-tls-cert", certPath, "--node-tls-key", keyPath)
+
+	pemBytes, err := os.ReadFile(certPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(pemBytes) {
+		t.Fatalf("%s holds no PEM certificate", certPath)
+	}
+	// The listener asks for a client certificate (any, at the handshake);
+	// a throwaway self-signed one will do.
+	client, err := selfSignedNodeCertificate(filepath.Join(dir, "client.crt"), filepath.Join(dir, "client.key"), []string{"client"}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dial := func(name string) error {
+		conn, err := tls.Dial("tcp", nodeAddr, &tls.Config{RootCAs: roots, ServerName: name, Certificates: []tls.Certificate{client}})
+		if err == nil {
+			conn.Close()
+		}
+		return err
+	}
+	if err := dial("gateway"); err != nil {
+		t.Fatalf("TLS to the node listener as gateway = %v, want nil", err)
+	}
+	if err := dial("cloister.example.com"); err == nil {
+		t.Fatal("TLS to the node listener as cloister.example.com = nil, want a certificate error")
 	}
 }

@@ -75,6 +75,10 @@ type serverConfig struct {
 	NodeHTTP    string
 	NodeTLSCert string // PEM server certificate (chain) of the node listener
 	NodeTLSKey  string // its PEM private key
+	// NodeTLSSelfSigned names the hosts of a self-signed node listener
+	// certificate the server makes and keeps at NodeTLSCert and NodeTLSKey
+	// (default: in DataDir); empty loads NodeTLSCert as it is.
+	NodeTLSSelfSigned []string
 	// nodeHTTPGiven: --node-http or its variable was given; otherwise
 	// -dev serves the node listener on DevNodeHTTP.
 	nodeHTTPGiven bool
@@ -92,25 +96,26 @@ const DevNodeHTTP = "127.0.0.1:8443"
 // serverEnv maps each server flag to the environment variable that sets
 // its default.
 var serverEnv = map[string]string{
-	"dev":             "CLOISTER_DEV",
-	"data-dir":        "CLOISTER_DATA_DIR",
-	"http":            "CLOISTER_HTTP",
-	"services":        "CLOISTER_SERVICES",
-	"nats-url":        "NATS_URL",
-	"nats-listen":     "CLOISTER_NATS_LISTEN",
-	"redis-url":       "REDIS_URL",
-	"replicas":        "CLOISTER_REPLICAS",
-	"log-level":       "CLOISTER_LOG_LEVEL",
-	"pcs-url":         "CLOISTER_PCS_URL",
-	"simulation":      "CLOISTER_SIMULATION",
-	"master-key-file": "CLOISTER_MASTER_KEY_FILE",
-	"launcher":        "CLOISTER_LAUNCHER",
-	"reattest-every":  "CLOISTER_REATTEST_EVERY",
-	"node-http":       "CLOISTER_NODE_HTTP",
-	"node-tls-cert":   "CLOISTER_NODE_TLS_CERT",
-	"node-tls-key":    "CLOISTER_NODE_TLS_KEY",
-	"registry":        "CLOISTER_REGISTRY",
-	"sample":          "CLOISTER_SAMPLE",
+	"dev":                  "CLOISTER_DEV",
+	"data-dir":             "CLOISTER_DATA_DIR",
+	"http":                 "CLOISTER_HTTP",
+	"services":             "CLOISTER_SERVICES",
+	"nats-url":             "NATS_URL",
+	"nats-listen":          "CLOISTER_NATS_LISTEN",
+	"redis-url":            "REDIS_URL",
+	"replicas":             "CLOISTER_REPLICAS",
+	"log-level":            "CLOISTER_LOG_LEVEL",
+	"pcs-url":              "CLOISTER_PCS_URL",
+	"simulation":           "CLOISTER_SIMULATION",
+	"master-key-file":      "CLOISTER_MASTER_KEY_FILE",
+	"launcher":             "CLOISTER_LAUNCHER",
+	"reattest-every":       "CLOISTER_REATTEST_EVERY",
+	"node-http":            "CLOISTER_NODE_HTTP",
+	"node-tls-cert":        "CLOISTER_NODE_TLS_CERT",
+	"node-tls-key":         "CLOISTER_NODE_TLS_KEY",
+	"node-tls-self-signed": "CLOISTER_NODE_TLS_SELF_SIGNED",
+	"registry":             "CLOISTER_REGISTRY",
+	"sample":               "CLOISTER_SAMPLE",
 }
 
 func defaultDataDir() string {
@@ -160,9 +165,12 @@ Every flag can also be set by the environment variable named in its help.`,
 	f.DurationVar(&cfg.Reattest, "reattest-every", 24*time.Hour, "how often nodes enrolled with TEE evidence must re-attest; one that fails, or is overdue, becomes untrusted and its certificate is revoked")
 	f.StringVar(&cfg.Launcher, "launcher", "", "the cloister-launcher binary packed into converted images (default: cloister-launcher beside this binary, then on $PATH); without one the imageconverter serves its API but converts nothing")
 	f.StringVar(&cfg.PCSURL, "pcs-url", "", "Intel PCS or PCCS base URL (API v4) to fetch SGX collateral from, e.g. https://api.trustedservices.intel.com/sgx/certification/v4/")
-	f.StringVar(&cfg.NodeHTTP, "node-http", "", "address of the gateway's node listener (HTTPS; node agents present their client certificate); empty serves none. Default none, or "+DevNodeHTTP+" with -dev; needs --node-tls-cert and --node-tls-key outside -dev")
+	f.StringVar(&cfg.NodeHTTP, "node-http", "", "address of the gateway's node listener (HTTPS; node agents present their client certificate); empty serves none. Default none, or "+DevNodeHTTP+" with -dev; needs --node-tls-cert and --node-tls-key, or --node-tls-self-signed, outside -dev")
 	f.StringVar(&cfg.NodeTLSCert, "node-tls-cert", "", "PEM server certificate (with its chain) of the node listener; -dev without one creates a self-signed certificate for 127.0.0.1, ::1 and localhost in --data-dir (node-tls.crt)")
 	f.StringVar(&cfg.NodeTLSKey, "node-tls-key", "", "PEM private key of --node-tls-cert")
+	f.StringSliceVar(&cfg.NodeTLSSelfSigned, "node-tls-self-signed", nil, "host names and IP addresses (comma-separated) of a self-signed certificate for the node listener, "+
+		"made on first start and again when it nears expiry or names other hosts, at --node-tls-cert and --node-tls-key or else in --data-dir (node-tls.crt, node-tls.key); "+
+		"node agents trust it with --server-ca. For a single machine (docker compose); -dev without it uses "+strings.Join(devNodeHosts, ","))
 	f.StringVar(&cfg.Registry, "registry", "", "address of a built-in OCI registry to serve (plain HTTP, no authentication, in memory: its images are lost when the server stops), "+
 		"for trying Cloister without one; the sample application is published to it as <address>/"+SampleRepository+":"+SampleTag+". Default none, or "+DevRegistry+" with -dev")
 	f.StringVar(&cfg.Sample, "sample", "", "the hello-https sample binary to publish to --registry (default: hello-https beside this binary, then on $PATH)")
@@ -234,9 +242,15 @@ func (c serverConfig) validate() error {
 	if (c.NodeTLSCert == "") != (c.NodeTLSKey == "") {
 		return errors.New("set both --node-tls-cert and --node-tls-key ($CLOISTER_NODE_TLS_CERT, $CLOISTER_NODE_TLS_KEY), or neither")
 	}
-	if !c.Dev && c.NodeHTTP != "" && c.NodeTLSCert == "" && slices.Contains(c.Services, "gateway") {
+	for _, h := range c.NodeTLSSelfSigned {
+		if err := checkNodeTLSHost(h); err != nil {
+			return fmt.Errorf("--node-tls-self-signed: %w", err)
+		}
+	}
+	if !c.Dev && c.NodeHTTP != "" && c.NodeTLSCert == "" && len(c.NodeTLSSelfSigned) == 0 && slices.Contains(c.Services, "gateway") {
 		return fmt.Errorf("--node-http %s serves node agents over TLS and needs a server certificate: set --node-tls-cert and --node-tls-key "+
-			"($CLOISTER_NODE_TLS_CERT, $CLOISTER_NODE_TLS_KEY), or leave --node-http empty to serve no node endpoints", c.NodeHTTP)
+			"($CLOISTER_NODE_TLS_CERT, $CLOISTER_NODE_TLS_KEY), or --node-tls-self-signed HOST,... on a single machine, "+
+			"or leave --node-http empty to serve no node endpoints", c.NodeHTTP)
 	}
 	return nil
 }
@@ -407,15 +421,23 @@ func serveNodes(cfg serverConfig, gw *gateway.Gateway, logger *slog.Logger, errc
 		certPath = cfg.NodeTLSCert
 		err      error
 	)
-	if cfg.NodeTLSCert != "" {
+	selfSigned := cfg.NodeTLSCert == "" || len(cfg.NodeTLSSelfSigned) > 0
+	if selfSigned {
+		// -dev, or --node-tls-self-signed (validate).
+		hosts, keyPath := cfg.NodeTLSSelfSigned, cfg.NodeTLSKey
+		if len(hosts) == 0 {
+			hosts = devNodeHosts
+		}
+		if certPath == "" {
+			certPath, keyPath = filepath.Join(cfg.DataDir, "node-tls.crt"), filepath.Join(cfg.DataDir, "node-tls.key")
+		}
+		if cert, err = selfSignedNodeCertificate(certPath, keyPath, hosts, time.Now()); err != nil {
+			return nil, err
+		}
+	} else {
 		cert, err = tls.LoadX509KeyPair(cfg.NodeTLSCert, cfg.NodeTLSKey)
 		if err != nil {
 			return nil, fmt.Errorf("--node-tls-cert and --node-tls-key: %w", err)
-		}
-	} else {
-		// Only -dev gets here (validate).
-		if cert, certPath, err = devNodeCertificate(cfg.DataDir, time.Now()); err != nil {
-			return nil, err
 		}
 	}
 	ln, err := net.Listen("tcp", cfg.NodeHTTP)
@@ -432,8 +454,9 @@ func serveNodes(cfg serverConfig, gw *gateway.Gateway, logger *slog.Logger, errc
 		ErrorLog: log.New(nodeServerLog{logger}, "", 0)}
 	logger.Info("node listener serving: node agents call the gateway here with their client certificate",
 		"https", "https://"+ln.Addr().String(), "server_certificate", certPath)
-	if cfg.NodeTLSCert == "" {
-		logger.Info("the node listener's certificate is self-signed (-dev): give it to node agents with --server-ca", "path", certPath)
+	if selfSigned {
+		logger.Info("the node listener's certificate is self-signed: give it to node agents with --server-ca", "path", certPath,
+			"hosts", strings.Join(slices.Concat(cert.Leaf.DNSNames, ipStrings(cert.Leaf.IPAddresses)), ","))
 	}
 	go func() {
 		if err := srv.ServeTLS(ln, "", ""); !errors.Is(err, http.ErrServerClosed) {
@@ -457,55 +480,111 @@ func (w nodeServerLog) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// devNodeCertificate returns -dev's self-signed server certificate of the
-// node listener, kept in dataDir (node-tls.crt, node-tls.key) and made on
-// first start or when it is about to expire, with its path.
-func devNodeCertificate(dataDir string, now time.Time) (tls.Certificate, string, error) {
-	certPath, keyPath := filepath.Join(dataDir, "node-tls.crt"), filepath.Join(dataDir, "node-tls.key")
+// devNodeHosts are the names of -dev's self-signed node listener
+// certificate, unless --node-tls-self-signed names others.
+var devNodeHosts = []string{"127.0.0.1", "::1", "localhost"}
+
+// checkNodeTLSHost accepts an IP address or a host name (one label or
+// more, such as a compose service's name) for a self-signed certificate.
+func checkNodeTLSHost(h string) error {
+	if net.ParseIP(h) != nil {
+		return nil
+	}
+	if h == "" || len(h) > 253 {
+		return fmt.Errorf("%q is neither an IP address nor a host name", h)
+	}
+	for _, l := range strings.Split(h, ".") {
+		ok := len(l) > 0 && len(l) <= 63 && l[0] != '-' && l[len(l)-1] != '-'
+		for i := 0; ok && i < len(l); i++ {
+			c := l[i] | 0x20 // lower case
+			ok = c >= 'a' && c <= 'z' || l[i] >= '0' && l[i] <= '9' || l[i] == '-'
+		}
+		if !ok {
+			return fmt.Errorf("%q is neither an IP address nor a host name (letters, digits, '-' and '.')", h)
+		}
+	}
+	return nil
+}
+
+// nodeTLSNames splits hosts into a certificate's DNS names (lower case)
+// and IP addresses, each sorted and without duplicates, as strings.
+func nodeTLSNames(hosts []string) (dns, ips []string) {
+	for _, h := range hosts {
+		if ip := net.ParseIP(h); ip != nil {
+			ips = append(ips, ip.String())
+		} else {
+			dns = append(dns, strings.ToLower(h))
+		}
+	}
+	return slices.Compact(slices.Sorted(slices.Values(dns))), slices.Compact(slices.Sorted(slices.Values(ips)))
+}
+
+func ipStrings(ips []net.IP) []string {
+	out := make([]string, len(ips))
+	for i, ip := range ips {
+		out[i] = ip.String()
+	}
+	return out
+}
+
+// selfSignedNodeCertificate returns the node listener's self-signed server
+// certificate for hosts, kept at certPath and keyPath: made on first
+// start, when it is about to expire, or when it names other hosts. The
+// certificate is readable by all (node agents trust it with --server-ca,
+// and compose shares its directory with them); the key is the owner's.
+func selfSignedNodeCertificate(certPath, keyPath string, hosts []string, now time.Time) (tls.Certificate, error) {
+	dns, ips := nodeTLSNames(hosts)
 	if cert, err := tls.LoadX509KeyPair(certPath, keyPath); err == nil && cert.Leaf != nil && now.Add(24*time.Hour).Before(cert.Leaf.NotAfter) {
-		return cert, certPath, nil
+		haveDNS, haveIPs := nodeTLSNames(slices.Concat(cert.Leaf.DNSNames, ipStrings(cert.Leaf.IPAddresses)))
+		if slices.Equal(haveDNS, dns) && slices.Equal(haveIPs, ips) {
+			return cert, nil
+		}
 	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return tls.Certificate{}, "", fmt.Errorf("generating the node listener's key: %w", err)
+		return tls.Certificate{}, fmt.Errorf("generating the node listener's key: %w", err)
 	}
 	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
 	if err != nil {
-		return tls.Certificate{}, "", err
+		return tls.Certificate{}, err
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial,
-		Subject:               pkix.Name{CommonName: "cloister -dev node listener"},
-		DNSNames:              []string{"localhost"},
-		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
+		Subject:               pkix.Name{CommonName: "cloister node listener (self-signed)"},
+		DNSNames:              dns,
 		NotBefore:             now.Add(-time.Hour),
 		NotAfter:              now.Add(365 * 24 * time.Hour),
 		KeyUsage:              x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		BasicConstraintsValid: true,
 	}
+	for _, ip := range ips {
+		tmpl.IPAddresses = append(tmpl.IPAddresses, net.ParseIP(ip))
+	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
-		return tls.Certificate{}, "", fmt.Errorf("creating the node listener's certificate: %w", err)
+		return tls.Certificate{}, fmt.Errorf("creating the node listener's certificate: %w", err)
 	}
 	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
-		return tls.Certificate{}, "", err
+		return tls.Certificate{}, err
 	}
 	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})
-	if err := os.MkdirAll(dataDir, 0o700); err != nil {
-		return tls.Certificate{}, "", fmt.Errorf("creating data directory: %w", err)
+	if err := os.MkdirAll(filepath.Dir(keyPath), 0o700); err != nil {
+		return tls.Certificate{}, fmt.Errorf("creating the directory of the node listener's key: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Dir(certPath), 0o755); err != nil {
+		return tls.Certificate{}, fmt.Errorf("creating the directory of the node listener's certificate: %w", err)
 	}
 	// The key first: a certificate on disk always has its key beside it.
 	if err := writeFileAtomic(keyPath, keyPEM, 0o600); err != nil {
-		return tls.Certificate{}, "", err
+		return tls.Certificate{}, err
 	}
 	if err := writeFileAtomic(certPath, certPEM, 0o644); err != nil {
-		return tls.Certificate{}, "", err
+		return tls.Certificate{}, err
 	}
-	cert, err := tls.X509KeyPair(certPEM, keyPEM)
-	return cert, certPath, err
+	return tls.X509KeyPair(certPEM, keyPEM)
 }
 
 // writeFileAtomic replaces path with data, readable as perm: readers see
