@@ -40,6 +40,7 @@ import (
 	"github.com/cloister-cc/cloister/services/attestation"
 	"github.com/cloister-cc/cloister/services/ca"
 	"github.com/cloister-cc/cloister/services/gateway"
+	"github.com/cloister-cc/cloister/services/gateway/console"
 	"github.com/cloister-cc/cloister/services/imageconverter"
 	"github.com/cloister-cc/cloister/services/noderegistry"
 )
@@ -362,6 +363,11 @@ func runServer(ctx context.Context, cfg serverConfig) error {
 			}
 			defer gw.Close()
 			mux.Handle("/v1/", obs.HTTPMiddleware("gateway", gw))
+			con, err := console.New(console.Config{API: gw, Logger: logger})
+			if err != nil {
+				return fmt.Errorf("starting the console: %w", err)
+			}
+			mux.Handle("/", obs.HTTPMiddleware("console", con))
 		}
 	}
 

@@ -1,0 +1,186 @@
+package console
+
+import (
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/cloister-cc/cloister/services/gateway/api"
+)
+
+// appForm is the application form: the spec, and the app when editing.
+type appForm struct {
+	App      *api.App
+	Spec     api.AppSpec
+	MemoryMB string
+	KeyTypes []string
+}
+
+var keyTypes = []string{"ec-p256", "ec-p384", "rsa-2048", "rsa-3072", "rsa-4096"}
+
+func (c *Console) appsPage(w http.ResponseWriter, r *http.Request) {
+	v := c.inAccount(w, r, "apps", "Applications")
+	if v == nil {
+		return
+	}
+	var l api.List[api.App]
+	if err := c.call(r, http.MethodGet, accountPath(v.Account.ID, "apps"), nil, &l); err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	v.Data = l.Items
+	c.render(w, r, http.StatusOK, "apps", v)
+}
+
+func (c *Console) newAppPage(w http.ResponseWriter, r *http.Request) {
+	v := c.inAccount(w, r, "apps", "New application")
+	if v == nil {
+		return
+	}
+	v.Data = appForm{Spec: api.AppSpec{Threads: 4, Certificate: api.CertificateConfig{KeyType: "ec-p256"}}, MemoryMB: "256", KeyTypes: keyTypes}
+	c.render(w, r, http.StatusOK, "app", v)
+}
+
+func (c *Console) createApp(w http.ResponseWriter, r *http.Request) {
+	v := c.inAccount(w, r, "apps", "New application")
+	if v == nil {
+		return
+	}
+	spec, err := parseAppForm(r)
+	if err == nil {
+		var app api.App
+		if err = c.call(r, http.MethodPost, accountPath(v.Account.ID, "apps"), spec, &app); err == nil {
+			msg := "Application " + app.Name + " created."
+			if app.Certificate.Domain != "" {
+				msg += " Its domain waits for approval under Tasks."
+			}
+			flash(w, r, msg+" Next, convert its image under Images.")
+			http.Redirect(w, r, consolePath(v.Account.ID, "apps", app.ID), http.StatusSeeOther)
+			return
+		}
+	}
+	v.Error = err.Error()
+	v.Data = appForm{Spec: spec, MemoryMB: r.PostFormValue("memory_mib"), KeyTypes: keyTypes}
+	c.render(w, r, formStatus(err), "app", v)
+}
+
+func (c *Console) appPage(w http.ResponseWriter, r *http.Request) {
+	v := c.inAccount(w, r, "apps", "Application")
+	if v == nil {
+		return
+	}
+	var app api.App
+	if err := c.call(r, http.MethodGet, accountPath(v.Account.ID, "apps", r.PathValue("app")), nil, &app); err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	v.Title = "Application " + app.Name
+	v.Data = appForm{App: &app, Spec: app.AppSpec, MemoryMB: strconv.FormatUint(app.MemorySize>>20, 10), KeyTypes: keyTypes}
+	c.render(w, r, http.StatusOK, "app", v)
+}
+
+func (c *Console) updateApp(w http.ResponseWriter, r *http.Request) {
+	v := c.inAccount(w, r, "apps", "Application")
+	if v == nil {
+		return
+	}
+	path := accountPath(v.Account.ID, "apps", r.PathValue("app"))
+	var app api.App
+	if err := c.call(r, http.MethodGet, path, nil, &app); err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	spec, err := parseAppForm(r)
+	if err == nil {
+		var updated api.App
+		if err = c.call(r, http.MethodPatch, path, spec, &updated); err == nil {
+			flash(w, r, "Application "+updated.Name+" saved. Convert its image again for the change to take effect.")
+			http.Redirect(w, r, consolePath(v.Account.ID, "apps", updated.ID), http.StatusSeeOther)
+			return
+		}
+	}
+	v.Title, v.Error = "Application "+app.Name, err.Error()
+	v.Data = appForm{App: &app, Spec: spec, MemoryMB: r.PostFormValue("memory_mib"), KeyTypes: keyTypes}
+	c.render(w, r, formStatus(err), "app", v)
+}
+
+func (c *Console) deleteApp(w http.ResponseWriter, r *http.Request) {
+	v := c.inAccount(w, r, "apps", "Application")
+	if v == nil {
+		return
+	}
+	if err := c.call(r, http.MethodDelete, accountPath(v.Account.ID, "apps", r.PathValue("app")), nil, nil); err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	flash(w, r, "Application deleted; its certificates are revoked.")
+	http.Redirect(w, r, consolePath(v.Account.ID, "apps"), http.StatusSeeOther)
+}
+
+// formError is a form field the console itself could not read.
+type formError struct{ msg string }
+
+func (e formError) Error() string { return e.msg }
+
+// formStatus is the status of a page shown again after err.
+func formStatus(err error) int {
+	if _, ok := err.(formError); ok {
+		return http.StatusBadRequest
+	}
+	return statusOf(err)
+}
+
+// parseAppForm reads the application form. List fields take one item per
+// line; the environment takes NAME=value lines.
+func parseAppForm(r *http.Request) (api.AppSpec, error) {
+	f := r.PostFormValue
+	s := api.AppSpec{
+		Name: strings.TrimSpace(f("name")), Description: strings.TrimSpace(f("description")),
+		InputImage: strings.TrimSpace(f("input_image")), OutputImage: strings.TrimSpace(f("output_image")),
+		Entrypoint: lines(f("entrypoint")), Args: lines(f("args")), AllowCmdlineArgs: f("allow_cmdline_args") == "on",
+		PassthroughEnv: lines(f("passthrough_env")), RWDirs: lines(f("rw_dirs")), Debug: f("debug") == "on",
+		Certificate: api.CertificateConfig{Domain: strings.TrimSpace(f("domain")), KeyType: f("key_type"),
+			KeyPath: strings.TrimSpace(f("key_path")), CertPath: strings.TrimSpace(f("cert_path"))},
+	}
+	var errs []string
+	num := func(field, label string, bits int) uint64 {
+		v := strings.TrimSpace(f(field))
+		if v == "" {
+			return 0
+		}
+		n, err := strconv.ParseUint(v, 10, bits)
+		if err != nil {
+			errs = append(errs, fmt.Sprintf("%s must be a whole number, not %q", label, v))
+		}
+		return n
+	}
+	s.ISVProdID = uint32(num("isvprodid", "ISVPRODID", 16))
+	s.ISVSVN = uint32(num("isvsvn", "ISVSVN", 16))
+	s.Threads = uint32(num("threads", "Threads", 32))
+	s.Certificate.ValidityDays = uint32(num("validity_days", "Validity (days)", 32))
+	s.MemorySize = num("memory_mib", "Memory (MiB)", 44) << 20
+	for _, l := range lines(f("env")) {
+		name, value, ok := strings.Cut(l, "=")
+		if !ok || name == "" {
+			errs = append(errs, fmt.Sprintf("environment line %q is not NAME=value", l))
+			continue
+		}
+		s.Env = append(s.Env, api.EnvVar{Name: name, Value: value})
+	}
+	if len(errs) > 0 {
+		return s, formError{strings.Join(errs, "; ")}
+	}
+	return s, nil
+}
+
+// lines splits a text area into its non-empty lines, trimmed.
+func lines(s string) []string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			out = append(out, l)
+		}
+	}
+	return out
+}

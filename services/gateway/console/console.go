@@ -1,0 +1,297 @@
+// Package console is Cloister's web console: server-rendered pages
+// (html/template, assets embedded in the binary, a little plain
+// JavaScript) for the whole journey, from sign-up to a running enclave.
+//
+// The console is a client of the public REST API, like the CLI: every
+// page calls the gateway's /v1 handler in process with the user's session
+// token, so the API's authentication, roles, validation and tenant
+// isolation apply unchanged, and an error the API gives is the error the
+// page shows.
+//
+// Security: the session token lives in an HttpOnly, SameSite=Lax cookie
+// (Secure when served over TLS); every POST carries a CSRF token that must
+// match a second, SameSite=Strict cookie, and cross-origin POSTs are
+// refused outright (net/http's CrossOriginProtection); the
+// Content-Security-Policy allows no inline script or style.
+package console
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"embed"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/cloister-cc/cloister/services/gateway/api"
+)
+
+//go:embed templates/*.html
+var templateFS embed.FS
+
+//go:embed static
+var staticFS embed.FS
+
+// Cookie names.
+const (
+	cookieSession = "cloister_session"
+	cookieCSRF    = "cloister_csrf"
+	cookieFlash   = "cloister_flash"
+)
+
+// csp allows only the console's own scripts, styles and images.
+const csp = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; " +
+	"form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+
+// maxFormBytes bounds a form body.
+const maxFormBytes = 256 << 10
+
+// Config is what the console needs.
+type Config struct {
+	// API is the gateway's REST handler (serving /v1/); the console calls
+	// it in process.
+	API    http.Handler
+	Logger *slog.Logger
+}
+
+// Console serves the web console under /.
+type Console struct {
+	api    http.Handler
+	log    *slog.Logger
+	pages  *pages
+	mux    *http.ServeMux
+	static http.Handler
+}
+
+// New returns the console.
+func New(cfg Config) (*Console, error) {
+	if cfg.API == nil {
+		return nil, errors.New("console: the API handler is required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	p, err := parsePages()
+	if err != nil {
+		return nil, err
+	}
+	sub, err := fs.Sub(staticFS, "static")
+	if err != nil {
+		return nil, err
+	}
+	c := &Console{api: cfg.API, log: cfg.Logger.With("component", "console"), pages: p, mux: http.NewServeMux(),
+		static: http.StripPrefix("/static/", http.FileServerFS(sub))}
+	c.routes()
+	return c, nil
+}
+
+// ServeHTTP adds the security headers and checks every unsafe request
+// for a cross-origin source and a CSRF token before routing it.
+func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h := w.Header()
+	h.Set("Content-Security-Policy", csp)
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "same-origin")
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("Cross-Origin-Opener-Policy", "same-origin")
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		if err := crossOrigin.Check(r); err != nil {
+			c.renderError(w, r, http.StatusForbidden, "This form was sent from another site, so it was refused. Open the console and try again.")
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
+		if err := r.ParseForm(); err != nil {
+			c.renderError(w, r, http.StatusBadRequest, "The form could not be read: "+err.Error())
+			return
+		}
+		if !validCSRF(r) {
+			c.renderError(w, r, http.StatusForbidden, "The form's security token is missing or out of date (perhaps the page was open for a long time). Reload the page and try again.")
+			return
+		}
+	}
+	c.mux.ServeHTTP(w, r)
+}
+
+var crossOrigin = http.NewCrossOriginProtection()
+
+// session is the signed-in user's API token, or "".
+func session(r *http.Request) string {
+	ck, err := r.Cookie(cookieSession)
+	if err != nil {
+		return ""
+	}
+	return ck.Value
+}
+
+// secure tells whether cookies should be Secure: the request came over TLS.
+func secure(r *http.Request) bool { return r.TLS != nil }
+
+func setSession(w http.ResponseWriter, r *http.Request, token string, expires time.Time) {
+	http.SetCookie(w, &http.Cookie{Name: cookieSession, Value: token, Path: "/", Expires: expires,
+		HttpOnly: true, Secure: secure(r), SameSite: http.SameSiteLaxMode})
+}
+
+func clearSession(w http.ResponseWriter, r *http.Request) {
+	http.SetCookie(w, &http.Cookie{Name: cookieSession, Value: "", Path: "/", MaxAge: -1,
+		HttpOnly: true, Secure: secure(r), SameSite: http.SameSiteLaxMode})
+}
+
+// csrfToken returns the request's CSRF token, setting a new cookie when
+// it has none: forms carry it back in the field "csrf".
+func csrfToken(w http.ResponseWriter, r *http.Request) string {
+	if ck, err := r.Cookie(cookieCSRF); err == nil && len(ck.Value) == 43 {
+		return ck.Value
+	}
+	b := make([]byte, 32)
+	_, _ = rand.Read(b)
+	v := base64.RawURLEncoding.EncodeToString(b)
+	http.SetCookie(w, &http.Cookie{Name: cookieCSRF, Value: v, Path: "/", HttpOnly: true, Secure: secure(r), SameSite: http.SameSiteStrictMode})
+	// Later reads in this request see it.
+	r.AddCookie(&http.Cookie{Name: cookieCSRF, Value: v})
+	return v
+}
+
+func validCSRF(r *http.Request) bool {
+	ck, err := r.Cookie(cookieCSRF)
+	if err != nil || ck.Value == "" {
+		return false
+	}
+	return subtle.ConstantTimeCompare([]byte(ck.Value), []byte(r.PostFormValue("csrf"))) == 1
+}
+
+// flash keeps a one-line message for the next page (after a redirect).
+func flash(w http.ResponseWriter, r *http.Request, msg string) {
+	http.SetCookie(w, &http.Cookie{Name: cookieFlash, Value: url.QueryEscape(msg), Path: "/", MaxAge: 60,
+		HttpOnly: true, Secure: secure(r), SameSite: http.SameSiteLaxMode})
+}
+
+// takeFlash returns and clears the flash message.
+func takeFlash(w http.ResponseWriter, r *http.Request) string {
+	ck, err := r.Cookie(cookieFlash)
+	if err != nil {
+		return ""
+	}
+	http.SetCookie(w, &http.Cookie{Name: cookieFlash, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, Secure: secure(r), SameSite: http.SameSiteLaxMode})
+	msg, _ := url.QueryUnescape(ck.Value)
+	return msg
+}
+
+// apiError is a problem the API answered with.
+type apiError struct {
+	Status int
+	Detail string
+	Code   string
+}
+
+func (e *apiError) Error() string { return e.Detail }
+
+// statusOf is the HTTP status of an API error, else 500.
+func statusOf(err error) int {
+	var ae *apiError
+	if errors.As(err, &ae) {
+		return ae.Status
+	}
+	return http.StatusInternalServerError
+}
+
+// call sends one request to the API in process, as the signed-in user,
+// and decodes its JSON answer into out (if not nil).
+func (c *Console) call(r *http.Request, method, path string, in, out any) error {
+	return c.callAs(r.Context(), r, session(r), method, path, in, out)
+}
+
+func (c *Console) callAs(ctx context.Context, r *http.Request, token, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, path, body)
+	if err != nil {
+		return err
+	}
+	req.RemoteAddr = r.RemoteAddr // the API's rate limits are per client
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	rec := &recorder{header: http.Header{}}
+	c.api.ServeHTTP(rec, req)
+	if rec.status == 0 {
+		rec.status = http.StatusOK
+	}
+	if rec.status >= 400 {
+		var p api.Problem
+		if json.Unmarshal(rec.body.Bytes(), &p) != nil || p.Detail == "" {
+			p.Detail = fmt.Sprintf("the server answered %d %s", rec.status, http.StatusText(rec.status))
+		}
+		return &apiError{Status: rec.status, Detail: p.Detail, Code: p.Code}
+	}
+	if out != nil && rec.body.Len() > 0 {
+		if err := json.Unmarshal(rec.body.Bytes(), out); err != nil {
+			return fmt.Errorf("reading the API's answer to %s %s: %w", method, path, err)
+		}
+	}
+	return nil
+}
+
+// recorder is an in-memory http.ResponseWriter for calls to the API.
+type recorder struct {
+	header http.Header
+	status int
+	body   bytes.Buffer
+}
+
+func (w *recorder) Header() http.Header { return w.header }
+func (w *recorder) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+}
+func (w *recorder) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.body.Write(b)
+}
+
+// accountPath is the API path of an account's collection or object.
+func accountPath(account string, parts ...string) string {
+	p := "/v1/accounts/" + url.PathEscape(account)
+	for _, s := range parts {
+		p += "/" + url.PathEscape(s)
+	}
+	return p
+}
+
+// consolePath is the console's path of an account's page.
+func consolePath(account string, parts ...string) string {
+	p := "/a/" + url.PathEscape(account)
+	for _, s := range parts {
+		p += "/" + url.PathEscape(s)
+	}
+	return p
+}
+
+// safeNext accepts only a local path to go back to after signing in.
+func safeNext(next string) string {
+	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.HasPrefix(next, "/\\") {
+		return "/"
+	}
+	return next
+}
