@@ -27,9 +27,11 @@ demo:
 	CGO_ENABLED=0 $(GO) build -trimpath -o .bin/cloister-demo ./cmd/cloister-demo
 	.bin/cloister-demo --bin .bin
 
-## test: every module's tests, with the race detector
+## test: every module's tests, with the race detector; tests' artifacts (the console's
+## screenshots) go to .artifacts/
 test:
-	$(GO) test -race -count=1 $(PKGS)
+	mkdir -p .artifacts
+	$(GO) test -race -count=1 -artifacts -outputdir $(CURDIR)/.artifacts $(PKGS)
 
 ## bench: benchmarks, each printed beside its floor measured in the same run (x-floor = ratio)
 bench:

@@ -9,6 +9,7 @@ replace github.com/cloister-cc/cloister/services/account => ../services/account
 replace github.com/cloister-cc/cloister/services/gateway => ../services/gateway
 
 require (
+	github.com/chromedp/chromedp v0.23.0
 	github.com/cloister-cc/cloister/libs v0.0.0
 	github.com/cloister-cc/cloister/services/account v0.0.0
 	github.com/cloister-cc/cloister/services/gateway v0.0.0
@@ -25,8 +26,10 @@ require (
 )
 
 require (
+	github.com/chromedp/cdproto v0.159.0 // indirect
 	github.com/docker/cli v29.7.2+incompatible // indirect
 	github.com/docker/docker-credential-helpers v0.9.3 // indirect
+	github.com/go-json-experiment/json v0.0.0-20260213210345-44df1a37e875 // indirect
 	github.com/opencontainers/image-spec v1.1.1 // indirect
 )
 
