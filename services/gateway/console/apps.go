@@ -168,6 +168,12 @@ func parseAppForm(r *http.Request) (api.AppSpec, error) {
 		}
 		s.Env = append(s.Env, api.EnvVar{Name: name, Value: value})
 	}
+	// Without a domain the app gets no certificate, and the API wants the
+	// other certificate fields empty too (the form always has a key type,
+	// and an app's page shows the default paths).
+	if s.Certificate.Domain == "" {
+		s.Certificate = api.CertificateConfig{}
+	}
 	if len(errs) > 0 {
 		return s, formError{strings.Join(errs, "; ")}
 	}

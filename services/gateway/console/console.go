@@ -32,6 +32,7 @@ import (
 	"net/url"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/cloister-cc/cloister/services/gateway/api"
 )
@@ -288,9 +289,15 @@ func consolePath(account string, parts ...string) string {
 	return p
 }
 
-// safeNext accepts only a local path to go back to after signing in.
+// safeNext accepts only a local path to go back to after signing in:
+// browsers drop tabs and newlines and read a backslash as a slash, so
+// "/\t/evil.example" would leave the site.
 func safeNext(next string) string {
-	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.HasPrefix(next, "/\\") {
+	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.ContainsRune(next, '\\') ||
+		strings.IndexFunc(next, unicode.IsControl) >= 0 {
+		return "/"
+	}
+	if u, err := url.Parse(next); err != nil || u.Host != "" || u.Scheme != "" {
 		return "/"
 	}
 	return next

@@ -1,0 +1,346 @@
+package gateway_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"html"
+	"io"
+	"log"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/cloister-cc/cloister/libs/pki"
+	"github.com/cloister-cc/cloister/libs/testkit"
+	"github.com/cloister-cc/cloister/services/gateway/api"
+	"github.com/cloister-cc/cloister/services/gateway/console"
+	"github.com/cloister-cc/cloister/services/imageconverter"
+)
+
+// TestConsoleImagesAndTasks walks the console's images and tasks pages
+// against the real stack, with a converter that converts: sign up, create
+// an account and an application with a domain, convert its image from an
+// in-process registry, follow the progress JSON, read the MRENCLAVE on the
+// image page, and approve the domain and image tasks; refusals (a member
+// approving, a task approved twice, a form without its CSRF token,
+// another account's image) show as pages, not blank answers.
+func TestConsoleImagesAndTasks(t *testing.T) {
+	s := newStack(t, memory(t))
+	startImageWorker(t, s)
+	host := startImageRegistry(t)
+	pushRandomImage(t, host+"/in:1")
+	con, err := console.New(console.Config{API: s.gw})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(con)
+	t.Cleanup(srv.Close)
+
+	ada := newImagesBrowser(t, srv)
+	ada.signUp("ada@example.com")
+	r := ada.post("/accounts", url.Values{"name": {"A"}})
+	acct := strings.TrimPrefix(strings.TrimSuffix(r.location(t), "/apps"), "/a/")
+	images, tasks := "/a/"+acct+"/images", "/a/"+acct+"/tasks"
+
+	// Before any application, the images page says to create one.
+	ada.get(images).want(t, http.StatusOK, "Create an application first")
+	ada.get(tasks).want(t, http.StatusOK, "Nothing to approve.")
+
+	const domain = "hello.cloister.test"
+	r = ada.post("/a/"+acct+"/apps", url.Values{"name": {"hello"}, "input_image": {host + "/in:1"}, "output_image": {host + "/out"},
+		"entrypoint": {"/bin/hello"}, "memory_mib": {"64"}, "threads": {"2"}, "domain": {domain}, "key_type": {"ec-p256"}})
+	appID := r.location(t)[strings.LastIndex(r.location(t), "/")+1:]
+	ada.get(images).want(t, http.StatusOK, `<label for="convert-app">Application</label>`, `<option value="`+appID+`">hello`, "No images yet.")
+
+	// A form without its CSRF token is refused before it does anything.
+	if r := ada.postRaw(images, url.Values{"app": {appID}, "tag": {"1"}}); r.status != http.StatusForbidden || !strings.Contains(r.body, "security token") {
+		t.Fatalf("converting without the csrf field = %d, want 403 about the token:\n%s", r.status, r.body)
+	}
+	// A bad tag is the API's 400, shown on the form with what was typed.
+	ada.post(images, url.Values{"app": {appID}, "tag": {"bad tag"}}).want(t, http.StatusBadRequest, "tag: ", `value="bad tag"`)
+
+	// The account's signing key comes with AccountCreated: converting may
+	// be refused for a moment.
+	testkit.Eventually(t, 20*time.Second, func() bool {
+		r = ada.post(images, url.Values{"app": {appID}, "tag": {"1"}})
+		return r.status == http.StatusSeeOther
+	}, "converting never accepted: %d %s", r.status, r.body)
+	imagePage := r.location(t)
+	imageID := imagePage[strings.LastIndex(imagePage, "/")+1:]
+	if imagePage != images+"/"+imageID {
+		t.Fatalf("converting redirected to %s, want the image's page", imagePage)
+	}
+	page := ada.get(imagePage).want(t, http.StatusOK, "Conversion of "+host+"/out:1 started", "hello:1")
+	if !strings.Contains(page.body, "data-poll=") && !strings.Contains(page.body, `class="status-converted"`) {
+		t.Fatalf("the image page of a conversion in progress has no live progress:\n%s", page.body)
+	}
+
+	// The progress JSON is the API's image, until it is converted.
+	var img api.Image
+	testkit.Eventually(t, 60*time.Second, func() bool {
+		r := ada.get(imagePage + "/progress")
+		if r.status != http.StatusOK || r.header.Get("Content-Type") != "application/json" {
+			t.Fatalf("progress = %d %q %s", r.status, r.header.Get("Content-Type"), r.body)
+		}
+		if err := json.Unmarshal([]byte(r.body), &img); err != nil || img.ID != imageID {
+			t.Fatalf("progress = %s (%v), want the image %s", r.body, err, imageID)
+		}
+		return img.Status == "converted" || img.Status == "failed"
+	}, "the conversion never finished: %+v", img)
+	if img.Status != "converted" || len(img.MRENCLAVE) != 64 {
+		t.Fatalf("conversion = %+v, want converted with an MRENCLAVE", img)
+	}
+	page = ada.get(imagePage).want(t, http.StatusOK, `<code id="mrenclave">`+img.MRENCLAVE+`</code>`, `<code id="mrsigner">`+img.MRSIGNER+`</code>`,
+		`data-copy="mrenclave"`, img.Digest)
+	if strings.Contains(page.body, "data-poll=") {
+		t.Fatal("the page of a converted image still polls")
+	}
+	ada.get(images+"?app="+appID).want(t, http.StatusOK, "Images of hello", imageID)
+
+	// A member (not an admin) cannot decide: the tasks page says so.
+	bob := newImagesBrowser(t, srv)
+	bob.signUp("bob@example.com")
+	if r := do(t, s.srv, "POST", "/v1/accounts/"+acct+"/members", ada.token(), map[string]string{"email": "bob@example.com", "role": "member"}); r.status != http.StatusCreated {
+		t.Fatalf("adding bob = %d %s", r.status, r.body)
+	}
+
+	// Both tasks appear: the domain's and, once converted, the image's.
+	approve := regexp.MustCompile(`action="(/a/` + acct + `/tasks/[0-9a-f-]+)/approve"`)
+	var pending [][]string
+	testkit.Eventually(t, 20*time.Second, func() bool {
+		r = ada.get(tasks)
+		pending = approve.FindAllStringSubmatch(r.body, -1)
+		return len(pending) == 2
+	}, "the domain and image tasks never appeared:\n%s", r.body)
+	r.want(t, http.StatusOK, "<code>"+domain+"</code>", `href="/a/`+acct+`/images/`+imageID+`"`, "0 / 1", "ada@example.com")
+	bobPage := bob.get(tasks).want(t, http.StatusOK, "Only the account's admins", domain)
+	if approve.MatchString(bobPage.body) {
+		t.Fatal("a member sees Approve buttons")
+	}
+	bob.post(pending[0][1]+"/approve", url.Values{"status": {"pending"}}).want(t, http.StatusForbidden, `role="alert"`, "could not be approved", domain)
+
+	for _, p := range pending {
+		r := ada.post(p[1]+"/approve", url.Values{"status": {"pending"}})
+		if r.status != http.StatusSeeOther || r.location(t) != tasks+"?status=pending" {
+			t.Fatalf("approving = %d %s, want a redirect to the pending tasks", r.status, r.header.Get("Location"))
+		}
+	}
+	ada.get(tasks).want(t, http.StatusOK, "Task approved.", "Nothing to approve.")
+	approved := ada.get(tasks+"?status=approved").want(t, http.StatusOK, "1 / 1", "/withdraw\"")
+	if n := strings.Count(approved.body, `/withdraw"`); n != 2 {
+		t.Fatalf("approved tasks with a Withdraw button = %d, want 2", n)
+	}
+	// Approving again is the API's 409, on the tasks page.
+	ada.post(pending[0][1]+"/approve", url.Values{"status": {"pending"}}).want(t, http.StatusConflict, "could not be approved", "only a pending task")
+	ada.get(imagePage).want(t, http.StatusOK, `<span class="status-approved">approved</span>`)
+
+	// Another account sees nothing of this one.
+	eve := newImagesBrowser(t, srv)
+	eve.signUp("eve@example.com")
+	r = eve.post("/accounts", url.Values{"name": {"E"}})
+	eveAcct := strings.TrimPrefix(strings.TrimSuffix(r.location(t), "/apps"), "/a/")
+	for _, path := range []string{imagePage, "/a/" + eveAcct + "/images/" + imageID} {
+		if r := eve.get(path); r.status != http.StatusNotFound || strings.Contains(r.body, img.MRENCLAVE) {
+			t.Fatalf("another account's GET %s = %d, want 404:\n%s", path, r.status, r.body)
+		}
+		if r := eve.get(path + "/progress"); r.status != http.StatusNotFound || strings.Contains(r.body, img.MRENCLAVE) {
+			t.Fatalf("another account's GET %s/progress = %d %s, want 404", path, r.status, r.body)
+		}
+	}
+	if r := eve.post(imagePage+"/delete", nil); r.status != http.StatusNotFound {
+		t.Fatalf("another account deleting the image = %d, want 404", r.status)
+	}
+	if r := newImagesBrowser(t, srv).get(imagePage + "/progress"); r.status != http.StatusUnauthorized {
+		t.Fatalf("progress without a session = %d %s, want 401", r.status, r.body)
+	}
+
+	// Deleting needs the CSRF token too; with it, the image goes.
+	if r := ada.postRaw(imagePage+"/delete", nil); r.status != http.StatusForbidden {
+		t.Fatalf("deleting without the csrf field = %d, want 403", r.status)
+	}
+	ada.get(imagePage).want(t, http.StatusOK, img.MRENCLAVE)
+	if r := ada.post(imagePage+"/delete", nil); r.status != http.StatusSeeOther || r.location(t) != images {
+		t.Fatalf("deleting = %d %s", r.status, r.header.Get("Location"))
+	}
+	if r := ada.get(images).want(t, http.StatusOK, "Image deleted."); strings.Contains(r.body, imageID) {
+		t.Fatal("the deleted image is still listed")
+	}
+	ada.get(imagePage).want(t, http.StatusNotFound)
+}
+
+// startImageWorker starts a converter that converts, beside the
+// stack's, which only serves the API; it shares the stack's KEK.
+func startImageWorker(t *testing.T, s *stack) {
+	t.Helper()
+	kek, err := pki.NewKEK(bytes.Repeat([]byte{9}, pki.KEKSize))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The converter measures the launcher as opaque bytes.
+	launcher := []byte("#!/bin/sh\n# not the real launcher\n")
+	ic, err := imageconverter.Start(context.Background(), imageconverter.Config{NATS: s.nats.Connect(t), KEK: kek,
+		GenerateKey: reuseSigningKey, Launcher: launcher, JobAckWait: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ic.Stop)
+}
+
+// startImageRegistry serves go-containerregistry's in-process registry and
+// returns its host:port.
+func startImageRegistry(t *testing.T) string {
+	t.Helper()
+	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	t.Cleanup(srv.Close)
+	u, err := url.Parse(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u.Host
+}
+
+func pushRandomImage(t *testing.T, ref string) {
+	t.Helper()
+	img, err := random.Image(64<<10, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := name.ParseReference(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(r, img); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// imagesBrowser is a user's browser on the console: a cookie jar, and
+// redirects left for the test to check.
+type imagesBrowser struct {
+	t    *testing.T
+	srv  *httptest.Server
+	c    *http.Client
+	csrf string
+}
+
+func newImagesBrowser(t *testing.T, srv *httptest.Server) *imagesBrowser {
+	jar, err := cookiejar.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &imagesBrowser{t: t, srv: srv, c: &http.Client{Jar: jar, Timeout: 30 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
+}
+
+// imgPage is an answer of the console.
+type imgPage struct {
+	status int
+	header http.Header
+	body   string
+}
+
+// want checks the status and that the body holds each of texts.
+func (p imgPage) want(t *testing.T, status int, texts ...string) imgPage {
+	t.Helper()
+	if p.status != status {
+		t.Fatalf("status = %d, want %d:\n%s", p.status, status, p.body)
+	}
+	for _, s := range texts {
+		if !strings.Contains(p.body, s) {
+			t.Fatalf("the page lacks %q:\n%s", s, p.body)
+		}
+	}
+	return p
+}
+
+func (p imgPage) location(t *testing.T) string {
+	t.Helper()
+	if p.status != http.StatusSeeOther {
+		t.Fatalf("status = %d, want 303:\n%s", p.status, p.body)
+	}
+	return p.header.Get("Location")
+}
+
+var imgCSRFField = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
+
+func (b *imagesBrowser) do(req *http.Request) imgPage {
+	b.t.Helper()
+	resp, err := b.c.Do(req)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	if m := imgCSRFField.FindSubmatch(data); m != nil {
+		b.csrf = html.UnescapeString(string(m[1]))
+	}
+	return imgPage{status: resp.StatusCode, header: resp.Header, body: string(data)}
+}
+
+func (b *imagesBrowser) get(path string) imgPage {
+	b.t.Helper()
+	req, err := http.NewRequest(http.MethodGet, b.srv.URL+path, nil)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	return b.do(req)
+}
+
+// post sends a form with the CSRF token of the last page seen.
+func (b *imagesBrowser) post(path string, form url.Values) imgPage {
+	b.t.Helper()
+	if b.csrf == "" {
+		b.get("/login")
+	}
+	f := url.Values{"csrf": {b.csrf}}
+	for k, v := range form {
+		f[k] = v
+	}
+	return b.postRaw(path, f)
+}
+
+// postRaw sends a form as it is.
+func (b *imagesBrowser) postRaw(path string, form url.Values) imgPage {
+	b.t.Helper()
+	req, err := http.NewRequest(http.MethodPost, b.srv.URL+path, strings.NewReader(form.Encode()))
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	return b.do(req)
+}
+
+func (b *imagesBrowser) signUp(email string) {
+	b.t.Helper()
+	b.get("/signup").want(b.t, http.StatusOK)
+	pw := "correct horse battery"
+	if r := b.post("/signup", url.Values{"email": {email}, "password": {pw}, "confirm": {pw}}); r.location(b.t) != "/accounts" {
+		b.t.Fatalf("signing up went to %s", r.header.Get("Location"))
+	}
+}
+
+// token is the session's API token, from the cookie jar.
+func (b *imagesBrowser) token() string {
+	u, _ := url.Parse(b.srv.URL)
+	for _, c := range b.c.Jar.Cookies(u) {
+		if c.Name == "cloister_session" {
+			return c.Value
+		}
+	}
+	b.t.Fatal("no session cookie")
+	return ""
+}
