@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/cloister-cc/cloister/libs/testkit"
 )
 
 // chromiumPath finds Debian's Chromium (or Chrome). Without one the
@@ -97,9 +99,20 @@ func (b *browser) open(path string) {
 	b.do("opening "+path, chromedp.Navigate(b.base+path), chromedp.WaitReady(chromedp.CSS("main")))
 }
 
-// shot saves a full-page screenshot named after the page.
+// unlabelled lists the page's form controls that no label names.
+const unlabelled = `[...document.querySelectorAll("input:not([type=hidden]), select, textarea, button")]
+	.filter(e => !(e.labels && e.labels.length) && !e.getAttribute("aria-label") && !(e.tagName === "BUTTON" && e.textContent.trim()))
+	.map(e => e.outerHTML.slice(0, 120))`
+
+// shot saves a full-page screenshot named after the page, after checking
+// that every form control on it has a label.
 func (b *browser) shot(name string) {
 	b.t.Helper()
+	if !strings.HasPrefix(name, "failed") {
+		if missing := get(b, "finding unlabelled controls", chromedp.Evaluate[[]string](unlabelled)); len(missing) > 0 {
+			b.t.Errorf("page %s has form controls without a label: %q", name, missing)
+		}
+	}
 	ctx, cancel := context.WithTimeout(b.ctx, 30*time.Second)
 	defer cancel()
 	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
@@ -206,6 +219,111 @@ func TestConsoleJourney(t *testing.T) {
 	b.shot("app")
 	b.open("/a/" + account + "/apps")
 	b.shot("apps")
+
+	// No SGX here: the account accepts simulated evidence.
+	b.open("/a/" + account + "/policy")
+	b.do("ticking the policy", chromedp.Evaluate[chromedp.Void](`for (const sel of ['input[name=accept_statuses][value=UpToDate]', 'input[name=allow_simulation]']) {
+		const box = document.querySelector(sel); if (!box.checked) box.click(); }; undefined`))
+	b.submit(`form.policy button[type=submit]`)
+	if !strings.Contains(b.text(".flash"), "Simulated evidence is accepted") {
+		t.Fatalf("saving the policy: %s", b.text("main"))
+	}
+	b.shot("policy")
+
+	// Convert the image; the account's signing key may still be on its way.
+	b.open("/a/" + account + "/images")
+	b.shot("images-empty")
+	for i := 0; ; i++ {
+		b.fill(map[string]string{"#convert-tag": "1"})
+		b.submit(`form[action$="/images"] button[type=submit]`)
+		if strings.Contains(b.location(), "/images/") {
+			break
+		}
+		if i == 30 || !strings.Contains(b.text(".error"), "not ready") {
+			t.Fatalf("converting: %s", b.text("main"))
+		}
+		time.Sleep(time.Second)
+	}
+	b.shot("image-converting")
+	// The page follows the conversion and reloads when it is done.
+	b.do("waiting for the conversion", chromedp.WaitVisible(chromedp.CSS("#mrenclave")))
+	mrenclave := b.text("#mrenclave")
+	if len(mrenclave) != 64 || !b.has(`button[data-copy=mrenclave]:not([hidden])`) {
+		t.Fatalf("the converted image's page shows MRENCLAVE %q, or no copy button", mrenclave)
+	}
+	b.shot("image")
+	b.open("/a/" + account + "/images")
+	b.shot("images")
+
+	// Approve the domain and the image.
+	b.open("/a/" + account + "/tasks")
+	b.shot("tasks")
+	for b.has(`button[aria-label^="Approve"]`) {
+		b.submit(`button[aria-label^="Approve"]`)
+	}
+	if !strings.Contains(b.text("main"), "Nothing to approve") {
+		t.Fatalf("after approving, the tasks page says: %s", b.text("main"))
+	}
+	b.open("/a/" + account + "/tasks?status=all")
+	b.shot("tasks-approved")
+
+	// A join token, shown once, and a node agent started with it.
+	b.open("/a/" + account + "/nodes")
+	b.shot("nodes-empty")
+	b.fill(map[string]string{"#token-name": "rack-1", "#token-max-uses": "1"})
+	b.submit(`form[action$="/join-tokens"] button[type=submit]`)
+	secret := b.text("#token-secret")
+	if !strings.HasPrefix(secret, "cjt_") {
+		t.Fatalf("the token page shows %q, want the secret", secret)
+	}
+	b.shot("token")
+	agentAPI := startAgent(t, addr, nodeAddr, dataDir, secret)
+
+	// The converted image's launcher gets its certificate; a client that
+	// trusts only the account CA (downloaded from the console) talks to it.
+	root := unpackImage(t, t.TempDir(), registry+"/samples/hello-sgx:1")
+	helloAddr := freeAddr(t)
+	enclave := startLauncher(t, root, agentAPI, helloAddr)
+	chain := get(b, "downloading ca.pem", chromedp.Evaluate[string](
+		fmt.Sprintf(`fetch(%q).then(r => r.text())`, "/a/"+account+"/certificates/ca.pem"), chromedp.EvalAwaitPromise))
+	client := trustingOnly(t, chain)
+	testkit.Eventually(t, 60*time.Second, func() bool {
+		if enclave.exited() {
+			t.Fatalf("the launcher exited: %s", enclave.output())
+		}
+		resp, err := client.Get("https://" + helloAddr + "/")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	}, "the enclave never answered over HTTPS")
+
+	// The running instance on its node.
+	b.open("/a/" + account + "/nodes")
+	b.shot("nodes")
+	b.submit(`main table a[href*="/nodes/"]`)
+	for i := 0; !strings.Contains(b.text("main"), mrenclave); i++ {
+		if i == 40 {
+			t.Fatalf("the node page never showed the running instance: %s", b.text("main"))
+		}
+		time.Sleep(500 * time.Millisecond)
+		b.do("reloading", chromedp.Reload(), chromedp.WaitReady(chromedp.CSS("main")))
+	}
+	if !b.has(`main .status-running`) {
+		t.Fatalf("the instance is not shown running: %s", b.text("main"))
+	}
+	b.shot("node")
+
+	b.open("/a/" + account + "/certificates")
+	if !strings.Contains(b.text("main"), "hello.cloister.test") {
+		t.Fatalf("the certificates page lacks the enclave's certificate: %s", b.text("main"))
+	}
+	b.shot("certificates")
+	b.open("/a/" + account + "/audit")
+	b.shot("audit")
+	b.open("/accounts")
+	b.shot("accounts")
 
 	// The same page on a phone.
 	b.do("resizing to a phone", chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile, chromedp.EmulateScale(3)))
