@@ -320,10 +320,18 @@ func TestConsoleJourney(t *testing.T) {
 		t.Fatalf("the certificates page lacks the enclave's certificate: %s", b.text("main"))
 	}
 	b.shot("certificates")
+	b.submit(`main table tbody tr td:first-child a[href*="/certificates/"]`)
+	b.shot("certificate")
 	b.open("/a/" + account + "/audit")
 	b.shot("audit")
 	b.open("/accounts")
 	b.shot("accounts")
+	// Another account's page, or none, is a 404 that says so.
+	b.open("/a/01a21d36-0000-7000-8000-000000000000/apps")
+	if !strings.Contains(b.text("main"), "no such account") {
+		t.Fatalf("an unknown account's page says: %s", b.text("main"))
+	}
+	b.shot("not-found")
 
 	// The same page on a phone.
 	b.do("resizing to a phone", chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile, chromedp.EmulateScale(3)))

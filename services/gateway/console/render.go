@@ -122,9 +122,24 @@ func (c *Console) render(w http.ResponseWriter, r *http.Request, status int, pag
 	_, _ = buf.WriteTo(w)
 }
 
-// renderError shows an error page with the status.
+// renderError shows an error page with the status, keeping the header
+// and the account's navigation when the user is signed in.
 func (c *Console) renderError(w http.ResponseWriter, r *http.Request, status int, msg string) {
-	c.render(w, r, status, "error", &view{Title: http.StatusText(status), Error: msg, Data: status})
+	v := &view{}
+	if session(r) != "" && status != http.StatusUnauthorized {
+		var me api.Me
+		var accts api.List[api.Account]
+		if c.call(r, http.MethodGet, "/v1/users/me", nil, &me) == nil && c.call(r, http.MethodGet, "/v1/accounts", nil, &accts) == nil {
+			v.Me, v.Accounts = &me, accts.Items
+			for i := range v.Accounts {
+				if v.Accounts[i].ID == r.PathValue("account") {
+					v.Account = &v.Accounts[i]
+				}
+			}
+		}
+	}
+	v.Title, v.Error, v.Data = http.StatusText(status), msg, status
+	c.render(w, r, status, "error", v)
 }
 
 // fail shows the API's error on an error page, or sends the user to sign
