@@ -4,11 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"html"
 	"io"
 	"log"
 	"net/http"
-	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
 	"regexp"
@@ -24,7 +22,6 @@ import (
 	"github.com/cloister-cc/cloister/libs/pki"
 	"github.com/cloister-cc/cloister/libs/testkit"
 	"github.com/cloister-cc/cloister/services/gateway/api"
-	"github.com/cloister-cc/cloister/services/gateway/console"
 	"github.com/cloister-cc/cloister/services/imageconverter"
 )
 
@@ -40,17 +37,11 @@ func TestConsoleImagesAndTasks(t *testing.T) {
 	startImageWorker(t, s)
 	host := startImageRegistry(t)
 	pushRandomImage(t, host+"/in:1")
-	con, err := console.New(console.Config{API: s.gw})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(con)
-	t.Cleanup(srv.Close)
+	srv := consoleServer(t, s.gw)
 
-	ada := newImagesBrowser(t, srv)
+	ada := newConsoleClient(t, srv)
 	ada.signUp("ada@example.com")
-	r := ada.post("/accounts", url.Values{"name": {"A"}})
-	acct := strings.TrimPrefix(strings.TrimSuffix(r.location(t), "/apps"), "/a/")
+	acct := ada.createAccount("A")
 	images, tasks := "/a/"+acct+"/images", "/a/"+acct+"/tasks"
 
 	// Before any application, the images page says to create one.
@@ -58,9 +49,10 @@ func TestConsoleImagesAndTasks(t *testing.T) {
 	ada.get(tasks).want(t, http.StatusOK, "Nothing to approve.")
 
 	const domain = "hello.cloister.test"
-	r = ada.post("/a/"+acct+"/apps", url.Values{"name": {"hello"}, "input_image": {host + "/in:1"}, "output_image": {host + "/out"},
+	r := ada.post("/a/"+acct+"/apps", url.Values{"name": {"hello"}, "input_image": {host + "/in:1"}, "output_image": {host + "/out"},
 		"entrypoint": {"/bin/hello"}, "memory_mib": {"64"}, "threads": {"2"}, "domain": {domain}, "key_type": {"ec-p256"}})
-	appID := r.location(t)[strings.LastIndex(r.location(t), "/")+1:]
+	appPage := r.seeOther(t)
+	appID := appPage[strings.LastIndex(appPage, "/")+1:]
 	ada.get(images).want(t, http.StatusOK, `<label for="convert-app">Application</label>`, `<option value="`+appID+`">hello`, "No images yet.")
 
 	// A form without its CSRF token is refused before it does anything.
@@ -76,7 +68,7 @@ func TestConsoleImagesAndTasks(t *testing.T) {
 		r = ada.post(images, url.Values{"app": {appID}, "tag": {"1"}})
 		return r.status == http.StatusSeeOther
 	}, "converting never accepted: %d %s", r.status, r.body)
-	imagePage := r.location(t)
+	imagePage := r.seeOther(t)
 	imageID := imagePage[strings.LastIndex(imagePage, "/")+1:]
 	if imagePage != images+"/"+imageID {
 		t.Fatalf("converting redirected to %s, want the image's page", imagePage)
@@ -109,9 +101,9 @@ func TestConsoleImagesAndTasks(t *testing.T) {
 	ada.get(images+"?app="+appID).want(t, http.StatusOK, "Images of hello", imageID)
 
 	// A member (not an admin) cannot decide: the tasks page says so.
-	bob := newImagesBrowser(t, srv)
+	bob := newConsoleClient(t, srv)
 	bob.signUp("bob@example.com")
-	if r := do(t, s.srv, "POST", "/v1/accounts/"+acct+"/members", ada.token(), map[string]string{"email": "bob@example.com", "role": "member"}); r.status != http.StatusCreated {
+	if r := do(t, s.srv, "POST", "/v1/accounts/"+acct+"/members", ada.session(), map[string]string{"email": "bob@example.com", "role": "member"}); r.status != http.StatusCreated {
 		t.Fatalf("adding bob = %d %s", r.status, r.body)
 	}
 
@@ -132,8 +124,8 @@ func TestConsoleImagesAndTasks(t *testing.T) {
 
 	for _, p := range pending {
 		r := ada.post(p[1]+"/approve", url.Values{"status": {"pending"}})
-		if r.status != http.StatusSeeOther || r.location(t) != tasks+"?status=pending" {
-			t.Fatalf("approving = %d %s, want a redirect to the pending tasks", r.status, r.header.Get("Location"))
+		if r.status != http.StatusSeeOther || r.location != tasks+"?status=pending" {
+			t.Fatalf("approving = %d %s, want a redirect to the pending tasks", r.status, r.location)
 		}
 	}
 	ada.get(tasks).want(t, http.StatusOK, "Task approved.", "Nothing to approve.")
@@ -146,10 +138,9 @@ func TestConsoleImagesAndTasks(t *testing.T) {
 	ada.get(imagePage).want(t, http.StatusOK, `<span class="status-approved">approved</span>`)
 
 	// Another account sees nothing of this one.
-	eve := newImagesBrowser(t, srv)
+	eve := newConsoleClient(t, srv)
 	eve.signUp("eve@example.com")
-	r = eve.post("/accounts", url.Values{"name": {"E"}})
-	eveAcct := strings.TrimPrefix(strings.TrimSuffix(r.location(t), "/apps"), "/a/")
+	eveAcct := eve.createAccount("E")
 	for _, path := range []string{imagePage, "/a/" + eveAcct + "/images/" + imageID} {
 		if r := eve.get(path); r.status != http.StatusNotFound || strings.Contains(r.body, img.MRENCLAVE) {
 			t.Fatalf("another account's GET %s = %d, want 404:\n%s", path, r.status, r.body)
@@ -161,7 +152,7 @@ func TestConsoleImagesAndTasks(t *testing.T) {
 	if r := eve.post(imagePage+"/delete", nil); r.status != http.StatusNotFound {
 		t.Fatalf("another account deleting the image = %d, want 404", r.status)
 	}
-	if r := newImagesBrowser(t, srv).get(imagePage + "/progress"); r.status != http.StatusUnauthorized {
+	if r := newConsoleClient(t, srv).get(imagePage + "/progress"); r.status != http.StatusUnauthorized {
 		t.Fatalf("progress without a session = %d %s, want 401", r.status, r.body)
 	}
 
@@ -170,8 +161,8 @@ func TestConsoleImagesAndTasks(t *testing.T) {
 		t.Fatalf("deleting without the csrf field = %d, want 403", r.status)
 	}
 	ada.get(imagePage).want(t, http.StatusOK, img.MRENCLAVE)
-	if r := ada.post(imagePage+"/delete", nil); r.status != http.StatusSeeOther || r.location(t) != images {
-		t.Fatalf("deleting = %d %s", r.status, r.header.Get("Location"))
+	if r := ada.post(imagePage+"/delete", nil); r.status != http.StatusSeeOther || r.location != images {
+		t.Fatalf("deleting = %d %s", r.status, r.location)
 	}
 	if r := ada.get(images).want(t, http.StatusOK, "Image deleted."); strings.Contains(r.body, imageID) {
 		t.Fatal("the deleted image is still listed")
@@ -223,124 +214,4 @@ func pushRandomImage(t *testing.T, ref string) {
 	if err := remote.Write(r, img); err != nil {
 		t.Fatal(err)
 	}
-}
-
-// imagesBrowser is a user's browser on the console: a cookie jar, and
-// redirects left for the test to check.
-type imagesBrowser struct {
-	t    *testing.T
-	srv  *httptest.Server
-	c    *http.Client
-	csrf string
-}
-
-func newImagesBrowser(t *testing.T, srv *httptest.Server) *imagesBrowser {
-	jar, err := cookiejar.New(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &imagesBrowser{t: t, srv: srv, c: &http.Client{Jar: jar, Timeout: 30 * time.Second,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
-}
-
-// imgPage is an answer of the console.
-type imgPage struct {
-	status int
-	header http.Header
-	body   string
-}
-
-// want checks the status and that the body holds each of texts.
-func (p imgPage) want(t *testing.T, status int, texts ...string) imgPage {
-	t.Helper()
-	if p.status != status {
-		t.Fatalf("status = %d, want %d:\n%s", p.status, status, p.body)
-	}
-	for _, s := range texts {
-		if !strings.Contains(p.body, s) {
-			t.Fatalf("the page lacks %q:\n%s", s, p.body)
-		}
-	}
-	return p
-}
-
-func (p imgPage) location(t *testing.T) string {
-	t.Helper()
-	if p.status != http.StatusSeeOther {
-		t.Fatalf("status = %d, want 303:\n%s", p.status, p.body)
-	}
-	return p.header.Get("Location")
-}
-
-var imgCSRFField = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
-
-func (b *imagesBrowser) do(req *http.Request) imgPage {
-	b.t.Helper()
-	resp, err := b.c.Do(req)
-	if err != nil {
-		b.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
-	if err != nil {
-		b.t.Fatal(err)
-	}
-	if m := imgCSRFField.FindSubmatch(data); m != nil {
-		b.csrf = html.UnescapeString(string(m[1]))
-	}
-	return imgPage{status: resp.StatusCode, header: resp.Header, body: string(data)}
-}
-
-func (b *imagesBrowser) get(path string) imgPage {
-	b.t.Helper()
-	req, err := http.NewRequest(http.MethodGet, b.srv.URL+path, nil)
-	if err != nil {
-		b.t.Fatal(err)
-	}
-	return b.do(req)
-}
-
-// post sends a form with the CSRF token of the last page seen.
-func (b *imagesBrowser) post(path string, form url.Values) imgPage {
-	b.t.Helper()
-	if b.csrf == "" {
-		b.get("/login")
-	}
-	f := url.Values{"csrf": {b.csrf}}
-	for k, v := range form {
-		f[k] = v
-	}
-	return b.postRaw(path, f)
-}
-
-// postRaw sends a form as it is.
-func (b *imagesBrowser) postRaw(path string, form url.Values) imgPage {
-	b.t.Helper()
-	req, err := http.NewRequest(http.MethodPost, b.srv.URL+path, strings.NewReader(form.Encode()))
-	if err != nil {
-		b.t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	return b.do(req)
-}
-
-func (b *imagesBrowser) signUp(email string) {
-	b.t.Helper()
-	b.get("/signup").want(b.t, http.StatusOK)
-	pw := "correct horse battery"
-	if r := b.post("/signup", url.Values{"email": {email}, "password": {pw}, "confirm": {pw}}); r.location(b.t) != "/accounts" {
-		b.t.Fatalf("signing up went to %s", r.header.Get("Location"))
-	}
-}
-
-// token is the session's API token, from the cookie jar.
-func (b *imagesBrowser) token() string {
-	u, _ := url.Parse(b.srv.URL)
-	for _, c := range b.c.Jar.Cookies(u) {
-		if c.Name == "cloister_session" {
-			return c.Value
-		}
-	}
-	b.t.Fatal("no session cookie")
-	return ""
 }

@@ -8,11 +8,8 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/pem"
-	"io"
 	"mime"
 	"net/http"
-	"net/http/cookiejar"
-	"net/http/httptest"
 	"net/url"
 	"regexp"
 	"strings"
@@ -20,115 +17,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-
-	"github.com/cloister-cc/cloister/services/gateway/console"
 )
-
-// nodesBrowser is a user agent of the console: a cookie jar, redirects
-// not followed (so that each 303 is seen), and the CSRF token of the last
-// page it read.
-type nodesBrowser struct {
-	t    *testing.T
-	srv  *httptest.Server
-	c    *http.Client
-	csrf string
-}
-
-// nodesReply is a console reply.
-type nodesReply struct {
-	status int
-	header http.Header
-	body   string
-}
-
-var nodesCSRFField = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
-
-func newNodesBrowser(t *testing.T, srv *httptest.Server) *nodesBrowser {
-	t.Helper()
-	jar, err := cookiejar.New(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &nodesBrowser{t: t, srv: srv, c: &http.Client{Jar: jar, Timeout: 30 * time.Second,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
-}
-
-func (b *nodesBrowser) send(req *http.Request) nodesReply {
-	b.t.Helper()
-	resp, err := b.c.Do(req)
-	if err != nil {
-		b.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
-	if err != nil {
-		b.t.Fatal(err)
-	}
-	p := nodesReply{status: resp.StatusCode, header: resp.Header, body: string(data)}
-	if p.status >= 500 {
-		b.t.Fatalf("%s %s = %d, a server error: %s", req.Method, req.URL.Path, p.status, p.body)
-	}
-	if m := nodesCSRFField.FindStringSubmatch(p.body); m != nil {
-		b.csrf = m[1]
-	}
-	return p
-}
-
-func (b *nodesBrowser) get(path string) nodesReply {
-	b.t.Helper()
-	req, err := http.NewRequest(http.MethodGet, b.srv.URL+path, nil)
-	if err != nil {
-		b.t.Fatal(err)
-	}
-	return b.send(req)
-}
-
-// post sends form with the CSRF token of the last page read.
-func (b *nodesBrowser) post(path string, form url.Values) nodesReply {
-	b.t.Helper()
-	if form == nil {
-		form = url.Values{}
-	}
-	if form.Get("csrf") == "" {
-		form.Set("csrf", b.csrf)
-	}
-	req, err := http.NewRequest(http.MethodPost, b.srv.URL+path, strings.NewReader(form.Encode()))
-	if err != nil {
-		b.t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	return b.send(req)
-}
-
-// postRedirect posts form and wants a 303 to want.
-func (b *nodesBrowser) postRedirect(path string, form url.Values, want string) {
-	b.t.Helper()
-	p := b.post(path, form)
-	if p.status != http.StatusSeeOther || p.header.Get("Location") != want {
-		b.t.Fatalf("POST %s = %d to %q, want 303 to %q; body %s", path, p.status, p.header.Get("Location"), want, p.body)
-	}
-}
-
-// page200 reads path and wants 200 and every one of want in the page.
-func (b *nodesBrowser) page200(path string, want ...string) string {
-	b.t.Helper()
-	p := b.get(path)
-	if p.status != http.StatusOK {
-		b.t.Fatalf("GET %s = %d, want 200; body %s", path, p.status, p.body)
-	}
-	for _, w := range want {
-		if !strings.Contains(p.body, w) {
-			b.t.Fatalf("GET %s does not contain %q:\n%s", path, w, p.body)
-		}
-	}
-	return p.body
-}
-
-func (b *nodesBrowser) login(email string) {
-	b.t.Helper()
-	b.page200("/login")
-	b.postRedirect("/login", url.Values{"email": {email}, "password": {"correct horse battery"}, "next": {"/"}}, "/")
-}
 
 // nodesPEMCerts parses every certificate of a PEM file.
 func nodesPEMCerts(t *testing.T, data string) []*x509.Certificate {
@@ -152,7 +41,7 @@ func nodesPEMCerts(t *testing.T, data string) []*x509.Certificate {
 
 // nodesWantPEMFile checks p is a PEM attachment named filename and returns its
 // certificates.
-func nodesWantPEMFile(t *testing.T, p nodesReply, filename string) []*x509.Certificate {
+func nodesWantPEMFile(t *testing.T, p consolePage, filename string) []*x509.Certificate {
 	t.Helper()
 	if p.status != http.StatusOK || p.header.Get("Content-Type") != "application/x-pem-file" {
 		t.Fatalf("download = %d %s, want 200 application/x-pem-file; body %s", p.status, p.header.Get("Content-Type"), p.body)
@@ -192,17 +81,12 @@ func TestConsoleNodes(t *testing.T) {
 	}
 	r.decode(t, &ca)
 
-	con, err := console.New(console.Config{API: s.gw})
-	if err != nil {
-		t.Fatal(err)
-	}
-	web := httptest.NewServer(con)
-	t.Cleanup(web.Close)
-	b := newNodesBrowser(t, web)
+	web := consoleServer(t, s.gw)
+	b := newConsoleClient(t, web)
 	b.login("admin@example.com")
 	nodes := "/a/" + acct + "/nodes"
 
-	b.page200(nodes, "No nodes yet", "cloister-node-agent --join-token … --server "+web.URL, "No join tokens yet")
+	b.get(nodes).want(t, http.StatusOK, "No nodes yet", "cloister-node-agent --join-token … --server "+web.URL, "No join tokens yet")
 
 	// A form the console cannot read, or without its CSRF token, is
 	// refused and changes nothing.
@@ -222,16 +106,16 @@ func TestConsoleNodes(t *testing.T) {
 	}
 	m := regexp.MustCompile(`<code id="token-secret"[^>]*>(cjt_[A-Za-z0-9_-]+)</code>`).FindStringSubmatch(p.body)
 	if m == nil {
-		t.Fatalf("the token nodesReply shows no secret:\n%s", p.body)
+		t.Fatalf("the token page shows no secret:\n%s", p.body)
 	}
 	secret := m[1]
 	for _, want := range []string{`data-copy="token-secret"`, "cloister-node-agent --join-token " + secret + " --server " + web.URL, "will not be shown again"} {
 		if !strings.Contains(p.body, want) {
-			t.Fatalf("the token nodesReply does not contain %q:\n%s", want, p.body)
+			t.Fatalf("the token page does not contain %q:\n%s", want, p.body)
 		}
 	}
-	if body := b.page200(nodes, "rack-1", "rack=1, zone=eu", "0 / 2", `class="status-live"`); strings.Contains(body, secret) {
-		t.Fatal("the nodes nodesReply shows the token's secret again")
+	if p := b.get(nodes).want(t, http.StatusOK, "rack-1", "rack=1, zone=eu", "0 / 2", `class="status-live"`); strings.Contains(p.body, secret) {
+		t.Fatal("the nodes page shows the token's secret again")
 	}
 
 	// A node enrols with it through the API, as the agent does.
@@ -250,8 +134,8 @@ func TestConsoleNodes(t *testing.T) {
 	}
 	n := enrolledNode{ID: enrolled.Node.ID, Serial: enrolled.Node.CertificateSerial, Key: key, Chain: pemChain(t, enrolled.ChainPEM)}
 	node := nodes + "/" + n.ID
-	if body := b.page200(nodes, `href="`+node+`">node-1</a>`, `class="status-active"`, "1 / 2", "0 running"); strings.Contains(body, "their-node") {
-		t.Fatal("the nodes nodesReply lists another account's node")
+	if p := b.get(nodes).want(t, http.StatusOK, `href="`+node+`">node-1</a>`, `class="status-active"`, "1 / 2", "0 running"); strings.Contains(p.body, "their-node") {
+		t.Fatal("the nodes page lists another account's node")
 	}
 
 	// A heartbeat reports an enclave: the node's page shows it, with its
@@ -263,9 +147,9 @@ func TestConsoleNodes(t *testing.T) {
 		"app_id": app.ID, "image_id": imageID, "mrenclave": mr, "status": "running", "started_at": vectorTime.Add(-time.Minute)}}}); r.status != http.StatusOK {
 		t.Fatalf("heartbeat = %d %s", r.status, r.body)
 	}
-	b.page200(node, "<h1>Node node-1</h1>", "<code>enclave-1</code>", `<a href="/a/`+acct+`/apps/`+app.ID+`">hello</a>`,
+	b.get(node).want(t, http.StatusOK, "<h1>Node node-1</h1>", "<code>enclave-1</code>", `<a href="/a/`+acct+`/apps/`+app.ID+`">hello</a>`,
 		`href="/a/`+acct+`/images/`+imageID+`"`, "<code>"+mr+"</code>", `class="status-running"`, n.Serial, "Deregister node")
-	b.page200(nodes, "1 running")
+	b.get(nodes).want(t, http.StatusOK, "1 running")
 
 	// Another account's node is not found, by either address.
 	for _, path := range []string{"/a/" + otherAcct + "/nodes/" + theirs.ID, nodes + "/" + theirs.ID,
@@ -278,9 +162,9 @@ func TestConsoleNodes(t *testing.T) {
 	// The node's certificate is listed under the account's CA; its chain
 	// downloads and verifies up to the root the page shows.
 	certs := "/a/" + acct + "/certificates"
-	if body := b.page200(certs, ca.RootSHA256, `href="`+certs+`/ca.pem"`, `href="`+certs+`/`+n.Serial+`/chain.pem"`,
-		`href="`+node+`">node-1</a>`, `for="reason-`+n.Serial+`"`); strings.Contains(body, secret) || strings.Contains(body, theirs.Serial) {
-		t.Fatal("the certificates nodesReply shows a secret or another account's certificate")
+	if p := b.get(certs).want(t, http.StatusOK, ca.RootSHA256, `href="`+certs+`/ca.pem"`, `href="`+certs+`/`+n.Serial+`/chain.pem"`,
+		`href="`+node+`">node-1</a>`, `for="reason-`+n.Serial+`"`); strings.Contains(p.body, secret) || strings.Contains(p.body, theirs.Serial) {
+		t.Fatal("the certificates page shows a secret or another account's certificate")
 	}
 	chain := nodesWantPEMFile(t, b.get(certs+"/"+n.Serial+"/chain.pem"), n.Serial+".pem")
 	if len(chain) != 3 || chain[0].SerialNumber.Text(16) != n.Serial || string(chain[0].Raw) != string(n.Chain[0]) {
@@ -299,14 +183,14 @@ func TestConsoleNodes(t *testing.T) {
 	if caChain := nodesWantPEMFile(t, b.get(certs+"/ca.pem"), "ca.pem"); len(caChain) != 2 || !caChain[1].Equal(chain[2]) || !caChain[0].Equal(chain[1]) {
 		t.Fatalf("ca.pem holds %d certificates, want the issuing CA then the root", len(caChain))
 	}
-	b.page200(certs+"/"+n.Serial, n.Serial, "node-1", "BEGIN CERTIFICATE", "Revoke certificate")
+	b.get(certs+"/"+n.Serial).want(t, http.StatusOK, n.Serial, "node-1", "BEGIN CERTIFICATE", "Revoke certificate")
 
 	// Revoked, with its reason: gone from the default list, shown under
 	// the revoked.
-	b.page200(certs)
-	b.postRedirect(certs+"/"+n.Serial+"/revoke", url.Values{"reason": {"retired rack"}}, certs+"?show=revoked")
-	b.page200(certs+"?show=revoked", "Certificate "+n.Serial+" revoked", `href="`+certs+`/`+n.Serial+`"`, "retired rack")
-	if body := b.page200(certs); strings.Contains(body, `href="`+certs+`/`+n.Serial+`"`) {
+	b.get(certs).want(t, http.StatusOK)
+	b.post(certs+"/"+n.Serial+"/revoke", url.Values{"reason": {"retired rack"}}).wantRedirect(t, certs+"?show=revoked")
+	b.get(certs+"?show=revoked").want(t, http.StatusOK, "Certificate "+n.Serial+" revoked", `href="`+certs+`/`+n.Serial+`"`, "retired rack")
+	if p := b.get(certs).want(t, http.StatusOK); strings.Contains(p.body, `href="`+certs+`/`+n.Serial+`"`) {
 		t.Fatal("the list of certificates not revoked still shows the revoked one")
 	}
 
@@ -319,16 +203,16 @@ func TestConsoleNodes(t *testing.T) {
 		t.Fatalf("join tokens = %s, want the console's one", r.body)
 	}
 	revoke := "/a/" + acct + "/join-tokens/" + tokens.Items[0].ID + "/revoke"
-	b.page200(nodes, `action="`+revoke+`"`)
-	b.postRedirect(revoke, nil, nodes)
-	if body := b.page200(nodes, "Join token rack-1 revoked", `class="status-revoked"`); strings.Contains(body, `action="`+revoke+`"`) {
+	b.get(nodes).want(t, http.StatusOK, `action="`+revoke+`"`)
+	b.post(revoke, nil).wantRedirect(t, nodes)
+	if p := b.get(nodes).want(t, http.StatusOK, "Join token rack-1 revoked", `class="status-revoked"`); strings.Contains(p.body, `action="`+revoke+`"`) {
 		t.Fatal("a revoked token still has a Revoke button")
 	}
 
 	// Deregistered: the node's page says so and offers nothing more.
-	b.page200(node)
-	b.postRedirect(node+"/deregister", nil, node)
-	if body := b.page200(node, "Node node-1 deregistered", `class="status-deregistered"`); strings.Contains(body, "Deregister node") {
+	b.get(node).want(t, http.StatusOK)
+	b.post(node+"/deregister", nil).wantRedirect(t, node)
+	if p := b.get(node).want(t, http.StatusOK, "Node node-1 deregistered", `class="status-deregistered"`); strings.Contains(p.body, "Deregister node") {
 		t.Fatal("a deregistered node still has a Deregister button")
 	}
 	if p := b.post(nodes+"/"+theirs.ID+"/deregister", nil); p.status != http.StatusNotFound {

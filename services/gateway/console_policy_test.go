@@ -11,8 +11,8 @@ import (
 	"github.com/cloister-cc/cloister/services/gateway/api"
 )
 
-// uaChecked tells whether the page's checkbox name (and value) is checked.
-func uaChecked(body, name, value string) bool {
+// isChecked tells whether the page's checkbox name (and value) is checked.
+func isChecked(body, name, value string) bool {
 	attr := `name="` + name + `"`
 	if value != "" {
 		attr += ` value="` + value + `"`
@@ -22,28 +22,35 @@ func uaChecked(body, name, value string) bool {
 }
 
 func TestConsolePolicy(t *testing.T) {
-	s, srv := newUAConsole(t)
-	ada := newUA(t, srv)
+	s, srv := newConsoleStack(t)
+	ada := newConsoleClient(t, srv)
 	ada.signUp("ada@example.com")
 	acct := ada.createAccount("Payments")
-	policyURL := "/v1/accounts/" + acct + "/attestation/policy"
 	path := "/a/" + acct + "/policy"
+	// apiPolicy is the account's policy, as the API has it.
+	apiPolicy := func() api.AttestationPolicy {
+		t.Helper()
+		var got api.AttestationPolicy
+		apiGet(t, s, "/v1/accounts/"+acct+"/attestation/policy", ada.session(), &got)
+		return got
+	}
+	narrow := jsonOf(t, api.AttestationPolicy{AcceptStatuses: []string{"UpToDate"}})
 
 	// The default policy, with a labelled checkbox for every status the
 	// API knows.
-	p := ada.get(path)
+	p := ada.open(path)
 	if p.status != 200 || !strings.Contains(p.body, `aria-current="page">Attestation policy`) {
 		t.Fatalf("GET %s = %d %s", path, p.status, p.body)
 	}
 	for _, st := range sgx.AllStatuses {
 		want := st == sgx.StatusUpToDate || st == sgx.StatusSWHardeningNeeded
-		if !strings.Contains(p.body, `value="`+string(st)+`"`) || uaChecked(p.body, "accept_statuses", string(st)) != want {
+		if !strings.Contains(p.body, `value="`+string(st)+`"`) || isChecked(p.body, "accept_statuses", string(st)) != want {
 			t.Errorf("status %s: shown %v, checked %v, want checked %v", st, strings.Contains(p.body, `value="`+string(st)+`"`),
-				uaChecked(p.body, "accept_statuses", string(st)), want)
+				isChecked(p.body, "accept_statuses", string(st)), want)
 		}
 	}
 	for _, box := range []string{"allow_debug", "allow_simulation", "require_node_attestation"} {
-		if !strings.Contains(p.body, `name="`+box+`"`) || uaChecked(p.body, box, "") {
+		if !strings.Contains(p.body, `name="`+box+`"`) || isChecked(p.body, box, "") {
 			t.Errorf("the default policy's %s box is missing or checked", box)
 		}
 	}
@@ -65,25 +72,22 @@ func TestConsolePolicy(t *testing.T) {
 	}
 	want := api.AttestationPolicy{AcceptStatuses: []string{"UpToDate", "ConfigurationNeeded", "OutOfDate"}, AllowDebug: true,
 		AllowSimulation: true, MinISVSVN: 5, RequireNodeAttestation: true}
-	var got api.AttestationPolicy
-	uaAPIGet(t, s, policyURL, ada.session(), &got)
-	if uaJSON(t, got) != uaJSON(t, want) {
+	if got := apiPolicy(); jsonOf(t, got) != jsonOf(t, want) {
 		t.Fatalf("the API has the policy %+v, want %+v", got, want)
 	}
 	for _, st := range sgx.AllStatuses {
-		if w := st == "UpToDate" || st == "ConfigurationNeeded" || st == "OutOfDate"; uaChecked(p.body, "accept_statuses", string(st)) != w {
+		if w := st == "UpToDate" || st == "ConfigurationNeeded" || st == "OutOfDate"; isChecked(p.body, "accept_statuses", string(st)) != w {
 			t.Errorf("after saving, status %s checked = %v, want %v", st, !w, w)
 		}
 	}
-	if !uaChecked(p.body, "allow_debug", "") || !uaChecked(p.body, "allow_simulation", "") || !uaChecked(p.body, "require_node_attestation", "") ||
+	if !isChecked(p.body, "allow_debug", "") || !isChecked(p.body, "allow_simulation", "") || !isChecked(p.body, "require_node_attestation", "") ||
 		!strings.Contains(p.body, `name="min_isvsvn" inputmode="numeric" value="5"`) {
 		t.Fatalf("the saved policy is not what the page shows: %s", p.body)
 	}
 
 	// Unchecking is saved too.
 	p = ada.post(path, url.Values{"accept_statuses": {"UpToDate"}, "min_isvsvn": {""}})
-	uaAPIGet(t, s, policyURL, ada.session(), &got)
-	if p.status != http.StatusSeeOther || uaJSON(t, got) != uaJSON(t, api.AttestationPolicy{AcceptStatuses: []string{"UpToDate"}}) {
+	if got := apiPolicy(); p.status != http.StatusSeeOther || jsonOf(t, got) != narrow {
 		t.Fatalf("saving a narrower policy = %d; the API has %+v", p.status, got)
 	}
 
@@ -103,55 +107,53 @@ func TestConsolePolicy(t *testing.T) {
 			if p.status != http.StatusBadRequest || !strings.Contains(p.body, `role="alert"`) || !strings.Contains(p.body, tc.says) {
 				t.Fatalf("POST %s (%s) = %d, want 400 saying %q: %s", path, tc.name, p.status, tc.says, p.body)
 			}
-			if !uaChecked(p.body, "allow_debug", "") || !strings.Contains(p.body, `value="`+tc.form.Get("min_isvsvn")+`"`) ||
-				uaChecked(p.body, "accept_statuses", "UpToDate") || uaChecked(p.body, "accept_statuses", "OutOfDate") != (tc.form.Get("accept_statuses") == "OutOfDate") {
+			if !isChecked(p.body, "allow_debug", "") || !strings.Contains(p.body, `value="`+tc.form.Get("min_isvsvn")+`"`) ||
+				isChecked(p.body, "accept_statuses", "UpToDate") || isChecked(p.body, "accept_statuses", "OutOfDate") != (tc.form.Get("accept_statuses") == "OutOfDate") {
 				t.Fatalf("the refused form lost what was submitted: %s", p.body)
 			}
 		})
 	}
-	uaAPIGet(t, s, policyURL, ada.session(), &got)
-	if uaJSON(t, got) != uaJSON(t, api.AttestationPolicy{AcceptStatuses: []string{"UpToDate"}}) {
+	if got := apiPolicy(); jsonOf(t, got) != narrow {
 		t.Fatalf("refused forms changed the policy: %+v", got)
 	}
 
 	// A member reads the policy but cannot change it.
-	bob := newUA(t, srv)
+	bob := newConsoleClient(t, srv)
 	bob.signUp("bob@example.com")
 	s.addMember(ada.session(), acct, "bob@example.com", "member")
-	p = bob.get(path)
-	if p.status != 200 || !strings.Contains(p.body, "Only the account's admins can change the policy") || !uaChecked(p.body, "accept_statuses", "UpToDate") {
+	p = bob.open(path)
+	if p.status != 200 || !strings.Contains(p.body, "Only the account's admins can change the policy") || !isChecked(p.body, "accept_statuses", "UpToDate") {
 		t.Fatalf("a member's policy page = %d %s", p.status, p.body)
 	}
 	p = bob.post(path, url.Values{"accept_statuses": {"OutOfDate", "Revoked"}, "allow_simulation": {"on"}, "min_isvsvn": {"9"}})
 	if p.status != http.StatusForbidden || !strings.Contains(p.body, "your role in this account does not allow this") {
 		t.Fatalf("a member saving the policy = %d, want 403 with the API's message: %s", p.status, p.body)
 	}
-	if !uaChecked(p.body, "accept_statuses", "Revoked") || uaChecked(p.body, "accept_statuses", "UpToDate") || !uaChecked(p.body, "allow_simulation", "") ||
+	if !isChecked(p.body, "accept_statuses", "Revoked") || isChecked(p.body, "accept_statuses", "UpToDate") || !isChecked(p.body, "allow_simulation", "") ||
 		!strings.Contains(p.body, `value="9"`) {
 		t.Fatalf("the member's refused form lost what was submitted: %s", p.body)
 	}
-	uaAPIGet(t, s, policyURL, ada.session(), &got)
-	if uaJSON(t, got) != uaJSON(t, api.AttestationPolicy{AcceptStatuses: []string{"UpToDate"}}) {
+	if got := apiPolicy(); jsonOf(t, got) != narrow {
 		t.Fatalf("a member changed the policy: %+v", got)
 	}
 
 	// Another user's account does not exist, as far as eve can tell.
-	eve := newUA(t, srv)
+	eve := newConsoleClient(t, srv)
 	eve.signUp("eve@example.com")
-	eve.get("/accounts")
-	if p := eve.get(path); p.status != http.StatusNotFound || strings.Contains(p.body, "Payments") {
+	eve.open("/accounts")
+	if p := eve.open(path); p.status != http.StatusNotFound || strings.Contains(p.body, "Payments") {
 		t.Fatalf("eve GET %s = %d, want 404: %s", path, p.status, p.body)
 	}
 	if p := eve.post(path, url.Values{"accept_statuses": {"Revoked"}}); p.status != http.StatusNotFound {
 		t.Fatalf("eve POST %s = %d, want 404", path, p.status)
 	}
-	if p := eve.get("/a/" + acct + "/audit"); p.status != http.StatusNotFound || strings.Contains(p.body, "ada@example.com") {
+	if p := eve.open("/a/" + acct + "/audit"); p.status != http.StatusNotFound || strings.Contains(p.body, "ada@example.com") {
 		t.Fatalf("eve GET the audit log = %d, want 404: %s", p.status, p.body)
 	}
 }
 
-// uaAuditRows are the audit table's rows, as text without tags.
-func uaAuditRows(body string) []string {
+// auditRows are the audit table's rows, as text without tags.
+func auditRows(body string) []string {
 	tbody := regexp.MustCompile(`(?s)<table class="audit">.*?<tbody>(.*?)</tbody>`).FindStringSubmatch(body)
 	if tbody == nil {
 		return nil
@@ -169,14 +171,14 @@ func uaAuditRows(body string) []string {
 }
 
 func TestConsoleAudit(t *testing.T) {
-	s, srv := newUAConsole(t)
-	ada := newUA(t, srv)
+	s, srv := newConsoleStack(t)
+	ada := newConsoleClient(t, srv)
 	ada.signUp("ada@example.com")
 	acct := ada.createAccount("Payments")
 	path := "/a/" + acct + "/audit"
 
-	p := ada.get(path)
-	rows := uaAuditRows(p.body)
+	p := ada.open(path)
+	rows := auditRows(p.body)
 	if p.status != 200 || len(rows) != 1 || !strings.Contains(rows[0], "ada@example.com") || !strings.Contains(rows[0], "account.create") ||
 		!strings.Contains(rows[0], "success") || !strings.Contains(p.body, `aria-current="page">Audit log`) {
 		t.Fatalf("the audit log of a new account = %d, rows %q: %s", p.status, rows, p.body)
@@ -186,11 +188,11 @@ func TestConsoleAudit(t *testing.T) {
 	}
 
 	// A policy change and a refused one, through the console.
-	ada.get("/a/" + acct + "/policy")
+	ada.open("/a/" + acct + "/policy")
 	ada.post("/a/"+acct+"/policy", url.Values{"accept_statuses": {"UpToDate", "OutOfDate"}})
 	ada.post("/a/"+acct+"/policy", url.Values{"accept_statuses": {"Sideways"}})
-	p = ada.get(path)
-	rows = uaAuditRows(p.body)
+	p = ada.open(path)
+	rows = auditRows(p.body)
 	if len(rows) != 3 {
 		t.Fatalf("audit rows = %q, want account.create and two policy changes", rows)
 	}
@@ -214,7 +216,7 @@ func TestConsoleAudit(t *testing.T) {
 	if r := do(t, s.srv, "PUT", "/v1/accounts/"+acct+"/attestation/policy", key, map[string]any{"accept_statuses": []string{"UpToDate"}}); r.status != 200 {
 		t.Fatalf("setting the policy with an API key = %d %s", r.status, r.body)
 	}
-	p = ada.get(path)
+	p = ada.open(path)
 	if !strings.Contains(p.body, `API key <code title="`+keyID+`">`) {
 		t.Fatalf("the audit log does not name the API key %s: %s", keyID, p.body)
 	}
@@ -226,41 +228,41 @@ func TestConsoleAudit(t *testing.T) {
 		}
 	}
 	var first api.List[api.AuditEntry]
-	uaAPIGet(t, s, "/v1/accounts/"+acct+"/audit?limit=50", ada.session(), &first)
+	apiGet(t, s, "/v1/accounts/"+acct+"/audit?limit=50", ada.session(), &first)
 	if first.NextCursor == "" {
 		t.Fatal("the API gives no next cursor after 50 of 55 entries")
 	}
-	p = ada.get(path)
+	p = ada.open(path)
 	next := regexp.MustCompile(`href="(/a/[^"]+/audit\?cursor=[^"]+)" rel="next">Later entries`).FindStringSubmatch(p.body)
-	if rows := uaAuditRows(p.body); len(rows) != 50 || next == nil || next[1] != path+"?cursor="+url.QueryEscape(first.NextCursor) {
+	if rows := auditRows(p.body); len(rows) != 50 || next == nil || next[1] != path+"?cursor="+url.QueryEscape(first.NextCursor) {
 		t.Fatalf("first audit page: %d rows, next link %q, want 50 and cursor %s", len(rows), next, first.NextCursor)
 	}
-	p = ada.get(next[1])
-	if rows := uaAuditRows(p.body); p.status != 200 || len(rows) != 5 || !strings.Contains(rows[4], "account.update") ||
+	p = ada.open(next[1])
+	if rows := auditRows(p.body); p.status != 200 || len(rows) != 5 || !strings.Contains(rows[4], "account.update") ||
 		strings.Contains(p.body, `rel="next"`) || !strings.Contains(p.body, `href="`+path+`">First entries`) {
 		t.Fatalf("second audit page = %d, rows %q: %s", p.status, rows, p.body)
 	}
 
 	// Past the end, the page says so; a made-up cursor is the API's 400.
-	if p := ada.get(path + "?cursor=999999"); p.status != 200 || !strings.Contains(p.body, "No later entries.") || uaAuditRows(p.body) != nil {
+	if p := ada.open(path + "?cursor=999999"); p.status != 200 || !strings.Contains(p.body, "No later entries.") || auditRows(p.body) != nil {
 		t.Fatalf("an audit page past the end = %d %s", p.status, p.body)
 	}
-	if p := ada.get(path + "?cursor=bogus"); p.status != http.StatusBadRequest || !strings.Contains(p.body, "cursor is not one this API returned") ||
+	if p := ada.open(path + "?cursor=bogus"); p.status != http.StatusBadRequest || !strings.Contains(p.body, "cursor is not one this API returned") ||
 		!strings.Contains(p.body, `aria-current="page">Audit log`) {
 		t.Fatalf("an audit page with a bad cursor = %d %s", p.status, p.body)
 	}
 
 	// Members may not read the audit log; auditors may.
-	bob, carol := newUA(t, srv), newUA(t, srv)
+	bob, carol := newConsoleClient(t, srv), newConsoleClient(t, srv)
 	bob.signUp("bob@example.com")
 	carol.signUp("carol@example.com")
 	s.addMember(ada.session(), acct, "bob@example.com", "member")
 	s.addMember(ada.session(), acct, "carol@example.com", "auditor")
-	if p := bob.get(path); p.status != http.StatusForbidden || !strings.Contains(p.body, "your role in this account does not allow this") ||
-		uaAuditRows(p.body) != nil || strings.Contains(p.body, "No entries yet") || !strings.Contains(p.body, `aria-current="page">Audit log`) {
+	if p := bob.open(path); p.status != http.StatusForbidden || !strings.Contains(p.body, "your role in this account does not allow this") ||
+		auditRows(p.body) != nil || strings.Contains(p.body, "No entries yet") || !strings.Contains(p.body, `aria-current="page">Audit log`) {
 		t.Fatalf("a member's audit page = %d %s", p.status, p.body)
 	}
-	if p := carol.get(path); p.status != 200 || len(uaAuditRows(p.body)) != 50 {
-		t.Fatalf("an auditor's audit page = %d with %d rows", p.status, len(uaAuditRows(p.body)))
+	if p := carol.open(path); p.status != 200 || len(auditRows(p.body)) != 50 {
+		t.Fatalf("an auditor's audit page = %d with %d rows", p.status, len(auditRows(p.body)))
 	}
 }
