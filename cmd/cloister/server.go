@@ -17,6 +17,7 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -27,6 +28,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/redis/go-redis/v9"
@@ -34,6 +36,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/cloister-cc/cloister/libs/cache"
+	"github.com/cloister-cc/cloister/libs/netguard"
 	"github.com/cloister-cc/cloister/libs/obs"
 	"github.com/cloister-cc/cloister/libs/pki"
 	"github.com/cloister-cc/cloister/services/account"
@@ -86,6 +89,8 @@ type serverConfig struct {
 	// Registry is the address of the built-in registry; empty serves none.
 	Registry string
 	Sample   string // path of the hello-https binary published to it
+	// RegistryDeny are the networks the converter may not connect to.
+	RegistryDeny []string
 	// registryGiven: --registry or its variable was given; otherwise -dev
 	// serves the registry on DevRegistry.
 	registryGiven bool
@@ -117,6 +122,7 @@ var serverEnv = map[string]string{
 	"node-tls-self-signed": "CLOISTER_NODE_TLS_SELF_SIGNED",
 	"registry":             "CLOISTER_REGISTRY",
 	"sample":               "CLOISTER_SAMPLE",
+	"registry-deny":        "CLOISTER_REGISTRY_DENY",
 }
 
 func defaultDataDir() string {
@@ -174,6 +180,9 @@ Every flag can also be set by the environment variable named in its help.`,
 		"node agents trust it with --server-ca. For a single machine (docker compose); -dev without it uses "+strings.Join(devNodeHosts, ","))
 	f.StringVar(&cfg.Registry, "registry", "", "address of a built-in OCI registry to serve (plain HTTP, no authentication, in memory: its images are lost when the server stops), "+
 		"for trying Cloister without one; the sample application is published to it as <address>/"+SampleRepository+":"+SampleTag+". Default none, or "+DevRegistry+" with -dev")
+	f.StringSliceVar(&cfg.RegistryDeny, "registry-deny", prefixStrings(netguard.DefaultDeny), "networks (CIDR, comma-separated) the image converter may not connect to, "+
+		"whatever registry a user names: the default keeps it from link-local addresses such as cloud metadata services; add loopback and private networks "+
+		"where no registry lives there (the list replaces the default)")
 	f.StringVar(&cfg.Sample, "sample", "", "the hello-https sample binary to publish to --registry (default: hello-https beside this binary, then on $PATH)")
 	for name, env := range serverEnv {
 		f.Lookup(name).Usage += " [$" + env + "]"
@@ -234,6 +243,9 @@ func (c serverConfig) validate() error {
 		if _, _, err := net.SplitHostPort(c.NodeHTTP); err != nil {
 			return fmt.Errorf("--node-http %q is not host:port: %w", c.NodeHTTP, err)
 		}
+	}
+	if _, err := netguard.ParsePrefixes(c.RegistryDeny); err != nil {
+		return fmt.Errorf("--registry-deny: %w", err)
 	}
 	if c.Registry != "" {
 		if _, _, err := net.SplitHostPort(c.Registry); err != nil {
@@ -345,7 +357,9 @@ func runServer(ctx context.Context, cfg serverConfig) error {
 			if launcher == nil {
 				logger.Warn("no cloister-launcher found (--launcher): this process converts nothing; conversion jobs wait for one that can")
 			}
-			svc, err := imageconverter.Start(ctx, imageconverter.Config{NATS: nc, Replicas: cfg.Replicas, Logger: logger, KEK: kek, Launcher: launcher})
+			deny, _ := netguard.ParsePrefixes(cfg.RegistryDeny) // checked by validate
+			svc, err := imageconverter.Start(ctx, imageconverter.Config{NATS: nc, Replicas: cfg.Replicas, Logger: logger, KEK: kek, Launcher: launcher,
+				RegistryOptions: []remote.Option{remote.WithTransport(netguard.New(deny).Transport())}})
 			if err != nil {
 				return fmt.Errorf("starting imageconverter service: %w", err)
 			}
@@ -711,6 +725,14 @@ type redisLogger struct{ l *slog.Logger }
 
 func (r redisLogger) Printf(ctx context.Context, format string, v ...any) {
 	r.l.DebugContext(ctx, fmt.Sprintf(format, v...), "component", "go-redis")
+}
+
+func prefixStrings(ps []netip.Prefix) []string {
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		out[i] = p.String()
+	}
+	return out
 }
 
 // loadBinary reads a binary the server hands out: the path given by

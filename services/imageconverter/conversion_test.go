@@ -9,6 +9,7 @@ import (
 	"log"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"net/url"
 	"os"
 	"os/exec"
@@ -30,6 +31,7 @@ import (
 	accountv1 "github.com/cloister-cc/cloister/libs/gen/cloister/account/v1"
 	imageconverterv1 "github.com/cloister-cc/cloister/libs/gen/cloister/imageconverter/v1"
 	"github.com/cloister-cc/cloister/libs/imagefs"
+	"github.com/cloister-cc/cloister/libs/netguard"
 	"github.com/cloister-cc/cloister/libs/pki"
 	"github.com/cloister-cc/cloister/libs/testkit"
 	"github.com/cloister-cc/cloister/services/imageconverter"
@@ -91,8 +93,15 @@ func startConverter(t *testing.T, n *testkit.NATS, withWorker bool, opts ...remo
 func newConvertStack(t *testing.T, withWorker bool) *convertStack {
 	t.Helper()
 	n := testkit.StartNATS(t)
-	nc, js := n.JetStream(t)
 	startConverter(t, n, withWorker)
+	return newConvertStackOn(t, n)
+}
+
+// newConvertStackOn is newConvertStack with the converter already
+// started on n.
+func newConvertStackOn(t *testing.T, n *testkit.NATS) *convertStack {
+	t.Helper()
+	nc, js := n.JetStream(t)
 	s := &convertStack{stack: &stack{t: t, n: n, js: js, c: client.New(nc)}, account: uuid.NewString(), host: newRegistry(t)}
 	s.publish("account", s.account, &accountv1.AccountCreated{Account: &accountv1.Account{Id: s.account, Name: "a"}})
 	testkit.Eventually(t, 10*time.Second, func() bool {
@@ -186,6 +195,20 @@ func TestConversionJob(t *testing.T) {
 	again := s.waitFinal(s.convert("2").GetId(), 60*time.Second)
 	if !bytes.Equal(again.GetMrenclave(), done.GetMrenclave()) {
 		t.Fatalf("two conversions of one input: MRENCLAVE %x and %x", done.GetMrenclave(), again.GetMrenclave())
+	}
+}
+
+// A registry in a network the converter may not reach fails the image at
+// once, saying why, without the retries a network error gets.
+func TestConversionRegistryDenied(t *testing.T) {
+	n := testkit.StartNATS(t)
+	guard := netguard.New([]netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")})
+	startConverter(t, n, true, remote.WithTransport(guard.Transport()))
+	s := newConvertStackOn(t, n)
+	img := s.waitFinal(s.convert("1").GetId(), 30*time.Second)
+	if img.GetStatus() != "failed" || img.GetReason() != "registry_address_denied" ||
+		!strings.Contains(img.GetError(), "127.0.0.1") || !strings.Contains(img.GetError(), "127.0.0.0/8") {
+		t.Fatalf("converting from a denied registry = %s %s: %s", img.GetStatus(), img.GetReason(), img.GetError())
 	}
 }
 

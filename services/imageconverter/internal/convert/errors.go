@@ -11,6 +11,8 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+
+	"github.com/cloister-cc/cloister/libs/netguard"
 )
 
 // Reason says why a conversion failed, in words a user can act on; it is
@@ -32,6 +34,9 @@ const (
 	// ReasonInvalidApp: the application's settings do not fit, e.g. a
 	// memory size below the layout's minimum (the message says it).
 	ReasonInvalidApp Reason = "invalid_app"
+	// ReasonAddressDenied: the registry's address is in a network the
+	// converter may not reach (cloister server --registry-deny).
+	ReasonAddressDenied Reason = "registry_address_denied"
 	// ReasonInternal: the converter itself is misconfigured (no launcher,
 	// an unusable signing key); no user of the app can fix it.
 	ReasonInternal Reason = "internal"
@@ -105,6 +110,11 @@ func reasonOf(err error, other Reason) (Reason, string) {
 			return ReasonUnsupportedMedia, ""
 		}
 		return other, ""
+	}
+	// Before net.Error, which the dialer's refusal also is: it is final.
+	var de *netguard.DeniedError
+	if errors.As(err, &de) {
+		return ReasonAddressDenied, "the converter may not connect to this address (see the server's --registry-deny)"
 	}
 	var ne net.Error
 	switch {
