@@ -154,7 +154,12 @@ Every flag can also be set by the environment variable named in its help.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			return runServer(ctx, cfg)
+			err := runServer(ctx, cfg)
+			// Stopped while starting: what failed was only cut short.
+			if err != nil && ctx.Err() != nil && errors.Is(err, context.Canceled) {
+				return nil
+			}
+			return err
 		},
 	}
 	f := cmd.Flags()
