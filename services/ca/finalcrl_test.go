@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/hex"
+	"strings"
 	"testing"
 	"time"
 
@@ -30,6 +31,13 @@ import (
 // startCAWithNATS's, for driving deletions step by step.
 func directCA(t *testing.T, n *testkit.NATS) (*app.Service, *store.FinalCRLs) {
 	t.Helper()
+	return directCAWith(t, n, nil)
+}
+
+// directCAWith is directCA with its certificate store wrapped by wrap
+// (when not nil), to interleave a step with issuance.
+func directCAWith(t *testing.T, n *testkit.NATS, wrap func(app.Certificates, *store.FinalCRLs) app.Certificates) (*app.Service, *store.FinalCRLs) {
+	t.Helper()
 	ctx := context.Background()
 	nc, js := n.JetStream(t)
 	kek, _ := pki.NewKEK(bytes.Repeat([]byte{6}, pki.KEKSize))
@@ -49,7 +57,11 @@ func directCA(t *testing.T, n *testkit.NATS) (*app.Service, *store.FinalCRLs) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := app.New(app.Config{Authorities: auth, Certificates: certs, FinalCRLs: final, Issuance: iss,
+	var certStore app.Certificates = certs
+	if wrap != nil {
+		certStore = wrap(certs, final)
+	}
+	svc, err := app.New(app.Config{Authorities: auth, Certificates: certStore, FinalCRLs: final, Issuance: iss,
 		Audit: events.AuditLog{JS: js, Producer: store.Producer}, KEK: kek})
 	if err != nil {
 		t.Fatal(err)
@@ -184,4 +196,48 @@ func mustParseCRL(t *testing.T, der []byte) *x509.RevocationList {
 		t.Fatal(err)
 	}
 	return crl
+}
+
+// deletionStartsOnCreate is the real certificate store, except that the
+// account's deletion starts just before a certificate is recorded: the
+// race between issuance and DeleteCA, made to happen.
+type deletionStartsOnCreate struct {
+	app.Certificates
+	final *store.FinalCRLs
+}
+
+func (d deletionStartsOnCreate) Create(ctx context.Context, c app.Certificate, ev app.Issued) error {
+	if err := d.final.MarkClosing(ctx, c.AccountID); err != nil {
+		return err
+	}
+	return d.Certificates.Create(ctx, c, ev)
+}
+
+// A certificate issued while its account's deletion starts is never handed
+// out, and is revoked; once the deletion has started, nothing is issued.
+func TestIssuanceDuringDeletion(t *testing.T) {
+	ctx := context.Background()
+	_, account, n := startCAWithNATS(t)
+	svc, _ := directCAWith(t, n, func(c app.Certificates, f *store.FinalCRLs) app.Certificates {
+		return deletionStartsOnCreate{Certificates: c, final: f}
+	})
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	_, _, err := svc.IssueNodeCertificate(ctx, account, uuid.NewString(), nodeCSR(t, key))
+	if errs.KindOf(err) != errs.NotFound || !strings.Contains(err.Error(), "being deleted") {
+		t.Fatalf("issuing while the deletion starts = %v, want not found: being deleted", err)
+	}
+	certs, err := svc.Certificates(ctx, account, "", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(certs) != 1 || !certs[0].Revoked || certs[0].Reason != "account deleted" {
+		t.Fatalf("certificates after the interleaved issuance = %+v, want the one, revoked", certs)
+	}
+	plain, _ := directCA(t, n)
+	if _, _, err := plain.IssueNodeCertificate(ctx, account, uuid.NewString(), nodeCSR(t, key)); errs.KindOf(err) != errs.NotFound {
+		t.Fatalf("issuing after the deletion started = %v, want not found", err)
+	}
+	if certs, _ := plain.Certificates(ctx, account, "", true); len(certs) != 1 {
+		t.Fatalf("a certificate was recorded after the deletion started: %d in all", len(certs))
+	}
 }

@@ -66,6 +66,10 @@ type FinalCRLs interface {
 	// Get returns the final CRL of one issuing CA (by lower-case hex key
 	// id; empty for the one current at deletion); ErrCANotFound if none.
 	Get(ctx context.Context, accountID, issuerKeyID string) (FinalCRL, error)
+	// MarkClosing records that the account's CA is being deleted (again
+	// is not an error); Closing tells whether it is.
+	MarkClosing(ctx context.Context, accountID string) error
+	Closing(ctx context.Context, accountID string) (bool, error)
 }
 
 // Certificate is an issued certificate as the CA records it.
@@ -195,7 +199,7 @@ func (s *Service) IssueNodeCertificate(ctx context.Context, accountID, nodeID st
 	if uuid.Validate(nodeID) != nil {
 		return Certificate{}, nil, errs.New(errs.Invalid, "node_id must be a node's id")
 	}
-	ca, err := s.CA(ctx, accountID)
+	ca, err := s.openCA(ctx, accountID)
 	if err != nil {
 		return Certificate{}, nil, err
 	}
@@ -213,7 +217,48 @@ func (s *Service) IssueNodeCertificate(ctx context.Context, accountID, nodeID st
 	if err := s.certs.Create(ctx, rec, Issued{Certificate: rec}); err != nil {
 		return Certificate{}, nil, err
 	}
+	if err := s.stillOpen(ctx, rec); err != nil {
+		return Certificate{}, nil, err
+	}
 	return rec, ca, nil
+}
+
+// errClosing refuses issuance for an account being deleted.
+var errClosing = errs.New(errs.NotFound, "the account is being deleted")
+
+// openCA is CA for issuance: an account being deleted gets nothing.
+func (s *Service) openCA(ctx context.Context, accountID string) (*pki.CA, error) {
+	ca, err := s.CA(ctx, accountID)
+	if err != nil {
+		return nil, err
+	}
+	closing, err := s.final.Closing(ctx, accountID)
+	if err != nil {
+		return nil, err
+	}
+	if closing {
+		return nil, errClosing
+	}
+	return ca, nil
+}
+
+// stillOpen checks, once an issued certificate is recorded, that its
+// account's deletion did not start meanwhile: DeleteCA marks the account
+// closing before it lists the certificates to revoke, so a certificate
+// recorded before the mark is on its list, and one recorded after it is
+// revoked here and never handed out.
+func (s *Service) stillOpen(ctx context.Context, rec Certificate) error {
+	closing, err := s.final.Closing(ctx, rec.AccountID)
+	if err == nil && !closing {
+		return nil
+	}
+	if err == nil {
+		err = errClosing
+	}
+	if _, rerr := s.Revoke(ctx, rec.AccountID, rec.Serial, "account deleted", nil); rerr != nil {
+		return errors.Join(err, rerr)
+	}
+	return err
 }
 
 // Certificate returns one certificate the account's CA issued.
@@ -417,6 +462,11 @@ func (s *Service) CreateCA(ctx context.Context, accountID string) error {
 func (s *Service) DeleteCA(ctx context.Context, accountID string) error {
 	if uuid.Validate(accountID) != nil {
 		return nil
+	}
+	// First, so that no certificate issued from now on is handed out
+	// (stillOpen), and every one handed out is on the list below.
+	if err := s.final.MarkClosing(ctx, accountID); err != nil {
+		return err
 	}
 	if err := s.issuance.Domains.RemoveApp(ctx, accountID, ""); err != nil {
 		return err

@@ -199,7 +199,7 @@ func (s *Service) IssueAppCertificate(ctx context.Context, r AppRequest) (Certif
 	if r.NodeID != "" && uuid.Validate(r.NodeID) != nil {
 		return Certificate{}, nil, errs.New(errs.Invalid, "node_id must be a node's id")
 	}
-	ca, err := s.CA(ctx, r.AccountID)
+	ca, err := s.openCA(ctx, r.AccountID)
 	if err != nil {
 		return Certificate{}, nil, err
 	}
@@ -246,6 +246,9 @@ func (s *Service) IssueAppCertificate(ctx context.Context, r AppRequest) (Certif
 		DNSNames: csr.DNSNames, NotBefore: cert.NotBefore, NotAfter: cert.NotAfter, DER: cert.DER,
 		NodeID: r.NodeID, ImageID: v.ImageID, MRENCLAVE: v.MRENCLAVE, VerdictID: v.ID}
 	if err := s.certs.Create(ctx, rec, Issued{Certificate: rec}); err != nil {
+		return Certificate{}, nil, err
+	}
+	if err := s.stillOpen(ctx, rec); err != nil {
 		return Certificate{}, nil, err
 	}
 	// An approval withdrawn while this request was under way has had its

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -14,18 +15,50 @@ import (
 // BucketFinalCRLs keeps deleted accounts' final CRLs.
 const BucketFinalCRLs = "ca_final_crls"
 
-// FinalCRLs keeps deleted accounts' final CRLs, keyed <account>.<issuer key id>.
-type FinalCRLs struct{ kv *kv.Store[app.FinalCRL] }
+// FinalCRLs keeps deleted accounts' final CRLs, keyed <account>.<issuer
+// key id>, and the marks of accounts being deleted, keyed closing.<account>.
+type FinalCRLs struct {
+	kv      *kv.Store[app.FinalCRL]
+	closing *kv.Store[closingMark]
+}
+
+// closingMark says since when an account's CA is being deleted.
+type closingMark struct {
+	Since time.Time `json:"since"`
+}
 
 var _ app.FinalCRLs = (*FinalCRLs)(nil)
 
 // OpenFinalCRLs opens the bucket.
 func OpenFinalCRLs(ctx context.Context, js jetstream.JetStream, replicas int, logger *slog.Logger) (*FinalCRLs, error) {
-	s, err := kv.Open[app.FinalCRL](ctx, js, kv.Config{Bucket: BucketFinalCRLs, Replicas: replicas}, kv.WithLogger(logger))
+	cfg := kv.Config{Bucket: BucketFinalCRLs, Replicas: replicas}
+	s, err := kv.Open[app.FinalCRL](ctx, js, cfg, kv.WithLogger(logger))
 	if err != nil {
 		return nil, err
 	}
-	return &FinalCRLs{s}, nil
+	closing, err := kv.Open[closingMark](ctx, js, cfg, kv.WithLogger(logger))
+	if err != nil {
+		return nil, err
+	}
+	return &FinalCRLs{kv: s, closing: closing}, nil
+}
+
+// MarkClosing implements app.FinalCRLs.
+func (s *FinalCRLs) MarkClosing(ctx context.Context, accountID string) error {
+	_, err := s.closing.Create(ctx, "closing."+accountID, closingMark{Since: time.Now().UTC()})
+	if errors.Is(err, kv.ErrExists) {
+		return nil
+	}
+	return err
+}
+
+// Closing implements app.FinalCRLs.
+func (s *FinalCRLs) Closing(ctx context.Context, accountID string) (bool, error) {
+	_, err := s.closing.Get(ctx, "closing."+accountID)
+	if errors.Is(err, kv.ErrNotFound) {
+		return false, nil
+	}
+	return err == nil, err
 }
 
 // Put implements app.FinalCRLs. CRLs of issuers not in crls, left by an
