@@ -463,6 +463,7 @@ func TestServerRejectsBadFlags(t *testing.T) {
 		{[]string{"server", "--services=account,account"}, "names a service twice"},
 		{[]string{"server", "-dev=maybe"}, "invalid argument"},
 		{[]string{"server", "--registry-deny=10.0.0.0/33"}, `--registry-deny: "10.0.0.0/33" is not a network`},
+		{[]string{"server", "--public-url=cloister.example.com"}, `--public-url "cloister.example.com" is not an http(s) URL`},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {

@@ -18,6 +18,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -91,6 +92,9 @@ type serverConfig struct {
 	Sample   string // path of the hello-https binary published to it
 	// RegistryDeny are the networks the converter may not connect to.
 	RegistryDeny []string
+	// PublicURL is where users reach the gateway, when a proxy ends TLS
+	// in front of it.
+	PublicURL string
 	// registryGiven: --registry or its variable was given; otherwise -dev
 	// serves the registry on DevRegistry.
 	registryGiven bool
@@ -123,6 +127,7 @@ var serverEnv = map[string]string{
 	"registry":             "CLOISTER_REGISTRY",
 	"sample":               "CLOISTER_SAMPLE",
 	"registry-deny":        "CLOISTER_REGISTRY_DENY",
+	"public-url":           "CLOISTER_PUBLIC_URL",
 }
 
 func defaultDataDir() string {
@@ -188,6 +193,8 @@ Every flag can also be set by the environment variable named in its help.`,
 	f.StringSliceVar(&cfg.RegistryDeny, "registry-deny", prefixStrings(netguard.DefaultDeny), "networks (CIDR, comma-separated) the image converter may not connect to, "+
 		"whatever registry a user names: the default keeps it from link-local addresses such as cloud metadata services; add loopback and private networks "+
 		"where no registry lives there (the list replaces the default)")
+	f.StringVar(&cfg.PublicURL, "public-url", "", "the URL users reach the gateway at when a proxy in front of it ends TLS, e.g. https://cloister.example.com: "+
+		"the web console then marks its cookies Secure and shows this URL in the commands it gives; default: what each request came to")
 	f.StringVar(&cfg.Sample, "sample", "", "the hello-https sample binary to publish to --registry (default: hello-https beside this binary, then on $PATH)")
 	for name, env := range serverEnv {
 		f.Lookup(name).Usage += " [$" + env + "]"
@@ -247,6 +254,11 @@ func (c serverConfig) validate() error {
 	if c.NodeHTTP != "" {
 		if _, _, err := net.SplitHostPort(c.NodeHTTP); err != nil {
 			return fmt.Errorf("--node-http %q is not host:port: %w", c.NodeHTTP, err)
+		}
+	}
+	if c.PublicURL != "" {
+		if u, err := url.Parse(c.PublicURL); err != nil || u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
+			return fmt.Errorf("--public-url %q is not an http(s) URL such as https://cloister.example.com", c.PublicURL)
 		}
 	}
 	if _, err := netguard.ParsePrefixes(c.RegistryDeny); err != nil {
@@ -382,7 +394,11 @@ func runServer(ctx context.Context, cfg serverConfig) error {
 			}
 			defer gw.Close()
 			mux.Handle("/v1/", obs.HTTPMiddleware("gateway", gw))
-			con, err := console.New(console.Config{API: gw, Logger: logger})
+			var public *url.URL
+			if cfg.PublicURL != "" {
+				public, _ = url.Parse(cfg.PublicURL) // checked by validate
+			}
+			con, err := console.New(console.Config{API: gw, Logger: logger, PublicURL: public})
 			if err != nil {
 				return fmt.Errorf("starting the console: %w", err)
 			}

@@ -2,12 +2,14 @@ package gateway_test
 
 import (
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"regexp"
 	"strings"
 	"testing"
 
 	"github.com/cloister-cc/cloister/services/gateway/api"
+	"github.com/cloister-cc/cloister/services/gateway/console"
 )
 
 func TestConsoleSignUpSessionAndLogout(t *testing.T) {
@@ -94,6 +96,30 @@ func TestConsoleCookiesAreSecureOverTLS(t *testing.T) {
 	}
 	if p = b.follow(p); p.status != 200 || !strings.Contains(p.body, "ada@example.com") {
 		t.Fatalf("after sign-up over TLS: %d %s", p.status, p.body)
+	}
+}
+
+// Behind a proxy that ends TLS, the console hears plain HTTP: with its
+// public URL set to https, its cookies are Secure all the same.
+func TestConsoleBehindATLSProxy(t *testing.T) {
+	s := newStack(t, memory(t))
+	public, _ := url.Parse("https://cloister.example.com/")
+	con, err := console.New(console.Config{API: s.gw, PublicURL: public})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(con)
+	t.Cleanup(srv.Close)
+	b := newConsoleClient(t, srv)
+	p := b.get("/signup")
+	if ck := p.cookie("cloister_csrf"); ck == nil || !ck.Secure {
+		t.Fatalf("CSRF cookie behind an https public URL = %+v, want Secure", ck)
+	}
+	for _, bad := range []string{"ftp://cloister.example.com", "https://", "/relative"} {
+		u, _ := url.Parse(bad)
+		if _, err := console.New(console.Config{API: s.gw, PublicURL: u}); err == nil {
+			t.Errorf("console.New with the public URL %q succeeded, want an error", bad)
+		}
 	}
 }
 

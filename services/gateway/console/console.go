@@ -63,10 +63,16 @@ type Config struct {
 	// it in process.
 	API    http.Handler
 	Logger *slog.Logger
+	// PublicURL is where users reach the gateway when a proxy in front of
+	// it ends TLS (e.g. https://cloister.example.com): the console then
+	// marks its cookies Secure and names it in the commands it shows.
+	// Without it, the request itself says (TLS, and its Host).
+	PublicURL *url.URL
 }
 
 // Console serves the web console under /.
 type Console struct {
+	public *url.URL
 	api    http.Handler
 	log    *slog.Logger
 	pages  *pages
@@ -82,6 +88,9 @@ func New(cfg Config) (*Console, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if u := cfg.PublicURL; u != nil && (u.Scheme != "http" && u.Scheme != "https" || u.Host == "") {
+		return nil, fmt.Errorf("console: the public URL %q is not an http(s) URL with a host", u)
+	}
 	p, err := parsePages()
 	if err != nil {
 		return nil, err
@@ -90,7 +99,7 @@ func New(cfg Config) (*Console, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Console{api: cfg.API, log: cfg.Logger.With("component", "console"), pages: p, mux: http.NewServeMux(),
+	c := &Console{public: cfg.PublicURL, api: cfg.API, log: cfg.Logger.With("component", "console"), pages: p, mux: http.NewServeMux(),
 		static: http.StripPrefix("/static/", http.FileServerFS(sub))}
 	c.routes()
 	return c, nil
@@ -105,6 +114,9 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.Set("Referrer-Policy", "same-origin")
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("Cross-Origin-Opener-Policy", "same-origin")
+	if c.public != nil {
+		r = r.WithContext(context.WithValue(r.Context(), publicURLKey{}, c.public))
+	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		if err := crossOrigin.Check(r); err != nil {
 			c.renderError(w, r, http.StatusForbidden, "This form was sent from another site, so it was refused. Open the console and try again.")
@@ -134,8 +146,30 @@ func session(r *http.Request) string {
 	return ck.Value
 }
 
-// secure tells whether cookies should be Secure: the request came over TLS.
-func secure(r *http.Request) bool { return r.TLS != nil }
+// publicURLKey holds the configured public URL in a request's context.
+type publicURLKey struct{}
+
+// secure tells whether cookies should be Secure: the public URL is
+// https, or else the request came over TLS.
+func secure(r *http.Request) bool {
+	if u, ok := r.Context().Value(publicURLKey{}).(*url.URL); ok {
+		return u.Scheme == "https"
+	}
+	return r.TLS != nil
+}
+
+// publicURL is the URL users reach the console (and the API) at: the
+// configured one, else what this request came to.
+func publicURL(r *http.Request) string {
+	if u, ok := r.Context().Value(publicURLKey{}).(*url.URL); ok {
+		return strings.TrimSuffix(u.String(), "/")
+	}
+	scheme := "http"
+	if secure(r) {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Host
+}
 
 func setSession(w http.ResponseWriter, r *http.Request, token string, expires time.Time) {
 	http.SetCookie(w, &http.Cookie{Name: cookieSession, Value: token, Path: "/", Expires: expires,

@@ -143,16 +143,6 @@ func labelText(labels map[string]string) string {
 	return strings.Join(parts, ", ")
 }
 
-// publicURL is the URL this request reached the console at, which is the
-// public API's too: the gateway serves both.
-func publicURL(r *http.Request) string {
-	scheme := "http"
-	if secure(r) {
-		scheme = "https"
-	}
-	return scheme + "://" + r.Host
-}
-
 func (c *Console) createJoinToken(w http.ResponseWriter, r *http.Request) {
 	v := c.inAccount(w, r, "nodes", "Nodes")
 	if v == nil {
