@@ -21,6 +21,9 @@ var (
 	// ErrNotRegular: ReadFile of a directory, symlink, device or FIFO, or of
 	// a path that goes through a symlink.
 	ErrNotRegular = errors.New("not a regular file")
+	// ErrTooManyEntries: layers with more entries in all than TrustedFiles
+	// takes.
+	ErrTooManyEntries = errors.New("the image's layers have more entries than the limit")
 	// ErrTooLarge: ReadFile of a file over the maximum size.
 	ErrTooLarge = errors.New("file over the maximum size")
 	// ErrInvalidList: bytes that are not a canonical trusted-file list, or

@@ -26,12 +26,18 @@ const progressStep = 1 << 20
 // DefaultMaxSize bounds ReadFile unless WithMaxSize says otherwise.
 const DefaultMaxSize = 16 << 20
 
+// DefaultMaxEntries bounds the layer entries TrustedFiles applies unless
+// WithMaxEntries says otherwise: memory grows with them, and the list of
+// a million files is about 100 MiB, within what the launcher reads.
+const DefaultMaxEntries = 1 << 20
+
 // Option changes how TrustedFiles and ReadFile work.
 type Option func(*options)
 
 type options struct {
-	progress func(layer, layers int, bytes int64)
-	maxSize  int64
+	progress   func(layer, layers int, bytes int64)
+	maxSize    int64
+	maxEntries int
 }
 
 // WithProgress has fn called as layers stream: layer is the index of the
@@ -49,8 +55,14 @@ func WithMaxSize(n int64) Option {
 	return func(o *options) { o.maxSize = n }
 }
 
+// WithMaxEntries bounds the entries, over all layers, that TrustedFiles
+// applies (DefaultMaxEntries without it); more is ErrTooManyEntries.
+func WithMaxEntries(n int) Option {
+	return func(o *options) { o.maxEntries = n }
+}
+
 func newOptions(opts []Option) options {
-	o := options{maxSize: DefaultMaxSize}
+	o := options{maxSize: DefaultMaxSize, maxEntries: DefaultMaxEntries}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -74,11 +86,15 @@ func TrustedFiles(ctx context.Context, img v1.Image, opts ...Option) (*List, err
 		return nil, fmt.Errorf("listing layers: %w", err)
 	}
 	a := applier{tree: newTree(), hash: sha256.New(), buf: make([]byte, 128<<10)}
+	entries := 0
 	for i, l := range layers {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
 		err := eachEntry(ctx, l, i, len(layers), o.progress, func(_ int, h *tar.Header, r io.Reader) error {
+			if entries++; entries > o.maxEntries {
+				return fmt.Errorf("entry %q: %w (%d)", h.Name, ErrTooManyEntries, o.maxEntries)
+			}
 			return a.apply(i, h, r)
 		})
 		if err != nil {

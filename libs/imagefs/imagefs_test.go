@@ -317,6 +317,30 @@ func TestTrustedFilesHandMade(t *testing.T) {
 	}
 }
 
+// The entries of all layers count against the limit; at the limit the
+// list is made, one more names the entry and the limit.
+func TestTrustedFilesMaxEntries(t *testing.T) {
+	img := handMade(t)
+	full, err := TrustedFiles(context.Background(), img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	layers, _ := img.Layers()
+	for i, l := range layers {
+		if err := eachEntry(context.Background(), l, i, len(layers), nil, func(int, *tar.Header, io.Reader) error { n++; return nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got, err := TrustedFiles(context.Background(), img, WithMaxEntries(n)); err != nil || got.Len() != full.Len() {
+		t.Fatalf("TrustedFiles with the limit at the %d entries = %v, want the list", n, err)
+	}
+	_, err = TrustedFiles(context.Background(), img, WithMaxEntries(n-1))
+	if !errors.Is(err, ErrTooManyEntries) || !strings.Contains(err.Error(), fmt.Sprint(n-1)) {
+		t.Fatalf("TrustedFiles with a limit of %d = %v, want ErrTooManyEntries naming the limit", n-1, err)
+	}
+}
+
 func TestTrustedFilesRules(t *testing.T) {
 	tests := []struct {
 		name   string
