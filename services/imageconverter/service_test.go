@@ -240,3 +240,46 @@ func TestSigningKeyFollowsTheAccount(t *testing.T) {
 		}
 	}
 }
+
+// Requests converting the same tag at once convert it once; once that
+// image is deleted, the tag converts again.
+func TestConvertSameTagConcurrently(t *testing.T) {
+	s := newConvertStack(t, false)
+	ctx := context.Background()
+	const n = 8
+	var wg sync.WaitGroup
+	ids, failures := make(chan string, n), make(chan error, n)
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := s.c.ConvertImage(ctx, &imageconverterv1.ConvertImageRequest{AccountId: s.account, App: "hello", Tag: "7", Actor: actor})
+			if err != nil {
+				failures <- err
+				return
+			}
+			ids <- resp.GetImage().GetId()
+		}()
+	}
+	wg.Wait()
+	close(ids)
+	close(failures)
+	var won []string
+	for id := range ids {
+		won = append(won, id)
+	}
+	if len(won) != 1 {
+		t.Fatalf("%d concurrent conversions of one tag made %d images, want 1", n, len(won))
+	}
+	for err := range failures {
+		if errs.KindOf(err) != errs.Conflict || !strings.Contains(err.Error(), "tag 7") {
+			t.Fatalf("a losing conversion = %v, want a conflict naming the tag", err)
+		}
+	}
+	if _, err := s.c.DeleteImage(ctx, &imageconverterv1.DeleteImageRequest{AccountId: s.account, ImageId: won[0], Actor: actor}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.c.ConvertImage(ctx, &imageconverterv1.ConvertImageRequest{AccountId: s.account, App: "hello", Tag: "7", Actor: actor}); err != nil {
+		t.Fatalf("converting the tag again after deleting its image = %v", err)
+	}
+}

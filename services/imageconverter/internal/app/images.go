@@ -33,6 +33,11 @@ type (
 
 // Images stores images.
 type Images interface {
+	// ClaimTag reserves an application's tag for the image imageID, so
+	// that two concurrent requests cannot both convert it: it fails with
+	// domain.ErrImageExists while another image that has not failed holds
+	// it, and takes over a claim whose image failed or is gone.
+	ClaimTag(ctx context.Context, accountID, appID, tag, imageID string) error
 	// Create stores a new image and queues its conversion job.
 	Create(ctx context.Context, img domain.Image, ev ConversionRequested) error
 	Get(ctx context.Context, accountID, imageID string) (domain.Image, error) // domain.ErrImageNotFound
@@ -125,6 +130,9 @@ func (s *Service) convertImage(ctx context.Context, accountID, appRef, tag strin
 		InputImage: a.Spec.InputImage, Output: a.Spec.OutputImage + ":" + tag, Status: domain.StatusPending,
 		Spec: a.Spec, CreatedAt: now, UpdatedAt: now, RequestedBy: entry.Actor.UserID}
 	entry.Target = img.ID
+	if err := s.cfg.Images.ClaimTag(ctx, accountID, a.ID, tag, img.ID); err != nil {
+		return domain.Image{}, err
+	}
 	if err := s.cfg.Images.Create(ctx, img, ConversionRequested{Image: img, Audit: entry}); err != nil {
 		return domain.Image{}, err
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -34,15 +35,72 @@ func OpenImages(ctx context.Context, js jetstream.JetStream, replicas int, opts 
 	if err != nil {
 		return nil, nil, err
 	}
+	claims, err := kv.Open[tagClaim](ctx, js, kv.Config{Bucket: BucketImages, Replicas: replicas}, opts...)
+	if err != nil {
+		return nil, nil, err
+	}
 	regs, err := kv.Open[domain.RegistryCredential](ctx, js, kv.Config{Bucket: BucketRegistries, Replicas: replicas}, opts...)
 	if err != nil {
 		return nil, nil, err
 	}
-	return &Images{imgs}, &Registries{regs}, nil
+	return &Images{kv: imgs, claims: claims}, &Registries{regs}, nil
 }
 
-// Images keeps images, keyed <account>.<image>.
-type Images struct{ kv *kv.Store[domain.Image] }
+// Images keeps images, keyed <account>.<image>, and the claims on
+// applications' tags, keyed <account>.tag.<app>.<hex of tag> (a tag's '.'
+// cannot be in a key token), which <account>.* does not list.
+type Images struct {
+	kv     *kv.Store[domain.Image]
+	claims *kv.Store[tagClaim]
+}
+
+// tagClaim says which image holds an application's tag, since when.
+type tagClaim struct {
+	ImageID string    `json:"image_id"`
+	At      time.Time `json:"at"`
+}
+
+// claimGrace is how long a claim whose image is not stored stands: the
+// request that made it may still be storing it. Past it, the request is
+// taken to have died.
+const claimGrace = time.Minute
+
+func tagKey(accountID, appID, tag string) string {
+	return accountID + ".tag." + appID + "." + hex.EncodeToString([]byte(tag))
+}
+
+// ClaimTag implements app.Images.
+func (s *Images) ClaimTag(ctx context.Context, accountID, appID, tag, imageID string) error {
+	key, claim := tagKey(accountID, appID, tag), tagClaim{ImageID: imageID, At: time.Now().UTC()}
+	_, err := s.claims.Create(ctx, key, claim)
+	// ErrConflict: another request created it at the same moment.
+	if !errors.Is(err, kv.ErrExists) && !errors.Is(err, kv.ErrConflict) {
+		return err
+	}
+	cur, err := s.claims.Get(ctx, key)
+	if errors.Is(err, kv.ErrNotFound) {
+		return domain.ErrConcurrentChange // released meanwhile: try again
+	}
+	if err != nil {
+		return err
+	}
+	holder, err := s.Get(ctx, accountID, cur.Value.ImageID)
+	switch {
+	case err == nil && holder.Status != domain.StatusFailed:
+		return domain.ErrImageExists(tag, holder.ID)
+	case errors.Is(err, domain.ErrImageNotFound) && time.Since(cur.Value.At) < claimGrace:
+		return domain.ErrImageExists(tag, cur.Value.ImageID+" (being created)")
+	case err != nil && !errors.Is(err, domain.ErrImageNotFound):
+		return err
+	}
+	// Its image failed, or was never stored (deleting an image drops its
+	// claim).
+	_, err = s.claims.Update(ctx, key, claim, cur.Version)
+	if errors.Is(err, kv.ErrConflict) || errors.Is(err, kv.ErrNotFound) {
+		return domain.ErrImageExists(tag, "being created by another request")
+	}
+	return err
+}
 
 var _ app.Images = (*Images)(nil)
 
@@ -133,13 +191,39 @@ func (s *Images) Delete(ctx context.Context, img domain.Image, ev app.ImageDelet
 		return domain.ErrConcurrentChange
 	case errors.Is(err, kv.ErrNotFound):
 		return domain.ErrImageNotFound
+	case err != nil:
+		return err
+	}
+	// The tag is free again, if this image held it.
+	key := tagKey(img.AccountID, img.AppID, img.Tag)
+	c, err := s.claims.Get(ctx, key)
+	if errors.Is(err, kv.ErrNotFound) || err == nil && c.Value.ImageID != img.ID {
+		return nil
+	}
+	if err == nil {
+		err = s.claims.Delete(ctx, key, c.Version)
+	}
+	if errors.Is(err, kv.ErrNotFound) || errors.Is(err, kv.ErrConflict) {
+		return nil
 	}
 	return err
 }
 
 // DeleteAccount implements app.Images.
 func (s *Images) DeleteAccount(ctx context.Context, accountID string) error {
-	return deleteAll(ctx, s.kv, accountID)
+	if err := deleteAll(ctx, s.kv, accountID); err != nil {
+		return err
+	}
+	es, err := s.claims.List(ctx, accountID+".tag.>")
+	if err != nil {
+		return err
+	}
+	for _, e := range es {
+		if err := s.claims.Delete(ctx, e.Key, e.Version); err != nil && !errors.Is(err, kv.ErrNotFound) {
+			return err
+		}
+	}
+	return nil
 }
 
 // Registries keeps registry credentials, keyed <account>.<hex of host>
