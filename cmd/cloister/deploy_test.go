@@ -10,7 +10,9 @@ package main
 // health-checked and run as non-root, and compose's pieces must fit: the
 // node agent simulates against an attestation service that accepts it and
 // trusts the gateway's self-signed node certificate from a shared volume,
-// the built-in registry is published under the name the converter uses.
+// the built-in registry is published under the name the converter uses;
+// in Kubernetes, the gateway serves the node listener with a certificate
+// from a Secret, on a port a Service exposes.
 // Nothing here needs Docker or a cluster: the files are parsed, never run
 // (the node agent binary is built and run only to read its flags).
 // Each check reports what is wrong, naming the file, the
@@ -25,6 +27,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"os/exec"
@@ -42,6 +45,7 @@ import (
 	natsserver "github.com/nats-io/nats-server/v2/server"
 	"go.yaml.in/yaml/v4"
 
+	"github.com/cloister-cc/cloister/libs/netguard"
 	"github.com/cloister-cc/cloister/libs/obs"
 	"github.com/cloister-cc/cloister/libs/testkit"
 )
@@ -165,6 +169,7 @@ func checkServerRun(args []string, env map[string]*string) (serverRun, []string)
 	c.NodeTLSKey, _ = f.GetString("node-tls-key")
 	c.NodeTLSSelfSigned, _ = f.GetStringSlice("node-tls-self-signed")
 	c.Registry, _ = f.GetString("registry")
+	c.RegistryDeny, _ = f.GetStringSlice("registry-deny")
 	c.Simulation, _ = f.GetBool("simulation")
 	if err := c.validate(); err != nil {
 		bad("cloister server would refuse to start: %v", err)
@@ -1004,12 +1009,23 @@ type kPodSpec struct {
 	SecurityContext *kSecurityContext `yaml:"securityContext"`
 	Containers      []kContainer      `yaml:"containers"`
 	InitContainers  []kContainer      `yaml:"initContainers"`
-	Volumes         []struct {
-		Name      string `yaml:"name"`
-		ConfigMap *struct {
-			Name string `yaml:"name"`
-		} `yaml:"configMap"`
-	} `yaml:"volumes"`
+	Volumes         []kVolume         `yaml:"volumes"`
+}
+
+type kVolume struct {
+	Name      string `yaml:"name"`
+	ConfigMap *struct {
+		Name string `yaml:"name"`
+	} `yaml:"configMap"`
+	Secret *struct {
+		SecretName string `yaml:"secretName"`
+		// Items maps the Secret's keys to file paths; without them,
+		// each key is a file of its own name.
+		Items []struct {
+			Key  string `yaml:"key"`
+			Path string `yaml:"path"`
+		} `yaml:"items"`
+	} `yaml:"secret"`
 }
 
 type kSecurityContext struct {
@@ -1020,19 +1036,11 @@ type kSecurityContext struct {
 }
 
 type kContainer struct {
-	Name    string   `yaml:"name"`
-	Image   string   `yaml:"image"`
-	Command []string `yaml:"command"`
-	Args    []string `yaml:"args"`
-	Env     []struct {
-		Name      string  `yaml:"name"`
-		Value     *string `yaml:"value"`
-		ValueFrom *struct {
-			FieldRef *struct {
-				FieldPath string `yaml:"fieldPath"`
-			} `yaml:"fieldRef"`
-		} `yaml:"valueFrom"`
-	} `yaml:"env"`
+	Name    string    `yaml:"name"`
+	Image   string    `yaml:"image"`
+	Command []string  `yaml:"command"`
+	Args    []string  `yaml:"args"`
+	Env     []kEnvVar `yaml:"env"`
 	EnvFrom []struct {
 		Prefix       string `yaml:"prefix"`
 		ConfigMapRef *struct {
@@ -1053,7 +1061,18 @@ type kContainer struct {
 	VolumeMounts []struct {
 		Name      string `yaml:"name"`
 		MountPath string `yaml:"mountPath"`
+		ReadOnly  bool   `yaml:"readOnly"`
 	} `yaml:"volumeMounts"`
+}
+
+type kEnvVar struct {
+	Name      string  `yaml:"name"`
+	Value     *string `yaml:"value"`
+	ValueFrom *struct {
+		FieldRef *struct {
+			FieldPath string `yaml:"fieldPath"`
+		} `yaml:"fieldRef"`
+	} `yaml:"valueFrom"`
 }
 
 type kProbe struct {
@@ -1456,6 +1475,11 @@ func kubeProblems(m *kubeManifests, natsServers int) []string {
 			if w.Metadata.Name == deployGateway && w.replicas() < 2 {
 				bad("%s: the gateway runs %d replica(s); it needs at least 2", where, w.replicas())
 			}
+			if slices.Contains(run.cfg.Services, "gateway") {
+				for _, p := range kubeNodeListenerProblems(m, w, c, run) {
+					bad("%s: %s", where, p)
+				}
+			}
 		}
 	}
 	for _, svc := range Services {
@@ -1474,6 +1498,117 @@ func kubeProblems(m *kubeManifests, natsServers int) []string {
 		}
 	}
 	return problems
+}
+
+// kubeNodeListenerProblems checks the gateway's node listener, where node
+// agents enrol and send heartbeats over mutual TLS: it listens beyond
+// loopback, on a port the container declares and a Service exposes, with
+// the server certificate and key of one kubernetes.io/tls Secret mounted
+// read-only. Every replica must present the certificate the agents trust,
+// so none makes its own (--node-tls-self-signed).
+func kubeNodeListenerProblems(m *kubeManifests, w *kObject, c kContainer, run serverRun) []string {
+	var problems []string
+	bad := func(format string, a ...any) { problems = append(problems, fmt.Sprintf(format, a...)) }
+	cfg := run.cfg
+	if cfg.NodeHTTP == "" {
+		return []string{fmt.Sprintf("serves no node listener (set $%s, e.g. 0.0.0.0:8443): node agents can neither enrol nor send heartbeats",
+			serverEnv["node-http"])}
+	}
+	host, portStr, err := net.SplitHostPort(cfg.NodeHTTP)
+	if err != nil {
+		return nil // checkServerRun reports it
+	}
+	if ip := net.ParseIP(host); host == "localhost" || (ip != nil && ip.IsLoopback()) {
+		bad("serves the node listener on %s, which node agents cannot reach; use 0.0.0.0:PORT", cfg.NodeHTTP)
+	}
+	if len(cfg.NodeTLSSelfSigned) > 0 {
+		bad("makes the node listener's certificate itself ($%s), a different one in each replica; mount one from a Secret",
+			serverEnv["node-tls-self-signed"])
+	}
+	secrets := map[string]bool{}
+	for _, f := range []struct{ flag, file, key string }{
+		{"node-tls-cert", cfg.NodeTLSCert, "tls.crt"},
+		{"node-tls-key", cfg.NodeTLSKey, "tls.key"},
+	} {
+		if f.file == "" {
+			continue // checkServerRun reports it
+		}
+		secret, key, err := kSecretFile(w.Spec.Template.Spec, c, f.file)
+		switch {
+		case err != nil:
+			bad("--%s ($%s) %s %v", f.flag, serverEnv[f.flag], f.file, err)
+		case key != f.key:
+			bad("--%s ($%s) %s is key %s of Secret %s, not %s", f.flag, serverEnv[f.flag], f.file, key, secret, f.key)
+		default:
+			secrets[secret] = true
+		}
+	}
+	if len(secrets) > 1 {
+		bad("the node listener's certificate and key come from different Secrets %q", deploySortedKeys(secrets))
+	}
+
+	port, _ := strconv.Atoi(portStr)
+	if !slices.ContainsFunc(c.Ports, func(cp kContainerPort) bool { return cp.ContainerPort == port }) {
+		bad("does not declare the node listener's port %d", port)
+	}
+	exposed := false
+	for _, s := range m.objects {
+		if s.Kind != "Service" || !kLabelsMatch(s.matchLabels(), w.Spec.Template.Metadata.Labels) {
+			continue
+		}
+		for _, sp := range s.Spec.Ports {
+			tp := sp.TargetPort
+			if tp == nil {
+				tp = sp.Port
+			}
+			if n, ok := kContainerPortOf(c, tp); ok && n == port {
+				exposed = true
+			}
+		}
+	}
+	if !exposed {
+		bad("no Service exposes the node listener's port %d: node agents cannot reach it", port)
+	}
+	return problems
+}
+
+// kSecretFile returns the Secret and key a container reads at file, or
+// why file does not come from a Secret volume mounted read-only.
+func kSecretFile(ps kPodSpec, c kContainer, file string) (secret, key string, err error) {
+	file = path.Clean(file)
+	mount := -1
+	for i, vm := range c.VolumeMounts {
+		dir := path.Clean(vm.MountPath)
+		if strings.HasPrefix(file, dir+"/") && (mount < 0 || len(dir) > len(path.Clean(c.VolumeMounts[mount].MountPath))) {
+			mount = i
+		}
+	}
+	if mount < 0 {
+		return "", "", errors.New("is on no volume mount: the image has no such file")
+	}
+	vm := c.VolumeMounts[mount]
+	i := slices.IndexFunc(ps.Volumes, func(v kVolume) bool { return v.Name == vm.Name })
+	if i < 0 || ps.Volumes[i].Secret == nil {
+		return "", "", fmt.Errorf("is on volume %s, which is not a Secret", vm.Name)
+	}
+	if !vm.ReadOnly {
+		return "", "", fmt.Errorf("is on volume %s, which is mounted writable; mount it readOnly", vm.Name)
+	}
+	vs := ps.Volumes[i].Secret
+	key = strings.TrimPrefix(file, path.Clean(vm.MountPath)+"/")
+	if len(vs.Items) > 0 {
+		rel := key
+		key = ""
+		for _, it := range vs.Items {
+			if path.Clean(it.Path) == rel {
+				key = it.Key
+			}
+		}
+		if key == "" {
+			return "", "", fmt.Errorf("is not among the items of Secret %s that volume %s mounts", vs.SecretName, vm.Name)
+		}
+	}
+	return vs.SecretName, key, nil
 }
 
 // natsProblems checks the NATS StatefulSet: a JetStream cluster of
@@ -1655,6 +1790,166 @@ func TestDeployKubeChecksCanFail(t *testing.T) {
 	cm.Data["nats.conf"] = regexp.MustCompile(`(?s)jetstream \{.*?\n\}`).ReplaceAllString(cm.Data["nats.conf"], "")
 	_, problems = natsProblems(t, m, 3)
 	wantDeployProblem(t, problems, "does not enable JetStream")
+}
+
+// kSetEnv sets a container's variable name to value, adding it if need
+// be; a nil value removes it.
+func kSetEnv(c *kContainer, name string, value *string) {
+	i := slices.IndexFunc(c.Env, func(e kEnvVar) bool { return e.Name == name })
+	switch {
+	case value == nil && i >= 0:
+		c.Env = slices.Delete(c.Env, i, i+1)
+	case value == nil:
+	case i >= 0:
+		c.Env[i].Value, c.Env[i].ValueFrom = value, nil
+	default:
+		c.Env = append(c.Env, kEnvVar{Name: name, Value: value})
+	}
+}
+
+func TestDeployKubeNodeListenerChecksCanFail(t *testing.T) {
+	clearServerEnv(t)
+	const where = "gateway.yaml: Deployment gateway, container cloister: "
+	for _, tc := range []struct {
+		name   string
+		mutate func(m *kubeManifests, c *kContainer)
+		want   []string
+	}{
+		{"no node listener", func(_ *kubeManifests, c *kContainer) {
+			kSetEnv(c, "CLOISTER_NODE_HTTP", nil)
+		}, []string{where + "serves no node listener (set $CLOISTER_NODE_HTTP"}},
+		{"node listener on loopback", func(_ *kubeManifests, c *kContainer) {
+			kSetEnv(c, "CLOISTER_NODE_HTTP", deployStr("127.0.0.1:8443"))
+		}, []string{where + "serves the node listener on 127.0.0.1:8443"}},
+		{"self-signed in each replica", func(_ *kubeManifests, c *kContainer) {
+			kSetEnv(c, "CLOISTER_NODE_TLS_SELF_SIGNED", deployStr("gateway"))
+		}, []string{where + "makes the node listener's certificate itself"}},
+		{"key on the scratch volume", func(_ *kubeManifests, c *kContainer) {
+			kSetEnv(c, "CLOISTER_NODE_TLS_KEY", deployStr("/tmp/tls.key"))
+		}, []string{where + "--node-tls-key", "/tmp/tls.key is on volume tmp, which is not a Secret"}},
+		{"certificate on no volume", func(_ *kubeManifests, c *kContainer) {
+			kSetEnv(c, "CLOISTER_NODE_TLS_CERT", deployStr("/etc/tls.crt"))
+		}, []string{where + "--node-tls-cert", "/etc/tls.crt is on no volume mount"}},
+		{"certificate and key swapped", func(_ *kubeManifests, c *kContainer) {
+			cert := *kEnvValue(c, "CLOISTER_NODE_TLS_CERT")
+			kSetEnv(c, "CLOISTER_NODE_TLS_CERT", kEnvValue(c, "CLOISTER_NODE_TLS_KEY"))
+			kSetEnv(c, "CLOISTER_NODE_TLS_KEY", &cert)
+		}, []string{where + "--node-tls-cert", "is key tls.key of Secret cloister-node-tls, not tls.crt"}},
+		{"Secret mounted writable", func(_ *kubeManifests, c *kContainer) {
+			for i := range c.VolumeMounts {
+				c.VolumeMounts[i].ReadOnly = false
+			}
+		}, []string{where + "--node-tls-key", "mounted writable"}},
+		{"certificate from a ConfigMap", func(m *kubeManifests, _ *kContainer) {
+			ps := &m.get("Deployment", deployGateway).Spec.Template.Spec
+			for i, v := range ps.Volumes {
+				if v.Secret != nil {
+					ps.Volumes[i].Secret = nil
+					ps.Volumes[i].ConfigMap = &struct {
+						Name string `yaml:"name"`
+					}{"cloister"}
+				}
+			}
+		}, []string{where + "--node-tls-cert", "which is not a Secret"}},
+		{"port not exposed", func(m *kubeManifests, _ *kContainer) {
+			for _, s := range m.objects {
+				if s.Kind == "Service" {
+					s.Spec.Ports = slices.DeleteFunc(s.Spec.Ports, func(sp kServicePort) bool { return sp.Port == 8443 })
+				}
+			}
+		}, []string{where + "no Service exposes the node listener's port 8443"}},
+		{"port not declared", func(_ *kubeManifests, c *kContainer) {
+			kSetEnv(c, "CLOISTER_NODE_HTTP", deployStr("0.0.0.0:9443"))
+		}, []string{where + "does not declare the node listener's port 9443"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := loadKube(t)
+			gw := m.get("Deployment", deployGateway)
+			if gw == nil {
+				t.Fatal("no Deployment gateway")
+			}
+			if p := kubeProblems(m, 3); len(p) > 0 {
+				t.Fatalf("the manifests have problems before breaking them:\n  %s", strings.Join(p, "\n  "))
+			}
+			tc.mutate(m, &gw.Spec.Template.Spec.Containers[0])
+			wantDeployProblem(t, kubeProblems(m, 3), tc.want...)
+		})
+	}
+}
+
+func kEnvValue(c *kContainer, name string) *string {
+	for _, e := range c.Env {
+		if e.Name == name {
+			return e.Value
+		}
+	}
+	return nil
+}
+
+// registryDenyExampleProblems checks the commented CLOISTER_REGISTRY_DENY
+// of imageconverter.yaml (src): the server accepts it, and since the list
+// replaces the default, it still denies every network of the default, as
+// well as the private networks a cluster's pods and services live in,
+// while a public registry stays reachable.
+func registryDenyExampleProblems(src string) []string {
+	match := regexp.MustCompile(`(?m)^\s*#\s*- name: CLOISTER_REGISTRY_DENY\n\s*#\s*value: (\S+)\s*$`).FindStringSubmatch(src)
+	if match == nil {
+		return []string{"imageconverter.yaml: no commented example of CLOISTER_REGISTRY_DENY (# - name: ..., #   value: ...)"}
+	}
+	var problems []string
+	bad := func(format string, a ...any) {
+		problems = append(problems, "imageconverter.yaml: CLOISTER_REGISTRY_DENY example: "+fmt.Sprintf(format, a...))
+	}
+	run, sps := checkServerRun([]string{"server", "--services=imageconverter"},
+		map[string]*string{"CLOISTER_REGISTRY_DENY": deployStr(match[1]), "CLOISTER_MASTER_KEY": nil})
+	for _, p := range sps {
+		bad("%s", p)
+	}
+	deny, err := netguard.ParsePrefixes(run.cfg.RegistryDeny)
+	if err != nil {
+		return problems // checkServerRun reports it
+	}
+	for _, p := range netguard.DefaultDeny {
+		if !slices.Contains(deny, p) {
+			bad("drops %s of the default list, which it replaces", p)
+		}
+	}
+	guard := netguard.New(deny)
+	// kubeadm's service and API server addresses, flannel's and k3s's
+	// pods, Docker's bridge, a LAN, loopback, CGNAT, IPv6 ULA.
+	for _, a := range []string{"10.96.0.1", "10.244.0.5", "10.42.0.7", "172.17.0.1", "192.168.1.10", "127.0.0.1", "100.64.0.1", "fd00::1", "::1"} {
+		if guard.Check(netip.MustParseAddr(a)) == nil {
+			bad("allows %s, a private address", a)
+		}
+	}
+	for _, a := range []string{"104.16.0.1", "2606:4700::1"} {
+		if err := guard.Check(netip.MustParseAddr(a)); err != nil {
+			bad("refuses %s, a public address: %v", a, err)
+		}
+	}
+	return problems
+}
+
+func TestDeployKubeRegistryDenyExample(t *testing.T) {
+	clearServerEnv(t)
+	b, err := os.ReadFile(filepath.Join(deployRoot, "deployments", "k8s", "imageconverter.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	reportDeployProblems(t, registryDenyExampleProblems(string(b)))
+}
+
+func TestDeployKubeRegistryDenyExampleCanFail(t *testing.T) {
+	clearServerEnv(t)
+	example := func(v string) string {
+		return "          env:\n            # - name: CLOISTER_REGISTRY_DENY\n            #   value: " + v + "\n"
+	}
+	wantDeployProblem(t, registryDenyExampleProblems("env: []\n"), "no commented example")
+	wantDeployProblem(t, registryDenyExampleProblems(example("10.0.0.0/8,nonsense")), "would refuse to start", "nonsense")
+	problems := registryDenyExampleProblems(example("10.0.0.0/8,0.0.0.0/0"))
+	wantDeployProblem(t, problems, "drops 169.254.0.0/16")
+	wantDeployProblem(t, problems, "allows fd00::1")
+	wantDeployProblem(t, problems, "refuses 104.16.0.1")
 }
 
 // ---------------------------------------------------------------------
@@ -1988,6 +2283,20 @@ func TestDeployTiltfile(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(tiltDir, build[3])); err != nil {
 		t.Errorf("Tiltfile: dockerfile %s: %v", build[3], err)
+	}
+	// Tilt sends only what `only` lists to the build: everything the
+	// Dockerfile copies from the context must be in it.
+	if only := regexp.MustCompile(`only=\[([^\]]*)\]`).FindStringSubmatch(src); only != nil {
+		df, err := os.ReadFile(filepath.Join(tiltDir, build[3]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range regexp.MustCompile(`(?m)^COPY (\S+) `).FindAllStringSubmatch(string(df), -1) {
+			top, _, _ := strings.Cut(strings.TrimSuffix(c[1], "*"), "/")
+			if !strings.HasPrefix(c[1], "--") && !strings.Contains(only[1], "'"+top+"'") {
+				t.Errorf("Tiltfile: the Dockerfile copies %s, but docker_build's only=[%s] leaves it out of the context", c[1], only[1])
+			}
+		}
 	}
 	k := regexp.MustCompile(`k8s_yaml\(kustomize\('([^']+)'\)\)`).FindStringSubmatch(src)
 	if k == nil {
