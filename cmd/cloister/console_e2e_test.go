@@ -11,8 +11,6 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
-
-	"github.com/cloister-cc/cloister/libs/testkit"
 )
 
 // chromiumPath finds Debian's Chromium (or Chrome). Without one the
@@ -286,18 +284,9 @@ func TestConsoleJourney(t *testing.T) {
 	enclave := startLauncher(t, root, agentAPI, helloAddr)
 	chain := get(b, "downloading ca.pem", chromedp.Evaluate[string](
 		fmt.Sprintf(`fetch(%q).then(r => r.text())`, "/a/"+account+"/certificates/ca.pem"), chromedp.EvalAwaitPromise))
-	client := trustingOnly(t, chain)
-	testkit.Eventually(t, 60*time.Second, func() bool {
-		if enclave.exited() {
-			t.Fatalf("the launcher exited: %s", enclave.output())
-		}
-		resp, err := client.Get("https://" + helloAddr + "/")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == 200
-	}, "the enclave never answered over HTTPS")
+	if page := waitForHTTPS(t, trustingOnly(t, chain), helloAddr, enclave); !strings.Contains(page, "Hello from an attested enclave") {
+		t.Fatalf("the enclave answered %q", page)
+	}
 
 	// The running instance on its node.
 	b.open("/a/" + account + "/nodes")

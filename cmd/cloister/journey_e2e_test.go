@@ -84,21 +84,7 @@ func TestEnclaveJourney(t *testing.T) {
 	}
 	helloAddr := freeAddr(t)
 	enclave := startLauncher(t, root, agentAPI, helloAddr)
-	client := trustingOnly(t, chain)
-	var page string
-	testkit.Eventually(t, 60*time.Second, func() bool {
-		if enclave.exited() {
-			t.Fatalf("the launcher exited: %s", enclave.output())
-		}
-		resp, err := client.Get("https://" + helloAddr + "/")
-		if err != nil {
-			return false
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		page = string(b)
-		return resp.StatusCode == 200
-	}, "the sample never answered over HTTPS")
+	page := waitForHTTPS(t, trustingOnly(t, chain), helloAddr, enclave)
 	if !strings.Contains(page, "Hello from an attested enclave") {
 		t.Fatalf("the sample answered %q", page)
 	}
@@ -350,6 +336,27 @@ func refused(t *testing.T, what, root, agentAPI string, code int, want string) {
 		t.Fatalf("%s: a certificate was written (%v)", what, err)
 	}
 	t.Logf("%s: %s", what, strings.TrimSpace(l.output()))
+}
+
+// waitForHTTPS waits until the enclave's sample answers the client over
+// HTTPS, failing the test if the launcher exits first, and returns the page.
+func waitForHTTPS(t *testing.T, client *http.Client, addr string, enclave *launched) string {
+	t.Helper()
+	var page string
+	testkit.Eventually(t, 60*time.Second, func() bool {
+		if enclave.exited() {
+			t.Fatalf("the launcher exited: %s", enclave.output())
+		}
+		resp, err := client.Get("https://" + addr + "/")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		page = string(b)
+		return resp.StatusCode == 200
+	}, "the sample never answered over HTTPS")
+	return page
 }
 
 // trustingOnly is an HTTPS client whose only roots are the account CA's
