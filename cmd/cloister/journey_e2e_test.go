@@ -8,6 +8,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"io"
+	"math/big"
 	"net/http"
 	"os"
 	"os/exec"
@@ -16,6 +17,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/ocsp"
 
 	"github.com/cloister-cc/cloister/libs/enclave"
 	"github.com/cloister-cc/cloister/libs/testkit"
@@ -46,7 +49,7 @@ func TestEnclaveJourney(t *testing.T) {
 	dataDir, cfgDir, addr, nodeAddr, registry := t.TempDir(), t.TempDir(), freeAddr(t), freeAddr(t), freeAddr(t)
 	t.Setenv("CLOISTER_ADDR", "http://"+addr)
 	startServerArgs(t, addr, "-dev", "--data-dir", dataDir, "--launcher", launcherBinary(t), "--node-http", nodeAddr,
-		"--registry", registry, "--sample", helloBinary(t))
+		"--registry", registry, "--sample", helloBinary(t), "--public-url", "http://"+addr)
 
 	// An account that accepts simulated evidence.
 	run(t, cfgDir, "a long passphrase\n", "signup", "--email", "sec@example.com", "--password-stdin")
@@ -114,6 +117,16 @@ func TestEnclaveJourney(t *testing.T) {
 		t.Fatalf("instance = %+v, want running app %s image %s MRENCLAVE %s", in, hello.AppID, hello.ID, hello.MRENCLAVE)
 	}
 	serial := issuedSerial(t, cfgDir, "hello.cloister.test")
+	// The certificate says where to check its revocation: the gateway's
+	// CRL of its issuer, and its OCSP responder.
+	leaf, issuer := enclaveChain(t, root)
+	if len(leaf.CRLDistributionPoints) != 1 || !strings.HasPrefix(leaf.CRLDistributionPoints[0], "http://"+addr+"/v1/crl/"+acct.ID+".crl?issuer=") ||
+		len(leaf.OCSPServer) != 1 || leaf.OCSPServer[0] != "http://"+addr+"/v1/ocsp/"+acct.ID {
+		t.Fatalf("the enclave's certificate names CRL %q and OCSP %q", leaf.CRLDistributionPoints, leaf.OCSPServer)
+	}
+	if status := ocspStatus(t, leaf, issuer); status != ocsp.Good {
+		t.Fatalf("OCSP for the running enclave's certificate = %d, want good", status)
+	}
 
 	// An altered file: the launcher refuses to start, naming it.
 	altered := unpackImage(t, cfgDir, registry+"/samples/hello-sgx:1")
@@ -158,6 +171,13 @@ func TestEnclaveJourney(t *testing.T) {
 	testkit.Eventually(t, 20*time.Second, func() bool {
 		return strings.Contains(run(t, cfgDir, "", "cert", "list", "--revoked", "-o", "json"), serial)
 	}, "the enclave's certificate was not revoked with its node")
+	// A relying party that follows the certificate's own pointers learns it.
+	if status := ocspStatus(t, leaf, issuer); status != ocsp.Revoked {
+		t.Fatalf("OCSP for the deregistered node's enclave = %d, want revoked", status)
+	}
+	if !crlLists(t, leaf.CRLDistributionPoints[0], issuer, leaf.SerialNumber) {
+		t.Fatal("the CRL the certificate names does not list it after its node was deregistered")
+	}
 
 	// The account deleted: its objects are gone, and its final CRL still
 	// tells relying parties that the enclave's certificate is revoked.
@@ -185,6 +205,73 @@ func TestEnclaveJourney(t *testing.T) {
 			t.Fatalf("cloister %s after deleting the account = %v, %s; want a 404", strings.Join(args, " "), err, out)
 		}
 	}
+}
+
+// enclaveChain reads the certificate chain the launcher wrote under root:
+// the enclave's certificate and its issuer.
+func enclaveChain(t *testing.T, root string) (leaf, issuer *x509.Certificate) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(root, "run", "cloister", "cert.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var certs []*x509.Certificate
+	for blk, rest := pem.Decode(b); blk != nil; blk, rest = pem.Decode(rest) {
+		c, err := x509.ParseCertificate(blk.Bytes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		certs = append(certs, c)
+	}
+	if len(certs) < 2 {
+		t.Fatalf("the chain the launcher wrote has %d certificates, want the leaf and its issuer", len(certs))
+	}
+	return certs[0], certs[1]
+}
+
+// ocspStatus asks the OCSP responder the certificate names about it.
+func ocspStatus(t *testing.T, leaf, issuer *x509.Certificate) int {
+	t.Helper()
+	req, err := ocsp.CreateRequest(leaf, issuer, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Post(leaf.OCSPServer[0], "application/ocsp-request", bytes.NewReader(req))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	r, err := ocsp.ParseResponseForCert(body, leaf, issuer)
+	if err != nil {
+		t.Fatalf("OCSP answer from %s (%d): %v", leaf.OCSPServer[0], resp.StatusCode, err)
+	}
+	return r.Status
+}
+
+// crlLists fetches a CRL, checks its issuer's signature and tells whether
+// it lists serial.
+func crlLists(t *testing.T, url string, issuer *x509.Certificate, serial *big.Int) bool {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	der, _ := io.ReadAll(resp.Body)
+	crl, err := x509.ParseRevocationList(der)
+	if err != nil {
+		t.Fatalf("GET %s = %d: %v", url, resp.StatusCode, err)
+	}
+	if err := crl.CheckSignatureFrom(issuer); err != nil {
+		t.Fatalf("the CRL at %s is not signed by the certificate's issuer: %v", url, err)
+	}
+	for _, e := range crl.RevokedCertificateEntries {
+		if e.SerialNumber.Cmp(serial) == 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // converted is the part of `image convert -o json` the journey uses.

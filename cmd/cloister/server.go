@@ -193,8 +193,9 @@ Every flag can also be set by the environment variable named in its help.`,
 	f.StringSliceVar(&cfg.RegistryDeny, "registry-deny", prefixStrings(netguard.DefaultDeny), "networks (CIDR, comma-separated) the image converter may not connect to, "+
 		"whatever registry a user names: the default keeps it from link-local addresses such as cloud metadata services; add loopback and private networks "+
 		"where no registry lives there (the list replaces the default)")
-	f.StringVar(&cfg.PublicURL, "public-url", "", "the URL users reach the gateway at when a proxy in front of it ends TLS, e.g. https://cloister.example.com: "+
-		"the web console then marks its cookies Secure and shows this URL in the commands it gives; default: what each request came to")
+	f.StringVar(&cfg.PublicURL, "public-url", "", "the URL users and relying parties reach the gateway at, e.g. https://cloister.example.com: "+
+		"application certificates name their CRL and OCSP responder there, and the web console marks its cookies Secure when it is https (a proxy in front ends TLS) "+
+		"and shows it in the commands it gives; default: none in certificates, and what each request came to in the console")
 	f.StringVar(&cfg.Sample, "sample", "", "the hello-https sample binary to publish to --registry (default: hello-https beside this binary, then on $PATH)")
 	for name, env := range serverEnv {
 		f.Lookup(name).Usage += " [$" + env + "]"
@@ -357,7 +358,7 @@ func runServer(ctx context.Context, cfg serverConfig) error {
 			if err != nil {
 				return err
 			}
-			svc, err := ca.Start(ctx, ca.Config{NATS: nc, Replicas: cfg.Replicas, Logger: logger, KEK: kek, Cache: c})
+			svc, err := ca.Start(ctx, ca.Config{NATS: nc, Replicas: cfg.Replicas, Logger: logger, KEK: kek, Cache: c, PublicURL: cfg.PublicURL})
 			if err != nil {
 				return fmt.Errorf("starting ca service: %w", err)
 			}

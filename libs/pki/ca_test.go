@@ -113,7 +113,7 @@ func TestLeafMatchesCreateCertificate(t *testing.T) {
 	names := [][]string{{"a.example.com"}, {"myapp.example.com", "b.example.com", "c.d.example.com"}, {long, "b.example.com"}}
 	for _, kt := range []KeyType{RSA2048, RSA4096, P256, P384} {
 		for i, dns := range names {
-			for _, notAfter := range []time.Time{at.Add(time.Hour), time.Date(2051, 1, 1, 0, 0, 0, 0, time.UTC)} {
+			for j, notAfter := range []time.Time{at.Add(time.Hour), time.Date(2051, 1, 1, 0, 0, 0, 0, time.UTC)} {
 				csr, err := CheckCSR(csrFor(t, testKey(t, kt), &x509.CertificateRequest{DNSNames: dns}), kt)
 				if err != nil {
 					t.Fatal(err)
@@ -126,6 +126,11 @@ func TestLeafMatchesCreateCertificate(t *testing.T) {
 				f := leafFields{serial: newSerial(), issuer: ca.Issuer.RawSubject, subject: subject, spki: csr.Request.RawSubjectPublicKeyInfo,
 					notBefore: at.Add(-time.Minute), notAfter: notAfter, authorityKeyID: ca.Issuer.SubjectKeyId, dnsNames: dns,
 					keyEncipherment: kt == RSA2048 || kt == RSA4096, extra: ext}
+				var ocsp, crl []string
+				if (i+j)%2 == 1 { // with and without the revocation URLs
+					f.ocspURL, f.crlURL = "https://cloister.example.com/v1/ocsp/acct-1", "https://cloister.example.com/v1/crl/acct-1.crl?issuer=0a1b"
+					ocsp, crl = []string{f.ocspURL}, []string{f.crlURL}
+				}
 				ours, err := leafTBS(f)
 				if err != nil {
 					t.Fatal(err)
@@ -136,12 +141,16 @@ func TestLeafMatchesCreateCertificate(t *testing.T) {
 				}
 				der, err := x509.CreateCertificate(rand.Reader, &x509.Certificate{SerialNumber: f.serial, RawSubject: subject,
 					NotBefore: f.notBefore, NotAfter: f.notAfter, KeyUsage: usage, DNSNames: dns,
-					ExtKeyUsage:     []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+					ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+					OCSPServer:  ocsp, CRLDistributionPoints: crl,
 					ExtraExtensions: ext}, ca.Issuer, csr.Request.PublicKey, ca.issuerKey)
 				if err != nil {
 					t.Fatal(err)
 				}
 				std, _ := x509.ParseCertificate(der)
+				if len(ocsp) > 0 && (len(std.OCSPServer) != 1 || len(std.CRLDistributionPoints) != 1) {
+					t.Fatalf("the standard library's certificate lost the revocation URLs: %v %v", std.OCSPServer, std.CRLDistributionPoints)
+				}
 				if !bytes.Equal(ours, std.RawTBSCertificate) {
 					t.Fatalf("%s names %d until %s: TBS differs from x509.CreateCertificate's\nours %x\nstd  %x", kt, i, notAfter, ours, std.RawTBSCertificate)
 				}

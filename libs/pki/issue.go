@@ -188,6 +188,9 @@ type Leaf struct {
 	CSR         *CSR
 	Lifetime    time.Duration
 	Attestation Attestation
+	// OCSPURL and CRLURL, when set, tell relying parties where to check
+	// revocation (authority information access, CRL distribution point).
+	OCSPURL, CRLURL string
 }
 
 // IssueClient signs a client-authentication certificate for a CSR's key,

@@ -67,6 +67,7 @@ func (c *CA) Issue(l Leaf, now time.Time) (*Cert, error) {
 		serial: cert.Serial, issuer: c.Issuer.RawSubject, subject: subject, spki: l.CSR.Request.RawSubjectPublicKeyInfo,
 		notBefore: cert.NotBefore, notAfter: cert.NotAfter, authorityKeyID: c.Issuer.SubjectKeyId,
 		dnsNames: l.CSR.DNSNames, keyEncipherment: isRSA, extra: []pkix.Extension{{Id: OIDAttestation, Value: ext}},
+		ocspURL: l.OCSPURL, crlURL: l.CRLURL,
 	})
 	if err != nil {
 		return nil, err
@@ -87,6 +88,7 @@ type leafFields struct {
 	dnsNames            []string
 	keyEncipherment     bool
 	extra               []pkix.Extension
+	ocspURL, crlURL     string // empty: no AIA, no CRL distribution point
 }
 
 var (
@@ -97,12 +99,16 @@ var (
 	oidSubjectAltName  = asn1.ObjectIdentifier{2, 5, 29, 17}
 	oidServerAuth      = asn1.ObjectIdentifier{1, 3, 6, 1, 5, 5, 7, 3, 1}
 	oidClientAuth      = asn1.ObjectIdentifier{1, 3, 6, 1, 5, 5, 7, 3, 2}
+	oidAuthorityInfo   = asn1.ObjectIdentifier{1, 3, 6, 1, 5, 5, 7, 1, 1}
+	oidOCSP            = asn1.ObjectIdentifier{1, 3, 6, 1, 5, 5, 7, 48, 1}
+	oidCRLDistribution = asn1.ObjectIdentifier{2, 5, 29, 31}
 )
 
 // leafTBS encodes a TBSCertificate (RFC 5280 §4.1) with the extensions,
 // in the order, that x509.CreateCertificate writes for the same template:
-// key usage, extended key usage, authority key id, subject alternative
-// names, then the extra ones.
+// key usage, extended key usage, authority key id, authority information
+// access (OCSP), subject alternative names, CRL distribution points, then
+// the extra ones.
 func leafTBS(f leafFields) ([]byte, error) {
 	var b cryptobyte.Builder
 	b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
@@ -138,6 +144,20 @@ func leafTBS(f leafFields) ([]byte, error) {
 						})
 					})
 				}
+				// A URI GeneralName is [6] IA5String (RFC 5280 §4.2.1.6).
+				uri := func(b *cryptobyte.Builder, u string) {
+					b.AddASN1(cbasn1.Tag(6).ContextSpecific(), func(b *cryptobyte.Builder) { b.AddBytes([]byte(u)) })
+				}
+				if f.ocspURL != "" {
+					addExtension(b, oidAuthorityInfo, false, func(b *cryptobyte.Builder) {
+						b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
+							b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
+								b.AddASN1ObjectIdentifier(oidOCSP)
+								uri(b, f.ocspURL)
+							})
+						})
+					})
+				}
 				addExtension(b, oidSubjectAltName, bytes.Equal(f.subject, emptySubject), func(b *cryptobyte.Builder) {
 					b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
 						for _, n := range f.dnsNames {
@@ -145,6 +165,18 @@ func leafTBS(f leafFields) ([]byte, error) {
 						}
 					})
 				})
+				if f.crlURL != "" {
+					// DistributionPoint { distributionPoint [0] { fullName [0] { uri } } }
+					addExtension(b, oidCRLDistribution, false, func(b *cryptobyte.Builder) {
+						b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
+							b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
+								b.AddASN1(cbasn1.Tag(0).Constructed().ContextSpecific(), func(b *cryptobyte.Builder) {
+									b.AddASN1(cbasn1.Tag(0).Constructed().ContextSpecific(), func(b *cryptobyte.Builder) { uri(b, f.crlURL) })
+								})
+							})
+						})
+					})
+				}
 				for _, e := range f.extra {
 					addExtension(b, e.Id, e.Critical, func(b *cryptobyte.Builder) { b.AddBytes(e.Value) })
 				}

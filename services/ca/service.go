@@ -33,6 +33,9 @@ type Config struct {
 	// an in-process cache (one replica only: replicas must share a cache).
 	Cache cache.Cache
 	Clock func() time.Time
+	// PublicURL is where relying parties reach the gateway: application
+	// certificates then name their CRL and OCSP responder there.
+	PublicURL string
 }
 
 // Service is a running CA service.
@@ -76,7 +79,7 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	svc, err := app.New(app.Config{Authorities: st, Certificates: certs, FinalCRLs: final, Issuance: iss, Audit: events.AuditLog{JS: js, Producer: store.Producer}, KEK: cfg.KEK, Clock: cfg.Clock})
+	svc, err := app.New(app.Config{Authorities: st, Certificates: certs, FinalCRLs: final, Issuance: iss, Audit: events.AuditLog{JS: js, Producer: store.Producer}, KEK: cfg.KEK, Clock: cfg.Clock, PublicURL: cfg.PublicURL})
 	if err != nil {
 		return nil, err
 	}

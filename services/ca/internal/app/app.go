@@ -150,6 +150,11 @@ type Config struct {
 	// KEK seals the CAs' private keys.
 	KEK   *pki.KEK
 	Clock func() time.Time
+	// PublicURL is where relying parties reach the gateway (its CRLs and
+	// OCSP responder), e.g. https://cloister.example.com; application
+	// certificates then name their CRL and OCSP URLs. Empty: they name
+	// none.
+	PublicURL string
 }
 
 // Service keeps the accounts' CAs.
@@ -161,6 +166,7 @@ type Service struct {
 	clock    func() time.Time
 	issuance Issuance
 	audit    AuditLog
+	public   string // PublicURL without a trailing slash
 
 	// opened keeps unsealed CAs by the SHA-256 of their sealed record:
 	// unsealing costs more than the signature it enables, and a changed
@@ -187,7 +193,23 @@ func New(cfg Config) (*Service, error) {
 	if cfg.Clock == nil {
 		cfg.Clock = time.Now
 	}
-	return &Service{store: cfg.Authorities, certs: cfg.Certificates, final: cfg.FinalCRLs, kek: cfg.KEK, clock: cfg.Clock, issuance: iss, audit: cfg.Audit}, nil
+	if cfg.PublicURL != "" {
+		if u, err := url.Parse(cfg.PublicURL); err != nil || u.Scheme != "http" && u.Scheme != "https" || u.Host == "" || u.RawQuery != "" {
+			return nil, fmt.Errorf("ca: the public URL %q is not an http(s) URL with a host", cfg.PublicURL)
+		}
+	}
+	return &Service{store: cfg.Authorities, certs: cfg.Certificates, final: cfg.FinalCRLs, kek: cfg.KEK, clock: cfg.Clock, issuance: iss,
+		audit: cfg.Audit, public: strings.TrimSuffix(cfg.PublicURL, "/")}, nil
+}
+
+// revocationURLs are the OCSP responder and the CRL of the account's
+// issuer (by key id, so that a certificate keeps naming its own issuer's
+// CRL after a rotation), or nothing without a public URL.
+func (s *Service) revocationURLs(accountID string, ca *pki.CA) (ocsp, crl string) {
+	if s.public == "" {
+		return "", ""
+	}
+	return s.public + "/v1/ocsp/" + accountID, s.public + "/v1/crl/" + accountID + ".crl?issuer=" + hex.EncodeToString(ca.Issuer.SubjectKeyId)
 }
 
 // randRead fills b from the system's secure random source.

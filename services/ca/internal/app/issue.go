@@ -235,7 +235,8 @@ func (s *Service) IssueAppCertificate(ctx context.Context, r AppRequest) (Certif
 	if lifetime == 0 {
 		lifetime = DefaultAppCertLifetime
 	}
-	cert, err := ca.Issue(pki.Leaf{CSR: csr, Lifetime: lifetime, Attestation: pki.Attestation{
+	ocsp, crl := s.revocationURLs(r.AccountID, ca)
+	cert, err := ca.Issue(pki.Leaf{CSR: csr, Lifetime: lifetime, OCSPURL: ocsp, CRLURL: crl, Attestation: pki.Attestation{
 		MRENCLAVE: v.MRENCLAVE, MRSIGNER: v.MRSIGNER, ISVProdID: int(v.ISVProdID), ISVSVN: int(v.ISVSVN),
 		TCBStatus: v.TCBStatus, Simulated: v.Simulated, Debug: v.Debug,
 	}}, s.clock())
