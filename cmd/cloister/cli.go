@@ -655,12 +655,8 @@ func healthcheckCmd() *cobra.Command {
 // readyzURL is the readiness URL of a server listening on httpAddr, as
 // reached from inside its own container.
 func readyzURL(httpAddr string) string {
-	host, port, err := net.SplitHostPort(httpAddr)
-	if err != nil {
+	if _, _, err := net.SplitHostPort(httpAddr); err != nil {
 		return "http://127.0.0.1:8080/readyz"
 	}
-	if host == "" || host == "0.0.0.0" || host == "::" {
-		host = "127.0.0.1"
-	}
-	return "http://" + net.JoinHostPort(host, port) + "/readyz"
+	return "http://" + localAddr(httpAddr) + "/readyz"
 }

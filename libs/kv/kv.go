@@ -248,7 +248,12 @@ func (s *Store[T]) Create(ctx context.Context, key string, v T, msgs ...*nats.Ms
 	}
 	// A deleted record whose messages are not yet flushed is replaced, its
 	// messages carried forward.
-	return s.write(ctx, key, rev, r, &v, msgs)
+	e, err := s.write(ctx, key, rev, r, &v, msgs)
+	if rev == 0 && errors.Is(err, ErrConflict) {
+		// Another request created the key between the read and the write.
+		return Entry[T]{}, ErrExists
+	}
+	return e, err
 }
 
 // Update replaces the value under key if its version is still version.

@@ -3,6 +3,7 @@ package kv_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"sync"
@@ -104,6 +105,42 @@ func TestCRUD(t *testing.T) {
 	}
 	if _, err := s.Get(ctx, "bad key!"); !errors.Is(err, kv.ErrNotFound) {
 		t.Fatalf("Get(invalid key) = %v, want ErrNotFound", err)
+	}
+}
+
+// Requests creating one key at once: one wins, every other gets
+// ErrExists, as if it had come second.
+func TestCreateConcurrently(t *testing.T) {
+	ctx := context.Background()
+	_, js, _ := setup(t)
+	s, err := kv.Open[thing](ctx, js, kv.Config{Bucket: "things"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 8
+	errc := make(chan error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := s.Create(ctx, "a.thing.1", thing{Name: fmt.Sprint(i)})
+			errc <- err
+		}()
+	}
+	wg.Wait()
+	close(errc)
+	won := 0
+	for err := range errc {
+		switch {
+		case err == nil:
+			won++
+		case !errors.Is(err, kv.ErrExists):
+			t.Errorf("a losing Create = %v, want ErrExists", err)
+		}
+	}
+	if won != 1 {
+		t.Fatalf("%d concurrent Creates of one key succeeded, want 1", won)
 	}
 }
 

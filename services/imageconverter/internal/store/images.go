@@ -73,8 +73,7 @@ func tagKey(accountID, appID, tag string) string {
 func (s *Images) ClaimTag(ctx context.Context, accountID, appID, tag, imageID string) error {
 	key, claim := tagKey(accountID, appID, tag), tagClaim{ImageID: imageID, At: time.Now().UTC()}
 	_, err := s.claims.Create(ctx, key, claim)
-	// ErrConflict: another request created it at the same moment.
-	if !errors.Is(err, kv.ErrExists) && !errors.Is(err, kv.ErrConflict) {
+	if !errors.Is(err, kv.ErrExists) {
 		return err
 	}
 	cur, err := s.claims.Get(ctx, key)
