@@ -53,7 +53,6 @@ const (
 type Measurement struct {
 	h      hash.Hash
 	size   uint64 // SECS.SIZE
-	next   uint64 // the lowest offset the next page may have
 	n      int    // bytes of buf not yet hashed
 	hashed uint64 // bytes hashed in all, for the benchmark's floor
 	buf    [measureBuffer]byte
@@ -80,7 +79,8 @@ func NewMeasurement(ssaFrameSize uint32, size uint64) *Measurement {
 // page's contents, at most PageSize bytes, zero-padded to a page; it is
 // only read when extend is true.
 //
-// Offsets must be page aligned, within the enclave and increasing, and
+// Offsets must be page aligned and within the enclave, in any order (a
+// loader may add pages top down, as Gramine's does), and
 // flags must be a type EADD accepts (PT_REG, or PT_TCS with no
 // permissions) with no reserved bit and no W without R.
 func (m *Measurement) AddPage(offset, secinfoFlags uint64, data []byte, extend bool) error {
@@ -90,7 +90,6 @@ func (m *Measurement) AddPage(offset, secinfoFlags uint64, data []byte, extend b
 	if err := m.check(offset, 1, secinfoFlags); err != nil {
 		return err
 	}
-	m.next = offset + PageSize
 
 	n := recordSize
 	if extend {
@@ -128,7 +127,6 @@ func (m *Measurement) AddPages(offset, n, secinfoFlags uint64) error {
 	if err := m.check(offset, n, secinfoFlags); err != nil {
 		return err
 	}
-	m.next = offset + n*PageSize
 
 	for n > 0 {
 		k := min(n, uint64(len(m.buf)-m.n)/recordSize)
@@ -165,8 +163,6 @@ func (m *Measurement) check(offset, n, secinfoFlags uint64) error {
 	switch {
 	case offset%PageSize != 0:
 		return fmt.Errorf("sgx: measuring page at %#x: offset not page aligned", offset)
-	case offset < m.next:
-		return fmt.Errorf("sgx: measuring page at %#x: offset not above the previous page's (want at least %#x)", offset, m.next)
 	case offset >= m.size || (m.size-offset)/PageSize < n:
 		return fmt.Errorf("sgx: measuring %d pages at %#x: outside the enclave's %#x bytes", n, offset, m.size)
 	}

@@ -1,0 +1,124 @@
+package gramine
+
+import (
+	"bytes"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"encoding/pem"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cloister-cc/cloister/libs/sgx"
+)
+
+// vector is what expected.json records of one run of gramine-sgx-sign.
+type vector struct {
+	MRENCLAVE string `json:"mrenclave"`
+	MRSIGNER  string `json:"mrsigner"`
+	Inputs    struct {
+		Date string `json:"date"`
+	} `json:"inputs"`
+	Params struct {
+		EnclaveSize string `json:"enclave_size"`
+		MaxThreads  int    `json:"max_threads"`
+		EDMM        bool   `json:"edmm_enable"`
+		Debug       bool   `json:"debug"`
+		ISVProdID   uint16 `json:"isvprodid"`
+		ISVSVN      uint16 `json:"isvsvn"`
+	} `json:"params"`
+}
+
+func loadVector(t testing.TB, dir string) vector {
+	t.Helper()
+	var v vector
+	if err := json.Unmarshal(readFile(t, filepath.Join(dir, "expected.json")), &v); err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func loadKey(t testing.TB, path string) *rsa.PrivateKey {
+	t.Helper()
+	blk, _ := pem.Decode(readFile(t, path))
+	if blk == nil {
+		t.Fatalf("%s: no PEM block", path)
+	}
+	k, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
+	if err != nil {
+		k, err = x509.ParsePKCS1PrivateKey(blk.Bytes)
+	}
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return k.(*rsa.PrivateKey)
+}
+
+// oracleAreas returns the memory lines gramine-sgx-sign printed.
+func oracleAreas(t testing.TB, dir string) []string {
+	t.Helper()
+	out := string(readFile(t, filepath.Join(dir, "oracle-output.txt")))
+	_, mem, _ := strings.Cut(out, "Memory:\n")
+	mem, _, _ = strings.Cut(mem, "Measurement:")
+	var lines []string
+	for l := range strings.Lines(mem) {
+		lines = append(lines, strings.TrimSpace(l))
+	}
+	return lines
+}
+
+// TestVectors holds MRENCLAVE, the memory layout, MRSIGNER and the .sig
+// bytes to Gramine's own signer.
+func TestVectors(t *testing.T) {
+	for _, dir := range vectorDirs(t) {
+		t.Run(filepath.Base(dir), func(t *testing.T) {
+			v := loadVector(t, dir)
+			m, err := Measure(readFile(t, filepath.Join(dir, "app.manifest.sgx")), readFile(t, filepath.Join(dir, "libpal.so")))
+			if err != nil {
+				t.Fatalf("Measure = %v", err)
+			}
+			if got := hex.EncodeToString(m.MRENCLAVE[:]); got != v.MRENCLAVE {
+				t.Errorf("MRENCLAVE = %s, want %s", got, v.MRENCLAVE)
+			}
+			var got []string
+			for _, a := range m.Areas {
+				got = append(got, a.String())
+			}
+			if want := oracleAreas(t, dir); strings.Join(got, "\n") != strings.Join(want, "\n") {
+				t.Errorf("areas:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+			}
+			p := m.Params
+			if FormatSize(p.EnclaveSize) != v.Params.EnclaveSize || p.MaxThreads != v.Params.MaxThreads || p.EDMM != v.Params.EDMM ||
+				p.Debug != v.Params.Debug || p.ISVProdID != v.Params.ISVProdID || p.ISVSVN != v.Params.ISVSVN {
+				t.Errorf("Params = %+v, want %+v", *p, v.Params)
+			}
+
+			date, err := time.Parse(time.DateOnly, v.Inputs.Date)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sig, err := m.Sign(loadKey(t, filepath.Join(dir, "signing-key.pem")), date)
+			if err != nil {
+				t.Fatalf("Sign = %v", err)
+			}
+			if want := readFile(t, filepath.Join(dir, "app.sig")); !bytes.Equal(sig, want) {
+				for i := range sig {
+					if sig[i] != want[i] {
+						t.Errorf(".sig differs from Gramine's from byte %d: %x, want %x", i, sig[i:min(i+16, len(sig))], want[i:min(i+16, len(want))])
+						break
+					}
+				}
+			}
+			s, err := sgx.ParseSigStruct(sig)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if mrs := s.MRSIGNER(); hex.EncodeToString(mrs[:]) != v.MRSIGNER {
+				t.Errorf("MRSIGNER = %x, want %s", mrs, v.MRSIGNER)
+			}
+		})
+	}
+}
