@@ -104,7 +104,7 @@ func TestSigStructInspect(t *testing.T) {
 	}
 	want := sigstructOut{MRENCLAVE: "c0acdca38163ef4d4ef3bd51a4b98f4b00fb8d81045e7c6cd4fdeb3beb3b4574",
 		MRSIGNER: "acb77012053e05a63d413b8bbae8fb6c5d73b3f2996d91c43bbbf90959c0f8d4", ISVProdID: 0, ISVSVN: 1,
-		Attributes: "24000000000000000300000000000000", Vendor: "0x8086", Date: "2015-06-16", SignatureValid: true}
+		Attributes: "24000000000000000300000000000000", AttributeMask: "ffffffffffffffff1bffffffffffffff", Debug: false, XFRM: "0x3", MiscSelect: "0x0", Vendor: "0x8086", Date: "2015-06-16", SignatureValid: true}
 	if got != want {
 		t.Fatalf("inspect = %+v\nwant      %+v", got, want)
 	}
