@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/cloister-cc/cloister/libs/enclave"
+	"github.com/cloister-cc/cloister/libs/gramine"
 	"github.com/cloister-cc/cloister/libs/sgx"
 )
 
@@ -46,8 +47,8 @@ type attestError struct{ error }
 // attest obtains the enclave's certificate from the node agent and writes
 // its key and chain under root. It does nothing when the manifest has no
 // certificate.
-func attest(root string, m *enclave.Manifest, lookupEnv func(string) (string, bool)) error {
-	c := m.Certificate
+func attest(root string, img *image, lookupEnv func(string) (string, bool)) error {
+	c := img.manifest.Certificate
 	if c == nil {
 		return nil
 	}
@@ -60,13 +61,14 @@ func attest(root string, m *enclave.Manifest, lookupEnv func(string) (string, bo
 	if err != nil {
 		return attestError{err}
 	}
-	if err := obtain(root, m, a); err != nil {
+	if err := obtain(root, img, a); err != nil {
 		return attestError{err}
 	}
 	return nil
 }
 
-func obtain(root string, m *enclave.Manifest, a *agentClient) error {
+func obtain(root string, img *image, a *agentClient) error {
+	m := img.manifest
 	c := m.Certificate
 	if m.AppID == "" {
 		return fmt.Errorf("the enclave manifest has no app_id, which the certificate request needs; convert the image again with its application")
@@ -105,7 +107,7 @@ func obtain(root string, m *enclave.Manifest, a *agentClient) error {
 	data := reportData(csr.RawSubjectPublicKeyInfo, ti.Nonce)
 	var quote []byte
 	if ti.Simulation {
-		quote, err = simulatedQuote(root, m, a, data)
+		quote, err = simulatedQuote(root, img, a, data)
 	} else {
 		quote, err = gramineQuote(root, data)
 	}
@@ -140,8 +142,8 @@ func obtain(root string, m *enclave.Manifest, a *agentClient) error {
 
 // simulatedQuote has the node agent's simulated QE quote the report body
 // this enclave would have.
-func simulatedQuote(root string, m *enclave.Manifest, a *agentClient, data [64]byte) ([]byte, error) {
-	body, err := simulatedReport(root, m, data)
+func simulatedQuote(root string, img *image, a *agentClient, data [64]byte) ([]byte, error) {
+	body, err := simulatedReport(root, img, data)
 	if err != nil {
 		return nil, err
 	}
@@ -222,20 +224,17 @@ func reportData(spki, nonce []byte) [64]byte {
 	return d
 }
 
-// simulatedReport is the report body the enclave would have: measured
-// from the launcher and manifest under root, with the SIGSTRUCT's signer
-// and product.
-func simulatedReport(root string, m *enclave.Manifest, data [64]byte) (sgx.ReportBody, error) {
+// simulatedReport is the report body the enclave would have: MRENCLAVE
+// measured, as Gramine measures it, from the Gramine manifest and the
+// runtime's libpal.so under root, and the SIGSTRUCT's signer, product and
+// attributes.
+func simulatedReport(root string, img *image, data [64]byte) (sgx.ReportBody, error) {
 	var r sgx.ReportBody
-	// Both were checked against the manifest's digests (the launcher) or
-	// are its canonical bytes (the manifest).
-	lb, err := readFile(root, enclave.LauncherPath, maxLauncherSize)
+	// libpal.so was checked against the trusted-file list, which the
+	// Gramine manifest binds.
+	libpal, err := readFile(root, enclave.LibPALPath, gramine.MaxPALSize)
 	if err != nil {
 		return r, err
-	}
-	mb, err := m.Encode()
-	if err != nil {
-		return r, fmt.Errorf("%s: %v; %s", enclave.ManifestPath, err, altered)
 	}
 	sb, err := readFile(root, enclave.SigStructPath, sgx.SigStructSize)
 	if err != nil {
@@ -245,21 +244,20 @@ func simulatedReport(root string, m *enclave.Manifest, data [64]byte) (sgx.Repor
 	if err != nil {
 		return r, fmt.Errorf("%s: %v; convert the image again", enclave.SigStructPath, err)
 	}
-	l := enclave.Layout(lb, mb, m)
-	mr, err := l.MRENCLAVE()
+	m, err := gramine.Measure(img.gramine, libpal)
 	if err != nil {
 		return r, fmt.Errorf("measuring the enclave: %v; convert the image again", err)
 	}
-	if ss.EnclaveHash != mr {
-		return r, fmt.Errorf("%s: signs MRENCLAVE %x, but the enclave measures %x; %s", enclave.SigStructPath, ss.EnclaveHash, mr, altered)
+	if ss.EnclaveHash != m.MRENCLAVE {
+		return r, fmt.Errorf("%s: signs MRENCLAVE %x, but the enclave measures %x; %s", enclave.SigStructPath, ss.EnclaveHash, m.MRENCLAVE, altered)
 	}
-	r.MRENCLAVE = mr
+	r.MRENCLAVE = m.MRENCLAVE
 	r.MRSIGNER = ss.MRSIGNER()
 	r.ISVProdID, r.ISVSVN = ss.ISVProdID, ss.ISVSVN
 	r.ISVExtProdID, r.ISVFamilyID = ss.ISVExtProdID, ss.ISVFamilyID
-	r.MiscSelect = ss.MiscSelect
-	r.Attributes = l.Attributes()
-	r.Attributes[0] |= sgx.AttributeInit
+	r.MiscSelect = m.Params.MiscSelect
+	binary.LittleEndian.PutUint64(r.Attributes[:8], m.Params.Flags|uint64(sgx.AttributeInit))
+	binary.LittleEndian.PutUint64(r.Attributes[8:], m.Params.XFRM)
 	r.ReportData = data
 	return r, nil
 }

@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/cloister-cc/cloister/libs/enclave"
+	"github.com/cloister-cc/cloister/libs/gramine"
 	"github.com/cloister-cc/cloister/libs/sgx"
 )
 
@@ -57,17 +58,14 @@ func certImage(t *testing.T, edit func(*enclave.Manifest)) (string, [32]byte) {
 			edit(m)
 		}
 	})
-	mb, err := os.ReadFile(filepath.Join(root, enclave.ManifestPath))
+	gb, err := os.ReadFile(filepath.Join(root, enclave.GramineManifestPath))
 	mustDo(t, err)
-	m, err := enclave.ParseManifest(mb)
+	g, err := gramine.Measure(gb, gramine.StandInELF("libpal.so"))
 	mustDo(t, err)
-	l := enclave.Layout(launcherBytes, mb, m)
-	mr, err := l.MRENCLAVE()
-	mustDo(t, err)
-	ss, err := sgx.SignSigStruct(enclave.SigStructFields(l, mr, m.ISVProdID, m.ISVSVN, 0x20260501), signingKey(t))
+	ss, err := g.Sign(signingKey(t), time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC))
 	mustDo(t, err)
 	mustDo(t, os.WriteFile(filepath.Join(root, enclave.SigStructPath), ss, 0o644))
-	return root, mr
+	return root, g.MRENCLAVE
 }
 
 // fakeAgent is a node agent that checks the report body it quotes and
@@ -290,7 +288,7 @@ func TestAttestFails(t *testing.T) {
 			wantErr: `key type "dsa-1024" in the enclave manifest is not one of`},
 		{name: "no app id", edit: func(m *enclave.Manifest) { m.AppID = "" }, wantErr: "the enclave manifest has no app_id"},
 		{name: "no SIGSTRUCT", damage: func(t *testing.T, root string) { mustDo(t, os.Remove(filepath.Join(root, enclave.SigStructPath))) },
-			wantErr: "reading /opt/cloister/sigstruct.bin"},
+			wantErr: "reading /opt/cloister/app.sig"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -37,8 +37,8 @@ type command struct {
 func newCommand(root string, list *imagefs.List, m *enclave.Manifest, cmdline []string, lookupEnv func(string) (string, bool)) (*command, error) {
 	args := m.Args
 	if len(cmdline) > 0 {
-		if !m.AllowCmdlineArgs {
-			return nil, usageError{fmt.Errorf("the image does not accept command-line arguments (got %q): its arguments were fixed when it was converted; run it without arguments, or convert it again with allow_cmdline_args", cmdline)}
+		if err := checkArgs(m, cmdline); err != nil {
+			return nil, err
 		}
 		args = cmdline
 	}
@@ -134,6 +134,41 @@ func entrypointError(name string, err error) error {
 		return fmt.Errorf("entrypoint %s: %v; %s", name, err, onlyListed)
 	}
 	return fmt.Errorf("entrypoint %s: %v; the manifest names a program the image does not have", name, err)
+}
+
+// checkArgs refuses command-line arguments the manifest does not allow.
+func checkArgs(m *enclave.Manifest, cmdline []string) error {
+	if len(cmdline) > 0 && !m.AllowCmdlineArgs {
+		return usageError{fmt.Errorf("the image does not accept command-line arguments (got %q): its arguments were fixed when it was converted; run it without arguments, or convert it again with allow_cmdline_args", cmdline)}
+	}
+	return nil
+}
+
+// Device files that say where the launcher runs: an SGX host has the
+// kernel's SGX driver; inside a Gramine enclave the LibOS provides
+// /dev/attestation.
+const (
+	sgxDevice        = "/dev/sgx_enclave"
+	attestationDevFS = "/dev/attestation"
+)
+
+// onSGXHost tells whether the launcher runs on an SGX host outside an
+// enclave: there Gramine's loader must build the enclave first.
+func onSGXHost(root string) bool {
+	_, errSGX := os.Stat(hostPath(root, sgxDevice))
+	_, errIn := os.Stat(hostPath(root, attestationDevFS))
+	return errSGX == nil && errIn != nil
+}
+
+// execLoader replaces the launcher with Gramine's loader, which builds the
+// enclave from App.manifest.sgx and App.sig and runs this launcher again
+// inside it (libos.entrypoint), with the same arguments when the manifest
+// takes them from the command line. It returns only on failure.
+func execLoader(root string, cmdline []string) error {
+	loader := hostPath(root, enclave.LoaderPath)
+	argv := append([]string{enclave.LoaderPath, enclave.LibPALPath, "init", enclave.App, "--"}, cmdline...)
+	err := syscall.Exec(loader, argv, os.Environ())
+	return fmt.Errorf("starting Gramine's loader %s: %v", enclave.LoaderPath, err)
 }
 
 // start creates the read-write directories, changes to the working

@@ -15,6 +15,7 @@ import (
 	"testing"
 
 	"github.com/cloister-cc/cloister/libs/enclave"
+	"github.com/cloister-cc/cloister/libs/gramine"
 	"github.com/cloister-cc/cloister/libs/imagefs"
 )
 
@@ -86,11 +87,28 @@ const fixtureFiles = 15
 // the program that runs is launcherBin.
 var launcherBytes = []byte("not really a launcher: only its digest is checked\n")
 
+// runtimeFiles are what the runtime layer puts in /opt/cloister: the
+// launcher and the stand-in Gramine runtime.
+var runtimeFiles = []file{
+	{"opt", imagefs.TypeDir, 0o755, ""},
+	{"opt/cloister", imagefs.TypeDir, 0o755, ""},
+	{"opt/cloister/gramine", imagefs.TypeDir, 0o755, ""},
+	{"opt/cloister/gramine/libsysdb.so", imagefs.TypeRegular, 0o644, string(gramine.StandInELF("libsysdb.so"))},
+	{"opt/cloister/gramine/sgx", imagefs.TypeDir, 0o755, ""},
+	{"opt/cloister/gramine/sgx/libpal.so", imagefs.TypeRegular, 0o644, string(gramine.StandInELF("libpal.so"))},
+	{"opt/cloister/gramine/sgx/loader", imagefs.TypeRegular, 0o755, "#!/bin/sh\necho stand-in loader \"$@\"\nexit 70\n"},
+	{"opt/cloister/launcher", imagefs.TypeRegular, 0o755, string(launcherBytes)},
+}
+
+// runtimeRegularFiles is the number of regular files in runtimeFiles.
+const runtimeRegularFiles = 4
+
 // newImage writes files, their trusted-file list, a launcher and a
 // manifest (edited by edit, if not nil) into a new root directory.
 func newImage(t *testing.T, files []file, edit func(*enclave.Manifest)) string {
 	t.Helper()
 	root := t.TempDir()
+	files = append(slices.Clone(files), runtimeFiles...)
 	for _, f := range files {
 		p := filepath.Join(root, f.path)
 		var err error
@@ -118,6 +136,7 @@ func newImage(t *testing.T, files []file, edit func(*enclave.Manifest)) string {
 		PassthroughEnv: []string{"PASSED", "UNSET_PASS"},
 		WorkingDir:     "/app",
 		RWDirs:         []string{"/data/cache"},
+		MemorySize:     64 << 20,
 		Threads:        1,
 		TrustedFiles:   enclave.Digest(lb),
 		Launcher:       enclave.Digest(launcherBytes),
@@ -129,10 +148,13 @@ func newImage(t *testing.T, files []file, edit func(*enclave.Manifest)) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mustDo(t, os.MkdirAll(filepath.Join(root, enclave.Dir), 0o755))
+	g, err := enclave.Gramine(&m, enclave.GramineInputs{Listed: listOf(t, files), Config: mb, TrustedFiles: lb})
+	mustDo(t, err)
+	gb, err := g.Marshal()
+	mustDo(t, err)
 	mustDo(t, os.WriteFile(filepath.Join(root, enclave.TrustedFilesPath), lb, 0o644))
-	mustDo(t, os.WriteFile(filepath.Join(root, enclave.LauncherPath), launcherBytes, 0o755))
 	mustDo(t, os.WriteFile(filepath.Join(root, enclave.ManifestPath), mb, 0o644))
+	mustDo(t, os.WriteFile(filepath.Join(root, enclave.GramineManifestPath), gb, 0o644))
 	return root
 }
 
@@ -211,6 +233,21 @@ func TestVerify(t *testing.T) {
 			mustDo(t, os.WriteFile(filepath.Join(root, "app/extra"), nil, 0o644))
 			mustDo(t, os.Mkdir(filepath.Join(root, "extra"), 0o777))
 		}, "/app/extra: not in the trusted-file list" + alteredMsg, nil},
+		{"a file added to the runtime", func(t *testing.T, root string) {
+			mustDo(t, os.WriteFile(filepath.Join(root, "opt/cloister/gramine/sgx/extra.so"), nil, 0o644))
+		}, "/opt/cloister/gramine/sgx/extra.so: not in the trusted-file list" + alteredMsg, nil},
+		{"the runtime's libpal.so replaced", func(t *testing.T, root string) {
+			mustDo(t, os.WriteFile(filepath.Join(root, "opt/cloister/gramine/sgx/libpal.so"), gramine.StandInELF("evil"), 0o644))
+		}, "/opt/cloister/gramine/sgx/libpal.so: ", nil},
+		{"Gramine manifest altered", func(t *testing.T, root string) {
+			p := filepath.Join(root, enclave.GramineManifestPath)
+			b, err := os.ReadFile(p)
+			mustDo(t, err)
+			mustDo(t, os.WriteFile(p, bytes.Replace(b, []byte("file:/opt/cloister/manifest.json\"\nsha256 = \""), []byte("file:/opt/cloister/manifest.json\"\nsha256 = \"0"), 1), 0o644))
+		}, "/opt/cloister/manifest.json: ", nil},
+		{"Gramine manifest missing", func(t *testing.T, root string) {
+			mustDo(t, os.Remove(filepath.Join(root, enclave.GramineManifestPath)))
+		}, "not a Cloister image: /opt/cloister/app.manifest.sgx not found", nil},
 		{"unlisted directory", func(t *testing.T, root string) {
 			mustDo(t, os.Mkdir(filepath.Join(root, "extra"), 0o777))
 		}, "/extra: not in the trusted-file list" + alteredMsg, nil},
@@ -225,10 +262,10 @@ func TestVerify(t *testing.T) {
 			mustDo(t, os.WriteFile(filepath.Join(root, "etc/ld.so.preload"), []byte("/tmp/evil.so\n"), 0o644))
 		}, "/etc/ld.so.preload: not in the trusted-file list" + alteredMsg, nil},
 		{"untracked, read-write and launcher paths are not checked", func(t *testing.T, root string) {
-			for _, d := range []string{"proc/1", "dev/pts", "sys/kernel", "etc", "data/cache/sub", "opt/cloister/more"} {
+			for _, d := range []string{"proc/1", "dev/pts", "sys/kernel", "etc", "data/cache/sub"} {
 				mustDo(t, os.MkdirAll(filepath.Join(root, d), 0o755))
 			}
-			for _, f := range []string{"proc/1/environ", "dev/null", "sys/kernel/x", "etc/hosts", "etc/hostname", "etc/resolv.conf", "data/cache/sub/prog", "opt/cloister/more/x"} {
+			for _, f := range []string{"proc/1/environ", "dev/null", "sys/kernel/x", "etc/hosts", "etc/hostname", "etc/resolv.conf", "data/cache/sub/prog"} {
 				mustDo(t, os.WriteFile(filepath.Join(root, f), []byte("#!/bin/sh\n"), 0o755))
 			}
 			mustDo(t, os.Symlink("/proc/self/mounts", filepath.Join(root, "etc/mtab")))
@@ -303,10 +340,10 @@ func TestVerify(t *testing.T) {
 		}, "not a Cloister image: /opt/cloister/manifest.json not found", nil},
 		{"manifest not canonical", func(t *testing.T, root string) {
 			appendTo(t, filepath.Join(root, enclave.ManifestPath), " ")
-		}, "/opt/cloister/manifest.json: enclave: invalid manifest: not in canonical form" + alteredMsg, nil},
+		}, "/opt/cloister/manifest.json: SHA-256 differs from the Gramine manifest's" + alteredMsg, nil},
 		{"trusted-file list altered", func(t *testing.T, root string) {
 			appendTo(t, filepath.Join(root, enclave.TrustedFilesPath), "d 0777 \"zzz\"\n")
-		}, "/opt/cloister/trusted-files: SHA-256 differs from the enclave manifest" + alteredMsg, nil},
+		}, "/opt/cloister/trusted-files: SHA-256 differs from the Gramine manifest's" + alteredMsg, nil},
 		{"trusted-file list missing", func(t *testing.T, root string) {
 			mustDo(t, os.Remove(filepath.Join(root, enclave.TrustedFilesPath)))
 		}, "/opt/cloister/trusted-files: missing" + alteredMsg, nil},
@@ -329,7 +366,7 @@ func TestVerify(t *testing.T) {
 
 			stdout, stderr, code := launch(t, nil, "--root", root, "--verify-only")
 			if tt.want == "" {
-				if want := fmt.Sprintf("cloister-launcher: %d trusted files verified\n", fixtureFiles); code != 0 || stdout != want {
+				if want := fmt.Sprintf("cloister-launcher: %d trusted files verified\n", fixtureFiles+len(runtimeFiles)); code != 0 || stdout != want {
 					t.Errorf("--verify-only = %d, %q, %q; want 0, %q", code, stdout, stderr, want)
 				}
 				return
@@ -396,7 +433,7 @@ func TestRun(t *testing.T) {
 			// The launcher checks / (no Cloister image on a test host), not
 			// the directory CLOISTER_ROOT names.
 			name: "CLOISTER_ROOT is ignored", noRoot: true,
-			wantCode: exitConfig, wantErr: "cloister-launcher: not a Cloister image: /opt/cloister/manifest.json not found",
+			wantCode: exitConfig, wantErr: "cloister-launcher: not a Cloister image: /opt/cloister/app.manifest.sgx not found",
 		},
 		{
 			name: "command line replaces args", edit: func(m *enclave.Manifest) { m.AllowCmdlineArgs = true },
@@ -477,7 +514,7 @@ func TestRun(t *testing.T) {
 		{
 			name:     "entrypoint in /opt/cloister",
 			edit:     func(m *enclave.Manifest) { m.Entrypoint = []string{enclave.LauncherPath} },
-			wantCode: exitConfig, wantErr: "cloister-launcher: entrypoint /opt/cloister/launcher: /opt/cloister/launcher is in the launcher's own directory /opt/cloister, which the trusted-file list does not cover",
+			wantCode: exitConfig, wantErr: "cloister-launcher: entrypoint /opt/cloister/launcher: /opt/cloister/launcher is in Cloister's own directory /opt/cloister, which holds the launcher and Gramine's runtime, not the application",
 		},
 		{
 			name:     "script with an unlisted interpreter",
@@ -660,8 +697,9 @@ func TestResolve(t *testing.T) {
 		{"/", "/data/rw/x", "", "/data/rw/x is in the read-write directory /data/rw, which the trusted-file list does not cover"},
 		{"/", "/toproc", "", "/proc/self/exe is provided by the container runtime, which the trusted-file list does not cover"},
 		// /opt is not listed, but the runtime creates it for
-		// /opt/cloister: what is there is not checked.
-		{"/", "/toopt", "", "/opt/cloister/launcher is in the launcher's own directory /opt/cloister, which the trusted-file list does not cover"},
+		// /opt/cloister: the launcher and Gramine's runtime are not programs
+		// the application may run.
+		{"/", "/toopt", "", "/opt/cloister/launcher is in Cloister's own directory /opt/cloister, which holds the launcher and Gramine's runtime, not the application"},
 		{"/", "/tokey", "", "/run/tls/key.pem is the certificate's key or certificate, which the launcher writes, which the trusted-file list does not cover"},
 		{"/", "/run/tls/other", "", "/run/tls/other is not in the trusted-file list"},
 		{"/", "/srv/rw/x", "", "/srv/rw/x is in the read-write directory /srv/rw, which the trusted-file list does not cover"},
@@ -758,5 +796,33 @@ func TestVersion(t *testing.T) {
 	stdout, _, code := launch(t, nil, "--version")
 	if code != 0 || !strings.HasPrefix(stdout, "cloister-launcher ") {
 		t.Errorf("--version = %d, %q; want 0, cloister-launcher <version>", code, stdout)
+	}
+}
+
+// TestSGXHost: on an SGX host the launcher hands over to Gramine's loader
+// (here the stand-in's, which says how it was called), refusing first the
+// arguments the manifest does not take.
+func TestSGXHost(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		allowArgs bool
+		args      []string
+		wantCode  int
+		wantOut   string
+		wantErr   string
+	}{
+		{"no arguments", false, nil, 70, "stand-in loader /opt/cloister/gramine/sgx/libpal.so init /opt/cloister/app --\n", ""},
+		{"arguments passed on", true, []string{"a", "b c"}, 70, "stand-in loader /opt/cloister/gramine/sgx/libpal.so init /opt/cloister/app -- a b c\n", ""},
+		{"arguments refused", false, []string{"a"}, exitUsage, "", "does not accept command-line arguments"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			root := newImage(t, fixture, func(m *enclave.Manifest) { m.AllowCmdlineArgs = tc.allowArgs })
+			mustDo(t, os.MkdirAll(filepath.Join(root, "dev"), 0o755))
+			mustDo(t, os.WriteFile(filepath.Join(root, "dev/sgx_enclave"), nil, 0o644))
+			stdout, stderr, code := launch(t, []string{"PATH=/usr/bin:/bin"}, append([]string{"--root", root, "--"}, tc.args...)...)
+			if code != tc.wantCode || stdout != tc.wantOut || !strings.Contains(stderr, tc.wantErr) {
+				t.Fatalf("launcher = %d, %q, %q; want %d, %q and an error containing %q", code, stdout, stderr, tc.wantCode, tc.wantOut, tc.wantErr)
+			}
+		})
 	}
 }

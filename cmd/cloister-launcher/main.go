@@ -1,15 +1,21 @@
 // Command cloister-launcher is the entrypoint of an image that Cloister
-// converted. It checks the image against the enclave manifest and the
-// trusted-file list that the converter wrote under /opt/cloister, refuses
-// to start on the first difference, and otherwise execs the application
-// with the arguments and environment the manifest fixes.
+// converted into a Gramine SGX enclave image (docs/launcher.md).
+//
+// On an SGX host (/dev/sgx_enclave) it execs Gramine's loader on
+// /opt/cloister/app.manifest.sgx, which builds the enclave and runs the
+// launcher again inside it as libos.entrypoint. Inside the enclave, or
+// where there is no SGX (simulation), it checks the image against the
+// launcher's manifest and the trusted-file list that the Gramine manifest
+// binds, refuses to start on the first difference, and otherwise execs
+// the application with the arguments and environment the manifest fixes.
 //
 // When the manifest asks for a certificate, the launcher first obtains one
 // through the node agent at $NODE_AGENT_BASE_URL: it generates the key,
 // has the enclave quoted with REPORTDATA = SHA-256 of the key's
 // SubjectPublicKeyInfo and the server's nonce (by the agent's simulated
-// quoting enclave when the agent runs with --simulation, else by Gramine's
-// /dev/attestation), sends the CSR and quote to certificate/issue, and
+// quoting enclave, over the MRENCLAVE Gramine would measure, when the
+// agent runs with --simulation, else by Gramine's /dev/attestation),
+// sends the CSR and quote to certificate/issue, and
 // writes the key (0600) and the chain where the manifest says.
 //
 //	cloister-launcher [--root DIR] [--verify-only] [--version] [--] [args...]
@@ -80,6 +86,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(stderr, exitConfig, err)
 	}
+	// On an SGX host Gramine builds the enclave and checks every file as
+	// the application opens it; this launcher runs again inside.
+	if onSGXHost(*root) && !*verifyOnly {
+		if err := checkArgs(img.manifest, fl.Args()); err != nil {
+			return fail(stderr, exitUsage, err)
+		}
+		return fail(stderr, exitOSErr, execLoader(*root, fl.Args()))
+	}
 	if err := verify(*root, img); err != nil {
 		return fail(stderr, exitConfig, err)
 	}
@@ -98,7 +112,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	// The certificate last, once the image is known to start: each
 	// attempt spends a nonce of the server's.
-	if err := attest(*root, img.manifest, os.LookupEnv); err != nil {
+	if err := attest(*root, img, os.LookupEnv); err != nil {
 		return fail(stderr, exitAttest, err)
 	}
 	if err := cmd.start(); err != nil {

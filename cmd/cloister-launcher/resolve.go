@@ -93,6 +93,7 @@ const (
 	notFound  resolveKind = iota // the image has no such file (ENOENT, ENOTDIR)
 	uncovered                    // the path leads where the list does not reach
 	tooManyLinks
+	reserved // the path leads into /opt/cloister, which is not the application's
 )
 
 func (e *resolveError) Error() string {
@@ -101,6 +102,8 @@ func (e *resolveError) Error() string {
 		return fmt.Sprintf("%s is %s, which the trusted-file list does not cover", e.path, e.why)
 	case tooManyLinks:
 		return fmt.Sprintf("more than %d symlinks at %s", maxSymlinks, e.path)
+	case reserved:
+		return fmt.Sprintf("%s is in Cloister's own directory %s, which holds the launcher and Gramine's runtime, not the application", e.path, enclave.Dir)
 	}
 	return e.path + " is not in the trusted-file list"
 }
@@ -133,6 +136,9 @@ func (r *resolver) resolve(start, name string, rwOK bool) (string, imagefs.Type,
 			continue
 		}
 		next := path.Join(cur, c)
+		if next == enclave.Dir {
+			return "", 0, &resolveError{kind: reserved, path: path.Join(next, strings.Join(rest, "/"))}
+		}
 		if r.skipped(next) || r.files[next] {
 			if rwOK && slices.Contains(r.rwDirs, next) {
 				cur = next
@@ -176,8 +182,8 @@ func (r *resolver) where(p string) string {
 			return "in the read-write directory " + d
 		}
 	}
-	if p == enclave.Dir || strings.HasPrefix(p, enclave.Dir+"/") {
-		return "in the launcher's own directory " + enclave.Dir
+	if slices.Contains(enclave.TopLayerPaths, p) {
+		return "one of the manifests the Gramine manifest binds, in " + enclave.Dir
 	}
 	if r.files[p] {
 		return "the certificate's key or certificate, which the launcher writes"

@@ -17,6 +17,7 @@ import (
 	"syscall"
 
 	"github.com/cloister-cc/cloister/libs/enclave"
+	"github.com/cloister-cc/cloister/libs/gramine"
 	"github.com/cloister-cc/cloister/libs/imagefs"
 )
 
@@ -34,16 +35,36 @@ const altered = "the image was altered after conversion"
 type image struct {
 	manifest *enclave.Manifest
 	list     *imagefs.List
+	// gramine is the Gramine manifest, App.manifest.sgx: its bytes are
+	// what MRENCLAVE measures, and it binds the launcher's manifest and
+	// the trusted-file list by their SHA-256.
+	gramine []byte
 }
 
-// load reads the manifest and the trusted-file list under root and checks
-// the list's and the launcher's digests against the manifest.
+// load reads the Gramine manifest, the launcher's manifest and the
+// trusted-file list under root and checks that the Gramine manifest binds
+// the other two and that the list's and the launcher's digests are the
+// manifest's.
 func load(root string) (*image, error) {
+	gb, err := readFile(root, enclave.GramineManifestPath, gramine.MaxManifestSize)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("not a Cloister image: %s not found; run an image that `cloister` converted", enclave.GramineManifestPath)
+	}
+	if err != nil {
+		return nil, err
+	}
+	gm, err := gramine.ParseTOML(gb)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %v; %s", enclave.GramineManifestPath, err, altered)
+	}
 	mb, err := readFile(root, enclave.ManifestPath, enclave.MaxManifestSize)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("not a Cloister image: %s not found; run an image that `cloister` converted", enclave.ManifestPath)
 	}
 	if err != nil {
+		return nil, err
+	}
+	if err := bound(gm, enclave.ManifestPath, mb); err != nil {
 		return nil, err
 	}
 	m, err := enclave.ParseManifest(mb)
@@ -58,8 +79,11 @@ func load(root string) (*image, error) {
 	if err != nil {
 		return nil, err
 	}
-	// The digest first: the list is only parsed once the manifest vouches
+	// The digest first: the list is only parsed once the manifests vouch
 	// for it.
+	if err := bound(gm, enclave.TrustedFilesPath, lb); err != nil {
+		return nil, err
+	}
 	if enclave.Digest(lb) != m.TrustedFiles {
 		return nil, fmt.Errorf("%s: SHA-256 differs from the enclave manifest; %s", enclave.TrustedFilesPath, altered)
 	}
@@ -86,7 +110,20 @@ func load(root string) (*image, error) {
 	if d != m.Launcher {
 		return nil, fmt.Errorf("%s: SHA-256 differs from the enclave manifest; %s, or it was started with another launcher", enclave.LauncherPath, altered)
 	}
-	return &image{manifest: m, list: list}, nil
+	return &image{manifest: m, list: list, gramine: gb}, nil
+}
+
+// bound checks that the Gramine manifest lists the image file name as a
+// trusted file with data's SHA-256: that binds it to MRENCLAVE.
+func bound(gm *gramine.Table, name string, data []byte) error {
+	want, ok := gramine.TrustedFile(gm, gramine.URI(name))
+	if !ok {
+		return fmt.Errorf("%s: the Gramine manifest does not list it as a trusted file; %s", name, altered)
+	}
+	if sha256.Sum256(data) != want {
+		return fmt.Errorf("%s: SHA-256 differs from the Gramine manifest's; %s", name, altered)
+	}
+	return nil
 }
 
 // readFile reads the image file name (an absolute path in the image),

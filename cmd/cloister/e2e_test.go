@@ -30,6 +30,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
+	"github.com/cloister-cc/cloister/libs/enclave"
 	"github.com/cloister-cc/cloister/libs/testkit"
 )
 
@@ -77,8 +78,38 @@ func freeAddr(t *testing.T) string {
 // startServer starts `cloister server -dev` on dataDir and waits until it is ready.
 func startServer(t *testing.T, dataDir, addr string) *exec.Cmd {
 	t.Helper()
-	return startServerArgs(t, addr, "-dev", "--data-dir", dataDir, "--launcher", launcherBinary(t), "--registry=")
+	return startServerArgs(t, addr, "-dev", "--data-dir", dataDir, "--launcher", launcherBinary(t), "--registry=",
+		"--gramine-image", standInRuntimeRef(t))
 }
+
+// standInRuntimeRef serves, once per test binary, an in-process registry
+// with Cloister's stand-in Gramine runtime image, and names that image:
+// the runtime a server without a built-in registry converts with.
+func standInRuntimeRef(t *testing.T) string {
+	t.Helper()
+	runtimeOnce.Do(func() {
+		srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+		runtimeRef = strings.TrimPrefix(srv.URL, "http://") + "/" + StandInRuntimeRepository + ":1"
+		img, err := enclave.StandInRuntimeImage()
+		if err == nil {
+			var ref name.Reference
+			if ref, err = name.ParseReference(runtimeRef); err == nil {
+				err = remote.Write(ref, img)
+			}
+		}
+		runtimeErr = err
+	})
+	if runtimeErr != nil {
+		t.Fatal(runtimeErr)
+	}
+	return runtimeRef
+}
+
+var (
+	runtimeOnce sync.Once
+	runtimeRef  string
+	runtimeErr  error
+)
 
 // launcherBinary builds cmd/cloister-launcher once per test binary, as
 // `make run` does, for the server to pack into converted images.

@@ -23,15 +23,18 @@ import (
 
 // measurement is what `cloister image measure` reports.
 type measurement struct {
-	Ref       string            `json:"ref"`
-	Digest    string            `json:"digest"`
-	MRENCLAVE string            `json:"mrenclave"`
-	MRSIGNER  string            `json:"mrsigner"`
-	ISVProdID uint16            `json:"isvprodid"`
-	ISVSVN    uint16            `json:"isvsvn"`
-	Labels    map[string]string `json:"labels"`
-	Match     bool              `json:"match"`
-	Problems  []string          `json:"problems"`
+	Ref       string `json:"ref"`
+	Digest    string `json:"digest"`
+	MRENCLAVE string `json:"mrenclave"`
+	MRSIGNER  string `json:"mrsigner"`
+	ISVProdID uint16 `json:"isvprodid"`
+	ISVSVN    uint16 `json:"isvsvn"`
+	// Debug is the Gramine manifest's sgx.debug: a debug enclave's
+	// memory is readable from the host, and it has its own MRENCLAVE.
+	Debug    bool              `json:"debug"`
+	Labels   map[string]string `json:"labels"`
+	Match    bool              `json:"match"`
+	Problems []string          `json:"problems"`
 	// What the measurement covers: read it before trusting the image.
 	Launcher string            `json:"launcher"`
 	Manifest *enclave.Manifest `json:"manifest"`
@@ -43,9 +46,12 @@ func (c *cli) imageMeasureCmd() *cobra.Command {
 		Use:   "measure REF",
 		Short: "Recompute a converted image's MRENCLAVE and MRSIGNER, trusting nothing the converter said",
 		Long: `Pull a converted image and recompute its measurement from what it holds: hash
-every file of its layers into the trusted-file list, check the manifest and the
-launcher against it, lay out the enclave (docs/enclave-layout.md) to compute
-MRENCLAVE, verify the SIGSTRUCT, and compare everything with the image's labels.
+every file of its layers into the trusted-file list, check that the Gramine
+manifest lists every one of them with its SHA-256 (naming the first file that
+differs) and is the one Cloister writes for the launcher's manifest, compute
+MRENCLAVE from the Gramine manifest and the runtime's libpal.so exactly as
+gramine-sgx-sign does (docs/enclave-layout.md), verify the SIGSTRUCT, and
+compare everything with the image's labels.
 The registry login comes from your Docker configuration (~/.docker/config.json).
 Exits 1 when anything disagrees, listing what.`,
 		Example: "  cloister image measure registry.example.com/samples/hello-sgx:1 -o json",
@@ -60,7 +66,7 @@ Exits 1 when anything disagrees, listing what.`,
 				return fmt.Errorf("measuring %s: %w", ref, err)
 			}
 			out := measurement{Ref: ref.String(), Digest: desc.Digest.String(), MRENCLAVE: hex.EncodeToString(m.MRENCLAVE[:]),
-				MRSIGNER: hex.EncodeToString(m.MRSIGNER[:]), ISVProdID: m.ISVProdID, ISVSVN: m.ISVSVN,
+				MRSIGNER: hex.EncodeToString(m.MRSIGNER[:]), ISVProdID: m.ISVProdID, ISVSVN: m.ISVSVN, Debug: m.Debug,
 				Labels: m.Labels, Match: m.Match, Problems: m.Problems, Launcher: m.Launcher, Manifest: m.Manifest}
 			if out.Labels == nil {
 				out.Labels = map[string]string{}
@@ -69,7 +75,7 @@ Exits 1 when anything disagrees, listing what.`,
 				out.Problems = []string{}
 			}
 			rows := [][]string{{"mrenclave", out.MRENCLAVE}, {"mrsigner", out.MRSIGNER},
-				{"isvprodid", strconv.Itoa(int(out.ISVProdID))}, {"isvsvn", strconv.Itoa(int(out.ISVSVN))},
+				{"isvprodid", strconv.Itoa(int(out.ISVProdID))}, {"isvsvn", strconv.Itoa(int(out.ISVSVN))}, {"debug enclave", strconv.FormatBool(out.Debug)},
 				{"matches labels", strconv.FormatBool(out.Match)}}
 			rows = append(rows, []string{"launcher", out.Launcher})
 			if man := out.Manifest; man != nil {
@@ -141,8 +147,8 @@ which must not exist or be empty. Ownership, set-id bits and device files are
 not restored, and nothing is written outside DIR.
 
 A converted image's launcher can then run from it without a container runtime,
-as the end-to-end test and make demo do (the application runs on the host, not
-in an enclave: for trying Cloister, never for production):
+as the end-to-end test and make demo do (in simulation: the application runs on
+the host, not in an enclave; for trying Cloister, never for production):
 
   DIR/opt/cloister/launcher --root DIR --`,
 		Example: "  cloister image unpack 127.0.0.1:5000/samples/hello-sgx:1 /tmp/hello",

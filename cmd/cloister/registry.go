@@ -21,6 +21,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/cloister-cc/cloister/libs/enclave"
 )
 
 // DevRegistry is where -dev serves its built-in registry unless told
@@ -71,6 +73,12 @@ func serveRegistry(ctx context.Context, cfg serverConfig, logger *slog.Logger, e
 		return nil, err
 	}
 	logger.Info("sample application published", "image", ref.String())
+	rt, err := publishStandInRuntime(ctx, host)
+	if err != nil {
+		srv.Close()
+		return nil, err
+	}
+	logger.Info("Cloister's STAND-IN Gramine runtime published (it cannot start an SGX enclave)", "image", rt.String())
 	return srv, nil
 }
 
@@ -85,6 +93,27 @@ func localAddr(addr string) string {
 		host = "127.0.0.1"
 	}
 	return net.JoinHostPort(host, port)
+}
+
+// StandInRuntimeRepository is where the built-in registry publishes
+// Cloister's stand-in Gramine runtime image (tag 1).
+const StandInRuntimeRepository = "cloister/gramine-runtime-standin"
+
+// publishStandInRuntime pushes enclave.StandInRuntimeImage to
+// host/StandInRuntimeRepository:1.
+func publishStandInRuntime(ctx context.Context, host string) (name.Reference, error) {
+	ref, err := name.ParseReference(host + "/" + StandInRuntimeRepository + ":1")
+	if err != nil {
+		return nil, fmt.Errorf("naming the stand-in runtime image: %w", err)
+	}
+	img, err := enclave.StandInRuntimeImage()
+	if err != nil {
+		return nil, err
+	}
+	if err := remote.Write(ref, img, remote.WithContext(ctx)); err != nil {
+		return nil, fmt.Errorf("publishing the stand-in Gramine runtime to %s: %w", ref, err)
+	}
+	return ref, nil
 }
 
 // publishSample pushes the sample image, built around the hello-https

@@ -37,6 +37,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/cloister-cc/cloister/libs/cache"
+	"github.com/cloister-cc/cloister/libs/enclave"
 	"github.com/cloister-cc/cloister/libs/netguard"
 	"github.com/cloister-cc/cloister/libs/obs"
 	"github.com/cloister-cc/cloister/libs/pki"
@@ -48,6 +49,10 @@ import (
 	"github.com/cloister-cc/cloister/services/imageconverter"
 	"github.com/cloister-cc/cloister/services/noderegistry"
 )
+
+// DefaultGramineImage is the Gramine project's published image of its
+// current release: the runtime converted images carry by default.
+const DefaultGramineImage = "docker.io/gramineproject/gramine:stable-noble"
 
 // Services lists every service `cloister server` can run, in start order.
 var Services = []string{"account", "attestation", "ca", "imageconverter", "noderegistry", "gateway"}
@@ -74,7 +79,11 @@ type serverConfig struct {
 	Simulation bool
 	MasterKey  string // path of the KEK file
 	Launcher   string // path of the cloister-launcher binary
-	Reattest   time.Duration
+	// GramineImage names the Gramine runtime image converted images carry;
+	// empty: Cloister's stand-in when this process serves a built-in
+	// registry, else DefaultGramineImage.
+	GramineImage string
+	Reattest     time.Duration
 	// NodeHTTP is the address of the node listener (HTTPS, mutual TLS);
 	// empty serves no node endpoints.
 	NodeHTTP    string
@@ -119,6 +128,7 @@ var serverEnv = map[string]string{
 	"simulation":           "CLOISTER_SIMULATION",
 	"master-key-file":      "CLOISTER_MASTER_KEY_FILE",
 	"launcher":             "CLOISTER_LAUNCHER",
+	"gramine-image":        "CLOISTER_GRAMINE_IMAGE",
 	"reattest-every":       "CLOISTER_REATTEST_EVERY",
 	"node-http":            "CLOISTER_NODE_HTTP",
 	"node-tls-cert":        "CLOISTER_NODE_TLS_CERT",
@@ -180,6 +190,9 @@ Every flag can also be set by the environment variable named in its help.`,
 	f.BoolVar(&cfg.Simulation, "simulation", false, "accept simulated SGX evidence from accounts whose policy allows it (on with -dev); needs a master key")
 	f.StringVar(&cfg.MasterKey, "master-key-file", "", "file holding the base64 key-encryption key that seals secrets at rest (or set $CLOISTER_MASTER_KEY; -dev makes one in --data-dir)")
 	f.DurationVar(&cfg.Reattest, "reattest-every", 24*time.Hour, "how often nodes enrolled with TEE evidence must re-attest; one that fails, or is overdue, becomes untrusted and its certificate is revoked")
+	f.StringVar(&cfg.GramineImage, "gramine-image", "", "the Gramine runtime image whose runtime (libpal.so, loader, libsysdb.so) every converted image carries, pulled on the first conversion "+
+		"(default "+DefaultGramineImage+", or, with a built-in registry in this process (-dev), Cloister's STAND-IN runtime, published there as "+StandInRuntimeRepository+":1, "+
+		"which measures and attests in simulation but cannot start an SGX enclave)")
 	f.StringVar(&cfg.Launcher, "launcher", "", "the cloister-launcher binary packed into converted images (default: cloister-launcher beside this binary, then on $PATH); without one the imageconverter serves its API but converts nothing")
 	f.StringVar(&cfg.PCSURL, "pcs-url", "", "Intel PCS or PCCS base URL (API v4) to fetch SGX collateral from, e.g. https://api.trustedservices.intel.com/sgx/certification/v4/")
 	f.StringVar(&cfg.NodeHTTP, "node-http", "", "address of the gateway's node listener (HTTPS; node agents present their client certificate); empty serves none. Default none, or "+DevNodeHTTP+" with -dev; needs --node-tls-cert and --node-tls-key, or --node-tls-self-signed, outside -dev")
@@ -376,8 +389,18 @@ func runServer(ctx context.Context, cfg serverConfig) error {
 				logger.Warn("no cloister-launcher found (--launcher): this process converts nothing; conversion jobs wait for one that can")
 			}
 			deny, _ := netguard.ParsePrefixes(cfg.RegistryDeny) // checked by validate
-			svc, err := imageconverter.Start(ctx, imageconverter.Config{NATS: nc, Replicas: cfg.Replicas, Logger: logger, KEK: kek, Launcher: launcher,
-				RegistryOptions: []remote.Option{remote.WithTransport(netguard.New(deny).Transport())}})
+			icfg := imageconverter.Config{NATS: nc, Replicas: cfg.Replicas, Logger: logger, KEK: kek, Launcher: launcher,
+				GramineImage: firstNonEmpty(cfg.GramineImage, DefaultGramineImage), RegistryOptions: []remote.Option{remote.WithTransport(netguard.New(deny).Transport())}}
+			if cfg.GramineImage == "" && cfg.Registry != "" {
+				rt, err := enclave.StandInRuntime(localAddr(cfg.Registry) + "/" + StandInRuntimeRepository)
+				if err != nil {
+					return fmt.Errorf("loading the stand-in Gramine runtime: %w", err)
+				}
+				icfg.Runtime = rt
+				logger.Warn("converted images carry Cloister's STAND-IN Gramine runtime: they measure and attest in simulation but cannot start an SGX enclave; "+
+					"set --gramine-image to a Gramine runtime image for real enclaves", "runtime", rt.Ref)
+			}
+			svc, err := imageconverter.Start(ctx, icfg)
 			if err != nil {
 				return fmt.Errorf("starting imageconverter service: %w", err)
 			}

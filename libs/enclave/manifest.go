@@ -1,7 +1,8 @@
 // Package enclave is what a converted image carries under /opt/cloister
-// and how it is measured: the enclave manifest, the file names, the
-// labels, and MRENCLAVE computed from them with the Cloister enclave
-// layout v1 (libs/sgx). The converter writes these; the launcher and
+// and how it is measured: Gramine's runtime and the launcher, the
+// launcher's manifest, the trusted-file list, the Gramine manifest that
+// binds them to MRENCLAVE, its SIGSTRUCT, the labels
+// (docs/enclave-layout.md). The converter writes these; the launcher and
 // `cloister image measure` read them.
 package enclave
 
@@ -17,16 +18,21 @@ import (
 	"strings"
 
 	"github.com/cloister-cc/cloister/libs/imagefs"
-	"github.com/cloister-cc/cloister/libs/sgx"
 )
 
 // Where a converted image keeps the enclave's parts.
 const (
-	Dir              = "/opt/cloister"
-	LauncherPath     = Dir + "/launcher"
+	Dir          = "/opt/cloister"
+	LauncherPath = Dir + "/launcher"
+	// ManifestPath is the launcher's manifest: what it runs and the
+	// certificate it obtains.
 	ManifestPath     = Dir + "/manifest.json"
 	TrustedFilesPath = Dir + "/trusted-files"
-	SigStructPath    = Dir + "/sigstruct.bin"
+	// App is the application's name for Gramine's loader, which reads
+	// App.manifest.sgx and App.sig.
+	App                 = Dir + "/app"
+	GramineManifestPath = App + ".manifest.sgx"
+	SigStructPath       = App + ".sig"
 )
 
 // Entrypoint is a converted image's entrypoint: the launcher, then "--",
@@ -85,11 +91,12 @@ func Trusted(all *imagefs.List, rwDirs []string) (*imagefs.List, error) {
 }
 
 // Skipped tells whether the launcher leaves path out of its check: an
-// untracked path, a read-write directory or what is below one, or the
-// launcher's own files (checked by digest instead).
+// untracked path, a read-write directory or what is below one, or one of
+// the top layer's files (bound to MRENCLAVE by the Gramine manifest
+// instead).
 func Skipped(p string, rwDirs []string) bool {
 	return slices.ContainsFunc(Untracked, func(d string) bool { return under(p, d) }) ||
-		slices.ContainsFunc(rwDirs, func(d string) bool { return under(p, d) }) || under(p, Dir)
+		slices.ContainsFunc(rwDirs, func(d string) bool { return under(p, d) }) || slices.Contains(TopLayerPaths, p)
 }
 
 // Labels of a converted image's config.
@@ -98,8 +105,12 @@ const (
 	LabelMRSIGNER  = "cc.cloister.mrsigner"
 	LabelISVProdID = "cc.cloister.isvprodid"
 	LabelISVSVN    = "cc.cloister.isvsvn"
-	LabelLayout    = "cc.cloister.layout"
-	LayoutV1       = "v1"
+	// LabelEnclave names the kind of enclave: EnclaveGramineSGX.
+	LabelEnclave      = "cc.cloister.enclave"
+	EnclaveGramineSGX = "gramine-sgx"
+	// LabelRuntime is the Gramine runtime image the runtime layer was
+	// copied from, by digest.
+	LabelRuntime = "cc.cloister.gramine-runtime"
 )
 
 // ManifestVersion names the manifest format.
@@ -238,24 +249,4 @@ func isDigest(s string) bool {
 func Digest(b []byte) string {
 	sum := sha256.Sum256(b)
 	return "sha256:" + hex.EncodeToString(sum[:])
-}
-
-// Layout returns the enclave layout of a launcher and the manifest's
-// canonical bytes.
-func Layout(launcher, manifest []byte, m *Manifest) sgx.Layout {
-	return sgx.Layout{Launcher: launcher, Manifest: manifest, MemorySize: m.MemorySize, Threads: int(m.Threads), Debug: m.Debug}
-}
-
-// SigStructFields are the SIGSTRUCT fields of an enclave: its measurement,
-// attributes and the application's ISVPRODID and ISVSVN.
-func SigStructFields(l sgx.Layout, mrenclave [32]byte, isvProdID, isvSVN uint16, date uint32) sgx.SigStructFields {
-	return sgx.SigStructFields{
-		Date:          date,
-		MiscMask:      0xffffffff,
-		Attributes:    l.Attributes(),
-		AttributeMask: l.AttributeMask(),
-		EnclaveHash:   mrenclave,
-		ISVProdID:     isvProdID,
-		ISVSVN:        isvSVN,
-	}
 }

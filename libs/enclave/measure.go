@@ -4,11 +4,13 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"path"
 	"slices"
 	"strconv"
@@ -17,71 +19,53 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
+	"github.com/cloister-cc/cloister/libs/gramine"
 	"github.com/cloister-cc/cloister/libs/imagefs"
 	"github.com/cloister-cc/cloister/libs/sgx"
 )
 
-// Files is what the top layer of a converted image holds under
-// /opt/cloister. The converter writes it with Tar; MeasureImage reads it
-// back.
+// Files is what the top layer of a converted image holds, in
+// /opt/cloister: everything that differs from one image of a deployment to
+// the next. The converter writes it with Tar; MeasureImage reads it back.
 type Files struct {
-	Launcher     []byte
-	Manifest     []byte // canonical manifest bytes
-	TrustedFiles []byte // the encoded trusted-file list of the other layers
-	SigStruct    []byte
-	// OptMode is the mode of the layer's opt/ entry. The converter sets it
-	// to the mode of the input image's own /opt, so that the layer does
-	// not change a directory the trusted-file list records; 0 means 0755.
-	OptMode fs.FileMode
+	Config       []byte // the launcher's manifest (ManifestPath), canonical
+	TrustedFiles []byte // the encoded trusted-file list of the layers below
+	Manifest     []byte // the Gramine manifest, App.manifest.sgx: what is measured
+	SigStruct    []byte // App.sig
 }
 
-// Fixed metadata of the top layer's entries: the same Files always give
-// the same bytes, so the same input gives the same layer digest.
+// TopLayerPaths are the files of the top layer.
+var TopLayerPaths = []string{GramineManifestPath, SigStructPath, ManifestPath, TrustedFilesPath}
+
+// Fixed metadata of the layers' entries: the same Files always give the
+// same bytes, so the same input gives the same layer digest.
 var (
 	layerTime  = time.Unix(0, 0).UTC()
 	dirMode    = fs.FileMode(0o755)
 	layerFiles = []layerFile{ // in byte order of their paths, as the layer writes them
-		{LauncherPath, 0o755, func(f *Files) *[]byte { return &f.Launcher }},
-		{ManifestPath, 0o644, func(f *Files) *[]byte { return &f.Manifest }},
-		{SigStructPath, 0o644, func(f *Files) *[]byte { return &f.SigStruct }},
-		{TrustedFilesPath, 0o644, func(f *Files) *[]byte { return &f.TrustedFiles }},
+		{GramineManifestPath, func(f *Files) *[]byte { return &f.Manifest }},
+		{SigStructPath, func(f *Files) *[]byte { return &f.SigStruct }},
+		{ManifestPath, func(f *Files) *[]byte { return &f.Config }},
+		{TrustedFilesPath, func(f *Files) *[]byte { return &f.TrustedFiles }},
 	}
 )
 
 type layerFile struct {
 	path string
-	mode fs.FileMode
 	get  func(*Files) *[]byte
 }
 
-// Tar returns the uncompressed tar of the top layer: the directories opt/
-// and opt/cloister/ and the four files, in path order, in USTAR format,
-// owned by 0:0, with modification time 0 and nothing else that varies.
+// Tar returns the uncompressed tar of the top layer: its four files, in
+// path order, mode 0644, in USTAR format, owned by 0:0, with modification
+// time 0 and nothing else that varies. The directories are the runtime
+// layer's.
 func (f Files) Tar() ([]byte, error) {
-	optMode := f.OptMode.Perm() | f.OptMode&(fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky)
-	if optMode == 0 {
-		optMode = dirMode
-	}
-	size := 5 * 512
-	for _, lf := range layerFiles {
-		size += 512 + (len(*lf.get(&f))+511)/512*512
-	}
 	var b bytes.Buffer
-	b.Grow(size + 1024)
 	tw := tar.NewWriter(&b)
-	dirs := []struct {
-		name string
-		mode fs.FileMode
-	}{{strings.TrimPrefix(path.Dir(Dir), "/") + "/", optMode}, {strings.TrimPrefix(Dir, "/") + "/", dirMode}}
-	for _, d := range dirs {
-		if err := tw.WriteHeader(header(d.name, tar.TypeDir, d.mode, 0)); err != nil {
-			return nil, fmt.Errorf("writing %s: %w", d.name, err)
-		}
-	}
 	for _, lf := range layerFiles {
 		data := *lf.get(&f)
 		name := strings.TrimPrefix(lf.path, "/")
-		if err := tw.WriteHeader(header(name, tar.TypeReg, lf.mode, int64(len(data)))); err != nil {
+		if err := tw.WriteHeader(header(name, tar.TypeReg, 0o644, int64(len(data)))); err != nil {
 			return nil, fmt.Errorf("writing %s: %w", name, err)
 		}
 		if _, err := tw.Write(data); err != nil {
@@ -101,24 +85,30 @@ func header(name string, typ byte, mode fs.FileMode, size int64) *tar.Header {
 // Measured is the measurement of a converted image, recomputed from its
 // layers, and whether everything the converter wrote agrees with it.
 type Measured struct {
-	// MRENCLAVE is recomputed from the launcher and manifest of the top
-	// layer (zero when the manifest is unusable); MRSIGNER, ISVProdID and
-	// ISVSVN are the SIGSTRUCT's.
+	// MRENCLAVE is recomputed from the Gramine manifest of the top layer
+	// and the runtime's libpal.so (zero when either is unusable);
+	// MRSIGNER, ISVProdID and ISVSVN are the SIGSTRUCT's.
 	MRENCLAVE, MRSIGNER [32]byte
 	ISVProdID, ISVSVN   uint16
+	// Debug is the Gramine manifest's sgx.debug: a debug enclave, whose
+	// memory a debugger on the host can read.
+	Debug bool
 	// Labels are the image config's cc.cloister.* labels.
 	Labels map[string]string
-	// Match is true when the trusted-file list, the manifest, the
-	// launcher, the SIGSTRUCT, the labels and the entrypoint all agree with
-	// each other and with the image's layers.
+	// Match is true when the trusted-file list, both manifests, the
+	// SIGSTRUCT, the labels and the entrypoint all agree with each other
+	// and with the image's layers.
 	Match bool
 	// Problems says what disagrees, one sentence each; empty when Match.
+	// A file that differs from what the manifests list is named.
 	Problems []string
 	// Manifest is what the enclave runs and how (nil when unusable): a
 	// matching measurement means little until someone has read it.
 	Manifest *Manifest
 	// Launcher is the digest of the launcher binary in the image.
 	Launcher string
+	// Areas are the enclave's memory areas, as gramine-sgx-sign lists them.
+	Areas []gramine.Area
 }
 
 func (m *Measured) problem(format string, args ...any) {
@@ -129,23 +119,25 @@ func (m *Measured) problem(format string, args ...any) {
 const maxLayerFile = 256 << 20
 
 // MeasureImage recomputes the measurement of a converted image without
-// trusting the converter: it reads the top layer's /opt/cloister files,
-// lists the files of all the other layers itself (imagefs.TrustedFiles,
-// which streams each layer once), recomputes MRENCLAVE from the launcher
-// and the manifest with the enclave layout, verifies the SIGSTRUCT, and
-// compares all of it with the labels and the entrypoint.
+// trusting the converter: it reads the top layer's four files, lists the
+// files of all the other layers itself (imagefs.TrustedFiles, which
+// streams each layer once), checks that the Gramine manifest lists every
+// one of them with its SHA-256 and is the one Cloister writes for the
+// launcher's manifest, recomputes MRENCLAVE from the Gramine manifest and
+// the runtime's libpal.so as Gramine's signer does, verifies the
+// SIGSTRUCT, and compares all of it with the labels and the entrypoint.
 //
 // A disagreement is a Problem, not an error: the result says what is
-// wrong. MeasureImage returns an error only when it cannot measure: the
-// image cannot be read, the top layer lacks one of the four files, or a
-// lower layer cannot be applied.
+// wrong, naming the first file that differs. MeasureImage returns an error
+// only when it cannot measure: the image cannot be read, the top layer
+// lacks one of its four files, or a lower layer cannot be applied.
 func MeasureImage(ctx context.Context, img v1.Image) (*Measured, error) {
 	layers, err := img.Layers()
 	if err != nil {
 		return nil, fmt.Errorf("listing layers: %w", err)
 	}
-	if len(layers) == 0 {
-		return nil, errors.New("enclave: the image has no layers, so no " + Dir)
+	if len(layers) < 2 {
+		return nil, errors.New("enclave: the image has fewer than two layers, so no runtime layer and " + Dir)
 	}
 	cfg, err := img.ConfigFile()
 	if err != nil {
@@ -159,20 +151,23 @@ func MeasureImage(ctx context.Context, img v1.Image) (*Measured, error) {
 	}
 
 	top := len(layers) - 1
-	files, optMode, err := readTop(ctx, layers[top], m)
+	files, err := readTop(ctx, layers[top], m)
 	if err != nil {
 		return nil, fmt.Errorf("reading the top layer (%d): %w", top, err)
 	}
-	lower, err := imagefs.TrustedFiles(ctx, lowerImage{Image: img, layers: layers[:top]})
+	below := lowerImage{Image: img, layers: layers[:top]}
+	lower, err := imagefs.TrustedFiles(ctx, below)
 	if err != nil {
 		return nil, fmt.Errorf("listing the files of the other layers: %w", err)
 	}
 
-	checkLowerOpt(m, lower, optMode)
-	man, err := ParseManifest(files.Manifest)
-	m.Manifest, m.Launcher = man, Digest(files.Launcher)
+	man, err := ParseManifest(files.Config)
+	m.Manifest = man
 	if err != nil {
 		m.problem("manifest: %s: %v", ManifestPath, err)
+	}
+	if e, ok := lower.Lookup(strings.TrimPrefix(LauncherPath, "/")); ok {
+		m.Launcher = "sha256:" + hex.EncodeToString(e.SHA256[:])
 	}
 	// The list leaves out the application's read-write directories.
 	var rwDirs []string
@@ -187,20 +182,33 @@ func MeasureImage(ctx context.Context, img v1.Image) (*Measured, error) {
 	if want := lower.Encode(); !bytes.Equal(files.TrustedFiles, want) {
 		m.problem("trusted-file list: %s does not match the files of the image's other layers: %s", TrustedFilesPath, listDiff(files.TrustedFiles, lower))
 	}
-	var layout sgx.Layout
-	measured := false
 	if man != nil {
 		if d := Digest(files.TrustedFiles); man.TrustedFiles != d {
 			m.problem("trusted-file list: the manifest's trusted_files is %s, but %s has digest %s", man.TrustedFiles, TrustedFilesPath, d)
 		}
-		if d := Digest(files.Launcher); man.Launcher != d {
-			m.problem("launcher: the manifest's launcher is %s, but %s has digest %s", man.Launcher, LauncherPath, d)
+		if man.Launcher != m.Launcher {
+			m.problem("launcher: the manifest's launcher is %s, but %s has digest %s", man.Launcher, LauncherPath, m.Launcher)
 		}
-		layout = Layout(files.Launcher, files.Manifest, man)
-		if mr, err := layout.MRENCLAVE(); err != nil {
-			m.problem("enclave layout: %v", err)
+	}
+
+	gm, gErr := gramine.ParseTOML(files.Manifest)
+	if gErr != nil {
+		m.problem("Gramine manifest: %s: %v", GramineManifestPath, gErr)
+	} else {
+		checkGramineFiles(m, gm, lower, files)
+		if man != nil {
+			checkGramineManifest(m, man, files, lower)
+		}
+	}
+	var measured *gramine.Measurement
+	if gErr == nil {
+		libpal, err := imagefs.ReadFile(ctx, below, strings.TrimPrefix(LibPALPath, "/"))
+		if err != nil {
+			m.problem("runtime: %s: %v", LibPALPath, err)
+		} else if measured, err = gramine.Measure(files.Manifest, libpal); err != nil {
+			m.problem("Gramine manifest: %v", err)
 		} else {
-			m.MRENCLAVE, measured = mr, true
+			m.MRENCLAVE, m.Debug, m.Areas = measured.MRENCLAVE, measured.Params.Debug, measured.Areas
 		}
 	}
 
@@ -212,21 +220,91 @@ func MeasureImage(ctx context.Context, img v1.Image) (*Measured, error) {
 		if err := sig.Verify(); err != nil {
 			m.problem("SIGSTRUCT: the signature does not verify: %v", err)
 		}
-		if measured {
-			checkSigStruct(m, sig, man, layout)
+		if measured != nil {
+			checkSigStruct(m, sig, measured)
 		}
 	}
 
-	checkLabels(m, measured, sig != nil)
+	checkLabels(m, measured != nil, sig != nil)
 	if ep := cfg.Config.Entrypoint; !slices.Equal(ep, Entrypoint) {
-		m.problem("entrypoint: the image config's entrypoint is %q, want [%q]", ep, LauncherPath)
+		m.problem("entrypoint: the image config's entrypoint is %q, want %q", ep, Entrypoint)
 	}
 	m.Match = len(m.Problems) == 0
 	return m, nil
 }
 
-// lowerImage is an image reduced to some of its layers, for
-// imagefs.TrustedFiles, which needs nothing but Layers.
+// checkGramineFiles compares the Gramine manifest's trusted files with
+// the files of the image: every regular file of the layers below, with its
+// SHA-256, and the launcher's manifest and trusted-file list of the top
+// layer. It names the first file that differs.
+func checkGramineFiles(m *Measured, gm *gramine.Table, lower *imagefs.List, files *Files) {
+	listed, err := gramine.TrustedFiles(gm)
+	if err != nil {
+		m.problem("Gramine manifest: %v", err)
+		return
+	}
+	want := map[string][32]byte{
+		gramine.URI(ManifestPath):     sha256.Sum256(files.Config),
+		gramine.URI(TrustedFilesPath): sha256.Sum256(files.TrustedFiles),
+	}
+	for e := range lower.All() {
+		if e.Type == imagefs.TypeRegular {
+			want[gramine.URI("/"+e.Path)] = e.SHA256
+		}
+	}
+	for _, f := range listed {
+		h, ok := want[f.URI]
+		switch {
+		case !ok:
+			m.problem("file %s: the Gramine manifest lists it, but the image has no such regular file", strings.TrimPrefix(f.URI, "file:"))
+			return
+		case h != f.SHA256:
+			m.problem("file %s: the image's has sha256 %x, but the Gramine manifest lists %x", strings.TrimPrefix(f.URI, "file:"), h, f.SHA256)
+			return
+		}
+		delete(want, f.URI)
+	}
+	for _, u := range slices.Sorted(maps.Keys(want)) {
+		m.problem("file %s: in the image, but not a trusted file of the Gramine manifest, so the enclave could not open it", strings.TrimPrefix(u, "file:"))
+		return
+	}
+}
+
+// checkGramineManifest checks that the Gramine manifest is, byte for
+// byte, the one Cloister writes for the launcher's manifest and the
+// image's files: no other argv, environment or mount slipped in.
+func checkGramineManifest(m *Measured, man *Manifest, files *Files, lower *imagefs.List) {
+	g, err := Gramine(man, GramineInputs{Listed: lower, Config: files.Config, TrustedFiles: files.TrustedFiles})
+	if err != nil {
+		m.problem("Gramine manifest: %v", err)
+		return
+	}
+	want, err := g.Marshal()
+	if err != nil {
+		m.problem("Gramine manifest: %v", err)
+		return
+	}
+	if bytes.Equal(want, files.Manifest) {
+		return
+	}
+	got, wantLines := strings.Split(string(files.Manifest), "\n"), strings.Split(string(want), "\n")
+	for i := range max(len(got), len(wantLines)) {
+		var a, b string
+		if i < len(got) {
+			a = got[i]
+		}
+		if i < len(wantLines) {
+			b = wantLines[i]
+		}
+		if a != b {
+			m.problem("Gramine manifest: %s is not the one Cloister writes for %s: line %d is %q, want %q", GramineManifestPath, ManifestPath, i+1, a, b)
+			return
+		}
+	}
+}
+
+// lowerImage is an image reduced to some of its layers, for imagefs,
+// which needs nothing but Layers.
 type lowerImage struct {
 	v1.Image
 	layers []v1.Layer
@@ -234,33 +312,29 @@ type lowerImage struct {
 
 func (l lowerImage) Layers() ([]v1.Layer, error) { return l.layers, nil }
 
-// readTop reads the top layer, which must hold the directories opt/ and
-// opt/cloister/ and the four files and nothing else: anything else is a
-// problem; a missing file is an error. It returns the mode of opt/, or nil
-// if the layer does not declare it.
-func readTop(ctx context.Context, l v1.Layer, m *Measured) (*Files, *fs.FileMode, error) {
+// readTop reads the top layer, which must hold the four files and nothing
+// else: anything else is a problem; a missing file is an error.
+func readTop(ctx context.Context, l v1.Layer, m *Measured) (*Files, error) {
 	rc, err := l.Uncompressed()
 	if err != nil {
-		return nil, nil, fmt.Errorf("opening: %w", err)
+		return nil, fmt.Errorf("opening: %w", err)
 	}
 	defer rc.Close()
-	optDir, cloisterDir := strings.TrimPrefix(path.Dir(Dir), "/"), strings.TrimPrefix(Dir, "/")
 	var (
-		f       Files
-		optMode *fs.FileMode
-		seen    = map[string]bool{}
+		f    Files
+		seen = map[string]bool{}
 	)
 	tr := tar.NewReader(rc)
 	for {
 		if err := ctx.Err(); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		h, err := tr.Next()
 		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
-			return nil, nil, fmt.Errorf("reading tar: %w", err)
+			return nil, fmt.Errorf("reading tar: %w", err)
 		}
 		if h.Typeflag == tar.TypeXGlobalHeader {
 			continue
@@ -270,21 +344,9 @@ func readTop(ctx context.Context, l v1.Layer, m *Measured) (*Files, *fs.FileMode
 			m.problem("top layer: %q appears twice", h.Name)
 		}
 		seen[name] = true
-		switch name {
-		case optDir, cloisterDir:
-			if h.Typeflag != tar.TypeDir {
-				m.problem("top layer: %q is not a directory", h.Name)
-				continue
-			}
-			if name == optDir {
-				mode := fs.FileMode(h.Mode).Perm() | modeBits(h.Mode)
-				optMode = &mode
-			}
-			continue
-		}
 		i := slices.IndexFunc(layerFiles, func(lf layerFile) bool { return strings.TrimPrefix(lf.path, "/") == name })
 		if i < 0 {
-			m.problem("top layer: it holds %q, but may hold only %s/, %s/ and its four files", h.Name, path.Dir(Dir), Dir)
+			m.problem("top layer: it holds %q, but may hold only its four files in %s", h.Name, Dir)
 			continue
 		}
 		if h.Typeflag != tar.TypeReg {
@@ -292,29 +354,24 @@ func readTop(ctx context.Context, l v1.Layer, m *Measured) (*Files, *fs.FileMode
 			continue
 		}
 		if h.Size > maxLayerFile {
-			return nil, nil, fmt.Errorf("%s: %d bytes, more than %d", layerFiles[i].path, h.Size, maxLayerFile)
+			return nil, fmt.Errorf("%s: %d bytes, more than %d", layerFiles[i].path, h.Size, maxLayerFile)
 		}
 		data, err := io.ReadAll(tr)
 		if err != nil {
-			return nil, nil, fmt.Errorf("reading %s: %w", layerFiles[i].path, err)
+			return nil, fmt.Errorf("reading %s: %w", layerFiles[i].path, err)
 		}
 		*layerFiles[i].get(&f) = data
 	}
 	// Read to the end, so that a verifying reader checks the digest.
 	if _, err := io.Copy(io.Discard, rc); err != nil {
-		return nil, nil, fmt.Errorf("reading past the tar's end: %w", err)
-	}
-	for _, d := range []string{optDir, cloisterDir} {
-		if !seen[d] {
-			m.problem("top layer: the directory %q is missing", d+"/")
-		}
+		return nil, fmt.Errorf("reading past the tar's end: %w", err)
 	}
 	for _, lf := range layerFiles {
 		if *lf.get(&f) == nil {
-			return nil, nil, fmt.Errorf("%s is missing: this is not a converted image", lf.path)
+			return nil, fmt.Errorf("%s is missing: this is not an image Cloister converted for Gramine", lf.path)
 		}
 	}
-	return &f, optMode, nil
+	return &f, nil
 }
 
 func modeBits(m int64) fs.FileMode {
@@ -342,25 +399,6 @@ func cleanName(n string) string {
 		n = t
 	}
 	return strings.TrimPrefix(path.Clean("/"+n), "/")
-}
-
-// checkLowerOpt checks that the top layer lands where the launcher will
-// look and leaves the listed files as they are: /opt, if the other layers
-// have it, is a directory with the mode the top layer gives it, and
-// nothing of theirs is below /opt/cloister.
-func checkLowerOpt(m *Measured, lower *imagefs.List, optMode *fs.FileMode) {
-	optDir, cloisterDir := strings.TrimPrefix(path.Dir(Dir), "/"), strings.TrimPrefix(Dir, "/")
-	if e, ok := lower.Lookup(optDir); ok {
-		switch {
-		case e.Type != imagefs.TypeDir:
-			m.problem("top layer: the other layers make /%s a %v, which the top layer replaces", optDir, e.Type)
-		case optMode != nil && e.Mode != *optMode:
-			m.problem("top layer: it gives /%s mode %04o, but the trusted-file list has %04o", optDir, unixBits(*optMode), unixBits(e.Mode))
-		}
-	}
-	if _, ok := lower.Lookup(cloisterDir); ok {
-		m.problem("top layer: the other layers already have %s, which the top layer overwrites", Dir)
-	}
 }
 
 func unixBits(m fs.FileMode) uint32 {
@@ -416,14 +454,18 @@ func describe(e imagefs.Entry) string {
 }
 
 // checkSigStruct compares the SIGSTRUCT with the recomputed measurement
-// and the fields a v1 enclave's SIGSTRUCT carries.
-func checkSigStruct(m *Measured, sig *sgx.SigStruct, man *Manifest, layout sgx.Layout) {
+// and the fields Gramine's signer derives from the manifest.
+func checkSigStruct(m *Measured, sig *sgx.SigStruct, g *gramine.Measurement) {
 	if sig.EnclaveHash != m.MRENCLAVE {
 		m.problem("SIGSTRUCT: its ENCLAVEHASH is %x, but the recomputed MRENCLAVE is %x", sig.EnclaveHash, m.MRENCLAVE)
 	}
-	want := SigStructFields(layout, m.MRENCLAVE, man.ISVProdID, man.ISVSVN, sig.Date)
+	var date time.Time
+	if d := sig.DateString(); d != "" {
+		date, _ = time.Parse(time.DateOnly, d)
+	}
+	want := g.SigStructFields(date)
 	if sig.Attributes != want.Attributes {
-		m.problem("SIGSTRUCT: its ATTRIBUTES are %x, but the layout's are %x", sig.Attributes, want.Attributes)
+		m.problem("SIGSTRUCT: its ATTRIBUTES are %x, but the manifest's are %x", sig.Attributes, want.Attributes)
 	}
 	if sig.AttributeMask != want.AttributeMask {
 		m.problem("SIGSTRUCT: its ATTRIBUTEMASK is %x, want %x", sig.AttributeMask, want.AttributeMask)
@@ -431,8 +473,8 @@ func checkSigStruct(m *Measured, sig *sgx.SigStruct, man *Manifest, layout sgx.L
 	if sig.MiscSelect != want.MiscSelect || sig.MiscMask != want.MiscMask {
 		m.problem("SIGSTRUCT: MISCSELECT/MISCMASK are %#x/%#x, want %#x/%#x", sig.MiscSelect, sig.MiscMask, want.MiscSelect, want.MiscMask)
 	}
-	if sig.ISVProdID != man.ISVProdID || sig.ISVSVN != man.ISVSVN {
-		m.problem("SIGSTRUCT: ISVPRODID/ISVSVN are %d/%d, but the manifest has %d/%d", sig.ISVProdID, sig.ISVSVN, man.ISVProdID, man.ISVSVN)
+	if sig.ISVProdID != want.ISVProdID || sig.ISVSVN != want.ISVSVN {
+		m.problem("SIGSTRUCT: ISVPRODID/ISVSVN are %d/%d, but the Gramine manifest has %d/%d", sig.ISVProdID, sig.ISVSVN, want.ISVProdID, want.ISVSVN)
 	}
 }
 
@@ -440,7 +482,7 @@ func checkSigStruct(m *Measured, sig *sgx.SigStruct, man *Manifest, layout sgx.L
 // that could not be recomputed is not compared (its problem is reported
 // already).
 func checkLabels(m *Measured, measured, signed bool) {
-	want := map[string]string{LabelLayout: LayoutV1}
+	want := map[string]string{LabelEnclave: EnclaveGramineSGX}
 	if measured {
 		want[LabelMRENCLAVE] = hex.EncodeToString(m.MRENCLAVE[:])
 	}
@@ -449,7 +491,7 @@ func checkLabels(m *Measured, measured, signed bool) {
 		want[LabelISVProdID] = strconv.Itoa(int(m.ISVProdID))
 		want[LabelISVSVN] = strconv.Itoa(int(m.ISVSVN))
 	}
-	for _, k := range []string{LabelMRENCLAVE, LabelMRSIGNER, LabelISVProdID, LabelISVSVN, LabelLayout} {
+	for _, k := range []string{LabelMRENCLAVE, LabelMRSIGNER, LabelISVProdID, LabelISVSVN, LabelEnclave} {
 		w, ok := want[k]
 		if !ok {
 			continue

@@ -8,7 +8,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"io"
-	"io/fs"
 	"maps"
 	"slices"
 	"strconv"
@@ -105,7 +104,7 @@ func lowerLayers(t testing.TB, hello string) []v1.Layer {
 
 // parts are what a converted image is made of, to be tampered with.
 type parts struct {
-	lower      []v1.Layer
+	lower      []v1.Layer // the input's layers and the runtime layer
 	files      Files
 	extra      []tarEnt // more entries in the top layer
 	labels     map[string]string
@@ -113,49 +112,56 @@ type parts struct {
 	mrenclave  [32]byte
 }
 
-// convertedParts does what the converter does, from lower layers and a
-// manifest without its digests.
-func convertedParts(t testing.TB, lower []v1.Layer, man Manifest, launcher []byte, sign func(SigStructFields sgx.SigStructFields) sgx.SigStructFields) *parts {
+var sigDate = time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+
+// testRuntime is the stand-in Gramine runtime.
+var testRuntime = sync.OnceValues(func() (*Runtime, error) { return StandInRuntime("registry.test/gramine-runtime-standin") })
+
+// runtimeLayer is the layer of the stand-in runtime and a launcher.
+func runtimeLayer(t testing.TB, launcher []byte) v1.Layer {
 	t.Helper()
+	rt, err := testRuntime()
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := RuntimeLayer(rt, launcher)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return layerOf(t, raw)
+}
+
+// convertedParts does what the converter does, from the input's layers
+// and a manifest without its digests; sign, if set, changes the
+// SIGSTRUCT's fields before signing.
+func convertedParts(t testing.TB, input []v1.Layer, man Manifest, launcher []byte, sign func(sgx.SigStructFields) sgx.SigStructFields) *parts {
+	t.Helper()
+	lower := append(slices.Clone(input), runtimeLayer(t, launcher))
 	all, err := imagefs.TrustedFiles(context.Background(), lowerImage{layers: lower})
 	if err != nil {
 		t.Fatal(err)
 	}
-	list, err := Trusted(all, man.RWDirs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	man.TrustedFiles, man.Launcher = Digest(list.Encode()), Digest(launcher)
-	mb, err := man.Encode()
-	if err != nil {
-		t.Fatal(err)
-	}
-	layout := Layout(launcher, mb, &man)
-	mr, err := layout.MRENCLAVE()
-	if err != nil {
-		t.Fatal(err)
-	}
-	fields := SigStructFields(layout, mr, man.ISVProdID, man.ISVSVN, sgx.SigStructDate(time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)))
-	if sign != nil {
-		fields = sign(fields)
-	}
+	rt, _ := testRuntime()
+	libpal, _ := rt.File(LibPALPath)
 	key := testKey(t)
-	sig, err := sgx.SignSigStruct(fields, key)
+	s, err := Seal(man, all, libpal, key, sigDate)
 	if err != nil {
 		t.Fatal(err)
 	}
-	mrsigner := sgx.MRSIGNEROf(&key.PublicKey)
-	optMode := fs.FileMode(0)
-	if e, ok := list.Lookup("opt"); ok {
-		optMode = e.Mode
+	if sign != nil {
+		if s.Files.SigStruct, err = sgx.SignSigStruct(sign(s.Measurement.SigStructFields(sigDate)), key); err != nil {
+			t.Fatal(err)
+		}
 	}
+	mr := s.Measurement.MRENCLAVE
+	mrsigner := sgx.MRSIGNEROf(&key.PublicKey)
 	return &parts{
 		lower: lower,
-		files: Files{Launcher: launcher, Manifest: mb, TrustedFiles: list.Encode(), SigStruct: sig, OptMode: optMode},
+		files: s.Files,
 		labels: map[string]string{
 			"maintainer":   "someone",
 			LabelMRENCLAVE: hex.EncodeToString(mr[:]), LabelMRSIGNER: hex.EncodeToString(mrsigner[:]),
-			LabelISVProdID: strconv.Itoa(int(man.ISVProdID)), LabelISVSVN: strconv.Itoa(int(man.ISVSVN)), LabelLayout: LayoutV1,
+			LabelISVProdID: strconv.Itoa(int(man.ISVProdID)), LabelISVSVN: strconv.Itoa(int(man.ISVSVN)), LabelEnclave: EnclaveGramineSGX,
 		},
 		entrypoint: Entrypoint,
 		mrenclave:  mr,
@@ -225,11 +231,12 @@ func testManifest() Manifest {
 	return Manifest{
 		Entrypoint: []string{"/usr/bin/hello"}, Args: []string{"--port", "8443"}, Env: []EnvVar{{"PATH", "/usr/bin"}},
 		MemorySize: 64 << 20, Threads: 2, ISVProdID: 7, ISVSVN: 3,
+		Certificate: &Certificate{Domain: "hello.example.com", KeyType: "ec-p256", KeyPath: "/run/cloister/key.pem", CertPath: "/run/cloister/cert.pem"},
 	}
 }
 
 func TestFilesTar(t *testing.T) {
-	f := Files{Launcher: testLauncher, Manifest: []byte("{}\n"), TrustedFiles: []byte("cloister-trusted-files v1\n"), SigStruct: make([]byte, sgx.SigStructSize)}
+	f := Files{Config: []byte("{}\n"), TrustedFiles: []byte("cloister-trusted-files v1\n"), Manifest: []byte("[libos]\n"), SigStruct: make([]byte, sgx.SigStructSize)}
 	a, err := f.Tar()
 	if err != nil {
 		t.Fatal(err)
@@ -260,22 +267,13 @@ func TestFilesTar(t *testing.T) {
 		entries = append(entries, got{h.Name, h.Typeflag, h.Mode, h.Size})
 	}
 	want := []got{
-		{"opt/", tar.TypeDir, 0o755, 0},
-		{"opt/cloister/", tar.TypeDir, 0o755, 0},
-		{"opt/cloister/launcher", tar.TypeReg, 0o755, int64(len(testLauncher))},
+		{"opt/cloister/app.manifest.sgx", tar.TypeReg, 0o644, 8},
+		{"opt/cloister/app.sig", tar.TypeReg, 0o644, sgx.SigStructSize},
 		{"opt/cloister/manifest.json", tar.TypeReg, 0o644, 3},
-		{"opt/cloister/sigstruct.bin", tar.TypeReg, 0o644, sgx.SigStructSize},
 		{"opt/cloister/trusted-files", tar.TypeReg, 0o644, 26},
 	}
 	if !slices.Equal(entries, want) {
 		t.Fatalf("Tar entries = %v, want %v", entries, want)
-	}
-
-	f.OptMode = 0o750 | fs.ModeSetgid
-	c, _ := f.Tar()
-	h, err := tar.NewReader(bytes.NewReader(c)).Next()
-	if err != nil || h.Mode != 0o2750 {
-		t.Fatalf("opt/ with OptMode 0750|setgid: mode %o, %v; want 2750", h.Mode, err)
 	}
 }
 
@@ -322,14 +320,22 @@ func TestMeasureImageProblems(t *testing.T) {
 			q.files.SigStruct, q.labels = p.files.SigStruct, p.labels
 			*p = *q
 		}, "ENCLAVEHASH"},
-		{"launcher replaced", func(p *parts) { p.files.Launcher = append(slices.Clone(testLauncher), 'x') }, "launcher"},
-		{"manifest not canonical", func(p *parts) { p.files.Manifest = bytes.Replace(p.files.Manifest, []byte(`":`), []byte(`": `), 1) }, "manifest"},
+		{"launcher replaced", func(p *parts) {
+			p.lower = append(slices.Clone(p.lower[:len(p.lower)-1]), runtimeLayer(t, append(slices.Clone(testLauncher), 'x')))
+		}, "launcher"},
+		{"manifest not canonical", func(p *parts) { p.files.Config = bytes.Replace(p.files.Config, []byte(`":`), []byte(`": `), 1) }, "manifest"},
+		{"Gramine manifest edited", func(p *parts) {
+			p.files.Manifest = bytes.Replace(p.files.Manifest, []byte("\"/opt/cloister/launcher\",\n    \"--\","), []byte(`"/usr/bin/hello",`), 1)
+		}, "not the one Cloister writes"},
+		{"Gramine manifest with a file left out", func(p *parts) {
+			p.files.Manifest = bytes.Replace(p.files.Manifest, []byte(`uri = "file:/usr/bin/hello"`), []byte(`uri = "file:/usr/bin/hellO"`), 1)
+		}, "file /usr/bin/hellO"},
 		{"SIGSTRUCT signature corrupted", func(p *parts) {
 			p.files.SigStruct = slices.Clone(p.files.SigStruct)
 			p.files.SigStruct[600] ^= 1
 		}, "signature does not verify"},
 		{"SIGSTRUCT for a debug enclave", resign(func(f sgx.SigStructFields) sgx.SigStructFields {
-			f.Attributes[0] |= sgx.AttributeDebug
+			f.Attributes[0] |= 0x2 // DEBUG
 			return f
 		}), "ATTRIBUTES"},
 		{"SIGSTRUCT with another ISVSVN", resign(func(f sgx.SigStructFields) sgx.SigStructFields { f.ISVSVN = 4; return f }), "ISVPRODID/ISVSVN"},
@@ -337,14 +343,13 @@ func TestMeasureImageProblems(t *testing.T) {
 		{"MRENCLAVE label wrong", func(p *parts) { p.labels[LabelMRENCLAVE] = strings.Repeat("00", 32) }, "label " + LabelMRENCLAVE},
 		{"MRSIGNER label missing", func(p *parts) { delete(p.labels, LabelMRSIGNER) }, "label " + LabelMRSIGNER + ": missing"},
 		{"ISVSVN label wrong", func(p *parts) { p.labels[LabelISVSVN] = "9" }, "label " + LabelISVSVN},
-		{"layout label wrong", func(p *parts) { p.labels[LabelLayout] = "v2" }, "label " + LabelLayout},
+		{"enclave label wrong", func(p *parts) { p.labels[LabelEnclave] = "v1" }, "label " + LabelEnclave},
 		{"entrypoint not the launcher", func(p *parts) { p.entrypoint = []string{"/usr/bin/hello"} }, "entrypoint"},
 		{"extra file in the top layer", func(p *parts) { p.extra = []tarEnt{file("usr/bin/hello", 0o755, "evil")} }, `"usr/bin/hello"`},
 		{"whiteout in the top layer", func(p *parts) { p.extra = []tarEnt{file("etc/.wh.hosts", 0o644, "")} }, "top layer"},
-		{"top layer opt/ of another mode", func(p *parts) { p.files.OptMode = 0o755 }, "mode 0755"},
-		{"lower layers have /opt/cloister", func(p *parts) {
-			p.lower = append(slices.Clone(p.lower), layerOf(t, tarOf(t, file("opt/cloister/launcher", 0o755, "old"))))
-		}, "already have /opt/cloister"},
+		{"a file added below the top layer", func(p *parts) {
+			p.lower = append(slices.Clone(p.lower), layerOf(t, tarOf(t, file("opt/cloister/gramine/extra.so", 0o644, "x"))))
+		}, "trusted-file list"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := good()
@@ -370,8 +375,8 @@ func TestMeasureImageErrors(t *testing.T) {
 	}
 	f := p.files
 	noSig, err := mutate.AppendLayers(empty.Image, append(slices.Clone(p.lower), layerOf(t, tarOf(t,
-		folder("opt/", 0o755), folder("opt/cloister/", 0o755), file("opt/cloister/launcher", 0o755, string(f.Launcher)),
-		file("opt/cloister/manifest.json", 0o644, string(f.Manifest)), file("opt/cloister/trusted-files", 0o644, string(f.TrustedFiles)))))...)
+		file("opt/cloister/app.manifest.sgx", 0o644, string(f.Manifest)),
+		file("opt/cloister/manifest.json", 0o644, string(f.Config)), file("opt/cloister/trusted-files", 0o644, string(f.TrustedFiles)))))...)
 	if err != nil {
 		t.Fatal(err)
 	}

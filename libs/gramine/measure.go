@@ -2,6 +2,7 @@ package gramine
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 
 	"github.com/cloister-cc/cloister/libs/sgx"
@@ -61,6 +62,10 @@ const (
 	minEnclaveSizeLog = 13 // two pages, the least ECREATE takes
 )
 
+// ThreadFootprint is the enclave memory each thread takes: its SSA
+// frames, TCS, TLS page, stack and signal stack.
+const ThreadFootprint = ssaFrameSize*ssaFrameNum + tcsSize + pageSize + stackSize + sigStackSize
+
 // Enclave is everything Gramine's MRENCLAVE depends on: the manifest's
 // bytes exactly as signed, the PAL, and three of the manifest's values.
 type Enclave struct {
@@ -70,6 +75,10 @@ type Enclave struct {
 	MaxThreads int    // sgx.max_threads
 	EDMM       bool   // sgx.edmm_enable: the free area is added at run time, unmeasured
 }
+
+// ErrTooSmall is returned, wrapped, when the enclave's areas do not fit
+// its size, as the signer's "Enclave size is not large enough".
+var ErrTooSmall = errors.New("gramine: enclave too small")
 
 // Area is a range of enclave memory as Gramine's signer lists it with
 // --verbose: the ELF segments of the PAL each as their own area.
@@ -204,7 +213,7 @@ func (e Enclave) layout() ([]*area, error) {
 			continue
 		}
 		if a.size > last || last-a.size < heapMin {
-			return nil, fmt.Errorf("an enclave of %s is not large enough for %d threads and this manifest and PAL", FormatSize(e.Size), e.MaxThreads)
+			return nil, fmt.Errorf("%w: an enclave of %s is not large enough for %d threads and this manifest and PAL", ErrTooSmall, FormatSize(e.Size), e.MaxThreads)
 		}
 		a.addr, a.placed = last-a.size, true
 		last = a.addr

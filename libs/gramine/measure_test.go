@@ -122,3 +122,27 @@ func TestVectors(t *testing.T) {
 		})
 	}
 }
+
+// TestStandInELF: the stand-in loads and measures like a PAL, and two
+// stand-ins differ.
+func TestStandInELF(t *testing.T) {
+	man := readFile(t, filepath.Join(vectorDirs(t)[0], "app.manifest.sgx"))
+	a, err := Measure(man, StandInELF("libpal.so"))
+	if err != nil {
+		t.Fatalf("Measure with the stand-in = %v", err)
+	}
+	b, err := Measure(man, StandInELF("other"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.MRENCLAVE == b.MRENCLAVE {
+		t.Error("two stand-ins measure the same")
+	}
+	var descs []string
+	for _, ar := range a.Areas {
+		descs = append(descs, ar.Desc+":"+ar.Prot())
+	}
+	if got := strings.Join(descs, " "); !strings.Contains(got, "data:R-- code:R-X data:RW- free:RWX") {
+		t.Errorf("areas %s, want the stand-in's three segments", got)
+	}
+}

@@ -19,6 +19,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
+	"github.com/cloister-cc/cloister/libs/enclave"
 	"github.com/cloister-cc/cloister/libs/pki"
 	"github.com/cloister-cc/cloister/libs/testkit"
 	"github.com/cloister-cc/cloister/services/gateway/api"
@@ -180,8 +181,12 @@ func startImageWorker(t *testing.T, s *stack) {
 	}
 	// The converter measures the launcher as opaque bytes.
 	launcher := []byte("#!/bin/sh\n# not the real launcher\n")
+	rt, err := enclave.StandInRuntime("registry.test/gramine-runtime-standin")
+	if err != nil {
+		t.Fatal(err)
+	}
 	ic, err := imageconverter.Start(context.Background(), imageconverter.Config{NATS: s.nats.Connect(t), KEK: kek,
-		GenerateKey: reuseSigningKey, Launcher: launcher, JobAckWait: 5 * time.Second})
+		GenerateKey: reuseSigningKey, Launcher: launcher, Runtime: rt, JobAckWait: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

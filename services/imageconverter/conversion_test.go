@@ -77,11 +77,21 @@ type convertStack struct {
 	account, app, host string
 }
 
+// standInRuntime is Cloister's stand-in Gramine runtime.
+func standInRuntime(t testing.TB) *enclave.Runtime {
+	t.Helper()
+	rt, err := enclave.StandInRuntime("registry.test/gramine-runtime-standin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rt
+}
+
 func startConverter(t *testing.T, n *testkit.NATS, withWorker bool, opts ...remote.Option) {
 	t.Helper()
 	cfg := imageconverter.Config{NATS: n.Connect(t), KEK: kek, GenerateKey: reuseKey, JobAckWait: 2 * time.Second, RegistryOptions: opts}
 	if withWorker {
-		cfg.Launcher = launcher
+		cfg.Launcher, cfg.Runtime = launcher, standInRuntime(t)
 	}
 	svc, err := imageconverter.Start(context.Background(), cfg)
 	if err != nil {
@@ -330,8 +340,12 @@ func workerChild() {
 		os.Exit(1)
 	}
 	slow := &slowTransport{next: http.DefaultTransport, delay: 300 * time.Millisecond}
+	rt, err := enclave.StandInRuntime("registry.test/gramine-runtime-standin")
+	if err != nil {
+		os.Exit(1)
+	}
 	_, err = imageconverter.Start(context.Background(), imageconverter.Config{NATS: nc, KEK: kek, GenerateKey: reuseKey,
-		Launcher: launcher, JobAckWait: 2 * time.Second, RegistryOptions: []remote.Option{remote.WithTransport(slow)}})
+		Launcher: launcher, Runtime: rt, JobAckWait: 2 * time.Second, RegistryOptions: []remote.Option{remote.WithTransport(slow)}})
 	if err != nil {
 		os.Exit(1)
 	}

@@ -3,8 +3,12 @@ package imageconverter
 import (
 	"context"
 	"errors"
+	"fmt"
+	"sync"
 
 	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/cloister-cc/cloister/libs/enclave"
@@ -16,7 +20,45 @@ import (
 // converter adapts the convert package to the service's Converter port.
 type converter struct {
 	launcher []byte
+	runtime  *runtimeLoader
 	options  []remote.Option
+}
+
+// runtimeLoader pulls the Gramine runtime image once, on the first
+// conversion that needs it, and keeps it; a failed pull is tried again by
+// the next conversion.
+type runtimeLoader struct {
+	ref     string
+	options []remote.Option
+	mu      sync.Mutex
+	rt      *enclave.Runtime
+}
+
+func (l *runtimeLoader) load(ctx context.Context) (*enclave.Runtime, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.rt != nil {
+		return l.rt, nil
+	}
+	ref, err := name.ParseReference(l.ref)
+	if err != nil {
+		return nil, fmt.Errorf("the Gramine runtime image %q: %w", l.ref, err)
+	}
+	opts := append([]remote.Option{remote.WithContext(ctx), remote.WithPlatform(v1.Platform{OS: "linux", Architecture: "amd64"})}, l.options...)
+	img, err := remote.Image(ref, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("pulling the Gramine runtime image %s: %w", l.ref, err)
+	}
+	d, err := img.Digest()
+	if err != nil {
+		return nil, fmt.Errorf("pulling the Gramine runtime image %s: %w", l.ref, err)
+	}
+	rt, err := enclave.LoadRuntime(img, ref.Context().Digest(d.String()).String())
+	if err != nil {
+		return nil, fmt.Errorf("the Gramine runtime image %s: %w", l.ref, err)
+	}
+	l.rt = rt
+	return rt, nil
 }
 
 var _ app.Converter = converter{}
@@ -32,7 +74,11 @@ func (c converter) Convert(ctx context.Context, r app.ConvertRequest) (app.Conve
 		a.Certificate = &enclave.Certificate{Domain: s.Certificate.Domain, KeyType: string(s.Certificate.KeyType),
 			KeyPath: s.Certificate.KeyPath, CertPath: s.Certificate.CertPath}
 	}
-	req := convert.Request{Input: r.Input, Output: r.Output, App: a, Launcher: c.launcher, Signer: r.Signer, Now: r.Now,
+	rt, err := c.runtime.load(ctx)
+	if err != nil {
+		return app.ConvertResult{}, &app.ConvertError{Reason: string(convert.ReasonInternal), Message: err.Error(), Transient: true}
+	}
+	req := convert.Request{Input: r.Input, Output: r.Output, App: a, Launcher: c.launcher, Runtime: rt, Signer: r.Signer, Now: r.Now,
 		InputAuth: authOf(r.InputAuth), OutputAuth: authOf(r.OutputAuth), Options: c.options}
 	if r.Progress != nil {
 		req.Progress = func(p convert.Progress) {
@@ -48,7 +94,7 @@ func (c converter) Convert(ctx context.Context, r app.ConvertRequest) (app.Conve
 		return app.ConvertResult{}, err
 	}
 	return app.ConvertResult{Ref: res.Ref, Digest: res.Digest, MRENCLAVE: res.MRENCLAVE, MRSIGNER: res.MRSIGNER,
-		ISVProdID: res.ISVProdID, ISVSVN: res.ISVSVN}, nil
+		ISVProdID: res.ISVProdID, ISVSVN: res.ISVSVN, Runtime: res.Runtime, RuntimeStandIn: res.RuntimeStandIn}, nil
 }
 
 func authOf(a *app.Auth) authn.Authenticator {

@@ -14,6 +14,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/nats-io/nats.go"
 
+	"github.com/cloister-cc/cloister/libs/enclave"
 	"github.com/cloister-cc/cloister/libs/events"
 	"github.com/cloister-cc/cloister/libs/kv"
 	"github.com/cloister-cc/cloister/libs/natsrpc"
@@ -38,6 +39,12 @@ type Config struct {
 	// image. Without it this process serves the API only, and conversion
 	// jobs wait for a process that has one.
 	Launcher []byte
+	// GramineImage names the Gramine runtime image whose runtime every
+	// converted image carries, pulled on the first conversion; Runtime,
+	// if set, is that runtime already loaded (tests and -dev). A process
+	// with a Launcher needs one of the two.
+	GramineImage string
+	Runtime      *enclave.Runtime
 	// RegistryOptions are extra go-containerregistry options (a transport
 	// for tests or proxies).
 	RegistryOptions []remote.Option
@@ -79,7 +86,11 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 	acfg := app.Config{Apps: st.Apps, Keys: st.Keys, Images: images, Registries: registries, Audit: events.AuditLog{JS: js, Producer: store.Producer},
 		KEK: cfg.KEK, Clock: cfg.Clock, GenerateKey: cfg.GenerateKey, Logger: logger}
 	if len(cfg.Launcher) > 0 {
-		acfg.Converter = converter{launcher: cfg.Launcher, options: cfg.RegistryOptions}
+		if cfg.Runtime == nil && cfg.GramineImage == "" {
+			return nil, errors.New("imageconverter: converting needs a Gramine runtime image (GramineImage)")
+		}
+		acfg.Converter = converter{launcher: cfg.Launcher, options: cfg.RegistryOptions,
+			runtime: &runtimeLoader{ref: cfg.GramineImage, rt: cfg.Runtime, options: cfg.RegistryOptions}}
 	}
 	svc, err := app.New(acfg)
 	if err != nil {

@@ -72,7 +72,7 @@ func helloSpec() *imageconverterv1.AppSpec {
 	return &imageconverterv1.AppSpec{Name: "hello", Description: "says hello", InputImage: "registry.example.com/samples/hello:1",
 		OutputImage: "registry.example.com/samples/hello-sgx", Isvprodid: 7, Isvsvn: 2, MemorySize: 512 << 20, Threads: 8,
 		Entrypoint: []string{"/hello"}, Args: []string{"--port", "8443"}, Env: []*imageconverterv1.EnvVar{{Name: "MODE", Value: "prod"}},
-		PassthroughEnv: []string{"TZ"}, RwDirs: []string{"/tmp", "/run/cloister"},
+		PassthroughEnv: []string{"TZ"}, RwDirs: []string{"/tmp", "/var/cache/hello"},
 		Certificate: &imageconverterv1.CertificateConfig{Domain: "hello.cloister.test", KeyType: "ec-p384"}}
 }
 

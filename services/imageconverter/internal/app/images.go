@@ -77,6 +77,11 @@ type ConvertResult struct {
 	Ref, Digest         string
 	MRENCLAVE, MRSIGNER [32]byte
 	ISVProdID, ISVSVN   uint16
+	// Runtime is the Gramine runtime image the image carries, by digest;
+	// RuntimeStandIn says it is Cloister's stand-in, which starts no
+	// enclave.
+	Runtime        string
+	RuntimeStandIn bool
 }
 
 // ConvertError is a failed conversion with a reason a user can act on.
@@ -328,6 +333,7 @@ func (s *Service) runConversion(ctx context.Context, accountID, imageID string, 
 	latestMu.Unlock()
 	img.Status, img.Ref, img.Digest = domain.StatusConverted, res.Ref, res.Digest
 	img.MRENCLAVE, img.MRSIGNER = res.MRENCLAVE[:], res.MRSIGNER[:]
+	img.GramineRuntime, img.GramineRuntimeStandIn = res.Runtime, res.RuntimeStandIn
 	img.ISVProdID, img.ISVSVN = res.ISVProdID, res.ISVSVN
 	_, err = s.update(ctx, img, func(i domain.Image) any { return ImageConverted{Image: i} })
 	return err

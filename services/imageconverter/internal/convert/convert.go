@@ -1,23 +1,27 @@
-// Package convert turns an ordinary container image into a Cloister
+// Package convert turns an ordinary container image into a Gramine SGX
 // enclave image (docs/enclave-layout.md, docs/trusted-files.md): it pulls
 // the input, lists its final filesystem while streaming every layer once,
-// builds and measures the enclave manifest, signs a SIGSTRUCT, and pushes
-// the input's layers unchanged plus one layer with /opt/cloister.
+// writes the launcher's manifest and the Gramine manifest, measures the
+// enclave as Gramine's signer does, signs its SIGSTRUCT, and pushes the
+// input's layers unchanged, the runtime layer (the launcher and Gramine's
+// runtime, the same for every image) and one small layer with the
+// manifests and the signature.
 package convert
 
 import (
 	"bytes"
 	"context"
 	"crypto/rsa"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"maps"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -68,6 +72,8 @@ type Request struct {
 	App        App
 	// Launcher is the launcher binary, placed at enclave.LauncherPath.
 	Launcher []byte
+	// Runtime is Gramine's runtime, copied to enclave.GramineDir.
+	Runtime *enclave.Runtime
 	// Signer is the account's enclave signing key: RSA-3072, e = 3.
 	Signer *rsa.PrivateKey
 	// Now is the SIGSTRUCT's date (the zero time: time.Now). Nothing else
@@ -87,8 +93,8 @@ const (
 	// PhasePull streams the input's layers once, listing their files
 	// while they download: Bytes and TotalBytes count compressed bytes.
 	PhasePull = "pull"
-	// PhaseMeasure builds the manifest, MRENCLAVE, the SIGSTRUCT and the
-	// new layer: one step (Layers 0 then 1 of 1).
+	// PhaseMeasure builds the manifests, MRENCLAVE, the SIGSTRUCT and the
+	// top layer: one step (Layers 0 then 1 of 1).
 	PhaseMeasure = "measure"
 	// PhasePush writes the output: Bytes and TotalBytes count every blob,
 	// mounted and existing ones included; Layers reaches TotalLayers when
@@ -112,7 +118,10 @@ type Result struct {
 	MRENCLAVE, MRSIGNER [32]byte
 	ISVProdID, ISVSVN   uint16
 	Layers              int    // layers of the output image
-	Manifest            []byte // the enclave manifest's canonical bytes
+	Manifest            []byte // the launcher's manifest, canonical bytes
+	GramineManifest     []byte // the .manifest.sgx: what MRENCLAVE measures
+	Runtime             string // the Gramine runtime image, by digest
+	RuntimeStandIn      bool   // the runtime is Cloister's stand-in
 }
 
 var linuxAMD64 = v1.Platform{OS: "linux", Architecture: "amd64"}
@@ -139,39 +148,45 @@ func Convert(ctx context.Context, r Request) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	list, err := src.walk(ctx, rep)
+	mt := types.OCILayer
+	if src.mediaType == types.DockerManifestSchema2 {
+		mt = types.DockerLayer
+	}
+	rtLayer, err := runtimeLayer(r.Runtime, r.Launcher, mt)
+	if err != nil {
+		return nil, err
+	}
+	list, err := src.walk(ctx, rep, rtLayer)
 	if err != nil {
 		return nil, err
 	}
 
 	rep.send(Progress{Phase: PhaseMeasure, TotalLayers: 1})
-	optMode, err := optDir(list)
+	if err := checkOpt(list, r.Runtime); err != nil {
+		return nil, err
+	}
+	m, err := manifestFor(r.App, src.config.Config)
 	if err != nil {
 		return nil, err
 	}
-	trusted, err := enclave.Trusted(list, r.App.RWDirs)
+	libpal, _ := r.Runtime.File(enclave.LibPALPath)
+	sealed, err := enclave.Seal(m, list, libpal, r.Signer, now)
 	if err != nil {
+		if errors.Is(err, enclave.ErrManifest) {
+			return nil, &Error{Reason: ReasonInvalidApp, Err: err}
+		}
 		return nil, &Error{Reason: ReasonInternal, Err: err}
 	}
-	encoded := trusted.Encode()
-	m, err := manifestFor(r.App, src.config.Config, encoded, r.Launcher)
-	if err != nil {
-		return nil, err
-	}
-	files, mrenclave, err := measure(m, encoded, r, now)
-	if err != nil {
-		return nil, err
-	}
-	files.OptMode = optMode
+	mrenclave := sealed.Measurement.MRENCLAVE
 	mrsigner := sgx.MRSIGNEROf(&r.Signer.PublicKey)
-	img, err := src.output(files, mrenclave, mrsigner, r.App)
+	img, err := src.output(rtLayer, sealed.Files, mrenclave, mrsigner, r.App, r.Runtime, mt)
 	if err != nil {
 		return nil, err
 	}
 	rep.send(Progress{Phase: PhaseMeasure, Layers: 1, TotalLayers: 1})
 
 	pushOpts := []remote.Option{remote.WithContext(ctx), remote.WithAuth(orAnonymous(r.OutputAuth))}
-	if err := push(out, img, len(src.layers)+1, pushOpts, r.Options, rep); err != nil {
+	if err := push(out, img, len(src.layers)+2, pushOpts, r.Options, rep); err != nil {
 		return nil, err
 	}
 	d, err := img.Digest()
@@ -179,15 +194,46 @@ func Convert(ctx context.Context, r Request) (*Result, error) {
 		return nil, &Error{Reason: ReasonInternal, Err: fmt.Errorf("digest of the output: %w", err)}
 	}
 	return &Result{
-		Ref:       out.Context().Digest(d.String()).String(),
-		Digest:    d.String(),
-		MRENCLAVE: mrenclave,
-		MRSIGNER:  mrsigner,
-		ISVProdID: r.App.ISVProdID,
-		ISVSVN:    r.App.ISVSVN,
-		Layers:    len(src.layers) + 1,
-		Manifest:  files.Manifest,
+		Ref:             out.Context().Digest(d.String()).String(),
+		Digest:          d.String(),
+		MRENCLAVE:       mrenclave,
+		MRSIGNER:        mrsigner,
+		ISVProdID:       r.App.ISVProdID,
+		ISVSVN:          r.App.ISVSVN,
+		Layers:          len(src.layers) + 2,
+		Manifest:        sealed.Files.Config,
+		GramineManifest: sealed.Files.Manifest,
+		Runtime:         r.Runtime.Ref,
+		RuntimeStandIn:  r.Runtime.StandIn,
 	}, nil
+}
+
+// runtimeLayers caches the runtime layer, which is the same for every
+// conversion with the same runtime, launcher and media type: building and
+// compressing it each time would cost as much as a small conversion.
+var runtimeLayers sync.Map // runtimeKey → *blobLayer
+
+type runtimeKey struct {
+	runtime  *enclave.Runtime
+	launcher [32]byte
+	mt       types.MediaType
+}
+
+func runtimeLayer(rt *enclave.Runtime, launcher []byte, mt types.MediaType) (*blobLayer, error) {
+	k := runtimeKey{rt, sha256.Sum256(launcher), mt}
+	if l, ok := runtimeLayers.Load(k); ok {
+		return l.(*blobLayer), nil
+	}
+	raw, err := enclave.RuntimeLayer(rt, launcher)
+	if err != nil {
+		return nil, &Error{Reason: ReasonInternal, Err: err}
+	}
+	l, err := newLayer(raw, mt)
+	if err != nil {
+		return nil, &Error{Reason: ReasonInternal, Err: err}
+	}
+	runtimeLayers.Store(k, l)
+	return l, nil
 }
 
 func (r *Request) check() (name.Reference, name.Tag, error) {
@@ -196,6 +242,8 @@ func (r *Request) check() (name.Reference, name.Tag, error) {
 		return nil, name.Tag{}, fail(ReasonInternal, "no enclave signing key")
 	case len(r.Launcher) == 0:
 		return nil, name.Tag{}, fail(ReasonInternal, "no launcher binary")
+	case r.Runtime == nil:
+		return nil, name.Tag{}, fail(ReasonInternal, "no Gramine runtime")
 	}
 	in, err := name.ParseReference(r.Input)
 	if err != nil {
@@ -367,26 +415,32 @@ func platformChild(raw []byte) (v1.Hash, error) {
 	return found.Digest, nil
 }
 
-// optDir checks that the converter's files can go to /opt/cloister
-// without changing what the trusted-file list says, and returns the mode
-// of the input's /opt (0 if it has none).
-func optDir(list *imagefs.List) (fs.FileMode, error) {
-	var mode fs.FileMode
-	if e, ok := list.Lookup("opt"); ok {
-		if e.Type != imagefs.TypeDir {
-			return 0, fail(ReasonInvalidImage, "/opt is a %v in the input image; the enclave's files go to %s, so /opt must be a directory", e.Type, enclave.Dir)
+// checkOpt checks that the runtime layer landed in /opt/cloister as it
+// is, on top of the input: the input's /opt, if it has one, is a
+// directory, and the input has nothing in /opt/cloister (a converted image
+// is not converted again), so that everything there is the runtime
+// layer's.
+func checkOpt(list *imagefs.List, rt *enclave.Runtime) error {
+	if e, ok := list.Lookup("opt"); !ok || e.Type != imagefs.TypeDir {
+		return fail(ReasonInvalidImage, "/opt is a %v in the input image; the enclave's files go to %s, so /opt must be a directory", e.Type, enclave.Dir)
+	}
+	ours := map[string]bool{strings.TrimPrefix(enclave.Dir, "/"): true, strings.TrimPrefix(enclave.GramineDir, "/"): true,
+		strings.TrimPrefix(enclave.LauncherPath, "/"): true}
+	for _, f := range rt.Files {
+		ours[strings.TrimPrefix(enclave.GramineDir, "/")+"/"+f.Path] = true
+	}
+	prefix := strings.TrimPrefix(enclave.Dir, "/") + "/"
+	for e := range list.All() {
+		if strings.HasPrefix(e.Path, prefix) && !ours[e.Path] {
+			return fail(ReasonInvalidImage, "the input image already has /%s in %s: convert the original image, not a converted one", e.Path, enclave.Dir)
 		}
-		mode = e.Mode
 	}
-	if _, ok := list.Lookup(enclave.Dir); ok {
-		return 0, fail(ReasonInvalidImage, "the input image already has %s: convert the original image, not a converted one", enclave.Dir)
-	}
-	return mode, nil
+	return nil
 }
 
-// manifestFor builds the enclave manifest from the app, the image config,
-// the encoded trusted-file list and the launcher.
-func manifestFor(app App, cfg v1.Config, list, launcher []byte) (enclave.Manifest, error) {
+// manifestFor builds the launcher's manifest from the app and the image
+// config; enclave.Seal adds its digests.
+func manifestFor(app App, cfg v1.Config) (enclave.Manifest, error) {
 	ep, args := app.Entrypoint, app.Args
 	if len(ep) == 0 {
 		switch {
@@ -443,49 +497,17 @@ func manifestFor(app App, cfg v1.Config, list, launcher []byte) (enclave.Manifes
 		ISVSVN:           app.ISVSVN,
 		Debug:            app.Debug,
 		Certificate:      app.Certificate,
-		TrustedFiles:     enclave.Digest(list),
-		Launcher:         enclave.Digest(launcher),
 	}, nil
 }
 
-// measure encodes the manifest, computes MRENCLAVE and signs the
-// SIGSTRUCT.
-func measure(m enclave.Manifest, list []byte, r Request, now time.Time) (enclave.Files, [32]byte, error) {
-	mb, err := m.Encode()
-	if err != nil {
-		if errors.Is(err, enclave.ErrManifest) {
-			return enclave.Files{}, [32]byte{}, &Error{Reason: ReasonInvalidApp, Err: err}
-		}
-		return enclave.Files{}, [32]byte{}, &Error{Reason: ReasonInternal, Err: err}
-	}
-	layout := enclave.Layout(r.Launcher, mb, &m)
-	mrenclave, err := layout.MRENCLAVE()
-	if err != nil {
-		var le *sgx.LayoutError
-		if errors.As(err, &le) && le.Field != "launcher" {
-			return enclave.Files{}, [32]byte{}, &Error{Reason: ReasonInvalidApp, Err: err}
-		}
-		return enclave.Files{}, [32]byte{}, &Error{Reason: ReasonInternal, Err: fmt.Errorf("measuring the enclave: %w", err)}
-	}
-	fields := enclave.SigStructFields(layout, mrenclave, r.App.ISVProdID, r.App.ISVSVN, sgx.SigStructDate(now))
-	sig, err := sgx.SignSigStruct(fields, r.Signer)
-	if err != nil {
-		return enclave.Files{}, [32]byte{}, &Error{Reason: ReasonInternal, Err: fmt.Errorf("signing the SIGSTRUCT: %w", err)}
-	}
-	return enclave.Files{Launcher: r.Launcher, Manifest: mb, TrustedFiles: list, SigStruct: sig}, mrenclave, nil
-}
-
-// output is the input with the /opt/cloister layer on top, the launcher
-// as entrypoint and the measurement in the labels; the rest of the config
-// (env, working dir, user, created...) is the input's.
-func (s *source) output(files enclave.Files, mrenclave, mrsigner [32]byte, app App) (v1.Image, error) {
+// output is the input with the runtime layer and the top layer on top,
+// the launcher as entrypoint and the measurement and the runtime in the
+// labels; the rest of the config (env, working dir, user, created...) is
+// the input's.
+func (s *source) output(rtLayer *blobLayer, files enclave.Files, mrenclave, mrsigner [32]byte, app App, rt *enclave.Runtime, mt types.MediaType) (v1.Image, error) {
 	raw, err := files.Tar()
 	if err != nil {
 		return nil, &Error{Reason: ReasonInternal, Err: err}
-	}
-	mt := types.OCILayer
-	if s.mediaType == types.DockerManifestSchema2 {
-		mt = types.DockerLayer
 	}
 	layer, err := newLayer(raw, mt)
 	if err != nil {
@@ -502,22 +524,24 @@ func (s *source) output(files enclave.Files, mrenclave, mrsigner [32]byte, app A
 	cf.Config.Labels[enclave.LabelMRSIGNER] = hex.EncodeToString(mrsigner[:])
 	cf.Config.Labels[enclave.LabelISVProdID] = strconv.Itoa(int(app.ISVProdID))
 	cf.Config.Labels[enclave.LabelISVSVN] = strconv.Itoa(int(app.ISVSVN))
-	cf.Config.Labels[enclave.LabelLayout] = enclave.LayoutV1
+	cf.Config.Labels[enclave.LabelEnclave] = enclave.EnclaveGramineSGX
+	cf.Config.Labels[enclave.LabelRuntime] = rt.Ref
+	delete(cf.Config.Labels, enclave.LabelStandInRuntime)
+	if rt.StandIn {
+		cf.Config.Labels[enclave.LabelStandInRuntime] = "true"
+	}
 
 	base, err := mutate.ConfigFile(s.img, cf)
 	if err != nil {
 		return nil, &Error{Reason: ReasonInternal, Err: fmt.Errorf("setting the config: %w", err)}
 	}
-	img, err := mutate.Append(base, mutate.Addendum{
-		Layer: layer,
-		History: v1.History{
-			Created:   historyTime,
-			CreatedBy: "cloister image convert",
-			Comment:   "Cloister enclave runtime in " + enclave.Dir,
-		},
-	})
+	img, err := mutate.Append(base,
+		mutate.Addendum{Layer: rtLayer, History: v1.History{Created: historyTime, CreatedBy: "cloister image convert",
+			Comment: "Cloister's launcher and Gramine's runtime (" + rt.Ref + ") in " + enclave.Dir}},
+		mutate.Addendum{Layer: layer, History: v1.History{Created: historyTime, CreatedBy: "cloister image convert",
+			Comment: "the enclave's manifests and SIGSTRUCT in " + enclave.Dir}})
 	if err != nil {
-		return nil, &Error{Reason: ReasonInternal, Err: fmt.Errorf("adding the enclave layer: %w", err)}
+		return nil, &Error{Reason: ReasonInternal, Err: fmt.Errorf("adding the enclave layers: %w", err)}
 	}
 	return img, nil
 }

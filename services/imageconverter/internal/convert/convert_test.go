@@ -32,6 +32,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/validate"
 
 	"github.com/cloister-cc/cloister/libs/enclave"
+	"github.com/cloister-cc/cloister/libs/gramine"
 	"github.com/cloister-cc/cloister/libs/imagefs"
 	"github.com/cloister-cc/cloister/libs/sgx"
 )
@@ -405,7 +406,21 @@ func testApp() App {
 var testNow = time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
 
 func request(t testing.TB, in, out string) Request {
-	return Request{Input: in, Output: out, App: testApp(), Launcher: testLauncher, Signer: testKey(t), Now: testNow}
+	return Request{Input: in, Output: out, App: testApp(), Launcher: testLauncher, Runtime: testRuntime(t), Signer: testKey(t), Now: testNow}
+}
+
+// standInRuntime is Cloister's stand-in Gramine runtime, loaded once.
+var standInRuntime = sync.OnceValues(func() (*enclave.Runtime, error) {
+	return enclave.StandInRuntime("registry.test/gramine-runtime-standin")
+})
+
+func testRuntime(t testing.TB) *enclave.Runtime {
+	t.Helper()
+	rt, err := standInRuntime()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rt
 }
 
 func mustConvert(t testing.TB, r Request) *Result {
@@ -443,6 +458,26 @@ func readFile(t testing.TB, img v1.Image, p string) []byte {
 	return b
 }
 
+// withRuntime is img with the runtime layer of the stand-in runtime and
+// testLauncher on top: what the converted image's trusted-file list
+// covers.
+func withRuntime(t testing.TB, img v1.Image) v1.Image {
+	t.Helper()
+	raw, err := enclave.RuntimeLayer(testRuntime(t), testLauncher)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(raw)), nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := mutate.AppendLayers(img, l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
 func trustedFiles(t testing.TB, img v1.Image) *imagefs.List {
 	t.Helper()
 	l, err := imagefs.TrustedFiles(context.Background(), img)
@@ -466,9 +501,9 @@ func TestConvert(t *testing.T) {
 	res := mustConvert(t, request(t, g.ref("team/app:1"), g.ref("team/app-sgx:1")))
 
 	// Within one registry the input layers are mounted, never uploaded:
-	// only the new layer and the config are.
+	// only the two new layers and the config are.
 	for k, want := range map[string]int{
-		"POST mount": n, "mounted": n, "POST upload": 2, "PATCH upload": 2, "PUT upload": 2, "PUT manifest": 1,
+		"POST mount": n, "mounted": n, "POST upload": 3, "PATCH upload": 3, "PUT upload": 3, "PUT manifest": 1,
 	} {
 		if got := g.count(k); got != want {
 			t.Errorf("%s requests = %d, want %d", k, got, want)
@@ -491,8 +526,8 @@ func TestConvert(t *testing.T) {
 		t.Fatalf("the tag points at %s, want %s", tagged, res.Digest)
 	}
 	outDigests := digests(t, out)
-	if res.Layers != n+1 || len(outDigests) != n+1 || !slices.Equal(outDigests[:n], inDigests) {
-		t.Fatalf("output layers %v (Result.Layers %d), want the input's %v and one more", outDigests, res.Layers, inDigests)
+	if res.Layers != n+2 || len(outDigests) != n+2 || !slices.Equal(outDigests[:n], inDigests) {
+		t.Fatalf("output layers %v (Result.Layers %d), want the input's %v and two more", outDigests, res.Layers, inDigests)
 	}
 
 	cf, err := out.ConfigFile()
@@ -507,7 +542,8 @@ func TestConvert(t *testing.T) {
 	key := testKey(t)
 	for k, want := range map[string]string{
 		enclave.LabelMRENCLAVE: fmt.Sprintf("%x", res.MRENCLAVE), enclave.LabelMRSIGNER: fmt.Sprintf("%x", sgx.MRSIGNEROf(&key.PublicKey)),
-		enclave.LabelISVProdID: "7", enclave.LabelISVSVN: "3", enclave.LabelLayout: "v1",
+		enclave.LabelISVProdID: "7", enclave.LabelISVSVN: "3", enclave.LabelEnclave: "gramine-sgx",
+		enclave.LabelRuntime: testRuntime(t).Ref, enclave.LabelStandInRuntime: "true",
 	} {
 		if got := c.Labels[k]; got != want {
 			t.Errorf("label %s = %q, want %q", k, got, want)
@@ -516,13 +552,21 @@ func TestConvert(t *testing.T) {
 	if res.MRSIGNER != sgx.MRSIGNEROf(&key.PublicKey) || res.ISVProdID != 7 || res.ISVSVN != 3 {
 		t.Fatalf("Result = %+v", res)
 	}
-	if h := cf.History[len(cf.History)-1]; !h.Created.Equal(time.Unix(0, 0)) || len(cf.History) != n+1 || !cf.Created.Equal(time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)) {
+	if h := cf.History[len(cf.History)-1]; !h.Created.Equal(time.Unix(0, 0)) || len(cf.History) != n+2 || !cf.Created.Equal(time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)) {
 		t.Fatalf("history %+v, created %v: want one more entry at the epoch and the input's created time", cf.History, cf.Created)
 	}
 
-	// The enclave's files: all of the input's but those the runtime
-	// provides (etc/hosts here).
-	list, err := enclave.Trusted(trustedFiles(t, in), nil)
+	// The enclave's files: all of the input's and the runtime layer's but
+	// those the container runtime provides (etc/hosts here).
+	ols, err := out.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	below, err := mutate.AppendLayers(empty.Image, ols[:len(ols)-1]...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	list, err := enclave.Trusted(trustedFiles(t, below), []string{"/tmp"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -544,6 +588,16 @@ func TestConvert(t *testing.T) {
 	}
 	if got := readFile(t, out, enclave.LauncherPath); !bytes.Equal(got, testLauncher) {
 		t.Fatal("the launcher in the image is not the launcher given")
+	}
+	if got := readFile(t, out, enclave.LibPALPath); !bytes.Equal(got, gramine.StandInELF("libpal.so")) {
+		t.Fatal("the runtime's libpal.so is not in the image")
+	}
+	gm := readFile(t, out, enclave.GramineManifestPath)
+	if !bytes.Equal(gm, res.GramineManifest) {
+		t.Fatal("Result.GramineManifest is not the image's")
+	}
+	if gmr, err := gramine.Measure(gm, gramine.StandInELF("libpal.so")); err != nil || gmr.MRENCLAVE != res.MRENCLAVE {
+		t.Fatalf("MRENCLAVE of the image's Gramine manifest = %v, %v; want %x", gmr, err, res.MRENCLAVE)
 	}
 	mb := readFile(t, out, enclave.ManifestPath)
 	if !bytes.Equal(mb, res.Manifest) {
@@ -601,8 +655,9 @@ func TestConvert(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if meas.Match || len(meas.Problems) != 1 || !strings.Contains(meas.Problems[0], "trusted-file list") || !strings.Contains(meas.Problems[0], "usr/bin/tool") {
-		t.Fatalf("MeasureImage(altered) = Match %v, problems %q; want one naming the trusted-file list and usr/bin/tool", meas.Match, meas.Problems)
+	if meas.Match || len(meas.Problems) == 0 || !strings.Contains(meas.Problems[0], "trusted-file list") || !strings.Contains(meas.Problems[0], "usr/bin/tool") ||
+		!slices.ContainsFunc(meas.Problems, func(p string) bool { return strings.HasPrefix(p, "file /usr/bin/tool:") }) {
+		t.Fatalf("MeasureImage(altered) = Match %v, problems %q; want them to name usr/bin/tool in the trusted-file list and the Gramine manifest", meas.Match, meas.Problems)
 	}
 }
 
@@ -655,18 +710,21 @@ func TestConvertAcrossRegistries(t *testing.T) {
 		}
 		want += int64(len(copied))
 	}
-	top, _ := out.LayerByDigest(outDigests[n])
-	topSize, _ := top.Size()
+	for _, d := range outDigests[n:] {
+		l, _ := out.LayerByDigest(d)
+		size, _ := l.Size()
+		want += size
+	}
 	m, _ := out.Manifest()
-	want += topSize + m.Config.Size
+	want += m.Config.Size
 	dst.mu.Lock()
 	got := dst.patched
 	dst.mu.Unlock()
 	if got != want {
-		t.Errorf("destination received %d bytes, want %d (input layers, new layer, config)", got, want)
+		t.Errorf("destination received %d bytes, want %d (input layers, runtime and top layers, config)", got, want)
 	}
-	if got := dst.count("PATCH upload"); got != n+2 {
-		t.Errorf("destination PATCHes = %d, want %d", got, n+2)
+	if got := dst.count("PATCH upload"); got != n+3 {
+		t.Errorf("destination PATCHes = %d, want %d", got, n+3)
 	}
 	if got := dst.count("mounted"); got != 0 {
 		t.Errorf("destination mounted %d blobs from another registry", got)
@@ -695,8 +753,8 @@ func TestConvertWithCredentials(t *testing.T) {
 	r := request(t, g.ref("team/app:1"), g.ref("team/app-sgx:1"))
 	r.InputAuth, r.OutputAuth = creds, creds
 	res := mustConvert(t, r)
-	if res.Layers != 4 {
-		t.Fatalf("Result.Layers = %d, want 4", res.Layers)
+	if res.Layers != 5 {
+		t.Fatalf("Result.Layers = %d, want 5", res.Layers)
 	}
 }
 
@@ -787,7 +845,7 @@ func TestConvertIndex(t *testing.T) {
 	g.putIndex(t, "team/multi:1", idx)
 	res := mustConvert(t, request(t, g.ref("team/multi:1"), g.ref("team/multi-sgx:1")))
 	out := g.pull(t, res.Ref)
-	if got := readFile(t, out, enclave.TrustedFilesPath); !bytes.Equal(got, trustedFiles(t, amd).Encode()) {
+	if got := readFile(t, out, enclave.TrustedFilesPath); !bytes.Equal(got, trustedFiles(t, withRuntime(t, amd)).Encode()) {
 		t.Fatalf("converted the wrong platform: trusted files\n%s", got)
 	}
 	if err := validate.Image(out); err != nil {
@@ -849,7 +907,7 @@ func TestConvertLayerMediaTypes(t *testing.T) {
 					t.Fatalf("layer %d: diff ID %s, %v; the config says %s", i, d, err, cf.RootFS.DiffIDs[i])
 				}
 			}
-			if got := readFile(t, out, enclave.TrustedFilesPath); !bytes.Equal(got, trustedFiles(t, tc.img).Encode()) {
+			if got := readFile(t, out, enclave.TrustedFilesPath); !bytes.Equal(got, trustedFiles(t, withRuntime(t, tc.img)).Encode()) {
 				t.Fatalf("trusted files =\n%s", got)
 			}
 			m, _ := out.Manifest()
@@ -947,9 +1005,9 @@ func TestConvertErrors(t *testing.T) {
 		{"index without linux/amd64", func(r *Request) { r.Input = g.ref("team/arm:1") }, ReasonNoPlatform, "linux/arm64/v8, linux/arm/v7, windows/amd64"},
 		{"index without platforms", func(r *Request) { r.Input = g.ref("team/random-index:1") }, ReasonNoPlatform, "no platforms"},
 		{"arm64 image", func(r *Request) { r.Input = g.ref("team/arm-image:1") }, ReasonNoPlatform, "linux/arm64"},
-		{"memory below the minimum", func(r *Request) { r.App.MemorySize = 1 << 20 }, ReasonInvalidApp, "minimum of 2 MiB"},
-		{"memory not page aligned", func(r *Request) { r.App.MemorySize = 64<<20 + 1 }, ReasonInvalidApp, "memory_size"},
-		{"no threads", func(r *Request) { r.App.Threads = 0 }, ReasonInvalidApp, "no threads"},
+		{"memory too small for the threads", func(r *Request) { r.App.MemorySize = 1 << 20; r.App.Threads = 4 }, ReasonInvalidApp, "memory_size 1M is too small"},
+		{"memory not a power of two", func(r *Request) { r.App.MemorySize = 96 << 20 }, ReasonInvalidApp, "memory_size: enclave size 96M is not a power of two: the nearest valid sizes are 64M and 128M"},
+		{"no threads", func(r *Request) { r.App.Threads = 0 }, ReasonInvalidApp, "threads: 0, want 1 to 1024"},
 		{"too many threads", func(r *Request) { r.App.Threads = 1000 }, ReasonInvalidApp, "threads"},
 		{"env set twice", func(r *Request) { r.App.Env = append(r.App.Env, r.App.Env...) }, ReasonInvalidApp, "set twice"},
 		{"bad output reference", func(r *Request) { r.Output = "Not A Reference" }, ReasonInvalidApp, "output image"},
@@ -1080,8 +1138,8 @@ func TestConvertProgress(t *testing.T) {
 	if p := last[PhaseMeasure]; p.Layers != 1 || p.TotalLayers != 1 {
 		t.Errorf("last measure progress %+v", p)
 	}
-	if p := last[PhasePush]; p.Layers != 4 || p.TotalLayers != 4 || p.Bytes != p.TotalBytes || p.TotalBytes < total {
-		t.Errorf("last push progress %+v, want 4 of 4 layers and all of at least %d bytes", p, total)
+	if p := last[PhasePush]; p.Layers != 5 || p.TotalLayers != 5 || p.Bytes != p.TotalBytes || p.TotalBytes < total {
+		t.Errorf("last push progress %+v, want 5 of 5 layers and all of at least %d bytes", p, total)
 	}
 	if n := len(got); n < 10 {
 		t.Errorf("%d progress reports for %d MiB, want more", n, total>>20)
@@ -1089,7 +1147,6 @@ func TestConvertProgress(t *testing.T) {
 }
 
 func TestManifestFor(t *testing.T) {
-	list := []byte("cloister-trusted-files v1\n")
 	base := App{MemorySize: 64 << 20, Threads: 1}
 	for _, tc := range []struct {
 		name     string
@@ -1119,7 +1176,7 @@ func TestManifestFor(t *testing.T) {
 			if tc.app != nil {
 				tc.app(&app)
 			}
-			m, err := manifestFor(app, tc.cfg, list, testLauncher)
+			m, err := manifestFor(app, tc.cfg)
 			if tc.reason != "" {
 				var e *Error
 				if !errors.As(err, &e) || e.Reason != tc.reason {

@@ -33,9 +33,11 @@ func (r reporter) send(p Progress) {
 // side, so that progress counts what is downloaded against the sizes the
 // manifest gives, and so that a failed download can be told from a bad
 // layer.
-func (s *source) walk(ctx context.Context, rep reporter) (*imagefs.List, error) {
+//
+// extra are layers of the converter's own, applied on top and not metered.
+func (s *source) walk(ctx context.Context, rep reporter, extra ...v1.Layer) (*imagefs.List, error) {
 	w := &walker{rep: rep, total: sum(s.sizes), n: len(s.layers)}
-	layers := make([]v1.Layer, len(s.layers))
+	layers := make([]v1.Layer, len(s.layers), len(s.layers)+len(extra))
 	for i, l := range s.layers {
 		ml, err := partial.CompressedToLayer(&meteredLayer{Layer: l, w: w})
 		if err != nil {
@@ -43,6 +45,7 @@ func (s *source) walk(ctx context.Context, rep reporter) (*imagefs.List, error) 
 		}
 		layers[i] = ml
 	}
+	layers = append(layers, extra...)
 	w.report()
 	list, err := imagefs.TrustedFiles(ctx, layersOnly{Image: s.img, layers: layers})
 	if err == nil {

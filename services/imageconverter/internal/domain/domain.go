@@ -15,6 +15,7 @@ import (
 
 	"github.com/cloister-cc/cloister/libs/enclave"
 	"github.com/cloister-cc/cloister/libs/errs"
+	"github.com/cloister-cc/cloister/libs/gramine"
 	"github.com/cloister-cc/cloister/libs/pki"
 )
 
@@ -87,7 +88,6 @@ const (
 	MaxValidityDays  = 397
 	DefaultThreads   = 4
 	DefaultMemory    = 256 << 20
-	memoryGranule    = 1 << 20
 	reservedLauncher = "/opt/cloister"
 )
 
@@ -152,8 +152,10 @@ func (s AppSpec) Check() error {
 		return invalid("isvprodid", "must be 0 to 65535")
 	case s.ISVSVN > 0xffff:
 		return invalid("isvsvn", "must be 0 to 65535")
-	case s.MemorySize < MinMemorySize || s.MemorySize > MaxMemorySize || s.MemorySize%memoryGranule != 0:
-		return invalid("memory_size", "must be a whole number of MiB from %d MiB to %d GiB", MinMemorySize>>20, MaxMemorySize>>30)
+	case s.MemorySize < MinMemorySize || s.MemorySize > MaxMemorySize:
+		return invalid("memory_size", "must be a power of two from %d MiB to %d GiB (Gramine's sgx.enclave_size)", MinMemorySize>>20, MaxMemorySize>>30)
+	case s.MemorySize&(s.MemorySize-1) != 0:
+		return invalid("memory_size", "%s", gramine.ValidateSize(s.MemorySize))
 	case s.Threads < 1 || s.Threads > MaxThreads:
 		return invalid("threads", "must be 1 to %d", MaxThreads)
 	}
@@ -185,7 +187,33 @@ func (s AppSpec) Check() error {
 			return err
 		}
 	}
-	return s.Certificate.check()
+	if err := s.Certificate.check(); err != nil {
+		return err
+	}
+	return s.checkSecretDirs()
+}
+
+// checkSecretDirs refuses key and certificate paths whose directory the
+// enclave cannot keep to itself: the root, or a read-write directory (or
+// one above or below it), which is the host's disk. Gramine mounts an
+// in-enclave tmpfs on each of the two directories.
+func (s AppSpec) checkSecretDirs() error {
+	c := s.Certificate
+	if c.Issuer != IssuerCloister {
+		return nil
+	}
+	for _, f := range []struct{ field, p string }{{"certificate.key_path", c.KeyPath}, {"certificate.cert_path", c.CertPath}} {
+		d := path.Dir(f.p)
+		if d == "/" {
+			return invalid(f.field, "%s lies in /, which cannot be an in-enclave tmpfs; choose a dedicated directory such as /run/cloister", f.p)
+		}
+		for _, rw := range s.RWDirs {
+			if d == rw || strings.HasPrefix(d, rw+"/") || strings.HasPrefix(rw, d+"/") {
+				return invalid(f.field, "%s lies with the read-write directory %s, which is the host's disk: the enclave keeps its key and certificate on an in-enclave tmpfs, so choose another directory", f.p, rw)
+			}
+		}
+	}
+	return nil
 }
 
 func (s AppSpec) checkEnv() error {

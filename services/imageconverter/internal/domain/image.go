@@ -62,9 +62,14 @@ type Image struct {
 	MRSIGNER   []byte      `json:"mrsigner,omitempty"`
 	ISVProdID  uint16      `json:"isvprodid"`
 	ISVSVN     uint16      `json:"isvsvn"`
-	Reason     string      `json:"reason,omitempty"`
-	Error      string      `json:"error,omitempty"`
-	Progress   Progress    `json:"progress"`
+	// GramineRuntime is the Gramine runtime image the converted image
+	// carries, by digest; GramineRuntimeStandIn marks Cloister's stand-in
+	// runtime (tests, -dev), which cannot start an SGX enclave.
+	GramineRuntime        string   `json:"gramine_runtime,omitempty"`
+	GramineRuntimeStandIn bool     `json:"gramine_runtime_stand_in,omitempty"`
+	Reason                string   `json:"reason,omitempty"`
+	Error                 string   `json:"error,omitempty"`
+	Progress              Progress `json:"progress"`
 	// Spec is the application as it was when the conversion was asked
 	// for: what the job converts, whatever happens to the app meanwhile.
 	Spec      AppSpec   `json:"spec"`
