@@ -36,8 +36,18 @@ func imageDetail(im api.Image) ([]string, [][]string) {
 		{"input", im.InputImage}, {"output", im.Output}, {"ref", im.Ref},
 		{"mrenclave", im.MRENCLAVE}, {"mrsigner", im.MRSIGNER},
 		{"isvprodid", strconv.Itoa(int(im.ISVProdID))}, {"isvsvn", strconv.Itoa(int(im.ISVSVN))},
+		{"gramine runtime", runtimeLabel(im)},
 		{"reason", im.Reason}, {"error", im.Error},
 	}
+}
+
+// runtimeLabel names the image's Gramine runtime, saying so when it is
+// Cloister's stand-in.
+func runtimeLabel(im api.Image) string {
+	if im.GramineRuntimeStandIn {
+		return im.GramineRuntime + " (STAND-IN: attests in simulation, cannot start an SGX enclave)"
+	}
+	return im.GramineRuntime
 }
 
 func (c *cli) imageCmd() *cobra.Command {

@@ -85,6 +85,7 @@ func TestEnclaveJourney(t *testing.T) {
 	if out, err := cloisterCmd(t, cfgDir, "image", "unpack", registry+"/samples/hello-sgx:1", root).CombinedOutput(); err == nil || !strings.Contains(string(out), "not empty") {
 		t.Fatalf("unpacking into a full directory = %v, %s; want a refusal", err, out)
 	}
+	checkGramineImage(t, cfgDir, registry, root, hello)
 	helloAddr := freeAddr(t)
 	enclave := startLauncher(t, root, agentAPI, helloAddr)
 	page := waitForHTTPS(t, trustingOnly(t, chain), helloAddr, enclave)
@@ -276,8 +277,37 @@ func crlLists(t *testing.T, url string, issuer *x509.Certificate, serial *big.In
 
 // converted is the part of `image convert -o json` the journey uses.
 type converted struct {
-	ID, Status, MRENCLAVE string
-	AppID                 string `json:"app_id"`
+	ID, Status, MRENCLAVE, MRSIGNER string
+	AppID                           string `json:"app_id"`
+	GramineRuntime                  string `json:"gramine_runtime"`
+	GramineRuntimeStandIn           bool   `json:"gramine_runtime_stand_in"`
+}
+
+// checkGramineImage holds a converted image, unpacked at root, to what
+// Gramine would build: its Gramine manifest and libpal.so measure to the
+// recorded MRENCLAVE, its .sig verifies, `image measure` agrees, and the
+// record says it carries the built-in registry's stand-in runtime.
+func checkGramineImage(t *testing.T, cfgDir, registry, root string, c converted) {
+	t.Helper()
+	if !c.GramineRuntimeStandIn || !strings.HasPrefix(c.GramineRuntime, registry+"/"+StandInRuntimeRepository+"@sha256:") {
+		t.Errorf("image record: runtime %q, stand-in %v; want the built-in registry's stand-in, said so", c.GramineRuntime, c.GramineRuntimeStandIn)
+	}
+	var m enclaveMeasurement
+	out := run(t, cfgDir, "", "enclave", "measure", "--manifest", filepath.Join(root, "opt/cloister/app.manifest.sgx"),
+		"--libpal", filepath.Join(root, "opt/cloister/gramine/sgx/libpal.so"), "-o", "json")
+	if err := json.Unmarshal([]byte(out), &m); err != nil || m.MRENCLAVE != c.MRENCLAVE {
+		t.Errorf("enclave measure of the image's manifest and libpal = %s (%v); want MRENCLAVE %s", out, err, c.MRENCLAVE)
+	}
+	var s sigstructOut
+	out = run(t, cfgDir, "", "sgx", "sigstruct", "inspect", filepath.Join(root, "opt/cloister/app.sig"), "-o", "json")
+	if err := json.Unmarshal([]byte(out), &s); err != nil || !s.SignatureValid || s.MRENCLAVE != c.MRENCLAVE || s.MRSIGNER != c.MRSIGNER {
+		t.Errorf("sigstruct inspect of the image's .sig = %s (%v); want a valid signature of %s by %s", out, err, c.MRENCLAVE, c.MRSIGNER)
+	}
+	var meas measurement
+	out = run(t, cfgDir, "", "image", "measure", registry+"/samples/hello-sgx:1", "-o", "json")
+	if err := json.Unmarshal([]byte(out), &meas); err != nil || !meas.Match || meas.MRENCLAVE != c.MRENCLAVE || meas.Labels["cc.cloister.gramine-runtime.stand-in"] != "true" {
+		t.Errorf("image measure = %s (%v); want a match with %s, labelled stand-in", out, err, c.MRENCLAVE)
+	}
 }
 
 // createAndConvert creates an app from the sample image with its domain

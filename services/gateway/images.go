@@ -98,7 +98,8 @@ func (g *Gateway) deleteRegistry(_ http.ResponseWriter, r *http.Request, p princ
 func toImage(i *imageconverterv1.Image) api.Image {
 	out := api.Image{ID: i.GetId(), AppID: i.GetAppId(), Tag: i.GetTag(), Status: i.GetStatus(), InputImage: i.GetInputImage(),
 		Output: i.GetOutput(), Ref: i.GetRef(), Digest: i.GetDigest(), ISVProdID: i.GetIsvprodid(), ISVSVN: i.GetIsvsvn(),
-		Reason: i.GetReason(), Error: i.GetError(), CreatedAt: i.GetCreatedAt().AsTime().UTC(), UpdatedAt: i.GetUpdatedAt().AsTime().UTC()}
+		Reason: i.GetReason(), Error: i.GetError(), CreatedAt: i.GetCreatedAt().AsTime().UTC(), UpdatedAt: i.GetUpdatedAt().AsTime().UTC(),
+		GramineRuntime: i.GetGramineRuntime(), GramineRuntimeStandIn: i.GetGramineRuntimeStandIn()}
 	if len(i.GetMrenclave()) > 0 {
 		out.MRENCLAVE, out.MRSIGNER = hex.EncodeToString(i.GetMrenclave()), hex.EncodeToString(i.GetMrsigner())
 	}

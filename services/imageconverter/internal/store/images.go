@@ -331,7 +331,8 @@ func ImageToProto(i domain.Image) *imageconverterv1.Image {
 		Isvsvn: uint32(i.ISVSVN), Reason: i.Reason, Error: i.Error, InputImage: i.InputImage, Output: i.Output,
 		Progress: &imageconverterv1.Progress{Phase: i.Progress.Phase, Layers: uint32(i.Progress.Layers),
 			TotalLayers: uint32(i.Progress.TotalLayers), Bytes: i.Progress.Bytes, TotalBytes: i.Progress.TotalBytes},
-		CreatedAt: timestamppb.New(i.CreatedAt), UpdatedAt: timestamppb.New(i.UpdatedAt), RequestedBy: i.RequestedBy}
+		CreatedAt: timestamppb.New(i.CreatedAt), UpdatedAt: timestamppb.New(i.UpdatedAt), RequestedBy: i.RequestedBy,
+		GramineRuntime: i.GramineRuntime, GramineRuntimeStandIn: i.GramineRuntimeStandIn}
 }
 
 // RegistryCredentialToProto converts a credential, leaving out its password.

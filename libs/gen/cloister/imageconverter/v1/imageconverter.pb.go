@@ -1136,9 +1136,14 @@ type Image struct {
 	InputImage string                 `protobuf:"bytes,17,opt,name=input_image,json=inputImage,proto3" json:"input_image,omitempty"`
 	Output     string                 `protobuf:"bytes,18,opt,name=output,proto3" json:"output,omitempty"` // <output_image>:<tag>
 	// The user who asked for the conversion (who asks for its image task).
-	RequestedBy   string `protobuf:"bytes,19,opt,name=requested_by,json=requestedBy,proto3" json:"requested_by,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	RequestedBy string `protobuf:"bytes,19,opt,name=requested_by,json=requestedBy,proto3" json:"requested_by,omitempty"`
+	// The Gramine runtime image the converted image carries, by digest.
+	GramineRuntime string `protobuf:"bytes,20,opt,name=gramine_runtime,json=gramineRuntime,proto3" json:"gramine_runtime,omitempty"`
+	// True for Cloister's stand-in runtime (tests, -dev): it starts no SGX
+	// enclave.
+	GramineRuntimeStandIn bool `protobuf:"varint,21,opt,name=gramine_runtime_stand_in,json=gramineRuntimeStandIn,proto3" json:"gramine_runtime_stand_in,omitempty"`
+	unknownFields         protoimpl.UnknownFields
+	sizeCache             protoimpl.SizeCache
 }
 
 func (x *Image) Reset() {
@@ -1302,6 +1307,20 @@ func (x *Image) GetRequestedBy() string {
 		return x.RequestedBy
 	}
 	return ""
+}
+
+func (x *Image) GetGramineRuntime() string {
+	if x != nil {
+		return x.GramineRuntime
+	}
+	return ""
+}
+
+func (x *Image) GetGramineRuntimeStandIn() bool {
+	if x != nil {
+		return x.GramineRuntimeStandIn
+	}
+	return false
 }
 
 type Progress struct {
@@ -2724,7 +2743,7 @@ const file_cloister_imageconverter_v1_imageconverter_proto_rawDesc = "" +
 	"\n" +
 	"account_id\x18\x01 \x01(\tR\taccountId\"Q\n" +
 	"\x15GetSigningKeyResponse\x128\n" +
-	"\x03key\x18\x01 \x01(\v2&.cloister.imageconverter.v1.SigningKeyR\x03key\"\xd3\x04\n" +
+	"\x03key\x18\x01 \x01(\v2&.cloister.imageconverter.v1.SigningKeyR\x03key\"\xb5\x05\n" +
 	"\x05Image\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
 	"\n" +
@@ -2749,7 +2768,9 @@ const file_cloister_imageconverter_v1_imageconverter_proto_rawDesc = "" +
 	"\vinput_image\x18\x11 \x01(\tR\n" +
 	"inputImage\x12\x16\n" +
 	"\x06output\x18\x12 \x01(\tR\x06output\x12!\n" +
-	"\frequested_by\x18\x13 \x01(\tR\vrequestedBy\"\x92\x01\n" +
+	"\frequested_by\x18\x13 \x01(\tR\vrequestedBy\x12'\n" +
+	"\x0fgramine_runtime\x18\x14 \x01(\tR\x0egramineRuntime\x127\n" +
+	"\x18gramine_runtime_stand_in\x18\x15 \x01(\bR\x15gramineRuntimeStandIn\"\x92\x01\n" +
 	"\bProgress\x12\x14\n" +
 	"\x05phase\x18\x01 \x01(\tR\x05phase\x12\x16\n" +
 	"\x06layers\x18\x02 \x01(\rR\x06layers\x12!\n" +
