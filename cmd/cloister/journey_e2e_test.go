@@ -52,23 +52,7 @@ func TestEnclaveJourney(t *testing.T) {
 		"--registry", registry, "--sample", helloBinary(t), "--public-url", "http://"+addr)
 
 	// An account that accepts simulated evidence.
-	run(t, cfgDir, "a long passphrase\n", "signup", "--email", "sec@example.com", "--password-stdin")
-	run(t, cfgDir, "a long passphrase\n", "login", "--email", "sec@example.com", "--password-stdin")
-	var acct struct{ ID string }
-	if err := json.Unmarshal([]byte(run(t, cfgDir, "", "account", "create", "Enclaves", "-o", "json")), &acct); err != nil {
-		t.Fatal(err)
-	}
-	run(t, cfgDir, "", "account", "select", acct.ID)
-	var chain string
-	testkit.Eventually(t, 10*time.Second, func() bool {
-		out, err := cloisterCmd(t, cfgDir, "ca", "show").Output()
-		chain = string(out)
-		return err == nil
-	}, "the account's CA never appeared")
-	testkit.Eventually(t, 30*time.Second, func() bool {
-		return cloisterCmd(t, cfgDir, "signing-key").Run() == nil
-	}, "the account's enclave signing key never appeared")
-	run(t, cfgDir, "", "attest", "policy", "set", "--accept", "UpToDate", "--allow-simulation")
+	acctID, chain := journeyAccount(t, cfgDir)
 
 	// The sample, converted and approved.
 	hello := createAndConvert(t, cfgDir, registry, "hello", "hello.cloister.test")
@@ -121,8 +105,8 @@ func TestEnclaveJourney(t *testing.T) {
 	// The certificate says where to check its revocation: the gateway's
 	// CRL of its issuer, and its OCSP responder.
 	leaf, issuer := enclaveChain(t, root)
-	if len(leaf.CRLDistributionPoints) != 1 || !strings.HasPrefix(leaf.CRLDistributionPoints[0], "http://"+addr+"/v1/crl/"+acct.ID+".crl?issuer=") ||
-		len(leaf.OCSPServer) != 1 || leaf.OCSPServer[0] != "http://"+addr+"/v1/ocsp/"+acct.ID {
+	if len(leaf.CRLDistributionPoints) != 1 || !strings.HasPrefix(leaf.CRLDistributionPoints[0], "http://"+addr+"/v1/crl/"+acctID+".crl?issuer=") ||
+		len(leaf.OCSPServer) != 1 || leaf.OCSPServer[0] != "http://"+addr+"/v1/ocsp/"+acctID {
 		t.Fatalf("the enclave's certificate names CRL %q and OCSP %q", leaf.CRLDistributionPoints, leaf.OCSPServer)
 	}
 	if status := ocspStatus(t, leaf, issuer); status != ocsp.Good {
@@ -182,9 +166,9 @@ func TestEnclaveJourney(t *testing.T) {
 
 	// The account deleted: its objects are gone, and its final CRL still
 	// tells relying parties that the enclave's certificate is revoked.
-	run(t, cfgDir, "", "account", "delete", acct.ID, "--yes")
+	run(t, cfgDir, "", "account", "delete", acctID, "--yes")
 	testkit.Eventually(t, 20*time.Second, func() bool {
-		resp, err := http.Get("http://" + addr + "/v1/crl/" + acct.ID + ".crl")
+		resp, err := http.Get("http://" + addr + "/v1/crl/" + acctID + ".crl")
 		if err != nil {
 			return false
 		}
@@ -201,7 +185,7 @@ func TestEnclaveJourney(t *testing.T) {
 		}
 		return false
 	}, "the deleted account's CRL does not list the enclave's certificate")
-	for _, args := range [][]string{{"account", "get", acct.ID}, {"app", "list", "--account", acct.ID}, {"node", "list", "--account", acct.ID}} {
+	for _, args := range [][]string{{"account", "get", acctID}, {"app", "list", "--account", acctID}, {"node", "list", "--account", acctID}} {
 		if out, err := cloisterCmd(t, cfgDir, args...).CombinedOutput(); err == nil || !strings.Contains(string(out), "404") {
 			t.Fatalf("cloister %s after deleting the account = %v, %s; want a 404", strings.Join(args, " "), err, out)
 		}
@@ -273,6 +257,32 @@ func crlLists(t *testing.T, url string, issuer *x509.Certificate, serial *big.In
 		}
 	}
 	return false
+}
+
+// journeyAccount signs up, creates and selects an account that accepts
+// simulated evidence, waits for its CA and enclave signing key, and
+// returns its id and the CA's chain.
+func journeyAccount(t *testing.T, cfgDir string) (string, string) {
+	t.Helper()
+	run(t, cfgDir, "a long passphrase\n", "signup", "--email", "sec@example.com", "--password-stdin")
+	run(t, cfgDir, "a long passphrase\n", "login", "--email", "sec@example.com", "--password-stdin")
+	var acct struct{ ID string }
+	if err := json.Unmarshal([]byte(run(t, cfgDir, "", "account", "create", "Enclaves", "-o", "json")), &acct); err != nil {
+		t.Fatal(err)
+	}
+	acctID := acct.ID
+	run(t, cfgDir, "", "account", "select", acctID)
+	var chain string
+	testkit.Eventually(t, 10*time.Second, func() bool {
+		out, err := cloisterCmd(t, cfgDir, "ca", "show").Output()
+		chain = string(out)
+		return err == nil
+	}, "the account's CA never appeared")
+	testkit.Eventually(t, 30*time.Second, func() bool {
+		return cloisterCmd(t, cfgDir, "signing-key").Run() == nil
+	}, "the account's enclave signing key never appeared")
+	run(t, cfgDir, "", "attest", "policy", "set", "--accept", "UpToDate", "--allow-simulation")
+	return acctID, chain
 }
 
 // converted is the part of `image convert -o json` the journey uses.
@@ -420,9 +430,16 @@ func (l *launched) exited() bool {
 // would get.
 func startLauncher(t *testing.T, root, agentAPI, helloAddr string) *launched {
 	t.Helper()
-	l := &launched{done: make(chan struct{})}
-	l.cmd = exec.Command(filepath.Join(root, filepath.FromSlash(enclave.LauncherPath)), "--root", root, "--")
-	l.cmd.Env = []string{"NODE_AGENT_BASE_URL=" + agentAPI, "HELLO_ADDR=" + helloAddr}
+	cmd := exec.Command(filepath.Join(root, filepath.FromSlash(enclave.LauncherPath)), "--root", root, "--")
+	cmd.Env = []string{"NODE_AGENT_BASE_URL=" + agentAPI, "HELLO_ADDR=" + helloAddr}
+	return startLaunched(t, cmd)
+}
+
+// startLaunched starts cmd, keeping what it prints, and kills it when the
+// test ends.
+func startLaunched(t *testing.T, cmd *exec.Cmd) *launched {
+	t.Helper()
+	l := &launched{done: make(chan struct{}), cmd: cmd}
 	l.cmd.Stdout, l.cmd.Stderr = l, l
 	if err := l.cmd.Start(); err != nil {
 		t.Fatal(err)
