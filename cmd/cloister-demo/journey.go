@@ -335,9 +335,11 @@ type converted struct {
 // 5.
 func (d *demo) convert(ctx context.Context) error {
 	d.n.step("Convert the image",
-		"The converter pulls the input image, hashes every file, writes the enclave manifest, computes MRENCLAVE (the "+
-			"enclave's measurement), signs it with the account's enclave signing key (MRSIGNER), and pushes the result "+
-			"reusing the input's layers. The signing key is made in the background when the account is: wait for it first.")
+		"The converter pulls the input image, hashes every file into a Gramine manifest, computes MRENCLAVE (the "+
+			"enclave's measurement) exactly as Gramine's signer would, signs it with the account's enclave signing key "+
+			"(MRSIGNER), and pushes the result reusing the input's layers, with Gramine's runtime (here Cloister's "+
+			"stand-in, which only simulates) and the launcher in one shared layer. The signing key is made in the "+
+			"background when the account is: wait for it first.")
 	if err := poll(ctx, 30*time.Second, "the account's enclave signing key", func() (bool, error) {
 		_, err := d.cloisterQuiet(ctx, "", "signing-key")
 		return err == nil, err
@@ -454,9 +456,11 @@ func (d *demo) runEnclave(ctx context.Context) error {
 	root := filepath.Join(d.home, "rootfs")
 	d.n.step("Run the converted image",
 		"Without a container runtime, the demo lays out the converted image's filesystem as one would and runs its "+
-			"entrypoint, cloister-launcher, there. The launcher checks every file against the trusted-file list, gets a "+
-			"fresh nonce and a quote from the node agent, sends a CSR for "+domain+" with the quote, writes the key and "+
-			"the certificate it gets to /run/cloister/, and only then execs the original entrypoint, /hello-https.")
+			"entrypoint, cloister-launcher, there (on an SGX host it would hand over to Gramine's loader and run again "+
+			"inside the enclave). The launcher checks every file against the trusted-file list, gets a fresh nonce from "+
+			"the node agent and a simulated quote over the MRENCLAVE Gramine would measure, sends a CSR for "+domain+
+			" with the quote, writes the key and the certificate it gets to /run/cloister/, and only then execs the "+
+			"original entrypoint, /hello-https.")
 	r, err := name.ParseReference(ref)
 	if err != nil {
 		return fmt.Errorf("naming %s: %w", ref, err)
