@@ -16,6 +16,7 @@ func FuzzParseTOML(f *testing.F) {
 		f.Add(readFile(f, filepath.Join(dir, "app.manifest")))
 	}
 	f.Add([]byte("a = [ { b = 1 }, { c = \"\\u0001\" } ]\n[[x.y]]\nz = 1.5e300\n[x]\nw = -0.0\n"))
+	f.Add([]byte("[sgx]\nenclave_size = \"1M\"\nmax_threads = 2\nedmm_enable = true\n[sgx.cpu_features]\navx512 = \"required\"\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		tbl, err := ParseTOML(b)
 		if err != nil {
@@ -23,6 +24,13 @@ func FuzzParseTOML(f *testing.F) {
 				t.Fatalf("ParseTOML error %v is not ErrTOML", err)
 			}
 			return
+		}
+		// The signer's reading of the values must refuse, never panic; a
+		// small enclave is measured.
+		if p, err := ReadParams(tbl); err == nil && p.EnclaveSize <= 1<<24 {
+			_, _, _ = Enclave{Manifest: b, PAL: fuzzPAL, Size: p.EnclaveSize, MaxThreads: p.MaxThreads, EDMM: p.EDMM}.Measure()
+		} else if err != nil && !errors.Is(err, ErrManifest) {
+			t.Fatalf("ReadParams error %v is not ErrManifest", err)
 		}
 		out, err := MarshalTOML(tbl)
 		if err != nil {
@@ -38,6 +46,8 @@ func FuzzParseTOML(f *testing.F) {
 		}
 	})
 }
+
+var fuzzPAL, _ = LoadPAL(StandInELF("libpal.so"))
 
 // FuzzLoadPAL: any bytes give a PAL or an ErrELF, and a PAL that loads
 // is measured or refused with an error, never a panic.
