@@ -7,6 +7,8 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -144,5 +146,56 @@ func TestStandInELF(t *testing.T) {
 	}
 	if got := strings.Join(descs, " "); !strings.Contains(got, "data:R-- code:R-X data:RW- free:RWX") {
 		t.Errorf("areas %s, want the stand-in's three segments", got)
+	}
+}
+
+// TestLayoutSizes: every size Gramine accepts from 128M to 64G, 1 to 256
+// threads, EDMM on and off: the areas tile the enclave from its top down
+// to the heap, the free area (without EDMM) starts at MMAP_MIN_ADDR, and
+// every input changes MRENCLAVE.
+func TestLayoutSizes(t *testing.T) {
+	man := readFile(t, filepath.Join(vectorDirs(t)[0], "app.manifest.sgx"))
+	pal, err := LoadPAL(StandInELF("libpal.so"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[[32]byte]string{}
+	for _, size := range []uint64{128 << 20, 1 << 30, 64 << 30} {
+		for _, threads := range []int{1, 16, 256} {
+			for _, edmm := range []bool{true, false} {
+				if size == 64<<30 && !edmm && threads != 256 {
+					continue // 16M unmeasured pages: once is enough
+				}
+				name := fmt.Sprintf("%s/%d/edmm=%v", FormatSize(size), threads, edmm)
+				mr, areas, err := Enclave{Manifest: man, PAL: pal, Size: size, MaxThreads: threads, EDMM: edmm}.Measure()
+				if err != nil {
+					t.Fatalf("%s: %v", name, err)
+				}
+				if prev, dup := seen[mr]; dup {
+					t.Errorf("%s and %s measure the same", name, prev)
+				}
+				seen[mr] = name
+				if areas[0].Desc != "manifest" || areas[0].End != size {
+					t.Errorf("%s: first area %v, want the manifest at the top", name, areas[0])
+				}
+				counts := map[string]int{}
+				for _, a := range areas {
+					counts[a.Desc]++
+				}
+				if counts["stack"] != threads || counts["sig_stack"] != threads || counts["tcs"] != 1 {
+					t.Errorf("%s: areas %v, want %d stacks and signal stacks", name, counts, threads)
+				}
+				last := areas[len(areas)-1]
+				if free := last.Desc == "free"; free == edmm || (free && last.Start != heapMin) {
+					t.Errorf("%s: last area %v; want the free area from %#x only without EDMM", name, last, heapMin)
+				}
+			}
+		}
+	}
+	if _, _, err := (Enclave{Manifest: man, PAL: pal, Size: 2 << 20, MaxThreads: 256}).Measure(); !errors.Is(err, ErrTooSmall) {
+		t.Errorf("256 threads in 2M = %v, want ErrTooSmall", err)
+	}
+	if _, _, err := (Enclave{Manifest: man, PAL: pal, Size: 3 << 28, MaxThreads: 1}).Measure(); err == nil || !strings.Contains(err.Error(), "nearest valid sizes are 512M and 1G") {
+		t.Errorf("768M = %v, want the nearest valid sizes", err)
 	}
 }
