@@ -143,6 +143,9 @@ func obtain(root string, img *image, a *agentClient) error {
 // simulatedQuote has the node agent's simulated QE quote the report body
 // this enclave would have.
 func simulatedQuote(root string, img *image, a *agentClient, data [64]byte) ([]byte, error) {
+	if img.gramine == nil {
+		return nil, fmt.Errorf("the node agent at %s simulates SGX, but this launcher runs inside a Gramine enclave: run the node agent without --simulation", a.base)
+	}
 	body, err := simulatedReport(root, img, data)
 	if err != nil {
 		return nil, err
@@ -248,8 +251,18 @@ func simulatedReport(root string, img *image, data [64]byte) (sgx.ReportBody, er
 	if err != nil {
 		return r, fmt.Errorf("measuring the enclave: %v; convert the image again", err)
 	}
+	// What EINIT would check on hardware: the signature, the measurement
+	// and the fields the manifest fixes.
+	if err := ss.Verify(); err != nil {
+		return r, fmt.Errorf("%s: %v; %s", enclave.SigStructPath, err, altered)
+	}
 	if ss.EnclaveHash != m.MRENCLAVE {
 		return r, fmt.Errorf("%s: signs MRENCLAVE %x, but the enclave measures %x; %s", enclave.SigStructPath, ss.EnclaveHash, m.MRENCLAVE, altered)
+	}
+	want := m.SigStructFields(time.Time{})
+	if ss.Attributes != want.Attributes || ss.AttributeMask != want.AttributeMask || ss.MiscSelect != want.MiscSelect ||
+		ss.ISVProdID != want.ISVProdID || ss.ISVSVN != want.ISVSVN {
+		return r, fmt.Errorf("%s: its attributes, ISVPRODID or ISVSVN are not the Gramine manifest's; %s", enclave.SigStructPath, altered)
 	}
 	r.MRENCLAVE = m.MRENCLAVE
 	r.MRSIGNER = ss.MRSIGNER()

@@ -289,6 +289,26 @@ func TestAttestFails(t *testing.T) {
 		{name: "no app id", edit: func(m *enclave.Manifest) { m.AppID = "" }, wantErr: "the enclave manifest has no app_id"},
 		{name: "no SIGSTRUCT", damage: func(t *testing.T, root string) { mustDo(t, os.Remove(filepath.Join(root, enclave.SigStructPath))) },
 			wantErr: "reading /opt/cloister/app.sig"},
+		{name: "SIGSTRUCT with a bad signature", damage: func(t *testing.T, root string) {
+			p := filepath.Join(root, enclave.SigStructPath)
+			b, err := os.ReadFile(p)
+			mustDo(t, err)
+			b[1026]++ // ISVSVN, under the signature
+			mustDo(t, os.WriteFile(p, b, 0o644))
+		}, wantErr: "/opt/cloister/app.sig: sgx: SIGSTRUCT SIGNATURE"},
+		{name: "SIGSTRUCT of a debug enclave", damage: func(t *testing.T, root string) {
+			gb, err := os.ReadFile(filepath.Join(root, enclave.GramineManifestPath))
+			mustDo(t, err)
+			g, err := gramine.Measure(gb, gramine.StandInELF("libpal.so"))
+			mustDo(t, err)
+			f := g.SigStructFields(time.Now())
+			f.Attributes[0] |= 0x2 // DEBUG, which the manifest does not ask for
+			ss, err := sgx.SignSigStruct(f, signingKey(t))
+			mustDo(t, err)
+			mustDo(t, os.WriteFile(filepath.Join(root, enclave.SigStructPath), ss, 0o644))
+		}, wantErr: "its attributes, ISVPRODID or ISVSVN are not the Gramine manifest's"},
+		{name: "simulating agent, launcher in an enclave", damage: func(t *testing.T, root string) { fakeGramine(t, root, "dcap") },
+			wantErr: "simulates SGX, but this launcher runs inside a Gramine enclave"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

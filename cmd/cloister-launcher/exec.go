@@ -155,9 +155,14 @@ const (
 // onSGXHost tells whether the launcher runs on an SGX host outside an
 // enclave: there Gramine's loader must build the enclave first.
 func onSGXHost(root string) bool {
-	_, errSGX := os.Stat(hostPath(root, sgxDevice))
-	_, errIn := os.Stat(hostPath(root, attestationDevFS))
-	return errSGX == nil && errIn != nil
+	_, err := os.Stat(hostPath(root, sgxDevice))
+	return err == nil && !inEnclave(root)
+}
+
+// inEnclave tells whether the launcher runs inside a Gramine enclave.
+func inEnclave(root string) bool {
+	_, err := os.Stat(hostPath(root, attestationDevFS))
+	return err == nil
 }
 
 // execLoader replaces the launcher with Gramine's loader, which builds the

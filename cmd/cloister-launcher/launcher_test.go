@@ -188,7 +188,7 @@ func mustDo(t *testing.T, err error) {
 
 // check is what the launcher does before it execs: load, then verify.
 func check(root string) error {
-	img, err := load(root)
+	img, err := load(root, false)
 	if err != nil {
 		return err
 	}
@@ -629,7 +629,7 @@ func TestNewCommand(t *testing.T) {
 		m.WorkingDir = "/../../w"
 		m.RWDirs = []string{"/d"}
 	})
-	img, err := load(root)
+	img, err := load(root, false)
 	mustDo(t, err)
 	host := map[string]string{"A": "host", "B": "host", "C": "host"}
 	c, err := newCommand(root, img.list, img.manifest, nil, func(k string) (string, bool) { v, ok := host[k]; return v, ok })
@@ -824,5 +824,27 @@ func TestSGXHost(t *testing.T) {
 				t.Fatalf("launcher = %d, %q, %q; want %d, %q and an error containing %q", code, stdout, stderr, tc.wantCode, tc.wantOut, tc.wantErr)
 			}
 		})
+	}
+}
+
+// TestEnclaveFlags: inside an enclave, where the host may write the whole
+// command line, no launcher flag gets through.
+func TestEnclaveFlags(t *testing.T) {
+	dev := filepath.Join(t.TempDir(), "attestation")
+	for _, args := range [][]string{{"--root", "/data"}, {"--verify-only"}, {"-root=/x", "--"}} {
+		if err := enclaveFlags(dev, args); err != nil {
+			t.Errorf("outside an enclave, enclaveFlags(%q) = %v, want nil", args, err)
+		}
+	}
+	mustDo(t, os.Mkdir(dev, 0o755))
+	for _, args := range [][]string{{"--root", "/data"}, {"--verify-only"}, {"-root=/x", "--"}, {"app-arg"}} {
+		if err := enclaveFlags(dev, args); err == nil || !strings.Contains(err.Error(), "takes no flags") {
+			t.Errorf("inside an enclave, enclaveFlags(%q) = %v, want a refusal", args, err)
+		}
+	}
+	for _, args := range [][]string{nil, {"--"}, {"--", "--root", "/data"}} {
+		if err := enclaveFlags(dev, args); err != nil {
+			t.Errorf("inside an enclave, enclaveFlags(%q) = %v, want nil", args, err)
+		}
 	}
 }

@@ -52,6 +52,13 @@ func main() {
 
 // run returns only when the launcher does not exec the application.
 func run(args []string, stdout, stderr io.Writer) int {
+	// Inside a Gramine enclave whose manifest takes the host's command
+	// line, the host writes every argument: it must not reach the
+	// launcher's flags (--root would have it check and run a tree the host
+	// controls, under the approved MRENCLAVE).
+	if err := enclaveFlags(attestationDevFS, args); err != nil {
+		return fail(stderr, exitUsage, err)
+	}
 	fl := flag.NewFlagSet("cloister-launcher", flag.ContinueOnError)
 	// Parse errors are reported below, with a hint where one helps.
 	fl.SetOutput(io.Discard)
@@ -82,7 +89,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 
-	img, err := load(*root)
+	enclaveMode := inEnclave(*root)
+	img, err := load(*root, enclaveMode)
 	if err != nil {
 		return fail(stderr, exitConfig, err)
 	}
@@ -94,8 +102,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		return fail(stderr, exitOSErr, execLoader(*root, fl.Args()))
 	}
-	if err := verify(*root, img); err != nil {
-		return fail(stderr, exitConfig, err)
+	// Inside the enclave Gramine has checked manifest.json and the list
+	// against the measured manifest, and checks every file the
+	// application opens; its filesystem shows no symlinks and its tmpfs
+	// mounts have their own modes, so the launcher's walk would not match.
+	if !enclaveMode {
+		if err := verify(*root, img); err != nil {
+			return fail(stderr, exitConfig, err)
+		}
 	}
 	if *verifyOnly {
 		fmt.Fprintf(stdout, "cloister-launcher: %d trusted files verified\n", img.list.Len())
@@ -119,6 +133,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return fail(stderr, exitOSErr, err)
 	}
 	return 0 // not reached: start only returns on failure
+}
+
+// enclaveFlags refuses launcher flags when dev, Gramine's attestation
+// directory, exists: inside an enclave.
+func enclaveFlags(dev string, args []string) error {
+	if _, err := os.Stat(dev); err == nil && len(args) > 0 && args[0] != "--" {
+		return usageError{fmt.Errorf("inside an enclave the launcher takes no flags (got %q): the host's command line reaches it unmeasured", args[0])}
+	}
+	return nil
 }
 
 func fail(w io.Writer, code int, err error) int {

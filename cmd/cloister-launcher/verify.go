@@ -44,18 +44,25 @@ type image struct {
 // load reads the Gramine manifest, the launcher's manifest and the
 // trusted-file list under root and checks that the Gramine manifest binds
 // the other two and that the list's and the launcher's digests are the
-// manifest's.
-func load(root string) (*image, error) {
-	gb, err := readFile(root, enclave.GramineManifestPath, gramine.MaxManifestSize)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("not a Cloister image: %s not found; run an image that `cloister` converted", enclave.GramineManifestPath)
-	}
-	if err != nil {
-		return nil, err
-	}
-	gm, err := gramine.ParseTOML(gb)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %v; %s", enclave.GramineManifestPath, err, altered)
+// manifest's. Inside an enclave the Gramine manifest is not a file the
+// enclave may open: Gramine itself checks the other two against it.
+func load(root string, enclaveMode bool) (*image, error) {
+	var (
+		gb  []byte
+		gm  *gramine.Table
+		err error
+	)
+	if !enclaveMode {
+		gb, err = readFile(root, enclave.GramineManifestPath, gramine.MaxManifestSize)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("not a Cloister image: %s not found; run an image that `cloister` converted", enclave.GramineManifestPath)
+		}
+		if err != nil {
+			return nil, err
+		}
+		if gm, err = gramine.ParseTOML(gb); err != nil {
+			return nil, fmt.Errorf("%s: %v; %s", enclave.GramineManifestPath, err, altered)
+		}
 	}
 	mb, err := readFile(root, enclave.ManifestPath, enclave.MaxManifestSize)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -114,8 +121,12 @@ func load(root string) (*image, error) {
 }
 
 // bound checks that the Gramine manifest lists the image file name as a
-// trusted file with data's SHA-256: that binds it to MRENCLAVE.
+// trusted file with data's SHA-256: that binds it to MRENCLAVE. Without a
+// manifest (inside the enclave) Gramine has checked it.
 func bound(gm *gramine.Table, name string, data []byte) error {
+	if gm == nil {
+		return nil
+	}
 	want, ok := gramine.TrustedFile(gm, gramine.URI(name))
 	if !ok {
 		return fmt.Errorf("%s: the Gramine manifest does not list it as a trusted file; %s", name, altered)

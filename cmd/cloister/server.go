@@ -191,7 +191,7 @@ Every flag can also be set by the environment variable named in its help.`,
 	f.StringVar(&cfg.MasterKey, "master-key-file", "", "file holding the base64 key-encryption key that seals secrets at rest (or set $CLOISTER_MASTER_KEY; -dev makes one in --data-dir)")
 	f.DurationVar(&cfg.Reattest, "reattest-every", 24*time.Hour, "how often nodes enrolled with TEE evidence must re-attest; one that fails, or is overdue, becomes untrusted and its certificate is revoked")
 	f.StringVar(&cfg.GramineImage, "gramine-image", "", "the Gramine runtime image whose runtime (libpal.so, loader, libsysdb.so) every converted image carries, pulled on the first conversion "+
-		"(default "+DefaultGramineImage+", or, with a built-in registry in this process (-dev), Cloister's STAND-IN runtime, published there as "+StandInRuntimeRepository+":1, "+
+		"(default "+DefaultGramineImage+", or, when this process serves a built-in registry (--registry, as -dev does), Cloister's STAND-IN runtime, published there as "+StandInRuntimeRepository+":1, "+
 		"which measures and attests in simulation but cannot start an SGX enclave)")
 	f.StringVar(&cfg.Launcher, "launcher", "", "the cloister-launcher binary packed into converted images (default: cloister-launcher beside this binary, then on $PATH); without one the imageconverter serves its API but converts nothing")
 	f.StringVar(&cfg.PCSURL, "pcs-url", "", "Intel PCS or PCCS base URL (API v4) to fetch SGX collateral from, e.g. https://api.trustedservices.intel.com/sgx/certification/v4/")

@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
@@ -349,17 +350,131 @@ func Gramine(m *Manifest, in GramineInputs) (*gramine.Manifest, error) {
 		g.AllowedFiles = append(g.AllowedFiles, gramine.URI(f))
 	}
 
-	for e := range in.Listed.All() {
-		if e.Type == imagefs.TypeRegular {
-			g.TrustedFiles = append(g.TrustedFiles, gramine.File{URI: gramine.URI("/" + e.Path), SHA256: e.SHA256})
-		}
+	files, err := imageFiles(in.Listed)
+	if err != nil {
+		return nil, err
 	}
-	g.TrustedFiles = append(g.TrustedFiles,
+	g.TrustedFiles = append(files,
 		gramine.File{URI: gramine.URI(ManifestPath), SHA256: sha256.Sum256(in.Config)},
 		gramine.File{URI: gramine.URI(TrustedFilesPath), SHA256: sha256.Sum256(in.TrustedFiles)})
 	gramine.SortFiles(g.TrustedFiles)
 	return g, nil
 }
+
+// MaxTrustedFiles bounds the trusted files of a Gramine manifest: the
+// files of an image and their paths through symlinks.
+const MaxTrustedFiles = 1 << 20
+
+// imageFiles are the trusted files of an image's listed files: every
+// regular file, and every path through a symlink that leads to one.
+// Gramine's file system has no symlinks of its own: the host resolves
+// them, and Gramine checks a file by the path it was opened with, so
+// /bin/sh in an image whose /bin links to usr/bin is a trusted file of
+// its own, with /usr/bin/sh's hash.
+func imageFiles(list *imagefs.List) ([]gramine.File, error) {
+	var files []gramine.File
+	seen := map[string]bool{}
+	add := func(p string, sum [32]byte) error {
+		if seen[p] {
+			return nil
+		}
+		if len(files) >= MaxTrustedFiles {
+			return fmt.Errorf("%w: more than %d trusted files, symlinked paths included", ErrImage, MaxTrustedFiles)
+		}
+		if !utf8.ValidString(p) {
+			return fmt.Errorf("%w: the file name %q is not UTF-8, which a Gramine manifest cannot hold", ErrImage, p)
+		}
+		seen[p] = true
+		files = append(files, gramine.File{URI: gramine.URI(p), SHA256: sum})
+		return nil
+	}
+	for e := range list.All() {
+		if e.Type == imagefs.TypeRegular {
+			if err := add("/"+e.Path, e.SHA256); err != nil {
+				return nil, err
+			}
+		}
+	}
+	for e := range list.All() {
+		if e.Type != imagefs.TypeSymlink {
+			continue
+		}
+		target, ok := resolveListed(list, e.Path)
+		switch {
+		case !ok:
+			continue // dangling, a loop, or out of the list: nothing to open
+		case target.Type == imagefs.TypeRegular:
+			if err := add("/"+e.Path, target.SHA256); err != nil {
+				return nil, err
+			}
+		case target.Type == imagefs.TypeDir:
+			prefix := target.Path + "/"
+			for f := range list.All() {
+				if f.Type == imagefs.TypeRegular && strings.HasPrefix(f.Path, prefix) {
+					if err := add("/"+e.Path+"/"+strings.TrimPrefix(f.Path, prefix), f.SHA256); err != nil {
+						return nil, err
+					}
+				}
+			}
+		}
+	}
+	gramine.SortFiles(files)
+	return files, nil
+}
+
+// resolveListed follows the path p (without its leading "/") through the
+// list's symlinks as the kernel would inside the image: a relative target
+// from the link's directory, an absolute one from the root, ".." never
+// above the root, at most 40 links. It reports false when a component is
+// not in the list.
+func resolveListed(list *imagefs.List, p string) (imagefs.Entry, bool) {
+	const maxLinks = 40
+	parts := strings.Split(p, "/")
+	cur := ""
+	for links := 0; len(parts) > 0; {
+		c := parts[0]
+		parts = parts[1:]
+		switch c {
+		case "", ".":
+			continue
+		case "..":
+			if cur != "" {
+				cur = path.Dir("/" + cur)[1:]
+			}
+			continue
+		}
+		next := c
+		if cur != "" {
+			next = cur + "/" + c
+		}
+		e, ok := list.Lookup(next)
+		if !ok {
+			return imagefs.Entry{}, false
+		}
+		if e.Type == imagefs.TypeSymlink {
+			if links++; links > maxLinks {
+				return imagefs.Entry{}, false
+			}
+			if strings.HasPrefix(e.Target, "/") {
+				cur = ""
+			}
+			parts = append(strings.Split(e.Target, "/"), parts...)
+			continue
+		}
+		if len(parts) > 0 && e.Type != imagefs.TypeDir {
+			return imagefs.Entry{}, false
+		}
+		cur = next
+	}
+	if cur == "" {
+		return imagefs.Entry{}, false
+	}
+	return list.Lookup(cur)
+}
+
+// ErrImage is returned, wrapped, for an image a Gramine manifest cannot
+// describe.
+var ErrImage = errors.New("enclave: unusable image")
 
 // secretDir checks that d can be an in-enclave tmpfs for the key or the
 // certificate: not the root, not a read-write directory nor under one
@@ -372,6 +487,13 @@ func secretDir(d string, rwDirs []string, listed *imagefs.List) error {
 	for _, rw := range rwDirs {
 		if under(d, rw) || under(rw, d) {
 			return fmt.Errorf("the directory %s is (or holds) the read-write directory %s, so the key would be written to the host's disk; choose another", d, rw)
+		}
+	}
+	// The launcher writes the key through the path: a symlink on it would
+	// lead anywhere, a read-write directory included.
+	for p := strings.TrimPrefix(d, "/"); p != "." && p != ""; p = path.Dir(p) {
+		if e, ok := listed.Lookup(p); ok && e.Type == imagefs.TypeSymlink {
+			return fmt.Errorf("the image's /%s is a symlink (to %q), so the key's directory %s could lead anywhere, the host's disk included; choose a directory the image does not have, such as /run/cloister", p, e.Target, d)
 		}
 	}
 	prefix := strings.TrimPrefix(d, "/") + "/"

@@ -2,6 +2,7 @@ package enclave
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"errors"
 	"strings"
 	"testing"
@@ -130,5 +131,59 @@ func TestTrustedLeavesOutReadWriteDirs(t *testing.T) {
 		if err := CheckRWDir(good); err != nil {
 			t.Errorf("CheckRWDir(%q) = %v", good, err)
 		}
+	}
+}
+
+func listOf(t *testing.T, entries ...imagefs.Entry) *imagefs.List {
+	t.Helper()
+	l, err := imagefs.NewList(entries)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// TestGramineSymlinks: a file reached through a symlink is a trusted file
+// by that path too, with its target's hash; links that lead nowhere add
+// nothing; a key directory behind a symlink is refused.
+func TestGramineSymlinks(t *testing.T) {
+	sh, lib := sha256.Sum256([]byte("sh")), sha256.Sum256([]byte("lib"))
+	dir := func(p string) imagefs.Entry { return imagefs.Entry{Path: p, Type: imagefs.TypeDir, Mode: 0o755} }
+	reg := func(p string, sum [32]byte) imagefs.Entry {
+		return imagefs.Entry{Path: p, Type: imagefs.TypeRegular, Mode: 0o755, Size: 2, SHA256: sum}
+	}
+	link := func(p, target string) imagefs.Entry {
+		return imagefs.Entry{Path: p, Type: imagefs.TypeSymlink, Mode: 0o777, Target: target}
+	}
+	listed := listOf(t,
+		link("bin", "usr/bin"), dir("etc"), link("etc/alt-sh", "../usr/bin/sh"), link("etc/dangling", "/nowhere"),
+		link("etc/loop", "loop"), link("lib64", "/usr/lib"),
+		dir("opt"), dir("opt/cloister"), dir("opt/cloister/gramine"), reg("opt/cloister/gramine/libsysdb.so", lib),
+		dir("srv"), link("srv/tls", "/data"),
+		dir("usr"), dir("usr/bin"), reg("usr/bin/sh", sh), dir("usr/lib"), dir("usr/lib/x"), reg("usr/lib/x/libc.so", lib))
+	m := testManifest()
+	g, err := Gramine(&m, GramineInputs{Listed: listed, Config: []byte("{}"), TrustedFiles: []byte("list")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string][32]byte{}
+	for _, f := range g.TrustedFiles {
+		got[f.URI] = f.SHA256
+	}
+	for uri, want := range map[string][32]byte{"file:/usr/bin/sh": sh, "file:/bin/sh": sh, "file:/etc/alt-sh": sh,
+		"file:/lib64/x/libc.so": lib, "file:/usr/lib/x/libc.so": lib} {
+		if got[uri] != want {
+			t.Errorf("trusted file %s = %x, want %x", uri, got[uri], want)
+		}
+	}
+	for _, uri := range []string{"file:/etc/dangling", "file:/etc/loop", "file:/srv/tls"} {
+		if _, ok := got[uri]; ok {
+			t.Errorf("%s, which leads to no file, is a trusted file", uri)
+		}
+	}
+
+	m.Certificate.KeyPath = "/srv/tls/key.pem"
+	if _, err := Gramine(&m, GramineInputs{Listed: listed}); !errors.Is(err, ErrManifest) || !strings.Contains(err.Error(), "/srv/tls is a symlink") {
+		t.Errorf("a key behind a symlink: Gramine = %v, want a refusal naming the symlink", err)
 	}
 }

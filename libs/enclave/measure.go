@@ -161,6 +161,9 @@ func MeasureImage(ctx context.Context, img v1.Image) (*Measured, error) {
 		return nil, fmt.Errorf("listing the files of the other layers: %w", err)
 	}
 
+	if err := checkRuntimeLayer(ctx, layers[top-1], lower, m); err != nil {
+		return nil, fmt.Errorf("reading the runtime layer (%d): %w", top-1, err)
+	}
 	man, err := ParseManifest(files.Config)
 	m.Manifest = man
 	if err != nil {
@@ -247,16 +250,19 @@ func checkGramineFiles(m *Measured, gm *gramine.Table, lower *imagefs.List, file
 		gramine.URI(ManifestPath):     sha256.Sum256(files.Config),
 		gramine.URI(TrustedFilesPath): sha256.Sum256(files.TrustedFiles),
 	}
-	for e := range lower.All() {
-		if e.Type == imagefs.TypeRegular {
-			want[gramine.URI("/"+e.Path)] = e.SHA256
-		}
+	imgFiles, err := imageFiles(lower)
+	if err != nil {
+		m.problem("image: %v", err)
+		return
+	}
+	for _, f := range imgFiles {
+		want[f.URI] = f.SHA256
 	}
 	for _, f := range listed {
 		h, ok := want[f.URI]
 		switch {
 		case !ok:
-			m.problem("file %s: the Gramine manifest lists it, but the image has no such regular file", strings.TrimPrefix(f.URI, "file:"))
+			m.problem("file %s: the Gramine manifest lists it, but the image has no such regular file (nor a symlink to one)", strings.TrimPrefix(f.URI, "file:"))
 			return
 		case h != f.SHA256:
 			m.problem("file %s: the image's has sha256 %x, but the Gramine manifest lists %x", strings.TrimPrefix(f.URI, "file:"), h, f.SHA256)
@@ -301,6 +307,48 @@ func checkGramineManifest(m *Measured, man *Manifest, files *Files, lower *image
 			return
 		}
 	}
+}
+
+// checkRuntimeLayer checks the image's shape below the top layer: the
+// runtime layer holds only /opt/cloister, and everything in /opt/cloister
+// is the runtime layer's (the converter refuses inputs that have one).
+func checkRuntimeLayer(ctx context.Context, l v1.Layer, lower *imagefs.List, m *Measured) error {
+	rc, err := l.Uncompressed()
+	if err != nil {
+		return fmt.Errorf("opening: %w", err)
+	}
+	defer rc.Close()
+	dir := strings.TrimPrefix(Dir, "/")
+	ours := map[string]bool{}
+	tr := tar.NewReader(rc)
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("reading tar: %w", err)
+		}
+		name := cleanName(h.Name)
+		if name != dir && !strings.HasPrefix(name, dir+"/") {
+			m.problem("runtime layer: it holds %q, outside %s", h.Name, Dir)
+			return nil
+		}
+		ours[name] = true
+	}
+	if _, err := io.Copy(io.Discard, rc); err != nil {
+		return fmt.Errorf("reading past the tar's end: %w", err)
+	}
+	for e := range lower.All() {
+		if (e.Path == dir || strings.HasPrefix(e.Path, dir+"/")) && !ours[e.Path] {
+			m.problem("runtime layer: /%s is in %s, but not from the runtime layer", e.Path, Dir)
+			return nil
+		}
+	}
+	return nil
 }
 
 // lowerImage is an image reduced to some of its layers, for imagefs,

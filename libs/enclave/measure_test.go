@@ -350,6 +350,21 @@ func TestMeasureImageProblems(t *testing.T) {
 		{"a file added below the top layer", func(p *parts) {
 			p.lower = append(slices.Clone(p.lower), layerOf(t, tarOf(t, file("opt/cloister/gramine/extra.so", 0o644, "x"))))
 		}, "trusted-file list"},
+		{"input layers with /opt/cloister", func(p *parts) {
+			in := append(slices.Clone(p.lower[:len(p.lower)-1]), layerOf(t, tarOf(t, file("opt/cloister/extra", 0o644, "x"))))
+			q := convertedParts(t, in, man, testLauncher, nil)
+			*p = *q
+		}, "runtime layer: /opt/cloister/extra is in /opt/cloister, but not from the runtime layer"},
+		{"runtime layer with more", func(p *parts) {
+			rt := p.lower[len(p.lower)-1]
+			rc, err := rt.Uncompressed()
+			if err != nil {
+				t.Fatal(err)
+			}
+			raw, _ := io.ReadAll(rc)
+			rc.Close()
+			p.lower[len(p.lower)-1] = layerOf(t, appendEntries(t, raw, []tarEnt{file("etc/passwd", 0o644, "root::0:0::/:/bin/sh\n")}))
+		}, `runtime layer: it holds "etc/passwd"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := good()

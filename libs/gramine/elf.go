@@ -69,8 +69,24 @@ func LoadPAL(b []byte) (p *PAL, err error) {
 	if len(p.Segments) == 0 {
 		return nil, fmt.Errorf("%w: no loadable segment", ErrELF)
 	}
+	// Gramine measures every segment's pages, overlaps included; bound
+	// the work a hostile PAL can ask for.
+	if len(p.Segments) > maxSegments {
+		return nil, fmt.Errorf("%w: %d loadable segments, more than %d", ErrELF, len(p.Segments), maxSegments)
+	}
+	_, span := p.span()
+	var pages uint64
+	for _, s := range p.Segments {
+		pages += (roundup(s.Vaddr+s.Memsz) - rounddown(s.Vaddr)) / pageSize
+	}
+	if pages > 2*span/pageSize+uint64(len(p.Segments)) {
+		return nil, fmt.Errorf("%w: the loadable segments overlap over %d pages of a %d-page image", ErrELF, pages, span/pageSize)
+	}
 	return p, nil
 }
+
+// maxSegments bounds a PAL's loadable segments: Gramine's has four.
+const maxSegments = 64
 
 // maxAddress bounds the addresses a segment may reach, so that rounding
 // up to a page never overflows.

@@ -64,6 +64,6 @@ func FuzzLoadPAL(f *testing.F) {
 			}
 			return
 		}
-		_, _, _ = Enclave{Manifest: manifest, PAL: pal, Size: 1 << 28, MaxThreads: 1}.Measure()
+		_, _, _ = Enclave{Manifest: manifest, PAL: pal, Size: 1 << 24, MaxThreads: 1, EDMM: true}.Measure()
 	})
 }

@@ -107,9 +107,22 @@ func TestParseSize(t *testing.T) {
 			t.Errorf("FormatSize(%d) = %q, want %q", want, got, in)
 		}
 	}
-	for _, in := range []string{"", "M", "-1G", "+1G", "1T", "1.5G", " 1G", "99999999999999999999G", "1_000"} {
+	for _, in := range []string{"", "M", "-1G", "+1G", "1T", "1.5G", " 1G", "99999999999999999999G", "1_000", "0256M"} {
 		if got, err := ParseSize(in); err == nil {
 			t.Errorf("ParseSize(%q) = %d, want an error", in, got)
+		}
+	}
+}
+
+func TestValidateSizeSuggestions(t *testing.T) {
+	for size, want := range map[uint64]string{
+		96 << 20:   "the nearest valid sizes are 64M and 128M",
+		3 << 10:    "the nearest valid size is 8K",
+		3072 << 30: "the nearest valid size is 1024G",
+		4 << 40:    "is outside 8K to 1024G",
+	} {
+		if err := ValidateSize(size); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("ValidateSize(%s) = %v, want %q", FormatSize(size), err, want)
 		}
 	}
 }

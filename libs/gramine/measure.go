@@ -140,6 +140,12 @@ type area struct {
 func ValidateSize(size uint64) error {
 	if size == 0 || size&(size-1) != 0 {
 		lo, hi := nearestPowersOfTwo(size)
+		switch {
+		case hi > MaxEnclaveSize:
+			return fmt.Errorf("enclave size %s is not a power of two: the nearest valid size is %s", FormatSize(size), FormatSize(min(lo, MaxEnclaveSize)))
+		case lo < 1<<minEnclaveSizeLog:
+			return fmt.Errorf("enclave size %s is not a power of two: the nearest valid size is %s", FormatSize(size), FormatSize(max(hi, 1<<minEnclaveSizeLog)))
+		}
 		return fmt.Errorf("enclave size %s is not a power of two: the nearest valid sizes are %s and %s", FormatSize(size), FormatSize(lo), FormatSize(hi))
 	}
 	if size < 1<<minEnclaveSizeLog || size > MaxEnclaveSize {

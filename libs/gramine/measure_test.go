@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/rsa"
 	"crypto/x509"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
@@ -149,10 +150,10 @@ func TestStandInELF(t *testing.T) {
 	}
 }
 
-// TestLayoutSizes: every size Gramine accepts from 128M to 64G, 1 to 256
-// threads, EDMM on and off: the areas tile the enclave from its top down
-// to the heap, the free area (without EDMM) starts at MMAP_MIN_ADDR, and
-// every input changes MRENCLAVE.
+// TestLayoutSizes: sizes from 128M to 64G, 1 to 256 threads, EDMM on and
+// off: the manifest is at the top, the thread areas are all there, the
+// free area (without EDMM) starts at MMAP_MIN_ADDR, and every input
+// changes MRENCLAVE.
 func TestLayoutSizes(t *testing.T) {
 	man := readFile(t, filepath.Join(vectorDirs(t)[0], "app.manifest.sgx"))
 	pal, err := LoadPAL(StandInELF("libpal.so"))
@@ -197,5 +198,19 @@ func TestLayoutSizes(t *testing.T) {
 	}
 	if _, _, err := (Enclave{Manifest: man, PAL: pal, Size: 3 << 28, MaxThreads: 1}).Measure(); err == nil || !strings.Contains(err.Error(), "nearest valid sizes are 512M and 1G") {
 		t.Errorf("768M = %v, want the nearest valid sizes", err)
+	}
+}
+
+// TestLoadPALBounds: a PAL whose segments overlap far more than a real
+// one's is refused before it is measured.
+func TestLoadPALBounds(t *testing.T) {
+	b := StandInELF("libpal.so")
+	for i := range 3 { // every segment over the whole 5-page image
+		ph := b[64+i*56:]
+		binary.LittleEndian.PutUint64(ph[16:], 0)      // p_vaddr
+		binary.LittleEndian.PutUint64(ph[40:], 0x5000) // p_memsz
+	}
+	if _, err := LoadPAL(b); !errors.Is(err, ErrELF) || !strings.Contains(err.Error(), "overlap") {
+		t.Errorf("LoadPAL(overlapping segments) = %v, want ErrELF saying they overlap", err)
 	}
 }

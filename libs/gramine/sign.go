@@ -38,7 +38,8 @@ func ParseSize(s string) (uint64, error) {
 		base, digits = 16, h
 	}
 	n, err := strconv.ParseUint(digits, base, 64)
-	if err != nil || digits == "" || digits[0] == '+' {
+	// Python's int(v, 0), which the signer uses, refuses "0256".
+	if err != nil || digits == "" || digits[0] == '+' || (base == 10 && len(digits) > 1 && digits[0] == '0') {
 		return 0, fmt.Errorf("size %q: want a number followed by K, M or G, such as \"256M\"", s)
 	}
 	if n > math.MaxUint64/scale {

@@ -172,8 +172,11 @@ func Convert(ctx context.Context, r Request) (*Result, error) {
 	libpal, _ := r.Runtime.File(enclave.LibPALPath)
 	sealed, err := enclave.Seal(m, list, libpal, r.Signer, now)
 	if err != nil {
-		if errors.Is(err, enclave.ErrManifest) {
+		switch {
+		case errors.Is(err, enclave.ErrManifest):
 			return nil, &Error{Reason: ReasonInvalidApp, Err: err}
+		case errors.Is(err, enclave.ErrImage):
+			return nil, &Error{Reason: ReasonInvalidImage, Err: err}
 		}
 		return nil, &Error{Reason: ReasonInternal, Err: err}
 	}
