@@ -63,8 +63,29 @@ type Option func(*options)
 type options struct {
 	logger        *slog.Logger
 	afterCommit   func()
+	failPublish   func() bool
 	recoveryGrace time.Duration
+	registry      Registry
 }
+
+// Recoverer is a store whose outbox can be recovered: every Store.
+type Recoverer interface {
+	Recover(ctx context.Context) error
+}
+
+// Registry is told of every store opened with WithRegistry, so that one
+// place (libs/service's runner) recovers all of a service's outboxes.
+type Registry interface {
+	Register(bucket string, r Recoverer)
+}
+
+// WithRegistry registers the store with r once it is open.
+func WithRegistry(r Registry) Option { return func(o *options) { o.registry = r } }
+
+// WithFailPublish makes the publish right after a commit fail whenever f
+// returns true, as a lost connection would, leaving the messages to
+// recovery. It exists for tests.
+func WithFailPublish(f func() bool) Option { return func(o *options) { o.failPublish = f } }
 
 // DefaultRecoveryGrace is how old an outbox hint must be before recovery
 // may delete it: a younger one may belong to a write still under way.
@@ -138,6 +159,9 @@ func Open[T any](ctx context.Context, js jetstream.JetStream, cfg Config, opts .
 	}
 	if err := s.Recover(ctx); err != nil {
 		return nil, err
+	}
+	if s.opts.registry != nil {
+		s.opts.registry.Register(cfg.Bucket, s)
 	}
 	return s, nil
 }
@@ -349,7 +373,12 @@ func (s *Store[T]) write(ctx context.Context, key string, rev uint64, prev recor
 	if hint != "" {
 		// The write has committed: publish even if the caller gives up.
 		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), flushTimeout)
-		err := s.flush(fctx, key)
+		var err error
+		if s.opts.failPublish != nil && s.opts.failPublish() {
+			err = errors.New("publish failed (injected by a test)")
+		} else {
+			err = s.flush(fctx, key)
+		}
 		if err == nil {
 			err = s.hints.Delete(fctx, hint)
 		}

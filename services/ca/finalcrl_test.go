@@ -41,15 +41,15 @@ func directCAWith(t *testing.T, n *testkit.NATS, wrap func(app.Certificates, *st
 	ctx := context.Background()
 	nc, js := n.JetStream(t)
 	kek, _ := pki.NewKEK(bytes.Repeat([]byte{6}, pki.KEKSize))
-	auth, err := store.Open(ctx, js, 1, nil)
+	auth, err := store.Open(ctx, js, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	certs, err := store.OpenCertificates(ctx, js, 1, nil)
+	certs, err := store.OpenCertificates(ctx, js, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	final, err := store.OpenFinalCRLs(ctx, js, 1, nil)
+	final, err := store.OpenFinalCRLs(ctx, js, 1)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,8 +13,9 @@ import (
 
 	"github.com/cloister-cc/cloister/libs/cache"
 	"github.com/cloister-cc/cloister/libs/events"
-	"github.com/cloister-cc/cloister/libs/natsrpc"
+	"github.com/cloister-cc/cloister/libs/kv"
 	"github.com/cloister-cc/cloister/libs/pki"
+	"github.com/cloister-cc/cloister/libs/service"
 	attestationclient "github.com/cloister-cc/cloister/services/attestation/client"
 	"github.com/cloister-cc/cloister/services/ca/client"
 	"github.com/cloister-cc/cloister/services/ca/internal/app"
@@ -36,46 +37,44 @@ type Config struct {
 	// PublicURL is where relying parties reach the gateway: application
 	// certificates then name their CRL and OCSP responder there.
 	PublicURL string
+	// RecoverEvery is how often the outboxes are recovered (default
+	// service.DefaultRecoverEvery); KVOptions are added to every store
+	// (tests inject publish failures).
+	RecoverEvery time.Duration
+	KVOptions    []kv.Option
 }
 
 // Service is a running CA service.
-type Service struct {
-	mux       *natsrpc.Mux
-	consumers []*events.Consumer
-	cancel    context.CancelFunc
-}
+type Service struct{ run *service.Runner }
 
 // Start opens the service's state, subscribes its request subjects and
-// starts consuming account events.
+// starts consuming account and approval events.
 func Start(ctx context.Context, cfg Config) (*Service, error) {
 	if cfg.NATS == nil || cfg.KEK == nil {
 		return nil, errors.New("ca: a NATS connection and a key-encryption key are required")
 	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
-	logger := cfg.Logger.With("service", client.Service)
-	replicas := max(cfg.Replicas, 1)
-	js, err := events.Open(ctx, cfg.NATS, replicas)
+	r, err := service.New(ctx, service.Config{Name: client.Service, NATS: cfg.NATS, Replicas: cfg.Replicas, Logger: cfg.Logger,
+		RecoverEvery: cfg.RecoverEvery, KVOptions: cfg.KVOptions})
 	if err != nil {
 		return nil, err
 	}
-	st, err := store.Open(ctx, js, replicas, logger)
+	js, logger, replicas, opts := r.JetStream(), r.Logger(), r.Replicas(), r.KVOptions()
+	st, err := store.Open(ctx, js, replicas, opts...)
 	if err != nil {
 		return nil, err
 	}
-	certs, err := store.OpenCertificates(ctx, js, replicas, logger)
+	certs, err := store.OpenCertificates(ctx, js, replicas, opts...)
 	if err != nil {
 		return nil, err
 	}
-	final, err := store.OpenFinalCRLs(ctx, js, replicas, logger)
+	final, err := store.OpenFinalCRLs(ctx, js, replicas, opts...)
 	if err != nil {
 		return nil, err
 	}
 	if cfg.Cache == nil {
 		cfg.Cache = cache.NewMemory(0)
 	}
-	iss, err := store.OpenIssuance(ctx, js, replicas, cfg.Cache, attestationclient.New(cfg.NATS), logger)
+	iss, err := store.OpenIssuance(ctx, js, replicas, cfg.Cache, attestationclient.New(cfg.NATS), logger, opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -83,30 +82,22 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	s := &Service{mux: natsrpc.NewMux(cfg.NATS, client.Service), cancel: cancel}
-	if err := transport.Register(s.mux, svc, logger); err != nil {
-		cancel()
+	s := &Service{run: r}
+	if err := transport.Register(r.Mux(), svc, logger); err != nil {
+		s.Stop()
 		return nil, err
 	}
 	for _, consume := range []func(context.Context, jetstream.JetStream, *app.Service, *slog.Logger) (*events.Consumer, error){
 		transport.ConsumeAccounts, transport.ConsumeApprovals,
 	} {
-		c, err := consume(bg, js, svc, logger)
-		if err != nil {
+		if err := r.Consume(func(ctx context.Context) (*events.Consumer, error) { return consume(ctx, js, svc, logger) }); err != nil {
 			s.Stop()
 			return nil, err
 		}
-		s.consumers = append(s.consumers, c)
 	}
+	r.Start()
 	return s, nil
 }
 
 // Stop stops taking requests and events.
-func (s *Service) Stop() {
-	_ = s.mux.Drain()
-	for _, c := range s.consumers {
-		c.Stop()
-	}
-	s.cancel()
-}
+func (s *Service) Stop() { s.run.Stop() }

@@ -4,6 +4,7 @@
 package imageconverter
 
 import (
+	"cmp"
 	"context"
 	"crypto/rsa"
 	"errors"
@@ -17,8 +18,8 @@ import (
 	"github.com/cloister-cc/cloister/libs/enclave"
 	"github.com/cloister-cc/cloister/libs/events"
 	"github.com/cloister-cc/cloister/libs/kv"
-	"github.com/cloister-cc/cloister/libs/natsrpc"
 	"github.com/cloister-cc/cloister/libs/pki"
+	"github.com/cloister-cc/cloister/libs/service"
 	"github.com/cloister-cc/cloister/services/imageconverter/client"
 	"github.com/cloister-cc/cloister/services/imageconverter/internal/app"
 	"github.com/cloister-cc/cloister/services/imageconverter/internal/store"
@@ -51,35 +52,33 @@ type Config struct {
 	// JobAckWait is how long a silent worker keeps its job before it is
 	// redelivered; default 1 minute (a running job reports every second).
 	JobAckWait time.Duration
+	// RecoverEvery is how often the outboxes are recovered (default
+	// service.DefaultRecoverEvery); KVOptions are added to every store
+	// (tests inject publish failures).
+	RecoverEvery time.Duration
+	KVOptions    []kv.Option
 }
 
 // Service is a running image converter.
-type Service struct {
-	mux       *natsrpc.Mux
-	consumers []*events.Consumer
-	cancel    context.CancelFunc
-}
+type Service struct{ run *service.Runner }
 
 // Start opens the service's state, subscribes its request subjects and
-// starts consuming events.
+// starts consuming events (and conversion jobs, with a launcher).
 func Start(ctx context.Context, cfg Config) (*Service, error) {
 	if cfg.NATS == nil || cfg.KEK == nil {
 		return nil, errors.New("imageconverter: a NATS connection and a key-encryption key are required")
 	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
-	logger := cfg.Logger.With("service", client.Service)
-	replicas := max(cfg.Replicas, 1)
-	js, err := events.Open(ctx, cfg.NATS, replicas)
+	r, err := service.New(ctx, service.Config{Name: client.Service, NATS: cfg.NATS, Replicas: cfg.Replicas, Logger: cfg.Logger,
+		RecoverEvery: cfg.RecoverEvery, KVOptions: cfg.KVOptions})
 	if err != nil {
 		return nil, err
 	}
-	st, err := store.Open(ctx, js, replicas, logger)
+	js, logger := r.JetStream(), r.Logger()
+	st, err := store.Open(ctx, js, r.Replicas(), r.KVOptions()...)
 	if err != nil {
 		return nil, err
 	}
-	images, registries, err := store.OpenImages(ctx, js, replicas, kv.WithLogger(logger))
+	images, registries, err := store.OpenImages(ctx, js, r.Replicas(), r.KVOptions()...)
 	if err != nil {
 		return nil, err
 	}
@@ -96,37 +95,31 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	s := &Service{mux: natsrpc.NewMux(cfg.NATS, client.Service), cancel: cancel}
-	if err := transport.Register(s.mux, svc, logger); err != nil {
+	s := &Service{run: r}
+	if err := transport.Register(r.Mux(), svc, logger); err != nil {
 		s.Stop()
 		return nil, err
 	}
-	c, err := transport.ConsumeAccounts(bg, js, svc, logger)
-	if err != nil {
-		s.Stop()
-		return nil, err
+	consumers := []func(context.Context) (*events.Consumer, error){
+		func(ctx context.Context) (*events.Consumer, error) {
+			return transport.ConsumeAccounts(ctx, js, svc, logger)
+		},
 	}
-	s.consumers = append(s.consumers, c)
 	if acfg.Converter != nil {
-		if cfg.JobAckWait <= 0 {
-			cfg.JobAckWait = time.Minute
-		}
-		jobs, err := transport.ConsumeJobs(bg, js, svc, logger, cfg.JobAckWait)
-		if err != nil {
+		ackWait := cmp.Or(cfg.JobAckWait, time.Minute)
+		consumers = append(consumers, func(ctx context.Context) (*events.Consumer, error) {
+			return transport.ConsumeJobs(ctx, js, svc, logger, ackWait)
+		})
+	}
+	for _, c := range consumers {
+		if err := r.Consume(c); err != nil {
 			s.Stop()
 			return nil, err
 		}
-		s.consumers = append(s.consumers, jobs)
 	}
+	r.Start()
 	return s, nil
 }
 
 // Stop stops taking requests and events.
-func (s *Service) Stop() {
-	_ = s.mux.Drain()
-	for _, c := range s.consumers {
-		c.Stop()
-	}
-	s.cancel()
-}
+func (s *Service) Stop() { s.run.Stop() }

@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -30,13 +29,13 @@ type closingMark struct {
 var _ app.FinalCRLs = (*FinalCRLs)(nil)
 
 // OpenFinalCRLs opens the bucket.
-func OpenFinalCRLs(ctx context.Context, js jetstream.JetStream, replicas int, logger *slog.Logger) (*FinalCRLs, error) {
+func OpenFinalCRLs(ctx context.Context, js jetstream.JetStream, replicas int, opts ...kv.Option) (*FinalCRLs, error) {
 	cfg := kv.Config{Bucket: BucketFinalCRLs, Replicas: replicas}
-	s, err := kv.Open[app.FinalCRL](ctx, js, cfg, kv.WithLogger(logger))
+	s, err := kv.Open[app.FinalCRL](ctx, js, cfg, opts...)
 	if err != nil {
 		return nil, err
 	}
-	closing, err := kv.Open[closingMark](ctx, js, cfg, kv.WithLogger(logger))
+	closing, err := kv.Open[closingMark](ctx, js, cfg, opts...)
 	if err != nil {
 		return nil, err
 	}

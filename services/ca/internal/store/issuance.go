@@ -30,7 +30,7 @@ const (
 
 // OpenIssuance opens the stores application issuance needs; lookups of
 // applications and domains go through c.
-func OpenIssuance(ctx context.Context, js jetstream.JetStream, replicas int, c cache.Cache, verdicts *attestationclient.Client, logger *slog.Logger) (app.Issuance, error) {
+func OpenIssuance(ctx context.Context, js jetstream.JetStream, replicas int, c cache.Cache, verdicts *attestationclient.Client, logger *slog.Logger, opts ...kv.Option) (app.Issuance, error) {
 	apps, err := allowlist.Open[app.AppConfig](ctx, js, BucketApps, replicas, c, logger)
 	if err != nil {
 		return app.Issuance{}, err
@@ -40,7 +40,7 @@ func OpenIssuance(ctx context.Context, js jetstream.JetStream, replicas int, c c
 		return app.Issuance{}, err
 	}
 	// Entries outlive their nonce a little; Consume checks the expiry.
-	nonces, err := kv.Open[time.Time](ctx, js, kv.Config{Bucket: BucketNonces, Replicas: replicas, TTL: app.NonceLifetime + time.Minute}, kv.WithLogger(logger))
+	nonces, err := kv.Open[time.Time](ctx, js, kv.Config{Bucket: BucketNonces, Replicas: replicas, TTL: app.NonceLifetime + time.Minute}, opts...)
 	if err != nil {
 		return app.Issuance{}, err
 	}

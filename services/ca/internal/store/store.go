@@ -4,7 +4,6 @@ package store
 import (
 	"context"
 	"errors"
-	"log/slog"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -26,8 +25,8 @@ type Authorities struct{ kv *kv.Store[[]byte] }
 var _ app.Authorities = (*Authorities)(nil)
 
 // Open opens the bucket.
-func Open(ctx context.Context, js jetstream.JetStream, replicas int, logger *slog.Logger) (*Authorities, error) {
-	s, err := kv.Open[[]byte](ctx, js, kv.Config{Bucket: "ca_authorities", Replicas: replicas}, kv.WithLogger(logger))
+func Open(ctx context.Context, js jetstream.JetStream, replicas int, opts ...kv.Option) (*Authorities, error) {
+	s, err := kv.Open[[]byte](ctx, js, kv.Config{Bucket: "ca_authorities", Replicas: replicas}, opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -105,8 +104,8 @@ type Certificates struct{ kv *kv.Store[app.Certificate] }
 var _ app.Certificates = (*Certificates)(nil)
 
 // OpenCertificates opens the bucket.
-func OpenCertificates(ctx context.Context, js jetstream.JetStream, replicas int, logger *slog.Logger) (*Certificates, error) {
-	s, err := kv.Open[app.Certificate](ctx, js, kv.Config{Bucket: "ca_certificates", Replicas: replicas}, kv.WithLogger(logger))
+func OpenCertificates(ctx context.Context, js jetstream.JetStream, replicas int, opts ...kv.Option) (*Certificates, error) {
+	s, err := kv.Open[app.Certificate](ctx, js, kv.Config{Bucket: "ca_certificates", Replicas: replicas}, opts...)
 	if err != nil {
 		return nil, err
 	}

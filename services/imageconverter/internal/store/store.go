@@ -5,7 +5,6 @@ package store
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"strings"
 
 	"github.com/nats-io/nats.go"
@@ -38,13 +37,12 @@ type Stores struct {
 }
 
 // Open opens every bucket.
-func Open(ctx context.Context, js jetstream.JetStream, replicas int, logger *slog.Logger) (*Stores, error) {
-	opt := kv.WithLogger(logger)
-	apps, err := kv.Open[domain.App](ctx, js, kv.Config{Bucket: BucketApps, Replicas: replicas}, opt)
+func Open(ctx context.Context, js jetstream.JetStream, replicas int, opts ...kv.Option) (*Stores, error) {
+	apps, err := kv.Open[domain.App](ctx, js, kv.Config{Bucket: BucketApps, Replicas: replicas}, opts...)
 	if err != nil {
 		return nil, err
 	}
-	keys, err := kv.Open[app.SigningKey](ctx, js, kv.Config{Bucket: BucketKeys, Replicas: replicas}, opt)
+	keys, err := kv.Open[app.SigningKey](ctx, js, kv.Config{Bucket: BucketKeys, Replicas: replicas}, opts...)
 	if err != nil {
 		return nil, err
 	}
