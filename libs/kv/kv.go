@@ -167,8 +167,9 @@ func Open[T any](ctx context.Context, js jetstream.JetStream, cfg Config, opts .
 }
 
 // Recover publishes the messages of every write that has a hint left, as
-// after a crash. Open calls it; RecoverEvery calls it periodically, which
-// also catches a publish that failed while the process lived on.
+// after a crash. Open calls it; a service's runner (libs/service) calls it
+// periodically, which also catches a publish that failed while the
+// process lived on.
 //
 // A hint is deleted only once it is older than the recovery grace: a
 // younger one may have been written by a write not yet committed, whose
@@ -203,22 +204,6 @@ func (s *Store[T]) Recover(ctx context.Context) error {
 		}
 	}
 	return nil
-}
-
-// RecoverEvery runs Recover every interval until ctx ends, logging failures.
-func (s *Store[T]) RecoverEvery(ctx context.Context, interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if err := s.Recover(ctx); err != nil && ctx.Err() == nil {
-				s.opts.logger.WarnContext(ctx, "recovering outbox", "bucket", s.bucket, "error", err)
-			}
-		}
-	}
 }
 
 func (s *Store[T]) getRecord(ctx context.Context, key string) (record, uint64, error) {
@@ -384,7 +369,7 @@ func (s *Store[T]) write(ctx context.Context, key string, rev uint64, prev recor
 		}
 		cancel()
 		if err != nil {
-			// The hint stays; RecoverEvery or the next open publishes.
+			// The hint stays; the service runner's recovery or the next open publishes.
 			// The caller's change succeeded.
 			s.opts.logger.WarnContext(ctx, "publishing outbox", "bucket", s.bucket, "key", key, "error", err)
 		}

@@ -11,7 +11,8 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/cloister-cc/cloister/libs/events"
-	"github.com/cloister-cc/cloister/libs/natsrpc"
+	"github.com/cloister-cc/cloister/libs/kv"
+	"github.com/cloister-cc/cloister/libs/service"
 	"github.com/cloister-cc/cloister/services/account/client"
 	"github.com/cloister-cc/cloister/services/account/internal/app"
 	"github.com/cloister-cc/cloister/services/account/internal/endpoint"
@@ -29,38 +30,32 @@ type Config struct {
 	PasswordCost *PasswordCost
 	// Clock overrides the time source (tests move it).
 	Clock app.Clock
+	// RecoverEvery is how often the outboxes are recovered (default
+	// service.DefaultRecoverEvery); KVOptions are added to every store
+	// (tests inject publish failures).
+	RecoverEvery time.Duration
+	KVOptions    []kv.Option
 }
 
 // PasswordCost is argon2id's memory (KiB), time and thread parameters.
 type PasswordCost = password.Params
 
 // Service is a running account service.
-type Service struct {
-	mux       *natsrpc.Mux
-	consumers []*events.Consumer
-	cancel    context.CancelFunc
-}
-
-// outboxRecoveryInterval is how often the service looks for events that a
-// failed publish or a dead replica left in its buckets' outboxes.
-const outboxRecoveryInterval = 30 * time.Second
+type Service struct{ run *service.Runner }
 
 // Start opens the service's state, subscribes its request subjects and
-// starts its event consumer.
+// starts its event consumers.
 func Start(ctx context.Context, cfg Config) (*Service, error) {
 	if cfg.NATS == nil {
 		return nil, errors.New("account: a NATS connection is required")
 	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
-	logger := cfg.Logger.With("service", client.Service)
-	replicas := max(cfg.Replicas, 1)
-	js, err := events.Open(ctx, cfg.NATS, replicas)
+	r, err := service.New(ctx, service.Config{Name: client.Service, NATS: cfg.NATS, Replicas: cfg.Replicas, Logger: cfg.Logger,
+		RecoverEvery: cfg.RecoverEvery, KVOptions: cfg.KVOptions})
 	if err != nil {
 		return nil, err
 	}
-	stores, err := store.Open(ctx, js, replicas, logger)
+	js, logger := r.JetStream(), r.Logger()
+	stores, err := store.Open(ctx, js, r.Replicas(), r.KVOptions()...)
 	if err != nil {
 		return nil, err
 	}
@@ -76,32 +71,27 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	stores.RecoverEvery(bg, outboxRecoveryInterval)
-	s := &Service{mux: natsrpc.NewMux(cfg.NATS, client.Service), cancel: cancel}
-	if err := transport.Register(s.mux, endpoint.New(svc), logger); err != nil {
-		cancel()
+	s := &Service{run: r}
+	if err := transport.Register(r.Mux(), endpoint.New(svc), logger); err != nil {
+		s.Stop()
 		return nil, err
 	}
-	for _, consume := range []func() (*events.Consumer, error){
-		func() (*events.Consumer, error) { return transport.ConsumeAccountDeleted(bg, js, svc, logger) },
-		func() (*events.Consumer, error) { return transport.ConsumeTaskRequests(bg, js, svc, logger) },
+	for _, consume := range []func(context.Context) (*events.Consumer, error){
+		func(ctx context.Context) (*events.Consumer, error) {
+			return transport.ConsumeAccountDeleted(ctx, js, svc, logger)
+		},
+		func(ctx context.Context) (*events.Consumer, error) {
+			return transport.ConsumeTaskRequests(ctx, js, svc, logger)
+		},
 	} {
-		c, err := consume()
-		if err != nil {
+		if err := r.Consume(consume); err != nil {
 			s.Stop()
 			return nil, err
 		}
-		s.consumers = append(s.consumers, c)
 	}
+	r.Start()
 	return s, nil
 }
 
 // Stop stops taking requests and events and waits for those under way.
-func (s *Service) Stop() {
-	_ = s.mux.Drain()
-	for _, c := range s.consumers {
-		c.Stop()
-	}
-	s.cancel()
-}
+func (s *Service) Stop() { s.run.Stop() }

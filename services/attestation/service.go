@@ -14,8 +14,9 @@ import (
 
 	"github.com/cloister-cc/cloister/libs/cache"
 	"github.com/cloister-cc/cloister/libs/events"
-	"github.com/cloister-cc/cloister/libs/natsrpc"
+	"github.com/cloister-cc/cloister/libs/kv"
 	"github.com/cloister-cc/cloister/libs/pki"
+	"github.com/cloister-cc/cloister/libs/service"
 	"github.com/cloister-cc/cloister/libs/sgx"
 	"github.com/cloister-cc/cloister/libs/sgx/sim"
 	"github.com/cloister-cc/cloister/services/attestation/client"
@@ -48,15 +49,18 @@ type Config struct {
 	IntelRoot    *ecdsa.PublicKey
 	IntelOptions []sgx.VerifierOption
 	Clock        func() time.Time
+	// RecoverEvery is how often the outboxes are recovered (default
+	// service.DefaultRecoverEvery); KVOptions are added to every store
+	// (tests inject publish failures).
+	RecoverEvery time.Duration
+	KVOptions    []kv.Option
 }
 
 // Service is a running attestation service.
 type Service struct {
-	mux      *natsrpc.Mux
-	consumer *events.Consumer
-	cancel   context.CancelFunc
-	sim      *simulation.Simulation
-	clock    func() time.Time
+	run   *service.Runner
+	sim   *simulation.Simulation
+	clock func() time.Time
 }
 
 // SimulatedQE makes a simulated quoting enclave under the deployment's
@@ -68,24 +72,22 @@ func (s *Service) SimulatedQE() (*sim.QE, error) {
 	return s.sim.NewQE(s.clock())
 }
 
-// Start opens the service's state and subscribes its request subjects.
+// Start opens the service's state, subscribes its request subjects and
+// starts consuming approvals.
 func Start(ctx context.Context, cfg Config) (*Service, error) {
 	if cfg.NATS == nil {
 		return nil, errors.New("attestation: a NATS connection is required")
 	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
-	logger := cfg.Logger.With("service", client.Service)
-	replicas := max(cfg.Replicas, 1)
-	js, err := events.Open(ctx, cfg.NATS, replicas)
+	r, err := service.New(ctx, service.Config{Name: client.Service, NATS: cfg.NATS, Replicas: cfg.Replicas, Logger: cfg.Logger,
+		RecoverEvery: cfg.RecoverEvery, KVOptions: cfg.KVOptions})
 	if err != nil {
 		return nil, err
 	}
+	js, logger, replicas := r.JetStream(), r.Logger(), r.Replicas()
 	if cfg.Cache == nil {
 		cfg.Cache = cache.NewMemory(0)
 	}
-	stores, err := store.Open(ctx, js, replicas, cfg.Cache, logger)
+	stores, err := store.Open(ctx, js, replicas, cfg.Cache, logger, r.KVOptions()...)
 	if err != nil {
 		return nil, err
 	}
@@ -114,28 +116,24 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	stores.RecoverEvery(bg, 30*time.Second)
-	s := &Service{mux: natsrpc.NewMux(cfg.NATS, client.Service), cancel: cancel, sim: simul, clock: cfg.Clock}
+	s := &Service{run: r, sim: simul, clock: cfg.Clock}
 	var rootPEM []byte
 	if simul != nil {
 		rootPEM = simul.RootPEM()
 	}
-	if err := transport.Register(s.mux, svc, rootPEM, logger); err != nil {
-		cancel()
+	if err := transport.Register(r.Mux(), svc, rootPEM, logger); err != nil {
+		s.Stop()
 		return nil, err
 	}
-	if s.consumer, err = transport.ConsumeApprovals(bg, js, svc, logger); err != nil {
-		cancel()
-		_ = s.mux.Drain()
+	if err := r.Consume(func(ctx context.Context) (*events.Consumer, error) {
+		return transport.ConsumeApprovals(ctx, js, svc, logger)
+	}); err != nil {
+		s.Stop()
 		return nil, err
 	}
+	r.Start()
 	return s, nil
 }
 
 // Stop stops taking requests and events, and waits for those under way.
-func (s *Service) Stop() {
-	_ = s.mux.Drain()
-	s.consumer.Stop()
-	s.cancel()
-}
+func (s *Service) Stop() { s.run.Stop() }

@@ -21,26 +21,29 @@ import (
 // whose publish failed after the CA was recorded, is delivered by the
 // service's periodic outbox recovery while the service runs on.
 func TestOutboxRecoveredWithoutRestart(t *testing.T) {
-	ctx := context.Background()
-	n := testkit.StartNATS(t)
-	nc, js := n.JetStream(t)
 	kek, _ := pki.NewKEK(bytes.Repeat([]byte{5}, pki.KEKSize))
-	fail, failed := testkit.FailFirstPublish()
-	svc, err := ca.Start(ctx, ca.Config{NATS: nc, KEK: kek, RecoverEvery: 100 * time.Millisecond, KVOptions: []kv.Option{fail}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(svc.Stop)
-
-	id := uuid.NewString()
-	created := &accountv1.AccountCreated{Account: &accountv1.Account{Id: id, Name: "A"}}
-	msg, _, err := events.NewMessage(ctx, events.Subject("account", created), "account", id, created)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := events.Publish(ctx, js, msg); err != nil {
-		t.Fatal(err)
-	}
-	testkit.Eventually(t, 20*time.Second, failed, "the CA was never recorded")
-	testkit.WaitForEvent(t, js, "ca", &cav1.AccountCAInitialized{}, 20*time.Second)
+	testkit.CheckOutboxRecovery(t, testkit.OutboxRecovery{
+		Start: func(t *testing.T, n *testkit.NATS, every time.Duration, opts []kv.Option) {
+			svc, err := ca.Start(context.Background(), ca.Config{NATS: n.Connect(t), KEK: kek, RecoverEvery: every, KVOptions: opts})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(svc.Stop)
+		},
+		// A new account's CA is recorded with its event.
+		Write: func(t *testing.T, n *testkit.NATS) {
+			ctx := context.Background()
+			id := uuid.NewString()
+			created := &accountv1.AccountCreated{Account: &accountv1.Account{Id: id, Name: "A"}}
+			msg, _, err := events.NewMessage(ctx, events.Subject("account", created), "account", id, created)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, js := n.JetStream(t)
+			if err := events.Publish(ctx, js, msg); err != nil {
+				t.Fatal(err)
+			}
+		},
+		Producer: "ca", Event: &cav1.AccountCAInitialized{},
+	})
 }

@@ -21,23 +21,22 @@ import (
 // its write committed is delivered by the service's periodic outbox
 // recovery, while the service runs on.
 func TestOutboxRecoveredWithoutRestart(t *testing.T) {
-	n := testkit.StartNATS(t)
-	nc, js := n.JetStream(t)
 	kek, _ := pki.NewKEK(bytes.Repeat([]byte{5}, pki.KEKSize))
-	fail, failed := testkit.FailFirstPublish()
-	svc, err := imageconverter.Start(context.Background(), imageconverter.Config{NATS: nc, KEK: kek, GenerateKey: reuseKey,
-		RecoverEvery: 100 * time.Millisecond, KVOptions: []kv.Option{fail}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(svc.Stop)
-
-	c := client.New(n.Connect(t))
-	if _, err := c.CreateApp(context.Background(), &imageconverterv1.CreateAppRequest{AccountId: uuid.NewString(), Spec: helloSpec(), Actor: actor}); err != nil {
-		t.Fatal(err)
-	}
-	if !failed() {
-		t.Fatal("creating the app published without the injected failure")
-	}
-	testkit.WaitForEvent(t, js, store.Producer, &imageconverterv1.AppCreated{}, 20*time.Second)
+	testkit.CheckOutboxRecovery(t, testkit.OutboxRecovery{
+		Start: func(t *testing.T, n *testkit.NATS, every time.Duration, opts []kv.Option) {
+			svc, err := imageconverter.Start(context.Background(), imageconverter.Config{NATS: n.Connect(t), KEK: kek, GenerateKey: reuseKey,
+				RecoverEvery: every, KVOptions: opts})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(svc.Stop)
+		},
+		Write: func(t *testing.T, n *testkit.NATS) {
+			if _, err := client.New(n.Connect(t)).CreateApp(context.Background(), &imageconverterv1.CreateAppRequest{AccountId: uuid.NewString(),
+				Spec: helloSpec(), Actor: actor}); err != nil {
+				t.Fatal(err)
+			}
+		},
+		Producer: store.Producer, Event: &imageconverterv1.AppCreated{},
+	})
 }

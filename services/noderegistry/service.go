@@ -8,14 +8,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
 	"github.com/cloister-cc/cloister/libs/cache"
 	"github.com/cloister-cc/cloister/libs/events"
-	"github.com/cloister-cc/cloister/libs/natsrpc"
+	"github.com/cloister-cc/cloister/libs/kv"
+	"github.com/cloister-cc/cloister/libs/service"
 	attestationclient "github.com/cloister-cc/cloister/services/attestation/client"
 	caclient "github.com/cloister-cc/cloister/services/ca/client"
 	"github.com/cloister-cc/cloister/services/noderegistry/client"
@@ -43,15 +43,17 @@ type Config struct {
 	// untrusted, revoking its certificate, once a tenth more has passed
 	// since it last attested. Nodes enrolled without evidence are exempt.
 	ReattestEvery time.Duration
+	// RecoverEvery is how often the outboxes are recovered (default
+	// service.DefaultRecoverEvery); KVOptions are added to every store
+	// (tests inject publish failures).
+	RecoverEvery time.Duration
+	KVOptions    []kv.Option
 }
 
 // Service is a running node registry.
 type Service struct {
-	app       *app.Service
-	mux       *natsrpc.Mux
-	consumers []*events.Consumer
-	cancel    context.CancelFunc
-	bg        sync.WaitGroup
+	app *app.Service
+	run *service.Runner
 }
 
 // Start opens the service's state, subscribes its request subjects,
@@ -67,19 +69,16 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 	if cfg.ReattestEvery < 0 {
 		return nil, fmt.Errorf("noderegistry: re-attestation period %v is negative", cfg.ReattestEvery)
 	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
-	logger := cfg.Logger.With("service", client.Service)
-	replicas := max(cfg.Replicas, 1)
-	js, err := events.Open(ctx, cfg.NATS, replicas)
+	r, err := service.New(ctx, service.Config{Name: client.Service, NATS: cfg.NATS, Replicas: cfg.Replicas, Logger: cfg.Logger,
+		RecoverEvery: cfg.RecoverEvery, KVOptions: cfg.KVOptions})
 	if err != nil {
 		return nil, err
 	}
+	js, logger := r.JetStream(), r.Logger()
 	if cfg.Cache == nil {
 		cfg.Cache = cache.NewMemory(0)
 	}
-	st, err := store.Open(ctx, js, replicas, cfg.Cache, logger)
+	st, err := store.Open(ctx, js, r.Replicas(), cfg.Cache, logger, r.KVOptions()...)
 	if err != nil {
 		return nil, err
 	}
@@ -89,31 +88,30 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	s := &Service{app: svc, mux: natsrpc.NewMux(cfg.NATS, client.Service), cancel: cancel}
+	s := &Service{app: svc, run: r}
 	// The watcher starts before requests are taken, so no revocation
 	// made elsewhere slips by this process's cache.
-	w, err := transport.WatchRevocations(bg, js, st.Tokens, logger)
-	if err != nil {
+	if err := r.Consume(func(ctx context.Context) (*events.Consumer, error) {
+		return transport.WatchRevocations(ctx, js, st.Tokens, logger)
+	}); err != nil {
 		s.Stop()
 		return nil, err
 	}
-	s.consumers = append(s.consumers, w)
-	if err := transport.Register(s.mux, svc, logger); err != nil {
+	if err := transport.Register(r.Mux(), svc, logger); err != nil {
 		s.Stop()
 		return nil, err
 	}
-	c, err := transport.ConsumeAccounts(bg, js, svc, logger)
-	if err != nil {
+	if err := r.Consume(func(ctx context.Context) (*events.Consumer, error) {
+		return transport.ConsumeAccounts(ctx, js, svc, logger)
+	}); err != nil {
 		s.Stop()
 		return nil, err
 	}
-	s.consumers = append(s.consumers, c)
-	st.RecoverEvery(bg, 30*time.Second)
 	// Often enough to catch a silent node within a third of the timeout,
 	// and an overdue one within its grace.
 	every := max(min(svc.HeartbeatTimeout()/3, svc.ReattestEvery()/10), time.Millisecond)
-	s.bg.Go(func() { transport.Sweep(bg, svc, every, logger) })
+	r.Go(func(ctx context.Context) { transport.Sweep(ctx, svc, every, logger) })
+	r.Start()
 	return s, nil
 }
 
@@ -125,11 +123,4 @@ func (s *Service) MarkUntrusted(ctx context.Context, accountID, nodeID, reason s
 }
 
 // Stop stops taking requests and events, and the sweep.
-func (s *Service) Stop() {
-	_ = s.mux.Drain()
-	for _, c := range s.consumers {
-		c.Stop()
-	}
-	s.cancel()
-	s.bg.Wait()
-}
+func (s *Service) Stop() { s.run.Stop() }

@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"log/slog"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -39,54 +38,41 @@ type Stores struct {
 	Tasks    *Tasks
 }
 
-// RecoverEvery publishes, every interval until ctx ends, what any store's
-// outbox still holds (a publish that failed, a write of a dead process).
-func (s *Stores) RecoverEvery(ctx context.Context, interval time.Duration) {
-	go s.Users.kv.RecoverEvery(ctx, interval)
-	go s.Sessions.kv.RecoverEvery(ctx, interval)
-	go s.Accounts.kv.RecoverEvery(ctx, interval)
-	go s.Members.kv.RecoverEvery(ctx, interval)
-	go s.APIKeys.kv.RecoverEvery(ctx, interval)
-	go s.APIKeys.ids.RecoverEvery(ctx, interval)
-	go s.Tasks.kv.RecoverEvery(ctx, interval)
-}
-
 // Open opens (creating if needed) every bucket and publishes what a
 // previous process left in their outboxes.
-func Open(ctx context.Context, js jetstream.JetStream, replicas int, logger *slog.Logger) (*Stores, error) {
-	opt := kv.WithLogger(logger)
+func Open(ctx context.Context, js jetstream.JetStream, replicas int, opts ...kv.Option) (*Stores, error) {
 	cfg := func(b string) kv.Config { return kv.Config{Bucket: b, Replicas: replicas} }
 	var s Stores
 	var err error
-	if s.Users, err = open[domain.User](ctx, js, cfg(BucketUsers), opt, func(k *kv.Store[domain.User]) *Users { return &Users{k} }); err != nil {
+	if s.Users, err = open[domain.User](ctx, js, cfg(BucketUsers), opts, func(k *kv.Store[domain.User]) *Users { return &Users{k} }); err != nil {
 		return nil, err
 	}
 	// Sessions last 12 hours; the bucket forgets them a day after login.
 	sessions := cfg(BucketSessions)
 	sessions.TTL = 24 * time.Hour
-	if s.Sessions, err = open[domain.Session](ctx, js, sessions, opt, func(k *kv.Store[domain.Session]) *Sessions { return &Sessions{k} }); err != nil {
+	if s.Sessions, err = open[domain.Session](ctx, js, sessions, opts, func(k *kv.Store[domain.Session]) *Sessions { return &Sessions{k} }); err != nil {
 		return nil, err
 	}
-	if s.Accounts, err = open[domain.Account](ctx, js, cfg(BucketAccounts), opt, func(k *kv.Store[domain.Account]) *Accounts { return &Accounts{k} }); err != nil {
+	if s.Accounts, err = open[domain.Account](ctx, js, cfg(BucketAccounts), opts, func(k *kv.Store[domain.Account]) *Accounts { return &Accounts{k} }); err != nil {
 		return nil, err
 	}
-	if s.Members, err = open[domain.Member](ctx, js, cfg(BucketMembers), opt, func(k *kv.Store[domain.Member]) *Members { return &Members{k} }); err != nil {
+	if s.Members, err = open[domain.Member](ctx, js, cfg(BucketMembers), opts, func(k *kv.Store[domain.Member]) *Members { return &Members{k} }); err != nil {
 		return nil, err
 	}
-	if s.APIKeys, err = open[domain.APIKey](ctx, js, cfg(BucketAPIKeys), opt, func(k *kv.Store[domain.APIKey]) *APIKeys { return &APIKeys{kv: k} }); err != nil {
+	if s.APIKeys, err = open[domain.APIKey](ctx, js, cfg(BucketAPIKeys), opts, func(k *kv.Store[domain.APIKey]) *APIKeys { return &APIKeys{kv: k} }); err != nil {
 		return nil, err
 	}
-	if s.APIKeys.ids, err = kv.Open[string](ctx, js, cfg(BucketAPIKeyIDs), opt); err != nil {
+	if s.APIKeys.ids, err = kv.Open[string](ctx, js, cfg(BucketAPIKeyIDs), opts...); err != nil {
 		return nil, err
 	}
-	if s.Tasks, err = open[domain.Task](ctx, js, cfg(BucketTasks), opt, func(k *kv.Store[domain.Task]) *Tasks { return &Tasks{k} }); err != nil {
+	if s.Tasks, err = open[domain.Task](ctx, js, cfg(BucketTasks), opts, func(k *kv.Store[domain.Task]) *Tasks { return &Tasks{k} }); err != nil {
 		return nil, err
 	}
 	return &s, nil
 }
 
-func open[T any, A any](ctx context.Context, js jetstream.JetStream, cfg kv.Config, opt kv.Option, wrap func(*kv.Store[T]) A) (A, error) {
-	k, err := kv.Open[T](ctx, js, cfg, opt)
+func open[T any, A any](ctx context.Context, js jetstream.JetStream, cfg kv.Config, opts []kv.Option, wrap func(*kv.Store[T]) A) (A, error) {
+	k, err := kv.Open[T](ctx, js, cfg, opts...)
 	if err != nil {
 		var zero A
 		return zero, err

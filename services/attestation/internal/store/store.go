@@ -49,17 +49,16 @@ type Stores struct {
 }
 
 // Open opens every bucket; approved images are looked up through c.
-func Open(ctx context.Context, js jetstream.JetStream, replicas int, c cache.Cache, logger *slog.Logger) (*Stores, error) {
-	opt := kv.WithLogger(logger)
-	p, err := kv.Open[policyRecord](ctx, js, kv.Config{Bucket: BucketPolicies, Replicas: replicas}, opt)
+func Open(ctx context.Context, js jetstream.JetStream, replicas int, c cache.Cache, logger *slog.Logger, opts ...kv.Option) (*Stores, error) {
+	p, err := kv.Open[policyRecord](ctx, js, kv.Config{Bucket: BucketPolicies, Replicas: replicas}, opts...)
 	if err != nil {
 		return nil, err
 	}
-	col, err := kv.Open[domain.Collateral](ctx, js, kv.Config{Bucket: BucketCollateral, Replicas: replicas}, opt)
+	col, err := kv.Open[domain.Collateral](ctx, js, kv.Config{Bucket: BucketCollateral, Replicas: replicas}, opts...)
 	if err != nil {
 		return nil, err
 	}
-	v, err := kv.Open[domain.Verdict](ctx, js, kv.Config{Bucket: BucketVerdicts, Replicas: replicas, TTL: VerdictTTL}, opt)
+	v, err := kv.Open[domain.Verdict](ctx, js, kv.Config{Bucket: BucketVerdicts, Replicas: replicas, TTL: VerdictTTL}, opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -72,12 +71,6 @@ func Open(ctx context.Context, js jetstream.JetStream, replicas int, c cache.Cac
 		return nil, err
 	}
 	return &Stores{Policies: &Policies{p}, Collaterals: &Collaterals{col}, Verdicts: &Verdicts{v}, Images: &Images{imgs}, Withdrawals: ledger}, nil
-}
-
-// RecoverEvery republishes stranded outbox events every interval.
-func (s *Stores) RecoverEvery(ctx context.Context, interval time.Duration) {
-	go s.Policies.kv.RecoverEvery(ctx, interval)
-	go s.Verdicts.kv.RecoverEvery(ctx, interval)
 }
 
 type policyRecord struct {

@@ -61,31 +61,23 @@ type Stores struct {
 }
 
 // Open opens every bucket; c caches the lookups of tokens by hash.
-func Open(ctx context.Context, js jetstream.JetStream, replicas int, c cache.Cache, logger *slog.Logger) (*Stores, error) {
+func Open(ctx context.Context, js jetstream.JetStream, replicas int, c cache.Cache, logger *slog.Logger, opts ...kv.Option) (*Stores, error) {
 	if c == nil {
 		return nil, errors.New("noderegistry: a cache is required")
 	}
-	opt := kv.WithLogger(logger)
-	tokens, err := kv.Open[domain.JoinToken](ctx, js, kv.Config{Bucket: BucketTokens, Replicas: replicas}, opt)
+	tokens, err := kv.Open[domain.JoinToken](ctx, js, kv.Config{Bucket: BucketTokens, Replicas: replicas}, opts...)
 	if err != nil {
 		return nil, err
 	}
-	hashes, err := kv.Open[domain.TokenRef](ctx, js, kv.Config{Bucket: BucketTokenHashes, Replicas: replicas}, opt)
+	hashes, err := kv.Open[domain.TokenRef](ctx, js, kv.Config{Bucket: BucketTokenHashes, Replicas: replicas}, opts...)
 	if err != nil {
 		return nil, err
 	}
-	nodes, err := kv.Open[domain.Node](ctx, js, kv.Config{Bucket: BucketNodes, Replicas: replicas}, opt)
+	nodes, err := kv.Open[domain.Node](ctx, js, kv.Config{Bucket: BucketNodes, Replicas: replicas}, opts...)
 	if err != nil {
 		return nil, err
 	}
 	return &Stores{Tokens: &Tokens{kv: tokens, hashes: hashes, cache: c, logger: logger}, Nodes: &Nodes{kv: nodes}}, nil
-}
-
-// RecoverEvery publishes, every interval until ctx ends, the events of
-// writes whose publication failed, in the background.
-func (s *Stores) RecoverEvery(ctx context.Context, interval time.Duration) {
-	go s.Tokens.kv.RecoverEvery(ctx, interval)
-	go s.Nodes.kv.RecoverEvery(ctx, interval)
 }
 
 // Tokens keeps join tokens and the lookup by hash, written through to the
