@@ -46,13 +46,17 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 
-## proto: regenerate libs/gen from proto/ (needs protoc: apt-get install protobuf-compiler)
+## proto: regenerate libs/gen from proto/: the messages (protoc-gen-go) and each service's
+## NATS surface (protoc-gen-natsrpc: method table, server interface, client); needs protoc
+## (apt-get install protobuf-compiler)
 proto:
 	@command -v protoc >/dev/null || { echo "protoc not found: apt-get install protobuf-compiler"; exit 1; }
 	cd libs && $(GO) build -o ../.bin/protoc-gen-go google.golang.org/protobuf/cmd/protoc-gen-go
+	cd libs && $(GO) build -o ../.bin/protoc-gen-natsrpc ./internal/protoc-gen-natsrpc
 	rm -rf libs/gen/cloister
-	protoc --plugin=protoc-gen-go=.bin/protoc-gen-go -I proto \
+	protoc --plugin=protoc-gen-go=.bin/protoc-gen-go --plugin=protoc-gen-natsrpc=.bin/protoc-gen-natsrpc -I proto \
 		--go_out=libs/gen --go_opt=module=github.com/cloister-cc/cloister/libs/gen \
+		--natsrpc_out=libs/gen --natsrpc_opt=module=github.com/cloister-cc/cloister/libs/gen \
 		$$(find proto -name '*.proto' | sort)
 
 ## build: the cloister, cloister-launcher, cloister-node-agent and hello-https (sample) binaries in ./bin (static)

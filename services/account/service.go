@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/cloister-cc/cloister/libs/events"
+	accountv1 "github.com/cloister-cc/cloister/libs/gen/cloister/account/v1"
 	"github.com/cloister-cc/cloister/libs/kv"
 	"github.com/cloister-cc/cloister/libs/service"
 	"github.com/cloister-cc/cloister/services/account/client"
@@ -72,7 +73,7 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 		return nil, err
 	}
 	s := &Service{run: r}
-	if err := transport.Register(r.Mux(), endpoint.New(svc), logger); err != nil {
+	if err := accountv1.RegisterAccountServer(r.Mux(), endpoint.New(svc), logger); err != nil {
 		s.Stop()
 		return nil, err
 	}

@@ -15,8 +15,12 @@ import (
 	"github.com/cloister-cc/cloister/services/account/internal/store"
 )
 
-// Set holds the service behind its wire-typed methods.
+// Set holds the service behind its wire-typed methods: it is the
+// generated server interface, registered with
+// accountv1.RegisterAccountServer.
 type Set struct{ svc app.Service }
+
+var _ accountv1.AccountServer = (*Set)(nil)
 
 // New returns the endpoints of svc.
 func New(svc app.Service) *Set { return &Set{svc: svc} }

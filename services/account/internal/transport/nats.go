@@ -1,49 +1,17 @@
-// Package transport serves the account service over NATS: its request
-// subjects and the events it consumes.
+// Package transport consumes the events the account service follows; its
+// request subjects are served by the generated accountv1.RegisterAccountServer.
 package transport
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/cloister-cc/cloister/libs/events"
 	accountv1 "github.com/cloister-cc/cloister/libs/gen/cloister/account/v1"
-	"github.com/cloister-cc/cloister/libs/natsrpc"
 	"github.com/cloister-cc/cloister/services/account/client"
-	"github.com/cloister-cc/cloister/services/account/internal/endpoint"
 )
-
-// Register subscribes every method of the set on mux.
-func Register(mux *natsrpc.Mux, s *endpoint.Set, logger *slog.Logger) error {
-	return errors.Join(
-		client.SignUp.Handle(mux, logger, s.SignUp),
-		client.Login.Handle(mux, logger, s.Login),
-		client.Logout.Handle(mux, logger, s.Logout),
-		client.Authenticate.Handle(mux, logger, s.Authenticate),
-		client.CreateAccount.Handle(mux, logger, s.CreateAccount),
-		client.ListAccounts.Handle(mux, logger, s.ListAccounts),
-		client.GetAccount.Handle(mux, logger, s.GetAccount),
-		client.UpdateAccount.Handle(mux, logger, s.UpdateAccount),
-		client.DeleteAccount.Handle(mux, logger, s.DeleteAccount),
-		client.AddMember.Handle(mux, logger, s.AddMember),
-		client.ListMembers.Handle(mux, logger, s.ListMembers),
-		client.RemoveMember.Handle(mux, logger, s.RemoveMember),
-		client.SetMemberRole.Handle(mux, logger, s.SetMemberRole),
-		client.CreateAPIKey.Handle(mux, logger, s.CreateAPIKey),
-		client.ListAPIKeys.Handle(mux, logger, s.ListAPIKeys),
-		client.RevokeAPIKey.Handle(mux, logger, s.RevokeAPIKey),
-		client.ListAudit.Handle(mux, logger, s.ListAudit),
-		client.Authorize.Handle(mux, logger, s.Authorize),
-		client.ListTasks.Handle(mux, logger, s.ListTasks),
-		client.GetTask.Handle(mux, logger, s.GetTask),
-		client.ApproveTask.Handle(mux, logger, s.ApproveTask),
-		client.DenyTask.Handle(mux, logger, s.DenyTask),
-		client.WithdrawTask.Handle(mux, logger, s.WithdrawTask),
-	)
-}
 
 // Purger removes what belongs to a deleted account.
 type Purger interface {

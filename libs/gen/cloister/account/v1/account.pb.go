@@ -3867,7 +3867,32 @@ const file_cloister_account_v1_account_proto_rawDesc = "" +
 	"TaskDenied\x12-\n" +
 	"\x04task\x18\x01 \x01(\v2\x19.cloister.account.v1.TaskR\x04task\">\n" +
 	"\rTaskWithdrawn\x12-\n" +
-	"\x04task\x18\x01 \x01(\v2\x19.cloister.account.v1.TaskR\x04taskBHZFgithub.com/cloister-cc/cloister/libs/gen/cloister/account/v1;accountv1b\x06proto3"
+	"\x04task\x18\x01 \x01(\v2\x19.cloister.account.v1.TaskR\x04task2\xa6\x11\n" +
+	"\x0eAccountService\x12Q\n" +
+	"\x06SignUp\x12\".cloister.account.v1.SignUpRequest\x1a#.cloister.account.v1.SignUpResponse\x12N\n" +
+	"\x05Login\x12!.cloister.account.v1.LoginRequest\x1a\".cloister.account.v1.LoginResponse\x12Q\n" +
+	"\x06Logout\x12\".cloister.account.v1.LogoutRequest\x1a#.cloister.account.v1.LogoutResponse\x12c\n" +
+	"\fAuthenticate\x12(.cloister.account.v1.AuthenticateRequest\x1a).cloister.account.v1.AuthenticateResponse\x12f\n" +
+	"\rCreateAccount\x12).cloister.account.v1.CreateAccountRequest\x1a*.cloister.account.v1.CreateAccountResponse\x12c\n" +
+	"\fListAccounts\x12(.cloister.account.v1.ListAccountsRequest\x1a).cloister.account.v1.ListAccountsResponse\x12]\n" +
+	"\n" +
+	"GetAccount\x12&.cloister.account.v1.GetAccountRequest\x1a'.cloister.account.v1.GetAccountResponse\x12f\n" +
+	"\rUpdateAccount\x12).cloister.account.v1.UpdateAccountRequest\x1a*.cloister.account.v1.UpdateAccountResponse\x12f\n" +
+	"\rDeleteAccount\x12).cloister.account.v1.DeleteAccountRequest\x1a*.cloister.account.v1.DeleteAccountResponse\x12Z\n" +
+	"\tAddMember\x12%.cloister.account.v1.AddMemberRequest\x1a&.cloister.account.v1.AddMemberResponse\x12`\n" +
+	"\vListMembers\x12'.cloister.account.v1.ListMembersRequest\x1a(.cloister.account.v1.ListMembersResponse\x12c\n" +
+	"\fRemoveMember\x12(.cloister.account.v1.RemoveMemberRequest\x1a).cloister.account.v1.RemoveMemberResponse\x12f\n" +
+	"\rSetMemberRole\x12).cloister.account.v1.SetMemberRoleRequest\x1a*.cloister.account.v1.SetMemberRoleResponse\x12c\n" +
+	"\fCreateAPIKey\x12(.cloister.account.v1.CreateAPIKeyRequest\x1a).cloister.account.v1.CreateAPIKeyResponse\x12`\n" +
+	"\vListAPIKeys\x12'.cloister.account.v1.ListAPIKeysRequest\x1a(.cloister.account.v1.ListAPIKeysResponse\x12c\n" +
+	"\fRevokeAPIKey\x12(.cloister.account.v1.RevokeAPIKeyRequest\x1a).cloister.account.v1.RevokeAPIKeyResponse\x12Z\n" +
+	"\tListAudit\x12%.cloister.account.v1.ListAuditRequest\x1a&.cloister.account.v1.ListAuditResponse\x12Z\n" +
+	"\tAuthorize\x12%.cloister.account.v1.AuthorizeRequest\x1a&.cloister.account.v1.AuthorizeResponse\x12Z\n" +
+	"\tListTasks\x12%.cloister.account.v1.ListTasksRequest\x1a&.cloister.account.v1.ListTasksResponse\x12T\n" +
+	"\aGetTask\x12#.cloister.account.v1.GetTaskRequest\x1a$.cloister.account.v1.GetTaskResponse\x12^\n" +
+	"\vApproveTask\x12&.cloister.account.v1.TaskActionRequest\x1a'.cloister.account.v1.TaskActionResponse\x12[\n" +
+	"\bDenyTask\x12&.cloister.account.v1.TaskActionRequest\x1a'.cloister.account.v1.TaskActionResponse\x12_\n" +
+	"\fWithdrawTask\x12&.cloister.account.v1.TaskActionRequest\x1a'.cloister.account.v1.TaskActionResponseBHZFgithub.com/cloister-cc/cloister/libs/gen/cloister/account/v1;accountv1b\x06proto3"
 
 var (
 	file_cloister_account_v1_account_proto_rawDescOnce sync.Once
@@ -4007,8 +4032,54 @@ var file_cloister_account_v1_account_proto_depIdxs = []int32{
 	50, // 55: cloister.account.v1.TaskApproved.task:type_name -> cloister.account.v1.Task
 	50, // 56: cloister.account.v1.TaskDenied.task:type_name -> cloister.account.v1.Task
 	50, // 57: cloister.account.v1.TaskWithdrawn.task:type_name -> cloister.account.v1.Task
-	58, // [58:58] is the sub-list for method output_type
-	58, // [58:58] is the sub-list for method input_type
+	7,  // 58: cloister.account.v1.AccountService.SignUp:input_type -> cloister.account.v1.SignUpRequest
+	9,  // 59: cloister.account.v1.AccountService.Login:input_type -> cloister.account.v1.LoginRequest
+	11, // 60: cloister.account.v1.AccountService.Logout:input_type -> cloister.account.v1.LogoutRequest
+	13, // 61: cloister.account.v1.AccountService.Authenticate:input_type -> cloister.account.v1.AuthenticateRequest
+	15, // 62: cloister.account.v1.AccountService.CreateAccount:input_type -> cloister.account.v1.CreateAccountRequest
+	17, // 63: cloister.account.v1.AccountService.ListAccounts:input_type -> cloister.account.v1.ListAccountsRequest
+	19, // 64: cloister.account.v1.AccountService.GetAccount:input_type -> cloister.account.v1.GetAccountRequest
+	21, // 65: cloister.account.v1.AccountService.UpdateAccount:input_type -> cloister.account.v1.UpdateAccountRequest
+	23, // 66: cloister.account.v1.AccountService.DeleteAccount:input_type -> cloister.account.v1.DeleteAccountRequest
+	25, // 67: cloister.account.v1.AccountService.AddMember:input_type -> cloister.account.v1.AddMemberRequest
+	27, // 68: cloister.account.v1.AccountService.ListMembers:input_type -> cloister.account.v1.ListMembersRequest
+	29, // 69: cloister.account.v1.AccountService.RemoveMember:input_type -> cloister.account.v1.RemoveMemberRequest
+	31, // 70: cloister.account.v1.AccountService.SetMemberRole:input_type -> cloister.account.v1.SetMemberRoleRequest
+	33, // 71: cloister.account.v1.AccountService.CreateAPIKey:input_type -> cloister.account.v1.CreateAPIKeyRequest
+	35, // 72: cloister.account.v1.AccountService.ListAPIKeys:input_type -> cloister.account.v1.ListAPIKeysRequest
+	37, // 73: cloister.account.v1.AccountService.RevokeAPIKey:input_type -> cloister.account.v1.RevokeAPIKeyRequest
+	39, // 74: cloister.account.v1.AccountService.ListAudit:input_type -> cloister.account.v1.ListAuditRequest
+	41, // 75: cloister.account.v1.AccountService.Authorize:input_type -> cloister.account.v1.AuthorizeRequest
+	53, // 76: cloister.account.v1.AccountService.ListTasks:input_type -> cloister.account.v1.ListTasksRequest
+	55, // 77: cloister.account.v1.AccountService.GetTask:input_type -> cloister.account.v1.GetTaskRequest
+	57, // 78: cloister.account.v1.AccountService.ApproveTask:input_type -> cloister.account.v1.TaskActionRequest
+	57, // 79: cloister.account.v1.AccountService.DenyTask:input_type -> cloister.account.v1.TaskActionRequest
+	57, // 80: cloister.account.v1.AccountService.WithdrawTask:input_type -> cloister.account.v1.TaskActionRequest
+	8,  // 81: cloister.account.v1.AccountService.SignUp:output_type -> cloister.account.v1.SignUpResponse
+	10, // 82: cloister.account.v1.AccountService.Login:output_type -> cloister.account.v1.LoginResponse
+	12, // 83: cloister.account.v1.AccountService.Logout:output_type -> cloister.account.v1.LogoutResponse
+	14, // 84: cloister.account.v1.AccountService.Authenticate:output_type -> cloister.account.v1.AuthenticateResponse
+	16, // 85: cloister.account.v1.AccountService.CreateAccount:output_type -> cloister.account.v1.CreateAccountResponse
+	18, // 86: cloister.account.v1.AccountService.ListAccounts:output_type -> cloister.account.v1.ListAccountsResponse
+	20, // 87: cloister.account.v1.AccountService.GetAccount:output_type -> cloister.account.v1.GetAccountResponse
+	22, // 88: cloister.account.v1.AccountService.UpdateAccount:output_type -> cloister.account.v1.UpdateAccountResponse
+	24, // 89: cloister.account.v1.AccountService.DeleteAccount:output_type -> cloister.account.v1.DeleteAccountResponse
+	26, // 90: cloister.account.v1.AccountService.AddMember:output_type -> cloister.account.v1.AddMemberResponse
+	28, // 91: cloister.account.v1.AccountService.ListMembers:output_type -> cloister.account.v1.ListMembersResponse
+	30, // 92: cloister.account.v1.AccountService.RemoveMember:output_type -> cloister.account.v1.RemoveMemberResponse
+	32, // 93: cloister.account.v1.AccountService.SetMemberRole:output_type -> cloister.account.v1.SetMemberRoleResponse
+	34, // 94: cloister.account.v1.AccountService.CreateAPIKey:output_type -> cloister.account.v1.CreateAPIKeyResponse
+	36, // 95: cloister.account.v1.AccountService.ListAPIKeys:output_type -> cloister.account.v1.ListAPIKeysResponse
+	38, // 96: cloister.account.v1.AccountService.RevokeAPIKey:output_type -> cloister.account.v1.RevokeAPIKeyResponse
+	40, // 97: cloister.account.v1.AccountService.ListAudit:output_type -> cloister.account.v1.ListAuditResponse
+	42, // 98: cloister.account.v1.AccountService.Authorize:output_type -> cloister.account.v1.AuthorizeResponse
+	54, // 99: cloister.account.v1.AccountService.ListTasks:output_type -> cloister.account.v1.ListTasksResponse
+	56, // 100: cloister.account.v1.AccountService.GetTask:output_type -> cloister.account.v1.GetTaskResponse
+	58, // 101: cloister.account.v1.AccountService.ApproveTask:output_type -> cloister.account.v1.TaskActionResponse
+	58, // 102: cloister.account.v1.AccountService.DenyTask:output_type -> cloister.account.v1.TaskActionResponse
+	58, // 103: cloister.account.v1.AccountService.WithdrawTask:output_type -> cloister.account.v1.TaskActionResponse
+	81, // [81:104] is the sub-list for method output_type
+	58, // [58:81] is the sub-list for method input_type
 	58, // [58:58] is the sub-list for extension type_name
 	58, // [58:58] is the sub-list for extension extendee
 	0,  // [0:58] is the sub-list for field type_name
@@ -4028,7 +4099,7 @@ func file_cloister_account_v1_account_proto_init() {
 			NumEnums:      0,
 			NumMessages:   63,
 			NumExtensions: 0,
-			NumServices:   0,
+			NumServices:   1,
 		},
 		GoTypes:           file_cloister_account_v1_account_proto_goTypes,
 		DependencyIndexes: file_cloister_account_v1_account_proto_depIdxs,

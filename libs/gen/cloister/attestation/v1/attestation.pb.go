@@ -1248,7 +1248,16 @@ const file_cloister_attestation_v1_attestation_proto_rawDesc = "" +
 	"\rPolicyChanged\x12\x1d\n" +
 	"\n" +
 	"account_id\x18\x01 \x01(\tR\taccountId\x127\n" +
-	"\x06policy\x18\x02 \x01(\v2\x1f.cloister.attestation.v1.PolicyR\x06policyBPZNgithub.com/cloister-cc/cloister/libs/gen/cloister/attestation/v1;attestationv1b\x06proto3"
+	"\x06policy\x18\x02 \x01(\v2\x1f.cloister.attestation.v1.PolicyR\x06policy2\x83\x06\n" +
+	"\x12AttestationService\x12Y\n" +
+	"\x06Verify\x12&.cloister.attestation.v1.VerifyRequest\x1a'.cloister.attestation.v1.VerifyResponse\x12e\n" +
+	"\n" +
+	"GetVerdict\x12*.cloister.attestation.v1.GetVerdictRequest\x1a+.cloister.attestation.v1.GetVerdictResponse\x12b\n" +
+	"\tGetPolicy\x12).cloister.attestation.v1.GetPolicyRequest\x1a*.cloister.attestation.v1.GetPolicyResponse\x12b\n" +
+	"\tSetPolicy\x12).cloister.attestation.v1.SetPolicyRequest\x1a*.cloister.attestation.v1.SetPolicyResponse\x12n\n" +
+	"\rPutCollateral\x12-.cloister.attestation.v1.PutCollateralRequest\x1a..cloister.attestation.v1.PutCollateralResponse\x12z\n" +
+	"\x11GetSimulationRoot\x121.cloister.attestation.v1.GetSimulationRootRequest\x1a2.cloister.attestation.v1.GetSimulationRootResponse\x12w\n" +
+	"\x10IssueSimulatedQE\x120.cloister.attestation.v1.IssueSimulatedQERequest\x1a1.cloister.attestation.v1.IssueSimulatedQEResponseBPZNgithub.com/cloister-cc/cloister/libs/gen/cloister/attestation/v1;attestationv1b\x06proto3"
 
 var (
 	file_cloister_attestation_v1_attestation_proto_rawDescOnce sync.Once
@@ -1298,8 +1307,22 @@ var file_cloister_attestation_v1_attestation_proto_depIdxs = []int32{
 	1,  // 8: cloister.attestation.v1.AttestationSucceeded.verdict:type_name -> cloister.attestation.v1.Verdict
 	1,  // 9: cloister.attestation.v1.AttestationFailed.verdict:type_name -> cloister.attestation.v1.Verdict
 	0,  // 10: cloister.attestation.v1.PolicyChanged.policy:type_name -> cloister.attestation.v1.Policy
-	11, // [11:11] is the sub-list for method output_type
-	11, // [11:11] is the sub-list for method input_type
+	2,  // 11: cloister.attestation.v1.AttestationService.Verify:input_type -> cloister.attestation.v1.VerifyRequest
+	3,  // 12: cloister.attestation.v1.AttestationService.GetVerdict:input_type -> cloister.attestation.v1.GetVerdictRequest
+	6,  // 13: cloister.attestation.v1.AttestationService.GetPolicy:input_type -> cloister.attestation.v1.GetPolicyRequest
+	8,  // 14: cloister.attestation.v1.AttestationService.SetPolicy:input_type -> cloister.attestation.v1.SetPolicyRequest
+	10, // 15: cloister.attestation.v1.AttestationService.PutCollateral:input_type -> cloister.attestation.v1.PutCollateralRequest
+	12, // 16: cloister.attestation.v1.AttestationService.GetSimulationRoot:input_type -> cloister.attestation.v1.GetSimulationRootRequest
+	14, // 17: cloister.attestation.v1.AttestationService.IssueSimulatedQE:input_type -> cloister.attestation.v1.IssueSimulatedQERequest
+	5,  // 18: cloister.attestation.v1.AttestationService.Verify:output_type -> cloister.attestation.v1.VerifyResponse
+	4,  // 19: cloister.attestation.v1.AttestationService.GetVerdict:output_type -> cloister.attestation.v1.GetVerdictResponse
+	7,  // 20: cloister.attestation.v1.AttestationService.GetPolicy:output_type -> cloister.attestation.v1.GetPolicyResponse
+	9,  // 21: cloister.attestation.v1.AttestationService.SetPolicy:output_type -> cloister.attestation.v1.SetPolicyResponse
+	11, // 22: cloister.attestation.v1.AttestationService.PutCollateral:output_type -> cloister.attestation.v1.PutCollateralResponse
+	13, // 23: cloister.attestation.v1.AttestationService.GetSimulationRoot:output_type -> cloister.attestation.v1.GetSimulationRootResponse
+	15, // 24: cloister.attestation.v1.AttestationService.IssueSimulatedQE:output_type -> cloister.attestation.v1.IssueSimulatedQEResponse
+	18, // [18:25] is the sub-list for method output_type
+	11, // [11:18] is the sub-list for method input_type
 	11, // [11:11] is the sub-list for extension type_name
 	11, // [11:11] is the sub-list for extension extendee
 	0,  // [0:11] is the sub-list for field type_name
@@ -1318,7 +1341,7 @@ func file_cloister_attestation_v1_attestation_proto_init() {
 			NumEnums:      0,
 			NumMessages:   19,
 			NumExtensions: 0,
-			NumServices:   0,
+			NumServices:   1,
 		},
 		GoTypes:           file_cloister_attestation_v1_attestation_proto_goTypes,
 		DependencyIndexes: file_cloister_attestation_v1_attestation_proto_depIdxs,

@@ -1593,7 +1593,18 @@ const file_cloister_ca_v1_ca_proto_rawDesc = "" +
 	"\n" +
 	"account_id\x18\x01 \x01(\tR\taccountId\x12\x1f\n" +
 	"\vroot_sha256\x18\x02 \x01(\tR\n" +
-	"rootSha256B>Z<github.com/cloister-cc/cloister/libs/gen/cloister/ca/v1;cav1b\x06proto3"
+	"rootSha2562\xa5\a\n" +
+	"\tCAService\x12D\n" +
+	"\x05GetCA\x12\x1c.cloister.ca.v1.GetCARequest\x1a\x1d.cloister.ca.v1.GetCAResponse\x12G\n" +
+	"\x06GetCRL\x12\x1d.cloister.ca.v1.GetCRLRequest\x1a\x1e.cloister.ca.v1.GetCRLResponse\x12Y\n" +
+	"\fRotateIssuer\x12#.cloister.ca.v1.RotateIssuerRequest\x1a$.cloister.ca.v1.RotateIssuerResponse\x12q\n" +
+	"\x14IssueNodeCertificate\x12+.cloister.ca.v1.IssueNodeCertificateRequest\x1a,.cloister.ca.v1.IssueNodeCertificateResponse\x12V\n" +
+	"\vCreateNonce\x12\".cloister.ca.v1.CreateNonceRequest\x1a#.cloister.ca.v1.CreateNonceResponse\x12n\n" +
+	"\x13IssueAppCertificate\x12*.cloister.ca.v1.IssueAppCertificateRequest\x1a+.cloister.ca.v1.IssueAppCertificateResponse\x12e\n" +
+	"\x10ListCertificates\x12'.cloister.ca.v1.ListCertificatesRequest\x1a(.cloister.ca.v1.ListCertificatesResponse\x12_\n" +
+	"\x0eGetCertificate\x12%.cloister.ca.v1.GetCertificateRequest\x1a&.cloister.ca.v1.GetCertificateResponse\x12h\n" +
+	"\x11RevokeCertificate\x12(.cloister.ca.v1.RevokeCertificateRequest\x1a).cloister.ca.v1.RevokeCertificateResponse\x12A\n" +
+	"\x04OCSP\x12\x1b.cloister.ca.v1.OCSPRequest\x1a\x1c.cloister.ca.v1.OCSPResponseB>Z<github.com/cloister-cc/cloister/libs/gen/cloister/ca/v1;cav1b\x06proto3"
 
 var (
 	file_cloister_ca_v1_ca_proto_rawDescOnce sync.Once
@@ -1653,8 +1664,28 @@ var file_cloister_ca_v1_ca_proto_depIdxs = []int32{
 	6,  // 12: cloister.ca.v1.RevokeCertificateResponse.certificate:type_name -> cloister.ca.v1.Certificate
 	6,  // 13: cloister.ca.v1.CertificateIssued.certificate:type_name -> cloister.ca.v1.Certificate
 	6,  // 14: cloister.ca.v1.CertificateRevoked.certificate:type_name -> cloister.ca.v1.Certificate
-	15, // [15:15] is the sub-list for method output_type
-	15, // [15:15] is the sub-list for method input_type
+	0,  // 15: cloister.ca.v1.CAService.GetCA:input_type -> cloister.ca.v1.GetCARequest
+	4,  // 16: cloister.ca.v1.CAService.GetCRL:input_type -> cloister.ca.v1.GetCRLRequest
+	2,  // 17: cloister.ca.v1.CAService.RotateIssuer:input_type -> cloister.ca.v1.RotateIssuerRequest
+	7,  // 18: cloister.ca.v1.CAService.IssueNodeCertificate:input_type -> cloister.ca.v1.IssueNodeCertificateRequest
+	9,  // 19: cloister.ca.v1.CAService.CreateNonce:input_type -> cloister.ca.v1.CreateNonceRequest
+	11, // 20: cloister.ca.v1.CAService.IssueAppCertificate:input_type -> cloister.ca.v1.IssueAppCertificateRequest
+	13, // 21: cloister.ca.v1.CAService.ListCertificates:input_type -> cloister.ca.v1.ListCertificatesRequest
+	15, // 22: cloister.ca.v1.CAService.GetCertificate:input_type -> cloister.ca.v1.GetCertificateRequest
+	17, // 23: cloister.ca.v1.CAService.RevokeCertificate:input_type -> cloister.ca.v1.RevokeCertificateRequest
+	19, // 24: cloister.ca.v1.CAService.OCSP:input_type -> cloister.ca.v1.OCSPRequest
+	1,  // 25: cloister.ca.v1.CAService.GetCA:output_type -> cloister.ca.v1.GetCAResponse
+	5,  // 26: cloister.ca.v1.CAService.GetCRL:output_type -> cloister.ca.v1.GetCRLResponse
+	3,  // 27: cloister.ca.v1.CAService.RotateIssuer:output_type -> cloister.ca.v1.RotateIssuerResponse
+	8,  // 28: cloister.ca.v1.CAService.IssueNodeCertificate:output_type -> cloister.ca.v1.IssueNodeCertificateResponse
+	10, // 29: cloister.ca.v1.CAService.CreateNonce:output_type -> cloister.ca.v1.CreateNonceResponse
+	12, // 30: cloister.ca.v1.CAService.IssueAppCertificate:output_type -> cloister.ca.v1.IssueAppCertificateResponse
+	14, // 31: cloister.ca.v1.CAService.ListCertificates:output_type -> cloister.ca.v1.ListCertificatesResponse
+	16, // 32: cloister.ca.v1.CAService.GetCertificate:output_type -> cloister.ca.v1.GetCertificateResponse
+	18, // 33: cloister.ca.v1.CAService.RevokeCertificate:output_type -> cloister.ca.v1.RevokeCertificateResponse
+	20, // 34: cloister.ca.v1.CAService.OCSP:output_type -> cloister.ca.v1.OCSPResponse
+	25, // [25:35] is the sub-list for method output_type
+	15, // [15:25] is the sub-list for method input_type
 	15, // [15:15] is the sub-list for extension type_name
 	15, // [15:15] is the sub-list for extension extendee
 	0,  // [0:15] is the sub-list for field type_name
@@ -1673,7 +1704,7 @@ func file_cloister_ca_v1_ca_proto_init() {
 			NumEnums:      0,
 			NumMessages:   25,
 			NumExtensions: 0,
-			NumServices:   0,
+			NumServices:   1,
 		},
 		GoTypes:           file_cloister_ca_v1_ca_proto_goTypes,
 		DependencyIndexes: file_cloister_ca_v1_ca_proto_depIdxs,

@@ -2862,7 +2862,22 @@ const file_cloister_imageconverter_v1_imageconverter_proto_rawDesc = "" +
 	"\bimage_id\x18\x03 \x01(\tR\aimageId\x12\x1c\n" +
 	"\tmrenclave\x18\x04 \x01(\fR\tmrenclave\"M\n" +
 	"\x11SigningKeyCreated\x128\n" +
-	"\x03key\x18\x01 \x01(\v2&.cloister.imageconverter.v1.SigningKeyR\x03keyBVZTgithub.com/cloister-cc/cloister/libs/gen/cloister/imageconverter/v1;imageconverterv1b\x06proto3"
+	"\x03key\x18\x01 \x01(\v2&.cloister.imageconverter.v1.SigningKeyR\x03key2\x86\f\n" +
+	"\x15ImageConverterService\x12h\n" +
+	"\tCreateApp\x12,.cloister.imageconverter.v1.CreateAppRequest\x1a-.cloister.imageconverter.v1.CreateAppResponse\x12_\n" +
+	"\x06GetApp\x12).cloister.imageconverter.v1.GetAppRequest\x1a*.cloister.imageconverter.v1.GetAppResponse\x12e\n" +
+	"\bListApps\x12+.cloister.imageconverter.v1.ListAppsRequest\x1a,.cloister.imageconverter.v1.ListAppsResponse\x12h\n" +
+	"\tUpdateApp\x12,.cloister.imageconverter.v1.UpdateAppRequest\x1a-.cloister.imageconverter.v1.UpdateAppResponse\x12h\n" +
+	"\tDeleteApp\x12,.cloister.imageconverter.v1.DeleteAppRequest\x1a-.cloister.imageconverter.v1.DeleteAppResponse\x12t\n" +
+	"\rGetSigningKey\x120.cloister.imageconverter.v1.GetSigningKeyRequest\x1a1.cloister.imageconverter.v1.GetSigningKeyResponse\x12q\n" +
+	"\fConvertImage\x12/.cloister.imageconverter.v1.ConvertImageRequest\x1a0.cloister.imageconverter.v1.ConvertImageResponse\x12k\n" +
+	"\n" +
+	"ListImages\x12-.cloister.imageconverter.v1.ListImagesRequest\x1a..cloister.imageconverter.v1.ListImagesResponse\x12e\n" +
+	"\bGetImage\x12+.cloister.imageconverter.v1.GetImageRequest\x1a,.cloister.imageconverter.v1.GetImageResponse\x12n\n" +
+	"\vDeleteImage\x12..cloister.imageconverter.v1.DeleteImageRequest\x1a/.cloister.imageconverter.v1.DeleteImageResponse\x12\x8c\x01\n" +
+	"\x15PutRegistryCredential\x128.cloister.imageconverter.v1.PutRegistryCredentialRequest\x1a9.cloister.imageconverter.v1.PutRegistryCredentialResponse\x12\x92\x01\n" +
+	"\x17ListRegistryCredentials\x12:.cloister.imageconverter.v1.ListRegistryCredentialsRequest\x1a;.cloister.imageconverter.v1.ListRegistryCredentialsResponse\x12\x95\x01\n" +
+	"\x18DeleteRegistryCredential\x12;.cloister.imageconverter.v1.DeleteRegistryCredentialRequest\x1a<.cloister.imageconverter.v1.DeleteRegistryCredentialResponseBVZTgithub.com/cloister-cc/cloister/libs/gen/cloister/imageconverter/v1;imageconverterv1b\x06proto3"
 
 var (
 	file_cloister_imageconverter_v1_imageconverter_proto_rawDescOnce sync.Once
@@ -2963,8 +2978,34 @@ var file_cloister_imageconverter_v1_imageconverter_proto_depIdxs = []int32{
 	3,  // 34: cloister.imageconverter.v1.AppCreated.app:type_name -> cloister.imageconverter.v1.App
 	3,  // 35: cloister.imageconverter.v1.AppUpdated.app:type_name -> cloister.imageconverter.v1.App
 	14, // 36: cloister.imageconverter.v1.SigningKeyCreated.key:type_name -> cloister.imageconverter.v1.SigningKey
-	37, // [37:37] is the sub-list for method output_type
-	37, // [37:37] is the sub-list for method input_type
+	4,  // 37: cloister.imageconverter.v1.ImageConverterService.CreateApp:input_type -> cloister.imageconverter.v1.CreateAppRequest
+	6,  // 38: cloister.imageconverter.v1.ImageConverterService.GetApp:input_type -> cloister.imageconverter.v1.GetAppRequest
+	8,  // 39: cloister.imageconverter.v1.ImageConverterService.ListApps:input_type -> cloister.imageconverter.v1.ListAppsRequest
+	10, // 40: cloister.imageconverter.v1.ImageConverterService.UpdateApp:input_type -> cloister.imageconverter.v1.UpdateAppRequest
+	12, // 41: cloister.imageconverter.v1.ImageConverterService.DeleteApp:input_type -> cloister.imageconverter.v1.DeleteAppRequest
+	15, // 42: cloister.imageconverter.v1.ImageConverterService.GetSigningKey:input_type -> cloister.imageconverter.v1.GetSigningKeyRequest
+	19, // 43: cloister.imageconverter.v1.ImageConverterService.ConvertImage:input_type -> cloister.imageconverter.v1.ConvertImageRequest
+	21, // 44: cloister.imageconverter.v1.ImageConverterService.ListImages:input_type -> cloister.imageconverter.v1.ListImagesRequest
+	23, // 45: cloister.imageconverter.v1.ImageConverterService.GetImage:input_type -> cloister.imageconverter.v1.GetImageRequest
+	25, // 46: cloister.imageconverter.v1.ImageConverterService.DeleteImage:input_type -> cloister.imageconverter.v1.DeleteImageRequest
+	28, // 47: cloister.imageconverter.v1.ImageConverterService.PutRegistryCredential:input_type -> cloister.imageconverter.v1.PutRegistryCredentialRequest
+	30, // 48: cloister.imageconverter.v1.ImageConverterService.ListRegistryCredentials:input_type -> cloister.imageconverter.v1.ListRegistryCredentialsRequest
+	32, // 49: cloister.imageconverter.v1.ImageConverterService.DeleteRegistryCredential:input_type -> cloister.imageconverter.v1.DeleteRegistryCredentialRequest
+	5,  // 50: cloister.imageconverter.v1.ImageConverterService.CreateApp:output_type -> cloister.imageconverter.v1.CreateAppResponse
+	7,  // 51: cloister.imageconverter.v1.ImageConverterService.GetApp:output_type -> cloister.imageconverter.v1.GetAppResponse
+	9,  // 52: cloister.imageconverter.v1.ImageConverterService.ListApps:output_type -> cloister.imageconverter.v1.ListAppsResponse
+	11, // 53: cloister.imageconverter.v1.ImageConverterService.UpdateApp:output_type -> cloister.imageconverter.v1.UpdateAppResponse
+	13, // 54: cloister.imageconverter.v1.ImageConverterService.DeleteApp:output_type -> cloister.imageconverter.v1.DeleteAppResponse
+	16, // 55: cloister.imageconverter.v1.ImageConverterService.GetSigningKey:output_type -> cloister.imageconverter.v1.GetSigningKeyResponse
+	20, // 56: cloister.imageconverter.v1.ImageConverterService.ConvertImage:output_type -> cloister.imageconverter.v1.ConvertImageResponse
+	22, // 57: cloister.imageconverter.v1.ImageConverterService.ListImages:output_type -> cloister.imageconverter.v1.ListImagesResponse
+	24, // 58: cloister.imageconverter.v1.ImageConverterService.GetImage:output_type -> cloister.imageconverter.v1.GetImageResponse
+	26, // 59: cloister.imageconverter.v1.ImageConverterService.DeleteImage:output_type -> cloister.imageconverter.v1.DeleteImageResponse
+	29, // 60: cloister.imageconverter.v1.ImageConverterService.PutRegistryCredential:output_type -> cloister.imageconverter.v1.PutRegistryCredentialResponse
+	31, // 61: cloister.imageconverter.v1.ImageConverterService.ListRegistryCredentials:output_type -> cloister.imageconverter.v1.ListRegistryCredentialsResponse
+	33, // 62: cloister.imageconverter.v1.ImageConverterService.DeleteRegistryCredential:output_type -> cloister.imageconverter.v1.DeleteRegistryCredentialResponse
+	50, // [50:63] is the sub-list for method output_type
+	37, // [37:50] is the sub-list for method input_type
 	37, // [37:37] is the sub-list for extension type_name
 	37, // [37:37] is the sub-list for extension extendee
 	0,  // [0:37] is the sub-list for field type_name
@@ -2983,7 +3024,7 @@ func file_cloister_imageconverter_v1_imageconverter_proto_init() {
 			NumEnums:      0,
 			NumMessages:   44,
 			NumExtensions: 0,
-			NumServices:   0,
+			NumServices:   1,
 		},
 		GoTypes:           file_cloister_imageconverter_v1_imageconverter_proto_goTypes,
 		DependencyIndexes: file_cloister_imageconverter_v1_imageconverter_proto_depIdxs,

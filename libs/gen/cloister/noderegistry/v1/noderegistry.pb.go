@@ -2136,7 +2136,19 @@ const file_cloister_noderegistry_v1_noderegistry_proto_rawDesc = "" +
 	"\n" +
 	"account_id\x18\x01 \x01(\tR\taccountId\x12\x17\n" +
 	"\anode_id\x18\x02 \x01(\tR\x06nodeId\x12>\n" +
-	"\binstance\x18\x03 \x01(\v2\".cloister.noderegistry.v1.InstanceR\binstanceBRZPgithub.com/cloister-cc/cloister/libs/gen/cloister/noderegistry/v1;noderegistryv1b\x06proto3"
+	"\binstance\x18\x03 \x01(\v2\".cloister.noderegistry.v1.InstanceR\binstance2\xdb\t\n" +
+	"\x13NodeRegistryService\x12v\n" +
+	"\x0fCreateJoinToken\x120.cloister.noderegistry.v1.CreateJoinTokenRequest\x1a1.cloister.noderegistry.v1.CreateJoinTokenResponse\x12s\n" +
+	"\x0eListJoinTokens\x12/.cloister.noderegistry.v1.ListJoinTokensRequest\x1a0.cloister.noderegistry.v1.ListJoinTokensResponse\x12v\n" +
+	"\x0fRevokeJoinToken\x120.cloister.noderegistry.v1.RevokeJoinTokenRequest\x1a1.cloister.noderegistry.v1.RevokeJoinTokenResponse\x12[\n" +
+	"\x06Enroll\x12'.cloister.noderegistry.v1.EnrollRequest\x1a(.cloister.noderegistry.v1.EnrollResponse\x12\x82\x01\n" +
+	"\x13SimulatedQEForToken\x124.cloister.noderegistry.v1.SimulatedQEForTokenRequest\x1a5.cloister.noderegistry.v1.SimulatedQEForTokenResponse\x12d\n" +
+	"\tHeartbeat\x12*.cloister.noderegistry.v1.HeartbeatRequest\x1a+.cloister.noderegistry.v1.HeartbeatResponse\x12y\n" +
+	"\x10AuthenticateNode\x121.cloister.noderegistry.v1.AuthenticateNodeRequest\x1a2.cloister.noderegistry.v1.AuthenticateNodeResponse\x12a\n" +
+	"\bReattest\x12).cloister.noderegistry.v1.ReattestRequest\x1a*.cloister.noderegistry.v1.ReattestResponse\x12d\n" +
+	"\tListNodes\x12*.cloister.noderegistry.v1.ListNodesRequest\x1a+.cloister.noderegistry.v1.ListNodesResponse\x12^\n" +
+	"\aGetNode\x12(.cloister.noderegistry.v1.GetNodeRequest\x1a).cloister.noderegistry.v1.GetNodeResponse\x12s\n" +
+	"\x0eDeregisterNode\x12/.cloister.noderegistry.v1.DeregisterNodeRequest\x1a0.cloister.noderegistry.v1.DeregisterNodeResponseBRZPgithub.com/cloister-cc/cloister/libs/gen/cloister/noderegistry/v1;noderegistryv1b\x06proto3"
 
 var (
 	file_cloister_noderegistry_v1_noderegistry_proto_rawDescOnce sync.Once
@@ -2225,8 +2237,30 @@ var file_cloister_noderegistry_v1_noderegistry_proto_depIdxs = []int32{
 	8,  // 31: cloister.noderegistry.v1.NodeStatusChanged.node:type_name -> cloister.noderegistry.v1.Node
 	7,  // 32: cloister.noderegistry.v1.InstanceStarted.instance:type_name -> cloister.noderegistry.v1.Instance
 	7,  // 33: cloister.noderegistry.v1.InstanceStopped.instance:type_name -> cloister.noderegistry.v1.Instance
-	34, // [34:34] is the sub-list for method output_type
-	34, // [34:34] is the sub-list for method input_type
+	1,  // 34: cloister.noderegistry.v1.NodeRegistryService.CreateJoinToken:input_type -> cloister.noderegistry.v1.CreateJoinTokenRequest
+	3,  // 35: cloister.noderegistry.v1.NodeRegistryService.ListJoinTokens:input_type -> cloister.noderegistry.v1.ListJoinTokensRequest
+	5,  // 36: cloister.noderegistry.v1.NodeRegistryService.RevokeJoinToken:input_type -> cloister.noderegistry.v1.RevokeJoinTokenRequest
+	9,  // 37: cloister.noderegistry.v1.NodeRegistryService.Enroll:input_type -> cloister.noderegistry.v1.EnrollRequest
+	11, // 38: cloister.noderegistry.v1.NodeRegistryService.SimulatedQEForToken:input_type -> cloister.noderegistry.v1.SimulatedQEForTokenRequest
+	13, // 39: cloister.noderegistry.v1.NodeRegistryService.Heartbeat:input_type -> cloister.noderegistry.v1.HeartbeatRequest
+	15, // 40: cloister.noderegistry.v1.NodeRegistryService.AuthenticateNode:input_type -> cloister.noderegistry.v1.AuthenticateNodeRequest
+	17, // 41: cloister.noderegistry.v1.NodeRegistryService.Reattest:input_type -> cloister.noderegistry.v1.ReattestRequest
+	19, // 42: cloister.noderegistry.v1.NodeRegistryService.ListNodes:input_type -> cloister.noderegistry.v1.ListNodesRequest
+	21, // 43: cloister.noderegistry.v1.NodeRegistryService.GetNode:input_type -> cloister.noderegistry.v1.GetNodeRequest
+	23, // 44: cloister.noderegistry.v1.NodeRegistryService.DeregisterNode:input_type -> cloister.noderegistry.v1.DeregisterNodeRequest
+	2,  // 45: cloister.noderegistry.v1.NodeRegistryService.CreateJoinToken:output_type -> cloister.noderegistry.v1.CreateJoinTokenResponse
+	4,  // 46: cloister.noderegistry.v1.NodeRegistryService.ListJoinTokens:output_type -> cloister.noderegistry.v1.ListJoinTokensResponse
+	6,  // 47: cloister.noderegistry.v1.NodeRegistryService.RevokeJoinToken:output_type -> cloister.noderegistry.v1.RevokeJoinTokenResponse
+	10, // 48: cloister.noderegistry.v1.NodeRegistryService.Enroll:output_type -> cloister.noderegistry.v1.EnrollResponse
+	12, // 49: cloister.noderegistry.v1.NodeRegistryService.SimulatedQEForToken:output_type -> cloister.noderegistry.v1.SimulatedQEForTokenResponse
+	14, // 50: cloister.noderegistry.v1.NodeRegistryService.Heartbeat:output_type -> cloister.noderegistry.v1.HeartbeatResponse
+	16, // 51: cloister.noderegistry.v1.NodeRegistryService.AuthenticateNode:output_type -> cloister.noderegistry.v1.AuthenticateNodeResponse
+	18, // 52: cloister.noderegistry.v1.NodeRegistryService.Reattest:output_type -> cloister.noderegistry.v1.ReattestResponse
+	20, // 53: cloister.noderegistry.v1.NodeRegistryService.ListNodes:output_type -> cloister.noderegistry.v1.ListNodesResponse
+	22, // 54: cloister.noderegistry.v1.NodeRegistryService.GetNode:output_type -> cloister.noderegistry.v1.GetNodeResponse
+	24, // 55: cloister.noderegistry.v1.NodeRegistryService.DeregisterNode:output_type -> cloister.noderegistry.v1.DeregisterNodeResponse
+	45, // [45:56] is the sub-list for method output_type
+	34, // [34:45] is the sub-list for method input_type
 	34, // [34:34] is the sub-list for extension type_name
 	34, // [34:34] is the sub-list for extension extendee
 	0,  // [0:34] is the sub-list for field type_name
@@ -2245,7 +2279,7 @@ func file_cloister_noderegistry_v1_noderegistry_proto_init() {
 			NumEnums:      0,
 			NumMessages:   35,
 			NumExtensions: 0,
-			NumServices:   0,
+			NumServices:   1,
 		},
 		GoTypes:           file_cloister_noderegistry_v1_noderegistry_proto_goTypes,
 		DependencyIndexes: file_cloister_noderegistry_v1_noderegistry_proto_depIdxs,
