@@ -4,7 +4,6 @@ package transport
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -14,78 +13,99 @@ import (
 	attestationv1 "github.com/cloister-cc/cloister/libs/gen/cloister/attestation/v1"
 	"github.com/cloister-cc/cloister/libs/natsrpc"
 	"github.com/cloister-cc/cloister/libs/sgx"
-	"github.com/cloister-cc/cloister/services/attestation/client"
 	"github.com/cloister-cc/cloister/services/attestation/internal/app"
 	"github.com/cloister-cc/cloister/services/attestation/internal/domain"
 	"github.com/cloister-cc/cloister/services/attestation/internal/store"
 )
 
-// Register subscribes every method on mux. simRoot is the PEM of the
-// simulation root certificate, nil when simulation is off.
+// Register serves the attestation service's request subjects on mux,
+// through the generated attestationv1.RegisterAttestationServer. simRoot is
+// the PEM of the simulation root certificate, nil when simulation is off.
 func Register(mux *natsrpc.Mux, s *app.Service, simRoot []byte, logger *slog.Logger) error {
-	return errors.Join(
-		client.GetSimulationRoot.Handle(mux, logger, func(context.Context, *attestationv1.GetSimulationRootRequest) (*attestationv1.GetSimulationRootResponse, error) {
-			if simRoot == nil {
-				return nil, errs.New(errs.NotFound, "simulation is not enabled in this deployment")
-			}
-			return &attestationv1.GetSimulationRootResponse{Certificate: simRoot}, nil
-		}),
-		client.IssueSimulatedQE.Handle(mux, logger, func(ctx context.Context, r *attestationv1.IssueSimulatedQERequest) (*attestationv1.IssueSimulatedQEResponse, error) {
-			qe, err := s.IssueSimulatedQE(ctx, r.GetAccountId())
-			if err != nil {
-				return nil, err
-			}
-			return &attestationv1.IssueSimulatedQEResponse{Qe: qe}, nil
-		}),
-		client.Verify.Handle(mux, logger, func(ctx context.Context, r *attestationv1.VerifyRequest) (*attestationv1.VerifyResponse, error) {
-			v, err := s.Verify(ctx, r.GetAccountId(), r.GetQuote(), r.GetBinding(), r.GetNonce(), r.GetAppId())
-			if err != nil {
-				return nil, err
-			}
-			return &attestationv1.VerifyResponse{Verdict: store.VerdictToProto(v)}, nil
-		}),
-		client.GetVerdict.Handle(mux, logger, func(ctx context.Context, r *attestationv1.GetVerdictRequest) (*attestationv1.GetVerdictResponse, error) {
-			v, err := s.GetVerdict(ctx, r.GetAccountId(), r.GetId())
-			if err != nil {
-				return nil, err
-			}
-			return &attestationv1.GetVerdictResponse{Verdict: store.VerdictToProto(v)}, nil
-		}),
-		client.GetPolicy.Handle(mux, logger, func(ctx context.Context, r *attestationv1.GetPolicyRequest) (*attestationv1.GetPolicyResponse, error) {
-			p, err := s.GetPolicy(ctx, r.GetAccountId())
-			if err != nil {
-				return nil, err
-			}
-			return &attestationv1.GetPolicyResponse{Policy: store.PolicyToProto(p)}, nil
-		}),
-		client.SetPolicy.Handle(mux, logger, func(ctx context.Context, r *attestationv1.SetPolicyRequest) (*attestationv1.SetPolicyResponse, error) {
-			in := r.GetPolicy()
-			if in.GetMinIsvsvn() > 0xffff {
-				return nil, errs.New(errs.Invalid, "min_isvsvn must be at most 65535")
-			}
-			p := domain.Policy{AllowDebug: in.GetAllowDebug(), AllowSimulation: in.GetAllowSimulation(), MinISVSVN: uint16(in.GetMinIsvsvn()),
-				RequireNodeAttestation: in.GetRequireNodeAttestation()}
-			for _, st := range in.GetAcceptStatuses() {
-				p.AcceptStatuses = append(p.AcceptStatuses, sgx.TCBStatus(st))
-			}
-			p, err := s.SetPolicy(ctx, r.GetAccountId(), p, events.ActorOf(r.GetActor()))
-			if err != nil {
-				return nil, err
-			}
-			return &attestationv1.SetPolicyResponse{Policy: store.PolicyToProto(p)}, nil
-		}),
-		client.PutCollateral.Handle(mux, logger, func(ctx context.Context, r *attestationv1.PutCollateralRequest) (*attestationv1.PutCollateralResponse, error) {
-			col, err := collateralFrom(r)
-			if err != nil {
-				return nil, err
-			}
-			info, err := s.PutCollateral(ctx, col)
-			if err != nil {
-				return nil, err
-			}
-			return &attestationv1.PutCollateralResponse{Fmspc: info.FMSPC[:], NextUpdate: timestamppb.New(info.NextUpdate)}, nil
-		}),
-	)
+	return attestationv1.RegisterAttestationServer(mux, &server{s: s, simRoot: simRoot}, logger)
+}
+
+// server is the service behind the generated AttestationServer interface.
+type server struct {
+	s       *app.Service
+	simRoot []byte
+}
+
+var _ attestationv1.AttestationServer = (*server)(nil)
+
+func (sv *server) GetSimulationRoot(context.Context, *attestationv1.GetSimulationRootRequest) (*attestationv1.GetSimulationRootResponse, error) {
+	simRoot := sv.simRoot
+	if simRoot == nil {
+		return nil, errs.New(errs.NotFound, "simulation is not enabled in this deployment")
+	}
+	return &attestationv1.GetSimulationRootResponse{Certificate: simRoot}, nil
+}
+
+func (sv *server) IssueSimulatedQE(ctx context.Context, r *attestationv1.IssueSimulatedQERequest) (*attestationv1.IssueSimulatedQEResponse, error) {
+	s := sv.s
+	qe, err := s.IssueSimulatedQE(ctx, r.GetAccountId())
+	if err != nil {
+		return nil, err
+	}
+	return &attestationv1.IssueSimulatedQEResponse{Qe: qe}, nil
+}
+
+func (sv *server) Verify(ctx context.Context, r *attestationv1.VerifyRequest) (*attestationv1.VerifyResponse, error) {
+	s := sv.s
+	v, err := s.Verify(ctx, r.GetAccountId(), r.GetQuote(), r.GetBinding(), r.GetNonce(), r.GetAppId())
+	if err != nil {
+		return nil, err
+	}
+	return &attestationv1.VerifyResponse{Verdict: store.VerdictToProto(v)}, nil
+}
+
+func (sv *server) GetVerdict(ctx context.Context, r *attestationv1.GetVerdictRequest) (*attestationv1.GetVerdictResponse, error) {
+	s := sv.s
+	v, err := s.GetVerdict(ctx, r.GetAccountId(), r.GetId())
+	if err != nil {
+		return nil, err
+	}
+	return &attestationv1.GetVerdictResponse{Verdict: store.VerdictToProto(v)}, nil
+}
+
+func (sv *server) GetPolicy(ctx context.Context, r *attestationv1.GetPolicyRequest) (*attestationv1.GetPolicyResponse, error) {
+	s := sv.s
+	p, err := s.GetPolicy(ctx, r.GetAccountId())
+	if err != nil {
+		return nil, err
+	}
+	return &attestationv1.GetPolicyResponse{Policy: store.PolicyToProto(p)}, nil
+}
+
+func (sv *server) SetPolicy(ctx context.Context, r *attestationv1.SetPolicyRequest) (*attestationv1.SetPolicyResponse, error) {
+	s := sv.s
+	in := r.GetPolicy()
+	if in.GetMinIsvsvn() > 0xffff {
+		return nil, errs.New(errs.Invalid, "min_isvsvn must be at most 65535")
+	}
+	p := domain.Policy{AllowDebug: in.GetAllowDebug(), AllowSimulation: in.GetAllowSimulation(), MinISVSVN: uint16(in.GetMinIsvsvn()),
+		RequireNodeAttestation: in.GetRequireNodeAttestation()}
+	for _, st := range in.GetAcceptStatuses() {
+		p.AcceptStatuses = append(p.AcceptStatuses, sgx.TCBStatus(st))
+	}
+	p, err := s.SetPolicy(ctx, r.GetAccountId(), p, events.ActorOf(r.GetActor()))
+	if err != nil {
+		return nil, err
+	}
+	return &attestationv1.SetPolicyResponse{Policy: store.PolicyToProto(p)}, nil
+}
+
+func (sv *server) PutCollateral(ctx context.Context, r *attestationv1.PutCollateralRequest) (*attestationv1.PutCollateralResponse, error) {
+	s := sv.s
+	col, err := collateralFrom(r)
+	if err != nil {
+		return nil, err
+	}
+	info, err := s.PutCollateral(ctx, col)
+	if err != nil {
+		return nil, err
+	}
+	return &attestationv1.PutCollateralResponse{Fmspc: info.FMSPC[:], NextUpdate: timestamppb.New(info.NextUpdate)}, nil
 }
 
 // collateralFrom reads collateral in either of its accepted forms.

@@ -17,103 +17,131 @@ import (
 	"github.com/cloister-cc/cloister/libs/natsrpc"
 	"github.com/cloister-cc/cloister/libs/obs"
 	accountclient "github.com/cloister-cc/cloister/services/account/client"
-	"github.com/cloister-cc/cloister/services/noderegistry/client"
 	"github.com/cloister-cc/cloister/services/noderegistry/internal/app"
 	"github.com/cloister-cc/cloister/services/noderegistry/internal/domain"
 	"github.com/cloister-cc/cloister/services/noderegistry/internal/store"
 )
 
-// Register subscribes every method on mux.
+// Register serves the noderegistry service's request subjects on mux, through
+// the generated noderegistryv1.RegisterNodeRegistryServer.
 func Register(mux *natsrpc.Mux, s *app.Service, logger *slog.Logger) error {
-	return errors.Join(
-		client.CreateJoinToken.Handle(mux, logger, func(ctx context.Context, r *noderegistryv1.CreateJoinTokenRequest) (*noderegistryv1.CreateJoinTokenResponse, error) {
-			spec := domain.TokenSpec{Name: r.GetName(), Labels: r.GetLabels(), TTL: time.Duration(r.GetTtlSeconds()) * time.Second,
-				MaxUses: r.GetMaxUses(), RequireAttestation: r.GetRequireAttestation()}
-			t, secret, err := s.CreateJoinToken(ctx, r.GetAccountId(), spec, events.ActorOf(r.GetActor()))
-			if err != nil {
-				return nil, err
-			}
-			return &noderegistryv1.CreateJoinTokenResponse{Token: store.TokenToProto(t), Secret: secret}, nil
-		}),
-		client.ListJoinTokens.Handle(mux, logger, func(ctx context.Context, r *noderegistryv1.ListJoinTokensRequest) (*noderegistryv1.ListJoinTokensResponse, error) {
-			ts, err := s.JoinTokens(ctx, r.GetAccountId())
-			if err != nil {
-				return nil, err
-			}
-			out := &noderegistryv1.ListJoinTokensResponse{}
-			for _, t := range ts {
-				out.Tokens = append(out.Tokens, store.TokenToProto(t))
-			}
-			return out, nil
-		}),
-		client.RevokeJoinToken.Handle(mux, logger, func(ctx context.Context, r *noderegistryv1.RevokeJoinTokenRequest) (*noderegistryv1.RevokeJoinTokenResponse, error) {
-			t, err := s.RevokeJoinToken(ctx, r.GetAccountId(), r.GetTokenId(), events.ActorOf(r.GetActor()))
-			if err != nil {
-				return nil, err
-			}
-			return &noderegistryv1.RevokeJoinTokenResponse{Token: store.TokenToProto(t)}, nil
-		}),
-		client.Enroll.Handle(mux, logger, func(ctx context.Context, r *noderegistryv1.EnrollRequest) (*noderegistryv1.EnrollResponse, error) {
-			e, err := s.Enroll(ctx, r.GetJoinToken(), r.GetNodeName(), r.GetCsr(), r.GetEvidence())
-			if err != nil {
-				return nil, err
-			}
-			return &noderegistryv1.EnrollResponse{Node: store.NodeToProto(e.Node), ChainPem: e.ChainPEM}, nil
-		}),
-		client.SimulatedQEForToken.Handle(mux, logger, func(ctx context.Context, r *noderegistryv1.SimulatedQEForTokenRequest) (*noderegistryv1.SimulatedQEForTokenResponse, error) {
-			qe, err := s.SimulatedQEForToken(ctx, r.GetJoinToken())
-			if err != nil {
-				return nil, err
-			}
-			return &noderegistryv1.SimulatedQEForTokenResponse{Qe: qe}, nil
-		}),
-		client.Heartbeat.Handle(mux, logger, func(ctx context.Context, r *noderegistryv1.HeartbeatRequest) (*noderegistryv1.HeartbeatResponse, error) {
-			n, err := s.Heartbeat(ctx, r.GetAccountId(), r.GetNodeId(), r.GetCertificateSerial(), store.InstancesFromProto(r.GetInstances()))
-			if err != nil {
-				return nil, err
-			}
-			return &noderegistryv1.HeartbeatResponse{Node: store.NodeToProto(n)}, nil
-		}),
-		client.AuthenticateNode.Handle(mux, logger, func(ctx context.Context, r *noderegistryv1.AuthenticateNodeRequest) (*noderegistryv1.AuthenticateNodeResponse, error) {
-			n, err := s.AuthenticateNode(ctx, r.GetAccountId(), r.GetNodeId(), r.GetCertificateSerial())
-			if err != nil {
-				return nil, err
-			}
-			return &noderegistryv1.AuthenticateNodeResponse{Node: store.NodeToProto(n)}, nil
-		}),
-		client.Reattest.Handle(mux, logger, func(ctx context.Context, r *noderegistryv1.ReattestRequest) (*noderegistryv1.ReattestResponse, error) {
-			n, err := s.Reattest(ctx, r.GetAccountId(), r.GetNodeId(), r.GetCertificateSerial(), r.GetEvidence())
-			if err != nil {
-				return nil, err
-			}
-			return &noderegistryv1.ReattestResponse{Node: store.NodeToProto(n)}, nil
-		}),
-		client.ListNodes.Handle(mux, logger, func(ctx context.Context, r *noderegistryv1.ListNodesRequest) (*noderegistryv1.ListNodesResponse, error) {
-			ns, err := s.Nodes(ctx, r.GetAccountId())
-			if err != nil {
-				return nil, err
-			}
-			out := &noderegistryv1.ListNodesResponse{}
-			for _, n := range ns {
-				out.Nodes = append(out.Nodes, store.NodeToProto(n))
-			}
-			return out, nil
-		}),
-		client.GetNode.Handle(mux, logger, func(ctx context.Context, r *noderegistryv1.GetNodeRequest) (*noderegistryv1.GetNodeResponse, error) {
-			n, err := s.Node(ctx, r.GetAccountId(), r.GetNodeId())
-			if err != nil {
-				return nil, err
-			}
-			return &noderegistryv1.GetNodeResponse{Node: store.NodeToProto(n)}, nil
-		}),
-		client.DeregisterNode.Handle(mux, logger, func(ctx context.Context, r *noderegistryv1.DeregisterNodeRequest) (*noderegistryv1.DeregisterNodeResponse, error) {
-			n, err := s.DeregisterNode(ctx, r.GetAccountId(), r.GetNodeId(), events.ActorOf(r.GetActor()))
-			if err != nil {
-				return nil, err
-			}
-			return &noderegistryv1.DeregisterNodeResponse{Node: store.NodeToProto(n)}, nil
-		}),
-	)
+	return noderegistryv1.RegisterNodeRegistryServer(mux, &server{s: s}, logger)
+}
+
+// server is the service behind the generated NodeRegistryServer interface.
+type server struct {
+	s *app.Service
+}
+
+var _ noderegistryv1.NodeRegistryServer = (*server)(nil)
+
+func (sv *server) CreateJoinToken(ctx context.Context, r *noderegistryv1.CreateJoinTokenRequest) (*noderegistryv1.CreateJoinTokenResponse, error) {
+	s := sv.s
+	spec := domain.TokenSpec{Name: r.GetName(), Labels: r.GetLabels(), TTL: time.Duration(r.GetTtlSeconds()) * time.Second,
+		MaxUses: r.GetMaxUses(), RequireAttestation: r.GetRequireAttestation()}
+	t, secret, err := s.CreateJoinToken(ctx, r.GetAccountId(), spec, events.ActorOf(r.GetActor()))
+	if err != nil {
+		return nil, err
+	}
+	return &noderegistryv1.CreateJoinTokenResponse{Token: store.TokenToProto(t), Secret: secret}, nil
+}
+
+func (sv *server) ListJoinTokens(ctx context.Context, r *noderegistryv1.ListJoinTokensRequest) (*noderegistryv1.ListJoinTokensResponse, error) {
+	s := sv.s
+	ts, err := s.JoinTokens(ctx, r.GetAccountId())
+	if err != nil {
+		return nil, err
+	}
+	out := &noderegistryv1.ListJoinTokensResponse{}
+	for _, t := range ts {
+		out.Tokens = append(out.Tokens, store.TokenToProto(t))
+	}
+	return out, nil
+}
+
+func (sv *server) RevokeJoinToken(ctx context.Context, r *noderegistryv1.RevokeJoinTokenRequest) (*noderegistryv1.RevokeJoinTokenResponse, error) {
+	s := sv.s
+	t, err := s.RevokeJoinToken(ctx, r.GetAccountId(), r.GetTokenId(), events.ActorOf(r.GetActor()))
+	if err != nil {
+		return nil, err
+	}
+	return &noderegistryv1.RevokeJoinTokenResponse{Token: store.TokenToProto(t)}, nil
+}
+
+func (sv *server) Enroll(ctx context.Context, r *noderegistryv1.EnrollRequest) (*noderegistryv1.EnrollResponse, error) {
+	s := sv.s
+	e, err := s.Enroll(ctx, r.GetJoinToken(), r.GetNodeName(), r.GetCsr(), r.GetEvidence())
+	if err != nil {
+		return nil, err
+	}
+	return &noderegistryv1.EnrollResponse{Node: store.NodeToProto(e.Node), ChainPem: e.ChainPEM}, nil
+}
+
+func (sv *server) SimulatedQEForToken(ctx context.Context, r *noderegistryv1.SimulatedQEForTokenRequest) (*noderegistryv1.SimulatedQEForTokenResponse, error) {
+	s := sv.s
+	qe, err := s.SimulatedQEForToken(ctx, r.GetJoinToken())
+	if err != nil {
+		return nil, err
+	}
+	return &noderegistryv1.SimulatedQEForTokenResponse{Qe: qe}, nil
+}
+
+func (sv *server) Heartbeat(ctx context.Context, r *noderegistryv1.HeartbeatRequest) (*noderegistryv1.HeartbeatResponse, error) {
+	s := sv.s
+	n, err := s.Heartbeat(ctx, r.GetAccountId(), r.GetNodeId(), r.GetCertificateSerial(), store.InstancesFromProto(r.GetInstances()))
+	if err != nil {
+		return nil, err
+	}
+	return &noderegistryv1.HeartbeatResponse{Node: store.NodeToProto(n)}, nil
+}
+
+func (sv *server) AuthenticateNode(ctx context.Context, r *noderegistryv1.AuthenticateNodeRequest) (*noderegistryv1.AuthenticateNodeResponse, error) {
+	s := sv.s
+	n, err := s.AuthenticateNode(ctx, r.GetAccountId(), r.GetNodeId(), r.GetCertificateSerial())
+	if err != nil {
+		return nil, err
+	}
+	return &noderegistryv1.AuthenticateNodeResponse{Node: store.NodeToProto(n)}, nil
+}
+
+func (sv *server) Reattest(ctx context.Context, r *noderegistryv1.ReattestRequest) (*noderegistryv1.ReattestResponse, error) {
+	s := sv.s
+	n, err := s.Reattest(ctx, r.GetAccountId(), r.GetNodeId(), r.GetCertificateSerial(), r.GetEvidence())
+	if err != nil {
+		return nil, err
+	}
+	return &noderegistryv1.ReattestResponse{Node: store.NodeToProto(n)}, nil
+}
+
+func (sv *server) ListNodes(ctx context.Context, r *noderegistryv1.ListNodesRequest) (*noderegistryv1.ListNodesResponse, error) {
+	s := sv.s
+	ns, err := s.Nodes(ctx, r.GetAccountId())
+	if err != nil {
+		return nil, err
+	}
+	out := &noderegistryv1.ListNodesResponse{}
+	for _, n := range ns {
+		out.Nodes = append(out.Nodes, store.NodeToProto(n))
+	}
+	return out, nil
+}
+
+func (sv *server) GetNode(ctx context.Context, r *noderegistryv1.GetNodeRequest) (*noderegistryv1.GetNodeResponse, error) {
+	s := sv.s
+	n, err := s.Node(ctx, r.GetAccountId(), r.GetNodeId())
+	if err != nil {
+		return nil, err
+	}
+	return &noderegistryv1.GetNodeResponse{Node: store.NodeToProto(n)}, nil
+}
+
+func (sv *server) DeregisterNode(ctx context.Context, r *noderegistryv1.DeregisterNodeRequest) (*noderegistryv1.DeregisterNodeResponse, error) {
+	s := sv.s
+	n, err := s.DeregisterNode(ctx, r.GetAccountId(), r.GetNodeId(), events.ActorOf(r.GetActor()))
+	if err != nil {
+		return nil, err
+	}
+	return &noderegistryv1.DeregisterNodeResponse{Node: store.NodeToProto(n)}, nil
 }
 
 // ConsumeAccounts forgets a deleted account's tokens and nodes, through a
