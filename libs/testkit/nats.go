@@ -3,6 +3,7 @@
 package testkit
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -78,13 +79,23 @@ func (n *NATS) JetStream(t testing.TB) (*nats.Conn, jetstream.JetStream) {
 	return nc, js
 }
 
-// Eventually polls cond until it is true or the deadline passes.
+// Eventually polls cond until it is true or the deadline passes, then
+// fails with the message. Its arguments are evaluated when Eventually is
+// called: for what cond saw last, use EventuallyMsg.
 func Eventually(t testing.TB, within time.Duration, cond func() bool, format string, args ...any) {
+	t.Helper()
+	EventuallyMsg(t, within, cond, func() string { return fmt.Sprintf(format, args...) })
+}
+
+// EventuallyMsg polls cond until it is true or the deadline passes, then
+// fails with msg(), called then: it can report the last error or value
+// cond saw.
+func EventuallyMsg(t testing.TB, within time.Duration, cond func() bool, msg func() string) {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf(format, args...)
+			t.Fatal(msg())
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/pem"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -61,10 +62,10 @@ func TestCAFollowsAccounts(t *testing.T) {
 
 	c := client.New(n.Connect(t))
 	var got *cav1.GetCAResponse
-	testkit.Eventually(t, 10*time.Second, func() bool {
+	testkit.EventuallyMsg(t, 10*time.Second, func() bool {
 		got, err = c.GetCA(ctx, &cav1.GetCARequest{AccountId: id})
 		return err == nil
-	}, "no CA for the new account: %v", err)
+	}, func() string { return fmt.Sprintf("no CA for the new account: %v", err) })
 
 	root, issuer := parsePEM(t, got.GetRootPem()), parsePEM(t, got.GetIssuerPem())
 	if root.PublicKeyAlgorithm != x509.ECDSA || !strings.Contains(root.Subject.String(), id) || issuer.CheckSignatureFrom(root) != nil {
@@ -90,10 +91,10 @@ func TestCAFollowsAccounts(t *testing.T) {
 	if _, err := accounts.DeleteAccount(ctx, &accountv1.DeleteAccountRequest{Actor: who.GetPrincipal(), AccountId: id}); err != nil {
 		t.Fatal(err)
 	}
-	testkit.Eventually(t, 10*time.Second, func() bool {
+	testkit.EventuallyMsg(t, 10*time.Second, func() bool {
 		_, err = c.GetCA(ctx, &cav1.GetCARequest{AccountId: id})
 		return errs.KindOf(err) == errs.NotFound
-	}, "the deleted account's CA is still there: %v", err)
+	}, func() string { return fmt.Sprintf("the deleted account's CA is still there: %v", err) })
 }
 
 func parsePEM(t *testing.T, b []byte) *x509.Certificate {

@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -143,7 +144,7 @@ func testApprovalsGate(t *testing.T, s *stack) {
 		}
 	}
 	var cert *cav1.IssueAppCertificateResponse
-	testkit.Eventually(t, 10*time.Second, func() bool { cert, err = issue(); return err == nil }, "no certificate after both approvals: %v", err)
+	testkit.EventuallyMsg(t, 10*time.Second, func() bool { cert, err = issue(); return err == nil }, func() string { return fmt.Sprintf("no certificate after both approvals: %v", err) })
 
 	// Withdrawn: the next attestation and issuance are refused, and the
 	// certificate goes.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log"
 	"net/http"
@@ -65,10 +66,10 @@ func TestConsoleImagesAndTasks(t *testing.T) {
 
 	// The account's signing key comes with AccountCreated: converting may
 	// be refused for a moment.
-	testkit.Eventually(t, 20*time.Second, func() bool {
+	testkit.EventuallyMsg(t, 20*time.Second, func() bool {
 		r = ada.post(images, url.Values{"app": {appID}, "tag": {"1"}})
 		return r.status == http.StatusSeeOther
-	}, "converting never accepted: %d %s", r.status, r.body)
+	}, func() string { return fmt.Sprintf("converting never accepted: %d %s", r.status, r.body) })
 	imagePage := r.seeOther(t)
 	imageID := imagePage[strings.LastIndex(imagePage, "/")+1:]
 	if imagePage != images+"/"+imageID {
@@ -81,7 +82,7 @@ func TestConsoleImagesAndTasks(t *testing.T) {
 
 	// The progress JSON is the API's image, until it is converted.
 	var img api.Image
-	testkit.Eventually(t, 60*time.Second, func() bool {
+	testkit.EventuallyMsg(t, 60*time.Second, func() bool {
 		r := ada.get(imagePage + "/progress")
 		if r.status != http.StatusOK || r.header.Get("Content-Type") != "application/json" {
 			t.Fatalf("progress = %d %q %s", r.status, r.header.Get("Content-Type"), r.body)
@@ -90,7 +91,7 @@ func TestConsoleImagesAndTasks(t *testing.T) {
 			t.Fatalf("progress = %s (%v), want the image %s", r.body, err, imageID)
 		}
 		return img.Status == "converted" || img.Status == "failed"
-	}, "the conversion never finished: %+v", img)
+	}, func() string { return fmt.Sprintf("the conversion never finished: %+v", img) })
 	if img.Status != "converted" || len(img.MRENCLAVE) != 64 {
 		t.Fatalf("conversion = %+v, want converted with an MRENCLAVE", img)
 	}
@@ -111,11 +112,11 @@ func TestConsoleImagesAndTasks(t *testing.T) {
 	// Both tasks appear: the domain's and, once converted, the image's.
 	approve := regexp.MustCompile(`action="(/a/` + acct + `/tasks/[0-9a-f-]+)/approve"`)
 	var pending [][]string
-	testkit.Eventually(t, 20*time.Second, func() bool {
+	testkit.EventuallyMsg(t, 20*time.Second, func() bool {
 		r = ada.get(tasks)
 		pending = approve.FindAllStringSubmatch(r.body, -1)
 		return len(pending) == 2
-	}, "the domain and image tasks never appeared:\n%s", r.body)
+	}, func() string { return fmt.Sprintf("the domain and image tasks never appeared:\n%s", r.body) })
 	r.want(t, http.StatusOK, "<code>"+domain+"</code>", `href="/a/`+acct+`/images/`+imageID+`"`, "0 / 1", "ada@example.com")
 	bobPage := bob.get(tasks).want(t, http.StatusOK, "Only the account's admins", domain)
 	if approve.MatchString(bobPage.body) {

@@ -1,6 +1,7 @@
 package gateway_test
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -49,10 +50,10 @@ func TestImageAndRegistryRoutes(t *testing.T) {
 		t.Fatalf("converting with a bad tag = %d %s, want 400 naming tag", r.status, r.body)
 	}
 	var img struct{ ID, Status, Output string }
-	testkit.Eventually(t, 20*time.Second, func() bool { // the signing key comes with AccountCreated
+	testkit.EventuallyMsg(t, 20*time.Second, func() bool { // the signing key comes with AccountCreated
 		r = do(t, s.srv, "POST", base+"/images", member, map[string]string{"app": "hello", "tag": "1"})
 		return r.status == 202
-	}, "converting never accepted: %d %s", r.status, r.body)
+	}, func() string { return fmt.Sprintf("converting never accepted: %d %s", r.status, r.body) })
 	r.decode(t, &img)
 	if img.Status != "pending" || img.Output != "registry.example.com:5000/samples/hello-sgx:1" {
 		t.Fatalf("converting = %s", r.body)

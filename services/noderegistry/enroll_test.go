@@ -8,6 +8,7 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/pem"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -187,10 +188,10 @@ func TestCAFailureGivesTheUseBack(t *testing.T) {
 		t.Fatalf("token after the CA failed = %v, %v; want its use back", list, err)
 	}
 	s.publish("account", acct, &accountv1.AccountCreated{Account: &accountv1.Account{Id: acct, Name: "late"}})
-	testkit.Eventually(t, 10*time.Second, func() bool {
+	testkit.EventuallyMsg(t, 10*time.Second, func() bool {
 		_, err = s.enroll(tok.GetSecret(), nil)
 		return err == nil
-	}, "the token's one use is lost: %v", err)
+	}, func() string { return fmt.Sprintf("the token's one use is lost: %v", err) })
 }
 
 // TestEnrolPolicyRequiresEvidence: when the account's attestation policy

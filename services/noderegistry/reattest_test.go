@@ -2,6 +2,7 @@ package noderegistry_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -48,11 +49,11 @@ func (s *stack) node(acct string, n *node) *noderegistryv1.Node {
 func (s *stack) waitRevoked(acct string, n *node) string {
 	s.t.Helper()
 	var cert *cav1.Certificate
-	testkit.Eventually(s.t, 10*time.Second, func() bool {
+	testkit.EventuallyMsg(s.t, 10*time.Second, func() bool {
 		c, err := s.ca.GetCertificate(context.Background(), &cav1.GetCertificateRequest{AccountId: acct, Serial: n.serial()})
 		cert = c.GetCertificate()
 		return err == nil && cert.GetRevoked()
-	}, "the CA has not revoked the node's certificate: %v", cert)
+	}, func() string { return fmt.Sprintf("the CA has not revoked the node's certificate: %v", cert) })
 	return cert.GetRevocationReason()
 }
 
@@ -144,10 +145,10 @@ func TestReattestOverdue(t *testing.T) {
 	// Past the period and its grace (1.1 s) since the last re-attestation.
 	s.clock.Advance(800 * time.Millisecond)
 	var got *noderegistryv1.Node
-	testkit.Eventually(t, 10*time.Second, func() bool {
+	testkit.EventuallyMsg(t, 10*time.Second, func() bool {
 		got = s.node(acct, tee)
 		return got.GetStatus() == "untrusted"
-	}, "the overdue node is still %v", got)
+	}, func() string { return fmt.Sprintf("the overdue node is still %v", got) })
 	if got.GetStatusReason() != "re-attestation overdue" {
 		t.Errorf("status reason %q, want re-attestation overdue", got.GetStatusReason())
 	}
