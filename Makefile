@@ -41,10 +41,13 @@ bench:
 fuzz:
 	GO="$(GO)" FUZZTIME=$(FUZZTIME) ./scripts/fuzz.sh $(PKGS)
 
-## lint: gofmt and go vet
+STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
+## lint: gofmt, go vet and staticcheck (CI runs it)
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
+	$(GO) run $(STATICCHECK) $(PKGS)
 
 ## proto: regenerate libs/gen from proto/: the messages (protoc-gen-go) and each service's
 ## NATS surface (protoc-gen-natsrpc: method table, server interface, client); needs protoc

@@ -184,7 +184,7 @@ func gramineQuote(root string, data [64]byte) ([]byte, error) {
 		return nil, fmt.Errorf("reading %s/attestation_type: %v", gramineDir, unwrapPath(err))
 	}
 	if k := strings.TrimSpace(string(kind)); k != "dcap" {
-		return nil, fmt.Errorf("Gramine's attestation type is %q, want \"dcap\": set sgx.remote_attestation = \"dcap\" in the Gramine manifest", k)
+		return nil, fmt.Errorf("the attestation type Gramine reports is %q, want \"dcap\": set sgx.remote_attestation = \"dcap\" in the Gramine manifest", k)
 	}
 	if err := os.WriteFile(filepath.Join(dir, "user_report_data"), data[:], 0); err != nil {
 		return nil, fmt.Errorf("writing %s/user_report_data: %v", gramineDir, unwrapPath(err))
@@ -194,7 +194,7 @@ func gramineQuote(root string, data [64]byte) ([]byte, error) {
 		return nil, fmt.Errorf("obtaining the quote from Gramine: %v; check that the node has SGX DCAP (aesmd and the quote provider library)", err)
 	}
 	if len(quote) == 0 {
-		return nil, fmt.Errorf("Gramine gave an empty quote from %s/quote; check the node's SGX DCAP setup", gramineDir)
+		return nil, fmt.Errorf("the quote Gramine gave from %s/quote is empty; check the node's SGX DCAP setup", gramineDir)
 	}
 	return quote, nil
 }

@@ -272,7 +272,7 @@ func TestAttestFails(t *testing.T) {
 			wantErr: "the node agent is not in simulation mode, and /dev/attestation does not exist: the enclave is not running under Gramine-SGX"},
 		{name: "Gramine without attestation", agent: func(a *fakeAgent) { a.simulation = false },
 			damage:  func(t *testing.T, root string) { fakeGramine(t, root, "none") },
-			wantErr: `Gramine's attestation type is "none", want "dcap": set sgx.remote_attestation = "dcap"`},
+			wantErr: `the attestation type Gramine reports is "none", want "dcap": set sgx.remote_attestation = "dcap"`},
 		{name: "Gramine without a quote", agent: func(a *fakeAgent) { a.simulation = false },
 			damage: func(t *testing.T, root string) {
 				fakeGramine(t, root, "dcap")

@@ -100,9 +100,6 @@ var runtimeFiles = []file{
 	{"opt/cloister/launcher", imagefs.TypeRegular, 0o755, string(launcherBytes)},
 }
 
-// runtimeRegularFiles is the number of regular files in runtimeFiles.
-const runtimeRegularFiles = 4
-
 // newImage writes files, their trusted-file list, a launcher and a
 // manifest (edited by edit, if not nil) into a new root directory.
 func newImage(t *testing.T, files []file, edit func(*enclave.Manifest)) string {

@@ -422,20 +422,6 @@ func readTop(ctx context.Context, l v1.Layer, m *Measured) (*Files, error) {
 	return &f, nil
 }
 
-func modeBits(m int64) fs.FileMode {
-	var b fs.FileMode
-	if m&0o4000 != 0 {
-		b |= fs.ModeSetuid
-	}
-	if m&0o2000 != 0 {
-		b |= fs.ModeSetgid
-	}
-	if m&0o1000 != 0 {
-		b |= fs.ModeSticky
-	}
-	return b
-}
-
 // cleanName is a tar entry name as a path from the root: "./opt/" is
 // "opt".
 func cleanName(n string) string {

@@ -1,11 +1,6 @@
 package pki
 
-import (
-	"crypto/x509/pkix"
-	"encoding/pem"
-)
-
-type pkixExtension = pkix.Extension
+import "encoding/pem"
 
 // pemBlock returns the bytes of the first PEM block of type typ, or nil.
 func pemBlock(b []byte, typ string) []byte {

@@ -189,6 +189,7 @@ func SplitPCSBody(body []byte) (signed, signature []byte, err error) {
 // a key not on P-256 is ReasonUnsupported.
 func VerifySignedJSON(item string, raw, sig []byte, key *ecdsa.PublicKey) error {
 	// A key without coordinates would make ecdsa.Verify panic.
+	//lint:ignore SA1019 the coordinates are only checked for nil: Bytes and Verify panic on them
 	if key == nil || key.Curve == nil || key.X == nil || key.Y == nil {
 		return failf(ReasonCollateralSignature, item, "no signing key")
 	}

@@ -17,13 +17,6 @@ func layoutPattern(n, seed int) []byte {
 	return b
 }
 
-const workedExampleMRENCLAVE = "c9bf0bd057c4462354fd695df3ccf65f59bd232c3dd34f6ac41b74d2e5ea7e0b"
-
-func sumOf(m *Measurement) []byte {
-	s := m.Sum()
-	return s[:]
-}
-
 // TestMeasurementRecords builds the records of a small enclave by hand,
 // from the SDM's description, and compares.
 func TestMeasurementRecords(t *testing.T) {

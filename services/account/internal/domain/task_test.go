@@ -78,7 +78,7 @@ func TestTaskIDsAreDeterministic(t *testing.T) {
 			t.Errorf("two subjects share the task id %s", pair[0])
 		}
 	}
-	if ImageTaskID(acct, "im") != ImageTaskID(acct, "im") {
+	if first, again := ImageTaskID(acct, "im"), ImageTaskID(acct, "im"); first != again {
 		t.Error("ImageTaskID is not deterministic")
 	}
 }
