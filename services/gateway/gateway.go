@@ -99,10 +99,8 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 	if err != nil {
 		return nil, err
 	}
-	g.watch, err = events.Watch(ctx, js, events.StreamEvents, []string{
-		events.Subject(accountclient.Service, &accountv1.SessionRevoked{}),
-		events.Subject(accountclient.Service, &accountv1.APIKeyRevoked{}),
-	}, g.invalidate, g.logger)
+	revocations := g.revocations()
+	g.watch, err = events.Watch(ctx, js, events.StreamEvents, revocations.Subjects(), revocations.Handle, g.logger)
 	if err != nil {
 		return nil, err
 	}
@@ -112,17 +110,16 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 // Close stops watching events.
 func (g *Gateway) Close() { g.watch.Stop() }
 
-// invalidate drops the cache entry of a revoked credential.
-func (g *Gateway) invalidate(ctx context.Context, ev events.Event) error {
-	var s accountv1.SessionRevoked
-	if err := ev.Decode(&s); err == nil {
-		return g.forget(ctx, SessionCacheKey(s.GetTokenHash()))
-	}
-	var k accountv1.APIKeyRevoked
-	if err := ev.Decode(&k); err == nil {
-		return g.forget(ctx, APIKeyCacheKey(k.GetKeyId()))
-	}
-	return nil
+// revocations drop the cache entry of a revoked credential.
+func (g *Gateway) revocations() *events.Router {
+	r := events.NewRouter()
+	events.On(r, accountclient.Service, func(ctx context.Context, _ events.Event, m *accountv1.SessionRevoked) error {
+		return g.forget(ctx, SessionCacheKey(m.GetTokenHash()))
+	})
+	events.On(r, accountclient.Service, func(ctx context.Context, _ events.Event, m *accountv1.APIKeyRevoked) error {
+		return g.forget(ctx, APIKeyCacheKey(m.GetKeyId()))
+	})
+	return r
 }
 
 // ServeHTTP answers unknown paths and wrong methods with problem

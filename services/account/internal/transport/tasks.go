@@ -2,7 +2,6 @@ package transport
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -35,19 +34,14 @@ type TaskRequests interface {
 // domain the account CA issues for opens a domain task, a converted image
 // an image task; deleting either withdraws its pending tasks.
 func ConsumeTaskRequests(ctx context.Context, js jetstream.JetStream, s TaskRequests, logger *slog.Logger) (*events.Consumer, error) {
+	r := taskRoutes(s)
 	return events.Consume(ctx, js, events.ConsumerConfig{
-		Stream:  events.StreamEvents,
-		Durable: TaskDurable,
-		FilterSubjects: []string{
-			events.Subject(imageconverterService, &imageconverterv1.AppCreated{}),
-			events.Subject(imageconverterService, &imageconverterv1.AppUpdated{}),
-			events.Subject(imageconverterService, &imageconverterv1.AppDeleted{}),
-			events.Subject(imageconverterService, &imageconverterv1.ImageConverted{}),
-			events.Subject(imageconverterService, &imageconverterv1.ImageDeleted{}),
-		},
-		Logger: logger,
+		Stream:         events.StreamEvents,
+		Durable:        TaskDurable,
+		FilterSubjects: r.Subjects(),
+		Logger:         logger,
 	}, func(ctx context.Context, ev events.Event) error {
-		err := handleTaskRequest(ctx, s, ev)
+		err := r.Handle(ctx, ev)
 		if errs.KindOf(err) == errs.Invalid {
 			return events.Permanent(err) // redelivery cannot fix a malformed event
 		}
@@ -55,35 +49,33 @@ func ConsumeTaskRequests(ctx context.Context, js jetstream.JetStream, s TaskRequ
 	})
 }
 
-func handleTaskRequest(ctx context.Context, s TaskRequests, ev events.Event) error {
-	var (
-		created   imageconverterv1.AppCreated
-		updated   imageconverterv1.AppUpdated
-		appDel    imageconverterv1.AppDeleted
-		converted imageconverterv1.ImageConverted
-		imageDel  imageconverterv1.ImageDeleted
-	)
-	switch {
-	case ev.Decode(&created) == nil:
-		return openDomainTask(ctx, s, created.GetApp(), created.GetApp().GetCreatedBy())
-	case ev.Decode(&updated) == nil:
+// taskRoutes are the image converter's events that open and retract tasks.
+func taskRoutes(s TaskRequests) *events.Router {
+	r := events.NewRouter()
+	events.On(r, imageconverterService, func(ctx context.Context, _ events.Event, m *imageconverterv1.AppCreated) error {
+		return openDomainTask(ctx, s, m.GetApp(), m.GetApp().GetCreatedBy())
+	})
+	events.On(r, imageconverterService, func(ctx context.Context, _ events.Event, m *imageconverterv1.AppUpdated) error {
 		// A domain with a task already (for this application) opens none.
-		return openDomainTask(ctx, s, updated.GetApp(), updated.GetApp().GetUpdatedBy())
-	case ev.Decode(&appDel) == nil:
-		return s.RetractTasks(ctx, appDel.GetAccountId(), appDel.GetAppId(), "")
-	case ev.Decode(&converted) == nil:
-		im := converted.GetImage()
+		return openDomainTask(ctx, s, m.GetApp(), m.GetApp().GetUpdatedBy())
+	})
+	events.On(r, imageconverterService, func(ctx context.Context, _ events.Event, m *imageconverterv1.AppDeleted) error {
+		return s.RetractTasks(ctx, m.GetAccountId(), m.GetAppId(), "")
+	})
+	events.On(r, imageconverterService, func(ctx context.Context, _ events.Event, m *imageconverterv1.ImageConverted) error {
+		im := m.GetImage()
 		return s.OpenImageTask(ctx, im.GetAccountId(), im.GetAppId(), domain.ImageMeasurement{
 			ImageID: im.GetId(), Tag: im.GetTag(), MRENCLAVE: im.GetMrenclave(), MRSIGNER: im.GetMrsigner(),
 			ISVProdID: im.GetIsvprodid(), ISVSVN: im.GetIsvsvn(),
 		}, im.GetRequestedBy())
-	case ev.Decode(&imageDel) == nil:
-		if imageDel.GetImageId() == "" {
+	})
+	events.On(r, imageconverterService, func(ctx context.Context, _ events.Event, m *imageconverterv1.ImageDeleted) error {
+		if m.GetImageId() == "" {
 			return errs.New(errs.Invalid, "ImageDeleted without an image id")
 		}
-		return s.RetractTasks(ctx, imageDel.GetAccountId(), imageDel.GetAppId(), imageDel.GetImageId())
-	}
-	return events.Permanent(errors.New("unexpected event " + ev.Envelope.GetType()))
+		return s.RetractTasks(ctx, m.GetAccountId(), m.GetAppId(), m.GetImageId())
+	})
+	return r
 }
 
 func openDomainTask(ctx context.Context, s TaskRequests, a *imageconverterv1.App, requesterID string) error {

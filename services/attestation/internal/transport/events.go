@@ -24,61 +24,46 @@ const (
 // withdrawal and deletion events, through a durable consumer, so nothing
 // is missed while the service is down.
 func ConsumeApprovals(ctx context.Context, js jetstream.JetStream, s *app.Service, logger *slog.Logger) (*events.Consumer, error) {
-	return events.Consume(ctx, js, events.ConsumerConfig{
-		Stream:  events.StreamEvents,
-		Durable: "attestation-approvals",
-		FilterSubjects: []string{
-			events.Subject(accountService, &accountv1.TaskApproved{}),
-			events.Subject(accountService, &accountv1.TaskWithdrawn{}),
-			events.Subject(accountService, &accountv1.AccountDeleted{}),
-			events.Subject(imageconverterService, &imageconverterv1.AppDeleted{}),
-			events.Subject(imageconverterService, &imageconverterv1.ImageDeleted{}),
-		},
-		Logger: logger,
-	}, func(ctx context.Context, ev events.Event) error {
-		var (
-			approved  accountv1.TaskApproved
-			withdrawn accountv1.TaskWithdrawn
-			account   accountv1.AccountDeleted
-			appDel    imageconverterv1.AppDeleted
-			imageDel  imageconverterv1.ImageDeleted
-		)
-		switch {
-		case ev.Decode(&approved) == nil:
-			t := approved.GetTask()
-			if t.GetKind() != "image" {
-				return nil
-			}
-			img, err := approvedImage(t)
-			if err != nil {
-				return events.Permanent(err)
-			}
-			return s.ApproveImage(ctx, t.GetAccountId(), img)
-		case ev.Decode(&withdrawn) == nil:
-			t := withdrawn.GetTask()
-			if t.GetKind() != "image" {
-				return nil
-			}
-			img, err := approvedImage(t)
-			if err != nil {
-				return events.Permanent(err)
-			}
-			return s.WithdrawImage(ctx, t.GetAccountId(), img.MRENCLAVE, img.TaskID)
-		case ev.Decode(&account) == nil:
-			return s.ForgetImages(ctx, account.GetAccountId(), "", "")
-		case ev.Decode(&appDel) == nil:
-			if appDel.GetAppId() == "" {
-				return nil
-			}
-			return s.ForgetImages(ctx, appDel.GetAccountId(), appDel.GetAppId(), "")
-		case ev.Decode(&imageDel) == nil:
-			if imageDel.GetImageId() == "" {
-				return nil
-			}
-			return s.ForgetImages(ctx, imageDel.GetAccountId(), "", imageDel.GetImageId())
+	r := events.NewRouter()
+	events.On(r, accountService, func(ctx context.Context, _ events.Event, m *accountv1.TaskApproved) error {
+		t := m.GetTask()
+		if t.GetKind() != "image" {
+			return nil
 		}
-		return events.Permanent(errors.New("unexpected event " + ev.Envelope.GetType()))
+		img, err := approvedImage(t)
+		if err != nil {
+			return events.Permanent(err)
+		}
+		return s.ApproveImage(ctx, t.GetAccountId(), img)
 	})
+	events.On(r, accountService, func(ctx context.Context, _ events.Event, m *accountv1.TaskWithdrawn) error {
+		t := m.GetTask()
+		if t.GetKind() != "image" {
+			return nil
+		}
+		img, err := approvedImage(t)
+		if err != nil {
+			return events.Permanent(err)
+		}
+		return s.WithdrawImage(ctx, t.GetAccountId(), img.MRENCLAVE, img.TaskID)
+	})
+	events.On(r, accountService, func(ctx context.Context, _ events.Event, m *accountv1.AccountDeleted) error {
+		return s.ForgetImages(ctx, m.GetAccountId(), "", "")
+	})
+	events.On(r, imageconverterService, func(ctx context.Context, _ events.Event, m *imageconverterv1.AppDeleted) error {
+		if m.GetAppId() == "" {
+			return nil
+		}
+		return s.ForgetImages(ctx, m.GetAccountId(), m.GetAppId(), "")
+	})
+	events.On(r, imageconverterService, func(ctx context.Context, _ events.Event, m *imageconverterv1.ImageDeleted) error {
+		if m.GetImageId() == "" {
+			return nil
+		}
+		return s.ForgetImages(ctx, m.GetAccountId(), "", m.GetImageId())
+	})
+	return events.Consume(ctx, js, events.ConsumerConfig{Stream: events.StreamEvents, Durable: "attestation-approvals",
+		FilterSubjects: r.Subjects(), Logger: logger}, r.Handle)
 }
 
 func approvedImage(t *accountv1.Task) (domain.ApprovedImage, error) {

@@ -2,7 +2,6 @@ package transport
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"time"
 
@@ -29,22 +28,14 @@ const (
 // certificates whose grounds went away: a withdrawn approval, a deleted
 // image or application, a deregistered node.
 func ConsumeApprovals(ctx context.Context, js jetstream.JetStream, s *app.Service, logger *slog.Logger) (*events.Consumer, error) {
+	r := approvalRoutes(s)
 	return events.Consume(ctx, js, events.ConsumerConfig{
-		Stream:  events.StreamEvents,
-		Durable: "ca-approvals",
-		FilterSubjects: []string{
-			events.Subject(accountclient.Service, &accountv1.TaskApproved{}),
-			events.Subject(accountclient.Service, &accountv1.TaskWithdrawn{}),
-			events.Subject(accountclient.Service, &accountv1.TaskDenied{}),
-			events.Subject(imageconverterService, &imageconverterv1.AppCreated{}),
-			events.Subject(imageconverterService, &imageconverterv1.AppUpdated{}),
-			events.Subject(imageconverterService, &imageconverterv1.AppDeleted{}),
-			events.Subject(imageconverterService, &imageconverterv1.ImageDeleted{}),
-			events.Subject(noderegistryService, &noderegistryv1.NodeDeregistered{}),
-		},
-		Logger: logger,
+		Stream:         events.StreamEvents,
+		Durable:        "ca-approvals",
+		FilterSubjects: r.Subjects(),
+		Logger:         logger,
 	}, func(ctx context.Context, ev events.Event) error {
-		err := handleApproval(ctx, s, ev)
+		err := r.Handle(ctx, ev)
 		if errs.KindOf(err) == errs.Invalid {
 			return events.Permanent(err) // redelivery cannot fix a malformed event
 		}
@@ -52,50 +43,47 @@ func ConsumeApprovals(ctx context.Context, js jetstream.JetStream, s *app.Servic
 	})
 }
 
-func handleApproval(ctx context.Context, s *app.Service, ev events.Event) error {
-	var (
-		approved  accountv1.TaskApproved
-		withdrawn accountv1.TaskWithdrawn
-		denied    accountv1.TaskDenied
-		created   imageconverterv1.AppCreated
-		updated   imageconverterv1.AppUpdated
-		appDel    imageconverterv1.AppDeleted
-		imageDel  imageconverterv1.ImageDeleted
-		nodeDel   noderegistryv1.NodeDeregistered
-	)
-	switch {
-	case ev.Decode(&approved) == nil:
-		t := approved.GetTask()
-		switch t.GetKind() {
+// approvalRoutes are the events ConsumeApprovals follows, each to what it
+// changes.
+func approvalRoutes(s *app.Service) *events.Router {
+	r := events.NewRouter()
+	events.On(r, accountclient.Service, func(ctx context.Context, _ events.Event, m *accountv1.TaskApproved) error {
+		switch t := m.GetTask(); t.GetKind() {
 		case "domain":
 			return s.ApproveDomain(ctx, t.GetAccountId(), approvedDomain(t))
 		case "image":
 			return s.ApproveImage(ctx, t.GetAccountId(), approvedImage(t))
 		}
 		return nil
-	case ev.Decode(&withdrawn) == nil:
-		t := withdrawn.GetTask()
-		switch t.GetKind() {
+	})
+	events.On(r, accountclient.Service, func(ctx context.Context, _ events.Event, m *accountv1.TaskWithdrawn) error {
+		switch t := m.GetTask(); t.GetKind() {
 		case "domain":
 			return s.WithdrawDomain(ctx, t.GetAccountId(), approvedDomain(t))
 		case "image":
 			return s.WithdrawImage(ctx, t.GetAccountId(), approvedImage(t))
 		}
 		return nil
-	case ev.Decode(&denied) == nil:
-		return s.DenyTask(ctx, denied.GetTask().GetAccountId(), denied.GetTask().GetId())
-	case ev.Decode(&created) == nil:
-		return s.PutApp(ctx, appConfig(created.GetApp()))
-	case ev.Decode(&updated) == nil:
-		return s.PutApp(ctx, appConfig(updated.GetApp()))
-	case ev.Decode(&appDel) == nil:
-		return s.DeleteApp(ctx, appDel.GetAccountId(), appDel.GetAppId())
-	case ev.Decode(&imageDel) == nil:
-		return s.DeleteImage(ctx, imageDel.GetAccountId(), imageDel.GetAppId(), imageDel.GetImageId(), imageDel.GetMrenclave())
-	case ev.Decode(&nodeDel) == nil:
-		return s.RevokeNode(ctx, nodeDel.GetAccountId(), nodeDel.GetNodeId())
-	}
-	return events.Permanent(errors.New("unexpected event " + ev.Envelope.GetType()))
+	})
+	events.On(r, accountclient.Service, func(ctx context.Context, _ events.Event, m *accountv1.TaskDenied) error {
+		return s.DenyTask(ctx, m.GetTask().GetAccountId(), m.GetTask().GetId())
+	})
+	events.On(r, imageconverterService, func(ctx context.Context, _ events.Event, m *imageconverterv1.AppCreated) error {
+		return s.PutApp(ctx, appConfig(m.GetApp()))
+	})
+	events.On(r, imageconverterService, func(ctx context.Context, _ events.Event, m *imageconverterv1.AppUpdated) error {
+		return s.PutApp(ctx, appConfig(m.GetApp()))
+	})
+	events.On(r, imageconverterService, func(ctx context.Context, _ events.Event, m *imageconverterv1.AppDeleted) error {
+		return s.DeleteApp(ctx, m.GetAccountId(), m.GetAppId())
+	})
+	events.On(r, imageconverterService, func(ctx context.Context, _ events.Event, m *imageconverterv1.ImageDeleted) error {
+		return s.DeleteImage(ctx, m.GetAccountId(), m.GetAppId(), m.GetImageId(), m.GetMrenclave())
+	})
+	events.On(r, noderegistryService, func(ctx context.Context, _ events.Event, m *noderegistryv1.NodeDeregistered) error {
+		return s.RevokeNode(ctx, m.GetAccountId(), m.GetNodeId())
+	})
+	return r
 }
 
 func approvedDomain(t *accountv1.Task) app.ApprovedDomain {

@@ -5,7 +5,6 @@ package transport
 import (
 	"context"
 	"encoding/pem"
-	"errors"
 	"log/slog"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -145,24 +144,12 @@ func caToProto(ca *pki.CA) *cav1.GetCAResponse {
 // when the account is deleted, through a durable consumer, so no account
 // is missed while the service is down.
 func ConsumeAccounts(ctx context.Context, js jetstream.JetStream, s *app.Service, logger *slog.Logger) (*events.Consumer, error) {
-	created, deleted := &accountv1.AccountCreated{}, &accountv1.AccountDeleted{}
-	return events.Consume(ctx, js, events.ConsumerConfig{
-		Stream:  events.StreamEvents,
-		Durable: "ca-accounts",
-		FilterSubjects: []string{
-			events.Subject(accountclient.Service, created),
-			events.Subject(accountclient.Service, deleted),
-		},
-		Logger: logger,
-	}, func(ctx context.Context, ev events.Event) error {
-		var c accountv1.AccountCreated
-		if err := ev.Decode(&c); err == nil {
-			return s.CreateCA(ctx, c.GetAccount().GetId())
-		}
-		var d accountv1.AccountDeleted
-		if err := ev.Decode(&d); err == nil {
-			return s.DeleteCA(ctx, d.GetAccountId())
-		}
-		return events.Permanent(errors.New("unexpected event " + ev.Envelope.GetType()))
+	r := events.NewRouter()
+	events.On(r, accountclient.Service, func(ctx context.Context, _ events.Event, m *accountv1.AccountCreated) error {
+		return s.CreateCA(ctx, m.GetAccount().GetId())
 	})
+	events.On(r, accountclient.Service, func(ctx context.Context, _ events.Event, m *accountv1.AccountDeleted) error {
+		return s.DeleteCA(ctx, m.GetAccountId())
+	})
+	return events.Consume(ctx, js, events.ConsumerConfig{Stream: events.StreamEvents, Durable: "ca-accounts", FilterSubjects: r.Subjects(), Logger: logger}, r.Handle)
 }

@@ -4,7 +4,6 @@ package transport
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"time"
 
@@ -161,25 +160,14 @@ func (sv *server) GetSigningKey(ctx context.Context, r *imageconverterv1.GetSign
 // ConsumeAccounts gives every new account its signing key and forgets a
 // deleted account's applications and key, through a durable consumer.
 func ConsumeAccounts(ctx context.Context, js jetstream.JetStream, s *app.Service, logger *slog.Logger) (*events.Consumer, error) {
-	return events.Consume(ctx, js, events.ConsumerConfig{
-		Stream:  events.StreamEvents,
-		Durable: "imageconverter-accounts",
-		FilterSubjects: []string{
-			events.Subject(accountclient.Service, &accountv1.AccountCreated{}),
-			events.Subject(accountclient.Service, &accountv1.AccountDeleted{}),
-		},
-		Logger: logger,
-	}, func(ctx context.Context, ev events.Event) error {
-		var c accountv1.AccountCreated
-		if err := ev.Decode(&c); err == nil {
-			return s.CreateSigningKey(ctx, c.GetAccount().GetId())
-		}
-		var d accountv1.AccountDeleted
-		if err := ev.Decode(&d); err == nil {
-			return s.DeleteAccount(ctx, d.GetAccountId())
-		}
-		return events.Permanent(errors.New("unexpected event " + ev.Envelope.GetType()))
+	r := events.NewRouter()
+	events.On(r, accountclient.Service, func(ctx context.Context, _ events.Event, m *accountv1.AccountCreated) error {
+		return s.CreateSigningKey(ctx, m.GetAccount().GetId())
 	})
+	events.On(r, accountclient.Service, func(ctx context.Context, _ events.Event, m *accountv1.AccountDeleted) error {
+		return s.DeleteAccount(ctx, m.GetAccountId())
+	})
+	return events.Consume(ctx, js, events.ConsumerConfig{Stream: events.StreamEvents, Durable: "imageconverter-accounts", FilterSubjects: r.Subjects(), Logger: logger}, r.Handle)
 }
 
 // jobMaxDeliver is how many times a conversion is attempted; the last
