@@ -113,10 +113,10 @@ func (g *Gateway) Close() { g.watch.Stop() }
 // revocations drop the cache entry of a revoked credential.
 func (g *Gateway) revocations() *events.Router {
 	r := events.NewRouter()
-	events.On(r, accountclient.Service, func(ctx context.Context, _ events.Event, m *accountv1.SessionRevoked) error {
+	events.On(r, accountv1.AccountServiceName, func(ctx context.Context, _ events.Event, m *accountv1.SessionRevoked) error {
 		return g.forget(ctx, SessionCacheKey(m.GetTokenHash()))
 	})
-	events.On(r, accountclient.Service, func(ctx context.Context, _ events.Event, m *accountv1.APIKeyRevoked) error {
+	events.On(r, accountv1.AccountServiceName, func(ctx context.Context, _ events.Event, m *accountv1.APIKeyRevoked) error {
 		return g.forget(ctx, APIKeyCacheKey(m.GetKeyId()))
 	})
 	return r

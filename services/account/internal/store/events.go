@@ -18,7 +18,7 @@ import (
 )
 
 // Producer names this service in event envelopes and subjects.
-const Producer = "account"
+const Producer = accountv1.AccountServiceName
 
 // messages turns domain events into ready-to-publish messages.
 func messages(ctx context.Context, evs []domain.Event) ([]*nats.Msg, error) {

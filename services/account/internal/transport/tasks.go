@@ -15,9 +15,6 @@ import (
 // TaskDurable is the durable consumer that opens and retracts tasks.
 const TaskDurable = "account-tasks"
 
-// imageconverterService produces the events that ask for approvals.
-const imageconverterService = "imageconverter"
-
 // issuerCloister marks a certificate the account CA issues: only its
 // domain needs an approval.
 const issuerCloister = "cloister"
@@ -52,24 +49,24 @@ func ConsumeTaskRequests(ctx context.Context, js jetstream.JetStream, s TaskRequ
 // taskRoutes are the image converter's events that open and retract tasks.
 func taskRoutes(s TaskRequests) *events.Router {
 	r := events.NewRouter()
-	events.On(r, imageconverterService, func(ctx context.Context, _ events.Event, m *imageconverterv1.AppCreated) error {
+	events.On(r, imageconverterv1.ImageConverterServiceName, func(ctx context.Context, _ events.Event, m *imageconverterv1.AppCreated) error {
 		return openDomainTask(ctx, s, m.GetApp(), m.GetApp().GetCreatedBy())
 	})
-	events.On(r, imageconverterService, func(ctx context.Context, _ events.Event, m *imageconverterv1.AppUpdated) error {
+	events.On(r, imageconverterv1.ImageConverterServiceName, func(ctx context.Context, _ events.Event, m *imageconverterv1.AppUpdated) error {
 		// A domain with a task already (for this application) opens none.
 		return openDomainTask(ctx, s, m.GetApp(), m.GetApp().GetUpdatedBy())
 	})
-	events.On(r, imageconverterService, func(ctx context.Context, _ events.Event, m *imageconverterv1.AppDeleted) error {
+	events.On(r, imageconverterv1.ImageConverterServiceName, func(ctx context.Context, _ events.Event, m *imageconverterv1.AppDeleted) error {
 		return s.RetractTasks(ctx, m.GetAccountId(), m.GetAppId(), "")
 	})
-	events.On(r, imageconverterService, func(ctx context.Context, _ events.Event, m *imageconverterv1.ImageConverted) error {
+	events.On(r, imageconverterv1.ImageConverterServiceName, func(ctx context.Context, _ events.Event, m *imageconverterv1.ImageConverted) error {
 		im := m.GetImage()
 		return s.OpenImageTask(ctx, im.GetAccountId(), im.GetAppId(), domain.ImageMeasurement{
 			ImageID: im.GetId(), Tag: im.GetTag(), MRENCLAVE: im.GetMrenclave(), MRSIGNER: im.GetMrsigner(),
 			ISVProdID: im.GetIsvprodid(), ISVSVN: im.GetIsvsvn(),
 		}, im.GetRequestedBy())
 	})
-	events.On(r, imageconverterService, func(ctx context.Context, _ events.Event, m *imageconverterv1.ImageDeleted) error {
+	events.On(r, imageconverterv1.ImageConverterServiceName, func(ctx context.Context, _ events.Event, m *imageconverterv1.ImageDeleted) error {
 		if m.GetImageId() == "" {
 			return errs.New(errs.Invalid, "ImageDeleted without an image id")
 		}

@@ -26,7 +26,7 @@ import (
 )
 
 // Producer names this service in events.
-const Producer = "attestation"
+const Producer = attestationv1.AttestationServiceName
 
 // Buckets.
 const (

@@ -14,18 +14,12 @@ import (
 	"github.com/cloister-cc/cloister/services/attestation/internal/domain"
 )
 
-// Producers of the events the service consumes.
-const (
-	accountService        = "account"
-	imageconverterService = "imageconverter"
-)
-
 // ConsumeApprovals keeps the approved-image allowlist from approval,
 // withdrawal and deletion events, through a durable consumer, so nothing
 // is missed while the service is down.
 func ConsumeApprovals(ctx context.Context, js jetstream.JetStream, s *app.Service, logger *slog.Logger) (*events.Consumer, error) {
 	r := events.NewRouter()
-	events.On(r, accountService, func(ctx context.Context, _ events.Event, m *accountv1.TaskApproved) error {
+	events.On(r, accountv1.AccountServiceName, func(ctx context.Context, _ events.Event, m *accountv1.TaskApproved) error {
 		t := m.GetTask()
 		if t.GetKind() != "image" {
 			return nil
@@ -36,7 +30,7 @@ func ConsumeApprovals(ctx context.Context, js jetstream.JetStream, s *app.Servic
 		}
 		return s.ApproveImage(ctx, t.GetAccountId(), img)
 	})
-	events.On(r, accountService, func(ctx context.Context, _ events.Event, m *accountv1.TaskWithdrawn) error {
+	events.On(r, accountv1.AccountServiceName, func(ctx context.Context, _ events.Event, m *accountv1.TaskWithdrawn) error {
 		t := m.GetTask()
 		if t.GetKind() != "image" {
 			return nil
@@ -47,16 +41,16 @@ func ConsumeApprovals(ctx context.Context, js jetstream.JetStream, s *app.Servic
 		}
 		return s.WithdrawImage(ctx, t.GetAccountId(), img.MRENCLAVE, img.TaskID)
 	})
-	events.On(r, accountService, func(ctx context.Context, _ events.Event, m *accountv1.AccountDeleted) error {
+	events.On(r, accountv1.AccountServiceName, func(ctx context.Context, _ events.Event, m *accountv1.AccountDeleted) error {
 		return s.ForgetImages(ctx, m.GetAccountId(), "", "")
 	})
-	events.On(r, imageconverterService, func(ctx context.Context, _ events.Event, m *imageconverterv1.AppDeleted) error {
+	events.On(r, imageconverterv1.ImageConverterServiceName, func(ctx context.Context, _ events.Event, m *imageconverterv1.AppDeleted) error {
 		if m.GetAppId() == "" {
 			return nil
 		}
 		return s.ForgetImages(ctx, m.GetAccountId(), m.GetAppId(), "")
 	})
-	events.On(r, imageconverterService, func(ctx context.Context, _ events.Event, m *imageconverterv1.ImageDeleted) error {
+	events.On(r, imageconverterv1.ImageConverterServiceName, func(ctx context.Context, _ events.Event, m *imageconverterv1.ImageDeleted) error {
 		if m.GetImageId() == "" {
 			return nil
 		}

@@ -17,7 +17,7 @@ import (
 )
 
 // Producer names this service in events.
-const Producer = "ca"
+const Producer = cav1.CAServiceName
 
 // Authorities keeps each account's CA record (keys sealed) by account id.
 type Authorities struct{ kv *kv.Store[[]byte] }

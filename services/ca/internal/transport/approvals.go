@@ -13,14 +13,7 @@ import (
 	imageconverterv1 "github.com/cloister-cc/cloister/libs/gen/cloister/imageconverter/v1"
 	noderegistryv1 "github.com/cloister-cc/cloister/libs/gen/cloister/noderegistry/v1"
 	"github.com/cloister-cc/cloister/libs/pki"
-	accountclient "github.com/cloister-cc/cloister/services/account/client"
 	"github.com/cloister-cc/cloister/services/ca/internal/app"
-)
-
-// Producers of the events the CA consumes besides the account service's.
-const (
-	imageconverterService = "imageconverter"
-	noderegistryService   = "noderegistry"
 )
 
 // ConsumeApprovals keeps what issuance needs from other services' events
@@ -47,7 +40,7 @@ func ConsumeApprovals(ctx context.Context, js jetstream.JetStream, s *app.Servic
 // changes.
 func approvalRoutes(s *app.Service) *events.Router {
 	r := events.NewRouter()
-	events.On(r, accountclient.Service, func(ctx context.Context, _ events.Event, m *accountv1.TaskApproved) error {
+	events.On(r, accountv1.AccountServiceName, func(ctx context.Context, _ events.Event, m *accountv1.TaskApproved) error {
 		switch t := m.GetTask(); t.GetKind() {
 		case "domain":
 			return s.ApproveDomain(ctx, t.GetAccountId(), approvedDomain(t))
@@ -56,7 +49,7 @@ func approvalRoutes(s *app.Service) *events.Router {
 		}
 		return nil
 	})
-	events.On(r, accountclient.Service, func(ctx context.Context, _ events.Event, m *accountv1.TaskWithdrawn) error {
+	events.On(r, accountv1.AccountServiceName, func(ctx context.Context, _ events.Event, m *accountv1.TaskWithdrawn) error {
 		switch t := m.GetTask(); t.GetKind() {
 		case "domain":
 			return s.WithdrawDomain(ctx, t.GetAccountId(), approvedDomain(t))
@@ -65,22 +58,22 @@ func approvalRoutes(s *app.Service) *events.Router {
 		}
 		return nil
 	})
-	events.On(r, accountclient.Service, func(ctx context.Context, _ events.Event, m *accountv1.TaskDenied) error {
+	events.On(r, accountv1.AccountServiceName, func(ctx context.Context, _ events.Event, m *accountv1.TaskDenied) error {
 		return s.DenyTask(ctx, m.GetTask().GetAccountId(), m.GetTask().GetId())
 	})
-	events.On(r, imageconverterService, func(ctx context.Context, _ events.Event, m *imageconverterv1.AppCreated) error {
+	events.On(r, imageconverterv1.ImageConverterServiceName, func(ctx context.Context, _ events.Event, m *imageconverterv1.AppCreated) error {
 		return s.PutApp(ctx, appConfig(m.GetApp()))
 	})
-	events.On(r, imageconverterService, func(ctx context.Context, _ events.Event, m *imageconverterv1.AppUpdated) error {
+	events.On(r, imageconverterv1.ImageConverterServiceName, func(ctx context.Context, _ events.Event, m *imageconverterv1.AppUpdated) error {
 		return s.PutApp(ctx, appConfig(m.GetApp()))
 	})
-	events.On(r, imageconverterService, func(ctx context.Context, _ events.Event, m *imageconverterv1.AppDeleted) error {
+	events.On(r, imageconverterv1.ImageConverterServiceName, func(ctx context.Context, _ events.Event, m *imageconverterv1.AppDeleted) error {
 		return s.DeleteApp(ctx, m.GetAccountId(), m.GetAppId())
 	})
-	events.On(r, imageconverterService, func(ctx context.Context, _ events.Event, m *imageconverterv1.ImageDeleted) error {
+	events.On(r, imageconverterv1.ImageConverterServiceName, func(ctx context.Context, _ events.Event, m *imageconverterv1.ImageDeleted) error {
 		return s.DeleteImage(ctx, m.GetAccountId(), m.GetAppId(), m.GetImageId(), m.GetMrenclave())
 	})
-	events.On(r, noderegistryService, func(ctx context.Context, _ events.Event, m *noderegistryv1.NodeDeregistered) error {
+	events.On(r, noderegistryv1.NodeRegistryServiceName, func(ctx context.Context, _ events.Event, m *noderegistryv1.NodeDeregistered) error {
 		return s.RevokeNode(ctx, m.GetAccountId(), m.GetNodeId())
 	})
 	return r

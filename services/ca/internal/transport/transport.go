@@ -15,7 +15,6 @@ import (
 	cav1 "github.com/cloister-cc/cloister/libs/gen/cloister/ca/v1"
 	"github.com/cloister-cc/cloister/libs/natsrpc"
 	"github.com/cloister-cc/cloister/libs/pki"
-	accountclient "github.com/cloister-cc/cloister/services/account/client"
 	"github.com/cloister-cc/cloister/services/ca/internal/app"
 	"github.com/cloister-cc/cloister/services/ca/internal/store"
 )
@@ -145,10 +144,10 @@ func caToProto(ca *pki.CA) *cav1.GetCAResponse {
 // is missed while the service is down.
 func ConsumeAccounts(ctx context.Context, js jetstream.JetStream, s *app.Service, logger *slog.Logger) (*events.Consumer, error) {
 	r := events.NewRouter()
-	events.On(r, accountclient.Service, func(ctx context.Context, _ events.Event, m *accountv1.AccountCreated) error {
+	events.On(r, accountv1.AccountServiceName, func(ctx context.Context, _ events.Event, m *accountv1.AccountCreated) error {
 		return s.CreateCA(ctx, m.GetAccount().GetId())
 	})
-	events.On(r, accountclient.Service, func(ctx context.Context, _ events.Event, m *accountv1.AccountDeleted) error {
+	events.On(r, accountv1.AccountServiceName, func(ctx context.Context, _ events.Event, m *accountv1.AccountDeleted) error {
 		return s.DeleteCA(ctx, m.GetAccountId())
 	})
 	return events.Consume(ctx, js, events.ConsumerConfig{Stream: events.StreamEvents, Durable: "ca-accounts", FilterSubjects: r.Subjects(), Logger: logger}, r.Handle)

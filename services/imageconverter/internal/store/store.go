@@ -22,7 +22,7 @@ import (
 )
 
 // Producer names this service in events.
-const Producer = "imageconverter"
+const Producer = imageconverterv1.ImageConverterServiceName
 
 // Buckets.
 const (

@@ -13,7 +13,6 @@ import (
 	accountv1 "github.com/cloister-cc/cloister/libs/gen/cloister/account/v1"
 	imageconverterv1 "github.com/cloister-cc/cloister/libs/gen/cloister/imageconverter/v1"
 	"github.com/cloister-cc/cloister/libs/natsrpc"
-	accountclient "github.com/cloister-cc/cloister/services/account/client"
 	"github.com/cloister-cc/cloister/services/imageconverter/internal/app"
 	"github.com/cloister-cc/cloister/services/imageconverter/internal/store"
 )
@@ -161,10 +160,10 @@ func (sv *server) GetSigningKey(ctx context.Context, r *imageconverterv1.GetSign
 // deleted account's applications and key, through a durable consumer.
 func ConsumeAccounts(ctx context.Context, js jetstream.JetStream, s *app.Service, logger *slog.Logger) (*events.Consumer, error) {
 	r := events.NewRouter()
-	events.On(r, accountclient.Service, func(ctx context.Context, _ events.Event, m *accountv1.AccountCreated) error {
+	events.On(r, accountv1.AccountServiceName, func(ctx context.Context, _ events.Event, m *accountv1.AccountCreated) error {
 		return s.CreateSigningKey(ctx, m.GetAccount().GetId())
 	})
-	events.On(r, accountclient.Service, func(ctx context.Context, _ events.Event, m *accountv1.AccountDeleted) error {
+	events.On(r, accountv1.AccountServiceName, func(ctx context.Context, _ events.Event, m *accountv1.AccountDeleted) error {
 		return s.DeleteAccount(ctx, m.GetAccountId())
 	})
 	return events.Consume(ctx, js, events.ConsumerConfig{Stream: events.StreamEvents, Durable: "imageconverter-accounts", FilterSubjects: r.Subjects(), Logger: logger}, r.Handle)

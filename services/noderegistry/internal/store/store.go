@@ -28,7 +28,7 @@ import (
 )
 
 // Producer names this service in events.
-const Producer = "noderegistry"
+const Producer = noderegistryv1.NodeRegistryServiceName
 
 // Buckets.
 const (

@@ -16,7 +16,6 @@ import (
 	noderegistryv1 "github.com/cloister-cc/cloister/libs/gen/cloister/noderegistry/v1"
 	"github.com/cloister-cc/cloister/libs/natsrpc"
 	"github.com/cloister-cc/cloister/libs/obs"
-	accountclient "github.com/cloister-cc/cloister/services/account/client"
 	"github.com/cloister-cc/cloister/services/noderegistry/internal/app"
 	"github.com/cloister-cc/cloister/services/noderegistry/internal/domain"
 	"github.com/cloister-cc/cloister/services/noderegistry/internal/store"
@@ -150,7 +149,7 @@ func ConsumeAccounts(ctx context.Context, js jetstream.JetStream, s *app.Service
 	return events.Consume(ctx, js, events.ConsumerConfig{
 		Stream:         events.StreamEvents,
 		Durable:        "noderegistry-accounts",
-		FilterSubjects: []string{events.Subject(accountclient.Service, &accountv1.AccountDeleted{})},
+		FilterSubjects: []string{events.Subject(accountv1.AccountServiceName, &accountv1.AccountDeleted{})},
 		Logger:         logger,
 	}, func(ctx context.Context, ev events.Event) error {
 		var d accountv1.AccountDeleted
