@@ -7,7 +7,8 @@ package obs
 // Log keys shared by every package, so that one query finds an attribute in
 // every service's logs.
 const (
-	KeyService    = "service"
+	KeyService    = "service"   // the process: cloister, cloister-node-agent...
+	KeyComponent  = "component" // the service within it: account, ca, gateway...
 	KeyError      = "error"
 	KeyAccount    = "account_id"
 	KeyUser       = "user_id"

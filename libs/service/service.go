@@ -26,6 +26,7 @@ import (
 	"github.com/cloister-cc/cloister/libs/events"
 	"github.com/cloister-cc/cloister/libs/kv"
 	"github.com/cloister-cc/cloister/libs/natsrpc"
+	"github.com/cloister-cc/cloister/libs/obs"
 )
 
 // DefaultRecoverEvery is how often a runner publishes what its stores'
@@ -85,7 +86,7 @@ func New(ctx context.Context, cfg Config) (*Runner, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	logger = logger.With("service", cfg.Name)
+	logger = logger.With(obs.KeyComponent, cfg.Name)
 	replicas := max(cfg.Replicas, 1)
 	js, err := events.Open(ctx, cfg.NATS, replicas)
 	if err != nil {

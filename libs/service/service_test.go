@@ -1,11 +1,16 @@
 package service_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/cloister-cc/cloister/libs/obs"
 	"github.com/cloister-cc/cloister/libs/service"
 	"github.com/cloister-cc/cloister/libs/testkit"
 )
@@ -55,5 +60,39 @@ func TestNewRefuses(t *testing.T) {
 	n := testkit.StartNATS(t)
 	if _, err := service.New(context.Background(), service.Config{NATS: n.Connect(t)}); err == nil {
 		t.Fatal("New without a name = nil error")
+	}
+}
+
+// TestLogKeysOnce: a service's log lines, from the process's JSON logger,
+// name the process and the service under different keys, each once.
+func TestLogKeysOnce(t *testing.T) {
+	var buf bytes.Buffer
+	n := testkit.StartNATS(t)
+	r, err := service.New(context.Background(), service.Config{Name: "ca", NATS: n.Connect(t), Logger: obs.NewLogger(&buf, slog.LevelInfo, "cloister")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Stop()
+	r.Logger().Info("hello", obs.KeyAccount, "a1")
+	var pairs [][2]string
+	dec := json.NewDecoder(&buf)
+	tok, _ := dec.Token() // {
+	for dec.More() && tok != nil {
+		k, _ := dec.Token()
+		var v any
+		if err := dec.Decode(&v); err != nil {
+			t.Fatal(err)
+		}
+		pairs = append(pairs, [2]string{k.(string), fmt.Sprint(v)})
+	}
+	seen := map[string]string{}
+	for _, p := range pairs {
+		if _, dup := seen[p[0]]; dup {
+			t.Errorf("key %q appears twice in %s", p[0], buf.String())
+		}
+		seen[p[0]] = p[1]
+	}
+	if seen[obs.KeyService] != "cloister" || seen[obs.KeyComponent] != "ca" {
+		t.Errorf("log line %v, want service cloister and component ca", seen)
 	}
 }

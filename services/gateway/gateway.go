@@ -14,6 +14,7 @@ import (
 
 	"github.com/cloister-cc/cloister/libs/cache"
 	"github.com/cloister-cc/cloister/libs/events"
+	"github.com/cloister-cc/cloister/libs/obs"
 	accountv1 "github.com/cloister-cc/cloister/libs/gen/cloister/account/v1"
 	accountclient "github.com/cloister-cc/cloister/services/account/client"
 	attestationclient "github.com/cloister-cc/cloister/services/attestation/client"
@@ -75,7 +76,7 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 		images:      imageconverterclient.New(cfg.NATS),
 		nodes:       noderegistryclient.New(cfg.NATS),
 		cache:       cfg.Cache,
-		logger:      cfg.Logger.With("service", "gateway"),
+		logger:      cfg.Logger.With(obs.KeyComponent, "gateway"),
 		mux:         http.NewServeMux(),
 		nodeMux:     http.NewServeMux(),
 		nodeCAs:     newCAPools(),
