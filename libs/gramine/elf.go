@@ -52,6 +52,9 @@ func LoadPAL(b []byte) (p *PAL, err error) {
 	if f.Class != elf.ELFCLASS64 || f.Data != elf.ELFDATA2LSB {
 		return nil, fmt.Errorf("%w: %s %s, want a 64-bit little-endian ELF", ErrELF, f.Class, f.Data)
 	}
+	if f.Entry > maxAddress {
+		return nil, fmt.Errorf("%w: entry point %#x overflows the address space", ErrELF, f.Entry)
+	}
 	p = &PAL{data: b, Entry: f.Entry}
 	for _, pr := range f.Progs {
 		if pr.Type != elf.PT_LOAD {
