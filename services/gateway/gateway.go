@@ -14,8 +14,8 @@ import (
 
 	"github.com/cloister-cc/cloister/libs/cache"
 	"github.com/cloister-cc/cloister/libs/events"
-	"github.com/cloister-cc/cloister/libs/obs"
 	accountv1 "github.com/cloister-cc/cloister/libs/gen/cloister/account/v1"
+	"github.com/cloister-cc/cloister/libs/obs"
 	accountclient "github.com/cloister-cc/cloister/services/account/client"
 	attestationclient "github.com/cloister-cc/cloister/services/attestation/client"
 	caclient "github.com/cloister-cc/cloister/services/ca/client"
