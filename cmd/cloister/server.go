@@ -2,45 +2,28 @@ package main
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"fmt"
-	"log"
-	"log/slog"
 	"maps"
-	"math/big"
 	"net"
 	"net/http"
-	"net/netip"
 	"net/url"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
-	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
-	"github.com/cloister-cc/cloister/libs/cache"
 	"github.com/cloister-cc/cloister/libs/enclave"
 	"github.com/cloister-cc/cloister/libs/netguard"
 	"github.com/cloister-cc/cloister/libs/obs"
-	"github.com/cloister-cc/cloister/libs/pki"
 	"github.com/cloister-cc/cloister/services/account"
 	"github.com/cloister-cc/cloister/services/attestation"
 	"github.com/cloister-cc/cloister/services/ca"
@@ -477,352 +460,12 @@ func runServer(ctx context.Context, cfg serverConfig) error {
 	return errors.Join(errsShutdown...)
 }
 
-// serveNodes starts the gateway's node listener, where node agents call
-// with their client certificates, sending its end to errc. With -dev and
-// no address given, an address in use only disables it (nil server).
-func serveNodes(cfg serverConfig, gw *gateway.Gateway, logger *slog.Logger, errc chan<- error) (*http.Server, error) {
-	var (
-		cert     tls.Certificate
-		certPath = cfg.NodeTLSCert
-		err      error
-	)
-	selfSigned := cfg.NodeTLSCert == "" || len(cfg.NodeTLSSelfSigned) > 0
-	if selfSigned {
-		// -dev, or --node-tls-self-signed (validate).
-		hosts, keyPath := cfg.NodeTLSSelfSigned, cfg.NodeTLSKey
-		if len(hosts) == 0 {
-			hosts = devNodeHosts
-		}
-		if certPath == "" {
-			certPath, keyPath = filepath.Join(cfg.DataDir, "node-tls.crt"), filepath.Join(cfg.DataDir, "node-tls.key")
-		}
-		if cert, err = selfSignedNodeCertificate(certPath, keyPath, hosts, time.Now()); err != nil {
-			return nil, err
-		}
-	} else {
-		cert, err = tls.LoadX509KeyPair(cfg.NodeTLSCert, cfg.NodeTLSKey)
-		if err != nil {
-			return nil, fmt.Errorf("--node-tls-cert and --node-tls-key: %w", err)
-		}
-	}
-	ln, err := net.Listen("tcp", cfg.NodeHTTP)
-	if err != nil && cfg.Dev && !cfg.nodeHTTPGiven {
-		logger.Warn("the node listener's default address is in use: node agents cannot reach this server; choose one with --node-http",
-			"address", cfg.NodeHTTP, "error", err)
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("listening on --node-http %s: %w", cfg.NodeHTTP, err)
-	}
-	srv := &http.Server{Handler: obs.HTTPMiddleware("gateway-node", gw.NodeHandler()), TLSConfig: gw.NodeTLSConfig(cert),
-		ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 60 * time.Second,
-		ErrorLog: log.New(nodeServerLog{logger}, "", 0)}
-	logger.Info("node listener serving: node agents call the gateway here with their client certificate",
-		"https", "https://"+ln.Addr().String(), "server_certificate", certPath)
-	if selfSigned {
-		logger.Info("the node listener's certificate is self-signed: give it to node agents with --server-ca", "path", certPath,
-			"hosts", strings.Join(slices.Concat(cert.Leaf.DNSNames, ipStrings(cert.Leaf.IPAddresses)), ","))
-	}
-	go func() {
-		if err := srv.ServeTLS(ln, "", ""); !errors.Is(err, http.ErrServerClosed) {
-			errc <- fmt.Errorf("node listener: %w", err)
-		}
-	}()
-	return srv, nil
-}
-
-// nodeServerLog takes the node listener's http.Server messages: refused
-// TLS handshakes (no client certificate, a scanner) are the caller's
-// problem and go to debug; anything else is a warning.
-type nodeServerLog struct{ l *slog.Logger }
-
-func (w nodeServerLog) Write(p []byte) (int, error) {
-	msg, level := strings.TrimSpace(string(p)), slog.LevelWarn
-	if strings.Contains(msg, "TLS handshake error") {
-		level = slog.LevelDebug
-	}
-	w.l.Log(context.Background(), level, msg, "listener", "node")
-	return len(p), nil
-}
-
 // devNodeHosts are the names of -dev's self-signed node listener
 // certificate, unless --node-tls-self-signed names others.
 var devNodeHosts = []string{"127.0.0.1", "::1", "localhost"}
-
-// checkNodeTLSHost accepts an IP address or a host name (one label or
-// more, such as a compose service's name) for a self-signed certificate.
-func checkNodeTLSHost(h string) error {
-	if net.ParseIP(h) != nil {
-		return nil
-	}
-	if h == "" || len(h) > 253 {
-		return fmt.Errorf("%q is neither an IP address nor a host name", h)
-	}
-	for _, l := range strings.Split(h, ".") {
-		ok := len(l) > 0 && len(l) <= 63 && l[0] != '-' && l[len(l)-1] != '-'
-		for i := 0; ok && i < len(l); i++ {
-			c := l[i] | 0x20 // lower case
-			ok = c >= 'a' && c <= 'z' || l[i] >= '0' && l[i] <= '9' || l[i] == '-'
-		}
-		if !ok {
-			return fmt.Errorf("%q is neither an IP address nor a host name (letters, digits, '-' and '.')", h)
-		}
-	}
-	return nil
-}
-
-// nodeTLSNames splits hosts into a certificate's DNS names (lower case)
-// and IP addresses, each sorted and without duplicates, as strings.
-func nodeTLSNames(hosts []string) (dns, ips []string) {
-	for _, h := range hosts {
-		if ip := net.ParseIP(h); ip != nil {
-			ips = append(ips, ip.String())
-		} else {
-			dns = append(dns, strings.ToLower(h))
-		}
-	}
-	return slices.Compact(slices.Sorted(slices.Values(dns))), slices.Compact(slices.Sorted(slices.Values(ips)))
-}
-
-func ipStrings(ips []net.IP) []string {
-	out := make([]string, len(ips))
-	for i, ip := range ips {
-		out[i] = ip.String()
-	}
-	return out
-}
-
-// selfSignedNodeCertificate returns the node listener's self-signed server
-// certificate for hosts, kept at certPath and keyPath: made on first
-// start, when it is about to expire, or when it names other hosts. The
-// certificate is readable by all (node agents trust it with --server-ca,
-// and compose shares its directory with them); the key is the owner's.
-func selfSignedNodeCertificate(certPath, keyPath string, hosts []string, now time.Time) (tls.Certificate, error) {
-	dns, ips := nodeTLSNames(hosts)
-	if cert, err := tls.LoadX509KeyPair(certPath, keyPath); err == nil && cert.Leaf != nil && now.Add(24*time.Hour).Before(cert.Leaf.NotAfter) {
-		haveDNS, haveIPs := nodeTLSNames(slices.Concat(cert.Leaf.DNSNames, ipStrings(cert.Leaf.IPAddresses)))
-		if slices.Equal(haveDNS, dns) && slices.Equal(haveIPs, ips) {
-			return cert, nil
-		}
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("generating the node listener's key: %w", err)
-	}
-	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
-	if err != nil {
-		return tls.Certificate{}, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial,
-		Subject:               pkix.Name{CommonName: "cloister node listener (self-signed)"},
-		DNSNames:              dns,
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(365 * 24 * time.Hour),
-		KeyUsage:              x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-	}
-	for _, ip := range ips {
-		tmpl.IPAddresses = append(tmpl.IPAddresses, net.ParseIP(ip))
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("creating the node listener's certificate: %w", err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		return tls.Certificate{}, err
-	}
-	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})
-	if err := os.MkdirAll(filepath.Dir(keyPath), 0o700); err != nil {
-		return tls.Certificate{}, fmt.Errorf("creating the directory of the node listener's key: %w", err)
-	}
-	if err := os.MkdirAll(filepath.Dir(certPath), 0o755); err != nil {
-		return tls.Certificate{}, fmt.Errorf("creating the directory of the node listener's certificate: %w", err)
-	}
-	// The key first: a certificate on disk always has its key beside it.
-	if err := writeFileAtomic(keyPath, keyPEM, 0o600); err != nil {
-		return tls.Certificate{}, err
-	}
-	if err := writeFileAtomic(certPath, certPEM, 0o644); err != nil {
-		return tls.Certificate{}, err
-	}
-	return tls.X509KeyPair(certPEM, keyPEM)
-}
-
-// writeFileAtomic replaces path with data, readable as perm: readers see
-// the old file or the new one, never a part.
-func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	defer os.Remove(f.Name())
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Chmod(perm)
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	return nil
-}
 
 func shutdown(f func(context.Context) error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_ = f(ctx)
-}
-
-// connectNATS connects to the configured server, or in -dev starts an
-// embedded one keeping its JetStream data in the data directory.
-func connectNATS(cfg serverConfig, logger *slog.Logger) (*nats.Conn, func(), error) {
-	name := nats.Name("cloister " + strings.Join(cfg.Services, ","))
-	if !cfg.Dev {
-		nc, err := nats.Connect(cfg.NATSURL, name, nats.MaxReconnects(-1),
-			nats.RetryOnFailedConnect(true), nats.ReconnectWait(time.Second))
-		if err != nil {
-			return nil, nil, fmt.Errorf("connecting to NATS at %s: %w", cfg.NATSURL, err)
-		}
-		return nc, nc.Close, nil
-	}
-	opts := &server.Options{
-		ServerName: "cloister-dev",
-		JetStream:  true,
-		StoreDir:   filepath.Join(cfg.DataDir, "jetstream"),
-		DontListen: cfg.NATSListen == "",
-		NoSigs:     true,
-		NoLog:      true,
-	}
-	if cfg.NATSListen != "" {
-		host, port, err := net.SplitHostPort(cfg.NATSListen)
-		if err != nil {
-			return nil, nil, fmt.Errorf("--nats-listen %q is not host:port: %w", cfg.NATSListen, err)
-		}
-		opts.Host = host
-		if opts.Port, err = strconv.Atoi(port); err != nil {
-			return nil, nil, fmt.Errorf("--nats-listen port %q: %w", port, err)
-		}
-	}
-	if err := os.MkdirAll(opts.StoreDir, 0o700); err != nil {
-		return nil, nil, fmt.Errorf("creating data directory: %w", err)
-	}
-	ns, err := server.NewServer(opts)
-	if err != nil {
-		return nil, nil, fmt.Errorf("starting embedded NATS: %w", err)
-	}
-	go ns.Start()
-	if !ns.ReadyForConnections(30 * time.Second) {
-		ns.Shutdown()
-		return nil, nil, errors.New("embedded NATS did not start within 30s")
-	}
-	logger.Info("embedded NATS JetStream running", "store", opts.StoreDir)
-	nc, err := nats.Connect("", nats.InProcessServer(ns), name)
-	if err != nil {
-		ns.Shutdown()
-		return nil, nil, fmt.Errorf("connecting to embedded NATS: %w", err)
-	}
-	return nc, func() {
-		nc.Close()
-		ns.Shutdown()
-		ns.WaitForShutdown()
-	}, nil
-}
-
-// newCache returns Redis behind cache.Tolerant when configured, else an
-// in-process cache.
-func newCache(ctx context.Context, cfg serverConfig, logger *slog.Logger, health *obs.Health) (cache.Cache, error) {
-	if cfg.RedisURL == "" || cfg.Dev {
-		if !cfg.Dev {
-			logger.Warn("no --redis-url: each process caches on its own, so run one replica of each service; with more, changes reach the others' caches only when entries expire")
-		}
-		return cache.NewMemory(0), nil
-	}
-	opt, err := redis.ParseURL(cfg.RedisURL)
-	if err != nil {
-		return nil, fmt.Errorf("--redis-url: %w", err)
-	}
-	// Fail fast when Redis is down: the cache is optional and Tolerant
-	// falls through to the services, so a slow dial only adds latency.
-	opt.DialTimeout, opt.DialerRetries, opt.MaxRetries = 500*time.Millisecond, 1, 1
-	redis.SetLogger(redisLogger{logger})
-	client := redis.NewClient(opt)
-	r := cache.NewRedis(client, "cloister:")
-	// Redis down makes the gateway slower, not wrong: report it, stay ready.
-	if err := r.Ping(ctx); err != nil {
-		logger.Warn("Redis not reachable; lookups fall through to the services", "error", err)
-	}
-	return cache.Tolerant(r, logger), nil
-}
-
-// redisLogger sends go-redis's own messages (a line per failed dial) to
-// the debug level, so an outage is reported once by cache.Tolerant rather
-// than flooding standard error.
-type redisLogger struct{ l *slog.Logger }
-
-func (r redisLogger) Printf(ctx context.Context, format string, v ...any) {
-	r.l.DebugContext(ctx, fmt.Sprintf(format, v...), "component", "go-redis")
-}
-
-func prefixStrings(ps []netip.Prefix) []string {
-	out := make([]string, len(ps))
-	for i, p := range ps {
-		out[i] = p.String()
-	}
-	return out
-}
-
-// loadBinary reads a binary the server hands out: the path given by
-// flag, else the named file beside this executable, else on $PATH. Not
-// finding one where none was asked for is not an error (nil); a path given
-// that cannot be read is.
-func loadBinary(flag, path, file string) ([]byte, error) {
-	if path != "" {
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", flag, err)
-		}
-		return b, nil
-	}
-	var candidates []string
-	if exe, err := os.Executable(); err == nil {
-		candidates = append(candidates, filepath.Join(filepath.Dir(exe), file))
-	}
-	if p, err := exec.LookPath(file); err == nil {
-		candidates = append(candidates, p)
-	}
-	for _, c := range candidates {
-		if b, err := os.ReadFile(c); err == nil {
-			return b, nil
-		}
-	}
-	return nil, nil
-}
-
-// loadKEK returns the key-encryption key: $CLOISTER_MASTER_KEY, else the
-// --master-key-file, else (with -dev only) a key file in the data directory,
-// created on first start.
-func loadKEK(cfg serverConfig) (*pki.KEK, error) {
-	if v := os.Getenv("CLOISTER_MASTER_KEY"); v != "" {
-		k, err := pki.ParseKEK(v)
-		if err != nil {
-			return nil, fmt.Errorf("$CLOISTER_MASTER_KEY: %w", err)
-		}
-		return k, nil
-	}
-	switch {
-	case cfg.MasterKey != "":
-		return pki.LoadOrCreateKEKFile(cfg.MasterKey)
-	case cfg.Dev:
-		return pki.LoadOrCreateKEKFile(filepath.Join(cfg.DataDir, "master.key"))
-	}
-	return nil, errors.New("a master key is needed to seal secrets: set $CLOISTER_MASTER_KEY (32 bytes, base64) or --master-key-file")
 }

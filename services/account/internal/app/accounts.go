@@ -1,0 +1,169 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+
+	"github.com/cloister-cc/cloister/services/account/internal/domain"
+)
+
+// AccountView is an account as one member sees it.
+type AccountView struct {
+	domain.Account
+	Role domain.Role
+}
+
+// AccountChange is what UpdateAccount changes; nil fields stay as they are.
+type AccountChange struct {
+	Name              *string
+	Description       *string
+	ApprovalsRequired *int
+}
+
+func (s *service) CreateAccount(ctx context.Context, actor domain.Principal, name, description string) (AccountView, error) {
+	if actor.Credential == domain.CredentialAPIKey {
+		return AccountView{}, domain.ErrAPIKeyNotAllowed
+	}
+	if err := domain.CheckAccountName(name); err != nil {
+		return AccountView{}, err
+	}
+	if err := domain.CheckDescription(description); err != nil {
+		return AccountView{}, err
+	}
+	now := s.now()
+	a := domain.Account{ID: newID(), Name: strings.TrimSpace(name), Description: description,
+		CreatedBy: actor.UserID, CreatedAt: now, UpdatedAt: now, Admins: []string{actor.UserID},
+		ApprovalsRequired: domain.MinApprovalsRequired}
+	m := domain.Member{AccountID: a.ID, UserID: actor.UserID, Email: actor.Email, Role: domain.RoleAdmin, AddedAt: now}
+	// The membership first: should the account write fail, a membership
+	// of a missing account is invisible, whereas an account nobody
+	// administers could never be reached.
+	if _, err := s.Members.Create(ctx, m); err != nil {
+		return AccountView{}, err
+	}
+	a, err := s.Accounts.Create(ctx, a,
+		domain.AccountCreated{Account: a},
+		domain.MemberChanged{AccountID: a.ID, UserID: actor.UserID, Role: domain.RoleAdmin},
+		domain.Audited{Entry: s.auditEntry(actor, a.ID, "account.create", a.ID)})
+	if err != nil {
+		return AccountView{}, err
+	}
+	return AccountView{Account: a, Role: domain.RoleAdmin}, nil
+}
+
+func (s *service) ListAccounts(ctx context.Context, actor domain.Principal, p Page) ([]AccountView, string, error) {
+	ms, err := s.Members.ByUser(ctx, actor.UserID)
+	if err != nil {
+		return nil, "", err
+	}
+	if actor.Credential == domain.CredentialAPIKey {
+		ms = slices.DeleteFunc(ms, func(m domain.Member) bool { return m.AccountID != actor.AccountID })
+	}
+	page, next, err := paginate(ms, p, func(m domain.Member) string { return m.AccountID })
+	if err != nil {
+		return nil, "", err
+	}
+	out := make([]AccountView, 0, len(page))
+	for _, m := range page {
+		a, err := s.Accounts.Get(ctx, m.AccountID)
+		if errors.Is(err, domain.ErrAccountNotFound) {
+			continue // deleted; its memberships are being purged
+		}
+		if err != nil {
+			return nil, "", err
+		}
+		out = append(out, AccountView{Account: a, Role: m.Role})
+	}
+	return out, next, nil
+}
+
+func (s *service) GetAccount(ctx context.Context, actor domain.Principal, accountID string) (AccountView, error) {
+	a, m, err := s.authorize(ctx, actor, accountID, "account.get")
+	if err != nil {
+		return AccountView{}, err
+	}
+	return AccountView{Account: a, Role: m.Role}, nil
+}
+
+func (s *service) UpdateAccount(ctx context.Context, actor domain.Principal, accountID string, c AccountChange) (AccountView, error) {
+	v, err := s.updateAccount(ctx, actor, accountID, c)
+	return v, s.failed(ctx, actor, accountID, "account.update", accountID, err)
+}
+
+func (s *service) updateAccount(ctx context.Context, actor domain.Principal, accountID string, c AccountChange) (AccountView, error) {
+	a, m, err := s.authorize(ctx, actor, accountID, "account.update")
+	if err != nil {
+		return AccountView{}, err
+	}
+	if c.Name != nil {
+		if err := domain.CheckAccountName(*c.Name); err != nil {
+			return AccountView{}, err
+		}
+		a.Name = strings.TrimSpace(*c.Name)
+	}
+	if c.Description != nil {
+		if err := domain.CheckDescription(*c.Description); err != nil {
+			return AccountView{}, err
+		}
+		a.Description = *c.Description
+	}
+	if c.ApprovalsRequired != nil {
+		// Pending tasks are not re-examined here: the next approval of
+		// each applies the new number.
+		if err := domain.CheckApprovalsRequired(*c.ApprovalsRequired); err != nil {
+			return AccountView{}, err
+		}
+		a.ApprovalsRequired = *c.ApprovalsRequired
+	}
+	a.UpdatedAt = s.now()
+	a, err = s.Accounts.Update(ctx, a, domain.AccountUpdated{Account: a},
+		domain.Audited{Entry: s.auditEntry(actor, accountID, "account.update", accountID)})
+	if err != nil {
+		return AccountView{}, err
+	}
+	return AccountView{Account: a, Role: m.Role}, nil
+}
+
+func (s *service) DeleteAccount(ctx context.Context, actor domain.Principal, accountID string) error {
+	err := s.deleteAccount(ctx, actor, accountID)
+	return s.failed(ctx, actor, accountID, "account.delete", accountID, err)
+}
+
+func (s *service) deleteAccount(ctx context.Context, actor domain.Principal, accountID string) error {
+	a, _, err := s.authorize(ctx, actor, accountID, "account.delete")
+	if err != nil {
+		return err
+	}
+	// Members and API keys go when the service consumes AccountDeleted.
+	return s.Accounts.Delete(ctx, a, domain.AccountDeleted{AccountID: accountID},
+		domain.Audited{Entry: s.auditEntry(actor, accountID, "account.delete", accountID)})
+}
+
+// PurgeAccount removes the members, API keys and tasks of a deleted
+// account. It runs from the AccountDeleted event and may run more than once.
+func (s *service) PurgeAccount(ctx context.Context, accountID string) error {
+	if _, err := s.Accounts.Get(ctx, accountID); err == nil {
+		return nil // not deleted (or recreated); nothing to purge
+	} else if !errors.Is(err, domain.ErrAccountNotFound) {
+		return err
+	}
+	if err := s.revokeKeys(ctx, accountID, func(domain.APIKey) bool { return true }); err != nil {
+		return err
+	}
+	if err := s.purgeTasks(ctx, accountID); err != nil {
+		return err
+	}
+	ms, err := s.Members.ByAccount(ctx, accountID)
+	if err != nil {
+		return err
+	}
+	for _, m := range ms {
+		err := s.Members.Delete(ctx, m, domain.MemberChanged{AccountID: accountID, UserID: m.UserID})
+		if err != nil && !errors.Is(err, domain.ErrMemberNotFound) {
+			return err
+		}
+	}
+	return nil
+}

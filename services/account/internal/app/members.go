@@ -1,0 +1,183 @@
+package app
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"slices"
+
+	"github.com/cloister-cc/cloister/services/account/internal/domain"
+)
+
+func (s *service) AddMember(ctx context.Context, actor domain.Principal, accountID, email, role string) (domain.Member, error) {
+	m, err := s.addMember(ctx, actor, accountID, email, role)
+	return m, s.failed(ctx, actor, accountID, "member.add", cmp.Or(m.UserID, email), err)
+}
+
+func (s *service) addMember(ctx context.Context, actor domain.Principal, accountID, email, role string) (domain.Member, error) {
+	if _, _, err := s.authorize(ctx, actor, accountID, "member.add"); err != nil {
+		return domain.Member{}, err
+	}
+	r, err := domain.ParseRole(role)
+	if err != nil {
+		return domain.Member{}, err
+	}
+	email, err = domain.NormalizeEmail(email)
+	if err != nil {
+		return domain.Member{}, err
+	}
+	u, err := s.Users.ByEmail(ctx, email)
+	if err != nil {
+		return domain.Member{}, err
+	}
+	m := domain.Member{AccountID: accountID, UserID: u.ID, Email: u.Email, Role: r, AddedAt: s.now()}
+	m, err = s.Members.Create(ctx, m, domain.MemberChanged{AccountID: accountID, UserID: u.ID, Role: r},
+		domain.Audited{Entry: s.auditEntry(actor, accountID, "member.add", u.ID)})
+	if err != nil || r != domain.RoleAdmin {
+		return m, err
+	}
+	// A new admin is counted after the membership is written: if this
+	// fails, the admin set undercounts, which only errs on the safe side.
+	return m, s.changeAdmins(ctx, accountID, func(admins []string) ([]string, error) {
+		return append(admins, u.ID), nil
+	})
+}
+
+func (s *service) ListMembers(ctx context.Context, actor domain.Principal, accountID string, p Page) ([]domain.Member, string, error) {
+	if _, _, err := s.authorize(ctx, actor, accountID, "member.list"); err != nil {
+		return nil, "", err
+	}
+	ms, err := s.Members.ByAccount(ctx, accountID)
+	if err != nil {
+		return nil, "", err
+	}
+	return paginate(ms, p, func(m domain.Member) string { return m.UserID })
+}
+
+// changeAdmins applies f to the account's admin set and stores the result,
+// re-reading and retrying when another change came between. f refuses a
+// change by returning an error.
+func (s *service) changeAdmins(ctx context.Context, accountID string, f func(admins []string) ([]string, error)) error {
+	for range 5 {
+		a, err := s.Accounts.Get(ctx, accountID)
+		if err != nil {
+			return err
+		}
+		admins, err := s.adminsOf(ctx, a)
+		if err != nil {
+			return err
+		}
+		next, err := f(admins)
+		if err != nil {
+			return err
+		}
+		slices.Sort(next)
+		next = slices.Compact(next)
+		if slices.Equal(next, a.Admins) {
+			return nil
+		}
+		a.Admins = next
+		_, err = s.Accounts.Update(ctx, a)
+		if !errors.Is(err, domain.ErrConcurrentChange) {
+			return err
+		}
+	}
+	return domain.ErrConcurrentChange
+}
+
+// adminsOf returns (a copy of) the account's admin set.
+func (s *service) adminsOf(ctx context.Context, a domain.Account) ([]string, error) {
+	if a.Admins != nil {
+		return slices.Clone(a.Admins), nil
+	}
+	// An account written before the admin set existed.
+	ms, err := s.Members.ByAccount(ctx, a.ID)
+	if err != nil {
+		return nil, err
+	}
+	var admins []string
+	for _, m := range ms {
+		if m.Role == domain.RoleAdmin {
+			admins = append(admins, m.UserID)
+		}
+	}
+	return admins, nil
+}
+
+// dropAdmin removes userID from the admin set unless it is the last admin.
+func (s *service) dropAdmin(ctx context.Context, accountID, userID string) error {
+	return s.changeAdmins(ctx, accountID, func(admins []string) ([]string, error) {
+		next := slices.DeleteFunc(admins, func(id string) bool { return id == userID })
+		if len(next) == 0 {
+			return nil, domain.ErrLastAdmin
+		}
+		return next, nil
+	})
+}
+
+func (s *service) RemoveMember(ctx context.Context, actor domain.Principal, accountID, userID string) error {
+	err := s.removeMember(ctx, actor, accountID, userID)
+	return s.failed(ctx, actor, accountID, "member.remove", userID, err)
+}
+
+func (s *service) removeMember(ctx context.Context, actor domain.Principal, accountID, userID string) error {
+	if _, _, err := s.authorize(ctx, actor, accountID, "member.remove"); err != nil {
+		return err
+	}
+	m, err := s.Members.Get(ctx, accountID, userID)
+	if err != nil {
+		return err
+	}
+	// An admin leaves the admin set before the membership goes, so a
+	// failure in between undercounts admins rather than overcounting.
+	if m.Role == domain.RoleAdmin {
+		if err := s.dropAdmin(ctx, accountID, userID); err != nil {
+			return err
+		}
+	}
+	if err := s.Members.Delete(ctx, m, domain.MemberChanged{AccountID: accountID, UserID: userID},
+		domain.Audited{Entry: s.auditEntry(actor, accountID, "member.remove", userID)}); err != nil {
+		return err
+	}
+	// The member's API keys in this account go too; re-adding the member
+	// must not bring them back.
+	return s.revokeKeys(ctx, accountID, func(k domain.APIKey) bool { return k.UserID == userID })
+}
+
+func (s *service) SetMemberRole(ctx context.Context, actor domain.Principal, accountID, userID, role string) (domain.Member, error) {
+	m, err := s.setMemberRole(ctx, actor, accountID, userID, role)
+	return m, s.failed(ctx, actor, accountID, "member.role", userID, err)
+}
+
+func (s *service) setMemberRole(ctx context.Context, actor domain.Principal, accountID, userID, role string) (domain.Member, error) {
+	if _, _, err := s.authorize(ctx, actor, accountID, "member.role"); err != nil {
+		return domain.Member{}, err
+	}
+	r, err := domain.ParseRole(role)
+	if err != nil {
+		return domain.Member{}, err
+	}
+	m, err := s.Members.Get(ctx, accountID, userID)
+	if err != nil {
+		return domain.Member{}, err
+	}
+	if m.Role == r {
+		return m, nil
+	}
+	// Demotions leave the admin set first and promotions join it last, so
+	// a failure in between never counts an admin who is not one.
+	if m.Role == domain.RoleAdmin {
+		if err := s.dropAdmin(ctx, accountID, userID); err != nil {
+			return domain.Member{}, err
+		}
+	}
+	m.Role = r
+	m, err = s.Members.Update(ctx, m, domain.MemberChanged{AccountID: accountID, UserID: userID, Role: r},
+		domain.Audited{Entry: s.auditEntry(actor, accountID, "member.role", userID)})
+	if err != nil || r != domain.RoleAdmin {
+		return m, err
+	}
+	return m, s.changeAdmins(ctx, accountID, func(admins []string) ([]string, error) {
+		return append(admins, userID), nil
+	})
+}

@@ -1,0 +1,122 @@
+package app
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/google/uuid"
+
+	"github.com/cloister-cc/cloister/services/account/internal/domain"
+)
+
+// HashToken returns the form in which tokens are stored and cached.
+func HashToken(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(sum[:])
+}
+
+func randomSecret() string {
+	var b [32]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on supported platforms
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+func (s *service) SignUp(ctx context.Context, email, password string) (domain.User, error) {
+	email, err := domain.NormalizeEmail(email)
+	if err != nil {
+		return domain.User{}, err
+	}
+	if err := domain.CheckPassword(password); err != nil {
+		return domain.User{}, err
+	}
+	hash, err := s.Hasher.Hash(password)
+	if err != nil {
+		return domain.User{}, fmt.Errorf("hashing password: %w", err)
+	}
+	u := domain.User{ID: newID(), Email: email, PasswordHash: hash, CreatedAt: s.now()}
+	if err := s.Users.Create(ctx, u, domain.UserSignedUp{User: u}); err != nil {
+		return domain.User{}, err
+	}
+	return u, nil
+}
+
+func (s *service) Login(ctx context.Context, email, password string) (string, domain.Session, error) {
+	email, err := domain.NormalizeEmail(email)
+	if err != nil {
+		return "", domain.Session{}, err
+	}
+	u, err := s.Users.ByEmail(ctx, email)
+	if errors.Is(err, domain.ErrUserNotFound) {
+		_, _ = s.Hasher.Verify(password, s.dummyHash)
+		return "", domain.Session{}, domain.ErrBadCredentials
+	}
+	if err != nil {
+		return "", domain.Session{}, err
+	}
+	ok, err := s.Hasher.Verify(password, u.PasswordHash)
+	if err != nil {
+		return "", domain.Session{}, fmt.Errorf("verifying password: %w", err)
+	}
+	if !ok {
+		return "", domain.Session{}, domain.ErrBadCredentials
+	}
+	token := sessionPrefix + randomSecret()
+	now := s.now()
+	sess := domain.Session{TokenHash: HashToken(token), UserID: u.ID, Email: u.Email, CreatedAt: now, ExpiresAt: now.Add(s.SessionTTL)}
+	if err := s.Sessions.Create(ctx, sess); err != nil {
+		return "", domain.Session{}, err
+	}
+	return token, sess, nil
+}
+
+func (s *service) Logout(ctx context.Context, token string) error {
+	if !strings.HasPrefix(token, sessionPrefix) {
+		return domain.ErrUnauthenticated
+	}
+	hash := HashToken(token)
+	sess, err := s.Sessions.ByTokenHash(ctx, hash)
+	if err != nil {
+		return err
+	}
+	return s.Sessions.Delete(ctx, hash, domain.SessionRevoked{UserID: sess.UserID, TokenHash: hash})
+}
+
+func (s *service) Authenticate(ctx context.Context, token string) (domain.Principal, error) {
+	switch {
+	case strings.HasPrefix(token, sessionPrefix):
+		sess, err := s.Sessions.ByTokenHash(ctx, HashToken(token))
+		if err != nil {
+			return domain.Principal{}, err
+		}
+		if !s.now().Before(sess.ExpiresAt) {
+			return domain.Principal{}, domain.ErrUnauthenticated
+		}
+		return domain.Principal{UserID: sess.UserID, Email: sess.Email, Credential: domain.CredentialSession,
+			CredentialID: sess.TokenHash[:16], ExpiresAt: sess.ExpiresAt}, nil
+	case strings.HasPrefix(token, apiKeyPrefix):
+		id, _, ok := strings.Cut(strings.TrimPrefix(token, apiKeyPrefix), "_")
+		if !ok || uuid.Validate(id) != nil {
+			return domain.Principal{}, domain.ErrUnauthenticated
+		}
+		k, err := s.APIKeys.ByID(ctx, id)
+		if errors.Is(err, domain.ErrAPIKeyNotFound) {
+			return domain.Principal{}, domain.ErrUnauthenticated
+		}
+		if err != nil {
+			return domain.Principal{}, err
+		}
+		if subtle.ConstantTimeCompare([]byte(k.TokenHash), []byte(HashToken(token))) != 1 || !s.now().Before(k.ExpiresAt) {
+			return domain.Principal{}, domain.ErrUnauthenticated
+		}
+		return domain.Principal{UserID: k.UserID, Email: k.Email, Credential: domain.CredentialAPIKey,
+			CredentialID: k.ID, AccountID: k.AccountID, ExpiresAt: k.ExpiresAt}, nil
+	}
+	return domain.Principal{}, domain.ErrUnauthenticated
+}

@@ -1,0 +1,207 @@
+package app
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/google/uuid"
+
+	"github.com/cloister-cc/cloister/libs/audit"
+	"github.com/cloister-cc/cloister/libs/errs"
+	"github.com/cloister-cc/cloister/libs/pki"
+)
+
+type openedCA struct {
+	sealedHash [32]byte
+	ca         *pki.CA
+}
+
+// maxOpened bounds the unsealed CAs kept in memory.
+const maxOpened = 10000
+
+// errClosing refuses issuance for an account being deleted.
+var errClosing = errs.New(errs.NotFound, "the account is being deleted")
+
+// openCA is CA for issuance: an account being deleted gets nothing.
+func (s *Service) openCA(ctx context.Context, accountID string) (*pki.CA, error) {
+	ca, err := s.CA(ctx, accountID)
+	if err != nil {
+		return nil, err
+	}
+	closing, err := s.final.Closing(ctx, accountID)
+	if err != nil {
+		return nil, err
+	}
+	if closing {
+		return nil, errClosing
+	}
+	return ca, nil
+}
+
+// stillOpen checks, once an issued certificate is recorded, that its
+// account's deletion did not start meanwhile: DeleteCA marks the account
+// closing before it lists the certificates to revoke, so a certificate
+// recorded before the mark is on its list, and one recorded after it is
+// revoked here and never handed out.
+func (s *Service) stillOpen(ctx context.Context, rec Certificate) error {
+	closing, err := s.final.Closing(ctx, rec.AccountID)
+	if err == nil && !closing {
+		return nil
+	}
+	if err == nil {
+		err = errClosing
+	}
+	if _, rerr := s.Revoke(ctx, rec.AccountID, rec.Serial, "account deleted", nil); rerr != nil {
+		return errors.Join(err, rerr)
+	}
+	return err
+}
+
+// RotateIssuer replaces the account's issuing CA with a new key under
+// the same root. The retired issuer signs nothing new, but keeps signing
+// the CRL and OCSP answers of the certificates it issued. Audited.
+func (s *Service) RotateIssuer(ctx context.Context, accountID string, actor audit.Actor) (*pki.CA, error) {
+	var rotated *pki.CA
+	err := s.store.Update(ctx, accountID, func(sealed []byte) ([]byte, IssuerRotated, error) {
+		ca, err := pki.OpenCA(sealed, s.kek, accountID)
+		if err != nil {
+			return nil, IssuerRotated{}, fmt.Errorf("opening the CA of %s: %w", accountID, err)
+		}
+		old := sha256.Sum256(ca.Issuer.Raw)
+		if err := ca.RotateIssuer(s.clock()); errors.Is(err, pki.ErrTooManyRetired) {
+			return nil, IssuerRotated{}, errs.New(errs.Conflict, strings.TrimPrefix(err.Error(), "pki: "))
+		} else if err != nil {
+			return nil, IssuerRotated{}, err
+		}
+		next, err := ca.Seal(s.kek)
+		if err != nil {
+			return nil, IssuerRotated{}, err
+		}
+		rotated = ca
+		sum := sha256.Sum256(ca.Issuer.Raw)
+		return next, IssuerRotated{AccountID: accountID, IssuerSHA256: hex.EncodeToString(sum[:]), RetiredSHA256: hex.EncodeToString(old[:]),
+			Audit: audit.Entry{AccountID: accountID, Actor: actor, Action: "ca.rotate", Target: hex.EncodeToString(sum[:])}}, nil
+	})
+	if err != nil {
+		if !errors.Is(err, ErrCANotFound) && uuid.Validate(accountID) == nil {
+			if rerr := s.audit.Record(ctx, audit.Entry{AccountID: accountID, Actor: actor, Action: "ca.rotate", Err: err}); rerr != nil {
+				err = errors.Join(err, fmt.Errorf("recording audit entry: %w", rerr))
+			}
+		}
+		return nil, err
+	}
+	return rotated, nil
+}
+
+// CreateCA makes the account's CA unless it has one: AccountCreated may be
+// delivered more than once.
+func (s *Service) CreateCA(ctx context.Context, accountID string) error {
+	if uuid.Validate(accountID) != nil {
+		return errs.New(errs.Invalid, "account_id must be an account's id")
+	}
+	if _, err := s.store.Get(ctx, accountID); err == nil {
+		return nil
+	} else if !errors.Is(err, ErrCANotFound) {
+		return err
+	}
+	ca, err := pki.NewCA(accountID, s.clock())
+	if err != nil {
+		return err
+	}
+	sealed, err := ca.Seal(s.kek)
+	if err != nil {
+		return err
+	}
+	sum := sha256.Sum256(ca.Root.Raw)
+	err = s.store.Create(ctx, accountID, sealed, Initialized{AccountID: accountID, RootSHA256: hex.EncodeToString(sum[:])})
+	if errors.Is(err, ErrCAExists) {
+		return nil // another replica was first
+	}
+	return err
+}
+
+// DeleteCA revokes every certificate of a deleted account (announcing
+// each), forgets its applications and domains, stores the final CRL of
+// each of its issuing CAs, and then removes its CA; deleting a missing one
+// is not an error. A redelivery after a crash signs the final CRLs again
+// while the CA is there, and changes nothing once it is gone.
+func (s *Service) DeleteCA(ctx context.Context, accountID string) error {
+	if uuid.Validate(accountID) != nil {
+		return nil
+	}
+	// First, so that no certificate issued from now on is handed out
+	// (stillOpen), and every one handed out is on the list below.
+	if err := s.final.MarkClosing(ctx, accountID); err != nil {
+		return err
+	}
+	if err := s.issuance.Domains.RemoveApp(ctx, accountID, ""); err != nil {
+		return err
+	}
+	if err := s.issuance.Images.RemoveWhere(ctx, accountID, "", func(ApprovedImage) bool { return true }); err != nil {
+		return err
+	}
+	if err := s.issuance.Apps.RemoveAccount(ctx, accountID); err != nil {
+		return err
+	}
+	certs, err := s.Certificates(ctx, accountID, "", false)
+	if err != nil {
+		return err
+	}
+	for _, c := range certs {
+		if _, err := s.Revoke(ctx, accountID, c.Serial, "account deleted", nil); err != nil {
+			return err
+		}
+	}
+	ca, err := s.CA(ctx, accountID)
+	if errors.Is(err, ErrCANotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if err := s.storeFinalCRLs(ctx, accountID, ca); err != nil {
+		return fmt.Errorf("storing the final CRLs of %s: %w", accountID, err)
+	}
+	err = s.store.Delete(ctx, accountID)
+	// Its keys should not outlive it in memory either.
+	s.mu.Lock()
+	delete(s.opened, accountID)
+	s.mu.Unlock()
+	if errors.Is(err, ErrCANotFound) {
+		return nil
+	}
+	return err
+}
+
+// CA returns the account's CA, keys unsealed.
+func (s *Service) CA(ctx context.Context, accountID string) (*pki.CA, error) {
+	if uuid.Validate(accountID) != nil {
+		return nil, ErrCANotFound
+	}
+	sealed, err := s.store.Get(ctx, accountID)
+	if err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256(sealed)
+	s.mu.Lock()
+	o, ok := s.opened[accountID]
+	s.mu.Unlock()
+	if ok && o.sealedHash == sum {
+		return o.ca, nil
+	}
+	ca, err := pki.OpenCA(sealed, s.kek, accountID)
+	if err != nil {
+		return nil, fmt.Errorf("opening the CA of %s (is this the deployment's master key?): %w", accountID, err)
+	}
+	s.mu.Lock()
+	if s.opened == nil || len(s.opened) >= maxOpened {
+		s.opened = map[string]openedCA{}
+	}
+	s.opened[accountID] = openedCA{sealedHash: sum, ca: ca}
+	s.mu.Unlock()
+	return ca, nil
+}
