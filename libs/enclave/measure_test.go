@@ -39,8 +39,8 @@ func testKey(t testing.TB) *rsa.PrivateKey {
 	return k
 }
 
-// testLauncher is arbitrary bytes: the layout measures the launcher as
-// opaque data, so no real binary is needed.
+// testLauncher is arbitrary bytes: the launcher is hashed as one of the
+// image's trusted files, so no real binary is needed.
 var testLauncher = bytes.Repeat([]byte("not really a launcher; measured as opaque bytes\n"), 200)
 
 type tarEnt struct {

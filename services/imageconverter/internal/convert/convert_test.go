@@ -50,8 +50,9 @@ func testKey(t testing.TB) *rsa.PrivateKey {
 	return k
 }
 
-// testLauncher is arbitrary bytes, not a program: the enclave layout
-// measures the launcher as opaque data, so the tests need no real binary.
+// testLauncher is arbitrary bytes, not a program: the converter only
+// hashes the launcher as one of the image's trusted files, so the tests
+// need no real binary.
 var testLauncher = bytes.Repeat([]byte("cloister launcher stand-in, measured as opaque bytes\n"), 100)
 
 // testRegistry is go-containerregistry's in-process registry behind a
