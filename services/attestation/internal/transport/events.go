@@ -20,26 +20,12 @@ import (
 func ConsumeApprovals(ctx context.Context, js jetstream.JetStream, s *app.Service, logger *slog.Logger) (*events.Consumer, error) {
 	r := events.NewRouter()
 	events.On(r, accountv1.AccountServiceName, func(ctx context.Context, _ events.Event, m *accountv1.TaskApproved) error {
-		t := m.GetTask()
-		if t.GetKind() != "image" {
-			return nil
-		}
-		img, err := approvedImage(t)
-		if err != nil {
-			return events.Permanent(err)
-		}
-		return s.ApproveImage(ctx, t.GetAccountId(), img)
+		return onImageTask(m.GetTask(), func(accountID string, img domain.ApprovedImage) error { return s.ApproveImage(ctx, accountID, img) })
 	})
 	events.On(r, accountv1.AccountServiceName, func(ctx context.Context, _ events.Event, m *accountv1.TaskWithdrawn) error {
-		t := m.GetTask()
-		if t.GetKind() != "image" {
-			return nil
-		}
-		img, err := approvedImage(t)
-		if err != nil {
-			return events.Permanent(err)
-		}
-		return s.WithdrawImage(ctx, t.GetAccountId(), img.MRENCLAVE, img.TaskID)
+		return onImageTask(m.GetTask(), func(accountID string, img domain.ApprovedImage) error {
+			return s.WithdrawImage(ctx, accountID, img.MRENCLAVE, img.TaskID)
+		})
 	})
 	events.On(r, accountv1.AccountServiceName, func(ctx context.Context, _ events.Event, m *accountv1.AccountDeleted) error {
 		return s.ForgetImages(ctx, m.GetAccountId(), "", "")
@@ -58,6 +44,20 @@ func ConsumeApprovals(ctx context.Context, js jetstream.JetStream, s *app.Servic
 	})
 	return events.Consume(ctx, js, events.ConsumerConfig{Stream: events.StreamEvents, Durable: "attestation-approvals",
 		FilterSubjects: r.Subjects(), Logger: logger}, r.Handle)
+}
+
+// onImageTask calls f with the image of an image task; other tasks are
+// not the attestation service's, and an image task without a measurement
+// can never be applied.
+func onImageTask(t *accountv1.Task, f func(accountID string, img domain.ApprovedImage) error) error {
+	if t.GetKind() != "image" {
+		return nil
+	}
+	img, err := approvedImage(t)
+	if err != nil {
+		return events.Permanent(err)
+	}
+	return f(t.GetAccountId(), img)
 }
 
 func approvedImage(t *accountv1.Task) (domain.ApprovedImage, error) {
