@@ -9,7 +9,6 @@ import (
 	"github.com/cloister-cc/cloister/libs/kv"
 	"github.com/cloister-cc/cloister/libs/testkit"
 	"github.com/cloister-cc/cloister/services/account"
-	"github.com/cloister-cc/cloister/services/account/client"
 )
 
 // TestOutboxRecoveredWithoutRestart: the sign-up event whose publish
@@ -26,7 +25,7 @@ func TestOutboxRecoveredWithoutRestart(t *testing.T) {
 			t.Cleanup(svc.Stop)
 		},
 		Write: func(t *testing.T, n *testkit.NATS) {
-			if _, err := client.New(n.Connect(t)).SignUp(context.Background(), &accountv1.SignUpRequest{Email: "ada@example.com", Password: "correct horse battery"}); err != nil {
+			if _, err := accountv1.NewAccountClient(n.Connect(t)).SignUp(context.Background(), &accountv1.SignUpRequest{Email: "ada@example.com", Password: "correct horse battery"}); err != nil {
 				t.Fatal(err)
 			}
 		},

@@ -14,7 +14,6 @@ import (
 	accountv1 "github.com/cloister-cc/cloister/libs/gen/cloister/account/v1"
 	"github.com/cloister-cc/cloister/libs/kv"
 	"github.com/cloister-cc/cloister/libs/service"
-	"github.com/cloister-cc/cloister/services/account/client"
 	"github.com/cloister-cc/cloister/services/account/internal/app"
 	"github.com/cloister-cc/cloister/services/account/internal/endpoint"
 	"github.com/cloister-cc/cloister/services/account/internal/password"
@@ -50,7 +49,7 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 	if cfg.NATS == nil {
 		return nil, errors.New("account: a NATS connection is required")
 	}
-	r, err := service.New(ctx, service.Config{Name: client.Service, NATS: cfg.NATS, Replicas: cfg.Replicas, Logger: cfg.Logger,
+	r, err := service.New(ctx, service.Config{Name: accountv1.AccountServiceName, NATS: cfg.NATS, Replicas: cfg.Replicas, Logger: cfg.Logger,
 		RecoverEvery: cfg.RecoverEvery, KVOptions: cfg.KVOptions})
 	if err != nil {
 		return nil, err

@@ -20,7 +20,6 @@ import (
 	imageconverterv1 "github.com/cloister-cc/cloister/libs/gen/cloister/imageconverter/v1"
 	"github.com/cloister-cc/cloister/libs/testkit"
 	"github.com/cloister-cc/cloister/services/account"
-	"github.com/cloister-cc/cloister/services/account/client"
 	"github.com/cloister-cc/cloister/services/account/internal/domain"
 )
 
@@ -30,7 +29,7 @@ type harness struct {
 	t   *testing.T
 	ctx context.Context
 	js  jetstream.JetStream
-	c   *client.Client
+	c   *accountv1.AccountClient
 }
 
 func start(t *testing.T) *harness {
@@ -44,7 +43,7 @@ func start(t *testing.T) *harness {
 		t.Fatal(err)
 	}
 	t.Cleanup(svc.Stop)
-	return &harness{t: t, ctx: ctx, js: js, c: client.New(n.Connect(t))}
+	return &harness{t: t, ctx: ctx, js: js, c: accountv1.NewAccountClient(n.Connect(t))}
 }
 
 // user signs up a user and returns it as an authenticated principal.

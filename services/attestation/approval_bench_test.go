@@ -16,7 +16,6 @@ import (
 	"github.com/cloister-cc/cloister/libs/sgx"
 	"github.com/cloister-cc/cloister/libs/testkit"
 	"github.com/cloister-cc/cloister/services/attestation"
-	"github.com/cloister-cc/cloister/services/attestation/client"
 )
 
 // BenchmarkApprovalToAllowlist measures the time from an approval
@@ -41,7 +40,7 @@ func BenchmarkApprovalToAllowlist(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	c := client.New(n.Connect(b))
+	c := attestationv1.NewAttestationClient(n.Connect(b))
 	account, app := uuid.NewString(), uuid.NewString()
 	if _, err := c.SetPolicy(ctx, &attestationv1.SetPolicyRequest{AccountId: account, Policy: &attestationv1.Policy{
 		AcceptStatuses: []string{"UpToDate"}, AllowSimulation: true}}); err != nil {

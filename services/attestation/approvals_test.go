@@ -19,7 +19,6 @@ import (
 	"github.com/cloister-cc/cloister/libs/sgx"
 	"github.com/cloister-cc/cloister/libs/testkit"
 	"github.com/cloister-cc/cloister/services/attestation"
-	"github.com/cloister-cc/cloister/services/attestation/client"
 )
 
 // TestApprovedImages: a verification for an application passes only while
@@ -57,7 +56,7 @@ func TestApprovedImages(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			c := client.New(n.Connect(t))
+			c := attestationv1.NewAttestationClient(n.Connect(t))
 			account, app, other := uuid.NewString(), uuid.NewString(), uuid.NewString()
 			if _, err := c.SetPolicy(ctx, &attestationv1.SetPolicyRequest{AccountId: account, Policy: &attestationv1.Policy{
 				AcceptStatuses: []string{"UpToDate"}, AllowSimulation: true}}); err != nil {

@@ -13,7 +13,6 @@ import (
 	"github.com/cloister-cc/cloister/libs/sgx"
 	"github.com/cloister-cc/cloister/libs/testkit"
 	"github.com/cloister-cc/cloister/services/attestation"
-	"github.com/cloister-cc/cloister/services/attestation/client"
 )
 
 // BenchmarkConcurrentVerify sends 1,000 concurrent Verify requests per
@@ -32,7 +31,7 @@ func BenchmarkConcurrentVerify(b *testing.B) {
 		}
 		b.Cleanup(svc.Stop)
 	}
-	c := client.New(n.Connect(b))
+	c := attestationv1.NewAttestationClient(n.Connect(b))
 	quote := read(b, "phala_sgx_quote_v3.bin")
 	colJSON := read(b, "phala_sgx_quote_v3_collateral.json")
 	if _, err := c.PutCollateral(ctx, &attestationv1.PutCollateralRequest{CollateralJson: colJSON}); err != nil {

@@ -11,7 +11,6 @@ import (
 	"github.com/cloister-cc/cloister/libs/kv"
 	"github.com/cloister-cc/cloister/libs/testkit"
 	"github.com/cloister-cc/cloister/services/attestation"
-	"github.com/cloister-cc/cloister/services/attestation/client"
 )
 
 // TestOutboxRecoveredWithoutRestart: the event of a policy change whose
@@ -27,7 +26,7 @@ func TestOutboxRecoveredWithoutRestart(t *testing.T) {
 			t.Cleanup(svc.Stop)
 		},
 		Write: func(t *testing.T, n *testkit.NATS) {
-			if _, err := client.New(n.Connect(t)).SetPolicy(context.Background(), &attestationv1.SetPolicyRequest{AccountId: uuid.NewString(),
+			if _, err := attestationv1.NewAttestationClient(n.Connect(t)).SetPolicy(context.Background(), &attestationv1.SetPolicyRequest{AccountId: uuid.NewString(),
 				Policy: &attestationv1.Policy{AcceptStatuses: []string{"UpToDate"}}}); err != nil {
 				t.Fatal(err)
 			}

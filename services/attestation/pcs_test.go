@@ -18,7 +18,6 @@ import (
 	attestationv1 "github.com/cloister-cc/cloister/libs/gen/cloister/attestation/v1"
 	"github.com/cloister-cc/cloister/libs/testkit"
 	"github.com/cloister-cc/cloister/services/attestation"
-	"github.com/cloister-cc/cloister/services/attestation/client"
 )
 
 // pcsServer serves the shared vector's collateral the way Intel's PCS v4
@@ -74,7 +73,7 @@ func TestFetchesCollateralFromPCS(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(svc.Stop)
-	c := client.New(n.Connect(t))
+	c := attestationv1.NewAttestationClient(n.Connect(t))
 	account := uuid.NewString()
 	if _, err := c.SetPolicy(context.Background(), &attestationv1.SetPolicyRequest{AccountId: account,
 		Policy: &attestationv1.Policy{AcceptStatuses: []string{"ConfigurationAndSWHardeningNeeded"}}}); err != nil {
@@ -113,7 +112,7 @@ func TestPCSUnreachable(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(svc.Stop)
-	v := verify(t, client.New(n.Connect(t)), uuid.NewString(), read(t, "phala_sgx_quote_v3.bin"), nil, nil)
+	v := verify(t, attestationv1.NewAttestationClient(n.Connect(t)), uuid.NewString(), read(t, "phala_sgx_quote_v3.bin"), nil, nil)
 	if v.GetOk() || v.GetReason() != "no_collateral" || !strings.Contains(v.GetError(), "PCS") {
 		t.Fatalf("verdict with the PCS down = %v, want no_collateral naming the PCS", v)
 	}

@@ -14,7 +14,6 @@ import (
 	"github.com/cloister-cc/cloister/libs/sgx/sim"
 	"github.com/cloister-cc/cloister/libs/testkit"
 	"github.com/cloister-cc/cloister/services/attestation"
-	"github.com/cloister-cc/cloister/services/attestation/client"
 )
 
 // TestCollateralOnlyMovesForward stands a simulation root in for Intel's,
@@ -43,7 +42,7 @@ func TestCollateralOnlyMovesForward(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(svc.Stop)
-	c := client.New(n.Connect(t))
+	c := attestationv1.NewAttestationClient(n.Connect(t))
 	put := func(col *sgx.Collateral) error {
 		_, err := c.PutCollateral(context.Background(), &attestationv1.PutCollateralRequest{
 			TcbInfo:      []byte(`{"tcbInfo":` + string(col.TCBInfoJSON) + `,"signature":"` + hexOf(col.TCBInfoSignature) + `"}`),

@@ -14,12 +14,12 @@ import (
 
 	"github.com/cloister-cc/cloister/libs/cache"
 	"github.com/cloister-cc/cloister/libs/events"
+	attestationv1 "github.com/cloister-cc/cloister/libs/gen/cloister/attestation/v1"
 	"github.com/cloister-cc/cloister/libs/kv"
 	"github.com/cloister-cc/cloister/libs/pki"
 	"github.com/cloister-cc/cloister/libs/service"
 	"github.com/cloister-cc/cloister/libs/sgx"
 	"github.com/cloister-cc/cloister/libs/sgx/sim"
-	"github.com/cloister-cc/cloister/services/attestation/client"
 	"github.com/cloister-cc/cloister/services/attestation/internal/app"
 	"github.com/cloister-cc/cloister/services/attestation/internal/pcs"
 	"github.com/cloister-cc/cloister/services/attestation/internal/simulation"
@@ -78,7 +78,7 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 	if cfg.NATS == nil {
 		return nil, errors.New("attestation: a NATS connection is required")
 	}
-	r, err := service.New(ctx, service.Config{Name: client.Service, NATS: cfg.NATS, Replicas: cfg.Replicas, Logger: cfg.Logger,
+	r, err := service.New(ctx, service.Config{Name: attestationv1.AttestationServiceName, NATS: cfg.NATS, Replicas: cfg.Replicas, Logger: cfg.Logger,
 		RecoverEvery: cfg.RecoverEvery, KVOptions: cfg.KVOptions})
 	if err != nil {
 		return nil, err

@@ -17,7 +17,6 @@ import (
 	attestationv1 "github.com/cloister-cc/cloister/libs/gen/cloister/attestation/v1"
 	"github.com/cloister-cc/cloister/libs/testkit"
 	"github.com/cloister-cc/cloister/services/attestation"
-	"github.com/cloister-cc/cloister/services/attestation/client"
 )
 
 const vectors = "../../libs/sgx/testdata/"
@@ -34,7 +33,7 @@ func read(t testing.TB, name string) []byte {
 	return b
 }
 
-func start(t *testing.T) (*client.Client, jetstream.JetStream) {
+func start(t *testing.T) (*attestationv1.AttestationClient, jetstream.JetStream) {
 	t.Helper()
 	n := testkit.StartNATS(t)
 	nc, js := n.JetStream(t)
@@ -43,10 +42,10 @@ func start(t *testing.T) (*client.Client, jetstream.JetStream) {
 		t.Fatal(err)
 	}
 	t.Cleanup(svc.Stop)
-	return client.New(n.Connect(t)), js
+	return attestationv1.NewAttestationClient(n.Connect(t)), js
 }
 
-func verify(t *testing.T, c *client.Client, account string, quote, binding, nonce []byte) *attestationv1.Verdict {
+func verify(t *testing.T, c *attestationv1.AttestationClient, account string, quote, binding, nonce []byte) *attestationv1.Verdict {
 	t.Helper()
 	resp, err := c.Verify(context.Background(), &attestationv1.VerifyRequest{AccountId: account, Quote: quote, Binding: binding, Nonce: nonce})
 	if err != nil {

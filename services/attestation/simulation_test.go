@@ -16,7 +16,6 @@ import (
 	"github.com/cloister-cc/cloister/libs/sgx/sim"
 	"github.com/cloister-cc/cloister/libs/testkit"
 	"github.com/cloister-cc/cloister/services/attestation"
-	"github.com/cloister-cc/cloister/services/attestation/client"
 )
 
 // TestSimulatedEvidence: simulated quotes pass only for accounts whose
@@ -45,7 +44,7 @@ func TestSimulatedEvidence(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := client.New(n.Connect(t))
+	c := attestationv1.NewAttestationClient(n.Connect(t))
 	ctx := context.Background()
 	account := uuid.NewString()
 
@@ -113,7 +112,7 @@ func TestIssueSimulatedQE(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(svc.Stop)
-	c := client.New(n.Connect(t))
+	c := attestationv1.NewAttestationClient(n.Connect(t))
 	ctx := context.Background()
 	account := uuid.NewString()
 

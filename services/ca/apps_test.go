@@ -32,9 +32,7 @@ import (
 	"github.com/cloister-cc/cloister/libs/sgx/sim"
 	"github.com/cloister-cc/cloister/libs/testkit"
 	"github.com/cloister-cc/cloister/services/attestation"
-	attestationclient "github.com/cloister-cc/cloister/services/attestation/client"
 	"github.com/cloister-cc/cloister/services/ca"
-	"github.com/cloister-cc/cloister/services/ca/client"
 )
 
 const domain = "hello.cloister.test"
@@ -45,8 +43,8 @@ const domain = "hello.cloister.test"
 type appStack struct {
 	t            *testing.T
 	n            *testkit.NATS
-	ca           *client.Client
-	att          *attestationclient.Client
+	ca           *cav1.CAClient
+	att          *attestationv1.AttestationClient
 	qe           *sim.QE
 	account, app string
 	image        string
@@ -73,7 +71,7 @@ func startApps(t *testing.T, c cache.Cache) *appStack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &appStack{t: t, n: n, ca: client.New(n.Connect(t)), att: attestationclient.New(n.Connect(t)), qe: qe}
+	s := &appStack{t: t, n: n, ca: cav1.NewCAClient(n.Connect(t)), att: attestationv1.NewAttestationClient(n.Connect(t)), qe: qe}
 	s.account, s.app, s.image = s.newAccount(), uuid.NewString(), uuid.NewString()
 	copy(s.mrenclave[:], bytes.Repeat([]byte{0x5a}, 32))
 	publish(t, n, "imageconverter", s.account, &imageconverterv1.AppCreated{App: &imageconverterv1.App{Id: s.app, AccountId: s.account,

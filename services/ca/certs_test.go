@@ -24,17 +24,16 @@ import (
 	"github.com/cloister-cc/cloister/libs/pki"
 	"github.com/cloister-cc/cloister/libs/testkit"
 	"github.com/cloister-cc/cloister/services/ca"
-	"github.com/cloister-cc/cloister/services/ca/client"
 )
 
 // startCA runs the CA service and creates a CA for a fresh account by
 // delivering AccountCreated the way the account service does.
-func startCA(t *testing.T) (*client.Client, string) {
+func startCA(t *testing.T) (*cav1.CAClient, string) {
 	c, account, _ := startCAWithNATS(t)
 	return c, account
 }
 
-func startCAWithNATS(t *testing.T) (*client.Client, string, *testkit.NATS) {
+func startCAWithNATS(t *testing.T) (*cav1.CAClient, string, *testkit.NATS) {
 	t.Helper()
 	ctx := context.Background()
 	n := testkit.StartNATS(t)
@@ -46,7 +45,7 @@ func startCAWithNATS(t *testing.T) (*client.Client, string, *testkit.NATS) {
 	t.Cleanup(svc.Stop)
 	account := uuid.NewString()
 	publishAccountCreated(t, n, account)
-	c := client.New(n.Connect(t))
+	c := cav1.NewCAClient(n.Connect(t))
 	testkit.Eventually(t, 10*time.Second, func() bool {
 		_, err := c.GetCA(ctx, &cav1.GetCARequest{AccountId: account})
 		return err == nil

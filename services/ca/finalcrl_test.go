@@ -18,11 +18,10 @@ import (
 	"github.com/cloister-cc/cloister/libs/errs"
 	"github.com/cloister-cc/cloister/libs/events"
 	accountv1 "github.com/cloister-cc/cloister/libs/gen/cloister/account/v1"
+	attestationv1 "github.com/cloister-cc/cloister/libs/gen/cloister/attestation/v1"
 	cav1 "github.com/cloister-cc/cloister/libs/gen/cloister/ca/v1"
 	"github.com/cloister-cc/cloister/libs/pki"
 	"github.com/cloister-cc/cloister/libs/testkit"
-	attestationclient "github.com/cloister-cc/cloister/services/attestation/client"
-	"github.com/cloister-cc/cloister/services/ca/client"
 	"github.com/cloister-cc/cloister/services/ca/internal/app"
 	"github.com/cloister-cc/cloister/services/ca/internal/store"
 )
@@ -53,7 +52,7 @@ func directCAWith(t *testing.T, n *testkit.NATS, wrap func(app.Certificates, *st
 	if err != nil {
 		t.Fatal(err)
 	}
-	iss, err := store.OpenIssuance(ctx, js, 1, cache.NewMemory(0), attestationclient.New(nc), nil)
+	iss, err := store.OpenIssuance(ctx, js, 1, cache.NewMemory(0), attestationv1.NewAttestationClient(nc), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +68,7 @@ func directCAWith(t *testing.T, n *testkit.NATS, wrap func(app.Certificates, *st
 	return svc, final
 }
 
-func issueNode(t *testing.T, c *client.Client, account string) (*x509.Certificate, *x509.Certificate, []byte) {
+func issueNode(t *testing.T, c *cav1.CAClient, account string) (*x509.Certificate, *x509.Certificate, []byte) {
 	t.Helper()
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	resp, err := c.IssueNodeCertificate(context.Background(), &cav1.IssueNodeCertificateRequest{AccountId: account, NodeId: uuid.NewString(), Csr: nodeCSR(t, key)})

@@ -13,11 +13,11 @@ import (
 
 	"github.com/cloister-cc/cloister/libs/cache"
 	"github.com/cloister-cc/cloister/libs/events"
+	attestationv1 "github.com/cloister-cc/cloister/libs/gen/cloister/attestation/v1"
+	cav1 "github.com/cloister-cc/cloister/libs/gen/cloister/ca/v1"
 	"github.com/cloister-cc/cloister/libs/kv"
 	"github.com/cloister-cc/cloister/libs/pki"
 	"github.com/cloister-cc/cloister/libs/service"
-	attestationclient "github.com/cloister-cc/cloister/services/attestation/client"
-	"github.com/cloister-cc/cloister/services/ca/client"
 	"github.com/cloister-cc/cloister/services/ca/internal/app"
 	"github.com/cloister-cc/cloister/services/ca/internal/store"
 	"github.com/cloister-cc/cloister/services/ca/internal/transport"
@@ -53,7 +53,7 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 	if cfg.NATS == nil || cfg.KEK == nil {
 		return nil, errors.New("ca: a NATS connection and a key-encryption key are required")
 	}
-	r, err := service.New(ctx, service.Config{Name: client.Service, NATS: cfg.NATS, Replicas: cfg.Replicas, Logger: cfg.Logger,
+	r, err := service.New(ctx, service.Config{Name: cav1.CAServiceName, NATS: cfg.NATS, Replicas: cfg.Replicas, Logger: cfg.Logger,
 		RecoverEvery: cfg.RecoverEvery, KVOptions: cfg.KVOptions})
 	if err != nil {
 		return nil, err
@@ -74,7 +74,7 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 	if cfg.Cache == nil {
 		cfg.Cache = cache.NewMemory(0)
 	}
-	iss, err := store.OpenIssuance(ctx, js, replicas, cfg.Cache, attestationclient.New(cfg.NATS), logger, opts...)
+	iss, err := store.OpenIssuance(ctx, js, replicas, cfg.Cache, attestationv1.NewAttestationClient(cfg.NATS), logger, opts...)
 	if err != nil {
 		return nil, err
 	}

@@ -19,9 +19,7 @@ import (
 	"github.com/cloister-cc/cloister/libs/pki"
 	"github.com/cloister-cc/cloister/libs/testkit"
 	"github.com/cloister-cc/cloister/services/account"
-	accountclient "github.com/cloister-cc/cloister/services/account/client"
 	"github.com/cloister-cc/cloister/services/ca"
-	"github.com/cloister-cc/cloister/services/ca/client"
 )
 
 // TestCAFollowsAccounts: creating an account gives it a CA (once, however
@@ -42,7 +40,7 @@ func TestCAFollowsAccounts(t *testing.T) {
 	}
 	t.Cleanup(svc.Stop)
 
-	accounts := accountclient.New(n.Connect(t))
+	accounts := accountv1.NewAccountClient(n.Connect(t))
 	if _, err := accounts.SignUp(ctx, &accountv1.SignUpRequest{Email: "ada@example.com", Password: "correct horse battery"}); err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +58,7 @@ func TestCAFollowsAccounts(t *testing.T) {
 	}
 	id := created.GetAccount().GetId()
 
-	c := client.New(n.Connect(t))
+	c := cav1.NewCAClient(n.Connect(t))
 	var got *cav1.GetCAResponse
 	testkit.EventuallyMsg(t, 10*time.Second, func() bool {
 		got, err = c.GetCA(ctx, &cav1.GetCARequest{AccountId: id})

@@ -20,8 +20,6 @@ import (
 	imageconverterv1 "github.com/cloister-cc/cloister/libs/gen/cloister/imageconverter/v1"
 	"github.com/cloister-cc/cloister/libs/sgx"
 	"github.com/cloister-cc/cloister/libs/testkit"
-	attestationclient "github.com/cloister-cc/cloister/services/attestation/client"
-	caclient "github.com/cloister-cc/cloister/services/ca/client"
 )
 
 // TestApprovalsGateAttestationAndIssuance walks the approval chain with
@@ -102,7 +100,7 @@ func testApprovalsGate(t *testing.T, s *stack) {
 	}
 
 	// An enclave of the image asks for a certificate.
-	c, att := caclient.New(s.nc), attestationclient.New(s.nc)
+	c, att := cav1.NewCAClient(s.nc), attestationv1.NewAttestationClient(s.nc)
 	qe, err := s.att.SimulatedQE()
 	if err != nil {
 		t.Fatal(err)

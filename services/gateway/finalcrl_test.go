@@ -13,7 +13,6 @@ import (
 	"github.com/cloister-cc/cloister/libs/errs"
 	cav1 "github.com/cloister-cc/cloister/libs/gen/cloister/ca/v1"
 	"github.com/cloister-cc/cloister/libs/testkit"
-	caclient "github.com/cloister-cc/cloister/services/ca/client"
 )
 
 // TestDeletedAccountServesItsFinalCRL: once an account is deleted through
@@ -28,7 +27,7 @@ func TestDeletedAccountServesItsFinalCRL(t *testing.T) {
 	}, "the account's CA did not appear")
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	csr, _ := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, key)
-	cas := caclient.New(s.nc)
+	cas := cav1.NewCAClient(s.nc)
 	issued, err := cas.IssueNodeCertificate(context.Background(), &cav1.IssueNodeCertificateRequest{
 		AccountId: acct, NodeId: "01a21bf3-e490-766a-8e88-b6b30f4db069", Csr: csr})
 	if err != nil {

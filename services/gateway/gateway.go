@@ -15,12 +15,11 @@ import (
 	"github.com/cloister-cc/cloister/libs/cache"
 	"github.com/cloister-cc/cloister/libs/events"
 	accountv1 "github.com/cloister-cc/cloister/libs/gen/cloister/account/v1"
+	attestationv1 "github.com/cloister-cc/cloister/libs/gen/cloister/attestation/v1"
+	cav1 "github.com/cloister-cc/cloister/libs/gen/cloister/ca/v1"
+	imageconverterv1 "github.com/cloister-cc/cloister/libs/gen/cloister/imageconverter/v1"
+	noderegistryv1 "github.com/cloister-cc/cloister/libs/gen/cloister/noderegistry/v1"
 	"github.com/cloister-cc/cloister/libs/obs"
-	accountclient "github.com/cloister-cc/cloister/services/account/client"
-	attestationclient "github.com/cloister-cc/cloister/services/attestation/client"
-	caclient "github.com/cloister-cc/cloister/services/ca/client"
-	imageconverterclient "github.com/cloister-cc/cloister/services/imageconverter/client"
-	noderegistryclient "github.com/cloister-cc/cloister/services/noderegistry/client"
 )
 
 // Config is what the gateway needs.
@@ -40,11 +39,11 @@ type Config struct {
 
 // Gateway serves the REST API.
 type Gateway struct {
-	accounts    *accountclient.Client
-	attestation *attestationclient.Client
-	ca          *caclient.Client
-	images      *imageconverterclient.Client
-	nodes       *noderegistryclient.Client
+	accounts    *accountv1.AccountClient
+	attestation *attestationv1.AttestationClient
+	ca          *cav1.CAClient
+	images      *imageconverterv1.ImageConverterClient
+	nodes       *noderegistryv1.NodeRegistryClient
 	cache       cache.Cache
 	logger      *slog.Logger
 	mux         *http.ServeMux
@@ -70,11 +69,11 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 		return nil, err
 	}
 	g := &Gateway{
-		accounts:    accountclient.New(cfg.NATS),
-		attestation: attestationclient.New(cfg.NATS),
-		ca:          caclient.New(cfg.NATS),
-		images:      imageconverterclient.New(cfg.NATS),
-		nodes:       noderegistryclient.New(cfg.NATS),
+		accounts:    accountv1.NewAccountClient(cfg.NATS),
+		attestation: attestationv1.NewAttestationClient(cfg.NATS),
+		ca:          cav1.NewCAClient(cfg.NATS),
+		images:      imageconverterv1.NewImageConverterClient(cfg.NATS),
+		nodes:       noderegistryv1.NewNodeRegistryClient(cfg.NATS),
 		cache:       cfg.Cache,
 		logger:      cfg.Logger.With(obs.KeyComponent, "gateway"),
 		mux:         http.NewServeMux(),

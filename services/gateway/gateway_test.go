@@ -23,7 +23,6 @@ import (
 	"github.com/cloister-cc/cloister/libs/cache"
 	cav1 "github.com/cloister-cc/cloister/libs/gen/cloister/ca/v1"
 	"github.com/cloister-cc/cloister/libs/testkit"
-	caclient "github.com/cloister-cc/cloister/services/ca/client"
 	"github.com/cloister-cc/cloister/services/gateway"
 )
 
@@ -676,7 +675,7 @@ func TestCertificateRoutes(t *testing.T) {
 	// The node registry asks for node certificates over NATS.
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	csr, _ := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, key)
-	issued, err := caclient.New(s.nc).IssueNodeCertificate(context.Background(), &cav1.IssueNodeCertificateRequest{
+	issued, err := cav1.NewCAClient(s.nc).IssueNodeCertificate(context.Background(), &cav1.IssueNodeCertificateRequest{
 		AccountId: acct, NodeId: "01a21bf3-e490-766a-8e88-b6b30f4db069", Csr: csr})
 	if err != nil {
 		t.Fatal(err)

@@ -36,8 +36,6 @@ import (
 	"github.com/cloister-cc/cloister/libs/sgx"
 	"github.com/cloister-cc/cloister/libs/sgx/sim"
 	"github.com/cloister-cc/cloister/libs/testkit"
-	attestationclient "github.com/cloister-cc/cloister/services/attestation/client"
-	caclient "github.com/cloister-cc/cloister/services/ca/client"
 )
 
 // nodeServer serves the gateway's node-facing API over TLS as `cloister
@@ -370,7 +368,7 @@ func TestNodeMTLS(t *testing.T) {
 		wantRefused(t, nodeClient(t, srv, forge(t, n1, "https://node.example.com", ca, caKey)), srv, "names no node")
 		// Another account's CA vouching for this account's node: it can
 		// only name the node in its own account, where there is none.
-		issued, err := caclient.New(s.nc).IssueNodeCertificate(ctx, &cav1.IssueNodeCertificateRequest{AccountId: other, NodeId: n1.ID, Csr: csrOf(t, n1.Key)})
+		issued, err := cav1.NewCAClient(s.nc).IssueNodeCertificate(ctx, &cav1.IssueNodeCertificateRequest{AccountId: other, NodeId: n1.ID, Csr: csrOf(t, n1.Key)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -641,7 +639,7 @@ func TestNodeSimulatedQE(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp, err := attestationclient.New(s.nc).Verify(context.Background(), &attestationv1.VerifyRequest{AccountId: acct, Quote: quote})
+	resp, err := attestationv1.NewAttestationClient(s.nc).Verify(context.Background(), &attestationv1.VerifyRequest{AccountId: acct, Quote: quote})
 	if v := resp.GetVerdict(); err != nil || !v.GetOk() || !v.GetSimulated() || !bytes.Equal(v.GetMrenclave(), body.MRENCLAVE[:]) {
 		t.Fatalf("Verify(quote of the node's QE) = %v, %v, want ok and simulated", v, err)
 	}

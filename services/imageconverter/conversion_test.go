@@ -35,7 +35,6 @@ import (
 	"github.com/cloister-cc/cloister/libs/pki"
 	"github.com/cloister-cc/cloister/libs/testkit"
 	"github.com/cloister-cc/cloister/services/imageconverter"
-	"github.com/cloister-cc/cloister/services/imageconverter/client"
 )
 
 // launcher stands in for the cloister-launcher binary: the converter
@@ -112,7 +111,7 @@ func newConvertStack(t *testing.T, withWorker bool) *convertStack {
 func newConvertStackOn(t *testing.T, n *testkit.NATS) *convertStack {
 	t.Helper()
 	nc, js := n.JetStream(t)
-	s := &convertStack{stack: &stack{t: t, n: n, js: js, c: client.New(nc)}, account: uuid.NewString(), host: newRegistry(t)}
+	s := &convertStack{stack: &stack{t: t, n: n, js: js, c: imageconverterv1.NewImageConverterClient(nc)}, account: uuid.NewString(), host: newRegistry(t)}
 	s.publish("account", s.account, &accountv1.AccountCreated{Account: &accountv1.Account{Id: s.account, Name: "a"}})
 	testkit.Eventually(t, 10*time.Second, func() bool {
 		_, err := s.c.GetSigningKey(context.Background(), &imageconverterv1.GetSigningKeyRequest{AccountId: s.account})

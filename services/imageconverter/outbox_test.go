@@ -13,7 +13,6 @@ import (
 	"github.com/cloister-cc/cloister/libs/pki"
 	"github.com/cloister-cc/cloister/libs/testkit"
 	"github.com/cloister-cc/cloister/services/imageconverter"
-	"github.com/cloister-cc/cloister/services/imageconverter/client"
 	"github.com/cloister-cc/cloister/services/imageconverter/internal/store"
 )
 
@@ -32,7 +31,7 @@ func TestOutboxRecoveredWithoutRestart(t *testing.T) {
 			t.Cleanup(svc.Stop)
 		},
 		Write: func(t *testing.T, n *testkit.NATS) {
-			if _, err := client.New(n.Connect(t)).CreateApp(context.Background(), &imageconverterv1.CreateAppRequest{AccountId: uuid.NewString(),
+			if _, err := imageconverterv1.NewImageConverterClient(n.Connect(t)).CreateApp(context.Background(), &imageconverterv1.CreateAppRequest{AccountId: uuid.NewString(),
 				Spec: helloSpec(), Actor: actor}); err != nil {
 				t.Fatal(err)
 			}

@@ -17,10 +17,10 @@ import (
 
 	"github.com/cloister-cc/cloister/libs/enclave"
 	"github.com/cloister-cc/cloister/libs/events"
+	imageconverterv1 "github.com/cloister-cc/cloister/libs/gen/cloister/imageconverter/v1"
 	"github.com/cloister-cc/cloister/libs/kv"
 	"github.com/cloister-cc/cloister/libs/pki"
 	"github.com/cloister-cc/cloister/libs/service"
-	"github.com/cloister-cc/cloister/services/imageconverter/client"
 	"github.com/cloister-cc/cloister/services/imageconverter/internal/app"
 	"github.com/cloister-cc/cloister/services/imageconverter/internal/store"
 	"github.com/cloister-cc/cloister/services/imageconverter/internal/transport"
@@ -68,7 +68,7 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 	if cfg.NATS == nil || cfg.KEK == nil {
 		return nil, errors.New("imageconverter: a NATS connection and a key-encryption key are required")
 	}
-	r, err := service.New(ctx, service.Config{Name: client.Service, NATS: cfg.NATS, Replicas: cfg.Replicas, Logger: cfg.Logger,
+	r, err := service.New(ctx, service.Config{Name: imageconverterv1.ImageConverterServiceName, NATS: cfg.NATS, Replicas: cfg.Replicas, Logger: cfg.Logger,
 		RecoverEvery: cfg.RecoverEvery, KVOptions: cfg.KVOptions})
 	if err != nil {
 		return nil, err

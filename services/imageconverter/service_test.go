@@ -26,7 +26,6 @@ import (
 	"github.com/cloister-cc/cloister/libs/sgx"
 	"github.com/cloister-cc/cloister/libs/testkit"
 	"github.com/cloister-cc/cloister/services/imageconverter"
-	"github.com/cloister-cc/cloister/services/imageconverter/client"
 )
 
 // testKey is one real signing key shared by the tests' accounts: making
@@ -39,7 +38,7 @@ type stack struct {
 	t  *testing.T
 	n  *testkit.NATS
 	js jetstream.JetStream
-	c  *client.Client
+	c  *imageconverterv1.ImageConverterClient
 }
 
 func start(t *testing.T) *stack {
@@ -52,7 +51,7 @@ func start(t *testing.T) *stack {
 		t.Fatal(err)
 	}
 	t.Cleanup(svc.Stop)
-	return &stack{t: t, n: n, js: js, c: client.New(n.Connect(t))}
+	return &stack{t: t, n: n, js: js, c: imageconverterv1.NewImageConverterClient(n.Connect(t))}
 }
 
 func (s *stack) publish(producer, account string, m proto.Message) {

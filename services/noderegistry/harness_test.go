@@ -33,11 +33,8 @@ import (
 	"github.com/cloister-cc/cloister/libs/sgx/sim"
 	"github.com/cloister-cc/cloister/libs/testkit"
 	"github.com/cloister-cc/cloister/services/attestation"
-	attestationclient "github.com/cloister-cc/cloister/services/attestation/client"
 	"github.com/cloister-cc/cloister/services/ca"
-	caclient "github.com/cloister-cc/cloister/services/ca/client"
 	"github.com/cloister-cc/cloister/services/noderegistry"
-	"github.com/cloister-cc/cloister/services/noderegistry/client"
 )
 
 // clock is a time the test moves by hand.
@@ -66,9 +63,9 @@ type stack struct {
 	js    jetstream.JetStream
 	clock *clock
 	svc   *noderegistry.Service
-	nr    *client.Client
-	ca    *caclient.Client
-	att   *attestationclient.Client
+	nr    *noderegistryv1.NodeRegistryClient
+	ca    *cav1.CAClient
+	att   *attestationv1.AttestationClient
 	qe    *sim.QE
 	cfg   noderegistry.Config
 	// stopAttestation stops the attestation service (once).
@@ -99,8 +96,8 @@ func newStack(t testing.TB, c cache.Cache, timeout time.Duration, opts ...func(*
 		t.Fatal(err)
 	}
 	_, js := n.JetStream(t)
-	s := &stack{t: t, n: n, js: js, clock: &clock{now: time.Now().UTC()}, ca: caclient.New(n.Connect(t)),
-		att: attestationclient.New(n.Connect(t)), nr: client.New(n.Connect(t)), qe: qe, stopAttestation: stopAttestation}
+	s := &stack{t: t, n: n, js: js, clock: &clock{now: time.Now().UTC()}, ca: cav1.NewCAClient(n.Connect(t)),
+		att: attestationv1.NewAttestationClient(n.Connect(t)), nr: noderegistryv1.NewNodeRegistryClient(n.Connect(t)), qe: qe, stopAttestation: stopAttestation}
 	s.cfg = noderegistry.Config{Cache: c, Clock: s.clock.Now, HeartbeatTimeout: timeout}
 	for _, o := range opts {
 		o(&s.cfg)

@@ -11,7 +11,6 @@ import (
 	"github.com/cloister-cc/cloister/libs/kv"
 	"github.com/cloister-cc/cloister/libs/testkit"
 	"github.com/cloister-cc/cloister/services/noderegistry"
-	"github.com/cloister-cc/cloister/services/noderegistry/client"
 )
 
 // TestOutboxRecoveredWithoutRestart: the event of a join token whose
@@ -27,7 +26,7 @@ func TestOutboxRecoveredWithoutRestart(t *testing.T) {
 			t.Cleanup(svc.Stop)
 		},
 		Write: func(t *testing.T, n *testkit.NATS) {
-			if _, err := client.New(n.Connect(t)).CreateJoinToken(context.Background(), &noderegistryv1.CreateJoinTokenRequest{AccountId: uuid.NewString(),
+			if _, err := noderegistryv1.NewNodeRegistryClient(n.Connect(t)).CreateJoinToken(context.Background(), &noderegistryv1.CreateJoinTokenRequest{AccountId: uuid.NewString(),
 				Name: "rack-1", Actor: actor}); err != nil {
 				t.Fatal(err)
 			}

@@ -14,11 +14,11 @@ import (
 
 	"github.com/cloister-cc/cloister/libs/cache"
 	"github.com/cloister-cc/cloister/libs/events"
+	attestationv1 "github.com/cloister-cc/cloister/libs/gen/cloister/attestation/v1"
+	cav1 "github.com/cloister-cc/cloister/libs/gen/cloister/ca/v1"
+	noderegistryv1 "github.com/cloister-cc/cloister/libs/gen/cloister/noderegistry/v1"
 	"github.com/cloister-cc/cloister/libs/kv"
 	"github.com/cloister-cc/cloister/libs/service"
-	attestationclient "github.com/cloister-cc/cloister/services/attestation/client"
-	caclient "github.com/cloister-cc/cloister/services/ca/client"
-	"github.com/cloister-cc/cloister/services/noderegistry/client"
 	"github.com/cloister-cc/cloister/services/noderegistry/internal/app"
 	"github.com/cloister-cc/cloister/services/noderegistry/internal/store"
 	"github.com/cloister-cc/cloister/services/noderegistry/internal/transport"
@@ -69,7 +69,7 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 	if cfg.ReattestEvery < 0 {
 		return nil, fmt.Errorf("noderegistry: re-attestation period %v is negative", cfg.ReattestEvery)
 	}
-	r, err := service.New(ctx, service.Config{Name: client.Service, NATS: cfg.NATS, Replicas: cfg.Replicas, Logger: cfg.Logger,
+	r, err := service.New(ctx, service.Config{Name: noderegistryv1.NodeRegistryServiceName, NATS: cfg.NATS, Replicas: cfg.Replicas, Logger: cfg.Logger,
 		RecoverEvery: cfg.RecoverEvery, KVOptions: cfg.KVOptions})
 	if err != nil {
 		return nil, err
@@ -83,7 +83,7 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 		return nil, err
 	}
 	svc, err := app.New(app.Config{Tokens: st.Tokens, Nodes: st.Nodes, Audit: events.AuditLog{JS: js, Producer: store.Producer},
-		Attestation: store.Attestation{C: attestationclient.New(cfg.NATS)}, CA: store.CA{C: caclient.New(cfg.NATS)},
+		Attestation: store.Attestation{C: attestationv1.NewAttestationClient(cfg.NATS)}, CA: store.CA{C: cav1.NewCAClient(cfg.NATS)},
 		Clock: cfg.Clock, HeartbeatTimeout: cfg.HeartbeatTimeout, ReattestEvery: cfg.ReattestEvery, Logger: logger})
 	if err != nil {
 		return nil, err

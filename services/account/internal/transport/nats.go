@@ -10,7 +10,6 @@ import (
 
 	"github.com/cloister-cc/cloister/libs/events"
 	accountv1 "github.com/cloister-cc/cloister/libs/gen/cloister/account/v1"
-	"github.com/cloister-cc/cloister/services/account/client"
 )
 
 // Purger removes what belongs to a deleted account.
@@ -25,7 +24,7 @@ func ConsumeAccountDeleted(ctx context.Context, js jetstream.JetStream, p Purger
 	return events.Consume(ctx, js, events.ConsumerConfig{
 		Stream:         events.StreamEvents,
 		Durable:        "account-purge",
-		FilterSubjects: []string{events.Subject(client.Service, &deleted)},
+		FilterSubjects: []string{events.Subject(accountv1.AccountServiceName, &deleted)},
 		Logger:         logger,
 	}, func(ctx context.Context, ev events.Event) error {
 		var e accountv1.AccountDeleted

@@ -15,7 +15,6 @@ import (
 	"github.com/cloister-cc/cloister/libs/errs"
 	attestationv1 "github.com/cloister-cc/cloister/libs/gen/cloister/attestation/v1"
 	"github.com/cloister-cc/cloister/libs/kv"
-	attestationclient "github.com/cloister-cc/cloister/services/attestation/client"
 	"github.com/cloister-cc/cloister/services/ca/internal/app"
 )
 
@@ -30,7 +29,7 @@ const (
 
 // OpenIssuance opens the stores application issuance needs; lookups of
 // applications and domains go through c.
-func OpenIssuance(ctx context.Context, js jetstream.JetStream, replicas int, c cache.Cache, verdicts *attestationclient.Client, logger *slog.Logger, opts ...kv.Option) (app.Issuance, error) {
+func OpenIssuance(ctx context.Context, js jetstream.JetStream, replicas int, c cache.Cache, verdicts *attestationv1.AttestationClient, logger *slog.Logger, opts ...kv.Option) (app.Issuance, error) {
 	apps, err := allowlist.Open[app.AppConfig](ctx, js, BucketApps, replicas, c, logger)
 	if err != nil {
 		return app.Issuance{}, err
@@ -215,7 +214,9 @@ func (s *Nonces) Consume(ctx context.Context, accountID string, nonce []byte) (t
 }
 
 // Verdicts fetches verdicts from the attestation service.
-type Verdicts struct{ c *attestationclient.Client }
+type Verdicts struct {
+	c *attestationv1.AttestationClient
+}
 
 var _ app.Verdicts = (*Verdicts)(nil)
 

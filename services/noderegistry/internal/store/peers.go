@@ -5,13 +5,13 @@ import (
 
 	attestationv1 "github.com/cloister-cc/cloister/libs/gen/cloister/attestation/v1"
 	cav1 "github.com/cloister-cc/cloister/libs/gen/cloister/ca/v1"
-	attestationclient "github.com/cloister-cc/cloister/services/attestation/client"
-	caclient "github.com/cloister-cc/cloister/services/ca/client"
 	"github.com/cloister-cc/cloister/services/noderegistry/internal/app"
 )
 
 // Attestation asks the attestation service to verify evidence.
-type Attestation struct{ C *attestationclient.Client }
+type Attestation struct {
+	C *attestationv1.AttestationClient
+}
 
 var _ app.Attestation = Attestation{}
 
@@ -46,7 +46,7 @@ func (a Attestation) IssueSimulatedQE(ctx context.Context, accountID string) ([]
 }
 
 // CA asks the CA service for nodes' certificates and their revocation.
-type CA struct{ C *caclient.Client }
+type CA struct{ C *cav1.CAClient }
 
 var _ app.CA = CA{}
 
