@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/cloister-cc/cloister/libs/service"
+
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/nats-io/nats.go"
 	"github.com/spf13/cobra"
@@ -328,16 +330,17 @@ func runServer(ctx context.Context, cfg serverConfig) error {
 	}
 
 	var gw *gateway.Gateway
+	opts := service.Options{NATS: nc, Replicas: cfg.Replicas, Logger: logger}
 	for _, name := range cfg.Services {
 		switch name {
 		case "account":
-			svc, err := account.Start(ctx, account.Config{NATS: nc, Replicas: cfg.Replicas, Logger: logger})
+			svc, err := account.Start(ctx, account.Config{Options: opts})
 			if err != nil {
 				return fmt.Errorf("starting account service: %w", err)
 			}
 			defer svc.Stop()
 		case "attestation":
-			acfg := attestation.Config{NATS: nc, Replicas: cfg.Replicas, Logger: logger, Cache: c, PCSURL: cfg.PCSURL, Simulation: cfg.Simulation || cfg.Dev}
+			acfg := attestation.Config{Options: opts, Cache: c, PCSURL: cfg.PCSURL, Simulation: cfg.Simulation || cfg.Dev}
 			if acfg.Simulation {
 				if acfg.KEK, err = loadKEK(cfg); err != nil {
 					return err
@@ -354,7 +357,7 @@ func runServer(ctx context.Context, cfg serverConfig) error {
 			if err != nil {
 				return err
 			}
-			svc, err := ca.Start(ctx, ca.Config{NATS: nc, Replicas: cfg.Replicas, Logger: logger, KEK: kek, Cache: c, PublicURL: cfg.PublicURL})
+			svc, err := ca.Start(ctx, ca.Config{Options: opts, KEK: kek, Cache: c, PublicURL: cfg.PublicURL})
 			if err != nil {
 				return fmt.Errorf("starting ca service: %w", err)
 			}
@@ -372,8 +375,8 @@ func runServer(ctx context.Context, cfg serverConfig) error {
 				logger.Warn("no cloister-launcher found (--launcher): this process converts nothing; conversion jobs wait for one that can")
 			}
 			deny, _ := netguard.ParsePrefixes(cfg.RegistryDeny) // checked by validate
-			icfg := imageconverter.Config{NATS: nc, Replicas: cfg.Replicas, Logger: logger, KEK: kek, Launcher: launcher,
-				GramineImage: firstNonEmpty(cfg.GramineImage, DefaultGramineImage), RegistryOptions: []remote.Option{remote.WithTransport(netguard.New(deny).Transport())}}
+			icfg := imageconverter.Config{Options: opts, KEK: kek, Launcher: launcher, GramineImage: firstNonEmpty(cfg.GramineImage, DefaultGramineImage),
+				RegistryOptions: []remote.Option{remote.WithTransport(netguard.New(deny).Transport())}}
 			if cfg.GramineImage == "" && cfg.Registry != "" {
 				rt, err := enclave.StandInRuntime(localAddr(cfg.Registry) + "/" + StandInRuntimeRepository)
 				if err != nil {
@@ -389,7 +392,7 @@ func runServer(ctx context.Context, cfg serverConfig) error {
 			}
 			defer svc.Stop()
 		case "noderegistry":
-			svc, err := noderegistry.Start(ctx, noderegistry.Config{NATS: nc, Replicas: cfg.Replicas, Logger: logger, Cache: c, ReattestEvery: cfg.Reattest})
+			svc, err := noderegistry.Start(ctx, noderegistry.Config{Options: opts, Cache: c, ReattestEvery: cfg.Reattest})
 			if err != nil {
 				return fmt.Errorf("starting noderegistry service: %w", err)
 			}

@@ -8,6 +8,8 @@ import (
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"github.com/cloister-cc/cloister/libs/errs"
 )
 
 // Router dispatches events on their envelope's type to typed handlers, so
@@ -58,13 +60,18 @@ func (r *Router) Subjects() []string {
 	return slices.Clip(out)
 }
 
-// Handle is the Router as a Handler.
+// Handle is the Router as a Handler. A handler's errs.Invalid refusal is
+// a permanent failure: redelivery cannot fix a malformed event.
 func (r *Router) Handle(ctx context.Context, ev Event) error {
 	rt, ok := r.routes[protoreflect.FullName(ev.Envelope.GetType())]
 	if !ok {
 		return Permanent(fmt.Errorf("%w: %s (event %s on %s)", ErrUnexpectedEvent, ev.Envelope.GetType(), ev.Envelope.GetId(), ev.Subject))
 	}
-	return rt.handle(ctx, ev)
+	err := rt.handle(ctx, ev)
+	if errs.KindOf(err) == errs.Invalid && !IsPermanent(err) {
+		return Permanent(err)
+	}
+	return err
 }
 
 // Why a routed event failed for good.

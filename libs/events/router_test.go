@@ -7,6 +7,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/cloister-cc/cloister/libs/errs"
 	"github.com/cloister-cc/cloister/libs/events"
 	accountv1 "github.com/cloister-cc/cloister/libs/gen/cloister/account/v1"
 	eventsv1 "github.com/cloister-cc/cloister/libs/gen/cloister/events/v1"
@@ -57,6 +58,21 @@ func TestRouter(t *testing.T) {
 	err = r.Handle(ctx, corrupt)
 	if !events.IsPermanent(err) || !errors.Is(err, events.ErrCorruptEvent) {
 		t.Errorf("a corrupt payload = %v, want a permanent ErrCorruptEvent", err)
+	}
+
+	// A handler's refusal of the event as invalid is for good; any other
+	// failure is retried.
+	invalid, transient := errs.New(errs.Invalid, "no such domain"), errors.New("connection lost")
+	for _, c := range []struct {
+		err       error
+		permanent bool
+	}{{invalid, true}, {transient, false}} {
+		rr := events.NewRouter()
+		events.On(rr, "account", func(context.Context, events.Event, *accountv1.AccountDeleted) error { return c.err })
+		err := rr.Handle(ctx, eventOf(t, &accountv1.AccountDeleted{AccountId: "a4"}))
+		if !errors.Is(err, c.err) || events.IsPermanent(err) != c.permanent {
+			t.Errorf("handler error %v: Handle = %v, permanent %v; want permanent %v", c.err, err, events.IsPermanent(err), c.permanent)
+		}
 	}
 
 	defer func() {

@@ -6,11 +6,11 @@
 //
 // A service's root declares what it serves and consumes:
 //
-//	r, err := service.New(ctx, service.Config{Name: client.Service, NATS: nc})
-//	st, err := store.Open(ctx, r.JetStream(), r.Replicas(), r.KVOptions()...)
-//	... r.Mux() ... r.Consume(func(ctx context.Context) (*events.Consumer, error) { ... })
-//	r.Start()
-//	defer r.Stop()
+//	r, err := service.Run(ctx, cav1.CAServiceName, cfg.Options, func(r *service.Runner) error {
+//		st, err := store.Open(ctx, r.JetStream(), r.Replicas(), r.KVOptions()...)
+//		...
+//		return transport.Serve(r, app.New(...))
+//	})
 package service
 
 import (
@@ -33,11 +33,9 @@ import (
 // outboxes still hold (a publish that failed, a write of a dead replica).
 const DefaultRecoverEvery = 30 * time.Second
 
-// Config is what a runner needs.
-type Config struct {
-	// Name is the service's: its request subjects are
-	// cloister.<Name>.v1.<Method>, its queue group Name.
-	Name     string
+// Options are what every service is given by its process; each service's
+// Config embeds them.
+type Options struct {
 	NATS     *nats.Conn
 	Replicas int          // of its streams and buckets; default 1
 	Logger   *slog.Logger // default: silent
@@ -52,6 +50,7 @@ type Config struct {
 // Runner runs one service in a process.
 type Runner struct {
 	name     string
+	nc       *nats.Conn
 	replicas int
 	every    time.Duration
 	logger   *slog.Logger
@@ -77,31 +76,52 @@ type namedStore struct {
 
 var _ kv.Registry = (*Runner)(nil)
 
-// New opens the service's JetStream streams and its request mux.
-func New(ctx context.Context, cfg Config) (*Runner, error) {
-	if cfg.NATS == nil || cfg.Name == "" {
-		return nil, errors.New("service: a name and a NATS connection are required")
-	}
-	logger := cfg.Logger
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
-	logger = logger.With(obs.KeyComponent, cfg.Name)
-	replicas := max(cfg.Replicas, 1)
-	js, err := events.Open(ctx, cfg.NATS, replicas)
+// Run makes the runner of the service name, lets build open its stores
+// and declare what it serves and consumes, then starts it. If build fails,
+// whatever it started is stopped.
+func Run(ctx context.Context, name string, o Options, build func(*Runner) error) (*Runner, error) {
+	r, err := New(ctx, name, o)
 	if err != nil {
 		return nil, err
 	}
-	every := cfg.RecoverEvery
+	if err := build(r); err != nil {
+		r.Stop()
+		return nil, err
+	}
+	r.Start()
+	return r, nil
+}
+
+// New opens the JetStream streams and the request mux of the service name:
+// its request subjects are cloister.<name>.v1.<Method>, its queue group
+// name.
+func New(ctx context.Context, name string, o Options) (*Runner, error) {
+	if o.NATS == nil || name == "" {
+		return nil, errors.New("service: a name and a NATS connection are required")
+	}
+	logger := o.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	logger = logger.With(obs.KeyComponent, name)
+	replicas := max(o.Replicas, 1)
+	js, err := events.Open(ctx, o.NATS, replicas)
+	if err != nil {
+		return nil, err
+	}
+	every := o.RecoverEvery
 	if every <= 0 {
 		every = DefaultRecoverEvery
 	}
 	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	r := &Runner{name: cfg.Name, replicas: replicas, every: every, logger: logger, js: js,
-		mux: natsrpc.NewMux(cfg.NATS, cfg.Name), bg: bg, cancel: cancel}
-	r.kvOpts = append([]kv.Option{kv.WithLogger(logger), kv.WithRegistry(r)}, cfg.KVOptions...)
+	r := &Runner{name: name, nc: o.NATS, replicas: replicas, every: every, logger: logger, js: js,
+		mux: natsrpc.NewMux(o.NATS, name), bg: bg, cancel: cancel}
+	r.kvOpts = append([]kv.Option{kv.WithLogger(logger), kv.WithRegistry(r)}, o.KVOptions...)
 	return r, nil
 }
+
+// NATS is the service's connection, for its clients of peer services.
+func (r *Runner) NATS() *nats.Conn { return r.nc }
 
 // JetStream is the service's JetStream context.
 func (r *Runner) JetStream() jetstream.JetStream { return r.js }
@@ -130,9 +150,30 @@ func (r *Runner) Register(bucket string, s kv.Recoverer) {
 	r.stores = append(r.stores, namedStore{bucket, s})
 }
 
-// Consume starts a consumer with the runner's context; Stop stops it.
-func (r *Runner) Consume(start func(ctx context.Context) (*events.Consumer, error)) error {
-	c, err := start(r.bg)
+// Consume starts a durable consumer with the runner's context, JetStream
+// and logger (unless cfg names one); Stop stops it.
+func (r *Runner) Consume(cfg events.ConsumerConfig, h events.Handler) error {
+	if cfg.Logger == nil {
+		cfg.Logger = r.logger
+	}
+	c, err := events.Consume(r.bg, r.js, cfg, h)
+	return r.keep(c, err)
+}
+
+// ConsumeRoutes starts a durable consumer of the events routes takes, on
+// the EVENTS stream, each handled by its route.
+func (r *Runner) ConsumeRoutes(durable string, routes *events.Router) error {
+	return r.Consume(events.ConsumerConfig{Stream: events.StreamEvents, Durable: durable, FilterSubjects: routes.Subjects()}, routes.Handle)
+}
+
+// Watch follows new events on subjects of stream in this process only
+// (every replica sees each), until Stop.
+func (r *Runner) Watch(stream string, subjects []string, h events.Handler) error {
+	c, err := events.Watch(r.bg, r.js, stream, subjects, h, r.logger)
+	return r.keep(c, err)
+}
+
+func (r *Runner) keep(c *events.Consumer, err error) error {
 	if err != nil {
 		return err
 	}
@@ -147,6 +188,22 @@ func (r *Runner) Go(loop func(ctx context.Context)) {
 	r.loops.Go(func() { loop(r.bg) })
 }
 
+// Every runs tick every interval in the background until Stop.
+func (r *Runner) Every(interval time.Duration, tick func(ctx context.Context)) {
+	r.Go(func(ctx context.Context) {
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				tick(ctx)
+			}
+		}
+	})
+}
+
 // Start begins the periodic outbox recovery of every registered store.
 // The stores already recovered once when they were opened.
 func (r *Runner) Start() {
@@ -156,25 +213,16 @@ func (r *Runner) Start() {
 		return
 	}
 	r.started = true
-	r.Go(r.recoverEvery)
+	r.Every(r.every, r.recover)
 }
 
-func (r *Runner) recoverEvery(ctx context.Context) {
-	t := time.NewTicker(r.every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			r.mu.Lock()
-			stores := append([]namedStore(nil), r.stores...)
-			r.mu.Unlock()
-			for _, s := range stores {
-				if err := s.r.Recover(ctx); err != nil && ctx.Err() == nil {
-					r.logger.WarnContext(ctx, "recovering outbox", "bucket", s.bucket, "error", err)
-				}
-			}
+func (r *Runner) recover(ctx context.Context) {
+	r.mu.Lock()
+	stores := append([]namedStore(nil), r.stores...)
+	r.mu.Unlock()
+	for _, s := range stores {
+		if err := s.r.Recover(ctx); err != nil && ctx.Err() == nil {
+			r.logger.WarnContext(ctx, "recovering outbox", "bucket", s.bucket, "error", err)
 		}
 	}
 }

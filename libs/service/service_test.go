@@ -4,15 +4,18 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/cloister-cc/cloister/libs/events"
 	"github.com/cloister-cc/cloister/libs/obs"
 	"github.com/cloister-cc/cloister/libs/service"
 	"github.com/cloister-cc/cloister/libs/testkit"
+	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 type countingStore struct{ n atomic.Int32 }
@@ -24,7 +27,7 @@ func (c *countingStore) Recover(context.Context) error { c.n.Add(1); return nil 
 // for them and may be called twice.
 func TestRunner(t *testing.T) {
 	n := testkit.StartNATS(t)
-	r, err := service.New(context.Background(), service.Config{Name: "svc", NATS: n.Connect(t), RecoverEvery: 20 * time.Millisecond})
+	r, err := service.New(context.Background(), "svc", service.Options{NATS: n.Connect(t), RecoverEvery: 20 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,11 +57,11 @@ func TestRunner(t *testing.T) {
 }
 
 func TestNewRefuses(t *testing.T) {
-	if _, err := service.New(context.Background(), service.Config{Name: "svc"}); err == nil {
+	if _, err := service.New(context.Background(), "svc", service.Options{}); err == nil {
 		t.Fatal("New without NATS = nil error")
 	}
 	n := testkit.StartNATS(t)
-	if _, err := service.New(context.Background(), service.Config{NATS: n.Connect(t)}); err == nil {
+	if _, err := service.New(context.Background(), "", service.Options{NATS: n.Connect(t)}); err == nil {
 		t.Fatal("New without a name = nil error")
 	}
 }
@@ -68,7 +71,7 @@ func TestNewRefuses(t *testing.T) {
 func TestLogKeysOnce(t *testing.T) {
 	var buf bytes.Buffer
 	n := testkit.StartNATS(t)
-	r, err := service.New(context.Background(), service.Config{Name: "ca", NATS: n.Connect(t), Logger: obs.NewLogger(&buf, slog.LevelInfo, "cloister")})
+	r, err := service.New(context.Background(), "ca", service.Options{NATS: n.Connect(t), Logger: obs.NewLogger(&buf, slog.LevelInfo, "cloister")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,5 +97,60 @@ func TestLogKeysOnce(t *testing.T) {
 	}
 	if seen[obs.KeyService] != "cloister" || seen[obs.KeyComponent] != "ca" {
 		t.Errorf("log line %v, want service cloister and component ca", seen)
+	}
+}
+
+// TestRunStopsWhatBuildStarted: when a service's build fails after it
+// started a loop, Run returns the error and the loop has been stopped.
+func TestRunStopsWhatBuildStarted(t *testing.T) {
+	n := testkit.StartNATS(t)
+	var ended atomic.Bool
+	boom := errors.New("boom")
+	r, err := service.Run(context.Background(), "svc", service.Options{NATS: n.Connect(t)}, func(r *service.Runner) error {
+		r.Go(func(ctx context.Context) { <-ctx.Done(); ended.Store(true) })
+		return boom
+	})
+	if !errors.Is(err, boom) || r != nil {
+		t.Fatalf("Run = %v, %v; want nil, boom", r, err)
+	}
+	if !ended.Load() {
+		t.Fatal("the loop build started is still running")
+	}
+}
+
+// TestConsumeAndWatch: the runner's consumers get the events published
+// on their subjects, and stop with it.
+func TestConsumeAndWatch(t *testing.T) {
+	n := testkit.StartNATS(t)
+	nc := n.Connect(t)
+	consumed, watched := make(chan string, 4), make(chan string, 4)
+	subject := events.Subject("svc", &timestamppb.Timestamp{})
+	r, err := service.Run(context.Background(), "svc", service.Options{NATS: nc}, func(r *service.Runner) error {
+		if err := r.Consume(events.ConsumerConfig{Stream: events.StreamEvents, Durable: "svc-test", FilterSubjects: []string{subject}},
+			func(_ context.Context, ev events.Event) error { consumed <- ev.Envelope.Type; return nil }); err != nil {
+			return err
+		}
+		return r.Watch(events.StreamEvents, []string{subject}, func(_ context.Context, ev events.Event) error { watched <- ev.Envelope.Type; return nil })
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Stop()
+	msg, _, err := events.NewMessage(context.Background(), subject, "svc", "a1", &timestamppb.Timestamp{Seconds: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := events.Publish(context.Background(), r.JetStream(), msg); err != nil {
+		t.Fatal(err)
+	}
+	for name, ch := range map[string]chan string{"consumer": consumed, "watcher": watched} {
+		select {
+		case got := <-ch:
+			if got != "google.protobuf.Timestamp" {
+				t.Errorf("%s got an event of type %q", name, got)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("the %s got no event", name)
+		}
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cloister-cc/cloister/libs/service"
+
 	accountv1 "github.com/cloister-cc/cloister/libs/gen/cloister/account/v1"
 	"github.com/cloister-cc/cloister/libs/kv"
 	"github.com/cloister-cc/cloister/libs/testkit"
@@ -17,8 +19,7 @@ import (
 func TestOutboxRecoveredWithoutRestart(t *testing.T) {
 	testkit.CheckOutboxRecovery(t, testkit.OutboxRecovery{
 		Start: func(t *testing.T, n *testkit.NATS, every time.Duration, opts []kv.Option) {
-			svc, err := account.Start(context.Background(), account.Config{NATS: n.Connect(t), PasswordCost: &account.PasswordCost{Memory: 1024, Time: 1, Threads: 1},
-				RecoverEvery: every, KVOptions: opts})
+			svc, err := account.Start(context.Background(), account.Config{Options: service.Options{NATS: n.Connect(t), RecoverEvery: every, KVOptions: opts}, PasswordCost: &account.PasswordCost{Memory: 1024, Time: 1, Threads: 1}})
 			if err != nil {
 				t.Fatal(err)
 			}

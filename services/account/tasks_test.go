@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cloister-cc/cloister/libs/service"
+
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
@@ -38,7 +40,7 @@ func start(t *testing.T) *harness {
 	t.Cleanup(cancel)
 	n := testkit.StartNATS(t)
 	nc, js := n.JetStream(t)
-	svc, err := account.Start(ctx, account.Config{NATS: nc, PasswordCost: &account.PasswordCost{Memory: 1024, Time: 1, Threads: 1}})
+	svc, err := account.Start(ctx, account.Config{Options: service.Options{NATS: nc}, PasswordCost: &account.PasswordCost{Memory: 1024, Time: 1, Threads: 1}})
 	if err != nil {
 		t.Fatal(err)
 	}

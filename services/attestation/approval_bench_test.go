@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cloister-cc/cloister/libs/service"
+
 	"github.com/google/uuid"
 
 	"github.com/cloister-cc/cloister/libs/cache"
@@ -31,7 +33,7 @@ func BenchmarkApprovalToAllowlist(b *testing.B) {
 	nc, js := n.JetStream(b)
 	r := testkit.StartRedis(b)
 	kek, _ := pki.NewKEK(bytes.Repeat([]byte{7}, pki.KEKSize))
-	svc, err := attestation.Start(ctx, attestation.Config{NATS: nc, Simulation: true, KEK: kek, Cache: cache.NewRedis(r.Client, r.Prefix)})
+	svc, err := attestation.Start(ctx, attestation.Config{Options: service.Options{NATS: nc}, Simulation: true, KEK: kek, Cache: cache.NewRedis(r.Client, r.Prefix)})
 	if err != nil {
 		b.Fatal(err)
 	}

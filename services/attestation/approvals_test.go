@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cloister-cc/cloister/libs/service"
+
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
@@ -41,7 +43,7 @@ func TestApprovedImages(t *testing.T) {
 			n := testkit.StartNATS(t)
 			nc, js := n.JetStream(t)
 			kek, _ := pki.NewKEK(bytes.Repeat([]byte{7}, pki.KEKSize))
-			svc, err := attestation.Start(ctx, attestation.Config{NATS: nc, Simulation: true, KEK: kek, Cache: cc.make(t)})
+			svc, err := attestation.Start(ctx, attestation.Config{Options: service.Options{NATS: nc}, Simulation: true, KEK: kek, Cache: cc.make(t)})
 			if err != nil {
 				t.Fatal(err)
 			}

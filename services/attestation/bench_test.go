@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cloister-cc/cloister/libs/service"
+
 	"github.com/google/uuid"
 
 	attestationv1 "github.com/cloister-cc/cloister/libs/gen/cloister/attestation/v1"
@@ -25,7 +27,7 @@ func BenchmarkConcurrentVerify(b *testing.B) {
 	n := testkit.StartNATS(b)
 	ctx := context.Background()
 	for range 2 {
-		svc, err := attestation.Start(ctx, attestation.Config{NATS: n.Connect(b), Clock: func() time.Time { return inWindow }})
+		svc, err := attestation.Start(ctx, attestation.Config{Options: service.Options{NATS: n.Connect(b)}, Clock: func() time.Time { return inWindow }})
 		if err != nil {
 			b.Fatal(err)
 		}

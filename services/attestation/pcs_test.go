@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cloister-cc/cloister/libs/service"
+
 	"github.com/google/uuid"
 
 	attestationv1 "github.com/cloister-cc/cloister/libs/gen/cloister/attestation/v1"
@@ -67,8 +69,7 @@ func TestFetchesCollateralFromPCS(t *testing.T) {
 	now := inWindow
 	var clock atomic.Pointer[time.Time]
 	clock.Store(&now)
-	svc, err := attestation.Start(context.Background(), attestation.Config{NATS: n.Connect(t),
-		PCSURL: srv.URL + "/sgx/certification/v4", Clock: func() time.Time { return *clock.Load() }})
+	svc, err := attestation.Start(context.Background(), attestation.Config{Options: service.Options{NATS: n.Connect(t)}, PCSURL: srv.URL + "/sgx/certification/v4", Clock: func() time.Time { return *clock.Load() }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,8 +107,7 @@ func TestFetchesCollateralFromPCS(t *testing.T) {
 
 func TestPCSUnreachable(t *testing.T) {
 	n := testkit.StartNATS(t)
-	svc, err := attestation.Start(context.Background(), attestation.Config{NATS: n.Connect(t),
-		PCSURL: "http://127.0.0.1:1/sgx/certification/v4", Clock: func() time.Time { return inWindow }})
+	svc, err := attestation.Start(context.Background(), attestation.Config{Options: service.Options{NATS: n.Connect(t)}, PCSURL: "http://127.0.0.1:1/sgx/certification/v4", Clock: func() time.Time { return inWindow }})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cloister-cc/cloister/libs/service"
+
 	"github.com/cloister-cc/cloister/libs/errs"
 	attestationv1 "github.com/cloister-cc/cloister/libs/gen/cloister/attestation/v1"
 	"github.com/cloister-cc/cloister/libs/sgx"
@@ -36,8 +38,7 @@ func TestCollateralOnlyMovesForward(t *testing.T) {
 	}
 	n := testkit.StartNATS(t)
 	now := t0.Add(2 * time.Hour)
-	svc, err := attestation.Start(context.Background(), attestation.Config{NATS: n.Connect(t), IntelRoot: root.PublicKey(),
-		IntelOptions: sim.VerifierOptions(), Clock: func() time.Time { return now }})
+	svc, err := attestation.Start(context.Background(), attestation.Config{Options: service.Options{NATS: n.Connect(t)}, IntelRoot: root.PublicKey(), IntelOptions: sim.VerifierOptions(), Clock: func() time.Time { return now }})
 	if err != nil {
 		t.Fatal(err)
 	}

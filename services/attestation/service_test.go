@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cloister-cc/cloister/libs/service"
+
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -37,7 +39,7 @@ func start(t *testing.T) (*attestationv1.AttestationClient, jetstream.JetStream)
 	t.Helper()
 	n := testkit.StartNATS(t)
 	nc, js := n.JetStream(t)
-	svc, err := attestation.Start(context.Background(), attestation.Config{NATS: nc, Clock: func() time.Time { return inWindow }})
+	svc, err := attestation.Start(context.Background(), attestation.Config{Options: service.Options{NATS: nc}, Clock: func() time.Time { return inWindow }})
 	if err != nil {
 		t.Fatal(err)
 	}

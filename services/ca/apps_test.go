@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cloister-cc/cloister/libs/service"
+
 	"github.com/google/uuid"
 	"google.golang.org/protobuf/proto"
 
@@ -57,12 +59,12 @@ func startApps(t *testing.T, c cache.Cache) *appStack {
 	ctx := context.Background()
 	n := testkit.StartNATS(t)
 	kek, _ := pki.NewKEK(bytes.Repeat([]byte{6}, pki.KEKSize))
-	asvc, err := attestation.Start(ctx, attestation.Config{NATS: n.Connect(t), Simulation: true, KEK: kek, Cache: c})
+	asvc, err := attestation.Start(ctx, attestation.Config{Options: service.Options{NATS: n.Connect(t)}, Simulation: true, KEK: kek, Cache: c})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(asvc.Stop)
-	csvc, err := ca.Start(ctx, ca.Config{NATS: n.Connect(t), KEK: kek, Cache: c})
+	csvc, err := ca.Start(ctx, ca.Config{Options: service.Options{NATS: n.Connect(t)}, KEK: kek, Cache: c})
 	if err != nil {
 		t.Fatal(err)
 	}

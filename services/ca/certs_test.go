@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cloister-cc/cloister/libs/service"
+
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -38,7 +40,7 @@ func startCAWithNATS(t *testing.T) (*cav1.CAClient, string, *testkit.NATS) {
 	ctx := context.Background()
 	n := testkit.StartNATS(t)
 	kek, _ := pki.NewKEK(bytes.Repeat([]byte{6}, pki.KEKSize))
-	svc, err := ca.Start(ctx, ca.Config{NATS: n.Connect(t), KEK: kek})
+	svc, err := ca.Start(ctx, ca.Config{Options: service.Options{NATS: n.Connect(t)}, KEK: kek})
 	if err != nil {
 		t.Fatal(err)
 	}

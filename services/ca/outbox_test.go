@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cloister-cc/cloister/libs/service"
+
 	"github.com/google/uuid"
 
 	"github.com/cloister-cc/cloister/libs/events"
@@ -24,7 +26,7 @@ func TestOutboxRecoveredWithoutRestart(t *testing.T) {
 	kek, _ := pki.NewKEK(bytes.Repeat([]byte{5}, pki.KEKSize))
 	testkit.CheckOutboxRecovery(t, testkit.OutboxRecovery{
 		Start: func(t *testing.T, n *testkit.NATS, every time.Duration, opts []kv.Option) {
-			svc, err := ca.Start(context.Background(), ca.Config{NATS: n.Connect(t), KEK: kek, RecoverEvery: every, KVOptions: opts})
+			svc, err := ca.Start(context.Background(), ca.Config{Options: service.Options{NATS: n.Connect(t), RecoverEvery: every, KVOptions: opts}, KEK: kek})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cloister-cc/cloister/libs/service"
+
 	"github.com/cloister-cc/cloister/libs/errs"
 	accountv1 "github.com/cloister-cc/cloister/libs/gen/cloister/account/v1"
 	cav1 "github.com/cloister-cc/cloister/libs/gen/cloister/ca/v1"
@@ -28,13 +30,13 @@ import (
 func TestCAFollowsAccounts(t *testing.T) {
 	ctx := context.Background()
 	n := testkit.StartNATS(t)
-	acct, err := account.Start(ctx, account.Config{NATS: n.Connect(t), PasswordCost: &account.PasswordCost{Memory: 1024, Time: 1, Threads: 1}})
+	acct, err := account.Start(ctx, account.Config{Options: service.Options{NATS: n.Connect(t)}, PasswordCost: &account.PasswordCost{Memory: 1024, Time: 1, Threads: 1}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(acct.Stop)
 	kek, _ := pki.NewKEK(bytes.Repeat([]byte{5}, pki.KEKSize))
-	svc, err := ca.Start(ctx, ca.Config{NATS: n.Connect(t), KEK: kek})
+	svc, err := ca.Start(ctx, ca.Config{Options: service.Options{NATS: n.Connect(t)}, KEK: kek})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,7 +130,7 @@ func openSSLChecksCRL(t *testing.T, der, chainPEM []byte) {
 
 func TestCAStartNeedsKEK(t *testing.T) {
 	n := testkit.StartNATS(t)
-	if _, err := ca.Start(context.Background(), ca.Config{NATS: n.Connect(t)}); err == nil {
+	if _, err := ca.Start(context.Background(), ca.Config{Options: service.Options{NATS: n.Connect(t)}}); err == nil {
 		t.Fatal("Start without a key-encryption key succeeded")
 	}
 }

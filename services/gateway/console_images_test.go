@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cloister-cc/cloister/libs/service"
+
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
 	"github.com/google/go-containerregistry/pkg/v1/random"
@@ -186,8 +188,7 @@ func startImageWorker(t *testing.T, s *stack) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ic, err := imageconverter.Start(context.Background(), imageconverter.Config{NATS: s.nats.Connect(t), KEK: kek,
-		GenerateKey: reuseSigningKey, Launcher: launcher, Runtime: rt, JobAckWait: 5 * time.Second})
+	ic, err := imageconverter.Start(context.Background(), imageconverter.Config{Options: service.Options{NATS: s.nats.Connect(t)}, KEK: kek, GenerateKey: reuseSigningKey, Launcher: launcher, Runtime: rt, JobAckWait: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cloister-cc/cloister/libs/service"
+
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/getkin/kin-openapi/openapi3filter"
 	"github.com/getkin/kin-openapi/routers"
@@ -83,7 +85,7 @@ func newStack(t testing.TB, c cache.Cache) *stack {
 	n := testkit.StartNATS(t)
 	s := &stack{t: t, nats: n, nc: n.Connect(t)}
 	ctx := context.Background()
-	svc, err := account.Start(ctx, account.Config{NATS: s.nc, PasswordCost: cheap})
+	svc, err := account.Start(ctx, account.Config{Options: service.Options{NATS: s.nc}, PasswordCost: cheap})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,24 +95,23 @@ func newStack(t testing.TB, c cache.Cache) *stack {
 		t.Fatal(err)
 	}
 	// Every service shares the test's cache, as a deployment shares Redis.
-	att, err := attestation.Start(ctx, attestation.Config{NATS: s.nc, Clock: func() time.Time { return vectorTime },
-		Simulation: true, KEK: kek, Cache: c})
+	att, err := attestation.Start(ctx, attestation.Config{Options: service.Options{NATS: s.nc}, Clock: func() time.Time { return vectorTime }, Simulation: true, KEK: kek, Cache: c})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(att.Stop)
 	s.att = att
-	caSvc, err := ca.Start(ctx, ca.Config{NATS: s.nc, KEK: kek, Cache: c, Clock: func() time.Time { return vectorTime }})
+	caSvc, err := ca.Start(ctx, ca.Config{Options: service.Options{NATS: s.nc}, KEK: kek, Cache: c, Clock: func() time.Time { return vectorTime }})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(caSvc.Stop)
-	ic, err := imageconverter.Start(ctx, imageconverter.Config{NATS: s.nc, KEK: kek, GenerateKey: reuseSigningKey})
+	ic, err := imageconverter.Start(ctx, imageconverter.Config{Options: service.Options{NATS: s.nc}, KEK: kek, GenerateKey: reuseSigningKey})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(ic.Stop)
-	nr, err := noderegistry.Start(ctx, noderegistry.Config{NATS: s.nc, Cache: c})
+	nr, err := noderegistry.Start(ctx, noderegistry.Config{Options: service.Options{NATS: s.nc}, Cache: c})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cloister-cc/cloister/libs/service"
+
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
 	"github.com/google/go-containerregistry/pkg/v1/random"
@@ -88,7 +90,7 @@ func standInRuntime(t testing.TB) *enclave.Runtime {
 
 func startConverter(t *testing.T, n *testkit.NATS, withWorker bool, opts ...remote.Option) {
 	t.Helper()
-	cfg := imageconverter.Config{NATS: n.Connect(t), KEK: kek, GenerateKey: reuseKey, JobAckWait: 2 * time.Second, RegistryOptions: opts}
+	cfg := imageconverter.Config{Options: service.Options{NATS: n.Connect(t)}, KEK: kek, GenerateKey: reuseKey, JobAckWait: 2 * time.Second, RegistryOptions: opts}
 	if withWorker {
 		cfg.Launcher, cfg.Runtime = launcher, standInRuntime(t)
 	}
@@ -343,8 +345,7 @@ func workerChild() {
 	if err != nil {
 		os.Exit(1)
 	}
-	_, err = imageconverter.Start(context.Background(), imageconverter.Config{NATS: nc, KEK: kek, GenerateKey: reuseKey,
-		Launcher: launcher, Runtime: rt, JobAckWait: 2 * time.Second, RegistryOptions: []remote.Option{remote.WithTransport(slow)}})
+	_, err = imageconverter.Start(context.Background(), imageconverter.Config{Options: service.Options{NATS: nc}, KEK: kek, GenerateKey: reuseKey, Launcher: launcher, Runtime: rt, JobAckWait: 2 * time.Second, RegistryOptions: []remote.Option{remote.WithTransport(slow)}})
 	if err != nil {
 		os.Exit(1)
 	}

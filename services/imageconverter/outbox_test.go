@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cloister-cc/cloister/libs/service"
+
 	"github.com/google/uuid"
 
 	imageconverterv1 "github.com/cloister-cc/cloister/libs/gen/cloister/imageconverter/v1"
@@ -23,8 +25,7 @@ func TestOutboxRecoveredWithoutRestart(t *testing.T) {
 	kek, _ := pki.NewKEK(bytes.Repeat([]byte{5}, pki.KEKSize))
 	testkit.CheckOutboxRecovery(t, testkit.OutboxRecovery{
 		Start: func(t *testing.T, n *testkit.NATS, every time.Duration, opts []kv.Option) {
-			svc, err := imageconverter.Start(context.Background(), imageconverter.Config{NATS: n.Connect(t), KEK: kek, GenerateKey: reuseKey,
-				RecoverEvery: every, KVOptions: opts})
+			svc, err := imageconverter.Start(context.Background(), imageconverter.Config{Options: service.Options{NATS: n.Connect(t), RecoverEvery: every, KVOptions: opts}, KEK: kek, GenerateKey: reuseKey})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cloister-cc/cloister/libs/service"
+
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
@@ -46,7 +48,7 @@ func start(t *testing.T) *stack {
 	n := testkit.StartNATS(t)
 	nc, js := n.JetStream(t)
 	kek, _ := pki.NewKEK(bytes.Repeat([]byte{5}, pki.KEKSize))
-	svc, err := imageconverter.Start(context.Background(), imageconverter.Config{NATS: nc, KEK: kek, GenerateKey: reuseKey})
+	svc, err := imageconverter.Start(context.Background(), imageconverter.Config{Options: service.Options{NATS: nc}, KEK: kek, GenerateKey: reuseKey})
 	if err != nil {
 		t.Fatal(err)
 	}

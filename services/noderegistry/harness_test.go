@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cloister-cc/cloister/libs/service"
+
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/redis/go-redis/v9"
@@ -80,13 +82,13 @@ func newStack(t testing.TB, c cache.Cache, timeout time.Duration, opts ...func(*
 	ctx := context.Background()
 	n := testkit.StartNATS(t)
 	kek, _ := pki.NewKEK(bytes.Repeat([]byte{7}, pki.KEKSize))
-	asvc, err := attestation.Start(ctx, attestation.Config{NATS: n.Connect(t), Simulation: true, KEK: kek})
+	asvc, err := attestation.Start(ctx, attestation.Config{Options: service.Options{NATS: n.Connect(t)}, Simulation: true, KEK: kek})
 	if err != nil {
 		t.Fatal(err)
 	}
 	stopAttestation := sync.OnceFunc(asvc.Stop)
 	t.Cleanup(stopAttestation)
-	csvc, err := ca.Start(ctx, ca.Config{NATS: n.Connect(t), KEK: kek})
+	csvc, err := ca.Start(ctx, ca.Config{Options: service.Options{NATS: n.Connect(t)}, KEK: kek})
 	if err != nil {
 		t.Fatal(err)
 	}

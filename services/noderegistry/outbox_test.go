@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cloister-cc/cloister/libs/service"
+
 	"github.com/google/uuid"
 
 	noderegistryv1 "github.com/cloister-cc/cloister/libs/gen/cloister/noderegistry/v1"
@@ -19,7 +21,7 @@ import (
 func TestOutboxRecoveredWithoutRestart(t *testing.T) {
 	testkit.CheckOutboxRecovery(t, testkit.OutboxRecovery{
 		Start: func(t *testing.T, n *testkit.NATS, every time.Duration, opts []kv.Option) {
-			svc, err := noderegistry.Start(context.Background(), noderegistry.Config{NATS: n.Connect(t), RecoverEvery: every, KVOptions: opts})
+			svc, err := noderegistry.Start(context.Background(), noderegistry.Config{Options: service.Options{NATS: n.Connect(t), RecoverEvery: every, KVOptions: opts}})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -2,9 +2,6 @@ package transport
 
 import (
 	"context"
-	"log/slog"
-
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/cloister-cc/cloister/libs/errs"
 	"github.com/cloister-cc/cloister/libs/events"
@@ -27,26 +24,9 @@ type TaskRequests interface {
 	RetractTasks(ctx context.Context, accountID, appID, imageID string) error
 }
 
-// ConsumeTaskRequests follows the image converter: an application with a
-// domain the account CA issues for opens a domain task, a converted image
-// an image task; deleting either withdraws its pending tasks.
-func ConsumeTaskRequests(ctx context.Context, js jetstream.JetStream, s TaskRequests, logger *slog.Logger) (*events.Consumer, error) {
-	r := taskRoutes(s)
-	return events.Consume(ctx, js, events.ConsumerConfig{
-		Stream:         events.StreamEvents,
-		Durable:        TaskDurable,
-		FilterSubjects: r.Subjects(),
-		Logger:         logger,
-	}, func(ctx context.Context, ev events.Event) error {
-		err := r.Handle(ctx, ev)
-		if errs.KindOf(err) == errs.Invalid {
-			return events.Permanent(err) // redelivery cannot fix a malformed event
-		}
-		return err
-	})
-}
-
-// taskRoutes are the image converter's events that open and retract tasks.
+// taskRoutes follow the image converter: an application with a domain the
+// account CA issues for opens a domain task, a converted image an image
+// task; deleting either withdraws its pending tasks.
 func taskRoutes(s TaskRequests) *events.Router {
 	r := events.NewRouter()
 	events.On(r, imageconverterv1.ImageConverterServiceName, func(ctx context.Context, _ events.Event, m *imageconverterv1.AppCreated) error {

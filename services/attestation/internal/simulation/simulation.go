@@ -97,8 +97,12 @@ func Open(ctx context.Context, js jetstream.JetStream, replicas int, kek *pki.KE
 // RootKey is the trust anchor for simulated evidence.
 func (s *Simulation) RootKey() *ecdsa.PublicKey { return s.root.PublicKey() }
 
-// RootPEM is the simulation root certificate, for operators and node agents.
+// RootPEM is the simulation root certificate, for operators and node
+// agents; nil when there is no simulation.
 func (s *Simulation) RootPEM() []byte {
+	if s == nil {
+		return nil
+	}
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: s.root.Certificate().Raw})
 }
 

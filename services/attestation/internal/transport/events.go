@@ -3,9 +3,6 @@ package transport
 import (
 	"context"
 	"errors"
-	"log/slog"
-
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/cloister-cc/cloister/libs/events"
 	accountv1 "github.com/cloister-cc/cloister/libs/gen/cloister/account/v1"
@@ -14,10 +11,10 @@ import (
 	"github.com/cloister-cc/cloister/services/attestation/internal/domain"
 )
 
-// ConsumeApprovals keeps the approved-image allowlist from approval,
+// approvalRoutes keep the approved-image allowlist from approval,
 // withdrawal and deletion events, through a durable consumer, so nothing
 // is missed while the service is down.
-func ConsumeApprovals(ctx context.Context, js jetstream.JetStream, s *app.Service, logger *slog.Logger) (*events.Consumer, error) {
+func approvalRoutes(s *app.Service) *events.Router {
 	r := events.NewRouter()
 	events.On(r, accountv1.AccountServiceName, func(ctx context.Context, _ events.Event, m *accountv1.TaskApproved) error {
 		return onImageTask(m.GetTask(), func(accountID string, img domain.ApprovedImage) error { return s.ApproveImage(ctx, accountID, img) })
@@ -42,8 +39,7 @@ func ConsumeApprovals(ctx context.Context, js jetstream.JetStream, s *app.Servic
 		}
 		return s.ForgetImages(ctx, m.GetAccountId(), "", m.GetImageId())
 	})
-	return events.Consume(ctx, js, events.ConsumerConfig{Stream: events.StreamEvents, Durable: "attestation-approvals",
-		FilterSubjects: r.Subjects(), Logger: logger}, r.Handle)
+	return r
 }
 
 // onImageTask calls f with the image of an image task; other tasks are

@@ -1,28 +1,31 @@
-// Package transport serves the attestation service over NATS, converting
+// Package transport serves the attestation service on its runner, converting
 // its wire types at the boundary.
 package transport
 
 import (
 	"context"
-	"log/slog"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/cloister-cc/cloister/libs/errs"
 	"github.com/cloister-cc/cloister/libs/events"
 	attestationv1 "github.com/cloister-cc/cloister/libs/gen/cloister/attestation/v1"
-	"github.com/cloister-cc/cloister/libs/natsrpc"
+	"github.com/cloister-cc/cloister/libs/service"
 	"github.com/cloister-cc/cloister/libs/sgx"
 	"github.com/cloister-cc/cloister/services/attestation/internal/app"
 	"github.com/cloister-cc/cloister/services/attestation/internal/domain"
 	"github.com/cloister-cc/cloister/services/attestation/internal/store"
 )
 
-// Register serves the attestation service's request subjects on mux,
-// through the generated attestationv1.RegisterAttestationServer. simRoot is
-// the PEM of the simulation root certificate, nil when simulation is off.
-func Register(mux *natsrpc.Mux, s *app.Service, simRoot []byte, logger *slog.Logger) error {
-	return attestationv1.RegisterAttestationServer(mux, &server{s: s, simRoot: simRoot}, logger)
+// Serve serves the attestation service on r: its request subjects,
+// through the generated attestationv1.RegisterAttestationServer, and the
+// approvals it follows. simRoot is the PEM of the simulation root
+// certificate, nil when simulation is off.
+func Serve(r *service.Runner, s *app.Service, simRoot []byte) error {
+	if err := attestationv1.RegisterAttestationServer(r.Mux(), &server{s: s, simRoot: simRoot}, r.Logger()); err != nil {
+		return err
+	}
+	return r.ConsumeRoutes("attestation-approvals", approvalRoutes(s))
 }
 
 // server is the service behind the generated AttestationServer interface.

@@ -2,12 +2,8 @@ package transport
 
 import (
 	"context"
-	"log/slog"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/cloister-cc/cloister/libs/errs"
 	"github.com/cloister-cc/cloister/libs/events"
 	accountv1 "github.com/cloister-cc/cloister/libs/gen/cloister/account/v1"
 	imageconverterv1 "github.com/cloister-cc/cloister/libs/gen/cloister/imageconverter/v1"
@@ -16,28 +12,10 @@ import (
 	"github.com/cloister-cc/cloister/services/ca/internal/app"
 )
 
-// ConsumeApprovals keeps what issuance needs from other services' events
-// (applications' certificate configurations, approved domains) and revokes
+// approvalRoutes keep what issuance needs from other services' events
+// (applications' certificate configurations, approved domains) and revoke
 // certificates whose grounds went away: a withdrawn approval, a deleted
 // image or application, a deregistered node.
-func ConsumeApprovals(ctx context.Context, js jetstream.JetStream, s *app.Service, logger *slog.Logger) (*events.Consumer, error) {
-	r := approvalRoutes(s)
-	return events.Consume(ctx, js, events.ConsumerConfig{
-		Stream:         events.StreamEvents,
-		Durable:        "ca-approvals",
-		FilterSubjects: r.Subjects(),
-		Logger:         logger,
-	}, func(ctx context.Context, ev events.Event) error {
-		err := r.Handle(ctx, ev)
-		if errs.KindOf(err) == errs.Invalid {
-			return events.Permanent(err) // redelivery cannot fix a malformed event
-		}
-		return err
-	})
-}
-
-// approvalRoutes are the events ConsumeApprovals follows, each to what it
-// changes.
 func approvalRoutes(s *app.Service) *events.Router {
 	r := events.NewRouter()
 	events.On(r, accountv1.AccountServiceName, func(ctx context.Context, _ events.Event, m *accountv1.TaskApproved) error {

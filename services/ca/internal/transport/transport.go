@@ -5,24 +5,29 @@ package transport
 import (
 	"context"
 	"encoding/pem"
-	"log/slog"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/cloister-cc/cloister/libs/events"
 	accountv1 "github.com/cloister-cc/cloister/libs/gen/cloister/account/v1"
 	cav1 "github.com/cloister-cc/cloister/libs/gen/cloister/ca/v1"
-	"github.com/cloister-cc/cloister/libs/natsrpc"
 	"github.com/cloister-cc/cloister/libs/pki"
+	"github.com/cloister-cc/cloister/libs/service"
 	"github.com/cloister-cc/cloister/services/ca/internal/app"
 	"github.com/cloister-cc/cloister/services/ca/internal/store"
 )
 
-// Register serves the ca service's request subjects on mux, through
-// the generated cav1.RegisterCAServer.
-func Register(mux *natsrpc.Mux, s *app.Service, logger *slog.Logger) error {
-	return cav1.RegisterCAServer(mux, &server{s: s}, logger)
+// Serve serves the ca service on r: its request subjects, through the
+// generated cav1.RegisterCAServer, and its consumers of account events
+// and approvals.
+func Serve(r *service.Runner, s *app.Service) error {
+	if err := cav1.RegisterCAServer(r.Mux(), &server{s: s}, r.Logger()); err != nil {
+		return err
+	}
+	if err := consumeAccounts(r, s); err != nil {
+		return err
+	}
+	return r.ConsumeRoutes("ca-approvals", approvalRoutes(s))
 }
 
 // server is the service behind the generated CAServer interface.
@@ -139,10 +144,10 @@ func caToProto(ca *pki.CA) *cav1.GetCAResponse {
 	return out
 }
 
-// ConsumeAccounts creates a CA for every account created and removes it
+// consumeAccounts creates a CA for every account created and removes it
 // when the account is deleted, through a durable consumer, so no account
 // is missed while the service is down.
-func ConsumeAccounts(ctx context.Context, js jetstream.JetStream, s *app.Service, logger *slog.Logger) (*events.Consumer, error) {
+func consumeAccounts(run *service.Runner, s *app.Service) error {
 	r := events.NewRouter()
 	events.On(r, accountv1.AccountServiceName, func(ctx context.Context, _ events.Event, m *accountv1.AccountCreated) error {
 		return s.CreateCA(ctx, m.GetAccount().GetId())
@@ -150,5 +155,5 @@ func ConsumeAccounts(ctx context.Context, js jetstream.JetStream, s *app.Service
 	events.On(r, accountv1.AccountServiceName, func(ctx context.Context, _ events.Event, m *accountv1.AccountDeleted) error {
 		return s.DeleteCA(ctx, m.GetAccountId())
 	})
-	return events.Consume(ctx, js, events.ConsumerConfig{Stream: events.StreamEvents, Durable: "ca-accounts", FilterSubjects: r.Subjects(), Logger: logger}, r.Handle)
+	return run.ConsumeRoutes("ca-accounts", r)
 }

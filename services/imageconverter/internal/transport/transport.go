@@ -1,26 +1,35 @@
-// Package transport serves the image converter over NATS and consumes
-// the account events that create and remove signing keys.
+// Package transport serves the image converter on its runner: its request
+// subjects, the account events that create and remove signing keys, and
+// conversion jobs.
 package transport
 
 import (
 	"context"
-	"log/slog"
 	"time"
-
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/cloister-cc/cloister/libs/events"
 	accountv1 "github.com/cloister-cc/cloister/libs/gen/cloister/account/v1"
 	imageconverterv1 "github.com/cloister-cc/cloister/libs/gen/cloister/imageconverter/v1"
-	"github.com/cloister-cc/cloister/libs/natsrpc"
+	"github.com/cloister-cc/cloister/libs/service"
 	"github.com/cloister-cc/cloister/services/imageconverter/internal/app"
 	"github.com/cloister-cc/cloister/services/imageconverter/internal/store"
 )
 
-// Register serves the imageconverter service's request subjects on mux, through
-// the generated imageconverterv1.RegisterImageConverterServer.
-func Register(mux *natsrpc.Mux, s *app.Service, logger *slog.Logger) error {
-	return imageconverterv1.RegisterImageConverterServer(mux, &server{s: s}, logger)
+// Serve serves the image converter on r: its request subjects, through
+// the generated imageconverterv1.RegisterImageConverterServer, and the
+// account events it follows. With jobs, this process also runs
+// conversions, each of which a silent worker keeps for ackWait.
+func Serve(r *service.Runner, s *app.Service, jobs bool, ackWait time.Duration) error {
+	if err := imageconverterv1.RegisterImageConverterServer(r.Mux(), &server{s: s}, r.Logger()); err != nil {
+		return err
+	}
+	if err := r.ConsumeRoutes("imageconverter-accounts", accountRoutes(s)); err != nil {
+		return err
+	}
+	if !jobs {
+		return nil
+	}
+	return consumeJobs(r, s, ackWait)
 }
 
 // server is the service behind the generated ImageConverterServer interface.
@@ -156,9 +165,9 @@ func (sv *server) GetSigningKey(ctx context.Context, r *imageconverterv1.GetSign
 	return &imageconverterv1.GetSigningKeyResponse{Key: store.SigningKeyToProto(k)}, nil
 }
 
-// ConsumeAccounts gives every new account its signing key and forgets a
+// accountRoutes give every new account its signing key and forget a
 // deleted account's applications and key, through a durable consumer.
-func ConsumeAccounts(ctx context.Context, js jetstream.JetStream, s *app.Service, logger *slog.Logger) (*events.Consumer, error) {
+func accountRoutes(s *app.Service) *events.Router {
 	r := events.NewRouter()
 	events.On(r, accountv1.AccountServiceName, func(ctx context.Context, _ events.Event, m *accountv1.AccountCreated) error {
 		return s.CreateSigningKey(ctx, m.GetAccount().GetId())
@@ -166,25 +175,24 @@ func ConsumeAccounts(ctx context.Context, js jetstream.JetStream, s *app.Service
 	events.On(r, accountv1.AccountServiceName, func(ctx context.Context, _ events.Event, m *accountv1.AccountDeleted) error {
 		return s.DeleteAccount(ctx, m.GetAccountId())
 	})
-	return events.Consume(ctx, js, events.ConsumerConfig{Stream: events.StreamEvents, Durable: "imageconverter-accounts", FilterSubjects: r.Subjects(), Logger: logger}, r.Handle)
+	return r
 }
 
 // jobMaxDeliver is how many times a conversion is attempted; the last
 // attempt turns a transient failure into a failed image.
 const jobMaxDeliver = 4
 
-// ConsumeJobs runs conversion jobs from the JOBS work queue: each job goes
+// consumeJobs runs conversion jobs from the JOBS work queue: each job goes
 // to one worker of any replica; a worker that dies leaves its job to be
 // redelivered once AckWait passes without InProgress.
-func ConsumeJobs(ctx context.Context, js jetstream.JetStream, s *app.Service, logger *slog.Logger, ackWait time.Duration) (*events.Consumer, error) {
-	return events.Consume(ctx, js, events.ConsumerConfig{
+func consumeJobs(r *service.Runner, s *app.Service, ackWait time.Duration) error {
+	return r.Consume(events.ConsumerConfig{
 		Stream:         events.StreamJobs,
 		Durable:        "imageconverter-convert",
 		FilterSubjects: []string{store.JobSubject},
 		MaxDeliver:     jobMaxDeliver,
 		Backoff:        []time.Duration{2 * time.Second, 10 * time.Second, 30 * time.Second},
 		AckWait:        ackWait,
-		Logger:         logger,
 	}, func(ctx context.Context, ev events.Event) error {
 		var job imageconverterv1.ConvertJob
 		if err := ev.Decode(&job); err != nil {

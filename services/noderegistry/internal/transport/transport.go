@@ -1,4 +1,4 @@
-// Package transport serves the node registry over NATS, consumes the
+// Package transport serves the node registry on its runner, consumes the
 // account events that purge a deleted account, follows revocations into
 // this process's cache, and runs the heartbeat sweep.
 package transport
@@ -9,22 +9,36 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/cloister-cc/cloister/libs/events"
 	accountv1 "github.com/cloister-cc/cloister/libs/gen/cloister/account/v1"
 	noderegistryv1 "github.com/cloister-cc/cloister/libs/gen/cloister/noderegistry/v1"
-	"github.com/cloister-cc/cloister/libs/natsrpc"
 	"github.com/cloister-cc/cloister/libs/obs"
+	"github.com/cloister-cc/cloister/libs/service"
 	"github.com/cloister-cc/cloister/services/noderegistry/internal/app"
 	"github.com/cloister-cc/cloister/services/noderegistry/internal/domain"
 	"github.com/cloister-cc/cloister/services/noderegistry/internal/store"
 )
 
-// Register serves the noderegistry service's request subjects on mux, through
-// the generated noderegistryv1.RegisterNodeRegistryServer.
-func Register(mux *natsrpc.Mux, s *app.Service, logger *slog.Logger) error {
-	return noderegistryv1.RegisterNodeRegistryServer(mux, &server{s: s}, logger)
+// Serve serves the node registry on r. The revocation watch starts before
+// requests are taken, so no revocation made elsewhere slips by this
+// process's cache of tokens. Then its request subjects, through the
+// generated noderegistryv1.RegisterNodeRegistryServer, the account events
+// it follows and the sweep.
+func Serve(r *service.Runner, s *app.Service, tokens *store.Tokens) error {
+	if err := watchRevocations(r, tokens); err != nil {
+		return err
+	}
+	if err := noderegistryv1.RegisterNodeRegistryServer(r.Mux(), &server{s: s}, r.Logger()); err != nil {
+		return err
+	}
+	if err := r.ConsumeRoutes("noderegistry-accounts", accountRoutes(s)); err != nil {
+		return err
+	}
+	// Often enough to catch a silent node within a third of the timeout,
+	// and an overdue one within its grace.
+	every := max(min(s.HeartbeatTimeout()/3, s.ReattestEvery()/10), time.Millisecond)
+	r.Every(every, func(ctx context.Context) { sweep(ctx, s, r.Logger()) })
+	return nil
 }
 
 // server is the service behind the generated NodeRegistryServer interface.
@@ -143,28 +157,21 @@ func (sv *server) DeregisterNode(ctx context.Context, r *noderegistryv1.Deregist
 	return &noderegistryv1.DeregisterNodeResponse{Node: store.NodeToProto(n)}, nil
 }
 
-// ConsumeAccounts forgets a deleted account's tokens and nodes, through a
+// accountRoutes forget a deleted account's tokens and nodes, through a
 // durable consumer shared by the replicas.
-func ConsumeAccounts(ctx context.Context, js jetstream.JetStream, s *app.Service, logger *slog.Logger) (*events.Consumer, error) {
-	return events.Consume(ctx, js, events.ConsumerConfig{
-		Stream:         events.StreamEvents,
-		Durable:        "noderegistry-accounts",
-		FilterSubjects: []string{events.Subject(accountv1.AccountServiceName, &accountv1.AccountDeleted{})},
-		Logger:         logger,
-	}, func(ctx context.Context, ev events.Event) error {
-		var d accountv1.AccountDeleted
-		if err := ev.Decode(&d); err != nil {
-			return events.Permanent(err)
-		}
-		return s.DeleteAccount(ctx, d.GetAccountId())
+func accountRoutes(s *app.Service) *events.Router {
+	r := events.NewRouter()
+	events.On(r, accountv1.AccountServiceName, func(ctx context.Context, _ events.Event, m *accountv1.AccountDeleted) error {
+		return s.DeleteAccount(ctx, m.GetAccountId())
 	})
+	return r
 }
 
-// WatchRevocations writes every revocation of a join token, whichever
+// watchRevocations writes every revocation of a join token, whichever
 // replica made it, into this process's cache: an in-process cache is not
 // shared, and a write-through reaches only the revoking process's.
-func WatchRevocations(ctx context.Context, js jetstream.JetStream, tokens *store.Tokens, logger *slog.Logger) (*events.Consumer, error) {
-	return events.Watch(ctx, js, events.StreamEvents, []string{events.Subject(store.Producer, &noderegistryv1.JoinTokenRevoked{})},
+func watchRevocations(r *service.Runner, tokens *store.Tokens) error {
+	return r.Watch(events.StreamEvents, []string{events.Subject(store.Producer, &noderegistryv1.JoinTokenRevoked{})},
 		func(ctx context.Context, ev events.Event) error {
 			var r noderegistryv1.JoinTokenRevoked
 			if err := ev.Decode(&r); err != nil {
@@ -175,24 +182,15 @@ func WatchRevocations(ctx context.Context, js jetstream.JetStream, tokens *store
 			}
 			tokens.Revoked(ctx, r.GetTokenHash(), store.TokenRefFromProto(r.GetToken()))
 			return nil
-		}, logger)
+		})
 }
 
-// Sweep marks silent nodes unreachable, and attested nodes overdue for
-// re-attestation untrusted, every interval until ctx ends.
-func Sweep(ctx context.Context, s *app.Service, interval time.Duration, logger *slog.Logger) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if n, err := s.Sweep(ctx); err != nil && ctx.Err() == nil {
-				logger.WarnContext(ctx, "sweeping silent and unattested nodes", obs.KeyError, err)
-			} else if n > 0 {
-				logger.InfoContext(ctx, "silent nodes marked unreachable or overdue nodes untrusted", "nodes", n)
-			}
-		}
+// sweep marks silent nodes unreachable, and attested nodes overdue for
+// re-attestation untrusted.
+func sweep(ctx context.Context, s *app.Service, logger *slog.Logger) {
+	if n, err := s.Sweep(ctx); err != nil && ctx.Err() == nil {
+		logger.WarnContext(ctx, "sweeping silent and unattested nodes", obs.KeyError, err)
+	} else if n > 0 {
+		logger.InfoContext(ctx, "silent nodes marked unreachable or overdue nodes untrusted", "nodes", n)
 	}
 }

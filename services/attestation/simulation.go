@@ -1,0 +1,16 @@
+package attestation
+
+import (
+	"errors"
+
+	"github.com/cloister-cc/cloister/libs/sgx/sim"
+)
+
+// SimulatedQE makes a simulated quoting enclave under the deployment's
+// simulation root, for a node agent in simulation mode (and tests).
+func (s *Service) SimulatedQE() (*sim.QE, error) {
+	if s.sim == nil {
+		return nil, errors.New("attestation: simulation is not enabled")
+	}
+	return s.sim.NewQE(s.clock())
+}

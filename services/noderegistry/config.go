@@ -1,0 +1,45 @@
+package noderegistry
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/cloister-cc/cloister/libs/cache"
+	"github.com/cloister-cc/cloister/libs/service"
+)
+
+// Config is what the service needs to run.
+type Config struct {
+	service.Options
+	// Cache is where join-token lookups are cached; nil means an
+	// in-process cache. Replicas may share one (Redis) or each keep their
+	// own: revocations reach every replica's through its events.
+	Cache cache.Cache
+	Clock func() time.Time
+	// HeartbeatTimeout is how long an active node may stay silent before
+	// it is marked unreachable; default 90 s. The sweep runs every third
+	// of it.
+	HeartbeatTimeout time.Duration
+	// ReattestEvery is how often a node enrolled with TEE evidence must
+	// re-attest (Reattest); default 24 h. The sweep marks an attested node
+	// untrusted, revoking its certificate, once a tenth more has passed
+	// since it last attested. Nodes enrolled without evidence are exempt.
+	ReattestEvery time.Duration
+}
+
+func (cfg *Config) check() error {
+	if cfg.NATS == nil {
+		return errors.New("noderegistry: a NATS connection is required")
+	}
+	if cfg.HeartbeatTimeout < 0 {
+		return fmt.Errorf("noderegistry: heartbeat timeout %v is negative", cfg.HeartbeatTimeout)
+	}
+	if cfg.ReattestEvery < 0 {
+		return fmt.Errorf("noderegistry: re-attestation period %v is negative", cfg.ReattestEvery)
+	}
+	if cfg.Cache == nil {
+		cfg.Cache = cache.NewMemory(0)
+	}
+	return nil
+}
