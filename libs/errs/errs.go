@@ -46,21 +46,62 @@ func (k Kind) String() string {
 // Error is an error with a kind and a message that is safe to show to the
 // caller. Wrap it with fmt.Errorf("...: %w", err) to add context for logs.
 type Error struct {
-	Kind    Kind
+	Kind Kind
+	// Reason names a refusal for programs ("image_not_found"): it travels
+	// over the wire with the message, and errors.Is compares it. A one-off
+	// error has none.
+	Reason  string
 	Message string
 }
 
 func (e *Error) Error() string { return e.Message }
 
-// Is makes errors.Is match two *Error values of the same kind and message,
-// so sentinels survive a round trip over the wire.
+// Is makes errors.Is match two *Error values of the same kind and reason,
+// so sentinels survive a round trip over the wire whatever their message
+// says. Errors without a reason match only themselves.
 func (e *Error) Is(target error) bool {
 	t, ok := target.(*Error)
-	return ok && t.Kind == e.Kind && t.Message == e.Message
+	return ok && t.Reason != "" && t.Kind == e.Kind && t.Reason == e.Reason
 }
 
 // New returns an error of the given kind.
 func New(k Kind, msg string) *Error { return &Error{Kind: k, Message: msg} }
+
+// Define returns a refusal callers can recognise with errors.Is, here or
+// across the wire: its reason is lower_snake_case and stable, its message
+// for people. It panics on a malformed reason (a bug of the declaration).
+func Define(k Kind, reason, msg string) *Error {
+	if !validReason(reason) {
+		panic(fmt.Sprintf("errs: reason %q is not lower_snake_case", reason))
+	}
+	return &Error{Kind: k, Reason: reason, Message: msg}
+}
+
+// ValidReason reports whether reason may name a refusal: 1 to 64
+// characters of a-z, 0-9 and _, starting with a letter.
+func ValidReason(reason string) bool { return validReason(reason) }
+
+func validReason(r string) bool {
+	if r == "" || len(r) > 64 || r[0] < 'a' || r[0] > 'z' {
+		return false
+	}
+	for _, c := range r {
+		if (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '_' {
+			return false
+		}
+	}
+	return true
+}
+
+// ReasonOf is the reason of the first *Error in err's chain; "" when it
+// has none, and for internal errors, whose details callers never see.
+func ReasonOf(err error) string {
+	var e *Error
+	if errors.As(err, &e) && e.Kind != Internal {
+		return e.Reason
+	}
+	return ""
+}
 
 // Newf returns an error of the given kind with a formatted message.
 func Newf(k Kind, format string, args ...any) *Error {

@@ -32,9 +32,9 @@ import (
 
 // Errors returned by the store, matched with errors.Is.
 var (
-	ErrNotFound = errs.New(errs.NotFound, "not found")
-	ErrExists   = errs.New(errs.Conflict, "already exists")
-	ErrConflict = errs.New(errs.Conflict, "changed by another request; reload and retry")
+	ErrNotFound = errs.Define(errs.NotFound, "record_not_found", "not found")
+	ErrExists   = errs.Define(errs.Conflict, "record_exists", "already exists")
+	ErrConflict = errs.Define(errs.Conflict, "record_changed", "changed by another request; reload and retry")
 )
 
 // Entry is a stored value with its version. The version is an opaque

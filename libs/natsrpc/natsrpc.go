@@ -4,8 +4,9 @@
 // request headers reach the server, the caller's deadline and OpenTelemetry
 // trace context travel with the request, and errors come back as a kind
 // code and message in the Nats-Service-Error-Code and Nats-Service-Error
-// headers (the convention of nats.go's micro package), so a caller gets the
-// same errs.Kind the service returned.
+// headers (the convention of nats.go's micro package), with the errs reason
+// in Cloister-Error-Reason, so a caller gets the same errs.Kind and reason
+// the service returned, and errors.Is recognises its sentinels.
 package natsrpc
 
 import (
@@ -22,6 +23,8 @@ import (
 const (
 	HeaderError     = "Nats-Service-Error"
 	HeaderErrorCode = "Nats-Service-Error-Code"
+	// HeaderErrorReason carries the refusal's errs reason, if it has one.
+	HeaderErrorReason = "Cloister-Error-Reason"
 	// HeaderDeadline carries the caller's deadline as Unix nanoseconds.
 	HeaderDeadline = "Cloister-Deadline"
 )
@@ -82,7 +85,11 @@ func errorFromHeader(h nats.Header) error {
 	if msg == "" {
 		msg = "error " + codeText
 	}
-	return errs.New(KindFromCode(code), msg)
+	e := errs.New(KindFromCode(code), msg)
+	if r := h.Get(HeaderErrorReason); errs.ValidReason(r) {
+		e.Reason = r
+	}
+	return e
 }
 
 // setError writes err into reply headers. Internal errors are reduced to a
@@ -90,6 +97,9 @@ func errorFromHeader(h nats.Header) error {
 func setError(h nats.Header, err error) {
 	h.Set(HeaderErrorCode, strconv.Itoa(Code(errs.KindOf(err))))
 	h.Set(HeaderError, errs.PublicMessage(err))
+	if r := errs.ReasonOf(err); r != "" {
+		h.Set(HeaderErrorReason, r)
+	}
 }
 
 // transportError turns a failure of the NATS request itself into an errs.Error.

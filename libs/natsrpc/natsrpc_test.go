@@ -79,11 +79,31 @@ func TestErrorsKeepTheirKind(t *testing.T) {
 	}
 }
 
+// TestSentinelSurvivesTheWire: a refusal comes back with its reason, so
+// errors.Is recognises the sentinel; an error without a reason, or an
+// internal one, carries none.
 func TestSentinelSurvivesTheWire(t *testing.T) {
-	sentinel := errs.New(errs.NotFound, "account not found")
-	call := serve(t, func(context.Context, string) (string, error) { return "", sentinel })
-	if _, err := call(context.Background(), "x"); !errors.Is(err, sentinel) {
-		t.Fatalf("call = %v, want errors.Is(sentinel)", err)
+	sentinel := errs.Define(errs.NotFound, "account_not_found", "account not found")
+	call := serve(t, func(_ context.Context, in string) (string, error) {
+		switch in {
+		case "sentinel":
+			return "", fmt.Errorf("looking up: %w", sentinel)
+		case "same message":
+			return "", errs.New(errs.NotFound, "account not found")
+		default:
+			return "", errs.Define(errs.Internal, "disk_full", "disk full")
+		}
+	})
+	_, err := call(context.Background(), "sentinel")
+	if !errors.Is(err, sentinel) || errs.ReasonOf(err) != "account_not_found" {
+		t.Fatalf("call = %v (reason %q), want errors.Is(sentinel)", err, errs.ReasonOf(err))
+	}
+	if _, err := call(context.Background(), "same message"); errors.Is(err, sentinel) || errs.ReasonOf(err) != "" {
+		t.Fatalf("an error without a reason came back as the sentinel: %v (reason %q)", err, errs.ReasonOf(err))
+	}
+	var e *errs.Error
+	if _, err := call(context.Background(), "internal"); !errors.As(err, &e) || e.Reason != "" || e.Kind != errs.Internal {
+		t.Fatalf("an internal error's reason reached the caller: %#v", e)
 	}
 }
 

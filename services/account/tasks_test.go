@@ -3,7 +3,6 @@ package account_test
 import (
 	"context"
 	"crypto/rand"
-	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -740,7 +739,7 @@ func TestDeletedAccountTasksPurged(t *testing.T) {
 		t.Fatalf("stored tasks of a deleted account after ImageConverted = %d, want 0", n)
 	}
 	_, err = h.c.ListTasks(h.ctx, &accountv1.ListTasksRequest{Actor: tm.admin1, AccountId: tm.account})
-	if !errors.Is(err, errs.New(errs.NotFound, "account not found")) {
+	if errs.KindOf(err) != errs.NotFound || errs.ReasonOf(err) != "account_not_found" {
 		t.Fatalf("ListTasks of a deleted account = %v, want account not found", err)
 	}
 }

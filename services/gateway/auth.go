@@ -96,7 +96,7 @@ func (g *Gateway) authenticate(ctx context.Context, r *http.Request) (principal,
 	}
 	key, ok := cacheKey(token)
 	if !ok {
-		return principal{}, errs.New(errs.Unauthenticated, "the token is missing, expired or revoked")
+		return principal{}, errRevoked
 	}
 	hash := hashToken(token)
 	if b, err := g.cache.Get(ctx, key); err == nil {
@@ -130,7 +130,9 @@ func (g *Gateway) authenticate(ctx context.Context, r *http.Request) (principal,
 // such a lookup cannot put the credential back.
 var revokedMarker = []byte("revoked")
 
-var errRevoked = errs.New(errs.Unauthenticated, "the token is missing, expired or revoked")
+// errRevoked is the account service's refusal of a credential it does not
+// know, with the same reason.
+var errRevoked = errs.Define(errs.Unauthenticated, "unauthenticated", "the token is missing, expired or revoked")
 
 // forget marks a credential revoked in the cache. The gateway that handles
 // a logout or revocation calls it at once; every other gateway does it

@@ -388,6 +388,22 @@ func TestBadInput(t *testing.T) {
 		})
 	}
 
+	// A named refusal of a service carries its reason to programs; a
+	// refusal without a name carries none.
+	for _, c := range []struct {
+		path         string
+		body         map[string]string
+		code, reason string
+	}{
+		{"/v1/users", map[string]string{"email": "TAKEN@example.com", "password": "long enough pass"}, "conflict", "email_taken"},
+		{"/v1/sessions", map[string]string{"email": "nobody@example.com", "password": "wrong password!"}, "unauthenticated", "bad_credentials"},
+		{"/v1/users", map[string]string{"email": "not-an-email", "password": "long enough pass"}, "invalid", ""},
+	} {
+		if p := do(t, s.srv, "POST", c.path, "", c.body).problem(t); p.Code != c.code || p.Reason != c.reason {
+			t.Errorf("POST %s %v: problem code %q reason %q, want %q %q", c.path, c.body, p.Code, p.Reason, c.code, c.reason)
+		}
+	}
+
 	// Authenticated routes check their bodies and queries too.
 	_, token := s.user("ada@example.com")
 	acct := s.account(token, "A")

@@ -32,13 +32,15 @@ var kindStatus = map[errs.Kind]int{
 	errs.Internal:         http.StatusInternalServerError,
 }
 
-// writeProblem sends err as problem+json; the status comes from its kind.
+// writeProblem sends err as problem+json: the one place where errors
+// become HTTP. The status and code come from its kind, the reason from
+// its errs reason.
 func writeProblem(w http.ResponseWriter, err error) {
 	status, code := kindStatus[errs.KindOf(err)], errs.KindOf(err).String()
 	if status == 0 {
 		status = http.StatusInternalServerError
 	}
-	detail := errs.PublicMessage(err)
+	detail, reason := errs.PublicMessage(err), errs.ReasonOf(err)
 	var me *methodError
 	if errors.As(err, &me) {
 		status, code, detail = http.StatusMethodNotAllowed, "method_not_allowed", me.msg
@@ -51,7 +53,7 @@ func writeProblem(w http.ResponseWriter, err error) {
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(Problem{
 		Type: "about:blank", Title: http.StatusText(status), Status: status,
-		Detail: detail, Code: code,
+		Detail: detail, Code: code, Reason: reason,
 	})
 }
 

@@ -15,6 +15,9 @@ type Problem struct {
 	Detail string `json:"detail,omitempty"`
 	// Code is the machine-readable kind of error, e.g. "not_found".
 	Code string `json:"code"`
+	// Reason names the refusal more precisely, when it has a name, e.g.
+	// "image_not_found"; stable, for programs.
+	Reason string `json:"reason,omitempty"`
 }
 
 // User is a signed-up user.

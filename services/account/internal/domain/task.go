@@ -56,10 +56,10 @@ func CheckApprovalsRequired(n int) error {
 
 // Errors of tasks.
 var (
-	ErrTaskNotFound    = errs.New(errs.NotFound, "task not found")
-	ErrTaskExists      = errs.New(errs.Conflict, "the task already exists")
-	ErrAlreadyApproved = errs.New(errs.Conflict, "already approved by you")
-	ErrOwnApproval     = errs.New(errs.PermissionDenied,
+	ErrTaskNotFound    = errs.Define(errs.NotFound, "task_not_found", "task not found")
+	ErrTaskExists      = errs.Define(errs.Conflict, "task_exists", "the task already exists")
+	ErrAlreadyApproved = errs.Define(errs.Conflict, "already_approved", "already approved by you")
+	ErrOwnApproval     = errs.Define(errs.PermissionDenied, "own_approval",
 		"you requested this task, and with 2 or more approvals required your own approval does not count: another admin must approve it")
 )
 

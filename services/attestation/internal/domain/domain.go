@@ -106,10 +106,10 @@ const (
 
 // Errors of the attestation service.
 var (
-	ErrPolicyNotFound     = errs.New(errs.NotFound, "no policy set")
-	ErrCollateralNotFound = errs.New(errs.NotFound, "no collateral for this platform")
-	ErrVerdictNotFound    = errs.New(errs.NotFound, "verdict not found")
-	ErrConcurrentChange   = errs.New(errs.Conflict, "changed by another request; retry")
+	ErrPolicyNotFound     = errs.Define(errs.NotFound, "policy_not_found", "no policy set")
+	ErrCollateralNotFound = errs.Define(errs.NotFound, "collateral_not_found", "no collateral for this platform")
+	ErrVerdictNotFound    = errs.Define(errs.NotFound, "verdict_not_found", "verdict not found")
+	ErrConcurrentChange   = errs.Define(errs.Conflict, "concurrent_change", "changed by another request; retry")
 )
 
 // Event is a fact the service publishes when a write commits.

@@ -18,9 +18,9 @@ import (
 
 // Errors of the CA service.
 var (
-	ErrCANotFound       = errs.New(errs.NotFound, "the account has no CA")
-	ErrCAExists         = errs.New(errs.Conflict, "the account has a CA already")
-	ErrConcurrentChange = errs.New(errs.Conflict, "changed by another request; retry")
+	ErrCANotFound       = errs.Define(errs.NotFound, "ca_not_found", "the account has no CA")
+	ErrCAExists         = errs.Define(errs.Conflict, "ca_exists", "the account has a CA already")
+	ErrConcurrentChange = errs.Define(errs.Conflict, "concurrent_change", "changed by another request; retry")
 )
 
 // Initialized is announced when an account's CA is created.
@@ -81,7 +81,7 @@ type AuditLog interface {
 }
 
 // ErrCertificateNotFound is returned for a serial the account's CA did not issue.
-var ErrCertificateNotFound = errs.New(errs.NotFound, "certificate not found")
+var ErrCertificateNotFound = errs.Define(errs.NotFound, "certificate_not_found", "certificate not found")
 
 // Issuance is what application issuance needs besides the CA: the
 // applications' configurations, the domain allowlist, nonces, and the

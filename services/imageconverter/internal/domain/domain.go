@@ -306,9 +306,9 @@ func checkPath(field, p string) error {
 
 // Errors of the image converter.
 var (
-	ErrAppNotFound      = errs.New(errs.NotFound, "application not found")
-	ErrAppNameTaken     = errs.New(errs.Conflict, "the account has an application of that name already")
-	ErrConcurrentChange = errs.New(errs.Conflict, "changed by another request; retry")
-	ErrNoSigningKey     = errs.New(errs.NotFound, "the account has no enclave signing key yet")
-	ErrKeyExists        = errs.New(errs.Conflict, "the account has a signing key already")
+	ErrAppNotFound      = errs.Define(errs.NotFound, "app_not_found", "application not found")
+	ErrAppNameTaken     = errs.Define(errs.Conflict, "app_name_taken", "the account has an application of that name already")
+	ErrConcurrentChange = errs.Define(errs.Conflict, "concurrent_change", "changed by another request; retry")
+	ErrNoSigningKey     = errs.Define(errs.NotFound, "no_signing_key", "the account has no enclave signing key yet")
+	ErrKeyExists        = errs.Define(errs.Conflict, "key_exists", "the account has a signing key already")
 )

@@ -138,8 +138,8 @@ func CheckCredential(username, password string) error {
 
 // Errors of images.
 var (
-	ErrImageNotFound      = errs.New(errs.NotFound, "image not found")
-	ErrCredentialNotFound = errs.New(errs.NotFound, "no credential for that registry")
+	ErrImageNotFound      = errs.Define(errs.NotFound, "image_not_found", "image not found")
+	ErrCredentialNotFound = errs.Define(errs.NotFound, "credential_not_found", "no credential for that registry")
 )
 
 // ErrImageExists refuses a second conversion of an app's tag while the

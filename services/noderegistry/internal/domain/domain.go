@@ -354,25 +354,25 @@ func invalid(field, format string, args ...any) error {
 
 // Errors of the node registry.
 var (
-	ErrTokenNotFound    = errs.New(errs.NotFound, "join token not found")
-	ErrNodeNotFound     = errs.New(errs.NotFound, "node not found")
-	ErrConcurrentChange = errs.New(errs.Conflict, "changed by another request; retry")
+	ErrTokenNotFound    = errs.Define(errs.NotFound, "token_not_found", "join token not found")
+	ErrNodeNotFound     = errs.Define(errs.NotFound, "node_not_found", "node not found")
+	ErrConcurrentChange = errs.Define(errs.Conflict, "concurrent_change", "changed by another request; retry")
 
 	// Refusals of a join token at enrolment; expiry and use-up name the
 	// time and the count.
-	ErrTokenUnknown = errs.New(errs.Unauthenticated, "the join token is unknown")
-	ErrTokenRevoked = errs.New(errs.Unauthenticated, "the join token is revoked")
+	ErrTokenUnknown = errs.Define(errs.Unauthenticated, "token_unknown", "the join token is unknown")
+	ErrTokenRevoked = errs.Define(errs.Unauthenticated, "token_revoked", "the join token is revoked")
 	// ErrAttestationRequired refuses a node without evidence when its
 	// token requires it.
-	ErrAttestationRequired = errs.New(errs.PermissionDenied, "the join token requires attestation evidence, and the node presented none")
+	ErrAttestationRequired = errs.Define(errs.PermissionDenied, "attestation_required", "the join token requires attestation evidence, and the node presented none")
 	// ErrNodeEvidenceRequired refuses a node without evidence when its
 	// account's attestation policy requires it.
-	ErrNodeEvidenceRequired = errs.New(errs.PermissionDenied, "the account's attestation policy requires node evidence, and the node presented none")
+	ErrNodeEvidenceRequired = errs.Define(errs.PermissionDenied, "node_evidence_required", "the account's attestation policy requires node evidence, and the node presented none")
 	// ErrPolicyUnavailable fails an enrolment whose account's attestation
 	// policy cannot be read: it may require evidence, so none is waived.
-	ErrPolicyUnavailable = errs.New(errs.Unavailable, "the account's attestation policy cannot be read; retry later")
+	ErrPolicyUnavailable = errs.Define(errs.Unavailable, "policy_unavailable", "the account's attestation policy cannot be read; retry later")
 
 	// ErrNodeUnknown refuses a node-facing call for a node the account
 	// does not have.
-	ErrNodeUnknown = errs.New(errs.Unauthenticated, "the node is not enrolled in this account")
+	ErrNodeUnknown = errs.Define(errs.Unauthenticated, "node_unknown", "the node is not enrolled in this account")
 )
