@@ -3,24 +3,19 @@ package gateway
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"net/http"
 	"strings"
 	"time"
 
+	"github.com/cloister-cc/cloister/libs/authz"
 	"github.com/cloister-cc/cloister/libs/errs"
 	accountv1 "github.com/cloister-cc/cloister/libs/gen/cloister/account/v1"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
-// Tokens as the account service issues them: sessions "cls_<secret>", API
-// keys "clk_<key id>_<secret>".
 const (
-	sessionPrefix = "cls_"
-	apiKeyPrefix  = "clk_"
-	maxTokenLen   = 256
+	maxTokenLen = 256
 	// authTTL bounds how long a principal stays cached. Revocations mark
 	// entries at once; authTTL only matters when such a mark is lost (Redis
 	// unreachable at that moment), so it is kept short.
@@ -44,11 +39,6 @@ type principal struct {
 func (p principal) proto() *accountv1.Principal {
 	return &accountv1.Principal{UserId: p.UserID, Email: p.Email, Credential: p.Credential,
 		CredentialId: p.CredentialID, AccountId: p.AccountID, ExpiresAt: timestamppb.New(p.ExpiresAt)}
-}
-
-func hashToken(t string) string {
-	sum := sha256.Sum256([]byte(t))
-	return hex.EncodeToString(sum[:])
 }
 
 // SessionCacheKey and APIKeyCacheKey name a credential's cache entry; the
@@ -75,10 +65,10 @@ func bearerToken(r *http.Request) (string, error) {
 // cacheKey returns where a token's principal is cached.
 func cacheKey(token string) (string, bool) {
 	switch {
-	case strings.HasPrefix(token, sessionPrefix):
-		return SessionCacheKey(hashToken(token)), true
-	case strings.HasPrefix(token, apiKeyPrefix):
-		id, _, ok := strings.Cut(strings.TrimPrefix(token, apiKeyPrefix), "_")
+	case strings.HasPrefix(token, authz.SessionPrefix):
+		return SessionCacheKey(authz.HashToken(token)), true
+	case strings.HasPrefix(token, authz.APIKeyPrefix):
+		id, _, ok := strings.Cut(strings.TrimPrefix(token, authz.APIKeyPrefix), "_")
 		if !ok || id == "" {
 			return "", false
 		}
@@ -98,7 +88,7 @@ func (g *Gateway) authenticate(ctx context.Context, r *http.Request) (principal,
 	if !ok {
 		return principal{}, errRevoked
 	}
-	hash := hashToken(token)
+	hash := authz.HashToken(token)
 	if b, err := g.cache.Get(ctx, key); err == nil {
 		if bytes.Equal(b, revokedMarker) {
 			return principal{}, errRevoked

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/cloister-cc/cloister/libs/service"
+	"github.com/cloister-cc/cloister/services/gateway/api"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
@@ -25,7 +26,6 @@ import (
 	"github.com/cloister-cc/cloister/libs/enclave"
 	"github.com/cloister-cc/cloister/libs/pki"
 	"github.com/cloister-cc/cloister/libs/testkit"
-	"github.com/cloister-cc/cloister/services/gateway/api"
 	"github.com/cloister-cc/cloister/services/imageconverter"
 )
 

@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"bytes"
-	"github.com/cloister-cc/cloister/services/gateway/api"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -10,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/cloister-cc/cloister/libs/errs"
+	"github.com/cloister-cc/cloister/services/gateway/api"
 )
 
 // FuzzDecodeBodies feeds every request body type arbitrary bytes: decoding

@@ -9,9 +9,6 @@ import (
 )
 
 func (g *Gateway) convertImage(w http.ResponseWriter, r *http.Request, p principal) (reply, error) {
-	if err := g.authorize(r, p, "image.convert"); err != nil {
-		return reply{}, err
-	}
 	var b api.ConvertImage
 	if err := decodeJSON(w, r, &b); err != nil {
 		return reply{}, err
@@ -25,9 +22,6 @@ func (g *Gateway) convertImage(w http.ResponseWriter, r *http.Request, p princip
 }
 
 func (g *Gateway) listImages(_ http.ResponseWriter, r *http.Request, p principal) (reply, error) {
-	if err := g.authorize(r, p, "image.list"); err != nil {
-		return reply{}, err
-	}
 	resp, err := g.images.ListImages(r.Context(), &imageconverterv1.ListImagesRequest{AccountId: r.PathValue("account_id"), AppId: r.URL.Query().Get("app")})
 	if err != nil {
 		return reply{}, err
@@ -36,9 +30,6 @@ func (g *Gateway) listImages(_ http.ResponseWriter, r *http.Request, p principal
 }
 
 func (g *Gateway) getImage(_ http.ResponseWriter, r *http.Request, p principal) (reply, error) {
-	if err := g.authorize(r, p, "image.list"); err != nil {
-		return reply{}, err
-	}
 	resp, err := g.images.GetImage(r.Context(), &imageconverterv1.GetImageRequest{AccountId: r.PathValue("account_id"), ImageId: r.PathValue("image_id")})
 	if err != nil {
 		return reply{}, err
@@ -47,9 +38,6 @@ func (g *Gateway) getImage(_ http.ResponseWriter, r *http.Request, p principal) 
 }
 
 func (g *Gateway) deleteImage(_ http.ResponseWriter, r *http.Request, p principal) (reply, error) {
-	if err := g.authorize(r, p, "image.delete"); err != nil {
-		return reply{}, err
-	}
 	if _, err := g.images.DeleteImage(r.Context(), &imageconverterv1.DeleteImageRequest{AccountId: r.PathValue("account_id"),
 		ImageId: r.PathValue("image_id"), Actor: p.proto()}); err != nil {
 		return reply{}, err
@@ -58,9 +46,6 @@ func (g *Gateway) deleteImage(_ http.ResponseWriter, r *http.Request, p principa
 }
 
 func (g *Gateway) listRegistries(_ http.ResponseWriter, r *http.Request, p principal) (reply, error) {
-	if err := g.authorize(r, p, "registry.list"); err != nil {
-		return reply{}, err
-	}
 	resp, err := g.images.ListRegistryCredentials(r.Context(), &imageconverterv1.ListRegistryCredentialsRequest{AccountId: r.PathValue("account_id")})
 	if err != nil {
 		return reply{}, err
@@ -69,9 +54,6 @@ func (g *Gateway) listRegistries(_ http.ResponseWriter, r *http.Request, p princ
 }
 
 func (g *Gateway) putRegistry(w http.ResponseWriter, r *http.Request, p principal) (reply, error) {
-	if err := g.authorize(r, p, "registry.put"); err != nil {
-		return reply{}, err
-	}
 	var b api.PutRegistryCredential
 	if err := decodeJSON(w, r, &b); err != nil {
 		return reply{}, err
@@ -85,9 +67,6 @@ func (g *Gateway) putRegistry(w http.ResponseWriter, r *http.Request, p principa
 }
 
 func (g *Gateway) deleteRegistry(_ http.ResponseWriter, r *http.Request, p principal) (reply, error) {
-	if err := g.authorize(r, p, "registry.delete"); err != nil {
-		return reply{}, err
-	}
 	if _, err := g.images.DeleteRegistryCredential(r.Context(), &imageconverterv1.DeleteRegistryCredentialRequest{AccountId: r.PathValue("account_id"),
 		Registry: r.PathValue("registry"), Actor: p.proto()}); err != nil {
 		return reply{}, err

@@ -44,11 +44,11 @@ func (g *Gateway) NodeRoutes() []Route { return g.nodeRoutes() }
 
 func (g *Gateway) nodeRoutes() []Route {
 	return []Route{
-		{"POST", "/v1/node/heartbeat", g.nodeAuthed(g.nodeHeartbeat)},
-		{"POST", "/v1/node/nonce", g.nodeAuthed(g.nodeNonce)},
-		{"POST", "/v1/node/certificate", g.nodeAuthed(g.nodeCertificate)},
-		{"POST", "/v1/node/attest", g.nodeAuthed(g.nodeAttest)},
-		{"POST", "/v1/node/simulation/qe", g.nodeAuthed(g.nodeSimulatedQE)},
+		{Method: "POST", Pattern: "/v1/node/heartbeat", Handler: g.nodeAuthed(g.nodeHeartbeat)},
+		{Method: "POST", Pattern: "/v1/node/nonce", Handler: g.nodeAuthed(g.nodeNonce)},
+		{Method: "POST", Pattern: "/v1/node/certificate", Handler: g.nodeAuthed(g.nodeCertificate)},
+		{Method: "POST", Pattern: "/v1/node/attest", Handler: g.nodeAuthed(g.nodeAttest)},
+		{Method: "POST", Pattern: "/v1/node/simulation/qe", Handler: g.nodeAuthed(g.nodeSimulatedQE)},
 	}
 }
 

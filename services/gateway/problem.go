@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/cloister-cc/cloister/services/gateway/api"
 	"io"
 	"mime"
 	"net/http"
@@ -12,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/cloister-cc/cloister/libs/errs"
+	"github.com/cloister-cc/cloister/services/gateway/api"
 )
 
 // MaxBodyBytes bounds every request body.

@@ -2,82 +2,112 @@ package gateway
 
 import (
 	"fmt"
-	"github.com/cloister-cc/cloister/services/gateway/api"
 	"net/http"
 	"time"
 
+	"github.com/cloister-cc/cloister/libs/authz"
 	"github.com/cloister-cc/cloister/libs/errs"
 	accountv1 "github.com/cloister-cc/cloister/libs/gen/cloister/account/v1"
+	"github.com/cloister-cc/cloister/services/gateway/api"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 // Route is one operation of the API; the OpenAPI test holds the document
-// to this table.
+// to this table, and the authorization test every route that has an
+// Action to authz's table, for every role.
 type Route struct {
 	Method, Pattern string
-	Handler         http.Handler
+	// Action is what a route of an account ({account_id}) does there; the
+	// caller's role must allow it. Empty on routes outside accounts.
+	Action  authz.Action
+	Handler http.Handler
 }
 
 // Routes lists the API's operations.
 func (g *Gateway) Routes() []Route { return g.routes() }
 
 func (g *Gateway) routes() []Route {
+	// gw routes are authorized here, before the call to their service;
+	// byAccount routes call the account service, which authorizes the
+	// same action itself.
+	gw := func(method, pattern string, a authz.Action, h authedHandler) Route {
+		return Route{method, pattern, a, g.authed(g.allowed(a, h))}
+	}
+	byAccount := func(method, pattern string, a authz.Action, h authedHandler) Route {
+		return Route{method, pattern, a, g.authed(h)}
+	}
 	return []Route{
-		{"GET", "/v1/openapi.json", http.HandlerFunc(g.serveOpenAPI)},
-		{"POST", "/v1/users", g.limited(g.public(g.signUp))},
-		{"POST", "/v1/sessions", g.limited(g.public(g.login))},
-		{"DELETE", "/v1/sessions/current", g.authed(g.logout)},
-		{"GET", "/v1/users/me", g.authed(g.me)},
-		{"POST", "/v1/accounts", g.authed(g.createAccount)},
-		{"GET", "/v1/accounts", g.authed(g.listAccounts)},
-		{"GET", "/v1/accounts/{account_id}", g.authed(g.getAccount)},
-		{"PATCH", "/v1/accounts/{account_id}", g.authed(g.updateAccount)},
-		{"DELETE", "/v1/accounts/{account_id}", g.authed(g.deleteAccount)},
-		{"GET", "/v1/accounts/{account_id}/members", g.authed(g.listMembers)},
-		{"POST", "/v1/accounts/{account_id}/members", g.authed(g.addMember)},
-		{"PATCH", "/v1/accounts/{account_id}/members/{user_id}", g.authed(g.setMemberRole)},
-		{"DELETE", "/v1/accounts/{account_id}/members/{user_id}", g.authed(g.removeMember)},
-		{"GET", "/v1/accounts/{account_id}/api-keys", g.authed(g.listAPIKeys)},
-		{"POST", "/v1/accounts/{account_id}/api-keys", g.authed(g.createAPIKey)},
-		{"DELETE", "/v1/accounts/{account_id}/api-keys/{key_id}", g.authed(g.revokeAPIKey)},
-		{"GET", "/v1/accounts/{account_id}/audit", g.authed(g.listAudit)},
-		{"GET", "/v1/accounts/{account_id}/attestation/policy", g.authed(g.getAttestationPolicy)},
-		{"PUT", "/v1/accounts/{account_id}/attestation/policy", g.authed(g.setAttestationPolicy)},
-		{"POST", "/v1/accounts/{account_id}/attestation/verify", g.authed(g.verifyEvidence)},
-		{"POST", "/v1/attestation/collateral", g.authed(g.putCollateral)},
-		{"GET", "/v1/accounts/{account_id}/ca", g.authed(g.getCA)},
-		{"POST", "/v1/accounts/{account_id}/ca/rotate", g.authed(g.rotateIssuer)},
-		{"GET", "/v1/crl/{account_crl}", http.HandlerFunc(g.serveCRL)},
-		{"POST", "/v1/ocsp/{account}", http.HandlerFunc(g.serveOCSP)},
-		{"GET", "/v1/accounts/{account_id}/certificates", g.authed(g.listCertificates)},
-		{"GET", "/v1/accounts/{account_id}/certificates/{serial}", g.authed(g.getCertificate)},
-		{"POST", "/v1/accounts/{account_id}/certificates/{serial}/revoke", g.authed(g.revokeCertificate)},
-		{"GET", "/v1/accounts/{account_id}/apps", g.authed(g.listApps)},
-		{"POST", "/v1/accounts/{account_id}/apps", g.authed(g.createApp)},
-		{"GET", "/v1/accounts/{account_id}/apps/{app}", g.authed(g.getApp)},
-		{"PATCH", "/v1/accounts/{account_id}/apps/{app}", g.authed(g.updateApp)},
-		{"DELETE", "/v1/accounts/{account_id}/apps/{app}", g.authed(g.deleteApp)},
-		{"GET", "/v1/accounts/{account_id}/signing-key", g.authed(g.getSigningKey)},
-		{"POST", "/v1/accounts/{account_id}/images", g.authed(g.convertImage)},
-		{"GET", "/v1/accounts/{account_id}/images", g.authed(g.listImages)},
-		{"GET", "/v1/accounts/{account_id}/images/{image_id}", g.authed(g.getImage)},
-		{"DELETE", "/v1/accounts/{account_id}/images/{image_id}", g.authed(g.deleteImage)},
-		{"GET", "/v1/accounts/{account_id}/registries", g.authed(g.listRegistries)},
-		{"PUT", "/v1/accounts/{account_id}/registries/{registry}", g.authed(g.putRegistry)},
-		{"DELETE", "/v1/accounts/{account_id}/registries/{registry}", g.authed(g.deleteRegistry)},
-		{"GET", "/v1/accounts/{account_id}/tasks", g.authed(g.listTasks)},
-		{"GET", "/v1/accounts/{account_id}/tasks/{task_id}", g.authed(g.getTask)},
-		{"POST", "/v1/accounts/{account_id}/tasks/{task_id}/approve", g.authed(g.taskAction("approve"))},
-		{"POST", "/v1/accounts/{account_id}/tasks/{task_id}/deny", g.authed(g.taskAction("deny"))},
-		{"POST", "/v1/accounts/{account_id}/tasks/{task_id}/withdraw", g.authed(g.taskAction("withdraw"))},
-		{"POST", "/v1/accounts/{account_id}/join-tokens", g.authed(g.createJoinToken)},
-		{"GET", "/v1/accounts/{account_id}/join-tokens", g.authed(g.listJoinTokens)},
-		{"DELETE", "/v1/accounts/{account_id}/join-tokens/{token_id}", g.authed(g.revokeJoinToken)},
-		{"GET", "/v1/accounts/{account_id}/nodes", g.authed(g.listNodes)},
-		{"GET", "/v1/accounts/{account_id}/nodes/{node_id}", g.authed(g.getNode)},
-		{"POST", "/v1/accounts/{account_id}/nodes/{node_id}/deregister", g.authed(g.deregisterNode)},
-		{"POST", "/v1/agent/enroll", g.limited(g.public(g.enroll))},
-		{"POST", "/v1/agent/simulation-qe", g.limited(g.public(g.agentSimulatedQE))},
+		{Method: "GET", Pattern: "/v1/openapi.json", Handler: http.HandlerFunc(g.serveOpenAPI)},
+		{Method: "POST", Pattern: "/v1/users", Handler: g.limited(g.public(g.signUp))},
+		{Method: "POST", Pattern: "/v1/sessions", Handler: g.limited(g.public(g.login))},
+		{Method: "DELETE", Pattern: "/v1/sessions/current", Handler: g.authed(g.logout)},
+		{Method: "GET", Pattern: "/v1/users/me", Handler: g.authed(g.me)},
+		{Method: "POST", Pattern: "/v1/accounts", Handler: g.authed(g.createAccount)},
+		{Method: "GET", Pattern: "/v1/accounts", Handler: g.authed(g.listAccounts)},
+		byAccount("GET", "/v1/accounts/{account_id}", authz.AccountGet, g.getAccount),
+		byAccount("PATCH", "/v1/accounts/{account_id}", authz.AccountUpdate, g.updateAccount),
+		byAccount("DELETE", "/v1/accounts/{account_id}", authz.AccountDelete, g.deleteAccount),
+		byAccount("GET", "/v1/accounts/{account_id}/members", authz.MemberList, g.listMembers),
+		byAccount("POST", "/v1/accounts/{account_id}/members", authz.MemberAdd, g.addMember),
+		byAccount("PATCH", "/v1/accounts/{account_id}/members/{user_id}", authz.MemberSetRole, g.setMemberRole),
+		byAccount("DELETE", "/v1/accounts/{account_id}/members/{user_id}", authz.MemberRemove, g.removeMember),
+		byAccount("GET", "/v1/accounts/{account_id}/api-keys", authz.APIKeyList, g.listAPIKeys),
+		byAccount("POST", "/v1/accounts/{account_id}/api-keys", authz.APIKeyCreate, g.createAPIKey),
+		byAccount("DELETE", "/v1/accounts/{account_id}/api-keys/{key_id}", authz.APIKeyRevoke, g.revokeAPIKey),
+		byAccount("GET", "/v1/accounts/{account_id}/audit", authz.AuditList, g.listAudit),
+		gw("GET", "/v1/accounts/{account_id}/attestation/policy", authz.AttestationPolicyGet, g.getAttestationPolicy),
+		gw("PUT", "/v1/accounts/{account_id}/attestation/policy", authz.AttestationPolicySet, g.setAttestationPolicy),
+		gw("POST", "/v1/accounts/{account_id}/attestation/verify", authz.AttestationVerify, g.verifyEvidence),
+		{Method: "POST", Pattern: "/v1/attestation/collateral", Handler: g.authed(g.putCollateral)},
+		gw("GET", "/v1/accounts/{account_id}/ca", authz.CAGet, g.getCA),
+		gw("POST", "/v1/accounts/{account_id}/ca/rotate", authz.CARotate, g.rotateIssuer),
+		{Method: "GET", Pattern: "/v1/crl/{account_crl}", Handler: http.HandlerFunc(g.serveCRL)},
+		{Method: "POST", Pattern: "/v1/ocsp/{account}", Handler: http.HandlerFunc(g.serveOCSP)},
+		gw("GET", "/v1/accounts/{account_id}/certificates", authz.CertList, g.listCertificates),
+		gw("GET", "/v1/accounts/{account_id}/certificates/{serial}", authz.CertList, g.getCertificate),
+		gw("POST", "/v1/accounts/{account_id}/certificates/{serial}/revoke", authz.CertRevoke, g.revokeCertificate),
+		gw("GET", "/v1/accounts/{account_id}/apps", authz.AppList, g.listApps),
+		gw("POST", "/v1/accounts/{account_id}/apps", authz.AppCreate, g.createApp),
+		gw("GET", "/v1/accounts/{account_id}/apps/{app}", authz.AppList, g.getApp),
+		gw("PATCH", "/v1/accounts/{account_id}/apps/{app}", authz.AppUpdate, g.updateApp),
+		gw("DELETE", "/v1/accounts/{account_id}/apps/{app}", authz.AppDelete, g.deleteApp),
+		gw("GET", "/v1/accounts/{account_id}/signing-key", authz.SigningKeyGet, g.getSigningKey),
+		gw("POST", "/v1/accounts/{account_id}/images", authz.ImageConvert, g.convertImage),
+		gw("GET", "/v1/accounts/{account_id}/images", authz.ImageList, g.listImages),
+		gw("GET", "/v1/accounts/{account_id}/images/{image_id}", authz.ImageList, g.getImage),
+		gw("DELETE", "/v1/accounts/{account_id}/images/{image_id}", authz.ImageDelete, g.deleteImage),
+		gw("GET", "/v1/accounts/{account_id}/registries", authz.RegistryList, g.listRegistries),
+		gw("PUT", "/v1/accounts/{account_id}/registries/{registry}", authz.RegistryPut, g.putRegistry),
+		gw("DELETE", "/v1/accounts/{account_id}/registries/{registry}", authz.RegistryDelete, g.deleteRegistry),
+		byAccount("GET", "/v1/accounts/{account_id}/tasks", authz.TaskList, g.listTasks),
+		byAccount("GET", "/v1/accounts/{account_id}/tasks/{task_id}", authz.TaskGet, g.getTask),
+		byAccount("POST", "/v1/accounts/{account_id}/tasks/{task_id}/approve", authz.TaskApprove, g.taskAction("approve")),
+		byAccount("POST", "/v1/accounts/{account_id}/tasks/{task_id}/deny", authz.TaskDeny, g.taskAction("deny")),
+		byAccount("POST", "/v1/accounts/{account_id}/tasks/{task_id}/withdraw", authz.TaskWithdraw, g.taskAction("withdraw")),
+		gw("POST", "/v1/accounts/{account_id}/join-tokens", authz.NodeTokenCreate, g.createJoinToken),
+		gw("GET", "/v1/accounts/{account_id}/join-tokens", authz.NodeTokenList, g.listJoinTokens),
+		gw("DELETE", "/v1/accounts/{account_id}/join-tokens/{token_id}", authz.NodeTokenRevoke, g.revokeJoinToken),
+		gw("GET", "/v1/accounts/{account_id}/nodes", authz.NodeList, g.listNodes),
+		gw("GET", "/v1/accounts/{account_id}/nodes/{node_id}", authz.NodeList, g.getNode),
+		gw("POST", "/v1/accounts/{account_id}/nodes/{node_id}/deregister", authz.NodeDeregister, g.deregisterNode),
+		{Method: "POST", Pattern: "/v1/agent/enroll", Handler: g.limited(g.public(g.enroll))},
+		{Method: "POST", Pattern: "/v1/agent/simulation-qe", Handler: g.limited(g.public(g.agentSimulatedQE))},
+	}
+}
+
+// authedHandler handles a request of an authenticated caller.
+type authedHandler func(w http.ResponseWriter, r *http.Request, p principal) (reply, error)
+
+// allowed runs h once the account service says the caller may take
+// action in the account of the request's path: a stranger gets the same
+// 404 as on the account's own routes, a role that does not allow it 403.
+func (g *Gateway) allowed(action authz.Action, h authedHandler) authedHandler {
+	return func(w http.ResponseWriter, r *http.Request, p principal) (reply, error) {
+		_, err := g.accounts.Authorize(r.Context(), &accountv1.AuthorizeRequest{Actor: p.proto(), AccountId: r.PathValue("account_id"), Action: string(action)})
+		if err != nil {
+			return reply{}, err
+		}
+		return h(w, r, p)
 	}
 }
 
@@ -94,7 +124,7 @@ func (g *Gateway) public(h func(w http.ResponseWriter, r *http.Request) (reply, 
 	})
 }
 
-func (g *Gateway) authed(h func(w http.ResponseWriter, r *http.Request, p principal) (reply, error)) http.Handler {
+func (g *Gateway) authed(h authedHandler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p, err := g.authenticate(r.Context(), r)
 		if err != nil {

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/cloister-cc/cloister/libs/authz"
 	"github.com/cloister-cc/cloister/services/account/internal/domain"
 )
 
@@ -46,7 +47,7 @@ func (s *service) CreateAccount(ctx context.Context, actor domain.Principal, nam
 	a, err := s.Accounts.Create(ctx, a,
 		domain.AccountCreated{Account: a},
 		domain.MemberChanged{AccountID: a.ID, UserID: actor.UserID, Role: domain.RoleAdmin},
-		domain.Audited{Entry: s.auditEntry(actor, a.ID, "account.create", a.ID)})
+		domain.Audited{Entry: s.auditEntry(actor, a.ID, authz.AccountCreate, a.ID)})
 	if err != nil {
 		return AccountView{}, err
 	}
@@ -80,7 +81,7 @@ func (s *service) ListAccounts(ctx context.Context, actor domain.Principal, p Pa
 }
 
 func (s *service) GetAccount(ctx context.Context, actor domain.Principal, accountID string) (AccountView, error) {
-	a, m, err := s.authorize(ctx, actor, accountID, "account.get")
+	a, m, err := s.authorize(ctx, actor, accountID, authz.AccountGet)
 	if err != nil {
 		return AccountView{}, err
 	}
@@ -89,11 +90,11 @@ func (s *service) GetAccount(ctx context.Context, actor domain.Principal, accoun
 
 func (s *service) UpdateAccount(ctx context.Context, actor domain.Principal, accountID string, c AccountChange) (AccountView, error) {
 	v, err := s.updateAccount(ctx, actor, accountID, c)
-	return v, s.failed(ctx, actor, accountID, "account.update", accountID, err)
+	return v, s.failed(ctx, actor, accountID, authz.AccountUpdate, accountID, err)
 }
 
 func (s *service) updateAccount(ctx context.Context, actor domain.Principal, accountID string, c AccountChange) (AccountView, error) {
-	a, m, err := s.authorize(ctx, actor, accountID, "account.update")
+	a, m, err := s.authorize(ctx, actor, accountID, authz.AccountUpdate)
 	if err != nil {
 		return AccountView{}, err
 	}
@@ -119,7 +120,7 @@ func (s *service) updateAccount(ctx context.Context, actor domain.Principal, acc
 	}
 	a.UpdatedAt = s.now()
 	a, err = s.Accounts.Update(ctx, a, domain.AccountUpdated{Account: a},
-		domain.Audited{Entry: s.auditEntry(actor, accountID, "account.update", accountID)})
+		domain.Audited{Entry: s.auditEntry(actor, accountID, authz.AccountUpdate, accountID)})
 	if err != nil {
 		return AccountView{}, err
 	}
@@ -128,17 +129,17 @@ func (s *service) updateAccount(ctx context.Context, actor domain.Principal, acc
 
 func (s *service) DeleteAccount(ctx context.Context, actor domain.Principal, accountID string) error {
 	err := s.deleteAccount(ctx, actor, accountID)
-	return s.failed(ctx, actor, accountID, "account.delete", accountID, err)
+	return s.failed(ctx, actor, accountID, authz.AccountDelete, accountID, err)
 }
 
 func (s *service) deleteAccount(ctx context.Context, actor domain.Principal, accountID string) error {
-	a, _, err := s.authorize(ctx, actor, accountID, "account.delete")
+	a, _, err := s.authorize(ctx, actor, accountID, authz.AccountDelete)
 	if err != nil {
 		return err
 	}
 	// Members and API keys go when the service consumes AccountDeleted.
 	return s.Accounts.Delete(ctx, a, domain.AccountDeleted{AccountID: accountID},
-		domain.Audited{Entry: s.auditEntry(actor, accountID, "account.delete", accountID)})
+		domain.Audited{Entry: s.auditEntry(actor, accountID, authz.AccountDelete, accountID)})
 }
 
 // PurgeAccount removes the members, API keys and tasks of a deleted

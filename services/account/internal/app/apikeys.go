@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cloister-cc/cloister/libs/authz"
 	"github.com/cloister-cc/cloister/libs/errs"
 	"github.com/cloister-cc/cloister/services/account/internal/domain"
 )
@@ -32,11 +33,11 @@ func (s *service) revokeKeys(ctx context.Context, accountID string, match func(d
 
 func (s *service) CreateAPIKey(ctx context.Context, actor domain.Principal, accountID, name string, ttl time.Duration) (domain.APIKey, string, error) {
 	k, token, err := s.createAPIKey(ctx, actor, accountID, name, ttl)
-	return k, token, s.failed(ctx, actor, accountID, "apikey.create", cmp.Or(k.ID, name), err)
+	return k, token, s.failed(ctx, actor, accountID, authz.APIKeyCreate, cmp.Or(k.ID, name), err)
 }
 
 func (s *service) createAPIKey(ctx context.Context, actor domain.Principal, accountID, name string, ttl time.Duration) (domain.APIKey, string, error) {
-	if _, _, err := s.authorize(ctx, actor, accountID, "apikey.create"); err != nil {
+	if _, _, err := s.authorize(ctx, actor, accountID, authz.APIKeyCreate); err != nil {
 		return domain.APIKey{}, "", err
 	}
 	if actor.Credential == domain.CredentialAPIKey {
@@ -54,16 +55,16 @@ func (s *service) createAPIKey(ctx context.Context, actor domain.Principal, acco
 	now := s.now()
 	k := domain.APIKey{ID: newID(), AccountID: accountID, UserID: actor.UserID, Email: actor.Email,
 		Name: strings.TrimSpace(name), CreatedAt: now, ExpiresAt: now.Add(ttl)}
-	token := apiKeyPrefix + k.ID + "_" + randomSecret()
-	k.TokenHash = HashToken(token)
-	if err := s.APIKeys.Create(ctx, k, domain.Audited{Entry: s.auditEntry(actor, accountID, "apikey.create", k.ID)}); err != nil {
+	token := authz.APIKeyPrefix + k.ID + "_" + randomSecret()
+	k.TokenHash = authz.HashToken(token)
+	if err := s.APIKeys.Create(ctx, k, domain.Audited{Entry: s.auditEntry(actor, accountID, authz.APIKeyCreate, k.ID)}); err != nil {
 		return domain.APIKey{}, "", err
 	}
 	return k, token, nil
 }
 
 func (s *service) ListAPIKeys(ctx context.Context, actor domain.Principal, accountID string, p Page) ([]domain.APIKey, string, error) {
-	_, m, err := s.authorize(ctx, actor, accountID, "apikey.list")
+	_, m, err := s.authorize(ctx, actor, accountID, authz.APIKeyList)
 	if err != nil {
 		return nil, "", err
 	}
@@ -79,11 +80,11 @@ func (s *service) ListAPIKeys(ctx context.Context, actor domain.Principal, accou
 
 func (s *service) RevokeAPIKey(ctx context.Context, actor domain.Principal, accountID, keyID string) error {
 	err := s.revokeAPIKey(ctx, actor, accountID, keyID)
-	return s.failed(ctx, actor, accountID, "apikey.revoke", keyID, err)
+	return s.failed(ctx, actor, accountID, authz.APIKeyRevoke, keyID, err)
 }
 
 func (s *service) revokeAPIKey(ctx context.Context, actor domain.Principal, accountID, keyID string) error {
-	_, m, err := s.authorize(ctx, actor, accountID, "apikey.revoke")
+	_, m, err := s.authorize(ctx, actor, accountID, authz.APIKeyRevoke)
 	if err != nil {
 		return err
 	}
@@ -95,5 +96,5 @@ func (s *service) revokeAPIKey(ctx context.Context, actor domain.Principal, acco
 		return domain.ErrAPIKeyNotFound
 	}
 	return s.APIKeys.Delete(ctx, k, domain.APIKeyRevoked{AccountID: accountID, KeyID: k.ID, TokenHash: k.TokenHash},
-		domain.Audited{Entry: s.auditEntry(actor, accountID, "apikey.revoke", k.ID)})
+		domain.Audited{Entry: s.auditEntry(actor, accountID, authz.APIKeyRevoke, k.ID)})
 }

@@ -6,16 +6,17 @@ import (
 	"errors"
 	"slices"
 
+	"github.com/cloister-cc/cloister/libs/authz"
 	"github.com/cloister-cc/cloister/services/account/internal/domain"
 )
 
 func (s *service) AddMember(ctx context.Context, actor domain.Principal, accountID, email, role string) (domain.Member, error) {
 	m, err := s.addMember(ctx, actor, accountID, email, role)
-	return m, s.failed(ctx, actor, accountID, "member.add", cmp.Or(m.UserID, email), err)
+	return m, s.failed(ctx, actor, accountID, authz.MemberAdd, cmp.Or(m.UserID, email), err)
 }
 
 func (s *service) addMember(ctx context.Context, actor domain.Principal, accountID, email, role string) (domain.Member, error) {
-	if _, _, err := s.authorize(ctx, actor, accountID, "member.add"); err != nil {
+	if _, _, err := s.authorize(ctx, actor, accountID, authz.MemberAdd); err != nil {
 		return domain.Member{}, err
 	}
 	r, err := domain.ParseRole(role)
@@ -32,7 +33,7 @@ func (s *service) addMember(ctx context.Context, actor domain.Principal, account
 	}
 	m := domain.Member{AccountID: accountID, UserID: u.ID, Email: u.Email, Role: r, AddedAt: s.now()}
 	m, err = s.Members.Create(ctx, m, domain.MemberChanged{AccountID: accountID, UserID: u.ID, Role: r},
-		domain.Audited{Entry: s.auditEntry(actor, accountID, "member.add", u.ID)})
+		domain.Audited{Entry: s.auditEntry(actor, accountID, authz.MemberAdd, u.ID)})
 	if err != nil || r != domain.RoleAdmin {
 		return m, err
 	}
@@ -44,7 +45,7 @@ func (s *service) addMember(ctx context.Context, actor domain.Principal, account
 }
 
 func (s *service) ListMembers(ctx context.Context, actor domain.Principal, accountID string, p Page) ([]domain.Member, string, error) {
-	if _, _, err := s.authorize(ctx, actor, accountID, "member.list"); err != nil {
+	if _, _, err := s.authorize(ctx, actor, accountID, authz.MemberList); err != nil {
 		return nil, "", err
 	}
 	ms, err := s.Members.ByAccount(ctx, accountID)
@@ -117,11 +118,11 @@ func (s *service) dropAdmin(ctx context.Context, accountID, userID string) error
 
 func (s *service) RemoveMember(ctx context.Context, actor domain.Principal, accountID, userID string) error {
 	err := s.removeMember(ctx, actor, accountID, userID)
-	return s.failed(ctx, actor, accountID, "member.remove", userID, err)
+	return s.failed(ctx, actor, accountID, authz.MemberRemove, userID, err)
 }
 
 func (s *service) removeMember(ctx context.Context, actor domain.Principal, accountID, userID string) error {
-	if _, _, err := s.authorize(ctx, actor, accountID, "member.remove"); err != nil {
+	if _, _, err := s.authorize(ctx, actor, accountID, authz.MemberRemove); err != nil {
 		return err
 	}
 	m, err := s.Members.Get(ctx, accountID, userID)
@@ -136,7 +137,7 @@ func (s *service) removeMember(ctx context.Context, actor domain.Principal, acco
 		}
 	}
 	if err := s.Members.Delete(ctx, m, domain.MemberChanged{AccountID: accountID, UserID: userID},
-		domain.Audited{Entry: s.auditEntry(actor, accountID, "member.remove", userID)}); err != nil {
+		domain.Audited{Entry: s.auditEntry(actor, accountID, authz.MemberRemove, userID)}); err != nil {
 		return err
 	}
 	// The member's API keys in this account go too; re-adding the member
@@ -146,11 +147,11 @@ func (s *service) removeMember(ctx context.Context, actor domain.Principal, acco
 
 func (s *service) SetMemberRole(ctx context.Context, actor domain.Principal, accountID, userID, role string) (domain.Member, error) {
 	m, err := s.setMemberRole(ctx, actor, accountID, userID, role)
-	return m, s.failed(ctx, actor, accountID, "member.role", userID, err)
+	return m, s.failed(ctx, actor, accountID, authz.MemberSetRole, userID, err)
 }
 
 func (s *service) setMemberRole(ctx context.Context, actor domain.Principal, accountID, userID, role string) (domain.Member, error) {
-	if _, _, err := s.authorize(ctx, actor, accountID, "member.role"); err != nil {
+	if _, _, err := s.authorize(ctx, actor, accountID, authz.MemberSetRole); err != nil {
 		return domain.Member{}, err
 	}
 	r, err := domain.ParseRole(role)
@@ -173,7 +174,7 @@ func (s *service) setMemberRole(ctx context.Context, actor domain.Principal, acc
 	}
 	m.Role = r
 	m, err = s.Members.Update(ctx, m, domain.MemberChanged{AccountID: accountID, UserID: userID, Role: r},
-		domain.Audited{Entry: s.auditEntry(actor, accountID, "member.role", userID)})
+		domain.Audited{Entry: s.auditEntry(actor, accountID, authz.MemberSetRole, userID)})
 	if err != nil || r != domain.RoleAdmin {
 		return m, err
 	}

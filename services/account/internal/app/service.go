@@ -11,15 +11,9 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/cloister-cc/cloister/libs/authz"
 	"github.com/cloister-cc/cloister/libs/errs"
 	"github.com/cloister-cc/cloister/services/account/internal/domain"
-)
-
-// Token prefixes tell sessions from API keys at a glance (and to secret
-// scanners).
-const (
-	sessionPrefix = "cls_"
-	apiKeyPrefix  = "clk_"
 )
 
 // Page asks for part of a list.
@@ -70,7 +64,7 @@ type Service interface {
 	// Authorize returns the actor's role if it may do action in the
 	// account: not found when it cannot see the account, forbidden when
 	// its role does not allow the action.
-	Authorize(ctx context.Context, actor domain.Principal, accountID, action string) (domain.Role, error)
+	Authorize(ctx context.Context, actor domain.Principal, accountID string, action authz.Action) (domain.Role, error)
 
 	// PurgeAccount removes what belongs to a deleted account; it is driven
 	// by the AccountDeleted event, not called over the API.
@@ -145,7 +139,7 @@ func newID() string { return uuid.Must(uuid.NewV7()).String() }
 // authorize returns the account and the actor's membership if the actor may
 // do action there. An account the actor cannot see is not found, never
 // forbidden: its existence is not revealed.
-func (s *service) authorize(ctx context.Context, actor domain.Principal, accountID, action string) (domain.Account, domain.Member, error) {
+func (s *service) authorize(ctx context.Context, actor domain.Principal, accountID string, action authz.Action) (domain.Account, domain.Member, error) {
 	if uuid.Validate(accountID) != nil {
 		return domain.Account{}, domain.Member{}, domain.ErrAccountNotFound
 	}
@@ -169,16 +163,16 @@ func (s *service) authorize(ctx context.Context, actor domain.Principal, account
 	return a, m, nil
 }
 
-func (s *service) auditEntry(actor domain.Principal, accountID, action, target string) domain.AuditEntry {
+func (s *service) auditEntry(actor domain.Principal, accountID string, action authz.Action, target string) domain.AuditEntry {
 	return domain.AuditEntry{ID: newID(), AccountID: accountID, OccurredAt: s.now(), Actor: actor,
-		Action: action, Target: target, Outcome: domain.OutcomeSuccess}
+		Action: string(action), Target: target, Outcome: domain.OutcomeSuccess}
 }
 
 // failed records a member's refused or failed mutating call in the
 // account's audit log and returns err unchanged. A caller who is not a
 // member (the account is "not found" for them) leaves no record: the log
 // must not be writable by strangers.
-func (s *service) failed(ctx context.Context, actor domain.Principal, accountID, action, target string, err error) error {
+func (s *service) failed(ctx context.Context, actor domain.Principal, accountID string, action authz.Action, target string, err error) error {
 	if err == nil || errors.Is(err, domain.ErrAccountNotFound) || uuid.Validate(accountID) != nil {
 		return err
 	}
@@ -190,13 +184,13 @@ func (s *service) failed(ctx context.Context, actor domain.Principal, accountID,
 	return err
 }
 
-func (s *service) Authorize(ctx context.Context, actor domain.Principal, accountID, action string) (domain.Role, error) {
+func (s *service) Authorize(ctx context.Context, actor domain.Principal, accountID string, action authz.Action) (domain.Role, error) {
 	_, m, err := s.authorize(ctx, actor, accountID, action)
 	return m.Role, err
 }
 
 func (s *service) ListAudit(ctx context.Context, actor domain.Principal, accountID string, p Page) ([]domain.AuditEntry, string, error) {
-	if _, _, err := s.authorize(ctx, actor, accountID, "audit.list"); err != nil {
+	if _, _, err := s.authorize(ctx, actor, accountID, authz.AuditList); err != nil {
 		return nil, "", err
 	}
 	limit, err := pageLimit(p)

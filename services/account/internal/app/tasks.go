@@ -8,18 +8,12 @@ import (
 	"slices"
 	"time"
 
+	"github.com/cloister-cc/cloister/libs/authz"
 	"github.com/cloister-cc/cloister/services/account/internal/domain"
 )
 
-// The audited actions on tasks.
-const (
-	actionApprove  = "task.approve"
-	actionDeny     = "task.deny"
-	actionWithdraw = "task.withdraw"
-)
-
 func (s *service) ListTasks(ctx context.Context, actor domain.Principal, accountID, status string) ([]domain.Task, error) {
-	if _, _, err := s.authorize(ctx, actor, accountID, "task.list"); err != nil {
+	if _, _, err := s.authorize(ctx, actor, accountID, authz.TaskList); err != nil {
 		return nil, err
 	}
 	var want domain.TaskStatus
@@ -44,14 +38,14 @@ func (s *service) ListTasks(ctx context.Context, actor domain.Principal, account
 }
 
 func (s *service) GetTask(ctx context.Context, actor domain.Principal, accountID, taskID string) (domain.Task, error) {
-	if _, _, err := s.authorize(ctx, actor, accountID, "task.get"); err != nil {
+	if _, _, err := s.authorize(ctx, actor, accountID, authz.TaskGet); err != nil {
 		return domain.Task{}, err
 	}
 	return s.Tasks.Get(ctx, accountID, taskID)
 }
 
 func (s *service) ApproveTask(ctx context.Context, actor domain.Principal, accountID, taskID string) (domain.Task, error) {
-	t, err := s.decide(ctx, actor, accountID, taskID, actionApprove, func(a domain.Account, t *domain.Task, now time.Time) (domain.Event, error) {
+	t, err := s.decide(ctx, actor, accountID, taskID, authz.TaskApprove, func(a domain.Account, t *domain.Task, now time.Time) (domain.Event, error) {
 		admins, err := s.adminsOf(ctx, a)
 		if err != nil {
 			return nil, err
@@ -65,27 +59,27 @@ func (s *service) ApproveTask(ctx context.Context, actor domain.Principal, accou
 		}
 		return domain.TaskApproved{Task: *t}, nil
 	})
-	return t, s.failed(ctx, actor, accountID, actionApprove, taskID, err)
+	return t, s.failed(ctx, actor, accountID, authz.TaskApprove, taskID, err)
 }
 
 func (s *service) DenyTask(ctx context.Context, actor domain.Principal, accountID, taskID string) (domain.Task, error) {
-	t, err := s.decide(ctx, actor, accountID, taskID, actionDeny, func(_ domain.Account, t *domain.Task, now time.Time) (domain.Event, error) {
+	t, err := s.decide(ctx, actor, accountID, taskID, authz.TaskDeny, func(_ domain.Account, t *domain.Task, now time.Time) (domain.Event, error) {
 		if err := t.Deny(now); err != nil {
 			return nil, err
 		}
 		return domain.TaskDenied{Task: *t}, nil
 	})
-	return t, s.failed(ctx, actor, accountID, actionDeny, taskID, err)
+	return t, s.failed(ctx, actor, accountID, authz.TaskDeny, taskID, err)
 }
 
 func (s *service) WithdrawTask(ctx context.Context, actor domain.Principal, accountID, taskID string) (domain.Task, error) {
-	t, err := s.decide(ctx, actor, accountID, taskID, actionWithdraw, func(_ domain.Account, t *domain.Task, now time.Time) (domain.Event, error) {
+	t, err := s.decide(ctx, actor, accountID, taskID, authz.TaskWithdraw, func(_ domain.Account, t *domain.Task, now time.Time) (domain.Event, error) {
 		if err := t.Withdraw(now); err != nil {
 			return nil, err
 		}
 		return domain.TaskWithdrawn{Task: *t}, nil
 	})
-	return t, s.failed(ctx, actor, accountID, actionWithdraw, taskID, err)
+	return t, s.failed(ctx, actor, accountID, authz.TaskWithdraw, taskID, err)
 }
 
 // decide applies an admin's decision to a task and stores it with its
@@ -98,7 +92,7 @@ func (s *service) WithdrawTask(ctx context.Context, actor domain.Principal, acco
 // maxDecideAttempts bounds the fresh reads of decide.
 const maxDecideAttempts = 5
 
-func (s *service) decide(ctx context.Context, actor domain.Principal, accountID, taskID, action string,
+func (s *service) decide(ctx context.Context, actor domain.Principal, accountID, taskID string, action authz.Action,
 	f func(a domain.Account, t *domain.Task, now time.Time) (domain.Event, error)) (domain.Task, error) {
 	for attempt := 1; ; attempt++ {
 		a, _, err := s.authorize(ctx, actor, accountID, action)

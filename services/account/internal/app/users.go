@@ -3,24 +3,17 @@ package app
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
 
 	"github.com/google/uuid"
 
+	"github.com/cloister-cc/cloister/libs/authz"
 	"github.com/cloister-cc/cloister/services/account/internal/domain"
 )
-
-// HashToken returns the form in which tokens are stored and cached.
-func HashToken(token string) string {
-	sum := sha256.Sum256([]byte(token))
-	return hex.EncodeToString(sum[:])
-}
 
 func randomSecret() string {
 	var b [32]byte
@@ -67,9 +60,9 @@ func (s *service) Login(ctx context.Context, email, password string) (string, do
 	if !ok {
 		return "", domain.Session{}, domain.ErrBadCredentials
 	}
-	token := sessionPrefix + randomSecret()
+	token := authz.SessionPrefix + randomSecret()
 	now := s.now()
-	sess := domain.Session{TokenHash: HashToken(token), UserID: u.ID, Email: u.Email, CreatedAt: now, ExpiresAt: now.Add(s.SessionTTL)}
+	sess := domain.Session{TokenHash: authz.HashToken(token), UserID: u.ID, Email: u.Email, CreatedAt: now, ExpiresAt: now.Add(s.SessionTTL)}
 	if err := s.Sessions.Create(ctx, sess); err != nil {
 		return "", domain.Session{}, err
 	}
@@ -77,10 +70,10 @@ func (s *service) Login(ctx context.Context, email, password string) (string, do
 }
 
 func (s *service) Logout(ctx context.Context, token string) error {
-	if !strings.HasPrefix(token, sessionPrefix) {
+	if !strings.HasPrefix(token, authz.SessionPrefix) {
 		return domain.ErrUnauthenticated
 	}
-	hash := HashToken(token)
+	hash := authz.HashToken(token)
 	sess, err := s.Sessions.ByTokenHash(ctx, hash)
 	if err != nil {
 		return err
@@ -90,8 +83,8 @@ func (s *service) Logout(ctx context.Context, token string) error {
 
 func (s *service) Authenticate(ctx context.Context, token string) (domain.Principal, error) {
 	switch {
-	case strings.HasPrefix(token, sessionPrefix):
-		sess, err := s.Sessions.ByTokenHash(ctx, HashToken(token))
+	case strings.HasPrefix(token, authz.SessionPrefix):
+		sess, err := s.Sessions.ByTokenHash(ctx, authz.HashToken(token))
 		if err != nil {
 			return domain.Principal{}, err
 		}
@@ -100,8 +93,8 @@ func (s *service) Authenticate(ctx context.Context, token string) (domain.Princi
 		}
 		return domain.Principal{UserID: sess.UserID, Email: sess.Email, Credential: domain.CredentialSession,
 			CredentialID: sess.TokenHash[:16], ExpiresAt: sess.ExpiresAt}, nil
-	case strings.HasPrefix(token, apiKeyPrefix):
-		id, _, ok := strings.Cut(strings.TrimPrefix(token, apiKeyPrefix), "_")
+	case strings.HasPrefix(token, authz.APIKeyPrefix):
+		id, _, ok := strings.Cut(strings.TrimPrefix(token, authz.APIKeyPrefix), "_")
 		if !ok || uuid.Validate(id) != nil {
 			return domain.Principal{}, domain.ErrUnauthenticated
 		}
@@ -112,7 +105,7 @@ func (s *service) Authenticate(ctx context.Context, token string) (domain.Princi
 		if err != nil {
 			return domain.Principal{}, err
 		}
-		if subtle.ConstantTimeCompare([]byte(k.TokenHash), []byte(HashToken(token))) != 1 || !s.now().Before(k.ExpiresAt) {
+		if subtle.ConstantTimeCompare([]byte(k.TokenHash), []byte(authz.HashToken(token))) != 1 || !s.now().Before(k.ExpiresAt) {
 			return domain.Principal{}, domain.ErrUnauthenticated
 		}
 		return domain.Principal{UserID: k.UserID, Email: k.Email, Credential: domain.CredentialAPIKey,

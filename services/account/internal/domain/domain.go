@@ -8,24 +8,24 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/cloister-cc/cloister/libs/authz"
 	"github.com/cloister-cc/cloister/libs/errs"
 )
 
 // Role is what a member may do in an account.
 type Role string
 
-// The roles, from most to least powerful.
+// The roles, from most to least powerful; authz says what each may do.
 const (
-	RoleAdmin   Role = "admin"   // everything, including members and approvals
-	RoleMember  Role = "member"  // apps, images, nodes
-	RoleAuditor Role = "auditor" // read-only, including the audit log
+	RoleAdmin   Role = authz.RoleAdmin
+	RoleMember  Role = authz.RoleMember
+	RoleAuditor Role = authz.RoleAuditor
 )
 
 // ParseRole checks a role name.
 func ParseRole(s string) (Role, error) {
-	switch r := Role(s); r {
-	case RoleAdmin, RoleMember, RoleAuditor:
-		return r, nil
+	if authz.ValidRole(s) {
+		return Role(s), nil
 	}
 	return "", errs.Newf(errs.Invalid, "role %q is not one of admin, member, auditor", s)
 }
@@ -212,28 +212,5 @@ func CheckDescription(d string) error {
 	return nil
 }
 
-// Can reports whether role allows action. Actions are named "object.verb".
-// Deciding tasks (task.approve, task.deny, task.withdraw) is for admins.
-func (r Role) Can(action string) bool {
-	switch r {
-	case RoleAdmin:
-		return true
-	case RoleMember:
-		switch action {
-		case "account.get", "member.list", "apikey.create", "apikey.list", "apikey.revoke", "task.list", "task.get",
-			"attestation.policy.get", "attestation.verify", "ca.get", "cert.list",
-			"app.list", "app.create", "app.update", "app.delete", "signingkey.get",
-			"image.convert", "image.list", "image.delete", "registry.list", "registry.put", "registry.delete",
-			"node.token.create", "node.token.list", "node.token.revoke", "node.list", "node.deregister":
-			return true
-		}
-	case RoleAuditor:
-		switch action {
-		case "account.get", "member.list", "audit.list", "apikey.create", "apikey.list", "apikey.revoke",
-			"task.list", "task.get", "attestation.policy.get", "ca.get", "cert.list", "app.list", "signingkey.get", "image.list", "registry.list",
-			"node.token.list", "node.list":
-			return true
-		}
-	}
-	return false
-}
+// Can reports whether role allows action, by authz's table.
+func (r Role) Can(action authz.Action) bool { return authz.Allows(string(r), action) }

@@ -9,6 +9,7 @@ import (
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/cloister-cc/cloister/libs/authz"
 	accountv1 "github.com/cloister-cc/cloister/libs/gen/cloister/account/v1"
 	"github.com/cloister-cc/cloister/services/account/internal/app"
 	"github.com/cloister-cc/cloister/services/account/internal/domain"
@@ -189,7 +190,7 @@ func (s *Set) RevokeAPIKey(ctx context.Context, r *accountv1.RevokeAPIKeyRequest
 }
 
 func (s *Set) Authorize(ctx context.Context, r *accountv1.AuthorizeRequest) (*accountv1.AuthorizeResponse, error) {
-	role, err := s.svc.Authorize(ctx, principal(r.GetActor()), r.GetAccountId(), r.GetAction())
+	role, err := s.svc.Authorize(ctx, principal(r.GetActor()), r.GetAccountId(), authz.Action(r.GetAction()))
 	if err != nil {
 		return nil, err
 	}

@@ -4,9 +4,7 @@ package domain
 
 import (
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/base64"
-	"encoding/hex"
 	"fmt"
 	"maps"
 	"regexp"
@@ -14,6 +12,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/cloister-cc/cloister/libs/authz"
 	"github.com/cloister-cc/cloister/libs/errs"
 )
 
@@ -31,7 +30,7 @@ const (
 
 // SecretPrefix starts every join token secret, so that one pasted in the
 // wrong place is recognised (and secret scanners can find them).
-const SecretPrefix = "cjt_"
+const SecretPrefix = authz.JoinTokenPrefix
 
 // secretBytes is the entropy of a secret: 256 bits.
 const secretBytes = 32
@@ -52,11 +51,9 @@ func NewSecret() (secret, hash string, err error) {
 	return secret, HashSecret(secret), nil
 }
 
-// HashSecret is SHA-256 of the whole secret, in hex.
-func HashSecret(secret string) string {
-	h := sha256.Sum256([]byte(secret))
-	return hex.EncodeToString(h[:])
-}
+// HashSecret is the form in which credentials are kept: SHA-256 of the
+// whole secret, in hex.
+func HashSecret(secret string) string { return authz.HashToken(secret) }
 
 // WellFormedSecret tells whether s has the shape of a secret NewSecret
 // makes; anything else is unknown without a lookup.
