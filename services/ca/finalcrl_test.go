@@ -23,6 +23,7 @@ import (
 	"github.com/cloister-cc/cloister/libs/pki"
 	"github.com/cloister-cc/cloister/libs/testkit"
 	"github.com/cloister-cc/cloister/services/ca/internal/app"
+	cadomain "github.com/cloister-cc/cloister/services/ca/internal/domain"
 	"github.com/cloister-cc/cloister/services/ca/internal/store"
 )
 
@@ -171,8 +172,8 @@ func TestDeletionRetriedWhileTheCAIsThere(t *testing.T) {
 	c, account, n := startCAWithNATS(t)
 	leaf, issuer, _ := issueNode(t, c, account)
 	svc, final := directCA(t, n)
-	stale := app.FinalCRL{IssuerKeyID: "00ff", Current: true, DER: []byte("stale"), NextUpdate: time.Now()}
-	if err := final.Put(ctx, account, []app.FinalCRL{stale}); err != nil {
+	stale := cadomain.FinalCRL{IssuerKeyID: "00ff", Current: true, DER: []byte("stale"), NextUpdate: time.Now()}
+	if err := final.Put(ctx, account, []cadomain.FinalCRL{stale}); err != nil {
 		t.Fatal(err)
 	}
 	if err := svc.DeleteCA(ctx, account); err != nil {
@@ -205,7 +206,7 @@ type deletionStartsOnCreate struct {
 	final *store.FinalCRLs
 }
 
-func (d deletionStartsOnCreate) Create(ctx context.Context, c app.Certificate, ev app.Issued) error {
+func (d deletionStartsOnCreate) Create(ctx context.Context, c cadomain.Certificate, ev cadomain.Issued) error {
 	if err := d.final.MarkClosing(ctx, c.AccountID); err != nil {
 		return err
 	}

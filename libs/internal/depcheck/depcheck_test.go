@@ -28,14 +28,28 @@ var rules = []rule{
 		},
 		forbidden: []string{"github.com/nats-io/", "github.com/redis/", "net/http", "google.golang.org/protobuf/",
 			repo + "libs/gen/", repo + "libs/natsrpc", repo + "libs/events", repo + "libs/kv", repo + "libs/service",
-			"/internal/store", "/internal/transport", "/internal/endpoint"},
+			"/internal/store", "/internal/transport", "/internal/endpoint", "/internal/wire"},
 	},
 	{
-		what: "store adapts storage and peers, and never reaches back into a transport",
+		what: "store adapts storage and peers, and never reaches back into an endpoint or a transport",
 		pkg: func(p string) bool {
 			return strings.HasPrefix(p, repo+"services/") && strings.HasSuffix(p, "/internal/store")
 		},
-		forbidden: []string{"/internal/transport", repo + "services/gateway"},
+		forbidden: []string{"/internal/transport", "/internal/endpoint", repo + "services/gateway"},
+	},
+	{
+		what: "wire converts values only: it reaches no store, endpoint or transport",
+		pkg: func(p string) bool {
+			return strings.HasPrefix(p, repo+"services/") && strings.HasSuffix(p, "/internal/wire")
+		},
+		forbidden: []string{"/internal/store", "/internal/transport", "/internal/endpoint", repo + "libs/kv", repo + "libs/service"},
+	},
+	{
+		what: "endpoints convert through wire and call the app, never the store",
+		pkg: func(p string) bool {
+			return strings.HasPrefix(p, repo+"services/") && strings.HasSuffix(p, "/internal/endpoint")
+		},
+		forbidden: []string{"/internal/store", "/internal/transport", repo + "libs/kv"},
 	},
 	{
 		what: "the launcher, inside every enclave, carries no registry, NATS or service client",

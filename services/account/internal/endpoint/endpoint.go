@@ -13,7 +13,7 @@ import (
 	accountv1 "github.com/cloister-cc/cloister/libs/gen/cloister/account/v1"
 	"github.com/cloister-cc/cloister/services/account/internal/app"
 	"github.com/cloister-cc/cloister/services/account/internal/domain"
-	"github.com/cloister-cc/cloister/services/account/internal/store"
+	"github.com/cloister-cc/cloister/services/account/internal/wire"
 )
 
 // Set holds the service behind its wire-typed methods: it is the
@@ -44,7 +44,7 @@ func page(p *accountv1.Page) app.Page {
 }
 
 func accountView(v app.AccountView) *accountv1.Account {
-	return store.AccountToProto(v.Account, v.Role)
+	return wire.AccountToProto(v.Account, v.Role)
 }
 
 func member(m domain.Member) *accountv1.Member {
@@ -76,7 +76,7 @@ func (s *Set) SignUp(ctx context.Context, r *accountv1.SignUpRequest) (*accountv
 	if err != nil {
 		return nil, err
 	}
-	return &accountv1.SignUpResponse{User: store.UserToProto(u)}, nil
+	return &accountv1.SignUpResponse{User: wire.UserToProto(u)}, nil
 }
 
 func (s *Set) Login(ctx context.Context, r *accountv1.LoginRequest) (*accountv1.LoginResponse, error) {
@@ -210,7 +210,7 @@ func (s *Set) ListTasks(ctx context.Context, r *accountv1.ListTasksRequest) (*ac
 	if err != nil {
 		return nil, err
 	}
-	return &accountv1.ListTasksResponse{Tasks: mapSlice(ts, store.TaskToProto)}, nil
+	return &accountv1.ListTasksResponse{Tasks: mapSlice(ts, wire.TaskToProto)}, nil
 }
 
 func (s *Set) GetTask(ctx context.Context, r *accountv1.GetTaskRequest) (*accountv1.GetTaskResponse, error) {
@@ -218,7 +218,7 @@ func (s *Set) GetTask(ctx context.Context, r *accountv1.GetTaskRequest) (*accoun
 	if err != nil {
 		return nil, err
 	}
-	return &accountv1.GetTaskResponse{Task: store.TaskToProto(t)}, nil
+	return &accountv1.GetTaskResponse{Task: wire.TaskToProto(t)}, nil
 }
 
 func (s *Set) ApproveTask(ctx context.Context, r *accountv1.TaskActionRequest) (*accountv1.TaskActionResponse, error) {
@@ -239,5 +239,5 @@ func taskAction(ctx context.Context, r *accountv1.TaskActionRequest,
 	if err != nil {
 		return nil, err
 	}
-	return &accountv1.TaskActionResponse{Task: store.TaskToProto(t)}, nil
+	return &accountv1.TaskActionResponse{Task: wire.TaskToProto(t)}, nil
 }

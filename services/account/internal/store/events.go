@@ -9,12 +9,11 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/cloister-cc/cloister/libs/events"
 	accountv1 "github.com/cloister-cc/cloister/libs/gen/cloister/account/v1"
-	eventsv1 "github.com/cloister-cc/cloister/libs/gen/cloister/events/v1"
 	"github.com/cloister-cc/cloister/services/account/internal/domain"
+	"github.com/cloister-cc/cloister/services/account/internal/wire"
 )
 
 // Producer names this service in event envelopes and subjects.
@@ -24,7 +23,7 @@ const Producer = accountv1.AccountServiceName
 func messages(ctx context.Context, evs []domain.Event) ([]*nats.Msg, error) {
 	out := make([]*nats.Msg, 0, len(evs))
 	for _, ev := range evs {
-		account, payload := wire(ev)
+		account, payload := wire.Event(ev)
 		subject := events.Subject(Producer, payload)
 		if a, ok := ev.(domain.Audited); ok {
 			subject = events.AuditSubject(a.Entry.AccountID, Producer)
@@ -36,70 +35,4 @@ func messages(ctx context.Context, evs []domain.Event) ([]*nats.Msg, error) {
 		out = append(out, m)
 	}
 	return out, nil
-}
-
-// wire returns an event's account and protobuf form.
-func wire(ev domain.Event) (string, proto.Message) {
-	switch e := ev.(type) {
-	case domain.AccountCreated:
-		return e.Account.ID, &accountv1.AccountCreated{Account: AccountToProto(e.Account, "")}
-	case domain.AccountUpdated:
-		return e.Account.ID, &accountv1.AccountUpdated{Account: AccountToProto(e.Account, "")}
-	case domain.AccountDeleted:
-		return e.AccountID, &accountv1.AccountDeleted{AccountId: e.AccountID}
-	case domain.UserSignedUp:
-		return "", &accountv1.UserSignedUp{User: UserToProto(e.User)}
-	case domain.MemberChanged:
-		return e.AccountID, &accountv1.MemberChanged{AccountId: e.AccountID, UserId: e.UserID, Role: string(e.Role)}
-	case domain.SessionRevoked:
-		return "", &accountv1.SessionRevoked{UserId: e.UserID, TokenHash: e.TokenHash}
-	case domain.APIKeyRevoked:
-		return e.AccountID, &accountv1.APIKeyRevoked{AccountId: e.AccountID, KeyId: e.KeyID, TokenHash: e.TokenHash}
-	case domain.TaskCreated:
-		return e.Task.AccountID, &accountv1.TaskCreated{Task: TaskToProto(e.Task)}
-	case domain.TaskApproved:
-		return e.Task.AccountID, &accountv1.TaskApproved{Task: TaskToProto(e.Task)}
-	case domain.TaskDenied:
-		return e.Task.AccountID, &accountv1.TaskDenied{Task: TaskToProto(e.Task)}
-	case domain.TaskWithdrawn:
-		return e.Task.AccountID, &accountv1.TaskWithdrawn{Task: TaskToProto(e.Task)}
-	case domain.Audited:
-		return e.Entry.AccountID, auditToProto(e.Entry)
-	}
-	panic(fmt.Sprintf("store: no wire form for event %T", ev))
-}
-
-func auditToProto(e domain.AuditEntry) *eventsv1.AuditRecord {
-	return &eventsv1.AuditRecord{
-		ActorUserId: e.Actor.UserID, ActorEmail: e.Actor.Email, ActorCredential: string(e.Actor.Credential),
-		ActorCredentialId: e.Actor.CredentialID,
-		Action:            e.Action, Target: e.Target, Outcome: e.Outcome, Error: e.Error,
-	}
-}
-
-// UserToProto converts a user, leaving out its password hash.
-func UserToProto(u domain.User) *accountv1.User {
-	return &accountv1.User{Id: u.ID, Email: u.Email, CreatedAt: timestamppb.New(u.CreatedAt)}
-}
-
-// AccountToProto converts an account as seen by a member with role.
-func AccountToProto(a domain.Account, role domain.Role) *accountv1.Account {
-	return &accountv1.Account{Id: a.ID, Name: a.Name, Description: a.Description,
-		CreatedAt: timestamppb.New(a.CreatedAt), UpdatedAt: timestamppb.New(a.UpdatedAt),
-		CreatedBy: a.CreatedBy, Role: string(role), ApprovalsRequired: uint32(a.Quorum())}
-}
-
-// TaskToProto converts a task.
-func TaskToProto(t domain.Task) *accountv1.Task {
-	out := &accountv1.Task{Id: t.ID, AccountId: t.AccountID, Kind: string(t.Kind), Status: string(t.Status),
-		RequesterId: t.RequesterID, AppId: t.AppID, Domain: t.Domain,
-		CreatedAt: timestamppb.New(t.CreatedAt), UpdatedAt: timestamppb.New(t.UpdatedAt)}
-	if im := t.Image; im != nil {
-		out.Image = &accountv1.TaskImage{ImageId: im.ImageID, Tag: im.Tag, Mrenclave: im.MRENCLAVE, Mrsigner: im.MRSIGNER,
-			Isvprodid: im.ISVProdID, Isvsvn: im.ISVSVN}
-	}
-	for _, a := range t.Approvals {
-		out.Approvals = append(out.Approvals, &accountv1.TaskApproval{UserId: a.UserID, At: timestamppb.New(a.At)})
-	}
-	return out
 }

@@ -13,7 +13,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/cloister-cc/cloister/libs/allowlist"
 	"github.com/cloister-cc/cloister/libs/cache"
@@ -23,6 +22,7 @@ import (
 	"github.com/cloister-cc/cloister/libs/sgx"
 	"github.com/cloister-cc/cloister/services/attestation/internal/app"
 	"github.com/cloister-cc/cloister/services/attestation/internal/domain"
+	"github.com/cloister-cc/cloister/services/attestation/internal/wire"
 )
 
 // Producer names this service in events.
@@ -230,26 +230,6 @@ func (s *Images) RemoveWhere(ctx context.Context, accountID string, drop func(do
 	return nil
 }
 
-// VerdictToProto converts a verdict.
-func VerdictToProto(v domain.Verdict) *attestationv1.Verdict {
-	return &attestationv1.Verdict{
-		Id: v.ID, AccountId: v.AccountID, Ok: v.OK, Reason: v.Reason, Error: v.Error, TcbStatus: string(v.TCBStatus),
-		Advisories: v.Advisories, Mrenclave: v.MRENCLAVE[:], Mrsigner: v.MRSIGNER[:], Isvprodid: uint32(v.ISVProdID),
-		Isvsvn: uint32(v.ISVSVN), Debug: v.Debug, Simulated: v.Simulated, ReportData: v.ReportData[:], Fmspc: v.FMSPC[:],
-		VerifiedAt: timestamppb.New(v.VerifiedAt), AppId: v.AppID, ImageId: v.ImageID,
-	}
-}
-
-// PolicyToProto converts a policy.
-func PolicyToProto(p domain.Policy) *attestationv1.Policy {
-	out := &attestationv1.Policy{AllowDebug: p.AllowDebug, AllowSimulation: p.AllowSimulation, MinIsvsvn: uint32(p.MinISVSVN),
-		RequireNodeAttestation: p.RequireNodeAttestation}
-	for _, s := range p.AcceptStatuses {
-		out.AcceptStatuses = append(out.AcceptStatuses, string(s))
-	}
-	return out
-}
-
 func messages(ctx context.Context, evs []domain.Event) ([]*nats.Msg, error) {
 	out := make([]*nats.Msg, 0, len(evs))
 	for _, ev := range evs {
@@ -257,11 +237,11 @@ func messages(ctx context.Context, evs []domain.Event) ([]*nats.Msg, error) {
 		var payload proto.Message
 		switch e := ev.(type) {
 		case domain.AttestationSucceeded:
-			account, payload = e.Verdict.AccountID, &attestationv1.AttestationSucceeded{Verdict: VerdictToProto(e.Verdict)}
+			account, payload = e.Verdict.AccountID, &attestationv1.AttestationSucceeded{Verdict: wire.VerdictToProto(e.Verdict)}
 		case domain.AttestationFailed:
-			account, payload = e.Verdict.AccountID, &attestationv1.AttestationFailed{Verdict: VerdictToProto(e.Verdict)}
+			account, payload = e.Verdict.AccountID, &attestationv1.AttestationFailed{Verdict: wire.VerdictToProto(e.Verdict)}
 		case domain.PolicyChanged:
-			account, payload = e.AccountID, &attestationv1.PolicyChanged{AccountId: e.AccountID, Policy: PolicyToProto(e.Policy)}
+			account, payload = e.AccountID, &attestationv1.PolicyChanged{AccountId: e.AccountID, Policy: wire.PolicyToProto(e.Policy)}
 		case domain.Audited:
 			m, err := events.AuditMessage(ctx, Producer, e.Entry)
 			if err != nil {

@@ -12,68 +12,33 @@ import (
 	"time"
 
 	"github.com/cloister-cc/cloister/libs/audit"
-	"github.com/cloister-cc/cloister/libs/errs"
 	"github.com/cloister-cc/cloister/libs/pki"
+	"github.com/cloister-cc/cloister/services/ca/internal/domain"
 )
-
-// Errors of the CA service.
-var (
-	ErrCANotFound       = errs.Define(errs.NotFound, "ca_not_found", "the account has no CA")
-	ErrCAExists         = errs.Define(errs.Conflict, "ca_exists", "the account has a CA already")
-	ErrConcurrentChange = errs.Define(errs.Conflict, "concurrent_change", "changed by another request; retry")
-)
-
-// Initialized is announced when an account's CA is created.
-type Initialized struct{ AccountID, RootSHA256 string }
 
 // Authorities stores each account's CA in its sealed form.
 type Authorities interface {
-	// Create stores a new CA; ErrCAExists if the account has one.
-	Create(ctx context.Context, accountID string, sealed []byte, ev Initialized) error
-	Get(ctx context.Context, accountID string) ([]byte, error) // ErrCANotFound
+	// Create stores a new CA; domain.ErrCAExists if the account has one.
+	Create(ctx context.Context, accountID string, sealed []byte, ev domain.Initialized) error
+	Get(ctx context.Context, accountID string) ([]byte, error) // domain.ErrCANotFound
 	// Update replaces the sealed CA by what change makes of it, if nobody
-	// changed it meanwhile (ErrConcurrentChange otherwise).
-	Update(ctx context.Context, accountID string, change func(sealed []byte) ([]byte, IssuerRotated, error)) error
+	// changed it meanwhile (domain.ErrConcurrentChange otherwise).
+	Update(ctx context.Context, accountID string, change func(sealed []byte) ([]byte, domain.IssuerRotated, error)) error
 	Delete(ctx context.Context, accountID string) error
-}
-
-// FinalCRL is the last CRL of one issuing CA of a deleted account, signed
-// before the CA's keys went, so relying parties that still trust the CA
-// keep learning that its certificates were revoked.
-type FinalCRL struct {
-	IssuerKeyID string // hex, lower case
-	Current     bool   // the issuing CA was the current one at deletion
-	DER         []byte
-	NextUpdate  time.Time
 }
 
 // FinalCRLs keeps the final CRLs of deleted accounts.
 type FinalCRLs interface {
 	// Put replaces the account's final CRLs by crls.
-	Put(ctx context.Context, accountID string, crls []FinalCRL) error
+	Put(ctx context.Context, accountID string, crls []domain.FinalCRL) error
 	// Get returns the final CRL of one issuing CA (by lower-case hex key
-	// id; empty for the one current at deletion); ErrCANotFound if none.
-	Get(ctx context.Context, accountID, issuerKeyID string) (FinalCRL, error)
+	// id; empty for the one current at deletion); domain.ErrCANotFound if none.
+	Get(ctx context.Context, accountID, issuerKeyID string) (domain.FinalCRL, error)
 	// MarkClosing records that the account's CA is being deleted (again
 	// is not an error); Closing tells whether it is.
 	MarkClosing(ctx context.Context, accountID string) error
 	Closing(ctx context.Context, accountID string) (bool, error)
 }
-
-// Events of issuance and revocation. A revocation someone asked for
-// carries its audit record, committed with it.
-type (
-	Issued  struct{ Certificate Certificate }
-	Revoked struct {
-		Certificate Certificate
-		Audit       *audit.Entry
-	}
-	// IssuerRotated is announced when an account's issuing CA is replaced.
-	IssuerRotated struct {
-		AccountID, IssuerSHA256, RetiredSHA256 string
-		Audit                                  audit.Entry
-	}
-)
 
 // AuditLog records calls that failed; successes travel with their change.
 type AuditLog interface {
@@ -81,8 +46,6 @@ type AuditLog interface {
 }
 
 // ErrCertificateNotFound is returned for a serial the account's CA did not issue.
-var ErrCertificateNotFound = errs.Define(errs.NotFound, "certificate_not_found", "certificate not found")
-
 // Issuance is what application issuance needs besides the CA: the
 // applications' configurations, the domain allowlist, nonces, and the
 // attestation service's verdicts.

@@ -13,6 +13,7 @@ import (
 	"github.com/cloister-cc/cloister/libs/audit"
 	"github.com/cloister-cc/cloister/libs/errs"
 	"github.com/cloister-cc/cloister/libs/pki"
+	"github.com/cloister-cc/cloister/services/ca/internal/domain"
 )
 
 type openedCA struct {
@@ -47,7 +48,7 @@ func (s *Service) openCA(ctx context.Context, accountID string) (*pki.CA, error)
 // closing before it lists the certificates to revoke, so a certificate
 // recorded before the mark is on its list, and one recorded after it is
 // revoked here and never handed out.
-func (s *Service) stillOpen(ctx context.Context, rec Certificate) error {
+func (s *Service) stillOpen(ctx context.Context, rec domain.Certificate) error {
 	closing, err := s.final.Closing(ctx, rec.AccountID)
 	if err == nil && !closing {
 		return nil
@@ -66,28 +67,28 @@ func (s *Service) stillOpen(ctx context.Context, rec Certificate) error {
 // the CRL and OCSP answers of the certificates it issued. Audited.
 func (s *Service) RotateIssuer(ctx context.Context, accountID string, actor audit.Actor) (*pki.CA, error) {
 	var rotated *pki.CA
-	err := s.store.Update(ctx, accountID, func(sealed []byte) ([]byte, IssuerRotated, error) {
+	err := s.store.Update(ctx, accountID, func(sealed []byte) ([]byte, domain.IssuerRotated, error) {
 		ca, err := pki.OpenCA(sealed, s.kek, accountID)
 		if err != nil {
-			return nil, IssuerRotated{}, fmt.Errorf("opening the CA of %s: %w", accountID, err)
+			return nil, domain.IssuerRotated{}, fmt.Errorf("opening the CA of %s: %w", accountID, err)
 		}
 		old := sha256.Sum256(ca.Issuer.Raw)
 		if err := ca.RotateIssuer(s.clock()); errors.Is(err, pki.ErrTooManyRetired) {
-			return nil, IssuerRotated{}, errs.New(errs.Conflict, strings.TrimPrefix(err.Error(), "pki: "))
+			return nil, domain.IssuerRotated{}, errs.New(errs.Conflict, strings.TrimPrefix(err.Error(), "pki: "))
 		} else if err != nil {
-			return nil, IssuerRotated{}, err
+			return nil, domain.IssuerRotated{}, err
 		}
 		next, err := ca.Seal(s.kek)
 		if err != nil {
-			return nil, IssuerRotated{}, err
+			return nil, domain.IssuerRotated{}, err
 		}
 		rotated = ca
 		sum := sha256.Sum256(ca.Issuer.Raw)
-		return next, IssuerRotated{AccountID: accountID, IssuerSHA256: hex.EncodeToString(sum[:]), RetiredSHA256: hex.EncodeToString(old[:]),
+		return next, domain.IssuerRotated{AccountID: accountID, IssuerSHA256: hex.EncodeToString(sum[:]), RetiredSHA256: hex.EncodeToString(old[:]),
 			Audit: audit.Entry{AccountID: accountID, Actor: actor, Action: "ca.rotate", Target: hex.EncodeToString(sum[:])}}, nil
 	})
 	if err != nil {
-		if !errors.Is(err, ErrCANotFound) && uuid.Validate(accountID) == nil {
+		if !errors.Is(err, domain.ErrCANotFound) && uuid.Validate(accountID) == nil {
 			if rerr := s.audit.Record(ctx, audit.Entry{AccountID: accountID, Actor: actor, Action: "ca.rotate", Err: err}); rerr != nil {
 				err = errors.Join(err, fmt.Errorf("recording audit entry: %w", rerr))
 			}
@@ -105,7 +106,7 @@ func (s *Service) CreateCA(ctx context.Context, accountID string) error {
 	}
 	if _, err := s.store.Get(ctx, accountID); err == nil {
 		return nil
-	} else if !errors.Is(err, ErrCANotFound) {
+	} else if !errors.Is(err, domain.ErrCANotFound) {
 		return err
 	}
 	ca, err := pki.NewCA(accountID, s.clock())
@@ -117,8 +118,8 @@ func (s *Service) CreateCA(ctx context.Context, accountID string) error {
 		return err
 	}
 	sum := sha256.Sum256(ca.Root.Raw)
-	err = s.store.Create(ctx, accountID, sealed, Initialized{AccountID: accountID, RootSHA256: hex.EncodeToString(sum[:])})
-	if errors.Is(err, ErrCAExists) {
+	err = s.store.Create(ctx, accountID, sealed, domain.Initialized{AccountID: accountID, RootSHA256: hex.EncodeToString(sum[:])})
+	if errors.Is(err, domain.ErrCAExists) {
 		return nil // another replica was first
 	}
 	return err
@@ -141,7 +142,7 @@ func (s *Service) DeleteCA(ctx context.Context, accountID string) error {
 	if err := s.issuance.Domains.RemoveApp(ctx, accountID, ""); err != nil {
 		return err
 	}
-	if err := s.issuance.Images.RemoveWhere(ctx, accountID, "", func(ApprovedImage) bool { return true }); err != nil {
+	if err := s.issuance.Images.RemoveWhere(ctx, accountID, "", func(domain.ApprovedImage) bool { return true }); err != nil {
 		return err
 	}
 	if err := s.issuance.Apps.RemoveAccount(ctx, accountID); err != nil {
@@ -157,7 +158,7 @@ func (s *Service) DeleteCA(ctx context.Context, accountID string) error {
 		}
 	}
 	ca, err := s.CA(ctx, accountID)
-	if errors.Is(err, ErrCANotFound) {
+	if errors.Is(err, domain.ErrCANotFound) {
 		return nil
 	}
 	if err != nil {
@@ -171,7 +172,7 @@ func (s *Service) DeleteCA(ctx context.Context, accountID string) error {
 	s.mu.Lock()
 	delete(s.opened, accountID)
 	s.mu.Unlock()
-	if errors.Is(err, ErrCANotFound) {
+	if errors.Is(err, domain.ErrCANotFound) {
 		return nil
 	}
 	return err
@@ -180,7 +181,7 @@ func (s *Service) DeleteCA(ctx context.Context, accountID string) error {
 // CA returns the account's CA, keys unsealed.
 func (s *Service) CA(ctx context.Context, accountID string) (*pki.CA, error) {
 	if uuid.Validate(accountID) != nil {
-		return nil, ErrCANotFound
+		return nil, domain.ErrCANotFound
 	}
 	sealed, err := s.store.Get(ctx, accountID)
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/cloister-cc/cloister/libs/pki"
 	"github.com/cloister-cc/cloister/services/ca/internal/app"
+	"github.com/cloister-cc/cloister/services/ca/internal/domain"
 )
 
 // BenchmarkIssueApp measures an application certificate's issuance on one
@@ -37,8 +38,8 @@ func BenchmarkIssueApp(b *testing.B) {
 	}
 	spki, _ := x509.MarshalPKIXPublicKey(&key.PublicKey)
 	binding := sha256.Sum256(spki)
-	cfg := app.AppConfig{AccountID: "a", AppID: "app", Domain: names[0], Issuer: "cloister", KeyType: pki.P256}
-	v := app.Verdict{ID: "v", OK: true, AppID: "app", MRENCLAVE: make([]byte, 32), MRSIGNER: make([]byte, 32),
+	cfg := domain.AppConfig{AccountID: "a", AppID: "app", Domain: names[0], Issuer: "cloister", KeyType: pki.P256}
+	v := domain.Verdict{ID: "v", OK: true, AppID: "app", MRENCLAVE: make([]byte, 32), MRSIGNER: make([]byte, 32),
 		TCBStatus: "UpToDate", ReportData: append(binding[:], make([]byte, 32)...), VerifiedAt: now}
 	approved := map[string]bool{"app/hello.cloister.test": true}
 

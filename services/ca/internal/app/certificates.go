@@ -15,36 +15,16 @@ import (
 	"github.com/cloister-cc/cloister/libs/audit"
 	"github.com/cloister-cc/cloister/libs/errs"
 	"github.com/cloister-cc/cloister/libs/pki"
+	"github.com/cloister-cc/cloister/services/ca/internal/domain"
 )
-
-// Certificate is an issued certificate as the CA records it.
-type Certificate struct {
-	Serial    string // hex
-	AccountID string
-	Kind      string // "node" or "app"
-	SubjectID string
-	DNSNames  []string
-	NotBefore time.Time
-	NotAfter  time.Time
-	Revoked   bool
-	RevokedAt time.Time
-	Reason    string
-	DER       []byte
-	// Application certificates: what they were issued on.
-	NodeID    string `json:",omitempty"`
-	ImageID   string `json:",omitempty"`
-	MRENCLAVE []byte `json:",omitempty"`
-	VerdictID string `json:",omitempty"`
-	Version   uint64
-}
 
 // Certificates records what each account's CA issued.
 type Certificates interface {
-	Create(ctx context.Context, c Certificate, ev Issued) error
-	Get(ctx context.Context, accountID, serial string) (Certificate, error) // ErrCertificateNotFound
+	Create(ctx context.Context, c domain.Certificate, ev domain.Issued) error
+	Get(ctx context.Context, accountID, serial string) (domain.Certificate, error) // domain.ErrCertificateNotFound
 	// Update stores c if its version is unchanged.
-	Update(ctx context.Context, c Certificate, ev Revoked) (Certificate, error)
-	List(ctx context.Context, accountID string) ([]Certificate, error)
+	Update(ctx context.Context, c domain.Certificate, ev domain.Revoked) (domain.Certificate, error)
+	List(ctx context.Context, accountID string) ([]domain.Certificate, error)
 }
 
 // NodeCertLifetime is how long a node's client certificate lasts.
@@ -65,50 +45,50 @@ var randRead = rand.Read
 
 // IssueNodeCertificate issues a client certificate for an enrolling node,
 // identified as urn:cloister:node:<account>:<node>.
-func (s *Service) IssueNodeCertificate(ctx context.Context, accountID, nodeID string, csrBytes []byte) (Certificate, *pki.CA, error) {
+func (s *Service) IssueNodeCertificate(ctx context.Context, accountID, nodeID string, csrBytes []byte) (domain.Certificate, *pki.CA, error) {
 	if uuid.Validate(nodeID) != nil {
-		return Certificate{}, nil, errs.New(errs.Invalid, "node_id must be a node's id")
+		return domain.Certificate{}, nil, errs.New(errs.Invalid, "node_id must be a node's id")
 	}
 	ca, err := s.openCA(ctx, accountID)
 	if err != nil {
-		return Certificate{}, nil, err
+		return domain.Certificate{}, nil, err
 	}
 	csr, err := pki.CheckCSRKey(csrBytes, pki.P256)
 	if err != nil {
-		return Certificate{}, nil, errs.New(errs.Invalid, err.Error())
+		return domain.Certificate{}, nil, errs.New(errs.Invalid, err.Error())
 	}
 	uri := &url.URL{Scheme: "urn", Opaque: "cloister:node:" + accountID + ":" + nodeID}
 	cert, err := ca.IssueClient(csr, "node "+nodeID, uri, NodeCertLifetime, s.clock())
 	if err != nil {
-		return Certificate{}, nil, err
+		return domain.Certificate{}, nil, err
 	}
-	rec := Certificate{Serial: cert.SerialNumber.Text(16), AccountID: accountID, Kind: "node", SubjectID: nodeID,
+	rec := domain.Certificate{Serial: cert.SerialNumber.Text(16), AccountID: accountID, Kind: "node", SubjectID: nodeID,
 		NotBefore: cert.NotBefore, NotAfter: cert.NotAfter, DER: cert.Raw}
-	if err := s.certs.Create(ctx, rec, Issued{Certificate: rec}); err != nil {
-		return Certificate{}, nil, err
+	if err := s.certs.Create(ctx, rec, domain.Issued{Certificate: rec}); err != nil {
+		return domain.Certificate{}, nil, err
 	}
 	if err := s.stillOpen(ctx, rec); err != nil {
-		return Certificate{}, nil, err
+		return domain.Certificate{}, nil, err
 	}
 	return rec, ca, nil
 }
 
 // Certificate returns one certificate the account's CA issued.
-func (s *Service) Certificate(ctx context.Context, accountID, serial string) (Certificate, error) {
+func (s *Service) Certificate(ctx context.Context, accountID, serial string) (domain.Certificate, error) {
 	if uuid.Validate(accountID) != nil || !isHex(serial) {
-		return Certificate{}, ErrCertificateNotFound
+		return domain.Certificate{}, domain.ErrCertificateNotFound
 	}
 	return s.certs.Get(ctx, accountID, strings.ToLower(serial))
 }
 
 // Certificates lists what the account's CA issued, ordered by serial.
-func (s *Service) Certificates(ctx context.Context, accountID, kind string, includeRevoked bool) ([]Certificate, error) {
+func (s *Service) Certificates(ctx context.Context, accountID, kind string, includeRevoked bool) ([]domain.Certificate, error) {
 	return s.CertificatesOf(ctx, accountID, kind, "", includeRevoked)
 }
 
 // CertificatesOf lists what the account's CA issued to one subject (a
 // node's or an application's id; empty for every subject), ordered by serial.
-func (s *Service) CertificatesOf(ctx context.Context, accountID, kind, subjectID string, includeRevoked bool) ([]Certificate, error) {
+func (s *Service) CertificatesOf(ctx context.Context, accountID, kind, subjectID string, includeRevoked bool) ([]domain.Certificate, error) {
 	if uuid.Validate(accountID) != nil {
 		return nil, nil
 	}
@@ -129,29 +109,29 @@ func (s *Service) CertificatesOf(ctx context.Context, accountID, kind, subjectID
 // actor is who asked, nil when the CA revokes on its own (what a
 // certificate depended on went away); a person's request is audited,
 // whether it succeeds or not.
-func (s *Service) Revoke(ctx context.Context, accountID, serial, reason string, actor *audit.Actor) (Certificate, error) {
+func (s *Service) Revoke(ctx context.Context, accountID, serial, reason string, actor *audit.Actor) (domain.Certificate, error) {
 	c, err := s.revoke(ctx, accountID, serial, reason, actor)
-	if err != nil && actor != nil && !errors.Is(err, ErrCANotFound) && uuid.Validate(accountID) == nil {
+	if err != nil && actor != nil && !errors.Is(err, domain.ErrCANotFound) && uuid.Validate(accountID) == nil {
 		if rerr := s.audit.Record(ctx, audit.Entry{AccountID: accountID, Actor: *actor, Action: "cert.revoke", Target: serial, Err: err}); rerr != nil {
-			return Certificate{}, errors.Join(err, fmt.Errorf("recording audit entry: %w", rerr))
+			return domain.Certificate{}, errors.Join(err, fmt.Errorf("recording audit entry: %w", rerr))
 		}
 	}
 	return c, err
 }
 
-func (s *Service) revoke(ctx context.Context, accountID, serial, reason string, actor *audit.Actor) (Certificate, error) {
+func (s *Service) revoke(ctx context.Context, accountID, serial, reason string, actor *audit.Actor) (domain.Certificate, error) {
 	c, err := s.Certificate(ctx, accountID, serial)
 	if err != nil {
-		return Certificate{}, err
+		return domain.Certificate{}, err
 	}
 	if c.Revoked {
 		return c, nil
 	}
 	if len(reason) > 200 {
-		return Certificate{}, errs.New(errs.Invalid, "reason is longer than 200 characters")
+		return domain.Certificate{}, errs.New(errs.Invalid, "reason is longer than 200 characters")
 	}
 	c.Revoked, c.RevokedAt, c.Reason = true, s.clock().UTC(), reason
-	ev := Revoked{Certificate: c}
+	ev := domain.Revoked{Certificate: c}
 	if actor != nil {
 		ev.Audit = &audit.Entry{AccountID: accountID, Actor: *actor, Action: "cert.revoke", Target: c.Serial}
 	}

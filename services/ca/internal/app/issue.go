@@ -14,77 +14,24 @@ import (
 
 	"github.com/cloister-cc/cloister/libs/errs"
 	"github.com/cloister-cc/cloister/libs/pki"
+	"github.com/cloister-cc/cloister/services/ca/internal/domain"
 )
-
-// AppConfig is what the CA keeps of an application, from its events: the
-// certificate configuration its enclaves' CSRs are held to.
-type AppConfig struct {
-	AccountID string      `json:"account_id"`
-	AppID     string      `json:"app_id"`
-	Domain    string      `json:"domain"`
-	Issuer    string      `json:"issuer"` // "cloister" or "none"
-	KeyType   pki.KeyType `json:"key_type"`
-	// Lifetime of issued certificates; 0 means DefaultAppCertLifetime.
-	Lifetime time.Duration `json:"lifetime"`
-	// Debug builds may be attested in debug mode.
-	Debug bool `json:"debug"`
-}
-
-// ApprovedImage is an entry of the CA's own image allowlist: a
-// measurement approved for an application. The attestation service keeps
-// the same list; the CA keeps its own so that a withdrawal it has seen
-// stops issuance at once, whatever the attestation service's pace.
-type ApprovedImage struct {
-	AppID     string `json:"app_id"`
-	ImageID   string `json:"image_id"`
-	MRENCLAVE []byte `json:"mrenclave"`
-	MRSIGNER  []byte `json:"mrsigner"`
-	TaskID    string `json:"task_id"`
-}
-
-// ApprovedDomain is an entry of the domain allowlist: a DNS name an
-// application may serve, approved by a task.
-type ApprovedDomain struct {
-	AppID  string `json:"app_id"`
-	Domain string `json:"domain"`
-	TaskID string `json:"task_id"`
-}
-
-// Verdict is what the CA reads of an attestation verdict, fetched by id
-// from the attestation service.
-type Verdict struct {
-	ID         string
-	AccountID  string
-	OK         bool
-	Reason     string
-	AppID      string // the approved image's application, now
-	ImageID    string
-	MRENCLAVE  []byte
-	MRSIGNER   []byte
-	ISVProdID  uint32
-	ISVSVN     uint32
-	TCBStatus  string
-	Debug      bool
-	Simulated  bool
-	ReportData []byte
-	VerifiedAt time.Time
-}
 
 // Apps keeps the applications' certificate configurations. Lookup may
 // answer from the cache; Fresh reads the store.
 type Apps interface {
-	Lookup(ctx context.Context, accountID, appID string) (AppConfig, bool, error)
-	Fresh(ctx context.Context, accountID, appID string) (AppConfig, bool, error)
-	Put(ctx context.Context, a AppConfig) error
+	Lookup(ctx context.Context, accountID, appID string) (domain.AppConfig, bool, error)
+	Fresh(ctx context.Context, accountID, appID string) (domain.AppConfig, bool, error)
+	Put(ctx context.Context, a domain.AppConfig) error
 	Remove(ctx context.Context, accountID, appID string) error
 	RemoveAccount(ctx context.Context, accountID string) error
 }
 
 // Domains is the approved-domain allowlist.
 type Domains interface {
-	Lookup(ctx context.Context, accountID, appID, domain string) (ApprovedDomain, bool, error)
-	Fresh(ctx context.Context, accountID, appID, domain string) (ApprovedDomain, bool, error)
-	Put(ctx context.Context, accountID string, d ApprovedDomain) error
+	Lookup(ctx context.Context, accountID, appID, domain string) (domain.ApprovedDomain, bool, error)
+	Fresh(ctx context.Context, accountID, appID, domain string) (domain.ApprovedDomain, bool, error)
+	Put(ctx context.Context, accountID string, d domain.ApprovedDomain) error
 	Remove(ctx context.Context, accountID, appID, domain string) error
 	// RemoveApp removes an application's domains; an empty appID, every
 	// domain of the account.
@@ -93,13 +40,13 @@ type Domains interface {
 
 // Images is the CA's image allowlist, by application and MRENCLAVE.
 type Images interface {
-	Lookup(ctx context.Context, accountID, appID string, mrenclave []byte) (ApprovedImage, bool, error)
-	Fresh(ctx context.Context, accountID, appID string, mrenclave []byte) (ApprovedImage, bool, error)
-	Put(ctx context.Context, accountID string, img ApprovedImage) error
+	Lookup(ctx context.Context, accountID, appID string, mrenclave []byte) (domain.ApprovedImage, bool, error)
+	Fresh(ctx context.Context, accountID, appID string, mrenclave []byte) (domain.ApprovedImage, bool, error)
+	Put(ctx context.Context, accountID string, img domain.ApprovedImage) error
 	Remove(ctx context.Context, accountID, appID string, mrenclave []byte) error
 	// RemoveWhere removes the account's entries (of one application, or
 	// all when appID is empty) for which drop is true.
-	RemoveWhere(ctx context.Context, accountID, appID string, drop func(ApprovedImage) bool) error
+	RemoveWhere(ctx context.Context, accountID, appID string, drop func(domain.ApprovedImage) bool) error
 }
 
 // Withdrawals remembers withdrawn and denied tasks, so that an approval
@@ -123,7 +70,7 @@ var ErrNonceUnknown = errors.New("nonce unknown")
 // Verdicts fetches attestation verdicts; ErrVerdictNotFound when the
 // account has no verdict with that id.
 type Verdicts interface {
-	Get(ctx context.Context, accountID, id string) (Verdict, error)
+	Get(ctx context.Context, accountID, id string) (domain.Verdict, error)
 }
 
 // ErrVerdictNotFound is returned by Verdicts.Get.
@@ -137,18 +84,10 @@ const (
 	NonceLifetime = 10 * time.Minute
 )
 
-// Refusal is an issuance refused by one of its checks. Check names the
-// check: app, csr, key, verdict, image, binding, domain or nonce.
-type Refusal struct{ Check, Detail string }
-
-func (r *Refusal) Error() string {
-	return "certificate refused by the " + r.Check + " check: " + r.Detail
-}
-
-// refuse returns a Refusal as an error of the kind its check calls for:
+// refuse returns a domain.Refusal as an error of the kind its check calls for:
 // a malformed CSR is the caller's mistake, everything else a denial.
 func refuse(check, format string, args ...any) error {
-	r := &Refusal{Check: check, Detail: fmt.Sprintf(format, args...)}
+	r := &domain.Refusal{Check: check, Detail: fmt.Sprintf(format, args...)}
 	kind := errs.PermissionDenied
 	if check == "csr" {
 		kind = errs.Invalid
@@ -165,7 +104,7 @@ type AppRequest struct {
 // CreateNonce returns a fresh nonce for an enclave's REPORTDATA.
 func (s *Service) CreateNonce(ctx context.Context, accountID string) ([]byte, time.Time, error) {
 	if uuid.Validate(accountID) != nil {
-		return nil, time.Time{}, ErrCANotFound
+		return nil, time.Time{}, domain.ErrCANotFound
 	}
 	if _, err := s.store.Get(ctx, accountID); err != nil {
 		return nil, time.Time{}, err
@@ -190,46 +129,46 @@ func (s *Service) CreateNonce(ctx context.Context, accountID string) ([]byte, ti
 // that nobody used; every name is an approved domain of the application.
 // The nonce is consumed last, so a refusal for another reason does not
 // burn it, and two requests racing with one nonce get one certificate.
-func (s *Service) IssueAppCertificate(ctx context.Context, r AppRequest) (Certificate, *pki.CA, error) {
+func (s *Service) IssueAppCertificate(ctx context.Context, r AppRequest) (domain.Certificate, *pki.CA, error) {
 	for _, id := range []struct{ name, v string }{{"account_id", r.AccountID}, {"app_id", r.AppID}, {"verdict_id", r.VerdictID}} {
 		if uuid.Validate(id.v) != nil {
-			return Certificate{}, nil, errs.Newf(errs.Invalid, "%s must be an id", id.name)
+			return domain.Certificate{}, nil, errs.Newf(errs.Invalid, "%s must be an id", id.name)
 		}
 	}
 	if r.NodeID != "" && uuid.Validate(r.NodeID) != nil {
-		return Certificate{}, nil, errs.New(errs.Invalid, "node_id must be a node's id")
+		return domain.Certificate{}, nil, errs.New(errs.Invalid, "node_id must be a node's id")
 	}
 	ca, err := s.openCA(ctx, r.AccountID)
 	if err != nil {
-		return Certificate{}, nil, err
+		return domain.Certificate{}, nil, err
 	}
 	app, found, err := s.issuance.Apps.Lookup(ctx, r.AccountID, r.AppID)
 	if err != nil {
-		return Certificate{}, nil, err
+		return domain.Certificate{}, nil, err
 	}
 	if !found {
-		return Certificate{}, nil, refuse("app", "application %s is not known to the CA", r.AppID)
+		return domain.Certificate{}, nil, refuse("app", "application %s is not known to the CA", r.AppID)
 	}
 	v, err := s.issuance.Verdicts.Get(ctx, r.AccountID, r.VerdictID)
 	if errors.Is(err, ErrVerdictNotFound) || err == nil && (v.AccountID != r.AccountID || v.ID != r.VerdictID) {
-		return Certificate{}, nil, refuse("verdict", "the account has no attestation verdict %s (verdicts are kept an hour)", r.VerdictID)
+		return domain.Certificate{}, nil, refuse("verdict", "the account has no attestation verdict %s (verdicts are kept an hour)", r.VerdictID)
 	}
 	if err != nil {
-		return Certificate{}, nil, err
+		return domain.Certificate{}, nil, err
 	}
 	csr, err := Decide(app, v, r.CSR, s.clock())
 	if err != nil {
-		return Certificate{}, nil, err
+		return domain.Certificate{}, nil, err
 	}
 	if err := s.approved(ctx, r.AccountID, r.AppID, v, csr.DNSNames, false); err != nil {
-		return Certificate{}, nil, err
+		return domain.Certificate{}, nil, err
 	}
 	expires, err := s.issuance.Nonces.Consume(ctx, r.AccountID, v.ReportData[32:])
 	if errors.Is(err, ErrNonceUnknown) || err == nil && !s.clock().Before(expires) {
-		return Certificate{}, nil, refuse("nonce", "the nonce in REPORTDATA was not issued by this CA, has expired, or was used already")
+		return domain.Certificate{}, nil, refuse("nonce", "the nonce in REPORTDATA was not issued by this CA, has expired, or was used already")
 	}
 	if err != nil {
-		return Certificate{}, nil, err
+		return domain.Certificate{}, nil, err
 	}
 	lifetime := app.Lifetime
 	if lifetime == 0 {
@@ -241,16 +180,16 @@ func (s *Service) IssueAppCertificate(ctx context.Context, r AppRequest) (Certif
 		TCBStatus: v.TCBStatus, Simulated: v.Simulated, Debug: v.Debug,
 	}}, s.clock())
 	if err != nil {
-		return Certificate{}, nil, err
+		return domain.Certificate{}, nil, err
 	}
-	rec := Certificate{Serial: cert.Serial.Text(16), AccountID: r.AccountID, Kind: "app", SubjectID: r.AppID,
+	rec := domain.Certificate{Serial: cert.Serial.Text(16), AccountID: r.AccountID, Kind: "app", SubjectID: r.AppID,
 		DNSNames: csr.DNSNames, NotBefore: cert.NotBefore, NotAfter: cert.NotAfter, DER: cert.DER,
 		NodeID: r.NodeID, ImageID: v.ImageID, MRENCLAVE: v.MRENCLAVE, VerdictID: v.ID}
-	if err := s.certs.Create(ctx, rec, Issued{Certificate: rec}); err != nil {
-		return Certificate{}, nil, err
+	if err := s.certs.Create(ctx, rec, domain.Issued{Certificate: rec}); err != nil {
+		return domain.Certificate{}, nil, err
 	}
 	if err := s.stillOpen(ctx, rec); err != nil {
-		return Certificate{}, nil, err
+		return domain.Certificate{}, nil, err
 	}
 	// An approval withdrawn while this request was under way has had its
 	// revocation sweep, which could not see this certificate: check again,
@@ -258,9 +197,9 @@ func (s *Service) IssueAppCertificate(ctx context.Context, r AppRequest) (Certif
 	// revoke it if its grounds went away.
 	if err := s.approved(ctx, r.AccountID, r.AppID, v, csr.DNSNames, true); err != nil {
 		if _, rerr := s.Revoke(ctx, r.AccountID, rec.Serial, "approval withdrawn during issuance", nil); rerr != nil {
-			return Certificate{}, nil, errors.Join(err, rerr)
+			return domain.Certificate{}, nil, errors.Join(err, rerr)
 		}
-		return Certificate{}, nil, err
+		return domain.Certificate{}, nil, err
 	}
 	return rec, ca, nil
 }
@@ -269,7 +208,7 @@ func (s *Service) IssueAppCertificate(ctx context.Context, r AppRequest) (Certif
 // CA with the same key type, that the attested measurement is an approved
 // image of it, and that every name is an approved domain of it; fresh
 // reads the stores, bypassing the cache.
-func (s *Service) approved(ctx context.Context, accountID, appID string, v Verdict, names []string, fresh bool) error {
+func (s *Service) approved(ctx context.Context, accountID, appID string, v domain.Verdict, names []string, fresh bool) error {
 	apps, images, domains := s.issuance.Apps.Lookup, s.issuance.Images.Lookup, s.issuance.Domains.Lookup
 	if fresh {
 		apps, images, domains = s.issuance.Apps.Fresh, s.issuance.Images.Fresh, s.issuance.Domains.Fresh
@@ -299,7 +238,7 @@ func (s *Service) approved(ctx context.Context, accountID, appID string, v Verdi
 // Decide runs the checks of an issuance that need no lookups: the
 // application's configuration, the CSR and its key, the verdict and the
 // key binding. It returns the checked CSR.
-func Decide(app AppConfig, v Verdict, csrBytes []byte, now time.Time) (*pki.CSR, error) {
+func Decide(app domain.AppConfig, v domain.Verdict, csrBytes []byte, now time.Time) (*pki.CSR, error) {
 	if app.Issuer != "cloister" {
 		return nil, refuse("app", "application %s does not take its certificates from the account CA (issuer %q)", app.AppID, app.Issuer)
 	}
@@ -332,7 +271,7 @@ func Decide(app AppConfig, v Verdict, csrBytes []byte, now time.Time) (*pki.CSR,
 
 // RevokeWhere revokes the account's live certificates for which match is
 // true, announcing each, and returns how many it revoked.
-func (s *Service) RevokeWhere(ctx context.Context, accountID, reason string, match func(Certificate) bool) (int, error) {
+func (s *Service) RevokeWhere(ctx context.Context, accountID, reason string, match func(domain.Certificate) bool) (int, error) {
 	certs, err := s.Certificates(ctx, accountID, "", false)
 	if err != nil {
 		return 0, err
@@ -353,7 +292,7 @@ func (s *Service) RevokeWhere(ctx context.Context, accountID, reason string, mat
 // PutApp records an application's certificate configuration (AppCreated,
 // AppUpdated). A configuration the CA cannot use removes the application
 // instead, so that issuance fails closed rather than on the old settings.
-func (s *Service) PutApp(ctx context.Context, a AppConfig) error {
+func (s *Service) PutApp(ctx context.Context, a domain.AppConfig) error {
 	if uuid.Validate(a.AccountID) != nil || uuid.Validate(a.AppID) != nil {
 		return errs.New(errs.Invalid, "an application needs an account and an id")
 	}
@@ -372,13 +311,13 @@ func (s *Service) DeleteApp(ctx context.Context, accountID, appID string) error 
 	if err := s.issuance.Apps.Remove(ctx, accountID, appID); err != nil {
 		return err
 	}
-	if err := s.issuance.Images.RemoveWhere(ctx, accountID, appID, func(ApprovedImage) bool { return true }); err != nil {
+	if err := s.issuance.Images.RemoveWhere(ctx, accountID, appID, func(domain.ApprovedImage) bool { return true }); err != nil {
 		return err
 	}
 	if err := s.issuance.Domains.RemoveApp(ctx, accountID, appID); err != nil {
 		return err
 	}
-	_, err := s.RevokeWhere(ctx, accountID, "application deleted", func(c Certificate) bool {
+	_, err := s.RevokeWhere(ctx, accountID, "application deleted", func(c domain.Certificate) bool {
 		return c.Kind == "app" && c.SubjectID == appID
 	})
 	return err
@@ -396,7 +335,7 @@ func checkTask(accountID, appID, taskID string) error {
 
 // ApproveDomain puts a domain on the allowlist (a domain task approved),
 // unless the task was withdrawn or denied meanwhile.
-func (s *Service) ApproveDomain(ctx context.Context, accountID string, d ApprovedDomain) error {
+func (s *Service) ApproveDomain(ctx context.Context, accountID string, d domain.ApprovedDomain) error {
 	if err := checkTask(accountID, d.AppID, d.TaskID); err != nil {
 		return err
 	}
@@ -411,7 +350,7 @@ func (s *Service) ApproveDomain(ctx context.Context, accountID string, d Approve
 // WithdrawDomain takes a domain off the allowlist for good, if the
 // withdrawn task is what put it there, and revokes the certificates of
 // the application that name it.
-func (s *Service) WithdrawDomain(ctx context.Context, accountID string, d ApprovedDomain) error {
+func (s *Service) WithdrawDomain(ctx context.Context, accountID string, d domain.ApprovedDomain) error {
 	if err := checkTask(accountID, d.AppID, d.TaskID); err != nil {
 		return err
 	}
@@ -421,13 +360,13 @@ func (s *Service) WithdrawDomain(ctx context.Context, accountID string, d Approv
 	if err := s.removeDomainOf(ctx, accountID, d); err != nil {
 		return err
 	}
-	_, err := s.RevokeWhere(ctx, accountID, "domain approval withdrawn", func(c Certificate) bool {
+	_, err := s.RevokeWhere(ctx, accountID, "domain approval withdrawn", func(c domain.Certificate) bool {
 		return c.Kind == "app" && c.SubjectID == d.AppID && slices.ContainsFunc(c.DNSNames, func(n string) bool { return strings.EqualFold(n, d.Domain) })
 	})
 	return err
 }
 
-func (s *Service) removeDomainOf(ctx context.Context, accountID string, d ApprovedDomain) error {
+func (s *Service) removeDomainOf(ctx context.Context, accountID string, d domain.ApprovedDomain) error {
 	cur, found, err := s.issuance.Domains.Fresh(ctx, accountID, d.AppID, d.Domain)
 	if err != nil || !found || cur.TaskID != d.TaskID {
 		return err
@@ -437,7 +376,7 @@ func (s *Service) removeDomainOf(ctx context.Context, accountID string, d Approv
 
 // ApproveImage puts a measurement on the CA's image allowlist (an image
 // task approved), unless the task was withdrawn or denied meanwhile.
-func (s *Service) ApproveImage(ctx context.Context, accountID string, img ApprovedImage) error {
+func (s *Service) ApproveImage(ctx context.Context, accountID string, img domain.ApprovedImage) error {
 	if err := checkTask(accountID, img.AppID, img.TaskID); err != nil {
 		return err
 	}
@@ -451,7 +390,7 @@ func (s *Service) ApproveImage(ctx context.Context, accountID string, img Approv
 
 // WithdrawImage takes an image off the allowlist for good and revokes the
 // certificates issued on its measurement.
-func (s *Service) WithdrawImage(ctx context.Context, accountID string, img ApprovedImage) error {
+func (s *Service) WithdrawImage(ctx context.Context, accountID string, img domain.ApprovedImage) error {
 	if err := checkTask(accountID, img.AppID, img.TaskID); err != nil {
 		return err
 	}
@@ -464,8 +403,8 @@ func (s *Service) WithdrawImage(ctx context.Context, accountID string, img Appro
 	return s.revokeImage(ctx, accountID, img.AppID, "", img.MRENCLAVE, "image approval withdrawn")
 }
 
-func (s *Service) removeImageOf(ctx context.Context, accountID string, img ApprovedImage) error {
-	return s.issuance.Images.RemoveWhere(ctx, accountID, img.AppID, func(cur ApprovedImage) bool {
+func (s *Service) removeImageOf(ctx context.Context, accountID string, img domain.ApprovedImage) error {
+	return s.issuance.Images.RemoveWhere(ctx, accountID, img.AppID, func(cur domain.ApprovedImage) bool {
 		return cur.TaskID == img.TaskID
 	})
 }
@@ -485,7 +424,7 @@ func (s *Service) DeleteImage(ctx context.Context, accountID, appID, imageID str
 	if uuid.Validate(accountID) != nil || uuid.Validate(appID) != nil {
 		return nil
 	}
-	if err := s.issuance.Images.RemoveWhere(ctx, accountID, appID, func(cur ApprovedImage) bool {
+	if err := s.issuance.Images.RemoveWhere(ctx, accountID, appID, func(cur domain.ApprovedImage) bool {
 		return imageID != "" && cur.ImageID == imageID || len(mrenclave) > 0 && bytes.Equal(cur.MRENCLAVE, mrenclave)
 	}); err != nil {
 		return err
@@ -496,7 +435,7 @@ func (s *Service) DeleteImage(ctx context.Context, accountID, appID, imageID str
 // revokeImage revokes the certificates issued on an image: by id, or by
 // measurement when mrenclave is given.
 func (s *Service) revokeImage(ctx context.Context, accountID, appID, imageID string, mrenclave []byte, reason string) error {
-	_, err := s.RevokeWhere(ctx, accountID, reason, func(c Certificate) bool {
+	_, err := s.RevokeWhere(ctx, accountID, reason, func(c domain.Certificate) bool {
 		if c.Kind != "app" || c.SubjectID != appID {
 			return false
 		}
@@ -511,7 +450,7 @@ func (s *Service) RevokeNode(ctx context.Context, accountID, nodeID string) erro
 	if nodeID == "" {
 		return nil
 	}
-	_, err := s.RevokeWhere(ctx, accountID, "node deregistered", func(c Certificate) bool {
+	_, err := s.RevokeWhere(ctx, accountID, "node deregistered", func(c domain.Certificate) bool {
 		return c.Kind == "node" && c.SubjectID == nodeID || c.Kind == "app" && c.NodeID == nodeID
 	})
 	return err

@@ -20,6 +20,7 @@ import (
 
 	"github.com/cloister-cc/cloister/libs/errs"
 	"github.com/cloister-cc/cloister/libs/pki"
+	"github.com/cloister-cc/cloister/services/ca/internal/domain"
 )
 
 // OCSP answers a DER OCSP request about the account's certificates,
@@ -54,7 +55,7 @@ func (s *Service) OCSP(ctx context.Context, accountID string, der []byte) ([]byt
 				tmpl.Status, tmpl.RevokedAt, tmpl.RevocationReason = ocsp.Revoked, c.RevokedAt, ocsp.Unspecified
 			}
 		}
-	} else if !errors.Is(err, ErrCertificateNotFound) {
+	} else if !errors.Is(err, domain.ErrCertificateNotFound) {
 		return nil, err
 	}
 	return ocsp.CreateResponse(issuer, issuer, tmpl, signer)
@@ -96,7 +97,7 @@ const CRLLifetime = 24 * time.Hour
 // account's CRL is the final one signed at deletion.
 func (s *Service) CRL(ctx context.Context, accountID, issuerKeyID string) ([]byte, time.Time, error) {
 	ca, err := s.CA(ctx, accountID)
-	if errors.Is(err, ErrCANotFound) {
+	if errors.Is(err, domain.ErrCANotFound) {
 		return s.finalCRL(ctx, accountID, issuerKeyID)
 	}
 	if err != nil {
@@ -132,10 +133,10 @@ var errNoSuchIssuer = errs.New(errs.NotFound, "the account has no issuing CA wit
 // finalCRL returns a deleted account's final CRL.
 func (s *Service) finalCRL(ctx context.Context, accountID, issuerKeyID string) ([]byte, time.Time, error) {
 	if uuid.Validate(accountID) != nil {
-		return nil, time.Time{}, ErrCANotFound
+		return nil, time.Time{}, domain.ErrCANotFound
 	}
 	if issuerKeyID != "" && !isHex(issuerKeyID) {
-		return nil, time.Time{}, ErrCANotFound
+		return nil, time.Time{}, domain.ErrCANotFound
 	}
 	crl, err := s.final.Get(ctx, accountID, strings.ToLower(issuerKeyID))
 	if err != nil {
@@ -153,7 +154,7 @@ func (s *Service) storeFinalCRLs(ctx context.Context, accountID string, ca *pki.
 		return err
 	}
 	now := s.clock()
-	var crls []FinalCRL
+	var crls []domain.FinalCRL
 	for i, issuer := range ca.Issuers() {
 		next := now.Add(CRLLifetime)
 		for _, c := range certs {
@@ -165,20 +166,20 @@ func (s *Service) storeFinalCRLs(ctx context.Context, accountID string, ca *pki.
 		if err != nil {
 			return err
 		}
-		crls = append(crls, FinalCRL{IssuerKeyID: hex.EncodeToString(issuer.SubjectKeyId), Current: i == 0, DER: der, NextUpdate: next})
+		crls = append(crls, domain.FinalCRL{IssuerKeyID: hex.EncodeToString(issuer.SubjectKeyId), Current: i == 0, DER: der, NextUpdate: next})
 	}
 	return s.final.Put(ctx, accountID, crls)
 }
 
 // issuedBy tells whether issuer signed c, by key id.
-func issuedBy(c Certificate, issuer *x509.Certificate) bool {
+func issuedBy(c domain.Certificate, issuer *x509.Certificate) bool {
 	cert, err := x509.ParseCertificate(c.DER)
 	return err == nil && bytes.Equal(cert.AuthorityKeyId, issuer.SubjectKeyId)
 }
 
 // signCRL signs issuer's CRL, listing those of certs it issued that are
 // revoked and not expired at now.
-func signCRL(ca *pki.CA, issuer *x509.Certificate, certs []Certificate, now, next time.Time) ([]byte, error) {
+func signCRL(ca *pki.CA, issuer *x509.Certificate, certs []domain.Certificate, now, next time.Time) ([]byte, error) {
 	signer, ok := ca.SignerOf(issuer)
 	if !ok {
 		return nil, errors.New("ca: no key for the issuing CA")

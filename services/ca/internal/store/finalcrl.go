@@ -9,6 +9,7 @@ import (
 
 	"github.com/cloister-cc/cloister/libs/kv"
 	"github.com/cloister-cc/cloister/services/ca/internal/app"
+	"github.com/cloister-cc/cloister/services/ca/internal/domain"
 )
 
 // BucketFinalCRLs keeps deleted accounts' final CRLs.
@@ -17,7 +18,7 @@ const BucketFinalCRLs = "ca_final_crls"
 // FinalCRLs keeps deleted accounts' final CRLs, keyed <account>.<issuer
 // key id>, and the marks of accounts being deleted, keyed closing.<account>.
 type FinalCRLs struct {
-	kv      *kv.Store[app.FinalCRL]
+	kv      *kv.Store[domain.FinalCRL]
 	closing *kv.Store[closingMark]
 }
 
@@ -31,7 +32,7 @@ var _ app.FinalCRLs = (*FinalCRLs)(nil)
 // OpenFinalCRLs opens the bucket.
 func OpenFinalCRLs(ctx context.Context, js jetstream.JetStream, replicas int, opts ...kv.Option) (*FinalCRLs, error) {
 	cfg := kv.Config{Bucket: BucketFinalCRLs, Replicas: replicas}
-	s, err := kv.Open[app.FinalCRL](ctx, js, cfg, opts...)
+	s, err := kv.Open[domain.FinalCRL](ctx, js, cfg, opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -62,7 +63,7 @@ func (s *FinalCRLs) Closing(ctx context.Context, accountID string) (bool, error)
 
 // Put implements app.FinalCRLs. CRLs of issuers not in crls, left by an
 // earlier attempt, are removed, so that one CRL alone is the current one.
-func (s *FinalCRLs) Put(ctx context.Context, accountID string, crls []app.FinalCRL) error {
+func (s *FinalCRLs) Put(ctx context.Context, accountID string, crls []domain.FinalCRL) error {
 	keep := map[string]bool{}
 	for _, c := range crls {
 		key := accountID + "." + c.IssuerKeyID
@@ -75,7 +76,7 @@ func (s *FinalCRLs) Put(ctx context.Context, accountID string, crls []app.FinalC
 			_, err = s.kv.Update(ctx, key, c, e.Version)
 		}
 		if errors.Is(err, kv.ErrExists) || errors.Is(err, kv.ErrConflict) {
-			return app.ErrConcurrentChange
+			return domain.ErrConcurrentChange
 		}
 		if err != nil {
 			return err
@@ -97,23 +98,23 @@ func (s *FinalCRLs) Put(ctx context.Context, accountID string, crls []app.FinalC
 }
 
 // Get implements app.FinalCRLs.
-func (s *FinalCRLs) Get(ctx context.Context, accountID, issuerKeyID string) (app.FinalCRL, error) {
+func (s *FinalCRLs) Get(ctx context.Context, accountID, issuerKeyID string) (domain.FinalCRL, error) {
 	if issuerKeyID != "" {
 		e, err := s.kv.Get(ctx, accountID+"."+issuerKeyID)
 		if errors.Is(err, kv.ErrNotFound) {
-			return app.FinalCRL{}, app.ErrCANotFound
+			return domain.FinalCRL{}, domain.ErrCANotFound
 		}
 		return e.Value, err
 	}
 	// At most a handful: the current issuer and the retired ones.
 	es, err := s.kv.List(ctx, accountID+".*")
 	if err != nil {
-		return app.FinalCRL{}, err
+		return domain.FinalCRL{}, err
 	}
 	for _, e := range es {
 		if e.Value.Current {
 			return e.Value, nil
 		}
 	}
-	return app.FinalCRL{}, app.ErrCANotFound
+	return domain.FinalCRL{}, domain.ErrCANotFound
 }

@@ -16,6 +16,7 @@ import (
 	attestationv1 "github.com/cloister-cc/cloister/libs/gen/cloister/attestation/v1"
 	"github.com/cloister-cc/cloister/libs/kv"
 	"github.com/cloister-cc/cloister/services/ca/internal/app"
+	"github.com/cloister-cc/cloister/services/ca/internal/domain"
 )
 
 // Buckets of issuance.
@@ -30,11 +31,11 @@ const (
 // OpenIssuance opens the stores application issuance needs; lookups of
 // applications and domains go through c.
 func OpenIssuance(ctx context.Context, js jetstream.JetStream, replicas int, c cache.Cache, verdicts *attestationv1.AttestationClient, logger *slog.Logger, opts ...kv.Option) (app.Issuance, error) {
-	apps, err := allowlist.Open[app.AppConfig](ctx, js, BucketApps, replicas, c, logger)
+	apps, err := allowlist.Open[domain.AppConfig](ctx, js, BucketApps, replicas, c, logger)
 	if err != nil {
 		return app.Issuance{}, err
 	}
-	domains, err := allowlist.Open[app.ApprovedDomain](ctx, js, BucketDomains, replicas, c, logger)
+	domains, err := allowlist.Open[domain.ApprovedDomain](ctx, js, BucketDomains, replicas, c, logger)
 	if err != nil {
 		return app.Issuance{}, err
 	}
@@ -43,7 +44,7 @@ func OpenIssuance(ctx context.Context, js jetstream.JetStream, replicas int, c c
 	if err != nil {
 		return app.Issuance{}, err
 	}
-	images, err := allowlist.Open[app.ApprovedImage](ctx, js, BucketImages, replicas, c, logger)
+	images, err := allowlist.Open[domain.ApprovedImage](ctx, js, BucketImages, replicas, c, logger)
 	if err != nil {
 		return app.Issuance{}, err
 	}
@@ -57,23 +58,23 @@ func OpenIssuance(ctx context.Context, js jetstream.JetStream, replicas int, c c
 
 // Apps keeps applications' certificate configurations, keyed <account>.<app>.
 type Apps struct {
-	list *allowlist.List[app.AppConfig]
+	list *allowlist.List[domain.AppConfig]
 }
 
 var _ app.Apps = (*Apps)(nil)
 
 // Lookup implements app.Apps.
-func (s *Apps) Lookup(ctx context.Context, accountID, appID string) (app.AppConfig, bool, error) {
+func (s *Apps) Lookup(ctx context.Context, accountID, appID string) (domain.AppConfig, bool, error) {
 	return s.list.Lookup(ctx, accountID+"."+appID)
 }
 
 // Fresh implements app.Apps.
-func (s *Apps) Fresh(ctx context.Context, accountID, appID string) (app.AppConfig, bool, error) {
+func (s *Apps) Fresh(ctx context.Context, accountID, appID string) (domain.AppConfig, bool, error) {
 	return s.list.Fresh(ctx, accountID+"."+appID)
 }
 
 // Put implements app.Apps.
-func (s *Apps) Put(ctx context.Context, a app.AppConfig) error {
+func (s *Apps) Put(ctx context.Context, a domain.AppConfig) error {
 	return s.list.Put(ctx, a.AccountID+"."+a.AppID, a)
 }
 
@@ -92,18 +93,18 @@ func (s *Apps) RemoveAccount(ctx context.Context, accountID string) error {
 // (a domain's dots are part of the key, which is fine: only the account
 // and application are matched by wildcards).
 type Domains struct {
-	list *allowlist.List[app.ApprovedDomain]
+	list *allowlist.List[domain.ApprovedDomain]
 }
 
 var _ app.Domains = (*Domains)(nil)
 
 // Lookup implements app.Domains.
-func (s *Domains) Lookup(ctx context.Context, accountID, appID, domain string) (app.ApprovedDomain, bool, error) {
+func (s *Domains) Lookup(ctx context.Context, accountID, appID, domain string) (domain.ApprovedDomain, bool, error) {
 	return s.list.Lookup(ctx, domainKey(accountID, appID, domain))
 }
 
 // Fresh implements app.Domains.
-func (s *Domains) Fresh(ctx context.Context, accountID, appID, domain string) (app.ApprovedDomain, bool, error) {
+func (s *Domains) Fresh(ctx context.Context, accountID, appID, domain string) (domain.ApprovedDomain, bool, error) {
 	return s.list.Fresh(ctx, domainKey(accountID, appID, domain))
 }
 
@@ -114,7 +115,7 @@ func domainKey(accountID, appID, domain string) string {
 }
 
 // Put implements app.Domains.
-func (s *Domains) Put(ctx context.Context, accountID string, d app.ApprovedDomain) error {
+func (s *Domains) Put(ctx context.Context, accountID string, d domain.ApprovedDomain) error {
 	return s.list.Put(ctx, domainKey(accountID, d.AppID, d.Domain), d)
 }
 
@@ -135,7 +136,7 @@ func (s *Domains) RemoveApp(ctx context.Context, accountID, appID string) error 
 
 // Images is the CA's image allowlist, keyed <account>.<app>.<mrenclave hex>.
 type Images struct {
-	list *allowlist.List[app.ApprovedImage]
+	list *allowlist.List[domain.ApprovedImage]
 }
 
 var _ app.Images = (*Images)(nil)
@@ -145,17 +146,17 @@ func imageKey(accountID, appID string, mrenclave []byte) string {
 }
 
 // Lookup implements app.Images.
-func (s *Images) Lookup(ctx context.Context, accountID, appID string, mrenclave []byte) (app.ApprovedImage, bool, error) {
+func (s *Images) Lookup(ctx context.Context, accountID, appID string, mrenclave []byte) (domain.ApprovedImage, bool, error) {
 	return s.list.Lookup(ctx, imageKey(accountID, appID, mrenclave))
 }
 
 // Fresh implements app.Images.
-func (s *Images) Fresh(ctx context.Context, accountID, appID string, mrenclave []byte) (app.ApprovedImage, bool, error) {
+func (s *Images) Fresh(ctx context.Context, accountID, appID string, mrenclave []byte) (domain.ApprovedImage, bool, error) {
 	return s.list.Fresh(ctx, imageKey(accountID, appID, mrenclave))
 }
 
 // Put implements app.Images.
-func (s *Images) Put(ctx context.Context, accountID string, img app.ApprovedImage) error {
+func (s *Images) Put(ctx context.Context, accountID string, img domain.ApprovedImage) error {
 	return s.list.Put(ctx, imageKey(accountID, img.AppID, img.MRENCLAVE), img)
 }
 
@@ -165,7 +166,7 @@ func (s *Images) Remove(ctx context.Context, accountID, appID string, mrenclave 
 }
 
 // RemoveWhere implements app.Images.
-func (s *Images) RemoveWhere(ctx context.Context, accountID, appID string, drop func(app.ApprovedImage) bool) error {
+func (s *Images) RemoveWhere(ctx context.Context, accountID, appID string, drop func(domain.ApprovedImage) bool) error {
 	filter := accountID + ".>"
 	if appID != "" {
 		filter = accountID + "." + appID + ".*"
@@ -221,16 +222,16 @@ type Verdicts struct {
 var _ app.Verdicts = (*Verdicts)(nil)
 
 // Get implements app.Verdicts.
-func (s *Verdicts) Get(ctx context.Context, accountID, id string) (app.Verdict, error) {
+func (s *Verdicts) Get(ctx context.Context, accountID, id string) (domain.Verdict, error) {
 	resp, err := s.c.GetVerdict(ctx, &attestationv1.GetVerdictRequest{AccountId: accountID, Id: id})
 	if errs.KindOf(err) == errs.NotFound {
-		return app.Verdict{}, app.ErrVerdictNotFound
+		return domain.Verdict{}, app.ErrVerdictNotFound
 	}
 	if err != nil {
-		return app.Verdict{}, err
+		return domain.Verdict{}, err
 	}
 	v := resp.GetVerdict()
-	return app.Verdict{ID: v.GetId(), AccountID: v.GetAccountId(), OK: v.GetOk(), Reason: v.GetReason(),
+	return domain.Verdict{ID: v.GetId(), AccountID: v.GetAccountId(), OK: v.GetOk(), Reason: v.GetReason(),
 		AppID: v.GetAppId(), ImageID: v.GetImageId(), MRENCLAVE: v.GetMrenclave(), MRSIGNER: v.GetMrsigner(),
 		ISVProdID: v.GetIsvprodid(), ISVSVN: v.GetIsvsvn(), TCBStatus: v.GetTcbStatus(), Debug: v.GetDebug(), Simulated: v.GetSimulated(),
 		ReportData: v.GetReportData(), VerifiedAt: v.GetVerifiedAt().AsTime()}, nil

@@ -8,12 +8,13 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/cloister-cc/cloister/libs/events"
 	cav1 "github.com/cloister-cc/cloister/libs/gen/cloister/ca/v1"
 	"github.com/cloister-cc/cloister/libs/kv"
 	"github.com/cloister-cc/cloister/services/ca/internal/app"
+	"github.com/cloister-cc/cloister/services/ca/internal/domain"
+	"github.com/cloister-cc/cloister/services/ca/internal/wire"
 )
 
 // Producer names this service in events.
@@ -34,7 +35,7 @@ func Open(ctx context.Context, js jetstream.JetStream, replicas int, opts ...kv.
 }
 
 // Create implements app.Authorities.
-func (a *Authorities) Create(ctx context.Context, accountID string, sealed []byte, ev app.Initialized) error {
+func (a *Authorities) Create(ctx context.Context, accountID string, sealed []byte, ev domain.Initialized) error {
 	payload := &cav1.AccountCAInitialized{AccountId: ev.AccountID, RootSha256: ev.RootSHA256}
 	msg, _, err := events.NewMessage(ctx, events.Subject(Producer, payload), Producer, ev.AccountID, payload)
 	if err != nil {
@@ -42,7 +43,7 @@ func (a *Authorities) Create(ctx context.Context, accountID string, sealed []byt
 	}
 	_, err = a.kv.Create(ctx, accountID, sealed, msg)
 	if errors.Is(err, kv.ErrExists) {
-		return app.ErrCAExists
+		return domain.ErrCAExists
 	}
 	return err
 }
@@ -51,17 +52,17 @@ func (a *Authorities) Create(ctx context.Context, accountID string, sealed []byt
 func (a *Authorities) Get(ctx context.Context, accountID string) ([]byte, error) {
 	e, err := a.kv.Get(ctx, accountID)
 	if errors.Is(err, kv.ErrNotFound) {
-		return nil, app.ErrCANotFound
+		return nil, domain.ErrCANotFound
 	}
 	return e.Value, err
 }
 
 // Update implements app.Authorities: the change and its event (with its
 // audit record) commit together, if the CA is still what was read.
-func (a *Authorities) Update(ctx context.Context, accountID string, change func([]byte) ([]byte, app.IssuerRotated, error)) error {
+func (a *Authorities) Update(ctx context.Context, accountID string, change func([]byte) ([]byte, domain.IssuerRotated, error)) error {
 	e, err := a.kv.Get(ctx, accountID)
 	if errors.Is(err, kv.ErrNotFound) {
-		return app.ErrCANotFound
+		return domain.ErrCANotFound
 	}
 	if err != nil {
 		return err
@@ -81,7 +82,7 @@ func (a *Authorities) Update(ctx context.Context, accountID string, change func(
 	}
 	_, err = a.kv.Update(ctx, accountID, next, e.Version, msg, rec)
 	if errors.Is(err, kv.ErrConflict) || errors.Is(err, kv.ErrNotFound) {
-		return app.ErrConcurrentChange
+		return domain.ErrConcurrentChange
 	}
 	return err
 }
@@ -90,7 +91,7 @@ func (a *Authorities) Update(ctx context.Context, accountID string, change func(
 func (a *Authorities) Delete(ctx context.Context, accountID string) error {
 	e, err := a.kv.Get(ctx, accountID)
 	if errors.Is(err, kv.ErrNotFound) {
-		return app.ErrCANotFound
+		return domain.ErrCANotFound
 	}
 	if err != nil {
 		return err
@@ -99,41 +100,30 @@ func (a *Authorities) Delete(ctx context.Context, accountID string) error {
 }
 
 // Certificates records issued certificates, keyed <account>.<serial>.
-type Certificates struct{ kv *kv.Store[app.Certificate] }
+type Certificates struct{ kv *kv.Store[domain.Certificate] }
 
 var _ app.Certificates = (*Certificates)(nil)
 
 // OpenCertificates opens the bucket.
 func OpenCertificates(ctx context.Context, js jetstream.JetStream, replicas int, opts ...kv.Option) (*Certificates, error) {
-	s, err := kv.Open[app.Certificate](ctx, js, kv.Config{Bucket: "ca_certificates", Replicas: replicas}, opts...)
+	s, err := kv.Open[domain.Certificate](ctx, js, kv.Config{Bucket: "ca_certificates", Replicas: replicas}, opts...)
 	if err != nil {
 		return nil, err
 	}
 	return &Certificates{s}, nil
 }
 
-// CertificateToProto converts a certificate record.
-func CertificateToProto(c app.Certificate) *cav1.Certificate {
-	out := &cav1.Certificate{Serial: c.Serial, AccountId: c.AccountID, Kind: c.Kind, SubjectId: c.SubjectID, DnsNames: c.DNSNames,
-		NotBefore: timestamppb.New(c.NotBefore), NotAfter: timestamppb.New(c.NotAfter), Revoked: c.Revoked,
-		RevocationReason: c.Reason, Der: c.DER, NodeId: c.NodeID, ImageId: c.ImageID, Mrenclave: c.MRENCLAVE, VerdictId: c.VerdictID}
-	if c.Revoked {
-		out.RevokedAt = timestamppb.New(c.RevokedAt)
-	}
-	return out
-}
-
-func certEvent(ctx context.Context, c app.Certificate, revoked bool) (*nats.Msg, error) {
-	var payload proto.Message = &cav1.CertificateIssued{Certificate: CertificateToProto(c)}
+func certEvent(ctx context.Context, c domain.Certificate, revoked bool) (*nats.Msg, error) {
+	var payload proto.Message = &cav1.CertificateIssued{Certificate: wire.CertificateToProto(c)}
 	if revoked {
-		payload = &cav1.CertificateRevoked{Certificate: CertificateToProto(c)}
+		payload = &cav1.CertificateRevoked{Certificate: wire.CertificateToProto(c)}
 	}
 	msg, _, err := events.NewMessage(ctx, events.Subject(Producer, payload), Producer, c.AccountID, payload)
 	return msg, err
 }
 
 // Create implements app.Certificates.
-func (s *Certificates) Create(ctx context.Context, c app.Certificate, _ app.Issued) error {
+func (s *Certificates) Create(ctx context.Context, c domain.Certificate, _ domain.Issued) error {
 	msg, err := certEvent(ctx, c, false)
 	if err != nil {
 		return err
@@ -143,13 +133,13 @@ func (s *Certificates) Create(ctx context.Context, c app.Certificate, _ app.Issu
 }
 
 // Get implements app.Certificates.
-func (s *Certificates) Get(ctx context.Context, accountID, serial string) (app.Certificate, error) {
+func (s *Certificates) Get(ctx context.Context, accountID, serial string) (domain.Certificate, error) {
 	e, err := s.kv.Get(ctx, accountID+"."+serial)
 	if errors.Is(err, kv.ErrNotFound) {
-		return app.Certificate{}, app.ErrCertificateNotFound
+		return domain.Certificate{}, domain.ErrCertificateNotFound
 	}
 	if err != nil {
-		return app.Certificate{}, err
+		return domain.Certificate{}, err
 	}
 	c := e.Value
 	c.Version = e.Version
@@ -157,37 +147,37 @@ func (s *Certificates) Get(ctx context.Context, accountID, serial string) (app.C
 }
 
 // Update implements app.Certificates.
-func (s *Certificates) Update(ctx context.Context, c app.Certificate, ev app.Revoked) (app.Certificate, error) {
+func (s *Certificates) Update(ctx context.Context, c domain.Certificate, ev domain.Revoked) (domain.Certificate, error) {
 	msg, err := certEvent(ctx, c, true)
 	if err != nil {
-		return app.Certificate{}, err
+		return domain.Certificate{}, err
 	}
 	msgs := []*nats.Msg{msg}
 	if ev.Audit != nil {
 		rec, err := events.AuditMessage(ctx, Producer, *ev.Audit)
 		if err != nil {
-			return app.Certificate{}, err
+			return domain.Certificate{}, err
 		}
 		msgs = append(msgs, rec)
 	}
 	e, err := s.kv.Update(ctx, c.AccountID+"."+c.Serial, c, c.Version, msgs...)
 	if errors.Is(err, kv.ErrConflict) {
-		return app.Certificate{}, app.ErrConcurrentChange
+		return domain.Certificate{}, domain.ErrConcurrentChange
 	}
 	if err != nil {
-		return app.Certificate{}, err
+		return domain.Certificate{}, err
 	}
 	c.Version = e.Version
 	return c, nil
 }
 
 // List implements app.Certificates.
-func (s *Certificates) List(ctx context.Context, accountID string) ([]app.Certificate, error) {
+func (s *Certificates) List(ctx context.Context, accountID string) ([]domain.Certificate, error) {
 	es, err := s.kv.List(ctx, accountID+".*")
 	if err != nil {
 		return nil, err
 	}
-	out := make([]app.Certificate, len(es))
+	out := make([]domain.Certificate, len(es))
 	for i, e := range es {
 		out[i] = e.Value
 		out[i].Version = e.Version

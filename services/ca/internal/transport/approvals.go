@@ -10,6 +10,7 @@ import (
 	noderegistryv1 "github.com/cloister-cc/cloister/libs/gen/cloister/noderegistry/v1"
 	"github.com/cloister-cc/cloister/libs/pki"
 	"github.com/cloister-cc/cloister/services/ca/internal/app"
+	"github.com/cloister-cc/cloister/services/ca/internal/domain"
 )
 
 // approvalRoutes keep what issuance needs from other services' events
@@ -57,17 +58,17 @@ func approvalRoutes(s *app.Service) *events.Router {
 	return r
 }
 
-func approvedDomain(t *accountv1.Task) app.ApprovedDomain {
-	return app.ApprovedDomain{AppID: t.GetAppId(), Domain: t.GetDomain(), TaskID: t.GetId()}
+func approvedDomain(t *accountv1.Task) domain.ApprovedDomain {
+	return domain.ApprovedDomain{AppID: t.GetAppId(), Domain: t.GetDomain(), TaskID: t.GetId()}
 }
 
-func approvedImage(t *accountv1.Task) app.ApprovedImage {
+func approvedImage(t *accountv1.Task) domain.ApprovedImage {
 	im := t.GetImage()
-	return app.ApprovedImage{AppID: t.GetAppId(), ImageID: im.GetImageId(), MRENCLAVE: im.GetMrenclave(), MRSIGNER: im.GetMrsigner(), TaskID: t.GetId()}
+	return domain.ApprovedImage{AppID: t.GetAppId(), ImageID: im.GetImageId(), MRENCLAVE: im.GetMrenclave(), MRSIGNER: im.GetMrsigner(), TaskID: t.GetId()}
 }
 
-func appConfig(a *imageconverterv1.App) app.AppConfig {
+func appConfig(a *imageconverterv1.App) domain.AppConfig {
 	c := a.GetCertificate()
-	return app.AppConfig{AccountID: a.GetAccountId(), AppID: a.GetId(), Domain: c.GetDomain(), Issuer: c.GetIssuer(),
+	return domain.AppConfig{AccountID: a.GetAccountId(), AppID: a.GetId(), Domain: c.GetDomain(), Issuer: c.GetIssuer(),
 		KeyType: pki.KeyType(c.GetKeyType()), Lifetime: time.Duration(c.GetValidityDays()) * 24 * time.Hour, Debug: a.GetSpec().GetDebug()}
 }

@@ -10,7 +10,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/cloister-cc/cloister/libs/audit"
 	"github.com/cloister-cc/cloister/libs/events"
@@ -18,6 +17,7 @@ import (
 	"github.com/cloister-cc/cloister/libs/kv"
 	"github.com/cloister-cc/cloister/services/imageconverter/internal/app"
 	"github.com/cloister-cc/cloister/services/imageconverter/internal/domain"
+	"github.com/cloister-cc/cloister/services/imageconverter/internal/wire"
 )
 
 // More buckets, and the subject of conversion jobs.
@@ -106,7 +106,7 @@ var _ app.Images = (*Images)(nil)
 // Create implements app.Images: the record, ConversionRequested, the
 // audit record and the job commit together.
 func (s *Images) Create(ctx context.Context, img domain.Image, ev app.ConversionRequested) error {
-	msgs, err := messages(ctx, img.AccountID, &imageconverterv1.ConversionRequested{Image: ImageToProto(img)}, &ev.Audit)
+	msgs, err := messages(ctx, img.AccountID, &imageconverterv1.ConversionRequested{Image: wire.ImageToProto(img)}, &ev.Audit)
 	if err != nil {
 		return err
 	}
@@ -152,11 +152,11 @@ func (s *Images) Update(ctx context.Context, img domain.Image, ev any) (domain.I
 	var payload proto.Message
 	switch ev.(type) {
 	case app.ConversionProgressed:
-		payload = &imageconverterv1.ConversionProgressed{Image: ImageToProto(img)}
+		payload = &imageconverterv1.ConversionProgressed{Image: wire.ImageToProto(img)}
 	case app.ImageConverted:
-		payload = &imageconverterv1.ImageConverted{Image: ImageToProto(img)}
+		payload = &imageconverterv1.ImageConverted{Image: wire.ImageToProto(img)}
 	case app.ConversionFailed:
-		payload = &imageconverterv1.ConversionFailed{Image: ImageToProto(img)}
+		payload = &imageconverterv1.ConversionFailed{Image: wire.ImageToProto(img)}
 	default:
 		return domain.Image{}, fmt.Errorf("store: no wire form for image event %T", ev)
 	}
@@ -322,20 +322,4 @@ func deleteAll[T any](ctx context.Context, s *kv.Store[T], accountID string) err
 		}
 	}
 	return nil
-}
-
-// ImageToProto converts an image.
-func ImageToProto(i domain.Image) *imageconverterv1.Image {
-	return &imageconverterv1.Image{Id: i.ID, AccountId: i.AccountID, AppId: i.AppID, Tag: i.Tag, Status: string(i.Status),
-		Ref: i.Ref, Digest: i.Digest, Mrenclave: i.MRENCLAVE, Mrsigner: i.MRSIGNER, Isvprodid: uint32(i.ISVProdID),
-		Isvsvn: uint32(i.ISVSVN), Reason: i.Reason, Error: i.Error, InputImage: i.InputImage, Output: i.Output,
-		Progress: &imageconverterv1.Progress{Phase: i.Progress.Phase, Layers: uint32(i.Progress.Layers),
-			TotalLayers: uint32(i.Progress.TotalLayers), Bytes: i.Progress.Bytes, TotalBytes: i.Progress.TotalBytes},
-		CreatedAt: timestamppb.New(i.CreatedAt), UpdatedAt: timestamppb.New(i.UpdatedAt), RequestedBy: i.RequestedBy,
-		GramineRuntime: i.GramineRuntime, GramineRuntimeStandIn: i.GramineRuntimeStandIn}
-}
-
-// RegistryCredentialToProto converts a credential, leaving out its password.
-func RegistryCredentialToProto(c domain.RegistryCredential) *imageconverterv1.RegistryCredential {
-	return &imageconverterv1.RegistryCredential{Registry: c.Registry, Username: c.Username, UpdatedAt: timestamppb.New(c.UpdatedAt)}
 }

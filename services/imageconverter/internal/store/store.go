@@ -5,20 +5,18 @@ package store
 import (
 	"context"
 	"errors"
-	"strings"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/cloister-cc/cloister/libs/audit"
 	"github.com/cloister-cc/cloister/libs/events"
 	imageconverterv1 "github.com/cloister-cc/cloister/libs/gen/cloister/imageconverter/v1"
 	"github.com/cloister-cc/cloister/libs/kv"
-	"github.com/cloister-cc/cloister/libs/pki"
 	"github.com/cloister-cc/cloister/services/imageconverter/internal/app"
 	"github.com/cloister-cc/cloister/services/imageconverter/internal/domain"
+	"github.com/cloister-cc/cloister/services/imageconverter/internal/wire"
 )
 
 // Producer names this service in events.
@@ -56,7 +54,7 @@ var _ app.Apps = (*Apps)(nil)
 
 // Create implements app.Apps.
 func (s *Apps) Create(ctx context.Context, a domain.App, ev app.AppCreated) error {
-	msgs, err := messages(ctx, a.AccountID, &imageconverterv1.AppCreated{App: AppToProto(a)}, &ev.Audit)
+	msgs, err := messages(ctx, a.AccountID, &imageconverterv1.AppCreated{App: wire.AppToProto(a)}, &ev.Audit)
 	if err != nil {
 		return err
 	}
@@ -94,7 +92,7 @@ func (s *Apps) List(ctx context.Context, accountID string) ([]domain.App, error)
 
 // Update implements app.Apps.
 func (s *Apps) Update(ctx context.Context, a domain.App, ev app.AppUpdated) (domain.App, error) {
-	msgs, err := messages(ctx, a.AccountID, &imageconverterv1.AppUpdated{App: AppToProto(a)}, &ev.Audit)
+	msgs, err := messages(ctx, a.AccountID, &imageconverterv1.AppUpdated{App: wire.AppToProto(a)}, &ev.Audit)
 	if err != nil {
 		return domain.App{}, err
 	}
@@ -139,7 +137,7 @@ var _ app.Keys = (*Keys)(nil)
 
 // Create implements app.Keys.
 func (s *Keys) Create(ctx context.Context, k app.SigningKey, _ app.SigningKeyCreated) error {
-	msgs, err := messages(ctx, k.AccountID, &imageconverterv1.SigningKeyCreated{Key: SigningKeyToProto(k)}, nil)
+	msgs, err := messages(ctx, k.AccountID, &imageconverterv1.SigningKeyCreated{Key: wire.SigningKeyToProto(k)}, nil)
 	if err != nil {
 		return err
 	}
@@ -187,47 +185,4 @@ func messages(ctx context.Context, accountID string, payload proto.Message, rec 
 		out = append(out, a)
 	}
 	return out, nil
-}
-
-// AppToProto converts an application.
-func AppToProto(a domain.App) *imageconverterv1.App {
-	spec := SpecToProto(a.Spec)
-	return &imageconverterv1.App{Id: a.ID, AccountId: a.AccountID, Name: a.Spec.Name, Spec: spec,
-		CreatedAt: timestamppb.New(a.CreatedAt), UpdatedAt: timestamppb.New(a.UpdatedAt), Certificate: spec.GetCertificate(),
-		CreatedBy: a.CreatedBy, UpdatedBy: a.UpdatedBy}
-}
-
-// SpecToProto converts a spec.
-func SpecToProto(s domain.AppSpec) *imageconverterv1.AppSpec {
-	out := &imageconverterv1.AppSpec{Name: s.Name, Description: s.Description, InputImage: s.InputImage, OutputImage: s.OutputImage,
-		Isvprodid: s.ISVProdID, Isvsvn: s.ISVSVN, MemorySize: s.MemorySize, Threads: s.Threads,
-		Entrypoint: s.Entrypoint, Args: s.Args, AllowCmdlineArgs: s.AllowCmdlineArgs, PassthroughEnv: s.PassthroughEnv,
-		RwDirs: s.RWDirs, Debug: s.Debug, Certificate: &imageconverterv1.CertificateConfig{Domain: s.Certificate.Domain,
-			Issuer: s.Certificate.Issuer, KeyPath: s.Certificate.KeyPath, KeyType: string(s.Certificate.KeyType),
-			CertPath: s.Certificate.CertPath, ValidityDays: s.Certificate.ValidityDays}}
-	for _, e := range s.Env {
-		out.Env = append(out.Env, &imageconverterv1.EnvVar{Name: e.Name, Value: e.Value})
-	}
-	return out
-}
-
-// SpecFromProto converts a spec from the wire.
-func SpecFromProto(p *imageconverterv1.AppSpec) domain.AppSpec {
-	c := p.GetCertificate()
-	s := domain.AppSpec{Name: strings.TrimSpace(p.GetName()), Description: p.GetDescription(), InputImage: p.GetInputImage(),
-		OutputImage: p.GetOutputImage(), ISVProdID: p.GetIsvprodid(), ISVSVN: p.GetIsvsvn(), MemorySize: p.GetMemorySize(),
-		Threads: p.GetThreads(), Entrypoint: p.GetEntrypoint(), Args: p.GetArgs(), AllowCmdlineArgs: p.GetAllowCmdlineArgs(),
-		PassthroughEnv: p.GetPassthroughEnv(), RWDirs: p.GetRwDirs(), Debug: p.GetDebug(),
-		Certificate: domain.CertificateConfig{Domain: c.GetDomain(), Issuer: c.GetIssuer(), KeyPath: c.GetKeyPath(),
-			KeyType: pki.KeyType(c.GetKeyType()), CertPath: c.GetCertPath(), ValidityDays: c.GetValidityDays()}}
-	for _, e := range p.GetEnv() {
-		s.Env = append(s.Env, domain.EnvVar{Name: e.GetName(), Value: e.GetValue()})
-	}
-	return s
-}
-
-// SigningKeyToProto converts a signing key's public half.
-func SigningKeyToProto(k app.SigningKey) *imageconverterv1.SigningKey {
-	return &imageconverterv1.SigningKey{AccountId: k.AccountID, PublicKeyPem: k.PublicPEM, Mrsigner: k.MRSIGNER[:],
-		CreatedAt: timestamppb.New(k.CreatedAt)}
 }

@@ -12,6 +12,7 @@ import (
 	imageconverterv1 "github.com/cloister-cc/cloister/libs/gen/cloister/imageconverter/v1"
 	"github.com/cloister-cc/cloister/libs/service"
 	"github.com/cloister-cc/cloister/services/imageconverter/internal/app"
+	"github.com/cloister-cc/cloister/services/imageconverter/internal/endpoint"
 	"github.com/cloister-cc/cloister/services/imageconverter/internal/store"
 )
 
@@ -20,7 +21,7 @@ import (
 // account events it follows. With jobs, this process also runs
 // conversions, each of which a silent worker keeps for ackWait.
 func Serve(r *service.Runner, s *app.Service, jobs bool, ackWait time.Duration) error {
-	if err := imageconverterv1.RegisterImageConverterServer(r.Mux(), &server{s: s}, r.Logger()); err != nil {
+	if err := imageconverterv1.RegisterImageConverterServer(r.Mux(), endpoint.New(s), r.Logger()); err != nil {
 		return err
 	}
 	if err := r.ConsumeRoutes("imageconverter-accounts", accountRoutes(s)); err != nil {
@@ -30,139 +31,6 @@ func Serve(r *service.Runner, s *app.Service, jobs bool, ackWait time.Duration) 
 		return nil
 	}
 	return consumeJobs(r, s, ackWait)
-}
-
-// server is the service behind the generated ImageConverterServer interface.
-type server struct {
-	s *app.Service
-}
-
-var _ imageconverterv1.ImageConverterServer = (*server)(nil)
-
-func (sv *server) CreateApp(ctx context.Context, r *imageconverterv1.CreateAppRequest) (*imageconverterv1.CreateAppResponse, error) {
-	s := sv.s
-	a, err := s.CreateApp(ctx, r.GetAccountId(), store.SpecFromProto(r.GetSpec()), events.ActorOf(r.GetActor()))
-	if err != nil {
-		return nil, err
-	}
-	return &imageconverterv1.CreateAppResponse{App: store.AppToProto(a)}, nil
-}
-
-func (sv *server) GetApp(ctx context.Context, r *imageconverterv1.GetAppRequest) (*imageconverterv1.GetAppResponse, error) {
-	s := sv.s
-	a, err := s.App(ctx, r.GetAccountId(), r.GetApp())
-	if err != nil {
-		return nil, err
-	}
-	return &imageconverterv1.GetAppResponse{App: store.AppToProto(a)}, nil
-}
-
-func (sv *server) ListApps(ctx context.Context, r *imageconverterv1.ListAppsRequest) (*imageconverterv1.ListAppsResponse, error) {
-	s := sv.s
-	as, err := s.Apps(ctx, r.GetAccountId())
-	if err != nil {
-		return nil, err
-	}
-	out := &imageconverterv1.ListAppsResponse{}
-	for _, a := range as {
-		out.Apps = append(out.Apps, store.AppToProto(a))
-	}
-	return out, nil
-}
-
-func (sv *server) UpdateApp(ctx context.Context, r *imageconverterv1.UpdateAppRequest) (*imageconverterv1.UpdateAppResponse, error) {
-	s := sv.s
-	a, err := s.UpdateApp(ctx, r.GetAccountId(), r.GetAppId(), store.SpecFromProto(r.GetSpec()), events.ActorOf(r.GetActor()))
-	if err != nil {
-		return nil, err
-	}
-	return &imageconverterv1.UpdateAppResponse{App: store.AppToProto(a)}, nil
-}
-
-func (sv *server) DeleteApp(ctx context.Context, r *imageconverterv1.DeleteAppRequest) (*imageconverterv1.DeleteAppResponse, error) {
-	s := sv.s
-	if err := s.DeleteApp(ctx, r.GetAccountId(), r.GetAppId(), events.ActorOf(r.GetActor())); err != nil {
-		return nil, err
-	}
-	return &imageconverterv1.DeleteAppResponse{}, nil
-}
-
-func (sv *server) ConvertImage(ctx context.Context, r *imageconverterv1.ConvertImageRequest) (*imageconverterv1.ConvertImageResponse, error) {
-	s := sv.s
-	img, err := s.ConvertImage(ctx, r.GetAccountId(), r.GetApp(), r.GetTag(), events.ActorOf(r.GetActor()))
-	if err != nil {
-		return nil, err
-	}
-	return &imageconverterv1.ConvertImageResponse{Image: store.ImageToProto(img)}, nil
-}
-
-func (sv *server) ListImages(ctx context.Context, r *imageconverterv1.ListImagesRequest) (*imageconverterv1.ListImagesResponse, error) {
-	s := sv.s
-	imgs, err := s.ImagesOf(ctx, r.GetAccountId(), r.GetAppId())
-	if err != nil {
-		return nil, err
-	}
-	out := &imageconverterv1.ListImagesResponse{}
-	for _, i := range imgs {
-		out.Images = append(out.Images, store.ImageToProto(i))
-	}
-	return out, nil
-}
-
-func (sv *server) GetImage(ctx context.Context, r *imageconverterv1.GetImageRequest) (*imageconverterv1.GetImageResponse, error) {
-	s := sv.s
-	img, err := s.Image(ctx, r.GetAccountId(), r.GetImageId())
-	if err != nil {
-		return nil, err
-	}
-	return &imageconverterv1.GetImageResponse{Image: store.ImageToProto(img)}, nil
-}
-
-func (sv *server) DeleteImage(ctx context.Context, r *imageconverterv1.DeleteImageRequest) (*imageconverterv1.DeleteImageResponse, error) {
-	s := sv.s
-	if err := s.DeleteImage(ctx, r.GetAccountId(), r.GetImageId(), events.ActorOf(r.GetActor())); err != nil {
-		return nil, err
-	}
-	return &imageconverterv1.DeleteImageResponse{}, nil
-}
-
-func (sv *server) PutRegistryCredential(ctx context.Context, r *imageconverterv1.PutRegistryCredentialRequest) (*imageconverterv1.PutRegistryCredentialResponse, error) {
-	s := sv.s
-	c, err := s.PutRegistryCredential(ctx, r.GetAccountId(), r.GetRegistry(), r.GetUsername(), r.GetPassword(), events.ActorOf(r.GetActor()))
-	if err != nil {
-		return nil, err
-	}
-	return &imageconverterv1.PutRegistryCredentialResponse{Credential: store.RegistryCredentialToProto(c)}, nil
-}
-
-func (sv *server) ListRegistryCredentials(ctx context.Context, r *imageconverterv1.ListRegistryCredentialsRequest) (*imageconverterv1.ListRegistryCredentialsResponse, error) {
-	s := sv.s
-	cs, err := s.RegistryCredentials(ctx, r.GetAccountId())
-	if err != nil {
-		return nil, err
-	}
-	out := &imageconverterv1.ListRegistryCredentialsResponse{}
-	for _, c := range cs {
-		out.Credentials = append(out.Credentials, store.RegistryCredentialToProto(c))
-	}
-	return out, nil
-}
-
-func (sv *server) DeleteRegistryCredential(ctx context.Context, r *imageconverterv1.DeleteRegistryCredentialRequest) (*imageconverterv1.DeleteRegistryCredentialResponse, error) {
-	s := sv.s
-	if err := s.DeleteRegistryCredential(ctx, r.GetAccountId(), r.GetRegistry(), events.ActorOf(r.GetActor())); err != nil {
-		return nil, err
-	}
-	return &imageconverterv1.DeleteRegistryCredentialResponse{}, nil
-}
-
-func (sv *server) GetSigningKey(ctx context.Context, r *imageconverterv1.GetSigningKeyRequest) (*imageconverterv1.GetSigningKeyResponse, error) {
-	s := sv.s
-	k, err := s.SigningKey(ctx, r.GetAccountId())
-	if err != nil {
-		return nil, err
-	}
-	return &imageconverterv1.GetSigningKeyResponse{Key: store.SigningKeyToProto(k)}, nil
 }
 
 // accountRoutes give every new account its signing key and forget a

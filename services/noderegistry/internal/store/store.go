@@ -13,6 +13,8 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/cloister-cc/cloister/services/noderegistry/internal/wire"
+
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
@@ -96,7 +98,7 @@ var _ app.Tokens = (*Tokens)(nil)
 // Create implements app.Tokens. The hash goes first: a token whose record
 // failed to be written is merely unknown (its secret was never shown).
 func (s *Tokens) Create(ctx context.Context, t domain.JoinToken, ev app.TokenCreated) error {
-	msgs, err := messages(ctx, t.AccountID, &ev.Audit, &noderegistryv1.JoinTokenCreated{Token: TokenToProto(ev.Token)})
+	msgs, err := messages(ctx, t.AccountID, &ev.Audit, &noderegistryv1.JoinTokenCreated{Token: wire.TokenToProto(ev.Token)})
 	if err != nil {
 		return err
 	}
@@ -145,7 +147,7 @@ func (s *Tokens) Update(ctx context.Context, t domain.JoinToken, ev *app.TokenRe
 	var msgs []*nats.Msg
 	if ev != nil {
 		var err error
-		msgs, err = messages(ctx, t.AccountID, &ev.Audit, &noderegistryv1.JoinTokenRevoked{Token: TokenToProto(ev.Token), TokenHash: t.Hash})
+		msgs, err = messages(ctx, t.AccountID, &ev.Audit, &noderegistryv1.JoinTokenRevoked{Token: wire.TokenToProto(ev.Token), TokenHash: t.Hash})
 		if err != nil {
 			return domain.JoinToken{}, err
 		}
@@ -374,15 +376,15 @@ func nodeMessages(ctx context.Context, accountID string, evs ...any) ([]*nats.Ms
 		)
 		switch e := ev.(type) {
 		case app.NodeEnrolled:
-			payload = &noderegistryv1.NodeEnrolled{Node: NodeToProto(e.Node)}
+			payload = &noderegistryv1.NodeEnrolled{Node: wire.NodeToProto(e.Node)}
 		case app.NodeStatusChanged:
-			payload = &noderegistryv1.NodeStatusChanged{Node: NodeToProto(e.Node)}
+			payload = &noderegistryv1.NodeStatusChanged{Node: wire.NodeToProto(e.Node)}
 		case app.NodeDeregistered:
 			payload, rec = &noderegistryv1.NodeDeregistered{AccountId: e.Node.AccountID, NodeId: e.Node.ID}, &e.Audit
 		case app.InstanceStarted:
-			payload = &noderegistryv1.InstanceStarted{AccountId: e.AccountID, NodeId: e.NodeID, Instance: InstanceToProto(e.Instance)}
+			payload = &noderegistryv1.InstanceStarted{AccountId: e.AccountID, NodeId: e.NodeID, Instance: wire.InstanceToProto(e.Instance)}
 		case app.InstanceStopped:
-			payload = &noderegistryv1.InstanceStopped{AccountId: e.AccountID, NodeId: e.NodeID, Instance: InstanceToProto(e.Instance)}
+			payload = &noderegistryv1.InstanceStopped{AccountId: e.AccountID, NodeId: e.NodeID, Instance: wire.InstanceToProto(e.Instance)}
 		default:
 			return nil, fmt.Errorf("noderegistry: no wire form for event %T", ev)
 		}

@@ -1,4 +1,7 @@
-package store
+// Package wire converts the node registry's domain values to and from
+// their protobuf forms, for its endpoints and its events alike: wire types
+// meet the domain here and nowhere else.
+package wire
 
 import (
 	"time"

@@ -1,0 +1,34 @@
+// Package wire converts the CA service's values to and from their
+// protobuf forms, for its endpoints and its events alike.
+package wire
+
+import (
+	"encoding/pem"
+
+	cav1 "github.com/cloister-cc/cloister/libs/gen/cloister/ca/v1"
+	"github.com/cloister-cc/cloister/libs/pki"
+	"github.com/cloister-cc/cloister/services/ca/internal/domain"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// CertificateToProto converts a certificate record.
+func CertificateToProto(c domain.Certificate) *cav1.Certificate {
+	out := &cav1.Certificate{Serial: c.Serial, AccountId: c.AccountID, Kind: c.Kind, SubjectId: c.SubjectID, DnsNames: c.DNSNames,
+		NotBefore: timestamppb.New(c.NotBefore), NotAfter: timestamppb.New(c.NotAfter), Revoked: c.Revoked,
+		RevocationReason: c.Reason, Der: c.DER, NodeId: c.NodeID, ImageId: c.ImageID, Mrenclave: c.MRENCLAVE, VerdictId: c.VerdictID}
+	if c.Revoked {
+		out.RevokedAt = timestamppb.New(c.RevokedAt)
+	}
+	return out
+}
+
+// CAToProto converts a CA's public parts.
+func CAToProto(ca *pki.CA) *cav1.GetCAResponse {
+	out := &cav1.GetCAResponse{ChainPem: ca.ChainPEM(),
+		RootPem:   pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Root.Raw}),
+		IssuerPem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Issuer.Raw})}
+	for _, i := range ca.Issuers()[1:] {
+		out.RetiredIssuersPem = append(out.RetiredIssuersPem, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: i.Raw})...)
+	}
+	return out
+}

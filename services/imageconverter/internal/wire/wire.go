@@ -1,0 +1,73 @@
+// Package wire converts the image converter's domain values to and from
+// their protobuf forms, for its endpoints and its events alike: wire types
+// meet the domain here and nowhere else.
+package wire
+
+import (
+	"strings"
+
+	imageconverterv1 "github.com/cloister-cc/cloister/libs/gen/cloister/imageconverter/v1"
+	"github.com/cloister-cc/cloister/libs/pki"
+	"github.com/cloister-cc/cloister/services/imageconverter/internal/app"
+	"github.com/cloister-cc/cloister/services/imageconverter/internal/domain"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// ImageToProto converts an image.
+func ImageToProto(i domain.Image) *imageconverterv1.Image {
+	return &imageconverterv1.Image{Id: i.ID, AccountId: i.AccountID, AppId: i.AppID, Tag: i.Tag, Status: string(i.Status),
+		Ref: i.Ref, Digest: i.Digest, Mrenclave: i.MRENCLAVE, Mrsigner: i.MRSIGNER, Isvprodid: uint32(i.ISVProdID),
+		Isvsvn: uint32(i.ISVSVN), Reason: i.Reason, Error: i.Error, InputImage: i.InputImage, Output: i.Output,
+		Progress: &imageconverterv1.Progress{Phase: i.Progress.Phase, Layers: uint32(i.Progress.Layers),
+			TotalLayers: uint32(i.Progress.TotalLayers), Bytes: i.Progress.Bytes, TotalBytes: i.Progress.TotalBytes},
+		CreatedAt: timestamppb.New(i.CreatedAt), UpdatedAt: timestamppb.New(i.UpdatedAt), RequestedBy: i.RequestedBy,
+		GramineRuntime: i.GramineRuntime, GramineRuntimeStandIn: i.GramineRuntimeStandIn}
+}
+
+// RegistryCredentialToProto converts a credential, leaving out its password.
+func RegistryCredentialToProto(c domain.RegistryCredential) *imageconverterv1.RegistryCredential {
+	return &imageconverterv1.RegistryCredential{Registry: c.Registry, Username: c.Username, UpdatedAt: timestamppb.New(c.UpdatedAt)}
+}
+
+// AppToProto converts an application.
+func AppToProto(a domain.App) *imageconverterv1.App {
+	spec := SpecToProto(a.Spec)
+	return &imageconverterv1.App{Id: a.ID, AccountId: a.AccountID, Name: a.Spec.Name, Spec: spec,
+		CreatedAt: timestamppb.New(a.CreatedAt), UpdatedAt: timestamppb.New(a.UpdatedAt), Certificate: spec.GetCertificate(),
+		CreatedBy: a.CreatedBy, UpdatedBy: a.UpdatedBy}
+}
+
+// SpecToProto converts a spec.
+func SpecToProto(s domain.AppSpec) *imageconverterv1.AppSpec {
+	out := &imageconverterv1.AppSpec{Name: s.Name, Description: s.Description, InputImage: s.InputImage, OutputImage: s.OutputImage,
+		Isvprodid: s.ISVProdID, Isvsvn: s.ISVSVN, MemorySize: s.MemorySize, Threads: s.Threads,
+		Entrypoint: s.Entrypoint, Args: s.Args, AllowCmdlineArgs: s.AllowCmdlineArgs, PassthroughEnv: s.PassthroughEnv,
+		RwDirs: s.RWDirs, Debug: s.Debug, Certificate: &imageconverterv1.CertificateConfig{Domain: s.Certificate.Domain,
+			Issuer: s.Certificate.Issuer, KeyPath: s.Certificate.KeyPath, KeyType: string(s.Certificate.KeyType),
+			CertPath: s.Certificate.CertPath, ValidityDays: s.Certificate.ValidityDays}}
+	for _, e := range s.Env {
+		out.Env = append(out.Env, &imageconverterv1.EnvVar{Name: e.Name, Value: e.Value})
+	}
+	return out
+}
+
+// SpecFromProto converts a spec from the wire.
+func SpecFromProto(p *imageconverterv1.AppSpec) domain.AppSpec {
+	c := p.GetCertificate()
+	s := domain.AppSpec{Name: strings.TrimSpace(p.GetName()), Description: p.GetDescription(), InputImage: p.GetInputImage(),
+		OutputImage: p.GetOutputImage(), ISVProdID: p.GetIsvprodid(), ISVSVN: p.GetIsvsvn(), MemorySize: p.GetMemorySize(),
+		Threads: p.GetThreads(), Entrypoint: p.GetEntrypoint(), Args: p.GetArgs(), AllowCmdlineArgs: p.GetAllowCmdlineArgs(),
+		PassthroughEnv: p.GetPassthroughEnv(), RWDirs: p.GetRwDirs(), Debug: p.GetDebug(),
+		Certificate: domain.CertificateConfig{Domain: c.GetDomain(), Issuer: c.GetIssuer(), KeyPath: c.GetKeyPath(),
+			KeyType: pki.KeyType(c.GetKeyType()), CertPath: c.GetCertPath(), ValidityDays: c.GetValidityDays()}}
+	for _, e := range p.GetEnv() {
+		s.Env = append(s.Env, domain.EnvVar{Name: e.GetName(), Value: e.GetValue()})
+	}
+	return s
+}
+
+// SigningKeyToProto converts a signing key's public half.
+func SigningKeyToProto(k app.SigningKey) *imageconverterv1.SigningKey {
+	return &imageconverterv1.SigningKey{AccountId: k.AccountID, PublicKeyPem: k.PublicPEM, Mrsigner: k.MRSIGNER[:],
+		CreatedAt: timestamppb.New(k.CreatedAt)}
+}
