@@ -5,11 +5,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/cloister-cc/cloister/services/gateway/api"
 	"io"
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/cloister-cc/cloister/services/gateway/api"
 )
 
 // apiClient calls the gateway's REST API.

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/cloister-cc/cloister/services/gateway/api"
 	"io"
 	"net"
 	"net/http"
@@ -14,6 +13,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/cloister-cc/cloister/services/gateway/api"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"

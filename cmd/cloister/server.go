@@ -16,8 +16,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/cloister-cc/cloister/libs/service"
-
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/nats-io/nats.go"
 	"github.com/spf13/cobra"
@@ -26,6 +24,7 @@ import (
 	"github.com/cloister-cc/cloister/libs/enclave"
 	"github.com/cloister-cc/cloister/libs/netguard"
 	"github.com/cloister-cc/cloister/libs/obs"
+	"github.com/cloister-cc/cloister/libs/service"
 	"github.com/cloister-cc/cloister/services/account"
 	"github.com/cloister-cc/cloister/services/attestation"
 	"github.com/cloister-cc/cloister/services/ca"

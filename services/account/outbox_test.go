@@ -5,10 +5,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cloister-cc/cloister/libs/service"
-
 	accountv1 "github.com/cloister-cc/cloister/libs/gen/cloister/account/v1"
 	"github.com/cloister-cc/cloister/libs/kv"
+	"github.com/cloister-cc/cloister/libs/service"
 	"github.com/cloister-cc/cloister/libs/testkit"
 	"github.com/cloister-cc/cloister/services/account"
 )

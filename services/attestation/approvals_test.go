@@ -6,8 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cloister-cc/cloister/libs/service"
-
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
@@ -18,6 +16,7 @@ import (
 	attestationv1 "github.com/cloister-cc/cloister/libs/gen/cloister/attestation/v1"
 	imageconverterv1 "github.com/cloister-cc/cloister/libs/gen/cloister/imageconverter/v1"
 	"github.com/cloister-cc/cloister/libs/pki"
+	"github.com/cloister-cc/cloister/libs/service"
 	"github.com/cloister-cc/cloister/libs/sgx"
 	"github.com/cloister-cc/cloister/libs/testkit"
 	"github.com/cloister-cc/cloister/services/attestation"

@@ -13,11 +13,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cloister-cc/cloister/libs/service"
-
 	"github.com/google/uuid"
 
 	attestationv1 "github.com/cloister-cc/cloister/libs/gen/cloister/attestation/v1"
+	"github.com/cloister-cc/cloister/libs/service"
 	"github.com/cloister-cc/cloister/libs/testkit"
 	"github.com/cloister-cc/cloister/services/attestation"
 )

@@ -8,10 +8,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cloister-cc/cloister/libs/service"
-
 	"github.com/cloister-cc/cloister/libs/errs"
 	attestationv1 "github.com/cloister-cc/cloister/libs/gen/cloister/attestation/v1"
+	"github.com/cloister-cc/cloister/libs/service"
 	"github.com/cloister-cc/cloister/libs/sgx"
 	"github.com/cloister-cc/cloister/libs/sgx/sim"
 	"github.com/cloister-cc/cloister/libs/testkit"

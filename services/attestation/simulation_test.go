@@ -7,13 +7,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cloister-cc/cloister/libs/service"
-
 	"github.com/google/uuid"
 
 	"github.com/cloister-cc/cloister/libs/errs"
 	attestationv1 "github.com/cloister-cc/cloister/libs/gen/cloister/attestation/v1"
 	"github.com/cloister-cc/cloister/libs/pki"
+	"github.com/cloister-cc/cloister/libs/service"
 	"github.com/cloister-cc/cloister/libs/sgx"
 	"github.com/cloister-cc/cloister/libs/sgx/sim"
 	"github.com/cloister-cc/cloister/libs/testkit"

@@ -18,8 +18,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cloister-cc/cloister/libs/service"
-
 	"github.com/google/uuid"
 	"google.golang.org/protobuf/proto"
 
@@ -30,6 +28,7 @@ import (
 	imageconverterv1 "github.com/cloister-cc/cloister/libs/gen/cloister/imageconverter/v1"
 	noderegistryv1 "github.com/cloister-cc/cloister/libs/gen/cloister/noderegistry/v1"
 	"github.com/cloister-cc/cloister/libs/pki"
+	"github.com/cloister-cc/cloister/libs/service"
 	"github.com/cloister-cc/cloister/libs/sgx"
 	"github.com/cloister-cc/cloister/libs/sgx/sim"
 	"github.com/cloister-cc/cloister/libs/testkit"

@@ -13,12 +13,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cloister-cc/cloister/libs/service"
-
 	"github.com/cloister-cc/cloister/libs/errs"
 	accountv1 "github.com/cloister-cc/cloister/libs/gen/cloister/account/v1"
 	cav1 "github.com/cloister-cc/cloister/libs/gen/cloister/ca/v1"
 	"github.com/cloister-cc/cloister/libs/pki"
+	"github.com/cloister-cc/cloister/libs/service"
 	"github.com/cloister-cc/cloister/libs/testkit"
 	"github.com/cloister-cc/cloister/services/account"
 	"github.com/cloister-cc/cloister/services/ca"

@@ -15,9 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cloister-cc/cloister/libs/service"
-	"github.com/cloister-cc/cloister/services/gateway/api"
-
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
 	"github.com/google/go-containerregistry/pkg/v1/random"
@@ -25,7 +22,9 @@ import (
 
 	"github.com/cloister-cc/cloister/libs/enclave"
 	"github.com/cloister-cc/cloister/libs/pki"
+	"github.com/cloister-cc/cloister/libs/service"
 	"github.com/cloister-cc/cloister/libs/testkit"
+	"github.com/cloister-cc/cloister/services/gateway/api"
 	"github.com/cloister-cc/cloister/services/imageconverter"
 )
 

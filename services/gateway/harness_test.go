@@ -14,8 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cloister-cc/cloister/libs/service"
-
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/getkin/kin-openapi/openapi3filter"
 	"github.com/getkin/kin-openapi/routers"
@@ -25,6 +23,7 @@ import (
 
 	"github.com/cloister-cc/cloister/libs/cache"
 	"github.com/cloister-cc/cloister/libs/pki"
+	"github.com/cloister-cc/cloister/libs/service"
 	"github.com/cloister-cc/cloister/libs/sgx"
 	"github.com/cloister-cc/cloister/libs/testkit"
 	"github.com/cloister-cc/cloister/services/account"

@@ -14,8 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cloister-cc/cloister/libs/service"
-
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
@@ -25,6 +23,7 @@ import (
 	accountv1 "github.com/cloister-cc/cloister/libs/gen/cloister/account/v1"
 	imageconverterv1 "github.com/cloister-cc/cloister/libs/gen/cloister/imageconverter/v1"
 	"github.com/cloister-cc/cloister/libs/pki"
+	"github.com/cloister-cc/cloister/libs/service"
 	"github.com/cloister-cc/cloister/libs/sgx"
 	"github.com/cloister-cc/cloister/libs/testkit"
 	"github.com/cloister-cc/cloister/services/imageconverter"

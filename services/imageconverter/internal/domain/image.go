@@ -3,10 +3,11 @@ package domain
 import (
 	"fmt"
 
-	"github.com/google/go-containerregistry/pkg/name"
 	"regexp"
 	"strings"
 	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
 
 	"github.com/cloister-cc/cloister/libs/errs"
 )

@@ -13,8 +13,6 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/cloister-cc/cloister/services/noderegistry/internal/wire"
-
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
@@ -27,6 +25,7 @@ import (
 	"github.com/cloister-cc/cloister/libs/obs"
 	"github.com/cloister-cc/cloister/services/noderegistry/internal/app"
 	"github.com/cloister-cc/cloister/services/noderegistry/internal/domain"
+	"github.com/cloister-cc/cloister/services/noderegistry/internal/wire"
 )
 
 // Producer names this service in events.

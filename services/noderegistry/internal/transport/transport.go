@@ -9,17 +9,15 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/cloister-cc/cloister/services/noderegistry/internal/endpoint"
-
-	"github.com/cloister-cc/cloister/services/noderegistry/internal/wire"
-
 	"github.com/cloister-cc/cloister/libs/events"
 	accountv1 "github.com/cloister-cc/cloister/libs/gen/cloister/account/v1"
 	noderegistryv1 "github.com/cloister-cc/cloister/libs/gen/cloister/noderegistry/v1"
 	"github.com/cloister-cc/cloister/libs/obs"
 	"github.com/cloister-cc/cloister/libs/service"
 	"github.com/cloister-cc/cloister/services/noderegistry/internal/app"
+	"github.com/cloister-cc/cloister/services/noderegistry/internal/endpoint"
 	"github.com/cloister-cc/cloister/services/noderegistry/internal/store"
+	"github.com/cloister-cc/cloister/services/noderegistry/internal/wire"
 )
 
 // Serve serves the node registry on r. The revocation watch starts before
