@@ -11,6 +11,7 @@ import (
 
 	"github.com/cloister-cc/cloister/libs/authz"
 	accountv1 "github.com/cloister-cc/cloister/libs/gen/cloister/account/v1"
+	"github.com/cloister-cc/cloister/libs/reply"
 	"github.com/cloister-cc/cloister/services/account/internal/app"
 	"github.com/cloister-cc/cloister/services/account/internal/domain"
 	"github.com/cloister-cc/cloister/services/account/internal/wire"
@@ -63,14 +64,6 @@ func auditEntry(e domain.AuditEntry) *accountv1.AuditEntry {
 		Action:            e.Action, Target: e.Target, Outcome: e.Outcome, Error: e.Error}
 }
 
-func mapSlice[T, U any](in []T, f func(T) U) []U {
-	out := make([]U, len(in))
-	for i, v := range in {
-		out[i] = f(v)
-	}
-	return out
-}
-
 func (s *Set) SignUp(ctx context.Context, r *accountv1.SignUpRequest) (*accountv1.SignUpResponse, error) {
 	u, err := s.svc.SignUp(ctx, r.GetEmail(), r.GetPassword())
 	if err != nil {
@@ -113,7 +106,7 @@ func (s *Set) ListAccounts(ctx context.Context, r *accountv1.ListAccountsRequest
 	if err != nil {
 		return nil, err
 	}
-	return &accountv1.ListAccountsResponse{Accounts: mapSlice(vs, accountView), NextCursor: next}, nil
+	return &accountv1.ListAccountsResponse{Accounts: reply.Map(vs, accountView), NextCursor: next}, nil
 }
 
 func (s *Set) GetAccount(ctx context.Context, r *accountv1.GetAccountRequest) (*accountv1.GetAccountResponse, error) {
@@ -154,7 +147,7 @@ func (s *Set) ListMembers(ctx context.Context, r *accountv1.ListMembersRequest) 
 	if err != nil {
 		return nil, err
 	}
-	return &accountv1.ListMembersResponse{Members: mapSlice(ms, member), NextCursor: next}, nil
+	return &accountv1.ListMembersResponse{Members: reply.Map(ms, member), NextCursor: next}, nil
 }
 
 func (s *Set) RemoveMember(ctx context.Context, r *accountv1.RemoveMemberRequest) (*accountv1.RemoveMemberResponse, error) {
@@ -182,7 +175,7 @@ func (s *Set) ListAPIKeys(ctx context.Context, r *accountv1.ListAPIKeysRequest) 
 	if err != nil {
 		return nil, err
 	}
-	return &accountv1.ListAPIKeysResponse{Keys: mapSlice(ks, apiKey), NextCursor: next}, nil
+	return &accountv1.ListAPIKeysResponse{Keys: reply.Map(ks, apiKey), NextCursor: next}, nil
 }
 
 func (s *Set) RevokeAPIKey(ctx context.Context, r *accountv1.RevokeAPIKeyRequest) (*accountv1.RevokeAPIKeyResponse, error) {
@@ -202,7 +195,7 @@ func (s *Set) ListAudit(ctx context.Context, r *accountv1.ListAuditRequest) (*ac
 	if err != nil {
 		return nil, err
 	}
-	return &accountv1.ListAuditResponse{Entries: mapSlice(es, auditEntry), NextCursor: next}, nil
+	return &accountv1.ListAuditResponse{Entries: reply.Map(es, auditEntry), NextCursor: next}, nil
 }
 
 func (s *Set) ListTasks(ctx context.Context, r *accountv1.ListTasksRequest) (*accountv1.ListTasksResponse, error) {
@@ -210,7 +203,7 @@ func (s *Set) ListTasks(ctx context.Context, r *accountv1.ListTasksRequest) (*ac
 	if err != nil {
 		return nil, err
 	}
-	return &accountv1.ListTasksResponse{Tasks: mapSlice(ts, wire.TaskToProto)}, nil
+	return &accountv1.ListTasksResponse{Tasks: reply.Map(ts, wire.TaskToProto)}, nil
 }
 
 func (s *Set) GetTask(ctx context.Context, r *accountv1.GetTaskRequest) (*accountv1.GetTaskResponse, error) {

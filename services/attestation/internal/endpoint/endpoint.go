@@ -6,6 +6,8 @@ package endpoint
 import (
 	"context"
 
+	"github.com/cloister-cc/cloister/libs/reply"
+
 	"github.com/cloister-cc/cloister/libs/errs"
 	"github.com/cloister-cc/cloister/libs/events"
 	attestationv1 "github.com/cloister-cc/cloister/libs/gen/cloister/attestation/v1"
@@ -33,43 +35,32 @@ func (sv *Server) GetSimulationRoot(context.Context, *attestationv1.GetSimulatio
 }
 
 func (sv *Server) IssueSimulatedQE(ctx context.Context, r *attestationv1.IssueSimulatedQERequest) (*attestationv1.IssueSimulatedQEResponse, error) {
-	s := sv.s
-	qe, err := s.IssueSimulatedQE(ctx, r.GetAccountId())
-	if err != nil {
-		return nil, err
-	}
-	return &attestationv1.IssueSimulatedQEResponse{Qe: qe}, nil
+	qe, err := sv.s.IssueSimulatedQE(ctx, r.GetAccountId())
+	return reply.With(err, func() *attestationv1.IssueSimulatedQEResponse { return &attestationv1.IssueSimulatedQEResponse{Qe: qe} })
 }
 
 func (sv *Server) Verify(ctx context.Context, r *attestationv1.VerifyRequest) (*attestationv1.VerifyResponse, error) {
-	s := sv.s
-	v, err := s.Verify(ctx, r.GetAccountId(), r.GetQuote(), r.GetBinding(), r.GetNonce(), r.GetAppId())
-	if err != nil {
-		return nil, err
-	}
-	return &attestationv1.VerifyResponse{Verdict: wire.VerdictToProto(v)}, nil
+	v, err := sv.s.Verify(ctx, r.GetAccountId(), r.GetQuote(), r.GetBinding(), r.GetNonce(), r.GetAppId())
+	return reply.With(err, func() *attestationv1.VerifyResponse {
+		return &attestationv1.VerifyResponse{Verdict: wire.VerdictToProto(v)}
+	})
 }
 
 func (sv *Server) GetVerdict(ctx context.Context, r *attestationv1.GetVerdictRequest) (*attestationv1.GetVerdictResponse, error) {
-	s := sv.s
-	v, err := s.GetVerdict(ctx, r.GetAccountId(), r.GetId())
-	if err != nil {
-		return nil, err
-	}
-	return &attestationv1.GetVerdictResponse{Verdict: wire.VerdictToProto(v)}, nil
+	v, err := sv.s.GetVerdict(ctx, r.GetAccountId(), r.GetId())
+	return reply.With(err, func() *attestationv1.GetVerdictResponse {
+		return &attestationv1.GetVerdictResponse{Verdict: wire.VerdictToProto(v)}
+	})
 }
 
 func (sv *Server) GetPolicy(ctx context.Context, r *attestationv1.GetPolicyRequest) (*attestationv1.GetPolicyResponse, error) {
-	s := sv.s
-	p, err := s.GetPolicy(ctx, r.GetAccountId())
-	if err != nil {
-		return nil, err
-	}
-	return &attestationv1.GetPolicyResponse{Policy: wire.PolicyToProto(p)}, nil
+	p, err := sv.s.GetPolicy(ctx, r.GetAccountId())
+	return reply.With(err, func() *attestationv1.GetPolicyResponse {
+		return &attestationv1.GetPolicyResponse{Policy: wire.PolicyToProto(p)}
+	})
 }
 
 func (sv *Server) SetPolicy(ctx context.Context, r *attestationv1.SetPolicyRequest) (*attestationv1.SetPolicyResponse, error) {
-	s := sv.s
 	in := r.GetPolicy()
 	if in.GetMinIsvsvn() > 0xffff {
 		return nil, errs.New(errs.Invalid, "min_isvsvn must be at most 65535")
@@ -79,7 +70,7 @@ func (sv *Server) SetPolicy(ctx context.Context, r *attestationv1.SetPolicyReque
 	for _, st := range in.GetAcceptStatuses() {
 		p.AcceptStatuses = append(p.AcceptStatuses, sgx.TCBStatus(st))
 	}
-	p, err := s.SetPolicy(ctx, r.GetAccountId(), p, events.ActorOf(r.GetActor()))
+	p, err := sv.s.SetPolicy(ctx, r.GetAccountId(), p, events.ActorOf(r.GetActor()))
 	if err != nil {
 		return nil, err
 	}
@@ -87,12 +78,11 @@ func (sv *Server) SetPolicy(ctx context.Context, r *attestationv1.SetPolicyReque
 }
 
 func (sv *Server) PutCollateral(ctx context.Context, r *attestationv1.PutCollateralRequest) (*attestationv1.PutCollateralResponse, error) {
-	s := sv.s
 	col, err := collateralFrom(r)
 	if err != nil {
 		return nil, err
 	}
-	info, err := s.PutCollateral(ctx, col)
+	info, err := sv.s.PutCollateral(ctx, col)
 	if err != nil {
 		return nil, err
 	}

@@ -7,6 +7,8 @@ import (
 	"context"
 	"encoding/pem"
 
+	"github.com/cloister-cc/cloister/libs/reply"
+
 	"github.com/cloister-cc/cloister/libs/events"
 	cav1 "github.com/cloister-cc/cloister/libs/gen/cloister/ca/v1"
 	"github.com/cloister-cc/cloister/services/ca/internal/app"
@@ -22,44 +24,31 @@ type Server struct {
 var _ cav1.CAServer = (*Server)(nil)
 
 func (sv *Server) GetCA(ctx context.Context, r *cav1.GetCARequest) (*cav1.GetCAResponse, error) {
-	s := sv.s
-	ca, err := s.CA(ctx, r.GetAccountId())
-	if err != nil {
-		return nil, err
-	}
-	return wire.CAToProto(ca), nil
+	ca, err := sv.s.CA(ctx, r.GetAccountId())
+	return reply.With(err, func() *cav1.GetCAResponse { return wire.CAToProto(ca) })
 }
 
 func (sv *Server) RotateIssuer(ctx context.Context, r *cav1.RotateIssuerRequest) (*cav1.RotateIssuerResponse, error) {
-	s := sv.s
-	ca, err := s.RotateIssuer(ctx, r.GetAccountId(), events.ActorOf(r.GetActor()))
-	if err != nil {
-		return nil, err
-	}
-	return &cav1.RotateIssuerResponse{Ca: wire.CAToProto(ca)}, nil
+	ca, err := sv.s.RotateIssuer(ctx, r.GetAccountId(), events.ActorOf(r.GetActor()))
+	return reply.With(err, func() *cav1.RotateIssuerResponse { return &cav1.RotateIssuerResponse{Ca: wire.CAToProto(ca)} })
 }
 
 func (sv *Server) IssueNodeCertificate(ctx context.Context, r *cav1.IssueNodeCertificateRequest) (*cav1.IssueNodeCertificateResponse, error) {
-	s := sv.s
-	c, ca, err := s.IssueNodeCertificate(ctx, r.GetAccountId(), r.GetNodeId(), r.GetCsr())
-	if err != nil {
-		return nil, err
-	}
-	return &cav1.IssueNodeCertificateResponse{Certificate: wire.CertificateToProto(c), ChainPem: ca.ChainPEM()}, nil
+	c, ca, err := sv.s.IssueNodeCertificate(ctx, r.GetAccountId(), r.GetNodeId(), r.GetCsr())
+	return reply.With(err, func() *cav1.IssueNodeCertificateResponse {
+		return &cav1.IssueNodeCertificateResponse{Certificate: wire.CertificateToProto(c), ChainPem: ca.ChainPEM()}
+	})
 }
 
 func (sv *Server) CreateNonce(ctx context.Context, r *cav1.CreateNonceRequest) (*cav1.CreateNonceResponse, error) {
-	s := sv.s
-	nonce, expires, err := s.CreateNonce(ctx, r.GetAccountId())
-	if err != nil {
-		return nil, err
-	}
-	return &cav1.CreateNonceResponse{Nonce: nonce, ExpiresAt: timestamppb.New(expires)}, nil
+	nonce, expires, err := sv.s.CreateNonce(ctx, r.GetAccountId())
+	return reply.With(err, func() *cav1.CreateNonceResponse {
+		return &cav1.CreateNonceResponse{Nonce: nonce, ExpiresAt: timestamppb.New(expires)}
+	})
 }
 
 func (sv *Server) IssueAppCertificate(ctx context.Context, r *cav1.IssueAppCertificateRequest) (*cav1.IssueAppCertificateResponse, error) {
-	s := sv.s
-	c, ca, err := s.IssueAppCertificate(ctx, app.AppRequest{AccountID: r.GetAccountId(), AppID: r.GetAppId(),
+	c, ca, err := sv.s.IssueAppCertificate(ctx, app.AppRequest{AccountID: r.GetAccountId(), AppID: r.GetAppId(),
 		VerdictID: r.GetVerdictId(), NodeID: r.GetNodeId(), CSR: r.GetCsr()})
 	if err != nil {
 		return nil, err
@@ -69,31 +58,22 @@ func (sv *Server) IssueAppCertificate(ctx context.Context, r *cav1.IssueAppCerti
 }
 
 func (sv *Server) ListCertificates(ctx context.Context, r *cav1.ListCertificatesRequest) (*cav1.ListCertificatesResponse, error) {
-	s := sv.s
-	cs, err := s.CertificatesOf(ctx, r.GetAccountId(), r.GetKind(), r.GetSubjectId(), r.GetIncludeRevoked())
-	if err != nil {
-		return nil, err
-	}
-	out := &cav1.ListCertificatesResponse{}
-	for _, c := range cs {
-		out.Certificates = append(out.Certificates, wire.CertificateToProto(c))
-	}
-	return out, nil
+	cs, err := sv.s.CertificatesOf(ctx, r.GetAccountId(), r.GetKind(), r.GetSubjectId(), r.GetIncludeRevoked())
+	return reply.With(err, func() *cav1.ListCertificatesResponse {
+		return &cav1.ListCertificatesResponse{Certificates: reply.Map(cs, wire.CertificateToProto)}
+	})
 }
 
 func (sv *Server) GetCertificate(ctx context.Context, r *cav1.GetCertificateRequest) (*cav1.GetCertificateResponse, error) {
-	s := sv.s
-	c, err := s.Certificate(ctx, r.GetAccountId(), r.GetSerial())
-	if err != nil {
-		return nil, err
-	}
-	return &cav1.GetCertificateResponse{Certificate: wire.CertificateToProto(c)}, nil
+	c, err := sv.s.Certificate(ctx, r.GetAccountId(), r.GetSerial())
+	return reply.With(err, func() *cav1.GetCertificateResponse {
+		return &cav1.GetCertificateResponse{Certificate: wire.CertificateToProto(c)}
+	})
 }
 
 func (sv *Server) RevokeCertificate(ctx context.Context, r *cav1.RevokeCertificateRequest) (*cav1.RevokeCertificateResponse, error) {
-	s := sv.s
 	actor := events.ActorOf(r.GetActor())
-	c, err := s.Revoke(ctx, r.GetAccountId(), r.GetSerial(), r.GetReason(), &actor)
+	c, err := sv.s.Revoke(ctx, r.GetAccountId(), r.GetSerial(), r.GetReason(), &actor)
 	if err != nil {
 		return nil, err
 	}
@@ -101,21 +81,13 @@ func (sv *Server) RevokeCertificate(ctx context.Context, r *cav1.RevokeCertifica
 }
 
 func (sv *Server) OCSP(ctx context.Context, r *cav1.OCSPRequest) (*cav1.OCSPResponse, error) {
-	s := sv.s
-	der, err := s.OCSP(ctx, r.GetAccountId(), r.GetRequest())
-	if err != nil {
-		return nil, err
-	}
-	return &cav1.OCSPResponse{Response: der}, nil
+	der, err := sv.s.OCSP(ctx, r.GetAccountId(), r.GetRequest())
+	return reply.With(err, func() *cav1.OCSPResponse { return &cav1.OCSPResponse{Response: der} })
 }
 
 func (sv *Server) GetCRL(ctx context.Context, r *cav1.GetCRLRequest) (*cav1.GetCRLResponse, error) {
-	s := sv.s
-	der, next, err := s.CRL(ctx, r.GetAccountId(), r.GetIssuerKeyId())
-	if err != nil {
-		return nil, err
-	}
-	return &cav1.GetCRLResponse{Crl: der, NextUpdate: timestamppb.New(next)}, nil
+	der, next, err := sv.s.CRL(ctx, r.GetAccountId(), r.GetIssuerKeyId())
+	return reply.With(err, func() *cav1.GetCRLResponse { return &cav1.GetCRLResponse{Crl: der, NextUpdate: timestamppb.New(next)} })
 }
 
 // New returns the endpoints of s.

@@ -9,6 +9,7 @@ import (
 
 	"github.com/cloister-cc/cloister/libs/events"
 	noderegistryv1 "github.com/cloister-cc/cloister/libs/gen/cloister/noderegistry/v1"
+	"github.com/cloister-cc/cloister/libs/reply"
 	"github.com/cloister-cc/cloister/services/noderegistry/internal/app"
 	"github.com/cloister-cc/cloister/services/noderegistry/internal/domain"
 	"github.com/cloister-cc/cloister/services/noderegistry/internal/wire"
@@ -22,10 +23,9 @@ type Server struct {
 var _ noderegistryv1.NodeRegistryServer = (*Server)(nil)
 
 func (sv *Server) CreateJoinToken(ctx context.Context, r *noderegistryv1.CreateJoinTokenRequest) (*noderegistryv1.CreateJoinTokenResponse, error) {
-	s := sv.s
 	spec := domain.TokenSpec{Name: r.GetName(), Labels: r.GetLabels(), TTL: time.Duration(r.GetTtlSeconds()) * time.Second,
 		MaxUses: r.GetMaxUses(), RequireAttestation: r.GetRequireAttestation()}
-	t, secret, err := s.CreateJoinToken(ctx, r.GetAccountId(), spec, events.ActorOf(r.GetActor()))
+	t, secret, err := sv.s.CreateJoinToken(ctx, r.GetAccountId(), spec, events.ActorOf(r.GetActor()))
 	if err != nil {
 		return nil, err
 	}
@@ -33,101 +33,73 @@ func (sv *Server) CreateJoinToken(ctx context.Context, r *noderegistryv1.CreateJ
 }
 
 func (sv *Server) ListJoinTokens(ctx context.Context, r *noderegistryv1.ListJoinTokensRequest) (*noderegistryv1.ListJoinTokensResponse, error) {
-	s := sv.s
-	ts, err := s.JoinTokens(ctx, r.GetAccountId())
-	if err != nil {
-		return nil, err
-	}
-	out := &noderegistryv1.ListJoinTokensResponse{}
-	for _, t := range ts {
-		out.Tokens = append(out.Tokens, wire.TokenToProto(t))
-	}
-	return out, nil
+	ts, err := sv.s.JoinTokens(ctx, r.GetAccountId())
+	return reply.With(err, func() *noderegistryv1.ListJoinTokensResponse {
+		return &noderegistryv1.ListJoinTokensResponse{Tokens: reply.Map(ts, wire.TokenToProto)}
+	})
 }
 
 func (sv *Server) RevokeJoinToken(ctx context.Context, r *noderegistryv1.RevokeJoinTokenRequest) (*noderegistryv1.RevokeJoinTokenResponse, error) {
-	s := sv.s
-	t, err := s.RevokeJoinToken(ctx, r.GetAccountId(), r.GetTokenId(), events.ActorOf(r.GetActor()))
-	if err != nil {
-		return nil, err
-	}
-	return &noderegistryv1.RevokeJoinTokenResponse{Token: wire.TokenToProto(t)}, nil
+	t, err := sv.s.RevokeJoinToken(ctx, r.GetAccountId(), r.GetTokenId(), events.ActorOf(r.GetActor()))
+	return reply.With(err, func() *noderegistryv1.RevokeJoinTokenResponse {
+		return &noderegistryv1.RevokeJoinTokenResponse{Token: wire.TokenToProto(t)}
+	})
 }
 
 func (sv *Server) Enroll(ctx context.Context, r *noderegistryv1.EnrollRequest) (*noderegistryv1.EnrollResponse, error) {
-	s := sv.s
-	e, err := s.Enroll(ctx, r.GetJoinToken(), r.GetNodeName(), r.GetCsr(), r.GetEvidence())
-	if err != nil {
-		return nil, err
-	}
-	return &noderegistryv1.EnrollResponse{Node: wire.NodeToProto(e.Node), ChainPem: e.ChainPEM}, nil
+	e, err := sv.s.Enroll(ctx, r.GetJoinToken(), r.GetNodeName(), r.GetCsr(), r.GetEvidence())
+	return reply.With(err, func() *noderegistryv1.EnrollResponse {
+		return &noderegistryv1.EnrollResponse{Node: wire.NodeToProto(e.Node), ChainPem: e.ChainPEM}
+	})
 }
 
 func (sv *Server) SimulatedQEForToken(ctx context.Context, r *noderegistryv1.SimulatedQEForTokenRequest) (*noderegistryv1.SimulatedQEForTokenResponse, error) {
-	s := sv.s
-	qe, err := s.SimulatedQEForToken(ctx, r.GetJoinToken())
-	if err != nil {
-		return nil, err
-	}
-	return &noderegistryv1.SimulatedQEForTokenResponse{Qe: qe}, nil
+	qe, err := sv.s.SimulatedQEForToken(ctx, r.GetJoinToken())
+	return reply.With(err, func() *noderegistryv1.SimulatedQEForTokenResponse {
+		return &noderegistryv1.SimulatedQEForTokenResponse{Qe: qe}
+	})
 }
 
 func (sv *Server) Heartbeat(ctx context.Context, r *noderegistryv1.HeartbeatRequest) (*noderegistryv1.HeartbeatResponse, error) {
-	s := sv.s
-	n, err := s.Heartbeat(ctx, r.GetAccountId(), r.GetNodeId(), r.GetCertificateSerial(), wire.InstancesFromProto(r.GetInstances()))
-	if err != nil {
-		return nil, err
-	}
-	return &noderegistryv1.HeartbeatResponse{Node: wire.NodeToProto(n)}, nil
+	n, err := sv.s.Heartbeat(ctx, r.GetAccountId(), r.GetNodeId(), r.GetCertificateSerial(), wire.InstancesFromProto(r.GetInstances()))
+	return reply.With(err, func() *noderegistryv1.HeartbeatResponse {
+		return &noderegistryv1.HeartbeatResponse{Node: wire.NodeToProto(n)}
+	})
 }
 
 func (sv *Server) AuthenticateNode(ctx context.Context, r *noderegistryv1.AuthenticateNodeRequest) (*noderegistryv1.AuthenticateNodeResponse, error) {
-	s := sv.s
-	n, err := s.AuthenticateNode(ctx, r.GetAccountId(), r.GetNodeId(), r.GetCertificateSerial())
-	if err != nil {
-		return nil, err
-	}
-	return &noderegistryv1.AuthenticateNodeResponse{Node: wire.NodeToProto(n)}, nil
+	n, err := sv.s.AuthenticateNode(ctx, r.GetAccountId(), r.GetNodeId(), r.GetCertificateSerial())
+	return reply.With(err, func() *noderegistryv1.AuthenticateNodeResponse {
+		return &noderegistryv1.AuthenticateNodeResponse{Node: wire.NodeToProto(n)}
+	})
 }
 
 func (sv *Server) Reattest(ctx context.Context, r *noderegistryv1.ReattestRequest) (*noderegistryv1.ReattestResponse, error) {
-	s := sv.s
-	n, err := s.Reattest(ctx, r.GetAccountId(), r.GetNodeId(), r.GetCertificateSerial(), r.GetEvidence())
-	if err != nil {
-		return nil, err
-	}
-	return &noderegistryv1.ReattestResponse{Node: wire.NodeToProto(n)}, nil
+	n, err := sv.s.Reattest(ctx, r.GetAccountId(), r.GetNodeId(), r.GetCertificateSerial(), r.GetEvidence())
+	return reply.With(err, func() *noderegistryv1.ReattestResponse {
+		return &noderegistryv1.ReattestResponse{Node: wire.NodeToProto(n)}
+	})
 }
 
 func (sv *Server) ListNodes(ctx context.Context, r *noderegistryv1.ListNodesRequest) (*noderegistryv1.ListNodesResponse, error) {
-	s := sv.s
-	ns, err := s.Nodes(ctx, r.GetAccountId())
-	if err != nil {
-		return nil, err
-	}
-	out := &noderegistryv1.ListNodesResponse{}
-	for _, n := range ns {
-		out.Nodes = append(out.Nodes, wire.NodeToProto(n))
-	}
-	return out, nil
+	ns, err := sv.s.Nodes(ctx, r.GetAccountId())
+	return reply.With(err, func() *noderegistryv1.ListNodesResponse {
+		return &noderegistryv1.ListNodesResponse{Nodes: reply.Map(ns, wire.NodeToProto)}
+	})
 }
 
 func (sv *Server) GetNode(ctx context.Context, r *noderegistryv1.GetNodeRequest) (*noderegistryv1.GetNodeResponse, error) {
-	s := sv.s
-	n, err := s.Node(ctx, r.GetAccountId(), r.GetNodeId())
-	if err != nil {
-		return nil, err
-	}
-	return &noderegistryv1.GetNodeResponse{Node: wire.NodeToProto(n)}, nil
+	n, err := sv.s.Node(ctx, r.GetAccountId(), r.GetNodeId())
+	return reply.With(err, func() *noderegistryv1.GetNodeResponse {
+		return &noderegistryv1.GetNodeResponse{Node: wire.NodeToProto(n)}
+	})
 }
 
 func (sv *Server) DeregisterNode(ctx context.Context, r *noderegistryv1.DeregisterNodeRequest) (*noderegistryv1.DeregisterNodeResponse, error) {
-	s := sv.s
-	n, err := s.DeregisterNode(ctx, r.GetAccountId(), r.GetNodeId(), events.ActorOf(r.GetActor()))
-	if err != nil {
-		return nil, err
-	}
-	return &noderegistryv1.DeregisterNodeResponse{Node: wire.NodeToProto(n)}, nil
+	n, err := sv.s.DeregisterNode(ctx, r.GetAccountId(), r.GetNodeId(), events.ActorOf(r.GetActor()))
+	return reply.With(err, func() *noderegistryv1.DeregisterNodeResponse {
+		return &noderegistryv1.DeregisterNodeResponse{Node: wire.NodeToProto(n)}
+	})
 }
 
 // New returns the endpoints of s.
