@@ -490,6 +490,40 @@ func (s *Store[T]) List(ctx context.Context, filter string) ([]Entry[T], error) 
 	}
 }
 
+// Versioner writes an entry's version into its value, for values that
+// carry their own (domain entities do, for their next update).
+type Versioner[T any] func(v *T, version uint64)
+
+// GetVersioned returns the value under key with its version written in
+// by setVersion; a missing key is notFound, the caller's own error.
+func (s *Store[T]) GetVersioned(ctx context.Context, key string, notFound error, setVersion Versioner[T]) (T, error) {
+	e, err := s.Get(ctx, key)
+	if errors.Is(err, ErrNotFound) {
+		err = notFound
+	}
+	if err != nil {
+		var zero T
+		return zero, err
+	}
+	setVersion(&e.Value, e.Version)
+	return e.Value, nil
+}
+
+// ListVersioned returns the values whose keys match filter, sorted by
+// key, each with its version written in by setVersion.
+func (s *Store[T]) ListVersioned(ctx context.Context, filter string, setVersion Versioner[T]) ([]T, error) {
+	es, err := s.List(ctx, filter)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]T, len(es))
+	for i, e := range es {
+		out[i] = e.Value
+		setVersion(&out[i], e.Version)
+	}
+	return out, nil
+}
+
 // validKey mirrors JetStream's key rules so a hostile key is a clean miss.
 func validKey(k string) bool {
 	if k == "" || k[0] == '.' || k[len(k)-1] == '.' {

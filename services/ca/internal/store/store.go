@@ -134,16 +134,7 @@ func (s *Certificates) Create(ctx context.Context, c domain.Certificate, _ domai
 
 // Get implements app.Certificates.
 func (s *Certificates) Get(ctx context.Context, accountID, serial string) (domain.Certificate, error) {
-	e, err := s.kv.Get(ctx, accountID+"."+serial)
-	if errors.Is(err, kv.ErrNotFound) {
-		return domain.Certificate{}, domain.ErrCertificateNotFound
-	}
-	if err != nil {
-		return domain.Certificate{}, err
-	}
-	c := e.Value
-	c.Version = e.Version
-	return c, nil
+	return s.kv.GetVersioned(ctx, accountID+"."+serial, domain.ErrCertificateNotFound, func(v *domain.Certificate, version uint64) { v.Version = version })
 }
 
 // Update implements app.Certificates.
@@ -173,14 +164,5 @@ func (s *Certificates) Update(ctx context.Context, c domain.Certificate, ev doma
 
 // List implements app.Certificates.
 func (s *Certificates) List(ctx context.Context, accountID string) ([]domain.Certificate, error) {
-	es, err := s.kv.List(ctx, accountID+".*")
-	if err != nil {
-		return nil, err
-	}
-	out := make([]domain.Certificate, len(es))
-	for i, e := range es {
-		out[i] = e.Value
-		out[i].Version = e.Version
-	}
-	return out, nil
+	return s.kv.ListVersioned(ctx, accountID+".*", func(v *domain.Certificate, version uint64) { v.Version = version })
 }

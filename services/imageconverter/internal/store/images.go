@@ -121,30 +121,12 @@ func (s *Images) Create(ctx context.Context, img domain.Image, ev app.Conversion
 
 // Get implements app.Images.
 func (s *Images) Get(ctx context.Context, accountID, imageID string) (domain.Image, error) {
-	e, err := s.kv.Get(ctx, accountID+"."+imageID)
-	if errors.Is(err, kv.ErrNotFound) {
-		return domain.Image{}, domain.ErrImageNotFound
-	}
-	if err != nil {
-		return domain.Image{}, err
-	}
-	img := e.Value
-	img.Version = e.Version
-	return img, nil
+	return s.kv.GetVersioned(ctx, accountID+"."+imageID, domain.ErrImageNotFound, func(v *domain.Image, version uint64) { v.Version = version })
 }
 
 // List implements app.Images.
 func (s *Images) List(ctx context.Context, accountID string) ([]domain.Image, error) {
-	es, err := s.kv.List(ctx, accountID+".*")
-	if err != nil {
-		return nil, err
-	}
-	out := make([]domain.Image, len(es))
-	for i, e := range es {
-		out[i] = e.Value
-		out[i].Version = e.Version
-	}
-	return out, nil
+	return s.kv.ListVersioned(ctx, accountID+".*", func(v *domain.Image, version uint64) { v.Version = version })
 }
 
 // Update implements app.Images.

@@ -64,30 +64,12 @@ func (s *Apps) Create(ctx context.Context, a domain.App, ev app.AppCreated) erro
 
 // Get implements app.Apps.
 func (s *Apps) Get(ctx context.Context, accountID, appID string) (domain.App, error) {
-	e, err := s.kv.Get(ctx, accountID+"."+appID)
-	if errors.Is(err, kv.ErrNotFound) {
-		return domain.App{}, domain.ErrAppNotFound
-	}
-	if err != nil {
-		return domain.App{}, err
-	}
-	a := e.Value
-	a.Version = e.Version
-	return a, nil
+	return s.kv.GetVersioned(ctx, accountID+"."+appID, domain.ErrAppNotFound, func(v *domain.App, version uint64) { v.Version = version })
 }
 
 // List implements app.Apps.
 func (s *Apps) List(ctx context.Context, accountID string) ([]domain.App, error) {
-	es, err := s.kv.List(ctx, accountID+".*")
-	if err != nil {
-		return nil, err
-	}
-	out := make([]domain.App, len(es))
-	for i, e := range es {
-		out[i] = e.Value
-		out[i].Version = e.Version
-	}
-	return out, nil
+	return s.kv.ListVersioned(ctx, accountID+".*", func(v *domain.App, version uint64) { v.Version = version })
 }
 
 // Update implements app.Apps.

@@ -114,30 +114,12 @@ func (s *Tokens) Create(ctx context.Context, t domain.JoinToken, ev app.TokenCre
 
 // Get implements app.Tokens.
 func (s *Tokens) Get(ctx context.Context, accountID, tokenID string) (domain.JoinToken, error) {
-	e, err := s.kv.Get(ctx, accountID+"."+tokenID)
-	if errors.Is(err, kv.ErrNotFound) {
-		return domain.JoinToken{}, domain.ErrTokenNotFound
-	}
-	if err != nil {
-		return domain.JoinToken{}, err
-	}
-	t := e.Value
-	t.Version = e.Version
-	return t, nil
+	return s.kv.GetVersioned(ctx, accountID+"."+tokenID, domain.ErrTokenNotFound, func(v *domain.JoinToken, version uint64) { v.Version = version })
 }
 
 // List implements app.Tokens.
 func (s *Tokens) List(ctx context.Context, accountID string) ([]domain.JoinToken, error) {
-	es, err := s.kv.List(ctx, accountID+".*")
-	if err != nil {
-		return nil, err
-	}
-	out := make([]domain.JoinToken, len(es))
-	for i, e := range es {
-		out[i] = e.Value
-		out[i].Version = e.Version
-	}
-	return out, nil
+	return s.kv.ListVersioned(ctx, accountID+".*", func(v *domain.JoinToken, version uint64) { v.Version = version })
 }
 
 // Update implements app.Tokens. A revocation commits with its event and
@@ -299,16 +281,7 @@ func (s *Nodes) Create(ctx context.Context, n domain.Node, _ app.NodeEnrolled) e
 
 // Get implements app.Nodes.
 func (s *Nodes) Get(ctx context.Context, accountID, nodeID string) (domain.Node, error) {
-	e, err := s.kv.Get(ctx, accountID+"."+nodeID)
-	if errors.Is(err, kv.ErrNotFound) {
-		return domain.Node{}, domain.ErrNodeNotFound
-	}
-	if err != nil {
-		return domain.Node{}, err
-	}
-	n := e.Value
-	n.Version = e.Version
-	return n, nil
+	return s.kv.GetVersioned(ctx, accountID+"."+nodeID, domain.ErrNodeNotFound, func(v *domain.Node, version uint64) { v.Version = version })
 }
 
 // List implements app.Nodes.
@@ -320,16 +293,7 @@ func (s *Nodes) List(ctx context.Context, accountID string) ([]domain.Node, erro
 func (s *Nodes) All(ctx context.Context) ([]domain.Node, error) { return s.list(ctx, ">") }
 
 func (s *Nodes) list(ctx context.Context, filter string) ([]domain.Node, error) {
-	es, err := s.kv.List(ctx, filter)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]domain.Node, len(es))
-	for i, e := range es {
-		out[i] = e.Value
-		out[i].Version = e.Version
-	}
-	return out, nil
+	return s.kv.ListVersioned(ctx, filter, func(v *domain.Node, version uint64) { v.Version = version })
 }
 
 // Update implements app.Nodes.
