@@ -49,32 +49,8 @@ func testApprovalsGate(t *testing.T, s *stack) {
 	if r := do(t, s.srv, "PATCH", base, requester, map[string]any{"approvals_required": 2}); r.status != 200 || !strings.Contains(string(r.body), `"approvals_required":2`) {
 		t.Fatalf("requiring two approvals = %d %s", r.status, r.body)
 	}
-	if r := do(t, s.srv, "PUT", base+"/attestation/policy", requester, map[string]any{"accept_statuses": []string{"UpToDate"}, "allow_simulation": true}); r.status != 200 {
-		t.Fatalf("allowing simulation = %d %s", r.status, r.body)
-	}
 	const domain = "hello.cloister.test"
-	r := do(t, s.srv, "POST", base+"/apps", requester, map[string]any{"name": "hello", "input_image": "registry.example.com/samples/hello:1",
-		"output_image": "registry.example.com/samples/hello-sgx", "certificate": map[string]any{"domain": domain}})
-	if r.status != 201 {
-		t.Fatalf("creating the app = %d %s", r.status, r.body)
-	}
-	var app struct{ ID string }
-	r.decode(t, &app)
-
-	// The converter's ImageConverted (the conversion itself is tested with
-	// the converter): MRENCLAVE and MRSIGNER of the enclave below.
-	var body sgx.ReportBody
-	body.MRENCLAVE[0], body.MRSIGNER[0] = 0xab, 0xcd
-	img := &imageconverterv1.Image{Id: uuid.NewString(), AccountId: acct, AppId: app.ID, Tag: "1", Status: "converted",
-		Mrenclave: body.MRENCLAVE[:], Mrsigner: body.MRSIGNER[:], RequestedBy: requesterID}
-	msg, _, err := events.NewMessage(ctx, events.Subject("imageconverter", &imageconverterv1.ImageConverted{}), "imageconverter", acct, &imageconverterv1.ImageConverted{Image: img})
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, js := s.nats.JetStream(t)
-	if err := events.Publish(ctx, js, msg); err != nil {
-		t.Fatal(err)
-	}
+	app, body := s.convertedHello(t, requester, requesterID, acct, domain)
 
 	// Both tasks appear, pending, asked for by the requester.
 	var tasks struct {
@@ -165,4 +141,36 @@ func testApprovalsGate(t *testing.T, s *stack) {
 	if r := do(t, s.srv, "POST", base+"/tasks/"+imageTask+"/approve", admin3, nil); r.status != 409 {
 		t.Fatalf("approving a withdrawn task = %d %s, want 409", r.status, r.body)
 	}
+}
+
+// convertedHello allows simulation in acct, creates an application that
+// serves domain, and publishes the converter's ImageConverted for it, as
+// requested by requesterID (the conversion itself is tested with the
+// converter). It returns the application and the report body (MRENCLAVE
+// and MRSIGNER) of an enclave of that image.
+func (s *stack) convertedHello(t *testing.T, token, requesterID, acct, domain string) (app struct{ ID string }, body sgx.ReportBody) {
+	t.Helper()
+	base := "/v1/accounts/" + acct
+	if r := do(t, s.srv, "PUT", base+"/attestation/policy", token, map[string]any{"accept_statuses": []string{"UpToDate"}, "allow_simulation": true}); r.status != 200 {
+		t.Fatalf("allowing simulation = %d %s", r.status, r.body)
+	}
+	r := do(t, s.srv, "POST", base+"/apps", token, map[string]any{"name": "hello", "input_image": "registry.example.com/samples/hello:1",
+		"output_image": "registry.example.com/samples/hello-sgx", "certificate": map[string]any{"domain": domain}})
+	if r.status != 201 {
+		t.Fatalf("creating the app = %d %s", r.status, r.body)
+	}
+	r.decode(t, &app)
+	body.MRENCLAVE[0], body.MRSIGNER[0] = 0xab, 0xcd
+	img := &imageconverterv1.Image{Id: uuid.NewString(), AccountId: acct, AppId: app.ID, Tag: "1", Status: "converted",
+		Mrenclave: body.MRENCLAVE[:], Mrsigner: body.MRSIGNER[:], RequestedBy: requesterID}
+	ctx := context.Background()
+	msg, _, err := events.NewMessage(ctx, events.Subject("imageconverter", &imageconverterv1.ImageConverted{}), "imageconverter", acct, &imageconverterv1.ImageConverted{Image: img})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, js := s.nats.JetStream(t)
+	if err := events.Publish(ctx, js, msg); err != nil {
+		t.Fatal(err)
+	}
+	return app, body
 }

@@ -29,10 +29,8 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/cloister-cc/cloister/libs/events"
 	attestationv1 "github.com/cloister-cc/cloister/libs/gen/cloister/attestation/v1"
 	cav1 "github.com/cloister-cc/cloister/libs/gen/cloister/ca/v1"
-	imageconverterv1 "github.com/cloister-cc/cloister/libs/gen/cloister/imageconverter/v1"
 	"github.com/cloister-cc/cloister/libs/sgx"
 	"github.com/cloister-cc/cloister/libs/sgx/sim"
 	"github.com/cloister-cc/cloister/libs/testkit"
@@ -409,37 +407,14 @@ func TestNodeMTLS(t *testing.T) {
 // an approved image is refused with the verdict's reason, and a CA
 // refusal (a nonce used twice) comes back naming its check.
 func TestNodeIssuesAppCertificate(t *testing.T) {
-	ctx := context.Background()
 	s := newStack(t, memory(t))
 	adminID, admin := s.user("admin@example.com")
 	acct := s.account(admin, "A")
 	s.waitCA(t, admin, acct)
 	base := "/v1/accounts/" + acct
-	if r := do(t, s.srv, "PUT", base+"/attestation/policy", admin, map[string]any{"accept_statuses": []string{"UpToDate"}, "allow_simulation": true}); r.status != 200 {
-		t.Fatalf("allowing simulation = %d %s", r.status, r.body)
-	}
 	const domain = "hello.cloister.test"
-	r := do(t, s.srv, "POST", base+"/apps", admin, map[string]any{"name": "hello", "input_image": "registry.example.com/samples/hello:1",
-		"output_image": "registry.example.com/samples/hello-sgx", "certificate": map[string]any{"domain": domain}})
-	if r.status != 201 {
-		t.Fatalf("creating the app = %d %s", r.status, r.body)
-	}
-	var app struct{ ID string }
-	r.decode(t, &app)
-
-	// The converter's ImageConverted for the enclave below.
-	var body sgx.ReportBody
-	body.MRENCLAVE[0], body.MRSIGNER[0] = 0xab, 0xcd
-	img := &imageconverterv1.Image{Id: uuid.NewString(), AccountId: acct, AppId: app.ID, Tag: "1", Status: "converted",
-		Mrenclave: body.MRENCLAVE[:], Mrsigner: body.MRSIGNER[:], RequestedBy: adminID}
-	msg, _, err := events.NewMessage(ctx, events.Subject("imageconverter", &imageconverterv1.ImageConverted{}), "imageconverter", acct, &imageconverterv1.ImageConverted{Image: img})
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, js := s.nats.JetStream(t)
-	if err := events.Publish(ctx, js, msg); err != nil {
-		t.Fatal(err)
-	}
+	app, body := s.convertedHello(t, admin, adminID, acct, domain)
+	var r response
 	var tasks struct{ Items []struct{ ID string } }
 	testkit.Eventually(t, 10*time.Second, func() bool {
 		do(t, s.srv, "GET", base+"/tasks?status=pending", admin, nil).decode(t, &tasks)
