@@ -26,6 +26,11 @@ type Config struct {
 	// untrusted, revoking its certificate, once a tenth more has passed
 	// since it last attested. Nodes enrolled without evidence are exempt.
 	ReattestEvery time.Duration
+	// SweepEvery is how often the sweep runs in the background; by default
+	// a third of HeartbeatTimeout or a tenth of ReattestEvery, whichever is
+	// less. Negative: never in the background, only when Sweep is called
+	// (tests that move their clock).
+	SweepEvery time.Duration
 }
 
 func (cfg *Config) check() error {

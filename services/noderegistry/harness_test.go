@@ -64,11 +64,13 @@ type stack struct {
 	js    jetstream.JetStream
 	clock *clock
 	svc   *noderegistry.Service
-	nr    *noderegistryv1.NodeRegistryClient
-	ca    *cav1.CAClient
-	att   *attestationv1.AttestationClient
-	qe    *sim.QE
-	cfg   noderegistry.Config
+	// replicas are every node registry started, svc first.
+	replicas []*noderegistry.Service
+	nr       *noderegistryv1.NodeRegistryClient
+	ca       *cav1.CAClient
+	att      *attestationv1.AttestationClient
+	qe       *sim.QE
+	cfg      noderegistry.Config
 	// stopAttestation stops the attestation service (once).
 	stopAttestation func()
 }
@@ -117,7 +119,28 @@ func (s *stack) replica(c cache.Cache) *noderegistry.Service {
 		s.t.Fatal(err)
 	}
 	s.t.Cleanup(svc.Stop)
+	s.replicas = append(s.replicas, svc)
 	return svc
+}
+
+// sweep runs the sweep of every replica at once, as their loops would,
+// and returns how many nodes they changed together.
+func (s *stack) sweep() int {
+	s.t.Helper()
+	var wg sync.WaitGroup
+	counts, errs := make([]int, len(s.replicas)), make([]error, len(s.replicas))
+	for i, r := range s.replicas {
+		wg.Go(func() { counts[i], errs[i] = r.Sweep(context.Background()) })
+	}
+	wg.Wait()
+	total := 0
+	for i := range counts {
+		if errs[i] != nil {
+			s.t.Fatalf("sweep of replica %d: %v", i, errs[i])
+		}
+		total += counts[i]
+	}
+	return total
 }
 
 // actor is who the gateway says made a call.

@@ -2,6 +2,7 @@ package noderegistry_test
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -12,6 +13,7 @@ import (
 	cav1 "github.com/cloister-cc/cloister/libs/gen/cloister/ca/v1"
 	noderegistryv1 "github.com/cloister-cc/cloister/libs/gen/cloister/noderegistry/v1"
 	"github.com/cloister-cc/cloister/libs/testkit"
+	"github.com/cloister-cc/cloister/services/noderegistry"
 )
 
 // TestHeartbeat: a heartbeat needs the node's current certificate; it
@@ -20,7 +22,8 @@ import (
 // sweep), still authenticates, and its next heartbeat makes it active.
 func TestHeartbeat(t *testing.T) {
 	ctx := context.Background()
-	s := newStack(t, nil, 300*time.Millisecond) // sweeps every 100 ms; the clock stands still
+	// The clock stands still but when moved, and the test sweeps.
+	s := newStack(t, nil, 300*time.Millisecond, func(c *noderegistry.Config) { c.SweepEvery = -1 })
 	s.replica(nil)
 	acct := s.account()
 	n := s.mustEnroll(s.token(acct, &noderegistryv1.CreateJoinTokenRequest{}).GetSecret(), nil)
@@ -69,15 +72,20 @@ func TestHeartbeat(t *testing.T) {
 		Instances: []*noderegistryv1.Instance{{Id: "bad id!"}}})
 	wantRefused(t, "Heartbeat with a bad instance id", err, errs.Invalid, "instances[0].id")
 
-	// Silence: the sweeps of both replicas see the node silent for longer
-	// than the timeout.
+	// Within the timeout the sweeps change nothing; past it, the sweeps of
+	// both replicas at once see the node silent, and one marks it.
+	s.clock.Advance(200 * time.Millisecond)
+	if changed := s.sweep(); changed != 0 {
+		t.Fatalf("sweeps within the timeout changed %d nodes", changed)
+	}
 	s.clock.Advance(time.Second)
-	var node *noderegistryv1.Node
-	testkit.Eventually(t, 10*time.Second, func() bool {
-		r, err := s.nr.GetNode(ctx, &noderegistryv1.GetNodeRequest{Actor: actor, AccountId: acct, NodeId: n.id()})
-		node = r.GetNode()
-		return err == nil && node.GetStatus() == "unreachable"
-	}, "the silent node is still %v", node)
+	if changed := s.sweep(); changed != 1 {
+		t.Fatalf("sweeps of the silent node changed %d nodes, want 1", changed)
+	}
+	node := s.node(acct, n)
+	if node.GetStatus() != "unreachable" {
+		t.Fatalf("the silent node is %v, want unreachable", node)
+	}
 	if node.GetStatusReason() == "" {
 		t.Errorf("unreachable node without a reason")
 	}
@@ -123,11 +131,13 @@ func TestDeregistration(t *testing.T) {
 	wantRefused(t, "Heartbeat after deregistration", err, errs.Unauthenticated, "the node is deregistered")
 
 	var cert *cav1.Certificate
-	testkit.Eventually(t, 10*time.Second, func() bool {
+	testkit.EventuallyMsg(t, 10*time.Second, func() bool {
 		c, err := s.ca.GetCertificate(ctx, &cav1.GetCertificateRequest{AccountId: acct, Serial: n.serial()})
 		cert = c.GetCertificate()
 		return err == nil && cert.GetRevoked()
-	}, "the CA has not revoked the deregistered node's certificate: %v", cert)
+	}, func() string {
+		return fmt.Sprintf("the CA has not revoked the deregistered node's certificate: %v", cert)
+	})
 
 	if ev := eventsOf(s, func() *noderegistryv1.NodeDeregistered { return &noderegistryv1.NodeDeregistered{} }); len(ev) != 1 ||
 		ev[0].GetNodeId() != n.id() || ev[0].GetAccountId() != acct {

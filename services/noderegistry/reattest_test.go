@@ -117,9 +117,9 @@ func TestReattest(t *testing.T) {
 // keeps it, and a node enrolled without evidence is never concerned.
 func TestReattestOverdue(t *testing.T) {
 	ctx := context.Background()
-	// A period of 1 s: the sweep runs every 100 ms, the clock stands still
-	// but when moved, and the heartbeat timeout (90 s) stays out of it.
-	s := newStack(t, nil, 0, func(c *noderegistry.Config) { c.ReattestEvery = time.Second })
+	// A period of 1 s; the clock stands still but when moved, the test
+	// sweeps, and the heartbeat timeout (90 s) stays out of it.
+	s := newStack(t, nil, 0, func(c *noderegistry.Config) { c.ReattestEvery, c.SweepEvery = time.Second, -1 })
 	s.replica(nil)
 	acct := s.account()
 	tok := s.token(acct, &noderegistryv1.CreateJoinTokenRequest{MaxUses: 10})
@@ -137,18 +137,22 @@ func TestReattestOverdue(t *testing.T) {
 		t.Fatalf("Reattest within the period = %v", err)
 	}
 	s.clock.Advance(800 * time.Millisecond)
-	time.Sleep(400 * time.Millisecond) // a few sweeps
+	if changed := s.sweep(); changed != 0 {
+		t.Fatalf("sweeps within the period changed %d nodes", changed)
+	}
 	if st := s.node(acct, tee).GetStatus(); st != "active" {
 		t.Fatalf("node re-attested 0.8 s ago = %s, want active", st)
 	}
 
 	// Past the period and its grace (1.1 s) since the last re-attestation.
 	s.clock.Advance(800 * time.Millisecond)
-	var got *noderegistryv1.Node
-	testkit.EventuallyMsg(t, 10*time.Second, func() bool {
-		got = s.node(acct, tee)
-		return got.GetStatus() == "untrusted"
-	}, func() string { return fmt.Sprintf("the overdue node is still %v", got) })
+	if changed := s.sweep(); changed != 1 {
+		t.Fatalf("sweeps of the overdue node changed %d nodes, want 1", changed)
+	}
+	got := s.node(acct, tee)
+	if got.GetStatus() != "untrusted" {
+		t.Fatalf("the overdue node is %v, want untrusted", got)
+	}
 	if got.GetStatusReason() != "re-attestation overdue" {
 		t.Errorf("status reason %q, want re-attestation overdue", got.GetStatusReason())
 	}
@@ -159,7 +163,9 @@ func TestReattestOverdue(t *testing.T) {
 	_, err := s.nr.AuthenticateNode(ctx, &noderegistryv1.AuthenticateNodeRequest{AccountId: acct, NodeId: tee.id(), CertificateSerial: tee.serial()})
 	wantRefused(t, "AuthenticateNode of an overdue node", err, errs.Unauthenticated, "the node is untrusted")
 
-	time.Sleep(300 * time.Millisecond) // more sweeps
+	if changed := s.sweep(); changed != 0 {
+		t.Fatalf("more sweeps changed %d nodes", changed)
+	}
 	if p := s.node(acct, plain); p.GetStatus() != "active" || p.GetAttested() || len(p.GetInstances()) != 1 || p.GetInstances()[0].GetStatus() != "running" {
 		t.Fatalf("node enrolled without evidence = %v, want active, its instance running", p)
 	}

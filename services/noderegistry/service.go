@@ -39,20 +39,13 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 		if err != nil {
 			return err
 		}
-		return transport.Serve(r, s.app, st.Tokens)
+		return transport.Serve(r, s.app, st.Tokens, cfg.SweepEvery)
 	})
 	if err != nil {
 		return nil, err
 	}
 	s.run = r
 	return s, nil
-}
-
-// MarkUntrusted takes a node's trust away: it can no longer authenticate
-// and its certificate is revoked. For the re-attestation loop.
-func (s *Service) MarkUntrusted(ctx context.Context, accountID, nodeID, reason string) error {
-	_, err := s.app.MarkUntrusted(ctx, accountID, nodeID, reason)
-	return err
 }
 
 // Stop stops taking requests and events, and the sweep.

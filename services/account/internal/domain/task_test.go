@@ -83,6 +83,19 @@ func TestTaskIDsAreDeterministic(t *testing.T) {
 	}
 }
 
+// TestTaskIDsArePinned: task ids are how replicas and redelivered events
+// agree on a task, so they must never change between versions. These were
+// computed with Python's uuid.uuid5 over the same namespace and names.
+func TestTaskIDsArePinned(t *testing.T) {
+	const acct = "0b6a3c4e-2f51-4d8e-9a7b-1c2d3e4f5a6b"
+	if got, want := DomainTaskID(acct, "app-1", "Hello.Example.com"), "dd831938-f9fa-581b-ad66-4b6742c091bf"; got != want {
+		t.Errorf("DomainTaskID = %s, want %s", got, want)
+	}
+	if got, want := ImageTaskID(acct, "image-1"), "007cca85-91e7-508b-a3df-49933fad26cd"; got != want {
+		t.Errorf("ImageTaskID = %s, want %s", got, want)
+	}
+}
+
 func TestTaskTransitions(t *testing.T) {
 	now := time.Now()
 	task, err := NewDomainTask(uuid.NewString(), "app", "Hello.Example.com", "req", now)

@@ -24,8 +24,9 @@ import (
 // requests are taken, so no revocation made elsewhere slips by this
 // process's cache of tokens. Then its request subjects, through the
 // generated noderegistryv1.RegisterNodeRegistryServer, the account events
-// it follows and the sweep.
-func Serve(r *service.Runner, s *app.Service, tokens *store.Tokens) error {
+// it follows and the sweep, every sweepEvery (0: the default; negative:
+// never).
+func Serve(r *service.Runner, s *app.Service, tokens *store.Tokens, sweepEvery time.Duration) error {
 	if err := watchRevocations(r, tokens); err != nil {
 		return err
 	}
@@ -35,10 +36,14 @@ func Serve(r *service.Runner, s *app.Service, tokens *store.Tokens) error {
 	if err := r.ConsumeRoutes("noderegistry-accounts", accountRoutes(s)); err != nil {
 		return err
 	}
-	// Often enough to catch a silent node within a third of the timeout,
-	// and an overdue one within its grace.
-	every := max(min(s.HeartbeatTimeout()/3, s.ReattestEvery()/10), time.Millisecond)
-	r.Every(every, func(ctx context.Context) { sweep(ctx, s, r.Logger()) })
+	if sweepEvery == 0 {
+		// Often enough to catch a silent node within a third of the
+		// timeout, and an overdue one within its grace.
+		sweepEvery = max(min(s.HeartbeatTimeout()/3, s.ReattestEvery()/10), time.Millisecond)
+	}
+	if sweepEvery > 0 {
+		r.Every(sweepEvery, func(ctx context.Context) { sweep(ctx, s, r.Logger()) })
+	}
 	return nil
 }
 
