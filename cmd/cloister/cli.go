@@ -76,7 +76,7 @@ func (c *cli) checkOutput() error {
 func (c *cli) client() *apiClient {
 	addr := firstNonEmpty(c.addr, os.Getenv("CLOISTER_ADDR"), c.cfg.Addr, defaultAddr)
 	token := firstNonEmpty(os.Getenv("CLOISTER_TOKEN"), c.cfg.Token)
-	return &apiClient{addr: addr, token: token, http: &http.Client{}}
+	return &apiClient{api.Client{BaseURL: addr, Token: token, HTTP: &http.Client{}}}
 }
 
 func firstNonEmpty(vs ...string) string {
@@ -198,15 +198,15 @@ func (c *cli) loginCmd() *cobra.Command {
 				return err
 			}
 			cl := c.client()
-			cl.token = ""
+			cl.Token = ""
 			var s api.Session
 			if err := cl.do(cmd.Context(), "POST", "/v1/sessions", api.Credentials{Email: email, Password: pw}, &s); err != nil {
 				return err
 			}
-			if c.cfg.Token != "" && c.cfg.Addr != cl.addr {
+			if c.cfg.Token != "" && c.cfg.Addr != cl.BaseURL {
 				c.cfg.Account = "" // another server: the selected account means nothing there
 			}
-			c.cfg.Addr, c.cfg.Token = cl.addr, s.Token
+			c.cfg.Addr, c.cfg.Token = cl.BaseURL, s.Token
 			if err := saveConfig(c.cfg); err != nil {
 				return err
 			}
@@ -231,10 +231,10 @@ func (c *cli) logoutCmd() *cobra.Command {
 				return errors.New("not logged in")
 			}
 			cl := c.client()
-			cl.token = c.cfg.Token
+			cl.Token = c.cfg.Token
 			err := cl.do(cmd.Context(), "DELETE", "/v1/sessions/current", nil, nil)
-			var apiErr *apiError
-			if err != nil && !(errors.As(err, &apiErr) && apiErr.Status == http.StatusUnauthorized) {
+			var pe *api.Error
+			if err != nil && !(errors.As(err, &pe) && pe.Status == http.StatusUnauthorized) {
 				return err
 			}
 			c.cfg.Token = ""

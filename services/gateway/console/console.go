@@ -16,16 +16,13 @@
 package console
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/subtle"
 	"embed"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"log/slog"
 	"net/http"
@@ -221,18 +218,9 @@ func takeFlash(w http.ResponseWriter, r *http.Request) string {
 	return msg
 }
 
-// apiError is a problem the API answered with.
-type apiError struct {
-	Status int
-	Detail string
-	Code   string
-}
-
-func (e *apiError) Error() string { return e.Detail }
-
 // statusOf is the HTTP status of an API error, else 500.
 func statusOf(err error) int {
-	var ae *apiError
+	var ae *api.Error
 	if errors.As(err, &ae) {
 		return ae.Status
 	}
@@ -246,63 +234,8 @@ func (c *Console) call(r *http.Request, method, path string, in, out any) error 
 }
 
 func (c *Console) callAs(ctx context.Context, r *http.Request, token, method, path string, in, out any) error {
-	var body io.Reader
-	if in != nil {
-		b, err := json.Marshal(in)
-		if err != nil {
-			return err
-		}
-		body = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, path, body)
-	if err != nil {
-		return err
-	}
-	req.RemoteAddr = r.RemoteAddr // the API's rate limits are per client
-	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	rec := &recorder{header: http.Header{}}
-	c.api.ServeHTTP(rec, req)
-	if rec.status == 0 {
-		rec.status = http.StatusOK
-	}
-	if rec.status >= 400 {
-		var p api.Problem
-		if json.Unmarshal(rec.body.Bytes(), &p) != nil || p.Detail == "" {
-			p.Detail = fmt.Sprintf("the server answered %d %s", rec.status, http.StatusText(rec.status))
-		}
-		return &apiError{Status: rec.status, Detail: p.Detail, Code: p.Code}
-	}
-	if out != nil && rec.body.Len() > 0 {
-		if err := json.Unmarshal(rec.body.Bytes(), out); err != nil {
-			return fmt.Errorf("reading the API's answer to %s %s: %w", method, path, err)
-		}
-	}
-	return nil
-}
-
-// recorder is an in-memory http.ResponseWriter for calls to the API.
-type recorder struct {
-	header http.Header
-	status int
-	body   bytes.Buffer
-}
-
-func (w *recorder) Header() http.Header { return w.header }
-func (w *recorder) WriteHeader(code int) {
-	if w.status == 0 {
-		w.status = code
-	}
-}
-func (w *recorder) Write(b []byte) (int, error) {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
-	return w.body.Write(b)
+	cl := api.Client{Token: token, HTTP: api.InProcess(c.api, r.RemoteAddr)}
+	return cl.Do(ctx, method, path, in, out)
 }
 
 // accountPath is the API path of an account's collection or object.

@@ -151,7 +151,7 @@ func (c *Console) imageProgress(w http.ResponseWriter, r *http.Request) {
 	var img api.Image
 	var err error
 	if session(r) == "" {
-		err = &apiError{Status: http.StatusUnauthorized, Detail: "sign in first", Code: "unauthenticated"}
+		err = &api.Error{Problem: api.Problem{Status: http.StatusUnauthorized, Detail: "sign in first", Code: "unauthenticated"}}
 	} else {
 		err = c.call(r, http.MethodGet, accountPath(r.PathValue("account"), "images", r.PathValue("image")), nil, &img)
 	}

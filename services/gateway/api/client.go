@@ -1,0 +1,112 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+)
+
+// Client calls Cloister's REST API: a JSON body in, and a JSON answer or
+// a problem out. The CLI calls the API over the network with it, the
+// console in process (InProcess).
+type Client struct {
+	// BaseURL is where the API is served, e.g. http://localhost:8080.
+	BaseURL string
+	// Token, if set, is sent as the bearer token.
+	Token string
+	// HTTP sends the requests; nil means http.DefaultClient.
+	HTTP Doer
+}
+
+// Doer sends a request: an *http.Client, or InProcess.
+type Doer interface {
+	Do(*http.Request) (*http.Response, error)
+}
+
+// Error is a problem the API answered with.
+type Error struct{ Problem }
+
+func (e *Error) Error() string {
+	if e.Detail != "" {
+		return e.Detail
+	}
+	return e.Title
+}
+
+// MaxReply bounds the answers a Client reads.
+const MaxReply = 16 << 20
+
+// Do sends in (if not nil) as JSON to method path and decodes the JSON
+// answer into out (if not nil). An answer of 400 or more is an *Error
+// holding the problem document (one is made up from the status when the
+// body is not one); a failure to reach the API is returned as it is.
+func (c *Client) Do(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return fmt.Errorf("encoding the request to %s %s: %w", method, path, err)
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(c.BaseURL, "/")+path, body)
+	if err != nil {
+		return fmt.Errorf("building the request to %s %s: %w", method, path, err)
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("Accept", "application/json")
+	if c.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Token)
+	}
+	doer := c.HTTP
+	if doer == nil {
+		doer = http.DefaultClient
+	}
+	resp, err := doer.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, MaxReply))
+	if err != nil {
+		return fmt.Errorf("reading the answer to %s %s: %w", method, path, err)
+	}
+	if resp.StatusCode >= 400 {
+		var p Problem
+		if json.Unmarshal(data, &p) != nil || p.Status == 0 {
+			p = Problem{Status: resp.StatusCode, Title: http.StatusText(resp.StatusCode), Detail: strings.TrimSpace(string(data))}
+		}
+		return &Error{Problem: p}
+	}
+	if out != nil && len(data) > 0 {
+		if err := json.Unmarshal(data, out); err != nil {
+			return fmt.Errorf("decoding the answer to %s %s: %w", method, path, err)
+		}
+	}
+	return nil
+}
+
+// InProcess serves a Client's requests with h in this process, as if
+// from remoteAddr (the API's rate limits are per client).
+func InProcess(h http.Handler, remoteAddr string) Doer {
+	return inProcess{h: h, remoteAddr: remoteAddr}
+}
+
+type inProcess struct {
+	h          http.Handler
+	remoteAddr string
+}
+
+func (p inProcess) Do(req *http.Request) (*http.Response, error) {
+	req.RemoteAddr = p.remoteAddr
+	rec := httptest.NewRecorder()
+	p.h.ServeHTTP(rec, req)
+	return rec.Result(), nil
+}
