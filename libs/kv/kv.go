@@ -524,6 +524,30 @@ func (s *Store[T]) ListVersioned(ctx context.Context, filter string, setVersion 
 	return out, nil
 }
 
+// Refusals are a store's own errors for a missing key and for a write
+// that lost the race to another.
+type Refusals struct{ NotFound, Conflict error }
+
+// UpdateVersioned replaces the value under key if its version is still
+// version, publishing msgs with it, and returns v with its new version
+// written in by setVersion; a missing key or a lost race is the caller's
+// refusal.
+func (s *Store[T]) UpdateVersioned(ctx context.Context, key string, v T, version uint64, r Refusals, setVersion Versioner[T], msgs ...*nats.Msg) (T, error) {
+	e, err := s.Update(ctx, key, v, version, msgs...)
+	switch {
+	case errors.Is(err, ErrConflict) && r.Conflict != nil:
+		err = r.Conflict
+	case errors.Is(err, ErrNotFound) && r.NotFound != nil:
+		err = r.NotFound
+	}
+	if err != nil {
+		var zero T
+		return zero, err
+	}
+	setVersion(&v, e.Version)
+	return v, nil
+}
+
 // validKey mirrors JetStream's key rules so a hostile key is a clean miss.
 func validKey(k string) bool {
 	if k == "" || k[0] == '.' || k[len(k)-1] == '.' {

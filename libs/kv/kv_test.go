@@ -223,6 +223,19 @@ func TestVersioned(t *testing.T) {
 	if err != nil || len(all) != 2 || all[0].Name != "one" || all[1].Count != int(e2.Version%1000000) {
 		t.Fatalf("ListVersioned = %+v, %v", all, err)
 	}
+
+	conflict := errors.New("changed meanwhile")
+	refusals := kv.Refusals{NotFound: missing, Conflict: conflict}
+	updated, err := s.UpdateVersioned(ctx, "a.1", thing{Name: "uno"}, e1.Version, refusals, setCount)
+	if err != nil || updated.Name != "uno" || updated.Count == int(e1.Version%1000000) {
+		t.Fatalf("UpdateVersioned = %+v, %v; want uno with a new version", updated, err)
+	}
+	if _, err := s.UpdateVersioned(ctx, "a.1", thing{Name: "late"}, e1.Version, refusals, setCount); !errors.Is(err, conflict) {
+		t.Fatalf("UpdateVersioned with a stale version = %v, want the caller's conflict", err)
+	}
+	if _, err := s.UpdateVersioned(ctx, "a.9", thing{}, 1, refusals, setCount); !errors.Is(err, missing) {
+		t.Fatalf("UpdateVersioned of a missing key = %v, want the caller's not-found", err)
+	}
 }
 
 func TestWritesPublishTheirMessages(t *testing.T) {

@@ -134,7 +134,7 @@ func (s *Certificates) Create(ctx context.Context, c domain.Certificate, _ domai
 
 // Get implements app.Certificates.
 func (s *Certificates) Get(ctx context.Context, accountID, serial string) (domain.Certificate, error) {
-	return s.kv.GetVersioned(ctx, accountID+"."+serial, domain.ErrCertificateNotFound, func(v *domain.Certificate, version uint64) { v.Version = version })
+	return s.kv.GetVersioned(ctx, accountID+"."+serial, domain.ErrCertificateNotFound, setCertificateVersion)
 }
 
 // Update implements app.Certificates.
@@ -164,5 +164,8 @@ func (s *Certificates) Update(ctx context.Context, c domain.Certificate, ev doma
 
 // List implements app.Certificates.
 func (s *Certificates) List(ctx context.Context, accountID string) ([]domain.Certificate, error) {
-	return s.kv.ListVersioned(ctx, accountID+".*", func(v *domain.Certificate, version uint64) { v.Version = version })
+	return s.kv.ListVersioned(ctx, accountID+".*", setCertificateVersion)
 }
+
+// The versions of the values a store returns, for their next update.
+func setCertificateVersion(v *domain.Certificate, version uint64) { v.Version = version }

@@ -121,12 +121,12 @@ func (s *Images) Create(ctx context.Context, img domain.Image, ev app.Conversion
 
 // Get implements app.Images.
 func (s *Images) Get(ctx context.Context, accountID, imageID string) (domain.Image, error) {
-	return s.kv.GetVersioned(ctx, accountID+"."+imageID, domain.ErrImageNotFound, func(v *domain.Image, version uint64) { v.Version = version })
+	return s.kv.GetVersioned(ctx, accountID+"."+imageID, domain.ErrImageNotFound, setImageVersion)
 }
 
 // List implements app.Images.
 func (s *Images) List(ctx context.Context, accountID string) ([]domain.Image, error) {
-	return s.kv.ListVersioned(ctx, accountID+".*", func(v *domain.Image, version uint64) { v.Version = version })
+	return s.kv.ListVersioned(ctx, accountID+".*", setImageVersion)
 }
 
 // Update implements app.Images.
@@ -146,17 +146,8 @@ func (s *Images) Update(ctx context.Context, img domain.Image, ev any) (domain.I
 	if err != nil {
 		return domain.Image{}, err
 	}
-	e, err := s.kv.Update(ctx, img.AccountID+"."+img.ID, img, img.Version, msgs...)
-	switch {
-	case errors.Is(err, kv.ErrConflict):
-		return domain.Image{}, domain.ErrConcurrentChange
-	case errors.Is(err, kv.ErrNotFound):
-		return domain.Image{}, domain.ErrImageNotFound
-	case err != nil:
-		return domain.Image{}, err
-	}
-	img.Version = e.Version
-	return img, nil
+	return s.kv.UpdateVersioned(ctx, img.AccountID+"."+img.ID, img, img.Version, kv.Refusals{NotFound: domain.ErrImageNotFound, Conflict: domain.ErrConcurrentChange},
+		setImageVersion, msgs...)
 }
 
 // Delete implements app.Images.

@@ -64,12 +64,12 @@ func (s *Apps) Create(ctx context.Context, a domain.App, ev app.AppCreated) erro
 
 // Get implements app.Apps.
 func (s *Apps) Get(ctx context.Context, accountID, appID string) (domain.App, error) {
-	return s.kv.GetVersioned(ctx, accountID+"."+appID, domain.ErrAppNotFound, func(v *domain.App, version uint64) { v.Version = version })
+	return s.kv.GetVersioned(ctx, accountID+"."+appID, domain.ErrAppNotFound, setAppVersion)
 }
 
 // List implements app.Apps.
 func (s *Apps) List(ctx context.Context, accountID string) ([]domain.App, error) {
-	return s.kv.ListVersioned(ctx, accountID+".*", func(v *domain.App, version uint64) { v.Version = version })
+	return s.kv.ListVersioned(ctx, accountID+".*", setAppVersion)
 }
 
 // Update implements app.Apps.
@@ -78,17 +78,8 @@ func (s *Apps) Update(ctx context.Context, a domain.App, ev app.AppUpdated) (dom
 	if err != nil {
 		return domain.App{}, err
 	}
-	e, err := s.kv.Update(ctx, a.AccountID+"."+a.ID, a, a.Version, msgs...)
-	switch {
-	case errors.Is(err, kv.ErrConflict):
-		return domain.App{}, domain.ErrConcurrentChange
-	case errors.Is(err, kv.ErrNotFound):
-		return domain.App{}, domain.ErrAppNotFound
-	case err != nil:
-		return domain.App{}, err
-	}
-	a.Version = e.Version
-	return a, nil
+	return s.kv.UpdateVersioned(ctx, a.AccountID+"."+a.ID, a, a.Version, kv.Refusals{NotFound: domain.ErrAppNotFound, Conflict: domain.ErrConcurrentChange},
+		setAppVersion, msgs...)
 }
 
 // Delete implements app.Apps.
@@ -168,3 +159,7 @@ func messages(ctx context.Context, accountID string, payload proto.Message, rec 
 	}
 	return out, nil
 }
+
+// The versions of the values a store returns, for their next update.
+func setAppVersion(v *domain.App, version uint64) { v.Version = version }
+func setImageVersion(v *domain.Image, version uint64) { v.Version = version }

@@ -114,12 +114,12 @@ func (s *Tokens) Create(ctx context.Context, t domain.JoinToken, ev app.TokenCre
 
 // Get implements app.Tokens.
 func (s *Tokens) Get(ctx context.Context, accountID, tokenID string) (domain.JoinToken, error) {
-	return s.kv.GetVersioned(ctx, accountID+"."+tokenID, domain.ErrTokenNotFound, func(v *domain.JoinToken, version uint64) { v.Version = version })
+	return s.kv.GetVersioned(ctx, accountID+"."+tokenID, domain.ErrTokenNotFound, setJoinTokenVersion)
 }
 
 // List implements app.Tokens.
 func (s *Tokens) List(ctx context.Context, accountID string) ([]domain.JoinToken, error) {
-	return s.kv.ListVersioned(ctx, accountID+".*", func(v *domain.JoinToken, version uint64) { v.Version = version })
+	return s.kv.ListVersioned(ctx, accountID+".*", setJoinTokenVersion)
 }
 
 // Update implements app.Tokens. A revocation commits with its event and
@@ -281,7 +281,7 @@ func (s *Nodes) Create(ctx context.Context, n domain.Node, _ app.NodeEnrolled) e
 
 // Get implements app.Nodes.
 func (s *Nodes) Get(ctx context.Context, accountID, nodeID string) (domain.Node, error) {
-	return s.kv.GetVersioned(ctx, accountID+"."+nodeID, domain.ErrNodeNotFound, func(v *domain.Node, version uint64) { v.Version = version })
+	return s.kv.GetVersioned(ctx, accountID+"."+nodeID, domain.ErrNodeNotFound, setNodeVersion)
 }
 
 // List implements app.Nodes.
@@ -293,7 +293,7 @@ func (s *Nodes) List(ctx context.Context, accountID string) ([]domain.Node, erro
 func (s *Nodes) All(ctx context.Context) ([]domain.Node, error) { return s.list(ctx, ">") }
 
 func (s *Nodes) list(ctx context.Context, filter string) ([]domain.Node, error) {
-	return s.kv.ListVersioned(ctx, filter, func(v *domain.Node, version uint64) { v.Version = version })
+	return s.kv.ListVersioned(ctx, filter, setNodeVersion)
 }
 
 // Update implements app.Nodes.
@@ -302,17 +302,8 @@ func (s *Nodes) Update(ctx context.Context, n domain.Node, evs ...any) (domain.N
 	if err != nil {
 		return domain.Node{}, err
 	}
-	e, err := s.kv.Update(ctx, n.AccountID+"."+n.ID, n, n.Version, msgs...)
-	switch {
-	case errors.Is(err, kv.ErrConflict):
-		return domain.Node{}, domain.ErrConcurrentChange
-	case errors.Is(err, kv.ErrNotFound):
-		return domain.Node{}, domain.ErrNodeNotFound
-	case err != nil:
-		return domain.Node{}, err
-	}
-	n.Version = e.Version
-	return n, nil
+	return s.kv.UpdateVersioned(ctx, n.AccountID+"."+n.ID, n, n.Version, kv.Refusals{NotFound: domain.ErrNodeNotFound, Conflict: domain.ErrConcurrentChange},
+		setNodeVersion, msgs...)
 }
 
 // DeleteAccount implements app.Nodes.
@@ -388,3 +379,7 @@ func auditMessage(ctx context.Context, rec audit.Entry) (*nats.Msg, error) {
 	}
 	return events.AuditMessage(ctx, Producer, rec)
 }
+
+// The versions of the values a store returns, for their next update.
+func setJoinTokenVersion(v *domain.JoinToken, version uint64) { v.Version = version }
+func setNodeVersion(v *domain.Node, version uint64) { v.Version = version }
