@@ -14,10 +14,7 @@ import (
 
 func (g *Gateway) listApps(_ http.ResponseWriter, r *http.Request, p principal) (reply, error) {
 	resp, err := g.images.ListApps(r.Context(), &imageconverterv1.ListAppsRequest{AccountId: r.PathValue("account_id")})
-	if err != nil {
-		return reply{}, err
-	}
-	return reply{http.StatusOK, list(resp.GetApps(), "", toApp)}, nil
+	return answer(err, http.StatusOK, func() any { return list(resp.GetApps(), "", toApp) })
 }
 
 func (g *Gateway) createApp(w http.ResponseWriter, r *http.Request, p principal) (reply, error) {
@@ -27,18 +24,12 @@ func (g *Gateway) createApp(w http.ResponseWriter, r *http.Request, p principal)
 	}
 	resp, err := g.images.CreateApp(r.Context(), &imageconverterv1.CreateAppRequest{AccountId: r.PathValue("account_id"),
 		Spec: specToProto(b), Actor: p.proto()})
-	if err != nil {
-		return reply{}, err
-	}
-	return reply{http.StatusCreated, toApp(resp.GetApp())}, nil
+	return answer(err, http.StatusCreated, func() any { return toApp(resp.GetApp()) })
 }
 
 func (g *Gateway) getApp(_ http.ResponseWriter, r *http.Request, p principal) (reply, error) {
 	resp, err := g.images.GetApp(r.Context(), &imageconverterv1.GetAppRequest{AccountId: r.PathValue("account_id"), App: r.PathValue("app")})
-	if err != nil {
-		return reply{}, err
-	}
-	return reply{http.StatusOK, toApp(resp.GetApp())}, nil
+	return answer(err, http.StatusOK, func() any { return toApp(resp.GetApp()) })
 }
 
 // updateApp applies a JSON merge patch (RFC 7396) to the application's
@@ -71,10 +62,7 @@ func (g *Gateway) updateApp(w http.ResponseWriter, r *http.Request, p principal)
 	}
 	resp, err := g.images.UpdateApp(r.Context(), &imageconverterv1.UpdateAppRequest{AccountId: account, AppId: cur.GetApp().GetId(),
 		Spec: specToProto(spec), Actor: p.proto()})
-	if err != nil {
-		return reply{}, err
-	}
-	return reply{http.StatusOK, toApp(resp.GetApp())}, nil
+	return answer(err, http.StatusOK, func() any { return toApp(resp.GetApp()) })
 }
 
 func (g *Gateway) deleteApp(_ http.ResponseWriter, r *http.Request, p principal) (reply, error) {

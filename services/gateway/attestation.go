@@ -29,10 +29,7 @@ func toVerdict(v *attestationv1.Verdict) api.Verdict {
 
 func (g *Gateway) getAttestationPolicy(_ http.ResponseWriter, r *http.Request, p principal) (reply, error) {
 	resp, err := g.attestation.GetPolicy(r.Context(), &attestationv1.GetPolicyRequest{AccountId: r.PathValue("account_id")})
-	if err != nil {
-		return reply{}, err
-	}
-	return reply{http.StatusOK, toPolicy(resp.GetPolicy())}, nil
+	return answer(err, http.StatusOK, func() any { return toPolicy(resp.GetPolicy()) })
 }
 
 func (g *Gateway) setAttestationPolicy(w http.ResponseWriter, r *http.Request, p principal) (reply, error) {
@@ -43,10 +40,7 @@ func (g *Gateway) setAttestationPolicy(w http.ResponseWriter, r *http.Request, p
 	resp, err := g.attestation.SetPolicy(r.Context(), &attestationv1.SetPolicyRequest{AccountId: r.PathValue("account_id"), Actor: p.proto(),
 		Policy: &attestationv1.Policy{AcceptStatuses: b.AcceptStatuses, AllowDebug: b.AllowDebug, AllowSimulation: b.AllowSimulation, MinIsvsvn: b.MinISVSVN,
 			RequireNodeAttestation: b.RequireNodeAttestation}})
-	if err != nil {
-		return reply{}, err
-	}
-	return reply{http.StatusOK, toPolicy(resp.GetPolicy())}, nil
+	return answer(err, http.StatusOK, func() any { return toPolicy(resp.GetPolicy()) })
 }
 
 func (g *Gateway) verifyEvidence(w http.ResponseWriter, r *http.Request, p principal) (reply, error) {
@@ -56,10 +50,7 @@ func (g *Gateway) verifyEvidence(w http.ResponseWriter, r *http.Request, p princ
 	}
 	resp, err := g.attestation.Verify(r.Context(), &attestationv1.VerifyRequest{AccountId: r.PathValue("account_id"),
 		Quote: b.Quote, Binding: b.Binding, Nonce: b.Nonce})
-	if err != nil {
-		return reply{}, err
-	}
-	return reply{http.StatusOK, toVerdict(resp.GetVerdict())}, nil
+	return answer(err, http.StatusOK, func() any { return toVerdict(resp.GetVerdict()) })
 }
 
 func (g *Gateway) putCollateral(w http.ResponseWriter, r *http.Request, _ principal) (reply, error) {

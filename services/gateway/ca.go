@@ -16,18 +16,12 @@ import (
 
 func (g *Gateway) getCA(_ http.ResponseWriter, r *http.Request, p principal) (reply, error) {
 	resp, err := g.ca.GetCA(r.Context(), &cav1.GetCARequest{AccountId: r.PathValue("account_id")})
-	if err != nil {
-		return reply{}, err
-	}
-	return reply{http.StatusOK, toCA(resp)}, nil
+	return answer(err, http.StatusOK, func() any { return toCA(resp) })
 }
 
 func (g *Gateway) rotateIssuer(_ http.ResponseWriter, r *http.Request, p principal) (reply, error) {
 	resp, err := g.ca.RotateIssuer(r.Context(), &cav1.RotateIssuerRequest{AccountId: r.PathValue("account_id"), Actor: p.proto()})
-	if err != nil {
-		return reply{}, err
-	}
-	return reply{http.StatusOK, toCA(resp.GetCa())}, nil
+	return answer(err, http.StatusOK, func() any { return toCA(resp.GetCa()) })
 }
 
 func toCA(resp *cav1.GetCAResponse) api.CA {
@@ -107,18 +101,12 @@ func (g *Gateway) listCertificates(_ http.ResponseWriter, r *http.Request, p pri
 	}
 	resp, err := g.ca.ListCertificates(r.Context(), &cav1.ListCertificatesRequest{AccountId: r.PathValue("account_id"),
 		Kind: kind, SubjectId: q.Get("subject_id"), IncludeRevoked: q.Get("include_revoked") == "true"})
-	if err != nil {
-		return reply{}, err
-	}
-	return reply{http.StatusOK, list(resp.GetCertificates(), "", toCertificate)}, nil
+	return answer(err, http.StatusOK, func() any { return list(resp.GetCertificates(), "", toCertificate) })
 }
 
 func (g *Gateway) getCertificate(_ http.ResponseWriter, r *http.Request, p principal) (reply, error) {
 	resp, err := g.ca.GetCertificate(r.Context(), &cav1.GetCertificateRequest{AccountId: r.PathValue("account_id"), Serial: r.PathValue("serial")})
-	if err != nil {
-		return reply{}, err
-	}
-	return reply{http.StatusOK, toCertificate(resp.GetCertificate())}, nil
+	return answer(err, http.StatusOK, func() any { return toCertificate(resp.GetCertificate()) })
 }
 
 func (g *Gateway) revokeCertificate(w http.ResponseWriter, r *http.Request, p principal) (reply, error) {
@@ -128,10 +116,7 @@ func (g *Gateway) revokeCertificate(w http.ResponseWriter, r *http.Request, p pr
 	}
 	resp, err := g.ca.RevokeCertificate(r.Context(), &cav1.RevokeCertificateRequest{AccountId: r.PathValue("account_id"), Actor: p.proto(),
 		Serial: r.PathValue("serial"), Reason: b.Reason})
-	if err != nil {
-		return reply{}, err
-	}
-	return reply{http.StatusOK, toCertificate(resp.GetCertificate())}, nil
+	return answer(err, http.StatusOK, func() any { return toCertificate(resp.GetCertificate()) })
 }
 
 // serveOCSP answers POST /v1/ocsp/{account} (RFC 6960, public).

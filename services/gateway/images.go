@@ -15,26 +15,17 @@ func (g *Gateway) convertImage(w http.ResponseWriter, r *http.Request, p princip
 	}
 	resp, err := g.images.ConvertImage(r.Context(), &imageconverterv1.ConvertImageRequest{AccountId: r.PathValue("account_id"),
 		App: b.App, Tag: b.Tag, Actor: p.proto()})
-	if err != nil {
-		return reply{}, err
-	}
-	return reply{http.StatusAccepted, toImage(resp.GetImage())}, nil
+	return answer(err, http.StatusAccepted, func() any { return toImage(resp.GetImage()) })
 }
 
 func (g *Gateway) listImages(_ http.ResponseWriter, r *http.Request, p principal) (reply, error) {
 	resp, err := g.images.ListImages(r.Context(), &imageconverterv1.ListImagesRequest{AccountId: r.PathValue("account_id"), AppId: r.URL.Query().Get("app")})
-	if err != nil {
-		return reply{}, err
-	}
-	return reply{http.StatusOK, list(resp.GetImages(), "", toImage)}, nil
+	return answer(err, http.StatusOK, func() any { return list(resp.GetImages(), "", toImage) })
 }
 
 func (g *Gateway) getImage(_ http.ResponseWriter, r *http.Request, p principal) (reply, error) {
 	resp, err := g.images.GetImage(r.Context(), &imageconverterv1.GetImageRequest{AccountId: r.PathValue("account_id"), ImageId: r.PathValue("image_id")})
-	if err != nil {
-		return reply{}, err
-	}
-	return reply{http.StatusOK, toImage(resp.GetImage())}, nil
+	return answer(err, http.StatusOK, func() any { return toImage(resp.GetImage()) })
 }
 
 func (g *Gateway) deleteImage(_ http.ResponseWriter, r *http.Request, p principal) (reply, error) {
@@ -47,10 +38,7 @@ func (g *Gateway) deleteImage(_ http.ResponseWriter, r *http.Request, p principa
 
 func (g *Gateway) listRegistries(_ http.ResponseWriter, r *http.Request, p principal) (reply, error) {
 	resp, err := g.images.ListRegistryCredentials(r.Context(), &imageconverterv1.ListRegistryCredentialsRequest{AccountId: r.PathValue("account_id")})
-	if err != nil {
-		return reply{}, err
-	}
-	return reply{http.StatusOK, list(resp.GetCredentials(), "", toRegistryCredential)}, nil
+	return answer(err, http.StatusOK, func() any { return list(resp.GetCredentials(), "", toRegistryCredential) })
 }
 
 func (g *Gateway) putRegistry(w http.ResponseWriter, r *http.Request, p principal) (reply, error) {
@@ -60,10 +48,7 @@ func (g *Gateway) putRegistry(w http.ResponseWriter, r *http.Request, p principa
 	}
 	resp, err := g.images.PutRegistryCredential(r.Context(), &imageconverterv1.PutRegistryCredentialRequest{AccountId: r.PathValue("account_id"),
 		Registry: r.PathValue("registry"), Username: b.Username, Password: b.Password, Actor: p.proto()})
-	if err != nil {
-		return reply{}, err
-	}
-	return reply{http.StatusOK, toRegistryCredential(resp.GetCredential())}, nil
+	return answer(err, http.StatusOK, func() any { return toRegistryCredential(resp.GetCredential()) })
 }
 
 func (g *Gateway) deleteRegistry(_ http.ResponseWriter, r *http.Request, p principal) (reply, error) {

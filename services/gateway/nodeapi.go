@@ -335,20 +335,14 @@ func (g *Gateway) nodeHeartbeat(w http.ResponseWriter, r *http.Request, n nodeId
 	}
 	resp, err := g.nodes.Heartbeat(r.Context(), &noderegistryv1.HeartbeatRequest{AccountId: n.AccountID, NodeId: n.NodeID,
 		CertificateSerial: n.Serial, Instances: instances})
-	if err != nil {
-		return reply{}, err
-	}
-	return reply{http.StatusOK, toNode(resp.GetNode())}, nil
+	return answer(err, http.StatusOK, func() any { return toNode(resp.GetNode()) })
 }
 
 // nodeNonce serves POST /v1/node/nonce: a nonce of the node's account's
 // CA, for an enclave to put in its REPORTDATA.
 func (g *Gateway) nodeNonce(_ http.ResponseWriter, r *http.Request, n nodeIdentity) (reply, error) {
 	resp, err := g.ca.CreateNonce(r.Context(), &cav1.CreateNonceRequest{AccountId: n.AccountID})
-	if err != nil {
-		return reply{}, err
-	}
-	return reply{http.StatusCreated, api.Nonce{Nonce: resp.GetNonce(), ExpiresAt: ts(resp.GetExpiresAt())}}, nil
+	return answer(err, http.StatusCreated, func() any { return api.Nonce{Nonce: resp.GetNonce(), ExpiresAt: ts(resp.GetExpiresAt())} })
 }
 
 // nodeCertificate serves POST /v1/node/certificate: an enclave's quote is
@@ -397,10 +391,7 @@ func (g *Gateway) nodeAttest(w http.ResponseWriter, r *http.Request, n nodeIdent
 	}
 	resp, err := g.nodes.Reattest(r.Context(), &noderegistryv1.ReattestRequest{AccountId: n.AccountID, NodeId: n.NodeID,
 		CertificateSerial: n.Serial, Evidence: b.Evidence})
-	if err != nil {
-		return reply{}, err
-	}
-	return reply{http.StatusOK, toNode(resp.GetNode())}, nil
+	return answer(err, http.StatusOK, func() any { return toNode(resp.GetNode()) })
 }
 
 // nodeSimulatedQE serves POST /v1/node/simulation/qe: a simulated quoting
@@ -409,8 +400,5 @@ func (g *Gateway) nodeAttest(w http.ResponseWriter, r *http.Request, n nodeIdent
 // simulation on and the account's policy allows it).
 func (g *Gateway) nodeSimulatedQE(_ http.ResponseWriter, r *http.Request, n nodeIdentity) (reply, error) {
 	resp, err := g.attestation.IssueSimulatedQE(r.Context(), &attestationv1.IssueSimulatedQERequest{AccountId: n.AccountID})
-	if err != nil {
-		return reply{}, err
-	}
-	return reply{http.StatusCreated, api.SimulatedQE{QE: resp.GetQe()}}, nil
+	return answer(err, http.StatusCreated, func() any { return api.SimulatedQE{QE: resp.GetQe()} })
 }

@@ -25,44 +25,29 @@ func (g *Gateway) createJoinToken(w http.ResponseWriter, r *http.Request, p prin
 
 func (g *Gateway) listJoinTokens(_ http.ResponseWriter, r *http.Request, p principal) (reply, error) {
 	resp, err := g.nodes.ListJoinTokens(r.Context(), &noderegistryv1.ListJoinTokensRequest{Actor: p.proto(), AccountId: r.PathValue("account_id")})
-	if err != nil {
-		return reply{}, err
-	}
-	return reply{http.StatusOK, list(resp.GetTokens(), "", toJoinToken)}, nil
+	return answer(err, http.StatusOK, func() any { return list(resp.GetTokens(), "", toJoinToken) })
 }
 
 func (g *Gateway) revokeJoinToken(_ http.ResponseWriter, r *http.Request, p principal) (reply, error) {
 	resp, err := g.nodes.RevokeJoinToken(r.Context(), &noderegistryv1.RevokeJoinTokenRequest{Actor: p.proto(), AccountId: r.PathValue("account_id"),
 		TokenId: r.PathValue("token_id")})
-	if err != nil {
-		return reply{}, err
-	}
-	return reply{http.StatusOK, toJoinToken(resp.GetToken())}, nil
+	return answer(err, http.StatusOK, func() any { return toJoinToken(resp.GetToken()) })
 }
 
 func (g *Gateway) listNodes(_ http.ResponseWriter, r *http.Request, p principal) (reply, error) {
 	resp, err := g.nodes.ListNodes(r.Context(), &noderegistryv1.ListNodesRequest{Actor: p.proto(), AccountId: r.PathValue("account_id")})
-	if err != nil {
-		return reply{}, err
-	}
-	return reply{http.StatusOK, list(resp.GetNodes(), "", toNode)}, nil
+	return answer(err, http.StatusOK, func() any { return list(resp.GetNodes(), "", toNode) })
 }
 
 func (g *Gateway) getNode(_ http.ResponseWriter, r *http.Request, p principal) (reply, error) {
 	resp, err := g.nodes.GetNode(r.Context(), &noderegistryv1.GetNodeRequest{Actor: p.proto(), AccountId: r.PathValue("account_id"), NodeId: r.PathValue("node_id")})
-	if err != nil {
-		return reply{}, err
-	}
-	return reply{http.StatusOK, toNode(resp.GetNode())}, nil
+	return answer(err, http.StatusOK, func() any { return toNode(resp.GetNode()) })
 }
 
 func (g *Gateway) deregisterNode(_ http.ResponseWriter, r *http.Request, p principal) (reply, error) {
 	resp, err := g.nodes.DeregisterNode(r.Context(), &noderegistryv1.DeregisterNodeRequest{Actor: p.proto(), AccountId: r.PathValue("account_id"),
 		NodeId: r.PathValue("node_id")})
-	if err != nil {
-		return reply{}, err
-	}
-	return reply{http.StatusOK, toNode(resp.GetNode())}, nil
+	return answer(err, http.StatusOK, func() any { return toNode(resp.GetNode()) })
 }
 
 // enroll serves POST /v1/agent/enroll: the join token in the body is the
@@ -74,10 +59,7 @@ func (g *Gateway) enroll(w http.ResponseWriter, r *http.Request) (reply, error) 
 	}
 	resp, err := g.nodes.Enroll(r.Context(), &noderegistryv1.EnrollRequest{JoinToken: b.JoinToken, NodeName: b.NodeName,
 		Csr: []byte(b.CSR), Evidence: b.Evidence})
-	if err != nil {
-		return reply{}, err
-	}
-	return reply{http.StatusCreated, api.Enrolled{Node: toNode(resp.GetNode()), ChainPEM: string(resp.GetChainPem())}}, nil
+	return answer(err, http.StatusCreated, func() any { return api.Enrolled{Node: toNode(resp.GetNode()), ChainPEM: string(resp.GetChainPem())} })
 }
 
 // agentSimulatedQE serves POST /v1/agent/simulation-qe: a simulated
@@ -92,10 +74,7 @@ func (g *Gateway) agentSimulatedQE(w http.ResponseWriter, r *http.Request) (repl
 		return reply{}, err
 	}
 	resp, err := g.nodes.SimulatedQEForToken(r.Context(), &noderegistryv1.SimulatedQEForTokenRequest{JoinToken: b.JoinToken})
-	if err != nil {
-		return reply{}, err
-	}
-	return reply{http.StatusCreated, api.SimulatedQE{QE: resp.GetQe()}}, nil
+	return answer(err, http.StatusCreated, func() any { return api.SimulatedQE{QE: resp.GetQe()} })
 }
 
 func toJoinToken(t *noderegistryv1.JoinToken) api.JoinToken {

@@ -111,6 +111,15 @@ func (g *Gateway) allowed(action authz.Action, h authedHandler) authedHandler {
 	}
 }
 
+// answer is a handler's reply once its call is made: err if there is
+// one, else status with the body made (only then) by body.
+func answer(err error, status int, body func() any) (reply, error) {
+	if err != nil {
+		return reply{}, err
+	}
+	return reply{status, body()}, nil
+}
+
 // reply is a handler's result: a status and a body to send as JSON.
 type reply struct {
 	status int
@@ -257,10 +266,7 @@ func (g *Gateway) createAccount(w http.ResponseWriter, r *http.Request, p princi
 		return reply{}, err
 	}
 	resp, err := g.accounts.CreateAccount(r.Context(), &accountv1.CreateAccountRequest{Actor: p.proto(), Name: b.Name, Description: b.Description})
-	if err != nil {
-		return reply{}, err
-	}
-	return reply{http.StatusCreated, toAccount(resp.GetAccount())}, nil
+	return answer(err, http.StatusCreated, func() any { return toAccount(resp.GetAccount()) })
 }
 
 func (g *Gateway) listAccounts(_ http.ResponseWriter, r *http.Request, p principal) (reply, error) {
@@ -269,18 +275,12 @@ func (g *Gateway) listAccounts(_ http.ResponseWriter, r *http.Request, p princip
 		return reply{}, err
 	}
 	resp, err := g.accounts.ListAccounts(r.Context(), &accountv1.ListAccountsRequest{Actor: p.proto(), Page: pg})
-	if err != nil {
-		return reply{}, err
-	}
-	return reply{http.StatusOK, list(resp.GetAccounts(), resp.GetNextCursor(), toAccount)}, nil
+	return answer(err, http.StatusOK, func() any { return list(resp.GetAccounts(), resp.GetNextCursor(), toAccount) })
 }
 
 func (g *Gateway) getAccount(_ http.ResponseWriter, r *http.Request, p principal) (reply, error) {
 	resp, err := g.accounts.GetAccount(r.Context(), &accountv1.GetAccountRequest{Actor: p.proto(), AccountId: r.PathValue("account_id")})
-	if err != nil {
-		return reply{}, err
-	}
-	return reply{http.StatusOK, toAccount(resp.GetAccount())}, nil
+	return answer(err, http.StatusOK, func() any { return toAccount(resp.GetAccount()) })
 }
 
 func (g *Gateway) updateAccount(w http.ResponseWriter, r *http.Request, p principal) (reply, error) {
@@ -293,10 +293,7 @@ func (g *Gateway) updateAccount(w http.ResponseWriter, r *http.Request, p princi
 	}
 	resp, err := g.accounts.UpdateAccount(r.Context(), &accountv1.UpdateAccountRequest{Actor: p.proto(),
 		AccountId: r.PathValue("account_id"), Name: b.Name, Description: b.Description, ApprovalsRequired: b.ApprovalsRequired})
-	if err != nil {
-		return reply{}, err
-	}
-	return reply{http.StatusOK, toAccount(resp.GetAccount())}, nil
+	return answer(err, http.StatusOK, func() any { return toAccount(resp.GetAccount()) })
 }
 
 func (g *Gateway) deleteAccount(_ http.ResponseWriter, r *http.Request, p principal) (reply, error) {
@@ -310,10 +307,7 @@ func (g *Gateway) listMembers(_ http.ResponseWriter, r *http.Request, p principa
 		return reply{}, err
 	}
 	resp, err := g.accounts.ListMembers(r.Context(), &accountv1.ListMembersRequest{Actor: p.proto(), AccountId: r.PathValue("account_id"), Page: pg})
-	if err != nil {
-		return reply{}, err
-	}
-	return reply{http.StatusOK, list(resp.GetMembers(), resp.GetNextCursor(), toMember)}, nil
+	return answer(err, http.StatusOK, func() any { return list(resp.GetMembers(), resp.GetNextCursor(), toMember) })
 }
 
 func (g *Gateway) addMember(w http.ResponseWriter, r *http.Request, p principal) (reply, error) {
@@ -323,10 +317,7 @@ func (g *Gateway) addMember(w http.ResponseWriter, r *http.Request, p principal)
 	}
 	resp, err := g.accounts.AddMember(r.Context(), &accountv1.AddMemberRequest{Actor: p.proto(),
 		AccountId: r.PathValue("account_id"), Email: b.Email, Role: b.Role})
-	if err != nil {
-		return reply{}, err
-	}
-	return reply{http.StatusCreated, toMember(resp.GetMember())}, nil
+	return answer(err, http.StatusCreated, func() any { return toMember(resp.GetMember()) })
 }
 
 func (g *Gateway) setMemberRole(w http.ResponseWriter, r *http.Request, p principal) (reply, error) {
@@ -336,10 +327,7 @@ func (g *Gateway) setMemberRole(w http.ResponseWriter, r *http.Request, p princi
 	}
 	resp, err := g.accounts.SetMemberRole(r.Context(), &accountv1.SetMemberRoleRequest{Actor: p.proto(),
 		AccountId: r.PathValue("account_id"), UserId: r.PathValue("user_id"), Role: b.Role})
-	if err != nil {
-		return reply{}, err
-	}
-	return reply{http.StatusOK, toMember(resp.GetMember())}, nil
+	return answer(err, http.StatusOK, func() any { return toMember(resp.GetMember()) })
 }
 
 func (g *Gateway) removeMember(_ http.ResponseWriter, r *http.Request, p principal) (reply, error) {
@@ -354,10 +342,7 @@ func (g *Gateway) listAPIKeys(_ http.ResponseWriter, r *http.Request, p principa
 		return reply{}, err
 	}
 	resp, err := g.accounts.ListAPIKeys(r.Context(), &accountv1.ListAPIKeysRequest{Actor: p.proto(), AccountId: r.PathValue("account_id"), Page: pg})
-	if err != nil {
-		return reply{}, err
-	}
-	return reply{http.StatusOK, list(resp.GetKeys(), resp.GetNextCursor(), toAPIKey)}, nil
+	return answer(err, http.StatusOK, func() any { return list(resp.GetKeys(), resp.GetNextCursor(), toAPIKey) })
 }
 
 func (g *Gateway) createAPIKey(w http.ResponseWriter, r *http.Request, p principal) (reply, error) {
@@ -392,8 +377,5 @@ func (g *Gateway) listAudit(_ http.ResponseWriter, r *http.Request, p principal)
 		return reply{}, err
 	}
 	resp, err := g.accounts.ListAudit(r.Context(), &accountv1.ListAuditRequest{Actor: p.proto(), AccountId: r.PathValue("account_id"), Page: pg})
-	if err != nil {
-		return reply{}, err
-	}
-	return reply{http.StatusOK, list(resp.GetEntries(), resp.GetNextCursor(), toAudit)}, nil
+	return answer(err, http.StatusOK, func() any { return list(resp.GetEntries(), resp.GetNextCursor(), toAudit) })
 }

@@ -12,19 +12,13 @@ import (
 func (g *Gateway) listTasks(_ http.ResponseWriter, r *http.Request, p principal) (reply, error) {
 	resp, err := g.accounts.ListTasks(r.Context(), &accountv1.ListTasksRequest{Actor: p.proto(), AccountId: r.PathValue("account_id"),
 		Status: r.URL.Query().Get("status")})
-	if err != nil {
-		return reply{}, err
-	}
-	return reply{http.StatusOK, list(resp.GetTasks(), "", toTask)}, nil
+	return answer(err, http.StatusOK, func() any { return list(resp.GetTasks(), "", toTask) })
 }
 
 func (g *Gateway) getTask(_ http.ResponseWriter, r *http.Request, p principal) (reply, error) {
 	resp, err := g.accounts.GetTask(r.Context(), &accountv1.GetTaskRequest{Actor: p.proto(), AccountId: r.PathValue("account_id"),
 		TaskId: r.PathValue("task_id")})
-	if err != nil {
-		return reply{}, err
-	}
-	return reply{http.StatusOK, toTask(resp.GetTask())}, nil
+	return answer(err, http.StatusOK, func() any { return toTask(resp.GetTask()) })
 }
 
 // taskAction serves POST .../tasks/{task_id}/{approve,deny,withdraw}; the
