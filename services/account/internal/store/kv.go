@@ -9,7 +9,6 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/cloister-cc/cloister/libs/errs"
 	"github.com/cloister-cc/cloister/libs/kv"
 	"github.com/cloister-cc/cloister/services/account/internal/app"
 	"github.com/cloister-cc/cloister/services/account/internal/domain"
@@ -53,19 +52,19 @@ func Open(ctx context.Context, js jetstream.JetStream, replicas int, opts ...kv.
 	if s.Sessions, err = open[domain.Session](ctx, js, sessions, opts, func(k *kv.Store[domain.Session]) *Sessions { return &Sessions{k} }); err != nil {
 		return nil, err
 	}
-	if s.Accounts, err = open[domain.Account](ctx, js, cfg(BucketAccounts), opts, func(k *kv.Store[domain.Account]) *Accounts { return &Accounts{k} }); err != nil {
+	if s.Accounts, err = open[domain.Account](ctx, js, cfg(BucketAccounts), opts, newAccounts); err != nil {
 		return nil, err
 	}
-	if s.Members, err = open[domain.Member](ctx, js, cfg(BucketMembers), opts, func(k *kv.Store[domain.Member]) *Members { return &Members{k} }); err != nil {
+	if s.Members, err = open[domain.Member](ctx, js, cfg(BucketMembers), opts, newMembers); err != nil {
 		return nil, err
 	}
-	if s.APIKeys, err = open[domain.APIKey](ctx, js, cfg(BucketAPIKeys), opts, func(k *kv.Store[domain.APIKey]) *APIKeys { return &APIKeys{kv: k} }); err != nil {
+	if s.APIKeys, err = open[domain.APIKey](ctx, js, cfg(BucketAPIKeys), opts, newAPIKeys); err != nil {
 		return nil, err
 	}
 	if s.APIKeys.ids, err = kv.Open[string](ctx, js, cfg(BucketAPIKeyIDs), opts...); err != nil {
 		return nil, err
 	}
-	if s.Tasks, err = open[domain.Task](ctx, js, cfg(BucketTasks), opts, func(k *kv.Store[domain.Task]) *Tasks { return &Tasks{k} }); err != nil {
+	if s.Tasks, err = open[domain.Task](ctx, js, cfg(BucketTasks), opts, newTasks); err != nil {
 		return nil, err
 	}
 	return &s, nil
@@ -155,154 +154,17 @@ func (s *Sessions) Delete(ctx context.Context, hash string, evs ...domain.Event)
 	return mapErr(s.kv.Delete(ctx, hash, e.Version, msgs...), domain.ErrUnauthenticated)
 }
 
-// Accounts is the account store, keyed by account id.
-type Accounts struct{ kv *kv.Store[domain.Account] }
-
-var _ app.Accounts = (*Accounts)(nil)
-
-func withVersion[T any](e kv.Entry[T], set func(*T, uint64)) T {
-	v := e.Value
-	set(&v, e.Version)
-	return v
-}
-
-func setAccountVersion(a *domain.Account, v uint64) { a.Version = v }
-func setMemberVersion(m *domain.Member, v uint64)   { m.Version = v }
-func setKeyVersion(k *domain.APIKey, v uint64)      { k.Version = v }
-func setTaskVersion(t *domain.Task, v uint64)       { t.Version = v }
-
-// Create implements app.Accounts.
-func (s *Accounts) Create(ctx context.Context, a domain.Account, evs ...domain.Event) (domain.Account, error) {
-	msgs, err := messages(ctx, evs)
-	if err != nil {
-		return domain.Account{}, err
-	}
-	e, err := s.kv.Create(ctx, a.ID, a, msgs...)
-	if err != nil {
-		return domain.Account{}, mapErr(err, domain.ErrAccountNotFound)
-	}
-	return withVersion(e, setAccountVersion), nil
-}
-
-// Get implements app.Accounts.
-func (s *Accounts) Get(ctx context.Context, id string) (domain.Account, error) {
-	e, err := s.kv.Get(ctx, id)
-	if err != nil {
-		return domain.Account{}, mapErr(err, domain.ErrAccountNotFound)
-	}
-	return withVersion(e, setAccountVersion), nil
-}
-
-// Update implements app.Accounts.
-func (s *Accounts) Update(ctx context.Context, a domain.Account, evs ...domain.Event) (domain.Account, error) {
-	msgs, err := messages(ctx, evs)
-	if err != nil {
-		return domain.Account{}, err
-	}
-	e, err := s.kv.Update(ctx, a.ID, a, a.Version, msgs...)
-	if err != nil {
-		return domain.Account{}, mapErr(err, domain.ErrAccountNotFound)
-	}
-	return withVersion(e, setAccountVersion), nil
-}
-
-// Delete implements app.Accounts.
-func (s *Accounts) Delete(ctx context.Context, a domain.Account, evs ...domain.Event) error {
-	msgs, err := messages(ctx, evs)
-	if err != nil {
-		return err
-	}
-	return mapErr(s.kv.Delete(ctx, a.ID, a.Version, msgs...), domain.ErrAccountNotFound)
-}
-
-// Members is the membership store, keyed <account>.<user>.
-type Members struct{ kv *kv.Store[domain.Member] }
-
-var _ app.Members = (*Members)(nil)
-
-// Create implements app.Members.
-func (s *Members) Create(ctx context.Context, m domain.Member, evs ...domain.Event) (domain.Member, error) {
-	msgs, err := messages(ctx, evs)
-	if err != nil {
-		return domain.Member{}, err
-	}
-	e, err := s.kv.Create(ctx, m.AccountID+"."+m.UserID, m, msgs...)
-	if errors.Is(err, kv.ErrExists) {
-		return domain.Member{}, domain.ErrAlreadyMember
-	}
-	if err != nil {
-		return domain.Member{}, mapErr(err, domain.ErrMemberNotFound)
-	}
-	return withVersion(e, setMemberVersion), nil
-}
-
-// Get implements app.Members.
-func (s *Members) Get(ctx context.Context, accountID, userID string) (domain.Member, error) {
-	if !validToken(accountID) || !validToken(userID) {
-		return domain.Member{}, domain.ErrMemberNotFound
-	}
-	e, err := s.kv.Get(ctx, accountID+"."+userID)
-	if err != nil {
-		return domain.Member{}, mapErr(err, domain.ErrMemberNotFound)
-	}
-	return withVersion(e, setMemberVersion), nil
-}
-
-// Update implements app.Members.
-func (s *Members) Update(ctx context.Context, m domain.Member, evs ...domain.Event) (domain.Member, error) {
-	msgs, err := messages(ctx, evs)
-	if err != nil {
-		return domain.Member{}, err
-	}
-	e, err := s.kv.Update(ctx, m.AccountID+"."+m.UserID, m, m.Version, msgs...)
-	if err != nil {
-		return domain.Member{}, mapErr(err, domain.ErrMemberNotFound)
-	}
-	return withVersion(e, setMemberVersion), nil
-}
-
-// Delete implements app.Members.
-func (s *Members) Delete(ctx context.Context, m domain.Member, evs ...domain.Event) error {
-	msgs, err := messages(ctx, evs)
-	if err != nil {
-		return err
-	}
-	return mapErr(s.kv.Delete(ctx, m.AccountID+"."+m.UserID, m.Version, msgs...), domain.ErrMemberNotFound)
-}
-
-func (s *Members) list(ctx context.Context, filter string) ([]domain.Member, error) {
-	es, err := s.kv.List(ctx, filter)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]domain.Member, len(es))
-	for i, e := range es {
-		out[i] = withVersion(e, setMemberVersion)
-	}
-	return out, nil
-}
-
-// ByAccount implements app.Members.
-func (s *Members) ByAccount(ctx context.Context, accountID string) ([]domain.Member, error) {
-	if !validToken(accountID) {
-		return nil, nil
-	}
-	return s.list(ctx, accountID+".*")
-}
-
-// ByUser implements app.Members.
-func (s *Members) ByUser(ctx context.Context, userID string) ([]domain.Member, error) {
-	if !validToken(userID) {
-		return nil, nil
-	}
-	return s.list(ctx, "*."+userID)
-}
-
 // APIKeys is the API key store, keyed <account>.<key>, with an index from
 // key id to account.
 type APIKeys struct {
-	kv  *kv.Store[domain.APIKey]
+	records[domain.APIKey]
 	ids *kv.Store[string]
+}
+
+func newAPIKeys(k *kv.Store[domain.APIKey]) *APIKeys {
+	return &APIKeys{records: records[domain.APIKey]{kv: k, notFound: domain.ErrAPIKeyNotFound,
+		key:     func(k *domain.APIKey) string { return k.AccountID + "." + k.ID },
+		version: func(k *domain.APIKey) *uint64 { return &k.Version }}}
 }
 
 var _ app.APIKeys = (*APIKeys)(nil)
@@ -327,11 +189,7 @@ func (s *APIKeys) Get(ctx context.Context, accountID, keyID string) (domain.APIK
 	if !validToken(accountID) || !validToken(keyID) {
 		return domain.APIKey{}, domain.ErrAPIKeyNotFound
 	}
-	e, err := s.kv.Get(ctx, accountID+"."+keyID)
-	if err != nil {
-		return domain.APIKey{}, mapErr(err, domain.ErrAPIKeyNotFound)
-	}
-	return withVersion(e, setKeyVersion), nil
+	return s.get(ctx, accountID+"."+keyID)
 }
 
 // ByID implements app.APIKeys.
@@ -367,89 +225,7 @@ func (s *APIKeys) ByAccount(ctx context.Context, accountID string) ([]domain.API
 	if !validToken(accountID) {
 		return nil, nil
 	}
-	es, err := s.kv.List(ctx, accountID+".*")
-	if err != nil {
-		return nil, err
-	}
-	out := make([]domain.APIKey, len(es))
-	for i, e := range es {
-		out[i] = withVersion(e, setKeyVersion)
-	}
-	return out, nil
-}
-
-// Tasks is the task store, keyed <account>.<task>.
-type Tasks struct{ kv *kv.Store[domain.Task] }
-
-var _ app.Tasks = (*Tasks)(nil)
-
-// Create implements app.Tasks.
-func (s *Tasks) Create(ctx context.Context, t domain.Task, evs ...domain.Event) (domain.Task, error) {
-	if !validToken(t.AccountID) || !validToken(t.ID) {
-		return domain.Task{}, errs.Newf(errs.Invalid, "task key %s.%s is not valid", t.AccountID, t.ID)
-	}
-	msgs, err := messages(ctx, evs)
-	if err != nil {
-		return domain.Task{}, err
-	}
-	e, err := s.kv.Create(ctx, t.AccountID+"."+t.ID, t, msgs...)
-	if errors.Is(err, kv.ErrExists) {
-		return domain.Task{}, domain.ErrTaskExists
-	}
-	if err != nil {
-		return domain.Task{}, mapErr(err, domain.ErrTaskNotFound)
-	}
-	return withVersion(e, setTaskVersion), nil
-}
-
-// Get implements app.Tasks.
-func (s *Tasks) Get(ctx context.Context, accountID, taskID string) (domain.Task, error) {
-	if !validToken(accountID) || !validToken(taskID) {
-		return domain.Task{}, domain.ErrTaskNotFound
-	}
-	e, err := s.kv.Get(ctx, accountID+"."+taskID)
-	if err != nil {
-		return domain.Task{}, mapErr(err, domain.ErrTaskNotFound)
-	}
-	return withVersion(e, setTaskVersion), nil
-}
-
-// Update implements app.Tasks.
-func (s *Tasks) Update(ctx context.Context, t domain.Task, evs ...domain.Event) (domain.Task, error) {
-	msgs, err := messages(ctx, evs)
-	if err != nil {
-		return domain.Task{}, err
-	}
-	e, err := s.kv.Update(ctx, t.AccountID+"."+t.ID, t, t.Version, msgs...)
-	if err != nil {
-		return domain.Task{}, mapErr(err, domain.ErrTaskNotFound)
-	}
-	return withVersion(e, setTaskVersion), nil
-}
-
-// Delete implements app.Tasks.
-func (s *Tasks) Delete(ctx context.Context, t domain.Task, evs ...domain.Event) error {
-	msgs, err := messages(ctx, evs)
-	if err != nil {
-		return err
-	}
-	return mapErr(s.kv.Delete(ctx, t.AccountID+"."+t.ID, t.Version, msgs...), domain.ErrTaskNotFound)
-}
-
-// ByAccount implements app.Tasks.
-func (s *Tasks) ByAccount(ctx context.Context, accountID string) ([]domain.Task, error) {
-	if !validToken(accountID) {
-		return nil, nil
-	}
-	es, err := s.kv.List(ctx, accountID+".*")
-	if err != nil {
-		return nil, err
-	}
-	out := make([]domain.Task, len(es))
-	for i, e := range es {
-		out[i] = withVersion(e, setTaskVersion)
-	}
-	return out, nil
+	return s.list(ctx, accountID+".*")
 }
 
 // validToken reports whether s can stand as one element of a key filter:
