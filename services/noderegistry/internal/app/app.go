@@ -16,43 +16,16 @@ import (
 	"github.com/cloister-cc/cloister/services/noderegistry/internal/domain"
 )
 
-// Events the service publishes with the changes that cause them. Those a
-// person caused carry their audit record, committed in the same write.
-type (
-	TokenCreated struct {
-		Token domain.JoinToken
-		Audit audit.Entry
-	}
-	TokenRevoked struct {
-		Token domain.JoinToken
-		Audit audit.Entry
-	}
-	NodeEnrolled      struct{ Node domain.Node }
-	NodeStatusChanged struct{ Node domain.Node }
-	NodeDeregistered  struct {
-		Node  domain.Node
-		Audit audit.Entry
-	}
-	InstanceStarted struct {
-		AccountID, NodeID string
-		Instance          domain.Instance
-	}
-	InstanceStopped struct {
-		AccountID, NodeID string
-		Instance          domain.Instance
-	}
-)
-
 // Tokens stores join tokens, and finds them by the hash of their secret.
 type Tokens interface {
 	// Create stores a new token and makes it findable by its hash.
-	Create(ctx context.Context, t domain.JoinToken, ev TokenCreated) error
+	Create(ctx context.Context, t domain.JoinToken, ev domain.TokenCreated) error
 	Get(ctx context.Context, accountID, tokenID string) (domain.JoinToken, error) // domain.ErrTokenNotFound
 	List(ctx context.Context, accountID string) ([]domain.JoinToken, error)
 	// Update stores t if its version is unchanged (domain.ErrConcurrentChange),
 	// with ev when it revokes the token; the lookup by hash sees a
 	// revocation as soon as Update returns.
-	Update(ctx context.Context, t domain.JoinToken, ev *TokenRevoked) (domain.JoinToken, error)
+	Update(ctx context.Context, t domain.JoinToken, ev *domain.TokenRevoked) (domain.JoinToken, error)
 	// Lookup finds a token by the hash of its secret, through the cache.
 	Lookup(ctx context.Context, hash string) (domain.TokenRef, bool, error)
 	// DeleteAccount removes every token of a deleted account.
@@ -61,14 +34,14 @@ type Tokens interface {
 
 // Nodes stores nodes.
 type Nodes interface {
-	Create(ctx context.Context, n domain.Node, ev NodeEnrolled) error
+	Create(ctx context.Context, n domain.Node, ev domain.NodeEnrolled) error
 	Get(ctx context.Context, accountID, nodeID string) (domain.Node, error) // domain.ErrNodeNotFound
 	List(ctx context.Context, accountID string) ([]domain.Node, error)
 	// All lists the nodes of every account, for the heartbeat sweep.
 	All(ctx context.Context) ([]domain.Node, error)
 	// Update stores n if its version is unchanged (domain.ErrConcurrentChange),
 	// with its events (the types above).
-	Update(ctx context.Context, n domain.Node, evs ...any) (domain.Node, error)
+	Update(ctx context.Context, n domain.Node, evs ...domain.Event) (domain.Node, error)
 	// DeleteAccount removes every node of a deleted account.
 	DeleteAccount(ctx context.Context, accountID string) error
 }

@@ -93,7 +93,7 @@ func (s *Service) Enroll(ctx context.Context, secret, nodeName string, csrBytes,
 		return Enrolment{}, fmt.Errorf("issuing the node's certificate: %w", err)
 	}
 	node.CertificateSerial, node.EnrolledAt = cert.Serial, s.now()
-	if err := s.cfg.Nodes.Create(ctx, node, NodeEnrolled{Node: node}); err != nil {
+	if err := s.cfg.Nodes.Create(ctx, node, domain.NodeEnrolled{Node: node}); err != nil {
 		s.cfg.Logger.WarnContext(ctx, "storing an enrolled node; its join token use stays taken", logKeyAccount, node.AccountID,
 			logKeyNode, node.ID, logKeyToken, tok.ID, logKeyError, err)
 		return Enrolment{}, fmt.Errorf("storing the node: %w", err)

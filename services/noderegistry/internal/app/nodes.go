@@ -63,17 +63,17 @@ func (s *Service) Heartbeat(ctx context.Context, accountID, nodeID, serial strin
 		reread = true
 		now := s.now()
 		running, started, stopped := n.Report(instances, now)
-		var evs []any
+		var evs []domain.Event
 		for _, in := range started {
-			evs = append(evs, InstanceStarted{AccountID: n.AccountID, NodeID: n.ID, Instance: in})
+			evs = append(evs, domain.InstanceStarted{AccountID: n.AccountID, NodeID: n.ID, Instance: in})
 		}
 		for _, in := range stopped {
-			evs = append(evs, InstanceStopped{AccountID: n.AccountID, NodeID: n.ID, Instance: in})
+			evs = append(evs, domain.InstanceStopped{AccountID: n.AccountID, NodeID: n.ID, Instance: in})
 		}
 		n.LastHeartbeat, n.Instances = now, running
 		if n.Status == domain.StatusUnreachable {
 			n.Status, n.StatusReason = domain.StatusActive, ""
-			evs = append(evs, NodeStatusChanged{Node: n})
+			evs = append(evs, domain.NodeStatusChanged{Node: n})
 		}
 		var err error
 		out, err = s.cfg.Nodes.Update(ctx, n, evs...)
@@ -100,8 +100,8 @@ func (s *Service) Nodes(ctx context.Context, accountID string) ([]domain.Node, e
 }
 
 // DeregisterNode retires a node for good: its next heartbeat or call is
-// refused, the instances it ran are stopped (InstanceStopped for each, in
-// the same write), and NodeDeregistered has the CA revoke its certificate
+// refused, the instances it ran are stopped (domain.InstanceStopped for each, in
+// the same write), and domain.NodeDeregistered has the CA revoke its certificate
 // and those of the enclaves it obtained certificates for. Authorization
 // (node.deregister) is the gateway's. Deregistering a deregistered node
 // changes nothing.
@@ -119,7 +119,7 @@ func (s *Service) DeregisterNode(ctx context.Context, accountID, nodeID string, 
 			n.StatusReason = "deregistered by " + actor.Email
 		}
 		evs := statusChanged(&n, true)
-		out, err = s.cfg.Nodes.Update(ctx, n, append(evs, NodeDeregistered{Node: n, Audit: entry})...)
+		out, err = s.cfg.Nodes.Update(ctx, n, append(evs, domain.NodeDeregistered{Node: n, Audit: entry})...)
 		return err
 	})
 	return out, s.audited(ctx, entry, err)
@@ -127,7 +127,7 @@ func (s *Service) DeregisterNode(ctx context.Context, accountID, nodeID string, 
 
 // MarkUntrusted takes a node's trust away (its re-attestation failed, say):
 // the node is untrusted, so it can no longer authenticate, the instances it
-// ran are stopped (InstanceStopped for each, in the same write), and its
+// ran are stopped (domain.InstanceStopped for each, in the same write), and its
 // client certificate is revoked by the CA. Calling it again on an
 // untrusted node revokes again, which finishes a revocation that failed
 // the first time.
@@ -217,18 +217,18 @@ func (s *Service) Sweep(ctx context.Context) (int, error) {
 	return marked, errors.Join(failures...)
 }
 
-// statusChanged returns the events of n's new status: NodeStatusChanged
-// and, when stop (the node is deregistered or untrusted), InstanceStopped
+// statusChanged returns the events of n's new status: domain.NodeStatusChanged
+// and, when stop (the node is deregistered or untrusted), domain.InstanceStopped
 // for each instance it ran, which it marks stopped in n first, so that
 // they are written with the status.
-func statusChanged(n *domain.Node, stop bool) []any {
+func statusChanged(n *domain.Node, stop bool) []domain.Event {
 	var stopped []domain.Instance
 	if stop {
 		stopped = n.StopInstances()
 	}
-	evs := []any{NodeStatusChanged{Node: *n}}
+	evs := []domain.Event{domain.NodeStatusChanged{Node: *n}}
 	for _, in := range stopped {
-		evs = append(evs, InstanceStopped{AccountID: n.AccountID, NodeID: n.ID, Instance: in})
+		evs = append(evs, domain.InstanceStopped{AccountID: n.AccountID, NodeID: n.ID, Instance: in})
 	}
 	return evs
 }

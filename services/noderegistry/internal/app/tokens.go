@@ -40,7 +40,7 @@ func (s *Service) createJoinToken(ctx context.Context, accountID string, spec do
 		Hash: hash, ExpiresAt: now.Add(spec.TTL), MaxUses: spec.MaxUses, RequireAttestation: spec.RequireAttestation,
 		CreatedAt: now, CreatedBy: entry.Actor.UserID}
 	entry.Target = t.ID
-	if err := s.cfg.Tokens.Create(ctx, t, TokenCreated{Token: t, Audit: entry}); err != nil {
+	if err := s.cfg.Tokens.Create(ctx, t, domain.TokenCreated{Token: t, Audit: entry}); err != nil {
 		return domain.JoinToken{}, "", err
 	}
 	return t, secret, nil
@@ -67,7 +67,7 @@ func (s *Service) RevokeJoinToken(ctx context.Context, accountID, tokenID string
 			return err
 		}
 		t.Revoked, t.RevokedAt = true, s.now()
-		out, err = s.cfg.Tokens.Update(ctx, t, &TokenRevoked{Token: t, Audit: entry})
+		out, err = s.cfg.Tokens.Update(ctx, t, &domain.TokenRevoked{Token: t, Audit: entry})
 		return err
 	})
 	return out, s.audited(ctx, entry, err)

@@ -234,8 +234,8 @@ type Instance struct {
 
 // Statuses of an instance.
 const (
-	InstanceRunning = "running"
-	InstanceStopped = "stopped"
+	InstanceStatusRunning = "running"
+	InstanceStatusStopped = "stopped"
 )
 
 // CheckInstances validates what a heartbeat reports.
@@ -257,8 +257,8 @@ func CheckInstances(is []Instance) error {
 			return invalid(field+".image_id", "must be an image's id")
 		case len(in.MRENCLAVE) != 0 && len(in.MRENCLAVE) != 32:
 			return invalid(field+".mrenclave", "must be 32 bytes")
-		case in.Status != "" && in.Status != InstanceRunning && in.Status != InstanceStopped:
-			return invalid(field+".status", "must be %s or %s", InstanceRunning, InstanceStopped)
+		case in.Status != "" && in.Status != InstanceStatusRunning && in.Status != InstanceStatusStopped:
+			return invalid(field+".status", "must be %s or %s", InstanceStatusRunning, InstanceStatusStopped)
 		}
 		seen[in.ID] = true
 	}
@@ -274,12 +274,12 @@ func (n Node) Report(reported []Instance, now time.Time) (running, started, stop
 		before[in.ID] = in
 	}
 	for _, in := range reported {
-		if in.Status == InstanceStopped {
+		if in.Status == InstanceStatusStopped {
 			continue
 		}
 		prev, known := before[in.ID]
 		delete(before, in.ID)
-		in.Status, in.LastSeen = InstanceRunning, now
+		in.Status, in.LastSeen = InstanceStatusRunning, now
 		switch {
 		case known:
 			in.StartedAt = prev.StartedAt
@@ -293,7 +293,7 @@ func (n Node) Report(reported []Instance, now time.Time) (running, started, stop
 	}
 	for _, in := range n.Instances {
 		if _, gone := before[in.ID]; gone {
-			in.Status = InstanceStopped
+			in.Status = InstanceStatusStopped
 			stopped = append(stopped, in)
 		}
 	}
@@ -307,8 +307,8 @@ func (n *Node) StopInstances() []Instance {
 	var stopped []Instance
 	out := make([]Instance, len(n.Instances))
 	for i, in := range n.Instances {
-		if in.Status == InstanceRunning {
-			in.Status = InstanceStopped
+		if in.Status == InstanceStatusRunning {
+			in.Status = InstanceStatusStopped
 			stopped = append(stopped, in)
 		}
 		out[i] = in

@@ -109,9 +109,9 @@ func TestSpeaks(t *testing.T) {
 
 func TestReport(t *testing.T) {
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	n := Node{Instances: []Instance{{ID: "a", Status: InstanceRunning, StartedAt: t0}, {ID: "b", Status: InstanceRunning, StartedAt: t0}}}
+	n := Node{Instances: []Instance{{ID: "a", Status: InstanceStatusRunning, StartedAt: t0}, {ID: "b", Status: InstanceStatusRunning, StartedAt: t0}}}
 	now := t0.Add(time.Minute)
-	running, started, stopped := n.Report([]Instance{{ID: "b"}, {ID: "c", StartedAt: now.Add(time.Hour)}, {ID: "d", Status: InstanceStopped}}, now)
+	running, started, stopped := n.Report([]Instance{{ID: "b"}, {ID: "c", StartedAt: now.Add(time.Hour)}, {ID: "d", Status: InstanceStatusStopped}}, now)
 	ids := func(is []Instance) (out []string) {
 		for _, i := range is {
 			out = append(out, i.ID)
@@ -121,7 +121,7 @@ func TestReport(t *testing.T) {
 	if !slices.Equal(ids(running), []string{"b", "c"}) || !slices.Equal(ids(started), []string{"c"}) || !slices.Equal(ids(stopped), []string{"a"}) {
 		t.Fatalf("Report = running %v, started %v, stopped %v", ids(running), ids(started), ids(stopped))
 	}
-	if !running[0].StartedAt.Equal(t0) || !running[1].StartedAt.Equal(now) || !running[0].LastSeen.Equal(now) || stopped[0].Status != InstanceStopped {
+	if !running[0].StartedAt.Equal(t0) || !running[1].StartedAt.Equal(now) || !running[0].LastSeen.Equal(now) || stopped[0].Status != InstanceStatusStopped {
 		t.Fatalf("Report times = %+v, stopped %+v", running, stopped)
 	}
 }

@@ -15,7 +15,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/cloister-cc/cloister/libs/audit"
 	"github.com/cloister-cc/cloister/libs/cache"
@@ -96,8 +95,8 @@ var _ app.Tokens = (*Tokens)(nil)
 
 // Create implements app.Tokens. The hash goes first: a token whose record
 // failed to be written is merely unknown (its secret was never shown).
-func (s *Tokens) Create(ctx context.Context, t domain.JoinToken, ev app.TokenCreated) error {
-	msgs, err := messages(ctx, t.AccountID, &ev.Audit, &noderegistryv1.JoinTokenCreated{Token: wire.TokenToProto(ev.Token)})
+func (s *Tokens) Create(ctx context.Context, t domain.JoinToken, ev domain.TokenCreated) error {
+	msgs, err := messages(ctx, ev)
 	if err != nil {
 		return err
 	}
@@ -124,11 +123,11 @@ func (s *Tokens) List(ctx context.Context, accountID string) ([]domain.JoinToken
 
 // Update implements app.Tokens. A revocation commits with its event and
 // audit record, then writes through to the lookup by hash and the cache.
-func (s *Tokens) Update(ctx context.Context, t domain.JoinToken, ev *app.TokenRevoked) (domain.JoinToken, error) {
+func (s *Tokens) Update(ctx context.Context, t domain.JoinToken, ev *domain.TokenRevoked) (domain.JoinToken, error) {
 	var msgs []*nats.Msg
 	if ev != nil {
 		var err error
-		msgs, err = messages(ctx, t.AccountID, &ev.Audit, &noderegistryv1.JoinTokenRevoked{Token: wire.TokenToProto(ev.Token), TokenHash: t.Hash})
+		msgs, err = messages(ctx, *ev)
 		if err != nil {
 			return domain.JoinToken{}, err
 		}
@@ -267,8 +266,8 @@ type Nodes struct{ kv *kv.Store[domain.Node] }
 var _ app.Nodes = (*Nodes)(nil)
 
 // Create implements app.Nodes.
-func (s *Nodes) Create(ctx context.Context, n domain.Node, _ app.NodeEnrolled) error {
-	msgs, err := nodeMessages(ctx, n.AccountID, app.NodeEnrolled{Node: n})
+func (s *Nodes) Create(ctx context.Context, n domain.Node, _ domain.NodeEnrolled) error {
+	msgs, err := messages(ctx, domain.NodeEnrolled{Node: n})
 	if err != nil {
 		return err
 	}
@@ -297,8 +296,8 @@ func (s *Nodes) list(ctx context.Context, filter string) ([]domain.Node, error) 
 }
 
 // Update implements app.Nodes.
-func (s *Nodes) Update(ctx context.Context, n domain.Node, evs ...any) (domain.Node, error) {
-	msgs, err := nodeMessages(ctx, n.AccountID, evs...)
+func (s *Nodes) Update(ctx context.Context, n domain.Node, evs ...domain.Event) (domain.Node, error) {
+	msgs, err := messages(ctx, evs...)
 	if err != nil {
 		return domain.Node{}, err
 	}
@@ -320,52 +319,25 @@ func (s *Nodes) DeleteAccount(ctx context.Context, accountID string) error {
 	return nil
 }
 
-// nodeMessages gives the events of a node's change their wire form.
-func nodeMessages(ctx context.Context, accountID string, evs ...any) ([]*nats.Msg, error) {
+// messages gives events their wire form, each with its audit record
+// when a person caused it, ready for the outbox.
+func messages(ctx context.Context, evs ...domain.Event) ([]*nats.Msg, error) {
 	var out []*nats.Msg
 	for _, ev := range evs {
-		var (
-			payload proto.Message
-			rec     *audit.Entry
-		)
-		switch e := ev.(type) {
-		case app.NodeEnrolled:
-			payload = &noderegistryv1.NodeEnrolled{Node: wire.NodeToProto(e.Node)}
-		case app.NodeStatusChanged:
-			payload = &noderegistryv1.NodeStatusChanged{Node: wire.NodeToProto(e.Node)}
-		case app.NodeDeregistered:
-			payload, rec = &noderegistryv1.NodeDeregistered{AccountId: e.Node.AccountID, NodeId: e.Node.ID}, &e.Audit
-		case app.InstanceStarted:
-			payload = &noderegistryv1.InstanceStarted{AccountId: e.AccountID, NodeId: e.NodeID, Instance: wire.InstanceToProto(e.Instance)}
-		case app.InstanceStopped:
-			payload = &noderegistryv1.InstanceStopped{AccountId: e.AccountID, NodeId: e.NodeID, Instance: wire.InstanceToProto(e.Instance)}
-		default:
-			return nil, fmt.Errorf("noderegistry: no wire form for event %T", ev)
-		}
-		msgs, err := messages(ctx, accountID, rec, payload)
+		accountID, payload, rec := wire.Event(ev)
+		m, _, err := events.NewMessage(ctx, events.Subject(Producer, payload), Producer, accountID, payload)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, msgs...)
-	}
-	return out, nil
-}
-
-// messages returns an event and, when rec names a person, its audit
-// record, ready for the outbox.
-func messages(ctx context.Context, accountID string, rec *audit.Entry, payload proto.Message) ([]*nats.Msg, error) {
-	m, _, err := events.NewMessage(ctx, events.Subject(Producer, payload), Producer, accountID, payload)
-	if err != nil {
-		return nil, err
-	}
-	out := []*nats.Msg{m}
-	if rec != nil {
-		a, err := auditMessage(ctx, *rec)
-		if err != nil {
-			return nil, err
-		}
-		if a != nil {
-			out = append(out, a)
+		out = append(out, m)
+		if rec != nil {
+			a, err := auditMessage(ctx, *rec)
+			if err != nil {
+				return nil, err
+			}
+			if a != nil {
+				out = append(out, a)
+			}
 		}
 	}
 	return out, nil
@@ -382,4 +354,4 @@ func auditMessage(ctx context.Context, rec audit.Entry) (*nats.Msg, error) {
 
 // The versions of the values a store returns, for their next update.
 func setJoinTokenVersion(v *domain.JoinToken, version uint64) { v.Version = version }
-func setNodeVersion(v *domain.Node, version uint64) { v.Version = version }
+func setNodeVersion(v *domain.Node, version uint64)           { v.Version = version }

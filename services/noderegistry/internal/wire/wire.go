@@ -6,8 +6,12 @@ package wire
 import (
 	"time"
 
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"fmt"
+
+	"github.com/cloister-cc/cloister/libs/audit"
 	noderegistryv1 "github.com/cloister-cc/cloister/libs/gen/cloister/noderegistry/v1"
 	"github.com/cloister-cc/cloister/services/noderegistry/internal/domain"
 )
@@ -60,4 +64,26 @@ func optionalTime(t time.Time) *timestamppb.Timestamp {
 		return nil
 	}
 	return timestamppb.New(t)
+}
+
+// Event is an event's account, protobuf form and, when a person caused
+// it, audit record.
+func Event(ev domain.Event) (accountID string, payload proto.Message, rec *audit.Entry) {
+	switch e := ev.(type) {
+	case domain.TokenCreated:
+		return e.Token.AccountID, &noderegistryv1.JoinTokenCreated{Token: TokenToProto(e.Token)}, &e.Audit
+	case domain.TokenRevoked:
+		return e.Token.AccountID, &noderegistryv1.JoinTokenRevoked{Token: TokenToProto(e.Token), TokenHash: e.Token.Hash}, &e.Audit
+	case domain.NodeEnrolled:
+		return e.Node.AccountID, &noderegistryv1.NodeEnrolled{Node: NodeToProto(e.Node)}, nil
+	case domain.NodeStatusChanged:
+		return e.Node.AccountID, &noderegistryv1.NodeStatusChanged{Node: NodeToProto(e.Node)}, nil
+	case domain.NodeDeregistered:
+		return e.Node.AccountID, &noderegistryv1.NodeDeregistered{AccountId: e.Node.AccountID, NodeId: e.Node.ID}, &e.Audit
+	case domain.InstanceStarted:
+		return e.AccountID, &noderegistryv1.InstanceStarted{AccountId: e.AccountID, NodeId: e.NodeID, Instance: InstanceToProto(e.Instance)}, nil
+	case domain.InstanceStopped:
+		return e.AccountID, &noderegistryv1.InstanceStopped{AccountId: e.AccountID, NodeId: e.NodeID, Instance: InstanceToProto(e.Instance)}, nil
+	}
+	panic(fmt.Sprintf("wire: no wire form for event %T", ev))
 }
