@@ -161,5 +161,5 @@ func messages(ctx context.Context, accountID string, payload proto.Message, rec 
 }
 
 // The versions of the values a store returns, for their next update.
-func setAppVersion(v *domain.App, version uint64) { v.Version = version }
+func setAppVersion(v *domain.App, version uint64)     { v.Version = version }
 func setImageVersion(v *domain.Image, version uint64) { v.Version = version }

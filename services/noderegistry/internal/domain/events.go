@@ -33,10 +33,10 @@ type (
 	}
 )
 
-func (TokenCreated) isEvent() {}
-func (TokenRevoked) isEvent() {}
-func (NodeEnrolled) isEvent() {}
+func (TokenCreated) isEvent()      {}
+func (TokenRevoked) isEvent()      {}
+func (NodeEnrolled) isEvent()      {}
 func (NodeStatusChanged) isEvent() {}
-func (NodeDeregistered) isEvent() {}
-func (InstanceStarted) isEvent() {}
-func (InstanceStopped) isEvent() {}
+func (NodeDeregistered) isEvent()  {}
+func (InstanceStarted) isEvent()   {}
+func (InstanceStopped) isEvent()   {}
