@@ -23,50 +23,24 @@ import (
 	"github.com/cloister-cc/cloister/services/imageconverter/internal/domain"
 )
 
-// Events the service publishes with the changes that cause them.
-type (
-	AppCreated struct {
-		App   domain.App
-		Audit audit.Entry
-	}
-	AppUpdated struct {
-		App   domain.App
-		Audit audit.Entry
-	}
-	AppDeleted struct {
-		AccountID, AppID string
-		Audit            audit.Entry
-	}
-	SigningKeyCreated struct{ Key SigningKey }
-)
-
 // Apps stores applications.
 type Apps interface {
-	Create(ctx context.Context, a domain.App, ev AppCreated) error
+	Create(ctx context.Context, a domain.App, ev domain.AppCreated) error
 	Get(ctx context.Context, accountID, appID string) (domain.App, error) // domain.ErrAppNotFound
 	List(ctx context.Context, accountID string) ([]domain.App, error)
 	// Update stores a if its version is unchanged (domain.ErrConcurrentChange).
-	Update(ctx context.Context, a domain.App, ev AppUpdated) (domain.App, error)
-	Delete(ctx context.Context, a domain.App, ev AppDeleted) error
+	Update(ctx context.Context, a domain.App, ev domain.AppUpdated) (domain.App, error)
+	Delete(ctx context.Context, a domain.App, ev domain.AppDeleted) error
 	// DeleteAccount removes every application of a deleted account.
 	DeleteAccount(ctx context.Context, accountID string) error
-}
-
-// SigningKey is an account's enclave signing key: the private half sealed.
-type SigningKey struct {
-	AccountID string    `json:"account_id"`
-	PublicPEM []byte    `json:"public_pem"`
-	MRSIGNER  [32]byte  `json:"mrsigner"`
-	Sealed    []byte    `json:"sealed"`
-	CreatedAt time.Time `json:"created_at"`
 }
 
 // Keys stores the accounts' signing keys.
 type Keys interface {
 	// Create stores a key unless the account has one (then it returns
-	// domain.ErrKeyExists and stores nothing).
-	Create(ctx context.Context, k SigningKey, ev SigningKeyCreated) error
-	Get(ctx context.Context, accountID string) (SigningKey, error) // domain.ErrNoSigningKey
+	// ErrKeyExists and stores nothing).
+	Create(ctx context.Context, k domain.SigningKey, ev domain.SigningKeyCreated) error
+	Get(ctx context.Context, accountID string) (domain.SigningKey, error) // domain.ErrNoSigningKey
 	Delete(ctx context.Context, accountID string) error
 }
 
@@ -153,7 +127,7 @@ func (s *Service) createApp(ctx context.Context, accountID string, spec domain.A
 	a := domain.App{ID: uuid.Must(uuid.NewV7()).String(), AccountID: accountID, Spec: spec, CreatedAt: now, UpdatedAt: now,
 		CreatedBy: entry.Actor.UserID, UpdatedBy: entry.Actor.UserID}
 	entry.Target = a.ID
-	if err := s.cfg.Apps.Create(ctx, a, AppCreated{App: a, Audit: entry}); err != nil {
+	if err := s.cfg.Apps.Create(ctx, a, domain.AppCreated{App: a, Audit: entry}); err != nil {
 		return domain.App{}, err
 	}
 	return a, nil
@@ -225,7 +199,7 @@ func (s *Service) updateApp(ctx context.Context, accountID, appID string, spec d
 		}
 	}
 	a.Spec, a.UpdatedAt, a.UpdatedBy = spec, s.now(), entry.Actor.UserID
-	return s.cfg.Apps.Update(ctx, a, AppUpdated{App: a, Audit: entry})
+	return s.cfg.Apps.Update(ctx, a, domain.AppUpdated{App: a, Audit: entry})
 }
 
 // DeleteApp removes an application.
@@ -234,7 +208,7 @@ func (s *Service) DeleteApp(ctx context.Context, accountID, appID string, actor 
 	a, err := s.App(ctx, accountID, appID)
 	if err == nil {
 		entry.Target = a.ID
-		err = s.cfg.Apps.Delete(ctx, a, AppDeleted{AccountID: accountID, AppID: a.ID, Audit: entry})
+		err = s.cfg.Apps.Delete(ctx, a, domain.AppDeleted{AccountID: accountID, AppID: a.ID, Audit: entry})
 	}
 	return s.audited(ctx, entry, err)
 }
@@ -265,9 +239,9 @@ func (s *Service) CreateSigningKey(ctx context.Context, accountID string) error 
 	if err != nil {
 		return err
 	}
-	k := SigningKey{AccountID: accountID, PublicPEM: pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pub}),
+	k := domain.SigningKey{AccountID: accountID, PublicPEM: pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pub}),
 		MRSIGNER: sgx.MRSIGNEROf(&key.PublicKey), Sealed: sealed, CreatedAt: s.now()}
-	err = s.cfg.Keys.Create(ctx, k, SigningKeyCreated{Key: k})
+	err = s.cfg.Keys.Create(ctx, k, domain.SigningKeyCreated{Key: k})
 	if errors.Is(err, domain.ErrKeyExists) {
 		return nil // another replica was first
 	}
@@ -275,9 +249,9 @@ func (s *Service) CreateSigningKey(ctx context.Context, accountID string) error 
 }
 
 // SigningKey returns the account's signing key (its private half sealed).
-func (s *Service) SigningKey(ctx context.Context, accountID string) (SigningKey, error) {
+func (s *Service) SigningKey(ctx context.Context, accountID string) (domain.SigningKey, error) {
 	if uuid.Validate(accountID) != nil {
-		return SigningKey{}, domain.ErrNoSigningKey
+		return domain.SigningKey{}, domain.ErrNoSigningKey
 	}
 	return s.cfg.Keys.Get(ctx, accountID)
 }

@@ -16,36 +16,21 @@ import (
 	"github.com/cloister-cc/cloister/services/imageconverter/internal/domain"
 )
 
-// Events of images.
-type (
-	ConversionRequested struct {
-		Image domain.Image
-		Audit audit.Entry
-	}
-	ConversionProgressed struct{ Image domain.Image }
-	ImageConverted       struct{ Image domain.Image }
-	ConversionFailed     struct{ Image domain.Image }
-	ImageDeleted         struct {
-		Image domain.Image
-		Audit audit.Entry
-	}
-)
-
 // Images stores images.
 type Images interface {
 	// ClaimTag reserves an application's tag for the image imageID, so
 	// that two concurrent requests cannot both convert it: it fails with
-	// domain.ErrImageExists while another image that has not failed holds
+	// ErrImageExists while another image that has not failed holds
 	// it, and takes over a claim whose image failed or is gone.
 	ClaimTag(ctx context.Context, accountID, appID, tag, imageID string) error
 	// Create stores a new image and queues its conversion job.
-	Create(ctx context.Context, img domain.Image, ev ConversionRequested) error
+	Create(ctx context.Context, img domain.Image, ev domain.ConversionRequested) error
 	Get(ctx context.Context, accountID, imageID string) (domain.Image, error) // domain.ErrImageNotFound
 	List(ctx context.Context, accountID string) ([]domain.Image, error)
 	// Update stores img if its version is unchanged, with its event
-	// (ConversionProgressed, ImageConverted or ConversionFailed).
-	Update(ctx context.Context, img domain.Image, ev any) (domain.Image, error)
-	Delete(ctx context.Context, img domain.Image, ev ImageDeleted) error
+	// (domain.ConversionProgressed, domain.ImageConverted or domain.ConversionFailed).
+	Update(ctx context.Context, img domain.Image, ev domain.Event) (domain.Image, error)
+	Delete(ctx context.Context, img domain.Image, ev domain.ImageDeleted) error
 	DeleteAccount(ctx context.Context, accountID string) error
 }
 
@@ -138,7 +123,7 @@ func (s *Service) convertImage(ctx context.Context, accountID, appRef, tag strin
 	if err := s.cfg.Images.ClaimTag(ctx, accountID, a.ID, tag, img.ID); err != nil {
 		return domain.Image{}, err
 	}
-	if err := s.cfg.Images.Create(ctx, img, ConversionRequested{Image: img, Audit: entry}); err != nil {
+	if err := s.cfg.Images.Create(ctx, img, domain.ConversionRequested{Image: img, Audit: entry}); err != nil {
 		return domain.Image{}, err
 	}
 	return img, nil
@@ -180,13 +165,13 @@ func (s *Service) ImagesOf(ctx context.Context, accountID, appRef string) ([]dom
 }
 
 // DeleteImage forgets an image; its approval goes, and the certificates
-// issued on it are revoked (ImageDeleted). What was pushed stays in the
+// issued on it are revoked (domain.ImageDeleted). What was pushed stays in the
 // registry.
 func (s *Service) DeleteImage(ctx context.Context, accountID, imageID string, actor audit.Actor) error {
 	entry := audit.Entry{AccountID: accountID, Actor: actor, Action: "image.delete", Target: imageID}
 	img, err := s.Image(ctx, accountID, imageID)
 	if err == nil {
-		err = s.cfg.Images.Delete(ctx, img, ImageDeleted{Image: img, Audit: entry})
+		err = s.cfg.Images.Delete(ctx, img, domain.ImageDeleted{Image: img, Audit: entry})
 	}
 	return s.audited(ctx, entry, err)
 }
@@ -219,7 +204,7 @@ func (s *Service) RunConversion(ctx context.Context, accountID, imageID string, 
 			return err
 		}
 		img.Status, img.Reason, img.Error = domain.StatusFailed, "internal", "the conversion failed for a reason of the service's own; see the converter's logs for image "+imageID
-		if _, uerr := s.update(ctx, img, func(i domain.Image) any { return ConversionFailed{Image: i} }); uerr != nil && !errors.Is(uerr, errFinished) {
+		if _, uerr := s.update(ctx, img, func(i domain.Image) domain.Event { return domain.ConversionFailed{Image: i} }); uerr != nil && !errors.Is(uerr, errFinished) {
 			return errors.Join(err, uerr)
 		}
 		return nil
@@ -243,7 +228,7 @@ func (s *Service) runConversion(ctx context.Context, accountID, imageID string, 
 	}
 	fail := func(reason, msg string) error {
 		img.Status, img.Reason, img.Error = domain.StatusFailed, reason, msg
-		_, err := s.update(ctx, img, func(i domain.Image) any { return ConversionFailed{Image: i} })
+		_, err := s.update(ctx, img, func(i domain.Image) domain.Event { return domain.ConversionFailed{Image: i} })
 		return err
 	}
 	if _, err := s.cfg.Apps.Get(ctx, accountID, img.AppID); errors.Is(err, domain.ErrAppNotFound) {
@@ -265,7 +250,7 @@ func (s *Service) runConversion(ctx context.Context, accountID, imageID string, 
 		return err
 	}
 	img.Status = domain.StatusConverting
-	if img, err = s.update(ctx, img, func(i domain.Image) any { return ConversionProgressed{Image: i} }); err != nil {
+	if img, err = s.update(ctx, img, func(i domain.Image) domain.Event { return domain.ConversionProgressed{Image: i} }); err != nil {
 		return err
 	}
 
@@ -307,7 +292,7 @@ func (s *Service) runConversion(ctx context.Context, accountID, imageID string, 
 		last = time.Now()
 		keepAlive()
 		img.Progress = p
-		u, err := s.update(ctx, img, func(i domain.Image) any { return ConversionProgressed{Image: i} })
+		u, err := s.update(ctx, img, func(i domain.Image) domain.Event { return domain.ConversionProgressed{Image: i} })
 		switch {
 		case errors.Is(err, errFinished):
 			cancel(errFinished)
@@ -335,7 +320,7 @@ func (s *Service) runConversion(ctx context.Context, accountID, imageID string, 
 	img.MRENCLAVE, img.MRSIGNER = res.MRENCLAVE[:], res.MRSIGNER[:]
 	img.GramineRuntime, img.GramineRuntimeStandIn = res.Runtime, res.RuntimeStandIn
 	img.ISVProdID, img.ISVSVN = res.ISVProdID, res.ISVSVN
-	_, err = s.update(ctx, img, func(i domain.Image) any { return ImageConverted{Image: i} })
+	_, err = s.update(ctx, img, func(i domain.Image) domain.Event { return domain.ImageConverted{Image: i} })
 	return err
 }
 
@@ -343,7 +328,7 @@ func (s *Service) runConversion(ctx context.Context, accountID, imageID string, 
 // came between, it reads the image again: errFinished when the image was
 // finished or deleted meanwhile (its job is over), else it retries on the
 // current version.
-func (s *Service) update(ctx context.Context, img domain.Image, ev func(domain.Image) any) (domain.Image, error) {
+func (s *Service) update(ctx context.Context, img domain.Image, ev func(domain.Image) domain.Event) (domain.Image, error) {
 	img.UpdatedAt = s.now()
 	for range 3 {
 		out, err := s.cfg.Images.Update(ctx, img, ev(img))

@@ -4,12 +4,10 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/cloister-cc/cloister/libs/audit"
 	"github.com/cloister-cc/cloister/libs/events"
@@ -17,7 +15,6 @@ import (
 	"github.com/cloister-cc/cloister/libs/kv"
 	"github.com/cloister-cc/cloister/services/imageconverter/internal/app"
 	"github.com/cloister-cc/cloister/services/imageconverter/internal/domain"
-	"github.com/cloister-cc/cloister/services/imageconverter/internal/wire"
 )
 
 // More buckets, and the subject of conversion jobs.
@@ -105,8 +102,8 @@ var _ app.Images = (*Images)(nil)
 
 // Create implements app.Images: the record, ConversionRequested, the
 // audit record and the job commit together.
-func (s *Images) Create(ctx context.Context, img domain.Image, ev app.ConversionRequested) error {
-	msgs, err := messages(ctx, img.AccountID, &imageconverterv1.ConversionRequested{Image: wire.ImageToProto(img)}, &ev.Audit)
+func (s *Images) Create(ctx context.Context, img domain.Image, ev domain.ConversionRequested) error {
+	msgs, err := messages(ctx, ev)
 	if err != nil {
 		return err
 	}
@@ -130,19 +127,8 @@ func (s *Images) List(ctx context.Context, accountID string) ([]domain.Image, er
 }
 
 // Update implements app.Images.
-func (s *Images) Update(ctx context.Context, img domain.Image, ev any) (domain.Image, error) {
-	var payload proto.Message
-	switch ev.(type) {
-	case app.ConversionProgressed:
-		payload = &imageconverterv1.ConversionProgressed{Image: wire.ImageToProto(img)}
-	case app.ImageConverted:
-		payload = &imageconverterv1.ImageConverted{Image: wire.ImageToProto(img)}
-	case app.ConversionFailed:
-		payload = &imageconverterv1.ConversionFailed{Image: wire.ImageToProto(img)}
-	default:
-		return domain.Image{}, fmt.Errorf("store: no wire form for image event %T", ev)
-	}
-	msgs, err := messages(ctx, img.AccountID, payload, nil)
+func (s *Images) Update(ctx context.Context, img domain.Image, ev domain.Event) (domain.Image, error) {
+	msgs, err := messages(ctx, ev)
 	if err != nil {
 		return domain.Image{}, err
 	}
@@ -151,9 +137,8 @@ func (s *Images) Update(ctx context.Context, img domain.Image, ev any) (domain.I
 }
 
 // Delete implements app.Images.
-func (s *Images) Delete(ctx context.Context, img domain.Image, ev app.ImageDeleted) error {
-	msgs, err := messages(ctx, img.AccountID, &imageconverterv1.ImageDeleted{AccountId: img.AccountID, AppId: img.AppID,
-		ImageId: img.ID, Mrenclave: img.MRENCLAVE}, &ev.Audit)
+func (s *Images) Delete(ctx context.Context, img domain.Image, ev domain.ImageDeleted) error {
+	msgs, err := messages(ctx, ev)
 	if err != nil {
 		return err
 	}

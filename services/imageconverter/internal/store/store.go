@@ -8,9 +8,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"google.golang.org/protobuf/proto"
 
-	"github.com/cloister-cc/cloister/libs/audit"
 	"github.com/cloister-cc/cloister/libs/events"
 	imageconverterv1 "github.com/cloister-cc/cloister/libs/gen/cloister/imageconverter/v1"
 	"github.com/cloister-cc/cloister/libs/kv"
@@ -40,7 +38,7 @@ func Open(ctx context.Context, js jetstream.JetStream, replicas int, opts ...kv.
 	if err != nil {
 		return nil, err
 	}
-	keys, err := kv.Open[app.SigningKey](ctx, js, kv.Config{Bucket: BucketKeys, Replicas: replicas}, opts...)
+	keys, err := kv.Open[domain.SigningKey](ctx, js, kv.Config{Bucket: BucketKeys, Replicas: replicas}, opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -53,8 +51,8 @@ type Apps struct{ kv *kv.Store[domain.App] }
 var _ app.Apps = (*Apps)(nil)
 
 // Create implements app.Apps.
-func (s *Apps) Create(ctx context.Context, a domain.App, ev app.AppCreated) error {
-	msgs, err := messages(ctx, a.AccountID, &imageconverterv1.AppCreated{App: wire.AppToProto(a)}, &ev.Audit)
+func (s *Apps) Create(ctx context.Context, a domain.App, ev domain.AppCreated) error {
+	msgs, err := messages(ctx, ev)
 	if err != nil {
 		return err
 	}
@@ -73,8 +71,8 @@ func (s *Apps) List(ctx context.Context, accountID string) ([]domain.App, error)
 }
 
 // Update implements app.Apps.
-func (s *Apps) Update(ctx context.Context, a domain.App, ev app.AppUpdated) (domain.App, error) {
-	msgs, err := messages(ctx, a.AccountID, &imageconverterv1.AppUpdated{App: wire.AppToProto(a)}, &ev.Audit)
+func (s *Apps) Update(ctx context.Context, a domain.App, ev domain.AppUpdated) (domain.App, error) {
+	msgs, err := messages(ctx, ev)
 	if err != nil {
 		return domain.App{}, err
 	}
@@ -83,8 +81,8 @@ func (s *Apps) Update(ctx context.Context, a domain.App, ev app.AppUpdated) (dom
 }
 
 // Delete implements app.Apps.
-func (s *Apps) Delete(ctx context.Context, a domain.App, ev app.AppDeleted) error {
-	msgs, err := messages(ctx, a.AccountID, &imageconverterv1.AppDeleted{AccountId: ev.AccountID, AppId: ev.AppID}, &ev.Audit)
+func (s *Apps) Delete(ctx context.Context, a domain.App, ev domain.AppDeleted) error {
+	msgs, err := messages(ctx, ev)
 	if err != nil {
 		return err
 	}
@@ -104,13 +102,13 @@ func (s *Apps) DeleteAccount(ctx context.Context, accountID string) error {
 }
 
 // Keys keeps the accounts' signing keys, keyed by account.
-type Keys struct{ kv *kv.Store[app.SigningKey] }
+type Keys struct{ kv *kv.Store[domain.SigningKey] }
 
 var _ app.Keys = (*Keys)(nil)
 
 // Create implements app.Keys.
-func (s *Keys) Create(ctx context.Context, k app.SigningKey, _ app.SigningKeyCreated) error {
-	msgs, err := messages(ctx, k.AccountID, &imageconverterv1.SigningKeyCreated{Key: wire.SigningKeyToProto(k)}, nil)
+func (s *Keys) Create(ctx context.Context, k domain.SigningKey, ev domain.SigningKeyCreated) error {
+	msgs, err := messages(ctx, ev)
 	if err != nil {
 		return err
 	}
@@ -122,10 +120,10 @@ func (s *Keys) Create(ctx context.Context, k app.SigningKey, _ app.SigningKeyCre
 }
 
 // Get implements app.Keys.
-func (s *Keys) Get(ctx context.Context, accountID string) (app.SigningKey, error) {
+func (s *Keys) Get(ctx context.Context, accountID string) (domain.SigningKey, error) {
 	e, err := s.kv.Get(ctx, accountID)
 	if errors.Is(err, kv.ErrNotFound) {
-		return app.SigningKey{}, domain.ErrNoSigningKey
+		return domain.SigningKey{}, domain.ErrNoSigningKey
 	}
 	return e.Value, err
 }
@@ -142,20 +140,24 @@ func (s *Keys) Delete(ctx context.Context, accountID string) error {
 	return s.kv.Delete(ctx, accountID, e.Version)
 }
 
-// messages returns an event and, when given, its audit record, ready for
-// the outbox.
-func messages(ctx context.Context, accountID string, payload proto.Message, rec *audit.Entry) ([]*nats.Msg, error) {
-	m, _, err := events.NewMessage(ctx, events.Subject(Producer, payload), Producer, accountID, payload)
-	if err != nil {
-		return nil, err
-	}
-	out := []*nats.Msg{m}
-	if rec != nil && rec.Actor.UserID != "" {
-		a, err := events.AuditMessage(ctx, Producer, *rec)
+// messages gives events their wire form, each with its audit record
+// when a person caused it, ready for the outbox.
+func messages(ctx context.Context, evs ...domain.Event) ([]*nats.Msg, error) {
+	var out []*nats.Msg
+	for _, ev := range evs {
+		accountID, payload, rec := wire.Event(ev)
+		m, _, err := events.NewMessage(ctx, events.Subject(Producer, payload), Producer, accountID, payload)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, a)
+		out = append(out, m)
+		if rec != nil && rec.Actor.UserID != "" {
+			a, err := events.AuditMessage(ctx, Producer, *rec)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, a)
+		}
 	}
 	return out, nil
 }

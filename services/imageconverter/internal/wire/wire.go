@@ -6,10 +6,13 @@ package wire
 import (
 	"strings"
 
+	"fmt"
+
+	"github.com/cloister-cc/cloister/libs/audit"
 	imageconverterv1 "github.com/cloister-cc/cloister/libs/gen/cloister/imageconverter/v1"
 	"github.com/cloister-cc/cloister/libs/pki"
-	"github.com/cloister-cc/cloister/services/imageconverter/internal/app"
 	"github.com/cloister-cc/cloister/services/imageconverter/internal/domain"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
@@ -67,7 +70,34 @@ func SpecFromProto(p *imageconverterv1.AppSpec) domain.AppSpec {
 }
 
 // SigningKeyToProto converts a signing key's public half.
-func SigningKeyToProto(k app.SigningKey) *imageconverterv1.SigningKey {
+func SigningKeyToProto(k domain.SigningKey) *imageconverterv1.SigningKey {
 	return &imageconverterv1.SigningKey{AccountId: k.AccountID, PublicKeyPem: k.PublicPEM, Mrsigner: k.MRSIGNER[:],
 		CreatedAt: timestamppb.New(k.CreatedAt)}
+}
+
+// Event is an event's account, protobuf form and, when a person caused
+// it, audit record.
+func Event(ev domain.Event) (accountID string, payload proto.Message, rec *audit.Entry) {
+	switch e := ev.(type) {
+	case domain.AppCreated:
+		return e.App.AccountID, &imageconverterv1.AppCreated{App: AppToProto(e.App)}, &e.Audit
+	case domain.AppUpdated:
+		return e.App.AccountID, &imageconverterv1.AppUpdated{App: AppToProto(e.App)}, &e.Audit
+	case domain.AppDeleted:
+		return e.AccountID, &imageconverterv1.AppDeleted{AccountId: e.AccountID, AppId: e.AppID}, &e.Audit
+	case domain.SigningKeyCreated:
+		return e.Key.AccountID, &imageconverterv1.SigningKeyCreated{Key: SigningKeyToProto(e.Key)}, nil
+	case domain.ConversionRequested:
+		return e.Image.AccountID, &imageconverterv1.ConversionRequested{Image: ImageToProto(e.Image)}, &e.Audit
+	case domain.ConversionProgressed:
+		return e.Image.AccountID, &imageconverterv1.ConversionProgressed{Image: ImageToProto(e.Image)}, nil
+	case domain.ImageConverted:
+		return e.Image.AccountID, &imageconverterv1.ImageConverted{Image: ImageToProto(e.Image)}, nil
+	case domain.ConversionFailed:
+		return e.Image.AccountID, &imageconverterv1.ConversionFailed{Image: ImageToProto(e.Image)}, nil
+	case domain.ImageDeleted:
+		i := e.Image
+		return i.AccountID, &imageconverterv1.ImageDeleted{AccountId: i.AccountID, AppId: i.AppID, ImageId: i.ID, Mrenclave: i.MRENCLAVE}, &e.Audit
+	}
+	panic(fmt.Sprintf("wire: no wire form for event %T", ev))
 }
