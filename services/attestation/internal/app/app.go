@@ -16,6 +16,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/cloister-cc/cloister/libs/audit"
+	"github.com/cloister-cc/cloister/libs/authz"
 	"github.com/cloister-cc/cloister/libs/errs"
 	"github.com/cloister-cc/cloister/libs/sgx"
 	"github.com/cloister-cc/cloister/libs/sgx/sim"
@@ -438,7 +439,7 @@ func (s *Service) SetPolicy(ctx context.Context, accountID string, p domain.Poli
 	if uuid.Validate(accountID) != nil {
 		return domain.Policy{}, errs.New(errs.Invalid, "account_id must be an account's id")
 	}
-	entry := audit.Entry{AccountID: accountID, Actor: actor, Action: "attestation.policy.set", Target: accountID}
+	entry := audit.Entry{AccountID: accountID, Actor: actor, Action: string(authz.AttestationPolicySet), Target: accountID}
 	out, err := s.setPolicy(ctx, accountID, p, entry)
 	if err != nil {
 		entry.Err = err

@@ -11,6 +11,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/cloister-cc/cloister/libs/audit"
+	"github.com/cloister-cc/cloister/libs/authz"
 	"github.com/cloister-cc/cloister/libs/errs"
 	"github.com/cloister-cc/cloister/libs/pki"
 	"github.com/cloister-cc/cloister/services/ca/internal/domain"
@@ -85,11 +86,11 @@ func (s *Service) RotateIssuer(ctx context.Context, accountID string, actor audi
 		rotated = ca
 		sum := sha256.Sum256(ca.Issuer.Raw)
 		return next, domain.IssuerRotated{AccountID: accountID, IssuerSHA256: hex.EncodeToString(sum[:]), RetiredSHA256: hex.EncodeToString(old[:]),
-			Audit: audit.Entry{AccountID: accountID, Actor: actor, Action: "ca.rotate", Target: hex.EncodeToString(sum[:])}}, nil
+			Audit: audit.Entry{AccountID: accountID, Actor: actor, Action: string(authz.CARotate), Target: hex.EncodeToString(sum[:])}}, nil
 	})
 	if err != nil {
 		if !errors.Is(err, domain.ErrCANotFound) && uuid.Validate(accountID) == nil {
-			if rerr := s.audit.Record(ctx, audit.Entry{AccountID: accountID, Actor: actor, Action: "ca.rotate", Err: err}); rerr != nil {
+			if rerr := s.audit.Record(ctx, audit.Entry{AccountID: accountID, Actor: actor, Action: string(authz.CARotate), Err: err}); rerr != nil {
 				err = errors.Join(err, fmt.Errorf("recording audit entry: %w", rerr))
 			}
 		}

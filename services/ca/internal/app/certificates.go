@@ -13,6 +13,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/cloister-cc/cloister/libs/audit"
+	"github.com/cloister-cc/cloister/libs/authz"
 	"github.com/cloister-cc/cloister/libs/errs"
 	"github.com/cloister-cc/cloister/libs/pki"
 	"github.com/cloister-cc/cloister/services/ca/internal/domain"
@@ -112,7 +113,7 @@ func (s *Service) CertificatesOf(ctx context.Context, accountID, kind, subjectID
 func (s *Service) Revoke(ctx context.Context, accountID, serial, reason string, actor *audit.Actor) (domain.Certificate, error) {
 	c, err := s.revoke(ctx, accountID, serial, reason, actor)
 	if err != nil && actor != nil && !errors.Is(err, domain.ErrCANotFound) && uuid.Validate(accountID) == nil {
-		if rerr := s.audit.Record(ctx, audit.Entry{AccountID: accountID, Actor: *actor, Action: "cert.revoke", Target: serial, Err: err}); rerr != nil {
+		if rerr := s.audit.Record(ctx, audit.Entry{AccountID: accountID, Actor: *actor, Action: string(authz.CertRevoke), Target: serial, Err: err}); rerr != nil {
 			return domain.Certificate{}, errors.Join(err, fmt.Errorf("recording audit entry: %w", rerr))
 		}
 	}
@@ -133,7 +134,7 @@ func (s *Service) revoke(ctx context.Context, accountID, serial, reason string, 
 	c.Revoked, c.RevokedAt, c.Reason = true, s.clock().UTC(), reason
 	ev := domain.Revoked{Certificate: c}
 	if actor != nil {
-		ev.Audit = &audit.Entry{AccountID: accountID, Actor: *actor, Action: "cert.revoke", Target: c.Serial}
+		ev.Audit = &audit.Entry{AccountID: accountID, Actor: *actor, Action: string(authz.CertRevoke), Target: c.Serial}
 	}
 	return s.certs.Update(ctx, c, ev)
 }

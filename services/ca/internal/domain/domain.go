@@ -19,6 +19,15 @@ var (
 	ErrConcurrentChange = errs.Define(errs.Conflict, "concurrent_change", "changed by another request; retry")
 )
 
+// Event is a fact the CA service publishes, with the change that causes
+// it (sealed: only this package's types are events).
+type Event interface{ isEvent() }
+
+func (Initialized) isEvent()   {}
+func (Issued) isEvent()        {}
+func (Revoked) isEvent()       {}
+func (IssuerRotated) isEvent() {}
+
 // Initialized is announced when an account's CA is created.
 type Initialized struct{ AccountID, RootSHA256 string }
 

@@ -7,7 +7,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/cloister-cc/cloister/libs/events"
 	cav1 "github.com/cloister-cc/cloister/libs/gen/cloister/ca/v1"
@@ -36,12 +35,11 @@ func Open(ctx context.Context, js jetstream.JetStream, replicas int, opts ...kv.
 
 // Create implements app.Authorities.
 func (a *Authorities) Create(ctx context.Context, accountID string, sealed []byte, ev domain.Initialized) error {
-	payload := &cav1.AccountCAInitialized{AccountId: ev.AccountID, RootSha256: ev.RootSHA256}
-	msg, _, err := events.NewMessage(ctx, events.Subject(Producer, payload), Producer, ev.AccountID, payload)
+	msgs, err := messages(ctx, ev)
 	if err != nil {
 		return err
 	}
-	_, err = a.kv.Create(ctx, accountID, sealed, msg)
+	_, err = a.kv.Create(ctx, accountID, sealed, msgs...)
 	if errors.Is(err, kv.ErrExists) {
 		return domain.ErrCAExists
 	}
@@ -71,16 +69,11 @@ func (a *Authorities) Update(ctx context.Context, accountID string, change func(
 	if err != nil {
 		return err
 	}
-	payload := &cav1.IssuerRotated{AccountId: ev.AccountID, IssuerSha256: ev.IssuerSHA256, RetiredSha256: ev.RetiredSHA256}
-	msg, _, err := events.NewMessage(ctx, events.Subject(Producer, payload), Producer, ev.AccountID, payload)
+	msgs, err := messages(ctx, ev)
 	if err != nil {
 		return err
 	}
-	rec, err := events.AuditMessage(ctx, Producer, ev.Audit)
-	if err != nil {
-		return err
-	}
-	_, err = a.kv.Update(ctx, accountID, next, e.Version, msg, rec)
+	_, err = a.kv.Update(ctx, accountID, next, e.Version, msgs...)
 	if errors.Is(err, kv.ErrConflict) || errors.Is(err, kv.ErrNotFound) {
 		return domain.ErrConcurrentChange
 	}
@@ -113,22 +106,35 @@ func OpenCertificates(ctx context.Context, js jetstream.JetStream, replicas int,
 	return &Certificates{s}, nil
 }
 
-func certEvent(ctx context.Context, c domain.Certificate, revoked bool) (*nats.Msg, error) {
-	var payload proto.Message = &cav1.CertificateIssued{Certificate: wire.CertificateToProto(c)}
-	if revoked {
-		payload = &cav1.CertificateRevoked{Certificate: wire.CertificateToProto(c)}
+// messages gives events their wire form, each with its audit record
+// when it has one, ready for the outbox.
+func messages(ctx context.Context, evs ...domain.Event) ([]*nats.Msg, error) {
+	var out []*nats.Msg
+	for _, ev := range evs {
+		accountID, payload, rec := wire.Event(ev)
+		m, _, err := events.NewMessage(ctx, events.Subject(Producer, payload), Producer, accountID, payload)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, m)
+		if rec != nil {
+			a, err := events.AuditMessage(ctx, Producer, *rec)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, a)
+		}
 	}
-	msg, _, err := events.NewMessage(ctx, events.Subject(Producer, payload), Producer, c.AccountID, payload)
-	return msg, err
+	return out, nil
 }
 
 // Create implements app.Certificates.
-func (s *Certificates) Create(ctx context.Context, c domain.Certificate, _ domain.Issued) error {
-	msg, err := certEvent(ctx, c, false)
+func (s *Certificates) Create(ctx context.Context, c domain.Certificate, ev domain.Issued) error {
+	msgs, err := messages(ctx, ev)
 	if err != nil {
 		return err
 	}
-	_, err = s.kv.Create(ctx, c.AccountID+"."+c.Serial, c, msg)
+	_, err = s.kv.Create(ctx, c.AccountID+"."+c.Serial, c, msgs...)
 	return err
 }
 
@@ -139,17 +145,9 @@ func (s *Certificates) Get(ctx context.Context, accountID, serial string) (domai
 
 // Update implements app.Certificates.
 func (s *Certificates) Update(ctx context.Context, c domain.Certificate, ev domain.Revoked) (domain.Certificate, error) {
-	msg, err := certEvent(ctx, c, true)
+	msgs, err := messages(ctx, ev)
 	if err != nil {
 		return domain.Certificate{}, err
-	}
-	msgs := []*nats.Msg{msg}
-	if ev.Audit != nil {
-		rec, err := events.AuditMessage(ctx, Producer, *ev.Audit)
-		if err != nil {
-			return domain.Certificate{}, err
-		}
-		msgs = append(msgs, rec)
 	}
 	e, err := s.kv.Update(ctx, c.AccountID+"."+c.Serial, c, c.Version, msgs...)
 	if errors.Is(err, kv.ErrConflict) {

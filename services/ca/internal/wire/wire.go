@@ -5,9 +5,13 @@ package wire
 import (
 	"encoding/pem"
 
+	"fmt"
+
+	"github.com/cloister-cc/cloister/libs/audit"
 	cav1 "github.com/cloister-cc/cloister/libs/gen/cloister/ca/v1"
 	"github.com/cloister-cc/cloister/libs/pki"
 	"github.com/cloister-cc/cloister/services/ca/internal/domain"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
@@ -31,4 +35,20 @@ func CAToProto(ca *pki.CA) *cav1.GetCAResponse {
 		out.RetiredIssuersPem = append(out.RetiredIssuersPem, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: i.Raw})...)
 	}
 	return out
+}
+
+// Event is an event's account, protobuf form and, when a person caused
+// it, audit record.
+func Event(ev domain.Event) (accountID string, payload proto.Message, rec *audit.Entry) {
+	switch e := ev.(type) {
+	case domain.Initialized:
+		return e.AccountID, &cav1.AccountCAInitialized{AccountId: e.AccountID, RootSha256: e.RootSHA256}, nil
+	case domain.Issued:
+		return e.Certificate.AccountID, &cav1.CertificateIssued{Certificate: CertificateToProto(e.Certificate)}, nil
+	case domain.Revoked:
+		return e.Certificate.AccountID, &cav1.CertificateRevoked{Certificate: CertificateToProto(e.Certificate)}, e.Audit
+	case domain.IssuerRotated:
+		return e.AccountID, &cav1.IssuerRotated{AccountId: e.AccountID, IssuerSha256: e.IssuerSHA256, RetiredSha256: e.RetiredSHA256}, &e.Audit
+	}
+	panic(fmt.Sprintf("wire: no wire form for event %T", ev))
 }

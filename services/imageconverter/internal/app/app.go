@@ -17,6 +17,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/cloister-cc/cloister/libs/audit"
+	"github.com/cloister-cc/cloister/libs/authz"
 	"github.com/cloister-cc/cloister/libs/errs"
 	"github.com/cloister-cc/cloister/libs/pki"
 	"github.com/cloister-cc/cloister/libs/sgx"
@@ -107,7 +108,7 @@ func (s *Service) audited(ctx context.Context, e audit.Entry, err error) error {
 
 // CreateApp adds an application to an account.
 func (s *Service) CreateApp(ctx context.Context, accountID string, spec domain.AppSpec, actor audit.Actor) (domain.App, error) {
-	entry := audit.Entry{AccountID: accountID, Actor: actor, Action: "app.create", Target: spec.Name}
+	entry := audit.Entry{AccountID: accountID, Actor: actor, Action: string(authz.AppCreate), Target: spec.Name}
 	a, err := s.createApp(ctx, accountID, spec, entry)
 	return a, s.audited(ctx, entry, err)
 }
@@ -179,7 +180,7 @@ func (s *Service) Apps(ctx context.Context, accountID string) ([]domain.App, err
 
 // UpdateApp replaces an application's spec.
 func (s *Service) UpdateApp(ctx context.Context, accountID, appID string, spec domain.AppSpec, actor audit.Actor) (domain.App, error) {
-	entry := audit.Entry{AccountID: accountID, Actor: actor, Action: "app.update", Target: appID}
+	entry := audit.Entry{AccountID: accountID, Actor: actor, Action: string(authz.AppUpdate), Target: appID}
 	a, err := s.updateApp(ctx, accountID, appID, spec, entry)
 	return a, s.audited(ctx, entry, err)
 }
@@ -204,7 +205,7 @@ func (s *Service) updateApp(ctx context.Context, accountID, appID string, spec d
 
 // DeleteApp removes an application.
 func (s *Service) DeleteApp(ctx context.Context, accountID, appID string, actor audit.Actor) error {
-	entry := audit.Entry{AccountID: accountID, Actor: actor, Action: "app.delete", Target: appID}
+	entry := audit.Entry{AccountID: accountID, Actor: actor, Action: string(authz.AppDelete), Target: appID}
 	a, err := s.App(ctx, accountID, appID)
 	if err == nil {
 		entry.Target = a.ID

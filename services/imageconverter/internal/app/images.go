@@ -12,6 +12,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/cloister-cc/cloister/libs/audit"
+	"github.com/cloister-cc/cloister/libs/authz"
 	"github.com/cloister-cc/cloister/libs/errs"
 	"github.com/cloister-cc/cloister/services/imageconverter/internal/domain"
 )
@@ -90,7 +91,7 @@ const progressEvery = time.Second
 // ConvertImage records a new image of an application and queues its
 // conversion: <output_image>:<tag> from the app's input image.
 func (s *Service) ConvertImage(ctx context.Context, accountID, appRef, tag string, actor audit.Actor) (domain.Image, error) {
-	entry := audit.Entry{AccountID: accountID, Actor: actor, Action: "image.convert", Target: appRef + ":" + tag}
+	entry := audit.Entry{AccountID: accountID, Actor: actor, Action: string(authz.ImageConvert), Target: appRef + ":" + tag}
 	img, err := s.convertImage(ctx, accountID, appRef, tag, entry)
 	return img, s.audited(ctx, entry, err)
 }
@@ -168,7 +169,7 @@ func (s *Service) ImagesOf(ctx context.Context, accountID, appRef string) ([]dom
 // issued on it are revoked (domain.ImageDeleted). What was pushed stays in the
 // registry.
 func (s *Service) DeleteImage(ctx context.Context, accountID, imageID string, actor audit.Actor) error {
-	entry := audit.Entry{AccountID: accountID, Actor: actor, Action: "image.delete", Target: imageID}
+	entry := audit.Entry{AccountID: accountID, Actor: actor, Action: string(authz.ImageDelete), Target: imageID}
 	img, err := s.Image(ctx, accountID, imageID)
 	if err == nil {
 		err = s.cfg.Images.Delete(ctx, img, domain.ImageDeleted{Image: img, Audit: entry})
@@ -377,7 +378,7 @@ func credentialAAD(accountID, registry string) []byte {
 // PutRegistryCredential stores (or replaces) the account's login for a
 // registry; the password is sealed and never returned.
 func (s *Service) PutRegistryCredential(ctx context.Context, accountID, registry, username, password string, actor audit.Actor) (domain.RegistryCredential, error) {
-	entry := audit.Entry{AccountID: accountID, Actor: actor, Action: "registry.put", Target: registry}
+	entry := audit.Entry{AccountID: accountID, Actor: actor, Action: string(authz.RegistryPut), Target: registry}
 	c, err := s.putRegistryCredential(ctx, accountID, registry, username, password, entry)
 	return c, s.audited(ctx, entry, err)
 }
@@ -415,7 +416,7 @@ func (s *Service) RegistryCredentials(ctx context.Context, accountID string) ([]
 
 // DeleteRegistryCredential removes the account's login for a registry.
 func (s *Service) DeleteRegistryCredential(ctx context.Context, accountID, registry string, actor audit.Actor) error {
-	entry := audit.Entry{AccountID: accountID, Actor: actor, Action: "registry.delete", Target: registry}
+	entry := audit.Entry{AccountID: accountID, Actor: actor, Action: string(authz.RegistryDelete), Target: registry}
 	var err error = domain.ErrCredentialNotFound
 	if canonical, cerr := domain.CheckRegistry(strings.ToLower(registry)); uuid.Validate(accountID) == nil && cerr == nil {
 		err = s.cfg.Registries.Delete(ctx, accountID, canonical, entry)

@@ -10,6 +10,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/cloister-cc/cloister/libs/audit"
+	"github.com/cloister-cc/cloister/libs/authz"
 	"github.com/cloister-cc/cloister/libs/errs"
 	"github.com/cloister-cc/cloister/services/noderegistry/internal/domain"
 )
@@ -106,7 +107,7 @@ func (s *Service) Nodes(ctx context.Context, accountID string) ([]domain.Node, e
 // (node.deregister) is the gateway's. Deregistering a deregistered node
 // changes nothing.
 func (s *Service) DeregisterNode(ctx context.Context, accountID, nodeID string, actor audit.Actor) (domain.Node, error) {
-	entry := audit.Entry{AccountID: accountID, Actor: actor, Action: "node.deregister", Target: nodeID}
+	entry := audit.Entry{AccountID: accountID, Actor: actor, Action: string(authz.NodeDeregister), Target: nodeID}
 	var out domain.Node
 	err := retry(ctx, func() error {
 		n, err := s.Node(ctx, accountID, nodeID)

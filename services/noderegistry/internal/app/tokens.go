@@ -7,6 +7,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/cloister-cc/cloister/libs/audit"
+	"github.com/cloister-cc/cloister/libs/authz"
 	"github.com/cloister-cc/cloister/services/noderegistry/internal/domain"
 )
 
@@ -18,7 +19,7 @@ import (
 // CreateJoinToken makes a join token for an account. The secret is
 // returned this once; the registry keeps its SHA-256.
 func (s *Service) CreateJoinToken(ctx context.Context, accountID string, spec domain.TokenSpec, actor audit.Actor) (domain.JoinToken, string, error) {
-	entry := audit.Entry{AccountID: accountID, Actor: actor, Action: "node.token.create", Target: spec.Name}
+	entry := audit.Entry{AccountID: accountID, Actor: actor, Action: string(authz.NodeTokenCreate), Target: spec.Name}
 	t, secret, err := s.createJoinToken(ctx, accountID, spec, entry)
 	return t, secret, s.audited(ctx, entry, err)
 }
@@ -58,7 +59,7 @@ func (s *Service) JoinTokens(ctx context.Context, accountID string) ([]domain.Jo
 // RevokeJoinToken revokes a token at once: the next enrolment with it is
 // refused, on every replica. Revoking a revoked token changes nothing.
 func (s *Service) RevokeJoinToken(ctx context.Context, accountID, tokenID string, actor audit.Actor) (domain.JoinToken, error) {
-	entry := audit.Entry{AccountID: accountID, Actor: actor, Action: "node.token.revoke", Target: tokenID}
+	entry := audit.Entry{AccountID: accountID, Actor: actor, Action: string(authz.NodeTokenRevoke), Target: tokenID}
 	var out domain.JoinToken
 	err := retry(ctx, func() error {
 		t, err := s.token(ctx, accountID, tokenID)
