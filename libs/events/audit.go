@@ -2,9 +2,11 @@ package events
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/cloister-cc/cloister/libs/audit"
 	accountv1 "github.com/cloister-cc/cloister/libs/gen/cloister/account/v1"
@@ -43,4 +45,45 @@ func (l AuditLog) Record(ctx context.Context, e audit.Entry) error {
 		return err
 	}
 	return Publish(ctx, l.JS, m)
+}
+
+// Outgoing is an event in its wire form, as a write's outbox publishes
+// it: the account it concerns, its payload (nil for an audit record
+// alone) on Subject (by default the producer's subject of its type), and
+// the audit record committed with it when a person caused it.
+type Outgoing struct {
+	AccountID string
+	Payload   proto.Message
+	Subject   string
+	Audit     *audit.Entry
+}
+
+// Messages turns the events of one write into the messages its outbox
+// publishes, each given its wire form by wire: its payload, then its
+// audit record. It is the one shape every service's store writes events
+// in.
+func Messages[E any](ctx context.Context, producer string, evs []E, wire func(E) Outgoing) ([]*nats.Msg, error) {
+	out := make([]*nats.Msg, 0, len(evs))
+	for _, ev := range evs {
+		o := wire(ev)
+		if o.Payload != nil {
+			subject := o.Subject
+			if subject == "" {
+				subject = Subject(producer, o.Payload)
+			}
+			m, _, err := NewMessage(ctx, subject, producer, o.AccountID, o.Payload)
+			if err != nil {
+				return nil, fmt.Errorf("encoding %s: %w", proto.MessageName(o.Payload), err)
+			}
+			out = append(out, m)
+		}
+		if o.Audit != nil {
+			m, err := AuditMessage(ctx, producer, *o.Audit)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, m)
+		}
+	}
+	return out, nil
 }

@@ -5,10 +5,8 @@ package store
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/nats-io/nats.go"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/cloister-cc/cloister/libs/events"
 	accountv1 "github.com/cloister-cc/cloister/libs/gen/cloister/account/v1"
@@ -19,20 +17,7 @@ import (
 // Producer names this service in event envelopes and subjects.
 const Producer = accountv1.AccountServiceName
 
-// messages turns domain events into ready-to-publish messages.
+// messages gives a write's events their wire form, ready for the outbox.
 func messages(ctx context.Context, evs []domain.Event) ([]*nats.Msg, error) {
-	out := make([]*nats.Msg, 0, len(evs))
-	for _, ev := range evs {
-		account, payload := wire.Event(ev)
-		subject := events.Subject(Producer, payload)
-		if a, ok := ev.(domain.Audited); ok {
-			subject = events.AuditSubject(a.Entry.AccountID, Producer)
-		}
-		m, _, err := events.NewMessage(ctx, subject, Producer, account, payload)
-		if err != nil {
-			return nil, fmt.Errorf("encoding %s: %w", proto.MessageName(payload), err)
-		}
-		out = append(out, m)
-	}
-	return out, nil
+	return events.Messages(ctx, Producer, evs, wire.Event)
 }

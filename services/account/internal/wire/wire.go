@@ -6,40 +6,41 @@ package wire
 import (
 	"fmt"
 
+	"github.com/cloister-cc/cloister/libs/events"
 	accountv1 "github.com/cloister-cc/cloister/libs/gen/cloister/account/v1"
 	eventsv1 "github.com/cloister-cc/cloister/libs/gen/cloister/events/v1"
 	"github.com/cloister-cc/cloister/services/account/internal/domain"
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
-// Event returns an event's account and protobuf form.
-func Event(ev domain.Event) (string, proto.Message) {
+// Event is an event's wire form: its account and protobuf form; an audit
+// entry goes to the AUDIT stream's subject of its account.
+func Event(ev domain.Event) events.Outgoing {
 	switch e := ev.(type) {
 	case domain.AccountCreated:
-		return e.Account.ID, &accountv1.AccountCreated{Account: AccountToProto(e.Account, "")}
+		return events.Outgoing{AccountID: e.Account.ID, Payload: &accountv1.AccountCreated{Account: AccountToProto(e.Account, "")}}
 	case domain.AccountUpdated:
-		return e.Account.ID, &accountv1.AccountUpdated{Account: AccountToProto(e.Account, "")}
+		return events.Outgoing{AccountID: e.Account.ID, Payload: &accountv1.AccountUpdated{Account: AccountToProto(e.Account, "")}}
 	case domain.AccountDeleted:
-		return e.AccountID, &accountv1.AccountDeleted{AccountId: e.AccountID}
+		return events.Outgoing{AccountID: e.AccountID, Payload: &accountv1.AccountDeleted{AccountId: e.AccountID}}
 	case domain.UserSignedUp:
-		return "", &accountv1.UserSignedUp{User: UserToProto(e.User)}
+		return events.Outgoing{Payload: &accountv1.UserSignedUp{User: UserToProto(e.User)}}
 	case domain.MemberChanged:
-		return e.AccountID, &accountv1.MemberChanged{AccountId: e.AccountID, UserId: e.UserID, Role: string(e.Role)}
+		return events.Outgoing{AccountID: e.AccountID, Payload: &accountv1.MemberChanged{AccountId: e.AccountID, UserId: e.UserID, Role: string(e.Role)}}
 	case domain.SessionRevoked:
-		return "", &accountv1.SessionRevoked{UserId: e.UserID, TokenHash: e.TokenHash}
+		return events.Outgoing{Payload: &accountv1.SessionRevoked{UserId: e.UserID, TokenHash: e.TokenHash}}
 	case domain.APIKeyRevoked:
-		return e.AccountID, &accountv1.APIKeyRevoked{AccountId: e.AccountID, KeyId: e.KeyID, TokenHash: e.TokenHash}
+		return events.Outgoing{AccountID: e.AccountID, Payload: &accountv1.APIKeyRevoked{AccountId: e.AccountID, KeyId: e.KeyID, TokenHash: e.TokenHash}}
 	case domain.TaskCreated:
-		return e.Task.AccountID, &accountv1.TaskCreated{Task: TaskToProto(e.Task)}
+		return events.Outgoing{AccountID: e.Task.AccountID, Payload: &accountv1.TaskCreated{Task: TaskToProto(e.Task)}}
 	case domain.TaskApproved:
-		return e.Task.AccountID, &accountv1.TaskApproved{Task: TaskToProto(e.Task)}
+		return events.Outgoing{AccountID: e.Task.AccountID, Payload: &accountv1.TaskApproved{Task: TaskToProto(e.Task)}}
 	case domain.TaskDenied:
-		return e.Task.AccountID, &accountv1.TaskDenied{Task: TaskToProto(e.Task)}
+		return events.Outgoing{AccountID: e.Task.AccountID, Payload: &accountv1.TaskDenied{Task: TaskToProto(e.Task)}}
 	case domain.TaskWithdrawn:
-		return e.Task.AccountID, &accountv1.TaskWithdrawn{Task: TaskToProto(e.Task)}
+		return events.Outgoing{AccountID: e.Task.AccountID, Payload: &accountv1.TaskWithdrawn{Task: TaskToProto(e.Task)}}
 	case domain.Audited:
-		return e.Entry.AccountID, AuditToProto(e.Entry)
+		return events.Outgoing{AccountID: e.Entry.AccountID, Payload: AuditToProto(e.Entry), Subject: events.AuditSubject(e.Entry.AccountID, accountv1.AccountServiceName)}
 	}
 	panic(fmt.Sprintf("wire: no wire form for event %T", ev))
 }

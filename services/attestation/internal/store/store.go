@@ -6,13 +6,11 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"log/slog"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/cloister-cc/cloister/libs/allowlist"
 	"github.com/cloister-cc/cloister/libs/cache"
@@ -230,33 +228,7 @@ func (s *Images) RemoveWhere(ctx context.Context, accountID string, drop func(do
 	return nil
 }
 
+// messages gives a write's events their wire form, ready for the outbox.
 func messages(ctx context.Context, evs []domain.Event) ([]*nats.Msg, error) {
-	out := make([]*nats.Msg, 0, len(evs))
-	for _, ev := range evs {
-		var account string
-		var payload proto.Message
-		switch e := ev.(type) {
-		case domain.AttestationSucceeded:
-			account, payload = e.Verdict.AccountID, &attestationv1.AttestationSucceeded{Verdict: wire.VerdictToProto(e.Verdict)}
-		case domain.AttestationFailed:
-			account, payload = e.Verdict.AccountID, &attestationv1.AttestationFailed{Verdict: wire.VerdictToProto(e.Verdict)}
-		case domain.PolicyChanged:
-			account, payload = e.AccountID, &attestationv1.PolicyChanged{AccountId: e.AccountID, Policy: wire.PolicyToProto(e.Policy)}
-		case domain.Audited:
-			m, err := events.AuditMessage(ctx, Producer, e.Entry)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, m)
-			continue
-		default:
-			return nil, fmt.Errorf("store: no wire form for event %T", ev)
-		}
-		m, _, err := events.NewMessage(ctx, events.Subject(Producer, payload), Producer, account, payload)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, m)
-	}
-	return out, nil
+	return events.Messages(ctx, Producer, evs, wire.Event)
 }

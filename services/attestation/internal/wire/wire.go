@@ -3,6 +3,9 @@
 package wire
 
 import (
+	"fmt"
+
+	"github.com/cloister-cc/cloister/libs/events"
 	attestationv1 "github.com/cloister-cc/cloister/libs/gen/cloister/attestation/v1"
 	"github.com/cloister-cc/cloister/services/attestation/internal/domain"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -26,4 +29,20 @@ func PolicyToProto(p domain.Policy) *attestationv1.Policy {
 		out.AcceptStatuses = append(out.AcceptStatuses, string(s))
 	}
 	return out
+}
+
+// Event is an event's wire form: its account and protobuf form, or the
+// audit record it is.
+func Event(ev domain.Event) events.Outgoing {
+	switch e := ev.(type) {
+	case domain.AttestationSucceeded:
+		return events.Outgoing{AccountID: e.Verdict.AccountID, Payload: &attestationv1.AttestationSucceeded{Verdict: VerdictToProto(e.Verdict)}}
+	case domain.AttestationFailed:
+		return events.Outgoing{AccountID: e.Verdict.AccountID, Payload: &attestationv1.AttestationFailed{Verdict: VerdictToProto(e.Verdict)}}
+	case domain.PolicyChanged:
+		return events.Outgoing{AccountID: e.AccountID, Payload: &attestationv1.PolicyChanged{AccountId: e.AccountID, Policy: PolicyToProto(e.Policy)}}
+	case domain.Audited:
+		return events.Outgoing{Audit: &e.Entry}
+	}
+	panic(fmt.Sprintf("wire: no wire form for event %T", ev))
 }

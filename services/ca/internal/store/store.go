@@ -106,26 +106,9 @@ func OpenCertificates(ctx context.Context, js jetstream.JetStream, replicas int,
 	return &Certificates{s}, nil
 }
 
-// messages gives events their wire form, each with its audit record
-// when it has one, ready for the outbox.
+// messages gives a write's events their wire form, ready for the outbox.
 func messages(ctx context.Context, evs ...domain.Event) ([]*nats.Msg, error) {
-	var out []*nats.Msg
-	for _, ev := range evs {
-		accountID, payload, rec := wire.Event(ev)
-		m, _, err := events.NewMessage(ctx, events.Subject(Producer, payload), Producer, accountID, payload)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, m)
-		if rec != nil {
-			a, err := events.AuditMessage(ctx, Producer, *rec)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, a)
-		}
-	}
-	return out, nil
+	return events.Messages(ctx, Producer, evs, wire.Event)
 }
 
 // Create implements app.Certificates.

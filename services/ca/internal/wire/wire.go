@@ -7,11 +7,10 @@ import (
 
 	"fmt"
 
-	"github.com/cloister-cc/cloister/libs/audit"
+	"github.com/cloister-cc/cloister/libs/events"
 	cav1 "github.com/cloister-cc/cloister/libs/gen/cloister/ca/v1"
 	"github.com/cloister-cc/cloister/libs/pki"
 	"github.com/cloister-cc/cloister/services/ca/internal/domain"
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
@@ -37,18 +36,18 @@ func CAToProto(ca *pki.CA) *cav1.GetCAResponse {
 	return out
 }
 
-// Event is an event's account, protobuf form and, when a person caused
-// it, audit record.
-func Event(ev domain.Event) (accountID string, payload proto.Message, rec *audit.Entry) {
+// Event is an event's wire form: its account, protobuf form and, when a
+// person caused it, audit record.
+func Event(ev domain.Event) events.Outgoing {
 	switch e := ev.(type) {
 	case domain.Initialized:
-		return e.AccountID, &cav1.AccountCAInitialized{AccountId: e.AccountID, RootSha256: e.RootSHA256}, nil
+		return events.Outgoing{AccountID: e.AccountID, Payload: &cav1.AccountCAInitialized{AccountId: e.AccountID, RootSha256: e.RootSHA256}}
 	case domain.Issued:
-		return e.Certificate.AccountID, &cav1.CertificateIssued{Certificate: CertificateToProto(e.Certificate)}, nil
+		return events.Outgoing{AccountID: e.Certificate.AccountID, Payload: &cav1.CertificateIssued{Certificate: CertificateToProto(e.Certificate)}}
 	case domain.Revoked:
-		return e.Certificate.AccountID, &cav1.CertificateRevoked{Certificate: CertificateToProto(e.Certificate)}, e.Audit
+		return events.Outgoing{AccountID: e.Certificate.AccountID, Payload: &cav1.CertificateRevoked{Certificate: CertificateToProto(e.Certificate)}, Audit: e.Audit}
 	case domain.IssuerRotated:
-		return e.AccountID, &cav1.IssuerRotated{AccountId: e.AccountID, IssuerSha256: e.IssuerSHA256, RetiredSha256: e.RetiredSHA256}, &e.Audit
+		return events.Outgoing{AccountID: e.AccountID, Payload: &cav1.IssuerRotated{AccountId: e.AccountID, IssuerSha256: e.IssuerSHA256, RetiredSha256: e.RetiredSHA256}, Audit: &e.Audit}
 	}
 	panic(fmt.Sprintf("wire: no wire form for event %T", ev))
 }

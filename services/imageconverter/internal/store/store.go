@@ -140,26 +140,9 @@ func (s *Keys) Delete(ctx context.Context, accountID string) error {
 	return s.kv.Delete(ctx, accountID, e.Version)
 }
 
-// messages gives events their wire form, each with its audit record
-// when a person caused it, ready for the outbox.
+// messages gives a write's events their wire form, ready for the outbox.
 func messages(ctx context.Context, evs ...domain.Event) ([]*nats.Msg, error) {
-	var out []*nats.Msg
-	for _, ev := range evs {
-		accountID, payload, rec := wire.Event(ev)
-		m, _, err := events.NewMessage(ctx, events.Subject(Producer, payload), Producer, accountID, payload)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, m)
-		if rec != nil && rec.Actor.UserID != "" {
-			a, err := events.AuditMessage(ctx, Producer, *rec)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, a)
-		}
-	}
-	return out, nil
+	return events.Messages(ctx, Producer, evs, wire.Event)
 }
 
 // The versions of the values a store returns, for their next update.

@@ -9,10 +9,10 @@ import (
 	"fmt"
 
 	"github.com/cloister-cc/cloister/libs/audit"
+	"github.com/cloister-cc/cloister/libs/events"
 	imageconverterv1 "github.com/cloister-cc/cloister/libs/gen/cloister/imageconverter/v1"
 	"github.com/cloister-cc/cloister/libs/pki"
 	"github.com/cloister-cc/cloister/services/imageconverter/internal/domain"
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
@@ -75,29 +75,38 @@ func SigningKeyToProto(k domain.SigningKey) *imageconverterv1.SigningKey {
 		CreatedAt: timestamppb.New(k.CreatedAt)}
 }
 
-// Event is an event's account, protobuf form and, when a person caused
-// it, audit record.
-func Event(ev domain.Event) (accountID string, payload proto.Message, rec *audit.Entry) {
+// Event is an event's wire form: its account, protobuf form and, when a
+// person caused it, audit record.
+func Event(ev domain.Event) events.Outgoing {
 	switch e := ev.(type) {
 	case domain.AppCreated:
-		return e.App.AccountID, &imageconverterv1.AppCreated{App: AppToProto(e.App)}, &e.Audit
+		return events.Outgoing{AccountID: e.App.AccountID, Payload: &imageconverterv1.AppCreated{App: AppToProto(e.App)}, Audit: byPerson(&e.Audit)}
 	case domain.AppUpdated:
-		return e.App.AccountID, &imageconverterv1.AppUpdated{App: AppToProto(e.App)}, &e.Audit
+		return events.Outgoing{AccountID: e.App.AccountID, Payload: &imageconverterv1.AppUpdated{App: AppToProto(e.App)}, Audit: byPerson(&e.Audit)}
 	case domain.AppDeleted:
-		return e.AccountID, &imageconverterv1.AppDeleted{AccountId: e.AccountID, AppId: e.AppID}, &e.Audit
+		return events.Outgoing{AccountID: e.AccountID, Payload: &imageconverterv1.AppDeleted{AccountId: e.AccountID, AppId: e.AppID}, Audit: byPerson(&e.Audit)}
 	case domain.SigningKeyCreated:
-		return e.Key.AccountID, &imageconverterv1.SigningKeyCreated{Key: SigningKeyToProto(e.Key)}, nil
+		return events.Outgoing{AccountID: e.Key.AccountID, Payload: &imageconverterv1.SigningKeyCreated{Key: SigningKeyToProto(e.Key)}}
 	case domain.ConversionRequested:
-		return e.Image.AccountID, &imageconverterv1.ConversionRequested{Image: ImageToProto(e.Image)}, &e.Audit
+		return events.Outgoing{AccountID: e.Image.AccountID, Payload: &imageconverterv1.ConversionRequested{Image: ImageToProto(e.Image)}, Audit: byPerson(&e.Audit)}
 	case domain.ConversionProgressed:
-		return e.Image.AccountID, &imageconverterv1.ConversionProgressed{Image: ImageToProto(e.Image)}, nil
+		return events.Outgoing{AccountID: e.Image.AccountID, Payload: &imageconverterv1.ConversionProgressed{Image: ImageToProto(e.Image)}}
 	case domain.ImageConverted:
-		return e.Image.AccountID, &imageconverterv1.ImageConverted{Image: ImageToProto(e.Image)}, nil
+		return events.Outgoing{AccountID: e.Image.AccountID, Payload: &imageconverterv1.ImageConverted{Image: ImageToProto(e.Image)}}
 	case domain.ConversionFailed:
-		return e.Image.AccountID, &imageconverterv1.ConversionFailed{Image: ImageToProto(e.Image)}, nil
+		return events.Outgoing{AccountID: e.Image.AccountID, Payload: &imageconverterv1.ConversionFailed{Image: ImageToProto(e.Image)}}
 	case domain.ImageDeleted:
 		i := e.Image
-		return i.AccountID, &imageconverterv1.ImageDeleted{AccountId: i.AccountID, AppId: i.AppID, ImageId: i.ID, Mrenclave: i.MRENCLAVE}, &e.Audit
+		return events.Outgoing{AccountID: i.AccountID, Payload: &imageconverterv1.ImageDeleted{AccountId: i.AccountID, AppId: i.AppID, ImageId: i.ID, Mrenclave: i.MRENCLAVE}, Audit: byPerson(&e.Audit)}
 	}
 	panic(fmt.Sprintf("wire: no wire form for event %T", ev))
+}
+
+// byPerson is rec if a person made the change; a change the service made
+// on its own is not audited.
+func byPerson(rec *audit.Entry) *audit.Entry {
+	if rec == nil || rec.Actor.UserID == "" {
+		return nil
+	}
+	return rec
 }

@@ -16,7 +16,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/cloister-cc/cloister/libs/audit"
 	"github.com/cloister-cc/cloister/libs/cache"
 	"github.com/cloister-cc/cloister/libs/events"
 	noderegistryv1 "github.com/cloister-cc/cloister/libs/gen/cloister/noderegistry/v1"
@@ -319,37 +318,9 @@ func (s *Nodes) DeleteAccount(ctx context.Context, accountID string) error {
 	return nil
 }
 
-// messages gives events their wire form, each with its audit record
-// when a person caused it, ready for the outbox.
+// messages gives a write's events their wire form, ready for the outbox.
 func messages(ctx context.Context, evs ...domain.Event) ([]*nats.Msg, error) {
-	var out []*nats.Msg
-	for _, ev := range evs {
-		accountID, payload, rec := wire.Event(ev)
-		m, _, err := events.NewMessage(ctx, events.Subject(Producer, payload), Producer, accountID, payload)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, m)
-		if rec != nil {
-			a, err := auditMessage(ctx, *rec)
-			if err != nil {
-				return nil, err
-			}
-			if a != nil {
-				out = append(out, a)
-			}
-		}
-	}
-	return out, nil
-}
-
-// auditMessage returns the audit record of a person's change, or nil for
-// a change the service made on its own.
-func auditMessage(ctx context.Context, rec audit.Entry) (*nats.Msg, error) {
-	if rec.Actor.UserID == "" {
-		return nil, nil
-	}
-	return events.AuditMessage(ctx, Producer, rec)
+	return events.Messages(ctx, Producer, evs, wire.Event)
 }
 
 // The versions of the values a store returns, for their next update.

@@ -6,12 +6,12 @@ package wire
 import (
 	"time"
 
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"fmt"
 
 	"github.com/cloister-cc/cloister/libs/audit"
+	"github.com/cloister-cc/cloister/libs/events"
 	noderegistryv1 "github.com/cloister-cc/cloister/libs/gen/cloister/noderegistry/v1"
 	"github.com/cloister-cc/cloister/services/noderegistry/internal/domain"
 )
@@ -66,24 +66,33 @@ func optionalTime(t time.Time) *timestamppb.Timestamp {
 	return timestamppb.New(t)
 }
 
-// Event is an event's account, protobuf form and, when a person caused
-// it, audit record.
-func Event(ev domain.Event) (accountID string, payload proto.Message, rec *audit.Entry) {
+// Event is an event's wire form: its account, protobuf form and, when a
+// person caused it, audit record.
+func Event(ev domain.Event) events.Outgoing {
 	switch e := ev.(type) {
 	case domain.TokenCreated:
-		return e.Token.AccountID, &noderegistryv1.JoinTokenCreated{Token: TokenToProto(e.Token)}, &e.Audit
+		return events.Outgoing{AccountID: e.Token.AccountID, Payload: &noderegistryv1.JoinTokenCreated{Token: TokenToProto(e.Token)}, Audit: byPerson(&e.Audit)}
 	case domain.TokenRevoked:
-		return e.Token.AccountID, &noderegistryv1.JoinTokenRevoked{Token: TokenToProto(e.Token), TokenHash: e.Token.Hash}, &e.Audit
+		return events.Outgoing{AccountID: e.Token.AccountID, Payload: &noderegistryv1.JoinTokenRevoked{Token: TokenToProto(e.Token), TokenHash: e.Token.Hash}, Audit: byPerson(&e.Audit)}
 	case domain.NodeEnrolled:
-		return e.Node.AccountID, &noderegistryv1.NodeEnrolled{Node: NodeToProto(e.Node)}, nil
+		return events.Outgoing{AccountID: e.Node.AccountID, Payload: &noderegistryv1.NodeEnrolled{Node: NodeToProto(e.Node)}}
 	case domain.NodeStatusChanged:
-		return e.Node.AccountID, &noderegistryv1.NodeStatusChanged{Node: NodeToProto(e.Node)}, nil
+		return events.Outgoing{AccountID: e.Node.AccountID, Payload: &noderegistryv1.NodeStatusChanged{Node: NodeToProto(e.Node)}}
 	case domain.NodeDeregistered:
-		return e.Node.AccountID, &noderegistryv1.NodeDeregistered{AccountId: e.Node.AccountID, NodeId: e.Node.ID}, &e.Audit
+		return events.Outgoing{AccountID: e.Node.AccountID, Payload: &noderegistryv1.NodeDeregistered{AccountId: e.Node.AccountID, NodeId: e.Node.ID}, Audit: byPerson(&e.Audit)}
 	case domain.InstanceStarted:
-		return e.AccountID, &noderegistryv1.InstanceStarted{AccountId: e.AccountID, NodeId: e.NodeID, Instance: InstanceToProto(e.Instance)}, nil
+		return events.Outgoing{AccountID: e.AccountID, Payload: &noderegistryv1.InstanceStarted{AccountId: e.AccountID, NodeId: e.NodeID, Instance: InstanceToProto(e.Instance)}}
 	case domain.InstanceStopped:
-		return e.AccountID, &noderegistryv1.InstanceStopped{AccountId: e.AccountID, NodeId: e.NodeID, Instance: InstanceToProto(e.Instance)}, nil
+		return events.Outgoing{AccountID: e.AccountID, Payload: &noderegistryv1.InstanceStopped{AccountId: e.AccountID, NodeId: e.NodeID, Instance: InstanceToProto(e.Instance)}}
 	}
 	panic(fmt.Sprintf("wire: no wire form for event %T", ev))
+}
+
+// byPerson is rec if a person made the change; a change the service made
+// on its own is not audited.
+func byPerson(rec *audit.Entry) *audit.Entry {
+	if rec == nil || rec.Actor.UserID == "" {
+		return nil
+	}
+	return rec
 }
