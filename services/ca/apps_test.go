@@ -32,6 +32,7 @@ import (
 	"github.com/cloister-cc/cloister/libs/sgx"
 	"github.com/cloister-cc/cloister/libs/sgx/sim"
 	"github.com/cloister-cc/cloister/libs/testkit"
+	"github.com/cloister-cc/cloister/libs/testkit/servicetest"
 	"github.com/cloister-cc/cloister/services/attestation"
 	"github.com/cloister-cc/cloister/services/ca"
 )
@@ -55,19 +56,15 @@ type appStack struct {
 
 func startApps(t *testing.T, c cache.Cache) *appStack {
 	t.Helper()
-	ctx := context.Background()
-	n := testkit.StartNATS(t)
+	st := servicetest.New(t)
+	n := st.NATS
 	kek, _ := pki.NewKEK(bytes.Repeat([]byte{6}, pki.KEKSize))
-	asvc, err := attestation.Start(ctx, attestation.Config{Options: service.Options{NATS: n.Connect(t)}, Simulation: true, KEK: kek, Cache: c})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(asvc.Stop)
-	csvc, err := ca.Start(ctx, ca.Config{Options: service.Options{NATS: n.Connect(t)}, KEK: kek, Cache: c})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(csvc.Stop)
+	asvc := servicetest.Start(st, func(ctx context.Context, o service.Options) (*attestation.Service, error) {
+		return attestation.Start(ctx, attestation.Config{Options: o, Simulation: true, KEK: kek, Cache: c})
+	})
+	servicetest.Start(st, func(ctx context.Context, o service.Options) (*ca.Service, error) {
+		return ca.Start(ctx, ca.Config{Options: o, KEK: kek, Cache: c})
+	})
 	qe, err := asvc.SimulatedQE()
 	if err != nil {
 		t.Fatal(err)

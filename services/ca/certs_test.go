@@ -24,6 +24,7 @@ import (
 	"github.com/cloister-cc/cloister/libs/pki"
 	"github.com/cloister-cc/cloister/libs/service"
 	"github.com/cloister-cc/cloister/libs/testkit"
+	"github.com/cloister-cc/cloister/libs/testkit/servicetest"
 	"github.com/cloister-cc/cloister/services/ca"
 )
 
@@ -37,13 +38,12 @@ func startCA(t *testing.T) (*cav1.CAClient, string) {
 func startCAWithNATS(t *testing.T) (*cav1.CAClient, string, *testkit.NATS) {
 	t.Helper()
 	ctx := context.Background()
-	n := testkit.StartNATS(t)
+	st := servicetest.New(t)
+	n := st.NATS
 	kek, _ := pki.NewKEK(bytes.Repeat([]byte{6}, pki.KEKSize))
-	svc, err := ca.Start(ctx, ca.Config{Options: service.Options{NATS: n.Connect(t)}, KEK: kek})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(svc.Stop)
+	servicetest.Start(st, func(ctx context.Context, o service.Options) (*ca.Service, error) {
+		return ca.Start(ctx, ca.Config{Options: o, KEK: kek})
+	})
 	account := uuid.NewString()
 	publishAccountCreated(t, n, account)
 	c := cav1.NewCAClient(n.Connect(t))

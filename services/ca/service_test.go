@@ -19,6 +19,7 @@ import (
 	"github.com/cloister-cc/cloister/libs/pki"
 	"github.com/cloister-cc/cloister/libs/service"
 	"github.com/cloister-cc/cloister/libs/testkit"
+	"github.com/cloister-cc/cloister/libs/testkit/servicetest"
 	"github.com/cloister-cc/cloister/services/account"
 	"github.com/cloister-cc/cloister/services/ca"
 )
@@ -28,18 +29,15 @@ import (
 // account removes the CA.
 func TestCAFollowsAccounts(t *testing.T) {
 	ctx := context.Background()
-	n := testkit.StartNATS(t)
-	acct, err := account.Start(ctx, account.Config{Options: service.Options{NATS: n.Connect(t)}, PasswordCost: &account.PasswordCost{Memory: 1024, Time: 1, Threads: 1}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(acct.Stop)
+	st := servicetest.New(t)
+	n := st.NATS
+	servicetest.Start(st, func(ctx context.Context, o service.Options) (*account.Service, error) {
+		return account.Start(ctx, account.Config{Options: o, PasswordCost: &account.PasswordCost{Memory: 1024, Time: 1, Threads: 1}})
+	})
 	kek, _ := pki.NewKEK(bytes.Repeat([]byte{5}, pki.KEKSize))
-	svc, err := ca.Start(ctx, ca.Config{Options: service.Options{NATS: n.Connect(t)}, KEK: kek})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(svc.Stop)
+	servicetest.Start(st, func(ctx context.Context, o service.Options) (*ca.Service, error) {
+		return ca.Start(ctx, ca.Config{Options: o, KEK: kek})
+	})
 
 	accounts := accountv1.NewAccountClient(n.Connect(t))
 	if _, err := accounts.SignUp(ctx, &accountv1.SignUpRequest{Email: "ada@example.com", Password: "correct horse battery"}); err != nil {
@@ -128,7 +126,8 @@ func openSSLChecksCRL(t *testing.T, der, chainPEM []byte) {
 }
 
 func TestCAStartNeedsKEK(t *testing.T) {
-	n := testkit.StartNATS(t)
+	st := servicetest.New(t)
+	n := st.NATS
 	if _, err := ca.Start(context.Background(), ca.Config{Options: service.Options{NATS: n.Connect(t)}}); err == nil {
 		t.Fatal("Start without a key-encryption key succeeded")
 	}

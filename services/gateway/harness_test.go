@@ -22,10 +22,10 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/cloister-cc/cloister/libs/cache"
-	"github.com/cloister-cc/cloister/libs/pki"
 	"github.com/cloister-cc/cloister/libs/service"
 	"github.com/cloister-cc/cloister/libs/sgx"
 	"github.com/cloister-cc/cloister/libs/testkit"
+	"github.com/cloister-cc/cloister/libs/testkit/servicetest"
 	"github.com/cloister-cc/cloister/services/account"
 	"github.com/cloister-cc/cloister/services/attestation"
 	"github.com/cloister-cc/cloister/services/ca"
@@ -81,40 +81,24 @@ var cacheKinds = []struct {
 
 func newStack(t testing.TB, c cache.Cache) *stack {
 	t.Helper()
-	n := testkit.StartNATS(t)
-	s := &stack{t: t, nats: n, nc: n.Connect(t)}
-	ctx := context.Background()
-	svc, err := account.Start(ctx, account.Config{Options: service.Options{NATS: s.nc}, PasswordCost: cheap})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(svc.Stop)
-	kek, err := pki.NewKEK(bytes.Repeat([]byte{9}, pki.KEKSize))
-	if err != nil {
-		t.Fatal(err)
-	}
 	// Every service shares the test's cache, as a deployment shares Redis.
-	att, err := attestation.Start(ctx, attestation.Config{Options: service.Options{NATS: s.nc}, Clock: func() time.Time { return vectorTime }, Simulation: true, KEK: kek, Cache: c})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(att.Stop)
-	s.att = att
-	caSvc, err := ca.Start(ctx, ca.Config{Options: service.Options{NATS: s.nc}, KEK: kek, Cache: c, Clock: func() time.Time { return vectorTime }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(caSvc.Stop)
-	ic, err := imageconverter.Start(ctx, imageconverter.Config{Options: service.Options{NATS: s.nc}, KEK: kek, GenerateKey: reuseSigningKey})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ic.Stop)
-	nr, err := noderegistry.Start(ctx, noderegistry.Config{Options: service.Options{NATS: s.nc}, Cache: c})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nr.Stop)
+	st := servicetest.New(t, servicetest.WithCache(c))
+	s := &stack{t: t, nats: st.NATS, nc: st.NATS.Connect(t)}
+	servicetest.Start(st, func(ctx context.Context, o service.Options) (*account.Service, error) {
+		return account.Start(ctx, account.Config{Options: o, PasswordCost: cheap})
+	})
+	s.att = servicetest.Start(st, func(ctx context.Context, o service.Options) (*attestation.Service, error) {
+		return attestation.Start(ctx, attestation.Config{Options: o, Clock: func() time.Time { return vectorTime }, Simulation: true, KEK: st.KEK, Cache: c})
+	})
+	servicetest.Start(st, func(ctx context.Context, o service.Options) (*ca.Service, error) {
+		return ca.Start(ctx, ca.Config{Options: o, KEK: st.KEK, Cache: c, Clock: func() time.Time { return vectorTime }})
+	})
+	servicetest.Start(st, func(ctx context.Context, o service.Options) (*imageconverter.Service, error) {
+		return imageconverter.Start(ctx, imageconverter.Config{Options: o, KEK: st.KEK, GenerateKey: reuseSigningKey})
+	})
+	servicetest.Start(st, func(ctx context.Context, o service.Options) (*noderegistry.Service, error) {
+		return noderegistry.Start(ctx, noderegistry.Config{Options: o, Cache: c})
+	})
 	s.gw, s.srv = s.addGateway(c)
 	return s
 }

@@ -33,6 +33,7 @@ import (
 	"github.com/cloister-cc/cloister/libs/sgx"
 	"github.com/cloister-cc/cloister/libs/sgx/sim"
 	"github.com/cloister-cc/cloister/libs/testkit"
+	"github.com/cloister-cc/cloister/libs/testkit/servicetest"
 	"github.com/cloister-cc/cloister/services/attestation"
 	"github.com/cloister-cc/cloister/services/ca"
 	"github.com/cloister-cc/cloister/services/noderegistry"
@@ -81,7 +82,8 @@ type stack struct {
 func newStack(t testing.TB, c cache.Cache, timeout time.Duration, opts ...func(*noderegistry.Config)) *stack {
 	t.Helper()
 	ctx := context.Background()
-	n := testkit.StartNATS(t)
+	st := servicetest.New(t)
+	n := st.NATS
 	kek, _ := pki.NewKEK(bytes.Repeat([]byte{7}, pki.KEKSize))
 	asvc, err := attestation.Start(ctx, attestation.Config{Options: service.Options{NATS: n.Connect(t)}, Simulation: true, KEK: kek})
 	if err != nil {
@@ -89,11 +91,9 @@ func newStack(t testing.TB, c cache.Cache, timeout time.Duration, opts ...func(*
 	}
 	stopAttestation := sync.OnceFunc(asvc.Stop)
 	t.Cleanup(stopAttestation)
-	csvc, err := ca.Start(ctx, ca.Config{Options: service.Options{NATS: n.Connect(t)}, KEK: kek})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(csvc.Stop)
+	servicetest.Start(st, func(ctx context.Context, o service.Options) (*ca.Service, error) {
+		return ca.Start(ctx, ca.Config{Options: o, KEK: kek})
+	})
 	qe, err := asvc.SimulatedQE()
 	if err != nil {
 		t.Fatal(err)

@@ -1,0 +1,76 @@
+// Package servicetest starts what a service test needs, one way for every
+// service: an embedded NATS JetStream server, the deployment's
+// key-encryption key, the cache the services share (as a deployment
+// shares Redis), and the services themselves, each on its own connection
+// and stopped when the test ends.
+//
+//	st := servicetest.New(t)
+//	ca := servicetest.Start(st, func(ctx context.Context, o service.Options) (*ca.Service, error) {
+//		return ca.Start(ctx, ca.Config{Options: o, KEK: st.KEK, Cache: st.Cache})
+//	})
+package servicetest
+
+import (
+	"bytes"
+	"context"
+	"testing"
+
+	"github.com/cloister-cc/cloister/libs/cache"
+	"github.com/cloister-cc/cloister/libs/pki"
+	"github.com/cloister-cc/cloister/libs/service"
+	"github.com/cloister-cc/cloister/libs/testkit"
+)
+
+// Stack is one test's deployment.
+type Stack struct {
+	T    testing.TB
+	NATS *testkit.NATS
+	// KEK seals the services' secrets; the same for every service.
+	KEK *pki.KEK
+	// Cache is shared by the services that take one; in-process unless
+	// WithCache says otherwise.
+	Cache cache.Cache
+}
+
+// Option changes a stack before it starts.
+type Option func(*Stack)
+
+// WithCache makes c the cache the services share (a Redis cache, to run
+// as a deployment does).
+func WithCache(c cache.Cache) Option { return func(s *Stack) { s.Cache = c } }
+
+// New starts an embedded NATS server and makes the stack's KEK and cache.
+func New(t testing.TB, opts ...Option) *Stack {
+	t.Helper()
+	kek, err := pki.NewKEK(bytes.Repeat([]byte{9}, pki.KEKSize))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Stack{T: t, NATS: testkit.StartNATS(t), KEK: kek}
+	for _, o := range opts {
+		o(s)
+	}
+	if s.Cache == nil {
+		m := cache.NewMemory(0)
+		t.Cleanup(func() { _ = m.Close() })
+		s.Cache = m
+	}
+	return s
+}
+
+// Options are what one more service on the stack runs with: a connection
+// of its own.
+func (s *Stack) Options() service.Options { return service.Options{NATS: s.NATS.Connect(s.T)} }
+
+// Start starts a service on the stack with start, given its options, and
+// stops it when the test ends; a service that does not start fails the
+// test.
+func Start[S interface{ Stop() }](s *Stack, start func(ctx context.Context, o service.Options) (S, error)) S {
+	s.T.Helper()
+	svc, err := start(context.Background(), s.Options())
+	if err != nil {
+		s.T.Fatalf("starting a service: %v", err)
+	}
+	s.T.Cleanup(svc.Stop)
+	return svc
+}
