@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"time"
 
 	"github.com/cloister-cc/cloister/services/gateway/api"
@@ -40,7 +41,9 @@ func (c *apiClient) do(ctx context.Context, method, path string, in, out any) er
 			e.hint = " (run `cloister login`, or set CLOISTER_TOKEN)"
 		}
 		return e
-	default:
+	case errors.As(err, new(*url.Error)):
 		return fmt.Errorf("calling %s (is the server running? set --addr or $CLOISTER_ADDR): %w", c.BaseURL, err)
+	default:
+		return err
 	}
 }

@@ -19,7 +19,7 @@ type Config struct {
 	Clock func() time.Time
 	// HeartbeatTimeout is how long an active node may stay silent before
 	// it is marked unreachable; default 90 s. The sweep runs every third
-	// of it.
+	// of it, unless SweepEvery says otherwise.
 	HeartbeatTimeout time.Duration
 	// ReattestEvery is how often a node enrolled with TEE evidence must
 	// re-attest (Reattest); default 24 h. The sweep marks an attested node

@@ -21,6 +21,9 @@ type Client struct {
 	Token string
 	// HTTP sends the requests; nil means http.DefaultClient.
 	HTTP Doer
+	// MaxReply bounds the answers read: 0 means DefaultMaxReply, a
+	// negative number no bound (an answer already in memory, InProcess).
+	MaxReply int64
 }
 
 // Doer sends a request: an *http.Client, or InProcess.
@@ -38,8 +41,8 @@ func (e *Error) Error() string {
 	return e.Title
 }
 
-// MaxReply bounds the answers a Client reads.
-const MaxReply = 16 << 20
+// DefaultMaxReply bounds the answers a Client reads from the network.
+const DefaultMaxReply = 16 << 20
 
 // Do sends in (if not nil) as JSON to method path and decodes the JSON
 // answer into out (if not nil). An answer of 400 or more is an *Error
@@ -74,7 +77,14 @@ func (c *Client) Do(ctx context.Context, method, path string, in, out any) error
 		return err
 	}
 	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, MaxReply))
+	var answer io.Reader = resp.Body
+	switch {
+	case c.MaxReply == 0:
+		answer = io.LimitReader(resp.Body, DefaultMaxReply)
+	case c.MaxReply > 0:
+		answer = io.LimitReader(resp.Body, c.MaxReply)
+	}
+	data, err := io.ReadAll(answer)
 	if err != nil {
 		return fmt.Errorf("reading the answer to %s %s: %w", method, path, err)
 	}

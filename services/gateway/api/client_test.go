@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/cloister-cc/cloister/services/gateway/api"
@@ -63,6 +64,11 @@ func TestClient(t *testing.T) {
 				t.Fatalf("plain error = %#v (%v)", pe, err)
 			}
 		})
+	}
+	// An answer over MaxReply is cut, and then does not decode.
+	small := &api.Client{BaseURL: srv.URL, HTTP: srv.Client(), MaxReply: 8}
+	if err := small.Do(ctx, "POST", "/v1/echo", map[string]string{"a": "b"}, &map[string]string{}); err == nil || !strings.Contains(err.Error(), "decoding") {
+		t.Fatalf("an answer over MaxReply = %v, want a decoding error", err)
 	}
 	down := &api.Client{BaseURL: "http://127.0.0.1:1"}
 	var pe *api.Error

@@ -234,7 +234,7 @@ func (c *Console) call(r *http.Request, method, path string, in, out any) error 
 }
 
 func (c *Console) callAs(ctx context.Context, r *http.Request, token, method, path string, in, out any) error {
-	cl := api.Client{Token: token, HTTP: api.InProcess(c.api, r.RemoteAddr)}
+	cl := api.Client{Token: token, HTTP: api.InProcess(c.api, r.RemoteAddr), MaxReply: -1}
 	return cl.Do(ctx, method, path, in, out)
 }
 

@@ -24,7 +24,8 @@ type records[T any] struct {
 func (r records[T]) create(ctx context.Context, v T, evs []domain.Event) (T, error) {
 	msgs, err := messages(ctx, evs)
 	if err != nil {
-		return v, err
+		var zero T
+		return zero, err
 	}
 	e, err := r.kv.Create(ctx, r.key(&v), v, msgs...)
 	if errors.Is(err, kv.ErrExists) && r.exists != nil {
@@ -42,7 +43,8 @@ func (r records[T]) get(ctx context.Context, key string) (T, error) {
 func (r records[T]) update(ctx context.Context, v T, evs []domain.Event) (T, error) {
 	msgs, err := messages(ctx, evs)
 	if err != nil {
-		return v, err
+		var zero T
+		return zero, err
 	}
 	e, err := r.kv.Update(ctx, r.key(&v), v, *r.version(&v), msgs...)
 	return r.value(e, err)

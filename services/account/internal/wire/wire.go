@@ -1,6 +1,5 @@
 // Package wire converts the account service's domain values and events
-// to their protobuf forms, for its endpoints and its events alike: wire
-// types meet the domain here and nowhere else.
+// to their protobuf forms, for its endpoints and its events alike.
 package wire
 
 import (

@@ -45,7 +45,6 @@ type AuditLog interface {
 	Record(ctx context.Context, e audit.Entry) error
 }
 
-// ErrCertificateNotFound is returned for a serial the account's CA did not issue.
 // Issuance is what application issuance needs besides the CA: the
 // applications' configurations, the domain allowlist, nonces, and the
 // attestation service's verdicts.

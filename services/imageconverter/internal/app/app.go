@@ -39,7 +39,7 @@ type Apps interface {
 // Keys stores the accounts' signing keys.
 type Keys interface {
 	// Create stores a key unless the account has one (then it returns
-	// ErrKeyExists and stores nothing).
+	// domain.ErrKeyExists and stores nothing).
 	Create(ctx context.Context, k domain.SigningKey, ev domain.SigningKeyCreated) error
 	Get(ctx context.Context, accountID string) (domain.SigningKey, error) // domain.ErrNoSigningKey
 	Delete(ctx context.Context, accountID string) error

@@ -21,7 +21,7 @@ import (
 type Images interface {
 	// ClaimTag reserves an application's tag for the image imageID, so
 	// that two concurrent requests cannot both convert it: it fails with
-	// ErrImageExists while another image that has not failed holds
+	// domain.ErrImageExists while another image that has not failed holds
 	// it, and takes over a claim whose image failed or is gone.
 	ClaimTag(ctx context.Context, accountID, appID, tag, imageID string) error
 	// Create stores a new image and queues its conversion job.

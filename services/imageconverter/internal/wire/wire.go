@@ -1,6 +1,5 @@
 // Package wire converts the image converter's domain values to and from
-// their protobuf forms, for its endpoints and its events alike: wire types
-// meet the domain here and nowhere else.
+// their protobuf forms, for its endpoints and its events alike.
 package wire
 
 import (
