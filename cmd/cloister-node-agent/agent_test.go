@@ -3,12 +3,11 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
 	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"io"
@@ -24,11 +23,11 @@ import (
 	"time"
 
 	"github.com/cloister-cc/cloister/libs/sgx"
-	"github.com/cloister-cc/cloister/libs/sgx/sim"
 	"github.com/cloister-cc/cloister/services/gateway/api"
 )
 
-// The tests drive the agent in process against fakeGateway.
+// The tests drive the agent in process against the real gateway and
+// services (testGateway).
 
 // lockedBuffer collects the agent's logs, written from its goroutines.
 type lockedBuffer struct {
@@ -50,7 +49,7 @@ func (l *lockedBuffer) String() string {
 
 // testConfig is a config for g with short schedules; start gives it a
 // logger.
-func testConfig(t *testing.T, g *fakeGateway, dir string) config {
+func testConfig(t *testing.T, g *testGateway, dir string) config {
 	t.Helper()
 	pub, node := g.urls()
 	return config{Server: pub, NodeServer: node, ServerCA: g.serverCA(), JoinToken: g.token, Name: "node-a", DataDir: dir,
@@ -179,20 +178,6 @@ func postJSON(t *testing.T, u string, body any, out any) (int, http.Header) {
 }
 
 // launcherRequest is what a launcher sends to /v1/certificate/issue.
-func launcherRequest(t *testing.T) issueRequest {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{DNSNames: []string{"myapp.example.com"}}, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return issueRequest{AppID: "app-1", CSR: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der})),
-		Quote: []byte("a quote, opaque to the agent")}
-}
-
 func b64(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
 
 func readRecord(t *testing.T, dir string) nodeRecord {
@@ -233,7 +218,7 @@ func noSecrets(t *testing.T, logs, token string) {
 }
 
 func TestEnrolmentWritesIdentity(t *testing.T) {
-	g := newFakeGateway(t)
+	g := newTestGateway(t)
 	dir := filepath.Join(t.TempDir(), "agent") // created by the agent
 	r := start(t, testConfig(t, g, dir))
 	h := r.enrolled(t)
@@ -242,14 +227,18 @@ func TestEnrolmentWritesIdentity(t *testing.T) {
 	}
 
 	rec := readRecord(t, dir)
-	if rec.ID != "node-1" || rec.Account != g.account || rec.Name != "node-a" || rec.Server != g.public.URL || rec.EnrolledAt.IsZero() {
-		t.Errorf("%s = %+v, want node-1 of %s named node-a, enrolled with %s", nodeFile, rec, g.account, g.public.URL)
+	if n := g.GetNode(g.admin, g.account, rec.ID); n.Name != "node-a" || n.Status != "active" {
+		t.Errorf("the gateway knows node %s as %+v, want node-a, active", rec.ID, n)
+	}
+	if rec.Account != g.account || rec.Name != "node-a" || rec.Server != g.public.URL || rec.EnrolledAt.IsZero() {
+		t.Errorf("%s = %+v, want a node of %s named node-a, enrolled with %s", nodeFile, rec, g.account, g.public.URL)
 	}
 	if h.NodeID != rec.ID || h.AccountID != rec.Account {
 		t.Errorf("health = %+v, want node %s of %s", h, rec.ID, rec.Account)
 	}
 	chain := readChain(t, dir)
-	if len(chain) != 3 || !chain[1].Equal(g.issuer) || !chain[2].Equal(g.root) {
+	root, issuer := g.authorities()
+	if len(chain) != 3 || !chain[1].Equal(issuer) || !chain[2].Equal(root) {
 		t.Errorf("%s holds %d certificates, want the node's, the issuing CA and the root", chainFile, len(chain))
 	}
 	keyPEM, err := os.ReadFile(filepath.Join(dir, keyFile))
@@ -292,7 +281,7 @@ func TestEnrolmentWritesIdentity(t *testing.T) {
 }
 
 func TestRestartKeepsIdentity(t *testing.T) {
-	g := newFakeGateway(t)
+	g := newTestGateway(t)
 	dir := t.TempDir()
 	first := start(t, testConfig(t, g, dir))
 	first.enrolled(t)
@@ -300,6 +289,7 @@ func TestRestartKeepsIdentity(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := readChain(t, dir)[0]
+	nodeID := readRecord(t, dir).ID
 	_, beatsBefore := g.counts()
 
 	cfg := testConfig(t, g, dir)
@@ -311,13 +301,13 @@ func TestRestartKeepsIdentity(t *testing.T) {
 	if enrolls, _ := g.counts(); enrolls != 1 {
 		t.Errorf("enrolments after a restart = %d, want 1", enrolls)
 	}
-	if h.NodeID != "node-1" {
-		t.Errorf("node after a restart = %q, want node-1", h.NodeID)
+	if h.NodeID != nodeID {
+		t.Errorf("node after a restart = %q, want %s", h.NodeID, nodeID)
 	}
 	beats := g.heartbeats()
 	last := beats[len(beats)-1]
-	if last.Node != "node-1" || last.Serial != before.SerialNumber.Text(16) {
-		t.Errorf("heartbeat after a restart from %s with certificate %s, want node-1 with %s", last.Node, last.Serial, before.SerialNumber.Text(16))
+	if last.Node != nodeID || last.Serial != before.SerialNumber.Text(16) {
+		t.Errorf("heartbeat after a restart from %s with certificate %s, want %s with %s", last.Node, last.Serial, nodeID, before.SerialNumber.Text(16))
 	}
 	if !readChain(t, dir)[0].Equal(before) {
 		t.Errorf("the restart replaced the node's certificate")
@@ -325,7 +315,7 @@ func TestRestartKeepsIdentity(t *testing.T) {
 }
 
 func TestEnrolmentRetriesWhileServerUnavailable(t *testing.T) {
-	g := newFakeGateway(t)
+	g := newTestGateway(t)
 	g.failFirst = 1 << 30
 	r := start(t, testConfig(t, g, t.TempDir()))
 	eventually(t, "three enrolment attempts", func() bool { n, _ := g.counts(); return n >= 3 })
@@ -350,21 +340,20 @@ func TestEnrolmentRetriesWhileServerUnavailable(t *testing.T) {
 }
 
 func TestHeartbeatCarriesCertificateAndInstances(t *testing.T) {
-	g := newFakeGateway(t)
+	g := newTestGateway(t)
+	hello := g.approvedHello()
 	dir := t.TempDir()
 	r := start(t, testConfig(t, g, dir))
 	r.enrolled(t)
 	eventually(t, "a first heartbeat", func() bool { _, n := g.counts(); return n > 0 })
 	first := g.heartbeats()[0]
+	nodeID := readRecord(t, dir).ID
 	serial := readChain(t, dir)[0].SerialNumber.Text(16)
-	if first.Node != "node-1" || first.Serial != serial || len(first.Instances) != 0 {
-		t.Errorf("first heartbeat = %+v, want node-1 with certificate %s and no instances", first, serial)
+	if first.Node != nodeID || first.Serial != serial || len(first.Instances) != 0 {
+		t.Errorf("first heartbeat = %+v, want %s with certificate %s and no instances", first, nodeID, serial)
 	}
 
-	var answer map[string]any
-	if status, _ := postJSON(t, r.url+"/certificate/issue", launcherRequest(t), &answer); status != http.StatusOK {
-		t.Fatalf("POST /v1/certificate/issue = %d %v, want 200", status, answer)
-	}
+	_, answer := g.issue(r, hello)
 	instanceID, _ := answer["instance_id"].(string)
 	var got seenHeartbeat
 	eventually(t, "a heartbeat with the instance", func() bool {
@@ -373,16 +362,21 @@ func TestHeartbeatCarriesCertificateAndInstances(t *testing.T) {
 		return len(got.Instances) == 1
 	})
 	in := got.Instances[0]
-	if got.Serial != serial || in.ID != instanceID || in.AppID != "app-1" || in.ImageID != fakeImageID || in.MRENCLAVE != fakeMRENCLAVE ||
+	if got.Serial != serial || in.ID != instanceID || in.AppID != hello.AppID || in.ImageID != hello.ImageID || in.MRENCLAVE != helloMRENCLAVEHex ||
 		in.Status != "running" || time.Since(in.StartedAt) > time.Minute {
-		t.Errorf("heartbeat = %+v, want certificate %s and instance %s of app-1, %s, %s, running, started just now",
-			got, serial, instanceID, fakeImageID, fakeMRENCLAVE)
+		t.Errorf("heartbeat = %+v, want certificate %s and instance %s of %s, %s, %s, running, started just now",
+			got, serial, instanceID, hello.AppID, hello.ImageID, helloMRENCLAVEHex)
 	}
+	// The gateway recorded the instance the heartbeat reported.
+	eventually(t, "the gateway lists the instance", func() bool {
+		n := g.GetNode(g.admin, g.account, nodeID)
+		return len(n.Instances) == 1 && n.Instances[0].ID == instanceID && n.Instances[0].Status == "running"
+	})
 }
 
 func TestHeartbeatRefused(t *testing.T) {
 	t.Run("401 stops the agent", func(t *testing.T) {
-		g := newFakeGateway(t)
+		g := newTestGateway(t)
 		g.beatErr = &api.Problem{Status: http.StatusUnauthorized, Detail: "the node is deregistered"}
 		dir := t.TempDir()
 		r := start(t, testConfig(t, g, dir))
@@ -400,7 +394,7 @@ func TestHeartbeatRefused(t *testing.T) {
 		}
 	})
 	t.Run("503 is retried", func(t *testing.T) {
-		g := newFakeGateway(t)
+		g := newTestGateway(t)
 		g.beatErr = &api.Problem{Status: http.StatusServiceUnavailable, Detail: "the node registry is unavailable"}
 		r := start(t, testConfig(t, g, t.TempDir()))
 		eventually(t, "three heartbeat attempts", func() bool { _, n := g.counts(); return n >= 3 })
@@ -426,8 +420,9 @@ func TestHeartbeatRefused(t *testing.T) {
 func TestHealthAndTargetInfo(t *testing.T) {
 	for _, simulation := range []bool{false, true} {
 		t.Run(map[bool]string{false: "hardware", true: "simulation"}[simulation], func(t *testing.T) {
-			g := newFakeGateway(t)
-			cfg := testConfig(t, g, t.TempDir())
+			g := newTestGateway(t)
+			dir := t.TempDir()
+			cfg := testConfig(t, g, dir)
 			cfg.Simulation = simulation
 			r := start(t, cfg)
 			r.enrolled(t)
@@ -436,9 +431,10 @@ func TestHealthAndTargetInfo(t *testing.T) {
 			}
 
 			var h map[string]any
-			if status, _ := getJSON(t, r.url+"/health", &h); status != http.StatusOK || h["status"] != "ok" || h["node_id"] != "node-1" ||
+			nodeID := readRecord(t, dir).ID
+			if status, _ := getJSON(t, r.url+"/health", &h); status != http.StatusOK || h["status"] != "ok" || h["node_id"] != nodeID ||
 				h["enrolled"] != true || h["simulation"] != simulation || h["ready"] != true {
-				t.Errorf("GET /v1/health = %d %v, want 200 ok, node-1, enrolled, ready, simulation %v", status, h, simulation)
+				t.Errorf("GET /v1/health = %d %v, want 200 ok, %s, enrolled, ready, simulation %v", status, h, nodeID, simulation)
 			}
 
 			var ti map[string]any
@@ -473,33 +469,37 @@ func TestHealthAndTargetInfo(t *testing.T) {
 }
 
 func TestIssueForwardsAndRecords(t *testing.T) {
-	g := newFakeGateway(t)
-	r := start(t, testConfig(t, g, t.TempDir()))
+	g := newTestGateway(t)
+	hello := g.approvedHello()
+	dir := t.TempDir()
+	r := start(t, testConfig(t, g, dir))
 	r.enrolled(t)
 
-	req := launcherRequest(t)
+	req, raw := g.issue(r, hello)
+	b, _ := json.Marshal(raw)
 	var answer struct {
 		InstanceID  string          `json:"instance_id"`
 		Certificate api.Certificate `json:"certificate"`
 		ChainPEM    string          `json:"chain_pem"`
 		Verdict     api.Verdict     `json:"verdict"`
 	}
-	status, hdr := postJSON(t, r.url+"/certificate/issue", req, &answer)
-	if status != http.StatusOK || hdr.Get("Content-Type") != "application/json" {
-		t.Fatalf("POST /v1/certificate/issue = %d %s, want 200 JSON", status, hdr.Get("Content-Type"))
+	if err := json.Unmarshal(b, &answer); err != nil {
+		t.Fatal(err)
 	}
-	if !strings.HasPrefix(answer.InstanceID, "inst-") || answer.Certificate.ImageID != fakeImageID || !answer.Verdict.OK ||
-		answer.Verdict.MRENCLAVE != fakeMRENCLAVE || !strings.Contains(answer.ChainPEM, "BEGIN CERTIFICATE") ||
-		!strings.HasPrefix(answer.ChainPEM, answer.Certificate.PEM) {
-		t.Errorf("issue answer = %+v, want the server's certificate, chain and verdict plus an instance_id", answer)
+	nodeID := readRecord(t, dir).ID
+	if !strings.HasPrefix(answer.InstanceID, "inst-") || answer.Certificate.ImageID != hello.ImageID || answer.Certificate.NodeID != nodeID ||
+		!answer.Verdict.OK || !answer.Verdict.Simulated || answer.Verdict.MRENCLAVE != helloMRENCLAVEHex ||
+		len(answer.Certificate.DNSNames) != 1 || answer.Certificate.DNSNames[0] != helloDomain ||
+		!strings.Contains(answer.ChainPEM, "BEGIN CERTIFICATE") || !strings.HasPrefix(answer.ChainPEM, answer.Certificate.PEM) {
+		t.Errorf("issue answer = %+v, want the CA's certificate for %s, its chain and the verdict plus an instance_id", answer, helloDomain)
 	}
 
 	g.mu.Lock()
 	issues := slices.Clone(g.issues)
 	g.mu.Unlock()
-	if len(issues) != 1 || issues[0].Node != "node-1" || issues[0].Body.AppID != req.AppID || issues[0].Body.CSR != req.CSR ||
-		!bytes.Equal(issues[0].Body.Quote, req.Quote) {
-		t.Errorf("the server received %+v, want one issuance from node-1 with the launcher's app_id, CSR and quote", issues)
+	last := issues[len(issues)-1]
+	if last.Node != nodeID || last.Body.AppID != req.AppID || last.Body.CSR != req.CSR || !bytes.Equal(last.Body.Quote, req.Quote) {
+		t.Errorf("the server received %+v last, want an issuance from %s with the launcher's app_id, CSR and quote", last, nodeID)
 	}
 
 	var h healthAnswer
@@ -507,19 +507,19 @@ func TestIssueForwardsAndRecords(t *testing.T) {
 	if h.Instances != 1 {
 		t.Errorf("health instances = %d, want 1", h.Instances)
 	}
-	if got := r.snapshot(); len(got) != 1 || got[0].ID != answer.InstanceID || got[0].AppID != "app-1" || got[0].MRENCLAVE != fakeMRENCLAVE {
-		t.Errorf("recorded instances = %+v, want %s of app-1", got, answer.InstanceID)
+	if got := r.snapshot(); len(got) != 1 || got[0].ID != answer.InstanceID || got[0].AppID != hello.AppID || got[0].MRENCLAVE != helloMRENCLAVEHex {
+		t.Errorf("recorded instances = %+v, want %s of %s", got, answer.InstanceID, hello.AppID)
 	}
 }
 
 func TestIssueServerRefusals(t *testing.T) {
 	t.Run("a refusal is passed on", func(t *testing.T) {
-		g := newFakeGateway(t)
+		g := newTestGateway(t)
 		g.issueErr = &api.Problem{Status: http.StatusForbidden, Detail: "the image is not approved for this account"}
 		r := start(t, testConfig(t, g, t.TempDir()))
 		r.enrolled(t)
 		var p api.Problem
-		status, hdr := postJSON(t, r.url+"/certificate/issue", launcherRequest(t), &p)
+		status, hdr := postJSON(t, r.url+"/certificate/issue", opaqueRequest(t), &p)
 		if status != http.StatusForbidden || p.Status != http.StatusForbidden || p.Detail != g.issueErr.Detail ||
 			hdr.Get("Content-Type") != "application/problem+json" {
 			t.Errorf("issue refused by the server = %d %+v, want 403 with the server's detail", status, p)
@@ -529,7 +529,7 @@ func TestIssueServerRefusals(t *testing.T) {
 		}
 	})
 	t.Run("401 means the node is no longer accepted", func(t *testing.T) {
-		g := newFakeGateway(t)
+		g := newTestGateway(t)
 		r := start(t, testConfig(t, g, t.TempDir()))
 		r.enrolled(t)
 		eventually(t, "a first heartbeat", func() bool { _, n := g.counts(); return n > 0 })
@@ -538,7 +538,7 @@ func TestIssueServerRefusals(t *testing.T) {
 		g.beatErr = g.issueErr
 		g.mu.Unlock()
 		var p api.Problem
-		if status, _ := postJSON(t, r.url+"/certificate/issue", launcherRequest(t), &p); status != http.StatusServiceUnavailable || p.Detail != detailNotAccepted {
+		if status, _ := postJSON(t, r.url+"/certificate/issue", opaqueRequest(t), &p); status != http.StatusServiceUnavailable || p.Detail != detailNotAccepted {
 			t.Errorf("issue refused with 401 = %d %q, want 503 %q", status, p.Detail, detailNotAccepted)
 		}
 		if code := exitCode(r.wait(t)); code != exitDeregistered {
@@ -548,13 +548,13 @@ func TestIssueServerRefusals(t *testing.T) {
 }
 
 func TestIssueServerDown(t *testing.T) {
-	g := newFakeGateway(t)
+	g := newTestGateway(t)
 	r := start(t, testConfig(t, g, t.TempDir()))
 	r.enrolled(t)
 	g.node.Close()
 
 	var p api.Problem
-	status, hdr := postJSON(t, r.url+"/certificate/issue", launcherRequest(t), &p)
+	status, hdr := postJSON(t, r.url+"/certificate/issue", opaqueRequest(t), &p)
 	if status != http.StatusServiceUnavailable || p.Status != http.StatusServiceUnavailable || p.Detail != detailUnreachable ||
 		hdr.Get("Content-Type") != "application/problem+json" {
 		t.Errorf("issue with the server down = %d %+v, want 503 %q", status, p, detailUnreachable)
@@ -577,10 +577,10 @@ func TestIssueServerDown(t *testing.T) {
 }
 
 func TestLocalAPIRoutes(t *testing.T) {
-	g := newFakeGateway(t)
+	g := newTestGateway(t)
 	r := start(t, testConfig(t, g, t.TempDir()))
 	r.enrolled(t)
-	noQuote := launcherRequest(t)
+	noQuote := opaqueRequest(t)
 	noQuote.Quote = nil
 	tests := []struct {
 		name, method, path string
@@ -625,7 +625,7 @@ func TestLocalAPIRoutes(t *testing.T) {
 }
 
 func TestLoadIdentity(t *testing.T) {
-	g := newFakeGateway(t)
+	g := newTestGateway(t)
 	enrolledDir := t.TempDir()
 	r := start(t, testConfig(t, g, enrolledDir))
 	r.enrolled(t)
@@ -633,6 +633,7 @@ func TestLoadIdentity(t *testing.T) {
 		t.Fatal(err)
 	}
 	expires := readChain(t, enrolledDir)[0].NotAfter
+	nodeID := readRecord(t, enrolledDir).ID
 
 	tests := []struct {
 		name   string
@@ -672,7 +673,7 @@ func TestLoadIdentity(t *testing.T) {
 				t.Fatal(err)
 			}
 			id, err := loadIdentity(dir, tt.now)
-			if code := exitCode(err); code != tt.code || tt.code == 0 && (id == nil || id.record.ID != "node-1") {
+			if code := exitCode(err); code != tt.code || tt.code == 0 && (id == nil || id.record.ID != nodeID) {
 				t.Errorf("loadIdentity() = %v, exit code %d, want exit code %d", err, code, tt.code)
 			}
 		})
@@ -707,7 +708,7 @@ func TestBackoff(t *testing.T) {
 // enrolled (retrying while the server refuses) and quotes report bodies
 // with it; the quotes verify against the server's simulation root.
 func TestSimulatedAttest(t *testing.T) {
-	g := newFakeGateway(t)
+	g := newTestGateway(t)
 	g.qeErr = &api.Problem{Status: http.StatusForbidden, Detail: "simulation is not allowed by the account's policy"}
 	cfg := testConfig(t, g, t.TempDir())
 	cfg.Simulation = true
@@ -753,18 +754,12 @@ func TestSimulatedAttest(t *testing.T) {
 	if status, _ := postJSON(t, r.url+"/enclave/attest", map[string]any{"report_body": body}, &out); status != http.StatusOK || !out.Simulation {
 		t.Fatalf("attest = %d %+v, want 200 with a simulated quote", status, out)
 	}
-	now := time.Now()
-	col, err := g.simRoot.Collateral(sim.DefaultPlatform(), now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := sgx.NewVerifier(g.simRoot.PublicKey(), sim.VerifierOptions()...).Verify(out.Quote, sgx.Options{At: now, Collateral: col})
-	if err != nil {
-		t.Fatalf("Verify(the agent's quote) = %v", err)
-	}
+	// The deployment's attestation service verifies the quote.
+	v := g.verify(out.Quote)
 	want, _ := sgx.ParseReportBody(body)
-	if res.MRENCLAVE != want.MRENCLAVE || res.ReportData != want.ReportData || res.ISVProdID != 7 || res.Debug {
-		t.Errorf("Verify(the agent's quote) = %+v, want the report body's identity", res)
+	if !v.OK || !v.Simulated || v.MRENCLAVE != hex.EncodeToString(want.MRENCLAVE[:]) || v.ReportData != hex.EncodeToString(want.ReportData[:]) ||
+		v.ISVProdID != 7 || v.Debug {
+		t.Errorf("the attestation service's verdict on the agent's quote = %+v, want the report body's identity", v)
 	}
 	g.mu.Lock()
 	if len(g.qes) != 1 || !g.qes[0].PCKCertificate().Equal(r.qe.Load().PCKCertificate()) {

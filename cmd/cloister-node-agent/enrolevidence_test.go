@@ -8,10 +8,8 @@ import (
 	"net/http"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/cloister-cc/cloister/libs/sgx"
-	"github.com/cloister-cc/cloister/libs/sgx/sim"
 	"github.com/cloister-cc/cloister/services/gateway/api"
 )
 
@@ -19,7 +17,7 @@ import (
 // QE with its join token before its first enrolment and sends a quote of
 // it binding the CSR's key; the QE it uses afterwards comes over mTLS.
 func TestEnrolmentEvidence(t *testing.T) {
-	g := newFakeGateway(t)
+	g := newTestGateway(t)
 	dir := t.TempDir()
 	cfg := testConfig(t, g, dir)
 	cfg.Simulation = true
@@ -49,13 +47,11 @@ func TestEnrolmentEvidence(t *testing.T) {
 	if quote.Body.MRENCLAVE != [32]byte{} || quote.Body.Debug() {
 		t.Errorf("the enrolment's quote: MRENCLAVE %x, debug %v; want as the re-attestation's", quote.Body.MRENCLAVE, quote.Body.Debug())
 	}
-	now := time.Now()
-	col, err := g.simRoot.Collateral(sim.DefaultPlatform(), now)
-	if err != nil {
-		t.Fatal(err)
+	if v := g.verify(sent.Evidence); !v.OK || !v.Simulated {
+		t.Fatalf("the attestation service's verdict on the enrolment's evidence = %+v, want ok", v)
 	}
-	if _, err := sgx.NewVerifier(g.simRoot.PublicKey(), sim.VerifierOptions()...).Verify(sent.Evidence, sgx.Options{At: now, Collateral: col}); err != nil {
-		t.Fatalf("Verify(the enrolment's evidence) = %v", err)
+	if n := g.GetNode(g.admin, g.account, readRecord(t, dir).ID); !n.Attested || !n.Simulated {
+		t.Errorf("the gateway has the node as %+v, want it enrolled attested (simulated)", n)
 	}
 	if err := r.stop(t); err != nil {
 		t.Fatal(err)
@@ -78,7 +74,7 @@ func TestEnrolmentEvidence(t *testing.T) {
 // evidence; without --simulation it does not ask.
 func TestEnrolmentEvidenceRefused(t *testing.T) {
 	for _, status := range []int{http.StatusForbidden, http.StatusNotFound} {
-		g := newFakeGateway(t)
+		g := newTestGateway(t)
 		g.agentQEErr = &api.Problem{Status: status, Detail: "simulation is not allowed by the account's policy"}
 		cfg := testConfig(t, g, t.TempDir())
 		cfg.Simulation = true
@@ -94,7 +90,7 @@ func TestEnrolmentEvidenceRefused(t *testing.T) {
 			t.Errorf("%d: the agent's logs do not warn of the enrolment without evidence", status)
 		}
 	}
-	g := newFakeGateway(t)
+	g := newTestGateway(t)
 	r := start(t, testConfig(t, g, t.TempDir()))
 	r.enrolled(t)
 	g.mu.Lock()

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"net/http"
@@ -101,27 +102,30 @@ func TestUsageErrors(t *testing.T) {
 	}
 }
 
-// TestRunMainExitCodes runs the command as a user would, against the fake
-// gateway: a refused join token ends it with the server's message.
+// TestRunMainExitCodes runs the command as a user would, against the
+// real gateway: a refused join token ends it with the server's message.
 func TestRunMainExitCodes(t *testing.T) {
 	tests := []struct {
-		name   string
+		name string
+		// secret is the join token to give (none when it returns "");
+		// refuse, when set, is answered in the gateway's place.
+		secret func(g *testGateway) string
 		refuse *api.Problem
-		token  bool
 		code   int
 		says   []string
 	}{
-		{"unknown token", &api.Problem{Status: http.StatusUnauthorized, Detail: "the join token is unknown"}, true, exitNoPerm,
+		{"unknown token", func(*testGateway) string { return "cjt_" + strings.Repeat("A", 43) }, nil, exitNoPerm,
 			[]string{"the join token is unknown", "cloister node token create"}},
-		{"attestation required", &api.Problem{Status: http.StatusForbidden, Detail: "the join token requires attestation evidence, and the node presented none"},
-			true, exitNoPerm, []string{"requires attestation evidence", "cloister node token create"}},
-		{"invalid", &api.Problem{Status: http.StatusBadRequest, Detail: "csr: the key must be EC P-256"}, true, exitConfig,
-			[]string{"the key must be EC P-256"}},
-		{"no token", nil, false, exitUsage, []string{"no identity", "--join-token-file"}},
+		{"attestation required", func(g *testGateway) string {
+			return g.JoinToken(g.admin, g.account, api.CreateJoinToken{Name: "attested", RequireAttestation: true}).Secret
+		}, nil, exitNoPerm, []string{"requires attestation evidence", "cloister node token create"}},
+		{"invalid", func(g *testGateway) string { return g.token }, &api.Problem{Status: http.StatusBadRequest, Detail: "csr: the key must be EC P-256"},
+			exitConfig, []string{"the key must be EC P-256"}},
+		{"no token", func(*testGateway) string { return "" }, nil, exitUsage, []string{"no identity", "--join-token-file"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			g := newFakeGateway(t)
+			g := newTestGateway(t)
 			g.enrollErr = tt.refuse
 			dir := t.TempDir()
 			ca := filepath.Join(t.TempDir(), "server-ca.pem")
@@ -130,9 +134,10 @@ func TestRunMainExitCodes(t *testing.T) {
 			}
 			env := map[string]string{"CLOISTER_AGENT_SERVER": g.public.URL, "CLOISTER_AGENT_NODE_SERVER": g.node.URL,
 				"CLOISTER_AGENT_SERVER_CA": ca}
-			if tt.token {
+			secret := tt.secret(g)
+			if secret != "" {
 				tokenFile := filepath.Join(t.TempDir(), "token")
-				if err := os.WriteFile(tokenFile, []byte(g.token+"\n"), 0o600); err != nil {
+				if err := os.WriteFile(tokenFile, []byte(secret+"\n"), 0o600); err != nil {
 					t.Fatal(err)
 				}
 				env["CLOISTER_AGENT_JOIN_TOKEN_FILE"] = tokenFile
@@ -149,7 +154,7 @@ func TestRunMainExitCodes(t *testing.T) {
 					t.Errorf("stderr does not say %q:\n%s", s, stderr.String())
 				}
 			}
-			noSecrets(t, stderr.String(), g.token)
+			noSecrets(t, stderr.String(), cmp.Or(secret, g.token))
 			if _, err := os.Stat(filepath.Join(dir, nodeFile)); !errors.Is(err, os.ErrNotExist) {
 				t.Errorf("%s after a failed enrolment: %v, want none", nodeFile, err)
 			}

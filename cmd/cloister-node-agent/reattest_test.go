@@ -3,13 +3,13 @@ package main
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/hex"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/cloister-cc/cloister/libs/sgx"
-	"github.com/cloister-cc/cloister/libs/sgx/sim"
 	"github.com/cloister-cc/cloister/services/gateway/api"
 )
 
@@ -18,7 +18,7 @@ import (
 // binds the key of its certificate.
 func TestReattestation(t *testing.T) {
 	const period = 700 * time.Millisecond
-	g := newFakeGateway(t)
+	g := newTestGateway(t)
 	dir := t.TempDir()
 	cfg := testConfig(t, g, dir)
 	cfg.Simulation = true
@@ -43,26 +43,21 @@ func TestReattestation(t *testing.T) {
 	leaf := readChain(t, dir)[0]
 	binding := sha256.Sum256(leaf.RawSubjectPublicKeyInfo)
 	want := append(binding[:], make([]byte, 32)...)
+	nodeID := readRecord(t, dir).ID
 	for i, a := range atts[:2] {
-		if a.Node != "node-1" || a.Quote == nil || !a.Bound || !bytes.Equal(a.Quote.Body.ReportData[:], want) {
-			t.Fatalf("re-attestation %d from %s: quote %v, bound %v; want node-1's quote with REPORTDATA %x", i, a.Node, a.Quote != nil, a.Bound, want)
+		if a.Node != nodeID || a.Quote == nil || !a.Bound || !bytes.Equal(a.Quote.Body.ReportData[:], want) {
+			t.Fatalf("re-attestation %d from %s: quote %v, bound %v; want %s's quote with REPORTDATA %x", i, a.Node, a.Quote != nil, a.Bound, nodeID, want)
 		}
 		if a.Quote.Body.MRENCLAVE != [32]byte{} || a.Quote.Body.MRSIGNER != [32]byte{} || a.Quote.Body.Debug() {
 			t.Errorf("re-attestation %d: MRENCLAVE %x, MRSIGNER %x, debug %v; want zero identities, not debug", i,
 				a.Quote.Body.MRENCLAVE, a.Quote.Body.MRSIGNER, a.Quote.Body.Debug())
 		}
 	}
-	now := time.Now()
-	col, err := g.simRoot.Collateral(sim.DefaultPlatform(), now)
-	if err != nil {
-		t.Fatal(err)
+	if v := g.verify(atts[0].Evidence); !v.OK || v.ReportData != hex.EncodeToString(want) {
+		t.Errorf("the attestation service's verdict on the re-attestation evidence = %+v, want ok with REPORTDATA %x", v, want)
 	}
-	res, err := sgx.NewVerifier(g.simRoot.PublicKey(), sim.VerifierOptions()...).Verify(atts[0].Evidence, sgx.Options{At: now, Collateral: col})
-	if err != nil {
-		t.Fatalf("Verify(the re-attestation evidence) = %v", err)
-	}
-	if !bytes.Equal(res.ReportData[:], want) {
-		t.Errorf("verified REPORTDATA = %x, want %x", res.ReportData, want)
+	if n := g.GetNode(g.admin, g.account, nodeID); n.Status != "active" || n.LastAttested == nil || !n.Attested {
+		t.Errorf("the gateway has the node as %+v, want active and attested", n)
 	}
 
 	if logs := r.logs.String(); !strings.Contains(logs, `"msg":"re-attested"`) {
@@ -78,7 +73,7 @@ func TestReattestation(t *testing.T) {
 // TestReattestationRetried: failures to reach the server and 5xx are
 // retried with backoff, well before the next period.
 func TestReattestationRetried(t *testing.T) {
-	g := newFakeGateway(t)
+	g := newTestGateway(t)
 	g.attestFailFirst = 2
 	cfg := testConfig(t, g, t.TempDir())
 	cfg.Simulation = true
@@ -94,41 +89,47 @@ func TestReattestationRetried(t *testing.T) {
 	}
 }
 
-// TestReattestationRefused: a refused re-attestation (403) makes the node
-// untrusted; the agent logs the server's reason and sends a heartbeat at
-// once, whose 401 stops it with exitDeregistered, long before the next
-// scheduled heartbeat.
+// TestReattestationRefused: a refused re-attestation (403: here the
+// account's policy rose above the node's quote) makes the node untrusted;
+// the agent logs the server's reason and sends a heartbeat at once, whose
+// 401 stops it with exitDeregistered, long before the next scheduled
+// heartbeat.
 func TestReattestationRefused(t *testing.T) {
-	const reason = "the node's re-attestation was refused (verdict v-9): mrenclave_not_allowed: not in the policy; the node is untrusted"
-	g := newFakeGateway(t)
-	g.attestErr = &api.Problem{Status: http.StatusForbidden, Detail: reason}
+	g := newTestGateway(t)
 	// Hold the QE back until the first heartbeat has gone, so that only
 	// the heartbeat the refusal asks for can stop the agent.
 	g.qeErr = &api.Problem{Status: http.StatusServiceUnavailable, Detail: "not yet"}
-	cfg := testConfig(t, g, t.TempDir())
+	dir := t.TempDir()
+	cfg := testConfig(t, g, dir)
 	cfg.Simulation = true
 	cfg.HeartbeatEvery = time.Hour
 	cfg.ReattestEvery = time.Hour
 	r := start(t, cfg)
 	eventually(t, "the first heartbeat", func() bool { _, n := g.counts(); return n >= 1 })
-	g.mu.Lock()
-	g.qeErr = nil
-	g.mu.Unlock()
+	g.Call(g.admin, "PUT", "/v1/accounts/"+g.account+"/attestation/policy",
+		api.AttestationPolicy{AcceptStatuses: []string{"UpToDate"}, AllowSimulation: true, MinISVSVN: 1}, nil)
+	g.set(func() { g.qeErr = nil })
 
 	err := r.wait(t)
 	if code := exitCode(err); code != exitDeregistered {
 		t.Fatalf("exit code after a refused re-attestation = %d (%v), want %d", code, err, exitDeregistered)
 	}
-	if !strings.Contains(err.Error(), errUntrusted.Detail) {
-		t.Errorf("error = %q, want the heartbeat's 401 %q", err, errUntrusted.Detail)
+	g.mu.Lock()
+	attests, beats := slices.Clone(g.attestAnswers), slices.Clone(g.beatAnswers)
+	g.mu.Unlock()
+	if len(attests) != 1 || attests[0].Status != http.StatusForbidden || !strings.Contains(attests[0].Problem.Detail, "ISVSVN") {
+		t.Fatalf("the gateway answered the re-attestations %+v, want one 403 for the ISVSVN", attests)
 	}
-	if logs := r.logs.String(); !strings.Contains(logs, reason) || !strings.Contains(logs, "refused the node's re-attestation") {
-		t.Errorf("the logs do not give the server's reason for the refusal:\n%s", logs)
+	if len(beats) != 2 || beats[1].Status != http.StatusUnauthorized {
+		t.Fatalf("the gateway answered the heartbeats %+v, want the first, then the 401 the refusal asked for", beats)
 	}
-	if n := len(g.attestations()); n != 1 {
-		t.Errorf("re-attestations = %d, want 1", n)
+	if !strings.Contains(err.Error(), beats[1].Problem.Detail) {
+		t.Errorf("error = %q, want the heartbeat's 401 %q", err, beats[1].Problem.Detail)
 	}
-	if _, beats := g.counts(); beats != 2 {
-		t.Errorf("heartbeats = %d, want 2: the first, and the one the refusal asked for", beats)
+	if logs := r.logs.String(); !strings.Contains(logs, attests[0].Problem.Detail) || !strings.Contains(logs, "refused the node's re-attestation") {
+		t.Errorf("the logs do not give the server's reason for the refusal (%q):\n%s", attests[0].Problem.Detail, logs)
+	}
+	if n := g.GetNode(g.admin, g.account, readRecord(t, dir).ID); n.Status != "untrusted" {
+		t.Errorf("the gateway has the node %s, want untrusted", n.Status)
 	}
 }
