@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -14,6 +13,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/cloister-cc/cloister/cmd/serverconfig"
 	"github.com/cloister-cc/cloister/services/gateway/api"
 
 	"github.com/spf13/cobra"
@@ -648,16 +648,7 @@ func healthcheckCmd() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&target, "url", readyzURL(os.Getenv("CLOISTER_HTTP")), "readiness URL (default from $CLOISTER_HTTP)")
+	cmd.Flags().StringVar(&target, "url", serverconfig.ReadyzURL(os.Getenv("CLOISTER_HTTP")), "readiness URL (default from $CLOISTER_HTTP)")
 	cmd.PersistentPreRunE = func(*cobra.Command, []string) error { return nil } // needs no CLI config
 	return cmd
-}
-
-// readyzURL is the readiness URL of a server listening on httpAddr, as
-// reached from inside its own container.
-func readyzURL(httpAddr string) string {
-	if _, _, err := net.SplitHostPort(httpAddr); err != nil {
-		return "http://127.0.0.1:8080/readyz"
-	}
-	return "http://" + localAddr(httpAddr) + "/readyz"
 }

@@ -30,6 +30,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
+	"github.com/cloister-cc/cloister/cmd/serverconfig"
 	"github.com/cloister-cc/cloister/libs/enclave"
 	"github.com/cloister-cc/cloister/libs/testkit"
 )
@@ -89,7 +90,7 @@ func standInRuntimeRef(t *testing.T) string {
 	t.Helper()
 	runtimeOnce.Do(func() {
 		srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
-		runtimeRef = strings.TrimPrefix(srv.URL, "http://") + "/" + StandInRuntimeRepository + ":1"
+		runtimeRef = strings.TrimPrefix(srv.URL, "http://") + "/" + serverconfig.StandInRuntimeRepository + ":1"
 		img, err := enclave.StandInRuntimeImage()
 		if err == nil {
 			var ref name.Reference
@@ -476,8 +477,8 @@ func TestReadyzURL(t *testing.T) {
 		"10.1.2.3:8080": "http://10.1.2.3:8080/readyz",
 		"[::]:8080":     "http://127.0.0.1:8080/readyz",
 	} {
-		if got := readyzURL(in); got != want {
-			t.Errorf("readyzURL(%q) = %q, want %q", in, got, want)
+		if got := serverconfig.ReadyzURL(in); got != want {
+			t.Errorf("serverconfig.ReadyzURL(%q) = %q, want %q", in, got, want)
 		}
 	}
 }

@@ -20,6 +20,7 @@ import (
 
 	"golang.org/x/crypto/ocsp"
 
+	"github.com/cloister-cc/cloister/cmd/serverconfig"
 	"github.com/cloister-cc/cloister/libs/enclave"
 	"github.com/cloister-cc/cloister/libs/testkit"
 )
@@ -299,7 +300,7 @@ type converted struct {
 // record says it carries the built-in registry's stand-in runtime.
 func checkGramineImage(t *testing.T, cfgDir, registry, root string, c converted) {
 	t.Helper()
-	if !c.GramineRuntimeStandIn || !strings.HasPrefix(c.GramineRuntime, registry+"/"+StandInRuntimeRepository+"@sha256:") {
+	if !c.GramineRuntimeStandIn || !strings.HasPrefix(c.GramineRuntime, registry+"/"+serverconfig.StandInRuntimeRepository+"@sha256:") {
 		t.Errorf("image record: runtime %q, stand-in %v; want the built-in registry's stand-in, said so", c.GramineRuntime, c.GramineRuntimeStandIn)
 	}
 	var m enclaveMeasurement

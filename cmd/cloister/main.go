@@ -7,29 +7,17 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strings"
+
+	"github.com/cloister-cc/cloister/cmd/serverconfig"
 )
 
 func main() {
 	root := newRootCmd()
-	root.SetArgs(singleDashLongFlags(os.Args[1:]))
+	root.SetArgs(serverconfig.SingleDashLongFlags(os.Args[1:]))
 	if err := root.Execute(); err != nil {
 		if !errors.Is(err, errRefused) { // its result was printed already
 			fmt.Fprintln(os.Stderr, "Error:", err)
 		}
 		os.Exit(1)
 	}
-}
-
-// singleDashLongFlags accepts "-dev" as "--dev", the spelling that
-// `vault server -dev` made familiar; pflag would read it as -d -e -v.
-func singleDashLongFlags(args []string) []string {
-	out := make([]string, len(args))
-	for i, a := range args {
-		if a == "-dev" || strings.HasPrefix(a, "-dev=") {
-			a = "-" + a
-		}
-		out[i] = a
-	}
-	return out
 }

@@ -22,6 +22,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cloister-cc/cloister/cmd/serverconfig"
 	"github.com/cloister-cc/cloister/libs/obs"
 	"github.com/cloister-cc/cloister/services/gateway"
 )
@@ -29,7 +30,7 @@ import (
 // serveNodes starts the gateway's node listener, where node agents call
 // with their client certificates, sending its end to errc. With -dev and
 // no address given, an address in use only disables it (nil server).
-func serveNodes(cfg serverConfig, gw *gateway.Gateway, logger *slog.Logger, errc chan<- error) (*http.Server, error) {
+func serveNodes(cfg serverconfig.Config, gw *gateway.Gateway, logger *slog.Logger, errc chan<- error) (*http.Server, error) {
 	var (
 		cert     tls.Certificate
 		certPath = cfg.NodeTLSCert
@@ -40,7 +41,7 @@ func serveNodes(cfg serverConfig, gw *gateway.Gateway, logger *slog.Logger, errc
 		// -dev, or --node-tls-self-signed (validate).
 		hosts, keyPath := cfg.NodeTLSSelfSigned, cfg.NodeTLSKey
 		if len(hosts) == 0 {
-			hosts = devNodeHosts
+			hosts = serverconfig.DevNodeHosts
 		}
 		if certPath == "" {
 			certPath, keyPath = filepath.Join(cfg.DataDir, "node-tls.crt"), filepath.Join(cfg.DataDir, "node-tls.key")
@@ -55,7 +56,7 @@ func serveNodes(cfg serverConfig, gw *gateway.Gateway, logger *slog.Logger, errc
 		}
 	}
 	ln, err := net.Listen("tcp", cfg.NodeHTTP)
-	if err != nil && cfg.Dev && !cfg.nodeHTTPGiven {
+	if err != nil && cfg.Dev && !cfg.NodeHTTPGiven {
 		logger.Warn("the node listener's default address is in use: node agents cannot reach this server; choose one with --node-http",
 			"address", cfg.NodeHTTP, "error", err)
 		return nil, nil
@@ -92,28 +93,6 @@ func (w nodeServerLog) Write(p []byte) (int, error) {
 	}
 	w.l.Log(context.Background(), level, msg, "listener", "node")
 	return len(p), nil
-}
-
-// checkNodeTLSHost accepts an IP address or a host name (one label or
-// more, such as a compose service's name) for a self-signed certificate.
-func checkNodeTLSHost(h string) error {
-	if net.ParseIP(h) != nil {
-		return nil
-	}
-	if h == "" || len(h) > 253 {
-		return fmt.Errorf("%q is neither an IP address nor a host name", h)
-	}
-	for _, l := range strings.Split(h, ".") {
-		ok := len(l) > 0 && len(l) <= 63 && l[0] != '-' && l[len(l)-1] != '-'
-		for i := 0; ok && i < len(l); i++ {
-			c := l[i] | 0x20 // lower case
-			ok = c >= 'a' && c <= 'z' || l[i] >= '0' && l[i] <= '9' || l[i] == '-'
-		}
-		if !ok {
-			return fmt.Errorf("%q is neither an IP address nor a host name (letters, digits, '-' and '.')", h)
-		}
-	}
-	return nil
 }
 
 // nodeTLSNames splits hosts into a certificate's DNS names (lower case)

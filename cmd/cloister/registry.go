@@ -22,32 +22,24 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
+	"github.com/cloister-cc/cloister/cmd/serverconfig"
 	"github.com/cloister-cc/cloister/libs/enclave"
 )
 
-// DevRegistry is where -dev serves its built-in registry unless told
-// otherwise.
-const DevRegistry = "127.0.0.1:5000"
-
-// SampleRepository and SampleTag name the sample application in the
-// built-in registry.
-const (
-	SampleRepository = "samples/hello-https"
-	SampleTag        = "1"
-	sampleBinary     = "hello-https"
-)
+// sampleBinary is the sample's file name, beside this binary or on $PATH.
+const sampleBinary = "hello-https"
 
 // serveRegistry serves go-containerregistry's in-memory registry on
 // cfg.Registry (plain HTTP, no authentication: it is for trying Cloister
 // on one machine) and publishes the sample to it when there is one. It
 // returns the server, or nil when -dev's default address is taken.
-func serveRegistry(ctx context.Context, cfg serverConfig, logger *slog.Logger, errc chan<- error) (*http.Server, error) {
+func serveRegistry(ctx context.Context, cfg serverconfig.Config, logger *slog.Logger, errc chan<- error) (*http.Server, error) {
 	sample, err := loadBinary("--sample", cfg.Sample, sampleBinary)
 	if err != nil {
 		return nil, err
 	}
 	ln, err := net.Listen("tcp", cfg.Registry)
-	if err != nil && cfg.Dev && !cfg.registryGiven {
+	if err != nil && cfg.Dev && !cfg.RegistryGiven {
 		logger.Warn("the built-in registry's default address is in use: the sample is not published; choose another with --registry",
 			"address", cfg.Registry, "error", err)
 		return nil, nil
@@ -61,7 +53,7 @@ func serveRegistry(ctx context.Context, cfg serverConfig, logger *slog.Logger, e
 			errc <- fmt.Errorf("built-in registry: %w", err)
 		}
 	}()
-	host := localAddr(ln.Addr().String())
+	host := serverconfig.LocalAddr(ln.Addr().String())
 	logger.Info("built-in registry serving (in memory: its images are lost when the server stops)", "registry", host)
 	if sample == nil {
 		logger.Warn("no hello-https sample binary found (--sample): the sample is not published; `make run` builds one")
@@ -82,27 +74,10 @@ func serveRegistry(ctx context.Context, cfg serverConfig, logger *slog.Logger, e
 	return srv, nil
 }
 
-// localAddr turns a listener address into one a client on this machine
-// can dial: an unspecified host becomes 127.0.0.1.
-func localAddr(addr string) string {
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return addr
-	}
-	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
-		host = "127.0.0.1"
-	}
-	return net.JoinHostPort(host, port)
-}
-
-// StandInRuntimeRepository is where the built-in registry publishes
-// Cloister's stand-in Gramine runtime image (tag 1).
-const StandInRuntimeRepository = "cloister/gramine-runtime-standin"
-
 // publishStandInRuntime pushes enclave.StandInRuntimeImage to
-// host/StandInRuntimeRepository:1.
+// host/serverconfig.StandInRuntimeRepository:1.
 func publishStandInRuntime(ctx context.Context, host string) (name.Reference, error) {
-	ref, err := name.ParseReference(host + "/" + StandInRuntimeRepository + ":1")
+	ref, err := name.ParseReference(host + "/" + serverconfig.StandInRuntimeRepository + ":1")
 	if err != nil {
 		return nil, fmt.Errorf("naming the stand-in runtime image: %w", err)
 	}
@@ -119,7 +94,7 @@ func publishStandInRuntime(ctx context.Context, host string) (name.Reference, er
 // publishSample pushes the sample image, built around the hello-https
 // binary, to host/samples/hello-https:1.
 func publishSample(ctx context.Context, host string, binary []byte) (name.Reference, error) {
-	ref, err := name.ParseReference(host + "/" + SampleRepository + ":" + SampleTag)
+	ref, err := name.ParseReference(host + "/" + serverconfig.SampleRepository + ":" + serverconfig.SampleTag)
 	if err != nil {
 		return nil, fmt.Errorf("naming the sample image: %w", err)
 	}

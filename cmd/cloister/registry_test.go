@@ -2,6 +2,8 @@ package main
 
 import (
 	"testing"
+
+	"github.com/cloister-cc/cloister/cmd/serverconfig"
 )
 
 // The same binary always gives the same image, so the same MRENCLAVE
@@ -36,8 +38,8 @@ func TestLocalAddr(t *testing.T) {
 		"10.0.0.7:5000":  "10.0.0.7:5000",
 		"127.0.0.1:5001": "127.0.0.1:5001",
 	} {
-		if got := localAddr(in); got != want {
-			t.Errorf("localAddr(%q) = %q, want %q", in, got, want)
+		if got := serverconfig.LocalAddr(in); got != want {
+			t.Errorf("serverconfig.LocalAddr(%q) = %q, want %q", in, got, want)
 		}
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/cloister-cc/cloister/cmd/serverconfig"
 	"github.com/cloister-cc/cloister/libs/cache"
 	"github.com/cloister-cc/cloister/libs/obs"
 	"github.com/cloister-cc/cloister/libs/pki"
@@ -25,7 +25,7 @@ import (
 
 // connectNATS connects to the configured server, or in -dev starts an
 // embedded one keeping its JetStream data in the data directory.
-func connectNATS(cfg serverConfig, logger *slog.Logger) (*nats.Conn, func(), error) {
+func connectNATS(cfg serverconfig.Config, logger *slog.Logger) (*nats.Conn, func(), error) {
 	name := nats.Name("cloister " + strings.Join(cfg.Services, ","))
 	if !cfg.Dev {
 		nc, err := nats.Connect(cfg.NATSURL, name, nats.MaxReconnects(-1),
@@ -80,7 +80,7 @@ func connectNATS(cfg serverConfig, logger *slog.Logger) (*nats.Conn, func(), err
 
 // newCache returns Redis behind cache.Tolerant when configured, else an
 // in-process cache.
-func newCache(ctx context.Context, cfg serverConfig, logger *slog.Logger, health *obs.Health) (cache.Cache, error) {
+func newCache(ctx context.Context, cfg serverconfig.Config, logger *slog.Logger, health *obs.Health) (cache.Cache, error) {
 	if cfg.RedisURL == "" || cfg.Dev {
 		if !cfg.Dev {
 			logger.Warn("no --redis-url: each process caches on its own, so run one replica of each service; with more, changes reach the others' caches only when entries expire")
@@ -113,14 +113,6 @@ func (r redisLogger) Printf(ctx context.Context, format string, v ...any) {
 	r.l.DebugContext(ctx, fmt.Sprintf(format, v...), "component", "go-redis")
 }
 
-func prefixStrings(ps []netip.Prefix) []string {
-	out := make([]string, len(ps))
-	for i, p := range ps {
-		out[i] = p.String()
-	}
-	return out
-}
-
 // loadBinary reads a binary the server hands out: the path given by
 // flag, else the named file beside this executable, else on $PATH. Not
 // finding one where none was asked for is not an error (nil); a path given
@@ -151,7 +143,7 @@ func loadBinary(flag, path, file string) ([]byte, error) {
 // loadKEK returns the key-encryption key: $CLOISTER_MASTER_KEY, else the
 // --master-key-file, else (with -dev only) a key file in the data directory,
 // created on first start.
-func loadKEK(cfg serverConfig) (*pki.KEK, error) {
+func loadKEK(cfg serverconfig.Config) (*pki.KEK, error) {
 	if v := os.Getenv("CLOISTER_MASTER_KEY"); v != "" {
 		k, err := pki.ParseKEK(v)
 		if err != nil {
