@@ -24,6 +24,7 @@ import (
 	"github.com/cloister-cc/cloister/libs/testkit"
 	"github.com/cloister-cc/cloister/services/ca/internal/app"
 	cadomain "github.com/cloister-cc/cloister/services/ca/internal/domain"
+	"github.com/cloister-cc/cloister/services/ca/internal/peers"
 	"github.com/cloister-cc/cloister/services/ca/internal/store"
 )
 
@@ -41,7 +42,7 @@ func directCAWith(t *testing.T, n *testkit.NATS, wrap func(app.Certificates, *st
 	ctx := context.Background()
 	nc, js := n.JetStream(t)
 	kek, _ := pki.NewKEK(bytes.Repeat([]byte{6}, pki.KEKSize))
-	auth, err := store.Open(ctx, js, 1)
+	auth, err := store.OpenAuthorities(ctx, js, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,10 +54,11 @@ func directCAWith(t *testing.T, n *testkit.NATS, wrap func(app.Certificates, *st
 	if err != nil {
 		t.Fatal(err)
 	}
-	iss, err := store.OpenIssuance(ctx, js, 1, cache.NewMemory(0), attestationv1.NewAttestationClient(nc), nil)
+	iss, err := store.OpenIssuance(ctx, js, 1, cache.NewMemory(0), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
+	iss.Verdicts = &peers.Verdicts{C: attestationv1.NewAttestationClient(nc)}
 	var certStore app.Certificates = certs
 	if wrap != nil {
 		certStore = wrap(certs, final)

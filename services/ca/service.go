@@ -10,6 +10,7 @@ import (
 	cav1 "github.com/cloister-cc/cloister/libs/gen/cloister/ca/v1"
 	"github.com/cloister-cc/cloister/libs/service"
 	"github.com/cloister-cc/cloister/services/ca/internal/app"
+	"github.com/cloister-cc/cloister/services/ca/internal/peers"
 	"github.com/cloister-cc/cloister/services/ca/internal/store"
 	"github.com/cloister-cc/cloister/services/ca/internal/transport"
 )
@@ -24,25 +25,13 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 		return nil, err
 	}
 	r, err := service.Run(ctx, cav1.CAServiceName, cfg.Options, func(r *service.Runner) error {
-		js, replicas, opts := r.JetStream(), r.Replicas(), r.KVOptions()
-		st, err := store.Open(ctx, js, replicas, opts...)
+		st, err := store.Open(ctx, r.JetStream(), r.Replicas(), cfg.Cache, r.Logger(), r.KVOptions()...)
 		if err != nil {
 			return err
 		}
-		certs, err := store.OpenCertificates(ctx, js, replicas, opts...)
-		if err != nil {
-			return err
-		}
-		final, err := store.OpenFinalCRLs(ctx, js, replicas, opts...)
-		if err != nil {
-			return err
-		}
-		iss, err := store.OpenIssuance(ctx, js, replicas, cfg.Cache, attestationv1.NewAttestationClient(r.NATS()), r.Logger(), opts...)
-		if err != nil {
-			return err
-		}
-		svc, err := app.New(app.Config{Authorities: st, Certificates: certs, FinalCRLs: final, Issuance: iss,
-			Audit: events.AuditLog{JS: js, Producer: store.Producer}, KEK: cfg.KEK, Clock: cfg.Clock, PublicURL: cfg.PublicURL})
+		st.Issuance.Verdicts = &peers.Verdicts{C: attestationv1.NewAttestationClient(r.NATS())}
+		svc, err := app.New(app.Config{Authorities: st.Authorities, Certificates: st.Certificates, FinalCRLs: st.FinalCRLs, Issuance: st.Issuance,
+			Audit: events.AuditLog{JS: r.JetStream(), Producer: store.Producer}, KEK: cfg.KEK, Clock: cfg.Clock, PublicURL: cfg.PublicURL})
 		if err != nil {
 			return err
 		}

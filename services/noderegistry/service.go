@@ -11,6 +11,7 @@ import (
 	noderegistryv1 "github.com/cloister-cc/cloister/libs/gen/cloister/noderegistry/v1"
 	"github.com/cloister-cc/cloister/libs/service"
 	"github.com/cloister-cc/cloister/services/noderegistry/internal/app"
+	"github.com/cloister-cc/cloister/services/noderegistry/internal/peers"
 	"github.com/cloister-cc/cloister/services/noderegistry/internal/store"
 	"github.com/cloister-cc/cloister/services/noderegistry/internal/transport"
 )
@@ -34,7 +35,7 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 			return err
 		}
 		s.app, err = app.New(app.Config{Tokens: st.Tokens, Nodes: st.Nodes, Audit: events.AuditLog{JS: r.JetStream(), Producer: store.Producer},
-			Attestation: store.Attestation{C: attestationv1.NewAttestationClient(r.NATS())}, CA: store.CA{C: cav1.NewCAClient(r.NATS())},
+			Attestation: peers.Attestation{C: attestationv1.NewAttestationClient(r.NATS())}, CA: peers.CA{C: cav1.NewCAClient(r.NATS())},
 			Clock: cfg.Clock, HeartbeatTimeout: cfg.HeartbeatTimeout, ReattestEvery: cfg.ReattestEvery, Logger: r.Logger()})
 		if err != nil {
 			return err

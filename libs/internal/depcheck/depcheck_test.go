@@ -45,6 +45,13 @@ var rules = []rule{
 		forbidden: []string{"/internal/store", "/internal/transport", "/internal/endpoint", repo + "libs/kv", repo + "libs/service"},
 	},
 	{
+		what: "peers adapt other services to the app's ports: no store, endpoint or transport",
+		pkg: func(p string) bool {
+			return strings.HasPrefix(p, repo+"services/") && strings.HasSuffix(p, "/internal/peers")
+		},
+		forbidden: []string{"/internal/store", "/internal/transport", "/internal/endpoint", repo + "libs/kv"},
+	},
+	{
 		what: "endpoints convert through wire and call the app, never the store",
 		pkg: func(p string) bool {
 			return strings.HasPrefix(p, repo+"services/") && strings.HasSuffix(p, "/internal/endpoint")

@@ -12,8 +12,6 @@ import (
 
 	"github.com/cloister-cc/cloister/libs/allowlist"
 	"github.com/cloister-cc/cloister/libs/cache"
-	"github.com/cloister-cc/cloister/libs/errs"
-	attestationv1 "github.com/cloister-cc/cloister/libs/gen/cloister/attestation/v1"
 	"github.com/cloister-cc/cloister/libs/kv"
 	"github.com/cloister-cc/cloister/services/ca/internal/app"
 	"github.com/cloister-cc/cloister/services/ca/internal/domain"
@@ -28,9 +26,10 @@ const (
 	BucketLedger  = "ca_withdrawn_tasks"
 )
 
-// OpenIssuance opens the stores application issuance needs; lookups of
+// OpenIssuance opens the stores application issuance needs (the
+// verdicts come from the attestation service: peers.Verdicts); lookups of
 // applications and domains go through c.
-func OpenIssuance(ctx context.Context, js jetstream.JetStream, replicas int, c cache.Cache, verdicts *attestationv1.AttestationClient, logger *slog.Logger, opts ...kv.Option) (app.Issuance, error) {
+func OpenIssuance(ctx context.Context, js jetstream.JetStream, replicas int, c cache.Cache, logger *slog.Logger, opts ...kv.Option) (app.Issuance, error) {
 	apps, err := allowlist.Open[domain.AppConfig](ctx, js, BucketApps, replicas, c, logger)
 	if err != nil {
 		return app.Issuance{}, err
@@ -53,7 +52,7 @@ func OpenIssuance(ctx context.Context, js jetstream.JetStream, replicas int, c c
 		return app.Issuance{}, err
 	}
 	return app.Issuance{Apps: &Apps{apps}, Domains: &Domains{domains}, Images: &Images{images}, Withdrawals: ledger,
-		Nonces: &Nonces{nonces}, Verdicts: &Verdicts{verdicts}}, nil
+		Nonces: &Nonces{nonces}}, nil
 }
 
 // Apps keeps applications' certificate configurations, keyed <account>.<app>.
@@ -212,27 +211,4 @@ func (s *Nonces) Consume(ctx context.Context, accountID string, nonce []byte) (t
 		return time.Time{}, app.ErrNonceUnknown
 	}
 	return e.Value, err
-}
-
-// Verdicts fetches verdicts from the attestation service.
-type Verdicts struct {
-	c *attestationv1.AttestationClient
-}
-
-var _ app.Verdicts = (*Verdicts)(nil)
-
-// Get implements app.Verdicts.
-func (s *Verdicts) Get(ctx context.Context, accountID, id string) (domain.Verdict, error) {
-	resp, err := s.c.GetVerdict(ctx, &attestationv1.GetVerdictRequest{AccountId: accountID, Id: id})
-	if errs.KindOf(err) == errs.NotFound {
-		return domain.Verdict{}, app.ErrVerdictNotFound
-	}
-	if err != nil {
-		return domain.Verdict{}, err
-	}
-	v := resp.GetVerdict()
-	return domain.Verdict{ID: v.GetId(), AccountID: v.GetAccountId(), OK: v.GetOk(), Reason: v.GetReason(),
-		AppID: v.GetAppId(), ImageID: v.GetImageId(), MRENCLAVE: v.GetMrenclave(), MRSIGNER: v.GetMrsigner(),
-		ISVProdID: v.GetIsvprodid(), ISVSVN: v.GetIsvsvn(), TCBStatus: v.GetTcbStatus(), Debug: v.GetDebug(), Simulated: v.GetSimulated(),
-		ReportData: v.GetReportData(), VerifiedAt: v.GetVerifiedAt().AsTime()}, nil
 }

@@ -4,10 +4,12 @@ package store
 import (
 	"context"
 	"errors"
+	"log/slog"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/cloister-cc/cloister/libs/cache"
 	"github.com/cloister-cc/cloister/libs/events"
 	cav1 "github.com/cloister-cc/cloister/libs/gen/cloister/ca/v1"
 	"github.com/cloister-cc/cloister/libs/kv"
@@ -24,8 +26,36 @@ type Authorities struct{ kv *kv.Store[[]byte] }
 
 var _ app.Authorities = (*Authorities)(nil)
 
-// Open opens the bucket.
-func Open(ctx context.Context, js jetstream.JetStream, replicas int, opts ...kv.Option) (*Authorities, error) {
+// Stores are every store of the CA service.
+type Stores struct {
+	Authorities  *Authorities
+	Certificates *Certificates
+	FinalCRLs    *FinalCRLs
+	Issuance     app.Issuance // without its Verdicts, which come from a peer
+}
+
+// Open opens (creating if needed) every bucket of the CA service;
+// lookups of applications and domains go through c.
+func Open(ctx context.Context, js jetstream.JetStream, replicas int, c cache.Cache, logger *slog.Logger, opts ...kv.Option) (*Stores, error) {
+	var st Stores
+	var err error
+	if st.Authorities, err = OpenAuthorities(ctx, js, replicas, opts...); err != nil {
+		return nil, err
+	}
+	if st.Certificates, err = OpenCertificates(ctx, js, replicas, opts...); err != nil {
+		return nil, err
+	}
+	if st.FinalCRLs, err = OpenFinalCRLs(ctx, js, replicas, opts...); err != nil {
+		return nil, err
+	}
+	if st.Issuance, err = OpenIssuance(ctx, js, replicas, c, logger, opts...); err != nil {
+		return nil, err
+	}
+	return &st, nil
+}
+
+// OpenAuthorities opens the bucket.
+func OpenAuthorities(ctx context.Context, js jetstream.JetStream, replicas int, opts ...kv.Option) (*Authorities, error) {
 	s, err := kv.Open[[]byte](ctx, js, kv.Config{Bucket: "ca_authorities", Replicas: replicas}, opts...)
 	if err != nil {
 		return nil, err

@@ -1,4 +1,6 @@
-package store
+// Package peers adapts the services the node registry calls to the ports
+// its app declares: the attestation service and the CA.
+package peers
 
 import (
 	"context"
