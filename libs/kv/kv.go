@@ -490,64 +490,6 @@ func (s *Store[T]) List(ctx context.Context, filter string) ([]Entry[T], error) 
 	}
 }
 
-// Versioner writes an entry's version into its value, for values that
-// carry their own (domain entities do, for their next update).
-type Versioner[T any] func(v *T, version uint64)
-
-// GetVersioned returns the value under key with its version written in
-// by setVersion; a missing key is notFound, the caller's own error.
-func (s *Store[T]) GetVersioned(ctx context.Context, key string, notFound error, setVersion Versioner[T]) (T, error) {
-	e, err := s.Get(ctx, key)
-	if errors.Is(err, ErrNotFound) {
-		err = notFound
-	}
-	if err != nil {
-		var zero T
-		return zero, err
-	}
-	setVersion(&e.Value, e.Version)
-	return e.Value, nil
-}
-
-// ListVersioned returns the values whose keys match filter, sorted by
-// key, each with its version written in by setVersion.
-func (s *Store[T]) ListVersioned(ctx context.Context, filter string, setVersion Versioner[T]) ([]T, error) {
-	es, err := s.List(ctx, filter)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]T, len(es))
-	for i, e := range es {
-		out[i] = e.Value
-		setVersion(&out[i], e.Version)
-	}
-	return out, nil
-}
-
-// Refusals are a store's own errors for a missing key and for a write
-// that lost the race to another.
-type Refusals struct{ NotFound, Conflict error }
-
-// UpdateVersioned replaces the value under key if its version is still
-// version, publishing msgs with it, and returns v with its new version
-// written in by setVersion; a missing key or a lost race is the caller's
-// refusal.
-func (s *Store[T]) UpdateVersioned(ctx context.Context, key string, v T, version uint64, r Refusals, setVersion Versioner[T], msgs ...*nats.Msg) (T, error) {
-	e, err := s.Update(ctx, key, v, version, msgs...)
-	switch {
-	case errors.Is(err, ErrConflict) && r.Conflict != nil:
-		err = r.Conflict
-	case errors.Is(err, ErrNotFound) && r.NotFound != nil:
-		err = r.NotFound
-	}
-	if err != nil {
-		var zero T
-		return zero, err
-	}
-	setVersion(&v, e.Version)
-	return v, nil
-}
-
 // validKey mirrors JetStream's key rules so a hostile key is a clean miss.
 func validKey(k string) bool {
 	if k == "" || k[0] == '.' || k[len(k)-1] == '.' {

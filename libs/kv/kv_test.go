@@ -193,51 +193,6 @@ func TestList(t *testing.T) {
 	}
 }
 
-// TestVersioned: the values come back with the version of their entry
-// written in, and a missing key is the caller's error.
-func TestVersioned(t *testing.T) {
-	ctx := context.Background()
-	_, js, _ := setup(t)
-	s, err := kv.Open[thing](ctx, js, kv.Config{Bucket: "things"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	setCount := func(v *thing, version uint64) { v.Count = int(version % 1000000) }
-	e1, err := s.Create(ctx, "a.1", thing{Name: "one"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e2, err := s.Create(ctx, "a.2", thing{Name: "two"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := s.GetVersioned(ctx, "a.1", nil, setCount)
-	if err != nil || got.Name != "one" || got.Count != int(e1.Version%1000000) {
-		t.Fatalf("GetVersioned = %+v, %v; want one with version %d", got, err, e1.Version)
-	}
-	missing := errors.New("no such thing")
-	if _, err := s.GetVersioned(ctx, "a.3", missing, setCount); !errors.Is(err, missing) {
-		t.Fatalf("GetVersioned(missing) = %v, want the caller's error", err)
-	}
-	all, err := s.ListVersioned(ctx, "a.*", setCount)
-	if err != nil || len(all) != 2 || all[0].Name != "one" || all[1].Count != int(e2.Version%1000000) {
-		t.Fatalf("ListVersioned = %+v, %v", all, err)
-	}
-
-	conflict := errors.New("changed meanwhile")
-	refusals := kv.Refusals{NotFound: missing, Conflict: conflict}
-	updated, err := s.UpdateVersioned(ctx, "a.1", thing{Name: "uno"}, e1.Version, refusals, setCount)
-	if err != nil || updated.Name != "uno" || updated.Count == int(e1.Version%1000000) {
-		t.Fatalf("UpdateVersioned = %+v, %v; want uno with a new version", updated, err)
-	}
-	if _, err := s.UpdateVersioned(ctx, "a.1", thing{Name: "late"}, e1.Version, refusals, setCount); !errors.Is(err, conflict) {
-		t.Fatalf("UpdateVersioned with a stale version = %v, want the caller's conflict", err)
-	}
-	if _, err := s.UpdateVersioned(ctx, "a.9", thing{}, 1, refusals, setCount); !errors.Is(err, missing) {
-		t.Fatalf("UpdateVersioned of a missing key = %v, want the caller's not-found", err)
-	}
-}
-
 func TestWritesPublishTheirMessages(t *testing.T) {
 	ctx := context.Background()
 	_, js, st := setup(t)

@@ -27,7 +27,7 @@ func NewAuditLog(js jetstream.JetStream) *AuditLog { return &AuditLog{js: js} }
 
 // Record implements app.AuditLog.
 func (l *AuditLog) Record(ctx context.Context, e domain.AuditEntry) error {
-	msgs, err := messages(ctx, []domain.Event{domain.Audited{Entry: e}})
+	msgs, err := messages(ctx, domain.Audited{Entry: e})
 	if err != nil {
 		return err
 	}

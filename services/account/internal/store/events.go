@@ -18,6 +18,6 @@ import (
 const Producer = accountv1.AccountServiceName
 
 // messages gives a write's events their wire form, ready for the outbox.
-func messages(ctx context.Context, evs []domain.Event) ([]*nats.Msg, error) {
+func messages(ctx context.Context, evs ...domain.Event) ([]*nats.Msg, error) {
 	return events.Messages(ctx, Producer, evs, wire.Event)
 }

@@ -103,7 +103,7 @@ func emailKey(email string) string {
 
 // Create implements app.Users.
 func (s *Users) Create(ctx context.Context, u domain.User, evs ...domain.Event) error {
-	msgs, err := messages(ctx, evs)
+	msgs, err := messages(ctx, evs...)
 	if err != nil {
 		return err
 	}
@@ -127,7 +127,7 @@ var _ app.Sessions = (*Sessions)(nil)
 
 // Create implements app.Sessions.
 func (s *Sessions) Create(ctx context.Context, sess domain.Session, evs ...domain.Event) error {
-	msgs, err := messages(ctx, evs)
+	msgs, err := messages(ctx, evs...)
 	if err != nil {
 		return err
 	}
@@ -147,7 +147,7 @@ func (s *Sessions) Delete(ctx context.Context, hash string, evs ...domain.Event)
 	if err != nil {
 		return mapErr(err, domain.ErrUnauthenticated)
 	}
-	msgs, err := messages(ctx, evs)
+	msgs, err := messages(ctx, evs...)
 	if err != nil {
 		return err
 	}
@@ -157,14 +157,16 @@ func (s *Sessions) Delete(ctx context.Context, hash string, evs ...domain.Event)
 // APIKeys is the API key store, keyed <account>.<key>, with an index from
 // key id to account.
 type APIKeys struct {
-	records[domain.APIKey]
+	r   kv.Records[domain.APIKey, domain.Event]
+	kv  *kv.Store[domain.APIKey]
 	ids *kv.Store[string]
 }
 
 func newAPIKeys(k *kv.Store[domain.APIKey]) *APIKeys {
-	return &APIKeys{records: records[domain.APIKey]{kv: k, notFound: domain.ErrAPIKeyNotFound,
-		key:     func(k *domain.APIKey) string { return k.AccountID + "." + k.ID },
-		version: func(k *domain.APIKey) *uint64 { return &k.Version }}}
+	return &APIKeys{kv: k, r: kv.Records[domain.APIKey, domain.Event]{Store: k, Messages: messages, Conflict: domain.ErrConcurrentChange,
+		NotFound: domain.ErrAPIKeyNotFound,
+		Key:      func(k *domain.APIKey) string { return k.AccountID + "." + k.ID },
+		Version:  func(k *domain.APIKey) *uint64 { return &k.Version }}}
 }
 
 var _ app.APIKeys = (*APIKeys)(nil)
@@ -173,7 +175,7 @@ var _ app.APIKeys = (*APIKeys)(nil)
 // without its key is a harmless miss, a key without its index could never
 // authenticate.
 func (s *APIKeys) Create(ctx context.Context, k domain.APIKey, evs ...domain.Event) error {
-	msgs, err := messages(ctx, evs)
+	msgs, err := messages(ctx, evs...)
 	if err != nil {
 		return err
 	}
@@ -189,7 +191,7 @@ func (s *APIKeys) Get(ctx context.Context, accountID, keyID string) (domain.APIK
 	if !validToken(accountID) || !validToken(keyID) {
 		return domain.APIKey{}, domain.ErrAPIKeyNotFound
 	}
-	return s.get(ctx, accountID+"."+keyID)
+	return s.r.Get(ctx, accountID+"."+keyID)
 }
 
 // ByID implements app.APIKeys.
@@ -207,7 +209,7 @@ func (s *APIKeys) ByID(ctx context.Context, keyID string) (domain.APIKey, error)
 // Delete implements app.APIKeys. The index entry goes last, and a failure
 // to delete it only leaves a harmless miss.
 func (s *APIKeys) Delete(ctx context.Context, k domain.APIKey, evs ...domain.Event) error {
-	msgs, err := messages(ctx, evs)
+	msgs, err := messages(ctx, evs...)
 	if err != nil {
 		return err
 	}
@@ -225,7 +227,7 @@ func (s *APIKeys) ByAccount(ctx context.Context, accountID string) ([]domain.API
 	if !validToken(accountID) {
 		return nil, nil
 	}
-	return s.list(ctx, accountID+".*")
+	return s.r.List(ctx, accountID+".*")
 }
 
 // validToken reports whether s can stand as one element of a key filter:

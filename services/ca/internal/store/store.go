@@ -123,7 +123,9 @@ func (a *Authorities) Delete(ctx context.Context, accountID string) error {
 }
 
 // Certificates records issued certificates, keyed <account>.<serial>.
-type Certificates struct{ kv *kv.Store[domain.Certificate] }
+type Certificates struct {
+	r kv.Records[domain.Certificate, domain.Event]
+}
 
 var _ app.Certificates = (*Certificates)(nil)
 
@@ -133,7 +135,10 @@ func OpenCertificates(ctx context.Context, js jetstream.JetStream, replicas int,
 	if err != nil {
 		return nil, err
 	}
-	return &Certificates{s}, nil
+	return &Certificates{kv.Records[domain.Certificate, domain.Event]{Store: s, Messages: messages,
+		Key:      func(c *domain.Certificate) string { return c.AccountID + "." + c.Serial },
+		Version:  func(c *domain.Certificate) *uint64 { return &c.Version },
+		NotFound: domain.ErrCertificateNotFound, Conflict: domain.ErrConcurrentChange}}, nil
 }
 
 // messages gives a write's events their wire form, ready for the outbox.
@@ -143,40 +148,21 @@ func messages(ctx context.Context, evs ...domain.Event) ([]*nats.Msg, error) {
 
 // Create implements app.Certificates.
 func (s *Certificates) Create(ctx context.Context, c domain.Certificate, ev domain.Issued) error {
-	msgs, err := messages(ctx, ev)
-	if err != nil {
-		return err
-	}
-	_, err = s.kv.Create(ctx, c.AccountID+"."+c.Serial, c, msgs...)
+	_, err := s.r.Create(ctx, c, ev)
 	return err
 }
 
 // Get implements app.Certificates.
 func (s *Certificates) Get(ctx context.Context, accountID, serial string) (domain.Certificate, error) {
-	return s.kv.GetVersioned(ctx, accountID+"."+serial, domain.ErrCertificateNotFound, setCertificateVersion)
+	return s.r.Get(ctx, accountID+"."+serial)
 }
 
 // Update implements app.Certificates.
 func (s *Certificates) Update(ctx context.Context, c domain.Certificate, ev domain.Revoked) (domain.Certificate, error) {
-	msgs, err := messages(ctx, ev)
-	if err != nil {
-		return domain.Certificate{}, err
-	}
-	e, err := s.kv.Update(ctx, c.AccountID+"."+c.Serial, c, c.Version, msgs...)
-	if errors.Is(err, kv.ErrConflict) {
-		return domain.Certificate{}, domain.ErrConcurrentChange
-	}
-	if err != nil {
-		return domain.Certificate{}, err
-	}
-	c.Version = e.Version
-	return c, nil
+	return s.r.Update(ctx, c, ev)
 }
 
 // List implements app.Certificates.
 func (s *Certificates) List(ctx context.Context, accountID string) ([]domain.Certificate, error) {
-	return s.kv.ListVersioned(ctx, accountID+".*", setCertificateVersion)
+	return s.r.List(ctx, accountID+".*")
 }
-
-// The versions of the values a store returns, for their next update.
-func setCertificateVersion(v *domain.Certificate, version uint64) { v.Version = version }

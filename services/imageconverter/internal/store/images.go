@@ -40,7 +40,9 @@ func OpenImages(ctx context.Context, js jetstream.JetStream, replicas int, opts 
 	if err != nil {
 		return nil, nil, err
 	}
-	return &Images{kv: imgs, claims: claims}, &Registries{regs}, nil
+	r := records(imgs, func(i *domain.Image) string { return i.AccountID + "." + i.ID }, func(i *domain.Image) *uint64 { return &i.Version },
+		domain.ErrImageNotFound)
+	return &Images{kv: imgs, r: r, claims: claims}, &Registries{regs}, nil
 }
 
 // Images keeps images, keyed <account>.<image>, and the claims on
@@ -48,6 +50,7 @@ func OpenImages(ctx context.Context, js jetstream.JetStream, replicas int, opts 
 // cannot be in a key token), which <account>.* does not list.
 type Images struct {
 	kv     *kv.Store[domain.Image]
+	r      kv.Records[domain.Image, domain.Event]
 	claims *kv.Store[tagClaim]
 }
 
@@ -118,37 +121,22 @@ func (s *Images) Create(ctx context.Context, img domain.Image, ev domain.Convers
 
 // Get implements app.Images.
 func (s *Images) Get(ctx context.Context, accountID, imageID string) (domain.Image, error) {
-	return s.kv.GetVersioned(ctx, accountID+"."+imageID, domain.ErrImageNotFound, setImageVersion)
+	return s.r.Get(ctx, accountID+"."+imageID)
 }
 
 // List implements app.Images.
 func (s *Images) List(ctx context.Context, accountID string) ([]domain.Image, error) {
-	return s.kv.ListVersioned(ctx, accountID+".*", setImageVersion)
+	return s.r.List(ctx, accountID+".*")
 }
 
 // Update implements app.Images.
 func (s *Images) Update(ctx context.Context, img domain.Image, ev domain.Event) (domain.Image, error) {
-	msgs, err := messages(ctx, ev)
-	if err != nil {
-		return domain.Image{}, err
-	}
-	return s.kv.UpdateVersioned(ctx, img.AccountID+"."+img.ID, img, img.Version, kv.Refusals{NotFound: domain.ErrImageNotFound, Conflict: domain.ErrConcurrentChange},
-		setImageVersion, msgs...)
+	return s.r.Update(ctx, img, ev)
 }
 
 // Delete implements app.Images.
 func (s *Images) Delete(ctx context.Context, img domain.Image, ev domain.ImageDeleted) error {
-	msgs, err := messages(ctx, ev)
-	if err != nil {
-		return err
-	}
-	err = s.kv.Delete(ctx, img.AccountID+"."+img.ID, img.Version, msgs...)
-	switch {
-	case errors.Is(err, kv.ErrConflict):
-		return domain.ErrConcurrentChange
-	case errors.Is(err, kv.ErrNotFound):
-		return domain.ErrImageNotFound
-	case err != nil:
+	if err := s.r.Delete(ctx, img, ev); err != nil {
 		return err
 	}
 	// The tag is free again, if this image held it.

@@ -42,58 +42,42 @@ func Open(ctx context.Context, js jetstream.JetStream, replicas int, opts ...kv.
 	if err != nil {
 		return nil, err
 	}
-	return &Stores{Apps: &Apps{apps}, Keys: &Keys{keys}}, nil
+	return &Stores{Apps: &Apps{kv: apps, r: records(apps, func(a *domain.App) string { return a.AccountID + "." + a.ID },
+		func(a *domain.App) *uint64 { return &a.Version }, domain.ErrAppNotFound)}, Keys: &Keys{keys}}, nil
 }
 
 // Apps keeps applications, keyed <account>.<app>.
-type Apps struct{ kv *kv.Store[domain.App] }
+type Apps struct {
+	kv *kv.Store[domain.App]
+	r  kv.Records[domain.App, domain.Event]
+}
 
 var _ app.Apps = (*Apps)(nil)
 
 // Create implements app.Apps.
 func (s *Apps) Create(ctx context.Context, a domain.App, ev domain.AppCreated) error {
-	msgs, err := messages(ctx, ev)
-	if err != nil {
-		return err
-	}
-	_, err = s.kv.Create(ctx, a.AccountID+"."+a.ID, a, msgs...)
+	_, err := s.r.Create(ctx, a, ev)
 	return err
 }
 
 // Get implements app.Apps.
 func (s *Apps) Get(ctx context.Context, accountID, appID string) (domain.App, error) {
-	return s.kv.GetVersioned(ctx, accountID+"."+appID, domain.ErrAppNotFound, setAppVersion)
+	return s.r.Get(ctx, accountID+"."+appID)
 }
 
 // List implements app.Apps.
 func (s *Apps) List(ctx context.Context, accountID string) ([]domain.App, error) {
-	return s.kv.ListVersioned(ctx, accountID+".*", setAppVersion)
+	return s.r.List(ctx, accountID+".*")
 }
 
 // Update implements app.Apps.
 func (s *Apps) Update(ctx context.Context, a domain.App, ev domain.AppUpdated) (domain.App, error) {
-	msgs, err := messages(ctx, ev)
-	if err != nil {
-		return domain.App{}, err
-	}
-	return s.kv.UpdateVersioned(ctx, a.AccountID+"."+a.ID, a, a.Version, kv.Refusals{NotFound: domain.ErrAppNotFound, Conflict: domain.ErrConcurrentChange},
-		setAppVersion, msgs...)
+	return s.r.Update(ctx, a, ev)
 }
 
 // Delete implements app.Apps.
 func (s *Apps) Delete(ctx context.Context, a domain.App, ev domain.AppDeleted) error {
-	msgs, err := messages(ctx, ev)
-	if err != nil {
-		return err
-	}
-	err = s.kv.Delete(ctx, a.AccountID+"."+a.ID, a.Version, msgs...)
-	switch {
-	case errors.Is(err, kv.ErrConflict):
-		return domain.ErrConcurrentChange
-	case errors.Is(err, kv.ErrNotFound):
-		return domain.ErrAppNotFound
-	}
-	return err
+	return s.r.Delete(ctx, a, ev)
 }
 
 // DeleteAccount implements app.Apps.
@@ -145,6 +129,9 @@ func messages(ctx context.Context, evs ...domain.Event) ([]*nats.Msg, error) {
 	return events.Messages(ctx, Producer, evs, wire.Event)
 }
 
-// The versions of the values a store returns, for their next update.
-func setAppVersion(v *domain.App, version uint64)     { v.Version = version }
-func setImageVersion(v *domain.Image, version uint64) { v.Version = version }
+// records keeps values of one kind in s, their writes with their events,
+// answering a missing one with notFound.
+func records[T any](s *kv.Store[T], key func(*T) string, version func(*T) *uint64, notFound error) kv.Records[T, domain.Event] {
+	return kv.Records[T, domain.Event]{Store: s, Key: key, Version: version, Messages: messages,
+		NotFound: notFound, Conflict: domain.ErrConcurrentChange}
+}

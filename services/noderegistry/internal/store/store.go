@@ -76,7 +76,13 @@ func Open(ctx context.Context, js jetstream.JetStream, replicas int, c cache.Cac
 	if err != nil {
 		return nil, err
 	}
-	return &Stores{Tokens: &Tokens{kv: tokens, hashes: hashes, cache: c, logger: logger}, Nodes: &Nodes{kv: nodes}}, nil
+	return &Stores{
+		Tokens: &Tokens{kv: tokens, hashes: hashes, cache: c, logger: logger,
+			r: records(tokens, func(t *domain.JoinToken) string { return t.AccountID + "." + t.ID },
+				func(t *domain.JoinToken) *uint64 { return &t.Version }, domain.ErrTokenNotFound)},
+		Nodes: &Nodes{kv: nodes, r: records(nodes, func(n *domain.Node) string { return n.AccountID + "." + n.ID },
+			func(n *domain.Node) *uint64 { return &n.Version }, domain.ErrNodeNotFound)},
+	}, nil
 }
 
 // Tokens keeps join tokens and the lookup by hash, written through to the
@@ -85,6 +91,7 @@ func Open(ctx context.Context, js jetstream.JetStream, replicas int, c cache.Cac
 // the bucket before a change cannot put the old answer back after it.
 type Tokens struct {
 	kv     *kv.Store[domain.JoinToken]
+	r      kv.Records[domain.JoinToken, domain.Event]
 	hashes *kv.Store[domain.TokenRef]
 	cache  cache.Cache
 	logger *slog.Logger
@@ -112,35 +119,25 @@ func (s *Tokens) Create(ctx context.Context, t domain.JoinToken, ev domain.Token
 
 // Get implements app.Tokens.
 func (s *Tokens) Get(ctx context.Context, accountID, tokenID string) (domain.JoinToken, error) {
-	return s.kv.GetVersioned(ctx, accountID+"."+tokenID, domain.ErrTokenNotFound, setJoinTokenVersion)
+	return s.r.Get(ctx, accountID+"."+tokenID)
 }
 
 // List implements app.Tokens.
 func (s *Tokens) List(ctx context.Context, accountID string) ([]domain.JoinToken, error) {
-	return s.kv.ListVersioned(ctx, accountID+".*", setJoinTokenVersion)
+	return s.r.List(ctx, accountID+".*")
 }
 
 // Update implements app.Tokens. A revocation commits with its event and
 // audit record, then writes through to the lookup by hash and the cache.
 func (s *Tokens) Update(ctx context.Context, t domain.JoinToken, ev *domain.TokenRevoked) (domain.JoinToken, error) {
-	var msgs []*nats.Msg
+	var evs []domain.Event
 	if ev != nil {
-		var err error
-		msgs, err = messages(ctx, *ev)
-		if err != nil {
-			return domain.JoinToken{}, err
-		}
+		evs = append(evs, *ev)
 	}
-	e, err := s.kv.Update(ctx, t.AccountID+"."+t.ID, t, t.Version, msgs...)
-	switch {
-	case errors.Is(err, kv.ErrConflict):
-		return domain.JoinToken{}, domain.ErrConcurrentChange
-	case errors.Is(err, kv.ErrNotFound):
-		return domain.JoinToken{}, domain.ErrTokenNotFound
-	case err != nil:
+	t, err := s.r.Update(ctx, t, evs...)
+	if err != nil {
 		return domain.JoinToken{}, err
 	}
-	t.Version = e.Version
 	if ev != nil {
 		// The revocation has committed on the token, which enrolment
 		// reads before it takes a use; the lookup follows.
@@ -260,17 +257,16 @@ func (s *Tokens) DeleteAccount(ctx context.Context, accountID string) error {
 }
 
 // Nodes keeps nodes, keyed <account>.<node>.
-type Nodes struct{ kv *kv.Store[domain.Node] }
+type Nodes struct {
+	kv *kv.Store[domain.Node]
+	r  kv.Records[domain.Node, domain.Event]
+}
 
 var _ app.Nodes = (*Nodes)(nil)
 
 // Create implements app.Nodes.
 func (s *Nodes) Create(ctx context.Context, n domain.Node, _ domain.NodeEnrolled) error {
-	msgs, err := messages(ctx, domain.NodeEnrolled{Node: n})
-	if err != nil {
-		return err
-	}
-	_, err = s.kv.Create(ctx, n.AccountID+"."+n.ID, n, msgs...)
+	_, err := s.r.Create(ctx, n, domain.NodeEnrolled{Node: n})
 	if errors.Is(err, kv.ErrExists) {
 		return domain.ErrConcurrentChange
 	}
@@ -279,7 +275,7 @@ func (s *Nodes) Create(ctx context.Context, n domain.Node, _ domain.NodeEnrolled
 
 // Get implements app.Nodes.
 func (s *Nodes) Get(ctx context.Context, accountID, nodeID string) (domain.Node, error) {
-	return s.kv.GetVersioned(ctx, accountID+"."+nodeID, domain.ErrNodeNotFound, setNodeVersion)
+	return s.r.Get(ctx, accountID+"."+nodeID)
 }
 
 // List implements app.Nodes.
@@ -291,17 +287,12 @@ func (s *Nodes) List(ctx context.Context, accountID string) ([]domain.Node, erro
 func (s *Nodes) All(ctx context.Context) ([]domain.Node, error) { return s.list(ctx, ">") }
 
 func (s *Nodes) list(ctx context.Context, filter string) ([]domain.Node, error) {
-	return s.kv.ListVersioned(ctx, filter, setNodeVersion)
+	return s.r.List(ctx, filter)
 }
 
 // Update implements app.Nodes.
 func (s *Nodes) Update(ctx context.Context, n domain.Node, evs ...domain.Event) (domain.Node, error) {
-	msgs, err := messages(ctx, evs...)
-	if err != nil {
-		return domain.Node{}, err
-	}
-	return s.kv.UpdateVersioned(ctx, n.AccountID+"."+n.ID, n, n.Version, kv.Refusals{NotFound: domain.ErrNodeNotFound, Conflict: domain.ErrConcurrentChange},
-		setNodeVersion, msgs...)
+	return s.r.Update(ctx, n, evs...)
 }
 
 // DeleteAccount implements app.Nodes.
@@ -323,6 +314,9 @@ func messages(ctx context.Context, evs ...domain.Event) ([]*nats.Msg, error) {
 	return events.Messages(ctx, Producer, evs, wire.Event)
 }
 
-// The versions of the values a store returns, for their next update.
-func setJoinTokenVersion(v *domain.JoinToken, version uint64) { v.Version = version }
-func setNodeVersion(v *domain.Node, version uint64)           { v.Version = version }
+// records keeps values of one kind in s, their writes with their events,
+// answering a missing one with notFound.
+func records[T any](s *kv.Store[T], key func(*T) string, version func(*T) *uint64, notFound error) kv.Records[T, domain.Event] {
+	return kv.Records[T, domain.Event]{Store: s, Key: key, Version: version, Messages: messages,
+		NotFound: notFound, Conflict: domain.ErrConcurrentChange}
+}
