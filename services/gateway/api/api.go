@@ -254,22 +254,38 @@ type EnvVar struct {
 // AppSpec is what a user sets on an application: the body of a creation,
 // and (as a JSON merge patch) of an update.
 type AppSpec struct {
-	Name             string            `json:"name"`
-	Description      string            `json:"description"`
-	InputImage       string            `json:"input_image"`
-	OutputImage      string            `json:"output_image"`
-	ISVProdID        uint32            `json:"isvprodid"`
-	ISVSVN           uint32            `json:"isvsvn"`
-	MemorySize       uint64            `json:"memory_size"`
-	Threads          uint32            `json:"threads"`
-	Entrypoint       []string          `json:"entrypoint"`
-	Args             []string          `json:"args"`
-	AllowCmdlineArgs bool              `json:"allow_cmdline_args"`
-	Env              []EnvVar          `json:"env"`
-	PassthroughEnv   []string          `json:"passthrough_env"`
-	RWDirs           []string          `json:"rw_dirs"`
-	Debug            bool              `json:"debug"`
-	Certificate      CertificateConfig `json:"certificate"`
+	// Name is 1 to 64 letters, digits, '.', '_' or '-', unique in the
+	// account.
+	Name        string `json:"name"`
+	Description string `json:"description"`
+	// InputImage is the image to convert, with its registry, e.g.
+	// registry.example.com/team/app:1; OutputImage the repository of the
+	// converted images, without a tag.
+	InputImage  string `json:"input_image"`
+	OutputImage string `json:"output_image"`
+	// ISVProdID and ISVSVN are the enclave's product id and security
+	// version (0 to 65535).
+	ISVProdID uint32 `json:"isvprodid"`
+	ISVSVN    uint32 `json:"isvsvn"`
+	// MemorySize is the enclave's memory in bytes (Gramine's
+	// sgx.enclave_size): a power of two, 32 MiB to 64 GiB. Threads is 1
+	// to 256.
+	MemorySize uint64 `json:"memory_size"`
+	Threads    uint32 `json:"threads"`
+	// Entrypoint empty runs the input image's own, with Args; with
+	// AllowCmdlineArgs, arguments given at run time replace Args, unmeasured.
+	Entrypoint       []string `json:"entrypoint"`
+	Args             []string `json:"args"`
+	AllowCmdlineArgs bool     `json:"allow_cmdline_args"`
+	// Env is fixed (measured); PassthroughEnv names the variables the host
+	// may pass through, RWDirs the writable directories (not measured).
+	Env            []EnvVar `json:"env"`
+	PassthroughEnv []string `json:"passthrough_env"`
+	RWDirs         []string `json:"rw_dirs"`
+	// Debug builds a debug enclave, whose memory the host can read; it
+	// has another MRENCLAVE than the production build.
+	Debug       bool              `json:"debug"`
+	Certificate CertificateConfig `json:"certificate"`
 }
 
 // App is an application.
@@ -410,20 +426,26 @@ type Instance struct {
 
 // Node is an enrolled compute node.
 type Node struct {
-	ID                string            `json:"id"`
-	Name              string            `json:"name"`
-	Labels            map[string]string `json:"labels"`
-	Status            string            `json:"status"`
-	StatusReason      string            `json:"status_reason,omitempty"`
-	JoinTokenID       string            `json:"join_token_id"`
-	CertificateSerial string            `json:"certificate_serial"`
-	Attested          bool              `json:"attested"`
-	Simulated         bool              `json:"simulated"`
-	VerdictID         string            `json:"verdict_id,omitempty"`
-	EnrolledAt        time.Time         `json:"enrolled_at"`
-	LastHeartbeat     *time.Time        `json:"last_heartbeat,omitempty"`
-	LastAttested      *time.Time        `json:"last_attested,omitempty"`
-	Instances         []Instance        `json:"instances"`
+	ID     string            `json:"id"`
+	Name   string            `json:"name"`
+	Labels map[string]string `json:"labels"`
+	// Status is active, unreachable (silent past the heartbeat timeout),
+	// untrusted (its re-attestation failed or is overdue) or deregistered;
+	// StatusReason says why when it is not active.
+	Status       string `json:"status"`
+	StatusReason string `json:"status_reason,omitempty"`
+	JoinTokenID  string `json:"join_token_id"`
+	// CertificateSerial is the node's current client certificate's, hex.
+	CertificateSerial string `json:"certificate_serial"`
+	// Attested: the node presented TEE evidence (Simulated: simulated
+	// evidence), judged by the verdict VerdictID.
+	Attested      bool       `json:"attested"`
+	Simulated     bool       `json:"simulated"`
+	VerdictID     string     `json:"verdict_id,omitempty"`
+	EnrolledAt    time.Time  `json:"enrolled_at"`
+	LastHeartbeat *time.Time `json:"last_heartbeat,omitempty"`
+	LastAttested  *time.Time `json:"last_attested,omitempty"`
+	Instances     []Instance `json:"instances"`
 }
 
 // Enroll is what a node agent sends to join an account.
