@@ -53,29 +53,3 @@ func WaitForEvent(t testing.TB, js jetstream.JetStream, producer string, m proto
 		return err == nil
 	}, "no %s event on %s", proto.MessageName(m), subject)
 }
-
-// OutboxRecovery is what CheckOutboxRecovery needs of a service.
-type OutboxRecovery struct {
-	// Start runs the service with recovery every interval and opts on
-	// every store, on n; it returns when the service is up.
-	Start func(t *testing.T, n *NATS, every time.Duration, opts []kv.Option)
-	// Write makes one write whose events include Event, from Producer.
-	Write    func(t *testing.T, n *NATS)
-	Producer string
-	Event    proto.Message
-}
-
-// CheckOutboxRecovery checks that a service publishes an event whose
-// publish failed right after its write committed, while it runs on: with
-// the first publish failing, the write's event still reaches the stream,
-// which only the service's periodic outbox recovery can do.
-func CheckOutboxRecovery(t *testing.T, c OutboxRecovery) {
-	t.Helper()
-	n := StartNATS(t)
-	_, js := n.JetStream(t)
-	fail, failed := FailFirstPublish()
-	c.Start(t, n, 100*time.Millisecond, []kv.Option{fail})
-	c.Write(t, n)
-	Eventually(t, 20*time.Second, failed, "the write never committed with its publish failing")
-	WaitForEvent(t, js, c.Producer, c.Event, 20*time.Second)
-}

@@ -3,12 +3,12 @@ package account_test
 import (
 	"context"
 	"testing"
-	"time"
+
+	"github.com/nats-io/nats.go"
 
 	accountv1 "github.com/cloister-cc/cloister/libs/gen/cloister/account/v1"
-	"github.com/cloister-cc/cloister/libs/kv"
 	"github.com/cloister-cc/cloister/libs/service"
-	"github.com/cloister-cc/cloister/libs/testkit"
+	"github.com/cloister-cc/cloister/libs/testkit/servicetest"
 	"github.com/cloister-cc/cloister/services/account"
 )
 
@@ -16,16 +16,12 @@ import (
 // failed after the user was recorded is delivered by the service's
 // periodic outbox recovery while the service runs on.
 func TestOutboxRecoveredWithoutRestart(t *testing.T) {
-	testkit.CheckOutboxRecovery(t, testkit.OutboxRecovery{
-		Start: func(t *testing.T, n *testkit.NATS, every time.Duration, opts []kv.Option) {
-			svc, err := account.Start(context.Background(), account.Config{Options: service.Options{NATS: n.Connect(t), RecoverEvery: every, KVOptions: opts}, PasswordCost: &account.PasswordCost{Memory: 1024, Time: 1, Threads: 1}})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(svc.Stop)
+	servicetest.CheckOutboxRecovery(t, servicetest.OutboxRecovery[*account.Service]{
+		Start: func(ctx context.Context, o service.Options) (*account.Service, error) {
+			return account.Start(ctx, account.Config{Options: o, PasswordCost: &account.PasswordCost{Memory: 1024, Time: 1, Threads: 1}})
 		},
-		Write: func(t *testing.T, n *testkit.NATS) {
-			if _, err := accountv1.NewAccountClient(n.Connect(t)).SignUp(context.Background(), &accountv1.SignUpRequest{Email: "ada@example.com", Password: "correct horse battery"}); err != nil {
+		Write: func(t *testing.T, nc *nats.Conn) {
+			if _, err := accountv1.NewAccountClient(nc).SignUp(context.Background(), &accountv1.SignUpRequest{Email: "ada@example.com", Password: "correct horse battery"}); err != nil {
 				t.Fatal(err)
 			}
 		},

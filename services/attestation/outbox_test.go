@@ -3,14 +3,13 @@ package attestation_test
 import (
 	"context"
 	"testing"
-	"time"
 
 	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
 
 	attestationv1 "github.com/cloister-cc/cloister/libs/gen/cloister/attestation/v1"
-	"github.com/cloister-cc/cloister/libs/kv"
 	"github.com/cloister-cc/cloister/libs/service"
-	"github.com/cloister-cc/cloister/libs/testkit"
+	"github.com/cloister-cc/cloister/libs/testkit/servicetest"
 	"github.com/cloister-cc/cloister/services/attestation"
 )
 
@@ -18,16 +17,12 @@ import (
 // publish failed after the policy was recorded is delivered by the
 // service's periodic outbox recovery while the service runs on.
 func TestOutboxRecoveredWithoutRestart(t *testing.T) {
-	testkit.CheckOutboxRecovery(t, testkit.OutboxRecovery{
-		Start: func(t *testing.T, n *testkit.NATS, every time.Duration, opts []kv.Option) {
-			svc, err := attestation.Start(context.Background(), attestation.Config{Options: service.Options{NATS: n.Connect(t), RecoverEvery: every, KVOptions: opts}})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(svc.Stop)
+	servicetest.CheckOutboxRecovery(t, servicetest.OutboxRecovery[*attestation.Service]{
+		Start: func(ctx context.Context, o service.Options) (*attestation.Service, error) {
+			return attestation.Start(ctx, attestation.Config{Options: o})
 		},
-		Write: func(t *testing.T, n *testkit.NATS) {
-			if _, err := attestationv1.NewAttestationClient(n.Connect(t)).SetPolicy(context.Background(), &attestationv1.SetPolicyRequest{AccountId: uuid.NewString(),
+		Write: func(t *testing.T, nc *nats.Conn) {
+			if _, err := attestationv1.NewAttestationClient(nc).SetPolicy(context.Background(), &attestationv1.SetPolicyRequest{AccountId: uuid.NewString(),
 				Policy: &attestationv1.Policy{AcceptStatuses: []string{"UpToDate"}}}); err != nil {
 				t.Fatal(err)
 			}

@@ -4,17 +4,17 @@ import (
 	"bytes"
 	"context"
 	"testing"
-	"time"
 
 	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/cloister-cc/cloister/libs/events"
 	accountv1 "github.com/cloister-cc/cloister/libs/gen/cloister/account/v1"
 	cav1 "github.com/cloister-cc/cloister/libs/gen/cloister/ca/v1"
-	"github.com/cloister-cc/cloister/libs/kv"
 	"github.com/cloister-cc/cloister/libs/pki"
 	"github.com/cloister-cc/cloister/libs/service"
-	"github.com/cloister-cc/cloister/libs/testkit"
+	"github.com/cloister-cc/cloister/libs/testkit/servicetest"
 	"github.com/cloister-cc/cloister/services/ca"
 )
 
@@ -23,16 +23,12 @@ import (
 // service's periodic outbox recovery while the service runs on.
 func TestOutboxRecoveredWithoutRestart(t *testing.T) {
 	kek, _ := pki.NewKEK(bytes.Repeat([]byte{5}, pki.KEKSize))
-	testkit.CheckOutboxRecovery(t, testkit.OutboxRecovery{
-		Start: func(t *testing.T, n *testkit.NATS, every time.Duration, opts []kv.Option) {
-			svc, err := ca.Start(context.Background(), ca.Config{Options: service.Options{NATS: n.Connect(t), RecoverEvery: every, KVOptions: opts}, KEK: kek})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(svc.Stop)
+	servicetest.CheckOutboxRecovery(t, servicetest.OutboxRecovery[*ca.Service]{
+		Start: func(ctx context.Context, o service.Options) (*ca.Service, error) {
+			return ca.Start(ctx, ca.Config{Options: o, KEK: kek})
 		},
 		// A new account's CA is recorded with its event.
-		Write: func(t *testing.T, n *testkit.NATS) {
+		Write: func(t *testing.T, nc *nats.Conn) {
 			ctx := context.Background()
 			id := uuid.NewString()
 			created := &accountv1.AccountCreated{Account: &accountv1.Account{Id: id, Name: "A"}}
@@ -40,7 +36,10 @@ func TestOutboxRecoveredWithoutRestart(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			_, js := n.JetStream(t)
+			js, err := jetstream.New(nc)
+			if err != nil {
+				t.Fatal(err)
+			}
 			if err := events.Publish(ctx, js, msg); err != nil {
 				t.Fatal(err)
 			}

@@ -4,15 +4,14 @@ import (
 	"bytes"
 	"context"
 	"testing"
-	"time"
 
 	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
 
 	imageconverterv1 "github.com/cloister-cc/cloister/libs/gen/cloister/imageconverter/v1"
-	"github.com/cloister-cc/cloister/libs/kv"
 	"github.com/cloister-cc/cloister/libs/pki"
 	"github.com/cloister-cc/cloister/libs/service"
-	"github.com/cloister-cc/cloister/libs/testkit"
+	"github.com/cloister-cc/cloister/libs/testkit/servicetest"
 	"github.com/cloister-cc/cloister/services/imageconverter"
 	"github.com/cloister-cc/cloister/services/imageconverter/internal/store"
 )
@@ -22,16 +21,12 @@ import (
 // recovery, while the service runs on.
 func TestOutboxRecoveredWithoutRestart(t *testing.T) {
 	kek, _ := pki.NewKEK(bytes.Repeat([]byte{5}, pki.KEKSize))
-	testkit.CheckOutboxRecovery(t, testkit.OutboxRecovery{
-		Start: func(t *testing.T, n *testkit.NATS, every time.Duration, opts []kv.Option) {
-			svc, err := imageconverter.Start(context.Background(), imageconverter.Config{Options: service.Options{NATS: n.Connect(t), RecoverEvery: every, KVOptions: opts}, KEK: kek, GenerateKey: reuseKey})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(svc.Stop)
+	servicetest.CheckOutboxRecovery(t, servicetest.OutboxRecovery[*imageconverter.Service]{
+		Start: func(ctx context.Context, o service.Options) (*imageconverter.Service, error) {
+			return imageconverter.Start(ctx, imageconverter.Config{Options: o, KEK: kek, GenerateKey: reuseKey})
 		},
-		Write: func(t *testing.T, n *testkit.NATS) {
-			if _, err := imageconverterv1.NewImageConverterClient(n.Connect(t)).CreateApp(context.Background(), &imageconverterv1.CreateAppRequest{AccountId: uuid.NewString(),
+		Write: func(t *testing.T, nc *nats.Conn) {
+			if _, err := imageconverterv1.NewImageConverterClient(nc).CreateApp(context.Background(), &imageconverterv1.CreateAppRequest{AccountId: uuid.NewString(),
 				Spec: helloSpec(), Actor: actor}); err != nil {
 				t.Fatal(err)
 			}

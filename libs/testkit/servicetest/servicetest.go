@@ -14,11 +14,15 @@ import (
 	"bytes"
 	"context"
 	"testing"
+	"time"
 
 	"github.com/cloister-cc/cloister/libs/cache"
+	"github.com/cloister-cc/cloister/libs/kv"
 	"github.com/cloister-cc/cloister/libs/pki"
 	"github.com/cloister-cc/cloister/libs/service"
 	"github.com/cloister-cc/cloister/libs/testkit"
+	"github.com/nats-io/nats.go"
+	"google.golang.org/protobuf/proto"
 )
 
 // Stack is one test's deployment.
@@ -73,4 +77,33 @@ func Start[S interface{ Stop() }](s *Stack, start func(ctx context.Context, o se
 	}
 	s.T.Cleanup(svc.Stop)
 	return svc
+}
+
+// OutboxRecovery is what CheckOutboxRecovery needs of a service.
+type OutboxRecovery[S interface{ Stop() }] struct {
+	// Start starts the service with o (its outbox recovery frequent, its
+	// stores failing their first publish).
+	Start func(ctx context.Context, o service.Options) (S, error)
+	// Write makes, on nc, one write whose events include Event, from
+	// Producer.
+	Write    func(t *testing.T, nc *nats.Conn)
+	Producer string
+	Event    proto.Message
+}
+
+// CheckOutboxRecovery checks that a service publishes an event whose
+// publish failed after its write committed, while it runs on: its
+// periodic outbox recovery delivers it, no restart needed.
+func CheckOutboxRecovery[S interface{ Stop() }](t *testing.T, c OutboxRecovery[S]) {
+	t.Helper()
+	st := New(t)
+	fail, failed := testkit.FailFirstPublish()
+	Start(st, func(ctx context.Context, o service.Options) (S, error) {
+		o.RecoverEvery, o.KVOptions = 100*time.Millisecond, []kv.Option{fail}
+		return c.Start(ctx, o)
+	})
+	c.Write(t, st.NATS.Connect(t))
+	testkit.Eventually(t, 20*time.Second, failed, "the write never committed with its publish failing")
+	_, js := st.NATS.JetStream(t)
+	testkit.WaitForEvent(t, js, c.Producer, c.Event, 20*time.Second)
 }
