@@ -17,7 +17,6 @@ import (
 
 	"github.com/cloister-cc/cloister/libs/errs"
 	accountv1 "github.com/cloister-cc/cloister/libs/gen/cloister/account/v1"
-	attestationv1 "github.com/cloister-cc/cloister/libs/gen/cloister/attestation/v1"
 	cav1 "github.com/cloister-cc/cloister/libs/gen/cloister/ca/v1"
 	noderegistryv1 "github.com/cloister-cc/cloister/libs/gen/cloister/noderegistry/v1"
 	"github.com/cloister-cc/cloister/libs/testkit"
@@ -202,19 +201,9 @@ func TestEnrolPolicyRequiresEvidence(t *testing.T) {
 	ctx := context.Background()
 	s := newStack(t, nil, 0)
 	acct := s.account()
-	if _, err := s.att.SetPolicy(ctx, &attestationv1.SetPolicyRequest{AccountId: acct, Policy: &attestationv1.Policy{
-		AcceptStatuses: []string{"UpToDate"}, AllowSimulation: true, RequireNodeAttestation: true}}); err != nil {
-		t.Fatal(err)
-	}
+	s.requireNodeEvidence(acct)
 	tok := s.token(acct, &noderegistryv1.CreateJoinTokenRequest{MaxUses: 10})
-	uses := func() uint32 {
-		t.Helper()
-		list, err := s.nr.ListJoinTokens(ctx, &noderegistryv1.ListJoinTokensRequest{Actor: actor, AccountId: acct})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return list.GetTokens()[0].GetUses()
-	}
+	uses := func() uint32 { return s.uses(acct, tok.GetToken().GetId()) }
 
 	_, err := s.enroll(tok.GetSecret(), nil)
 	wantRefused(t, "Enroll without evidence", err, errs.PermissionDenied,

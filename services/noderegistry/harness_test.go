@@ -377,3 +377,29 @@ func stoppableRedis(t testing.TB) (*testkit.RedisServer, *redis.Client, cache.Ca
 }
 
 func sha256Sum(s string) [32]byte { return sha256.Sum256([]byte(s)) }
+
+// requireNodeEvidence sets the account's policy to accept simulated
+// evidence and to require evidence of every node that enrols.
+func (s *stack) requireNodeEvidence(acct string) {
+	s.t.Helper()
+	if _, err := s.att.SetPolicy(context.Background(), &attestationv1.SetPolicyRequest{AccountId: acct, Policy: &attestationv1.Policy{
+		AcceptStatuses: []string{"UpToDate"}, AllowSimulation: true, RequireNodeAttestation: true}}); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+// uses is how many uses of the account's token tokenID were taken.
+func (s *stack) uses(acct, tokenID string) uint32 {
+	s.t.Helper()
+	list, err := s.nr.ListJoinTokens(context.Background(), &noderegistryv1.ListJoinTokensRequest{Actor: actor, AccountId: acct})
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	for _, x := range list.GetTokens() {
+		if x.GetId() == tokenID {
+			return x.GetUses()
+		}
+	}
+	s.t.Fatalf("token %s not listed", tokenID)
+	return 0
+}

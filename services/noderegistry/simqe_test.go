@@ -21,25 +21,9 @@ func TestSimulatedQEForToken(t *testing.T) {
 	ctx := context.Background()
 	s := newStack(t, nil, 0)
 	acct := s.account()
-	if _, err := s.att.SetPolicy(ctx, &attestationv1.SetPolicyRequest{AccountId: acct, Policy: &attestationv1.Policy{
-		AcceptStatuses: []string{"UpToDate"}, AllowSimulation: true, RequireNodeAttestation: true}}); err != nil {
-		t.Fatal(err)
-	}
+	s.requireNodeEvidence(acct)
 	tok := s.token(acct, &noderegistryv1.CreateJoinTokenRequest{MaxUses: 1})
-	uses := func() uint32 {
-		t.Helper()
-		list, err := s.nr.ListJoinTokens(ctx, &noderegistryv1.ListJoinTokensRequest{Actor: actor, AccountId: acct})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, x := range list.GetTokens() {
-			if x.GetId() == tok.GetToken().GetId() {
-				return x.GetUses()
-			}
-		}
-		t.Fatal("token not listed")
-		return 0
-	}
+	uses := func() uint32 { return s.uses(acct, tok.GetToken().GetId()) }
 
 	var resp *noderegistryv1.SimulatedQEForTokenResponse
 	for range 3 { // asking again takes no use of a one-use token
