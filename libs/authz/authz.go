@@ -69,6 +69,50 @@ const (
 	NodeDeregister  Action = "node.deregister"
 )
 
+// Actions are every action, in the order above.
+var Actions = []Action{
+	AccountCreate,
+	AccountGet,
+	AccountUpdate,
+	AccountDelete,
+	MemberList,
+	MemberAdd,
+	MemberSetRole,
+	MemberRemove,
+	APIKeyCreate,
+	APIKeyList,
+	APIKeyRevoke,
+	AuditList,
+	TaskList,
+	TaskGet,
+	TaskApprove,
+	TaskDeny,
+	TaskWithdraw,
+	AttestationPolicyGet,
+	AttestationPolicySet,
+	AttestationVerify,
+	CAGet,
+	CARotate,
+	CertList,
+	CertRevoke,
+	AppList,
+	AppCreate,
+	AppUpdate,
+	AppDelete,
+	SigningKeyGet,
+	ImageConvert,
+	ImageList,
+	ImageDelete,
+	RegistryList,
+	RegistryPut,
+	RegistryDelete,
+	NodeTokenCreate,
+	NodeTokenList,
+	NodeTokenRevoke,
+	NodeList,
+	NodeDeregister,
+}
+
 // The roles of an account's members.
 const (
 	RoleAdmin   = "admin"   // everything, including members, the CA and approvals
