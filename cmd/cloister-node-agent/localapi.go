@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"mime"
 	"net/http"
 	"time"
@@ -314,23 +313,13 @@ func (a *agent) forward(w http.ResponseWriter, r *http.Request, op string, body,
 	return false
 }
 
-// decodeRequest reads one JSON object into v, strictly, as the gateway does.
+// decodeRequest reads one JSON object into v, strictly, as the gateway
+// does (api.DecodeStrict).
 func decodeRequest(w http.ResponseWriter, r *http.Request, v any) error {
 	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
 		return fmt.Errorf("Content-Type must be application/json, not %q", r.Header.Get("Content-Type"))
 	}
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxRequestBytes))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
-			return fmt.Errorf("the request body is larger than %d bytes", maxRequestBytes)
-		}
-		return fmt.Errorf("the request body is not the JSON object expected: %v", err)
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return errors.New("the request body must hold a single JSON object")
-	}
-	return nil
+	return api.DecodeStrict(http.MaxBytesReader(w, r.Body, maxRequestBytes), v)
 }
 
 func writeProblem(w http.ResponseWriter, status int, code, detail string) {

@@ -4,11 +4,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"mime"
 	"net/http"
 	"strconv"
-	"strings"
 
 	"github.com/cloister-cc/cloister/libs/errs"
 	"github.com/cloister-cc/cloister/services/gateway/api"
@@ -79,63 +77,8 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
 	return DecodeStrict(body, v)
 }
 
-// DecodeStrict decodes one JSON value from body into v with the rules of
-// decodeJSON but for the content type.
-func DecodeStrict(body io.Reader, v any) error {
-	dec := json.NewDecoder(body)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return jsonError(err)
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			return jsonError(err)
-		}
-		return errs.New(errs.Invalid, "request body must hold a single JSON object")
-	}
-	return nil
-}
-
-func jsonError(err error) error {
-	var (
-		syntax  *json.SyntaxError
-		typeErr *json.UnmarshalTypeError
-		tooBig  *http.MaxBytesError
-	)
-	switch {
-	case errors.As(err, &tooBig):
-		return errs.Newf(errs.TooLarge, "request body is larger than %d bytes", MaxBodyBytes)
-	case errors.Is(err, io.EOF):
-		return errs.New(errs.Invalid, "request body is empty; send a JSON object")
-	case errors.Is(err, io.ErrUnexpectedEOF):
-		return errs.New(errs.Invalid, "request body is not complete JSON")
-	case errors.As(err, &syntax):
-		return errs.Newf(errs.Invalid, "request body is not valid JSON at byte %d: %v", syntax.Offset, syntax)
-	case errors.As(err, &typeErr):
-		if typeErr.Field == "" {
-			return errs.Newf(errs.Invalid, "request body must be a JSON object, not %s", typeErr.Value)
-		}
-		return errs.Newf(errs.Invalid, "field %q must be %s, not %s", typeErr.Field, jsonType(typeErr.Type.Kind().String()), typeErr.Value)
-	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		return errs.Newf(errs.Invalid, "unknown field %s", strings.TrimPrefix(err.Error(), "json: unknown field "))
-	}
-	return errs.Newf(errs.Invalid, "request body is not valid JSON: %v", err)
-}
-
-func jsonType(goKind string) string {
-	switch goKind {
-	case "string":
-		return "a string"
-	case "int", "int32", "int64", "uint", "uint32", "uint64", "float64":
-		return "a number"
-	case "bool":
-		return "true or false"
-	case "ptr":
-		return "a value of another type"
-	}
-	return "a " + goKind
-}
+// DecodeStrict is api.DecodeStrict: the gateway's rules for a JSON body.
+var DecodeStrict = api.DecodeStrict
 
 // pageParams reads ?limit= and ?cursor=.
 func pageParams(r *http.Request) (int32, string, error) {
