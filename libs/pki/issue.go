@@ -107,6 +107,9 @@ func CheckDNSName(n string) error {
 	if n == "" || len(n) > 253 || len(labels) < 2 {
 		return fmt.Errorf("%q is not a DNS name such as app.example.com", n)
 	}
+	if top := labels[len(labels)-1]; top != "" && strings.Trim(top, "0123456789") == "" {
+		return fmt.Errorf("%q is an IP address, not a DNS name: the CA issues for names", n)
+	}
 	for _, l := range labels {
 		if len(l) == 0 || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
 			return fmt.Errorf("%q is not a DNS name: every label must be 1 to 63 characters, not starting or ending with '-'", n)

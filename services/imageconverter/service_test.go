@@ -165,6 +165,19 @@ func TestApplicationValidation(t *testing.T) {
 		{"rw_dirs[0]", func(s *imageconverterv1.AppSpec) { s.RwDirs = []string{"relative"} }},
 		{"rw_dirs[0]", func(s *imageconverterv1.AppSpec) { s.RwDirs = []string{"/"} }},
 		{"rw_dirs[0]", func(s *imageconverterv1.AppSpec) { s.RwDirs = []string{"/opt/cloister/x"} }},
+		{"rw_dirs[0]", func(s *imageconverterv1.AppSpec) { s.RwDirs = []string{"/./data/x"} }},
+		{"rw_dirs[0]", func(s *imageconverterv1.AppSpec) { s.RwDirs = []string{"//data/x"} }},
+		{"certificate.key_path", func(s *imageconverterv1.AppSpec) {
+			s.RwDirs, s.Certificate.KeyPath = []string{"/data/x"}, "/./data/x/key.pem"
+		}},
+		{"certificate.key_path", func(s *imageconverterv1.AppSpec) {
+			s.RwDirs, s.Certificate.KeyPath = []string{"/data/x"}, "//data/x/key.pem"
+		}},
+		{"passthrough_env[0]", func(s *imageconverterv1.AppSpec) { s.PassthroughEnv = []string{"LD_PRELOAD"} }},
+		{"passthrough_env[0]", func(s *imageconverterv1.AppSpec) { s.PassthroughEnv = []string{"LD_LIBRARY_PATH"} }},
+		{"passthrough_env[0]", func(s *imageconverterv1.AppSpec) { s.PassthroughEnv = []string{"PATH"} }},
+		{"certificate.domain", func(s *imageconverterv1.AppSpec) { s.Certificate.Domain = "10.0.0.1" }},
+		{"certificate.domain", func(s *imageconverterv1.AppSpec) { s.Certificate.Domain = "192.168.1.20" }},
 		{"certificate.domain", func(s *imageconverterv1.AppSpec) { s.Certificate.Domain = "*.cloister.test" }},
 		{"certificate.domain", func(s *imageconverterv1.AppSpec) { s.Certificate.Domain = "localhost" }},
 		{"certificate.key_type", func(s *imageconverterv1.AppSpec) { s.Certificate.KeyType = "rsa-1024" }},

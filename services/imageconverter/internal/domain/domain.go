@@ -240,6 +240,8 @@ func (s AppSpec) checkEnv() error {
 			return invalid(field, "%q is not a variable name", n)
 		case seen[n]:
 			return invalid(field, "%s is already set (or listed twice): a variable is fixed or passed through, not both", n)
+		case strings.HasPrefix(n, "LD_") || n == "PATH":
+			return invalid(field, "%s steers the loader or what runs: the host may not set it; fix it in env if the application needs it", n)
 		}
 		seen[n] = true
 	}
