@@ -1871,10 +1871,11 @@ func kEnvValue(c *kContainer, name string) *string {
 }
 
 // registryDenyExampleProblems checks the commented CLOISTER_REGISTRY_DENY
-// of imageconverter.yaml (src): the server accepts it, and since the list
-// replaces the default, it still denies every network of the default, as
-// well as the private networks a cluster's pods and services live in,
-// while a public registry stays reachable.
+// of imageconverter.yaml (src), which shows how to reach a registry on a
+// LAN (192.168.0.0/16): the server accepts it, and since the list replaces
+// the default, it still denies the cluster's pod and service networks,
+// loopback and every cloud metadata address, while the LAN and a public
+// registry stay reachable.
 func registryDenyExampleProblems(src string) []string {
 	match := regexp.MustCompile(`(?m)^\s*#\s*- name: CLOISTER_REGISTRY_DENY\n\s*#\s*value: (\S+)\s*$`).FindStringSubmatch(src)
 	if match == nil {
@@ -1893,22 +1894,18 @@ func registryDenyExampleProblems(src string) []string {
 	if err != nil {
 		return problems // checkServerRun reports it
 	}
-	for _, p := range netguard.DefaultDeny {
-		if !slices.Contains(deny, p) {
-			bad("drops %s of the default list, which it replaces", p)
-		}
-	}
 	guard := netguard.New(deny)
 	// kubeadm's service and API server addresses, flannel's and k3s's
-	// pods, Docker's bridge, a LAN, loopback, CGNAT, IPv6 ULA.
-	for _, a := range []string{"10.96.0.1", "10.244.0.5", "10.42.0.7", "172.17.0.1", "192.168.1.10", "127.0.0.1", "100.64.0.1", "fd00::1", "::1"} {
+	// pods, Docker's bridge, loopback, CGNAT, IPv6 ULA, cloud metadata.
+	for _, a := range []string{"10.96.0.1", "10.244.0.5", "10.42.0.7", "172.17.0.1", "127.0.0.1", "100.64.0.1", "fd00::1", "::1",
+		"169.254.169.254", "fd00:ec2::254", "100.100.100.200"} {
 		if guard.Check(netip.MustParseAddr(a)) == nil {
-			bad("allows %s, a private address", a)
+			bad("allows %s, an address the converter must not reach in a cluster", a)
 		}
 	}
-	for _, a := range []string{"104.16.0.1", "2606:4700::1"} {
+	for _, a := range []string{"192.168.1.10", "104.16.0.1", "2606:4700::1"} {
 		if err := guard.Check(netip.MustParseAddr(a)); err != nil {
-			bad("refuses %s, a public address: %v", a, err)
+			bad("refuses %s, which it means to let through: %v", a, err)
 		}
 	}
 	return problems
@@ -1931,9 +1928,9 @@ func TestDeployKubeRegistryDenyExampleCanFail(t *testing.T) {
 	wantDeployProblem(t, registryDenyExampleProblems("env: []\n"), "no commented example")
 	wantDeployProblem(t, registryDenyExampleProblems(example("10.0.0.0/8,nonsense")), "would refuse to start", "nonsense")
 	problems := registryDenyExampleProblems(example("10.0.0.0/8,0.0.0.0/0"))
-	wantDeployProblem(t, problems, "drops 169.254.0.0/16")
 	wantDeployProblem(t, problems, "allows fd00::1")
 	wantDeployProblem(t, problems, "refuses 104.16.0.1")
+	wantDeployProblem(t, registryDenyExampleProblems(example("10.0.0.0/8")), "allows 169.254.169.254")
 }
 
 // ---------------------------------------------------------------------

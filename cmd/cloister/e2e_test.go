@@ -76,11 +76,13 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-// startServer starts `cloister server -dev` on dataDir and waits until it is ready.
+// startServer starts `cloister server -dev` on dataDir and waits until it
+// is ready. The tests' registries live on loopback, which the converter
+// may reach only when told: --registry-deny keeps link-local denied.
 func startServer(t *testing.T, dataDir, addr string) *exec.Cmd {
 	t.Helper()
 	return startServerArgs(t, addr, "-dev", "--data-dir", dataDir, "--launcher", launcherBinary(t), "--registry=",
-		"--gramine-image", standInRuntimeRef(t))
+		"--gramine-image", standInRuntimeRef(t), "--registry-deny=169.254.0.0/16,fe80::/10")
 }
 
 // standInRuntimeRef serves, once per test binary, an in-process registry

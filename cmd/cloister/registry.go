@@ -11,6 +11,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
+	"strconv"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -159,4 +161,35 @@ func sampleImage(binary []byte) (v1.Image, error) {
 		return nil, fmt.Errorf("building the sample image: %w", err)
 	}
 	return img, nil
+}
+
+// builtInRegistryAddrs are the addresses of the registry this process
+// serves (--registry), which the converter may reach whatever
+// --registry-deny says: -dev's built-in registry lives on loopback, which
+// the default denies.
+func builtInRegistryAddrs(ctx context.Context, cfg serverconfig.Config) []netip.AddrPort {
+	if cfg.Registry == "" {
+		return nil
+	}
+	local := serverconfig.LocalAddr(cfg.Registry)
+	if ap, err := netip.ParseAddrPort(local); err == nil {
+		return []netip.AddrPort{ap}
+	}
+	host, portText, err := net.SplitHostPort(local)
+	if err != nil {
+		return nil
+	}
+	port, err := strconv.ParseUint(portText, 10, 16)
+	if err != nil {
+		return nil
+	}
+	addrs, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+	if err != nil {
+		return nil
+	}
+	out := make([]netip.AddrPort, 0, len(addrs))
+	for _, a := range addrs {
+		out = append(out, netip.AddrPortFrom(a.Unmap(), uint16(port)))
+	}
+	return out
 }

@@ -157,8 +157,9 @@ func runServer(ctx context.Context, cfg serverconfig.Config) error {
 				logger.Warn("no cloister-launcher found (--launcher): this process converts nothing; conversion jobs wait for one that can")
 			}
 			deny, _ := netguard.ParsePrefixes(cfg.RegistryDeny) // checked by validate
+			guard := netguard.New(deny, builtInRegistryAddrs(ctx, cfg)...)
 			icfg := imageconverter.Config{Options: opts, KEK: kek, Launcher: launcher, GramineImage: firstNonEmpty(cfg.GramineImage, serverconfig.DefaultGramineImage),
-				RegistryOptions: []remote.Option{remote.WithTransport(netguard.New(deny).Transport())}}
+				RegistryOptions: []remote.Option{remote.WithTransport(guard.Transport())}}
 			if cfg.GramineImage == "" && cfg.Registry != "" {
 				rt, err := enclave.StandInRuntime(serverconfig.LocalAddr(cfg.Registry) + "/" + serverconfig.StandInRuntimeRepository)
 				if err != nil {

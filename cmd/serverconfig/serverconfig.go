@@ -170,8 +170,8 @@ func AddFlags(f *pflag.FlagSet, cfg *Config) {
 	f.StringVar(&cfg.Registry, "registry", "", "address of a built-in OCI registry to serve (plain HTTP, no authentication, in memory: its images are lost when the server stops), "+
 		"for trying Cloister without one; the sample application is published to it as <address>/"+SampleRepository+":"+SampleTag+". Default none, or "+DevRegistry+" with -dev")
 	f.StringSliceVar(&cfg.RegistryDeny, "registry-deny", prefixStrings(netguard.DefaultDeny), "networks (CIDR, comma-separated) the image converter may not connect to, "+
-		"whatever registry a user names: the default keeps it from link-local addresses such as cloud metadata services; add loopback and private networks "+
-		"where no registry lives there (the list replaces the default)")
+		"whatever registry a user names: the default keeps it from loopback, private networks, where a deployment's own services live, and cloud metadata services; "+
+		"to reach a registry on a private network give the list without that network (it replaces the default); the registry this process serves (--registry) is always reachable")
 	f.StringVar(&cfg.PublicURL, "public-url", "", "the URL users and relying parties reach the gateway at, e.g. https://cloister.example.com: "+
 		"application certificates name their CRL and OCSP responder there, and the web console marks its cookies Secure when it is https (a proxy in front ends TLS) "+
 		"and shows it in the commands it gives; default: none in certificates, and what each request came to in the console")

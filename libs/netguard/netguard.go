@@ -21,17 +21,27 @@ import (
 	"time"
 )
 
-// DefaultDeny are the networks no registry lives on: "this" network,
-// link-local (where cloud metadata services answer), multicast and
-// reserved space, in IPv4 and IPv6. Loopback and private networks are
-// not in it, since registries often live there; deny them where they
-// should not be reached.
+// DefaultDeny are the networks the converter may not reach unless an
+// operator says otherwise: loopback, the private networks (RFC 1918,
+// RFC 4193 unique local, 100.64.0.0/10 shared address space), where a
+// deployment's own services and cloud metadata (169.254.169.254,
+// fd00:ec2::254, 100.100.100.200) answer, link-local, "this" network,
+// multicast and reserved space, in IPv4 and IPv6. A registry on one of
+// them is allowed by replacing the list (--registry-deny), and the
+// built-in registry of -dev by its address (New's allow).
 var DefaultDeny = []netip.Prefix{
 	netip.MustParsePrefix("0.0.0.0/8"),
+	netip.MustParsePrefix("10.0.0.0/8"),
+	netip.MustParsePrefix("100.64.0.0/10"),
+	netip.MustParsePrefix("127.0.0.0/8"),
 	netip.MustParsePrefix("169.254.0.0/16"),
+	netip.MustParsePrefix("172.16.0.0/12"),
+	netip.MustParsePrefix("192.168.0.0/16"),
 	netip.MustParsePrefix("224.0.0.0/4"),
 	netip.MustParsePrefix("240.0.0.0/4"),
 	netip.MustParsePrefix("::/128"),
+	netip.MustParsePrefix("::1/128"),
+	netip.MustParsePrefix("fc00::/7"),
 	netip.MustParsePrefix("fe80::/10"),
 	netip.MustParsePrefix("ff00::/8"),
 }
@@ -47,11 +57,15 @@ func (e *DeniedError) Error() string {
 }
 
 // Guard refuses connections to its denied networks.
-type Guard struct{ deny []netip.Prefix }
+type Guard struct {
+	deny  []netip.Prefix
+	allow []netip.AddrPort
+}
 
-// New returns a guard that denies the given networks.
-func New(deny []netip.Prefix) *Guard {
-	return &Guard{deny: slices.Clone(deny)}
+// New returns a guard that denies the given networks but for the
+// addresses (with their port) in allow: -dev's built-in registry.
+func New(deny []netip.Prefix, allow ...netip.AddrPort) *Guard {
+	return &Guard{deny: slices.Clone(deny), allow: slices.Clone(allow)}
 }
 
 // ParsePrefixes reads networks in CIDR notation (a bare address is one
@@ -97,6 +111,9 @@ func (g *Guard) Control(_, address string, _ syscall.RawConn) error {
 	ap, err := netip.ParseAddrPort(address)
 	if err != nil {
 		return fmt.Errorf("netguard: cannot read the address %q: %w", address, err)
+	}
+	if slices.Contains(g.allow, netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())) {
+		return nil
 	}
 	return g.Check(ap.Addr())
 }

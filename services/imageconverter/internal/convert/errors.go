@@ -70,6 +70,16 @@ func registryError(err error, other Reason, what string) *Error {
 		return e
 	}
 	r, hint := reasonOf(err, other)
+	// A registry's answer is named by its status alone: its body or banner
+	// is the registry's to say, and may be anything (an internal service's
+	// page, once the converter was pointed at one).
+	var te *transport.Error
+	if errors.As(err, &te) {
+		if hint == "" {
+			hint = "the registry refused the request"
+		}
+		return &Error{Reason: r, Err: fmt.Errorf("%s: %s (HTTP %d %s)", what, hint, te.StatusCode, http.StatusText(te.StatusCode))}
+	}
 	if hint != "" {
 		return &Error{Reason: r, Err: fmt.Errorf("%s: %s: %w", what, hint, err)}
 	}

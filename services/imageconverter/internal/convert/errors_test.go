@@ -1,0 +1,43 @@
+package convert
+
+import (
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+)
+
+// TestRegistryErrorHidesTheBody: a registry's refusal reaches the user as
+// its failure class and HTTP status, never its body, which may be any
+// service's page or banner.
+func TestRegistryErrorHidesTheBody(t *testing.T) {
+	const banner = "Welcome to internal-admin 2.3 (db=10.1.2.3, token=s3cr3t)"
+	for _, c := range []struct {
+		status int
+		reason Reason
+	}{{http.StatusForbidden, ReasonUnauthorized}, {http.StatusNotFound, ReasonNotFound}, {http.StatusTeapot, ReasonInvalidImage}} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.WriteHeader(c.status)
+			_, _ = w.Write([]byte(banner))
+		}))
+		ref, err := name.ParseReference(strings.TrimPrefix(srv.URL, "http://")+"/app:1", name.Insecure)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = remote.Get(ref)
+		srv.Close()
+		if err == nil {
+			t.Fatalf("%d: remote.Get succeeded", c.status)
+		}
+		e := registryError(err, ReasonInvalidImage, "pulling "+ref.String())
+		msg := e.Error()
+		if e.Reason != c.reason || strings.Contains(msg, "s3cr3t") || strings.Contains(msg, "internal-admin") ||
+			!strings.Contains(msg, fmt.Sprintf("(HTTP %d ", c.status)) {
+			t.Errorf("%d: registryError = %q (reason %s), want reason %s and the status without the body", c.status, msg, e.Reason, c.reason)
+		}
+	}
+}
