@@ -79,23 +79,58 @@ func TestConsoleSignUpSessionAndLogout(t *testing.T) {
 	}
 }
 
+// TestConsoleCookiesAreSecureOverTLS: over https the console's cookies
+// are Secure, HttpOnly and __Host- prefixed (this origin only, path /,
+// no Domain), so a sibling subdomain cannot plant or shadow them.
 func TestConsoleCookiesAreSecureOverTLS(t *testing.T) {
 	s := newStack(t, memory(t))
 	b := newConsoleClient(t, consoleTLSServer(t, s.gw))
 	p := b.get("/signup")
-	if ck := p.cookie("cloister_csrf"); ck == nil || !ck.Secure || !ck.HttpOnly || ck.SameSite != http.SameSiteStrictMode {
-		t.Fatalf("CSRF cookie over TLS = %+v, want Secure, HttpOnly, SameSite=Strict", ck)
+	if ck := p.cookie("__Host-cloister_csrf"); ck == nil || !ck.Secure || !ck.HttpOnly || ck.SameSite != http.SameSiteStrictMode || ck.Path != "/" || ck.Domain != "" {
+		t.Fatalf("CSRF cookie over TLS = %+v, want __Host-, Secure, HttpOnly, SameSite=Strict, path /", ck)
+	}
+	if ck := p.cookie("cloister_csrf"); ck != nil {
+		t.Fatalf("over TLS the CSRF cookie is also set without its prefix: %+v", ck)
 	}
 	if b.csrf == "" || consoleCSRFField.FindStringSubmatch(p.body) == nil {
 		t.Fatalf("the sign-up page over TLS has no CSRF token: %s", p.body)
 	}
 	p = b.post("/signup", url.Values{"email": {"ada@example.com"}, "password": {consolePassword}, "confirm": {consolePassword}})
-	ck := p.cookie("cloister_session")
-	if p.status != http.StatusSeeOther || ck == nil || !ck.Secure || !ck.HttpOnly || ck.SameSite != http.SameSiteLaxMode {
-		t.Fatalf("sign-up over TLS = %d, session cookie %+v, want Secure, HttpOnly, SameSite=Lax", p.status, ck)
+	ck := p.cookie("__Host-cloister_session")
+	if p.status != http.StatusSeeOther || ck == nil || !ck.Secure || !ck.HttpOnly || ck.SameSite != http.SameSiteLaxMode || ck.Path != "/" || ck.Domain != "" {
+		t.Fatalf("sign-up over TLS = %d, session cookie %+v, want __Host-, Secure, HttpOnly, SameSite=Lax, path /", p.status, ck)
 	}
 	if p = b.follow(p); p.status != 200 || !strings.Contains(p.body, "ada@example.com") {
 		t.Fatalf("after sign-up over TLS: %d %s", p.status, p.body)
+	}
+	if got := b.post("/accounts", url.Values{"name": {"Over TLS"}}); got.status != http.StatusSeeOther {
+		t.Fatalf("a form over TLS after sign-up = %d %s", got.status, got.body)
+	}
+}
+
+// TestConsoleCSRFBoundToSession: the token changes at login, and one
+// session's token is refused with another session.
+func TestConsoleCSRFBoundToSession(t *testing.T) {
+	_, srv := newConsoleStack(t)
+	ada := newConsoleClient(t, srv)
+	ada.open("/signup")
+	signedOut := ada.csrf
+	ada.signUp("ada@example.com")
+	ada.open("/accounts")
+	if ada.csrf == "" || ada.csrf == signedOut {
+		t.Fatalf("the CSRF token after sign-up is %q, the one before %q: want a new one", ada.csrf, signedOut)
+	}
+	bob := newConsoleClient(t, srv)
+	bob.signUp("bob@example.com")
+	bob.open("/accounts")
+	if p := ada.send("POST", "/accounts", url.Values{"name": {"Forged"}, "csrf": {bob.csrf}}, nil); p.status != http.StatusForbidden {
+		t.Fatalf("a form with another session's token = %d, want 403", p.status)
+	}
+	if p := ada.send("POST", "/accounts", url.Values{"name": {"Forged"}, "csrf": {signedOut}}, nil); p.status != http.StatusForbidden {
+		t.Fatalf("a form with the token from before sign-in = %d, want 403", p.status)
+	}
+	if p := ada.post("/accounts", url.Values{"name": {"Real"}}); p.status != http.StatusSeeOther {
+		t.Fatalf("a form with the session's token = %d %s", p.status, p.body)
 	}
 }
 
@@ -112,8 +147,8 @@ func TestConsoleBehindATLSProxy(t *testing.T) {
 	t.Cleanup(srv.Close)
 	b := newConsoleClient(t, srv)
 	p := b.get("/signup")
-	if ck := p.cookie("cloister_csrf"); ck == nil || !ck.Secure {
-		t.Fatalf("CSRF cookie behind an https public URL = %+v, want Secure", ck)
+	if ck := p.cookie("__Host-cloister_csrf"); ck == nil || !ck.Secure {
+		t.Fatalf("CSRF cookie behind an https public URL = %+v, want __Host- and Secure", ck)
 	}
 	for _, bad := range []string{"ftp://cloister.example.com", "https://", "/relative"} {
 		u, _ := url.Parse(bad)

@@ -18,6 +18,7 @@ package console
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/subtle"
 	"embed"
 	"encoding/base64"
@@ -134,9 +135,20 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 var crossOrigin = http.NewCrossOriginProtection()
 
+// cookieName is name, with the __Host- prefix where the cookie is
+// Secure: a browser then takes it only from this very origin, over https,
+// for the path /, so a sibling subdomain can neither plant nor shadow it.
+// Over plain HTTP (-dev) a browser would refuse the prefix.
+func cookieName(r *http.Request, name string) string {
+	if secure(r) {
+		return "__Host-" + name
+	}
+	return name
+}
+
 // session is the signed-in user's API token, or "".
 func session(r *http.Request) string {
-	ck, err := r.Cookie(cookieSession)
+	ck, err := r.Cookie(cookieName(r, cookieSession))
 	if err != nil {
 		return ""
 	}
@@ -168,52 +180,70 @@ func publicURL(r *http.Request) string {
 	return scheme + "://" + r.Host
 }
 
+// setSession signs the browser in; the signed-out CSRF token goes, since
+// from now on the token is the session's (sessionCSRF).
 func setSession(w http.ResponseWriter, r *http.Request, token string, expires time.Time) {
-	http.SetCookie(w, &http.Cookie{Name: cookieSession, Value: token, Path: "/", Expires: expires,
+	http.SetCookie(w, &http.Cookie{Name: cookieName(r, cookieSession), Value: token, Path: "/", Expires: expires,
 		HttpOnly: true, Secure: secure(r), SameSite: http.SameSiteLaxMode})
+	http.SetCookie(w, &http.Cookie{Name: cookieName(r, cookieCSRF), Value: "", Path: "/", MaxAge: -1,
+		HttpOnly: true, Secure: secure(r), SameSite: http.SameSiteStrictMode})
 }
 
 func clearSession(w http.ResponseWriter, r *http.Request) {
-	http.SetCookie(w, &http.Cookie{Name: cookieSession, Value: "", Path: "/", MaxAge: -1,
+	http.SetCookie(w, &http.Cookie{Name: cookieName(r, cookieSession), Value: "", Path: "/", MaxAge: -1,
 		HttpOnly: true, Secure: secure(r), SameSite: http.SameSiteLaxMode})
 }
 
-// csrfToken returns the request's CSRF token, setting a new cookie when
-// it has none: forms carry it back in the field "csrf".
+// csrfToken returns the request's CSRF token: forms carry it back in the
+// field "csrf". Signed in, it is the session's own (sessionCSRF), so it
+// changes at every login and is worthless with another session; signed
+// out, it is a random one kept in a cookie, set when there is none.
 func csrfToken(w http.ResponseWriter, r *http.Request) string {
-	if ck, err := r.Cookie(cookieCSRF); err == nil && len(ck.Value) == 43 {
+	if s := session(r); s != "" {
+		return sessionCSRF(s)
+	}
+	if ck, err := r.Cookie(cookieName(r, cookieCSRF)); err == nil && len(ck.Value) == 43 {
 		return ck.Value
 	}
 	b := make([]byte, 32)
 	_, _ = rand.Read(b)
 	v := base64.RawURLEncoding.EncodeToString(b)
-	http.SetCookie(w, &http.Cookie{Name: cookieCSRF, Value: v, Path: "/", HttpOnly: true, Secure: secure(r), SameSite: http.SameSiteStrictMode})
+	http.SetCookie(w, &http.Cookie{Name: cookieName(r, cookieCSRF), Value: v, Path: "/", HttpOnly: true, Secure: secure(r), SameSite: http.SameSiteStrictMode})
 	// Later reads in this request see it.
-	r.AddCookie(&http.Cookie{Name: cookieCSRF, Value: v})
+	r.AddCookie(&http.Cookie{Name: cookieName(r, cookieCSRF), Value: v})
 	return v
 }
 
+// sessionCSRF is the CSRF token of a session: only who holds the session
+// token (an HttpOnly cookie) can compute it.
+func sessionCSRF(session string) string {
+	sum := sha256.Sum256([]byte("cloister console csrf\x00" + session))
+	return base64.RawURLEncoding.EncodeToString(sum[:])
+}
+
 func validCSRF(r *http.Request) bool {
-	ck, err := r.Cookie(cookieCSRF)
-	if err != nil || ck.Value == "" {
-		return false
+	want := ""
+	if s := session(r); s != "" {
+		want = sessionCSRF(s)
+	} else if ck, err := r.Cookie(cookieName(r, cookieCSRF)); err == nil {
+		want = ck.Value
 	}
-	return subtle.ConstantTimeCompare([]byte(ck.Value), []byte(r.PostFormValue("csrf"))) == 1
+	return want != "" && subtle.ConstantTimeCompare([]byte(want), []byte(r.PostFormValue("csrf"))) == 1
 }
 
 // flash keeps a one-line message for the next page (after a redirect).
 func flash(w http.ResponseWriter, r *http.Request, msg string) {
-	http.SetCookie(w, &http.Cookie{Name: cookieFlash, Value: url.QueryEscape(msg), Path: "/", MaxAge: 60,
+	http.SetCookie(w, &http.Cookie{Name: cookieName(r, cookieFlash), Value: url.QueryEscape(msg), Path: "/", MaxAge: 60,
 		HttpOnly: true, Secure: secure(r), SameSite: http.SameSiteLaxMode})
 }
 
 // takeFlash returns and clears the flash message.
 func takeFlash(w http.ResponseWriter, r *http.Request) string {
-	ck, err := r.Cookie(cookieFlash)
+	ck, err := r.Cookie(cookieName(r, cookieFlash))
 	if err != nil {
 		return ""
 	}
-	http.SetCookie(w, &http.Cookie{Name: cookieFlash, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, Secure: secure(r), SameSite: http.SameSiteLaxMode})
+	http.SetCookie(w, &http.Cookie{Name: cookieName(r, cookieFlash), Value: "", Path: "/", MaxAge: -1, HttpOnly: true, Secure: secure(r), SameSite: http.SameSiteLaxMode})
 	msg, _ := url.QueryUnescape(ck.Value)
 	return msg
 }
