@@ -22,6 +22,7 @@ import (
 	"github.com/cloister-cc/cloister/libs/obs"
 	"github.com/cloister-cc/cloister/libs/sgx/sim"
 	"github.com/cloister-cc/cloister/services/gateway/api"
+	"golang.org/x/time/rate"
 )
 
 // Log keys of the agent; obs has the shared ones.
@@ -77,8 +78,12 @@ type config struct {
 	Name    string // the node's name, sent at enrolment
 	DataDir string
 
-	Listen   string       // address of the local API
-	Listener net.Listener // when set, used instead of Listen (tests)
+	Listen string // address of the local API: HOST:PORT, or unix:PATH
+	// AllowedHosts are the host names (besides IP addresses and localhost)
+	// the local API answers to in the Host header: a page on a rebinding
+	// domain cannot reach it from a browser.
+	AllowedHosts []string
+	Listener     net.Listener // when set, used instead of Listen (tests)
 
 	HeartbeatEvery time.Duration
 	Simulation     bool
@@ -105,6 +110,8 @@ type agent struct {
 	qe atomic.Pointer[sim.QE]
 
 	kick chan struct{} // asks for a heartbeat now
+	// nonces bounds the nonces the local API asks the server for.
+	nonces *rate.Limiter
 
 	mu        sync.Mutex
 	instances []instance // oldest first
@@ -164,7 +171,8 @@ func newAgent(cfg config) (*agent, error) {
 		return nil, err
 	}
 	return &agent{cfg: cfg, log: cfg.Logger, public: newHTTPClient(publicRoots(cfg.ServerCA), nil), roots: roots,
-		kick: make(chan struct{}, 1)}, nil
+		nonces: rate.NewLimiter(nonceRate, nonceBurst),
+		kick:   make(chan struct{}, 1)}, nil
 }
 
 // run serves the local API, loads or enrols the node's identity, then
@@ -176,7 +184,7 @@ func (a *agent) run(ctx context.Context) error {
 	ln := a.cfg.Listener
 	if ln == nil {
 		var err error
-		if ln, err = net.Listen("tcp", a.cfg.Listen); err != nil {
+		if ln, err = listen(a.cfg.Listen); err != nil {
 			return fmt.Errorf("listening for the local API: %w", err)
 		}
 	}
@@ -212,6 +220,9 @@ func (a *agent) run(ctx context.Context) error {
 }
 
 func loopback(addr net.Addr) bool {
+	if _, ok := addr.(*net.UnixAddr); ok {
+		return true // on this machine, for who may open the socket
+	}
 	ta, ok := addr.(*net.TCPAddr)
 	return ok && ta.IP.IsLoopback()
 }
@@ -572,4 +583,26 @@ func withDefaultTimeout(ctx context.Context, d time.Duration) (context.Context, 
 		return ctx, func() {}
 	}
 	return context.WithTimeout(ctx, d)
+}
+
+// listen opens the local API's listener: a Unix socket for unix:PATH (a
+// stale socket file is replaced; the socket is for its owner and group),
+// else TCP.
+func listen(addr string) (net.Listener, error) {
+	path, ok := strings.CutPrefix(addr, "unix:")
+	if !ok {
+		return net.Listen("tcp", addr)
+	}
+	if fi, err := os.Lstat(path); err == nil && fi.Mode()&os.ModeSocket != 0 {
+		_ = os.Remove(path)
+	}
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(path, 0o660); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	return ln, nil
 }

@@ -781,3 +781,99 @@ func TestSimulatedAttest(t *testing.T) {
 		}
 	}
 }
+
+// TestLocalAPIHostGuard: the local API answers requests that name it by
+// IP address, localhost or an allowed name, and refuses any other Host, as
+// a page on a domain rebinding to this machine would send.
+func TestLocalAPIHostGuard(t *testing.T) {
+	g := newTestGateway(t)
+	cfg := testConfig(t, g, t.TempDir())
+	cfg.AllowedHosts = []string{"node-agent"}
+	r := start(t, cfg)
+	r.enrolled(t)
+	_, port, _ := net.SplitHostPort(strings.TrimPrefix(strings.TrimSuffix(r.url, "/v1"), "http://"))
+	for host, want := range map[string]int{
+		"127.0.0.1:" + port:          http.StatusOK,
+		"localhost:" + port:          http.StatusOK,
+		"[::1]:" + port:              http.StatusOK,
+		"node-agent:" + port:         http.StatusOK,
+		"NODE-AGENT.":                http.StatusOK,
+		"rebind.attacker.example":    http.StatusForbidden,
+		"evil.example:" + port:       http.StatusForbidden,
+		"node-agent.evil.example":    http.StatusForbidden,
+		"localhost.attacker.example": http.StatusForbidden,
+	} {
+		req, _ := http.NewRequest("GET", r.url+"/health", nil)
+		req.Host = host
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("GET /v1/health with Host %q = %d, want %d", host, resp.StatusCode, want)
+		}
+	}
+}
+
+// TestLocalAPIUnixSocket: with --listen unix:PATH the local API is a
+// socket only its owner and group can open.
+func TestLocalAPIUnixSocket(t *testing.T) {
+	g := newTestGateway(t)
+	sock := filepath.Join(t.TempDir(), "agent.sock")
+	cfg := testConfig(t, g, t.TempDir())
+	cfg.Listen = "unix:" + sock
+	logs := &lockedBuffer{}
+	cfg.Logger = slog.New(slog.NewJSONHandler(logs, nil))
+	a, err := newAgent(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	client := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+	}}}
+	eventually(t, "the agent answers on its socket, enrolled", func() bool {
+		resp, err := client.Get("http://localhost/v1/health")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	if fi, err := os.Stat(sock); err != nil || fi.Mode()&os.ModeSocket == 0 || fi.Mode().Perm() != 0o660 {
+		t.Errorf("the socket %s: %v (%v), want a socket with mode 0660", sock, fi.Mode(), err)
+	}
+	if strings.Contains(logs.String(), "listens beyond loopback") {
+		t.Errorf("the agent warns that its socket is beyond loopback")
+	}
+}
+
+// TestLocalAPIBoundsNonces: a caller asking for nonces in a loop gets
+// 429 past the burst, and the server is asked for no more than that.
+func TestLocalAPIBoundsNonces(t *testing.T) {
+	g := newTestGateway(t)
+	r := start(t, testConfig(t, g, t.TempDir()))
+	r.enrolled(t)
+	limited := 0
+	for range nonceBurst * 3 {
+		var out map[string]any
+		status, hdr := getJSON(t, r.url+"/enclave/target-info", &out)
+		if status == http.StatusTooManyRequests {
+			limited++
+			if hdr.Get("Retry-After") == "" {
+				t.Errorf("a 429 without Retry-After")
+			}
+		}
+	}
+	g.mu.Lock()
+	minted := len(g.nonces)
+	g.mu.Unlock()
+	if limited == 0 || minted > nonceBurst+nonceRate {
+		t.Fatalf("%d of %d target-info calls were refused and the server minted %d nonces; want refusals and at most %d",
+			limited, nonceBurst*3, minted, nonceBurst+nonceRate)
+	}
+}

@@ -6,7 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"mime"
+	"net"
 	"net/http"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/cloister-cc/cloister/libs/obs"
@@ -17,6 +20,13 @@ import (
 
 // maxRequestBytes bounds the body of a local request (a CSR and a quote).
 const maxRequestBytes = 1 << 20
+
+// nonceRate and nonceBurst bound the nonces the local API asks the server
+// for, per second: enclaves starting ask for one each.
+const (
+	nonceRate  = 10
+	nonceBurst = 20
+)
 
 // The local API's problem details that callers (and tests) rely on.
 const (
@@ -50,7 +60,7 @@ func (a *agent) handler() http.Handler {
 		writeProblem(w, http.StatusNotFound, "not_found", fmt.Sprintf("no such resource: %s; the node agent serves /v1/health, "+
 			"/v1/enclave/target-info, /v1/enclave/attest and /v1/certificate/issue", r.URL.Path))
 	})
-	return mux
+	return a.hostGuard(mux)
 }
 
 // healthAnswer is the body of GET /v1/health.
@@ -116,6 +126,14 @@ func (a *agent) targetInfo(w http.ResponseWriter, r *http.Request) {
 			writeProblem(w, http.StatusServiceUnavailable, "unavailable", detailNoQE)
 			return
 		}
+	}
+	// Each nonce is one the server mints and keeps until it expires: a
+	// runaway (or hostile) caller gets 429 rather than filling the CA's
+	// store through this node.
+	if !a.nonces.Allow() {
+		w.Header().Set("Retry-After", "1")
+		writeProblem(w, http.StatusTooManyRequests, "rate_limited", fmt.Sprintf("more than %d nonces a second: wait and try again", nonceRate))
+		return
 	}
 	var n nonceAnswer
 	// A nonce request is idempotent enough: a lost answer only leaves an
@@ -336,4 +354,25 @@ func writeJSONAs(w http.ResponseWriter, contentType string, status int, v any) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
+}
+
+// hostGuard refuses a request whose Host header names a host the agent
+// does not answer to: a page served from a domain that rebinds to this
+// machine's address sends its own name, and is refused. IP addresses,
+// localhost and the --allowed-hosts names pass (a Unix socket's clients
+// send localhost, or nothing).
+func (a *agent) hostGuard(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host := r.Host
+		if h, _, err := net.SplitHostPort(host); err == nil {
+			host = h
+		}
+		host = strings.TrimSuffix(strings.ToLower(host), ".")
+		if host != "" && host != "localhost" && net.ParseIP(strings.Trim(host, "[]")) == nil && !slices.Contains(a.cfg.AllowedHosts, host) {
+			writeProblem(w, http.StatusForbidden, "forbidden", fmt.Sprintf("the local API does not answer to the host %q: "+
+				"call it by IP address or localhost, or give the name with --allowed-hosts", r.Host))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }

@@ -126,6 +126,7 @@ type options struct {
 	server, nodeServer, serverCA string
 	joinToken, joinTokenFile     string
 	name, dataDir, listen        string
+	allowedHosts                 []string
 	heartbeatEvery               time.Duration
 	simulation                   bool
 	reattestEvery                time.Duration
@@ -178,7 +179,10 @@ func parseArgs(args []string, lookupEnv func(string) (string, bool), stdout io.W
 	f.StringVar(&o.joinTokenFile, "join-token-file", "", "`FILE` holding the join token, instead of --join-token")
 	f.StringVar(&o.name, "name", defaultName(), "the node's `NAME`: 1 to 64 letters, digits, '.', '_' or '-'")
 	f.StringVar(&o.dataDir, "data-dir", defaultDataDir(), "`DIR` of the node's identity: key.pem, chain.pem, node.json")
-	f.StringVar(&o.listen, "listen", "127.0.0.1:9092", "`ADDR` of the local API for enclave runtimes (plain HTTP, unauthenticated: keep it on loopback or a host-only network)")
+	f.StringVar(&o.listen, "listen", "127.0.0.1:9092", "`ADDR` of the local API for enclave runtimes: HOST:PORT, or unix:PATH for a Unix socket "+
+		"(plain HTTP, unauthenticated: keep it on loopback, a host-only network or a socket only the runtimes' group can open)")
+	f.StringSliceVar(&o.allowedHosts, "allowed-hosts", nil, "host `NAMES` (comma-separated) the local API answers to besides IP addresses and localhost, "+
+		"e.g. node-agent when containers call it by that name; a request naming another host is refused (DNS rebinding)")
 	f.DurationVar(&o.heartbeatEvery, "heartbeat-every", 30*time.Second, "time between heartbeats")
 	f.BoolVar(&o.simulation, "simulation", false, "simulation mode: no SGX hardware; the agent fetches a simulated QE from the server and quotes enclaves' report bodies with it (POST /v1/enclave/attest)")
 	f.DurationVar(&o.reattestEvery, "reattest-every", defaultReattestEvery, "time between re-attestations in simulation mode: the agent quotes "+
@@ -234,7 +238,7 @@ func parseArgs(args []string, lookupEnv func(string) (string, bool), stdout io.W
 // config checks the options and turns them into the agent's config.
 func (o options) config(logger *slog.Logger) (config, error) {
 	cfg := config{JoinToken: strings.TrimSpace(o.joinToken), JoinTokenFile: o.joinTokenFile, Name: o.name, DataDir: o.dataDir,
-		Listen: o.listen, HeartbeatEvery: o.heartbeatEvery, Simulation: o.simulation, ReattestEvery: o.reattestEvery, Logger: logger}
+		Listen: o.listen, AllowedHosts: o.allowedHosts, HeartbeatEvery: o.heartbeatEvery, Simulation: o.simulation, ReattestEvery: o.reattestEvery, Logger: logger}
 	var err error
 	if cfg.Server, err = parseServerURL("--server", o.server, "http", "https"); err != nil {
 		return config{}, err
@@ -254,8 +258,18 @@ func (o options) config(logger *slog.Logger) (config, error) {
 	case o.reattestEvery <= 0:
 		return config{}, exitWith(exitUsage, "--reattest-every must be positive, not %v", o.reattestEvery)
 	}
-	if _, _, err := net.SplitHostPort(cfg.Listen); err != nil {
-		return config{}, exitWith(exitUsage, "--listen %q: want HOST:PORT, e.g. 127.0.0.1:9092", cfg.Listen)
+	if path, ok := strings.CutPrefix(cfg.Listen, "unix:"); ok {
+		if !filepath.IsAbs(path) {
+			return config{}, exitWith(exitUsage, "--listen %q: a Unix socket needs an absolute path, e.g. unix:/run/cloister/agent.sock", cfg.Listen)
+		}
+	} else if _, _, err := net.SplitHostPort(cfg.Listen); err != nil {
+		return config{}, exitWith(exitUsage, "--listen %q: want HOST:PORT, e.g. 127.0.0.1:9092, or unix:PATH", cfg.Listen)
+	}
+	for i, h := range cfg.AllowedHosts {
+		cfg.AllowedHosts[i] = strings.TrimSuffix(strings.ToLower(strings.TrimSpace(h)), ".")
+		if cfg.AllowedHosts[i] == "" || strings.ContainsAny(cfg.AllowedHosts[i], ":/ ") {
+			return config{}, exitWith(exitUsage, "--allowed-hosts: %q is not a host name", h)
+		}
 	}
 	if o.serverCA != "" {
 		if cfg.ServerCA, err = os.ReadFile(o.serverCA); err != nil {
