@@ -321,7 +321,7 @@ func (g *testGateway) enclaveRequest(r *running, app gatewaytest.Approved) issue
 	body.MRENCLAVE, body.MRSIGNER = app.MRENCLAVE, app.MRSIGNER
 	copy(body.ReportData[:32], binding[:])
 	copy(body.ReportData[32:], ti.Nonce)
-	qe, err := g.Attestation.SimulatedQE()
+	qe, err := g.Attestation.SimulatedQE(g.account)
 	if err != nil {
 		g.t.Fatal(err)
 	}

@@ -37,12 +37,12 @@ func BenchmarkApprovalToAllowlist(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.Cleanup(svc.Stop)
-	qe, err := svc.SimulatedQE()
+	account, app := uuid.NewString(), uuid.NewString()
+	qe, err := svc.SimulatedQE(account)
 	if err != nil {
 		b.Fatal(err)
 	}
 	c := attestationv1.NewAttestationClient(n.Connect(b))
-	account, app := uuid.NewString(), uuid.NewString()
 	if _, err := c.SetPolicy(ctx, &attestationv1.SetPolicyRequest{AccountId: account, Policy: &attestationv1.Policy{
 		AcceptStatuses: []string{"UpToDate"}, AllowSimulation: true}}); err != nil {
 		b.Fatal(err)

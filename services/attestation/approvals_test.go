@@ -47,7 +47,8 @@ func TestApprovedImages(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Cleanup(svc.Stop)
-			qe, err := svc.SimulatedQE()
+			account, app, other := uuid.NewString(), uuid.NewString(), uuid.NewString()
+			qe, err := svc.SimulatedQE(account)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -58,7 +59,6 @@ func TestApprovedImages(t *testing.T) {
 				t.Fatal(err)
 			}
 			c := attestationv1.NewAttestationClient(n.Connect(t))
-			account, app, other := uuid.NewString(), uuid.NewString(), uuid.NewString()
 			if _, err := c.SetPolicy(ctx, &attestationv1.SetPolicyRequest{AccountId: account, Policy: &attestationv1.Policy{
 				AcceptStatuses: []string{"UpToDate"}, AllowSimulation: true}}); err != nil {
 				t.Fatal(err)

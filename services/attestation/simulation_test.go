@@ -34,7 +34,8 @@ func TestSimulatedEvidence(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	qe, err := svc.SimulatedQE()
+	account := uuid.NewString()
+	qe, err := svc.SimulatedQE(account)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,7 +48,6 @@ func TestSimulatedEvidence(t *testing.T) {
 	}
 	c := attestationv1.NewAttestationClient(n.Connect(t))
 	ctx := context.Background()
-	account := uuid.NewString()
 
 	v := verify(t, c, account, quote, nil, nil)
 	if v.GetOk() || v.GetReason() != "simulation_not_allowed" || !v.GetSimulated() {
@@ -60,6 +60,16 @@ func TestSimulatedEvidence(t *testing.T) {
 	v = verify(t, c, account, quote, nil, nil)
 	if !v.GetOk() || !v.GetSimulated() || !bytes.Equal(v.GetMrenclave(), body.MRENCLAVE[:]) {
 		t.Fatalf("simulated evidence under a policy allowing it = %v", v)
+	}
+	// The QE was issued for the account: another account, whose policy
+	// allows simulation too, refuses its evidence.
+	stranger := uuid.NewString()
+	if _, err := c.SetPolicy(ctx, &attestationv1.SetPolicyRequest{AccountId: stranger, Policy: &attestationv1.Policy{
+		AcceptStatuses: []string{"UpToDate"}, AllowSimulation: true}}); err != nil {
+		t.Fatal(err)
+	}
+	if v := verify(t, c, stranger, quote, nil, nil); v.GetOk() || v.GetReason() != "simulation_other_account" {
+		t.Fatalf("another account's verdict on the QE's evidence = %v, want simulation_other_account", v)
 	}
 	root, err := c.GetSimulationRoot(ctx, &attestationv1.GetSimulationRootRequest{})
 	if err != nil || !strings.Contains(string(root.GetCertificate()), "BEGIN CERTIFICATE") {

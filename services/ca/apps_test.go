@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -47,7 +48,9 @@ type appStack struct {
 	n            *testkit.NATS
 	ca           *cav1.CAClient
 	att          *attestationv1.AttestationClient
-	qe           *sim.QE
+	asvc         *attestation.Service
+	qesMu        sync.Mutex
+	qes          map[string]*sim.QE // simulated QEs, each bound to its account
 	account, app string
 	image        string
 	mrenclave    [32]byte
@@ -65,11 +68,8 @@ func startApps(t *testing.T, c cache.Cache) *appStack {
 	servicetest.Start(st, func(ctx context.Context, o service.Options) (*ca.Service, error) {
 		return ca.Start(ctx, ca.Config{Options: o, KEK: kek, Cache: c})
 	})
-	qe, err := asvc.SimulatedQE()
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &appStack{t: t, n: n, ca: cav1.NewCAClient(n.Connect(t)), att: attestationv1.NewAttestationClient(n.Connect(t)), qe: qe}
+	s := &appStack{t: t, n: n, ca: cav1.NewCAClient(n.Connect(t)), att: attestationv1.NewAttestationClient(n.Connect(t)), asvc: asvc,
+		qes: map[string]*sim.QE{}}
 	s.account, s.app, s.image = s.newAccount(), uuid.NewString(), uuid.NewString()
 	copy(s.mrenclave[:], bytes.Repeat([]byte{0x5a}, 32))
 	publish(t, n, "imageconverter", s.account, &imageconverterv1.AppCreated{App: &imageconverterv1.App{Id: s.app, AccountId: s.account,
@@ -184,7 +184,7 @@ func (s *appStack) enclaveWith(o enclaveOpts) request {
 	binding := sha256.Sum256(spki)
 	copy(body.ReportData[:32], binding[:])
 	copy(body.ReportData[32:], o.nonce)
-	quote, err := s.qe.Quote(body)
+	quote, err := s.qeFor(o.account).Quote(body)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -462,4 +462,20 @@ func (s *appStack) eventuallyRevoked(serial, reason string) {
 	if got := s.get(serial).GetRevocationReason(); got != reason {
 		s.t.Fatalf("revocation reason %q, want %q", got, reason)
 	}
+}
+
+// qeFor is a simulated QE bound to the account, as a node of it gets.
+func (s *appStack) qeFor(account string) *sim.QE {
+	s.t.Helper()
+	s.qesMu.Lock()
+	defer s.qesMu.Unlock()
+	if qe, ok := s.qes[account]; ok {
+		return qe
+	}
+	qe, err := s.asvc.SimulatedQE(account)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.qes[account] = qe
+	return qe
 }

@@ -77,7 +77,7 @@ func testApprovalsGate(t *testing.T, s *stack) {
 
 	// An enclave of the image asks for a certificate.
 	c, att := cav1.NewCAClient(s.nc), attestationv1.NewAttestationClient(s.nc)
-	qe, err := s.att.SimulatedQE()
+	qe, err := s.att.SimulatedQE(acct)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -429,7 +429,7 @@ func TestNodeIssuesAppCertificate(t *testing.T) {
 	srv := s.nodeServer(t)
 	n := s.enrolNode(t, admin, acct, "node-1")
 	c := nodeClient(t, srv, n.tlsCert())
-	qe, err := s.att.SimulatedQE()
+	qe, err := s.att.SimulatedQE(acct)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -530,7 +530,7 @@ func TestNodeReattest(t *testing.T) {
 	if r := do(t, s.srv, "PUT", "/v1/accounts/"+acct+"/attestation/policy", admin, map[string]any{"accept_statuses": []string{"UpToDate"}, "allow_simulation": true}); r.status != 200 {
 		t.Fatalf("allowing simulation = %d %s", r.status, r.body)
 	}
-	qe, err := s.att.SimulatedQE()
+	qe, err := s.att.SimulatedQE(acct)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -34,7 +34,7 @@ func TestEnrolWithEvidence(t *testing.T) {
 
 	t.Run("bound to the node's key", func(t *testing.T) {
 		n := newNode(t)
-		resp, err := s.nr.Enroll(ctx, &noderegistryv1.EnrollRequest{JoinToken: tok.GetSecret(), NodeName: "tee-1", Csr: n.csr, Evidence: s.evidence(n.key)})
+		resp, err := s.nr.Enroll(ctx, &noderegistryv1.EnrollRequest{JoinToken: tok.GetSecret(), NodeName: "tee-1", Csr: n.csr, Evidence: s.evidence(acct, n.key)})
 		if err != nil {
 			t.Fatalf("Enroll with evidence = %v", err)
 		}
@@ -46,7 +46,7 @@ func TestEnrolWithEvidence(t *testing.T) {
 	})
 	t.Run("bound to another key", func(t *testing.T) {
 		n, other := newNode(t), newNode(t)
-		_, err := s.nr.Enroll(ctx, &noderegistryv1.EnrollRequest{JoinToken: tok.GetSecret(), NodeName: "tee-2", Csr: n.csr, Evidence: s.evidence(other.key)})
+		_, err := s.nr.Enroll(ctx, &noderegistryv1.EnrollRequest{JoinToken: tok.GetSecret(), NodeName: "tee-2", Csr: n.csr, Evidence: s.evidence(acct, other.key)})
 		wantRefused(t, "Enroll with evidence of another key", err, errs.PermissionDenied, "binding")
 	})
 	t.Run("required and missing", func(t *testing.T) {
@@ -63,7 +63,7 @@ func TestEnrolWithEvidence(t *testing.T) {
 		strict := s.bareAccount()
 		st := s.token(strict, &noderegistryv1.CreateJoinTokenRequest{})
 		n := newNode(t)
-		_, err := s.nr.Enroll(ctx, &noderegistryv1.EnrollRequest{JoinToken: st.GetSecret(), NodeName: "tee-3", Csr: n.csr, Evidence: s.evidence(n.key)})
+		_, err := s.nr.Enroll(ctx, &noderegistryv1.EnrollRequest{JoinToken: st.GetSecret(), NodeName: "tee-3", Csr: n.csr, Evidence: s.evidence(acct, n.key)})
 		wantRefused(t, "Enroll with simulated evidence, simulation not allowed", err, errs.PermissionDenied, "simulation")
 		// Without evidence, a token that does not require it enrols.
 		if got := s.mustEnroll(st.GetSecret(), nil).resp.GetNode(); got.GetAttested() || got.GetVerdictId() != "" {
@@ -212,7 +212,7 @@ func TestEnrolPolicyRequiresEvidence(t *testing.T) {
 		t.Fatalf("token after the refusal has %d uses, want 0", u)
 	}
 	n := newNode(t)
-	resp, err := s.nr.Enroll(ctx, &noderegistryv1.EnrollRequest{JoinToken: tok.GetSecret(), NodeName: "tee-1", Csr: n.csr, Evidence: s.evidence(n.key)})
+	resp, err := s.nr.Enroll(ctx, &noderegistryv1.EnrollRequest{JoinToken: tok.GetSecret(), NodeName: "tee-1", Csr: n.csr, Evidence: s.evidence(acct, n.key)})
 	if err != nil || !resp.GetNode().GetAttested() || !resp.GetNode().GetSimulated() {
 		t.Fatalf("Enroll with simulated evidence = %v, %v; want an attested node", resp, err)
 	}
@@ -226,7 +226,7 @@ func TestEnrolPolicyRequiresEvidence(t *testing.T) {
 	_, err = s.enroll(tok.GetSecret(), nil)
 	wantRefused(t, "Enroll without the attestation service", err, errs.Unavailable, "attestation policy cannot be read")
 	m := newNode(t)
-	_, err = s.nr.Enroll(ctx, &noderegistryv1.EnrollRequest{JoinToken: tok.GetSecret(), NodeName: "tee-2", Csr: m.csr, Evidence: s.evidence(m.key)})
+	_, err = s.nr.Enroll(ctx, &noderegistryv1.EnrollRequest{JoinToken: tok.GetSecret(), NodeName: "tee-2", Csr: m.csr, Evidence: s.evidence(acct, m.key)})
 	wantRefused(t, "Enroll with evidence without the attestation service", err, errs.Unavailable, "attestation policy cannot be read")
 	if u := uses(); u != 1 {
 		t.Fatalf("token after the failures has %d uses, want 1", u)

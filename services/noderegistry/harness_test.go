@@ -31,7 +31,6 @@ import (
 	"github.com/cloister-cc/cloister/libs/pki"
 	"github.com/cloister-cc/cloister/libs/service"
 	"github.com/cloister-cc/cloister/libs/sgx"
-	"github.com/cloister-cc/cloister/libs/sgx/sim"
 	"github.com/cloister-cc/cloister/libs/testkit"
 	"github.com/cloister-cc/cloister/libs/testkit/servicetest"
 	"github.com/cloister-cc/cloister/services/attestation"
@@ -70,7 +69,7 @@ type stack struct {
 	nr       *noderegistryv1.NodeRegistryClient
 	ca       *cav1.CAClient
 	att      *attestationv1.AttestationClient
-	qe       *sim.QE
+	attSvc   *attestation.Service
 	cfg      noderegistry.Config
 	// stopAttestation stops the attestation service (once).
 	stopAttestation func()
@@ -94,13 +93,9 @@ func newStack(t testing.TB, c cache.Cache, timeout time.Duration, opts ...func(*
 	servicetest.Start(st, func(ctx context.Context, o service.Options) (*ca.Service, error) {
 		return ca.Start(ctx, ca.Config{Options: o, KEK: kek})
 	})
-	qe, err := asvc.SimulatedQE()
-	if err != nil {
-		t.Fatal(err)
-	}
 	_, js := n.JetStream(t)
 	s := &stack{t: t, n: n, js: js, clock: &clock{now: time.Now().UTC()}, ca: cav1.NewCAClient(n.Connect(t)),
-		att: attestationv1.NewAttestationClient(n.Connect(t)), nr: noderegistryv1.NewNodeRegistryClient(n.Connect(t)), qe: qe, stopAttestation: stopAttestation}
+		att: attestationv1.NewAttestationClient(n.Connect(t)), nr: noderegistryv1.NewNodeRegistryClient(n.Connect(t)), attSvc: asvc, stopAttestation: stopAttestation}
 	s.cfg = noderegistry.Config{Cache: c, Clock: s.clock.Now, HeartbeatTimeout: timeout}
 	for _, o := range opts {
 		o(&s.cfg)
@@ -238,9 +233,10 @@ func (s *stack) mustEnroll(secret string, evidence []byte) *node {
 	return n
 }
 
-// evidence is what a node with a TEE presents in simulation: a quote
-// whose REPORTDATA is SHA-256 of bindTo's public key, then 32 zero bytes.
-func (s *stack) evidence(bindTo *ecdsa.PrivateKey) []byte {
+// evidence is what a node of acct with a TEE presents in simulation: a
+// quote of a QE bound to the account, whose REPORTDATA is SHA-256 of
+// bindTo's public key, then 32 zero bytes.
+func (s *stack) evidence(acct string, bindTo *ecdsa.PrivateKey) []byte {
 	s.t.Helper()
 	spki, err := x509.MarshalPKIXPublicKey(&bindTo.PublicKey)
 	if err != nil {
@@ -250,7 +246,11 @@ func (s *stack) evidence(bindTo *ecdsa.PrivateKey) []byte {
 	binding := sha256.Sum256(spki)
 	copy(body.ReportData[:32], binding[:])
 	body.MRENCLAVE[0] = 0x11
-	quote, err := s.qe.Quote(body)
+	qe, err := s.attSvc.SimulatedQE(acct)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	quote, err := qe.Quote(body)
 	if err != nil {
 		s.t.Fatal(err)
 	}

@@ -16,13 +16,14 @@ import (
 	"github.com/cloister-cc/cloister/services/noderegistry"
 )
 
-// enrollAttested enrols a node with simulated evidence bound to its key.
-func (s *stack) enrollAttested(secret string) *node {
+// enrollAttested enrols a node of acct with simulated evidence bound to
+// its key.
+func (s *stack) enrollAttested(acct, secret string) *node {
 	s.t.Helper()
 	n := newNode(s.t)
 	var err error
 	n.resp, err = s.nr.Enroll(context.Background(), &noderegistryv1.EnrollRequest{JoinToken: secret, NodeName: "tee-" + uuid.NewString()[:8],
-		Csr: n.csr, Evidence: s.evidence(n.key)})
+		Csr: n.csr, Evidence: s.evidence(acct, n.key)})
 	if err != nil || !n.resp.GetNode().GetAttested() {
 		s.t.Fatalf("Enroll with evidence = %v, %v; want an attested node", n.resp, err)
 	}
@@ -66,12 +67,12 @@ func TestReattest(t *testing.T) {
 	s := newStack(t, nil, 0)
 	acct := s.account()
 	tok := s.token(acct, &noderegistryv1.CreateJoinTokenRequest{MaxUses: 10})
-	n := s.enrollAttested(tok.GetSecret())
+	n := s.enrollAttested(acct, tok.GetSecret())
 	enrolled := n.resp.GetNode()
 	s.beat(acct, n, "i-1")
 
 	s.clock.Advance(time.Hour)
-	got, err := s.reattest(n, s.evidence(n.key))
+	got, err := s.reattest(n, s.evidence(acct, n.key))
 	if err != nil {
 		t.Fatalf("Reattest with good evidence = %v", err)
 	}
@@ -83,7 +84,7 @@ func TestReattest(t *testing.T) {
 		t.Fatalf("stored node = %v, want the re-attestation recorded", stored)
 	}
 
-	_, err = s.nr.Reattest(ctx, &noderegistryv1.ReattestRequest{AccountId: acct, NodeId: n.id(), CertificateSerial: "0123abcd", Evidence: s.evidence(n.key)})
+	_, err = s.nr.Reattest(ctx, &noderegistryv1.ReattestRequest{AccountId: acct, NodeId: n.id(), CertificateSerial: "0123abcd", Evidence: s.evidence(acct, n.key)})
 	wantRefused(t, "Reattest with another serial", err, errs.Unauthenticated, "not the node's current one")
 	_, err = s.reattest(n, nil)
 	wantRefused(t, "Reattest without evidence", err, errs.Invalid, "evidence is required")
@@ -92,7 +93,7 @@ func TestReattest(t *testing.T) {
 	}
 
 	other := newNode(t)
-	_, err = s.reattest(n, s.evidence(other.key))
+	_, err = s.reattest(n, s.evidence(acct, other.key))
 	wantRefused(t, "Reattest with evidence of another key", err, errs.PermissionDenied, "binding")
 	if !strings.Contains(errs.PublicMessage(err), "untrusted") {
 		t.Errorf("refusal %q does not say the node is untrusted", errs.PublicMessage(err))
@@ -107,7 +108,7 @@ func TestReattest(t *testing.T) {
 	}
 	_, err = s.nr.AuthenticateNode(ctx, &noderegistryv1.AuthenticateNodeRequest{AccountId: acct, NodeId: n.id(), CertificateSerial: n.serial()})
 	wantRefused(t, "AuthenticateNode after a failed re-attestation", err, errs.Unauthenticated, "the node is untrusted")
-	_, err = s.reattest(n, s.evidence(n.key))
+	_, err = s.reattest(n, s.evidence(acct, n.key))
 	wantRefused(t, "Reattest of an untrusted node", err, errs.Unauthenticated, "the node is untrusted")
 }
 
@@ -123,17 +124,17 @@ func TestReattestOverdue(t *testing.T) {
 	s.replica(nil)
 	acct := s.account()
 	tok := s.token(acct, &noderegistryv1.CreateJoinTokenRequest{MaxUses: 10})
-	tee := s.enrollAttested(tok.GetSecret())
+	tee := s.enrollAttested(acct, tok.GetSecret())
 	plain := s.mustEnroll(tok.GetSecret(), nil)
 	s.beat(acct, tee, "i-1", "i-2")
 	s.beat(acct, plain, "p-1")
 
 	// Re-attesting within the period keeps the node trusted.
-	if _, err := s.reattest(tee, s.evidence(tee.key)); err != nil {
+	if _, err := s.reattest(tee, s.evidence(acct, tee.key)); err != nil {
 		t.Fatal(err)
 	}
 	s.clock.Advance(800 * time.Millisecond)
-	if _, err := s.reattest(tee, s.evidence(tee.key)); err != nil {
+	if _, err := s.reattest(tee, s.evidence(acct, tee.key)); err != nil {
 		t.Fatalf("Reattest within the period = %v", err)
 	}
 	s.clock.Advance(800 * time.Millisecond)

@@ -96,11 +96,43 @@ type QE struct {
 	certData  []byte // PEM leaf, PCK CA, root, then a NUL byte
 }
 
+// oidAccount marks a simulated PCK certificate with the account it was
+// issued for (a UUID-derived OID, 2.25, that needs no registration).
+var oidAccount = asn1.ObjectIdentifier{2, 25, 308106427, 113954, 18317, 41477, 2024}
+
+// NewQEForAccount is NewQE bound to an account: its PCK certificate names
+// the account, and AccountOf reads it back, so that the account's
+// attestation can refuse evidence from another account's QE.
+func (r *Root) NewQEForAccount(rand io.Reader, p Platform, now time.Time, account string) (*QE, error) {
+	if account == "" {
+		return nil, fmt.Errorf("sim: a QE bound to an account needs the account")
+	}
+	return r.newQE(rand, p, now, account)
+}
+
+// AccountOf is the account a simulated PCK certificate was issued for;
+// "" for a QE bound to none.
+func AccountOf(pck *x509.Certificate) string {
+	for _, e := range pck.Extensions {
+		if e.Id.Equal(oidAccount) {
+			var account string
+			if rest, err := asn1.Unmarshal(e.Value, &account); err == nil && len(rest) == 0 {
+				return account
+			}
+		}
+	}
+	return ""
+}
+
 // NewQE creates a simulated quoting enclave for p, with a fresh PCK key
 // and a PCK certificate issued by the root's PCK CA, valid from an hour
 // before now for seven years (no longer than the PCK CA), and a fresh
 // attestation key. rand supplies the PPID and serial number.
 func (r *Root) NewQE(rand io.Reader, p Platform, now time.Time) (*QE, error) {
+	return r.newQE(rand, p, now, "")
+}
+
+func (r *Root) newQE(rand io.Reader, p Platform, now time.Time, account string) (*QE, error) {
 	if now.Before(r.pckCA.NotBefore) || now.After(r.pckCA.NotAfter) {
 		return nil, fmt.Errorf("sim: the simulation PCK CA is not valid at %s", now.UTC().Format(time.RFC3339))
 	}
@@ -140,6 +172,13 @@ func (r *Root) NewQE(rand io.Reader, p Platform, now time.Time) (*QE, error) {
 		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageContentCommitment,
 		BasicConstraintsValid: true,
 		ExtraExtensions:       []pkix.Extension{{Id: oidSGXExtension, Value: ext}},
+	}
+	if account != "" {
+		v, err := asn1.Marshal(account)
+		if err != nil {
+			return nil, err
+		}
+		tmpl.ExtraExtensions = append(tmpl.ExtraExtensions, pkix.Extension{Id: oidAccount, Value: v})
 	}
 	if q.pckCert, err = issue(rand, tmpl, r.pckCA, &q.pckKey.PublicKey, r.pckCAKey); err != nil {
 		return nil, fmt.Errorf("issuing simulated PCK certificate: %w", err)

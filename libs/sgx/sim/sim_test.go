@@ -678,3 +678,33 @@ func FuzzUnmarshalRoot(f *testing.F) {
 		}
 	})
 }
+
+// TestQEBoundToAccount: a QE made for an account names it in its PCK
+// certificate, through the wire form, and its quotes verify as any other.
+func TestQEBoundToAccount(t *testing.T) {
+	r := newRoot(t)
+	q, err := r.NewQEForAccount(rand.Reader, DefaultPlatform(), now, "acct-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := q.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := ParseQE(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := AccountOf(back.PCKCertificate()); got != "acct-1" {
+		t.Fatalf("AccountOf(the QE's PCK) = %q, want acct-1", got)
+	}
+	if _, err := verify(r, mustQuote(t, back, enclaveBody(false)), mustCollateral(t, r, DefaultPlatform()), now); err != nil {
+		t.Fatalf("Verify(a quote of a bound QE) = %v", err)
+	}
+	if got := AccountOf(newQE(t, r, DefaultPlatform()).PCKCertificate()); got != "" {
+		t.Errorf("AccountOf(an unbound QE) = %q, want none", got)
+	}
+	if _, err := r.NewQEForAccount(rand.Reader, DefaultPlatform(), now, ""); err == nil {
+		t.Error("NewQEForAccount without an account succeeded")
+	}
+}

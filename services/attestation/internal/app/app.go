@@ -77,7 +77,9 @@ type Fetcher interface {
 type Simulation interface {
 	RootKey() *ecdsa.PublicKey
 	Collateral(fmspc [6]byte, now time.Time) (*sgx.Collateral, error)
-	NewQE(now time.Time) (*sim.QE, error)
+	// NewQE makes a QE bound to the account: only its evidence is
+	// accepted from it.
+	NewQE(now time.Time, accountID string) (*sim.QE, error)
 }
 
 // Config holds the service's dependencies.
@@ -185,6 +187,8 @@ func (s *Service) judge(ctx context.Context, v *domain.Verdict, quote, binding, 
 	switch {
 	case simulated && !policy.AllowSimulation:
 		return refuse(domain.ReasonSimulationNotAllowed, errors.New("the evidence is simulated and the account's policy does not allow simulation"))
+	case simulated && simulatedAccount(quote) != v.AccountID:
+		return refuse(domain.ReasonSimulationOtherAccount, errors.New("the evidence comes from a simulated quoting enclave issued for another account"))
 	case simulated:
 		verifier = s.sim
 		if col, err = s.cfg.Simulation.Collateral(fmspc, now); err != nil {
@@ -417,7 +421,7 @@ func (s *Service) IssueSimulatedQE(ctx context.Context, accountID string) ([]byt
 	if !p.AllowSimulation {
 		return nil, errs.New(errs.PermissionDenied, "simulation is not allowed by the account's policy")
 	}
-	qe, err := s.cfg.Simulation.NewQE(s.cfg.Clock())
+	qe, err := s.cfg.Simulation.NewQE(s.cfg.Clock(), accountID)
 	if err != nil {
 		return nil, err
 	}
@@ -517,4 +521,18 @@ func (s *Service) PutCollateral(ctx context.Context, col *sgx.Collateral) (*sgx.
 		return nil, err
 	}
 	return info, nil
+}
+
+// simulatedAccount is the account the simulated QE that signed quote was
+// issued for ("" when it names none, or the quote cannot be read).
+func simulatedAccount(quote []byte) string {
+	q, err := sgx.ParseQuote(quote)
+	if err != nil {
+		return ""
+	}
+	certs, err := sgx.ParseCertificates(q.CertData)
+	if err != nil || len(certs) == 0 {
+		return ""
+	}
+	return sim.AccountOf(certs[0])
 }

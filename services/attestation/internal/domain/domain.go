@@ -100,8 +100,11 @@ const (
 	ReasonNoCollateral          = "no_collateral"
 	ReasonSimulationNotAllowed  = "simulation_not_allowed"
 	ReasonSimulationUnavailable = "simulation_unavailable"
-	ReasonBinding               = "report_data_binding"
-	ReasonImageNotApproved      = "image_not_approved"
+	// ReasonSimulationOtherAccount: the simulated QE was issued for
+	// another account (or for none).
+	ReasonSimulationOtherAccount = "simulation_other_account"
+	ReasonBinding                = "report_data_binding"
+	ReasonImageNotApproved       = "image_not_approved"
 )
 
 // Errors of the attestation service.

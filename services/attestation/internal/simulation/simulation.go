@@ -125,6 +125,6 @@ func (s *Simulation) Collateral(fmspc [6]byte, now time.Time) (*sgx.Collateral, 
 
 // NewQE makes a simulated quoting enclave for the simulated platform, for
 // a node agent running in simulation mode.
-func (s *Simulation) NewQE(now time.Time) (*sim.QE, error) {
-	return s.root.NewQE(rand.Reader, s.platform, now)
+func (s *Simulation) NewQE(now time.Time, accountID string) (*sim.QE, error) {
+	return s.root.NewQEForAccount(rand.Reader, s.platform, now, accountID)
 }
