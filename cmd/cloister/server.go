@@ -181,7 +181,8 @@ func runServer(ctx context.Context, cfg serverconfig.Config) error {
 			}
 			defer svc.Stop()
 		case "gateway":
-			gw, err = gateway.New(ctx, gateway.Config{NATS: nc, Cache: c, Logger: logger})
+			proxies, _ := netguard.ParsePrefixes(cfg.TrustedProxies) // checked by validate
+			gw, err = gateway.New(ctx, gateway.Config{NATS: nc, Cache: c, Logger: logger, TrustedProxies: proxies})
 			if err != nil {
 				return fmt.Errorf("starting gateway: %w", err)
 			}

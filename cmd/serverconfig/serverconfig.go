@@ -97,6 +97,9 @@ type Config struct {
 	// PublicURL is where users reach the gateway, when a proxy ends TLS
 	// in front of it.
 	PublicURL string
+	// TrustedProxies are the networks of the proxies in front of the
+	// gateway, whose X-Forwarded-For names the client (for rate limits).
+	TrustedProxies []string
 	// RegistryGiven: --registry or its variable was given; otherwise -dev
 	// serves the registry on DevRegistry.
 	RegistryGiven bool
@@ -128,6 +131,7 @@ var Env = map[string]string{
 	"sample":               "CLOISTER_SAMPLE",
 	"registry-deny":        "CLOISTER_REGISTRY_DENY",
 	"public-url":           "CLOISTER_PUBLIC_URL",
+	"trusted-proxies":      "CLOISTER_TRUSTED_PROXIES",
 }
 
 // DefaultDataDir is where -dev keeps its data unless told otherwise.
@@ -175,6 +179,8 @@ func AddFlags(f *pflag.FlagSet, cfg *Config) {
 	f.StringVar(&cfg.PublicURL, "public-url", "", "the URL users and relying parties reach the gateway at, e.g. https://cloister.example.com: "+
 		"application certificates name their CRL and OCSP responder there, and the web console marks its cookies Secure when it is https (a proxy in front ends TLS) "+
 		"and shows it in the commands it gives; default: none in certificates, and what each request came to in the console")
+	f.StringSliceVar(&cfg.TrustedProxies, "trusted-proxies", nil, "networks (CIDR, comma-separated) of the proxies in front of the gateway: "+
+		"from them, X-Forwarded-For names the client that sign-up and login limits count; from anywhere else it is ignored. Default none")
 	f.StringVar(&cfg.Sample, "sample", "", "the hello-https sample binary to publish to --registry (default: hello-https beside this binary, then on $PATH)")
 	for name, env := range Env {
 		f.Lookup(name).Usage += " [$" + env + "]"
@@ -235,6 +241,9 @@ func (c Config) Validate() error {
 	}
 	if _, err := netguard.ParsePrefixes(c.RegistryDeny); err != nil {
 		return fmt.Errorf("--registry-deny: %w", err)
+	}
+	if _, err := netguard.ParsePrefixes(c.TrustedProxies); err != nil {
+		return fmt.Errorf("--trusted-proxies: %w", err)
 	}
 	if c.Registry != "" {
 		if _, _, err := net.SplitHostPort(c.Registry); err != nil {

@@ -8,6 +8,8 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -30,8 +32,14 @@ type Config struct {
 	Cache  cache.Cache
 	Logger *slog.Logger
 	// CredentialRate limits sign-ups and logins per client address;
-	// zero means DefaultCredentialRate.
+	// zero means DefaultCredentialRate. EmailRate limits them per account
+	// email, whatever the address; zero means DefaultEmailRate.
 	CredentialRate CredentialRate
+	EmailRate      CredentialRate
+	// TrustedProxies are the networks of the proxies in front of the
+	// gateway, whose X-Forwarded-For names the client; elsewhere the
+	// header is ignored.
+	TrustedProxies []netip.Prefix
 	// Clock is the time nodes' client certificates are checked against;
 	// nil means time.Now.
 	Clock func() time.Time
@@ -52,7 +60,10 @@ type Gateway struct {
 	clock       func() time.Time
 	watch       *events.Consumer
 	openapi     []byte
-	credentials *limiter
+	credentials *limiter // per client
+	emails      *limiter // per account email, whatever the client
+	// trustedProxies are where X-Forwarded-For is believed.
+	trustedProxies []netip.Prefix
 }
 
 // New returns a gateway and starts watching the events that invalidate
@@ -89,6 +100,11 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 		cfg.CredentialRate = DefaultCredentialRate
 	}
 	g.credentials = newLimiter(cfg.CredentialRate)
+	if cfg.EmailRate.Burst <= 0 || cfg.EmailRate.Every <= 0 {
+		cfg.EmailRate = DefaultEmailRate
+	}
+	g.emails = newLimiter(cfg.EmailRate)
+	g.trustedProxies = slices.Clone(cfg.TrustedProxies)
 	for _, rt := range g.routes() {
 		g.mux.Handle(rt.Method+" "+rt.Pattern, rt.Handler)
 	}

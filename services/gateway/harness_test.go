@@ -116,6 +116,7 @@ func (s *stack) addGateway(c cache.Cache) (*gateway.Gateway, *httptest.Server) {
 	// certificates come from the CA, which lives at vectorTime.
 	gw, err := gateway.New(context.Background(), gateway.Config{NATS: s.nats.Connect(s.t), Cache: c,
 		CredentialRate: gateway.CredentialRate{Every: time.Millisecond, Burst: 1000},
+		EmailRate:      gateway.CredentialRate{Every: time.Millisecond, Burst: 1000},
 		Clock:          func() time.Time { return vectorTime }})
 	if err != nil {
 		s.t.Fatal(err)

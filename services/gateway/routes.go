@@ -222,6 +222,9 @@ func (g *Gateway) signUp(w http.ResponseWriter, r *http.Request) (reply, error) 
 	if err := decodeJSON(w, r, &b); err != nil {
 		return reply{}, err
 	}
+	if err := g.allowEmail(w, b.Email); err != nil {
+		return reply{}, err
+	}
 	resp, err := g.accounts.SignUp(r.Context(), &accountv1.SignUpRequest{Email: b.Email, Password: b.Password})
 	if err != nil {
 		return reply{}, err
@@ -234,6 +237,9 @@ func (g *Gateway) signUp(w http.ResponseWriter, r *http.Request) (reply, error) 
 func (g *Gateway) login(w http.ResponseWriter, r *http.Request) (reply, error) {
 	var b api.Credentials
 	if err := decodeJSON(w, r, &b); err != nil {
+		return reply{}, err
+	}
+	if err := g.allowEmail(w, b.Email); err != nil {
 		return reply{}, err
 	}
 	resp, err := g.accounts.Login(r.Context(), &accountv1.LoginRequest{Email: b.Email, Password: b.Password})
