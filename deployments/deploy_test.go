@@ -45,6 +45,7 @@ import (
 	"go.yaml.in/yaml/v4"
 
 	"github.com/cloister-cc/cloister/cmd/serverconfig"
+	"github.com/cloister-cc/cloister/libs/busauth"
 	"github.com/cloister-cc/cloister/libs/netguard"
 	"github.com/cloister-cc/cloister/libs/obs"
 )
@@ -58,6 +59,8 @@ const (
 	deployImage = "cloister"
 	// deployGateway is the only service whose port is published.
 	deployGateway = "gateway"
+	// deployBusSecret is the Secret `cloister bus init`'s files go in.
+	deployBusSecret = "cloister-bus"
 )
 
 // deployExtraEnvPrefixes are the environment variables a server container may
@@ -288,7 +291,7 @@ func deployStr(s string) *string { return &s }
 func TestDeployServerRunAcceptsGoodCommandLine(t *testing.T) {
 	clearServerEnv(t)
 	run, problems := checkServerRun(
-		[]string{"server", "--services=account", "--nats-url", "nats://nats:4222", "--http", "0.0.0.0:8080", "--dev=false"},
+		[]string{"server", "--services=account", "--nats-url", "nats://nats:4222", "--nats-credentials=/etc/cloister/bus", "--http", "0.0.0.0:8080", "--dev=false"},
 		map[string]*string{"REDIS_URL": deployStr("redis://redis:6379"), "CLOISTER_REPLICAS": deployStr("3"), "OTEL_SERVICE_NAME": deployStr("x"), "OTEL_EXPORTER_OTLP_ENDPOINT": nil})
 	reportDeployProblems(t, problems)
 	reportDeployProblems(t, checkServiceContainer(run, 3))
@@ -322,6 +325,7 @@ func TestDeployServerRunRejectsBadCommandLines(t *testing.T) {
 		{"node certificate without key", []string{"server", "--services=gateway"}, map[string]*string{"CLOISTER_NODE_TLS_CERT": deployStr("/tls/node.crt")}, []string{"set both --node-tls-cert and --node-tls-key"}},
 		{"bad node listener address", []string{"server", "--services=gateway", "--node-http=8443", "--node-tls-cert=/c", "--node-tls-key=/k"}, nil, []string{"--node-http", "not host:port"}},
 		{"bad self-signed host", []string{"server", "--services=gateway", "--node-http=0.0.0.0:8443", "--node-tls-self-signed=gateway,node_1"}, nil, []string{"--node-tls-self-signed", `"node_1" is neither an IP address nor a host name`}},
+		{"no NATS identities", []string{"server", "--services=account"}, nil, []string{"--nats-credentials", "cloister bus init", "--insecure-nats"}},
 		{"self-signed key without certificate", []string{"server", "--services=gateway", "--node-http=0.0.0.0:8443", "--node-tls-self-signed=gateway"}, map[string]*string{"CLOISTER_NODE_TLS_KEY": deployStr("/data/k")}, []string{"set both --node-tls-cert and --node-tls-key"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -331,7 +335,7 @@ func TestDeployServerRunRejectsBadCommandLines(t *testing.T) {
 	}
 
 	t.Run("self-signed node listener", func(t *testing.T) {
-		run, problems := checkServerRun([]string{"server", "--services=gateway", "--node-http=0.0.0.0:8443"},
+		run, problems := checkServerRun([]string{"server", "--services=gateway", "--node-http=0.0.0.0:8443", "--nats-credentials=/bus"},
 			map[string]*string{"CLOISTER_NODE_TLS_SELF_SIGNED": deployStr("gateway,localhost,127.0.0.1,::1")})
 		reportDeployProblems(t, problems)
 		if want := []string{"gateway", "localhost", "127.0.0.1", "::1"}; !slices.Equal(run.cfg.NodeTLSSelfSigned, want) {
@@ -340,7 +344,7 @@ func TestDeployServerRunRejectsBadCommandLines(t *testing.T) {
 	})
 
 	t.Run("container rules", func(t *testing.T) {
-		run, problems := checkServerRun([]string{"server", "--http=127.0.0.1:8080", "--replicas=3", "--master-key-file=/keys/master"}, nil)
+		run, problems := checkServerRun([]string{"server", "--http=127.0.0.1:8080", "--replicas=3", "--master-key-file=/keys/master", "--nats-credentials=/bus"}, nil)
 		reportDeployProblems(t, problems)
 		got := checkServiceContainer(run, 1)
 		wantDeployProblem(t, got, "neither --services nor $CLOISTER_SERVICES")
@@ -423,23 +427,7 @@ func composeProblems(p *types.Project, agent agentCLI) []string {
 	if !ok {
 		bad("compose: no nats service")
 	} else {
-		cmd := []string(nats.Command)
-		if !slices.ContainsFunc(cmd, func(a string) bool { return a == "-js" || a == "--js" || a == "-jetstream" || a == "--jetstream" }) {
-			bad("compose service nats: command %q does not enable JetStream (-js)", cmd)
-		}
-		store := ""
-		for i, a := range cmd {
-			if (a == "-sd" || a == "--sd" || a == "-store_dir" || a == "--store_dir") && i+1 < len(cmd) {
-				store = cmd[i+1]
-			}
-		}
-		if store == "" {
-			bad("compose service nats: command %q sets no JetStream store directory (-sd)", cmd)
-		} else if !slices.ContainsFunc(nats.Volumes, func(v types.ServiceVolumeConfig) bool {
-			return v.Type == types.VolumeTypeVolume && v.Target == store && v.Source != ""
-		}) {
-			bad("compose service nats: JetStream store %s is not on a named volume", store)
-		}
+		problems = append(problems, composeNATSProblems(nats)...)
 	}
 	if _, ok := p.Services["redis"]; !ok {
 		bad("compose: no redis service")
@@ -808,6 +796,76 @@ func loadAgentCLI(t *testing.T) agentCLI {
 	return a
 }
 
+// composeNATSProblems checks compose's NATS server: its configuration
+// file, read as nats-server reads it with the authorization `cloister bus
+// init` makes, enables JetStream on a named volume and lets in Cloister's
+// identities alone.
+func composeNATSProblems(nats types.ServiceConfig) []string {
+	var problems []string
+	bad := func(format string, a ...any) {
+		problems = append(problems, "compose service nats: "+fmt.Sprintf(format, a...))
+	}
+	cmd := []string(nats.Command)
+	confPath := ""
+	for i, a := range cmd {
+		if (a == "-c" || a == "--config") && i+1 < len(cmd) {
+			confPath = cmd[i+1]
+		}
+	}
+	if confPath == "" {
+		bad("command %q names no configuration file (-c), which must include the NATS authorization", cmd)
+		return problems
+	}
+	i := slices.IndexFunc(nats.Volumes, func(v types.ServiceVolumeConfig) bool { return v.Type == types.VolumeTypeBind && v.Target == confPath })
+	if i < 0 {
+		bad("its configuration %s is not mounted from a file of this repository", confPath)
+		return problems
+	}
+	conf, err := os.ReadFile(nats.Volumes[i].Source)
+	if err != nil {
+		bad("reading its configuration: %v", err)
+		return problems
+	}
+	authTarget := path.Join(path.Dir(confPath), "auth", busauth.AuthFile)
+	if !slices.ContainsFunc(nats.Secrets, func(s types.ServiceSecretConfig) bool { return s.Target == authTarget }) {
+		bad("no secret is mounted at %s, where its configuration includes the authorization `cloister bus init` writes", authTarget)
+	}
+	dir, err := os.MkdirTemp("", "compose-nats")
+	if err != nil {
+		bad("%v", err)
+		return problems
+	}
+	defer os.RemoveAll(dir)
+	set, err := busauth.NewSet()
+	if err == nil {
+		err = set.Write(filepath.Join(dir, "auth"))
+	}
+	if err == nil {
+		err = os.WriteFile(filepath.Join(dir, "nats.conf"), conf, 0o600)
+	}
+	if err != nil {
+		bad("%v", err)
+		return problems
+	}
+	opts, err := natsserver.ProcessConfigFile(filepath.Join(dir, "nats.conf"))
+	if err != nil {
+		bad("nats-server rejects %s: %v", nats.Volumes[i].Source, err)
+		return problems
+	}
+	if !opts.JetStream {
+		bad("%s does not enable JetStream", confPath)
+	}
+	if !slices.ContainsFunc(nats.Volumes, func(v types.ServiceVolumeConfig) bool {
+		return v.Type == types.VolumeTypeVolume && v.Target == opts.StoreDir && v.Source != ""
+	}) {
+		bad("JetStream store %q is not on a named volume", opts.StoreDir)
+	}
+	if len(opts.Nkeys) != len(busauth.Roles) || len(opts.Users) != 0 || opts.NoAuthUser != "" {
+		bad("%s lets in %d NKey users and %d others; want only Cloister's %d identities", confPath, len(opts.Nkeys), len(opts.Users), len(busauth.Roles))
+	}
+	return problems
+}
+
 func TestDeployCompose(t *testing.T) {
 	clearServerEnv(t)
 	reportDeployProblems(t, composeProblems(loadCompose(t), loadAgentCLI(t)))
@@ -848,8 +906,8 @@ func TestDeployComposeChecksCanFail(t *testing.T) {
 		s.Environment["CLOISTER_HTTP"] = deployStr("127.0.0.1:8080")
 	})
 	edit("nats", func(s *types.ServiceConfig) {
-		s.Command = slices.DeleteFunc(slices.Clone(s.Command), func(a string) bool { return a == "-js" })
-		s.Volumes = nil
+		s.Volumes = slices.DeleteFunc(slices.Clone(s.Volumes), func(v types.ServiceVolumeConfig) bool { return v.Type == types.VolumeTypeVolume })
+		s.Secrets = nil
 	})
 	agent := loadAgentCLI(t)
 	problems := composeProblems(p, agent)
@@ -860,7 +918,7 @@ func TestDeployComposeChecksCanFail(t *testing.T) {
 	wantDeployProblem(t, problems, "compose service account: does not depend on nats")
 	wantDeployProblem(t, problems, "compose service gateway", "runs every service")
 	wantDeployProblem(t, problems, "compose service gateway", "listens on 127.0.0.1:8080")
-	wantDeployProblem(t, problems, "compose service nats", "does not enable JetStream")
+	wantDeployProblem(t, problems, "compose service nats", "no secret is mounted at /etc/nats/auth/"+busauth.AuthFile)
 	wantDeployProblem(t, problems, "compose service nats", "not on a named volume")
 
 	edit("gateway", func(s *types.ServiceConfig) { s.Command = types.ShellCommand{"server", "--services=account"} })
@@ -1663,9 +1721,37 @@ func natsProblems(t *testing.T, m *kubeManifests, replicas int) (int, []string) 
 			t.Setenv(e.Name, pod0)
 		}
 	}
-	opts := &natsserver.Options{}
-	if err := opts.ProcessConfigString(conf); err != nil {
+	// The authorization it includes is what `cloister bus init` writes,
+	// mounted from the cloister-bus Secret beside the configuration.
+	dir := t.TempDir()
+	authMounted := false
+	for _, vm := range c.VolumeMounts {
+		for _, v := range sts.Spec.Template.Spec.Volumes {
+			if v.Name == vm.Name && v.Secret != nil && v.Secret.SecretName == deployBusSecret && vm.MountPath == path.Join(path.Dir(confPath), "auth") {
+				authMounted = true
+			}
+		}
+	}
+	if !authMounted {
+		bad("%s: Secret %s is not mounted at %s/auth, where %s includes the NATS authorization", where, deployBusSecret, path.Dir(confPath), confPath)
+	}
+	set, err := busauth.NewSet()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := set.Write(filepath.Join(dir, "auth")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, path.Base(confPath)), []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	opts, err := natsserver.ProcessConfigFile(filepath.Join(dir, path.Base(confPath)))
+	if err != nil {
 		return n, append(problems, fmt.Sprintf("%s: nats-server rejects %s: %v", where, confPath, err))
+	}
+	if len(opts.Nkeys) != len(busauth.Roles) || len(opts.Users) != 0 || opts.NoAuthUser != "" {
+		bad("%s: %s lets in %d NKey users and %d others (no_auth_user %q); want only Cloister's %d identities (include ./auth/%s)",
+			where, confPath, len(opts.Nkeys), len(opts.Users), opts.NoAuthUser, len(busauth.Roles), busauth.AuthFile)
 	}
 	if !opts.JetStream {
 		bad("%s: %s does not enable JetStream", where, confPath)
@@ -1886,7 +1972,7 @@ func registryDenyExampleProblems(src string) []string {
 		problems = append(problems, "imageconverter.yaml: CLOISTER_REGISTRY_DENY example: "+fmt.Sprintf(format, a...))
 	}
 	run, sps := checkServerRun([]string{"server", "--services=imageconverter"},
-		map[string]*string{"CLOISTER_REGISTRY_DENY": deployStr(match[1]), "CLOISTER_MASTER_KEY": nil})
+		map[string]*string{"CLOISTER_REGISTRY_DENY": deployStr(match[1]), "CLOISTER_MASTER_KEY": nil, "CLOISTER_NATS_CREDENTIALS": deployStr("/etc/cloister/bus")})
 	for _, p := range sps {
 		bad("%s", p)
 	}

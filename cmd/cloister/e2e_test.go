@@ -426,8 +426,9 @@ func TestServicesInSeparateProcesses(t *testing.T) {
 	n := testkit.StartNATS(t)
 	testkit.StartRedis(t) // fails in CI, skips elsewhere, when Redis is absent
 	cfgDir, gwAddr, accountAddr := t.TempDir(), freeAddr(t), freeAddr(t)
-	startServerArgs(t, accountAddr, "--services=account", "--nats-url", n.URL)
-	startServerArgs(t, gwAddr, "--services", "gateway", "--nats-url", n.URL, "--redis-url", testkit.RedisURL())
+	creds := n.CredentialsDir(t)
+	startServerArgs(t, accountAddr, "--services=account", "--nats-url", n.URL, "--nats-credentials", creds)
+	startServerArgs(t, gwAddr, "--services", "gateway", "--nats-url", n.URL, "--nats-credentials", creds, "--redis-url", testkit.RedisURL())
 	t.Setenv("CLOISTER_ADDR", "http://"+gwAddr)
 
 	run(t, cfgDir, "a long passphrase\n", "signup", "--email", "ada@example.com", "--password-stdin")

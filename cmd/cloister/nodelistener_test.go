@@ -97,7 +97,7 @@ func TestServerNodeListenerSelfSigned(t *testing.T) {
 	n := testkit.StartNATS(t)
 	dir, addr, nodeAddr := t.TempDir(), freeAddr(t), freeAddr(t)
 	certPath, keyPath := filepath.Join(dir, "node-tls", "node-tls.crt"), filepath.Join(dir, "data", "node-tls.key")
-	startServerArgs(t, addr, "--services=gateway", "--nats-url", n.URL, "--node-http", nodeAddr, "--registry=",
+	startServerArgs(t, addr, "--services=gateway", "--nats-url", n.URL, "--nats-credentials", n.CredentialsDir(t), "--node-http", nodeAddr, "--registry=",
 		"--node-tls-self-signed=gateway,localhost", "--node-tls-cert", certPath, "--node-tls-key", keyPath)
 
 	pemBytes, err := os.ReadFile(certPath)

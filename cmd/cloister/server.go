@@ -76,11 +76,11 @@ func runServer(ctx context.Context, cfg serverconfig.Config) error {
 			cfg.Registry = serverconfig.DevRegistry
 		}
 	}
-	if err := cfg.Validate(); err != nil {
-		return err
-	}
 	level, err := obs.ParseLevel(cfg.LogLevel)
 	if err != nil {
+		return err
+	}
+	if err := cfg.Validate(); err != nil {
 		return err
 	}
 	logger := obs.NewLogger(os.Stderr, level, "cloister")
@@ -90,19 +90,14 @@ func runServer(ctx context.Context, cfg serverconfig.Config) error {
 	}
 	defer shutdown(tel.Shutdown)
 
-	nc, closeNATS, err := connectNATS(cfg, logger)
+	b, err := connectBus(ctx, cfg, logger)
 	if err != nil {
 		return err
 	}
-	defer closeNATS()
+	defer b.close()
 
 	health := obs.NewHealth()
-	health.AddCheck("nats", func(context.Context) error {
-		if !nc.IsConnected() {
-			return errors.New("not connected to NATS")
-		}
-		return nil
-	})
+	health.AddCheck("nats", b.connected)
 	mux := http.NewServeMux()
 	obs.Mount(mux, tel, health)
 	// One cache for every service in the process: Redis when configured.
@@ -112,8 +107,8 @@ func runServer(ctx context.Context, cfg serverconfig.Config) error {
 	}
 
 	var gw *gateway.Gateway
-	opts := service.Options{NATS: nc, Replicas: cfg.Replicas, Logger: logger}
 	for _, name := range cfg.Services {
+		opts := service.Options{NATS: b.conn(name), Replicas: cfg.Replicas, Logger: logger}
 		switch name {
 		case "account":
 			svc, err := account.Start(ctx, account.Config{Options: opts})
@@ -182,7 +177,7 @@ func runServer(ctx context.Context, cfg serverconfig.Config) error {
 			defer svc.Stop()
 		case "gateway":
 			proxies, _ := netguard.ParsePrefixes(cfg.TrustedProxies) // checked by validate
-			gw, err = gateway.New(ctx, gateway.Config{NATS: nc, Cache: c, Logger: logger, TrustedProxies: proxies})
+			gw, err = gateway.New(ctx, gateway.Config{NATS: b.conn(name), Cache: c, Logger: logger, TrustedProxies: proxies})
 			if err != nil {
 				return fmt.Errorf("starting gateway: %w", err)
 			}

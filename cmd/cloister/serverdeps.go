@@ -18,22 +18,111 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/cloister-cc/cloister/cmd/serverconfig"
+	"github.com/cloister-cc/cloister/libs/busauth"
 	"github.com/cloister-cc/cloister/libs/cache"
 	"github.com/cloister-cc/cloister/libs/obs"
 	"github.com/cloister-cc/cloister/libs/pki"
 )
 
-// connectNATS connects to the configured server, or in -dev starts an
-// embedded one keeping its JetStream data in the data directory.
-func connectNATS(cfg serverconfig.Config, logger *slog.Logger) (*nats.Conn, func(), error) {
-	name := nats.Name("cloister " + strings.Join(cfg.Services, ","))
-	if !cfg.Dev {
-		nc, err := nats.Connect(cfg.NATSURL, name, nats.MaxReconnects(-1),
-			nats.RetryOnFailedConnect(true), nats.ReconnectWait(time.Second))
-		if err != nil {
-			return nil, nil, fmt.Errorf("connecting to NATS at %s: %w", cfg.NATSURL, err)
+// bus is the process's connections to NATS: one per service it runs, each
+// as that service's identity, so that each has its own role's permissions.
+type bus struct {
+	conns map[string]*nats.Conn
+	close func()
+}
+
+// conn is the connection of the service name.
+func (b *bus) conn(name string) *nats.Conn { return b.conns[name] }
+
+// connected reports a service whose connection is down.
+func (b *bus) connected(context.Context) error {
+	for name, nc := range b.conns {
+		if !nc.IsConnected() {
+			return fmt.Errorf("%s is not connected to NATS", name)
 		}
-		return nc, nc.Close, nil
+	}
+	return nil
+}
+
+// connectBus connects each service to the configured server, or in -dev
+// starts an embedded one keeping its JetStream data, and the services'
+// identities, in the data directory.
+func connectBus(ctx context.Context, cfg serverconfig.Config, logger *slog.Logger) (*bus, error) {
+	if cfg.Dev {
+		return startDevBus(cfg, logger)
+	}
+	opts := []nats.Option{nats.MaxReconnects(-1), nats.ReconnectWait(time.Second)}
+	if cfg.NATSTLSCA != "" {
+		opts = append(opts, nats.RootCAs(cfg.NATSTLSCA))
+	}
+	var ids busauth.Set
+	if cfg.NATSCredentials != "" {
+		var err error
+		if ids, err = busauth.Load(cfg.NATSCredentials, cfg.Services); err != nil {
+			return nil, fmt.Errorf("--nats-credentials: %w", err)
+		}
+	}
+	anonymous, err := acceptsAnonymous(ctx, cfg.NATSURL, opts, logger)
+	if err != nil {
+		return nil, err
+	}
+	if anonymous && !cfg.InsecureNATS {
+		return nil, fmt.Errorf("the NATS server at %s lets clients in without credentials, so anyone who reaches it can act as any Cloister service; "+
+			"give it the authorization `cloister bus init` writes (%s), or pass --insecure-nats ($CLOISTER_INSECURE_NATS) to run regardless", cfg.NATSURL, busauth.AuthFile)
+	}
+	b := &bus{conns: map[string]*nats.Conn{}}
+	b.close = func() {
+		for _, nc := range b.conns {
+			nc.Close()
+		}
+	}
+	for _, name := range cfg.Services {
+		o := append([]nats.Option{nats.Name("cloister " + name)}, opts...)
+		if id, ok := ids[name]; ok {
+			o = append(o, id.Options()...)
+		}
+		nc, err := nats.Connect(cfg.NATSURL, o...)
+		if err != nil {
+			b.close()
+			return nil, fmt.Errorf("connecting %s to NATS at %s: %w", name, cfg.NATSURL, err)
+		}
+		b.conns[name] = nc
+	}
+	return b, nil
+}
+
+// acceptsAnonymous tells whether the server at url lets a client in
+// without credentials, waiting for it to answer at all.
+func acceptsAnonymous(ctx context.Context, url string, opts []nats.Option, logger *slog.Logger) (bool, error) {
+	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
+		nc, err := nats.Connect(url, append(opts, nats.NoReconnect(), nats.Timeout(5*time.Second))...)
+		if err == nil {
+			nc.Close()
+			return true, nil
+		}
+		if errors.Is(err, nats.ErrAuthorization) || errors.Is(err, nats.ErrAuthExpired) || strings.Contains(strings.ToLower(err.Error()), "authorization") {
+			return false, nil
+		}
+		logger.Warn("waiting for NATS", "url", url, "error", err)
+		select {
+		case <-ctx.Done():
+			return false, fmt.Errorf("connecting to NATS at %s: %w", url, ctx.Err())
+		case <-time.After(wait):
+		}
+	}
+}
+
+// startDevBus starts the embedded NATS server of -dev: private unless
+// --nats-listen, and even then open only to the identities kept in the
+// data directory (nats-credentials/), each with its role's permissions.
+func startDevBus(cfg serverconfig.Config, logger *slog.Logger) (*bus, error) {
+	ids, err := busauth.LoadOrCreate(DevCredentialsDir(cfg.DataDir))
+	if err != nil {
+		return nil, fmt.Errorf("the embedded NATS's identities: %w", err)
+	}
+	users, err := busauth.Users(ids.PublicKeys())
+	if err != nil {
+		return nil, err
 	}
 	opts := &server.Options{
 		ServerName: "cloister-dev",
@@ -42,41 +131,54 @@ func connectNATS(cfg serverconfig.Config, logger *slog.Logger) (*nats.Conn, func
 		DontListen: cfg.NATSListen == "",
 		NoSigs:     true,
 		NoLog:      true,
+		Nkeys:      users,
 	}
 	if cfg.NATSListen != "" {
 		host, port, err := net.SplitHostPort(cfg.NATSListen)
 		if err != nil {
-			return nil, nil, fmt.Errorf("--nats-listen %q is not host:port: %w", cfg.NATSListen, err)
+			return nil, fmt.Errorf("--nats-listen %q is not host:port: %w", cfg.NATSListen, err)
 		}
 		opts.Host = host
 		if opts.Port, err = strconv.Atoi(port); err != nil {
-			return nil, nil, fmt.Errorf("--nats-listen port %q: %w", port, err)
+			return nil, fmt.Errorf("--nats-listen port %q: %w", port, err)
 		}
 	}
 	if err := os.MkdirAll(opts.StoreDir, 0o700); err != nil {
-		return nil, nil, fmt.Errorf("creating data directory: %w", err)
+		return nil, fmt.Errorf("creating data directory: %w", err)
 	}
 	ns, err := server.NewServer(opts)
 	if err != nil {
-		return nil, nil, fmt.Errorf("starting embedded NATS: %w", err)
+		return nil, fmt.Errorf("starting embedded NATS: %w", err)
 	}
 	go ns.Start()
 	if !ns.ReadyForConnections(30 * time.Second) {
 		ns.Shutdown()
-		return nil, nil, errors.New("embedded NATS did not start within 30s")
+		return nil, errors.New("embedded NATS did not start within 30s")
 	}
 	logger.Info("embedded NATS JetStream running", "store", opts.StoreDir)
-	nc, err := nats.Connect("", nats.InProcessServer(ns), name)
-	if err != nil {
-		ns.Shutdown()
-		return nil, nil, fmt.Errorf("connecting to embedded NATS: %w", err)
-	}
-	return nc, func() {
-		nc.Close()
+	b := &bus{conns: map[string]*nats.Conn{}}
+	b.close = func() {
+		for _, nc := range b.conns {
+			nc.Close()
+		}
 		ns.Shutdown()
 		ns.WaitForShutdown()
-	}, nil
+	}
+	for _, name := range cfg.Services {
+		nc, err := nats.Connect("", append(ids[name].Options(), nats.InProcessServer(ns), nats.Name("cloister "+name))...)
+		if err != nil {
+			b.close()
+			return nil, fmt.Errorf("connecting %s to embedded NATS: %w", name, err)
+		}
+		b.conns[name] = nc
+	}
+	return b, nil
 }
+
+// DevCredentialsDir is where -dev keeps its services' NATS identities:
+// with --nats-listen, another `cloister server --nats-credentials` can
+// join with them.
+func DevCredentialsDir(dataDir string) string { return filepath.Join(dataDir, "nats-credentials") }
 
 // newCache returns Redis behind cache.Tolerant when configured, else an
 // in-process cache.
@@ -90,6 +192,13 @@ func newCache(ctx context.Context, cfg serverconfig.Config, logger *slog.Logger,
 	opt, err := redis.ParseURL(cfg.RedisURL)
 	if err != nil {
 		return nil, fmt.Errorf("--redis-url: %w", err)
+	}
+	if cfg.RedisPasswordFile != "" {
+		pw, err := os.ReadFile(cfg.RedisPasswordFile)
+		if err != nil {
+			return nil, fmt.Errorf("--redis-password-file: %w", err)
+		}
+		opt.Password = strings.TrimSpace(string(pw))
 	}
 	// Fail fast when Redis is down: the cache is optional and Tolerant
 	// falls through to the services, so a slow dial only adds latency.

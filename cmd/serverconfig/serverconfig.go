@@ -65,13 +65,22 @@ type Config struct {
 	Services   []string
 	NATSURL    string
 	NATSListen string
-	RedisURL   string
-	Replicas   int
-	LogLevel   string
-	PCSURL     string
-	Simulation bool
-	MasterKey  string // path of the KEK file
-	Launcher   string // path of the cloister-launcher binary
+	// NATSCredentials is the directory holding the NATS identity (NKey
+	// seed, <service>.nk) of each service this process runs.
+	NATSCredentials string
+	NATSTLSCA       string // PEM CA bundle the NATS server's certificate is checked against
+	// InsecureNATS allows a NATS server that accepts anonymous clients,
+	// and connecting without credentials.
+	InsecureNATS bool
+	RedisURL     string
+	// RedisPasswordFile holds the Redis password, kept out of the URL.
+	RedisPasswordFile string
+	Replicas          int
+	LogLevel          string
+	PCSURL            string
+	Simulation        bool
+	MasterKey         string // path of the KEK file
+	Launcher          string // path of the cloister-launcher binary
 	// GramineImage names the Gramine runtime image converted images carry;
 	// empty: Cloister's stand-in when this process serves a built-in
 	// registry, else DefaultGramineImage.
@@ -114,6 +123,10 @@ var Env = map[string]string{
 	"services":             "CLOISTER_SERVICES",
 	"nats-url":             "NATS_URL",
 	"nats-listen":          "CLOISTER_NATS_LISTEN",
+	"nats-credentials":     "CLOISTER_NATS_CREDENTIALS",
+	"nats-tls-ca":          "CLOISTER_NATS_TLS_CA",
+	"insecure-nats":        "CLOISTER_INSECURE_NATS",
+	"redis-password-file":  "CLOISTER_REDIS_PASSWORD_FILE",
 	"redis-url":            "REDIS_URL",
 	"replicas":             "CLOISTER_REPLICAS",
 	"log-level":            "CLOISTER_LOG_LEVEL",
@@ -154,7 +167,13 @@ func AddFlags(f *pflag.FlagSet, cfg *Config) {
 	f.StringSliceVar(&cfg.Services, "services", Services, "services to run: "+strings.Join(Services, ","))
 	f.StringVar(&cfg.NATSURL, "nats-url", nats.DefaultURL, "NATS server to use (not with -dev)")
 	f.StringVar(&cfg.NATSListen, "nats-listen", "", "with -dev, also serve the embedded NATS on this address (e.g. 127.0.0.1:4223)")
+	f.StringVar(&cfg.NATSCredentials, "nats-credentials", "", "directory holding the NATS identity of each service this process runs (<service>.nk, made by `cloister bus init`); "+
+		"each service connects as itself, with only the permissions its role has (not with -dev, whose embedded server keeps its identities in --data-dir)")
+	f.StringVar(&cfg.NATSTLSCA, "nats-tls-ca", "", "PEM file of the CA that signed the NATS server's certificate, for a tls:// --nats-url (default: the system's roots)")
+	f.BoolVar(&cfg.InsecureNATS, "insecure-nats", false, "connect without --nats-credentials, and to a NATS server that accepts clients without credentials; "+
+		"without it the server refuses to start there, since anyone who reaches such a NATS can act as any service")
 	f.StringVar(&cfg.RedisURL, "redis-url", "", "Redis for the cache; empty means an in-process cache")
+	f.StringVar(&cfg.RedisPasswordFile, "redis-password-file", "", "file holding the Redis password (kept out of --redis-url and the environment)")
 	f.IntVar(&cfg.Replicas, "replicas", 1, "JetStream replicas of streams and buckets (3 in a cluster)")
 	f.StringVar(&cfg.LogLevel, "log-level", "info", "debug, info, warn or error")
 	f.BoolVar(&cfg.Simulation, "simulation", false, "accept simulated SGX evidence from accounts whose policy allows it (on with -dev); needs a master key")
@@ -262,6 +281,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("--node-http %s serves node agents over TLS and needs a server certificate: set --node-tls-cert and --node-tls-key "+
 			"($CLOISTER_NODE_TLS_CERT, $CLOISTER_NODE_TLS_KEY), or --node-tls-self-signed HOST,... on a single machine, "+
 			"or leave --node-http empty to serve no node endpoints", c.NodeHTTP)
+	}
+	if !c.Dev && c.NATSCredentials == "" && !c.InsecureNATS {
+		return errors.New("--nats-credentials ($CLOISTER_NATS_CREDENTIALS) is needed: the directory of the services' NATS identities that `cloister bus init` makes; " +
+			"--insecure-nats connects without any, to a NATS that lets anyone in")
 	}
 	return nil
 }

@@ -23,7 +23,7 @@ func TestRolesTableIsAuthz(t *testing.T) {
 	if !ok || !ok2 {
 		t.Fatal("docs/architecture.md has no marked roles table")
 	}
-	header := regexp.MustCompile("(?m)^\\| action \\| admin \\| member \\| auditor \\|$")
+	header := regexp.MustCompile(`(?m)^\| action \| admin \| member \| auditor \|$`)
 	if !header.MatchString(table) {
 		t.Fatalf("the roles table's columns are not action, admin, member, auditor:\n%s", table)
 	}

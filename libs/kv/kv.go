@@ -152,10 +152,10 @@ func Open[T any](ctx context.Context, js jetstream.JetStream, cfg Config, opts .
 		return nil, fmt.Errorf("creating bucket %s: %w", cfg.Bucket, err)
 	}
 	s.hints, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: cfg.Bucket + "_outbox", Storage: jetstream.FileStorage, Replicas: replicas,
+		Bucket: OutboxBucket(cfg.Bucket), Storage: jetstream.FileStorage, Replicas: replicas,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("creating bucket %s_outbox: %w", cfg.Bucket, err)
+		return nil, fmt.Errorf("creating bucket %s: %w", OutboxBucket(cfg.Bucket), err)
 	}
 	if err := s.Recover(ctx); err != nil {
 		return nil, err
@@ -505,3 +505,6 @@ func validKey(k string) bool {
 	}
 	return !strings.Contains(k, "..")
 }
+
+// OutboxBucket is the name of the bucket that holds the outbox of bucket.
+func OutboxBucket(bucket string) string { return bucket + "_outbox" }

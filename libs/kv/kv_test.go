@@ -273,7 +273,7 @@ func TestCrashBetweenCommitAndPublish(t *testing.T) {
 	ctx := context.Background()
 	n, js, st := setup(t)
 	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashBetweenCommitAndPublish$")
-	cmd.Env = append(os.Environ(), "KV_CRASH_CHILD=1", "KV_CRASH_NATS="+n.URL)
+	cmd.Env = append(os.Environ(), "KV_CRASH_CHILD=1", "KV_CRASH_NATS="+n.URL, "KV_CRASH_SEED="+n.ProbeSeed())
 	out, err := cmd.CombinedOutput()
 	var exit *exec.ExitError
 	if !errors.As(err, &exit) || exit.ExitCode() != 3 {
@@ -308,7 +308,7 @@ func TestCrashBetweenCommitAndPublish(t *testing.T) {
 
 func crashChild() {
 	ctx := context.Background()
-	nc, err := nats.Connect(os.Getenv("KV_CRASH_NATS"))
+	nc, err := testkit.ConnectSeed(os.Getenv("KV_CRASH_NATS"), os.Getenv("KV_CRASH_SEED"))
 	if err != nil {
 		os.Exit(1)
 	}

@@ -10,13 +10,22 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
+
+	"github.com/cloister-cc/cloister/libs/busauth"
 )
 
-// NATS is a running embedded nats-server with JetStream.
+// NATS is a running embedded nats-server with JetStream. It accepts what
+// a deployment's accepts: the identities of Bus, each with its role's
+// permissions, and no anonymous client; and, for the test itself, one
+// probe identity allowed everything (Connect), which no deployment has.
 type NATS struct {
 	Server *server.Server
 	URL    string
-	dir    string
+	// Bus is an identity for every role (busauth.Roles).
+	Bus   busauth.Set
+	probe nkeys.KeyPair
+	dir   string
 }
 
 // StartNATS starts nats-server on a random loopback port with JetStream
@@ -30,6 +39,19 @@ func StartNATS(t testing.TB) *NATS {
 // stop the server and start another on the same data.
 func StartNATSInDir(t testing.TB, dir string) *NATS {
 	t.Helper()
+	bus, err := busauth.NewSet()
+	if err != nil {
+		t.Fatal(err)
+	}
+	probe, err := nkeys.CreateUser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	users, err := busauth.Users(bus.PublicKeys())
+	if err != nil {
+		t.Fatal(err)
+	}
+	probePub, _ := probe.PublicKey()
 	opts := &server.Options{
 		Host:      "127.0.0.1",
 		Port:      -1,
@@ -37,6 +59,8 @@ func StartNATSInDir(t testing.TB, dir string) *NATS {
 		StoreDir:  dir,
 		NoLog:     true,
 		NoSigs:    true,
+		// No permissions: the probe may do anything.
+		Nkeys: append(users, &server.NkeyUser{Nkey: probePub}),
 	}
 	s, err := server.NewServer(opts)
 	if err != nil {
@@ -46,9 +70,39 @@ func StartNATSInDir(t testing.TB, dir string) *NATS {
 	if !s.ReadyForConnections(10 * time.Second) {
 		t.Fatal("nats-server did not become ready")
 	}
-	n := &NATS{Server: s, URL: s.ClientURL(), dir: dir}
+	n := &NATS{Server: s, URL: s.ClientURL(), Bus: bus, probe: probe, dir: dir}
 	t.Cleanup(n.Shutdown)
 	return n
+}
+
+// ProbeSeed is the probe identity's seed, for a child process of the
+// test to connect with (ConnectSeed).
+func (n *NATS) ProbeSeed() string {
+	s, _ := n.probe.Seed()
+	return string(s)
+}
+
+// ConnectSeed connects to url as the NKey whose seed is given: what a
+// test's child process does with ProbeSeed.
+func ConnectSeed(url, seed string, opts ...nats.Option) (*nats.Conn, error) {
+	kp, err := nkeys.FromSeed([]byte(seed))
+	if err != nil {
+		return nil, err
+	}
+	pub, _ := kp.PublicKey()
+	return nats.Connect(url, append([]nats.Option{nats.Nkey(pub, kp.Sign)}, opts...)...)
+}
+
+// CredentialsDir writes the identities of Bus into a temporary directory
+// as a deployment keeps them (busauth.Set.Write), for `cloister server
+// --nats-credentials`.
+func (n *NATS) CredentialsDir(t testing.TB) string {
+	t.Helper()
+	dir := t.TempDir() + "/bus"
+	if err := n.Bus.Write(dir); err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }
 
 // Shutdown stops the server and waits for it; calling it twice is harmless.
@@ -57,12 +111,29 @@ func (n *NATS) Shutdown() {
 	n.Server.WaitForShutdown()
 }
 
-// Connect returns a client connection that is closed when the test ends.
+// Connect returns a connection of the test's probe, allowed everything,
+// that is closed when the test ends.
 func (n *NATS) Connect(t testing.TB) *nats.Conn {
 	t.Helper()
-	nc, err := nats.Connect(n.URL, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	nc, err := ConnectSeed(n.URL, n.ProbeSeed(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
 	if err != nil {
 		t.Fatalf("connecting to nats: %v", err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+// ConnectAs returns a connection as role's identity, with its
+// permissions, closed when the test ends.
+func (n *NATS) ConnectAs(t testing.TB, role string) *nats.Conn {
+	t.Helper()
+	id, ok := n.Bus[role]
+	if !ok {
+		t.Fatalf("no bus identity %q", role)
+	}
+	nc, err := nats.Connect(n.URL, append(id.Options(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))...)
+	if err != nil {
+		t.Fatalf("connecting to nats as %s: %v", role, err)
 	}
 	t.Cleanup(nc.Close)
 	return nc
@@ -99,4 +170,22 @@ func EventuallyMsg(t testing.TB, within time.Duration, cond func() bool, msg fun
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// StartOpenNATS starts a nats-server (with JetStream) that lets any client
+// in, as none of Cloister's deployments does: for the tests that show
+// Cloister refusing one, and for benchmark floors. It is shut down when
+// the test ends.
+func StartOpenNATS(t testing.TB) *server.Server {
+	t.Helper()
+	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
+	if err != nil {
+		t.Fatalf("starting nats-server: %v", err)
+	}
+	go s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server did not become ready")
+	}
+	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
+	return s
 }

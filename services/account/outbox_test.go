@@ -17,6 +17,7 @@ import (
 // periodic outbox recovery while the service runs on.
 func TestOutboxRecoveredWithoutRestart(t *testing.T) {
 	servicetest.CheckOutboxRecovery(t, servicetest.OutboxRecovery[*account.Service]{
+		Name: "account",
 		Start: func(ctx context.Context, o service.Options) (*account.Service, error) {
 			return account.Start(ctx, account.Config{Options: o, PasswordCost: &account.PasswordCost{Memory: 1024, Time: 1, Threads: 1}})
 		},

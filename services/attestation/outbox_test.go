@@ -18,6 +18,7 @@ import (
 // service's periodic outbox recovery while the service runs on.
 func TestOutboxRecoveredWithoutRestart(t *testing.T) {
 	servicetest.CheckOutboxRecovery(t, servicetest.OutboxRecovery[*attestation.Service]{
+		Name: "attestation",
 		Start: func(ctx context.Context, o service.Options) (*attestation.Service, error) {
 			return attestation.Start(ctx, attestation.Config{Options: o})
 		},

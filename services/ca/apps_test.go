@@ -62,10 +62,10 @@ func startApps(t *testing.T, c cache.Cache) *appStack {
 	st := servicetest.New(t)
 	n := st.NATS
 	kek, _ := pki.NewKEK(bytes.Repeat([]byte{6}, pki.KEKSize))
-	asvc := servicetest.Start(st, func(ctx context.Context, o service.Options) (*attestation.Service, error) {
+	asvc := servicetest.Start(st, "attestation", func(ctx context.Context, o service.Options) (*attestation.Service, error) {
 		return attestation.Start(ctx, attestation.Config{Options: o, Simulation: true, KEK: kek, Cache: c})
 	})
-	servicetest.Start(st, func(ctx context.Context, o service.Options) (*ca.Service, error) {
+	servicetest.Start(st, "ca", func(ctx context.Context, o service.Options) (*ca.Service, error) {
 		return ca.Start(ctx, ca.Config{Options: o, KEK: kek, Cache: c})
 	})
 	s := &appStack{t: t, n: n, ca: cav1.NewCAClient(n.Connect(t)), att: attestationv1.NewAttestationClient(n.Connect(t)), asvc: asvc,

@@ -41,7 +41,7 @@ func startCAWithNATS(t *testing.T) (*cav1.CAClient, string, *testkit.NATS) {
 	st := servicetest.New(t)
 	n := st.NATS
 	kek, _ := pki.NewKEK(bytes.Repeat([]byte{6}, pki.KEKSize))
-	servicetest.Start(st, func(ctx context.Context, o service.Options) (*ca.Service, error) {
+	servicetest.Start(st, "ca", func(ctx context.Context, o service.Options) (*ca.Service, error) {
 		return ca.Start(ctx, ca.Config{Options: o, KEK: kek})
 	})
 	account := uuid.NewString()

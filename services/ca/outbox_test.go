@@ -24,6 +24,7 @@ import (
 func TestOutboxRecoveredWithoutRestart(t *testing.T) {
 	kek, _ := pki.NewKEK(bytes.Repeat([]byte{5}, pki.KEKSize))
 	servicetest.CheckOutboxRecovery(t, servicetest.OutboxRecovery[*ca.Service]{
+		Name: "ca",
 		Start: func(ctx context.Context, o service.Options) (*ca.Service, error) {
 			return ca.Start(ctx, ca.Config{Options: o, KEK: kek})
 		},

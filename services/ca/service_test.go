@@ -31,11 +31,11 @@ func TestCAFollowsAccounts(t *testing.T) {
 	ctx := context.Background()
 	st := servicetest.New(t)
 	n := st.NATS
-	servicetest.Start(st, func(ctx context.Context, o service.Options) (*account.Service, error) {
+	servicetest.Start(st, "account", func(ctx context.Context, o service.Options) (*account.Service, error) {
 		return account.Start(ctx, account.Config{Options: o, PasswordCost: &account.PasswordCost{Memory: 1024, Time: 1, Threads: 1}})
 	})
 	kek, _ := pki.NewKEK(bytes.Repeat([]byte{5}, pki.KEKSize))
-	servicetest.Start(st, func(ctx context.Context, o service.Options) (*ca.Service, error) {
+	servicetest.Start(st, "ca", func(ctx context.Context, o service.Options) (*ca.Service, error) {
 		return ca.Start(ctx, ca.Config{Options: o, KEK: kek})
 	})
 

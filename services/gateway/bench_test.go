@@ -54,5 +54,5 @@ func BenchmarkMeCacheHit(b *testing.B) {
 	}
 	floor := time.Since(floorStart)
 	b.ReportMetric(float64(floor.Nanoseconds())/float64(b.N), "floor-ns/op")
-	b.ReportMetric(float64(ours)/float64(floor), "x-floor")
+	b.ReportMetric(float64(floor)/float64(ours), "x-floor")
 }

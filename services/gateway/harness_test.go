@@ -84,19 +84,19 @@ func newStack(t testing.TB, c cache.Cache) *stack {
 	// Every service shares the test's cache, as a deployment shares Redis.
 	st := servicetest.New(t, servicetest.WithCache(c))
 	s := &stack{t: t, nats: st.NATS, nc: st.NATS.Connect(t)}
-	servicetest.Start(st, func(ctx context.Context, o service.Options) (*account.Service, error) {
+	servicetest.Start(st, "account", func(ctx context.Context, o service.Options) (*account.Service, error) {
 		return account.Start(ctx, account.Config{Options: o, PasswordCost: cheap})
 	})
-	s.att = servicetest.Start(st, func(ctx context.Context, o service.Options) (*attestation.Service, error) {
+	s.att = servicetest.Start(st, "attestation", func(ctx context.Context, o service.Options) (*attestation.Service, error) {
 		return attestation.Start(ctx, attestation.Config{Options: o, Clock: func() time.Time { return vectorTime }, Simulation: true, KEK: st.KEK, Cache: c})
 	})
-	servicetest.Start(st, func(ctx context.Context, o service.Options) (*ca.Service, error) {
+	servicetest.Start(st, "ca", func(ctx context.Context, o service.Options) (*ca.Service, error) {
 		return ca.Start(ctx, ca.Config{Options: o, KEK: st.KEK, Cache: c, Clock: func() time.Time { return vectorTime }})
 	})
-	servicetest.Start(st, func(ctx context.Context, o service.Options) (*imageconverter.Service, error) {
+	servicetest.Start(st, "imageconverter", func(ctx context.Context, o service.Options) (*imageconverter.Service, error) {
 		return imageconverter.Start(ctx, imageconverter.Config{Options: o, KEK: st.KEK, GenerateKey: reuseSigningKey})
 	})
-	servicetest.Start(st, func(ctx context.Context, o service.Options) (*noderegistry.Service, error) {
+	servicetest.Start(st, "noderegistry", func(ctx context.Context, o service.Options) (*noderegistry.Service, error) {
 		return noderegistry.Start(ctx, noderegistry.Config{Options: o, Cache: c})
 	})
 	s.gw, s.srv = s.addGateway(c)
@@ -114,7 +114,7 @@ func (s *stack) addGateway(c cache.Cache) (*gateway.Gateway, *httptest.Server) {
 	s.t.Helper()
 	// The suite signs up and logs in far more than a person would. Node
 	// certificates come from the CA, which lives at vectorTime.
-	gw, err := gateway.New(context.Background(), gateway.Config{NATS: s.nats.Connect(s.t), Cache: c,
+	gw, err := gateway.New(context.Background(), gateway.Config{NATS: s.nats.ConnectAs(s.t, "gateway"), Cache: c,
 		CredentialRate: gateway.CredentialRate{Every: time.Millisecond, Burst: 1000},
 		EmailRate:      gateway.CredentialRate{Every: time.Millisecond, Burst: 1000},
 		Clock:          func() time.Time { return vectorTime }})

@@ -26,6 +26,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/cloister-cc/cloister/libs/busauth"
 	"github.com/cloister-cc/cloister/libs/enclave"
 	"github.com/cloister-cc/cloister/libs/events"
 	accountv1 "github.com/cloister-cc/cloister/libs/gen/cloister/account/v1"
@@ -259,7 +260,7 @@ func TestWorkerKilledMidJob(t *testing.T) {
 	img := s.convert("1")
 
 	cmd := exec.Command(os.Args[0], "-test.run=^TestWorkerKilledMidJob$")
-	cmd.Env = append(os.Environ(), "IC_WORKER_NATS="+s.n.URL, "IC_WORKER_SLOW=1")
+	cmd.Env = append(os.Environ(), "IC_WORKER_NATS="+s.n.URL, "IC_WORKER_SEED="+string(s.n.Bus["imageconverter"].Seed()), "IC_WORKER_SLOW=1")
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -335,7 +336,11 @@ func TestTwoWorkersOneJob(t *testing.T) {
 // workerChild is the worker process of TestWorkerKilledMidJob: a converter
 // whose registry answers slowly, so the parent can kill it mid-job.
 func workerChild() {
-	nc, err := nats.Connect(os.Getenv("IC_WORKER_NATS"))
+	id, err := busauth.ParseIdentity("imageconverter", []byte(os.Getenv("IC_WORKER_SEED")))
+	if err != nil {
+		os.Exit(1)
+	}
+	nc, err := nats.Connect(os.Getenv("IC_WORKER_NATS"), id.Options()...)
 	if err != nil {
 		os.Exit(1)
 	}

@@ -22,6 +22,7 @@ import (
 func TestOutboxRecoveredWithoutRestart(t *testing.T) {
 	kek, _ := pki.NewKEK(bytes.Repeat([]byte{5}, pki.KEKSize))
 	servicetest.CheckOutboxRecovery(t, servicetest.OutboxRecovery[*imageconverter.Service]{
+		Name: "imageconverter",
 		Start: func(ctx context.Context, o service.Options) (*imageconverter.Service, error) {
 			return imageconverter.Start(ctx, imageconverter.Config{Options: o, KEK: kek, GenerateKey: reuseKey})
 		},

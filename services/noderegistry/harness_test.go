@@ -90,7 +90,7 @@ func newStack(t testing.TB, c cache.Cache, timeout time.Duration, opts ...func(*
 	}
 	stopAttestation := sync.OnceFunc(asvc.Stop)
 	t.Cleanup(stopAttestation)
-	servicetest.Start(st, func(ctx context.Context, o service.Options) (*ca.Service, error) {
+	servicetest.Start(st, "ca", func(ctx context.Context, o service.Options) (*ca.Service, error) {
 		return ca.Start(ctx, ca.Config{Options: o, KEK: kek})
 	})
 	_, js := n.JetStream(t)

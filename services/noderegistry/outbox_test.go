@@ -18,6 +18,7 @@ import (
 // service's periodic outbox recovery while the service runs on.
 func TestOutboxRecoveredWithoutRestart(t *testing.T) {
 	servicetest.CheckOutboxRecovery(t, servicetest.OutboxRecovery[*noderegistry.Service]{
+		Name: "noderegistry",
 		Start: func(ctx context.Context, o service.Options) (*noderegistry.Service, error) {
 			return noderegistry.Start(ctx, noderegistry.Config{Options: o})
 		},

@@ -62,16 +62,19 @@ func New(t testing.TB, opts ...Option) *Stack {
 	return s
 }
 
-// Options are what one more service on the stack runs with: a connection
-// of its own.
-func (s *Stack) Options() service.Options { return service.Options{NATS: s.NATS.Connect(s.T)} }
+// Options are what one more service named name runs with on the stack: a
+// connection of its own, as its bus identity, with a deployment's
+// permissions.
+func (s *Stack) Options(name string) service.Options {
+	return service.Options{NATS: s.NATS.ConnectAs(s.T, name)}
+}
 
-// Start starts a service on the stack with start, given its options, and
-// stops it when the test ends; a service that does not start fails the
-// test.
-func Start[S interface{ Stop() }](s *Stack, start func(ctx context.Context, o service.Options) (S, error)) S {
+// Start starts the service name on the stack with start, given its
+// options, and stops it when the test ends; a service that does not start
+// fails the test.
+func Start[S interface{ Stop() }](s *Stack, name string, start func(ctx context.Context, o service.Options) (S, error)) S {
 	s.T.Helper()
-	svc, err := start(context.Background(), s.Options())
+	svc, err := start(context.Background(), s.Options(name))
 	if err != nil {
 		s.T.Fatalf("starting a service: %v", err)
 	}
@@ -81,8 +84,9 @@ func Start[S interface{ Stop() }](s *Stack, start func(ctx context.Context, o se
 
 // OutboxRecovery is what CheckOutboxRecovery needs of a service.
 type OutboxRecovery[S interface{ Stop() }] struct {
-	// Start starts the service with o (its outbox recovery frequent, its
-	// stores failing their first publish).
+	// Name is the service's, Start starts it with o (its outbox recovery
+	// frequent, its stores failing their first publish).
+	Name  string
 	Start func(ctx context.Context, o service.Options) (S, error)
 	// Write makes, on nc, one write whose events include Event, from
 	// Producer.
@@ -98,7 +102,7 @@ func CheckOutboxRecovery[S interface{ Stop() }](t *testing.T, c OutboxRecovery[S
 	t.Helper()
 	st := New(t)
 	fail, failed := testkit.FailFirstPublish()
-	Start(st, func(ctx context.Context, o service.Options) (S, error) {
+	Start(st, c.Name, func(ctx context.Context, o service.Options) (S, error) {
 		o.RecoverEvery, o.KVOptions = 100*time.Millisecond, []kv.Option{fail}
 		return c.Start(ctx, o)
 	})

@@ -22,11 +22,11 @@ func TestStack(t *testing.T) {
 		if st.KEK == nil || st.Cache == nil {
 			t.Fatal("the stack has no KEK or cache")
 		}
-		svc := servicetest.Start(st, func(ctx context.Context, o service.Options) (runner, error) {
+		svc := servicetest.Start(st, "account", func(ctx context.Context, o service.Options) (runner, error) {
 			if o.NATS == nil || !o.NATS.IsConnected() {
 				return runner{}, errors.New("no connection")
 			}
-			r, err := service.Run(ctx, "svc", o, func(r *service.Runner) error {
+			r, err := service.Run(ctx, "account", o, func(r *service.Runner) error {
 				r.Go(func(ctx context.Context) { <-ctx.Done(); stopped = true })
 				return nil
 			})

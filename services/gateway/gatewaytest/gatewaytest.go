@@ -64,22 +64,22 @@ func Start(t testing.TB, o Options) *Stack {
 	t.Helper()
 	st := servicetest.New(t)
 	s := &Stack{Stack: st}
-	servicetest.Start(st, func(ctx context.Context, opts service.Options) (*account.Service, error) {
+	servicetest.Start(st, "account", func(ctx context.Context, opts service.Options) (*account.Service, error) {
 		return account.Start(ctx, account.Config{Options: opts, PasswordCost: &account.PasswordCost{Memory: 1024, Time: 1, Threads: 1}})
 	})
-	s.Attestation = servicetest.Start(st, func(ctx context.Context, opts service.Options) (*attestation.Service, error) {
+	s.Attestation = servicetest.Start(st, "attestation", func(ctx context.Context, opts service.Options) (*attestation.Service, error) {
 		return attestation.Start(ctx, attestation.Config{Options: opts, Simulation: true, KEK: st.KEK, Cache: st.Cache})
 	})
-	servicetest.Start(st, func(ctx context.Context, opts service.Options) (*ca.Service, error) {
+	servicetest.Start(st, "ca", func(ctx context.Context, opts service.Options) (*ca.Service, error) {
 		return ca.Start(ctx, ca.Config{Options: opts, KEK: st.KEK, Cache: st.Cache})
 	})
-	servicetest.Start(st, func(ctx context.Context, opts service.Options) (*imageconverter.Service, error) {
+	servicetest.Start(st, "imageconverter", func(ctx context.Context, opts service.Options) (*imageconverter.Service, error) {
 		return imageconverter.Start(ctx, imageconverter.Config{Options: opts, KEK: st.KEK, GenerateKey: reuseSigningKey})
 	})
-	servicetest.Start(st, func(ctx context.Context, opts service.Options) (*noderegistry.Service, error) {
+	servicetest.Start(st, "noderegistry", func(ctx context.Context, opts service.Options) (*noderegistry.Service, error) {
 		return noderegistry.Start(ctx, noderegistry.Config{Options: opts, Cache: st.Cache})
 	})
-	gw, err := gateway.New(context.Background(), gateway.Config{NATS: st.NATS.Connect(t), Cache: st.Cache,
+	gw, err := gateway.New(context.Background(), gateway.Config{NATS: st.NATS.ConnectAs(t, "gateway"), Cache: st.Cache,
 		CredentialRate: gateway.CredentialRate{Every: time.Millisecond, Burst: 1000}})
 	if err != nil {
 		t.Fatal(err)

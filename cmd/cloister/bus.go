@@ -1,0 +1,93 @@
+package main
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	"github.com/cloister-cc/cloister/libs/busauth"
+)
+
+// Files `cloister bus init` writes besides the NATS identities.
+const (
+	redisPasswordFile = "redis.password"
+	redisConfFile     = "redis.conf"
+)
+
+func busCmd() *cobra.Command {
+	initCmd := &cobra.Command{
+		Use:   "init DIR",
+		Short: "Make a deployment's NATS identities, its nats-server authorization and a Redis password",
+		Long: `Make the secrets a deployment's message bus runs with, in DIR (created, 0700):
+
+  <service>.nk      the NATS identity (NKey seed) of each service and of the
+                    gateway: give each process only its own, as
+                    --nats-credentials DIR ($CLOISTER_NATS_CREDENTIALS)
+  ` + busauth.AuthFile + `   the nats-server authorization: one user per identity with
+                    only the permissions its role needs, and no anonymous
+                    access; include it from nats.conf
+  redis.password    Redis's password, for --redis-password-file
+  redis.conf        the same, as Redis reads it (requirepass)
+
+The identities are made once: DIR must not hold them already. For
+Kubernetes, make Secrets of them (see deployments/k8s/README.md); for docker
+compose, run it as 'cloister bus init ./secrets' beside docker-compose.yml.`,
+		Example: "  cloister bus init ./secrets",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			dir := args[0]
+			set, err := busauth.NewSet()
+			if err != nil {
+				return err
+			}
+			if err := set.Write(dir); err != nil {
+				return err
+			}
+			if err := writeRedisPassword(dir); err != nil {
+				return err
+			}
+			_, err = fmt.Fprintf(cmd.OutOrStdout(), "wrote the NATS identities of %v, %s and the Redis password to %s\n",
+				busauth.RoleNames(), busauth.AuthFile, dir)
+			return err
+		},
+	}
+	cmd := &cobra.Command{Use: "bus", Short: "The message bus's identities and permissions (deployments)"}
+	// These commands read no CLI config.
+	cmd.PersistentPreRunE = func(*cobra.Command, []string) error { return nil }
+	cmd.AddCommand(initCmd)
+	return cmd
+}
+
+func writeRedisPassword(dir string) error {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return err
+	}
+	pw := base64.RawURLEncoding.EncodeToString(b)
+	for name, content := range map[string]string{
+		redisPasswordFile: pw + "\n",
+		redisConfFile:     "# Made by `cloister bus init`: clients must give this password.\nrequirepass " + pw + "\n",
+	} {
+		path := filepath.Join(dir, name)
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if errors.Is(err, os.ErrExist) {
+			return fmt.Errorf("%s already exists", path)
+		}
+		if err != nil {
+			return err
+		}
+		_, err = f.WriteString(content)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
