@@ -20,6 +20,7 @@ package deployments
 // to show that they complain.
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -325,7 +326,7 @@ func TestDeployServerRunRejectsBadCommandLines(t *testing.T) {
 		{"node certificate without key", []string{"server", "--services=gateway"}, map[string]*string{"CLOISTER_NODE_TLS_CERT": deployStr("/tls/node.crt")}, []string{"set both --node-tls-cert and --node-tls-key"}},
 		{"bad node listener address", []string{"server", "--services=gateway", "--node-http=8443", "--node-tls-cert=/c", "--node-tls-key=/k"}, nil, []string{"--node-http", "not host:port"}},
 		{"bad self-signed host", []string{"server", "--services=gateway", "--node-http=0.0.0.0:8443", "--node-tls-self-signed=gateway,node_1"}, nil, []string{"--node-tls-self-signed", `"node_1" is neither an IP address nor a host name`}},
-		{"no NATS identities", []string{"server", "--services=account"}, nil, []string{"--nats-credentials", "cloister bus init", "--insecure-nats"}},
+		{"no NATS identities", []string{"server", "--services=account"}, nil, []string{"--nats-credentials", "cloister bus init"}},
 		{"self-signed key without certificate", []string{"server", "--services=gateway", "--node-http=0.0.0.0:8443", "--node-tls-self-signed=gateway"}, map[string]*string{"CLOISTER_NODE_TLS_KEY": deployStr("/data/k")}, []string{"set both --node-tls-cert and --node-tls-key"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -489,6 +490,17 @@ func composeProblems(p *types.Project, agent agentCLI) []string {
 		servers[name] = run
 		for _, svc := range run.cfg.Services {
 			runBy[svc] = append(runBy[svc], name)
+		}
+		var mounted []string
+		for _, sec := range s.Secrets {
+			t := cmp.Or(sec.Target, sec.Source)
+			if !path.IsAbs(t) {
+				t = path.Join("/run/secrets", t) // compose's default
+			}
+			mounted = append(mounted, t)
+		}
+		for _, p := range busSecretProblems(run, mounted) {
+			bad("%s: %s", where, p)
 		}
 
 		// Health check: `cloister healthcheck` against this container's listener.
@@ -796,6 +808,56 @@ func loadAgentCLI(t *testing.T) agentCLI {
 	return a
 }
 
+// kSecretFiles are the paths of the files container c of pod spec ps
+// mounts from the Secret secret: those its volumes name, or each key
+// when they name none (unknown then: the Secret is made at install time,
+// so a mount of it all counts as holding every key).
+func kSecretFiles(ps kPodSpec, c kContainer, secret string) []string {
+	var files []string
+	for _, vm := range c.VolumeMounts {
+		for _, v := range ps.Volumes {
+			if v.Name != vm.Name || v.Secret == nil || v.Secret.SecretName != secret {
+				continue
+			}
+			if len(v.Secret.Items) == 0 {
+				files = append(files, path.Join(vm.MountPath, "*.nk"), path.Join(vm.MountPath, "assertion*"))
+			}
+			for _, it := range v.Secret.Items {
+				files = append(files, path.Join(vm.MountPath, it.Path))
+			}
+		}
+	}
+	return files
+}
+
+// busSecretProblems checks that a server container holds, in its
+// --nats-credentials directory, the NATS identity and assertion key of
+// each service it runs and nothing of another's (mounted: the paths of
+// the files mounted into it).
+func busSecretProblems(run serverRun, mounted []string) []string {
+	var problems []string
+	dir := run.cfg.NATSCredentials
+	want := map[string]bool{}
+	for _, svc := range run.cfg.Services {
+		want[path.Join(dir, busauth.SeedFile(svc))] = true
+		if svc == busauth.Gateway {
+			want[path.Join(dir, busauth.AssertionSecretFile)] = true
+		} else {
+			want[path.Join(dir, busauth.AssertionKeyFile(svc))] = true
+		}
+	}
+	for _, m := range mounted {
+		if (strings.HasSuffix(m, ".nk") || strings.HasPrefix(path.Base(m), "assertion")) && !want[m] {
+			problems = append(problems, fmt.Sprintf("holds %s, a bus credential of a service it does not run", m))
+		}
+		delete(want, m)
+	}
+	for _, m := range deploySortedKeys(want) {
+		problems = append(problems, fmt.Sprintf("runs a service whose bus credential %s it does not hold (--nats-credentials %s)", m, dir))
+	}
+	return problems
+}
+
 // composeNATSProblems checks compose's NATS server: its configuration
 // file, read as nats-server reads it with the authorization `cloister bus
 // init` makes, enables JetStream on a named volume and lets in Cloister's
@@ -994,6 +1056,10 @@ func TestDeployComposeChecksCanFail(t *testing.T) {
 	wantDeployProblem(t, problems, "compose service node-agent: --server \"http://gateway:8443\" is not the gateway's API, http://gateway:8080")
 	wantDeployProblem(t, problems, "compose service node-agent: --server-ca /data/ca.pem is not the gateway's certificate /node-tls/node-tls.crt")
 	wantDeployProblem(t, problems, "compose service node-agent: does not depend on gateway")
+	edit("imageconverter", func(s *types.ServiceConfig) {
+		s.Secrets = append(s.Secrets, types.ServiceSecretConfig{Source: busauth.AssertionSecretFile, Target: "/run/secrets/" + busauth.AssertionSecretFile})
+	})
+	wantDeployProblem(t, composeProblems(p, agent), "compose service imageconverter", "holds /run/secrets/assertion.key, a bus credential of a service it does not run")
 	delete(p.Services, "node-agent")
 	wantDeployProblem(t, composeProblems(p, agent), "compose: no node agent")
 }
@@ -1470,7 +1536,7 @@ func kubeProblems(m *kubeManifests, natsServers int) []string {
 			}
 			env, eps := m.containerEnv(c)
 			run, sps := checkServerRun(c.Args, env)
-			for _, p := range slices.Concat(eps, sps, checkServiceContainer(run, natsServers)) {
+			for _, p := range slices.Concat(eps, sps, checkServiceContainer(run, natsServers), busSecretProblems(run, kSecretFiles(ps, c, deployBusSecret))) {
 				bad("%s: %s", where, p)
 			}
 			for _, svc := range run.cfg.Services {
@@ -1831,6 +1897,19 @@ func TestDeployKubeChecksCanFail(t *testing.T) {
 	wantDeployProblem(t, problems, "Deployment account, container cloister: allowPrivilegeEscalation is not false")
 	wantDeployProblem(t, problems, "kustomization.yaml does not list forgotten.yaml")
 	wantDeployProblem(t, kubeProblems(m, 1), "3 JetStream replicas with 1 NATS server")
+
+	// The image converter given the gateway's assertion secret, and not
+	// its own NATS identity.
+	m = loadKube(t)
+	ic := m.get("Deployment", "imageconverter").Spec.Template.Spec
+	for i := range ic.Volumes {
+		if sec := ic.Volumes[i].Secret; sec != nil && sec.SecretName == deployBusSecret {
+			sec.Items[0].Key, sec.Items[0].Path = busauth.AssertionSecretFile, busauth.AssertionSecretFile
+		}
+	}
+	problems = kubeProblems(m, 3)
+	wantDeployProblem(t, problems, "Deployment imageconverter", "holds /etc/cloister/bus/assertion.key, a bus credential of a service it does not run")
+	wantDeployProblem(t, problems, "Deployment imageconverter", "bus credential /etc/cloister/bus/imageconverter.nk it does not hold")
 
 	m = loadKube(t)
 	m.get("Deployment", "gateway").Spec.Template.Spec.Containers[0].Args = []string{"server", "--services=account"}

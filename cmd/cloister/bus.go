@@ -3,9 +3,7 @@ package main
 import (
 	"crypto/rand"
 	"encoding/base64"
-	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 
 	"github.com/spf13/cobra"
@@ -31,6 +29,11 @@ func busCmd() *cobra.Command {
   ` + busauth.AuthFile + `   the nats-server authorization: one user per identity with
                     only the permissions its role needs, and no anonymous
                     access; include it from nats.conf
+  assertion.key     the secret the gateway vouches for each caller with
+                    (give it to the gateway alone)
+  assertion-<service>.key
+                    the key of the assertions addressed to one service,
+                    derived from it (give each service its own)
   redis.password    Redis's password, for --redis-password-file
   redis.conf        the same, as Redis reads it (requirepass)
 
@@ -41,17 +44,17 @@ compose, run it as 'cloister bus init ./secrets' beside docker-compose.yml.`,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			dir := args[0]
-			set, err := busauth.NewSet()
+			c, err := busauth.NewCredentials()
 			if err != nil {
 				return err
 			}
-			if err := set.Write(dir); err != nil {
+			if err := c.Write(dir); err != nil {
 				return err
 			}
 			if err := writeRedisPassword(dir); err != nil {
 				return err
 			}
-			_, err = fmt.Fprintf(cmd.OutOrStdout(), "wrote the NATS identities of %v, %s and the Redis password to %s\n",
+			_, err = fmt.Fprintf(cmd.OutOrStdout(), "wrote the NATS identities of %v, %s, the assertion key and the Redis password to %s\n",
 				busauth.RoleNames(), busauth.AuthFile, dir)
 			return err
 		},
@@ -73,19 +76,7 @@ func writeRedisPassword(dir string) error {
 		redisPasswordFile: pw + "\n",
 		redisConfFile:     "# Made by `cloister bus init`: clients must give this password.\nrequirepass " + pw + "\n",
 	} {
-		path := filepath.Join(dir, name)
-		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-		if errors.Is(err, os.ErrExist) {
-			return fmt.Errorf("%s already exists", path)
-		}
-		if err != nil {
-			return err
-		}
-		_, err = f.WriteString(content)
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
+		if err := busauth.WriteNew(filepath.Join(dir, name), []byte(content), 0o600); err != nil {
 			return err
 		}
 	}

@@ -42,7 +42,8 @@ func (r *refusals) refused(subject string) bool {
 // listening, and tries it as an attacker on the network would: without
 // credentials, and with the image converter's (the service that handles
 // untrusted images). Every call and publish outside the role is refused;
-// the gateway's identity, which may call the account service, is answered.
+// the gateway's identity, which may call the account service, is answered,
+// but a caller is only ever who the gateway's signed assertion says.
 func TestBusRefusesStrangers(t *testing.T) {
 	dataDir, addr, natsAddr := t.TempDir(), freeAddr(t), freeAddr(t)
 	startServerArgs(t, addr, "-dev", "--data-dir", dataDir, "--registry=", "--node-http=", "--nats-listen", natsAddr)
@@ -101,19 +102,63 @@ func TestBusRefusesStrangers(t *testing.T) {
 	if code := reply.Header.Get(natsrpc.HeaderErrorCode); code != "401" {
 		t.Fatalf("the gateway's call answered %q, want 401", code)
 	}
+
+	// Even with the gateway's identity, a caller is only who the gateway's
+	// assertion says: none, a forged one and an expired one are refused;
+	// the real one reaches the account service (which does not know the
+	// account: 404).
+	secret, err := busauth.LoadAssertionSecret(creds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged, err := busauth.NewAssertionSecret()
+	if err != nil {
+		t.Fatal(err)
+	}
+	subject := natsrpc.Subject("account", "CreateAPIKey")
+	assertion := func(s busauth.AssertionSecret, at time.Time) string {
+		signer, err := busauth.NewSigner(s, func() time.Time { return at })
+		if err != nil {
+			t.Fatal(err)
+		}
+		tok, err := signer.For(&accountv1.Principal{UserId: "victim"}, "acc").Assert(subject, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	for _, c := range []struct{ name, token, code, reason string }{
+		{"no assertion", "", "401", "assertion_refused"},
+		{"a forged assertion", assertion(forged, time.Now()), "401", "assertion_refused"},
+		{"an expired assertion", assertion(secret, time.Now().Add(-time.Hour)), "401", "assertion_refused"},
+		{"the gateway's assertion", assertion(secret, time.Now()), "404", "account_not_found"},
+	} {
+		msg := nats.NewMsg(subject)
+		msg.Data = body
+		if c.token != "" {
+			msg.Header.Set(natsrpc.HeaderAssertion, c.token)
+		}
+		reply, err := gw.RequestMsg(msg, 10*time.Second)
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if code, reason := reply.Header.Get(natsrpc.HeaderErrorCode), reply.Header.Get(natsrpc.HeaderErrorReason); code != c.code || reason != c.reason {
+			t.Errorf("CreateAPIKey with %s: %s %s (%s), want %s %s", c.name, code, reason, reply.Header.Get(natsrpc.HeaderError), c.code, c.reason)
+		}
+	}
 }
 
 // TestServerRefusesAnOpenNATS: `cloister server` does not run its services
 // on a NATS server that lets anyone in, unless told --insecure-nats; and
-// it needs the services' identities unless told so too.
+// it needs the bus credentials either way.
 func TestServerRefusesAnOpenNATS(t *testing.T) {
 	open := testkit.StartOpenNATS(t)
-	set, err := busauth.NewSet()
+	c, err := busauth.NewCredentials()
 	if err != nil {
 		t.Fatal(err)
 	}
 	creds := filepath.Join(t.TempDir(), "bus")
-	if err := set.Write(creds); err != nil {
+	if err := c.Write(creds); err != nil {
 		t.Fatal(err)
 	}
 
@@ -130,5 +175,5 @@ func TestServerRefusesAnOpenNATS(t *testing.T) {
 			t.Fatalf("cloister %s: %v, output:\n%s\nwant a refusal saying %q", strings.Join(args, " "), err, out, c.want)
 		}
 	}
-	startServerArgs(t, freeAddr(t), "--services=account", "--nats-url", open.ClientURL(), "--insecure-nats")
+	startServerArgs(t, freeAddr(t), "--services=account", "--nats-url", open.ClientURL(), "--nats-credentials", creds, "--insecure-nats")
 }

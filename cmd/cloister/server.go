@@ -108,7 +108,7 @@ func runServer(ctx context.Context, cfg serverconfig.Config) error {
 
 	var gw *gateway.Gateway
 	for _, name := range cfg.Services {
-		opts := service.Options{NATS: b.conn(name), Replicas: cfg.Replicas, Logger: logger}
+		opts := service.Options{NATS: b.conn(name), Replicas: cfg.Replicas, Logger: logger, Assertions: b.verifier(name)}
 		switch name {
 		case "account":
 			svc, err := account.Start(ctx, account.Config{Options: opts})
@@ -177,7 +177,11 @@ func runServer(ctx context.Context, cfg serverconfig.Config) error {
 			defer svc.Stop()
 		case "gateway":
 			proxies, _ := netguard.ParsePrefixes(cfg.TrustedProxies) // checked by validate
-			gw, err = gateway.New(ctx, gateway.Config{NATS: b.conn(name), Cache: c, Logger: logger, TrustedProxies: proxies})
+			signer, err := b.signer()
+			if err != nil {
+				return fmt.Errorf("--nats-credentials: %w", err)
+			}
+			gw, err = gateway.New(ctx, gateway.Config{NATS: b.conn(name), Assertions: signer, Cache: c, Logger: logger, TrustedProxies: proxies})
 			if err != nil {
 				return fmt.Errorf("starting gateway: %w", err)
 			}

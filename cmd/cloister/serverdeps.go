@@ -28,8 +28,24 @@ import (
 // as that service's identity, so that each has its own role's permissions.
 type bus struct {
 	conns map[string]*nats.Conn
-	close func()
+	// secret is the gateway's assertion secret, when this process runs
+	// the gateway or -dev; keys are the assertion keys of its services.
+	secret busauth.AssertionSecret
+	keys   map[string][]byte
+	close  func()
 }
+
+// verifier checks the gateway's assertions addressed to service.
+func (b *bus) verifier(service string) *busauth.Verifier {
+	key, ok := b.keys[service]
+	if !ok && b.secret != nil {
+		key = b.secret.ServiceKey(service)
+	}
+	return busauth.NewVerifier(service, key, nil)
+}
+
+// signer makes the gateway's assertions.
+func (b *bus) signer() (*busauth.Signer, error) { return busauth.NewSigner(b.secret, nil) }
 
 // conn is the connection of the service name.
 func (b *bus) conn(name string) *nats.Conn { return b.conns[name] }
@@ -55,10 +71,18 @@ func connectBus(ctx context.Context, cfg serverconfig.Config, logger *slog.Logge
 	if cfg.NATSTLSCA != "" {
 		opts = append(opts, nats.RootCAs(cfg.NATSTLSCA))
 	}
-	var ids busauth.Set
-	if cfg.NATSCredentials != "" {
-		var err error
-		if ids, err = busauth.Load(cfg.NATSCredentials, cfg.Services); err != nil {
+	ids, err := busauth.Load(cfg.NATSCredentials, cfg.Services)
+	if err != nil {
+		return nil, fmt.Errorf("--nats-credentials: %w", err)
+	}
+	b := &bus{conns: map[string]*nats.Conn{}, keys: map[string][]byte{}}
+	for _, name := range cfg.Services {
+		if name == busauth.Gateway {
+			b.secret, err = busauth.LoadAssertionSecret(cfg.NATSCredentials)
+		} else {
+			b.keys[name], err = busauth.LoadServiceKey(cfg.NATSCredentials, name)
+		}
+		if err != nil {
 			return nil, fmt.Errorf("--nats-credentials: %w", err)
 		}
 	}
@@ -66,11 +90,13 @@ func connectBus(ctx context.Context, cfg serverconfig.Config, logger *slog.Logge
 	if err != nil {
 		return nil, err
 	}
+	if anonymous && cfg.InsecureNATS {
+		logger.Warn("the NATS server lets clients in without credentials (--insecure-nats): anyone who reaches it can act as any Cloister service", "url", cfg.NATSURL)
+	}
 	if anonymous && !cfg.InsecureNATS {
 		return nil, fmt.Errorf("the NATS server at %s lets clients in without credentials, so anyone who reaches it can act as any Cloister service; "+
 			"give it the authorization `cloister bus init` writes (%s), or pass --insecure-nats ($CLOISTER_INSECURE_NATS) to run regardless", cfg.NATSURL, busauth.AuthFile)
 	}
-	b := &bus{conns: map[string]*nats.Conn{}}
 	b.close = func() {
 		for _, nc := range b.conns {
 			nc.Close()
@@ -78,8 +104,11 @@ func connectBus(ctx context.Context, cfg serverconfig.Config, logger *slog.Logge
 	}
 	for _, name := range cfg.Services {
 		o := append([]nats.Option{nats.Name("cloister " + name)}, opts...)
-		if id, ok := ids[name]; ok {
-			o = append(o, id.Options()...)
+		if anonymous {
+			// Such a server knows no identities (it refuses NKeys).
+			o = append(o, nats.CustomInboxPrefix(busauth.InboxPrefix(name)))
+		} else {
+			o = append(o, ids[name].Options()...)
 		}
 		nc, err := nats.Connect(cfg.NATSURL, o...)
 		if err != nil {
@@ -116,10 +145,11 @@ func acceptsAnonymous(ctx context.Context, url string, opts []nats.Option, logge
 // --nats-listen, and even then open only to the identities kept in the
 // data directory (nats-credentials/), each with its role's permissions.
 func startDevBus(cfg serverconfig.Config, logger *slog.Logger) (*bus, error) {
-	ids, err := busauth.LoadOrCreate(DevCredentialsDir(cfg.DataDir))
+	creds, err := busauth.LoadOrCreate(DevCredentialsDir(cfg.DataDir))
 	if err != nil {
 		return nil, fmt.Errorf("the embedded NATS's identities: %w", err)
 	}
+	ids := creds.Identities
 	users, err := busauth.Users(ids.PublicKeys())
 	if err != nil {
 		return nil, err
@@ -156,7 +186,7 @@ func startDevBus(cfg serverconfig.Config, logger *slog.Logger) (*bus, error) {
 		return nil, errors.New("embedded NATS did not start within 30s")
 	}
 	logger.Info("embedded NATS JetStream running", "store", opts.StoreDir)
-	b := &bus{conns: map[string]*nats.Conn{}}
+	b := &bus{conns: map[string]*nats.Conn{}, secret: creds.Assertion}
 	b.close = func() {
 		for _, nc := range b.conns {
 			nc.Close()

@@ -69,8 +69,7 @@ type Config struct {
 	// seed, <service>.nk) of each service this process runs.
 	NATSCredentials string
 	NATSTLSCA       string // PEM CA bundle the NATS server's certificate is checked against
-	// InsecureNATS allows a NATS server that accepts anonymous clients,
-	// and connecting without credentials.
+	// InsecureNATS allows a NATS server that accepts anonymous clients.
 	InsecureNATS bool
 	RedisURL     string
 	// RedisPasswordFile holds the Redis password, kept out of the URL.
@@ -167,10 +166,11 @@ func AddFlags(f *pflag.FlagSet, cfg *Config) {
 	f.StringSliceVar(&cfg.Services, "services", Services, "services to run: "+strings.Join(Services, ","))
 	f.StringVar(&cfg.NATSURL, "nats-url", nats.DefaultURL, "NATS server to use (not with -dev)")
 	f.StringVar(&cfg.NATSListen, "nats-listen", "", "with -dev, also serve the embedded NATS on this address (e.g. 127.0.0.1:4223)")
-	f.StringVar(&cfg.NATSCredentials, "nats-credentials", "", "directory holding the NATS identity of each service this process runs (<service>.nk, made by `cloister bus init`); "+
-		"each service connects as itself, with only the permissions its role has (not with -dev, whose embedded server keeps its identities in --data-dir)")
+	f.StringVar(&cfg.NATSCredentials, "nats-credentials", "", "directory made by `cloister bus init` holding the NATS identity of each service this process runs (<service>.nk) "+
+		"and the key of the gateway's assertions of callers (assertion.nk for the gateway, assertion.pub for the others); each service connects as itself, "+
+		"with only the permissions its role has. Needed outside -dev, whose embedded server keeps its own in --data-dir")
 	f.StringVar(&cfg.NATSTLSCA, "nats-tls-ca", "", "PEM file of the CA that signed the NATS server's certificate, for a tls:// --nats-url (default: the system's roots)")
-	f.BoolVar(&cfg.InsecureNATS, "insecure-nats", false, "connect without --nats-credentials, and to a NATS server that accepts clients without credentials; "+
+	f.BoolVar(&cfg.InsecureNATS, "insecure-nats", false, "run on a NATS server that lets clients in without credentials; "+
 		"without it the server refuses to start there, since anyone who reaches such a NATS can act as any service")
 	f.StringVar(&cfg.RedisURL, "redis-url", "", "Redis for the cache; empty means an in-process cache")
 	f.StringVar(&cfg.RedisPasswordFile, "redis-password-file", "", "file holding the Redis password (kept out of --redis-url and the environment)")
@@ -282,9 +282,9 @@ func (c Config) Validate() error {
 			"($CLOISTER_NODE_TLS_CERT, $CLOISTER_NODE_TLS_KEY), or --node-tls-self-signed HOST,... on a single machine, "+
 			"or leave --node-http empty to serve no node endpoints", c.NodeHTTP)
 	}
-	if !c.Dev && c.NATSCredentials == "" && !c.InsecureNATS {
-		return errors.New("--nats-credentials ($CLOISTER_NATS_CREDENTIALS) is needed: the directory of the services' NATS identities that `cloister bus init` makes; " +
-			"--insecure-nats connects without any, to a NATS that lets anyone in")
+	if !c.Dev && c.NATSCredentials == "" {
+		return errors.New("--nats-credentials ($CLOISTER_NATS_CREDENTIALS) is needed: the directory of the services' NATS identities and of the key of the gateway's assertions, " +
+			"which `cloister bus init` makes")
 	}
 	return nil
 }

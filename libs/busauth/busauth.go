@@ -274,19 +274,7 @@ func (s Set) Write(dir string) error {
 		}
 	})
 	for _, n := range names {
-		path := filepath.Join(dir, SeedFile(n))
-		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-		if err != nil {
-			if errors.Is(err, os.ErrExist) {
-				return fmt.Errorf("%s already exists: a deployment's NATS identities are made once; remove them to make new ones", path)
-			}
-			return err
-		}
-		_, err = f.Write(append(s[n].Seed(), '\n'))
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
+		if err := WriteNew(filepath.Join(dir, SeedFile(n)), append(s[n].Seed(), '\n'), 0o600); err != nil {
 			return err
 		}
 	}
@@ -314,16 +302,81 @@ func Load(dir string, names []string) (Set, error) {
 	return s, nil
 }
 
-// LoadOrCreate reads every role's identity from dir, or makes and writes
-// them there when dir holds none (as -dev does on its first start).
-func LoadOrCreate(dir string) (Set, error) {
-	_, err := os.Stat(filepath.Join(dir, AuthFile))
-	if errors.Is(err, os.ErrNotExist) {
-		s, err := NewSet()
-		if err != nil {
-			return nil, err
-		}
-		return s, s.Write(dir)
+// Credentials are what a deployment's bus runs with: an identity per role
+// and the gateway's assertion secret.
+type Credentials struct {
+	Identities Set
+	Assertion  AssertionSecret
+}
+
+// NewCredentials makes a deployment's credentials.
+func NewCredentials() (Credentials, error) {
+	set, err := NewSet()
+	if err != nil {
+		return Credentials{}, err
 	}
-	return Load(dir, RoleNames())
+	secret, err := NewAssertionSecret()
+	if err != nil {
+		return Credentials{}, err
+	}
+	return Credentials{set, secret}, nil
+}
+
+// Write writes the credentials into dir, which must not hold them
+// already: the identities' seeds and the nats-server authorization (as
+// Set.Write), the assertion secret (for the gateway alone) and each
+// service's assertion key (for that service alone).
+func (c Credentials) Write(dir string) error {
+	if err := c.Identities.Write(dir); err != nil {
+		return err
+	}
+	if err := writeKey(filepath.Join(dir, AssertionSecretFile), c.Assertion); err != nil {
+		return err
+	}
+	for _, r := range Roles {
+		if r.Serves {
+			if err := writeKey(filepath.Join(dir, AssertionKeyFile(r.Name)), c.Assertion.ServiceKey(r.Name)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// LoadOrCreate reads the credentials of every role from dir, or makes and
+// writes them there when dir holds none (as -dev does on its first start).
+func LoadOrCreate(dir string) (Credentials, error) {
+	if _, err := os.Stat(filepath.Join(dir, AuthFile)); errors.Is(err, os.ErrNotExist) {
+		c, err := NewCredentials()
+		if err != nil {
+			return Credentials{}, err
+		}
+		return c, c.Write(dir)
+	}
+	set, err := Load(dir, RoleNames())
+	if err != nil {
+		return Credentials{}, err
+	}
+	secret, err := LoadAssertionSecret(dir)
+	if err != nil {
+		return Credentials{}, err
+	}
+	return Credentials{set, secret}, nil
+}
+
+// WriteNew writes a file that must not exist yet: credentials are made
+// once, never overwritten.
+func WriteNew(path string, b []byte, mode os.FileMode) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
+	if errors.Is(err, os.ErrExist) {
+		return fmt.Errorf("%s already exists: a deployment's bus credentials are made once; remove them to make new ones", path)
+	}
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(b)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }

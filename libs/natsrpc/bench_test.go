@@ -19,7 +19,7 @@ import (
 func BenchmarkRoundTrip(b *testing.B) {
 	n := testkit.StartNATS(b)
 	srvConn := n.Connect(b)
-	mux := natsrpc.NewMux(srvConn, "bench")
+	mux := natsrpc.NewMux(srvConn, "bench", nil)
 	if err := mux.Handle(echo.Subject(), echo.Server(func(_ context.Context, req any) (any, error) {
 		return req, nil
 	}, nil)); err != nil {

@@ -53,6 +53,13 @@ func (c *Client) Endpoint() endpoint.Endpoint {
 		if err := c.enc(ctx, msg, request); err != nil {
 			return nil, err
 		}
+		if a := asserterFrom(ctx); a != nil {
+			v, err := a.Assert(c.subject, request)
+			if err != nil {
+				return nil, err
+			}
+			msg.Header.Set(HeaderAssertion, v)
+		}
 		reply, err := c.nc.RequestMsgWithContext(ctx, msg)
 		if err != nil {
 			err = transportError(c.subject, err)

@@ -17,19 +17,26 @@ const DefaultConcurrency = 64
 type Mux struct {
 	nc       *nats.Conn
 	queue    string
+	verify   Verifier
 	subs     []*nats.Subscription
 	sem      chan struct{}
 	inflight sync.WaitGroup
 }
 
 // NewMux returns a Mux whose subscriptions join the given queue group
-// (by convention the service name).
-func NewMux(nc *nats.Conn, queue string) *Mux {
-	return &Mux{nc: nc, queue: queue, sem: make(chan struct{}, DefaultConcurrency)}
+// (by convention the service name). Its requests are checked by verify;
+// nil refuses every request that needs an assertion (RequireNone).
+func NewMux(nc *nats.Conn, queue string, verify Verifier) *Mux {
+	if verify == nil {
+		verify = RequireNone{}
+	}
+	return &Mux{nc: nc, queue: queue, verify: verify, sem: make(chan struct{}, DefaultConcurrency)}
 }
 
-// Handle subscribes s to subject.
+// Handle subscribes s to subject; its requests are checked by the mux's
+// verifier.
 func (m *Mux) Handle(subject string, s *Server) error {
+	s.verify = m.verify
 	sub, err := m.nc.QueueSubscribe(subject, m.queue, func(msg *nats.Msg) {
 		m.inflight.Add(1)
 		m.sem <- struct{}{}

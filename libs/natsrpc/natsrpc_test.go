@@ -27,7 +27,7 @@ func serve(t testing.TB, f func(ctx context.Context, in string) (string, error))
 	t.Helper()
 	n := testkit.StartNATS(t)
 	nc := n.Connect(t)
-	mux := natsrpc.NewMux(nc, "test")
+	mux := natsrpc.NewMux(nc, "test", nil)
 	srv := echo.Server(func(ctx context.Context, req any) (any, error) {
 		out, err := f(ctx, req.(*wrapperspb.StringValue).GetValue())
 		if err != nil {
@@ -172,7 +172,7 @@ func TestTraceContextTravels(t *testing.T) {
 func TestRequestHeadersReachTheEndpoint(t *testing.T) {
 	n := testkit.StartNATS(t)
 	nc := n.Connect(t)
-	mux := natsrpc.NewMux(nc, "test")
+	mux := natsrpc.NewMux(nc, "test", nil)
 	srv := natsrpc.NewServer(func(ctx context.Context, _ any) (any, error) {
 		return wrapperspb.String(natsrpc.RequestHeader(ctx).Get("X-Caller")), nil
 	}, func(context.Context, *nats.Msg) (any, error) { return nil, nil }, natsrpc.EncodeProto)
@@ -191,7 +191,7 @@ func TestRequestHeadersReachTheEndpoint(t *testing.T) {
 func TestMalformedRequestIsInvalid(t *testing.T) {
 	n := testkit.StartNATS(t)
 	nc := n.Connect(t)
-	mux := natsrpc.NewMux(nc, "test")
+	mux := natsrpc.NewMux(nc, "test", nil)
 	if err := mux.Handle(echo.Subject(), echo.Server(func(context.Context, any) (any, error) {
 		return wrapperspb.String("unreached"), nil
 	}, nil)); err != nil {
@@ -226,7 +226,7 @@ func TestFarDeadlineIsCapped(t *testing.T) {
 func TestDrainAnswersWhatItReceived(t *testing.T) {
 	n := testkit.StartNATS(t)
 	nc := n.Connect(t)
-	mux := natsrpc.NewMux(nc, "test")
+	mux := natsrpc.NewMux(nc, "test", nil)
 	release := make(chan struct{})
 	var entered atomic.Int32
 	if err := echo.Handle(mux, nil, func(_ context.Context, req *wrapperspb.StringValue) (*wrapperspb.StringValue, error) {

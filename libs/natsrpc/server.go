@@ -29,6 +29,7 @@ type Server struct {
 	dec    DecodeRequestFunc
 	enc    EncodeResponseFunc
 	logger *slog.Logger
+	verify Verifier
 }
 
 // ServerOption configures a Server.
@@ -39,7 +40,7 @@ func ServerLogger(l *slog.Logger) ServerOption { return func(s *Server) { s.logg
 
 // NewServer returns a server for one endpoint.
 func NewServer(e endpoint.Endpoint, dec DecodeRequestFunc, enc EncodeResponseFunc, opts ...ServerOption) *Server {
-	s := &Server{e: e, dec: dec, enc: enc}
+	s := &Server{e: e, dec: dec, enc: enc, verify: RequireNone{}}
 	for _, o := range opts {
 		o(s)
 	}
@@ -100,6 +101,9 @@ func (s *Server) handle(ctx context.Context, msg, reply *nats.Msg) error {
 	}
 	req, err := s.dec(ctx, msg)
 	if err != nil {
+		return err
+	}
+	if err := s.verify.Verify(msg.Subject, msg.Header, req); err != nil {
 		return err
 	}
 	resp, err := s.e(ctx, req)

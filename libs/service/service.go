@@ -45,6 +45,10 @@ type Options struct {
 	// KVOptions are added to every store opened with KVOptions (tests
 	// inject publish failures with kv.WithFailPublish).
 	KVOptions []kv.Option
+	// Assertions verifies the gateway's assertions of who each request is
+	// for (busauth.Verifier); without it, a request naming an actor is
+	// refused.
+	Assertions natsrpc.Verifier
 }
 
 // Runner runs one service in a process.
@@ -115,7 +119,7 @@ func New(ctx context.Context, name string, o Options) (*Runner, error) {
 	}
 	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	r := &Runner{name: name, nc: o.NATS, replicas: replicas, every: every, logger: logger, js: js,
-		mux: natsrpc.NewMux(o.NATS, name), bg: bg, cancel: cancel}
+		mux: natsrpc.NewMux(o.NATS, name, o.Assertions), bg: bg, cancel: cancel}
 	r.kvOpts = append([]kv.Option{kv.WithLogger(logger), kv.WithRegistry(r)}, o.KVOptions...)
 	return r, nil
 }

@@ -11,8 +11,11 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/cloister-cc/cloister/libs/busauth"
+	accountv1 "github.com/cloister-cc/cloister/libs/gen/cloister/account/v1"
+	"github.com/cloister-cc/cloister/libs/natsrpc"
 )
 
 // NATS is a running embedded nats-server with JetStream. It accepts what
@@ -23,9 +26,13 @@ type NATS struct {
 	Server *server.Server
 	URL    string
 	// Bus is an identity for every role (busauth.Roles).
-	Bus   busauth.Set
-	probe nkeys.KeyPair
-	dir   string
+	Bus busauth.Set
+	// Assertion is the secret of the gateway's assertions of callers: a
+	// stack's gateway vouches with it (Signer), its services check with
+	// their keys (Verifier).
+	Assertion busauth.AssertionSecret
+	probe     nkeys.KeyPair
+	dir       string
 }
 
 // StartNATS starts nats-server on a random loopback port with JetStream
@@ -39,10 +46,11 @@ func StartNATS(t testing.TB) *NATS {
 // stop the server and start another on the same data.
 func StartNATSInDir(t testing.TB, dir string) *NATS {
 	t.Helper()
-	bus, err := busauth.NewSet()
+	creds, err := busauth.NewCredentials()
 	if err != nil {
 		t.Fatal(err)
 	}
+	bus := creds.Identities
 	probe, err := nkeys.CreateUser()
 	if err != nil {
 		t.Fatal(err)
@@ -70,7 +78,7 @@ func StartNATSInDir(t testing.TB, dir string) *NATS {
 	if !s.ReadyForConnections(10 * time.Second) {
 		t.Fatal("nats-server did not become ready")
 	}
-	n := &NATS{Server: s, URL: s.ClientURL(), Bus: bus, probe: probe, dir: dir}
+	n := &NATS{Server: s, URL: s.ClientURL(), Bus: bus, Assertion: creds.Assertion, probe: probe, dir: dir}
 	t.Cleanup(n.Shutdown)
 	return n
 }
@@ -93,13 +101,13 @@ func ConnectSeed(url, seed string, opts ...nats.Option) (*nats.Conn, error) {
 	return nats.Connect(url, append([]nats.Option{nats.Nkey(pub, kp.Sign)}, opts...)...)
 }
 
-// CredentialsDir writes the identities of Bus into a temporary directory
-// as a deployment keeps them (busauth.Set.Write), for `cloister server
+// CredentialsDir writes Bus and Assertion into a temporary directory as a
+// deployment keeps them (busauth.Credentials.Write), for `cloister server
 // --nats-credentials`.
 func (n *NATS) CredentialsDir(t testing.TB) string {
 	t.Helper()
 	dir := t.TempDir() + "/bus"
-	if err := n.Bus.Write(dir); err != nil {
+	if err := (busauth.Credentials{Identities: n.Bus, Assertion: n.Assertion}).Write(dir); err != nil {
 		t.Fatal(err)
 	}
 	return dir
@@ -188,4 +196,44 @@ func StartOpenNATS(t testing.TB) *server.Server {
 	}
 	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
 	return s
+}
+
+// Verifier checks assertions as the stack's service does.
+func (n *NATS) Verifier(service string) *busauth.Verifier {
+	return busauth.NewVerifier(service, n.Assertion.ServiceKey(service), nil)
+}
+
+// Signer signs assertions as the stack's gateway does.
+func (n *NATS) Signer(t testing.TB) *busauth.Signer {
+	t.Helper()
+	s, err := busauth.NewSigner(n.Assertion, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// Vouching makes a generated client's calls carry an assertion of the
+// actor and account each request names: a test calling a service
+// directly stands in for the gateway, which asserts only callers it
+// authenticated.
+func (n *NATS) Vouching(t testing.TB) natsrpc.CallOption {
+	return natsrpc.Asserting(requestAsserter{n.Signer(t)})
+}
+
+type requestAsserter struct{ s *busauth.Signer }
+
+func (a requestAsserter) Assert(subject string, request any) (string, error) {
+	r, actor := natsrpc.ActorField(request)
+	var p *accountv1.Principal
+	account := ""
+	if r != nil {
+		if actor != nil && r.Has(actor) {
+			p, _ = r.Get(actor).Message().Interface().(*accountv1.Principal)
+		}
+		if f := r.Descriptor().Fields().ByName("account_id"); f != nil && f.Kind() == protoreflect.StringKind {
+			account = r.Get(f).String()
+		}
+	}
+	return a.s.For(p, account).Assert(subject, request)
 }

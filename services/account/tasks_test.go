@@ -38,12 +38,12 @@ func start(t *testing.T) *harness {
 	t.Cleanup(cancel)
 	n := testkit.StartNATS(t)
 	nc, js := n.JetStream(t)
-	svc, err := account.Start(ctx, account.Config{Options: service.Options{NATS: nc}, PasswordCost: &account.PasswordCost{Memory: 1024, Time: 1, Threads: 1}})
+	svc, err := account.Start(ctx, account.Config{Options: service.Options{NATS: nc, Assertions: n.Verifier("account")}, PasswordCost: &account.PasswordCost{Memory: 1024, Time: 1, Threads: 1}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(svc.Stop)
-	return &harness{t: t, ctx: ctx, js: js, c: accountv1.NewAccountClient(n.Connect(t))}
+	return &harness{t: t, ctx: ctx, js: js, c: accountv1.NewAccountClient(n.Connect(t), n.Vouching(t))}
 }
 
 // user signs up a user and returns it as an authenticated principal.

@@ -32,7 +32,7 @@ func BenchmarkApprovalToAllowlist(b *testing.B) {
 	nc, js := n.JetStream(b)
 	r := testkit.StartRedis(b)
 	kek, _ := pki.NewKEK(bytes.Repeat([]byte{7}, pki.KEKSize))
-	svc, err := attestation.Start(ctx, attestation.Config{Options: service.Options{NATS: nc}, Simulation: true, KEK: kek, Cache: cache.NewRedis(r.Client, r.Prefix)})
+	svc, err := attestation.Start(ctx, attestation.Config{Options: service.Options{NATS: nc, Assertions: n.Verifier("attestation")}, Simulation: true, KEK: kek, Cache: cache.NewRedis(r.Client, r.Prefix)})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -42,7 +42,7 @@ func BenchmarkApprovalToAllowlist(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	c := attestationv1.NewAttestationClient(n.Connect(b))
+	c := attestationv1.NewAttestationClient(n.Connect(b), n.Vouching(b))
 	if _, err := c.SetPolicy(ctx, &attestationv1.SetPolicyRequest{AccountId: account, Policy: &attestationv1.Policy{
 		AcceptStatuses: []string{"UpToDate"}, AllowSimulation: true}}); err != nil {
 		b.Fatal(err)

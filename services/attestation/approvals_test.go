@@ -42,7 +42,7 @@ func TestApprovedImages(t *testing.T) {
 			n := testkit.StartNATS(t)
 			nc, js := n.JetStream(t)
 			kek, _ := pki.NewKEK(bytes.Repeat([]byte{7}, pki.KEKSize))
-			svc, err := attestation.Start(ctx, attestation.Config{Options: service.Options{NATS: nc}, Simulation: true, KEK: kek, Cache: cc.make(t)})
+			svc, err := attestation.Start(ctx, attestation.Config{Options: service.Options{NATS: nc, Assertions: n.Verifier("attestation")}, Simulation: true, KEK: kek, Cache: cc.make(t)})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -58,7 +58,7 @@ func TestApprovedImages(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			c := attestationv1.NewAttestationClient(n.Connect(t))
+			c := attestationv1.NewAttestationClient(n.Connect(t), n.Vouching(t))
 			if _, err := c.SetPolicy(ctx, &attestationv1.SetPolicyRequest{AccountId: account, Policy: &attestationv1.Policy{
 				AcceptStatuses: []string{"UpToDate"}, AllowSimulation: true}}); err != nil {
 				t.Fatal(err)

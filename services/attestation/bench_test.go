@@ -26,13 +26,13 @@ func BenchmarkConcurrentVerify(b *testing.B) {
 	n := testkit.StartNATS(b)
 	ctx := context.Background()
 	for range 2 {
-		svc, err := attestation.Start(ctx, attestation.Config{Options: service.Options{NATS: n.Connect(b)}, Clock: func() time.Time { return inWindow }})
+		svc, err := attestation.Start(ctx, attestation.Config{Options: service.Options{NATS: n.Connect(b), Assertions: n.Verifier("attestation")}, Clock: func() time.Time { return inWindow }})
 		if err != nil {
 			b.Fatal(err)
 		}
 		b.Cleanup(svc.Stop)
 	}
-	c := attestationv1.NewAttestationClient(n.Connect(b))
+	c := attestationv1.NewAttestationClient(n.Connect(b), n.Vouching(b))
 	quote := read(b, "phala_sgx_quote_v3.bin")
 	colJSON := read(b, "phala_sgx_quote_v3_collateral.json")
 	if _, err := c.PutCollateral(ctx, &attestationv1.PutCollateralRequest{CollateralJson: colJSON}); err != nil {

@@ -8,6 +8,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	attestationv1 "github.com/cloister-cc/cloister/libs/gen/cloister/attestation/v1"
+	"github.com/cloister-cc/cloister/libs/natsrpc"
 	"github.com/cloister-cc/cloister/libs/service"
 	"github.com/cloister-cc/cloister/libs/testkit/servicetest"
 	"github.com/cloister-cc/cloister/services/attestation"
@@ -22,8 +23,8 @@ func TestOutboxRecoveredWithoutRestart(t *testing.T) {
 		Start: func(ctx context.Context, o service.Options) (*attestation.Service, error) {
 			return attestation.Start(ctx, attestation.Config{Options: o})
 		},
-		Write: func(t *testing.T, nc *nats.Conn) {
-			if _, err := attestationv1.NewAttestationClient(nc).SetPolicy(context.Background(), &attestationv1.SetPolicyRequest{AccountId: uuid.NewString(),
+		Write: func(t *testing.T, nc *nats.Conn, vouch natsrpc.CallOption) {
+			if _, err := attestationv1.NewAttestationClient(nc, vouch).SetPolicy(context.Background(), &attestationv1.SetPolicyRequest{AccountId: uuid.NewString(),
 				Policy: &attestationv1.Policy{AcceptStatuses: []string{"UpToDate"}}}); err != nil {
 				t.Fatal(err)
 			}

@@ -68,12 +68,12 @@ func TestFetchesCollateralFromPCS(t *testing.T) {
 	now := inWindow
 	var clock atomic.Pointer[time.Time]
 	clock.Store(&now)
-	svc, err := attestation.Start(context.Background(), attestation.Config{Options: service.Options{NATS: n.Connect(t)}, PCSURL: srv.URL + "/sgx/certification/v4", Clock: func() time.Time { return *clock.Load() }})
+	svc, err := attestation.Start(context.Background(), attestation.Config{Options: service.Options{NATS: n.Connect(t), Assertions: n.Verifier("attestation")}, PCSURL: srv.URL + "/sgx/certification/v4", Clock: func() time.Time { return *clock.Load() }})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(svc.Stop)
-	c := attestationv1.NewAttestationClient(n.Connect(t))
+	c := attestationv1.NewAttestationClient(n.Connect(t), n.Vouching(t))
 	account := uuid.NewString()
 	if _, err := c.SetPolicy(context.Background(), &attestationv1.SetPolicyRequest{AccountId: account,
 		Policy: &attestationv1.Policy{AcceptStatuses: []string{"ConfigurationAndSWHardeningNeeded"}}}); err != nil {
@@ -106,12 +106,12 @@ func TestFetchesCollateralFromPCS(t *testing.T) {
 
 func TestPCSUnreachable(t *testing.T) {
 	n := testkit.StartNATS(t)
-	svc, err := attestation.Start(context.Background(), attestation.Config{Options: service.Options{NATS: n.Connect(t)}, PCSURL: "http://127.0.0.1:1/sgx/certification/v4", Clock: func() time.Time { return inWindow }})
+	svc, err := attestation.Start(context.Background(), attestation.Config{Options: service.Options{NATS: n.Connect(t), Assertions: n.Verifier("attestation")}, PCSURL: "http://127.0.0.1:1/sgx/certification/v4", Clock: func() time.Time { return inWindow }})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(svc.Stop)
-	v := verify(t, attestationv1.NewAttestationClient(n.Connect(t)), uuid.NewString(), read(t, "phala_sgx_quote_v3.bin"), nil, nil)
+	v := verify(t, attestationv1.NewAttestationClient(n.Connect(t), n.Vouching(t)), uuid.NewString(), read(t, "phala_sgx_quote_v3.bin"), nil, nil)
 	if v.GetOk() || v.GetReason() != "no_collateral" || !strings.Contains(v.GetError(), "PCS") {
 		t.Fatalf("verdict with the PCS down = %v, want no_collateral naming the PCS", v)
 	}

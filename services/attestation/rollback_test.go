@@ -37,12 +37,12 @@ func TestCollateralOnlyMovesForward(t *testing.T) {
 	}
 	n := testkit.StartNATS(t)
 	now := t0.Add(2 * time.Hour)
-	svc, err := attestation.Start(context.Background(), attestation.Config{Options: service.Options{NATS: n.Connect(t)}, IntelRoot: root.PublicKey(), IntelOptions: sim.VerifierOptions(), Clock: func() time.Time { return now }})
+	svc, err := attestation.Start(context.Background(), attestation.Config{Options: service.Options{NATS: n.Connect(t), Assertions: n.Verifier("attestation")}, IntelRoot: root.PublicKey(), IntelOptions: sim.VerifierOptions(), Clock: func() time.Time { return now }})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(svc.Stop)
-	c := attestationv1.NewAttestationClient(n.Connect(t))
+	c := attestationv1.NewAttestationClient(n.Connect(t), n.Vouching(t))
 	put := func(col *sgx.Collateral) error {
 		_, err := c.PutCollateral(context.Background(), &attestationv1.PutCollateralRequest{
 			TcbInfo:      []byte(`{"tcbInfo":` + string(col.TCBInfoJSON) + `,"signature":"` + hexOf(col.TCBInfoSignature) + `"}`),

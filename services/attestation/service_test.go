@@ -38,12 +38,12 @@ func start(t *testing.T) (*attestationv1.AttestationClient, jetstream.JetStream)
 	t.Helper()
 	n := testkit.StartNATS(t)
 	nc, js := n.JetStream(t)
-	svc, err := attestation.Start(context.Background(), attestation.Config{Options: service.Options{NATS: nc}, Clock: func() time.Time { return inWindow }})
+	svc, err := attestation.Start(context.Background(), attestation.Config{Options: service.Options{NATS: nc, Assertions: n.Verifier("attestation")}, Clock: func() time.Time { return inWindow }})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(svc.Stop)
-	return attestationv1.NewAttestationClient(n.Connect(t)), js
+	return attestationv1.NewAttestationClient(n.Connect(t), n.Vouching(t)), js
 }
 
 func verify(t *testing.T, c *attestationv1.AttestationClient, account string, quote, binding, nonce []byte) *attestationv1.Verdict {

@@ -29,7 +29,7 @@ func TestSimulatedEvidence(t *testing.T) {
 		t.Fatal(err)
 	}
 	now := time.Now()
-	cfg := attestation.Config{Options: service.Options{NATS: n.Connect(t)}, Simulation: true, KEK: kek, Clock: func() time.Time { return now }}
+	cfg := attestation.Config{Options: service.Options{NATS: n.Connect(t), Assertions: n.Verifier("attestation")}, Simulation: true, KEK: kek, Clock: func() time.Time { return now }}
 	svc, err := attestation.Start(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -46,7 +46,7 @@ func TestSimulatedEvidence(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := attestationv1.NewAttestationClient(n.Connect(t))
+	c := attestationv1.NewAttestationClient(n.Connect(t), n.Vouching(t))
 	ctx := context.Background()
 
 	v := verify(t, c, account, quote, nil, nil)
@@ -89,11 +89,11 @@ func TestSimulatedEvidence(t *testing.T) {
 	}
 	// Another KEK cannot open the stored root, and says so.
 	other, _ := pki.NewKEK(bytes.Repeat([]byte{8}, pki.KEKSize))
-	if _, err := attestation.Start(ctx, attestation.Config{Options: service.Options{NATS: n.Connect(t)}, Simulation: true, KEK: other}); err == nil ||
+	if _, err := attestation.Start(ctx, attestation.Config{Options: service.Options{NATS: n.Connect(t), Assertions: n.Verifier("attestation")}, Simulation: true, KEK: other}); err == nil ||
 		!strings.Contains(err.Error(), "master key") {
 		t.Fatalf("Start with another KEK = %v, want an error about the master key", err)
 	}
-	if _, err := attestation.Start(ctx, attestation.Config{Options: service.Options{NATS: n.Connect(t)}, Simulation: true}); err == nil {
+	if _, err := attestation.Start(ctx, attestation.Config{Options: service.Options{NATS: n.Connect(t), Assertions: n.Verifier("attestation")}, Simulation: true}); err == nil {
 		t.Fatal("Start with simulation but no KEK succeeded")
 	}
 }
@@ -118,12 +118,12 @@ func TestIssueSimulatedQE(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := attestation.Start(context.Background(), attestation.Config{Options: service.Options{NATS: n.Connect(t)}, Simulation: true, KEK: kek})
+	svc, err := attestation.Start(context.Background(), attestation.Config{Options: service.Options{NATS: n.Connect(t), Assertions: n.Verifier("attestation")}, Simulation: true, KEK: kek})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(svc.Stop)
-	c := attestationv1.NewAttestationClient(n.Connect(t))
+	c := attestationv1.NewAttestationClient(n.Connect(t), n.Vouching(t))
 	ctx := context.Background()
 	account := uuid.NewString()
 

@@ -68,7 +68,7 @@ func startApps(t *testing.T, c cache.Cache) *appStack {
 	servicetest.Start(st, "ca", func(ctx context.Context, o service.Options) (*ca.Service, error) {
 		return ca.Start(ctx, ca.Config{Options: o, KEK: kek, Cache: c})
 	})
-	s := &appStack{t: t, n: n, ca: cav1.NewCAClient(n.Connect(t)), att: attestationv1.NewAttestationClient(n.Connect(t)), asvc: asvc,
+	s := &appStack{t: t, n: n, ca: cav1.NewCAClient(n.Connect(t), n.Vouching(t)), att: attestationv1.NewAttestationClient(n.Connect(t), n.Vouching(t)), asvc: asvc,
 		qes: map[string]*sim.QE{}}
 	s.account, s.app, s.image = s.newAccount(), uuid.NewString(), uuid.NewString()
 	copy(s.mrenclave[:], bytes.Repeat([]byte{0x5a}, 32))

@@ -46,7 +46,7 @@ func startCAWithNATS(t *testing.T) (*cav1.CAClient, string, *testkit.NATS) {
 	})
 	account := uuid.NewString()
 	publishAccountCreated(t, n, account)
-	c := cav1.NewCAClient(n.Connect(t))
+	c := cav1.NewCAClient(n.Connect(t), n.Vouching(t))
 	testkit.Eventually(t, 10*time.Second, func() bool {
 		_, err := c.GetCA(ctx, &cav1.GetCARequest{AccountId: account})
 		return err == nil

@@ -12,6 +12,7 @@ import (
 	"github.com/cloister-cc/cloister/libs/events"
 	accountv1 "github.com/cloister-cc/cloister/libs/gen/cloister/account/v1"
 	cav1 "github.com/cloister-cc/cloister/libs/gen/cloister/ca/v1"
+	"github.com/cloister-cc/cloister/libs/natsrpc"
 	"github.com/cloister-cc/cloister/libs/pki"
 	"github.com/cloister-cc/cloister/libs/service"
 	"github.com/cloister-cc/cloister/libs/testkit/servicetest"
@@ -29,7 +30,7 @@ func TestOutboxRecoveredWithoutRestart(t *testing.T) {
 			return ca.Start(ctx, ca.Config{Options: o, KEK: kek})
 		},
 		// A new account's CA is recorded with its event.
-		Write: func(t *testing.T, nc *nats.Conn) {
+		Write: func(t *testing.T, nc *nats.Conn, vouch natsrpc.CallOption) {
 			ctx := context.Background()
 			id := uuid.NewString()
 			created := &accountv1.AccountCreated{Account: &accountv1.Account{Id: id, Name: "A"}}

@@ -39,7 +39,7 @@ func TestCAFollowsAccounts(t *testing.T) {
 		return ca.Start(ctx, ca.Config{Options: o, KEK: kek})
 	})
 
-	accounts := accountv1.NewAccountClient(n.Connect(t))
+	accounts := accountv1.NewAccountClient(n.Connect(t), n.Vouching(t))
 	if _, err := accounts.SignUp(ctx, &accountv1.SignUpRequest{Email: "ada@example.com", Password: "correct horse battery"}); err != nil {
 		t.Fatal(err)
 	}
@@ -57,7 +57,7 @@ func TestCAFollowsAccounts(t *testing.T) {
 	}
 	id := created.GetAccount().GetId()
 
-	c := cav1.NewCAClient(n.Connect(t))
+	c := cav1.NewCAClient(n.Connect(t), n.Vouching(t))
 	var got *cav1.GetCAResponse
 	testkit.EventuallyMsg(t, 10*time.Second, func() bool {
 		got, err = c.GetCA(ctx, &cav1.GetCARequest{AccountId: id})
@@ -128,7 +128,7 @@ func openSSLChecksCRL(t *testing.T, der, chainPEM []byte) {
 func TestCAStartNeedsKEK(t *testing.T) {
 	st := servicetest.New(t)
 	n := st.NATS
-	if _, err := ca.Start(context.Background(), ca.Config{Options: service.Options{NATS: n.Connect(t)}}); err == nil {
+	if _, err := ca.Start(context.Background(), ca.Config{Options: service.Options{NATS: n.Connect(t), Assertions: n.Verifier("ca")}}); err == nil {
 		t.Fatal("Start without a key-encryption key succeeded")
 	}
 }

@@ -187,7 +187,7 @@ func startImageWorker(t *testing.T, s *stack) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ic, err := imageconverter.Start(context.Background(), imageconverter.Config{Options: service.Options{NATS: s.nats.Connect(t)}, KEK: kek, GenerateKey: reuseSigningKey, Launcher: launcher, Runtime: rt, JobAckWait: 5 * time.Second})
+	ic, err := imageconverter.Start(context.Background(), imageconverter.Config{Options: service.Options{NATS: s.nats.ConnectAs(t, "imageconverter"), Assertions: s.nats.Verifier("imageconverter")}, KEK: kek, GenerateKey: reuseSigningKey, Launcher: launcher, Runtime: rt, JobAckWait: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/cloister-cc/cloister/libs/busauth"
 	"github.com/cloister-cc/cloister/libs/cache"
 	"github.com/cloister-cc/cloister/libs/events"
 	accountv1 "github.com/cloister-cc/cloister/libs/gen/cloister/account/v1"
@@ -27,6 +28,9 @@ import (
 // Config is what the gateway needs.
 type Config struct {
 	NATS *nats.Conn
+	// Assertions signs the gateway's word on whom each call it makes for
+	// a signed-in caller is for; the services take the actor from it.
+	Assertions *busauth.Signer
 	// Cache holds authenticated principals; wrap Redis in cache.Tolerant
 	// so that an outage falls through to the account service.
 	Cache  cache.Cache
@@ -52,6 +56,7 @@ type Gateway struct {
 	ca          *cav1.CAClient
 	images      *imageconverterv1.ImageConverterClient
 	nodes       *noderegistryv1.NodeRegistryClient
+	assertions  *busauth.Signer
 	cache       cache.Cache
 	logger      *slog.Logger
 	mux         *http.ServeMux
@@ -69,8 +74,8 @@ type Gateway struct {
 // New returns a gateway and starts watching the events that invalidate
 // its cache. Close stops the watch.
 func New(ctx context.Context, cfg Config) (*Gateway, error) {
-	if cfg.NATS == nil || cfg.Cache == nil {
-		return nil, errors.New("gateway: a NATS connection and a cache are required")
+	if cfg.NATS == nil || cfg.Cache == nil || cfg.Assertions == nil {
+		return nil, errors.New("gateway: a NATS connection, a cache and an assertion signer are required")
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -85,6 +90,7 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 		ca:          cav1.NewCAClient(cfg.NATS),
 		images:      imageconverterv1.NewImageConverterClient(cfg.NATS),
 		nodes:       noderegistryv1.NewNodeRegistryClient(cfg.NATS),
+		assertions:  cfg.Assertions,
 		cache:       cfg.Cache,
 		logger:      cfg.Logger.With(obs.KeyComponent, "gateway"),
 		mux:         http.NewServeMux(),

@@ -114,7 +114,7 @@ func (s *stack) addGateway(c cache.Cache) (*gateway.Gateway, *httptest.Server) {
 	s.t.Helper()
 	// The suite signs up and logs in far more than a person would. Node
 	// certificates come from the CA, which lives at vectorTime.
-	gw, err := gateway.New(context.Background(), gateway.Config{NATS: s.nats.ConnectAs(s.t, "gateway"), Cache: c,
+	gw, err := gateway.New(context.Background(), gateway.Config{NATS: s.nats.ConnectAs(s.t, "gateway"), Assertions: s.nats.Signer(s.t), Cache: c,
 		CredentialRate: gateway.CredentialRate{Every: time.Millisecond, Burst: 1000},
 		EmailRate:      gateway.CredentialRate{Every: time.Millisecond, Burst: 1000},
 		Clock:          func() time.Time { return vectorTime }})

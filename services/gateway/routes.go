@@ -8,6 +8,7 @@ import (
 	"github.com/cloister-cc/cloister/libs/authz"
 	"github.com/cloister-cc/cloister/libs/errs"
 	accountv1 "github.com/cloister-cc/cloister/libs/gen/cloister/account/v1"
+	"github.com/cloister-cc/cloister/libs/natsrpc"
 	"github.com/cloister-cc/cloister/services/gateway/api"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
@@ -140,6 +141,9 @@ func (g *Gateway) authed(h authedHandler) http.Handler {
 			g.finish(w, r, reply{}, err)
 			return
 		}
+		// Every call made for the caller carries the gateway's word on
+		// who they are and which account they act on.
+		r = r.WithContext(natsrpc.WithAsserter(r.Context(), g.assertions.For(p.proto(), r.PathValue("account_id"))))
 		res, err := h(w, r, p)
 		g.finish(w, r, res, err)
 	})

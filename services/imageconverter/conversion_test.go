@@ -90,7 +90,7 @@ func standInRuntime(t testing.TB) *enclave.Runtime {
 
 func startConverter(t *testing.T, n *testkit.NATS, withWorker bool, opts ...remote.Option) {
 	t.Helper()
-	cfg := imageconverter.Config{Options: service.Options{NATS: n.Connect(t)}, KEK: kek, GenerateKey: reuseKey, JobAckWait: 2 * time.Second, RegistryOptions: opts}
+	cfg := imageconverter.Config{Options: service.Options{NATS: n.Connect(t), Assertions: n.Verifier("imageconverter")}, KEK: kek, GenerateKey: reuseKey, JobAckWait: 2 * time.Second, RegistryOptions: opts}
 	if withWorker {
 		cfg.Launcher, cfg.Runtime = launcher, standInRuntime(t)
 	}
@@ -113,7 +113,7 @@ func newConvertStack(t *testing.T, withWorker bool) *convertStack {
 func newConvertStackOn(t *testing.T, n *testkit.NATS) *convertStack {
 	t.Helper()
 	nc, js := n.JetStream(t)
-	s := &convertStack{stack: &stack{t: t, n: n, js: js, c: imageconverterv1.NewImageConverterClient(nc)}, account: uuid.NewString(), host: newRegistry(t)}
+	s := &convertStack{stack: &stack{t: t, n: n, js: js, c: imageconverterv1.NewImageConverterClient(nc, n.Vouching(t))}, account: uuid.NewString(), host: newRegistry(t)}
 	s.publish("account", s.account, &accountv1.AccountCreated{Account: &accountv1.Account{Id: s.account, Name: "a"}})
 	testkit.Eventually(t, 10*time.Second, func() bool {
 		_, err := s.c.GetSigningKey(context.Background(), &imageconverterv1.GetSigningKeyRequest{AccountId: s.account})
@@ -277,8 +277,18 @@ func TestWorkerKilledMidJob(t *testing.T) {
 	if err := <-exited; err == nil {
 		t.Fatal("the child worker exited cleanly; it was meant to be killed")
 	}
-	if r, _ := s.c.GetImage(context.Background(), &imageconverterv1.GetImageRequest{AccountId: s.account, ImageId: img.GetId()}); r.GetImage().GetStatus() != "converting" {
-		t.Fatalf("after the kill the image is %s, want still converting", r.GetImage().GetStatus())
+	// A request the dead worker's subscription took before NATS saw it go
+	// goes unanswered: ask until one is answered.
+	var after *imageconverterv1.GetImageResponse
+	testkit.Eventually(t, 20*time.Second, func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		r, err := s.c.GetImage(ctx, &imageconverterv1.GetImageRequest{AccountId: s.account, ImageId: img.GetId()})
+		after = r
+		return err == nil
+	}, "the image service does not answer after the worker was killed")
+	if after.GetImage().GetStatus() != "converting" {
+		t.Fatalf("after the kill the image is %s, want still converting", after.GetImage().GetStatus())
 	}
 
 	startConverter(t, s.n, true) // another worker takes the job over

@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	imageconverterv1 "github.com/cloister-cc/cloister/libs/gen/cloister/imageconverter/v1"
+	"github.com/cloister-cc/cloister/libs/natsrpc"
 	"github.com/cloister-cc/cloister/libs/pki"
 	"github.com/cloister-cc/cloister/libs/service"
 	"github.com/cloister-cc/cloister/libs/testkit/servicetest"
@@ -26,8 +27,8 @@ func TestOutboxRecoveredWithoutRestart(t *testing.T) {
 		Start: func(ctx context.Context, o service.Options) (*imageconverter.Service, error) {
 			return imageconverter.Start(ctx, imageconverter.Config{Options: o, KEK: kek, GenerateKey: reuseKey})
 		},
-		Write: func(t *testing.T, nc *nats.Conn) {
-			if _, err := imageconverterv1.NewImageConverterClient(nc).CreateApp(context.Background(), &imageconverterv1.CreateAppRequest{AccountId: uuid.NewString(),
+		Write: func(t *testing.T, nc *nats.Conn, vouch natsrpc.CallOption) {
+			if _, err := imageconverterv1.NewImageConverterClient(nc, vouch).CreateApp(context.Background(), &imageconverterv1.CreateAppRequest{AccountId: uuid.NewString(),
 				Spec: helloSpec(), Actor: actor}); err != nil {
 				t.Fatal(err)
 			}

@@ -47,12 +47,12 @@ func start(t *testing.T) *stack {
 	n := testkit.StartNATS(t)
 	nc, js := n.JetStream(t)
 	kek, _ := pki.NewKEK(bytes.Repeat([]byte{5}, pki.KEKSize))
-	svc, err := imageconverter.Start(context.Background(), imageconverter.Config{Options: service.Options{NATS: nc}, KEK: kek, GenerateKey: reuseKey})
+	svc, err := imageconverter.Start(context.Background(), imageconverter.Config{Options: service.Options{NATS: nc, Assertions: n.Verifier("imageconverter")}, KEK: kek, GenerateKey: reuseKey})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(svc.Stop)
-	return &stack{t: t, n: n, js: js, c: imageconverterv1.NewImageConverterClient(n.Connect(t))}
+	return &stack{t: t, n: n, js: js, c: imageconverterv1.NewImageConverterClient(n.Connect(t), n.Vouching(t))}
 }
 
 func (s *stack) publish(producer, account string, m proto.Message) {

@@ -84,7 +84,7 @@ func newStack(t testing.TB, c cache.Cache, timeout time.Duration, opts ...func(*
 	st := servicetest.New(t)
 	n := st.NATS
 	kek, _ := pki.NewKEK(bytes.Repeat([]byte{7}, pki.KEKSize))
-	asvc, err := attestation.Start(ctx, attestation.Config{Options: service.Options{NATS: n.Connect(t)}, Simulation: true, KEK: kek})
+	asvc, err := attestation.Start(ctx, attestation.Config{Options: service.Options{NATS: n.Connect(t), Assertions: n.Verifier("attestation")}, Simulation: true, KEK: kek})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,8 +94,8 @@ func newStack(t testing.TB, c cache.Cache, timeout time.Duration, opts ...func(*
 		return ca.Start(ctx, ca.Config{Options: o, KEK: kek})
 	})
 	_, js := n.JetStream(t)
-	s := &stack{t: t, n: n, js: js, clock: &clock{now: time.Now().UTC()}, ca: cav1.NewCAClient(n.Connect(t)),
-		att: attestationv1.NewAttestationClient(n.Connect(t)), nr: noderegistryv1.NewNodeRegistryClient(n.Connect(t)), attSvc: asvc, stopAttestation: stopAttestation}
+	s := &stack{t: t, n: n, js: js, clock: &clock{now: time.Now().UTC()}, ca: cav1.NewCAClient(n.Connect(t), n.Vouching(t)),
+		att: attestationv1.NewAttestationClient(n.Connect(t), n.Vouching(t)), nr: noderegistryv1.NewNodeRegistryClient(n.Connect(t), n.Vouching(t)), attSvc: asvc, stopAttestation: stopAttestation}
 	s.cfg = noderegistry.Config{Cache: c, Clock: s.clock.Now, HeartbeatTimeout: timeout}
 	for _, o := range opts {
 		o(&s.cfg)
@@ -108,7 +108,7 @@ func newStack(t testing.TB, c cache.Cache, timeout time.Duration, opts ...func(*
 func (s *stack) replica(c cache.Cache) *noderegistry.Service {
 	s.t.Helper()
 	cfg := s.cfg
-	cfg.NATS, cfg.Cache = s.n.Connect(s.t), c
+	cfg.NATS, cfg.Assertions, cfg.Cache = s.n.ConnectAs(s.t, "noderegistry"), s.n.Verifier("noderegistry"), c
 	svc, err := noderegistry.Start(context.Background(), cfg)
 	if err != nil {
 		s.t.Fatal(err)

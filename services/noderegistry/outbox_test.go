@@ -8,6 +8,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	noderegistryv1 "github.com/cloister-cc/cloister/libs/gen/cloister/noderegistry/v1"
+	"github.com/cloister-cc/cloister/libs/natsrpc"
 	"github.com/cloister-cc/cloister/libs/service"
 	"github.com/cloister-cc/cloister/libs/testkit/servicetest"
 	"github.com/cloister-cc/cloister/services/noderegistry"
@@ -22,8 +23,8 @@ func TestOutboxRecoveredWithoutRestart(t *testing.T) {
 		Start: func(ctx context.Context, o service.Options) (*noderegistry.Service, error) {
 			return noderegistry.Start(ctx, noderegistry.Config{Options: o})
 		},
-		Write: func(t *testing.T, nc *nats.Conn) {
-			if _, err := noderegistryv1.NewNodeRegistryClient(nc).CreateJoinToken(context.Background(), &noderegistryv1.CreateJoinTokenRequest{AccountId: uuid.NewString(),
+		Write: func(t *testing.T, nc *nats.Conn, vouch natsrpc.CallOption) {
+			if _, err := noderegistryv1.NewNodeRegistryClient(nc, vouch).CreateJoinToken(context.Background(), &noderegistryv1.CreateJoinTokenRequest{AccountId: uuid.NewString(),
 				Name: "rack-1", Actor: actor}); err != nil {
 				t.Fatal(err)
 			}

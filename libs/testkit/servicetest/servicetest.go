@@ -18,6 +18,7 @@ import (
 
 	"github.com/cloister-cc/cloister/libs/cache"
 	"github.com/cloister-cc/cloister/libs/kv"
+	"github.com/cloister-cc/cloister/libs/natsrpc"
 	"github.com/cloister-cc/cloister/libs/pki"
 	"github.com/cloister-cc/cloister/libs/service"
 	"github.com/cloister-cc/cloister/libs/testkit"
@@ -66,7 +67,7 @@ func New(t testing.TB, opts ...Option) *Stack {
 // connection of its own, as its bus identity, with a deployment's
 // permissions.
 func (s *Stack) Options(name string) service.Options {
-	return service.Options{NATS: s.NATS.ConnectAs(s.T, name)}
+	return service.Options{NATS: s.NATS.ConnectAs(s.T, name), Assertions: s.NATS.Verifier(name)}
 }
 
 // Start starts the service name on the stack with start, given its
@@ -89,8 +90,9 @@ type OutboxRecovery[S interface{ Stop() }] struct {
 	Name  string
 	Start func(ctx context.Context, o service.Options) (S, error)
 	// Write makes, on nc, one write whose events include Event, from
-	// Producer.
-	Write    func(t *testing.T, nc *nats.Conn)
+	// Producer; vouch makes a client's calls carry the gateway's
+	// assertion of the actor they name.
+	Write    func(t *testing.T, nc *nats.Conn, vouch natsrpc.CallOption)
 	Producer string
 	Event    proto.Message
 }
@@ -106,7 +108,7 @@ func CheckOutboxRecovery[S interface{ Stop() }](t *testing.T, c OutboxRecovery[S
 		o.RecoverEvery, o.KVOptions = 100*time.Millisecond, []kv.Option{fail}
 		return c.Start(ctx, o)
 	})
-	c.Write(t, st.NATS.Connect(t))
+	c.Write(t, st.NATS.Connect(t), st.NATS.Vouching(t))
 	testkit.Eventually(t, 20*time.Second, failed, "the write never committed with its publish failing")
 	_, js := st.NATS.JetStream(t)
 	testkit.WaitForEvent(t, js, c.Producer, c.Event, 20*time.Second)

@@ -79,7 +79,7 @@ func Start(t testing.TB, o Options) *Stack {
 	servicetest.Start(st, "noderegistry", func(ctx context.Context, opts service.Options) (*noderegistry.Service, error) {
 		return noderegistry.Start(ctx, noderegistry.Config{Options: opts, Cache: st.Cache})
 	})
-	gw, err := gateway.New(context.Background(), gateway.Config{NATS: st.NATS.ConnectAs(t, "gateway"), Cache: st.Cache,
+	gw, err := gateway.New(context.Background(), gateway.Config{NATS: st.NATS.ConnectAs(t, "gateway"), Assertions: st.NATS.Signer(t), Cache: st.Cache,
 		CredentialRate: gateway.CredentialRate{Every: time.Millisecond, Burst: 1000}})
 	if err != nil {
 		t.Fatal(err)

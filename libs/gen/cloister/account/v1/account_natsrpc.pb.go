@@ -99,124 +99,129 @@ func RegisterAccountServer(mux *natsrpc.Mux, s AccountServer, logger *slog.Logge
 }
 
 // AccountClient calls the Account service over NATS.
-type AccountClient struct{ nc *nats_go.Conn }
+type AccountClient struct {
+	nc   *nats_go.Conn
+	opts natsrpc.CallOptions
+}
 
 // NewAccountClient returns a client on nc.
-func NewAccountClient(nc *nats_go.Conn) *AccountClient { return &AccountClient{nc: nc} }
+func NewAccountClient(nc *nats_go.Conn, opts ...natsrpc.CallOption) *AccountClient {
+	return &AccountClient{nc: nc, opts: natsrpc.NewCallOptions(opts...)}
+}
 
 var _ AccountServer = (*AccountClient)(nil)
 
 // SignUp calls AccountSignUp.
 func (c *AccountClient) SignUp(ctx context.Context, r *SignUpRequest) (*SignUpResponse, error) {
-	return AccountSignUp.Invoke(ctx, c.nc, r)
+	return AccountSignUp.Invoke(c.opts.Context(ctx), c.nc, r)
 }
 
 // Login calls AccountLogin.
 func (c *AccountClient) Login(ctx context.Context, r *LoginRequest) (*LoginResponse, error) {
-	return AccountLogin.Invoke(ctx, c.nc, r)
+	return AccountLogin.Invoke(c.opts.Context(ctx), c.nc, r)
 }
 
 // Logout calls AccountLogout.
 func (c *AccountClient) Logout(ctx context.Context, r *LogoutRequest) (*LogoutResponse, error) {
-	return AccountLogout.Invoke(ctx, c.nc, r)
+	return AccountLogout.Invoke(c.opts.Context(ctx), c.nc, r)
 }
 
 // Authenticate calls AccountAuthenticate.
 func (c *AccountClient) Authenticate(ctx context.Context, r *AuthenticateRequest) (*AuthenticateResponse, error) {
-	return AccountAuthenticate.Invoke(ctx, c.nc, r)
+	return AccountAuthenticate.Invoke(c.opts.Context(ctx), c.nc, r)
 }
 
 // CreateAccount calls AccountCreateAccount.
 func (c *AccountClient) CreateAccount(ctx context.Context, r *CreateAccountRequest) (*CreateAccountResponse, error) {
-	return AccountCreateAccount.Invoke(ctx, c.nc, r)
+	return AccountCreateAccount.Invoke(c.opts.Context(ctx), c.nc, r)
 }
 
 // ListAccounts calls AccountListAccounts.
 func (c *AccountClient) ListAccounts(ctx context.Context, r *ListAccountsRequest) (*ListAccountsResponse, error) {
-	return AccountListAccounts.Invoke(ctx, c.nc, r)
+	return AccountListAccounts.Invoke(c.opts.Context(ctx), c.nc, r)
 }
 
 // GetAccount calls AccountGetAccount.
 func (c *AccountClient) GetAccount(ctx context.Context, r *GetAccountRequest) (*GetAccountResponse, error) {
-	return AccountGetAccount.Invoke(ctx, c.nc, r)
+	return AccountGetAccount.Invoke(c.opts.Context(ctx), c.nc, r)
 }
 
 // UpdateAccount calls AccountUpdateAccount.
 func (c *AccountClient) UpdateAccount(ctx context.Context, r *UpdateAccountRequest) (*UpdateAccountResponse, error) {
-	return AccountUpdateAccount.Invoke(ctx, c.nc, r)
+	return AccountUpdateAccount.Invoke(c.opts.Context(ctx), c.nc, r)
 }
 
 // DeleteAccount calls AccountDeleteAccount.
 func (c *AccountClient) DeleteAccount(ctx context.Context, r *DeleteAccountRequest) (*DeleteAccountResponse, error) {
-	return AccountDeleteAccount.Invoke(ctx, c.nc, r)
+	return AccountDeleteAccount.Invoke(c.opts.Context(ctx), c.nc, r)
 }
 
 // AddMember calls AccountAddMember.
 func (c *AccountClient) AddMember(ctx context.Context, r *AddMemberRequest) (*AddMemberResponse, error) {
-	return AccountAddMember.Invoke(ctx, c.nc, r)
+	return AccountAddMember.Invoke(c.opts.Context(ctx), c.nc, r)
 }
 
 // ListMembers calls AccountListMembers.
 func (c *AccountClient) ListMembers(ctx context.Context, r *ListMembersRequest) (*ListMembersResponse, error) {
-	return AccountListMembers.Invoke(ctx, c.nc, r)
+	return AccountListMembers.Invoke(c.opts.Context(ctx), c.nc, r)
 }
 
 // RemoveMember calls AccountRemoveMember.
 func (c *AccountClient) RemoveMember(ctx context.Context, r *RemoveMemberRequest) (*RemoveMemberResponse, error) {
-	return AccountRemoveMember.Invoke(ctx, c.nc, r)
+	return AccountRemoveMember.Invoke(c.opts.Context(ctx), c.nc, r)
 }
 
 // SetMemberRole calls AccountSetMemberRole.
 func (c *AccountClient) SetMemberRole(ctx context.Context, r *SetMemberRoleRequest) (*SetMemberRoleResponse, error) {
-	return AccountSetMemberRole.Invoke(ctx, c.nc, r)
+	return AccountSetMemberRole.Invoke(c.opts.Context(ctx), c.nc, r)
 }
 
 // CreateAPIKey calls AccountCreateAPIKey.
 func (c *AccountClient) CreateAPIKey(ctx context.Context, r *CreateAPIKeyRequest) (*CreateAPIKeyResponse, error) {
-	return AccountCreateAPIKey.Invoke(ctx, c.nc, r)
+	return AccountCreateAPIKey.Invoke(c.opts.Context(ctx), c.nc, r)
 }
 
 // ListAPIKeys calls AccountListAPIKeys.
 func (c *AccountClient) ListAPIKeys(ctx context.Context, r *ListAPIKeysRequest) (*ListAPIKeysResponse, error) {
-	return AccountListAPIKeys.Invoke(ctx, c.nc, r)
+	return AccountListAPIKeys.Invoke(c.opts.Context(ctx), c.nc, r)
 }
 
 // RevokeAPIKey calls AccountRevokeAPIKey.
 func (c *AccountClient) RevokeAPIKey(ctx context.Context, r *RevokeAPIKeyRequest) (*RevokeAPIKeyResponse, error) {
-	return AccountRevokeAPIKey.Invoke(ctx, c.nc, r)
+	return AccountRevokeAPIKey.Invoke(c.opts.Context(ctx), c.nc, r)
 }
 
 // ListAudit calls AccountListAudit.
 func (c *AccountClient) ListAudit(ctx context.Context, r *ListAuditRequest) (*ListAuditResponse, error) {
-	return AccountListAudit.Invoke(ctx, c.nc, r)
+	return AccountListAudit.Invoke(c.opts.Context(ctx), c.nc, r)
 }
 
 // Authorize calls AccountAuthorize.
 func (c *AccountClient) Authorize(ctx context.Context, r *AuthorizeRequest) (*AuthorizeResponse, error) {
-	return AccountAuthorize.Invoke(ctx, c.nc, r)
+	return AccountAuthorize.Invoke(c.opts.Context(ctx), c.nc, r)
 }
 
 // ListTasks calls AccountListTasks.
 func (c *AccountClient) ListTasks(ctx context.Context, r *ListTasksRequest) (*ListTasksResponse, error) {
-	return AccountListTasks.Invoke(ctx, c.nc, r)
+	return AccountListTasks.Invoke(c.opts.Context(ctx), c.nc, r)
 }
 
 // GetTask calls AccountGetTask.
 func (c *AccountClient) GetTask(ctx context.Context, r *GetTaskRequest) (*GetTaskResponse, error) {
-	return AccountGetTask.Invoke(ctx, c.nc, r)
+	return AccountGetTask.Invoke(c.opts.Context(ctx), c.nc, r)
 }
 
 // ApproveTask calls AccountApproveTask.
 func (c *AccountClient) ApproveTask(ctx context.Context, r *TaskActionRequest) (*TaskActionResponse, error) {
-	return AccountApproveTask.Invoke(ctx, c.nc, r)
+	return AccountApproveTask.Invoke(c.opts.Context(ctx), c.nc, r)
 }
 
 // DenyTask calls AccountDenyTask.
 func (c *AccountClient) DenyTask(ctx context.Context, r *TaskActionRequest) (*TaskActionResponse, error) {
-	return AccountDenyTask.Invoke(ctx, c.nc, r)
+	return AccountDenyTask.Invoke(c.opts.Context(ctx), c.nc, r)
 }
 
 // WithdrawTask calls AccountWithdrawTask.
 func (c *AccountClient) WithdrawTask(ctx context.Context, r *TaskActionRequest) (*TaskActionResponse, error) {
-	return AccountWithdrawTask.Invoke(ctx, c.nc, r)
+	return AccountWithdrawTask.Invoke(c.opts.Context(ctx), c.nc, r)
 }

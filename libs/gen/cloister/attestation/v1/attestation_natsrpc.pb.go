@@ -51,44 +51,49 @@ func RegisterAttestationServer(mux *natsrpc.Mux, s AttestationServer, logger *sl
 }
 
 // AttestationClient calls the Attestation service over NATS.
-type AttestationClient struct{ nc *nats_go.Conn }
+type AttestationClient struct {
+	nc   *nats_go.Conn
+	opts natsrpc.CallOptions
+}
 
 // NewAttestationClient returns a client on nc.
-func NewAttestationClient(nc *nats_go.Conn) *AttestationClient { return &AttestationClient{nc: nc} }
+func NewAttestationClient(nc *nats_go.Conn, opts ...natsrpc.CallOption) *AttestationClient {
+	return &AttestationClient{nc: nc, opts: natsrpc.NewCallOptions(opts...)}
+}
 
 var _ AttestationServer = (*AttestationClient)(nil)
 
 // Verify calls AttestationVerify.
 func (c *AttestationClient) Verify(ctx context.Context, r *VerifyRequest) (*VerifyResponse, error) {
-	return AttestationVerify.Invoke(ctx, c.nc, r)
+	return AttestationVerify.Invoke(c.opts.Context(ctx), c.nc, r)
 }
 
 // GetVerdict calls AttestationGetVerdict.
 func (c *AttestationClient) GetVerdict(ctx context.Context, r *GetVerdictRequest) (*GetVerdictResponse, error) {
-	return AttestationGetVerdict.Invoke(ctx, c.nc, r)
+	return AttestationGetVerdict.Invoke(c.opts.Context(ctx), c.nc, r)
 }
 
 // GetPolicy calls AttestationGetPolicy.
 func (c *AttestationClient) GetPolicy(ctx context.Context, r *GetPolicyRequest) (*GetPolicyResponse, error) {
-	return AttestationGetPolicy.Invoke(ctx, c.nc, r)
+	return AttestationGetPolicy.Invoke(c.opts.Context(ctx), c.nc, r)
 }
 
 // SetPolicy calls AttestationSetPolicy.
 func (c *AttestationClient) SetPolicy(ctx context.Context, r *SetPolicyRequest) (*SetPolicyResponse, error) {
-	return AttestationSetPolicy.Invoke(ctx, c.nc, r)
+	return AttestationSetPolicy.Invoke(c.opts.Context(ctx), c.nc, r)
 }
 
 // PutCollateral calls AttestationPutCollateral.
 func (c *AttestationClient) PutCollateral(ctx context.Context, r *PutCollateralRequest) (*PutCollateralResponse, error) {
-	return AttestationPutCollateral.Invoke(ctx, c.nc, r)
+	return AttestationPutCollateral.Invoke(c.opts.Context(ctx), c.nc, r)
 }
 
 // GetSimulationRoot calls AttestationGetSimulationRoot.
 func (c *AttestationClient) GetSimulationRoot(ctx context.Context, r *GetSimulationRootRequest) (*GetSimulationRootResponse, error) {
-	return AttestationGetSimulationRoot.Invoke(ctx, c.nc, r)
+	return AttestationGetSimulationRoot.Invoke(c.opts.Context(ctx), c.nc, r)
 }
 
 // IssueSimulatedQE calls AttestationIssueSimulatedQE.
 func (c *AttestationClient) IssueSimulatedQE(ctx context.Context, r *IssueSimulatedQERequest) (*IssueSimulatedQEResponse, error) {
-	return AttestationIssueSimulatedQE.Invoke(ctx, c.nc, r)
+	return AttestationIssueSimulatedQE.Invoke(c.opts.Context(ctx), c.nc, r)
 }

@@ -63,59 +63,64 @@ func RegisterCAServer(mux *natsrpc.Mux, s CAServer, logger *slog.Logger) error {
 }
 
 // CAClient calls the CA service over NATS.
-type CAClient struct{ nc *nats_go.Conn }
+type CAClient struct {
+	nc   *nats_go.Conn
+	opts natsrpc.CallOptions
+}
 
 // NewCAClient returns a client on nc.
-func NewCAClient(nc *nats_go.Conn) *CAClient { return &CAClient{nc: nc} }
+func NewCAClient(nc *nats_go.Conn, opts ...natsrpc.CallOption) *CAClient {
+	return &CAClient{nc: nc, opts: natsrpc.NewCallOptions(opts...)}
+}
 
 var _ CAServer = (*CAClient)(nil)
 
 // GetCA calls CAGetCA.
 func (c *CAClient) GetCA(ctx context.Context, r *GetCARequest) (*GetCAResponse, error) {
-	return CAGetCA.Invoke(ctx, c.nc, r)
+	return CAGetCA.Invoke(c.opts.Context(ctx), c.nc, r)
 }
 
 // GetCRL calls CAGetCRL.
 func (c *CAClient) GetCRL(ctx context.Context, r *GetCRLRequest) (*GetCRLResponse, error) {
-	return CAGetCRL.Invoke(ctx, c.nc, r)
+	return CAGetCRL.Invoke(c.opts.Context(ctx), c.nc, r)
 }
 
 // RotateIssuer calls CARotateIssuer.
 func (c *CAClient) RotateIssuer(ctx context.Context, r *RotateIssuerRequest) (*RotateIssuerResponse, error) {
-	return CARotateIssuer.Invoke(ctx, c.nc, r)
+	return CARotateIssuer.Invoke(c.opts.Context(ctx), c.nc, r)
 }
 
 // IssueNodeCertificate calls CAIssueNodeCertificate.
 func (c *CAClient) IssueNodeCertificate(ctx context.Context, r *IssueNodeCertificateRequest) (*IssueNodeCertificateResponse, error) {
-	return CAIssueNodeCertificate.Invoke(ctx, c.nc, r)
+	return CAIssueNodeCertificate.Invoke(c.opts.Context(ctx), c.nc, r)
 }
 
 // CreateNonce calls CACreateNonce.
 func (c *CAClient) CreateNonce(ctx context.Context, r *CreateNonceRequest) (*CreateNonceResponse, error) {
-	return CACreateNonce.Invoke(ctx, c.nc, r)
+	return CACreateNonce.Invoke(c.opts.Context(ctx), c.nc, r)
 }
 
 // IssueAppCertificate calls CAIssueAppCertificate.
 func (c *CAClient) IssueAppCertificate(ctx context.Context, r *IssueAppCertificateRequest) (*IssueAppCertificateResponse, error) {
-	return CAIssueAppCertificate.Invoke(ctx, c.nc, r)
+	return CAIssueAppCertificate.Invoke(c.opts.Context(ctx), c.nc, r)
 }
 
 // ListCertificates calls CAListCertificates.
 func (c *CAClient) ListCertificates(ctx context.Context, r *ListCertificatesRequest) (*ListCertificatesResponse, error) {
-	return CAListCertificates.Invoke(ctx, c.nc, r)
+	return CAListCertificates.Invoke(c.opts.Context(ctx), c.nc, r)
 }
 
 // GetCertificate calls CAGetCertificate.
 func (c *CAClient) GetCertificate(ctx context.Context, r *GetCertificateRequest) (*GetCertificateResponse, error) {
-	return CAGetCertificate.Invoke(ctx, c.nc, r)
+	return CAGetCertificate.Invoke(c.opts.Context(ctx), c.nc, r)
 }
 
 // RevokeCertificate calls CARevokeCertificate.
 func (c *CAClient) RevokeCertificate(ctx context.Context, r *RevokeCertificateRequest) (*RevokeCertificateResponse, error) {
-	return CARevokeCertificate.Invoke(ctx, c.nc, r)
+	return CARevokeCertificate.Invoke(c.opts.Context(ctx), c.nc, r)
 }
 
 // OCSP calls CAOCSP.
 func (c *CAClient) OCSP(ctx context.Context, r *OCSPRequest) (*OCSPResponse, error) {
-	return CAOCSP.Invoke(ctx, c.nc, r)
+	return CAOCSP.Invoke(c.opts.Context(ctx), c.nc, r)
 }

@@ -69,76 +69,79 @@ func RegisterImageConverterServer(mux *natsrpc.Mux, s ImageConverterServer, logg
 }
 
 // ImageConverterClient calls the ImageConverter service over NATS.
-type ImageConverterClient struct{ nc *nats_go.Conn }
+type ImageConverterClient struct {
+	nc   *nats_go.Conn
+	opts natsrpc.CallOptions
+}
 
 // NewImageConverterClient returns a client on nc.
-func NewImageConverterClient(nc *nats_go.Conn) *ImageConverterClient {
-	return &ImageConverterClient{nc: nc}
+func NewImageConverterClient(nc *nats_go.Conn, opts ...natsrpc.CallOption) *ImageConverterClient {
+	return &ImageConverterClient{nc: nc, opts: natsrpc.NewCallOptions(opts...)}
 }
 
 var _ ImageConverterServer = (*ImageConverterClient)(nil)
 
 // CreateApp calls ImageConverterCreateApp.
 func (c *ImageConverterClient) CreateApp(ctx context.Context, r *CreateAppRequest) (*CreateAppResponse, error) {
-	return ImageConverterCreateApp.Invoke(ctx, c.nc, r)
+	return ImageConverterCreateApp.Invoke(c.opts.Context(ctx), c.nc, r)
 }
 
 // GetApp calls ImageConverterGetApp.
 func (c *ImageConverterClient) GetApp(ctx context.Context, r *GetAppRequest) (*GetAppResponse, error) {
-	return ImageConverterGetApp.Invoke(ctx, c.nc, r)
+	return ImageConverterGetApp.Invoke(c.opts.Context(ctx), c.nc, r)
 }
 
 // ListApps calls ImageConverterListApps.
 func (c *ImageConverterClient) ListApps(ctx context.Context, r *ListAppsRequest) (*ListAppsResponse, error) {
-	return ImageConverterListApps.Invoke(ctx, c.nc, r)
+	return ImageConverterListApps.Invoke(c.opts.Context(ctx), c.nc, r)
 }
 
 // UpdateApp calls ImageConverterUpdateApp.
 func (c *ImageConverterClient) UpdateApp(ctx context.Context, r *UpdateAppRequest) (*UpdateAppResponse, error) {
-	return ImageConverterUpdateApp.Invoke(ctx, c.nc, r)
+	return ImageConverterUpdateApp.Invoke(c.opts.Context(ctx), c.nc, r)
 }
 
 // DeleteApp calls ImageConverterDeleteApp.
 func (c *ImageConverterClient) DeleteApp(ctx context.Context, r *DeleteAppRequest) (*DeleteAppResponse, error) {
-	return ImageConverterDeleteApp.Invoke(ctx, c.nc, r)
+	return ImageConverterDeleteApp.Invoke(c.opts.Context(ctx), c.nc, r)
 }
 
 // GetSigningKey calls ImageConverterGetSigningKey.
 func (c *ImageConverterClient) GetSigningKey(ctx context.Context, r *GetSigningKeyRequest) (*GetSigningKeyResponse, error) {
-	return ImageConverterGetSigningKey.Invoke(ctx, c.nc, r)
+	return ImageConverterGetSigningKey.Invoke(c.opts.Context(ctx), c.nc, r)
 }
 
 // ConvertImage calls ImageConverterConvertImage.
 func (c *ImageConverterClient) ConvertImage(ctx context.Context, r *ConvertImageRequest) (*ConvertImageResponse, error) {
-	return ImageConverterConvertImage.Invoke(ctx, c.nc, r)
+	return ImageConverterConvertImage.Invoke(c.opts.Context(ctx), c.nc, r)
 }
 
 // ListImages calls ImageConverterListImages.
 func (c *ImageConverterClient) ListImages(ctx context.Context, r *ListImagesRequest) (*ListImagesResponse, error) {
-	return ImageConverterListImages.Invoke(ctx, c.nc, r)
+	return ImageConverterListImages.Invoke(c.opts.Context(ctx), c.nc, r)
 }
 
 // GetImage calls ImageConverterGetImage.
 func (c *ImageConverterClient) GetImage(ctx context.Context, r *GetImageRequest) (*GetImageResponse, error) {
-	return ImageConverterGetImage.Invoke(ctx, c.nc, r)
+	return ImageConverterGetImage.Invoke(c.opts.Context(ctx), c.nc, r)
 }
 
 // DeleteImage calls ImageConverterDeleteImage.
 func (c *ImageConverterClient) DeleteImage(ctx context.Context, r *DeleteImageRequest) (*DeleteImageResponse, error) {
-	return ImageConverterDeleteImage.Invoke(ctx, c.nc, r)
+	return ImageConverterDeleteImage.Invoke(c.opts.Context(ctx), c.nc, r)
 }
 
 // PutRegistryCredential calls ImageConverterPutRegistryCredential.
 func (c *ImageConverterClient) PutRegistryCredential(ctx context.Context, r *PutRegistryCredentialRequest) (*PutRegistryCredentialResponse, error) {
-	return ImageConverterPutRegistryCredential.Invoke(ctx, c.nc, r)
+	return ImageConverterPutRegistryCredential.Invoke(c.opts.Context(ctx), c.nc, r)
 }
 
 // ListRegistryCredentials calls ImageConverterListRegistryCredentials.
 func (c *ImageConverterClient) ListRegistryCredentials(ctx context.Context, r *ListRegistryCredentialsRequest) (*ListRegistryCredentialsResponse, error) {
-	return ImageConverterListRegistryCredentials.Invoke(ctx, c.nc, r)
+	return ImageConverterListRegistryCredentials.Invoke(c.opts.Context(ctx), c.nc, r)
 }
 
 // DeleteRegistryCredential calls ImageConverterDeleteRegistryCredential.
 func (c *ImageConverterClient) DeleteRegistryCredential(ctx context.Context, r *DeleteRegistryCredentialRequest) (*DeleteRegistryCredentialResponse, error) {
-	return ImageConverterDeleteRegistryCredential.Invoke(ctx, c.nc, r)
+	return ImageConverterDeleteRegistryCredential.Invoke(c.opts.Context(ctx), c.nc, r)
 }

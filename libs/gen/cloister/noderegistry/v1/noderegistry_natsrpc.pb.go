@@ -74,64 +74,69 @@ func RegisterNodeRegistryServer(mux *natsrpc.Mux, s NodeRegistryServer, logger *
 }
 
 // NodeRegistryClient calls the NodeRegistry service over NATS.
-type NodeRegistryClient struct{ nc *nats_go.Conn }
+type NodeRegistryClient struct {
+	nc   *nats_go.Conn
+	opts natsrpc.CallOptions
+}
 
 // NewNodeRegistryClient returns a client on nc.
-func NewNodeRegistryClient(nc *nats_go.Conn) *NodeRegistryClient { return &NodeRegistryClient{nc: nc} }
+func NewNodeRegistryClient(nc *nats_go.Conn, opts ...natsrpc.CallOption) *NodeRegistryClient {
+	return &NodeRegistryClient{nc: nc, opts: natsrpc.NewCallOptions(opts...)}
+}
 
 var _ NodeRegistryServer = (*NodeRegistryClient)(nil)
 
 // CreateJoinToken calls NodeRegistryCreateJoinToken.
 func (c *NodeRegistryClient) CreateJoinToken(ctx context.Context, r *CreateJoinTokenRequest) (*CreateJoinTokenResponse, error) {
-	return NodeRegistryCreateJoinToken.Invoke(ctx, c.nc, r)
+	return NodeRegistryCreateJoinToken.Invoke(c.opts.Context(ctx), c.nc, r)
 }
 
 // ListJoinTokens calls NodeRegistryListJoinTokens.
 func (c *NodeRegistryClient) ListJoinTokens(ctx context.Context, r *ListJoinTokensRequest) (*ListJoinTokensResponse, error) {
-	return NodeRegistryListJoinTokens.Invoke(ctx, c.nc, r)
+	return NodeRegistryListJoinTokens.Invoke(c.opts.Context(ctx), c.nc, r)
 }
 
 // RevokeJoinToken calls NodeRegistryRevokeJoinToken.
 func (c *NodeRegistryClient) RevokeJoinToken(ctx context.Context, r *RevokeJoinTokenRequest) (*RevokeJoinTokenResponse, error) {
-	return NodeRegistryRevokeJoinToken.Invoke(ctx, c.nc, r)
+	return NodeRegistryRevokeJoinToken.Invoke(c.opts.Context(ctx), c.nc, r)
 }
 
 // Enroll calls NodeRegistryEnroll.
 func (c *NodeRegistryClient) Enroll(ctx context.Context, r *EnrollRequest) (*EnrollResponse, error) {
-	return NodeRegistryEnroll.Invoke(ctx, c.nc, r)
+	return NodeRegistryEnroll.Invoke(c.opts.Context(ctx), c.nc, r)
 }
 
 // SimulatedQEForToken calls NodeRegistrySimulatedQEForToken.
 func (c *NodeRegistryClient) SimulatedQEForToken(ctx context.Context, r *SimulatedQEForTokenRequest) (*SimulatedQEForTokenResponse, error) {
-	return NodeRegistrySimulatedQEForToken.Invoke(ctx, c.nc, r)
+	return NodeRegistrySimulatedQEForToken.Invoke(c.opts.Context(ctx), c.nc, r)
 }
 
 // Heartbeat calls NodeRegistryHeartbeat.
 func (c *NodeRegistryClient) Heartbeat(ctx context.Context, r *HeartbeatRequest) (*HeartbeatResponse, error) {
-	return NodeRegistryHeartbeat.Invoke(ctx, c.nc, r)
+	return NodeRegistryHeartbeat.Invoke(c.opts.Context(ctx), c.nc, r)
 }
 
 // AuthenticateNode calls NodeRegistryAuthenticateNode.
 func (c *NodeRegistryClient) AuthenticateNode(ctx context.Context, r *AuthenticateNodeRequest) (*AuthenticateNodeResponse, error) {
-	return NodeRegistryAuthenticateNode.Invoke(ctx, c.nc, r)
+	return NodeRegistryAuthenticateNode.Invoke(c.opts.Context(ctx), c.nc, r)
 }
 
 // Reattest calls NodeRegistryReattest.
 func (c *NodeRegistryClient) Reattest(ctx context.Context, r *ReattestRequest) (*ReattestResponse, error) {
-	return NodeRegistryReattest.Invoke(ctx, c.nc, r)
+	return NodeRegistryReattest.Invoke(c.opts.Context(ctx), c.nc, r)
 }
 
 // ListNodes calls NodeRegistryListNodes.
 func (c *NodeRegistryClient) ListNodes(ctx context.Context, r *ListNodesRequest) (*ListNodesResponse, error) {
-	return NodeRegistryListNodes.Invoke(ctx, c.nc, r)
+	return NodeRegistryListNodes.Invoke(c.opts.Context(ctx), c.nc, r)
 }
 
 // GetNode calls NodeRegistryGetNode.
 func (c *NodeRegistryClient) GetNode(ctx context.Context, r *GetNodeRequest) (*GetNodeResponse, error) {
-	return NodeRegistryGetNode.Invoke(ctx, c.nc, r)
+	return NodeRegistryGetNode.Invoke(c.opts.Context(ctx), c.nc, r)
 }
 
 // DeregisterNode calls NodeRegistryDeregisterNode.
 func (c *NodeRegistryClient) DeregisterNode(ctx context.Context, r *DeregisterNodeRequest) (*DeregisterNodeResponse, error) {
-	return NodeRegistryDeregisterNode.Invoke(ctx, c.nc, r)
+	return NodeRegistryDeregisterNode.Invoke(c.opts.Context(ctx), c.nc, r)
 }
