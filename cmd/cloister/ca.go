@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"net/url"
 	"strings"
@@ -31,35 +32,80 @@ func (c *cli) caCmd() *cobra.Command {
 			return err
 		},
 	}
+	var revokePrevious, yes bool
 	rotate := &cobra.Command{
-		Use:   "rotate",
+		Use:   "rotate [--revoke-previous --yes]",
 		Short: "Replace the issuing CA with a new key under the same root (admins)",
 		Long: `Replace the selected account's issuing CA with a new key under the same root.
 
 Certificates already issued keep chaining to the root. The retired issuing CA
 signs nothing new, but keeps signing the CRL and OCSP answers of what it issued
-(its CRL: /v1/crl/<account>.crl?issuer=<key id>). The rotation is audited.`,
+(its CRL: /v1/crl/<account>.crl?issuer=<key id>). The rotation is audited.
+
+With --revoke-previous (for a key that may be compromised), the previous issuing
+CA is retired at once, as 'cloister ca retire' does: every certificate it issued
+is revoked, its last CRL is kept, and its key is destroyed. Such a rotation is
+never refused for the number of retired issuers. It needs --yes.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if revokePrevious && !yes {
+				return errors.New("--revoke-previous revokes every certificate the current issuing CA issued; pass --yes to confirm")
+			}
 			acct, err := c.accountID()
 			if err != nil {
 				return err
 			}
-			var ca api.CA
-			if err := c.client().do(cmd.Context(), "POST", "/v1/accounts/"+url.PathEscape(acct)+"/ca/rotate", nil, &ca); err != nil {
+			var ca api.CAChange
+			if err := c.client().do(cmd.Context(), "POST", "/v1/accounts/"+url.PathEscape(acct)+"/ca/rotate", api.RotateIssuer{RevokePrevious: revokePrevious}, &ca); err != nil {
 				return err
 			}
-			rows := [][]string{{ca.IssuerKeyID, "current", ""}}
-			for _, r := range ca.RetiredIssuers {
-				rows = append(rows, []string{r.KeyID, "retired", r.NotAfter.Format("2006-01-02")})
-			}
-			return c.print(ca, []string{"ISSUER KEY ID", "STATE", "EXPIRES"}, rows)
+			return c.printCAChange(ca)
 		},
 	}
+	rotate.Flags().BoolVar(&revokePrevious, "revoke-previous", false, "retire the previous issuing CA at once, revoking every certificate it issued")
+	rotate.Flags().BoolVar(&yes, "yes", false, "confirm --revoke-previous")
+	retire := &cobra.Command{
+		Use:   "retire KEY_ID --yes",
+		Short: "Retire a retired issuing CA early, revoking what it issued (admins)",
+		Long: `Retire a retired issuing CA (its key id: 'cloister ca rotate' and 'cloister ca
+show -o json' list them) before it expires: every certificate it issued is
+revoked, its last CRL is signed and still served, and its key is destroyed,
+freeing its place among the retired issuers (at most 8 are kept). The current
+issuing CA cannot be retired: rotate first. Audited.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if !yes {
+				return errors.New("retiring an issuing CA revokes every certificate it issued; pass --yes to confirm")
+			}
+			acct, err := c.accountID()
+			if err != nil {
+				return err
+			}
+			var ca api.CAChange
+			path := "/v1/accounts/" + url.PathEscape(acct) + "/ca/issuers/" + url.PathEscape(args[0]) + "/retire"
+			if err := c.client().do(cmd.Context(), "POST", path, nil, &ca); err != nil {
+				return err
+			}
+			return c.printCAChange(ca)
+		},
+	}
+	retire.Flags().BoolVar(&yes, "yes", false, "confirm")
 	cmd := &cobra.Command{Use: "ca", Short: "The account's certificate authority"}
 	c.addAccountFlag(cmd)
-	cmd.AddCommand(show, rotate)
+	cmd.AddCommand(show, rotate, retire)
 	return cmd
+}
+
+// printCAChange prints the issuers after a rotation or retirement.
+func (c *cli) printCAChange(ca api.CAChange) error {
+	rows := [][]string{{ca.IssuerKeyID, "current", ""}}
+	for _, r := range ca.RetiredIssuers {
+		rows = append(rows, []string{r.KeyID, "retired", r.NotAfter.Format("2006-01-02")})
+	}
+	if c.output != "json" && ca.Revoked > 0 {
+		fmt.Fprintf(c.out, "%d certificates revoked with the retired issuing CA\n", ca.Revoked)
+	}
+	return c.print(ca, []string{"ISSUER KEY ID", "STATE", "EXPIRES"}, rows)
 }
 
 func certRows(cs ...api.Certificate) [][]string {

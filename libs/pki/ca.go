@@ -87,11 +87,42 @@ const MaxRetiredIssuers = 8
 
 // ErrTooManyRetired refuses a rotation while MaxRetiredIssuers retired
 // issuers are still live.
-var ErrTooManyRetired = fmt.Errorf("pki: %d retired issuing CAs are still live; wait until the oldest expires", MaxRetiredIssuers)
+var ErrTooManyRetired = fmt.Errorf("pki: %d retired issuing CAs are still live; retire one early, or rotate revoking the previous one", MaxRetiredIssuers)
 
-// RotateIssuer replaces the issuing CA with a new key signed by the root.
-func (c *CA) RotateIssuer(now time.Time) error {
-	if c.Issuer != nil {
+// RotateIssuer replaces the issuing CA with a new key signed by the root;
+// the previous one is kept, retired, unless MaxRetiredIssuers are.
+func (c *CA) RotateIssuer(now time.Time) error { return c.rotate(now, false) }
+
+// ForceRotateIssuer is RotateIssuer whatever the number of retired
+// issuers: for a rotation whose previous issuer is retired for good right
+// after (DropRetired), so that rotating away from a compromised issuer
+// always works.
+func (c *CA) ForceRotateIssuer(now time.Time) error { return c.rotate(now, true) }
+
+// ErrCurrentIssuer refuses to drop the issuing CA in use.
+var ErrCurrentIssuer = errors.New("pki: the current issuing CA cannot be retired; rotate first")
+
+// ErrNoSuchIssuer: no retired issuing CA has that key id.
+var ErrNoSuchIssuer = errors.New("pki: no retired issuing CA has that key id")
+
+// DropRetired forgets the retired issuing CA whose subject key id is
+// keyID, its key included: it signs nothing more, not even CRLs (sign its
+// last one first). It returns the dropped certificate.
+func (c *CA) DropRetired(keyID []byte) (*x509.Certificate, error) {
+	if c.Issuer != nil && bytes.Equal(c.Issuer.SubjectKeyId, keyID) {
+		return nil, ErrCurrentIssuer
+	}
+	for i, r := range c.retired {
+		if bytes.Equal(r.cert.SubjectKeyId, keyID) {
+			c.retired = slices.Delete(c.retired, i, i+1)
+			return r.cert, nil
+		}
+	}
+	return nil, ErrNoSuchIssuer
+}
+
+func (c *CA) rotate(now time.Time, force bool) error {
+	if c.Issuer != nil && !force {
 		live := slices.DeleteFunc(slices.Clone(c.retired), func(r retiredIssuer) bool { return now.After(r.cert.NotAfter) })
 		if len(live) >= MaxRetiredIssuers {
 			return ErrTooManyRetired

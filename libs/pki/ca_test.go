@@ -401,6 +401,27 @@ func TestRotationIsBounded(t *testing.T) {
 	if err := ca.RotateIssuer(at); !errors.Is(err, ErrTooManyRetired) {
 		t.Fatalf("rotation past the bound = %v, want ErrTooManyRetired", err)
 	}
+	// A forced rotation works past the bound, and dropping the issuer it
+	// retired comes back to it; the current issuer cannot be dropped.
+	if _, err := ca.DropRetired(ca.Issuer.SubjectKeyId); !errors.Is(err, ErrCurrentIssuer) {
+		t.Fatalf("dropping the current issuer = %v, want ErrCurrentIssuer", err)
+	}
+	previous := ca.Issuer
+	if err := ca.ForceRotateIssuer(at); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(ca.Issuers()); n != MaxRetiredIssuers+2 {
+		t.Fatalf("%d issuers after a forced rotation, want %d", n, MaxRetiredIssuers+2)
+	}
+	if dropped, err := ca.DropRetired(previous.SubjectKeyId); err != nil || dropped != previous {
+		t.Fatalf("DropRetired = %v, %v; want the previous issuer", dropped, err)
+	}
+	if _, err := ca.DropRetired(previous.SubjectKeyId); !errors.Is(err, ErrNoSuchIssuer) {
+		t.Fatalf("dropping it again = %v, want ErrNoSuchIssuer", err)
+	}
+	if _, ok := ca.SignerOf(previous); ok {
+		t.Fatal("the dropped issuer's key is still there")
+	}
 	// Once the retired issuers expire, rotation works again.
 	if err := ca.RotateIssuer(at.Add(IssuerLifetime + time.Hour)); err != nil {
 		t.Fatalf("rotation after the retired issuers expired: %v", err)

@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/hex"
+	"encoding/pem"
 	"strings"
 	"testing"
 	"time"
@@ -242,4 +243,82 @@ func TestIssuanceDuringDeletion(t *testing.T) {
 	if certs, _ := plain.Certificates(ctx, account, "", true); len(certs) != 1 {
 		t.Fatalf("a certificate was recorded after the deletion started: %d in all", len(certs))
 	}
+}
+
+// TestRotationAwayFromACompromisedIssuer: rotating with revoke_previous
+// revokes every certificate the previous issuer issued, keeps its last CRL
+// (served by key id, listing them) and destroys it; such a rotation works
+// even with every retired slot taken, and retiring a retired issuer early
+// frees its slot. The current issuer cannot be retired.
+func TestRotationAwayFromACompromisedIssuer(t *testing.T) {
+	ctx := context.Background()
+	c, account, _ := startCAWithNATS(t)
+	admin := &accountv1.Principal{UserId: uuid.NewString(), Email: "admin@example.com", Credential: "session"}
+	leaf, compromised, _ := issueNode(t, c, account)
+	keyID := hex.EncodeToString(compromised.SubjectKeyId)
+
+	// Fill every retired slot.
+	for range pki.MaxRetiredIssuers {
+		if _, err := c.RotateIssuer(ctx, &cav1.RotateIssuerRequest{AccountId: account, Actor: admin}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := c.RotateIssuer(ctx, &cav1.RotateIssuerRequest{AccountId: account, Actor: admin}); errs.KindOf(err) != errs.Conflict {
+		t.Fatalf("a rotation with every retired slot taken = %v, want a conflict", err)
+	}
+	current, err := c.GetCA(ctx, &cav1.GetCARequest{AccountId: account})
+	if err != nil {
+		t.Fatal(err)
+	}
+	currentKey := parsePEM(t, current.GetIssuerPem()).SubjectKeyId
+	if _, err := c.RetireIssuer(ctx, &cav1.RetireIssuerRequest{AccountId: account, IssuerKeyId: hex.EncodeToString(currentKey), Actor: admin}); errs.KindOf(err) != errs.Conflict {
+		t.Fatalf("retiring the current issuer = %v, want a conflict", err)
+	}
+	if _, err := c.RetireIssuer(ctx, &cav1.RetireIssuerRequest{AccountId: account, IssuerKeyId: "abcd", Actor: admin}); errs.KindOf(err) != errs.NotFound {
+		t.Fatalf("retiring an unknown issuer = %v, want not found", err)
+	}
+
+	// Retire the oldest (the one that issued leaf) early: its slot frees.
+	retired, err := c.RetireIssuer(ctx, &cav1.RetireIssuerRequest{AccountId: account, IssuerKeyId: keyID, Actor: admin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if retired.GetRevoked() != 1 {
+		t.Fatalf("retiring the issuer revoked %d certificates, want 1", retired.GetRevoked())
+	}
+	got, err := c.GetCertificate(ctx, &cav1.GetCertificateRequest{AccountId: account, Serial: hex.EncodeToString(leaf.SerialNumber.Bytes())})
+	if err != nil || !got.GetCertificate().GetRevoked() {
+		t.Fatalf("the retired issuer's certificate: %v, revoked %v; want revoked", err, got.GetCertificate().GetRevoked())
+	}
+	crl, err := c.GetCRL(ctx, &cav1.GetCRLRequest{AccountId: account, IssuerKeyId: keyID})
+	if err != nil {
+		t.Fatalf("the retired issuer's CRL = %v", err)
+	}
+	checkFinalCRL(t, crl.GetCrl(), compromised, leaf)
+	if strings.Contains(string(retired.GetCa().GetRetiredIssuersPem()), string(pemOf(compromised))) {
+		t.Fatal("the retired issuer is still among the CA's issuers")
+	}
+	if _, err := c.RotateIssuer(ctx, &cav1.RotateIssuerRequest{AccountId: account, Actor: admin}); err != nil {
+		t.Fatalf("a rotation after one retirement = %v", err)
+	}
+
+	// Full again: rotating away from the current issuer with
+	// revoke_previous still works, and revokes what it issued.
+	leaf2, issuer2, _ := issueNode(t, c, account)
+	rotated, err := c.RotateIssuer(ctx, &cav1.RotateIssuerRequest{AccountId: account, RevokePrevious: true, Actor: admin})
+	if err != nil {
+		t.Fatalf("rotating with revoke_previous while full = %v", err)
+	}
+	if rotated.GetRevoked() != 1 || bytes.Equal(parsePEM(t, rotated.GetCa().GetIssuerPem()).SubjectKeyId, issuer2.SubjectKeyId) {
+		t.Fatalf("rotation revoked %d, issuer changed %v", rotated.GetRevoked(), rotated.GetCa().GetIssuerPem() != nil)
+	}
+	crl2, err := c.GetCRL(ctx, &cav1.GetCRLRequest{AccountId: account, IssuerKeyId: hex.EncodeToString(issuer2.SubjectKeyId)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkFinalCRL(t, crl2.GetCrl(), issuer2, leaf2)
+}
+
+func pemOf(c *x509.Certificate) []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
 }

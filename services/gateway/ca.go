@@ -19,9 +19,21 @@ func (g *Gateway) getCA(_ http.ResponseWriter, r *http.Request, p principal) (re
 	return answer(err, http.StatusOK, func() any { return toCA(resp) })
 }
 
-func (g *Gateway) rotateIssuer(_ http.ResponseWriter, r *http.Request, p principal) (reply, error) {
-	resp, err := g.ca.RotateIssuer(r.Context(), &cav1.RotateIssuerRequest{AccountId: r.PathValue("account_id"), Actor: p.proto()})
-	return answer(err, http.StatusOK, func() any { return toCA(resp.GetCa()) })
+func (g *Gateway) rotateIssuer(w http.ResponseWriter, r *http.Request, p principal) (reply, error) {
+	var b api.RotateIssuer
+	if r.ContentLength != 0 || r.Header.Get("Content-Type") != "" {
+		if err := decodeJSON(w, r, &b); err != nil {
+			return reply{}, err
+		}
+	}
+	resp, err := g.ca.RotateIssuer(r.Context(), &cav1.RotateIssuerRequest{AccountId: r.PathValue("account_id"), RevokePrevious: b.RevokePrevious, Actor: p.proto()})
+	return answer(err, http.StatusOK, func() any { return api.CAChange{CA: toCA(resp.GetCa()), Revoked: int(resp.GetRevoked())} })
+}
+
+// retireIssuer serves POST .../ca/issuers/{key_id}/retire.
+func (g *Gateway) retireIssuer(_ http.ResponseWriter, r *http.Request, p principal) (reply, error) {
+	resp, err := g.ca.RetireIssuer(r.Context(), &cav1.RetireIssuerRequest{AccountId: r.PathValue("account_id"), IssuerKeyId: r.PathValue("key_id"), Actor: p.proto()})
+	return answer(err, http.StatusOK, func() any { return api.CAChange{CA: toCA(resp.GetCa()), Revoked: int(resp.GetRevoked())} })
 }
 
 func toCA(resp *cav1.GetCAResponse) api.CA {

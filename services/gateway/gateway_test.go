@@ -780,9 +780,40 @@ func TestCertificateRoutes(t *testing.T) {
 		t.Fatalf("OCSP after rotation = %v, %v; want revoked, signed by the retired issuer", resp, err)
 	}
 
-	// Both changes are in the audit log, with who made them.
+	// Retiring the retired issuer early: members may not; admins may, and
+	// its CRL is still served; the current issuer cannot be retired.
+	retire := "/v1/accounts/" + acct + "/ca/issuers/" + oldKeyID + "/retire"
+	if r := do(t, s.srv, "POST", retire, member, nil); r.status != 403 {
+		t.Fatalf("member retiring = %d %s, want 403", r.status, r.body)
+	}
+	if r := do(t, s.srv, "POST", "/v1/accounts/"+acct+"/ca/issuers/"+rotated.IssuerKeyID+"/retire", admin, nil); r.status != 409 {
+		t.Fatalf("retiring the current issuer = %d %s, want 409", r.status, r.body)
+	}
+	r = do(t, s.srv, "POST", retire, admin, nil)
+	var retired struct {
+		RetiredIssuers []any `json:"retired_issuers"`
+		Revoked        *int  `json:"revoked"`
+	}
+	r.decode(t, &retired)
+	if r.status != 200 || len(retired.RetiredIssuers) != 0 || retired.Revoked == nil {
+		t.Fatalf("admin retiring = %d %s", r.status, r.body)
+	}
+	if r := do(t, s.srv, "GET", "/v1/crl/"+acct+".crl?issuer="+oldKeyID, "", nil); r.status != 200 {
+		t.Fatalf("the CRL of an issuer retired early = %d, want 200", r.status)
+	}
+	// Rotating away from a compromised issuer: a body says so.
+	r = do(t, s.srv, "POST", "/v1/accounts/"+acct+"/ca/rotate", admin, map[string]any{"revoke_previous": true})
+	r.decode(t, &retired)
+	if r.status != 200 || len(retired.RetiredIssuers) != 0 {
+		t.Fatalf("rotating with revoke_previous = %d %s, want no retired issuer left", r.status, r.body)
+	}
+	if r := do(t, s.srv, "POST", "/v1/accounts/"+acct+"/ca/rotate", admin, map[string]any{"revoke_previous": "yes"}); r.status != 400 {
+		t.Fatalf("rotating with a malformed body = %d, want 400", r.status)
+	}
+
+	// The changes are in the audit log, with who made them.
 	r = do(t, s.srv, "GET", "/v1/accounts/"+acct+"/audit", admin, nil)
-	for _, want := range []string{`"action":"cert.revoke"`, `"target":"` + serial + `"`, `"action":"ca.rotate"`, `"outcome":"failure"`} {
+	for _, want := range []string{`"action":"cert.revoke"`, `"target":"` + serial + `"`, `"action":"ca.rotate"`, `"outcome":"failure"`, `"target":"retire ` + oldKeyID + `"`} {
 		if !strings.Contains(string(r.body), want) {
 			t.Fatalf("audit log lacks %s: %s", want, r.body)
 		}

@@ -62,6 +62,7 @@ func (g *Gateway) routes() []Route {
 		{Method: "POST", Pattern: "/v1/attestation/collateral", Handler: g.authed(g.putCollateral)},
 		gw("GET", "/v1/accounts/{account_id}/ca", authz.CAGet, g.getCA),
 		gw("POST", "/v1/accounts/{account_id}/ca/rotate", authz.CARotate, g.rotateIssuer),
+		gw("POST", "/v1/accounts/{account_id}/ca/issuers/{key_id}/retire", authz.CARotate, g.retireIssuer),
 		{Method: "GET", Pattern: "/v1/crl/{account_crl}", Handler: http.HandlerFunc(g.serveCRL)},
 		{Method: "POST", Pattern: "/v1/ocsp/{account}", Handler: http.HandlerFunc(g.serveOCSP)},
 		gw("GET", "/v1/accounts/{account_id}/certificates", authz.CertList, g.listCertificates),

@@ -203,6 +203,20 @@ type CA struct {
 	RetiredIssuers []Issuer `json:"retired_issuers"`
 }
 
+// RotateIssuer is the optional body of POST .../ca/rotate.
+type RotateIssuer struct {
+	// RevokePrevious retires the previous issuer at once: every
+	// certificate it issued is revoked and its key destroyed.
+	RevokePrevious bool `json:"revoke_previous"`
+}
+
+// CAChange is the CA after a rotation or retirement, and how many
+// certificates went with the retired issuer.
+type CAChange struct {
+	CA
+	Revoked int `json:"revoked"`
+}
+
 // Issuer is an issuing CA.
 type Issuer struct {
 	KeyID    string    `json:"key_id"`

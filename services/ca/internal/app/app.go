@@ -23,14 +23,17 @@ type Authorities interface {
 	Get(ctx context.Context, accountID string) ([]byte, error) // domain.ErrCANotFound
 	// Update replaces the sealed CA by what change makes of it, if nobody
 	// changed it meanwhile (domain.ErrConcurrentChange otherwise).
-	Update(ctx context.Context, accountID string, change func(sealed []byte) ([]byte, domain.IssuerRotated, error)) error
+	Update(ctx context.Context, accountID string, change func(sealed []byte) ([]byte, domain.Event, error)) error
 	Delete(ctx context.Context, accountID string) error
 }
 
 // FinalCRLs keeps the final CRLs of deleted accounts.
 type FinalCRLs interface {
-	// Put replaces the account's final CRLs by crls.
+	// Put replaces the account's final CRLs by crls, but for those of
+	// issuers retired early, which it keeps.
 	Put(ctx context.Context, accountID string, crls []domain.FinalCRL) error
+	// Add stores the final CRL of one issuer retired early.
+	Add(ctx context.Context, accountID string, crl domain.FinalCRL) error
 	// Get returns the final CRL of one issuing CA (by lower-case hex key
 	// id; empty for the one current at deletion); domain.ErrCANotFound if none.
 	Get(ctx context.Context, accountID, issuerKeyID string) (domain.FinalCRL, error)

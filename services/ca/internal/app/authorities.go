@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -65,23 +66,33 @@ func (s *Service) stillOpen(ctx context.Context, rec domain.Certificate) error {
 
 // RotateIssuer replaces the account's issuing CA with a new key under
 // the same root. The retired issuer signs nothing new, but keeps signing
-// the CRL and OCSP answers of the certificates it issued. Audited.
-func (s *Service) RotateIssuer(ctx context.Context, accountID string, actor audit.Actor) (*pki.CA, error) {
+// the CRL and OCSP answers of the certificates it issued; with
+// revokePrevious it is retired for good at once (RetireIssuer), and the
+// rotation is then never refused for the number of retired issuers.
+// Audited. It returns the CA and, with revokePrevious, how many
+// certificates were revoked.
+func (s *Service) RotateIssuer(ctx context.Context, accountID string, revokePrevious bool, actor audit.Actor) (*pki.CA, int, error) {
 	var rotated *pki.CA
-	err := s.store.Update(ctx, accountID, func(sealed []byte) ([]byte, domain.IssuerRotated, error) {
+	var previous string
+	err := s.store.Update(ctx, accountID, func(sealed []byte) ([]byte, domain.Event, error) {
 		ca, err := pki.OpenCA(sealed, s.kek, accountID)
 		if err != nil {
-			return nil, domain.IssuerRotated{}, fmt.Errorf("opening the CA of %s: %w", accountID, err)
+			return nil, nil, fmt.Errorf("opening the CA of %s: %w", accountID, err)
 		}
 		old := sha256.Sum256(ca.Issuer.Raw)
-		if err := ca.RotateIssuer(s.clock()); errors.Is(err, pki.ErrTooManyRetired) {
-			return nil, domain.IssuerRotated{}, errs.New(errs.Conflict, strings.TrimPrefix(err.Error(), "pki: "))
+		previous = hex.EncodeToString(ca.Issuer.SubjectKeyId)
+		rotate := ca.RotateIssuer
+		if revokePrevious {
+			rotate = ca.ForceRotateIssuer
+		}
+		if err := rotate(s.clock()); errors.Is(err, pki.ErrTooManyRetired) {
+			return nil, nil, errs.New(errs.Conflict, strings.TrimPrefix(err.Error(), "pki: ")+" (cloister ca retire, cloister ca rotate --revoke-previous)")
 		} else if err != nil {
-			return nil, domain.IssuerRotated{}, err
+			return nil, nil, err
 		}
 		next, err := ca.Seal(s.kek)
 		if err != nil {
-			return nil, domain.IssuerRotated{}, err
+			return nil, nil, err
 		}
 		rotated = ca
 		sum := sha256.Sum256(ca.Issuer.Raw)
@@ -89,14 +100,97 @@ func (s *Service) RotateIssuer(ctx context.Context, accountID string, actor audi
 			Audit: audit.Entry{AccountID: accountID, Actor: actor, Action: string(authz.CARotate), Target: hex.EncodeToString(sum[:])}}, nil
 	})
 	if err != nil {
-		if !errors.Is(err, domain.ErrCANotFound) && uuid.Validate(accountID) == nil {
-			if rerr := s.audit.Record(ctx, audit.Entry{AccountID: accountID, Actor: actor, Action: string(authz.CARotate), Err: err}); rerr != nil {
-				err = errors.Join(err, fmt.Errorf("recording audit entry: %w", rerr))
-			}
-		}
-		return nil, err
+		return nil, 0, s.auditFailure(ctx, accountID, actor, previous, err)
 	}
-	return rotated, nil
+	if !revokePrevious {
+		return rotated, 0, nil
+	}
+	return s.RetireIssuer(ctx, accountID, previous, actor)
+}
+
+// RetireIssuer retires a retired issuing CA for good, before it expires:
+// every certificate it issued is revoked, its last CRL is signed and
+// kept (and served at its CRL URL as before), and its key is destroyed,
+// which frees its place among the retired issuers. The current issuer is
+// refused (rotate first). Audited (actor, the issuer's key id, and how
+// many certificates went with it); a retirement cut short is finished by
+// asking again.
+func (s *Service) RetireIssuer(ctx context.Context, accountID, issuerKeyID string, actor audit.Actor) (*pki.CA, int, error) {
+	ca, n, err := s.retireIssuer(ctx, accountID, strings.ToLower(issuerKeyID), actor)
+	if err != nil {
+		return nil, 0, s.auditFailure(ctx, accountID, actor, issuerKeyID, err)
+	}
+	return ca, n, nil
+}
+
+func (s *Service) retireIssuer(ctx context.Context, accountID, keyID string, actor audit.Actor) (*pki.CA, int, error) {
+	ca, err := s.CA(ctx, accountID)
+	if err != nil {
+		return nil, 0, err
+	}
+	var issuer *x509.Certificate
+	for _, i := range ca.Issuers() {
+		if hex.EncodeToString(i.SubjectKeyId) == keyID {
+			issuer = i
+		}
+	}
+	switch {
+	case issuer == nil:
+		return nil, 0, errNoSuchIssuer
+	case issuer == ca.Issuer:
+		return nil, 0, errs.New(errs.Conflict, "the current issuing CA cannot be retired: rotate first (cloister ca rotate --revoke-previous)")
+	}
+	revoked, err := s.RevokeWhere(ctx, accountID, "issuing CA "+keyID+" retired", func(c domain.Certificate) bool { return issuedBy(c, issuer) })
+	if err != nil {
+		return nil, 0, err
+	}
+	// Its last CRL, signed while its key is here.
+	certs, err := s.Certificates(ctx, accountID, "", true)
+	if err != nil {
+		return nil, 0, err
+	}
+	der, next, err := lastCRL(ca, issuer, certs, s.clock())
+	if err != nil {
+		return nil, 0, err
+	}
+	if err := s.final.Add(ctx, accountID, domain.FinalCRL{IssuerKeyID: keyID, RetiredEarly: true, DER: der, NextUpdate: next}); err != nil {
+		return nil, 0, err
+	}
+	var out *pki.CA
+	err = s.store.Update(ctx, accountID, func(sealed []byte) ([]byte, domain.Event, error) {
+		ca, err := pki.OpenCA(sealed, s.kek, accountID)
+		if err != nil {
+			return nil, nil, fmt.Errorf("opening the CA of %s: %w", accountID, err)
+		}
+		dropped, err := ca.DropRetired(issuer.SubjectKeyId)
+		if err != nil {
+			return nil, nil, errNoSuchIssuer
+		}
+		next, err := ca.Seal(s.kek)
+		if err != nil {
+			return nil, nil, err
+		}
+		out = ca
+		sum := sha256.Sum256(dropped.Raw)
+		return next, domain.IssuerRetired{AccountID: accountID, RetiredSHA256: hex.EncodeToString(sum[:]), Revoked: revoked,
+			Audit: audit.Entry{AccountID: accountID, Actor: actor, Action: string(authz.CARotate), Target: "retire " + keyID}}, nil
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	return out, revoked, nil
+}
+
+// auditFailure records a refused change of the account's CA, unless the
+// account has no CA.
+func (s *Service) auditFailure(ctx context.Context, accountID string, actor audit.Actor, target string, err error) error {
+	if errors.Is(err, domain.ErrCANotFound) || uuid.Validate(accountID) != nil {
+		return err
+	}
+	if rerr := s.audit.Record(ctx, audit.Entry{AccountID: accountID, Actor: actor, Action: string(authz.CARotate), Target: target, Err: err}); rerr != nil {
+		return errors.Join(err, fmt.Errorf("recording audit entry: %w", rerr))
+	}
+	return err
 }
 
 // CreateCA makes the account's CA unless it has one: AccountCreated may be

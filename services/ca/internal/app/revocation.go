@@ -112,7 +112,12 @@ func (s *Service) CRL(ctx context.Context, accountID, issuerKeyID string) ([]byt
 			}
 		}
 		if issuer == nil {
-			return nil, time.Time{}, errNoSuchIssuer
+			// One retired early keeps its last CRL.
+			crl, err := s.final.Get(ctx, accountID, strings.ToLower(issuerKeyID))
+			if err != nil || !crl.RetiredEarly {
+				return nil, time.Time{}, errNoSuchIssuer
+			}
+			return crl.DER, crl.NextUpdate, nil
 		}
 	}
 	certs, err := s.Certificates(ctx, accountID, "", true)
@@ -156,19 +161,27 @@ func (s *Service) storeFinalCRLs(ctx context.Context, accountID string, ca *pki.
 	now := s.clock()
 	var crls []domain.FinalCRL
 	for i, issuer := range ca.Issuers() {
-		next := now.Add(CRLLifetime)
-		for _, c := range certs {
-			if c.NotAfter.After(next) && issuedBy(c, issuer) {
-				next = c.NotAfter
-			}
-		}
-		der, err := signCRL(ca, issuer, certs, now, next)
+		der, next, err := lastCRL(ca, issuer, certs, now)
 		if err != nil {
 			return err
 		}
 		crls = append(crls, domain.FinalCRL{IssuerKeyID: hex.EncodeToString(issuer.SubjectKeyId), Current: i == 0, DER: der, NextUpdate: next})
 	}
 	return s.final.Put(ctx, accountID, crls)
+}
+
+// lastCRL signs the last CRL issuer will sign: it lasts until the last
+// certificate it signed expires, since no CRL will follow it; at least
+// CRLLifetime.
+func lastCRL(ca *pki.CA, issuer *x509.Certificate, certs []domain.Certificate, now time.Time) ([]byte, time.Time, error) {
+	next := now.Add(CRLLifetime)
+	for _, c := range certs {
+		if c.NotAfter.After(next) && issuedBy(c, issuer) {
+			next = c.NotAfter
+		}
+	}
+	der, err := signCRL(ca, issuer, certs, now, next)
+	return der, next, err
 }
 
 // issuedBy tells whether issuer signed c, by key id.

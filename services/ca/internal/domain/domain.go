@@ -27,6 +27,7 @@ func (Initialized) isEvent()   {}
 func (Issued) isEvent()        {}
 func (Revoked) isEvent()       {}
 func (IssuerRotated) isEvent() {}
+func (IssuerRetired) isEvent() {}
 
 // Initialized is announced when an account's CA is created.
 type Initialized struct{ AccountID, RootSHA256 string }
@@ -37,8 +38,11 @@ type Initialized struct{ AccountID, RootSHA256 string }
 type FinalCRL struct {
 	IssuerKeyID string // hex, lower case
 	Current     bool   // the issuing CA was the current one at deletion
-	DER         []byte
-	NextUpdate  time.Time
+	// RetiredEarly: stored when the issuer was retired for good while the
+	// account lived (RetireIssuer); kept when the account's CA goes.
+	RetiredEarly bool
+	DER          []byte
+	NextUpdate   time.Time
 }
 
 // Events of issuance and revocation. A revocation someone asked for
@@ -53,6 +57,13 @@ type (
 	IssuerRotated struct {
 		AccountID, IssuerSHA256, RetiredSHA256 string
 		Audit                                  audit.Entry
+	}
+	// IssuerRetired is announced when a retired issuing CA is dropped for
+	// good, Revoked certificates revoked with it.
+	IssuerRetired struct {
+		AccountID, RetiredSHA256 string
+		Revoked                  int
+		Audit                    audit.Entry
 	}
 )
 

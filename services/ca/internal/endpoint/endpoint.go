@@ -29,8 +29,17 @@ func (sv *Server) GetCA(ctx context.Context, r *cav1.GetCARequest) (*cav1.GetCAR
 }
 
 func (sv *Server) RotateIssuer(ctx context.Context, r *cav1.RotateIssuerRequest) (*cav1.RotateIssuerResponse, error) {
-	ca, err := sv.s.RotateIssuer(ctx, r.GetAccountId(), events.ActorOf(r.GetActor()))
-	return reply.With(err, func() *cav1.RotateIssuerResponse { return &cav1.RotateIssuerResponse{Ca: wire.CAToProto(ca)} })
+	ca, n, err := sv.s.RotateIssuer(ctx, r.GetAccountId(), r.GetRevokePrevious(), events.ActorOf(r.GetActor()))
+	return reply.With(err, func() *cav1.RotateIssuerResponse {
+		return &cav1.RotateIssuerResponse{Ca: wire.CAToProto(ca), Revoked: uint32(n)}
+	})
+}
+
+func (sv *Server) RetireIssuer(ctx context.Context, r *cav1.RetireIssuerRequest) (*cav1.RetireIssuerResponse, error) {
+	ca, n, err := sv.s.RetireIssuer(ctx, r.GetAccountId(), r.GetIssuerKeyId(), events.ActorOf(r.GetActor()))
+	return reply.With(err, func() *cav1.RetireIssuerResponse {
+		return &cav1.RetireIssuerResponse{Ca: wire.CAToProto(ca), Revoked: uint32(n)}
+	})
 }
 
 func (sv *Server) IssueNodeCertificate(ctx context.Context, r *cav1.IssueNodeCertificateRequest) (*cav1.IssueNodeCertificateResponse, error) {

@@ -87,7 +87,7 @@ func (s *FinalCRLs) Put(ctx context.Context, accountID string, crls []domain.Fin
 		return err
 	}
 	for _, e := range old {
-		if keep[e.Key] {
+		if keep[e.Key] || e.Value.RetiredEarly {
 			continue
 		}
 		if err := s.kv.Delete(ctx, e.Key, e.Version); err != nil && !errors.Is(err, kv.ErrNotFound) {
@@ -117,4 +117,20 @@ func (s *FinalCRLs) Get(ctx context.Context, accountID, issuerKeyID string) (dom
 		}
 	}
 	return domain.FinalCRL{}, domain.ErrCANotFound
+}
+
+// Add implements app.FinalCRLs.
+func (s *FinalCRLs) Add(ctx context.Context, accountID string, crl domain.FinalCRL) error {
+	key := accountID + "." + crl.IssuerKeyID
+	e, err := s.kv.Get(ctx, key)
+	switch {
+	case errors.Is(err, kv.ErrNotFound):
+		_, err = s.kv.Create(ctx, key, crl)
+	case err == nil:
+		_, err = s.kv.Update(ctx, key, crl, e.Version)
+	}
+	if errors.Is(err, kv.ErrExists) || errors.Is(err, kv.ErrConflict) {
+		return domain.ErrConcurrentChange
+	}
+	return err
 }

@@ -87,7 +87,7 @@ func (a *Authorities) Get(ctx context.Context, accountID string) ([]byte, error)
 
 // Update implements app.Authorities: the change and its event (with its
 // audit record) commit together, if the CA is still what was read.
-func (a *Authorities) Update(ctx context.Context, accountID string, change func([]byte) ([]byte, domain.IssuerRotated, error)) error {
+func (a *Authorities) Update(ctx context.Context, accountID string, change func([]byte) ([]byte, domain.Event, error)) error {
 	e, err := a.kv.Get(ctx, accountID)
 	if errors.Is(err, kv.ErrNotFound) {
 		return domain.ErrCANotFound

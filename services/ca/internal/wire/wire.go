@@ -46,6 +46,8 @@ func Event(ev domain.Event) events.Outgoing {
 		return events.Outgoing{AccountID: e.Certificate.AccountID, Payload: &cav1.CertificateIssued{Certificate: CertificateToProto(e.Certificate)}}
 	case domain.Revoked:
 		return events.Outgoing{AccountID: e.Certificate.AccountID, Payload: &cav1.CertificateRevoked{Certificate: CertificateToProto(e.Certificate)}, Audit: e.Audit}
+	case domain.IssuerRetired:
+		return events.Outgoing{AccountID: e.AccountID, Payload: &cav1.IssuerRetired{AccountId: e.AccountID, RetiredSha256: e.RetiredSHA256, Revoked: uint32(e.Revoked)}, Audit: &e.Audit}
 	case domain.IssuerRotated:
 		return events.Outgoing{AccountID: e.AccountID, Payload: &cav1.IssuerRotated{AccountId: e.AccountID, IssuerSha256: e.IssuerSHA256, RetiredSha256: e.RetiredSHA256}, Audit: &e.Audit}
 	}

@@ -141,13 +141,18 @@ func (x *GetCAResponse) GetRetiredIssuersPem() []byte {
 // RotateIssuerRequest replaces the account's issuing CA with a new key
 // under the same root. Certificates already issued keep chaining, and the
 // retired issuer keeps signing their CRL and OCSP answers.
+//
+// With revoke_previous, the previous issuer is retired at once, as
+// RetireIssuer does: for an issuer whose key may be compromised. Such a
+// rotation is never refused for the number of retired issuers.
 type RotateIssuerRequest struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	AccountId string                 `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
 	// Who asked, for the audit log.
-	Actor         *v1.Principal `protobuf:"bytes,2,opt,name=actor,proto3" json:"actor,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Actor          *v1.Principal `protobuf:"bytes,2,opt,name=actor,proto3" json:"actor,omitempty"`
+	RevokePrevious bool          `protobuf:"varint,3,opt,name=revoke_previous,json=revokePrevious,proto3" json:"revoke_previous,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *RotateIssuerRequest) Reset() {
@@ -194,9 +199,18 @@ func (x *RotateIssuerRequest) GetActor() *v1.Principal {
 	return nil
 }
 
+func (x *RotateIssuerRequest) GetRevokePrevious() bool {
+	if x != nil {
+		return x.RevokePrevious
+	}
+	return false
+}
+
 type RotateIssuerResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Ca            *GetCAResponse         `protobuf:"bytes,1,opt,name=ca,proto3" json:"ca,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Ca    *GetCAResponse         `protobuf:"bytes,1,opt,name=ca,proto3" json:"ca,omitempty"`
+	// With revoke_previous: how many certificates were revoked.
+	Revoked       uint32 `protobuf:"varint,2,opt,name=revoked,proto3" json:"revoked,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -238,6 +252,129 @@ func (x *RotateIssuerResponse) GetCa() *GetCAResponse {
 	return nil
 }
 
+func (x *RotateIssuerResponse) GetRevoked() uint32 {
+	if x != nil {
+		return x.Revoked
+	}
+	return 0
+}
+
+// RetireIssuerRequest retires a retired issuing CA early: every
+// certificate it issued is revoked, its last CRL is signed and kept
+// (served as before), and its key is destroyed.
+type RetireIssuerRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	AccountId string                 `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	// Hex subject key id of the retired issuing CA.
+	IssuerKeyId   string        `protobuf:"bytes,2,opt,name=issuer_key_id,json=issuerKeyId,proto3" json:"issuer_key_id,omitempty"`
+	Actor         *v1.Principal `protobuf:"bytes,3,opt,name=actor,proto3" json:"actor,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RetireIssuerRequest) Reset() {
+	*x = RetireIssuerRequest{}
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RetireIssuerRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RetireIssuerRequest) ProtoMessage() {}
+
+func (x *RetireIssuerRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RetireIssuerRequest.ProtoReflect.Descriptor instead.
+func (*RetireIssuerRequest) Descriptor() ([]byte, []int) {
+	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *RetireIssuerRequest) GetAccountId() string {
+	if x != nil {
+		return x.AccountId
+	}
+	return ""
+}
+
+func (x *RetireIssuerRequest) GetIssuerKeyId() string {
+	if x != nil {
+		return x.IssuerKeyId
+	}
+	return ""
+}
+
+func (x *RetireIssuerRequest) GetActor() *v1.Principal {
+	if x != nil {
+		return x.Actor
+	}
+	return nil
+}
+
+type RetireIssuerResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ca            *GetCAResponse         `protobuf:"bytes,1,opt,name=ca,proto3" json:"ca,omitempty"`
+	Revoked       uint32                 `protobuf:"varint,2,opt,name=revoked,proto3" json:"revoked,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RetireIssuerResponse) Reset() {
+	*x = RetireIssuerResponse{}
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RetireIssuerResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RetireIssuerResponse) ProtoMessage() {}
+
+func (x *RetireIssuerResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RetireIssuerResponse.ProtoReflect.Descriptor instead.
+func (*RetireIssuerResponse) Descriptor() ([]byte, []int) {
+	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *RetireIssuerResponse) GetCa() *GetCAResponse {
+	if x != nil {
+		return x.Ca
+	}
+	return nil
+}
+
+func (x *RetireIssuerResponse) GetRevoked() uint32 {
+	if x != nil {
+		return x.Revoked
+	}
+	return 0
+}
+
 type GetCRLRequest struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	AccountId string                 `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
@@ -250,7 +387,7 @@ type GetCRLRequest struct {
 
 func (x *GetCRLRequest) Reset() {
 	*x = GetCRLRequest{}
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[4]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -262,7 +399,7 @@ func (x *GetCRLRequest) String() string {
 func (*GetCRLRequest) ProtoMessage() {}
 
 func (x *GetCRLRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[4]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -275,7 +412,7 @@ func (x *GetCRLRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCRLRequest.ProtoReflect.Descriptor instead.
 func (*GetCRLRequest) Descriptor() ([]byte, []int) {
-	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{4}
+	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *GetCRLRequest) GetAccountId() string {
@@ -303,7 +440,7 @@ type GetCRLResponse struct {
 
 func (x *GetCRLResponse) Reset() {
 	*x = GetCRLResponse{}
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[5]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -315,7 +452,7 @@ func (x *GetCRLResponse) String() string {
 func (*GetCRLResponse) ProtoMessage() {}
 
 func (x *GetCRLResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[5]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -328,7 +465,7 @@ func (x *GetCRLResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCRLResponse.ProtoReflect.Descriptor instead.
 func (*GetCRLResponse) Descriptor() ([]byte, []int) {
-	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{5}
+	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *GetCRLResponse) GetCrl() []byte {
@@ -372,7 +509,7 @@ type Certificate struct {
 
 func (x *Certificate) Reset() {
 	*x = Certificate{}
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[6]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -384,7 +521,7 @@ func (x *Certificate) String() string {
 func (*Certificate) ProtoMessage() {}
 
 func (x *Certificate) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[6]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -397,7 +534,7 @@ func (x *Certificate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Certificate.ProtoReflect.Descriptor instead.
 func (*Certificate) Descriptor() ([]byte, []int) {
-	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{6}
+	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Certificate) GetSerial() string {
@@ -519,7 +656,7 @@ type IssueNodeCertificateRequest struct {
 
 func (x *IssueNodeCertificateRequest) Reset() {
 	*x = IssueNodeCertificateRequest{}
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[7]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -531,7 +668,7 @@ func (x *IssueNodeCertificateRequest) String() string {
 func (*IssueNodeCertificateRequest) ProtoMessage() {}
 
 func (x *IssueNodeCertificateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[7]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -544,7 +681,7 @@ func (x *IssueNodeCertificateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueNodeCertificateRequest.ProtoReflect.Descriptor instead.
 func (*IssueNodeCertificateRequest) Descriptor() ([]byte, []int) {
-	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{7}
+	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *IssueNodeCertificateRequest) GetAccountId() string {
@@ -578,7 +715,7 @@ type IssueNodeCertificateResponse struct {
 
 func (x *IssueNodeCertificateResponse) Reset() {
 	*x = IssueNodeCertificateResponse{}
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[8]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -590,7 +727,7 @@ func (x *IssueNodeCertificateResponse) String() string {
 func (*IssueNodeCertificateResponse) ProtoMessage() {}
 
 func (x *IssueNodeCertificateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[8]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -603,7 +740,7 @@ func (x *IssueNodeCertificateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueNodeCertificateResponse.ProtoReflect.Descriptor instead.
 func (*IssueNodeCertificateResponse) Descriptor() ([]byte, []int) {
-	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{8}
+	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *IssueNodeCertificateResponse) GetCertificate() *Certificate {
@@ -631,7 +768,7 @@ type CreateNonceRequest struct {
 
 func (x *CreateNonceRequest) Reset() {
 	*x = CreateNonceRequest{}
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[9]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -643,7 +780,7 @@ func (x *CreateNonceRequest) String() string {
 func (*CreateNonceRequest) ProtoMessage() {}
 
 func (x *CreateNonceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[9]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -656,7 +793,7 @@ func (x *CreateNonceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateNonceRequest.ProtoReflect.Descriptor instead.
 func (*CreateNonceRequest) Descriptor() ([]byte, []int) {
-	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{9}
+	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *CreateNonceRequest) GetAccountId() string {
@@ -676,7 +813,7 @@ type CreateNonceResponse struct {
 
 func (x *CreateNonceResponse) Reset() {
 	*x = CreateNonceResponse{}
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[10]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -688,7 +825,7 @@ func (x *CreateNonceResponse) String() string {
 func (*CreateNonceResponse) ProtoMessage() {}
 
 func (x *CreateNonceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[10]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -701,7 +838,7 @@ func (x *CreateNonceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateNonceResponse.ProtoReflect.Descriptor instead.
 func (*CreateNonceResponse) Descriptor() ([]byte, []int) {
-	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{10}
+	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *CreateNonceResponse) GetNonce() []byte {
@@ -738,7 +875,7 @@ type IssueAppCertificateRequest struct {
 
 func (x *IssueAppCertificateRequest) Reset() {
 	*x = IssueAppCertificateRequest{}
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[11]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -750,7 +887,7 @@ func (x *IssueAppCertificateRequest) String() string {
 func (*IssueAppCertificateRequest) ProtoMessage() {}
 
 func (x *IssueAppCertificateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[11]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -763,7 +900,7 @@ func (x *IssueAppCertificateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueAppCertificateRequest.ProtoReflect.Descriptor instead.
 func (*IssueAppCertificateRequest) Descriptor() ([]byte, []int) {
-	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{11}
+	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *IssueAppCertificateRequest) GetAccountId() string {
@@ -812,7 +949,7 @@ type IssueAppCertificateResponse struct {
 
 func (x *IssueAppCertificateResponse) Reset() {
 	*x = IssueAppCertificateResponse{}
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[12]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -824,7 +961,7 @@ func (x *IssueAppCertificateResponse) String() string {
 func (*IssueAppCertificateResponse) ProtoMessage() {}
 
 func (x *IssueAppCertificateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[12]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -837,7 +974,7 @@ func (x *IssueAppCertificateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueAppCertificateResponse.ProtoReflect.Descriptor instead.
 func (*IssueAppCertificateResponse) Descriptor() ([]byte, []int) {
-	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{12}
+	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *IssueAppCertificateResponse) GetCertificate() *Certificate {
@@ -866,7 +1003,7 @@ type ListCertificatesRequest struct {
 
 func (x *ListCertificatesRequest) Reset() {
 	*x = ListCertificatesRequest{}
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[13]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -878,7 +1015,7 @@ func (x *ListCertificatesRequest) String() string {
 func (*ListCertificatesRequest) ProtoMessage() {}
 
 func (x *ListCertificatesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[13]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -891,7 +1028,7 @@ func (x *ListCertificatesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCertificatesRequest.ProtoReflect.Descriptor instead.
 func (*ListCertificatesRequest) Descriptor() ([]byte, []int) {
-	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{13}
+	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ListCertificatesRequest) GetAccountId() string {
@@ -931,7 +1068,7 @@ type ListCertificatesResponse struct {
 
 func (x *ListCertificatesResponse) Reset() {
 	*x = ListCertificatesResponse{}
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[14]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -943,7 +1080,7 @@ func (x *ListCertificatesResponse) String() string {
 func (*ListCertificatesResponse) ProtoMessage() {}
 
 func (x *ListCertificatesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[14]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -956,7 +1093,7 @@ func (x *ListCertificatesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCertificatesResponse.ProtoReflect.Descriptor instead.
 func (*ListCertificatesResponse) Descriptor() ([]byte, []int) {
-	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{14}
+	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ListCertificatesResponse) GetCertificates() []*Certificate {
@@ -976,7 +1113,7 @@ type GetCertificateRequest struct {
 
 func (x *GetCertificateRequest) Reset() {
 	*x = GetCertificateRequest{}
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[15]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -988,7 +1125,7 @@ func (x *GetCertificateRequest) String() string {
 func (*GetCertificateRequest) ProtoMessage() {}
 
 func (x *GetCertificateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[15]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1001,7 +1138,7 @@ func (x *GetCertificateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCertificateRequest.ProtoReflect.Descriptor instead.
 func (*GetCertificateRequest) Descriptor() ([]byte, []int) {
-	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{15}
+	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *GetCertificateRequest) GetAccountId() string {
@@ -1027,7 +1164,7 @@ type GetCertificateResponse struct {
 
 func (x *GetCertificateResponse) Reset() {
 	*x = GetCertificateResponse{}
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[16]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1039,7 +1176,7 @@ func (x *GetCertificateResponse) String() string {
 func (*GetCertificateResponse) ProtoMessage() {}
 
 func (x *GetCertificateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[16]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1052,7 +1189,7 @@ func (x *GetCertificateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCertificateResponse.ProtoReflect.Descriptor instead.
 func (*GetCertificateResponse) Descriptor() ([]byte, []int) {
-	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{16}
+	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *GetCertificateResponse) GetCertificate() *Certificate {
@@ -1075,7 +1212,7 @@ type RevokeCertificateRequest struct {
 
 func (x *RevokeCertificateRequest) Reset() {
 	*x = RevokeCertificateRequest{}
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[17]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1087,7 +1224,7 @@ func (x *RevokeCertificateRequest) String() string {
 func (*RevokeCertificateRequest) ProtoMessage() {}
 
 func (x *RevokeCertificateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[17]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1100,7 +1237,7 @@ func (x *RevokeCertificateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeCertificateRequest.ProtoReflect.Descriptor instead.
 func (*RevokeCertificateRequest) Descriptor() ([]byte, []int) {
-	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{17}
+	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *RevokeCertificateRequest) GetAccountId() string {
@@ -1140,7 +1277,7 @@ type RevokeCertificateResponse struct {
 
 func (x *RevokeCertificateResponse) Reset() {
 	*x = RevokeCertificateResponse{}
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[18]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1152,7 +1289,7 @@ func (x *RevokeCertificateResponse) String() string {
 func (*RevokeCertificateResponse) ProtoMessage() {}
 
 func (x *RevokeCertificateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[18]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1165,7 +1302,7 @@ func (x *RevokeCertificateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeCertificateResponse.ProtoReflect.Descriptor instead.
 func (*RevokeCertificateResponse) Descriptor() ([]byte, []int) {
-	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{18}
+	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *RevokeCertificateResponse) GetCertificate() *Certificate {
@@ -1186,7 +1323,7 @@ type OCSPRequest struct {
 
 func (x *OCSPRequest) Reset() {
 	*x = OCSPRequest{}
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[19]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1198,7 +1335,7 @@ func (x *OCSPRequest) String() string {
 func (*OCSPRequest) ProtoMessage() {}
 
 func (x *OCSPRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[19]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1211,7 +1348,7 @@ func (x *OCSPRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OCSPRequest.ProtoReflect.Descriptor instead.
 func (*OCSPRequest) Descriptor() ([]byte, []int) {
-	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{19}
+	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *OCSPRequest) GetAccountId() string {
@@ -1237,7 +1374,7 @@ type OCSPResponse struct {
 
 func (x *OCSPResponse) Reset() {
 	*x = OCSPResponse{}
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[20]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1249,7 +1386,7 @@ func (x *OCSPResponse) String() string {
 func (*OCSPResponse) ProtoMessage() {}
 
 func (x *OCSPResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[20]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1262,7 +1399,7 @@ func (x *OCSPResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OCSPResponse.ProtoReflect.Descriptor instead.
 func (*OCSPResponse) Descriptor() ([]byte, []int) {
-	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{20}
+	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *OCSPResponse) GetResponse() []byte {
@@ -1282,7 +1419,7 @@ type CertificateIssued struct {
 
 func (x *CertificateIssued) Reset() {
 	*x = CertificateIssued{}
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[21]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1294,7 +1431,7 @@ func (x *CertificateIssued) String() string {
 func (*CertificateIssued) ProtoMessage() {}
 
 func (x *CertificateIssued) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[21]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1307,7 +1444,7 @@ func (x *CertificateIssued) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CertificateIssued.ProtoReflect.Descriptor instead.
 func (*CertificateIssued) Descriptor() ([]byte, []int) {
-	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{21}
+	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *CertificateIssued) GetCertificate() *Certificate {
@@ -1326,7 +1463,7 @@ type CertificateRevoked struct {
 
 func (x *CertificateRevoked) Reset() {
 	*x = CertificateRevoked{}
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[22]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1338,7 +1475,7 @@ func (x *CertificateRevoked) String() string {
 func (*CertificateRevoked) ProtoMessage() {}
 
 func (x *CertificateRevoked) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[22]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1351,7 +1488,7 @@ func (x *CertificateRevoked) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CertificateRevoked.ProtoReflect.Descriptor instead.
 func (*CertificateRevoked) Descriptor() ([]byte, []int) {
-	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{22}
+	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *CertificateRevoked) GetCertificate() *Certificate {
@@ -1373,7 +1510,7 @@ type IssuerRotated struct {
 
 func (x *IssuerRotated) Reset() {
 	*x = IssuerRotated{}
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[23]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1385,7 +1522,7 @@ func (x *IssuerRotated) String() string {
 func (*IssuerRotated) ProtoMessage() {}
 
 func (x *IssuerRotated) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[23]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1398,7 +1535,7 @@ func (x *IssuerRotated) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssuerRotated.ProtoReflect.Descriptor instead.
 func (*IssuerRotated) Descriptor() ([]byte, []int) {
-	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{23}
+	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *IssuerRotated) GetAccountId() string {
@@ -1422,6 +1559,69 @@ func (x *IssuerRotated) GetRetiredSha256() string {
 	return ""
 }
 
+// IssuerRetired is announced when a retired issuing CA is retired for
+// good: its certificates revoked, its key destroyed.
+type IssuerRetired struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	AccountId string                 `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	// SHA-256 of its certificate, hex.
+	RetiredSha256 string `protobuf:"bytes,2,opt,name=retired_sha256,json=retiredSha256,proto3" json:"retired_sha256,omitempty"`
+	Revoked       uint32 `protobuf:"varint,3,opt,name=revoked,proto3" json:"revoked,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IssuerRetired) Reset() {
+	*x = IssuerRetired{}
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IssuerRetired) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IssuerRetired) ProtoMessage() {}
+
+func (x *IssuerRetired) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IssuerRetired.ProtoReflect.Descriptor instead.
+func (*IssuerRetired) Descriptor() ([]byte, []int) {
+	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *IssuerRetired) GetAccountId() string {
+	if x != nil {
+		return x.AccountId
+	}
+	return ""
+}
+
+func (x *IssuerRetired) GetRetiredSha256() string {
+	if x != nil {
+		return x.RetiredSha256
+	}
+	return ""
+}
+
+func (x *IssuerRetired) GetRevoked() uint32 {
+	if x != nil {
+		return x.Revoked
+	}
+	return 0
+}
+
 type AccountCAInitialized struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	AccountId string                 `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
@@ -1433,7 +1633,7 @@ type AccountCAInitialized struct {
 
 func (x *AccountCAInitialized) Reset() {
 	*x = AccountCAInitialized{}
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[24]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1445,7 +1645,7 @@ func (x *AccountCAInitialized) String() string {
 func (*AccountCAInitialized) ProtoMessage() {}
 
 func (x *AccountCAInitialized) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_ca_v1_ca_proto_msgTypes[24]
+	mi := &file_cloister_ca_v1_ca_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1458,7 +1658,7 @@ func (x *AccountCAInitialized) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AccountCAInitialized.ProtoReflect.Descriptor instead.
 func (*AccountCAInitialized) Descriptor() ([]byte, []int) {
-	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{24}
+	return file_cloister_ca_v1_ca_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *AccountCAInitialized) GetAccountId() string {
@@ -1488,13 +1688,23 @@ const file_cloister_ca_v1_ca_proto_rawDesc = "" +
 	"\broot_pem\x18\x02 \x01(\fR\arootPem\x12\x1d\n" +
 	"\n" +
 	"issuer_pem\x18\x03 \x01(\fR\tissuerPem\x12.\n" +
-	"\x13retired_issuers_pem\x18\x04 \x01(\fR\x11retiredIssuersPem\"j\n" +
+	"\x13retired_issuers_pem\x18\x04 \x01(\fR\x11retiredIssuersPem\"\x93\x01\n" +
 	"\x13RotateIssuerRequest\x12\x1d\n" +
 	"\n" +
 	"account_id\x18\x01 \x01(\tR\taccountId\x124\n" +
-	"\x05actor\x18\x02 \x01(\v2\x1e.cloister.account.v1.PrincipalR\x05actor\"E\n" +
+	"\x05actor\x18\x02 \x01(\v2\x1e.cloister.account.v1.PrincipalR\x05actor\x12'\n" +
+	"\x0frevoke_previous\x18\x03 \x01(\bR\x0erevokePrevious\"_\n" +
 	"\x14RotateIssuerResponse\x12-\n" +
-	"\x02ca\x18\x01 \x01(\v2\x1d.cloister.ca.v1.GetCAResponseR\x02ca\"R\n" +
+	"\x02ca\x18\x01 \x01(\v2\x1d.cloister.ca.v1.GetCAResponseR\x02ca\x12\x18\n" +
+	"\arevoked\x18\x02 \x01(\rR\arevoked\"\x8e\x01\n" +
+	"\x13RetireIssuerRequest\x12\x1d\n" +
+	"\n" +
+	"account_id\x18\x01 \x01(\tR\taccountId\x12\"\n" +
+	"\rissuer_key_id\x18\x02 \x01(\tR\vissuerKeyId\x124\n" +
+	"\x05actor\x18\x03 \x01(\v2\x1e.cloister.account.v1.PrincipalR\x05actor\"_\n" +
+	"\x14RetireIssuerResponse\x12-\n" +
+	"\x02ca\x18\x01 \x01(\v2\x1d.cloister.ca.v1.GetCAResponseR\x02ca\x12\x18\n" +
+	"\arevoked\x18\x02 \x01(\rR\arevoked\"R\n" +
 	"\rGetCRLRequest\x12\x1d\n" +
 	"\n" +
 	"account_id\x18\x01 \x01(\tR\taccountId\x12\"\n" +
@@ -1588,16 +1798,22 @@ const file_cloister_ca_v1_ca_proto_rawDesc = "" +
 	"\n" +
 	"account_id\x18\x01 \x01(\tR\taccountId\x12#\n" +
 	"\rissuer_sha256\x18\x02 \x01(\tR\fissuerSha256\x12%\n" +
-	"\x0eretired_sha256\x18\x03 \x01(\tR\rretiredSha256\"V\n" +
+	"\x0eretired_sha256\x18\x03 \x01(\tR\rretiredSha256\"o\n" +
+	"\rIssuerRetired\x12\x1d\n" +
+	"\n" +
+	"account_id\x18\x01 \x01(\tR\taccountId\x12%\n" +
+	"\x0eretired_sha256\x18\x02 \x01(\tR\rretiredSha256\x12\x18\n" +
+	"\arevoked\x18\x03 \x01(\rR\arevoked\"V\n" +
 	"\x14AccountCAInitialized\x12\x1d\n" +
 	"\n" +
 	"account_id\x18\x01 \x01(\tR\taccountId\x12\x1f\n" +
 	"\vroot_sha256\x18\x02 \x01(\tR\n" +
-	"rootSha2562\xa5\a\n" +
+	"rootSha2562\x80\b\n" +
 	"\tCAService\x12D\n" +
 	"\x05GetCA\x12\x1c.cloister.ca.v1.GetCARequest\x1a\x1d.cloister.ca.v1.GetCAResponse\x12G\n" +
 	"\x06GetCRL\x12\x1d.cloister.ca.v1.GetCRLRequest\x1a\x1e.cloister.ca.v1.GetCRLResponse\x12Y\n" +
-	"\fRotateIssuer\x12#.cloister.ca.v1.RotateIssuerRequest\x1a$.cloister.ca.v1.RotateIssuerResponse\x12q\n" +
+	"\fRotateIssuer\x12#.cloister.ca.v1.RotateIssuerRequest\x1a$.cloister.ca.v1.RotateIssuerResponse\x12Y\n" +
+	"\fRetireIssuer\x12#.cloister.ca.v1.RetireIssuerRequest\x1a$.cloister.ca.v1.RetireIssuerResponse\x12q\n" +
 	"\x14IssueNodeCertificate\x12+.cloister.ca.v1.IssueNodeCertificateRequest\x1a,.cloister.ca.v1.IssueNodeCertificateResponse\x12V\n" +
 	"\vCreateNonce\x12\".cloister.ca.v1.CreateNonceRequest\x1a#.cloister.ca.v1.CreateNonceResponse\x12n\n" +
 	"\x13IssueAppCertificate\x12*.cloister.ca.v1.IssueAppCertificateRequest\x1a+.cloister.ca.v1.IssueAppCertificateResponse\x12e\n" +
@@ -1618,77 +1834,84 @@ func file_cloister_ca_v1_ca_proto_rawDescGZIP() []byte {
 	return file_cloister_ca_v1_ca_proto_rawDescData
 }
 
-var file_cloister_ca_v1_ca_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_cloister_ca_v1_ca_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_cloister_ca_v1_ca_proto_goTypes = []any{
 	(*GetCARequest)(nil),                 // 0: cloister.ca.v1.GetCARequest
 	(*GetCAResponse)(nil),                // 1: cloister.ca.v1.GetCAResponse
 	(*RotateIssuerRequest)(nil),          // 2: cloister.ca.v1.RotateIssuerRequest
 	(*RotateIssuerResponse)(nil),         // 3: cloister.ca.v1.RotateIssuerResponse
-	(*GetCRLRequest)(nil),                // 4: cloister.ca.v1.GetCRLRequest
-	(*GetCRLResponse)(nil),               // 5: cloister.ca.v1.GetCRLResponse
-	(*Certificate)(nil),                  // 6: cloister.ca.v1.Certificate
-	(*IssueNodeCertificateRequest)(nil),  // 7: cloister.ca.v1.IssueNodeCertificateRequest
-	(*IssueNodeCertificateResponse)(nil), // 8: cloister.ca.v1.IssueNodeCertificateResponse
-	(*CreateNonceRequest)(nil),           // 9: cloister.ca.v1.CreateNonceRequest
-	(*CreateNonceResponse)(nil),          // 10: cloister.ca.v1.CreateNonceResponse
-	(*IssueAppCertificateRequest)(nil),   // 11: cloister.ca.v1.IssueAppCertificateRequest
-	(*IssueAppCertificateResponse)(nil),  // 12: cloister.ca.v1.IssueAppCertificateResponse
-	(*ListCertificatesRequest)(nil),      // 13: cloister.ca.v1.ListCertificatesRequest
-	(*ListCertificatesResponse)(nil),     // 14: cloister.ca.v1.ListCertificatesResponse
-	(*GetCertificateRequest)(nil),        // 15: cloister.ca.v1.GetCertificateRequest
-	(*GetCertificateResponse)(nil),       // 16: cloister.ca.v1.GetCertificateResponse
-	(*RevokeCertificateRequest)(nil),     // 17: cloister.ca.v1.RevokeCertificateRequest
-	(*RevokeCertificateResponse)(nil),    // 18: cloister.ca.v1.RevokeCertificateResponse
-	(*OCSPRequest)(nil),                  // 19: cloister.ca.v1.OCSPRequest
-	(*OCSPResponse)(nil),                 // 20: cloister.ca.v1.OCSPResponse
-	(*CertificateIssued)(nil),            // 21: cloister.ca.v1.CertificateIssued
-	(*CertificateRevoked)(nil),           // 22: cloister.ca.v1.CertificateRevoked
-	(*IssuerRotated)(nil),                // 23: cloister.ca.v1.IssuerRotated
-	(*AccountCAInitialized)(nil),         // 24: cloister.ca.v1.AccountCAInitialized
-	(*v1.Principal)(nil),                 // 25: cloister.account.v1.Principal
-	(*timestamppb.Timestamp)(nil),        // 26: google.protobuf.Timestamp
+	(*RetireIssuerRequest)(nil),          // 4: cloister.ca.v1.RetireIssuerRequest
+	(*RetireIssuerResponse)(nil),         // 5: cloister.ca.v1.RetireIssuerResponse
+	(*GetCRLRequest)(nil),                // 6: cloister.ca.v1.GetCRLRequest
+	(*GetCRLResponse)(nil),               // 7: cloister.ca.v1.GetCRLResponse
+	(*Certificate)(nil),                  // 8: cloister.ca.v1.Certificate
+	(*IssueNodeCertificateRequest)(nil),  // 9: cloister.ca.v1.IssueNodeCertificateRequest
+	(*IssueNodeCertificateResponse)(nil), // 10: cloister.ca.v1.IssueNodeCertificateResponse
+	(*CreateNonceRequest)(nil),           // 11: cloister.ca.v1.CreateNonceRequest
+	(*CreateNonceResponse)(nil),          // 12: cloister.ca.v1.CreateNonceResponse
+	(*IssueAppCertificateRequest)(nil),   // 13: cloister.ca.v1.IssueAppCertificateRequest
+	(*IssueAppCertificateResponse)(nil),  // 14: cloister.ca.v1.IssueAppCertificateResponse
+	(*ListCertificatesRequest)(nil),      // 15: cloister.ca.v1.ListCertificatesRequest
+	(*ListCertificatesResponse)(nil),     // 16: cloister.ca.v1.ListCertificatesResponse
+	(*GetCertificateRequest)(nil),        // 17: cloister.ca.v1.GetCertificateRequest
+	(*GetCertificateResponse)(nil),       // 18: cloister.ca.v1.GetCertificateResponse
+	(*RevokeCertificateRequest)(nil),     // 19: cloister.ca.v1.RevokeCertificateRequest
+	(*RevokeCertificateResponse)(nil),    // 20: cloister.ca.v1.RevokeCertificateResponse
+	(*OCSPRequest)(nil),                  // 21: cloister.ca.v1.OCSPRequest
+	(*OCSPResponse)(nil),                 // 22: cloister.ca.v1.OCSPResponse
+	(*CertificateIssued)(nil),            // 23: cloister.ca.v1.CertificateIssued
+	(*CertificateRevoked)(nil),           // 24: cloister.ca.v1.CertificateRevoked
+	(*IssuerRotated)(nil),                // 25: cloister.ca.v1.IssuerRotated
+	(*IssuerRetired)(nil),                // 26: cloister.ca.v1.IssuerRetired
+	(*AccountCAInitialized)(nil),         // 27: cloister.ca.v1.AccountCAInitialized
+	(*v1.Principal)(nil),                 // 28: cloister.account.v1.Principal
+	(*timestamppb.Timestamp)(nil),        // 29: google.protobuf.Timestamp
 }
 var file_cloister_ca_v1_ca_proto_depIdxs = []int32{
-	25, // 0: cloister.ca.v1.RotateIssuerRequest.actor:type_name -> cloister.account.v1.Principal
+	28, // 0: cloister.ca.v1.RotateIssuerRequest.actor:type_name -> cloister.account.v1.Principal
 	1,  // 1: cloister.ca.v1.RotateIssuerResponse.ca:type_name -> cloister.ca.v1.GetCAResponse
-	26, // 2: cloister.ca.v1.GetCRLResponse.next_update:type_name -> google.protobuf.Timestamp
-	26, // 3: cloister.ca.v1.Certificate.not_before:type_name -> google.protobuf.Timestamp
-	26, // 4: cloister.ca.v1.Certificate.not_after:type_name -> google.protobuf.Timestamp
-	26, // 5: cloister.ca.v1.Certificate.revoked_at:type_name -> google.protobuf.Timestamp
-	6,  // 6: cloister.ca.v1.IssueNodeCertificateResponse.certificate:type_name -> cloister.ca.v1.Certificate
-	26, // 7: cloister.ca.v1.CreateNonceResponse.expires_at:type_name -> google.protobuf.Timestamp
-	6,  // 8: cloister.ca.v1.IssueAppCertificateResponse.certificate:type_name -> cloister.ca.v1.Certificate
-	6,  // 9: cloister.ca.v1.ListCertificatesResponse.certificates:type_name -> cloister.ca.v1.Certificate
-	6,  // 10: cloister.ca.v1.GetCertificateResponse.certificate:type_name -> cloister.ca.v1.Certificate
-	25, // 11: cloister.ca.v1.RevokeCertificateRequest.actor:type_name -> cloister.account.v1.Principal
-	6,  // 12: cloister.ca.v1.RevokeCertificateResponse.certificate:type_name -> cloister.ca.v1.Certificate
-	6,  // 13: cloister.ca.v1.CertificateIssued.certificate:type_name -> cloister.ca.v1.Certificate
-	6,  // 14: cloister.ca.v1.CertificateRevoked.certificate:type_name -> cloister.ca.v1.Certificate
-	0,  // 15: cloister.ca.v1.CAService.GetCA:input_type -> cloister.ca.v1.GetCARequest
-	4,  // 16: cloister.ca.v1.CAService.GetCRL:input_type -> cloister.ca.v1.GetCRLRequest
-	2,  // 17: cloister.ca.v1.CAService.RotateIssuer:input_type -> cloister.ca.v1.RotateIssuerRequest
-	7,  // 18: cloister.ca.v1.CAService.IssueNodeCertificate:input_type -> cloister.ca.v1.IssueNodeCertificateRequest
-	9,  // 19: cloister.ca.v1.CAService.CreateNonce:input_type -> cloister.ca.v1.CreateNonceRequest
-	11, // 20: cloister.ca.v1.CAService.IssueAppCertificate:input_type -> cloister.ca.v1.IssueAppCertificateRequest
-	13, // 21: cloister.ca.v1.CAService.ListCertificates:input_type -> cloister.ca.v1.ListCertificatesRequest
-	15, // 22: cloister.ca.v1.CAService.GetCertificate:input_type -> cloister.ca.v1.GetCertificateRequest
-	17, // 23: cloister.ca.v1.CAService.RevokeCertificate:input_type -> cloister.ca.v1.RevokeCertificateRequest
-	19, // 24: cloister.ca.v1.CAService.OCSP:input_type -> cloister.ca.v1.OCSPRequest
-	1,  // 25: cloister.ca.v1.CAService.GetCA:output_type -> cloister.ca.v1.GetCAResponse
-	5,  // 26: cloister.ca.v1.CAService.GetCRL:output_type -> cloister.ca.v1.GetCRLResponse
-	3,  // 27: cloister.ca.v1.CAService.RotateIssuer:output_type -> cloister.ca.v1.RotateIssuerResponse
-	8,  // 28: cloister.ca.v1.CAService.IssueNodeCertificate:output_type -> cloister.ca.v1.IssueNodeCertificateResponse
-	10, // 29: cloister.ca.v1.CAService.CreateNonce:output_type -> cloister.ca.v1.CreateNonceResponse
-	12, // 30: cloister.ca.v1.CAService.IssueAppCertificate:output_type -> cloister.ca.v1.IssueAppCertificateResponse
-	14, // 31: cloister.ca.v1.CAService.ListCertificates:output_type -> cloister.ca.v1.ListCertificatesResponse
-	16, // 32: cloister.ca.v1.CAService.GetCertificate:output_type -> cloister.ca.v1.GetCertificateResponse
-	18, // 33: cloister.ca.v1.CAService.RevokeCertificate:output_type -> cloister.ca.v1.RevokeCertificateResponse
-	20, // 34: cloister.ca.v1.CAService.OCSP:output_type -> cloister.ca.v1.OCSPResponse
-	25, // [25:35] is the sub-list for method output_type
-	15, // [15:25] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	28, // 2: cloister.ca.v1.RetireIssuerRequest.actor:type_name -> cloister.account.v1.Principal
+	1,  // 3: cloister.ca.v1.RetireIssuerResponse.ca:type_name -> cloister.ca.v1.GetCAResponse
+	29, // 4: cloister.ca.v1.GetCRLResponse.next_update:type_name -> google.protobuf.Timestamp
+	29, // 5: cloister.ca.v1.Certificate.not_before:type_name -> google.protobuf.Timestamp
+	29, // 6: cloister.ca.v1.Certificate.not_after:type_name -> google.protobuf.Timestamp
+	29, // 7: cloister.ca.v1.Certificate.revoked_at:type_name -> google.protobuf.Timestamp
+	8,  // 8: cloister.ca.v1.IssueNodeCertificateResponse.certificate:type_name -> cloister.ca.v1.Certificate
+	29, // 9: cloister.ca.v1.CreateNonceResponse.expires_at:type_name -> google.protobuf.Timestamp
+	8,  // 10: cloister.ca.v1.IssueAppCertificateResponse.certificate:type_name -> cloister.ca.v1.Certificate
+	8,  // 11: cloister.ca.v1.ListCertificatesResponse.certificates:type_name -> cloister.ca.v1.Certificate
+	8,  // 12: cloister.ca.v1.GetCertificateResponse.certificate:type_name -> cloister.ca.v1.Certificate
+	28, // 13: cloister.ca.v1.RevokeCertificateRequest.actor:type_name -> cloister.account.v1.Principal
+	8,  // 14: cloister.ca.v1.RevokeCertificateResponse.certificate:type_name -> cloister.ca.v1.Certificate
+	8,  // 15: cloister.ca.v1.CertificateIssued.certificate:type_name -> cloister.ca.v1.Certificate
+	8,  // 16: cloister.ca.v1.CertificateRevoked.certificate:type_name -> cloister.ca.v1.Certificate
+	0,  // 17: cloister.ca.v1.CAService.GetCA:input_type -> cloister.ca.v1.GetCARequest
+	6,  // 18: cloister.ca.v1.CAService.GetCRL:input_type -> cloister.ca.v1.GetCRLRequest
+	2,  // 19: cloister.ca.v1.CAService.RotateIssuer:input_type -> cloister.ca.v1.RotateIssuerRequest
+	4,  // 20: cloister.ca.v1.CAService.RetireIssuer:input_type -> cloister.ca.v1.RetireIssuerRequest
+	9,  // 21: cloister.ca.v1.CAService.IssueNodeCertificate:input_type -> cloister.ca.v1.IssueNodeCertificateRequest
+	11, // 22: cloister.ca.v1.CAService.CreateNonce:input_type -> cloister.ca.v1.CreateNonceRequest
+	13, // 23: cloister.ca.v1.CAService.IssueAppCertificate:input_type -> cloister.ca.v1.IssueAppCertificateRequest
+	15, // 24: cloister.ca.v1.CAService.ListCertificates:input_type -> cloister.ca.v1.ListCertificatesRequest
+	17, // 25: cloister.ca.v1.CAService.GetCertificate:input_type -> cloister.ca.v1.GetCertificateRequest
+	19, // 26: cloister.ca.v1.CAService.RevokeCertificate:input_type -> cloister.ca.v1.RevokeCertificateRequest
+	21, // 27: cloister.ca.v1.CAService.OCSP:input_type -> cloister.ca.v1.OCSPRequest
+	1,  // 28: cloister.ca.v1.CAService.GetCA:output_type -> cloister.ca.v1.GetCAResponse
+	7,  // 29: cloister.ca.v1.CAService.GetCRL:output_type -> cloister.ca.v1.GetCRLResponse
+	3,  // 30: cloister.ca.v1.CAService.RotateIssuer:output_type -> cloister.ca.v1.RotateIssuerResponse
+	5,  // 31: cloister.ca.v1.CAService.RetireIssuer:output_type -> cloister.ca.v1.RetireIssuerResponse
+	10, // 32: cloister.ca.v1.CAService.IssueNodeCertificate:output_type -> cloister.ca.v1.IssueNodeCertificateResponse
+	12, // 33: cloister.ca.v1.CAService.CreateNonce:output_type -> cloister.ca.v1.CreateNonceResponse
+	14, // 34: cloister.ca.v1.CAService.IssueAppCertificate:output_type -> cloister.ca.v1.IssueAppCertificateResponse
+	16, // 35: cloister.ca.v1.CAService.ListCertificates:output_type -> cloister.ca.v1.ListCertificatesResponse
+	18, // 36: cloister.ca.v1.CAService.GetCertificate:output_type -> cloister.ca.v1.GetCertificateResponse
+	20, // 37: cloister.ca.v1.CAService.RevokeCertificate:output_type -> cloister.ca.v1.RevokeCertificateResponse
+	22, // 38: cloister.ca.v1.CAService.OCSP:output_type -> cloister.ca.v1.OCSPResponse
+	28, // [28:39] is the sub-list for method output_type
+	17, // [17:28] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_cloister_ca_v1_ca_proto_init() }
@@ -1702,7 +1925,7 @@ func file_cloister_ca_v1_ca_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cloister_ca_v1_ca_proto_rawDesc), len(file_cloister_ca_v1_ca_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   25,
+			NumMessages:   28,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

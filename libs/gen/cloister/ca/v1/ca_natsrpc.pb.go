@@ -21,6 +21,8 @@ var (
 	CAGetCRL = natsrpc.NewMethod[*GetCRLRequest, *GetCRLResponse](CAServiceName, "GetCRL")
 	// RotateIssuer is for admins, through the gateway.
 	CARotateIssuer = natsrpc.NewMethod[*RotateIssuerRequest, *RotateIssuerResponse](CAServiceName, "RotateIssuer")
+	// RetireIssuer is for admins, through the gateway.
+	CARetireIssuer = natsrpc.NewMethod[*RetireIssuerRequest, *RetireIssuerResponse](CAServiceName, "RetireIssuer")
 	// IssueNodeCertificate is for the node registry only.
 	CAIssueNodeCertificate = natsrpc.NewMethod[*IssueNodeCertificateRequest, *IssueNodeCertificateResponse](CAServiceName, "IssueNodeCertificate")
 	// CreateNonce and IssueAppCertificate serve enclaves, through their node.
@@ -37,6 +39,7 @@ type CAServer interface {
 	GetCA(context.Context, *GetCARequest) (*GetCAResponse, error)
 	GetCRL(context.Context, *GetCRLRequest) (*GetCRLResponse, error)
 	RotateIssuer(context.Context, *RotateIssuerRequest) (*RotateIssuerResponse, error)
+	RetireIssuer(context.Context, *RetireIssuerRequest) (*RetireIssuerResponse, error)
 	IssueNodeCertificate(context.Context, *IssueNodeCertificateRequest) (*IssueNodeCertificateResponse, error)
 	CreateNonce(context.Context, *CreateNonceRequest) (*CreateNonceResponse, error)
 	IssueAppCertificate(context.Context, *IssueAppCertificateRequest) (*IssueAppCertificateResponse, error)
@@ -52,6 +55,7 @@ func RegisterCAServer(mux *natsrpc.Mux, s CAServer, logger *slog.Logger) error {
 		CAGetCA.Handle(mux, logger, s.GetCA),
 		CAGetCRL.Handle(mux, logger, s.GetCRL),
 		CARotateIssuer.Handle(mux, logger, s.RotateIssuer),
+		CARetireIssuer.Handle(mux, logger, s.RetireIssuer),
 		CAIssueNodeCertificate.Handle(mux, logger, s.IssueNodeCertificate),
 		CACreateNonce.Handle(mux, logger, s.CreateNonce),
 		CAIssueAppCertificate.Handle(mux, logger, s.IssueAppCertificate),
@@ -88,6 +92,11 @@ func (c *CAClient) GetCRL(ctx context.Context, r *GetCRLRequest) (*GetCRLRespons
 // RotateIssuer calls CARotateIssuer.
 func (c *CAClient) RotateIssuer(ctx context.Context, r *RotateIssuerRequest) (*RotateIssuerResponse, error) {
 	return CARotateIssuer.Invoke(c.opts.Context(ctx), c.nc, r)
+}
+
+// RetireIssuer calls CARetireIssuer.
+func (c *CAClient) RetireIssuer(ctx context.Context, r *RetireIssuerRequest) (*RetireIssuerResponse, error) {
+	return CARetireIssuer.Invoke(c.opts.Context(ctx), c.nc, r)
 }
 
 // IssueNodeCertificate calls CAIssueNodeCertificate.
