@@ -141,10 +141,16 @@ func (b *browser) submit(sel string) {
 	b.do("submitting with "+sel, chromedp.Click(chromedp.CSS(sel)), chromedp.WaitReady(chromedp.CSS(`html:not([data-old]) main`)))
 }
 
-// text returns the text of the first element matching sel.
+// text returns the text of the first element matching sel, once the page
+// has finished loading. It reads it in the page rather than by DevTools
+// node id: a document that finishes loading between a query and a read
+// makes such an id stale ("No node with given id found").
 func (b *browser) text(sel string) string {
 	b.t.Helper()
-	return strings.TrimSpace(get(b, "reading "+sel, chromedp.Text(chromedp.CSS(sel))))
+	// "=" keeps an empty text truthy, so that the poll ends.
+	v := get(b, "reading "+sel, chromedp.Poll[string](fmt.Sprintf(
+		`document.readyState === "complete" && document.querySelector(%q) !== null && "=" + document.querySelector(%q).innerText`, sel, sel)))
+	return strings.TrimSpace(strings.TrimPrefix(v, "="))
 }
 
 // location is the path (and query) the browser is on.

@@ -34,4 +34,8 @@ var (
 	// ErrInvalidTTL is returned by Set when ttl is not positive: an entry
 	// that never expires would outlive a lost invalidation forever.
 	ErrInvalidTTL = errors.New("cache ttl must be positive")
+	// ErrUnavailable is Tolerant's answer to a Set it could not store:
+	// the cache is down. A caller that must know whether a write landed
+	// (a revocation marker) checks for it; others may ignore it.
+	ErrUnavailable = errors.New("cache unavailable")
 )

@@ -33,7 +33,9 @@ var (
 )
 
 // Tolerant wraps a cache so that its failures (Redis down) behave as misses
-// on Get and are ignored on Set and Delete: callers fall through to the owner
+// on Get, are ignored on Delete, and are reported as ErrUnavailable on Set
+// (nothing was stored: a caller whose write must land, such as a
+// revocation marker, can act on it): callers fall through to the owner
 // service and stay correct. Failures are logged at warn level to logger (at
 // most one line per 10 s, counting the lines it held back; a nil logger logs
 // nothing) and counted in the metric cloister.cache.failures by op.
@@ -103,14 +105,17 @@ func (t *tolerant) Set(ctx context.Context, key string, value []byte, ttl time.D
 		return fmt.Errorf("setting cache entry with ttl %v: %w", ttl, ErrInvalidTTL)
 	}
 	if t.skipping() {
-		return nil
+		return fmt.Errorf("setting %s: %w (skipped since a recent failure)", key, ErrUnavailable)
 	}
 	err := t.c.Set(ctx, key, value, ttl)
 	if err == nil {
 		return err
 	}
+	if errors.Is(err, context.Canceled) {
+		return err // the caller went away; the cache may be fine
+	}
 	t.fail(ctx, "set", opSet, err)
-	return nil
+	return fmt.Errorf("setting %s: %w: %v", key, ErrUnavailable, err)
 }
 
 // Add is Set's counterpart: a failure reports that nothing was stored.

@@ -34,6 +34,9 @@ type principal struct {
 	ExpiresAt    time.Time `json:"expires_at"`
 	// TokenHash lets an API key's entry, keyed by key id, check the token.
 	TokenHash string `json:"token_hash"`
+	// CachedAt is when the entry was written: one older than the gateway's
+	// last lost revocation marker is not trusted (Gateway.distrustBefore).
+	CachedAt time.Time `json:"cached_at"`
 }
 
 func (p principal) proto() *accountv1.Principal {
@@ -94,7 +97,7 @@ func (g *Gateway) authenticate(ctx context.Context, r *http.Request) (principal,
 			return principal{}, errRevoked
 		}
 		var p principal
-		if json.Unmarshal(b, &p) == nil && p.TokenHash == hash && time.Now().Before(p.ExpiresAt) {
+		if json.Unmarshal(b, &p) == nil && p.TokenHash == hash && time.Now().Before(p.ExpiresAt) && g.trusted(p.CachedAt) {
 			return p, nil
 		}
 	}
@@ -104,7 +107,8 @@ func (g *Gateway) authenticate(ctx context.Context, r *http.Request) (principal,
 	}
 	pp := resp.GetPrincipal()
 	p := principal{UserID: pp.GetUserId(), Email: pp.GetEmail(), Credential: pp.GetCredential(),
-		CredentialID: pp.GetCredentialId(), AccountID: pp.GetAccountId(), ExpiresAt: pp.GetExpiresAt().AsTime(), TokenHash: hash}
+		CredentialID: pp.GetCredentialId(), AccountID: pp.GetAccountId(), ExpiresAt: pp.GetExpiresAt().AsTime(), TokenHash: hash,
+		CachedAt: time.Now()}
 	// Add, not Set: if the credential was revoked while we asked, the
 	// revocation's marker is already there and must win.
 	if ttl := min(authTTL, time.Until(p.ExpiresAt)); ttl > 0 {
@@ -126,11 +130,22 @@ var errRevoked = errs.Define(errs.Unauthenticated, "unauthenticated", "the token
 
 // forget marks a credential revoked in the cache. The gateway that handles
 // a logout or revocation calls it at once; every other gateway does it
-// when the revocation event arrives.
+// when the revocation event arrives. When the mark cannot be written (the
+// cache is down), the revoked credential's entry may outlive the outage:
+// so from then on this gateway trusts no entry written before now, and
+// asks the account service until those have expired (authTTL).
 func (g *Gateway) forget(ctx context.Context, key string) error {
 	if err := g.cache.Set(ctx, key, revokedMarker, authTTL); err != nil {
-		g.logger.WarnContext(ctx, "marking cached credential revoked", "error", err)
+		g.distrustBefore.Store(time.Now().UnixNano())
+		g.logger.WarnContext(ctx, "a revocation could not be marked in the cache; cached credentials written before now are no longer trusted", "error", err)
 		return err
 	}
 	return nil
+}
+
+// trusted tells whether a cache entry written at cachedAt may be used:
+// written after the gateway started and after its last lost revocation
+// mark.
+func (g *Gateway) trusted(cachedAt time.Time) bool {
+	return cachedAt.UnixNano() > g.distrustBefore.Load()
 }

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/netip"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -69,6 +70,11 @@ type Gateway struct {
 	emails      *limiter // per account email, whatever the client
 	// trustedProxies are where X-Forwarded-For is believed.
 	trustedProxies []netip.Prefix
+	// distrustBefore (Unix nanoseconds): cached credentials written before
+	// it are not trusted. It starts at the gateway's start, since a
+	// revocation mark lost before then went unnoticed here, and moves to
+	// the time of each lost mark.
+	distrustBefore atomic.Int64
 }
 
 // New returns a gateway and starts watching the events that invalidate
@@ -111,6 +117,7 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 	}
 	g.emails = newLimiter(cfg.EmailRate)
 	g.trustedProxies = slices.Clone(cfg.TrustedProxies)
+	g.distrustBefore.Store(time.Now().UnixNano())
 	for _, rt := range g.routes() {
 		g.mux.Handle(rt.Method+" "+rt.Pattern, rt.Handler)
 	}
