@@ -337,8 +337,9 @@ func (a *agent) enrol(ctx context.Context) (*identity, error) {
 	}
 	endpoint := a.cfg.Server.JoinPath("v1", "agent", "enroll").String()
 	body := api.Enroll{JoinToken: token, NodeName: a.cfg.Name, CSR: string(csr)}
+	var qe *sim.QE
 	if a.cfg.Simulation {
-		if body.Evidence, err = a.enrolmentEvidence(ctx, token, csr); err != nil {
+		if qe, err = a.enrolmentQE(ctx, token); err != nil {
 			return nil, err
 		}
 	}
@@ -346,7 +347,14 @@ func (a *agent) enrol(ctx context.Context) (*identity, error) {
 		a.log.Info("enrolling", "server", a.cfg.Server.String(), keyName, a.cfg.Name, keyAttempt, attempt)
 		var out api.Enrolled
 		cctx, cancel := withDefaultTimeout(ctx, enrolTimeout)
-		err := call(cctx, a.public, http.MethodPost, endpoint, body, &out)
+		var err error
+		if qe != nil {
+			// Fresh evidence each attempt: its nonce is good for one.
+			body.Evidence, body.Nonce, err = a.enrolmentEvidence(cctx, qe, token, csr)
+		}
+		if err == nil {
+			err = call(cctx, a.public, http.MethodPost, endpoint, body, &out)
+		}
 		cancel()
 		if err == nil {
 			return a.enrolled(key, out)
@@ -376,24 +384,15 @@ func (a *agent) enrol(ctx context.Context) (*identity, error) {
 	}
 }
 
-// enrolmentEvidence makes, in simulation mode, the evidence the node
-// presents at enrolment: it asks the server for a simulated QE with the
-// join token (POST /v1/agent/simulation-qe, which takes no use of it) and
-// quotes the node's report body, whose REPORTDATA binds the CSR's key,
-// with it. When the server refuses simulation (403, or 404: off in the
-// deployment, or an older gateway) it logs a warning and returns no
-// evidence: the node enrols without, as the account's policy may allow.
-// It retries while the server cannot be reached or is unavailable. The QE
-// is used for this quote only; the node's own comes after enrolment.
-func (a *agent) enrolmentEvidence(ctx context.Context, token string, csrPEM []byte) ([]byte, error) {
-	blk, _ := pem.Decode(csrPEM)
-	if blk == nil {
-		return nil, errors.New("the node's CSR is not PEM")
-	}
-	csr, err := x509.ParseCertificateRequest(blk.Bytes)
-	if err != nil {
-		return nil, fmt.Errorf("parsing the node's CSR: %w", err)
-	}
+// enrolmentQE asks, in simulation mode, for the simulated QE the node
+// quotes its enrolment evidence with, on its join token's word (POST
+// /v1/agent/simulation-qe, which takes no use of it). When the server
+// refuses simulation (403, or 404: off in the deployment, or an older
+// gateway) it logs a warning and returns none: the node enrols without
+// evidence, as the account's policy may allow. It retries while the
+// server cannot be reached or is unavailable. The QE is used for the
+// enrolment only; the node's own comes after enrolment.
+func (a *agent) enrolmentQE(ctx context.Context, token string) (*sim.QE, error) {
 	endpoint := a.cfg.Server.JoinPath("v1", "agent", "simulation-qe").String()
 	for attempt := 1; ; attempt++ {
 		var out api.SimulatedQE
@@ -406,13 +405,8 @@ func (a *agent) enrolmentEvidence(ctx context.Context, token string, csrPEM []by
 				a.log.Warn("the server's simulated QE is unusable; enrolling without attestation evidence", obs.KeyError, err.Error())
 				return nil, nil
 			}
-			evidence, err := qe.Quote(nodeReportBodyFor(csr.RawSubjectPublicKeyInfo))
-			if err != nil {
-				a.log.Warn("the simulated QE could not quote the enrolment evidence; enrolling without it", obs.KeyError, err.Error())
-				return nil, nil
-			}
 			a.log.Info("enrolling with SIMULATED attestation evidence, proving nothing about hardware")
-			return evidence, nil
+			return qe, nil
 		}
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
@@ -439,6 +433,30 @@ func (a *agent) enrolmentEvidence(ctx context.Context, token string, csrPEM []by
 			return nil, err
 		}
 	}
+}
+
+// enrolmentEvidence quotes, with qe, the node's enrolment report body: its
+// REPORTDATA binds the CSR's key and a fresh nonce the server gives for
+// the join token (POST /v1/agent/nonce), which makes the evidence good for
+// one enrolment.
+func (a *agent) enrolmentEvidence(ctx context.Context, qe *sim.QE, token string, csrPEM []byte) (evidence, nonce []byte, err error) {
+	blk, _ := pem.Decode(csrPEM)
+	if blk == nil {
+		return nil, nil, errors.New("the node's CSR is not PEM")
+	}
+	csr, err := x509.ParseCertificateRequest(blk.Bytes)
+	if err != nil {
+		return nil, nil, fmt.Errorf("parsing the node's CSR: %w", err)
+	}
+	var out api.Nonce
+	if err := call(ctx, a.public, http.MethodPost, a.cfg.Server.JoinPath("v1", "agent", "nonce").String(), api.AgentNonce{JoinToken: token}, &out); err != nil {
+		return nil, nil, err
+	}
+	evidence, err = qe.Quote(nodeReportBodyFor(csr.RawSubjectPublicKeyInfo, out.Nonce))
+	if err != nil {
+		return nil, nil, fmt.Errorf("quoting the enrolment evidence: %w", err)
+	}
+	return evidence, out.Nonce, nil
 }
 
 // enrolled checks the server's answer to an enrolment and saves the

@@ -41,8 +41,8 @@ func TestEnrolmentEvidence(t *testing.T) {
 		t.Fatalf("the enrolment's evidence is not a quote: %v", err)
 	}
 	binding := sha256.Sum256(csr.RawSubjectPublicKeyInfo)
-	if want := append(binding[:], make([]byte, 32)...); !bytes.Equal(quote.Body.ReportData[:], want) {
-		t.Fatalf("the enrolment's REPORTDATA = %x, want %x (SHA-256 of the CSR's key, then zeros)", quote.Body.ReportData, want)
+	if want := append(binding[:], sent.Nonce...); len(sent.Nonce) != 32 || !bytes.Equal(quote.Body.ReportData[:], want) {
+		t.Fatalf("the enrolment's REPORTDATA = %x, want %x (SHA-256 of the CSR's key, then the server's nonce)", quote.Body.ReportData, want)
 	}
 	if quote.Body.MRENCLAVE != [32]byte{} || quote.Body.Debug() {
 		t.Errorf("the enrolment's quote: MRENCLAVE %x, debug %v; want as the re-attestation's", quote.Body.MRENCLAVE, quote.Body.Debug())

@@ -70,9 +70,10 @@ type seenAttest struct {
 	Node     string
 	At       time.Time
 	Evidence []byte
+	Nonce    []byte
 	Quote    *sgx.Quote // nil when the evidence does not parse
 	// Bound: REPORTDATA is SHA-256 of the client certificate's
-	// SubjectPublicKeyInfo, then 32 zero bytes.
+	// SubjectPublicKeyInfo, then the nonce sent with it.
 	Bound bool
 }
 
@@ -174,11 +175,11 @@ func (g *testGateway) before(r *http.Request, body []byte) *api.Problem {
 		var b api.NodeAttest
 		_ = json.Unmarshal(body, &b)
 		node, _ := g.peer(r)
-		seen := seenAttest{Node: node, At: time.Now(), Evidence: b.Evidence}
+		seen := seenAttest{Node: node, At: time.Now(), Evidence: b.Evidence, Nonce: b.Nonce}
 		if q, err := sgx.ParseQuote(b.Evidence); err == nil && r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
 			binding := sha256.Sum256(r.TLS.PeerCertificates[0].RawSubjectPublicKeyInfo)
 			seen.Quote = q
-			seen.Bound = bytes.Equal(q.Body.ReportData[:], append(binding[:], make([]byte, 32)...))
+			seen.Bound = len(b.Nonce) == 32 && bytes.Equal(q.Body.ReportData[:], append(binding[:], b.Nonce...))
 		}
 		g.attests = append(g.attests, seen)
 		if g.attestFailFirst > 0 {

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -26,21 +27,38 @@ const nodeAgentLabel = "cloister node agent"
 
 // nodeReportBody is the report body of the node's own evidence: its
 // REPORTDATA is SHA-256 of the DER SubjectPublicKeyInfo of the node's
-// certificate, followed by 32 zero bytes, which binds the quote to the
-// node's key; the enclave identity is left zero but for a label.
-func nodeReportBody(leaf *x509.Certificate) sgx.ReportBody {
-	return nodeReportBodyFor(leaf.RawSubjectPublicKeyInfo)
+// certificate, followed by the server's nonce, which binds the quote to
+// the node's key and makes it fresh; the enclave identity is left zero
+// but for a label.
+func nodeReportBody(leaf *x509.Certificate, nonce []byte) sgx.ReportBody {
+	return nodeReportBodyFor(leaf.RawSubjectPublicKeyInfo, nonce)
 }
 
 // nodeReportBodyFor is nodeReportBody for a DER SubjectPublicKeyInfo: at
 // enrolment, the CSR's.
-func nodeReportBodyFor(spki []byte) sgx.ReportBody {
+func nodeReportBodyFor(spki, nonce []byte) sgx.ReportBody {
 	var b sgx.ReportBody
 	b.Attributes[0] = sgx.AttributeInit | sgx.AttributeMode64 // not debug
 	copy(b.ConfigID[:], nodeAgentLabel)
 	binding := sha256.Sum256(spki)
-	copy(b.ReportData[:], binding[:])
+	copy(b.ReportData[:32], binding[:])
+	copy(b.ReportData[32:], nonce)
 	return b
+}
+
+// attestationEvidence asks the server for a nonce for the node's next
+// re-attestation (POST /v1/node/attestation-nonce) and quotes the node's
+// report body with it.
+func (a *agent) attestationEvidence(ctx context.Context, s *session, qe *sim.QE) (api.NodeAttest, error) {
+	var out api.Nonce
+	if err := call(ctx, s.node, http.MethodPost, a.cfg.NodeServer.JoinPath("v1", "node", "attestation-nonce").String(), nil, &out); err != nil {
+		return api.NodeAttest{}, err
+	}
+	evidence, err := qe.Quote(nodeReportBody(s.id.leaf(), out.Nonce))
+	if err != nil {
+		return api.NodeAttest{}, fmt.Errorf("quoting the node's re-attestation evidence: %w", err)
+	}
+	return api.NodeAttest{Evidence: evidence, Nonce: out.Nonce}, nil
 }
 
 // reattests re-attests the node with the simulated QE (--simulation) at
@@ -55,17 +73,15 @@ func nodeReportBodyFor(spki []byte) sgx.ReportBody {
 // retried with backoff.
 func (a *agent) reattests(ctx context.Context, qe *sim.QE) {
 	s := a.sess.Load()
-	evidence, err := qe.Quote(nodeReportBody(s.id.leaf()))
-	if err != nil {
-		a.log.Error("the simulated QE could not quote the node's re-attestation evidence; the node will not re-attest", obs.KeyError, err.Error())
-		return
-	}
 	endpoint := a.cfg.NodeServer.JoinPath("v1", "node", "attest").String()
 	failures := 0
 	for {
 		var out api.Node
 		cctx, cancel := withDefaultTimeout(ctx, forwardTimeout)
-		err := call(cctx, s.node, http.MethodPost, endpoint, api.NodeAttest{Evidence: evidence}, &out)
+		attest, err := a.attestationEvidence(cctx, s, qe)
+		if err == nil {
+			err = call(cctx, s.node, http.MethodPost, endpoint, attest, &out)
+		}
 		cancel()
 		if ctx.Err() != nil {
 			return

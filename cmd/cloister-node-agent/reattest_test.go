@@ -42,11 +42,14 @@ func TestReattestation(t *testing.T) {
 	// leaf, and is a quote of the server's simulated QE.
 	leaf := readChain(t, dir)[0]
 	binding := sha256.Sum256(leaf.RawSubjectPublicKeyInfo)
-	want := append(binding[:], make([]byte, 32)...)
+	want := append(binding[:], atts[0].Nonce...)
 	nodeID := readRecord(t, dir).ID
+	if bytes.Equal(atts[0].Nonce, atts[1].Nonce) {
+		t.Fatal("two re-attestations bound the same nonce, want a fresh one each")
+	}
 	for i, a := range atts[:2] {
-		if a.Node != nodeID || a.Quote == nil || !a.Bound || !bytes.Equal(a.Quote.Body.ReportData[:], want) {
-			t.Fatalf("re-attestation %d from %s: quote %v, bound %v; want %s's quote with REPORTDATA %x", i, a.Node, a.Quote != nil, a.Bound, nodeID, want)
+		if a.Node != nodeID || a.Quote == nil || !a.Bound {
+			t.Fatalf("re-attestation %d from %s: quote %v, bound %v; want %s's quote with REPORTDATA SHA-256 of its key, then its nonce", i, a.Node, a.Quote != nil, a.Bound, nodeID)
 		}
 		if a.Quote.Body.MRENCLAVE != [32]byte{} || a.Quote.Body.MRSIGNER != [32]byte{} || a.Quote.Body.Debug() {
 			t.Errorf("re-attestation %d: MRENCLAVE %x, MRSIGNER %x, debug %v; want zero identities, not debug", i,

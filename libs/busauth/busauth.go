@@ -74,7 +74,7 @@ var Roles = []Role{
 			method("attestation", "Verify"), method("attestation", "GetPolicy"), method("attestation", "IssueSimulatedQE"),
 			method("ca", "IssueNodeCertificate"), method("ca", "RevokeCertificate"), method("ca", "GetCertificate"),
 		},
-		Buckets:  []string{"noderegistry_tokens", "noderegistry_token_hashes", "noderegistry_nodes"},
+		Buckets:  []string{"noderegistry_tokens", "noderegistry_token_hashes", "noderegistry_nodes", "noderegistry_nonces"},
 		Durables: []string{"noderegistry-accounts"}},
 	{Name: Gateway, Calls: []string{"cloister.*.v1.*"}},
 }

@@ -280,6 +280,23 @@ func (s *Store[T]) Update(ctx context.Context, key string, v T, version uint64, 
 	return s.write(ctx, key, rev, r, &v, msgs)
 }
 
+// Take reads key and deletes it if nobody changed it meanwhile: of two
+// racing takers one gets the value, the other ErrNotFound, as does a key
+// that is not there. For what is used once (nonces).
+func (s *Store[T]) Take(ctx context.Context, key string) (T, error) {
+	var zero T
+	e, err := s.Get(ctx, key)
+	if err != nil {
+		return zero, err
+	}
+	if err := s.Delete(ctx, key, e.Version); errors.Is(err, ErrConflict) {
+		return zero, ErrNotFound
+	} else if err != nil {
+		return zero, err
+	}
+	return e.Value, nil
+}
+
 // Delete removes the entry under key if its version is still version. The
 // messages are published before the key disappears.
 func (s *Store[T]) Delete(ctx context.Context, key string, version uint64, msgs ...*nats.Msg) error {

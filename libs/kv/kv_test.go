@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -374,5 +375,39 @@ func TestRecoveryKeepsYoungHints(t *testing.T) {
 	}
 	if _, err := hints.Get(ctx, "inflight"); !errors.Is(err, jetstream.ErrKeyNotFound) {
 		t.Fatalf("a hint past the grace period survived recovery: %v", err)
+	}
+}
+
+// TestTake: of many racing takers of one key, exactly one gets its value;
+// a key that is not there is ErrNotFound.
+func TestTake(t *testing.T) {
+	ctx := context.Background()
+	_, js, _ := setup(t)
+	s, err := kv.Open[string](ctx, js, kv.Config{Bucket: "take"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Create(ctx, "nonce", "v"); err != nil {
+		t.Fatal(err)
+	}
+	var won atomic.Int32
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			v, err := s.Take(ctx, "nonce")
+			switch {
+			case err == nil && v == "v":
+				won.Add(1)
+			case !errors.Is(err, kv.ErrNotFound):
+				t.Errorf("Take = %q, %v; want the value or ErrNotFound", v, err)
+			}
+		})
+	}
+	wg.Wait()
+	if won.Load() != 1 {
+		t.Fatalf("%d takers got the value, want 1", won.Load())
+	}
+	if _, err := s.Take(ctx, "nonce"); !errors.Is(err, kv.ErrNotFound) {
+		t.Fatalf("Take of a taken key = %v, want ErrNotFound", err)
 	}
 }

@@ -60,14 +60,22 @@ func TestAgentSimulatedQE(t *testing.T) {
 		t.Fatal(err)
 	}
 	binding := sha256.Sum256(spki)
+	r = do(t, s.srv, "POST", "/v1/agent/nonce", "", map[string]any{"join_token": tok.Secret})
+	var nonce struct{ Nonce []byte }
+	r.decode(t, &nonce)
+	if r.status != 201 {
+		t.Fatalf("a nonce for the enrolment = %d %s", r.status, r.body)
+	}
 	var body sgx.ReportBody
 	copy(body.ReportData[:32], binding[:])
+	copy(body.ReportData[32:], nonce.Nonce)
 	quote, err := qe.Quote(body)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The one-use token still has its use: asking for the QE took none.
-	r = do(t, s.srv, "POST", "/v1/agent/enroll", "", map[string]any{"join_token": tok.Secret, "node_name": "sim-1", "csr": csrPEM, "evidence": quote})
+	// The one-use token still has its use: asking for the QE and the
+	// nonce took none.
+	r = do(t, s.srv, "POST", "/v1/agent/enroll", "", map[string]any{"join_token": tok.Secret, "node_name": "sim-1", "csr": csrPEM, "evidence": quote, "nonce": nonce.Nonce})
 	var enrolled struct {
 		Node struct {
 			Attested, Simulated bool

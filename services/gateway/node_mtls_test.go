@@ -114,7 +114,7 @@ func (s *stack) enrolNode(t *testing.T, token, accountID, name string) enrolledN
 
 // enrolNodeWith is enrolNode presenting evidence(key) when evidence is
 // not nil.
-func (s *stack) enrolNodeWith(t *testing.T, token, accountID, name string, evidence func(*ecdsa.PrivateKey) []byte) enrolledNode {
+func (s *stack) enrolNodeWith(t *testing.T, token, accountID, name string, evidence func(key *ecdsa.PrivateKey, nonce []byte) []byte) enrolledNode {
 	t.Helper()
 	r := do(t, s.srv, "POST", "/v1/accounts/"+accountID+"/join-tokens", token, map[string]any{"name": name})
 	var tok struct{ Secret string }
@@ -125,7 +125,13 @@ func (s *stack) enrolNodeWith(t *testing.T, token, accountID, name string, evide
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	body := map[string]any{"join_token": tok.Secret, "node_name": name, "csr": string(csrOf(t, key))}
 	if evidence != nil {
-		body["evidence"] = evidence(key)
+		r := do(t, s.srv, "POST", "/v1/agent/nonce", "", map[string]any{"join_token": tok.Secret})
+		var nonce struct{ Nonce []byte }
+		r.decode(t, &nonce)
+		if r.status != 201 || len(nonce.Nonce) != 32 {
+			t.Fatalf("a nonce for the enrolment = %d %s", r.status, r.body)
+		}
+		body["evidence"], body["nonce"] = evidence(key, nonce.Nonce), nonce.Nonce
 	}
 	r = do(t, s.srv, "POST", "/v1/agent/enroll", "", body)
 	var enrolled struct {
@@ -535,12 +541,13 @@ func TestNodeReattest(t *testing.T) {
 		t.Fatal(err)
 	}
 	// quote is the node's evidence: REPORTDATA is SHA-256 of key's
-	// SubjectPublicKeyInfo, then 32 zero bytes.
-	quote := func(key *ecdsa.PrivateKey) []byte {
+	// SubjectPublicKeyInfo, then nonce.
+	quote := func(key *ecdsa.PrivateKey, nonce []byte) []byte {
 		spki, _ := x509.MarshalPKIXPublicKey(&key.PublicKey)
 		var rb sgx.ReportBody
 		binding := sha256.Sum256(spki)
 		copy(rb.ReportData[:32], binding[:])
+		copy(rb.ReportData[32:], nonce)
 		rb.MRENCLAVE[0] = 0x11
 		q, err := qe.Quote(rb)
 		if err != nil {
@@ -551,6 +558,16 @@ func TestNodeReattest(t *testing.T) {
 	srv := s.nodeServer(t)
 	n := s.enrolNodeWith(t, admin, acct, "tee-1", quote)
 	c := nodeClient(t, srv, n.tlsCert())
+	// nonce asks, as the node, for a nonce for its next re-attestation.
+	nonce := func() []byte {
+		r := nodeDo(t, c, srv, "POST", "/v1/node/attestation-nonce", nil)
+		var got struct{ Nonce []byte }
+		r.decode(t, &got)
+		if r.status != 201 || len(got.Nonce) != 32 {
+			t.Fatalf("POST /v1/node/attestation-nonce = %d %s", r.status, r.body)
+		}
+		return got.Nonce
+	}
 
 	var node struct {
 		ID, Status, StatusReason string
@@ -558,7 +575,9 @@ func TestNodeReattest(t *testing.T) {
 		VerdictID                string     `json:"verdict_id"`
 		LastAttested             *time.Time `json:"last_attested"`
 	}
-	r := nodeDo(t, c, srv, "POST", "/v1/node/attest", map[string]any{"evidence": quote(n.Key)})
+	fresh := nonce()
+	good := map[string]any{"evidence": quote(n.Key, fresh), "nonce": fresh}
+	r := nodeDo(t, c, srv, "POST", "/v1/node/attest", good)
 	r.decode(t, &node)
 	if r.status != 200 || node.ID != n.ID || node.Status != "active" || !node.Attested || node.VerdictID == "" || node.LastAttested == nil {
 		t.Fatalf("re-attesting with good evidence = %d %s, want 200 with the attested node", r.status, r.body)
@@ -566,14 +585,19 @@ func TestNodeReattest(t *testing.T) {
 	if r := nodeDo(t, c, srv, "POST", "/v1/node/attest", map[string]any{}); r.status != 400 || !strings.Contains(r.problem(t).Detail, "evidence") {
 		t.Fatalf("re-attesting without evidence = %d %s, want 400", r.status, r.body)
 	}
+	// The same evidence again is a replay: refused, the node unjudged.
+	if r := nodeDo(t, c, srv, "POST", "/v1/node/attest", good); r.status != 403 || r.problem(t).Reason != "nonce_refused" {
+		t.Fatalf("re-attesting with replayed evidence = %d %s, want 403 nonce_refused", r.status, r.body)
+	}
 
 	other, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	r = nodeDo(t, c, srv, "POST", "/v1/node/attest", map[string]any{"evidence": quote(other)})
+	fresh = nonce()
+	r = nodeDo(t, c, srv, "POST", "/v1/node/attest", map[string]any{"evidence": quote(other, fresh), "nonce": fresh})
 	if r.status != 403 || !strings.Contains(r.problem(t).Detail, "binding") {
 		t.Fatalf("re-attesting with evidence of another key = %d %s, want 403 giving the reason", r.status, r.body)
 	}
 	wantRefused(t, c, srv, "untrusted")
-	if r := nodeDo(t, c, srv, "POST", "/v1/node/attest", map[string]any{"evidence": quote(n.Key)}); r.status != 401 {
+	if r := nodeDo(t, c, srv, "POST", "/v1/node/attest", good); r.status != 401 {
 		t.Fatalf("re-attesting an untrusted node = %d %s, want 401", r.status, r.body)
 	}
 }

@@ -48,6 +48,7 @@ func (g *Gateway) nodeRoutes() []Route {
 		{Method: "POST", Pattern: "/v1/node/nonce", Handler: g.nodeAuthed(g.nodeNonce)},
 		{Method: "POST", Pattern: "/v1/node/certificate", Handler: g.nodeAuthed(g.nodeCertificate)},
 		{Method: "POST", Pattern: "/v1/node/attest", Handler: g.nodeAuthed(g.nodeAttest)},
+		{Method: "POST", Pattern: "/v1/node/attestation-nonce", Handler: g.nodeAuthed(g.nodeAttestationNonce)},
 		{Method: "POST", Pattern: "/v1/node/simulation/qe", Handler: g.nodeAuthed(g.nodeSimulatedQE)},
 	}
 }
@@ -390,8 +391,16 @@ func (g *Gateway) nodeAttest(w http.ResponseWriter, r *http.Request, n nodeIdent
 		return reply{}, errs.New(errs.Invalid, "evidence is required: the node's quote, base64")
 	}
 	resp, err := g.nodes.Reattest(r.Context(), &noderegistryv1.ReattestRequest{AccountId: n.AccountID, NodeId: n.NodeID,
-		CertificateSerial: n.Serial, Evidence: b.Evidence})
+		CertificateSerial: n.Serial, Evidence: b.Evidence, Nonce: b.Nonce})
 	return answer(err, http.StatusOK, func() any { return toNode(resp.GetNode()) })
+}
+
+// nodeAttestationNonce serves POST /v1/node/attestation-nonce: a nonce of
+// the node registry's for the node's next re-attestation.
+func (g *Gateway) nodeAttestationNonce(_ http.ResponseWriter, r *http.Request, n nodeIdentity) (reply, error) {
+	resp, err := g.nodes.CreateAttestationNonce(r.Context(), &noderegistryv1.CreateAttestationNonceRequest{AccountId: n.AccountID, NodeId: n.NodeID,
+		CertificateSerial: n.Serial})
+	return answer(err, http.StatusCreated, func() any { return toNonce(resp.GetNonce()) })
 }
 
 // nodeSimulatedQE serves POST /v1/node/simulation/qe: a simulated quoting

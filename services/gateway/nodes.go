@@ -58,7 +58,7 @@ func (g *Gateway) enroll(w http.ResponseWriter, r *http.Request) (reply, error) 
 		return reply{}, err
 	}
 	resp, err := g.nodes.Enroll(r.Context(), &noderegistryv1.EnrollRequest{JoinToken: b.JoinToken, NodeName: b.NodeName,
-		Csr: []byte(b.CSR), Evidence: b.Evidence})
+		Csr: []byte(b.CSR), Evidence: b.Evidence, Nonce: b.Nonce})
 	return answer(err, http.StatusCreated, func() any { return api.Enrolled{Node: toNode(resp.GetNode()), ChainPEM: string(resp.GetChainPem())} })
 }
 
@@ -75,6 +75,22 @@ func (g *Gateway) agentSimulatedQE(w http.ResponseWriter, r *http.Request) (repl
 	}
 	resp, err := g.nodes.SimulatedQEForToken(r.Context(), &noderegistryv1.SimulatedQEForTokenRequest{JoinToken: b.JoinToken})
 	return answer(err, http.StatusCreated, func() any { return api.SimulatedQE{QE: resp.GetQe()} })
+}
+
+// agentNonce serves POST /v1/agent/nonce: a nonce for a node agent to
+// bind into the evidence of its enrolment, on its join token's word
+// (checked as for an enrolment, without taking a use).
+func (g *Gateway) agentNonce(w http.ResponseWriter, r *http.Request) (reply, error) {
+	var b api.AgentNonce
+	if err := decodeJSON(w, r, &b); err != nil {
+		return reply{}, err
+	}
+	resp, err := g.nodes.CreateEnrolmentNonce(r.Context(), &noderegistryv1.CreateEnrolmentNonceRequest{JoinToken: b.JoinToken})
+	return answer(err, http.StatusCreated, func() any { return toNonce(resp.GetNonce()) })
+}
+
+func toNonce(n *noderegistryv1.NodeNonce) api.Nonce {
+	return api.Nonce{Nonce: n.GetNonce(), ExpiresAt: ts(n.GetExpiresAt())}
 }
 
 func toJoinToken(t *noderegistryv1.JoinToken) api.JoinToken {

@@ -94,6 +94,7 @@ func (g *Gateway) routes() []Route {
 		gw("POST", "/v1/accounts/{account_id}/nodes/{node_id}/deregister", authz.NodeDeregister, g.deregisterNode),
 		{Method: "POST", Pattern: "/v1/agent/enroll", Handler: g.limited(g.public(g.enroll))},
 		{Method: "POST", Pattern: "/v1/agent/simulation-qe", Handler: g.limited(g.public(g.agentSimulatedQE))},
+		{Method: "POST", Pattern: "/v1/agent/nonce", Handler: g.limited(g.public(g.agentNonce))},
 	}
 }
 

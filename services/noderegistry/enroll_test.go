@@ -22,10 +22,11 @@ import (
 	"github.com/cloister-cc/cloister/libs/testkit"
 )
 
-// TestEnrolWithEvidence: simulated evidence bound to the CSR's key passes
-// and is recorded on the node; evidence bound to another key, evidence the
-// account's policy refuses, and no evidence for a token that requires it
-// are refused, without taking a use.
+// TestEnrolWithEvidence: simulated evidence bound to the CSR's key and a
+// nonce of the token's passes and is recorded on the node; evidence bound
+// to another key, replayed, or bound to another token's nonce, evidence
+// the account's policy refuses, and no evidence for a token that requires
+// it are refused, without taking a use.
 func TestEnrolWithEvidence(t *testing.T) {
 	ctx := context.Background()
 	s := newStack(t, nil, 0)
@@ -34,7 +35,7 @@ func TestEnrolWithEvidence(t *testing.T) {
 
 	t.Run("bound to the node's key", func(t *testing.T) {
 		n := newNode(t)
-		resp, err := s.nr.Enroll(ctx, &noderegistryv1.EnrollRequest{JoinToken: tok.GetSecret(), NodeName: "tee-1", Csr: n.csr, Evidence: s.evidence(acct, n.key)})
+		resp, err := s.nr.Enroll(ctx, s.enrolWith(acct, tok.GetSecret(), "tee-1", n, n.key))
 		if err != nil {
 			t.Fatalf("Enroll with evidence = %v", err)
 		}
@@ -46,8 +47,26 @@ func TestEnrolWithEvidence(t *testing.T) {
 	})
 	t.Run("bound to another key", func(t *testing.T) {
 		n, other := newNode(t), newNode(t)
-		_, err := s.nr.Enroll(ctx, &noderegistryv1.EnrollRequest{JoinToken: tok.GetSecret(), NodeName: "tee-2", Csr: n.csr, Evidence: s.evidence(acct, other.key)})
+		_, err := s.nr.Enroll(ctx, s.enrolWith(acct, tok.GetSecret(), "tee-2", n, other.key))
 		wantRefused(t, "Enroll with evidence of another key", err, errs.PermissionDenied, "binding")
+	})
+	t.Run("replayed", func(t *testing.T) {
+		// Evidence is fresh: the same enrolment presented twice enrols once.
+		n := newNode(t)
+		req := s.enrolWith(acct, tok.GetSecret(), "tee-4", n, n.key)
+		if _, err := s.nr.Enroll(ctx, req); err != nil {
+			t.Fatal(err)
+		}
+		_, err := s.nr.Enroll(ctx, req)
+		wantRefused(t, "Enroll replaying evidence", err, errs.PermissionDenied, "nonce")
+	})
+	t.Run("another token's nonce", func(t *testing.T) {
+		n := newNode(t)
+		other := s.token(acct, &noderegistryv1.CreateJoinTokenRequest{})
+		req := s.enrolWith(acct, other.GetSecret(), "tee-5", n, n.key)
+		req.JoinToken = tok.GetSecret()
+		_, err := s.nr.Enroll(ctx, req)
+		wantRefused(t, "Enroll with another token's nonce", err, errs.PermissionDenied, "nonce")
 	})
 	t.Run("required and missing", func(t *testing.T) {
 		_, err := s.enroll(tok.GetSecret(), nil)
@@ -63,7 +82,7 @@ func TestEnrolWithEvidence(t *testing.T) {
 		strict := s.bareAccount()
 		st := s.token(strict, &noderegistryv1.CreateJoinTokenRequest{})
 		n := newNode(t)
-		_, err := s.nr.Enroll(ctx, &noderegistryv1.EnrollRequest{JoinToken: st.GetSecret(), NodeName: "tee-3", Csr: n.csr, Evidence: s.evidence(acct, n.key)})
+		_, err := s.nr.Enroll(ctx, s.enrolWith(acct, st.GetSecret(), "tee-3", n, n.key))
 		wantRefused(t, "Enroll with simulated evidence, simulation not allowed", err, errs.PermissionDenied, "simulation")
 		// Without evidence, a token that does not require it enrols.
 		if got := s.mustEnroll(st.GetSecret(), nil).resp.GetNode(); got.GetAttested() || got.GetVerdictId() != "" {
@@ -71,8 +90,8 @@ func TestEnrolWithEvidence(t *testing.T) {
 		}
 	})
 	list, err := s.nr.ListJoinTokens(ctx, &noderegistryv1.ListJoinTokensRequest{Actor: actor, AccountId: acct})
-	if err != nil || list.GetTokens()[0].GetUses() != 1 {
-		t.Fatalf("token = %v, %v; want 1 use: refusals take none", list, err)
+	if err != nil || list.GetTokens()[0].GetUses() != 2 {
+		t.Fatalf("token = %v, %v; want 2 uses: refusals take none", list, err)
 	}
 }
 
@@ -212,7 +231,7 @@ func TestEnrolPolicyRequiresEvidence(t *testing.T) {
 		t.Fatalf("token after the refusal has %d uses, want 0", u)
 	}
 	n := newNode(t)
-	resp, err := s.nr.Enroll(ctx, &noderegistryv1.EnrollRequest{JoinToken: tok.GetSecret(), NodeName: "tee-1", Csr: n.csr, Evidence: s.evidence(acct, n.key)})
+	resp, err := s.nr.Enroll(ctx, s.enrolWith(acct, tok.GetSecret(), "tee-1", n, n.key))
 	if err != nil || !resp.GetNode().GetAttested() || !resp.GetNode().GetSimulated() {
 		t.Fatalf("Enroll with simulated evidence = %v, %v; want an attested node", resp, err)
 	}
@@ -226,7 +245,7 @@ func TestEnrolPolicyRequiresEvidence(t *testing.T) {
 	_, err = s.enroll(tok.GetSecret(), nil)
 	wantRefused(t, "Enroll without the attestation service", err, errs.Unavailable, "attestation policy cannot be read")
 	m := newNode(t)
-	_, err = s.nr.Enroll(ctx, &noderegistryv1.EnrollRequest{JoinToken: tok.GetSecret(), NodeName: "tee-2", Csr: m.csr, Evidence: s.evidence(acct, m.key)})
+	_, err = s.nr.Enroll(ctx, s.enrolWith(acct, tok.GetSecret(), "tee-2", m, m.key))
 	wantRefused(t, "Enroll with evidence without the attestation service", err, errs.Unavailable, "attestation policy cannot be read")
 	if u := uses(); u != 1 {
 		t.Fatalf("token after the failures has %d uses, want 1", u)

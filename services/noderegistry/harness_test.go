@@ -235,8 +235,8 @@ func (s *stack) mustEnroll(secret string, evidence []byte) *node {
 
 // evidence is what a node of acct with a TEE presents in simulation: a
 // quote of a QE bound to the account, whose REPORTDATA is SHA-256 of
-// bindTo's public key, then 32 zero bytes.
-func (s *stack) evidence(acct string, bindTo *ecdsa.PrivateKey) []byte {
+// bindTo's public key, then nonce.
+func (s *stack) evidence(acct string, bindTo *ecdsa.PrivateKey, nonce []byte) []byte {
 	s.t.Helper()
 	spki, err := x509.MarshalPKIXPublicKey(&bindTo.PublicKey)
 	if err != nil {
@@ -245,6 +245,7 @@ func (s *stack) evidence(acct string, bindTo *ecdsa.PrivateKey) []byte {
 	var body sgx.ReportBody
 	binding := sha256.Sum256(spki)
 	copy(body.ReportData[:32], binding[:])
+	copy(body.ReportData[32:], nonce)
 	body.MRENCLAVE[0] = 0x11
 	qe, err := s.attSvc.SimulatedQE(acct)
 	if err != nil {
@@ -255,6 +256,24 @@ func (s *stack) evidence(acct string, bindTo *ecdsa.PrivateKey) []byte {
 		s.t.Fatal(err)
 	}
 	return quote
+}
+
+// enrolmentNonce asks for a nonce for an enrolment with secret.
+func (s *stack) enrolmentNonce(secret string) []byte {
+	s.t.Helper()
+	r, err := s.nr.CreateEnrolmentNonce(context.Background(), &noderegistryv1.CreateEnrolmentNonceRequest{JoinToken: secret})
+	if err != nil {
+		s.t.Fatalf("CreateEnrolmentNonce = %v", err)
+	}
+	return r.GetNonce().GetNonce()
+}
+
+// enrolWith is an enrolment request of n with secret and evidence of acct
+// bound to bindTo and a fresh enrolment nonce.
+func (s *stack) enrolWith(acct, secret, name string, n *node, bindTo *ecdsa.PrivateKey) *noderegistryv1.EnrollRequest {
+	s.t.Helper()
+	nonce := s.enrolmentNonce(secret)
+	return &noderegistryv1.EnrollRequest{JoinToken: secret, NodeName: name, Csr: n.csr, Evidence: s.evidence(acct, bindTo, nonce), Nonce: nonce}
 }
 
 // beat sends a heartbeat of n in acct reporting instances ids running.

@@ -2,6 +2,7 @@ package noderegistry_test
 
 import (
 	"context"
+	"crypto/ecdsa"
 	"fmt"
 	"strings"
 	"testing"
@@ -22,18 +23,36 @@ func (s *stack) enrollAttested(acct, secret string) *node {
 	s.t.Helper()
 	n := newNode(s.t)
 	var err error
-	n.resp, err = s.nr.Enroll(context.Background(), &noderegistryv1.EnrollRequest{JoinToken: secret, NodeName: "tee-" + uuid.NewString()[:8],
-		Csr: n.csr, Evidence: s.evidence(acct, n.key)})
+	n.resp, err = s.nr.Enroll(context.Background(), s.enrolWith(acct, secret, "tee-"+uuid.NewString()[:8], n, n.key))
 	if err != nil || !n.resp.GetNode().GetAttested() {
 		s.t.Fatalf("Enroll with evidence = %v, %v; want an attested node", n.resp, err)
 	}
 	return n
 }
 
-func (s *stack) reattest(n *node, evidence []byte) (*noderegistryv1.Node, error) {
+// reattest re-attests n with evidence bound to bindTo and a fresh nonce
+// of n's.
+func (s *stack) reattest(n *node, bindTo *ecdsa.PrivateKey) (*noderegistryv1.Node, error) {
+	s.t.Helper()
+	nonce := s.attestationNonce(n)
+	return s.reattestWith(n, s.evidence(n.resp.GetNode().GetAccountId(), bindTo, nonce), nonce)
+}
+
+func (s *stack) reattestWith(n *node, evidence, nonce []byte) (*noderegistryv1.Node, error) {
 	resp, err := s.nr.Reattest(context.Background(), &noderegistryv1.ReattestRequest{AccountId: n.resp.GetNode().GetAccountId(),
-		NodeId: n.id(), CertificateSerial: n.serial(), Evidence: evidence})
+		NodeId: n.id(), CertificateSerial: n.serial(), Evidence: evidence, Nonce: nonce})
 	return resp.GetNode(), err
+}
+
+// attestationNonce asks, as n, for a nonce for its next re-attestation.
+func (s *stack) attestationNonce(n *node) []byte {
+	s.t.Helper()
+	r, err := s.nr.CreateAttestationNonce(context.Background(), &noderegistryv1.CreateAttestationNonceRequest{
+		AccountId: n.resp.GetNode().GetAccountId(), NodeId: n.id(), CertificateSerial: n.serial()})
+	if err != nil {
+		s.t.Fatalf("CreateAttestationNonce = %v", err)
+	}
+	return r.GetNonce().GetNonce()
 }
 
 func (s *stack) node(acct string, n *node) *noderegistryv1.Node {
@@ -72,7 +91,9 @@ func TestReattest(t *testing.T) {
 	s.beat(acct, n, "i-1")
 
 	s.clock.Advance(time.Hour)
-	got, err := s.reattest(n, s.evidence(acct, n.key))
+	nonce := s.attestationNonce(n)
+	evidence := s.evidence(acct, n.key, nonce)
+	got, err := s.reattestWith(n, evidence, nonce)
 	if err != nil {
 		t.Fatalf("Reattest with good evidence = %v", err)
 	}
@@ -84,16 +105,27 @@ func TestReattest(t *testing.T) {
 		t.Fatalf("stored node = %v, want the re-attestation recorded", stored)
 	}
 
-	_, err = s.nr.Reattest(ctx, &noderegistryv1.ReattestRequest{AccountId: acct, NodeId: n.id(), CertificateSerial: "0123abcd", Evidence: s.evidence(acct, n.key)})
+	_, err = s.nr.Reattest(ctx, &noderegistryv1.ReattestRequest{AccountId: acct, NodeId: n.id(), CertificateSerial: "0123abcd", Evidence: s.evidence(acct, n.key, s.attestationNonce(n))})
 	wantRefused(t, "Reattest with another serial", err, errs.Unauthenticated, "not the node's current one")
-	_, err = s.reattest(n, nil)
+	_, err = s.reattestWith(n, nil, s.attestationNonce(n))
 	wantRefused(t, "Reattest without evidence", err, errs.Invalid, "evidence is required")
+	// The evidence is fresh: presented again, it is refused, and so is
+	// evidence bound to another node's nonce, or to none; none of these
+	// judges the node.
+	_, err = s.reattestWith(n, evidence, nonce)
+	wantRefused(t, "Reattest replaying its evidence", err, errs.PermissionDenied, "nonce")
+	m := s.enrollAttested(acct, tok.GetSecret())
+	theirs := s.attestationNonce(m)
+	_, err = s.reattestWith(n, s.evidence(acct, n.key, theirs), theirs)
+	wantRefused(t, "Reattest with another node's nonce", err, errs.PermissionDenied, "nonce")
+	_, err = s.reattestWith(n, s.evidence(acct, n.key, make([]byte, 32)), nil)
+	wantRefused(t, "Reattest with no nonce", err, errs.PermissionDenied, "nonce")
 	if st := s.node(acct, n).GetStatus(); st != "active" {
 		t.Fatalf("node after refused calls = %s, want active", st)
 	}
 
 	other := newNode(t)
-	_, err = s.reattest(n, s.evidence(acct, other.key))
+	_, err = s.reattest(n, other.key)
 	wantRefused(t, "Reattest with evidence of another key", err, errs.PermissionDenied, "binding")
 	if !strings.Contains(errs.PublicMessage(err), "untrusted") {
 		t.Errorf("refusal %q does not say the node is untrusted", errs.PublicMessage(err))
@@ -108,7 +140,9 @@ func TestReattest(t *testing.T) {
 	}
 	_, err = s.nr.AuthenticateNode(ctx, &noderegistryv1.AuthenticateNodeRequest{AccountId: acct, NodeId: n.id(), CertificateSerial: n.serial()})
 	wantRefused(t, "AuthenticateNode after a failed re-attestation", err, errs.Unauthenticated, "the node is untrusted")
-	_, err = s.reattest(n, s.evidence(acct, n.key))
+	_, err = s.nr.CreateAttestationNonce(ctx, &noderegistryv1.CreateAttestationNonceRequest{AccountId: acct, NodeId: n.id(), CertificateSerial: n.serial()})
+	wantRefused(t, "A nonce for an untrusted node", err, errs.Unauthenticated, "the node is untrusted")
+	_, err = s.reattestWith(n, evidence, nonce)
 	wantRefused(t, "Reattest of an untrusted node", err, errs.Unauthenticated, "the node is untrusted")
 }
 
@@ -130,11 +164,11 @@ func TestReattestOverdue(t *testing.T) {
 	s.beat(acct, plain, "p-1")
 
 	// Re-attesting within the period keeps the node trusted.
-	if _, err := s.reattest(tee, s.evidence(acct, tee.key)); err != nil {
+	if _, err := s.reattest(tee, tee.key); err != nil {
 		t.Fatal(err)
 	}
 	s.clock.Advance(800 * time.Millisecond)
-	if _, err := s.reattest(tee, s.evidence(acct, tee.key)); err != nil {
+	if _, err := s.reattest(tee, tee.key); err != nil {
 		t.Fatalf("Reattest within the period = %v", err)
 	}
 	s.clock.Advance(800 * time.Millisecond)

@@ -34,7 +34,7 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 		if err != nil {
 			return err
 		}
-		s.app, err = app.New(app.Config{Tokens: st.Tokens, Nodes: st.Nodes, Audit: events.AuditLog{JS: r.JetStream(), Producer: store.Producer},
+		s.app, err = app.New(app.Config{Tokens: st.Tokens, Nodes: st.Nodes, Nonces: st.Nonces, Audit: events.AuditLog{JS: r.JetStream(), Producer: store.Producer},
 			Attestation: peers.Attestation{C: attestationv1.NewAttestationClient(r.NATS())}, CA: peers.CA{C: cav1.NewCAClient(r.NATS())},
 			Clock: cfg.Clock, HeartbeatTimeout: cfg.HeartbeatTimeout, ReattestEvery: cfg.ReattestEvery, Logger: r.Logger()})
 		if err != nil {

@@ -51,18 +51,20 @@ func TestSimulatedQEForToken(t *testing.T) {
 		t.Fatal(err)
 	}
 	binding := sha256.Sum256(spki)
+	nonce := s.enrolmentNonce(tok.GetSecret())
 	var body sgx.ReportBody
 	copy(body.ReportData[:32], binding[:])
+	copy(body.ReportData[32:], nonce)
 	body.MRENCLAVE[0] = 0x11
 	quote, err := qe.Quote(body)
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := s.att.Verify(ctx, &attestationv1.VerifyRequest{AccountId: acct, Quote: quote, Binding: binding[:], Nonce: make([]byte, 32)})
+	v, err := s.att.Verify(ctx, &attestationv1.VerifyRequest{AccountId: acct, Quote: quote, Binding: binding[:], Nonce: nonce})
 	if err != nil || !v.GetVerdict().GetOk() {
 		t.Fatalf("Verify(quote of the issued QE) = %v, %v; want ok", v, err)
 	}
-	er, err := s.nr.Enroll(ctx, &noderegistryv1.EnrollRequest{JoinToken: tok.GetSecret(), NodeName: "sim-1", Csr: n.csr, Evidence: quote})
+	er, err := s.nr.Enroll(ctx, &noderegistryv1.EnrollRequest{JoinToken: tok.GetSecret(), NodeName: "sim-1", Csr: n.csr, Evidence: quote, Nonce: nonce})
 	if err != nil || !er.GetNode().GetAttested() || !er.GetNode().GetSimulated() {
 		t.Fatalf("Enroll with evidence of the issued QE = %v, %v; want an attested node", er, err)
 	}

@@ -466,8 +466,18 @@ type Node struct {
 type Enroll struct {
 	JoinToken string `json:"join_token"`
 	NodeName  string `json:"node_name"`
-	CSR       string `json:"csr"`                // PEM, EC P-256
-	Evidence  []byte `json:"evidence,omitempty"` // base64 SGX quote
+	CSR       string `json:"csr"` // PEM, EC P-256
+	// Evidence is a base64 SGX quote whose REPORTDATA is SHA-256 of the
+	// CSR's public key, then Nonce (from POST /v1/agent/nonce).
+	Evidence []byte `json:"evidence,omitempty"`
+	Nonce    []byte `json:"nonce,omitempty"` // base64, 32 bytes
+}
+
+// AgentNonce asks, with a join token, for a nonce to bind into the
+// evidence of an enrolment with it (POST /v1/agent/nonce); the answer is a
+// Nonce.
+type AgentNonce struct {
+	JoinToken string `json:"join_token"`
 }
 
 // AgentSimulatedQE asks, with a join token, for a simulated quoting
@@ -501,13 +511,16 @@ type InstanceReport struct {
 
 // NodeAttest is a node's periodic re-attestation: a quote whose
 // REPORTDATA is SHA-256 of the SubjectPublicKeyInfo of the node's current
-// client certificate, then 32 zero bytes.
+// client certificate, then the nonce.
 type NodeAttest struct {
 	Evidence []byte `json:"evidence"` // base64 SGX quote
+	// Nonce is from POST /v1/node/attestation-nonce, used once.
+	Nonce []byte `json:"nonce"`
 }
 
-// Nonce is a fresh value from the account's CA for REPORTDATA; it is
-// good for one issuance until it expires.
+// Nonce is a fresh value for REPORTDATA (from the account's CA for an
+// enclave, from the node registry for a node's evidence); it is good for
+// one use until it expires.
 type Nonce struct {
 	Nonce     []byte    `json:"nonce"` // base64, 32 bytes
 	ExpiresAt time.Time `json:"expires_at"`

@@ -195,20 +195,11 @@ func (s *Nonces) Create(ctx context.Context, accountID string, nonce []byte, exp
 	return err
 }
 
-// Consume implements app.Nonces: the delete is conditional on the version
-// read, so of two racing requests one wins.
+// Consume implements app.Nonces: of two racing requests one wins.
 func (s *Nonces) Consume(ctx context.Context, accountID string, nonce []byte) (time.Time, error) {
-	key := accountID + "." + hex.EncodeToString(nonce)
-	e, err := s.kv.Get(ctx, key)
+	t, err := s.kv.Take(ctx, accountID+"."+hex.EncodeToString(nonce))
 	if errors.Is(err, kv.ErrNotFound) {
 		return time.Time{}, app.ErrNonceUnknown
 	}
-	if err != nil {
-		return time.Time{}, err
-	}
-	err = s.kv.Delete(ctx, key, e.Version)
-	if errors.Is(err, kv.ErrNotFound) || errors.Is(err, kv.ErrConflict) {
-		return time.Time{}, app.ErrNonceUnknown
-	}
-	return e.Value, err
+	return t, err
 }

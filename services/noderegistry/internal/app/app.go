@@ -32,6 +32,14 @@ type Tokens interface {
 	DeleteAccount(ctx context.Context, accountID string) error
 }
 
+// Nonces keeps the nonces the registry gave until used or expired.
+type Nonces interface {
+	Create(ctx context.Context, nonce []byte, n domain.NodeNonce) error
+	// Consume returns the nonce and forgets it; of two racing, one wins.
+	// domain.ErrNonceRefused if it is unknown (or was used).
+	Consume(ctx context.Context, nonce []byte) (domain.NodeNonce, error)
+}
+
 // Nodes stores nodes.
 type Nodes interface {
 	Create(ctx context.Context, n domain.Node, ev domain.NodeEnrolled) error
@@ -111,6 +119,7 @@ const DefaultReattestEvery = 24 * time.Hour
 type Config struct {
 	Tokens      Tokens
 	Nodes       Nodes
+	Nonces      Nonces
 	Attestation Attestation
 	CA          CA
 	Audit       AuditLog
@@ -132,7 +141,7 @@ type Service struct {
 
 // New returns the service.
 func New(cfg Config) (*Service, error) {
-	if cfg.Tokens == nil || cfg.Nodes == nil || cfg.Attestation == nil || cfg.CA == nil || cfg.Audit == nil {
+	if cfg.Tokens == nil || cfg.Nodes == nil || cfg.Nonces == nil || cfg.Attestation == nil || cfg.CA == nil || cfg.Audit == nil {
 		return nil, errors.New("noderegistry: the stores, the audit log, the attestation service and the CA are required")
 	}
 	if cfg.Clock == nil {

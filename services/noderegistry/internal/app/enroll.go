@@ -21,22 +21,20 @@ type Enrolment struct {
 	ChainPEM []byte
 }
 
-// zeroNonce is what a node's evidence has after the key binding in
-// REPORTDATA: enrolment has no nonce of the registry's to bind.
-var zeroNonce = make([]byte, 32)
-
 // Enroll enrols a node with a join token: the token must be known,
 // unexpired, unrevoked and have a use left; the evidence, if any (required
 // when the token or the account's attestation policy says so), must be
-// verified for the account and bind the CSR's key; the account's CA then
-// issues the node's client certificate. When the account's policy cannot
+// verified for the account and bind the CSR's key and a nonce the registry
+// gave for this token (CreateEnrolmentNonce), which it uses up: evidence
+// cannot be presented twice; the account's CA then issues the node's
+// client certificate. When the account's policy cannot
 // be read, the enrolment fails (errs.Unavailable) without taking a use.
 //
 // The token's use is taken after the checks and the attestation, just
 // before the CA is asked, by a conditional write (see uses); if the CA
 // fails, the use is given back. A failure to store the node after the CA issued its
 // certificate keeps the use (the write may have committed) and is logged.
-func (s *Service) Enroll(ctx context.Context, secret, nodeName string, csrBytes, evidence []byte) (Enrolment, error) {
+func (s *Service) Enroll(ctx context.Context, secret, nodeName string, csrBytes, evidence, nonce []byte) (Enrolment, error) {
 	ref, err := s.lookup(ctx, secret)
 	if err != nil {
 		return Enrolment{}, err
@@ -70,7 +68,10 @@ func (s *Service) Enroll(ctx context.Context, secret, nodeName string, csrBytes,
 		Labels: maps.Clone(tok.Labels), Status: domain.StatusActive, JoinTokenID: tok.ID}
 	switch {
 	case len(evidence) > 0:
-		v, err := s.cfg.Attestation.Verify(ctx, tok.AccountID, evidence, csr.KeyHash[:], zeroNonce)
+		if err := s.useNonce(ctx, nonce, tok.AccountID, domain.TokenScope(tok.ID)); err != nil {
+			return Enrolment{}, err
+		}
+		v, err := s.cfg.Attestation.Verify(ctx, tok.AccountID, evidence, csr.KeyHash[:], nonce)
 		if err != nil {
 			return Enrolment{}, fmt.Errorf("verifying the node's evidence: %w", err)
 		}

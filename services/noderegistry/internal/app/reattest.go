@@ -12,22 +12,27 @@ import (
 
 // Reattest checks a node's fresh evidence, as enrolment does but bound to
 // the key of the node's current certificate: its REPORTDATA must be
-// SHA-256 of that certificate's SubjectPublicKeyInfo followed by 32 zero
-// bytes, and the account's policy must accept it. It refuses what
-// AuthenticateNode refuses.
+// SHA-256 of that certificate's SubjectPublicKeyInfo followed by a nonce
+// the registry gave this node (CreateAttestationNonce), which it uses up,
+// and the account's policy must accept it. It refuses what
+// AuthenticateNode refuses; a nonce that is not the node's, or was used,
+// is refused (domain.ErrNonceRefused) without judging the node.
 //
 // Accepted, the verdict is recorded and the node is attested as of now,
 // by the registry's clock, which the sweep measures the period with.
 // Refused, the node is marked untrusted and its certificate revoked
 // (MarkUntrusted), and the refusal is errs.PermissionDenied. A failure to
 // decide (the attestation service or the CA unavailable) changes nothing.
-func (s *Service) Reattest(ctx context.Context, accountID, nodeID, serial string, evidence []byte) (domain.Node, error) {
+func (s *Service) Reattest(ctx context.Context, accountID, nodeID, serial string, evidence, nonce []byte) (domain.Node, error) {
 	n, err := s.AuthenticateNode(ctx, accountID, nodeID, serial)
 	if err != nil {
 		return domain.Node{}, err
 	}
 	if len(evidence) == 0 {
-		return domain.Node{}, errs.New(errs.Invalid, "evidence is required: a quote binding the key of the node's certificate")
+		return domain.Node{}, errs.New(errs.Invalid, "evidence is required: a quote binding the key of the node's certificate and a nonce")
+	}
+	if err := s.useNonce(ctx, nonce, n.AccountID, domain.NodeScope(n.ID)); err != nil {
+		return domain.Node{}, err
 	}
 	cert, err := s.cfg.CA.Certificate(ctx, n.AccountID, n.CertificateSerial)
 	if err != nil {
@@ -38,7 +43,7 @@ func (s *Service) Reattest(ctx context.Context, accountID, nodeID, serial string
 		return domain.Node{}, fmt.Errorf("parsing the node's certificate %s: %w", n.CertificateSerial, err)
 	}
 	binding := sha256.Sum256(parsed.RawSubjectPublicKeyInfo)
-	v, err := s.cfg.Attestation.Verify(ctx, n.AccountID, evidence, binding[:], zeroNonce)
+	v, err := s.cfg.Attestation.Verify(ctx, n.AccountID, evidence, binding[:], nonce)
 	if err != nil {
 		return domain.Node{}, fmt.Errorf("verifying the node's evidence: %w", err)
 	}

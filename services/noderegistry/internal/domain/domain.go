@@ -358,6 +358,9 @@ var (
 	// Refusals of a join token at enrolment; expiry and use-up name the
 	// time and the count.
 	ErrTokenUnknown = errs.Define(errs.Unauthenticated, "token_unknown", "the join token is unknown")
+	// ErrNonceRefused refuses evidence whose nonce is not one the registry
+	// gave for this enrolment or node, or was used or expired: a replay.
+	ErrNonceRefused = errs.Define(errs.PermissionDenied, "nonce_refused", "the nonce is unknown, used, expired or another's: ask for a new one")
 	ErrTokenRevoked = errs.Define(errs.Unauthenticated, "token_revoked", "the join token is revoked")
 	// ErrAttestationRequired refuses a node without evidence when its
 	// token requires it.
@@ -373,3 +376,18 @@ var (
 	// does not have.
 	ErrNodeUnknown = errs.Define(errs.Unauthenticated, "node_unknown", "the node is not enrolled in this account")
 )
+
+// NodeNonce is a nonce the registry gave, for the evidence of one
+// enrolment with a join token ("token:<id>") or one re-attestation of a
+// node ("node:<id>").
+type NodeNonce struct {
+	AccountID string    `json:"account_id"`
+	Scope     string    `json:"scope"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// TokenScope and NodeScope name what a nonce is for.
+func TokenScope(tokenID string) string { return "token:" + tokenID }
+
+// NodeScope is the scope of a node's re-attestation nonce.
+func NodeScope(nodeID string) string { return "node:" + nodeID }

@@ -7,6 +7,8 @@ import (
 	"context"
 	"time"
 
+	"google.golang.org/protobuf/types/known/timestamppb"
+
 	"github.com/cloister-cc/cloister/libs/events"
 	noderegistryv1 "github.com/cloister-cc/cloister/libs/gen/cloister/noderegistry/v1"
 	"github.com/cloister-cc/cloister/libs/reply"
@@ -47,10 +49,28 @@ func (sv *Server) RevokeJoinToken(ctx context.Context, r *noderegistryv1.RevokeJ
 }
 
 func (sv *Server) Enroll(ctx context.Context, r *noderegistryv1.EnrollRequest) (*noderegistryv1.EnrollResponse, error) {
-	e, err := sv.s.Enroll(ctx, r.GetJoinToken(), r.GetNodeName(), r.GetCsr(), r.GetEvidence())
+	e, err := sv.s.Enroll(ctx, r.GetJoinToken(), r.GetNodeName(), r.GetCsr(), r.GetEvidence(), r.GetNonce())
 	return reply.With(err, func() *noderegistryv1.EnrollResponse {
 		return &noderegistryv1.EnrollResponse{Node: wire.NodeToProto(e.Node), ChainPem: e.ChainPEM}
 	})
+}
+
+func (sv *Server) CreateEnrolmentNonce(ctx context.Context, r *noderegistryv1.CreateEnrolmentNonceRequest) (*noderegistryv1.CreateEnrolmentNonceResponse, error) {
+	nonce, expires, err := sv.s.CreateEnrolmentNonce(ctx, r.GetJoinToken())
+	return reply.With(err, func() *noderegistryv1.CreateEnrolmentNonceResponse {
+		return &noderegistryv1.CreateEnrolmentNonceResponse{Nonce: nodeNonce(nonce, expires)}
+	})
+}
+
+func (sv *Server) CreateAttestationNonce(ctx context.Context, r *noderegistryv1.CreateAttestationNonceRequest) (*noderegistryv1.CreateAttestationNonceResponse, error) {
+	nonce, expires, err := sv.s.CreateAttestationNonce(ctx, r.GetAccountId(), r.GetNodeId(), r.GetCertificateSerial())
+	return reply.With(err, func() *noderegistryv1.CreateAttestationNonceResponse {
+		return &noderegistryv1.CreateAttestationNonceResponse{Nonce: nodeNonce(nonce, expires)}
+	})
+}
+
+func nodeNonce(nonce []byte, expires time.Time) *noderegistryv1.NodeNonce {
+	return &noderegistryv1.NodeNonce{Nonce: nonce, ExpiresAt: timestamppb.New(expires)}
 }
 
 func (sv *Server) SimulatedQEForToken(ctx context.Context, r *noderegistryv1.SimulatedQEForTokenRequest) (*noderegistryv1.SimulatedQEForTokenResponse, error) {
@@ -75,7 +95,7 @@ func (sv *Server) AuthenticateNode(ctx context.Context, r *noderegistryv1.Authen
 }
 
 func (sv *Server) Reattest(ctx context.Context, r *noderegistryv1.ReattestRequest) (*noderegistryv1.ReattestResponse, error) {
-	n, err := sv.s.Reattest(ctx, r.GetAccountId(), r.GetNodeId(), r.GetCertificateSerial(), r.GetEvidence())
+	n, err := sv.s.Reattest(ctx, r.GetAccountId(), r.GetNodeId(), r.GetCertificateSerial(), r.GetEvidence(), r.GetNonce())
 	return reply.With(err, func() *noderegistryv1.ReattestResponse {
 		return &noderegistryv1.ReattestResponse{Node: wire.NodeToProto(n)}
 	})

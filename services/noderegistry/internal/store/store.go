@@ -7,6 +7,7 @@ package store
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -38,6 +39,9 @@ const (
 	BucketTokenHashes = "noderegistry_token_hashes"
 	// BucketNodes keeps nodes, keyed <account>.<node>.
 	BucketNodes = "noderegistry_nodes"
+	// BucketNonces keeps the nonces given until used or expired, keyed by
+	// the nonce in hex.
+	BucketNonces = "noderegistry_nonces"
 )
 
 // Cache entries of the lookup by hash: "noderegistry:token:<hash>".
@@ -57,6 +61,7 @@ var absent = []byte("-")
 type Stores struct {
 	Tokens *Tokens
 	Nodes  *Nodes
+	Nonces *Nonces
 }
 
 // Open opens every bucket; c caches the lookups of tokens by hash.
@@ -76,7 +81,12 @@ func Open(ctx context.Context, js jetstream.JetStream, replicas int, c cache.Cac
 	if err != nil {
 		return nil, err
 	}
+	nonces, err := kv.Open[domain.NodeNonce](ctx, js, kv.Config{Bucket: BucketNonces, Replicas: replicas, TTL: app.NonceLifetime + time.Minute}, opts...)
+	if err != nil {
+		return nil, err
+	}
 	return &Stores{
+		Nonces: &Nonces{kv: nonces},
 		Tokens: &Tokens{kv: tokens, hashes: hashes, cache: c, logger: logger,
 			r: records(tokens, func(t *domain.JoinToken) string { return t.AccountID + "." + t.ID },
 				func(t *domain.JoinToken) *uint64 { return &t.Version }, domain.ErrTokenNotFound)},
@@ -319,4 +329,24 @@ func messages(ctx context.Context, evs ...domain.Event) ([]*nats.Msg, error) {
 func records[T any](s *kv.Store[T], key func(*T) string, version func(*T) *uint64, notFound error) kv.Records[T, domain.Event] {
 	return kv.Records[T, domain.Event]{Store: s, Key: key, Version: version, Messages: messages,
 		NotFound: notFound, Conflict: domain.ErrConcurrentChange}
+}
+
+// Nonces keeps the nonces the registry gave.
+type Nonces struct{ kv *kv.Store[domain.NodeNonce] }
+
+var _ app.Nonces = (*Nonces)(nil)
+
+// Create implements app.Nonces.
+func (s *Nonces) Create(ctx context.Context, nonce []byte, n domain.NodeNonce) error {
+	_, err := s.kv.Create(ctx, hex.EncodeToString(nonce), n)
+	return err
+}
+
+// Consume implements app.Nonces: of two racing requests one wins.
+func (s *Nonces) Consume(ctx context.Context, nonce []byte) (domain.NodeNonce, error) {
+	n, err := s.kv.Take(ctx, hex.EncodeToString(nonce))
+	if errors.Is(err, kv.ErrNotFound) {
+		return domain.NodeNonce{}, domain.ErrNonceRefused
+	}
+	return n, err
 }

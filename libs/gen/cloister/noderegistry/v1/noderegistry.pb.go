@@ -757,9 +757,12 @@ type EnrollRequest struct {
 	// PEM or DER CSR of the node's key (EC P-256).
 	Csr []byte `protobuf:"bytes,3,opt,name=csr,proto3" json:"csr,omitempty"`
 	// SGX quote (or simulated one) whose REPORTDATA holds SHA-256 of the
-	// CSR's public key followed by 32 zero bytes; optional unless the token
-	// requires attestation.
-	Evidence      []byte `protobuf:"bytes,4,opt,name=evidence,proto3" json:"evidence,omitempty"`
+	// CSR's public key followed by nonce; optional unless the token or the
+	// account's policy requires attestation.
+	Evidence []byte `protobuf:"bytes,4,opt,name=evidence,proto3" json:"evidence,omitempty"`
+	// With evidence: a nonce from CreateEnrolmentNonce for this join token,
+	// used once.
+	Nonce         []byte `protobuf:"bytes,5,opt,name=nonce,proto3" json:"nonce,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -822,6 +825,157 @@ func (x *EnrollRequest) GetEvidence() []byte {
 	return nil
 }
 
+func (x *EnrollRequest) GetNonce() []byte {
+	if x != nil {
+		return x.Nonce
+	}
+	return nil
+}
+
+// CreateEnrolmentNonceRequest asks, with a join token, for a nonce to bind
+// into the evidence of an enrolment with that token.
+type CreateEnrolmentNonceRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	JoinToken     string                 `protobuf:"bytes,1,opt,name=join_token,json=joinToken,proto3" json:"join_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateEnrolmentNonceRequest) Reset() {
+	*x = CreateEnrolmentNonceRequest{}
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateEnrolmentNonceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateEnrolmentNonceRequest) ProtoMessage() {}
+
+func (x *CreateEnrolmentNonceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateEnrolmentNonceRequest.ProtoReflect.Descriptor instead.
+func (*CreateEnrolmentNonceRequest) Descriptor() ([]byte, []int) {
+	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *CreateEnrolmentNonceRequest) GetJoinToken() string {
+	if x != nil {
+		return x.JoinToken
+	}
+	return ""
+}
+
+// NodeNonce is a fresh 32-byte value for REPORTDATA, good for one
+// enrolment or re-attestation until it expires.
+type NodeNonce struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Nonce         []byte                 `protobuf:"bytes,1,opt,name=nonce,proto3" json:"nonce,omitempty"`
+	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NodeNonce) Reset() {
+	*x = NodeNonce{}
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeNonce) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeNonce) ProtoMessage() {}
+
+func (x *NodeNonce) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeNonce.ProtoReflect.Descriptor instead.
+func (*NodeNonce) Descriptor() ([]byte, []int) {
+	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *NodeNonce) GetNonce() []byte {
+	if x != nil {
+		return x.Nonce
+	}
+	return nil
+}
+
+func (x *NodeNonce) GetExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return nil
+}
+
+type CreateEnrolmentNonceResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Nonce         *NodeNonce             `protobuf:"bytes,1,opt,name=nonce,proto3" json:"nonce,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateEnrolmentNonceResponse) Reset() {
+	*x = CreateEnrolmentNonceResponse{}
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateEnrolmentNonceResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateEnrolmentNonceResponse) ProtoMessage() {}
+
+func (x *CreateEnrolmentNonceResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateEnrolmentNonceResponse.ProtoReflect.Descriptor instead.
+func (*CreateEnrolmentNonceResponse) Descriptor() ([]byte, []int) {
+	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *CreateEnrolmentNonceResponse) GetNonce() *NodeNonce {
+	if x != nil {
+		return x.Nonce
+	}
+	return nil
+}
+
 type EnrollResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Node  *Node                  `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
@@ -833,7 +987,7 @@ type EnrollResponse struct {
 
 func (x *EnrollResponse) Reset() {
 	*x = EnrollResponse{}
-	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[10]
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -845,7 +999,7 @@ func (x *EnrollResponse) String() string {
 func (*EnrollResponse) ProtoMessage() {}
 
 func (x *EnrollResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[10]
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -858,7 +1012,7 @@ func (x *EnrollResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnrollResponse.ProtoReflect.Descriptor instead.
 func (*EnrollResponse) Descriptor() ([]byte, []int) {
-	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{10}
+	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *EnrollResponse) GetNode() *Node {
@@ -888,7 +1042,7 @@ type SimulatedQEForTokenRequest struct {
 
 func (x *SimulatedQEForTokenRequest) Reset() {
 	*x = SimulatedQEForTokenRequest{}
-	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[11]
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -900,7 +1054,7 @@ func (x *SimulatedQEForTokenRequest) String() string {
 func (*SimulatedQEForTokenRequest) ProtoMessage() {}
 
 func (x *SimulatedQEForTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[11]
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -913,7 +1067,7 @@ func (x *SimulatedQEForTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SimulatedQEForTokenRequest.ProtoReflect.Descriptor instead.
 func (*SimulatedQEForTokenRequest) Descriptor() ([]byte, []int) {
-	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{11}
+	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *SimulatedQEForTokenRequest) GetJoinToken() string {
@@ -934,7 +1088,7 @@ type SimulatedQEForTokenResponse struct {
 
 func (x *SimulatedQEForTokenResponse) Reset() {
 	*x = SimulatedQEForTokenResponse{}
-	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[12]
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -946,7 +1100,7 @@ func (x *SimulatedQEForTokenResponse) String() string {
 func (*SimulatedQEForTokenResponse) ProtoMessage() {}
 
 func (x *SimulatedQEForTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[12]
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -959,7 +1113,7 @@ func (x *SimulatedQEForTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SimulatedQEForTokenResponse.ProtoReflect.Descriptor instead.
 func (*SimulatedQEForTokenResponse) Descriptor() ([]byte, []int) {
-	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{12}
+	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *SimulatedQEForTokenResponse) GetQe() []byte {
@@ -984,7 +1138,7 @@ type HeartbeatRequest struct {
 
 func (x *HeartbeatRequest) Reset() {
 	*x = HeartbeatRequest{}
-	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[13]
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -996,7 +1150,7 @@ func (x *HeartbeatRequest) String() string {
 func (*HeartbeatRequest) ProtoMessage() {}
 
 func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[13]
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1009,7 +1163,7 @@ func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatRequest.ProtoReflect.Descriptor instead.
 func (*HeartbeatRequest) Descriptor() ([]byte, []int) {
-	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{13}
+	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *HeartbeatRequest) GetAccountId() string {
@@ -1049,7 +1203,7 @@ type HeartbeatResponse struct {
 
 func (x *HeartbeatResponse) Reset() {
 	*x = HeartbeatResponse{}
-	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[14]
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1061,7 +1215,7 @@ func (x *HeartbeatResponse) String() string {
 func (*HeartbeatResponse) ProtoMessage() {}
 
 func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[14]
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1074,7 +1228,7 @@ func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*HeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{14}
+	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *HeartbeatResponse) GetNode() *Node {
@@ -1097,7 +1251,7 @@ type AuthenticateNodeRequest struct {
 
 func (x *AuthenticateNodeRequest) Reset() {
 	*x = AuthenticateNodeRequest{}
-	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[15]
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1109,7 +1263,7 @@ func (x *AuthenticateNodeRequest) String() string {
 func (*AuthenticateNodeRequest) ProtoMessage() {}
 
 func (x *AuthenticateNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[15]
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1122,7 +1276,7 @@ func (x *AuthenticateNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthenticateNodeRequest.ProtoReflect.Descriptor instead.
 func (*AuthenticateNodeRequest) Descriptor() ([]byte, []int) {
-	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{15}
+	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *AuthenticateNodeRequest) GetAccountId() string {
@@ -1155,7 +1309,7 @@ type AuthenticateNodeResponse struct {
 
 func (x *AuthenticateNodeResponse) Reset() {
 	*x = AuthenticateNodeResponse{}
-	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[16]
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1167,7 +1321,7 @@ func (x *AuthenticateNodeResponse) String() string {
 func (*AuthenticateNodeResponse) ProtoMessage() {}
 
 func (x *AuthenticateNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[16]
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1180,7 +1334,7 @@ func (x *AuthenticateNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthenticateNodeResponse.ProtoReflect.Descriptor instead.
 func (*AuthenticateNodeResponse) Descriptor() ([]byte, []int) {
-	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{16}
+	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *AuthenticateNodeResponse) GetNode() *Node {
@@ -1199,14 +1353,17 @@ type ReattestRequest struct {
 	AccountId         string                 `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
 	NodeId            string                 `protobuf:"bytes,2,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
 	CertificateSerial string                 `protobuf:"bytes,3,opt,name=certificate_serial,json=certificateSerial,proto3" json:"certificate_serial,omitempty"`
-	Evidence          []byte                 `protobuf:"bytes,4,opt,name=evidence,proto3" json:"evidence,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// REPORTDATA: SHA-256 of the node certificate's public key, then nonce.
+	Evidence []byte `protobuf:"bytes,4,opt,name=evidence,proto3" json:"evidence,omitempty"`
+	// From CreateAttestationNonce for this node, used once.
+	Nonce         []byte `protobuf:"bytes,5,opt,name=nonce,proto3" json:"nonce,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ReattestRequest) Reset() {
 	*x = ReattestRequest{}
-	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[17]
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1218,7 +1375,7 @@ func (x *ReattestRequest) String() string {
 func (*ReattestRequest) ProtoMessage() {}
 
 func (x *ReattestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[17]
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1231,7 +1388,7 @@ func (x *ReattestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReattestRequest.ProtoReflect.Descriptor instead.
 func (*ReattestRequest) Descriptor() ([]byte, []int) {
-	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{17}
+	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ReattestRequest) GetAccountId() string {
@@ -1262,6 +1419,119 @@ func (x *ReattestRequest) GetEvidence() []byte {
 	return nil
 }
 
+func (x *ReattestRequest) GetNonce() []byte {
+	if x != nil {
+		return x.Nonce
+	}
+	return nil
+}
+
+// CreateAttestationNonceRequest asks, as an enrolled node, for a nonce
+// for its next re-attestation.
+type CreateAttestationNonceRequest struct {
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	AccountId         string                 `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	NodeId            string                 `protobuf:"bytes,2,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	CertificateSerial string                 `protobuf:"bytes,3,opt,name=certificate_serial,json=certificateSerial,proto3" json:"certificate_serial,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *CreateAttestationNonceRequest) Reset() {
+	*x = CreateAttestationNonceRequest{}
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateAttestationNonceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateAttestationNonceRequest) ProtoMessage() {}
+
+func (x *CreateAttestationNonceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateAttestationNonceRequest.ProtoReflect.Descriptor instead.
+func (*CreateAttestationNonceRequest) Descriptor() ([]byte, []int) {
+	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *CreateAttestationNonceRequest) GetAccountId() string {
+	if x != nil {
+		return x.AccountId
+	}
+	return ""
+}
+
+func (x *CreateAttestationNonceRequest) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *CreateAttestationNonceRequest) GetCertificateSerial() string {
+	if x != nil {
+		return x.CertificateSerial
+	}
+	return ""
+}
+
+type CreateAttestationNonceResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Nonce         *NodeNonce             `protobuf:"bytes,1,opt,name=nonce,proto3" json:"nonce,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateAttestationNonceResponse) Reset() {
+	*x = CreateAttestationNonceResponse{}
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateAttestationNonceResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateAttestationNonceResponse) ProtoMessage() {}
+
+func (x *CreateAttestationNonceResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateAttestationNonceResponse.ProtoReflect.Descriptor instead.
+func (*CreateAttestationNonceResponse) Descriptor() ([]byte, []int) {
+	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *CreateAttestationNonceResponse) GetNonce() *NodeNonce {
+	if x != nil {
+		return x.Nonce
+	}
+	return nil
+}
+
 type ReattestResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Node          *Node                  `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
@@ -1271,7 +1541,7 @@ type ReattestResponse struct {
 
 func (x *ReattestResponse) Reset() {
 	*x = ReattestResponse{}
-	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[18]
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1283,7 +1553,7 @@ func (x *ReattestResponse) String() string {
 func (*ReattestResponse) ProtoMessage() {}
 
 func (x *ReattestResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[18]
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1296,7 +1566,7 @@ func (x *ReattestResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReattestResponse.ProtoReflect.Descriptor instead.
 func (*ReattestResponse) Descriptor() ([]byte, []int) {
-	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{18}
+	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ReattestResponse) GetNode() *Node {
@@ -1316,7 +1586,7 @@ type ListNodesRequest struct {
 
 func (x *ListNodesRequest) Reset() {
 	*x = ListNodesRequest{}
-	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[19]
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1328,7 +1598,7 @@ func (x *ListNodesRequest) String() string {
 func (*ListNodesRequest) ProtoMessage() {}
 
 func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[19]
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1341,7 +1611,7 @@ func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesRequest.ProtoReflect.Descriptor instead.
 func (*ListNodesRequest) Descriptor() ([]byte, []int) {
-	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{19}
+	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ListNodesRequest) GetActor() *v1.Principal {
@@ -1367,7 +1637,7 @@ type ListNodesResponse struct {
 
 func (x *ListNodesResponse) Reset() {
 	*x = ListNodesResponse{}
-	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[20]
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1379,7 +1649,7 @@ func (x *ListNodesResponse) String() string {
 func (*ListNodesResponse) ProtoMessage() {}
 
 func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[20]
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1392,7 +1662,7 @@ func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesResponse.ProtoReflect.Descriptor instead.
 func (*ListNodesResponse) Descriptor() ([]byte, []int) {
-	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{20}
+	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ListNodesResponse) GetNodes() []*Node {
@@ -1413,7 +1683,7 @@ type GetNodeRequest struct {
 
 func (x *GetNodeRequest) Reset() {
 	*x = GetNodeRequest{}
-	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[21]
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1425,7 +1695,7 @@ func (x *GetNodeRequest) String() string {
 func (*GetNodeRequest) ProtoMessage() {}
 
 func (x *GetNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[21]
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1438,7 +1708,7 @@ func (x *GetNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNodeRequest.ProtoReflect.Descriptor instead.
 func (*GetNodeRequest) Descriptor() ([]byte, []int) {
-	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{21}
+	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *GetNodeRequest) GetActor() *v1.Principal {
@@ -1471,7 +1741,7 @@ type GetNodeResponse struct {
 
 func (x *GetNodeResponse) Reset() {
 	*x = GetNodeResponse{}
-	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[22]
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1483,7 +1753,7 @@ func (x *GetNodeResponse) String() string {
 func (*GetNodeResponse) ProtoMessage() {}
 
 func (x *GetNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[22]
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1496,7 +1766,7 @@ func (x *GetNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNodeResponse.ProtoReflect.Descriptor instead.
 func (*GetNodeResponse) Descriptor() ([]byte, []int) {
-	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{22}
+	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *GetNodeResponse) GetNode() *Node {
@@ -1517,7 +1787,7 @@ type DeregisterNodeRequest struct {
 
 func (x *DeregisterNodeRequest) Reset() {
 	*x = DeregisterNodeRequest{}
-	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[23]
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1529,7 +1799,7 @@ func (x *DeregisterNodeRequest) String() string {
 func (*DeregisterNodeRequest) ProtoMessage() {}
 
 func (x *DeregisterNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[23]
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1542,7 +1812,7 @@ func (x *DeregisterNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeregisterNodeRequest.ProtoReflect.Descriptor instead.
 func (*DeregisterNodeRequest) Descriptor() ([]byte, []int) {
-	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{23}
+	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *DeregisterNodeRequest) GetActor() *v1.Principal {
@@ -1575,7 +1845,7 @@ type DeregisterNodeResponse struct {
 
 func (x *DeregisterNodeResponse) Reset() {
 	*x = DeregisterNodeResponse{}
-	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[24]
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1587,7 +1857,7 @@ func (x *DeregisterNodeResponse) String() string {
 func (*DeregisterNodeResponse) ProtoMessage() {}
 
 func (x *DeregisterNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[24]
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1600,7 +1870,7 @@ func (x *DeregisterNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeregisterNodeResponse.ProtoReflect.Descriptor instead.
 func (*DeregisterNodeResponse) Descriptor() ([]byte, []int) {
-	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{24}
+	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *DeregisterNodeResponse) GetNode() *Node {
@@ -1620,7 +1890,7 @@ type JoinTokenCreated struct {
 
 func (x *JoinTokenCreated) Reset() {
 	*x = JoinTokenCreated{}
-	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[25]
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1632,7 +1902,7 @@ func (x *JoinTokenCreated) String() string {
 func (*JoinTokenCreated) ProtoMessage() {}
 
 func (x *JoinTokenCreated) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[25]
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1645,7 +1915,7 @@ func (x *JoinTokenCreated) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinTokenCreated.ProtoReflect.Descriptor instead.
 func (*JoinTokenCreated) Descriptor() ([]byte, []int) {
-	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{25}
+	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *JoinTokenCreated) GetToken() *JoinToken {
@@ -1666,7 +1936,7 @@ type JoinTokenRevoked struct {
 
 func (x *JoinTokenRevoked) Reset() {
 	*x = JoinTokenRevoked{}
-	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[26]
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1678,7 +1948,7 @@ func (x *JoinTokenRevoked) String() string {
 func (*JoinTokenRevoked) ProtoMessage() {}
 
 func (x *JoinTokenRevoked) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[26]
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1691,7 +1961,7 @@ func (x *JoinTokenRevoked) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinTokenRevoked.ProtoReflect.Descriptor instead.
 func (*JoinTokenRevoked) Descriptor() ([]byte, []int) {
-	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{26}
+	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *JoinTokenRevoked) GetToken() *JoinToken {
@@ -1717,7 +1987,7 @@ type NodeEnrolled struct {
 
 func (x *NodeEnrolled) Reset() {
 	*x = NodeEnrolled{}
-	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[27]
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1729,7 +1999,7 @@ func (x *NodeEnrolled) String() string {
 func (*NodeEnrolled) ProtoMessage() {}
 
 func (x *NodeEnrolled) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[27]
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1742,7 +2012,7 @@ func (x *NodeEnrolled) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeEnrolled.ProtoReflect.Descriptor instead.
 func (*NodeEnrolled) Descriptor() ([]byte, []int) {
-	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{27}
+	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *NodeEnrolled) GetNode() *Node {
@@ -1761,7 +2031,7 @@ type NodeStatusChanged struct {
 
 func (x *NodeStatusChanged) Reset() {
 	*x = NodeStatusChanged{}
-	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[28]
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1773,7 +2043,7 @@ func (x *NodeStatusChanged) String() string {
 func (*NodeStatusChanged) ProtoMessage() {}
 
 func (x *NodeStatusChanged) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[28]
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1786,7 +2056,7 @@ func (x *NodeStatusChanged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStatusChanged.ProtoReflect.Descriptor instead.
 func (*NodeStatusChanged) Descriptor() ([]byte, []int) {
-	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{28}
+	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *NodeStatusChanged) GetNode() *Node {
@@ -1808,7 +2078,7 @@ type NodeDeregistered struct {
 
 func (x *NodeDeregistered) Reset() {
 	*x = NodeDeregistered{}
-	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[29]
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1820,7 +2090,7 @@ func (x *NodeDeregistered) String() string {
 func (*NodeDeregistered) ProtoMessage() {}
 
 func (x *NodeDeregistered) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[29]
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1833,7 +2103,7 @@ func (x *NodeDeregistered) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeDeregistered.ProtoReflect.Descriptor instead.
 func (*NodeDeregistered) Descriptor() ([]byte, []int) {
-	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{29}
+	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *NodeDeregistered) GetAccountId() string {
@@ -1861,7 +2131,7 @@ type InstanceStarted struct {
 
 func (x *InstanceStarted) Reset() {
 	*x = InstanceStarted{}
-	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[30]
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1873,7 +2143,7 @@ func (x *InstanceStarted) String() string {
 func (*InstanceStarted) ProtoMessage() {}
 
 func (x *InstanceStarted) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[30]
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1886,7 +2156,7 @@ func (x *InstanceStarted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InstanceStarted.ProtoReflect.Descriptor instead.
 func (*InstanceStarted) Descriptor() ([]byte, []int) {
-	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{30}
+	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *InstanceStarted) GetAccountId() string {
@@ -1921,7 +2191,7 @@ type InstanceStopped struct {
 
 func (x *InstanceStopped) Reset() {
 	*x = InstanceStopped{}
-	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[31]
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1933,7 +2203,7 @@ func (x *InstanceStopped) String() string {
 func (*InstanceStopped) ProtoMessage() {}
 
 func (x *InstanceStopped) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[31]
+	mi := &file_cloister_noderegistry_v1_noderegistry_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1946,7 +2216,7 @@ func (x *InstanceStopped) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InstanceStopped.ProtoReflect.Descriptor instead.
 func (*InstanceStopped) Descriptor() ([]byte, []int) {
-	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{31}
+	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *InstanceStopped) GetAccountId() string {
@@ -2055,13 +2325,23 @@ const file_cloister_noderegistry_v1_noderegistry_proto_rawDesc = "" +
 	"\rstatus_reason\x18\x0f \x01(\tR\fstatusReason\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"y\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x8f\x01\n" +
 	"\rEnrollRequest\x12\x1d\n" +
 	"\n" +
 	"join_token\x18\x01 \x01(\tR\tjoinToken\x12\x1b\n" +
 	"\tnode_name\x18\x02 \x01(\tR\bnodeName\x12\x10\n" +
 	"\x03csr\x18\x03 \x01(\fR\x03csr\x12\x1a\n" +
-	"\bevidence\x18\x04 \x01(\fR\bevidence\"a\n" +
+	"\bevidence\x18\x04 \x01(\fR\bevidence\x12\x14\n" +
+	"\x05nonce\x18\x05 \x01(\fR\x05nonce\"<\n" +
+	"\x1bCreateEnrolmentNonceRequest\x12\x1d\n" +
+	"\n" +
+	"join_token\x18\x01 \x01(\tR\tjoinToken\"\\\n" +
+	"\tNodeNonce\x12\x14\n" +
+	"\x05nonce\x18\x01 \x01(\fR\x05nonce\x129\n" +
+	"\n" +
+	"expires_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"Y\n" +
+	"\x1cCreateEnrolmentNonceResponse\x129\n" +
+	"\x05nonce\x18\x01 \x01(\v2#.cloister.noderegistry.v1.NodeNonceR\x05nonce\"a\n" +
 	"\x0eEnrollResponse\x122\n" +
 	"\x04node\x18\x01 \x01(\v2\x1e.cloister.noderegistry.v1.NodeR\x04node\x12\x1b\n" +
 	"\tchain_pem\x18\x02 \x01(\fR\bchainPem\";\n" +
@@ -2084,13 +2364,21 @@ const file_cloister_noderegistry_v1_noderegistry_proto_rawDesc = "" +
 	"\anode_id\x18\x02 \x01(\tR\x06nodeId\x12-\n" +
 	"\x12certificate_serial\x18\x03 \x01(\tR\x11certificateSerial\"N\n" +
 	"\x18AuthenticateNodeResponse\x122\n" +
-	"\x04node\x18\x01 \x01(\v2\x1e.cloister.noderegistry.v1.NodeR\x04node\"\x94\x01\n" +
+	"\x04node\x18\x01 \x01(\v2\x1e.cloister.noderegistry.v1.NodeR\x04node\"\xaa\x01\n" +
 	"\x0fReattestRequest\x12\x1d\n" +
 	"\n" +
 	"account_id\x18\x01 \x01(\tR\taccountId\x12\x17\n" +
 	"\anode_id\x18\x02 \x01(\tR\x06nodeId\x12-\n" +
 	"\x12certificate_serial\x18\x03 \x01(\tR\x11certificateSerial\x12\x1a\n" +
-	"\bevidence\x18\x04 \x01(\fR\bevidence\"F\n" +
+	"\bevidence\x18\x04 \x01(\fR\bevidence\x12\x14\n" +
+	"\x05nonce\x18\x05 \x01(\fR\x05nonce\"\x86\x01\n" +
+	"\x1dCreateAttestationNonceRequest\x12\x1d\n" +
+	"\n" +
+	"account_id\x18\x01 \x01(\tR\taccountId\x12\x17\n" +
+	"\anode_id\x18\x02 \x01(\tR\x06nodeId\x12-\n" +
+	"\x12certificate_serial\x18\x03 \x01(\tR\x11certificateSerial\"[\n" +
+	"\x1eCreateAttestationNonceResponse\x129\n" +
+	"\x05nonce\x18\x01 \x01(\v2#.cloister.noderegistry.v1.NodeNonceR\x05nonce\"F\n" +
 	"\x10ReattestResponse\x122\n" +
 	"\x04node\x18\x01 \x01(\v2\x1e.cloister.noderegistry.v1.NodeR\x04node\"g\n" +
 	"\x10ListNodesRequest\x124\n" +
@@ -2136,16 +2424,18 @@ const file_cloister_noderegistry_v1_noderegistry_proto_rawDesc = "" +
 	"\n" +
 	"account_id\x18\x01 \x01(\tR\taccountId\x12\x17\n" +
 	"\anode_id\x18\x02 \x01(\tR\x06nodeId\x12>\n" +
-	"\binstance\x18\x03 \x01(\v2\".cloister.noderegistry.v1.InstanceR\binstance2\xdb\t\n" +
+	"\binstance\x18\x03 \x01(\v2\".cloister.noderegistry.v1.InstanceR\binstance2\xf1\v\n" +
 	"\x13NodeRegistryService\x12v\n" +
 	"\x0fCreateJoinToken\x120.cloister.noderegistry.v1.CreateJoinTokenRequest\x1a1.cloister.noderegistry.v1.CreateJoinTokenResponse\x12s\n" +
 	"\x0eListJoinTokens\x12/.cloister.noderegistry.v1.ListJoinTokensRequest\x1a0.cloister.noderegistry.v1.ListJoinTokensResponse\x12v\n" +
 	"\x0fRevokeJoinToken\x120.cloister.noderegistry.v1.RevokeJoinTokenRequest\x1a1.cloister.noderegistry.v1.RevokeJoinTokenResponse\x12[\n" +
-	"\x06Enroll\x12'.cloister.noderegistry.v1.EnrollRequest\x1a(.cloister.noderegistry.v1.EnrollResponse\x12\x82\x01\n" +
+	"\x06Enroll\x12'.cloister.noderegistry.v1.EnrollRequest\x1a(.cloister.noderegistry.v1.EnrollResponse\x12\x85\x01\n" +
+	"\x14CreateEnrolmentNonce\x125.cloister.noderegistry.v1.CreateEnrolmentNonceRequest\x1a6.cloister.noderegistry.v1.CreateEnrolmentNonceResponse\x12\x82\x01\n" +
 	"\x13SimulatedQEForToken\x124.cloister.noderegistry.v1.SimulatedQEForTokenRequest\x1a5.cloister.noderegistry.v1.SimulatedQEForTokenResponse\x12d\n" +
 	"\tHeartbeat\x12*.cloister.noderegistry.v1.HeartbeatRequest\x1a+.cloister.noderegistry.v1.HeartbeatResponse\x12y\n" +
 	"\x10AuthenticateNode\x121.cloister.noderegistry.v1.AuthenticateNodeRequest\x1a2.cloister.noderegistry.v1.AuthenticateNodeResponse\x12a\n" +
-	"\bReattest\x12).cloister.noderegistry.v1.ReattestRequest\x1a*.cloister.noderegistry.v1.ReattestResponse\x12d\n" +
+	"\bReattest\x12).cloister.noderegistry.v1.ReattestRequest\x1a*.cloister.noderegistry.v1.ReattestResponse\x12\x8b\x01\n" +
+	"\x16CreateAttestationNonce\x127.cloister.noderegistry.v1.CreateAttestationNonceRequest\x1a8.cloister.noderegistry.v1.CreateAttestationNonceResponse\x12d\n" +
 	"\tListNodes\x12*.cloister.noderegistry.v1.ListNodesRequest\x1a+.cloister.noderegistry.v1.ListNodesResponse\x12^\n" +
 	"\aGetNode\x12(.cloister.noderegistry.v1.GetNodeRequest\x1a).cloister.noderegistry.v1.GetNodeResponse\x12s\n" +
 	"\x0eDeregisterNode\x12/.cloister.noderegistry.v1.DeregisterNodeRequest\x1a0.cloister.noderegistry.v1.DeregisterNodeResponseBRZPgithub.com/cloister-cc/cloister/libs/gen/cloister/noderegistry/v1;noderegistryv1b\x06proto3"
@@ -2162,108 +2452,120 @@ func file_cloister_noderegistry_v1_noderegistry_proto_rawDescGZIP() []byte {
 	return file_cloister_noderegistry_v1_noderegistry_proto_rawDescData
 }
 
-var file_cloister_noderegistry_v1_noderegistry_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
+var file_cloister_noderegistry_v1_noderegistry_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
 var file_cloister_noderegistry_v1_noderegistry_proto_goTypes = []any{
-	(*JoinToken)(nil),                   // 0: cloister.noderegistry.v1.JoinToken
-	(*CreateJoinTokenRequest)(nil),      // 1: cloister.noderegistry.v1.CreateJoinTokenRequest
-	(*CreateJoinTokenResponse)(nil),     // 2: cloister.noderegistry.v1.CreateJoinTokenResponse
-	(*ListJoinTokensRequest)(nil),       // 3: cloister.noderegistry.v1.ListJoinTokensRequest
-	(*ListJoinTokensResponse)(nil),      // 4: cloister.noderegistry.v1.ListJoinTokensResponse
-	(*RevokeJoinTokenRequest)(nil),      // 5: cloister.noderegistry.v1.RevokeJoinTokenRequest
-	(*RevokeJoinTokenResponse)(nil),     // 6: cloister.noderegistry.v1.RevokeJoinTokenResponse
-	(*Instance)(nil),                    // 7: cloister.noderegistry.v1.Instance
-	(*Node)(nil),                        // 8: cloister.noderegistry.v1.Node
-	(*EnrollRequest)(nil),               // 9: cloister.noderegistry.v1.EnrollRequest
-	(*EnrollResponse)(nil),              // 10: cloister.noderegistry.v1.EnrollResponse
-	(*SimulatedQEForTokenRequest)(nil),  // 11: cloister.noderegistry.v1.SimulatedQEForTokenRequest
-	(*SimulatedQEForTokenResponse)(nil), // 12: cloister.noderegistry.v1.SimulatedQEForTokenResponse
-	(*HeartbeatRequest)(nil),            // 13: cloister.noderegistry.v1.HeartbeatRequest
-	(*HeartbeatResponse)(nil),           // 14: cloister.noderegistry.v1.HeartbeatResponse
-	(*AuthenticateNodeRequest)(nil),     // 15: cloister.noderegistry.v1.AuthenticateNodeRequest
-	(*AuthenticateNodeResponse)(nil),    // 16: cloister.noderegistry.v1.AuthenticateNodeResponse
-	(*ReattestRequest)(nil),             // 17: cloister.noderegistry.v1.ReattestRequest
-	(*ReattestResponse)(nil),            // 18: cloister.noderegistry.v1.ReattestResponse
-	(*ListNodesRequest)(nil),            // 19: cloister.noderegistry.v1.ListNodesRequest
-	(*ListNodesResponse)(nil),           // 20: cloister.noderegistry.v1.ListNodesResponse
-	(*GetNodeRequest)(nil),              // 21: cloister.noderegistry.v1.GetNodeRequest
-	(*GetNodeResponse)(nil),             // 22: cloister.noderegistry.v1.GetNodeResponse
-	(*DeregisterNodeRequest)(nil),       // 23: cloister.noderegistry.v1.DeregisterNodeRequest
-	(*DeregisterNodeResponse)(nil),      // 24: cloister.noderegistry.v1.DeregisterNodeResponse
-	(*JoinTokenCreated)(nil),            // 25: cloister.noderegistry.v1.JoinTokenCreated
-	(*JoinTokenRevoked)(nil),            // 26: cloister.noderegistry.v1.JoinTokenRevoked
-	(*NodeEnrolled)(nil),                // 27: cloister.noderegistry.v1.NodeEnrolled
-	(*NodeStatusChanged)(nil),           // 28: cloister.noderegistry.v1.NodeStatusChanged
-	(*NodeDeregistered)(nil),            // 29: cloister.noderegistry.v1.NodeDeregistered
-	(*InstanceStarted)(nil),             // 30: cloister.noderegistry.v1.InstanceStarted
-	(*InstanceStopped)(nil),             // 31: cloister.noderegistry.v1.InstanceStopped
-	nil,                                 // 32: cloister.noderegistry.v1.JoinToken.LabelsEntry
-	nil,                                 // 33: cloister.noderegistry.v1.CreateJoinTokenRequest.LabelsEntry
-	nil,                                 // 34: cloister.noderegistry.v1.Node.LabelsEntry
-	(*timestamppb.Timestamp)(nil),       // 35: google.protobuf.Timestamp
-	(*v1.Principal)(nil),                // 36: cloister.account.v1.Principal
+	(*JoinToken)(nil),                      // 0: cloister.noderegistry.v1.JoinToken
+	(*CreateJoinTokenRequest)(nil),         // 1: cloister.noderegistry.v1.CreateJoinTokenRequest
+	(*CreateJoinTokenResponse)(nil),        // 2: cloister.noderegistry.v1.CreateJoinTokenResponse
+	(*ListJoinTokensRequest)(nil),          // 3: cloister.noderegistry.v1.ListJoinTokensRequest
+	(*ListJoinTokensResponse)(nil),         // 4: cloister.noderegistry.v1.ListJoinTokensResponse
+	(*RevokeJoinTokenRequest)(nil),         // 5: cloister.noderegistry.v1.RevokeJoinTokenRequest
+	(*RevokeJoinTokenResponse)(nil),        // 6: cloister.noderegistry.v1.RevokeJoinTokenResponse
+	(*Instance)(nil),                       // 7: cloister.noderegistry.v1.Instance
+	(*Node)(nil),                           // 8: cloister.noderegistry.v1.Node
+	(*EnrollRequest)(nil),                  // 9: cloister.noderegistry.v1.EnrollRequest
+	(*CreateEnrolmentNonceRequest)(nil),    // 10: cloister.noderegistry.v1.CreateEnrolmentNonceRequest
+	(*NodeNonce)(nil),                      // 11: cloister.noderegistry.v1.NodeNonce
+	(*CreateEnrolmentNonceResponse)(nil),   // 12: cloister.noderegistry.v1.CreateEnrolmentNonceResponse
+	(*EnrollResponse)(nil),                 // 13: cloister.noderegistry.v1.EnrollResponse
+	(*SimulatedQEForTokenRequest)(nil),     // 14: cloister.noderegistry.v1.SimulatedQEForTokenRequest
+	(*SimulatedQEForTokenResponse)(nil),    // 15: cloister.noderegistry.v1.SimulatedQEForTokenResponse
+	(*HeartbeatRequest)(nil),               // 16: cloister.noderegistry.v1.HeartbeatRequest
+	(*HeartbeatResponse)(nil),              // 17: cloister.noderegistry.v1.HeartbeatResponse
+	(*AuthenticateNodeRequest)(nil),        // 18: cloister.noderegistry.v1.AuthenticateNodeRequest
+	(*AuthenticateNodeResponse)(nil),       // 19: cloister.noderegistry.v1.AuthenticateNodeResponse
+	(*ReattestRequest)(nil),                // 20: cloister.noderegistry.v1.ReattestRequest
+	(*CreateAttestationNonceRequest)(nil),  // 21: cloister.noderegistry.v1.CreateAttestationNonceRequest
+	(*CreateAttestationNonceResponse)(nil), // 22: cloister.noderegistry.v1.CreateAttestationNonceResponse
+	(*ReattestResponse)(nil),               // 23: cloister.noderegistry.v1.ReattestResponse
+	(*ListNodesRequest)(nil),               // 24: cloister.noderegistry.v1.ListNodesRequest
+	(*ListNodesResponse)(nil),              // 25: cloister.noderegistry.v1.ListNodesResponse
+	(*GetNodeRequest)(nil),                 // 26: cloister.noderegistry.v1.GetNodeRequest
+	(*GetNodeResponse)(nil),                // 27: cloister.noderegistry.v1.GetNodeResponse
+	(*DeregisterNodeRequest)(nil),          // 28: cloister.noderegistry.v1.DeregisterNodeRequest
+	(*DeregisterNodeResponse)(nil),         // 29: cloister.noderegistry.v1.DeregisterNodeResponse
+	(*JoinTokenCreated)(nil),               // 30: cloister.noderegistry.v1.JoinTokenCreated
+	(*JoinTokenRevoked)(nil),               // 31: cloister.noderegistry.v1.JoinTokenRevoked
+	(*NodeEnrolled)(nil),                   // 32: cloister.noderegistry.v1.NodeEnrolled
+	(*NodeStatusChanged)(nil),              // 33: cloister.noderegistry.v1.NodeStatusChanged
+	(*NodeDeregistered)(nil),               // 34: cloister.noderegistry.v1.NodeDeregistered
+	(*InstanceStarted)(nil),                // 35: cloister.noderegistry.v1.InstanceStarted
+	(*InstanceStopped)(nil),                // 36: cloister.noderegistry.v1.InstanceStopped
+	nil,                                    // 37: cloister.noderegistry.v1.JoinToken.LabelsEntry
+	nil,                                    // 38: cloister.noderegistry.v1.CreateJoinTokenRequest.LabelsEntry
+	nil,                                    // 39: cloister.noderegistry.v1.Node.LabelsEntry
+	(*timestamppb.Timestamp)(nil),          // 40: google.protobuf.Timestamp
+	(*v1.Principal)(nil),                   // 41: cloister.account.v1.Principal
 }
 var file_cloister_noderegistry_v1_noderegistry_proto_depIdxs = []int32{
-	32, // 0: cloister.noderegistry.v1.JoinToken.labels:type_name -> cloister.noderegistry.v1.JoinToken.LabelsEntry
-	35, // 1: cloister.noderegistry.v1.JoinToken.expires_at:type_name -> google.protobuf.Timestamp
-	35, // 2: cloister.noderegistry.v1.JoinToken.created_at:type_name -> google.protobuf.Timestamp
-	36, // 3: cloister.noderegistry.v1.CreateJoinTokenRequest.actor:type_name -> cloister.account.v1.Principal
-	33, // 4: cloister.noderegistry.v1.CreateJoinTokenRequest.labels:type_name -> cloister.noderegistry.v1.CreateJoinTokenRequest.LabelsEntry
+	37, // 0: cloister.noderegistry.v1.JoinToken.labels:type_name -> cloister.noderegistry.v1.JoinToken.LabelsEntry
+	40, // 1: cloister.noderegistry.v1.JoinToken.expires_at:type_name -> google.protobuf.Timestamp
+	40, // 2: cloister.noderegistry.v1.JoinToken.created_at:type_name -> google.protobuf.Timestamp
+	41, // 3: cloister.noderegistry.v1.CreateJoinTokenRequest.actor:type_name -> cloister.account.v1.Principal
+	38, // 4: cloister.noderegistry.v1.CreateJoinTokenRequest.labels:type_name -> cloister.noderegistry.v1.CreateJoinTokenRequest.LabelsEntry
 	0,  // 5: cloister.noderegistry.v1.CreateJoinTokenResponse.token:type_name -> cloister.noderegistry.v1.JoinToken
-	36, // 6: cloister.noderegistry.v1.ListJoinTokensRequest.actor:type_name -> cloister.account.v1.Principal
+	41, // 6: cloister.noderegistry.v1.ListJoinTokensRequest.actor:type_name -> cloister.account.v1.Principal
 	0,  // 7: cloister.noderegistry.v1.ListJoinTokensResponse.tokens:type_name -> cloister.noderegistry.v1.JoinToken
-	36, // 8: cloister.noderegistry.v1.RevokeJoinTokenRequest.actor:type_name -> cloister.account.v1.Principal
+	41, // 8: cloister.noderegistry.v1.RevokeJoinTokenRequest.actor:type_name -> cloister.account.v1.Principal
 	0,  // 9: cloister.noderegistry.v1.RevokeJoinTokenResponse.token:type_name -> cloister.noderegistry.v1.JoinToken
-	35, // 10: cloister.noderegistry.v1.Instance.started_at:type_name -> google.protobuf.Timestamp
-	35, // 11: cloister.noderegistry.v1.Instance.last_seen:type_name -> google.protobuf.Timestamp
-	34, // 12: cloister.noderegistry.v1.Node.labels:type_name -> cloister.noderegistry.v1.Node.LabelsEntry
-	35, // 13: cloister.noderegistry.v1.Node.enrolled_at:type_name -> google.protobuf.Timestamp
-	35, // 14: cloister.noderegistry.v1.Node.last_heartbeat:type_name -> google.protobuf.Timestamp
-	35, // 15: cloister.noderegistry.v1.Node.last_attested:type_name -> google.protobuf.Timestamp
+	40, // 10: cloister.noderegistry.v1.Instance.started_at:type_name -> google.protobuf.Timestamp
+	40, // 11: cloister.noderegistry.v1.Instance.last_seen:type_name -> google.protobuf.Timestamp
+	39, // 12: cloister.noderegistry.v1.Node.labels:type_name -> cloister.noderegistry.v1.Node.LabelsEntry
+	40, // 13: cloister.noderegistry.v1.Node.enrolled_at:type_name -> google.protobuf.Timestamp
+	40, // 14: cloister.noderegistry.v1.Node.last_heartbeat:type_name -> google.protobuf.Timestamp
+	40, // 15: cloister.noderegistry.v1.Node.last_attested:type_name -> google.protobuf.Timestamp
 	7,  // 16: cloister.noderegistry.v1.Node.instances:type_name -> cloister.noderegistry.v1.Instance
-	8,  // 17: cloister.noderegistry.v1.EnrollResponse.node:type_name -> cloister.noderegistry.v1.Node
-	7,  // 18: cloister.noderegistry.v1.HeartbeatRequest.instances:type_name -> cloister.noderegistry.v1.Instance
-	8,  // 19: cloister.noderegistry.v1.HeartbeatResponse.node:type_name -> cloister.noderegistry.v1.Node
-	8,  // 20: cloister.noderegistry.v1.AuthenticateNodeResponse.node:type_name -> cloister.noderegistry.v1.Node
-	8,  // 21: cloister.noderegistry.v1.ReattestResponse.node:type_name -> cloister.noderegistry.v1.Node
-	36, // 22: cloister.noderegistry.v1.ListNodesRequest.actor:type_name -> cloister.account.v1.Principal
-	8,  // 23: cloister.noderegistry.v1.ListNodesResponse.nodes:type_name -> cloister.noderegistry.v1.Node
-	36, // 24: cloister.noderegistry.v1.GetNodeRequest.actor:type_name -> cloister.account.v1.Principal
-	8,  // 25: cloister.noderegistry.v1.GetNodeResponse.node:type_name -> cloister.noderegistry.v1.Node
-	36, // 26: cloister.noderegistry.v1.DeregisterNodeRequest.actor:type_name -> cloister.account.v1.Principal
-	8,  // 27: cloister.noderegistry.v1.DeregisterNodeResponse.node:type_name -> cloister.noderegistry.v1.Node
-	0,  // 28: cloister.noderegistry.v1.JoinTokenCreated.token:type_name -> cloister.noderegistry.v1.JoinToken
-	0,  // 29: cloister.noderegistry.v1.JoinTokenRevoked.token:type_name -> cloister.noderegistry.v1.JoinToken
-	8,  // 30: cloister.noderegistry.v1.NodeEnrolled.node:type_name -> cloister.noderegistry.v1.Node
-	8,  // 31: cloister.noderegistry.v1.NodeStatusChanged.node:type_name -> cloister.noderegistry.v1.Node
-	7,  // 32: cloister.noderegistry.v1.InstanceStarted.instance:type_name -> cloister.noderegistry.v1.Instance
-	7,  // 33: cloister.noderegistry.v1.InstanceStopped.instance:type_name -> cloister.noderegistry.v1.Instance
-	1,  // 34: cloister.noderegistry.v1.NodeRegistryService.CreateJoinToken:input_type -> cloister.noderegistry.v1.CreateJoinTokenRequest
-	3,  // 35: cloister.noderegistry.v1.NodeRegistryService.ListJoinTokens:input_type -> cloister.noderegistry.v1.ListJoinTokensRequest
-	5,  // 36: cloister.noderegistry.v1.NodeRegistryService.RevokeJoinToken:input_type -> cloister.noderegistry.v1.RevokeJoinTokenRequest
-	9,  // 37: cloister.noderegistry.v1.NodeRegistryService.Enroll:input_type -> cloister.noderegistry.v1.EnrollRequest
-	11, // 38: cloister.noderegistry.v1.NodeRegistryService.SimulatedQEForToken:input_type -> cloister.noderegistry.v1.SimulatedQEForTokenRequest
-	13, // 39: cloister.noderegistry.v1.NodeRegistryService.Heartbeat:input_type -> cloister.noderegistry.v1.HeartbeatRequest
-	15, // 40: cloister.noderegistry.v1.NodeRegistryService.AuthenticateNode:input_type -> cloister.noderegistry.v1.AuthenticateNodeRequest
-	17, // 41: cloister.noderegistry.v1.NodeRegistryService.Reattest:input_type -> cloister.noderegistry.v1.ReattestRequest
-	19, // 42: cloister.noderegistry.v1.NodeRegistryService.ListNodes:input_type -> cloister.noderegistry.v1.ListNodesRequest
-	21, // 43: cloister.noderegistry.v1.NodeRegistryService.GetNode:input_type -> cloister.noderegistry.v1.GetNodeRequest
-	23, // 44: cloister.noderegistry.v1.NodeRegistryService.DeregisterNode:input_type -> cloister.noderegistry.v1.DeregisterNodeRequest
-	2,  // 45: cloister.noderegistry.v1.NodeRegistryService.CreateJoinToken:output_type -> cloister.noderegistry.v1.CreateJoinTokenResponse
-	4,  // 46: cloister.noderegistry.v1.NodeRegistryService.ListJoinTokens:output_type -> cloister.noderegistry.v1.ListJoinTokensResponse
-	6,  // 47: cloister.noderegistry.v1.NodeRegistryService.RevokeJoinToken:output_type -> cloister.noderegistry.v1.RevokeJoinTokenResponse
-	10, // 48: cloister.noderegistry.v1.NodeRegistryService.Enroll:output_type -> cloister.noderegistry.v1.EnrollResponse
-	12, // 49: cloister.noderegistry.v1.NodeRegistryService.SimulatedQEForToken:output_type -> cloister.noderegistry.v1.SimulatedQEForTokenResponse
-	14, // 50: cloister.noderegistry.v1.NodeRegistryService.Heartbeat:output_type -> cloister.noderegistry.v1.HeartbeatResponse
-	16, // 51: cloister.noderegistry.v1.NodeRegistryService.AuthenticateNode:output_type -> cloister.noderegistry.v1.AuthenticateNodeResponse
-	18, // 52: cloister.noderegistry.v1.NodeRegistryService.Reattest:output_type -> cloister.noderegistry.v1.ReattestResponse
-	20, // 53: cloister.noderegistry.v1.NodeRegistryService.ListNodes:output_type -> cloister.noderegistry.v1.ListNodesResponse
-	22, // 54: cloister.noderegistry.v1.NodeRegistryService.GetNode:output_type -> cloister.noderegistry.v1.GetNodeResponse
-	24, // 55: cloister.noderegistry.v1.NodeRegistryService.DeregisterNode:output_type -> cloister.noderegistry.v1.DeregisterNodeResponse
-	45, // [45:56] is the sub-list for method output_type
-	34, // [34:45] is the sub-list for method input_type
-	34, // [34:34] is the sub-list for extension type_name
-	34, // [34:34] is the sub-list for extension extendee
-	0,  // [0:34] is the sub-list for field type_name
+	40, // 17: cloister.noderegistry.v1.NodeNonce.expires_at:type_name -> google.protobuf.Timestamp
+	11, // 18: cloister.noderegistry.v1.CreateEnrolmentNonceResponse.nonce:type_name -> cloister.noderegistry.v1.NodeNonce
+	8,  // 19: cloister.noderegistry.v1.EnrollResponse.node:type_name -> cloister.noderegistry.v1.Node
+	7,  // 20: cloister.noderegistry.v1.HeartbeatRequest.instances:type_name -> cloister.noderegistry.v1.Instance
+	8,  // 21: cloister.noderegistry.v1.HeartbeatResponse.node:type_name -> cloister.noderegistry.v1.Node
+	8,  // 22: cloister.noderegistry.v1.AuthenticateNodeResponse.node:type_name -> cloister.noderegistry.v1.Node
+	11, // 23: cloister.noderegistry.v1.CreateAttestationNonceResponse.nonce:type_name -> cloister.noderegistry.v1.NodeNonce
+	8,  // 24: cloister.noderegistry.v1.ReattestResponse.node:type_name -> cloister.noderegistry.v1.Node
+	41, // 25: cloister.noderegistry.v1.ListNodesRequest.actor:type_name -> cloister.account.v1.Principal
+	8,  // 26: cloister.noderegistry.v1.ListNodesResponse.nodes:type_name -> cloister.noderegistry.v1.Node
+	41, // 27: cloister.noderegistry.v1.GetNodeRequest.actor:type_name -> cloister.account.v1.Principal
+	8,  // 28: cloister.noderegistry.v1.GetNodeResponse.node:type_name -> cloister.noderegistry.v1.Node
+	41, // 29: cloister.noderegistry.v1.DeregisterNodeRequest.actor:type_name -> cloister.account.v1.Principal
+	8,  // 30: cloister.noderegistry.v1.DeregisterNodeResponse.node:type_name -> cloister.noderegistry.v1.Node
+	0,  // 31: cloister.noderegistry.v1.JoinTokenCreated.token:type_name -> cloister.noderegistry.v1.JoinToken
+	0,  // 32: cloister.noderegistry.v1.JoinTokenRevoked.token:type_name -> cloister.noderegistry.v1.JoinToken
+	8,  // 33: cloister.noderegistry.v1.NodeEnrolled.node:type_name -> cloister.noderegistry.v1.Node
+	8,  // 34: cloister.noderegistry.v1.NodeStatusChanged.node:type_name -> cloister.noderegistry.v1.Node
+	7,  // 35: cloister.noderegistry.v1.InstanceStarted.instance:type_name -> cloister.noderegistry.v1.Instance
+	7,  // 36: cloister.noderegistry.v1.InstanceStopped.instance:type_name -> cloister.noderegistry.v1.Instance
+	1,  // 37: cloister.noderegistry.v1.NodeRegistryService.CreateJoinToken:input_type -> cloister.noderegistry.v1.CreateJoinTokenRequest
+	3,  // 38: cloister.noderegistry.v1.NodeRegistryService.ListJoinTokens:input_type -> cloister.noderegistry.v1.ListJoinTokensRequest
+	5,  // 39: cloister.noderegistry.v1.NodeRegistryService.RevokeJoinToken:input_type -> cloister.noderegistry.v1.RevokeJoinTokenRequest
+	9,  // 40: cloister.noderegistry.v1.NodeRegistryService.Enroll:input_type -> cloister.noderegistry.v1.EnrollRequest
+	10, // 41: cloister.noderegistry.v1.NodeRegistryService.CreateEnrolmentNonce:input_type -> cloister.noderegistry.v1.CreateEnrolmentNonceRequest
+	14, // 42: cloister.noderegistry.v1.NodeRegistryService.SimulatedQEForToken:input_type -> cloister.noderegistry.v1.SimulatedQEForTokenRequest
+	16, // 43: cloister.noderegistry.v1.NodeRegistryService.Heartbeat:input_type -> cloister.noderegistry.v1.HeartbeatRequest
+	18, // 44: cloister.noderegistry.v1.NodeRegistryService.AuthenticateNode:input_type -> cloister.noderegistry.v1.AuthenticateNodeRequest
+	20, // 45: cloister.noderegistry.v1.NodeRegistryService.Reattest:input_type -> cloister.noderegistry.v1.ReattestRequest
+	21, // 46: cloister.noderegistry.v1.NodeRegistryService.CreateAttestationNonce:input_type -> cloister.noderegistry.v1.CreateAttestationNonceRequest
+	24, // 47: cloister.noderegistry.v1.NodeRegistryService.ListNodes:input_type -> cloister.noderegistry.v1.ListNodesRequest
+	26, // 48: cloister.noderegistry.v1.NodeRegistryService.GetNode:input_type -> cloister.noderegistry.v1.GetNodeRequest
+	28, // 49: cloister.noderegistry.v1.NodeRegistryService.DeregisterNode:input_type -> cloister.noderegistry.v1.DeregisterNodeRequest
+	2,  // 50: cloister.noderegistry.v1.NodeRegistryService.CreateJoinToken:output_type -> cloister.noderegistry.v1.CreateJoinTokenResponse
+	4,  // 51: cloister.noderegistry.v1.NodeRegistryService.ListJoinTokens:output_type -> cloister.noderegistry.v1.ListJoinTokensResponse
+	6,  // 52: cloister.noderegistry.v1.NodeRegistryService.RevokeJoinToken:output_type -> cloister.noderegistry.v1.RevokeJoinTokenResponse
+	13, // 53: cloister.noderegistry.v1.NodeRegistryService.Enroll:output_type -> cloister.noderegistry.v1.EnrollResponse
+	12, // 54: cloister.noderegistry.v1.NodeRegistryService.CreateEnrolmentNonce:output_type -> cloister.noderegistry.v1.CreateEnrolmentNonceResponse
+	15, // 55: cloister.noderegistry.v1.NodeRegistryService.SimulatedQEForToken:output_type -> cloister.noderegistry.v1.SimulatedQEForTokenResponse
+	17, // 56: cloister.noderegistry.v1.NodeRegistryService.Heartbeat:output_type -> cloister.noderegistry.v1.HeartbeatResponse
+	19, // 57: cloister.noderegistry.v1.NodeRegistryService.AuthenticateNode:output_type -> cloister.noderegistry.v1.AuthenticateNodeResponse
+	23, // 58: cloister.noderegistry.v1.NodeRegistryService.Reattest:output_type -> cloister.noderegistry.v1.ReattestResponse
+	22, // 59: cloister.noderegistry.v1.NodeRegistryService.CreateAttestationNonce:output_type -> cloister.noderegistry.v1.CreateAttestationNonceResponse
+	25, // 60: cloister.noderegistry.v1.NodeRegistryService.ListNodes:output_type -> cloister.noderegistry.v1.ListNodesResponse
+	27, // 61: cloister.noderegistry.v1.NodeRegistryService.GetNode:output_type -> cloister.noderegistry.v1.GetNodeResponse
+	29, // 62: cloister.noderegistry.v1.NodeRegistryService.DeregisterNode:output_type -> cloister.noderegistry.v1.DeregisterNodeResponse
+	50, // [50:63] is the sub-list for method output_type
+	37, // [37:50] is the sub-list for method input_type
+	37, // [37:37] is the sub-list for extension type_name
+	37, // [37:37] is the sub-list for extension extendee
+	0,  // [0:37] is the sub-list for field type_name
 }
 
 func init() { file_cloister_noderegistry_v1_noderegistry_proto_init() }
@@ -2277,7 +2579,7 @@ func file_cloister_noderegistry_v1_noderegistry_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cloister_noderegistry_v1_noderegistry_proto_rawDesc), len(file_cloister_noderegistry_v1_noderegistry_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   35,
+			NumMessages:   40,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -23,7 +23,8 @@ var (
 	NodeRegistryListJoinTokens  = natsrpc.NewMethod[*ListJoinTokensRequest, *ListJoinTokensResponse](NodeRegistryServiceName, "ListJoinTokens")
 	NodeRegistryRevokeJoinToken = natsrpc.NewMethod[*RevokeJoinTokenRequest, *RevokeJoinTokenResponse](NodeRegistryServiceName, "RevokeJoinToken")
 	// Enroll comes from a node agent: the join token is its credential.
-	NodeRegistryEnroll = natsrpc.NewMethod[*EnrollRequest, *EnrollResponse](NodeRegistryServiceName, "Enroll")
+	NodeRegistryEnroll               = natsrpc.NewMethod[*EnrollRequest, *EnrollResponse](NodeRegistryServiceName, "Enroll")
+	NodeRegistryCreateEnrolmentNonce = natsrpc.NewMethod[*CreateEnrolmentNonceRequest, *CreateEnrolmentNonceResponse](NodeRegistryServiceName, "CreateEnrolmentNonce")
 	// SimulatedQEForToken comes from a node agent in simulation mode before
 	// it enrols: the join token is its credential; no use is taken.
 	NodeRegistrySimulatedQEForToken = natsrpc.NewMethod[*SimulatedQEForTokenRequest, *SimulatedQEForTokenResponse](NodeRegistryServiceName, "SimulatedQEForToken")
@@ -33,7 +34,8 @@ var (
 	NodeRegistryAuthenticateNode = natsrpc.NewMethod[*AuthenticateNodeRequest, *AuthenticateNodeResponse](NodeRegistryServiceName, "AuthenticateNode")
 	// Reattest comes from the gateway's POST /v1/node/attest: a node's
 	// periodic re-attestation; a refusal marks the node untrusted.
-	NodeRegistryReattest = natsrpc.NewMethod[*ReattestRequest, *ReattestResponse](NodeRegistryServiceName, "Reattest")
+	NodeRegistryReattest               = natsrpc.NewMethod[*ReattestRequest, *ReattestResponse](NodeRegistryServiceName, "Reattest")
+	NodeRegistryCreateAttestationNonce = natsrpc.NewMethod[*CreateAttestationNonceRequest, *CreateAttestationNonceResponse](NodeRegistryServiceName, "CreateAttestationNonce")
 	// ListNodes, GetNode and DeregisterNode are for account members; the
 	// gateway authorizes them (node.list, node.deregister).
 	NodeRegistryListNodes      = natsrpc.NewMethod[*ListNodesRequest, *ListNodesResponse](NodeRegistryServiceName, "ListNodes")
@@ -47,10 +49,12 @@ type NodeRegistryServer interface {
 	ListJoinTokens(context.Context, *ListJoinTokensRequest) (*ListJoinTokensResponse, error)
 	RevokeJoinToken(context.Context, *RevokeJoinTokenRequest) (*RevokeJoinTokenResponse, error)
 	Enroll(context.Context, *EnrollRequest) (*EnrollResponse, error)
+	CreateEnrolmentNonce(context.Context, *CreateEnrolmentNonceRequest) (*CreateEnrolmentNonceResponse, error)
 	SimulatedQEForToken(context.Context, *SimulatedQEForTokenRequest) (*SimulatedQEForTokenResponse, error)
 	Heartbeat(context.Context, *HeartbeatRequest) (*HeartbeatResponse, error)
 	AuthenticateNode(context.Context, *AuthenticateNodeRequest) (*AuthenticateNodeResponse, error)
 	Reattest(context.Context, *ReattestRequest) (*ReattestResponse, error)
+	CreateAttestationNonce(context.Context, *CreateAttestationNonceRequest) (*CreateAttestationNonceResponse, error)
 	ListNodes(context.Context, *ListNodesRequest) (*ListNodesResponse, error)
 	GetNode(context.Context, *GetNodeRequest) (*GetNodeResponse, error)
 	DeregisterNode(context.Context, *DeregisterNodeRequest) (*DeregisterNodeResponse, error)
@@ -63,10 +67,12 @@ func RegisterNodeRegistryServer(mux *natsrpc.Mux, s NodeRegistryServer, logger *
 		NodeRegistryListJoinTokens.Handle(mux, logger, s.ListJoinTokens),
 		NodeRegistryRevokeJoinToken.Handle(mux, logger, s.RevokeJoinToken),
 		NodeRegistryEnroll.Handle(mux, logger, s.Enroll),
+		NodeRegistryCreateEnrolmentNonce.Handle(mux, logger, s.CreateEnrolmentNonce),
 		NodeRegistrySimulatedQEForToken.Handle(mux, logger, s.SimulatedQEForToken),
 		NodeRegistryHeartbeat.Handle(mux, logger, s.Heartbeat),
 		NodeRegistryAuthenticateNode.Handle(mux, logger, s.AuthenticateNode),
 		NodeRegistryReattest.Handle(mux, logger, s.Reattest),
+		NodeRegistryCreateAttestationNonce.Handle(mux, logger, s.CreateAttestationNonce),
 		NodeRegistryListNodes.Handle(mux, logger, s.ListNodes),
 		NodeRegistryGetNode.Handle(mux, logger, s.GetNode),
 		NodeRegistryDeregisterNode.Handle(mux, logger, s.DeregisterNode),
@@ -106,6 +112,11 @@ func (c *NodeRegistryClient) Enroll(ctx context.Context, r *EnrollRequest) (*Enr
 	return NodeRegistryEnroll.Invoke(c.opts.Context(ctx), c.nc, r)
 }
 
+// CreateEnrolmentNonce calls NodeRegistryCreateEnrolmentNonce.
+func (c *NodeRegistryClient) CreateEnrolmentNonce(ctx context.Context, r *CreateEnrolmentNonceRequest) (*CreateEnrolmentNonceResponse, error) {
+	return NodeRegistryCreateEnrolmentNonce.Invoke(c.opts.Context(ctx), c.nc, r)
+}
+
 // SimulatedQEForToken calls NodeRegistrySimulatedQEForToken.
 func (c *NodeRegistryClient) SimulatedQEForToken(ctx context.Context, r *SimulatedQEForTokenRequest) (*SimulatedQEForTokenResponse, error) {
 	return NodeRegistrySimulatedQEForToken.Invoke(c.opts.Context(ctx), c.nc, r)
@@ -124,6 +135,11 @@ func (c *NodeRegistryClient) AuthenticateNode(ctx context.Context, r *Authentica
 // Reattest calls NodeRegistryReattest.
 func (c *NodeRegistryClient) Reattest(ctx context.Context, r *ReattestRequest) (*ReattestResponse, error) {
 	return NodeRegistryReattest.Invoke(c.opts.Context(ctx), c.nc, r)
+}
+
+// CreateAttestationNonce calls NodeRegistryCreateAttestationNonce.
+func (c *NodeRegistryClient) CreateAttestationNonce(ctx context.Context, r *CreateAttestationNonceRequest) (*CreateAttestationNonceResponse, error) {
+	return NodeRegistryCreateAttestationNonce.Invoke(c.opts.Context(ctx), c.nc, r)
 }
 
 // ListNodes calls NodeRegistryListNodes.
