@@ -11,9 +11,21 @@ import "github.com/cloister-cc/cloister/libs/errs"
 type Actor struct {
 	UserID       string
 	Email        string
-	Credential   string // "session" or "api_key"
+	Credential   string // "session", "api_key", or one of the kinds below
 	CredentialID string
 }
+
+// Credentials of actors that are not people: the system acting on its own
+// (a cascade: Cause says from what), a node (CredentialID its id), or a
+// join token (CredentialID its id) enrolling one.
+const (
+	CredentialSystem    = "system"
+	CredentialNode      = "node"
+	CredentialJoinToken = "join_token"
+)
+
+// System is the actor of what Cloister does on its own.
+var System = Actor{Credential: CredentialSystem}
 
 // Entry is one record of the audit log.
 type Entry struct {
@@ -22,6 +34,8 @@ type Entry struct {
 	Action    string // "object.verb", e.g. "cert.revoke"
 	Target    string // the object acted on
 	Err       error  // nil for success
+	// Cause says why the system acted, for an entry of System.
+	Cause string
 }
 
 // Outcomes of audited calls.

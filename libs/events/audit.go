@@ -19,7 +19,7 @@ import (
 func AuditMessage(ctx context.Context, producer string, e audit.Entry) (*nats.Msg, error) {
 	outcome, msg := e.Outcome()
 	rec := &eventsv1.AuditRecord{ActorUserId: e.Actor.UserID, ActorEmail: e.Actor.Email, ActorCredential: e.Actor.Credential,
-		ActorCredentialId: e.Actor.CredentialID, Action: e.Action, Target: e.Target, Outcome: outcome, Error: msg}
+		ActorCredentialId: e.Actor.CredentialID, Action: e.Action, Target: e.Target, Outcome: outcome, Error: msg, Cause: e.Cause}
 	m, _, err := NewMessage(ctx, AuditSubject(e.AccountID, producer), producer, e.AccountID, rec)
 	return m, err
 }

@@ -53,7 +53,7 @@ func (g *Gateway) verifyEvidence(w http.ResponseWriter, r *http.Request, p princ
 	return answer(err, http.StatusOK, func() any { return toVerdict(resp.GetVerdict()) })
 }
 
-func (g *Gateway) putCollateral(w http.ResponseWriter, r *http.Request, _ principal) (reply, error) {
+func (g *Gateway) putCollateral(w http.ResponseWriter, r *http.Request, p principal) (reply, error) {
 	var b api.Collateral
 	if err := decodeJSON(w, r, &b); err != nil {
 		return reply{}, err
@@ -62,7 +62,7 @@ func (g *Gateway) putCollateral(w http.ResponseWriter, r *http.Request, _ princi
 		return reply{}, errs.New(errs.Invalid, "send collateral_json, or tcb_info with qe_identity, signing_chain, root_crl and pck_crl")
 	}
 	resp, err := g.attestation.PutCollateral(r.Context(), &attestationv1.PutCollateralRequest{CollateralJson: b.CollateralJSON,
-		TcbInfo: b.TCBInfo, QeIdentity: b.QEIdentity, SigningChain: []byte(b.SigningChain), RootCrl: b.RootCRL, PckCrl: b.PCKCRL})
+		TcbInfo: b.TCBInfo, QeIdentity: b.QEIdentity, SigningChain: []byte(b.SigningChain), RootCrl: b.RootCRL, PckCrl: b.PCKCRL, Actor: p.proto()})
 	if err != nil {
 		return reply{}, err
 	}

@@ -204,7 +204,7 @@ func toAudit(e *accountv1.AuditEntry) api.AuditEntry {
 	return api.AuditEntry{ID: e.GetId(), OccurredAt: ts(e.GetOccurredAt()),
 		Actor: api.Actor{UserID: e.GetActorUserId(), Email: e.GetActorEmail(), Credential: e.GetActorCredential(),
 			CredentialID: e.GetActorCredentialId()},
-		Action: e.GetAction(), Target: e.GetTarget(), Outcome: e.GetOutcome(), Error: e.GetError()}
+		Action: e.GetAction(), Target: e.GetTarget(), Outcome: e.GetOutcome(), Error: e.GetError(), Cause: e.GetCause()}
 }
 
 func list[P any, T any](items []P, next string, f func(P) T) api.List[T] {

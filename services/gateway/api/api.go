@@ -86,6 +86,9 @@ type AuditEntry struct {
 	Target     string    `json:"target"`
 	Outcome    string    `json:"outcome"`
 	Error      string    `json:"error,omitempty"`
+	// Cause says why the system acted, when no person did (credential
+	// "system").
+	Cause string `json:"cause,omitempty"`
 }
 
 // Actor is who did an audited thing.

@@ -12,6 +12,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/cloister-cc/cloister/libs/authz"
+	"github.com/cloister-cc/cloister/libs/errs"
 	"github.com/cloister-cc/cloister/services/account/internal/domain"
 )
 
@@ -34,7 +35,8 @@ func (s *service) SignUp(ctx context.Context, email, password string) (domain.Us
 		return domain.User{}, fmt.Errorf("hashing password: %w", err)
 	}
 	u := domain.User{ID: newID(), Email: email, PasswordHash: hash, CreatedAt: s.now()}
-	if err := s.Users.Create(ctx, u, domain.UserSignedUp{User: u}); err != nil {
+	me := domain.Principal{UserID: u.ID, Email: u.Email}
+	if err := s.Users.Create(ctx, u, domain.UserSignedUp{User: u}, domain.Audited{Entry: s.auditEntry(me, "", actionSignUp, u.ID)}); err != nil {
 		return domain.User{}, err
 	}
 	return u, nil
@@ -58,12 +60,19 @@ func (s *service) Login(ctx context.Context, email, password string) (string, do
 		return "", domain.Session{}, fmt.Errorf("verifying password: %w", err)
 	}
 	if !ok {
+		// A wrong password for a known user is worth knowing; unknown
+		// e-mails are not recorded (anyone may try any, without bound).
+		e := s.auditEntry(domain.Principal{UserID: u.ID, Email: u.Email}, "", actionLogin, u.ID)
+		e.Outcome, e.Error = domain.OutcomeFailure, errs.PublicMessage(domain.ErrBadCredentials)
+		if err := s.Audit.Record(ctx, e); err != nil {
+			return "", domain.Session{}, errors.Join(domain.ErrBadCredentials, fmt.Errorf("recording audit entry: %w", err))
+		}
 		return "", domain.Session{}, domain.ErrBadCredentials
 	}
 	token := authz.SessionPrefix + randomSecret()
 	now := s.now()
 	sess := domain.Session{TokenHash: authz.HashToken(token), UserID: u.ID, Email: u.Email, CreatedAt: now, ExpiresAt: now.Add(s.SessionTTL)}
-	if err := s.Sessions.Create(ctx, sess); err != nil {
+	if err := s.Sessions.Create(ctx, sess, domain.Audited{Entry: s.auditEntry(sessionPrincipal(sess), "", actionLogin, sess.TokenHash[:16])}); err != nil {
 		return "", domain.Session{}, err
 	}
 	return token, sess, nil
@@ -78,7 +87,20 @@ func (s *service) Logout(ctx context.Context, token string) error {
 	if err != nil {
 		return err
 	}
-	return s.Sessions.Delete(ctx, hash, domain.SessionRevoked{UserID: sess.UserID, TokenHash: hash})
+	return s.Sessions.Delete(ctx, hash, domain.SessionRevoked{UserID: sess.UserID, TokenHash: hash},
+		domain.Audited{Entry: s.auditEntry(sessionPrincipal(sess), "", actionLogout, hash[:16])})
+}
+
+// Audit actions of a user's own credentials, recorded under no account.
+const (
+	actionSignUp = "user.signup"
+	actionLogin  = "session.create"
+	actionLogout = "session.revoke"
+)
+
+// sessionPrincipal is who holds sess.
+func sessionPrincipal(sess domain.Session) domain.Principal {
+	return domain.Principal{UserID: sess.UserID, Email: sess.Email, Credential: domain.CredentialSession, CredentialID: sess.TokenHash[:16], ExpiresAt: sess.ExpiresAt}
 }
 
 func (s *service) Authenticate(ctx context.Context, token string) (domain.Principal, error) {
@@ -91,8 +113,7 @@ func (s *service) Authenticate(ctx context.Context, token string) (domain.Princi
 		if !s.now().Before(sess.ExpiresAt) {
 			return domain.Principal{}, domain.ErrUnauthenticated
 		}
-		return domain.Principal{UserID: sess.UserID, Email: sess.Email, Credential: domain.CredentialSession,
-			CredentialID: sess.TokenHash[:16], ExpiresAt: sess.ExpiresAt}, nil
+		return sessionPrincipal(sess), nil
 	case strings.HasPrefix(token, authz.APIKeyPrefix):
 		id, _, ok := strings.Cut(strings.TrimPrefix(token, authz.APIKeyPrefix), "_")
 		if !ok || uuid.Validate(id) != nil {

@@ -147,6 +147,7 @@ type AuditEntry struct {
 	Target     string
 	Outcome    string // "success" or "failure"
 	Error      string
+	Cause      string // why the system acted, for an entry of no person
 }
 
 // Outcomes of audited calls.

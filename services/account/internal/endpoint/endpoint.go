@@ -61,7 +61,7 @@ func auditEntry(e domain.AuditEntry) *accountv1.AuditEntry {
 	return &accountv1.AuditEntry{Id: e.ID, AccountId: e.AccountID, OccurredAt: timestamppb.New(e.OccurredAt),
 		ActorUserId: e.Actor.UserID, ActorEmail: e.Actor.Email, ActorCredential: string(e.Actor.Credential),
 		ActorCredentialId: e.Actor.CredentialID,
-		Action:            e.Action, Target: e.Target, Outcome: e.Outcome, Error: e.Error}
+		Action:            e.Action, Target: e.Target, Outcome: e.Outcome, Error: e.Error, Cause: e.Cause}
 }
 
 func (s *Set) SignUp(ctx context.Context, r *accountv1.SignUpRequest) (*accountv1.SignUpResponse, error) {

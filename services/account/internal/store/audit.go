@@ -88,7 +88,7 @@ func (l *AuditLog) List(ctx context.Context, accountID, cursor string, limit int
 			ID: ev.Envelope.GetId(), AccountID: ev.Envelope.GetAccountId(), OccurredAt: ev.Envelope.GetOccurredAt().AsTime(),
 			Actor: domain.Principal{UserID: rec.GetActorUserId(), Email: rec.GetActorEmail(),
 				Credential: domain.Credential(rec.GetActorCredential()), CredentialID: rec.GetActorCredentialId()},
-			Action: rec.GetAction(), Target: rec.GetTarget(), Outcome: rec.GetOutcome(), Error: rec.GetError(),
+			Action: rec.GetAction(), Target: rec.GetTarget(), Outcome: rec.GetOutcome(), Error: rec.GetError(), Cause: rec.GetCause(),
 		})
 	}
 	if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {

@@ -49,7 +49,7 @@ func AuditToProto(e domain.AuditEntry) *eventsv1.AuditRecord {
 	return &eventsv1.AuditRecord{
 		ActorUserId: e.Actor.UserID, ActorEmail: e.Actor.Email, ActorCredential: string(e.Actor.Credential),
 		ActorCredentialId: e.Actor.CredentialID,
-		Action:            e.Action, Target: e.Target, Outcome: e.Outcome, Error: e.Error,
+		Action:            e.Action, Target: e.Target, Outcome: e.Outcome, Error: e.Error, Cause: e.Cause,
 	}
 }
 

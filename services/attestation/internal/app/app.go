@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/ecdsa"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"sync"
@@ -263,7 +264,7 @@ func (s *Service) collateralFor(ctx context.Context, fmspc [6]byte, ca string, n
 			defer cancel()
 			fetched, err := s.cfg.Fetcher.Fetch(fctx, fmspc, ca)
 			if err == nil {
-				_, err = s.PutCollateral(fctx, fetched)
+				_, err = s.PutCollateral(fctx, fetched, audit.System)
 			}
 			if err != nil {
 				s.noteFetchFailure(key, now, err)
@@ -475,7 +476,27 @@ func (s *Service) setPolicy(ctx context.Context, accountID string, p domain.Poli
 // evaluation numbers may not go down, nor CRLs get older, so nobody can
 // roll a platform back to an evaluation that missed newer advisories or
 // to a CRL from before a revocation.
-func (s *Service) PutCollateral(ctx context.Context, col *sgx.Collateral) (*sgx.TCBInfo, error) {
+func (s *Service) PutCollateral(ctx context.Context, col *sgx.Collateral, actor audit.Actor) (*sgx.TCBInfo, error) {
+	info, err := s.putCollateral(ctx, col)
+	// Collateral is the deployment's, not an account's: recorded under
+	// none, success or refusal.
+	entry := audit.Entry{Actor: actor, Action: actionCollateralPut, Err: err}
+	if actor.Credential == audit.CredentialSystem {
+		entry.Cause = "fetched from the PCS"
+	}
+	if info != nil {
+		entry.Target = hex.EncodeToString(info.FMSPC[:])
+	}
+	if rerr := s.cfg.Audit.Record(ctx, entry); rerr != nil {
+		return nil, errors.Join(err, fmt.Errorf("recording audit entry: %w", rerr))
+	}
+	return info, err
+}
+
+// actionCollateralPut is the audit action of a collateral upload.
+const actionCollateralPut = "collateral.put"
+
+func (s *Service) putCollateral(ctx context.Context, col *sgx.Collateral) (*sgx.TCBInfo, error) {
 	if col == nil || len(col.RootCACRL) == 0 || len(col.PCKCRL) == 0 {
 		return nil, errs.New(errs.Invalid, "collateral must include the Root CA CRL and the PCK CRL")
 	}
@@ -518,7 +539,7 @@ func (s *Service) PutCollateral(ctx context.Context, col *sgx.Collateral) (*sgx.
 		return nil
 	})
 	if err != nil {
-		return nil, err
+		return info, err
 	}
 	return info, nil
 }

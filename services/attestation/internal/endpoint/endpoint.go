@@ -82,7 +82,7 @@ func (sv *Server) PutCollateral(ctx context.Context, r *attestationv1.PutCollate
 	if err != nil {
 		return nil, err
 	}
-	info, err := sv.s.PutCollateral(ctx, col)
+	info, err := sv.s.PutCollateral(ctx, col, events.ActorOf(r.GetActor()))
 	if err != nil {
 		return nil, err
 	}

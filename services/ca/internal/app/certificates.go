@@ -31,6 +31,9 @@ type Certificates interface {
 // NodeCertLifetime is how long a node's client certificate lasts.
 const NodeCertLifetime = 90 * 24 * time.Hour
 
+// actionIssue is the audit action of a certificate issued.
+const actionIssue = "cert.issue"
+
 // revocationURLs are the OCSP responder and the CRL of the account's
 // issuer (by key id, so that a certificate keeps naming its own issuer's
 // CRL after a rotation), or nothing without a public URL.
@@ -65,7 +68,10 @@ func (s *Service) IssueNodeCertificate(ctx context.Context, accountID, nodeID st
 	}
 	rec := domain.Certificate{Serial: cert.SerialNumber.Text(16), AccountID: accountID, Kind: "node", SubjectID: nodeID,
 		NotBefore: cert.NotBefore, NotAfter: cert.NotAfter, DER: cert.Raw}
-	if err := s.certs.Create(ctx, rec, domain.Issued{Certificate: rec}); err != nil {
+	// The node registry asks for it as the node enrols.
+	issued := domain.Issued{Certificate: rec, Audit: audit.Entry{AccountID: accountID, Actor: audit.Actor{Credential: audit.CredentialNode, CredentialID: nodeID},
+		Action: actionIssue, Target: rec.Serial, Cause: "node " + nodeID + " enrolled"}}
+	if err := s.certs.Create(ctx, rec, issued); err != nil {
 		return domain.Certificate{}, nil, err
 	}
 	if err := s.stillOpen(ctx, rec); err != nil {
@@ -132,7 +138,10 @@ func (s *Service) revoke(ctx context.Context, accountID, serial, reason string, 
 		return domain.Certificate{}, errs.New(errs.Invalid, "reason is longer than 200 characters")
 	}
 	c.Revoked, c.RevokedAt, c.Reason = true, s.clock().UTC(), reason
-	ev := domain.Revoked{Certificate: c}
+	// A revocation nobody asked for cascades from a change: the system's,
+	// with its cause.
+	ev := domain.Revoked{Certificate: c, Audit: &audit.Entry{AccountID: accountID, Actor: audit.System, Action: string(authz.CertRevoke),
+		Target: c.Serial, Cause: reason}}
 	if actor != nil {
 		ev.Audit = &audit.Entry{AccountID: accountID, Actor: *actor, Action: string(authz.CertRevoke), Target: c.Serial}
 	}

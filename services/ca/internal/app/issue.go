@@ -12,6 +12,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/cloister-cc/cloister/libs/audit"
 	"github.com/cloister-cc/cloister/libs/errs"
 	"github.com/cloister-cc/cloister/libs/pki"
 	"github.com/cloister-cc/cloister/services/ca/internal/domain"
@@ -185,7 +186,9 @@ func (s *Service) IssueAppCertificate(ctx context.Context, r AppRequest) (domain
 	rec := domain.Certificate{Serial: cert.Serial.Text(16), AccountID: r.AccountID, Kind: "app", SubjectID: r.AppID,
 		DNSNames: csr.DNSNames, NotBefore: cert.NotBefore, NotAfter: cert.NotAfter, DER: cert.DER,
 		NodeID: r.NodeID, ImageID: v.ImageID, MRENCLAVE: v.MRENCLAVE, VerdictID: v.ID}
-	if err := s.certs.Create(ctx, rec, domain.Issued{Certificate: rec}); err != nil {
+	issued := domain.Issued{Certificate: rec, Audit: audit.Entry{AccountID: r.AccountID, Actor: audit.Actor{Credential: audit.CredentialNode, CredentialID: r.NodeID},
+		Action: actionIssue, Target: rec.Serial, Cause: "an enclave of application " + r.AppID + " (image " + v.ImageID + ") attested"}}
+	if err := s.certs.Create(ctx, rec, issued); err != nil {
 		return domain.Certificate{}, nil, err
 	}
 	if err := s.stillOpen(ctx, rec); err != nil {

@@ -48,7 +48,10 @@ type FinalCRL struct {
 // Events of issuance and revocation. A revocation someone asked for
 // carries its audit record, committed with it.
 type (
-	Issued  struct{ Certificate Certificate }
+	Issued struct {
+		Certificate Certificate
+		Audit       audit.Entry
+	}
 	Revoked struct {
 		Certificate Certificate
 		Audit       *audit.Entry

@@ -43,7 +43,7 @@ func Event(ev domain.Event) events.Outgoing {
 	case domain.Initialized:
 		return events.Outgoing{AccountID: e.AccountID, Payload: &cav1.AccountCAInitialized{AccountId: e.AccountID, RootSha256: e.RootSHA256}}
 	case domain.Issued:
-		return events.Outgoing{AccountID: e.Certificate.AccountID, Payload: &cav1.CertificateIssued{Certificate: CertificateToProto(e.Certificate)}}
+		return events.Outgoing{AccountID: e.Certificate.AccountID, Payload: &cav1.CertificateIssued{Certificate: CertificateToProto(e.Certificate)}, Audit: &e.Audit}
 	case domain.Revoked:
 		return events.Outgoing{AccountID: e.Certificate.AccountID, Payload: &cav1.CertificateRevoked{Certificate: CertificateToProto(e.Certificate)}, Audit: e.Audit}
 	case domain.IssuerRetired:

@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/cloister-cc/cloister/libs/audit"
 	"github.com/cloister-cc/cloister/libs/errs"
 	"github.com/cloister-cc/cloister/libs/pki"
 	"github.com/cloister-cc/cloister/services/noderegistry/internal/domain"
@@ -94,7 +95,9 @@ func (s *Service) Enroll(ctx context.Context, secret, nodeName string, csrBytes,
 		return Enrolment{}, fmt.Errorf("issuing the node's certificate: %w", err)
 	}
 	node.CertificateSerial, node.EnrolledAt = cert.Serial, s.now()
-	if err := s.cfg.Nodes.Create(ctx, node, domain.NodeEnrolled{Node: node}); err != nil {
+	enrolled := domain.NodeEnrolled{Node: node, Audit: audit.Entry{AccountID: node.AccountID, Action: "node.enroll", Target: node.ID,
+		Actor: audit.Actor{Credential: audit.CredentialJoinToken, CredentialID: tok.ID}}}
+	if err := s.cfg.Nodes.Create(ctx, node, enrolled); err != nil {
 		s.cfg.Logger.WarnContext(ctx, "storing an enrolled node; its join token use stays taken", logKeyAccount, node.AccountID,
 			logKeyNode, node.ID, logKeyToken, tok.ID, logKeyError, err)
 		return Enrolment{}, fmt.Errorf("storing the node: %w", err)

@@ -147,7 +147,10 @@ func (s *Service) MarkUntrusted(ctx context.Context, accountID, nodeID, reason s
 			return errs.Newf(errs.Conflict, "the node is %s", n.Status)
 		}
 		n.Status, n.StatusReason = domain.StatusUntrusted, reason
-		out, err = s.cfg.Nodes.Update(ctx, n, statusChanged(&n, true)...)
+		evs := statusChanged(&n, true)
+		evs[0] = domain.NodeStatusChanged{Node: n, Audit: &audit.Entry{AccountID: n.AccountID, Actor: audit.System, Action: "node.untrust",
+			Target: n.ID, Cause: reason}}
+		out, err = s.cfg.Nodes.Update(ctx, n, evs...)
 		return err
 	})
 	if err != nil {

@@ -17,9 +17,18 @@ type (
 		Token JoinToken
 		Audit audit.Entry
 	}
-	NodeEnrolled      struct{ Node Node }
-	NodeStatusChanged struct{ Node Node }
-	NodeDeregistered  struct {
+	// NodeEnrolled's audit record names the join token as the actor.
+	NodeEnrolled struct {
+		Node  Node
+		Audit audit.Entry
+	}
+	// NodeStatusChanged carries an audit record when the change is one
+	// to record (untrusted: the system's, with the cause).
+	NodeStatusChanged struct {
+		Node  Node
+		Audit *audit.Entry
+	}
+	NodeDeregistered struct {
 		Node  Node
 		Audit audit.Entry
 	}

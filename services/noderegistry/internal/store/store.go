@@ -275,8 +275,8 @@ type Nodes struct {
 var _ app.Nodes = (*Nodes)(nil)
 
 // Create implements app.Nodes.
-func (s *Nodes) Create(ctx context.Context, n domain.Node, _ domain.NodeEnrolled) error {
-	_, err := s.r.Create(ctx, n, domain.NodeEnrolled{Node: n})
+func (s *Nodes) Create(ctx context.Context, n domain.Node, ev domain.NodeEnrolled) error {
+	_, err := s.r.Create(ctx, n, ev)
 	if errors.Is(err, kv.ErrExists) {
 		return domain.ErrConcurrentChange
 	}

@@ -74,9 +74,9 @@ func Event(ev domain.Event) events.Outgoing {
 	case domain.TokenRevoked:
 		return events.Outgoing{AccountID: e.Token.AccountID, Payload: &noderegistryv1.JoinTokenRevoked{Token: TokenToProto(e.Token), TokenHash: e.Token.Hash}, Audit: byPerson(&e.Audit)}
 	case domain.NodeEnrolled:
-		return events.Outgoing{AccountID: e.Node.AccountID, Payload: &noderegistryv1.NodeEnrolled{Node: NodeToProto(e.Node)}}
+		return events.Outgoing{AccountID: e.Node.AccountID, Payload: &noderegistryv1.NodeEnrolled{Node: NodeToProto(e.Node)}, Audit: &e.Audit}
 	case domain.NodeStatusChanged:
-		return events.Outgoing{AccountID: e.Node.AccountID, Payload: &noderegistryv1.NodeStatusChanged{Node: NodeToProto(e.Node)}}
+		return events.Outgoing{AccountID: e.Node.AccountID, Payload: &noderegistryv1.NodeStatusChanged{Node: NodeToProto(e.Node)}, Audit: e.Audit}
 	case domain.NodeDeregistered:
 		return events.Outgoing{AccountID: e.Node.AccountID, Payload: &noderegistryv1.NodeDeregistered{AccountId: e.Node.AccountID, NodeId: e.Node.ID}, Audit: byPerson(&e.Audit)}
 	case domain.InstanceStarted:

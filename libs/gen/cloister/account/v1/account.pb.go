@@ -445,6 +445,7 @@ type AuditEntry struct {
 	Outcome           string                 `protobuf:"bytes,9,opt,name=outcome,proto3" json:"outcome,omitempty"`
 	Error             string                 `protobuf:"bytes,10,opt,name=error,proto3" json:"error,omitempty"`
 	ActorCredentialId string                 `protobuf:"bytes,11,opt,name=actor_credential_id,json=actorCredentialId,proto3" json:"actor_credential_id,omitempty"`
+	Cause             string                 `protobuf:"bytes,12,opt,name=cause,proto3" json:"cause,omitempty"`
 	unknownFields     protoimpl.UnknownFields
 	sizeCache         protoimpl.SizeCache
 }
@@ -552,6 +553,13 @@ func (x *AuditEntry) GetError() string {
 func (x *AuditEntry) GetActorCredentialId() string {
 	if x != nil {
 		return x.ActorCredentialId
+	}
+	return ""
+}
+
+func (x *AuditEntry) GetCause() string {
+	if x != nil {
+		return x.Cause
 	}
 	return ""
 }
@@ -3639,7 +3647,7 @@ const file_cloister_account_v1_account_proto_rawDesc = "" +
 	"\n" +
 	"created_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n" +
 	"\n" +
-	"expires_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"\xf8\x02\n" +
+	"expires_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"\x8e\x03\n" +
 	"\n" +
 	"AuditEntry\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
@@ -3656,7 +3664,8 @@ const file_cloister_account_v1_account_proto_rawDesc = "" +
 	"\aoutcome\x18\t \x01(\tR\aoutcome\x12\x14\n" +
 	"\x05error\x18\n" +
 	" \x01(\tR\x05error\x12.\n" +
-	"\x13actor_credential_id\x18\v \x01(\tR\x11actorCredentialId\"4\n" +
+	"\x13actor_credential_id\x18\v \x01(\tR\x11actorCredentialId\x12\x14\n" +
+	"\x05cause\x18\f \x01(\tR\x05cause\"4\n" +
 	"\x04Page\x12\x14\n" +
 	"\x05limit\x18\x01 \x01(\x05R\x05limit\x12\x16\n" +
 	"\x06cursor\x18\x02 \x01(\tR\x06cursor\"A\n" +

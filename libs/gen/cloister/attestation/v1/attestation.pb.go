@@ -712,8 +712,10 @@ type PutCollateralRequest struct {
 	SigningChain   []byte                 `protobuf:"bytes,4,opt,name=signing_chain,json=signingChain,proto3" json:"signing_chain,omitempty"`
 	RootCrl        []byte                 `protobuf:"bytes,5,opt,name=root_crl,json=rootCrl,proto3" json:"root_crl,omitempty"`
 	PckCrl         []byte                 `protobuf:"bytes,6,opt,name=pck_crl,json=pckCrl,proto3" json:"pck_crl,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Who uploaded it, for the audit log (under no account).
+	Actor         *v1.Principal `protobuf:"bytes,7,opt,name=actor,proto3" json:"actor,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PutCollateralRequest) Reset() {
@@ -784,6 +786,13 @@ func (x *PutCollateralRequest) GetRootCrl() []byte {
 func (x *PutCollateralRequest) GetPckCrl() []byte {
 	if x != nil {
 		return x.PckCrl
+	}
+	return nil
+}
+
+func (x *PutCollateralRequest) GetActor() *v1.Principal {
+	if x != nil {
+		return x.Actor
 	}
 	return nil
 }
@@ -1220,7 +1229,7 @@ const file_cloister_attestation_v1_attestation_proto_rawDesc = "" +
 	"\x05actor\x18\x03 \x01(\v2\x1e.cloister.account.v1.PrincipalR\x05actor\x127\n" +
 	"\x06policy\x18\x02 \x01(\v2\x1f.cloister.attestation.v1.PolicyR\x06policy\"L\n" +
 	"\x11SetPolicyResponse\x127\n" +
-	"\x06policy\x18\x01 \x01(\v2\x1f.cloister.attestation.v1.PolicyR\x06policy\"\xd4\x01\n" +
+	"\x06policy\x18\x01 \x01(\v2\x1f.cloister.attestation.v1.PolicyR\x06policy\"\x8a\x02\n" +
 	"\x14PutCollateralRequest\x12'\n" +
 	"\x0fcollateral_json\x18\x01 \x01(\fR\x0ecollateralJson\x12\x19\n" +
 	"\btcb_info\x18\x02 \x01(\fR\atcbInfo\x12\x1f\n" +
@@ -1228,7 +1237,8 @@ const file_cloister_attestation_v1_attestation_proto_rawDesc = "" +
 	"qeIdentity\x12#\n" +
 	"\rsigning_chain\x18\x04 \x01(\fR\fsigningChain\x12\x19\n" +
 	"\broot_crl\x18\x05 \x01(\fR\arootCrl\x12\x17\n" +
-	"\apck_crl\x18\x06 \x01(\fR\x06pckCrl\"j\n" +
+	"\apck_crl\x18\x06 \x01(\fR\x06pckCrl\x124\n" +
+	"\x05actor\x18\a \x01(\v2\x1e.cloister.account.v1.PrincipalR\x05actor\"j\n" +
 	"\x15PutCollateralResponse\x12\x14\n" +
 	"\x05fmspc\x18\x01 \x01(\fR\x05fmspc\x12;\n" +
 	"\vnext_update\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
@@ -1303,29 +1313,30 @@ var file_cloister_attestation_v1_attestation_proto_depIdxs = []int32{
 	20, // 4: cloister.attestation.v1.SetPolicyRequest.actor:type_name -> cloister.account.v1.Principal
 	0,  // 5: cloister.attestation.v1.SetPolicyRequest.policy:type_name -> cloister.attestation.v1.Policy
 	0,  // 6: cloister.attestation.v1.SetPolicyResponse.policy:type_name -> cloister.attestation.v1.Policy
-	19, // 7: cloister.attestation.v1.PutCollateralResponse.next_update:type_name -> google.protobuf.Timestamp
-	1,  // 8: cloister.attestation.v1.AttestationSucceeded.verdict:type_name -> cloister.attestation.v1.Verdict
-	1,  // 9: cloister.attestation.v1.AttestationFailed.verdict:type_name -> cloister.attestation.v1.Verdict
-	0,  // 10: cloister.attestation.v1.PolicyChanged.policy:type_name -> cloister.attestation.v1.Policy
-	2,  // 11: cloister.attestation.v1.AttestationService.Verify:input_type -> cloister.attestation.v1.VerifyRequest
-	3,  // 12: cloister.attestation.v1.AttestationService.GetVerdict:input_type -> cloister.attestation.v1.GetVerdictRequest
-	6,  // 13: cloister.attestation.v1.AttestationService.GetPolicy:input_type -> cloister.attestation.v1.GetPolicyRequest
-	8,  // 14: cloister.attestation.v1.AttestationService.SetPolicy:input_type -> cloister.attestation.v1.SetPolicyRequest
-	10, // 15: cloister.attestation.v1.AttestationService.PutCollateral:input_type -> cloister.attestation.v1.PutCollateralRequest
-	12, // 16: cloister.attestation.v1.AttestationService.GetSimulationRoot:input_type -> cloister.attestation.v1.GetSimulationRootRequest
-	14, // 17: cloister.attestation.v1.AttestationService.IssueSimulatedQE:input_type -> cloister.attestation.v1.IssueSimulatedQERequest
-	5,  // 18: cloister.attestation.v1.AttestationService.Verify:output_type -> cloister.attestation.v1.VerifyResponse
-	4,  // 19: cloister.attestation.v1.AttestationService.GetVerdict:output_type -> cloister.attestation.v1.GetVerdictResponse
-	7,  // 20: cloister.attestation.v1.AttestationService.GetPolicy:output_type -> cloister.attestation.v1.GetPolicyResponse
-	9,  // 21: cloister.attestation.v1.AttestationService.SetPolicy:output_type -> cloister.attestation.v1.SetPolicyResponse
-	11, // 22: cloister.attestation.v1.AttestationService.PutCollateral:output_type -> cloister.attestation.v1.PutCollateralResponse
-	13, // 23: cloister.attestation.v1.AttestationService.GetSimulationRoot:output_type -> cloister.attestation.v1.GetSimulationRootResponse
-	15, // 24: cloister.attestation.v1.AttestationService.IssueSimulatedQE:output_type -> cloister.attestation.v1.IssueSimulatedQEResponse
-	18, // [18:25] is the sub-list for method output_type
-	11, // [11:18] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	20, // 7: cloister.attestation.v1.PutCollateralRequest.actor:type_name -> cloister.account.v1.Principal
+	19, // 8: cloister.attestation.v1.PutCollateralResponse.next_update:type_name -> google.protobuf.Timestamp
+	1,  // 9: cloister.attestation.v1.AttestationSucceeded.verdict:type_name -> cloister.attestation.v1.Verdict
+	1,  // 10: cloister.attestation.v1.AttestationFailed.verdict:type_name -> cloister.attestation.v1.Verdict
+	0,  // 11: cloister.attestation.v1.PolicyChanged.policy:type_name -> cloister.attestation.v1.Policy
+	2,  // 12: cloister.attestation.v1.AttestationService.Verify:input_type -> cloister.attestation.v1.VerifyRequest
+	3,  // 13: cloister.attestation.v1.AttestationService.GetVerdict:input_type -> cloister.attestation.v1.GetVerdictRequest
+	6,  // 14: cloister.attestation.v1.AttestationService.GetPolicy:input_type -> cloister.attestation.v1.GetPolicyRequest
+	8,  // 15: cloister.attestation.v1.AttestationService.SetPolicy:input_type -> cloister.attestation.v1.SetPolicyRequest
+	10, // 16: cloister.attestation.v1.AttestationService.PutCollateral:input_type -> cloister.attestation.v1.PutCollateralRequest
+	12, // 17: cloister.attestation.v1.AttestationService.GetSimulationRoot:input_type -> cloister.attestation.v1.GetSimulationRootRequest
+	14, // 18: cloister.attestation.v1.AttestationService.IssueSimulatedQE:input_type -> cloister.attestation.v1.IssueSimulatedQERequest
+	5,  // 19: cloister.attestation.v1.AttestationService.Verify:output_type -> cloister.attestation.v1.VerifyResponse
+	4,  // 20: cloister.attestation.v1.AttestationService.GetVerdict:output_type -> cloister.attestation.v1.GetVerdictResponse
+	7,  // 21: cloister.attestation.v1.AttestationService.GetPolicy:output_type -> cloister.attestation.v1.GetPolicyResponse
+	9,  // 22: cloister.attestation.v1.AttestationService.SetPolicy:output_type -> cloister.attestation.v1.SetPolicyResponse
+	11, // 23: cloister.attestation.v1.AttestationService.PutCollateral:output_type -> cloister.attestation.v1.PutCollateralResponse
+	13, // 24: cloister.attestation.v1.AttestationService.GetSimulationRoot:output_type -> cloister.attestation.v1.GetSimulationRootResponse
+	15, // 25: cloister.attestation.v1.AttestationService.IssueSimulatedQE:output_type -> cloister.attestation.v1.IssueSimulatedQEResponse
+	19, // [19:26] is the sub-list for method output_type
+	12, // [12:19] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_cloister_attestation_v1_attestation_proto_init() }

@@ -129,8 +129,11 @@ type AuditRecord struct {
 	Error string `protobuf:"bytes,7,opt,name=error,proto3" json:"error,omitempty"`
 	// Which credential: a session's short id or the API key's id.
 	ActorCredentialId string `protobuf:"bytes,8,opt,name=actor_credential_id,json=actorCredentialId,proto3" json:"actor_credential_id,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// What made the system act, when no person did (actor "system"): the
+	// change a revocation cascades from, say.
+	Cause         string `protobuf:"bytes,9,opt,name=cause,proto3" json:"cause,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *AuditRecord) Reset() {
@@ -219,6 +222,13 @@ func (x *AuditRecord) GetActorCredentialId() string {
 	return ""
 }
 
+func (x *AuditRecord) GetCause() string {
+	if x != nil {
+		return x.Cause
+	}
+	return ""
+}
+
 var File_cloister_events_v1_envelope_proto protoreflect.FileDescriptor
 
 const file_cloister_events_v1_envelope_proto_rawDesc = "" +
@@ -232,7 +242,7 @@ const file_cloister_events_v1_envelope_proto_rawDesc = "" +
 	"\voccurred_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"occurredAt\x12\x1a\n" +
 	"\bproducer\x18\x05 \x01(\tR\bproducer\x12\x18\n" +
-	"\apayload\x18\x06 \x01(\fR\apayload\"\x8d\x02\n" +
+	"\apayload\x18\x06 \x01(\fR\apayload\"\xa3\x02\n" +
 	"\vAuditRecord\x12\"\n" +
 	"\ractor_user_id\x18\x01 \x01(\tR\vactorUserId\x12\x1f\n" +
 	"\vactor_email\x18\x02 \x01(\tR\n" +
@@ -242,7 +252,8 @@ const file_cloister_events_v1_envelope_proto_rawDesc = "" +
 	"\x06target\x18\x05 \x01(\tR\x06target\x12\x18\n" +
 	"\aoutcome\x18\x06 \x01(\tR\aoutcome\x12\x14\n" +
 	"\x05error\x18\a \x01(\tR\x05error\x12.\n" +
-	"\x13actor_credential_id\x18\b \x01(\tR\x11actorCredentialIdBFZDgithub.com/cloister-cc/cloister/libs/gen/cloister/events/v1;eventsv1b\x06proto3"
+	"\x13actor_credential_id\x18\b \x01(\tR\x11actorCredentialId\x12\x14\n" +
+	"\x05cause\x18\t \x01(\tR\x05causeBFZDgithub.com/cloister-cc/cloister/libs/gen/cloister/events/v1;eventsv1b\x06proto3"
 
 var (
 	file_cloister_events_v1_envelope_proto_rawDescOnce sync.Once
