@@ -132,6 +132,9 @@ type instance struct {
 	MRENCLAVE string    `json:"mrenclave"` // hex
 	Status    string    `json:"status"`
 	StartedAt time.Time `json:"started_at"`
+	// CertificateSerial is the enclave's certificate's, which this node
+	// obtained: the server takes reports of such instances only.
+	CertificateSerial string `json:"certificate_serial"`
 }
 
 // heartbeatRequest is the body of POST /v1/node/heartbeat.
@@ -564,9 +567,11 @@ func (a *agent) heartbeatSoon() {
 	}
 }
 
-// record adds a running instance and returns it.
-func (a *agent) record(appID, imageID, mrenclave string) instance {
-	in := instance{ID: newInstanceID(), AppID: appID, ImageID: imageID, MRENCLAVE: mrenclave, Status: "running", StartedAt: time.Now().UTC()}
+// record adds a running instance, on the certificate of serial, and
+// returns it.
+func (a *agent) record(appID, imageID, mrenclave, serial string) instance {
+	in := instance{ID: newInstanceID(), AppID: appID, ImageID: imageID, MRENCLAVE: mrenclave, Status: "running", StartedAt: time.Now().UTC(),
+		CertificateSerial: serial}
 	a.mu.Lock()
 	a.instances = append(a.instances, in)
 	var dropped []instance

@@ -362,8 +362,9 @@ func TestHeartbeatCarriesCertificateAndInstances(t *testing.T) {
 		return len(got.Instances) == 1
 	})
 	in := got.Instances[0]
+	certSerial, _ := answer["certificate"].(map[string]any)["serial"].(string)
 	if got.Serial != serial || in.ID != instanceID || in.AppID != hello.AppID || in.ImageID != hello.ImageID || in.MRENCLAVE != helloMRENCLAVEHex ||
-		in.Status != "running" || time.Since(in.StartedAt) > time.Minute {
+		in.Status != "running" || time.Since(in.StartedAt) > time.Minute || certSerial == "" || in.CertificateSerial != certSerial {
 		t.Errorf("heartbeat = %+v, want certificate %s and instance %s of %s, %s, %s, running, started just now",
 			got, serial, instanceID, hello.AppID, hello.ImageID, helloMRENCLAVEHex)
 	}

@@ -212,7 +212,7 @@ func (a *agent) issue(w http.ResponseWriter, r *http.Request) {
 	if mrenclave == "" {
 		mrenclave = got.Certificate.MRENCLAVE
 	}
-	in := a.record(req.AppID, got.Certificate.ImageID, mrenclave)
+	in := a.record(req.AppID, got.Certificate.ImageID, mrenclave, got.Certificate.Serial)
 	answer["instance_id"], _ = json.Marshal(in.ID)
 	a.log.Info("certificate issued; instance recorded", keyInstance, in.ID, keyApp, in.AppID, "image_id", in.ImageID,
 		"mrenclave", in.MRENCLAVE, "serial", got.Certificate.Serial)

@@ -15,8 +15,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/google/uuid"
 )
 
 // nodesPEMCerts parses every certificate of a PEM file.
@@ -60,7 +58,7 @@ func nodesWantPEMFile(t *testing.T, p consolePage, filename string) []*x509.Cert
 // another account's node is a 404.
 func TestConsoleNodes(t *testing.T) {
 	s := newStack(t, memory(t))
-	_, admin := s.user("admin@example.com")
+	adminID, admin := s.user("admin@example.com")
 	_, stranger := s.user("stranger@example.com")
 	acct := s.account(admin, "A")
 	otherAcct := s.account(stranger, "B")
@@ -68,14 +66,7 @@ func TestConsoleNodes(t *testing.T) {
 	s.waitCA(t, stranger, otherAcct)
 	theirs := s.enrolNode(t, stranger, otherAcct, "their-node")
 
-	r := do(t, s.srv, "POST", "/v1/accounts/"+acct+"/apps", admin, map[string]any{"name": "hello",
-		"input_image": "registry.example.com/samples/hello:1", "output_image": "registry.example.com/samples/hello-sgx"})
-	var app struct{ ID string }
-	r.decode(t, &app)
-	if r.status != http.StatusCreated {
-		t.Fatalf("creating an app = %d %s", r.status, r.body)
-	}
-	r = do(t, s.srv, "GET", "/v1/accounts/"+acct+"/ca", admin, nil)
+	r := do(t, s.srv, "GET", "/v1/accounts/"+acct+"/ca", admin, nil)
 	var ca struct {
 		RootSHA256 string `json:"root_sha256"`
 	}
@@ -140,15 +131,22 @@ func TestConsoleNodes(t *testing.T) {
 
 	// A heartbeat reports an enclave: the node's page shows it, with its
 	// application by name.
-	imageID, mr := uuid.NewString(), strings.Repeat("ab", 32)
 	nodeSrv := s.nodeServer(t)
 	c := nodeClient(t, nodeSrv, n.tlsCert())
-	if r := nodeDo(t, c, nodeSrv, "POST", "/v1/node/heartbeat", map[string]any{"instances": []map[string]any{{"id": "enclave-1",
-		"app_id": app.ID, "image_id": imageID, "mrenclave": mr, "status": "running", "started_at": vectorTime.Add(-time.Minute)}}}); r.status != http.StatusOK {
+	appID, mr, serial := s.enclaveOn(t, admin, adminID, acct, "hello.cloister.test", c, nodeSrv)
+	r = nodeDo(t, c, nodeSrv, "POST", "/v1/node/heartbeat", map[string]any{"instances": []map[string]any{{"id": "enclave-1",
+		"certificate_serial": serial, "status": "running", "started_at": vectorTime.Add(-time.Minute)}}})
+	var hb struct {
+		Instances []struct {
+			ImageID string `json:"image_id"`
+		}
+	}
+	r.decode(t, &hb)
+	if r.status != http.StatusOK || len(hb.Instances) != 1 {
 		t.Fatalf("heartbeat = %d %s", r.status, r.body)
 	}
-	b.get(node).want(t, http.StatusOK, "<h1>Node node-1</h1>", "<code>enclave-1</code>", `<a href="/a/`+acct+`/apps/`+app.ID+`">hello</a>`,
-		`href="/a/`+acct+`/images/`+imageID+`"`, "<code>"+mr+"</code>", `class="status-running"`, n.Serial, "Deregister node")
+	b.get(node).want(t, http.StatusOK, "<h1>Node node-1</h1>", "<code>enclave-1</code>", `<a href="/a/`+acct+`/apps/`+appID+`">hello</a>`,
+		`href="/a/`+acct+`/images/`+hb.Instances[0].ImageID+`"`, "<code>"+mr+"</code>", `class="status-running"`, n.Serial, "Deregister node")
 	b.get(nodes).want(t, http.StatusOK, "1 running")
 
 	// Another account's node is not found, by either address.

@@ -292,7 +292,7 @@ func (s *stack) waitCA(t *testing.T, token, accountID string) {
 func TestNodeMTLS(t *testing.T) {
 	ctx := context.Background()
 	s := newStack(t, memory(t))
-	_, admin := s.user("admin@example.com")
+	adminID, admin := s.user("admin@example.com")
 	acct := s.account(admin, "A")
 	other := s.account(admin, "B")
 	s.waitCA(t, admin, acct)
@@ -306,23 +306,36 @@ func TestNodeMTLS(t *testing.T) {
 	}
 	c1 := nodeClient(t, srv, n1.tlsCert())
 
-	// A heartbeat with an instance: the node is listed running it.
+	// A heartbeat with an enclave of an approved application whose
+	// certificate the node obtained: the node is listed running it, with
+	// its certificate's application and MRENCLAVE.
 	started := vectorTime.Add(-time.Minute)
-	mr := strings.Repeat("ab", 32)
+	appID, mr, serial := s.enclaveOn(t, admin, adminID, acct, "hello.cloister.test", c1, srv)
 	r := nodeDo(t, c1, srv, "POST", "/v1/node/heartbeat", map[string]any{"instances": []map[string]any{
-		{"id": "enclave-1", "app_id": uuid.NewString(), "image_id": uuid.NewString(), "mrenclave": mr, "status": "running", "started_at": started}}})
+		{"id": "enclave-1", "certificate_serial": serial, "status": "running", "started_at": started}}})
 	var hb struct {
 		ID            string
 		LastHeartbeat *time.Time `json:"last_heartbeat"`
-		Instances     []struct{ ID, MRENCLAVE, Status string }
+		Instances     []struct {
+			ID, MRENCLAVE, Status string
+			AppID                 string `json:"app_id"`
+			CertificateSerial     string `json:"certificate_serial"`
+		}
 	}
 	r.decode(t, &hb)
-	if r.status != 200 || hb.ID != n1.ID || hb.LastHeartbeat == nil || len(hb.Instances) != 1 || hb.Instances[0].MRENCLAVE != mr {
+	if r.status != 200 || hb.ID != n1.ID || hb.LastHeartbeat == nil || len(hb.Instances) != 1 || hb.Instances[0].MRENCLAVE != mr ||
+		hb.Instances[0].AppID != appID || hb.Instances[0].CertificateSerial != serial {
 		t.Fatalf("heartbeat = %d %s", r.status, r.body)
 	}
 	r = do(t, s.srv, "GET", base+"/nodes", admin, nil)
 	if r.status != 200 || !strings.Contains(string(r.body), `"id":"enclave-1"`) || !strings.Contains(string(r.body), `"status":"running"`) {
 		t.Fatalf("listing nodes after the heartbeat = %d %s", r.status, r.body)
+	}
+	// An enclave on a certificate the node did not obtain is not its to
+	// report: its own client certificate, say.
+	if r := nodeDo(t, c1, srv, "POST", "/v1/node/heartbeat", map[string]any{"instances": []map[string]any{
+		{"id": "enclave-2", "certificate_serial": n1.Serial}}}); r.status != 403 || r.problem(t).Reason != "instance_not_issued_here" {
+		t.Fatalf("heartbeat reporting an enclave on the node's own certificate = %d %s, want 403", r.status, r.body)
 	}
 	if r := nodeDo(t, c1, srv, "POST", "/v1/node/heartbeat", map[string]any{"instances": []map[string]any{{"id": "x", "mrenclave": "zz"}}}); r.status != 400 || !strings.Contains(r.problem(t).Detail, "mrenclave") {
 		t.Fatalf("heartbeat with a bad mrenclave = %d %s, want 400", r.status, r.body)
@@ -642,4 +655,49 @@ func TestNodeSimulatedQE(t *testing.T) {
 	if v := resp.GetVerdict(); err != nil || !v.GetOk() || !v.GetSimulated() || !bytes.Equal(v.GetMrenclave(), body.MRENCLAVE[:]) {
 		t.Fatalf("Verify(quote of the node's QE) = %v, %v, want ok and simulated", v, err)
 	}
+}
+
+// enclaveOn makes acct (whose admin is token, user adminID) an approved
+// application serving domain, and has the CA issue, through node n (whose
+// client is c on srv), the certificate of an enclave of it: what a node
+// may then report running. It returns the application's id, the image's
+// MRENCLAVE (hex) and the certificate's serial.
+func (s *stack) enclaveOn(t *testing.T, token, adminID, acct, domain string, c *http.Client, srv *httptest.Server) (appID, mrenclave, serial string) {
+	t.Helper()
+	base := "/v1/accounts/" + acct
+	app, body := s.convertedHello(t, token, adminID, acct, domain)
+	var tasks struct{ Items []struct{ ID string } }
+	testkit.Eventually(t, 10*time.Second, func() bool {
+		do(t, s.srv, "GET", base+"/tasks?status=pending", token, nil).decode(t, &tasks)
+		return len(tasks.Items) == 2
+	}, "the domain and image tasks never appeared")
+	for _, task := range tasks.Items {
+		if r := do(t, s.srv, "POST", base+"/tasks/"+task.ID+"/approve", token, nil); r.status != 200 {
+			t.Fatalf("approving %s = %d %s", task.ID, r.status, r.body)
+		}
+	}
+	qe, err := s.att.SimulatedQE(acct)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r response
+	testkit.Eventually(t, 10*time.Second, func() bool {
+		var nonce struct{ Nonce []byte }
+		nodeDo(t, c, srv, "POST", "/v1/node/nonce", nil).decode(t, &nonce)
+		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		spki, _ := x509.MarshalPKIXPublicKey(&key.PublicKey)
+		binding := sha256.Sum256(spki)
+		rb := body
+		copy(rb.ReportData[:32], binding[:])
+		copy(rb.ReportData[32:], nonce.Nonce)
+		quote, err := qe.Quote(rb)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r = nodeDo(t, c, srv, "POST", "/v1/node/certificate", map[string]any{"app_id": app.ID, "csr": string(csrOf(t, key, domain)), "quote": quote})
+		return r.status == 201
+	}, "no certificate after the approvals: %s", latest{&r})
+	var issued struct{ Certificate struct{ Serial string } }
+	r.decode(t, &issued)
+	return app.ID, hex.EncodeToString(body.MRENCLAVE[:]), issued.Certificate.Serial
 }

@@ -328,7 +328,7 @@ func (g *Gateway) nodeHeartbeat(w http.ResponseWriter, r *http.Request, n nodeId
 		if err != nil {
 			return reply{}, errs.Newf(errs.Invalid, "instances[%d].mrenclave must be hex", i)
 		}
-		p := &noderegistryv1.Instance{Id: in.ID, AppId: in.AppID, ImageId: in.ImageID, Mrenclave: mr, Status: in.Status}
+		p := &noderegistryv1.Instance{Id: in.ID, AppId: in.AppID, ImageId: in.ImageID, Mrenclave: mr, Status: in.Status, CertificateSerial: in.CertificateSerial}
 		if in.StartedAt != nil && !in.StartedAt.IsZero() {
 			p.StartedAt = timestamppb.New(*in.StartedAt)
 		}

@@ -119,7 +119,8 @@ func toNode(n *noderegistryv1.Node) api.Node {
 	}
 	for _, i := range n.GetInstances() {
 		out.Instances = append(out.Instances, api.Instance{ID: i.GetId(), AppID: i.GetAppId(), ImageID: i.GetImageId(),
-			MRENCLAVE: hex.EncodeToString(i.GetMrenclave()), Status: i.GetStatus(), StartedAt: ts(i.GetStartedAt()), LastSeen: ts(i.GetLastSeen())})
+			MRENCLAVE: hex.EncodeToString(i.GetMrenclave()), Status: i.GetStatus(), StartedAt: ts(i.GetStartedAt()), LastSeen: ts(i.GetLastSeen()),
+			CertificateSerial: i.GetCertificateSerial()})
 	}
 	return out
 }

@@ -281,7 +281,7 @@ func (s *stack) beat(acct string, n *node, ids ...string) *noderegistryv1.Node {
 	s.t.Helper()
 	r := &noderegistryv1.HeartbeatRequest{AccountId: acct, NodeId: n.id(), CertificateSerial: n.serial()}
 	for _, id := range ids {
-		r.Instances = append(r.Instances, &noderegistryv1.Instance{Id: id, AppId: uuid.NewString(), Mrenclave: make([]byte, 32), Status: "running"})
+		r.Instances = append(r.Instances, s.instance(acct, n, id))
 	}
 	resp, err := s.nr.Heartbeat(context.Background(), r)
 	if err != nil {

@@ -30,7 +30,7 @@ func TestHeartbeat(t *testing.T) {
 	beat := func(serial string, ids ...string) (*noderegistryv1.HeartbeatResponse, error) {
 		r := &noderegistryv1.HeartbeatRequest{AccountId: acct, NodeId: n.id(), CertificateSerial: serial}
 		for _, id := range ids {
-			r.Instances = append(r.Instances, &noderegistryv1.Instance{Id: id, AppId: uuid.NewString(), Mrenclave: make([]byte, 32), Status: "running"})
+			r.Instances = append(r.Instances, s.instance(acct, n, id))
 		}
 		return s.nr.Heartbeat(ctx, r)
 	}

@@ -439,6 +439,9 @@ type Instance struct {
 	Status    string    `json:"status"`
 	StartedAt time.Time `json:"started_at"`
 	LastSeen  time.Time `json:"last_seen"`
+	// CertificateSerial is the enclave's certificate's, issued through the
+	// node; the application, image and MRENCLAVE above are its.
+	CertificateSerial string `json:"certificate_serial"`
 }
 
 // Node is an enrolled compute node.
@@ -504,12 +507,16 @@ type NodeHeartbeat struct {
 
 // InstanceReport is an enclave as its node reports it.
 type InstanceReport struct {
-	ID        string     `json:"id"`
-	AppID     string     `json:"app_id,omitempty"`
-	ImageID   string     `json:"image_id,omitempty"`
-	MRENCLAVE string     `json:"mrenclave,omitempty"` // hex, 32 bytes
-	Status    string     `json:"status,omitempty"`    // running (default) or stopped
-	StartedAt *time.Time `json:"started_at,omitempty"`
+	ID string `json:"id"`
+	// CertificateSerial is the enclave's certificate's (hex), which the
+	// node obtained for it: a node reports only those. The application,
+	// image and MRENCLAVE are taken from it; when given, they must agree.
+	CertificateSerial string     `json:"certificate_serial"`
+	AppID             string     `json:"app_id,omitempty"`
+	ImageID           string     `json:"image_id,omitempty"`
+	MRENCLAVE         string     `json:"mrenclave,omitempty"` // hex, 32 bytes
+	Status            string     `json:"status,omitempty"`    // running (default) or stopped
+	StartedAt         *time.Time `json:"started_at,omitempty"`
 }
 
 // NodeAttest is a node's periodic re-attestation: a quote whose

@@ -83,6 +83,15 @@ type Certificate struct {
 	Serial   string // hex
 	DER      []byte
 	ChainPEM []byte // the issuing CA, then the root
+	// Kind is "node" or "app"; an application's certificate names the
+	// application (SubjectID), the node it was issued through, its image
+	// and MRENCLAVE.
+	Kind      string
+	SubjectID string
+	NodeID    string
+	ImageID   string
+	MRENCLAVE []byte
+	Revoked   bool
 }
 
 // CA issues and revokes nodes' certificates.

@@ -1,9 +1,11 @@
 package app
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -52,6 +54,9 @@ func (s *Service) Heartbeat(ctx context.Context, accountID, nodeID, serial strin
 	if err := domain.CheckInstances(instances); err != nil {
 		return domain.Node{}, err
 	}
+	if err := s.vouchFor(ctx, n, instances); err != nil {
+		return domain.Node{}, err
+	}
 	var out domain.Node
 	reread := false
 	err = retry(ctx, func() error {
@@ -81,6 +86,48 @@ func (s *Service) Heartbeat(ctx context.Context, accountID, nodeID, serial strin
 		return err
 	})
 	return out, err
+}
+
+// notIssuedHere refuses a heartbeat reporting an enclave whose
+// certificate the node did not obtain.
+func notIssuedHere(format string, a ...any) error {
+	e := errs.Newf(errs.PermissionDenied, format, a...)
+	e.Reason = "instance_not_issued_here"
+	return e
+}
+
+// vouchFor checks that every instance n reports, that it has not reported
+// before with the same certificate, runs on a certificate of n's account
+// issued through n, and gives it the certificate's application, image and
+// MRENCLAVE (which the report must not contradict).
+func (s *Service) vouchFor(ctx context.Context, n domain.Node, instances []domain.Instance) error {
+	for i := range instances {
+		in := &instances[i]
+		known := slices.IndexFunc(n.Instances, func(k domain.Instance) bool {
+			return k.ID == in.ID && strings.EqualFold(k.CertificateSerial, in.CertificateSerial)
+		})
+		if known >= 0 {
+			k := n.Instances[known]
+			in.AppID, in.ImageID, in.MRENCLAVE = k.AppID, k.ImageID, k.MRENCLAVE
+			continue
+		}
+		cert, err := s.cfg.CA.Certificate(ctx, n.AccountID, in.CertificateSerial)
+		if errs.KindOf(err) == errs.NotFound {
+			return notIssuedHere("instance %s: certificate %s is not one of the account's", in.ID, in.CertificateSerial)
+		}
+		if err != nil {
+			return fmt.Errorf("reading the certificate of instance %s: %w", in.ID, err)
+		}
+		switch {
+		case cert.Kind != "app" || cert.NodeID != n.ID:
+			return notIssuedHere("instance %s: certificate %s was not issued through this node", in.ID, in.CertificateSerial)
+		case in.AppID != "" && in.AppID != cert.SubjectID, in.ImageID != "" && in.ImageID != cert.ImageID,
+			len(in.MRENCLAVE) != 0 && !bytes.Equal(in.MRENCLAVE, cert.MRENCLAVE):
+			return notIssuedHere("instance %s: the application, image or MRENCLAVE reported is not its certificate's", in.ID)
+		}
+		in.AppID, in.ImageID, in.MRENCLAVE = cert.SubjectID, cert.ImageID, cert.MRENCLAVE
+	}
+	return nil
 }
 
 // Node returns one node of an account; another account's is not found.

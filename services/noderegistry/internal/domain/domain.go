@@ -230,6 +230,9 @@ type Instance struct {
 	Status    string    `json:"status"`
 	StartedAt time.Time `json:"started_at"`
 	LastSeen  time.Time `json:"last_seen"`
+	// CertificateSerial is the enclave's certificate's (hex), which the CA
+	// issued through the node reporting it.
+	CertificateSerial string `json:"certificate_serial,omitempty"`
 }
 
 // Statuses of an instance.
@@ -257,6 +260,8 @@ func CheckInstances(is []Instance) error {
 			return invalid(field+".image_id", "must be an image's id")
 		case len(in.MRENCLAVE) != 0 && len(in.MRENCLAVE) != 32:
 			return invalid(field+".mrenclave", "must be 32 bytes")
+		case in.CertificateSerial == "" || len(in.CertificateSerial) > 64 || !isHex(in.CertificateSerial):
+			return invalid(field+".certificate_serial", "must be the hex serial of the enclave's certificate, issued through this node")
 		case in.Status != "" && in.Status != InstanceStatusRunning && in.Status != InstanceStatusStopped:
 			return invalid(field+".status", "must be %s or %s", InstanceStatusRunning, InstanceStatusStopped)
 		}
@@ -391,3 +396,13 @@ func TokenScope(tokenID string) string { return "token:" + tokenID }
 
 // NodeScope is the scope of a node's re-attestation nonce.
 func NodeScope(nodeID string) string { return "node:" + nodeID }
+
+func isHex(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
+			return false
+		}
+	}
+	return true
+}

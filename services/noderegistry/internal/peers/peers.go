@@ -73,5 +73,7 @@ func (c CA) Certificate(ctx context.Context, accountID, serial string) (app.Cert
 	if err != nil {
 		return app.Certificate{}, err
 	}
-	return app.Certificate{Serial: resp.GetCertificate().GetSerial(), DER: resp.GetCertificate().GetDer()}, nil
+	got := resp.GetCertificate()
+	return app.Certificate{Serial: got.GetSerial(), DER: got.GetDer(), Kind: got.GetKind(), SubjectID: got.GetSubjectId(), NodeID: got.GetNodeId(),
+		ImageID: got.GetImageId(), MRENCLAVE: got.GetMrenclave(), Revoked: got.GetRevoked()}, nil
 }

@@ -42,14 +42,15 @@ func NodeToProto(n domain.Node) *noderegistryv1.Node {
 // InstanceToProto converts an instance.
 func InstanceToProto(in domain.Instance) *noderegistryv1.Instance {
 	return &noderegistryv1.Instance{Id: in.ID, AppId: in.AppID, ImageId: in.ImageID, Mrenclave: in.MRENCLAVE, Status: in.Status,
-		StartedAt: optionalTime(in.StartedAt), LastSeen: optionalTime(in.LastSeen)}
+		StartedAt: optionalTime(in.StartedAt), LastSeen: optionalTime(in.LastSeen), CertificateSerial: in.CertificateSerial}
 }
 
 // InstancesFromProto reads what a heartbeat reports.
 func InstancesFromProto(ps []*noderegistryv1.Instance) []domain.Instance {
 	out := make([]domain.Instance, 0, len(ps))
 	for _, p := range ps {
-		in := domain.Instance{ID: p.GetId(), AppID: p.GetAppId(), ImageID: p.GetImageId(), MRENCLAVE: p.GetMrenclave(), Status: p.GetStatus()}
+		in := domain.Instance{ID: p.GetId(), AppID: p.GetAppId(), ImageID: p.GetImageId(), MRENCLAVE: p.GetMrenclave(), Status: p.GetStatus(),
+			CertificateSerial: p.GetCertificateSerial()}
 		if p.GetStartedAt() != nil {
 			in.StartedAt = p.GetStartedAt().AsTime()
 		}
