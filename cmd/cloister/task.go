@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"net/url"
 	"strconv"
 	"strings"
@@ -19,7 +20,7 @@ func taskRows(ts ...api.Task) [][]string {
 		if t.Image != nil {
 			subject = "tag " + t.Image.Tag + " mrenclave " + t.Image.MRENCLAVE
 		}
-		rows[i] = []string{t.ID, t.Kind, t.Status, subject, strconv.Itoa(len(t.Approvals)), t.AppID}
+		rows[i] = []string{t.ID, t.Kind, t.Status, subject, fmt.Sprintf("%d/%d", t.ApprovalsCounted, t.ApprovalsRequired), t.AppID}
 	}
 	return rows
 }
@@ -29,7 +30,8 @@ func taskDetail(t api.Task) ([]string, [][]string) {
 	for i, a := range t.Approvals {
 		approvals[i] = a.UserID + " at " + a.At.Format("2006-01-02 15:04:05Z")
 	}
-	rows := [][]string{{"id", t.ID}, {"kind", t.Kind}, {"status", t.Status}, {"app", t.AppID}, {"requester", t.RequesterID}}
+	rows := [][]string{{"id", t.ID}, {"kind", t.Kind}, {"status", t.Status}, {"approvals", fmt.Sprintf("%d/%d", t.ApprovalsCounted, t.ApprovalsRequired)},
+		{"app", t.AppID}, {"requester", t.RequesterID}}
 	if t.Domain != "" {
 		rows = append(rows, []string{"domain", t.Domain})
 	}

@@ -296,28 +296,42 @@ func TestApproveAfterQuorumChanges(t *testing.T) {
 	h := start(t)
 	tm := h.team(3)
 
-	// Lowered from 3 to 2 with one approval given: the next one decides.
+	// A pending task keeps the quorum of when it was opened: lowering the
+	// account's from 3 to 2 does not let two approvals decide it.
 	lowered := h.imageTask(tm, tm.member)
 	if _, err := h.approve(tm.admin1, tm, lowered.GetId()); err != nil {
 		t.Fatal(err)
 	}
 	h.setApprovals(tm, 2)
-	if got, err := h.approve(tm.admin2, tm, lowered.GetId()); err != nil || got.GetStatus() != "approved" {
-		t.Fatalf("approval after lowering to 2 = %v, %v; want approved", got, err)
+	got, err := h.approve(tm.admin2, tm, lowered.GetId())
+	if err != nil || got.GetStatus() != "pending" || got.GetApprovalsCounted() != 2 || got.GetApprovalsRequired() != 3 {
+		t.Fatalf("approval after lowering to 2 = %v, %v; want pending, 2/3", got, err)
 	}
-
-	// Lowered to 1 with an approval given: its author may complete it
-	// rather than wait for another admin.
+	if got, err := h.approve(tm.admin3, tm, lowered.GetId()); err != nil || got.GetStatus() != "approved" {
+		t.Fatalf("the third approval = %v, %v; want approved", got, err)
+	}
+	// Nor may its approvers complete it alone once lowered to 1.
 	h.setApprovals(tm, 2)
 	again := h.imageTask(tm, tm.member)
 	if _, err := h.approve(tm.admin1, tm, again.GetId()); err != nil {
 		t.Fatal(err)
 	}
 	h.setApprovals(tm, 1)
-	if got, err := h.approve(tm.admin1, tm, again.GetId()); err != nil || got.GetStatus() != "approved" || len(got.GetApprovals()) != 1 {
-		t.Fatalf("same admin after lowering to 1 = %v, %v; want approved with one approval", got, err)
+	_, err = h.approve(tm.admin1, tm, again.GetId())
+	wantErr(t, "the same admin again after lowering to 1", err, errs.Conflict, "already approved")
+
+	// Raising the account's quorum raises a pending task's: the higher
+	// applies.
+	h.setApprovals(tm, 1)
+	raised := h.imageTask(tm, tm.member)
+	h.setApprovals(tm, 2)
+	if got, err := h.approve(tm.admin1, tm, raised.GetId()); err != nil || got.GetStatus() != "pending" || got.GetApprovalsRequired() != 2 {
+		t.Fatalf("one approval after raising to 2 = %v, %v; want pending, of 2", got, err)
 	}
-	if n := h.published("TaskApproved", again.GetId()); n != 1 {
+	if got, err := h.approve(tm.admin2, tm, raised.GetId()); err != nil || got.GetStatus() != "approved" {
+		t.Fatalf("the second approval = %v, %v; want approved", got, err)
+	}
+	if n := h.published("TaskApproved", raised.GetId()); n != 1 {
 		t.Fatalf("TaskApproved published %d times, want 1", n)
 	}
 

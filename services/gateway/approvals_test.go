@@ -70,7 +70,8 @@ func testApprovalsGate(t *testing.T, s *stack) {
 		if r := do(t, s.srv, "POST", base+"/tasks/"+task.ID+"/approve", requester, nil); r.status != 403 || !strings.Contains(string(r.body), "does not count") {
 			t.Fatalf("the requester approving %s = %d %s, want 403", task.Kind, r.status, r.body)
 		}
-		if r := do(t, s.srv, "POST", base+"/tasks/"+task.ID+"/approve", admin2, nil); r.status != 200 || !strings.Contains(string(r.body), `"status":"pending"`) {
+		if r := do(t, s.srv, "POST", base+"/tasks/"+task.ID+"/approve", admin2, nil); r.status != 200 || !strings.Contains(string(r.body), `"status":"pending"`) ||
+			!strings.Contains(string(r.body), `"approvals_counted":1`) || !strings.Contains(string(r.body), `"approvals_required":2`) {
 			t.Fatalf("the first approval of %s = %d %s, want still pending", task.Kind, r.status, r.body)
 		}
 	}

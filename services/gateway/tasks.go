@@ -38,7 +38,8 @@ func (g *Gateway) taskAction(action string) func(http.ResponseWriter, *http.Requ
 
 func toTask(t *accountv1.Task) api.Task {
 	out := api.Task{ID: t.GetId(), Kind: t.GetKind(), Status: t.GetStatus(), RequesterID: t.GetRequesterId(), AppID: t.GetAppId(),
-		Domain: t.GetDomain(), Approvals: []api.TaskApproval{}, CreatedAt: ts(t.GetCreatedAt()), UpdatedAt: ts(t.GetUpdatedAt())}
+		Domain: t.GetDomain(), Approvals: []api.TaskApproval{}, CreatedAt: ts(t.GetCreatedAt()), UpdatedAt: ts(t.GetUpdatedAt()),
+		ApprovalsCounted: int(t.GetApprovalsCounted()), ApprovalsRequired: int(t.GetApprovalsRequired())}
 	if im := t.GetImage(); im != nil {
 		out.Image = &api.TaskImage{ImageID: im.GetImageId(), Tag: im.GetTag(), MRENCLAVE: hex.EncodeToString(im.GetMrenclave()),
 			MRSIGNER: hex.EncodeToString(im.GetMrsigner()), ISVProdID: im.GetIsvprodid(), ISVSVN: im.GetIsvsvn()}

@@ -401,8 +401,12 @@ type Task struct {
 	Domain      string         `json:"domain,omitempty"`
 	Image       *TaskImage     `json:"image,omitempty"`
 	Approvals   []TaskApproval `json:"approvals"`
-	CreatedAt   time.Time      `json:"created_at"`
-	UpdatedAt   time.Time      `json:"updated_at"`
+	// ApprovalsCounted of ApprovalsRequired: the approvals that count
+	// toward the quorum in force ("approvals 1/2").
+	ApprovalsCounted  int       `json:"approvals_counted"`
+	ApprovalsRequired int       `json:"approvals_required"`
+	CreatedAt         time.Time `json:"created_at"`
+	UpdatedAt         time.Time `json:"updated_at"`
 }
 
 // JoinToken lets nodes enrol into an account; its secret is shown once.

@@ -36,8 +36,7 @@ type imageData struct {
 	Image   api.Image
 	AppName string
 	// Task is the image's approval task, once the conversion opened one.
-	Task     *api.Task
-	Required uint32
+	Task *api.Task
 }
 
 // Busy tells whether the conversion is still going.
@@ -116,7 +115,7 @@ func (c *Console) imagePage(w http.ResponseWriter, r *http.Request) {
 	if v == nil {
 		return
 	}
-	d := imageData{Required: v.Account.ApprovalsRequired}
+	var d imageData
 	if err := c.call(r, http.MethodGet, accountPath(v.Account.ID, "images", r.PathValue("image")), nil, &d.Image); err != nil {
 		c.fail(w, r, err)
 		return

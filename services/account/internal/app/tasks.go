@@ -13,7 +13,8 @@ import (
 )
 
 func (s *service) ListTasks(ctx context.Context, actor domain.Principal, accountID, status string) ([]domain.Task, error) {
-	if _, _, err := s.authorize(ctx, actor, accountID, authz.TaskList); err != nil {
+	a, _, err := s.authorize(ctx, actor, accountID, authz.TaskList)
+	if err != nil {
 		return nil, err
 	}
 	var want domain.TaskStatus
@@ -34,14 +35,32 @@ func (s *service) ListTasks(ctx context.Context, actor domain.Principal, account
 	slices.SortFunc(ts, func(a, b domain.Task) int {
 		return cmp.Or(a.CreatedAt.Compare(b.CreatedAt), cmp.Compare(a.ID, b.ID))
 	})
-	return ts, nil
+	return ts, s.progress(ctx, a, ts...)
+}
+
+// progress fills each task's approvals counted and required.
+func (s *service) progress(ctx context.Context, a domain.Account, ts ...domain.Task) error {
+	admins, err := s.adminsOf(ctx, a)
+	if err != nil {
+		return err
+	}
+	for i := range ts {
+		ts[i].Progress(a.Quorum(), admins)
+	}
+	return nil
 }
 
 func (s *service) GetTask(ctx context.Context, actor domain.Principal, accountID, taskID string) (domain.Task, error) {
-	if _, _, err := s.authorize(ctx, actor, accountID, authz.TaskGet); err != nil {
+	a, _, err := s.authorize(ctx, actor, accountID, authz.TaskGet)
+	if err != nil {
 		return domain.Task{}, err
 	}
-	return s.Tasks.Get(ctx, accountID, taskID)
+	t, err := s.Tasks.Get(ctx, accountID, taskID)
+	if err != nil {
+		return domain.Task{}, err
+	}
+	ts := []domain.Task{t}
+	return ts[0], s.progress(ctx, a, ts...)
 }
 
 func (s *service) ApproveTask(ctx context.Context, actor domain.Principal, accountID, taskID string) (domain.Task, error) {
@@ -53,7 +72,7 @@ func (s *service) ApproveTask(ctx context.Context, actor domain.Principal, accou
 		// The actor passed the role check on its membership; the admin
 		// set, written after a promotion, may not show it yet.
 		admins = append(admins, actor.UserID)
-		done, err := t.Approve(actor.UserID, a.Quorum(), admins, now)
+		done, err := t.Approve(actor.UserID, t.QuorumWith(a.Quorum()), admins, now)
 		if err != nil || !done {
 			return nil, err
 		}
@@ -115,7 +134,11 @@ func (s *service) decide(ctx context.Context, actor domain.Principal, accountID,
 		if errors.Is(err, domain.ErrConcurrentChange) && attempt < maxDecideAttempts {
 			continue
 		}
-		return t, err
+		if err != nil {
+			return t, err
+		}
+		ts := []domain.Task{t}
+		return ts[0], s.progress(ctx, a, ts...)
 	}
 }
 
@@ -139,12 +162,14 @@ func (s *service) OpenImageTask(ctx context.Context, accountID, appID string, im
 // derives from what it approves, so a task that exists already (whatever
 // its status) means the request was seen before: nothing is opened again.
 func (s *service) openTask(ctx context.Context, t domain.Task) error {
-	if _, err := s.Accounts.Get(ctx, t.AccountID); errors.Is(err, domain.ErrAccountNotFound) {
+	a, err := s.Accounts.Get(ctx, t.AccountID)
+	if errors.Is(err, domain.ErrAccountNotFound) {
 		return nil // deleted; its tasks are purged, not opened
 	} else if err != nil {
 		return err
 	}
-	_, err := s.Tasks.Create(ctx, t, domain.TaskCreated{Task: t})
+	t.Quorum = a.Quorum()
+	_, err = s.Tasks.Create(ctx, t, domain.TaskCreated{Task: t})
 	if errors.Is(err, domain.ErrTaskExists) {
 		return nil
 	}

@@ -95,6 +95,24 @@ type Task struct {
 	CreatedAt   time.Time
 	UpdatedAt   time.Time
 	Version     uint64
+	// Quorum is the account's approvals_required when the task was opened:
+	// the task keeps it, or the account's if that is higher (QuorumWith).
+	Quorum int
+	// Counted and Required are the task's progress, filled when it is read
+	// (Progress): approvals that count, of those it needs.
+	Counted, Required int `json:"-"`
+}
+
+// QuorumWith is the quorum in force for the task, the account's being
+// current: the higher of it and the task's own, so that lowering the
+// account's quorum does not lower what a pending task needs.
+func (t Task) QuorumWith(current int) int { return max(current, t.Quorum, MinApprovalsRequired) }
+
+// Progress fills Counted and Required for the account's current quorum
+// and admins.
+func (t *Task) Progress(current int, admins []string) {
+	t.Required = t.QuorumWith(current)
+	t.Counted = min(t.counted(t.Required, admins), t.Required)
 }
 
 // taskNamespace derives task ids from what they approve, so that an event

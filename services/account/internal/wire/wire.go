@@ -69,7 +69,8 @@ func AccountToProto(a domain.Account, role domain.Role) *accountv1.Account {
 func TaskToProto(t domain.Task) *accountv1.Task {
 	out := &accountv1.Task{Id: t.ID, AccountId: t.AccountID, Kind: string(t.Kind), Status: string(t.Status),
 		RequesterId: t.RequesterID, AppId: t.AppID, Domain: t.Domain,
-		CreatedAt: timestamppb.New(t.CreatedAt), UpdatedAt: timestamppb.New(t.UpdatedAt)}
+		CreatedAt: timestamppb.New(t.CreatedAt), UpdatedAt: timestamppb.New(t.UpdatedAt),
+		ApprovalsCounted: uint32(t.Counted), ApprovalsRequired: uint32(t.Required)}
 	if im := t.Image; im != nil {
 		out.Image = &accountv1.TaskImage{ImageId: im.ImageID, Tag: im.Tag, Mrenclave: im.MRENCLAVE, Mrsigner: im.MRSIGNER,
 			Isvprodid: im.ISVProdID, Isvsvn: im.ISVSVN}

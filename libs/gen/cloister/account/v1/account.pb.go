@@ -2854,12 +2854,17 @@ type Task struct {
 	// For kind "domain": the DNS name the application may serve.
 	Domain string `protobuf:"bytes,7,opt,name=domain,proto3" json:"domain,omitempty"`
 	// For kind "image": the converted image.
-	Image         *TaskImage             `protobuf:"bytes,8,opt,name=image,proto3" json:"image,omitempty"`
-	Approvals     []*TaskApproval        `protobuf:"bytes,9,rep,name=approvals,proto3" json:"approvals,omitempty"`
-	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
-	UpdatedAt     *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Image     *TaskImage             `protobuf:"bytes,8,opt,name=image,proto3" json:"image,omitempty"`
+	Approvals []*TaskApproval        `protobuf:"bytes,9,rep,name=approvals,proto3" json:"approvals,omitempty"`
+	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	UpdatedAt *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	// Progress, in replies: the approvals that count toward the quorum in
+	// force, and that quorum (the higher of the account's now and the
+	// task's when it was opened).
+	ApprovalsCounted  uint32 `protobuf:"varint,12,opt,name=approvals_counted,json=approvalsCounted,proto3" json:"approvals_counted,omitempty"`
+	ApprovalsRequired uint32 `protobuf:"varint,13,opt,name=approvals_required,json=approvalsRequired,proto3" json:"approvals_required,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *Task) Reset() {
@@ -2967,6 +2972,20 @@ func (x *Task) GetUpdatedAt() *timestamppb.Timestamp {
 		return x.UpdatedAt
 	}
 	return nil
+}
+
+func (x *Task) GetApprovalsCounted() uint32 {
+	if x != nil {
+		return x.ApprovalsCounted
+	}
+	return 0
+}
+
+func (x *Task) GetApprovalsRequired() uint32 {
+	if x != nil {
+		return x.ApprovalsRequired
+	}
+	return 0
 }
 
 // TaskImage is the subject of an image task.
@@ -3820,7 +3839,7 @@ const file_cloister_account_v1_account_proto_rawDesc = "" +
 	"account_id\x18\x01 \x01(\tR\taccountId\x12\x15\n" +
 	"\x06key_id\x18\x02 \x01(\tR\x05keyId\x12\x1d\n" +
 	"\n" +
-	"token_hash\x18\x03 \x01(\tR\ttokenHash\"\xa0\x03\n" +
+	"token_hash\x18\x03 \x01(\tR\ttokenHash\"\xfc\x03\n" +
 	"\x04Task\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
 	"\n" +
@@ -3836,7 +3855,9 @@ const file_cloister_account_v1_account_proto_rawDesc = "" +
 	"created_at\x18\n" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n" +
 	"\n" +
-	"updated_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\"\xa8\x01\n" +
+	"updated_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12+\n" +
+	"\x11approvals_counted\x18\f \x01(\rR\x10approvalsCounted\x12-\n" +
+	"\x12approvals_required\x18\r \x01(\rR\x11approvalsRequired\"\xa8\x01\n" +
 	"\tTaskImage\x12\x19\n" +
 	"\bimage_id\x18\x01 \x01(\tR\aimageId\x12\x10\n" +
 	"\x03tag\x18\x02 \x01(\tR\x03tag\x12\x1c\n" +
