@@ -354,12 +354,14 @@ func (c *cli) accountCmd() *cobra.Command {
 			if err := c.client().do(cmd.Context(), "PATCH", "/v1/accounts/"+url.PathEscape(id), body, &a); err != nil {
 				return err
 			}
+			noteChange(a.Task)
 			return c.print(a, accountHeader, accountRows(a))
 		},
 	}
 	update.Flags().StringVar(&name, "name", "", "new name")
 	update.Flags().StringVar(&newDesc, "description", "", "new description")
-	update.Flags().Uint32Var(&approvals, "approvals-required", 1, "distinct admins who must approve a task (from 2, the requester's own approval does not count)")
+	update.Flags().Uint32Var(&approvals, "approvals-required", 0,
+		"distinct admins other than the requester who must approve a task (0: any one admin, the requester included); the change is itself a task under the number in force, and needs that many admins plus one")
 
 	sel := &cobra.Command{
 		Use:   "select ID",
@@ -446,7 +448,7 @@ func (c *cli) memberCmd() *cobra.Command {
 	var role string
 	add := &cobra.Command{
 		Use:   "add EMAIL --role admin|member|auditor",
-		Short: "Add a signed-up user to the account",
+		Short: "Add a signed-up user to the account (an admin joins as a member until the task that makes them one is approved)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			acct, err := c.accountID()
@@ -457,6 +459,7 @@ func (c *cli) memberCmd() *cobra.Command {
 			if err := c.client().do(cmd.Context(), "POST", "/v1/accounts/"+url.PathEscape(acct)+"/members", api.AddMember{Email: args[0], Role: role}, &m); err != nil {
 				return err
 			}
+			noteChange(m.Task)
 			return c.print(m, memberHeader, memberRows(m))
 		},
 	}
@@ -501,7 +504,7 @@ func (c *cli) memberCmd() *cobra.Command {
 
 	setRole := &cobra.Command{
 		Use:   "role USER_ID ROLE",
-		Short: "Change a member's role (admin, member or auditor)",
+		Short: "Change a member's role (admin, member or auditor); a promotion to admin is a task the other admins approve",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			acct, err := c.accountID()
@@ -512,6 +515,7 @@ func (c *cli) memberCmd() *cobra.Command {
 			if err := c.client().do(cmd.Context(), "PATCH", "/v1/accounts/"+url.PathEscape(acct)+"/members/"+url.PathEscape(args[0]), api.SetRole{Role: args[1]}, &m); err != nil {
 				return err
 			}
+			noteChange(m.Task)
 			return c.print(m, memberHeader, memberRows(m))
 		},
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 
@@ -16,13 +17,33 @@ var taskHeader = []string{"ID", "KIND", "STATUS", "SUBJECT", "APPROVALS", "APP"}
 func taskRows(ts ...api.Task) [][]string {
 	rows := make([][]string, len(ts))
 	for i, t := range ts {
-		subject := t.Domain
-		if t.Image != nil {
-			subject = "tag " + t.Image.Tag + " mrenclave " + t.Image.MRENCLAVE
-		}
+		subject := taskSubject(t)
 		rows[i] = []string{t.ID, t.Kind, t.Status, subject, fmt.Sprintf("%d/%d", t.ApprovalsCounted, t.ApprovalsRequired), t.AppID}
 	}
 	return rows
+}
+
+// taskSubject says what a task approves, in a few words.
+func taskSubject(t api.Task) string {
+	switch {
+	case t.Image != nil:
+		return "tag " + t.Image.Tag + " mrenclave " + t.Image.MRENCLAVE
+	case t.NewApprovalsRequired != nil:
+		return fmt.Sprintf("approvals required %d", *t.NewApprovalsRequired)
+	case t.Admin != nil:
+		return "admin " + t.Admin.Email
+	}
+	return t.Domain
+}
+
+// noteChange tells, on stderr, that a change of who approves waits for
+// approvals, and how to give them.
+func noteChange(t *api.Task) {
+	if t == nil || t.Applied {
+		return
+	}
+	fmt.Fprintf(os.Stderr, "The change waits for approval (%d/%d): task %s. Other admins approve it with: cloister task approve %s\n",
+		t.ApprovalsCounted, t.ApprovalsRequired, t.ID, t.ID)
 }
 
 func taskDetail(t api.Task) ([]string, [][]string) {
@@ -35,6 +56,12 @@ func taskDetail(t api.Task) ([]string, [][]string) {
 	if t.Domain != "" {
 		rows = append(rows, []string{"domain", t.Domain})
 	}
+	if n := t.NewApprovalsRequired; n != nil {
+		rows = append(rows, []string{"new approvals required", strconv.Itoa(int(*n))}, []string{"applied", strconv.FormatBool(t.Applied)})
+	}
+	if a := t.Admin; a != nil {
+		rows = append(rows, []string{"new admin", a.Email + " (" + a.UserID + ")"}, []string{"applied", strconv.FormatBool(t.Applied)})
+	}
 	if im := t.Image; im != nil {
 		rows = append(rows, []string{"image", im.ImageID}, []string{"tag", im.Tag}, []string{"mrenclave", im.MRENCLAVE},
 			[]string{"mrsigner", im.MRSIGNER}, []string{"isvprodid", strconv.Itoa(int(im.ISVProdID))}, []string{"isvsvn", strconv.Itoa(int(im.ISVSVN))})
@@ -44,7 +71,7 @@ func taskDetail(t api.Task) ([]string, [][]string) {
 }
 
 func (c *cli) taskCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "task", Short: "Approve what may run: applications' domains and converted images"}
+	cmd := &cobra.Command{Use: "task", Short: "Approve what may run (applications' domains, converted images) and changes of who approves"}
 	c.addAccountFlag(cmd)
 	base := func(acct string) string { return "/v1/accounts/" + url.PathEscape(acct) + "/tasks" }
 

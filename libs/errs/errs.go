@@ -77,6 +77,12 @@ func Define(k Kind, reason, msg string) *Error {
 	return &Error{Kind: k, Reason: reason, Message: msg}
 }
 
+// Withf returns the same refusal (kind and reason) with a message that
+// says more of the case at hand.
+func (e *Error) Withf(format string, args ...any) *Error {
+	return &Error{Kind: e.Kind, Reason: e.Reason, Message: fmt.Sprintf(format, args...)}
+}
+
 // ValidReason reports whether reason may name a refusal: 1 to 64
 // characters of a-z, 0-9 and _, starting with a letter.
 func ValidReason(reason string) bool { return validReason(reason) }

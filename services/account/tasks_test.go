@@ -3,6 +3,7 @@ package account_test
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -64,17 +65,19 @@ func (h *harness) user(name string) *accountv1.Principal {
 	return p.GetPrincipal()
 }
 
-// team is an account with three admins, a member, an auditor, and a
+// team is an account with four admins, a member, an auditor, and a
 // stranger who belongs to another account.
 type team struct {
-	account                   string
-	admin1, admin2, admin3    *accountv1.Principal
-	member, auditor, stranger *accountv1.Principal
+	account                        string
+	admin1, admin2, admin3, admin4 *accountv1.Principal
+	member, auditor, stranger      *accountv1.Principal
 }
 
+// team makes a team whose approvals_required is approvals. Its admins are
+// added under approvals_required 0, where admin1's request suffices.
 func (h *harness) team(approvals uint32) team {
 	h.t.Helper()
-	tm := team{admin1: h.user("admin1"), admin2: h.user("admin2"), admin3: h.user("admin3"),
+	tm := team{admin1: h.user("admin1"), admin2: h.user("admin2"), admin3: h.user("admin3"), admin4: h.user("admin4"),
 		member: h.user("member"), auditor: h.user("auditor"), stranger: h.user("stranger")}
 	a, err := h.c.CreateAccount(h.ctx, &accountv1.CreateAccountRequest{Actor: tm.admin1, Name: "team"})
 	if err != nil {
@@ -87,7 +90,7 @@ func (h *harness) team(approvals uint32) team {
 	for _, m := range []struct {
 		p    *accountv1.Principal
 		role string
-	}{{tm.admin2, "admin"}, {tm.admin3, "admin"}, {tm.member, "member"}, {tm.auditor, "auditor"}} {
+	}{{tm.admin2, "admin"}, {tm.admin3, "admin"}, {tm.admin4, "admin"}, {tm.member, "member"}, {tm.auditor, "auditor"}} {
 		if _, err := h.c.AddMember(h.ctx, &accountv1.AddMemberRequest{Actor: tm.admin1, AccountId: tm.account,
 			Email: m.p.GetEmail(), Role: m.role}); err != nil {
 			h.t.Fatal(err)
@@ -97,11 +100,27 @@ func (h *harness) team(approvals uint32) team {
 	return tm
 }
 
+// setApprovals sets the team's approvals_required as admin1 asks and the
+// other admins approve, as many as the quorum in force needs.
 func (h *harness) setApprovals(tm team, n uint32) {
 	h.t.Helper()
 	resp, err := h.c.UpdateAccount(h.ctx, &accountv1.UpdateAccountRequest{Actor: tm.admin1, AccountId: tm.account, ApprovalsRequired: &n})
-	if err != nil || resp.GetAccount().GetApprovalsRequired() != n {
-		h.t.Fatalf("UpdateAccount(approvals_required %d) = %v, %v", n, resp, err)
+	if err != nil {
+		h.t.Fatalf("UpdateAccount(approvals_required %d) = %v", n, err)
+	}
+	if task := resp.GetTask(); task != nil && !task.GetApplied() {
+		for _, p := range []*accountv1.Principal{tm.admin2, tm.admin3, tm.admin4} {
+			if task, err = h.approve(p, tm, task.GetId()); err != nil {
+				h.t.Fatalf("approving the quorum task as %s: %v", p.GetEmail(), err)
+			}
+			if task.GetApplied() {
+				break
+			}
+		}
+	}
+	got, err := h.c.GetAccount(h.ctx, &accountv1.GetAccountRequest{Actor: tm.admin1, AccountId: tm.account})
+	if err != nil || got.GetAccount().GetApprovalsRequired() != n {
+		h.t.Fatalf("after setting approvals_required %d: %v, %v", n, got, err)
 	}
 }
 
@@ -119,16 +138,20 @@ func (h *harness) publish(accountID string, m proto.Message) {
 
 // settled waits until the task consumer has handled every event published
 // so far.
-func (h *harness) settled() {
+func (h *harness) settled() { h.caughtUp("account-tasks") }
+
+// caughtUp waits until a durable consumer has handled every event
+// published so far.
+func (h *harness) caughtUp(durable string) {
 	h.t.Helper()
 	testkit.Eventually(h.t, 10*time.Second, func() bool {
-		c, err := h.js.Consumer(h.ctx, events.StreamEvents, "account-tasks")
+		c, err := h.js.Consumer(h.ctx, events.StreamEvents, durable)
 		if err != nil {
 			return false
 		}
 		info, err := c.Info(h.ctx)
 		return err == nil && info.NumPending == 0 && info.NumAckPending == 0
-	}, "the account-tasks consumer did not catch up")
+	}, "the %s consumer did not catch up", durable)
 }
 
 // task waits for a task to exist and returns it.
@@ -215,6 +238,18 @@ func (h *harness) published(name, taskID string) int {
 	return n
 }
 
+// appTasks are the tasks about applications (domains and images), without
+// the admin tasks a team's setup leaves.
+func appTasks(ts []*accountv1.Task) []*accountv1.Task {
+	var out []*accountv1.Task
+	for _, t := range ts {
+		if t.GetKind() == "domain" || t.GetKind() == "image" {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
 // wantErr checks an error's kind and that its message says what it must.
 func wantErr(t *testing.T, what string, err error, kind errs.Kind, says string) {
 	t.Helper()
@@ -223,15 +258,15 @@ func wantErr(t *testing.T, what string, err error, kind errs.Kind, says string) 
 	}
 }
 
-func TestApproveQuorumOfOne(t *testing.T) {
+func TestApproveQuorumOfZero(t *testing.T) {
 	h := start(t)
-	tm := h.team(1)
+	tm := h.team(0)
 
-	// The requester may approve alone when one approval is enough.
+	// The requester may approve alone when no other admin is required.
 	own := h.imageTask(tm, tm.admin1)
 	got, err := h.approve(tm.admin1, tm, own.GetId())
-	if err != nil || got.GetStatus() != "approved" {
-		t.Fatalf("ApproveTask(own, quorum 1) = %v, %v; want approved", got, err)
+	if err != nil || got.GetStatus() != "approved" || got.GetApprovalsCounted() != 1 || got.GetApprovalsRequired() != 1 {
+		t.Fatalf("ApproveTask(own, quorum 0) = %v, %v; want approved, 1/1", got, err)
 	}
 	if len(got.GetApprovals()) != 1 || got.GetApprovals()[0].GetUserId() != tm.admin1.GetUserId() || got.GetApprovals()[0].GetAt() == nil {
 		t.Fatalf("approvals = %v, want admin1's with a time", got.GetApprovals())
@@ -248,7 +283,22 @@ func TestApproveQuorumOfOne(t *testing.T) {
 	// Another's task: one admin is enough too.
 	other := h.imageTask(tm, tm.member)
 	if got, err := h.approve(tm.admin2, tm, other.GetId()); err != nil || got.GetStatus() != "approved" {
-		t.Fatalf("ApproveTask(quorum 1) = %v, %v; want approved", got, err)
+		t.Fatalf("ApproveTask(quorum 0) = %v, %v; want approved", got, err)
+	}
+}
+
+func TestApproveQuorumOfOne(t *testing.T) {
+	h := start(t)
+	tm := h.team(1)
+
+	// One admin other than the requester: the requester cannot approve
+	// alone, another admin can.
+	own := h.imageTask(tm, tm.admin1)
+	_, err := h.approve(tm.admin1, tm, own.GetId())
+	wantErr(t, "ApproveTask(own, quorum 1)", err, errs.PermissionDenied, "another admin must approve it")
+	got, err := h.approve(tm.admin2, tm, own.GetId())
+	if err != nil || got.GetStatus() != "approved" || got.GetApprovalsCounted() != 1 || got.GetApprovalsRequired() != 1 {
+		t.Fatalf("ApproveTask(another admin, quorum 1) = %v, %v; want approved, 1/1", got, err)
 	}
 }
 
@@ -261,7 +311,7 @@ func TestApproveQuorumOfTwo(t *testing.T) {
 	}
 
 	_, err := h.approve(tm.admin1, tm, task.GetId())
-	wantErr(t, "ApproveTask(requester, quorum 2)", err, errs.PermissionDenied, "your own approval does not count")
+	wantErr(t, "ApproveTask(requester, quorum 2)", err, errs.PermissionDenied, "another admin must approve it")
 	_, err = h.approve(tm.member, tm, task.GetId())
 	wantErr(t, "ApproveTask(member)", err, errs.PermissionDenied, "role")
 	_, err = h.approve(tm.auditor, tm, task.GetId())
@@ -310,19 +360,19 @@ func TestApproveAfterQuorumChanges(t *testing.T) {
 	if got, err := h.approve(tm.admin3, tm, lowered.GetId()); err != nil || got.GetStatus() != "approved" {
 		t.Fatalf("the third approval = %v, %v; want approved", got, err)
 	}
-	// Nor may its approvers complete it alone once lowered to 1.
+	// Nor may its approvers complete it alone once lowered to 0.
 	h.setApprovals(tm, 2)
 	again := h.imageTask(tm, tm.member)
 	if _, err := h.approve(tm.admin1, tm, again.GetId()); err != nil {
 		t.Fatal(err)
 	}
-	h.setApprovals(tm, 1)
+	h.setApprovals(tm, 0)
 	_, err = h.approve(tm.admin1, tm, again.GetId())
-	wantErr(t, "the same admin again after lowering to 1", err, errs.Conflict, "already approved")
+	wantErr(t, "the same admin again after lowering to 0", err, errs.Conflict, "already approved")
 
 	// Raising the account's quorum raises a pending task's: the higher
 	// applies.
-	h.setApprovals(tm, 1)
+	h.setApprovals(tm, 0)
 	raised := h.imageTask(tm, tm.member)
 	h.setApprovals(tm, 2)
 	if got, err := h.approve(tm.admin1, tm, raised.GetId()); err != nil || got.GetStatus() != "pending" || got.GetApprovalsRequired() != 2 {
@@ -385,7 +435,7 @@ func TestConcurrentApprovalsBothCount(t *testing.T) {
 
 func TestDenyAndWithdraw(t *testing.T) {
 	h := start(t)
-	tm := h.team(1)
+	tm := h.team(0)
 
 	denied := h.imageTask(tm, tm.member)
 	for _, p := range []*accountv1.Principal{tm.member, tm.auditor} {
@@ -436,7 +486,7 @@ func TestDenyAndWithdraw(t *testing.T) {
 
 func TestTasksFromImageConverterEvents(t *testing.T) {
 	h := start(t)
-	tm := h.team(1)
+	tm := h.team(0)
 	appID := uuid.NewString()
 	app := func(domain, issuer string) *imageconverterv1.App {
 		return &imageconverterv1.App{Id: appID, AccountId: tm.account, Name: "hello",
@@ -480,7 +530,7 @@ func TestTasksFromImageConverterEvents(t *testing.T) {
 	}
 	h.settled()
 	list, err := h.c.ListTasks(h.ctx, &accountv1.ListTasksRequest{Actor: tm.member, AccountId: tm.account})
-	if err != nil || len(list.GetTasks()) != 3 {
+	if err != nil || len(appTasks(list.GetTasks())) != 3 {
 		t.Fatalf("ListTasks = %v, %v; want the 3 tasks", list, err)
 	}
 	for _, id := range []string{first, second.GetId(), imageTask.GetId()} {
@@ -544,13 +594,13 @@ func TestTasksFromImageConverterEvents(t *testing.T) {
 		t.Fatalf("TaskCreated published %d times after a redelivery, want 1", n)
 	}
 	// Withdrawals that no person made leave no audit record: every record
-	// names who acted.
+	// names who acted, a person or the system with its cause.
 	log, err := h.c.ListAudit(h.ctx, &accountv1.ListAuditRequest{Actor: tm.admin1, AccountId: tm.account, Page: &accountv1.Page{Limit: 200}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, e := range log.GetEntries() {
-		if e.GetActorUserId() == "" || e.GetActorCredential() == "" {
+		if e.GetActorCredential() == "" || e.GetActorUserId() == "" && (e.GetActorCredential() != "system" || e.GetCause() == "") {
 			t.Errorf("audit record without an actor: %v", e)
 		}
 	}
@@ -594,7 +644,7 @@ func TestListTasksStatusFilter(t *testing.T) {
 					t.Fatalf("ListTasks(%q) as %s = %v", tc.status, p.GetEmail(), err)
 				}
 				var got []string
-				for _, task := range resp.GetTasks() {
+				for _, task := range appTasks(resp.GetTasks()) {
 					got = append(got, task.GetId())
 					if tc.status != "" && task.GetStatus() != tc.status {
 						t.Errorf("ListTasks(%q) returned a %s task", tc.status, task.GetStatus())
@@ -637,7 +687,7 @@ func TestTaskDecisionsAudited(t *testing.T) {
 
 	type rec struct{ action, user, target, outcome, error string }
 	want := []rec{
-		{"task.approve", tm.admin1.GetUserId(), task.GetId(), "failure", "your own approval does not count"},
+		{"task.approve", tm.admin1.GetUserId(), task.GetId(), "failure", "another admin must approve it"},
 		{"task.approve", tm.member.GetUserId(), task.GetId(), "failure", "role"},
 		{"task.withdraw", tm.admin2.GetUserId(), task.GetId(), "failure", "the task is pending"},
 		{"task.approve", tm.admin2.GetUserId(), task.GetId(), "success", ""},
@@ -679,22 +729,24 @@ func TestApprovalsRequiredSetting(t *testing.T) {
 		t.Fatal(err)
 	}
 	acct := resp.GetAccount()
-	if acct.GetApprovalsRequired() != 1 {
-		t.Fatalf("approvals_required of a new account = %d, want 1", acct.GetApprovalsRequired())
+	if acct.GetApprovalsRequired() != 0 {
+		t.Fatalf("approvals_required of a new account = %d, want 0", acct.GetApprovalsRequired())
 	}
 	if _, err := h.c.AddMember(h.ctx, &accountv1.AddMemberRequest{Actor: admin, AccountId: acct.GetId(), Email: member.GetEmail(), Role: "member"}); err != nil {
 		t.Fatal(err)
 	}
-	for _, n := range []uint32{0, 11, 1 << 31} {
+	for _, n := range []uint32{11, 1 << 31} {
 		_, err := h.c.UpdateAccount(h.ctx, &accountv1.UpdateAccountRequest{Actor: admin, AccountId: acct.GetId(), ApprovalsRequired: &n})
-		wantErr(t, fmt.Sprintf("UpdateAccount(approvals_required %d)", n), err, errs.Invalid, "approvals_required must be between 1 and 10")
+		wantErr(t, fmt.Sprintf("UpdateAccount(approvals_required %d)", n), err, errs.Invalid, "approvals_required must be between 0 and 10")
 	}
-	three := uint32(3)
-	_, err = h.c.UpdateAccount(h.ctx, &accountv1.UpdateAccountRequest{Actor: member, AccountId: acct.GetId(), ApprovalsRequired: &three})
+	one := uint32(1)
+	_, err = h.c.UpdateAccount(h.ctx, &accountv1.UpdateAccountRequest{Actor: member, AccountId: acct.GetId(), ApprovalsRequired: &one})
 	wantErr(t, "UpdateAccount(member)", err, errs.PermissionDenied, "role")
-	up, err := h.c.UpdateAccount(h.ctx, &accountv1.UpdateAccountRequest{Actor: admin, AccountId: acct.GetId(), ApprovalsRequired: &three})
-	if err != nil || up.GetAccount().GetApprovalsRequired() != 3 {
-		t.Fatalf("UpdateAccount(approvals_required 3) = %v, %v", up, err)
+	// One admin cannot require an approval other than their own.
+	_, err = h.c.UpdateAccount(h.ctx, &accountv1.UpdateAccountRequest{Actor: admin, AccountId: acct.GetId(), ApprovalsRequired: &one})
+	wantErr(t, "UpdateAccount(approvals_required 1, one admin)", err, errs.Conflict, "needs at least 2 admins")
+	if !errors.Is(err, domain.ErrQuorumUnreachable) {
+		t.Fatalf("UpdateAccount(unreachable) = %v, want reason quorum_unreachable", err)
 	}
 	// Changing something else keeps it.
 	name := "acme two"
@@ -703,19 +755,144 @@ func TestApprovalsRequiredSetting(t *testing.T) {
 	}
 	for _, p := range []*accountv1.Principal{admin, member} {
 		got, err := h.c.GetAccount(h.ctx, &accountv1.GetAccountRequest{Actor: p, AccountId: acct.GetId()})
-		if err != nil || got.GetAccount().GetApprovalsRequired() != 3 {
-			t.Fatalf("GetAccount as %s = %v, %v; want approvals_required 3", p.GetEmail(), got, err)
+		if err != nil || got.GetAccount().GetApprovalsRequired() != 0 || got.GetAccount().GetName() != name {
+			t.Fatalf("GetAccount as %s = %v, %v; want %q, approvals_required 0", p.GetEmail(), got, err, name)
 		}
 	}
-	list, err := h.c.ListAccounts(h.ctx, &accountv1.ListAccountsRequest{Actor: member})
-	if err != nil || len(list.GetAccounts()) != 1 || list.GetAccounts()[0].GetApprovalsRequired() != 3 {
-		t.Fatalf("ListAccounts = %v, %v; want approvals_required 3", list, err)
+}
+
+// TestChangesOfWhoApproveAreTasks: one admin can neither lower the quorum
+// nor make a crony an admin and then approve alone; the quorum is one
+// thing (admins other than the requester) and is always reachable.
+func TestChangesOfWhoApproveAreTasks(t *testing.T) {
+	h := start(t)
+	tm := h.team(0)
+	acct := tm.account
+	setQuorum := func(p *accountv1.Principal, n uint32) (*accountv1.UpdateAccountResponse, error) {
+		return h.c.UpdateAccount(h.ctx, &accountv1.UpdateAccountRequest{Actor: p, AccountId: acct, ApprovalsRequired: &n})
 	}
+	quorum := func() uint32 {
+		t.Helper()
+		got, err := h.c.GetAccount(h.ctx, &accountv1.GetAccountRequest{Actor: tm.auditor, AccountId: acct})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got.GetAccount().GetApprovalsRequired()
+	}
+
+	// Under 0 the request is its own approval: the change is made at once,
+	// and stays on record as an approved task.
+	up, err := setQuorum(tm.admin1, 1)
+	if err != nil || up.GetAccount().GetApprovalsRequired() != 1 || up.GetTask().GetKind() != "quorum" ||
+		up.GetTask().GetStatus() != "approved" || !up.GetTask().GetApplied() || up.GetTask().GetNewApprovalsRequired() != 1 {
+		t.Fatalf("UpdateAccount(1) under 0 = %v, %v; want applied at once by an approved quorum task", up, err)
+	}
+	first := up.GetTask()
+
+	// Under 1 it is a task another admin must approve.
+	down, err := setQuorum(tm.admin1, 0)
+	if err != nil || down.GetAccount().GetApprovalsRequired() != 1 || down.GetTask().GetStatus() != "pending" ||
+		down.GetTask().GetApprovalsCounted() != 0 || down.GetTask().GetApprovalsRequired() != 1 {
+		t.Fatalf("UpdateAccount(0) under 1 = %v, %v; want a pending task, 0/1, approvals_required still 1", down, err)
+	}
+	lower := down.GetTask()
+	_, err = h.approve(tm.admin1, tm, lower.GetId())
+	wantErr(t, "approving one's own lowering of the quorum", err, errs.PermissionDenied, "another admin must approve it")
+	_, err = setQuorum(tm.admin2, 2)
+	if !errors.Is(err, domain.ErrPendingChange) || !strings.Contains(err.Error(), lower.GetId()) {
+		t.Fatalf("a second quorum change while one is pending = %v, want pending_change naming %s", err, lower.GetId())
+	}
+	if q := quorum(); q != 1 {
+		t.Fatalf("approvals_required = %d while the task is pending, want 1", q)
+	}
+
+	// Nor can admin1 make a member (a crony) an admin alone: the member
+	// stays a member, and a member cannot approve.
+	add, err := h.c.SetMemberRole(h.ctx, &accountv1.SetMemberRoleRequest{Actor: tm.admin1, AccountId: acct, UserId: tm.member.GetUserId(), Role: "admin"})
+	if err != nil || add.GetMember().GetRole() != "member" || add.GetTask().GetKind() != "admin" || add.GetTask().GetStatus() != "pending" ||
+		add.GetTask().GetAdminUserId() != tm.member.GetUserId() {
+		t.Fatalf("SetMemberRole(admin) under 1 = %v, %v; want still a member, with a pending admin task", add, err)
+	}
+	promote := add.GetTask()
+	_, err = h.approve(tm.admin1, tm, promote.GetId())
+	wantErr(t, "approving one's own promotion of a member", err, errs.PermissionDenied, "another admin must approve it")
+	_, err = h.approve(tm.member, tm, lower.GetId())
+	wantErr(t, "the crony approving", err, errs.PermissionDenied, "role")
+	crony := h.user("crony")
+	joined, err := h.c.AddMember(h.ctx, &accountv1.AddMemberRequest{Actor: tm.admin1, AccountId: acct, Email: crony.GetEmail(), Role: "admin"})
+	if err != nil || joined.GetMember().GetRole() != "member" || joined.GetTask().GetStatus() != "pending" {
+		t.Fatalf("AddMember(admin) under 1 = %v, %v; want a member, with a pending admin task", joined, err)
+	}
+
+	// Another admin's approval makes each change.
+	if got, err := h.approve(tm.admin2, tm, lower.GetId()); err != nil || got.GetStatus() != "approved" || !got.GetApplied() {
+		t.Fatalf("approving the lowering = %v, %v; want approved and applied", got, err)
+	}
+	if q := quorum(); q != 0 {
+		t.Fatalf("approvals_required = %d after the approval, want 0", q)
+	}
+	// The promotion keeps the quorum it was opened with (1).
+	_, err = h.approve(tm.admin1, tm, promote.GetId())
+	wantErr(t, "approving one's own promotion after lowering", err, errs.PermissionDenied, "another admin must approve it")
+	if got, err := h.approve(tm.admin3, tm, promote.GetId()); err != nil || got.GetStatus() != "approved" || !got.GetApplied() {
+		t.Fatalf("approving the promotion = %v, %v; want approved and applied", got, err)
+	}
+	m, err := h.c.ListMembers(h.ctx, &accountv1.ListMembersRequest{Actor: tm.auditor, AccountId: acct})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mm := range m.GetMembers() {
+		if mm.GetUserId() == tm.member.GetUserId() && mm.GetRole() != "admin" {
+			t.Fatalf("member after the promotion was approved: %v, want admin", mm)
+		}
+	}
+
+	// A TaskApproved delivered again (as after a restart) finds the change
+	// made, and an older quorum task does not undo a newer one.
+	msg, _, err := events.NewMessage(h.ctx, events.Subject("account", &accountv1.TaskApproved{}), "account", acct,
+		&accountv1.TaskApproved{Task: first})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := events.Publish(h.ctx, h.js, msg); err != nil {
+		t.Fatal(err)
+	}
+	h.caughtUp("account-purge")
+	if q := quorum(); q != 0 {
+		t.Fatalf("approvals_required = %d after the first quorum task was delivered again, want 0 (the later task's)", q)
+	}
+
+	// A quorum the admins cannot reach is refused, and so is a demotion or
+	// removal that would make the quorum in force unreachable.
+	h.setApprovals(tm, 4) // 5 admins: admin1-4 and the promoted member
+	_, err = setQuorum(tm.admin1, 5)
+	wantErr(t, "UpdateAccount(5) with 5 admins", err, errs.Conflict, "needs at least 6 admins")
+	_, err = h.c.SetMemberRole(h.ctx, &accountv1.SetMemberRoleRequest{Actor: tm.admin1, AccountId: acct, UserId: tm.admin4.GetUserId(), Role: "member"})
+	wantErr(t, "demoting an admin the quorum needs", err, errs.Conflict, "lower it before one leaves")
+	_, err = h.c.RemoveMember(h.ctx, &accountv1.RemoveMemberRequest{Actor: tm.admin1, AccountId: acct, UserId: tm.admin4.GetUserId()})
+	wantErr(t, "removing an admin the quorum needs", err, errs.Conflict, "lower it before one leaves")
+
+	// What the approvals made is on record as the system's, with the task
+	// as the cause.
+	testkit.Eventually(t, 10*time.Second, func() bool {
+		resp, err := h.c.ListAudit(h.ctx, &accountv1.ListAuditRequest{Actor: tm.auditor, AccountId: acct, Page: &accountv1.Page{Limit: 200}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var quorumSet, promoted bool
+		for _, e := range resp.GetEntries() {
+			system := e.GetActorCredential() == "system"
+			quorumSet = quorumSet || system && e.GetAction() == "account.update" && strings.Contains(e.GetCause(), lower.GetId())
+			promoted = promoted || system && e.GetAction() == "member.role" && e.GetTarget() == tm.member.GetUserId() &&
+				strings.Contains(e.GetCause(), promote.GetId())
+		}
+		return quorumSet && promoted
+	}, "the audit log lacks the system's records of the approved changes")
 }
 
 func TestDeletedAccountTasksPurged(t *testing.T) {
 	h := start(t)
-	tm := h.team(1)
+	tm := h.team(0)
 	h.imageTask(tm, tm.member)
 	approved := h.imageTask(tm, tm.member)
 	if _, err := h.approve(tm.admin1, tm, approved.GetId()); err != nil {
@@ -736,8 +913,8 @@ func TestDeletedAccountTasksPurged(t *testing.T) {
 		}
 		return n
 	}
-	if n := keys(); n != 2 {
-		t.Fatalf("stored tasks of the account = %d, want 2", n)
+	if n := keys(); n != 2+3 {
+		t.Fatalf("stored tasks of the account = %d, want 2 and the 3 admin tasks of the team's setup", n)
 	}
 	if _, err := h.c.DeleteAccount(h.ctx, &accountv1.DeleteAccountRequest{Actor: tm.admin1, AccountId: tm.account}); err != nil {
 		t.Fatal(err)

@@ -67,7 +67,7 @@ func testApprovalsGate(t *testing.T, s *stack) {
 		if task.RequesterID != requesterID {
 			t.Fatalf("task %s requested by %s, want %s", task.ID, task.RequesterID, requesterID)
 		}
-		if r := do(t, s.srv, "POST", base+"/tasks/"+task.ID+"/approve", requester, nil); r.status != 403 || !strings.Contains(string(r.body), "does not count") {
+		if r := do(t, s.srv, "POST", base+"/tasks/"+task.ID+"/approve", requester, nil); r.status != 403 || !strings.Contains(string(r.body), "another admin must approve it") {
 			t.Fatalf("the requester approving %s = %d %s, want 403", task.Kind, r.status, r.body)
 		}
 		if r := do(t, s.srv, "POST", base+"/tasks/"+task.ID+"/approve", admin2, nil); r.status != 200 || !strings.Contains(string(r.body), `"status":"pending"`) ||
@@ -174,4 +174,68 @@ func (s *stack) convertedHello(t *testing.T, token, requesterID, acct, domain st
 		t.Fatal(err)
 	}
 	return app, body
+}
+
+// TestChangesOfWhoApproveThroughTheAPI: a change of approvals_required or
+// a new admin is a task under the quorum in force, made at once (200/201)
+// when the requester's approval suffices and accepted (202, with the task)
+// while it waits; the tasks page of the console shows it with its
+// progress.
+func TestChangesOfWhoApproveThroughTheAPI(t *testing.T) {
+	s, consoleSrv := newConsoleStack(t)
+	_, ada := s.user("ada@example.com")
+	bobID, bob := s.user("bob@example.com")
+	acct := s.account(ada, "A")
+	base := "/v1/accounts/" + acct
+
+	r := do(t, s.srv, "PATCH", base, ada, map[string]any{"approvals_required": 1})
+	if r.status != 409 || !strings.Contains(string(r.body), "quorum_unreachable") || !strings.Contains(string(r.body), "needs at least 2 admins") {
+		t.Fatalf("requiring another admin's approval with one admin = %d %s, want 409 quorum_unreachable", r.status, r.body)
+	}
+	r = do(t, s.srv, "POST", base+"/members", ada, map[string]string{"email": "bob@example.com", "role": "admin"})
+	if r.status != 201 || !strings.Contains(string(r.body), `"role":"admin"`) || !strings.Contains(string(r.body), `"applied":true`) {
+		t.Fatalf("adding an admin under approvals_required 0 = %d %s, want 201, an admin by an applied task", r.status, r.body)
+	}
+	if r = do(t, s.srv, "PATCH", base, ada, map[string]any{"approvals_required": 1}); r.status != 200 || !strings.Contains(string(r.body), `"approvals_required":1,`) {
+		t.Fatalf("requiring one other admin = %d %s, want 200", r.status, r.body)
+	}
+
+	// Under 1, lowering it back waits for bob.
+	r = do(t, s.srv, "PATCH", base, ada, map[string]any{"approvals_required": 0})
+	var pending struct {
+		ApprovalsRequired int `json:"approvals_required"`
+		Task              struct {
+			ID, Kind, Status     string
+			NewApprovalsRequired *int `json:"new_approvals_required"`
+			ApprovalsCounted     int  `json:"approvals_counted"`
+			ApprovalsRequired    int  `json:"approvals_required"`
+		}
+	}
+	r.decode(t, &pending)
+	if r.status != 202 || pending.ApprovalsRequired != 1 || pending.Task.Kind != "quorum" || pending.Task.Status != "pending" ||
+		pending.Task.NewApprovalsRequired == nil || *pending.Task.NewApprovalsRequired != 0 || pending.Task.ApprovalsRequired != 1 {
+		t.Fatalf("lowering to 0 under 1 = %d %s, want 202 with a pending quorum task of 0, 0/1", r.status, r.body)
+	}
+	if r = do(t, s.srv, "POST", base+"/tasks/"+pending.Task.ID+"/approve", ada, nil); r.status != 403 {
+		t.Fatalf("ada approving her own lowering = %d %s, want 403", r.status, r.body)
+	}
+
+	// The console lists it for bob, 0 / 1, with what it changes.
+	b := newConsoleClient(t, consoleSrv)
+	b.login("bob@example.com")
+	b.open("/a/"+acct+"/tasks").want(t, 200, "approvals required: 0", "0 / 1", "An admin other than the one who asked must approve each task")
+
+	if r = do(t, s.srv, "POST", base+"/tasks/"+pending.Task.ID+"/approve", bob, nil); r.status != 200 || !strings.Contains(string(r.body), `"applied":true`) {
+		t.Fatalf("bob approving = %d %s, want 200, applied", r.status, r.body)
+	}
+	if r = do(t, s.srv, "GET", base, bob, nil); !strings.Contains(string(r.body), `"approvals_required":0`) {
+		t.Fatalf("the account after bob's approval = %d %s, want approvals_required 0", r.status, r.body)
+	}
+	// The last admin but one cannot go while the quorum needs two.
+	if r = do(t, s.srv, "PATCH", base, ada, map[string]any{"approvals_required": 1}); r.status != 200 {
+		t.Fatalf("requiring one other admin again = %d %s", r.status, r.body)
+	}
+	if r = do(t, s.srv, "DELETE", base+"/members/"+bobID, ada, nil); r.status != 409 || !strings.Contains(string(r.body), "quorum_unreachable") {
+		t.Fatalf("removing the admin the quorum needs = %d %s, want 409 quorum_unreachable", r.status, r.body)
+	}
 }

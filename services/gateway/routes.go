@@ -191,6 +191,24 @@ func toAccount(a *accountv1.Account) api.Account {
 		CreatedBy: a.GetCreatedBy(), CreatedAt: ts(a.GetCreatedAt()), UpdatedAt: ts(a.GetUpdatedAt()), ApprovalsRequired: a.GetApprovalsRequired()}
 }
 
+// changeTask is the task a change of who approves opened, if it did.
+func changeTask(t *accountv1.Task) *api.Task {
+	if t == nil {
+		return nil
+	}
+	out := toTask(t)
+	return &out
+}
+
+// changeStatus is 202 Accepted while the change waits for its approvals,
+// else done (the change was made).
+func changeStatus(t *api.Task, done int) int {
+	if t != nil && !t.Applied {
+		return http.StatusAccepted
+	}
+	return done
+}
+
 func toMember(m *accountv1.Member) api.Member {
 	return api.Member{AccountID: m.GetAccountId(), UserID: m.GetUserId(), Email: m.GetEmail(), Role: m.GetRole(), AddedAt: ts(m.GetAddedAt())}
 }
@@ -305,7 +323,12 @@ func (g *Gateway) updateAccount(w http.ResponseWriter, r *http.Request, p princi
 	}
 	resp, err := g.accounts.UpdateAccount(r.Context(), &accountv1.UpdateAccountRequest{Actor: p.proto(),
 		AccountId: r.PathValue("account_id"), Name: b.Name, Description: b.Description, ApprovalsRequired: b.ApprovalsRequired})
-	return answer(err, http.StatusOK, func() any { return toAccount(resp.GetAccount()) })
+	if err != nil {
+		return reply{}, err
+	}
+	a := toAccount(resp.GetAccount())
+	a.Task = changeTask(resp.GetTask())
+	return reply{changeStatus(a.Task, http.StatusOK), a}, nil
 }
 
 func (g *Gateway) deleteAccount(_ http.ResponseWriter, r *http.Request, p principal) (reply, error) {
@@ -329,7 +352,12 @@ func (g *Gateway) addMember(w http.ResponseWriter, r *http.Request, p principal)
 	}
 	resp, err := g.accounts.AddMember(r.Context(), &accountv1.AddMemberRequest{Actor: p.proto(),
 		AccountId: r.PathValue("account_id"), Email: b.Email, Role: b.Role})
-	return answer(err, http.StatusCreated, func() any { return toMember(resp.GetMember()) })
+	if err != nil {
+		return reply{}, err
+	}
+	m := toMember(resp.GetMember())
+	m.Task = changeTask(resp.GetTask())
+	return reply{changeStatus(m.Task, http.StatusCreated), m}, nil
 }
 
 func (g *Gateway) setMemberRole(w http.ResponseWriter, r *http.Request, p principal) (reply, error) {
@@ -339,7 +367,12 @@ func (g *Gateway) setMemberRole(w http.ResponseWriter, r *http.Request, p princi
 	}
 	resp, err := g.accounts.SetMemberRole(r.Context(), &accountv1.SetMemberRoleRequest{Actor: p.proto(),
 		AccountId: r.PathValue("account_id"), UserId: r.PathValue("user_id"), Role: b.Role})
-	return answer(err, http.StatusOK, func() any { return toMember(resp.GetMember()) })
+	if err != nil {
+		return reply{}, err
+	}
+	m := toMember(resp.GetMember())
+	m.Task = changeTask(resp.GetTask())
+	return reply{changeStatus(m.Task, http.StatusOK), m}, nil
 }
 
 func (g *Gateway) removeMember(_ http.ResponseWriter, r *http.Request, p principal) (reply, error) {

@@ -40,6 +40,13 @@ func toTask(t *accountv1.Task) api.Task {
 	out := api.Task{ID: t.GetId(), Kind: t.GetKind(), Status: t.GetStatus(), RequesterID: t.GetRequesterId(), AppID: t.GetAppId(),
 		Domain: t.GetDomain(), Approvals: []api.TaskApproval{}, CreatedAt: ts(t.GetCreatedAt()), UpdatedAt: ts(t.GetUpdatedAt()),
 		ApprovalsCounted: int(t.GetApprovalsCounted()), ApprovalsRequired: int(t.GetApprovalsRequired())}
+	switch t.GetKind() {
+	case "quorum":
+		n := t.GetNewApprovalsRequired()
+		out.NewApprovalsRequired, out.Applied = &n, t.GetApplied()
+	case "admin":
+		out.Admin, out.Applied = &api.TaskAdmin{UserID: t.GetAdminUserId(), Email: t.GetAdminEmail()}, t.GetApplied()
+	}
 	if im := t.GetImage(); im != nil {
 		out.Image = &api.TaskImage{ImageID: im.GetImageId(), Tag: im.GetTag(), MRENCLAVE: hex.EncodeToString(im.GetMrenclave()),
 			MRSIGNER: hex.EncodeToString(im.GetMrsigner()), ISVProdID: im.GetIsvprodid(), ISVSVN: im.GetIsvsvn()}

@@ -53,8 +53,14 @@ type Account struct {
 	CreatedBy   string    `json:"created_by"`
 	CreatedAt   time.Time `json:"created_at"`
 	UpdatedAt   time.Time `json:"updated_at"`
-	// ApprovalsRequired is how many distinct admins approve a task.
+	// ApprovalsRequired is how many distinct admins other than its
+	// requester must approve a task; 0 lets any one admin approve, the
+	// requester included.
 	ApprovalsRequired uint32 `json:"approvals_required"`
+	// Task, in the reply to an update of approvals_required, is the task
+	// that asks for it: the account has the new value once it is approved
+	// (at once under approvals_required 0; the reply is then 200, else 202).
+	Task *Task `json:"task,omitempty"`
 }
 
 // Member is a user's role in an account.
@@ -64,6 +70,10 @@ type Member struct {
 	Email     string    `json:"email"`
 	Role      string    `json:"role"`
 	AddedAt   time.Time `json:"added_at"`
+	// Task, in the reply that adds or promotes an admin, is the task that
+	// makes them one: they are a member until it is approved (at once
+	// under approvals_required 0; the reply is then 201 or 200, else 202).
+	Task *Task `json:"task,omitempty"`
 }
 
 // APIKey is an API key; Token is present only in the reply that creates it.
@@ -393,20 +403,32 @@ type TaskApproval struct {
 // Task asks the account's admins to approve an application's domain or a
 // converted image.
 type Task struct {
-	ID          string         `json:"id"`
-	Kind        string         `json:"kind"`
-	Status      string         `json:"status"`
-	RequesterID string         `json:"requester_id"`
-	AppID       string         `json:"app_id"`
-	Domain      string         `json:"domain,omitempty"`
-	Image       *TaskImage     `json:"image,omitempty"`
-	Approvals   []TaskApproval `json:"approvals"`
+	ID          string     `json:"id"`
+	Kind        string     `json:"kind"`
+	Status      string     `json:"status"`
+	RequesterID string     `json:"requester_id"`
+	AppID       string     `json:"app_id"`
+	Domain      string     `json:"domain,omitempty"`
+	Image       *TaskImage `json:"image,omitempty"`
+	// NewApprovalsRequired is what a quorum task proposes; Admin the
+	// member an admin task makes an admin. Applied says the change of
+	// either was made.
+	NewApprovalsRequired *uint32        `json:"new_approvals_required,omitempty"`
+	Admin                *TaskAdmin     `json:"admin,omitempty"`
+	Applied              bool           `json:"applied,omitempty"`
+	Approvals            []TaskApproval `json:"approvals"`
 	// ApprovalsCounted of ApprovalsRequired: the approvals that count
 	// toward the quorum in force ("approvals 1/2").
 	ApprovalsCounted  int       `json:"approvals_counted"`
 	ApprovalsRequired int       `json:"approvals_required"`
 	CreatedAt         time.Time `json:"created_at"`
 	UpdatedAt         time.Time `json:"updated_at"`
+}
+
+// TaskAdmin is the member an admin task makes an admin.
+type TaskAdmin struct {
+	UserID string `json:"user_id"`
+	Email  string `json:"email"`
 }
 
 // JoinToken lets nodes enrol into an account; its secret is shown once.

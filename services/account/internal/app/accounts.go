@@ -14,6 +14,8 @@ import (
 type AccountView struct {
 	domain.Account
 	Role domain.Role
+	// Task is the approval task an update opened, if it did.
+	Task *domain.Task
 }
 
 // AccountChange is what UpdateAccount changes; nil fields stay as they are.
@@ -35,8 +37,7 @@ func (s *service) CreateAccount(ctx context.Context, actor domain.Principal, nam
 	}
 	now := s.now()
 	a := domain.Account{ID: newID(), Name: strings.TrimSpace(name), Description: description,
-		CreatedBy: actor.UserID, CreatedAt: now, UpdatedAt: now, Admins: []string{actor.UserID},
-		ApprovalsRequired: domain.MinApprovalsRequired}
+		CreatedBy: actor.UserID, CreatedAt: now, UpdatedAt: now, Admins: []string{actor.UserID}}
 	m := domain.Member{AccountID: a.ID, UserID: actor.UserID, Email: actor.Email, Role: domain.RoleAdmin, AddedAt: now}
 	// The membership first: should the account write fail, a membership
 	// of a missing account is invisible, whereas an account nobody
@@ -102,29 +103,56 @@ func (s *service) updateAccount(ctx context.Context, actor domain.Principal, acc
 		if err := domain.CheckAccountName(*c.Name); err != nil {
 			return AccountView{}, err
 		}
-		a.Name = strings.TrimSpace(*c.Name)
 	}
 	if c.Description != nil {
 		if err := domain.CheckDescription(*c.Description); err != nil {
 			return AccountView{}, err
 		}
-		a.Description = *c.Description
 	}
-	if c.ApprovalsRequired != nil {
-		// Pending tasks are not re-examined here: the next approval of
-		// each applies the new number.
-		if err := domain.CheckApprovalsRequired(*c.ApprovalsRequired); err != nil {
+	// A new quorum is checked before anything changes, and asked for as a
+	// task (openChange) after the rest is written.
+	var quorum *domain.Task
+	if c.ApprovalsRequired != nil && *c.ApprovalsRequired != a.ApprovalsRequired {
+		t, err := domain.NewQuorumTask(accountID, *c.ApprovalsRequired, actor.UserID, s.now())
+		if err != nil {
 			return AccountView{}, err
 		}
-		a.ApprovalsRequired = *c.ApprovalsRequired
+		admins, err := s.adminsOf(ctx, a)
+		if err != nil {
+			return AccountView{}, err
+		}
+		if err := domain.CheckQuorumReachable(t.NewQuorum, len(admins)); err != nil {
+			return AccountView{}, err
+		}
+		quorum = &t
 	}
-	a.UpdatedAt = s.now()
-	a, err = s.Accounts.Update(ctx, a, domain.AccountUpdated{Account: a},
-		domain.Audited{Entry: s.auditEntry(actor, accountID, authz.AccountUpdate, accountID)})
+	if c.Name != nil || c.Description != nil {
+		if c.Name != nil {
+			a.Name = strings.TrimSpace(*c.Name)
+		}
+		if c.Description != nil {
+			a.Description = *c.Description
+		}
+		a.UpdatedAt = s.now()
+		a, err = s.Accounts.Update(ctx, a, domain.AccountUpdated{Account: a},
+			domain.Audited{Entry: s.auditEntry(actor, accountID, authz.AccountUpdate, accountID)})
+		if err != nil {
+			return AccountView{}, err
+		}
+	}
+	v := AccountView{Account: a, Role: m.Role}
+	if quorum == nil {
+		return v, nil
+	}
+	t, err := s.openChange(ctx, actor, a, *quorum, authz.AccountUpdate, accountID)
 	if err != nil {
 		return AccountView{}, err
 	}
-	return AccountView{Account: a, Role: m.Role}, nil
+	v.Task = &t
+	if t.Applied {
+		v.Account, err = s.Accounts.Get(ctx, accountID)
+	}
+	return v, err
 }
 
 func (s *service) DeleteAccount(ctx context.Context, actor domain.Principal, accountID string) error {

@@ -10,38 +10,56 @@ import (
 	"github.com/cloister-cc/cloister/services/account/internal/domain"
 )
 
-func (s *service) AddMember(ctx context.Context, actor domain.Principal, accountID, email, role string) (domain.Member, error) {
-	m, err := s.addMember(ctx, actor, accountID, email, role)
-	return m, s.failed(ctx, actor, accountID, authz.MemberAdd, cmp.Or(m.UserID, email), err)
+func (s *service) AddMember(ctx context.Context, actor domain.Principal, accountID, email, role string) (domain.Member, *domain.Task, error) {
+	m, t, err := s.addMember(ctx, actor, accountID, email, role)
+	return m, t, s.failed(ctx, actor, accountID, authz.MemberAdd, cmp.Or(m.UserID, email), err)
 }
 
-func (s *service) addMember(ctx context.Context, actor domain.Principal, accountID, email, role string) (domain.Member, error) {
-	if _, _, err := s.authorize(ctx, actor, accountID, authz.MemberAdd); err != nil {
-		return domain.Member{}, err
+// addMember adds a user to the account. One asked for as an admin joins
+// as a member, and a task asks to make them an admin (openChange).
+func (s *service) addMember(ctx context.Context, actor domain.Principal, accountID, email, role string) (domain.Member, *domain.Task, error) {
+	a, _, err := s.authorize(ctx, actor, accountID, authz.MemberAdd)
+	if err != nil {
+		return domain.Member{}, nil, err
 	}
 	r, err := domain.ParseRole(role)
 	if err != nil {
-		return domain.Member{}, err
+		return domain.Member{}, nil, err
 	}
 	email, err = domain.NormalizeEmail(email)
 	if err != nil {
-		return domain.Member{}, err
+		return domain.Member{}, nil, err
 	}
 	u, err := s.Users.ByEmail(ctx, email)
 	if err != nil {
-		return domain.Member{}, err
+		return domain.Member{}, nil, err
 	}
 	m := domain.Member{AccountID: accountID, UserID: u.ID, Email: u.Email, Role: r, AddedAt: s.now()}
-	m, err = s.Members.Create(ctx, m, domain.MemberChanged{AccountID: accountID, UserID: u.ID, Role: r},
+	if r == domain.RoleAdmin {
+		m.Role = domain.RoleMember
+	}
+	m, err = s.Members.Create(ctx, m, domain.MemberChanged{AccountID: accountID, UserID: u.ID, Role: m.Role},
 		domain.Audited{Entry: s.auditEntry(actor, accountID, authz.MemberAdd, u.ID)})
 	if err != nil || r != domain.RoleAdmin {
-		return m, err
+		return m, nil, err
 	}
-	// A new admin is counted after the membership is written: if this
-	// fails, the admin set undercounts, which only errs on the safe side.
-	return m, s.changeAdmins(ctx, accountID, func(admins []string) ([]string, error) {
-		return append(admins, u.ID), nil
-	})
+	return s.askAdmin(ctx, actor, a, m, authz.MemberAdd)
+}
+
+// askAdmin opens the task that makes member m an admin, and returns the
+// member as it is after it (an admin at once under a quorum of 0).
+func (s *service) askAdmin(ctx context.Context, actor domain.Principal, a domain.Account, m domain.Member, action authz.Action) (domain.Member, *domain.Task, error) {
+	t, err := domain.NewAdminTask(a.ID, domain.Grantee{UserID: m.UserID, Email: m.Email}, actor.UserID, s.now())
+	if err != nil {
+		return m, nil, err
+	}
+	if t, err = s.openChange(ctx, actor, a, t, action, m.UserID); err != nil {
+		return m, nil, err
+	}
+	if t.Applied {
+		m, err = s.Members.Get(ctx, a.ID, m.UserID)
+	}
+	return m, &t, err
 }
 
 func (s *service) ListMembers(ctx context.Context, actor domain.Principal, accountID string, p Page) ([]domain.Member, string, error) {
@@ -58,7 +76,7 @@ func (s *service) ListMembers(ctx context.Context, actor domain.Principal, accou
 // changeAdmins applies f to the account's admin set and stores the result,
 // re-reading and retrying when another change came between. f refuses a
 // change by returning an error.
-func (s *service) changeAdmins(ctx context.Context, accountID string, f func(admins []string) ([]string, error)) error {
+func (s *service) changeAdmins(ctx context.Context, accountID string, f func(a domain.Account, admins []string) ([]string, error)) error {
 	for range 5 {
 		a, err := s.Accounts.Get(ctx, accountID)
 		if err != nil {
@@ -68,7 +86,7 @@ func (s *service) changeAdmins(ctx context.Context, accountID string, f func(adm
 		if err != nil {
 			return err
 		}
-		next, err := f(admins)
+		next, err := f(a, admins)
 		if err != nil {
 			return err
 		}
@@ -105,12 +123,17 @@ func (s *service) adminsOf(ctx context.Context, a domain.Account) ([]string, err
 	return admins, nil
 }
 
-// dropAdmin removes userID from the admin set unless it is the last admin.
+// dropAdmin removes userID from the admin set unless it is the last admin
+// or the rest could not reach the account's approvals_required.
 func (s *service) dropAdmin(ctx context.Context, accountID, userID string) error {
-	return s.changeAdmins(ctx, accountID, func(admins []string) ([]string, error) {
+	return s.changeAdmins(ctx, accountID, func(a domain.Account, admins []string) ([]string, error) {
 		next := slices.DeleteFunc(admins, func(id string) bool { return id == userID })
 		if len(next) == 0 {
 			return nil, domain.ErrLastAdmin
+		}
+		if err := domain.CheckQuorumReachable(a.ApprovalsRequired, len(next)); err != nil {
+			return nil, domain.ErrQuorumUnreachable.Withf(
+				"the account's approvals_required is %d, which needs %d admins: lower it before one leaves", a.ApprovalsRequired, a.ApprovalsRequired+1)
 		}
 		return next, nil
 	})
@@ -145,40 +168,41 @@ func (s *service) removeMember(ctx context.Context, actor domain.Principal, acco
 	return s.revokeKeys(ctx, accountID, func(k domain.APIKey) bool { return k.UserID == userID })
 }
 
-func (s *service) SetMemberRole(ctx context.Context, actor domain.Principal, accountID, userID, role string) (domain.Member, error) {
-	m, err := s.setMemberRole(ctx, actor, accountID, userID, role)
-	return m, s.failed(ctx, actor, accountID, authz.MemberSetRole, userID, err)
+func (s *service) SetMemberRole(ctx context.Context, actor domain.Principal, accountID, userID, role string) (domain.Member, *domain.Task, error) {
+	m, t, err := s.setMemberRole(ctx, actor, accountID, userID, role)
+	return m, t, s.failed(ctx, actor, accountID, authz.MemberSetRole, userID, err)
 }
 
-func (s *service) setMemberRole(ctx context.Context, actor domain.Principal, accountID, userID, role string) (domain.Member, error) {
-	if _, _, err := s.authorize(ctx, actor, accountID, authz.MemberSetRole); err != nil {
-		return domain.Member{}, err
+// setMemberRole changes a member's role; a promotion to admin is asked
+// for as a task (askAdmin).
+func (s *service) setMemberRole(ctx context.Context, actor domain.Principal, accountID, userID, role string) (domain.Member, *domain.Task, error) {
+	a, _, err := s.authorize(ctx, actor, accountID, authz.MemberSetRole)
+	if err != nil {
+		return domain.Member{}, nil, err
 	}
 	r, err := domain.ParseRole(role)
 	if err != nil {
-		return domain.Member{}, err
+		return domain.Member{}, nil, err
 	}
 	m, err := s.Members.Get(ctx, accountID, userID)
 	if err != nil {
-		return domain.Member{}, err
+		return domain.Member{}, nil, err
 	}
 	if m.Role == r {
-		return m, nil
+		return m, nil, nil
 	}
-	// Demotions leave the admin set first and promotions join it last, so
-	// a failure in between never counts an admin who is not one.
+	if r == domain.RoleAdmin {
+		return s.askAdmin(ctx, actor, a, m, authz.MemberSetRole)
+	}
+	// A demotion leaves the admin set first, so a failure in between
+	// never counts an admin who is not one.
 	if m.Role == domain.RoleAdmin {
 		if err := s.dropAdmin(ctx, accountID, userID); err != nil {
-			return domain.Member{}, err
+			return domain.Member{}, nil, err
 		}
 	}
 	m.Role = r
 	m, err = s.Members.Update(ctx, m, domain.MemberChanged{AccountID: accountID, UserID: userID, Role: r},
 		domain.Audited{Entry: s.auditEntry(actor, accountID, authz.MemberSetRole, userID)})
-	if err != nil || r != domain.RoleAdmin {
-		return m, err
-	}
-	return m, s.changeAdmins(ctx, accountID, func(admins []string) ([]string, error) {
-		return append(admins, userID), nil
-	})
+	return m, nil, err
 }

@@ -41,10 +41,12 @@ type Service interface {
 	UpdateAccount(ctx context.Context, actor domain.Principal, accountID string, c AccountChange) (AccountView, error)
 	DeleteAccount(ctx context.Context, actor domain.Principal, accountID string) error
 
-	AddMember(ctx context.Context, actor domain.Principal, accountID, email, role string) (domain.Member, error)
+	// AddMember and SetMemberRole return, for a new admin, the task that
+	// asks for it: the member is an admin once it is approved.
+	AddMember(ctx context.Context, actor domain.Principal, accountID, email, role string) (domain.Member, *domain.Task, error)
 	ListMembers(ctx context.Context, actor domain.Principal, accountID string, p Page) ([]domain.Member, string, error)
 	RemoveMember(ctx context.Context, actor domain.Principal, accountID, userID string) error
-	SetMemberRole(ctx context.Context, actor domain.Principal, accountID, userID, role string) (domain.Member, error)
+	SetMemberRole(ctx context.Context, actor domain.Principal, accountID, userID, role string) (domain.Member, *domain.Task, error)
 
 	CreateAPIKey(ctx context.Context, actor domain.Principal, accountID, name string, ttl time.Duration) (domain.APIKey, string, error)
 	ListAPIKeys(ctx context.Context, actor domain.Principal, accountID string, p Page) ([]domain.APIKey, string, error)
@@ -69,6 +71,9 @@ type Service interface {
 	// PurgeAccount removes what belongs to a deleted account; it is driven
 	// by the AccountDeleted event, not called over the API.
 	PurgeAccount(ctx context.Context, accountID string) error
+	// ApplyTask makes the change of an approved quorum or admin task if it
+	// was not made yet; it is driven by the TaskApproved event.
+	ApplyTask(ctx context.Context, accountID, taskID string) error
 
 	// OpenDomainTask, OpenImageTask and RetractTasks are driven by the
 	// image converter's events. They are idempotent: an event delivered

@@ -35,19 +35,29 @@ func (s *service) ListTasks(ctx context.Context, actor domain.Principal, account
 	slices.SortFunc(ts, func(a, b domain.Task) int {
 		return cmp.Or(a.CreatedAt.Compare(b.CreatedAt), cmp.Compare(a.ID, b.ID))
 	})
-	return ts, s.progress(ctx, a, ts...)
+	ps := make([]*domain.Task, len(ts))
+	for i := range ts {
+		ps[i] = &ts[i]
+	}
+	return ts, s.progress(ctx, a, ps...)
 }
 
 // progress fills each task's approvals counted and required.
-func (s *service) progress(ctx context.Context, a domain.Account, ts ...domain.Task) error {
+func (s *service) progress(ctx context.Context, a domain.Account, ts ...*domain.Task) error {
 	admins, err := s.adminsOf(ctx, a)
 	if err != nil {
 		return err
 	}
-	for i := range ts {
-		ts[i].Progress(a.Quorum(), admins)
+	for _, t := range ts {
+		t.Progress(a.ApprovalsRequired, admins)
 	}
 	return nil
+}
+
+// withProgress returns t with its approvals counted and required.
+func (s *service) withProgress(ctx context.Context, a domain.Account, t domain.Task) (domain.Task, error) {
+	err := s.progress(ctx, a, &t)
+	return t, err
 }
 
 func (s *service) GetTask(ctx context.Context, actor domain.Principal, accountID, taskID string) (domain.Task, error) {
@@ -59,8 +69,7 @@ func (s *service) GetTask(ctx context.Context, actor domain.Principal, accountID
 	if err != nil {
 		return domain.Task{}, err
 	}
-	ts := []domain.Task{t}
-	return ts[0], s.progress(ctx, a, ts...)
+	return s.withProgress(ctx, a, t)
 }
 
 func (s *service) ApproveTask(ctx context.Context, actor domain.Principal, accountID, taskID string) (domain.Task, error) {
@@ -71,13 +80,21 @@ func (s *service) ApproveTask(ctx context.Context, actor domain.Principal, accou
 		}
 		// The actor passed the role check on its membership; the admin
 		// set, written after a promotion, may not show it yet.
+		if t.Kind == domain.KindQuorum {
+			if err := domain.CheckQuorumReachable(t.NewQuorum, len(admins)); err != nil {
+				return nil, err
+			}
+		}
 		admins = append(admins, actor.UserID)
-		done, err := t.Approve(actor.UserID, t.QuorumWith(a.Quorum()), admins, now)
+		done, err := t.Approve(actor.UserID, t.QuorumWith(a.ApprovalsRequired), admins, now)
 		if err != nil || !done {
 			return nil, err
 		}
 		return domain.TaskApproved{Task: *t}, nil
 	})
+	if err == nil {
+		t, err = s.apply(ctx, t)
+	}
 	return t, s.failed(ctx, actor, accountID, authz.TaskApprove, taskID, err)
 }
 
@@ -137,8 +154,7 @@ func (s *service) decide(ctx context.Context, actor domain.Principal, accountID,
 		if err != nil {
 			return t, err
 		}
-		ts := []domain.Task{t}
-		return ts[0], s.progress(ctx, a, ts...)
+		return s.withProgress(ctx, a, t)
 	}
 }
 
@@ -168,7 +184,7 @@ func (s *service) openTask(ctx context.Context, t domain.Task) error {
 	} else if err != nil {
 		return err
 	}
-	t.Quorum = a.Quorum()
+	t.Quorum = a.ApprovalsRequired
 	_, err = s.Tasks.Create(ctx, t, domain.TaskCreated{Task: t})
 	if errors.Is(err, domain.ErrTaskExists) {
 		return nil

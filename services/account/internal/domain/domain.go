@@ -3,6 +3,7 @@
 package domain
 
 import (
+	"encoding/json"
 	"net/mail"
 	"strings"
 	"time"
@@ -37,6 +38,9 @@ type Credential string
 const (
 	CredentialSession Credential = "session"
 	CredentialAPIKey  Credential = "api_key"
+	// CredentialSystem is the actor of an audit record of what Cloister
+	// did on its own (its Cause says why), never of a caller.
+	CredentialSystem Credential = "system"
 )
 
 // Errors of the account service.
@@ -94,14 +98,35 @@ type Account struct {
 	// through this one record, under optimistic concurrency, so two
 	// concurrent demotions cannot leave the account without an admin.
 	Admins []string
-	// ApprovalsRequired is how many distinct admins must approve a task;
-	// 0 (an account written before the setting existed) means 1.
-	ApprovalsRequired int
-	Version           uint64
+	// ApprovalsRequired is how many distinct admins other than its
+	// requester must approve a task (0: any one admin). It is stored
+	// under a key of its own since it took that meaning (UnmarshalJSON).
+	ApprovalsRequired int `json:"ApprovalsOthers"`
+	// QuorumAt is when the quorum task that set ApprovalsRequired was
+	// approved: an older one, delivered again, changes nothing.
+	QuorumAt time.Time
+	Version  uint64
 }
 
-// Quorum is the number of approvals a task of the account needs.
-func (a Account) Quorum() int { return max(a.ApprovalsRequired, MinApprovalsRequired) }
+// UnmarshalJSON reads an account record, new or as stored before
+// approvals_required counted only admins other than the requester. Such a
+// record has the old key, where 0 and 1 meant one admin, the requester
+// included (now 0), and 2 or more already excluded the requester.
+func (a *Account) UnmarshalJSON(b []byte) error {
+	type record Account // without this method
+	var r struct {
+		record
+		Legacy *int `json:"ApprovalsRequired"`
+	}
+	if err := json.Unmarshal(b, &r); err != nil {
+		return err
+	}
+	*a = Account(r.record)
+	if r.Legacy != nil && *r.Legacy >= 2 {
+		a.ApprovalsRequired = *r.Legacy
+	}
+	return nil
+}
 
 // Member is a user's role in an account.
 type Member struct {

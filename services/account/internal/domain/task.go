@@ -17,6 +17,8 @@ type TaskKind string
 const (
 	KindDomain TaskKind = "domain" // a DNS name an application may serve
 	KindImage  TaskKind = "image"  // a converted image (its measurement) an application may run
+	KindQuorum TaskKind = "quorum" // a new approvals_required for the account
+	KindAdmin  TaskKind = "admin"  // a member to make an admin of the account
 )
 
 // TaskStatus is where a task is in its life. It only moves forward:
@@ -40,19 +42,35 @@ func ParseTaskStatus(s string) (TaskStatus, error) {
 	return "", errs.Newf(errs.Invalid, "status %q is not one of pending, approved, denied, withdrawn", s)
 }
 
-// Bounds of an account's approvals_required.
-const (
-	MinApprovalsRequired = 1
-	MaxApprovalsRequired = 10
-)
+// An account's approvals_required N means one thing everywhere: a task
+// needs the approvals of N distinct admins other than its requester. With
+// 0 (the default of a new account, which has one admin) any one admin
+// approves, the requester included.
+const MaxApprovalsRequired = 10
 
 // CheckApprovalsRequired enforces the bounds of approvals_required.
 func CheckApprovalsRequired(n int) error {
-	if n < MinApprovalsRequired || n > MaxApprovalsRequired {
-		return errs.Newf(errs.Invalid, "approvals_required must be between %d and %d", MinApprovalsRequired, MaxApprovalsRequired)
+	if n < 0 || n > MaxApprovalsRequired {
+		return errs.Newf(errs.Invalid, "approvals_required must be between 0 and %d", MaxApprovalsRequired)
 	}
 	return nil
 }
+
+// CheckQuorumReachable refuses a quorum the account's admins cannot
+// reach: tasks an admin requests need quorum admins besides them, so the
+// account needs quorum+1 admins, or it could never change its quorum or
+// admins again.
+func CheckQuorumReachable(quorum, admins int) error {
+	if admins < quorum+1 {
+		return ErrQuorumUnreachable.Withf("approvals_required %d needs at least %d admins (%d besides whoever requests a task), and the account would have %d",
+			quorum, quorum+1, quorum, admins)
+	}
+	return nil
+}
+
+// approvalsNeeded is how many approvals a task needs under quorum: the
+// quorum, and at least one.
+func approvalsNeeded(quorum int) int { return max(quorum, 1) }
 
 // Errors of tasks.
 var (
@@ -60,7 +78,9 @@ var (
 	ErrTaskExists      = errs.Define(errs.Conflict, "task_exists", "the task already exists")
 	ErrAlreadyApproved = errs.Define(errs.Conflict, "already_approved", "already approved by you")
 	ErrOwnApproval     = errs.Define(errs.PermissionDenied, "own_approval",
-		"you requested this task, and with 2 or more approvals required your own approval does not count: another admin must approve it")
+		"you requested this task, and approvals_required counts admins other than the requester: another admin must approve it")
+	ErrQuorumUnreachable = errs.Define(errs.Conflict, "quorum_unreachable", "the account's admins cannot reach this approvals_required")
+	ErrPendingChange     = errs.Define(errs.Conflict, "pending_change", "a pending task asks for this change already: approve or deny it first")
 )
 
 // ImageMeasurement is the converted image an image task is about.
@@ -80,8 +100,9 @@ type Approval struct {
 }
 
 // Task asks the account's admins to approve what a member requested: an
-// application's domain or a converted image. Approved tasks are what the
-// CA and attestation allow.
+// application's domain or a converted image, which the CA and attestation
+// allow once approved; or, from an admin, a change of the account's
+// approvals_required or a new admin, which the account service applies.
 type Task struct {
 	ID          string
 	AccountID   string
@@ -91,10 +112,15 @@ type Task struct {
 	AppID       string
 	Domain      string            // kind domain
 	Image       *ImageMeasurement // kind image
-	Approvals   []Approval
-	CreatedAt   time.Time
-	UpdatedAt   time.Time
-	Version     uint64
+	NewQuorum   int               // kind quorum: the approvals_required proposed
+	Admin       *Grantee          // kind admin: the member to make an admin
+	// Applied says that the change of an approved quorum or admin task
+	// was made to the account.
+	Applied   bool
+	Approvals []Approval
+	CreatedAt time.Time
+	UpdatedAt time.Time
+	Version   uint64
 	// Quorum is the account's approvals_required when the task was opened:
 	// the task keeps it, or the account's if that is higher (QuorumWith).
 	Quorum int
@@ -103,16 +129,23 @@ type Task struct {
 	Counted, Required int `json:"-"`
 }
 
+// Grantee is the member an admin task makes an admin.
+type Grantee struct {
+	UserID string
+	Email  string
+}
+
 // QuorumWith is the quorum in force for the task, the account's being
 // current: the higher of it and the task's own, so that lowering the
 // account's quorum does not lower what a pending task needs.
-func (t Task) QuorumWith(current int) int { return max(current, t.Quorum, MinApprovalsRequired) }
+func (t Task) QuorumWith(current int) int { return max(current, t.Quorum) }
 
 // Progress fills Counted and Required for the account's current quorum
 // and admins.
 func (t *Task) Progress(current int, admins []string) {
-	t.Required = t.QuorumWith(current)
-	t.Counted = min(t.counted(t.Required, admins), t.Required)
+	q := t.QuorumWith(current)
+	t.Required = approvalsNeeded(q)
+	t.Counted = min(t.counted(q, admins), t.Required)
 }
 
 // taskNamespace derives task ids from what they approve, so that an event
@@ -159,6 +192,43 @@ func NewImageTask(accountID, appID string, im ImageMeasurement, requesterID stri
 		RequesterID: requesterID, AppID: appID, Image: &im, CreatedAt: now, UpdatedAt: now}, nil
 }
 
+// NewQuorumTask returns the pending task that asks to set the account's
+// approvals_required to n. Such tasks are opened by a person's request,
+// once: their ids are random.
+func NewQuorumTask(accountID string, n int, requesterID string, now time.Time) (Task, error) {
+	if err := CheckApprovalsRequired(n); err != nil {
+		return Task{}, err
+	}
+	return Task{ID: uuid.Must(uuid.NewV7()).String(), AccountID: accountID, Kind: KindQuorum, Status: StatusPending,
+		RequesterID: requesterID, NewQuorum: n, CreatedAt: now, UpdatedAt: now}, nil
+}
+
+// NewAdminTask returns the pending task that asks to make a member an
+// admin.
+func NewAdminTask(accountID string, g Grantee, requesterID string, now time.Time) (Task, error) {
+	if g.UserID == "" {
+		return Task{}, errs.New(errs.Invalid, "an admin task needs the member's user id")
+	}
+	return Task{ID: uuid.Must(uuid.NewV7()).String(), AccountID: accountID, Kind: KindAdmin, Status: StatusPending,
+		RequesterID: requesterID, Admin: &g, CreatedAt: now, UpdatedAt: now}, nil
+}
+
+// SameChange reports whether t is a pending task that asks for what o
+// asks (a quorum change, or making the same member an admin), so that a
+// second request waits for the first.
+func (t Task) SameChange(o Task) bool {
+	if t.Status != StatusPending || t.Kind != o.Kind {
+		return false
+	}
+	switch t.Kind {
+	case KindQuorum:
+		return true
+	case KindAdmin:
+		return t.Admin != nil && o.Admin != nil && t.Admin.UserID == o.Admin.UserID
+	}
+	return false
+}
+
 func checkTaskIDs(accountID, appID string) error {
 	switch {
 	case uuid.Validate(accountID) != nil:
@@ -169,44 +239,44 @@ func checkTaskIDs(accountID, appID string) error {
 	return nil
 }
 
-// Approve records admin userID's approval at now. quorum is the account's
-// approvals_required as it is now; admins are the users whose approvals
+// Approve records admin userID's approval at now. quorum is the task's
+// quorum in force (QuorumWith); admins are the users whose approvals
 // count (an approval by someone no longer an admin does not). It reports
 // whether the task reached its quorum and is now approved.
 //
-// With a quorum of 2 or more the requester's own approval does not count
+// Under a quorum of 1 or more the requester's own approval does not count
 // and is refused. An admin who already approved is refused too, unless the
 // quorum was lowered meanwhile so that the approvals given suffice: the
 // next approval applies the new number, and this one is it.
 func (t *Task) Approve(userID string, quorum int, admins []string, now time.Time) (bool, error) {
-	quorum = max(quorum, MinApprovalsRequired)
 	if t.Status != StatusPending {
 		return false, t.notPending("approved")
 	}
-	if quorum >= 2 && userID == t.RequesterID {
+	if quorum >= 1 && userID == t.RequesterID {
 		return false, ErrOwnApproval
 	}
+	need := approvalsNeeded(quorum)
 	again := slices.ContainsFunc(t.Approvals, func(a Approval) bool { return a.UserID == userID })
-	if again && t.counted(quorum, admins) < quorum {
+	if again && t.counted(quorum, admins) < need {
 		return false, ErrAlreadyApproved
 	}
 	if !again {
 		t.Approvals = append(t.Approvals, Approval{UserID: userID, At: now})
 	}
 	t.UpdatedAt = now
-	if t.counted(quorum, admins) < quorum {
+	if t.counted(quorum, admins) < need {
 		return false, nil
 	}
 	t.Status = StatusApproved
 	return true, nil
 }
 
-// counted is the number of approvals that count toward quorum: one per
-// distinct admin, without the requester's from a quorum of 2 on.
+// counted is the number of approvals that count under quorum: one per
+// distinct admin, without the requester's from a quorum of 1 on.
 func (t *Task) counted(quorum int, admins []string) int {
 	seen := map[string]bool{}
 	for _, a := range t.Approvals {
-		if seen[a.UserID] || !slices.Contains(admins, a.UserID) || (quorum >= 2 && a.UserID == t.RequesterID) {
+		if seen[a.UserID] || !slices.Contains(admins, a.UserID) || (quorum >= 1 && a.UserID == t.RequesterID) {
 			continue
 		}
 		seen[a.UserID] = true
@@ -223,8 +293,12 @@ func (t *Task) Deny(now time.Time) error {
 	return nil
 }
 
-// Withdraw takes back an approved task's approval for good.
+// Withdraw takes back an approved task's approval for good. A change of
+// the account is undone by another change, not withdrawn.
 func (t *Task) Withdraw(now time.Time) error {
+	if t.Kind == KindQuorum || t.Kind == KindAdmin {
+		return errs.Newf(errs.Conflict, "an approved %s task cannot be withdrawn: request the opposite change instead", t.Kind)
+	}
 	if t.Status != StatusApproved {
 		return errs.Newf(errs.Conflict, "the task is %s; only an approved task can be withdrawn", t.Status)
 	}

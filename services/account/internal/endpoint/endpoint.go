@@ -127,7 +127,7 @@ func (s *Set) UpdateAccount(ctx context.Context, r *accountv1.UpdateAccountReque
 	if err != nil {
 		return nil, err
 	}
-	return &accountv1.UpdateAccountResponse{Account: accountView(v)}, nil
+	return &accountv1.UpdateAccountResponse{Account: accountView(v), Task: optionalTask(v.Task)}, nil
 }
 
 func (s *Set) DeleteAccount(ctx context.Context, r *accountv1.DeleteAccountRequest) (*accountv1.DeleteAccountResponse, error) {
@@ -135,11 +135,11 @@ func (s *Set) DeleteAccount(ctx context.Context, r *accountv1.DeleteAccountReque
 }
 
 func (s *Set) AddMember(ctx context.Context, r *accountv1.AddMemberRequest) (*accountv1.AddMemberResponse, error) {
-	m, err := s.svc.AddMember(ctx, principal(r.GetActor()), r.GetAccountId(), r.GetEmail(), r.GetRole())
+	m, t, err := s.svc.AddMember(ctx, principal(r.GetActor()), r.GetAccountId(), r.GetEmail(), r.GetRole())
 	if err != nil {
 		return nil, err
 	}
-	return &accountv1.AddMemberResponse{Member: member(m)}, nil
+	return &accountv1.AddMemberResponse{Member: member(m), Task: optionalTask(t)}, nil
 }
 
 func (s *Set) ListMembers(ctx context.Context, r *accountv1.ListMembersRequest) (*accountv1.ListMembersResponse, error) {
@@ -155,11 +155,11 @@ func (s *Set) RemoveMember(ctx context.Context, r *accountv1.RemoveMemberRequest
 }
 
 func (s *Set) SetMemberRole(ctx context.Context, r *accountv1.SetMemberRoleRequest) (*accountv1.SetMemberRoleResponse, error) {
-	m, err := s.svc.SetMemberRole(ctx, principal(r.GetActor()), r.GetAccountId(), r.GetUserId(), r.GetRole())
+	m, t, err := s.svc.SetMemberRole(ctx, principal(r.GetActor()), r.GetAccountId(), r.GetUserId(), r.GetRole())
 	if err != nil {
 		return nil, err
 	}
-	return &accountv1.SetMemberRoleResponse{Member: member(m)}, nil
+	return &accountv1.SetMemberRoleResponse{Member: member(m), Task: optionalTask(t)}, nil
 }
 
 func (s *Set) CreateAPIKey(ctx context.Context, r *accountv1.CreateAPIKeyRequest) (*accountv1.CreateAPIKeyResponse, error) {
@@ -233,4 +233,12 @@ func taskAction(ctx context.Context, r *accountv1.TaskActionRequest,
 		return nil, err
 	}
 	return &accountv1.TaskActionResponse{Task: wire.TaskToProto(t)}, nil
+}
+
+// optionalTask converts the task a change opened, if it did.
+func optionalTask(t *domain.Task) *accountv1.Task {
+	if t == nil {
+		return nil
+	}
+	return wire.TaskToProto(*t)
 }

@@ -62,7 +62,7 @@ func UserToProto(u domain.User) *accountv1.User {
 func AccountToProto(a domain.Account, role domain.Role) *accountv1.Account {
 	return &accountv1.Account{Id: a.ID, Name: a.Name, Description: a.Description,
 		CreatedAt: timestamppb.New(a.CreatedAt), UpdatedAt: timestamppb.New(a.UpdatedAt),
-		CreatedBy: a.CreatedBy, Role: string(role), ApprovalsRequired: uint32(a.Quorum())}
+		CreatedBy: a.CreatedBy, Role: string(role), ApprovalsRequired: uint32(a.ApprovalsRequired)}
 }
 
 // TaskToProto converts a task.
@@ -70,7 +70,11 @@ func TaskToProto(t domain.Task) *accountv1.Task {
 	out := &accountv1.Task{Id: t.ID, AccountId: t.AccountID, Kind: string(t.Kind), Status: string(t.Status),
 		RequesterId: t.RequesterID, AppId: t.AppID, Domain: t.Domain,
 		CreatedAt: timestamppb.New(t.CreatedAt), UpdatedAt: timestamppb.New(t.UpdatedAt),
-		ApprovalsCounted: uint32(t.Counted), ApprovalsRequired: uint32(t.Required)}
+		ApprovalsCounted: uint32(t.Counted), ApprovalsRequired: uint32(t.Required),
+		NewApprovalsRequired: uint32(t.NewQuorum), Applied: t.Applied}
+	if g := t.Admin; g != nil {
+		out.AdminUserId, out.AdminEmail = g.UserID, g.Email
+	}
 	if im := t.Image; im != nil {
 		out.Image = &accountv1.TaskImage{ImageId: im.ImageID, Tag: im.Tag, Mrenclave: im.MRENCLAVE, Mrsigner: im.MRSIGNER,
 			Isvprodid: im.ISVProdID, Isvsvn: im.ISVSVN}

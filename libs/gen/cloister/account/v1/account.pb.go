@@ -179,8 +179,9 @@ type Account struct {
 	CreatedBy   string                 `protobuf:"bytes,6,opt,name=created_by,json=createdBy,proto3" json:"created_by,omitempty"`
 	// The caller's role in the account, filled in replies.
 	Role string `protobuf:"bytes,7,opt,name=role,proto3" json:"role,omitempty"`
-	// How many distinct admins must approve a task (default 1). With 2 or
-	// more, the requester's own approval does not count.
+	// How many distinct admins other than its requester must approve a
+	// task; 0 (the default) lets any one admin approve, the requester
+	// included. Changing it is itself a task under the quorum in force.
 	ApprovalsRequired uint32 `protobuf:"varint,8,opt,name=approvals_required,json=approvalsRequired,proto3" json:"approvals_required,omitempty"`
 	unknownFields     protoimpl.UnknownFields
 	sizeCache         protoimpl.SizeCache
@@ -1373,8 +1374,11 @@ func (x *UpdateAccountRequest) GetApprovalsRequired() uint32 {
 }
 
 type UpdateAccountResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Account       *Account               `protobuf:"bytes,1,opt,name=account,proto3" json:"account,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Account *Account               `protobuf:"bytes,1,opt,name=account,proto3" json:"account,omitempty"`
+	// The task a change of approvals_required opened: the account has the
+	// new quorum once it is approved (at once under a quorum of 0).
+	Task          *Task `protobuf:"bytes,2,opt,name=task,proto3" json:"task,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1412,6 +1416,13 @@ func (*UpdateAccountResponse) Descriptor() ([]byte, []int) {
 func (x *UpdateAccountResponse) GetAccount() *Account {
 	if x != nil {
 		return x.Account
+	}
+	return nil
+}
+
+func (x *UpdateAccountResponse) GetTask() *Task {
+	if x != nil {
+		return x.Task
 	}
 	return nil
 }
@@ -1573,8 +1584,11 @@ func (x *AddMemberRequest) GetRole() string {
 }
 
 type AddMemberResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Member        *Member                `protobuf:"bytes,1,opt,name=member,proto3" json:"member,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Member *Member                `protobuf:"bytes,1,opt,name=member,proto3" json:"member,omitempty"`
+	// For a member added as an admin: the task that makes them one. They
+	// are a member until it is approved (at once under a quorum of 0).
+	Task          *Task `protobuf:"bytes,2,opt,name=task,proto3" json:"task,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1612,6 +1626,13 @@ func (*AddMemberResponse) Descriptor() ([]byte, []int) {
 func (x *AddMemberResponse) GetMember() *Member {
 	if x != nil {
 		return x.Member
+	}
+	return nil
+}
+
+func (x *AddMemberResponse) GetTask() *Task {
+	if x != nil {
+		return x.Task
 	}
 	return nil
 }
@@ -1893,8 +1914,10 @@ func (x *SetMemberRoleRequest) GetRole() string {
 }
 
 type SetMemberRoleResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Member        *Member                `protobuf:"bytes,1,opt,name=member,proto3" json:"member,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Member *Member                `protobuf:"bytes,1,opt,name=member,proto3" json:"member,omitempty"`
+	// For a promotion to admin: the task that asks for it.
+	Task          *Task `protobuf:"bytes,2,opt,name=task,proto3" json:"task,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1932,6 +1955,13 @@ func (*SetMemberRoleResponse) Descriptor() ([]byte, []int) {
 func (x *SetMemberRoleResponse) GetMember() *Member {
 	if x != nil {
 		return x.Member
+	}
+	return nil
+}
+
+func (x *SetMemberRoleResponse) GetTask() *Task {
+	if x != nil {
+		return x.Task
 	}
 	return nil
 }
@@ -2845,7 +2875,8 @@ type Task struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	Id        string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	AccountId string                 `protobuf:"bytes,2,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
-	// "domain" or "image".
+	// "domain", "image" (from the image converter's events), "quorum" or
+	// "admin" (from an admin's request).
 	Kind string `protobuf:"bytes,3,opt,name=kind,proto3" json:"kind,omitempty"`
 	// "pending", "approved", "denied" or "withdrawn".
 	Status      string `protobuf:"bytes,4,opt,name=status,proto3" json:"status,omitempty"`
@@ -2863,8 +2894,15 @@ type Task struct {
 	// task's when it was opened).
 	ApprovalsCounted  uint32 `protobuf:"varint,12,opt,name=approvals_counted,json=approvalsCounted,proto3" json:"approvals_counted,omitempty"`
 	ApprovalsRequired uint32 `protobuf:"varint,13,opt,name=approvals_required,json=approvalsRequired,proto3" json:"approvals_required,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// For kind "quorum": the approvals_required proposed.
+	NewApprovalsRequired uint32 `protobuf:"varint,14,opt,name=new_approvals_required,json=newApprovalsRequired,proto3" json:"new_approvals_required,omitempty"`
+	// For kind "admin": the member to make an admin.
+	AdminUserId string `protobuf:"bytes,15,opt,name=admin_user_id,json=adminUserId,proto3" json:"admin_user_id,omitempty"`
+	AdminEmail  string `protobuf:"bytes,16,opt,name=admin_email,json=adminEmail,proto3" json:"admin_email,omitempty"`
+	// For kinds "quorum" and "admin": the change was made.
+	Applied       bool `protobuf:"varint,17,opt,name=applied,proto3" json:"applied,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Task) Reset() {
@@ -2986,6 +3024,34 @@ func (x *Task) GetApprovalsRequired() uint32 {
 		return x.ApprovalsRequired
 	}
 	return 0
+}
+
+func (x *Task) GetNewApprovalsRequired() uint32 {
+	if x != nil {
+		return x.NewApprovalsRequired
+	}
+	return 0
+}
+
+func (x *Task) GetAdminUserId() string {
+	if x != nil {
+		return x.AdminUserId
+	}
+	return ""
+}
+
+func (x *Task) GetAdminEmail() string {
+	if x != nil {
+		return x.AdminEmail
+	}
+	return ""
+}
+
+func (x *Task) GetApplied() bool {
+	if x != nil {
+		return x.Applied
+	}
+	return false
 }
 
 // TaskImage is the subject of an image task.
@@ -3736,9 +3802,10 @@ const file_cloister_account_v1_account_proto_rawDesc = "" +
 	"\x12approvals_required\x18\x05 \x01(\rH\x02R\x11approvalsRequired\x88\x01\x01B\a\n" +
 	"\x05_nameB\x0e\n" +
 	"\f_descriptionB\x15\n" +
-	"\x13_approvals_required\"O\n" +
+	"\x13_approvals_required\"~\n" +
 	"\x15UpdateAccountResponse\x126\n" +
-	"\aaccount\x18\x01 \x01(\v2\x1c.cloister.account.v1.AccountR\aaccount\"k\n" +
+	"\aaccount\x18\x01 \x01(\v2\x1c.cloister.account.v1.AccountR\aaccount\x12-\n" +
+	"\x04task\x18\x02 \x01(\v2\x19.cloister.account.v1.TaskR\x04task\"k\n" +
 	"\x14DeleteAccountRequest\x124\n" +
 	"\x05actor\x18\x01 \x01(\v2\x1e.cloister.account.v1.PrincipalR\x05actor\x12\x1d\n" +
 	"\n" +
@@ -3749,9 +3816,10 @@ const file_cloister_account_v1_account_proto_rawDesc = "" +
 	"\n" +
 	"account_id\x18\x02 \x01(\tR\taccountId\x12\x14\n" +
 	"\x05email\x18\x03 \x01(\tR\x05email\x12\x12\n" +
-	"\x04role\x18\x04 \x01(\tR\x04role\"H\n" +
+	"\x04role\x18\x04 \x01(\tR\x04role\"w\n" +
 	"\x11AddMemberResponse\x123\n" +
-	"\x06member\x18\x01 \x01(\v2\x1b.cloister.account.v1.MemberR\x06member\"\x98\x01\n" +
+	"\x06member\x18\x01 \x01(\v2\x1b.cloister.account.v1.MemberR\x06member\x12-\n" +
+	"\x04task\x18\x02 \x01(\v2\x19.cloister.account.v1.TaskR\x04task\"\x98\x01\n" +
 	"\x12ListMembersRequest\x124\n" +
 	"\x05actor\x18\x01 \x01(\v2\x1e.cloister.account.v1.PrincipalR\x05actor\x12\x1d\n" +
 	"\n" +
@@ -3772,9 +3840,10 @@ const file_cloister_account_v1_account_proto_rawDesc = "" +
 	"\n" +
 	"account_id\x18\x02 \x01(\tR\taccountId\x12\x17\n" +
 	"\auser_id\x18\x03 \x01(\tR\x06userId\x12\x12\n" +
-	"\x04role\x18\x04 \x01(\tR\x04role\"L\n" +
+	"\x04role\x18\x04 \x01(\tR\x04role\"{\n" +
 	"\x15SetMemberRoleResponse\x123\n" +
-	"\x06member\x18\x01 \x01(\v2\x1b.cloister.account.v1.MemberR\x06member\"\x9f\x01\n" +
+	"\x06member\x18\x01 \x01(\v2\x1b.cloister.account.v1.MemberR\x06member\x12-\n" +
+	"\x04task\x18\x02 \x01(\v2\x19.cloister.account.v1.TaskR\x04task\"\x9f\x01\n" +
 	"\x13CreateAPIKeyRequest\x124\n" +
 	"\x05actor\x18\x01 \x01(\v2\x1e.cloister.account.v1.PrincipalR\x05actor\x12\x1d\n" +
 	"\n" +
@@ -3839,7 +3908,7 @@ const file_cloister_account_v1_account_proto_rawDesc = "" +
 	"account_id\x18\x01 \x01(\tR\taccountId\x12\x15\n" +
 	"\x06key_id\x18\x02 \x01(\tR\x05keyId\x12\x1d\n" +
 	"\n" +
-	"token_hash\x18\x03 \x01(\tR\ttokenHash\"\xfc\x03\n" +
+	"token_hash\x18\x03 \x01(\tR\ttokenHash\"\x91\x05\n" +
 	"\x04Task\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
 	"\n" +
@@ -3857,7 +3926,12 @@ const file_cloister_account_v1_account_proto_rawDesc = "" +
 	"\n" +
 	"updated_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12+\n" +
 	"\x11approvals_counted\x18\f \x01(\rR\x10approvalsCounted\x12-\n" +
-	"\x12approvals_required\x18\r \x01(\rR\x11approvalsRequired\"\xa8\x01\n" +
+	"\x12approvals_required\x18\r \x01(\rR\x11approvalsRequired\x124\n" +
+	"\x16new_approvals_required\x18\x0e \x01(\rR\x14newApprovalsRequired\x12\"\n" +
+	"\radmin_user_id\x18\x0f \x01(\tR\vadminUserId\x12\x1f\n" +
+	"\vadmin_email\x18\x10 \x01(\tR\n" +
+	"adminEmail\x12\x18\n" +
+	"\aapplied\x18\x11 \x01(\bR\aapplied\"\xa8\x01\n" +
 	"\tTaskImage\x12\x19\n" +
 	"\bimage_id\x18\x01 \x01(\tR\aimageId\x12\x10\n" +
 	"\x03tag\x18\x02 \x01(\tR\x03tag\x12\x1c\n" +
@@ -4025,94 +4099,97 @@ var file_cloister_account_v1_account_proto_depIdxs = []int32{
 	2,  // 18: cloister.account.v1.GetAccountResponse.account:type_name -> cloister.account.v1.Account
 	1,  // 19: cloister.account.v1.UpdateAccountRequest.actor:type_name -> cloister.account.v1.Principal
 	2,  // 20: cloister.account.v1.UpdateAccountResponse.account:type_name -> cloister.account.v1.Account
-	1,  // 21: cloister.account.v1.DeleteAccountRequest.actor:type_name -> cloister.account.v1.Principal
-	1,  // 22: cloister.account.v1.AddMemberRequest.actor:type_name -> cloister.account.v1.Principal
-	3,  // 23: cloister.account.v1.AddMemberResponse.member:type_name -> cloister.account.v1.Member
-	1,  // 24: cloister.account.v1.ListMembersRequest.actor:type_name -> cloister.account.v1.Principal
-	6,  // 25: cloister.account.v1.ListMembersRequest.page:type_name -> cloister.account.v1.Page
-	3,  // 26: cloister.account.v1.ListMembersResponse.members:type_name -> cloister.account.v1.Member
-	1,  // 27: cloister.account.v1.RemoveMemberRequest.actor:type_name -> cloister.account.v1.Principal
-	1,  // 28: cloister.account.v1.SetMemberRoleRequest.actor:type_name -> cloister.account.v1.Principal
-	3,  // 29: cloister.account.v1.SetMemberRoleResponse.member:type_name -> cloister.account.v1.Member
-	1,  // 30: cloister.account.v1.CreateAPIKeyRequest.actor:type_name -> cloister.account.v1.Principal
-	4,  // 31: cloister.account.v1.CreateAPIKeyResponse.key:type_name -> cloister.account.v1.APIKey
-	1,  // 32: cloister.account.v1.ListAPIKeysRequest.actor:type_name -> cloister.account.v1.Principal
-	6,  // 33: cloister.account.v1.ListAPIKeysRequest.page:type_name -> cloister.account.v1.Page
-	4,  // 34: cloister.account.v1.ListAPIKeysResponse.keys:type_name -> cloister.account.v1.APIKey
-	1,  // 35: cloister.account.v1.RevokeAPIKeyRequest.actor:type_name -> cloister.account.v1.Principal
-	1,  // 36: cloister.account.v1.ListAuditRequest.actor:type_name -> cloister.account.v1.Principal
-	6,  // 37: cloister.account.v1.ListAuditRequest.page:type_name -> cloister.account.v1.Page
-	5,  // 38: cloister.account.v1.ListAuditResponse.entries:type_name -> cloister.account.v1.AuditEntry
-	1,  // 39: cloister.account.v1.AuthorizeRequest.actor:type_name -> cloister.account.v1.Principal
-	2,  // 40: cloister.account.v1.AccountCreated.account:type_name -> cloister.account.v1.Account
-	2,  // 41: cloister.account.v1.AccountUpdated.account:type_name -> cloister.account.v1.Account
-	0,  // 42: cloister.account.v1.UserSignedUp.user:type_name -> cloister.account.v1.User
-	51, // 43: cloister.account.v1.Task.image:type_name -> cloister.account.v1.TaskImage
-	52, // 44: cloister.account.v1.Task.approvals:type_name -> cloister.account.v1.TaskApproval
-	63, // 45: cloister.account.v1.Task.created_at:type_name -> google.protobuf.Timestamp
-	63, // 46: cloister.account.v1.Task.updated_at:type_name -> google.protobuf.Timestamp
-	63, // 47: cloister.account.v1.TaskApproval.at:type_name -> google.protobuf.Timestamp
-	1,  // 48: cloister.account.v1.ListTasksRequest.actor:type_name -> cloister.account.v1.Principal
-	50, // 49: cloister.account.v1.ListTasksResponse.tasks:type_name -> cloister.account.v1.Task
-	1,  // 50: cloister.account.v1.GetTaskRequest.actor:type_name -> cloister.account.v1.Principal
-	50, // 51: cloister.account.v1.GetTaskResponse.task:type_name -> cloister.account.v1.Task
-	1,  // 52: cloister.account.v1.TaskActionRequest.actor:type_name -> cloister.account.v1.Principal
-	50, // 53: cloister.account.v1.TaskActionResponse.task:type_name -> cloister.account.v1.Task
-	50, // 54: cloister.account.v1.TaskCreated.task:type_name -> cloister.account.v1.Task
-	50, // 55: cloister.account.v1.TaskApproved.task:type_name -> cloister.account.v1.Task
-	50, // 56: cloister.account.v1.TaskDenied.task:type_name -> cloister.account.v1.Task
-	50, // 57: cloister.account.v1.TaskWithdrawn.task:type_name -> cloister.account.v1.Task
-	7,  // 58: cloister.account.v1.AccountService.SignUp:input_type -> cloister.account.v1.SignUpRequest
-	9,  // 59: cloister.account.v1.AccountService.Login:input_type -> cloister.account.v1.LoginRequest
-	11, // 60: cloister.account.v1.AccountService.Logout:input_type -> cloister.account.v1.LogoutRequest
-	13, // 61: cloister.account.v1.AccountService.Authenticate:input_type -> cloister.account.v1.AuthenticateRequest
-	15, // 62: cloister.account.v1.AccountService.CreateAccount:input_type -> cloister.account.v1.CreateAccountRequest
-	17, // 63: cloister.account.v1.AccountService.ListAccounts:input_type -> cloister.account.v1.ListAccountsRequest
-	19, // 64: cloister.account.v1.AccountService.GetAccount:input_type -> cloister.account.v1.GetAccountRequest
-	21, // 65: cloister.account.v1.AccountService.UpdateAccount:input_type -> cloister.account.v1.UpdateAccountRequest
-	23, // 66: cloister.account.v1.AccountService.DeleteAccount:input_type -> cloister.account.v1.DeleteAccountRequest
-	25, // 67: cloister.account.v1.AccountService.AddMember:input_type -> cloister.account.v1.AddMemberRequest
-	27, // 68: cloister.account.v1.AccountService.ListMembers:input_type -> cloister.account.v1.ListMembersRequest
-	29, // 69: cloister.account.v1.AccountService.RemoveMember:input_type -> cloister.account.v1.RemoveMemberRequest
-	31, // 70: cloister.account.v1.AccountService.SetMemberRole:input_type -> cloister.account.v1.SetMemberRoleRequest
-	33, // 71: cloister.account.v1.AccountService.CreateAPIKey:input_type -> cloister.account.v1.CreateAPIKeyRequest
-	35, // 72: cloister.account.v1.AccountService.ListAPIKeys:input_type -> cloister.account.v1.ListAPIKeysRequest
-	37, // 73: cloister.account.v1.AccountService.RevokeAPIKey:input_type -> cloister.account.v1.RevokeAPIKeyRequest
-	39, // 74: cloister.account.v1.AccountService.ListAudit:input_type -> cloister.account.v1.ListAuditRequest
-	41, // 75: cloister.account.v1.AccountService.Authorize:input_type -> cloister.account.v1.AuthorizeRequest
-	53, // 76: cloister.account.v1.AccountService.ListTasks:input_type -> cloister.account.v1.ListTasksRequest
-	55, // 77: cloister.account.v1.AccountService.GetTask:input_type -> cloister.account.v1.GetTaskRequest
-	57, // 78: cloister.account.v1.AccountService.ApproveTask:input_type -> cloister.account.v1.TaskActionRequest
-	57, // 79: cloister.account.v1.AccountService.DenyTask:input_type -> cloister.account.v1.TaskActionRequest
-	57, // 80: cloister.account.v1.AccountService.WithdrawTask:input_type -> cloister.account.v1.TaskActionRequest
-	8,  // 81: cloister.account.v1.AccountService.SignUp:output_type -> cloister.account.v1.SignUpResponse
-	10, // 82: cloister.account.v1.AccountService.Login:output_type -> cloister.account.v1.LoginResponse
-	12, // 83: cloister.account.v1.AccountService.Logout:output_type -> cloister.account.v1.LogoutResponse
-	14, // 84: cloister.account.v1.AccountService.Authenticate:output_type -> cloister.account.v1.AuthenticateResponse
-	16, // 85: cloister.account.v1.AccountService.CreateAccount:output_type -> cloister.account.v1.CreateAccountResponse
-	18, // 86: cloister.account.v1.AccountService.ListAccounts:output_type -> cloister.account.v1.ListAccountsResponse
-	20, // 87: cloister.account.v1.AccountService.GetAccount:output_type -> cloister.account.v1.GetAccountResponse
-	22, // 88: cloister.account.v1.AccountService.UpdateAccount:output_type -> cloister.account.v1.UpdateAccountResponse
-	24, // 89: cloister.account.v1.AccountService.DeleteAccount:output_type -> cloister.account.v1.DeleteAccountResponse
-	26, // 90: cloister.account.v1.AccountService.AddMember:output_type -> cloister.account.v1.AddMemberResponse
-	28, // 91: cloister.account.v1.AccountService.ListMembers:output_type -> cloister.account.v1.ListMembersResponse
-	30, // 92: cloister.account.v1.AccountService.RemoveMember:output_type -> cloister.account.v1.RemoveMemberResponse
-	32, // 93: cloister.account.v1.AccountService.SetMemberRole:output_type -> cloister.account.v1.SetMemberRoleResponse
-	34, // 94: cloister.account.v1.AccountService.CreateAPIKey:output_type -> cloister.account.v1.CreateAPIKeyResponse
-	36, // 95: cloister.account.v1.AccountService.ListAPIKeys:output_type -> cloister.account.v1.ListAPIKeysResponse
-	38, // 96: cloister.account.v1.AccountService.RevokeAPIKey:output_type -> cloister.account.v1.RevokeAPIKeyResponse
-	40, // 97: cloister.account.v1.AccountService.ListAudit:output_type -> cloister.account.v1.ListAuditResponse
-	42, // 98: cloister.account.v1.AccountService.Authorize:output_type -> cloister.account.v1.AuthorizeResponse
-	54, // 99: cloister.account.v1.AccountService.ListTasks:output_type -> cloister.account.v1.ListTasksResponse
-	56, // 100: cloister.account.v1.AccountService.GetTask:output_type -> cloister.account.v1.GetTaskResponse
-	58, // 101: cloister.account.v1.AccountService.ApproveTask:output_type -> cloister.account.v1.TaskActionResponse
-	58, // 102: cloister.account.v1.AccountService.DenyTask:output_type -> cloister.account.v1.TaskActionResponse
-	58, // 103: cloister.account.v1.AccountService.WithdrawTask:output_type -> cloister.account.v1.TaskActionResponse
-	81, // [81:104] is the sub-list for method output_type
-	58, // [58:81] is the sub-list for method input_type
-	58, // [58:58] is the sub-list for extension type_name
-	58, // [58:58] is the sub-list for extension extendee
-	0,  // [0:58] is the sub-list for field type_name
+	50, // 21: cloister.account.v1.UpdateAccountResponse.task:type_name -> cloister.account.v1.Task
+	1,  // 22: cloister.account.v1.DeleteAccountRequest.actor:type_name -> cloister.account.v1.Principal
+	1,  // 23: cloister.account.v1.AddMemberRequest.actor:type_name -> cloister.account.v1.Principal
+	3,  // 24: cloister.account.v1.AddMemberResponse.member:type_name -> cloister.account.v1.Member
+	50, // 25: cloister.account.v1.AddMemberResponse.task:type_name -> cloister.account.v1.Task
+	1,  // 26: cloister.account.v1.ListMembersRequest.actor:type_name -> cloister.account.v1.Principal
+	6,  // 27: cloister.account.v1.ListMembersRequest.page:type_name -> cloister.account.v1.Page
+	3,  // 28: cloister.account.v1.ListMembersResponse.members:type_name -> cloister.account.v1.Member
+	1,  // 29: cloister.account.v1.RemoveMemberRequest.actor:type_name -> cloister.account.v1.Principal
+	1,  // 30: cloister.account.v1.SetMemberRoleRequest.actor:type_name -> cloister.account.v1.Principal
+	3,  // 31: cloister.account.v1.SetMemberRoleResponse.member:type_name -> cloister.account.v1.Member
+	50, // 32: cloister.account.v1.SetMemberRoleResponse.task:type_name -> cloister.account.v1.Task
+	1,  // 33: cloister.account.v1.CreateAPIKeyRequest.actor:type_name -> cloister.account.v1.Principal
+	4,  // 34: cloister.account.v1.CreateAPIKeyResponse.key:type_name -> cloister.account.v1.APIKey
+	1,  // 35: cloister.account.v1.ListAPIKeysRequest.actor:type_name -> cloister.account.v1.Principal
+	6,  // 36: cloister.account.v1.ListAPIKeysRequest.page:type_name -> cloister.account.v1.Page
+	4,  // 37: cloister.account.v1.ListAPIKeysResponse.keys:type_name -> cloister.account.v1.APIKey
+	1,  // 38: cloister.account.v1.RevokeAPIKeyRequest.actor:type_name -> cloister.account.v1.Principal
+	1,  // 39: cloister.account.v1.ListAuditRequest.actor:type_name -> cloister.account.v1.Principal
+	6,  // 40: cloister.account.v1.ListAuditRequest.page:type_name -> cloister.account.v1.Page
+	5,  // 41: cloister.account.v1.ListAuditResponse.entries:type_name -> cloister.account.v1.AuditEntry
+	1,  // 42: cloister.account.v1.AuthorizeRequest.actor:type_name -> cloister.account.v1.Principal
+	2,  // 43: cloister.account.v1.AccountCreated.account:type_name -> cloister.account.v1.Account
+	2,  // 44: cloister.account.v1.AccountUpdated.account:type_name -> cloister.account.v1.Account
+	0,  // 45: cloister.account.v1.UserSignedUp.user:type_name -> cloister.account.v1.User
+	51, // 46: cloister.account.v1.Task.image:type_name -> cloister.account.v1.TaskImage
+	52, // 47: cloister.account.v1.Task.approvals:type_name -> cloister.account.v1.TaskApproval
+	63, // 48: cloister.account.v1.Task.created_at:type_name -> google.protobuf.Timestamp
+	63, // 49: cloister.account.v1.Task.updated_at:type_name -> google.protobuf.Timestamp
+	63, // 50: cloister.account.v1.TaskApproval.at:type_name -> google.protobuf.Timestamp
+	1,  // 51: cloister.account.v1.ListTasksRequest.actor:type_name -> cloister.account.v1.Principal
+	50, // 52: cloister.account.v1.ListTasksResponse.tasks:type_name -> cloister.account.v1.Task
+	1,  // 53: cloister.account.v1.GetTaskRequest.actor:type_name -> cloister.account.v1.Principal
+	50, // 54: cloister.account.v1.GetTaskResponse.task:type_name -> cloister.account.v1.Task
+	1,  // 55: cloister.account.v1.TaskActionRequest.actor:type_name -> cloister.account.v1.Principal
+	50, // 56: cloister.account.v1.TaskActionResponse.task:type_name -> cloister.account.v1.Task
+	50, // 57: cloister.account.v1.TaskCreated.task:type_name -> cloister.account.v1.Task
+	50, // 58: cloister.account.v1.TaskApproved.task:type_name -> cloister.account.v1.Task
+	50, // 59: cloister.account.v1.TaskDenied.task:type_name -> cloister.account.v1.Task
+	50, // 60: cloister.account.v1.TaskWithdrawn.task:type_name -> cloister.account.v1.Task
+	7,  // 61: cloister.account.v1.AccountService.SignUp:input_type -> cloister.account.v1.SignUpRequest
+	9,  // 62: cloister.account.v1.AccountService.Login:input_type -> cloister.account.v1.LoginRequest
+	11, // 63: cloister.account.v1.AccountService.Logout:input_type -> cloister.account.v1.LogoutRequest
+	13, // 64: cloister.account.v1.AccountService.Authenticate:input_type -> cloister.account.v1.AuthenticateRequest
+	15, // 65: cloister.account.v1.AccountService.CreateAccount:input_type -> cloister.account.v1.CreateAccountRequest
+	17, // 66: cloister.account.v1.AccountService.ListAccounts:input_type -> cloister.account.v1.ListAccountsRequest
+	19, // 67: cloister.account.v1.AccountService.GetAccount:input_type -> cloister.account.v1.GetAccountRequest
+	21, // 68: cloister.account.v1.AccountService.UpdateAccount:input_type -> cloister.account.v1.UpdateAccountRequest
+	23, // 69: cloister.account.v1.AccountService.DeleteAccount:input_type -> cloister.account.v1.DeleteAccountRequest
+	25, // 70: cloister.account.v1.AccountService.AddMember:input_type -> cloister.account.v1.AddMemberRequest
+	27, // 71: cloister.account.v1.AccountService.ListMembers:input_type -> cloister.account.v1.ListMembersRequest
+	29, // 72: cloister.account.v1.AccountService.RemoveMember:input_type -> cloister.account.v1.RemoveMemberRequest
+	31, // 73: cloister.account.v1.AccountService.SetMemberRole:input_type -> cloister.account.v1.SetMemberRoleRequest
+	33, // 74: cloister.account.v1.AccountService.CreateAPIKey:input_type -> cloister.account.v1.CreateAPIKeyRequest
+	35, // 75: cloister.account.v1.AccountService.ListAPIKeys:input_type -> cloister.account.v1.ListAPIKeysRequest
+	37, // 76: cloister.account.v1.AccountService.RevokeAPIKey:input_type -> cloister.account.v1.RevokeAPIKeyRequest
+	39, // 77: cloister.account.v1.AccountService.ListAudit:input_type -> cloister.account.v1.ListAuditRequest
+	41, // 78: cloister.account.v1.AccountService.Authorize:input_type -> cloister.account.v1.AuthorizeRequest
+	53, // 79: cloister.account.v1.AccountService.ListTasks:input_type -> cloister.account.v1.ListTasksRequest
+	55, // 80: cloister.account.v1.AccountService.GetTask:input_type -> cloister.account.v1.GetTaskRequest
+	57, // 81: cloister.account.v1.AccountService.ApproveTask:input_type -> cloister.account.v1.TaskActionRequest
+	57, // 82: cloister.account.v1.AccountService.DenyTask:input_type -> cloister.account.v1.TaskActionRequest
+	57, // 83: cloister.account.v1.AccountService.WithdrawTask:input_type -> cloister.account.v1.TaskActionRequest
+	8,  // 84: cloister.account.v1.AccountService.SignUp:output_type -> cloister.account.v1.SignUpResponse
+	10, // 85: cloister.account.v1.AccountService.Login:output_type -> cloister.account.v1.LoginResponse
+	12, // 86: cloister.account.v1.AccountService.Logout:output_type -> cloister.account.v1.LogoutResponse
+	14, // 87: cloister.account.v1.AccountService.Authenticate:output_type -> cloister.account.v1.AuthenticateResponse
+	16, // 88: cloister.account.v1.AccountService.CreateAccount:output_type -> cloister.account.v1.CreateAccountResponse
+	18, // 89: cloister.account.v1.AccountService.ListAccounts:output_type -> cloister.account.v1.ListAccountsResponse
+	20, // 90: cloister.account.v1.AccountService.GetAccount:output_type -> cloister.account.v1.GetAccountResponse
+	22, // 91: cloister.account.v1.AccountService.UpdateAccount:output_type -> cloister.account.v1.UpdateAccountResponse
+	24, // 92: cloister.account.v1.AccountService.DeleteAccount:output_type -> cloister.account.v1.DeleteAccountResponse
+	26, // 93: cloister.account.v1.AccountService.AddMember:output_type -> cloister.account.v1.AddMemberResponse
+	28, // 94: cloister.account.v1.AccountService.ListMembers:output_type -> cloister.account.v1.ListMembersResponse
+	30, // 95: cloister.account.v1.AccountService.RemoveMember:output_type -> cloister.account.v1.RemoveMemberResponse
+	32, // 96: cloister.account.v1.AccountService.SetMemberRole:output_type -> cloister.account.v1.SetMemberRoleResponse
+	34, // 97: cloister.account.v1.AccountService.CreateAPIKey:output_type -> cloister.account.v1.CreateAPIKeyResponse
+	36, // 98: cloister.account.v1.AccountService.ListAPIKeys:output_type -> cloister.account.v1.ListAPIKeysResponse
+	38, // 99: cloister.account.v1.AccountService.RevokeAPIKey:output_type -> cloister.account.v1.RevokeAPIKeyResponse
+	40, // 100: cloister.account.v1.AccountService.ListAudit:output_type -> cloister.account.v1.ListAuditResponse
+	42, // 101: cloister.account.v1.AccountService.Authorize:output_type -> cloister.account.v1.AuthorizeResponse
+	54, // 102: cloister.account.v1.AccountService.ListTasks:output_type -> cloister.account.v1.ListTasksResponse
+	56, // 103: cloister.account.v1.AccountService.GetTask:output_type -> cloister.account.v1.GetTaskResponse
+	58, // 104: cloister.account.v1.AccountService.ApproveTask:output_type -> cloister.account.v1.TaskActionResponse
+	58, // 105: cloister.account.v1.AccountService.DenyTask:output_type -> cloister.account.v1.TaskActionResponse
+	58, // 106: cloister.account.v1.AccountService.WithdrawTask:output_type -> cloister.account.v1.TaskActionResponse
+	84, // [84:107] is the sub-list for method output_type
+	61, // [61:84] is the sub-list for method input_type
+	61, // [61:61] is the sub-list for extension type_name
+	61, // [61:61] is the sub-list for extension extendee
+	0,  // [0:61] is the sub-list for field type_name
 }
 
 func init() { file_cloister_account_v1_account_proto_init() }
