@@ -247,8 +247,11 @@ func (s *Signer) assert(subject, account string, principal []byte) (string, erro
 // cacheSize bounds the signer's and the verifiers' caches.
 const cacheSize = 10000
 
-// putBounded adds k to m unless m is full: then it first drops what stale
-// says is of no more use, and gives up if that frees nothing.
+// putBounded adds k to m, keeping m within cacheSize. When m is full it
+// drops what stale says is of no more use and then, while m is over three
+// quarters full, arbitrary entries (a dropped one is only made again when
+// next needed): the sweep runs once per cacheSize/4 additions at most, not
+// on every addition to a full cache.
 func putBounded[V any](m map[string]V, k string, v V, stale func(V) bool) {
 	if len(m) >= cacheSize {
 		for key, old := range m {
@@ -256,8 +259,11 @@ func putBounded[V any](m map[string]V, k string, v V, stale func(V) bool) {
 				delete(m, key)
 			}
 		}
-		if len(m) >= cacheSize {
-			return
+		for key := range m {
+			if len(m) <= cacheSize*3/4 {
+				break
+			}
+			delete(m, key)
 		}
 	}
 	m[k] = v
