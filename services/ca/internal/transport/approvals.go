@@ -38,7 +38,11 @@ func approvalRoutes(s *app.Service) *events.Router {
 		return nil
 	})
 	events.On(r, accountv1.AccountServiceName, func(ctx context.Context, _ events.Event, m *accountv1.TaskDenied) error {
-		return s.DenyTask(ctx, m.GetTask().GetAccountId(), m.GetTask().GetId())
+		switch t := m.GetTask(); t.GetKind() {
+		case "domain", "image":
+			return s.DenyTask(ctx, t.GetAccountId(), t.GetId())
+		}
+		return nil // the account's own tasks (quorum, admin) are not the CA's
 	})
 	events.On(r, imageconverterv1.ImageConverterServiceName, func(ctx context.Context, _ events.Event, m *imageconverterv1.AppCreated) error {
 		return s.PutApp(ctx, appConfig(m.GetApp()))
