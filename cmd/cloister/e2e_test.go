@@ -178,6 +178,17 @@ func TestDevServerJourneyAndCrash(t *testing.T) {
 	t.Setenv("CLOISTER_ADDR", "http://"+addr)
 	srv := startServer(t, dataDir, addr)
 
+	// A second server on the same data directory stops at once, before
+	// it opens the JetStream store (the restart below, after SIGKILL,
+	// shows that the lock goes with its process).
+	second := cloisterCmd(t, t.TempDir(), "server", "--http", freeAddr(t), "-dev", "--data-dir", dataDir, "--registry=")
+	stop := time.AfterFunc(60*time.Second, func() { _ = second.Process.Kill() })
+	out, err := second.CombinedOutput()
+	stop.Stop()
+	if err == nil || !strings.Contains(string(out), "is in use by another cloister server") {
+		t.Fatalf("a second server on the data directory = %v, %s; want a refusal naming the lock", err, out)
+	}
+
 	run(t, cfgDir, "a long passphrase\n", "signup", "--email", "ada@example.com", "--password-stdin")
 	run(t, cfgDir, "a long passphrase\n", "signup", "--email", "bob@example.com", "--password-stdin")
 	run(t, cfgDir, "a long passphrase\n", "login", "--email", "ada@example.com", "--password-stdin")
@@ -231,7 +242,7 @@ func TestDevServerJourneyAndCrash(t *testing.T) {
 	if out, err := cloisterCmd(t, cfgDir, "attest", "collateral", "upload", "--collateral-json", vectors+"phala_sgx_quote_v3_collateral.json").CombinedOutput(); err == nil || !strings.Contains(string(out), "expired") {
 		t.Fatalf("uploading expired collateral = %v, %s; want a refusal saying it expired", err, out)
 	}
-	out, err := cloisterCmd(t, cfgDir, "attest", "evaluate", vectors+"phala_sgx_quote_v3.bin", "-o", "json").Output()
+	out, err = cloisterCmd(t, cfgDir, "attest", "evaluate", vectors+"phala_sgx_quote_v3.bin", "-o", "json").Output()
 	if err == nil || !strings.Contains(string(out), `"reason": "no_collateral"`) {
 		t.Fatalf("attest evaluate without collateral = %v, %s; want exit 1 and reason no_collateral", err, out)
 	}

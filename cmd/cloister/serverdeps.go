@@ -144,7 +144,16 @@ func acceptsAnonymous(ctx context.Context, url string, opts []nats.Option, logge
 // startDevBus starts the embedded NATS server of -dev: private unless
 // --nats-listen, and even then open only to the identities kept in the
 // data directory (nats-credentials/), each with its role's permissions.
-func startDevBus(cfg serverconfig.Config, logger *slog.Logger) (*bus, error) {
+func startDevBus(cfg serverconfig.Config, logger *slog.Logger) (_ *bus, err error) {
+	unlock, err := lockDataDir(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			unlock()
+		}
+	}()
 	creds, err := busauth.LoadOrCreate(DevCredentialsDir(cfg.DataDir))
 	if err != nil {
 		return nil, fmt.Errorf("the embedded NATS's identities: %w", err)
@@ -193,6 +202,7 @@ func startDevBus(cfg serverconfig.Config, logger *slog.Logger) (*bus, error) {
 		}
 		ns.Shutdown()
 		ns.WaitForShutdown()
+		unlock()
 	}
 	for _, name := range cfg.Services {
 		nc, err := nats.Connect("", append(ids[name].Options(), nats.InProcessServer(ns), nats.Name("cloister "+name))...)

@@ -161,7 +161,7 @@ func DefaultDataDir() string {
 // in its help, reading into cfg.
 func AddFlags(f *pflag.FlagSet, cfg *Config) {
 	f.BoolVar(&cfg.Dev, "dev", false, "run every service in one process with embedded NATS and an in-process cache")
-	f.StringVar(&cfg.DataDir, "data-dir", DefaultDataDir(), "where -dev keeps its data")
+	f.StringVar(&cfg.DataDir, "data-dir", DefaultDataDir(), "where -dev keeps its data (locked: one server per directory)")
 	f.StringVar(&cfg.HTTP, "http", "127.0.0.1:8080", "address of the HTTP listener (REST API, health, metrics)")
 	f.StringSliceVar(&cfg.Services, "services", Services, "services to run: "+strings.Join(Services, ","))
 	f.StringVar(&cfg.NATSURL, "nats-url", nats.DefaultURL, "NATS server to use (not with -dev)")
