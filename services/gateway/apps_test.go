@@ -71,7 +71,7 @@ func TestApplicationRoutes(t *testing.T) {
 	}
 
 	// The account's signing key appears once the converter saw AccountCreated.
-	testkit.Eventually(t, 20*time.Second, func() bool {
+	testkit.Eventually(t, 60*time.Second, func() bool {
 		r := do(t, s.srv, "GET", "/v1/accounts/"+acct+"/signing-key", auditor, nil)
 		return r.status == 200 && strings.Contains(string(r.body), "BEGIN PUBLIC KEY")
 	}, "no signing key for the account")

@@ -115,7 +115,8 @@ func newConvertStackOn(t *testing.T, n *testkit.NATS) *convertStack {
 	nc, js := n.JetStream(t)
 	s := &convertStack{stack: &stack{t: t, n: n, js: js, c: imageconverterv1.NewImageConverterClient(nc, n.Vouching(t))}, account: uuid.NewString(), host: newRegistry(t)}
 	s.publish("account", s.account, &accountv1.AccountCreated{Account: &accountv1.Account{Id: s.account, Name: "a"}})
-	testkit.Eventually(t, 10*time.Second, func() bool {
+	// An RSA-3072 key: under -race on a busy machine it may take a while.
+	testkit.Eventually(t, 60*time.Second, func() bool {
 		_, err := s.c.GetSigningKey(context.Background(), &imageconverterv1.GetSigningKeyRequest{AccountId: s.account})
 		return err == nil
 	}, "no signing key")

@@ -208,7 +208,7 @@ func TestSigningKeyFollowsTheAccount(t *testing.T) {
 	account := uuid.NewString()
 	s.publish("account", account, &accountv1.AccountCreated{Account: &accountv1.Account{Id: account, Name: "a"}})
 	var key *imageconverterv1.SigningKey
-	testkit.Eventually(t, 10*time.Second, func() bool {
+	testkit.Eventually(t, 60*time.Second, func() bool {
 		r, err := s.c.GetSigningKey(ctx, &imageconverterv1.GetSigningKeyRequest{AccountId: account})
 		key = r.GetKey()
 		return err == nil
