@@ -76,15 +76,6 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-// startServer starts `cloister server -dev` on dataDir and waits until it
-// is ready. The tests' registries live on loopback, which the converter
-// may reach only when told: --registry-deny keeps link-local denied.
-func startServer(t *testing.T, dataDir, addr string) *exec.Cmd {
-	t.Helper()
-	return startServerArgs(t, addr, "-dev", "--data-dir", dataDir, "--launcher", launcherBinary(t), "--registry=",
-		"--gramine-image", standInRuntimeRef(t), "--registry-deny=169.254.0.0/16,fe80::/10")
-}
-
 // standInRuntimeRef serves, once per test binary, an in-process registry
 // with Cloister's stand-in Gramine runtime image, and names that image:
 // the runtime a server without a built-in registry converts with.
@@ -174,9 +165,14 @@ func TestDevServerJourneyAndCrash(t *testing.T) {
 	if testing.Short() && os.Getenv("CI") == "" { // CI always runs it
 		t.Skip("starts the server twice")
 	}
-	dataDir, cfgDir, addr := t.TempDir(), t.TempDir(), freeAddr(t)
+	dataDir, cfgDir, addr, builtIn := t.TempDir(), t.TempDir(), freeAddr(t), freeAddr(t)
 	t.Setenv("CLOISTER_ADDR", "http://"+addr)
-	srv := startServer(t, dataDir, addr)
+	// With its built-in registry, which -dev keeps in the data directory.
+	start := func() *exec.Cmd {
+		return startServerArgs(t, addr, "-dev", "--data-dir", dataDir, "--launcher", launcherBinary(t), "--registry", builtIn,
+			"--gramine-image", standInRuntimeRef(t), "--registry-deny=169.254.0.0/16,fe80::/10")
+	}
+	srv := start()
 
 	// A second server on the same data directory stops at once, before
 	// it opens the JetStream store (the restart below, after SIGKILL,
@@ -287,9 +283,10 @@ func TestDevServerJourneyAndCrash(t *testing.T) {
 		return err == nil && strings.Contains(string(out), "MRSIGNER") && strings.Contains(string(out), "BEGIN PUBLIC KEY")
 	}, "cloister signing-key never showed the account's key")
 
-	// Convert an image from a registry and measure the result ourselves.
+	// Convert an image from a registry into the built-in one, and measure
+	// the result ourselves.
 	host := testRegistry(t)
-	run(t, cfgDir, "", "app", "create", "conv", "--input-image", host+"/samples/in:1", "--output-image", host+"/samples/out",
+	run(t, cfgDir, "", "app", "create", "conv", "--input-image", host+"/samples/in:1", "--output-image", builtIn+"/samples/out",
 		"--entrypoint", "/bin/app", "--memory", "64M", "--threads", "2")
 	var converted struct {
 		Status, MRENCLAVE, MRSIGNER, Ref string
@@ -302,7 +299,7 @@ func TestDevServerJourneyAndCrash(t *testing.T) {
 		MRENCLAVE, MRSIGNER string
 		Match               bool
 	}
-	if err := json.Unmarshal([]byte(run(t, cfgDir, "", "image", "measure", host+"/samples/out:1", "-o", "json")), &measured); err != nil ||
+	if err := json.Unmarshal([]byte(run(t, cfgDir, "", "image", "measure", builtIn+"/samples/out:1", "-o", "json")), &measured); err != nil ||
 		!measured.Match || measured.MRENCLAVE != converted.MRENCLAVE || measured.MRSIGNER != converted.MRSIGNER {
 		t.Fatalf("image measure = %+v, %v; want a match with %+v", measured, err, converted)
 	}
@@ -367,7 +364,15 @@ func TestDevServerJourneyAndCrash(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = srv.Wait()
-	startServer(t, dataDir, addr)
+	start()
+
+	// The built-in registry still has the image converted before: it
+	// unpacks, and measures as it did.
+	run(t, cfgDir, "", "image", "unpack", builtIn+"/samples/out:1", filepath.Join(t.TempDir(), "out"))
+	if err := json.Unmarshal([]byte(run(t, cfgDir, "", "image", "measure", builtIn+"/samples/out:1", "-o", "json")), &measured); err != nil ||
+		!measured.Match || measured.MRENCLAVE != converted.MRENCLAVE {
+		t.Fatalf("image measure after restart = %+v, %v; want a match with %+v", measured, err, converted)
+	}
 
 	if out := run(t, cfgDir, "", "app", "show", "hello", "-o", "json"); !strings.Contains(out, `"memory_size": 1073741824`) {
 		t.Fatalf("app after restart = %s", out)

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"path/filepath"
 	"strconv"
 	"time"
 
@@ -31,10 +32,11 @@ import (
 // sampleBinary is the sample's file name, beside this binary or on $PATH.
 const sampleBinary = "hello-https"
 
-// serveRegistry serves go-containerregistry's in-memory registry on
-// cfg.Registry (plain HTTP, no authentication: it is for trying Cloister
-// on one machine) and publishes the sample to it when there is one. It
-// returns the server, or nil when -dev's default address is taken.
+// serveRegistry serves go-containerregistry's registry on cfg.Registry
+// (plain HTTP, no authentication: it is for trying Cloister on one
+// machine), kept in the data directory in -dev and in memory otherwise,
+// and publishes the sample to it when there is one. It returns the
+// server, or nil when -dev's default address is taken.
 func serveRegistry(ctx context.Context, cfg serverconfig.Config, logger *slog.Logger, errc chan<- error) (*http.Server, error) {
 	sample, err := loadBinary("--sample", cfg.Sample, sampleBinary)
 	if err != nil {
@@ -49,14 +51,24 @@ func serveRegistry(ctx context.Context, cfg serverconfig.Config, logger *slog.Lo
 	if err != nil {
 		return nil, fmt.Errorf("listening on --registry %s: %w", cfg.Registry, err)
 	}
-	srv := &http.Server{Handler: registry.New(registry.Logger(log.New(io.Discard, "", 0))), ReadHeaderTimeout: 10 * time.Second}
+	var handler http.Handler = registry.New(registry.Logger(log.New(io.Discard, "", 0)))
+	kept := "in memory: its images are lost when the server stops"
+	if cfg.Dev {
+		dir := filepath.Join(cfg.DataDir, "registry")
+		if handler, err = newPersistentRegistry(dir, logger); err != nil {
+			ln.Close()
+			return nil, err
+		}
+		kept = "kept in " + dir
+	}
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 			errc <- fmt.Errorf("built-in registry: %w", err)
 		}
 	}()
 	host := serverconfig.LocalAddr(ln.Addr().String())
-	logger.Info("built-in registry serving (in memory: its images are lost when the server stops)", "registry", host)
+	logger.Info("built-in registry serving ("+kept+")", "registry", host)
 	if sample == nil {
 		logger.Warn("no hello-https sample binary found (--sample): the sample is not published; `make run` builds one")
 		return srv, nil

@@ -190,7 +190,7 @@ func AddFlags(f *pflag.FlagSet, cfg *Config) {
 	f.StringSliceVar(&cfg.NodeTLSSelfSigned, "node-tls-self-signed", nil, "host names and IP addresses (comma-separated) of a self-signed certificate for the node listener, "+
 		"made on first start and again when it nears expiry or names other hosts, at --node-tls-cert and --node-tls-key or else in --data-dir (node-tls.crt, node-tls.key); "+
 		"node agents trust it with --server-ca. For a single machine (docker compose); -dev without it uses "+strings.Join(DevNodeHosts, ","))
-	f.StringVar(&cfg.Registry, "registry", "", "address of a built-in OCI registry to serve (plain HTTP, no authentication, in memory: its images are lost when the server stops), "+
+	f.StringVar(&cfg.Registry, "registry", "", "address of a built-in OCI registry to serve (plain HTTP, no authentication; kept in the data directory with -dev, else in memory and lost when the server stops), "+
 		"for trying Cloister without one; the sample application is published to it as <address>/"+SampleRepository+":"+SampleTag+". Default none, or "+DevRegistry+" with -dev")
 	f.StringSliceVar(&cfg.RegistryDeny, "registry-deny", prefixStrings(netguard.DefaultDeny), "networks (CIDR, comma-separated) the image converter may not connect to, "+
 		"whatever registry a user names: the default keeps it from loopback, private networks, where a deployment's own services live, and cloud metadata services; "+
