@@ -47,7 +47,11 @@ type attestError struct{ error }
 // attest obtains the enclave's certificate from the node agent and writes
 // its key and chain under root. It does nothing when the manifest has no
 // certificate.
-func attest(root string, img *image, lookupEnv func(string) (string, bool)) error {
+//
+// With the certificate it opens the instance's live connection to the
+// agent, which the application inherits (holdLive); should that fail, the
+// application still starts, and warn says why its end will not be seen.
+func attest(root string, img *image, lookupEnv func(string) (string, bool), warn func(string)) error {
 	c := img.manifest.Certificate
 	if c == nil {
 		return nil
@@ -61,17 +65,26 @@ func attest(root string, img *image, lookupEnv func(string) (string, bool)) erro
 	if err != nil {
 		return attestError{err}
 	}
-	if err := obtain(root, img, a); err != nil {
+	id, err := obtain(root, img, a)
+	if err != nil {
 		return attestError{err}
 	}
+	if id == "" {
+		warn("the node agent gave no instance_id: it will not see this instance stop")
+	} else if err := a.holdLive(id); err != nil {
+		warn(fmt.Sprintf("%v; instance %s will be reported as running after it stops", err, id))
+	}
+	warn(fmt.Sprintf("certificate for %s obtained (instance %s); starting the application", c.Domain, id))
 	return nil
 }
 
-func obtain(root string, img *image, a *agentClient) error {
+// obtain gets the enclave's key and certificate and returns the instance
+// id the node agent recorded.
+func obtain(root string, img *image, a *agentClient) (string, error) {
 	m := img.manifest
 	c := m.Certificate
 	if m.AppID == "" {
-		return fmt.Errorf("the enclave manifest has no app_id, which the certificate request needs; convert the image again with its application")
+		return "", fmt.Errorf("the enclave manifest has no app_id, which the certificate request needs; convert the image again with its application")
 	}
 
 	// a. A fresh nonce, and whether the agent simulates SGX.
@@ -80,26 +93,26 @@ func obtain(root string, img *image, a *agentClient) error {
 		Simulation bool   `json:"simulation"`
 	}
 	if err := a.call(http.MethodGet, "enclave/target-info", nil, &ti, "getting a nonce"); err != nil {
-		return err
+		return "", err
 	}
 	if len(ti.Nonce) != 32 {
-		return fmt.Errorf("the node agent at %s gave a nonce of %d bytes, want 32; check that NODE_AGENT_BASE_URL names a cloister-node-agent", a.base, len(ti.Nonce))
+		return "", fmt.Errorf("the node agent at %s gave a nonce of %d bytes, want 32; check that NODE_AGENT_BASE_URL names a cloister-node-agent", a.base, len(ti.Nonce))
 	}
 	// b, c. The key and its CSR.
 	key, err := generateKey(c.KeyType)
 	if err != nil {
-		return err
+		return "", err
 	}
 	csrDER, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
 		Subject:  pkix.Name{CommonName: c.Domain},
 		DNSNames: []string{c.Domain},
 	}, key)
 	if err != nil {
-		return fmt.Errorf("creating the certificate request for %s: %v", c.Domain, err)
+		return "", fmt.Errorf("creating the certificate request for %s: %v", c.Domain, err)
 	}
 	csr, err := x509.ParseCertificateRequest(csrDER)
 	if err != nil {
-		return fmt.Errorf("creating the certificate request for %s: %v", c.Domain, err)
+		return "", fmt.Errorf("creating the certificate request for %s: %v", c.Domain, err)
 	}
 
 	// d. The evidence: a quote of this enclave binding the key and the
@@ -112,32 +125,33 @@ func obtain(root string, img *image, a *agentClient) error {
 		quote, err = gramineQuote(root, data)
 	}
 	if err != nil {
-		return err
+		return "", err
 	}
 
 	// e. The certificate.
 	var issued struct {
-		ChainPEM string `json:"chain_pem"`
+		ChainPEM   string `json:"chain_pem"`
+		InstanceID string `json:"instance_id"`
 	}
 	csrPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csrDER})
 	req := map[string]any{"app_id": m.AppID, "csr": string(csrPEM), "quote": quote}
 	if err := a.call(http.MethodPost, "certificate/issue", req, &issued, "asking for the certificate"); err != nil {
-		return err
+		return "", err
 	}
 	if blk, _ := pem.Decode([]byte(issued.ChainPEM)); blk == nil || blk.Type != "CERTIFICATE" {
-		return fmt.Errorf("the node agent at %s answered without a PEM certificate chain; check its log", a.base)
+		return "", fmt.Errorf("the node agent at %s answered without a PEM certificate chain; check its log", a.base)
 	}
 
 	// f. The key and the chain.
 	der, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
-		return fmt.Errorf("encoding the key: %v", err)
+		return "", fmt.Errorf("encoding the key: %v", err)
 	}
 	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
 	if err := writeSecret(root, c.KeyPath, keyPEM, 0o600); err != nil {
-		return err
+		return "", err
 	}
-	return writeSecret(root, c.CertPath, []byte(issued.ChainPEM), 0o644)
+	return issued.InstanceID, writeSecret(root, c.CertPath, []byte(issued.ChainPEM), 0o644)
 }
 
 // simulatedQuote has the node agent's simulated QE quote the report body

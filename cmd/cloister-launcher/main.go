@@ -126,7 +126,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	// The certificate last, once the image is known to start: each
 	// attempt spends a nonce of the server's.
-	if err := attest(*root, img, os.LookupEnv); err != nil {
+	if err := attest(*root, img, os.LookupEnv, func(msg string) { fmt.Fprintln(stderr, "cloister-launcher:", msg) }); err != nil {
 		return fail(stderr, exitAttest, err)
 	}
 	if err := cmd.start(); err != nil {

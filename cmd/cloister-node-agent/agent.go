@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -110,11 +111,16 @@ type agent struct {
 	qe atomic.Pointer[sim.QE]
 
 	kick chan struct{} // asks for a heartbeat now
+	// closing is closed when the agent stops: the connections instances
+	// hold are let go then without counting as their end.
+	closing     chan struct{}
+	closingOnce sync.Once
 	// nonces bounds the nonces the local API asks the server for.
 	nonces *rate.Limiter
 
 	mu        sync.Mutex
-	instances []instance // oldest first
+	instances []instance      // oldest first
+	held      map[string]bool // instances whose process holds its live connection
 	lastBeat  time.Time
 }
 
@@ -175,7 +181,7 @@ func newAgent(cfg config) (*agent, error) {
 	}
 	return &agent{cfg: cfg, log: cfg.Logger, public: newHTTPClient(publicRoots(cfg.ServerCA), nil), roots: roots,
 		nonces: rate.NewLimiter(nonceRate, nonceBurst),
-		kick:   make(chan struct{}, 1)}, nil
+		kick:   make(chan struct{}, 1), closing: make(chan struct{})}, nil
 }
 
 // run serves the local API, loads or enrols the node's identity, then
@@ -212,6 +218,7 @@ func (a *agent) run(ctx context.Context) error {
 		<-worked
 	}
 	stop()
+	a.closingOnce.Do(func() { close(a.closing) })
 
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownGrace)
 	defer cancel()
@@ -585,6 +592,39 @@ func (a *agent) record(appID, imageID, mrenclave, serial string) instance {
 	}
 	a.heartbeatSoon()
 	return in
+}
+
+// hold marks instance id as held by its process's live connection. It
+// refuses an instance the agent does not run, and a second hold.
+func (a *agent) hold(id string) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !slices.ContainsFunc(a.instances, func(in instance) bool { return in.ID == id }) {
+		return errNoInstance
+	}
+	if a.held[id] {
+		return errHeld
+	}
+	if a.held == nil {
+		a.held = map[string]bool{}
+	}
+	a.held[id] = true
+	return nil
+}
+
+var (
+	errNoInstance = errors.New("no such running instance")
+	errHeld       = errors.New("the instance's live connection is held already")
+)
+
+// stopped forgets instance id, whose process ended: the next heartbeat,
+// sent now, no longer reports it, and the server publishes its end.
+func (a *agent) stopped(id string) {
+	a.mu.Lock()
+	a.instances = slices.DeleteFunc(a.instances, func(in instance) bool { return in.ID == id })
+	delete(a.held, id)
+	a.mu.Unlock()
+	a.heartbeatSoon()
 }
 
 // snapshot returns the instances to report, never nil.

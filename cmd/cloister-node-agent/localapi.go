@@ -56,9 +56,10 @@ func (a *agent) handler() http.Handler {
 	route(http.MethodPost, "/v1/enclave/attest", a.attest)
 	route(http.MethodPost, "/v1/certificate/issue", a.issue)
 	route(http.MethodGet, "/v1/certificate/result/{task}", a.result)
+	route(http.MethodGet, "/v1/instances/{id}/live", a.live)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, http.StatusNotFound, "not_found", fmt.Sprintf("no such resource: %s; the node agent serves /v1/health, "+
-			"/v1/enclave/target-info, /v1/enclave/attest and /v1/certificate/issue", r.URL.Path))
+			"/v1/enclave/target-info, /v1/enclave/attest, /v1/certificate/issue and /v1/instances/{id}/live", r.URL.Path))
 	})
 	return a.hostGuard(mux)
 }
@@ -217,6 +218,37 @@ func (a *agent) issue(w http.ResponseWriter, r *http.Request) {
 	a.log.Info("certificate issued; instance recorded", keyInstance, in.ID, keyApp, in.AppID, "image_id", in.ImageID,
 		"mrenclave", in.MRENCLAVE, "serial", got.Certificate.Serial)
 	writeJSON(w, http.StatusOK, answer)
+}
+
+// live holds the connection an instance's process keeps open while it
+// runs: the launcher opens it with the instance_id of its certificate and
+// leaves it to the application across exec, so the kernel closes it when
+// the process ends, however it ends (exit, crash, kill -9, container
+// removed). The instance is then stopped: the next heartbeat, sent at
+// once, no longer reports it. The answer's headers come at once; its body
+// never does.
+func (a *agent) live(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if err := a.hold(id); errors.Is(err, errHeld) {
+		writeProblem(w, http.StatusConflict, "conflict", fmt.Sprintf("instance %s's live connection is held already, by its process", id))
+		return
+	} else if err != nil {
+		writeProblem(w, http.StatusNotFound, "not_found", fmt.Sprintf("no running instance %s on this node: hold the live connection "+
+			"with the instance_id that POST /v1/certificate/issue answered", id))
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+	if f, ok := w.(http.Flusher); ok {
+		f.Flush()
+	}
+	select {
+	case <-r.Context().Done(): // the connection closed: the process ended
+		a.stopped(id)
+		a.log.Info("instance stopped: its process closed its live connection", keyInstance, id)
+	case <-a.closing: // the agent stops; the instance may well run on
+	}
 }
 
 // result keeps Fortanix's route for callers that poll for a result.

@@ -114,6 +114,23 @@ func TestEnclaveJourney(t *testing.T) {
 		t.Fatalf("OCSP for the running enclave's certificate = %d, want good", status)
 	}
 
+	// The enclave's process killed (kill -9: it says nothing), its
+	// instance leaves the node's list: the application held the live
+	// connection the launcher left it, and the kernel closed it.
+	if out := enclave.output(); !strings.Contains(out, "certificate for hello.cloister.test obtained (instance inst-") {
+		t.Fatalf("the launcher did not say it had its certificate and started the application:\n%s", out)
+	}
+	if n := agentInstancesLater(t, agentAPI); n != 1 {
+		t.Fatalf("the agent reports %d instances two heartbeats after the enclave started, want 1: its process holds its live connection", n)
+	}
+	if err := enclave.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, 20*time.Second, func() bool {
+		var now struct{ Instances []json.RawMessage }
+		return json.Unmarshal([]byte(run(t, cfgDir, "", "node", "show", node.ID, "-o", "json")), &now) == nil && len(now.Instances) == 0
+	}, "the killed enclave's instance is still listed on its node")
+
 	// An altered file: the launcher refuses to start, naming it.
 	altered := unpackImage(t, cfgDir, registry+"/samples/hello-sgx:1")
 	f, err := os.OpenFile(filepath.Join(altered, "hello-https"), os.O_WRONLY|os.O_APPEND, 0)
@@ -363,12 +380,15 @@ func pendingTasks(t *testing.T, cfgDir, appID string, n int) []task {
 
 // startAgent starts cloister-node-agent in simulation mode with the join
 // token and waits until it can quote; it returns its local API's base URL.
+// agentHeartbeat is how often the agents of the tests send heartbeats.
+const agentHeartbeat = 200 * time.Millisecond
+
 func startAgent(t *testing.T, addr, nodeAddr, dataDir, secret string) string {
 	t.Helper()
 	listen := freeAddr(t)
 	cmd := exec.Command(agentBinary(t), "--server", "http://"+addr, "--node-server", "https://"+nodeAddr,
 		"--server-ca", filepath.Join(dataDir, "node-tls.crt"), "--data-dir", t.TempDir(), "--name", "node-1",
-		"--listen", listen, "--heartbeat-every", "200ms", "--simulation", "--join-token", secret)
+		"--listen", listen, "--heartbeat-every", agentHeartbeat.String(), "--simulation", "--join-token", secret)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -385,6 +405,26 @@ func startAgent(t *testing.T, addr, nodeAddr, dataDir, secret string) string {
 		return resp.StatusCode == 200 && json.NewDecoder(resp.Body).Decode(&h) == nil && h.Ready
 	}, "the node agent never enrolled with its simulated quoting enclave")
 	return base
+}
+
+// agentInstancesLater is the number of instances the agent (started by
+// startAgent) reports two heartbeats from now.
+func agentInstancesLater(t *testing.T, agentAPI string) int {
+	t.Helper()
+	since := time.Now().Add(2 * agentHeartbeat)
+	var h struct {
+		Instances     int
+		LastHeartbeat time.Time `json:"last_heartbeat"`
+	}
+	testkit.Eventually(t, 20*time.Second, func() bool {
+		resp, err := http.Get(agentAPI + "health")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		return json.NewDecoder(resp.Body).Decode(&h) == nil && h.LastHeartbeat.After(since)
+	}, "the agent sent no heartbeat")
+	return h.Instances
 }
 
 // unpackImage writes the filesystem of the image at ref into a new

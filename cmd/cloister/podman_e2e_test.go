@@ -3,10 +3,14 @@ package main
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/cloister-cc/cloister/libs/testkit"
 )
 
 // podmanRun is how this machine runs containers: Debian's podman with
@@ -63,6 +67,26 @@ func TestPodmanJourney(t *testing.T) {
 	}
 	t.Logf("the container's output: %s", container.output())
 
+	// The container removed, its instance leaves the node's list.
+	var nodes struct{ Items []struct{ ID string } }
+	instances := func() int {
+		if json.Unmarshal([]byte(run(t, cfgDir, "", "node", "list", "-o", "json")), &nodes) != nil || len(nodes.Items) != 1 {
+			t.Fatalf("node list: want the one node")
+		}
+		var n struct{ Instances []json.RawMessage }
+		if err := json.Unmarshal([]byte(run(t, cfgDir, "", "node", "show", nodes.Items[0].ID, "-o", "json")), &n); err != nil {
+			t.Fatal(err)
+		}
+		return len(n.Instances)
+	}
+	testkit.Eventually(t, 20*time.Second, func() bool { return instances() == 1 }, "the container's instance never showed on its node")
+	if n := agentInstancesLater(t, agentAPI); n != 1 {
+		t.Fatalf("the agent reports %d instances two heartbeats after the container started, want 1: its process holds its live connection", n)
+	}
+	if out, err := exec.Command(podman, "rm", "-f", "-t", "0", name).CombinedOutput(); err != nil {
+		t.Fatalf("podman rm: %v: %s", err, out)
+	}
+	testkit.Eventually(t, 20*time.Second, func() bool { return instances() == 0 }, "the removed container's instance is still listed on its node")
 }
 
 func randomHex(t *testing.T) string {
