@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/url"
@@ -57,27 +58,35 @@ func (c *cli) imageCmd() *cobra.Command {
 
 	var app, tag string
 	var wait bool
+	var timeout time.Duration
 	convert := &cobra.Command{
-		Use:   "convert --app APP --tag TAG [--wait]",
+		Use:   "convert --app APP --tag TAG [--wait [--timeout D]]",
 		Short: "Convert the application's input image and push it as <output image>:TAG",
 		Long: `Convert the application's input image into an enclave image: pull it, list and
 hash every file, write the enclave manifest, compute MRENCLAVE, sign the SIGSTRUCT
 with the account's signing key, and push <output image>:TAG reusing the input's
-layers. With --wait, follow the conversion with a progress bar until it ends; the
-command fails when the conversion does.`,
+layers. With --wait, follow the conversion with a progress bar until it ends (or
+--timeout passes: the conversion goes on); the command fails when the conversion
+does. Right after an account is created, --wait also waits for its signing key.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			acct, err := c.accountID()
 			if err != nil {
 				return err
 			}
-			var im api.Image
-			if err := c.client().do(cmd.Context(), "POST", base(acct), api.ConvertImage{App: app, Tag: tag}, &im); err != nil {
-				return err
+			ctx := cmd.Context()
+			if wait {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, timeout)
+				defer cancel()
+			}
+			im, err := c.convert(ctx, base(acct), api.ConvertImage{App: app, Tag: tag}, wait, os.Stderr)
+			if err != nil {
+				return waited(err, timeout, "")
 			}
 			if wait {
-				if im, err = c.waitImage(cmd.Context(), acct, im, os.Stderr); err != nil {
-					return err
+				if im, err = c.waitImage(ctx, acct, im, os.Stderr); err != nil {
+					return waited(err, timeout, im.ID)
 				}
 			}
 			header, rows := imageDetail(im)
@@ -93,6 +102,7 @@ command fails when the conversion does.`,
 	convert.Flags().StringVar(&app, "app", "", "the application (id or name)")
 	convert.Flags().StringVar(&tag, "tag", "", "the tag to push")
 	convert.Flags().BoolVar(&wait, "wait", false, "follow the conversion until it ends")
+	convert.Flags().DurationVar(&timeout, "timeout", 15*time.Minute, "with --wait, stop following after this long (the conversion goes on)")
 	_ = convert.MarkFlagRequired("app")
 	_ = convert.MarkFlagRequired("tag")
 
@@ -151,6 +161,42 @@ command fails when the conversion does.`,
 	return cmd
 }
 
+// convert asks for a conversion. With wait, it asks again while the
+// account's signing key is being made (right after the account was
+// created), saying so on w, until ctx ends.
+func (c *cli) convert(ctx context.Context, path string, req api.ConvertImage, wait bool, w io.Writer) (api.Image, error) {
+	said := false
+	for {
+		var im api.Image
+		err := c.client().do(ctx, "POST", path, req, &im)
+		var pe *api.Error
+		if !wait || !errors.As(err, &pe) || pe.Reason != "signing_key_not_ready" {
+			return im, err
+		}
+		if !said {
+			fmt.Fprintln(w, "waiting for the account's enclave signing key, which is made when the account is created...")
+			said = true
+		}
+		select {
+		case <-ctx.Done():
+			return im, ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// waited explains an error of following a conversion when it is the
+// --timeout's.
+func waited(err error, timeout time.Duration, imageID string) error {
+	if !errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	if imageID == "" {
+		return fmt.Errorf("the account's enclave signing key was not ready within --timeout %s; try again later", timeout)
+	}
+	return fmt.Errorf("the conversion of image %s did not end within --timeout %s; it goes on: follow it with cloister image show %s", imageID, timeout, imageID)
+}
+
 // waitImage polls an image until its conversion ends, drawing progress on w.
 func (c *cli) waitImage(ctx context.Context, acct string, im api.Image, w io.Writer) (api.Image, error) {
 	path := "/v1/accounts/" + url.PathEscape(acct) + "/images/" + url.PathEscape(im.ID)
@@ -176,7 +222,10 @@ func (c *cli) waitImage(ctx context.Context, acct string, im api.Image, w io.Wri
 // progressLine draws one line: phase, layers, bytes and a bar.
 func progressLine(im api.Image) string {
 	p := im.Progress
-	if im.Status == "pending" || p.Phase == "" {
+	switch {
+	case im.Status == "failed":
+		return fmt.Sprintf("%-10s %s: %s", im.Status, im.Reason, im.Error)
+	case im.Status == "pending" || p.Phase == "":
 		return fmt.Sprintf("%-10s waiting for a worker%30s", im.Status, "")
 	}
 	const width = 30

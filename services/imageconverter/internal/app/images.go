@@ -13,7 +13,6 @@ import (
 
 	"github.com/cloister-cc/cloister/libs/audit"
 	"github.com/cloister-cc/cloister/libs/authz"
-	"github.com/cloister-cc/cloister/libs/errs"
 	"github.com/cloister-cc/cloister/services/imageconverter/internal/domain"
 )
 
@@ -105,7 +104,7 @@ func (s *Service) convertImage(ctx context.Context, accountID, appRef, tag strin
 		return domain.Image{}, err
 	}
 	if _, err := s.SigningKey(ctx, accountID); err != nil {
-		return domain.Image{}, errs.New(errs.Conflict, "the account's enclave signing key is not ready yet; try again in a few seconds")
+		return domain.Image{}, domain.ErrSigningKeyNotReady
 	}
 	imgs, err := s.cfg.Images.List(ctx, accountID)
 	if err != nil {

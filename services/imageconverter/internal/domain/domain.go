@@ -312,5 +312,8 @@ var (
 	ErrAppNameTaken     = errs.Define(errs.Conflict, "app_name_taken", "the account has an application of that name already")
 	ErrConcurrentChange = errs.Define(errs.Conflict, "concurrent_change", "changed by another request; retry")
 	ErrNoSigningKey     = errs.Define(errs.NotFound, "no_signing_key", "the account has no enclave signing key yet")
-	ErrKeyExists        = errs.Define(errs.Conflict, "key_exists", "the account has a signing key already")
+	// ErrSigningKeyNotReady refuses a conversion in the seconds after an
+	// account is created, while its signing key is being made.
+	ErrSigningKeyNotReady = errs.Define(errs.Conflict, "signing_key_not_ready", "the account's enclave signing key is not ready yet; try again in a few seconds")
+	ErrKeyExists          = errs.Define(errs.Conflict, "key_exists", "the account has a signing key already")
 )
