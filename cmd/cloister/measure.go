@@ -118,9 +118,9 @@ func pullImage(ctx context.Context, s string, insecure bool) (name.Reference, *r
 	if insecure {
 		opts = append(opts, name.Insecure)
 	}
-	ref, err := name.ParseReference(s, opts...)
+	ref, err := enclave.ParseImageReference(s, opts...)
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("%q is not an image reference: %w", s, err)
+		return nil, nil, nil, err
 	}
 	desc, err := remote.Get(ref, remote.WithContext(ctx), remote.WithAuthFromKeychain(authn.DefaultKeychain),
 		remote.WithPlatform(v1.Platform{OS: "linux", Architecture: "amd64"}))

@@ -36,6 +36,20 @@ func TestApplicationRoutes(t *testing.T) {
 	if r := do(t, s.srv, "POST", base, member, bad); r.status != 400 || !strings.Contains(string(r.body), "input_image: ") {
 		t.Fatalf("creating with a bad input image = %d %s, want 400 naming input_image", r.status, r.body)
 	}
+	// What is wrong with a reference is said in the user's terms, never the
+	// parser library's.
+	for _, c := range []struct{ field, value, says string }{
+		{"input_image", "registry.example.com/samples/hello", "has no tag: name one, e.g. registry.example.com/samples/hello:1"},
+		{"input_image", "http://registry.example.com/samples/hello:1", "is a URL"},
+		{"output_image", "registry.example.com/samples/hello-sgx:1", "names a tag or digest"},
+	} {
+		b := map[string]any{"name": "x", "input_image": "registry.example.com/x:1", "output_image": "registry.example.com/x"}
+		b[c.field] = c.value
+		r := do(t, s.srv, "POST", base, member, b)
+		if r.status != 400 || !strings.Contains(string(r.body), c.field+": ") || !strings.Contains(string(r.body), c.says) || strings.Contains(string(r.body), "name.") {
+			t.Fatalf("creating with %s %q = %d %s, want 400 saying %q", c.field, c.value, r.status, r.body, c.says)
+		}
+	}
 	if r := do(t, s.srv, "POST", base, member, map[string]any{"name": "x", "colour": "red"}); r.status != 400 || !strings.Contains(string(r.body), "colour") {
 		t.Fatalf("creating with an unknown field = %d %s, want 400 naming it", r.status, r.body)
 	}

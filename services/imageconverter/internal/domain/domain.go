@@ -11,8 +11,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/google/go-containerregistry/pkg/name"
-
 	"github.com/cloister-cc/cloister/libs/enclave"
 	"github.com/cloister-cc/cloister/libs/errs"
 	"github.com/cloister-cc/cloister/libs/gramine"
@@ -141,11 +139,11 @@ func (s AppSpec) Check() error {
 	case !utf8.ValidString(s.Description) || utf8.RuneCountInString(s.Description) > MaxDescLength:
 		return invalid("description", "must be valid UTF-8 of at most %d characters", MaxDescLength)
 	}
-	if _, err := name.ParseReference(s.InputImage, name.StrictValidation); err != nil {
-		return invalid("input_image", "%q is not an image reference with a registry, e.g. registry.example.com/team/app:1 (%v)", s.InputImage, err)
+	if _, err := enclave.ParseImageReference(s.InputImage); err != nil {
+		return invalid("input_image", "%v", err)
 	}
-	if _, err := name.NewRepository(s.OutputImage, name.StrictValidation); err != nil {
-		return invalid("output_image", "%q is not a repository without tag or digest, e.g. registry.example.com/team/app-sgx (%v)", s.OutputImage, err)
+	if _, err := enclave.ParseRepository(s.OutputImage); err != nil {
+		return invalid("output_image", "%v", err)
 	}
 	switch {
 	case s.ISVProdID > 0xffff:
