@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -88,11 +89,51 @@ func firstNonEmpty(vs ...string) string {
 	return ""
 }
 
+// findAccount finds one of the user's accounts by id or, failing that, by
+// name (a name two accounts share is refused: give the id).
+func (c *cli) findAccount(ctx context.Context, ref string) (api.Account, error) {
+	var a api.Account
+	err := c.client().do(ctx, "GET", "/v1/accounts/"+url.PathEscape(ref), nil, &a)
+	var pe *api.Error
+	if err == nil || !errors.As(err, &pe) || pe.Status != http.StatusNotFound {
+		return a, err
+	}
+	var found []api.Account
+	for cursor := ""; ; {
+		var l api.List[api.Account]
+		if err := c.client().do(ctx, "GET", "/v1/accounts?limit=200"+cursorQuery(cursor), nil, &l); err != nil {
+			return a, err
+		}
+		for _, it := range l.Items {
+			if it.Name == ref {
+				found = append(found, it)
+			}
+		}
+		if cursor = l.NextCursor; cursor == "" {
+			break
+		}
+	}
+	switch len(found) {
+	case 0:
+		return a, fmt.Errorf("no account of yours has the id or name %q: cloister account list shows them", ref)
+	case 1:
+		return found[0], nil
+	}
+	return a, fmt.Errorf("%d of your accounts are named %q: select one by its id (cloister account list)", len(found), ref)
+}
+
+func cursorQuery(cursor string) string {
+	if cursor == "" {
+		return ""
+	}
+	return "&cursor=" + url.QueryEscape(cursor)
+}
+
 // accountID returns the account a command acts on.
 func (c *cli) accountID() (string, error) {
 	id := firstNonEmpty(c.account, os.Getenv("CLOISTER_ACCOUNT"), c.cfg.Account)
 	if id == "" {
-		return "", errors.New("no account selected: pass --account ID or run `cloister account select ID`")
+		return "", errors.New("no account selected: pass --account ID or run `cloister account select ID|NAME`")
 	}
 	return id, nil
 }
@@ -112,6 +153,9 @@ func (c *cli) print(v any, header []string, rows [][]string) error {
 	fmt.Fprintln(tw, strings.Join(header, "\t"))
 	for _, r := range rows {
 		fmt.Fprintln(tw, strings.Join(r, "\t"))
+	}
+	if len(rows) == 0 {
+		fmt.Fprintln(tw, "(none)") // an empty list says so
 	}
 	return tw.Flush()
 }
@@ -364,12 +408,12 @@ func (c *cli) accountCmd() *cobra.Command {
 		"distinct admins other than the requester who must approve a task (0: any one admin, the requester included); the change is itself a task under the number in force, and needs that many admins plus one")
 
 	sel := &cobra.Command{
-		Use:   "select ID",
-		Short: "Make ID the account that later commands act on",
+		Use:   "select ID|NAME",
+		Short: "Make the account (by id or name) the one that later commands act on",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var a api.Account
-			if err := c.client().do(cmd.Context(), "GET", "/v1/accounts/"+url.PathEscape(args[0]), nil, &a); err != nil {
+			a, err := c.findAccount(cmd.Context(), args[0])
+			if err != nil {
 				return err
 			}
 			c.cfg.Account = a.ID

@@ -195,7 +195,10 @@ func TestDevServerJourneyAndCrash(t *testing.T) {
 	if err := json.Unmarshal([]byte(run(t, cfgDir, "", "account", "create", "Payments", "-o", "json")), &acct); err != nil || acct.ID == "" {
 		t.Fatalf("account create -o json: %v", err)
 	}
-	run(t, cfgDir, "", "account", "select", acct.ID)
+	run(t, cfgDir, "", "account", "select", "Payments") // by name, as other commands take names
+	if out := run(t, cfgDir, "", "node", "list"); !strings.Contains(out, "(none)") {
+		t.Fatalf("an empty node list = %q, want it to say (none)", out)
+	}
 	run(t, cfgDir, "", "member", "add", "bob@example.com", "--role", "auditor")
 
 	// The same API with plain HTTP, as curl would use it.

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -101,6 +102,11 @@ func TestEnclaveJourney(t *testing.T) {
 	}, "the node never reported the enclave's instance")
 	if in := node.Instances[0]; in.Status != "running" || in.AppID != hello.AppID || in.ImageID != hello.ID || in.MRENCLAVE != hello.MRENCLAVE {
 		t.Fatalf("instance = %+v, want running app %s image %s MRENCLAVE %s", in, hello.AppID, hello.ID, hello.MRENCLAVE)
+	}
+	// In a table, the instances are a table of their own, apps by name.
+	if out := run(t, cfgDir, "", "node", "show", node.ID); !regexp.MustCompile(`(?m)^INSTANCE\s+APP\s+IMAGE\s+STATUS\s+STARTED\s+CERTIFICATE SERIAL\s*\n` +
+		regexp.QuoteMeta(node.Instances[0].ID) + `\s+hello\s+` + hello.ID + `\s+running\s`).MatchString(out) {
+		t.Fatalf("node show = %s, want the instance in its own table, its app by name", out)
 	}
 	serial := issuedSerial(t, cfgDir, "hello.cloister.test")
 	// The certificate says where to check its revocation: the gateway's

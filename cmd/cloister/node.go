@@ -1,6 +1,8 @@
 package main
 
 import (
+	"cmp"
+	"context"
 	"fmt"
 	"net/url"
 	"os"
@@ -78,7 +80,7 @@ func (c *cli) nodeCmd() *cobra.Command {
 		},
 	}
 	show := &cobra.Command{
-		Use: "show NODE_ID", Short: "Show a node and its running instances", Args: cobra.ExactArgs(1),
+		Use: "show NODE_ID", Short: "Show a node, then its running instances", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			acct, err := c.accountID()
 			if err != nil {
@@ -88,11 +90,20 @@ func (c *cli) nodeCmd() *cobra.Command {
 			if err := c.client().do(cmd.Context(), "GET", base(acct)+"/nodes/"+url.PathEscape(args[0]), nil, &n); err != nil {
 				return err
 			}
-			rows := nodeRows(n)
-			for _, in := range n.Instances {
-				rows = append(rows, []string{"  instance " + in.ID, in.AppID, in.Status, in.MRENCLAVE, "", in.LastSeen.Format(time.RFC3339)})
+			if c.output == "json" {
+				return c.print(n, nil, nil)
 			}
-			return c.print(n, nodeHeader, rows)
+			if err := c.print(n, nodeHeader, nodeRows(n)); err != nil {
+				return err
+			}
+			// Its instances, as a table of their own, applications by name.
+			fmt.Fprintln(c.out)
+			names := c.appNames(cmd.Context(), acct)
+			rows := make([][]string, len(n.Instances))
+			for i, in := range n.Instances {
+				rows[i] = []string{in.ID, cmp.Or(names[in.AppID], in.AppID), in.ImageID, in.Status, ts(in.StartedAt), in.CertificateSerial}
+			}
+			return c.print(n.Instances, instanceHeader, rows)
 		},
 	}
 	dereg := &cobra.Command{
@@ -188,4 +199,19 @@ give it to the node agent (cloister-node-agent --join-token). Only its SHA-256 i
 	token.AddCommand(create, tlist, revoke)
 	cmd.AddCommand(list, show, dereg, token)
 	return cmd
+}
+
+var instanceHeader = []string{"INSTANCE", "APP", "IMAGE", "STATUS", "STARTED", "CERTIFICATE SERIAL"}
+
+// appNames names the account's applications by id, for tables; an empty
+// map when they cannot be listed (ids are shown then).
+func (c *cli) appNames(ctx context.Context, acct string) map[string]string {
+	names := map[string]string{}
+	var l api.List[api.App]
+	if c.client().do(ctx, "GET", "/v1/accounts/"+url.PathEscape(acct)+"/apps?limit=200", nil, &l) == nil {
+		for _, a := range l.Items {
+			names[a.ID] = a.Name
+		}
+	}
+	return names
 }
