@@ -77,6 +77,8 @@ func TestConsoleImagesAndTasks(t *testing.T) {
 		t.Fatalf("converting redirected to %s, want the image's page", imagePage)
 	}
 	page := ada.get(imagePage).want(t, http.StatusOK, "Conversion of "+host+"/out:1 started", "hello:1")
+	// A long reference may wrap after its '/' and ':'.
+	ada.get(images).want(t, http.StatusOK, "/<wbr>out:<wbr>1</code>")
 	if !strings.Contains(page.body, "data-poll=") && !strings.Contains(page.body, `class="status-converted"`) {
 		t.Fatalf("the image page of a conversion in progress has no live progress:\n%s", page.body)
 	}

@@ -306,7 +306,7 @@ func TestConsoleApplications(t *testing.T) {
 	if p := b.open("/a/" + acct + "/apps"); p.status != 200 || !strings.Contains(p.body, "No applications yet") {
 		t.Fatalf("empty applications page = %d %s", p.status, p.body)
 	}
-	b.open("/a/" + acct + "/apps/new")
+	b.open("/a/"+acct+"/apps/new").want(t, http.StatusOK, "(0: the CA's default, 30 days)")
 	p := b.post("/a/"+acct+"/apps", appForm())
 	m := regexp.MustCompile(`^/a/` + acct + `/apps/([^/]+)$`).FindStringSubmatch(p.location)
 	if p.status != http.StatusSeeOther || m == nil {

@@ -72,6 +72,12 @@ var funcs = template.FuncMap{
 		return fmt.Sprint(n)
 	},
 	"query": url.QueryEscape,
+	// ref lets a long image reference wrap after its '/' and ':'.
+	"ref": func(s string) template.HTML {
+		e := template.HTMLEscapeString(s)
+		e = strings.ReplaceAll(e, "/", "/<wbr>")
+		return template.HTML(strings.ReplaceAll(e, ":", ":<wbr>")) //nolint:gosec // escaped above
+	},
 }
 
 func parsePages() (*pages, error) {
