@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/ecdsa"
 	"crypto/rand"
@@ -96,6 +97,10 @@ type config struct {
 	// Retry schedules; zero values mean the defaults. Tests shorten them.
 	Backoff backoff
 	Forward retryPolicy
+	// NonceRate is how many nonces a second the local API asks the server
+	// for, past a burst of nonceBurst; zero means nonceRate. Tests slow it
+	// so that the bound does not depend on how fast they run.
+	NonceRate rate.Limit
 }
 
 // agent is the node agent: it holds the node's identity, reports
@@ -180,7 +185,7 @@ func newAgent(cfg config) (*agent, error) {
 		return nil, err
 	}
 	return &agent{cfg: cfg, log: cfg.Logger, public: newHTTPClient(publicRoots(cfg.ServerCA), nil), roots: roots,
-		nonces: rate.NewLimiter(nonceRate, nonceBurst),
+		nonces: rate.NewLimiter(cmp.Or(cfg.NonceRate, nonceRate), nonceBurst),
 		kick:   make(chan struct{}, 1), closing: make(chan struct{})}, nil
 }
 
