@@ -148,6 +148,11 @@ func TestConsoleNodes(t *testing.T) {
 	b.get(node).want(t, http.StatusOK, "<h1>Node node-1</h1>", "<code>enclave-1</code>", `<a href="/a/`+acct+`/apps/`+appID+`">hello</a>`,
 		`href="/a/`+acct+`/images/`+hb.Instances[0].ImageID+`"`, "<code>"+mr+"</code>", `class="status-running"`, n.Serial, "Deregister node")
 	b.get(nodes).want(t, http.StatusOK, "1 running")
+	// Where users look for it, the Applications tab: the application runs,
+	// on that node; its page lists the instance.
+	b.get("/a/"+acct+"/apps").want(t, http.StatusOK, `<span class="status-running">1 running</span>`, `on <a href="`+node+`">node-1</a>`)
+	b.get("/a/"+acct+"/apps/"+appID).want(t, http.StatusOK, "Running instances", "<code>enclave-1</code>", `<a href="`+node+`">node-1</a>`,
+		`href="/a/`+acct+`/images/`+hb.Instances[0].ImageID+`"`)
 
 	// Another account's node is not found, by either address.
 	for _, path := range []string{"/a/" + otherAcct + "/nodes/" + theirs.ID, nodes + "/" + theirs.ID,

@@ -15,6 +15,37 @@ type appForm struct {
 	Spec     api.AppSpec
 	MemoryMB string
 	KeyTypes []string
+	// Running are the app's running instances (an existing app's page).
+	Running []runningInstance
+}
+
+// runningInstance is an instance an enrolled node reports, with its node.
+type runningInstance struct {
+	api.Instance
+	NodeID, NodeName, NodeStatus string
+}
+
+// appsData is the applications page: the apps, and each one's running
+// instances by app id.
+type appsData struct {
+	Apps    []api.App
+	Running map[string][]runningInstance
+}
+
+// running lists the instances the account's nodes report, by app id. It
+// only adds to the pages: without it they show no instances.
+func (c *Console) running(r *http.Request, accountID string) map[string][]runningInstance {
+	out := map[string][]runningInstance{}
+	var nodes api.List[api.Node]
+	if c.call(r, http.MethodGet, accountPath(accountID, "nodes")+"?limit=200", nil, &nodes) != nil {
+		return out
+	}
+	for _, n := range nodes.Items {
+		for _, in := range n.Instances {
+			out[in.AppID] = append(out[in.AppID], runningInstance{Instance: in, NodeID: n.ID, NodeName: n.Name, NodeStatus: n.Status})
+		}
+	}
+	return out
 }
 
 var keyTypes = []string{"ec-p256", "ec-p384", "rsa-2048", "rsa-3072", "rsa-4096"}
@@ -29,7 +60,7 @@ func (c *Console) appsPage(w http.ResponseWriter, r *http.Request) {
 		c.fail(w, r, err)
 		return
 	}
-	v.Data = l.Items
+	v.Data = appsData{Apps: l.Items, Running: c.running(r, v.Account.ID)}
 	c.render(w, r, http.StatusOK, "apps", v)
 }
 
@@ -76,7 +107,8 @@ func (c *Console) appPage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	v.Title = "Application " + app.Name
-	v.Data = appForm{App: &app, Spec: app.AppSpec, MemoryMB: strconv.FormatUint(app.MemorySize>>20, 10), KeyTypes: keyTypes}
+	v.Data = appForm{App: &app, Spec: app.AppSpec, MemoryMB: strconv.FormatUint(app.MemorySize>>20, 10), KeyTypes: keyTypes,
+		Running: c.running(r, v.Account.ID)[app.ID]}
 	c.render(w, r, http.StatusOK, "app", v)
 }
 
@@ -101,7 +133,7 @@ func (c *Console) updateApp(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	v.Title, v.Error = "Application "+app.Name, err.Error()
-	v.Data = appForm{App: &app, Spec: spec, MemoryMB: r.PostFormValue("memory_mib"), KeyTypes: keyTypes}
+	v.Data = appForm{App: &app, Spec: spec, MemoryMB: r.PostFormValue("memory_mib"), KeyTypes: keyTypes, Running: c.running(r, v.Account.ID)[app.ID]}
 	c.render(w, r, formStatus(err), "app", v)
 }
 
