@@ -651,9 +651,10 @@ func (c *cli) auditCmd() *cobra.Command {
 	c.addAccountFlag(cmd)
 	var limit int
 	var cursor string
+	var newest bool
 	list := &cobra.Command{
-		Use:   "list",
-		Short: "List audit entries, oldest first (admins and auditors)",
+		Use:   "list [--newest]",
+		Short: "List audit entries, oldest first or --newest first (admins and auditors)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			acct, err := c.accountID()
@@ -661,7 +662,11 @@ func (c *cli) auditCmd() *cobra.Command {
 				return err
 			}
 			var l api.List[api.AuditEntry]
-			if err := c.client().do(cmd.Context(), "GET", "/v1/accounts/"+url.PathEscape(acct)+"/audit"+pageQuery(limit, cursor), nil, &l); err != nil {
+			path := "/v1/accounts/" + url.PathEscape(acct) + "/audit" + pageQuery(limit, cursor)
+			if newest {
+				path += map[bool]string{true: "&", false: "?"}[strings.Contains(path, "?")] + "order=newest"
+			}
+			if err := c.client().do(cmd.Context(), "GET", path, nil, &l); err != nil {
 				return err
 			}
 			rows := make([][]string, len(l.Items))
@@ -672,6 +677,7 @@ func (c *cli) auditCmd() *cobra.Command {
 		},
 	}
 	pageFlags(list, &limit, &cursor)
+	list.Flags().BoolVar(&newest, "newest", false, "the newest entries first (a cursor goes on in the order it was made in)")
 	cmd.AddCommand(list)
 	return cmd
 }

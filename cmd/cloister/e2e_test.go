@@ -389,6 +389,9 @@ func TestDevServerJourneyAndCrash(t *testing.T) {
 		t.Fatalf("members after restart = %s (%v), want ada and bob", after, err)
 	}
 	audit := run(t, cfgDir, "", "audit", "list")
+	if newest := run(t, cfgDir, "", "audit", "list", "--newest", "--limit", "1"); !strings.Contains(newest, "app.delete") {
+		t.Fatalf("audit list --newest --limit 1 = %s, want the app's deletion just made", newest)
+	}
 	for _, want := range []string{"account.create", "member.add", "ca.rotate", "cert.revoke", "app.create", "app.update"} {
 		if !strings.Contains(audit, want) {
 			t.Fatalf("audit after restart lacks %s:\n%s", want, audit)

@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -183,7 +184,7 @@ func TestConsoleAudit(t *testing.T) {
 		!strings.Contains(rows[0], "success") || !strings.Contains(p.body, `aria-current="page">Audit log`) {
 		t.Fatalf("the audit log of a new account = %d, rows %q: %s", p.status, rows, p.body)
 	}
-	if strings.Contains(p.body, `rel="next"`) || strings.Contains(p.body, "First entries") {
+	if strings.Contains(p.body, `rel="next"`) || strings.Contains(p.body, "Newest entries") {
 		t.Fatalf("one page of entries has paging links: %s", p.body)
 	}
 
@@ -196,10 +197,10 @@ func TestConsoleAudit(t *testing.T) {
 	if len(rows) != 3 {
 		t.Fatalf("audit rows = %q, want account.create and two policy changes", rows)
 	}
-	for i, want := range [][]string{
-		{"ada@example.com", "session", "account.create", acct, "success", "—"},
-		{"ada@example.com", "session", "attestation.policy.set", acct, "success", "—"},
+	for i, want := range [][]string{ // newest first
 		{"ada@example.com", "session", "attestation.policy.set", acct, "failure", "unknown TCB status &#34;Sideways&#34;"},
+		{"ada@example.com", "session", "attestation.policy.set", acct, "success", "—"},
+		{"ada@example.com", "session", "account.create", acct, "success", "—"},
 	} {
 		for _, w := range want {
 			if !strings.Contains(rows[i], w) {
@@ -228,23 +229,54 @@ func TestConsoleAudit(t *testing.T) {
 		}
 	}
 	var first api.List[api.AuditEntry]
-	apiGet(t, s, "/v1/accounts/"+acct+"/audit?limit=50", ada.session(), &first)
+	apiGet(t, s, "/v1/accounts/"+acct+"/audit?limit=50&order=newest", ada.session(), &first)
 	if first.NextCursor == "" {
 		t.Fatal("the API gives no next cursor after 50 of 55 entries")
 	}
+	// Through the API, newest first page by page is oldest first reversed,
+	// each entry once; an unknown order is a 400.
+	var oldest, newest []string
+	for cursor := ""; ; {
+		var l api.List[api.AuditEntry]
+		apiGet(t, s, "/v1/accounts/"+acct+"/audit?limit=200&cursor="+url.QueryEscape(cursor), ada.session(), &l)
+		for _, e := range l.Items {
+			oldest = append(oldest, e.ID)
+		}
+		if cursor = l.NextCursor; cursor == "" {
+			break
+		}
+	}
+	for cursor := ""; ; {
+		var l api.List[api.AuditEntry]
+		apiGet(t, s, "/v1/accounts/"+acct+"/audit?limit=7&order=newest&cursor="+url.QueryEscape(cursor), ada.session(), &l)
+		for _, e := range l.Items {
+			newest = append(newest, e.ID)
+		}
+		if cursor = l.NextCursor; cursor == "" {
+			break
+		}
+	}
+	slices.Reverse(newest)
+	if len(oldest) < 55 || !slices.Equal(oldest, newest) {
+		t.Fatalf("newest first, reversed (%d entries) differs from oldest first (%d entries)", len(newest), len(oldest))
+	}
+	if r := do(t, s.srv, "GET", "/v1/accounts/"+acct+"/audit?order=sideways", ada.session(), nil); r.status != 400 || !strings.Contains(string(r.body), "oldest, newest") {
+		t.Fatalf("an unknown order = %d %s, want 400", r.status, r.body)
+	}
 	p = ada.open(path)
-	next := regexp.MustCompile(`href="(/a/[^"]+/audit\?cursor=[^"]+)" rel="next">Later entries`).FindStringSubmatch(p.body)
-	if rows := auditRows(p.body); len(rows) != 50 || next == nil || next[1] != path+"?cursor="+url.QueryEscape(first.NextCursor) {
+	next := regexp.MustCompile(`href="(/a/[^"]+/audit\?cursor=[^"]+)" rel="next">Older entries`).FindStringSubmatch(p.body)
+	if rows := auditRows(p.body); len(rows) != 50 || next == nil || next[1] != path+"?cursor="+url.QueryEscape(first.NextCursor) ||
+		!strings.Contains(rows[0], "account.update") {
 		t.Fatalf("first audit page: %d rows, next link %q, want 50 and cursor %s", len(rows), next, first.NextCursor)
 	}
 	p = ada.open(next[1])
-	if rows := auditRows(p.body); p.status != 200 || len(rows) != 5 || !strings.Contains(rows[4], "account.update") ||
-		strings.Contains(p.body, `rel="next"`) || !strings.Contains(p.body, `href="`+path+`">First entries`) {
+	if rows := auditRows(p.body); p.status != 200 || len(rows) != 5 || !strings.Contains(rows[4], "account.create") ||
+		strings.Contains(p.body, `rel="next"`) || !strings.Contains(p.body, `href="`+path+`">Newest entries`) {
 		t.Fatalf("second audit page = %d, rows %q: %s", p.status, rows, p.body)
 	}
 
 	// Past the end, the page says so; a made-up cursor is the API's 400.
-	if p := ada.open(path + "?cursor=999999"); p.status != 200 || !strings.Contains(p.body, "No later entries.") || auditRows(p.body) != nil {
+	if p := ada.open(path + "?cursor=n1"); p.status != 200 || !strings.Contains(p.body, "No older entries.") || auditRows(p.body) != nil {
 		t.Fatalf("an audit page past the end = %d %s", p.status, p.body)
 	}
 	if p := ada.open(path + "?cursor=bogus"); p.status != http.StatusBadRequest || !strings.Contains(p.body, "cursor is not one this API returned") ||

@@ -421,6 +421,15 @@ func (g *Gateway) listAudit(_ http.ResponseWriter, r *http.Request, p principal)
 	if err != nil {
 		return reply{}, err
 	}
-	resp, err := g.accounts.ListAudit(r.Context(), &accountv1.ListAuditRequest{Actor: p.proto(), AccountId: r.PathValue("account_id"), Page: pg})
+	var newest bool
+	switch order := r.URL.Query().Get("order"); order {
+	case "", "oldest":
+	case "newest":
+		newest = true
+	default:
+		return reply{}, errs.Newf(errs.Invalid, "order %q is not one of oldest, newest", order)
+	}
+	resp, err := g.accounts.ListAudit(r.Context(), &accountv1.ListAuditRequest{Actor: p.proto(), AccountId: r.PathValue("account_id"), Page: pg,
+		NewestFirst: newest})
 	return answer(err, http.StatusOK, func() any { return list(resp.GetEntries(), resp.GetNextCursor(), toAudit) })
 }

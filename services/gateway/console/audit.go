@@ -11,8 +11,8 @@ import (
 // auditPageSize is how many entries a page of the audit log shows.
 const auditPageSize = 50
 
-// auditView is a page of the audit log. The API lists entries oldest
-// first; Next is the cursor of the following (later) page, if any.
+// auditView is a page of the audit log, newest first; Next is the cursor
+// of the following (older) page, if any.
 type auditView struct {
 	Entries []api.AuditEntry
 	Cursor  string // this page's cursor, "" for the first page
@@ -29,7 +29,7 @@ func (c *Console) auditPage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	cursor := r.URL.Query().Get("cursor")
-	q := url.Values{"limit": {strconv.Itoa(auditPageSize)}}
+	q := url.Values{"limit": {strconv.Itoa(auditPageSize)}, "order": {"newest"}}
 	if cursor != "" {
 		q.Set("cursor", cursor)
 	}

@@ -71,9 +71,9 @@ type Tasks interface {
 // domain.Audited events; Record is for calls that changed nothing.
 type AuditLog interface {
 	Record(ctx context.Context, e domain.AuditEntry) error
-	// List returns an account's records after cursor (oldest first) and
-	// the cursor of the next page, empty at the end.
-	List(ctx context.Context, accountID, cursor string, limit int) ([]domain.AuditEntry, string, error)
+	// List returns an account's records after cursor (oldest first, or
+	// newest first) and the cursor of the next page, empty at the end.
+	List(ctx context.Context, accountID, cursor string, limit int, newestFirst bool) ([]domain.AuditEntry, string, error)
 }
 
 // PasswordHasher hashes and checks passwords.

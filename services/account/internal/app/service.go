@@ -20,6 +20,9 @@ import (
 type Page struct {
 	Limit  int
 	Cursor string
+	// NewestFirst reverses the order, where a list offers it (the audit
+	// log).
+	NewestFirst bool
 }
 
 // Paging limits.
@@ -202,7 +205,7 @@ func (s *service) ListAudit(ctx context.Context, actor domain.Principal, account
 	if err != nil {
 		return nil, "", err
 	}
-	return s.Audit.List(ctx, accountID, p.Cursor, limit)
+	return s.Audit.List(ctx, accountID, p.Cursor, limit, p.NewestFirst)
 }
 
 func pageLimit(p Page) (int, error) {

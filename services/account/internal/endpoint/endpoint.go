@@ -191,7 +191,9 @@ func (s *Set) Authorize(ctx context.Context, r *accountv1.AuthorizeRequest) (*ac
 }
 
 func (s *Set) ListAudit(ctx context.Context, r *accountv1.ListAuditRequest) (*accountv1.ListAuditResponse, error) {
-	es, next, err := s.svc.ListAudit(ctx, principal(r.GetActor()), r.GetAccountId(), page(r.GetPage()))
+	p := page(r.GetPage())
+	p.NewestFirst = r.GetNewestFirst()
+	es, next, err := s.svc.ListAudit(ctx, principal(r.GetActor()), r.GetAccountId(), p)
 	if err != nil {
 		return nil, err
 	}

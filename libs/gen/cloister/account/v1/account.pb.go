@@ -2297,10 +2297,13 @@ func (*RevokeAPIKeyResponse) Descriptor() ([]byte, []int) {
 }
 
 type ListAuditRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Actor         *Principal             `protobuf:"bytes,1,opt,name=actor,proto3" json:"actor,omitempty"`
-	AccountId     string                 `protobuf:"bytes,2,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
-	Page          *Page                  `protobuf:"bytes,3,opt,name=page,proto3" json:"page,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Actor     *Principal             `protobuf:"bytes,1,opt,name=actor,proto3" json:"actor,omitempty"`
+	AccountId string                 `protobuf:"bytes,2,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	Page      *Page                  `protobuf:"bytes,3,opt,name=page,proto3" json:"page,omitempty"`
+	// The newest records first (the page's cursor then goes to older ones);
+	// else the oldest first.
+	NewestFirst   bool `protobuf:"varint,4,opt,name=newest_first,json=newestFirst,proto3" json:"newest_first,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2354,6 +2357,13 @@ func (x *ListAuditRequest) GetPage() *Page {
 		return x.Page
 	}
 	return nil
+}
+
+func (x *ListAuditRequest) GetNewestFirst() bool {
+	if x != nil {
+		return x.NewestFirst
+	}
+	return false
 }
 
 type ListAuditResponse struct {
@@ -3868,12 +3878,13 @@ const file_cloister_account_v1_account_proto_rawDesc = "" +
 	"\n" +
 	"account_id\x18\x02 \x01(\tR\taccountId\x12\x15\n" +
 	"\x06key_id\x18\x03 \x01(\tR\x05keyId\"\x16\n" +
-	"\x14RevokeAPIKeyResponse\"\x96\x01\n" +
+	"\x14RevokeAPIKeyResponse\"\xb9\x01\n" +
 	"\x10ListAuditRequest\x124\n" +
 	"\x05actor\x18\x01 \x01(\v2\x1e.cloister.account.v1.PrincipalR\x05actor\x12\x1d\n" +
 	"\n" +
 	"account_id\x18\x02 \x01(\tR\taccountId\x12-\n" +
-	"\x04page\x18\x03 \x01(\v2\x19.cloister.account.v1.PageR\x04page\"o\n" +
+	"\x04page\x18\x03 \x01(\v2\x19.cloister.account.v1.PageR\x04page\x12!\n" +
+	"\fnewest_first\x18\x04 \x01(\bR\vnewestFirst\"o\n" +
 	"\x11ListAuditResponse\x129\n" +
 	"\aentries\x18\x01 \x03(\v2\x1f.cloister.account.v1.AuditEntryR\aentries\x12\x1f\n" +
 	"\vnext_cursor\x18\x02 \x01(\tR\n" +
