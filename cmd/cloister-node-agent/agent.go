@@ -587,9 +587,17 @@ func (a *agent) record(appID, imageID, mrenclave, serial string) instance {
 	a.mu.Lock()
 	a.instances = append(a.instances, in)
 	var dropped []instance
-	if n := len(a.instances) - maxInstances; n > 0 {
-		dropped = append(dropped, a.instances[:n]...)
-		a.instances = append([]instance(nil), a.instances[n:]...)
+	// Past the bound, the oldest instances that no process holds go first
+	// (those may have ended unseen; held ones end when their process
+	// does), never the one just recorded.
+	for len(a.instances) > maxInstances {
+		i := slices.IndexFunc(a.instances[:len(a.instances)-1], func(old instance) bool { return !a.held[old.ID] })
+		if i < 0 {
+			i = 0
+		}
+		dropped = append(dropped, a.instances[i])
+		delete(a.held, a.instances[i].ID)
+		a.instances = slices.Delete(a.instances, i, i+1)
 	}
 	a.mu.Unlock()
 	for _, d := range dropped {
@@ -621,6 +629,13 @@ var (
 	errNoInstance = errors.New("no such running instance")
 	errHeld       = errors.New("the instance's live connection is held already")
 )
+
+// release lets go of instance id's hold without stopping it.
+func (a *agent) release(id string) {
+	a.mu.Lock()
+	delete(a.held, id)
+	a.mu.Unlock()
+}
 
 // stopped forgets instance id, whose process ended: the next heartbeat,
 // sent now, no longer reports it, and the server publishes its end.

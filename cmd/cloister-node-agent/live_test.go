@@ -44,6 +44,10 @@ func TestHoldLiveHelper(t *testing.T) {
 	if err != nil || resp.StatusCode != http.StatusOK {
 		t.Fatalf("holding %s: %v, %v", u, resp, err)
 	}
+	// What the holder writes changes nothing: the agent reads it away.
+	if _, err := conn.Write([]byte("still here\n")); err != nil {
+		t.Fatal(err)
+	}
 	os.Stdout.WriteString("holding\n")
 	select {} // until killed
 }

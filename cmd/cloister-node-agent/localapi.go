@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"mime"
 	"net"
 	"net/http"
@@ -226,7 +227,8 @@ func (a *agent) issue(w http.ResponseWriter, r *http.Request) {
 // the process ends, however it ends (exit, crash, kill -9, container
 // removed). The instance is then stopped: the next heartbeat, sent at
 // once, no longer reports it. The answer's headers come at once; its body
-// never does.
+// never does. The connection is taken from the HTTP server and read until
+// it closes, so bytes the holder may write change nothing.
 func (a *agent) live(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	if err := a.hold(id); errors.Is(err, errHeld) {
@@ -237,17 +239,31 @@ func (a *agent) live(w http.ResponseWriter, r *http.Request) {
 			"with the instance_id that POST /v1/certificate/issue answered", id))
 		return
 	}
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(http.StatusOK)
-	if f, ok := w.(http.Flusher); ok {
-		f.Flush()
+	conn, rw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		a.release(id)
+		writeProblem(w, http.StatusInternalServerError, "internal", "the local API cannot hold connections")
+		return
 	}
+	_, _ = rw.WriteString("HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\nCache-Control: no-store\r\n\r\n")
+	if err := rw.Flush(); err != nil {
+		conn.Close()
+		a.stopped(id)
+		return
+	}
+	ended := make(chan struct{})
+	go func() {
+		_, _ = io.Copy(io.Discard, rw) // until the holder's end (EOF) or ours
+		close(ended)
+	}()
 	select {
-	case <-r.Context().Done(): // the connection closed: the process ended
+	case <-ended: // the connection closed: the process ended
+		conn.Close()
 		a.stopped(id)
 		a.log.Info("instance stopped: its process closed its live connection", keyInstance, id)
 	case <-a.closing: // the agent stops; the instance may well run on
+		conn.Close()
+		<-ended
 	}
 }
 

@@ -823,6 +823,14 @@ func TestChangesOfWhoApproveAreTasks(t *testing.T) {
 	if err != nil || joined.GetMember().GetRole() != "member" || joined.GetTask().GetStatus() != "pending" {
 		t.Fatalf("AddMember(admin) under 1 = %v, %v; want a member, with a pending admin task", joined, err)
 	}
+	// Removed, the crony's pending promotion is withdrawn: coming back
+	// would not revive it.
+	if _, err := h.c.RemoveMember(h.ctx, &accountv1.RemoveMemberRequest{Actor: tm.admin1, AccountId: acct, UserId: crony.GetUserId()}); err != nil {
+		t.Fatal(err)
+	}
+	if got := h.task(tm.admin1, acct, joined.GetTask().GetId()); got.GetStatus() != "withdrawn" {
+		t.Fatalf("the removed member's admin task = %v, want withdrawn", got)
+	}
 
 	// Another admin's approval makes each change.
 	if got, err := h.approve(tm.admin2, tm, lower.GetId()); err != nil || got.GetStatus() != "approved" || !got.GetApplied() {

@@ -124,6 +124,9 @@ func (s *service) updateAccount(ctx context.Context, actor domain.Principal, acc
 		if err := domain.CheckQuorumReachable(t.NewQuorum, len(admins)); err != nil {
 			return AccountView{}, err
 		}
+		if err := s.notPending(ctx, t); err != nil {
+			return AccountView{}, err
+		}
 		quorum = &t
 	}
 	if c.Name != nil || c.Description != nil {

@@ -20,13 +20,8 @@ import (
 // approved and applied at once. It returns the task as stored.
 func (s *service) openChange(ctx context.Context, actor domain.Principal, a domain.Account, t domain.Task,
 	action authz.Action, target string) (domain.Task, error) {
-	ts, err := s.Tasks.ByAccount(ctx, a.ID)
-	if err != nil {
+	if err := s.notPending(ctx, t); err != nil {
 		return domain.Task{}, err
-	}
-	if i := slices.IndexFunc(ts, func(p domain.Task) bool { return p.SameChange(t) }); i >= 0 {
-		return domain.Task{}, domain.ErrPendingChange.Withf(
-			"task %s asks for this change already: approve or deny it first", ts[i].ID)
 	}
 	admins, err := s.adminsOf(ctx, a)
 	if err != nil {
@@ -48,6 +43,36 @@ func (s *service) openChange(ctx context.Context, actor domain.Principal, a doma
 		return t, err
 	}
 	return s.withProgress(ctx, a, t)
+}
+
+// notPending refuses a change while a pending task asks for the same.
+func (s *service) notPending(ctx context.Context, t domain.Task) error {
+	ts, err := s.Tasks.ByAccount(ctx, t.AccountID)
+	if err != nil {
+		return err
+	}
+	if i := slices.IndexFunc(ts, func(p domain.Task) bool { return p.SameChange(t) }); i >= 0 {
+		return domain.ErrPendingChange.Withf("task %s asks for this change already: approve or deny it first", ts[i].ID)
+	}
+	return nil
+}
+
+// retractAdminTasks withdraws the pending tasks that would make userID an
+// admin: the member left or was demoted, and a later return must not
+// revive them.
+func (s *service) retractAdminTasks(ctx context.Context, accountID, userID string) error {
+	ts, err := s.Tasks.ByAccount(ctx, accountID)
+	if err != nil {
+		return err
+	}
+	for _, t := range ts {
+		if t.Kind == domain.KindAdmin && t.Status == domain.StatusPending && t.Admin != nil && t.Admin.UserID == userID {
+			if err := s.retract(ctx, t); err != nil {
+				return fmt.Errorf("withdrawing task %s: %w", t.ID, err)
+			}
+		}
+	}
+	return nil
 }
 
 // ApplyTask makes the change of an approved quorum or admin task, unless

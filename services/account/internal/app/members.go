@@ -163,8 +163,11 @@ func (s *service) removeMember(ctx context.Context, actor domain.Principal, acco
 		domain.Audited{Entry: s.auditEntry(actor, accountID, authz.MemberRemove, userID)}); err != nil {
 		return err
 	}
-	// The member's API keys in this account go too; re-adding the member
-	// must not bring them back.
+	// The member's API keys in this account go too, and a pending task to
+	// make them an admin; re-adding the member must not bring them back.
+	if err := s.retractAdminTasks(ctx, accountID, userID); err != nil {
+		return err
+	}
 	return s.revokeKeys(ctx, accountID, func(k domain.APIKey) bool { return k.UserID == userID })
 }
 
@@ -204,5 +207,9 @@ func (s *service) setMemberRole(ctx context.Context, actor domain.Principal, acc
 	m.Role = r
 	m, err = s.Members.Update(ctx, m, domain.MemberChanged{AccountID: accountID, UserID: userID, Role: r},
 		domain.Audited{Entry: s.auditEntry(actor, accountID, authz.MemberSetRole, userID)})
-	return m, nil, err
+	if err != nil {
+		return m, nil, err
+	}
+	// Setting another role settles a pending promotion: it is withdrawn.
+	return m, nil, s.retractAdminTasks(ctx, accountID, userID)
 }

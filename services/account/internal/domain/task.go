@@ -143,7 +143,7 @@ func (t Task) QuorumWith(current int) int { return max(current, t.Quorum) }
 // Progress fills Counted and Required for the account's current quorum
 // and admins.
 func (t *Task) Progress(current int, admins []string) {
-	q := t.QuorumWith(current)
+	q := t.reachable(t.QuorumWith(current), admins)
 	t.Required = approvalsNeeded(q)
 	t.Counted = min(t.counted(q, admins), t.Required)
 }
@@ -252,6 +252,7 @@ func (t *Task) Approve(userID string, quorum int, admins []string, now time.Time
 	if t.Status != StatusPending {
 		return false, t.notPending("approved")
 	}
+	quorum = t.reachable(quorum, admins)
 	if quorum >= 1 && userID == t.RequesterID {
 		return false, ErrOwnApproval
 	}
@@ -269,6 +270,22 @@ func (t *Task) Approve(userID string, quorum int, admins []string, now time.Time
 	}
 	t.Status = StatusApproved
 	return true, nil
+}
+
+// reachable caps quorum at the admins other than the requester: a quorum
+// the admins cannot reach (an account stored before reachability was
+// enforced, where it was allowed) counts as the most they can give, so
+// that no account is left where nothing can be approved, not even a lower
+// quorum. Reachability is enforced on every change, so a quorum set now
+// is never capped.
+func (t *Task) reachable(quorum int, admins []string) int {
+	others := map[string]bool{}
+	for _, a := range admins {
+		if a != t.RequesterID {
+			others[a] = true
+		}
+	}
+	return min(quorum, len(others))
 }
 
 // counted is the number of approvals that count under quorum: one per

@@ -39,6 +39,8 @@ func TestTaskApprove(t *testing.T) {
 		{name: "quorum raised to 2, requester's old approval ignored", quorum: 2, given: []string{"req"}, by: "a", wantState: StatusPending},
 		{name: "former admin's approval ignored", quorum: 2, given: []string{"gone"}, by: "a", wantState: StatusPending},
 		{name: "not pending", quorum: 0, status: StatusDenied, by: "a", wantKind: errs.Conflict},
+		{name: "unreachable quorum capped at the other admins", quorum: 2, admins: []string{"req", "a"}, by: "a", wantState: StatusApproved},
+		{name: "sole admin of an unreachable quorum approves alone", quorum: 2, admins: []string{"req"}, by: "req", wantState: StatusApproved},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			task, err := NewImageTask(uuid.NewString(), "app", ImageMeasurement{ImageID: "im", MRENCLAVE: []byte{1}}, "req", now)
@@ -51,7 +53,11 @@ func TestTaskApprove(t *testing.T) {
 			for _, u := range tc.given {
 				task.Approvals = append(task.Approvals, Approval{UserID: u, At: now})
 			}
-			done, err := task.Approve(tc.by, tc.quorum, admins, now.Add(time.Minute))
+			as := admins
+			if tc.admins != nil {
+				as = tc.admins
+			}
+			done, err := task.Approve(tc.by, tc.quorum, as, now.Add(time.Minute))
 			switch {
 			case tc.wantErr != nil || tc.wantKind != errs.Internal:
 				if (tc.wantErr != nil && !errors.Is(err, tc.wantErr)) || (tc.wantKind != errs.Internal && errs.KindOf(err) != tc.wantKind) {
