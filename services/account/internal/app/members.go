@@ -204,11 +204,24 @@ func (s *service) setMemberRole(ctx context.Context, actor domain.Principal, acc
 			return domain.Member{}, nil, err
 		}
 	}
-	m.Role = r
-	m, err = s.Members.Update(ctx, m, domain.MemberChanged{AccountID: accountID, UserID: userID, Role: r},
-		domain.Audited{Entry: s.auditEntry(actor, accountID, authz.MemberSetRole, userID)})
-	if err != nil {
-		return m, nil, err
+	// The membership's record also moves when its outbox is cleared: a
+	// conflict is read again, so that a demotion out of the admin set is
+	// not left half done.
+	for attempt := 1; ; attempt++ {
+		m.Role = r
+		var next domain.Member
+		next, err = s.Members.Update(ctx, m, domain.MemberChanged{AccountID: accountID, UserID: userID, Role: r},
+			domain.Audited{Entry: s.auditEntry(actor, accountID, authz.MemberSetRole, userID)})
+		if err == nil {
+			m = next
+			break
+		}
+		if !errors.Is(err, domain.ErrConcurrentChange) || attempt >= maxDecideAttempts {
+			return domain.Member{}, nil, err
+		}
+		if m, err = s.Members.Get(ctx, accountID, userID); err != nil {
+			return domain.Member{}, nil, err
+		}
 	}
 	// Setting another role settles a pending promotion: it is withdrawn.
 	return m, nil, s.retractAdminTasks(ctx, accountID, userID)
