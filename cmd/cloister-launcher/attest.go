@@ -71,7 +71,10 @@ func attest(root string, img *image, lookupEnv func(string) (string, bool), warn
 	}
 	if id == "" {
 		warn("the node agent gave no instance_id: it will not see this instance stop")
-	} else if err := a.holdLive(id); err != nil {
+		warn(fmt.Sprintf("certificate for %s obtained; starting the application", c.Domain))
+		return nil
+	}
+	if err := a.holdLive(id); err != nil {
 		warn(fmt.Sprintf("%v; instance %s will be reported as running after it stops", err, id))
 	}
 	warn(fmt.Sprintf("certificate for %s obtained (instance %s); starting the application", c.Domain, id))

@@ -104,6 +104,7 @@ func TestConsoleImagesAndTasks(t *testing.T) {
 		t.Fatal("the page of a converted image still polls")
 	}
 	ada.get(images+"?app="+appID).want(t, http.StatusOK, "Images of hello", imageID)
+	ada.get(imagePage).want(t, http.StatusOK, `in its registry: <span class="status-present">present</span>`)
 
 	// A member (not an admin) cannot decide: the tasks page says so.
 	bob := newConsoleClient(t, srv)
@@ -159,6 +160,21 @@ func TestConsoleImagesAndTasks(t *testing.T) {
 	}
 	if r := newConsoleClient(t, srv).get(imagePage + "/progress"); r.status != http.StatusUnauthorized {
 		t.Fatalf("progress without a session = %d %s, want 401", r.status, r.body)
+	}
+
+	// A registry that lost the image: the page says so, and what to do.
+	lost, err := name.ParseReference(img.Ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Delete(lost); err != nil {
+		t.Fatal(err)
+	}
+	ada.get(imagePage).want(t, http.StatusOK, "The converted image is no longer in its registry", "convert the application again")
+	var apiImg api.Image
+	apiGet(t, s, "/v1/accounts/"+acct+"/images/"+imageID, ada.session(), &apiImg)
+	if apiImg.ReferenceStatus != "missing" {
+		t.Fatalf("the API's reference_status of a lost image = %q, want missing", apiImg.ReferenceStatus)
 	}
 
 	// Deleting needs the CSRF token too; with it, the image goes.

@@ -25,7 +25,11 @@ func (g *Gateway) listImages(_ http.ResponseWriter, r *http.Request, p principal
 
 func (g *Gateway) getImage(_ http.ResponseWriter, r *http.Request, p principal) (reply, error) {
 	resp, err := g.images.GetImage(r.Context(), &imageconverterv1.GetImageRequest{AccountId: r.PathValue("account_id"), ImageId: r.PathValue("image_id")})
-	return answer(err, http.StatusOK, func() any { return toImage(resp.GetImage()) })
+	return answer(err, http.StatusOK, func() any {
+		img := toImage(resp.GetImage())
+		img.ReferenceStatus = resp.GetReferenceStatus()
+		return img
+	})
 }
 
 func (g *Gateway) deleteImage(_ http.ResponseWriter, r *http.Request, p principal) (reply, error) {

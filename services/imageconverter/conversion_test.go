@@ -381,3 +381,35 @@ func (s *slowTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	}
 	return s.next.RoundTrip(r)
 }
+
+// TestReferenceStatus: reading a converted image asks its registry whether
+// it still has it: present after the push, missing once the registry has
+// lost the manifest.
+func TestReferenceStatus(t *testing.T) {
+	s := newConvertStack(t, true)
+	done := s.waitFinal(s.convert("1").GetId(), 60*time.Second)
+	if done.GetStatus() != "converted" {
+		t.Fatalf("converted image = %v", done)
+	}
+	status := func() string {
+		t.Helper()
+		r, err := s.c.GetImage(context.Background(), &imageconverterv1.GetImageRequest{AccountId: s.account, ImageId: done.GetId()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.GetReferenceStatus()
+	}
+	if got := status(); got != "present" {
+		t.Fatalf("reference status after the push = %q, want present", got)
+	}
+	ref, err := name.ParseReference(done.GetRef())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Delete(ref); err != nil {
+		t.Fatal(err)
+	}
+	if got := status(); got != "missing" {
+		t.Fatalf("reference status after the registry lost it = %q, want missing", got)
+	}
+}

@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"sync"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 
 	"github.com/cloister-cc/cloister/libs/enclave"
 	"github.com/cloister-cc/cloister/services/imageconverter/internal/app"
@@ -95,6 +97,29 @@ func (c converter) Convert(ctx context.Context, r app.ConvertRequest) (app.Conve
 	}
 	return app.ConvertResult{Ref: res.Ref, Digest: res.Digest, MRENCLAVE: res.MRENCLAVE, MRSIGNER: res.MRSIGNER,
 		ISVProdID: res.ISVProdID, ISVSVN: res.ISVSVN, Runtime: res.Runtime, RuntimeStandIn: res.RuntimeStandIn}, nil
+}
+
+// resolver asks registries with the deployment's registry options (its
+// network guard included).
+type resolver struct{ options []remote.Option }
+
+var _ app.Resolver = resolver{}
+
+func (c resolver) Resolves(ctx context.Context, ref string, auth *app.Auth) (bool, error) {
+	r, err := name.ParseReference(ref)
+	if err != nil {
+		return false, err
+	}
+	opts := append([]remote.Option{remote.WithContext(ctx)}, c.options...)
+	if a := authOf(auth); a != nil {
+		opts = append(opts, remote.WithAuth(a))
+	}
+	_, err = remote.Head(r, opts...)
+	var te *transport.Error
+	if errors.As(err, &te) && te.StatusCode == http.StatusNotFound {
+		return false, nil
+	}
+	return err == nil, err
 }
 
 func authOf(a *app.Auth) authn.Authenticator {

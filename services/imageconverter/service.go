@@ -35,7 +35,8 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 		}
 		conv := cfg.converter()
 		svc, err := app.New(app.Config{Apps: st.Apps, Keys: st.Keys, Images: images, Registries: registries, Audit: events.AuditLog{JS: js, Producer: store.Producer},
-			KEK: cfg.KEK, Clock: cfg.Clock, GenerateKey: cfg.GenerateKey, Logger: r.Logger(), Converter: conv})
+			KEK: cfg.KEK, Clock: cfg.Clock, GenerateKey: cfg.GenerateKey, Logger: r.Logger(), Converter: conv,
+			Resolver: resolver{options: cfg.RegistryOptions}})
 		if err != nil {
 			return err
 		}

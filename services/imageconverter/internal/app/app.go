@@ -60,8 +60,10 @@ type Config struct {
 	// Converter converts images; nil in a process that only serves the API
 	// (conversion jobs then wait for a process that has one).
 	Converter Converter
-	KEK       *pki.KEK
-	Clock     func() time.Time
+	// Resolver asks registries whether converted images are still there.
+	Resolver Resolver
+	KEK      *pki.KEK
+	Clock    func() time.Time
 	// GenerateKey makes signing keys; sgx.GenerateSigningKey unless set
 	// (tests reuse keys: an RSA-3072 e = 3 key takes a second or more).
 	GenerateKey func(io.Reader) (*rsa.PrivateKey, error)

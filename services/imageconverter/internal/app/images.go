@@ -83,6 +83,48 @@ type Converter interface {
 	Convert(ctx context.Context, r ConvertRequest) (ConvertResult, error)
 }
 
+// Resolver asks registries about references; every replica has one,
+// converting or not.
+type Resolver interface {
+	// Resolves tells whether the registry has a manifest at ref (false
+	// only when it says it has none); an error when it cannot be asked.
+	Resolves(ctx context.Context, ref string, auth *Auth) (bool, error)
+}
+
+// The states of a converted image's reference (ReferenceStatus).
+const (
+	ReferencePresent = "present"
+	ReferenceMissing = "missing"
+	ReferenceUnknown = "unknown"
+)
+
+// referenceTimeout bounds asking a registry about one image.
+const referenceTimeout = 5 * time.Second
+
+// ReferenceStatus asks the registry whether a converted image is still
+// there, for someone reading it: a registry that loses its images (one in
+// memory, restarted) leaves records that say converted and approved of an
+// image nobody can pull. "" for an image not converted.
+func (s *Service) ReferenceStatus(ctx context.Context, img domain.Image) string {
+	if img.Status != domain.StatusConverted || img.Ref == "" || s.cfg.Resolver == nil {
+		return ""
+	}
+	auth, err := s.auth(ctx, img.AccountID, img.Ref)
+	if err != nil {
+		return ReferenceUnknown
+	}
+	ctx, cancel := context.WithTimeout(ctx, referenceTimeout)
+	defer cancel()
+	ok, err := s.cfg.Resolver.Resolves(ctx, img.Ref, auth)
+	switch {
+	case err != nil:
+		return ReferenceUnknown
+	case !ok:
+		return ReferenceMissing
+	}
+	return ReferencePresent
+}
+
 // progressEvery is how often a running conversion records its progress
 // (and tells the job queue it is alive).
 const progressEvery = time.Second

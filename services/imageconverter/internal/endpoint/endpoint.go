@@ -72,7 +72,7 @@ func (sv *Server) ListImages(ctx context.Context, r *imageconverterv1.ListImages
 func (sv *Server) GetImage(ctx context.Context, r *imageconverterv1.GetImageRequest) (*imageconverterv1.GetImageResponse, error) {
 	img, err := sv.s.Image(ctx, r.GetAccountId(), r.GetImageId())
 	return reply.With(err, func() *imageconverterv1.GetImageResponse {
-		return &imageconverterv1.GetImageResponse{Image: wire.ImageToProto(img)}
+		return &imageconverterv1.GetImageResponse{Image: wire.ImageToProto(img), ReferenceStatus: sv.s.ReferenceStatus(ctx, img)}
 	})
 }
 

@@ -1660,10 +1660,14 @@ func (x *GetImageRequest) GetImageId() string {
 }
 
 type GetImageResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Image         *Image                 `protobuf:"bytes,1,opt,name=image,proto3" json:"image,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Image *Image                 `protobuf:"bytes,1,opt,name=image,proto3" json:"image,omitempty"`
+	// For a converted image, whether its registry still has it, asked when
+	// the image is read: "present", "missing" (the registry says it has no
+	// such manifest), or "unknown" (the registry could not be asked).
+	ReferenceStatus string `protobuf:"bytes,2,opt,name=reference_status,json=referenceStatus,proto3" json:"reference_status,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *GetImageResponse) Reset() {
@@ -1701,6 +1705,13 @@ func (x *GetImageResponse) GetImage() *Image {
 		return x.Image
 	}
 	return nil
+}
+
+func (x *GetImageResponse) GetReferenceStatus() string {
+	if x != nil {
+		return x.ReferenceStatus
+	}
+	return ""
 }
 
 type DeleteImageRequest struct {
@@ -2795,9 +2806,10 @@ const file_cloister_imageconverter_v1_imageconverter_proto_rawDesc = "" +
 	"\x0fGetImageRequest\x12\x1d\n" +
 	"\n" +
 	"account_id\x18\x01 \x01(\tR\taccountId\x12\x19\n" +
-	"\bimage_id\x18\x02 \x01(\tR\aimageId\"K\n" +
+	"\bimage_id\x18\x02 \x01(\tR\aimageId\"v\n" +
 	"\x10GetImageResponse\x127\n" +
-	"\x05image\x18\x01 \x01(\v2!.cloister.imageconverter.v1.ImageR\x05image\"\x84\x01\n" +
+	"\x05image\x18\x01 \x01(\v2!.cloister.imageconverter.v1.ImageR\x05image\x12)\n" +
+	"\x10reference_status\x18\x02 \x01(\tR\x0freferenceStatus\"\x84\x01\n" +
 	"\x12DeleteImageRequest\x12\x1d\n" +
 	"\n" +
 	"account_id\x18\x01 \x01(\tR\taccountId\x12\x19\n" +
