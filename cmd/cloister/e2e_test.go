@@ -292,7 +292,7 @@ func TestDevServerJourneyAndCrash(t *testing.T) {
 	run(t, cfgDir, "", "app", "create", "conv", "--input-image", host+"/samples/in:1", "--output-image", builtIn+"/samples/out",
 		"--entrypoint", "/bin/app", "--memory", "64M", "--threads", "2")
 	var converted struct {
-		Status, MRENCLAVE, MRSIGNER, Ref string
+		ID, Status, MRENCLAVE, MRSIGNER, Ref string
 	}
 	if err := json.Unmarshal([]byte(run(t, cfgDir, "", "image", "convert", "--app", "conv", "--tag", "1", "--wait", "-o", "json")), &converted); err != nil ||
 		converted.Status != "converted" || len(converted.MRENCLAVE) != 64 {
@@ -308,6 +308,9 @@ func TestDevServerJourneyAndCrash(t *testing.T) {
 	}
 	if out := run(t, cfgDir, "", "image", "list", "--app", "conv"); !strings.Contains(out, "converted") {
 		t.Fatalf("image list = %s", out)
+	}
+	if out := run(t, cfgDir, "", "image", "show", converted.ID); !regexp.MustCompile(`in its registry\s+present`).MatchString(out) {
+		t.Fatalf("image show = %s, want its registry to have it", out)
 	}
 
 	// The conversion and the app's domain opened tasks; one admin approves.

@@ -38,8 +38,17 @@ func imageDetail(im api.Image) ([]string, [][]string) {
 		{"mrenclave", im.MRENCLAVE}, {"mrsigner", im.MRSIGNER},
 		{"isvprodid", strconv.Itoa(int(im.ISVProdID))}, {"isvsvn", strconv.Itoa(int(im.ISVSVN))},
 		{"gramine runtime", runtimeLabel(im)},
+		{"in its registry", referenceLabel(im.ReferenceStatus)},
 		{"reason", im.Reason}, {"error", im.Error},
 	}
+}
+
+// referenceLabel says what a converted image's registry answered.
+func referenceLabel(status string) string {
+	if status == "missing" {
+		return "MISSING: the registry no longer has it; convert again with another tag"
+	}
+	return status
 }
 
 // runtimeLabel names the image's Gramine runtime, saying so when it is

@@ -235,27 +235,20 @@ func TestConsoleAudit(t *testing.T) {
 	}
 	// Through the API, newest first page by page is oldest first reversed,
 	// each entry once; an unknown order is a 400.
-	var oldest, newest []string
-	for cursor := ""; ; {
-		var l api.List[api.AuditEntry]
-		apiGet(t, s, "/v1/accounts/"+acct+"/audit?limit=200&cursor="+url.QueryEscape(cursor), ada.session(), &l)
-		for _, e := range l.Items {
-			oldest = append(oldest, e.ID)
-		}
-		if cursor = l.NextCursor; cursor == "" {
-			break
-		}
-	}
-	for cursor := ""; ; {
-		var l api.List[api.AuditEntry]
-		apiGet(t, s, "/v1/accounts/"+acct+"/audit?limit=7&order=newest&cursor="+url.QueryEscape(cursor), ada.session(), &l)
-		for _, e := range l.Items {
-			newest = append(newest, e.ID)
-		}
-		if cursor = l.NextCursor; cursor == "" {
-			break
+	// every pages through the log with query, and returns the entries' ids.
+	every := func(query string) (ids []string) {
+		for cursor := ""; ; {
+			var l api.List[api.AuditEntry]
+			apiGet(t, s, "/v1/accounts/"+acct+"/audit?"+query+"&cursor="+url.QueryEscape(cursor), ada.session(), &l)
+			for _, e := range l.Items {
+				ids = append(ids, e.ID)
+			}
+			if cursor = l.NextCursor; cursor == "" {
+				return ids
+			}
 		}
 	}
+	oldest, newest := every("limit=200"), every("limit=7&order=newest")
 	slices.Reverse(newest)
 	if len(oldest) < 55 || !slices.Equal(oldest, newest) {
 		t.Fatalf("newest first, reversed (%d entries) differs from oldest first (%d entries)", len(newest), len(oldest))
