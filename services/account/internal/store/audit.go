@@ -128,12 +128,24 @@ func (l *AuditLog) newest(ctx context.Context, filter, cursor string, limit int)
 	return entries(out), next, nil
 }
 
+// consumer reads the records the filter matches from sequence from on.
+// The server forgets it seconds after its last use, not after the default
+// five minutes: a page newest first makes a few dozen of them.
+func (l *AuditLog) consumer(ctx context.Context, filter string, from uint64) (jetstream.Consumer, error) {
+	cons, err := l.js.OrderedConsumer(ctx, events.StreamAudit, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{filter}, DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: from,
+		InactiveThreshold: 5 * time.Second})
+	if err != nil {
+		return nil, fmt.Errorf("reading audit log: %w", err)
+	}
+	return cons, nil
+}
+
 // matching counts the records the filter matches from sequence from on.
 func (l *AuditLog) matching(ctx context.Context, filter string, from uint64) (int, error) {
-	cons, err := l.js.OrderedConsumer(ctx, events.StreamAudit, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{filter}, DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: from})
+	cons, err := l.consumer(ctx, filter, from)
 	if err != nil {
-		return 0, fmt.Errorf("reading audit log: %w", err)
+		return 0, err
 	}
 	info, err := cons.Info(ctx)
 	if err != nil {
@@ -159,10 +171,9 @@ func entries(s []sequenced) []domain.AuditEntry {
 // read returns up to n records the filter matches from sequence from on,
 // oldest first, and the sequence of the last message read.
 func (l *AuditLog) read(ctx context.Context, filter string, from uint64, n int) ([]sequenced, uint64, error) {
-	cons, err := l.js.OrderedConsumer(ctx, events.StreamAudit, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{filter}, DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: from})
+	cons, err := l.consumer(ctx, filter, from)
 	if err != nil {
-		return nil, 0, fmt.Errorf("reading audit log: %w", err)
+		return nil, 0, err
 	}
 	info, err := cons.Info(ctx)
 	if err != nil {
