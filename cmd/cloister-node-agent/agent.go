@@ -21,10 +21,11 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/cloister-cc/cloister/libs/obs"
 	"github.com/cloister-cc/cloister/libs/sgx/sim"
 	"github.com/cloister-cc/cloister/services/gateway/api"
-	"golang.org/x/time/rate"
 )
 
 // Log keys of the agent; obs has the shared ones.
@@ -124,8 +125,7 @@ type agent struct {
 	nonces *rate.Limiter
 
 	mu        sync.Mutex
-	instances []instance      // oldest first
-	held      map[string]bool // instances whose process holds its live connection
+	instances []instance // oldest first
 	lastBeat  time.Time
 }
 
@@ -146,6 +146,9 @@ type instance struct {
 	// CertificateSerial is the enclave's certificate's, which this node
 	// obtained: the server takes reports of such instances only.
 	CertificateSerial string `json:"certificate_serial"`
+	// held: the instance's process holds its live connection (the agent's
+	// own state, not reported).
+	held bool
 }
 
 // heartbeatRequest is the body of POST /v1/node/heartbeat.
@@ -591,12 +594,11 @@ func (a *agent) record(appID, imageID, mrenclave, serial string) instance {
 	// (those may have ended unseen; held ones end when their process
 	// does), never the one just recorded.
 	for len(a.instances) > maxInstances {
-		i := slices.IndexFunc(a.instances[:len(a.instances)-1], func(old instance) bool { return !a.held[old.ID] })
+		i := slices.IndexFunc(a.instances[:len(a.instances)-1], func(old instance) bool { return !old.held })
 		if i < 0 {
 			i = 0
 		}
 		dropped = append(dropped, a.instances[i])
-		delete(a.held, a.instances[i].ID)
 		a.instances = slices.Delete(a.instances, i, i+1)
 	}
 	a.mu.Unlock()
@@ -612,16 +614,14 @@ func (a *agent) record(appID, imageID, mrenclave, serial string) instance {
 func (a *agent) hold(id string) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if !slices.ContainsFunc(a.instances, func(in instance) bool { return in.ID == id }) {
+	i := slices.IndexFunc(a.instances, func(in instance) bool { return in.ID == id })
+	switch {
+	case i < 0:
 		return errNoInstance
-	}
-	if a.held[id] {
+	case a.instances[i].held:
 		return errHeld
 	}
-	if a.held == nil {
-		a.held = map[string]bool{}
-	}
-	a.held[id] = true
+	a.instances[i].held = true
 	return nil
 }
 
@@ -633,8 +633,10 @@ var (
 // release lets go of instance id's hold without stopping it.
 func (a *agent) release(id string) {
 	a.mu.Lock()
-	delete(a.held, id)
-	a.mu.Unlock()
+	defer a.mu.Unlock()
+	if i := slices.IndexFunc(a.instances, func(in instance) bool { return in.ID == id }); i >= 0 {
+		a.instances[i].held = false
+	}
 }
 
 // stopped forgets instance id, whose process ended: the next heartbeat,
@@ -642,7 +644,6 @@ func (a *agent) release(id string) {
 func (a *agent) stopped(id string) {
 	a.mu.Lock()
 	a.instances = slices.DeleteFunc(a.instances, func(in instance) bool { return in.ID == id })
-	delete(a.held, id)
 	a.mu.Unlock()
 	a.heartbeatSoon()
 }

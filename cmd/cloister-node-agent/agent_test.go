@@ -18,35 +18,18 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/cloister-cc/cloister/libs/sgx"
-	"github.com/cloister-cc/cloister/services/gateway/api"
 	"golang.org/x/time/rate"
+
+	"github.com/cloister-cc/cloister/libs/sgx"
+	"github.com/cloister-cc/cloister/libs/testkit"
+	"github.com/cloister-cc/cloister/services/gateway/api"
 )
 
 // The tests drive the agent in process against the real gateway and
 // services (testGateway).
-
-// lockedBuffer collects the agent's logs, written from its goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // testConfig is a config for g with short schedules; start gives it a
 // logger.
@@ -63,7 +46,7 @@ func testConfig(t *testing.T, g *testGateway, dir string) config {
 type running struct {
 	*agent
 	url    string // base of the local API, ending in /v1
-	logs   *lockedBuffer
+	logs   *testkit.Logs
 	cancel context.CancelFunc
 	done   chan error
 }
@@ -73,7 +56,7 @@ type running struct {
 // test.
 func start(t *testing.T, cfg config) *running {
 	t.Helper()
-	logs := &lockedBuffer{}
+	logs := &testkit.Logs{}
 	cfg.Logger = slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -825,7 +808,7 @@ func TestLocalAPIUnixSocket(t *testing.T) {
 	sock := filepath.Join(t.TempDir(), "agent.sock")
 	cfg := testConfig(t, g, t.TempDir())
 	cfg.Listen = "unix:" + sock
-	logs := &lockedBuffer{}
+	logs := &testkit.Logs{}
 	cfg.Logger = slog.New(slog.NewJSONHandler(logs, nil))
 	a, err := newAgent(cfg)
 	if err != nil {

@@ -101,7 +101,7 @@ func (c *cli) findAccount(ctx context.Context, ref string) (api.Account, error) 
 	var found []api.Account
 	for cursor := ""; ; {
 		var l api.List[api.Account]
-		if err := c.client().do(ctx, "GET", "/v1/accounts?limit=200"+cursorQuery(cursor), nil, &l); err != nil {
+		if err := c.client().do(ctx, "GET", "/v1/accounts"+pageQuery(200, cursor), nil, &l); err != nil {
 			return a, err
 		}
 		for _, it := range l.Items {
@@ -120,13 +120,6 @@ func (c *cli) findAccount(ctx context.Context, ref string) (api.Account, error) 
 		return found[0], nil
 	}
 	return a, fmt.Errorf("%d of your accounts are named %q: select one by its id (cloister account list)", len(found), ref)
-}
-
-func cursorQuery(cursor string) string {
-	if cursor == "" {
-		return ""
-	}
-	return "&cursor=" + url.QueryEscape(cursor)
 }
 
 // accountID returns the account a command acts on.
@@ -184,6 +177,15 @@ func (c *cli) readPassword(fromStdin bool, prompt string) (string, error) {
 }
 
 func ts(t time.Time) string { return t.UTC().Format(time.RFC3339) }
+
+// withQuery adds key=value to path's query.
+func withQuery(path, key, value string) string {
+	sep := "?"
+	if strings.Contains(path, "?") {
+		sep = "&"
+	}
+	return path + sep + url.QueryEscape(key) + "=" + url.QueryEscape(value)
+}
 
 func pageQuery(limit int, cursor string) string {
 	q := url.Values{}
@@ -664,7 +666,7 @@ func (c *cli) auditCmd() *cobra.Command {
 			var l api.List[api.AuditEntry]
 			path := "/v1/accounts/" + url.PathEscape(acct) + "/audit" + pageQuery(limit, cursor)
 			if newest {
-				path += map[bool]string{true: "&", false: "?"}[strings.Contains(path, "?")] + "order=newest"
+				path = withQuery(path, "order", "newest")
 			}
 			if err := c.client().do(cmd.Context(), "GET", path, nil, &l); err != nil {
 				return err

@@ -177,7 +177,8 @@ func selfSignedNodeCertificate(certPath, keyPath string, hosts []string, now tim
 }
 
 // writeFileAtomic replaces path with data, readable as perm: readers see
-// the old file or the new one, never a part.
+// the old file or the new one, never a part, and a crash after it returns
+// keeps the new one (synced before the rename).
 func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
 	if err != nil {
@@ -187,6 +188,9 @@ func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
 	_, err = f.Write(data)
 	if err == nil {
 		err = f.Chmod(perm)
+	}
+	if err == nil {
+		err = f.Sync()
 	}
 	if cerr := f.Close(); err == nil {
 		err = cerr

@@ -190,7 +190,7 @@ func (r *persistentRegistry) record(e journalEntry, body []byte) error {
 	if e.Op == "put" {
 		path := filepath.Join(r.dir, "manifests", e.Digest)
 		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
-			if err := writeFileSynced(path, body); err != nil {
+			if err := writeFileAtomic(path, body, 0o600); err != nil {
 				return err
 			}
 		}
@@ -214,28 +214,6 @@ func (r *persistentRegistry) record(e journalEntry, body []byte) error {
 		return err
 	}
 	return f.Close()
-}
-
-// writeFileSynced writes a file whole, through a temporary file renamed
-// into place, so a crash leaves it absent or complete.
-func writeFileSynced(path string, b []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }
 
 // manifestPath splits /v2/<repo>/manifests/<ref>.

@@ -316,11 +316,7 @@ var _ natsrpc.Verifier = (*Verifier)(nil)
 // caller is missing or does not hold; errors.Is recognises it.
 var ErrAssertionRefused = errs.Define(errs.Unauthenticated, "assertion_refused", "the gateway's assertion of the caller is refused")
 
-func refused(format string, a ...any) error {
-	e := errs.Newf(errs.Unauthenticated, format, a...)
-	e.Reason = ErrAssertionRefused.Reason
-	return e
-}
+func refused(format string, a ...any) error { return ErrAssertionRefused.Withf(format, a...) }
 
 // Verify refuses a request whose assertion is missing (when it names an
 // actor: a peer service's call, which carries none, names no one), forged,

@@ -1,7 +1,6 @@
 package cache_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -228,24 +227,11 @@ func TestRedisDownFails(t *testing.T) {
 	}
 }
 
-// syncBuffer is a log sink safe for concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) lines(t *testing.T) []map[string]any {
+// logLines parses the JSON lines written to logs.
+func logLines(t *testing.T, logs *testkit.Logs) []map[string]any {
 	t.Helper()
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	var out []map[string]any
-	for line := range strings.Lines(s.b.String()) {
+	for line := range strings.Lines(logs.String()) {
 		var m map[string]any
 		if err := json.Unmarshal([]byte(line), &m); err != nil {
 			t.Fatalf("log line %q is not JSON: %v", line, err)
@@ -275,7 +261,7 @@ func (c *clock) Advance(d time.Duration) {
 
 func TestTolerantRedisDown(t *testing.T) {
 	ctx := t.Context()
-	var logs syncBuffer
+	var logs testkit.Logs
 	logger := slog.New(slog.NewJSONHandler(&logs, nil))
 	clk := &clock{now: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)}
 	reader := sdkmetric.NewManualReader()
@@ -309,7 +295,7 @@ func TestTolerantRedisDown(t *testing.T) {
 	wantCounts(t, reader, map[string]int64{"get": 1, "delete": 2})
 
 	// Three failures within one log interval log once.
-	lines := logs.lines(t)
+	lines := logLines(t, &logs)
 	if len(lines) != 1 {
 		t.Fatalf("logged %d lines, want 1: %v", len(lines), lines)
 	}
@@ -330,7 +316,7 @@ func TestTolerantRedisDown(t *testing.T) {
 	if _, err := c.Get(ctx, "k"); !errors.Is(err, cache.ErrMiss) {
 		t.Errorf("Get = %v, want ErrMiss", err)
 	}
-	lines = logs.lines(t)
+	lines = logLines(t, &logs)
 	if len(lines) != 2 {
 		t.Fatalf("logged %d lines after the interval, want 2: %v", len(lines), lines)
 	}
@@ -377,7 +363,7 @@ func TestTolerantRecovers(t *testing.T) {
 }
 
 func TestTolerantIgnoresCancelledCaller(t *testing.T) {
-	var logs syncBuffer
+	var logs testkit.Logs
 	reader := sdkmetric.NewManualReader()
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
 	c := cache.NewTolerantForTest(newMemory(t), slog.New(slog.NewJSONHandler(&logs, nil)), time.Now, mp)
@@ -389,7 +375,7 @@ func TestTolerantIgnoresCancelledCaller(t *testing.T) {
 	if err := c.Set(ctx, "k", []byte("v"), time.Minute); !errors.Is(err, context.Canceled) || errors.Is(err, cache.ErrUnavailable) {
 		t.Errorf("Set(cancelled) = %v, want the caller's cancellation, not an outage", err)
 	}
-	if got := logs.lines(t); len(got) != 0 {
+	if got := logLines(t, &logs); len(got) != 0 {
 		t.Errorf("logged %v, want nothing", got)
 	}
 	if got := failureCounts(t, reader); len(got) != 0 {

@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,24 +16,6 @@ import (
 	"github.com/cloister-cc/cloister/libs/testkit"
 	"github.com/cloister-cc/cloister/services/gateway"
 )
-
-// lockedBuffer is a log sink the gateway writes to while the test reads.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) count(s string) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return strings.Count(l.b.String(), s)
-}
 
 // TestRevocationSurvivesACacheOutage: a session logged out while the
 // gateway cannot reach Redis (a TCP proxy between them, cut) stays
@@ -51,7 +32,7 @@ func TestRevocationSurvivesACacheOutage(t *testing.T) {
 	t.Cleanup(func() { _ = direct.Close() })
 
 	s := newStack(t, c)
-	var logs lockedBuffer
+	var logs testkit.Logs
 	gw, err := gateway.New(context.Background(), gateway.Config{NATS: s.nats.ConnectAs(t, "gateway"), Assertions: s.nats.Signer(t), Cache: c,
 		Logger: slog.New(slog.NewTextHandler(&logs, nil)), Clock: func() time.Time { return vectorTime }})
 	if err != nil {
@@ -78,7 +59,7 @@ func TestRevocationSurvivesACacheOutage(t *testing.T) {
 	// Both marks are lost: the logout's own, and the one the revocation
 	// event brings.
 	const lost = "a revocation could not be marked in the cache"
-	testkit.Eventually(t, 10*time.Second, func() bool { return logs.count(lost) >= 2 }, "the gateway did not try to mark the revocation twice")
+	testkit.Eventually(t, 10*time.Second, func() bool { return strings.Count(logs.String(), lost) >= 2 }, "the gateway did not try to mark the revocation twice")
 	proxy.Restore()
 
 	if still, err := direct.Get(context.Background(), key).Bytes(); err != nil || !bytes.Equal(still, cached) {

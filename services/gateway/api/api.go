@@ -347,33 +347,33 @@ type Progress struct {
 
 // Image is a conversion of an application's image.
 type Image struct {
+	ID         string `json:"id"`
+	AppID      string `json:"app_id"`
+	Tag        string `json:"tag"`
+	Status     string `json:"status"`
+	InputImage string `json:"input_image"`
+	Output     string `json:"output"`
+	Ref        string `json:"ref,omitempty"`
+	Digest     string `json:"digest,omitempty"`
+	MRENCLAVE  string `json:"mrenclave,omitempty"`
+	MRSIGNER   string `json:"mrsigner,omitempty"`
+	ISVProdID  uint32 `json:"isvprodid"`
+	ISVSVN     uint32 `json:"isvsvn"`
+	// GramineRuntime is the Gramine runtime image the image carries, by
+	// digest; GramineRuntimeStandIn marks Cloister's stand-in, which
+	// cannot start an SGX enclave.
+	GramineRuntime        string `json:"gramine_runtime,omitempty"`
+	GramineRuntimeStandIn bool   `json:"gramine_runtime_stand_in,omitempty"`
 	// ReferenceStatus, when one converted image is read, says whether its
 	// registry still has it: present, missing (the registry has no such
 	// manifest: convert again) or unknown (the registry could not be
 	// asked). Lists leave it out.
-	ReferenceStatus string `json:"reference_status,omitempty"`
-	ID              string `json:"id"`
-	AppID           string `json:"app_id"`
-	Tag             string `json:"tag"`
-	Status          string `json:"status"`
-	InputImage      string `json:"input_image"`
-	Output          string `json:"output"`
-	Ref             string `json:"ref,omitempty"`
-	Digest          string `json:"digest,omitempty"`
-	MRENCLAVE       string `json:"mrenclave,omitempty"`
-	MRSIGNER        string `json:"mrsigner,omitempty"`
-	ISVProdID       uint32 `json:"isvprodid"`
-	ISVSVN          uint32 `json:"isvsvn"`
-	// GramineRuntime is the Gramine runtime image the image carries, by
-	// digest; GramineRuntimeStandIn marks Cloister's stand-in, which
-	// cannot start an SGX enclave.
-	GramineRuntime        string    `json:"gramine_runtime,omitempty"`
-	GramineRuntimeStandIn bool      `json:"gramine_runtime_stand_in,omitempty"`
-	Reason                string    `json:"reason,omitempty"`
-	Error                 string    `json:"error,omitempty"`
-	Progress              Progress  `json:"progress"`
-	CreatedAt             time.Time `json:"created_at"`
-	UpdatedAt             time.Time `json:"updated_at"`
+	ReferenceStatus string    `json:"reference_status,omitempty"`
+	Reason          string    `json:"reason,omitempty"`
+	Error           string    `json:"error,omitempty"`
+	Progress        Progress  `json:"progress"`
+	CreatedAt       time.Time `json:"created_at"`
+	UpdatedAt       time.Time `json:"updated_at"`
 }
 
 // RegistryCredential is a registry login; its password is never returned.

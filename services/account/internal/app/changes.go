@@ -160,23 +160,12 @@ func (s *service) promote(ctx context.Context, t domain.Task) error {
 		return nil
 	}
 	id := t.Admin.UserID
-	for attempt := 1; ; attempt++ {
-		m, err := s.Members.Get(ctx, t.AccountID, id)
-		if err != nil {
-			return err
-		}
-		if m.Role == domain.RoleAdmin {
-			break
-		}
-		m.Role = domain.RoleAdmin
-		_, err = s.Members.Update(ctx, m, domain.MemberChanged{AccountID: t.AccountID, UserID: id, Role: domain.RoleAdmin},
-			domain.Audited{Entry: s.systemEntry(t, authz.MemberSetRole, id)})
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, domain.ErrConcurrentChange) || attempt >= maxDecideAttempts {
-			return err
-		}
+	m, err := s.Members.Get(ctx, t.AccountID, id)
+	if err != nil {
+		return err
+	}
+	if _, err := s.writeRole(ctx, m, domain.RoleAdmin, s.systemEntry(t, authz.MemberSetRole, id)); err != nil {
+		return err
 	}
 	// The admin set last, so that a failure before never counts an admin
 	// who is not one.

@@ -204,25 +204,28 @@ func (s *service) setMemberRole(ctx context.Context, actor domain.Principal, acc
 			return domain.Member{}, nil, err
 		}
 	}
-	// The membership's record also moves when its outbox is cleared: a
-	// conflict is read again, so that a demotion out of the admin set is
-	// not left half done.
-	for attempt := 1; ; attempt++ {
-		m.Role = r
-		var next domain.Member
-		next, err = s.Members.Update(ctx, m, domain.MemberChanged{AccountID: accountID, UserID: userID, Role: r},
-			domain.Audited{Entry: s.auditEntry(actor, accountID, authz.MemberSetRole, userID)})
-		if err == nil {
-			m = next
-			break
-		}
-		if !errors.Is(err, domain.ErrConcurrentChange) || attempt >= maxDecideAttempts {
-			return domain.Member{}, nil, err
-		}
-		if m, err = s.Members.Get(ctx, accountID, userID); err != nil {
-			return domain.Member{}, nil, err
-		}
+	if m, err = s.writeRole(ctx, m, r, s.auditEntry(actor, accountID, authz.MemberSetRole, userID)); err != nil {
+		return domain.Member{}, nil, err
 	}
 	// Setting another role settles a pending promotion: it is withdrawn.
 	return m, nil, s.retractAdminTasks(ctx, accountID, userID)
+}
+
+// writeRole gives member m (as read) role r, audited as entry, unless
+// they have it already. The membership's record also moves when its
+// outbox is cleared: a conflict is read again, so that a change of the
+// admin set made before is never left half done.
+func (s *service) writeRole(ctx context.Context, m domain.Member, r domain.Role, entry domain.AuditEntry) (domain.Member, error) {
+	for attempt := 1; m.Role != r; attempt++ {
+		want := m
+		want.Role = r
+		next, err := s.Members.Update(ctx, want, domain.MemberChanged{AccountID: m.AccountID, UserID: m.UserID, Role: r}, domain.Audited{Entry: entry})
+		if err == nil || !errors.Is(err, domain.ErrConcurrentChange) || attempt >= maxDecideAttempts {
+			return next, err
+		}
+		if m, err = s.Members.Get(ctx, m.AccountID, m.UserID); err != nil {
+			return m, err
+		}
+	}
+	return m, nil
 }

@@ -88,14 +88,6 @@ func (s *Service) Heartbeat(ctx context.Context, accountID, nodeID, serial strin
 	return out, err
 }
 
-// notIssuedHere refuses a heartbeat reporting an enclave whose
-// certificate the node did not obtain.
-func notIssuedHere(format string, a ...any) error {
-	e := errs.Newf(errs.PermissionDenied, format, a...)
-	e.Reason = "instance_not_issued_here"
-	return e
-}
-
 // vouchFor checks that every instance n reports, that it has not reported
 // before with the same certificate, runs on a certificate of n's account
 // issued through n, and gives it the certificate's application, image and
@@ -113,17 +105,17 @@ func (s *Service) vouchFor(ctx context.Context, n domain.Node, instances []domai
 		}
 		cert, err := s.cfg.CA.Certificate(ctx, n.AccountID, in.CertificateSerial)
 		if errs.KindOf(err) == errs.NotFound {
-			return notIssuedHere("instance %s: certificate %s is not one of the account's", in.ID, in.CertificateSerial)
+			return domain.ErrNotIssuedHere.Withf("instance %s: certificate %s is not one of the account's", in.ID, in.CertificateSerial)
 		}
 		if err != nil {
 			return fmt.Errorf("reading the certificate of instance %s: %w", in.ID, err)
 		}
 		switch {
 		case cert.Kind != "app" || cert.NodeID != n.ID:
-			return notIssuedHere("instance %s: certificate %s was not issued through this node", in.ID, in.CertificateSerial)
+			return domain.ErrNotIssuedHere.Withf("instance %s: certificate %s was not issued through this node", in.ID, in.CertificateSerial)
 		case in.AppID != "" && in.AppID != cert.SubjectID, in.ImageID != "" && in.ImageID != cert.ImageID,
 			len(in.MRENCLAVE) != 0 && !bytes.Equal(in.MRENCLAVE, cert.MRENCLAVE):
-			return notIssuedHere("instance %s: the application, image or MRENCLAVE reported is not its certificate's", in.ID)
+			return domain.ErrNotIssuedHere.Withf("instance %s: the application, image or MRENCLAVE reported is not its certificate's", in.ID)
 		}
 		in.AppID, in.ImageID, in.MRENCLAVE = cert.SubjectID, cert.ImageID, cert.MRENCLAVE
 	}

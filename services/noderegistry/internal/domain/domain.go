@@ -359,6 +359,9 @@ var (
 	ErrTokenNotFound    = errs.Define(errs.NotFound, "token_not_found", "join token not found")
 	ErrNodeNotFound     = errs.Define(errs.NotFound, "node_not_found", "node not found")
 	ErrConcurrentChange = errs.Define(errs.Conflict, "concurrent_change", "changed by another request; retry")
+	// ErrNotIssuedHere refuses a heartbeat reporting an enclave whose
+	// certificate the node did not obtain.
+	ErrNotIssuedHere = errs.Define(errs.PermissionDenied, "instance_not_issued_here", "an instance's certificate was not issued through this node")
 
 	// Refusals of a join token at enrolment; expiry and use-up name the
 	// time and the count.
