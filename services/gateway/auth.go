@@ -8,10 +8,11 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/protobuf/types/known/timestamppb"
+
 	"github.com/cloister-cc/cloister/libs/authz"
 	"github.com/cloister-cc/cloister/libs/errs"
 	accountv1 "github.com/cloister-cc/cloister/libs/gen/cloister/account/v1"
-	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 const (

@@ -5,12 +5,13 @@ import (
 	"net/http"
 	"time"
 
+	"google.golang.org/protobuf/types/known/timestamppb"
+
 	"github.com/cloister-cc/cloister/libs/authz"
 	"github.com/cloister-cc/cloister/libs/errs"
 	accountv1 "github.com/cloister-cc/cloister/libs/gen/cloister/account/v1"
 	"github.com/cloister-cc/cloister/libs/natsrpc"
 	"github.com/cloister-cc/cloister/services/gateway/api"
-	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 // Route is one operation of the API; the OpenAPI test holds the document

@@ -16,14 +16,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"google.golang.org/protobuf/proto"
+
 	"github.com/cloister-cc/cloister/libs/cache"
 	"github.com/cloister-cc/cloister/libs/kv"
 	"github.com/cloister-cc/cloister/libs/natsrpc"
 	"github.com/cloister-cc/cloister/libs/pki"
 	"github.com/cloister-cc/cloister/libs/service"
 	"github.com/cloister-cc/cloister/libs/testkit"
-	"github.com/nats-io/nats.go"
-	"google.golang.org/protobuf/proto"
 )
 
 // Stack is one test's deployment.

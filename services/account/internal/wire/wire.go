@@ -5,11 +5,12 @@ package wire
 import (
 	"fmt"
 
+	"google.golang.org/protobuf/types/known/timestamppb"
+
 	"github.com/cloister-cc/cloister/libs/events"
 	accountv1 "github.com/cloister-cc/cloister/libs/gen/cloister/account/v1"
 	eventsv1 "github.com/cloister-cc/cloister/libs/gen/cloister/events/v1"
 	"github.com/cloister-cc/cloister/services/account/internal/domain"
-	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 // Event is an event's wire form: its account and protobuf form; an audit

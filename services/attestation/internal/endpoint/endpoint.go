@@ -8,6 +8,8 @@ import (
 
 	"github.com/cloister-cc/cloister/libs/reply"
 
+	"google.golang.org/protobuf/types/known/timestamppb"
+
 	"github.com/cloister-cc/cloister/libs/errs"
 	"github.com/cloister-cc/cloister/libs/events"
 	attestationv1 "github.com/cloister-cc/cloister/libs/gen/cloister/attestation/v1"
@@ -15,7 +17,6 @@ import (
 	"github.com/cloister-cc/cloister/services/attestation/internal/app"
 	"github.com/cloister-cc/cloister/services/attestation/internal/domain"
 	"github.com/cloister-cc/cloister/services/attestation/internal/wire"
-	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 // Server is the service behind the generated AttestationServer.

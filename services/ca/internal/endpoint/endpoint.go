@@ -9,11 +9,12 @@ import (
 
 	"github.com/cloister-cc/cloister/libs/reply"
 
+	"google.golang.org/protobuf/types/known/timestamppb"
+
 	"github.com/cloister-cc/cloister/libs/events"
 	cav1 "github.com/cloister-cc/cloister/libs/gen/cloister/ca/v1"
 	"github.com/cloister-cc/cloister/services/ca/internal/app"
 	"github.com/cloister-cc/cloister/services/ca/internal/wire"
-	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 // Server is the service behind the generated CAServer.

@@ -7,11 +7,12 @@ import (
 
 	"fmt"
 
+	"google.golang.org/protobuf/types/known/timestamppb"
+
 	"github.com/cloister-cc/cloister/libs/events"
 	cav1 "github.com/cloister-cc/cloister/libs/gen/cloister/ca/v1"
 	"github.com/cloister-cc/cloister/libs/pki"
 	"github.com/cloister-cc/cloister/services/ca/internal/domain"
-	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 // CertificateToProto converts a certificate record.
