@@ -78,7 +78,11 @@ type config struct {
 	JoinToken     string
 	JoinTokenFile string
 
-	Name    string // the node's name, sent at enrolment
+	// Name is the node's name, sent at enrolment; empty for the
+	// server's default: the join token's name when the token is for one
+	// node, else HostName.
+	Name     string
+	HostName string
 	DataDir string
 
 	Listen string // address of the local API: HOST:PORT, or unix:PATH
@@ -165,7 +169,7 @@ func newAgent(cfg config) (*agent, error) {
 		return nil, errors.New("node agent: no server URL")
 	case cfg.DataDir == "":
 		return nil, errors.New("node agent: no data directory")
-	case !validName(cfg.Name):
+	case cfg.Name != "" && !validName(cfg.Name):
 		return nil, fmt.Errorf("node agent: node name %q is not 1 to %d letters, digits, '.', '_' or '-'", cfg.Name, maxNameLength)
 	case cfg.HeartbeatEvery <= 0:
 		return nil, fmt.Errorf("node agent: heartbeat interval %v is not positive", cfg.HeartbeatEvery)
@@ -329,9 +333,7 @@ func (a *agent) loadOrEnrol(ctx context.Context) (*identity, error) {
 		if a.cfg.JoinToken != "" || a.cfg.JoinTokenFile != "" {
 			a.log.Info("the node has an identity already; the join token is not used", "data_dir", a.cfg.DataDir)
 		}
-		if id.record.Name != a.cfg.Name {
-			// --name defaults to the host name, which may have changed:
-			// not worth a warning.
+		if a.cfg.Name != "" && id.record.Name != a.cfg.Name {
 			a.log.Info("the node keeps the name it enrolled with; --name is used only at enrolment", keyName, id.record.Name, "flag_name", a.cfg.Name)
 		}
 		a.log.Info("loaded the node's identity", keyNode, id.record.ID, obs.KeyAccount, id.record.Account, keyName, id.record.Name,
@@ -349,12 +351,12 @@ func (a *agent) enrol(ctx context.Context) (*identity, error) {
 	if err != nil {
 		return nil, err
 	}
-	key, csr, err := newKey(a.cfg.Name)
+	key, csr, err := newKey(cmp.Or(a.cfg.Name, a.cfg.HostName))
 	if err != nil {
 		return nil, err
 	}
 	endpoint := a.cfg.Server.JoinPath("v1", "agent", "enroll").String()
-	body := api.Enroll{JoinToken: token, NodeName: a.cfg.Name, CSR: string(csr)}
+	body := api.Enroll{JoinToken: token, NodeName: a.cfg.Name, HostName: a.cfg.HostName, CSR: string(csr)}
 	var qe *sim.QE
 	if a.cfg.Simulation {
 		if qe, err = a.enrolmentQE(ctx, token); err != nil {
@@ -362,7 +364,7 @@ func (a *agent) enrol(ctx context.Context) (*identity, error) {
 		}
 	}
 	for attempt := 1; ; attempt++ {
-		a.log.Info("enrolling", "server", a.cfg.Server.String(), keyName, a.cfg.Name, keyAttempt, attempt)
+		a.log.Info("enrolling", "server", a.cfg.Server.String(), keyName, a.cfg.Name, "host_name", a.cfg.HostName, keyAttempt, attempt)
 		var out api.Enrolled
 		cctx, cancel := withDefaultTimeout(ctx, enrolTimeout)
 		var err error
@@ -480,7 +482,7 @@ func (a *agent) enrolmentEvidence(ctx context.Context, qe *sim.QE, token string,
 // enrolled checks the server's answer to an enrolment and saves the
 // identity it gives.
 func (a *agent) enrolled(key *ecdsa.PrivateKey, out api.Enrolled) (*identity, error) {
-	id, err := newIdentity(key, []byte(out.ChainPEM), a.cfg.Name, time.Now())
+	id, err := newIdentity(key, []byte(out.ChainPEM), cmp.Or(out.Node.Name, a.cfg.Name, a.cfg.HostName), time.Now())
 	if err != nil {
 		return nil, exitWith(exitConfig, "the server's answer to the enrolment is unusable: %w", err)
 	}

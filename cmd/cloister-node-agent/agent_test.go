@@ -264,6 +264,35 @@ func TestEnrolmentWritesIdentity(t *testing.T) {
 	noSecrets(t, r.logs.String(), g.token)
 }
 
+// TestEnrolmentDefaultNames: without --name, a node enrolled with a
+// token for several nodes is named after its host, and one enrolled with a
+// token for one node after the token; the identity keeps the server's
+// name.
+func TestEnrolmentDefaultNames(t *testing.T) {
+	g := newTestGateway(t)
+	for _, tc := range []struct {
+		name    string
+		maxUses uint32
+		want    string
+	}{{"token for many", 10, "host-a"}, {"token for one", 1, "rack-7"}} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			cfg := testConfig(t, g, dir)
+			cfg.Name, cfg.HostName = "", "host-a"
+			cfg.JoinToken = g.JoinToken(g.admin, g.account, api.CreateJoinToken{Name: "rack-7", MaxUses: tc.maxUses}).Secret
+			r := start(t, cfg)
+			r.enrolled(t)
+			if err := r.stop(t); err != nil {
+				t.Fatal(err)
+			}
+			rec := readRecord(t, dir)
+			if n := g.GetNode(g.admin, g.account, rec.ID); n.Name != tc.want || rec.Name != tc.want {
+				t.Errorf("the node is %q to the gateway and %q in %s, want %q", n.Name, rec.Name, nodeFile, tc.want)
+			}
+		})
+	}
+}
+
 func TestRestartKeepsIdentity(t *testing.T) {
 	g := newTestGateway(t)
 	dir := t.TempDir()

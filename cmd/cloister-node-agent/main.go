@@ -177,7 +177,8 @@ func parseArgs(args []string, lookupEnv func(string) (string, bool), stdout io.W
 	f.StringVar(&o.serverCA, "server-ca", "", "PEM `FILE` of the CA to trust for the node listener's certificate (also trusted for --server); default: the system roots")
 	f.StringVar(&o.joinToken, "join-token", "", "join `TOKEN` (cjt_...) for the first start; not needed once the node has an identity")
 	f.StringVar(&o.joinTokenFile, "join-token-file", "", "`FILE` holding the join token, instead of --join-token")
-	f.StringVar(&o.name, "name", defaultName(), "the node's `NAME`: 1 to 64 letters, digits, '.', '_' or '-'")
+	f.StringVar(&o.name, "name", "", "the node's `NAME`: 1 to 64 letters, digits, '.', '_' or '-'; used only at enrolment "+
+		"(default: the join token's name when the token is for one node, else this host's name)")
 	f.StringVar(&o.dataDir, "data-dir", defaultDataDir(), "`DIR` of the node's identity: key.pem, chain.pem, node.json")
 	f.StringVar(&o.listen, "listen", "127.0.0.1:9092", "`ADDR` of the local API for enclave runtimes: HOST:PORT, or unix:PATH for a Unix socket "+
 		"(plain HTTP, unauthenticated: keep it on loopback, a host-only network or a socket only the runtimes' group can open)")
@@ -237,7 +238,7 @@ func parseArgs(args []string, lookupEnv func(string) (string, bool), stdout io.W
 
 // config checks the options and turns them into the agent's config.
 func (o options) config(logger *slog.Logger) (config, error) {
-	cfg := config{JoinToken: strings.TrimSpace(o.joinToken), JoinTokenFile: o.joinTokenFile, Name: o.name, DataDir: o.dataDir,
+	cfg := config{JoinToken: strings.TrimSpace(o.joinToken), JoinTokenFile: o.joinTokenFile, Name: o.name, HostName: hostName(), DataDir: o.dataDir,
 		Listen: o.listen, AllowedHosts: o.allowedHosts, HeartbeatEvery: o.heartbeatEvery, Simulation: o.simulation, ReattestEvery: o.reattestEvery, Logger: logger}
 	var err error
 	if cfg.Server, err = parseServerURL("--server", o.server, "http", "https"); err != nil {
@@ -249,7 +250,7 @@ func (o options) config(logger *slog.Logger) (config, error) {
 	switch {
 	case cfg.JoinToken != "" && cfg.JoinTokenFile != "":
 		return config{}, exitWith(exitUsage, "give either --join-token or --join-token-file, not both")
-	case !validName(cfg.Name):
+	case cfg.Name != "" && !validName(cfg.Name):
 		return config{}, exitWith(exitUsage, "--name %q: a node's name is 1 to %d letters, digits, '.', '_' or '-'", cfg.Name, maxNameLength)
 	case cfg.DataDir == "":
 		return config{}, exitWith(exitUsage, "--data-dir is empty")
@@ -300,9 +301,11 @@ var nameRE = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
 
 func validName(s string) bool { return len(s) <= maxNameLength && nameRE.MatchString(s) }
 
-func defaultName() string {
+// hostName is this host's name, or empty when it has none that can name
+// a node: the server then needs --name or a token for one node.
+func hostName() string {
 	h, err := os.Hostname()
-	if err != nil {
+	if err != nil || !validName(h) {
 		return ""
 	}
 	return h

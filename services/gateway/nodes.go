@@ -57,7 +57,7 @@ func (g *Gateway) enroll(w http.ResponseWriter, r *http.Request) (reply, error) 
 	if err := decodeJSON(w, r, &b); err != nil {
 		return reply{}, err
 	}
-	resp, err := g.nodes.Enroll(r.Context(), &noderegistryv1.EnrollRequest{JoinToken: b.JoinToken, NodeName: b.NodeName,
+	resp, err := g.nodes.Enroll(r.Context(), &noderegistryv1.EnrollRequest{JoinToken: b.JoinToken, NodeName: b.NodeName, HostName: b.HostName,
 		Csr: []byte(b.CSR), Evidence: b.Evidence, Nonce: b.Nonce})
 	return answer(err, http.StatusCreated, func() any { return api.Enrolled{Node: toNode(resp.GetNode()), ChainPEM: string(resp.GetChainPem())} })
 }

@@ -160,6 +160,9 @@ func TestEnrolRefusesBadInput(t *testing.T) {
 	s := newStack(t, nil, 0)
 	acct := s.account()
 	tok := s.token(acct, &noderegistryv1.CreateJoinTokenRequest{MaxUses: 1})
+	// A token for several nodes names none of them: without a name or a
+	// host name there is none.
+	multi := s.token(acct, &noderegistryv1.CreateJoinTokenRequest{MaxUses: 2})
 	n := newNode(t)
 	rsaKey, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
@@ -173,7 +176,7 @@ func TestEnrolRefusesBadInput(t *testing.T) {
 		csr            []byte
 		want           string
 	}{
-		{"empty name", "", n.csr, "node_name"},
+		{"no name and no host name", "", n.csr, "node_name"},
 		{"name with a space", "node 1", n.csr, "node_name"},
 		{"name of 65", strings.Repeat("n", 65), n.csr, "node_name"},
 		{"RSA key", "n1", rsaCSR, "csr"},
@@ -181,7 +184,7 @@ func TestEnrolRefusesBadInput(t *testing.T) {
 		{"not a CSR", "n1", []byte("hello"), "csr"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := s.nr.Enroll(ctx, &noderegistryv1.EnrollRequest{JoinToken: tok.GetSecret(), NodeName: tc.nodeName, Csr: tc.csr})
+			_, err := s.nr.Enroll(ctx, &noderegistryv1.EnrollRequest{JoinToken: multi.GetSecret(), NodeName: tc.nodeName, Csr: tc.csr})
 			wantRefused(t, "Enroll", err, errs.Invalid, tc.want)
 		})
 	}
@@ -189,6 +192,42 @@ func TestEnrolRefusesBadInput(t *testing.T) {
 	pemCSR := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: n.csr})
 	if _, err := s.nr.Enroll(ctx, &noderegistryv1.EnrollRequest{JoinToken: tok.GetSecret(), NodeName: strings.Repeat("n", 64), Csr: pemCSR}); err != nil {
 		t.Fatalf("Enroll with a PEM CSR = %v", err)
+	}
+}
+
+// TestEnrolmentNames: a node is named as it asks; else after a token made
+// for one node; else after its host. A host name that cannot name a node
+// is refused, saying so, without taking a use.
+func TestEnrolmentNames(t *testing.T) {
+	ctx := context.Background()
+	s := newStack(t, nil, 0)
+	acct := s.account()
+	for _, tc := range []struct {
+		name              string
+		maxUses           uint32
+		asked, host, want string
+	}{
+		{"asked", 1, "asked-1", "host-1", "asked-1"},
+		{"token for one node", 1, "", "host-1", "rack-1"},
+		{"token for many", 0, "", "host-1", "host-1"},
+		{"token for two", 2, "", "host.example", "host.example"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tok := s.token(acct, &noderegistryv1.CreateJoinTokenRequest{MaxUses: tc.maxUses})
+			resp, err := s.nr.Enroll(ctx, &noderegistryv1.EnrollRequest{JoinToken: tok.GetSecret(), NodeName: tc.asked, HostName: tc.host, Csr: newNode(t).csr})
+			if err != nil {
+				t.Fatalf("Enroll = %v", err)
+			}
+			if got := resp.GetNode().GetName(); got != tc.want {
+				t.Fatalf("the node is named %q, want %q", got, tc.want)
+			}
+		})
+	}
+	tok := s.token(acct, &noderegistryv1.CreateJoinTokenRequest{MaxUses: 2})
+	_, err := s.nr.Enroll(ctx, &noderegistryv1.EnrollRequest{JoinToken: tok.GetSecret(), HostName: "host with spaces", Csr: newNode(t).csr})
+	wantRefused(t, "Enroll with a bad host name", err, errs.Invalid, `the host name "host with spaces" cannot name a node`)
+	if got := s.uses(acct, tok.GetToken().GetId()); got != 0 {
+		t.Fatalf("the refused enrolment took a use: %d", got)
 	}
 }
 

@@ -502,8 +502,11 @@ type Node struct {
 // Enroll is what a node agent sends to join an account.
 type Enroll struct {
 	JoinToken string `json:"join_token"`
-	NodeName  string `json:"node_name"`
-	CSR       string `json:"csr"` // PEM, EC P-256
+	// NodeName is empty for the default: the token's name when the token
+	// is for one node, else HostName.
+	NodeName string `json:"node_name,omitempty"`
+	HostName string `json:"host_name,omitempty"`
+	CSR      string `json:"csr"` // PEM, EC P-256
 	// Evidence is a base64 SGX quote whose REPORTDATA is SHA-256 of the
 	// CSR's public key, then Nonce (from POST /v1/agent/nonce).
 	Evidence []byte `json:"evidence,omitempty"`

@@ -15,6 +15,10 @@ import (
 	"github.com/cloister-cc/cloister/services/noderegistry/internal/domain"
 )
 
+// NodeName is what an enrolling node says of its name: the one it asks
+// for, if any, and its host name (see domain.JoinToken.NodeName).
+type NodeName struct{ Asked, Host string }
+
 // Enrolment is what Enroll gives a new node.
 type Enrolment struct {
 	Node domain.Node
@@ -35,13 +39,15 @@ type Enrolment struct {
 // before the CA is asked, by a conditional write (see uses); if the CA
 // fails, the use is given back. A failure to store the node after the CA issued its
 // certificate keeps the use (the write may have committed) and is logged.
-func (s *Service) Enroll(ctx context.Context, secret, nodeName string, csrBytes, evidence, nonce []byte) (Enrolment, error) {
+func (s *Service) Enroll(ctx context.Context, secret string, name NodeName, csrBytes, evidence, nonce []byte) (Enrolment, error) {
 	ref, err := s.lookup(ctx, secret)
 	if err != nil {
 		return Enrolment{}, err
 	}
-	if err := domain.CheckName("node_name", nodeName); err != nil {
-		return Enrolment{}, err
+	if name.Asked != "" {
+		if err := domain.CheckName("node_name", name.Asked); err != nil {
+			return Enrolment{}, err
+		}
 	}
 	csr, err := pki.CheckCSRKey(csrBytes, pki.P256)
 	if err != nil {
@@ -58,6 +64,11 @@ func (s *Service) Enroll(ctx context.Context, secret, nodeName string, csrBytes,
 	}
 	if err := tok.Usable(s.now()); err != nil {
 		return Enrolment{}, err
+	}
+	nodeName := tok.NodeName(name.Asked, name.Host)
+	if domain.CheckName("host_name", nodeName) != nil {
+		return Enrolment{}, errs.Newf(errs.Invalid, "node_name: none given, and the host name %q cannot name a node "+
+			"(1 to %d letters, digits, '.', '_' or '-'): give the node a name", name.Host, domain.MaxNameLength)
 	}
 	// Fail closed: a policy that cannot be read may require evidence.
 	policyRequires, err := s.cfg.Attestation.RequiresNodeAttestation(ctx, tok.AccountID)

@@ -113,6 +113,20 @@ type JoinToken struct {
 	Version            uint64            `json:"-"`
 }
 
+// NodeName is the name a node enrolling with t gets: the name it asked
+// for; else the token's, when the token was made for one node; else its
+// host name.
+func (t JoinToken) NodeName(asked, hostName string) string {
+	switch {
+	case asked != "":
+		return asked
+	case t.MaxUses == 1:
+		return t.Name
+	default:
+		return hostName
+	}
+}
+
 // Ref is what the lookup by hash gives: enough to refuse a revoked or
 // expired token without reading the token itself.
 func (t JoinToken) Ref() TokenRef {

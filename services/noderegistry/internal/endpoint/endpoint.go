@@ -49,7 +49,7 @@ func (sv *Server) RevokeJoinToken(ctx context.Context, r *noderegistryv1.RevokeJ
 }
 
 func (sv *Server) Enroll(ctx context.Context, r *noderegistryv1.EnrollRequest) (*noderegistryv1.EnrollResponse, error) {
-	e, err := sv.s.Enroll(ctx, r.GetJoinToken(), r.GetNodeName(), r.GetCsr(), r.GetEvidence(), r.GetNonce())
+	e, err := sv.s.Enroll(ctx, r.GetJoinToken(), app.NodeName{Asked: r.GetNodeName(), Host: r.GetHostName()}, r.GetCsr(), r.GetEvidence(), r.GetNonce())
 	return reply.With(err, func() *noderegistryv1.EnrollResponse {
 		return &noderegistryv1.EnrollResponse{Node: wire.NodeToProto(e.Node), ChainPem: e.ChainPEM}
 	})

@@ -763,7 +763,8 @@ func (x *Node) GetStatusReason() string {
 type EnrollRequest struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	JoinToken string                 `protobuf:"bytes,1,opt,name=join_token,json=joinToken,proto3" json:"join_token,omitempty"`
-	NodeName  string                 `protobuf:"bytes,2,opt,name=node_name,json=nodeName,proto3" json:"node_name,omitempty"`
+	// The node's name; empty for the default (see host_name).
+	NodeName string `protobuf:"bytes,2,opt,name=node_name,json=nodeName,proto3" json:"node_name,omitempty"`
 	// PEM or DER CSR of the node's key (EC P-256).
 	Csr []byte `protobuf:"bytes,3,opt,name=csr,proto3" json:"csr,omitempty"`
 	// SGX quote (or simulated one) whose REPORTDATA holds SHA-256 of the
@@ -772,7 +773,11 @@ type EnrollRequest struct {
 	Evidence []byte `protobuf:"bytes,4,opt,name=evidence,proto3" json:"evidence,omitempty"`
 	// With evidence: a nonce from CreateEnrolmentNonce for this join token,
 	// used once.
-	Nonce         []byte `protobuf:"bytes,5,opt,name=nonce,proto3" json:"nonce,omitempty"`
+	Nonce []byte `protobuf:"bytes,5,opt,name=nonce,proto3" json:"nonce,omitempty"`
+	// The node's host name. Without node_name the node is named after its
+	// join token when the token is for one node (max_uses 1), else after
+	// this.
+	HostName      string `protobuf:"bytes,6,opt,name=host_name,json=hostName,proto3" json:"host_name,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -840,6 +845,13 @@ func (x *EnrollRequest) GetNonce() []byte {
 		return x.Nonce
 	}
 	return nil
+}
+
+func (x *EnrollRequest) GetHostName() string {
+	if x != nil {
+		return x.HostName
+	}
+	return ""
 }
 
 // CreateEnrolmentNonceRequest asks, with a join token, for a nonce to bind
@@ -2336,14 +2348,15 @@ const file_cloister_noderegistry_v1_noderegistry_proto_rawDesc = "" +
 	"\rstatus_reason\x18\x0f \x01(\tR\fstatusReason\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x8f\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xac\x01\n" +
 	"\rEnrollRequest\x12\x1d\n" +
 	"\n" +
 	"join_token\x18\x01 \x01(\tR\tjoinToken\x12\x1b\n" +
 	"\tnode_name\x18\x02 \x01(\tR\bnodeName\x12\x10\n" +
 	"\x03csr\x18\x03 \x01(\fR\x03csr\x12\x1a\n" +
 	"\bevidence\x18\x04 \x01(\fR\bevidence\x12\x14\n" +
-	"\x05nonce\x18\x05 \x01(\fR\x05nonce\"<\n" +
+	"\x05nonce\x18\x05 \x01(\fR\x05nonce\x12\x1b\n" +
+	"\thost_name\x18\x06 \x01(\tR\bhostName\"<\n" +
 	"\x1bCreateEnrolmentNonceRequest\x12\x1d\n" +
 	"\n" +
 	"join_token\x18\x01 \x01(\tR\tjoinToken\"\\\n" +
