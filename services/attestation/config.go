@@ -56,7 +56,7 @@ func (cfg *Config) check() error {
 // collateral fetcher from PCSURL if there is one, and the deployment's
 // simulation if it is on.
 func (cfg *Config) app(ctx context.Context, r *service.Runner, st *store.Stores) (app.Config, error) {
-	acfg := app.Config{Policies: st.Policies, Collaterals: st.Collaterals, Verdicts: st.Verdicts, Images: st.Images, Withdrawals: st.Withdrawals,
+	acfg := app.Config{Policies: st.Policies, Collaterals: st.Collaterals, Verdicts: st.Verdicts, Activity: st.Activity, Images: st.Images, Withdrawals: st.Withdrawals,
 		Audit: events.AuditLog{JS: r.JetStream(), Producer: store.Producer}, IntelRoot: cfg.IntelRoot, IntelOptions: cfg.IntelOptions, Clock: cfg.Clock}
 	if cfg.PCSURL != "" {
 		f, err := pcs.New(cfg.PCSURL)

@@ -30,7 +30,7 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 	}
 	s := &Service{clock: cfg.Clock}
 	r, err := service.Run(ctx, attestationv1.AttestationServiceName, cfg.Options, func(r *service.Runner) error {
-		st, err := store.Open(ctx, r.JetStream(), r.Replicas(), cfg.Cache, r.Logger(), r.KVOptions()...)
+		st, err := store.Open(ctx, r.JetStream(), r.Replicas(), cfg.Cache, cfg.Clock, r.Logger(), r.KVOptions()...)
 		if err != nil {
 			return err
 		}
@@ -43,6 +43,7 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 			return err
 		}
 		s.sim, _ = acfg.Simulation.(*simulation.Simulation)
+		r.Go(st.Activity.Run)
 		return transport.Serve(r, svc, s.sim.RootPEM())
 	})
 	if err != nil {

@@ -39,6 +39,16 @@ type Collaterals interface {
 	Put(ctx context.Context, fmspc [6]byte, ca string, c domain.Collateral, newer func(stored domain.Collateral) error) error
 }
 
+// Activity counts verdicts by account and hour, for the accounts'
+// overviews.
+type Activity interface {
+	// Record counts v; it does not fail (counts are written later).
+	Record(v domain.Verdict)
+	// Hours returns the account's hours that start at or after since,
+	// oldest first.
+	Hours(ctx context.Context, accountID string, since time.Time) ([]domain.ActivityHour, error)
+}
+
 // Verdicts stores verdicts, so that the CA can be given a verdict's id and
 // never has to trust a verdict a caller asserts.
 type Verdicts interface {
@@ -88,6 +98,7 @@ type Config struct {
 	Policies    Policies
 	Collaterals Collaterals
 	Verdicts    Verdicts
+	Activity    Activity
 	Images      Images
 	Withdrawals Withdrawals
 	Audit       AuditLog
@@ -117,8 +128,8 @@ type Service struct {
 
 // New returns the service.
 func New(cfg Config) (*Service, error) {
-	if cfg.Policies == nil || cfg.Collaterals == nil || cfg.Verdicts == nil || cfg.Images == nil || cfg.Withdrawals == nil || cfg.Audit == nil {
-		return nil, errors.New("attestation: the policy, collateral, verdict and image stores and the audit log are required")
+	if cfg.Policies == nil || cfg.Collaterals == nil || cfg.Verdicts == nil || cfg.Activity == nil || cfg.Images == nil || cfg.Withdrawals == nil || cfg.Audit == nil {
+		return nil, errors.New("attestation: the policy, collateral, verdict, activity and image stores and the audit log are required")
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = time.Now
@@ -163,7 +174,22 @@ func (s *Service) Verify(ctx context.Context, accountID string, quote, binding, 
 	if err := s.cfg.Verdicts.Create(ctx, v, ev); err != nil {
 		return domain.Verdict{}, err
 	}
+	s.cfg.Activity.Record(v)
 	return v, nil
+}
+
+// ActivityWindow is how far back an account's activity goes: the last
+// day, in whole hours.
+const ActivityWindow = 24 * time.Hour
+
+// GetActivity returns what the account's attestations came to, hour by
+// hour, over the last ActivityWindow.
+func (s *Service) GetActivity(ctx context.Context, accountID string) ([]domain.ActivityHour, error) {
+	if uuid.Validate(accountID) != nil {
+		return nil, errs.New(errs.Invalid, "account_id must be an account's id")
+	}
+	since := s.cfg.Clock().UTC().Truncate(time.Hour).Add(-ActivityWindow + time.Hour)
+	return s.cfg.Activity.Hours(ctx, accountID, since)
 }
 
 // judge fills in the verdict; it returns an error only when it cannot

@@ -84,6 +84,39 @@ type Verdict struct {
 	ImageID string
 }
 
+// ActivityHour is what an account's attestations came to in one hour.
+type ActivityHour struct {
+	Start             time.Time
+	Succeeded, Failed uint64
+	// Failures are the hour's latest failed verdicts, newest first, at
+	// most MaxFailuresPerHour.
+	Failures []Verdict
+}
+
+// MaxFailuresPerHour bounds the failures an ActivityHour keeps: enough
+// to see what goes wrong, not a log.
+const MaxFailuresPerHour = 5
+
+// Add counts v in the hour.
+func (h *ActivityHour) Add(v Verdict) {
+	if v.OK {
+		h.Succeeded++
+		return
+	}
+	h.Failed++
+	h.Failures = append([]Verdict{v}, h.Failures[:min(len(h.Failures), MaxFailuresPerHour-1)]...)
+}
+
+// Merge adds o, another count of the same hour, to h: the failures stay
+// the newest MaxFailuresPerHour of both.
+func (h *ActivityHour) Merge(o ActivityHour) {
+	h.Succeeded += o.Succeeded
+	h.Failed += o.Failed
+	h.Failures = append(h.Failures, o.Failures...)
+	slices.SortStableFunc(h.Failures, func(a, b Verdict) int { return b.VerifiedAt.Compare(a.VerifiedAt) })
+	h.Failures = h.Failures[:min(len(h.Failures), MaxFailuresPerHour)]
+}
+
 // ApprovedImage is an entry of an account's approved-image allowlist,
 // keyed by MRENCLAVE: built from approved image tasks.
 type ApprovedImage struct {

@@ -54,6 +54,21 @@ func (sv *Server) GetVerdict(ctx context.Context, r *attestationv1.GetVerdictReq
 	})
 }
 
+func (sv *Server) GetActivity(ctx context.Context, r *attestationv1.GetActivityRequest) (*attestationv1.GetActivityResponse, error) {
+	hours, err := sv.s.GetActivity(ctx, r.GetAccountId())
+	return reply.With(err, func() *attestationv1.GetActivityResponse {
+		out := &attestationv1.GetActivityResponse{}
+		for _, h := range hours {
+			ph := &attestationv1.ActivityHour{Start: timestamppb.New(h.Start), Succeeded: h.Succeeded, Failed: h.Failed}
+			for _, v := range h.Failures {
+				ph.Failures = append(ph.Failures, wire.VerdictToProto(v))
+			}
+			out.Hours = append(out.Hours, ph)
+		}
+		return out
+	})
+}
+
 func (sv *Server) GetPolicy(ctx context.Context, r *attestationv1.GetPolicyRequest) (*attestationv1.GetPolicyResponse, error) {
 	p, err := sv.s.GetPolicy(ctx, r.GetAccountId())
 	return reply.With(err, func() *attestationv1.GetPolicyResponse {

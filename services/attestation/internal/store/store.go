@@ -42,12 +42,14 @@ type Stores struct {
 	Policies    *Policies
 	Collaterals *Collaterals
 	Verdicts    *Verdicts
+	Activity    *Activity
 	Images      *Images
 	Withdrawals *allowlist.Ledger
 }
 
-// Open opens every bucket; approved images are looked up through c.
-func Open(ctx context.Context, js jetstream.JetStream, replicas int, c cache.Cache, logger *slog.Logger, opts ...kv.Option) (*Stores, error) {
+// Open opens every bucket; approved images are looked up through c, and
+// activity is kept by clock's hours.
+func Open(ctx context.Context, js jetstream.JetStream, replicas int, c cache.Cache, clock func() time.Time, logger *slog.Logger, opts ...kv.Option) (*Stores, error) {
 	p, err := kv.Open[policyRecord](ctx, js, kv.Config{Bucket: BucketPolicies, Replicas: replicas}, opts...)
 	if err != nil {
 		return nil, err
@@ -60,6 +62,10 @@ func Open(ctx context.Context, js jetstream.JetStream, replicas int, c cache.Cac
 	if err != nil {
 		return nil, err
 	}
+	act, err := OpenActivity(ctx, js, replicas, clock, logger, opts...)
+	if err != nil {
+		return nil, err
+	}
 	imgs, err := allowlist.Open[domain.ApprovedImage](ctx, js, BucketImages, replicas, c, logger)
 	if err != nil {
 		return nil, err
@@ -68,7 +74,7 @@ func Open(ctx context.Context, js jetstream.JetStream, replicas int, c cache.Cac
 	if err != nil {
 		return nil, err
 	}
-	return &Stores{Policies: &Policies{p}, Collaterals: &Collaterals{col}, Verdicts: &Verdicts{v}, Images: &Images{imgs}, Withdrawals: ledger}, nil
+	return &Stores{Policies: &Policies{p}, Collaterals: &Collaterals{col}, Verdicts: &Verdicts{v}, Activity: act, Images: &Images{imgs}, Withdrawals: ledger}, nil
 }
 
 type policyRecord struct {

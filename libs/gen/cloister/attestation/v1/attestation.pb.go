@@ -509,6 +509,167 @@ func (x *VerifyResponse) GetVerdict() *Verdict {
 	return nil
 }
 
+// GetActivityRequest asks what an account's attestations came to, hour by
+// hour, over the last day (for its overview).
+type GetActivityRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	AccountId     string                 `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetActivityRequest) Reset() {
+	*x = GetActivityRequest{}
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetActivityRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetActivityRequest) ProtoMessage() {}
+
+func (x *GetActivityRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetActivityRequest.ProtoReflect.Descriptor instead.
+func (*GetActivityRequest) Descriptor() ([]byte, []int) {
+	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *GetActivityRequest) GetAccountId() string {
+	if x != nil {
+		return x.AccountId
+	}
+	return ""
+}
+
+// ActivityHour is one hour of an account's attestations.
+type ActivityHour struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Start     *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=start,proto3" json:"start,omitempty"`
+	Succeeded uint64                 `protobuf:"varint,2,opt,name=succeeded,proto3" json:"succeeded,omitempty"`
+	Failed    uint64                 `protobuf:"varint,3,opt,name=failed,proto3" json:"failed,omitempty"`
+	// The hour's latest failures, newest first (a few, not all).
+	Failures      []*Verdict `protobuf:"bytes,4,rep,name=failures,proto3" json:"failures,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ActivityHour) Reset() {
+	*x = ActivityHour{}
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ActivityHour) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ActivityHour) ProtoMessage() {}
+
+func (x *ActivityHour) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ActivityHour.ProtoReflect.Descriptor instead.
+func (*ActivityHour) Descriptor() ([]byte, []int) {
+	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *ActivityHour) GetStart() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Start
+	}
+	return nil
+}
+
+func (x *ActivityHour) GetSucceeded() uint64 {
+	if x != nil {
+		return x.Succeeded
+	}
+	return 0
+}
+
+func (x *ActivityHour) GetFailed() uint64 {
+	if x != nil {
+		return x.Failed
+	}
+	return 0
+}
+
+func (x *ActivityHour) GetFailures() []*Verdict {
+	if x != nil {
+		return x.Failures
+	}
+	return nil
+}
+
+// GetActivityResponse holds the hours that saw attestations, oldest first.
+type GetActivityResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Hours         []*ActivityHour        `protobuf:"bytes,1,rep,name=hours,proto3" json:"hours,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetActivityResponse) Reset() {
+	*x = GetActivityResponse{}
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetActivityResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetActivityResponse) ProtoMessage() {}
+
+func (x *GetActivityResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetActivityResponse.ProtoReflect.Descriptor instead.
+func (*GetActivityResponse) Descriptor() ([]byte, []int) {
+	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *GetActivityResponse) GetHours() []*ActivityHour {
+	if x != nil {
+		return x.Hours
+	}
+	return nil
+}
+
 type GetPolicyRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	AccountId     string                 `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
@@ -518,7 +679,7 @@ type GetPolicyRequest struct {
 
 func (x *GetPolicyRequest) Reset() {
 	*x = GetPolicyRequest{}
-	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[6]
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -530,7 +691,7 @@ func (x *GetPolicyRequest) String() string {
 func (*GetPolicyRequest) ProtoMessage() {}
 
 func (x *GetPolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[6]
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -543,7 +704,7 @@ func (x *GetPolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPolicyRequest.ProtoReflect.Descriptor instead.
 func (*GetPolicyRequest) Descriptor() ([]byte, []int) {
-	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{6}
+	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *GetPolicyRequest) GetAccountId() string {
@@ -562,7 +723,7 @@ type GetPolicyResponse struct {
 
 func (x *GetPolicyResponse) Reset() {
 	*x = GetPolicyResponse{}
-	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[7]
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -574,7 +735,7 @@ func (x *GetPolicyResponse) String() string {
 func (*GetPolicyResponse) ProtoMessage() {}
 
 func (x *GetPolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[7]
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -587,7 +748,7 @@ func (x *GetPolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPolicyResponse.ProtoReflect.Descriptor instead.
 func (*GetPolicyResponse) Descriptor() ([]byte, []int) {
-	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{7}
+	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GetPolicyResponse) GetPolicy() *Policy {
@@ -609,7 +770,7 @@ type SetPolicyRequest struct {
 
 func (x *SetPolicyRequest) Reset() {
 	*x = SetPolicyRequest{}
-	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[8]
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -621,7 +782,7 @@ func (x *SetPolicyRequest) String() string {
 func (*SetPolicyRequest) ProtoMessage() {}
 
 func (x *SetPolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[8]
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -634,7 +795,7 @@ func (x *SetPolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPolicyRequest.ProtoReflect.Descriptor instead.
 func (*SetPolicyRequest) Descriptor() ([]byte, []int) {
-	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{8}
+	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *SetPolicyRequest) GetAccountId() string {
@@ -667,7 +828,7 @@ type SetPolicyResponse struct {
 
 func (x *SetPolicyResponse) Reset() {
 	*x = SetPolicyResponse{}
-	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[9]
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -679,7 +840,7 @@ func (x *SetPolicyResponse) String() string {
 func (*SetPolicyResponse) ProtoMessage() {}
 
 func (x *SetPolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[9]
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -692,7 +853,7 @@ func (x *SetPolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPolicyResponse.ProtoReflect.Descriptor instead.
 func (*SetPolicyResponse) Descriptor() ([]byte, []int) {
-	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{9}
+	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *SetPolicyResponse) GetPolicy() *Policy {
@@ -720,7 +881,7 @@ type PutCollateralRequest struct {
 
 func (x *PutCollateralRequest) Reset() {
 	*x = PutCollateralRequest{}
-	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[10]
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -732,7 +893,7 @@ func (x *PutCollateralRequest) String() string {
 func (*PutCollateralRequest) ProtoMessage() {}
 
 func (x *PutCollateralRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[10]
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -745,7 +906,7 @@ func (x *PutCollateralRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutCollateralRequest.ProtoReflect.Descriptor instead.
 func (*PutCollateralRequest) Descriptor() ([]byte, []int) {
-	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{10}
+	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *PutCollateralRequest) GetCollateralJson() []byte {
@@ -807,7 +968,7 @@ type PutCollateralResponse struct {
 
 func (x *PutCollateralResponse) Reset() {
 	*x = PutCollateralResponse{}
-	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[11]
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -819,7 +980,7 @@ func (x *PutCollateralResponse) String() string {
 func (*PutCollateralResponse) ProtoMessage() {}
 
 func (x *PutCollateralResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[11]
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -832,7 +993,7 @@ func (x *PutCollateralResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutCollateralResponse.ProtoReflect.Descriptor instead.
 func (*PutCollateralResponse) Descriptor() ([]byte, []int) {
-	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{11}
+	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *PutCollateralResponse) GetFmspc() []byte {
@@ -857,7 +1018,7 @@ type GetSimulationRootRequest struct {
 
 func (x *GetSimulationRootRequest) Reset() {
 	*x = GetSimulationRootRequest{}
-	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[12]
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -869,7 +1030,7 @@ func (x *GetSimulationRootRequest) String() string {
 func (*GetSimulationRootRequest) ProtoMessage() {}
 
 func (x *GetSimulationRootRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[12]
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -882,7 +1043,7 @@ func (x *GetSimulationRootRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSimulationRootRequest.ProtoReflect.Descriptor instead.
 func (*GetSimulationRootRequest) Descriptor() ([]byte, []int) {
-	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{12}
+	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{15}
 }
 
 type GetSimulationRootResponse struct {
@@ -895,7 +1056,7 @@ type GetSimulationRootResponse struct {
 
 func (x *GetSimulationRootResponse) Reset() {
 	*x = GetSimulationRootResponse{}
-	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[13]
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -907,7 +1068,7 @@ func (x *GetSimulationRootResponse) String() string {
 func (*GetSimulationRootResponse) ProtoMessage() {}
 
 func (x *GetSimulationRootResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[13]
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -920,7 +1081,7 @@ func (x *GetSimulationRootResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSimulationRootResponse.ProtoReflect.Descriptor instead.
 func (*GetSimulationRootResponse) Descriptor() ([]byte, []int) {
-	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{13}
+	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *GetSimulationRootResponse) GetCertificate() []byte {
@@ -942,7 +1103,7 @@ type IssueSimulatedQERequest struct {
 
 func (x *IssueSimulatedQERequest) Reset() {
 	*x = IssueSimulatedQERequest{}
-	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[14]
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -954,7 +1115,7 @@ func (x *IssueSimulatedQERequest) String() string {
 func (*IssueSimulatedQERequest) ProtoMessage() {}
 
 func (x *IssueSimulatedQERequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[14]
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -967,7 +1128,7 @@ func (x *IssueSimulatedQERequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueSimulatedQERequest.ProtoReflect.Descriptor instead.
 func (*IssueSimulatedQERequest) Descriptor() ([]byte, []int) {
-	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{14}
+	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *IssueSimulatedQERequest) GetAccountId() string {
@@ -988,7 +1149,7 @@ type IssueSimulatedQEResponse struct {
 
 func (x *IssueSimulatedQEResponse) Reset() {
 	*x = IssueSimulatedQEResponse{}
-	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[15]
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1000,7 +1161,7 @@ func (x *IssueSimulatedQEResponse) String() string {
 func (*IssueSimulatedQEResponse) ProtoMessage() {}
 
 func (x *IssueSimulatedQEResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[15]
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1013,7 +1174,7 @@ func (x *IssueSimulatedQEResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueSimulatedQEResponse.ProtoReflect.Descriptor instead.
 func (*IssueSimulatedQEResponse) Descriptor() ([]byte, []int) {
-	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{15}
+	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *IssueSimulatedQEResponse) GetQe() []byte {
@@ -1033,7 +1194,7 @@ type AttestationSucceeded struct {
 
 func (x *AttestationSucceeded) Reset() {
 	*x = AttestationSucceeded{}
-	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[16]
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1045,7 +1206,7 @@ func (x *AttestationSucceeded) String() string {
 func (*AttestationSucceeded) ProtoMessage() {}
 
 func (x *AttestationSucceeded) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[16]
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1058,7 +1219,7 @@ func (x *AttestationSucceeded) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttestationSucceeded.ProtoReflect.Descriptor instead.
 func (*AttestationSucceeded) Descriptor() ([]byte, []int) {
-	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{16}
+	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *AttestationSucceeded) GetVerdict() *Verdict {
@@ -1077,7 +1238,7 @@ type AttestationFailed struct {
 
 func (x *AttestationFailed) Reset() {
 	*x = AttestationFailed{}
-	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[17]
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1089,7 +1250,7 @@ func (x *AttestationFailed) String() string {
 func (*AttestationFailed) ProtoMessage() {}
 
 func (x *AttestationFailed) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[17]
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1102,7 +1263,7 @@ func (x *AttestationFailed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttestationFailed.ProtoReflect.Descriptor instead.
 func (*AttestationFailed) Descriptor() ([]byte, []int) {
-	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{17}
+	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *AttestationFailed) GetVerdict() *Verdict {
@@ -1122,7 +1283,7 @@ type PolicyChanged struct {
 
 func (x *PolicyChanged) Reset() {
 	*x = PolicyChanged{}
-	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[18]
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1134,7 +1295,7 @@ func (x *PolicyChanged) String() string {
 func (*PolicyChanged) ProtoMessage() {}
 
 func (x *PolicyChanged) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[18]
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1147,7 +1308,7 @@ func (x *PolicyChanged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyChanged.ProtoReflect.Descriptor instead.
 func (*PolicyChanged) Descriptor() ([]byte, []int) {
-	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{18}
+	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *PolicyChanged) GetAccountId() string {
@@ -1217,7 +1378,17 @@ const file_cloister_attestation_v1_attestation_proto_rawDesc = "" +
 	"\x12GetVerdictResponse\x12:\n" +
 	"\averdict\x18\x01 \x01(\v2 .cloister.attestation.v1.VerdictR\averdict\"L\n" +
 	"\x0eVerifyResponse\x12:\n" +
-	"\averdict\x18\x01 \x01(\v2 .cloister.attestation.v1.VerdictR\averdict\"1\n" +
+	"\averdict\x18\x01 \x01(\v2 .cloister.attestation.v1.VerdictR\averdict\"3\n" +
+	"\x12GetActivityRequest\x12\x1d\n" +
+	"\n" +
+	"account_id\x18\x01 \x01(\tR\taccountId\"\xb4\x01\n" +
+	"\fActivityHour\x120\n" +
+	"\x05start\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x05start\x12\x1c\n" +
+	"\tsucceeded\x18\x02 \x01(\x04R\tsucceeded\x12\x16\n" +
+	"\x06failed\x18\x03 \x01(\x04R\x06failed\x12<\n" +
+	"\bfailures\x18\x04 \x03(\v2 .cloister.attestation.v1.VerdictR\bfailures\"R\n" +
+	"\x13GetActivityResponse\x12;\n" +
+	"\x05hours\x18\x01 \x03(\v2%.cloister.attestation.v1.ActivityHourR\x05hours\"1\n" +
 	"\x10GetPolicyRequest\x12\x1d\n" +
 	"\n" +
 	"account_id\x18\x01 \x01(\tR\taccountId\"L\n" +
@@ -1258,11 +1429,12 @@ const file_cloister_attestation_v1_attestation_proto_rawDesc = "" +
 	"\rPolicyChanged\x12\x1d\n" +
 	"\n" +
 	"account_id\x18\x01 \x01(\tR\taccountId\x127\n" +
-	"\x06policy\x18\x02 \x01(\v2\x1f.cloister.attestation.v1.PolicyR\x06policy2\x83\x06\n" +
+	"\x06policy\x18\x02 \x01(\v2\x1f.cloister.attestation.v1.PolicyR\x06policy2\xed\x06\n" +
 	"\x12AttestationService\x12Y\n" +
 	"\x06Verify\x12&.cloister.attestation.v1.VerifyRequest\x1a'.cloister.attestation.v1.VerifyResponse\x12e\n" +
 	"\n" +
-	"GetVerdict\x12*.cloister.attestation.v1.GetVerdictRequest\x1a+.cloister.attestation.v1.GetVerdictResponse\x12b\n" +
+	"GetVerdict\x12*.cloister.attestation.v1.GetVerdictRequest\x1a+.cloister.attestation.v1.GetVerdictResponse\x12h\n" +
+	"\vGetActivity\x12+.cloister.attestation.v1.GetActivityRequest\x1a,.cloister.attestation.v1.GetActivityResponse\x12b\n" +
 	"\tGetPolicy\x12).cloister.attestation.v1.GetPolicyRequest\x1a*.cloister.attestation.v1.GetPolicyResponse\x12b\n" +
 	"\tSetPolicy\x12).cloister.attestation.v1.SetPolicyRequest\x1a*.cloister.attestation.v1.SetPolicyResponse\x12n\n" +
 	"\rPutCollateral\x12-.cloister.attestation.v1.PutCollateralRequest\x1a..cloister.attestation.v1.PutCollateralResponse\x12z\n" +
@@ -1281,7 +1453,7 @@ func file_cloister_attestation_v1_attestation_proto_rawDescGZIP() []byte {
 	return file_cloister_attestation_v1_attestation_proto_rawDescData
 }
 
-var file_cloister_attestation_v1_attestation_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_cloister_attestation_v1_attestation_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_cloister_attestation_v1_attestation_proto_goTypes = []any{
 	(*Policy)(nil),                    // 0: cloister.attestation.v1.Policy
 	(*Verdict)(nil),                   // 1: cloister.attestation.v1.Verdict
@@ -1289,54 +1461,62 @@ var file_cloister_attestation_v1_attestation_proto_goTypes = []any{
 	(*GetVerdictRequest)(nil),         // 3: cloister.attestation.v1.GetVerdictRequest
 	(*GetVerdictResponse)(nil),        // 4: cloister.attestation.v1.GetVerdictResponse
 	(*VerifyResponse)(nil),            // 5: cloister.attestation.v1.VerifyResponse
-	(*GetPolicyRequest)(nil),          // 6: cloister.attestation.v1.GetPolicyRequest
-	(*GetPolicyResponse)(nil),         // 7: cloister.attestation.v1.GetPolicyResponse
-	(*SetPolicyRequest)(nil),          // 8: cloister.attestation.v1.SetPolicyRequest
-	(*SetPolicyResponse)(nil),         // 9: cloister.attestation.v1.SetPolicyResponse
-	(*PutCollateralRequest)(nil),      // 10: cloister.attestation.v1.PutCollateralRequest
-	(*PutCollateralResponse)(nil),     // 11: cloister.attestation.v1.PutCollateralResponse
-	(*GetSimulationRootRequest)(nil),  // 12: cloister.attestation.v1.GetSimulationRootRequest
-	(*GetSimulationRootResponse)(nil), // 13: cloister.attestation.v1.GetSimulationRootResponse
-	(*IssueSimulatedQERequest)(nil),   // 14: cloister.attestation.v1.IssueSimulatedQERequest
-	(*IssueSimulatedQEResponse)(nil),  // 15: cloister.attestation.v1.IssueSimulatedQEResponse
-	(*AttestationSucceeded)(nil),      // 16: cloister.attestation.v1.AttestationSucceeded
-	(*AttestationFailed)(nil),         // 17: cloister.attestation.v1.AttestationFailed
-	(*PolicyChanged)(nil),             // 18: cloister.attestation.v1.PolicyChanged
-	(*timestamppb.Timestamp)(nil),     // 19: google.protobuf.Timestamp
-	(*v1.Principal)(nil),              // 20: cloister.account.v1.Principal
+	(*GetActivityRequest)(nil),        // 6: cloister.attestation.v1.GetActivityRequest
+	(*ActivityHour)(nil),              // 7: cloister.attestation.v1.ActivityHour
+	(*GetActivityResponse)(nil),       // 8: cloister.attestation.v1.GetActivityResponse
+	(*GetPolicyRequest)(nil),          // 9: cloister.attestation.v1.GetPolicyRequest
+	(*GetPolicyResponse)(nil),         // 10: cloister.attestation.v1.GetPolicyResponse
+	(*SetPolicyRequest)(nil),          // 11: cloister.attestation.v1.SetPolicyRequest
+	(*SetPolicyResponse)(nil),         // 12: cloister.attestation.v1.SetPolicyResponse
+	(*PutCollateralRequest)(nil),      // 13: cloister.attestation.v1.PutCollateralRequest
+	(*PutCollateralResponse)(nil),     // 14: cloister.attestation.v1.PutCollateralResponse
+	(*GetSimulationRootRequest)(nil),  // 15: cloister.attestation.v1.GetSimulationRootRequest
+	(*GetSimulationRootResponse)(nil), // 16: cloister.attestation.v1.GetSimulationRootResponse
+	(*IssueSimulatedQERequest)(nil),   // 17: cloister.attestation.v1.IssueSimulatedQERequest
+	(*IssueSimulatedQEResponse)(nil),  // 18: cloister.attestation.v1.IssueSimulatedQEResponse
+	(*AttestationSucceeded)(nil),      // 19: cloister.attestation.v1.AttestationSucceeded
+	(*AttestationFailed)(nil),         // 20: cloister.attestation.v1.AttestationFailed
+	(*PolicyChanged)(nil),             // 21: cloister.attestation.v1.PolicyChanged
+	(*timestamppb.Timestamp)(nil),     // 22: google.protobuf.Timestamp
+	(*v1.Principal)(nil),              // 23: cloister.account.v1.Principal
 }
 var file_cloister_attestation_v1_attestation_proto_depIdxs = []int32{
-	19, // 0: cloister.attestation.v1.Verdict.verified_at:type_name -> google.protobuf.Timestamp
+	22, // 0: cloister.attestation.v1.Verdict.verified_at:type_name -> google.protobuf.Timestamp
 	1,  // 1: cloister.attestation.v1.GetVerdictResponse.verdict:type_name -> cloister.attestation.v1.Verdict
 	1,  // 2: cloister.attestation.v1.VerifyResponse.verdict:type_name -> cloister.attestation.v1.Verdict
-	0,  // 3: cloister.attestation.v1.GetPolicyResponse.policy:type_name -> cloister.attestation.v1.Policy
-	20, // 4: cloister.attestation.v1.SetPolicyRequest.actor:type_name -> cloister.account.v1.Principal
-	0,  // 5: cloister.attestation.v1.SetPolicyRequest.policy:type_name -> cloister.attestation.v1.Policy
-	0,  // 6: cloister.attestation.v1.SetPolicyResponse.policy:type_name -> cloister.attestation.v1.Policy
-	20, // 7: cloister.attestation.v1.PutCollateralRequest.actor:type_name -> cloister.account.v1.Principal
-	19, // 8: cloister.attestation.v1.PutCollateralResponse.next_update:type_name -> google.protobuf.Timestamp
-	1,  // 9: cloister.attestation.v1.AttestationSucceeded.verdict:type_name -> cloister.attestation.v1.Verdict
-	1,  // 10: cloister.attestation.v1.AttestationFailed.verdict:type_name -> cloister.attestation.v1.Verdict
-	0,  // 11: cloister.attestation.v1.PolicyChanged.policy:type_name -> cloister.attestation.v1.Policy
-	2,  // 12: cloister.attestation.v1.AttestationService.Verify:input_type -> cloister.attestation.v1.VerifyRequest
-	3,  // 13: cloister.attestation.v1.AttestationService.GetVerdict:input_type -> cloister.attestation.v1.GetVerdictRequest
-	6,  // 14: cloister.attestation.v1.AttestationService.GetPolicy:input_type -> cloister.attestation.v1.GetPolicyRequest
-	8,  // 15: cloister.attestation.v1.AttestationService.SetPolicy:input_type -> cloister.attestation.v1.SetPolicyRequest
-	10, // 16: cloister.attestation.v1.AttestationService.PutCollateral:input_type -> cloister.attestation.v1.PutCollateralRequest
-	12, // 17: cloister.attestation.v1.AttestationService.GetSimulationRoot:input_type -> cloister.attestation.v1.GetSimulationRootRequest
-	14, // 18: cloister.attestation.v1.AttestationService.IssueSimulatedQE:input_type -> cloister.attestation.v1.IssueSimulatedQERequest
-	5,  // 19: cloister.attestation.v1.AttestationService.Verify:output_type -> cloister.attestation.v1.VerifyResponse
-	4,  // 20: cloister.attestation.v1.AttestationService.GetVerdict:output_type -> cloister.attestation.v1.GetVerdictResponse
-	7,  // 21: cloister.attestation.v1.AttestationService.GetPolicy:output_type -> cloister.attestation.v1.GetPolicyResponse
-	9,  // 22: cloister.attestation.v1.AttestationService.SetPolicy:output_type -> cloister.attestation.v1.SetPolicyResponse
-	11, // 23: cloister.attestation.v1.AttestationService.PutCollateral:output_type -> cloister.attestation.v1.PutCollateralResponse
-	13, // 24: cloister.attestation.v1.AttestationService.GetSimulationRoot:output_type -> cloister.attestation.v1.GetSimulationRootResponse
-	15, // 25: cloister.attestation.v1.AttestationService.IssueSimulatedQE:output_type -> cloister.attestation.v1.IssueSimulatedQEResponse
-	19, // [19:26] is the sub-list for method output_type
-	12, // [12:19] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	22, // 3: cloister.attestation.v1.ActivityHour.start:type_name -> google.protobuf.Timestamp
+	1,  // 4: cloister.attestation.v1.ActivityHour.failures:type_name -> cloister.attestation.v1.Verdict
+	7,  // 5: cloister.attestation.v1.GetActivityResponse.hours:type_name -> cloister.attestation.v1.ActivityHour
+	0,  // 6: cloister.attestation.v1.GetPolicyResponse.policy:type_name -> cloister.attestation.v1.Policy
+	23, // 7: cloister.attestation.v1.SetPolicyRequest.actor:type_name -> cloister.account.v1.Principal
+	0,  // 8: cloister.attestation.v1.SetPolicyRequest.policy:type_name -> cloister.attestation.v1.Policy
+	0,  // 9: cloister.attestation.v1.SetPolicyResponse.policy:type_name -> cloister.attestation.v1.Policy
+	23, // 10: cloister.attestation.v1.PutCollateralRequest.actor:type_name -> cloister.account.v1.Principal
+	22, // 11: cloister.attestation.v1.PutCollateralResponse.next_update:type_name -> google.protobuf.Timestamp
+	1,  // 12: cloister.attestation.v1.AttestationSucceeded.verdict:type_name -> cloister.attestation.v1.Verdict
+	1,  // 13: cloister.attestation.v1.AttestationFailed.verdict:type_name -> cloister.attestation.v1.Verdict
+	0,  // 14: cloister.attestation.v1.PolicyChanged.policy:type_name -> cloister.attestation.v1.Policy
+	2,  // 15: cloister.attestation.v1.AttestationService.Verify:input_type -> cloister.attestation.v1.VerifyRequest
+	3,  // 16: cloister.attestation.v1.AttestationService.GetVerdict:input_type -> cloister.attestation.v1.GetVerdictRequest
+	6,  // 17: cloister.attestation.v1.AttestationService.GetActivity:input_type -> cloister.attestation.v1.GetActivityRequest
+	9,  // 18: cloister.attestation.v1.AttestationService.GetPolicy:input_type -> cloister.attestation.v1.GetPolicyRequest
+	11, // 19: cloister.attestation.v1.AttestationService.SetPolicy:input_type -> cloister.attestation.v1.SetPolicyRequest
+	13, // 20: cloister.attestation.v1.AttestationService.PutCollateral:input_type -> cloister.attestation.v1.PutCollateralRequest
+	15, // 21: cloister.attestation.v1.AttestationService.GetSimulationRoot:input_type -> cloister.attestation.v1.GetSimulationRootRequest
+	17, // 22: cloister.attestation.v1.AttestationService.IssueSimulatedQE:input_type -> cloister.attestation.v1.IssueSimulatedQERequest
+	5,  // 23: cloister.attestation.v1.AttestationService.Verify:output_type -> cloister.attestation.v1.VerifyResponse
+	4,  // 24: cloister.attestation.v1.AttestationService.GetVerdict:output_type -> cloister.attestation.v1.GetVerdictResponse
+	8,  // 25: cloister.attestation.v1.AttestationService.GetActivity:output_type -> cloister.attestation.v1.GetActivityResponse
+	10, // 26: cloister.attestation.v1.AttestationService.GetPolicy:output_type -> cloister.attestation.v1.GetPolicyResponse
+	12, // 27: cloister.attestation.v1.AttestationService.SetPolicy:output_type -> cloister.attestation.v1.SetPolicyResponse
+	14, // 28: cloister.attestation.v1.AttestationService.PutCollateral:output_type -> cloister.attestation.v1.PutCollateralResponse
+	16, // 29: cloister.attestation.v1.AttestationService.GetSimulationRoot:output_type -> cloister.attestation.v1.GetSimulationRootResponse
+	18, // 30: cloister.attestation.v1.AttestationService.IssueSimulatedQE:output_type -> cloister.attestation.v1.IssueSimulatedQEResponse
+	23, // [23:31] is the sub-list for method output_type
+	15, // [15:23] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_cloister_attestation_v1_attestation_proto_init() }
@@ -1350,7 +1530,7 @@ func file_cloister_attestation_v1_attestation_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cloister_attestation_v1_attestation_proto_rawDesc), len(file_cloister_attestation_v1_attestation_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   19,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

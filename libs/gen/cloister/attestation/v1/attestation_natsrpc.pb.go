@@ -19,6 +19,7 @@ const AttestationServiceName = "attestation"
 var (
 	AttestationVerify            = natsrpc.NewMethod[*VerifyRequest, *VerifyResponse](AttestationServiceName, "Verify")
 	AttestationGetVerdict        = natsrpc.NewMethod[*GetVerdictRequest, *GetVerdictResponse](AttestationServiceName, "GetVerdict")
+	AttestationGetActivity       = natsrpc.NewMethod[*GetActivityRequest, *GetActivityResponse](AttestationServiceName, "GetActivity")
 	AttestationGetPolicy         = natsrpc.NewMethod[*GetPolicyRequest, *GetPolicyResponse](AttestationServiceName, "GetPolicy")
 	AttestationSetPolicy         = natsrpc.NewMethod[*SetPolicyRequest, *SetPolicyResponse](AttestationServiceName, "SetPolicy")
 	AttestationPutCollateral     = natsrpc.NewMethod[*PutCollateralRequest, *PutCollateralResponse](AttestationServiceName, "PutCollateral")
@@ -30,6 +31,7 @@ var (
 type AttestationServer interface {
 	Verify(context.Context, *VerifyRequest) (*VerifyResponse, error)
 	GetVerdict(context.Context, *GetVerdictRequest) (*GetVerdictResponse, error)
+	GetActivity(context.Context, *GetActivityRequest) (*GetActivityResponse, error)
 	GetPolicy(context.Context, *GetPolicyRequest) (*GetPolicyResponse, error)
 	SetPolicy(context.Context, *SetPolicyRequest) (*SetPolicyResponse, error)
 	PutCollateral(context.Context, *PutCollateralRequest) (*PutCollateralResponse, error)
@@ -42,6 +44,7 @@ func RegisterAttestationServer(mux *natsrpc.Mux, s AttestationServer, logger *sl
 	return errors.Join(
 		AttestationVerify.Handle(mux, logger, s.Verify),
 		AttestationGetVerdict.Handle(mux, logger, s.GetVerdict),
+		AttestationGetActivity.Handle(mux, logger, s.GetActivity),
 		AttestationGetPolicy.Handle(mux, logger, s.GetPolicy),
 		AttestationSetPolicy.Handle(mux, logger, s.SetPolicy),
 		AttestationPutCollateral.Handle(mux, logger, s.PutCollateral),
@@ -71,6 +74,11 @@ func (c *AttestationClient) Verify(ctx context.Context, r *VerifyRequest) (*Veri
 // GetVerdict calls AttestationGetVerdict.
 func (c *AttestationClient) GetVerdict(ctx context.Context, r *GetVerdictRequest) (*GetVerdictResponse, error) {
 	return AttestationGetVerdict.Invoke(c.opts.Context(ctx), c.nc, r)
+}
+
+// GetActivity calls AttestationGetActivity.
+func (c *AttestationClient) GetActivity(ctx context.Context, r *GetActivityRequest) (*GetActivityResponse, error) {
+	return AttestationGetActivity.Invoke(c.opts.Context(ctx), c.nc, r)
 }
 
 // GetPolicy calls AttestationGetPolicy.
