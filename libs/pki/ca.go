@@ -21,9 +21,13 @@ import (
 
 // Lifetimes of the CA hierarchy.
 const (
-	RootLifetime    = 20 * 365 * 24 * time.Hour
-	IssuerLifetime  = 5 * 365 * 24 * time.Hour
-	backdate        = time.Hour // tolerate clocks a little behind
+	RootLifetime   = 20 * 365 * 24 * time.Hour
+	IssuerLifetime = 5 * 365 * 24 * time.Hour
+	backdate       = time.Hour // tolerate clocks a little behind
+	// LeafBackdate is how far before its issue a node's or an
+	// application's certificate starts: clocks a little behind accept it.
+	// NotBefore + LeafBackdate is when it was issued.
+	LeafBackdate    = 5 * time.Minute
 	maxLeafLifetime = 397 * 24 * time.Hour
 )
 

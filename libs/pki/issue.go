@@ -210,7 +210,7 @@ func (c *CA) IssueClient(csr *CSR, cn string, uri *url.URL, lifetime time.Durati
 		SerialNumber: newSerial(),
 		Subject:      pkix.Name{CommonName: cn, Organization: c.Root.Subject.Organization, OrganizationalUnit: c.Root.Subject.OrganizationalUnit},
 		URIs:         []*url.URL{uri},
-		NotBefore:    now.Add(-5 * time.Minute),
+		NotBefore:    now.Add(-LeafBackdate),
 		NotAfter:     minTime(now.Add(lifetime), c.Issuer.NotAfter),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},

@@ -61,7 +61,7 @@ func (c *CA) Issue(l Leaf, now time.Time) (*Cert, error) {
 		return nil, err
 	}
 	_, isRSA := l.CSR.Request.PublicKey.(*rsa.PublicKey)
-	cert := &Cert{Serial: newSerial(), NotBefore: now.Add(-5 * time.Minute).Truncate(time.Second).UTC(),
+	cert := &Cert{Serial: newSerial(), NotBefore: now.Add(-LeafBackdate).Truncate(time.Second).UTC(),
 		NotAfter: minTime(now.Add(l.Lifetime), c.Issuer.NotAfter).Truncate(time.Second).UTC()}
 	tbs, err := leafTBS(leafFields{
 		serial: cert.Serial, issuer: c.Issuer.RawSubject, subject: subject, spki: l.CSR.Request.RawSubjectPublicKeyInfo,

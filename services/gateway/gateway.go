@@ -45,8 +45,8 @@ type Config struct {
 	// gateway, whose X-Forwarded-For names the client; elsewhere the
 	// header is ignored.
 	TrustedProxies []netip.Prefix
-	// Clock is the time nodes' client certificates are checked against;
-	// nil means time.Now.
+	// Clock is the time nodes' client certificates are checked against
+	// and accounts' summaries are made at; nil means time.Now.
 	Clock func() time.Time
 }
 

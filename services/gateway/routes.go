@@ -49,6 +49,7 @@ func (g *Gateway) routes() []Route {
 		byAccount("GET", "/v1/accounts/{account_id}", authz.AccountGet, g.getAccount),
 		byAccount("PATCH", "/v1/accounts/{account_id}", authz.AccountUpdate, g.updateAccount),
 		byAccount("DELETE", "/v1/accounts/{account_id}", authz.AccountDelete, g.deleteAccount),
+		gw("GET", "/v1/accounts/{account_id}/summary", authz.AccountGet, g.accountSummary),
 		byAccount("GET", "/v1/accounts/{account_id}/members", authz.MemberList, g.listMembers),
 		byAccount("POST", "/v1/accounts/{account_id}/members", authz.MemberAdd, g.addMember),
 		byAccount("PATCH", "/v1/accounts/{account_id}/members/{user_id}", authz.MemberSetRole, g.setMemberRole),

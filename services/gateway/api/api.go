@@ -499,6 +499,43 @@ type Node struct {
 	Instances     []Instance `json:"instances"`
 }
 
+// Summary is an account's overview: GET /v1/accounts/{id}/summary.
+type Summary struct {
+	AccountID   string    `json:"account_id"`
+	GeneratedAt time.Time `json:"generated_at"`
+	// PendingTasks wait for approvals.
+	PendingTasks []Task `json:"pending_tasks"`
+	// Nodes counts the account's nodes by status: active, unreachable,
+	// untrusted and deregistered.
+	Nodes map[string]int `json:"nodes"`
+	// Running are the instances the nodes report, newest first.
+	Running []RunningInstance `json:"running"`
+	// ExpiringCertificates are the certificates in use (the nodes' and
+	// their instances') that end within 7 days, soonest first; without
+	// their PEM.
+	ExpiringCertificates []Certificate `json:"expiring_certificates"`
+	// AttestationFailures are the latest failed verdicts of the last day
+	// (at most 10, newest first).
+	AttestationFailures []Verdict `json:"attestation_failures"`
+	// Hours are the last 24 hours, oldest first, the last one under way.
+	Hours []SummaryHour `json:"hours"`
+}
+
+// RunningInstance is an instance with the node that runs it.
+type RunningInstance struct {
+	Instance
+	NodeID   string `json:"node_id"`
+	NodeName string `json:"node_name"`
+}
+
+// SummaryHour is what one hour of an account came to.
+type SummaryHour struct {
+	Start                 time.Time `json:"start"`
+	AttestationsSucceeded uint64    `json:"attestations_succeeded"`
+	AttestationsFailed    uint64    `json:"attestations_failed"`
+	CertificatesIssued    uint64    `json:"certificates_issued"`
+}
+
 // Enroll is what a node agent sends to join an account.
 type Enroll struct {
 	JoinToken string `json:"join_token"`
