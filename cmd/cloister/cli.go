@@ -451,7 +451,7 @@ func (c *cli) accountCmd() *cobra.Command {
 	}
 	del.Flags().BoolVar(&yes, "yes", false, "confirm the deletion")
 
-	cmd.AddCommand(create, list, get, update, sel, del)
+	cmd.AddCommand(create, list, get, update, sel, del, c.summaryCmd())
 	return cmd
 }
 

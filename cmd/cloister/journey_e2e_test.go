@@ -108,6 +108,25 @@ func TestEnclaveJourney(t *testing.T) {
 		regexp.QuoteMeta(node.Instances[0].ID) + `\s+hello\s+` + hello.ID + `\s+running\s`).MatchString(out) {
 		t.Fatalf("node show = %s, want the instance in its own table, its app by name", out)
 	}
+	// The account at a glance: the node, the instance on it, the
+	// certificates issued for both and the attestations behind them
+	// (counted every 2 s).
+	var summary string
+	testkit.EventuallyMsg(t, 20*time.Second, func() bool {
+		summary = run(t, cfgDir, "", "account", "summary")
+		return regexp.MustCompile(`(?m)^attestations passed\s+[1-9]`).MatchString(summary)
+	}, func() string { return "account summary never counted the attestations:\n" + summary })
+	for _, want := range []*regexp.Regexp{
+		regexp.MustCompile(`(?m)^NODES: 1 active, 0 unreachable`),
+		regexp.MustCompile(`(?m)^RUNNING INSTANCES\n` + `ID\s+APP\s+NODE\s+STARTED\s+CERTIFICATE\s*\n` + regexp.QuoteMeta(node.Instances[0].ID) + `\s+hello\s+\S+\s`),
+		regexp.MustCompile(`(?m)^certificates issued\s+[2-9]\s+[·▁▂▃▄▅▆▇█]{24}$`),
+		regexp.MustCompile(`(?m)^PENDING TASKS\nID.*\n\(none\)`),
+	} {
+		if !want.MatchString(summary) {
+			t.Fatalf("account summary does not match %s:\n%s", want, summary)
+		}
+	}
+	t.Logf("account summary:\n%s", summary)
 	serial := issuedSerial(t, cfgDir, "hello.cloister.test")
 	// The certificate says where to check its revocation: the gateway's
 	// CRL of its issuer, and its OCSP responder.
