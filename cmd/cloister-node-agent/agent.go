@@ -83,7 +83,7 @@ type config struct {
 	// node, else HostName.
 	Name     string
 	HostName string
-	DataDir string
+	DataDir  string
 
 	Listen string // address of the local API: HOST:PORT, or unix:PATH
 	// AllowedHosts are the host names (besides IP addresses and localhost)

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -317,6 +318,26 @@ func TestConsoleJourney(t *testing.T) {
 	b.shot("certificates")
 	b.submit(`main table tbody tr td:first-child a[href*="/certificates/"]`)
 	b.shot("certificate")
+	// The account opens on its overview: the enclave running, and the day
+	// drawn with the attestations and issuances behind it (counted every
+	// 2 s).
+	for i := 0; !b.has(`figure.chart svg rect.bar-ok`); i++ {
+		if i == 40 {
+			t.Fatalf("the overview never drew the attestations: %s", b.text("main"))
+		}
+		time.Sleep(500 * time.Millisecond)
+		b.open("/a/" + account)
+	}
+	if loc := b.location(); loc != "/a/"+account+"/overview" {
+		t.Fatalf("the account opens on %s, want its overview", loc)
+	}
+	if text := b.text("main ul.tiles"); !regexp.MustCompile(`\b1\s+active node`).MatchString(text) || !regexp.MustCompile(`\b1\s+running instance`).MatchString(text) {
+		t.Fatalf("the overview's figures say: %s", text)
+	}
+	if !b.has(`figure.chart svg rect.bar-issued`) || !strings.Contains(b.text("#running ~ table"), "node-1") {
+		t.Fatalf("the overview lacks the issuances or the instance on node-1: %s", b.text("main"))
+	}
+	b.shot("overview")
 	b.open("/a/" + account + "/audit")
 	b.shot("audit")
 	b.open("/accounts")

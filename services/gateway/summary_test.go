@@ -2,6 +2,7 @@ package gateway_test
 
 import (
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -78,6 +79,22 @@ func TestAccountSummary(t *testing.T) {
 	}
 	if len(sum.ExpiringCertificates) != 0 {
 		t.Errorf("expiring certificates = %+v, want none: they last 30 and 90 days", sum.ExpiringCertificates)
+	}
+
+	// The console opens the account on the same figures, the day drawn
+	// as bars (SVG, no script), one per hour and kind with its words.
+	b := newConsoleClient(t, consoleServer(t, s.gw))
+	b.login("admin@example.com")
+	hour := vectorTime.Truncate(time.Hour).Format("15:04")
+	if p := b.get("/a/" + acct); p.status != http.StatusSeeOther || p.header.Get("Location") != "/a/"+acct+"/overview" {
+		t.Fatalf("the account's page = %d to %q, want a redirect to its overview", p.status, p.header.Get("Location"))
+	}
+	p := b.get("/a/"+acct+"/overview").want(t, http.StatusOK, "<h1>Overview of A</h1>", `<strong>1</strong> pending task</a>`,
+		`<strong>1</strong> active node</a>`, `<strong>1</strong> running instance</a>`, "<code>enclave-1</code>", ">node-1</a>",
+		`class="bar-issued"><title>`+hour+` UTC: 2 certificates issued</title>`, `class="bar-failed"><title>`+hour+` UTC: `,
+		"<code>second.cloister.test</code>", "<code>malformed</code>", "No certificate in use ends within 7 days.")
+	if strings.Contains(p.body, "<script") && !strings.Contains(p.body, `<script src="/static/console.js"`) {
+		t.Error("the overview carries a script of its own")
 	}
 
 	// The stranger's account has none of it; the account itself is a 404

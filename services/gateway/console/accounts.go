@@ -49,7 +49,7 @@ func (c *Console) switchAccount(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, consolePath(id), http.StatusSeeOther)
 }
 
-// accountHome sends to the page that says what to do next.
+// accountHome opens an account on its overview.
 func (c *Console) accountHome(w http.ResponseWriter, r *http.Request) {
-	http.Redirect(w, r, consolePath(r.PathValue("account"), "apps"), http.StatusSeeOther)
+	http.Redirect(w, r, consolePath(r.PathValue("account"), "overview"), http.StatusSeeOther)
 }

@@ -33,7 +33,7 @@ type pages struct{ set map[string]*template.Template }
 // section is an entry of an account's navigation.
 type section struct{ Path, Label string }
 
-var sections = []section{{"apps", "Applications"}, {"images", "Images"}, {"tasks", "Tasks"}, {"nodes", "Nodes"},
+var sections = []section{{"overview", "Overview"}, {"apps", "Applications"}, {"images", "Images"}, {"tasks", "Tasks"}, {"nodes", "Nodes"},
 	{"certificates", "Certificates"}, {"policy", "Attestation policy"}, {"audit", "Audit log"}}
 
 var funcs = template.FuncMap{

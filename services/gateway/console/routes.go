@@ -16,6 +16,7 @@ func (c *Console) routes() {
 	m.HandleFunc("GET /switch", c.switchAccount)
 
 	m.HandleFunc("GET /a/{account}", c.accountHome)
+	m.HandleFunc("GET /a/{account}/overview", c.overview)
 	m.HandleFunc("GET /a/{account}/apps", c.appsPage)
 	m.HandleFunc("GET /a/{account}/apps/new", c.newAppPage)
 	m.HandleFunc("POST /a/{account}/apps", c.createApp)
