@@ -66,4 +66,8 @@ func TestConvertWaitsForTheSigningKey(t *testing.T) {
 	if line := progressLine(api.Image{Status: "failed", Reason: "pull_failed", Error: "the input image could not be pulled (HTTP 404)"}); !strings.Contains(line, "failed     pull_failed: the input image could not be pulled") {
 		t.Fatalf("the progress line of a failed conversion = %q, want its reason", line)
 	}
+	if line := progressLine(api.Image{Status: "pending", Reason: "registry_timeout", Error: "the registry is unavailable (HTTP 503)"}); !strings.Contains(line,
+		"pending    to be tried again after registry_timeout: the registry is unavailable (HTTP 503)") {
+		t.Fatalf("the progress line between attempts = %q, want why the last one failed", line)
+	}
 }

@@ -234,6 +234,8 @@ func progressLine(im api.Image) string {
 	switch {
 	case im.Status == "failed":
 		return fmt.Sprintf("%-10s %s: %s", im.Status, im.Reason, im.Error)
+	case im.Status == "pending" && im.Reason != "":
+		return fmt.Sprintf("%-10s to be tried again after %s: %s", im.Status, im.Reason, im.Error)
 	case im.Status == "pending" || p.Phase == "":
 		return fmt.Sprintf("%-10s waiting for a worker%30s", im.Status, "")
 	}

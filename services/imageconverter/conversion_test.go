@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -221,6 +222,43 @@ func TestConversionRegistryDenied(t *testing.T) {
 	if img.GetStatus() != "failed" || img.GetReason() != "registry_address_denied" ||
 		!strings.Contains(img.GetError(), "127.0.0.1") || !strings.Contains(img.GetError(), "127.0.0.0/8") {
 		t.Fatalf("converting from a denied registry = %s %s: %s", img.GetStatus(), img.GetReason(), img.GetError())
+	}
+}
+
+// flakyTransport answers 503 to every request while down is set.
+type flakyTransport struct{ down atomic.Bool }
+
+func (f *flakyTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if f.down.Load() {
+		return &http.Response{StatusCode: http.StatusServiceUnavailable, Status: "503 Service Unavailable", Body: io.NopCloser(strings.NewReader("")),
+			Header: http.Header{}, Request: r}, nil
+	}
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+// TestConversionRetriesSayWhy: an attempt that fails for a reason that
+// may pass leaves the image pending with that reason, to be tried again;
+// the next attempt, the registry back, converts it and the reason goes.
+func TestConversionRetriesSayWhy(t *testing.T) {
+	n := testkit.StartNATS(t)
+	flaky := &flakyTransport{}
+	startConverter(t, n, true, remote.WithTransport(flaky), remote.WithRetryBackoff(remote.Backoff{Steps: 1}))
+	s := newConvertStackOn(t, n)
+	flaky.down.Store(true)
+	id := s.convert("1").GetId()
+	var img *imageconverterv1.Image
+	testkit.Eventually(t, 30*time.Second, func() bool {
+		r, err := s.c.GetImage(context.Background(), &imageconverterv1.GetImageRequest{AccountId: s.account, ImageId: id})
+		img = r.GetImage()
+		return err == nil && img.GetReason() != ""
+	}, "the failed attempt left no reason on the image")
+	if img.GetStatus() != "pending" || img.GetReason() != "registry_timeout" || !strings.Contains(img.GetError(), "503") {
+		t.Fatalf("after a failed attempt the image is %s %s: %s; want pending, registry_timeout, the 503", img.GetStatus(), img.GetReason(), img.GetError())
+	}
+	flaky.down.Store(false)
+	done := s.waitFinal(id, 60*time.Second)
+	if done.GetStatus() != "converted" || done.GetReason() != "" || done.GetError() != "" {
+		t.Fatalf("after the registry came back the image is %s %s: %s; want converted, no reason", done.GetStatus(), done.GetReason(), done.GetError())
 	}
 }
 

@@ -291,7 +291,8 @@ func (s *Service) runConversion(ctx context.Context, accountID, imageID string, 
 	if req.OutputAuth, err = s.auth(ctx, accountID, img.Output); err != nil {
 		return err
 	}
-	img.Status = domain.StatusConverting
+	// A new attempt: what the last one failed with is over.
+	img.Status, img.Reason, img.Error = domain.StatusConverting, "", ""
 	if img, err = s.update(ctx, img, func(i domain.Image) domain.Event { return domain.ConversionProgressed{Image: i} }); err != nil {
 		return err
 	}
@@ -352,6 +353,14 @@ func (s *Service) runConversion(ctx context.Context, accountID, imageID string, 
 	switch {
 	case errors.As(err, &ce) && (!ce.Transient || lastAttempt):
 		return fail(ce.Reason, ce.Message)
+	case errors.As(err, &ce):
+		// Tried again later: until then the image is pending and says
+		// why, rather than seem to wait for a worker.
+		img.Status, img.Reason, img.Error = domain.StatusPending, ce.Reason, ce.Message
+		if _, uerr := s.update(ctx, img, func(i domain.Image) domain.Event { return domain.ConversionProgressed{Image: i} }); uerr != nil && !errors.Is(uerr, errFinished) {
+			s.cfg.Logger.WarnContext(ctx, "recording a failed attempt", "image", imageID, "error", uerr)
+		}
+		return err
 	case err != nil:
 		return err
 	}

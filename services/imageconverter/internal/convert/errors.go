@@ -2,11 +2,14 @@ package convert
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"syscall"
 
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -34,6 +37,10 @@ const (
 	// ReasonInvalidApp: the application's settings do not fit, e.g. a
 	// memory size below the layout's minimum (the message says it).
 	ReasonInvalidApp Reason = "invalid_app"
+	// ReasonTLS: the registry's certificate is not trusted (the
+	// converter trusts the system's CAs and checks the name), or it does
+	// not speak TLS at all.
+	ReasonTLS Reason = "registry_tls"
 	// ReasonAddressDenied: the registry's address is in a network the
 	// converter may not reach (cloister server --registry-deny).
 	ReasonAddressDenied Reason = "registry_address_denied"
@@ -125,6 +132,22 @@ func reasonOf(err error, other Reason) (Reason, string) {
 	var de *netguard.DeniedError
 	if errors.As(err, &de) {
 		return ReasonAddressDenied, "the converter may not connect to this address (see the server's --registry-deny)"
+	}
+	// Before net.Error too, which url.Error wraps every failure in: a
+	// certificate that is not trusted stays so, however often it is tried.
+	var (
+		verify  *tls.CertificateVerificationError
+		host    x509.HostnameError
+		unknown x509.UnknownAuthorityError
+		invalid x509.CertificateInvalidError
+		record  tls.RecordHeaderError
+	)
+	switch {
+	case errors.As(err, &verify), errors.As(err, &host), errors.As(err, &unknown), errors.As(err, &invalid):
+		return ReasonTLS, "the registry's TLS certificate is not trusted (the converter trusts the system's CAs, for the registry's name)"
+	// net/http says so in words only, when the answer was plain HTTP.
+	case errors.As(err, &record), strings.Contains(err.Error(), "server gave HTTP response to HTTPS client"):
+		return ReasonTLS, "the registry does not speak TLS at this address"
 	}
 	var ne net.Error
 	switch {

@@ -1,7 +1,9 @@
 package convert
 
 import (
+	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -38,6 +40,39 @@ func TestRegistryErrorHidesTheBody(t *testing.T) {
 		if e.Reason != c.reason || strings.Contains(msg, "s3cr3t") || strings.Contains(msg, "internal-admin") ||
 			!strings.Contains(msg, fmt.Sprintf("(HTTP %d ", c.status)) {
 			t.Errorf("%d: registryError = %q (reason %s), want reason %s and the status without the body", c.status, msg, e.Reason, c.reason)
+		}
+	}
+}
+
+// TestRegistryTLSIsFinal: a registry whose certificate is not trusted, or
+// that does not speak TLS, fails as registry_tls, not as a transient
+// failure retried in vain.
+func TestRegistryTLSIsFinal(t *testing.T) {
+	untrusted := httptest.NewTLSServer(http.NotFoundHandler())
+	defer untrusted.Close()
+	plain := httptest.NewServer(http.NotFoundHandler())
+	defer plain.Close()
+	for _, c := range []struct{ name, addr, hint string }{
+		{"untrusted certificate", untrusted.Listener.Addr().String(), "not trusted"},
+		{"plain HTTP", plain.Listener.Addr().String(), "does not speak TLS"},
+	} {
+		// A registry named as one elsewhere would be, which go-containerregistry
+		// reaches over TLS only (it tries plain HTTP on loopback names), and
+		// dialled at the test's server.
+		ref, err := name.ParseReference("registry.example.com/app:1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr := &http.Transport{DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, network, c.addr)
+		}}
+		_, err = remote.Get(ref, remote.WithTransport(tr))
+		if err == nil {
+			t.Fatalf("%s: remote.Get succeeded", c.name)
+		}
+		e := registryError(err, ReasonInvalidImage, "pulling "+ref.String())
+		if e.Reason != ReasonTLS || e.Transient() || !strings.Contains(e.Error(), c.hint) {
+			t.Errorf("%s: registryError = %q (reason %s, transient %v), want registry_tls saying %q", c.name, e.Error(), e.Reason, e.Transient(), c.hint)
 		}
 	}
 }
