@@ -571,6 +571,13 @@ func composeProblems(p *types.Project, agent agentCLI) []string {
 			if !slices.ContainsFunc(s.Ports, func(pc types.ServicePortConfig) bool { return pc.Target == port && pc.Published != "" }) {
 				bad("%s: does not publish its --http port %d", where, port)
 			}
+			// Its API is plain HTTP: other machines reach it through a
+			// proxy that ends TLS, not straight from the network.
+			for _, pc := range s.Ports {
+				if pc.Target == port && !deployLoopback(pc.HostIP) {
+					bad("%s: publishes its API (plain HTTP) as %s:%s:%d, on every interface of the host; publish it on 127.0.0.1 as the registry is", where, pc.HostIP, pc.Published, pc.Target)
+				}
+			}
 		}
 	}
 	for _, svc := range serverconfig.Services {
@@ -996,8 +1003,10 @@ func TestDeployComposeChecksCanFail(t *testing.T) {
 	edit("gateway", func(s *types.ServiceConfig) {
 		s.Environment["CLOISTER_NODE_TLS_SELF_SIGNED"] = deployStr("localhost")
 		s.Environment["CLOISTER_NODE_TLS_KEY"] = deployStr("/node-tls/node-tls.key")
+		s.Ports = []types.ServicePortConfig{{Target: 8080, Published: "8080"}}
 	})
 	problems = composeProblems(p, agent)
+	wantDeployProblem(t, problems, "compose service gateway: publishes its API (plain HTTP) as :8080:8080, on every interface")
 	wantDeployProblem(t, problems, "compose service imageconverter: does not publish its built-in registry", "127.0.0.1:5000:5000")
 	wantDeployProblem(t, problems, "compose service imageconverter publishes port", ":5000:5000")
 	wantDeployProblem(t, problems, "compose service node-agent: simulates SGX, but the attestation service does not accept simulated evidence")
