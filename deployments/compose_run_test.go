@@ -40,6 +40,8 @@ import (
 
 	"github.com/compose-spec/compose-go/v2/types"
 	natsserver "github.com/nats-io/nats-server/v2/server"
+
+	"github.com/cloister-cc/cloister/libs/testkit"
 )
 
 // podmanRunFlags is how this machine runs containers (as in
@@ -148,7 +150,7 @@ func TestComposeStackUnderPodman(t *testing.T) {
 
 	// The converted image on that node: its launcher attests through the
 	// agent, gets the certificate, and starts the sample.
-	helloAddr := composeFreeAddr(t)
+	helloAddr := testkit.FreeAddr(t)
 	hello := st.project + "-hello"
 	image := registry + "/samples/hello-https-sgx:1"
 	st.images = append(st.images, image)
@@ -269,7 +271,7 @@ func newComposeStack(t *testing.T, podman string, p *types.Project, busDir strin
 		t.Fatal(err)
 	}
 	st := &composeStack{t: t, podman: podman, p: p, busDir: busDir, healthy: map[string]bool{},
-		project: "cloister-composetest-" + hex.EncodeToString(b), net: newHostNet(p)}
+		project: "cloister-composetest-" + hex.EncodeToString(b), net: newHostNet(t, p)}
 	for _, name := range deploySortedKeys(p.Secrets) {
 		f := p.Secrets[name].File
 		if f == "" {
@@ -478,7 +480,7 @@ func (st *composeStack) startRedis(s types.ServiceConfig) {
 		}
 	}
 	const containerPort = 6379 // redis-server's default; the command sets none
-	port := composeFreePort(t)
+	port := testkit.FreePort(t)
 	args = append(args, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", t.TempDir())
 	cmd := exec.Command(bin, args...)
 	logs, err := os.Create(filepath.Join(t.TempDir(), "redis.log"))
@@ -731,6 +733,7 @@ func (st *composeStack) down() {
 // and the port it listens on in its own container) gets a free port of
 // it, and the addresses containers are given move there too.
 type hostNet struct {
+	t        testing.TB // for free ports
 	services map[string]bool
 	// ports: "service:port" (a port in the service's container) → its
 	// port on the host's loopback.
@@ -741,8 +744,8 @@ type hostNet struct {
 	listens map[string]map[string]string
 }
 
-func newHostNet(p *types.Project) *hostNet {
-	n := &hostNet{services: map[string]bool{}, ports: map[string]int{}, published: map[string]string{}, listens: map[string]map[string]string{}}
+func newHostNet(t testing.TB, p *types.Project) *hostNet {
+	n := &hostNet{t: t, services: map[string]bool{}, ports: map[string]int{}, published: map[string]string{}, listens: map[string]map[string]string{}}
 	for name, s := range p.Services {
 		n.services[name] = true
 		for _, pc := range s.Ports {
@@ -860,10 +863,7 @@ func (n *hostNet) listen(service, k, addr string) (string, error) {
 	}
 	key := service + ":" + port
 	if _, ok := n.ports[key]; !ok {
-		n.ports[key] = composeFreePortOrZero()
-	}
-	if n.ports[key] == 0 {
-		return "", fmt.Errorf("no free port on the host's loopback")
+		n.ports[key] = testkit.FreePort(n.t)
 	}
 	a := net.JoinHostPort("127.0.0.1", strconv.Itoa(n.ports[key]))
 	if n.listens[service] == nil {
@@ -1032,28 +1032,6 @@ func composeEventually(t *testing.T, within time.Duration, cond func() (bool, st
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
-}
-
-func composeFreePortOrZero() int {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
-func composeFreePort(t *testing.T) int {
-	t.Helper()
-	p := composeFreePortOrZero()
-	if p == 0 {
-		t.Fatal("no free port on the host's loopback")
-	}
-	return p
-}
-
-func composeFreeAddr(t *testing.T) string {
-	return net.JoinHostPort("127.0.0.1", strconv.Itoa(composeFreePort(t)))
 }
 
 // ---------------------------------------------------------------------

@@ -24,7 +24,7 @@ func TestNodeAgentJourney(t *testing.T) {
 	if testing.Short() && os.Getenv("CI") == "" {
 		t.Skip("starts the server and the agent")
 	}
-	dataDir, cfgDir, addr, nodeAddr := t.TempDir(), t.TempDir(), freeAddr(t), freeAddr(t)
+	dataDir, cfgDir, addr, nodeAddr := t.TempDir(), t.TempDir(), testkit.FreeAddr(t), testkit.FreeAddr(t)
 	t.Setenv("CLOISTER_ADDR", "http://"+addr)
 	startServerArgs(t, addr, "-dev", "--data-dir", dataDir, "--launcher", launcherBinary(t), "--node-http", nodeAddr, "--registry=")
 	run(t, cfgDir, "a long passphrase\n", "signup", "--email", "ops@example.com", "--password-stdin")
@@ -43,7 +43,7 @@ func TestNodeAgentJourney(t *testing.T) {
 	agent := func(extra ...string) *exec.Cmd {
 		args := append([]string{"--server", "http://" + addr, "--node-server", "https://" + nodeAddr,
 			"--server-ca", filepath.Join(dataDir, "node-tls.crt"), "--data-dir", agentDir, "--name", "node-1",
-			"--listen", freeAddr(t), "--heartbeat-every", "200ms"}, extra...)
+			"--listen", testkit.FreeAddr(t), "--heartbeat-every", "200ms"}, extra...)
 		cmd := exec.Command(agentBinary(t), args...)
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 		if err := cmd.Start(); err != nil {

@@ -45,7 +45,7 @@ func (r *refusals) refused(subject string) bool {
 // the gateway's identity, which may call the account service, is answered,
 // but a caller is only ever who the gateway's signed assertion says.
 func TestBusRefusesStrangers(t *testing.T) {
-	dataDir, addr, natsAddr := t.TempDir(), freeAddr(t), freeAddr(t)
+	dataDir, addr, natsAddr := t.TempDir(), testkit.FreeAddr(t), testkit.FreeAddr(t)
 	startServerArgs(t, addr, "-dev", "--data-dir", dataDir, "--registry=", "--node-http=", "--nats-listen", natsAddr)
 	url := "nats://" + natsAddr
 
@@ -169,11 +169,11 @@ func TestServerRefusesAnOpenNATS(t *testing.T) {
 		{[]string{"--nats-credentials", creds}, "lets clients in without credentials"},
 		{nil, "--nats-credentials ($CLOISTER_NATS_CREDENTIALS) is needed"},
 	} {
-		args := append([]string{"server", "--services=account", "--http", freeAddr(t), "--nats-url", open.ClientURL()}, c.args...)
+		args := append([]string{"server", "--services=account", "--http", testkit.FreeAddr(t), "--nats-url", open.ClientURL()}, c.args...)
 		out, err := cloisterCmd(t, t.TempDir(), args...).CombinedOutput()
 		if err == nil || !strings.Contains(string(out), c.want) {
 			t.Fatalf("cloister %s: %v, output:\n%s\nwant a refusal saying %q", strings.Join(args, " "), err, out, c.want)
 		}
 	}
-	startServerArgs(t, freeAddr(t), "--services=account", "--nats-url", open.ClientURL(), "--nats-credentials", creds, "--insecure-nats")
+	startServerArgs(t, testkit.FreeAddr(t), "--services=account", "--nats-url", open.ClientURL(), "--nats-credentials", creds, "--insecure-nats")
 }

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/cloister-cc/cloister/libs/testkit"
 )
 
 // chromiumPath finds Debian's Chromium (or Chrome). Without one the
@@ -173,7 +175,7 @@ func TestConsoleJourney(t *testing.T) {
 	if testing.Short() && os.Getenv("CI") == "" {
 		t.Skip("starts the server, Chromium, a node agent and an enclave")
 	}
-	dataDir, addr, nodeAddr, registry := t.TempDir(), freeAddr(t), freeAddr(t), freeAddr(t)
+	dataDir, addr, nodeAddr, registry := t.TempDir(), testkit.FreeAddr(t), testkit.FreeAddr(t), testkit.FreeAddr(t)
 	startServerArgs(t, addr, "-dev", "--data-dir", dataDir, "--launcher", launcherBinary(t), "--node-http", nodeAddr,
 		"--registry", registry, "--sample", helloBinary(t))
 	b := newBrowser(t, "http://"+addr)
@@ -287,7 +289,7 @@ func TestConsoleJourney(t *testing.T) {
 	// The converted image's launcher gets its certificate; a client that
 	// trusts only the account CA (downloaded from the console) talks to it.
 	root := unpackImage(t, t.TempDir(), registry+"/samples/hello-sgx:1")
-	helloAddr := freeAddr(t)
+	helloAddr := testkit.FreeAddr(t)
 	enclave := startLauncher(t, root, agentAPI, helloAddr)
 	chain := get(b, "downloading ca.pem", chromedp.Evaluate[string](
 		fmt.Sprintf(`fetch(%q).then(r => r.text())`, "/a/"+account+"/certificates/ca.pem"), chromedp.EvalAwaitPromise))

@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"io"
 	"log"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -64,16 +63,6 @@ func run(t *testing.T, cfgDir, stdin string, args ...string) string {
 		t.Fatalf("cloister %s: %v\nstdout: %s\nstderr: %s", strings.Join(args, " "), err, out.String(), errOut.String())
 	}
 	return out.String()
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 // standInRuntimeRef serves, once per test binary, an in-process registry
@@ -165,7 +154,7 @@ func TestDevServerJourneyAndCrash(t *testing.T) {
 	if testing.Short() && os.Getenv("CI") == "" { // CI always runs it
 		t.Skip("starts the server twice")
 	}
-	dataDir, cfgDir, addr, builtIn := t.TempDir(), t.TempDir(), freeAddr(t), freeAddr(t)
+	dataDir, cfgDir, addr, builtIn := t.TempDir(), t.TempDir(), testkit.FreeAddr(t), testkit.FreeAddr(t)
 	t.Setenv("CLOISTER_ADDR", "http://"+addr)
 	// With its built-in registry, which -dev keeps in the data directory.
 	start := func() *exec.Cmd {
@@ -177,7 +166,7 @@ func TestDevServerJourneyAndCrash(t *testing.T) {
 	// A second server on the same data directory stops at once, before
 	// it opens the JetStream store (the restart below, after SIGKILL,
 	// shows that the lock goes with its process).
-	second := cloisterCmd(t, t.TempDir(), "server", "--http", freeAddr(t), "-dev", "--data-dir", dataDir, "--registry=")
+	second := cloisterCmd(t, t.TempDir(), "server", "--http", testkit.FreeAddr(t), "-dev", "--data-dir", dataDir, "--registry=")
 	stop := time.AfterFunc(60*time.Second, func() { _ = second.Process.Kill() })
 	out, err := second.CombinedOutput()
 	stop.Stop()
@@ -450,7 +439,7 @@ func startServerArgs(t *testing.T, addr string, args ...string) *exec.Cmd {
 func TestServicesInSeparateProcesses(t *testing.T) {
 	n := testkit.StartNATS(t)
 	testkit.StartRedis(t) // fails in CI, skips elsewhere, when Redis is absent
-	cfgDir, gwAddr, accountAddr := t.TempDir(), freeAddr(t), freeAddr(t)
+	cfgDir, gwAddr, accountAddr := t.TempDir(), testkit.FreeAddr(t), testkit.FreeAddr(t)
 	creds := n.CredentialsDir(t)
 	startServerArgs(t, accountAddr, "--services=account", "--nats-url", n.URL, "--nats-credentials", creds)
 	startServerArgs(t, gwAddr, "--services", "gateway", "--nats-url", n.URL, "--nats-credentials", creds, "--redis-url", testkit.RedisURL())

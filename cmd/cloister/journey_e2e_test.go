@@ -48,7 +48,7 @@ func TestEnclaveJourney(t *testing.T) {
 	if testing.Short() && os.Getenv("CI") == "" {
 		t.Skip("starts the server, a node agent and an enclave")
 	}
-	dataDir, cfgDir, addr, nodeAddr, registry := t.TempDir(), t.TempDir(), freeAddr(t), freeAddr(t), freeAddr(t)
+	dataDir, cfgDir, addr, nodeAddr, registry := t.TempDir(), t.TempDir(), testkit.FreeAddr(t), testkit.FreeAddr(t), testkit.FreeAddr(t)
 	t.Setenv("CLOISTER_ADDR", "http://"+addr)
 	startServerArgs(t, addr, "-dev", "--data-dir", dataDir, "--launcher", launcherBinary(t), "--node-http", nodeAddr,
 		"--registry", registry, "--sample", helloBinary(t), "--public-url", "http://"+addr)
@@ -72,7 +72,7 @@ func TestEnclaveJourney(t *testing.T) {
 		t.Fatalf("unpacking into a full directory = %v, %s; want a refusal", err, out)
 	}
 	checkGramineImage(t, cfgDir, registry, root, hello)
-	helloAddr := freeAddr(t)
+	helloAddr := testkit.FreeAddr(t)
 	enclave := startLauncher(t, root, agentAPI, helloAddr)
 	page := waitForHTTPS(t, trustingOnly(t, chain), helloAddr, enclave)
 	if !strings.Contains(page, "Hello from an attested enclave") {
@@ -410,7 +410,7 @@ const agentHeartbeat = 200 * time.Millisecond
 
 func startAgent(t *testing.T, addr, nodeAddr, dataDir, secret string) string {
 	t.Helper()
-	listen := freeAddr(t)
+	listen := testkit.FreeAddr(t)
 	cmd := exec.Command(agentBinary(t), "--server", "http://"+addr, "--node-server", "https://"+nodeAddr,
 		"--server-ca", filepath.Join(dataDir, "node-tls.crt"), "--data-dir", t.TempDir(), "--name", "node-1",
 		"--listen", listen, "--heartbeat-every", agentHeartbeat.String(), "--simulation", "--join-token", secret)
@@ -522,7 +522,7 @@ func startLaunched(t *testing.T, cmd *exec.Cmd) *launched {
 // want, and to leave no certificate behind.
 func refused(t *testing.T, what, root, agentAPI string, code int, want string) {
 	t.Helper()
-	l := startLauncher(t, root, agentAPI, freeAddr(t))
+	l := startLauncher(t, root, agentAPI, testkit.FreeAddr(t))
 	select {
 	case <-l.done:
 	case <-time.After(60 * time.Second):

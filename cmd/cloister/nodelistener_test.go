@@ -95,7 +95,7 @@ func TestServerNodeTLSSelfSigned(t *testing.T) {
 // and a client trusting that file alone reaches it as `gateway`.
 func TestServerNodeListenerSelfSigned(t *testing.T) {
 	n := testkit.StartNATS(t)
-	dir, addr, nodeAddr := t.TempDir(), freeAddr(t), freeAddr(t)
+	dir, addr, nodeAddr := t.TempDir(), testkit.FreeAddr(t), testkit.FreeAddr(t)
 	certPath, keyPath := filepath.Join(dir, "node-tls", "node-tls.crt"), filepath.Join(dir, "data", "node-tls.key")
 	startServerArgs(t, addr, "--services=gateway", "--nats-url", n.URL, "--nats-credentials", n.CredentialsDir(t), "--node-http", nodeAddr, "--registry=",
 		"--node-tls-self-signed=gateway,localhost", "--node-tls-cert", certPath, "--node-tls-key", keyPath)

@@ -39,7 +39,7 @@ func TestPodmanJourney(t *testing.T) {
 		}
 		t.Skip("runc is not installed")
 	}
-	dataDir, cfgDir, addr, nodeAddr, registry := t.TempDir(), t.TempDir(), freeAddr(t), freeAddr(t), freeAddr(t)
+	dataDir, cfgDir, addr, nodeAddr, registry := t.TempDir(), t.TempDir(), testkit.FreeAddr(t), testkit.FreeAddr(t), testkit.FreeAddr(t)
 	t.Setenv("CLOISTER_ADDR", "http://"+addr)
 	startServerArgs(t, addr, "-dev", "--data-dir", dataDir, "--launcher", launcherBinary(t), "--node-http", nodeAddr,
 		"--registry", registry, "--sample", helloBinary(t))
@@ -53,7 +53,7 @@ func TestPodmanJourney(t *testing.T) {
 
 	image := registry + "/samples/hello-sgx:1"
 	name := "cloister-e2e-" + randomHex(t)
-	helloAddr := freeAddr(t)
+	helloAddr := testkit.FreeAddr(t)
 	args := append(append([]string{}, podmanRun...), "--name", name,
 		"-e", "NODE_AGENT_BASE_URL="+agentAPI, "-e", "HELLO_ADDR="+helloAddr, image)
 	container := startLaunched(t, exec.Command(podman, args...))
