@@ -33,7 +33,8 @@ test:
 	mkdir -p .artifacts
 	$(GO) test -race -count=1 -artifacts -outputdir $(CURDIR)/.artifacts $(PKGS)
 
-## bench: benchmarks, each printed beside its floor measured in the same run (x-floor = ratio)
+## bench: benchmarks, each printed beside its floor measured in the same run; x-floor is the
+## fraction of the floor's speed (1.0 = at the floor, 0.5 = twice as slow)
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) $(PKGS)
 
