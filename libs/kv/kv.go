@@ -21,6 +21,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -66,6 +67,7 @@ type options struct {
 	failPublish   func() bool
 	recoveryGrace time.Duration
 	registry      Registry
+	decodedCache  int
 }
 
 // Recoverer is a store whose outbox can be recovered: every Store.
@@ -98,6 +100,14 @@ func WithRecoveryGrace(d time.Duration) Option { return func(o *options) { o.rec
 // the caller's context ends: the write has committed.
 const flushTimeout = 10 * time.Second
 
+// WithDecodedCache makes Get keep the decoded entries of up to n keys by
+// KV revision, so that a value read again unchanged costs the read but
+// not its decoding: for large values read far more often than written
+// (collateral). The read still goes to the bucket, so a change is seen at
+// once. Entries from the cache share their memory: callers must not
+// modify what a value's slices and maps hold.
+func WithDecodedCache(n int) Option { return func(o *options) { o.decodedCache = n } }
+
 // WithLogger sets where publish failures are logged; by default nowhere.
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
 
@@ -113,6 +123,16 @@ type Store[T any] struct {
 	hints  jetstream.KeyValue
 	bucket string
 	opts   options
+
+	decodedMu sync.Mutex
+	decoded   map[string]decodedEntry[T] // WithDecodedCache: by key
+}
+
+// decodedEntry is a decoded entry and the KV revision it was read at.
+type decodedEntry[T any] struct {
+	revision uint64
+	entry    Entry[T]
+	deleted  bool
 }
 
 // record is what the bucket holds under each key.
@@ -207,21 +227,34 @@ func (s *Store[T]) Recover(ctx context.Context) error {
 }
 
 func (s *Store[T]) getRecord(ctx context.Context, key string) (record, uint64, error) {
+	e, err := s.getRaw(ctx, key)
+	if err != nil {
+		return record{}, 0, err
+	}
+	r, err := s.decodeRecord(key, e.Value())
+	return r, e.Revision(), err
+}
+
+func (s *Store[T]) getRaw(ctx context.Context, key string) (jetstream.KeyValueEntry, error) {
 	if !validKey(key) {
-		return record{}, 0, ErrNotFound
+		return nil, ErrNotFound
 	}
 	e, err := s.kv.Get(ctx, key)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return record{}, 0, ErrNotFound
+		return nil, ErrNotFound
 	}
 	if err != nil {
-		return record{}, 0, fmt.Errorf("reading %s/%s: %w", s.bucket, key, err)
+		return nil, fmt.Errorf("reading %s/%s: %w", s.bucket, key, err)
 	}
+	return e, nil
+}
+
+func (s *Store[T]) decodeRecord(key string, b []byte) (record, error) {
 	var r record
-	if err := json.Unmarshal(e.Value(), &r); err != nil {
-		return record{}, 0, fmt.Errorf("decoding %s/%s: %w", s.bucket, key, err)
+	if err := json.Unmarshal(b, &r); err != nil {
+		return record{}, fmt.Errorf("decoding %s/%s: %w", s.bucket, key, err)
 	}
-	return r, e.Revision(), nil
+	return r, nil
 }
 
 func (s *Store[T]) decode(key string, r record) (Entry[T], error) {
@@ -234,6 +267,9 @@ func (s *Store[T]) decode(key string, r record) (Entry[T], error) {
 
 // Get returns the entry under key, or ErrNotFound.
 func (s *Store[T]) Get(ctx context.Context, key string) (Entry[T], error) {
+	if s.opts.decodedCache > 0 {
+		return s.getCached(ctx, key)
+	}
 	r, _, err := s.getRecord(ctx, key)
 	if err != nil {
 		return Entry[T]{}, err
@@ -242,6 +278,40 @@ func (s *Store[T]) Get(ctx context.Context, key string) (Entry[T], error) {
 		return Entry[T]{}, ErrNotFound
 	}
 	return s.decode(key, r)
+}
+
+// getCached is Get with WithDecodedCache: the read, then the decoding
+// only when the revision is not the one decoded last.
+func (s *Store[T]) getCached(ctx context.Context, key string) (Entry[T], error) {
+	e, err := s.getRaw(ctx, key)
+	if err != nil {
+		return Entry[T]{}, err
+	}
+	s.decodedMu.Lock()
+	d, ok := s.decoded[key]
+	s.decodedMu.Unlock()
+	if !ok || d.revision != e.Revision() {
+		r, err := s.decodeRecord(key, e.Value())
+		if err != nil {
+			return Entry[T]{}, err
+		}
+		d = decodedEntry[T]{revision: e.Revision(), deleted: r.Deleted}
+		if !r.Deleted {
+			if d.entry, err = s.decode(key, r); err != nil {
+				return Entry[T]{}, err
+			}
+		}
+		s.decodedMu.Lock()
+		if s.decoded == nil || len(s.decoded) >= s.opts.decodedCache {
+			s.decoded = map[string]decodedEntry[T]{}
+		}
+		s.decoded[key] = d
+		s.decodedMu.Unlock()
+	}
+	if d.deleted {
+		return Entry[T]{}, ErrNotFound
+	}
+	return d.entry, nil
 }
 
 // Create stores v under a new key; ErrExists if the key is taken.
@@ -394,12 +464,9 @@ func (s *Store[T]) write(ctx context.Context, key string, rev uint64, prev recor
 	if next.Deleted {
 		return Entry[T]{Key: key}, nil
 	}
-	e, err := s.decode(key, next)
-	if err != nil {
-		return Entry[T]{}, err
-	}
-	e.Value = *v
-	return e, nil
+	// The value written is the caller's: no need to decode what was just
+	// encoded.
+	return Entry[T]{Key: key, Value: *v, Version: next.Version}, nil
 }
 
 func (s *Store[T]) casError(key string, err error) error {

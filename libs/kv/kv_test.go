@@ -2,6 +2,7 @@ package kv_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -52,10 +53,17 @@ func streamMsgs(t *testing.T, st jetstream.Stream) uint64 {
 	return info.State.Msgs
 }
 
+// TestCRUD runs the same writes and reads on a plain store and on one
+// that keeps decoded entries (WithDecodedCache), which must read alike.
 func TestCRUD(t *testing.T) {
+	t.Run("plain", func(t *testing.T) { testCRUD(t) })
+	t.Run("decoded cache", func(t *testing.T) { testCRUD(t, kv.WithDecodedCache(8)) })
+}
+
+func testCRUD(t *testing.T, opts ...kv.Option) {
 	ctx := context.Background()
 	_, js, _ := setup(t)
-	s, err := kv.Open[thing](ctx, js, kv.Config{Bucket: "things"})
+	s, err := kv.Open[thing](ctx, js, kv.Config{Bucket: "things"}, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,6 +114,69 @@ func TestCRUD(t *testing.T) {
 	}
 	if _, err := s.Get(ctx, "bad key!"); !errors.Is(err, kv.ErrNotFound) {
 		t.Fatalf("Get(invalid key) = %v, want ErrNotFound", err)
+	}
+}
+
+// counted decodes itself as a string and counts how often it is decoded.
+type counted struct{ S string }
+
+var decodes atomic.Int64
+
+func (c *counted) UnmarshalJSON(b []byte) error {
+	decodes.Add(1)
+	return json.Unmarshal(b, &c.S)
+}
+
+func (c counted) MarshalJSON() ([]byte, error) { return json.Marshal(c.S) }
+
+// TestDecodedCache: with WithDecodedCache, a value read again unchanged is
+// not decoded again, and a change, even by another store on the bucket
+// (another replica), is read at once.
+func TestDecodedCache(t *testing.T) {
+	ctx := context.Background()
+	_, js, _ := setup(t)
+	reader, err := kv.Open[counted](ctx, js, kv.Config{Bucket: "big"}, kv.WithDecodedCache(2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	writer, err := kv.Open[counted](ctx, js, kv.Config{Bucket: "big"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := writer.Create(ctx, "k1", counted{"one"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	decodes.Store(0)
+	for range 5 {
+		if got, err := reader.Get(ctx, "k1"); err != nil || got.Value.S != "one" || got.Version != e.Version {
+			t.Fatalf("Get = %+v, %v", got, err)
+		}
+	}
+	if n := decodes.Load(); n != 1 {
+		t.Fatalf("five reads of one revision decoded it %d times, want once", n)
+	}
+	if _, err := writer.Update(ctx, "k1", counted{"two"}, e.Version); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := reader.Get(ctx, "k1"); err != nil || got.Value.S != "two" {
+		t.Fatalf("Get after another store's update = %+v, %v; want two", got, err)
+	}
+	// Past its size the cache starts afresh rather than grow.
+	for _, k := range []string{"k2", "k3"} {
+		if _, err := writer.Create(ctx, k, counted{k}); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := reader.Get(ctx, k); err != nil || got.Value.S != k {
+			t.Fatalf("Get(%s) = %+v, %v", k, got, err)
+		}
+	}
+	cur, _ := reader.Get(ctx, "k1")
+	if err := writer.Delete(ctx, "k1", cur.Version); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := reader.Get(ctx, "k1"); !errors.Is(err, kv.ErrNotFound) {
+		t.Fatalf("Get after another store's delete = %v, want ErrNotFound", err)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -35,6 +36,9 @@ const (
 	BucketWithdrawn  = "attestation_withdrawn_tasks"
 	// VerdictTTL is how long a verdict can be referred to (by the CA).
 	VerdictTTL = time.Hour
+	// collateralsDecoded bounds the decoded collateral kept: a platform
+	// (FMSPC) and CA each.
+	collateralsDecoded = 1024
 )
 
 // Stores are the KV adapters of every port.
@@ -54,7 +58,10 @@ func Open(ctx context.Context, js jetstream.JetStream, replicas int, c cache.Cac
 	if err != nil {
 		return nil, err
 	}
-	col, err := kv.Open[domain.Collateral](ctx, js, kv.Config{Bucket: BucketCollateral, Replicas: replicas}, opts...)
+	// Collateral (about 14 KB of JSON) is read by every verification and
+	// changes rarely: decoded once per revision.
+	col, err := kv.Open[domain.Collateral](ctx, js, kv.Config{Bucket: BucketCollateral, Replicas: replicas},
+		append(slices.Clone(opts), kv.WithDecodedCache(collateralsDecoded))...)
 	if err != nil {
 		return nil, err
 	}
