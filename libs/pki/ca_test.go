@@ -14,6 +14,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -155,6 +156,62 @@ func TestLeafMatchesCreateCertificate(t *testing.T) {
 					t.Fatalf("%s names %d until %s: TBS differs from x509.CreateCertificate's\nours %x\nstd  %x", kt, i, notAfter, ours, std.RawTBSCertificate)
 				}
 			}
+		}
+	}
+}
+
+// TestClientMatchesCreateCertificate holds IssueClient's encoding to what
+// x509.CreateCertificate makes of the template node certificates had:
+// the same TBSCertificate bytes, a signature by the issuing CA, and a
+// certificate that verifies for client authentication only.
+func TestClientMatchesCreateCertificate(t *testing.T) {
+	ca, err := NewCA("acct-1", at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := testKey(t, P256)
+	csr, err := CheckCSRKey(csrFor(t, key, &x509.CertificateRequest{}), P256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	uri := &url.URL{Scheme: "urn", Opaque: "cloister:node:acct-1:node-1"}
+	for _, lifetime := range []time.Duration{90 * 24 * time.Hour, 30 * 365 * 24 * time.Hour} { // the second is cut at the issuer's end
+		ours, err := ca.IssueClient(csr, "node node-1", uri, min(lifetime, maxLeafLifetime), at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := x509.ParseCertificate(ours.DER)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.SerialNumber.Cmp(ours.Serial) != 0 || !got.NotBefore.Equal(ours.NotBefore) || !got.NotAfter.Equal(ours.NotAfter) {
+			t.Fatalf("the certificate says serial %x, %v to %v; IssueClient recorded %x, %v to %v",
+				got.SerialNumber, got.NotBefore, got.NotAfter, ours.Serial, ours.NotBefore, ours.NotAfter)
+		}
+		der, err := x509.CreateCertificate(rand.Reader, &x509.Certificate{
+			SerialNumber: ours.Serial,
+			Subject:      pkix.Name{CommonName: "node node-1", Organization: ca.Root.Subject.Organization, OrganizationalUnit: ca.Root.Subject.OrganizationalUnit},
+			URIs:         []*url.URL{uri}, NotBefore: ours.NotBefore, NotAfter: ours.NotAfter,
+			KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+		}, ca.Issuer, &key.(*ecdsa.PrivateKey).PublicKey, ca.issuerKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		std, _ := x509.ParseCertificate(der)
+		if !bytes.Equal(got.RawTBSCertificate, std.RawTBSCertificate) {
+			t.Fatalf("TBS differs from x509.CreateCertificate's\nours %x\nstd  %x", got.RawTBSCertificate, std.RawTBSCertificate)
+		}
+		pool := x509.NewCertPool()
+		pool.AddCert(ca.Root)
+		inter := x509.NewCertPool()
+		inter.AddCert(ca.Issuer)
+		if _, err := got.Verify(x509.VerifyOptions{Roots: pool, Intermediates: inter, CurrentTime: at,
+			KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+			t.Fatalf("the node certificate does not verify for client authentication: %v", err)
+		}
+		if _, err := got.Verify(x509.VerifyOptions{Roots: pool, Intermediates: inter, CurrentTime: at,
+			KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err == nil {
+			t.Fatal("the node certificate verifies for server authentication")
 		}
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/x509"
@@ -199,25 +198,33 @@ type Leaf struct {
 // IssueClient signs a client-authentication certificate for a CSR's key,
 // identified by a URI (e.g. urn:cloister:node:<account>:<node>) and a
 // common name, for nodes and other machine identities.
-func (c *CA) IssueClient(csr *CSR, cn string, uri *url.URL, lifetime time.Duration, now time.Time) (*x509.Certificate, error) {
+func (c *CA) IssueClient(csr *CSR, cn string, uri *url.URL, lifetime time.Duration, now time.Time) (*Cert, error) {
 	if csr == nil || uri == nil {
 		return nil, errors.New("pki: no CSR or identity")
 	}
 	if lifetime <= 0 || lifetime > maxLeafLifetime {
 		return nil, fmt.Errorf("pki: certificate lifetime must be positive and at most %s", maxLeafLifetime)
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber: newSerial(),
-		Subject:      pkix.Name{CommonName: cn, Organization: c.Root.Subject.Organization, OrganizationalUnit: c.Root.Subject.OrganizationalUnit},
-		URIs:         []*url.URL{uri},
-		NotBefore:    now.Add(-LeafBackdate),
-		NotAfter:     minTime(now.Add(lifetime), c.Issuer.NotAfter),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, c.Issuer, csr.Request.PublicKey, c.issuerKey)
+	// Encoded and signed as Issue does application certificates, without
+	// x509.CreateCertificate's verification of its own signature;
+	// TestClientMatchesCreateCertificate holds the bytes to its.
+	name := pkix.Name{CommonName: cn, Organization: c.Root.Subject.Organization, OrganizationalUnit: c.Root.Subject.OrganizationalUnit}
+	subject, err := asn1.Marshal(name.ToRDNSequence())
 	if err != nil {
-		return nil, fmt.Errorf("issuing certificate: %w", err)
+		return nil, err
 	}
-	return x509.ParseCertificate(der)
+	cert := &Cert{Serial: newSerial(), NotBefore: now.Add(-LeafBackdate).Truncate(time.Second).UTC(),
+		NotAfter: minTime(now.Add(lifetime), c.Issuer.NotAfter).Truncate(time.Second).UTC()}
+	tbs, err := leafTBS(leafFields{
+		serial: cert.Serial, issuer: c.Issuer.RawSubject, subject: subject, spki: csr.Request.RawSubjectPublicKeyInfo,
+		notBefore: cert.NotBefore, notAfter: cert.NotAfter, authorityKeyID: c.Issuer.SubjectKeyId,
+		uris: []string{uri.String()}, clientOnly: true,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if cert.DER, err = signTBS(tbs, c.issuerKey); err != nil {
+		return nil, err
+	}
+	return cert, nil
 }

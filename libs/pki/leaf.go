@@ -86,6 +86,8 @@ type leafFields struct {
 	notBefore, notAfter time.Time
 	authorityKeyID      []byte
 	dnsNames            []string
+	uris                []string // after the DNS names, as x509 writes them
+	clientOnly          bool     // client authentication only, not server
 	keyEncipherment     bool
 	extra               []pkix.Extension
 	ocspURL, crlURL     string // empty: no AIA, no CRL distribution point
@@ -133,7 +135,9 @@ func leafTBS(f leafFields) ([]byte, error) {
 				addExtension(b, oidKeyUsage, true, func(b *cryptobyte.Builder) { b.AddBytes(usage) })
 				addExtension(b, oidExtKeyUsage, false, func(b *cryptobyte.Builder) {
 					b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
-						b.AddASN1ObjectIdentifier(oidServerAuth)
+						if !f.clientOnly {
+							b.AddASN1ObjectIdentifier(oidServerAuth)
+						}
 						b.AddASN1ObjectIdentifier(oidClientAuth)
 					})
 				})
@@ -162,6 +166,9 @@ func leafTBS(f leafFields) ([]byte, error) {
 					b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
 						for _, n := range f.dnsNames {
 							b.AddASN1(cbasn1.Tag(2).ContextSpecific(), func(b *cryptobyte.Builder) { b.AddBytes([]byte(n)) })
+						}
+						for _, u := range f.uris {
+							uri(b, u)
 						}
 					})
 				})

@@ -66,8 +66,8 @@ func (s *Service) IssueNodeCertificate(ctx context.Context, accountID, nodeID st
 	if err != nil {
 		return domain.Certificate{}, nil, err
 	}
-	rec := domain.Certificate{Serial: cert.SerialNumber.Text(16), AccountID: accountID, Kind: "node", SubjectID: nodeID,
-		NotBefore: cert.NotBefore, NotAfter: cert.NotAfter, DER: cert.Raw}
+	rec := domain.Certificate{Serial: cert.Serial.Text(16), AccountID: accountID, Kind: "node", SubjectID: nodeID,
+		NotBefore: cert.NotBefore, NotAfter: cert.NotAfter, DER: cert.DER}
 	// The node registry asks for it as the node enrols.
 	issued := domain.Issued{Certificate: rec, Audit: audit.Entry{AccountID: accountID, Actor: audit.Actor{Credential: audit.CredentialNode, CredentialID: nodeID},
 		Action: actionIssue, Target: rec.Serial, Cause: "node " + nodeID + " enrolled"}}
