@@ -76,9 +76,10 @@ func ParseCertificates(pemBytes []byte) ([]*x509.Certificate, error) {
 }
 
 // VerifyChain orders certs from leaf to root, whatever order they come in,
-// and checks that the chain ends at a certificate self-signed by root, that
-// every certificate is signed by the next, that every issuer is a CA within
-// its path length, and that every certificate is valid at at. Every
+// and checks that the chain ends at a self-issued certificate of the key
+// root (trusted for that key: its self-signature is not checked), that
+// every other certificate is signed by the next, that every issuer is a CA
+// within its path length, and that every certificate is valid at at. Every
 // certificate given must be on the chain. It returns [leaf, ..., root].
 //
 // item names the chain in errors ("PCK certificate chain"); a certificate
@@ -116,6 +117,13 @@ func VerifyChain(item string, certs []*x509.Certificate, root *ecdsa.PublicKey, 
 		}
 		if err := checkIssuer(parent, intermediates); err != nil {
 			return nil, failf(ReasonChain, item, "issuer of %q: %w", subjectName(c), err)
+		}
+		// The root is trusted for its key, which orderChain matched to
+		// the pinned one: as for a trust anchor in RFC 5280 §6.1, its
+		// self-signature adds nothing, and is not checked (an ECDSA verify
+		// per chain). Every certificate below it is.
+		if parent == c {
+			continue
 		}
 		if err := c.CheckSignatureFrom(parent); err != nil {
 			return nil, failf(ReasonChain, item, "signature of %q by %q: %w", subjectName(c), subjectName(parent), err)

@@ -339,6 +339,7 @@ func TestVerifyChainFailures(t *testing.T) {
 	})
 	sigFlipped := pckTampered(t, leaf, func(der []byte) { der[len(der)-1] ^= 1 })
 	caSigFlipped := pckTampered(t, ca, func(der []byte) { der[len(der)-1] ^= 1 })
+	rootSigFlipped := pckTampered(t, root, func(der []byte) { der[len(der)-1] ^= 1 })
 
 	// A generated PKI for the properties the real chain cannot show.
 	gRoot := pkiIssue(t, pkiCA("Test Root", 1), nil)
@@ -372,6 +373,9 @@ func TestVerifyChainFailures(t *testing.T) {
 		{"at leaf NotAfter", quote, IntelRootKey(), leaf.NotAfter, "", ""},
 		{"generated", []*x509.Certificate{gLeaf.cert, gCA.cert, gRoot.cert}, &gRoot.key.PublicKey, pckAt, "", ""},
 		{"root only", []*x509.Certificate{root}, IntelRootKey(), pckAt, "", ""},
+		// The root is trusted for its pinned key (a trust anchor), not for
+		// its self-signature; what it signed is still checked.
+		{"root self-signature flipped", []*x509.Certificate{leaf, ca, rootSigFlipped}, IntelRootKey(), pckAt, "", ""},
 
 		{"before leaf NotBefore", quote, IntelRootKey(), leaf.NotBefore.Add(-time.Second), ReasonExpired, cnPCKLeaf},
 		{"after leaf NotAfter", quote, IntelRootKey(), leaf.NotAfter.Add(time.Second), ReasonExpired, cnPCKLeaf},

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strconv"
 	"time"
 )
 
@@ -71,8 +72,8 @@ type TCBInfo struct {
 }
 
 // tcbInfoWire is TCB Info as JSON. Pointers tell a missing field from a
-// zero one; a level's "tcb" differs between versions, so it is kept as a
-// map and read once the version is known.
+// zero one. A level's "tcb" differs between versions: both shapes are
+// named here, and the version says which must be there.
 type tcbInfoWire struct {
 	ID                      *string `json:"id"`
 	Version                 *int    `json:"version"`
@@ -83,11 +84,36 @@ type tcbInfoWire struct {
 	TCBType                 *int    `json:"tcbType"`
 	TCBEvaluationDataNumber *int    `json:"tcbEvaluationDataNumber"`
 	TCBLevels               []struct {
-		TCB         map[string]json.RawMessage `json:"tcb"`
-		TCBDate     *string                    `json:"tcbDate"`
-		TCBStatus   *string                    `json:"tcbStatus"`
-		AdvisoryIDs []string                   `json:"advisoryIDs"`
+		TCB         *tcbWire `json:"tcb"`
+		TCBDate     *string  `json:"tcbDate"`
+		TCBStatus   *string  `json:"tcbStatus"`
+		AdvisoryIDs []string `json:"advisoryIDs"`
 	} `json:"tcbLevels"`
+}
+
+// tcbWire is a level's "tcb": v3's component list, or v2's sixteen
+// named components; the PCESVN in both.
+type tcbWire struct {
+	SGXComponents []struct {
+		SVN *int `json:"svn"`
+	} `json:"sgxtcbcomponents"`
+	C01 *int `json:"sgxtcbcomp01svn"`
+	C02 *int `json:"sgxtcbcomp02svn"`
+	C03 *int `json:"sgxtcbcomp03svn"`
+	C04 *int `json:"sgxtcbcomp04svn"`
+	C05 *int `json:"sgxtcbcomp05svn"`
+	C06 *int `json:"sgxtcbcomp06svn"`
+	C07 *int `json:"sgxtcbcomp07svn"`
+	C08 *int `json:"sgxtcbcomp08svn"`
+	C09 *int `json:"sgxtcbcomp09svn"`
+	C10 *int `json:"sgxtcbcomp10svn"`
+	C11 *int `json:"sgxtcbcomp11svn"`
+	C12 *int `json:"sgxtcbcomp12svn"`
+	C13 *int `json:"sgxtcbcomp13svn"`
+	C14 *int `json:"sgxtcbcomp14svn"`
+	C15 *int `json:"sgxtcbcomp15svn"`
+	C16 *int `json:"sgxtcbcomp16svn"`
+	PCESVN *int `json:"pcesvn"`
 }
 
 // ParseTCBInfo parses the signed body of a TCB Info, version 2 (SGX) or 3
@@ -97,22 +123,24 @@ type tcbInfoWire struct {
 // than SGX or TDX, is ReasonUnsupported.
 func ParseTCBInfo(raw []byte) (*TCBInfo, error) {
 	const item = "TCB Info"
-	var head struct {
-		Version *int `json:"version"`
-	}
-	if err := json.Unmarshal(raw, &head); err != nil {
-		return nil, fail(ReasonMalformed, item, err)
-	}
-	if head.Version == nil {
-		return nil, failf(ReasonMalformed, item, `no "version"`)
-	}
-	if v := *head.Version; v != 2 && v != 3 {
-		return nil, failf(ReasonUnsupported, item, "version %d (want 2 or 3)", v)
-	}
-
+	// One decoding on the happy path; only when it fails is the version
+	// read alone, so that a version this parser does not know is named as
+	// such rather than as whatever of its shape did not fit.
 	var w tcbInfoWire
 	if err := json.Unmarshal(raw, &w); err != nil {
+		var head struct {
+			Version *int `json:"version"`
+		}
+		if json.Unmarshal(raw, &head) == nil && head.Version != nil && *head.Version != 2 && *head.Version != 3 {
+			return nil, failf(ReasonUnsupported, item, "version %d (want 2 or 3)", *head.Version)
+		}
 		return nil, fail(ReasonMalformed, item, err)
+	}
+	if w.Version == nil {
+		return nil, failf(ReasonMalformed, item, `no "version"`)
+	}
+	if v := *w.Version; v != 2 && v != 3 {
+		return nil, failf(ReasonUnsupported, item, "version %d (want 2 or 3)", v)
 	}
 	t := &TCBInfo{Version: *w.Version}
 	if t.Version == 3 {
@@ -149,9 +177,10 @@ func ParseTCBInfo(raw []byte) (*TCBInfo, error) {
 	t.Levels = make([]TCBLevel, len(w.TCBLevels))
 	for i, wl := range w.TCBLevels {
 		l := &t.Levels[i]
-		where := fmt.Sprintf("tcbLevels[%d]", i)
+		// Named only when something is wrong: most documents are fine.
+		where := func() string { return "tcbLevels[" + strconv.Itoa(i) + "]" }
 		if wl.TCB == nil {
-			return nil, failf(ReasonMalformed, item, `%s: no "tcb"`, where)
+			return nil, failf(ReasonMalformed, item, `%s: no "tcb"`, where())
 		}
 		if t.Version == 3 {
 			err = tcbComponentsV3(item, where, wl.TCB, &l.SGXComponents)
@@ -161,43 +190,46 @@ func ParseTCBInfo(raw []byte) (*TCBInfo, error) {
 		if err != nil {
 			return nil, err
 		}
-		pcesvn, err := jsonRawUint(item, where+".tcb.pcesvn", wl.TCB["pcesvn"], 0xffff)
+		pcesvn, err := svn(item, wl.TCB.PCESVN, 0xffff, func() string { return where() + ".tcb.pcesvn" })
 		if err != nil {
 			return nil, err
 		}
 		l.PCESVN = uint16(pcesvn)
-		if l.TCBDate, err = jsonDate(item, where+".tcbDate", wl.TCBDate); err != nil {
+		if l.TCBDate, err = jsonDate(item, "tcbDate", wl.TCBDate); err != nil {
+			_, err = jsonDate(item, where()+".tcbDate", wl.TCBDate) // the same error, named in full
 			return nil, err
 		}
 		if wl.TCBStatus == nil {
-			return nil, failf(ReasonMalformed, item, `%s: no "tcbStatus"`, where)
+			return nil, failf(ReasonMalformed, item, `%s: no "tcbStatus"`, where())
 		}
 		l.Status = TCBStatus(*wl.TCBStatus)
 		if !platformStatus(l.Status) {
-			return nil, failf(ReasonMalformed, item, "%s: unknown tcbStatus %q", where, *wl.TCBStatus)
+			return nil, failf(ReasonMalformed, item, "%s: unknown tcbStatus %q", where(), *wl.TCBStatus)
 		}
 		l.AdvisoryIDs = wl.AdvisoryIDs
 	}
 	return t, nil
 }
 
+// svn is jsonUint with the field's name made only for an error.
+func svn(item string, v *int, limit int, field func() string) (int, error) {
+	if v != nil && *v >= 0 && *v <= limit {
+		return *v, nil
+	}
+	return jsonUint(item, field(), v, limit)
+}
+
 // tcbComponentsV3 reads "sgxtcbcomponents": [{"svn": n}, …] (16 entries).
-func tcbComponentsV3(item, where string, tcb map[string]json.RawMessage, out *[16]uint8) error {
-	raw, ok := tcb["sgxtcbcomponents"]
-	if !ok {
-		return failf(ReasonMalformed, item, `%s.tcb: no "sgxtcbcomponents"`, where)
-	}
-	var comps []struct {
-		SVN *int `json:"svn"`
-	}
-	if err := json.Unmarshal(raw, &comps); err != nil {
-		return failf(ReasonMalformed, item, "%s.tcb.sgxtcbcomponents: %v", where, err)
+func tcbComponentsV3(item string, where func() string, tcb *tcbWire, out *[16]uint8) error {
+	comps := tcb.SGXComponents
+	if comps == nil {
+		return failf(ReasonMalformed, item, `%s.tcb: no "sgxtcbcomponents"`, where())
 	}
 	if len(comps) != len(out) {
-		return failf(ReasonMalformed, item, "%s.tcb.sgxtcbcomponents: %d entries, want %d", where, len(comps), len(out))
+		return failf(ReasonMalformed, item, "%s.tcb.sgxtcbcomponents: %d entries, want %d", where(), len(comps), len(out))
 	}
 	for i, c := range comps {
-		v, err := jsonUint(item, fmt.Sprintf("%s.tcb.sgxtcbcomponents[%d].svn", where, i), c.SVN, 0xff)
+		v, err := svn(item, c.SVN, 0xff, func() string { return fmt.Sprintf("%s.tcb.sgxtcbcomponents[%d].svn", where(), i) })
 		if err != nil {
 			return err
 		}
@@ -207,10 +239,11 @@ func tcbComponentsV3(item, where string, tcb map[string]json.RawMessage, out *[1
 }
 
 // tcbComponentsV2 reads "sgxtcbcomp01svn" … "sgxtcbcomp16svn".
-func tcbComponentsV2(item, where string, tcb map[string]json.RawMessage, out *[16]uint8) error {
-	for i := range out {
-		name := fmt.Sprintf("sgxtcbcomp%02dsvn", i+1)
-		v, err := jsonRawUint(item, where+".tcb."+name, tcb[name], 0xff)
+func tcbComponentsV2(item string, where func() string, tcb *tcbWire, out *[16]uint8) error {
+	comps := [16]*int{tcb.C01, tcb.C02, tcb.C03, tcb.C04, tcb.C05, tcb.C06, tcb.C07, tcb.C08,
+		tcb.C09, tcb.C10, tcb.C11, tcb.C12, tcb.C13, tcb.C14, tcb.C15, tcb.C16}
+	for i, c := range comps {
+		v, err := svn(item, c, 0xff, func() string { return fmt.Sprintf("%s.tcb.sgxtcbcomp%02dsvn", where(), i+1) })
 		if err != nil {
 			return err
 		}
@@ -482,17 +515,6 @@ func jsonUint(item, field string, v *int, limit int) (int, error) {
 		return 0, failf(ReasonMalformed, item, "%s: %d is out of range [0, %d]", field, *v, limit)
 	}
 	return *v, nil
-}
-
-// jsonRawUint is jsonUint for a value still in JSON form (nil when absent).
-func jsonRawUint(item, field string, raw json.RawMessage, limit int) (int, error) {
-	var v *int
-	if raw != nil {
-		if err := json.Unmarshal(raw, &v); err != nil {
-			return 0, failf(ReasonMalformed, item, "%s: %v", field, err)
-		}
-	}
-	return jsonUint(item, field, v, limit)
 }
 
 // jsonHex decodes a required hex string of exactly len(out) bytes into out.

@@ -319,14 +319,18 @@ func (v *Verifier) checkCollateral(col *Collateral, at time.Time, skipCRL bool) 
 		return c, nil
 	}
 	c = &checkedCollateral{}
-	tcbSigner, err := v.signerOf("TCB signing chain", col.TCBInfoIssuerChain, at, &c.window)
+	tcbChain, err := v.signerOf("TCB signing chain", col.TCBInfoIssuerChain, at, &c.window)
 	if err != nil {
 		return nil, err
 	}
-	qeSigner, err := v.signerOf("QE Identity signing chain", col.QEIdentityIssuerChain, at, &c.window)
-	if err != nil {
-		return nil, err
+	// Intel signs both with one certificate, sent twice: checked once.
+	qeChain := tcbChain
+	if !bytes.Equal(col.QEIdentityIssuerChain, col.TCBInfoIssuerChain) {
+		if qeChain, err = v.signerOf("QE Identity signing chain", col.QEIdentityIssuerChain, at, &c.window); err != nil {
+			return nil, err
+		}
 	}
+	tcbSigner, qeSigner := tcbChain[0], qeChain[0]
 	if err := VerifySignedJSON("TCB Info", col.TCBInfoJSON, col.TCBInfoSignature, tcbSigner.PublicKey.(*ecdsa.PublicKey)); err != nil {
 		return nil, err
 	}
@@ -355,7 +359,7 @@ func (v *Verifier) checkCollateral(col *Collateral, at time.Time, skipCRL bool) 
 	c.window.narrow(c.qeID.IssueDate, c.qeID.NextUpdate)
 
 	if !skipCRL {
-		if err := v.checkCRLs(c, col, at, tcbSigner, qeSigner); err != nil {
+		if err := v.checkCRLs(c, col, at, tcbChain[len(tcbChain)-1], tcbSigner, qeSigner); err != nil {
 			return nil, err
 		}
 	}
@@ -369,10 +373,10 @@ func (v *Verifier) checkCollateral(col *Collateral, at time.Time, skipCRL bool) 
 }
 
 // checkCRLs verifies both CRLs and indexes their revoked serials. The Root
-// CA CRL is checked here; the PCK CRL's signature is checked against the
-// PCK CA named by its issuer chain in the collateral and, per quote,
-// matched to the quote's own PCK CA.
-func (v *Verifier) checkCRLs(c *checkedCollateral, col *Collateral, at time.Time, signers ...*x509.Certificate) error {
+// CA CRL is checked here against root, the root certificate of the
+// verified TCB signing chain; the PCK CRL's signature is checked per
+// quote, against the quote's own PCK CA.
+func (v *Verifier) checkCRLs(c *checkedCollateral, col *Collateral, at time.Time, root *x509.Certificate, signers ...*x509.Certificate) error {
 	if len(col.RootCACRL) == 0 || len(col.PCKCRL) == 0 {
 		return failf(ReasonMalformed, "collateral", "CRLs are missing (verify with SkipCRL to go without)")
 	}
@@ -380,15 +384,7 @@ func (v *Verifier) checkCRLs(c *checkedCollateral, col *Collateral, at time.Time
 	if c.rootCRL, err = ParseCRL(col.RootCACRL); err != nil {
 		return err
 	}
-	rootCerts, err := ParseCertificates(col.TCBInfoIssuerChain)
-	if err != nil {
-		return err
-	}
-	rootChain, err := VerifyChain("TCB signing chain", rootCerts, v.root, at)
-	if err != nil {
-		return err
-	}
-	if err := CheckCRL("Root CA CRL", c.rootCRL, rootChain[len(rootChain)-1], at); err != nil {
+	if err := CheckCRL("Root CA CRL", c.rootCRL, root, at); err != nil {
 		return err
 	}
 	c.window.narrow(c.rootCRL.ThisUpdate, c.rootCRL.NextUpdate)
@@ -435,11 +431,11 @@ func collateralKey(col *Collateral, skipCRL bool) [32]byte {
 	return out
 }
 
-// signerOf verifies a collateral issuer chain and returns its leaf, which
-// must be the TCB signing certificate itself, directly under the root: any
-// other certificate under the root (a platform's PCK certificate, say)
-// must not be able to vouch for a TCB evaluation.
-func (v *Verifier) signerOf(item string, pemChain []byte, at time.Time, w *window) (*x509.Certificate, error) {
+// signerOf verifies a collateral issuer chain and returns it, [signer,
+// root]: the signer must be the TCB signing certificate itself, directly
+// under the root: any other certificate under the root (a platform's PCK
+// certificate, say) must not be able to vouch for a TCB evaluation.
+func (v *Verifier) signerOf(item string, pemChain []byte, at time.Time, w *window) ([]*x509.Certificate, error) {
 	certs, err := ParseCertificates(pemChain)
 	if err != nil {
 		return nil, err
@@ -463,7 +459,7 @@ func (v *Verifier) signerOf(item string, pemChain []byte, at time.Time, w *windo
 	if _, ok := chain[0].PublicKey.(*ecdsa.PublicKey); !ok {
 		return nil, failf(ReasonUnsupported, item, "signing key is not ECDSA")
 	}
-	return chain[0], nil
+	return chain, nil
 }
 
 // verifyRS checks a raw r‖s P-256 signature over SHA-256 of msg.
