@@ -97,22 +97,22 @@ type tcbWire struct {
 	SGXComponents []struct {
 		SVN *int `json:"svn"`
 	} `json:"sgxtcbcomponents"`
-	C01 *int `json:"sgxtcbcomp01svn"`
-	C02 *int `json:"sgxtcbcomp02svn"`
-	C03 *int `json:"sgxtcbcomp03svn"`
-	C04 *int `json:"sgxtcbcomp04svn"`
-	C05 *int `json:"sgxtcbcomp05svn"`
-	C06 *int `json:"sgxtcbcomp06svn"`
-	C07 *int `json:"sgxtcbcomp07svn"`
-	C08 *int `json:"sgxtcbcomp08svn"`
-	C09 *int `json:"sgxtcbcomp09svn"`
-	C10 *int `json:"sgxtcbcomp10svn"`
-	C11 *int `json:"sgxtcbcomp11svn"`
-	C12 *int `json:"sgxtcbcomp12svn"`
-	C13 *int `json:"sgxtcbcomp13svn"`
-	C14 *int `json:"sgxtcbcomp14svn"`
-	C15 *int `json:"sgxtcbcomp15svn"`
-	C16 *int `json:"sgxtcbcomp16svn"`
+	C01    *int `json:"sgxtcbcomp01svn"`
+	C02    *int `json:"sgxtcbcomp02svn"`
+	C03    *int `json:"sgxtcbcomp03svn"`
+	C04    *int `json:"sgxtcbcomp04svn"`
+	C05    *int `json:"sgxtcbcomp05svn"`
+	C06    *int `json:"sgxtcbcomp06svn"`
+	C07    *int `json:"sgxtcbcomp07svn"`
+	C08    *int `json:"sgxtcbcomp08svn"`
+	C09    *int `json:"sgxtcbcomp09svn"`
+	C10    *int `json:"sgxtcbcomp10svn"`
+	C11    *int `json:"sgxtcbcomp11svn"`
+	C12    *int `json:"sgxtcbcomp12svn"`
+	C13    *int `json:"sgxtcbcomp13svn"`
+	C14    *int `json:"sgxtcbcomp14svn"`
+	C15    *int `json:"sgxtcbcomp15svn"`
+	C16    *int `json:"sgxtcbcomp16svn"`
 	PCESVN *int `json:"pcesvn"`
 }
 
