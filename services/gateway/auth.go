@@ -93,12 +93,19 @@ func (g *Gateway) authenticate(ctx context.Context, r *http.Request) (principal,
 		return principal{}, errRevoked
 	}
 	hash := authz.HashToken(token)
+	now := time.Now()
+	if p, ok := g.local.get(key, now); ok && p.TokenHash == hash && now.Before(p.ExpiresAt) && g.trusted(p.CachedAt) {
+		return p, nil
+	}
+	epoch := g.local.epoch()
 	if b, err := g.cache.Get(ctx, key); err == nil {
 		if bytes.Equal(b, revokedMarker) {
+			g.local.drop(key)
 			return principal{}, errRevoked
 		}
 		var p principal
-		if json.Unmarshal(b, &p) == nil && p.TokenHash == hash && time.Now().Before(p.ExpiresAt) && g.trusted(p.CachedAt) {
+		if json.Unmarshal(b, &p) == nil && p.TokenHash == hash && now.Before(p.ExpiresAt) && g.trusted(p.CachedAt) {
+			g.local.put(key, p, now, epoch)
 			return p, nil
 		}
 	}
@@ -136,6 +143,7 @@ var errRevoked = errs.Define(errs.Unauthenticated, "unauthenticated", "the token
 // so from then on this gateway trusts no entry written before now, and
 // asks the account service until those have expired (authTTL).
 func (g *Gateway) forget(ctx context.Context, key string) error {
+	g.local.drop(key)
 	if err := g.cache.Set(ctx, key, revokedMarker, authTTL); err != nil {
 		g.distrustBefore.Store(time.Now().UnixNano())
 		g.logger.WarnContext(ctx, "a revocation could not be marked in the cache; cached credentials written before now are no longer trusted", "error", err)

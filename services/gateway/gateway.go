@@ -75,6 +75,8 @@ type Gateway struct {
 	// revocation mark lost before then went unnoticed here, and moves to
 	// the time of each lost mark.
 	distrustBefore atomic.Int64
+	// local holds principals decoded in process (localauth.go).
+	local localPrincipals
 }
 
 // New returns a gateway and starts watching the events that invalidate

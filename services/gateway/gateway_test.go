@@ -20,6 +20,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/crypto/ocsp"
 
+	"github.com/cloister-cc/cloister/libs/authz"
 	"github.com/cloister-cc/cloister/libs/cache"
 	cav1 "github.com/cloister-cc/cloister/libs/gen/cloister/ca/v1"
 	"github.com/cloister-cc/cloister/libs/testkit"
@@ -287,6 +288,27 @@ func TestRevocationTakesEffectAtOnce(t *testing.T) {
 			}, "the replica still accepts revoked credentials")
 		})
 	}
+}
+
+// TestMissedRevocationIsBounded: gateways sharing one Redis keep the
+// principals they read decoded for a moment (localauth.go). A revocation
+// whose event a gateway never receives (written straight into the shared
+// cache here) still stops the credential there once that moment is over.
+func TestMissedRevocationIsBounded(t *testing.T) {
+	r := testkit.StartRedis(t)
+	shared := cache.NewRedis(r.Client, r.Prefix)
+	s := newStack(t, shared)
+	_, replica := s.addGateway(shared)
+	_, token := s.user("ada@example.com")
+	if got := do(t, replica, "GET", "/v1/users/me", token, nil); got.status != 200 {
+		t.Fatalf("GET /v1/users/me = %d", got.status)
+	}
+	if err := shared.Set(context.Background(), gateway.SessionCacheKey(authz.HashToken(token)), []byte("revoked"), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, 10*time.Second, func() bool {
+		return do(t, replica, "GET", "/v1/users/me", token, nil).status == 401
+	}, "the replica still accepts a credential revoked in the shared cache")
 }
 
 // TestLoginWithRedisDown: with Redis stopped, the gateway falls through to
