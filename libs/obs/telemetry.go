@@ -69,12 +69,17 @@ func Setup(ctx context.Context, cfg Config) (*Telemetry, error) {
 	}
 
 	topts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res)}
-	if os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT") != "" || os.Getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") != "" {
+	exporting := os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT") != "" || os.Getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") != ""
+	if exporting {
 		exp, err := otlptracehttp.New(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("creating OTLP trace exporter: %w", err)
 		}
 		topts = append(topts, sdktrace.WithBatcher(exp))
+	}
+	// OTEL_TRACES_SAMPLER (and _ARG), when set, choose; the SDK reads them.
+	if os.Getenv("OTEL_TRACES_SAMPLER") == "" {
+		topts = append(topts, sdktrace.WithSampler(DefaultSampler(exporting)))
 	}
 	tracers := sdktrace.NewTracerProvider(topts...)
 
@@ -101,6 +106,23 @@ func Setup(ctx context.Context, cfg Config) (*Telemetry, error) {
 		propagation.TraceContext{}, propagation.Baggage{}))
 
 	return &Telemetry{tracers: tracers, meters: meters, registry: registry}, nil
+}
+
+// DefaultSampleRatio is the share of new traces recorded and exported
+// when spans are exported and OTEL_TRACES_SAMPLER says nothing: enough to
+// see what requests do, at a tenth of the cost of recording them all.
+const DefaultSampleRatio = 0.1
+
+// DefaultSampler decides which spans are recorded when OTEL_TRACES_SAMPLER
+// is unset. A span whose caller sampled its trace is recorded (so traces
+// stay whole); a new trace is recorded at DefaultSampleRatio when spans
+// are exported, and not at all when they go nowhere. Spans not recorded
+// still carry trace and span ids, which propagate and reach the logs.
+func DefaultSampler(exporting bool) sdktrace.Sampler {
+	if !exporting {
+		return sdktrace.ParentBased(sdktrace.NeverSample())
+	}
+	return sdktrace.ParentBased(sdktrace.TraceIDRatioBased(DefaultSampleRatio))
 }
 
 // MetricsHandler serves the Prometheus exposition of the telemetry's

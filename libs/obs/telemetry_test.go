@@ -34,6 +34,7 @@ func keepGlobals(t *testing.T) {
 func noOTLP(t *testing.T) {
 	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "")
 	t.Setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "")
+	t.Setenv("OTEL_TRACES_SAMPLER", "")
 }
 
 func setup(t *testing.T) *obs.Telemetry {
@@ -118,8 +119,11 @@ func TestSetupMetrics(t *testing.T) {
 	}
 }
 
+// TestSetupTraces: with OTEL_TRACES_SAMPLER=always_on, spans are
+// recorded and their context propagates with baggage.
 func TestSetupTraces(t *testing.T) {
 	noOTLP(t)
+	t.Setenv("OTEL_TRACES_SAMPLER", "always_on")
 	setup(t)
 	ctx, parent := otel.Tracer("test").Start(t.Context(), "parent")
 	_, child := otel.Tracer("test").Start(ctx, "child")
@@ -143,6 +147,45 @@ func TestSetupTraces(t *testing.T) {
 	}
 	if fields := otel.GetTextMapPropagator().Fields(); !contains(fields, "baggage") {
 		t.Errorf("propagator fields = %v, want baggage among them", fields)
+	}
+}
+
+// TestDefaultSampling: without OTEL_TRACES_SAMPLER, spans that go nowhere
+// are not recorded but keep valid ids; exported, about a tenth of new
+// traces are recorded, and a trace its caller sampled always is.
+func TestDefaultSampling(t *testing.T) {
+	noOTLP(t)
+	setup(t)
+	_, span := otel.Tracer("test").Start(t.Context(), "unexported")
+	span.End()
+	if sc := span.SpanContext(); !sc.IsValid() || sc.IsSampled() || span.IsRecording() {
+		t.Fatalf("a span with no exporter = %+v (recording %v), want valid ids, not sampled", sc, span.IsRecording())
+	}
+
+	exporting := sdktrace.NewTracerProvider(sdktrace.WithSampler(obs.DefaultSampler(true)))
+	defer func() { _ = exporting.Shutdown(context.Background()) }()
+	tr := exporting.Tracer("test")
+	sampled := 0
+	const n = 2000
+	for range n {
+		_, s := tr.Start(context.Background(), "root")
+		if s.SpanContext().IsSampled() {
+			sampled++
+		}
+		s.End()
+	}
+	// Binomial(2000, 0.1): mean 200, sd about 13.
+	if sampled < 120 || sampled > 280 {
+		t.Errorf("%d of %d new traces sampled, want about %v", sampled, n, obs.DefaultSampleRatio*n)
+	}
+	parentCtx := trace.ContextWithRemoteSpanContext(context.Background(), trace.NewSpanContext(trace.SpanContextConfig{
+		TraceID: trace.TraceID{1}, SpanID: trace.SpanID{2}, TraceFlags: trace.FlagsSampled, Remote: true}))
+	for range 20 {
+		_, s := tr.Start(parentCtx, "child")
+		if !s.SpanContext().IsSampled() {
+			t.Fatal("a span whose caller sampled its trace was not sampled")
+		}
+		s.End()
 	}
 }
 
@@ -171,6 +214,7 @@ func TestSetupOTLP(t *testing.T) {
 	defer collector.Close()
 	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", collector.URL)
 	t.Setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "")
+	t.Setenv("OTEL_TRACES_SAMPLER", "always_on") // the default keeps a tenth
 	keepGlobals(t)
 
 	tel, err := obs.Setup(t.Context(), obs.Config{ServiceName: "obs-test"})
