@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
@@ -338,5 +339,52 @@ func TestHTTPMiddlewareMetrics(t *testing.T) {
 	got, ok := metricValue(t, body, "http_server_request_duration_seconds_count")
 	if !ok || got != "1" {
 		t.Errorf("/metrics http_server_request_duration_seconds_count = %q (present %v), want 1:\n%s", got, ok, body)
+	}
+}
+
+// TestHTTPMiddlewareBounds: a made-up method adds no metric series of its
+// own, a 5xx marks the span an error, and a handler can still flush
+// through the middleware.
+func TestHTTPMiddlewareBounds(t *testing.T) {
+	noOTLP(t)
+	t.Setenv("OTEL_TRACES_SAMPLER", "always_on")
+	tel := setup(t)
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	defer tp.Shutdown(context.Background())
+	otel.SetTracerProvider(tp)
+	mux := http.NewServeMux()
+	mux.HandleFunc("/v1/fail", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusBadGateway) })
+	mux.HandleFunc("/v1/stream", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write([]byte("part"))
+		if err := http.NewResponseController(w).Flush(); err != nil {
+			t.Errorf("flushing through the middleware: %v", err)
+		}
+	})
+	h := obs.HTTPMiddleware("gateway", mux)
+	for i := range 5 {
+		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("MADEUP"+string(rune('A'+i)), "/v1/fail", nil))
+	}
+	flushed := httptest.NewRecorder()
+	h.ServeHTTP(flushed, httptest.NewRequest(http.MethodGet, "/v1/stream", nil))
+	if !flushed.Flushed {
+		t.Error("the handler's flush did not reach the writer underneath")
+	}
+
+	body := scrape(t, tel.MetricsHandler())
+	if n := strings.Count(body, `http_server_request_duration_seconds_count{http_request_method="_OTHER"`); n != 1 {
+		t.Errorf("made-up methods make %d series, want one _OTHER:\n%s", n, body)
+	}
+	if strings.Contains(body, "MADEUP") {
+		t.Error("a made-up method reached /metrics")
+	}
+	var failed int
+	for _, s := range rec.Ended() {
+		if s.Status().Code == codes.Error {
+			failed++
+		}
+	}
+	if failed != 5 {
+		t.Errorf("%d spans marked as errors, want the 5 answered 502", failed)
 	}
 }
