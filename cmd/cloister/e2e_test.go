@@ -45,7 +45,7 @@ func TestMain(m *testing.M) {
 }
 
 // cloisterCmd returns the binary run with args, its config in dir.
-func cloisterCmd(t *testing.T, cfgDir string, args ...string) *exec.Cmd {
+func cloisterCmd(t testing.TB, cfgDir string, args ...string) *exec.Cmd {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], args...)
 	cmd.Env = append(os.Environ(), "CLOISTER_TEST_MAIN=1", "CLOISTER_CONFIG="+filepath.Join(cfgDir, "config.json"))
@@ -100,11 +100,11 @@ var launcherBinary = buildOnce("cloister-launcher", "-trimpath")
 
 // buildOnce returns a function that builds the package ../<name> (static)
 // the first time a test asks for it, and its path.
-func buildOnce(name string, flags ...string) func(t *testing.T) string {
+func buildOnce(name string, flags ...string) func(t testing.TB) string {
 	var once sync.Once
 	var path string
 	var err error
-	return func(t *testing.T) string {
+	return func(t testing.TB) string {
 		t.Helper()
 		once.Do(func() {
 			dir, derr := os.MkdirTemp("", filepath.Base(name))
@@ -408,7 +408,7 @@ func TestDevServerJourneyAndCrash(t *testing.T) {
 }
 
 // startServerArgs starts `cloister server` with args and waits for /readyz.
-func startServerArgs(t *testing.T, addr string, args ...string) *exec.Cmd {
+func startServerArgs(t testing.TB, addr string, args ...string) *exec.Cmd {
 	t.Helper()
 	cmd := cloisterCmd(t, t.TempDir(), append([]string{"server", "--http", addr}, args...)...)
 	var logs bytes.Buffer

@@ -44,9 +44,10 @@ type journalEntry struct {
 
 // persistentRegistry is the registry with its state kept under dir.
 type persistentRegistry struct {
-	inner http.Handler
-	dir   string
-	mu    sync.Mutex // orders journal appends
+	inner   http.Handler
+	uploads *blobUploads
+	dir     string
+	mu      sync.Mutex // orders journal appends
 }
 
 // newPersistentRegistry opens (creating if needed) the registry kept under
@@ -58,7 +59,11 @@ func newPersistentRegistry(dir string, logger *slog.Logger) (*persistentRegistry
 			return nil, fmt.Errorf("creating the registry's store: %w", err)
 		}
 	}
-	r := &persistentRegistry{dir: dir, inner: registry.New(registry.Logger(log.New(io.Discard, "", 0)),
+	uploads, err := newBlobUploads(filepath.Join(dir, "uploads"), filepath.Join(dir, "blobs"))
+	if err != nil {
+		return nil, fmt.Errorf("creating the registry's store: %w", err)
+	}
+	r := &persistentRegistry{dir: dir, uploads: uploads, inner: registry.New(registry.Logger(log.New(io.Discard, "", 0)),
 		registry.WithBlobHandler(registry.NewDiskBlobHandler(filepath.Join(dir, "blobs"))))}
 	n, err := r.replay(logger)
 	if err != nil {
@@ -152,6 +157,9 @@ func (e journalEntry) request(dir string) (*http.Request, error) {
 // ServeHTTP serves the registry, journaling each manifest it accepts or
 // deletes.
 func (r *persistentRegistry) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	if r.uploads.serve(w, req) {
+		return
+	}
 	repo, ref, ok := manifestPath(req.URL.Path)
 	if !ok || (req.Method != http.MethodPut && req.Method != http.MethodDelete) {
 		r.inner.ServeHTTP(w, req)
