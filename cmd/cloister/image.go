@@ -206,20 +206,19 @@ func waited(err error, timeout time.Duration, imageID string) error {
 	return fmt.Errorf("the conversion of image %s did not end within --timeout %s; it goes on: follow it with cloister image show %s", imageID, timeout, imageID)
 }
 
-// waitImage polls an image until its conversion ends, drawing progress on w.
+// imageLongPoll is how long one request of waitImage lets the server
+// wait for the image to change: under the API client's 30 s timeout.
+const imageLongPoll = 20 * time.Second
+
+// waitImage follows an image until its conversion ends, drawing progress
+// on w. Each request asks the server to answer when the image changes
+// (?wait&after: a long poll), so each step shows as it happens.
 func (c *cli) waitImage(ctx context.Context, acct string, im api.Image, w io.Writer) (api.Image, error) {
 	path := "/v1/accounts/" + url.PathEscape(acct) + "/images/" + url.PathEscape(im.ID)
-	tick := time.NewTicker(500 * time.Millisecond)
-	defer tick.Stop()
 	for im.Status != "converted" && im.Status != "failed" {
 		fmt.Fprintf(w, "\r%s", progressLine(im))
-		select {
-		case <-ctx.Done():
-			fmt.Fprintln(w)
-			return im, ctx.Err()
-		case <-tick.C:
-		}
-		if err := c.client().do(ctx, "GET", path, nil, &im); err != nil {
+		q := url.Values{"wait": {imageLongPoll.String()}, "after": {im.UpdatedAt.UTC().Format(time.RFC3339Nano)}}
+		if err := c.client().do(ctx, "GET", path+"?"+q.Encode(), nil, &im); err != nil {
 			fmt.Fprintln(w)
 			return im, err
 		}

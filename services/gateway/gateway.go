@@ -77,6 +77,9 @@ type Gateway struct {
 	distrustBefore atomic.Int64
 	// local holds principals decoded in process (localauth.go).
 	local localPrincipals
+	// imageWatch follows the image converter's events to wake imageWaits.
+	imageWatch *events.Consumer
+	imageWaits imageWaits
 }
 
 // New returns a gateway and starts watching the events that invalidate
@@ -135,11 +138,19 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 	if err != nil {
 		return nil, err
 	}
+	images := g.imageEvents()
+	if g.imageWatch, err = events.Watch(ctx, js, events.StreamEvents, images.Subjects(), images.Handle, g.logger); err != nil {
+		g.watch.Stop()
+		return nil, err
+	}
 	return g, nil
 }
 
 // Close stops watching events.
-func (g *Gateway) Close() { g.watch.Stop() }
+func (g *Gateway) Close() {
+	g.watch.Stop()
+	g.imageWatch.Stop()
+}
 
 // revocations drop the cache entry of a revoked credential.
 func (g *Gateway) revocations() *events.Router {

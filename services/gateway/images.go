@@ -3,6 +3,7 @@ package gateway
 import (
 	"encoding/hex"
 	"net/http"
+	"time"
 
 	imageconverterv1 "github.com/cloister-cc/cloister/libs/gen/cloister/imageconverter/v1"
 	"github.com/cloister-cc/cloister/services/gateway/api"
@@ -23,14 +24,47 @@ func (g *Gateway) listImages(_ http.ResponseWriter, r *http.Request, p principal
 	return answer(err, http.StatusOK, func() any { return list(resp.GetImages(), "", toImage) })
 }
 
+// getImage serves GET .../images/{image_id}. With ?wait=D&after=T it
+// answers once the image is newer than T (updated_at), or has finished,
+// or when an event about it arrives, or after D: a long poll that follows
+// a conversion as it happens.
 func (g *Gateway) getImage(_ http.ResponseWriter, r *http.Request, p principal) (reply, error) {
-	resp, err := g.images.GetImage(r.Context(), &imageconverterv1.GetImageRequest{AccountId: r.PathValue("account_id"), ImageId: r.PathValue("image_id")})
+	wait, after, err := imageWaitParams(r)
+	if err != nil {
+		return reply{}, err
+	}
+	get := func() (*imageconverterv1.GetImageResponse, error) {
+		return g.images.GetImage(r.Context(), &imageconverterv1.GetImageRequest{AccountId: r.PathValue("account_id"), ImageId: r.PathValue("image_id")})
+	}
+	var woken <-chan struct{}
+	if wait > 0 {
+		// Waiting before reading: an event between the read and the
+		// wait still wakes it.
+		var done func()
+		woken, done = g.imageWaits.wait(r.PathValue("image_id"))
+		defer done()
+	}
+	resp, err := get()
+	if err == nil && wait > 0 && !resp.GetImage().GetUpdatedAt().AsTime().After(after) && !finished(resp.GetImage().GetStatus()) {
+		t := time.NewTimer(wait)
+		defer t.Stop()
+		select {
+		case <-woken:
+			resp, err = get()
+		case <-t.C:
+		case <-r.Context().Done():
+			return reply{}, r.Context().Err()
+		}
+	}
 	return answer(err, http.StatusOK, func() any {
 		img := toImage(resp.GetImage())
 		img.ReferenceStatus = resp.GetReferenceStatus()
 		return img
 	})
 }
+
+// finished reports whether a conversion in status has ended.
+func finished(status string) bool { return status == "converted" || status == "failed" }
 
 func (g *Gateway) deleteImage(_ http.ResponseWriter, r *http.Request, p principal) (reply, error) {
 	if _, err := g.images.DeleteImage(r.Context(), &imageconverterv1.DeleteImageRequest{AccountId: r.PathValue("account_id"),
