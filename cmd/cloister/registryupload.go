@@ -168,7 +168,8 @@ func (u *blobUploads) finish(w http.ResponseWriter, req *http.Request, repo, id,
 		return
 	}
 	h := sha256.New()
-	if _, err := f.Seek(0, io.SeekStart); err == nil {
+	_, err = f.Seek(0, io.SeekStart)
+	if err == nil {
 		_, err = io.Copy(h, f)
 	}
 	f.Close()
@@ -181,7 +182,8 @@ func (u *blobUploads) finish(w http.ResponseWriter, req *http.Request, repo, id,
 		registryError(w, http.StatusBadRequest, "DIGEST_INVALID", "the upload's digest is sha256:"+got+", not "+digest)
 		return
 	}
-	if err := os.MkdirAll(filepath.Join(u.blobs, "sha256"), 0o700); err == nil {
+	err = os.MkdirAll(filepath.Join(u.blobs, "sha256"), 0o700)
+	if err == nil {
 		err = os.Rename(u.path(id), filepath.Join(u.blobs, "sha256", hexDigest))
 	}
 	if err != nil {
