@@ -110,12 +110,8 @@ func (u *blobUploads) start(w http.ResponseWriter, repo string) {
 func (u *blobUploads) append(w http.ResponseWriter, req *http.Request, repo, id string) {
 	unlock := u.lock(id)
 	defer unlock(false)
-	f, err := os.OpenFile(u.path(id), os.O_WRONLY|os.O_APPEND, 0)
-	if errors.Is(err, os.ErrNotExist) {
-		registryError(w, http.StatusNotFound, "BLOB_UPLOAD_UNKNOWN", "no such upload")
-		return
-	} else if err != nil {
-		registryError(w, http.StatusInternalServerError, "UNKNOWN", err.Error())
+	f, ok := u.open(w, id, os.O_WRONLY|os.O_APPEND)
+	if !ok {
 		return
 	}
 	defer f.Close()
@@ -154,12 +150,8 @@ func (u *blobUploads) finish(w http.ResponseWriter, req *http.Request, repo, id,
 	}
 	unlock := u.lock(id)
 	defer unlock(true)
-	f, err := os.OpenFile(u.path(id), os.O_RDWR|os.O_APPEND, 0)
-	if errors.Is(err, os.ErrNotExist) {
-		registryError(w, http.StatusNotFound, "BLOB_UPLOAD_UNKNOWN", "no such upload")
-		return
-	} else if err != nil {
-		registryError(w, http.StatusInternalServerError, "UNKNOWN", err.Error())
+	f, ok := u.open(w, id, os.O_RDWR|os.O_APPEND)
+	if !ok {
 		return
 	}
 	if _, err := io.Copy(f, req.Body); err != nil {
@@ -168,7 +160,7 @@ func (u *blobUploads) finish(w http.ResponseWriter, req *http.Request, repo, id,
 		return
 	}
 	h := sha256.New()
-	_, err = f.Seek(0, io.SeekStart)
+	_, err := f.Seek(0, io.SeekStart)
 	if err == nil {
 		_, err = io.Copy(h, f)
 	}
@@ -193,6 +185,19 @@ func (u *blobUploads) finish(w http.ResponseWriter, req *http.Request, repo, id,
 	w.Header().Set("Location", "/v2/"+repo+"/blobs/"+digest)
 	w.Header().Set("Docker-Content-Digest", digest)
 	w.WriteHeader(http.StatusCreated)
+}
+
+// open opens upload id's file with flag, or answers why it cannot.
+func (u *blobUploads) open(w http.ResponseWriter, id string, flag int) (*os.File, bool) {
+	f, err := os.OpenFile(u.path(id), flag, 0)
+	if errors.Is(err, os.ErrNotExist) {
+		registryError(w, http.StatusNotFound, "BLOB_UPLOAD_UNKNOWN", "no such upload")
+		return nil, false
+	} else if err != nil {
+		registryError(w, http.StatusInternalServerError, "UNKNOWN", err.Error())
+		return nil, false
+	}
+	return f, true
 }
 
 func uploadLocation(repo, id string) string { return "/v2/" + repo + "/blobs/uploads/" + id }
