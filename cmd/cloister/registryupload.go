@@ -21,8 +21,9 @@ import (
 // registry would hold each one in memory, copied as it grows: a 200 MB
 // push kept most of a gigabyte resident. A finished upload whose digest
 // checks is moved into the disk blob handler's store (blobs/sha256/<hex>),
-// from which the registry serves it. Monolithic uploads (POST ?digest=)
-// and cross-repository mounts the registry streams itself.
+// from which the registry serves it. Cross-repository mounts of blobs it
+// has are answered here too; monolithic uploads (POST ?digest=) the
+// registry streams itself.
 type blobUploads struct {
 	dir   string // uploads in progress, one file each
 	blobs string // the disk blob handler's directory
@@ -75,7 +76,20 @@ func (u *blobUploads) serve(w http.ResponseWriter, req *http.Request) bool {
 	repo, id := m[1], m[2]
 	q := req.URL.Query()
 	switch {
-	case req.Method == http.MethodPost && id == "" && q.Get("digest") == "" && q.Get("mount") == "":
+	case req.Method == http.MethodPost && id == "" && q.Get("digest") == "" && q.Get("mount") != "":
+		// A cross-repository mount. The store's blobs are everyone's (the
+		// disk handler ignores repositories), so a blob it has is
+		// mounted at once; otherwise the mount becomes an upload, as the
+		// distribution spec allows. go-containerregistry's registry
+		// ignores mounts: every one would start an upload in its memory.
+		if digest := q.Get("mount"); u.has(digest) {
+			w.Header().Set("Location", "/v2/"+repo+"/blobs/"+digest)
+			w.Header().Set("Docker-Content-Digest", digest)
+			w.WriteHeader(http.StatusCreated)
+			return true
+		}
+		u.start(w, repo)
+	case req.Method == http.MethodPost && id == "" && q.Get("digest") == "":
 		u.start(w, repo)
 	case req.Method == http.MethodPatch && id != "":
 		u.append(w, req, repo, id)
@@ -88,6 +102,16 @@ func (u *blobUploads) serve(w http.ResponseWriter, req *http.Request) bool {
 }
 
 func (u *blobUploads) path(id string) string { return filepath.Join(u.dir, id) }
+
+// has reports whether the store holds the blob of digest (sha256:<hex>).
+func (u *blobUploads) has(digest string) bool {
+	hexDigest, ok := strings.CutPrefix(digest, "sha256:")
+	if _, err := hex.DecodeString(hexDigest); !ok || err != nil || len(hexDigest) != 64 {
+		return false
+	}
+	_, err := os.Stat(filepath.Join(u.blobs, "sha256", hexDigest))
+	return err == nil
+}
 
 func (u *blobUploads) start(w http.ResponseWriter, repo string) {
 	b := make([]byte, 16)

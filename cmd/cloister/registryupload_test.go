@@ -120,6 +120,23 @@ func TestRegistryUploadsStreamToDisk(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "blobs", "sha256", hex.EncodeToString(other[:]))); !os.IsNotExist(err) {
 		t.Fatalf("a blob was stored under the wrong digest: %v", err)
 	}
+	// A mount of a blob the store has is the registry's; of one it has
+	// not, an upload of ours, whose chunks are then taken.
+	if resp := do("POST", "/v2/team/other/blobs/uploads/?mount="+digest+"&from=team/chunks", nil, nil); resp.StatusCode != http.StatusCreated {
+		t.Fatalf("mounting a blob the store has = %d, want 201", resp.StatusCode)
+	}
+	if resp := do("HEAD", "/v2/team/other/blobs/"+digest, nil, nil); resp.StatusCode != http.StatusOK {
+		t.Fatalf("HEAD of the mounted blob in its new repository = %d, want 200", resp.StatusCode)
+	}
+	missing := sha256.Sum256([]byte("missing"))
+	resp := do("POST", "/v2/team/other/blobs/uploads/?mount=sha256:"+hex.EncodeToString(missing[:])+"&from=team/chunks", nil, nil)
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("mounting a blob the store has not = %d, want 202 (an upload)", resp.StatusCode)
+	}
+	if resp := do("PATCH", resp.Header.Get("Location"), nil, []byte("missing")); resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("a chunk of the upload a failed mount started = %d, want 202", resp.StatusCode)
+	}
+
 	// An unknown upload, a bad digest.
 	if resp := do("PATCH", "/v2/team/chunks/blobs/uploads/0123abcd", nil, data); resp.StatusCode != http.StatusNotFound {
 		t.Fatalf("a chunk of an unknown upload = %d, want 404", resp.StatusCode)
