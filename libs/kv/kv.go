@@ -316,6 +316,16 @@ func (s *Store[T]) getCached(ctx context.Context, key string) (Entry[T], error) 
 
 // Create stores v under a new key; ErrExists if the key is taken.
 func (s *Store[T]) Create(ctx context.Context, key string, v T, msgs ...*nats.Msg) (Entry[T], error) {
+	if !validKey(key) {
+		return Entry[T]{}, errs.Newf(errs.Invalid, "invalid key %q", key)
+	}
+	// Most keys are new (ids made for the occasion): write at once, and
+	// read first only when the key turns out to be taken, perhaps by a
+	// deleted record whose messages must be carried forward.
+	e, err := s.write(ctx, key, 0, record{}, &v, msgs)
+	if !errors.Is(err, ErrConflict) {
+		return e, err
+	}
 	r, rev, err := s.getRecord(ctx, key)
 	switch {
 	case errors.Is(err, ErrNotFound):
@@ -327,7 +337,7 @@ func (s *Store[T]) Create(ctx context.Context, key string, v T, msgs ...*nats.Ms
 	}
 	// A deleted record whose messages are not yet flushed is replaced, its
 	// messages carried forward.
-	e, err := s.write(ctx, key, rev, r, &v, msgs)
+	e, err = s.write(ctx, key, rev, r, &v, msgs)
 	if rev == 0 && errors.Is(err, ErrConflict) {
 		// Another request created the key between the read and the write.
 		return Entry[T]{}, ErrExists

@@ -117,6 +117,40 @@ func testCRUD(t *testing.T, opts ...kv.Option) {
 	}
 }
 
+// TestCreateOverAnUnflushedDeletion: a key deleted while its messages
+// are still unpublished (the publish failed) can be created again; the
+// new record carries those messages forward, and every one is published.
+func TestCreateOverAnUnflushedDeletion(t *testing.T) {
+	ctx := context.Background()
+	_, js, st := setup(t)
+	var failing atomic.Bool
+	s, err := kv.Open[thing](ctx, js, kv.Config{Bucket: "things"}, kv.WithFailPublish(failing.Load))
+	if err != nil {
+		t.Fatal(err)
+	}
+	failing.Store(true)
+	e, err := s.Create(ctx, "k", thing{Name: "one"}, event("created"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Delete(ctx, "k", e.Version, event("deleted")); err != nil {
+		t.Fatal(err)
+	}
+	if n := streamMsgs(t, st); n != 0 {
+		t.Fatalf("%d messages published while publishing fails", n)
+	}
+	failing.Store(false)
+	if _, err := s.Create(ctx, "k", thing{Name: "again"}, event("recreated")); err != nil {
+		t.Fatalf("Create over an unflushed deletion = %v", err)
+	}
+	if n := streamMsgs(t, st); n != 3 {
+		t.Fatalf("%d messages published, want the deletion's two carried forward and the new one", n)
+	}
+	if got, err := s.Get(ctx, "k"); err != nil || got.Value.Name != "again" {
+		t.Fatalf("Get = %+v, %v", got, err)
+	}
+}
+
 // counted decodes itself as a string and counts how often it is decoded.
 type counted struct{ S string }
 
