@@ -65,10 +65,9 @@ func TestComposeStackUnderPodman(t *testing.T) {
 	ctxDir := buildPrebuiltContext(t)
 	cloister := filepath.Join(ctxDir, "cloister")
 	busDir := filepath.Join(t.TempDir(), "secrets")
-	if out, err := exec.Command(cloister, "bus", "init", busDir).CombinedOutput(); err != nil {
+	if out, err := exec.Command(cloister, "bus", "init", "--compose", busDir).CombinedOutput(); err != nil {
 		t.Fatalf("cloister bus init: %v\n%s", err, out)
 	}
-	composeSecretsReadable(t, busDir)
 
 	key := make([]byte, 32)
 	if _, err := rand.Read(key); err != nil {
@@ -225,23 +224,6 @@ func buildPrebuiltContext(t *testing.T) string {
 		}
 	}
 	return dir
-}
-
-// composeSecretsReadable does what docker-compose.yml's header tells the
-// user to do after `cloister bus init ./secrets`: compose bind-mounts each
-// secret file as it is on the host, and the services run as uid 65532, so
-// the files (0600) become readable by all; their directory stays 0700.
-func composeSecretsReadable(t *testing.T, dir string) {
-	t.Helper()
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range entries {
-		if err := os.Chmod(filepath.Join(dir, e.Name()), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
 }
 
 // composeStack is docker-compose.yml's project run by podman on the host's
