@@ -144,6 +144,12 @@ func TestNodeCertificatesRevocationCRLAndOCSP(t *testing.T) {
 	if active, _ := c.ListCertificates(ctx, &cav1.ListCertificatesRequest{AccountId: account}); len(active.GetCertificates()) != 0 {
 		t.Fatalf("revoked certificate listed as active: %v", active)
 	}
+	// Without DER, the same records; with it (above), the certificate.
+	bare, err := c.ListCertificates(ctx, &cav1.ListCertificatesRequest{AccountId: account, IncludeRevoked: true, OmitDer: true})
+	if err != nil || len(bare.GetCertificates()) != 1 || bare.GetCertificates()[0].GetDer() != nil ||
+		bare.GetCertificates()[0].GetSerial() != list.GetCertificates()[0].GetSerial() || len(list.GetCertificates()[0].GetDer()) == 0 {
+		t.Fatalf("ListCertificates without DER = %v, %v", bare, err)
+	}
 }
 
 func TestCertificateRequestsRefused(t *testing.T) {

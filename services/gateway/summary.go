@@ -47,7 +47,7 @@ func (g *Gateway) accountSummary(_ http.ResponseWriter, r *http.Request, p princ
 		return err
 	})
 	eg.Go(func() (err error) {
-		certs, err = g.ca.ListCertificates(ectx, &cav1.ListCertificatesRequest{AccountId: accountID, IncludeRevoked: true})
+		certs, err = g.ca.ListCertificates(ectx, &cav1.ListCertificatesRequest{AccountId: accountID, IncludeRevoked: true, OmitDer: true})
 		return err
 	})
 	eg.Go(func() (err error) {

@@ -70,7 +70,13 @@ func (sv *Server) IssueAppCertificate(ctx context.Context, r *cav1.IssueAppCerti
 func (sv *Server) ListCertificates(ctx context.Context, r *cav1.ListCertificatesRequest) (*cav1.ListCertificatesResponse, error) {
 	cs, err := sv.s.CertificatesOf(ctx, r.GetAccountId(), r.GetKind(), r.GetSubjectId(), r.GetIncludeRevoked())
 	return reply.With(err, func() *cav1.ListCertificatesResponse {
-		return &cav1.ListCertificatesResponse{Certificates: reply.Map(cs, wire.CertificateToProto)}
+		out := &cav1.ListCertificatesResponse{Certificates: reply.Map(cs, wire.CertificateToProto)}
+		if r.GetOmitDer() {
+			for _, c := range out.Certificates {
+				c.Der = nil
+			}
+		}
+		return out
 	})
 }
 

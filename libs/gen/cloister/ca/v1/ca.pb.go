@@ -997,8 +997,11 @@ type ListCertificatesRequest struct {
 	Kind           string                 `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"` // filter; empty for all
 	IncludeRevoked bool                   `protobuf:"varint,3,opt,name=include_revoked,json=includeRevoked,proto3" json:"include_revoked,omitempty"`
 	SubjectId      string                 `protobuf:"bytes,4,opt,name=subject_id,json=subjectId,proto3" json:"subject_id,omitempty"` // filter: a node's or an app's id
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Leave each certificate's DER out: for a caller that needs only what
+	// the record says of it (an account's summary).
+	OmitDer       bool `protobuf:"varint,5,opt,name=omit_der,json=omitDer,proto3" json:"omit_der,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ListCertificatesRequest) Reset() {
@@ -1057,6 +1060,13 @@ func (x *ListCertificatesRequest) GetSubjectId() string {
 		return x.SubjectId
 	}
 	return ""
+}
+
+func (x *ListCertificatesRequest) GetOmitDer() bool {
+	if x != nil {
+		return x.OmitDer
+	}
+	return false
 }
 
 type ListCertificatesResponse struct {
@@ -1760,14 +1770,15 @@ const file_cloister_ca_v1_ca_proto_rawDesc = "" +
 	"\anode_id\x18\x05 \x01(\tR\x06nodeId\"y\n" +
 	"\x1bIssueAppCertificateResponse\x12=\n" +
 	"\vcertificate\x18\x01 \x01(\v2\x1b.cloister.ca.v1.CertificateR\vcertificate\x12\x1b\n" +
-	"\tchain_pem\x18\x02 \x01(\fR\bchainPem\"\x94\x01\n" +
+	"\tchain_pem\x18\x02 \x01(\fR\bchainPem\"\xaf\x01\n" +
 	"\x17ListCertificatesRequest\x12\x1d\n" +
 	"\n" +
 	"account_id\x18\x01 \x01(\tR\taccountId\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12'\n" +
 	"\x0finclude_revoked\x18\x03 \x01(\bR\x0eincludeRevoked\x12\x1d\n" +
 	"\n" +
-	"subject_id\x18\x04 \x01(\tR\tsubjectId\"[\n" +
+	"subject_id\x18\x04 \x01(\tR\tsubjectId\x12\x19\n" +
+	"\bomit_der\x18\x05 \x01(\bR\aomitDer\"[\n" +
 	"\x18ListCertificatesResponse\x12?\n" +
 	"\fcertificates\x18\x01 \x03(\v2\x1b.cloister.ca.v1.CertificateR\fcertificates\"N\n" +
 	"\x15GetCertificateRequest\x12\x1d\n" +
