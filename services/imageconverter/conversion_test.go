@@ -152,6 +152,17 @@ func (s *convertStack) waitFinal(id string, within time.Duration) *imageconverte
 	return img
 }
 
+// published checks that the events on subject come to want: the image's
+// record is written before its outbox is published, so they may still be
+// on their way when the record shows the image finished.
+func (s *convertStack) published(subject string, want int) {
+	s.t.Helper()
+	testkit.Eventually(s.t, 10*time.Second, func() bool { return s.count(subject) >= want }, "fewer than %d events on %s", want, subject)
+	if n := s.count(subject); n != want {
+		s.t.Fatalf("%d events on %s, want %d", n, subject, want)
+	}
+}
+
 func (s *convertStack) count(subject string) int {
 	s.t.Helper()
 	st, err := s.js.Stream(context.Background(), events.StreamEvents)
@@ -189,9 +200,7 @@ func TestConversionJob(t *testing.T) {
 	if got := cfg.Config.Labels["cc.cloister.mrenclave"]; got != hex.EncodeToString(done.GetMrenclave()) {
 		t.Fatalf("label mrenclave %s, recorded %x", got, done.GetMrenclave())
 	}
-	if n := s.count("events.imageconverter.v1.ImageConverted"); n != 1 {
-		t.Fatalf("%d ImageConverted events, want 1", n)
-	}
+	s.published("events.imageconverter.v1.ImageConverted", 1)
 	// The manifest names the app, for the launcher's certificate request.
 	mb, err := imagefs.ReadFile(context.Background(), pushed, enclave.ManifestPath)
 	if err != nil {
@@ -278,9 +287,7 @@ func TestConversionFailures(t *testing.T) {
 	if img.GetStatus() != "failed" || img.GetReason() != "image_not_found" {
 		t.Fatalf("converting a missing image = %v, want failed with image_not_found", img)
 	}
-	if n := s.count("events.imageconverter.v1.ConversionFailed"); n != 1 {
-		t.Fatalf("%d ConversionFailed events, want 1", n)
-	}
+	s.published("events.imageconverter.v1.ConversionFailed", 1)
 	// A failed tag may be converted again.
 	if _, err := s.c.ConvertImage(ctx, &imageconverterv1.ConvertImageRequest{AccountId: s.account, App: "missing", Tag: "1", Actor: actor}); err != nil {
 		t.Fatalf("converting a failed tag again: %v", err)
@@ -339,9 +346,7 @@ func TestWorkerKilledMidJob(t *testing.T) {
 	if err != nil || len(list.GetImages()) != 1 {
 		t.Fatalf("ListImages = %d images, %v; want 1", len(list.GetImages()), err)
 	}
-	if n := s.count("events.imageconverter.v1.ImageConverted"); n != 1 {
-		t.Fatalf("%d ImageConverted events, want 1", n)
-	}
+	s.published("events.imageconverter.v1.ImageConverted", 1)
 }
 
 // TestTwoWorkersOneJob: the same job delivered to two live workers at
@@ -377,9 +382,7 @@ func TestTwoWorkersOneJob(t *testing.T) {
 	if err != nil || r.GetImage().GetStatus() != "converted" || !bytes.Equal(r.GetImage().GetMrenclave(), done.GetMrenclave()) {
 		t.Fatalf("after both jobs the image is %v, %v; want it still converted as %v", r.GetImage(), err, done)
 	}
-	if n := s.count("events.imageconverter.v1.ImageConverted"); n != 1 {
-		t.Fatalf("%d ImageConverted events, want 1", n)
-	}
+	s.published("events.imageconverter.v1.ImageConverted", 1)
 }
 
 // workerChild is the worker process of TestWorkerKilledMidJob: a converter
