@@ -17,12 +17,9 @@ import (
 	"bytes"
 	"cmp"
 	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"net"
@@ -155,7 +152,7 @@ func TestComposeStackUnderPodman(t *testing.T) {
 	st.images = append(st.images, image)
 	st.run(hello, append(append([]string{"run", "-d", "--name", hello}, podmanRunFlags...),
 		"--tls-verify=false", "-e", "NODE_AGENT_BASE_URL="+agentAPI, "-e", "HELLO_ADDR="+helloAddr, image)...)
-	client := composeTrustingOnly(t, chain, "hello.cloister.test")
+	client := testkit.TrustingOnly(t, chain, "hello.cloister.test")
 	var page string
 	composeEventually(t, 90*time.Second, func() (bool, string) {
 		if state := st.state(hello); state != "running" {
@@ -970,33 +967,6 @@ func (c composeCLI) json(v any, args ...string) {
 	if err := json.Unmarshal([]byte(out), v); err != nil {
 		c.t.Fatalf("cloister %s -o json printed %q: %v", strings.Join(args, " "), out, err)
 	}
-}
-
-// composeTrustingOnly is an HTTPS client for serverName whose only roots
-// are the self-signed CAs of chain.
-func composeTrustingOnly(t *testing.T, chain, serverName string) *http.Client {
-	t.Helper()
-	pool := x509.NewCertPool()
-	roots := 0
-	for rest := []byte(chain); ; {
-		var blk *pem.Block
-		if blk, rest = pem.Decode(rest); blk == nil {
-			break
-		}
-		c, err := x509.ParseCertificate(blk.Bytes)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if c.IsCA && bytes.Equal(c.RawIssuer, c.RawSubject) {
-			pool.AddCert(c)
-			roots++
-		}
-	}
-	if roots == 0 {
-		t.Fatalf("cloister ca show printed no root certificate:\n%s", chain)
-	}
-	return &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
-		TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: serverName, MinVersion: tls.VersionTLS12}}}
 }
 
 // composeEventually polls cond every half second until it holds, or fails

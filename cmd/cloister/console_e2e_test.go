@@ -293,7 +293,7 @@ func TestConsoleJourney(t *testing.T) {
 	enclave := startLauncher(t, root, agentAPI, helloAddr)
 	chain := get(b, "downloading ca.pem", chromedp.Evaluate[string](
 		fmt.Sprintf(`fetch(%q).then(r => r.text())`, "/a/"+account+"/certificates/ca.pem"), chromedp.EvalAwaitPromise))
-	if page := waitForHTTPS(t, trustingOnly(t, chain), helloAddr, enclave); !strings.Contains(page, "Hello from an attested enclave") {
+	if page := waitForHTTPS(t, testkit.TrustingOnly(t, chain, "hello.cloister.test"), helloAddr, enclave); !strings.Contains(page, "Hello from an attested enclave") {
 		t.Fatalf("the enclave answered %q", page)
 	}
 

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
@@ -74,7 +73,7 @@ func TestEnclaveJourney(t *testing.T) {
 	checkGramineImage(t, cfgDir, registry, root, hello)
 	helloAddr := testkit.FreeAddr(t)
 	enclave := startLauncher(t, root, agentAPI, helloAddr)
-	page := waitForHTTPS(t, trustingOnly(t, chain), helloAddr, enclave)
+	page := waitForHTTPS(t, testkit.TrustingOnly(t, chain, "hello.cloister.test"), helloAddr, enclave)
 	if !strings.Contains(page, "Hello from an attested enclave") {
 		t.Fatalf("the sample answered %q", page)
 	}
@@ -557,30 +556,6 @@ func waitForHTTPS(t *testing.T, client *http.Client, addr string, enclave *launc
 		return resp.StatusCode == 200
 	}, "the sample never answered over HTTPS")
 	return page
-}
-
-// trustingOnly is an HTTPS client whose only roots are the account CA's
-// chain, for hello.cloister.test.
-func trustingOnly(t *testing.T, chain string) *http.Client {
-	t.Helper()
-	pool := x509.NewCertPool()
-	rest := []byte(chain)
-	for {
-		var blk *pem.Block
-		blk, rest = pem.Decode(rest)
-		if blk == nil {
-			break
-		}
-		c, err := x509.ParseCertificate(blk.Bytes)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if c.IsCA && bytes.Equal(c.RawIssuer, c.RawSubject) {
-			pool.AddCert(c)
-		}
-	}
-	return &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
-		TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "hello.cloister.test", MinVersion: tls.VersionTLS12}}}
 }
 
 // issuedSerial is the serial of the one unrevoked certificate for domain.

@@ -61,7 +61,7 @@ func TestPodmanJourney(t *testing.T) {
 		_ = exec.Command(podman, "rm", "-f", "-t", "0", name).Run()
 		_ = exec.Command(podman, "rmi", "-f", image).Run()
 	})
-	page := waitForHTTPS(t, trustingOnly(t, chain), helloAddr, container)
+	page := waitForHTTPS(t, testkit.TrustingOnly(t, chain, "hello.cloister.test"), helloAddr, container)
 	if !strings.Contains(page, "Hello from an attested enclave") {
 		t.Fatalf("the sample in the container answered %q", page)
 	}
