@@ -156,16 +156,28 @@ func mustFile(rt *Runtime, p string) []byte {
 }
 
 // RuntimeLayer returns the uncompressed tar of the layer that every image
-// of a deployment shares: the directory /opt/cloister, the runtime below
-// GramineDir and the launcher, in path order, owned by 0:0 with
-// modification time 0. The same runtime and launcher give the same bytes.
-// It does not touch /opt itself, which keeps the input's mode.
+// of a deployment shares (WriteRuntimeLayer).
 func RuntimeLayer(rt *Runtime, launcher []byte) ([]byte, error) {
+	var b bytes.Buffer
+	if _, err := WriteRuntimeLayer(&b, rt, launcher); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
+}
+
+// WriteRuntimeLayer writes the uncompressed tar of the layer that every
+// image of a deployment shares: the directory /opt/cloister, the runtime
+// below GramineDir and the launcher, in path order, owned by 0:0 with
+// modification time 0. The same runtime and launcher give the same bytes.
+// It does not touch /opt itself, which keeps the input's mode. It returns
+// the entries it wrote, each file's with its SHA-256, for listing the
+// layer without reading it again (imagefs.ListedLayer).
+func WriteRuntimeLayer(w io.Writer, rt *Runtime, launcher []byte) ([]imagefs.LayerEntry, error) {
 	if len(launcher) == 0 {
 		return nil, errors.New("enclave: no launcher binary")
 	}
-	var b bytes.Buffer
-	tw := tar.NewWriter(&b)
+	tw := tar.NewWriter(w)
+	var entries []imagefs.LayerEntry
 	write := func(name string, typ byte, mode fs.FileMode, data []byte, link string) error {
 		h := header(strings.TrimPrefix(name, "/"), typ, mode, int64(len(data)))
 		if typ == tar.TypeDir {
@@ -178,6 +190,11 @@ func RuntimeLayer(rt *Runtime, launcher []byte) ([]byte, error) {
 		if _, err := tw.Write(data); err != nil {
 			return fmt.Errorf("writing %s: %w", name, err)
 		}
+		e := imagefs.LayerEntry{Header: *h}
+		if typ == tar.TypeReg {
+			e.SHA256 = sha256.Sum256(data)
+		}
+		entries = append(entries, e)
 		return nil
 	}
 	if err := write(Dir, tar.TypeDir, dirMode, nil, ""); err != nil {
@@ -197,7 +214,7 @@ func RuntimeLayer(rt *Runtime, launcher []byte) ([]byte, error) {
 	if err := tw.Close(); err != nil {
 		return nil, fmt.Errorf("closing the runtime layer: %w", err)
 	}
-	return b.Bytes(), nil
+	return entries, nil
 }
 
 // StandInRuntimeImage is Cloister's stand-in for a Gramine runtime image,

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rsa"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"io"
@@ -232,6 +233,47 @@ func testManifest() Manifest {
 		Entrypoint: []string{"/usr/bin/hello"}, Args: []string{"--port", "8443"}, Env: []EnvVar{{"PATH", "/usr/bin"}},
 		MemorySize: 64 << 20, Threads: 2, ISVProdID: 7, ISVSVN: 3,
 		Certificate: &Certificate{Domain: "hello.example.com", KeyType: "ec-p256", KeyPath: "/run/cloister/key.pem", CertPath: "/run/cloister/cert.pem"},
+	}
+}
+
+// The entries WriteRuntimeLayer returns are the tar it writes: the same
+// headers in the same order, each file with the SHA-256 of its contents.
+func TestRuntimeLayerEntries(t *testing.T) {
+	rt, err := testRuntime()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	entries, err := WriteRuntimeLayer(&b, rt, []byte("launcher"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := tar.NewReader(&b)
+	for i := 0; ; i++ {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			if i != len(entries) {
+				t.Errorf("the tar has %d entries, the list %d", i, len(entries))
+			}
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i >= len(entries) {
+			t.Fatalf("the tar's entry %d, %s, is not listed", i, h.Name)
+		}
+		e := entries[i]
+		if e.Header.Name != h.Name || e.Header.Typeflag != h.Typeflag || e.Header.Mode != h.Mode || e.Header.Size != h.Size || e.Header.Linkname != h.Linkname {
+			t.Errorf("entry %d: listed %+v, written %+v", i, e.Header, *h)
+		}
+		body, err := io.ReadAll(tr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h.Typeflag == tar.TypeReg && e.SHA256 != sha256.Sum256(body) {
+			t.Errorf("entry %d, %s: the listed SHA-256 is not its contents'", i, h.Name)
+		}
 	}
 }
 

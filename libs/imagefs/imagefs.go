@@ -69,9 +69,29 @@ func newOptions(opts []Option) options {
 	return o
 }
 
+// ListedLayer is a layer whose entries its caller already knows: one it
+// built itself and hashed as it built it, such as the converter's runtime
+// layer, which every conversion lists again. TrustedFiles applies its
+// Entries as it would the tar's and never reads the layer. A layer read
+// from anywhere else must not implement it: nothing checks what Entries
+// says against the layer's bytes.
+type ListedLayer interface {
+	v1.Layer
+	// Entries are the layer's tar headers in order, each regular file's
+	// with the SHA-256 of its contents.
+	Entries() []LayerEntry
+}
+
+// LayerEntry is one entry of a ListedLayer.
+type LayerEntry struct {
+	Header tar.Header
+	SHA256 [32]byte // of a regular file's contents
+}
+
 // TrustedFiles lists the final filesystem of img. It reads the layers
 // bottom to top, each exactly once through Uncompressed and to its end (so
-// that a verifying reader checks the layer's digest), and applies them as
+// that a verifying reader checks the layer's digest) unless it is a
+// ListedLayer, and applies them as
 // a container runtime would: later layers replace earlier entries, ".wh."
 // whiteouts and ".wh..wh..opq" opaque markers hide what lower layers wrote,
 // hard links take their target's contents as it stood when the link was
@@ -91,12 +111,24 @@ func TrustedFiles(ctx context.Context, img v1.Image, opts ...Option) (*List, err
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		err := eachEntry(ctx, l, i, len(layers), o.progress, func(_ int, h *tar.Header, r io.Reader) error {
+		apply := func(h *tar.Header, r io.Reader) error {
 			if entries++; entries > o.maxEntries {
 				return fmt.Errorf("entry %q: %w (%d)", h.Name, ErrTooManyEntries, o.maxEntries)
 			}
 			return a.apply(i, h, r)
-		})
+		}
+		var err error
+		if listed, ok := l.(ListedLayer); ok {
+			for _, e := range listed.Entries() {
+				a.known = &e.SHA256
+				if err = apply(&e.Header, nil); err != nil {
+					break
+				}
+			}
+			a.known = nil
+		} else {
+			err = eachEntry(ctx, l, i, len(layers), o.progress, func(_ int, h *tar.Header, r io.Reader) error { return apply(h, r) })
+		}
 		if err != nil {
 			return nil, layerError(ctx, i, l, err)
 		}
@@ -106,9 +138,10 @@ func TrustedFiles(ctx context.Context, img v1.Image, opts ...Option) (*List, err
 
 // applier applies the entries of layers, in order, to a tree.
 type applier struct {
-	tree *tree
-	hash hash.Hash
-	buf  []byte
+	tree  *tree
+	hash  hash.Hash
+	buf   []byte
+	known *[32]byte // the current entry's sum, from a ListedLayer
 }
 
 func (a *applier) apply(layer int, h *tar.Header, r io.Reader) error {
@@ -149,6 +182,10 @@ func (a *applier) entry(layer int, p string, h *tar.Header, r io.Reader) error {
 	switch h.Typeflag {
 	case tar.TypeReg, tar.TypeGNUSparse, tar.TypeCont:
 		n.typ = TypeRegular
+		if a.known != nil {
+			n.size, n.sum = h.Size, *a.known
+			break
+		}
 		a.hash.Reset()
 		size, err := io.CopyBuffer(a.hash, r, a.buf)
 		if err != nil {

@@ -317,6 +317,72 @@ func TestTrustedFilesHandMade(t *testing.T) {
 	}
 }
 
+// listedLayer is a layer with its entries given, as a ListedLayer; it
+// cannot be read.
+type listedLayer struct {
+	v1.Layer
+	entries []LayerEntry
+}
+
+func (l listedLayer) Entries() []LayerEntry { return l.entries }
+func (l listedLayer) Uncompressed() (io.ReadCloser, error) {
+	return nil, errors.New("a listed layer is not read")
+}
+
+// A ListedLayer's entries stand for its tar: right ones give the list
+// reading gives, and a wrong sum shows in the list, which proves the
+// contents were not read. Its entries count against the limit.
+func TestTrustedFilesListedLayer(t *testing.T) {
+	ents := []ent{dir("etc/", 0o755), reg("etc/a", 0o644, "alpha"), reg("etc/b", 0o600, "beta"), sym("etc/c", "a"), wh("etc/.wh.old")}
+	layer := gzLayer(t, tarBytes(t, ents...))
+	bottom := gzLayer(t, tarBytes(t, dir("etc/", 0o700), reg("etc/old", 0o644, "gone")))
+	var listed []LayerEntry
+	tr := tar.NewReader(bytes.NewReader(tarBytes(t, ents...)))
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, err := io.ReadAll(tr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		listed = append(listed, LayerEntry{Header: *h, SHA256: sha256.Sum256(body)})
+	}
+	list := func(top v1.Layer, opts ...Option) (*List, error) {
+		t.Helper()
+		img, err := mutate.AppendLayers(empty.Image, bottom, top)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return TrustedFiles(context.Background(), img, opts...)
+	}
+	want, err := list(layer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := list(listedLayer{layer, listed})
+	if err != nil {
+		t.Fatalf("TrustedFiles = %v", err)
+	}
+	diffLists(t, got, want)
+
+	lie := slices.Clone(listed)
+	lie[1].SHA256 = sha256.Sum256([]byte("not alpha"))
+	if got, err = list(listedLayer{layer, lie}); err != nil {
+		t.Fatal(err)
+	}
+	if e, _ := got.Lookup("etc/a"); e.SHA256 != lie[1].SHA256 || e.Size != 5 {
+		t.Errorf("etc/a = %+v, want the listed sum and the header's size 5", e)
+	}
+	if _, err := list(listedLayer{layer, listed}, WithMaxEntries(6)); !errors.Is(err, ErrTooManyEntries) {
+		t.Errorf("7 entries with a limit of 6 = %v, want ErrTooManyEntries", err)
+	}
+}
+
 // The entries of all layers count against the limit; at the limit the
 // list is made, one more names the entry and the limit.
 func TestTrustedFilesMaxEntries(t *testing.T) {

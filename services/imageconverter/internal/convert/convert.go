@@ -17,6 +17,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"slices"
 	"strconv"
@@ -213,8 +214,8 @@ func Convert(ctx context.Context, r Request) (*Result, error) {
 
 // runtimeLayers caches the runtime layer, which is the same for every
 // conversion with the same runtime, launcher and media type: building and
-// compressing it each time would cost as much as a small conversion.
-var runtimeLayers sync.Map // runtimeKey → *blobLayer
+// compressing it each time would cost more than converting a small image.
+var runtimeLayers sync.Map // runtimeKey → *sharedLayer
 
 type runtimeKey struct {
 	runtime  *enclave.Runtime
@@ -222,20 +223,19 @@ type runtimeKey struct {
 	mt       types.MediaType
 }
 
-func runtimeLayer(rt *enclave.Runtime, launcher []byte, mt types.MediaType) (*blobLayer, error) {
+func runtimeLayer(rt *enclave.Runtime, launcher []byte, mt types.MediaType) (*sharedLayer, error) {
 	k := runtimeKey{rt, sha256.Sum256(launcher), mt}
 	if l, ok := runtimeLayers.Load(k); ok {
-		return l.(*blobLayer), nil
+		return l.(*sharedLayer), nil
 	}
-	raw, err := enclave.RuntimeLayer(rt, launcher)
+	l, err := newSharedLayer(mt, func(w io.Writer) ([]imagefs.LayerEntry, error) { return enclave.WriteRuntimeLayer(w, rt, launcher) })
 	if err != nil {
-		return nil, &Error{Reason: ReasonInternal, Err: err}
+		return nil, &Error{Reason: ReasonInternal, Err: fmt.Errorf("building the runtime layer: %w", err)}
 	}
-	l, err := newLayer(raw, mt)
-	if err != nil {
-		return nil, &Error{Reason: ReasonInternal, Err: err}
+	if prev, loaded := runtimeLayers.LoadOrStore(k, l); loaded {
+		l.file.Close()
+		return prev.(*sharedLayer), nil
 	}
-	runtimeLayers.Store(k, l)
 	return l, nil
 }
 
@@ -507,7 +507,7 @@ func manifestFor(app App, cfg v1.Config) (enclave.Manifest, error) {
 // the launcher as entrypoint and the measurement and the runtime in the
 // labels; the rest of the config (env, working dir, user, created...) is
 // the input's.
-func (s *source) output(rtLayer *blobLayer, files enclave.Files, mrenclave, mrsigner [32]byte, app App, rt *enclave.Runtime, mt types.MediaType) (v1.Image, error) {
+func (s *source) output(rtLayer *sharedLayer, files enclave.Files, mrenclave, mrsigner [32]byte, app App, rt *enclave.Runtime, mt types.MediaType) (v1.Image, error) {
 	raw, err := files.Tar()
 	if err != nil {
 		return nil, &Error{Reason: ReasonInternal, Err: err}

@@ -206,8 +206,8 @@ func push(ref name.Tag, img v1.Image, layers int, base, extra []remote.Option, r
 	return nil
 }
 
-// blobLayer is the /opt/cloister layer, held in memory: the launcher and
-// a few small files.
+// blobLayer is the layer of the enclave's manifests and signature, held
+// in memory: a few small files.
 type blobLayer struct {
 	compressed, uncompressed []byte
 	digest, diffID           v1.Hash
