@@ -53,7 +53,7 @@ func cloisterCmd(t testing.TB, cfgDir string, args ...string) *exec.Cmd {
 }
 
 // run runs the CLI and returns its standard output.
-func run(t *testing.T, cfgDir, stdin string, args ...string) string {
+func run(t testing.TB, cfgDir, stdin string, args ...string) string {
 	t.Helper()
 	cmd := cloisterCmd(t, cfgDir, args...)
 	cmd.Stdin = strings.NewReader(stdin)

@@ -304,7 +304,7 @@ func crlLists(t *testing.T, url string, issuer *x509.Certificate, serial *big.In
 // journeyAccount signs up, creates and selects an account that accepts
 // simulated evidence, waits for its CA and enclave signing key, and
 // returns its id and the CA's chain.
-func journeyAccount(t *testing.T, cfgDir string) (string, string) {
+func journeyAccount(t testing.TB, cfgDir string) (string, string) {
 	t.Helper()
 	run(t, cfgDir, "a long passphrase\n", "signup", "--email", "sec@example.com", "--password-stdin")
 	run(t, cfgDir, "a long passphrase\n", "login", "--email", "sec@example.com", "--password-stdin")
