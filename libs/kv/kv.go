@@ -434,10 +434,11 @@ func (s *Store[T]) write(ctx context.Context, key string, rev uint64, prev recor
 		return Entry[T]{Key: key}, nil
 	}
 
+	var committed uint64
 	if rev == 0 {
-		_, err = s.kv.Create(ctx, key, data)
+		committed, err = s.kv.Create(ctx, key, data)
 	} else {
-		_, err = s.kv.Update(ctx, key, data, rev)
+		committed, err = s.kv.Update(ctx, key, data, rev)
 	}
 	if err != nil {
 		err = s.casError(key, err)
@@ -459,7 +460,7 @@ func (s *Store[T]) write(ctx context.Context, key string, rev uint64, prev recor
 		if s.opts.failPublish != nil && s.opts.failPublish() {
 			err = errors.New("publish failed (injected by a test)")
 		} else {
-			err = s.flush(fctx, key)
+			err = s.flushFrom(fctx, key, &next, committed)
 		}
 		if err == nil {
 			err = s.hints.Delete(fctx, hint)
@@ -492,34 +493,41 @@ func (s *Store[T]) casError(key string, err error) error {
 // flush publishes the outbox of key, removes what it published from the
 // record (retrying on concurrent writes) and deletes a drained tombstone.
 func (s *Store[T]) flush(ctx context.Context, key string) error {
+	return s.flushFrom(ctx, key, nil, 0)
+}
+
+// flushFrom is flush starting from r at revision rev, when the caller
+// has just written them (nil: read the record first).
+func (s *Store[T]) flushFrom(ctx context.Context, key string, r *record, rev uint64) error {
 	for {
-		r, rev, err := s.getRecord(ctx, key)
-		if errors.Is(err, ErrNotFound) {
-			break // nothing committed under this hint, or already drained
-		}
-		if err != nil {
-			return err
+		if r == nil {
+			got, gotRev, err := s.getRecord(ctx, key)
+			if errors.Is(err, ErrNotFound) {
+				break // nothing committed under this hint, or already drained
+			}
+			if err != nil {
+				return err
+			}
+			r, rev = &got, gotRev
 		}
 		if len(r.Outbox) == 0 && !r.Deleted {
 			break
 		}
+		if err := s.publish(ctx, r.Outbox); err != nil {
+			return err
+		}
 		published := make(map[string]bool, len(r.Outbox))
 		for _, m := range r.Outbox {
-			msg := &nats.Msg{Subject: m.Subject, Header: m.Header, Data: m.Data}
-			if msg.Header == nil {
-				msg.Header = nats.Header{}
-			}
-			if _, err := s.js.PublishMsg(ctx, msg); err != nil {
-				return fmt.Errorf("publishing %s: %w", m.Subject, err)
-			}
 			published[m.ID] = true
 		}
+		var err error
 		if r.Deleted {
 			err = s.kv.Delete(ctx, key, jetstream.LastRevision(rev))
 		} else {
-			r.Outbox = slices.DeleteFunc(r.Outbox, func(m outboxMsg) bool { return published[m.ID] })
+			cleared := *r
+			cleared.Outbox = slices.DeleteFunc(slices.Clone(r.Outbox), func(m outboxMsg) bool { return published[m.ID] })
 			var data []byte
-			if data, err = json.Marshal(r); err != nil {
+			if data, err = json.Marshal(cleared); err != nil {
 				return fmt.Errorf("encoding record %s/%s: %w", s.bucket, key, err)
 			}
 			_, err = s.kv.Update(ctx, key, data, rev)
@@ -532,8 +540,47 @@ func (s *Store[T]) flush(ctx context.Context, key string) error {
 		}
 		// Someone wrote meanwhile; their record carries our messages
 		// forward, so read it again and clear what we published.
+		r = nil
 	}
 	return nil
+}
+
+// publish publishes msgs to JetStream all at once and waits for every
+// acknowledgement: one round trip's wait rather than one per message.
+// Each carries its Nats-Msg-Id, so one published again is stored once.
+func (s *Store[T]) publish(ctx context.Context, msgs []outboxMsg) error {
+	if len(msgs) == 1 {
+		m := msgs[0]
+		if _, err := s.js.PublishMsg(ctx, &nats.Msg{Subject: m.Subject, Header: orEmpty(m.Header), Data: m.Data}); err != nil {
+			return fmt.Errorf("publishing %s: %w", m.Subject, err)
+		}
+		return nil
+	}
+	acks := make([]jetstream.PubAckFuture, len(msgs))
+	for i, m := range msgs {
+		f, err := s.js.PublishMsgAsync(&nats.Msg{Subject: m.Subject, Header: orEmpty(m.Header), Data: m.Data})
+		if err != nil {
+			return fmt.Errorf("publishing %s: %w", m.Subject, err)
+		}
+		acks[i] = f
+	}
+	for i, f := range acks {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			return fmt.Errorf("publishing %s: %w", msgs[i].Subject, err)
+		case <-ctx.Done():
+			return fmt.Errorf("publishing %s: %w", msgs[i].Subject, ctx.Err())
+		}
+	}
+	return nil
+}
+
+func orEmpty(h nats.Header) nats.Header {
+	if h == nil {
+		return nats.Header{}
+	}
+	return h
 }
 
 // newVersion returns a random version other than 0 and prev.

@@ -125,6 +125,20 @@ func CheckDNSName(n string) error {
 // CheckCSRKey is CheckCSR for clients, whose certificates carry no DNS
 // names: a CSR naming any is refused.
 func CheckCSRKey(b []byte, want KeyType) (*CSR, error) {
+	c, err := ParseCSRKey(b, want)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.Request.CheckSignature(); err != nil {
+		return nil, &CSRError{"signature", "the CSR is not signed by its own key"}
+	}
+	return c, nil
+}
+
+// ParseCSRKey is CheckCSRKey without the signature: for a service that
+// hands the CSR on to the CA, which checks it (CheckCSRKey) before it
+// signs anything, so that the signature is verified once.
+func ParseCSRKey(b []byte, want KeyType) (*CSR, error) {
 	if len(b) == 0 || len(b) > MaxCSRSize {
 		return nil, &CSRError{"size", fmt.Sprintf("a CSR must be 1 to %d bytes", MaxCSRSize)}
 	}
@@ -135,9 +149,6 @@ func CheckCSRKey(b []byte, want KeyType) (*CSR, error) {
 	req, err := x509.ParseCertificateRequest(der)
 	if err != nil {
 		return nil, &CSRError{"format", err.Error()}
-	}
-	if err := req.CheckSignature(); err != nil {
-		return nil, &CSRError{"signature", "the CSR is not signed by its own key"}
 	}
 	got := keyTypeOf(req.PublicKey)
 	switch {

@@ -1,6 +1,7 @@
 package noderegistry_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -187,6 +188,15 @@ func TestEnrolRefusesBadInput(t *testing.T) {
 			_, err := s.nr.Enroll(ctx, &noderegistryv1.EnrollRequest{JoinToken: multi.GetSecret(), NodeName: tc.nodeName, Csr: tc.csr})
 			wantRefused(t, "Enroll", err, errs.Invalid, tc.want)
 		})
+	}
+	// A CSR not signed by its key: the CA, which checks the signature
+	// once for the enrolment, refuses it, and the use is given back.
+	forged := bytes.Clone(n.csr)
+	forged[len(forged)-2] ^= 1 // in the signature, the last field
+	_, err = s.nr.Enroll(ctx, &noderegistryv1.EnrollRequest{JoinToken: multi.GetSecret(), NodeName: "forged", Csr: forged})
+	wantRefused(t, "Enroll with a forged CSR", err, errs.Invalid, "signature")
+	if used := s.uses(acct, multi.GetToken().GetId()); used != 0 {
+		t.Errorf("after a refused CSR the token has %d uses taken, want 0", used)
 	}
 	// A PEM CSR and a name of 64 pass, with the one use left.
 	pemCSR := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: n.csr})

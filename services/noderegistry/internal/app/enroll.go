@@ -49,7 +49,10 @@ func (s *Service) Enroll(ctx context.Context, secret string, name NodeName, csrB
 			return Enrolment{}, err
 		}
 	}
-	csr, err := pki.CheckCSRKey(csrBytes, pki.P256)
+	// The CA checks the CSR's signature before it signs: here it is
+	// read for its key, which evidence must bind, and refused early when
+	// malformed.
+	csr, err := pki.ParseCSRKey(csrBytes, pki.P256)
 	if err != nil {
 		return Enrolment{}, errs.Newf(errs.Invalid, "csr: %v", err)
 	}
