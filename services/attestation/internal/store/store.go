@@ -39,6 +39,9 @@ const (
 	// collateralsDecoded bounds the decoded collateral kept: a platform
 	// (FMSPC) and CA each.
 	collateralsDecoded = 1024
+	// policiesDecoded bounds the policies kept decoded: one per account
+	// that verified lately.
+	policiesDecoded = 4096
 )
 
 // Stores are the KV adapters of every port.
@@ -54,7 +57,10 @@ type Stores struct {
 // Open opens every bucket; approved images are looked up through c, and
 // activity is kept by clock's hours.
 func Open(ctx context.Context, js jetstream.JetStream, replicas int, c cache.Cache, clock func() time.Time, logger *slog.Logger, opts ...kv.Option) (*Stores, error) {
-	p, err := kv.Open[policyRecord](ctx, js, kv.Config{Bucket: BucketPolicies, Replicas: replicas}, opts...)
+	// An account's policy is read by each of its verifications and
+	// changes rarely: decoded once per revision.
+	p, err := kv.Open[policyRecord](ctx, js, kv.Config{Bucket: BucketPolicies, Replicas: replicas},
+		append(slices.Clone(opts), kv.WithDecodedCache(policiesDecoded))...)
 	if err != nil {
 		return nil, err
 	}
