@@ -233,7 +233,7 @@ func runtimeLayer(rt *enclave.Runtime, launcher []byte, mt types.MediaType) (*sh
 		return nil, &Error{Reason: ReasonInternal, Err: fmt.Errorf("building the runtime layer: %w", err)}
 	}
 	if prev, loaded := runtimeLayers.LoadOrStore(k, l); loaded {
-		l.file.Close()
+		l.close()
 		return prev.(*sharedLayer), nil
 	}
 	return l, nil

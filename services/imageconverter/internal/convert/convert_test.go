@@ -11,6 +11,8 @@ import (
 	"log"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -780,6 +782,35 @@ func TestConvertDeterministic(t *testing.T) {
 	sig, err := sgx.ParseSigStruct(readFile(t, g.pull(t, c.Ref), enclave.SigStructPath))
 	if err != nil || sig.DateString() != "2026-06-04" {
 		t.Fatalf("SIGSTRUCT date = %q, %v; want 2026-06-04", sig.DateString(), err)
+	}
+}
+
+// The runtime layer waits in an unlinked temporary file, or in memory
+// where no temporary file can be made: the image is the same either way,
+// and the layer's file leaves no name behind.
+func TestRuntimeLayerWithoutATempDir(t *testing.T) {
+	g := newRegistry(t)
+	g.put(t, "team/app:1", handMade(t))
+	r := request(t, g.ref("team/app:1"), g.ref("team/app-sgx:file"))
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	runtimeLayers.Clear()
+	t.Cleanup(func() { runtimeLayers.Clear() })
+	onDisk := mustConvert(t, r)
+	if left, err := os.ReadDir(tmp); err != nil || len(left) != 0 {
+		t.Fatalf("the temporary directory holds %v (%v), want nothing", left, err)
+	}
+
+	t.Setenv("TMPDIR", filepath.Join(tmp, "missing"))
+	runtimeLayers.Clear()
+	r.Output = g.ref("team/app-sgx:memory")
+	inMemory := mustConvert(t, r)
+	if inMemory.Digest != onDisk.Digest {
+		t.Fatalf("without a temporary directory the image is %s, with one %s", inMemory.Digest, onDisk.Digest)
+	}
+	img := g.pull(t, inMemory.Ref)
+	if got := readFile(t, img, enclave.LauncherPath); !bytes.Equal(got, testLauncher) {
+		t.Fatal("the launcher in the image converted without a temporary directory is not the launcher")
 	}
 }
 

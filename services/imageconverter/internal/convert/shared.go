@@ -1,6 +1,7 @@
 package convert
 
 import (
+	"bytes"
 	"compress/gzip"
 	"crypto/sha256"
 	"fmt"
@@ -15,12 +16,15 @@ import (
 
 // sharedLayer is a layer every conversion of a deployment shares (the
 // launcher and Gramine's runtime, tens of MiB), built once. Its
-// compressed bytes wait in a temporary file that is unlinked at once, so
-// that they cost no memory and leave nothing behind: they are read only
-// when a registry does not have the layer yet. Listing it reads nothing:
-// it knows its entries (imagefs.ListedLayer).
+// compressed bytes wait in a temporary file ($TMPDIR, else /tmp) that is
+// unlinked at once, so that they cost no memory and leave nothing behind:
+// they are read only when a registry does not have the layer yet. Where
+// no temporary file can be made (a read-only root without /tmp), they are
+// kept in memory. Listing the layer reads nothing: it knows its entries
+// (imagefs.ListedLayer).
 type sharedLayer struct {
-	file           *os.File
+	blob           io.ReaderAt // the compressed bytes
+	file           *os.File    // blob, when it is a file
 	size           int64
 	digest, diffID v1.Hash
 	mediaType      types.MediaType
@@ -35,27 +39,46 @@ var _ imagefs.ListedLayer = (*sharedLayer)(nil)
 const sharedCompression = gzip.BestSpeed
 
 // newSharedLayer builds the layer whose tar write writes, returning its
-// entries, streaming it through gzip into an unlinked temporary file.
+// entries, streaming it through gzip into an unlinked temporary file, or
+// into memory when there can be none.
 func newSharedLayer(mt types.MediaType, write func(io.Writer) ([]imagefs.LayerEntry, error)) (*sharedLayer, error) {
-	f, err := os.CreateTemp("", "cloister-layer-*")
+	f, err := unlinkedTemp()
 	if err != nil {
-		return nil, fmt.Errorf("a file for the layer: %w", err)
-	}
-	if err := os.Remove(f.Name()); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("a file for the layer: %w", err)
+		var b bytes.Buffer
+		l, err := writeShared(&b, mt, write)
+		if err != nil {
+			return nil, err
+		}
+		l.blob = bytes.NewReader(b.Bytes())
+		return l, nil
 	}
 	l, err := writeShared(f, mt, write)
 	if err != nil {
 		f.Close()
 		return nil, err
 	}
+	l.blob, l.file = f, f
 	return l, nil
 }
 
-func writeShared(f *os.File, mt types.MediaType, write func(io.Writer) ([]imagefs.LayerEntry, error)) (*sharedLayer, error) {
+// unlinkedTemp is a new temporary file that has no name any more.
+func unlinkedTemp() (*os.File, error) {
+	f, err := os.CreateTemp("", "cloister-layer-*")
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Remove(f.Name()); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+// writeShared writes the layer to w and describes it, its bytes aside.
+func writeShared(w io.Writer, mt types.MediaType, write func(io.Writer) ([]imagefs.LayerEntry, error)) (*sharedLayer, error) {
 	digest, diffID := sha256.New(), sha256.New()
-	zw, err := gzip.NewWriterLevel(io.MultiWriter(f, digest), sharedCompression)
+	cw := &countingWriter{w: io.MultiWriter(w, digest)}
+	zw, err := gzip.NewWriterLevel(cw, sharedCompression)
 	if err != nil {
 		return nil, err
 	}
@@ -66,14 +89,28 @@ func writeShared(f *os.File, mt types.MediaType, write func(io.Writer) ([]imagef
 	if err := zw.Close(); err != nil {
 		return nil, fmt.Errorf("compressing the layer: %w", err)
 	}
-	size, err := f.Seek(0, io.SeekCurrent)
-	if err != nil {
-		return nil, fmt.Errorf("writing the layer: %w", err)
-	}
-	l := &sharedLayer{file: f, size: size, mediaType: mt, entries: entries}
+	l := &sharedLayer{size: cw.n, mediaType: mt, entries: entries}
 	l.digest = v1.Hash{Algorithm: "sha256", Hex: fmt.Sprintf("%x", digest.Sum(nil))}
 	l.diffID = v1.Hash{Algorithm: "sha256", Hex: fmt.Sprintf("%x", diffID.Sum(nil))}
 	return l, nil
+}
+
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// close releases the layer's file, if it has one.
+func (l *sharedLayer) close() {
+	if l.file != nil {
+		l.file.Close()
+	}
 }
 
 func (l *sharedLayer) Digest() (v1.Hash, error)            { return l.digest, nil }
@@ -82,12 +119,12 @@ func (l *sharedLayer) Size() (int64, error)                { return l.size, nil 
 func (l *sharedLayer) MediaType() (types.MediaType, error) { return l.mediaType, nil }
 func (l *sharedLayer) Entries() []imagefs.LayerEntry       { return l.entries }
 func (l *sharedLayer) Compressed() (io.ReadCloser, error) {
-	return io.NopCloser(io.NewSectionReader(l.file, 0, l.size)), nil
+	return io.NopCloser(io.NewSectionReader(l.blob, 0, l.size)), nil
 }
 
-// Uncompressed decompresses the file; nothing in a conversion reads it.
+// Uncompressed decompresses the layer; nothing in a conversion reads it.
 func (l *sharedLayer) Uncompressed() (io.ReadCloser, error) {
-	zr, err := gzip.NewReader(io.NewSectionReader(l.file, 0, l.size))
+	zr, err := gzip.NewReader(io.NewSectionReader(l.blob, 0, l.size))
 	if err != nil {
 		return nil, err
 	}
