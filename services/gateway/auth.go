@@ -94,18 +94,18 @@ func (g *Gateway) authenticate(ctx context.Context, r *http.Request) (principal,
 	}
 	hash := authz.HashToken(token)
 	now := time.Now()
-	if p, ok := g.local.get(key, now); ok && p.TokenHash == hash && now.Before(p.ExpiresAt) && g.trusted(p.CachedAt) {
+	if p, ok := g.local.Get(key, now); ok && p.TokenHash == hash && now.Before(p.ExpiresAt) && g.trusted(p.CachedAt) {
 		return p, nil
 	}
-	epoch := g.local.epoch()
+	epoch := g.local.Epoch()
 	if b, err := g.cache.Get(ctx, key); err == nil {
 		if bytes.Equal(b, revokedMarker) {
-			g.local.drop(key)
+			g.local.Drop(key)
 			return principal{}, errRevoked
 		}
 		var p principal
 		if json.Unmarshal(b, &p) == nil && p.TokenHash == hash && now.Before(p.ExpiresAt) && g.trusted(p.CachedAt) {
-			g.local.put(key, p, now, epoch)
+			g.local.Put(key, p, now, epoch)
 			return p, nil
 		}
 	}
@@ -143,7 +143,7 @@ var errRevoked = errs.Define(errs.Unauthenticated, "unauthenticated", "the token
 // so from then on this gateway trusts no entry written before now, and
 // asks the account service until those have expired (authTTL).
 func (g *Gateway) forget(ctx context.Context, key string) error {
-	g.local.drop(key)
+	g.local.Drop(key)
 	if err := g.cache.Set(ctx, key, revokedMarker, authTTL); err != nil {
 		g.distrustBefore.Store(time.Now().UnixNano())
 		g.logger.WarnContext(ctx, "a revocation could not be marked in the cache; cached credentials written before now are no longer trusted", "error", err)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/cloister-cc/cloister/libs/busauth"
 	"github.com/cloister-cc/cloister/libs/cache"
+	"github.com/cloister-cc/cloister/libs/cache/local"
 	"github.com/cloister-cc/cloister/libs/events"
 	accountv1 "github.com/cloister-cc/cloister/libs/gen/cloister/account/v1"
 	attestationv1 "github.com/cloister-cc/cloister/libs/gen/cloister/attestation/v1"
@@ -76,7 +77,7 @@ type Gateway struct {
 	// the time of each lost mark.
 	distrustBefore atomic.Int64
 	// local holds principals decoded in process (localauth.go).
-	local localPrincipals
+	local *local.Map[principal]
 	// imageWatch follows the image converter's events to wake imageWaits.
 	imageWatch *events.Consumer
 	imageWaits imageWaits
@@ -107,6 +108,7 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 		mux:         http.NewServeMux(),
 		nodeMux:     http.NewServeMux(),
 		nodeCAs:     newCAPools(),
+		local:       newLocalPrincipals(),
 		clock:       cfg.Clock,
 		openapi:     doc,
 	}

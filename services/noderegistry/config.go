@@ -7,6 +7,7 @@ import (
 
 	"github.com/cloister-cc/cloister/libs/cache"
 	"github.com/cloister-cc/cloister/libs/service"
+	"github.com/cloister-cc/cloister/services/noderegistry/internal/peers"
 )
 
 // Config is what the service needs to run.
@@ -31,6 +32,11 @@ type Config struct {
 	// less. Negative: never in the background, only when Sweep is called
 	// (tests that move their clock).
 	SweepEvery time.Duration
+	// PolicyTTL is how long the registry keeps what an account's
+	// attestation policy says about node evidence; default 2 s. A change
+	// of the policy drops it at once through its event: the TTL bounds a
+	// missed event. Tests lengthen it to prove the event's path.
+	PolicyTTL time.Duration
 }
 
 func (cfg *Config) check() error {
@@ -42,6 +48,12 @@ func (cfg *Config) check() error {
 	}
 	if cfg.ReattestEvery < 0 {
 		return fmt.Errorf("noderegistry: re-attestation period %v is negative", cfg.ReattestEvery)
+	}
+	if cfg.PolicyTTL < 0 {
+		return fmt.Errorf("noderegistry: policy TTL %v is negative", cfg.PolicyTTL)
+	}
+	if cfg.PolicyTTL == 0 {
+		cfg.PolicyTTL = peers.PolicyTTL
 	}
 	if cfg.Cache == nil {
 		cfg.Cache = cache.NewMemory(0)

@@ -21,6 +21,7 @@ import (
 	cav1 "github.com/cloister-cc/cloister/libs/gen/cloister/ca/v1"
 	noderegistryv1 "github.com/cloister-cc/cloister/libs/gen/cloister/noderegistry/v1"
 	"github.com/cloister-cc/cloister/libs/testkit"
+	"github.com/cloister-cc/cloister/services/noderegistry"
 )
 
 // TestEnrolWithEvidence: simulated evidence bound to the CSR's key and a
@@ -261,6 +262,25 @@ func TestCAFailureGivesTheUseBack(t *testing.T) {
 	}, func() string { return fmt.Sprintf("the token's one use is lost: %v", err) })
 }
 
+// TestPolicyChangeReachesEnrolment: the registry keeps what an account's
+// policy says for a moment, and a change of the policy is seen at once,
+// through its event: with a TTL of an hour, nothing else could drop it.
+func TestPolicyChangeReachesEnrolment(t *testing.T) {
+	s := newStack(t, nil, 0, func(c *noderegistry.Config) { c.PolicyTTL = time.Hour })
+	acct := s.account()
+	tok := s.token(acct, &noderegistryv1.CreateJoinTokenRequest{}) // any number of uses
+	s.mustEnroll(tok.GetSecret(), nil)                             // the policy, which requires nothing, is kept
+	s.requireNodeEvidence(acct)
+	var err error
+	testkit.EventuallyMsg(t, 10*time.Second, func() bool {
+		_, err = s.enroll(tok.GetSecret(), nil)
+		return errs.KindOf(err) == errs.PermissionDenied
+	}, func() string {
+		return fmt.Sprintf("enrolment without evidence after the policy came to require it = %v, want it refused", err)
+	})
+	wantRefused(t, "Enroll without evidence", err, errs.PermissionDenied, "requires node evidence")
+}
+
 // TestEnrolPolicyRequiresEvidence: when the account's attestation policy
 // requires node evidence, a node without it is refused though its token
 // does not require it, and one with simulated evidence enrols; when the
@@ -289,9 +309,13 @@ func TestEnrolPolicyRequiresEvidence(t *testing.T) {
 	}
 
 	// The attestation service gone, the policy cannot be read: no
-	// enrolment, with or without evidence, and no use taken.
+	// enrolment, with or without evidence, and no use taken. For a moment
+	// (PolicyTTL) the registry still knows the policy requires evidence.
 	s.stopAttestation()
-	_, err = s.enroll(tok.GetSecret(), nil)
+	testkit.EventuallyMsg(t, 10*time.Second, func() bool {
+		_, err = s.enroll(tok.GetSecret(), nil)
+		return errs.KindOf(err) != errs.PermissionDenied
+	}, func() string { return fmt.Sprintf("Enroll without the attestation service = %v", err) })
 	wantRefused(t, "Enroll without the attestation service", err, errs.Unavailable, "attestation policy cannot be read")
 	m := newNode(t)
 	_, err = s.nr.Enroll(ctx, s.enrolWith(acct, tok.GetSecret(), "tee-2", m, m.key))

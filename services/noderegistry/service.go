@@ -34,13 +34,14 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 		if err != nil {
 			return err
 		}
+		att := peers.Attestation{C: attestationv1.NewAttestationClient(r.NATS()), Policies: peers.NewPolicies(cfg.PolicyTTL)}
 		s.app, err = app.New(app.Config{Tokens: st.Tokens, Nodes: st.Nodes, Nonces: st.Nonces, Audit: events.AuditLog{JS: r.JetStream(), Producer: store.Producer},
-			Attestation: peers.Attestation{C: attestationv1.NewAttestationClient(r.NATS())}, CA: peers.CA{C: cav1.NewCAClient(r.NATS())},
+			Attestation: att, CA: peers.CA{C: cav1.NewCAClient(r.NATS())},
 			Clock: cfg.Clock, HeartbeatTimeout: cfg.HeartbeatTimeout, ReattestEvery: cfg.ReattestEvery, Logger: r.Logger()})
 		if err != nil {
 			return err
 		}
-		return transport.Serve(r, s.app, st.Tokens, cfg.SweepEvery)
+		return transport.Serve(r, s.app, st.Tokens, att, cfg.SweepEvery)
 	})
 	if err != nil {
 		return nil, err

@@ -4,16 +4,30 @@ package peers
 
 import (
 	"context"
+	"time"
 
+	"github.com/cloister-cc/cloister/libs/cache/local"
 	attestationv1 "github.com/cloister-cc/cloister/libs/gen/cloister/attestation/v1"
 	cav1 "github.com/cloister-cc/cloister/libs/gen/cloister/ca/v1"
 	"github.com/cloister-cc/cloister/services/noderegistry/internal/app"
 )
 
-// Attestation asks the attestation service to verify evidence.
+// Attestation asks the attestation service to verify evidence. Whether an
+// account's policy requires node attestation is kept in Policies for a
+// moment (libs/cache/local), since enrolments come in bursts: the
+// policy's PolicyChanged event drops it in every process (DropPolicy),
+// and the TTL bounds how long a missed event leaves it stale.
 type Attestation struct {
-	C *attestationv1.AttestationClient
+	C        *attestationv1.AttestationClient
+	Policies *local.Map[bool] // nil: ask every time
 }
+
+// PolicyTTL is how long a policy's answer is kept by default.
+const PolicyTTL = 2 * time.Second
+
+// NewPolicies is the Policies map of a registry process, whose answers
+// are kept for ttl.
+func NewPolicies(ttl time.Duration) *local.Map[bool] { return local.New[bool](ttl, 10000) }
 
 var _ app.Attestation = Attestation{}
 
@@ -31,11 +45,30 @@ func (a Attestation) Verify(ctx context.Context, accountID string, quote, bindin
 // RequiresNodeAttestation implements app.Attestation: it reads the
 // account's policy (the default one, which does not, when it set none).
 func (a Attestation) RequiresNodeAttestation(ctx context.Context, accountID string) (bool, error) {
+	now := time.Now()
+	var epoch uint64
+	if a.Policies != nil {
+		if required, ok := a.Policies.Get(accountID, now); ok {
+			return required, nil
+		}
+		epoch = a.Policies.Epoch()
+	}
 	resp, err := a.C.GetPolicy(ctx, &attestationv1.GetPolicyRequest{AccountId: accountID})
 	if err != nil {
 		return false, err
 	}
-	return resp.GetPolicy().GetRequireNodeAttestation(), nil
+	required := resp.GetPolicy().GetRequireNodeAttestation()
+	if a.Policies != nil {
+		a.Policies.Put(accountID, required, now, epoch)
+	}
+	return required, nil
+}
+
+// DropPolicy forgets what the account's policy said: it changed.
+func (a Attestation) DropPolicy(accountID string) {
+	if a.Policies != nil {
+		a.Policies.Drop(accountID)
+	}
 }
 
 // IssueSimulatedQE implements app.Attestation.

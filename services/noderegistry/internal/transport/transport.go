@@ -1,6 +1,7 @@
 // Package transport serves the node registry on its runner: its endpoints
 // over NATS, the account events that purge a deleted account, revocations
-// followed into this process's cache, and the heartbeat sweep.
+// followed into this process's cache, attestation policy changes followed
+// into its copy of the policies, and the heartbeat sweep.
 package transport
 
 import (
@@ -11,23 +12,28 @@ import (
 
 	"github.com/cloister-cc/cloister/libs/events"
 	accountv1 "github.com/cloister-cc/cloister/libs/gen/cloister/account/v1"
+	attestationv1 "github.com/cloister-cc/cloister/libs/gen/cloister/attestation/v1"
 	noderegistryv1 "github.com/cloister-cc/cloister/libs/gen/cloister/noderegistry/v1"
 	"github.com/cloister-cc/cloister/libs/obs"
 	"github.com/cloister-cc/cloister/libs/service"
 	"github.com/cloister-cc/cloister/services/noderegistry/internal/app"
 	"github.com/cloister-cc/cloister/services/noderegistry/internal/endpoint"
+	"github.com/cloister-cc/cloister/services/noderegistry/internal/peers"
 	"github.com/cloister-cc/cloister/services/noderegistry/internal/store"
 	"github.com/cloister-cc/cloister/services/noderegistry/internal/wire"
 )
 
-// Serve serves the node registry on r. The revocation watch starts before
-// requests are taken, so no revocation made elsewhere slips by this
-// process's cache of tokens. Then its request subjects, through the
+// Serve serves the node registry on r. The watches of revocations and
+// policies start before requests are taken, so no revocation or policy
+// change made elsewhere slips by this process's copies. Then its request subjects, through the
 // generated noderegistryv1.RegisterNodeRegistryServer, the account events
 // it follows and the sweep, every sweepEvery (0: the default; negative:
 // never).
-func Serve(r *service.Runner, s *app.Service, tokens *store.Tokens, sweepEvery time.Duration) error {
+func Serve(r *service.Runner, s *app.Service, tokens *store.Tokens, att peers.Attestation, sweepEvery time.Duration) error {
 	if err := watchRevocations(r, tokens); err != nil {
+		return err
+	}
+	if err := watchPolicies(r, att); err != nil {
 		return err
 	}
 	if err := noderegistryv1.RegisterNodeRegistryServer(r.Mux(), endpoint.New(s), r.Logger()); err != nil {
@@ -71,6 +77,23 @@ func watchRevocations(r *service.Runner, tokens *store.Tokens) error {
 				return errors.New("JoinTokenRevoked without a token hash")
 			}
 			tokens.Revoked(ctx, r.GetTokenHash(), wire.TokenRefFromProto(r.GetToken()))
+			return nil
+		})
+}
+
+// watchPolicies drops this process's copy of an account's attestation
+// policy when the policy changes, whichever attestation replica changed it.
+func watchPolicies(r *service.Runner, att peers.Attestation) error {
+	return r.Watch(events.StreamEvents, []string{events.Subject(attestationv1.AttestationServiceName, &attestationv1.PolicyChanged{})},
+		func(_ context.Context, ev events.Event) error {
+			var c attestationv1.PolicyChanged
+			if err := ev.Decode(&c); err != nil {
+				return err
+			}
+			if c.GetAccountId() == "" {
+				return errors.New("PolicyChanged without an account")
+			}
+			att.DropPolicy(c.GetAccountId())
 			return nil
 		})
 }
