@@ -3,12 +3,17 @@
 //
 // Every write may carry messages (domain events, audit records) that must
 // be published if, and only if, the write commits. They are stored inside
-// the record by the same atomic put, published right after it, and then
-// cleared. A small hint bucket (<bucket>_outbox) remembers writes whose
-// messages may still be unpublished, so a process that dies between the
-// write and the publish publishes them when a store on the bucket is next
-// opened. Messages carry Nats-Msg-Id, so a re-publish within the stream's
-// duplicate window is stored once, and consumers are idempotent past it.
+// the record by the same atomic put and published right after it. A small
+// hint bucket (<bucket>_outbox) remembers writes whose messages may still
+// be unpublished: each write with messages puts a hint before its record
+// and deletes it once they are published, so a process that dies between
+// the write and the publish publishes them when a store on the bucket is
+// next opened. Each message names its write's hint; the record keeps its
+// messages after they are published (clearing them would cost another
+// write), and the next write of the key carries forward only those whose
+// hint is still there, unpublished. Messages carry Nats-Msg-Id, so a
+// re-publish within the stream's duplicate window is stored once, and
+// consumers are idempotent past it.
 package kv
 
 import (
@@ -148,6 +153,17 @@ type outboxMsg struct {
 	Subject string      `json:"subject"`
 	Header  nats.Header `json:"header,omitempty"`
 	Data    []byte      `json:"data"`
+	// Hint is the hint of the write that made the message: while it is
+	// there, the message may be unpublished. Empty in records written
+	// before hints were named, whose messages were cleared once published.
+	Hint string `json:"hint,omitempty"`
+}
+
+// recordValue is a record without its outbox, for reads of the value.
+type recordValue struct {
+	Value   json.RawMessage `json:"v,omitempty"`
+	Version uint64          `json:"ver"`
+	Deleted bool            `json:"del,omitempty"`
 }
 
 // Open creates or updates the bucket and its hint bucket, then publishes
@@ -214,16 +230,59 @@ func (s *Store[T]) Recover(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("reading outbox hint %s: %w", h, err)
 		}
-		if err := s.flush(ctx, string(e.Value())); err != nil {
+		found, err := s.recoverHint(ctx, string(e.Value()), h)
+		if err != nil {
 			return fmt.Errorf("recovering outbox of %s/%s: %w", s.bucket, e.Value(), err)
 		}
-		if time.Since(e.Created()) >= s.opts.recoveryGrace {
+		// A hint whose messages were found was deleted with them; one
+		// whose record holds none may belong to a write not yet committed.
+		if !found && time.Since(e.Created()) >= s.opts.recoveryGrace {
 			if err := s.hints.Delete(ctx, h, jetstream.LastRevision(e.Revision())); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
 				return fmt.Errorf("deleting outbox hint %s: %w", h, err)
 			}
 		}
 	}
 	return nil
+}
+
+// recoverHint publishes what key's record holds unpublished, if it holds
+// messages of hint, and says whether it did.
+func (s *Store[T]) recoverHint(ctx context.Context, key, hint string) (bool, error) {
+	r, rev, err := s.getRecord(ctx, key)
+	if errors.Is(err, ErrNotFound) {
+		return false, nil // nothing committed under this hint, or already drained
+	}
+	if err != nil {
+		return false, err
+	}
+	if !slices.ContainsFunc(r.Outbox, func(m outboxMsg) bool { return m.Hint == hint }) {
+		return false, nil
+	}
+	if r.Outbox, err = s.unpublished(ctx, r.Outbox); err != nil {
+		return false, err
+	}
+	return true, s.flushFrom(ctx, key, &r, rev)
+}
+
+// unpublished keeps of msgs those whose hint is still there (and those of
+// no hint, from before hints were named): the others were published.
+func (s *Store[T]) unpublished(ctx context.Context, msgs []outboxMsg) ([]outboxMsg, error) {
+	live := map[string]bool{}
+	for _, m := range msgs {
+		if _, checked := live[m.Hint]; checked || m.Hint == "" {
+			continue
+		}
+		_, err := s.hints.Get(ctx, m.Hint)
+		switch {
+		case err == nil:
+			live[m.Hint] = true
+		case errors.Is(err, jetstream.ErrKeyNotFound):
+			live[m.Hint] = false
+		default:
+			return nil, fmt.Errorf("reading outbox hint %s: %w", m.Hint, err)
+		}
+	}
+	return slices.DeleteFunc(slices.Clone(msgs), func(m outboxMsg) bool { return m.Hint != "" && !live[m.Hint] }), nil
 }
 
 func (s *Store[T]) getRecord(ctx context.Context, key string) (record, uint64, error) {
@@ -257,7 +316,16 @@ func (s *Store[T]) decodeRecord(key string, b []byte) (record, error) {
 	return r, nil
 }
 
-func (s *Store[T]) decode(key string, r record) (Entry[T], error) {
+// decodeValue decodes a record but its outbox.
+func (s *Store[T]) decodeValue(key string, b []byte) (recordValue, error) {
+	var r recordValue
+	if err := json.Unmarshal(b, &r); err != nil {
+		return recordValue{}, fmt.Errorf("decoding %s/%s: %w", s.bucket, key, err)
+	}
+	return r, nil
+}
+
+func (s *Store[T]) decode(key string, r recordValue) (Entry[T], error) {
 	var v T
 	if err := json.Unmarshal(r.Value, &v); err != nil {
 		return Entry[T]{}, fmt.Errorf("decoding value of %s/%s: %w", s.bucket, key, err)
@@ -270,7 +338,11 @@ func (s *Store[T]) Get(ctx context.Context, key string) (Entry[T], error) {
 	if s.opts.decodedCache > 0 {
 		return s.getCached(ctx, key)
 	}
-	r, _, err := s.getRecord(ctx, key)
+	e, err := s.getRaw(ctx, key)
+	if err != nil {
+		return Entry[T]{}, err
+	}
+	r, err := s.decodeValue(key, e.Value())
 	if err != nil {
 		return Entry[T]{}, err
 	}
@@ -291,7 +363,7 @@ func (s *Store[T]) getCached(ctx context.Context, key string) (Entry[T], error) 
 	d, ok := s.decoded[key]
 	s.decodedMu.Unlock()
 	if !ok || d.revision != e.Revision() {
-		r, err := s.decodeRecord(key, e.Value())
+		r, err := s.decodeValue(key, e.Value())
 		if err != nil {
 			return Entry[T]{}, err
 		}
@@ -397,7 +469,11 @@ func (s *Store[T]) Delete(ctx context.Context, key string, version uint64, msgs 
 // write commits a new record (v nil means deletion) over revision rev
 // (0: the key must not exist), then publishes its outbox.
 func (s *Store[T]) write(ctx context.Context, key string, rev uint64, prev record, v *T, msgs []*nats.Msg) (Entry[T], error) {
-	next := record{Version: newVersion(prev.Version), Outbox: prev.Outbox}
+	carried, err := s.unpublished(ctx, prev.Outbox)
+	if err != nil {
+		return Entry[T]{}, err
+	}
+	next := record{Version: newVersion(prev.Version), Outbox: carried}
 	if v == nil {
 		next.Deleted = true
 	} else {
@@ -407,23 +483,25 @@ func (s *Store[T]) write(ctx context.Context, key string, rev uint64, prev recor
 		}
 		next.Value = b
 	}
+	var hint string
+	if len(carried)+len(msgs) > 0 {
+		hint = nuid.Next()
+	}
 	for _, m := range msgs {
 		id := m.Header.Get(jetstream.MsgIDHeader)
 		if id == "" {
 			return Entry[T]{}, fmt.Errorf("outbox message for %s has no %s header", m.Subject, jetstream.MsgIDHeader)
 		}
-		next.Outbox = append(next.Outbox, outboxMsg{ID: id, Subject: m.Subject, Header: m.Header, Data: m.Data})
+		next.Outbox = append(next.Outbox, outboxMsg{ID: id, Subject: m.Subject, Header: m.Header, Data: m.Data, Hint: hint})
 	}
 	data, err := json.Marshal(next)
 	if err != nil {
 		return Entry[T]{}, fmt.Errorf("encoding record %s/%s: %w", s.bucket, key, err)
 	}
 
-	var hint string
-	if len(next.Outbox) > 0 {
+	if hint != "" {
 		// The hint goes first: if the process dies after the record
 		// commits, the hint is what leads recovery to it.
-		hint = nuid.Next()
 		if _, err := s.hints.Put(ctx, hint, []byte(key)); err != nil {
 			return Entry[T]{}, fmt.Errorf("writing outbox hint for %s/%s: %w", s.bucket, key, err)
 		}
@@ -460,10 +538,7 @@ func (s *Store[T]) write(ctx context.Context, key string, rev uint64, prev recor
 		if s.opts.failPublish != nil && s.opts.failPublish() {
 			err = errors.New("publish failed (injected by a test)")
 		} else {
-			err = s.flushFrom(fctx, key, &next, committed)
-		}
-		if err == nil {
-			err = s.hints.Delete(fctx, hint)
+			err = s.flushFrom(fctx, key, &next, committed, hint)
 		}
 		cancel()
 		if err != nil {
@@ -490,42 +565,44 @@ func (s *Store[T]) casError(key string, err error) error {
 	return fmt.Errorf("writing %s/%s: %w", s.bucket, key, err)
 }
 
-// flush publishes the outbox of key, removes what it published from the
-// record (retrying on concurrent writes) and deletes a drained tombstone.
-func (s *Store[T]) flush(ctx context.Context, key string) error {
-	return s.flushFrom(ctx, key, nil, 0)
-}
-
-// flushFrom is flush starting from r at revision rev, when the caller
-// has just written them (nil: read the record first).
-func (s *Store[T]) flushFrom(ctx context.Context, key string, r *record, rev uint64) error {
+// flushFrom publishes the outbox of r, key's record at revision rev
+// (nil: read it, keeping what is unpublished), deletes a drained
+// tombstone, and then the hints of what it published, and also. Messages
+// of no hint (from before hints were named) are cleared from the record
+// instead, as they were then. A concurrent write makes it read the record
+// again.
+func (s *Store[T]) flushFrom(ctx context.Context, key string, r *record, rev uint64, also ...string) error {
+	done := slices.Clone(also)
 	for {
 		if r == nil {
 			got, gotRev, err := s.getRecord(ctx, key)
 			if errors.Is(err, ErrNotFound) {
-				break // nothing committed under this hint, or already drained
+				break // drained meanwhile
 			}
 			if err != nil {
 				return err
 			}
+			if got.Outbox, err = s.unpublished(ctx, got.Outbox); err != nil {
+				return err
+			}
 			r, rev = &got, gotRev
-		}
-		if len(r.Outbox) == 0 && !r.Deleted {
-			break
 		}
 		if err := s.publish(ctx, r.Outbox); err != nil {
 			return err
 		}
-		published := make(map[string]bool, len(r.Outbox))
 		for _, m := range r.Outbox {
-			published[m.ID] = true
+			if m.Hint != "" && !slices.Contains(done, m.Hint) {
+				done = append(done, m.Hint)
+			}
 		}
+		legacy := slices.ContainsFunc(r.Outbox, func(m outboxMsg) bool { return m.Hint == "" })
 		var err error
-		if r.Deleted {
+		switch {
+		case r.Deleted:
 			err = s.kv.Delete(ctx, key, jetstream.LastRevision(rev))
-		} else {
+		case legacy:
 			cleared := *r
-			cleared.Outbox = slices.DeleteFunc(slices.Clone(r.Outbox), func(m outboxMsg) bool { return published[m.ID] })
+			cleared.Outbox = slices.DeleteFunc(slices.Clone(r.Outbox), func(m outboxMsg) bool { return m.Hint == "" })
 			var data []byte
 			if data, err = json.Marshal(cleared); err != nil {
 				return fmt.Errorf("encoding record %s/%s: %w", s.bucket, key, err)
@@ -538,9 +615,14 @@ func (s *Store[T]) flushFrom(ctx context.Context, key string, r *record, rev uin
 		if !errors.Is(s.casError(key, err), ErrConflict) {
 			return fmt.Errorf("clearing outbox of %s/%s: %w", s.bucket, key, err)
 		}
-		// Someone wrote meanwhile; their record carries our messages
-		// forward, so read it again and clear what we published.
+		// Someone wrote meanwhile, carrying forward what they found
+		// unpublished: read it again.
 		r = nil
+	}
+	for _, h := range done {
+		if err := s.hints.Delete(ctx, h); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+			return fmt.Errorf("deleting outbox hint %s: %w", h, err)
+		}
 	}
 	return nil
 }
@@ -615,9 +697,9 @@ func (s *Store[T]) List(ctx context.Context, filter string) ([]Entry[T], error) 
 				slices.SortFunc(out, func(a, b Entry[T]) int { return strings.Compare(a.Key, b.Key) })
 				return out, nil
 			}
-			var r record
-			if err := json.Unmarshal(e.Value(), &r); err != nil {
-				return nil, fmt.Errorf("decoding %s/%s: %w", s.bucket, e.Key(), err)
+			r, err := s.decodeValue(e.Key(), e.Value())
+			if err != nil {
+				return nil, err
 			}
 			if r.Deleted {
 				continue

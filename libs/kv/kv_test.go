@@ -331,6 +331,102 @@ func TestWritesPublishTheirMessages(t *testing.T) {
 	}
 }
 
+// published counts every publish on the events subjects, as a core
+// subscriber sees them: a re-publish the stream de-duplicates counts too.
+func published(t *testing.T, n *testkit.NATS) func() int64 {
+	t.Helper()
+	nc := n.Connect(t)
+	var count atomic.Int64
+	if _, err := nc.Subscribe("events.>", func(*nats.Msg) { count.Add(1) }); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return func() int64 {
+		_ = nc.Flush()
+		return count.Load()
+	}
+}
+
+// TestPublishedMessagesStayPublished: a record keeps the messages of its
+// last write once they are published, and no later write or recovery
+// publishes them again, which a stream past its duplicate window would
+// store twice. Each write's hint is gone once its messages are out.
+func TestPublishedMessagesStayPublished(t *testing.T) {
+	ctx := context.Background()
+	n, js, _ := setup(t)
+	count := published(t, n)
+	s, err := kv.Open[thing](ctx, js, kv.Config{Bucket: "things"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := s.Create(ctx, "k", thing{}, event("p1"), event("p2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e, err = s.Update(ctx, "k", thing{Count: 1}, e.Version, event("p3")); err != nil {
+		t.Fatal(err)
+	}
+	if e, err = s.Update(ctx, "k", thing{Count: 2}, e.Version); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Recover(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Delete(ctx, "k", e.Version); err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, 5*time.Second, func() bool { return count() >= 3 }, "the three messages were not published")
+	if got := count(); got != 3 {
+		t.Fatalf("%d publishes, want 3: a published message went out again", got)
+	}
+	hints, err := js.KeyValue(ctx, kv.OutboxBucket("things"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if keys, err := hints.ListKeys(ctx); err == nil {
+		for k := range keys.Keys() {
+			t.Errorf("hint %s is left after every message was published", k)
+		}
+	}
+}
+
+// TestRecordsOfBeforeNamedHints: a record written before messages named
+// their hint keeps only unpublished messages, as then: the next write
+// publishes them once and clears them.
+func TestRecordsOfBeforeNamedHints(t *testing.T) {
+	ctx := context.Background()
+	n, js, st := setup(t)
+	count := published(t, n)
+	s, err := kv.Open[thing](ctx, js, kv.Config{Bucket: "things"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bucket, err := js.KeyValue(ctx, "things")
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := `{"v":{"name":"old","count":0},"ver":7,"outbox":[{"id":"legacy","subject":"events.test.v1.ThingChanged","data":"bGVnYWN5"}]}`
+	if _, err := bucket.Put(ctx, "k", []byte(old)); err != nil {
+		t.Fatal(err)
+	}
+	e, err := s.Get(ctx, "k")
+	if err != nil || e.Value.Name != "old" || e.Version != 7 {
+		t.Fatalf("Get of the old record = %+v, %v", e, err)
+	}
+	if e, err = s.Update(ctx, "k", thing{Name: "new"}, e.Version, event("n1")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err = s.Update(ctx, "k", thing{Name: "newer"}, e.Version); err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, 5*time.Second, func() bool { return count() >= 2 }, "the old and the new message were not published")
+	if got, msgs := count(), streamMsgs(t, st); got != 2 || msgs != 2 {
+		t.Fatalf("%d publishes, %d stored; want the old message and the new one, once each", got, msgs)
+	}
+}
+
 func TestConcurrentUpdatesOneWins(t *testing.T) {
 	ctx := context.Background()
 	_, js, st := setup(t)
