@@ -29,15 +29,25 @@ const maxOpened = 10000
 // errClosing refuses issuance for an account being deleted.
 var errClosing = errs.New(errs.NotFound, "the account is being deleted")
 
-// openCA is CA for issuance: an account being deleted gets nothing.
+// openCA is CA for issuance: an account being deleted gets nothing. The
+// CA and the mark of a deletion are read at once: two reads, one wait.
 func (s *Service) openCA(ctx context.Context, accountID string) (*pki.CA, error) {
+	var (
+		closing    bool
+		closingErr error
+		read       = make(chan struct{})
+	)
+	go func() {
+		defer close(read)
+		closing, closingErr = s.final.Closing(ctx, accountID)
+	}()
 	ca, err := s.CA(ctx, accountID)
+	<-read
 	if err != nil {
 		return nil, err
 	}
-	closing, err := s.final.Closing(ctx, accountID)
-	if err != nil {
-		return nil, err
+	if closingErr != nil {
+		return nil, closingErr
 	}
 	if closing {
 		return nil, errClosing
