@@ -5,15 +5,17 @@
 // be published if, and only if, the write commits. They are stored inside
 // the record by the same atomic put and published right after it. A small
 // hint bucket (<bucket>_outbox) remembers writes whose messages may still
-// be unpublished: each write with messages puts a hint before its record
-// and deletes it once they are published, so a process that dies between
-// the write and the publish publishes them when a store on the bucket is
-// next opened. Each message names its write's hint; the record keeps its
-// messages after they are published (clearing them would cost another
-// write), and the next write of the key carries forward only those whose
-// hint is still there, unpublished. Messages carry Nats-Msg-Id, so a
-// re-publish within the stream's duplicate window is stored once, and
-// consumers are idempotent past it.
+// be unpublished: a hint naming the write's key is written before its
+// record and deleted once its messages are published, so a process that
+// dies between the write and the publish publishes them when a store on
+// the bucket is next opened. Writes that need a hint while another is
+// being written share the next one (one put and one delete for them all).
+// Each message names its write's hint; the record keeps its messages after
+// they are published (clearing them would cost another write), and the
+// next write of the key carries forward only those whose hint is still
+// there, unpublished. Messages carry Nats-Msg-Id, so a re-publish within
+// the stream's duplicate window is stored once, and consumers are
+// idempotent past it.
 package kv
 
 import (
@@ -131,6 +133,8 @@ type Store[T any] struct {
 
 	decodedMu sync.Mutex
 	decoded   map[string]decodedEntry[T] // WithDecodedCache: by key
+
+	hinter hinter
 }
 
 // decodedEntry is a decoded entry and the KV revision it was read at.
@@ -207,8 +211,10 @@ func Open[T any](ctx context.Context, js jetstream.JetStream, cfg Config, opts .
 // periodically, which also catches a publish that failed while the
 // process lived on.
 //
-// A hint is deleted only once it is older than the recovery grace: a
-// younger one may have been written by a write not yet committed, whose
+// A hint names the keys of the writes that shared it, one per line. It is
+// deleted once every one of them was found committed with its messages
+// (and those published), or else once it is older than the recovery
+// grace: a younger one may belong to a write not yet committed, whose
 // writer could still die after committing.
 func (s *Store[T]) Recover(ctx context.Context) error {
 	lister, err := s.hints.ListKeys(ctx)
@@ -230,13 +236,15 @@ func (s *Store[T]) Recover(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("reading outbox hint %s: %w", h, err)
 		}
-		found, err := s.recoverHint(ctx, string(e.Value()), h)
-		if err != nil {
-			return fmt.Errorf("recovering outbox of %s/%s: %w", s.bucket, e.Value(), err)
+		all := true
+		for _, key := range strings.Split(string(e.Value()), "\n") {
+			found, err := s.recoverHint(ctx, key, h)
+			if err != nil {
+				return fmt.Errorf("recovering outbox of %s/%s: %w", s.bucket, key, err)
+			}
+			all = all && found
 		}
-		// A hint whose messages were found was deleted with them; one
-		// whose record holds none may belong to a write not yet committed.
-		if !found && time.Since(e.Created()) >= s.opts.recoveryGrace {
+		if all || time.Since(e.Created()) >= s.opts.recoveryGrace {
 			if err := s.hints.Delete(ctx, h, jetstream.LastRevision(e.Revision())); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
 				return fmt.Errorf("deleting outbox hint %s: %w", h, err)
 			}
@@ -483,29 +491,39 @@ func (s *Store[T]) write(ctx context.Context, key string, rev uint64, prev recor
 		}
 		next.Value = b
 	}
-	var hint string
-	if len(carried)+len(msgs) > 0 {
-		hint = nuid.Next()
-	}
-	for _, m := range msgs {
+	own := make([]outboxMsg, len(msgs))
+	for i, m := range msgs {
 		id := m.Header.Get(jetstream.MsgIDHeader)
 		if id == "" {
 			return Entry[T]{}, fmt.Errorf("outbox message for %s has no %s header", m.Subject, jetstream.MsgIDHeader)
 		}
-		next.Outbox = append(next.Outbox, outboxMsg{ID: id, Subject: m.Subject, Header: m.Header, Data: m.Data, Hint: hint})
+		own[i] = outboxMsg{ID: id, Subject: m.Subject, Header: m.Header, Data: m.Data}
+	}
+	var (
+		hint  string
+		group *hintGroup
+	)
+	if len(carried)+len(own) > 0 {
+		// The hint goes first: if the process dies after the record
+		// commits, the hint is what leads recovery to it.
+		if group, err = s.hint(ctx, key); err != nil {
+			return Entry[T]{}, fmt.Errorf("writing outbox hint for %s/%s: %w", s.bucket, key, err)
+		}
+		hint = group.id
+		for i := range own {
+			own[i].Hint = hint
+		}
+		next.Outbox = append(next.Outbox, own...)
 	}
 	data, err := json.Marshal(next)
 	if err != nil {
+		if group != nil {
+			_ = s.done(context.WithoutCancel(ctx), group, false)
+		}
 		return Entry[T]{}, fmt.Errorf("encoding record %s/%s: %w", s.bucket, key, err)
 	}
 
-	if hint != "" {
-		// The hint goes first: if the process dies after the record
-		// commits, the hint is what leads recovery to it.
-		if _, err := s.hints.Put(ctx, hint, []byte(key)); err != nil {
-			return Entry[T]{}, fmt.Errorf("writing outbox hint for %s/%s: %w", s.bucket, key, err)
-		}
-	} else if next.Deleted {
+	if group == nil && next.Deleted {
 		if err := s.kv.Delete(ctx, key, jetstream.LastRevision(rev)); err != nil {
 			return Entry[T]{}, s.casError(key, err)
 		}
@@ -523,8 +541,8 @@ func (s *Store[T]) write(ctx context.Context, key string, rev uint64, prev recor
 		// Only a refused write certainly did not commit; after any other
 		// failure (a timeout, say) it may have, and the hint must stay
 		// for recovery to find its messages.
-		if hint != "" && errors.Is(err, ErrConflict) {
-			_ = s.hints.Delete(ctx, hint)
+		if group != nil {
+			_ = s.done(context.WithoutCancel(ctx), group, !errors.Is(err, ErrConflict))
 		}
 		return Entry[T]{}, err
 	}
@@ -538,7 +556,10 @@ func (s *Store[T]) write(ctx context.Context, key string, rev uint64, prev recor
 		if s.opts.failPublish != nil && s.opts.failPublish() {
 			err = errors.New("publish failed (injected by a test)")
 		} else {
-			err = s.flushFrom(fctx, key, &next, committed, hint)
+			err = s.flushFrom(fctx, key, &next, committed)
+		}
+		if derr := s.done(fctx, group, err != nil); err == nil {
+			err = derr
 		}
 		cancel()
 		if err != nil {
@@ -566,18 +587,17 @@ func (s *Store[T]) casError(key string, err error) error {
 }
 
 // flushFrom publishes the outbox of r, key's record at revision rev
-// (nil: read it, keeping what is unpublished), deletes a drained
-// tombstone, and then the hints of what it published, and also. Messages
-// of no hint (from before hints were named) are cleared from the record
-// instead, as they were then. A concurrent write makes it read the record
-// again.
-func (s *Store[T]) flushFrom(ctx context.Context, key string, r *record, rev uint64, also ...string) error {
-	done := slices.Clone(also)
+// (nil: read it, keeping what is unpublished), and deletes a drained
+// tombstone. Messages of no hint (from before hints were named) are
+// cleared from the record instead, as they were then. A concurrent write
+// makes it read the record again. Hints are their writers' to delete
+// (done), or recovery's.
+func (s *Store[T]) flushFrom(ctx context.Context, key string, r *record, rev uint64) error {
 	for {
 		if r == nil {
 			got, gotRev, err := s.getRecord(ctx, key)
 			if errors.Is(err, ErrNotFound) {
-				break // drained meanwhile
+				return nil // drained meanwhile
 			}
 			if err != nil {
 				return err
@@ -590,17 +610,11 @@ func (s *Store[T]) flushFrom(ctx context.Context, key string, r *record, rev uin
 		if err := s.publish(ctx, r.Outbox); err != nil {
 			return err
 		}
-		for _, m := range r.Outbox {
-			if m.Hint != "" && !slices.Contains(done, m.Hint) {
-				done = append(done, m.Hint)
-			}
-		}
-		legacy := slices.ContainsFunc(r.Outbox, func(m outboxMsg) bool { return m.Hint == "" })
 		var err error
 		switch {
 		case r.Deleted:
 			err = s.kv.Delete(ctx, key, jetstream.LastRevision(rev))
-		case legacy:
+		case slices.ContainsFunc(r.Outbox, func(m outboxMsg) bool { return m.Hint == "" }):
 			cleared := *r
 			cleared.Outbox = slices.DeleteFunc(slices.Clone(r.Outbox), func(m outboxMsg) bool { return m.Hint == "" })
 			var data []byte
@@ -610,7 +624,7 @@ func (s *Store[T]) flushFrom(ctx context.Context, key string, r *record, rev uin
 			_, err = s.kv.Update(ctx, key, data, rev)
 		}
 		if err == nil {
-			break
+			return nil
 		}
 		if !errors.Is(s.casError(key, err), ErrConflict) {
 			return fmt.Errorf("clearing outbox of %s/%s: %w", s.bucket, key, err)
@@ -619,12 +633,6 @@ func (s *Store[T]) flushFrom(ctx context.Context, key string, r *record, rev uin
 		// unpublished: read it again.
 		r = nil
 	}
-	for _, h := range done {
-		if err := s.hints.Delete(ctx, h); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
-			return fmt.Errorf("deleting outbox hint %s: %w", h, err)
-		}
-	}
-	return nil
 }
 
 // publish publishes msgs to JetStream all at once and waits for every
@@ -663,6 +671,107 @@ func orEmpty(h nats.Header) nats.Header {
 		return nats.Header{}
 	}
 	return h
+}
+
+// maxHintKeys bounds the writes that share one hint, and so its size.
+const maxHintKeys = 256
+
+// hintGroup is one hint shared by the writes that asked for one while the
+// previous hint was being written: one put and one delete for them all
+// rather than one each. Its value names their keys, one per line.
+type hintGroup struct {
+	id   string
+	keys []string
+	put  chan struct{} // closed once the put is done; err says how
+	err  error
+	// Under hinter.mu: the writes not done with it, and whether one of
+	// them may have left messages unpublished (recovery's, then).
+	left int
+	keep bool
+}
+
+// hinter gathers the writes of a store that need a hint into groups,
+// written one after the other by one goroutine.
+type hinter struct {
+	mu      sync.Mutex
+	queue   []*hintGroup
+	writing bool
+}
+
+// hint returns the group whose hint names key, once that hint is written.
+// The caller must call done with it.
+func (s *Store[T]) hint(ctx context.Context, key string) (*hintGroup, error) {
+	h := &s.hinter
+	h.mu.Lock()
+	if len(h.queue) == 0 || len(h.queue[len(h.queue)-1].keys) >= maxHintKeys {
+		h.queue = append(h.queue, &hintGroup{id: nuid.Next(), put: make(chan struct{})})
+	}
+	g := h.queue[len(h.queue)-1]
+	g.keys = append(g.keys, key)
+	g.left++
+	if !h.writing {
+		h.writing = true
+		go s.writeHints()
+	}
+	h.mu.Unlock()
+	select {
+	case <-g.put:
+		if g.err != nil {
+			return nil, g.err
+		}
+		return g, nil
+	case <-ctx.Done():
+		// Nothing of this write will be committed: done with the group
+		// once its hint is written, so that the others' delete follows.
+		go func() {
+			<-g.put
+			_ = s.done(context.Background(), g, false)
+		}()
+		return nil, ctx.Err()
+	}
+}
+
+// writeHints writes the queued groups' hints, in order, until none is
+// left.
+func (s *Store[T]) writeHints() {
+	h := &s.hinter
+	for {
+		h.mu.Lock()
+		if len(h.queue) == 0 {
+			h.writing = false
+			h.mu.Unlock()
+			return
+		}
+		g := h.queue[0]
+		h.queue = h.queue[1:]
+		h.mu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), flushTimeout)
+		_, g.err = s.hints.Put(ctx, g.id, []byte(strings.Join(g.keys, "\n")))
+		cancel()
+		close(g.put)
+	}
+}
+
+// done tells group that one of its writes is over: keep, when the write
+// may have left messages unpublished. The last one deletes the hint
+// unless one asked to keep it for recovery.
+func (s *Store[T]) done(ctx context.Context, g *hintGroup, keep bool) error {
+	if g.err != nil {
+		return nil // no hint was written
+	}
+	h := &s.hinter
+	h.mu.Lock()
+	g.left--
+	g.keep = g.keep || keep
+	last := g.left == 0 && !g.keep
+	h.mu.Unlock()
+	if !last {
+		return nil
+	}
+	if err := s.hints.Delete(ctx, g.id); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return fmt.Errorf("deleting outbox hint %s: %w", g.id, err)
+	}
+	return nil
 }
 
 // newVersion returns a random version other than 0 and prev.

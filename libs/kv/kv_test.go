@@ -392,6 +392,130 @@ func TestPublishedMessagesStayPublished(t *testing.T) {
 	}
 }
 
+// concurrently runs n writes at once, each given its index.
+func concurrently(t *testing.T, n int, write func(i int) error) {
+	t.Helper()
+	start := make(chan struct{})
+	errc := make(chan error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			errc <- write(i)
+		})
+	}
+	close(start)
+	wg.Wait()
+	close(errc)
+	for err := range errc {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestConcurrentWritesShareHints: writes that need a hint while another
+// is being written share the next one, so 50 writes at once write fewer
+// than 50 hints; each message is published once, and no hint is left.
+func TestConcurrentWritesShareHints(t *testing.T) {
+	ctx := context.Background()
+	n, js, st := setup(t)
+	count := published(t, n)
+	s, err := kv.Open[thing](ctx, js, kv.Config{Bucket: "things"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc := n.Connect(t)
+	var puts atomic.Int64
+	if _, err := nc.Subscribe("$KV.things_outbox.>", func(m *nats.Msg) {
+		if m.Header.Get("KV-Operation") == "" {
+			puts.Add(1)
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	const writes = 50
+	concurrently(t, writes, func(i int) error {
+		_, err := s.Create(ctx, fmt.Sprintf("k%d", i), thing{Count: i}, event(fmt.Sprintf("c%d", i)))
+		return err
+	})
+	testkit.Eventually(t, 5*time.Second, func() bool { return count() >= writes }, "the messages were not published")
+	if got, stored := count(), streamMsgs(t, st); got != writes || stored != writes {
+		t.Fatalf("%d publishes, %d stored; want %d of each", got, stored, writes)
+	}
+	_ = nc.Flush()
+	if p := puts.Load(); p == 0 || p >= writes {
+		t.Fatalf("%d hints written for %d writes at once, want fewer", p, writes)
+	}
+	hints, err := js.KeyValue(ctx, kv.OutboxBucket("things"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if left := hintsLeft(t, hints); len(left) != 0 {
+		t.Errorf("hints %v left after every message was published", left)
+	}
+}
+
+// TestSharedHintOfAFailedPublish: when one of the writes sharing a hint
+// cannot publish, the hint stays for recovery, which publishes what that
+// write left, and the hint goes.
+func TestSharedHintOfAFailedPublish(t *testing.T) {
+	ctx := context.Background()
+	_, js, st := setup(t)
+	var failures atomic.Int32
+	failOnce := func() bool { return failures.Add(1) == 1 }
+	s, err := kv.Open[thing](ctx, js, kv.Config{Bucket: "things"}, kv.WithFailPublish(failOnce), kv.WithRecoveryGrace(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const writes = 10
+	concurrently(t, writes, func(i int) error {
+		_, err := s.Create(ctx, fmt.Sprintf("k%d", i), thing{Count: i}, event(fmt.Sprintf("f%d", i)))
+		return err
+	})
+	if stored := streamMsgs(t, st); stored != writes-1 {
+		t.Fatalf("%d messages stored before recovery, want %d", stored, writes-1)
+	}
+	hints, err := js.KeyValue(ctx, kv.OutboxBucket("things"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if left := hintsLeft(t, hints); len(left) == 0 {
+		t.Fatal("no hint left for the write that could not publish")
+	}
+	// Recovery, with a grace of an hour: the hint goes because every write
+	// it names was found committed, not because it is old.
+	if err := s.Recover(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if stored := streamMsgs(t, st); stored != writes {
+		t.Fatalf("%d messages stored after recovery, want %d", stored, writes)
+	}
+	if left := hintsLeft(t, hints); len(left) != 0 {
+		t.Fatalf("hints %v left after recovery, want none", left)
+	}
+}
+
+// hintsLeft lists the hints in a hint bucket.
+func hintsLeft(t *testing.T, hints jetstream.KeyValue) []string {
+	t.Helper()
+	keys, err := hints.ListKeys(context.Background())
+	if errors.Is(err, jetstream.ErrNoKeysFound) {
+		return nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for k := range keys.Keys() {
+		out = append(out, k)
+	}
+	return out
+}
+
 // TestRecordsOfBeforeNamedHints: a record written before messages named
 // their hint keeps only unpublished messages, as then: the next write
 // publishes them once and clears them.
