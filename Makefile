@@ -34,9 +34,10 @@ test:
 	$(GO) test -race -count=1 -artifacts -outputdir $(CURDIR)/.artifacts $(PKGS)
 
 ## bench: benchmarks, each printed beside its floor measured in the same run; x-floor is the
-## fraction of the floor's speed (1.0 = at the floor, 0.5 = twice as slow)
+## fraction of the floor's speed (1.0 = at the floor, 0.5 = twice as slow). One package at
+## a time (-p 1): two packages' benchmarks at once would take each other's cores.
 bench:
-	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) $(PKGS)
+	$(GO) test -p 1 -run '^$$' -bench . -benchtime $(BENCHTIME) $(PKGS)
 
 ## fuzz: run every fuzz target for FUZZTIME each
 fuzz:
