@@ -5,6 +5,8 @@ import (
 	"crypto/sha256"
 	"testing"
 	"time"
+
+	"github.com/cloister-cc/cloister/libs/testkit/bench"
 )
 
 // BenchmarkVerifyCached measures a full verification of the shared vector
@@ -32,7 +34,7 @@ func BenchmarkVerifyCached(b *testing.B) {
 		b.Fatal(err)
 	}
 
-	ours, floor := interleaved(b, func() {
+	took := bench.Alternate(b, func() {
 		if _, err := v.Verify(raw, opts); err != nil {
 			b.Fatal(err)
 		}
@@ -45,31 +47,7 @@ func BenchmarkVerifyCached(b *testing.B) {
 			b.Fatal("floor signatures do not verify")
 		}
 	})
-	reportVerifies(b, ours, floor)
-}
-
-// interleaved runs ours and floor b.N times each, in alternating runs of
-// 64 so that both meet the machine in the same state, and returns the
-// time each took in all.
-func interleaved(b *testing.B, ours, floor func()) (time.Duration, time.Duration) {
-	b.ResetTimer()
-	var o, f time.Duration
-	for done := 0; done < b.N; {
-		n := min(64, b.N-done)
-		start := time.Now()
-		for range n {
-			ours()
-		}
-		o += time.Since(start)
-		start = time.Now()
-		for range n {
-			floor()
-		}
-		f += time.Since(start)
-		done += n
-	}
-	b.StopTimer()
-	return o, f
+	reportVerifies(b, took[0], took[1])
 }
 
 // reportVerifies reports ours and the floor as verifications per second
@@ -123,7 +101,7 @@ func BenchmarkVerifyUncached(b *testing.B) {
 	pckKey := pckChain[0].PublicKey.(*ecdsa.PublicKey)
 	tcbKey := tcbChain[0].PublicKey.(*ecdsa.PublicKey)
 
-	ours, floor := interleaved(b, func() {
+	took := bench.Alternate(b, func() {
 		if _, err := NewVerifier(nil).Verify(raw, opts); err != nil {
 			b.Fatal(err)
 		}
@@ -137,5 +115,5 @@ func BenchmarkVerifyUncached(b *testing.B) {
 			b.Fatal("the floor's signatures do not verify")
 		}
 	})
-	reportVerifies(b, ours, floor)
+	reportVerifies(b, took[0], took[1])
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/cloister-cc/cloister/libs/cache"
 	"github.com/cloister-cc/cloister/libs/obs"
 	"github.com/cloister-cc/cloister/libs/testkit"
+	"github.com/cloister-cc/cloister/libs/testkit/bench"
 )
 
 // BenchmarkMeCacheHit measures an authenticated GET /v1/users/me answered
@@ -19,8 +20,8 @@ import (
 // a raw net/http handler that returns the same JSON to the same client,
 // measured in the same run. x-floor-bare is the gateway without the
 // middleware; the Redis GET that a gateway's first lookup of a principal
-// makes is reported beside them (redis-ns/op). The three run in
-// alternating runs of 64 requests.
+// makes is reported beside them (redis-ns/op). The three take turns
+// (bench.Alternate).
 func BenchmarkMeCacheHit(b *testing.B) {
 	r := testkit.StartRedis(b)
 	s := newStack(b, cache.NewRedis(r.Client, r.Prefix))
@@ -62,25 +63,10 @@ func BenchmarkMeCacheHit(b *testing.B) {
 	instrumented := served.URL + "/v1/users/me"
 	get(instrumented)
 	get(raw.URL)
-	// Ours, bare and the floor in alternating runs of 64, so that all
-	// three meet the machine in the same state.
-	timed := func(n int, url string) time.Duration {
-		start := time.Now()
-		for range n {
-			get(url)
-		}
-		return time.Since(start)
-	}
-	var ours, bare, floor time.Duration
-	b.ResetTimer()
-	for done := 0; done < b.N; {
-		n := min(64, b.N-done)
-		ours += timed(n, instrumented)
-		bare += timed(n, me)
-		floor += timed(n, raw.URL)
-		done += n
-	}
-	b.StopTimer()
+	// Ours, bare and the floor take turns, so that all three meet the
+	// machine in the same state.
+	took := bench.Alternate(b, func() { get(instrumented) }, func() { get(me) }, func() { get(raw.URL) })
+	ours, bare, floor := took[0], took[1], took[2]
 	ctx := context.Background()
 	redisStart := time.Now()
 	for range b.N {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/cloister-cc/cloister/libs/pki"
+	"github.com/cloister-cc/cloister/libs/testkit/bench"
 	"github.com/cloister-cc/cloister/services/ca/internal/app"
 	"github.com/cloister-cc/cloister/services/ca/internal/domain"
 )
@@ -91,8 +92,8 @@ func BenchmarkIssue(b *testing.B) {
 	})
 }
 
-// issueVsFloor times issue and the floor b.N times each, in alternating
-// runs of 64 so that both meet the machine in the same state: the CSR
+// issueVsFloor times issue and the floor b.N times each, taking turns
+// (bench.Alternate) so that both meet the machine in the same state: the CSR
 // parsed and its signature checked, and one ECDSA signature by the CA's
 // issuing key over SHA-256 of a certificate as large as the one issued
 // (issued() returns one, once issue has run).
@@ -110,23 +111,8 @@ func issueVsFloor(b *testing.B, ca *pki.CA, csrDER []byte, issue func(), issued 
 			b.Fatal(err)
 		}
 	}
-	b.ResetTimer()
-	var ours, floorTime time.Duration
-	for done := 0; done < b.N; {
-		n := min(64, b.N-done)
-		start := time.Now()
-		for range n {
-			issue()
-		}
-		ours += time.Since(start)
-		start = time.Now()
-		for range n {
-			floor()
-		}
-		floorTime += time.Since(start)
-		done += n
-	}
-	b.StopTimer()
+	took := bench.Alternate(b, issue, floor)
+	ours, floorTime := took[0], took[1]
 	b.ReportMetric(float64(ours.Nanoseconds())/float64(b.N), "ns/op")
 	b.ReportMetric(float64(b.N)/ours.Seconds(), "issues/s/core")
 	b.ReportMetric(float64(b.N)/floorTime.Seconds(), "floor-issues/s/core")
