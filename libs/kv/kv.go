@@ -144,12 +144,11 @@ type decodedEntry[T any] struct {
 	deleted  bool
 }
 
-// record is what the bucket holds under each key.
+// record is what the bucket holds under each key: the value, and the
+// messages of its last write (the outbox).
 type record struct {
-	Value   json.RawMessage `json:"v,omitempty"`
-	Version uint64          `json:"ver"`
-	Deleted bool            `json:"del,omitempty"`
-	Outbox  []outboxMsg     `json:"outbox,omitempty"`
+	recordValue
+	Outbox []outboxMsg `json:"outbox,omitempty"`
 }
 
 type outboxMsg struct {
@@ -163,7 +162,8 @@ type outboxMsg struct {
 	Hint string `json:"hint,omitempty"`
 }
 
-// recordValue is a record without its outbox, for reads of the value.
+// recordValue is a record without its outbox: what reads of the value
+// decode.
 type recordValue struct {
 	Value   json.RawMessage `json:"v,omitempty"`
 	Version uint64          `json:"ver"`
@@ -481,7 +481,7 @@ func (s *Store[T]) write(ctx context.Context, key string, rev uint64, prev recor
 	if err != nil {
 		return Entry[T]{}, err
 	}
-	next := record{Version: newVersion(prev.Version), Outbox: carried}
+	next := record{recordValue: recordValue{Version: newVersion(prev.Version)}, Outbox: carried}
 	if v == nil {
 		next.Deleted = true
 	} else {
