@@ -3,7 +3,6 @@ package sgx
 import (
 	"encoding/binary"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"slices"
 	"strconv"
@@ -75,45 +74,59 @@ type TCBInfo struct {
 // zero one. A level's "tcb" differs between versions: both shapes are
 // named here, and the version says which must be there.
 type tcbInfoWire struct {
+	signedWire
+	FMSPC     *string        `json:"fmspc"`
+	PCEID     *string        `json:"pceId"`
+	TCBType   *int           `json:"tcbType"`
+	TCBLevels []tcbLevelWire `json:"tcbLevels"`
+}
+
+// signedWire is what TCB Info and QE Identity both say of themselves.
+type signedWire struct {
 	ID                      *string `json:"id"`
 	Version                 *int    `json:"version"`
 	IssueDate               *string `json:"issueDate"`
 	NextUpdate              *string `json:"nextUpdate"`
-	FMSPC                   *string `json:"fmspc"`
-	PCEID                   *string `json:"pceId"`
-	TCBType                 *int    `json:"tcbType"`
 	TCBEvaluationDataNumber *int    `json:"tcbEvaluationDataNumber"`
-	TCBLevels               []struct {
-		TCB         *tcbWire `json:"tcb"`
-		TCBDate     *string  `json:"tcbDate"`
-		TCBStatus   *string  `json:"tcbStatus"`
-		AdvisoryIDs []string `json:"advisoryIDs"`
-	} `json:"tcbLevels"`
+}
+
+type tcbLevelWire struct {
+	TCB *tcbWire `json:"tcb"`
+	levelWire
+}
+
+// levelWire is what a level of either document has besides its "tcb".
+type levelWire struct {
+	TCBDate     *string  `json:"tcbDate"`
+	TCBStatus   *string  `json:"tcbStatus"`
+	AdvisoryIDs []string `json:"advisoryIDs"`
 }
 
 // tcbWire is a level's "tcb": v3's component list, or v2's sixteen
 // named components; the PCESVN in both.
 type tcbWire struct {
-	SGXComponents []struct {
-		SVN *int `json:"svn"`
-	} `json:"sgxtcbcomponents"`
-	C01    *int `json:"sgxtcbcomp01svn"`
-	C02    *int `json:"sgxtcbcomp02svn"`
-	C03    *int `json:"sgxtcbcomp03svn"`
-	C04    *int `json:"sgxtcbcomp04svn"`
-	C05    *int `json:"sgxtcbcomp05svn"`
-	C06    *int `json:"sgxtcbcomp06svn"`
-	C07    *int `json:"sgxtcbcomp07svn"`
-	C08    *int `json:"sgxtcbcomp08svn"`
-	C09    *int `json:"sgxtcbcomp09svn"`
-	C10    *int `json:"sgxtcbcomp10svn"`
-	C11    *int `json:"sgxtcbcomp11svn"`
-	C12    *int `json:"sgxtcbcomp12svn"`
-	C13    *int `json:"sgxtcbcomp13svn"`
-	C14    *int `json:"sgxtcbcomp14svn"`
-	C15    *int `json:"sgxtcbcomp15svn"`
-	C16    *int `json:"sgxtcbcomp16svn"`
-	PCESVN *int `json:"pcesvn"`
+	SGXComponents []svnWire `json:"sgxtcbcomponents"`
+	C01           *int      `json:"sgxtcbcomp01svn"`
+	C02           *int      `json:"sgxtcbcomp02svn"`
+	C03           *int      `json:"sgxtcbcomp03svn"`
+	C04           *int      `json:"sgxtcbcomp04svn"`
+	C05           *int      `json:"sgxtcbcomp05svn"`
+	C06           *int      `json:"sgxtcbcomp06svn"`
+	C07           *int      `json:"sgxtcbcomp07svn"`
+	C08           *int      `json:"sgxtcbcomp08svn"`
+	C09           *int      `json:"sgxtcbcomp09svn"`
+	C10           *int      `json:"sgxtcbcomp10svn"`
+	C11           *int      `json:"sgxtcbcomp11svn"`
+	C12           *int      `json:"sgxtcbcomp12svn"`
+	C13           *int      `json:"sgxtcbcomp13svn"`
+	C14           *int      `json:"sgxtcbcomp14svn"`
+	C15           *int      `json:"sgxtcbcomp15svn"`
+	C16           *int      `json:"sgxtcbcomp16svn"`
+	PCESVN        *int      `json:"pcesvn"`
+}
+
+type svnWire struct {
+	SVN *int `json:"svn"`
 }
 
 // ParseTCBInfo parses the signed body of a TCB Info, version 2 (SGX) or 3
@@ -127,12 +140,9 @@ func ParseTCBInfo(raw []byte) (*TCBInfo, error) {
 	// read alone, so that a version this parser does not know is named as
 	// such rather than as whatever of its shape did not fit.
 	var w tcbInfoWire
-	if err := json.Unmarshal(raw, &w); err != nil {
-		var head struct {
-			Version *int `json:"version"`
-		}
-		if json.Unmarshal(raw, &head) == nil && head.Version != nil && *head.Version != 2 && *head.Version != 3 {
-			return nil, failf(ReasonUnsupported, item, "version %d (want 2 or 3)", *head.Version)
+	if err := decodeTCBInfoWire(raw, &w); err != nil {
+		if v := wireVersion(raw); v != nil && *v != 2 && *v != 3 {
+			return nil, failf(ReasonUnsupported, item, "version %d (want 2 or 3)", *v)
 		}
 		return nil, fail(ReasonMalformed, item, err)
 	}
@@ -313,25 +323,23 @@ type QEIdentity struct {
 }
 
 type qeIdentityWire struct {
-	ID                      *string `json:"id"`
-	Version                 *int    `json:"version"`
-	IssueDate               *string `json:"issueDate"`
-	NextUpdate              *string `json:"nextUpdate"`
-	TCBEvaluationDataNumber *int    `json:"tcbEvaluationDataNumber"`
-	MiscSelect              *string `json:"miscselect"`
-	MiscSelectMask          *string `json:"miscselectMask"`
-	Attributes              *string `json:"attributes"`
-	AttributesMask          *string `json:"attributesMask"`
-	MRSIGNER                *string `json:"mrsigner"`
-	ISVProdID               *int    `json:"isvprodid"`
-	TCBLevels               []struct {
-		TCB *struct {
-			ISVSVN *int `json:"isvsvn"`
-		} `json:"tcb"`
-		TCBDate     *string  `json:"tcbDate"`
-		TCBStatus   *string  `json:"tcbStatus"`
-		AdvisoryIDs []string `json:"advisoryIDs"`
-	} `json:"tcbLevels"`
+	signedWire
+	MiscSelect     *string       `json:"miscselect"`
+	MiscSelectMask *string       `json:"miscselectMask"`
+	Attributes     *string       `json:"attributes"`
+	AttributesMask *string       `json:"attributesMask"`
+	MRSIGNER       *string       `json:"mrsigner"`
+	ISVProdID      *int          `json:"isvprodid"`
+	TCBLevels      []qeLevelWire `json:"tcbLevels"`
+}
+
+type qeLevelWire struct {
+	TCB *isvsvnWire `json:"tcb"`
+	levelWire
+}
+
+type isvsvnWire struct {
+	ISVSVN *int `json:"isvsvn"`
 }
 
 // ParseQEIdentity parses the signed body of a QE Identity, version 2 (the
@@ -340,7 +348,7 @@ type qeIdentityWire struct {
 func ParseQEIdentity(raw []byte) (*QEIdentity, error) {
 	const item = "QE Identity"
 	var w qeIdentityWire
-	if err := json.Unmarshal(raw, &w); err != nil {
+	if err := decodeQEIdentityWire(raw, &w); err != nil {
 		return nil, fail(ReasonMalformed, item, err)
 	}
 	if w.Version == nil {
