@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"crypto/ecdsa"
 	"crypto/x509"
+	_ "embed"
 	"encoding/asn1"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/pem"
 	"errors"
+	"sync"
 	"time"
 
 	"golang.org/x/crypto/cryptobyte"
@@ -35,12 +38,46 @@ func IntelRootKey() *ecdsa.PublicKey {
 	return key.(*ecdsa.PublicKey)
 }
 
+// intelRootsPEM holds the two published Intel SGX Root CA certificates
+// (valid to 2049, and the legacy one to 2033), as Intel publishes them.
+//
+//go:embed intel_roots.pem
+var intelRootsPEM []byte
+
+// knownRoots maps the DER of each published root certificate to it,
+// parsed once. Nearly every chain ends with one of them, byte for byte,
+// and parsing it would be a fifth of the cost of an uncached verification's
+// certificates; any other certificate, a root or not, is parsed as it
+// comes. What the chain's root is trusted for is unchanged: its key, which
+// VerifyChain matches to the pinned one.
+var knownRoots = sync.OnceValue(func() map[string]*x509.Certificate {
+	roots := map[string]*x509.Certificate{}
+	rest := intelRootsPEM
+	for {
+		var block *pem.Block
+		if block, rest = pem.Decode(rest); block == nil {
+			break
+		}
+		cert, err := x509.ParseCertificate(block.Bytes)
+		if err != nil || !pinnedRoot().Equal(cert.PublicKey) {
+			panic("sgx: embedded Intel root certificate does not hold the pinned key")
+		}
+		roots[string(block.Bytes)] = cert
+	}
+	return roots
+})
+
+// pinnedRoot is IntelRootKey made once, for the verifiers that do not
+// hand it out.
+var pinnedRoot = sync.OnceValue(IntelRootKey)
+
 const itemCertificates = "certificates"
 
 // ParseCertificates parses a sequence of PEM CERTIFICATE blocks, as found
 // in quote certification data type 5 (which ends with a NUL byte) and in
 // collateral issuer chains. Only whitespace may separate the blocks, and
-// only whitespace and NUL bytes may follow the last one.
+// only whitespace and NUL bytes may follow the last one. The certificates
+// returned may be shared: they must not be modified.
 func ParseCertificates(pemBytes []byte) ([]*x509.Certificate, error) {
 	var certs []*x509.Certificate
 	rest := pemBytes
@@ -52,19 +89,26 @@ func ParseCertificates(pemBytes []byte) ([]*x509.Certificate, error) {
 		if !bytes.HasPrefix(rest, []byte("-----BEGIN ")) {
 			return nil, failf(ReasonMalformed, itemCertificates, "certificate %d: not PEM", len(certs)+1)
 		}
-		block, next := pem.Decode(rest)
-		// pem.Decode skips text it cannot decode up to the next BEGIN
-		// line; a block that swallowed a second BEGIN means the first
-		// block was broken.
-		if block == nil || bytes.Count(rest[:len(rest)-len(next)], []byte("-----BEGIN ")) != 1 {
-			return nil, failf(ReasonMalformed, itemCertificates, "certificate %d: bad PEM block", len(certs)+1)
+		der, next, ok := plainPEMCertificate(rest)
+		if !ok {
+			block, after := pem.Decode(rest)
+			// pem.Decode skips text it cannot decode up to the next BEGIN
+			// line; a block that swallowed a second BEGIN means the first
+			// block was broken.
+			if block == nil || bytes.Count(rest[:len(rest)-len(after)], []byte("-----BEGIN ")) != 1 {
+				return nil, failf(ReasonMalformed, itemCertificates, "certificate %d: bad PEM block", len(certs)+1)
+			}
+			if block.Type != "CERTIFICATE" || len(block.Headers) != 0 {
+				return nil, failf(ReasonMalformed, itemCertificates, "certificate %d: PEM block %q, want CERTIFICATE", len(certs)+1, block.Type)
+			}
+			der, next = block.Bytes, after
 		}
-		if block.Type != "CERTIFICATE" || len(block.Headers) != 0 {
-			return nil, failf(ReasonMalformed, itemCertificates, "certificate %d: PEM block %q, want CERTIFICATE", len(certs)+1, block.Type)
-		}
-		cert, err := x509.ParseCertificate(block.Bytes)
-		if err != nil {
-			return nil, failf(ReasonMalformed, itemCertificates, "certificate %d: %w", len(certs)+1, err)
+		cert := knownRoots()[string(der)]
+		if cert == nil {
+			var err error
+			if cert, err = x509.ParseCertificate(der); err != nil {
+				return nil, failf(ReasonMalformed, itemCertificates, "certificate %d: %w", len(certs)+1, err)
+			}
 		}
 		certs = append(certs, cert)
 		rest = next
@@ -73,6 +117,50 @@ func ParseCertificates(pemBytes []byte) ([]*x509.Certificate, error) {
 		return nil, failf(ReasonMalformed, itemCertificates, "no certificate")
 	}
 	return certs, nil
+}
+
+// plainPEMCertificate decodes a CERTIFICATE block at the start of b in the
+// plain shape everyone writes (no headers, base64 lines ending in LF or
+// CRLF, the END line ending the same way or the input), as pem.Decode
+// would, and returns the rest after it. It is not ok for any other shape,
+// which pem.Decode is then left to read: this is the common case without
+// pem.Decode's searches, a fifth of the certificates' cost.
+func plainPEMCertificate(b []byte) (der, rest []byte, ok bool) {
+	const begin, end = "-----BEGIN CERTIFICATE-----", "\n-----END CERTIFICATE-----"
+	body, ok := bytes.CutPrefix(b, []byte(begin))
+	if !ok {
+		return nil, nil, false
+	}
+	if body, ok = cutLineEnd(body); !ok {
+		return nil, nil, false
+	}
+	// pem.Decode ends the block at the first END line of any type.
+	i := bytes.Index(body, []byte("\n-----END "))
+	if i <= 0 || !bytes.HasPrefix(body[i:], []byte(end)) {
+		return nil, nil, false
+	}
+	rest = body[i+len(end):]
+	if len(rest) > 0 {
+		if rest, ok = cutLineEnd(rest); !ok {
+			return nil, nil, false
+		}
+	}
+	// The decoder skips CR and LF; anything else that is not base64 (a
+	// space, a header's colon, another BEGIN line) fails it.
+	der = make([]byte, base64.StdEncoding.DecodedLen(i))
+	n, err := base64.StdEncoding.Decode(der, body[:i])
+	if err != nil || n == 0 {
+		return nil, nil, false
+	}
+	return der[:n], rest, true
+}
+
+// cutLineEnd cuts a LF or CRLF from the start of b.
+func cutLineEnd(b []byte) ([]byte, bool) {
+	if rest, ok := bytes.CutPrefix(b, []byte("\n")); ok {
+		return rest, true
+	}
+	return bytes.CutPrefix(b, []byte("\r\n"))
 }
 
 // VerifyChain orders certs from leaf to root, whatever order they come in,
@@ -282,7 +370,7 @@ func parsePCKExtensionValue(der []byte) (PCKExtension, error) {
 	}
 	var seen [8]bool
 	for !seq.Empty() {
-		arc, value, ok := readPair(&seq, oidSGXExtension)
+		arc, value, ok := readPair(&seq, derSGXExtension)
 		if !ok {
 			return malformed("bad entry")
 		}
@@ -344,7 +432,18 @@ func parsePCKExtensionValue(der []byte) (PCKExtension, error) {
 var (
 	oidSGXTCB    = append(oidSGXExtension[:len(oidSGXExtension):len(oidSGXExtension)], 2)
 	oidSGXConfig = append(oidSGXExtension[:len(oidSGXExtension):len(oidSGXExtension)], 7)
+
+	derSGXExtension, derSGXTCB, derSGXConfig = oidDER(oidSGXExtension), oidDER(oidSGXTCB), oidDER(oidSGXConfig)
 )
+
+// oidDER is the DER content of an OBJECT IDENTIFIER (no tag or length).
+func oidDER(oid asn1.ObjectIdentifier) []byte {
+	der, err := asn1.Marshal(oid)
+	if err != nil || len(der) < 2 || int(der[1]) != len(der)-2 {
+		panic("sgx: bad OID " + oid.String())
+	}
+	return der[2:]
+}
 
 const (
 	tcbArcPCESVN = 17
@@ -361,7 +460,7 @@ func parseTCB(s *cryptobyte.String, ext *PCKExtension) error {
 	}
 	var seen [tcbArcCPUSVN + 1]bool
 	for !seq.Empty() {
-		arc, value, ok := readPair(&seq, oidSGXTCB)
+		arc, value, ok := readPair(&seq, derSGXTCB)
 		if !ok {
 			return errors.New("bad entry")
 		}
@@ -415,7 +514,7 @@ func parseConfiguration(s *cryptobyte.String) (*PlatformConfiguration, error) {
 	flags := []*bool{&cfg.DynamicPlatform, &cfg.CachedKeys, &cfg.SMTEnabled}
 	var seen [3]bool
 	for !seq.Empty() {
-		arc, value, ok := readPair(&seq, oidSGXConfig)
+		arc, value, ok := readPair(&seq, derSGXConfig)
 		if !ok || arc < 1 || arc > len(flags) || seen[arc-1] {
 			return nil, errors.New("bad entry")
 		}
@@ -427,18 +526,19 @@ func parseConfiguration(s *cryptobyte.String) (*PlatformConfiguration, error) {
 	return &cfg, nil
 }
 
-// readPair reads a SEQUENCE { OID, value } whose OID is parent plus one
-// arc, and returns that arc and the undecoded value.
-func readPair(s *cryptobyte.String, parent asn1.ObjectIdentifier) (int, cryptobyte.String, bool) {
-	var pair cryptobyte.String
-	var oid asn1.ObjectIdentifier
-	if !s.ReadASN1(&pair, cbasn1.SEQUENCE) || !pair.ReadASN1ObjectIdentifier(&oid) {
+// readPair reads a SEQUENCE { OID, value } whose OID is parent's (given as
+// DER content) plus one arc, and returns that arc and the undecoded value.
+// The OID is compared as DER rather than decoded, which allocated: an arc
+// of 128 or more, which no entry has, is not read.
+func readPair(s *cryptobyte.String, parent []byte) (int, cryptobyte.String, bool) {
+	var pair, oid cryptobyte.String
+	if !s.ReadASN1(&pair, cbasn1.SEQUENCE) || !pair.ReadASN1(&oid, cbasn1.OBJECT_IDENTIFIER) {
 		return 0, nil, false
 	}
-	if len(oid) != len(parent)+1 || !oid[:len(parent)].Equal(parent) {
+	if len(oid) != len(parent)+1 || !bytes.HasPrefix(oid, parent) || oid[len(parent)] >= 0x80 {
 		return 0, nil, false
 	}
-	return oid[len(parent)], pair, true
+	return int(oid[len(parent)]), pair, true
 }
 
 // readOctets reads an OCTET STRING of exactly n bytes into a fresh slice.

@@ -167,6 +167,34 @@ func pkiLeaf(cn string) *x509.Certificate {
 	}
 }
 
+// The embedded roots are Intel's two published ones, and a chain that
+// carries one of them gets it parsed once, not again.
+func TestKnownRoots(t *testing.T) {
+	want := map[string]bool{
+		"44a0196b2b99f889b8e149e95b807a350e7424964399e885a7cbb8ccfab674d3": true, // to 2049
+		"fc64f8076d79a4fee9d1d473d74c89eb8d8fd55c5abafeabeba7366d20429404": true, // to 2033
+	}
+	roots := knownRoots()
+	if len(roots) != len(want) {
+		t.Fatalf("%d embedded roots, want %d", len(roots), len(want))
+	}
+	for der, cert := range roots {
+		sum := sha256.Sum256([]byte(der))
+		if !want[hex.EncodeToString(sum[:])] {
+			t.Errorf("embedded root %x is not one Intel publishes", sum)
+		}
+		if !bytes.Equal(cert.Raw, []byte(der)) {
+			t.Errorf("embedded root %x is kept under another certificate's DER", sum)
+		}
+	}
+	for _, name := range []string{"Intel_SGX_Root_CA_2049.pem", "Intel_SGX_Root_CA_2033_legacy.pem"} {
+		certs := pckParse(t, pckTestdata(t, name))
+		if roots[string(certs[0].Raw)] != certs[0] {
+			t.Errorf("%s was parsed again rather than recognised", name)
+		}
+	}
+}
+
 func TestIntelRootKey(t *testing.T) {
 	spki, err := x509.MarshalPKIXPublicKey(IntelRootKey())
 	if err != nil {
@@ -744,4 +772,54 @@ func FuzzParseCertificates(f *testing.F) {
 			t.Fatalf("VerifyChain = %s, want all %d certificates up to the Intel root", pckNames(chain), len(certs))
 		}
 	})
+}
+
+// plainPEMCertificate reads what it reads as pem.Decode does: the same
+// bytes and the same rest. Its seeds are the plain shape and the shapes
+// it must leave to pem.Decode.
+func FuzzPlainPEMCertificate(f *testing.F) {
+	root := pckTestdata(f, "Intel_SGX_Root_CA_2049.pem")
+	f.Add(pckQuoteCertData(f))
+	f.Add(root)
+	f.Add(bytes.ReplaceAll(root, []byte("\n"), []byte("\r\n")))
+	f.Add(bytes.Replace(root, []byte("CERTIFICATE-----\n"), []byte("CERTIFICATE-----\nProc-Type: 4,ENCRYPTED\n\n"), 1))
+	f.Add(bytes.Replace(root, []byte("\n-----END"), []byte(" \n-----END"), 1))
+	f.Add(bytes.TrimSuffix(root, []byte("\n")))
+	f.Add(append(bytes.TrimSuffix(root, []byte("\n")), 0))
+	f.Add([]byte("-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n"))
+	f.Add([]byte("-----BEGIN CERTIFICATE-----\nAAAA\n-----END X509 CRL-----\n-----END CERTIFICATE-----\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		der, rest, ok := plainPEMCertificate(b)
+		if !ok {
+			return
+		}
+		block, pemRest := pem.Decode(b)
+		switch {
+		case block == nil:
+			t.Fatalf("read %d bytes where pem.Decode reads none: %q", len(der), b)
+		case block.Type != "CERTIFICATE" || len(block.Headers) != 0:
+			t.Fatalf("read a plain certificate where pem.Decode reads %q with headers %v", block.Type, block.Headers)
+		case !bytes.Equal(der, block.Bytes) || !bytes.Equal(rest, pemRest):
+			t.Fatalf("read %x, rest %q; pem.Decode %x, rest %q", der, rest, block.Bytes, pemRest)
+		}
+	})
+}
+
+// The plain shape is read without pem.Decode; the vectors' chains are all
+// in it.
+func TestPlainPEMCertificate(t *testing.T) {
+	der, rest, ok := plainPEMCertificate(pckQuoteCertData(t))
+	if !ok {
+		t.Fatal("the quote's PCK chain is not read as plain PEM")
+	}
+	if _, err := x509.ParseCertificate(der); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.HasPrefix(rest, []byte("-----BEGIN CERTIFICATE-----")) {
+		t.Fatalf("rest = %.40q, want the next certificate", rest)
+	}
+	withHeader := bytes.Replace(pckTestdata(t, "Intel_SGX_Root_CA_2049.pem"), []byte("CERTIFICATE-----\n"), []byte("CERTIFICATE-----\nA: b\n\n"), 1)
+	if _, _, ok := plainPEMCertificate(withHeader); ok {
+		t.Fatal("a block with a header was read as plain")
+	}
 }

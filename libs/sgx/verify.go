@@ -101,7 +101,7 @@ func WithQEVendorID(id [16]byte) VerifierOption { return func(v *Verifier) { v.q
 // It expects Intel's TCB signer and QE vendor unless options say otherwise.
 func NewVerifier(root *ecdsa.PublicKey, opts ...VerifierOption) *Verifier {
 	if root == nil {
-		root = IntelRootKey()
+		root = pinnedRoot() // a verifier never changes its root key
 	}
 	v := &Verifier{root: root, tcbSignerCN: IntelTCBSignerCN, qeVendorID: IntelQEVendorID,
 		collaterals: map[[32]byte]*checkedCollateral{}, chains: map[[32]byte]*checkedChain{}}
@@ -413,11 +413,16 @@ func (v *Verifier) remember(f func()) {
 	f()
 }
 
-// collateralKey is the SHA-256 of every collateral field, length-prefixed.
+// collateralKey is the SHA-256 of every collateral field the verification
+// reads, length-prefixed: the CRLs are left out when they are skipped.
 func collateralKey(col *Collateral, skipCRL bool) [32]byte {
 	h := sha256.New()
-	for _, b := range [][]byte{col.TCBInfoJSON, col.TCBInfoSignature, col.TCBInfoIssuerChain, col.QEIdentityJSON,
-		col.QEIdentitySignature, col.QEIdentityIssuerChain, col.RootCACRL, col.PCKCRL} {
+	fields := [][]byte{col.TCBInfoJSON, col.TCBInfoSignature, col.TCBInfoIssuerChain, col.QEIdentityJSON,
+		col.QEIdentitySignature, col.QEIdentityIssuerChain, col.RootCACRL, col.PCKCRL}
+	if skipCRL {
+		fields = fields[:6]
+	}
+	for _, b := range fields {
 		var n [8]byte
 		binary.LittleEndian.PutUint64(n[:], uint64(len(b)))
 		h.Write(n[:])
