@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -262,4 +263,28 @@ func TestDrainAnswersWhatItReceived(t *testing.T) {
 	if err := mux.DrainTimeout(time.Second); err != nil {
 		t.Fatalf("second Drain = %v", err)
 	}
+}
+
+// TestWorkersEndWhenIdle: the workers that served a burst of requests end
+// once no request has come for a while; none is left behind.
+func TestWorkersEndWhenIdle(t *testing.T) {
+	call := serve(t, func(_ context.Context, in string) (string, error) { return in, nil })
+	if _, err := call(context.Background(), "warm"); err != nil {
+		t.Fatal(err)
+	}
+	before := runtime.NumGoroutine()
+	done := make(chan error, 100)
+	for range 100 {
+		go func() {
+			_, err := call(context.Background(), "x")
+			done <- err
+		}()
+	}
+	for range 100 {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	testkit.Eventually(t, 10*time.Second, func() bool { return runtime.NumGoroutine() <= before },
+		"%d goroutines after the burst, %d before it", runtime.NumGoroutine(), before)
 }
