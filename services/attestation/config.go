@@ -37,6 +37,9 @@ type Config struct {
 	IntelRoot    *ecdsa.PublicKey
 	IntelOptions []sgx.VerifierOption
 	Clock        func() time.Time
+	// ReadTTL is how long a replica verifies with what it read of a policy
+	// or of collateral (0: app.DefaultReadTTL, 2 s); see app.Config.
+	ReadTTL time.Duration
 }
 
 func (cfg *Config) check() error {
@@ -57,7 +60,8 @@ func (cfg *Config) check() error {
 // simulation if it is on.
 func (cfg *Config) app(ctx context.Context, r *service.Runner, st *store.Stores) (app.Config, error) {
 	acfg := app.Config{Policies: st.Policies, Collaterals: st.Collaterals, Verdicts: st.Verdicts, Activity: st.Activity, Images: st.Images, Withdrawals: st.Withdrawals,
-		Audit: events.AuditLog{JS: r.JetStream(), Producer: store.Producer}, IntelRoot: cfg.IntelRoot, IntelOptions: cfg.IntelOptions, Clock: cfg.Clock}
+		Audit: events.AuditLog{JS: r.JetStream(), Producer: store.Producer}, IntelRoot: cfg.IntelRoot, IntelOptions: cfg.IntelOptions, Clock: cfg.Clock,
+		ReadTTL: cfg.ReadTTL}
 	if cfg.PCSURL != "" {
 		f, err := pcs.New(cfg.PCSURL)
 		if err != nil {

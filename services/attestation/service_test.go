@@ -230,3 +230,43 @@ func TestPolicyRequireNodeAttestation(t *testing.T) {
 		}
 	}
 }
+
+// TestPolicyChangeReachesEveryReplica: replicas keep what they read of a
+// policy (here for an hour), yet a change made through one of them
+// applies on every one at once: its PolicyChanged event drops their copy.
+func TestPolicyChangeReachesEveryReplica(t *testing.T) {
+	n := testkit.StartNATS(t)
+	ctx := context.Background()
+	for range 2 {
+		svc, err := attestation.Start(ctx, attestation.Config{Options: service.Options{NATS: n.Connect(t), Assertions: n.Verifier("attestation")},
+			Clock: func() time.Time { return inWindow }, ReadTTL: time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(svc.Stop)
+	}
+	c := attestationv1.NewAttestationClient(n.Connect(t), n.Vouching(t))
+	if _, err := c.PutCollateral(ctx, &attestationv1.PutCollateralRequest{CollateralJson: read(t, "phala_sgx_quote_v3_collateral.json")}); err != nil {
+		t.Fatal(err)
+	}
+	account, quote := uuid.NewString(), read(t, "phala_sgx_quote_v3.bin")
+	// Both replicas read the default policy (which refuses this platform's
+	// status), nearly certainly: requests go to either at random.
+	for range 30 {
+		if v := verify(t, c, account, quote, nil, nil); v.GetOk() {
+			t.Fatalf("verdict under the default policy = %v, want refused", v)
+		}
+	}
+	if _, err := c.SetPolicy(ctx, &attestationv1.SetPolicyRequest{AccountId: account, Policy: &attestationv1.Policy{
+		AcceptStatuses: []string{"ConfigurationAndSWHardeningNeeded"}}}); err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, 10*time.Second, func() bool {
+		for range 30 {
+			if !verify(t, c, account, quote, nil, nil).GetOk() {
+				return false
+			}
+		}
+		return true
+	}, "a replica still verifies under the policy from before the change")
+}

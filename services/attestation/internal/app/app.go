@@ -18,6 +18,7 @@ import (
 
 	"github.com/cloister-cc/cloister/libs/audit"
 	"github.com/cloister-cc/cloister/libs/authz"
+	"github.com/cloister-cc/cloister/libs/cache/local"
 	"github.com/cloister-cc/cloister/libs/errs"
 	"github.com/cloister-cc/cloister/libs/sgx"
 	"github.com/cloister-cc/cloister/libs/sgx/sim"
@@ -113,13 +114,29 @@ type Config struct {
 	IntelRoot    *ecdsa.PublicKey
 	IntelOptions []sgx.VerifierOption
 	Clock        func() time.Time
+	// ReadTTL is how long verifications use what a replica read of an
+	// account's policy or a platform's collateral before reading it again
+	// (0: DefaultReadTTL). A change made through this replica applies to
+	// its next verification; one made through another replica applies
+	// when its PolicyChanged event arrives (DropPolicy), and collateral
+	// within ReadTTL.
+	ReadTTL time.Duration
 }
+
+// DefaultReadTTL is ReadTTL's default: reading both from KV for every
+// verification was a third of its cost.
+const DefaultReadTTL = 2 * time.Second
 
 // Service verifies evidence and keeps policies and collateral.
 type Service struct {
 	cfg   Config
 	intel *sgx.Verifier
 	sim   *sgx.Verifier
+	// What verifications read, kept for ReadTTL (by wall time, whatever
+	// the verification clock): policies by account, collateral by
+	// platform (platformKey).
+	policies    *local.Map[domain.Policy]
+	collaterals *local.Map[domain.Collateral]
 
 	fetches       singleflight.Group
 	mu            sync.Mutex
@@ -134,7 +151,14 @@ func New(cfg Config) (*Service, error) {
 	if cfg.Clock == nil {
 		cfg.Clock = time.Now
 	}
-	s := &Service{cfg: cfg, intel: sgx.NewVerifier(cfg.IntelRoot, cfg.IntelOptions...), failedFetches: map[string]failedFetch{}}
+	if cfg.ReadTTL < 0 {
+		return nil, fmt.Errorf("attestation: read TTL %v is negative", cfg.ReadTTL)
+	}
+	if cfg.ReadTTL == 0 {
+		cfg.ReadTTL = DefaultReadTTL
+	}
+	s := &Service{cfg: cfg, intel: sgx.NewVerifier(cfg.IntelRoot, cfg.IntelOptions...), failedFetches: map[string]failedFetch{},
+		policies: local.New[domain.Policy](cfg.ReadTTL, 10000), collaterals: local.New[domain.Collateral](cfg.ReadTTL, 1000)}
 	if cfg.Simulation != nil {
 		s.sim = sgx.NewVerifier(cfg.Simulation.RootKey(), sim.VerifierOptions()...)
 	}
@@ -199,7 +223,7 @@ func (s *Service) judge(ctx context.Context, v *domain.Verdict, quote, binding, 
 		v.OK, v.Reason, v.Error = false, reason, err.Error()
 		return nil
 	}
-	policy, err := s.GetPolicy(ctx, v.AccountID)
+	policy, err := s.policyFor(ctx, v.AccountID)
 	if err != nil {
 		return err
 	}
@@ -266,7 +290,8 @@ func (s *Service) judge(ctx context.Context, v *domain.Verdict, quote, binding, 
 // still returned: the verifier then names what expired. Fetches are shared
 // by concurrent callers and a failure is not retried for fetchBackoff.
 func (s *Service) collateralFor(ctx context.Context, fmspc [6]byte, ca string, now time.Time) (*sgx.Collateral, error) {
-	stored, err := s.cfg.Collaterals.Get(ctx, fmspc, ca)
+	key := platformKey(fmspc, ca)
+	stored, err := s.storedCollateral(ctx, key, fmspc, ca)
 	found := err == nil
 	if err != nil && !errors.Is(err, domain.ErrCollateralNotFound) {
 		return nil, err
@@ -280,7 +305,6 @@ func (s *Service) collateralFor(ctx context.Context, fmspc [6]byte, ca string, n
 		}
 		return nil, err
 	}
-	key := fmt.Sprintf("%x/%s", fmspc, ca)
 	ferr := s.fetchFailedRecently(key, now)
 	if ferr == nil {
 		_, ferr, _ = s.fetches.Do(key, func() (any, error) {
@@ -299,7 +323,8 @@ func (s *Service) collateralFor(ctx context.Context, fmspc [6]byte, ca string, n
 		})
 	}
 	if ferr == nil {
-		if c, err := s.cfg.Collaterals.Get(ctx, fmspc, ca); err == nil {
+		s.collaterals.Drop(key)
+		if c, err := s.storedCollateral(ctx, key, fmspc, ca); err == nil {
 			return &c.Col, nil
 		}
 	}
@@ -308,6 +333,44 @@ func (s *Service) collateralFor(ctx context.Context, fmspc [6]byte, ca string, n
 	}
 	return nil, fmt.Errorf("%w (fetching it from the PCS: %v)", domain.ErrCollateralNotFound, ferr)
 }
+
+// platformKey names a platform in the collateral kept and the fetches
+// under way.
+func platformKey(fmspc [6]byte, ca string) string { return fmt.Sprintf("%x/%s", fmspc, ca) }
+
+// storedCollateral is the platform's stored collateral, as this replica
+// read it at most ReadTTL ago.
+func (s *Service) storedCollateral(ctx context.Context, key string, fmspc [6]byte, ca string) (domain.Collateral, error) {
+	now := time.Now()
+	if c, ok := s.collaterals.Get(key, now); ok {
+		return c, nil
+	}
+	epoch := s.collaterals.Epoch()
+	c, err := s.cfg.Collaterals.Get(ctx, fmspc, ca)
+	if err == nil {
+		s.collaterals.Put(key, c, now, epoch)
+	}
+	return c, err
+}
+
+// policyFor is the account's policy, as this replica read it at most
+// ReadTTL ago.
+func (s *Service) policyFor(ctx context.Context, accountID string) (domain.Policy, error) {
+	now := time.Now()
+	if p, ok := s.policies.Get(accountID, now); ok {
+		return p, nil
+	}
+	epoch := s.policies.Epoch()
+	p, err := s.GetPolicy(ctx, accountID)
+	if err == nil {
+		s.policies.Put(accountID, p, now, epoch)
+	}
+	return p, err
+}
+
+// DropPolicy makes the next verification for the account read its policy
+// again: the policy changed, through this replica or another.
+func (s *Service) DropPolicy(accountID string) { s.policies.Drop(accountID) }
 
 // fetchBackoff is how long a failed fetch for a platform is not repeated.
 const fetchBackoff = time.Minute
@@ -494,7 +557,11 @@ func (s *Service) setPolicy(ctx context.Context, accountID string, p domain.Poli
 	default:
 		p.Version = current.Version
 	}
-	return s.cfg.Policies.Put(ctx, accountID, p, domain.PolicyChanged{AccountID: accountID, Policy: p}, domain.Audited{Entry: entry})
+	p, err = s.cfg.Policies.Put(ctx, accountID, p, domain.PolicyChanged{AccountID: accountID, Policy: p}, domain.Audited{Entry: entry})
+	if err == nil {
+		s.DropPolicy(accountID)
+	}
+	return p, err
 }
 
 // PutCollateral checks collateral (chains, signatures, dates, Root CA CRL)
@@ -551,6 +618,7 @@ func (s *Service) putCollateral(ctx context.Context, col *sgx.Collateral) (*sgx.
 		}
 	}
 	ca := sgx.PCKCAKind(pckCRL.Issuer.CommonName)
+	defer s.collaterals.Drop(platformKey(info.FMSPC, ca))
 	err = s.cfg.Collaterals.Put(ctx, info.FMSPC, ca, c, func(stored domain.Collateral) error {
 		switch {
 		case c.TCBEvaluation < stored.TCBEvaluation:
