@@ -439,14 +439,19 @@ func (w *wireReader) intField(out **int) error {
 	if err != nil {
 		return fmt.Errorf("%s: %s is not an integer that fits", w.where(start), raw)
 	}
+	*out = w.newInt(int(n))
+	return nil
+}
+
+// newInt returns a pointer to n, kept in the reader's slab.
+func (w *wireReader) newInt(n int) *int {
 	if len(w.ints) == 0 {
 		w.ints = make([]int, 256)
 	}
 	v := &w.ints[0]
 	w.ints = w.ints[1:]
-	*v = int(n)
-	*out = v
-	return nil
+	*v = n
+	return v
 }
 
 // strings reads an array of strings; null leaves *out nil, and a null
@@ -568,6 +573,9 @@ func (w *wireReader) tcb(t *tcbWire) error {
 			err := w.array(func() error {
 				comps = append(comps, svnWire{})
 				c := &comps[len(comps)-1]
+				if w.plainSVN(&c.SVN) {
+					return nil
+				}
 				return w.object(svnNames, func(int) error { return w.intField(&c.SVN) })
 			})
 			if err == nil {
@@ -579,6 +587,29 @@ func (w *wireReader) tcb(t *tcbWire) error {
 		}
 		return w.intField(&t.PCESVN)
 	})
+}
+
+// plainSVN reads a component written as Intel writes them, {"svn":N}
+// with N of one to three digits, into *out, and reports whether it did;
+// it reads nothing otherwise, for the general path to read. Two hundred of
+// them make a TCB Info: the general path took a third of its time.
+func (w *wireReader) plainSVN(out **int) bool {
+	const head = `{"svn":`
+	rest := w.doc[w.pos:]
+	if !strings.HasPrefix(rest, head) {
+		return false
+	}
+	n, i := 0, len(head)
+	for ; i < len(rest) && i < len(head)+3 && '0' <= rest[i] && rest[i] <= '9'; i++ {
+		n = n*10 + int(rest[i]-'0')
+	}
+	digits := i - len(head)
+	if digits == 0 || i >= len(rest) || rest[i] != '}' || (digits > 1 && rest[len(head)] == '0') {
+		return false
+	}
+	*out = w.newInt(n)
+	w.pos += i + 1
+	return true
 }
 
 var qeIdentityNames = append(slices.Clip(signedNames),
