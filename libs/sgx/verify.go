@@ -183,13 +183,57 @@ func (v *Verifier) Verify(raw []byte, opts Options) (*Result, error) {
 	if opts.Collateral == nil {
 		return nil, failf(ReasonMalformed, "options", "no collateral given")
 	}
+	e, err := v.Evidence(raw, opts.At)
+	if err != nil {
+		return nil, err
+	}
+	return v.VerifyEvidence(e, opts)
+}
+
+// Evidence is a quote whose PCK certificate chain was verified: its
+// platform is known, and VerifyEvidence finishes its verification with
+// that platform's collateral.
+type Evidence struct {
+	quote *Quote
+	chain *checkedChain
+}
+
+// Platform returns the SGX extension of the verified PCK certificate and
+// the kind of its PCK CA ("processor" or "platform", see PCKCAKind): what
+// picks the collateral.
+func (e *Evidence) Platform() (PCKExtension, string) {
+	return e.chain.ext, PCKCAKind(e.chain.pckCA.Subject.CommonName)
+}
+
+// Evidence parses raw and verifies its PCK certificate chain at at.
+func (v *Verifier) Evidence(raw []byte, at time.Time) (*Evidence, error) {
 	q, err := ParseQuote(raw)
 	if err != nil {
 		return nil, err
 	}
-	chain, err := v.checkChain(q.CertData, opts.At)
+	chain, err := v.checkChain(q.CertData, at)
 	if err != nil {
 		return nil, err
+	}
+	return &Evidence{quote: q, chain: chain}, nil
+}
+
+// VerifyEvidence finishes the verification of e, made by this verifier's
+// Evidence: it is Verify without parsing the quote or checking its chain
+// again (again only if opts.At is outside the chain's validity).
+func (v *Verifier) VerifyEvidence(e *Evidence, opts Options) (*Result, error) {
+	if opts.At.IsZero() {
+		return nil, failf(ReasonMalformed, "options", "no verification time given")
+	}
+	if opts.Collateral == nil {
+		return nil, failf(ReasonMalformed, "options", "no collateral given")
+	}
+	q, chain := e.quote, e.chain
+	if !chain.window.holds(opts.At) {
+		var err error
+		if chain, err = v.checkChain(q.CertData, opts.At); err != nil {
+			return nil, err
+		}
 	}
 	if q.Header.QEVendorID != v.qeVendorID {
 		return nil, failf(ReasonQEIdentity, "quote", "QE vendor ID %x is not the expected %x", q.Header.QEVendorID, v.qeVendorID)
@@ -513,15 +557,12 @@ func (v *Verifier) CheckCollateral(col *Collateral, at time.Time, skipCRL bool) 
 // its certificate, "processor" or "platform". Callers use it to find the
 // platform's collateral: an FMSPC is only trusted from a verified chain.
 func (v *Verifier) Platform(raw []byte, at time.Time) (PCKExtension, string, error) {
-	q, err := ParseQuote(raw)
+	e, err := v.Evidence(raw, at)
 	if err != nil {
 		return PCKExtension{}, "", err
 	}
-	c, err := v.checkChain(q.CertData, at)
-	if err != nil {
-		return PCKExtension{}, "", err
-	}
-	return c.ext, PCKCAKind(c.pckCA.Subject.CommonName), nil
+	ext, ca := e.Platform()
+	return ext, ca, nil
 }
 
 // PCKCAKind names the kind of PCK CA from its common name: "platform" for

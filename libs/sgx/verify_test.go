@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/pem"
 	"errors"
+	"reflect"
 	"slices"
 	"testing"
 	"time"
@@ -226,5 +227,34 @@ func TestCollateralSignerMustBeTheTCBSigner(t *testing.T) {
 				t.Fatalf("Verify = %v, want ReasonChain for %s", err, tt.item)
 			}
 		})
+	}
+}
+
+// Verifying in two steps, the platform first, gives what Verify gives;
+// the chain is checked again for a time outside its validity.
+func TestVerifyEvidence(t *testing.T) {
+	raw := readVector(t, "phala_sgx_quote_v3.bin")
+	opts := Options{At: inWindow, Collateral: vectorCollateral(t)}
+	v := NewVerifier(nil)
+	e, err := v.Evidence(raw, inWindow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ext, ca := e.Platform()
+	if hex.EncodeToString(ext.FMSPC[:]) != "00a067110000" || ca != "processor" {
+		t.Fatalf("Platform() = FMSPC %x, %q; want 00a067110000, processor", ext.FMSPC, ca)
+	}
+	got, err := v.VerifyEvidence(e, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := v.Verify(raw, opts)
+	if err != nil || !reflect.DeepEqual(got, want) {
+		t.Fatalf("VerifyEvidence = %+v; Verify = %+v, %v", got, want, err)
+	}
+	late := opts
+	late.At = time.Date(2060, 1, 1, 0, 0, 0, 0, time.UTC)
+	if _, err := v.VerifyEvidence(e, late); ReasonOf(err) != ReasonExpired {
+		t.Fatalf("VerifyEvidence at a time the chain is not valid = %v, want %s", err, ReasonExpired)
 	}
 }
