@@ -227,13 +227,15 @@ func (s *Service) judge(ctx context.Context, v *domain.Verdict, quote, binding, 
 	if err != nil {
 		return err
 	}
-	fmspc, ca, simulated, err := s.platformOf(quote, now)
-	v.Simulated, v.FMSPC = simulated, fmspc
+	verifier, ev, simulated, err := s.evidence(quote, now)
+	v.Simulated = simulated
 	if err != nil {
 		return refuse(string(sgx.ReasonOf(err)), err)
 	}
+	ext, ca := ev.Platform()
+	fmspc := ext.FMSPC
+	v.FMSPC = fmspc
 
-	verifier := s.intel
 	var col *sgx.Collateral
 	switch {
 	case simulated && !policy.AllowSimulation:
@@ -241,7 +243,6 @@ func (s *Service) judge(ctx context.Context, v *domain.Verdict, quote, binding, 
 	case simulated && simulatedAccount(quote) != v.AccountID:
 		return refuse(domain.ReasonSimulationOtherAccount, errors.New("the evidence comes from a simulated quoting enclave issued for another account"))
 	case simulated:
-		verifier = s.sim
 		if col, err = s.cfg.Simulation.Collateral(fmspc, now); err != nil {
 			return refuse(domain.ReasonSimulationUnavailable, err)
 		}
@@ -254,7 +255,7 @@ func (s *Service) judge(ctx context.Context, v *domain.Verdict, quote, binding, 
 			return err
 		}
 	}
-	res, err := verifier.Verify(quote, sgx.Options{At: now, Collateral: col})
+	res, err := verifier.VerifyEvidence(ev, sgx.Options{At: now, Collateral: col})
 	if err != nil {
 		return refuse(string(sgx.ReasonOf(err)), err)
 	}
@@ -336,7 +337,7 @@ func (s *Service) collateralFor(ctx context.Context, fmspc [6]byte, ca string, n
 
 // platformKey names a platform in the collateral kept and the fetches
 // under way.
-func platformKey(fmspc [6]byte, ca string) string { return fmt.Sprintf("%x/%s", fmspc, ca) }
+func platformKey(fmspc [6]byte, ca string) string { return hex.EncodeToString(fmspc[:]) + "/" + ca }
 
 // storedCollateral is the platform's stored collateral, as this replica
 // read it at most ReadTTL ago.
@@ -398,20 +399,21 @@ type failedFetch struct {
 	err error
 }
 
-// platformOf tells whether the quote's chain ends at the simulation root,
-// and returns the platform (FMSPC, PCK CA kind) from the verified chain of
-// the matching verifier, so an FMSPC from an unverified certificate never
-// reaches the collateral store or the PCS.
-func (s *Service) platformOf(quote []byte, now time.Time) ([6]byte, string, bool, error) {
+// evidence tells whether the quote's chain ends at the simulation root,
+// and returns the matching verifier and the quote with its chain verified
+// by it, whose platform (FMSPC, PCK CA kind) picks the collateral: an FMSPC
+// from an unverified certificate never reaches the collateral store or
+// the PCS.
+func (s *Service) evidence(quote []byte, now time.Time) (*sgx.Verifier, *sgx.Evidence, bool, error) {
 	simulated := false
 	if s.sim != nil {
 		q, err := sgx.ParseQuote(quote)
 		if err != nil {
-			return [6]byte{}, "", false, err
+			return nil, nil, false, err
 		}
 		certs, err := sgx.ParseCertificates(q.CertData)
 		if err != nil {
-			return [6]byte{}, "", false, err
+			return nil, nil, false, err
 		}
 		for _, c := range certs {
 			if k, ok := c.PublicKey.(*ecdsa.PublicKey); ok && bytes.Equal(c.RawSubject, c.RawIssuer) && k.Equal(s.cfg.Simulation.RootKey()) {
@@ -423,11 +425,8 @@ func (s *Service) platformOf(quote []byte, now time.Time) ([6]byte, string, bool
 	if simulated {
 		verifier = s.sim
 	}
-	ext, ca, err := verifier.Platform(quote, now)
-	if err != nil {
-		return [6]byte{}, "", simulated, err
-	}
-	return ext.FMSPC, ca, simulated, nil
+	ev, err := verifier.Evidence(quote, now)
+	return verifier, ev, simulated, err
 }
 
 // ApproveImage puts an image on the account's allowlist (an image task
