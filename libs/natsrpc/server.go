@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/go-kit/kit/endpoint"
@@ -30,6 +31,9 @@ type Server struct {
 	enc    EncodeResponseFunc
 	logger *slog.Logger
 	verify Verifier
+	// okAttrs holds, by subject, the metric attributes of a success: made
+	// once rather than per request (sorting them was a fifth of Serve).
+	okAttrs sync.Map
 }
 
 // ServerOption configures a Server.
@@ -77,8 +81,7 @@ func (s *Server) Serve(nc *nats.Conn, msg *nats.Msg) {
 	if err != nil {
 		code = Code(errs.KindOf(err))
 	}
-	serverDuration.Record(ctx, time.Since(start).Seconds(), metric.WithAttributes(
-		attribute.String("rpc.method", msg.Subject), attribute.Int("rpc.code", code)))
+	serverDuration.Record(ctx, time.Since(start).Seconds(), s.attributes(msg.Subject, code))
 	if err != nil {
 		if errs.KindOf(err) == errs.Internal {
 			s.logger.ErrorContext(ctx, "request failed", "subject", msg.Subject, "error", err)
@@ -93,6 +96,21 @@ func (s *Server) Serve(nc *nats.Conn, msg *nats.Msg) {
 	if err := nc.PublishMsg(reply); err != nil {
 		s.logger.ErrorContext(ctx, "sending reply", "subject", msg.Subject, "error", err)
 	}
+}
+
+// attributes are the metric attributes of a request to subject answered
+// with code.
+func (s *Server) attributes(subject string, code int) metric.MeasurementOption {
+	if code == 0 {
+		if o, ok := s.okAttrs.Load(subject); ok {
+			return o.(metric.MeasurementOption)
+		}
+	}
+	o := metric.WithAttributeSet(attribute.NewSet(attribute.String("rpc.method", subject), attribute.Int("rpc.code", code)))
+	if code == 0 {
+		s.okAttrs.Store(subject, o)
+	}
+	return o
 }
 
 func (s *Server) handle(ctx context.Context, msg, reply *nats.Msg) error {
