@@ -16,12 +16,14 @@ package service
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/cloister-cc/cloister/libs/events"
 	"github.com/cloister-cc/cloister/libs/kv"
@@ -175,6 +177,28 @@ func (r *Runner) ConsumeRoutes(durable string, routes *events.Router) error {
 func (r *Runner) Watch(stream string, subjects []string, h events.Handler) error {
 	c, err := events.Watch(r.bg, r.js, stream, subjects, h, r.logger)
 	return r.keep(c, err)
+}
+
+// WatchAccounts calls f with the account of every event M that producer
+// publishes from now on, in this process (as Watch): to drop what a
+// process keeps of an account when it changes. An event without an
+// account is an error.
+func WatchAccounts[T any, M interface {
+	*T
+	proto.Message
+	GetAccountId() string
+}](r *Runner, producer string, f func(accountID string)) error {
+	return r.Watch(events.StreamEvents, []string{events.Subject(producer, M(new(T)))}, func(_ context.Context, ev events.Event) error {
+		m := M(new(T))
+		if err := ev.Decode(m); err != nil {
+			return err
+		}
+		if m.GetAccountId() == "" {
+			return fmt.Errorf("%s without an account", m.ProtoReflect().Descriptor().Name())
+		}
+		f(m.GetAccountId())
+		return nil
+	})
 }
 
 func (r *Runner) keep(c *events.Consumer, err error) error {

@@ -3,10 +3,6 @@
 package transport
 
 import (
-	"context"
-	"errors"
-
-	"github.com/cloister-cc/cloister/libs/events"
 	attestationv1 "github.com/cloister-cc/cloister/libs/gen/cloister/attestation/v1"
 	"github.com/cloister-cc/cloister/libs/service"
 	"github.com/cloister-cc/cloister/services/attestation/internal/app"
@@ -30,16 +26,5 @@ func Serve(r *service.Runner, s *app.Service, simRoot []byte) error {
 // watchPolicies drops this replica's copy of an account's policy when the
 // policy changes, whichever replica changed it.
 func watchPolicies(r *service.Runner, s *app.Service) error {
-	return r.Watch(events.StreamEvents, []string{events.Subject(attestationv1.AttestationServiceName, &attestationv1.PolicyChanged{})},
-		func(_ context.Context, ev events.Event) error {
-			var c attestationv1.PolicyChanged
-			if err := ev.Decode(&c); err != nil {
-				return err
-			}
-			if c.GetAccountId() == "" {
-				return errors.New("PolicyChanged without an account")
-			}
-			s.DropPolicy(c.GetAccountId())
-			return nil
-		})
+	return service.WatchAccounts[attestationv1.PolicyChanged](r, attestationv1.AttestationServiceName, s.DropPolicy)
 }

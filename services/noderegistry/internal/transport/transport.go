@@ -84,18 +84,7 @@ func watchRevocations(r *service.Runner, tokens *store.Tokens) error {
 // watchPolicies drops this process's copy of an account's attestation
 // policy when the policy changes, whichever attestation replica changed it.
 func watchPolicies(r *service.Runner, att peers.Attestation) error {
-	return r.Watch(events.StreamEvents, []string{events.Subject(attestationv1.AttestationServiceName, &attestationv1.PolicyChanged{})},
-		func(_ context.Context, ev events.Event) error {
-			var c attestationv1.PolicyChanged
-			if err := ev.Decode(&c); err != nil {
-				return err
-			}
-			if c.GetAccountId() == "" {
-				return errors.New("PolicyChanged without an account")
-			}
-			att.DropPolicy(c.GetAccountId())
-			return nil
-		})
+	return service.WatchAccounts[attestationv1.PolicyChanged](r, attestationv1.AttestationServiceName, att.DropPolicy)
 }
 
 // sweep marks silent nodes unreachable, and attested nodes overdue for
