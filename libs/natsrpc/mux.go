@@ -60,6 +60,11 @@ func (m *Mux) Handle(subject string, s *Server) error {
 		// than DefaultConcurrency, else the first to be free.
 		select {
 		case m.work <- r:
+			return
+		default:
+		}
+		select {
+		case m.work <- r:
 		case m.sem <- struct{}{}:
 			go m.worker(r)
 		}
