@@ -617,12 +617,18 @@ func (s *Store[T]) put(ctx context.Context, key string, data []byte, rev uint64)
 	m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(rev, 10))
 	f, err := s.js.PublishMsgAsync(m)
 	if err == nil {
+		// An asynchronous publish has no timeout of its own: an
+		// acknowledgement lost (a leader change) would wait forever.
+		timeout := time.NewTimer(flushTimeout)
+		defer timeout.Stop()
 		select {
 		case ack := <-f.Ok():
 			return ack.Sequence, nil
 		case err = <-f.Err():
 		case <-ctx.Done():
 			return 0, ctx.Err()
+		case <-timeout.C:
+			return 0, fmt.Errorf("no acknowledgement in %v", flushTimeout)
 		}
 	}
 	var api *jetstream.APIError

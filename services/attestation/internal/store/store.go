@@ -182,6 +182,9 @@ func (s *Collaterals) Put(ctx context.Context, fmspc [6]byte, ca string, c domai
 	return domain.ErrConcurrentChange
 }
 
+// publishTimeout bounds the wait for a verdict's events to be stored.
+const publishTimeout = 10 * time.Second
+
 // Verdicts keeps verdicts for VerdictTTL, keyed <account>.<id>.
 type Verdicts struct {
 	kv *kv.Store[domain.Verdict]
@@ -216,6 +219,9 @@ func (s *Verdicts) Create(ctx context.Context, v domain.Verdict, evs ...domain.E
 		}
 	}
 	_, err = s.kv.Create(ctx, v.AccountID+"."+v.ID, v)
+	// An asynchronous publish has no timeout of its own.
+	timeout := time.NewTimer(publishTimeout)
+	defer timeout.Stop()
 	for i, f := range acks {
 		select {
 		case <-f.Ok():
@@ -223,6 +229,8 @@ func (s *Verdicts) Create(ctx context.Context, v domain.Verdict, evs ...domain.E
 			err = errors.Join(err, fmt.Errorf("publishing %s: %w", msgs[i].Subject, perr))
 		case <-ctx.Done():
 			return errors.Join(err, fmt.Errorf("publishing %s: %w", msgs[i].Subject, ctx.Err()))
+		case <-timeout.C:
+			return errors.Join(err, fmt.Errorf("publishing %s: no acknowledgement in %v", msgs[i].Subject, publishTimeout))
 		}
 	}
 	return err
