@@ -24,6 +24,16 @@ type thing struct {
 	Count int    `json:"count"`
 }
 
+// openThings opens the store of the "things" bucket that most tests use.
+func openThings(t *testing.T, js jetstream.JetStream, opts ...kv.Option) *kv.Store[thing] {
+	t.Helper()
+	s, err := kv.Open[thing](context.Background(), js, kv.Config{Bucket: "things"}, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 func setup(t *testing.T) (*testkit.NATS, jetstream.JetStream, jetstream.Stream) {
 	t.Helper()
 	n := testkit.StartNATS(t)
@@ -63,10 +73,7 @@ func TestCRUD(t *testing.T) {
 func testCRUD(t *testing.T, opts ...kv.Option) {
 	ctx := context.Background()
 	_, js, _ := setup(t)
-	s, err := kv.Open[thing](ctx, js, kv.Config{Bucket: "things"}, opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := openThings(t, js, opts...)
 	if _, err := s.Get(ctx, "a.thing.1"); !errors.Is(err, kv.ErrNotFound) {
 		t.Fatalf("Get(absent) = %v, want ErrNotFound", err)
 	}
@@ -124,10 +131,7 @@ func TestCreateOverAnUnflushedDeletion(t *testing.T) {
 	ctx := context.Background()
 	_, js, st := setup(t)
 	var failing atomic.Bool
-	s, err := kv.Open[thing](ctx, js, kv.Config{Bucket: "things"}, kv.WithFailPublish(failing.Load))
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := openThings(t, js, kv.WithFailPublish(failing.Load))
 	failing.Store(true)
 	e, err := s.Create(ctx, "k", thing{Name: "one"}, event("created"))
 	if err != nil {
@@ -219,10 +223,7 @@ func TestDecodedCache(t *testing.T) {
 func TestCreateConcurrently(t *testing.T) {
 	ctx := context.Background()
 	_, js, _ := setup(t)
-	s, err := kv.Open[thing](ctx, js, kv.Config{Bucket: "things"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := openThings(t, js)
 	const n = 8
 	errc := make(chan error, n)
 	var wg sync.WaitGroup
@@ -253,10 +254,7 @@ func TestCreateConcurrently(t *testing.T) {
 func TestList(t *testing.T) {
 	ctx := context.Background()
 	_, js, _ := setup(t)
-	s, err := kv.Open[thing](ctx, js, kv.Config{Bucket: "things"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := openThings(t, js)
 	versions := map[string]uint64{}
 	for _, k := range []string{"b.thing.2", "a.thing.1", "a.thing.3", "a.other.1"} {
 		e, err := s.Create(ctx, k, thing{Name: k})
@@ -302,10 +300,7 @@ func TestList(t *testing.T) {
 func TestWritesPublishTheirMessages(t *testing.T) {
 	ctx := context.Background()
 	_, js, st := setup(t)
-	s, err := kv.Open[thing](ctx, js, kv.Config{Bucket: "things"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := openThings(t, js)
 	e, err := s.Create(ctx, "k", thing{}, event("e1"))
 	if err != nil {
 		t.Fatal(err)
@@ -357,10 +352,7 @@ func TestPublishedMessagesStayPublished(t *testing.T) {
 	ctx := context.Background()
 	n, js, _ := setup(t)
 	count := published(t, n)
-	s, err := kv.Open[thing](ctx, js, kv.Config{Bucket: "things"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := openThings(t, js)
 	e, err := s.Create(ctx, "k", thing{}, event("p1"), event("p2"))
 	if err != nil {
 		t.Fatal(err)
@@ -421,10 +413,7 @@ func TestConcurrentWritesShareHints(t *testing.T) {
 	ctx := context.Background()
 	n, js, st := setup(t)
 	count := published(t, n)
-	s, err := kv.Open[thing](ctx, js, kv.Config{Bucket: "things"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := openThings(t, js)
 	nc := n.Connect(t)
 	var puts atomic.Int64
 	if _, err := nc.Subscribe("$KV.things_outbox.>", func(m *nats.Msg) {
@@ -467,10 +456,7 @@ func TestSharedHintOfAFailedPublish(t *testing.T) {
 	_, js, st := setup(t)
 	var failures atomic.Int32
 	failOnce := func() bool { return failures.Add(1) == 1 }
-	s, err := kv.Open[thing](ctx, js, kv.Config{Bucket: "things"}, kv.WithFailPublish(failOnce), kv.WithRecoveryGrace(time.Hour))
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := openThings(t, js, kv.WithFailPublish(failOnce), kv.WithRecoveryGrace(time.Hour))
 	const writes = 10
 	concurrently(t, writes, func(i int) error {
 		_, err := s.Create(ctx, fmt.Sprintf("k%d", i), thing{Count: i}, event(fmt.Sprintf("f%d", i)))
@@ -523,10 +509,7 @@ func TestRecordsOfBeforeNamedHints(t *testing.T) {
 	ctx := context.Background()
 	n, js, st := setup(t)
 	count := published(t, n)
-	s, err := kv.Open[thing](ctx, js, kv.Config{Bucket: "things"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := openThings(t, js)
 	bucket, err := js.KeyValue(ctx, "things")
 	if err != nil {
 		t.Fatal(err)
@@ -554,10 +537,7 @@ func TestRecordsOfBeforeNamedHints(t *testing.T) {
 func TestConcurrentUpdatesOneWins(t *testing.T) {
 	ctx := context.Background()
 	_, js, st := setup(t)
-	s, err := kv.Open[thing](ctx, js, kv.Config{Bucket: "things"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := openThings(t, js)
 	created, err := s.Create(ctx, "k", thing{})
 	if err != nil {
 		t.Fatal(err)
@@ -608,10 +588,7 @@ func TestCrashBetweenCommitAndPublish(t *testing.T) {
 	if n := streamMsgs(t, st); n != 0 {
 		t.Fatalf("stream holds %d messages before recovery, want 0 (the child died before publishing)", n)
 	}
-	s, err := kv.Open[thing](ctx, js, kv.Config{Bucket: "things"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := openThings(t, js)
 	e, err := s.Get(ctx, "k")
 	if err != nil || e.Value.Name != "committed" {
 		t.Fatalf("Get = %+v, %v; want the child's committed value", e, err)
@@ -673,10 +650,7 @@ func TestTTLForgetsEntries(t *testing.T) {
 func TestRecoveryKeepsYoungHints(t *testing.T) {
 	ctx := context.Background()
 	_, js, _ := setup(t)
-	s, err := kv.Open[thing](ctx, js, kv.Config{Bucket: "things"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := openThings(t, js)
 	hints, err := js.KeyValue(ctx, "things_outbox")
 	if err != nil {
 		t.Fatal(err)
@@ -691,10 +665,7 @@ func TestRecoveryKeepsYoungHints(t *testing.T) {
 	if _, err := hints.Get(ctx, "inflight"); err != nil {
 		t.Fatalf("a young hint was deleted by recovery: %v", err)
 	}
-	eager, err := kv.Open[thing](ctx, js, kv.Config{Bucket: "things"}, kv.WithRecoveryGrace(0))
-	if err != nil {
-		t.Fatal(err)
-	}
+	eager := openThings(t, js, kv.WithRecoveryGrace(0))
 	if err := eager.Recover(ctx); err != nil {
 		t.Fatal(err)
 	}
