@@ -552,19 +552,6 @@ func (v *Verifier) CheckCollateral(col *Collateral, at time.Time, skipCRL bool) 
 	return c.tcbInfo, nil
 }
 
-// Platform verifies a quote's PCK chain (or recalls that it did) and
-// returns the platform's SGX extension and the kind of PCK CA that issued
-// its certificate, "processor" or "platform". Callers use it to find the
-// platform's collateral: an FMSPC is only trusted from a verified chain.
-func (v *Verifier) Platform(raw []byte, at time.Time) (PCKExtension, string, error) {
-	e, err := v.Evidence(raw, at)
-	if err != nil {
-		return PCKExtension{}, "", err
-	}
-	ext, ca := e.Platform()
-	return ext, ca, nil
-}
-
 // PCKCAKind names the kind of PCK CA from its common name: "platform" for
 // Intel SGX PCK Platform CA, "processor" otherwise.
 func PCKCAKind(commonName string) string {

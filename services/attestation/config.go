@@ -38,7 +38,9 @@ type Config struct {
 	IntelOptions []sgx.VerifierOption
 	Clock        func() time.Time
 	// ReadTTL is how long a replica verifies with what it read of a policy
-	// or of collateral (0: app.DefaultReadTTL, 2 s); see app.Config.
+	// or of collateral (0: 2 s). A policy change applies on every replica
+	// at once, through its PolicyChanged event; collateral stored through
+	// another replica applies here within ReadTTL.
 	ReadTTL time.Duration
 }
 
