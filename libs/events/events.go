@@ -14,6 +14,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -93,11 +94,26 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, replicas int) er
 		replicas = 1
 	}
 	for _, cfg := range streamConfigs(replicas) {
+		// Every service ensures the shared streams as it starts. A stream
+		// already as declared is left alone: an update, even to the same
+		// config, rewrites the server's store config while other services
+		// create consumers on it (nats-server 2.15 races there, which the
+		// race detector caught when services started together).
+		if st, err := js.Stream(ctx, cfg.Name); err == nil && sameStream(st.CachedInfo().Config, cfg) {
+			continue
+		}
 		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
 			return fmt.Errorf("ensuring stream %s: %w", cfg.Name, err)
 		}
 	}
 	return nil
+}
+
+// sameStream reports whether have is want in every field want declares.
+func sameStream(have, want jetstream.StreamConfig) bool {
+	return have.Description == want.Description && slices.Equal(have.Subjects, want.Subjects) &&
+		have.Retention == want.Retention && have.Discard == want.Discard && have.Storage == want.Storage &&
+		have.Replicas == want.Replicas && have.Duplicates == want.Duplicates && have.MaxAge == want.MaxAge
 }
 
 func streamConfigs(replicas int) []jetstream.StreamConfig {

@@ -460,9 +460,28 @@ func TestEnsureStreamsIsIdempotentAndUpdates(t *testing.T) {
 	}); err != nil {
 		t.Fatalf("CreateStream() = %v", err)
 	}
+	// The first call updates EVENTS; the second finds every stream as
+	// declared and updates none (an update races with consumers being
+	// created by other services starting).
+	updates := make(chan string, 16)
+	watcher := n.Connect(t)
+	if _, err := watcher.Subscribe("$JS.EVENT.ADVISORY.STREAM.UPDATED.>", func(m *nats.Msg) { updates <- m.Subject }); err != nil {
+		t.Fatal(err)
+	}
 	for i := range 2 {
 		if err := events.EnsureStreams(ctx, js, 1); err != nil {
 			t.Fatalf("EnsureStreams() #%d = %v, want nil", i+1, err)
+		}
+		if err := watcher.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(100 * time.Millisecond) // advisories are sent asynchronously
+		got := len(updates)
+		for range got {
+			<-updates
+		}
+		if want := 1 - i; got != want {
+			t.Fatalf("EnsureStreams() #%d updated %d streams, want %d", i+1, got, want)
 		}
 	}
 	if err := events.EnsureStreams(ctx, js, -1); err == nil {
