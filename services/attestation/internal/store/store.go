@@ -72,7 +72,7 @@ func Open(ctx context.Context, js jetstream.JetStream, replicas int, c cache.Cac
 	if err != nil {
 		return nil, err
 	}
-	v, err := kv.Open[domain.Verdict](ctx, js, kv.Config{Bucket: BucketVerdicts, Replicas: replicas, TTL: VerdictTTL}, opts...)
+	v, err := kv.Open[verdictRecord](ctx, js, kv.Config{Bucket: BucketVerdicts, Replicas: replicas, TTL: VerdictTTL}, opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -185,9 +185,62 @@ func (s *Collaterals) Put(ctx context.Context, fmspc [6]byte, ca string, c domai
 // publishTimeout bounds the wait for a verdict's events to be stored.
 const publishTimeout = 10 * time.Second
 
+// verdictRecord is a stored verdict: domain.Verdict's fields under the
+// same names, but its measurements as byte slices, which JSON holds as
+// base64: encoding/json writes a byte array as an array of numbers, a
+// third of a verdict's encoding time. Slices also read the arrays that
+// records written before this type hold.
+type verdictRecord struct {
+	ID         string
+	AccountID  string
+	OK         bool
+	Reason     string
+	Error      string
+	TCBStatus  sgx.TCBStatus
+	Advisories []string
+	MRENCLAVE  []byte
+	MRSIGNER   []byte
+	ISVProdID  uint16
+	ISVSVN     uint16
+	Debug      bool
+	Simulated  bool
+	ReportData []byte
+	FMSPC      []byte
+	VerifiedAt time.Time
+	AppID      string
+	ImageID    string
+}
+
+func toVerdictRecord(v domain.Verdict) verdictRecord {
+	return verdictRecord{ID: v.ID, AccountID: v.AccountID, OK: v.OK, Reason: v.Reason, Error: v.Error, TCBStatus: v.TCBStatus,
+		Advisories: v.Advisories, MRENCLAVE: v.MRENCLAVE[:], MRSIGNER: v.MRSIGNER[:], ISVProdID: v.ISVProdID, ISVSVN: v.ISVSVN,
+		Debug: v.Debug, Simulated: v.Simulated, ReportData: v.ReportData[:], FMSPC: v.FMSPC[:], VerifiedAt: v.VerifiedAt,
+		AppID: v.AppID, ImageID: v.ImageID}
+}
+
+// verdict returns the verdict r holds; a measurement of the wrong length
+// (a damaged record) is an error rather than a verdict that is not the one
+// stored.
+func (r verdictRecord) verdict() (domain.Verdict, error) {
+	v := domain.Verdict{ID: r.ID, AccountID: r.AccountID, OK: r.OK, Reason: r.Reason, Error: r.Error, TCBStatus: r.TCBStatus,
+		Advisories: r.Advisories, ISVProdID: r.ISVProdID, ISVSVN: r.ISVSVN, Debug: r.Debug, Simulated: r.Simulated,
+		VerifiedAt: r.VerifiedAt, AppID: r.AppID, ImageID: r.ImageID}
+	for _, f := range []struct {
+		name     string
+		dst, src []byte
+	}{{"mrenclave", v.MRENCLAVE[:], r.MRENCLAVE}, {"mrsigner", v.MRSIGNER[:], r.MRSIGNER},
+		{"report_data", v.ReportData[:], r.ReportData}, {"fmspc", v.FMSPC[:], r.FMSPC}} {
+		if len(f.src) != len(f.dst) {
+			return domain.Verdict{}, fmt.Errorf("verdict %s: stored %s is %d bytes, want %d", r.ID, f.name, len(f.src), len(f.dst))
+		}
+		copy(f.dst, f.src)
+	}
+	return v, nil
+}
+
 // Verdicts keeps verdicts for VerdictTTL, keyed <account>.<id>.
 type Verdicts struct {
-	kv *kv.Store[domain.Verdict]
+	kv *kv.Store[verdictRecord]
 	js jetstream.JetStream
 }
 
@@ -218,7 +271,7 @@ func (s *Verdicts) Create(ctx context.Context, v domain.Verdict, evs ...domain.E
 			return fmt.Errorf("publishing %s: %w", m.Subject, err)
 		}
 	}
-	_, err = s.kv.Create(ctx, v.AccountID+"."+v.ID, v)
+	_, err = s.kv.Create(ctx, v.AccountID+"."+v.ID, toVerdictRecord(v))
 	// An asynchronous publish has no timeout of its own.
 	timeout := time.NewTimer(publishTimeout)
 	defer timeout.Stop()
@@ -242,7 +295,10 @@ func (s *Verdicts) Get(ctx context.Context, accountID, id string) (domain.Verdic
 	if errors.Is(err, kv.ErrNotFound) {
 		return domain.Verdict{}, domain.ErrVerdictNotFound
 	}
-	return e.Value, err
+	if err != nil {
+		return domain.Verdict{}, err
+	}
+	return e.Value.verdict()
 }
 
 // Images is the approved-image allowlist, keyed <account>.<mrenclave hex>.
