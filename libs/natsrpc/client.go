@@ -24,6 +24,8 @@ type Client struct {
 	subject string
 	enc     EncodeRequestFunc
 	dec     DecodeResponseFunc
+	// release, when set, takes back a request body once it is sent.
+	release func(*nats.Msg)
 }
 
 // NewClient returns a client for one request subject.
@@ -61,6 +63,9 @@ func (c *Client) Endpoint() endpoint.Endpoint {
 			msg.Header.Set(HeaderAssertion, v)
 		}
 		reply, err := c.nc.RequestMsgWithContext(ctx, msg)
+		if c.release != nil {
+			c.release(msg)
+		}
 		if err != nil {
 			err = transportError(c.subject, err)
 			span.SetStatus(codes.Error, err.Error())

@@ -3,17 +3,25 @@ package natsrpc
 import (
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
 )
 
-// DefaultConcurrency bounds how many requests one Mux handles at once:
-// enough to keep two cores busy while most requests wait on JetStream
-// (at 64, a service answering 1,000 concurrent verifications idled a tenth
-// of the time), few enough to bound memory and the load passed on.
-const DefaultConcurrency = 256
+// WorkersPerCore bounds how many requests one Mux handles at once, per
+// core it may use (GOMAXPROCS): enough to keep the cores busy while most
+// requests wait on JetStream (two replicas of the attestation service
+// answering 1,000 concurrent verifications do not idle), few enough that
+// the cores are not shared among hundreds of half-done requests: at 128
+// per core, that cost those verifications a twentieth of their CPU (more
+// stacks to scan at each collection, more switching), and it bounds
+// memory and the load passed on.
+const WorkersPerCore = 16
+
+// Concurrency is how many requests a Mux made now handles at once.
+func Concurrency() int { return WorkersPerCore * runtime.GOMAXPROCS(0) }
 
 // Mux subscribes servers to their subjects in one queue group, so any
 // number of replicas share the load, and handles requests concurrently.
@@ -46,7 +54,7 @@ func NewMux(nc *nats.Conn, queue string, verify Verifier) *Mux {
 	if verify == nil {
 		verify = RequireNone{}
 	}
-	return &Mux{nc: nc, queue: queue, verify: verify, sem: make(chan struct{}, DefaultConcurrency), work: make(chan request)}
+	return &Mux{nc: nc, queue: queue, verify: verify, sem: make(chan struct{}, Concurrency()), work: make(chan request)}
 }
 
 // Handle subscribes s to subject; its requests are checked by the mux's
@@ -57,7 +65,7 @@ func (m *Mux) Handle(subject string, s *Server) error {
 		m.inflight.Add(1)
 		r := request{s, msg}
 		// A waiting worker takes it, else a new one while there are fewer
-		// than DefaultConcurrency, else the first to be free.
+		// than Concurrency(), else the first to be free.
 		select {
 		case m.work <- r:
 			return

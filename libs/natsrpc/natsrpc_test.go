@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -51,6 +52,30 @@ func TestRoundTrip(t *testing.T) {
 	got, err := call(context.Background(), "hi")
 	if err != nil || got != "echo:hi" {
 		t.Fatalf("call(hi) = %q, %v; want echo:hi", got, err)
+	}
+}
+
+// Request bodies are reused once sent: each of many concurrent calls,
+// each body different and larger than nats.go's write buffer holds at
+// once, must reach the server as it was sent.
+func TestConcurrentBodiesArriveIntact(t *testing.T) {
+	call := serve(t, func(_ context.Context, in string) (string, error) { return in, nil })
+	const calls = 300
+	errc := make(chan error, calls)
+	for i := range calls {
+		go func() {
+			in := strings.Repeat(fmt.Sprintf("%04d", i), 1+i*11) // 4 B to 13 KB
+			got, err := call(context.Background(), in)
+			if err == nil && got != in {
+				err = fmt.Errorf("call %d: the server got %d bytes starting %.12q, sent %d starting %.12q", i, len(got), got, len(in), in)
+			}
+			errc <- err
+		}()
+	}
+	for range calls {
+		if err := <-errc; err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 
@@ -238,7 +263,8 @@ func TestDrainAnswersWhatItReceived(t *testing.T) {
 		t.Fatal(err)
 	}
 	client := n.Connect(t)
-	const calls = natsrpc.DefaultConcurrency + 10 // more than run at once
+	workers := int32(natsrpc.Concurrency())
+	calls := int(workers) + 10 // more than run at once
 	results := make(chan error, calls)
 	for range calls {
 		go func() {
@@ -247,8 +273,8 @@ func TestDrainAnswersWhatItReceived(t *testing.T) {
 		}()
 	}
 	// Every slot is busy, and more requests wait behind them.
-	testkit.Eventually(t, 10*time.Second, func() bool { return entered.Load() == natsrpc.DefaultConcurrency },
-		"%d handlers running, want %d", entered.Load(), natsrpc.DefaultConcurrency)
+	testkit.Eventually(t, 10*time.Second, func() bool { return entered.Load() == workers },
+		"%d handlers running, want %d", entered.Load(), workers)
 	drained := make(chan error, 1)
 	go func() { drained <- mux.DrainTimeout(20 * time.Second) }()
 	close(release)

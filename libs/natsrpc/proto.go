@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync"
 
 	"github.com/go-kit/kit/endpoint"
 	"github.com/nats-io/nats.go"
@@ -40,6 +41,42 @@ func EncodeProto(_ context.Context, msg *nats.Msg, v any) error {
 	return nil
 }
 
+// requestBodies keeps request bodies for reuse: nats.go copies a body as
+// it publishes it, so the slice is free once the request is sent, and a
+// verification's 5 KB quote need not be new garbage on every call.
+var requestBodies = sync.Pool{New: func() any { return new([]byte) }}
+
+// maxPooledBody bounds the bodies kept: a rare large one is left to the
+// collector rather than held.
+const maxPooledBody = 64 << 10
+
+// encodeProtoPooled is EncodeProto into a body from requestBodies;
+// releaseBody gives it back.
+func encodeProtoPooled(_ context.Context, msg *nats.Msg, v any) error {
+	m, ok := v.(proto.Message)
+	if !ok {
+		return fmt.Errorf("encoding %T: not a protobuf message", v)
+	}
+	buf := requestBodies.Get().(*[]byte)
+	b, err := proto.MarshalOptions{}.MarshalAppend((*buf)[:0], m)
+	if err != nil {
+		requestBodies.Put(buf)
+		return fmt.Errorf("encoding %s: %w", proto.MessageName(m), err)
+	}
+	*buf = b
+	msg.Data = b
+	return nil
+}
+
+func releaseBody(msg *nats.Msg) {
+	if cap(msg.Data) > maxPooledBody {
+		return
+	}
+	b := msg.Data[:0]
+	msg.Data = nil
+	requestBodies.Put(&b)
+}
+
 // ProtoResponseDecoder decodes a reply body as a new Resp.
 func ProtoResponseDecoder[Resp proto.Message](newResp func() Resp) DecodeResponseFunc {
 	return func(_ context.Context, msg *nats.Msg) (any, error) {
@@ -69,7 +106,9 @@ func (m Method[Req, Resp]) Server(e endpoint.Endpoint, logger *slog.Logger) *Ser
 
 // Client returns a client endpoint for the method.
 func (m Method[Req, Resp]) Client(nc *nats.Conn) endpoint.Endpoint {
-	return NewClient(nc, m.Subject(), EncodeProto, ProtoResponseDecoder(m.NewResp)).Endpoint()
+	c := NewClient(nc, m.Subject(), encodeProtoPooled, ProtoResponseDecoder(m.NewResp))
+	c.release = releaseBody
+	return c.Endpoint()
 }
 
 // Call invokes a typed endpoint: it is the bridge from a go-kit endpoint
