@@ -10,18 +10,22 @@ import (
 	"github.com/nats-io/nats.go"
 )
 
-// WorkersPerCore bounds how many requests one Mux handles at once, per
-// core it may use (GOMAXPROCS): enough to keep the cores busy while most
-// requests wait on JetStream (two replicas of the attestation service
-// answering 1,000 concurrent verifications do not idle), few enough that
-// the cores are not shared among hundreds of half-done requests: at 128
-// per core, that cost those verifications a twentieth of their CPU (more
-// stacks to scan at each collection, more switching), and it bounds
-// memory and the load passed on.
-const WorkersPerCore = 16
-
-// Concurrency is how many requests a Mux made now handles at once.
-func Concurrency() int { return WorkersPerCore * runtime.GOMAXPROCS(0) }
+// How many requests one Mux handles at once, per core it may use
+// (GOMAXPROCS).
+const (
+	// WorkersPerCore suits requests that mostly wait, on JetStream and on
+	// other services: enough to keep the cores busy (an enrolment, which
+	// makes a dozen JetStream operations and calls two services, lost a
+	// sixth of its rate at 16), few enough to bound memory and the load
+	// passed on.
+	WorkersPerCore = 128
+	// CPUBoundWorkersPerCore suits requests that mostly compute (the
+	// attestation service's verifications): enough to keep the cores busy
+	// while each waits on its one write, few enough that the cores are not
+	// shared among hundreds of half-done requests, which cost those
+	// verifications a twentieth of their CPU at WorkersPerCore.
+	CPUBoundWorkersPerCore = 16
+)
 
 // Mux subscribes servers to their subjects in one queue group, so any
 // number of replicas share the load, and handles requests concurrently.
@@ -54,8 +58,17 @@ func NewMux(nc *nats.Conn, queue string, verify Verifier) *Mux {
 	if verify == nil {
 		verify = RequireNone{}
 	}
-	return &Mux{nc: nc, queue: queue, verify: verify, sem: make(chan struct{}, Concurrency()), work: make(chan request)}
+	return &Mux{nc: nc, queue: queue, verify: verify, sem: make(chan struct{}, WorkersPerCore*runtime.GOMAXPROCS(0)), work: make(chan request)}
 }
+
+// SetWorkersPerCore sets how many requests m handles at once, per core;
+// it is for before the first Handle.
+func (m *Mux) SetWorkersPerCore(n int) {
+	m.sem = make(chan struct{}, max(n, 1)*runtime.GOMAXPROCS(0))
+}
+
+// Concurrency is how many requests m handles at once.
+func (m *Mux) Concurrency() int { return cap(m.sem) }
 
 // Handle subscribes s to subject; its requests are checked by the mux's
 // verifier.
@@ -65,7 +78,7 @@ func (m *Mux) Handle(subject string, s *Server) error {
 		m.inflight.Add(1)
 		r := request{s, msg}
 		// A waiting worker takes it, else a new one while there are fewer
-		// than Concurrency(), else the first to be free.
+		// than the mux allows, else the first to be free.
 		select {
 		case m.work <- r:
 			return

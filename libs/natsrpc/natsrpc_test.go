@@ -247,12 +247,17 @@ func TestFarDeadlineIsCapped(t *testing.T) {
 	}
 }
 
-// TestDrainAnswersWhatItReceived: requests received before Drain are
-// answered, Drain returns, and a second Drain does not hang.
+// TestDrainAnswersWhatItReceived: no more requests than the mux allows
+// run at once, those received before Drain are answered, Drain returns,
+// and a second Drain does not hang.
 func TestDrainAnswersWhatItReceived(t *testing.T) {
 	n := testkit.StartNATS(t)
 	nc := n.Connect(t)
 	mux := natsrpc.NewMux(nc, "test", nil)
+	if got, want := mux.Concurrency(), natsrpc.WorkersPerCore*runtime.GOMAXPROCS(0); got != want {
+		t.Fatalf("a new mux's Concurrency = %d, want %d", got, want)
+	}
+	mux.SetWorkersPerCore(3)
 	release := make(chan struct{})
 	var entered atomic.Int32
 	if err := echo.Handle(mux, nil, func(_ context.Context, req *wrapperspb.StringValue) (*wrapperspb.StringValue, error) {
@@ -263,7 +268,7 @@ func TestDrainAnswersWhatItReceived(t *testing.T) {
 		t.Fatal(err)
 	}
 	client := n.Connect(t)
-	workers := int32(natsrpc.Concurrency())
+	workers := int32(3 * runtime.GOMAXPROCS(0))
 	calls := int(workers) + 10 // more than run at once
 	results := make(chan error, calls)
 	for range calls {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	attestationv1 "github.com/cloister-cc/cloister/libs/gen/cloister/attestation/v1"
+	"github.com/cloister-cc/cloister/libs/natsrpc"
 	"github.com/cloister-cc/cloister/libs/service"
 	"github.com/cloister-cc/cloister/services/attestation/internal/app"
 	"github.com/cloister-cc/cloister/services/attestation/internal/simulation"
@@ -44,6 +45,8 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 		}
 		s.sim, _ = acfg.Simulation.(*simulation.Simulation)
 		r.Go(st.Activity.Run)
+		// Verifications compute more than they wait.
+		r.Mux().SetWorkersPerCore(natsrpc.CPUBoundWorkersPerCore)
 		return transport.Serve(r, svc, s.sim.RootPEM())
 	})
 	if err != nil {
