@@ -18,13 +18,11 @@ import (
 	"github.com/cloister-cc/cloister/libs/natsrpc"
 )
 
-// NATS is a running embedded nats-server with JetStream. It accepts what
-// a deployment's accepts: the identities of Bus, each with its role's
-// permissions, and no anonymous client; and, for the test itself, one
-// probe identity allowed everything (Connect), which no deployment has.
-type NATS struct {
-	Server *server.Server
-	URL    string
+// Identities are a test deployment's bus identities: one per role
+// (busauth.Roles) with its permissions, the secret of the gateway's
+// assertions, and a probe for the test itself, allowed everything, which
+// no deployment has.
+type Identities struct {
 	// Bus is an identity for every role (busauth.Roles).
 	Bus busauth.Set
 	// Assertion is the secret of the gateway's assertions of callers: a
@@ -32,7 +30,39 @@ type NATS struct {
 	// their keys (Verifier).
 	Assertion busauth.AssertionSecret
 	probe     nkeys.KeyPair
-	dir       string
+}
+
+// newIdentities makes fresh identities, and the users a server accepts
+// for them (each role's with its permissions, the probe's with none).
+func newIdentities(t testing.TB) (Identities, []*server.NkeyUser) {
+	t.Helper()
+	creds, err := busauth.NewCredentials()
+	if err != nil {
+		t.Fatal(err)
+	}
+	probe, err := nkeys.CreateUser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	users, err := busauth.Users(creds.Identities.PublicKeys())
+	if err != nil {
+		t.Fatal(err)
+	}
+	probePub, _ := probe.PublicKey()
+	// No permissions: the probe may do anything.
+	users = append(users, &server.NkeyUser{Nkey: probePub})
+	return Identities{Bus: creds.Identities, Assertion: creds.Assertion, probe: probe}, users
+}
+
+// NATS is a running embedded nats-server with JetStream. It accepts what
+// a deployment's accepts: the identities of Bus, each with its role's
+// permissions, and no anonymous client; and, for the test itself, one
+// probe identity allowed everything (Connect), which no deployment has.
+type NATS struct {
+	Identities
+	Server *server.Server
+	URL    string
+	dir    string
 }
 
 // StartNATS starts nats-server on a random loopback port with JetStream
@@ -46,20 +76,7 @@ func StartNATS(t testing.TB) *NATS {
 // stop the server and start another on the same data.
 func StartNATSInDir(t testing.TB, dir string) *NATS {
 	t.Helper()
-	creds, err := busauth.NewCredentials()
-	if err != nil {
-		t.Fatal(err)
-	}
-	bus := creds.Identities
-	probe, err := nkeys.CreateUser()
-	if err != nil {
-		t.Fatal(err)
-	}
-	users, err := busauth.Users(bus.PublicKeys())
-	if err != nil {
-		t.Fatal(err)
-	}
-	probePub, _ := probe.PublicKey()
+	ids, users := newIdentities(t)
 	opts := &server.Options{
 		Host:      "127.0.0.1",
 		Port:      -1,
@@ -67,8 +84,7 @@ func StartNATSInDir(t testing.TB, dir string) *NATS {
 		StoreDir:  dir,
 		NoLog:     true,
 		NoSigs:    true,
-		// No permissions: the probe may do anything.
-		Nkeys: append(users, &server.NkeyUser{Nkey: probePub}),
+		Nkeys:     users,
 	}
 	s, err := server.NewServer(opts)
 	if err != nil {
@@ -78,14 +94,14 @@ func StartNATSInDir(t testing.TB, dir string) *NATS {
 	if !s.ReadyForConnections(10 * time.Second) {
 		t.Fatal("nats-server did not become ready")
 	}
-	n := &NATS{Server: s, URL: s.ClientURL(), Bus: bus, Assertion: creds.Assertion, probe: probe, dir: dir}
+	n := &NATS{Identities: ids, Server: s, URL: s.ClientURL(), dir: dir}
 	t.Cleanup(n.Shutdown)
 	return n
 }
 
 // ProbeSeed is the probe identity's seed, for a child process of the
 // test to connect with (ConnectSeed).
-func (n *NATS) ProbeSeed() string {
+func (n *Identities) ProbeSeed() string {
 	s, _ := n.probe.Seed()
 	return string(s)
 }
@@ -199,12 +215,12 @@ func StartOpenNATS(t testing.TB) *server.Server {
 }
 
 // Verifier checks assertions as the stack's service does.
-func (n *NATS) Verifier(service string) *busauth.Verifier {
+func (n *Identities) Verifier(service string) *busauth.Verifier {
 	return busauth.NewVerifier(service, n.Assertion.ServiceKey(service), nil)
 }
 
 // Signer signs assertions as the stack's gateway does.
-func (n *NATS) Signer(t testing.TB) *busauth.Signer {
+func (n *Identities) Signer(t testing.TB) *busauth.Signer {
 	t.Helper()
 	s, err := busauth.NewSigner(n.Assertion, nil)
 	if err != nil {
@@ -217,7 +233,7 @@ func (n *NATS) Signer(t testing.TB) *busauth.Signer {
 // actor and account each request names: a test calling a service
 // directly stands in for the gateway, which asserts only callers it
 // authenticated.
-func (n *NATS) Vouching(t testing.TB) natsrpc.CallOption {
+func (n *Identities) Vouching(t testing.TB) natsrpc.CallOption {
 	return natsrpc.Asserting(requestAsserter{n.Signer(t)})
 }
 
