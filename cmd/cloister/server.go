@@ -181,7 +181,7 @@ func runServer(ctx context.Context, cfg serverconfig.Config) error {
 			if err != nil {
 				return fmt.Errorf("--nats-credentials: %w", err)
 			}
-			gw, err = gateway.New(ctx, gateway.Config{NATS: b.conn(name), Assertions: signer, Cache: c, Logger: logger, TrustedProxies: proxies})
+			gw, err = gateway.New(ctx, gateway.Config{NATS: b.conn(name), Replicas: cfg.Replicas, Assertions: signer, Cache: c, Logger: logger, TrustedProxies: proxies})
 			if err != nil {
 				return fmt.Errorf("starting gateway: %w", err)
 			}

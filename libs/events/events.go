@@ -85,7 +85,8 @@ func Open(ctx context.Context, nc *nats.Conn, replicas int) (jetstream.JetStream
 
 // EnsureStreams creates the EVENTS, AUDIT and DEADLETTERS streams, or updates
 // them to the configuration declared here: file storage, the given number of
-// replicas (0 means 1) and a two-minute duplicate window. It is idempotent.
+// replicas (0 means 1; an existing stream keeps more if it has them) and a
+// two-minute duplicate window. It is idempotent.
 func EnsureStreams(ctx context.Context, js jetstream.JetStream, replicas int) error {
 	if replicas < 0 {
 		return fmt.Errorf("ensuring streams: replicas %d is negative", replicas)
@@ -99,8 +100,16 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, replicas int) er
 		// config, rewrites the server's store config while other services
 		// create consumers on it (nats-server 2.15 races there, which the
 		// race detector caught when services started together).
-		if st, err := js.Stream(ctx, cfg.Name); err == nil && sameStream(st.CachedInfo().Config, cfg) {
-			continue
+		if st, err := js.Stream(ctx, cfg.Name); err == nil {
+			have := st.CachedInfo().Config
+			// No process makes a stream less redundant: one that
+			// asks for fewer replicas than the stream has (started
+			// without the deployment's --replicas, say) leaves it as
+			// it is. Scaling down is an operator's decision.
+			cfg.Replicas = max(cfg.Replicas, have.Replicas)
+			if sameStream(have, cfg) {
+				continue
+			}
 		}
 		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
 			return fmt.Errorf("ensuring stream %s: %w", cfg.Name, err)

@@ -523,6 +523,36 @@ func TestEnsureStreamsIsIdempotentAndUpdates(t *testing.T) {
 	}
 }
 
+// On a cluster, a process asking for fewer replicas than the streams have
+// (a gateway started without the deployment's --replicas) leaves them as
+// they are; one asking for more scales them up.
+func TestEnsureStreamsNeverScalesDown(t *testing.T) {
+	c := testkit.StartCluster(t, 3)
+	_, js := c.JetStream(t, 0)
+	ctx := t.Context()
+	replicas := func() map[string]int {
+		got := map[string]int{}
+		for _, name := range []string{events.StreamEvents, events.StreamAudit, events.StreamDeadLetters, events.StreamJobs} {
+			st, err := js.Stream(ctx, name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got[name] = st.CachedInfo().Config.Replicas
+		}
+		return got
+	}
+	for _, step := range []struct{ ask, want int }{{1, 1}, {3, 3}, {1, 3}, {0, 3}} {
+		if err := events.EnsureStreams(ctx, js, step.ask); err != nil {
+			t.Fatalf("EnsureStreams(%d) = %v", step.ask, err)
+		}
+		for name, r := range replicas() {
+			if r != step.want {
+				t.Fatalf("after EnsureStreams(%d), %s has %d replicas, want %d", step.ask, name, r, step.want)
+			}
+		}
+	}
+}
+
 func TestWatchSeesOnlyNewEvents(t *testing.T) {
 	js := startJetStream(t)
 	old := publish(t, js, "events.test.v1.Old", &eventsv1.AuditRecord{Action: "old"})

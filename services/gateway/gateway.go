@@ -30,6 +30,10 @@ import (
 // Config is what the gateway needs.
 type Config struct {
 	NATS *nats.Conn
+	// Replicas is the deployment's number of replicas of the streams
+	// the gateway ensures as it starts (default 1; a stream with more
+	// keeps them).
+	Replicas int
 	// Assertions signs the gateway's word on whom each call it makes for
 	// a signed-in caller is for; the services take the actor from it.
 	Assertions *busauth.Signer
@@ -131,7 +135,7 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 	for _, rt := range g.nodeRoutes() {
 		g.nodeMux.Handle(rt.Method+" "+rt.Pattern, rt.Handler)
 	}
-	js, err := events.Open(ctx, cfg.NATS, 1)
+	js, err := events.Open(ctx, cfg.NATS, max(cfg.Replicas, 1))
 	if err != nil {
 		return nil, err
 	}

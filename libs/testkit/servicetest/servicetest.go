@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/cloister-cc/cloister/libs/cache"
@@ -29,13 +30,20 @@ import (
 
 // Stack is one test's deployment.
 type Stack struct {
-	T    testing.TB
+	T testing.TB
+	// NATS is the stack's server, unless it runs on a cluster.
 	NATS *testkit.NATS
+	// Cluster, when the stack runs on one (OnCluster), is what it runs on:
+	// its services connect to the nodes in turn, knowing them all, and
+	// replicate their streams and buckets on up to three of them.
+	Cluster *testkit.Cluster
 	// KEK seals the services' secrets; the same for every service.
 	KEK *pki.KEK
 	// Cache is shared by the services that take one; in-process unless
 	// WithCache says otherwise.
 	Cache cache.Cache
+
+	next int // the cluster node the next connection goes to first
 }
 
 // Option changes a stack before it starts.
@@ -45,16 +53,23 @@ type Option func(*Stack)
 // as a deployment does).
 func WithCache(c cache.Cache) Option { return func(s *Stack) { s.Cache = c } }
 
-// New starts an embedded NATS server and makes the stack's KEK and cache.
+// OnCluster runs the stack on c rather than on a server of its own.
+func OnCluster(c *testkit.Cluster) Option { return func(s *Stack) { s.Cluster = c } }
+
+// New starts an embedded NATS server (unless the stack runs on a cluster)
+// and makes the stack's KEK and cache.
 func New(t testing.TB, opts ...Option) *Stack {
 	t.Helper()
 	kek, err := pki.NewKEK(bytes.Repeat([]byte{9}, pki.KEKSize))
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &Stack{T: t, NATS: testkit.StartNATS(t), KEK: kek}
+	s := &Stack{T: t, KEK: kek}
 	for _, o := range opts {
 		o(s)
+	}
+	if s.Cluster == nil {
+		s.NATS = testkit.StartNATS(t)
 	}
 	if s.Cache == nil {
 		m := cache.NewMemory(0)
@@ -66,9 +81,50 @@ func New(t testing.TB, opts ...Option) *Stack {
 
 // Options are what one more service named name runs with on the stack: a
 // connection of its own, as its bus identity, with a deployment's
-// permissions.
+// permissions (on a cluster, to the next node in turn, and its streams and
+// buckets replicated).
 func (s *Stack) Options(name string) service.Options {
-	return service.Options{NATS: s.NATS.ConnectAs(s.T, name), Assertions: s.NATS.Verifier(name)}
+	return service.Options{NATS: s.ConnectAs(name), Assertions: s.Identities().Verifier(name), Replicas: s.Replicas()}
+}
+
+// Replicas is how many replicas the stack's streams and buckets have:
+// one on a server, up to three on a cluster.
+func (s *Stack) Replicas() int {
+	if s.Cluster == nil {
+		return 1
+	}
+	return min(len(s.Cluster.Nodes), 3)
+}
+
+// Identities are the stack's bus identities.
+func (s *Stack) Identities() *testkit.Identities {
+	if s.Cluster != nil {
+		return &s.Cluster.Identities
+	}
+	return &s.NATS.Identities
+}
+
+// ConnectAs returns a connection as role's identity (on a cluster, to
+// the next node in turn), closed when the test ends.
+func (s *Stack) ConnectAs(role string) *nats.Conn {
+	s.T.Helper()
+	if s.Cluster == nil {
+		return s.NATS.ConnectAs(s.T, role)
+	}
+	s.next++
+	return s.Cluster.ConnectAs(s.T, role, (s.next-1)%len(s.Cluster.Nodes))
+}
+
+// JetStream returns a JetStream context of the test's probe, allowed
+// everything.
+func (s *Stack) JetStream() jetstream.JetStream {
+	s.T.Helper()
+	if s.Cluster == nil {
+		_, js := s.NATS.JetStream(s.T)
+		return js
+	}
+	_, js := s.Cluster.JetStream(s.T, 0)
+	return js
 }
 
 // Start starts the service name on the stack with start, given its

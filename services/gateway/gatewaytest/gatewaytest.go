@@ -33,6 +33,7 @@ import (
 	imageconverterv1 "github.com/cloister-cc/cloister/libs/gen/cloister/imageconverter/v1"
 	"github.com/cloister-cc/cloister/libs/service"
 	"github.com/cloister-cc/cloister/libs/sgx"
+	"github.com/cloister-cc/cloister/libs/testkit"
 	"github.com/cloister-cc/cloister/libs/testkit/servicetest"
 	"github.com/cloister-cc/cloister/services/account"
 	"github.com/cloister-cc/cloister/services/attestation"
@@ -48,12 +49,19 @@ type Options struct {
 	// Wrap, if set, wraps the API's handler and the node listener's (node
 	// is true for the latter), e.g. to record requests or inject faults.
 	Wrap func(h http.Handler, node bool) http.Handler
+	// Cluster, if set, is the NATS cluster the stack runs on instead of
+	// a server of its own (servicetest.OnCluster).
+	Cluster *testkit.Cluster
+	// Replicas is how many instances of each service run, each with its
+	// own connection (on a cluster, to the nodes in turn); default 1.
+	Replicas int
 }
 
 // Stack is one running deployment.
 type Stack struct {
 	*servicetest.Stack
-	Gateway     *gateway.Gateway
+	Gateway *gateway.Gateway
+	// Attestation is the attestation service's first replica.
 	Attestation *attestation.Service
 	// API serves the REST API, Node the node listener (mTLS).
 	API, Node *httptest.Server
@@ -62,24 +70,33 @@ type Stack struct {
 // Start runs the deployment until the test ends.
 func Start(t testing.TB, o Options) *Stack {
 	t.Helper()
-	st := servicetest.New(t)
+	var stOpts []servicetest.Option
+	if o.Cluster != nil {
+		stOpts = append(stOpts, servicetest.OnCluster(o.Cluster))
+	}
+	st := servicetest.New(t, stOpts...)
 	s := &Stack{Stack: st}
-	servicetest.Start(st, "account", func(ctx context.Context, opts service.Options) (*account.Service, error) {
-		return account.Start(ctx, account.Config{Options: opts, PasswordCost: &account.PasswordCost{Memory: 1024, Time: 1, Threads: 1}})
-	})
-	s.Attestation = servicetest.Start(st, "attestation", func(ctx context.Context, opts service.Options) (*attestation.Service, error) {
-		return attestation.Start(ctx, attestation.Config{Options: opts, Simulation: true, KEK: st.KEK, Cache: st.Cache})
-	})
-	servicetest.Start(st, "ca", func(ctx context.Context, opts service.Options) (*ca.Service, error) {
-		return ca.Start(ctx, ca.Config{Options: opts, KEK: st.KEK, Cache: st.Cache})
-	})
-	servicetest.Start(st, "imageconverter", func(ctx context.Context, opts service.Options) (*imageconverter.Service, error) {
-		return imageconverter.Start(ctx, imageconverter.Config{Options: opts, KEK: st.KEK, GenerateKey: reuseSigningKey})
-	})
-	servicetest.Start(st, "noderegistry", func(ctx context.Context, opts service.Options) (*noderegistry.Service, error) {
-		return noderegistry.Start(ctx, noderegistry.Config{Options: opts, Cache: st.Cache})
-	})
-	gw, err := gateway.New(context.Background(), gateway.Config{NATS: st.NATS.ConnectAs(t, "gateway"), Assertions: st.NATS.Signer(t), Cache: st.Cache,
+	for i := range max(o.Replicas, 1) {
+		servicetest.Start(st, "account", func(ctx context.Context, opts service.Options) (*account.Service, error) {
+			return account.Start(ctx, account.Config{Options: opts, PasswordCost: &account.PasswordCost{Memory: 1024, Time: 1, Threads: 1}})
+		})
+		att := servicetest.Start(st, "attestation", func(ctx context.Context, opts service.Options) (*attestation.Service, error) {
+			return attestation.Start(ctx, attestation.Config{Options: opts, Simulation: true, KEK: st.KEK, Cache: st.Cache})
+		})
+		if i == 0 {
+			s.Attestation = att
+		}
+		servicetest.Start(st, "ca", func(ctx context.Context, opts service.Options) (*ca.Service, error) {
+			return ca.Start(ctx, ca.Config{Options: opts, KEK: st.KEK, Cache: st.Cache})
+		})
+		servicetest.Start(st, "imageconverter", func(ctx context.Context, opts service.Options) (*imageconverter.Service, error) {
+			return imageconverter.Start(ctx, imageconverter.Config{Options: opts, KEK: st.KEK, GenerateKey: reuseSigningKey})
+		})
+		servicetest.Start(st, "noderegistry", func(ctx context.Context, opts service.Options) (*noderegistry.Service, error) {
+			return noderegistry.Start(ctx, noderegistry.Config{Options: opts, Cache: st.Cache})
+		})
+	}
+	gw, err := gateway.New(context.Background(), gateway.Config{NATS: st.ConnectAs("gateway"), Replicas: st.Replicas(), Assertions: st.Identities().Signer(t), Cache: st.Cache,
 		CredentialRate: gateway.CredentialRate{Every: time.Millisecond, Burst: 1000}})
 	if err != nil {
 		t.Fatal(err)
@@ -189,8 +206,7 @@ func (s *Stack) ApprovedApp(token, userID, accountID, domain string, mrenclave, 
 	if err != nil {
 		s.T.Fatal(err)
 	}
-	_, js := s.NATS.JetStream(s.T)
-	if err := events.Publish(ctx, js, msg); err != nil {
+	if err := events.Publish(ctx, s.JetStream(), msg); err != nil {
 		s.T.Fatal(err)
 	}
 	var tasks api.List[api.Task]
