@@ -132,7 +132,10 @@ type Store[T any] struct {
 	bucket string
 	// subject is where the bucket's keys are written: "$KV.<bucket>.".
 	subject string
-	opts    options
+	// replicated: the bucket has more than one replica, so reads go to
+	// its leader (leaderGet).
+	replicated bool
+	opts       options
 
 	decodedMu sync.Mutex
 	decoded   map[string]decodedEntry[T] // WithDecodedCache: by key
@@ -211,7 +214,8 @@ func Open[T any](ctx context.Context, js jetstream.JetStream, cfg Config, opts .
 		return nil, errors.New("kv: bucket name is required")
 	}
 	replicas := max(cfg.Replicas, 1)
-	s := &Store[T]{js: js, bucket: cfg.Bucket, subject: "$KV." + cfg.Bucket + ".", opts: options{recoveryGrace: DefaultRecoveryGrace}}
+	s := &Store[T]{js: js, bucket: cfg.Bucket, subject: "$KV." + cfg.Bucket + ".", replicated: replicas > 1,
+		opts: options{recoveryGrace: DefaultRecoveryGrace}}
 	for _, o := range opts {
 		o(&s.opts)
 	}
@@ -336,18 +340,27 @@ func (s *Store[T]) getRecord(ctx context.Context, key string) (record, uint64, e
 	return r, e.Revision(), err
 }
 
-func (s *Store[T]) getRaw(ctx context.Context, key string) (jetstream.KeyValueEntry, error) {
+func (s *Store[T]) getRaw(ctx context.Context, key string) (rawEntry, error) {
 	if !validKey(key) {
-		return nil, ErrNotFound
+		return rawEntry{}, ErrNotFound
 	}
+	if s.replicated {
+		e, err := s.leaderGet(ctx, key)
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			return rawEntry{}, fmt.Errorf("reading %s/%s: %w", s.bucket, key, err)
+		}
+		return e, err
+	}
+	// One replica: a direct get is answered by the stream itself, and
+	// costs less.
 	e, err := s.kv.Get(ctx, key)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return nil, ErrNotFound
+		return rawEntry{}, ErrNotFound
 	}
 	if err != nil {
-		return nil, fmt.Errorf("reading %s/%s: %w", s.bucket, key, err)
+		return rawEntry{}, fmt.Errorf("reading %s/%s: %w", s.bucket, key, err)
 	}
-	return e, nil
+	return rawEntry{value: e.Value(), revision: e.Revision()}, nil
 }
 
 func (s *Store[T]) decodeRecord(key string, b []byte) (record, error) {

@@ -1,0 +1,112 @@
+package kv_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/cloister-cc/cloister/libs/kv"
+	"github.com/cloister-cc/cloister/libs/testkit"
+)
+
+// On a cluster, what one process wrote (and was told was stored) is what
+// another reads at once, through another node: not absent, not its
+// previous value, and a deletion is seen as one; and through a node cut
+// off from the others, a read fails rather than answer what that node's
+// replica last had.
+func TestReadsSeeTheLatestWriteOnACluster(t *testing.T) {
+	c := testkit.StartCluster(t, 3)
+	ctx := context.Background()
+	// open opens the store through node, retrying while the node is too
+	// busy catching up to answer JetStream's API in time.
+	open := func(node int) *kv.Store[thing] {
+		_, js := c.JetStream(t, node)
+		var s *kv.Store[thing]
+		var err error
+		testkit.EventuallyMsg(t, 30*time.Second, func() bool {
+			if _, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: "EVENTS", Subjects: []string{"events.>"}, Replicas: 3}); err != nil {
+				return false
+			}
+			s, err = kv.Open[thing](ctx, js, kv.Config{Bucket: "things", Replicas: 3})
+			return err == nil
+		}, func() string { return fmt.Sprintf("opening the store through %s: %v", c.Nodes[node].Name, err) })
+		return s
+	}
+	writer := open(0)
+	// The readers are on the nodes that do not lead the bucket's stream:
+	// one of them is cut off, and later killed, below.
+	leader := c.WaitForStreamLeader("KV_things", 10*time.Second)
+	var readers []*kv.Store[thing]
+	var others []int
+	for i := range c.Nodes {
+		if i != leader {
+			readers, others = append(readers, open(i)), append(others, i)
+		}
+	}
+	cut := others[1]
+	// Writers at once, so that a follower can fall behind the quorum.
+	errc := make(chan error, 8)
+	for w := range 8 {
+		go func() { errc <- roundTrips(ctx, writer, readers, w, 50) }()
+	}
+	for range 8 {
+		if err := <-errc; err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	e, err := writer.Create(ctx, "cut", thing{Name: "before"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, 10*time.Second, func() bool {
+		got, err := readers[1].Get(ctx, "cut")
+		return err == nil && got.Value.Name == "before"
+	}, "the value never reached the node to be cut off")
+	c.Partition(cut)
+	if _, err := writer.Update(ctx, "cut", thing{Name: "after"}, e.Version); err != nil {
+		t.Fatal(err)
+	}
+	short, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if got, err := readers[1].Get(short, "cut"); err == nil {
+		t.Fatalf("a read through a partitioned node = %+v, want an error (the latest value is %q)", got.Value, "after")
+	}
+	c.Heal(cut)
+}
+
+func roundTrips(ctx context.Context, writer *kv.Store[thing], readers []*kv.Store[thing], w, rounds int) error {
+	for i := range rounds {
+		key := fmt.Sprintf("w%d-k%d", w, i)
+		e, err := writer.Create(ctx, key, thing{Name: "first"})
+		if err != nil {
+			return err
+		}
+		for _, r := range readers {
+			if got, err := r.Get(ctx, key); err != nil || got.Value.Name != "first" {
+				return fmt.Errorf("%s: a read through another node right after the create = %+v, %v", key, got.Value, err)
+			}
+		}
+		if e, err = writer.Update(ctx, key, thing{Name: "second"}, e.Version); err != nil {
+			return err
+		}
+		for _, r := range readers {
+			if got, err := r.Get(ctx, key); err != nil || got.Value.Name != "second" {
+				return fmt.Errorf("%s: a read through another node right after the update = %+v, %v", key, got.Value, err)
+			}
+		}
+		if err := writer.Delete(ctx, key, e.Version); err != nil {
+			return err
+		}
+		for _, r := range readers {
+			if got, err := r.Get(ctx, key); !errors.Is(err, kv.ErrNotFound) {
+				return fmt.Errorf("%s: a read through another node right after the delete = %+v, %v", key, got.Value, err)
+			}
+		}
+	}
+	return nil
+}
