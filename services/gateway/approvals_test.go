@@ -169,7 +169,7 @@ func (s *stack) convertedHello(t *testing.T, token, requesterID, acct, domain st
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, js := s.nats.JetStream(t)
+	js := s.st.JetStream()
 	if err := events.Publish(ctx, js, msg); err != nil {
 		t.Fatal(err)
 	}

@@ -73,7 +73,7 @@ func TestAuditCoversEveryChange(t *testing.T) {
 	if r := do(t, s.srv, "POST", "/v1/attestation/collateral", other, map[string]any{"collateral_json": col}); r.status >= 500 {
 		t.Fatalf("uploading collateral = %d %s", r.status, r.body)
 	}
-	_, js := s.nats.JetStream(t)
+	js := s.st.JetStream()
 	want := []string{"user.signup success", "session.create success", "session.create failure", "session.revoke success", "collateral.put"}
 	testkit.EventuallyMsg(t, 10*time.Second, func() bool {
 		got := accountlessAudit(t, js)

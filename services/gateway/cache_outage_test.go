@@ -33,7 +33,7 @@ func TestRevocationSurvivesACacheOutage(t *testing.T) {
 
 	s := newStack(t, c)
 	var logs testkit.Logs
-	gw, err := gateway.New(context.Background(), gateway.Config{NATS: s.nats.ConnectAs(t, "gateway"), Assertions: s.nats.Signer(t), Cache: c,
+	gw, err := gateway.New(context.Background(), gateway.Config{NATS: s.st.ConnectAs("gateway"), Replicas: s.st.Replicas(), Assertions: s.st.Identities().Signer(t), Cache: c,
 		Logger: slog.New(slog.NewTextHandler(&logs, nil)), Clock: func() time.Time { return vectorTime }})
 	if err != nil {
 		t.Fatal(err)

@@ -22,7 +22,6 @@ import (
 
 	"github.com/cloister-cc/cloister/libs/enclave"
 	"github.com/cloister-cc/cloister/libs/pki"
-	"github.com/cloister-cc/cloister/libs/service"
 	"github.com/cloister-cc/cloister/libs/testkit"
 	"github.com/cloister-cc/cloister/services/gateway/api"
 	"github.com/cloister-cc/cloister/services/imageconverter"
@@ -205,7 +204,7 @@ func startImageWorker(t *testing.T, s *stack) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ic, err := imageconverter.Start(context.Background(), imageconverter.Config{Options: service.Options{NATS: s.nats.ConnectAs(t, "imageconverter"), Assertions: s.nats.Verifier("imageconverter")}, KEK: kek, GenerateKey: reuseSigningKey, Launcher: launcher, Runtime: rt, JobAckWait: 5 * time.Second})
+	ic, err := imageconverter.Start(context.Background(), imageconverter.Config{Options: s.st.Options("imageconverter"), KEK: kek, GenerateKey: reuseSigningKey, Launcher: launcher, Runtime: rt, JobAckWait: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -53,14 +53,15 @@ var vectorTime = time.Date(2025, 7, 1, 0, 0, 0, 0, time.UTC)
 // cheap keeps password hashing fast in tests; the algorithm is the same.
 var cheap = &account.PasswordCost{Memory: 1024, Time: 1, Threads: 1}
 
-// stack is a real account service and gateway on an embedded NATS server.
+// stack is every service and a gateway, on an embedded NATS server or a
+// cluster.
 type stack struct {
-	t    testing.TB
-	nats *testkit.NATS
-	nc   *nats.Conn
-	gw   *gateway.Gateway
-	srv  *httptest.Server
-	att  *attestation.Service // simulation on, for accounts whose policy allows it
+	t   testing.TB
+	st  *servicetest.Stack
+	nc  *nats.Conn
+	gw  *gateway.Gateway
+	srv *httptest.Server
+	att *attestation.Service // simulation on, for accounts whose policy allows it
 }
 
 // cacheKinds are the caches every cache-sensitive test runs against.
@@ -81,24 +82,41 @@ var cacheKinds = []struct {
 
 func newStack(t testing.TB, c cache.Cache) *stack {
 	t.Helper()
+	return newStackOn(t, c, nil, 1)
+}
+
+// newStackOn is newStack on cluster (nil: a server of its own) with
+// replicas instances of every service, each on its own connection (to
+// the cluster's nodes in turn).
+func newStackOn(t testing.TB, c cache.Cache, cluster *testkit.Cluster, replicas int) *stack {
+	t.Helper()
 	// Every service shares the test's cache, as a deployment shares Redis.
-	st := servicetest.New(t, servicetest.WithCache(c))
-	s := &stack{t: t, nats: st.NATS, nc: st.NATS.Connect(t)}
-	servicetest.Start(st, "account", func(ctx context.Context, o service.Options) (*account.Service, error) {
-		return account.Start(ctx, account.Config{Options: o, PasswordCost: cheap})
-	})
-	s.att = servicetest.Start(st, "attestation", func(ctx context.Context, o service.Options) (*attestation.Service, error) {
-		return attestation.Start(ctx, attestation.Config{Options: o, Clock: func() time.Time { return vectorTime }, Simulation: true, KEK: st.KEK, Cache: c})
-	})
-	servicetest.Start(st, "ca", func(ctx context.Context, o service.Options) (*ca.Service, error) {
-		return ca.Start(ctx, ca.Config{Options: o, KEK: st.KEK, Cache: c, Clock: func() time.Time { return vectorTime }})
-	})
-	servicetest.Start(st, "imageconverter", func(ctx context.Context, o service.Options) (*imageconverter.Service, error) {
-		return imageconverter.Start(ctx, imageconverter.Config{Options: o, KEK: st.KEK, GenerateKey: reuseSigningKey})
-	})
-	servicetest.Start(st, "noderegistry", func(ctx context.Context, o service.Options) (*noderegistry.Service, error) {
-		return noderegistry.Start(ctx, noderegistry.Config{Options: o, Cache: c})
-	})
+	opts := []servicetest.Option{servicetest.WithCache(c)}
+	if cluster != nil {
+		opts = append(opts, servicetest.OnCluster(cluster))
+	}
+	st := servicetest.New(t, opts...)
+	s := &stack{t: t, st: st, nc: st.Connect()}
+	for i := range replicas {
+		servicetest.Start(st, "account", func(ctx context.Context, o service.Options) (*account.Service, error) {
+			return account.Start(ctx, account.Config{Options: o, PasswordCost: cheap})
+		})
+		att := servicetest.Start(st, "attestation", func(ctx context.Context, o service.Options) (*attestation.Service, error) {
+			return attestation.Start(ctx, attestation.Config{Options: o, Clock: func() time.Time { return vectorTime }, Simulation: true, KEK: st.KEK, Cache: c})
+		})
+		if i == 0 {
+			s.att = att
+		}
+		servicetest.Start(st, "ca", func(ctx context.Context, o service.Options) (*ca.Service, error) {
+			return ca.Start(ctx, ca.Config{Options: o, KEK: st.KEK, Cache: c, Clock: func() time.Time { return vectorTime }})
+		})
+		servicetest.Start(st, "imageconverter", func(ctx context.Context, o service.Options) (*imageconverter.Service, error) {
+			return imageconverter.Start(ctx, imageconverter.Config{Options: o, KEK: st.KEK, GenerateKey: reuseSigningKey})
+		})
+		servicetest.Start(st, "noderegistry", func(ctx context.Context, o service.Options) (*noderegistry.Service, error) {
+			return noderegistry.Start(ctx, noderegistry.Config{Options: o, Cache: c})
+		})
+	}
 	s.gw, s.srv = s.addGateway(c)
 	return s
 }
@@ -114,7 +132,7 @@ func (s *stack) addGateway(c cache.Cache) (*gateway.Gateway, *httptest.Server) {
 	s.t.Helper()
 	// The suite signs up and logs in far more than a person would. Node
 	// certificates come from the CA, which lives at vectorTime.
-	gw, err := gateway.New(context.Background(), gateway.Config{NATS: s.nats.ConnectAs(s.t, "gateway"), Assertions: s.nats.Signer(s.t), Cache: c,
+	gw, err := gateway.New(context.Background(), gateway.Config{NATS: s.st.ConnectAs("gateway"), Replicas: s.st.Replicas(), Assertions: s.st.Identities().Signer(s.t), Cache: c,
 		CredentialRate: gateway.CredentialRate{Every: time.Millisecond, Burst: 1000},
 		EmailRate:      gateway.CredentialRate{Every: time.Millisecond, Burst: 1000},
 		Clock:          func() time.Time { return vectorTime }})

@@ -82,7 +82,7 @@ func TestImageLongPoll(t *testing.T) {
 		}
 		answered <- err
 	}()
-	_, js := s.nats.JetStream(t)
+	js := s.st.JetStream()
 	event := &imageconverterv1.ConversionProgressed{Image: &imageconverterv1.Image{Id: img.ID, AccountId: acct, Status: "converting"}}
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()

@@ -18,7 +18,7 @@ import (
 func TestLoginLimits(t *testing.T) {
 	s := newStack(t, memory(t))
 	s.user("ada@example.com")
-	gw, err := gateway.New(context.Background(), gateway.Config{NATS: s.nats.ConnectAs(t, "gateway"), Assertions: s.nats.Signer(t), Cache: memory(t),
+	gw, err := gateway.New(context.Background(), gateway.Config{NATS: s.st.ConnectAs("gateway"), Replicas: s.st.Replicas(), Assertions: s.st.Identities().Signer(t), Cache: memory(t),
 		CredentialRate: gateway.CredentialRate{Every: time.Hour, Burst: 2},
 		EmailRate:      gateway.CredentialRate{Every: time.Hour, Burst: 3},
 		TrustedProxies: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}})
