@@ -115,6 +115,16 @@ func (s *Stack) ConnectAs(role string) *nats.Conn {
 	return s.Cluster.ConnectAs(s.T, role, (s.next-1)%len(s.Cluster.Nodes))
 }
 
+// Connect returns a connection of the test's probe, allowed everything
+// (on a cluster, to its first node), closed when the test ends.
+func (s *Stack) Connect() *nats.Conn {
+	s.T.Helper()
+	if s.Cluster == nil {
+		return s.NATS.Connect(s.T)
+	}
+	return s.Cluster.Connect(s.T, 0)
+}
+
 // JetStream returns a JetStream context of the test's probe, allowed
 // everything.
 func (s *Stack) JetStream() jetstream.JetStream {
