@@ -2,7 +2,9 @@ package natsrpc
 
 import (
 	"context"
+	"errors"
 	"strconv"
+	"time"
 
 	"github.com/go-kit/kit/endpoint"
 	"github.com/nats-io/nats.go"
@@ -26,6 +28,50 @@ type Client struct {
 	dec     DecodeResponseFunc
 	// release, when set, takes back a request body once it is sent.
 	release func(*nats.Msg)
+	// idempotent: a request that gets no answer in AttemptTimeout is
+	// sent again (Method.Idempotent).
+	idempotent bool
+}
+
+// request sends msg and waits for its answer: once, or, for an idempotent
+// method, again after an attempt that got no answer, until ctx ends, and
+// for AttemptTimeout again after finding no one serving the subject (as
+// while replicas reconnect; a service that is down is said so then).
+func (c *Client) request(ctx context.Context, msg *nats.Msg) (*nats.Msg, error) {
+	if !c.idempotent {
+		return c.nc.RequestMsgWithContext(ctx, msg)
+	}
+	start := time.Now()
+	for n := 1; ; n++ {
+		attempt, cancel := context.WithTimeout(ctx, AttemptTimeout)
+		reply, err := c.nc.RequestMsgWithContext(attempt, msg)
+		cancel()
+		lost := errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
+			errors.Is(err, nats.ErrNoResponders) && time.Since(start) < AttemptTimeout
+		if err == nil || !lost || ctx.Err() != nil {
+			return reply, err
+		}
+		pause := time.NewTimer(retryPause(n))
+		select {
+		case <-ctx.Done():
+			pause.Stop()
+			return nil, err
+		case <-pause.C:
+		}
+	}
+}
+
+// AttemptTimeout is how long a call of an idempotent method waits for an
+// answer before it sends the request again: long beside a request's
+// usual milliseconds, short beside DefaultTimeout. A request can be lost
+// without a word: with the NATS node or the replica that had it, when
+// either dies. A call that is not idempotent waits out its deadline.
+const AttemptTimeout = 2 * time.Second
+
+// retryPause is the pause before the attempt after attempt n (from 1):
+// doubling from 50 ms, at most a second.
+func retryPause(n int) time.Duration {
+	return min(50*time.Millisecond<<min(n-1, 5), time.Second)
 }
 
 // NewClient returns a client for one request subject.
@@ -62,7 +108,7 @@ func (c *Client) Endpoint() endpoint.Endpoint {
 			}
 			msg.Header.Set(HeaderAssertion, v)
 		}
-		reply, err := c.nc.RequestMsgWithContext(ctx, msg)
+		reply, err := c.request(ctx, msg)
 		if c.release != nil {
 			c.release(msg)
 		}

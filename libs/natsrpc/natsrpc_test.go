@@ -79,6 +79,40 @@ func TestConcurrentBodiesArriveIntact(t *testing.T) {
 	}
 }
 
+// A request lost without an answer (its replica or NATS node died with it)
+// is sent again by a call of an idempotent method, which is answered; a
+// call of another method waits out its deadline, and its request is
+// served once.
+func TestIdempotentCallsSendAgain(t *testing.T) {
+	n := testkit.StartNATS(t)
+	mux := natsrpc.NewMux(n.Connect(t), "test", nil)
+	var served atomic.Int32
+	ended := make(chan struct{})
+	t.Cleanup(func() { close(ended) })
+	if err := echo.Handle(mux, nil, func(_ context.Context, req *wrapperspb.StringValue) (*wrapperspb.StringValue, error) {
+		if served.Add(1) == 1 {
+			<-ended // the first request is lost: never answered
+			return nil, errors.New("the test ended")
+		}
+		return req, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	nc := n.Connect(t)
+	ctx, cancel := context.WithTimeout(context.Background(), natsrpc.AttemptTimeout+3*time.Second)
+	defer cancel()
+	if got, err := echo.Idempotent().Invoke(ctx, nc, wrapperspb.String("x")); err != nil || got.GetValue() != "x" || served.Load() != 2 {
+		t.Fatalf("an idempotent call whose first request is lost = %v, %v after %d requests; want x after 2", got, err, served.Load())
+	}
+
+	served.Store(0)
+	ctx, cancel = context.WithTimeout(context.Background(), natsrpc.AttemptTimeout+time.Second)
+	defer cancel()
+	if _, err := echo.Invoke(ctx, nc, wrapperspb.String("y")); errs.KindOf(err) != errs.Unavailable || served.Load() != 1 {
+		t.Fatalf("a call whose request is lost = %v after %d requests; want unavailable (timed out) after 1", err, served.Load())
+	}
+}
+
 func TestErrorsKeepTheirKind(t *testing.T) {
 	tests := []struct {
 		name    string

@@ -94,6 +94,17 @@ type Method[Req, Resp proto.Message] struct {
 	Name    string
 	NewReq  func() Req
 	NewResp func() Resp
+	// idempotent: see Idempotent.
+	idempotent bool
+}
+
+// Idempotent marks a method whose request may be served twice with no
+// harm (a read: its proto says idempotency_level = NO_SIDE_EFFECTS or
+// IDEMPOTENT): its calls send the request again when an attempt gets no
+// answer in AttemptTimeout, rather than wait out their deadline.
+func (m Method[Req, Resp]) Idempotent() Method[Req, Resp] {
+	m.idempotent = true
+	return m
 }
 
 // Subject returns the method's request subject.
@@ -107,7 +118,7 @@ func (m Method[Req, Resp]) Server(e endpoint.Endpoint, logger *slog.Logger) *Ser
 // Client returns a client endpoint for the method.
 func (m Method[Req, Resp]) Client(nc *nats.Conn) endpoint.Endpoint {
 	c := NewClient(nc, m.Subject(), encodeProtoPooled, ProtoResponseDecoder(m.NewResp))
-	c.release = releaseBody
+	c.release, c.idempotent = releaseBody, m.idempotent
 	return c.Endpoint()
 }
 

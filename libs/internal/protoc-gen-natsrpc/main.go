@@ -1,8 +1,9 @@
 // Command protoc-gen-natsrpc is a protoc plugin that writes the NATS
 // surface of every service a proto file declares, next to protoc-gen-go's
 // code (`make proto` runs both): the method table (one natsrpc.Method per
-// rpc, on subject cloister.<service>.v1.<Method>), the server interface and
-// its registration on a natsrpc.Mux, and a typed client.
+// rpc, on subject cloister.<service>.v1.<Method>, idempotent where the proto
+// says so), the server interface and its registration on a natsrpc.Mux, and
+// a typed client.
 //
 // A service's name on the wire is the second part of its proto package:
 // the methods of package cloister.ca.v1 are served on cloister.ca.v1.*.
@@ -13,6 +14,7 @@ import (
 	"strings"
 
 	"google.golang.org/protobuf/compiler/protogen"
+	"google.golang.org/protobuf/types/descriptorpb"
 	"google.golang.org/protobuf/types/pluginpb"
 )
 
@@ -71,7 +73,11 @@ func generate(p *protogen.Plugin, f *protogen.File) error {
 			if c := leadingComment(m); c != "" {
 				g.P(c)
 			}
-			g.P(name, m.GoName, " = ", natsrpcPkg.Ident("NewMethod"), "[*", m.Input.GoIdent, ", *", m.Output.GoIdent, "](", name, "ServiceName, ", fmt.Sprintf("%q", m.GoName), ")")
+			idempotent := ""
+			if idempotentMethod(m) {
+				idempotent = ".Idempotent()"
+			}
+			g.P(name, m.GoName, " = ", natsrpcPkg.Ident("NewMethod"), "[*", m.Input.GoIdent, ", *", m.Output.GoIdent, "](", name, "ServiceName, ", fmt.Sprintf("%q", m.GoName), ")", idempotent)
 		}
 		g.P(")")
 		g.P()
@@ -113,6 +119,18 @@ func generate(p *protogen.Plugin, f *protogen.File) error {
 		}
 	}
 	return nil
+}
+
+// idempotentMethod reports whether the rpc's proto says serving it twice
+// does no harm (idempotency_level NO_SIDE_EFFECTS or IDEMPOTENT): its
+// calls are sent again when an answer is lost (natsrpc.Method.Idempotent).
+func idempotentMethod(m *protogen.Method) bool {
+	o, ok := m.Desc.Options().(*descriptorpb.MethodOptions)
+	if !ok || o == nil {
+		return false
+	}
+	l := o.GetIdempotencyLevel()
+	return l == descriptorpb.MethodOptions_NO_SIDE_EFFECTS || l == descriptorpb.MethodOptions_IDEMPOTENT
 }
 
 // leadingComment is an rpc's comment in the proto, as Go comment lines.

@@ -3982,29 +3982,29 @@ const file_cloister_account_v1_account_proto_rawDesc = "" +
 	"TaskDenied\x12-\n" +
 	"\x04task\x18\x01 \x01(\v2\x19.cloister.account.v1.TaskR\x04task\">\n" +
 	"\rTaskWithdrawn\x12-\n" +
-	"\x04task\x18\x01 \x01(\v2\x19.cloister.account.v1.TaskR\x04task2\xa6\x11\n" +
+	"\x04task\x18\x01 \x01(\v2\x19.cloister.account.v1.TaskR\x04task2\xce\x11\n" +
 	"\x0eAccountService\x12Q\n" +
 	"\x06SignUp\x12\".cloister.account.v1.SignUpRequest\x1a#.cloister.account.v1.SignUpResponse\x12N\n" +
 	"\x05Login\x12!.cloister.account.v1.LoginRequest\x1a\".cloister.account.v1.LoginResponse\x12Q\n" +
-	"\x06Logout\x12\".cloister.account.v1.LogoutRequest\x1a#.cloister.account.v1.LogoutResponse\x12c\n" +
-	"\fAuthenticate\x12(.cloister.account.v1.AuthenticateRequest\x1a).cloister.account.v1.AuthenticateResponse\x12f\n" +
-	"\rCreateAccount\x12).cloister.account.v1.CreateAccountRequest\x1a*.cloister.account.v1.CreateAccountResponse\x12c\n" +
-	"\fListAccounts\x12(.cloister.account.v1.ListAccountsRequest\x1a).cloister.account.v1.ListAccountsResponse\x12]\n" +
+	"\x06Logout\x12\".cloister.account.v1.LogoutRequest\x1a#.cloister.account.v1.LogoutResponse\x12h\n" +
+	"\fAuthenticate\x12(.cloister.account.v1.AuthenticateRequest\x1a).cloister.account.v1.AuthenticateResponse\"\x03\x90\x02\x01\x12f\n" +
+	"\rCreateAccount\x12).cloister.account.v1.CreateAccountRequest\x1a*.cloister.account.v1.CreateAccountResponse\x12h\n" +
+	"\fListAccounts\x12(.cloister.account.v1.ListAccountsRequest\x1a).cloister.account.v1.ListAccountsResponse\"\x03\x90\x02\x01\x12b\n" +
 	"\n" +
-	"GetAccount\x12&.cloister.account.v1.GetAccountRequest\x1a'.cloister.account.v1.GetAccountResponse\x12f\n" +
+	"GetAccount\x12&.cloister.account.v1.GetAccountRequest\x1a'.cloister.account.v1.GetAccountResponse\"\x03\x90\x02\x01\x12f\n" +
 	"\rUpdateAccount\x12).cloister.account.v1.UpdateAccountRequest\x1a*.cloister.account.v1.UpdateAccountResponse\x12f\n" +
 	"\rDeleteAccount\x12).cloister.account.v1.DeleteAccountRequest\x1a*.cloister.account.v1.DeleteAccountResponse\x12Z\n" +
-	"\tAddMember\x12%.cloister.account.v1.AddMemberRequest\x1a&.cloister.account.v1.AddMemberResponse\x12`\n" +
-	"\vListMembers\x12'.cloister.account.v1.ListMembersRequest\x1a(.cloister.account.v1.ListMembersResponse\x12c\n" +
+	"\tAddMember\x12%.cloister.account.v1.AddMemberRequest\x1a&.cloister.account.v1.AddMemberResponse\x12e\n" +
+	"\vListMembers\x12'.cloister.account.v1.ListMembersRequest\x1a(.cloister.account.v1.ListMembersResponse\"\x03\x90\x02\x01\x12c\n" +
 	"\fRemoveMember\x12(.cloister.account.v1.RemoveMemberRequest\x1a).cloister.account.v1.RemoveMemberResponse\x12f\n" +
 	"\rSetMemberRole\x12).cloister.account.v1.SetMemberRoleRequest\x1a*.cloister.account.v1.SetMemberRoleResponse\x12c\n" +
-	"\fCreateAPIKey\x12(.cloister.account.v1.CreateAPIKeyRequest\x1a).cloister.account.v1.CreateAPIKeyResponse\x12`\n" +
-	"\vListAPIKeys\x12'.cloister.account.v1.ListAPIKeysRequest\x1a(.cloister.account.v1.ListAPIKeysResponse\x12c\n" +
-	"\fRevokeAPIKey\x12(.cloister.account.v1.RevokeAPIKeyRequest\x1a).cloister.account.v1.RevokeAPIKeyResponse\x12Z\n" +
-	"\tListAudit\x12%.cloister.account.v1.ListAuditRequest\x1a&.cloister.account.v1.ListAuditResponse\x12Z\n" +
-	"\tAuthorize\x12%.cloister.account.v1.AuthorizeRequest\x1a&.cloister.account.v1.AuthorizeResponse\x12Z\n" +
-	"\tListTasks\x12%.cloister.account.v1.ListTasksRequest\x1a&.cloister.account.v1.ListTasksResponse\x12T\n" +
-	"\aGetTask\x12#.cloister.account.v1.GetTaskRequest\x1a$.cloister.account.v1.GetTaskResponse\x12^\n" +
+	"\fCreateAPIKey\x12(.cloister.account.v1.CreateAPIKeyRequest\x1a).cloister.account.v1.CreateAPIKeyResponse\x12e\n" +
+	"\vListAPIKeys\x12'.cloister.account.v1.ListAPIKeysRequest\x1a(.cloister.account.v1.ListAPIKeysResponse\"\x03\x90\x02\x01\x12c\n" +
+	"\fRevokeAPIKey\x12(.cloister.account.v1.RevokeAPIKeyRequest\x1a).cloister.account.v1.RevokeAPIKeyResponse\x12_\n" +
+	"\tListAudit\x12%.cloister.account.v1.ListAuditRequest\x1a&.cloister.account.v1.ListAuditResponse\"\x03\x90\x02\x01\x12Z\n" +
+	"\tAuthorize\x12%.cloister.account.v1.AuthorizeRequest\x1a&.cloister.account.v1.AuthorizeResponse\x12_\n" +
+	"\tListTasks\x12%.cloister.account.v1.ListTasksRequest\x1a&.cloister.account.v1.ListTasksResponse\"\x03\x90\x02\x01\x12Y\n" +
+	"\aGetTask\x12#.cloister.account.v1.GetTaskRequest\x1a$.cloister.account.v1.GetTaskResponse\"\x03\x90\x02\x01\x12^\n" +
 	"\vApproveTask\x12&.cloister.account.v1.TaskActionRequest\x1a'.cloister.account.v1.TaskActionResponse\x12[\n" +
 	"\bDenyTask\x12&.cloister.account.v1.TaskActionRequest\x1a'.cloister.account.v1.TaskActionResponse\x12_\n" +
 	"\fWithdrawTask\x12&.cloister.account.v1.TaskActionRequest\x1a'.cloister.account.v1.TaskActionResponseBHZFgithub.com/cloister-cc/cloister/libs/gen/cloister/account/v1;accountv1b\x06proto3"

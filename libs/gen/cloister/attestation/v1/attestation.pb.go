@@ -1429,16 +1429,16 @@ const file_cloister_attestation_v1_attestation_proto_rawDesc = "" +
 	"\rPolicyChanged\x12\x1d\n" +
 	"\n" +
 	"account_id\x18\x01 \x01(\tR\taccountId\x127\n" +
-	"\x06policy\x18\x02 \x01(\v2\x1f.cloister.attestation.v1.PolicyR\x06policy2\xed\x06\n" +
+	"\x06policy\x18\x02 \x01(\v2\x1f.cloister.attestation.v1.PolicyR\x06policy2\x81\a\n" +
 	"\x12AttestationService\x12Y\n" +
-	"\x06Verify\x12&.cloister.attestation.v1.VerifyRequest\x1a'.cloister.attestation.v1.VerifyResponse\x12e\n" +
+	"\x06Verify\x12&.cloister.attestation.v1.VerifyRequest\x1a'.cloister.attestation.v1.VerifyResponse\x12j\n" +
 	"\n" +
-	"GetVerdict\x12*.cloister.attestation.v1.GetVerdictRequest\x1a+.cloister.attestation.v1.GetVerdictResponse\x12h\n" +
-	"\vGetActivity\x12+.cloister.attestation.v1.GetActivityRequest\x1a,.cloister.attestation.v1.GetActivityResponse\x12b\n" +
-	"\tGetPolicy\x12).cloister.attestation.v1.GetPolicyRequest\x1a*.cloister.attestation.v1.GetPolicyResponse\x12b\n" +
+	"GetVerdict\x12*.cloister.attestation.v1.GetVerdictRequest\x1a+.cloister.attestation.v1.GetVerdictResponse\"\x03\x90\x02\x01\x12m\n" +
+	"\vGetActivity\x12+.cloister.attestation.v1.GetActivityRequest\x1a,.cloister.attestation.v1.GetActivityResponse\"\x03\x90\x02\x01\x12g\n" +
+	"\tGetPolicy\x12).cloister.attestation.v1.GetPolicyRequest\x1a*.cloister.attestation.v1.GetPolicyResponse\"\x03\x90\x02\x01\x12b\n" +
 	"\tSetPolicy\x12).cloister.attestation.v1.SetPolicyRequest\x1a*.cloister.attestation.v1.SetPolicyResponse\x12n\n" +
-	"\rPutCollateral\x12-.cloister.attestation.v1.PutCollateralRequest\x1a..cloister.attestation.v1.PutCollateralResponse\x12z\n" +
-	"\x11GetSimulationRoot\x121.cloister.attestation.v1.GetSimulationRootRequest\x1a2.cloister.attestation.v1.GetSimulationRootResponse\x12w\n" +
+	"\rPutCollateral\x12-.cloister.attestation.v1.PutCollateralRequest\x1a..cloister.attestation.v1.PutCollateralResponse\x12\x7f\n" +
+	"\x11GetSimulationRoot\x121.cloister.attestation.v1.GetSimulationRootRequest\x1a2.cloister.attestation.v1.GetSimulationRootResponse\"\x03\x90\x02\x01\x12w\n" +
 	"\x10IssueSimulatedQE\x120.cloister.attestation.v1.IssueSimulatedQERequest\x1a1.cloister.attestation.v1.IssueSimulatedQEResponseBPZNgithub.com/cloister-cc/cloister/libs/gen/cloister/attestation/v1;attestationv1b\x06proto3"
 
 var (

@@ -18,12 +18,12 @@ const AttestationServiceName = "attestation"
 // The Attestation service's methods, one per request subject.
 var (
 	AttestationVerify            = natsrpc.NewMethod[*VerifyRequest, *VerifyResponse](AttestationServiceName, "Verify")
-	AttestationGetVerdict        = natsrpc.NewMethod[*GetVerdictRequest, *GetVerdictResponse](AttestationServiceName, "GetVerdict")
-	AttestationGetActivity       = natsrpc.NewMethod[*GetActivityRequest, *GetActivityResponse](AttestationServiceName, "GetActivity")
-	AttestationGetPolicy         = natsrpc.NewMethod[*GetPolicyRequest, *GetPolicyResponse](AttestationServiceName, "GetPolicy")
+	AttestationGetVerdict        = natsrpc.NewMethod[*GetVerdictRequest, *GetVerdictResponse](AttestationServiceName, "GetVerdict").Idempotent()
+	AttestationGetActivity       = natsrpc.NewMethod[*GetActivityRequest, *GetActivityResponse](AttestationServiceName, "GetActivity").Idempotent()
+	AttestationGetPolicy         = natsrpc.NewMethod[*GetPolicyRequest, *GetPolicyResponse](AttestationServiceName, "GetPolicy").Idempotent()
 	AttestationSetPolicy         = natsrpc.NewMethod[*SetPolicyRequest, *SetPolicyResponse](AttestationServiceName, "SetPolicy")
 	AttestationPutCollateral     = natsrpc.NewMethod[*PutCollateralRequest, *PutCollateralResponse](AttestationServiceName, "PutCollateral")
-	AttestationGetSimulationRoot = natsrpc.NewMethod[*GetSimulationRootRequest, *GetSimulationRootResponse](AttestationServiceName, "GetSimulationRoot")
+	AttestationGetSimulationRoot = natsrpc.NewMethod[*GetSimulationRootRequest, *GetSimulationRootResponse](AttestationServiceName, "GetSimulationRoot").Idempotent()
 	AttestationIssueSimulatedQE  = natsrpc.NewMethod[*IssueSimulatedQERequest, *IssueSimulatedQEResponse](AttestationServiceName, "IssueSimulatedQE")
 )
 

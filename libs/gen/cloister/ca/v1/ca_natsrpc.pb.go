@@ -17,8 +17,8 @@ const CAServiceName = "ca"
 
 // The CA service's methods, one per request subject.
 var (
-	CAGetCA  = natsrpc.NewMethod[*GetCARequest, *GetCAResponse](CAServiceName, "GetCA")
-	CAGetCRL = natsrpc.NewMethod[*GetCRLRequest, *GetCRLResponse](CAServiceName, "GetCRL")
+	CAGetCA  = natsrpc.NewMethod[*GetCARequest, *GetCAResponse](CAServiceName, "GetCA").Idempotent()
+	CAGetCRL = natsrpc.NewMethod[*GetCRLRequest, *GetCRLResponse](CAServiceName, "GetCRL").Idempotent()
 	// RotateIssuer is for admins, through the gateway.
 	CARotateIssuer = natsrpc.NewMethod[*RotateIssuerRequest, *RotateIssuerResponse](CAServiceName, "RotateIssuer")
 	// RetireIssuer is for admins, through the gateway.
@@ -28,10 +28,10 @@ var (
 	// CreateNonce and IssueAppCertificate serve enclaves, through their node.
 	CACreateNonce         = natsrpc.NewMethod[*CreateNonceRequest, *CreateNonceResponse](CAServiceName, "CreateNonce")
 	CAIssueAppCertificate = natsrpc.NewMethod[*IssueAppCertificateRequest, *IssueAppCertificateResponse](CAServiceName, "IssueAppCertificate")
-	CAListCertificates    = natsrpc.NewMethod[*ListCertificatesRequest, *ListCertificatesResponse](CAServiceName, "ListCertificates")
-	CAGetCertificate      = natsrpc.NewMethod[*GetCertificateRequest, *GetCertificateResponse](CAServiceName, "GetCertificate")
+	CAListCertificates    = natsrpc.NewMethod[*ListCertificatesRequest, *ListCertificatesResponse](CAServiceName, "ListCertificates").Idempotent()
+	CAGetCertificate      = natsrpc.NewMethod[*GetCertificateRequest, *GetCertificateResponse](CAServiceName, "GetCertificate").Idempotent()
 	CARevokeCertificate   = natsrpc.NewMethod[*RevokeCertificateRequest, *RevokeCertificateResponse](CAServiceName, "RevokeCertificate")
-	CAOCSP                = natsrpc.NewMethod[*OCSPRequest, *OCSPResponse](CAServiceName, "OCSP")
+	CAOCSP                = natsrpc.NewMethod[*OCSPRequest, *OCSPResponse](CAServiceName, "OCSP").Idempotent()
 )
 
 // CAServer serves the CA service.

@@ -2874,21 +2874,21 @@ const file_cloister_imageconverter_v1_imageconverter_proto_rawDesc = "" +
 	"\bimage_id\x18\x03 \x01(\tR\aimageId\x12\x1c\n" +
 	"\tmrenclave\x18\x04 \x01(\fR\tmrenclave\"M\n" +
 	"\x11SigningKeyCreated\x128\n" +
-	"\x03key\x18\x01 \x01(\v2&.cloister.imageconverter.v1.SigningKeyR\x03key2\x86\f\n" +
+	"\x03key\x18\x01 \x01(\v2&.cloister.imageconverter.v1.SigningKeyR\x03key2\xa4\f\n" +
 	"\x15ImageConverterService\x12h\n" +
-	"\tCreateApp\x12,.cloister.imageconverter.v1.CreateAppRequest\x1a-.cloister.imageconverter.v1.CreateAppResponse\x12_\n" +
-	"\x06GetApp\x12).cloister.imageconverter.v1.GetAppRequest\x1a*.cloister.imageconverter.v1.GetAppResponse\x12e\n" +
-	"\bListApps\x12+.cloister.imageconverter.v1.ListAppsRequest\x1a,.cloister.imageconverter.v1.ListAppsResponse\x12h\n" +
+	"\tCreateApp\x12,.cloister.imageconverter.v1.CreateAppRequest\x1a-.cloister.imageconverter.v1.CreateAppResponse\x12d\n" +
+	"\x06GetApp\x12).cloister.imageconverter.v1.GetAppRequest\x1a*.cloister.imageconverter.v1.GetAppResponse\"\x03\x90\x02\x01\x12j\n" +
+	"\bListApps\x12+.cloister.imageconverter.v1.ListAppsRequest\x1a,.cloister.imageconverter.v1.ListAppsResponse\"\x03\x90\x02\x01\x12h\n" +
 	"\tUpdateApp\x12,.cloister.imageconverter.v1.UpdateAppRequest\x1a-.cloister.imageconverter.v1.UpdateAppResponse\x12h\n" +
-	"\tDeleteApp\x12,.cloister.imageconverter.v1.DeleteAppRequest\x1a-.cloister.imageconverter.v1.DeleteAppResponse\x12t\n" +
-	"\rGetSigningKey\x120.cloister.imageconverter.v1.GetSigningKeyRequest\x1a1.cloister.imageconverter.v1.GetSigningKeyResponse\x12q\n" +
-	"\fConvertImage\x12/.cloister.imageconverter.v1.ConvertImageRequest\x1a0.cloister.imageconverter.v1.ConvertImageResponse\x12k\n" +
+	"\tDeleteApp\x12,.cloister.imageconverter.v1.DeleteAppRequest\x1a-.cloister.imageconverter.v1.DeleteAppResponse\x12y\n" +
+	"\rGetSigningKey\x120.cloister.imageconverter.v1.GetSigningKeyRequest\x1a1.cloister.imageconverter.v1.GetSigningKeyResponse\"\x03\x90\x02\x02\x12q\n" +
+	"\fConvertImage\x12/.cloister.imageconverter.v1.ConvertImageRequest\x1a0.cloister.imageconverter.v1.ConvertImageResponse\x12p\n" +
 	"\n" +
-	"ListImages\x12-.cloister.imageconverter.v1.ListImagesRequest\x1a..cloister.imageconverter.v1.ListImagesResponse\x12e\n" +
-	"\bGetImage\x12+.cloister.imageconverter.v1.GetImageRequest\x1a,.cloister.imageconverter.v1.GetImageResponse\x12n\n" +
+	"ListImages\x12-.cloister.imageconverter.v1.ListImagesRequest\x1a..cloister.imageconverter.v1.ListImagesResponse\"\x03\x90\x02\x01\x12j\n" +
+	"\bGetImage\x12+.cloister.imageconverter.v1.GetImageRequest\x1a,.cloister.imageconverter.v1.GetImageResponse\"\x03\x90\x02\x01\x12n\n" +
 	"\vDeleteImage\x12..cloister.imageconverter.v1.DeleteImageRequest\x1a/.cloister.imageconverter.v1.DeleteImageResponse\x12\x8c\x01\n" +
-	"\x15PutRegistryCredential\x128.cloister.imageconverter.v1.PutRegistryCredentialRequest\x1a9.cloister.imageconverter.v1.PutRegistryCredentialResponse\x12\x92\x01\n" +
-	"\x17ListRegistryCredentials\x12:.cloister.imageconverter.v1.ListRegistryCredentialsRequest\x1a;.cloister.imageconverter.v1.ListRegistryCredentialsResponse\x12\x95\x01\n" +
+	"\x15PutRegistryCredential\x128.cloister.imageconverter.v1.PutRegistryCredentialRequest\x1a9.cloister.imageconverter.v1.PutRegistryCredentialResponse\x12\x97\x01\n" +
+	"\x17ListRegistryCredentials\x12:.cloister.imageconverter.v1.ListRegistryCredentialsRequest\x1a;.cloister.imageconverter.v1.ListRegistryCredentialsResponse\"\x03\x90\x02\x01\x12\x95\x01\n" +
 	"\x18DeleteRegistryCredential\x12;.cloister.imageconverter.v1.DeleteRegistryCredentialRequest\x1a<.cloister.imageconverter.v1.DeleteRegistryCredentialResponseBVZTgithub.com/cloister-cc/cloister/libs/gen/cloister/imageconverter/v1;imageconverterv1b\x06proto3"
 
 var (

@@ -18,17 +18,17 @@ const ImageConverterServiceName = "imageconverter"
 // The ImageConverter service's methods, one per request subject.
 var (
 	ImageConverterCreateApp                = natsrpc.NewMethod[*CreateAppRequest, *CreateAppResponse](ImageConverterServiceName, "CreateApp")
-	ImageConverterGetApp                   = natsrpc.NewMethod[*GetAppRequest, *GetAppResponse](ImageConverterServiceName, "GetApp")
-	ImageConverterListApps                 = natsrpc.NewMethod[*ListAppsRequest, *ListAppsResponse](ImageConverterServiceName, "ListApps")
+	ImageConverterGetApp                   = natsrpc.NewMethod[*GetAppRequest, *GetAppResponse](ImageConverterServiceName, "GetApp").Idempotent()
+	ImageConverterListApps                 = natsrpc.NewMethod[*ListAppsRequest, *ListAppsResponse](ImageConverterServiceName, "ListApps").Idempotent()
 	ImageConverterUpdateApp                = natsrpc.NewMethod[*UpdateAppRequest, *UpdateAppResponse](ImageConverterServiceName, "UpdateApp")
 	ImageConverterDeleteApp                = natsrpc.NewMethod[*DeleteAppRequest, *DeleteAppResponse](ImageConverterServiceName, "DeleteApp")
-	ImageConverterGetSigningKey            = natsrpc.NewMethod[*GetSigningKeyRequest, *GetSigningKeyResponse](ImageConverterServiceName, "GetSigningKey")
+	ImageConverterGetSigningKey            = natsrpc.NewMethod[*GetSigningKeyRequest, *GetSigningKeyResponse](ImageConverterServiceName, "GetSigningKey").Idempotent()
 	ImageConverterConvertImage             = natsrpc.NewMethod[*ConvertImageRequest, *ConvertImageResponse](ImageConverterServiceName, "ConvertImage")
-	ImageConverterListImages               = natsrpc.NewMethod[*ListImagesRequest, *ListImagesResponse](ImageConverterServiceName, "ListImages")
-	ImageConverterGetImage                 = natsrpc.NewMethod[*GetImageRequest, *GetImageResponse](ImageConverterServiceName, "GetImage")
+	ImageConverterListImages               = natsrpc.NewMethod[*ListImagesRequest, *ListImagesResponse](ImageConverterServiceName, "ListImages").Idempotent()
+	ImageConverterGetImage                 = natsrpc.NewMethod[*GetImageRequest, *GetImageResponse](ImageConverterServiceName, "GetImage").Idempotent()
 	ImageConverterDeleteImage              = natsrpc.NewMethod[*DeleteImageRequest, *DeleteImageResponse](ImageConverterServiceName, "DeleteImage")
 	ImageConverterPutRegistryCredential    = natsrpc.NewMethod[*PutRegistryCredentialRequest, *PutRegistryCredentialResponse](ImageConverterServiceName, "PutRegistryCredential")
-	ImageConverterListRegistryCredentials  = natsrpc.NewMethod[*ListRegistryCredentialsRequest, *ListRegistryCredentialsResponse](ImageConverterServiceName, "ListRegistryCredentials")
+	ImageConverterListRegistryCredentials  = natsrpc.NewMethod[*ListRegistryCredentialsRequest, *ListRegistryCredentialsResponse](ImageConverterServiceName, "ListRegistryCredentials").Idempotent()
 	ImageConverterDeleteRegistryCredential = natsrpc.NewMethod[*DeleteRegistryCredentialRequest, *DeleteRegistryCredentialResponse](ImageConverterServiceName, "DeleteRegistryCredential")
 )
 

@@ -2448,20 +2448,20 @@ const file_cloister_noderegistry_v1_noderegistry_proto_rawDesc = "" +
 	"\n" +
 	"account_id\x18\x01 \x01(\tR\taccountId\x12\x17\n" +
 	"\anode_id\x18\x02 \x01(\tR\x06nodeId\x12>\n" +
-	"\binstance\x18\x03 \x01(\v2\".cloister.noderegistry.v1.InstanceR\binstance2\xf1\v\n" +
+	"\binstance\x18\x03 \x01(\v2\".cloister.noderegistry.v1.InstanceR\binstance2\x85\f\n" +
 	"\x13NodeRegistryService\x12v\n" +
-	"\x0fCreateJoinToken\x120.cloister.noderegistry.v1.CreateJoinTokenRequest\x1a1.cloister.noderegistry.v1.CreateJoinTokenResponse\x12s\n" +
-	"\x0eListJoinTokens\x12/.cloister.noderegistry.v1.ListJoinTokensRequest\x1a0.cloister.noderegistry.v1.ListJoinTokensResponse\x12v\n" +
+	"\x0fCreateJoinToken\x120.cloister.noderegistry.v1.CreateJoinTokenRequest\x1a1.cloister.noderegistry.v1.CreateJoinTokenResponse\x12x\n" +
+	"\x0eListJoinTokens\x12/.cloister.noderegistry.v1.ListJoinTokensRequest\x1a0.cloister.noderegistry.v1.ListJoinTokensResponse\"\x03\x90\x02\x01\x12v\n" +
 	"\x0fRevokeJoinToken\x120.cloister.noderegistry.v1.RevokeJoinTokenRequest\x1a1.cloister.noderegistry.v1.RevokeJoinTokenResponse\x12[\n" +
 	"\x06Enroll\x12'.cloister.noderegistry.v1.EnrollRequest\x1a(.cloister.noderegistry.v1.EnrollResponse\x12\x85\x01\n" +
 	"\x14CreateEnrolmentNonce\x125.cloister.noderegistry.v1.CreateEnrolmentNonceRequest\x1a6.cloister.noderegistry.v1.CreateEnrolmentNonceResponse\x12\x82\x01\n" +
 	"\x13SimulatedQEForToken\x124.cloister.noderegistry.v1.SimulatedQEForTokenRequest\x1a5.cloister.noderegistry.v1.SimulatedQEForTokenResponse\x12d\n" +
-	"\tHeartbeat\x12*.cloister.noderegistry.v1.HeartbeatRequest\x1a+.cloister.noderegistry.v1.HeartbeatResponse\x12y\n" +
-	"\x10AuthenticateNode\x121.cloister.noderegistry.v1.AuthenticateNodeRequest\x1a2.cloister.noderegistry.v1.AuthenticateNodeResponse\x12a\n" +
+	"\tHeartbeat\x12*.cloister.noderegistry.v1.HeartbeatRequest\x1a+.cloister.noderegistry.v1.HeartbeatResponse\x12~\n" +
+	"\x10AuthenticateNode\x121.cloister.noderegistry.v1.AuthenticateNodeRequest\x1a2.cloister.noderegistry.v1.AuthenticateNodeResponse\"\x03\x90\x02\x01\x12a\n" +
 	"\bReattest\x12).cloister.noderegistry.v1.ReattestRequest\x1a*.cloister.noderegistry.v1.ReattestResponse\x12\x8b\x01\n" +
-	"\x16CreateAttestationNonce\x127.cloister.noderegistry.v1.CreateAttestationNonceRequest\x1a8.cloister.noderegistry.v1.CreateAttestationNonceResponse\x12d\n" +
-	"\tListNodes\x12*.cloister.noderegistry.v1.ListNodesRequest\x1a+.cloister.noderegistry.v1.ListNodesResponse\x12^\n" +
-	"\aGetNode\x12(.cloister.noderegistry.v1.GetNodeRequest\x1a).cloister.noderegistry.v1.GetNodeResponse\x12s\n" +
+	"\x16CreateAttestationNonce\x127.cloister.noderegistry.v1.CreateAttestationNonceRequest\x1a8.cloister.noderegistry.v1.CreateAttestationNonceResponse\x12i\n" +
+	"\tListNodes\x12*.cloister.noderegistry.v1.ListNodesRequest\x1a+.cloister.noderegistry.v1.ListNodesResponse\"\x03\x90\x02\x01\x12c\n" +
+	"\aGetNode\x12(.cloister.noderegistry.v1.GetNodeRequest\x1a).cloister.noderegistry.v1.GetNodeResponse\"\x03\x90\x02\x01\x12s\n" +
 	"\x0eDeregisterNode\x12/.cloister.noderegistry.v1.DeregisterNodeRequest\x1a0.cloister.noderegistry.v1.DeregisterNodeResponseBRZPgithub.com/cloister-cc/cloister/libs/gen/cloister/noderegistry/v1;noderegistryv1b\x06proto3"
 
 var (

@@ -20,7 +20,7 @@ var (
 	// CreateJoinToken, ListJoinTokens and RevokeJoinToken are for account
 	// members; the gateway authorizes them (node.token.*) before calling.
 	NodeRegistryCreateJoinToken = natsrpc.NewMethod[*CreateJoinTokenRequest, *CreateJoinTokenResponse](NodeRegistryServiceName, "CreateJoinToken")
-	NodeRegistryListJoinTokens  = natsrpc.NewMethod[*ListJoinTokensRequest, *ListJoinTokensResponse](NodeRegistryServiceName, "ListJoinTokens")
+	NodeRegistryListJoinTokens  = natsrpc.NewMethod[*ListJoinTokensRequest, *ListJoinTokensResponse](NodeRegistryServiceName, "ListJoinTokens").Idempotent()
 	NodeRegistryRevokeJoinToken = natsrpc.NewMethod[*RevokeJoinTokenRequest, *RevokeJoinTokenResponse](NodeRegistryServiceName, "RevokeJoinToken")
 	// Enroll comes from a node agent: the join token is its credential.
 	NodeRegistryEnroll               = natsrpc.NewMethod[*EnrollRequest, *EnrollResponse](NodeRegistryServiceName, "Enroll")
@@ -31,15 +31,15 @@ var (
 	// Heartbeat and AuthenticateNode come from the gateway's node-facing
 	// (mTLS) endpoints, with the identity of the client certificate.
 	NodeRegistryHeartbeat        = natsrpc.NewMethod[*HeartbeatRequest, *HeartbeatResponse](NodeRegistryServiceName, "Heartbeat")
-	NodeRegistryAuthenticateNode = natsrpc.NewMethod[*AuthenticateNodeRequest, *AuthenticateNodeResponse](NodeRegistryServiceName, "AuthenticateNode")
+	NodeRegistryAuthenticateNode = natsrpc.NewMethod[*AuthenticateNodeRequest, *AuthenticateNodeResponse](NodeRegistryServiceName, "AuthenticateNode").Idempotent()
 	// Reattest comes from the gateway's POST /v1/node/attest: a node's
 	// periodic re-attestation; a refusal marks the node untrusted.
 	NodeRegistryReattest               = natsrpc.NewMethod[*ReattestRequest, *ReattestResponse](NodeRegistryServiceName, "Reattest")
 	NodeRegistryCreateAttestationNonce = natsrpc.NewMethod[*CreateAttestationNonceRequest, *CreateAttestationNonceResponse](NodeRegistryServiceName, "CreateAttestationNonce")
 	// ListNodes, GetNode and DeregisterNode are for account members; the
 	// gateway authorizes them (node.list, node.deregister).
-	NodeRegistryListNodes      = natsrpc.NewMethod[*ListNodesRequest, *ListNodesResponse](NodeRegistryServiceName, "ListNodes")
-	NodeRegistryGetNode        = natsrpc.NewMethod[*GetNodeRequest, *GetNodeResponse](NodeRegistryServiceName, "GetNode")
+	NodeRegistryListNodes      = natsrpc.NewMethod[*ListNodesRequest, *ListNodesResponse](NodeRegistryServiceName, "ListNodes").Idempotent()
+	NodeRegistryGetNode        = natsrpc.NewMethod[*GetNodeRequest, *GetNodeResponse](NodeRegistryServiceName, "GetNode").Idempotent()
 	NodeRegistryDeregisterNode = natsrpc.NewMethod[*DeregisterNodeRequest, *DeregisterNodeResponse](NodeRegistryServiceName, "DeregisterNode")
 )
 
