@@ -79,6 +79,28 @@ func TestReadsSeeTheLatestWriteOnACluster(t *testing.T) {
 	c.Heal(cut)
 }
 
+// A process that asks for fewer replicas than a bucket has (started
+// without the deployment's --replicas) leaves it as it is.
+func TestOpenNeverScalesABucketDown(t *testing.T) {
+	c := testkit.StartCluster(t, 3)
+	ctx := context.Background()
+	_, js := c.JetStream(t, 0)
+	for _, step := range []struct{ ask, want int }{{3, 3}, {1, 3}} {
+		if _, err := kv.Open[thing](ctx, js, kv.Config{Bucket: "things", Replicas: step.ask}); err != nil {
+			t.Fatal(err)
+		}
+		for _, name := range []string{"KV_things", "KV_" + kv.OutboxBucket("things")} {
+			st, err := js.Stream(ctx, name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r := st.CachedInfo().Config.Replicas; r != step.want {
+				t.Fatalf("after Open with %d replicas, %s has %d, want %d", step.ask, name, r, step.want)
+			}
+		}
+	}
+}
+
 func roundTrips(ctx context.Context, writer *kv.Store[thing], readers []*kv.Store[thing], w, rounds int) error {
 	for i := range rounds {
 		key := fmt.Sprintf("w%d-k%d", w, i)

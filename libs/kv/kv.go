@@ -214,6 +214,11 @@ func Open[T any](ctx context.Context, js jetstream.JetStream, cfg Config, opts .
 		return nil, errors.New("kv: bucket name is required")
 	}
 	replicas := max(cfg.Replicas, 1)
+	// No process makes a bucket less redundant (EnsureStreams' rule):
+	// one that asks for fewer replicas than it has leaves them.
+	if st, err := js.Stream(ctx, "KV_"+cfg.Bucket); err == nil {
+		replicas = max(replicas, st.CachedInfo().Config.Replicas)
+	}
 	s := &Store[T]{js: js, bucket: cfg.Bucket, subject: "$KV." + cfg.Bucket + ".", replicated: replicas > 1,
 		opts: options{recoveryGrace: DefaultRecoveryGrace}}
 	for _, o := range opts {
