@@ -10,6 +10,7 @@ import (
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/pem"
 	"os"
 	"os/exec"
@@ -28,6 +29,7 @@ import (
 	cav1 "github.com/cloister-cc/cloister/libs/gen/cloister/ca/v1"
 	imageconverterv1 "github.com/cloister-cc/cloister/libs/gen/cloister/imageconverter/v1"
 	noderegistryv1 "github.com/cloister-cc/cloister/libs/gen/cloister/noderegistry/v1"
+	"github.com/cloister-cc/cloister/libs/kv"
 	"github.com/cloister-cc/cloister/libs/pki"
 	"github.com/cloister-cc/cloister/libs/service"
 	"github.com/cloister-cc/cloister/libs/sgx"
@@ -36,6 +38,7 @@ import (
 	"github.com/cloister-cc/cloister/libs/testkit/servicetest"
 	"github.com/cloister-cc/cloister/services/attestation"
 	"github.com/cloister-cc/cloister/services/ca"
+	"github.com/cloister-cc/cloister/services/ca/internal/app"
 )
 
 const domain = "hello.cloister.test"
@@ -125,6 +128,7 @@ func newKey(t *testing.T, kind string) crypto.Signer {
 type request struct {
 	account, app, verdict string
 	csr                   []byte
+	nonce                 []byte // in the quote's REPORTDATA
 }
 
 // enclave does what the launcher does in simulation: a CSR for names, a
@@ -192,7 +196,7 @@ func (s *appStack) enclaveWith(o enclaveOpts) request {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return request{account: s.account, app: s.app, verdict: v.GetVerdict().GetId(), csr: csr}
+	return request{account: s.account, app: s.app, verdict: v.GetVerdict().GetId(), csr: csr, nonce: o.nonce}
 }
 
 func (s *appStack) issue(r request) (*cav1.IssueAppCertificateResponse, error) {
@@ -246,7 +250,9 @@ func TestAppCertificateRefusals(t *testing.T) {
 		{"key does not match the report-data binding", func() request {
 			return s.enclaveWith(enclaveOpts{key: newKey(t, "ec-p256"), bindKey: newKey(t, "ec-p256"), names: []string{domain}})
 		}, "binding"},
-		{"reused nonce", func() request { return used }, "nonce"},
+		{"a nonce used for another key", func() request {
+			return s.enclaveWith(enclaveOpts{key: newKey(t, "ec-p256"), names: []string{domain}, nonce: used.nonce})
+		}, "nonce"},
 		{"nonce the CA never issued", func() request {
 			return s.enclaveWith(enclaveOpts{key: newKey(t, "ec-p256"), names: []string{domain}, nonce: bytes.Repeat([]byte{9}, 32)})
 		}, "nonce"},
@@ -280,27 +286,54 @@ func TestAppCertificateRefusals(t *testing.T) {
 	}
 }
 
-// TestOneNonceOneCertificate: requests racing with one attestation (one
-// nonce) get one certificate between them.
+// TestOneNonceOneCertificate: requests racing with one nonce get one
+// certificate between them. The same request sent again (its answer lost)
+// is given that certificate, by each of its sendings; another key bound to
+// the nonce is refused.
 func TestOneNonceOneCertificate(t *testing.T) {
 	s := startApps(t, cache.NewMemory(0))
 	r := s.enclave(newKey(t, "ec-p256"), domain)
-	before := s.count()
 	const racers = 8
-	results := make(chan error, racers)
-	for range racers {
-		go func() { _, err := s.issue(r); results <- err }()
-	}
-	ok := 0
-	for range racers {
-		if err := <-results; err == nil {
-			ok++
-		} else if !strings.Contains(err.Error(), "nonce check") {
-			t.Errorf("a racing request failed otherwise than by the nonce check: %v", err)
+	reqs := make([]request, 2*racers)
+	for i := range reqs {
+		reqs[i] = r
+		if i%2 == 1 { // another key, bound to the same nonce
+			reqs[i] = s.enclaveWith(enclaveOpts{key: newKey(t, "ec-p256"), names: []string{domain}, nonce: r.nonce})
 		}
 	}
-	if ok != 1 || s.count() != before+1 {
-		t.Fatalf("%d requests succeeded and %d certificates were issued; want 1 and 1", ok, s.count()-before)
+	before := s.count()
+	type result struct {
+		same   bool // the shared request, not another key
+		serial string
+		err    error
+	}
+	results := make(chan result, len(reqs))
+	for i, req := range reqs {
+		go func() {
+			resp, err := s.issue(req)
+			results <- result{i%2 == 0, resp.GetCertificate().GetSerial(), err}
+		}()
+	}
+	serials := map[string]bool{}
+	given := map[bool]int{}
+	for range reqs {
+		res := <-results
+		switch {
+		case res.err == nil:
+			serials[res.serial] = true
+			given[res.same]++
+		case !strings.Contains(res.err.Error(), "nonce check"):
+			t.Errorf("a racing request failed otherwise than by the nonce check: %v", res.err)
+		}
+	}
+	if len(serials) != 1 || s.count() != before+1 {
+		t.Fatalf("requests were given %d certificates and %d were issued; want one", len(serials), s.count()-before)
+	}
+	// If the shared request won, each of its sendings is given the
+	// certificate; if another key did, it alone is.
+	if !(given[true] == racers && given[false] == 0 || given[true] == 0 && given[false] == 1) {
+		t.Fatalf("%d sendings of the shared request and %d other keys were given the certificate; want %d and 0, or 0 and 1",
+			given[true], given[false], racers)
 	}
 }
 
@@ -478,4 +511,28 @@ func (s *appStack) qeFor(account string) *sim.QE {
 	}
 	s.qes[account] = qe
 	return qe
+}
+
+// A nonce recorded before nonces remembered their use (its expiry alone)
+// is still taken, once.
+func TestNonceOfTheEarlierLayout(t *testing.T) {
+	s := startApps(t, cache.NewMemory(0))
+	_, js := s.n.JetStream(t)
+	ctx := context.Background()
+	old, err := kv.Open[time.Time](ctx, js, kv.Config{Bucket: "ca_nonces", TTL: app.NonceLifetime + time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nonce := bytes.Repeat([]byte{0x5a}, 32)
+	if _, err := old.Create(ctx, s.account+"."+hex.EncodeToString(nonce), time.Now().Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	r := s.enclaveWith(enclaveOpts{key: newKey(t, "ec-p256"), names: []string{domain}, nonce: nonce})
+	if _, err := s.issue(r); err != nil {
+		t.Fatalf("issuance with a nonce of the earlier layout = %v", err)
+	}
+	other := s.enclaveWith(enclaveOpts{key: newKey(t, "ec-p256"), names: []string{domain}, nonce: nonce})
+	if _, err := s.issue(other); err == nil || !strings.Contains(err.Error(), "nonce check") {
+		t.Fatalf("another key with that nonce = %v, want refused by the nonce check", err)
+	}
 }

@@ -57,16 +57,41 @@ type Withdrawals interface {
 	Apply(ctx context.Context, key string, put, remove func(context.Context) error) error
 }
 
-// Nonces hands out single-use nonces.
+// Nonces hands out single-use nonces, and remember what each was used for
+// until it expires: the same request, sent again after its answer was
+// lost, is given the certificate it was issued.
 type Nonces interface {
 	Create(ctx context.Context, accountID string, nonce []byte, expires time.Time) error
-	// Consume removes the nonce and returns when it expires; ErrNonceUnknown
-	// when it was never issued, has gone, or another request consumed it.
-	Consume(ctx context.Context, accountID string, nonce []byte) (time.Time, error)
+	// Consume marks the nonce used by the request whose REPORTDATA binds
+	// binding, and returns when it expires; ErrNonceUnknown when it was
+	// never issued or has gone; a *NonceUsedError when a request used it
+	// already.
+	Consume(ctx context.Context, accountID string, nonce []byte, binding [32]byte) (time.Time, error)
+	// Issued records the certificate issued for the nonce's request.
+	Issued(ctx context.Context, accountID string, nonce []byte, serial string) error
+	// Use reads what the nonce was used for (ErrNonceUnknown if it was not).
+	Use(ctx context.Context, accountID string, nonce []byte) (NonceUse, error)
 }
 
-// ErrNonceUnknown is returned by Nonces.Consume.
+// ErrNonceUnknown is returned by Nonces.
 var ErrNonceUnknown = errors.New("nonce unknown")
+
+// NonceUse is what a used nonce was used for: the binding of the request
+// that used it, and the serial of the certificate it was issued ("" until
+// it is recorded).
+type NonceUse struct {
+	Binding [32]byte
+	Serial  string
+}
+
+// NonceUsedError is returned by Nonces.Consume for a nonce used already.
+type NonceUsedError struct{ Use NonceUse }
+
+func (e *NonceUsedError) Error() string { return "nonce used" }
+
+// issuedWait is how long a request whose nonce its own earlier sending is
+// using waits for that one to record its certificate.
+const issuedWait = 10 * time.Second
 
 // Verdicts fetches attestation verdicts; ErrVerdictNotFound when the
 // account has no verdict with that id.
@@ -164,8 +189,13 @@ func (s *Service) IssueAppCertificate(ctx context.Context, r AppRequest) (domain
 	if err := s.approved(ctx, r.AccountID, r.AppID, v, csr.DNSNames, false); err != nil {
 		return domain.Certificate{}, nil, err
 	}
-	expires, err := s.issuance.Nonces.Consume(ctx, r.AccountID, v.ReportData[32:])
-	if errors.Is(err, ErrNonceUnknown) || err == nil && !s.clock().Before(expires) {
+	nonce, binding := v.ReportData[32:], [32]byte(v.ReportData[:32])
+	expires, err := s.issuance.Nonces.Consume(ctx, r.AccountID, nonce, binding)
+	if used := (*NonceUsedError)(nil); errors.As(err, &used) && used.Use.Binding == binding {
+		// This request was sent before: its answer was lost.
+		return s.issuedBefore(ctx, r, nonce, used.Use)
+	}
+	if errors.Is(err, ErrNonceUnknown) || errors.As(err, new(*NonceUsedError)) || err == nil && !s.clock().Before(expires) {
 		return domain.Certificate{}, nil, refuse("nonce", "the nonce in REPORTDATA was not issued by this CA, has expired, or was used already")
 	}
 	if err != nil {
@@ -191,6 +221,9 @@ func (s *Service) IssueAppCertificate(ctx context.Context, r AppRequest) (domain
 	if err := s.certs.Create(ctx, rec, issued); err != nil {
 		return domain.Certificate{}, nil, err
 	}
+	if err := s.issuance.Nonces.Issued(ctx, r.AccountID, nonce, rec.Serial); err != nil {
+		return domain.Certificate{}, nil, err
+	}
 	if err := s.stillOpen(ctx, rec); err != nil {
 		return domain.Certificate{}, nil, err
 	}
@@ -202,6 +235,41 @@ func (s *Service) IssueAppCertificate(ctx context.Context, r AppRequest) (domain
 		if _, rerr := s.Revoke(ctx, r.AccountID, rec.Serial, "approval withdrawn during issuance", nil); rerr != nil {
 			return domain.Certificate{}, nil, errors.Join(err, rerr)
 		}
+		return domain.Certificate{}, nil, err
+	}
+	return rec, ca, nil
+}
+
+// issuedBefore answers a request sent again (the same nonce, the same key
+// bound to it) with the certificate its first sending was issued, once
+// that is recorded; a certificate since revoked, or of another
+// application, is refused as a used nonce is.
+func (s *Service) issuedBefore(ctx context.Context, r AppRequest, nonce []byte, use NonceUse) (domain.Certificate, *pki.CA, error) {
+	usedAgain := refuse("nonce", "the nonce in REPORTDATA was not issued by this CA, has expired, or was used already")
+	deadline := time.Now().Add(issuedWait)
+	for use.Serial == "" {
+		if time.Now().After(deadline) {
+			return domain.Certificate{}, nil, usedAgain
+		}
+		select {
+		case <-ctx.Done():
+			return domain.Certificate{}, nil, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+		var err error
+		if use, err = s.issuance.Nonces.Use(ctx, r.AccountID, nonce); err != nil {
+			return domain.Certificate{}, nil, err
+		}
+	}
+	rec, err := s.certs.Get(ctx, r.AccountID, use.Serial)
+	if err != nil {
+		return domain.Certificate{}, nil, err
+	}
+	if rec.Revoked || rec.Kind != "app" || rec.SubjectID != r.AppID {
+		return domain.Certificate{}, nil, usedAgain
+	}
+	ca, err := s.openCA(ctx, r.AccountID)
+	if err != nil {
 		return domain.Certificate{}, nil, err
 	}
 	return rec, ca, nil

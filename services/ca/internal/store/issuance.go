@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"strings"
@@ -39,7 +40,7 @@ func OpenIssuance(ctx context.Context, js jetstream.JetStream, replicas int, c c
 		return app.Issuance{}, err
 	}
 	// Entries outlive their nonce a little; Consume checks the expiry.
-	nonces, err := kv.Open[time.Time](ctx, js, kv.Config{Bucket: BucketNonces, Replicas: replicas, TTL: app.NonceLifetime + time.Minute}, opts...)
+	nonces, err := kv.Open[nonceRecord](ctx, js, kv.Config{Bucket: BucketNonces, Replicas: replicas, TTL: app.NonceLifetime + time.Minute}, opts...)
 	if err != nil {
 		return app.Issuance{}, err
 	}
@@ -184,22 +185,98 @@ func (s *Images) RemoveWhere(ctx context.Context, accountID, appID string, drop 
 	return nil
 }
 
-// Nonces keeps issued nonces until used or expired, keyed <account>.<hex>.
-type Nonces struct{ kv *kv.Store[time.Time] }
+// nonceRecord is an issued nonce: when it expires, and once used, the
+// binding of the request that used it and the serial of the certificate
+// that request was issued.
+type nonceRecord struct {
+	Expires time.Time `json:"expires"`
+	Used    bool      `json:"used,omitempty"`
+	Binding []byte    `json:"binding,omitempty"`
+	Serial  string    `json:"serial,omitempty"`
+}
+
+// UnmarshalJSON reads a record, or the expiry alone that records were
+// before nonces remembered their use.
+func (r *nonceRecord) UnmarshalJSON(b []byte) error {
+	if len(b) > 0 && b[0] == '"' {
+		*r = nonceRecord{}
+		return json.Unmarshal(b, &r.Expires)
+	}
+	type plain nonceRecord
+	return json.Unmarshal(b, (*plain)(r))
+}
+
+// Nonces keeps issued nonces until they expire, keyed <account>.<hex>.
+type Nonces struct{ kv *kv.Store[nonceRecord] }
 
 var _ app.Nonces = (*Nonces)(nil)
 
+func nonceKey(accountID string, nonce []byte) string {
+	return accountID + "." + hex.EncodeToString(nonce)
+}
+
 // Create implements app.Nonces.
 func (s *Nonces) Create(ctx context.Context, accountID string, nonce []byte, expires time.Time) error {
-	_, err := s.kv.Create(ctx, accountID+"."+hex.EncodeToString(nonce), expires)
+	_, err := s.kv.Create(ctx, nonceKey(accountID, nonce), nonceRecord{Expires: expires})
 	return err
 }
 
 // Consume implements app.Nonces: of two racing requests one wins.
-func (s *Nonces) Consume(ctx context.Context, accountID string, nonce []byte) (time.Time, error) {
-	t, err := s.kv.Take(ctx, accountID+"."+hex.EncodeToString(nonce))
+func (s *Nonces) Consume(ctx context.Context, accountID string, nonce []byte, binding [32]byte) (time.Time, error) {
+	key := nonceKey(accountID, nonce)
+	e, err := s.kv.Get(ctx, key)
 	if errors.Is(err, kv.ErrNotFound) {
 		return time.Time{}, app.ErrNonceUnknown
 	}
-	return t, err
+	if err != nil {
+		return time.Time{}, err
+	}
+	if e.Value.Used {
+		return time.Time{}, &app.NonceUsedError{Use: use(e.Value)}
+	}
+	r := e.Value
+	r.Used, r.Binding = true, binding[:]
+	if _, err := s.kv.Update(ctx, key, r, e.Version); errors.Is(err, kv.ErrConflict) {
+		// Another request used it meanwhile.
+		u, err := s.Use(ctx, accountID, nonce)
+		if err != nil {
+			return time.Time{}, err
+		}
+		return time.Time{}, &app.NonceUsedError{Use: u}
+	} else if err != nil {
+		return time.Time{}, err
+	}
+	return r.Expires, nil
+}
+
+// Issued implements app.Nonces.
+func (s *Nonces) Issued(ctx context.Context, accountID string, nonce []byte, serial string) error {
+	key := nonceKey(accountID, nonce)
+	e, err := s.kv.Get(ctx, key)
+	if err != nil {
+		return err
+	}
+	r := e.Value
+	r.Serial = serial
+	_, err = s.kv.Update(ctx, key, r, e.Version)
+	return err
+}
+
+// Use implements app.Nonces.
+func (s *Nonces) Use(ctx context.Context, accountID string, nonce []byte) (app.NonceUse, error) {
+	e, err := s.kv.Get(ctx, nonceKey(accountID, nonce))
+	if errors.Is(err, kv.ErrNotFound) || err == nil && !e.Value.Used {
+		return app.NonceUse{}, app.ErrNonceUnknown
+	}
+	if err != nil {
+		return app.NonceUse{}, err
+	}
+	return use(e.Value), nil
+}
+
+func use(r nonceRecord) app.NonceUse {
+	var u app.NonceUse
+	copy(u.Binding[:], r.Binding)
+	u.Serial = r.Serial
+	return u
 }

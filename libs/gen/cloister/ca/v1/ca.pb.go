@@ -1819,15 +1819,15 @@ const file_cloister_ca_v1_ca_proto_rawDesc = "" +
 	"\n" +
 	"account_id\x18\x01 \x01(\tR\taccountId\x12\x1f\n" +
 	"\vroot_sha256\x18\x02 \x01(\tR\n" +
-	"rootSha2562\x99\b\n" +
+	"rootSha2562\x9e\b\n" +
 	"\tCAService\x12I\n" +
 	"\x05GetCA\x12\x1c.cloister.ca.v1.GetCARequest\x1a\x1d.cloister.ca.v1.GetCAResponse\"\x03\x90\x02\x01\x12L\n" +
 	"\x06GetCRL\x12\x1d.cloister.ca.v1.GetCRLRequest\x1a\x1e.cloister.ca.v1.GetCRLResponse\"\x03\x90\x02\x02\x12Y\n" +
 	"\fRotateIssuer\x12#.cloister.ca.v1.RotateIssuerRequest\x1a$.cloister.ca.v1.RotateIssuerResponse\x12Y\n" +
 	"\fRetireIssuer\x12#.cloister.ca.v1.RetireIssuerRequest\x1a$.cloister.ca.v1.RetireIssuerResponse\x12q\n" +
 	"\x14IssueNodeCertificate\x12+.cloister.ca.v1.IssueNodeCertificateRequest\x1a,.cloister.ca.v1.IssueNodeCertificateResponse\x12V\n" +
-	"\vCreateNonce\x12\".cloister.ca.v1.CreateNonceRequest\x1a#.cloister.ca.v1.CreateNonceResponse\x12n\n" +
-	"\x13IssueAppCertificate\x12*.cloister.ca.v1.IssueAppCertificateRequest\x1a+.cloister.ca.v1.IssueAppCertificateResponse\x12j\n" +
+	"\vCreateNonce\x12\".cloister.ca.v1.CreateNonceRequest\x1a#.cloister.ca.v1.CreateNonceResponse\x12s\n" +
+	"\x13IssueAppCertificate\x12*.cloister.ca.v1.IssueAppCertificateRequest\x1a+.cloister.ca.v1.IssueAppCertificateResponse\"\x03\x90\x02\x02\x12j\n" +
 	"\x10ListCertificates\x12'.cloister.ca.v1.ListCertificatesRequest\x1a(.cloister.ca.v1.ListCertificatesResponse\"\x03\x90\x02\x01\x12d\n" +
 	"\x0eGetCertificate\x12%.cloister.ca.v1.GetCertificateRequest\x1a&.cloister.ca.v1.GetCertificateResponse\"\x03\x90\x02\x01\x12h\n" +
 	"\x11RevokeCertificate\x12(.cloister.ca.v1.RevokeCertificateRequest\x1a).cloister.ca.v1.RevokeCertificateResponse\x12F\n" +

@@ -26,8 +26,10 @@ var (
 	// IssueNodeCertificate is for the node registry only.
 	CAIssueNodeCertificate = natsrpc.NewMethod[*IssueNodeCertificateRequest, *IssueNodeCertificateResponse](CAServiceName, "IssueNodeCertificate")
 	// CreateNonce and IssueAppCertificate serve enclaves, through their node.
-	CACreateNonce         = natsrpc.NewMethod[*CreateNonceRequest, *CreateNonceResponse](CAServiceName, "CreateNonce")
-	CAIssueAppCertificate = natsrpc.NewMethod[*IssueAppCertificateRequest, *IssueAppCertificateResponse](CAServiceName, "IssueAppCertificate")
+	CACreateNonce = natsrpc.NewMethod[*CreateNonceRequest, *CreateNonceResponse](CAServiceName, "CreateNonce")
+	// The same request sent again (its nonce, the key its REPORTDATA binds)
+	// is given the certificate its first sending was issued.
+	CAIssueAppCertificate = natsrpc.NewMethod[*IssueAppCertificateRequest, *IssueAppCertificateResponse](CAServiceName, "IssueAppCertificate").Idempotent()
 	CAListCertificates    = natsrpc.NewMethod[*ListCertificatesRequest, *ListCertificatesResponse](CAServiceName, "ListCertificates").Idempotent()
 	CAGetCertificate      = natsrpc.NewMethod[*GetCertificateRequest, *GetCertificateResponse](CAServiceName, "GetCertificate").Idempotent()
 	CARevokeCertificate   = natsrpc.NewMethod[*RevokeCertificateRequest, *RevokeCertificateResponse](CAServiceName, "RevokeCertificate")
