@@ -646,7 +646,7 @@ func (s *Store[T]) put(ctx context.Context, key string, data []byte, rev uint64)
 		case <-ctx.Done():
 			return 0, ctx.Err()
 		case <-timeout.C:
-			return 0, fmt.Errorf("no acknowledgement in %v", flushTimeout)
+			return 0, errs.Newf(errs.Unavailable, "no acknowledgement in %v; try again", flushTimeout)
 		}
 	}
 	var api *jetstream.APIError
@@ -655,6 +655,9 @@ func (s *Store[T]) put(ctx context.Context, key string, data []byte, rev uint64)
 			return s.kv.Create(ctx, key, data)
 		}
 		return 0, jetstream.ErrKeyRevisionMismatch
+	}
+	if transient(err) {
+		return 0, errs.Newf(errs.Unavailable, "%v; try again", err)
 	}
 	return 0, err
 }

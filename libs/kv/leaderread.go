@@ -9,6 +9,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/cloister-cc/cloister/libs/errs"
 )
 
 // rawEntry is a key's latest stored message.
@@ -59,6 +61,45 @@ func (s *Store[T]) leaderGet(ctx context.Context, key string) (rawEntry, error) 
 	if err != nil {
 		return rawEntry{}, err
 	}
+	// A stream electing a leader (seconds, after its leader's server
+	// died) answers that it is unavailable: the read waits it out, until
+	// ctx ends, and then says to try again later.
+	for {
+		attempt, cancel := context.WithTimeout(ctx, attemptTimeout)
+		e, err := s.leaderGetOnce(attempt, req)
+		cancel()
+		if !transient(err) {
+			return e, err
+		}
+		select {
+		case <-ctx.Done():
+			return rawEntry{}, errs.Newf(errs.Unavailable, "%v; try again", err)
+		case <-time.After(retryPause):
+		}
+	}
+}
+
+// attemptTimeout bounds one request of a read, retryPause is the pause
+// after one that found the stream without a leader.
+const (
+	attemptTimeout = 2 * time.Second
+	retryPause     = 100 * time.Millisecond
+)
+
+// jsClusterUnavailable is JetStream's error code for a stream or the meta
+// group without a leader for the moment.
+const jsClusterUnavailable jetstream.ErrorCode = 10008
+
+// transient reports whether err is JetStream being unreachable for a
+// moment: no leader, no answer, no one serving the API.
+func transient(err error) bool {
+	var api *jetstream.APIError
+	return errors.As(err, &api) && api.ErrorCode == jsClusterUnavailable ||
+		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders) ||
+		errors.Is(err, jetstream.ErrNoStreamResponse)
+}
+
+func (s *Store[T]) leaderGetOnce(ctx context.Context, req []byte) (rawEntry, error) {
 	reply, err := s.js.Conn().RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET.KV_"+s.bucket, req)
 	if err != nil {
 		return rawEntry{}, err
@@ -71,7 +112,7 @@ func (s *Store[T]) leaderGet(ctx context.Context, key string) (rawEntry, error) 
 		if resp.Error.ErrCode == jetstream.JSErrCodeMessageNotFound {
 			return rawEntry{}, ErrNotFound
 		}
-		return rawEntry{}, fmt.Errorf("%s (%d)", resp.Error.Description, resp.Error.ErrCode)
+		return rawEntry{}, &jetstream.APIError{Code: resp.Error.Code, ErrorCode: resp.Error.ErrCode, Description: resp.Error.Description}
 	}
 	if resp.Message == nil {
 		return rawEntry{}, errors.New("the stream answered without a message")
