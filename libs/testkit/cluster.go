@@ -154,12 +154,7 @@ func (c *Cluster) start(i int) {
 // JetStream state is whatever it had written. Killing a killed node is
 // harmless.
 func (c *Cluster) Kill(i int) {
-	n := c.Nodes[i]
-	n.mu.Lock()
-	s := n.server
-	n.server = nil
-	n.mu.Unlock()
-	if s != nil {
+	if s := c.Nodes[i].take(); s != nil {
 		s.Shutdown()
 		s.WaitForShutdown()
 	}
@@ -169,15 +164,19 @@ func (c *Cluster) Kill(i int) {
 // handing its leaderships to other nodes and closing its clients over a
 // while so they move elsewhere.
 func (c *Cluster) Stop(i int) {
-	n := c.Nodes[i]
-	n.mu.Lock()
-	s := n.server
-	n.server = nil
-	n.mu.Unlock()
-	if s != nil {
+	if s := c.Nodes[i].take(); s != nil {
 		s.LameDuckShutdown()
 		s.WaitForShutdown()
 	}
+}
+
+// take returns the node's server, if it runs, and marks it stopped.
+func (n *ClusterNode) take() *server.Server {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	s := n.server
+	n.server = nil
+	return s
 }
 
 // Restart starts node i again, on its ports and JetStream directory.

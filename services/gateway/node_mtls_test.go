@@ -657,15 +657,12 @@ func TestNodeSimulatedQE(t *testing.T) {
 	}
 }
 
-// enclaveOn makes acct (whose admin is token, user adminID) an approved
-// application serving domain, and has the CA issue, through node n (whose
-// client is c on srv), the certificate of an enclave of it: what a node
-// may then report running. It returns the application's id, the image's
-// MRENCLAVE (hex) and the certificate's serial.
-func (s *stack) enclaveOn(t *testing.T, token, adminID, acct, domain string, c *http.Client, srv *httptest.Server) (appID, mrenclave, serial string) {
+// approvedHello is convertedHello with its domain and image approved by
+// token's user, adminID.
+func (s *stack) approvedHello(t *testing.T, token, adminID, acct, domain string) (app struct{ ID string }, body sgx.ReportBody) {
 	t.Helper()
 	base := "/v1/accounts/" + acct
-	app, body := s.convertedHello(t, token, adminID, acct, domain)
+	app, body = s.convertedHello(t, token, adminID, acct, domain)
 	var tasks struct{ Items []struct{ ID string } }
 	testkit.Eventually(t, 10*time.Second, func() bool {
 		do(t, s.srv, "GET", base+"/tasks?status=pending", token, nil).decode(t, &tasks)
@@ -676,6 +673,17 @@ func (s *stack) enclaveOn(t *testing.T, token, adminID, acct, domain string, c *
 			t.Fatalf("approving %s = %d %s", task.ID, r.status, r.body)
 		}
 	}
+	return app, body
+}
+
+// enclaveOn makes acct (whose admin is token, user adminID) an approved
+// application serving domain, and has the CA issue, through node n (whose
+// client is c on srv), the certificate of an enclave of it: what a node
+// may then report running. It returns the application's id, the image's
+// MRENCLAVE (hex) and the certificate's serial.
+func (s *stack) enclaveOn(t *testing.T, token, adminID, acct, domain string, c *http.Client, srv *httptest.Server) (appID, mrenclave, serial string) {
+	t.Helper()
+	app, body := s.approvedHello(t, token, adminID, acct, domain)
 	qe, err := s.att.SimulatedQE(acct)
 	if err != nil {
 		t.Fatal(err)
