@@ -2,6 +2,7 @@ package gateway_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -9,13 +10,23 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/cloister-cc/cloister/libs/events"
+	eventsv1 "github.com/cloister-cc/cloister/libs/gen/cloister/events/v1"
+	imageconverterv1 "github.com/cloister-cc/cloister/libs/gen/cloister/imageconverter/v1"
 	"github.com/cloister-cc/cloister/libs/sgx"
 	"github.com/cloister-cc/cloister/libs/sgx/sim"
 	"github.com/cloister-cc/cloister/libs/testkit"
@@ -174,6 +185,56 @@ func report(attempts []attempt, from, to time.Time) (unavailable time.Duration, 
 	return unavailable, failures, last
 }
 
+// announced counts the events on subject by the id of the image they are
+// about, reading the EVENTS stream from its start.
+func announced(t *testing.T, js jetstream.JetStream, subject string) map[string]int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cons, err := js.OrderedConsumer(ctx, events.StreamEvents, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}})
+	if err != nil {
+		return nil // the cluster is busy: the caller asks again
+	}
+	count := map[string]int{}
+	for {
+		batch, err := cons.Fetch(100, jetstream.FetchMaxWait(time.Second))
+		if err != nil {
+			return count
+		}
+		n := 0
+		for m := range batch.Messages() {
+			n++
+			var env eventsv1.Envelope
+			var ev imageconverterv1.ImageConverted
+			if err := proto.Unmarshal(m.Data(), &env); err != nil || proto.Unmarshal(env.GetPayload(), &ev) != nil {
+				t.Fatalf("an event on %s that does not decode: %v", subject, err)
+			}
+			count[ev.GetImage().GetId()]++
+		}
+		if n == 0 {
+			return count
+		}
+	}
+}
+
+// postTolerant is a POST of the API that does not fail the test on a 5xx.
+func postTolerant(url, token string, in any) (int, []byte, error) {
+	b, _ := json.Marshal(in)
+	req, err := http.NewRequest("POST", url, bytes.NewReader(b))
+	if err != nil {
+		return 0, nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	out, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, out, err
+}
+
 // getTolerant is a GET of the API that does not fail the test on a 5xx.
 func getTolerant(url, token string) (int, []byte, error) {
 	req, err := http.NewRequest("GET", url, nil)
@@ -305,4 +366,102 @@ func TestIssuanceThroughFaults(t *testing.T) {
 	if lost != 0 || duplicated != 0 {
 		t.Fatalf("lost %d, duplicated %d", lost, duplicated)
 	}
+}
+
+// TestConversionsThroughANodeDeath converts images on a three-node
+// cluster with two converting replicas, each on its own node: the node
+// leading the converters' work queue (JOBS) is killed as the first
+// conversion starts, and the others are asked for during its election.
+// Each completes, and is announced once (one ImageConverted each; one
+// whose publish failed in the election comes from the outbox's recovery).
+func TestConversionsThroughANodeDeath(t *testing.T) {
+	c := testkit.StartCluster(t, 3)
+	s := newStackOn(t, memory(t), c, 2)
+	startImageWorker(t, s)
+	startImageWorker(t, s)
+	host := startImageRegistry(t)
+	// Large enough that conversions take a while: the kill falls among them.
+	img, err := random.Image(4<<20, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, err := name.ParseReference(host + "/in:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(ref, img); err != nil {
+		t.Fatal(err)
+	}
+	_, admin := s.user("ada@example.com")
+	acct := s.account(admin, "A")
+	base := "/v1/accounts/" + acct
+	if r := do(t, s.srv, "POST", base+"/apps", admin, map[string]any{"name": "hello", "input_image": host + "/in:1", "output_image": host + "/out", "entrypoint": []string{"/bin/hello"}}); r.status != 201 {
+		t.Fatalf("creating the app = %d %s", r.status, r.body)
+	}
+	const conversions = 6
+	ids := map[string]bool{}
+	convert := func(i int) string {
+		var r response
+		testkit.EventuallyMsg(t, 30*time.Second, func() bool { // the signing key comes with AccountCreated
+			code, body, err := postTolerant(s.srv.URL+base+"/images", admin, map[string]string{"app": "hello", "tag": fmt.Sprint(i)})
+			r = response{status: code, body: body}
+			return err == nil && code == 202
+		}, func() string { return fmt.Sprintf("converting never accepted: %d %s", r.status, r.body) })
+		var img struct{ ID string }
+		r.decode(t, &img)
+		ids[img.ID] = true
+		return img.ID
+	}
+	// The first conversion starts, the JOBS leader dies, the others are
+	// asked for while a new one is elected.
+	first := convert(0)
+	killed := c.WaitForStreamLeader("JOBS", 10*time.Second)
+	c.Kill(killed)
+	underWay := 0
+	if code, body, err := getTolerant(s.srv.URL+base+"/images/"+first, admin); err != nil || code != 200 || !strings.Contains(string(body), `"status":"converted"`) {
+		underWay++
+	}
+	for i := 1; i < conversions; i++ {
+		convert(i)
+	}
+	status := map[string]string{}
+	testkit.EventuallyMsg(t, 90*time.Second, func() bool {
+		done := 0
+		for id := range ids {
+			code, body, err := getTolerant(s.srv.URL+base+"/images/"+id, admin)
+			var img struct{ Status string }
+			if err == nil && code == 200 && json.Unmarshal(body, &img) == nil {
+				status[id] = img.Status
+			}
+			if status[id] == "failed" {
+				t.Fatalf("conversion %s failed: %s", id, body)
+			}
+			if status[id] == "converted" {
+				done++
+			}
+		}
+		return done == len(ids)
+	}, func() string { return fmt.Sprintf("conversions not all converted: %v", status) })
+	c.Restart(killed)
+
+	// Once: one ImageConverted per image. An event whose publish failed
+	// in the election is published by the outbox's recovery, later.
+	js := s.st.JetStream()
+	var converted map[string]int
+	testkit.EventuallyMsg(t, 60*time.Second, func() bool {
+		converted = announced(t, js, events.Subject("imageconverter", &imageconverterv1.ImageConverted{}))
+		for id := range ids {
+			if converted[id] == 0 {
+				return false
+			}
+		}
+		return true
+	}, func() string { return fmt.Sprintf("not every conversion was announced: %v", converted) })
+	for id := range ids {
+		if converted[id] != 1 {
+			t.Errorf("image %s was announced converted %d times, want once", id, converted[id])
+		}
+	}
+	t.Logf("%d conversions, the first under way when the JOBS leader died (%v), the others asked for during its election: each announced once",
+		len(ids), underWay == 1)
 }
