@@ -132,3 +132,60 @@ func roundTrips(ctx context.Context, writer *kv.Store[thing], readers []*kv.Stor
 	}
 	return nil
 }
+
+// Right after a partition heals, a listing through a node that was not cut
+// off lists every entry, those written during the partition included.
+// JetStream may make no consumer for a moment then ("temporarily
+// unavailable": 15 of 45 listings in an experiment), which List waits out;
+// this test does not always meet that moment. Through the node that was
+// cut off, a listing can still miss the latest entries or hang while it
+// catches up: not solved yet.
+func TestListAfterAPartitionHeals(t *testing.T) {
+	c := testkit.StartCluster(t, 3)
+	ctx := context.Background()
+	var stores []*kv.Store[thing]
+	for node := range c.Nodes {
+		_, js := c.JetStream(t, node)
+		if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: "EVENTS", Subjects: []string{"events.>"}, Replicas: 3}); err != nil {
+			t.Fatal(err)
+		}
+		s, err := kv.Open[thing](ctx, js, kv.Config{Bucket: "things", Replicas: 3})
+		if err != nil {
+			t.Fatal(err)
+		}
+		stores = append(stores, s)
+	}
+	for i := range 100 {
+		if _, err := stores[0].Create(ctx, fmt.Sprintf("a.before-%d", i), thing{Name: "x"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cut := (c.WaitForMetaLeader(10*time.Second) + 1) % 3
+	c.Partition(cut)
+	for i := range 20 {
+		// A write may find the bucket's stream electing a leader: it is
+		// told to try again, as a client would; one that was stored
+		// after all is then a conflict.
+		key := fmt.Sprintf("a.during-%d", i)
+		var err error
+		testkit.EventuallyMsg(t, 30*time.Second, func() bool {
+			wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			defer cancel()
+			_, err = stores[(cut+1)%3].Create(wctx, key, thing{Name: "y"})
+			return err == nil || errors.Is(err, kv.ErrConflict)
+		}, func() string { return fmt.Sprintf("a write beside the partitioned node: %v", err) })
+	}
+	time.Sleep(3 * time.Second) // long enough for the cut-off node to call elections of its own
+	c.Heal(cut)
+	for n, s := range stores {
+		if n == cut {
+			continue
+		}
+		lctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		es, err := s.List(lctx, "a.*")
+		cancel()
+		if err != nil || len(es) != 120 {
+			t.Fatalf("listing through node %d right after the heal = %d entries, %v; want 120", n, len(es), err)
+		}
+	}
+}

@@ -867,16 +867,29 @@ func newVersion(prev uint64) uint64 {
 // List returns the live entries whose keys match filter (NATS wildcards:
 // "acct1.*", "*.user1", ">"), sorted by key.
 func (s *Store[T]) List(ctx context.Context, filter string) ([]Entry[T], error) {
-	w, err := s.kv.WatchFiltered(ctx, []string{filter}, jetstream.IgnoreDeletes())
-	if err != nil {
-		return nil, fmt.Errorf("listing %s/%s: %w", s.bucket, filter, err)
+	// For a few seconds after a partition heals, JetStream makes no
+	// consumer: the listing waits that out, until ctx ends.
+	var w jetstream.KeyWatcher
+	for {
+		var err error
+		if w, err = s.kv.WatchFiltered(ctx, []string{filter}, jetstream.IgnoreDeletes()); err == nil {
+			break
+		}
+		if !transient(err) {
+			return nil, fmt.Errorf("listing %s/%s: %w", s.bucket, filter, err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, errs.Newf(errs.Unavailable, "listing %s/%s: %v; try again", s.bucket, filter, err)
+		case <-time.After(retryPause):
+		}
 	}
 	defer w.Stop()
 	var out []Entry[T]
 	for {
 		select {
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return nil, errs.Newf(errs.Unavailable, "listing %s/%s: %v; try again", s.bucket, filter, ctx.Err())
 		case e, ok := <-w.Updates():
 			if !ok {
 				return nil, fmt.Errorf("listing %s/%s: watcher closed", s.bucket, filter)

@@ -94,7 +94,9 @@ const jsClusterUnavailable jetstream.ErrorCode = 10008
 // moment: no leader, no answer, no one serving the API.
 func transient(err error) bool {
 	var api *jetstream.APIError
+	var legacy *nats.APIError // from nats.go's older JetStream API, which its KV watchers use
 	return errors.As(err, &api) && api.ErrorCode == jsClusterUnavailable ||
+		errors.As(err, &legacy) && legacy.ErrorCode == nats.ErrorCode(jsClusterUnavailable) ||
 		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders) ||
 		errors.Is(err, jetstream.ErrNoStreamResponse)
 }
