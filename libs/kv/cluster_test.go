@@ -21,22 +21,7 @@ import (
 func TestReadsSeeTheLatestWriteOnACluster(t *testing.T) {
 	c := testkit.StartCluster(t, 3)
 	ctx := context.Background()
-	// open opens the store through node, retrying while the node is too
-	// busy catching up to answer JetStream's API in time.
-	open := func(node int) *kv.Store[thing] {
-		_, js := c.JetStream(t, node)
-		var s *kv.Store[thing]
-		var err error
-		testkit.EventuallyMsg(t, 30*time.Second, func() bool {
-			if _, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: "EVENTS", Subjects: []string{"events.>"}, Replicas: 3}); err != nil {
-				return false
-			}
-			s, err = kv.Open[thing](ctx, js, kv.Config{Bucket: "things", Replicas: 3})
-			return err == nil
-		}, func() string { return fmt.Sprintf("opening the store through %s: %v", c.Nodes[node].Name, err) })
-		return s
-	}
-	writer := open(0)
+	writer := openThingsOn(t, c, 0)
 	// The readers are on the nodes that do not lead the bucket's stream:
 	// one of them is cut off, and later killed, below.
 	leader := c.WaitForStreamLeader("KV_things", 10*time.Second)
@@ -44,7 +29,7 @@ func TestReadsSeeTheLatestWriteOnACluster(t *testing.T) {
 	var others []int
 	for i := range c.Nodes {
 		if i != leader {
-			readers, others = append(readers, open(i)), append(others, i)
+			readers, others = append(readers, openThingsOn(t, c, i)), append(others, i)
 		}
 	}
 	cut := others[1]
@@ -77,6 +62,25 @@ func TestReadsSeeTheLatestWriteOnACluster(t *testing.T) {
 		t.Fatalf("a read through a partitioned node = %+v, want an error (the latest value is %q)", got.Value, "after")
 	}
 	c.Heal(cut)
+}
+
+// openThingsOn opens the "things" store, replicated on every node of c,
+// through node, retrying while the node is too busy catching up to answer
+// JetStream's API in time.
+func openThingsOn(t *testing.T, c *testkit.Cluster, node int) *kv.Store[thing] {
+	t.Helper()
+	ctx := context.Background()
+	_, js := c.JetStream(t, node)
+	var s *kv.Store[thing]
+	var err error
+	testkit.EventuallyMsg(t, 30*time.Second, func() bool {
+		if _, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: "EVENTS", Subjects: []string{"events.>"}, Replicas: 3}); err != nil {
+			return false
+		}
+		s, err = kv.Open[thing](ctx, js, kv.Config{Bucket: "things", Replicas: 3})
+		return err == nil
+	}, func() string { return fmt.Sprintf("opening the store through %s: %v", c.Nodes[node].Name, err) })
+	return s
 }
 
 // A process that asks for fewer replicas than a bucket has (started
@@ -145,15 +149,7 @@ func TestListAfterAPartitionHeals(t *testing.T) {
 	ctx := context.Background()
 	var stores []*kv.Store[thing]
 	for node := range c.Nodes {
-		_, js := c.JetStream(t, node)
-		if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: "EVENTS", Subjects: []string{"events.>"}, Replicas: 3}); err != nil {
-			t.Fatal(err)
-		}
-		s, err := kv.Open[thing](ctx, js, kv.Config{Bucket: "things", Replicas: 3})
-		if err != nil {
-			t.Fatal(err)
-		}
-		stores = append(stores, s)
+		stores = append(stores, openThingsOn(t, c, node))
 	}
 	for i := range 100 {
 		if _, err := stores[0].Create(ctx, fmt.Sprintf("a.before-%d", i), thing{Name: "x"}); err != nil {

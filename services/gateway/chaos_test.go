@@ -217,15 +217,24 @@ func announced(t *testing.T, js jetstream.JetStream, subject string) map[string]
 	}
 }
 
-// postTolerant is a POST of the API that does not fail the test on a 5xx.
+// postTolerant and getTolerant call the API without failing the test on
+// a 5xx, which a fault may cause.
 func postTolerant(url, token string, in any) (int, []byte, error) {
 	b, _ := json.Marshal(in)
-	req, err := http.NewRequest("POST", url, bytes.NewReader(b))
+	return callTolerant("POST", url, token, bytes.NewReader(b))
+}
+
+func getTolerant(url, token string) (int, []byte, error) { return callTolerant("GET", url, token, nil) }
+
+func callTolerant(method, url, token string, body io.Reader) (int, []byte, error) {
+	req, err := http.NewRequest(method, url, body)
 	if err != nil {
 		return 0, nil, err
 	}
 	req.Header.Set("Authorization", "Bearer "+token)
-	req.Header.Set("Content-Type", "application/json")
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return 0, nil, err
@@ -233,22 +242,6 @@ func postTolerant(url, token string, in any) (int, []byte, error) {
 	defer resp.Body.Close()
 	out, err := io.ReadAll(resp.Body)
 	return resp.StatusCode, out, err
-}
-
-// getTolerant is a GET of the API that does not fail the test on a 5xx.
-func getTolerant(url, token string) (int, []byte, error) {
-	req, err := http.NewRequest("GET", url, nil)
-	if err != nil {
-		return 0, nil, err
-	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, nil, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, b, err
 }
 
 // TestIssuanceThroughFaults runs Cloister on a three-node cluster (every
