@@ -174,7 +174,7 @@ func AddFlags(f *pflag.FlagSet, cfg *Config) {
 		"without it the server refuses to start there, since anyone who reaches such a NATS can act as any service")
 	f.StringVar(&cfg.RedisURL, "redis-url", "", "Redis for the cache; empty means an in-process cache")
 	f.StringVar(&cfg.RedisPasswordFile, "redis-password-file", "", "file holding the Redis password (kept out of --redis-url and the environment)")
-	f.IntVar(&cfg.Replicas, "replicas", 1, "JetStream replicas of streams and buckets (3 in a cluster)")
+	f.IntVar(&cfg.Replicas, "replicas", 1, "JetStream replicas of streams and buckets (3 in a cluster; one that has more keeps them)")
 	f.StringVar(&cfg.LogLevel, "log-level", "info", "debug, info, warn or error")
 	f.BoolVar(&cfg.Simulation, "simulation", false, "accept simulated SGX evidence from accounts whose policy allows it (on with -dev); needs a master key")
 	f.StringVar(&cfg.MasterKey, "master-key-file", "", "file holding the base64 key-encryption key that seals secrets at rest (or set $CLOISTER_MASTER_KEY; -dev makes one in --data-dir)")

@@ -88,23 +88,7 @@ func (is *issuer) once() (a attempt) {
 }
 
 func (is *issuer) call(method, path string, in any) (int, []byte, error) {
-	var rd io.Reader
-	if in != nil {
-		b, _ := json.Marshal(in)
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequest(method, is.srv.URL+path, rd)
-	if err != nil {
-		return 0, nil, err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := is.c.Do(req)
-	if err != nil {
-		return 0, nil, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, b, err
+	return callTolerant(is.c, method, is.srv.URL+path, "", in)
 }
 
 // run asks until stop is closed.
@@ -217,25 +201,38 @@ func announced(t *testing.T, js jetstream.JetStream, subject string) map[string]
 	}
 }
 
-// postTolerant and getTolerant call the API without failing the test on
-// a 5xx, which a fault may cause.
+// postTolerant and getTolerant call the API as token without failing the
+// test on a 5xx, which a fault may cause.
 func postTolerant(url, token string, in any) (int, []byte, error) {
-	b, _ := json.Marshal(in)
-	return callTolerant("POST", url, token, bytes.NewReader(b))
+	return callTolerant(http.DefaultClient, "POST", url, token, in)
 }
 
-func getTolerant(url, token string) (int, []byte, error) { return callTolerant("GET", url, token, nil) }
+func getTolerant(url, token string) (int, []byte, error) {
+	return callTolerant(http.DefaultClient, "GET", url, token, nil)
+}
 
-func callTolerant(method, url, token string, body io.Reader) (int, []byte, error) {
+// callTolerant sends in (JSON, when not nil) with c, as token when one is
+// given, and returns the answer whatever its status.
+func callTolerant(c *http.Client, method, url, token string, in any) (int, []byte, error) {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return 0, nil, err
+		}
+		body = bytes.NewReader(b)
+	}
 	req, err := http.NewRequest(method, url, body)
 	if err != nil {
 		return 0, nil, err
 	}
-	req.Header.Set("Authorization", "Bearer "+token)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := c.Do(req)
 	if err != nil {
 		return 0, nil, err
 	}

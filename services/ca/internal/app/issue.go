@@ -63,12 +63,12 @@ type Withdrawals interface {
 type Nonces interface {
 	Create(ctx context.Context, accountID string, nonce []byte, expires time.Time) error
 	// Consume marks the nonce used by the request whose REPORTDATA binds
-	// binding, and returns when it expires; ErrNonceUnknown when it was
-	// never issued or has gone; a *NonceUsedError when a request used it
+	// binding, and returns the claim; ErrNonceUnknown when it was never
+	// issued or has gone; a *NonceUsedError when a request used it
 	// already.
-	Consume(ctx context.Context, accountID string, nonce []byte, binding [32]byte) (time.Time, error)
-	// Issued records the certificate issued for the nonce's request.
-	Issued(ctx context.Context, accountID string, nonce []byte, serial string) error
+	Consume(ctx context.Context, accountID string, nonce []byte, binding [32]byte) (NonceClaim, error)
+	// Issued records the certificate issued for the claim's request.
+	Issued(ctx context.Context, claim NonceClaim, serial string) error
 	// Use reads what the nonce was used for (ErrNonceUnknown if it was not).
 	Use(ctx context.Context, accountID string, nonce []byte) (NonceUse, error)
 }
@@ -82,6 +82,18 @@ var ErrNonceUnknown = errors.New("nonce unknown")
 type NonceUse struct {
 	Binding [32]byte
 	Serial  string
+}
+
+// NonceClaim is a nonce a request has just used: when it expires, and
+// what Nonces.Issued needs to record its certificate without reading the
+// nonce again.
+type NonceClaim struct {
+	Expires time.Time
+	// Key is the nonce's key in the store, Version the version Consume
+	// wrote, Binding the request's.
+	Key     string
+	Version uint64
+	Binding [32]byte
 }
 
 // NonceUsedError is returned by Nonces.Consume for a nonce used already.
@@ -190,12 +202,12 @@ func (s *Service) IssueAppCertificate(ctx context.Context, r AppRequest) (domain
 		return domain.Certificate{}, nil, err
 	}
 	nonce, binding := v.ReportData[32:], [32]byte(v.ReportData[:32])
-	expires, err := s.issuance.Nonces.Consume(ctx, r.AccountID, nonce, binding)
+	claim, err := s.issuance.Nonces.Consume(ctx, r.AccountID, nonce, binding)
 	if used := (*NonceUsedError)(nil); errors.As(err, &used) && used.Use.Binding == binding {
 		// This request was sent before: its answer was lost.
 		return s.issuedBefore(ctx, r, nonce, used.Use)
 	}
-	if errors.Is(err, ErrNonceUnknown) || errors.As(err, new(*NonceUsedError)) || err == nil && !s.clock().Before(expires) {
+	if errors.Is(err, ErrNonceUnknown) || errors.As(err, new(*NonceUsedError)) || err == nil && !s.clock().Before(claim.Expires) {
 		return domain.Certificate{}, nil, refuse("nonce", "the nonce in REPORTDATA was not issued by this CA, has expired, or was used already")
 	}
 	if err != nil {
@@ -221,7 +233,7 @@ func (s *Service) IssueAppCertificate(ctx context.Context, r AppRequest) (domain
 	if err := s.certs.Create(ctx, rec, issued); err != nil {
 		return domain.Certificate{}, nil, err
 	}
-	if err := s.issuance.Nonces.Issued(ctx, r.AccountID, nonce, rec.Serial); err != nil {
+	if err := s.issuance.Nonces.Issued(ctx, claim, rec.Serial); err != nil {
 		return domain.Certificate{}, nil, err
 	}
 	if err := s.stillOpen(ctx, rec); err != nil {

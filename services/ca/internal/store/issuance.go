@@ -222,43 +222,39 @@ func (s *Nonces) Create(ctx context.Context, accountID string, nonce []byte, exp
 }
 
 // Consume implements app.Nonces: of two racing requests one wins.
-func (s *Nonces) Consume(ctx context.Context, accountID string, nonce []byte, binding [32]byte) (time.Time, error) {
+func (s *Nonces) Consume(ctx context.Context, accountID string, nonce []byte, binding [32]byte) (app.NonceClaim, error) {
 	key := nonceKey(accountID, nonce)
 	e, err := s.kv.Get(ctx, key)
 	if errors.Is(err, kv.ErrNotFound) {
-		return time.Time{}, app.ErrNonceUnknown
+		return app.NonceClaim{}, app.ErrNonceUnknown
 	}
 	if err != nil {
-		return time.Time{}, err
+		return app.NonceClaim{}, err
 	}
 	if e.Value.Used {
-		return time.Time{}, &app.NonceUsedError{Use: use(e.Value)}
+		return app.NonceClaim{}, &app.NonceUsedError{Use: use(e.Value)}
 	}
 	r := e.Value
 	r.Used, r.Binding = true, binding[:]
-	if _, err := s.kv.Update(ctx, key, r, e.Version); errors.Is(err, kv.ErrConflict) {
+	updated, err := s.kv.Update(ctx, key, r, e.Version)
+	if errors.Is(err, kv.ErrConflict) {
 		// Another request used it meanwhile.
 		u, err := s.Use(ctx, accountID, nonce)
 		if err != nil {
-			return time.Time{}, err
+			return app.NonceClaim{}, err
 		}
-		return time.Time{}, &app.NonceUsedError{Use: u}
-	} else if err != nil {
-		return time.Time{}, err
+		return app.NonceClaim{}, &app.NonceUsedError{Use: u}
 	}
-	return r.Expires, nil
+	if err != nil {
+		return app.NonceClaim{}, err
+	}
+	return app.NonceClaim{Expires: r.Expires, Key: key, Version: updated.Version, Binding: binding}, nil
 }
 
-// Issued implements app.Nonces.
-func (s *Nonces) Issued(ctx context.Context, accountID string, nonce []byte, serial string) error {
-	key := nonceKey(accountID, nonce)
-	e, err := s.kv.Get(ctx, key)
-	if err != nil {
-		return err
-	}
-	r := e.Value
-	r.Serial = serial
-	_, err = s.kv.Update(ctx, key, r, e.Version)
+// Issued implements app.Nonces: the claim holds all the record but the
+// serial, so the nonce is not read again.
+func (s *Nonces) Issued(ctx context.Context, c app.NonceClaim, serial string) error {
+	_, err := s.kv.Update(ctx, c.Key, nonceRecord{Expires: c.Expires, Used: true, Binding: c.Binding[:], Serial: serial}, c.Version)
 	return err
 }
 
