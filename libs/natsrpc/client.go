@@ -12,6 +12,8 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/cloister-cc/cloister/libs/errs"
 )
 
 // EncodeRequestFunc writes an endpoint request into the request message.
@@ -34,9 +36,10 @@ type Client struct {
 }
 
 // request sends msg and waits for its answer: once, or, for an idempotent
-// method, again after an attempt that got no answer, until ctx ends, and
-// for AttemptTimeout again after finding no one serving the subject (as
-// while replicas reconnect; a service that is down is said so then).
+// method, again after an attempt that got no answer or was answered
+// "unavailable" (a stream electing its leader), until ctx ends, and for
+// AttemptTimeout again after finding no one serving the subject (as while
+// replicas reconnect; a service that is down is said so then).
 func (c *Client) request(ctx context.Context, msg *nats.Msg) (*nats.Msg, error) {
 	if !c.idempotent {
 		return c.nc.RequestMsgWithContext(ctx, msg)
@@ -47,19 +50,23 @@ func (c *Client) request(ctx context.Context, msg *nats.Msg) (*nats.Msg, error) 
 		reply, err := c.nc.RequestMsgWithContext(attempt, msg)
 		cancel()
 		lost := errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
-			errors.Is(err, nats.ErrNoResponders) && time.Since(start) < AttemptTimeout
-		if err == nil || !lost || ctx.Err() != nil {
+			errors.Is(err, nats.ErrNoResponders) && time.Since(start) < AttemptTimeout ||
+			err == nil && reply.Header.Get(HeaderErrorCode) == unavailableCode
+		if !lost || ctx.Err() != nil {
 			return reply, err
 		}
 		pause := time.NewTimer(retryPause(n))
 		select {
 		case <-ctx.Done():
 			pause.Stop()
-			return nil, err
+			return reply, err
 		case <-pause.C:
 		}
 	}
 }
+
+// unavailableCode is the error code of a reply that says "try again".
+var unavailableCode = strconv.Itoa(Code(errs.Unavailable))
 
 // AttemptTimeout is how long a call of an idempotent method waits for an
 // answer before it sends the request again: long beside a request's

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/propagation"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -113,6 +114,33 @@ func TestIdempotentCallsSendAgain(t *testing.T) {
 	}
 }
 
+// A call of an idempotent method answered "unavailable" (a stream
+// electing its leader) is sent again until answered otherwise; a call of
+// another method is given the answer.
+func TestIdempotentCallsOutwaitUnavailable(t *testing.T) {
+	n := testkit.StartNATS(t)
+	mux := natsrpc.NewMux(n.Connect(t), "test", nil)
+	var served atomic.Int32
+	if err := echo.Handle(mux, nil, func(_ context.Context, req *wrapperspb.StringValue) (*wrapperspb.StringValue, error) {
+		if served.Add(1) <= 2 {
+			return nil, errs.New(errs.Unavailable, "no leader for the moment; try again")
+		}
+		return req, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	nc := n.Connect(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if got, err := echo.Idempotent().Invoke(ctx, nc, wrapperspb.String("x")); err != nil || got.GetValue() != "x" || served.Load() != 3 {
+		t.Fatalf("an idempotent call answered unavailable twice = %v, %v after %d requests; want x after 3", got, err, served.Load())
+	}
+	served.Store(0)
+	if _, err := echo.Invoke(ctx, nc, wrapperspb.String("y")); errs.KindOf(err) != errs.Unavailable || served.Load() != 1 {
+		t.Fatalf("another call answered unavailable = %v after %d requests; want unavailable after 1", err, served.Load())
+	}
+}
+
 func TestErrorsKeepTheirKind(t *testing.T) {
 	tests := []struct {
 		name    string
@@ -124,6 +152,12 @@ func TestErrorsKeepTheirKind(t *testing.T) {
 		{"invalid wrapped", fmt.Errorf("checking: %w", errs.New(errs.Invalid, "email is not valid")), errs.Invalid, "email is not valid"},
 		{"conflict", errs.New(errs.Conflict, "exists"), errs.Conflict, "exists"},
 		{"internal hides details", errors.New("disk on fire at /var/secret"), errs.Internal, "internal error"},
+		// A failure of the bus passes with a leader election: the caller
+		// is to try again, and is not told which key was being written.
+		{"no answer from a stream", fmt.Errorf("writing users/ada: %w", jetstream.ErrNoStreamResponse), errs.Unavailable, "the message bus is unavailable for the moment; try again"},
+		{"a stream without a leader", fmt.Errorf("writing users/ada: %w", &jetstream.APIError{Code: 503, ErrorCode: 10008, Description: "JetStream cluster not available"}),
+			errs.Unavailable, "the message bus is unavailable for the moment; try again"},
+		{"a service's own refusal stays", fmt.Errorf("reading: %w", errs.New(errs.NotFound, "no such user")), errs.NotFound, "no such user"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -2,6 +2,7 @@ package natsrpc
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"strconv"
 	"sync"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/go-kit/kit/endpoint"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -77,6 +79,11 @@ func (s *Server) Serve(nc *nats.Conn, msg *nats.Msg) {
 
 	reply := nats.NewMsg(msg.Reply)
 	err := s.handle(ctx, msg, reply)
+	if busUnavailable(err) {
+		// The bus, not the service, failed: the caller is to try again.
+		s.logger.WarnContext(ctx, "request failed: the bus is unavailable for the moment", "subject", msg.Subject, "error", err)
+		err = errBusUnavailable
+	}
 	code := 0
 	if err != nil {
 		code = Code(errs.KindOf(err))
@@ -157,4 +164,31 @@ func withHeader(ctx context.Context, h nats.Header) context.Context {
 func RequestHeader(ctx context.Context) nats.Header {
 	h, _ := ctx.Value(headerKey{}).(nats.Header)
 	return h
+}
+
+// errBusUnavailable is what a caller is told of a request that failed
+// because the bus did (a stream without a leader, say): the details,
+// which name the service's keys, stay in its log.
+var errBusUnavailable = errs.New(errs.Unavailable, "the message bus is unavailable for the moment; try again")
+
+// jsClusterUnavailable is JetStream's error code for a stream or
+// consumer group without a leader for the moment.
+const jsClusterUnavailable = 10008
+
+// busUnavailable tells whether err, of no kind of its own (an internal
+// error), is NATS or JetStream being out of reach for a moment: no
+// answer, no leader, no one serving the API. Such a failure passes with
+// a leader election; the caller is to try again rather than be told of
+// an internal error.
+func busUnavailable(err error) bool {
+	if err == nil || errs.KindOf(err) != errs.Internal {
+		return false
+	}
+	var api *jetstream.APIError
+	var legacy *nats.APIError
+	return errors.As(err, &api) && api.ErrorCode == jsClusterUnavailable ||
+		errors.As(err, &legacy) && legacy.ErrorCode == jsClusterUnavailable ||
+		errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoStreamResponse) ||
+		errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders) || errors.Is(err, context.DeadlineExceeded) ||
+		errors.Is(err, nats.ErrConnectionReconnecting) || errors.Is(err, nats.ErrDisconnected)
 }
