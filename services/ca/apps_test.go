@@ -536,3 +536,36 @@ func TestNonceOfTheEarlierLayout(t *testing.T) {
 		t.Fatalf("another key with that nonce = %v, want refused by the nonce check", err)
 	}
 }
+
+// TestAbandonedNonceIsRefusedInTime: a request whose nonce an earlier
+// sending took, and died before recording a certificate (its process
+// killed), is refused before the caller's deadline, so that the caller
+// asks for a new nonce rather than sending the same request again, and
+// again, into the same wait.
+func TestAbandonedNonceIsRefusedInTime(t *testing.T) {
+	s := startApps(t, cache.NewMemory(0))
+	_, js := s.n.JetStream(t)
+	ctx := context.Background()
+	nonces, err := kv.Open[map[string]any](ctx, js, kv.Config{Bucket: "ca_nonces", TTL: app.NonceLifetime + time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nonce := bytes.Repeat([]byte{0x6b}, 32)
+	r := s.enclaveWith(enclaveOpts{key: newKey(t, "ec-p256"), names: []string{domain}, nonce: nonce})
+	csr, err := pki.ParseCSRKey(r.csr, pki.P256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Taken by this very request, with no certificate recorded.
+	if _, err := nonces.Create(ctx, s.account+"."+hex.EncodeToString(nonce), map[string]any{
+		"expires": time.Now().Add(time.Minute), "used": true, "binding": csr.KeyHash[:]}); err != nil {
+		t.Fatal(err)
+	}
+	const deadline = 3 * time.Second
+	cctx, cancel := context.WithTimeout(ctx, deadline)
+	defer cancel()
+	_, err = s.ca.IssueAppCertificate(cctx, &cav1.IssueAppCertificateRequest{AccountId: r.account, AppId: r.app, VerdictId: r.verdict, Csr: r.csr})
+	if err == nil || !strings.Contains(err.Error(), "nonce check") {
+		t.Fatalf("a request whose nonce an abandoned sending took = %v, want refused by the nonce check within %v", err, deadline)
+	}
+}

@@ -102,8 +102,15 @@ type NonceUsedError struct{ Use NonceUse }
 func (e *NonceUsedError) Error() string { return "nonce used" }
 
 // issuedWait is how long a request whose nonce its own earlier sending is
-// using waits for that one to record its certificate.
-const issuedWait = 10 * time.Second
+// using waits for that one to record its certificate; never past
+// answerMargin before the caller's deadline, so that the caller hears the
+// refusal (and asks for a new nonce) rather than a timeout it would
+// answer by sending the same request again: an earlier sending that died
+// after taking the nonce never records one.
+const (
+	issuedWait   = 10 * time.Second
+	answerMargin = 500 * time.Millisecond
+)
 
 // Verdicts fetches attestation verdicts; ErrVerdictNotFound when the
 // account has no verdict with that id.
@@ -259,6 +266,9 @@ func (s *Service) IssueAppCertificate(ctx context.Context, r AppRequest) (domain
 func (s *Service) issuedBefore(ctx context.Context, r AppRequest, nonce []byte, use NonceUse) (domain.Certificate, *pki.CA, error) {
 	usedAgain := refuse("nonce", "the nonce in REPORTDATA was not issued by this CA, has expired, or was used already")
 	deadline := time.Now().Add(issuedWait)
+	if d, ok := ctx.Deadline(); ok && d.Add(-answerMargin).Before(deadline) {
+		deadline = d.Add(-answerMargin)
+	}
 	for use.Serial == "" {
 		if time.Now().After(deadline) {
 			return domain.Certificate{}, nil, usedAgain
