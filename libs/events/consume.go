@@ -17,6 +17,7 @@ import (
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/cloister-cc/cloister/libs/natsrpc"
@@ -201,7 +202,8 @@ func Consume(ctx context.Context, js jetstream.JetStream, cfg ConsumerConfig, h 
 	if err != nil {
 		return nil, fmt.Errorf("creating consumer %s on %s: %w", cfg.Durable, cfg.Stream, err)
 	}
-	r := &runner{js: js, cons: cons, cfg: cfg, h: h}
+	r := &runner{js: js, cons: cons, cfg: cfg, h: h,
+		attrs: metric.WithAttributeSet(attribute.NewSet(attribute.String("stream", cfg.Stream), attribute.String("consumer", cfg.Durable)))}
 	runCtx, cancel := context.WithCancel(ctx)
 	c := &Consumer{cancel: cancel, done: make(chan struct{})}
 	go func() {
@@ -212,10 +214,11 @@ func Consume(ctx context.Context, js jetstream.JetStream, cfg ConsumerConfig, h 
 }
 
 type runner struct {
-	js   jetstream.JetStream
-	cons jetstream.Consumer
-	cfg  ConsumerConfig
-	h    Handler
+	js    jetstream.JetStream
+	cons  jetstream.Consumer
+	cfg   ConsumerConfig
+	h     Handler
+	attrs metric.MeasurementOption // of its metrics
 }
 
 // run pulls one message at a time, so that no message waits in a client
@@ -256,6 +259,18 @@ func (r *runner) run(ctx, runCtx context.Context) {
 	}
 }
 
+// Metrics of every consumer, by stream and consumer: what operators
+// watch for a consumer falling behind or failing (docs/operations.md).
+var (
+	meter           = otel.Meter(tracerName)
+	redeliveries, _ = meter.Int64Counter("cloister.events.redeliveries",
+		metric.WithDescription("Messages handed to a consumer again: its handler failed, its ack was lost, or the instance that had it died"))
+	consumerPending, _ = meter.Int64Gauge("cloister.events.consumer.pending",
+		metric.WithDescription("Messages a consumer has yet to be handed, as of its last delivery: its lag"))
+	deadLetters, _ = meter.Int64Counter("cloister.events.dead_letters",
+		metric.WithDescription("Messages a consumer gave up on and copied to the dead letters"))
+)
+
 func (r *runner) process(ctx context.Context, msg jetstream.Msg) {
 	log := r.cfg.Logger.With(logKeyStream, r.cfg.Stream, logKeyConsumer, r.cfg.Durable, logKeySubject, msg.Subject())
 	md, err := msg.Metadata()
@@ -266,6 +281,10 @@ func (r *runner) process(ctx context.Context, msg jetstream.Msg) {
 		return
 	}
 	delivery := md.NumDelivered
+	consumerPending.Record(ctx, int64(md.NumPending), r.attrs)
+	if delivery > 1 {
+		redeliveries.Add(ctx, 1, r.attrs)
+	}
 	ev, err := DecodeMessage(msg.Subject(), msg.Headers(), msg.Data())
 	if err != nil {
 		r.deadLetter(ctx, log, msg, md, err)
@@ -325,6 +344,7 @@ func (r *runner) deadLetter(ctx context.Context, log *slog.Logger, msg jetstream
 		}
 		return
 	}
+	deadLetters.Add(ctx, 1, r.attrs)
 	log.Warn("message dead-lettered", "reason", text, "stream_sequence", md.Sequence.Stream)
 	if err := msg.TermWithReason(text); err != nil {
 		log.Warn("terminating message", logKeyError, err)

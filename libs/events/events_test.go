@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/propagation"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
@@ -280,6 +281,8 @@ func TestDuplicatePublishIsStoredAndHandledOnce(t *testing.T) {
 
 func TestTransientFailureIsRedelivered(t *testing.T) {
 	js := startJetStream(t)
+	ours := attribute.String("consumer", "transient")
+	redelivered := testkit.MetricSum(t, "cloister.events.redeliveries", ours)
 	subject := events.Subject("test", &eventsv1.AuditRecord{})
 	var (
 		rec     recorder
@@ -329,6 +332,14 @@ func TestTransientFailureIsRedelivered(t *testing.T) {
 	}
 	if want := []uint64{1, 2, 3}; !slices.Equal(deliveries, want) {
 		t.Errorf("deliveries of the flaky event = %v, want %v", deliveries, want)
+	}
+	// What operators watch: each event delivered twice again (the
+	// handler fails its first two deliveries), nothing left to deliver.
+	if n := testkit.MetricSum(t, "cloister.events.redeliveries", ours) - redelivered; n != 4 {
+		t.Errorf("cloister.events.redeliveries counted %d, want 4", n)
+	}
+	if n := testkit.MetricSum(t, "cloister.events.consumer.pending", ours); n != 0 {
+		t.Errorf("cloister.events.consumer.pending = %d after the last delivery, want 0", n)
 	}
 	mu.Lock()
 	if got := applied[env.Id]; got != 1 {

@@ -35,9 +35,18 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
 
 	"github.com/cloister-cc/cloister/libs/errs"
 )
+
+// outboxHints is the outbox's backlog as each recovery pass finds it:
+// what operators watch for events that do not get published
+// (docs/operations.md).
+var outboxHints, _ = otel.Meter("github.com/cloister-cc/cloister/libs/kv").Int64Gauge("cloister.outbox.hints",
+	metric.WithDescription("Outbox hints a store's last recovery pass found: writes whose events may not be published yet"))
 
 // Errors returned by the store, matched with errors.Is.
 var (
@@ -262,6 +271,7 @@ func Open[T any](ctx context.Context, js jetstream.JetStream, cfg Config, opts .
 func (s *Store[T]) Recover(ctx context.Context) error {
 	lister, err := s.hints.ListKeys(ctx)
 	if errors.Is(err, jetstream.ErrNoKeysFound) {
+		outboxHints.Record(ctx, 0, metric.WithAttributes(attribute.String("bucket", s.bucket)))
 		return nil
 	}
 	if err != nil {
@@ -271,6 +281,7 @@ func (s *Store[T]) Recover(ctx context.Context) error {
 	for k := range lister.Keys() {
 		hints = append(hints, k)
 	}
+	outboxHints.Record(ctx, int64(len(hints)), metric.WithAttributes(attribute.String("bucket", s.bucket)))
 	for _, h := range hints {
 		e, err := s.hints.Get(ctx, h)
 		if errors.Is(err, jetstream.ErrKeyNotFound) {

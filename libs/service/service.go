@@ -110,6 +110,7 @@ func New(ctx context.Context, name string, o Options) (*Runner, error) {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	logger = logger.With(obs.KeyComponent, name)
+	natsrpc.CountReconnects(o.NATS, name)
 	replicas := max(o.Replicas, 1)
 	js, err := events.Open(ctx, o.NATS, replicas)
 	if err != nil {
