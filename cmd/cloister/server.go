@@ -98,6 +98,7 @@ func runServer(ctx context.Context, cfg serverconfig.Config) error {
 
 	health := obs.NewHealth()
 	health.AddCheck("nats", b.connected)
+	health.AddCheck("streams", b.streamsReachable)
 	mux := http.NewServeMux()
 	obs.Mount(mux, tel, health)
 	// One cache for every service in the process: Redis when configured.

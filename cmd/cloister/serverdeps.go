@@ -15,11 +15,13 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/cloister-cc/cloister/cmd/serverconfig"
 	"github.com/cloister-cc/cloister/libs/busauth"
 	"github.com/cloister-cc/cloister/libs/cache"
+	"github.com/cloister-cc/cloister/libs/events"
 	"github.com/cloister-cc/cloister/libs/obs"
 	"github.com/cloister-cc/cloister/libs/pki"
 )
@@ -55,6 +57,33 @@ func (b *bus) connected(context.Context) error {
 	for name, nc := range b.conns {
 		if !nc.IsConnected() {
 			return fmt.Errorf("%s is not connected to NATS", name)
+		}
+	}
+	return nil
+}
+
+// readinessStreams are the streams every write needs: a process whose
+// server cannot reach them cannot serve.
+var readinessStreams = []string{events.StreamEvents, events.StreamAudit}
+
+// streamsReachable reports a service whose NATS server cannot reach the
+// streams' leaders: a server cut off from its cluster's quorum still
+// takes connections but can store nothing, and a process on it should
+// be taken out of service (its connections move on, or it heals).
+func (b *bus) streamsReachable(ctx context.Context) error {
+	for name, nc := range b.conns {
+		js, err := jetstream.New(nc)
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		for _, stream := range readinessStreams {
+			s, err := js.Stream(ctx, stream)
+			if err != nil {
+				return fmt.Errorf("%s cannot reach stream %s: %w", name, stream, err)
+			}
+			if c := s.CachedInfo().Cluster; c != nil && c.Leader == "" {
+				return fmt.Errorf("stream %s has no leader", stream)
+			}
 		}
 	}
 	return nil
