@@ -224,6 +224,12 @@ func (c *Cluster) nodeWithID(id string) int {
 	return -1
 }
 
+// NodeOf returns the index of the node nc is connected to, or -1 when it
+// is connected to none now.
+func (c *Cluster) NodeOf(nc *nats.Conn) int {
+	return c.nodeWithID(nc.ConnectedServerId())
+}
+
 // routeProxy forwards the routes that nodes open to one node. It learns
 // which node opened each from the route's first line, CONNECT, whose
 // name is the server's ID, so that it can refuse and cut the routes of

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"testing"
 	"time"
 
@@ -79,4 +80,67 @@ func BenchmarkMeCacheHit(b *testing.B) {
 	b.ReportMetric(float64(floor.Nanoseconds())/float64(b.N), "floor-ns/op")
 	b.ReportMetric(float64(floor)/float64(ours), "x-floor")
 	b.ReportMetric(float64(floor)/float64(bare), "x-floor-bare")
+}
+
+// BenchmarkJourneyOnACluster measures the journey from sign-up to an
+// issued certificate (sign up, an account, an application converted from
+// an image, its approvals, a node enrolled, an enclave's certificate),
+// four at a time, on a three-node cluster (every stream and bucket on
+// all three, two replicas of every service) beside the same on one
+// embedded server: journeys/s on each and their ratio, x-single (1.0 =
+// the cluster as fast as one server). Then the p99 of a certificate
+// issuance as a node asks for one (a nonce, then the issuance) on each.
+func BenchmarkJourneyOnACluster(b *testing.B) {
+	const workers, issuances = 4, 200
+	on := []*journeyer{journeyBench(b, testkit.StartCluster(b, 3)), journeyBench(b, nil)}
+	var took [2]time.Duration
+	var last [2]*journey
+	b.ResetTimer()
+	for i, j := range on {
+		start := time.Now()
+		done, err := j.exactly(0, b.N, workers)
+		if err != nil {
+			b.Fatal(err)
+		}
+		took[i], last[i] = time.Since(start), done[len(done)-1]
+	}
+	b.StopTimer()
+	var p99 [2]time.Duration
+	for i, j := range on {
+		lat := make([]time.Duration, issuances)
+		for n := range lat {
+			start := time.Now()
+			if err := j.issue(last[i]); err != nil {
+				b.Fatal(err)
+			}
+			lat[n] = time.Since(start)
+		}
+		slices.Sort(lat)
+		p99[i] = lat[len(lat)*99/100]
+	}
+	b.ReportMetric(float64(b.N)/took[0].Seconds(), "cluster-journeys/s")
+	b.ReportMetric(float64(b.N)/took[1].Seconds(), "single-journeys/s")
+	b.ReportMetric(took[1].Seconds()/took[0].Seconds(), "x-single")
+	b.ReportMetric(float64(p99[0].Microseconds())/1000, "cluster-issue-p99-ms")
+	b.ReportMetric(float64(p99[1].Microseconds())/1000, "single-issue-p99-ms")
+}
+
+// journeyBench is a journeyer that walks journeys up to their
+// certificate on a stack of its own: on cluster, two replicas of every
+// service; on a server of its own (cluster nil), one.
+func journeyBench(b *testing.B, cluster *testkit.Cluster) *journeyer {
+	b.Helper()
+	m := cache.NewMemory(0)
+	b.Cleanup(func() { _ = m.Close() })
+	replicas := 1
+	if cluster != nil {
+		replicas = 2
+	}
+	s := newStackOn(b, m, cluster, replicas)
+	for range replicas {
+		startImageWorker(b, s)
+	}
+	j := &journeyer{t: b, s: s, node: s.nodeServer(b), registry: startImageRegistry(b), within: time.Minute, untilIssued: true}
+	pushRandomImage(b, j.registry+"/in:1")
+	return j
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/registry"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/nats-io/nats.go"
 
 	"github.com/cloister-cc/cloister/libs/enclave"
 	"github.com/cloister-cc/cloister/libs/pki"
@@ -191,8 +192,9 @@ func TestConsoleImagesAndTasks(t *testing.T) {
 }
 
 // startImageWorker starts a converter that converts, beside the
-// stack's, which only serves the API; it shares the stack's KEK.
-func startImageWorker(t *testing.T, s *stack) {
+// stack's, which only serves the API; it shares the stack's KEK. It
+// returns the converter's connection.
+func startImageWorker(t testing.TB, s *stack) *nats.Conn {
 	t.Helper()
 	kek, err := pki.NewKEK(bytes.Repeat([]byte{9}, pki.KEKSize))
 	if err != nil {
@@ -204,16 +206,18 @@ func startImageWorker(t *testing.T, s *stack) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ic, err := imageconverter.Start(context.Background(), imageconverter.Config{Options: s.st.Options("imageconverter"), KEK: kek, GenerateKey: reuseSigningKey, Launcher: launcher, Runtime: rt, JobAckWait: 5 * time.Second})
+	o := s.st.Options("imageconverter")
+	ic, err := imageconverter.Start(context.Background(), imageconverter.Config{Options: o, KEK: kek, GenerateKey: reuseSigningKey, Launcher: launcher, Runtime: rt, JobAckWait: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(ic.Stop)
+	return o.NATS
 }
 
 // startImageRegistry serves go-containerregistry's in-process registry and
 // returns its host:port.
-func startImageRegistry(t *testing.T) string {
+func startImageRegistry(t testing.TB) string {
 	t.Helper()
 	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
 	t.Cleanup(srv.Close)
@@ -224,7 +228,7 @@ func startImageRegistry(t *testing.T) string {
 	return u.Host
 }
 
-func pushRandomImage(t *testing.T, ref string) {
+func pushRandomImage(t testing.TB, ref string) {
 	t.Helper()
 	img, err := random.Image(64<<10, 2)
 	if err != nil {

@@ -62,6 +62,22 @@ type stack struct {
 	gw  *gateway.Gateway
 	srv *httptest.Server
 	att *attestation.Service // simulation on, for accounts whose policy allows it
+	// replicaConns are the connections of each set of service replicas
+	// (one of each service), which crash cuts.
+	replicaConns [][]*nats.Conn
+	// gwConns are the gateways' connections, the first s.gw's.
+	gwConns []*nats.Conn
+}
+
+// crash cuts every connection of the services of replica set i at once,
+// as kill -9 of a process running them would: nothing is drained or
+// unsubscribed, replies in flight are never sent, messages handed to
+// them are never acknowledged. What they leave undone is another
+// replica's to do.
+func (s *stack) crash(i int) {
+	for _, nc := range s.replicaConns[i] {
+		nc.Close()
+	}
 }
 
 // cacheKinds are the caches every cache-sensitive test runs against.
@@ -98,24 +114,28 @@ func newStackOn(t testing.TB, c cache.Cache, cluster *testkit.Cluster, replicas 
 	st := servicetest.New(t, opts...)
 	s := &stack{t: t, st: st, nc: st.Connect()}
 	for i := range replicas {
+		var conns []*nats.Conn
+		// kept remembers a replica's connection for crash.
+		kept := func(o service.Options) service.Options { conns = append(conns, o.NATS); return o }
 		servicetest.Start(st, "account", func(ctx context.Context, o service.Options) (*account.Service, error) {
-			return account.Start(ctx, account.Config{Options: o, PasswordCost: cheap})
+			return account.Start(ctx, account.Config{Options: kept(o), PasswordCost: cheap})
 		})
 		att := servicetest.Start(st, "attestation", func(ctx context.Context, o service.Options) (*attestation.Service, error) {
-			return attestation.Start(ctx, attestation.Config{Options: o, Clock: func() time.Time { return vectorTime }, Simulation: true, KEK: st.KEK, Cache: c})
+			return attestation.Start(ctx, attestation.Config{Options: kept(o), Clock: func() time.Time { return vectorTime }, Simulation: true, KEK: st.KEK, Cache: c})
 		})
 		if i == 0 {
 			s.att = att
 		}
 		servicetest.Start(st, "ca", func(ctx context.Context, o service.Options) (*ca.Service, error) {
-			return ca.Start(ctx, ca.Config{Options: o, KEK: st.KEK, Cache: c, Clock: func() time.Time { return vectorTime }})
+			return ca.Start(ctx, ca.Config{Options: kept(o), KEK: st.KEK, Cache: c, Clock: func() time.Time { return vectorTime }})
 		})
 		servicetest.Start(st, "imageconverter", func(ctx context.Context, o service.Options) (*imageconverter.Service, error) {
-			return imageconverter.Start(ctx, imageconverter.Config{Options: o, KEK: st.KEK, GenerateKey: reuseSigningKey})
+			return imageconverter.Start(ctx, imageconverter.Config{Options: kept(o), KEK: st.KEK, GenerateKey: reuseSigningKey})
 		})
 		servicetest.Start(st, "noderegistry", func(ctx context.Context, o service.Options) (*noderegistry.Service, error) {
-			return noderegistry.Start(ctx, noderegistry.Config{Options: o, Cache: c})
+			return noderegistry.Start(ctx, noderegistry.Config{Options: kept(o), Cache: c})
 		})
+		s.replicaConns = append(s.replicaConns, conns)
 	}
 	s.gw, s.srv = s.addGateway(c)
 	return s
@@ -132,7 +152,9 @@ func (s *stack) addGateway(c cache.Cache) (*gateway.Gateway, *httptest.Server) {
 	s.t.Helper()
 	// The suite signs up and logs in far more than a person would. Node
 	// certificates come from the CA, which lives at vectorTime.
-	gw, err := gateway.New(context.Background(), gateway.Config{NATS: s.st.ConnectAs("gateway"), Replicas: s.st.Replicas(), Assertions: s.st.Identities().Signer(s.t), Cache: c,
+	nc := s.st.ConnectAs("gateway")
+	s.gwConns = append(s.gwConns, nc)
+	gw, err := gateway.New(context.Background(), gateway.Config{NATS: nc, Replicas: s.st.Replicas(), Assertions: s.st.Identities().Signer(s.t), Cache: c, Logger: s.st.Logger,
 		CredentialRate: gateway.CredentialRate{Every: time.Millisecond, Burst: 1000},
 		EmailRate:      gateway.CredentialRate{Every: time.Millisecond, Burst: 1000},
 		Clock:          func() time.Time { return vectorTime }})

@@ -39,7 +39,7 @@ import (
 // nodeServer serves the gateway's node-facing API over TLS as `cloister
 // server` does: NodeHandler with NodeTLSConfig and a server certificate of
 // its own.
-func (s *stack) nodeServer(t *testing.T) *httptest.Server {
+func (s *stack) nodeServer(t testing.TB) *httptest.Server {
 	t.Helper()
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	now := time.Now()
@@ -80,7 +80,7 @@ func (n enrolledNode) tlsCert() *tls.Certificate {
 	return &tls.Certificate{Certificate: n.Chain, PrivateKey: n.Key}
 }
 
-func csrOf(t *testing.T, key crypto.Signer, dnsNames ...string) []byte {
+func csrOf(t testing.TB, key crypto.Signer, dnsNames ...string) []byte {
 	t.Helper()
 	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{DNSNames: dnsNames}, key)
 	if err != nil {
@@ -89,7 +89,7 @@ func csrOf(t *testing.T, key crypto.Signer, dnsNames ...string) []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der})
 }
 
-func pemChain(t *testing.T, chain string) [][]byte {
+func pemChain(t testing.TB, chain string) [][]byte {
 	t.Helper()
 	var out [][]byte
 	for rest := []byte(chain); ; {
@@ -150,7 +150,7 @@ func (s *stack) enrolNodeWith(t *testing.T, token, accountID, name string, evide
 
 // nodeClient calls srv presenting cert (none when nil), trusting srv's
 // server certificate.
-func nodeClient(t *testing.T, srv *httptest.Server, cert *tls.Certificate) *http.Client {
+func nodeClient(t testing.TB, srv *httptest.Server, cert *tls.Certificate) *http.Client {
 	t.Helper()
 	roots := x509.NewCertPool()
 	roots.AddCert(srv.Certificate())

@@ -13,6 +13,7 @@ package servicetest
 import (
 	"bytes"
 	"context"
+	"log/slog"
 	"testing"
 	"time"
 
@@ -42,6 +43,9 @@ type Stack struct {
 	// Cache is shared by the services that take one; in-process unless
 	// WithCache says otherwise.
 	Cache cache.Cache
+	// Logger is the services' (testkit.ServiceLogger): their warnings and errors
+	// are printed when the test fails.
+	Logger *slog.Logger
 
 	next int // the cluster node the next connection goes to first
 }
@@ -64,7 +68,7 @@ func New(t testing.TB, opts ...Option) *Stack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &Stack{T: t, KEK: kek}
+	s := &Stack{T: t, KEK: kek, Logger: testkit.ServiceLogger(t)}
 	for _, o := range opts {
 		o(s)
 	}
@@ -84,7 +88,7 @@ func New(t testing.TB, opts ...Option) *Stack {
 // permissions (on a cluster, to the next node in turn, and its streams and
 // buckets replicated).
 func (s *Stack) Options(name string) service.Options {
-	return service.Options{NATS: s.ConnectAs(name), Assertions: s.Identities().Verifier(name), Replicas: s.Replicas()}
+	return service.Options{NATS: s.ConnectAs(name), Assertions: s.Identities().Verifier(name), Replicas: s.Replicas(), Logger: s.Logger}
 }
 
 // Replicas is how many replicas the stack's streams and buckets have:
