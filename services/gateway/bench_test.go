@@ -98,7 +98,7 @@ func BenchmarkJourneyOnACluster(b *testing.B) {
 	b.ResetTimer()
 	for i, j := range on {
 		start := time.Now()
-		done, err := j.exactly(0, b.N, workers)
+		done, err := j.exactly(b.N, workers)
 		if err != nil {
 			b.Fatal(err)
 		}

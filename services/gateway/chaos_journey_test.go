@@ -361,9 +361,10 @@ func (j *journeyer) issue(jr *journey) error {
 	return fmt.Errorf("%w: no certificate issued in %v", errStep, j.within)
 }
 
-// journeys runs workers journeys at a time until stop closes, and
-// returns those that finished and the errors of those that did not.
-func (j *journeyer) journeys(workers int, stop <-chan struct{}) (wait func() ([]*journey, []error)) {
+// walk runs journeys 1, 2, ..., workers at a time, as long as more says
+// to begin the next; wait returns those that finished and the errors of
+// those that did not.
+func (j *journeyer) walk(workers int, more func(k int) bool) (wait func() ([]*journey, []error)) {
 	var (
 		next  atomic.Int64
 		mu    sync.Mutex
@@ -373,13 +374,7 @@ func (j *journeyer) journeys(workers int, stop <-chan struct{}) (wait func() ([]
 	)
 	for range workers {
 		wg.Go(func() {
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				k := int(next.Add(1))
+			for k := int(next.Add(1)); more(k); k = int(next.Add(1)) {
 				jr, err := j.run(k)
 				mu.Lock()
 				if err != nil {
@@ -397,36 +392,22 @@ func (j *journeyer) journeys(workers int, stop <-chan struct{}) (wait func() ([]
 	}
 }
 
-// exactly runs journeys first to first+n-1, workers at a time, and
-// returns them; the first that fails ends it.
-func (j *journeyer) exactly(first, n, workers int) ([]*journey, error) {
-	var (
-		next atomic.Int64
-		mu   sync.Mutex
-		done []*journey
-		errs []error
-		wg   sync.WaitGroup
-	)
-	for range workers {
-		wg.Go(func() {
-			for {
-				k := int(next.Add(1)) - 1
-				if k >= n {
-					return
-				}
-				jr, err := j.run(first + k)
-				mu.Lock()
-				done, errs = append(done, jr), append(errs, err)
-				mu.Unlock()
-				if err != nil {
-					next.Add(int64(n)) // the others stop
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	return done, errors.Join(errs...)
+// journeys walks journeys until stop closes.
+func (j *journeyer) journeys(workers int, stop <-chan struct{}) (wait func() ([]*journey, []error)) {
+	return j.walk(workers, func(int) bool {
+		select {
+		case <-stop:
+			return false
+		default:
+			return true
+		}
+	})
+}
+
+// exactly walks journeys 1 to n.
+func (j *journeyer) exactly(n, workers int) ([]*journey, error) {
+	done, fails := j.walk(workers, func(k int) bool { return k <= n })()
+	return done, errors.Join(fails...)
 }
 
 // finished counts the journeys that finished after t.
@@ -502,6 +483,7 @@ func TestJourneyThroughFaults(t *testing.T) {
 	}
 	for _, f := range faults {
 		at := time.Now()
+		redeliveredBefore := testkit.MetricSum(t, "cloister.events.redeliveries")
 		heal := f.inject()
 		// The cluster or the surviving replicas carry on: journeys
 		// finish while the fault lasts.
@@ -514,7 +496,8 @@ func TestJourneyThroughFaults(t *testing.T) {
 			return fmt.Sprintf("no journey finished after %s ended", f.name)
 		})
 		unavailable, failed, total, last := j.log.window(at, time.Now())
-		t.Logf("%s: unavailable %d ms, %d of %d calls failed (last: %.150s)", f.name, unavailable.Milliseconds(), failed, total, last)
+		t.Logf("%s: unavailable %d ms, %d of %d calls failed, %d redeliveries (last failure: %.150s)", f.name, unavailable.Milliseconds(), failed, total,
+			testkit.MetricSum(t, "cloister.events.redeliveries")-redeliveredBefore, last)
 	}
 	close(stop)
 	done, fails := wait()
