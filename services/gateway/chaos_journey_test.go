@@ -99,6 +99,7 @@ type journeyer struct {
 	// no revocation.
 	untilIssued bool
 	log         callLog
+	numbered    atomic.Int64 // the journeys begun, which numbers the next
 }
 
 // journey is what one journey made: what the checks afterwards look for.
@@ -361,12 +362,11 @@ func (j *journeyer) issue(jr *journey) error {
 	return fmt.Errorf("%w: no certificate issued in %v", errStep, j.within)
 }
 
-// walk runs journeys 1, 2, ..., workers at a time, as long as more says
-// to begin the next; wait returns those that finished and the errors of
-// those that did not.
+// walk runs the next journeys (numbered on from the last one begun),
+// workers at a time, as long as more says to begin the next; wait
+// returns those that finished and the errors of those that did not.
 func (j *journeyer) walk(workers int, more func(k int) bool) (wait func() ([]*journey, []error)) {
 	var (
-		next  atomic.Int64
 		mu    sync.Mutex
 		done  []*journey
 		fails []error
@@ -374,7 +374,7 @@ func (j *journeyer) walk(workers int, more func(k int) bool) (wait func() ([]*jo
 	)
 	for range workers {
 		wg.Go(func() {
-			for k := int(next.Add(1)); more(k); k = int(next.Add(1)) {
+			for k := int(j.numbered.Add(1)); more(k); k = int(j.numbered.Add(1)) {
 				jr, err := j.run(k)
 				mu.Lock()
 				if err != nil {
@@ -404,9 +404,10 @@ func (j *journeyer) journeys(workers int, stop <-chan struct{}) (wait func() ([]
 	})
 }
 
-// exactly walks journeys 1 to n.
+// exactly walks the next n journeys.
 func (j *journeyer) exactly(n, workers int) ([]*journey, error) {
-	done, fails := j.walk(workers, func(k int) bool { return k <= n })()
+	last := int(j.numbered.Load()) + n
+	done, fails := j.walk(workers, func(k int) bool { return k <= last })()
 	return done, errors.Join(fails...)
 }
 
