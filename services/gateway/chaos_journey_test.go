@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 
@@ -150,6 +151,11 @@ func (j *journeyer) api(method, path, token string, in any) func() (int, []byte,
 	}
 }
 
+// apiKeyed is api with an Idempotency-Key, the same at every sending.
+func (j *journeyer) apiKeyed(method, path, token string, in any) func() (int, []byte, error) {
+	return j.api(method, path, token, keyed{uuid.NewString(), in})
+}
+
 func created(status int, _ []byte, _ bool) bool { return status == 201 }
 func okay(status int, _ []byte, _ bool) bool    { return status == 200 }
 
@@ -183,7 +189,7 @@ func (j *journeyer) run(k int) (*journey, error) {
 		return jr, err
 	}
 	jr.userID = me.ID
-	if body, err = j.step("create an account", j.api("POST", "/v1/accounts", jr.token, map[string]string{"name": fmt.Sprintf("J%d", k)}), created); err != nil {
+	if body, err = j.step("create an account", j.apiKeyed("POST", "/v1/accounts", jr.token, map[string]string{"name": fmt.Sprintf("J%d", k)}), created); err != nil {
 		return jr, err
 	}
 	var acct struct{ ID string }

@@ -211,9 +211,14 @@ func getTolerant(url, token string) (int, []byte, error) {
 	return callTolerant(http.DefaultClient, "GET", url, token, nil)
 }
 
-// callTolerant sends in (JSON, when not nil) with c, as token when one is
-// given, and returns the answer whatever its status.
+// callTolerant sends in (JSON, when not nil; keyed: with an
+// Idempotency-Key) with c, as token when one is given, and returns the
+// answer whatever its status.
 func callTolerant(c *http.Client, method, url, token string, in any) (int, []byte, error) {
+	k, isKeyed := in.(keyed)
+	if isKeyed {
+		in = k.body
+	}
 	var body io.Reader
 	if in != nil {
 		b, err := json.Marshal(in)
@@ -231,6 +236,9 @@ func callTolerant(c *http.Client, method, url, token string, in any) (int, []byt
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	if isKeyed {
+		req.Header.Set("Idempotency-Key", k.key)
 	}
 	resp, err := c.Do(req)
 	if err != nil {

@@ -221,6 +221,10 @@ func (r response) problem(t testing.TB) gateway.Problem {
 // OpenAPI document: every response the suite sees is checked.
 func do(t testing.TB, srv *httptest.Server, method, path, token string, body any) response {
 	t.Helper()
+	k, isKeyed := body.(keyed)
+	if isKeyed {
+		body = k.body
+	}
 	var rd io.Reader
 	raw, isRaw := body.(rawBody)
 	switch {
@@ -249,6 +253,9 @@ func do(t testing.TB, srv *httptest.Server, method, path, token string, body any
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
+	if isKeyed {
+		req.Header.Set("Idempotency-Key", k.key)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -264,6 +271,12 @@ func do(t testing.TB, srv *httptest.Server, method, path, token string, body any
 	}
 	validate(t, req, r)
 	return r
+}
+
+// keyed sends body with an Idempotency-Key.
+type keyed struct {
+	key  string
+	body any
 }
 
 // rawBody sends data as is, with a chosen Content-Type ("-" for none).

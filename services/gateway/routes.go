@@ -292,12 +292,17 @@ func (g *Gateway) me(_ http.ResponseWriter, _ *http.Request, p principal) (reply
 	return reply{http.StatusOK, api.Me{ID: p.UserID, Email: p.Email, Credential: p.Credential, AccountID: p.AccountID, ExpiresAt: p.ExpiresAt.UTC()}}, nil
 }
 
+// headerIdempotencyKey is the client's key for a creation it may send
+// again when an answer is lost: the same key, the same result.
+const headerIdempotencyKey = "Idempotency-Key"
+
 func (g *Gateway) createAccount(w http.ResponseWriter, r *http.Request, p principal) (reply, error) {
 	var b api.CreateAccount
 	if err := decodeJSON(w, r, &b); err != nil {
 		return reply{}, err
 	}
-	resp, err := g.accounts.CreateAccount(r.Context(), &accountv1.CreateAccountRequest{Actor: p.proto(), Name: b.Name, Description: b.Description})
+	resp, err := g.accounts.CreateAccount(r.Context(), &accountv1.CreateAccountRequest{Actor: p.proto(), Name: b.Name, Description: b.Description,
+		IdempotencyKey: r.Header.Get(headerIdempotencyKey)})
 	return answer(err, http.StatusCreated, func() any { return toAccount(resp.GetAccount()) })
 }
 

@@ -25,7 +25,7 @@ type AccountChange struct {
 	ApprovalsRequired *int
 }
 
-func (s *service) CreateAccount(ctx context.Context, actor domain.Principal, name, description string) (AccountView, error) {
+func (s *service) CreateAccount(ctx context.Context, actor domain.Principal, name, description, idempotencyKey string) (AccountView, error) {
 	if actor.Credential == domain.CredentialAPIKey {
 		return AccountView{}, domain.ErrAPIKeyNotAllowed
 	}
@@ -35,24 +35,53 @@ func (s *service) CreateAccount(ctx context.Context, actor domain.Principal, nam
 	if err := domain.CheckDescription(description); err != nil {
 		return AccountView{}, err
 	}
+	if err := checkIdempotencyKey(idempotencyKey); err != nil {
+		return AccountView{}, err
+	}
 	now := s.now()
-	a := domain.Account{ID: newID(), Name: strings.TrimSpace(name), Description: description,
+	id := newID()
+	if idempotencyKey != "" {
+		id = idempotentID(actor.UserID, "account", idempotencyKey)
+	}
+	a := domain.Account{ID: id, Name: strings.TrimSpace(name), Description: description,
 		CreatedBy: actor.UserID, CreatedAt: now, UpdatedAt: now, Admins: []string{actor.UserID}}
 	m := domain.Member{AccountID: a.ID, UserID: actor.UserID, Email: actor.Email, Role: domain.RoleAdmin, AddedAt: now}
 	// The membership first: should the account write fail, a membership
 	// of a missing account is invisible, whereas an account nobody
-	// administers could never be reached.
-	if _, err := s.Members.Create(ctx, m); err != nil {
+	// administers could never be reached. Sent again with its key, a
+	// creation finds what its first sending wrote and goes on.
+	if _, err := s.Members.Create(ctx, m); err != nil && (idempotencyKey == "" || !errors.Is(err, domain.ErrAlreadyMember)) {
 		return AccountView{}, err
 	}
-	a, err := s.Accounts.Create(ctx, a,
+	created, err := s.Accounts.Create(ctx, a,
 		domain.AccountCreated{Account: a},
 		domain.MemberChanged{AccountID: a.ID, UserID: actor.UserID, Role: domain.RoleAdmin},
 		domain.Audited{Entry: s.auditEntry(actor, a.ID, authz.AccountCreate, a.ID)})
+	if idempotencyKey != "" && errors.Is(err, domain.ErrAccountExists) {
+		return s.createdBefore(ctx, actor, a)
+	}
 	if err != nil {
 		return AccountView{}, err
 	}
-	return AccountView{Account: a, Role: domain.RoleAdmin}, nil
+	return AccountView{Account: created, Role: domain.RoleAdmin}, nil
+}
+
+// createdBefore answers a creation sent again with its idempotency key:
+// the account its first sending made, unless the key was used for
+// another request (another name or description).
+func (s *service) createdBefore(ctx context.Context, actor domain.Principal, want domain.Account) (AccountView, error) {
+	got, err := s.Accounts.Get(ctx, want.ID)
+	if err != nil {
+		return AccountView{}, err
+	}
+	if got.CreatedBy != actor.UserID || got.Name != want.Name || got.Description != want.Description {
+		return AccountView{}, domain.ErrIdempotencyKeyReused
+	}
+	m, err := s.Members.Get(ctx, got.ID, actor.UserID)
+	if err != nil {
+		return AccountView{}, err
+	}
+	return AccountView{Account: got, Role: m.Role}, nil
 }
 
 func (s *service) ListAccounts(ctx context.Context, actor domain.Principal, p Page) ([]AccountView, string, error) {

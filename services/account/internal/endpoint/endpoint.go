@@ -94,7 +94,7 @@ func (s *Set) Authenticate(ctx context.Context, r *accountv1.AuthenticateRequest
 }
 
 func (s *Set) CreateAccount(ctx context.Context, r *accountv1.CreateAccountRequest) (*accountv1.CreateAccountResponse, error) {
-	v, err := s.svc.CreateAccount(ctx, principal(r.GetActor()), r.GetName(), r.GetDescription())
+	v, err := s.svc.CreateAccount(ctx, principal(r.GetActor()), r.GetName(), r.GetDescription(), r.GetIdempotencyKey())
 	if err != nil {
 		return nil, err
 	}

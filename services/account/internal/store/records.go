@@ -17,7 +17,7 @@ type Accounts struct {
 var _ app.Accounts = (*Accounts)(nil)
 
 func newAccounts(k *kv.Store[domain.Account]) *Accounts {
-	return &Accounts{kv.Records[domain.Account, domain.Event]{Store: k, Messages: messages, Conflict: domain.ErrConcurrentChange, NotFound: domain.ErrAccountNotFound,
+	return &Accounts{kv.Records[domain.Account, domain.Event]{Store: k, Messages: messages, Conflict: domain.ErrConcurrentChange, NotFound: domain.ErrAccountNotFound, Exists: domain.ErrAccountExists,
 		Key:     func(a *domain.Account) string { return a.ID },
 		Version: func(a *domain.Account) *uint64 { return &a.Version }}}
 }

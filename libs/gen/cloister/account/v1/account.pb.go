@@ -994,12 +994,16 @@ func (x *AuthenticateResponse) GetPrincipal() *Principal {
 }
 
 type CreateAccountRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Actor         *Principal             `protobuf:"bytes,1,opt,name=actor,proto3" json:"actor,omitempty"`
-	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
-	Description   string                 `protobuf:"bytes,3,opt,name=description,proto3" json:"description,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Actor       *Principal             `protobuf:"bytes,1,opt,name=actor,proto3" json:"actor,omitempty"`
+	Name        string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Description string                 `protobuf:"bytes,3,opt,name=description,proto3" json:"description,omitempty"`
+	// The client's key for this creation (the HTTP Idempotency-Key): the
+	// same actor sending the same key again is given the account the first
+	// sending made, not a second one.
+	IdempotencyKey string `protobuf:"bytes,4,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *CreateAccountRequest) Reset() {
@@ -1049,6 +1053,13 @@ func (x *CreateAccountRequest) GetName() string {
 func (x *CreateAccountRequest) GetDescription() string {
 	if x != nil {
 		return x.Description
+	}
+	return ""
+}
+
+func (x *CreateAccountRequest) GetIdempotencyKey() string {
+	if x != nil {
+		return x.IdempotencyKey
 	}
 	return ""
 }
@@ -3783,11 +3794,12 @@ const file_cloister_account_v1_account_proto_rawDesc = "" +
 	"\x13AuthenticateRequest\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\"T\n" +
 	"\x14AuthenticateResponse\x12<\n" +
-	"\tprincipal\x18\x01 \x01(\v2\x1e.cloister.account.v1.PrincipalR\tprincipal\"\x82\x01\n" +
+	"\tprincipal\x18\x01 \x01(\v2\x1e.cloister.account.v1.PrincipalR\tprincipal\"\xab\x01\n" +
 	"\x14CreateAccountRequest\x124\n" +
 	"\x05actor\x18\x01 \x01(\v2\x1e.cloister.account.v1.PrincipalR\x05actor\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12 \n" +
-	"\vdescription\x18\x03 \x01(\tR\vdescription\"O\n" +
+	"\vdescription\x18\x03 \x01(\tR\vdescription\x12'\n" +
+	"\x0fidempotency_key\x18\x04 \x01(\tR\x0eidempotencyKey\"O\n" +
 	"\x15CreateAccountResponse\x126\n" +
 	"\aaccount\x18\x01 \x01(\v2\x1c.cloister.account.v1.AccountR\aaccount\"z\n" +
 	"\x13ListAccountsRequest\x124\n" +
