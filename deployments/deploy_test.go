@@ -38,6 +38,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	composecli "github.com/compose-spec/compose-go/v2/cli"
 	"github.com/compose-spec/compose-go/v2/types"
@@ -197,6 +198,10 @@ func checkServiceContainer(run serverRun, natsServers int) []string {
 	}
 	if c.Replicas > natsServers {
 		problems = append(problems, fmt.Sprintf("asks for %d JetStream replicas with %d NATS server(s)", c.Replicas, natsServers))
+	}
+	if want := min(natsServers, 3); c.Replicas < want {
+		problems = append(problems, fmt.Sprintf("asks for %d JetStream replicas with %d NATS servers: a stream on fewer loses what it holds "+
+			"with its server; want %d (docs/operations.md)", max(c.Replicas, 1), natsServers, want))
 	}
 	if c.NATSURL == "" {
 		problems = append(problems, "has no NATS URL")
@@ -1123,10 +1128,11 @@ type kServicePort struct {
 }
 
 type kPodSpec struct {
-	SecurityContext *kSecurityContext `yaml:"securityContext"`
-	Containers      []kContainer      `yaml:"containers"`
-	InitContainers  []kContainer      `yaml:"initContainers"`
-	Volumes         []kVolume         `yaml:"volumes"`
+	TerminationGracePeriodSeconds *int              `yaml:"terminationGracePeriodSeconds"`
+	SecurityContext               *kSecurityContext `yaml:"securityContext"`
+	Containers                    []kContainer      `yaml:"containers"`
+	InitContainers                []kContainer      `yaml:"initContainers"`
+	Volumes                       []kVolume         `yaml:"volumes"`
 }
 
 type kVolume struct {
@@ -1167,7 +1173,10 @@ type kContainer struct {
 			Name string `yaml:"name"`
 		} `yaml:"secretRef"`
 	} `yaml:"envFrom"`
-	Ports           []kContainerPort  `yaml:"ports"`
+	Ports     []kContainerPort `yaml:"ports"`
+	Lifecycle *struct {
+		PreStop *kProbe `yaml:"preStop"` // its exec
+	} `yaml:"lifecycle"`
 	ReadinessProbe  *kProbe           `yaml:"readinessProbe"`
 	LivenessProbe   *kProbe           `yaml:"livenessProbe"`
 	SecurityContext *kSecurityContext `yaml:"securityContext"`
@@ -1189,6 +1198,10 @@ type kEnvVar struct {
 		FieldRef *struct {
 			FieldPath string `yaml:"fieldPath"`
 		} `yaml:"fieldRef"`
+		SecretKeyRef *struct {
+			Name string `yaml:"name"`
+			Key  string `yaml:"key"`
+		} `yaml:"secretKeyRef"`
 	} `yaml:"valueFrom"`
 }
 
@@ -1786,15 +1799,31 @@ func natsProblems(t *testing.T, m *kubeManifests, replicas int) (int, []string) 
 		return n, append(problems, fmt.Sprintf("%s: %s is not mounted from a ConfigMap in the manifests", where, confPath))
 	}
 
-	// nats-server expands $VARS from its environment: give it pod 0's.
+	// nats-server expands $VARS from its environment: give it pod 0's,
+	// with the route password of the cloister-bus Secret and the $(VAR)
+	// references Kubernetes expands.
 	pod0 := fmt.Sprintf("%s-0", sts.Metadata.Name)
+	routePassword := "route-password-of-the-test"
+	env := map[string]string{}
 	for _, e := range c.Env {
 		switch {
 		case e.Value != nil:
-			t.Setenv(e.Name, *e.Value)
+			env[e.Name] = regexp.MustCompile(`\$\(([A-Za-z_][A-Za-z0-9_]*)\)`).ReplaceAllStringFunc(*e.Value, func(ref string) string {
+				if v, ok := env[ref[2:len(ref)-1]]; ok {
+					return v
+				}
+				return ref // Kubernetes leaves an unknown reference as it is
+			})
 		case e.ValueFrom != nil && e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "metadata.name":
-			t.Setenv(e.Name, pod0)
+			env[e.Name] = pod0
+		case e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil:
+			if r := e.ValueFrom.SecretKeyRef; r.Name != deployBusSecret || r.Key != busauth.RoutePasswordFile {
+				bad("%s: env %s comes from %s/%s, which `cloister bus init` does not write (%s/%s)", where, e.Name, r.Name, r.Key, deployBusSecret, busauth.RoutePasswordFile)
+				continue
+			}
+			env[e.Name] = routePassword
 		}
+		t.Setenv(e.Name, env[e.Name])
 	}
 	// The authorization it includes is what `cloister bus init` writes,
 	// mounted from the cloister-bus Secret beside the configuration.
@@ -1858,7 +1887,7 @@ func natsProblems(t *testing.T, m *kubeManifests, replicas int) (int, []string) 
 			host = strings.TrimSuffix(host, suffix)
 		}
 		if !want[host] || r.Port() != strconv.Itoa(opts.Cluster.Port) {
-			bad("%s: route %s is not a server of this StatefulSet on the cluster port %d", where, r, opts.Cluster.Port)
+			bad("%s: route to %s is not a server of this StatefulSet on the cluster port %d", where, r.Host, opts.Cluster.Port)
 		}
 		delete(want, host)
 	}
@@ -1868,7 +1897,52 @@ func natsProblems(t *testing.T, m *kubeManifests, replicas int) (int, []string) 
 	if headless != nil && !slices.ContainsFunc(headless.Spec.Ports, func(sp kServicePort) bool { return sp.Port == opts.Cluster.Port }) {
 		bad("%s: headless Service %s lacks the cluster port %d", where, headless.Metadata.Name, opts.Cluster.Port)
 	}
-	return n, problems
+	problems = append(problems, natsRouteProblems(where, opts, routePassword)...)
+	return n, append(problems, natsLameDuckProblems(where, opts, sts.Spec.Template.Spec, c)...)
+}
+
+// natsRouteProblems: the cluster's routes authenticate with the route
+// password of the cloister-bus Secret (docs/operations.md), every route
+// giving it.
+func natsRouteProblems(where string, opts *natsserver.Options, password string) []string {
+	var problems []string
+	if opts.Cluster.Username == "" || opts.Cluster.Password != password {
+		problems = append(problems, fmt.Sprintf("%s: the cluster's routes are not authenticated with the route password of Secret %s (%s): user %q",
+			where, deployBusSecret, busauth.RoutePasswordFile, opts.Cluster.Username))
+	}
+	for _, r := range opts.Routes {
+		if pw, _ := r.User.Password(); r.User.Username() != opts.Cluster.Username || pw != opts.Cluster.Password || pw == "" {
+			problems = append(problems, fmt.Sprintf("%s: route to %s does not give the cluster's route credentials", where, r.Host))
+		}
+	}
+	return problems
+}
+
+// natsLameDuckProblems: a server about to stop goes into lame duck mode
+// first (a preStop signal to the pid file nats.conf names, on a writable
+// mount), and its lame duck ends before Kubernetes kills it.
+func natsLameDuckProblems(where string, opts *natsserver.Options, pod kPodSpec, c kContainer) []string {
+	var problems []string
+	bad := func(format string, a ...any) { problems = append(problems, fmt.Sprintf(format, a...)) }
+	if c.Lifecycle == nil || c.Lifecycle.PreStop == nil || c.Lifecycle.PreStop.Exec == nil ||
+		!slices.Equal(c.Lifecycle.PreStop.Exec.Command, []string{"nats-server", "--signal", "ldm=" + opts.PidFile}) || opts.PidFile == "" {
+		bad("%s: no preStop hook puts the server in lame duck mode (nats-server --signal ldm=<pid_file>, pid_file %q)", where, opts.PidFile)
+	}
+	mounted := false
+	for _, vm := range c.VolumeMounts {
+		mounted = mounted || vm.MountPath == path.Dir(opts.PidFile)
+	}
+	if opts.PidFile != "" && !mounted {
+		bad("%s: the pid file's directory %s is not a mount: the root filesystem is read-only", where, path.Dir(opts.PidFile))
+	}
+	grace := 30 // Kubernetes' default
+	if pod.TerminationGracePeriodSeconds != nil {
+		grace = *pod.TerminationGracePeriodSeconds
+	}
+	if lame := opts.LameDuckDuration + opts.LameDuckGracePeriod; lame >= time.Duration(grace)*time.Second {
+		bad("%s: lame duck mode lasts %v, not within terminationGracePeriodSeconds %d", where, lame, grace)
+	}
+	return problems
 }
 
 func TestDeployKube(t *testing.T) {
@@ -1928,20 +2002,49 @@ func TestDeployKubeChecksCanFail(t *testing.T) {
 	wantDeployProblem(t, problems, "kustomization.yaml lists resource missing.yaml, which does not exist")
 
 	m = loadKube(t)
+	m.get("ConfigMap", "cloister").Data["CLOISTER_REPLICAS"] = "1"
+	problems = kubeProblems(m, 3)
+	wantDeployProblem(t, problems, "asks for 1 JetStream replicas with 3 NATS servers", "want 3")
+
+	m = loadKube(t)
 	one := 1
 	m.get("StatefulSet", "nats").Spec.Replicas = &one
 	_, problems = natsProblems(t, m, 3)
 	wantDeployProblem(t, problems, "StatefulSet nats: 1 replicas, not 3")
-	wantDeployProblem(t, problems, "route nats://nats-1.nats-headless", "is not a server of this StatefulSet")
+	wantDeployProblem(t, problems, "route to nats-1.nats-headless", "is not a server of this StatefulSet")
 
 	m = loadKube(t)
 	cm := m.get("ConfigMap", "nats-config")
-	cm.Data["nats.conf"] = strings.Replace(cm.Data["nats.conf"], "nats-2.nats-headless", "nats-3.nats-headless", 1)
+	sts := m.get("StatefulSet", "nats")
+	for _, e := range sts.Spec.Template.Spec.Containers[0].Env {
+		if e.Value != nil {
+			*e.Value = strings.Replace(*e.Value, "nats-2.nats-headless", "nats-3.nats-headless", 1)
+		}
+	}
 	cm.Data["nats.conf"] = strings.Replace(cm.Data["nats.conf"], "server_name: $POD_NAME", "server_name: nats", 1)
 	_, problems = natsProblems(t, m, 3)
-	wantDeployProblem(t, problems, "route nats://nats-3.nats-headless", "is not a server of this StatefulSet")
+	wantDeployProblem(t, problems, "route to nats-3.nats-headless", "is not a server of this StatefulSet")
 	wantDeployProblem(t, problems, "no route to nats-2.nats-headless")
 	wantDeployProblem(t, problems, `server_name is "nats" in pod nats-0`)
+
+	// Routes without the password, a route without credentials, no
+	// lame duck before the pod stops, a lame duck longer than its grace.
+	m = loadKube(t)
+	cm = m.get("ConfigMap", "nats-config")
+	cm.Data["nats.conf"] = regexp.MustCompile(`(?s)authorization \{.*?\}`).ReplaceAllString(cm.Data["nats.conf"], "")
+	natsC := &m.get("StatefulSet", "nats").Spec.Template.Spec.Containers[0]
+	for _, e := range natsC.Env {
+		if e.Name == "NATS_ROUTE_1" {
+			*e.Value = strings.Replace(*e.Value, "route:$(NATS_ROUTE_PASSWORD)@", "", 1)
+		}
+	}
+	natsC.Lifecycle = nil
+	cm.Data["nats.conf"] = strings.Replace(cm.Data["nats.conf"], `lame_duck_duration: "30s"`, `lame_duck_duration: "2m"`, 1)
+	_, problems = natsProblems(t, m, 3)
+	wantDeployProblem(t, problems, "the cluster's routes are not authenticated with the route password")
+	wantDeployProblem(t, problems, "route to nats-1.nats-headless", "does not give the cluster's route credentials")
+	wantDeployProblem(t, problems, "no preStop hook puts the server in lame duck mode")
+	wantDeployProblem(t, problems, "lame duck mode lasts 2m5s, not within terminationGracePeriodSeconds 60")
 
 	m = loadKube(t)
 	cm = m.get("ConfigMap", "nats-config")

@@ -32,6 +32,9 @@ func busCmd() *cobra.Command {
   ` + busauth.AuthFile + `   the nats-server authorization: one user per identity with
                     only the permissions its role needs, and no anonymous
                     access; include it from nats.conf
+  ` + busauth.RoutePasswordFile + `
+                    the password NATS servers give each other on their
+                    cluster routes (deployments/k8s/nats.yaml)
   assertion.key     the secret the gateway vouches for each caller with
                     (give it to the gateway alone)
   assertion-<service>.key
@@ -68,7 +71,7 @@ docker-compose.yml.`,
 					return err
 				}
 			}
-			_, err = fmt.Fprintf(cmd.OutOrStdout(), "wrote the NATS identities of %v, %s, the assertion key and the Redis password to %s\n",
+			_, err = fmt.Fprintf(cmd.OutOrStdout(), "wrote the NATS identities of %v, %s, the route password, the assertion key and the Redis password to %s\n",
 				busauth.RoleNames(), busauth.AuthFile, dir)
 			return err
 		},

@@ -39,7 +39,7 @@ func TestBusInitModes(t *testing.T) {
 	if m := mode(compose); m != 0o700 {
 		t.Errorf("the directory is %o with --compose, want 700", m)
 	}
-	for _, f := range []string{"account.nk", "gateway.nk", "assertion.key", "assertion-ca.key", "redis.password", "redis.conf", "nats-auth.conf"} {
+	for _, f := range []string{"account.nk", "gateway.nk", "assertion.key", "assertion-ca.key", "redis.password", "redis.conf", "nats-auth.conf", "nats-route.password"} {
 		if m := mode(filepath.Join(compose, f)); m != 0o644 {
 			t.Errorf("%s is %o with --compose, want 644", f, m)
 		}

@@ -15,6 +15,8 @@
 package busauth
 
 import (
+	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"os"
@@ -289,6 +291,19 @@ func (s Set) Write(dir string) error {
 // credentials directory holds, for nats.conf to include.
 const AuthFile = "nats-auth.conf"
 
+// RoutePasswordFile holds the password NATS servers give each other on
+// their cluster routes (no newline: it goes into route URLs as it is).
+const RoutePasswordFile = "nats-route.password"
+
+// writeRoutePassword writes a new random route password into dir.
+func writeRoutePassword(dir string) error {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return err
+	}
+	return WriteNew(filepath.Join(dir, RoutePasswordFile), []byte(base64.RawURLEncoding.EncodeToString(b)), 0o600)
+}
+
 // Load reads the identities of the roles names from dir.
 func Load(dir string, names []string) (Set, error) {
 	s := Set{}
@@ -324,10 +339,14 @@ func NewCredentials() (Credentials, error) {
 
 // Write writes the credentials into dir, which must not hold them
 // already: the identities' seeds and the nats-server authorization (as
-// Set.Write), the assertion secret (for the gateway alone) and each
+// Set.Write), a password for the servers' cluster routes, the assertion
+// secret (for the gateway alone) and each
 // service's assertion key (for that service alone).
 func (c Credentials) Write(dir string) error {
 	if err := c.Identities.Write(dir); err != nil {
+		return err
+	}
+	if err := writeRoutePassword(dir); err != nil {
 		return err
 	}
 	if err := writeKey(filepath.Join(dir, AssertionSecretFile), c.Assertion); err != nil {
