@@ -272,7 +272,7 @@ func (j *journeyer) run(k int) (*journey, error) {
 		jr.approvals++
 	}
 
-	if body, err = j.step("create a join token", j.api("POST", base+"/join-tokens", jr.token, map[string]any{"name": "n"}), created); err != nil {
+	if body, err = j.step("create a join token", j.apiKeyed("POST", base+"/join-tokens", jr.token, map[string]any{"name": "n"}), created); err != nil {
 		return jr, err
 	}
 	var tok struct{ ID, Secret string }

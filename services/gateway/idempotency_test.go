@@ -1,6 +1,9 @@
 package gateway_test
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"fmt"
 	"strings"
 	"testing"
@@ -75,5 +78,61 @@ func TestCreateAccountIdempotencyKey(t *testing.T) {
 	}, "the keyed account's creation is not in its log")
 	if creations != 1 {
 		t.Fatalf("the keyed account's log records %d creations, want 1: %s", creations, fmt.Sprint(audit.Items))
+	}
+}
+
+// TestCreateJoinTokenIdempotencyKey: a token's creation sent again with
+// its Idempotency-Key is given the same token with a new secret, and the
+// first secret (lost with its answer) no longer enrols; once the token is
+// used it cannot be given again (409); the same key with another body is
+// refused; another account's same key makes a token of its own.
+func TestCreateJoinTokenIdempotencyKey(t *testing.T) {
+	s := newStack(t, memory(t))
+	_, admin := s.user("ada@example.com")
+	acct, other := s.account(admin, "A"), s.account(admin, "B")
+	s.waitCA(t, admin, acct)
+	const key = "0f9e8d7c-6b5a-4c3d-8e2f-1a0b9c8d7e6f"
+	create := func(acct, name string) response {
+		t.Helper()
+		return do(t, s.srv, "POST", "/v1/accounts/"+acct+"/join-tokens", admin, keyed{key, map[string]any{"name": name, "max_uses": 1}})
+	}
+	var first, again struct{ ID, Secret string }
+	if r := create(acct, "n1"); r.status != 201 {
+		t.Fatalf("creating a token = %d %s", r.status, r.body)
+	} else {
+		r.decode(t, &first)
+	}
+	if r := create(acct, "n1"); r.status != 201 {
+		t.Fatalf("the same creation sent again = %d %s, want 201", r.status, r.body)
+	} else {
+		r.decode(t, &again)
+	}
+	if again.ID != first.ID || again.Secret == first.Secret {
+		t.Fatalf("sent again: token %s secret %.8s..., want token %s with a new secret", again.ID, again.Secret, first.ID)
+	}
+	var tokens struct{ Items []struct{ ID string } }
+	do(t, s.srv, "GET", "/v1/accounts/"+acct+"/join-tokens", admin, nil).decode(t, &tokens)
+	if len(tokens.Items) != 1 {
+		t.Fatalf("the account has %d tokens, want 1", len(tokens.Items))
+	}
+	if r := create(acct, "n2"); r.status != 400 || !strings.Contains(string(r.body), "idempotency_key_reused") {
+		t.Fatalf("the key with another name = %d %s, want 400 idempotency_key_reused", r.status, r.body)
+	}
+	if r := create(other, "n1"); r.status != 201 || strings.Contains(string(r.body), first.ID) {
+		t.Fatalf("the key in another account = %d %s, want a token of its own", r.status, r.body)
+	}
+
+	enrol := func(secret string) response {
+		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		return do(t, s.srv, "POST", "/v1/agent/enroll", "", map[string]any{"join_token": secret, "node_name": "n1", "csr": string(csrOf(t, key))})
+	}
+	if r := enrol(first.Secret); r.status != 401 {
+		t.Fatalf("enrolling with the replaced secret = %d %s, want 401", r.status, r.body)
+	}
+	if r := enrol(again.Secret); r.status != 201 {
+		t.Fatalf("enrolling with the new secret = %d %s, want 201", r.status, r.body)
+	}
+	if r := create(acct, "n1"); r.status != 409 || !strings.Contains(string(r.body), "token_taken") {
+		t.Fatalf("sent again after its token was used = %d %s, want 409 token_taken", r.status, r.body)
 	}
 }

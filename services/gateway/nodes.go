@@ -5,6 +5,7 @@ import (
 	"net/http"
 
 	noderegistryv1 "github.com/cloister-cc/cloister/libs/gen/cloister/noderegistry/v1"
+	"github.com/cloister-cc/cloister/libs/idempotency"
 	"github.com/cloister-cc/cloister/services/gateway/api"
 )
 
@@ -14,7 +15,8 @@ func (g *Gateway) createJoinToken(w http.ResponseWriter, r *http.Request, p prin
 		return reply{}, err
 	}
 	resp, err := g.nodes.CreateJoinToken(r.Context(), &noderegistryv1.CreateJoinTokenRequest{Actor: p.proto(), AccountId: r.PathValue("account_id"),
-		Name: b.Name, Labels: b.Labels, TtlSeconds: b.TTLSeconds, MaxUses: b.MaxUses, RequireAttestation: b.RequireAttestation})
+		Name: b.Name, Labels: b.Labels, TtlSeconds: b.TTLSeconds, MaxUses: b.MaxUses, RequireAttestation: b.RequireAttestation,
+		IdempotencyKey: r.Header.Get(idempotency.Header)})
 	if err != nil {
 		return reply{}, err
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/cloister-cc/cloister/libs/authz"
 	"github.com/cloister-cc/cloister/libs/errs"
 	accountv1 "github.com/cloister-cc/cloister/libs/gen/cloister/account/v1"
+	"github.com/cloister-cc/cloister/libs/idempotency"
 	"github.com/cloister-cc/cloister/libs/natsrpc"
 	"github.com/cloister-cc/cloister/services/gateway/api"
 )
@@ -292,17 +293,13 @@ func (g *Gateway) me(_ http.ResponseWriter, _ *http.Request, p principal) (reply
 	return reply{http.StatusOK, api.Me{ID: p.UserID, Email: p.Email, Credential: p.Credential, AccountID: p.AccountID, ExpiresAt: p.ExpiresAt.UTC()}}, nil
 }
 
-// headerIdempotencyKey is the client's key for a creation it may send
-// again when an answer is lost: the same key, the same result.
-const headerIdempotencyKey = "Idempotency-Key"
-
 func (g *Gateway) createAccount(w http.ResponseWriter, r *http.Request, p principal) (reply, error) {
 	var b api.CreateAccount
 	if err := decodeJSON(w, r, &b); err != nil {
 		return reply{}, err
 	}
 	resp, err := g.accounts.CreateAccount(r.Context(), &accountv1.CreateAccountRequest{Actor: p.proto(), Name: b.Name, Description: b.Description,
-		IdempotencyKey: r.Header.Get(headerIdempotencyKey)})
+		IdempotencyKey: r.Header.Get(idempotency.Header)})
 	return answer(err, http.StatusCreated, func() any { return toAccount(resp.GetAccount()) })
 }
 

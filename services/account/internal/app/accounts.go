@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/cloister-cc/cloister/libs/authz"
+	"github.com/cloister-cc/cloister/libs/idempotency"
 	"github.com/cloister-cc/cloister/services/account/internal/domain"
 )
 
@@ -35,13 +36,13 @@ func (s *service) CreateAccount(ctx context.Context, actor domain.Principal, nam
 	if err := domain.CheckDescription(description); err != nil {
 		return AccountView{}, err
 	}
-	if err := checkIdempotencyKey(idempotencyKey); err != nil {
+	if err := idempotency.Check(idempotencyKey); err != nil {
 		return AccountView{}, err
 	}
 	now := s.now()
 	id := newID()
 	if idempotencyKey != "" {
-		id = idempotentID(actor.UserID, "account", idempotencyKey)
+		id = idempotency.ID(actor.UserID, "account", "", idempotencyKey)
 	}
 	a := domain.Account{ID: id, Name: strings.TrimSpace(name), Description: description,
 		CreatedBy: actor.UserID, CreatedAt: now, UpdatedAt: now, Admins: []string{actor.UserID}}

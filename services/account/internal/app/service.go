@@ -144,33 +144,6 @@ func (s *service) now() time.Time { return s.Clock().UTC() }
 
 func newID() string { return uuid.Must(uuid.NewV7()).String() }
 
-// idempotencyNamespace names the ids made from idempotency keys.
-var idempotencyNamespace = uuid.MustParse("6f1d4a52-3c0e-4b8e-9a51-2f7c8d0e9b14")
-
-// idempotentID is the id of what user creates of kind with key: the same
-// for the same three, so that a creation sent again finds the first
-// sending's record; another user's key makes another id.
-func idempotentID(user, kind, key string) string {
-	return uuid.NewSHA1(idempotencyNamespace, []byte(user+"\x00"+kind+"\x00"+key)).String()
-}
-
-// MaxIdempotencyKeyLength bounds an Idempotency-Key.
-const MaxIdempotencyKeyLength = 255
-
-// checkIdempotencyKey accepts "" (none) or 1 to 255 visible ASCII
-// characters.
-func checkIdempotencyKey(key string) error {
-	if len(key) > MaxIdempotencyKeyLength {
-		return errs.Newf(errs.Invalid, "Idempotency-Key: at most %d characters", MaxIdempotencyKeyLength)
-	}
-	for _, c := range []byte(key) {
-		if c < 0x21 || c > 0x7e {
-			return errs.New(errs.Invalid, "Idempotency-Key: visible ASCII characters only (a UUID, say)")
-		}
-	}
-	return nil
-}
-
 // authorize returns the account and the actor's membership if the actor may
 // do action there. An account the actor cannot see is not found, never
 // forbidden: its existence is not revealed.

@@ -26,6 +26,9 @@ type Tokens interface {
 	// with ev when it revokes the token; the lookup by hash sees a
 	// revocation as soon as Update returns.
 	Update(ctx context.Context, t domain.JoinToken, ev *domain.TokenRevoked) (domain.JoinToken, error)
+	// Rehash gives t a new secret's hash: the lookup finds it by that
+	// hash, and no longer by its old one.
+	Rehash(ctx context.Context, t domain.JoinToken, hash string) (domain.JoinToken, error)
 	// Lookup finds a token by the hash of its secret, through the cache.
 	Lookup(ctx context.Context, hash string) (domain.TokenRef, bool, error)
 	// DeleteAccount removes every token of a deleted account.

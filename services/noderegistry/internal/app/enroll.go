@@ -65,6 +65,11 @@ func (s *Service) Enroll(ctx context.Context, secret string, name NodeName, csrB
 	if err != nil {
 		return Enrolment{}, err
 	}
+	if tok.Hash != domain.HashSecret(secret) {
+		// Its secret was replaced (a creation sent again with its
+		// idempotency key) after this one's lookup was cached.
+		return Enrolment{}, domain.ErrTokenUnknown
+	}
 	if err := tok.Usable(s.now()); err != nil {
 		return Enrolment{}, err
 	}

@@ -3,11 +3,13 @@ package app
 import (
 	"context"
 	"errors"
+	"maps"
 
 	"github.com/google/uuid"
 
 	"github.com/cloister-cc/cloister/libs/audit"
 	"github.com/cloister-cc/cloister/libs/authz"
+	"github.com/cloister-cc/cloister/libs/idempotency"
 	"github.com/cloister-cc/cloister/services/noderegistry/internal/domain"
 )
 
@@ -18,15 +20,24 @@ import (
 
 // CreateJoinToken makes a join token for an account. The secret is
 // returned this once; the registry keeps its SHA-256.
-func (s *Service) CreateJoinToken(ctx context.Context, accountID string, spec domain.TokenSpec, actor audit.Actor) (domain.JoinToken, string, error) {
+//
+// With an idempotency key, the token's id is derived from the key, the
+// actor and the account: the same creation sent again (its answer lost)
+// finds the token its first sending made and gives it a new secret, the
+// first one's never having reached anyone; a token used or revoked since
+// is refused (domain.ErrTokenTaken).
+func (s *Service) CreateJoinToken(ctx context.Context, accountID string, spec domain.TokenSpec, actor audit.Actor, idempotencyKey string) (domain.JoinToken, string, error) {
 	entry := audit.Entry{AccountID: accountID, Actor: actor, Action: string(authz.NodeTokenCreate), Target: spec.Name}
-	t, secret, err := s.createJoinToken(ctx, accountID, spec, entry)
+	t, secret, err := s.createJoinToken(ctx, accountID, spec, entry, idempotencyKey)
 	return t, secret, s.audited(ctx, entry, err)
 }
 
-func (s *Service) createJoinToken(ctx context.Context, accountID string, spec domain.TokenSpec, entry audit.Entry) (domain.JoinToken, string, error) {
+func (s *Service) createJoinToken(ctx context.Context, accountID string, spec domain.TokenSpec, entry audit.Entry, idempotencyKey string) (domain.JoinToken, string, error) {
 	if uuid.Validate(accountID) != nil {
 		return domain.JoinToken{}, "", domain.ErrTokenNotFound
+	}
+	if err := idempotency.Check(idempotencyKey); err != nil {
+		return domain.JoinToken{}, "", err
 	}
 	spec, err := spec.Check()
 	if err != nil {
@@ -37,14 +48,48 @@ func (s *Service) createJoinToken(ctx context.Context, accountID string, spec do
 		return domain.JoinToken{}, "", err
 	}
 	now := s.now()
-	t := domain.JoinToken{ID: uuid.Must(uuid.NewV7()).String(), AccountID: accountID, Name: spec.Name, Labels: spec.Labels,
+	id := uuid.Must(uuid.NewV7()).String()
+	if idempotencyKey != "" {
+		id = idempotency.ID(entry.Actor.UserID, "join-token", accountID, idempotencyKey)
+	}
+	t := domain.JoinToken{ID: id, AccountID: accountID, Name: spec.Name, Labels: spec.Labels,
 		Hash: hash, ExpiresAt: now.Add(spec.TTL), MaxUses: spec.MaxUses, RequireAttestation: spec.RequireAttestation,
 		CreatedAt: now, CreatedBy: entry.Actor.UserID}
 	entry.Target = t.ID
-	if err := s.cfg.Tokens.Create(ctx, t, domain.TokenCreated{Token: t, Audit: entry}); err != nil {
+	err = s.cfg.Tokens.Create(ctx, t, domain.TokenCreated{Token: t, Audit: entry})
+	if idempotencyKey != "" && errors.Is(err, domain.ErrTokenExists) {
+		return s.createdBefore(ctx, t, hash, secret)
+	}
+	if err != nil {
 		return domain.JoinToken{}, "", err
 	}
 	return t, secret, nil
+}
+
+// createdBefore answers a creation sent again with its idempotency key:
+// the token its first sending made (want, as this sending would have made
+// it), given secret (of hash) in place of the lost one.
+func (s *Service) createdBefore(ctx context.Context, want domain.JoinToken, hash, secret string) (domain.JoinToken, string, error) {
+	var out domain.JoinToken
+	err := retry(ctx, func() error {
+		got, err := s.cfg.Tokens.Get(ctx, want.AccountID, want.ID)
+		if err != nil {
+			return err
+		}
+		if got.CreatedBy != want.CreatedBy || got.Name != want.Name || !maps.Equal(got.Labels, want.Labels) ||
+			got.MaxUses != want.MaxUses || got.RequireAttestation != want.RequireAttestation {
+			return domain.ErrIdempotencyKeyReused
+		}
+		if got.Uses > 0 || got.Revoked {
+			return domain.ErrTokenTaken
+		}
+		out, err = s.cfg.Tokens.Rehash(ctx, got, hash)
+		return err
+	})
+	if err != nil {
+		return domain.JoinToken{}, "", err
+	}
+	return out, secret, nil
 }
 
 // JoinTokens lists an account's tokens, revoked and expired ones

@@ -27,7 +27,7 @@ var _ noderegistryv1.NodeRegistryServer = (*Server)(nil)
 func (sv *Server) CreateJoinToken(ctx context.Context, r *noderegistryv1.CreateJoinTokenRequest) (*noderegistryv1.CreateJoinTokenResponse, error) {
 	spec := domain.TokenSpec{Name: r.GetName(), Labels: r.GetLabels(), TTL: time.Duration(r.GetTtlSeconds()) * time.Second,
 		MaxUses: r.GetMaxUses(), RequireAttestation: r.GetRequireAttestation()}
-	t, secret, err := sv.s.CreateJoinToken(ctx, r.GetAccountId(), spec, events.ActorOf(r.GetActor()))
+	t, secret, err := sv.s.CreateJoinToken(ctx, r.GetAccountId(), spec, events.ActorOf(r.GetActor()), r.GetIdempotencyKey())
 	if err != nil {
 		return nil, err
 	}

@@ -122,9 +122,31 @@ func (s *Tokens) Create(ctx context.Context, t domain.JoinToken, ev domain.Token
 	s.setCache(ctx, t.Hash, t.Ref())
 	if _, err := s.kv.Create(ctx, t.AccountID+"."+t.ID, t, msgs...); err != nil {
 		s.dropHash(ctx, t.Hash)
+		if errors.Is(err, kv.ErrExists) {
+			return domain.ErrTokenExists
+		}
 		return err
 	}
 	return nil
+}
+
+// Rehash implements app.Tokens. The new hash's lookup goes first, the
+// token then (if unchanged), and the old hash's lookup last: a failure
+// leaves the token as it was, with its old secret.
+func (s *Tokens) Rehash(ctx context.Context, t domain.JoinToken, hash string) (domain.JoinToken, error) {
+	if _, err := s.hashes.Create(ctx, hash, t.Ref()); err != nil {
+		return domain.JoinToken{}, fmt.Errorf("indexing join token: %w", err)
+	}
+	s.setCache(ctx, hash, t.Ref())
+	old := t.Hash
+	t.Hash = hash
+	updated, err := s.r.Update(ctx, t)
+	if err != nil {
+		s.dropHash(ctx, hash)
+		return domain.JoinToken{}, err
+	}
+	s.dropHash(ctx, old)
+	return updated, nil
 }
 
 // Get implements app.Tokens.

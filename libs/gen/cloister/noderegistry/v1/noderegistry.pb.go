@@ -159,8 +159,13 @@ type CreateJoinTokenRequest struct {
 	TtlSeconds         uint32                 `protobuf:"varint,5,opt,name=ttl_seconds,json=ttlSeconds,proto3" json:"ttl_seconds,omitempty"` // 0: the default (24 h)
 	MaxUses            uint32                 `protobuf:"varint,6,opt,name=max_uses,json=maxUses,proto3" json:"max_uses,omitempty"`
 	RequireAttestation bool                   `protobuf:"varint,7,opt,name=require_attestation,json=requireAttestation,proto3" json:"require_attestation,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// The client's key for this creation (the HTTP Idempotency-Key): the
+	// same actor sending the same key again is given the token the first
+	// sending made, with a new secret (the first one's, lost with its
+	// answer, stops working), unless that token was used or revoked.
+	IdempotencyKey string `protobuf:"bytes,8,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *CreateJoinTokenRequest) Reset() {
@@ -240,6 +245,13 @@ func (x *CreateJoinTokenRequest) GetRequireAttestation() bool {
 		return x.RequireAttestation
 	}
 	return false
+}
+
+func (x *CreateJoinTokenRequest) GetIdempotencyKey() string {
+	if x != nil {
+		return x.IdempotencyKey
+	}
+	return ""
 }
 
 type CreateJoinTokenResponse struct {
@@ -2286,7 +2298,7 @@ const file_cloister_noderegistry_v1_noderegistry_proto_rawDesc = "" +
 	"created_by\x18\v \x01(\tR\tcreatedBy\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xff\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa8\x03\n" +
 	"\x16CreateJoinTokenRequest\x124\n" +
 	"\x05actor\x18\x01 \x01(\v2\x1e.cloister.account.v1.PrincipalR\x05actor\x12\x1d\n" +
 	"\n" +
@@ -2296,7 +2308,8 @@ const file_cloister_noderegistry_v1_noderegistry_proto_rawDesc = "" +
 	"\vttl_seconds\x18\x05 \x01(\rR\n" +
 	"ttlSeconds\x12\x19\n" +
 	"\bmax_uses\x18\x06 \x01(\rR\amaxUses\x12/\n" +
-	"\x13require_attestation\x18\a \x01(\bR\x12requireAttestation\x1a9\n" +
+	"\x13require_attestation\x18\a \x01(\bR\x12requireAttestation\x12'\n" +
+	"\x0fidempotency_key\x18\b \x01(\tR\x0eidempotencyKey\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"l\n" +
