@@ -120,7 +120,7 @@ func ConnectSeed(url, seed string, opts ...nats.Option) (*nats.Conn, error) {
 // CredentialsDir writes Bus and Assertion into a temporary directory as a
 // deployment keeps them (busauth.Credentials.Write), for `cloister server
 // --nats-credentials`.
-func (n *NATS) CredentialsDir(t testing.TB) string {
+func (n *Identities) CredentialsDir(t testing.TB) string {
 	t.Helper()
 	dir := t.TempDir() + "/bus"
 	if err := (busauth.Credentials{Identities: n.Bus, Assertion: n.Assertion}).Write(dir); err != nil {

@@ -432,14 +432,16 @@ func (j *journeyer) finishedSince(t time.Time) int {
 
 // TestJourneyThroughFaults runs the whole journey, several customers at
 // a time, on a three-node cluster (every stream and bucket on all three,
-// two replicas of every service, each on its own node) while one fault
-// follows another: the JetStream meta leader killed, the leader of the
-// busiest stream killed, a node partitioned for 10 s, one replica of
-// every service cut dead. After each, journeys begin and finish again;
-// for each it prints the longest time no call got its answer and the
-// calls that failed. Afterwards every journey's writes are there once,
-// every account's audit log holds them in order, every event was handled
-// by every consumer, and nothing went to the dead letters.
+// two replicas of every service in this process, each on its own node,
+// and a third of the account service as a process of its own) while one
+// fault follows another: the JetStream meta leader killed, the leader of
+// the busiest stream killed, a node partitioned for 10 s, the account
+// process killed (SIGKILL) as one replica of every in-process service is
+// cut dead. After each, journeys begin and finish again; for each it
+// prints the longest time no call got its answer, the calls that failed
+// and the redeliveries. Afterwards every journey's writes are there once,
+// every account's audit log records them, every event was handled by
+// every consumer, none twice, and nothing went to the dead letters.
 func TestJourneyThroughFaults(t *testing.T) {
 	redeliveries, reconnects := testkit.MetricSum(t, "cloister.events.redeliveries"), testkit.MetricSum(t, "cloister.nats.reconnects")
 	c := testkit.StartCluster(t, 3)
@@ -447,6 +449,9 @@ func TestJourneyThroughFaults(t *testing.T) {
 	for i := range 2 {
 		s.replicaConns[i] = append(s.replicaConns[i], startImageWorker(t, s))
 	}
+	// A third replica of the account service runs as a process of its
+	// own, as a deployment runs it: the last fault kills it with SIGKILL.
+	accounts := startServerProcess(t, c, "account")
 	j := &journeyer{t: t, s: s, node: s.nodeServer(t), registry: startImageRegistry(t), within: 90 * time.Second}
 	pushRandomImage(t, j.registry+"/in:1")
 
@@ -483,7 +488,8 @@ func TestJourneyThroughFaults(t *testing.T) {
 			time.Sleep(10 * time.Second)
 			return func() { c.Heal(i) }
 		}},
-		{"a replica of every service cut dead (kill -9)", func() func() {
+		{"an account process killed (kill -9), a replica of every service cut dead", func() func() {
+			accounts.kill(t)
 			s.crash(1)
 			return func() {}
 		}},
