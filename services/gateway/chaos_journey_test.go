@@ -5,8 +5,6 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/sha256"
-	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -111,7 +109,6 @@ type journey struct {
 	serial                               string
 	approvals                            int
 	body                                 sgx.ReportBody
-	enclaveKey                           *ecdsa.PrivateKey
 	domain                               string
 	// nodeAPI calls the node listener as the journey's node.
 	nodeAPI func(method, path string, in any) func() (int, []byte, error)
@@ -334,17 +331,10 @@ func (j *journeyer) issue(jr *journey) error {
 		if err := json.Unmarshal(body, &nonce); err != nil {
 			return err
 		}
-		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		spki, _ := x509.MarshalPKIXPublicKey(&key.PublicKey)
-		binding := sha256.Sum256(spki)
-		rb := jr.body
-		copy(rb.ReportData[:32], binding[:])
-		copy(rb.ReportData[32:], nonce.Nonce)
-		quote, err := qe.Quote(rb)
+		req, err := certificateRequest(j.t, qe, jr.body, nonce.Nonce, jr.app, domain)
 		if err != nil {
 			return err
 		}
-		req := map[string]any{"app_id": jr.app, "csr": string(csrOf(j.t, key, domain)), "quote": quote}
 		var refused bool
 		body, err = j.step("issue", nodeAPI("POST", "/v1/node/certificate", req), func(status int, _ []byte, _ bool) bool {
 			// Refused (the approvals on their way): a new nonce.
@@ -362,7 +352,7 @@ func (j *journeyer) issue(jr *journey) error {
 		if err := json.Unmarshal(body, &issued); err != nil || issued.Certificate.Serial == "" {
 			return fmt.Errorf("an issued certificate without a serial: %s", body)
 		}
-		jr.serial, jr.enclaveKey = issued.Certificate.Serial, key
+		jr.serial = issued.Certificate.Serial
 		return nil
 	}
 	return fmt.Errorf("%w: no certificate issued in %v", errStep, j.within)

@@ -66,18 +66,12 @@ func (is *issuer) once() (a attempt) {
 		a.failure = fmt.Sprintf("nonce: %d %v %.200s", status, err, body)
 		return a
 	}
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	spki, _ := x509.MarshalPKIXPublicKey(&key.PublicKey)
-	binding := sha256.Sum256(spki)
-	rb := is.body
-	copy(rb.ReportData[:32], binding[:])
-	copy(rb.ReportData[32:], nonce.Nonce)
-	quote, err := is.qe.Quote(rb)
+	req, err := certificateRequest(is.t, is.qe, is.body, nonce.Nonce, is.appID, is.domain)
 	if err != nil {
 		is.t.Error(err)
 		return a
 	}
-	status, body, err = is.call("POST", "/v1/node/certificate", map[string]any{"app_id": is.appID, "csr": string(csrOf(is.t, key, is.domain)), "quote": quote})
+	status, body, err = is.call("POST", "/v1/node/certificate", req)
 	var issued struct{ Certificate struct{ Serial string } }
 	if err != nil || status != 201 || json.Unmarshal(body, &issued) != nil || issued.Certificate.Serial == "" {
 		a.failure = fmt.Sprintf("certificate: %d %v %.200s", status, err, body)
@@ -89,6 +83,28 @@ func (is *issuer) once() (a attempt) {
 
 func (is *issuer) call(method, path string, in any) (int, []byte, error) {
 	return callTolerant(is.c, method, is.srv.URL+path, "", in)
+}
+
+// certificateRequest is what an enclave of body (an image of app appID)
+// sends for a certificate for domain: a CSR of a new key, and a quote by
+// qe whose REPORTDATA binds that key and nonce.
+func certificateRequest(t testing.TB, qe *sim.QE, body sgx.ReportBody, nonce []byte, appID, domain string) (map[string]any, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	spki, err := x509.MarshalPKIXPublicKey(&key.PublicKey)
+	if err != nil {
+		return nil, err
+	}
+	binding := sha256.Sum256(spki)
+	copy(body.ReportData[:32], binding[:])
+	copy(body.ReportData[32:], nonce)
+	quote, err := qe.Quote(body)
+	if err != nil {
+		return nil, err
+	}
+	return map[string]any{"app_id": appID, "csr": string(csrOf(t, key, domain)), "quote": quote}, nil
 }
 
 // run asks until stop is closed.

@@ -692,17 +692,11 @@ func (s *stack) enclaveOn(t *testing.T, token, adminID, acct, domain string, c *
 	testkit.Eventually(t, 10*time.Second, func() bool {
 		var nonce struct{ Nonce []byte }
 		nodeDo(t, c, srv, "POST", "/v1/node/nonce", nil).decode(t, &nonce)
-		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		spki, _ := x509.MarshalPKIXPublicKey(&key.PublicKey)
-		binding := sha256.Sum256(spki)
-		rb := body
-		copy(rb.ReportData[:32], binding[:])
-		copy(rb.ReportData[32:], nonce.Nonce)
-		quote, err := qe.Quote(rb)
+		req, err := certificateRequest(t, qe, body, nonce.Nonce, app.ID, domain)
 		if err != nil {
 			t.Fatal(err)
 		}
-		r = nodeDo(t, c, srv, "POST", "/v1/node/certificate", map[string]any{"app_id": app.ID, "csr": string(csrOf(t, key, domain)), "quote": quote})
+		r = nodeDo(t, c, srv, "POST", "/v1/node/certificate", req)
 		return r.status == 201
 	}, "no certificate after the approvals: %s", latest{&r})
 	var issued struct{ Certificate struct{ Serial string } }
