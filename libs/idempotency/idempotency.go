@@ -26,6 +26,11 @@ func ID(user, kind, scope, key string) string {
 	return uuid.NewSHA1(namespace, []byte(user+"\x00"+kind+"\x00"+scope+"\x00"+key)).String()
 }
 
+// ErrKeyReused refuses a key sent again with another request than the
+// one it first came with.
+var ErrKeyReused = errs.Define(errs.Invalid, "idempotency_key_reused",
+	"this Idempotency-Key was used for another request; use a new key for a new request")
+
 // Check accepts "" (no key) or 1 to MaxKeyLength visible ASCII characters,
 // and refuses anything else with an error that names the header.
 func Check(key string) error {

@@ -40,6 +40,7 @@ import (
 	"go.opentelemetry.io/otel/metric"
 
 	"github.com/cloister-cc/cloister/libs/errs"
+	"github.com/cloister-cc/cloister/libs/natsrpc"
 )
 
 // outboxHints is the outbox's backlog as each recovery pass finds it:
@@ -667,7 +668,7 @@ func (s *Store[T]) put(ctx context.Context, key string, data []byte, rev uint64)
 		}
 		return 0, jetstream.ErrKeyRevisionMismatch
 	}
-	if transient(err) {
+	if natsrpc.Transient(err) {
 		return 0, errs.Newf(errs.Unavailable, "%v; try again", err)
 	}
 	return 0, err
@@ -886,7 +887,7 @@ func (s *Store[T]) List(ctx context.Context, filter string) ([]Entry[T], error) 
 		if w, err = s.kv.WatchFiltered(ctx, []string{filter}, jetstream.IgnoreDeletes()); err == nil {
 			break
 		}
-		if !transient(err) {
+		if !natsrpc.Transient(err) {
 			return nil, fmt.Errorf("listing %s/%s: %w", s.bucket, filter, err)
 		}
 		select {

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/cloister-cc/cloister/libs/errs"
+	"github.com/cloister-cc/cloister/libs/natsrpc"
 )
 
 // rawEntry is a key's latest stored message.
@@ -68,7 +69,7 @@ func (s *Store[T]) leaderGet(ctx context.Context, key string) (rawEntry, error) 
 		attempt, cancel := context.WithTimeout(ctx, attemptTimeout)
 		e, err := s.leaderGetOnce(attempt, req)
 		cancel()
-		if !transient(err) {
+		if !natsrpc.Transient(err) {
 			return e, err
 		}
 		select {
@@ -85,21 +86,6 @@ const (
 	attemptTimeout = 2 * time.Second
 	retryPause     = 100 * time.Millisecond
 )
-
-// jsClusterUnavailable is JetStream's error code for a stream or the meta
-// group without a leader for the moment.
-const jsClusterUnavailable jetstream.ErrorCode = 10008
-
-// transient reports whether err is JetStream being unreachable for a
-// moment: no leader, no answer, no one serving the API.
-func transient(err error) bool {
-	var api *jetstream.APIError
-	var legacy *nats.APIError // from nats.go's older JetStream API, which its KV watchers use
-	return errors.As(err, &api) && api.ErrorCode == jsClusterUnavailable ||
-		errors.As(err, &legacy) && legacy.ErrorCode == nats.ErrorCode(jsClusterUnavailable) ||
-		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders) ||
-		errors.Is(err, jetstream.ErrNoStreamResponse)
-}
 
 func (s *Store[T]) leaderGetOnce(ctx context.Context, req []byte) (rawEntry, error) {
 	reply, err := s.js.Conn().RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET.KV_"+s.bucket, req)

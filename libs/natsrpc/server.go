@@ -171,24 +171,31 @@ func RequestHeader(ctx context.Context) nats.Header {
 // which name the service's keys, stay in its log.
 var errBusUnavailable = errs.New(errs.Unavailable, "the message bus is unavailable for the moment; try again")
 
-// jsClusterUnavailable is JetStream's error code for a stream or
-// consumer group without a leader for the moment.
-const jsClusterUnavailable = 10008
-
 // busUnavailable tells whether err, of no kind of its own (an internal
-// error), is NATS or JetStream being out of reach for a moment: no
-// answer, no leader, no one serving the API. Such a failure passes with
-// a leader election; the caller is to try again rather than be told of
-// an internal error.
+// error), is NATS or JetStream being out of reach for a moment (Transient,
+// or the connection being remade). Such a failure passes with a leader
+// election or a reconnection; the caller is to try again rather than be
+// told of an internal error.
 func busUnavailable(err error) bool {
 	if err == nil || errs.KindOf(err) != errs.Internal {
 		return false
 	}
-	var api *jetstream.APIError
-	var legacy *nats.APIError
-	return errors.As(err, &api) && api.ErrorCode == jsClusterUnavailable ||
-		errors.As(err, &legacy) && legacy.ErrorCode == jsClusterUnavailable ||
-		errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoStreamResponse) ||
-		errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders) || errors.Is(err, context.DeadlineExceeded) ||
+	return Transient(err) || errors.Is(err, nats.ErrNoStreamResponse) ||
 		errors.Is(err, nats.ErrConnectionReconnecting) || errors.Is(err, nats.ErrDisconnected)
+}
+
+// jsClusterUnavailable is JetStream's error code for a stream or the meta
+// group without a leader for the moment.
+const jsClusterUnavailable jetstream.ErrorCode = 10008
+
+// Transient reports whether err is JetStream being unreachable for a
+// moment: no leader, no answer, no one serving the API. What fails so is
+// worth trying again.
+func Transient(err error) bool {
+	var api *jetstream.APIError
+	var legacy *nats.APIError // from nats.go's older JetStream API, which its KV watchers use
+	return errors.As(err, &api) && api.ErrorCode == jsClusterUnavailable ||
+		errors.As(err, &legacy) && legacy.ErrorCode == nats.ErrorCode(jsClusterUnavailable) ||
+		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders) ||
+		errors.Is(err, jetstream.ErrNoStreamResponse)
 }

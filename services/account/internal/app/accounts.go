@@ -76,7 +76,7 @@ func (s *service) createdBefore(ctx context.Context, actor domain.Principal, wan
 		return AccountView{}, err
 	}
 	if got.CreatedBy != actor.UserID || got.Name != want.Name || got.Description != want.Description {
-		return AccountView{}, domain.ErrIdempotencyKeyReused
+		return AccountView{}, idempotency.ErrKeyReused
 	}
 	m, err := s.Members.Get(ctx, got.ID, actor.UserID)
 	if err != nil {

@@ -45,22 +45,20 @@ const (
 
 // Errors of the account service.
 var (
-	ErrEmailTaken           = errs.Define(errs.Conflict, "email_taken", "a user with this email already exists")
-	ErrBadCredentials       = errs.Define(errs.Unauthenticated, "bad_credentials", "email or password is wrong")
-	ErrUnauthenticated      = errs.Define(errs.Unauthenticated, "unauthenticated", "the token is missing, expired or revoked")
-	ErrAccountNotFound      = errs.Define(errs.NotFound, "account_not_found", "account not found")
-	ErrMemberNotFound       = errs.Define(errs.NotFound, "member_not_found", "member not found")
-	ErrUserNotFound         = errs.Define(errs.NotFound, "user_not_found", "no user with this email")
-	ErrAPIKeyNotFound       = errs.Define(errs.NotFound, "api_key_not_found", "API key not found")
-	ErrAlreadyMember        = errs.Define(errs.Conflict, "already_member", "the user is already a member of this account")
-	ErrLastAdmin            = errs.Define(errs.Conflict, "last_admin", "an account must keep at least one admin")
-	ErrForbidden            = errs.Define(errs.PermissionDenied, "forbidden", "your role in this account does not allow this")
-	ErrAPIKeyNotAllowed     = errs.Define(errs.PermissionDenied, "api_key_not_allowed", "API keys cannot do this; use a session")
-	ErrConcurrentChange     = errs.Define(errs.Conflict, "concurrent_change", "changed by another request; retry")
-	ErrCannotRemoveSelf     = errs.Define(errs.Conflict, "cannot_remove_self", "use another admin to remove yourself as the last admin")
-	ErrAccountExists        = errs.Define(errs.Conflict, "account_exists", "an account with this id exists")
-	ErrIdempotencyKeyReused = errs.Define(errs.Invalid, "idempotency_key_reused",
-		"this Idempotency-Key was used for another request; use a new key for a new request")
+	ErrEmailTaken       = errs.Define(errs.Conflict, "email_taken", "a user with this email already exists")
+	ErrBadCredentials   = errs.Define(errs.Unauthenticated, "bad_credentials", "email or password is wrong")
+	ErrUnauthenticated  = errs.Define(errs.Unauthenticated, "unauthenticated", "the token is missing, expired or revoked")
+	ErrAccountNotFound  = errs.Define(errs.NotFound, "account_not_found", "account not found")
+	ErrMemberNotFound   = errs.Define(errs.NotFound, "member_not_found", "member not found")
+	ErrUserNotFound     = errs.Define(errs.NotFound, "user_not_found", "no user with this email")
+	ErrAPIKeyNotFound   = errs.Define(errs.NotFound, "api_key_not_found", "API key not found")
+	ErrAlreadyMember    = errs.Define(errs.Conflict, "already_member", "the user is already a member of this account")
+	ErrLastAdmin        = errs.Define(errs.Conflict, "last_admin", "an account must keep at least one admin")
+	ErrForbidden        = errs.Define(errs.PermissionDenied, "forbidden", "your role in this account does not allow this")
+	ErrAPIKeyNotAllowed = errs.Define(errs.PermissionDenied, "api_key_not_allowed", "API keys cannot do this; use a session")
+	ErrConcurrentChange = errs.Define(errs.Conflict, "concurrent_change", "changed by another request; retry")
+	ErrCannotRemoveSelf = errs.Define(errs.Conflict, "cannot_remove_self", "use another admin to remove yourself as the last admin")
+	ErrAccountExists    = errs.Define(errs.Conflict, "account_exists", "an account with this id exists")
 )
 
 // Limits on user input.

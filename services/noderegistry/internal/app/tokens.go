@@ -78,7 +78,7 @@ func (s *Service) createdBefore(ctx context.Context, want domain.JoinToken, hash
 		}
 		if got.CreatedBy != want.CreatedBy || got.Name != want.Name || !maps.Equal(got.Labels, want.Labels) ||
 			got.MaxUses != want.MaxUses || got.RequireAttestation != want.RequireAttestation {
-			return domain.ErrIdempotencyKeyReused
+			return idempotency.ErrKeyReused
 		}
 		if got.Uses > 0 || got.Revoked {
 			return domain.ErrTokenTaken

@@ -374,10 +374,8 @@ var (
 	ErrNodeNotFound     = errs.Define(errs.NotFound, "node_not_found", "node not found")
 	ErrConcurrentChange = errs.Define(errs.Conflict, "concurrent_change", "changed by another request; retry")
 	ErrTokenExists      = errs.Define(errs.Conflict, "token_exists", "a join token with this id exists")
-	// Refusals of a join token's creation sent again with its
-	// Idempotency-Key.
-	ErrIdempotencyKeyReused = errs.Define(errs.Invalid, "idempotency_key_reused",
-		"this Idempotency-Key was used for another request; use a new key for a new request")
+	// ErrTokenTaken refuses a token's creation sent again with its
+	// Idempotency-Key once the token it made was used or revoked.
 	ErrTokenTaken = errs.Define(errs.Conflict, "token_taken",
 		"the join token this Idempotency-Key made was used or revoked since: its secret cannot be given again; create another with a new key")
 	// ErrNotIssuedHere refuses a heartbeat reporting an enclave whose
