@@ -321,20 +321,24 @@ var accountHeader = []string{"ID", "NAME", "ROLE", "CREATED", "DESCRIPTION"}
 func (c *cli) accountCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "account", Short: "Manage accounts (tenants)"}
 
-	var desc string
+	var desc, key string
 	create := &cobra.Command{
 		Use:   "create NAME",
 		Short: "Create an account; you become its admin",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var a api.Account
-			if err := c.client().do(cmd.Context(), "POST", "/v1/accounts", api.CreateAccount{Name: args[0], Description: desc}, &a); err != nil {
+			if key == "" {
+				key = newIdempotencyKey()
+			}
+			if err := c.client().doOnce(cmd.Context(), "POST", "/v1/accounts", key, api.CreateAccount{Name: args[0], Description: desc}, &a); err != nil {
 				return err
 			}
 			return c.print(a, accountHeader, accountRows(a))
 		},
 	}
 	create.Flags().StringVar(&desc, "description", "", "what the account is for")
+	idempotencyKeyFlag(create, &key)
 
 	var limit int
 	var cursor string

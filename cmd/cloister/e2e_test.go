@@ -184,6 +184,22 @@ func TestDevServerJourneyAndCrash(t *testing.T) {
 	if err := json.Unmarshal([]byte(run(t, cfgDir, "", "account", "create", "Payments", "-o", "json")), &acct); err != nil || acct.ID == "" {
 		t.Fatalf("account create -o json: %v", err)
 	}
+	// A command run again with its idempotency key (its answer was lost,
+	// say) answers what the first run made.
+	var keyed [2]struct{ ID string }
+	for i := range keyed {
+		out := run(t, cfgDir, "", "account", "create", "Ledger", "--idempotency-key", "ledger-1", "-o", "json")
+		if err := json.Unmarshal([]byte(out), &keyed[i]); err != nil || keyed[i].ID == "" {
+			t.Fatalf("account create --idempotency-key: %q, %v", out, err)
+		}
+	}
+	if keyed[0] != keyed[1] || keyed[0].ID == acct.ID {
+		t.Fatalf("account create twice with one key = %v, want one new account", keyed)
+	}
+	if out, err := cloisterCmd(t, cfgDir, "account", "create", "Other", "--idempotency-key", "ledger-1").CombinedOutput(); err == nil ||
+		!strings.Contains(string(out), "idempotency_key_reused") {
+		t.Fatalf("a key sent with another request = %q, %v; want idempotency_key_reused", out, err)
+	}
 	run(t, cfgDir, "", "account", "select", "Payments") // by name, as other commands take names
 	if out := run(t, cfgDir, "", "node", "list"); !strings.Contains(out, "(none)") {
 		t.Fatalf("an empty node list = %q, want it to say (none)", out)

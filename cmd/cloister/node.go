@@ -124,7 +124,7 @@ func (c *cli) nodeCmd() *cobra.Command {
 	}
 
 	token := &cobra.Command{Use: "token", Short: "Join tokens: what a node agent enrols with"}
-	var name string
+	var name, key string
 	var ttl time.Duration
 	var maxUses uint32
 	var requireAttestation bool
@@ -153,7 +153,10 @@ give it to the node agent (cloister-node-agent --join-token). Only its SHA-256 i
 				body.Labels[k] = v
 			}
 			var t api.JoinToken
-			if err := c.client().do(cmd.Context(), "POST", base(acct)+"/join-tokens", body, &t); err != nil {
+			if key == "" {
+				key = newIdempotencyKey()
+			}
+			if err := c.client().doOnce(cmd.Context(), "POST", base(acct)+"/join-tokens", key, body, &t); err != nil {
 				return err
 			}
 			if c.output == "json" {
@@ -168,6 +171,7 @@ give it to the node agent (cloister-node-agent --join-token). Only its SHA-256 i
 	create.Flags().Uint32Var(&maxUses, "max-uses", 0, "how many nodes may enrol with it (0: any number until it expires)")
 	create.Flags().BoolVar(&requireAttestation, "require-attestation", false, "nodes must present TEE evidence to enrol")
 	create.Flags().StringArrayVar(&labels, "label", nil, "key=value given to the nodes; repeat")
+	idempotencyKeyFlag(create, &key)
 	tlist := &cobra.Command{
 		Use: "list", Short: "List join tokens (never their secrets)", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {

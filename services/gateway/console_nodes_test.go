@@ -212,6 +212,26 @@ func TestConsoleNodes(t *testing.T) {
 		t.Fatal("a revoked token still has a Revoke button")
 	}
 
+	// The form carries an idempotency key: sent twice (a double click, a
+	// reload of the answer), it makes one token.
+	fk := regexp.MustCompile(`name="idempotency_key" value="([A-Za-z0-9_-]{22})"`).FindStringSubmatch(b.get(nodes).body)
+	if fk == nil {
+		t.Fatal("the join token form carries no idempotency key")
+	}
+	for range 2 {
+		b.post("/a/"+acct+"/join-tokens", url.Values{"name": {"rack-2"}, "idempotency_key": {fk[1]}}).want(t, http.StatusOK, "Join token rack-2", "cjt_")
+	}
+	r = do(t, s.srv, "GET", "/v1/accounts/"+acct+"/join-tokens", admin, nil)
+	r.decode(t, &tokens)
+	if len(tokens.Items) != 2 {
+		t.Fatalf("join tokens after one form sent twice = %s, want rack-1 and one rack-2", r.body)
+	}
+	if p := b.post("/a/"+acct+"/join-tokens", url.Values{"name": {"rack-3"}, "idempotency_key": {fk[1]}}); p.status != http.StatusBadRequest ||
+		!strings.Contains(p.body, "Idempotency-Key was used for another request") || !strings.Contains(p.body, `value="rack-3"`) ||
+		strings.Contains(p.body, fk[1]) {
+		t.Fatalf("another form with that key = %d, want 400 saying so, with the form kept and a new key; body %s", p.status, p.body)
+	}
+
 	// Deregistered: the node's page says so and offers nothing more.
 	b.get(node).want(t, http.StatusOK)
 	b.post(node+"/deregister", nil).wantRedirect(t, node)

@@ -4,11 +4,15 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"time"
+
+	"github.com/cloister-cc/cloister/libs/idempotency"
 )
 
 // Client calls Cloister's REST API: a JSON body in, and a JSON answer or
@@ -49,20 +53,75 @@ const DefaultMaxReply = 16 << 20
 // holding the problem document (one is made up from the status when the
 // body is not one); a failure to reach the API is returned as it is.
 func (c *Client) Do(ctx context.Context, method, path string, in, out any) error {
-	var body io.Reader
-	if in != nil {
-		b, err := json.Marshal(in)
-		if err != nil {
-			return fmt.Errorf("encoding the request to %s %s: %w", method, path, err)
-		}
-		body = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(c.BaseURL, "/")+path, body)
+	body, err := encode(method, path, in)
 	if err != nil {
-		return fmt.Errorf("building the request to %s %s: %w", method, path, err)
+		return err
 	}
-	if in != nil {
+	return c.send(ctx, method, path, "", body, out)
+}
+
+// DoOnce is Do for a creation that must take effect once: the request
+// carries key as its Idempotency-Key, and it is sent again, with the same
+// key, while its answer is lost (the API unreachable, the connection
+// dropped) or is 503 (the API unavailable for the moment), until ctx
+// ends. The API answers a second sending with what the first one made.
+func (c *Client) DoOnce(ctx context.Context, method, path, key string, in, out any) error {
+	if key == "" {
+		return fmt.Errorf("%s %s: an empty idempotency key", method, path)
+	}
+	body, err := encode(method, path, in)
+	if err != nil {
+		return err
+	}
+	pause := 100 * time.Millisecond
+	for {
+		err := c.send(ctx, method, path, key, body, out)
+		var pe *Error
+		if err == nil || ctx.Err() != nil || (errors.As(err, &pe) && pe.Status != http.StatusServiceUnavailable) ||
+			errors.Is(err, errEncoding) {
+			return err
+		}
+		t := time.NewTimer(pause)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+		pause = min(2*pause, 2*time.Second)
+	}
+}
+
+// errEncoding marks the failures of this side that sending again cannot mend.
+var errEncoding = errors.New("malformed")
+
+func encode(method, path string, in any) ([]byte, error) {
+	if in == nil {
+		return nil, nil
+	}
+	b, err := json.Marshal(in)
+	if err != nil {
+		return nil, fmt.Errorf("encoding the request to %s %s: %w", method, path, err)
+	}
+	return b, nil
+}
+
+// send sends body (nil: none) to method path, with key as its
+// Idempotency-Key when not empty, and decodes the answer as Do says.
+func (c *Client) send(ctx context.Context, method, path, key string, body []byte, out any) error {
+	var r io.Reader
+	if body != nil {
+		r = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(c.BaseURL, "/")+path, r)
+	if err != nil {
+		return fmt.Errorf("building the request to %s %s: %w (%w)", method, path, err, errEncoding)
+	}
+	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	if key != "" {
+		req.Header.Set(idempotency.Header, key)
 	}
 	req.Header.Set("Accept", "application/json")
 	if c.Token != "" {
@@ -97,7 +156,7 @@ func (c *Client) Do(ctx context.Context, method, path string, in, out any) error
 	}
 	if out != nil && len(data) > 0 {
 		if err := json.Unmarshal(data, out); err != nil {
-			return fmt.Errorf("decoding the answer to %s %s: %w", method, path, err)
+			return fmt.Errorf("decoding the answer to %s %s: %w (%w)", method, path, err, errEncoding)
 		}
 	}
 	return nil

@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cloister-cc/cloister/services/gateway/api"
 )
@@ -74,5 +75,73 @@ func TestClient(t *testing.T) {
 	var pe *api.Error
 	if err := down.Do(ctx, "GET", "/v1/echo", nil, nil); err == nil || errors.As(err, &pe) {
 		t.Fatalf("unreachable API = %v, want a transport error", err)
+	}
+}
+
+// TestDoOnce: a creation is sent again, with the same key and body, while
+// its answer is lost or is 503, and not after any other answer.
+func TestDoOnce(t *testing.T) {
+	type sending struct{ key, body string }
+	var got []sending
+	answers := []func(w http.ResponseWriter){
+		func(w http.ResponseWriter) { // unavailable for the moment
+			w.Header().Set("Content-Type", "application/problem+json")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_ = json.NewEncoder(w).Encode(api.Problem{Title: "Service Unavailable", Status: 503, Code: "unavailable"})
+		},
+		func(w http.ResponseWriter) { // the answer is lost with the connection
+			conn, _, err := http.NewResponseController(w).Hijack()
+			if err == nil {
+				_ = conn.Close()
+			}
+		},
+		func(w http.ResponseWriter) {
+			w.WriteHeader(http.StatusCreated)
+			_, _ = io.WriteString(w, `{"id":"a-1"}`)
+		},
+		func(w http.ResponseWriter) {
+			w.Header().Set("Content-Type", "application/problem+json")
+			w.WriteHeader(http.StatusConflict)
+			_ = json.NewEncoder(w).Encode(api.Problem{Title: "Conflict", Status: 409, Code: "conflict"})
+		},
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		got = append(got, sending{r.Header.Get("Idempotency-Key"), string(b)})
+		answers[min(len(got), len(answers))-1](w)
+	}))
+	defer srv.Close()
+	c := &api.Client{BaseURL: srv.URL, HTTP: srv.Client()}
+	ctx := context.Background()
+
+	var out struct{ ID string }
+	if err := c.DoOnce(ctx, "POST", "/v1/accounts", "k-1", map[string]string{"name": "a"}, &out); err != nil || out.ID != "a-1" {
+		t.Fatalf("DoOnce = %v, %+v; want a-1 at the third sending", err, out)
+	}
+	if len(got) != 3 {
+		t.Fatalf("sent %d times, want 3 (503, lost answer, 201)", len(got))
+	}
+	for i, s := range got {
+		if s != (sending{"k-1", `{"name":"a"}`}) {
+			t.Errorf("sending %d = %+v, want the same key and body each time", i+1, s)
+		}
+	}
+
+	// Any other problem is the answer: no second sending.
+	var pe *api.Error
+	if err := c.DoOnce(ctx, "POST", "/v1/accounts", "k-2", map[string]string{"name": "b"}, nil); !errors.As(err, &pe) || pe.Status != 409 || len(got) != 4 {
+		t.Fatalf("409 = %v after %d sendings, want the conflict after one more", err, len(got))
+	}
+	if err := c.DoOnce(ctx, "POST", "/v1/accounts", "", nil, nil); err == nil || len(got) != 4 {
+		t.Fatalf("an empty key = %v, want an error before sending", err)
+	}
+
+	// An API that stays unavailable: the last 503, when ctx ends.
+	answers = answers[:1]
+	short, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	defer cancel()
+	before := len(got)
+	if err := c.DoOnce(short, "POST", "/v1/accounts", "k-3", nil, nil); !errors.As(err, &pe) || pe.Status != 503 || len(got)-before < 2 {
+		t.Fatalf("unavailable = %v after %d sendings, want the 503 after several", err, len(got)-before)
 	}
 }

@@ -23,7 +23,7 @@ func (c *Console) createAccount(w http.ResponseWriter, r *http.Request) {
 	}
 	in := api.CreateAccount{Name: strings.TrimSpace(r.PostFormValue("name")), Description: strings.TrimSpace(r.PostFormValue("description"))}
 	var a api.Account
-	if err := c.call(r, http.MethodPost, "/v1/accounts", in, &a); err != nil {
+	if err := c.create(r, v, "/v1/accounts", in, &a); err != nil {
 		v.Title, v.Section, v.Error, v.Data = "Accounts", "accounts", err.Error(), in
 		c.render(w, r, statusOf(err), "accounts", v)
 		return

@@ -264,9 +264,48 @@ func (c *Console) call(r *http.Request, method, path string, in, out any) error 
 }
 
 func (c *Console) callAs(ctx context.Context, r *http.Request, token, method, path string, in, out any) error {
-	cl := api.Client{Token: token, HTTP: api.InProcess(c.api, r.RemoteAddr), MaxReply: -1}
+	cl := c.client(r, token)
 	return cl.Do(ctx, method, path, in, out)
 }
+
+// client calls the API in process as token, from r's address.
+func (c *Console) client(r *http.Request, token string) api.Client {
+	return api.Client{Token: token, HTTP: api.InProcess(c.api, r.RemoteAddr), MaxReply: -1}
+}
+
+// formKeyField is the creation forms' field that carries their idempotency key.
+const formKeyField = "idempotency_key"
+
+// newFormKey is a fresh idempotency key for a creation form.
+func newFormKey() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// create sends a creation form's request with the form's idempotency
+// key: a form sent twice (a double click, a reload, sending it again
+// after the API was unavailable) makes one object, and a moment's
+// unavailability is waited out. On failure v keeps the key when the
+// request may have landed (5xx), so that the form shown again is safe to
+// send again.
+func (c *Console) create(r *http.Request, v *view, path string, in, out any) error {
+	key := r.PostFormValue(formKeyField)
+	if key == "" {
+		return c.call(r, http.MethodPost, path, in, out)
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), createTimeout)
+	defer cancel()
+	cl := c.client(r, session(r))
+	err := cl.DoOnce(ctx, http.MethodPost, path, key, in, out)
+	if statusOf(err) >= 500 {
+		v.FormKey = key
+	}
+	return err
+}
+
+// createTimeout bounds the wait for an unavailable API behind a form.
+const createTimeout = 15 * time.Second
 
 // accountPath is the API path of an account's collection or object.
 func accountPath(account string, parts ...string) string {

@@ -154,7 +154,7 @@ func (c *Console) createJoinToken(w http.ResponseWriter, r *http.Request) {
 	in, err := parseTokenForm(form)
 	var tok api.JoinToken
 	if err == nil {
-		err = c.call(r, http.MethodPost, accountPath(v.Account.ID, "join-tokens"), in, &tok)
+		err = c.create(r, v, accountPath(v.Account.ID, "join-tokens"), in, &tok)
 	}
 	if err != nil {
 		if statusOf(err) == http.StatusUnauthorized {

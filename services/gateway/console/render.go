@@ -22,9 +22,13 @@ type view struct {
 	Account  *api.Account // the account the page is about, if any
 	Section  string       // the navigation entry to highlight
 	CSRF     string
-	Flash    string
-	Error    string
-	Data     any
+	// FormKey is the idempotency key of the page's creation form (a
+	// new one at each showing; the same when a creation is shown again
+	// after the API was unavailable, so that sending it again is safe).
+	FormKey string
+	Flash   string
+	Error   string
+	Data    any
 }
 
 // pages holds one template set per page, each with the layout.
@@ -113,6 +117,9 @@ func (c *Console) render(w http.ResponseWriter, r *http.Request, status int, pag
 		return
 	}
 	v.CSRF = csrfToken(w, r)
+	if v.FormKey == "" {
+		v.FormKey = newFormKey()
+	}
 	if v.Flash == "" {
 		v.Flash = takeFlash(w, r)
 	}
