@@ -878,30 +878,104 @@ func newVersion(prev uint64) uint64 {
 
 // List returns the live entries whose keys match filter (NATS wildcards:
 // "acct1.*", "*.user1", ">"), sorted by key.
+//
+// It reads them through a watcher, whose consumer JetStream places on
+// any replica of the bucket's stream. On a cluster, one replica may lag
+// behind (just back from a partition, say): a consumer there would list
+// what it has, missing the latest writes, or hang while it catches up;
+// and right after a partition heals the consumer may not be made at all
+// for a while. So on a cluster List first asks the stream's leader
+// whether every replica is current, and lists from the leader, one
+// message at a time, when one is not or when the watcher stalls.
 func (s *Store[T]) List(ctx context.Context, filter string) ([]Entry[T], error) {
-	// For a few seconds after a partition heals, JetStream makes no
-	// consumer: the listing waits that out, until ctx ends.
-	var w jetstream.KeyWatcher
-	for {
-		var err error
-		if w, err = s.kv.WatchFiltered(ctx, []string{filter}, jetstream.IgnoreDeletes()); err == nil {
-			break
-		}
-		if !natsrpc.Transient(err) {
-			return nil, fmt.Errorf("listing %s/%s: %w", s.bucket, filter, err)
-		}
-		select {
-		case <-ctx.Done():
-			return nil, errs.Newf(errs.Unavailable, "listing %s/%s: %v; try again", s.bucket, filter, err)
-		case <-time.After(retryPause):
+	if !s.replicated {
+		return s.watchList(ctx, filter, 0)
+	}
+	current, err := s.replicasCurrent(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("listing %s/%s: %w", s.bucket, filter, err)
+	}
+	if current {
+		out, err := s.watchList(ctx, filter, watchStall)
+		if !errors.Is(err, errWatchStalled) {
+			return out, err
 		}
 	}
+	return s.listFromLeader(ctx, filter)
+}
+
+// watchStall is how long a listing's watcher may go without news (being
+// made, or handing over an entry) before List turns to the leader.
+const watchStall = 3 * time.Second
+
+var errWatchStalled = errors.New("the watcher stalled")
+
+func (s *Store[T]) listFromLeader(ctx context.Context, filter string) ([]Entry[T], error) {
+	latest, err := s.leaderList(ctx, filter)
+	if err != nil {
+		return nil, fmt.Errorf("listing %s/%s: %w", s.bucket, filter, err)
+	}
+	var out []Entry[T]
+	for key, e := range latest {
+		entry, live, err := s.liveEntry(key, e.value)
+		if err != nil {
+			return nil, err
+		}
+		if live {
+			out = append(out, entry)
+		}
+	}
+	slices.SortFunc(out, func(a, b Entry[T]) int { return strings.Compare(a.Key, b.Key) })
+	return out, nil
+}
+
+// liveEntry decodes a stored value, and says whether its record is live
+// (not deleted).
+func (s *Store[T]) liveEntry(key string, value []byte) (Entry[T], bool, error) {
+	r, err := s.decodeValue(key, value)
+	if err != nil || r.Deleted {
+		return Entry[T]{}, false, err
+	}
+	entry, err := s.decode(key, r)
+	return entry, err == nil, err
+}
+
+// watchList lists through a watcher: one consumer streams the entries.
+// With stall > 0 it gives up with errWatchStalled when the watcher is not
+// made, or hands over nothing, for that long.
+func (s *Store[T]) watchList(ctx context.Context, filter string, stall time.Duration) ([]Entry[T], error) {
+	// The watcher lives as long as wctx: ending it when the listing ends
+	// also ends one made too late.
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var stalled <-chan time.Time
+	news := func() {}
+	if stall > 0 {
+		t := time.NewTimer(stall)
+		defer t.Stop()
+		stalled, news = t.C, func() { t.Reset(stall) }
+	}
+	made := make(chan watchResult, 1)
+	go func() { made <- s.watch(wctx, filter) }()
+	var w jetstream.KeyWatcher
+	select {
+	case <-stalled:
+		return nil, errWatchStalled
+	case r := <-made:
+		if r.err != nil {
+			return nil, r.err
+		}
+		w = r.w
+	}
 	defer w.Stop()
+	news()
 	var out []Entry[T]
 	for {
 		select {
 		case <-ctx.Done():
 			return nil, errs.Newf(errs.Unavailable, "listing %s/%s: %v; try again", s.bucket, filter, ctx.Err())
+		case <-stalled:
+			return nil, errWatchStalled
 		case e, ok := <-w.Updates():
 			if !ok {
 				return nil, fmt.Errorf("listing %s/%s: watcher closed", s.bucket, filter)
@@ -910,18 +984,39 @@ func (s *Store[T]) List(ctx context.Context, filter string) ([]Entry[T], error) 
 				slices.SortFunc(out, func(a, b Entry[T]) int { return strings.Compare(a.Key, b.Key) })
 				return out, nil
 			}
-			r, err := s.decodeValue(e.Key(), e.Value())
+			news()
+			entry, live, err := s.liveEntry(e.Key(), e.Value())
 			if err != nil {
 				return nil, err
 			}
-			if r.Deleted {
-				continue
+			if live {
+				out = append(out, entry)
 			}
-			entry, err := s.decode(e.Key(), r)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, entry)
+		}
+	}
+}
+
+type watchResult struct {
+	w   jetstream.KeyWatcher
+	err error
+}
+
+// watch makes a watcher of filter's latest values. For a few seconds
+// after a partition heals, JetStream makes no consumer: watch waits that
+// out, until ctx ends.
+func (s *Store[T]) watch(ctx context.Context, filter string) watchResult {
+	for {
+		w, err := s.kv.WatchFiltered(ctx, []string{filter}, jetstream.IgnoreDeletes())
+		if err == nil {
+			return watchResult{w: w}
+		}
+		if !natsrpc.Transient(err) {
+			return watchResult{err: fmt.Errorf("listing %s/%s: %w", s.bucket, filter, err)}
+		}
+		select {
+		case <-ctx.Done():
+			return watchResult{err: errs.Newf(errs.Unavailable, "listing %s/%s: %v; try again", s.bucket, filter, err)}
+		case <-time.After(retryPause):
 		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -33,11 +34,28 @@ type msgGetResponse struct {
 		ErrCode     jetstream.ErrorCode `json:"err_code"`
 		Description string              `json:"description"`
 	} `json:"error"`
-	Message *struct {
-		Sequence uint64 `json:"seq"`
-		Header   []byte `json:"hdrs"`
-		Data     []byte `json:"data"`
-	} `json:"message"`
+	Message *storedMsg `json:"message"`
+}
+
+// storedMsg is a message as the stream's leader gives it.
+type storedMsg struct {
+	Subject  string `json:"subject"`
+	Sequence uint64 `json:"seq"`
+	Header   []byte `json:"hdrs"`
+	Data     []byte `json:"data"`
+}
+
+// deleted says whether m is a delete or purge marker.
+func (m *storedMsg) deleted() (bool, error) {
+	if len(m.Header) == 0 {
+		return false, nil
+	}
+	h, err := nats.DecodeHeadersMsg(m.Header)
+	if err != nil {
+		return false, fmt.Errorf("decoding the message's headers: %w", err)
+	}
+	op := h.Get("KV-Operation")
+	return op == "DEL" || op == "PURGE", nil
 }
 
 // leaderGet reads key's latest message from the bucket stream's leader
@@ -51,30 +69,82 @@ type msgGetResponse struct {
 // with direct gets, which its one stream answers. A delete or purge
 // marker reads as absent.
 func (s *Store[T]) leaderGet(ctx context.Context, key string) (rawEntry, error) {
+	m, err := s.leaderMsg(ctx, msgGetRequest{LastFor: s.subject + key})
+	if err != nil {
+		return rawEntry{}, err
+	}
+	if del, err := m.deleted(); err != nil {
+		return rawEntry{}, err
+	} else if del {
+		return rawEntry{}, ErrNotFound
+	}
+	return rawEntry{value: m.Data, revision: m.Sequence}, nil
+}
+
+// msgGetRequest asks for the last message of a subject, or the first at
+// or after Seq on subjects matching NextFor.
+type msgGetRequest struct {
+	LastFor string `json:"last_by_subj,omitempty"`
+	Seq     uint64 `json:"seq,omitempty"`
+	NextFor string `json:"next_by_subj,omitempty"`
+}
+
+// leaderList lists the keys matching filter, and their latest values, from
+// the bucket stream's leader, one message at a time: what List does when
+// a replica lags behind, and so might host the consumer a watcher reads
+// through. Deleted keys are left out.
+func (s *Store[T]) leaderList(ctx context.Context, filter string) (map[string]rawEntry, error) {
+	latest := map[string]rawEntry{}
+	for seq := uint64(1); ; {
+		m, err := s.leaderMsg(ctx, msgGetRequest{Seq: seq, NextFor: s.subject + filter})
+		if errors.Is(err, ErrNotFound) {
+			return latest, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		key := strings.TrimPrefix(m.Subject, s.subject)
+		if del, err := m.deleted(); err != nil {
+			return nil, err
+		} else if del {
+			delete(latest, key)
+		} else {
+			latest[key] = rawEntry{value: m.Data, revision: m.Sequence}
+		}
+		seq = m.Sequence + 1
+	}
+}
+
+// leaderMsg asks the bucket stream's leader for a message.
+func (s *Store[T]) leaderMsg(ctx context.Context, r msgGetRequest) (*storedMsg, error) {
+	req, err := json.Marshal(r)
+	if err != nil {
+		return nil, err
+	}
+	return retrying(ctx, func(attempt context.Context) (*storedMsg, error) { return s.leaderMsgOnce(attempt, req) })
+}
+
+// retrying asks JetStream with ask, each time for at most attemptTimeout:
+// a request can go unanswered (lost right after a partition heals), and a
+// stream electing a leader (seconds, after its leader's server died)
+// answers that it is unavailable. It waits those out, until ctx ends (5 s
+// if it has no deadline), and then says to try again later.
+func retrying[R any](ctx context.Context, ask func(context.Context) (R, error)) (R, error) {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, defaultReadTimeout)
 		defer cancel()
 	}
-	req, err := json.Marshal(struct {
-		LastFor string `json:"last_by_subj"`
-	}{s.subject + key})
-	if err != nil {
-		return rawEntry{}, err
-	}
-	// A stream electing a leader (seconds, after its leader's server
-	// died) answers that it is unavailable: the read waits it out, until
-	// ctx ends, and then says to try again later.
 	for {
 		attempt, cancel := context.WithTimeout(ctx, attemptTimeout)
-		e, err := s.leaderGetOnce(attempt, req)
+		r, err := ask(attempt)
 		cancel()
 		if !natsrpc.Transient(err) {
-			return e, err
+			return r, err
 		}
 		select {
 		case <-ctx.Done():
-			return rawEntry{}, errs.Newf(errs.Unavailable, "%v; try again", err)
+			return r, errs.Newf(errs.Unavailable, "%v; try again", err)
 		case <-time.After(retryPause):
 		}
 	}
@@ -87,32 +157,49 @@ const (
 	retryPause     = 100 * time.Millisecond
 )
 
-func (s *Store[T]) leaderGetOnce(ctx context.Context, req []byte) (rawEntry, error) {
+func (s *Store[T]) leaderMsgOnce(ctx context.Context, req []byte) (*storedMsg, error) {
 	reply, err := s.js.Conn().RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET.KV_"+s.bucket, req)
 	if err != nil {
-		return rawEntry{}, err
+		return nil, err
 	}
 	var resp msgGetResponse
 	if err := json.Unmarshal(reply.Data, &resp); err != nil {
-		return rawEntry{}, fmt.Errorf("decoding the stream's answer: %w", err)
+		return nil, fmt.Errorf("decoding the stream's answer: %w", err)
 	}
 	if resp.Error != nil {
 		if resp.Error.ErrCode == jetstream.JSErrCodeMessageNotFound {
-			return rawEntry{}, ErrNotFound
+			return nil, ErrNotFound
 		}
-		return rawEntry{}, &jetstream.APIError{Code: resp.Error.Code, ErrorCode: resp.Error.ErrCode, Description: resp.Error.Description}
+		return nil, &jetstream.APIError{Code: resp.Error.Code, ErrorCode: resp.Error.ErrCode, Description: resp.Error.Description}
 	}
 	if resp.Message == nil {
-		return rawEntry{}, errors.New("the stream answered without a message")
+		return nil, errors.New("the stream answered without a message")
 	}
-	if len(resp.Message.Header) > 0 {
-		h, err := nats.DecodeHeadersMsg(resp.Message.Header)
+	return resp.Message, nil
+}
+
+// replicasCurrent says whether every replica of the bucket's stream has
+// applied what its leader has, as the leader sees it: then a consumer,
+// wherever JetStream places it, reads every write acknowledged so far.
+func (s *Store[T]) replicasCurrent(ctx context.Context) (bool, error) {
+	info, err := retrying(ctx, func(attempt context.Context) (*jetstream.StreamInfo, error) {
+		st, err := s.js.Stream(attempt, "KV_"+s.bucket)
 		if err != nil {
-			return rawEntry{}, fmt.Errorf("decoding the message's headers: %w", err)
+			return nil, err
 		}
-		if op := h.Get("KV-Operation"); op == "DEL" || op == "PURGE" {
-			return rawEntry{}, ErrNotFound
+		return st.CachedInfo(), nil
+	})
+	if err != nil {
+		return false, err
+	}
+	c := info.Cluster
+	if c == nil || c.Leader == "" {
+		return false, nil
+	}
+	for _, r := range c.Replicas {
+		if !r.Current || r.Offline || r.Lag > 0 {
+			return false, nil
 		}
 	}
-	return rawEntry{value: resp.Message.Data, revision: resp.Message.Sequence}, nil
+	return true, nil
 }
