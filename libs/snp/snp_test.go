@@ -1,0 +1,172 @@
+package snp_test
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"math/big"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cloister-cc/cloister/libs/snp"
+	"github.com/cloister-cc/cloister/libs/tee"
+)
+
+// vectorTime lies inside the Milan VCEK's validity (2023-04-03 to 2030-04-03).
+var vectorTime = time.Date(2025, 7, 1, 0, 0, 0, 0, time.UTC)
+
+func read(t testing.TB, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("testdata", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func milan(t testing.TB) (report []byte, opts snp.Options) {
+	return read(t, "report_milan.hex"), snp.Options{At: vectorTime, VCEK: read(t, "vcek_milan.der"), Chain: read(t, "cert_chain_milan")}
+}
+
+// The real Milan report verifies, and its fields are the ones an
+// independent verifier read (testdata/README.md).
+func TestVerifyMilanReport(t *testing.T) {
+	report, opts := milan(t)
+	res, err := snp.Verify(report, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{
+		"measurement": "7a1e5c266c0108dbc9bb94fa926951320940915d0aafb42464bd88b579ea158d3e1a0dc39b2c60bd95b9c480cd81841f",
+		"report data": "d447b55d197491bfe15cf298f9de9986b7a7c4be2468b4f6e2d53b71d7c645810b0f2cdfca0040433be063fc1a8293f0f3f8dae7b79fecb3d1cd82bd6a93ebfd",
+	}
+	got := map[string]string{"measurement": hex.EncodeToString(res.Measurement[:]), "report data": hex.EncodeToString(res.ReportData[:])}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s = %s, want %s", k, got[k], v)
+		}
+	}
+	if res.Version != 2 || res.VMPL != 0 || res.Policy != 0x30000 || res.Debug || res.ProductLine != "Milan" || res.Signer != "VCEK" {
+		t.Errorf("result = %+v; want version 2, VMPL 0, policy 0x30000, no debug, Milan, VCEK", res)
+	}
+	if res.ReportedTCB.String() != "0x7308000000000003" || res.CurrentTCB != res.ReportedTCB {
+		t.Errorf("TCB reported %v current %v, want 0x7308000000000003 both", res.ReportedTCB, res.CurrentTCB)
+	}
+	if l := res.ReportedTCB.Levels(res.ProductLine); fmt.Sprint(l) != "map[bootloader:3 microcode:115 snp:8 tee:0]" {
+		t.Errorf("TCB levels = %v, want bootloader 3, TEE 0, SNP 8, microcode 115", l)
+	}
+	if l := snp.TCB(0x0900000000000102).Levels("Turin"); fmt.Sprint(l) != "map[bootloader:1 fmc:2 microcode:9 snp:0 tee:0]" {
+		t.Errorf("Turin TCB levels = %v", l)
+	}
+
+	// Binary works as hex does, and the chain is optional.
+	raw, err := snp.DecodeReport(report)
+	if err != nil || len(raw) != snp.ReportSize {
+		t.Fatalf("DecodeReport = %d bytes, %v", len(raw), err)
+	}
+	opts.Chain = nil
+	if _, err := snp.Verify(raw, opts); err != nil {
+		t.Fatalf("binary report without the chain: %v", err)
+	}
+}
+
+// Each way the evidence can be wrong fails with the reason that names it.
+func TestVerifyRefuses(t *testing.T) {
+	report, good := milan(t)
+	raw, err := snp.DecodeReport(report)
+	if err != nil {
+		t.Fatal(err)
+	}
+	flip := func(b []byte, i int, bit byte) []byte {
+		c := append([]byte(nil), b...)
+		c[i] ^= bit
+		return c
+	}
+	turinChain := read(t, "cert_chain_turin")
+	for _, tc := range []struct {
+		name   string
+		report []byte
+		change func(*snp.Options)
+		reason tee.Reason
+		says   string
+	}{
+		{"a flipped bit in the report (byte 21)", flip(raw, 21, 0x80), nil, tee.ReasonReportSignature, "report"},
+		{"a flipped byte in the measurement", flip(raw, 0x90, 0x01), nil, tee.ReasonReportSignature, "report"},
+		{"a flipped byte in the signature", flip(raw, 0x2a0, 0x01), nil, tee.ReasonReportSignature, "report"},
+		{"a VCEK of another product (Turin)", raw, func(o *snp.Options) { o.VCEK, o.Chain = read(t, "vcek_turin.der"), nil }, tee.ReasonMismatch, "another chip"},
+		{"a Turin VCEK with its own chain", raw, func(o *snp.Options) { o.VCEK, o.Chain = read(t, "vcek_turin.der"), turinChain }, tee.ReasonMismatch, "another chip"},
+		{"a chain of another product", raw, func(o *snp.Options) { o.Chain = turinChain }, tee.ReasonChain, "not AMD's Milan root"},
+		{"a chain whose ASK is not AMD's", raw, func(o *snp.Options) { o.Chain = selfSignedChain(t, read(t, "cert_chain_milan")) }, tee.ReasonChain, "not signed by AMD's Milan root"},
+		{"a chain that is not PEM", raw, func(o *snp.Options) { o.Chain = []byte("nonsense") }, tee.ReasonMalformed, "certificate chain"},
+		{"no VCEK", raw, func(o *snp.Options) { o.VCEK = nil }, tee.ReasonChain, "none given"},
+		{"a VCEK that is no certificate", raw, func(o *snp.Options) { o.VCEK = []byte{0x30, 0x03, 0x02, 0x01, 0x01} }, tee.ReasonMalformed, "VCEK"},
+		{"a time before the VCEK", raw, func(o *snp.Options) { o.At = time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC) }, tee.ReasonExpired, "VCEK"},
+		{"a time after the VCEK", raw, func(o *snp.Options) { o.At = time.Date(2031, 1, 1, 0, 0, 0, 0, time.UTC) }, tee.ReasonExpired, "VCEK"},
+		{"a short report", raw[:1000], nil, tee.ReasonMalformed, "1184"},
+		{"a report of version 1", withVersion(raw, 1), nil, tee.ReasonUnsupported, "version"},
+		{"bad hex", []byte(strings.Repeat("zz", snp.ReportSize)), nil, tee.ReasonMalformed, "hex"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			opts := good
+			if tc.change != nil {
+				tc.change(&opts)
+			}
+			_, err := snp.Verify(tc.report, opts)
+			if !errors.Is(err, &tee.Error{TEE: tee.SEVSNP, Reason: tc.reason}) || !strings.Contains(err.Error(), tc.says) {
+				t.Fatalf("err = %v; want reason %s saying %q", err, tc.reason, tc.says)
+			}
+		})
+	}
+	if _, err := snp.Verify(raw, snp.Options{VCEK: good.VCEK}); err == nil {
+		t.Fatal("no time: want an error")
+	}
+}
+
+func withVersion(raw []byte, v byte) []byte {
+	c := append([]byte(nil), raw...)
+	c[0] = v
+	return c
+}
+
+func TestTCBAtLeast(t *testing.T) {
+	tcb := snp.TCB(0x7308000000000003)
+	for min, want := range map[snp.TCB]bool{0: true, tcb: true, 0x7308000000000002: true, 0x7308000000000004: false,
+		0x7408000000000000: false, 0x0009000000000000: false, 0x0000000000000103: false} {
+		if got := tcb.AtLeast(min); got != want {
+			t.Errorf("%v.AtLeast(%v) = %v, want %v", tcb, min, got, want)
+		}
+	}
+}
+
+// selfSignedChain is chain (ASK, ARK) with its ASK replaced by one of the
+// same name that no AMD key signed.
+func selfSignedChain(t *testing.T, chain []byte) []byte {
+	t.Helper()
+	askBlock, rest := pem.Decode(chain)
+	if askBlock == nil {
+		t.Fatal("no ASK in the chain")
+	}
+	ask, err := x509.ParseCertificate(askBlock.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: ask.Subject, NotBefore: ask.NotBefore, NotAfter: ask.NotAfter,
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), rest...)
+}
