@@ -13,17 +13,21 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/cloister-cc/cloister/libs/sgx"
+	"github.com/cloister-cc/cloister/libs/tee"
 	"github.com/cloister-cc/cloister/services/gateway/api"
 )
 
 // attestResult is what `cloister attest verify` prints.
 type attestResult struct {
 	OK         bool     `json:"ok"`
+	TEE        string   `json:"tee"`
 	Status     string   `json:"status,omitempty"`
 	Advisories []string `json:"advisories"`
 	TCBDate    string   `json:"tcb_date,omitempty"`
-	MRENCLAVE  string   `json:"mrenclave,omitempty"`
-	MRSIGNER   string   `json:"mrsigner,omitempty"`
+	// Measurement is the enclave's MRENCLAVE.
+	Measurement string `json:"measurement,omitempty"`
+	MRENCLAVE   string `json:"mrenclave,omitempty"`
+	MRSIGNER    string `json:"mrsigner,omitempty"`
 	ISVProdID  uint16   `json:"isvprodid"`
 	ISVSVN     uint16   `json:"isvsvn"`
 	Debug      bool     `json:"debug"`
@@ -84,12 +88,12 @@ accepted, 1 otherwise; the result is printed either way.`,
 			if err != nil {
 				return err
 			}
-			out := attestResult{Advisories: []string{}}
+			out := attestResult{TEE: tee.SGX, Advisories: []string{}}
 			res, err := sgx.Verify(quote, sgx.Options{At: when, Collateral: col, SkipCRL: skipCRL})
 			if err == nil {
 				out = attestResult{
-					Status: string(res.Status), Advisories: append([]string{}, res.Advisories...),
-					TCBDate: res.TCBDate.Format("2006-01-02"), MRENCLAVE: hex.EncodeToString(res.MRENCLAVE[:]),
+					TEE: tee.SGX, Status: string(res.Status), Advisories: append([]string{}, res.Advisories...),
+					TCBDate: res.TCBDate.Format("2006-01-02"), Measurement: hex.EncodeToString(res.MRENCLAVE[:]), MRENCLAVE: hex.EncodeToString(res.MRENCLAVE[:]),
 					MRSIGNER: hex.EncodeToString(res.MRSIGNER[:]), ISVProdID: res.ISVProdID, ISVSVN: res.ISVSVN,
 					Debug: res.Debug, ReportData: hex.EncodeToString(res.ReportData[:]), FMSPC: hex.EncodeToString(res.FMSPC[:]),
 				}
@@ -125,7 +129,7 @@ accepted, 1 otherwise; the result is printed either way.`,
 	f.StringVar(&accept, "accept", "", "accepted TCB statuses, comma-separated (default UpToDate,SWHardeningNeeded)")
 	// Offline: no server, so no CLI config either.
 	verify.PersistentPreRunE = func(*cobra.Command, []string) error { return c.checkOutput() }
-	cmd.AddCommand(verify, c.attestPolicyCmd(), c.attestCollateralCmd(), c.attestEvaluateCmd())
+	cmd.AddCommand(verify, c.attestVerifySNPCmd(), c.attestPolicyCmd(), c.attestCollateralCmd(), c.attestEvaluateCmd())
 	return cmd
 }
 

@@ -122,3 +122,63 @@ func TestSigStructInspect(t *testing.T) {
 		t.Fatalf("inspect of a tampered SIGSTRUCT = %v\n%s; want exit 1 and signature_valid false", err, out)
 	}
 }
+
+// TestAttestVerifySNP: the real Milan report verifies from the command
+// line, and each way of getting it wrong is refused with its reason.
+func TestAttestVerifySNP(t *testing.T) {
+	const dir = "../../libs/snp/testdata/"
+	dataHex, err := os.ReadFile(dir + "report_milan.hex")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := hex.DecodeString(strings.TrimSpace(string(dataHex)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmp := t.TempDir()
+	bin, flipped := filepath.Join(tmp, "report.bin"), filepath.Join(tmp, "flipped.bin")
+	if err := os.WriteFile(bin, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	raw[21] ^= 0x80
+	if err := os.WriteFile(flipped, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	const measurement = "7a1e5c266c0108dbc9bb94fa926951320940915d0aafb42464bd88b579ea158d3e1a0dc39b2c60bd95b9c480cd81841f"
+	at := []string{"--at", "2025-07-01T00:00:00Z"}
+	for _, tt := range []struct {
+		name   string
+		args   []string
+		exit0  bool
+		errHas string
+	}{
+		{"hex, with its chain", []string{dir + "report_milan.hex", "--vcek", dir + "vcek_milan.der", "--cert-chain", dir + "cert_chain_milan"}, true, ""},
+		{"binary, its measurement and TCB required", []string{bin, "--vcek", dir + "vcek_milan.der", "--measurement", measurement, "--min-tcb", "0x7308000000000003"}, true, ""},
+		{"a flipped bit", []string{flipped, "--vcek", dir + "vcek_milan.der"}, false, "report_signature"},
+		{"a Turin VCEK", []string{bin, "--vcek", dir + "vcek_turin.der"}, false, "mismatch"},
+		{"a Turin chain", []string{bin, "--vcek", dir + "vcek_milan.der", "--cert-chain", dir + "cert_chain_turin"}, false, "not AMD's Milan root"},
+		{"a higher TCB required", []string{bin, "--vcek", dir + "vcek_milan.der", "--min-tcb", "7309000000000003"}, false, "below the minimum"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			args := append(append([]string{"attest", "verify-snp", "-o", "json"}, tt.args...), at...)
+			out, err := cloisterCmd(t, t.TempDir(), args...).Output()
+			if (err == nil) != tt.exit0 {
+				t.Fatalf("cloister %s: exit error %v, want success %v; output %s", strings.Join(args, " "), err, tt.exit0, out)
+			}
+			var res snpResult
+			if err := json.Unmarshal(out, &res); err != nil {
+				t.Fatalf("output is not JSON: %v\n%s", err, out)
+			}
+			if res.OK != tt.exit0 || res.TEE != "sev-snp" || !strings.Contains(res.Error, tt.errHas) {
+				t.Fatalf("result = %+v; want ok %v, tee sev-snp, error containing %q", res, tt.exit0, tt.errHas)
+			}
+			if tt.exit0 && (res.Measurement != measurement || res.Status != "Verified" || res.Debug || res.TCB == nil ||
+				res.TCB.Reported != "0x7308000000000003" || res.TCB.Levels["microcode"] != 115 || res.Product != "Milan") {
+				t.Fatalf("result = %+v", res)
+			}
+		})
+	}
+	if out, err := cloisterCmd(t, t.TempDir(), "attest", "verify-snp", bin).CombinedOutput(); err == nil || !strings.Contains(string(out), "--vcek is required") {
+		t.Fatalf("without --vcek: %v, %s", err, out)
+	}
+}

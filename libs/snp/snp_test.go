@@ -170,3 +170,50 @@ func selfSignedChain(t *testing.T, chain []byte) []byte {
 	}
 	return append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), rest...)
 }
+
+func TestPolicy(t *testing.T) {
+	report, opts := milan(t)
+	res, err := snp.Verify(report, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := snp.ParseMeasurement(hex.EncodeToString(res.Measurement[:]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	debug := *res
+	debug.Debug = true
+	var other [48]byte
+	host := res.HostData
+	otherHost := host
+	otherHost[0] ^= 1
+	for _, tc := range []struct {
+		name   string
+		p      snp.Policy
+		r      *snp.Result
+		reason tee.Reason
+	}{
+		{"the default", snp.Policy{}, res, ""},
+		{"its measurement and TCB", snp.Policy{MinTCB: 0x7308000000000003, Measurements: [][48]byte{other, m}, HostData: &host}, res, ""},
+		{"a debug VM", snp.Policy{}, &debug, tee.ReasonDebug},
+		{"a debug VM, allowed", snp.Policy{AllowDebug: true}, &debug, ""},
+		{"a TCB below the minimum", snp.Policy{MinTCB: 0x7309000000000003}, res, tee.ReasonTCB},
+		{"another measurement", snp.Policy{Measurements: [][48]byte{other}}, res, tee.ReasonPolicy},
+		{"other host data", snp.Policy{HostData: &otherHost}, res, tee.ReasonPolicy},
+	} {
+		if err := tc.p.Check(tc.r); tee.ReasonOf(err) != tc.reason {
+			t.Errorf("%s: Check = %v, want reason %q", tc.name, err, tc.reason)
+		}
+	}
+	if tcb, err := snp.ParseTCB("0x7308000000000003"); err != nil || tcb != res.ReportedTCB {
+		t.Errorf("ParseTCB = %v, %v", tcb, err)
+	}
+	for _, bad := range []string{"", "0x", "zz", "0x10000000000000000"} {
+		if _, err := snp.ParseTCB(bad); err == nil {
+			t.Errorf("ParseTCB(%q) accepted", bad)
+		}
+	}
+	if _, err := snp.ParseMeasurement("abcd"); err == nil {
+		t.Error("a short measurement accepted")
+	}
+}
