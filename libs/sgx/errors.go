@@ -1,7 +1,9 @@
-// Package sgx parses and verifies Intel SGX evidence: DCAP ECDSA quotes
-// (v3, certification data type 5), their PCK certificate chains, Intel's
-// collateral (TCB Info, QE Identity, CRLs) and TCB evaluation. It works
-// offline: collateral is given, never fetched, and the clock is injected.
+// Package sgx parses and verifies Intel DCAP evidence: SGX ECDSA quotes
+// (v3, certification data type 5) and TDX ECDSA quotes (v4, TD report
+// 1.0), their PCK certificate chains, Intel's collateral (TCB Info, QE
+// Identity, CRLs), TCB evaluation, and for TDX the TDX module's identity.
+// It works offline: collateral is given, never fetched, and the clock is
+// injected.
 package sgx
 
 import (

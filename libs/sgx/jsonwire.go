@@ -489,7 +489,33 @@ func (w *wireReader) signed(s *signedWire, i int) error {
 	return w.intField(&s.TCBEvaluationDataNumber)
 }
 
-var tcbInfoNames = append(slices.Clip(signedNames), "fmspc", "pceId", "tcbType", "tcbLevels")
+var tcbInfoNames = append(slices.Clip(signedNames), "fmspc", "pceId", "tcbType", "tcbLevels", "tdxModule", "tdxModuleIdentities")
+
+var tdxModuleNames = []string{"mrsigner", "attributes", "attributesMask", "id", "tcbLevels"}
+
+// tdxModule reads a TDX TCB Info's "tdxModule", or (withID) one of its
+// "tdxModuleIdentities".
+func (w *wireReader) tdxModule(m *tdxModuleWire, id **string, levels *[]qeLevelWire) error {
+	return w.object(tdxModuleNames, func(i int) error {
+		switch i {
+		case 0:
+			return w.stringField(&m.MRSIGNER)
+		case 1:
+			return w.stringField(&m.Attributes)
+		case 2:
+			return w.stringField(&m.AttributesMask)
+		case 3:
+			if id != nil {
+				return w.stringField(id)
+			}
+		case 4:
+			if levels != nil {
+				return w.isvsvnLevels(levels)
+			}
+		}
+		return w.skipValue()
+	})
+}
 
 func decodeTCBInfoWire(raw []byte, t *tcbInfoWire) error {
 	return decodeWire(raw, func(w *wireReader) error {
@@ -507,6 +533,26 @@ func decodeTCBInfoWire(raw []byte, t *tcbInfoWire) error {
 						l.TCB = new(tcbWire)
 						return w.tcb(l.TCB)
 					})
+			case 4:
+				if w.null() {
+					return nil
+				}
+				t.TDXModule = new(tdxModuleWire)
+				return w.tdxModule(t.TDXModule, nil, nil)
+			case 5:
+				if w.null() {
+					return nil
+				}
+				ids := make([]tdxModuleIdentityWire, 0, 4)
+				err := w.array(func() error {
+					ids = append(ids, tdxModuleIdentityWire{})
+					m := &ids[len(ids)-1]
+					return w.tdxModule(&m.tdxModuleWire, &m.ID, &m.TCBLevels)
+				})
+				if err == nil {
+					t.TDXModuleIdentities = ids
+				}
+				return err
 			}
 			return w.signed(&t.signedWire, i)
 		})
@@ -556,7 +602,7 @@ var tcbNames = []string{"sgxtcbcomponents",
 	"sgxtcbcomp05svn", "sgxtcbcomp06svn", "sgxtcbcomp07svn", "sgxtcbcomp08svn",
 	"sgxtcbcomp09svn", "sgxtcbcomp10svn", "sgxtcbcomp11svn", "sgxtcbcomp12svn",
 	"sgxtcbcomp13svn", "sgxtcbcomp14svn", "sgxtcbcomp15svn", "sgxtcbcomp16svn",
-	"pcesvn"}
+	"pcesvn", "tdxtcbcomponents"}
 
 var svnNames = []string{"svn"}
 
@@ -566,27 +612,34 @@ func (w *wireReader) tcb(t *tcbWire) error {
 	return w.object(tcbNames, func(i int) error {
 		switch {
 		case i == 0:
-			if w.null() {
-				return nil
-			}
-			comps := make([]svnWire, 0, 16)
-			err := w.array(func() error {
-				comps = append(comps, svnWire{})
-				c := &comps[len(comps)-1]
-				if w.plainSVN(&c.SVN) {
-					return nil
-				}
-				return w.object(svnNames, func(int) error { return w.intField(&c.SVN) })
-			})
-			if err == nil {
-				t.SGXComponents = comps
-			}
-			return err
+			return w.components(&t.SGXComponents)
 		case i <= 16:
 			return w.intField(v2[i-1])
+		case i == 17:
+			return w.intField(&t.PCESVN)
 		}
-		return w.intField(&t.PCESVN)
+		return w.components(&t.TDXComponents)
 	})
+}
+
+// components reads a list of TCB components, [{"svn": n, …}, …].
+func (w *wireReader) components(out *[]svnWire) error {
+	if w.null() {
+		return nil
+	}
+	comps := make([]svnWire, 0, 16)
+	err := w.array(func() error {
+		comps = append(comps, svnWire{})
+		c := &comps[len(comps)-1]
+		if w.plainSVN(&c.SVN) {
+			return nil
+		}
+		return w.object(svnNames, func(int) error { return w.intField(&c.SVN) })
+	})
+	if err == nil {
+		*out = comps
+	}
+	return err
 }
 
 // plainSVN reads a component written as Intel writes them, {"svn":N}
@@ -634,15 +687,21 @@ func decodeQEIdentityWire(raw []byte, q *qeIdentityWire) error {
 			case 5:
 				return w.intField(&q.ISVProdID)
 			case 6:
-				return readLevels(w, &q.TCBLevels, func(l *qeLevelWire) *levelWire { return &l.levelWire },
-					func(l *qeLevelWire) error {
-						l.TCB = new(isvsvnWire)
-						return w.object(isvsvnNames, func(int) error { return w.intField(&l.TCB.ISVSVN) })
-					})
+				return w.isvsvnLevels(&q.TCBLevels)
 			}
 			return w.signed(&q.signedWire, i)
 		})
 	})
+}
+
+// isvsvnLevels reads "tcbLevels" whose "tcb" is {"isvsvn": n}: a QE
+// Identity's, or a TDX module identity's.
+func (w *wireReader) isvsvnLevels(out *[]qeLevelWire) error {
+	return readLevels(w, out, func(l *qeLevelWire) *levelWire { return &l.levelWire },
+		func(l *qeLevelWire) error {
+			l.TCB = new(isvsvnWire)
+			return w.object(isvsvnNames, func(int) error { return w.intField(&l.TCB.ISVSVN) })
+		})
 }
 
 var versionNames = []string{"version"}

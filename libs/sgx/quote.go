@@ -3,15 +3,22 @@ package sgx
 import (
 	"encoding/binary"
 	"fmt"
+
+	"github.com/cloister-cc/cloister/libs/tee"
 )
 
-// Sizes of the fixed parts of an SGX ECDSA quote.
+// Sizes of the fixed parts of an SGX or TDX ECDSA quote.
 const (
 	HeaderSize     = 48
 	ReportBodySize = 384
+	// TDReportSize is the size of a TD report (v1.0) in a TDX quote v4.
+	TDReportSize = 584
 	// SignedSize is how much of a v3 quote its signature covers: the
 	// header and the report body.
 	SignedSize = HeaderSize + ReportBodySize
+	// TDXSignedSize is how much of a TDX quote v4 its signature covers:
+	// the header and the TD report.
+	TDXSignedSize = HeaderSize + TDReportSize
 	// MaxQuoteSize bounds the input: real quotes are a few KiB.
 	MaxQuoteSize = 64 << 10
 )
@@ -19,9 +26,15 @@ const (
 // Quote header values this verifier handles.
 const (
 	QuoteVersion3          = 3
+	QuoteVersion4          = 4
 	AttestationKeyECDSA256 = 2
 	TEETypeSGX             = 0x00000000
+	TEETypeTDX             = 0x00000081
 	CertDataPCKChain       = 5
+	// CertDataQEReport wraps, in a v4 quote, what a v3 quote carries
+	// after its attestation key: the QE report, its signature, the QE
+	// auth data and the PCK chain.
+	CertDataQEReport = 6
 )
 
 // Header is a quote's header.
@@ -64,10 +77,62 @@ const (
 // its memory can be read from outside and its secrets are not secret.
 func (r *ReportBody) Debug() bool { return r.Attributes[0]&AttributeDebug != 0 }
 
-// Quote is a parsed SGX ECDSA quote v3 with PCK chain certification data.
+// TDReport is a TD report (v1.0): the trust domain's identity and data,
+// and the TDX module's, as a TDX quote v4 carries it.
+type TDReport struct {
+	// TEETCBSVN: byte 0 is the TDX module's SVN, byte 1 its major
+	// version, the rest the platform's other TDX TCB components.
+	TEETCBSVN      [16]byte
+	MRSEAM         [48]byte // the TDX module's measurement
+	MRSIGNERSEAM   [48]byte // its signer's (zero for Intel's)
+	SEAMAttributes [8]byte
+	TDAttributes   [8]byte
+	XFAM           [8]byte
+	MRTD           [48]byte // the TD's initial contents
+	MRCONFIGID     [48]byte
+	MROWNER        [48]byte
+	MROWNERCONFIG  [48]byte
+	RTMRs          [4][48]byte // run-time measurement registers
+	ReportData     [64]byte
+}
+
+// TD attributes (TDATTRIBUTES, a little-endian 64-bit word).
+const (
+	TDAttributeDebug         = 1 << 0
+	TDAttributeSEPTVEDisable = 1 << 28
+)
+
+// Debug reports whether the TD was launched in debug mode: the host may
+// read and change its state.
+func (r *TDReport) Debug() bool { return r.TDAttributes[0]&TDAttributeDebug != 0 }
+
+// ParseTDReport decodes a 584-byte TD report (v1.0).
+func ParseTDReport(b []byte) (TDReport, error) {
+	var r TDReport
+	if len(b) != TDReportSize {
+		return r, failf(ReasonMalformed, "TD report", "%d bytes, want %d", len(b), TDReportSize)
+	}
+	fields := []struct {
+		dst []byte
+		off int
+	}{{r.TEETCBSVN[:], 0}, {r.MRSEAM[:], 16}, {r.MRSIGNERSEAM[:], 64}, {r.SEAMAttributes[:], 112},
+		{r.TDAttributes[:], 120}, {r.XFAM[:], 128}, {r.MRTD[:], 136}, {r.MRCONFIGID[:], 184},
+		{r.MROWNER[:], 232}, {r.MROWNERCONFIG[:], 280}, {r.RTMRs[0][:], 328}, {r.RTMRs[1][:], 376},
+		{r.RTMRs[2][:], 424}, {r.RTMRs[3][:], 472}, {r.ReportData[:], 520}}
+	for _, f := range fields {
+		copy(f.dst, b[f.off:])
+	}
+	return r, nil
+}
+
+// Quote is a parsed ECDSA quote: SGX (v3, the enclave's report in Body)
+// or TDX (v4, the TD's report in TDReport), with PCK chain certification
+// data.
 type Quote struct {
 	Header Header
 	Body   ReportBody
+	// TDReport is a TDX quote's TD report; nil for SGX.
+	TDReport *TDReport
 	// Signature is the ECDSA P-256 signature (r‖s) over the first SignedSize bytes.
 	Signature [64]byte
 	// AttestationKey is the raw P-256 public key (x‖y) that signed the quote.
@@ -145,10 +210,10 @@ func ParseReportBody(b []byte) (ReportBody, error) {
 	return r, nil
 }
 
-// ParseQuote decodes an SGX ECDSA quote v3. It checks structure only; the
-// signatures, chain and collateral are Verify's work. Other versions, key
-// types and certification data types are refused with ReasonUnsupported,
-// naming what was found.
+// ParseQuote decodes an SGX ECDSA quote v3 or a TDX ECDSA quote v4. It
+// checks structure only; the signatures, chain and collateral are
+// Verify's work. Other versions, TEEs, key types and certification data
+// types are refused with ReasonUnsupported, naming what was found.
 func ParseQuote(b []byte) (*Quote, error) {
 	if len(b) > MaxQuoteSize {
 		return nil, failf(ReasonMalformed, "quote", "%d bytes, more than the %d a quote can be", len(b), MaxQuoteSize)
@@ -156,7 +221,6 @@ func ParseQuote(b []byte) (*Quote, error) {
 	r := &reader{b: b}
 	q := &Quote{}
 	hdr := r.take(HeaderSize, "header")
-	body := r.take(ReportBodySize, "report body")
 	if r.err != nil {
 		return nil, r.err
 	}
@@ -169,48 +233,130 @@ func ParseQuote(b []byte) (*Quote, error) {
 	}
 	copy(q.Header.QEVendorID[:], hdr[12:28])
 	copy(q.Header.UserData[:], hdr[28:48])
-	switch {
-	case q.Header.Version != QuoteVersion3:
-		return nil, failf(ReasonUnsupported, "quote", "version %d (this verifier handles SGX quote version 3)", q.Header.Version)
-	case q.Header.AttestationKeyType != AttestationKeyECDSA256:
+	if q.Header.AttestationKeyType != AttestationKeyECDSA256 {
 		return nil, failf(ReasonUnsupported, "quote", "attestation key type %d (only 2, ECDSA P-256, is supported)", q.Header.AttestationKeyType)
-	case q.Header.TEEType != TEETypeSGX:
-		return nil, failf(ReasonUnsupported, "quote", "TEE type %#x in a version 3 quote", q.Header.TEEType)
 	}
-	q.signed = b[:SignedSize]
+	switch {
+	case q.Header.Version == QuoteVersion3 && q.Header.TEEType == TEETypeSGX:
+		return parseV3(q, r)
+	case q.Header.Version == QuoteVersion4 && q.Header.TEEType == TEETypeTDX:
+		return parseV4(q, r)
+	case q.Header.Version == QuoteVersion3:
+		return nil, failf(ReasonUnsupported, "quote", "TEE type %#x in a version 3 quote", q.Header.TEEType)
+	case q.Header.Version == QuoteVersion4:
+		return nil, failf(ReasonUnsupported, "quote", "TEE type %#x in a version 4 quote (this verifier handles TDX, 0x81, in version 4)", q.Header.TEEType)
+	}
+	return nil, failf(ReasonUnsupported, "quote", "version %d (this verifier handles SGX quotes of version 3 and TDX quotes of version 4)", q.Header.Version)
+}
+
+// parseV3 reads the rest of an SGX quote v3: the report body, then the
+// signature data, which is the rest of the quote.
+func parseV3(q *Quote, r *reader) (*Quote, error) {
+	body := r.take(ReportBodySize, "report body")
+	if r.err != nil {
+		return nil, r.err
+	}
+	q.signed = r.b[:SignedSize]
 	var err error
 	if q.Body, err = ParseReportBody(body); err != nil {
 		return nil, err
 	}
-
 	sigLen := r.u32("signature data length")
-	if r.err == nil && int(sigLen) != len(b)-r.off {
-		return nil, failf(ReasonMalformed, "quote", "signature data length %d, but %d bytes follow", sigLen, len(b)-r.off)
+	if r.err == nil && int(sigLen) != len(r.b)-r.off {
+		return nil, failf(ReasonMalformed, "quote", "signature data length %d, but %d bytes follow", sigLen, len(r.b)-r.off)
 	}
 	copy(q.Signature[:], r.take(64, "quote signature"))
 	copy(q.AttestationKey[:], r.take(64, "attestation key"))
+	if err := q.readQEReportData(r); err != nil {
+		return nil, err
+	}
+	if r.off != len(r.b) {
+		return nil, failf(ReasonMalformed, "quote", "%d bytes after the certification data", len(r.b)-r.off)
+	}
+	return q, nil
+}
+
+// parseV4 reads the rest of a TDX quote v4: the TD report, then the
+// signature data, whose certification data (type 6) holds what a v3
+// quote's signature data holds after the attestation key. Quoting
+// libraries pad the quote after the signature data: zeros there are
+// allowed (Intel's QVL ignores them), anything else is not.
+func parseV4(q *Quote, r *reader) (*Quote, error) {
+	report := r.take(TDReportSize, "TD report")
+	if r.err != nil {
+		return nil, r.err
+	}
+	q.signed = r.b[:TDXSignedSize]
+	td, err := ParseTDReport(report)
+	if err != nil {
+		return nil, err
+	}
+	q.TDReport = &td
+	sigLen := int(r.u32("signature data length"))
+	if r.err == nil && sigLen > len(r.b)-r.off {
+		return nil, failf(ReasonMalformed, "quote", "signature data length %d, but %d bytes follow", sigLen, len(r.b)-r.off)
+	}
+	end := r.off + sigLen
+	copy(q.Signature[:], r.take(64, "quote signature"))
+	copy(q.AttestationKey[:], r.take(64, "attestation key"))
+	if typ := r.u16("certification data type"); r.err == nil && typ != CertDataQEReport {
+		return nil, failf(ReasonUnsupported, "quote", "certification data type %d in a version 4 quote (want 6, QE report certification data)", typ)
+	}
+	inner := &reader{b: r.take(int(r.u32("certification data size")), "certification data")}
+	if r.err != nil {
+		return nil, r.err
+	}
+	if r.off != end {
+		return nil, failf(ReasonMalformed, "quote", "signature data length %d, but its parts take %d", sigLen, r.off-(end-sigLen))
+	}
+	if err := q.readQEReportData(inner); err != nil {
+		return nil, err
+	}
+	if inner.off != len(inner.b) {
+		return nil, failf(ReasonMalformed, "quote", "%d bytes after the PCK certification data", len(inner.b)-inner.off)
+	}
+	for _, c := range r.b[end:] {
+		if c != 0 {
+			return nil, failf(ReasonMalformed, "quote", "%d bytes after the signature data, not all zero", len(r.b)-end)
+		}
+	}
+	return q, nil
+}
+
+// readQEReportData reads the QE report, its signature, the QE auth data
+// and the PCK certification data (which must be type 5, a PCK chain).
+func (q *Quote) readQEReportData(r *reader) error {
 	q.qeReportRaw = r.take(ReportBodySize, "QE report")
 	copy(q.QEReportSignature[:], r.take(64, "QE report signature"))
 	q.QEAuthData = r.take(int(r.u16("QE auth data size")), "QE auth data")
 	q.CertDataType = r.u16("certification data type")
 	q.CertData = r.take(int(r.u32("certification data size")), "certification data")
 	if r.err != nil {
-		return nil, r.err
+		return r.err
 	}
-	if r.off != len(b) {
-		return nil, failf(ReasonMalformed, "quote", "%d bytes after the certification data", len(b)-r.off)
-	}
+	var err error
 	if q.QEReport, err = ParseReportBody(q.qeReportRaw); err != nil {
-		return nil, err
+		return err
 	}
 	if q.CertDataType != CertDataPCKChain {
-		return nil, failf(ReasonUnsupported, "quote", "certification data type %d (only 5, a PCK certificate chain, is supported)", q.CertDataType)
+		return failf(ReasonUnsupported, "quote", "certification data type %d (only 5, a PCK certificate chain, is supported)", q.CertDataType)
 	}
-	return q, nil
+	return nil
+}
+
+// TEE names the quote's TEE: "sgx" or "tdx".
+func (q *Quote) TEE() string {
+	if q.TDReport != nil {
+		return tee.TDX
+	}
+	return tee.SGX
 }
 
 // String summarises the quote for logs.
 func (q *Quote) String() string {
+	if td := q.TDReport; td != nil {
+		return fmt.Sprintf("TDX quote v%d mrtd=%x", q.Header.Version, td.MRTD)
+	}
 	return fmt.Sprintf("SGX quote v%d mrenclave=%x mrsigner=%x isvprodid=%d isvsvn=%d", q.Header.Version,
 		q.Body.MRENCLAVE, q.Body.MRSIGNER, q.Body.ISVProdID, q.Body.ISVSVN)
 }

@@ -101,10 +101,11 @@ func TestParseQuoteUnsupported(t *testing.T) {
 
 func FuzzParseQuote(f *testing.F) {
 	f.Add(readVector(f, "phala_sgx_quote_v3.bin"))
+	f.Add(readVector(f, "phala_tdx_quote_v4.bin"))
 	f.Add(make([]byte, SignedSize+4))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		q, err := ParseQuote(b)
-		if err == nil && (q == nil || len(q.Signed()) != SignedSize) {
+		if err == nil && (q == nil || len(q.Signed()) != map[bool]int{false: SignedSize, true: TDXSignedSize}[q.TDReport != nil]) {
 			t.Fatalf("ParseQuote accepted %d bytes without a signed part", len(b))
 		}
 		if err != nil && ReasonOf(err) == "" {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -53,6 +54,8 @@ func enclaveStatus(s TCBStatus) bool {
 type TCBLevel struct {
 	SGXComponents [16]uint8
 	PCESVN        uint16
+	// TDXComponents are a TDX TCB Info level's minimum TEE_TCB_SVN.
+	TDXComponents [16]uint8
 	TCBDate       time.Time
 	Status        TCBStatus
 	AdvisoryIDs   []string
@@ -68,6 +71,20 @@ type TCBInfo struct {
 	TCBType                 int
 	TCBEvaluationDataNumber int
 	Levels                  []TCBLevel // in Intel's order, newest first
+	// A TDX TCB Info's module identities: the one of TDXModule for
+	// module version 0, and one per other version.
+	TDXModule           *TDXModule
+	TDXModuleIdentities []TDXModule
+}
+
+// TDXModule is what a TDX module must be: signed by MRSIGNER, with the
+// attributes (masked) given, and (for an identity of a module version,
+// named TDX_<version, two hex digits>) at one of Levels.
+type TDXModule struct {
+	ID                         string
+	MRSIGNER                   [48]byte
+	Attributes, AttributesMask [8]byte
+	Levels                     []QETCBLevel
 }
 
 // tcbInfoWire is TCB Info as JSON. Pointers tell a missing field from a
@@ -75,10 +92,28 @@ type TCBInfo struct {
 // named here, and the version says which must be there.
 type tcbInfoWire struct {
 	signedWire
-	FMSPC     *string        `json:"fmspc"`
-	PCEID     *string        `json:"pceId"`
-	TCBType   *int           `json:"tcbType"`
-	TCBLevels []tcbLevelWire `json:"tcbLevels"`
+	FMSPC               *string                 `json:"fmspc"`
+	PCEID               *string                 `json:"pceId"`
+	TCBType             *int                    `json:"tcbType"`
+	TCBLevels           []tcbLevelWire          `json:"tcbLevels"`
+	TDXModule           *tdxModuleWire          `json:"tdxModule"`
+	TDXModuleIdentities []tdxModuleIdentityWire `json:"tdxModuleIdentities"`
+}
+
+// tdxModuleWire is a TDX TCB Info's "tdxModule": what the TDX module's
+// signer and attributes must be.
+type tdxModuleWire struct {
+	MRSIGNER       *string `json:"mrsigner"`
+	Attributes     *string `json:"attributes"`
+	AttributesMask *string `json:"attributesMask"`
+}
+
+// tdxModuleIdentityWire is one of "tdxModuleIdentities": a module
+// version's signer, attributes and TCB levels.
+type tdxModuleIdentityWire struct {
+	ID *string `json:"id"`
+	tdxModuleWire
+	TCBLevels []qeLevelWire `json:"tcbLevels"`
 }
 
 // signedWire is what TCB Info and QE Identity both say of themselves.
@@ -123,6 +158,7 @@ type tcbWire struct {
 	C15           *int      `json:"sgxtcbcomp15svn"`
 	C16           *int      `json:"sgxtcbcomp16svn"`
 	PCESVN        *int      `json:"pcesvn"`
+	TDXComponents []svnWire `json:"tdxtcbcomponents"`
 }
 
 type svnWire struct {
@@ -193,7 +229,10 @@ func ParseTCBInfo(raw []byte) (*TCBInfo, error) {
 			return nil, failf(ReasonMalformed, item, `%s: no "tcb"`, where())
 		}
 		if t.Version == 3 {
-			err = tcbComponentsV3(item, where, wl.TCB, &l.SGXComponents)
+			err = tcbComponentsV3(item, where, "sgxtcbcomponents", wl.TCB.SGXComponents, &l.SGXComponents)
+			if err == nil && t.ID == "TDX" {
+				err = tcbComponentsV3(item, where, "tdxtcbcomponents", wl.TCB.TDXComponents, &l.TDXComponents)
+			}
 		} else {
 			err = tcbComponentsV2(item, where, wl.TCB, &l.SGXComponents)
 		}
@@ -218,7 +257,57 @@ func ParseTCBInfo(raw []byte) (*TCBInfo, error) {
 		}
 		l.AdvisoryIDs = wl.AdvisoryIDs
 	}
+	if t.ID == "TDX" {
+		if err := parseTDXModules(t, &w); err != nil {
+			return nil, err
+		}
+	}
 	return t, nil
+}
+
+// parseTDXModules reads a TDX TCB Info's "tdxModule" (required) and
+// "tdxModuleIdentities".
+func parseTDXModules(t *TCBInfo, w *tcbInfoWire) error {
+	const item = "TCB Info"
+	module := func(field string, m *tdxModuleWire, out *TDXModule) error {
+		if m == nil {
+			return failf(ReasonMalformed, item, "no %q", field)
+		}
+		if err := jsonHex(item, field+".mrsigner", m.MRSIGNER, out.MRSIGNER[:]); err != nil {
+			return err
+		}
+		if err := jsonHex(item, field+".attributes", m.Attributes, out.Attributes[:]); err != nil {
+			return err
+		}
+		return jsonHex(item, field+".attributesMask", m.AttributesMask, out.AttributesMask[:])
+	}
+	t.TDXModule = &TDXModule{}
+	if err := module("tdxModule", w.TDXModule, t.TDXModule); err != nil {
+		return err
+	}
+	t.TDXModuleIdentities = make([]TDXModule, len(w.TDXModuleIdentities))
+	for i := range w.TDXModuleIdentities {
+		wm, m := &w.TDXModuleIdentities[i], &t.TDXModuleIdentities[i]
+		field := fmt.Sprintf("tdxModuleIdentities[%d]", i)
+		if wm.ID == nil {
+			return failf(ReasonMalformed, item, `%s: no "id"`, field)
+		}
+		m.ID = *wm.ID
+		if err := module(field, &wm.tdxModuleWire, m); err != nil {
+			return err
+		}
+		var err error
+		if m.Levels, err = isvsvnLevels(item, field+".tcbLevels", wm.TCBLevels, moduleStatus); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// moduleStatus reports whether s may appear in a TDX module identity's
+// level.
+func moduleStatus(s TCBStatus) bool {
+	return s == StatusUpToDate || s == StatusOutOfDate || s == StatusRevoked
 }
 
 // svn is jsonUint with the field's name made only for an error.
@@ -229,17 +318,17 @@ func svn(item string, v *int, limit int, field func() string) (int, error) {
 	return jsonUint(item, field(), v, limit)
 }
 
-// tcbComponentsV3 reads "sgxtcbcomponents": [{"svn": n}, …] (16 entries).
-func tcbComponentsV3(item string, where func() string, tcb *tcbWire, out *[16]uint8) error {
-	comps := tcb.SGXComponents
+// tcbComponentsV3 reads "sgxtcbcomponents" or "tdxtcbcomponents":
+// [{"svn": n}, …] (16 entries).
+func tcbComponentsV3(item string, where func() string, field string, comps []svnWire, out *[16]uint8) error {
 	if comps == nil {
-		return failf(ReasonMalformed, item, `%s.tcb: no "sgxtcbcomponents"`, where())
+		return failf(ReasonMalformed, item, `%s.tcb: no %q`, where(), field)
 	}
 	if len(comps) != len(out) {
-		return failf(ReasonMalformed, item, "%s.tcb.sgxtcbcomponents: %d entries, want %d", where(), len(comps), len(out))
+		return failf(ReasonMalformed, item, "%s.tcb.%s: %d entries, want %d", where(), field, len(comps), len(out))
 	}
 	for i, c := range comps {
-		v, err := svn(item, c.SVN, 0xff, func() string { return fmt.Sprintf("%s.tcb.sgxtcbcomponents[%d].svn", where(), i) })
+		v, err := svn(item, c.SVN, 0xff, func() string { return fmt.Sprintf("%s.tcb.%s[%d].svn", where(), field, i) })
 		if err != nil {
 			return err
 		}
@@ -279,7 +368,7 @@ func (t *TCBInfo) PlatformLevel(comps [16]uint8, pcesvn uint16) (*TCBLevel, erro
 	}
 	for i := range t.Levels {
 		l := &t.Levels[i]
-		if pcesvn < l.PCESVN || !componentsReach(comps, l.SGXComponents) {
+		if pcesvn < l.PCESVN || !componentsReach(comps, l.SGXComponents, 0) {
 			continue
 		}
 		found := *l
@@ -289,10 +378,94 @@ func (t *TCBInfo) PlatformLevel(comps [16]uint8, pcesvn uint16) (*TCBLevel, erro
 	return nil, failf(ReasonTCB, item, "platform (SGX TCB components %v, PCESVN %d) is below every TCB level", comps, pcesvn)
 }
 
-// componentsReach reports whether every component of have is at least the
-// corresponding one of want.
-func componentsReach(have, want [16]uint8) bool {
-	for i := range have {
+// TDXLevel returns the first level, in Intel's order, that a TDX
+// platform reaches: its SGX TCB components and PCESVN (from the PCK
+// certificate) as PlatformLevel asks, and its TD report's TEE_TCB_SVN at
+// least the level's TDX components. When TEE_TCB_SVN names a module
+// version (byte 1 not zero), its first two bytes are the module's, which
+// TDXModuleLevel judges, and are not compared here, as Intel's QVL does.
+// It is ReasonTCB if the platform is below every level, ReasonMismatch
+// for an SGX TCB Info.
+func (t *TCBInfo) TDXLevel(comps [16]uint8, pcesvn uint16, teeTCBSVN [16]byte) (*TCBLevel, error) {
+	const item = "TCB Info"
+	if t.ID != "TDX" {
+		return nil, failf(ReasonMismatch, item, "TCB Info is for SGX, not TDX")
+	}
+	if t.TCBType != 0 {
+		return nil, failf(ReasonUnsupported, item, "tcbType %d (want 0)", t.TCBType)
+	}
+	from := 0
+	if teeTCBSVN[1] > 0 {
+		from = 2
+	}
+	for i := range t.Levels {
+		l := &t.Levels[i]
+		if pcesvn < l.PCESVN || !componentsReach(comps, l.SGXComponents, 0) || !componentsReach(teeTCBSVN, l.TDXComponents, from) {
+			continue
+		}
+		found := *l
+		found.AdvisoryIDs = slices.Clone(l.AdvisoryIDs)
+		return &found, nil
+	}
+	return nil, failf(ReasonTCB, item, "platform (SGX TCB components %v, PCESVN %d, TEE_TCB_SVN %x) is below every TCB level",
+		comps, pcesvn, teeTCBSVN)
+}
+
+// TDXModuleLevel checks a TD report's TDX module against the TCB Info: the
+// module identity of its version (TEE_TCB_SVN byte 1; "tdxModule" for
+// version 0, else the identity named TDX_<version in two hex digits>)
+// must have its signer (MRSIGNERSEAM) and, masked, its attributes
+// (SEAMATTRIBUTES), else it is ReasonMismatch. It returns the identity's
+// first level (newest first) that the module's SVN (TEE_TCB_SVN byte 0)
+// reaches, or nil for version 0, whose SVN TDXLevel compares; a module
+// below every level is ReasonTCB.
+func (t *TCBInfo) TDXModuleLevel(mrsignerSeam [48]byte, seamAttributes [8]byte, teeTCBSVN [16]byte) (*QETCBLevel, error) {
+	const item = "TDX module"
+	if t.ID != "TDX" || t.TDXModule == nil {
+		return nil, failf(ReasonMismatch, "TCB Info", "TCB Info is for SGX, not TDX")
+	}
+	version, svn := teeTCBSVN[1], teeTCBSVN[0]
+	m := t.TDXModule
+	if version > 0 {
+		name := fmt.Sprintf("TDX_%02X", version)
+		m = nil
+		for i := range t.TDXModuleIdentities {
+			if strings.EqualFold(t.TDXModuleIdentities[i].ID, name) {
+				m = &t.TDXModuleIdentities[i]
+				break
+			}
+		}
+		if m == nil {
+			return nil, failf(ReasonMismatch, item, "version %d: the TCB Info has no identity %s", version, name)
+		}
+	}
+	if mrsignerSeam != m.MRSIGNER {
+		return nil, failf(ReasonMismatch, item, "MRSIGNERSEAM %x, want %x", mrsignerSeam, m.MRSIGNER)
+	}
+	for i := range seamAttributes {
+		if seamAttributes[i]&m.AttributesMask[i] != m.Attributes[i]&m.AttributesMask[i] {
+			return nil, failf(ReasonMismatch, item, "SEAMATTRIBUTES %x masked with %x, want %x", seamAttributes, m.AttributesMask, m.Attributes)
+		}
+	}
+	if version == 0 {
+		return nil, nil
+	}
+	for i := range m.Levels {
+		l := &m.Levels[i]
+		if uint16(svn) < l.ISVSVN {
+			continue
+		}
+		found := *l
+		found.AdvisoryIDs = slices.Clone(l.AdvisoryIDs)
+		return &found, nil
+	}
+	return nil, failf(ReasonTCB, item, "%s SVN %d is below every TCB level", m.ID, svn)
+}
+
+// componentsReach reports whether every component of have from index
+// from on is at least the corresponding one of want.
+func componentsReach(have, want [16]uint8, from int) bool {
+	for i := from; i < len(have); i++ {
 		if have[i] < want[i] {
 			return false
 		}
@@ -402,13 +575,22 @@ func ParseQEIdentity(raw []byte) (*QEIdentity, error) {
 		return nil, err
 	}
 	q.ISVProdID = uint16(prod)
-	if len(w.TCBLevels) == 0 {
-		return nil, failf(ReasonMalformed, item, `no "tcbLevels"`)
+	if q.Levels, err = isvsvnLevels(item, "tcbLevels", w.TCBLevels, enclaveStatus); err != nil {
+		return nil, err
 	}
-	q.Levels = make([]QETCBLevel, len(w.TCBLevels))
-	for i, wl := range w.TCBLevels {
-		l := &q.Levels[i]
-		where := fmt.Sprintf("tcbLevels[%d]", i)
+	return q, nil
+}
+
+// isvsvnLevels reads the levels of a QE Identity or a TDX module
+// identity, each status one that known accepts.
+func isvsvnLevels(item, field string, wls []qeLevelWire, known func(TCBStatus) bool) ([]QETCBLevel, error) {
+	if len(wls) == 0 {
+		return nil, failf(ReasonMalformed, item, `no %q`, field)
+	}
+	levels := make([]QETCBLevel, len(wls))
+	for i, wl := range wls {
+		l := &levels[i]
+		where := fmt.Sprintf("%s[%d]", field, i)
 		if wl.TCB == nil {
 			return nil, failf(ReasonMalformed, item, `%s: no "tcb"`, where)
 		}
@@ -424,12 +606,12 @@ func ParseQEIdentity(raw []byte) (*QEIdentity, error) {
 			return nil, failf(ReasonMalformed, item, `%s: no "tcbStatus"`, where)
 		}
 		l.Status = TCBStatus(*wl.TCBStatus)
-		if !enclaveStatus(l.Status) {
+		if !known(l.Status) {
 			return nil, failf(ReasonMalformed, item, "%s: unknown tcbStatus %q", where, *wl.TCBStatus)
 		}
 		l.AdvisoryIDs = wl.AdvisoryIDs
 	}
-	return q, nil
+	return levels, nil
 }
 
 // QELevel checks a quoting enclave's report against the identity, as the

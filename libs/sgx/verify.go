@@ -2,6 +2,7 @@ package sgx
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/sha256"
@@ -13,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/cloister-cc/cloister/libs/tee"
 )
 
 // Options are the inputs of a verification besides the quote.
@@ -31,6 +34,8 @@ type Options struct {
 
 // Result is what a verified quote proves.
 type Result struct {
+	// TEE is "sgx" or "tdx".
+	TEE string
 	// Status is the converged TCB status of platform and quoting enclave.
 	Status         TCBStatus
 	PlatformStatus TCBStatus
@@ -38,21 +43,30 @@ type Result struct {
 	Advisories     []string
 	TCBDate        time.Time
 	FMSPC          [6]byte
-	// The enclave's identity and data, from the signed report body.
-	MRENCLAVE  [32]byte
-	MRSIGNER   [32]byte
-	ISVProdID  uint16
-	ISVSVN     uint16
+	// The enclave's identity and data, from the signed report body (an
+	// SGX quote's).
+	MRENCLAVE [32]byte
+	MRSIGNER  [32]byte
+	ISVProdID uint16
+	ISVSVN    uint16
+	// Debug is the enclave's, or the TD's, debug attribute.
 	Debug      bool
 	ReportData [64]byte
+	// TD is a TDX quote's TD report (MRTD, RTMRs, the TDX module's
+	// identity), and ModuleStatus its TDX module's TCB status (UpToDate
+	// for a module of version 0, whose SVN the platform level covers).
+	TD           *TDReport
+	ModuleStatus TCBStatus
 }
 
-// Verify checks an SGX ECDSA quote v3 completely and offline: the PCK chain
-// up to the root key and its CRLs, the collateral's signatures, chains and
-// dates, the QE report's signature and its binding of the attestation key,
-// the quote's signature, the QE identity, and the platform's TCB level. It
-// returns the result with the converged TCB status; whether that status
-// (or a debug enclave) is acceptable is a Policy's decision.
+// Verify checks an SGX ECDSA quote v3 or a TDX ECDSA quote v4 completely
+// and offline: the PCK chain up to the root key and its CRLs, the
+// collateral's signatures, chains and dates (a TCB Info and QE Identity
+// for the quote's TEE), the QE report's signature and its binding of the
+// attestation key, the quote's signature, the QE identity, the platform's
+// TCB level and, for TDX, the TDX module's identity and level. It returns
+// the result with the converged TCB status; whether that status (or a
+// debug enclave or TD) is acceptable is a Policy's decision.
 //
 // Verify caches nothing; a Verifier does the same checks and remembers
 // those that depend only on the collateral and the PCK chain.
@@ -242,6 +256,9 @@ func (v *Verifier) VerifyEvidence(e *Evidence, opts Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	if want := q.collateralID(); cmp.Or(col.tcbInfo.ID, "SGX") != want {
+		return nil, failf(ReasonMismatch, "TCB Info", "is for %s, but the quote is a %s quote", cmp.Or(col.tcbInfo.ID, "SGX"), want)
+	}
 
 	if !opts.SkipCRL {
 		if !bytes.Equal(chain.pckCA.RawSubject, col.pckCRLIssuer) {
@@ -291,11 +308,15 @@ func (v *Verifier) VerifyEvidence(e *Evidence, opts Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	if q.TDReport != nil {
+		return tdxResult(q, chain, col.tcbInfo, qeLevel)
+	}
 	level, err := col.tcbInfo.PlatformLevel(chain.ext.TCBComponents, chain.ext.PCESVN)
 	if err != nil {
 		return nil, err
 	}
 	return &Result{
+		TEE:            tee.SGX,
 		Status:         Converge(level.Status, qeLevel.Status),
 		PlatformStatus: level.Status,
 		QEStatus:       qeLevel.Status,
@@ -309,6 +330,47 @@ func (v *Verifier) VerifyEvidence(e *Evidence, opts Options) (*Result, error) {
 		Debug:          q.Body.Debug(),
 		ReportData:     q.Body.ReportData,
 	}, nil
+}
+
+// tdxResult evaluates a TDX quote's TCB: the platform's level, then its
+// TDX module's, then the quoting enclave's, converged in that order as
+// Intel's QVL does.
+func tdxResult(q *Quote, chain *checkedChain, tcb *TCBInfo, qeLevel *QETCBLevel) (*Result, error) {
+	td := *q.TDReport
+	module, err := tcb.TDXModuleLevel(td.MRSIGNERSEAM, td.SEAMAttributes, td.TEETCBSVN)
+	if err != nil {
+		return nil, err
+	}
+	level, err := tcb.TDXLevel(chain.ext.TCBComponents, chain.ext.PCESVN, td.TEETCBSVN)
+	if err != nil {
+		return nil, err
+	}
+	moduleStatus, moduleAdvisories := StatusUpToDate, []string(nil)
+	if module != nil {
+		moduleStatus, moduleAdvisories = module.Status, module.AdvisoryIDs
+	}
+	platform := Converge(level.Status, moduleStatus)
+	return &Result{
+		TEE:            tee.TDX,
+		Status:         Converge(platform, qeLevel.Status),
+		PlatformStatus: platform,
+		QEStatus:       qeLevel.Status,
+		ModuleStatus:   moduleStatus,
+		Advisories:     mergeAdvisories(slices.Concat(level.AdvisoryIDs, moduleAdvisories), qeLevel.AdvisoryIDs),
+		TCBDate:        level.TCBDate,
+		FMSPC:          chain.ext.FMSPC,
+		Debug:          td.Debug(),
+		ReportData:     td.ReportData,
+		TD:             &td,
+	}, nil
+}
+
+// collateralID is the id of the TCB Info a quote needs: "SGX" or "TDX".
+func (q *Quote) collateralID() string {
+	if q.TDReport != nil {
+		return "TDX"
+	}
+	return "SGX"
 }
 
 // checkChain verifies a quote's PCK chain, or recalls that it did.
@@ -381,9 +443,6 @@ func (v *Verifier) checkCollateral(col *Collateral, at time.Time, skipCRL bool) 
 	if c.tcbInfo, err = ParseTCBInfo(col.TCBInfoJSON); err != nil {
 		return nil, err
 	}
-	if c.tcbInfo.ID != "SGX" && c.tcbInfo.ID != "" { // "" is v2, SGX only
-		return nil, failf(ReasonMismatch, "TCB Info", "is for %s, not SGX", c.tcbInfo.ID)
-	}
 	if err := CheckDates("TCB Info", c.tcbInfo.IssueDate, c.tcbInfo.NextUpdate, at); err != nil {
 		return nil, err
 	}
@@ -394,8 +453,11 @@ func (v *Verifier) checkCollateral(col *Collateral, at time.Time, skipCRL bool) 
 	if c.qeID, err = ParseQEIdentity(col.QEIdentityJSON); err != nil {
 		return nil, err
 	}
-	if c.qeID.ID != "QE" {
-		return nil, failf(ReasonMismatch, "QE Identity", "describes %s, not the SGX quoting enclave (QE)", c.qeID.ID)
+	if c.qeID.ID != "QE" && c.qeID.ID != "TD_QE" {
+		return nil, failf(ReasonMismatch, "QE Identity", "describes %s, not a quoting enclave (QE or TD_QE)", c.qeID.ID)
+	}
+	if (c.qeID.ID == "TD_QE") != (c.tcbInfo.ID == "TDX") {
+		return nil, failf(ReasonMismatch, "QE Identity", "describes %s, but the TCB Info is for %s", c.qeID.ID, cmp.Or(c.tcbInfo.ID, "SGX"))
 	}
 	if err := CheckDates("QE Identity", c.qeID.IssueDate, c.qeID.NextUpdate, at); err != nil {
 		return nil, err
