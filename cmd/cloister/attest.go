@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -17,23 +18,74 @@ import (
 	"github.com/cloister-cc/cloister/services/gateway/api"
 )
 
-// attestResult is what `cloister attest verify` prints.
+// attestResult is what `cloister attest verify` prints: the keys every
+// TEE's verification shares (ok, tee, status, advisories, measurement,
+// report_data, debug, tcb, error), an SGX enclave's identity, and a TD's
+// registers and TDX module.
 type attestResult struct {
 	OK         bool     `json:"ok"`
 	TEE        string   `json:"tee"`
 	Status     string   `json:"status,omitempty"`
 	Advisories []string `json:"advisories"`
 	TCBDate    string   `json:"tcb_date,omitempty"`
-	// Measurement is the enclave's MRENCLAVE.
-	Measurement string `json:"measurement,omitempty"`
-	MRENCLAVE   string `json:"mrenclave,omitempty"`
-	MRSIGNER    string `json:"mrsigner,omitempty"`
-	ISVProdID  uint16   `json:"isvprodid"`
-	ISVSVN     uint16   `json:"isvsvn"`
-	Debug      bool     `json:"debug"`
-	ReportData string   `json:"report_data,omitempty"`
-	FMSPC      string   `json:"fmspc,omitempty"`
-	Error      string   `json:"error,omitempty"`
+	// Measurement is the enclave's MRENCLAVE, or the TD's MRTD.
+	Measurement string    `json:"measurement,omitempty"`
+	MRENCLAVE   string    `json:"mrenclave,omitempty"`
+	MRSIGNER    string    `json:"mrsigner,omitempty"`
+	ISVProdID   uint16    `json:"isvprodid"`
+	ISVSVN      uint16    `json:"isvsvn"`
+	RTMRs       []string  `json:"rtmrs,omitempty"`
+	TD          *tdResult `json:"td,omitempty"`
+	TCB         *dcapTCB  `json:"tcb,omitempty"`
+	Debug       bool      `json:"debug"`
+	ReportData  string    `json:"report_data,omitempty"`
+	FMSPC       string    `json:"fmspc,omitempty"`
+	Error       string    `json:"error,omitempty"`
+}
+
+// dcapTCB is what an SGX or TDX quote's TCB evaluation found: each
+// part's status, and a TD's TEE_TCB_SVN.
+type dcapTCB struct {
+	Platform  string `json:"platform"`
+	QE        string `json:"qe"`
+	Module    string `json:"tdx_module,omitempty"`
+	TEETCBSVN string `json:"tee_tcb_svn,omitempty"`
+}
+
+// tdResult is a TD report's fields besides MRTD, RTMRs and REPORTDATA.
+type tdResult struct {
+	MRSEAM        string `json:"mrseam"`
+	MRSIGNERSEAM  string `json:"mrsignerseam"`
+	TDAttributes  string `json:"td_attributes"`
+	XFAM          string `json:"xfam"`
+	MRCONFIGID    string `json:"mrconfigid"`
+	MROWNER       string `json:"mrowner"`
+	MROWNERCONFIG string `json:"mrownerconfig"`
+}
+
+// dcapOutput is the result of a verified SGX or TDX quote.
+func dcapOutput(res *sgx.Result) attestResult {
+	out := attestResult{
+		TEE: res.TEE, Status: string(res.Status), Advisories: append([]string{}, res.Advisories...),
+		TCBDate: res.TCBDate.Format("2006-01-02"), Debug: res.Debug, ReportData: hex.EncodeToString(res.ReportData[:]),
+		FMSPC: hex.EncodeToString(res.FMSPC[:]),
+		TCB:   &dcapTCB{Platform: string(res.PlatformStatus), QE: string(res.QEStatus)},
+	}
+	if td := res.TD; td != nil {
+		out.Measurement = hex.EncodeToString(td.MRTD[:])
+		for _, r := range td.RTMRs {
+			out.RTMRs = append(out.RTMRs, hex.EncodeToString(r[:]))
+		}
+		out.TCB.Module, out.TCB.TEETCBSVN = string(res.ModuleStatus), hex.EncodeToString(td.TEETCBSVN[:])
+		out.TD = &tdResult{MRSEAM: hex.EncodeToString(td.MRSEAM[:]), MRSIGNERSEAM: hex.EncodeToString(td.MRSIGNERSEAM[:]),
+			TDAttributes: hex.EncodeToString(td.TDAttributes[:]), XFAM: hex.EncodeToString(td.XFAM[:]),
+			MRCONFIGID: hex.EncodeToString(td.MRCONFIGID[:]), MROWNER: hex.EncodeToString(td.MROWNER[:]),
+			MROWNERCONFIG: hex.EncodeToString(td.MROWNERCONFIG[:])}
+		return out
+	}
+	out.Measurement, out.MRENCLAVE = hex.EncodeToString(res.MRENCLAVE[:]), hex.EncodeToString(res.MRENCLAVE[:])
+	out.MRSIGNER, out.ISVProdID, out.ISVSVN = hex.EncodeToString(res.MRSIGNER[:]), res.ISVProdID, res.ISVSVN
+	return out
 }
 
 // errRefused makes the command exit 1 after printing its result.
@@ -48,11 +100,13 @@ func (c *cli) attestCmd() *cobra.Command {
 	)
 	verify := &cobra.Command{
 		Use:   "verify QUOTE",
-		Short: "Verify an SGX DCAP quote against Intel collateral, offline",
-		Long: `Verify an SGX ECDSA quote (version 3, PCK certificate chain) completely and
-offline: the PCK chain up to the Intel SGX Root CA key, the CRLs, the TCB Info
-and QE Identity signatures and dates, the QE report, the quote signature, the
-QE identity and the platform's TCB level.
+		Short: "Verify an SGX or TDX DCAP quote against Intel collateral, offline",
+		Long: `Verify an SGX ECDSA quote (version 3) or a TDX ECDSA quote (version 4), with its
+PCK certificate chain, completely and offline: the PCK chain up to the Intel
+SGX Root CA key, the CRLs, the TCB Info and QE Identity signatures and dates
+(SGX collateral for an SGX quote, TDX collateral for a TDX quote), the QE
+report, the quote signature, the QE identity, the platform's TCB level and,
+for TDX, the TDX module's identity and TCB level.
 
 Collateral comes either as one JSON file (--collateral-json: tcb_info,
 tcb_info_signature, tcb_info_issuer_chain, qe_identity, ...) or as the files
@@ -60,7 +114,7 @@ Intel's PCS serves (--tcb-info and --qe-identity bodies, the TCB signing chain
 from their issuer-chain header, and the CRLs in DER or PEM).
 
 The quote is accepted when its converged TCB status is one of --accept and it
-is not a debug enclave (unless --allow-debug). The exit status is 0 when
+is not a debug enclave or TD (unless --allow-debug). The exit status is 0 when
 accepted, 1 otherwise; the result is printed either way.`,
 		Example: `  cloister attest verify quote.bin --collateral-json collateral.json --at 2025-07-01T00:00:00Z -o json`,
 		Args:    cobra.ExactArgs(1),
@@ -88,25 +142,31 @@ accepted, 1 otherwise; the result is printed either way.`,
 			if err != nil {
 				return err
 			}
-			out := attestResult{TEE: tee.SGX, Advisories: []string{}}
+			out := attestResult{TEE: teeOf(quote), Advisories: []string{}}
 			res, err := sgx.Verify(quote, sgx.Options{At: when, Collateral: col, SkipCRL: skipCRL})
 			if err == nil {
-				out = attestResult{
-					TEE: tee.SGX, Status: string(res.Status), Advisories: append([]string{}, res.Advisories...),
-					TCBDate: res.TCBDate.Format("2006-01-02"), Measurement: hex.EncodeToString(res.MRENCLAVE[:]), MRENCLAVE: hex.EncodeToString(res.MRENCLAVE[:]),
-					MRSIGNER: hex.EncodeToString(res.MRSIGNER[:]), ISVProdID: res.ISVProdID, ISVSVN: res.ISVSVN,
-					Debug: res.Debug, ReportData: hex.EncodeToString(res.ReportData[:]), FMSPC: hex.EncodeToString(res.FMSPC[:]),
-				}
+				out = dcapOutput(res)
 				err = policy.Check(res)
 			}
 			out.OK = err == nil
 			if err != nil {
 				out.Error = err.Error()
 			}
-			rows := [][]string{{"ok", strconv.FormatBool(out.OK)}, {"status", out.Status},
-				{"advisories", strings.Join(out.Advisories, ",")}, {"tcb date", out.TCBDate}, {"mrenclave", out.MRENCLAVE},
-				{"mrsigner", out.MRSIGNER}, {"isvprodid", strconv.Itoa(int(out.ISVProdID))}, {"isvsvn", strconv.Itoa(int(out.ISVSVN))},
-				{"debug", strconv.FormatBool(out.Debug)}, {"fmspc", out.FMSPC}, {"report data", out.ReportData}, {"error", out.Error}}
+			rows := [][]string{{"ok", strconv.FormatBool(out.OK)}, {"tee", out.TEE}, {"status", out.Status},
+				{"advisories", strings.Join(out.Advisories, ",")}, {"tcb date", out.TCBDate}, {"measurement", out.Measurement}}
+			if out.TEE == tee.TDX {
+				for i, r := range out.RTMRs {
+					rows = append(rows, []string{fmt.Sprintf("rtmr%d", i), r})
+				}
+				if out.TCB != nil {
+					rows = append(rows, []string{"tdx module", out.TCB.Module}, []string{"tee tcb svn", out.TCB.TEETCBSVN})
+				}
+			} else {
+				rows = append(rows, []string{"mrsigner", out.MRSIGNER}, []string{"isvprodid", strconv.Itoa(int(out.ISVProdID))},
+					[]string{"isvsvn", strconv.Itoa(int(out.ISVSVN))})
+			}
+			rows = append(rows, []string{"debug", strconv.FormatBool(out.Debug)}, []string{"fmspc", out.FMSPC},
+				[]string{"report data", out.ReportData}, []string{"error", out.Error})
 			if perr := c.print(out, []string{"FIELD", "VALUE"}, rows); perr != nil {
 				return perr
 			}
@@ -131,6 +191,18 @@ accepted, 1 otherwise; the result is printed either way.`,
 	verify.PersistentPreRunE = func(*cobra.Command, []string) error { return c.checkOutput() }
 	cmd.AddCommand(verify, c.attestVerifySNPCmd(), c.attestPolicyCmd(), c.attestCollateralCmd(), c.attestEvaluateCmd())
 	return cmd
+}
+
+// teeOf names the TEE a quote's header declares, for a result that has
+// no verified one: "tdx" for a version 4 TDX quote, else "sgx".
+func teeOf(quote []byte) string {
+	if q, err := sgx.ParseQuote(quote); err == nil {
+		return q.TEE()
+	}
+	if len(quote) >= 8 && binary.LittleEndian.Uint32(quote[4:8]) == sgx.TEETypeTDX {
+		return tee.TDX
+	}
+	return tee.SGX
 }
 
 func policyRows(p api.AttestationPolicy) [][]string {

@@ -182,3 +182,46 @@ func TestAttestVerifySNP(t *testing.T) {
 		t.Fatalf("without --vcek: %v, %s", err, out)
 	}
 }
+
+// TestAttestVerifyTDX: the real TDX quote verifies from the command line
+// as UpToDate with no advisories, and says what the TD is.
+func TestAttestVerifyTDX(t *testing.T) {
+	const dir = "../../libs/sgx/testdata/"
+	quote, err := os.ReadFile(dir + "phala_tdx_quote_v4.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	flipped := filepath.Join(t.TempDir(), "flipped.bin")
+	quote[48+136] ^= 1 // MRTD
+	if err := os.WriteFile(flipped, quote, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name, quote, collateral string
+		exit0                   bool
+		errHas                  string
+	}{
+		{"the vector", dir + "phala_tdx_quote_v4.bin", dir + "phala_tdx_quote_v4_collateral.json", true, ""},
+		{"a flipped MRTD", flipped, dir + "phala_tdx_quote_v4_collateral.json", false, "quote_signature"},
+		{"SGX collateral", dir + "phala_tdx_quote_v4.bin", dir + "phala_sgx_quote_v3_collateral.json", false, "mismatch"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			args := []string{"attest", "verify", tt.quote, "--collateral-json", tt.collateral, "--at", "2025-07-01T00:00:00Z", "-o", "json"}
+			out, err := cloisterCmd(t, t.TempDir(), args...).Output()
+			if (err == nil) != tt.exit0 {
+				t.Fatalf("cloister %s: exit error %v, want success %v; output %s", strings.Join(args, " "), err, tt.exit0, out)
+			}
+			var res attestResult
+			if err := json.Unmarshal(out, &res); err != nil {
+				t.Fatalf("output is not JSON: %v\n%s", err, out)
+			}
+			if res.OK != tt.exit0 || res.TEE != "tdx" || !strings.Contains(res.Error, tt.errHas) {
+				t.Fatalf("result = %+v; want ok %v, tee tdx, error containing %q", res, tt.exit0, tt.errHas)
+			}
+			if tt.exit0 && (res.Status != "UpToDate" || len(res.Advisories) != 0 || len(res.RTMRs) != 4 || res.TCB == nil || res.TCB.Module != "UpToDate" ||
+				res.Measurement != "91eb2b44d141d4ece09f0c75c2c53d247a3c68edd7fafe8a3520c942a604a407de03ae6dc5f87f27428b2538873118b7" || res.Debug || res.MRENCLAVE != "") {
+				t.Fatalf("result = %+v", res)
+			}
+		})
+	}
+}

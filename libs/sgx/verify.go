@@ -219,6 +219,9 @@ func (e *Evidence) Platform() (PCKExtension, string) {
 	return e.chain.ext, PCKCAKind(e.chain.pckCA.Subject.CommonName)
 }
 
+// TEE names the quote's TEE: "sgx" or "tdx".
+func (e *Evidence) TEE() string { return e.quote.TEE() }
+
 // Evidence parses raw and verifies its PCK certificate chain at at.
 func (v *Verifier) Evidence(raw []byte, at time.Time) (*Evidence, error) {
 	q, err := ParseQuote(raw)

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -269,4 +270,20 @@ func TestPolicyChangeReachesEveryReplica(t *testing.T) {
 		}
 		return true
 	}, "a replica still verifies under the policy from before the change")
+}
+
+// TDX quotes verify in libs/sgx, but the service's verdicts, policies and
+// collateral are an enclave's for now: TD evidence is refused, and TDX
+// collateral (which shares its FMSPC with the platform's SGX collateral)
+// is not stored.
+func TestTDXEvidenceNotAcceptedYet(t *testing.T) {
+	c, _ := start(t)
+	ctx := context.Background()
+	_, err := c.PutCollateral(ctx, &attestationv1.PutCollateralRequest{CollateralJson: read(t, "phala_tdx_quote_v4_collateral.json")})
+	if errs.KindOf(err) != errs.Invalid || !strings.Contains(err.Error(), "TDX collateral") {
+		t.Fatalf("PutCollateral(TDX) = %v, want invalid naming TDX collateral", err)
+	}
+	if v := verify(t, c, uuid.NewString(), read(t, "phala_tdx_quote_v4.bin"), nil, nil); v.GetOk() || v.GetReason() != "unsupported" {
+		t.Fatalf("verdict for a TDX quote = %v, want unsupported", v)
+	}
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/cloister-cc/cloister/libs/errs"
 	"github.com/cloister-cc/cloister/libs/sgx"
 	"github.com/cloister-cc/cloister/libs/sgx/sim"
+	"github.com/cloister-cc/cloister/libs/tee"
 	"github.com/cloister-cc/cloister/services/attestation/internal/domain"
 )
 
@@ -231,6 +232,12 @@ func (s *Service) judge(ctx context.Context, v *domain.Verdict, quote, binding, 
 	v.Simulated = simulated
 	if err != nil {
 		return refuse(string(sgx.ReasonOf(err)), err)
+	}
+	if ev.TEE() != tee.SGX {
+		// TDX quotes verify (libs/sgx), but verdicts, policies and
+		// collateral here are an enclave's: TD evidence is refused until
+		// they are a TD's too.
+		return refuse(string(sgx.ReasonUnsupported), fmt.Errorf("%s evidence is not accepted by the attestation service yet", ev.TEE()))
 	}
 	ext, ca := ev.Platform()
 	fmspc := ext.FMSPC
@@ -595,6 +602,11 @@ func (s *Service) putCollateral(ctx context.Context, col *sgx.Collateral) (*sgx.
 	info, err := s.intel.CheckCollateral(col, s.cfg.Clock(), false)
 	if err != nil {
 		return nil, errs.Newf(errs.Invalid, "collateral refused: %v", err)
+	}
+	if info.ID == "TDX" {
+		// Stored by FMSPC, it would take the place of the SGX collateral
+		// of a TDX platform, whose FMSPC is the same.
+		return nil, errs.New(errs.Invalid, "collateral refused: it is TDX collateral, which is not stored yet; upload SGX collateral")
 	}
 	qe, err := sgx.ParseQEIdentity(col.QEIdentityJSON)
 	if err != nil {
