@@ -117,3 +117,43 @@ func BenchmarkVerifyUncached(b *testing.B) {
 	})
 	reportVerifies(b, took[0], took[1])
 }
+
+// BenchmarkVerifyTDXCached is BenchmarkVerifyCached for the TDX vector:
+// its collateral and PCK chain checked once, then full verifications
+// (quote, QE report and binding, TCB, TDX module and QE identity) beside
+// the floor of the two ECDSA P-256 verifies and the SHA-256s every quote
+// needs.
+func BenchmarkVerifyTDXCached(b *testing.B) {
+	raw := readVector(b, "phala_tdx_quote_v4.bin")
+	opts := Options{At: inWindow, Collateral: tdxCollateral(b)}
+	v := NewVerifier(nil)
+	if _, err := v.Verify(raw, opts); err != nil { // fills the caches
+		b.Fatal(err)
+	}
+	q, err := ParseQuote(raw)
+	if err != nil {
+		b.Fatal(err)
+	}
+	chain, err := v.checkChain(q.CertData, inWindow)
+	if err != nil {
+		b.Fatal(err)
+	}
+	attKey, err := parseRawP256(q.AttestationKey)
+	if err != nil {
+		b.Fatal(err)
+	}
+	took := bench.Alternate(b, func() {
+		if _, err := v.Verify(raw, opts); err != nil {
+			b.Fatal(err)
+		}
+	}, func() {
+		h := sha256.New()
+		h.Write(q.AttestationKey[:])
+		h.Write(q.QEAuthData)
+		_ = h.Sum(nil)
+		if !verifyRS(chain.pckKey, q.QEReportRaw(), q.QEReportSignature) || !verifyRS(attKey, q.Signed(), q.Signature) {
+			b.Fatal("floor signatures do not verify")
+		}
+	})
+	reportVerifies(b, took[0], took[1])
+}

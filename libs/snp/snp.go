@@ -10,12 +10,15 @@ package snp
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"crypto/x509"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/go-sev-guest/abi"
@@ -153,8 +156,37 @@ func ParseCertificate(item string, b []byte) (*x509.Certificate, error) {
 // Verify checks an SEV-SNP attestation report (binary or hex) completely
 // and offline. It returns what the report says; whether that is
 // acceptable (a debug VM, a measurement, a minimum TCB) is a Policy's
-// decision.
+// decision. Verify caches nothing; a Verifier does the same checks and
+// remembers the VCEKs it checked.
 func Verify(report []byte, opts Options) (*Result, error) {
+	return NewVerifier().Verify(report, opts)
+}
+
+// Verifier verifies reports, remembering each VCEK (or VLEK) it chained to
+// AMD's root, with the chain given beside it, by the SHA-256 of their
+// bytes, for the time in which every certificate of the chain is valid: a
+// node sends the same VCEK with each of its reports, and only the
+// report's own signature is then left to check. Safe for concurrent use.
+type Verifier struct {
+	mu   sync.Mutex
+	keys map[[32]byte]*checkedKey
+}
+
+// checkedKey is a VCEK or VLEK chained to AMD's root, and when that holds.
+type checkedKey struct {
+	cert        *x509.Certificate
+	endorsement *endorsement
+	from, until time.Time
+}
+
+// maxCached bounds a Verifier's cache; past it the cache starts afresh.
+const maxCached = 4096
+
+// NewVerifier returns a Verifier with nothing cached.
+func NewVerifier() *Verifier { return &Verifier{keys: map[[32]byte]*checkedKey{}} }
+
+// Verify is the package's Verify, with the verifier's cache.
+func (v *Verifier) Verify(report []byte, opts Options) (*Result, error) {
 	if opts.At.IsZero() {
 		return nil, errors.New("snp: Options.At is required")
 	}
@@ -174,40 +206,22 @@ func Verify(report []byte, opts Options) (*Result, error) {
 	if len(opts.VCEK) == 0 {
 		return nil, failf(tee.ReasonChain, item, "none given: the report is signed by a %v, whose certificate must come with it", key)
 	}
-	ek, err := ParseCertificate(item, opts.VCEK)
+	k, err := v.checkKey(key, opts.VCEK, opts.Chain, opts.At)
 	if err != nil {
 		return nil, err
 	}
-	e, err := readEndorsement(ek)
-	if err != nil {
-		return nil, fail(tee.ReasonMalformed, item, err)
-	}
+	e := k.endorsement
 	line := e.ProductLine
 	if fms := r.GetCpuid1EaxFms(); fms != 0 {
 		if reported := kds.ProductLineFromFms(fms); reported != line {
 			return nil, failf(tee.ReasonMismatch, item, "issued for a %s processor; the report comes from a %s", line, reported)
 		}
 	}
-	switch {
-	case key == abi.VcekReportSigner && len(e.HWID) == 0:
-		return nil, failf(tee.ReasonMalformed, item, "a VCEK without the chip's HWID")
-	case key == abi.VlekReportSigner && e.CSPID == "":
-		return nil, failf(tee.ReasonMalformed, item, "a VLEK without the cloud provider's id")
-	case key == abi.VcekReportSigner && !sameChip(r.GetChipId(), e.HWID):
+	if key == abi.VcekReportSigner && !sameChip(r.GetChipId(), e.HWID) {
 		return nil, failf(tee.ReasonMismatch, item, "issued for another chip (a %s processor, HWID %x…; the report's CHIP_ID %x…)",
-			line, e.HWID[:8], r.GetChipId()[:8])
+			line, e.HWID[:min(8, len(e.HWID))], r.GetChipId()[:8])
 	}
-	roots, err := trust.GetDefaultRootCerts(line)
-	if err != nil {
-		return nil, fail(tee.ReasonUnsupported, item, err)
-	}
-	if err := checkGivenChain(opts.Chain, roots, key, ek); err != nil {
-		return nil, err
-	}
-	if err := verifyCertificate(ek, roots, key, opts.At); err != nil {
-		return nil, err
-	}
-	if err := verify.SnpReportSignature(raw, ek); err != nil {
+	if err := verify.SnpReportSignature(raw, k.cert); err != nil {
 		return nil, fail(tee.ReasonReportSignature, "report", err)
 	}
 	res := result(r, line, key)
@@ -220,6 +234,83 @@ func Verify(report []byte, opts Options) (*Result, error) {
 		return nil, failf(tee.ReasonTCB, "report", "COMMITTED_TCB %v is above CURRENT_TCB %v", res.CommittedTCB, res.CurrentTCB)
 	}
 	return res, nil
+}
+
+// checkKey reads a VCEK or VLEK and chains it to AMD's root for its
+// product at at (checking a chain given beside it), or recalls that it did.
+func (v *Verifier) checkKey(key abi.ReportSigner, cert, chain []byte, at time.Time) (*checkedKey, error) {
+	h := sha256.New()
+	for _, b := range [][]byte{{byte(key)}, cert, chain} {
+		var n [8]byte
+		binary.LittleEndian.PutUint64(n[:], uint64(len(b)))
+		h.Write(n[:])
+		h.Write(b)
+	}
+	var id [32]byte
+	h.Sum(id[:0])
+	v.mu.Lock()
+	k, ok := v.keys[id]
+	v.mu.Unlock()
+	if ok && !at.Before(k.from) && !at.After(k.until) {
+		return k, nil
+	}
+
+	item := key.String() + " certificate"
+	ek, err := ParseCertificate(item, cert)
+	if err != nil {
+		return nil, err
+	}
+	e, err := readEndorsement(ek)
+	if err != nil {
+		return nil, fail(tee.ReasonMalformed, item, err)
+	}
+	switch {
+	case key == abi.VcekReportSigner && len(e.HWID) == 0:
+		return nil, failf(tee.ReasonMalformed, item, "a VCEK without the chip's HWID")
+	case key == abi.VlekReportSigner && e.CSPID == "":
+		return nil, failf(tee.ReasonMalformed, item, "a VLEK without the cloud provider's id")
+	}
+	roots, err := trust.GetDefaultRootCerts(e.ProductLine)
+	if err != nil {
+		return nil, fail(tee.ReasonUnsupported, item, err)
+	}
+	if err := checkGivenChain(chain, roots, key, ek); err != nil {
+		return nil, err
+	}
+	if err := verifyCertificate(ek, roots, key, at); err != nil {
+		return nil, err
+	}
+	k = &checkedKey{cert: ek, endorsement: e, from: ek.NotBefore, until: ek.NotAfter}
+	ica := roots.ProductCerts.Ask
+	if key == abi.VlekReportSigner {
+		ica = roots.ProductCerts.Asvk
+	}
+	for _, c := range []*x509.Certificate{roots.ProductCerts.Ark, ica} {
+		if c != nil {
+			k.from, k.until = latest(k.from, c.NotBefore), earliest(k.until, c.NotAfter)
+		}
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if len(v.keys) >= maxCached {
+		clear(v.keys)
+	}
+	v.keys[id] = k
+	return k, nil
+}
+
+func latest(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
+
+func earliest(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
 }
 
 // sameChip reports whether a report's CHIP_ID is the chip a VCEK's HWID

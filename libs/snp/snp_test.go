@@ -217,3 +217,30 @@ func TestPolicy(t *testing.T) {
 		t.Error("a short measurement accepted")
 	}
 }
+
+// A Verifier's remembered VCEK holds only while its chain is valid, and
+// the report's own signature is checked every time.
+func TestVerifierCache(t *testing.T) {
+	report, opts := milan(t)
+	v := snp.NewVerifier()
+	for range 2 {
+		if _, err := v.Verify(report, opts); err != nil {
+			t.Fatal(err)
+		}
+	}
+	late := opts
+	late.At = time.Date(2031, 1, 1, 0, 0, 0, 0, time.UTC)
+	if _, err := v.Verify(report, late); tee.ReasonOf(err) != tee.ReasonExpired {
+		t.Fatalf("after the VCEK expired = %v, want expired", err)
+	}
+	raw, _ := snp.DecodeReport(report)
+	raw = append([]byte(nil), raw...)
+	raw[0x90] ^= 1
+	if _, err := v.Verify(raw, opts); tee.ReasonOf(err) != tee.ReasonReportSignature {
+		t.Fatalf("a changed report with a remembered VCEK = %v, want report_signature", err)
+	}
+	opts.Chain = read(t, "cert_chain_turin")
+	if _, err := v.Verify(report, opts); tee.ReasonOf(err) != tee.ReasonChain {
+		t.Fatalf("the remembered VCEK with another chain = %v, want chain", err)
+	}
+}
