@@ -119,7 +119,7 @@ func TestQuoteVerifies(t *testing.T) {
 				t.Fatalf("Verify(q) = %v, want success", err)
 			}
 			want := sgx.Result{
-				Status: sgx.StatusUpToDate, PlatformStatus: sgx.StatusUpToDate, QEStatus: sgx.StatusUpToDate,
+				TEE: "sgx", Status: sgx.StatusUpToDate, PlatformStatus: sgx.StatusUpToDate, QEStatus: sgx.StatusUpToDate,
 				FMSPC: tc.platform.FMSPC, MRENCLAVE: tc.body.MRENCLAVE, MRSIGNER: tc.body.MRSIGNER,
 				ISVProdID: tc.body.ISVProdID, ISVSVN: tc.body.ISVSVN, Debug: tc.body.Debug(), ReportData: tc.body.ReportData,
 			}
