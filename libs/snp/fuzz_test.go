@@ -50,3 +50,18 @@ func FuzzVerify(f *testing.F) {
 		}
 	})
 }
+
+// FuzzCertificates: a host's certificate table is read or refused, never
+// a panic, and what it gives lies within it.
+func FuzzCertificates(f *testing.F) {
+	_, opts := milan(f)
+	f.Add(opts.VCEK)
+	f.Add(certTableOf(map[string][]byte{"63da758d-e664-4564-adc5-f4b93be8accd": opts.VCEK}, "63da758d-e664-4564-adc5-f4b93be8accd"))
+	f.Add(make([]byte, 48))
+	f.Fuzz(func(t *testing.T, aux []byte) {
+		vcek, _, err := snp.Certificates(aux)
+		if err == nil && len(aux) > 0 && (len(vcek) == 0 || len(vcek) > len(aux)) {
+			t.Fatalf("Certificates gave %d bytes from %d", len(vcek), len(aux))
+		}
+	})
+}

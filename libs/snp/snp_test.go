@@ -5,6 +5,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/pem"
 	"errors"
@@ -15,6 +16,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/google/uuid"
 
 	"github.com/cloister-cc/cloister/libs/snp"
 	"github.com/cloister-cc/cloister/libs/tee"
@@ -242,5 +245,67 @@ func TestVerifierCache(t *testing.T) {
 	opts.Chain = read(t, "cert_chain_turin")
 	if _, err := v.Verify(report, opts); tee.ReasonOf(err) != tee.ReasonChain {
 		t.Fatalf("the remembered VCEK with another chain = %v, want chain", err)
+	}
+}
+
+// certTableOf lays out a certificate table as a host gives it.
+func certTableOf(entries map[string][]byte, order ...string) []byte {
+	head := make([]byte, 24*(len(order)+1))
+	var data []byte
+	for i, g := range order {
+		u := uuid.MustParse(g)
+		copy(head[24*i:], u[:])
+		binary.LittleEndian.PutUint32(head[24*i+16:], uint32(len(head)+len(data)))
+		binary.LittleEndian.PutUint32(head[24*i+20:], uint32(len(entries[g])))
+		data = append(data, entries[g]...)
+	}
+	return append(head, data...)
+}
+
+// What a host gives beside a report: the VCEK in DER or PEM, or an
+// extended report's certificate table; the report verifies with each.
+func TestCertificates(t *testing.T) {
+	report, opts := milan(t)
+	der := opts.VCEK
+	chain := read(t, "cert_chain_milan")
+	askBlk, rest := pem.Decode(chain)
+	arkBlk, _ := pem.Decode(rest)
+	const vcekG, askG, arkG = "63da758d-e664-4564-adc5-f4b93be8accd", "4ab7b379-bbac-4fe4-a02f-05aef327c782", "c0b406a4-a803-4952-9743-3fb6014cd0ae"
+	table := certTableOf(map[string][]byte{vcekG: der, askG: askBlk.Bytes, arkG: arkBlk.Bytes}, vcekG, askG, arkG)
+	for name, aux := range map[string][]byte{
+		"DER": der, "PEM": pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), "table": table,
+		"table without the chain": certTableOf(map[string][]byte{vcekG: der}, vcekG),
+	} {
+		vcek, ch, err := snp.Certificates(aux)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if _, err := snp.Verify(report, snp.Options{At: vectorTime, VCEK: vcek, Chain: ch}); err != nil {
+			t.Fatalf("%s: Verify = %v", name, err)
+		}
+		if name == "table" && len(ch) == 0 {
+			t.Fatal("the table's ASK and ARK were not taken")
+		}
+	}
+	bad := map[string][]byte{
+		"no terminator": table[:24],
+		"out of range": func() []byte {
+			b := append([]byte(nil), table...)
+			binary.LittleEndian.PutUint32(b[20:], 1<<31)
+			return b
+		}(),
+		"offset wrapping": func() []byte {
+			b := append([]byte(nil), table...)
+			binary.LittleEndian.PutUint32(b[16:], 0xffffffff)
+			return b
+		}(),
+		"no VCEK":              certTableOf(map[string][]byte{askG: askBlk.Bytes}, askG),
+		"empty":                make([]byte, 24),
+		"an entry given twice": certTableOf(map[string][]byte{vcekG: der}, vcekG, vcekG),
+	}
+	for name, aux := range bad {
+		if _, _, err := snp.Certificates(aux); tee.ReasonOf(err) != tee.ReasonMalformed {
+			t.Errorf("%s: Certificates = %v, want malformed", name, err)
+		}
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/cloister-cc/cloister/libs/pki"
 	"github.com/cloister-cc/cloister/libs/service"
 	"github.com/cloister-cc/cloister/libs/sgx"
+	"github.com/cloister-cc/cloister/services/attestation/internal/amd"
 	"github.com/cloister-cc/cloister/services/attestation/internal/app"
 	"github.com/cloister-cc/cloister/services/attestation/internal/pcs"
 	"github.com/cloister-cc/cloister/services/attestation/internal/simulation"
@@ -64,6 +65,7 @@ func (cfg *Config) app(ctx context.Context, r *service.Runner, st *store.Stores)
 	acfg := app.Config{Policies: st.Policies, Collaterals: st.Collaterals, Verdicts: st.Verdicts, Activity: st.Activity, Images: st.Images, Withdrawals: st.Withdrawals,
 		Audit: events.AuditLog{JS: r.JetStream(), Producer: store.Producer}, IntelRoot: cfg.IntelRoot, IntelOptions: cfg.IntelOptions, Clock: cfg.Clock,
 		ReadTTL: cfg.ReadTTL}
+	acfg.SNP = amd.New()
 	if cfg.PCSURL != "" {
 		f, err := pcs.New(cfg.PCSURL)
 		if err != nil {

@@ -28,9 +28,26 @@ func pcsServer(t *testing.T) (*httptest.Server, *atomic.Int32) {
 	if err := json.Unmarshal(read(t, "phala_sgx_quote_v3_collateral.json"), &raw); err != nil {
 		t.Fatal(err)
 	}
+	var tdx map[string]string
+	if err := json.Unmarshal(read(t, "phala_tdx_quote_v4_collateral.json"), &tdx); err != nil {
+		t.Fatal(err)
+	}
 	unhex := func(s string) []byte { b, _ := hex.DecodeString(s); return b }
 	var tcbRequests atomic.Int32
 	mux := http.NewServeMux()
+	// The TDX API, beside the SGX API: the TDX platform's TCB Info and the TD_QE.
+	mux.HandleFunc("GET /tdx/certification/v4/tcb", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("fmspc") != "B0C06F000000" {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("TCB-Info-Issuer-Chain", url.PathEscape(tdx["tcb_info_issuer_chain"]))
+		_, _ = w.Write([]byte(`{"tcbInfo":` + tdx["tcb_info"] + `,"signature":"` + tdx["tcb_info_signature"] + `"}`))
+	})
+	mux.HandleFunc("GET /tdx/certification/v4/qe/identity", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("SGX-Enclave-Identity-Issuer-Chain", url.PathEscape(tdx["qe_identity_issuer_chain"]))
+		_, _ = w.Write([]byte(`{"enclaveIdentity":` + tdx["qe_identity"] + `,"signature":"` + tdx["qe_identity_signature"] + `"}`))
+	})
 	mux.HandleFunc("GET /sgx/certification/v4/tcb", func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Query().Get("fmspc") != "00A067110000" {
 			http.NotFound(w, r)
@@ -45,12 +62,14 @@ func pcsServer(t *testing.T) (*httptest.Server, *atomic.Int32) {
 		_, _ = w.Write([]byte(`{"enclaveIdentity":` + raw["qe_identity"] + `,"signature":"` + raw["qe_identity_signature"] + `"}`))
 	})
 	mux.HandleFunc("GET /sgx/certification/v4/pckcrl", func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Query().Get("ca") != "processor" {
+		// The SGX vector's platform has a processor CA, the TDX vector's a platform CA.
+		col := map[string]map[string]string{"processor": raw, "platform": tdx}[r.URL.Query().Get("ca")]
+		if col == nil {
 			http.Error(w, "wrong ca", http.StatusBadRequest)
 			return
 		}
-		w.Header().Set("SGX-PCK-CRL-Issuer-Chain", url.PathEscape(raw["pck_crl_issuer_chain"]))
-		_, _ = w.Write(unhex(raw["pck_crl"]))
+		w.Header().Set("SGX-PCK-CRL-Issuer-Chain", url.PathEscape(col["pck_crl_issuer_chain"]))
+		_, _ = w.Write(unhex(col["pck_crl"]))
 	})
 	mux.HandleFunc("GET /sgx/certification/v4/rootcacrl", func(w http.ResponseWriter, r *http.Request) {
 		_, _ = w.Write(unhex(raw["root_ca_crl"]))
@@ -103,6 +122,23 @@ func TestFetchesCollateralFromPCS(t *testing.T) {
 	v := verify(t, c, account, quote, nil, nil)
 	if v.GetOk() || v.GetReason() != "expired" || tcbRequests.Load() != 2 {
 		t.Fatalf("verdict past nextUpdate = %v after %d TCB requests; want expired after a second request", v, tcbRequests.Load())
+	}
+}
+
+// TestFetchesTDXCollateralFromPCS: a TDX quote's collateral comes from the
+// PCS's TDX API, beside its SGX API.
+func TestFetchesTDXCollateralFromPCS(t *testing.T) {
+	srv, _ := pcsServer(t)
+	n := testkit.StartNATS(t)
+	svc, err := attestation.Start(context.Background(), attestation.Config{Options: service.Options{NATS: n.Connect(t), Assertions: n.Verifier("attestation")},
+		PCSURL: srv.URL + "/sgx/certification/v4/", Clock: func() time.Time { return inWindow }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(svc.Stop)
+	c := attestationv1.NewAttestationClient(n.Connect(t), n.Vouching(t))
+	if v := verify(t, c, uuid.NewString(), read(t, "phala_tdx_quote_v4.bin"), nil, nil); !v.GetOk() || v.GetTee() != "tdx" || v.GetTcbStatus() != "UpToDate" {
+		t.Fatalf("verdict for the TDX vector with a PCS = %v", v)
 	}
 }
 

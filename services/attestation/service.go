@@ -1,6 +1,6 @@
 // Package attestation is the composition root of the attestation service:
-// verification of SGX evidence under per-account policy, with Intel
-// collateral kept by platform.
+// verification of SGX, TDX and SEV-SNP evidence under per-account policy,
+// with Intel collateral kept by platform.
 package attestation
 
 import (

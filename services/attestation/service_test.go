@@ -272,18 +272,92 @@ func TestPolicyChangeReachesEveryReplica(t *testing.T) {
 	}, "a replica still verifies under the policy from before the change")
 }
 
-// TDX quotes verify in libs/sgx, but the service's verdicts, policies and
-// collateral are an enclave's for now: TD evidence is refused, and TDX
-// collateral (which shares its FMSPC with the platform's SGX collateral)
-// is not stored.
-func TestTDXEvidenceNotAcceptedYet(t *testing.T) {
+// A TDX quote is verified with TDX collateral, which is stored beside
+// the platform's SGX collateral, under the account's TDX rules; its
+// verdict says what the TD is.
+func TestTDXEvidence(t *testing.T) {
 	c, _ := start(t)
 	ctx := context.Background()
-	_, err := c.PutCollateral(ctx, &attestationv1.PutCollateralRequest{CollateralJson: read(t, "phala_tdx_quote_v4_collateral.json")})
-	if errs.KindOf(err) != errs.Invalid || !strings.Contains(err.Error(), "TDX collateral") {
-		t.Fatalf("PutCollateral(TDX) = %v, want invalid naming TDX collateral", err)
+	account := uuid.NewString()
+	quote := read(t, "phala_tdx_quote_v4.bin")
+	if v := verify(t, c, account, quote, nil, nil); v.GetOk() || v.GetReason() != "no_collateral" || v.GetTee() != "tdx" {
+		t.Fatalf("verdict without TDX collateral = %v, want no_collateral", v)
 	}
-	if v := verify(t, c, uuid.NewString(), read(t, "phala_tdx_quote_v4.bin"), nil, nil); v.GetOk() || v.GetReason() != "unsupported" {
-		t.Fatalf("verdict for a TDX quote = %v, want unsupported", v)
+	for _, name := range []string{"phala_tdx_quote_v4_collateral.json", "phala_sgx_quote_v3_collateral.json"} {
+		if _, err := c.PutCollateral(ctx, &attestationv1.PutCollateralRequest{CollateralJson: read(t, name)}); err != nil {
+			t.Fatalf("PutCollateral(%s) = %v", name, err)
+		}
+	}
+	v := verify(t, c, account, quote, nil, nil)
+	const mrtd = "91eb2b44d141d4ece09f0c75c2c53d247a3c68edd7fafe8a3520c942a604a407de03ae6dc5f87f27428b2538873118b7"
+	if !v.GetOk() || v.GetTee() != "tdx" || v.GetTcbStatus() != "UpToDate" || hex.EncodeToString(v.GetMeasurement()) != mrtd ||
+		len(v.GetRtmrs()) != 4 || len(v.GetMrenclave()) != 32 || !bytes.Equal(v.GetMrenclave(), make([]byte, 32)) {
+		t.Fatalf("verdict for the TDX vector = %v", v)
+	}
+	if v := verify(t, c, account, quote, make([]byte, 32), make([]byte, 32)); v.GetOk() || v.GetReason() != "report_data_binding" {
+		t.Fatalf("verdict with a binding the TD did not make = %v, want report_data_binding", v)
+	}
+
+	// The account's TDX rules: a measurement list without its MRTD refuses it.
+	other := bytes.Repeat([]byte{1}, 48)
+	if _, err := c.SetPolicy(ctx, &attestationv1.SetPolicyRequest{AccountId: account, Policy: &attestationv1.Policy{
+		AcceptStatuses: []string{"UpToDate"}, Tdx: &attestationv1.TDXPolicy{Mrtds: [][]byte{other}}}}); err != nil {
+		t.Fatal(err)
+	}
+	if v := verify(t, c, account, quote, nil, nil); v.GetOk() || v.GetReason() != "policy" || !strings.Contains(v.GetError(), "MRTD") {
+		t.Fatalf("verdict under a policy without its MRTD = %v, want policy", v)
+	}
+	// The SGX quote of the same deployment is unaffected.
+	if v := verify(t, c, account, read(t, "phala_sgx_quote_v3.bin"), nil, nil); v.GetTee() != "sgx" || v.GetReason() != "tcb" {
+		t.Fatalf("the SGX vector's verdict = %v, want sgx refused for its status", v)
+	}
+	// Malformed rules are refused with what is wrong.
+	for _, bad := range []*attestationv1.TDXPolicy{{Mrtds: [][]byte{{1, 2}}}, {Rtmrs: [][]byte{other}}, {AcceptStatuses: []string{"Fine"}}} {
+		_, err := c.SetPolicy(ctx, &attestationv1.SetPolicyRequest{AccountId: account, Policy: &attestationv1.Policy{AcceptStatuses: []string{"UpToDate"}, Tdx: bad}})
+		if errs.KindOf(err) != errs.Invalid || !strings.Contains(err.Error(), "tdx.") {
+			t.Errorf("SetPolicy(tdx %v) = %v, want invalid naming the tdx field", bad, err)
+		}
+	}
+}
+
+// An SEV-SNP report is verified with the VCEK that comes with it, under
+// the account's SEV-SNP rules.
+func TestSNPEvidence(t *testing.T) {
+	c, _ := start(t)
+	ctx := context.Background()
+	account := uuid.NewString()
+	const dir = "../../libs/snp/testdata/"
+	report, err := os.ReadFile(dir + "report_milan.hex")
+	if err != nil {
+		t.Fatal(err)
+	}
+	vcek, err := os.ReadFile(dir + "vcek_milan.der")
+	if err != nil {
+		t.Fatal(err)
+	}
+	snpVerify := func(aux []byte) *attestationv1.Verdict {
+		t.Helper()
+		resp, err := c.Verify(ctx, &attestationv1.VerifyRequest{AccountId: account, Tee: "sev-snp", Quote: report, EvidenceAux: aux})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.GetVerdict()
+	}
+	const measurement = "7a1e5c266c0108dbc9bb94fa926951320940915d0aafb42464bd88b579ea158d3e1a0dc39b2c60bd95b9c480cd81841f"
+	if v := snpVerify(vcek); !v.GetOk() || v.GetTee() != "sev-snp" || hex.EncodeToString(v.GetMeasurement()) != measurement || len(v.GetHostData()) != 32 {
+		t.Fatalf("verdict for the SNP vector = %v", v)
+	}
+	if v := snpVerify(nil); v.GetOk() || v.GetReason() != "chain" {
+		t.Fatalf("verdict without its VCEK = %v, want chain", v)
+	}
+	if _, err := c.SetPolicy(ctx, &attestationv1.SetPolicyRequest{AccountId: account, Policy: &attestationv1.Policy{
+		AcceptStatuses: []string{"UpToDate"}, SevSnp: &attestationv1.SNPPolicy{MinTcb: 0x7309000000000003}}}); err != nil {
+		t.Fatal(err)
+	}
+	if v := snpVerify(vcek); v.GetOk() || v.GetReason() != "tcb" || hex.EncodeToString(v.GetMeasurement()) != measurement {
+		t.Fatalf("verdict under a higher minimum TCB = %v, want tcb, with what the report proves", v)
+	}
+	if _, err := c.Verify(ctx, &attestationv1.VerifyRequest{AccountId: account, Tee: "z80", Quote: report}); errs.KindOf(err) != errs.Invalid {
+		t.Fatalf("an unknown TEE = %v, want invalid", err)
 	}
 }

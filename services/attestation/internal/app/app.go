@@ -80,7 +80,8 @@ type AuditLog interface {
 }
 
 // Fetcher gets collateral for a platform from Intel's PCS or a PCCS; ca is
-// "processor" or "platform", the PCK CA of the platform's certificate.
+// "processor" or "platform", the PCK CA of the platform's certificate,
+// prefixed "tdx-" for a TDX platform's TDX collateral.
 type Fetcher interface {
 	Fetch(ctx context.Context, fmspc [6]byte, ca string) (*sgx.Collateral, error)
 }
@@ -93,6 +94,24 @@ type Simulation interface {
 	// NewQE makes a QE bound to the account: only its evidence is
 	// accepted from it.
 	NewQE(now time.Time, accountID string) (*sim.QE, error)
+}
+
+// SNP verifies AMD SEV-SNP reports (libs/snp, behind an adapter: it
+// depends on protobuf, which the inner layers do not) with the VCEK, or
+// the certificate table, aux; then checks them against p. What a verified
+// report proves is returned even when p refuses it. An error is a
+// *tee.Error naming what failed.
+type SNP interface {
+	Verify(report, aux []byte, at time.Time, p domain.SNPPolicy) (domain.SNPEvidence, error)
+}
+
+// Evidence is what a TEE presents: an SGX or TDX quote (TEE "", "sgx" or
+// "tdx": the quote's header tells which), or an SEV-SNP report (TEE
+// "sev-snp") with its VCEK or certificate table in Aux.
+type Evidence struct {
+	TEE   string
+	Quote []byte
+	Aux   []byte
 }
 
 // Config holds the service's dependencies.
@@ -110,6 +129,9 @@ type Config struct {
 	// Simulation, when set, lets accounts whose policy allows it present
 	// simulated evidence.
 	Simulation Simulation
+	// SNP, when set, verifies SEV-SNP evidence; without it such evidence
+	// is refused as unsupported.
+	SNP SNP
 	// IntelRoot and IntelOptions override the pinned Intel SGX Root CA key
 	// and Intel's names (tests only).
 	IntelRoot    *ecdsa.PublicKey
@@ -166,30 +188,38 @@ func New(cfg Config) (*Service, error) {
 	return s, nil
 }
 
-// MaxEvidenceSize bounds the evidence accepted.
+// MaxEvidenceSize bounds the evidence accepted, and what comes with it.
 const MaxEvidenceSize = sgx.MaxQuoteSize
 
-// Verify checks a quote for an account under the account's policy and
+// Verify checks evidence for an account under the account's policy and
 // records the verdict, which it returns whether or not the evidence
 // passed. With appID set, the measurement must also be an approved image
-// of that application. An error means the request itself was wrong or
-// the service could not decide.
-func (s *Service) Verify(ctx context.Context, accountID string, quote, binding, nonce []byte, appID string) (domain.Verdict, error) {
+// of that application (an enclave's). An error means the request itself
+// was wrong or the service could not decide.
+func (s *Service) Verify(ctx context.Context, accountID string, e Evidence, binding, nonce []byte, appID string) (domain.Verdict, error) {
 	if uuid.Validate(accountID) != nil {
 		return domain.Verdict{}, errs.New(errs.Invalid, "account_id must be an account's id")
 	}
 	if appID != "" && uuid.Validate(appID) != nil {
 		return domain.Verdict{}, errs.New(errs.Invalid, "app_id must be an application's id")
 	}
-	if len(quote) == 0 || len(quote) > MaxEvidenceSize {
+	if len(e.Quote) == 0 || len(e.Quote) > MaxEvidenceSize {
 		return domain.Verdict{}, errs.Newf(errs.Invalid, "quote must be 1 to %d bytes", MaxEvidenceSize)
+	}
+	if len(e.Aux) > MaxEvidenceSize {
+		return domain.Verdict{}, errs.Newf(errs.Invalid, "evidence_aux must be at most %d bytes", MaxEvidenceSize)
+	}
+	switch e.TEE {
+	case "", tee.SGX, tee.TDX, tee.SEVSNP:
+	default:
+		return domain.Verdict{}, errs.Newf(errs.Invalid, "tee %q: want sgx, tdx or sev-snp (or none, for a quote)", e.TEE)
 	}
 	if (len(binding) != 0 || len(nonce) != 0) && (len(binding) != 32 || len(nonce) != 32) {
 		return domain.Verdict{}, errs.New(errs.Invalid, "binding and nonce must be 32 bytes each, or both absent")
 	}
 	now := s.cfg.Clock().UTC()
 	v := domain.Verdict{ID: uuid.Must(uuid.NewV7()).String(), AccountID: accountID, VerifiedAt: now}
-	if err := s.judge(ctx, &v, quote, binding, nonce, appID, now); err != nil {
+	if err := s.judge(ctx, &v, e, binding, nonce, appID, now); err != nil {
 		return domain.Verdict{}, err
 	}
 	var ev domain.Event = domain.AttestationFailed{Verdict: v}
@@ -219,7 +249,7 @@ func (s *Service) GetActivity(ctx context.Context, accountID string) ([]domain.A
 
 // judge fills in the verdict; it returns an error only when it cannot
 // decide (a store failing), never for bad evidence.
-func (s *Service) judge(ctx context.Context, v *domain.Verdict, quote, binding, nonce []byte, appID string, now time.Time) error {
+func (s *Service) judge(ctx context.Context, v *domain.Verdict, e Evidence, binding, nonce []byte, appID string, now time.Time) error {
 	refuse := func(reason string, err error) error {
 		v.OK, v.Reason, v.Error = false, reason, err.Error()
 		return nil
@@ -228,16 +258,21 @@ func (s *Service) judge(ctx context.Context, v *domain.Verdict, quote, binding, 
 	if err != nil {
 		return err
 	}
+	if e.TEE == tee.SEVSNP {
+		return s.judgeSNP(v, e, policy.SNP, binding, nonce, appID, now, refuse)
+	}
+	quote := e.Quote
 	verifier, ev, simulated, err := s.evidence(quote, now)
 	v.Simulated = simulated
 	if err != nil {
 		return refuse(string(sgx.ReasonOf(err)), err)
 	}
-	if ev.TEE() != tee.SGX {
-		// TDX quotes verify (libs/sgx), but verdicts, policies and
-		// collateral here are an enclave's: TD evidence is refused until
-		// they are a TD's too.
-		return refuse(string(sgx.ReasonUnsupported), fmt.Errorf("%s evidence is not accepted by the attestation service yet", ev.TEE()))
+	v.TEE = ev.TEE()
+	if e.TEE != "" && e.TEE != v.TEE {
+		return refuse(string(sgx.ReasonMismatch), fmt.Errorf("the evidence is a %s quote, not %s evidence", v.TEE, e.TEE))
+	}
+	if v.TEE == tee.TDX && appID != "" {
+		return refuse(domain.ReasonImageNotApproved, errors.New("a TD is not an enclave: it cannot be an application's approved image"))
 	}
 	ext, ca := ev.Platform()
 	fmspc := ext.FMSPC
@@ -254,9 +289,9 @@ func (s *Service) judge(ctx context.Context, v *domain.Verdict, quote, binding, 
 			return refuse(domain.ReasonSimulationUnavailable, err)
 		}
 	default:
-		col, err = s.collateralFor(ctx, fmspc, ca, now)
+		col, err = s.collateralFor(ctx, v.TEE, fmspc, ca, now)
 		if errors.Is(err, domain.ErrCollateralNotFound) {
-			return refuse(domain.ReasonNoCollateral, fmt.Errorf("FMSPC %x: %w; upload it or configure a PCS", fmspc, err))
+			return refuse(domain.ReasonNoCollateral, fmt.Errorf("%s FMSPC %x: %w; upload it or configure a PCS", v.TEE, fmspc, err))
 		}
 		if err != nil {
 			return err
@@ -267,12 +302,23 @@ func (s *Service) judge(ctx context.Context, v *domain.Verdict, quote, binding, 
 		return refuse(string(sgx.ReasonOf(err)), err)
 	}
 	v.TCBStatus, v.Advisories = res.Status, res.Advisories
-	v.MRENCLAVE, v.MRSIGNER, v.ISVProdID, v.ISVSVN = res.MRENCLAVE, res.MRSIGNER, res.ISVProdID, res.ISVSVN
 	v.Debug, v.ReportData = res.Debug, res.ReportData
+	if td := res.TD; td != nil {
+		v.Measurement, v.RTMRs = td.MRTD, td.RTMRs[:]
+		if err := policy.TDX.Check(res); err != nil {
+			return refuse(string(sgx.ReasonOf(err)), err)
+		}
+		if !bound(res.ReportData, binding, nonce) {
+			return refuse(domain.ReasonBinding, errors.New("report data is not the expected key binding and nonce"))
+		}
+		v.OK = true
+		return nil
+	}
+	v.MRENCLAVE, v.MRSIGNER, v.ISVProdID, v.ISVSVN = res.MRENCLAVE, res.MRSIGNER, res.ISVProdID, res.ISVSVN
 	if err := policy.SGX().Check(res); err != nil {
 		return refuse(string(sgx.ReasonOf(err)), err)
 	}
-	if len(binding) != 0 && (!bytes.Equal(res.ReportData[:32], binding) || !bytes.Equal(res.ReportData[32:], nonce)) {
+	if !bound(res.ReportData, binding, nonce) {
 		return refuse(domain.ReasonBinding, errors.New("report data is not the expected key binding and nonce"))
 	}
 	img, approved, err := s.cfg.Images.Lookup(ctx, v.AccountID, v.MRENCLAVE)
@@ -292,12 +338,42 @@ func (s *Service) judge(ctx context.Context, v *domain.Verdict, quote, binding, 
 	return nil
 }
 
+// bound reports whether REPORTDATA is binding followed by nonce, or no
+// binding was asked for.
+func bound(reportData [64]byte, binding, nonce []byte) bool {
+	return len(binding) == 0 || bytes.Equal(reportData[:32], binding) && bytes.Equal(reportData[32:], nonce)
+}
+
+// judgeSNP judges an SEV-SNP report: there is no simulation of it, no
+// collateral but the VCEK that comes with it, and no enclave image.
+func (s *Service) judgeSNP(v *domain.Verdict, e Evidence, p domain.SNPPolicy, binding, nonce []byte, appID string, now time.Time,
+	refuse func(string, error) error) error {
+	v.TEE = tee.SEVSNP
+	switch {
+	case s.cfg.SNP == nil:
+		return refuse(string(tee.ReasonUnsupported), errors.New("this deployment does not verify SEV-SNP evidence"))
+	case appID != "":
+		return refuse(domain.ReasonImageNotApproved, errors.New("an SEV-SNP VM is not an enclave: it cannot be an application's approved image"))
+	}
+	ev, err := s.cfg.SNP.Verify(e.Quote, e.Aux, now, p)
+	v.Measurement, v.HostData, v.ReportData, v.Debug = ev.Measurement, ev.HostData, ev.ReportData, ev.Debug
+	if err != nil {
+		return refuse(string(tee.ReasonOf(err)), err)
+	}
+	if !bound(ev.ReportData, binding, nonce) {
+		return refuse(domain.ReasonBinding, errors.New("report data is not the expected key binding and nonce"))
+	}
+	v.OK = true
+	return nil
+}
+
 // collateralFor returns the stored collateral of a platform while every
 // part of it is current, and otherwise what the fetcher (if any) brings,
 // stored for the next verification. If fetching fails, stale collateral is
 // still returned: the verifier then names what expired. Fetches are shared
 // by concurrent callers and a failure is not retried for fetchBackoff.
-func (s *Service) collateralFor(ctx context.Context, fmspc [6]byte, ca string, now time.Time) (*sgx.Collateral, error) {
+func (s *Service) collateralFor(ctx context.Context, teeName string, fmspc [6]byte, ca string, now time.Time) (*sgx.Collateral, error) {
+	ca = collateralKind(teeName, ca)
 	key := platformKey(fmspc, ca)
 	stored, err := s.storedCollateral(ctx, key, fmspc, ca)
 	found := err == nil
@@ -340,6 +416,17 @@ func (s *Service) collateralFor(ctx context.Context, fmspc [6]byte, ca string, n
 		return &stored.Col, nil
 	}
 	return nil, fmt.Errorf("%w (fetching it from the PCS: %v)", domain.ErrCollateralNotFound, ferr)
+}
+
+// collateralKind is what the collateral of a platform is filed and
+// fetched under besides its FMSPC: its PCK CA kind ("processor" or
+// "platform"), prefixed "tdx-" for TDX collateral, which a TDX platform
+// has beside its SGX collateral, under the same FMSPC.
+func collateralKind(teeName, ca string) string {
+	if teeName == tee.TDX {
+		return "tdx-" + ca
+	}
+	return ca
 }
 
 // platformKey names a platform in the collateral kept and the fetches
@@ -603,11 +690,6 @@ func (s *Service) putCollateral(ctx context.Context, col *sgx.Collateral) (*sgx.
 	if err != nil {
 		return nil, errs.Newf(errs.Invalid, "collateral refused: %v", err)
 	}
-	if info.ID == "TDX" {
-		// Stored by FMSPC, it would take the place of the SGX collateral
-		// of a TDX platform, whose FMSPC is the same.
-		return nil, errs.New(errs.Invalid, "collateral refused: it is TDX collateral, which is not stored yet; upload SGX collateral")
-	}
 	qe, err := sgx.ParseQEIdentity(col.QEIdentityJSON)
 	if err != nil {
 		return nil, errs.Newf(errs.Invalid, "collateral refused: %v", err)
@@ -628,7 +710,11 @@ func (s *Service) putCollateral(ctx context.Context, col *sgx.Collateral) (*sgx.
 			c.Expires = t
 		}
 	}
-	ca := sgx.PCKCAKind(pckCRL.Issuer.CommonName)
+	teeName := tee.SGX
+	if info.ID == "TDX" {
+		teeName = tee.TDX
+	}
+	ca := collateralKind(teeName, sgx.PCKCAKind(pckCRL.Issuer.CommonName))
 	defer s.collaterals.Drop(platformKey(info.FMSPC, ca))
 	err = s.cfg.Collaterals.Put(ctx, info.FMSPC, ca, c, func(stored domain.Collateral) error {
 		switch {

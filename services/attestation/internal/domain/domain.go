@@ -3,12 +3,14 @@
 package domain
 
 import (
+	"fmt"
 	"slices"
 	"time"
 
 	"github.com/cloister-cc/cloister/libs/audit"
 	"github.com/cloister-cc/cloister/libs/errs"
 	"github.com/cloister-cc/cloister/libs/sgx"
+	"github.com/cloister-cc/cloister/libs/tee"
 )
 
 // Policy is an account's attestation policy.
@@ -20,7 +22,62 @@ type Policy struct {
 	// RequireNodeAttestation refuses the enrolment of a node that
 	// presents no TEE evidence, whatever its join token says.
 	RequireNodeAttestation bool
-	Version                uint64
+	// TDX and SNP are the rules for confidential VMs' evidence; the
+	// fields above are SGX enclaves'.
+	TDX     TDXPolicy
+	SNP     SNPPolicy
+	Version uint64
+}
+
+// TDXPolicy says which Intel TDX evidence an account accepts.
+type TDXPolicy struct {
+	// AcceptStatuses are the converged TCB statuses accepted; none
+	// means the default ones (UpToDate, SWHardeningNeeded).
+	AcceptStatuses []sgx.TCBStatus
+	AllowDebug     bool
+	// MRTDs, if any, are the TD measurements accepted.
+	MRTDs [][48]byte
+	// RTMRs, if set, are what RTMR0 to RTMR3 must be; a nil entry
+	// accepts any value.
+	RTMRs [4]*[48]byte
+}
+
+// Statuses are the TCB statuses the policy accepts.
+func (p TDXPolicy) Statuses() []sgx.TCBStatus {
+	if len(p.AcceptStatuses) == 0 {
+		return sgx.DefaultPolicy().AcceptStatuses
+	}
+	return p.AcceptStatuses
+}
+
+// Check refuses a verified TD the policy does not accept, with an
+// *sgx.Error whose reason names why.
+func (p TDXPolicy) Check(r *sgx.Result) error {
+	if err := (sgx.Policy{AcceptStatuses: p.Statuses(), AllowDebug: p.AllowDebug}).Check(r); err != nil {
+		return err
+	}
+	td := r.TD
+	if len(p.MRTDs) > 0 && !slices.Contains(p.MRTDs, td.MRTD) {
+		return &tee.Error{TEE: tee.TDX, Reason: tee.ReasonPolicy, Item: "MRTD", Err: fmt.Errorf("%x is not one the account's policy allows", td.MRTD)}
+	}
+	for i, want := range p.RTMRs {
+		if want != nil && *want != td.RTMRs[i] {
+			return &tee.Error{TEE: tee.TDX, Reason: tee.ReasonPolicy, Item: fmt.Sprintf("RTMR%d", i),
+				Err: fmt.Errorf("%x, not the %x the account's policy asks for", td.RTMRs[i], *want)}
+		}
+	}
+	return nil
+}
+
+// SNPPolicy says which AMD SEV-SNP evidence an account accepts.
+type SNPPolicy struct {
+	AllowDebug bool
+	// Measurements, if any, are the launch measurements accepted.
+	Measurements [][48]byte
+	// HostData, if set, is the HOST_DATA a VM must have been launched with.
+	HostData *[32]byte
+	// MinTCB is the least REPORTED_TCB accepted, level by level.
+	MinTCB uint64
 }
 
 // DefaultPolicy is in force until an account sets its own: only platforms
@@ -38,6 +95,11 @@ func (p Policy) Check() error {
 	for _, s := range p.AcceptStatuses {
 		if !slices.Contains(sgx.AllStatuses, s) {
 			return errs.Newf(errs.Invalid, "accept_statuses: unknown TCB status %q", s)
+		}
+	}
+	for _, s := range p.TDX.AcceptStatuses {
+		if !slices.Contains(sgx.AllStatuses, s) {
+			return errs.Newf(errs.Invalid, "tdx.accept_statuses: unknown TCB status %q", s)
 		}
 	}
 	return nil
@@ -82,6 +144,25 @@ type Verdict struct {
 	// is, when there is one in the account.
 	AppID   string
 	ImageID string
+	// TEE is "sgx", "tdx" or "sev-snp"; Measurement a TD's MRTD or an
+	// SEV-SNP VM's launch measurement (an enclave's is MRENCLAVE); RTMRs
+	// a TD's run-time registers, HostData an SEV-SNP VM's HOST_DATA.
+	TEE         string
+	Measurement [48]byte
+	RTMRs       [][48]byte
+	HostData    [32]byte
+}
+
+// SNPEvidence is what a verified SEV-SNP report proves (the attestation
+// service's copy of libs/snp's result, which this package does not
+// import: it depends on protobuf).
+type SNPEvidence struct {
+	Measurement [48]byte
+	HostData    [32]byte
+	ReportData  [64]byte
+	Debug       bool
+	// ReportedTCB is the REPORTED_TCB, as hex.
+	ReportedTCB string
 }
 
 // ActivityHour is what an account's attestations came to in one hour.

@@ -15,7 +15,6 @@ import (
 	attestationv1 "github.com/cloister-cc/cloister/libs/gen/cloister/attestation/v1"
 	"github.com/cloister-cc/cloister/libs/sgx"
 	"github.com/cloister-cc/cloister/services/attestation/internal/app"
-	"github.com/cloister-cc/cloister/services/attestation/internal/domain"
 	"github.com/cloister-cc/cloister/services/attestation/internal/wire"
 )
 
@@ -41,7 +40,8 @@ func (sv *Server) IssueSimulatedQE(ctx context.Context, r *attestationv1.IssueSi
 }
 
 func (sv *Server) Verify(ctx context.Context, r *attestationv1.VerifyRequest) (*attestationv1.VerifyResponse, error) {
-	v, err := sv.s.Verify(ctx, r.GetAccountId(), r.GetQuote(), r.GetBinding(), r.GetNonce(), r.GetAppId())
+	v, err := sv.s.Verify(ctx, r.GetAccountId(), app.Evidence{TEE: r.GetTee(), Quote: r.GetQuote(), Aux: r.GetEvidenceAux()},
+		r.GetBinding(), r.GetNonce(), r.GetAppId())
 	return reply.With(err, func() *attestationv1.VerifyResponse {
 		return &attestationv1.VerifyResponse{Verdict: wire.VerdictToProto(v)}
 	})
@@ -77,16 +77,11 @@ func (sv *Server) GetPolicy(ctx context.Context, r *attestationv1.GetPolicyReque
 }
 
 func (sv *Server) SetPolicy(ctx context.Context, r *attestationv1.SetPolicyRequest) (*attestationv1.SetPolicyResponse, error) {
-	in := r.GetPolicy()
-	if in.GetMinIsvsvn() > 0xffff {
-		return nil, errs.New(errs.Invalid, "min_isvsvn must be at most 65535")
+	p, err := wire.PolicyFromProto(r.GetPolicy())
+	if err != nil {
+		return nil, err
 	}
-	p := domain.Policy{AllowDebug: in.GetAllowDebug(), AllowSimulation: in.GetAllowSimulation(), MinISVSVN: uint16(in.GetMinIsvsvn()),
-		RequireNodeAttestation: in.GetRequireNodeAttestation()}
-	for _, st := range in.GetAcceptStatuses() {
-		p.AcceptStatuses = append(p.AcceptStatuses, sgx.TCBStatus(st))
-	}
-	p, err := sv.s.SetPolicy(ctx, r.GetAccountId(), p, events.ActorOf(r.GetActor()))
+	p, err = sv.s.SetPolicy(ctx, r.GetAccountId(), p, events.ActorOf(r.GetActor()))
 	if err != nil {
 		return nil, err
 	}

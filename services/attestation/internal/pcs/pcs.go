@@ -21,7 +21,9 @@ import (
 type Client struct {
 	base       *url.URL
 	rootCRLURL string
-	http       *http.Client
+	// tdxPrefix leads from the base URL (the SGX API) to the TDX API.
+	tdxPrefix string
+	http      *http.Client
 }
 
 // Option configures a Client.
@@ -43,8 +45,13 @@ func New(base string, opts ...Option) (*Client, error) {
 	if !strings.HasSuffix(u.Path, "/") {
 		u.Path += "/"
 	}
-	c := &Client{base: u, http: &http.Client{Timeout: 30 * time.Second}}
+	c := &Client{base: u, http: &http.Client{Timeout: 30 * time.Second}, tdxPrefix: "tdx/"}
 	c.rootCRLURL = u.JoinPath("rootcacrl").String()
+	// Intel's PCS and a PCCS serve TDX beside SGX: …/sgx/certification/v4/
+	// and …/tdx/certification/v4/. Another base has its TDX API under it.
+	if i := strings.LastIndex(u.Path, "/sgx/certification/"); i >= 0 {
+		c.tdxPrefix = "../../../tdx/certification/" + strings.TrimPrefix(u.Path[i+len("/sgx/certification/"):], "/")
+	}
 	for _, o := range opts {
 		o(c)
 	}
@@ -57,13 +64,22 @@ const maxBody = 8 << 20
 
 // Fetch returns the collateral for a platform: its TCB Info, the QE
 // Identity, their signing chain, and both CRLs. ca is "processor" or
-// "platform", the PCK CA that issued the platform's certificate.
+// "platform", the PCK CA that issued the platform's certificate; with the
+// prefix "tdx-" it asks for a TDX platform's TDX collateral: the TCB Info
+// and QE Identity (TD_QE) from the PCS's TDX API, beside its SGX API
+// (…/tdx/certification/v4/ for …/sgx/certification/v4/).
 func (c *Client) Fetch(ctx context.Context, fmspc [6]byte, ca string) (*sgx.Collateral, error) {
+	tdx := strings.HasPrefix(ca, "tdx-")
+	ca = strings.TrimPrefix(ca, "tdx-")
 	if ca != "processor" && ca != "platform" {
 		return nil, fmt.Errorf("PCK CA %q is neither processor nor platform", ca)
 	}
+	identities := "" // TCB Info and QE Identity: the SGX API's, or the TDX API's
+	if tdx {
+		identities = c.tdxPrefix
+	}
 	var col sgx.Collateral
-	body, chain, err := c.get(ctx, "tcb?fmspc="+strings.ToUpper(hex.EncodeToString(fmspc[:])), "TCB-Info-Issuer-Chain", "SGX-TCB-Info-Issuer-Chain")
+	body, chain, err := c.get(ctx, identities+"tcb?fmspc="+strings.ToUpper(hex.EncodeToString(fmspc[:])), "TCB-Info-Issuer-Chain", "SGX-TCB-Info-Issuer-Chain")
 	if err != nil {
 		return nil, fmt.Errorf("fetching TCB Info: %w", err)
 	}
@@ -71,7 +87,7 @@ func (c *Client) Fetch(ctx context.Context, fmspc [6]byte, ca string) (*sgx.Coll
 		return nil, fmt.Errorf("fetching TCB Info: %w", err)
 	}
 	col.TCBInfoIssuerChain = chain
-	body, chain, err = c.get(ctx, "qe/identity", "SGX-Enclave-Identity-Issuer-Chain")
+	body, chain, err = c.get(ctx, identities+"qe/identity", "SGX-Enclave-Identity-Issuer-Chain")
 	if err != nil {
 		return nil, fmt.Errorf("fetching QE Identity: %w", err)
 	}

@@ -20,6 +20,7 @@ import (
 	attestationv1 "github.com/cloister-cc/cloister/libs/gen/cloister/attestation/v1"
 	"github.com/cloister-cc/cloister/libs/kv"
 	"github.com/cloister-cc/cloister/libs/sgx"
+	"github.com/cloister-cc/cloister/libs/tee"
 	"github.com/cloister-cc/cloister/services/attestation/internal/app"
 	"github.com/cloister-cc/cloister/services/attestation/internal/domain"
 	"github.com/cloister-cc/cloister/services/attestation/internal/wire"
@@ -98,6 +99,23 @@ type policyRecord struct {
 	MinISVSVN       uint16          `json:"min_isvsvn"`
 	// Absent in records written before it existed: false.
 	RequireNodeAttestation bool `json:"require_node_attestation,omitempty"`
+	// Absent in records written before they existed: the defaults.
+	TDX *tdxPolicyRecord `json:"tdx,omitempty"`
+	SNP *snpPolicyRecord `json:"sev_snp,omitempty"`
+}
+
+type tdxPolicyRecord struct {
+	AcceptStatuses []sgx.TCBStatus `json:"accept_statuses,omitempty"`
+	AllowDebug     bool            `json:"allow_debug,omitempty"`
+	MRTDs          [][48]byte      `json:"mrtds,omitempty"`
+	RTMRs          [4]*[48]byte    `json:"rtmrs"`
+}
+
+type snpPolicyRecord struct {
+	AllowDebug   bool       `json:"allow_debug,omitempty"`
+	Measurements [][48]byte `json:"measurements,omitempty"`
+	HostData     *[32]byte  `json:"host_data,omitempty"`
+	MinTCB       uint64     `json:"min_tcb,omitempty"`
 }
 
 // Policies keeps policies by account id.
@@ -115,8 +133,15 @@ func (s *Policies) Get(ctx context.Context, accountID string) (domain.Policy, er
 		return domain.Policy{}, err
 	}
 	r := e.Value
-	return domain.Policy{AcceptStatuses: r.AcceptStatuses, AllowDebug: r.AllowDebug, AllowSimulation: r.AllowSimulation,
-		MinISVSVN: r.MinISVSVN, RequireNodeAttestation: r.RequireNodeAttestation, Version: e.Version}, nil
+	p := domain.Policy{AcceptStatuses: r.AcceptStatuses, AllowDebug: r.AllowDebug, AllowSimulation: r.AllowSimulation,
+		MinISVSVN: r.MinISVSVN, RequireNodeAttestation: r.RequireNodeAttestation, Version: e.Version}
+	if t := r.TDX; t != nil {
+		p.TDX = domain.TDXPolicy{AcceptStatuses: t.AcceptStatuses, AllowDebug: t.AllowDebug, MRTDs: t.MRTDs, RTMRs: t.RTMRs}
+	}
+	if n := r.SNP; n != nil {
+		p.SNP = domain.SNPPolicy{AllowDebug: n.AllowDebug, Measurements: n.Measurements, HostData: n.HostData, MinTCB: n.MinTCB}
+	}
+	return p, nil
 }
 
 // Put implements app.Policies.
@@ -126,7 +151,9 @@ func (s *Policies) Put(ctx context.Context, accountID string, p domain.Policy, e
 		return domain.Policy{}, err
 	}
 	r := policyRecord{AcceptStatuses: p.AcceptStatuses, AllowDebug: p.AllowDebug, AllowSimulation: p.AllowSimulation, MinISVSVN: p.MinISVSVN,
-		RequireNodeAttestation: p.RequireNodeAttestation}
+		RequireNodeAttestation: p.RequireNodeAttestation,
+		TDX:                    &tdxPolicyRecord{AcceptStatuses: p.TDX.AcceptStatuses, AllowDebug: p.TDX.AllowDebug, MRTDs: p.TDX.MRTDs, RTMRs: p.TDX.RTMRs},
+		SNP:                    &snpPolicyRecord{AllowDebug: p.SNP.AllowDebug, Measurements: p.SNP.Measurements, HostData: p.SNP.HostData, MinTCB: p.SNP.MinTCB}}
 	var e kv.Entry[policyRecord]
 	if p.Version == 0 {
 		e, err = s.kv.Create(ctx, accountID, r, msgs...)
@@ -209,13 +236,26 @@ type verdictRecord struct {
 	VerifiedAt time.Time
 	AppID      string
 	ImageID    string
+	// A confidential VM's; absent in records written before they
+	// existed, and an enclave's.
+	TEE         string     `json:",omitempty"`
+	Measurement *[48]byte  `json:",omitempty"`
+	RTMRs       [][48]byte `json:",omitempty"`
+	HostData    *[32]byte  `json:",omitempty"`
 }
 
 func toVerdictRecord(v domain.Verdict) verdictRecord {
-	return verdictRecord{ID: v.ID, AccountID: v.AccountID, OK: v.OK, Reason: v.Reason, Error: v.Error, TCBStatus: v.TCBStatus,
+	r := verdictRecord{ID: v.ID, AccountID: v.AccountID, OK: v.OK, Reason: v.Reason, Error: v.Error, TCBStatus: v.TCBStatus,
 		Advisories: v.Advisories, MRENCLAVE: v.MRENCLAVE[:], MRSIGNER: v.MRSIGNER[:], ISVProdID: v.ISVProdID, ISVSVN: v.ISVSVN,
 		Debug: v.Debug, Simulated: v.Simulated, ReportData: v.ReportData[:], FMSPC: v.FMSPC[:], VerifiedAt: v.VerifiedAt,
-		AppID: v.AppID, ImageID: v.ImageID}
+		AppID: v.AppID, ImageID: v.ImageID, TEE: v.TEE, RTMRs: v.RTMRs}
+	if v.TEE == tee.TDX || v.TEE == tee.SEVSNP {
+		r.Measurement = &v.Measurement
+	}
+	if v.TEE == tee.SEVSNP {
+		r.HostData = &v.HostData
+	}
+	return r
 }
 
 // verdict returns the verdict r holds; a measurement of the wrong length
@@ -224,7 +264,13 @@ func toVerdictRecord(v domain.Verdict) verdictRecord {
 func (r verdictRecord) verdict() (domain.Verdict, error) {
 	v := domain.Verdict{ID: r.ID, AccountID: r.AccountID, OK: r.OK, Reason: r.Reason, Error: r.Error, TCBStatus: r.TCBStatus,
 		Advisories: r.Advisories, ISVProdID: r.ISVProdID, ISVSVN: r.ISVSVN, Debug: r.Debug, Simulated: r.Simulated,
-		VerifiedAt: r.VerifiedAt, AppID: r.AppID, ImageID: r.ImageID}
+		VerifiedAt: r.VerifiedAt, AppID: r.AppID, ImageID: r.ImageID, TEE: r.TEE, RTMRs: r.RTMRs}
+	if r.Measurement != nil {
+		v.Measurement = *r.Measurement
+	}
+	if r.HostData != nil {
+		v.HostData = *r.HostData
+	}
 	for _, f := range []struct {
 		name     string
 		dst, src []byte

@@ -35,8 +35,13 @@ type Policy struct {
 	// Nodes must present TEE evidence to enrol into the account, whatever
 	// their join token says.
 	RequireNodeAttestation bool `protobuf:"varint,5,opt,name=require_node_attestation,json=requireNodeAttestation,proto3" json:"require_node_attestation,omitempty"`
-	unknownFields          protoimpl.UnknownFields
-	sizeCache              protoimpl.SizeCache
+	// Rules for evidence from Intel TDX trust domains (nodes in
+	// confidential VMs); the fields above are SGX enclaves'.
+	Tdx *TDXPolicy `protobuf:"bytes,6,opt,name=tdx,proto3" json:"tdx,omitempty"`
+	// Rules for evidence from AMD SEV-SNP VMs.
+	SevSnp        *SNPPolicy `protobuf:"bytes,7,opt,name=sev_snp,json=sevSnp,proto3" json:"sev_snp,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Policy) Reset() {
@@ -104,6 +109,165 @@ func (x *Policy) GetRequireNodeAttestation() bool {
 	return false
 }
 
+func (x *Policy) GetTdx() *TDXPolicy {
+	if x != nil {
+		return x.Tdx
+	}
+	return nil
+}
+
+func (x *Policy) GetSevSnp() *SNPPolicy {
+	if x != nil {
+		return x.SevSnp
+	}
+	return nil
+}
+
+// TDXPolicy says which TDX evidence an account accepts.
+type TDXPolicy struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// TCB statuses accepted; empty: UpToDate and SWHardeningNeeded.
+	AcceptStatuses []string `protobuf:"bytes,1,rep,name=accept_statuses,json=acceptStatuses,proto3" json:"accept_statuses,omitempty"`
+	AllowDebug     bool     `protobuf:"varint,2,opt,name=allow_debug,json=allowDebug,proto3" json:"allow_debug,omitempty"`
+	// MRTDs accepted (48 bytes each); empty: any.
+	Mrtds [][]byte `protobuf:"bytes,3,rep,name=mrtds,proto3" json:"mrtds,omitempty"`
+	// RTMR0 to RTMR3 as they must be (48 bytes each), or empty for any
+	// value: none, or four entries.
+	Rtmrs         [][]byte `protobuf:"bytes,4,rep,name=rtmrs,proto3" json:"rtmrs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TDXPolicy) Reset() {
+	*x = TDXPolicy{}
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TDXPolicy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TDXPolicy) ProtoMessage() {}
+
+func (x *TDXPolicy) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TDXPolicy.ProtoReflect.Descriptor instead.
+func (*TDXPolicy) Descriptor() ([]byte, []int) {
+	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *TDXPolicy) GetAcceptStatuses() []string {
+	if x != nil {
+		return x.AcceptStatuses
+	}
+	return nil
+}
+
+func (x *TDXPolicy) GetAllowDebug() bool {
+	if x != nil {
+		return x.AllowDebug
+	}
+	return false
+}
+
+func (x *TDXPolicy) GetMrtds() [][]byte {
+	if x != nil {
+		return x.Mrtds
+	}
+	return nil
+}
+
+func (x *TDXPolicy) GetRtmrs() [][]byte {
+	if x != nil {
+		return x.Rtmrs
+	}
+	return nil
+}
+
+// SNPPolicy says which SEV-SNP evidence an account accepts.
+type SNPPolicy struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	AllowDebug bool                   `protobuf:"varint,1,opt,name=allow_debug,json=allowDebug,proto3" json:"allow_debug,omitempty"`
+	// Launch measurements accepted (48 bytes each); empty: any.
+	Measurements [][]byte `protobuf:"bytes,2,rep,name=measurements,proto3" json:"measurements,omitempty"`
+	// HOST_DATA the VM must have been launched with (32 bytes); empty: any.
+	HostData []byte `protobuf:"bytes,3,opt,name=host_data,json=hostData,proto3" json:"host_data,omitempty"`
+	// The least REPORTED_TCB accepted, level by level (a TCB_VERSION).
+	MinTcb        uint64 `protobuf:"varint,4,opt,name=min_tcb,json=minTcb,proto3" json:"min_tcb,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SNPPolicy) Reset() {
+	*x = SNPPolicy{}
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SNPPolicy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SNPPolicy) ProtoMessage() {}
+
+func (x *SNPPolicy) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SNPPolicy.ProtoReflect.Descriptor instead.
+func (*SNPPolicy) Descriptor() ([]byte, []int) {
+	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *SNPPolicy) GetAllowDebug() bool {
+	if x != nil {
+		return x.AllowDebug
+	}
+	return false
+}
+
+func (x *SNPPolicy) GetMeasurements() [][]byte {
+	if x != nil {
+		return x.Measurements
+	}
+	return nil
+}
+
+func (x *SNPPolicy) GetHostData() []byte {
+	if x != nil {
+		return x.HostData
+	}
+	return nil
+}
+
+func (x *SNPPolicy) GetMinTcb() uint64 {
+	if x != nil {
+		return x.MinTcb
+	}
+	return 0
+}
+
 // Verdict is the outcome of verifying one piece of evidence.
 type Verdict struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
@@ -126,15 +290,24 @@ type Verdict struct {
 	Fmspc      []byte                 `protobuf:"bytes,15,opt,name=fmspc,proto3" json:"fmspc,omitempty"`
 	VerifiedAt *timestamppb.Timestamp `protobuf:"bytes,16,opt,name=verified_at,json=verifiedAt,proto3" json:"verified_at,omitempty"`
 	// The approved image of the account whose measurement this is, if any.
-	AppId         string `protobuf:"bytes,17,opt,name=app_id,json=appId,proto3" json:"app_id,omitempty"`
-	ImageId       string `protobuf:"bytes,18,opt,name=image_id,json=imageId,proto3" json:"image_id,omitempty"`
+	AppId   string `protobuf:"bytes,17,opt,name=app_id,json=appId,proto3" json:"app_id,omitempty"`
+	ImageId string `protobuf:"bytes,18,opt,name=image_id,json=imageId,proto3" json:"image_id,omitempty"`
+	// The TEE: "sgx", "tdx" or "sev-snp".
+	Tee string `protobuf:"bytes,19,opt,name=tee,proto3" json:"tee,omitempty"`
+	// A TD's MRTD or an SEV-SNP VM's launch measurement (48 bytes); an
+	// enclave's is mrenclave.
+	Measurement []byte `protobuf:"bytes,20,opt,name=measurement,proto3" json:"measurement,omitempty"`
+	// A TD's RTMR0 to RTMR3.
+	Rtmrs [][]byte `protobuf:"bytes,21,rep,name=rtmrs,proto3" json:"rtmrs,omitempty"`
+	// An SEV-SNP VM's HOST_DATA.
+	HostData      []byte `protobuf:"bytes,22,opt,name=host_data,json=hostData,proto3" json:"host_data,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Verdict) Reset() {
 	*x = Verdict{}
-	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[1]
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -146,7 +319,7 @@ func (x *Verdict) String() string {
 func (*Verdict) ProtoMessage() {}
 
 func (x *Verdict) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[1]
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -159,7 +332,7 @@ func (x *Verdict) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Verdict.ProtoReflect.Descriptor instead.
 func (*Verdict) Descriptor() ([]byte, []int) {
-	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{1}
+	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Verdict) GetId() string {
@@ -288,24 +461,58 @@ func (x *Verdict) GetImageId() string {
 	return ""
 }
 
+func (x *Verdict) GetTee() string {
+	if x != nil {
+		return x.Tee
+	}
+	return ""
+}
+
+func (x *Verdict) GetMeasurement() []byte {
+	if x != nil {
+		return x.Measurement
+	}
+	return nil
+}
+
+func (x *Verdict) GetRtmrs() [][]byte {
+	if x != nil {
+		return x.Rtmrs
+	}
+	return nil
+}
+
+func (x *Verdict) GetHostData() []byte {
+	if x != nil {
+		return x.HostData
+	}
+	return nil
+}
+
 type VerifyRequest struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	AccountId string                 `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
-	// An SGX ECDSA quote v3.
+	// The evidence: an SGX ECDSA quote v3 or a TDX quote v4 (tee "" tells
+	// them apart), or an SEV-SNP attestation report (tee "sev-snp").
 	Quote []byte `protobuf:"bytes,2,opt,name=quote,proto3" json:"quote,omitempty"`
 	// When set, REPORTDATA must be binding (32 bytes) followed by nonce (32 bytes).
 	Binding []byte `protobuf:"bytes,3,opt,name=binding,proto3" json:"binding,omitempty"`
 	Nonce   []byte `protobuf:"bytes,4,opt,name=nonce,proto3" json:"nonce,omitempty"`
 	// When set, the measurement must be an approved image of this
 	// application in the account.
-	AppId         string `protobuf:"bytes,5,opt,name=app_id,json=appId,proto3" json:"app_id,omitempty"`
+	AppId string `protobuf:"bytes,5,opt,name=app_id,json=appId,proto3" json:"app_id,omitempty"`
+	// "sev-snp" for an SEV-SNP report; "", "sgx" or "tdx" for a quote.
+	Tee string `protobuf:"bytes,6,opt,name=tee,proto3" json:"tee,omitempty"`
+	// What the evidence needs beside it: for SEV-SNP, the VCEK (DER or
+	// PEM) or the extended report's certificate table holding it.
+	EvidenceAux   []byte `protobuf:"bytes,7,opt,name=evidence_aux,json=evidenceAux,proto3" json:"evidence_aux,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *VerifyRequest) Reset() {
 	*x = VerifyRequest{}
-	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[2]
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -317,7 +524,7 @@ func (x *VerifyRequest) String() string {
 func (*VerifyRequest) ProtoMessage() {}
 
 func (x *VerifyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[2]
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -330,7 +537,7 @@ func (x *VerifyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyRequest.ProtoReflect.Descriptor instead.
 func (*VerifyRequest) Descriptor() ([]byte, []int) {
-	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{2}
+	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *VerifyRequest) GetAccountId() string {
@@ -368,6 +575,20 @@ func (x *VerifyRequest) GetAppId() string {
 	return ""
 }
 
+func (x *VerifyRequest) GetTee() string {
+	if x != nil {
+		return x.Tee
+	}
+	return ""
+}
+
+func (x *VerifyRequest) GetEvidenceAux() []byte {
+	if x != nil {
+		return x.EvidenceAux
+	}
+	return nil
+}
+
 // GetVerdictRequest fetches a recorded verdict (kept an hour).
 type GetVerdictRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -379,7 +600,7 @@ type GetVerdictRequest struct {
 
 func (x *GetVerdictRequest) Reset() {
 	*x = GetVerdictRequest{}
-	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[3]
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -391,7 +612,7 @@ func (x *GetVerdictRequest) String() string {
 func (*GetVerdictRequest) ProtoMessage() {}
 
 func (x *GetVerdictRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[3]
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -404,7 +625,7 @@ func (x *GetVerdictRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetVerdictRequest.ProtoReflect.Descriptor instead.
 func (*GetVerdictRequest) Descriptor() ([]byte, []int) {
-	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{3}
+	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *GetVerdictRequest) GetAccountId() string {
@@ -430,7 +651,7 @@ type GetVerdictResponse struct {
 
 func (x *GetVerdictResponse) Reset() {
 	*x = GetVerdictResponse{}
-	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[4]
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -442,7 +663,7 @@ func (x *GetVerdictResponse) String() string {
 func (*GetVerdictResponse) ProtoMessage() {}
 
 func (x *GetVerdictResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[4]
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -455,7 +676,7 @@ func (x *GetVerdictResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetVerdictResponse.ProtoReflect.Descriptor instead.
 func (*GetVerdictResponse) Descriptor() ([]byte, []int) {
-	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{4}
+	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *GetVerdictResponse) GetVerdict() *Verdict {
@@ -474,7 +695,7 @@ type VerifyResponse struct {
 
 func (x *VerifyResponse) Reset() {
 	*x = VerifyResponse{}
-	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[5]
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -486,7 +707,7 @@ func (x *VerifyResponse) String() string {
 func (*VerifyResponse) ProtoMessage() {}
 
 func (x *VerifyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[5]
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -499,7 +720,7 @@ func (x *VerifyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyResponse.ProtoReflect.Descriptor instead.
 func (*VerifyResponse) Descriptor() ([]byte, []int) {
-	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{5}
+	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *VerifyResponse) GetVerdict() *Verdict {
@@ -520,7 +741,7 @@ type GetActivityRequest struct {
 
 func (x *GetActivityRequest) Reset() {
 	*x = GetActivityRequest{}
-	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[6]
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -532,7 +753,7 @@ func (x *GetActivityRequest) String() string {
 func (*GetActivityRequest) ProtoMessage() {}
 
 func (x *GetActivityRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[6]
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -545,7 +766,7 @@ func (x *GetActivityRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetActivityRequest.ProtoReflect.Descriptor instead.
 func (*GetActivityRequest) Descriptor() ([]byte, []int) {
-	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{6}
+	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *GetActivityRequest) GetAccountId() string {
@@ -569,7 +790,7 @@ type ActivityHour struct {
 
 func (x *ActivityHour) Reset() {
 	*x = ActivityHour{}
-	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[7]
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -581,7 +802,7 @@ func (x *ActivityHour) String() string {
 func (*ActivityHour) ProtoMessage() {}
 
 func (x *ActivityHour) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[7]
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -594,7 +815,7 @@ func (x *ActivityHour) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActivityHour.ProtoReflect.Descriptor instead.
 func (*ActivityHour) Descriptor() ([]byte, []int) {
-	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{7}
+	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ActivityHour) GetStart() *timestamppb.Timestamp {
@@ -635,7 +856,7 @@ type GetActivityResponse struct {
 
 func (x *GetActivityResponse) Reset() {
 	*x = GetActivityResponse{}
-	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[8]
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -647,7 +868,7 @@ func (x *GetActivityResponse) String() string {
 func (*GetActivityResponse) ProtoMessage() {}
 
 func (x *GetActivityResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[8]
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -660,7 +881,7 @@ func (x *GetActivityResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetActivityResponse.ProtoReflect.Descriptor instead.
 func (*GetActivityResponse) Descriptor() ([]byte, []int) {
-	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{8}
+	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GetActivityResponse) GetHours() []*ActivityHour {
@@ -679,7 +900,7 @@ type GetPolicyRequest struct {
 
 func (x *GetPolicyRequest) Reset() {
 	*x = GetPolicyRequest{}
-	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[9]
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -691,7 +912,7 @@ func (x *GetPolicyRequest) String() string {
 func (*GetPolicyRequest) ProtoMessage() {}
 
 func (x *GetPolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[9]
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -704,7 +925,7 @@ func (x *GetPolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPolicyRequest.ProtoReflect.Descriptor instead.
 func (*GetPolicyRequest) Descriptor() ([]byte, []int) {
-	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{9}
+	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GetPolicyRequest) GetAccountId() string {
@@ -723,7 +944,7 @@ type GetPolicyResponse struct {
 
 func (x *GetPolicyResponse) Reset() {
 	*x = GetPolicyResponse{}
-	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[10]
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -735,7 +956,7 @@ func (x *GetPolicyResponse) String() string {
 func (*GetPolicyResponse) ProtoMessage() {}
 
 func (x *GetPolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[10]
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -748,7 +969,7 @@ func (x *GetPolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPolicyResponse.ProtoReflect.Descriptor instead.
 func (*GetPolicyResponse) Descriptor() ([]byte, []int) {
-	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{10}
+	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *GetPolicyResponse) GetPolicy() *Policy {
@@ -770,7 +991,7 @@ type SetPolicyRequest struct {
 
 func (x *SetPolicyRequest) Reset() {
 	*x = SetPolicyRequest{}
-	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[11]
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -782,7 +1003,7 @@ func (x *SetPolicyRequest) String() string {
 func (*SetPolicyRequest) ProtoMessage() {}
 
 func (x *SetPolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[11]
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -795,7 +1016,7 @@ func (x *SetPolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPolicyRequest.ProtoReflect.Descriptor instead.
 func (*SetPolicyRequest) Descriptor() ([]byte, []int) {
-	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{11}
+	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *SetPolicyRequest) GetAccountId() string {
@@ -828,7 +1049,7 @@ type SetPolicyResponse struct {
 
 func (x *SetPolicyResponse) Reset() {
 	*x = SetPolicyResponse{}
-	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[12]
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -840,7 +1061,7 @@ func (x *SetPolicyResponse) String() string {
 func (*SetPolicyResponse) ProtoMessage() {}
 
 func (x *SetPolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[12]
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -853,7 +1074,7 @@ func (x *SetPolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPolicyResponse.ProtoReflect.Descriptor instead.
 func (*SetPolicyResponse) Descriptor() ([]byte, []int) {
-	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{12}
+	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *SetPolicyResponse) GetPolicy() *Policy {
@@ -881,7 +1102,7 @@ type PutCollateralRequest struct {
 
 func (x *PutCollateralRequest) Reset() {
 	*x = PutCollateralRequest{}
-	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[13]
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -893,7 +1114,7 @@ func (x *PutCollateralRequest) String() string {
 func (*PutCollateralRequest) ProtoMessage() {}
 
 func (x *PutCollateralRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[13]
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -906,7 +1127,7 @@ func (x *PutCollateralRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutCollateralRequest.ProtoReflect.Descriptor instead.
 func (*PutCollateralRequest) Descriptor() ([]byte, []int) {
-	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{13}
+	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *PutCollateralRequest) GetCollateralJson() []byte {
@@ -968,7 +1189,7 @@ type PutCollateralResponse struct {
 
 func (x *PutCollateralResponse) Reset() {
 	*x = PutCollateralResponse{}
-	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[14]
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -980,7 +1201,7 @@ func (x *PutCollateralResponse) String() string {
 func (*PutCollateralResponse) ProtoMessage() {}
 
 func (x *PutCollateralResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[14]
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -993,7 +1214,7 @@ func (x *PutCollateralResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutCollateralResponse.ProtoReflect.Descriptor instead.
 func (*PutCollateralResponse) Descriptor() ([]byte, []int) {
-	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{14}
+	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *PutCollateralResponse) GetFmspc() []byte {
@@ -1018,7 +1239,7 @@ type GetSimulationRootRequest struct {
 
 func (x *GetSimulationRootRequest) Reset() {
 	*x = GetSimulationRootRequest{}
-	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[15]
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1030,7 +1251,7 @@ func (x *GetSimulationRootRequest) String() string {
 func (*GetSimulationRootRequest) ProtoMessage() {}
 
 func (x *GetSimulationRootRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[15]
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1043,7 +1264,7 @@ func (x *GetSimulationRootRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSimulationRootRequest.ProtoReflect.Descriptor instead.
 func (*GetSimulationRootRequest) Descriptor() ([]byte, []int) {
-	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{15}
+	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{17}
 }
 
 type GetSimulationRootResponse struct {
@@ -1056,7 +1277,7 @@ type GetSimulationRootResponse struct {
 
 func (x *GetSimulationRootResponse) Reset() {
 	*x = GetSimulationRootResponse{}
-	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[16]
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1068,7 +1289,7 @@ func (x *GetSimulationRootResponse) String() string {
 func (*GetSimulationRootResponse) ProtoMessage() {}
 
 func (x *GetSimulationRootResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[16]
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1081,7 +1302,7 @@ func (x *GetSimulationRootResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSimulationRootResponse.ProtoReflect.Descriptor instead.
 func (*GetSimulationRootResponse) Descriptor() ([]byte, []int) {
-	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{16}
+	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *GetSimulationRootResponse) GetCertificate() []byte {
@@ -1103,7 +1324,7 @@ type IssueSimulatedQERequest struct {
 
 func (x *IssueSimulatedQERequest) Reset() {
 	*x = IssueSimulatedQERequest{}
-	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[17]
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1115,7 +1336,7 @@ func (x *IssueSimulatedQERequest) String() string {
 func (*IssueSimulatedQERequest) ProtoMessage() {}
 
 func (x *IssueSimulatedQERequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[17]
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1128,7 +1349,7 @@ func (x *IssueSimulatedQERequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueSimulatedQERequest.ProtoReflect.Descriptor instead.
 func (*IssueSimulatedQERequest) Descriptor() ([]byte, []int) {
-	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{17}
+	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *IssueSimulatedQERequest) GetAccountId() string {
@@ -1149,7 +1370,7 @@ type IssueSimulatedQEResponse struct {
 
 func (x *IssueSimulatedQEResponse) Reset() {
 	*x = IssueSimulatedQEResponse{}
-	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[18]
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1161,7 +1382,7 @@ func (x *IssueSimulatedQEResponse) String() string {
 func (*IssueSimulatedQEResponse) ProtoMessage() {}
 
 func (x *IssueSimulatedQEResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[18]
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1174,7 +1395,7 @@ func (x *IssueSimulatedQEResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueSimulatedQEResponse.ProtoReflect.Descriptor instead.
 func (*IssueSimulatedQEResponse) Descriptor() ([]byte, []int) {
-	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{18}
+	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *IssueSimulatedQEResponse) GetQe() []byte {
@@ -1194,7 +1415,7 @@ type AttestationSucceeded struct {
 
 func (x *AttestationSucceeded) Reset() {
 	*x = AttestationSucceeded{}
-	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[19]
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1206,7 +1427,7 @@ func (x *AttestationSucceeded) String() string {
 func (*AttestationSucceeded) ProtoMessage() {}
 
 func (x *AttestationSucceeded) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[19]
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1219,7 +1440,7 @@ func (x *AttestationSucceeded) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttestationSucceeded.ProtoReflect.Descriptor instead.
 func (*AttestationSucceeded) Descriptor() ([]byte, []int) {
-	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{19}
+	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *AttestationSucceeded) GetVerdict() *Verdict {
@@ -1238,7 +1459,7 @@ type AttestationFailed struct {
 
 func (x *AttestationFailed) Reset() {
 	*x = AttestationFailed{}
-	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[20]
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1250,7 +1471,7 @@ func (x *AttestationFailed) String() string {
 func (*AttestationFailed) ProtoMessage() {}
 
 func (x *AttestationFailed) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[20]
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1263,7 +1484,7 @@ func (x *AttestationFailed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttestationFailed.ProtoReflect.Descriptor instead.
 func (*AttestationFailed) Descriptor() ([]byte, []int) {
-	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{20}
+	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *AttestationFailed) GetVerdict() *Verdict {
@@ -1283,7 +1504,7 @@ type PolicyChanged struct {
 
 func (x *PolicyChanged) Reset() {
 	*x = PolicyChanged{}
-	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[21]
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1295,7 +1516,7 @@ func (x *PolicyChanged) String() string {
 func (*PolicyChanged) ProtoMessage() {}
 
 func (x *PolicyChanged) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[21]
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1308,7 +1529,7 @@ func (x *PolicyChanged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyChanged.ProtoReflect.Descriptor instead.
 func (*PolicyChanged) Descriptor() ([]byte, []int) {
-	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{21}
+	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *PolicyChanged) GetAccountId() string {
@@ -1329,7 +1550,7 @@ var File_cloister_attestation_v1_attestation_proto protoreflect.FileDescriptor
 
 const file_cloister_attestation_v1_attestation_proto_rawDesc = "" +
 	"\n" +
-	")cloister/attestation/v1/attestation.proto\x12\x17cloister.attestation.v1\x1a!cloister/account/v1/account.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd6\x01\n" +
+	")cloister/attestation/v1/attestation.proto\x12\x17cloister.attestation.v1\x1a!cloister/account/v1/account.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc9\x02\n" +
 	"\x06Policy\x12'\n" +
 	"\x0faccept_statuses\x18\x01 \x03(\tR\x0eacceptStatuses\x12\x1f\n" +
 	"\vallow_debug\x18\x02 \x01(\bR\n" +
@@ -1337,7 +1558,21 @@ const file_cloister_attestation_v1_attestation_proto_rawDesc = "" +
 	"\x10allow_simulation\x18\x03 \x01(\bR\x0fallowSimulation\x12\x1d\n" +
 	"\n" +
 	"min_isvsvn\x18\x04 \x01(\rR\tminIsvsvn\x128\n" +
-	"\x18require_node_attestation\x18\x05 \x01(\bR\x16requireNodeAttestation\"\xff\x03\n" +
+	"\x18require_node_attestation\x18\x05 \x01(\bR\x16requireNodeAttestation\x124\n" +
+	"\x03tdx\x18\x06 \x01(\v2\".cloister.attestation.v1.TDXPolicyR\x03tdx\x12;\n" +
+	"\asev_snp\x18\a \x01(\v2\".cloister.attestation.v1.SNPPolicyR\x06sevSnp\"\x81\x01\n" +
+	"\tTDXPolicy\x12'\n" +
+	"\x0faccept_statuses\x18\x01 \x03(\tR\x0eacceptStatuses\x12\x1f\n" +
+	"\vallow_debug\x18\x02 \x01(\bR\n" +
+	"allowDebug\x12\x14\n" +
+	"\x05mrtds\x18\x03 \x03(\fR\x05mrtds\x12\x14\n" +
+	"\x05rtmrs\x18\x04 \x03(\fR\x05rtmrs\"\x86\x01\n" +
+	"\tSNPPolicy\x12\x1f\n" +
+	"\vallow_debug\x18\x01 \x01(\bR\n" +
+	"allowDebug\x12\"\n" +
+	"\fmeasurements\x18\x02 \x03(\fR\fmeasurements\x12\x1b\n" +
+	"\thost_data\x18\x03 \x01(\fR\bhostData\x12\x17\n" +
+	"\amin_tcb\x18\x04 \x01(\x04R\x06minTcb\"\xe6\x04\n" +
 	"\aVerdict\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
 	"\n" +
@@ -1363,14 +1598,20 @@ const file_cloister_attestation_v1_attestation_proto_rawDesc = "" +
 	"\vverified_at\x18\x10 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"verifiedAt\x12\x15\n" +
 	"\x06app_id\x18\x11 \x01(\tR\x05appId\x12\x19\n" +
-	"\bimage_id\x18\x12 \x01(\tR\aimageId\"\x8b\x01\n" +
+	"\bimage_id\x18\x12 \x01(\tR\aimageId\x12\x10\n" +
+	"\x03tee\x18\x13 \x01(\tR\x03tee\x12 \n" +
+	"\vmeasurement\x18\x14 \x01(\fR\vmeasurement\x12\x14\n" +
+	"\x05rtmrs\x18\x15 \x03(\fR\x05rtmrs\x12\x1b\n" +
+	"\thost_data\x18\x16 \x01(\fR\bhostData\"\xc0\x01\n" +
 	"\rVerifyRequest\x12\x1d\n" +
 	"\n" +
 	"account_id\x18\x01 \x01(\tR\taccountId\x12\x14\n" +
 	"\x05quote\x18\x02 \x01(\fR\x05quote\x12\x18\n" +
 	"\abinding\x18\x03 \x01(\fR\abinding\x12\x14\n" +
 	"\x05nonce\x18\x04 \x01(\fR\x05nonce\x12\x15\n" +
-	"\x06app_id\x18\x05 \x01(\tR\x05appId\"B\n" +
+	"\x06app_id\x18\x05 \x01(\tR\x05appId\x12\x10\n" +
+	"\x03tee\x18\x06 \x01(\tR\x03tee\x12!\n" +
+	"\fevidence_aux\x18\a \x01(\fR\vevidenceAux\"B\n" +
 	"\x11GetVerdictRequest\x12\x1d\n" +
 	"\n" +
 	"account_id\x18\x01 \x01(\tR\taccountId\x12\x0e\n" +
@@ -1453,70 +1694,74 @@ func file_cloister_attestation_v1_attestation_proto_rawDescGZIP() []byte {
 	return file_cloister_attestation_v1_attestation_proto_rawDescData
 }
 
-var file_cloister_attestation_v1_attestation_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_cloister_attestation_v1_attestation_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_cloister_attestation_v1_attestation_proto_goTypes = []any{
 	(*Policy)(nil),                    // 0: cloister.attestation.v1.Policy
-	(*Verdict)(nil),                   // 1: cloister.attestation.v1.Verdict
-	(*VerifyRequest)(nil),             // 2: cloister.attestation.v1.VerifyRequest
-	(*GetVerdictRequest)(nil),         // 3: cloister.attestation.v1.GetVerdictRequest
-	(*GetVerdictResponse)(nil),        // 4: cloister.attestation.v1.GetVerdictResponse
-	(*VerifyResponse)(nil),            // 5: cloister.attestation.v1.VerifyResponse
-	(*GetActivityRequest)(nil),        // 6: cloister.attestation.v1.GetActivityRequest
-	(*ActivityHour)(nil),              // 7: cloister.attestation.v1.ActivityHour
-	(*GetActivityResponse)(nil),       // 8: cloister.attestation.v1.GetActivityResponse
-	(*GetPolicyRequest)(nil),          // 9: cloister.attestation.v1.GetPolicyRequest
-	(*GetPolicyResponse)(nil),         // 10: cloister.attestation.v1.GetPolicyResponse
-	(*SetPolicyRequest)(nil),          // 11: cloister.attestation.v1.SetPolicyRequest
-	(*SetPolicyResponse)(nil),         // 12: cloister.attestation.v1.SetPolicyResponse
-	(*PutCollateralRequest)(nil),      // 13: cloister.attestation.v1.PutCollateralRequest
-	(*PutCollateralResponse)(nil),     // 14: cloister.attestation.v1.PutCollateralResponse
-	(*GetSimulationRootRequest)(nil),  // 15: cloister.attestation.v1.GetSimulationRootRequest
-	(*GetSimulationRootResponse)(nil), // 16: cloister.attestation.v1.GetSimulationRootResponse
-	(*IssueSimulatedQERequest)(nil),   // 17: cloister.attestation.v1.IssueSimulatedQERequest
-	(*IssueSimulatedQEResponse)(nil),  // 18: cloister.attestation.v1.IssueSimulatedQEResponse
-	(*AttestationSucceeded)(nil),      // 19: cloister.attestation.v1.AttestationSucceeded
-	(*AttestationFailed)(nil),         // 20: cloister.attestation.v1.AttestationFailed
-	(*PolicyChanged)(nil),             // 21: cloister.attestation.v1.PolicyChanged
-	(*timestamppb.Timestamp)(nil),     // 22: google.protobuf.Timestamp
-	(*v1.Principal)(nil),              // 23: cloister.account.v1.Principal
+	(*TDXPolicy)(nil),                 // 1: cloister.attestation.v1.TDXPolicy
+	(*SNPPolicy)(nil),                 // 2: cloister.attestation.v1.SNPPolicy
+	(*Verdict)(nil),                   // 3: cloister.attestation.v1.Verdict
+	(*VerifyRequest)(nil),             // 4: cloister.attestation.v1.VerifyRequest
+	(*GetVerdictRequest)(nil),         // 5: cloister.attestation.v1.GetVerdictRequest
+	(*GetVerdictResponse)(nil),        // 6: cloister.attestation.v1.GetVerdictResponse
+	(*VerifyResponse)(nil),            // 7: cloister.attestation.v1.VerifyResponse
+	(*GetActivityRequest)(nil),        // 8: cloister.attestation.v1.GetActivityRequest
+	(*ActivityHour)(nil),              // 9: cloister.attestation.v1.ActivityHour
+	(*GetActivityResponse)(nil),       // 10: cloister.attestation.v1.GetActivityResponse
+	(*GetPolicyRequest)(nil),          // 11: cloister.attestation.v1.GetPolicyRequest
+	(*GetPolicyResponse)(nil),         // 12: cloister.attestation.v1.GetPolicyResponse
+	(*SetPolicyRequest)(nil),          // 13: cloister.attestation.v1.SetPolicyRequest
+	(*SetPolicyResponse)(nil),         // 14: cloister.attestation.v1.SetPolicyResponse
+	(*PutCollateralRequest)(nil),      // 15: cloister.attestation.v1.PutCollateralRequest
+	(*PutCollateralResponse)(nil),     // 16: cloister.attestation.v1.PutCollateralResponse
+	(*GetSimulationRootRequest)(nil),  // 17: cloister.attestation.v1.GetSimulationRootRequest
+	(*GetSimulationRootResponse)(nil), // 18: cloister.attestation.v1.GetSimulationRootResponse
+	(*IssueSimulatedQERequest)(nil),   // 19: cloister.attestation.v1.IssueSimulatedQERequest
+	(*IssueSimulatedQEResponse)(nil),  // 20: cloister.attestation.v1.IssueSimulatedQEResponse
+	(*AttestationSucceeded)(nil),      // 21: cloister.attestation.v1.AttestationSucceeded
+	(*AttestationFailed)(nil),         // 22: cloister.attestation.v1.AttestationFailed
+	(*PolicyChanged)(nil),             // 23: cloister.attestation.v1.PolicyChanged
+	(*timestamppb.Timestamp)(nil),     // 24: google.protobuf.Timestamp
+	(*v1.Principal)(nil),              // 25: cloister.account.v1.Principal
 }
 var file_cloister_attestation_v1_attestation_proto_depIdxs = []int32{
-	22, // 0: cloister.attestation.v1.Verdict.verified_at:type_name -> google.protobuf.Timestamp
-	1,  // 1: cloister.attestation.v1.GetVerdictResponse.verdict:type_name -> cloister.attestation.v1.Verdict
-	1,  // 2: cloister.attestation.v1.VerifyResponse.verdict:type_name -> cloister.attestation.v1.Verdict
-	22, // 3: cloister.attestation.v1.ActivityHour.start:type_name -> google.protobuf.Timestamp
-	1,  // 4: cloister.attestation.v1.ActivityHour.failures:type_name -> cloister.attestation.v1.Verdict
-	7,  // 5: cloister.attestation.v1.GetActivityResponse.hours:type_name -> cloister.attestation.v1.ActivityHour
-	0,  // 6: cloister.attestation.v1.GetPolicyResponse.policy:type_name -> cloister.attestation.v1.Policy
-	23, // 7: cloister.attestation.v1.SetPolicyRequest.actor:type_name -> cloister.account.v1.Principal
-	0,  // 8: cloister.attestation.v1.SetPolicyRequest.policy:type_name -> cloister.attestation.v1.Policy
-	0,  // 9: cloister.attestation.v1.SetPolicyResponse.policy:type_name -> cloister.attestation.v1.Policy
-	23, // 10: cloister.attestation.v1.PutCollateralRequest.actor:type_name -> cloister.account.v1.Principal
-	22, // 11: cloister.attestation.v1.PutCollateralResponse.next_update:type_name -> google.protobuf.Timestamp
-	1,  // 12: cloister.attestation.v1.AttestationSucceeded.verdict:type_name -> cloister.attestation.v1.Verdict
-	1,  // 13: cloister.attestation.v1.AttestationFailed.verdict:type_name -> cloister.attestation.v1.Verdict
-	0,  // 14: cloister.attestation.v1.PolicyChanged.policy:type_name -> cloister.attestation.v1.Policy
-	2,  // 15: cloister.attestation.v1.AttestationService.Verify:input_type -> cloister.attestation.v1.VerifyRequest
-	3,  // 16: cloister.attestation.v1.AttestationService.GetVerdict:input_type -> cloister.attestation.v1.GetVerdictRequest
-	6,  // 17: cloister.attestation.v1.AttestationService.GetActivity:input_type -> cloister.attestation.v1.GetActivityRequest
-	9,  // 18: cloister.attestation.v1.AttestationService.GetPolicy:input_type -> cloister.attestation.v1.GetPolicyRequest
-	11, // 19: cloister.attestation.v1.AttestationService.SetPolicy:input_type -> cloister.attestation.v1.SetPolicyRequest
-	13, // 20: cloister.attestation.v1.AttestationService.PutCollateral:input_type -> cloister.attestation.v1.PutCollateralRequest
-	15, // 21: cloister.attestation.v1.AttestationService.GetSimulationRoot:input_type -> cloister.attestation.v1.GetSimulationRootRequest
-	17, // 22: cloister.attestation.v1.AttestationService.IssueSimulatedQE:input_type -> cloister.attestation.v1.IssueSimulatedQERequest
-	5,  // 23: cloister.attestation.v1.AttestationService.Verify:output_type -> cloister.attestation.v1.VerifyResponse
-	4,  // 24: cloister.attestation.v1.AttestationService.GetVerdict:output_type -> cloister.attestation.v1.GetVerdictResponse
-	8,  // 25: cloister.attestation.v1.AttestationService.GetActivity:output_type -> cloister.attestation.v1.GetActivityResponse
-	10, // 26: cloister.attestation.v1.AttestationService.GetPolicy:output_type -> cloister.attestation.v1.GetPolicyResponse
-	12, // 27: cloister.attestation.v1.AttestationService.SetPolicy:output_type -> cloister.attestation.v1.SetPolicyResponse
-	14, // 28: cloister.attestation.v1.AttestationService.PutCollateral:output_type -> cloister.attestation.v1.PutCollateralResponse
-	16, // 29: cloister.attestation.v1.AttestationService.GetSimulationRoot:output_type -> cloister.attestation.v1.GetSimulationRootResponse
-	18, // 30: cloister.attestation.v1.AttestationService.IssueSimulatedQE:output_type -> cloister.attestation.v1.IssueSimulatedQEResponse
-	23, // [23:31] is the sub-list for method output_type
-	15, // [15:23] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	1,  // 0: cloister.attestation.v1.Policy.tdx:type_name -> cloister.attestation.v1.TDXPolicy
+	2,  // 1: cloister.attestation.v1.Policy.sev_snp:type_name -> cloister.attestation.v1.SNPPolicy
+	24, // 2: cloister.attestation.v1.Verdict.verified_at:type_name -> google.protobuf.Timestamp
+	3,  // 3: cloister.attestation.v1.GetVerdictResponse.verdict:type_name -> cloister.attestation.v1.Verdict
+	3,  // 4: cloister.attestation.v1.VerifyResponse.verdict:type_name -> cloister.attestation.v1.Verdict
+	24, // 5: cloister.attestation.v1.ActivityHour.start:type_name -> google.protobuf.Timestamp
+	3,  // 6: cloister.attestation.v1.ActivityHour.failures:type_name -> cloister.attestation.v1.Verdict
+	9,  // 7: cloister.attestation.v1.GetActivityResponse.hours:type_name -> cloister.attestation.v1.ActivityHour
+	0,  // 8: cloister.attestation.v1.GetPolicyResponse.policy:type_name -> cloister.attestation.v1.Policy
+	25, // 9: cloister.attestation.v1.SetPolicyRequest.actor:type_name -> cloister.account.v1.Principal
+	0,  // 10: cloister.attestation.v1.SetPolicyRequest.policy:type_name -> cloister.attestation.v1.Policy
+	0,  // 11: cloister.attestation.v1.SetPolicyResponse.policy:type_name -> cloister.attestation.v1.Policy
+	25, // 12: cloister.attestation.v1.PutCollateralRequest.actor:type_name -> cloister.account.v1.Principal
+	24, // 13: cloister.attestation.v1.PutCollateralResponse.next_update:type_name -> google.protobuf.Timestamp
+	3,  // 14: cloister.attestation.v1.AttestationSucceeded.verdict:type_name -> cloister.attestation.v1.Verdict
+	3,  // 15: cloister.attestation.v1.AttestationFailed.verdict:type_name -> cloister.attestation.v1.Verdict
+	0,  // 16: cloister.attestation.v1.PolicyChanged.policy:type_name -> cloister.attestation.v1.Policy
+	4,  // 17: cloister.attestation.v1.AttestationService.Verify:input_type -> cloister.attestation.v1.VerifyRequest
+	5,  // 18: cloister.attestation.v1.AttestationService.GetVerdict:input_type -> cloister.attestation.v1.GetVerdictRequest
+	8,  // 19: cloister.attestation.v1.AttestationService.GetActivity:input_type -> cloister.attestation.v1.GetActivityRequest
+	11, // 20: cloister.attestation.v1.AttestationService.GetPolicy:input_type -> cloister.attestation.v1.GetPolicyRequest
+	13, // 21: cloister.attestation.v1.AttestationService.SetPolicy:input_type -> cloister.attestation.v1.SetPolicyRequest
+	15, // 22: cloister.attestation.v1.AttestationService.PutCollateral:input_type -> cloister.attestation.v1.PutCollateralRequest
+	17, // 23: cloister.attestation.v1.AttestationService.GetSimulationRoot:input_type -> cloister.attestation.v1.GetSimulationRootRequest
+	19, // 24: cloister.attestation.v1.AttestationService.IssueSimulatedQE:input_type -> cloister.attestation.v1.IssueSimulatedQERequest
+	7,  // 25: cloister.attestation.v1.AttestationService.Verify:output_type -> cloister.attestation.v1.VerifyResponse
+	6,  // 26: cloister.attestation.v1.AttestationService.GetVerdict:output_type -> cloister.attestation.v1.GetVerdictResponse
+	10, // 27: cloister.attestation.v1.AttestationService.GetActivity:output_type -> cloister.attestation.v1.GetActivityResponse
+	12, // 28: cloister.attestation.v1.AttestationService.GetPolicy:output_type -> cloister.attestation.v1.GetPolicyResponse
+	14, // 29: cloister.attestation.v1.AttestationService.SetPolicy:output_type -> cloister.attestation.v1.SetPolicyResponse
+	16, // 30: cloister.attestation.v1.AttestationService.PutCollateral:output_type -> cloister.attestation.v1.PutCollateralResponse
+	18, // 31: cloister.attestation.v1.AttestationService.GetSimulationRoot:output_type -> cloister.attestation.v1.GetSimulationRootResponse
+	20, // 32: cloister.attestation.v1.AttestationService.IssueSimulatedQE:output_type -> cloister.attestation.v1.IssueSimulatedQEResponse
+	25, // [25:33] is the sub-list for method output_type
+	17, // [17:25] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_cloister_attestation_v1_attestation_proto_init() }
@@ -1530,7 +1775,7 @@ func file_cloister_attestation_v1_attestation_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cloister_attestation_v1_attestation_proto_rawDesc), len(file_cloister_attestation_v1_attestation_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   22,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

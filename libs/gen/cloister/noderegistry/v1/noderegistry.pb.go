@@ -631,6 +631,10 @@ type Node struct {
 	LastAttested  *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=last_attested,json=lastAttested,proto3" json:"last_attested,omitempty"`
 	Instances     []*Instance            `protobuf:"bytes,14,rep,name=instances,proto3" json:"instances,omitempty"`
 	StatusReason  string                 `protobuf:"bytes,15,opt,name=status_reason,json=statusReason,proto3" json:"status_reason,omitempty"`
+	// The TEE its last verdict was for ("sgx", "tdx", "sev-snp"), and the
+	// measurement it proved (a TD's MRTD, an SEV-SNP VM's measurement).
+	Tee           string `protobuf:"bytes,16,opt,name=tee,proto3" json:"tee,omitempty"`
+	Measurement   []byte `protobuf:"bytes,17,opt,name=measurement,proto3" json:"measurement,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -770,6 +774,20 @@ func (x *Node) GetStatusReason() string {
 	return ""
 }
 
+func (x *Node) GetTee() string {
+	if x != nil {
+		return x.Tee
+	}
+	return ""
+}
+
+func (x *Node) GetMeasurement() []byte {
+	if x != nil {
+		return x.Measurement
+	}
+	return nil
+}
+
 // EnrollRequest comes from a node agent, through the gateway's public
 // POST /v1/agent/enroll: the join token is its credential.
 type EnrollRequest struct {
@@ -779,9 +797,10 @@ type EnrollRequest struct {
 	NodeName string `protobuf:"bytes,2,opt,name=node_name,json=nodeName,proto3" json:"node_name,omitempty"`
 	// PEM or DER CSR of the node's key (EC P-256).
 	Csr []byte `protobuf:"bytes,3,opt,name=csr,proto3" json:"csr,omitempty"`
-	// SGX quote (or simulated one) whose REPORTDATA holds SHA-256 of the
-	// CSR's public key followed by nonce; optional unless the token or the
-	// account's policy requires attestation.
+	// Evidence (an SGX or TDX quote, a simulated one, or an SEV-SNP
+	// report) whose REPORTDATA holds SHA-256 of the CSR's public key
+	// followed by nonce; optional unless the token or the account's policy
+	// requires attestation.
 	Evidence []byte `protobuf:"bytes,4,opt,name=evidence,proto3" json:"evidence,omitempty"`
 	// With evidence: a nonce from CreateEnrolmentNonce for this join token,
 	// used once.
@@ -789,7 +808,11 @@ type EnrollRequest struct {
 	// The node's host name. Without node_name the node is named after its
 	// join token when the token is for one node (max_uses 1), else after
 	// this.
-	HostName      string `protobuf:"bytes,6,opt,name=host_name,json=hostName,proto3" json:"host_name,omitempty"`
+	HostName string `protobuf:"bytes,6,opt,name=host_name,json=hostName,proto3" json:"host_name,omitempty"`
+	// The evidence's TEE and what it needs beside it, as in
+	// attestation.v1.VerifyRequest.
+	Tee           string `protobuf:"bytes,7,opt,name=tee,proto3" json:"tee,omitempty"`
+	EvidenceAux   []byte `protobuf:"bytes,8,opt,name=evidence_aux,json=evidenceAux,proto3" json:"evidence_aux,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -864,6 +887,20 @@ func (x *EnrollRequest) GetHostName() string {
 		return x.HostName
 	}
 	return ""
+}
+
+func (x *EnrollRequest) GetTee() string {
+	if x != nil {
+		return x.Tee
+	}
+	return ""
+}
+
+func (x *EnrollRequest) GetEvidenceAux() []byte {
+	if x != nil {
+		return x.EvidenceAux
+	}
+	return nil
 }
 
 // CreateEnrolmentNonceRequest asks, with a join token, for a nonce to bind
@@ -1380,8 +1417,8 @@ func (x *AuthenticateNodeResponse) GetNode() *Node {
 
 // ReattestRequest is a node's periodic re-attestation, through the
 // gateway's POST /v1/node/attest: evidence whose REPORTDATA holds SHA-256
-// of the public key of the node's current certificate followed by 32
-// zero bytes, as at enrolment. A refusal marks the node untrusted.
+// of the public key of the node's current certificate followed by a
+// nonce, as at enrolment. A refusal marks the node untrusted.
 type ReattestRequest struct {
 	state             protoimpl.MessageState `protogen:"open.v1"`
 	AccountId         string                 `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
@@ -1390,7 +1427,11 @@ type ReattestRequest struct {
 	// REPORTDATA: SHA-256 of the node certificate's public key, then nonce.
 	Evidence []byte `protobuf:"bytes,4,opt,name=evidence,proto3" json:"evidence,omitempty"`
 	// From CreateAttestationNonce for this node, used once.
-	Nonce         []byte `protobuf:"bytes,5,opt,name=nonce,proto3" json:"nonce,omitempty"`
+	Nonce []byte `protobuf:"bytes,5,opt,name=nonce,proto3" json:"nonce,omitempty"`
+	// The evidence's TEE and what it needs beside it, as in
+	// attestation.v1.VerifyRequest.
+	Tee           string `protobuf:"bytes,6,opt,name=tee,proto3" json:"tee,omitempty"`
+	EvidenceAux   []byte `protobuf:"bytes,7,opt,name=evidence_aux,json=evidenceAux,proto3" json:"evidence_aux,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1456,6 +1497,20 @@ func (x *ReattestRequest) GetEvidence() []byte {
 func (x *ReattestRequest) GetNonce() []byte {
 	if x != nil {
 		return x.Nonce
+	}
+	return nil
+}
+
+func (x *ReattestRequest) GetTee() string {
+	if x != nil {
+		return x.Tee
+	}
+	return ""
+}
+
+func (x *ReattestRequest) GetEvidenceAux() []byte {
+	if x != nil {
+		return x.EvidenceAux
 	}
 	return nil
 }
@@ -2338,7 +2393,7 @@ const file_cloister_noderegistry_v1_noderegistry_proto_rawDesc = "" +
 	"\n" +
 	"started_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x127\n" +
 	"\tlast_seen\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\blastSeen\x12-\n" +
-	"\x12certificate_serial\x18\b \x01(\tR\x11certificateSerial\"\xb4\x05\n" +
+	"\x12certificate_serial\x18\b \x01(\tR\x11certificateSerial\"\xe8\x05\n" +
 	"\x04Node\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
 	"\n" +
@@ -2358,10 +2413,12 @@ const file_cloister_noderegistry_v1_noderegistry_proto_rawDesc = "" +
 	"\x0elast_heartbeat\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\rlastHeartbeat\x12?\n" +
 	"\rlast_attested\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\flastAttested\x12@\n" +
 	"\tinstances\x18\x0e \x03(\v2\".cloister.noderegistry.v1.InstanceR\tinstances\x12#\n" +
-	"\rstatus_reason\x18\x0f \x01(\tR\fstatusReason\x1a9\n" +
+	"\rstatus_reason\x18\x0f \x01(\tR\fstatusReason\x12\x10\n" +
+	"\x03tee\x18\x10 \x01(\tR\x03tee\x12 \n" +
+	"\vmeasurement\x18\x11 \x01(\fR\vmeasurement\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xac\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xe1\x01\n" +
 	"\rEnrollRequest\x12\x1d\n" +
 	"\n" +
 	"join_token\x18\x01 \x01(\tR\tjoinToken\x12\x1b\n" +
@@ -2369,7 +2426,9 @@ const file_cloister_noderegistry_v1_noderegistry_proto_rawDesc = "" +
 	"\x03csr\x18\x03 \x01(\fR\x03csr\x12\x1a\n" +
 	"\bevidence\x18\x04 \x01(\fR\bevidence\x12\x14\n" +
 	"\x05nonce\x18\x05 \x01(\fR\x05nonce\x12\x1b\n" +
-	"\thost_name\x18\x06 \x01(\tR\bhostName\"<\n" +
+	"\thost_name\x18\x06 \x01(\tR\bhostName\x12\x10\n" +
+	"\x03tee\x18\a \x01(\tR\x03tee\x12!\n" +
+	"\fevidence_aux\x18\b \x01(\fR\vevidenceAux\"<\n" +
 	"\x1bCreateEnrolmentNonceRequest\x12\x1d\n" +
 	"\n" +
 	"join_token\x18\x01 \x01(\tR\tjoinToken\"\\\n" +
@@ -2401,14 +2460,16 @@ const file_cloister_noderegistry_v1_noderegistry_proto_rawDesc = "" +
 	"\anode_id\x18\x02 \x01(\tR\x06nodeId\x12-\n" +
 	"\x12certificate_serial\x18\x03 \x01(\tR\x11certificateSerial\"N\n" +
 	"\x18AuthenticateNodeResponse\x122\n" +
-	"\x04node\x18\x01 \x01(\v2\x1e.cloister.noderegistry.v1.NodeR\x04node\"\xaa\x01\n" +
+	"\x04node\x18\x01 \x01(\v2\x1e.cloister.noderegistry.v1.NodeR\x04node\"\xdf\x01\n" +
 	"\x0fReattestRequest\x12\x1d\n" +
 	"\n" +
 	"account_id\x18\x01 \x01(\tR\taccountId\x12\x17\n" +
 	"\anode_id\x18\x02 \x01(\tR\x06nodeId\x12-\n" +
 	"\x12certificate_serial\x18\x03 \x01(\tR\x11certificateSerial\x12\x1a\n" +
 	"\bevidence\x18\x04 \x01(\fR\bevidence\x12\x14\n" +
-	"\x05nonce\x18\x05 \x01(\fR\x05nonce\"\x86\x01\n" +
+	"\x05nonce\x18\x05 \x01(\fR\x05nonce\x12\x10\n" +
+	"\x03tee\x18\x06 \x01(\tR\x03tee\x12!\n" +
+	"\fevidence_aux\x18\a \x01(\fR\vevidenceAux\"\x86\x01\n" +
 	"\x1dCreateAttestationNonceRequest\x12\x1d\n" +
 	"\n" +
 	"account_id\x18\x01 \x01(\tR\taccountId\x12\x17\n" +
