@@ -206,9 +206,19 @@ func teeOf(quote []byte) string {
 }
 
 func policyRows(p api.AttestationPolicy) [][]string {
-	return [][]string{{"accept", strings.Join(p.AcceptStatuses, ",")}, {"allow debug", strconv.FormatBool(p.AllowDebug)},
+	rows := [][]string{{"accept", strings.Join(p.AcceptStatuses, ",")}, {"allow debug", strconv.FormatBool(p.AllowDebug)},
 		{"allow simulation", strconv.FormatBool(p.AllowSimulation)}, {"min isvsvn", strconv.Itoa(int(p.MinISVSVN))},
 		{"require node attestation", strconv.FormatBool(p.RequireNodeAttestation)}}
+	if t := p.TDX; t != nil {
+		rows = append(rows, []string{"tdx accept", strings.Join(t.AcceptStatuses, ",")}, []string{"tdx allow debug", strconv.FormatBool(t.AllowDebug)},
+			[]string{"tdx mrtds", strings.Join(t.MRTDs, ",")}, []string{"tdx rtmrs", strings.Join(t.RTMRs, ",")})
+	}
+	if n := p.SNP; n != nil {
+		rows = append(rows, []string{"sev-snp allow debug", strconv.FormatBool(n.AllowDebug)},
+			[]string{"sev-snp measurements", strings.Join(n.Measurements, ",")}, []string{"sev-snp host data", n.HostData},
+			[]string{"sev-snp min tcb", n.MinTCB})
+	}
+	return rows
 }
 
 func (c *cli) attestPolicyCmd() *cobra.Command {
@@ -229,18 +239,35 @@ func (c *cli) attestPolicyCmd() *cobra.Command {
 		},
 	}
 	var p api.AttestationPolicy
-	var accept string
+	var tdx api.TDXPolicy
+	var snp api.SNPPolicy
+	var accept, tdxAccept string
 	set := &cobra.Command{
-		Use:     "set --accept STATUS,... [--allow-debug] [--allow-simulation] [--min-isvsvn N] [--require-node-attestation]",
-		Short:   "Replace the policy (admins)",
-		Example: "  cloister attest policy set --accept UpToDate,SWHardeningNeeded --min-isvsvn 2",
-		Args:    cobra.NoArgs,
+		Use:   "set --accept STATUS,... [--allow-debug] [--allow-simulation] [--min-isvsvn N] [--require-node-attestation] [--tdx-... ] [--snp-...]",
+		Short: "Replace the policy (admins)",
+		Long: `Replace the account's attestation policy, all of it: a rule not given takes its
+default. The first flags are the rules for SGX enclaves (and SGX nodes); the
+--tdx-* flags for nodes in Intel TDX trust domains, the --snp-* flags for nodes in
+AMD SEV-SNP VMs. Debug enclaves, TDs and VMs are refused unless allowed.`,
+		Example: `  cloister attest policy set --accept UpToDate,SWHardeningNeeded --min-isvsvn 2
+  cloister attest policy set --accept UpToDate --tdx-mrtd 91eb2b44…18b7 --snp-min-tcb 0x7308000000000003`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			acct, err := c.accountID()
 			if err != nil {
 				return err
 			}
 			p.AcceptStatuses = strings.Split(accept, ",")
+			if tdxAccept != "" {
+				tdx.AcceptStatuses = strings.Split(tdxAccept, ",")
+			}
+			if len(tdx.RTMRs) > 4 {
+				return fmt.Errorf("--tdx-rtmr: %d given; give RTMR0 to RTMR3 in order (\"\" for any value), or none", len(tdx.RTMRs))
+			}
+			for len(tdx.RTMRs) > 0 && len(tdx.RTMRs) < 4 {
+				tdx.RTMRs = append(tdx.RTMRs, "")
+			}
+			p.TDX, p.SNP = &tdx, &snp
 			var out api.AttestationPolicy
 			if err := c.client().do(cmd.Context(), "PUT", "/v1/accounts/"+url.PathEscape(acct)+"/attestation/policy", p, &out); err != nil {
 				return err
@@ -253,6 +280,14 @@ func (c *cli) attestPolicyCmd() *cobra.Command {
 	set.Flags().BoolVar(&p.AllowSimulation, "allow-simulation", false, "accept evidence from the simulated quoting enclave")
 	set.Flags().Uint32Var(&p.MinISVSVN, "min-isvsvn", 0, "lowest enclave ISVSVN accepted")
 	set.Flags().BoolVar(&p.RequireNodeAttestation, "require-node-attestation", false, "refuse nodes that enrol without TEE evidence, whatever their join token says")
+	set.Flags().StringVar(&tdxAccept, "tdx-accept", "", "TDX: accepted TCB statuses, comma-separated (default UpToDate,SWHardeningNeeded)")
+	set.Flags().BoolVar(&tdx.AllowDebug, "tdx-allow-debug", false, "TDX: accept TDs launched in debug mode")
+	set.Flags().StringArrayVar(&tdx.MRTDs, "tdx-mrtd", nil, "TDX: an accepted MRTD, hex; repeat (default: any)")
+	set.Flags().StringArrayVar(&tdx.RTMRs, "tdx-rtmr", nil, "TDX: RTMR0, then RTMR1… as they must be, hex (\"\" for any value); repeat, in order")
+	set.Flags().BoolVar(&snp.AllowDebug, "snp-allow-debug", false, "SEV-SNP: accept VMs the host may debug")
+	set.Flags().StringArrayVar(&snp.Measurements, "snp-measurement", nil, "SEV-SNP: an accepted launch measurement, hex; repeat (default: any)")
+	set.Flags().StringVar(&snp.HostData, "snp-host-data", "", "SEV-SNP: the HOST_DATA VMs must have been launched with, hex (default: any)")
+	set.Flags().StringVar(&snp.MinTCB, "snp-min-tcb", "", "SEV-SNP: the least REPORTED_TCB accepted, hex (e.g. 0x7308000000000003)")
 	cmd.AddCommand(get, set)
 	return cmd
 }

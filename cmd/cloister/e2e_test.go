@@ -32,6 +32,7 @@ import (
 	"github.com/cloister-cc/cloister/cmd/serverconfig"
 	"github.com/cloister-cc/cloister/libs/enclave"
 	"github.com/cloister-cc/cloister/libs/testkit"
+	"github.com/cloister-cc/cloister/services/gateway/api"
 )
 
 // The test binary doubles as the cloister binary: run with
@@ -236,10 +237,20 @@ func TestDevServerJourneyAndCrash(t *testing.T) {
 	if got := run(t, cfgDir, "", "attest", "policy", "get", "-o", "json"); !strings.Contains(got, `"require_node_attestation": true`) {
 		t.Fatalf("attest policy get = %s", got)
 	}
-	// Set again without it (the node below enrols without evidence).
-	run(t, cfgDir, "", "attest", "policy", "set", "--accept", "UpToDate", "--min-isvsvn", "3")
-	if got := run(t, cfgDir, "", "attest", "policy", "get", "-o", "json"); !strings.Contains(got, `"min_isvsvn": 3`) || !strings.Contains(got, `"require_node_attestation": false`) {
+	// Set again without it (the node below enrols without evidence), with
+	// rules for TDX and SEV-SNP nodes.
+	mrtd := strings.Repeat("ab", 48)
+	run(t, cfgDir, "", "attest", "policy", "set", "--accept", "UpToDate", "--min-isvsvn", "3", "--tdx-accept", "UpToDate",
+		"--tdx-mrtd", mrtd, "--tdx-rtmr", "", "--tdx-rtmr", mrtd, "--snp-min-tcb", "0x7308000000000003", "--snp-allow-debug")
+	var pol api.AttestationPolicy
+	if got := run(t, cfgDir, "", "attest", "policy", "get", "-o", "json"); json.Unmarshal([]byte(got), &pol) != nil || pol.MinISVSVN != 3 || pol.RequireNodeAttestation ||
+		pol.TDX == nil || strings.Join(pol.TDX.AcceptStatuses, ",") != "UpToDate" || strings.Join(pol.TDX.MRTDs, ",") != mrtd ||
+		strings.Join(pol.TDX.RTMRs, ",") != ","+mrtd+",," || pol.SNP == nil || pol.SNP.MinTCB != "0x7308000000000003" || !pol.SNP.AllowDebug {
 		t.Fatalf("attest policy get = %s", got)
+	}
+	if out, err := cloisterCmd(t, cfgDir, "attest", "policy", "set", "--accept", "UpToDate", "--tdx-mrtd", "abcd").CombinedOutput(); err == nil ||
+		!strings.Contains(string(out), "tdx.mrtds[0]: 2 bytes") {
+		t.Fatalf("a short MRTD = %v, %s; want a refusal naming it", err, out)
 	}
 	const vectors = "../../libs/sgx/testdata/"
 	// The shared vector's collateral expired in 2025: the server refuses it.

@@ -2,7 +2,10 @@ package gateway
 
 import (
 	"encoding/hex"
+	"fmt"
 	"net/http"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/cloister-cc/cloister/libs/errs"
@@ -16,15 +19,82 @@ func toPolicy(p *attestationv1.Policy) api.AttestationPolicy {
 	if out.AcceptStatuses == nil {
 		out.AcceptStatuses = []string{}
 	}
+	td := p.GetTdx()
+	out.TDX = &api.TDXPolicy{AcceptStatuses: append([]string{}, td.GetAcceptStatuses()...), AllowDebug: td.GetAllowDebug(),
+		MRTDs: hexes(td.GetMrtds()), RTMRs: hexes(td.GetRtmrs())}
+	sn := p.GetSevSnp()
+	out.SNP = &api.SNPPolicy{AllowDebug: sn.GetAllowDebug(), Measurements: hexes(sn.GetMeasurements()), HostData: hex.EncodeToString(sn.GetHostData())}
+	if sn.GetMinTcb() != 0 {
+		out.SNP.MinTCB = fmt.Sprintf("0x%016x", sn.GetMinTcb())
+	}
 	return out
 }
 
+// fromPolicy reads the policy someone wants to set; hex that does not
+// decode is a 400 naming its field (sizes are the service's to check).
+func fromPolicy(b api.AttestationPolicy) (*attestationv1.Policy, error) {
+	out := &attestationv1.Policy{AcceptStatuses: b.AcceptStatuses, AllowDebug: b.AllowDebug, AllowSimulation: b.AllowSimulation,
+		MinIsvsvn: b.MinISVSVN, RequireNodeAttestation: b.RequireNodeAttestation}
+	var err error
+	if td := b.TDX; td != nil {
+		out.Tdx = &attestationv1.TDXPolicy{AcceptStatuses: td.AcceptStatuses, AllowDebug: td.AllowDebug}
+		if out.Tdx.Mrtds, err = unhexes("tdx.mrtds", td.MRTDs); err != nil {
+			return nil, err
+		}
+		if out.Tdx.Rtmrs, err = unhexes("tdx.rtmrs", td.RTMRs); err != nil {
+			return nil, err
+		}
+	}
+	if sn := b.SNP; sn != nil {
+		out.SevSnp = &attestationv1.SNPPolicy{AllowDebug: sn.AllowDebug}
+		if out.SevSnp.Measurements, err = unhexes("sev_snp.measurements", sn.Measurements); err != nil {
+			return nil, err
+		}
+		if out.SevSnp.HostData, err = hex.DecodeString(sn.HostData); err != nil {
+			return nil, errs.Newf(errs.Invalid, "sev_snp.host_data: not hex: %v", err)
+		}
+		if sn.MinTCB != "" {
+			if out.SevSnp.MinTcb, err = strconv.ParseUint(strings.TrimPrefix(strings.ToLower(sn.MinTCB), "0x"), 16, 64); err != nil {
+				return nil, errs.Newf(errs.Invalid, "sev_snp.min_tcb: %q is not a TCB_VERSION in hex (e.g. 0x7308000000000003)", sn.MinTCB)
+			}
+		}
+	}
+	return out, nil
+}
+
+// hexes is bs in hex, never nil.
+func hexes(bs [][]byte) []string {
+	out := []string{}
+	for _, b := range bs {
+		out = append(out, hex.EncodeToString(b))
+	}
+	return out
+}
+
+// unhexes decodes field's hex strings.
+func unhexes(field string, ss []string) ([][]byte, error) {
+	var out [][]byte
+	for i, s := range ss {
+		b, err := hex.DecodeString(s)
+		if err != nil {
+			return nil, errs.Newf(errs.Invalid, "%s[%d]: not hex: %v", field, i, err)
+		}
+		out = append(out, b)
+	}
+	return out, nil
+}
+
 func toVerdict(v *attestationv1.Verdict) api.Verdict {
-	return api.Verdict{ID: v.GetId(), OK: v.GetOk(), Reason: v.GetReason(), Error: v.GetError(), TCBStatus: v.GetTcbStatus(),
+	out := api.Verdict{ID: v.GetId(), OK: v.GetOk(), Reason: v.GetReason(), Error: v.GetError(), TCBStatus: v.GetTcbStatus(),
 		Advisories: append([]string{}, v.GetAdvisories()...), MRENCLAVE: hex.EncodeToString(v.GetMrenclave()),
 		MRSIGNER: hex.EncodeToString(v.GetMrsigner()), ISVProdID: v.GetIsvprodid(), ISVSVN: v.GetIsvsvn(), Debug: v.GetDebug(),
 		Simulated: v.GetSimulated(), ReportData: hex.EncodeToString(v.GetReportData()), FMSPC: hex.EncodeToString(v.GetFmspc()),
-		VerifiedAt: v.GetVerifiedAt().AsTime().UTC()}
+		VerifiedAt: v.GetVerifiedAt().AsTime().UTC(), TEE: v.GetTee(), Measurement: hex.EncodeToString(v.GetMeasurement()),
+		HostData: hex.EncodeToString(v.GetHostData())}
+	if len(v.GetRtmrs()) > 0 {
+		out.RTMRs = hexes(v.GetRtmrs())
+	}
+	return out
 }
 
 func (g *Gateway) getAttestationPolicy(_ http.ResponseWriter, r *http.Request, p principal) (reply, error) {
@@ -37,9 +107,12 @@ func (g *Gateway) setAttestationPolicy(w http.ResponseWriter, r *http.Request, p
 	if err := decodeJSON(w, r, &b); err != nil {
 		return reply{}, err
 	}
+	policy, err := fromPolicy(b)
+	if err != nil {
+		return reply{}, err
+	}
 	resp, err := g.attestation.SetPolicy(r.Context(), &attestationv1.SetPolicyRequest{AccountId: r.PathValue("account_id"), Actor: p.proto(),
-		Policy: &attestationv1.Policy{AcceptStatuses: b.AcceptStatuses, AllowDebug: b.AllowDebug, AllowSimulation: b.AllowSimulation, MinIsvsvn: b.MinISVSVN,
-			RequireNodeAttestation: b.RequireNodeAttestation}})
+		Policy: policy})
 	return answer(err, http.StatusOK, func() any { return toPolicy(resp.GetPolicy()) })
 }
 
@@ -49,7 +122,7 @@ func (g *Gateway) verifyEvidence(w http.ResponseWriter, r *http.Request, p princ
 		return reply{}, err
 	}
 	resp, err := g.attestation.Verify(r.Context(), &attestationv1.VerifyRequest{AccountId: r.PathValue("account_id"),
-		Quote: b.Quote, Binding: b.Binding, Nonce: b.Nonce})
+		Quote: b.Quote, Binding: b.Binding, Nonce: b.Nonce, Tee: b.TEE, EvidenceAux: b.EvidenceAux})
 	return answer(err, http.StatusOK, func() any { return toVerdict(resp.GetVerdict()) })
 }
 

@@ -35,7 +35,17 @@ func TestConsolePolicy(t *testing.T) {
 		apiGet(t, s, "/v1/accounts/"+acct+"/attestation/policy", ada.session(), &got)
 		return got
 	}
-	narrow := jsonOf(t, api.AttestationPolicy{AcceptStatuses: []string{"UpToDate"}})
+	// withDefaults is p with the TDX and SEV-SNP rules an unset one has.
+	withDefaults := func(p api.AttestationPolicy) api.AttestationPolicy {
+		if p.TDX == nil {
+			p.TDX = &api.TDXPolicy{AcceptStatuses: []string{"UpToDate", "SWHardeningNeeded"}, MRTDs: []string{}, RTMRs: []string{}}
+		}
+		if p.SNP == nil {
+			p.SNP = &api.SNPPolicy{Measurements: []string{}}
+		}
+		return p
+	}
+	narrow := jsonOf(t, withDefaults(api.AttestationPolicy{AcceptStatuses: []string{"UpToDate"}}))
 
 	// The default policy, with a labelled checkbox for every status the
 	// API knows.
@@ -61,8 +71,11 @@ func TestConsolePolicy(t *testing.T) {
 	}
 
 	// Setting every field through the form.
+	mrtd, measurement := strings.Repeat("ab", 48), strings.Repeat("cd", 48)
 	form := url.Values{"accept_statuses": {"UpToDate", "ConfigurationNeeded", "OutOfDate"}, "allow_debug": {"on"},
-		"allow_simulation": {"on"}, "min_isvsvn": {"5"}, "require_node_attestation": {"on"}}
+		"allow_simulation": {"on"}, "min_isvsvn": {"5"}, "require_node_attestation": {"on"},
+		"tdx_accept_statuses": {"UpToDate"}, "tdx_mrtds": {" " + mrtd + "\r\n\r\n"}, "tdx_rtmr2": {mrtd},
+		"snp_allow_debug": {"on"}, "snp_measurements": {measurement}, "snp_min_tcb": {"0x7308000000000003"}}
 	p = ada.post(path, form)
 	if p.status != http.StatusSeeOther || p.location != path {
 		t.Fatalf("saving the policy = %d to %q: %s", p.status, p.location, p.body)
@@ -72,7 +85,9 @@ func TestConsolePolicy(t *testing.T) {
 		t.Fatalf("after saving the policy: %s", p.body)
 	}
 	want := api.AttestationPolicy{AcceptStatuses: []string{"UpToDate", "ConfigurationNeeded", "OutOfDate"}, AllowDebug: true,
-		AllowSimulation: true, MinISVSVN: 5, RequireNodeAttestation: true}
+		AllowSimulation: true, MinISVSVN: 5, RequireNodeAttestation: true,
+		TDX: &api.TDXPolicy{AcceptStatuses: []string{"UpToDate"}, MRTDs: []string{mrtd}, RTMRs: []string{"", "", mrtd, ""}},
+		SNP: &api.SNPPolicy{AllowDebug: true, Measurements: []string{measurement}, MinTCB: "0x7308000000000003"}}
 	if got := apiPolicy(); jsonOf(t, got) != jsonOf(t, want) {
 		t.Fatalf("the API has the policy %+v, want %+v", got, want)
 	}
@@ -82,7 +97,10 @@ func TestConsolePolicy(t *testing.T) {
 		}
 	}
 	if !isChecked(p.body, "allow_debug", "") || !isChecked(p.body, "allow_simulation", "") || !isChecked(p.body, "require_node_attestation", "") ||
-		!strings.Contains(p.body, `name="min_isvsvn" inputmode="numeric" value="5"`) {
+		!strings.Contains(p.body, `name="min_isvsvn" inputmode="numeric" value="5"`) || !isChecked(p.body, "tdx_accept_statuses", "UpToDate") ||
+		isChecked(p.body, "tdx_accept_statuses", "SWHardeningNeeded") || !isChecked(p.body, "snp_allow_debug", "") || isChecked(p.body, "tdx_allow_debug", "") ||
+		!strings.Contains(p.body, `name="tdx_rtmr2" value="`+mrtd+`"`) || !strings.Contains(p.body, `>`+measurement+`</textarea>`) ||
+		!strings.Contains(p.body, `value="0x7308000000000003"`) {
 		t.Fatalf("the saved policy is not what the page shows: %s", p.body)
 	}
 
@@ -113,6 +131,16 @@ func TestConsolePolicy(t *testing.T) {
 				t.Fatalf("the refused form lost what was submitted: %s", p.body)
 			}
 		})
+	}
+	for field, tc := range map[string]struct{ value, says string }{
+		"tdx_mrtds":   {"abcd", "tdx.mrtds[0]: 2 bytes; a measurement is 48"},
+		"snp_min_tcb": {"soon", "sev_snp.min_tcb: &#34;soon&#34; is not a TCB_VERSION in hex"},
+		"tdx_rtmr1":   {"zz", "tdx.rtmrs[1]: not hex"},
+	} {
+		p := ada.post(path, url.Values{"accept_statuses": {"UpToDate"}, field: {tc.value}})
+		if p.status != http.StatusBadRequest || !strings.Contains(p.body, tc.says) || !strings.Contains(p.body, tc.value) {
+			t.Fatalf("POST %s with %s=%q = %d, want 400 saying %q with the value kept: %s", path, field, tc.value, p.status, tc.says, p.body)
+		}
 	}
 	if got := apiPolicy(); jsonOf(t, got) != narrow {
 		t.Fatalf("refused forms changed the policy: %+v", got)

@@ -391,7 +391,7 @@ func (g *Gateway) nodeAttest(w http.ResponseWriter, r *http.Request, n nodeIdent
 		return reply{}, errs.New(errs.Invalid, "evidence is required: the node's quote, base64")
 	}
 	resp, err := g.nodes.Reattest(r.Context(), &noderegistryv1.ReattestRequest{AccountId: n.AccountID, NodeId: n.NodeID,
-		CertificateSerial: n.Serial, Evidence: b.Evidence, Nonce: b.Nonce})
+		CertificateSerial: n.Serial, Evidence: b.Evidence, Nonce: b.Nonce, Tee: b.TEE, EvidenceAux: b.EvidenceAux})
 	return answer(err, http.StatusOK, func() any { return toNode(resp.GetNode()) })
 }
 

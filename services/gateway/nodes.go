@@ -60,7 +60,7 @@ func (g *Gateway) enroll(w http.ResponseWriter, r *http.Request) (reply, error) 
 		return reply{}, err
 	}
 	resp, err := g.nodes.Enroll(r.Context(), &noderegistryv1.EnrollRequest{JoinToken: b.JoinToken, NodeName: b.NodeName, HostName: b.HostName,
-		Csr: []byte(b.CSR), Evidence: b.Evidence, Nonce: b.Nonce})
+		Csr: []byte(b.CSR), Evidence: b.Evidence, Nonce: b.Nonce, Tee: b.TEE, EvidenceAux: b.EvidenceAux})
 	return answer(err, http.StatusCreated, func() any { return api.Enrolled{Node: toNode(resp.GetNode()), ChainPEM: string(resp.GetChainPem())} })
 }
 
@@ -107,6 +107,7 @@ func toJoinToken(t *noderegistryv1.JoinToken) api.JoinToken {
 func toNode(n *noderegistryv1.Node) api.Node {
 	out := api.Node{ID: n.GetId(), Name: n.GetName(), Labels: n.GetLabels(), Status: n.GetStatus(), StatusReason: n.GetStatusReason(),
 		JoinTokenID: n.GetJoinTokenId(), CertificateSerial: n.GetCertificateSerial(), Attested: n.GetAttested(), Simulated: n.GetSimulated(),
+		TEE: n.GetTee(), Measurement: hex.EncodeToString(n.GetMeasurement()),
 		VerdictID: n.GetVerdictId(), EnrolledAt: ts(n.GetEnrolledAt()), Instances: []api.Instance{}}
 	if out.Labels == nil {
 		out.Labels = map[string]string{}

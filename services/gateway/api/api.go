@@ -155,14 +155,48 @@ type AttestationPolicy struct {
 	// RequireNodeAttestation refuses the enrolment of a node that presents
 	// no TEE evidence, whatever its join token says.
 	RequireNodeAttestation bool `json:"require_node_attestation"`
+	// TDX and SNP are the rules for confidential VMs' evidence (nodes in
+	// TDX trust domains or SEV-SNP VMs); the fields above are SGX
+	// enclaves'. Absent in a PUT: the defaults.
+	TDX *TDXPolicy `json:"tdx,omitempty"`
+	SNP *SNPPolicy `json:"sev_snp,omitempty"`
 }
 
-// VerifyEvidence asks for a quote to be verified under the account's policy.
-// Binding and Nonce, when given, must be what REPORTDATA holds (32 bytes each).
+// TDXPolicy says which Intel TDX evidence an account accepts.
+type TDXPolicy struct {
+	// AcceptStatuses: empty means UpToDate and SWHardeningNeeded.
+	AcceptStatuses []string `json:"accept_statuses"`
+	AllowDebug     bool     `json:"allow_debug"`
+	// MRTDs accepted, hex (48 bytes each); empty: any.
+	MRTDs []string `json:"mrtds"`
+	// RTMRs are what RTMR0 to RTMR3 must be, hex, "" for any value: none,
+	// or four.
+	RTMRs []string `json:"rtmrs"`
+}
+
+// SNPPolicy says which AMD SEV-SNP evidence an account accepts.
+type SNPPolicy struct {
+	AllowDebug bool `json:"allow_debug"`
+	// Measurements accepted, hex (48 bytes each); empty: any.
+	Measurements []string `json:"measurements"`
+	// HostData is the HOST_DATA a VM must have been launched with, hex
+	// (32 bytes); empty: any.
+	HostData string `json:"host_data,omitempty"`
+	// MinTCB is the least REPORTED_TCB accepted, level by level: a
+	// TCB_VERSION in hex, e.g. 0x7308000000000003; empty: any.
+	MinTCB string `json:"min_tcb,omitempty"`
+}
+
+// VerifyEvidence asks for evidence to be verified under the account's
+// policy: an SGX or TDX quote, or an SEV-SNP report (TEE "sev-snp") with
+// its VCEK or certificate table in EvidenceAux. Binding and Nonce, when
+// given, must be what REPORTDATA holds (32 bytes each).
 type VerifyEvidence struct {
-	Quote   []byte `json:"quote"` // base64
-	Binding []byte `json:"binding,omitempty"`
-	Nonce   []byte `json:"nonce,omitempty"`
+	Quote       []byte `json:"quote"` // base64
+	Binding     []byte `json:"binding,omitempty"`
+	Nonce       []byte `json:"nonce,omitempty"`
+	TEE         string `json:"tee,omitempty"`
+	EvidenceAux []byte `json:"evidence_aux,omitempty"`
 }
 
 // Verdict is the outcome of a verification.
@@ -182,6 +216,13 @@ type Verdict struct {
 	ReportData string    `json:"report_data,omitempty"`
 	FMSPC      string    `json:"fmspc,omitempty"`
 	VerifiedAt time.Time `json:"verified_at"`
+	// TEE is "sgx", "tdx" or "sev-snp"; Measurement (hex) a TD's MRTD or
+	// an SEV-SNP VM's launch measurement (an enclave's is MRENCLAVE);
+	// RTMRs a TD's, HostData an SEV-SNP VM's, hex.
+	TEE         string   `json:"tee,omitempty"`
+	Measurement string   `json:"measurement,omitempty"`
+	RTMRs       []string `json:"rtmrs,omitempty"`
+	HostData    string   `json:"host_data,omitempty"`
 }
 
 // Collateral is Intel collateral to store: the one-document JSON form, or
@@ -490,9 +531,14 @@ type Node struct {
 	CertificateSerial string `json:"certificate_serial"`
 	// Attested: the node presented TEE evidence (Simulated: simulated
 	// evidence), judged by the verdict VerdictID.
-	Attested      bool       `json:"attested"`
-	Simulated     bool       `json:"simulated"`
-	VerdictID     string     `json:"verdict_id,omitempty"`
+	Attested  bool   `json:"attested"`
+	Simulated bool   `json:"simulated"`
+	VerdictID string `json:"verdict_id,omitempty"`
+	// TEE is the TEE its evidence was from ("sgx", "tdx", "sev-snp"),
+	// and Measurement, hex, what a confidential VM proved (a TD's MRTD,
+	// an SEV-SNP VM's launch measurement).
+	TEE           string     `json:"tee,omitempty"`
+	Measurement   string     `json:"measurement,omitempty"`
 	EnrolledAt    time.Time  `json:"enrolled_at"`
 	LastHeartbeat *time.Time `json:"last_heartbeat,omitempty"`
 	LastAttested  *time.Time `json:"last_attested,omitempty"`
@@ -544,10 +590,17 @@ type Enroll struct {
 	NodeName string `json:"node_name,omitempty"`
 	HostName string `json:"host_name,omitempty"`
 	CSR      string `json:"csr"` // PEM, EC P-256
-	// Evidence is a base64 SGX quote whose REPORTDATA is SHA-256 of the
-	// CSR's public key, then Nonce (from POST /v1/agent/nonce).
+	// Evidence is base64 evidence whose REPORTDATA is SHA-256 of the
+	// CSR's public key, then Nonce (from POST /v1/agent/nonce): an SGX or
+	// TDX quote, or an SEV-SNP report (TEE "sev-snp").
 	Evidence []byte `json:"evidence,omitempty"`
 	Nonce    []byte `json:"nonce,omitempty"` // base64, 32 bytes
+	// TEE names the evidence's TEE ("sgx", "tdx", "sev-snp"); empty for
+	// a quote, whose header says.
+	TEE string `json:"tee,omitempty"`
+	// EvidenceAux is what the evidence needs beside it, base64: an
+	// SEV-SNP report's VCEK, or the certificate table its host gave.
+	EvidenceAux []byte `json:"evidence_aux,omitempty"`
 }
 
 // AgentNonce asks, with a join token, for a nonce to bind into the
@@ -594,9 +647,12 @@ type InstanceReport struct {
 // REPORTDATA is SHA-256 of the SubjectPublicKeyInfo of the node's current
 // client certificate, then the nonce.
 type NodeAttest struct {
-	Evidence []byte `json:"evidence"` // base64 SGX quote
+	Evidence []byte `json:"evidence"` // base64 evidence, as Enroll's
 	// Nonce is from POST /v1/node/attestation-nonce, used once.
 	Nonce []byte `json:"nonce"`
+	// TEE and EvidenceAux are as Enroll's.
+	TEE         string `json:"tee,omitempty"`
+	EvidenceAux []byte `json:"evidence_aux,omitempty"`
 }
 
 // Nonce is a fresh value for REPORTDATA (from the account's CA for an

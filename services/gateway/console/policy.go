@@ -18,6 +18,15 @@ type policyForm struct {
 	MinISVSVN string
 	Statuses  []statusChoice
 	Admin     bool // whether the user may change the policy
+	// TDX and SEV-SNP rules: TDX's statuses, and the lists one per line.
+	TDXStatuses     []statusChoice
+	TDXMRTDs        string
+	TDXRTMRs        [4]string
+	TDXAllowDebug   bool
+	SNPMeasurements string
+	SNPHostData     string
+	SNPMinTCB       string
+	SNPAllowDebug   bool
 }
 
 // statusChoice is one TCB status checkbox.
@@ -48,9 +57,26 @@ func policyPath(account string) string { return accountPath(account, "attestatio
 
 func newPolicyForm(p api.AttestationPolicy, minISVSVN string, role string) policyForm {
 	f := policyForm{Policy: p, MinISVSVN: minISVSVN, Admin: role == "admin"}
+	tdx := p.TDX
+	if tdx == nil {
+		tdx = &api.TDXPolicy{}
+	}
+	tdxStatuses := tdx.AcceptStatuses
+	if len(tdxStatuses) == 0 {
+		for _, s := range sgx.DefaultPolicy().AcceptStatuses {
+			tdxStatuses = append(tdxStatuses, string(s))
+		}
+	}
 	for _, s := range sgx.AllStatuses {
 		f.Statuses = append(f.Statuses, statusChoice{Name: string(s), Help: statusHelp[s],
 			Checked: slices.Contains(p.AcceptStatuses, string(s)), Warn: s == sgx.StatusRevoked})
+		f.TDXStatuses = append(f.TDXStatuses, statusChoice{Name: string(s), Help: statusHelp[s],
+			Checked: slices.Contains(tdxStatuses, string(s)), Warn: s == sgx.StatusRevoked})
+	}
+	f.TDXMRTDs, f.TDXAllowDebug = strings.Join(tdx.MRTDs, "\n"), tdx.AllowDebug
+	copy(f.TDXRTMRs[:], tdx.RTMRs)
+	if snp := p.SNP; snp != nil {
+		f.SNPMeasurements, f.SNPHostData, f.SNPMinTCB, f.SNPAllowDebug = strings.Join(snp.Measurements, "\n"), snp.HostData, snp.MinTCB, snp.AllowDebug
 	}
 	return f
 }
@@ -111,5 +137,19 @@ func parsePolicyForm(r *http.Request) (api.AttestationPolicy, error) {
 		}
 		p.MinISVSVN = uint32(n)
 	}
+	p.TDX = &api.TDXPolicy{AcceptStatuses: r.PostForm["tdx_accept_statuses"], AllowDebug: f("tdx_allow_debug") == "on",
+		MRTDs: append([]string{}, lines(f("tdx_mrtds"))...)}
+	if p.TDX.AcceptStatuses == nil {
+		p.TDX.AcceptStatuses = []string{}
+	}
+	var rtmrs []string
+	for i := range 4 {
+		rtmrs = append(rtmrs, strings.TrimSpace(f(fmt.Sprintf("tdx_rtmr%d", i))))
+	}
+	if strings.Join(rtmrs, "") != "" {
+		p.TDX.RTMRs = rtmrs
+	}
+	p.SNP = &api.SNPPolicy{AllowDebug: f("snp_allow_debug") == "on", Measurements: append([]string{}, lines(f("snp_measurements"))...),
+		HostData: strings.TrimSpace(f("snp_host_data")), MinTCB: strings.TrimSpace(f("snp_min_tcb"))}
 	return p, nil
 }

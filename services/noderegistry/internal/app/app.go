@@ -59,19 +59,31 @@ type Nodes interface {
 
 // Verdict is what the attestation service concluded of a node's evidence.
 type Verdict struct {
-	ID         string
-	OK         bool
-	Reason     string
-	Error      string
-	Simulated  bool
-	VerifiedAt time.Time
+	ID          string
+	OK          bool
+	Reason      string
+	Error       string
+	Simulated   bool
+	VerifiedAt  time.Time
+	TEE         string
+	Measurement []byte // a confidential VM's (MRTD, SEV-SNP measurement)
+}
+
+// Evidence is what a node presents: an SGX or TDX quote (a simulated one,
+// in simulation), or an SEV-SNP report, with what it needs beside it (an
+// SEV-SNP report's VCEK or certificate table), as the attestation
+// service's VerifyRequest takes them.
+type Evidence struct {
+	TEE   string
+	Quote []byte
+	Aux   []byte
 }
 
 // Attestation verifies evidence and keeps accounts' attestation policies.
 type Attestation interface {
-	// Verify checks quote for the account; its REPORTDATA must be binding
-	// followed by nonce.
-	Verify(ctx context.Context, accountID string, quote, binding, nonce []byte) (Verdict, error)
+	// Verify checks evidence for the account; its REPORTDATA must be
+	// binding followed by nonce.
+	Verify(ctx context.Context, accountID string, e Evidence, binding, nonce []byte) (Verdict, error)
 	// RequiresNodeAttestation tells whether the account's policy requires
 	// every node to present evidence when it enrols.
 	RequiresNodeAttestation(ctx context.Context, accountID string) (bool, error)

@@ -39,7 +39,7 @@ type Enrolment struct {
 // before the CA is asked, by a conditional write (see uses); if the CA
 // fails, the use is given back. A failure to store the node after the CA issued its
 // certificate keeps the use (the write may have committed) and is logged.
-func (s *Service) Enroll(ctx context.Context, secret string, name NodeName, csrBytes, evidence, nonce []byte) (Enrolment, error) {
+func (s *Service) Enroll(ctx context.Context, secret string, name NodeName, csrBytes []byte, evidence Evidence, nonce []byte) (Enrolment, error) {
 	ref, err := s.lookup(ctx, secret)
 	if err != nil {
 		return Enrolment{}, err
@@ -87,7 +87,7 @@ func (s *Service) Enroll(ctx context.Context, secret string, name NodeName, csrB
 	node := domain.Node{ID: uuid.Must(uuid.NewV7()).String(), AccountID: tok.AccountID, Name: nodeName,
 		Labels: maps.Clone(tok.Labels), Status: domain.StatusActive, JoinTokenID: tok.ID}
 	switch {
-	case len(evidence) > 0:
+	case len(evidence.Quote) > 0:
 		if err := s.useNonce(ctx, nonce, tok.AccountID, domain.TokenScope(tok.ID)); err != nil {
 			return Enrolment{}, err
 		}
@@ -99,6 +99,7 @@ func (s *Service) Enroll(ctx context.Context, secret string, name NodeName, csrB
 			return Enrolment{}, errs.Newf(errs.PermissionDenied, "the node's evidence was refused (verdict %s): %s: %s", v.ID, v.Reason, v.Error)
 		}
 		node.Attested, node.VerdictID, node.Simulated, node.LastAttested = true, v.ID, v.Simulated, v.VerifiedAt.UTC()
+		node.TEE, node.Measurement = v.TEE, v.Measurement
 	case tok.RequireAttestation:
 		return Enrolment{}, domain.ErrAttestationRequired
 	case policyRequires:

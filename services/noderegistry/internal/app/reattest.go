@@ -23,12 +23,12 @@ import (
 // Refused, the node is marked untrusted and its certificate revoked
 // (MarkUntrusted), and the refusal is errs.PermissionDenied. A failure to
 // decide (the attestation service or the CA unavailable) changes nothing.
-func (s *Service) Reattest(ctx context.Context, accountID, nodeID, serial string, evidence, nonce []byte) (domain.Node, error) {
+func (s *Service) Reattest(ctx context.Context, accountID, nodeID, serial string, evidence Evidence, nonce []byte) (domain.Node, error) {
 	n, err := s.AuthenticateNode(ctx, accountID, nodeID, serial)
 	if err != nil {
 		return domain.Node{}, err
 	}
-	if len(evidence) == 0 {
+	if len(evidence.Quote) == 0 {
 		return domain.Node{}, errs.New(errs.Invalid, "evidence is required: a quote binding the key of the node's certificate and a nonce")
 	}
 	if err := s.useNonce(ctx, nonce, n.AccountID, domain.NodeScope(n.ID)); err != nil {
@@ -46,6 +46,11 @@ func (s *Service) Reattest(ctx context.Context, accountID, nodeID, serial string
 	v, err := s.cfg.Attestation.Verify(ctx, n.AccountID, evidence, binding[:], nonce)
 	if err != nil {
 		return domain.Node{}, fmt.Errorf("verifying the node's evidence: %w", err)
+	}
+	if v.OK && n.TEE != "" && v.TEE != n.TEE {
+		// A machine does not change its TEE: evidence of another one is
+		// another machine's.
+		v.OK, v.Reason, v.Error = false, "tee_changed", fmt.Sprintf("the node attested as %s, and now presents %s evidence", n.TEE, v.TEE)
 	}
 	if !v.OK {
 		reason := "re-attestation failed: " + v.Reason
@@ -66,6 +71,7 @@ func (s *Service) Reattest(ctx context.Context, accountID, nodeID, serial string
 		}
 		reread = true
 		n.Attested, n.VerdictID, n.Simulated, n.LastAttested = true, v.ID, v.Simulated, s.now()
+		n.TEE, n.Measurement = v.TEE, v.Measurement
 		var err error
 		out, err = s.cfg.Nodes.Update(ctx, n)
 		return err

@@ -208,11 +208,16 @@ type Node struct {
 	Attested          bool              `json:"attested,omitempty"`
 	VerdictID         string            `json:"verdict_id,omitempty"`
 	Simulated         bool              `json:"simulated,omitempty"`
-	EnrolledAt        time.Time         `json:"enrolled_at"`
-	LastHeartbeat     time.Time         `json:"last_heartbeat,omitzero"`
-	LastAttested      time.Time         `json:"last_attested,omitzero"`
-	Instances         []Instance        `json:"instances,omitempty"`
-	Version           uint64            `json:"-"`
+	// TEE is the TEE its last verdict was for ("sgx", "tdx", "sev-snp"),
+	// and Measurement what it proved of a confidential VM (a TD's MRTD,
+	// an SEV-SNP VM's launch measurement).
+	TEE           string     `json:"tee,omitempty"`
+	Measurement   []byte     `json:"measurement,omitempty"`
+	EnrolledAt    time.Time  `json:"enrolled_at"`
+	LastHeartbeat time.Time  `json:"last_heartbeat,omitzero"`
+	LastAttested  time.Time  `json:"last_attested,omitzero"`
+	Instances     []Instance `json:"instances,omitempty"`
+	Version       uint64     `json:"-"`
 }
 
 // LastSeen is the last sign of life: the last heartbeat, or the enrolment.

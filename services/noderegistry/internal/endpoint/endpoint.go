@@ -49,7 +49,8 @@ func (sv *Server) RevokeJoinToken(ctx context.Context, r *noderegistryv1.RevokeJ
 }
 
 func (sv *Server) Enroll(ctx context.Context, r *noderegistryv1.EnrollRequest) (*noderegistryv1.EnrollResponse, error) {
-	e, err := sv.s.Enroll(ctx, r.GetJoinToken(), app.NodeName{Asked: r.GetNodeName(), Host: r.GetHostName()}, r.GetCsr(), r.GetEvidence(), r.GetNonce())
+	e, err := sv.s.Enroll(ctx, r.GetJoinToken(), app.NodeName{Asked: r.GetNodeName(), Host: r.GetHostName()}, r.GetCsr(),
+		app.Evidence{TEE: r.GetTee(), Quote: r.GetEvidence(), Aux: r.GetEvidenceAux()}, r.GetNonce())
 	return reply.With(err, func() *noderegistryv1.EnrollResponse {
 		return &noderegistryv1.EnrollResponse{Node: wire.NodeToProto(e.Node), ChainPem: e.ChainPEM}
 	})
@@ -95,7 +96,8 @@ func (sv *Server) AuthenticateNode(ctx context.Context, r *noderegistryv1.Authen
 }
 
 func (sv *Server) Reattest(ctx context.Context, r *noderegistryv1.ReattestRequest) (*noderegistryv1.ReattestResponse, error) {
-	n, err := sv.s.Reattest(ctx, r.GetAccountId(), r.GetNodeId(), r.GetCertificateSerial(), r.GetEvidence(), r.GetNonce())
+	n, err := sv.s.Reattest(ctx, r.GetAccountId(), r.GetNodeId(), r.GetCertificateSerial(),
+		app.Evidence{TEE: r.GetTee(), Quote: r.GetEvidence(), Aux: r.GetEvidenceAux()}, r.GetNonce())
 	return reply.With(err, func() *noderegistryv1.ReattestResponse {
 		return &noderegistryv1.ReattestResponse{Node: wire.NodeToProto(n)}
 	})

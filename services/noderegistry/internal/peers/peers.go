@@ -32,14 +32,15 @@ func NewPolicies(ttl time.Duration) *local.Map[bool] { return local.New[bool](tt
 var _ app.Attestation = Attestation{}
 
 // Verify implements app.Attestation.
-func (a Attestation) Verify(ctx context.Context, accountID string, quote, binding, nonce []byte) (app.Verdict, error) {
-	resp, err := a.C.Verify(ctx, &attestationv1.VerifyRequest{AccountId: accountID, Quote: quote, Binding: binding, Nonce: nonce})
+func (a Attestation) Verify(ctx context.Context, accountID string, e app.Evidence, binding, nonce []byte) (app.Verdict, error) {
+	resp, err := a.C.Verify(ctx, &attestationv1.VerifyRequest{AccountId: accountID, Quote: e.Quote, Tee: e.TEE, EvidenceAux: e.Aux,
+		Binding: binding, Nonce: nonce})
 	if err != nil {
 		return app.Verdict{}, err
 	}
 	v := resp.GetVerdict()
 	return app.Verdict{ID: v.GetId(), OK: v.GetOk(), Reason: v.GetReason(), Error: v.GetError(), Simulated: v.GetSimulated(),
-		VerifiedAt: v.GetVerifiedAt().AsTime()}, nil
+		VerifiedAt: v.GetVerifiedAt().AsTime(), TEE: v.GetTee(), Measurement: v.GetMeasurement()}, nil
 }
 
 // RequiresNodeAttestation implements app.Attestation: it reads the

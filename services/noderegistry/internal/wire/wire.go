@@ -31,7 +31,7 @@ func TokenRefFromProto(t *noderegistryv1.JoinToken) domain.TokenRef {
 func NodeToProto(n domain.Node) *noderegistryv1.Node {
 	out := &noderegistryv1.Node{Id: n.ID, AccountId: n.AccountID, Name: n.Name, Labels: n.Labels, Status: string(n.Status),
 		StatusReason: n.StatusReason, JoinTokenId: n.JoinTokenID, CertificateSerial: n.CertificateSerial, Attested: n.Attested,
-		VerdictId: n.VerdictID, Simulated: n.Simulated, EnrolledAt: timestamppb.New(n.EnrolledAt),
+		VerdictId: n.VerdictID, Simulated: n.Simulated, Tee: n.TEE, Measurement: n.Measurement, EnrolledAt: timestamppb.New(n.EnrolledAt),
 		LastHeartbeat: optionalTime(n.LastHeartbeat), LastAttested: optionalTime(n.LastAttested)}
 	for _, in := range n.Instances {
 		out.Instances = append(out.Instances, InstanceToProto(in))
