@@ -15,6 +15,7 @@ require (
 	github.com/cloister-cc/cloister/services/gateway v0.0.0
 	github.com/cloister-cc/cloister/services/imageconverter v0.0.0
 	github.com/cloister-cc/cloister/services/noderegistry v0.0.0
+	github.com/google/go-configfs-tsm v0.3.3
 	github.com/google/go-containerregistry v0.22.1
 	github.com/google/uuid v1.6.0
 	github.com/nats-io/nats-server/v2 v2.15.3

@@ -23,8 +23,11 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/google/go-configfs-tsm/configfs/configfsi"
+
 	"github.com/cloister-cc/cloister/libs/obs"
 	"github.com/cloister-cc/cloister/libs/sgx/sim"
+	"github.com/cloister-cc/cloister/libs/tee"
 	"github.com/cloister-cc/cloister/services/gateway/api"
 )
 
@@ -94,6 +97,14 @@ type config struct {
 
 	HeartbeatEvery time.Duration
 	Simulation     bool
+	// TEE is the node's own evidence: auto (configfs-tsm's if the machine
+	// has it, else simulated SGX evidence in simulation, else none), none,
+	// sgx (simulated: --simulation only), tdx or sev-snp (configfs-tsm's);
+	// "" is auto.
+	TEE string
+	// TSM, when set, is the configfs-tsm client (tests: a fake tree);
+	// nil means the machine's, when TEE asks for it.
+	TSM configfsi.Client
 	// ReattestEvery is the time between re-attestations in simulation
 	// mode; zero means defaultReattestEvery.
 	ReattestEvery time.Duration
@@ -119,6 +130,10 @@ type agent struct {
 	// qe is the simulated quoting enclave (--simulation), once fetched
 	// from the server; it is kept in memory only, never on disk.
 	qe atomic.Pointer[sim.QE]
+	// tsm is the node's configfs-tsm evidence (TDX, SEV-SNP), when it has
+	// that; simEvidence tells whether it presents simulated SGX evidence.
+	tsm         evidenceSource
+	simEvidence bool
 
 	kick chan struct{} // asks for a heartbeat now
 	// closing is closed when the agent stops: the connections instances
@@ -191,9 +206,48 @@ func newAgent(cfg config) (*agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &agent{cfg: cfg, log: cfg.Logger, public: newHTTPClient(publicRoots(cfg.ServerCA), nil), roots: roots,
+	a := &agent{cfg: cfg, log: cfg.Logger, public: newHTTPClient(publicRoots(cfg.ServerCA), nil), roots: roots,
 		nonces: rate.NewLimiter(cmp.Or(cfg.NonceRate, nonceRate), nonceBurst),
-		kick:   make(chan struct{}, 1), closing: make(chan struct{})}, nil
+		kick:   make(chan struct{}, 1), closing: make(chan struct{})}
+	if err := a.chooseEvidence(); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// chooseEvidence decides, from cfg.TEE, what evidence the node presents
+// of itself.
+func (a *agent) chooseEvidence() error {
+	cfg := a.cfg
+	tsm := func() (configfsi.Client, error) {
+		if cfg.TSM != nil {
+			return cfg.TSM, nil
+		}
+		return openTSM()
+	}
+	switch cfg.TEE {
+	case teeNone:
+	case tee.SGX:
+		if !cfg.Simulation {
+			return exitWith(exitConfig, "--tee sgx: the agent presents SGX evidence of the node only in simulation (--simulation)")
+		}
+		a.simEvidence = true
+	case tee.TDX, tee.SEVSNP:
+		c, err := tsm()
+		if err != nil {
+			return exitWith(exitConfig, "--tee %s: %v", cfg.TEE, err)
+		}
+		a.tsm = tsmSource{client: c, want: cfg.TEE}
+	case "", teeAuto:
+		if c, err := tsm(); err == nil {
+			a.tsm = tsmSource{client: c}
+		} else {
+			a.simEvidence = cfg.Simulation
+		}
+	default:
+		return exitWith(exitUsage, "--tee %q: want auto, none, sgx, tdx or sev-snp", cfg.TEE)
+	}
+	return nil
 }
 
 // run serves the local API, loads or enrols the node's identity, then
@@ -260,14 +314,17 @@ func (a *agent) work(ctx context.Context) error {
 		return err
 	}
 	a.sess.Store(&session{id: id, node: newHTTPClient(a.roots, &id.cert)})
+	var wg sync.WaitGroup
+	qctx, cancel := context.WithCancel(ctx)
+	defer wg.Wait()
+	defer cancel()
+	if a.tsm != nil {
+		wg.Go(func() { a.reattests(qctx, a.tsm) })
+	}
 	if a.cfg.Simulation {
-		var wg sync.WaitGroup
-		qctx, cancel := context.WithCancel(ctx)
-		defer wg.Wait()
-		defer cancel()
 		wg.Go(func() {
-			if qe := a.fetchQE(qctx); qe != nil {
-				a.reattests(qctx, qe)
+			if qe := a.fetchQE(qctx); qe != nil && a.tsm == nil && a.simEvidence {
+				a.reattests(qctx, simSource{qe})
 			}
 		})
 	}
@@ -357,10 +414,14 @@ func (a *agent) enrol(ctx context.Context) (*identity, error) {
 	}
 	endpoint := a.cfg.Server.JoinPath("v1", "agent", "enroll").String()
 	body := api.Enroll{JoinToken: token, NodeName: a.cfg.Name, HostName: a.cfg.HostName, CSR: string(csr)}
-	var qe *sim.QE
-	if a.cfg.Simulation {
-		if qe, err = a.enrolmentQE(ctx, token); err != nil {
+	src := a.tsm
+	if src == nil && a.simEvidence {
+		qe, err := a.enrolmentQE(ctx, token)
+		if err != nil {
 			return nil, err
+		}
+		if qe != nil {
+			src = simSource{qe}
 		}
 	}
 	for attempt := 1; ; attempt++ {
@@ -368,9 +429,11 @@ func (a *agent) enrol(ctx context.Context) (*identity, error) {
 		var out api.Enrolled
 		cctx, cancel := withDefaultTimeout(ctx, enrolTimeout)
 		var err error
-		if qe != nil {
+		if src != nil {
 			// Fresh evidence each attempt: its nonce is good for one.
-			body.Evidence, body.Nonce, err = a.enrolmentEvidence(cctx, qe, token, csr)
+			var ev api.NodeAttest
+			ev, err = a.enrolmentEvidence(cctx, src, token, csr)
+			body.Evidence, body.Nonce, body.TEE, body.EvidenceAux = ev.Evidence, ev.Nonce, ev.TEE, ev.EvidenceAux
 		}
 		if err == nil {
 			err = call(cctx, a.public, http.MethodPost, endpoint, body, &out)
@@ -386,7 +449,7 @@ func (a *agent) enrol(ctx context.Context) (*identity, error) {
 			switch se.Problem.Status {
 			case http.StatusUnauthorized, http.StatusForbidden:
 				return nil, exitWith(exitNoPerm, "the server refused the enrolment: %s. Create a new join token with `cloister node token create NAME` "+
-					"(without --require-attestation unless the agent runs with --simulation: it presents attestation evidence only in simulation) and start the agent with it", se.detail())
+					"(without --require-attestation unless the node presents evidence: in a TDX or SEV-SNP VM, or with --simulation) and start the agent with it", se.detail())
 			case http.StatusNotFound, http.StatusMethodNotAllowed:
 				return nil, exitWith(exitConfig, "%s answered %d to the enrolment: is --server the gateway's public API?", endpoint, se.Problem.Status)
 			default:
@@ -455,28 +518,28 @@ func (a *agent) enrolmentQE(ctx context.Context, token string) (*sim.QE, error) 
 	}
 }
 
-// enrolmentEvidence quotes, with qe, the node's enrolment report body: its
+// enrolmentEvidence makes, with src, the node's enrolment evidence: its
 // REPORTDATA binds the CSR's key and a fresh nonce the server gives for
 // the join token (POST /v1/agent/nonce), which makes the evidence good for
 // one enrolment.
-func (a *agent) enrolmentEvidence(ctx context.Context, qe *sim.QE, token string, csrPEM []byte) (evidence, nonce []byte, err error) {
+func (a *agent) enrolmentEvidence(ctx context.Context, src evidenceSource, token string, csrPEM []byte) (api.NodeAttest, error) {
 	blk, _ := pem.Decode(csrPEM)
 	if blk == nil {
-		return nil, nil, errors.New("the node's CSR is not PEM")
+		return api.NodeAttest{}, errors.New("the node's CSR is not PEM")
 	}
 	csr, err := x509.ParseCertificateRequest(blk.Bytes)
 	if err != nil {
-		return nil, nil, fmt.Errorf("parsing the node's CSR: %w", err)
+		return api.NodeAttest{}, fmt.Errorf("parsing the node's CSR: %w", err)
 	}
 	var out api.Nonce
 	if err := call(ctx, a.public, http.MethodPost, a.cfg.Server.JoinPath("v1", "agent", "nonce").String(), api.AgentNonce{JoinToken: token}, &out); err != nil {
-		return nil, nil, err
+		return api.NodeAttest{}, err
 	}
-	evidence, err = qe.Quote(nodeReportBodyFor(csr.RawSubjectPublicKeyInfo, out.Nonce))
+	ev, err := withEvidence(src, csr.RawSubjectPublicKeyInfo, out.Nonce)
 	if err != nil {
-		return nil, nil, fmt.Errorf("quoting the enrolment evidence: %w", err)
+		return api.NodeAttest{}, fmt.Errorf("making the enrolment evidence: %w", err)
 	}
-	return evidence, out.Nonce, nil
+	return ev, nil
 }
 
 // enrolled checks the server's answer to an enrolment and saves the

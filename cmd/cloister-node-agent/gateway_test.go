@@ -20,6 +20,7 @@ import (
 
 	"github.com/cloister-cc/cloister/libs/sgx"
 	"github.com/cloister-cc/cloister/libs/sgx/sim"
+	"github.com/cloister-cc/cloister/services/attestation"
 	"github.com/cloister-cc/cloister/services/gateway/api"
 	"github.com/cloister-cc/cloister/services/gateway/gatewaytest"
 )
@@ -71,6 +72,7 @@ type seenAttest struct {
 	At       time.Time
 	Evidence []byte
 	Nonce    []byte
+	TEE      string
 	Quote    *sgx.Quote // nil when the evidence does not parse
 	// Bound: REPORTDATA is SHA-256 of the client certificate's
 	// SubjectPublicKeyInfo, then the nonce sent with it.
@@ -89,10 +91,14 @@ type seenIssue struct {
 	Body issueRequest
 }
 
-func newTestGateway(t *testing.T) *testGateway {
+func newTestGateway(t *testing.T) *testGateway { t.Helper(); return newTestGatewayWith(t, nil) }
+
+// newTestGatewayWith is newTestGateway with the attestation service's
+// configuration changed by attest (if not nil).
+func newTestGatewayWith(t *testing.T, attest func(*attestation.Config)) *testGateway {
 	t.Helper()
 	g := &testGateway{t: t}
-	g.Stack = gatewaytest.Start(t, gatewaytest.Options{Wrap: g.wrap})
+	g.Stack = gatewaytest.Start(t, gatewaytest.Options{Wrap: g.wrap, Attestation: attest})
 	g.public, g.node = g.API, g.Node
 	g.admin, g.account = g.Admin("admin@example.com")
 	var me api.Me
@@ -175,7 +181,7 @@ func (g *testGateway) before(r *http.Request, body []byte) *api.Problem {
 		var b api.NodeAttest
 		_ = json.Unmarshal(body, &b)
 		node, _ := g.peer(r)
-		seen := seenAttest{Node: node, At: time.Now(), Evidence: b.Evidence, Nonce: b.Nonce}
+		seen := seenAttest{Node: node, At: time.Now(), Evidence: b.Evidence, Nonce: b.Nonce, TEE: b.TEE}
 		if q, err := sgx.ParseQuote(b.Evidence); err == nil && r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
 			binding := sha256.Sum256(r.TLS.PeerCertificates[0].RawSubjectPublicKeyInfo)
 			seen.Quote = q

@@ -83,7 +83,7 @@ func runMain(ctx context.Context, args []string, lookupEnv func(string) (string,
 			ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			logger.Info("starting", "version", buildVersion(), "server", cfg.Server.String(), "node_server", cfg.NodeServer.String(),
-				"data_dir", cfg.DataDir, "simulation", cfg.Simulation, "reattest_every", cfg.ReattestEvery.String())
+				"data_dir", cfg.DataDir, "simulation", cfg.Simulation, "tee", cfg.TEE, "reattest_every", cfg.ReattestEvery.String())
 			err = a.run(ctx)
 		}
 	}
@@ -129,6 +129,7 @@ type options struct {
 	allowedHosts                 []string
 	heartbeatEvery               time.Duration
 	simulation                   bool
+	tee                          string
 	reattestEvery                time.Duration
 	logLevel                     string
 	version                      bool
@@ -149,8 +150,13 @@ Runs on a compute node. The first start enrols the node with a join token
 (create one with ` + "`cloister node token create NAME`" + `) and keeps the node's key and
 certificate in --data-dir; later starts reuse them and need no token. The
 agent then sends heartbeats to the gateway's node listener over mTLS and
-serves enclave runtimes on --listen under /v1/. In simulation mode it also
-re-attests the node every --reattest-every with the simulated QE.
+serves enclave runtimes on --listen under /v1/.
+
+A node in an Intel TDX trust domain or an AMD SEV-SNP VM proves itself with
+evidence from Linux's configfs-tsm (/sys/kernel/config/tsm/report): a TDX quote
+or an SEV-SNP report binding the node's key and the server's nonce, at
+enrolment and every --reattest-every after (--tee). In simulation mode a
+node without them presents simulated SGX evidence instead.
 
 Every flag can also be set by the environment variable in brackets; a flag
 on the command line wins. Prefer --join-token-file or the environment to
@@ -186,8 +192,10 @@ func parseArgs(args []string, lookupEnv func(string) (string, bool), stdout io.W
 		"e.g. node-agent when containers call it by that name; a request naming another host is refused (DNS rebinding)")
 	f.DurationVar(&o.heartbeatEvery, "heartbeat-every", 30*time.Second, "time between heartbeats")
 	f.BoolVar(&o.simulation, "simulation", false, "simulation mode: no SGX hardware; the agent fetches a simulated QE from the server and quotes enclaves' report bodies with it (POST /v1/enclave/attest)")
-	f.DurationVar(&o.reattestEvery, "reattest-every", defaultReattestEvery, "time between re-attestations in simulation mode: the agent quotes "+
-		"the key of its certificate with the simulated QE and sends it to the server (POST /v1/node/attest) once it has the QE, then at this interval; "+
+	f.StringVar(&o.tee, "tee", teeAuto, "the node's own evidence: auto (configfs-tsm's if this machine has it, else simulated SGX evidence with --simulation, else none), "+
+		"tdx or sev-snp (configfs-tsm's: a TDX quote, an SEV-SNP report), sgx (simulated: with --simulation), or none")
+	f.DurationVar(&o.reattestEvery, "reattest-every", defaultReattestEvery, "time between re-attestations of a node that presents evidence: the agent binds "+
+		"the key of its certificate in fresh evidence and sends it to the server (POST /v1/node/attest) at once, then at this interval; "+
 		"keep it well under the server's period (24 h by default), past which the node is overdue")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	f.BoolVar(&o.version, "version", false, "print the version and exit")
@@ -239,7 +247,7 @@ func parseArgs(args []string, lookupEnv func(string) (string, bool), stdout io.W
 // config checks the options and turns them into the agent's config.
 func (o options) config(logger *slog.Logger) (config, error) {
 	cfg := config{JoinToken: strings.TrimSpace(o.joinToken), JoinTokenFile: o.joinTokenFile, Name: o.name, HostName: hostName(), DataDir: o.dataDir,
-		Listen: o.listen, AllowedHosts: o.allowedHosts, HeartbeatEvery: o.heartbeatEvery, Simulation: o.simulation, ReattestEvery: o.reattestEvery, Logger: logger}
+		Listen: o.listen, AllowedHosts: o.allowedHosts, HeartbeatEvery: o.heartbeatEvery, Simulation: o.simulation, TEE: o.tee, ReattestEvery: o.reattestEvery, Logger: logger}
 	var err error
 	if cfg.Server, err = parseServerURL("--server", o.server, "http", "https"); err != nil {
 		return config{}, err

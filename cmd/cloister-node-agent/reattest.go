@@ -11,7 +11,6 @@ import (
 
 	"github.com/cloister-cc/cloister/libs/obs"
 	"github.com/cloister-cc/cloister/libs/sgx"
-	"github.com/cloister-cc/cloister/libs/sgx/sim"
 	"github.com/cloister-cc/cloister/services/gateway/api"
 )
 
@@ -47,23 +46,23 @@ func nodeReportBodyFor(spki, nonce []byte) sgx.ReportBody {
 }
 
 // attestationEvidence asks the server for a nonce for the node's next
-// re-attestation (POST /v1/node/attestation-nonce) and quotes the node's
-// report body with it.
-func (a *agent) attestationEvidence(ctx context.Context, s *session, qe *sim.QE) (api.NodeAttest, error) {
+// re-attestation (POST /v1/node/attestation-nonce) and makes the node's
+// evidence with it, binding the key of its certificate.
+func (a *agent) attestationEvidence(ctx context.Context, s *session, src evidenceSource) (api.NodeAttest, error) {
 	var out api.Nonce
 	if err := call(ctx, s.node, http.MethodPost, a.cfg.NodeServer.JoinPath("v1", "node", "attestation-nonce").String(), nil, &out); err != nil {
 		return api.NodeAttest{}, err
 	}
-	evidence, err := qe.Quote(nodeReportBody(s.id.leaf(), out.Nonce))
+	ev, err := withEvidence(src, s.id.leaf().RawSubjectPublicKeyInfo, out.Nonce)
 	if err != nil {
-		return api.NodeAttest{}, fmt.Errorf("quoting the node's re-attestation evidence: %w", err)
+		return api.NodeAttest{}, fmt.Errorf("making the node's re-attestation evidence: %w", err)
 	}
-	return api.NodeAttest{Evidence: evidence, Nonce: out.Nonce}, nil
+	return ev, nil
 }
 
-// reattests re-attests the node with the simulated QE (--simulation) at
-// once, then every ReattestEvery, until ctx ends: POST /v1/node/attest
-// with a quote binding the key of the node's certificate. The server
+// reattests re-attests the node with src (configfs-tsm's evidence, or the
+// simulated QE's) at once, then every ReattestEvery, until ctx ends: POST
+// /v1/node/attest with evidence binding the key of the node's certificate. The server
 // marks a node that has not re-attested within its period (24 h by
 // default) as overdue.
 //
@@ -71,14 +70,14 @@ func (a *agent) attestationEvidence(ctx context.Context, s *session, qe *sim.QE)
 // the agent logs the server's reason and asks for a heartbeat at once,
 // whose 401 stops the agent. Failures to reach the server, and 5xx, are
 // retried with backoff.
-func (a *agent) reattests(ctx context.Context, qe *sim.QE) {
+func (a *agent) reattests(ctx context.Context, src evidenceSource) {
 	s := a.sess.Load()
 	endpoint := a.cfg.NodeServer.JoinPath("v1", "node", "attest").String()
 	failures := 0
 	for {
 		var out api.Node
 		cctx, cancel := withDefaultTimeout(ctx, forwardTimeout)
-		attest, err := a.attestationEvidence(cctx, s, qe)
+		attest, err := a.attestationEvidence(cctx, s, src)
 		if err == nil {
 			err = call(cctx, s.node, http.MethodPost, endpoint, attest, &out)
 		}
@@ -91,7 +90,7 @@ func (a *agent) reattests(ctx context.Context, qe *sim.QE) {
 		switch {
 		case err == nil:
 			failures = 0
-			a.log.Info("re-attested", keyNode, s.id.record.ID, "simulated", out.Simulated, "next_in", pause.String())
+			a.log.Info("re-attested", keyNode, s.id.record.ID, "tee", out.TEE, "simulated", out.Simulated, "next_in", pause.String())
 		case answered && se.Problem.Status == http.StatusForbidden:
 			failures = 0
 			a.log.Error("the server refused the node's re-attestation: the node is untrusted now and its certificate revoked; "+

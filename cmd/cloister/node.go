@@ -25,8 +25,11 @@ func nodeRows(ns ...api.Node) [][]string {
 			hb = n.LastHeartbeat.Format(time.RFC3339)
 		}
 		attested := strconv.FormatBool(n.Attested)
-		if n.Simulated {
+		switch {
+		case n.Simulated:
 			attested += " (simulated)"
+		case n.Attested && n.TEE != "":
+			attested += " (" + n.TEE + ")"
 		}
 		rows[i] = []string{n.ID, n.Name, n.Status, attested, strconv.Itoa(len(n.Instances)), hb}
 	}
@@ -80,7 +83,7 @@ func (c *cli) nodeCmd() *cobra.Command {
 		},
 	}
 	show := &cobra.Command{
-		Use: "show NODE_ID", Short: "Show a node, then its running instances", Args: cobra.ExactArgs(1),
+		Use: "show NODE_ID", Short: "Show a node (with its TEE and measurement, in a confidential VM), then its running instances", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			acct, err := c.accountID()
 			if err != nil {
@@ -95,6 +98,10 @@ func (c *cli) nodeCmd() *cobra.Command {
 			}
 			if err := c.print(n, nodeHeader, nodeRows(n)); err != nil {
 				return err
+			}
+			if n.Measurement != "" {
+				// A confidential VM: what its evidence proved.
+				fmt.Fprintf(c.out, "\nTEE %s, measurement %s\n", n.TEE, n.Measurement)
 			}
 			// Its instances, as a table of their own, applications by name.
 			fmt.Fprintln(c.out)

@@ -38,6 +38,12 @@ type Config struct {
 	IntelRoot    *ecdsa.PublicKey
 	IntelOptions []sgx.VerifierOption
 	Clock        func() time.Time
+	// AcceptUnboundEvidence accepts evidence whose REPORTDATA is not the
+	// key binding and nonce asked for. Only tests that replay evidence
+	// recorded on real hardware (whose REPORTDATA is fixed) set it; no
+	// flag or setting of a deployment does. Every verdict so judged says
+	// so in its error.
+	AcceptUnboundEvidence bool
 	// ReadTTL is how long a replica verifies with what it read of a policy
 	// or of collateral (0: 2 s). A policy change applies on every replica
 	// at once, through its PolicyChanged event; collateral stored through
@@ -64,7 +70,7 @@ func (cfg *Config) check() error {
 func (cfg *Config) app(ctx context.Context, r *service.Runner, st *store.Stores) (app.Config, error) {
 	acfg := app.Config{Policies: st.Policies, Collaterals: st.Collaterals, Verdicts: st.Verdicts, Activity: st.Activity, Images: st.Images, Withdrawals: st.Withdrawals,
 		Audit: events.AuditLog{JS: r.JetStream(), Producer: store.Producer}, IntelRoot: cfg.IntelRoot, IntelOptions: cfg.IntelOptions, Clock: cfg.Clock,
-		ReadTTL: cfg.ReadTTL}
+		ReadTTL: cfg.ReadTTL, AcceptUnboundEvidence: cfg.AcceptUnboundEvidence}
 	acfg.SNP = amd.New()
 	if cfg.PCSURL != "" {
 		f, err := pcs.New(cfg.PCSURL)

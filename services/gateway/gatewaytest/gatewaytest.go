@@ -55,6 +55,9 @@ type Options struct {
 	// Replicas is how many instances of each service run, each with its
 	// own connection (on a cluster, to the nodes in turn); default 1.
 	Replicas int
+	// Attestation, if set, changes the attestation service's
+	// configuration (a clock in a vector's window, say).
+	Attestation func(*attestation.Config)
 }
 
 // Stack is one running deployment.
@@ -81,7 +84,11 @@ func Start(t testing.TB, o Options) *Stack {
 			return account.Start(ctx, account.Config{Options: opts, PasswordCost: &account.PasswordCost{Memory: 1024, Time: 1, Threads: 1}})
 		})
 		att := servicetest.Start(st, "attestation", func(ctx context.Context, opts service.Options) (*attestation.Service, error) {
-			return attestation.Start(ctx, attestation.Config{Options: opts, Simulation: true, KEK: st.KEK, Cache: st.Cache})
+			cfg := attestation.Config{Options: opts, Simulation: true, KEK: st.KEK, Cache: st.Cache}
+			if o.Attestation != nil {
+				o.Attestation(&cfg)
+			}
+			return attestation.Start(ctx, cfg)
 		})
 		if i == 0 {
 			s.Attestation = att

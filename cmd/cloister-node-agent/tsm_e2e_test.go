@@ -1,0 +1,174 @@
+package main
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/pem"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-configfs-tsm/configfs/configfsi"
+	"github.com/google/go-configfs-tsm/configfs/faketsm"
+	"github.com/google/uuid"
+
+	"github.com/cloister-cc/cloister/libs/snp"
+	"github.com/cloister-cc/cloister/services/attestation"
+	"github.com/cloister-cc/cloister/services/gateway/api"
+)
+
+// fakeTSM is a configfs-tsm report tree (go-configfs-tsm's fake) whose
+// provider answers every request with the same recorded evidence, and
+// keeps the REPORTDATA (inblob) it was asked for.
+type fakeTSM struct {
+	mu      sync.Mutex
+	inblobs [][]byte
+}
+
+func (f *fakeTSM) client(provider string, outblob, auxblob []byte) configfsi.Client {
+	return &faketsm.Client{Subsystems: map[string]configfsi.Client{"report": &faketsm.ReportSubsystem{
+		Random: rand.Reader,
+		MakeEntry: func() *faketsm.ReportEntry {
+			return &faketsm.ReportEntry{InAttrs: map[string]*faketsm.ReportAttributeState{"inblob": {}, "privlevel": {}}}
+		},
+		CheckInAttr: func(_ *faketsm.ReportEntry, attr string, contents []byte) error {
+			if attr == "inblob" {
+				f.mu.Lock()
+				f.inblobs = append(f.inblobs, bytes.Clone(contents))
+				f.mu.Unlock()
+			}
+			return nil
+		},
+		ReadAttr: func(_ *faketsm.ReportEntry, attr string) ([]byte, error) {
+			switch attr {
+			case "provider":
+				return []byte(provider + "\n"), nil
+			case "outblob":
+				return outblob, nil
+			case "auxblob":
+				return auxblob, nil
+			}
+			return nil, os.ErrNotExist
+		},
+	}}}
+}
+
+// certTable lays out an SEV-SNP certificate table, as a host gives it in
+// the extended report (configfs-tsm's auxblob): GUID, offset and length
+// per certificate, an entry of zeros, then the certificates.
+func certTable(certs map[string][]byte) []byte {
+	var order []string
+	for g := range certs {
+		order = append(order, g)
+	}
+	head := make([]byte, 24*(len(order)+1))
+	var data []byte
+	for i, g := range order {
+		u := uuid.MustParse(g)
+		copy(head[24*i:], u[:])
+		binary.LittleEndian.PutUint32(head[24*i+16:], uint32(len(head)+len(data)))
+		binary.LittleEndian.PutUint32(head[24*i+20:], uint32(len(certs[g])))
+		data = append(data, certs[g]...)
+	}
+	return append(head, data...)
+}
+
+// TestConfidentialVMNode: a node in an SEV-SNP VM enrols with a join token
+// that requires attestation, presenting the evidence configfs-tsm gives
+// (here a fake tree that returns a real Milan report and its VCEK, in a
+// certificate table), and re-attests with it; the node registry records
+// its TEE and measurement. The report's REPORTDATA was fixed when it was
+// recorded, so this test, and only it, runs the attestation service with
+// AcceptUnboundEvidence; the SNP vector's VCEK is valid until 2030, so
+// the clock is the real one.
+func TestConfidentialVMNode(t *testing.T) {
+	const vectors = "../../libs/snp/testdata/"
+	hexReport, err := os.ReadFile(vectors + "report_milan.hex")
+	if err != nil {
+		t.Fatal(err)
+	}
+	report, err := snp.DecodeReport(hexReport)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vcek, err := os.ReadFile(vectors + "vcek_milan.der")
+	if err != nil {
+		t.Fatal(err)
+	}
+	chain, err := os.ReadFile(vectors + "cert_chain_milan")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ask, rest := pem.Decode(chain)
+	ark, _ := pem.Decode(rest)
+	aux := certTable(map[string][]byte{"63da758d-e664-4564-adc5-f4b93be8accd": vcek,
+		"4ab7b379-bbac-4fe4-a02f-05aef327c782": ask.Bytes, "c0b406a4-a803-4952-9743-3fb6014cd0ae": ark.Bytes})
+
+	g := newTestGatewayWith(t, func(c *attestation.Config) { c.AcceptUnboundEvidence = true })
+	token := g.JoinToken(g.admin, g.account, api.CreateJoinToken{Name: "cvm", MaxUses: 1, RequireAttestation: true}).Secret
+	fake := &fakeTSM{}
+	dir := t.TempDir()
+	cfg := testConfig(t, g, dir)
+	cfg.JoinToken, cfg.TEE, cfg.TSM = token, "sev-snp", fake.client("sev_guest", report, aux)
+	r := start(t, cfg)
+	r.enrolled(t)
+
+	g.mu.Lock()
+	sent := g.enrolled[len(g.enrolled)-1]
+	g.mu.Unlock()
+	if sent.TEE != "sev-snp" || !bytes.Equal(sent.Evidence, report) || !bytes.Equal(sent.EvidenceAux, aux) || len(sent.Nonce) != 32 {
+		t.Fatalf("the enrolment sent tee %q, %d bytes of evidence, %d of aux, a %d-byte nonce; want sev-snp, the report, its table, a nonce",
+			sent.TEE, len(sent.Evidence), len(sent.EvidenceAux), len(sent.Nonce))
+	}
+	// What the agent asked configfs-tsm to bind: its key and the nonce.
+	fake.mu.Lock()
+	first := fake.inblobs[0]
+	fake.mu.Unlock()
+	if len(first) != 64 || !bytes.Equal(first[32:], sent.Nonce) {
+		t.Fatalf("the inblob written = %x, want SHA-256 of the CSR's key then the nonce %x", first, sent.Nonce)
+	}
+	const measurement = "7a1e5c266c0108dbc9bb94fa926951320940915d0aafb42464bd88b579ea158d3e1a0dc39b2c60bd95b9c480cd81841f"
+	n := g.GetNode(g.admin, g.account, readRecord(t, dir).ID)
+	if !n.Attested || n.Simulated || n.TEE != "sev-snp" || n.Measurement != measurement {
+		t.Fatalf("the node = %+v; want attested, not simulated, sev-snp with the report's measurement", n)
+	}
+	// It re-attests with fresh evidence at once.
+	eventually(t, "the node re-attested with configfs-tsm's evidence", func() bool {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		for _, a := range g.attests {
+			if a.TEE == "sev-snp" && bytes.Equal(a.Evidence, report) {
+				return true
+			}
+		}
+		return false
+	})
+	eventually(t, "the re-attestation was accepted", func() bool {
+		n := g.GetNode(g.admin, g.account, n.ID)
+		return n.LastAttested != nil && n.LastAttested.After(n.EnrolledAt) && n.Status == "active"
+	})
+	if !strings.Contains(r.logs.String(), `"tee":"sev-snp"`) {
+		t.Errorf("the agent's log does not say it re-attested as sev-snp: %s", r.logs.String())
+	}
+
+	// Without AcceptUnboundEvidence, the deployments' setting, the same
+	// recorded report is refused: it does not bind this node's key and
+	// nonce.
+	strict := newTestGateway(t)
+	token = strict.JoinToken(strict.admin, strict.account, api.CreateJoinToken{Name: "cvm", MaxUses: 1, RequireAttestation: true}).Secret
+	cfg = testConfig(t, strict, t.TempDir())
+	cfg.JoinToken, cfg.TEE, cfg.TSM = token, "sev-snp", fake.client("sev_guest", report, aux)
+	refused := start(t, cfg)
+	select {
+	case err := <-refused.done:
+		refused.done <- err // for the cleanup
+		if exitCode(err) != exitNoPerm || !strings.Contains(err.Error(), "report_data_binding") {
+			t.Fatalf("run() = %v, want the enrolment refused (exit %d) for report_data_binding", err, exitNoPerm)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the agent with evidence that binds another key was not refused")
+	}
+}
