@@ -134,6 +134,9 @@ type agent struct {
 	// that; simEvidence tells whether it presents simulated SGX evidence.
 	tsm         evidenceSource
 	simEvidence bool
+	// simTD: the simulated evidence is a simulated TD's (--tee tdx
+	// --simulation on a machine without configfs-tsm), not SGX's.
+	simTD bool
 
 	kick chan struct{} // asks for a heartbeat now
 	// closing is closed when the agent stops: the connections instances
@@ -234,10 +237,15 @@ func (a *agent) chooseEvidence() error {
 		a.simEvidence = true
 	case tee.TDX, tee.SEVSNP:
 		c, err := tsm()
-		if err != nil {
+		switch {
+		case err == nil:
+			a.tsm = tsmSource{client: c, want: cfg.TEE}
+		case cfg.TEE == tee.TDX && cfg.Simulation:
+			// A simulated TD, quoted by the server's simulated QE.
+			a.simEvidence, a.simTD = true, true
+		default:
 			return exitWith(exitConfig, "--tee %s: %v", cfg.TEE, err)
 		}
-		a.tsm = tsmSource{client: c, want: cfg.TEE}
 	case "", teeAuto:
 		if c, err := tsm(); err == nil {
 			a.tsm = tsmSource{client: c}
@@ -324,7 +332,7 @@ func (a *agent) work(ctx context.Context) error {
 	if a.cfg.Simulation {
 		wg.Go(func() {
 			if qe := a.fetchQE(qctx); qe != nil && a.tsm == nil && a.simEvidence {
-				a.reattests(qctx, simSource{qe})
+				a.reattests(qctx, simSource{qe: qe, td: a.simTD})
 			}
 		})
 	}
@@ -421,7 +429,7 @@ func (a *agent) enrol(ctx context.Context) (*identity, error) {
 			return nil, err
 		}
 		if qe != nil {
-			src = simSource{qe}
+			src = simSource{qe: qe, td: a.simTD}
 		}
 	}
 	for attempt := 1; ; attempt++ {

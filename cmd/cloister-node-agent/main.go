@@ -193,7 +193,8 @@ func parseArgs(args []string, lookupEnv func(string) (string, bool), stdout io.W
 	f.DurationVar(&o.heartbeatEvery, "heartbeat-every", 30*time.Second, "time between heartbeats")
 	f.BoolVar(&o.simulation, "simulation", false, "simulation mode: no SGX hardware; the agent fetches a simulated QE from the server and quotes enclaves' report bodies with it (POST /v1/enclave/attest)")
 	f.StringVar(&o.tee, "tee", teeAuto, "the node's own evidence: auto (configfs-tsm's if this machine has it, else simulated SGX evidence with --simulation, else none), "+
-		"tdx or sev-snp (configfs-tsm's: a TDX quote, an SEV-SNP report), sgx (simulated: with --simulation), or none")
+		"tdx or sev-snp (configfs-tsm's: a TDX quote, an SEV-SNP report; with --simulation and no configfs-tsm, tdx is a simulated TD's), "+
+		"sgx (simulated: with --simulation), or none")
 	f.DurationVar(&o.reattestEvery, "reattest-every", defaultReattestEvery, "time between re-attestations of a node that presents evidence: the agent binds "+
 		"the key of its certificate in fresh evidence and sends it to the server (POST /v1/node/attest) at once, then at this interval; "+
 		"keep it well under the server's period (24 h by default), past which the node is overdue")

@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/sha256"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"net/http"
@@ -24,24 +22,15 @@ const defaultReattestEvery = 12 * time.Hour
 // left zero.
 const nodeAgentLabel = "cloister node agent"
 
-// nodeReportBody is the report body of the node's own evidence: its
-// REPORTDATA is SHA-256 of the DER SubjectPublicKeyInfo of the node's
-// certificate, followed by the server's nonce, which binds the quote to
-// the node's key and makes it fresh; the enclave identity is left zero
-// but for a label.
-func nodeReportBody(leaf *x509.Certificate, nonce []byte) sgx.ReportBody {
-	return nodeReportBodyFor(leaf.RawSubjectPublicKeyInfo, nonce)
-}
-
-// nodeReportBodyFor is nodeReportBody for a DER SubjectPublicKeyInfo: at
-// enrolment, the CSR's.
-func nodeReportBodyFor(spki, nonce []byte) sgx.ReportBody {
+// nodeReportBody is the report body of the node's own simulated SGX
+// evidence: REPORTDATA as given (reportData's: it binds the node's key
+// and the server's nonce); the enclave identity is left zero but for a
+// label.
+func nodeReportBody(rd [64]byte) sgx.ReportBody {
 	var b sgx.ReportBody
 	b.Attributes[0] = sgx.AttributeInit | sgx.AttributeMode64 // not debug
 	copy(b.ConfigID[:], nodeAgentLabel)
-	binding := sha256.Sum256(spki)
-	copy(b.ReportData[:32], binding[:])
-	copy(b.ReportData[32:], nonce)
+	b.ReportData = rd
 	return b
 }
 

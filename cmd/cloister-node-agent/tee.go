@@ -9,6 +9,7 @@ import (
 	"github.com/google/go-configfs-tsm/configfs/linuxtsm"
 	"github.com/google/go-configfs-tsm/report"
 
+	"github.com/cloister-cc/cloister/libs/sgx"
 	"github.com/cloister-cc/cloister/libs/sgx/sim"
 	"github.com/cloister-cc/cloister/libs/tee"
 	"github.com/cloister-cc/cloister/services/gateway/api"
@@ -50,13 +51,23 @@ func withEvidence(src evidenceSource, spki, nonce []byte) (api.NodeAttest, error
 }
 
 // simSource quotes with the server's simulated QE (--simulation): SGX
-// evidence that proves nothing about hardware.
-type simSource struct{ qe *sim.QE }
+// evidence, or with td a TDX quote of a simulated TD, that proves nothing
+// about hardware.
+type simSource struct {
+	qe *sim.QE
+	td bool
+}
+
+// simulatedMRTD labels a simulated TD's measurement, so that a hex dump
+// says what it is.
+var simulatedMRTD = func() (m [48]byte) { copy(m[:], "Cloister node agent, simulated TD"); return m }()
 
 func (s simSource) Evidence(rd [64]byte) (string, []byte, []byte, error) {
-	body := nodeReportBodyFor(nil, nil)
-	body.ReportData = rd
-	q, err := s.qe.Quote(body)
+	if s.td {
+		q, err := s.qe.QuoteTD(sgx.TDReport{MRTD: simulatedMRTD, ReportData: rd})
+		return "", q, nil, err
+	}
+	q, err := s.qe.Quote(nodeReportBody(rd))
 	return "", q, nil, err
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/pem"
 	"os"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"github.com/google/go-configfs-tsm/configfs/faketsm"
 	"github.com/google/uuid"
 
+	"github.com/cloister-cc/cloister/libs/sgx"
 	"github.com/cloister-cc/cloister/libs/snp"
 	"github.com/cloister-cc/cloister/services/attestation"
 	"github.com/cloister-cc/cloister/services/gateway/api"
@@ -170,5 +172,58 @@ func TestConfidentialVMNode(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("the agent with evidence that binds another key was not refused")
+	}
+}
+
+// TestSimulatedTDXNode: with --simulation and --tee tdx on a machine
+// without a TDX guest, the agent presents a simulated TD's quote (TDX quote
+// v4 from the server's simulated QE) through the whole enrolment path: a
+// join token requiring attestation, the attestation service's simulated
+// TDX collateral and TDX rules; it re-attests with the same; the node is
+// recorded as a simulated tdx node with the simulated MRTD.
+func TestSimulatedTDXNode(t *testing.T) {
+	if _, err := openTSM(); err == nil {
+		t.Skip("this machine is a confidential VM: --tee tdx uses its configfs-tsm, not the simulation")
+	}
+	g := newTestGateway(t)
+	token := g.JoinToken(g.admin, g.account, api.CreateJoinToken{Name: "td", MaxUses: 1, RequireAttestation: true}).Secret
+	dir := t.TempDir()
+	cfg := testConfig(t, g, dir)
+	cfg.JoinToken, cfg.TEE, cfg.Simulation = token, "tdx", true
+	r := start(t, cfg)
+	r.enrolled(t)
+
+	g.mu.Lock()
+	sent := g.enrolled[len(g.enrolled)-1]
+	g.mu.Unlock()
+	q, err := sgx.ParseQuote(sent.Evidence)
+	if err != nil || q.TDReport == nil || q.TDReport.MRTD != simulatedMRTD {
+		t.Fatalf("the enrolment's evidence = %v, %v; want a TDX quote of the simulated TD", q, err)
+	}
+	n := g.GetNode(g.admin, g.account, readRecord(t, dir).ID)
+	if !n.Attested || !n.Simulated || n.TEE != "tdx" || n.Measurement != hex.EncodeToString(simulatedMRTD[:]) {
+		t.Fatalf("the node = %+v; want attested, simulated, tdx with the simulated MRTD", n)
+	}
+	eventually(t, "the simulated TD re-attested", func() bool {
+		n := g.GetNode(g.admin, g.account, n.ID)
+		return n.LastAttested != nil && n.LastAttested.After(n.EnrolledAt) && n.Status == "active" && n.TEE == "tdx"
+	})
+
+	// The account's TDX rules apply: an MRTD list without the simulated
+	// TD's refuses its next enrolment.
+	g.Call(g.admin, "PUT", "/v1/accounts/"+g.account+"/attestation/policy", api.AttestationPolicy{AcceptStatuses: []string{"UpToDate"},
+		AllowSimulation: true, TDX: &api.TDXPolicy{MRTDs: []string{strings.Repeat("00", 48)}}}, nil)
+	token = g.JoinToken(g.admin, g.account, api.CreateJoinToken{Name: "td2", MaxUses: 1, RequireAttestation: true}).Secret
+	cfg = testConfig(t, g, t.TempDir())
+	cfg.JoinToken, cfg.TEE, cfg.Simulation, cfg.Name = token, "tdx", true, "node-b"
+	refused := start(t, cfg)
+	select {
+	case err := <-refused.done:
+		refused.done <- err
+		if exitCode(err) != exitNoPerm || !strings.Contains(err.Error(), "MRTD") {
+			t.Fatalf("run() = %v, want the enrolment refused (exit %d) for its MRTD", err, exitNoPerm)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("a TD the policy does not list was not refused")
 	}
 }

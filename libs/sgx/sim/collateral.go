@@ -28,7 +28,14 @@ type CollateralOption func(*collateralOptions)
 
 type collateralOptions struct {
 	levels []sgx.TCBLevel
+	tdx    bool
 }
+
+// ForTDX makes TDX collateral, for QuoteTD's quotes: a TCB Info with id
+// TDX, whose levels also ask for TEE_TCB_SVN components of zero and whose
+// TDX module (version 0) is signed by zeros with no attributes, as
+// Intel's; and a QE Identity with id TD_QE, describing the simulated QE.
+func ForTDX() CollateralOption { return func(o *collateralOptions) { o.tdx = true } }
 
 // WithTCBLevels replaces the TCB Info's levels, which by default are one
 // level, UpToDate, at exactly the platform's TCB. Give them newest first,
@@ -58,11 +65,11 @@ func (r *Root) Collateral(p Platform, now time.Time, opts ...CollateralOption) (
 	issueDate := now.Add(-backdate).UTC().Truncate(time.Second)
 	nextUpdate := now.Add(collateralValidity).UTC().Truncate(time.Second)
 
-	tcbInfo, err := tcbInfoJSON(p, issueDate, nextUpdate, o.levels)
+	tcbInfo, err := tcbInfoJSON(p, issueDate, nextUpdate, o.levels, o.tdx)
 	if err != nil {
 		return nil, err
 	}
-	qeIdentity, err := qeIdentityJSON(issueDate, nextUpdate)
+	qeIdentity, err := qeIdentityJSON(issueDate, nextUpdate, o.tdx)
 	if err != nil {
 		return nil, err
 	}
@@ -137,12 +144,19 @@ type (
 		PCEID                   string         `json:"pceId"`
 		TCBType                 int            `json:"tcbType"`
 		TCBEvaluationDataNumber int            `json:"tcbEvaluationDataNumber"`
+		TDXModule               *tdxModuleWire `json:"tdxModule,omitempty"`
 		TCBLevels               []tcbLevelWire `json:"tcbLevels"`
+	}
+	tdxModuleWire struct {
+		MRSIGNER       string `json:"mrsigner"`
+		Attributes     string `json:"attributes"`
+		AttributesMask string `json:"attributesMask"`
 	}
 	tcbLevelWire struct {
 		TCB struct {
 			SGXTCBComponents []svnWire `json:"sgxtcbcomponents"`
 			PCESVN           uint16    `json:"pcesvn"`
+			TDXTCBComponents []svnWire `json:"tdxtcbcomponents,omitempty"`
 		} `json:"tcb"`
 		TCBDate     string   `json:"tcbDate"`
 		TCBStatus   string   `json:"tcbStatus"`
@@ -174,12 +188,12 @@ type (
 	}
 )
 
-func tcbInfoJSON(p Platform, issueDate, nextUpdate time.Time, levels []sgx.TCBLevel) ([]byte, error) {
+func tcbInfoJSON(p Platform, issueDate, nextUpdate time.Time, levels []sgx.TCBLevel, tdx bool) ([]byte, error) {
 	if len(levels) == 0 {
 		return nil, fmt.Errorf("sim: TCB Info needs at least one TCB level")
 	}
 	w := tcbInfoWire{
-		ID:                      "SGX",
+		ID:                      map[bool]string{false: "SGX", true: "TDX"}[tdx],
 		Version:                 3,
 		IssueDate:               jsonDate(issueDate),
 		NextUpdate:              jsonDate(nextUpdate),
@@ -197,6 +211,11 @@ func tcbInfoJSON(p Platform, issueDate, nextUpdate time.Time, levels []sgx.TCBLe
 			lw.TCB.SGXTCBComponents = append(lw.TCB.SGXTCBComponents, svnWire{svn})
 		}
 		lw.TCB.PCESVN = l.PCESVN
+		if tdx {
+			for _, svn := range l.TDXComponents {
+				lw.TCB.TDXTCBComponents = append(lw.TCB.TDXTCBComponents, svnWire{svn})
+			}
+		}
 		date := l.TCBDate
 		if date.IsZero() {
 			date = issueDate
@@ -206,14 +225,18 @@ func tcbInfoJSON(p Platform, issueDate, nextUpdate time.Time, levels []sgx.TCBLe
 		lw.AdvisoryIDs = l.AdvisoryIDs
 		w.TCBLevels = append(w.TCBLevels, lw)
 	}
+	if tdx {
+		w.TDXModule = &tdxModuleWire{MRSIGNER: jsonHex(make([]byte, 48)), Attributes: "0000000000000000", AttributesMask: "FFFFFFFFFFFFFFFF"}
+	}
 	return json.Marshal(w)
 }
 
-// qeIdentityJSON describes the simulated QE: MISCSELECT must be zero, the
+// qeIdentityJSON describes the simulated QE (as the TD_QE for TDX, a role
+// it plays too): MISCSELECT must be zero, the
 // attributes are compared except MODE64BIT and XFRM (Intel's masks), and
 // MRSIGNER and ISVPRODID must be the simulated QE's. Its one level,
 // UpToDate, is the simulated QE's ISVSVN.
-func qeIdentityJSON(issueDate, nextUpdate time.Time) ([]byte, error) {
+func qeIdentityJSON(issueDate, nextUpdate time.Time, tdx bool) ([]byte, error) {
 	var attrs, mask [16]byte
 	attrs[0] = qeAttributes0 &^ sgx.AttributeMode64
 	for i := range 8 {
@@ -221,7 +244,7 @@ func qeIdentityJSON(issueDate, nextUpdate time.Time) ([]byte, error) {
 	}
 	mask[0] &^= sgx.AttributeMode64
 	w := qeIdentityWire{
-		ID:                      "QE",
+		ID:                      map[bool]string{false: "QE", true: "TD_QE"}[tdx],
 		Version:                 2,
 		IssueDate:               jsonDate(issueDate),
 		NextUpdate:              jsonDate(nextUpdate),

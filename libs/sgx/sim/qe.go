@@ -210,16 +210,34 @@ func (q *QE) Platform() Platform { return q.platform }
 // simulation cannot check that an enclave produced it. Signatures use
 // crypto/rand.
 func (q *QE) Quote(body sgx.ReportBody) ([]byte, error) {
+	return q.quote(sgx.QuoteVersion3, sgx.TEETypeSGX, EncodeReportBody(body))
+}
+
+// QuoteTD turns a TD report into a TDX ECDSA quote v4, as Intel's TD
+// quoting enclave does: the header (TEE type TDX), the TD report and the
+// attestation key's signature over them; the attestation key; and, as
+// certification data type 6, what a v3 quote carries after its
+// attestation key (the QE report, its signature, the QE auth data and the
+// PCK chain). Its collateral is Collateral's with ForTDX. The simulation
+// cannot check that a TD produced the report: SIMULATION, proving nothing.
+func (q *QE) QuoteTD(td sgx.TDReport) ([]byte, error) {
+	return q.quote(sgx.QuoteVersion4, sgx.TEETypeTDX, EncodeTDReport(td))
+}
+
+// quote signs header and body and appends the signature data.
+func (q *QE) quote(version uint16, teeType uint32, body []byte) ([]byte, error) {
 	header := make([]byte, sgx.HeaderSize)
-	binary.LittleEndian.PutUint16(header[0:2], sgx.QuoteVersion3)
+	binary.LittleEndian.PutUint16(header[0:2], version)
 	binary.LittleEndian.PutUint16(header[2:4], sgx.AttestationKeyECDSA256)
-	binary.LittleEndian.PutUint32(header[4:8], sgx.TEETypeSGX)
-	binary.LittleEndian.PutUint16(header[8:10], qeISVSVN)
-	binary.LittleEndian.PutUint16(header[10:12], q.platform.PCESVN)
+	binary.LittleEndian.PutUint32(header[4:8], teeType)
+	if version == sgx.QuoteVersion3 { // a v4 quote leaves them zero
+		binary.LittleEndian.PutUint16(header[8:10], qeISVSVN)
+		binary.LittleEndian.PutUint16(header[10:12], q.platform.PCESVN)
+	}
 	copy(header[12:28], qeVendorID[:])
 	copy(header[28:48], qeUserData[:])
 
-	signed := append(header, EncodeReportBody(body)...)
+	signed := append(header, body...)
 	quoteSig, err := signRS(q.attKey, signed)
 	if err != nil {
 		return nil, fmt.Errorf("signing simulated quote: %w", err)
@@ -243,16 +261,23 @@ func (q *QE) Quote(body sgx.ReportBody) ([]byte, error) {
 		return nil, fmt.Errorf("signing simulated QE report: %w", err)
 	}
 
-	sigData := make([]byte, 0, 64+64+sgx.ReportBodySize+64+2+len(q.authData)+2+4+len(q.certData))
+	qeData := make([]byte, 0, sgx.ReportBodySize+64+2+len(q.authData)+2+4+len(q.certData))
+	qeData = append(qeData, qeReportRaw...)
+	qeData = append(qeData, qeSig[:]...)
+	qeData = binary.LittleEndian.AppendUint16(qeData, uint16(len(q.authData)))
+	qeData = append(qeData, q.authData...)
+	qeData = binary.LittleEndian.AppendUint16(qeData, sgx.CertDataPCKChain)
+	qeData = binary.LittleEndian.AppendUint32(qeData, uint32(len(q.certData)))
+	qeData = append(qeData, q.certData...)
+
+	sigData := make([]byte, 0, 64+64+6+len(qeData))
 	sigData = append(sigData, quoteSig[:]...)
 	sigData = append(sigData, q.attKeyRaw[:]...)
-	sigData = append(sigData, qeReportRaw...)
-	sigData = append(sigData, qeSig[:]...)
-	sigData = binary.LittleEndian.AppendUint16(sigData, uint16(len(q.authData)))
-	sigData = append(sigData, q.authData...)
-	sigData = binary.LittleEndian.AppendUint16(sigData, sgx.CertDataPCKChain)
-	sigData = binary.LittleEndian.AppendUint32(sigData, uint32(len(q.certData)))
-	sigData = append(sigData, q.certData...)
+	if version == sgx.QuoteVersion4 {
+		sigData = binary.LittleEndian.AppendUint16(sigData, sgx.CertDataQEReport)
+		sigData = binary.LittleEndian.AppendUint32(sigData, uint32(len(qeData)))
+	}
+	sigData = append(sigData, qeData...)
 
 	out := binary.LittleEndian.AppendUint32(signed, uint32(len(sigData)))
 	out = append(out, sigData...)
@@ -292,6 +317,18 @@ func EncodeReportBody(b sgx.ReportBody) []byte {
 	binary.LittleEndian.PutUint16(out[260:262], b.ConfigSVN)
 	copy(out[304:320], b.ISVFamilyID[:])
 	copy(out[320:384], b.ReportData[:])
+	return out
+}
+
+// EncodeTDReport is the inverse of sgx.ParseTDReport: the 584-byte TD
+// report (v1.0).
+func EncodeTDReport(r sgx.TDReport) []byte {
+	out := make([]byte, 0, sgx.TDReportSize)
+	for _, f := range [][]byte{r.TEETCBSVN[:], r.MRSEAM[:], r.MRSIGNERSEAM[:], r.SEAMAttributes[:], r.TDAttributes[:], r.XFAM[:],
+		r.MRTD[:], r.MRCONFIGID[:], r.MROWNER[:], r.MROWNERCONFIG[:], r.RTMRs[0][:], r.RTMRs[1][:], r.RTMRs[2][:], r.RTMRs[3][:],
+		r.ReportData[:]} {
+		out = append(out, f...)
+	}
 	return out
 }
 

@@ -708,3 +708,42 @@ func TestQEBoundToAccount(t *testing.T) {
 		t.Error("NewQEForAccount without an account succeeded")
 	}
 }
+
+// A simulated TD's quote verifies with the simulation's TDX collateral as
+// a TDX quote, its TD report as given; not with SGX collateral.
+func TestQuoteTDVerifies(t *testing.T) {
+	r := newRoot(t)
+	q := newQE(t, r, DefaultPlatform())
+	var td sgx.TDReport
+	copy(td.MRTD[:], "Cloister simulated TD")
+	td.RTMRs[2][0] = 0x42
+	copy(td.ReportData[:], "public key hash and nonce")
+	raw, err := q.QuoteTD(td)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := verify(r, raw, mustCollateral(t, r, DefaultPlatform(), ForTDX()), now)
+	if err != nil {
+		t.Fatalf("Verify(TD quote) = %v", err)
+	}
+	if res.TEE != "tdx" || res.Status != sgx.StatusUpToDate || res.ModuleStatus != sgx.StatusUpToDate || res.TD == nil ||
+		*res.TD != td || res.ReportData != td.ReportData || res.Debug {
+		t.Fatalf("Verify(TD quote) = %+v", res)
+	}
+	if got := EncodeTDReport(td); len(got) != sgx.TDReportSize {
+		t.Fatalf("EncodeTDReport = %d bytes", len(got))
+	}
+	if back, err := sgx.ParseTDReport(EncodeTDReport(td)); err != nil || back != td {
+		t.Fatalf("ParseTDReport(EncodeTDReport(td)) = %+v, %v", back, err)
+	}
+	if _, err := verify(r, raw, mustCollateral(t, r, DefaultPlatform()), now); sgx.ReasonOf(err) != sgx.ReasonMismatch {
+		t.Fatalf("a TD quote with SGX collateral = %v, want a mismatch", err)
+	}
+	td.TDAttributes[0] = sgx.TDAttributeDebug
+	if raw, err = q.QuoteTD(td); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := verify(r, raw, mustCollateral(t, r, DefaultPlatform(), ForTDX()), now); err != nil || !res.Debug {
+		t.Fatalf("a debug TD = %+v, %v; want verified, debug", res, err)
+	}
+}

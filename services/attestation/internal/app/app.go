@@ -90,7 +90,9 @@ type Fetcher interface {
 // root key, and collateral for its simulated platforms.
 type Simulation interface {
 	RootKey() *ecdsa.PublicKey
-	Collateral(fmspc [6]byte, now time.Time) (*sgx.Collateral, error)
+	// Collateral is the SGX collateral of the simulated platform, or its
+	// TDX collateral for teeName "tdx".
+	Collateral(teeName string, fmspc [6]byte, now time.Time) (*sgx.Collateral, error)
 	// NewQE makes a QE bound to the account: only its evidence is
 	// accepted from it.
 	NewQE(now time.Time, accountID string) (*sim.QE, error)
@@ -288,7 +290,7 @@ func (s *Service) judge(ctx context.Context, v *domain.Verdict, e Evidence, bind
 	case simulated && simulatedAccount(quote) != v.AccountID:
 		return refuse(domain.ReasonSimulationOtherAccount, errors.New("the evidence comes from a simulated quoting enclave issued for another account"))
 	case simulated:
-		if col, err = s.cfg.Simulation.Collateral(fmspc, now); err != nil {
+		if col, err = s.cfg.Simulation.Collateral(v.TEE, fmspc, now); err != nil {
 			return refuse(domain.ReasonSimulationUnavailable, err)
 		}
 	default:

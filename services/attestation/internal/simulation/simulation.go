@@ -21,6 +21,7 @@ import (
 	"github.com/cloister-cc/cloister/libs/pki"
 	"github.com/cloister-cc/cloister/libs/sgx"
 	"github.com/cloister-cc/cloister/libs/sgx/sim"
+	"github.com/cloister-cc/cloister/libs/tee"
 )
 
 // Bucket and key of the sealed root.
@@ -39,7 +40,13 @@ type Simulation struct {
 	root     *sim.Root
 	platform sim.Platform
 
-	mu     sync.Mutex
+	mu sync.Mutex
+	// cols are the SGX, then the TDX, collateral issued last.
+	cols [2]issuedCollateral
+}
+
+// issuedCollateral is collateral and when it was made.
+type issuedCollateral struct {
 	col    *sgx.Collateral
 	issued time.Time
 }
@@ -106,21 +113,28 @@ func (s *Simulation) RootPEM() []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: s.root.Certificate().Raw})
 }
 
-// Collateral returns signed collateral for the simulated platform.
-func (s *Simulation) Collateral(fmspc [6]byte, now time.Time) (*sgx.Collateral, error) {
+// Collateral returns signed collateral for the simulated platform: its
+// SGX collateral, or for teeName "tdx" its TDX collateral.
+func (s *Simulation) Collateral(teeName string, fmspc [6]byte, now time.Time) (*sgx.Collateral, error) {
 	if fmspc != s.platform.FMSPC {
 		return nil, fmt.Errorf("no simulated platform has FMSPC %x", fmspc)
 	}
+	tdx := teeName == tee.TDX
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.col == nil || now.Before(s.issued) || now.Sub(s.issued) >= collateralLife {
-		col, err := s.root.Collateral(s.platform, now)
+	c := &s.cols[map[bool]int{false: 0, true: 1}[tdx]]
+	if c.col == nil || now.Before(c.issued) || now.Sub(c.issued) >= collateralLife {
+		var opts []sim.CollateralOption
+		if tdx {
+			opts = append(opts, sim.ForTDX())
+		}
+		col, err := s.root.Collateral(s.platform, now, opts...)
 		if err != nil {
 			return nil, err
 		}
-		s.col, s.issued = col, now
+		c.col, c.issued = col, now
 	}
-	return s.col, nil
+	return c.col, nil
 }
 
 // NewQE makes a simulated quoting enclave for the simulated platform, for
