@@ -118,7 +118,7 @@ func runServer(ctx context.Context, cfg serverconfig.Config) error {
 			}
 			defer svc.Stop()
 		case "attestation":
-			acfg := attestation.Config{Options: opts, Cache: c, PCSURL: cfg.PCSURL, Simulation: cfg.Simulation || cfg.Dev}
+			acfg := attestation.Config{Options: opts, Cache: c, PCSURL: cfg.PCSURL, KDSURL: cfg.KDSURL, Simulation: cfg.Simulation || cfg.Dev}
 			if acfg.Simulation {
 				if acfg.KEK, err = loadKEK(cfg); err != nil {
 					return err

@@ -77,6 +77,7 @@ type Config struct {
 	Replicas          int
 	LogLevel          string
 	PCSURL            string
+	KDSURL            string
 	Simulation        bool
 	MasterKey         string // path of the KEK file
 	Launcher          string // path of the cloister-launcher binary
@@ -130,6 +131,7 @@ var Env = map[string]string{
 	"replicas":             "CLOISTER_REPLICAS",
 	"log-level":            "CLOISTER_LOG_LEVEL",
 	"pcs-url":              "CLOISTER_PCS_URL",
+	"amd-kds-url":          "CLOISTER_AMD_KDS_URL",
 	"simulation":           "CLOISTER_SIMULATION",
 	"master-key-file":      "CLOISTER_MASTER_KEY_FILE",
 	"launcher":             "CLOISTER_LAUNCHER",
@@ -183,7 +185,8 @@ func AddFlags(f *pflag.FlagSet, cfg *Config) {
 		"(default "+DefaultGramineImage+", or, when this process serves a built-in registry (--registry, as -dev does), Cloister's STAND-IN runtime, published there as "+StandInRuntimeRepository+":1, "+
 		"which measures and attests in simulation but cannot start an SGX enclave)")
 	f.StringVar(&cfg.Launcher, "launcher", "", "the cloister-launcher binary packed into converted images (default: cloister-launcher beside this binary, then on $PATH); without one the imageconverter serves its API but converts nothing")
-	f.StringVar(&cfg.PCSURL, "pcs-url", "", "Intel PCS or PCCS base URL (API v4) to fetch SGX collateral from, e.g. https://api.trustedservices.intel.com/sgx/certification/v4/")
+	f.StringVar(&cfg.PCSURL, "pcs-url", "", "Intel PCS or PCCS base URL (API v4) to fetch SGX collateral from, e.g. https://api.trustedservices.intel.com/sgx/certification/v4/ (TDX collateral from its tdx/certification/v4/ beside it)")
+	f.StringVar(&cfg.KDSURL, "amd-kds-url", "", "AMD key distribution service base URL to fetch the VCEK of an SEV-SNP report that comes without it, e.g. https://kdsintf.amd.com (default: none; nodes send their VCEK)")
 	f.StringVar(&cfg.NodeHTTP, "node-http", "", "address of the gateway's node listener (HTTPS; node agents present their client certificate); empty serves none. Default none, or "+DevNodeHTTP+" with -dev; needs --node-tls-cert and --node-tls-key, or --node-tls-self-signed, outside -dev")
 	f.StringVar(&cfg.NodeTLSCert, "node-tls-cert", "", "PEM server certificate (with its chain) of the node listener; -dev without one creates a self-signed certificate for 127.0.0.1, ::1 and localhost in --data-dir (node-tls.crt)")
 	f.StringVar(&cfg.NodeTLSKey, "node-tls-key", "", "PEM private key of --node-tls-cert")

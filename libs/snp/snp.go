@@ -141,6 +141,15 @@ func ParseReport(b []byte) (*spb.Report, []byte, error) {
 	return r, raw, nil
 }
 
+// ProductLine is the processor a report names (reports of version 3 and
+// later, in their CPUID fields), or "" for a report that does not.
+func ProductLine(r *spb.Report) string {
+	if fms := r.GetCpuid1EaxFms(); fms != 0 {
+		return kds.ProductLineFromFms(fms)
+	}
+	return ""
+}
+
 // ParseCertificate reads a certificate in DER or PEM.
 func ParseCertificate(item string, b []byte) (*x509.Certificate, error) {
 	if blk, _ := pem.Decode(b); blk != nil {
@@ -212,8 +221,8 @@ func (v *Verifier) Verify(report []byte, opts Options) (*Result, error) {
 	}
 	e := k.endorsement
 	line := e.ProductLine
-	if fms := r.GetCpuid1EaxFms(); fms != 0 {
-		if reported := kds.ProductLineFromFms(fms); reported != line {
+	if reported := ProductLine(r); reported != "" {
+		if reported != line {
 			return nil, failf(tee.ReasonMismatch, item, "issued for a %s processor; the report comes from a %s", line, reported)
 		}
 	}

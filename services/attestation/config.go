@@ -30,6 +30,11 @@ type Config struct {
 	// PCSURL, when set, is the base URL of Intel's PCS or a PCCS (API v4)
 	// from which missing or outdated collateral is fetched.
 	PCSURL string
+	// KDSURL, when set, is the base URL of AMD's key distribution service
+	// (https://kdsintf.amd.com) or a mirror, from which the VCEK of an
+	// SEV-SNP report that comes without it is fetched (and kept until it
+	// expires).
+	KDSURL string
 	// Cache is where approved-image lookups are cached; nil means an
 	// in-process cache (one replica only: replicas must share a cache).
 	Cache cache.Cache
@@ -71,7 +76,14 @@ func (cfg *Config) app(ctx context.Context, r *service.Runner, st *store.Stores)
 	acfg := app.Config{Policies: st.Policies, Collaterals: st.Collaterals, Verdicts: st.Verdicts, Activity: st.Activity, Images: st.Images, Withdrawals: st.Withdrawals,
 		Audit: events.AuditLog{JS: r.JetStream(), Producer: store.Producer}, IntelRoot: cfg.IntelRoot, IntelOptions: cfg.IntelOptions, Clock: cfg.Clock,
 		ReadTTL: cfg.ReadTTL, AcceptUnboundEvidence: cfg.AcceptUnboundEvidence}
-	acfg.SNP = amd.New()
+	var kds *amd.KDS
+	if cfg.KDSURL != "" {
+		var err error
+		if kds, err = amd.NewKDS(cfg.KDSURL); err != nil {
+			return app.Config{}, err
+		}
+	}
+	acfg.SNP = amd.New(kds)
 	if cfg.PCSURL != "" {
 		f, err := pcs.New(cfg.PCSURL)
 		if err != nil {

@@ -5,8 +5,11 @@ import (
 	"context"
 	"encoding/hex"
 	"encoding/json"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -359,5 +362,53 @@ func TestSNPEvidence(t *testing.T) {
 	}
 	if _, err := c.Verify(ctx, &attestationv1.VerifyRequest{AccountId: account, Tee: "z80", Quote: report}); errs.KindOf(err) != errs.Invalid {
 		t.Fatalf("an unknown TEE = %v, want invalid", err)
+	}
+}
+
+// TestSNPVCEKFromKDS: an SEV-SNP report that comes without its VCEK has it
+// fetched from the key distribution service configured (a local one here,
+// by AMD's URL scheme), once: it is kept until it expires.
+func TestSNPVCEKFromKDS(t *testing.T) {
+	const dir = "../../libs/snp/testdata/"
+	report, err := os.ReadFile(dir + "report_milan.hex")
+	if err != nil {
+		t.Fatal(err)
+	}
+	vcek, err := os.ReadFile(dir + "vcek_milan.der")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const hwid = "d49554ec717f4e5b0fe6b143bcf0405bd7ae304727edf46603f2a76aef6a3abc15d7af38db757039029f0efacfd08e244324884738c72b082e2f87a44d541eb6"
+	var asked []string
+	var mu sync.Mutex
+	kds := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		asked = append(asked, r.URL.String())
+		mu.Unlock()
+		if r.URL.Path != "/vcek/v1/Milan/"+hwid || r.URL.RawQuery != "blSPL=3&teeSPL=0&snpSPL=8&ucodeSPL=115" {
+			http.NotFound(w, r)
+			return
+		}
+		_, _ = w.Write(vcek)
+	}))
+	defer kds.Close()
+	n := testkit.StartNATS(t)
+	svc, err := attestation.Start(context.Background(), attestation.Config{Options: service.Options{NATS: n.Connect(t), Assertions: n.Verifier("attestation")},
+		KDSURL: kds.URL, Clock: func() time.Time { return inWindow }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(svc.Stop)
+	c := attestationv1.NewAttestationClient(n.Connect(t), n.Vouching(t))
+	for i := range 2 {
+		resp, err := c.Verify(context.Background(), &attestationv1.VerifyRequest{AccountId: uuid.NewString(), Tee: "sev-snp", Quote: report})
+		if err != nil || !resp.GetVerdict().GetOk() {
+			t.Fatalf("verification %d with a KDS = %v, %v", i, resp.GetVerdict(), err)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(asked) != 1 {
+		t.Fatalf("the KDS was asked %v, want once (the VCEK is kept)", asked)
 	}
 }
