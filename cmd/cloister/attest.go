@@ -336,10 +336,10 @@ func (c *cli) attestCollateralCmd() *cobra.Command {
 }
 
 func (c *cli) attestEvaluateCmd() *cobra.Command {
-	var binding, nonce string
+	var binding, nonce, teeName, vcek string
 	cmd := &cobra.Command{
-		Use:   "evaluate QUOTE",
-		Short: "Have the server verify a quote under the selected account's policy, and record the verdict",
+		Use:   "evaluate EVIDENCE [--tee sev-snp --vcek F]",
+		Short: "Have the server verify evidence (an SGX or TDX quote, an SEV-SNP report) under the selected account's policy, and record the verdict",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			acct, err := c.accountID()
@@ -350,7 +350,12 @@ func (c *cli) attestEvaluateCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			body := api.VerifyEvidence{Quote: quote}
+			body := api.VerifyEvidence{Quote: quote, TEE: teeName}
+			if vcek != "" {
+				if body.EvidenceAux, err = os.ReadFile(vcek); err != nil {
+					return err
+				}
+			}
 			if body.Binding, err = hex.DecodeString(binding); err != nil {
 				return fmt.Errorf("--binding: %w", err)
 			}
@@ -361,8 +366,8 @@ func (c *cli) attestEvaluateCmd() *cobra.Command {
 			if err := c.client().do(cmd.Context(), "POST", "/v1/accounts/"+url.PathEscape(acct)+"/attestation/verify", body, &v); err != nil {
 				return err
 			}
-			rows := [][]string{{"ok", strconv.FormatBool(v.OK)}, {"verdict", v.ID}, {"reason", v.Reason}, {"status", v.TCBStatus},
-				{"mrenclave", v.MRENCLAVE}, {"mrsigner", v.MRSIGNER}, {"simulated", strconv.FormatBool(v.Simulated)}, {"error", v.Error}}
+			rows := [][]string{{"ok", strconv.FormatBool(v.OK)}, {"verdict", v.ID}, {"reason", v.Reason}, {"tee", v.TEE}, {"status", v.TCBStatus},
+				{"mrenclave", v.MRENCLAVE}, {"mrsigner", v.MRSIGNER}, {"measurement", v.Measurement}, {"simulated", strconv.FormatBool(v.Simulated)}, {"error", v.Error}}
 			if err := c.print(v, []string{"FIELD", "VALUE"}, rows); err != nil {
 				return err
 			}
@@ -374,6 +379,8 @@ func (c *cli) attestEvaluateCmd() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&binding, "binding", "", "hex of the 32 bytes REPORTDATA must start with")
 	cmd.Flags().StringVar(&nonce, "nonce", "", "hex of the 32 bytes REPORTDATA must end with")
+	cmd.Flags().StringVar(&teeName, "tee", "", "sev-snp for an SEV-SNP report (binary or hex); default: a quote, SGX or TDX")
+	cmd.Flags().StringVar(&vcek, "vcek", "", "with --tee sev-snp: the VCEK (DER or PEM), or the host's certificate table")
 	c.addAccountFlag(cmd)
 	return cmd
 }

@@ -261,6 +261,14 @@ func TestDevServerJourneyAndCrash(t *testing.T) {
 	if err == nil || !strings.Contains(string(out), `"reason": "no_collateral"`) {
 		t.Fatalf("attest evaluate without collateral = %v, %s; want exit 1 and reason no_collateral", err, out)
 	}
+	// An SEV-SNP report needs only its VCEK (valid until 2030), under the
+	// account's SEV-SNP rules set above.
+	const snpVectors = "../../libs/snp/testdata/"
+	var snpVerdict api.Verdict
+	if got := run(t, cfgDir, "", "attest", "evaluate", snpVectors+"report_milan.hex", "--tee", "sev-snp", "--vcek", snpVectors+"vcek_milan.der", "-o", "json"); json.Unmarshal([]byte(got), &snpVerdict) != nil ||
+		!snpVerdict.OK || snpVerdict.TEE != "sev-snp" || !strings.HasPrefix(snpVerdict.Measurement, "7a1e5c266c0108db") {
+		t.Fatalf("attest evaluate of the SEV-SNP vector = %s", got)
+	}
 
 	// The account's CA appears once the ca service has seen AccountCreated.
 	testkit.Eventually(t, 10*time.Second, func() bool {
