@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"crypto/rand"
-	"encoding/binary"
 	"encoding/hex"
 	"encoding/pem"
 	"os"
@@ -14,7 +13,6 @@ import (
 
 	"github.com/google/go-configfs-tsm/configfs/configfsi"
 	"github.com/google/go-configfs-tsm/configfs/faketsm"
-	"github.com/google/uuid"
 
 	"github.com/cloister-cc/cloister/libs/sgx"
 	"github.com/cloister-cc/cloister/libs/snp"
@@ -58,26 +56,6 @@ func (f *fakeTSM) client(provider string, outblob, auxblob []byte) configfsi.Cli
 	}}}
 }
 
-// certTable lays out an SEV-SNP certificate table, as a host gives it in
-// the extended report (configfs-tsm's auxblob): GUID, offset and length
-// per certificate, an entry of zeros, then the certificates.
-func certTable(certs map[string][]byte) []byte {
-	var order []string
-	for g := range certs {
-		order = append(order, g)
-	}
-	head := make([]byte, 24*(len(order)+1))
-	var data []byte
-	for i, g := range order {
-		u := uuid.MustParse(g)
-		copy(head[24*i:], u[:])
-		binary.LittleEndian.PutUint32(head[24*i+16:], uint32(len(head)+len(data)))
-		binary.LittleEndian.PutUint32(head[24*i+20:], uint32(len(certs[g])))
-		data = append(data, certs[g]...)
-	}
-	return append(head, data...)
-}
-
 // TestConfidentialVMNode: a node in an SEV-SNP VM enrols with a join token
 // that requires attestation, presenting the evidence configfs-tsm gives
 // (here a fake tree that returns a real Milan report and its VCEK, in a
@@ -106,8 +84,7 @@ func TestConfidentialVMNode(t *testing.T) {
 	}
 	ask, rest := pem.Decode(chain)
 	ark, _ := pem.Decode(rest)
-	aux := certTable(map[string][]byte{"63da758d-e664-4564-adc5-f4b93be8accd": vcek,
-		"4ab7b379-bbac-4fe4-a02f-05aef327c782": ask.Bytes, "c0b406a4-a803-4952-9743-3fb6014cd0ae": ark.Bytes})
+	aux := snp.CertTable(vcek, ask.Bytes, ark.Bytes, false)
 
 	g := newTestGatewayWith(t, func(c *attestation.Config) { c.AcceptUnboundEvidence = true })
 	token := g.JoinToken(g.admin, g.account, api.CreateJoinToken{Name: "cvm", MaxUses: 1, RequireAttestation: true}).Secret

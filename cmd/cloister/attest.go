@@ -167,13 +167,7 @@ accepted, 1 otherwise; the result is printed either way.`,
 			}
 			rows = append(rows, []string{"debug", strconv.FormatBool(out.Debug)}, []string{"fmspc", out.FMSPC},
 				[]string{"report data", out.ReportData}, []string{"error", out.Error})
-			if perr := c.print(out, []string{"FIELD", "VALUE"}, rows); perr != nil {
-				return perr
-			}
-			if !out.OK {
-				return errRefused
-			}
-			return nil
+			return c.printVerdict(out, rows, out.OK)
 		},
 	}
 	f := verify.Flags()
@@ -191,6 +185,18 @@ accepted, 1 otherwise; the result is printed either way.`,
 	verify.PersistentPreRunE = func(*cobra.Command, []string) error { return c.checkOutput() }
 	cmd.AddCommand(verify, c.attestVerifySNPCmd(), c.attestPolicyCmd(), c.attestCollateralCmd(), c.attestEvaluateCmd())
 	return cmd
+}
+
+// printVerdict prints an offline verification's result, as a table of
+// rows or as out in JSON, and makes the command exit 1 when it is no.
+func (c *cli) printVerdict(out any, rows [][]string, ok bool) error {
+	if err := c.print(out, []string{"FIELD", "VALUE"}, rows); err != nil {
+		return err
+	}
+	if !ok {
+		return errRefused
+	}
+	return nil
 }
 
 // teeOf names the TEE a quote's header declares, for a result that has

@@ -131,13 +131,7 @@ otherwise; the result is printed either way.`,
 			if out.TCB != nil {
 				rows = append(rows, []string{"reported tcb", out.TCB.Reported}, []string{"current tcb", out.TCB.Current})
 			}
-			if perr := c.print(out, []string{"FIELD", "VALUE"}, rows); perr != nil {
-				return perr
-			}
-			if !out.OK {
-				return errRefused
-			}
-			return nil
+			return c.printVerdict(out, rows, out.OK)
 		},
 	}
 	f := cmd.Flags()

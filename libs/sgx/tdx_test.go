@@ -8,13 +8,10 @@ import (
 	"time"
 )
 
+// tdxCollateral is the TDX vector's collateral.
 func tdxCollateral(t testing.TB) *Collateral {
 	t.Helper()
-	c, err := ParseCollateralJSON(readVector(t, "phala_tdx_quote_v4_collateral.json"))
-	if err != nil {
-		t.Fatalf("ParseCollateralJSON(TDX vector) = %v", err)
-	}
-	return c
+	return collateralVector(t, "phala_tdx_quote_v4_collateral.json")
 }
 
 // The real TDX quote verifies as UpToDate with no advisories, and its TD

@@ -14,11 +14,18 @@ import (
 // inWindow is inside the validity window of all the vector's collateral.
 var inWindow = time.Date(2025, 7, 1, 0, 0, 0, 0, time.UTC)
 
+// vectorCollateral is the SGX vector's collateral.
 func vectorCollateral(t testing.TB) *Collateral {
 	t.Helper()
-	c, err := ParseCollateralJSON(readVector(t, "phala_sgx_quote_v3_collateral.json"))
+	return collateralVector(t, "phala_sgx_quote_v3_collateral.json")
+}
+
+// collateralVector reads a vector's collateral JSON.
+func collateralVector(t testing.TB, name string) *Collateral {
+	t.Helper()
+	c, err := ParseCollateralJSON(readVector(t, name))
 	if err != nil {
-		t.Fatalf("ParseCollateralJSON(vector) = %v", err)
+		t.Fatalf("ParseCollateralJSON(%s) = %v", name, err)
 	}
 	return c
 }

@@ -89,3 +89,33 @@ func certTable(b []byte) (map[uuid.UUID][]byte, error) {
 		entries[g] = b[off : off+n]
 	}
 }
+
+// CertTable lays out a certificate table as a host gives it with an
+// extended report: the VCEK (or, with vlek, the VLEK), then the ASK and
+// ARK when given (DER each), each named by its GUID with its offset and
+// length, an entry of zeros, then the certificates. Certificates reads it.
+func CertTable(vcek, ask, ark []byte, vlek bool) []byte {
+	type entry struct {
+		guid uuid.UUID
+		der  []byte
+	}
+	entries := []entry{{guidVCEK, vcek}}
+	if vlek {
+		entries[0].guid = guidVLEK
+	}
+	if ask != nil {
+		entries = append(entries, entry{guidASK, ask})
+	}
+	if ark != nil {
+		entries = append(entries, entry{guidARK, ark})
+	}
+	const entrySize = 24
+	out := make([]byte, entrySize*(len(entries)+1))
+	for i, e := range entries {
+		copy(out[entrySize*i:], e.guid[:])
+		binary.LittleEndian.PutUint32(out[entrySize*i+16:], uint32(len(out)))
+		binary.LittleEndian.PutUint32(out[entrySize*i+20:], uint32(len(e.der)))
+		out = append(out, e.der...)
+	}
+	return out
+}

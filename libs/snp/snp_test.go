@@ -271,10 +271,10 @@ func TestCertificates(t *testing.T) {
 	askBlk, rest := pem.Decode(chain)
 	arkBlk, _ := pem.Decode(rest)
 	const vcekG, askG, arkG = "63da758d-e664-4564-adc5-f4b93be8accd", "4ab7b379-bbac-4fe4-a02f-05aef327c782", "c0b406a4-a803-4952-9743-3fb6014cd0ae"
-	table := certTableOf(map[string][]byte{vcekG: der, askG: askBlk.Bytes, arkG: arkBlk.Bytes}, vcekG, askG, arkG)
+	table := snp.CertTable(der, askBlk.Bytes, arkBlk.Bytes, false)
 	for name, aux := range map[string][]byte{
 		"DER": der, "PEM": pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), "table": table,
-		"table without the chain": certTableOf(map[string][]byte{vcekG: der}, vcekG),
+		"table without the chain": snp.CertTable(der, nil, nil, false),
 	} {
 		vcek, ch, err := snp.Certificates(aux)
 		if err != nil {
