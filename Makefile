@@ -28,10 +28,13 @@ demo:
 	.bin/cloister-demo --bin .bin
 
 ## test: every module's tests, with the race detector; tests' artifacts (the console's
-## screenshots) go to .artifacts/
+## screenshots, the chaos tests' reports) go to .artifacts/, and the chaos reports are printed
+## at the end
 test:
-	mkdir -p .artifacts
-	$(GO) test -race -count=1 -artifacts -outputdir $(CURDIR)/.artifacts $(PKGS)
+	rm -rf .artifacts && mkdir -p .artifacts
+	@status=0; $(GO) test -race -count=1 -artifacts -outputdir $(CURDIR)/.artifacts $(PKGS) || status=$$?; \
+	for f in $$(find .artifacts -name chaos.txt | sort); do echo "== chaos report ($$f)"; cat "$$f"; done; \
+	exit $$status
 
 ## bench: benchmarks, each printed beside its floor measured in the same run; x-floor is the
 ## fraction of the floor's speed (1.0 = at the floor, 0.5 = twice as slow). One package at

@@ -499,7 +499,7 @@ func TestJourneyThroughFaults(t *testing.T) {
 			return fmt.Sprintf("no journey finished after %s ended", f.name)
 		})
 		unavailable, failed, total, last := j.log.window(at, time.Now())
-		t.Logf("%s: unavailable %d ms, %d of %d calls failed, %d redeliveries (last failure: %.150s)", f.name, unavailable.Milliseconds(), failed, total,
+		chaosReport(t, "%s: unavailable %d ms, %d of %d calls failed, %d redeliveries (last failure: %.150s)", f.name, unavailable.Milliseconds(), failed, total,
 			testkit.MetricSum(t, "cloister.events.redeliveries")-redeliveredBefore, last)
 	}
 	close(stop)
@@ -513,7 +513,7 @@ func TestJourneyThroughFaults(t *testing.T) {
 	n := checkJourneys(t, s, done)
 	checkConsumers(t, s.st.JetStream())
 	_, failed, total, _ := j.log.window(start, time.Now())
-	t.Logf("%d journeys, %d calls, %d failed (%.2f%%), %d redeliveries, %d reconnections; writes that landed unanswered %d, audit entries recorded late %d: lost %d, duplicated %d",
+	chaosReport(t, "%d journeys, %d calls, %d failed (%.2f%%), %d redeliveries, %d reconnections; writes that landed unanswered %d, audit entries recorded late %d: lost %d, duplicated %d",
 		len(done), total, failed, 100*float64(failed)/float64(max(total, 1)),
 		testkit.MetricSum(t, "cloister.events.redeliveries")-redeliveries, testkit.MetricSum(t, "cloister.nats.reconnects")-reconnects,
 		n.unanswered, n.lateAudit, n.lost, n.duplicated)

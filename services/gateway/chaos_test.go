@@ -16,6 +16,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -330,7 +332,7 @@ func TestIssuanceThroughFaults(t *testing.T) {
 		heal()
 		is.waitForSuccess(time.Now(), 60*time.Second)
 		unavailable, failures, last := report(is.since(from), at, time.Now())
-		t.Logf("%s: unavailable %d ms, %d requests failed (last: %.150s)", f.name, unavailable.Milliseconds(), failures, last)
+		chaosReport(t, "%s: unavailable %d ms, %d requests failed (last: %.150s)", f.name, unavailable.Milliseconds(), failures, last)
 	}
 	close(stop)
 	<-done
@@ -375,7 +377,7 @@ func TestIssuanceThroughFaults(t *testing.T) {
 	}
 	// The first attempts, before the approvals reached the CA, are not
 	// counted: they issued nothing.
-	t.Logf("%d certificates given, %d recorded: lost %d, duplicated %d, issued with no answer %d",
+	chaosReport(t, "%d certificates given, %d recorded: lost %d, duplicated %d, issued with no answer %d",
 		len(given), len(certs.Items), lost, duplicated, len(recorded)-len(given))
 	if lost != 0 || duplicated != 0 {
 		t.Fatalf("lost %d, duplicated %d", lost, duplicated)
@@ -476,6 +478,25 @@ func TestConversionsThroughANodeDeath(t *testing.T) {
 			t.Errorf("image %s was announced converted %d times, want once", id, converted[id])
 		}
 	}
-	t.Logf("%d conversions, the first under way when the JOBS leader died (%v), the others asked for during its election: each announced once",
+	chaosReport(t, "%d conversions, the first under way when the JOBS leader died (%v), the others asked for during its election: each announced once",
 		len(ids), underWay == 1)
+}
+
+// chaosReport logs a line of a chaos test's report, and appends it to
+// chaos.txt among the test's artifacts: make test keeps them in
+// .artifacts/ and prints every chaos.txt at its end, as a passing test's
+// log is not shown.
+func chaosReport(t *testing.T, format string, args ...any) {
+	t.Helper()
+	line := fmt.Sprintf(format, args...)
+	t.Log(line)
+	f, err := os.OpenFile(filepath.Join(t.ArtifactDir(), "chaos.txt"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		t.Errorf("keeping the chaos report: %v", err)
+		return
+	}
+	defer f.Close()
+	if _, err := fmt.Fprintf(f, "%s: %s\n", t.Name(), line); err != nil {
+		t.Errorf("keeping the chaos report: %v", err)
+	}
 }
