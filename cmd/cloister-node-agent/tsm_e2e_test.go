@@ -204,3 +204,42 @@ func TestSimulatedTDXNode(t *testing.T) {
 		t.Fatal("a TD the policy does not list was not refused")
 	}
 }
+
+// TestConfidentialVMNodeTDX: the same with a real TDX quote (the shared
+// TDX vector) from the fake configfs-tsm tree, its provider tdx_guest:
+// the attestation service's clock is set in the vector's collateral
+// window (2025-07), the TDX collateral uploaded, and the binding not
+// checked (the recorded quote's REPORTDATA is fixed), in this test only.
+func TestConfidentialVMNodeTDX(t *testing.T) {
+	const vectors = "../../libs/sgx/testdata/"
+	quote, err := os.ReadFile(vectors + "phala_tdx_quote_v4.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	collateral, err := os.ReadFile(vectors + "phala_tdx_quote_v4_collateral.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	inWindow := time.Date(2025, 7, 1, 0, 0, 0, 0, time.UTC)
+	g := newTestGatewayWith(t, func(c *attestation.Config) {
+		c.AcceptUnboundEvidence, c.Clock = true, func() time.Time { return inWindow }
+	})
+	g.Call(g.admin, "POST", "/v1/attestation/collateral", api.Collateral{CollateralJSON: collateral}, nil)
+	token := g.JoinToken(g.admin, g.account, api.CreateJoinToken{Name: "td", MaxUses: 1, RequireAttestation: true}).Secret
+	dir := t.TempDir()
+	cfg := testConfig(t, g, dir)
+	cfg.JoinToken, cfg.TEE, cfg.TSM = token, "auto", (&fakeTSM{}).client("tdx_guest", quote, []byte("not sent for TDX"))
+	r := start(t, cfg)
+	r.enrolled(t)
+
+	g.mu.Lock()
+	sent := g.enrolled[len(g.enrolled)-1]
+	g.mu.Unlock()
+	if sent.TEE != "tdx" || !bytes.Equal(sent.Evidence, quote) || len(sent.EvidenceAux) != 0 {
+		t.Fatalf("the enrolment sent tee %q, %d bytes of evidence, %d of aux; want tdx, the quote, none", sent.TEE, len(sent.Evidence), len(sent.EvidenceAux))
+	}
+	const mrtd = "91eb2b44d141d4ece09f0c75c2c53d247a3c68edd7fafe8a3520c942a604a407de03ae6dc5f87f27428b2538873118b7"
+	if n := g.GetNode(g.admin, g.account, readRecord(t, dir).ID); !n.Attested || n.Simulated || n.TEE != "tdx" || n.Measurement != mrtd {
+		t.Fatalf("the node = %+v; want attested, not simulated, tdx with the vector's MRTD", n)
+	}
+}
