@@ -183,7 +183,7 @@ accepted, 1 otherwise; the result is printed either way.`,
 	f.StringVar(&accept, "accept", "", "accepted TCB statuses, comma-separated (default UpToDate,SWHardeningNeeded)")
 	// Offline: no server, so no CLI config either.
 	verify.PersistentPreRunE = func(*cobra.Command, []string) error { return c.checkOutput() }
-	cmd.AddCommand(verify, c.attestVerifySNPCmd(), c.attestPolicyCmd(), c.attestCollateralCmd(), c.attestEvaluateCmd())
+	cmd.AddCommand(verify, c.attestVerifySNPCmd(), c.attestPolicyCmd(), c.attestCollateralCmd(), c.attestVCEKCmd(), c.attestEvaluateCmd())
 	return cmd
 }
 
@@ -337,6 +337,32 @@ func (c *cli) attestCollateralCmd() *cobra.Command {
 	f.StringVar(&rootCRL, "root-crl", "", "Intel SGX Root CA CRL, DER or PEM")
 	f.StringVar(&pckCRL, "pck-crl", "", "PCK CA CRL, DER or PEM")
 	cmd := &cobra.Command{Use: "collateral", Short: "Manage the Intel collateral the server verifies with"}
+	cmd.AddCommand(upload)
+	return cmd
+}
+
+func (c *cli) attestVCEKCmd() *cobra.Command {
+	upload := &cobra.Command{
+		Use:   "upload VCEK",
+		Short: "Store an AMD VCEK (DER or PEM) for the SEV-SNP reports of its chip and TCB that come without one",
+		Long: `Store an AMD VCEK on the server: the SEV-SNP reports of its chip at its TCB that come
+without a VCEK are then verified with it (else with one fetched from --amd-kds-url, if the
+server has one). It is refused unless it chains to AMD's root for its product.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			der, err := os.ReadFile(args[0])
+			if err != nil {
+				return err
+			}
+			var out api.VCEKStored
+			if err := c.client().do(cmd.Context(), "POST", "/v1/attestation/vcek", api.VCEK{VCEK: der}, &out); err != nil {
+				return err
+			}
+			return c.print(out, []string{"PRODUCT", "HWID", "TCB", "NOT AFTER"},
+				[][]string{{out.Product, out.HWID, out.TCB, out.NotAfter.Format(time.RFC3339)}})
+		},
+	}
+	cmd := &cobra.Command{Use: "vcek", Short: "Manage the AMD VCEKs the server verifies SEV-SNP reports with"}
 	cmd.AddCommand(upload)
 	return cmd
 }

@@ -262,8 +262,14 @@ func TestDevServerJourneyAndCrash(t *testing.T) {
 		t.Fatalf("attest evaluate without collateral = %v, %s; want exit 1 and reason no_collateral", err, out)
 	}
 	// An SEV-SNP report needs only its VCEK (valid until 2030), under the
-	// account's SEV-SNP rules set above.
+	// account's SEV-SNP rules set above: given with it, or uploaded before.
 	const snpVectors = "../../libs/snp/testdata/"
+	if got := run(t, cfgDir, "", "attest", "vcek", "upload", snpVectors+"vcek_milan.der"); !strings.Contains(got, "Milan") || !strings.Contains(got, "0x7308000000000003") {
+		t.Fatalf("attest vcek upload = %s", got)
+	}
+	if got := run(t, cfgDir, "", "attest", "evaluate", snpVectors+"report_milan.hex", "--tee", "sev-snp", "-o", "json"); !strings.Contains(got, `"ok": true`) {
+		t.Fatalf("attest evaluate of the SEV-SNP vector with its uploaded VCEK = %s", got)
+	}
 	var snpVerdict api.Verdict
 	if got := run(t, cfgDir, "", "attest", "evaluate", snpVectors+"report_milan.hex", "--tee", "sev-snp", "--vcek", snpVectors+"vcek_milan.der", "-o", "json"); json.Unmarshal([]byte(got), &snpVerdict) != nil ||
 		!snpVerdict.OK || snpVerdict.TEE != "sev-snp" || !strings.HasPrefix(snpVerdict.Measurement, "7a1e5c266c0108db") {

@@ -62,7 +62,7 @@ var Roles = []Role{
 		Buckets:  []string{"account_users", "account_sessions", "account_accounts", "account_members", "account_apikeys", "account_apikey_ids", "account_tasks"},
 		Durables: []string{"account-purge"}},
 	{Name: "attestation", Serves: true,
-		Buckets:  []string{"attestation_policies", "attestation_collateral", "attestation_verdicts", "attestation_activity", "attestation_images", "attestation_withdrawn_tasks", "attestation_simulation"},
+		Buckets:  []string{"attestation_policies", "attestation_collateral", "attestation_verdicts", "attestation_activity", "attestation_images", "attestation_withdrawn_tasks", "attestation_simulation", "attestation_vceks"},
 		Durables: []string{"attestation-approvals"}},
 	{Name: "ca", Serves: true,
 		Calls:    []string{method("attestation", "GetVerdict")},

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/pem"
 	"fmt"
+	"time"
 
 	"github.com/google/go-sev-guest/abi"
 	"github.com/google/uuid"
@@ -118,4 +119,42 @@ func CertTable(vcek, ask, ark []byte, vlek bool) []byte {
 		out = append(out, e.der...)
 	}
 	return out
+}
+
+// VCEKInfo is what a VCEK was issued for.
+type VCEKInfo struct {
+	ProductLine string
+	HWID        []byte
+	TCB         TCB
+	NotAfter    time.Time
+}
+
+// Key names the VCEK: its chip and TCB, as ReportVCEKKey names the VCEK a
+// report needs.
+func (i VCEKInfo) Key() string { return vcekKey(i.HWID, i.TCB) }
+
+// vcekKey is "<chip id, hex, trailing zeros left out>.<TCB, hex>": a
+// Turin chip's id is 8 bytes, which a report pads to 64 with zeros.
+func vcekKey(id []byte, tcb TCB) string {
+	return fmt.Sprintf("%x.%016x", bytes.TrimRight(id, "\x00"), uint64(tcb))
+}
+
+// ReportVCEKKey names the VCEK a report (binary or hex) needs: its chip's
+// and its REPORTED_TCB's, as VCEKInfo.Key names a VCEK.
+func ReportVCEKKey(report []byte) (string, error) {
+	r, _, err := ParseReport(report)
+	if err != nil {
+		return "", err
+	}
+	return vcekKey(r.GetChipId(), TCB(r.GetReportedTcb())), nil
+}
+
+// CheckVCEK reads a VCEK (DER or PEM), chains it to AMD's root for its
+// product at at, and says what it was issued for, with its DER.
+func (v *Verifier) CheckVCEK(cert []byte, at time.Time) (VCEKInfo, []byte, error) {
+	k, err := v.checkKey(abi.VcekReportSigner, cert, nil, at)
+	if err != nil {
+		return VCEKInfo{}, nil, err
+	}
+	return VCEKInfo{ProductLine: k.endorsement.ProductLine, HWID: k.endorsement.HWID, TCB: k.endorsement.TCB, NotAfter: k.cert.NotAfter}, k.cert.Raw, nil
 }

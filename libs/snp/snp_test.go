@@ -309,3 +309,22 @@ func TestCertificates(t *testing.T) {
 		}
 	}
 }
+
+// A VCEK checked alone says what it is for; the report it signed names it.
+func TestCheckVCEK(t *testing.T) {
+	report, opts := milan(t)
+	info, der, err := snp.NewVerifier().CheckVCEK(opts.VCEK, vectorTime)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := snp.ReportVCEKKey(report)
+	if err != nil || key != info.Key() || info.ProductLine != "Milan" || info.TCB != 0x7308000000000003 || len(der) == 0 {
+		t.Fatalf("CheckVCEK = %+v (key %s); the report names %s, %v", info, info.Key(), key, err)
+	}
+	if _, _, err := snp.NewVerifier().CheckVCEK(opts.VCEK, time.Date(2031, 1, 1, 0, 0, 0, 0, time.UTC)); tee.ReasonOf(err) != tee.ReasonExpired {
+		t.Fatalf("an expired VCEK = %v", err)
+	}
+	if _, _, err := snp.NewVerifier().CheckVCEK([]byte("nonsense"), vectorTime); tee.ReasonOf(err) != tee.ReasonMalformed {
+		t.Fatalf("nonsense = %v", err)
+	}
+}

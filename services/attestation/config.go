@@ -83,7 +83,7 @@ func (cfg *Config) app(ctx context.Context, r *service.Runner, st *store.Stores)
 			return app.Config{}, err
 		}
 	}
-	acfg.SNP = amd.New(kds)
+	acfg.SNP = amd.New(st.VCEKs, kds)
 	if cfg.PCSURL != "" {
 		f, err := pcs.New(cfg.PCSURL)
 		if err != nil {

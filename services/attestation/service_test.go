@@ -412,3 +412,45 @@ func TestSNPVCEKFromKDS(t *testing.T) {
 		t.Fatalf("the KDS was asked %v, want once (the VCEK is kept)", asked)
 	}
 }
+
+// TestUploadedVCEK: an admin uploads a chip's VCEK once; its reports then
+// verify without one. A VCEK that does not chain to AMD's root is refused.
+func TestUploadedVCEK(t *testing.T) {
+	c, _ := start(t)
+	ctx := context.Background()
+	const dir = "../../libs/snp/testdata/"
+	report, err := os.ReadFile(dir + "report_milan.hex")
+	if err != nil {
+		t.Fatal(err)
+	}
+	vcek, err := os.ReadFile(dir + "vcek_milan.der")
+	if err != nil {
+		t.Fatal(err)
+	}
+	account := uuid.NewString()
+	verifySNP := func() *attestationv1.Verdict {
+		t.Helper()
+		resp, err := c.Verify(ctx, &attestationv1.VerifyRequest{AccountId: account, Tee: "sev-snp", Quote: report})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.GetVerdict()
+	}
+	if v := verifySNP(); v.GetOk() || v.GetReason() != "chain" {
+		t.Fatalf("verdict before the upload = %v, want chain (no VCEK)", v)
+	}
+	put, err := c.PutVCEK(ctx, &attestationv1.PutVCEKRequest{Vcek: vcek})
+	if err != nil || put.GetProduct() != "Milan" || put.GetTcb() != "0x7308000000000003" || len(put.GetHwid()) != 64 {
+		t.Fatalf("PutVCEK = %v, %v", put, err)
+	}
+	if v := verifySNP(); !v.GetOk() {
+		t.Fatalf("verdict after the upload = %v", v)
+	}
+	forged := bytes.Clone(vcek)
+	forged[len(forged)-10] ^= 1 // in the signature
+	for name, b := range map[string][]byte{"nonsense": []byte("nonsense"), "a forged signature": forged, "none": nil} {
+		if _, err := c.PutVCEK(ctx, &attestationv1.PutVCEKRequest{Vcek: b}); errs.KindOf(err) != errs.Invalid {
+			t.Errorf("PutVCEK(%s) = %v, want invalid", name, err)
+		}
+	}
+}

@@ -142,3 +142,15 @@ func (g *Gateway) putCollateral(w http.ResponseWriter, r *http.Request, p princi
 	return reply{http.StatusOK, api.CollateralStored{FMSPC: hex.EncodeToString(resp.GetFmspc()),
 		NextUpdate: resp.GetNextUpdate().AsTime().UTC().Truncate(time.Second)}}, nil
 }
+
+func (g *Gateway) putVCEK(w http.ResponseWriter, r *http.Request, p principal) (reply, error) {
+	var b api.VCEK
+	if err := decodeJSON(w, r, &b); err != nil {
+		return reply{}, err
+	}
+	resp, err := g.attestation.PutVCEK(r.Context(), &attestationv1.PutVCEKRequest{Vcek: b.VCEK, Actor: p.proto()})
+	return answer(err, http.StatusOK, func() any {
+		return api.VCEKStored{Product: resp.GetProduct(), HWID: hex.EncodeToString(resp.GetHwid()), TCB: resp.GetTcb(),
+			NotAfter: resp.GetNotAfter().AsTime().UTC()}
+	})
+}

@@ -646,6 +646,27 @@ func TestAttestationRoutes(t *testing.T) {
 	if r := do(t, s.srv, "POST", "/v1/attestation/collateral", member, map[string]any{"collateral_json": []byte("{}")}); r.status != 400 {
 		t.Fatalf("uploading bad collateral = %d %s, want 400", r.status, r.body)
 	}
+	// An AMD VCEK, kept for the reports that come without it; then an
+	// SEV-SNP report verifies with none.
+	vcek, err := os.ReadFile("../../libs/snp/testdata/vcek_milan.der")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := do(t, s.srv, "POST", "/v1/attestation/vcek", member, map[string]any{"vcek": vcek}); r.status != 200 ||
+		!strings.Contains(string(r.body), `"product":"Milan"`) || !strings.Contains(string(r.body), `"tcb":"0x7308000000000003"`) {
+		t.Fatalf("uploading a VCEK = %d %s", r.status, r.body)
+	}
+	if r := do(t, s.srv, "POST", "/v1/attestation/vcek", member, map[string]any{"vcek": []byte("nonsense")}); r.status != 400 || !strings.Contains(string(r.body), "VCEK refused") {
+		t.Fatalf("uploading a bad VCEK = %d %s, want 400", r.status, r.body)
+	}
+	report, err := os.ReadFile("../../libs/snp/testdata/report_milan.hex")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := do(t, s.srv, "POST", base+"/verify", member, map[string]any{"quote": report, "tee": "sev-snp"}); r.status != 200 ||
+		!strings.Contains(string(r.body), `"ok":true`) || !strings.Contains(string(r.body), `"tee":"sev-snp"`) {
+		t.Fatalf("verifying an SEV-SNP report with its uploaded VCEK = %d %s", r.status, r.body)
+	}
 	r = do(t, s.srv, "POST", base+"/verify", member, map[string]any{"quote": quote})
 	if r.status != 200 || !strings.Contains(string(r.body), `"ok":false`) || !strings.Contains(string(r.body), `"tcb_status":"ConfigurationAndSWHardeningNeeded"`) {
 		t.Fatalf("verify under the default policy = %d %s", r.status, r.body)

@@ -63,6 +63,7 @@ func (g *Gateway) routes() []Route {
 		gw("PUT", "/v1/accounts/{account_id}/attestation/policy", authz.AttestationPolicySet, g.setAttestationPolicy),
 		gw("POST", "/v1/accounts/{account_id}/attestation/verify", authz.AttestationVerify, g.verifyEvidence),
 		{Method: "POST", Pattern: "/v1/attestation/collateral", Handler: g.authed(g.putCollateral)},
+		{Method: "POST", Pattern: "/v1/attestation/vcek", Handler: g.authed(g.putVCEK)},
 		gw("GET", "/v1/accounts/{account_id}/ca", authz.CAGet, g.getCA),
 		gw("POST", "/v1/accounts/{account_id}/ca/rotate", authz.CARotate, g.rotateIssuer),
 		gw("POST", "/v1/accounts/{account_id}/ca/issuers/{key_id}/retire", authz.CARotate, g.retireIssuer),

@@ -243,6 +243,20 @@ type CollateralStored struct {
 	NextUpdate time.Time `json:"next_update"`
 }
 
+// VCEK is an AMD VCEK to keep for the SEV-SNP reports of its chip and TCB
+// that come without one (POST /v1/attestation/vcek): DER or PEM, base64.
+type VCEK struct {
+	VCEK []byte `json:"vcek"`
+}
+
+// VCEKStored says what a stored VCEK was issued for.
+type VCEKStored struct {
+	Product  string    `json:"product"`
+	HWID     string    `json:"hwid"` // hex
+	TCB      string    `json:"tcb"`  // hex
+	NotAfter time.Time `json:"not_after"`
+}
+
 // CA is an account's certificate authority: the chain servers present
 // (issuing CA then root) and its parts.
 type CA struct {

@@ -104,7 +104,10 @@ type Simulation interface {
 // report proves is returned even when p refuses it. An error is a
 // *tee.Error naming what failed.
 type SNP interface {
-	Verify(report, aux []byte, at time.Time, p domain.SNPPolicy) (domain.SNPEvidence, error)
+	Verify(ctx context.Context, report, aux []byte, at time.Time, p domain.SNPPolicy) (domain.SNPEvidence, error)
+	// PutVCEK checks a VCEK (DER or PEM) at at and keeps it for the
+	// reports of its chip and TCB that come without one.
+	PutVCEK(ctx context.Context, vcek []byte, at time.Time) (domain.VCEK, error)
 }
 
 // Evidence is what a TEE presents: an SGX or TDX quote (TEE "", "sgx" or
@@ -264,7 +267,7 @@ func (s *Service) judge(ctx context.Context, v *domain.Verdict, e Evidence, bind
 		return err
 	}
 	if e.TEE == tee.SEVSNP {
-		return s.judgeSNP(v, e, policy.SNP, binding, nonce, appID, now, refuse)
+		return s.judgeSNP(ctx, v, e, policy.SNP, binding, nonce, appID, now, refuse)
 	}
 	quote := e.Quote
 	verifier, ev, simulated, err := s.evidence(quote, now)
@@ -359,7 +362,7 @@ func (s *Service) bound(v *domain.Verdict, reportData [64]byte, binding, nonce [
 
 // judgeSNP judges an SEV-SNP report: there is no simulation of it, no
 // collateral but the VCEK that comes with it, and no enclave image.
-func (s *Service) judgeSNP(v *domain.Verdict, e Evidence, p domain.SNPPolicy, binding, nonce []byte, appID string, now time.Time,
+func (s *Service) judgeSNP(ctx context.Context, v *domain.Verdict, e Evidence, p domain.SNPPolicy, binding, nonce []byte, appID string, now time.Time,
 	refuse func(string, error) error) error {
 	v.TEE = tee.SEVSNP
 	switch {
@@ -368,7 +371,7 @@ func (s *Service) judgeSNP(v *domain.Verdict, e Evidence, p domain.SNPPolicy, bi
 	case appID != "":
 		return refuse(domain.ReasonImageNotApproved, errors.New("an SEV-SNP VM is not an enclave: it cannot be an application's approved image"))
 	}
-	ev, err := s.cfg.SNP.Verify(e.Quote, e.Aux, now, p)
+	ev, err := s.cfg.SNP.Verify(ctx, e.Quote, e.Aux, now, p)
 	v.Measurement, v.HostData, v.ReportData, v.Debug = ev.Measurement, ev.HostData, ev.ReportData, ev.Debug
 	if err != nil {
 		return refuse(string(tee.ReasonOf(err)), err)
@@ -691,6 +694,30 @@ func (s *Service) PutCollateral(ctx context.Context, col *sgx.Collateral, actor 
 	}
 	return info, err
 }
+
+// PutVCEK keeps an AMD VCEK an admin uploaded, for the SEV-SNP reports
+// of its chip and TCB that come without one, once it chains to AMD's
+// root; recorded in the audit log under no account, as collateral is.
+func (s *Service) PutVCEK(ctx context.Context, vcek []byte, actor audit.Actor) (domain.VCEK, error) {
+	if len(vcek) == 0 || len(vcek) > MaxEvidenceSize {
+		return domain.VCEK{}, errs.Newf(errs.Invalid, "vcek must be 1 to %d bytes", MaxEvidenceSize)
+	}
+	var info domain.VCEK
+	var err error = errs.New(errs.Invalid, "this deployment does not verify SEV-SNP evidence")
+	if s.cfg.SNP != nil {
+		if info, err = s.cfg.SNP.PutVCEK(ctx, vcek, s.cfg.Clock()); tee.ReasonOf(err) != "" {
+			err = errs.Newf(errs.Invalid, "VCEK refused: %v", err)
+		}
+	}
+	entry := audit.Entry{Actor: actor, Action: actionVCEKPut, Err: err, Target: hex.EncodeToString(info.HWID)}
+	if rerr := s.cfg.Audit.Record(ctx, entry); rerr != nil {
+		return domain.VCEK{}, errors.Join(err, fmt.Errorf("recording audit entry: %w", rerr))
+	}
+	return info, err
+}
+
+// actionVCEKPut is the audit action of a VCEK upload.
+const actionVCEKPut = "vcek.put"
 
 // actionCollateralPut is the audit action of a collateral upload.
 const actionCollateralPut = "collateral.put"

@@ -153,6 +153,14 @@ type Verdict struct {
 	HostData    [32]byte
 }
 
+// VCEK is what an uploaded VCEK was issued for.
+type VCEK struct {
+	Product  string
+	HWID     []byte
+	TCB      string // hex
+	NotAfter time.Time
+}
+
 // SNPEvidence is what a verified SEV-SNP report proves (the attestation
 // service's copy of libs/snp's result, which this package does not
 // import: it depends on protobuf).

@@ -88,6 +88,13 @@ func (sv *Server) SetPolicy(ctx context.Context, r *attestationv1.SetPolicyReque
 	return &attestationv1.SetPolicyResponse{Policy: wire.PolicyToProto(p)}, nil
 }
 
+func (sv *Server) PutVCEK(ctx context.Context, r *attestationv1.PutVCEKRequest) (*attestationv1.PutVCEKResponse, error) {
+	v, err := sv.s.PutVCEK(ctx, r.GetVcek(), events.ActorOf(r.GetActor()))
+	return reply.With(err, func() *attestationv1.PutVCEKResponse {
+		return &attestationv1.PutVCEKResponse{Product: v.Product, Hwid: v.HWID, Tcb: v.TCB, NotAfter: timestamppb.New(v.NotAfter)}
+	})
+}
+
 func (sv *Server) PutCollateral(ctx context.Context, r *attestationv1.PutCollateralRequest) (*attestationv1.PutCollateralResponse, error) {
 	col, err := collateralFrom(r)
 	if err != nil {

@@ -54,6 +54,7 @@ type Stores struct {
 	Activity    *Activity
 	Images      *Images
 	Withdrawals *allowlist.Ledger
+	VCEKs       *VCEKs
 }
 
 // Open opens every bucket; approved images are looked up through c, and
@@ -89,7 +90,12 @@ func Open(ctx context.Context, js jetstream.JetStream, replicas int, c cache.Cac
 	if err != nil {
 		return nil, err
 	}
-	return &Stores{Policies: &Policies{p}, Collaterals: &Collaterals{col}, Verdicts: &Verdicts{kv: v, js: js}, Activity: act, Images: &Images{imgs}, Withdrawals: ledger}, nil
+	vceks, err := kv.Open[vcekRecord](ctx, js, kv.Config{Bucket: BucketVCEKs, Replicas: replicas}, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return &Stores{Policies: &Policies{p}, Collaterals: &Collaterals{col}, Verdicts: &Verdicts{kv: v, js: js}, Activity: act, Images: &Images{imgs},
+		Withdrawals: ledger, VCEKs: &VCEKs{vceks}}, nil
 }
 
 type policyRecord struct {

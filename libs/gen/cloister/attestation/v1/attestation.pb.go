@@ -1231,6 +1231,130 @@ func (x *PutCollateralResponse) GetNextUpdate() *timestamppb.Timestamp {
 	return nil
 }
 
+// PutVCEKRequest stores an AMD VCEK (DER or PEM) for the SEV-SNP reports
+// of its chip at its TCB that come without one; it must chain to AMD's
+// root for its product.
+type PutVCEKRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Vcek          []byte                 `protobuf:"bytes,1,opt,name=vcek,proto3" json:"vcek,omitempty"`
+	Actor         *v1.Principal          `protobuf:"bytes,2,opt,name=actor,proto3" json:"actor,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutVCEKRequest) Reset() {
+	*x = PutVCEKRequest{}
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutVCEKRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutVCEKRequest) ProtoMessage() {}
+
+func (x *PutVCEKRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutVCEKRequest.ProtoReflect.Descriptor instead.
+func (*PutVCEKRequest) Descriptor() ([]byte, []int) {
+	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *PutVCEKRequest) GetVcek() []byte {
+	if x != nil {
+		return x.Vcek
+	}
+	return nil
+}
+
+func (x *PutVCEKRequest) GetActor() *v1.Principal {
+	if x != nil {
+		return x.Actor
+	}
+	return nil
+}
+
+type PutVCEKResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The processor, the chip's id and the TCB the VCEK was issued for.
+	Product       string                 `protobuf:"bytes,1,opt,name=product,proto3" json:"product,omitempty"`
+	Hwid          []byte                 `protobuf:"bytes,2,opt,name=hwid,proto3" json:"hwid,omitempty"`
+	Tcb           string                 `protobuf:"bytes,3,opt,name=tcb,proto3" json:"tcb,omitempty"`
+	NotAfter      *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=not_after,json=notAfter,proto3" json:"not_after,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutVCEKResponse) Reset() {
+	*x = PutVCEKResponse{}
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutVCEKResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutVCEKResponse) ProtoMessage() {}
+
+func (x *PutVCEKResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutVCEKResponse.ProtoReflect.Descriptor instead.
+func (*PutVCEKResponse) Descriptor() ([]byte, []int) {
+	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *PutVCEKResponse) GetProduct() string {
+	if x != nil {
+		return x.Product
+	}
+	return ""
+}
+
+func (x *PutVCEKResponse) GetHwid() []byte {
+	if x != nil {
+		return x.Hwid
+	}
+	return nil
+}
+
+func (x *PutVCEKResponse) GetTcb() string {
+	if x != nil {
+		return x.Tcb
+	}
+	return ""
+}
+
+func (x *PutVCEKResponse) GetNotAfter() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NotAfter
+	}
+	return nil
+}
+
 type GetSimulationRootRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -1239,7 +1363,7 @@ type GetSimulationRootRequest struct {
 
 func (x *GetSimulationRootRequest) Reset() {
 	*x = GetSimulationRootRequest{}
-	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[17]
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1251,7 +1375,7 @@ func (x *GetSimulationRootRequest) String() string {
 func (*GetSimulationRootRequest) ProtoMessage() {}
 
 func (x *GetSimulationRootRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[17]
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1264,7 +1388,7 @@ func (x *GetSimulationRootRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSimulationRootRequest.ProtoReflect.Descriptor instead.
 func (*GetSimulationRootRequest) Descriptor() ([]byte, []int) {
-	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{17}
+	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{19}
 }
 
 type GetSimulationRootResponse struct {
@@ -1277,7 +1401,7 @@ type GetSimulationRootResponse struct {
 
 func (x *GetSimulationRootResponse) Reset() {
 	*x = GetSimulationRootResponse{}
-	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[18]
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1289,7 +1413,7 @@ func (x *GetSimulationRootResponse) String() string {
 func (*GetSimulationRootResponse) ProtoMessage() {}
 
 func (x *GetSimulationRootResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[18]
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1302,7 +1426,7 @@ func (x *GetSimulationRootResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSimulationRootResponse.ProtoReflect.Descriptor instead.
 func (*GetSimulationRootResponse) Descriptor() ([]byte, []int) {
-	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{18}
+	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *GetSimulationRootResponse) GetCertificate() []byte {
@@ -1324,7 +1448,7 @@ type IssueSimulatedQERequest struct {
 
 func (x *IssueSimulatedQERequest) Reset() {
 	*x = IssueSimulatedQERequest{}
-	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[19]
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1336,7 +1460,7 @@ func (x *IssueSimulatedQERequest) String() string {
 func (*IssueSimulatedQERequest) ProtoMessage() {}
 
 func (x *IssueSimulatedQERequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[19]
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1349,7 +1473,7 @@ func (x *IssueSimulatedQERequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueSimulatedQERequest.ProtoReflect.Descriptor instead.
 func (*IssueSimulatedQERequest) Descriptor() ([]byte, []int) {
-	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{19}
+	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *IssueSimulatedQERequest) GetAccountId() string {
@@ -1370,7 +1494,7 @@ type IssueSimulatedQEResponse struct {
 
 func (x *IssueSimulatedQEResponse) Reset() {
 	*x = IssueSimulatedQEResponse{}
-	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[20]
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1382,7 +1506,7 @@ func (x *IssueSimulatedQEResponse) String() string {
 func (*IssueSimulatedQEResponse) ProtoMessage() {}
 
 func (x *IssueSimulatedQEResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[20]
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1395,7 +1519,7 @@ func (x *IssueSimulatedQEResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueSimulatedQEResponse.ProtoReflect.Descriptor instead.
 func (*IssueSimulatedQEResponse) Descriptor() ([]byte, []int) {
-	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{20}
+	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *IssueSimulatedQEResponse) GetQe() []byte {
@@ -1415,7 +1539,7 @@ type AttestationSucceeded struct {
 
 func (x *AttestationSucceeded) Reset() {
 	*x = AttestationSucceeded{}
-	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[21]
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1427,7 +1551,7 @@ func (x *AttestationSucceeded) String() string {
 func (*AttestationSucceeded) ProtoMessage() {}
 
 func (x *AttestationSucceeded) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[21]
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1440,7 +1564,7 @@ func (x *AttestationSucceeded) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttestationSucceeded.ProtoReflect.Descriptor instead.
 func (*AttestationSucceeded) Descriptor() ([]byte, []int) {
-	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{21}
+	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *AttestationSucceeded) GetVerdict() *Verdict {
@@ -1459,7 +1583,7 @@ type AttestationFailed struct {
 
 func (x *AttestationFailed) Reset() {
 	*x = AttestationFailed{}
-	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[22]
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1471,7 +1595,7 @@ func (x *AttestationFailed) String() string {
 func (*AttestationFailed) ProtoMessage() {}
 
 func (x *AttestationFailed) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[22]
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1484,7 +1608,7 @@ func (x *AttestationFailed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttestationFailed.ProtoReflect.Descriptor instead.
 func (*AttestationFailed) Descriptor() ([]byte, []int) {
-	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{22}
+	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *AttestationFailed) GetVerdict() *Verdict {
@@ -1504,7 +1628,7 @@ type PolicyChanged struct {
 
 func (x *PolicyChanged) Reset() {
 	*x = PolicyChanged{}
-	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[23]
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1516,7 +1640,7 @@ func (x *PolicyChanged) String() string {
 func (*PolicyChanged) ProtoMessage() {}
 
 func (x *PolicyChanged) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[23]
+	mi := &file_cloister_attestation_v1_attestation_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1529,7 +1653,7 @@ func (x *PolicyChanged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyChanged.ProtoReflect.Descriptor instead.
 func (*PolicyChanged) Descriptor() ([]byte, []int) {
-	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{23}
+	return file_cloister_attestation_v1_attestation_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *PolicyChanged) GetAccountId() string {
@@ -1654,7 +1778,15 @@ const file_cloister_attestation_v1_attestation_proto_rawDesc = "" +
 	"\x15PutCollateralResponse\x12\x14\n" +
 	"\x05fmspc\x18\x01 \x01(\fR\x05fmspc\x12;\n" +
 	"\vnext_update\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"nextUpdate\"\x1a\n" +
+	"nextUpdate\"Z\n" +
+	"\x0ePutVCEKRequest\x12\x12\n" +
+	"\x04vcek\x18\x01 \x01(\fR\x04vcek\x124\n" +
+	"\x05actor\x18\x02 \x01(\v2\x1e.cloister.account.v1.PrincipalR\x05actor\"\x8a\x01\n" +
+	"\x0fPutVCEKResponse\x12\x18\n" +
+	"\aproduct\x18\x01 \x01(\tR\aproduct\x12\x12\n" +
+	"\x04hwid\x18\x02 \x01(\fR\x04hwid\x12\x10\n" +
+	"\x03tcb\x18\x03 \x01(\tR\x03tcb\x127\n" +
+	"\tnot_after\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\bnotAfter\"\x1a\n" +
 	"\x18GetSimulationRootRequest\"=\n" +
 	"\x19GetSimulationRootResponse\x12 \n" +
 	"\vcertificate\x18\x01 \x01(\fR\vcertificate\"8\n" +
@@ -1670,7 +1802,7 @@ const file_cloister_attestation_v1_attestation_proto_rawDesc = "" +
 	"\rPolicyChanged\x12\x1d\n" +
 	"\n" +
 	"account_id\x18\x01 \x01(\tR\taccountId\x127\n" +
-	"\x06policy\x18\x02 \x01(\v2\x1f.cloister.attestation.v1.PolicyR\x06policy2\x81\a\n" +
+	"\x06policy\x18\x02 \x01(\v2\x1f.cloister.attestation.v1.PolicyR\x06policy2\xdf\a\n" +
 	"\x12AttestationService\x12Y\n" +
 	"\x06Verify\x12&.cloister.attestation.v1.VerifyRequest\x1a'.cloister.attestation.v1.VerifyResponse\x12j\n" +
 	"\n" +
@@ -1678,7 +1810,8 @@ const file_cloister_attestation_v1_attestation_proto_rawDesc = "" +
 	"\vGetActivity\x12+.cloister.attestation.v1.GetActivityRequest\x1a,.cloister.attestation.v1.GetActivityResponse\"\x03\x90\x02\x01\x12g\n" +
 	"\tGetPolicy\x12).cloister.attestation.v1.GetPolicyRequest\x1a*.cloister.attestation.v1.GetPolicyResponse\"\x03\x90\x02\x01\x12b\n" +
 	"\tSetPolicy\x12).cloister.attestation.v1.SetPolicyRequest\x1a*.cloister.attestation.v1.SetPolicyResponse\x12n\n" +
-	"\rPutCollateral\x12-.cloister.attestation.v1.PutCollateralRequest\x1a..cloister.attestation.v1.PutCollateralResponse\x12\x7f\n" +
+	"\rPutCollateral\x12-.cloister.attestation.v1.PutCollateralRequest\x1a..cloister.attestation.v1.PutCollateralResponse\x12\\\n" +
+	"\aPutVCEK\x12'.cloister.attestation.v1.PutVCEKRequest\x1a(.cloister.attestation.v1.PutVCEKResponse\x12\x7f\n" +
 	"\x11GetSimulationRoot\x121.cloister.attestation.v1.GetSimulationRootRequest\x1a2.cloister.attestation.v1.GetSimulationRootResponse\"\x03\x90\x02\x01\x12w\n" +
 	"\x10IssueSimulatedQE\x120.cloister.attestation.v1.IssueSimulatedQERequest\x1a1.cloister.attestation.v1.IssueSimulatedQEResponseBPZNgithub.com/cloister-cc/cloister/libs/gen/cloister/attestation/v1;attestationv1b\x06proto3"
 
@@ -1694,7 +1827,7 @@ func file_cloister_attestation_v1_attestation_proto_rawDescGZIP() []byte {
 	return file_cloister_attestation_v1_attestation_proto_rawDescData
 }
 
-var file_cloister_attestation_v1_attestation_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_cloister_attestation_v1_attestation_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_cloister_attestation_v1_attestation_proto_goTypes = []any{
 	(*Policy)(nil),                    // 0: cloister.attestation.v1.Policy
 	(*TDXPolicy)(nil),                 // 1: cloister.attestation.v1.TDXPolicy
@@ -1713,55 +1846,61 @@ var file_cloister_attestation_v1_attestation_proto_goTypes = []any{
 	(*SetPolicyResponse)(nil),         // 14: cloister.attestation.v1.SetPolicyResponse
 	(*PutCollateralRequest)(nil),      // 15: cloister.attestation.v1.PutCollateralRequest
 	(*PutCollateralResponse)(nil),     // 16: cloister.attestation.v1.PutCollateralResponse
-	(*GetSimulationRootRequest)(nil),  // 17: cloister.attestation.v1.GetSimulationRootRequest
-	(*GetSimulationRootResponse)(nil), // 18: cloister.attestation.v1.GetSimulationRootResponse
-	(*IssueSimulatedQERequest)(nil),   // 19: cloister.attestation.v1.IssueSimulatedQERequest
-	(*IssueSimulatedQEResponse)(nil),  // 20: cloister.attestation.v1.IssueSimulatedQEResponse
-	(*AttestationSucceeded)(nil),      // 21: cloister.attestation.v1.AttestationSucceeded
-	(*AttestationFailed)(nil),         // 22: cloister.attestation.v1.AttestationFailed
-	(*PolicyChanged)(nil),             // 23: cloister.attestation.v1.PolicyChanged
-	(*timestamppb.Timestamp)(nil),     // 24: google.protobuf.Timestamp
-	(*v1.Principal)(nil),              // 25: cloister.account.v1.Principal
+	(*PutVCEKRequest)(nil),            // 17: cloister.attestation.v1.PutVCEKRequest
+	(*PutVCEKResponse)(nil),           // 18: cloister.attestation.v1.PutVCEKResponse
+	(*GetSimulationRootRequest)(nil),  // 19: cloister.attestation.v1.GetSimulationRootRequest
+	(*GetSimulationRootResponse)(nil), // 20: cloister.attestation.v1.GetSimulationRootResponse
+	(*IssueSimulatedQERequest)(nil),   // 21: cloister.attestation.v1.IssueSimulatedQERequest
+	(*IssueSimulatedQEResponse)(nil),  // 22: cloister.attestation.v1.IssueSimulatedQEResponse
+	(*AttestationSucceeded)(nil),      // 23: cloister.attestation.v1.AttestationSucceeded
+	(*AttestationFailed)(nil),         // 24: cloister.attestation.v1.AttestationFailed
+	(*PolicyChanged)(nil),             // 25: cloister.attestation.v1.PolicyChanged
+	(*timestamppb.Timestamp)(nil),     // 26: google.protobuf.Timestamp
+	(*v1.Principal)(nil),              // 27: cloister.account.v1.Principal
 }
 var file_cloister_attestation_v1_attestation_proto_depIdxs = []int32{
 	1,  // 0: cloister.attestation.v1.Policy.tdx:type_name -> cloister.attestation.v1.TDXPolicy
 	2,  // 1: cloister.attestation.v1.Policy.sev_snp:type_name -> cloister.attestation.v1.SNPPolicy
-	24, // 2: cloister.attestation.v1.Verdict.verified_at:type_name -> google.protobuf.Timestamp
+	26, // 2: cloister.attestation.v1.Verdict.verified_at:type_name -> google.protobuf.Timestamp
 	3,  // 3: cloister.attestation.v1.GetVerdictResponse.verdict:type_name -> cloister.attestation.v1.Verdict
 	3,  // 4: cloister.attestation.v1.VerifyResponse.verdict:type_name -> cloister.attestation.v1.Verdict
-	24, // 5: cloister.attestation.v1.ActivityHour.start:type_name -> google.protobuf.Timestamp
+	26, // 5: cloister.attestation.v1.ActivityHour.start:type_name -> google.protobuf.Timestamp
 	3,  // 6: cloister.attestation.v1.ActivityHour.failures:type_name -> cloister.attestation.v1.Verdict
 	9,  // 7: cloister.attestation.v1.GetActivityResponse.hours:type_name -> cloister.attestation.v1.ActivityHour
 	0,  // 8: cloister.attestation.v1.GetPolicyResponse.policy:type_name -> cloister.attestation.v1.Policy
-	25, // 9: cloister.attestation.v1.SetPolicyRequest.actor:type_name -> cloister.account.v1.Principal
+	27, // 9: cloister.attestation.v1.SetPolicyRequest.actor:type_name -> cloister.account.v1.Principal
 	0,  // 10: cloister.attestation.v1.SetPolicyRequest.policy:type_name -> cloister.attestation.v1.Policy
 	0,  // 11: cloister.attestation.v1.SetPolicyResponse.policy:type_name -> cloister.attestation.v1.Policy
-	25, // 12: cloister.attestation.v1.PutCollateralRequest.actor:type_name -> cloister.account.v1.Principal
-	24, // 13: cloister.attestation.v1.PutCollateralResponse.next_update:type_name -> google.protobuf.Timestamp
-	3,  // 14: cloister.attestation.v1.AttestationSucceeded.verdict:type_name -> cloister.attestation.v1.Verdict
-	3,  // 15: cloister.attestation.v1.AttestationFailed.verdict:type_name -> cloister.attestation.v1.Verdict
-	0,  // 16: cloister.attestation.v1.PolicyChanged.policy:type_name -> cloister.attestation.v1.Policy
-	4,  // 17: cloister.attestation.v1.AttestationService.Verify:input_type -> cloister.attestation.v1.VerifyRequest
-	5,  // 18: cloister.attestation.v1.AttestationService.GetVerdict:input_type -> cloister.attestation.v1.GetVerdictRequest
-	8,  // 19: cloister.attestation.v1.AttestationService.GetActivity:input_type -> cloister.attestation.v1.GetActivityRequest
-	11, // 20: cloister.attestation.v1.AttestationService.GetPolicy:input_type -> cloister.attestation.v1.GetPolicyRequest
-	13, // 21: cloister.attestation.v1.AttestationService.SetPolicy:input_type -> cloister.attestation.v1.SetPolicyRequest
-	15, // 22: cloister.attestation.v1.AttestationService.PutCollateral:input_type -> cloister.attestation.v1.PutCollateralRequest
-	17, // 23: cloister.attestation.v1.AttestationService.GetSimulationRoot:input_type -> cloister.attestation.v1.GetSimulationRootRequest
-	19, // 24: cloister.attestation.v1.AttestationService.IssueSimulatedQE:input_type -> cloister.attestation.v1.IssueSimulatedQERequest
-	7,  // 25: cloister.attestation.v1.AttestationService.Verify:output_type -> cloister.attestation.v1.VerifyResponse
-	6,  // 26: cloister.attestation.v1.AttestationService.GetVerdict:output_type -> cloister.attestation.v1.GetVerdictResponse
-	10, // 27: cloister.attestation.v1.AttestationService.GetActivity:output_type -> cloister.attestation.v1.GetActivityResponse
-	12, // 28: cloister.attestation.v1.AttestationService.GetPolicy:output_type -> cloister.attestation.v1.GetPolicyResponse
-	14, // 29: cloister.attestation.v1.AttestationService.SetPolicy:output_type -> cloister.attestation.v1.SetPolicyResponse
-	16, // 30: cloister.attestation.v1.AttestationService.PutCollateral:output_type -> cloister.attestation.v1.PutCollateralResponse
-	18, // 31: cloister.attestation.v1.AttestationService.GetSimulationRoot:output_type -> cloister.attestation.v1.GetSimulationRootResponse
-	20, // 32: cloister.attestation.v1.AttestationService.IssueSimulatedQE:output_type -> cloister.attestation.v1.IssueSimulatedQEResponse
-	25, // [25:33] is the sub-list for method output_type
-	17, // [17:25] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	27, // 12: cloister.attestation.v1.PutCollateralRequest.actor:type_name -> cloister.account.v1.Principal
+	26, // 13: cloister.attestation.v1.PutCollateralResponse.next_update:type_name -> google.protobuf.Timestamp
+	27, // 14: cloister.attestation.v1.PutVCEKRequest.actor:type_name -> cloister.account.v1.Principal
+	26, // 15: cloister.attestation.v1.PutVCEKResponse.not_after:type_name -> google.protobuf.Timestamp
+	3,  // 16: cloister.attestation.v1.AttestationSucceeded.verdict:type_name -> cloister.attestation.v1.Verdict
+	3,  // 17: cloister.attestation.v1.AttestationFailed.verdict:type_name -> cloister.attestation.v1.Verdict
+	0,  // 18: cloister.attestation.v1.PolicyChanged.policy:type_name -> cloister.attestation.v1.Policy
+	4,  // 19: cloister.attestation.v1.AttestationService.Verify:input_type -> cloister.attestation.v1.VerifyRequest
+	5,  // 20: cloister.attestation.v1.AttestationService.GetVerdict:input_type -> cloister.attestation.v1.GetVerdictRequest
+	8,  // 21: cloister.attestation.v1.AttestationService.GetActivity:input_type -> cloister.attestation.v1.GetActivityRequest
+	11, // 22: cloister.attestation.v1.AttestationService.GetPolicy:input_type -> cloister.attestation.v1.GetPolicyRequest
+	13, // 23: cloister.attestation.v1.AttestationService.SetPolicy:input_type -> cloister.attestation.v1.SetPolicyRequest
+	15, // 24: cloister.attestation.v1.AttestationService.PutCollateral:input_type -> cloister.attestation.v1.PutCollateralRequest
+	17, // 25: cloister.attestation.v1.AttestationService.PutVCEK:input_type -> cloister.attestation.v1.PutVCEKRequest
+	19, // 26: cloister.attestation.v1.AttestationService.GetSimulationRoot:input_type -> cloister.attestation.v1.GetSimulationRootRequest
+	21, // 27: cloister.attestation.v1.AttestationService.IssueSimulatedQE:input_type -> cloister.attestation.v1.IssueSimulatedQERequest
+	7,  // 28: cloister.attestation.v1.AttestationService.Verify:output_type -> cloister.attestation.v1.VerifyResponse
+	6,  // 29: cloister.attestation.v1.AttestationService.GetVerdict:output_type -> cloister.attestation.v1.GetVerdictResponse
+	10, // 30: cloister.attestation.v1.AttestationService.GetActivity:output_type -> cloister.attestation.v1.GetActivityResponse
+	12, // 31: cloister.attestation.v1.AttestationService.GetPolicy:output_type -> cloister.attestation.v1.GetPolicyResponse
+	14, // 32: cloister.attestation.v1.AttestationService.SetPolicy:output_type -> cloister.attestation.v1.SetPolicyResponse
+	16, // 33: cloister.attestation.v1.AttestationService.PutCollateral:output_type -> cloister.attestation.v1.PutCollateralResponse
+	18, // 34: cloister.attestation.v1.AttestationService.PutVCEK:output_type -> cloister.attestation.v1.PutVCEKResponse
+	20, // 35: cloister.attestation.v1.AttestationService.GetSimulationRoot:output_type -> cloister.attestation.v1.GetSimulationRootResponse
+	22, // 36: cloister.attestation.v1.AttestationService.IssueSimulatedQE:output_type -> cloister.attestation.v1.IssueSimulatedQEResponse
+	28, // [28:37] is the sub-list for method output_type
+	19, // [19:28] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_cloister_attestation_v1_attestation_proto_init() }
@@ -1775,7 +1914,7 @@ func file_cloister_attestation_v1_attestation_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cloister_attestation_v1_attestation_proto_rawDesc), len(file_cloister_attestation_v1_attestation_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   24,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

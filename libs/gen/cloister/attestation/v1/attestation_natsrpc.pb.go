@@ -23,6 +23,7 @@ var (
 	AttestationGetPolicy         = natsrpc.NewMethod[*GetPolicyRequest, *GetPolicyResponse](AttestationServiceName, "GetPolicy").Idempotent()
 	AttestationSetPolicy         = natsrpc.NewMethod[*SetPolicyRequest, *SetPolicyResponse](AttestationServiceName, "SetPolicy")
 	AttestationPutCollateral     = natsrpc.NewMethod[*PutCollateralRequest, *PutCollateralResponse](AttestationServiceName, "PutCollateral")
+	AttestationPutVCEK           = natsrpc.NewMethod[*PutVCEKRequest, *PutVCEKResponse](AttestationServiceName, "PutVCEK")
 	AttestationGetSimulationRoot = natsrpc.NewMethod[*GetSimulationRootRequest, *GetSimulationRootResponse](AttestationServiceName, "GetSimulationRoot").Idempotent()
 	AttestationIssueSimulatedQE  = natsrpc.NewMethod[*IssueSimulatedQERequest, *IssueSimulatedQEResponse](AttestationServiceName, "IssueSimulatedQE")
 )
@@ -35,6 +36,7 @@ type AttestationServer interface {
 	GetPolicy(context.Context, *GetPolicyRequest) (*GetPolicyResponse, error)
 	SetPolicy(context.Context, *SetPolicyRequest) (*SetPolicyResponse, error)
 	PutCollateral(context.Context, *PutCollateralRequest) (*PutCollateralResponse, error)
+	PutVCEK(context.Context, *PutVCEKRequest) (*PutVCEKResponse, error)
 	GetSimulationRoot(context.Context, *GetSimulationRootRequest) (*GetSimulationRootResponse, error)
 	IssueSimulatedQE(context.Context, *IssueSimulatedQERequest) (*IssueSimulatedQEResponse, error)
 }
@@ -48,6 +50,7 @@ func RegisterAttestationServer(mux *natsrpc.Mux, s AttestationServer, logger *sl
 		AttestationGetPolicy.Handle(mux, logger, s.GetPolicy),
 		AttestationSetPolicy.Handle(mux, logger, s.SetPolicy),
 		AttestationPutCollateral.Handle(mux, logger, s.PutCollateral),
+		AttestationPutVCEK.Handle(mux, logger, s.PutVCEK),
 		AttestationGetSimulationRoot.Handle(mux, logger, s.GetSimulationRoot),
 		AttestationIssueSimulatedQE.Handle(mux, logger, s.IssueSimulatedQE),
 	)
@@ -94,6 +97,11 @@ func (c *AttestationClient) SetPolicy(ctx context.Context, r *SetPolicyRequest) 
 // PutCollateral calls AttestationPutCollateral.
 func (c *AttestationClient) PutCollateral(ctx context.Context, r *PutCollateralRequest) (*PutCollateralResponse, error) {
 	return AttestationPutCollateral.Invoke(c.opts.Context(ctx), c.nc, r)
+}
+
+// PutVCEK calls AttestationPutVCEK.
+func (c *AttestationClient) PutVCEK(ctx context.Context, r *PutVCEKRequest) (*PutVCEKResponse, error) {
+	return AttestationPutVCEK.Invoke(c.opts.Context(ctx), c.nc, r)
 }
 
 // GetSimulationRoot calls AttestationGetSimulationRoot.
