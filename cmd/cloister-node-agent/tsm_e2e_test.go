@@ -159,7 +159,10 @@ func TestConfidentialVMNode(t *testing.T) {
 // TDX collateral and TDX rules; it re-attests with the same; the node is
 // recorded as a simulated tdx node with the simulated MRTD.
 func TestSimulatedTDXNode(t *testing.T) {
-	if _, err := openTSM(); err == nil {
+	// Outside CI, on a TDX or SEV-SNP guest, --tee tdx uses the
+	// machine's configfs-tsm instead: nothing to test there. CI is no
+	// such guest; if it were, this test fails rather than skips.
+	if _, err := openTSM(); err == nil && os.Getenv("CI") == "" {
 		t.Skip("this machine is a confidential VM: --tee tdx uses its configfs-tsm, not the simulation")
 	}
 	g := newTestGateway(t)

@@ -329,15 +329,7 @@ func TestSNPEvidence(t *testing.T) {
 	c, _ := start(t)
 	ctx := context.Background()
 	account := uuid.NewString()
-	const dir = "../../libs/snp/testdata/"
-	report, err := os.ReadFile(dir + "report_milan.hex")
-	if err != nil {
-		t.Fatal(err)
-	}
-	vcek, err := os.ReadFile(dir + "vcek_milan.der")
-	if err != nil {
-		t.Fatal(err)
-	}
+	report, vcek := snpVector(t)
 	snpVerify := func(aux []byte) *attestationv1.Verdict {
 		t.Helper()
 		resp, err := c.Verify(ctx, &attestationv1.VerifyRequest{AccountId: account, Tee: "sev-snp", Quote: report, EvidenceAux: aux})
@@ -369,15 +361,7 @@ func TestSNPEvidence(t *testing.T) {
 // fetched from the key distribution service configured (a local one here,
 // by AMD's URL scheme), once: it is kept until it expires.
 func TestSNPVCEKFromKDS(t *testing.T) {
-	const dir = "../../libs/snp/testdata/"
-	report, err := os.ReadFile(dir + "report_milan.hex")
-	if err != nil {
-		t.Fatal(err)
-	}
-	vcek, err := os.ReadFile(dir + "vcek_milan.der")
-	if err != nil {
-		t.Fatal(err)
-	}
+	report, vcek := snpVector(t)
 	const hwid = "d49554ec717f4e5b0fe6b143bcf0405bd7ae304727edf46603f2a76aef6a3abc15d7af38db757039029f0efacfd08e244324884738c72b082e2f87a44d541eb6"
 	var asked []string
 	var mu sync.Mutex
@@ -418,15 +402,7 @@ func TestSNPVCEKFromKDS(t *testing.T) {
 func TestUploadedVCEK(t *testing.T) {
 	c, _ := start(t)
 	ctx := context.Background()
-	const dir = "../../libs/snp/testdata/"
-	report, err := os.ReadFile(dir + "report_milan.hex")
-	if err != nil {
-		t.Fatal(err)
-	}
-	vcek, err := os.ReadFile(dir + "vcek_milan.der")
-	if err != nil {
-		t.Fatal(err)
-	}
+	report, vcek := snpVector(t)
 	account := uuid.NewString()
 	verifySNP := func() *attestationv1.Verdict {
 		t.Helper()
@@ -453,4 +429,18 @@ func TestUploadedVCEK(t *testing.T) {
 			t.Errorf("PutVCEK(%s) = %v, want invalid", name, err)
 		}
 	}
+}
+
+// snpVector is the SEV-SNP vector: the Milan report (hex) and its VCEK.
+func snpVector(t *testing.T) (report, vcek []byte) {
+	t.Helper()
+	const dir = "../../libs/snp/testdata/"
+	var err error
+	if report, err = os.ReadFile(dir + "report_milan.hex"); err != nil {
+		t.Fatal(err)
+	}
+	if vcek, err = os.ReadFile(dir + "vcek_milan.der"); err != nil {
+		t.Fatal(err)
+	}
+	return report, vcek
 }
