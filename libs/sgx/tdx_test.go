@@ -3,7 +3,6 @@ package sgx
 import (
 	"bytes"
 	"encoding/hex"
-	"errors"
 	"testing"
 	"time"
 )
@@ -55,14 +54,7 @@ func TestVerifyTDXNegatives(t *testing.T) {
 	flip := func(off int) []byte { b := bytes.Clone(quote); b[off] ^= 0x01; return b }
 	const qeReport = TDXSignedSize + 4 + 64 + 64 + 2 + 4
 	sgxQuote := readVector(t, "phala_sgx_quote_v3.bin")
-	tests := []struct {
-		name   string
-		quote  []byte
-		col    func(*Collateral)
-		at     time.Time
-		reason Reason
-		item   string
-	}{
+	tests := []refusal{
 		{"flipped MRTD", flip(HeaderSize + 136), nil, inWindow, ReasonQuoteSignature, "quote"},
 		{"flipped RTMR0", flip(HeaderSize + 328), nil, inWindow, ReasonQuoteSignature, "quote"},
 		{"flipped report data", flip(HeaderSize + 583), nil, inWindow, ReasonQuoteSignature, "quote"},
@@ -78,22 +70,7 @@ func TestVerifyTDXNegatives(t *testing.T) {
 		{"after the window", quote, nil, time.Date(2025, 7, 20, 0, 0, 0, 0, time.UTC), ReasonExpired, ""},
 		{"an SGX quote with TDX collateral", sgxQuote, nil, inWindow, ReasonMismatch, "TCB Info"},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			col := tdxCollateral(t)
-			if tt.col != nil {
-				tt.col(col)
-			}
-			res, err := Verify(tt.quote, Options{At: tt.at, Collateral: col})
-			if err == nil {
-				t.Fatalf("Verify = %+v, nil; want %s", res, tt.reason)
-			}
-			var e *Error
-			if !errors.As(err, &e) || e.Reason != tt.reason || (tt.item != "" && e.Item != tt.item) {
-				t.Fatalf("Verify = %v; want reason %s item %q", err, tt.reason, tt.item)
-			}
-		})
-	}
+	runRefusals(t, tests, tdxCollateral)
 }
 
 // The TDX module and platform rules of Intel's QVL, on the vector's TCB

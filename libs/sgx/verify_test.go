@@ -91,14 +91,7 @@ func withLeafChange(t *testing.T, quote []byte) []byte {
 func TestVerifyNegatives(t *testing.T) {
 	quote := readVector(t, "phala_sgx_quote_v3.bin")
 	flip := func(off int) []byte { b := bytes.Clone(quote); b[off] ^= 0x01; return b }
-	tests := []struct {
-		name   string
-		quote  []byte
-		col    func(*Collateral)
-		at     time.Time
-		reason Reason
-		item   string
-	}{
+	tests := []refusal{
 		{"flipped report body byte", flip(HeaderSize + 100), nil, inWindow, ReasonQuoteSignature, "quote"},
 		{"flipped MRENCLAVE", flip(HeaderSize + 64), nil, inWindow, ReasonQuoteSignature, "quote"},
 		{"flipped header user data", flip(30), nil, inWindow, ReasonQuoteSignature, "quote"},
@@ -114,22 +107,7 @@ func TestVerifyNegatives(t *testing.T) {
 		{"before the window", quote, nil, time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC), ReasonExpired, ""},
 		{"no CRLs", quote, func(c *Collateral) { c.PCKCRL = nil }, inWindow, ReasonMalformed, "collateral"},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			col := vectorCollateral(t)
-			if tt.col != nil {
-				tt.col(col)
-			}
-			res, err := Verify(tt.quote, Options{At: tt.at, Collateral: col})
-			if err == nil {
-				t.Fatalf("Verify = %+v, nil; want %s", res, tt.reason)
-			}
-			var e *Error
-			if !errors.As(err, &e) || e.Reason != tt.reason || (tt.item != "" && e.Item != tt.item) || e.Item == "" {
-				t.Fatalf("Verify = %v; want reason %s item %q", err, tt.reason, tt.item)
-			}
-		})
-	}
+	runRefusals(t, tests, vectorCollateral)
 }
 
 func TestVerifyWithoutCRLs(t *testing.T) {
@@ -263,5 +241,38 @@ func TestVerifyEvidence(t *testing.T) {
 	late.At = time.Date(2060, 1, 1, 0, 0, 0, 0, time.UTC)
 	if _, err := v.VerifyEvidence(e, late); ReasonOf(err) != ReasonExpired {
 		t.Fatalf("VerifyEvidence at a time the chain is not valid = %v, want %s", err, ReasonExpired)
+	}
+}
+
+// refusal is a quote, a change to its collateral and a time, and the
+// reason (and item, if not "") its verification must fail with.
+type refusal struct {
+	name   string
+	quote  []byte
+	col    func(*Collateral)
+	at     time.Time
+	reason Reason
+	item   string
+}
+
+// runRefusals verifies each case with collateral's collateral, changed
+// as it says, and wants it refused with its reason, naming an item.
+func runRefusals(t *testing.T, tests []refusal, collateral func(testing.TB) *Collateral) {
+	t.Helper()
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			col := collateral(t)
+			if tt.col != nil {
+				tt.col(col)
+			}
+			res, err := Verify(tt.quote, Options{At: tt.at, Collateral: col})
+			if err == nil {
+				t.Fatalf("Verify = %+v, nil; want %s", res, tt.reason)
+			}
+			var e *Error
+			if !errors.As(err, &e) || e.Reason != tt.reason || (tt.item != "" && e.Item != tt.item) || e.Item == "" {
+				t.Fatalf("Verify = %v; want reason %s item %q", err, tt.reason, tt.item)
+			}
+		})
 	}
 }
