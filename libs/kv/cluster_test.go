@@ -240,4 +240,17 @@ func TestListFromTheLeader(t *testing.T) {
 	if none, err := s.ListFromLeader(ctx, "nothing.*"); err != nil || len(none) != 0 {
 		t.Fatalf("an empty listing from the leader = %v, %v", none, err)
 	}
+	// What List checks a watcher's listing against: the last write or
+	// deletion under the filter, wildcards and all.
+	last, err := s.LeaderLast(ctx, "b.*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b29, err := s.Get(ctx, "b.29") // deleted last (29 % 3 == 2): its marker is the last message
+	if !errors.Is(err, kv.ErrNotFound) || last == 0 {
+		t.Fatalf("LeaderLast(b.*) = %d; b.29 = %+v, %v", last, b29, err)
+	}
+	if none, err := s.LeaderLast(ctx, "nothing.*"); err != nil || none != 0 {
+		t.Fatalf("LeaderLast(nothing.*) = %d, %v; want 0", none, err)
+	}
 }

@@ -7,3 +7,8 @@ import "context"
 func (s *Store[T]) ListFromLeader(ctx context.Context, filter string) ([]Entry[T], error) {
 	return s.listFromLeader(ctx, filter)
 }
+
+// LeaderLast is the revision List checks a watcher's listing against.
+func (s *Store[T]) LeaderLast(ctx context.Context, filter string) (uint64, error) {
+	return s.leaderLast(ctx, filter)
+}

@@ -884,22 +884,26 @@ func newVersion(prev uint64) uint64 {
 // behind (just back from a partition, say): a consumer there would list
 // what it has, missing the latest writes, or hang while it catches up;
 // and right after a partition heals the consumer may not be made at all
-// for a while. So on a cluster List first asks the stream's leader
-// whether every replica is current, and lists from the leader, one
-// message at a time, when one is not or when the watcher stalls.
+// for a while. So on a cluster List first asks the stream's leader for
+// the last message that matches filter: a watcher that has seen it read
+// a replica that had applied every write before it (a replica applies
+// the log in order); one that has not, or that stalls, makes List list
+// from the leader instead, one message at a time.
 func (s *Store[T]) List(ctx context.Context, filter string) ([]Entry[T], error) {
 	if !s.replicated {
-		return s.watchList(ctx, filter, 0)
+		out, _, err := s.watchList(ctx, filter, 0)
+		return out, err
 	}
-	current, err := s.replicasCurrent(ctx)
+	last, err := s.leaderLast(ctx, filter)
 	if err != nil {
 		return nil, fmt.Errorf("listing %s/%s: %w", s.bucket, filter, err)
 	}
-	if current {
-		out, err := s.watchList(ctx, filter, watchStall)
-		if !errors.Is(err, errWatchStalled) {
-			return out, err
-		}
+	out, seen, err := s.watchList(ctx, filter, watchStall)
+	switch {
+	case err == nil && seen >= last && (last > 0 || len(out) == 0):
+		return out, nil
+	case err != nil && !errors.Is(err, errWatchStalled):
+		return nil, err
 	}
 	return s.listFromLeader(ctx, filter)
 }
@@ -941,9 +945,10 @@ func (s *Store[T]) liveEntry(key string, value []byte) (Entry[T], bool, error) {
 }
 
 // watchList lists through a watcher: one consumer streams the entries.
-// With stall > 0 it gives up with errWatchStalled when the watcher is not
-// made, or hands over nothing, for that long.
-func (s *Store[T]) watchList(ctx context.Context, filter string, stall time.Duration) ([]Entry[T], error) {
+// It returns them and the highest revision (stream sequence) it saw,
+// deletions included. With stall > 0 it gives up with errWatchStalled
+// when the watcher is not made, or hands over nothing, for that long.
+func (s *Store[T]) watchList(ctx context.Context, filter string, stall time.Duration) ([]Entry[T], uint64, error) {
 	// The watcher lives as long as wctx: ending it when the listing ends
 	// also ends one made too late.
 	wctx, cancel := context.WithCancel(ctx)
@@ -960,34 +965,39 @@ func (s *Store[T]) watchList(ctx context.Context, filter string, stall time.Dura
 	var w jetstream.KeyWatcher
 	select {
 	case <-stalled:
-		return nil, errWatchStalled
+		return nil, 0, errWatchStalled
 	case r := <-made:
 		if r.err != nil {
-			return nil, r.err
+			return nil, 0, r.err
 		}
 		w = r.w
 	}
 	defer w.Stop()
 	news()
 	var out []Entry[T]
+	var seen uint64
 	for {
 		select {
 		case <-ctx.Done():
-			return nil, errs.Newf(errs.Unavailable, "listing %s/%s: %v; try again", s.bucket, filter, ctx.Err())
+			return nil, 0, errs.Newf(errs.Unavailable, "listing %s/%s: %v; try again", s.bucket, filter, ctx.Err())
 		case <-stalled:
-			return nil, errWatchStalled
+			return nil, 0, errWatchStalled
 		case e, ok := <-w.Updates():
 			if !ok {
-				return nil, fmt.Errorf("listing %s/%s: watcher closed", s.bucket, filter)
+				return nil, 0, fmt.Errorf("listing %s/%s: watcher closed", s.bucket, filter)
 			}
 			if e == nil { // all current values delivered
 				slices.SortFunc(out, func(a, b Entry[T]) int { return strings.Compare(a.Key, b.Key) })
-				return out, nil
+				return out, seen, nil
 			}
 			news()
+			seen = max(seen, e.Revision())
+			if e.Operation() != jetstream.KeyValuePut { // a deletion or purge
+				continue
+			}
 			entry, live, err := s.liveEntry(e.Key(), e.Value())
 			if err != nil {
-				return nil, err
+				return nil, 0, err
 			}
 			if live {
 				out = append(out, entry)
@@ -1006,7 +1016,7 @@ type watchResult struct {
 // out, until ctx ends.
 func (s *Store[T]) watch(ctx context.Context, filter string) watchResult {
 	for {
-		w, err := s.kv.WatchFiltered(ctx, []string{filter}, jetstream.IgnoreDeletes())
+		w, err := s.kv.WatchFiltered(ctx, []string{filter})
 		if err == nil {
 			return watchResult{w: w}
 		}

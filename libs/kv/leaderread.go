@@ -178,28 +178,16 @@ func (s *Store[T]) leaderMsgOnce(ctx context.Context, req []byte) (*storedMsg, e
 	return resp.Message, nil
 }
 
-// replicasCurrent says whether every replica of the bucket's stream has
-// applied what its leader has, as the leader sees it: then a consumer,
-// wherever JetStream places it, reads every write acknowledged so far.
-func (s *Store[T]) replicasCurrent(ctx context.Context) (bool, error) {
-	info, err := retrying(ctx, func(attempt context.Context) (*jetstream.StreamInfo, error) {
-		st, err := s.js.Stream(attempt, "KV_"+s.bucket)
-		if err != nil {
-			return nil, err
-		}
-		return st.CachedInfo(), nil
-	})
+// leaderLast is the stream sequence of the last message (a write or a
+// deletion) whose key matches filter, as the bucket stream's leader has
+// it; 0 when none does.
+func (s *Store[T]) leaderLast(ctx context.Context, filter string) (uint64, error) {
+	m, err := s.leaderMsg(ctx, msgGetRequest{LastFor: s.subject + filter})
+	if errors.Is(err, ErrNotFound) {
+		return 0, nil
+	}
 	if err != nil {
-		return false, err
+		return 0, err
 	}
-	c := info.Cluster
-	if c == nil || c.Leader == "" {
-		return false, nil
-	}
-	for _, r := range c.Replicas {
-		if !r.Current || r.Offline || r.Lag > 0 {
-			return false, nil
-		}
-	}
-	return true, nil
+	return m.Sequence, nil
 }
