@@ -39,9 +39,16 @@ func TestStackOnACluster(t *testing.T) {
 
 	c.Kill(c.WaitForMetaLeader(10 * time.Second))
 	c.WaitForMetaLeader(30 * time.Second)
-	jt := s.JoinToken(token, acct, api.CreateJoinToken{})
-	if jt.ID == "" {
-		t.Fatalf("join token after the meta leader died = %+v", jt)
+	// The services may still be waiting out elections of the streams the
+	// dead node led: a creation is sent as a client should, with an
+	// idempotency key, again while the answer is 503.
+	retry, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	var jt api.JoinToken
+	err := s.Client(token).DoOnce(retry, "POST", "/v1/accounts/"+acct+"/join-tokens", "after-the-kill",
+		api.CreateJoinToken{Name: "after"}, &jt)
+	if err != nil || jt.ID == "" {
+		t.Fatalf("join token after the meta leader died = %+v, %v", jt, err)
 	}
 	_, acct2 := s.Admin("bob@example.com")
 	if acct2 == acct {
