@@ -72,7 +72,7 @@ func newCommand(root string, list *imagefs.List, m *enclave.Manifest, cmdline []
 		return nil, fmt.Errorf("working directory %s: %v; it must be a directory of the image or a read-write directory", m.WorkingDir, err)
 	}
 	c.dir = hostPath(root, wd)
-	for _, d := range m.RWDirs {
+	for _, d := range m.UnmeasuredDirs() {
 		c.rwDirs = append(c.rwDirs, hostPath(root, d))
 	}
 

@@ -53,7 +53,11 @@ type unlisted struct {
 }
 
 func newUnlisted(m *enclave.Manifest) *unlisted {
-	u := &unlisted{rwDirs: m.RWDirs, dirs: map[string]bool{}, files: map[string]bool{}}
+	// The secrets directory is an in-enclave tmpfs the launcher fills.
+	u := &unlisted{rwDirs: m.UnmeasuredDirs(), dirs: map[string]bool{}, files: map[string]bool{}}
+	if m.Secrets != nil {
+		u.rwDirs = append(u.rwDirs, m.Secrets.Dir)
+	}
 	above := func(p string) {
 		for d := path.Dir(p); d != "/"; d = path.Dir(d) {
 			u.dirs[d] = true
@@ -62,7 +66,7 @@ func newUnlisted(m *enclave.Manifest) *unlisted {
 	for _, p := range enclave.Untracked {
 		above(p)
 	}
-	for _, p := range m.RWDirs {
+	for _, p := range u.rwDirs {
 		above(p)
 	}
 	above(enclave.Dir)

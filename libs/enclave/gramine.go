@@ -345,15 +345,20 @@ func Gramine(m *Manifest, in GramineInputs) (*gramine.Manifest, error) {
 	if !slices.Contains(m.RWDirs, TmpDir) {
 		tmpfs = append(tmpfs, TmpDir)
 	}
+	var secretDirs []string
 	if c := m.Certificate; c != nil {
-		for _, p := range []string{c.KeyPath, c.CertPath} {
-			d := path.Dir(p)
-			if err := secretDir(d, m.RWDirs, in.Listed); err != nil {
-				return nil, fmt.Errorf("%w: %s: %v", ErrManifest, p, err)
-			}
-			if !slices.Contains(tmpfs, d) {
-				tmpfs = append(tmpfs, d)
-			}
+		secretDirs = append(secretDirs, c.KeyPath, c.CertPath)
+	}
+	if m.Secrets != nil {
+		secretDirs = append(secretDirs, m.Secrets.Dir+"/secret")
+	}
+	for _, p := range secretDirs {
+		d := path.Dir(p)
+		if err := secretDir(d, m.UnmeasuredDirs(), in.Listed); err != nil {
+			return nil, fmt.Errorf("%w: %s: %v", ErrManifest, d, err)
+		}
+		if !slices.Contains(tmpfs, d) {
+			tmpfs = append(tmpfs, d)
 		}
 	}
 	for _, d := range tmpfs {
@@ -362,6 +367,14 @@ func Gramine(m *Manifest, in GramineInputs) (*gramine.Manifest, error) {
 	for _, d := range m.RWDirs {
 		g.Mounts = append(g.Mounts, gramine.Mount{Path: d, Type: gramine.MountChroot, URI: gramine.URI(d)})
 		g.AllowedFiles = append(g.AllowedFiles, gramine.URI(d+"/"))
+	}
+	// An encrypted volume is the host's directory, read and written
+	// through Gramine's protected files with the volume's key.
+	for _, v := range m.Volumes {
+		if err := mountDir(v.Path, in.Listed); err != nil {
+			return nil, fmt.Errorf("%w: volume %s: %v", ErrManifest, v.Path, err)
+		}
+		g.Mounts = append(g.Mounts, gramine.Mount{Path: v.Path, Type: gramine.MountEncrypted, URI: gramine.URI(v.Path), KeyName: v.KeyName})
 	}
 	for _, f := range hostFiles {
 		g.AllowedFiles = append(g.AllowedFiles, gramine.URI(f))
@@ -506,17 +519,22 @@ func secretDir(d string, rwDirs []string, listed *imagefs.List) error {
 			return fmt.Errorf("the directory %s is (or holds) the read-write directory %s, so the key would be written to the host's disk; choose another", d, rw)
 		}
 	}
-	// The launcher writes the key through the path: a symlink on it would
-	// lead anywhere, a read-write directory included.
+	return mountDir(d, listed)
+}
+
+// mountDir checks that d can be mounted over: no symlink on its path
+// (what is written through it would lead anywhere, the host's disk
+// included) and no file of the image below it (the mount would hide it).
+func mountDir(d string, listed *imagefs.List) error {
 	for p := strings.TrimPrefix(d, "/"); p != "." && p != ""; p = path.Dir(p) {
 		if e, ok := listed.Lookup(p); ok && e.Type == imagefs.TypeSymlink {
-			return fmt.Errorf("the image's /%s is a symlink (to %q), so the key's directory %s could lead anywhere, the host's disk included; choose a directory the image does not have, such as /run/cloister", p, e.Target, d)
+			return fmt.Errorf("the image's /%s is a symlink (to %q), so %s could lead anywhere, the host's disk included; choose a directory the image does not have, such as /run/cloister", p, e.Target, d)
 		}
 	}
 	prefix := strings.TrimPrefix(d, "/") + "/"
 	for e := range listed.All() {
 		if strings.HasPrefix(e.Path, prefix) && e.Type != imagefs.TypeDir {
-			return fmt.Errorf("the directory %s holds the image's /%s, which the in-enclave tmpfs for the key would hide; choose a dedicated directory such as /run/cloister", d, e.Path)
+			return fmt.Errorf("the directory %s holds the image's /%s, which the mount over it would hide; choose a dedicated directory such as /run/cloister", d, e.Path)
 		}
 	}
 	return nil
@@ -544,7 +562,7 @@ func Seal(man Manifest, listed *imagefs.List, libpal []byte, key *rsa.PrivateKey
 	if man.Threads < 1 || man.Threads > MaxThreads {
 		return nil, fmt.Errorf("%w: threads: %d, want 1 to %d", ErrManifest, man.Threads, MaxThreads)
 	}
-	trusted, err := Trusted(listed, man.RWDirs)
+	trusted, err := Trusted(listed, man.UnmeasuredDirs())
 	if err != nil {
 		return nil, fmt.Errorf("%w: read-write directory %v", ErrManifest, err)
 	}

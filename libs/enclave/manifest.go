@@ -155,6 +155,12 @@ type Manifest struct {
 	ISVSVN           uint16       `json:"isvsvn"`
 	Debug            bool         `json:"debug"`
 	Certificate      *Certificate `json:"certificate"`
+	// Secrets is how the application receives the secrets delivered with
+	// its certificate; nil when it takes none. Volumes are its encrypted
+	// volumes. Both are left out of the encoding when empty, so that the
+	// manifests of images converted before they existed keep their bytes.
+	Secrets *Secrets `json:"secrets,omitempty"`
+	Volumes []Volume `json:"volumes,omitempty"`
 	// TrustedFiles and Launcher are "sha256:<hex>" digests of the
 	// trusted-file list (libs/imagefs encoding) and the launcher binary.
 	TrustedFiles string `json:"trusted_files"`
@@ -232,6 +238,9 @@ func (m Manifest) check() error {
 		if m.Env[i].Name == m.Env[i-1].Name {
 			return fmt.Errorf("%w: env %s is set twice", ErrManifest, m.Env[i].Name)
 		}
+	}
+	if err := m.checkSecrets(); err != nil {
+		return fmt.Errorf("%w: %v", ErrManifest, err)
 	}
 	return nil
 }

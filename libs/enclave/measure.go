@@ -175,7 +175,7 @@ func MeasureImage(ctx context.Context, img v1.Image) (*Measured, error) {
 	// The list leaves out the application's read-write directories.
 	var rwDirs []string
 	if man != nil {
-		rwDirs = man.RWDirs
+		rwDirs = man.UnmeasuredDirs()
 	}
 	if trusted, err := Trusted(lower, rwDirs); err != nil {
 		m.problem("manifest: %v", err) // e.g. a read-write /usr would hide programs

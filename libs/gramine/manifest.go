@@ -4,6 +4,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"path"
+	"regexp"
 	"slices"
 	"strings"
 )
@@ -64,15 +65,34 @@ type Env struct {
 // Mount is an entry of fs.mounts.
 type Mount struct {
 	Path string
-	Type string // "chroot" or "tmpfs"
-	URI  string // for chroot: "file:/host/path"
+	Type string // "chroot", "tmpfs" or "encrypted"
+	URI  string // for chroot and encrypted: "file:/host/path"
+	// KeyName is an encrypted mount's key_name: the key Gramine reads
+	// from /dev/attestation/keys/<KeyName>, set by the enclave before the
+	// mount is first used.
+	KeyName string
 }
 
 // Mount types Cloister writes.
 const (
 	MountChroot = "chroot"
 	MountTmpfs  = "tmpfs"
+	// MountEncrypted is a host directory whose files Gramine encrypts
+	// and authenticates with the mount's key (its protected files).
+	MountEncrypted = "encrypted"
 )
+
+// keyNameRE is what Cloister accepts as a key_name: Gramine reserves
+// names starting with '_' for its own keys (_sgx_mrenclave...).
+var keyNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,63}$`)
+
+// CheckKeyName tells whether name can be an encrypted mount's key_name.
+func CheckKeyName(name string) error {
+	if !keyNameRE.MatchString(name) {
+		return fmt.Errorf("key name %q must be 1 to 64 of a-z, 0-9, '_' and '-', starting with a letter or digit (Gramine keeps names starting with '_' for its own keys)", name)
+	}
+	return nil
+}
 
 // URI returns the "file:" URI of an absolute path.
 func URI(p string) string { return "file:" + p }
@@ -121,9 +141,14 @@ func (m *Manifest) Table() (*Table, error) {
 	for _, mt := range m.Mounts {
 		t := NewTable()
 		t.Set("path", mt.Path)
-		if mt.Type == MountTmpfs {
+		switch mt.Type {
+		case MountTmpfs:
 			t.Set("type", MountTmpfs)
-		} else {
+		case MountEncrypted:
+			t.Set("type", MountEncrypted)
+			t.Set("uri", mt.URI)
+			t.Set("key_name", mt.KeyName)
+		default:
 			t.Set("uri", mt.URI)
 		}
 		mounts = append(mounts, t)
@@ -217,10 +242,14 @@ func (m *Manifest) check() error {
 			return manifestErrorf("fs.mounts: %q is not an absolute, clean path other than /", mt.Path)
 		case paths[mt.Path]:
 			return manifestErrorf("fs.mounts: %s is mounted twice", mt.Path)
-		case mt.Type == MountChroot && !strings.HasPrefix(mt.URI, "file:/"):
+		case (mt.Type == MountChroot || mt.Type == MountEncrypted) && !strings.HasPrefix(mt.URI, "file:/"):
 			return manifestErrorf("fs.mounts: %s: uri %q is not a file: URI", mt.Path, mt.URI)
-		case mt.Type != MountChroot && mt.Type != MountTmpfs:
-			return manifestErrorf("fs.mounts: %s: type %q, want chroot or tmpfs", mt.Path, mt.Type)
+		case mt.Type != MountChroot && mt.Type != MountTmpfs && mt.Type != MountEncrypted:
+			return manifestErrorf("fs.mounts: %s: type %q, want chroot, tmpfs or encrypted", mt.Path, mt.Type)
+		case (mt.Type == MountEncrypted) != (mt.KeyName != ""):
+			return manifestErrorf("fs.mounts: %s: an encrypted mount, and only one, names its key", mt.Path)
+		case mt.Type == MountEncrypted && CheckKeyName(mt.KeyName) != nil:
+			return manifestErrorf("fs.mounts: %s: %v", mt.Path, CheckKeyName(mt.KeyName))
 		}
 		paths[mt.Path] = true
 	}
@@ -304,6 +333,9 @@ func SortFiles(files []File) {
 func (mt Mount) String() string {
 	if mt.Type == MountTmpfs {
 		return fmt.Sprintf("%s (tmpfs)", mt.Path)
+	}
+	if mt.Type == MountEncrypted {
+		return fmt.Sprintf("%s (%s, encrypted with key %s)", mt.Path, mt.URI, mt.KeyName)
 	}
 	return fmt.Sprintf("%s (%s)", mt.Path, mt.URI)
 }

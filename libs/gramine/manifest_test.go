@@ -15,7 +15,8 @@ func testManifest() *Manifest {
 		Argv:             []string{"/opt/cloister/launcher", "--", "/app/server", "--port", "8443"},
 		Env: []Env{{Name: "GREETING", Value: "héllo \"world\"\t\x01"}, {Name: "TZ", Passthrough: true},
 			{Name: "weird.name", Value: "x"}},
-		Mounts:            []Mount{{Path: "/tmp", Type: MountTmpfs}, {Path: "/data", Type: MountChroot, URI: "file:/data"}},
+		Mounts: []Mount{{Path: "/tmp", Type: MountTmpfs}, {Path: "/data", Type: MountChroot, URI: "file:/data"},
+			{Path: "/vault", Type: MountEncrypted, URI: "file:/vault", KeyName: "vault-key"}},
 		AllowedFiles:      []string{"file:/data/"},
 		EnclaveSize:       1 << 30,
 		MaxThreads:        16,
@@ -47,7 +48,8 @@ func TestManifestFixedPoint(t *testing.T) {
 			t.Fatalf("not a fixed point (%v):\n%s\n---\n%s", err, b, again)
 		}
 		for _, want := range []string{"[[sgx.trusted_files]]\nuri = \"file:/app/server\"\n", "[loader.env.TZ]\npassthrough = true\n",
-			"\"weird.name\" = \"x\"\n", "mounts = [\n    { path = \"/tmp\", type = \"tmpfs\" },\n    { path = \"/data\", uri = \"file:/data\" },\n]\n",
+			"\"weird.name\" = \"x\"\n", "mounts = [\n    { path = \"/tmp\", type = \"tmpfs\" },\n    { path = \"/data\", uri = \"file:/data\" },\n" +
+				"    { path = \"/vault\", type = \"encrypted\", uri = \"file:/vault\", key_name = \"vault-key\" },\n]\n",
 			"GREETING = \"héllo \\\"world\\\"\t\\u0001\"\n", "[sgx.cpu_features]\navx = \"unspecified\"\n", "enable_stats = false\n"} {
 			if !strings.Contains(string(b), want) {
 				t.Errorf("manifest lacks %q:\n%s", want, b)
@@ -83,6 +85,10 @@ func TestManifestRefusals(t *testing.T) {
 		{"env twice", func(m *Manifest) { m.Env = append(m.Env, Env{Name: "TZ"}) }, "TZ is set twice"},
 		{"env with =", func(m *Manifest) { m.Env = []Env{{Name: "A=B"}} }, "holds '='"},
 		{"relative mount", func(m *Manifest) { m.Mounts = []Mount{{Path: "tmp", Type: MountTmpfs}} }, "absolute"},
+		{"encrypted without a key", func(m *Manifest) { m.Mounts[2].KeyName = "" }, "names its key"},
+		{"a key on a chroot mount", func(m *Manifest) { m.Mounts[1].KeyName = "k" }, "names its key"},
+		{"Gramine's own key name", func(m *Manifest) { m.Mounts[2].KeyName = "_sgx_mrenclave" }, "starting with '_'"},
+		{"encrypted without a uri", func(m *Manifest) { m.Mounts[2].URI = "/vault" }, "not a file: URI"},
 		{"file twice", func(m *Manifest) { m.TrustedFiles = append(m.TrustedFiles, m.TrustedFiles[0]) }, "listed twice"},
 		{"attestation", func(m *Manifest) { m.RemoteAttestation = "epid" }, "remote_attestation"},
 	}
