@@ -24,6 +24,8 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/cloister-cc/cloister/libs/cache"
+	"github.com/cloister-cc/cloister/libs/enclave"
+	"github.com/cloister-cc/cloister/libs/errs"
 	accountv1 "github.com/cloister-cc/cloister/libs/gen/cloister/account/v1"
 	attestationv1 "github.com/cloister-cc/cloister/libs/gen/cloister/attestation/v1"
 	cav1 "github.com/cloister-cc/cloister/libs/gen/cloister/ca/v1"
@@ -129,6 +131,7 @@ type request struct {
 	account, app, verdict string
 	csr                   []byte
 	nonce                 []byte // in the quote's REPORTDATA
+	recipient             []byte // sent as the recipient key
 }
 
 // enclave does what the launcher does in simulation: a CSR for names, a
@@ -147,6 +150,9 @@ type enclaveOpts struct {
 	mrsigner  *[32]byte
 	debug     bool
 	account   string
+	// recipient is bound in REPORTDATA as the key secrets are sealed to
+	// (v2), and sent unless send says otherwise.
+	recipient, send []byte
 }
 
 func (s *appStack) enclaveWith(o enclaveOpts) request {
@@ -185,7 +191,7 @@ func (s *appStack) enclaveWith(o enclaveOpts) request {
 	if o.debug {
 		body.Attributes[0] |= sgx.AttributeDebug
 	}
-	binding := sha256.Sum256(spki)
+	binding := enclave.KeyBinding(sha256.Sum256(spki), o.recipient)
 	copy(body.ReportData[:32], binding[:])
 	copy(body.ReportData[32:], o.nonce)
 	quote, err := s.qeFor(o.account).Quote(body)
@@ -196,12 +202,15 @@ func (s *appStack) enclaveWith(o enclaveOpts) request {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return request{account: s.account, app: s.app, verdict: v.GetVerdict().GetId(), csr: csr, nonce: o.nonce}
+	if o.send == nil {
+		o.send = o.recipient
+	}
+	return request{account: s.account, app: s.app, verdict: v.GetVerdict().GetId(), csr: csr, nonce: o.nonce, recipient: o.send}
 }
 
 func (s *appStack) issue(r request) (*cav1.IssueAppCertificateResponse, error) {
 	return s.ca.IssueAppCertificate(context.Background(), &cav1.IssueAppCertificateRequest{
-		AccountId: r.account, AppId: r.app, VerdictId: r.verdict, Csr: r.csr})
+		AccountId: r.account, AppId: r.app, VerdictId: r.verdict, Csr: r.csr, RecipientKey: r.recipient})
 }
 
 func (s *appStack) count() int {
@@ -249,6 +258,19 @@ func TestAppCertificateRefusals(t *testing.T) {
 		{"verdict that does not exist", func() request { return withVerdict(s.enclave(newKey(t, "ec-p256"), domain), uuid.NewString()) }, "verdict"},
 		{"key does not match the report-data binding", func() request {
 			return s.enclaveWith(enclaveOpts{key: newKey(t, "ec-p256"), bindKey: newKey(t, "ec-p256"), names: []string{domain}})
+		}, "binding"},
+		{"a recipient key not the one bound", func() request {
+			return s.enclaveWith(enclaveOpts{key: newKey(t, "ec-p256"), names: []string{domain}, recipient: bytes.Repeat([]byte{1}, 32), send: bytes.Repeat([]byte{2}, 32)})
+		}, "binding"},
+		{"a recipient key bound but not sent", func() request {
+			r := s.enclaveWith(enclaveOpts{key: newKey(t, "ec-p256"), names: []string{domain}, recipient: bytes.Repeat([]byte{1}, 32)})
+			r.recipient = nil
+			return r
+		}, "binding"},
+		{"a recipient key sent but not bound", func() request {
+			r := s.enclave(newKey(t, "ec-p256"), domain)
+			r.recipient = bytes.Repeat([]byte{1}, 32)
+			return r
 		}, "binding"},
 		{"a nonce used for another key", func() request {
 			return s.enclaveWith(enclaveOpts{key: newKey(t, "ec-p256"), names: []string{domain}, nonce: used.nonce})
@@ -567,5 +589,27 @@ func TestAbandonedNonceIsRefusedInTime(t *testing.T) {
 	_, err = s.ca.IssueAppCertificate(cctx, &cav1.IssueAppCertificateRequest{AccountId: r.account, AppId: r.app, VerdictId: r.verdict, Csr: r.csr})
 	if err == nil || !strings.Contains(err.Error(), "nonce check") {
 		t.Fatalf("a request whose nonce an abandoned sending took = %v, want refused by the nonce check within %v", err, deadline)
+	}
+}
+
+// An enclave that binds a recipient key beside its certificate key gets
+// its certificate, and the record keeps the key, which the image
+// converter seals the enclave's secrets to.
+func TestRecipientKeyIsRecorded(t *testing.T) {
+	s := startApps(t, cache.NewMemory(0))
+	recipient := bytes.Repeat([]byte{5}, 32)
+	resp, err := s.issue(s.enclaveWith(enclaveOpts{key: newKey(t, "ec-p256"), names: []string{domain}, recipient: recipient}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := resp.GetCertificate().GetRecipientKey(); !bytes.Equal(got, recipient) {
+		t.Fatalf("issued certificate's recipient key = %x, want %x", got, recipient)
+	}
+	got, err := s.ca.GetCertificate(context.Background(), &cav1.GetCertificateRequest{AccountId: s.account, Serial: resp.GetCertificate().GetSerial()})
+	if err != nil || !bytes.Equal(got.GetCertificate().GetRecipientKey(), recipient) {
+		t.Fatalf("GetCertificate = %v, %v; want the recipient key recorded", got, err)
+	}
+	if _, err := s.issue(s.enclaveWith(enclaveOpts{key: newKey(t, "ec-p256"), names: []string{domain}, recipient: []byte{1, 2}})); errs.KindOf(err) != errs.Invalid {
+		t.Fatalf("a recipient key of 2 bytes: issue = %v, want invalid", err)
 	}
 }

@@ -48,7 +48,7 @@ func BenchmarkIssue(b *testing.B) {
 			approved := map[string]bool{"app/hello.cloister.test": true}
 			var tbs []byte
 			issueVsFloor(b, ca, raw, func() {
-				csr, err := app.Decide(cfg, v, raw, now)
+				csr, err := app.Decide(cfg, v, raw, nil, now)
 				if err != nil {
 					b.Fatal(err)
 				}

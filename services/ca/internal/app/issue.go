@@ -13,6 +13,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/cloister-cc/cloister/libs/audit"
+	"github.com/cloister-cc/cloister/libs/enclave"
 	"github.com/cloister-cc/cloister/libs/errs"
 	"github.com/cloister-cc/cloister/libs/pki"
 	"github.com/cloister-cc/cloister/services/ca/internal/domain"
@@ -144,6 +145,10 @@ func refuse(check, format string, args ...any) error {
 type AppRequest struct {
 	AccountID, AppID, VerdictID, NodeID string
 	CSR                                 []byte
+	// RecipientKey is the enclave's X25519 key its secrets are sealed to,
+	// bound in REPORTDATA with the CSR's key (enclave.KeyBinding); nil for
+	// an enclave that takes none.
+	RecipientKey []byte
 }
 
 // CreateNonce returns a fresh nonce for an enclave's REPORTDATA.
@@ -183,6 +188,9 @@ func (s *Service) IssueAppCertificate(ctx context.Context, r AppRequest) (domain
 	if r.NodeID != "" && uuid.Validate(r.NodeID) != nil {
 		return domain.Certificate{}, nil, errs.New(errs.Invalid, "node_id must be a node's id")
 	}
+	if r.RecipientKey != nil && len(r.RecipientKey) != enclave.RecipientKeySize {
+		return domain.Certificate{}, nil, errs.Newf(errs.Invalid, "recipient_key must be an X25519 public key of %d bytes", enclave.RecipientKeySize)
+	}
 	ca, err := s.openCA(ctx, r.AccountID)
 	if err != nil {
 		return domain.Certificate{}, nil, err
@@ -201,7 +209,7 @@ func (s *Service) IssueAppCertificate(ctx context.Context, r AppRequest) (domain
 	if err != nil {
 		return domain.Certificate{}, nil, err
 	}
-	csr, err := Decide(app, v, r.CSR, s.clock())
+	csr, err := Decide(app, v, r.CSR, r.RecipientKey, s.clock())
 	if err != nil {
 		return domain.Certificate{}, nil, err
 	}
@@ -234,7 +242,7 @@ func (s *Service) IssueAppCertificate(ctx context.Context, r AppRequest) (domain
 	}
 	rec := domain.Certificate{Serial: cert.Serial.Text(16), AccountID: r.AccountID, Kind: "app", SubjectID: r.AppID,
 		DNSNames: csr.DNSNames, NotBefore: cert.NotBefore, NotAfter: cert.NotAfter, DER: cert.DER,
-		NodeID: r.NodeID, ImageID: v.ImageID, MRENCLAVE: v.MRENCLAVE, VerdictID: v.ID}
+		NodeID: r.NodeID, ImageID: v.ImageID, MRENCLAVE: v.MRENCLAVE, VerdictID: v.ID, RecipientKey: r.RecipientKey}
 	issued := domain.Issued{Certificate: rec, Audit: audit.Entry{AccountID: r.AccountID, Actor: audit.Actor{Credential: audit.CredentialNode, CredentialID: r.NodeID},
 		Action: actionIssue, Target: rec.Serial, Cause: "an enclave of application " + r.AppID + " (image " + v.ImageID + ") attested"}}
 	if err := s.certs.Create(ctx, rec, issued); err != nil {
@@ -330,8 +338,9 @@ func (s *Service) approved(ctx context.Context, accountID, appID string, v domai
 
 // Decide runs the checks of an issuance that need no lookups: the
 // application's configuration, the CSR and its key, the verdict and the
-// key binding. It returns the checked CSR.
-func Decide(app domain.AppConfig, v domain.Verdict, csrBytes []byte, now time.Time) (*pki.CSR, error) {
+// key binding of the CSR's key and the recipient key (nil if none). It
+// returns the checked CSR.
+func Decide(app domain.AppConfig, v domain.Verdict, csrBytes, recipient []byte, now time.Time) (*pki.CSR, error) {
 	if app.Issuer != "cloister" {
 		return nil, refuse("app", "application %s does not take its certificates from the account CA (issuer %q)", app.AppID, app.Issuer)
 	}
@@ -355,7 +364,12 @@ func Decide(app domain.AppConfig, v domain.Verdict, csrBytes []byte, now time.Ti
 		return nil, refuse("image", "MRENCLAVE %x is not an approved image of application %s", v.MRENCLAVE, app.AppID)
 	case len(v.ReportData) != 64:
 		return nil, refuse("binding", "the verdict carries no REPORTDATA")
-	case subtle.ConstantTimeCompare(v.ReportData[:32], csr.KeyHash[:]) != 1:
+	}
+	if want := enclave.KeyBinding(csr.KeyHash, recipient); subtle.ConstantTimeCompare(v.ReportData[:32], want[:]) != 1 {
+		if recipient != nil {
+			return nil, refuse("binding", "the CSR's public key and the recipient key (binding %x) are not what the enclave's REPORTDATA binds (%x)",
+				want, v.ReportData[:32])
+		}
 		return nil, refuse("binding", "SHA-256 of the CSR's public key (%x) is not the key binding in the enclave's REPORTDATA (%x)",
 			csr.KeyHash, v.ReportData[:32])
 	}

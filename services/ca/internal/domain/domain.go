@@ -90,7 +90,10 @@ type Certificate struct {
 	ImageID   string `json:",omitempty"`
 	MRENCLAVE []byte `json:",omitempty"`
 	VerdictID string `json:",omitempty"`
-	Version   uint64
+	// RecipientKey is the X25519 key the enclave's secrets are sealed to,
+	// bound with the certificate's key in its REPORTDATA.
+	RecipientKey []byte `json:",omitempty"`
+	Version      uint64
 }
 
 // AppConfig is what the CA keeps of an application, from its events: the

@@ -59,7 +59,7 @@ func (sv *Server) CreateNonce(ctx context.Context, r *cav1.CreateNonceRequest) (
 
 func (sv *Server) IssueAppCertificate(ctx context.Context, r *cav1.IssueAppCertificateRequest) (*cav1.IssueAppCertificateResponse, error) {
 	c, ca, err := sv.s.IssueAppCertificate(ctx, app.AppRequest{AccountID: r.GetAccountId(), AppID: r.GetAppId(),
-		VerdictID: r.GetVerdictId(), NodeID: r.GetNodeId(), CSR: r.GetCsr()})
+		VerdictID: r.GetVerdictId(), NodeID: r.GetNodeId(), CSR: r.GetCsr(), RecipientKey: orNil(r.GetRecipientKey())})
 	if err != nil {
 		return nil, err
 	}
@@ -108,3 +108,12 @@ func (sv *Server) GetCRL(ctx context.Context, r *cav1.GetCRLRequest) (*cav1.GetC
 
 // New returns the endpoints of s.
 func New(s *app.Service) *Server { return &Server{s: s} }
+
+// orNil is b, or nil when it is empty: on the wire an empty bytes field is
+// an absent one.
+func orNil(b []byte) []byte {
+	if len(b) == 0 {
+		return nil
+	}
+	return b
+}

@@ -19,7 +19,8 @@ import (
 func CertificateToProto(c domain.Certificate) *cav1.Certificate {
 	out := &cav1.Certificate{Serial: c.Serial, AccountId: c.AccountID, Kind: c.Kind, SubjectId: c.SubjectID, DnsNames: c.DNSNames,
 		NotBefore: timestamppb.New(c.NotBefore), NotAfter: timestamppb.New(c.NotAfter), Revoked: c.Revoked,
-		RevocationReason: c.Reason, Der: c.DER, NodeId: c.NodeID, ImageId: c.ImageID, Mrenclave: c.MRENCLAVE, VerdictId: c.VerdictID}
+		RevocationReason: c.Reason, Der: c.DER, NodeId: c.NodeID, ImageId: c.ImageID, Mrenclave: c.MRENCLAVE, VerdictId: c.VerdictID,
+		RecipientKey: c.RecipientKey}
 	if c.Revoked {
 		out.RevokedAt = timestamppb.New(c.RevokedAt)
 	}

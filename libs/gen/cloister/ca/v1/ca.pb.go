@@ -499,10 +499,13 @@ type Certificate struct {
 	RevocationReason string                 `protobuf:"bytes,10,opt,name=revocation_reason,json=revocationReason,proto3" json:"revocation_reason,omitempty"`
 	Der              []byte                 `protobuf:"bytes,11,opt,name=der,proto3" json:"der,omitempty"`
 	// For application certificates: what they were issued on.
-	NodeId        string `protobuf:"bytes,12,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
-	ImageId       string `protobuf:"bytes,13,opt,name=image_id,json=imageId,proto3" json:"image_id,omitempty"`
-	Mrenclave     []byte `protobuf:"bytes,14,opt,name=mrenclave,proto3" json:"mrenclave,omitempty"`
-	VerdictId     string `protobuf:"bytes,15,opt,name=verdict_id,json=verdictId,proto3" json:"verdict_id,omitempty"`
+	NodeId    string `protobuf:"bytes,12,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	ImageId   string `protobuf:"bytes,13,opt,name=image_id,json=imageId,proto3" json:"image_id,omitempty"`
+	Mrenclave []byte `protobuf:"bytes,14,opt,name=mrenclave,proto3" json:"mrenclave,omitempty"`
+	VerdictId string `protobuf:"bytes,15,opt,name=verdict_id,json=verdictId,proto3" json:"verdict_id,omitempty"`
+	// The X25519 key the enclave's secrets are sealed to, bound with the
+	// certificate's key in its REPORTDATA; empty when it takes none.
+	RecipientKey  []byte `protobuf:"bytes,16,opt,name=recipient_key,json=recipientKey,proto3" json:"recipient_key,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -640,6 +643,13 @@ func (x *Certificate) GetVerdictId() string {
 		return x.VerdictId
 	}
 	return ""
+}
+
+func (x *Certificate) GetRecipientKey() []byte {
+	if x != nil {
+		return x.RecipientKey
+	}
+	return nil
 }
 
 // IssueNodeCertificateRequest asks for a client certificate for an
@@ -858,7 +868,8 @@ func (x *CreateNonceResponse) GetExpiresAt() *timestamppb.Timestamp {
 // IssueAppCertificateRequest asks for an application's TLS certificate on
 // the strength of an attestation verdict the attestation service recorded.
 // REPORTDATA of the attested enclave must be SHA-256 of the CSR's
-// SubjectPublicKeyInfo followed by a nonce from CreateNonce.
+// SubjectPublicKeyInfo (or the v2 binding, with recipient_key) followed by
+// a nonce from CreateNonce.
 type IssueAppCertificateRequest struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	AccountId string                 `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
@@ -868,7 +879,11 @@ type IssueAppCertificateRequest struct {
 	VerdictId string `protobuf:"bytes,4,opt,name=verdict_id,json=verdictId,proto3" json:"verdict_id,omitempty"`
 	// The node that forwarded the request, if any: its deregistration
 	// revokes the certificate.
-	NodeId        string `protobuf:"bytes,5,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	NodeId string `protobuf:"bytes,5,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	// The enclave's X25519 public key (32 bytes) its secrets are to be
+	// sealed to. When set, REPORTDATA's first half must be SHA-256 of
+	// "cloister/reportdata/v2\0", SHA-256 of the CSR's key and this key.
+	RecipientKey  []byte `protobuf:"bytes,6,opt,name=recipient_key,json=recipientKey,proto3" json:"recipient_key,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -936,6 +951,13 @@ func (x *IssueAppCertificateRequest) GetNodeId() string {
 		return x.NodeId
 	}
 	return ""
+}
+
+func (x *IssueAppCertificateRequest) GetRecipientKey() []byte {
+	if x != nil {
+		return x.RecipientKey
+	}
+	return nil
 }
 
 type IssueAppCertificateResponse struct {
@@ -1722,7 +1744,7 @@ const file_cloister_ca_v1_ca_proto_rawDesc = "" +
 	"\x0eGetCRLResponse\x12\x10\n" +
 	"\x03crl\x18\x01 \x01(\fR\x03crl\x12;\n" +
 	"\vnext_update\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"nextUpdate\"\x8d\x04\n" +
+	"nextUpdate\"\xb2\x04\n" +
 	"\vCertificate\x12\x16\n" +
 	"\x06serial\x18\x01 \x01(\tR\x06serial\x12\x1d\n" +
 	"\n" +
@@ -1744,7 +1766,8 @@ const file_cloister_ca_v1_ca_proto_rawDesc = "" +
 	"\bimage_id\x18\r \x01(\tR\aimageId\x12\x1c\n" +
 	"\tmrenclave\x18\x0e \x01(\fR\tmrenclave\x12\x1d\n" +
 	"\n" +
-	"verdict_id\x18\x0f \x01(\tR\tverdictId\"g\n" +
+	"verdict_id\x18\x0f \x01(\tR\tverdictId\x12#\n" +
+	"\rrecipient_key\x18\x10 \x01(\fR\frecipientKey\"g\n" +
 	"\x1bIssueNodeCertificateRequest\x12\x1d\n" +
 	"\n" +
 	"account_id\x18\x01 \x01(\tR\taccountId\x12\x17\n" +
@@ -1759,7 +1782,7 @@ const file_cloister_ca_v1_ca_proto_rawDesc = "" +
 	"\x13CreateNonceResponse\x12\x14\n" +
 	"\x05nonce\x18\x01 \x01(\fR\x05nonce\x129\n" +
 	"\n" +
-	"expires_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"\x9c\x01\n" +
+	"expires_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"\xc1\x01\n" +
 	"\x1aIssueAppCertificateRequest\x12\x1d\n" +
 	"\n" +
 	"account_id\x18\x01 \x01(\tR\taccountId\x12\x15\n" +
@@ -1767,7 +1790,8 @@ const file_cloister_ca_v1_ca_proto_rawDesc = "" +
 	"\x03csr\x18\x03 \x01(\fR\x03csr\x12\x1d\n" +
 	"\n" +
 	"verdict_id\x18\x04 \x01(\tR\tverdictId\x12\x17\n" +
-	"\anode_id\x18\x05 \x01(\tR\x06nodeId\"y\n" +
+	"\anode_id\x18\x05 \x01(\tR\x06nodeId\x12#\n" +
+	"\rrecipient_key\x18\x06 \x01(\fR\frecipientKey\"y\n" +
 	"\x1bIssueAppCertificateResponse\x12=\n" +
 	"\vcertificate\x18\x01 \x01(\v2\x1b.cloister.ca.v1.CertificateR\vcertificate\x12\x1b\n" +
 	"\tchain_pem\x18\x02 \x01(\fR\bchainPem\"\xaf\x01\n" +
