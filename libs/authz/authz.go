@@ -62,6 +62,15 @@ const (
 	RegistryPut    Action = "registry.put"
 	RegistryDelete Action = "registry.delete"
 
+	// Secrets: their names and versions are read by every member; their
+	// values are set and deleted by admins only and read by nobody (an
+	// attested enclave is given them); a volume key is exported by an
+	// admin, for backup.
+	SecretList      Action = "secret.list"
+	SecretSet       Action = "secret.set"
+	SecretDelete    Action = "secret.delete"
+	VolumeKeyExport Action = "volume.key.export"
+
 	NodeTokenCreate Action = "node.token.create"
 	NodeTokenList   Action = "node.token.list"
 	NodeTokenRevoke Action = "node.token.revoke"
@@ -106,6 +115,10 @@ var Actions = []Action{
 	RegistryList,
 	RegistryPut,
 	RegistryDelete,
+	SecretList,
+	SecretSet,
+	SecretDelete,
+	VolumeKeyExport,
 	NodeTokenCreate,
 	NodeTokenList,
 	NodeTokenRevoke,
@@ -126,7 +139,7 @@ var Roles = []string{RoleAdmin, RoleMember, RoleAuditor}
 // reads are what every member may do, whatever its role.
 var reads = []Action{
 	AccountGet, MemberList, APIKeyCreate, APIKeyList, APIKeyRevoke, TaskList, TaskGet,
-	AttestationPolicyGet, CAGet, CertList, AppList, SigningKeyGet, ImageList, RegistryList,
+	AttestationPolicyGet, CAGet, CertList, AppList, SigningKeyGet, ImageList, RegistryList, SecretList,
 	NodeTokenList, NodeList,
 }
 

@@ -69,7 +69,8 @@ var Roles = []Role{
 		Buckets:  []string{"ca_authorities", "ca_certificates", "ca_final_crls", "ca_apps", "ca_domains", "ca_nonces", "ca_images", "ca_withdrawn_tasks"},
 		Durables: []string{"ca-approvals", "ca-accounts"}},
 	{Name: "imageconverter", Serves: true, Jobs: true,
-		Buckets:  []string{"imageconverter_apps", "imageconverter_keys", "imageconverter_images", "imageconverter_registries"},
+		Calls:    []string{method("ca", "GetCertificate")},
+		Buckets:  []string{"imageconverter_apps", "imageconverter_keys", "imageconverter_images", "imageconverter_registries", "imageconverter_secrets"},
 		Durables: []string{"imageconverter-accounts", "imageconverter-convert"}},
 	{Name: "noderegistry", Serves: true,
 		Calls: []string{

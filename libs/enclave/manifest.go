@@ -239,7 +239,7 @@ func (m Manifest) check() error {
 			return fmt.Errorf("%w: env %s is set twice", ErrManifest, m.Env[i].Name)
 		}
 	}
-	if err := m.checkSecrets(); err != nil {
+	if err := m.CheckSecrets(); err != nil {
 		return fmt.Errorf("%w: %v", ErrManifest, err)
 	}
 	return nil

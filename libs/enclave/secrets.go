@@ -78,9 +78,9 @@ func CheckVolume(v Volume) error {
 	return nil
 }
 
-// checkSecrets checks the secrets and volumes against each other and the
+// CheckSecrets checks the secrets and volumes against each other and the
 // rest of the manifest.
-func (m Manifest) checkSecrets() error {
+func (m Manifest) CheckSecrets() error {
 	if s := m.Secrets; s != nil {
 		if !path.IsAbs(s.Dir) || path.Clean(s.Dir) != s.Dir || s.Dir == "/" {
 			return fmt.Errorf("secrets dir %q must be an absolute, clean path other than /", s.Dir)

@@ -7,9 +7,11 @@ import (
 	"context"
 
 	"github.com/cloister-cc/cloister/libs/events"
+	cav1 "github.com/cloister-cc/cloister/libs/gen/cloister/ca/v1"
 	imageconverterv1 "github.com/cloister-cc/cloister/libs/gen/cloister/imageconverter/v1"
 	"github.com/cloister-cc/cloister/libs/service"
 	"github.com/cloister-cc/cloister/services/imageconverter/internal/app"
+	"github.com/cloister-cc/cloister/services/imageconverter/internal/peers"
 	"github.com/cloister-cc/cloister/services/imageconverter/internal/store"
 	"github.com/cloister-cc/cloister/services/imageconverter/internal/transport"
 )
@@ -33,9 +35,15 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 		if err != nil {
 			return err
 		}
+		secrets, volumeKeys, err := store.OpenSecrets(ctx, js, r.Replicas(), r.KVOptions()...)
+		if err != nil {
+			return err
+		}
 		conv := cfg.converter()
-		svc, err := app.New(app.Config{Apps: st.Apps, Keys: st.Keys, Images: images, Registries: registries, Audit: events.AuditLog{JS: js, Producer: store.Producer},
-			KEK: cfg.KEK, Clock: cfg.Clock, GenerateKey: cfg.GenerateKey, Logger: r.Logger(), Converter: conv,
+		svc, err := app.New(app.Config{Apps: st.Apps, Keys: st.Keys, Images: images, Registries: registries,
+			Secrets: secrets, VolumeKeys: volumeKeys, Certificates: peers.CA{C: cav1.NewCAClient(r.NATS())},
+			Audit: events.AuditLog{JS: js, Producer: store.Producer},
+			KEK:   cfg.KEK, Clock: cfg.Clock, GenerateKey: cfg.GenerateKey, Logger: r.Logger(), Converter: conv,
 			Resolver: resolver{options: cfg.RegistryOptions}})
 		if err != nil {
 			return err

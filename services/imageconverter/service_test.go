@@ -186,6 +186,30 @@ func TestApplicationValidation(t *testing.T) {
 		{"certificate.issuer", func(s *imageconverterv1.AppSpec) { s.Certificate.Issuer = "letsencrypt" }},
 		{"certificate.issuer", func(s *imageconverterv1.AppSpec) { s.Certificate.Issuer = "none" }},
 		{"certificate.validity_days", func(s *imageconverterv1.AppSpec) { s.Certificate.ValidityDays = 400 }},
+		{"secrets_dir", func(s *imageconverterv1.AppSpec) { s.SecretsDir = "secrets" }},
+		{"secrets_dir", func(s *imageconverterv1.AppSpec) { s.SecretsDir = "/run/cloister" }},
+		{"secrets_dir", func(s *imageconverterv1.AppSpec) { s.SecretsDir = "/tmp/secrets" }},
+		{"secrets_dir", func(s *imageconverterv1.AppSpec) {
+			s.SecretsDir, s.Certificate = "/run/secrets", &imageconverterv1.CertificateConfig{Issuer: "none"}
+		}},
+		{"secrets_dir", func(s *imageconverterv1.AppSpec) {
+			s.SecretEnv = []*imageconverterv1.SecretEnv{{Name: "MODE", Secret: "mode"}}
+		}},
+		{"secrets_dir", func(s *imageconverterv1.AppSpec) {
+			s.SecretEnv = []*imageconverterv1.SecretEnv{{Name: "DB", Secret: "../db"}}
+		}},
+		{"volumes", func(s *imageconverterv1.AppSpec) {
+			s.Volumes = []*imageconverterv1.Volume{{Path: "/usr/data", KeyName: "data"}}
+		}},
+		{"volumes", func(s *imageconverterv1.AppSpec) {
+			s.Volumes = []*imageconverterv1.Volume{{Path: "/data", KeyName: "_sgx_mrenclave"}}
+		}},
+		{"volumes", func(s *imageconverterv1.AppSpec) {
+			s.Volumes = []*imageconverterv1.Volume{{Path: "/var/cache/hello/v", KeyName: "v"}}
+		}},
+		{"volumes[0].path", func(s *imageconverterv1.AppSpec) {
+			s.Volumes = []*imageconverterv1.Volume{{Path: "/opt/cloister/v", KeyName: "v"}}
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.field, func(t *testing.T) {

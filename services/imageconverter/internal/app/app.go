@@ -56,7 +56,12 @@ type Config struct {
 	Keys       Keys
 	Images     Images
 	Registries Registries
-	Audit      AuditLog
+	Secrets    Secrets
+	VolumeKeys VolumeKeys
+	// Certificates reads the CA's records before secrets are sealed; nil
+	// in tests that deliver none (SealSecrets then refuses).
+	Certificates Certificates
+	Audit        AuditLog
 	// Converter converts images; nil in a process that only serves the API
 	// (conversion jobs then wait for a process that has one).
 	Converter Converter
@@ -77,7 +82,8 @@ type Service struct {
 
 // New returns the service.
 func New(cfg Config) (*Service, error) {
-	if cfg.Apps == nil || cfg.Keys == nil || cfg.Images == nil || cfg.Registries == nil || cfg.Audit == nil || cfg.KEK == nil {
+	if cfg.Apps == nil || cfg.Keys == nil || cfg.Images == nil || cfg.Registries == nil || cfg.Secrets == nil || cfg.VolumeKeys == nil ||
+		cfg.Audit == nil || cfg.KEK == nil {
 		return nil, errors.New("imageconverter: the stores, the audit log and a key-encryption key are required")
 	}
 	if cfg.Clock == nil {
@@ -213,6 +219,11 @@ func (s *Service) DeleteApp(ctx context.Context, accountID, appID string, actor 
 		entry.Target = a.ID
 		err = s.cfg.Apps.Delete(ctx, a, domain.AppDeleted{AccountID: accountID, AppID: a.ID, Audit: entry})
 	}
+	if err == nil {
+		// The volumes' data goes with their keys: the CLI and console
+		// ask before they delete an application that has volumes.
+		err = s.cfg.Secrets.DeleteApp(ctx, accountID, a.ID)
+	}
 	return s.audited(ctx, entry, err)
 }
 
@@ -278,7 +289,7 @@ func keyAAD(accountID string) []byte {
 }
 
 // DeleteAccount forgets a deleted account's applications, images,
-// registry credentials and signing key.
+// registry credentials, secrets, volume keys and signing key.
 func (s *Service) DeleteAccount(ctx context.Context, accountID string) error {
 	if uuid.Validate(accountID) != nil {
 		return nil
@@ -290,6 +301,9 @@ func (s *Service) DeleteAccount(ctx context.Context, accountID string) error {
 		return err
 	}
 	if err := s.cfg.Registries.DeleteAccount(ctx, accountID); err != nil {
+		return err
+	}
+	if err := s.cfg.Secrets.DeleteAccount(ctx, accountID); err != nil {
 		return err
 	}
 	return s.cfg.Keys.Delete(ctx, accountID)

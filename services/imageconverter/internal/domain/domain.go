@@ -58,6 +58,12 @@ type AppSpec struct {
 	RWDirs           []string          `json:"rw_dirs"`
 	Debug            bool              `json:"debug"`
 	Certificate      CertificateConfig `json:"certificate"`
+	// SecretsDir, SecretEnv and Volumes are how the enclave takes the
+	// application's secrets and volume keys, delivered with its
+	// certificate (docs/secrets.md).
+	SecretsDir string              `json:"secrets_dir,omitempty"`
+	SecretEnv  []enclave.SecretEnv `json:"secret_env,omitempty"`
+	Volumes    []enclave.Volume    `json:"volumes,omitempty"`
 }
 
 // App is an application of an account.
@@ -127,6 +133,9 @@ func (s AppSpec) WithDefaults() AppSpec {
 		}
 	}
 	c.Domain = strings.ToLower(c.Domain)
+	if s.SecretsDir == "" && len(s.SecretEnv) > 0 {
+		s.SecretsDir = enclave.DefaultSecretsDir
+	}
 	return s
 }
 
@@ -188,7 +197,63 @@ func (s AppSpec) Check() error {
 	if err := s.Certificate.check(); err != nil {
 		return err
 	}
-	return s.checkSecretDirs()
+	if err := s.checkSecretDirs(); err != nil {
+		return err
+	}
+	return s.checkSecrets()
+}
+
+// MaxVolumes bounds an application's encrypted volumes.
+const MaxVolumes = 16
+
+// checkSecrets checks how the enclave takes secrets and volume keys: they
+// come with the certificate, so the application needs one from the
+// account CA; the rules of the launcher's manifest hold
+// (enclave.Manifest.CheckSecrets).
+func (s AppSpec) checkSecrets() error {
+	if s.SecretsDir == "" && len(s.Volumes) == 0 {
+		return nil
+	}
+	field := "secrets_dir"
+	if s.SecretsDir == "" {
+		field = "volumes"
+	}
+	if s.Certificate.Issuer != IssuerCloister {
+		return invalid(field, "secrets and volume keys are delivered with the enclave's certificate: set certificate.domain, with issuer %s", IssuerCloister)
+	}
+	switch {
+	case len(s.SecretEnv) > MaxListItems:
+		return invalid("secret_env", "at most %d variables", MaxListItems)
+	case len(s.Volumes) > MaxVolumes:
+		return invalid("volumes", "at most %d volumes", MaxVolumes)
+	}
+	m := enclave.Manifest{Env: make([]enclave.EnvVar, len(s.Env)), PassthroughEnv: s.PassthroughEnv, RWDirs: s.RWDirs, Volumes: s.Volumes}
+	for i, e := range s.Env {
+		m.Env[i] = enclave.EnvVar{Name: e.Name, Value: e.Value}
+	}
+	if s.SecretsDir != "" {
+		if err := checkPath("secrets_dir", s.SecretsDir); err != nil {
+			return err
+		}
+		for _, p := range []string{s.Certificate.KeyPath, s.Certificate.CertPath} {
+			if path.Dir(p) == s.SecretsDir {
+				return invalid("secrets_dir", "%s is the directory of the certificate's %s: give the secrets a directory of their own, such as %s", s.SecretsDir, p, enclave.DefaultSecretsDir)
+			}
+		}
+		m.Secrets = &enclave.Secrets{Dir: s.SecretsDir, Env: s.SecretEnv}
+	}
+	for i, v := range s.Volumes {
+		if err := checkPath(fmt.Sprintf("volumes[%d].path", i), v.Path); err != nil {
+			return err
+		}
+		if len(s.Entrypoint) > 0 && strings.HasPrefix(path.Clean(s.Entrypoint[0])+"/", v.Path+"/") {
+			return invalid("entrypoint[0]", "%s lies in the volume %s, which the measurement does not cover", s.Entrypoint[0], v.Path)
+		}
+	}
+	if err := m.CheckSecrets(); err != nil {
+		return invalid(field, "%v", err)
+	}
+	return nil
 }
 
 // checkSecretDirs refuses key and certificate paths whose directory the

@@ -113,3 +113,35 @@ func (sv *Server) GetSigningKey(ctx context.Context, r *imageconverterv1.GetSign
 
 // New returns the endpoints of s.
 func New(s *app.Service) *Server { return &Server{s: s} }
+
+// PutSecret implements the service's PutSecret.
+func (sv *Server) PutSecret(ctx context.Context, r *imageconverterv1.PutSecretRequest) (*imageconverterv1.PutSecretResponse, error) {
+	sec, err := sv.s.PutSecret(ctx, r.GetAccountId(), r.GetApp(), r.GetName(), r.GetValue(), events.ActorOf(r.GetActor()))
+	return reply.With(err, func() *imageconverterv1.PutSecretResponse {
+		return &imageconverterv1.PutSecretResponse{Secret: wire.SecretToProto(sec)}
+	})
+}
+
+// ListSecrets implements the service's ListSecrets.
+func (sv *Server) ListSecrets(ctx context.Context, r *imageconverterv1.ListSecretsRequest) (*imageconverterv1.ListSecretsResponse, error) {
+	all, err := sv.s.Secrets(ctx, r.GetAccountId(), r.GetApp())
+	return reply.With(err, func() *imageconverterv1.ListSecretsResponse {
+		return &imageconverterv1.ListSecretsResponse{Secrets: reply.Map(all, wire.SecretToProto)}
+	})
+}
+
+// DeleteSecret implements the service's DeleteSecret.
+func (sv *Server) DeleteSecret(ctx context.Context, r *imageconverterv1.DeleteSecretRequest) (*imageconverterv1.DeleteSecretResponse, error) {
+	if err := sv.s.DeleteSecret(ctx, r.GetAccountId(), r.GetApp(), r.GetName(), events.ActorOf(r.GetActor())); err != nil {
+		return nil, err
+	}
+	return &imageconverterv1.DeleteSecretResponse{}, nil
+}
+
+// SealSecrets implements the service's SealSecrets.
+func (sv *Server) SealSecrets(ctx context.Context, r *imageconverterv1.SealSecretsRequest) (*imageconverterv1.SealSecretsResponse, error) {
+	sealed, err := sv.s.SealSecrets(ctx, r.GetAccountId(), r.GetAppId(), r.GetCertificateSerial())
+	return reply.With(err, func() *imageconverterv1.SealSecretsResponse {
+		return &imageconverterv1.SealSecretsResponse{Sealed: sealed.Bundle, Secrets: sealed.Secrets, VolumeKeys: sealed.VolumeKeys}
+	})
+}

@@ -257,8 +257,9 @@ func (s *Registries) DeleteAccount(ctx context.Context, accountID string) error 
 	return deleteAll(ctx, s.kv, accountID)
 }
 
-func deleteAll[T any](ctx context.Context, s *kv.Store[T], accountID string) error {
-	es, err := s.List(ctx, accountID+".*")
+// deleteAll deletes every entry whose key starts with prefix and a dot.
+func deleteAll[T any](ctx context.Context, s *kv.Store[T], prefix string) error {
+	es, err := s.List(ctx, prefix+".>")
 	if err != nil {
 		return err
 	}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 
 	"github.com/cloister-cc/cloister/libs/audit"
+	"github.com/cloister-cc/cloister/libs/enclave"
 	"github.com/cloister-cc/cloister/libs/events"
 	imageconverterv1 "github.com/cloister-cc/cloister/libs/gen/cloister/imageconverter/v1"
 	"github.com/cloister-cc/cloister/libs/pki"
@@ -50,6 +51,13 @@ func SpecToProto(s domain.AppSpec) *imageconverterv1.AppSpec {
 	for _, e := range s.Env {
 		out.Env = append(out.Env, &imageconverterv1.EnvVar{Name: e.Name, Value: e.Value})
 	}
+	out.SecretsDir = s.SecretsDir
+	for _, e := range s.SecretEnv {
+		out.SecretEnv = append(out.SecretEnv, &imageconverterv1.SecretEnv{Name: e.Name, Secret: e.Secret})
+	}
+	for _, v := range s.Volumes {
+		out.Volumes = append(out.Volumes, &imageconverterv1.Volume{Path: v.Path, KeyName: v.KeyName})
+	}
 	return out
 }
 
@@ -65,7 +73,24 @@ func SpecFromProto(p *imageconverterv1.AppSpec) domain.AppSpec {
 	for _, e := range p.GetEnv() {
 		s.Env = append(s.Env, domain.EnvVar{Name: e.GetName(), Value: e.GetValue()})
 	}
+	s.SecretsDir = p.GetSecretsDir()
+	for _, e := range p.GetSecretEnv() {
+		s.SecretEnv = append(s.SecretEnv, enclave.SecretEnv{Name: e.GetName(), Secret: e.GetSecret()})
+	}
+	for _, v := range p.GetVolumes() {
+		s.Volumes = append(s.Volumes, enclave.Volume{Path: v.GetPath(), KeyName: v.GetKeyName()})
+	}
 	return s
+}
+
+// SecretToProto converts what is told of a secret: never its value.
+func SecretToProto(s domain.Secret) *imageconverterv1.Secret {
+	out := &imageconverterv1.Secret{AppId: s.AppID, Name: s.Name, UpdatedAt: timestamppb.New(s.UpdatedAt)}
+	for _, v := range s.Versions {
+		out.Versions = append(out.Versions, &imageconverterv1.SecretVersion{Version: v.Number, Size: v.Size,
+			CreatedAt: timestamppb.New(v.CreatedAt), CreatedBy: v.CreatedBy})
+	}
+	return out
 }
 
 // SigningKeyToProto converts a signing key's public half.

@@ -190,9 +190,19 @@ type AppSpec struct {
 	// Names of variables the host may pass through at run time.
 	PassthroughEnv []string `protobuf:"bytes,13,rep,name=passthrough_env,json=passthroughEnv,proto3" json:"passthrough_env,omitempty"`
 	// Directories the application may write to (not measured).
-	RwDirs        []string           `protobuf:"bytes,14,rep,name=rw_dirs,json=rwDirs,proto3" json:"rw_dirs,omitempty"`
-	Debug         bool               `protobuf:"varint,15,opt,name=debug,proto3" json:"debug,omitempty"`
-	Certificate   *CertificateConfig `protobuf:"bytes,16,opt,name=certificate,proto3" json:"certificate,omitempty"`
+	RwDirs      []string           `protobuf:"bytes,14,rep,name=rw_dirs,json=rwDirs,proto3" json:"rw_dirs,omitempty"`
+	Debug       bool               `protobuf:"varint,15,opt,name=debug,proto3" json:"debug,omitempty"`
+	Certificate *CertificateConfig `protobuf:"bytes,16,opt,name=certificate,proto3" json:"certificate,omitempty"`
+	// Where the enclave finds the application's secrets, one file per
+	// secret (an in-enclave tmpfs, mode 0400); empty when it takes none,
+	// unless secret_env names some (then /run/cloister/secrets). Secrets are
+	// delivered with the certificate, so they need issuer "cloister".
+	SecretsDir string `protobuf:"bytes,17,opt,name=secrets_dir,json=secretsDir,proto3" json:"secrets_dir,omitempty"`
+	// Secrets the launcher also sets as environment variables.
+	SecretEnv []*SecretEnv `protobuf:"bytes,18,rep,name=secret_env,json=secretEnv,proto3" json:"secret_env,omitempty"`
+	// Encrypted volumes: Gramine encrypted mounts whose keys Cloister keeps
+	// and delivers with the certificate.
+	Volumes       []*Volume `protobuf:"bytes,19,rep,name=volumes,proto3" json:"volumes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -339,6 +349,134 @@ func (x *AppSpec) GetCertificate() *CertificateConfig {
 	return nil
 }
 
+func (x *AppSpec) GetSecretsDir() string {
+	if x != nil {
+		return x.SecretsDir
+	}
+	return ""
+}
+
+func (x *AppSpec) GetSecretEnv() []*SecretEnv {
+	if x != nil {
+		return x.SecretEnv
+	}
+	return nil
+}
+
+func (x *AppSpec) GetVolumes() []*Volume {
+	if x != nil {
+		return x.Volumes
+	}
+	return nil
+}
+
+// SecretEnv gives the secret named secret as the variable name.
+type SecretEnv struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Secret        string                 `protobuf:"bytes,2,opt,name=secret,proto3" json:"secret,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SecretEnv) Reset() {
+	*x = SecretEnv{}
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SecretEnv) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SecretEnv) ProtoMessage() {}
+
+func (x *SecretEnv) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SecretEnv.ProtoReflect.Descriptor instead.
+func (*SecretEnv) Descriptor() ([]byte, []int) {
+	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *SecretEnv) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *SecretEnv) GetSecret() string {
+	if x != nil {
+		return x.Secret
+	}
+	return ""
+}
+
+// Volume is a host directory mounted at the same path, encrypted with the
+// key named key_name.
+type Volume struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	KeyName       string                 `protobuf:"bytes,2,opt,name=key_name,json=keyName,proto3" json:"key_name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Volume) Reset() {
+	*x = Volume{}
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Volume) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Volume) ProtoMessage() {}
+
+func (x *Volume) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Volume.ProtoReflect.Descriptor instead.
+func (*Volume) Descriptor() ([]byte, []int) {
+	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *Volume) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *Volume) GetKeyName() string {
+	if x != nil {
+		return x.KeyName
+	}
+	return ""
+}
+
 // App is an application: its spec, and what the service keeps of it.
 type App struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
@@ -361,7 +499,7 @@ type App struct {
 
 func (x *App) Reset() {
 	*x = App{}
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[3]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -373,7 +511,7 @@ func (x *App) String() string {
 func (*App) ProtoMessage() {}
 
 func (x *App) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[3]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -386,7 +524,7 @@ func (x *App) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use App.ProtoReflect.Descriptor instead.
 func (*App) Descriptor() ([]byte, []int) {
-	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{3}
+	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *App) GetId() string {
@@ -463,7 +601,7 @@ type CreateAppRequest struct {
 
 func (x *CreateAppRequest) Reset() {
 	*x = CreateAppRequest{}
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[4]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -475,7 +613,7 @@ func (x *CreateAppRequest) String() string {
 func (*CreateAppRequest) ProtoMessage() {}
 
 func (x *CreateAppRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[4]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -488,7 +626,7 @@ func (x *CreateAppRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateAppRequest.ProtoReflect.Descriptor instead.
 func (*CreateAppRequest) Descriptor() ([]byte, []int) {
-	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{4}
+	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *CreateAppRequest) GetAccountId() string {
@@ -521,7 +659,7 @@ type CreateAppResponse struct {
 
 func (x *CreateAppResponse) Reset() {
 	*x = CreateAppResponse{}
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[5]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -533,7 +671,7 @@ func (x *CreateAppResponse) String() string {
 func (*CreateAppResponse) ProtoMessage() {}
 
 func (x *CreateAppResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[5]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -546,7 +684,7 @@ func (x *CreateAppResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateAppResponse.ProtoReflect.Descriptor instead.
 func (*CreateAppResponse) Descriptor() ([]byte, []int) {
-	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{5}
+	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *CreateAppResponse) GetApp() *App {
@@ -567,7 +705,7 @@ type GetAppRequest struct {
 
 func (x *GetAppRequest) Reset() {
 	*x = GetAppRequest{}
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[6]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -579,7 +717,7 @@ func (x *GetAppRequest) String() string {
 func (*GetAppRequest) ProtoMessage() {}
 
 func (x *GetAppRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[6]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -592,7 +730,7 @@ func (x *GetAppRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAppRequest.ProtoReflect.Descriptor instead.
 func (*GetAppRequest) Descriptor() ([]byte, []int) {
-	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{6}
+	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *GetAppRequest) GetAccountId() string {
@@ -618,7 +756,7 @@ type GetAppResponse struct {
 
 func (x *GetAppResponse) Reset() {
 	*x = GetAppResponse{}
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[7]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -630,7 +768,7 @@ func (x *GetAppResponse) String() string {
 func (*GetAppResponse) ProtoMessage() {}
 
 func (x *GetAppResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[7]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -643,7 +781,7 @@ func (x *GetAppResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAppResponse.ProtoReflect.Descriptor instead.
 func (*GetAppResponse) Descriptor() ([]byte, []int) {
-	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{7}
+	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *GetAppResponse) GetApp() *App {
@@ -662,7 +800,7 @@ type ListAppsRequest struct {
 
 func (x *ListAppsRequest) Reset() {
 	*x = ListAppsRequest{}
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[8]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -674,7 +812,7 @@ func (x *ListAppsRequest) String() string {
 func (*ListAppsRequest) ProtoMessage() {}
 
 func (x *ListAppsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[8]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -687,7 +825,7 @@ func (x *ListAppsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAppsRequest.ProtoReflect.Descriptor instead.
 func (*ListAppsRequest) Descriptor() ([]byte, []int) {
-	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{8}
+	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ListAppsRequest) GetAccountId() string {
@@ -706,7 +844,7 @@ type ListAppsResponse struct {
 
 func (x *ListAppsResponse) Reset() {
 	*x = ListAppsResponse{}
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[9]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -718,7 +856,7 @@ func (x *ListAppsResponse) String() string {
 func (*ListAppsResponse) ProtoMessage() {}
 
 func (x *ListAppsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[9]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -731,7 +869,7 @@ func (x *ListAppsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAppsResponse.ProtoReflect.Descriptor instead.
 func (*ListAppsResponse) Descriptor() ([]byte, []int) {
-	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{9}
+	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ListAppsResponse) GetApps() []*App {
@@ -755,7 +893,7 @@ type UpdateAppRequest struct {
 
 func (x *UpdateAppRequest) Reset() {
 	*x = UpdateAppRequest{}
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[10]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -767,7 +905,7 @@ func (x *UpdateAppRequest) String() string {
 func (*UpdateAppRequest) ProtoMessage() {}
 
 func (x *UpdateAppRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[10]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -780,7 +918,7 @@ func (x *UpdateAppRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateAppRequest.ProtoReflect.Descriptor instead.
 func (*UpdateAppRequest) Descriptor() ([]byte, []int) {
-	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{10}
+	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *UpdateAppRequest) GetAccountId() string {
@@ -820,7 +958,7 @@ type UpdateAppResponse struct {
 
 func (x *UpdateAppResponse) Reset() {
 	*x = UpdateAppResponse{}
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[11]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -832,7 +970,7 @@ func (x *UpdateAppResponse) String() string {
 func (*UpdateAppResponse) ProtoMessage() {}
 
 func (x *UpdateAppResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[11]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -845,7 +983,7 @@ func (x *UpdateAppResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateAppResponse.ProtoReflect.Descriptor instead.
 func (*UpdateAppResponse) Descriptor() ([]byte, []int) {
-	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{11}
+	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *UpdateAppResponse) GetApp() *App {
@@ -866,7 +1004,7 @@ type DeleteAppRequest struct {
 
 func (x *DeleteAppRequest) Reset() {
 	*x = DeleteAppRequest{}
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[12]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -878,7 +1016,7 @@ func (x *DeleteAppRequest) String() string {
 func (*DeleteAppRequest) ProtoMessage() {}
 
 func (x *DeleteAppRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[12]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -891,7 +1029,7 @@ func (x *DeleteAppRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteAppRequest.ProtoReflect.Descriptor instead.
 func (*DeleteAppRequest) Descriptor() ([]byte, []int) {
-	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{12}
+	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *DeleteAppRequest) GetAccountId() string {
@@ -923,7 +1061,7 @@ type DeleteAppResponse struct {
 
 func (x *DeleteAppResponse) Reset() {
 	*x = DeleteAppResponse{}
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[13]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -935,7 +1073,7 @@ func (x *DeleteAppResponse) String() string {
 func (*DeleteAppResponse) ProtoMessage() {}
 
 func (x *DeleteAppResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[13]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -948,7 +1086,7 @@ func (x *DeleteAppResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteAppResponse.ProtoReflect.Descriptor instead.
 func (*DeleteAppResponse) Descriptor() ([]byte, []int) {
-	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{13}
+	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{15}
 }
 
 // SigningKey is the public half of the account's enclave signing key.
@@ -966,7 +1104,7 @@ type SigningKey struct {
 
 func (x *SigningKey) Reset() {
 	*x = SigningKey{}
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[14]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -978,7 +1116,7 @@ func (x *SigningKey) String() string {
 func (*SigningKey) ProtoMessage() {}
 
 func (x *SigningKey) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[14]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -991,7 +1129,7 @@ func (x *SigningKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SigningKey.ProtoReflect.Descriptor instead.
 func (*SigningKey) Descriptor() ([]byte, []int) {
-	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{14}
+	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *SigningKey) GetAccountId() string {
@@ -1031,7 +1169,7 @@ type GetSigningKeyRequest struct {
 
 func (x *GetSigningKeyRequest) Reset() {
 	*x = GetSigningKeyRequest{}
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[15]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1043,7 +1181,7 @@ func (x *GetSigningKeyRequest) String() string {
 func (*GetSigningKeyRequest) ProtoMessage() {}
 
 func (x *GetSigningKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[15]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1056,7 +1194,7 @@ func (x *GetSigningKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSigningKeyRequest.ProtoReflect.Descriptor instead.
 func (*GetSigningKeyRequest) Descriptor() ([]byte, []int) {
-	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{15}
+	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *GetSigningKeyRequest) GetAccountId() string {
@@ -1075,7 +1213,7 @@ type GetSigningKeyResponse struct {
 
 func (x *GetSigningKeyResponse) Reset() {
 	*x = GetSigningKeyResponse{}
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[16]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1087,7 +1225,7 @@ func (x *GetSigningKeyResponse) String() string {
 func (*GetSigningKeyResponse) ProtoMessage() {}
 
 func (x *GetSigningKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[16]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1100,7 +1238,7 @@ func (x *GetSigningKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSigningKeyResponse.ProtoReflect.Descriptor instead.
 func (*GetSigningKeyResponse) Descriptor() ([]byte, []int) {
-	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{16}
+	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *GetSigningKeyResponse) GetKey() *SigningKey {
@@ -1148,7 +1286,7 @@ type Image struct {
 
 func (x *Image) Reset() {
 	*x = Image{}
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[17]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1160,7 +1298,7 @@ func (x *Image) String() string {
 func (*Image) ProtoMessage() {}
 
 func (x *Image) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[17]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1173,7 +1311,7 @@ func (x *Image) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Image.ProtoReflect.Descriptor instead.
 func (*Image) Descriptor() ([]byte, []int) {
-	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{17}
+	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Image) GetId() string {
@@ -1336,7 +1474,7 @@ type Progress struct {
 
 func (x *Progress) Reset() {
 	*x = Progress{}
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[18]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1348,7 +1486,7 @@ func (x *Progress) String() string {
 func (*Progress) ProtoMessage() {}
 
 func (x *Progress) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[18]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1361,7 +1499,7 @@ func (x *Progress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Progress.ProtoReflect.Descriptor instead.
 func (*Progress) Descriptor() ([]byte, []int) {
-	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{18}
+	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Progress) GetPhase() string {
@@ -1411,7 +1549,7 @@ type ConvertImageRequest struct {
 
 func (x *ConvertImageRequest) Reset() {
 	*x = ConvertImageRequest{}
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[19]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1423,7 +1561,7 @@ func (x *ConvertImageRequest) String() string {
 func (*ConvertImageRequest) ProtoMessage() {}
 
 func (x *ConvertImageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[19]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1436,7 +1574,7 @@ func (x *ConvertImageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConvertImageRequest.ProtoReflect.Descriptor instead.
 func (*ConvertImageRequest) Descriptor() ([]byte, []int) {
-	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{19}
+	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ConvertImageRequest) GetAccountId() string {
@@ -1476,7 +1614,7 @@ type ConvertImageResponse struct {
 
 func (x *ConvertImageResponse) Reset() {
 	*x = ConvertImageResponse{}
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[20]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1488,7 +1626,7 @@ func (x *ConvertImageResponse) String() string {
 func (*ConvertImageResponse) ProtoMessage() {}
 
 func (x *ConvertImageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[20]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1501,7 +1639,7 @@ func (x *ConvertImageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConvertImageResponse.ProtoReflect.Descriptor instead.
 func (*ConvertImageResponse) Descriptor() ([]byte, []int) {
-	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{20}
+	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ConvertImageResponse) GetImage() *Image {
@@ -1521,7 +1659,7 @@ type ListImagesRequest struct {
 
 func (x *ListImagesRequest) Reset() {
 	*x = ListImagesRequest{}
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[21]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1533,7 +1671,7 @@ func (x *ListImagesRequest) String() string {
 func (*ListImagesRequest) ProtoMessage() {}
 
 func (x *ListImagesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[21]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1546,7 +1684,7 @@ func (x *ListImagesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListImagesRequest.ProtoReflect.Descriptor instead.
 func (*ListImagesRequest) Descriptor() ([]byte, []int) {
-	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{21}
+	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ListImagesRequest) GetAccountId() string {
@@ -1572,7 +1710,7 @@ type ListImagesResponse struct {
 
 func (x *ListImagesResponse) Reset() {
 	*x = ListImagesResponse{}
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[22]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1584,7 +1722,7 @@ func (x *ListImagesResponse) String() string {
 func (*ListImagesResponse) ProtoMessage() {}
 
 func (x *ListImagesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[22]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1597,7 +1735,7 @@ func (x *ListImagesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListImagesResponse.ProtoReflect.Descriptor instead.
 func (*ListImagesResponse) Descriptor() ([]byte, []int) {
-	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{22}
+	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ListImagesResponse) GetImages() []*Image {
@@ -1617,7 +1755,7 @@ type GetImageRequest struct {
 
 func (x *GetImageRequest) Reset() {
 	*x = GetImageRequest{}
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[23]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1629,7 +1767,7 @@ func (x *GetImageRequest) String() string {
 func (*GetImageRequest) ProtoMessage() {}
 
 func (x *GetImageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[23]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1642,7 +1780,7 @@ func (x *GetImageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetImageRequest.ProtoReflect.Descriptor instead.
 func (*GetImageRequest) Descriptor() ([]byte, []int) {
-	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{23}
+	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *GetImageRequest) GetAccountId() string {
@@ -1672,7 +1810,7 @@ type GetImageResponse struct {
 
 func (x *GetImageResponse) Reset() {
 	*x = GetImageResponse{}
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[24]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1684,7 +1822,7 @@ func (x *GetImageResponse) String() string {
 func (*GetImageResponse) ProtoMessage() {}
 
 func (x *GetImageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[24]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1697,7 +1835,7 @@ func (x *GetImageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetImageResponse.ProtoReflect.Descriptor instead.
 func (*GetImageResponse) Descriptor() ([]byte, []int) {
-	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{24}
+	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *GetImageResponse) GetImage() *Image {
@@ -1725,7 +1863,7 @@ type DeleteImageRequest struct {
 
 func (x *DeleteImageRequest) Reset() {
 	*x = DeleteImageRequest{}
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[25]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1737,7 +1875,7 @@ func (x *DeleteImageRequest) String() string {
 func (*DeleteImageRequest) ProtoMessage() {}
 
 func (x *DeleteImageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[25]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1750,7 +1888,7 @@ func (x *DeleteImageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteImageRequest.ProtoReflect.Descriptor instead.
 func (*DeleteImageRequest) Descriptor() ([]byte, []int) {
-	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{25}
+	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *DeleteImageRequest) GetAccountId() string {
@@ -1782,7 +1920,7 @@ type DeleteImageResponse struct {
 
 func (x *DeleteImageResponse) Reset() {
 	*x = DeleteImageResponse{}
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[26]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1794,7 +1932,7 @@ func (x *DeleteImageResponse) String() string {
 func (*DeleteImageResponse) ProtoMessage() {}
 
 func (x *DeleteImageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[26]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1807,7 +1945,7 @@ func (x *DeleteImageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteImageResponse.ProtoReflect.Descriptor instead.
 func (*DeleteImageResponse) Descriptor() ([]byte, []int) {
-	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{26}
+	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{28}
 }
 
 // RegistryCredential lets the converter pull from or push to a registry.
@@ -1823,7 +1961,7 @@ type RegistryCredential struct {
 
 func (x *RegistryCredential) Reset() {
 	*x = RegistryCredential{}
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[27]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1835,7 +1973,7 @@ func (x *RegistryCredential) String() string {
 func (*RegistryCredential) ProtoMessage() {}
 
 func (x *RegistryCredential) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[27]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1848,7 +1986,7 @@ func (x *RegistryCredential) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegistryCredential.ProtoReflect.Descriptor instead.
 func (*RegistryCredential) Descriptor() ([]byte, []int) {
-	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{27}
+	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *RegistryCredential) GetRegistry() string {
@@ -1885,7 +2023,7 @@ type PutRegistryCredentialRequest struct {
 
 func (x *PutRegistryCredentialRequest) Reset() {
 	*x = PutRegistryCredentialRequest{}
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[28]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1897,7 +2035,7 @@ func (x *PutRegistryCredentialRequest) String() string {
 func (*PutRegistryCredentialRequest) ProtoMessage() {}
 
 func (x *PutRegistryCredentialRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[28]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1910,7 +2048,7 @@ func (x *PutRegistryCredentialRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutRegistryCredentialRequest.ProtoReflect.Descriptor instead.
 func (*PutRegistryCredentialRequest) Descriptor() ([]byte, []int) {
-	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{28}
+	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *PutRegistryCredentialRequest) GetAccountId() string {
@@ -1957,7 +2095,7 @@ type PutRegistryCredentialResponse struct {
 
 func (x *PutRegistryCredentialResponse) Reset() {
 	*x = PutRegistryCredentialResponse{}
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[29]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1969,7 +2107,7 @@ func (x *PutRegistryCredentialResponse) String() string {
 func (*PutRegistryCredentialResponse) ProtoMessage() {}
 
 func (x *PutRegistryCredentialResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[29]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1982,7 +2120,7 @@ func (x *PutRegistryCredentialResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutRegistryCredentialResponse.ProtoReflect.Descriptor instead.
 func (*PutRegistryCredentialResponse) Descriptor() ([]byte, []int) {
-	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{29}
+	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *PutRegistryCredentialResponse) GetCredential() *RegistryCredential {
@@ -2001,7 +2139,7 @@ type ListRegistryCredentialsRequest struct {
 
 func (x *ListRegistryCredentialsRequest) Reset() {
 	*x = ListRegistryCredentialsRequest{}
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[30]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2013,7 +2151,7 @@ func (x *ListRegistryCredentialsRequest) String() string {
 func (*ListRegistryCredentialsRequest) ProtoMessage() {}
 
 func (x *ListRegistryCredentialsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[30]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2026,7 +2164,7 @@ func (x *ListRegistryCredentialsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRegistryCredentialsRequest.ProtoReflect.Descriptor instead.
 func (*ListRegistryCredentialsRequest) Descriptor() ([]byte, []int) {
-	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{30}
+	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ListRegistryCredentialsRequest) GetAccountId() string {
@@ -2045,7 +2183,7 @@ type ListRegistryCredentialsResponse struct {
 
 func (x *ListRegistryCredentialsResponse) Reset() {
 	*x = ListRegistryCredentialsResponse{}
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[31]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2057,7 +2195,7 @@ func (x *ListRegistryCredentialsResponse) String() string {
 func (*ListRegistryCredentialsResponse) ProtoMessage() {}
 
 func (x *ListRegistryCredentialsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[31]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2070,7 +2208,7 @@ func (x *ListRegistryCredentialsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRegistryCredentialsResponse.ProtoReflect.Descriptor instead.
 func (*ListRegistryCredentialsResponse) Descriptor() ([]byte, []int) {
-	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{31}
+	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ListRegistryCredentialsResponse) GetCredentials() []*RegistryCredential {
@@ -2091,7 +2229,7 @@ type DeleteRegistryCredentialRequest struct {
 
 func (x *DeleteRegistryCredentialRequest) Reset() {
 	*x = DeleteRegistryCredentialRequest{}
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[32]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2103,7 +2241,7 @@ func (x *DeleteRegistryCredentialRequest) String() string {
 func (*DeleteRegistryCredentialRequest) ProtoMessage() {}
 
 func (x *DeleteRegistryCredentialRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[32]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2116,7 +2254,7 @@ func (x *DeleteRegistryCredentialRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRegistryCredentialRequest.ProtoReflect.Descriptor instead.
 func (*DeleteRegistryCredentialRequest) Descriptor() ([]byte, []int) {
-	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{32}
+	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *DeleteRegistryCredentialRequest) GetAccountId() string {
@@ -2148,7 +2286,7 @@ type DeleteRegistryCredentialResponse struct {
 
 func (x *DeleteRegistryCredentialResponse) Reset() {
 	*x = DeleteRegistryCredentialResponse{}
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[33]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2160,7 +2298,7 @@ func (x *DeleteRegistryCredentialResponse) String() string {
 func (*DeleteRegistryCredentialResponse) ProtoMessage() {}
 
 func (x *DeleteRegistryCredentialResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[33]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2173,7 +2311,595 @@ func (x *DeleteRegistryCredentialResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRegistryCredentialResponse.ProtoReflect.Descriptor instead.
 func (*DeleteRegistryCredentialResponse) Descriptor() ([]byte, []int) {
-	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{33}
+	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{35}
+}
+
+// Secret is what the API tells of an application's secret: never its
+// value, which is sealed at rest and only ever sent to an attested
+// enclave, encrypted to its key.
+type Secret struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	AppId string                 `protobuf:"bytes,1,opt,name=app_id,json=appId,proto3" json:"app_id,omitempty"`
+	Name  string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// Versions kept, newest last (at most ten; the newest is delivered).
+	Versions      []*SecretVersion       `protobuf:"bytes,3,rep,name=versions,proto3" json:"versions,omitempty"`
+	UpdatedAt     *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Secret) Reset() {
+	*x = Secret{}
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Secret) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Secret) ProtoMessage() {}
+
+func (x *Secret) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Secret.ProtoReflect.Descriptor instead.
+func (*Secret) Descriptor() ([]byte, []int) {
+	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *Secret) GetAppId() string {
+	if x != nil {
+		return x.AppId
+	}
+	return ""
+}
+
+func (x *Secret) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Secret) GetVersions() []*SecretVersion {
+	if x != nil {
+		return x.Versions
+	}
+	return nil
+}
+
+func (x *Secret) GetUpdatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdatedAt
+	}
+	return nil
+}
+
+type SecretVersion struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Version       uint32                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
+	Size          uint32                 `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"` // bytes
+	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	CreatedBy     string                 `protobuf:"bytes,4,opt,name=created_by,json=createdBy,proto3" json:"created_by,omitempty"` // a user's id
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SecretVersion) Reset() {
+	*x = SecretVersion{}
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SecretVersion) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SecretVersion) ProtoMessage() {}
+
+func (x *SecretVersion) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SecretVersion.ProtoReflect.Descriptor instead.
+func (*SecretVersion) Descriptor() ([]byte, []int) {
+	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *SecretVersion) GetVersion() uint32 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *SecretVersion) GetSize() uint32 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *SecretVersion) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+func (x *SecretVersion) GetCreatedBy() string {
+	if x != nil {
+		return x.CreatedBy
+	}
+	return ""
+}
+
+type PutSecretRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	AccountId     string                 `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	App           string                 `protobuf:"bytes,2,opt,name=app,proto3" json:"app,omitempty"` // an id, or a name
+	Name          string                 `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
+	Value         []byte                 `protobuf:"bytes,4,opt,name=value,proto3" json:"value,omitempty"`
+	Actor         *v1.Principal          `protobuf:"bytes,5,opt,name=actor,proto3" json:"actor,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutSecretRequest) Reset() {
+	*x = PutSecretRequest{}
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutSecretRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutSecretRequest) ProtoMessage() {}
+
+func (x *PutSecretRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutSecretRequest.ProtoReflect.Descriptor instead.
+func (*PutSecretRequest) Descriptor() ([]byte, []int) {
+	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *PutSecretRequest) GetAccountId() string {
+	if x != nil {
+		return x.AccountId
+	}
+	return ""
+}
+
+func (x *PutSecretRequest) GetApp() string {
+	if x != nil {
+		return x.App
+	}
+	return ""
+}
+
+func (x *PutSecretRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *PutSecretRequest) GetValue() []byte {
+	if x != nil {
+		return x.Value
+	}
+	return nil
+}
+
+func (x *PutSecretRequest) GetActor() *v1.Principal {
+	if x != nil {
+		return x.Actor
+	}
+	return nil
+}
+
+type PutSecretResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Secret        *Secret                `protobuf:"bytes,1,opt,name=secret,proto3" json:"secret,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutSecretResponse) Reset() {
+	*x = PutSecretResponse{}
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutSecretResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutSecretResponse) ProtoMessage() {}
+
+func (x *PutSecretResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutSecretResponse.ProtoReflect.Descriptor instead.
+func (*PutSecretResponse) Descriptor() ([]byte, []int) {
+	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *PutSecretResponse) GetSecret() *Secret {
+	if x != nil {
+		return x.Secret
+	}
+	return nil
+}
+
+type ListSecretsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	AccountId     string                 `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	App           string                 `protobuf:"bytes,2,opt,name=app,proto3" json:"app,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSecretsRequest) Reset() {
+	*x = ListSecretsRequest{}
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSecretsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSecretsRequest) ProtoMessage() {}
+
+func (x *ListSecretsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSecretsRequest.ProtoReflect.Descriptor instead.
+func (*ListSecretsRequest) Descriptor() ([]byte, []int) {
+	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *ListSecretsRequest) GetAccountId() string {
+	if x != nil {
+		return x.AccountId
+	}
+	return ""
+}
+
+func (x *ListSecretsRequest) GetApp() string {
+	if x != nil {
+		return x.App
+	}
+	return ""
+}
+
+type ListSecretsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Secrets       []*Secret              `protobuf:"bytes,1,rep,name=secrets,proto3" json:"secrets,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSecretsResponse) Reset() {
+	*x = ListSecretsResponse{}
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSecretsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSecretsResponse) ProtoMessage() {}
+
+func (x *ListSecretsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSecretsResponse.ProtoReflect.Descriptor instead.
+func (*ListSecretsResponse) Descriptor() ([]byte, []int) {
+	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *ListSecretsResponse) GetSecrets() []*Secret {
+	if x != nil {
+		return x.Secrets
+	}
+	return nil
+}
+
+type DeleteSecretRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	AccountId     string                 `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	App           string                 `protobuf:"bytes,2,opt,name=app,proto3" json:"app,omitempty"`
+	Name          string                 `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
+	Actor         *v1.Principal          `protobuf:"bytes,4,opt,name=actor,proto3" json:"actor,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteSecretRequest) Reset() {
+	*x = DeleteSecretRequest{}
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteSecretRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteSecretRequest) ProtoMessage() {}
+
+func (x *DeleteSecretRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteSecretRequest.ProtoReflect.Descriptor instead.
+func (*DeleteSecretRequest) Descriptor() ([]byte, []int) {
+	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *DeleteSecretRequest) GetAccountId() string {
+	if x != nil {
+		return x.AccountId
+	}
+	return ""
+}
+
+func (x *DeleteSecretRequest) GetApp() string {
+	if x != nil {
+		return x.App
+	}
+	return ""
+}
+
+func (x *DeleteSecretRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *DeleteSecretRequest) GetActor() *v1.Principal {
+	if x != nil {
+		return x.Actor
+	}
+	return nil
+}
+
+type DeleteSecretResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteSecretResponse) Reset() {
+	*x = DeleteSecretResponse{}
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteSecretResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteSecretResponse) ProtoMessage() {}
+
+func (x *DeleteSecretResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteSecretResponse.ProtoReflect.Descriptor instead.
+func (*DeleteSecretResponse) Descriptor() ([]byte, []int) {
+	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{43}
+}
+
+// SealSecretsRequest asks for the secrets of the enclave that was just
+// issued the certificate serial: the service checks with the CA that the
+// certificate is the application's, live and fresh, and seals the bundle
+// to the recipient key recorded with it.
+type SealSecretsRequest struct {
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	AccountId         string                 `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	AppId             string                 `protobuf:"bytes,2,opt,name=app_id,json=appId,proto3" json:"app_id,omitempty"`
+	CertificateSerial string                 `protobuf:"bytes,3,opt,name=certificate_serial,json=certificateSerial,proto3" json:"certificate_serial,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *SealSecretsRequest) Reset() {
+	*x = SealSecretsRequest{}
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SealSecretsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SealSecretsRequest) ProtoMessage() {}
+
+func (x *SealSecretsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SealSecretsRequest.ProtoReflect.Descriptor instead.
+func (*SealSecretsRequest) Descriptor() ([]byte, []int) {
+	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *SealSecretsRequest) GetAccountId() string {
+	if x != nil {
+		return x.AccountId
+	}
+	return ""
+}
+
+func (x *SealSecretsRequest) GetAppId() string {
+	if x != nil {
+		return x.AppId
+	}
+	return ""
+}
+
+func (x *SealSecretsRequest) GetCertificateSerial() string {
+	if x != nil {
+		return x.CertificateSerial
+	}
+	return ""
+}
+
+type SealSecretsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// HPKE (RFC 9180) base mode, DHKEM(X25519, HKDF-SHA256), HKDF-SHA256,
+	// AES-256-GCM: the encapsulated key, then the ciphertext of the bundle
+	// (libs/enclave.Bundle); empty when there is nothing to deliver.
+	Sealed []byte `protobuf:"bytes,1,opt,name=sealed,proto3" json:"sealed,omitempty"`
+	// What it holds, by name.
+	Secrets       []string `protobuf:"bytes,2,rep,name=secrets,proto3" json:"secrets,omitempty"`
+	VolumeKeys    []string `protobuf:"bytes,3,rep,name=volume_keys,json=volumeKeys,proto3" json:"volume_keys,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SealSecretsResponse) Reset() {
+	*x = SealSecretsResponse{}
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SealSecretsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SealSecretsResponse) ProtoMessage() {}
+
+func (x *SealSecretsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SealSecretsResponse.ProtoReflect.Descriptor instead.
+func (*SealSecretsResponse) Descriptor() ([]byte, []int) {
+	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *SealSecretsResponse) GetSealed() []byte {
+	if x != nil {
+		return x.Sealed
+	}
+	return nil
+}
+
+func (x *SealSecretsResponse) GetSecrets() []string {
+	if x != nil {
+		return x.Secrets
+	}
+	return nil
+}
+
+func (x *SealSecretsResponse) GetVolumeKeys() []string {
+	if x != nil {
+		return x.VolumeKeys
+	}
+	return nil
 }
 
 // ConvertJob is the work item on the JOBS stream (jobs.imageconverter.convert).
@@ -2187,7 +2913,7 @@ type ConvertJob struct {
 
 func (x *ConvertJob) Reset() {
 	*x = ConvertJob{}
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[34]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2199,7 +2925,7 @@ func (x *ConvertJob) String() string {
 func (*ConvertJob) ProtoMessage() {}
 
 func (x *ConvertJob) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[34]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2212,7 +2938,7 @@ func (x *ConvertJob) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConvertJob.ProtoReflect.Descriptor instead.
 func (*ConvertJob) Descriptor() ([]byte, []int) {
-	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{34}
+	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *ConvertJob) GetAccountId() string {
@@ -2239,7 +2965,7 @@ type ConversionRequested struct {
 
 func (x *ConversionRequested) Reset() {
 	*x = ConversionRequested{}
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[35]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2251,7 +2977,7 @@ func (x *ConversionRequested) String() string {
 func (*ConversionRequested) ProtoMessage() {}
 
 func (x *ConversionRequested) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[35]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2264,7 +2990,7 @@ func (x *ConversionRequested) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConversionRequested.ProtoReflect.Descriptor instead.
 func (*ConversionRequested) Descriptor() ([]byte, []int) {
-	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{35}
+	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *ConversionRequested) GetImage() *Image {
@@ -2283,7 +3009,7 @@ type ConversionProgressed struct {
 
 func (x *ConversionProgressed) Reset() {
 	*x = ConversionProgressed{}
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[36]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2295,7 +3021,7 @@ func (x *ConversionProgressed) String() string {
 func (*ConversionProgressed) ProtoMessage() {}
 
 func (x *ConversionProgressed) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[36]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2308,7 +3034,7 @@ func (x *ConversionProgressed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConversionProgressed.ProtoReflect.Descriptor instead.
 func (*ConversionProgressed) Descriptor() ([]byte, []int) {
-	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{36}
+	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *ConversionProgressed) GetImage() *Image {
@@ -2327,7 +3053,7 @@ type ImageConverted struct {
 
 func (x *ImageConverted) Reset() {
 	*x = ImageConverted{}
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[37]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2339,7 +3065,7 @@ func (x *ImageConverted) String() string {
 func (*ImageConverted) ProtoMessage() {}
 
 func (x *ImageConverted) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[37]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2352,7 +3078,7 @@ func (x *ImageConverted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImageConverted.ProtoReflect.Descriptor instead.
 func (*ImageConverted) Descriptor() ([]byte, []int) {
-	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{37}
+	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *ImageConverted) GetImage() *Image {
@@ -2371,7 +3097,7 @@ type ConversionFailed struct {
 
 func (x *ConversionFailed) Reset() {
 	*x = ConversionFailed{}
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[38]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2383,7 +3109,7 @@ func (x *ConversionFailed) String() string {
 func (*ConversionFailed) ProtoMessage() {}
 
 func (x *ConversionFailed) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[38]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2396,7 +3122,7 @@ func (x *ConversionFailed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConversionFailed.ProtoReflect.Descriptor instead.
 func (*ConversionFailed) Descriptor() ([]byte, []int) {
-	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{38}
+	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *ConversionFailed) GetImage() *Image {
@@ -2415,7 +3141,7 @@ type AppCreated struct {
 
 func (x *AppCreated) Reset() {
 	*x = AppCreated{}
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[39]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2427,7 +3153,7 @@ func (x *AppCreated) String() string {
 func (*AppCreated) ProtoMessage() {}
 
 func (x *AppCreated) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[39]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2440,7 +3166,7 @@ func (x *AppCreated) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppCreated.ProtoReflect.Descriptor instead.
 func (*AppCreated) Descriptor() ([]byte, []int) {
-	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{39}
+	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *AppCreated) GetApp() *App {
@@ -2459,7 +3185,7 @@ type AppUpdated struct {
 
 func (x *AppUpdated) Reset() {
 	*x = AppUpdated{}
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[40]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2471,7 +3197,7 @@ func (x *AppUpdated) String() string {
 func (*AppUpdated) ProtoMessage() {}
 
 func (x *AppUpdated) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[40]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2484,7 +3210,7 @@ func (x *AppUpdated) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppUpdated.ProtoReflect.Descriptor instead.
 func (*AppUpdated) Descriptor() ([]byte, []int) {
-	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{40}
+	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *AppUpdated) GetApp() *App {
@@ -2504,7 +3230,7 @@ type AppDeleted struct {
 
 func (x *AppDeleted) Reset() {
 	*x = AppDeleted{}
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[41]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2516,7 +3242,7 @@ func (x *AppDeleted) String() string {
 func (*AppDeleted) ProtoMessage() {}
 
 func (x *AppDeleted) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[41]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2529,7 +3255,7 @@ func (x *AppDeleted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppDeleted.ProtoReflect.Descriptor instead.
 func (*AppDeleted) Descriptor() ([]byte, []int) {
-	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{41}
+	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *AppDeleted) GetAccountId() string {
@@ -2558,7 +3284,7 @@ type ImageDeleted struct {
 
 func (x *ImageDeleted) Reset() {
 	*x = ImageDeleted{}
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[42]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2570,7 +3296,7 @@ func (x *ImageDeleted) String() string {
 func (*ImageDeleted) ProtoMessage() {}
 
 func (x *ImageDeleted) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[42]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2583,7 +3309,7 @@ func (x *ImageDeleted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImageDeleted.ProtoReflect.Descriptor instead.
 func (*ImageDeleted) Descriptor() ([]byte, []int) {
-	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{42}
+	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *ImageDeleted) GetAccountId() string {
@@ -2623,7 +3349,7 @@ type SigningKeyCreated struct {
 
 func (x *SigningKeyCreated) Reset() {
 	*x = SigningKeyCreated{}
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[43]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2635,7 +3361,7 @@ func (x *SigningKeyCreated) String() string {
 func (*SigningKeyCreated) ProtoMessage() {}
 
 func (x *SigningKeyCreated) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[43]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2648,7 +3374,7 @@ func (x *SigningKeyCreated) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SigningKeyCreated.ProtoReflect.Descriptor instead.
 func (*SigningKeyCreated) Descriptor() ([]byte, []int) {
-	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{43}
+	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *SigningKeyCreated) GetKey() *SigningKey {
@@ -2672,7 +3398,7 @@ const file_cloister_imageconverter_v1_imageconverter_proto_rawDesc = "" +
 	"\rvalidity_days\x18\x06 \x01(\rR\fvalidityDays\"2\n" +
 	"\x06EnvVar\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value\"\xb5\x04\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value\"\xda\x05\n" +
 	"\aAppSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12 \n" +
 	"\vdescription\x18\x02 \x01(\tR\vdescription\x12\x1f\n" +
@@ -2694,7 +3420,18 @@ const file_cloister_imageconverter_v1_imageconverter_proto_rawDesc = "" +
 	"\x0fpassthrough_env\x18\r \x03(\tR\x0epassthroughEnv\x12\x17\n" +
 	"\arw_dirs\x18\x0e \x03(\tR\x06rwDirs\x12\x14\n" +
 	"\x05debug\x18\x0f \x01(\bR\x05debug\x12O\n" +
-	"\vcertificate\x18\x10 \x01(\v2-.cloister.imageconverter.v1.CertificateConfigR\vcertificate\"\x86\x03\n" +
+	"\vcertificate\x18\x10 \x01(\v2-.cloister.imageconverter.v1.CertificateConfigR\vcertificate\x12\x1f\n" +
+	"\vsecrets_dir\x18\x11 \x01(\tR\n" +
+	"secretsDir\x12D\n" +
+	"\n" +
+	"secret_env\x18\x12 \x03(\v2%.cloister.imageconverter.v1.SecretEnvR\tsecretEnv\x12<\n" +
+	"\avolumes\x18\x13 \x03(\v2\".cloister.imageconverter.v1.VolumeR\avolumes\"7\n" +
+	"\tSecretEnv\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
+	"\x06secret\x18\x02 \x01(\tR\x06secret\"7\n" +
+	"\x06Volume\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\x12\x19\n" +
+	"\bkey_name\x18\x02 \x01(\tR\akeyName\"\x86\x03\n" +
 	"\x03App\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
 	"\n" +
@@ -2842,7 +3579,52 @@ const file_cloister_imageconverter_v1_imageconverter_proto_rawDesc = "" +
 	"account_id\x18\x01 \x01(\tR\taccountId\x12\x1a\n" +
 	"\bregistry\x18\x02 \x01(\tR\bregistry\x124\n" +
 	"\x05actor\x18\x03 \x01(\v2\x1e.cloister.account.v1.PrincipalR\x05actor\"\"\n" +
-	" DeleteRegistryCredentialResponse\"F\n" +
+	" DeleteRegistryCredentialResponse\"\xb5\x01\n" +
+	"\x06Secret\x12\x15\n" +
+	"\x06app_id\x18\x01 \x01(\tR\x05appId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12E\n" +
+	"\bversions\x18\x03 \x03(\v2).cloister.imageconverter.v1.SecretVersionR\bversions\x129\n" +
+	"\n" +
+	"updated_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\"\x97\x01\n" +
+	"\rSecretVersion\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\rR\aversion\x12\x12\n" +
+	"\x04size\x18\x02 \x01(\rR\x04size\x129\n" +
+	"\n" +
+	"created_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x1d\n" +
+	"\n" +
+	"created_by\x18\x04 \x01(\tR\tcreatedBy\"\xa3\x01\n" +
+	"\x10PutSecretRequest\x12\x1d\n" +
+	"\n" +
+	"account_id\x18\x01 \x01(\tR\taccountId\x12\x10\n" +
+	"\x03app\x18\x02 \x01(\tR\x03app\x12\x12\n" +
+	"\x04name\x18\x03 \x01(\tR\x04name\x12\x14\n" +
+	"\x05value\x18\x04 \x01(\fR\x05value\x124\n" +
+	"\x05actor\x18\x05 \x01(\v2\x1e.cloister.account.v1.PrincipalR\x05actor\"O\n" +
+	"\x11PutSecretResponse\x12:\n" +
+	"\x06secret\x18\x01 \x01(\v2\".cloister.imageconverter.v1.SecretR\x06secret\"E\n" +
+	"\x12ListSecretsRequest\x12\x1d\n" +
+	"\n" +
+	"account_id\x18\x01 \x01(\tR\taccountId\x12\x10\n" +
+	"\x03app\x18\x02 \x01(\tR\x03app\"S\n" +
+	"\x13ListSecretsResponse\x12<\n" +
+	"\asecrets\x18\x01 \x03(\v2\".cloister.imageconverter.v1.SecretR\asecrets\"\x90\x01\n" +
+	"\x13DeleteSecretRequest\x12\x1d\n" +
+	"\n" +
+	"account_id\x18\x01 \x01(\tR\taccountId\x12\x10\n" +
+	"\x03app\x18\x02 \x01(\tR\x03app\x12\x12\n" +
+	"\x04name\x18\x03 \x01(\tR\x04name\x124\n" +
+	"\x05actor\x18\x04 \x01(\v2\x1e.cloister.account.v1.PrincipalR\x05actor\"\x16\n" +
+	"\x14DeleteSecretResponse\"y\n" +
+	"\x12SealSecretsRequest\x12\x1d\n" +
+	"\n" +
+	"account_id\x18\x01 \x01(\tR\taccountId\x12\x15\n" +
+	"\x06app_id\x18\x02 \x01(\tR\x05appId\x12-\n" +
+	"\x12certificate_serial\x18\x03 \x01(\tR\x11certificateSerial\"h\n" +
+	"\x13SealSecretsResponse\x12\x16\n" +
+	"\x06sealed\x18\x01 \x01(\fR\x06sealed\x12\x18\n" +
+	"\asecrets\x18\x02 \x03(\tR\asecrets\x12\x1f\n" +
+	"\vvolume_keys\x18\x03 \x03(\tR\n" +
+	"volumeKeys\"F\n" +
 	"\n" +
 	"ConvertJob\x12\x1d\n" +
 	"\n" +
@@ -2874,7 +3656,7 @@ const file_cloister_imageconverter_v1_imageconverter_proto_rawDesc = "" +
 	"\bimage_id\x18\x03 \x01(\tR\aimageId\x12\x1c\n" +
 	"\tmrenclave\x18\x04 \x01(\fR\tmrenclave\"M\n" +
 	"\x11SigningKeyCreated\x128\n" +
-	"\x03key\x18\x01 \x01(\v2&.cloister.imageconverter.v1.SigningKeyR\x03key2\xa4\f\n" +
+	"\x03key\x18\x01 \x01(\v2&.cloister.imageconverter.v1.SigningKeyR\x03key2\xeb\x0f\n" +
 	"\x15ImageConverterService\x12h\n" +
 	"\tCreateApp\x12,.cloister.imageconverter.v1.CreateAppRequest\x1a-.cloister.imageconverter.v1.CreateAppResponse\x12d\n" +
 	"\x06GetApp\x12).cloister.imageconverter.v1.GetAppRequest\x1a*.cloister.imageconverter.v1.GetAppResponse\"\x03\x90\x02\x01\x12j\n" +
@@ -2889,7 +3671,11 @@ const file_cloister_imageconverter_v1_imageconverter_proto_rawDesc = "" +
 	"\vDeleteImage\x12..cloister.imageconverter.v1.DeleteImageRequest\x1a/.cloister.imageconverter.v1.DeleteImageResponse\x12\x8c\x01\n" +
 	"\x15PutRegistryCredential\x128.cloister.imageconverter.v1.PutRegistryCredentialRequest\x1a9.cloister.imageconverter.v1.PutRegistryCredentialResponse\x12\x97\x01\n" +
 	"\x17ListRegistryCredentials\x12:.cloister.imageconverter.v1.ListRegistryCredentialsRequest\x1a;.cloister.imageconverter.v1.ListRegistryCredentialsResponse\"\x03\x90\x02\x01\x12\x95\x01\n" +
-	"\x18DeleteRegistryCredential\x12;.cloister.imageconverter.v1.DeleteRegistryCredentialRequest\x1a<.cloister.imageconverter.v1.DeleteRegistryCredentialResponseBVZTgithub.com/cloister-cc/cloister/libs/gen/cloister/imageconverter/v1;imageconverterv1b\x06proto3"
+	"\x18DeleteRegistryCredential\x12;.cloister.imageconverter.v1.DeleteRegistryCredentialRequest\x1a<.cloister.imageconverter.v1.DeleteRegistryCredentialResponse\x12h\n" +
+	"\tPutSecret\x12,.cloister.imageconverter.v1.PutSecretRequest\x1a-.cloister.imageconverter.v1.PutSecretResponse\x12s\n" +
+	"\vListSecrets\x12..cloister.imageconverter.v1.ListSecretsRequest\x1a/.cloister.imageconverter.v1.ListSecretsResponse\"\x03\x90\x02\x01\x12q\n" +
+	"\fDeleteSecret\x12/.cloister.imageconverter.v1.DeleteSecretRequest\x1a0.cloister.imageconverter.v1.DeleteSecretResponse\x12s\n" +
+	"\vSealSecrets\x12..cloister.imageconverter.v1.SealSecretsRequest\x1a/.cloister.imageconverter.v1.SealSecretsResponse\"\x03\x90\x02\x02BVZTgithub.com/cloister-cc/cloister/libs/gen/cloister/imageconverter/v1;imageconverterv1b\x06proto3"
 
 var (
 	file_cloister_imageconverter_v1_imageconverter_proto_rawDescOnce sync.Once
@@ -2903,124 +3689,153 @@ func file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP() []byte {
 	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescData
 }
 
-var file_cloister_imageconverter_v1_imageconverter_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
+var file_cloister_imageconverter_v1_imageconverter_proto_msgTypes = make([]protoimpl.MessageInfo, 56)
 var file_cloister_imageconverter_v1_imageconverter_proto_goTypes = []any{
 	(*CertificateConfig)(nil),                // 0: cloister.imageconverter.v1.CertificateConfig
 	(*EnvVar)(nil),                           // 1: cloister.imageconverter.v1.EnvVar
 	(*AppSpec)(nil),                          // 2: cloister.imageconverter.v1.AppSpec
-	(*App)(nil),                              // 3: cloister.imageconverter.v1.App
-	(*CreateAppRequest)(nil),                 // 4: cloister.imageconverter.v1.CreateAppRequest
-	(*CreateAppResponse)(nil),                // 5: cloister.imageconverter.v1.CreateAppResponse
-	(*GetAppRequest)(nil),                    // 6: cloister.imageconverter.v1.GetAppRequest
-	(*GetAppResponse)(nil),                   // 7: cloister.imageconverter.v1.GetAppResponse
-	(*ListAppsRequest)(nil),                  // 8: cloister.imageconverter.v1.ListAppsRequest
-	(*ListAppsResponse)(nil),                 // 9: cloister.imageconverter.v1.ListAppsResponse
-	(*UpdateAppRequest)(nil),                 // 10: cloister.imageconverter.v1.UpdateAppRequest
-	(*UpdateAppResponse)(nil),                // 11: cloister.imageconverter.v1.UpdateAppResponse
-	(*DeleteAppRequest)(nil),                 // 12: cloister.imageconverter.v1.DeleteAppRequest
-	(*DeleteAppResponse)(nil),                // 13: cloister.imageconverter.v1.DeleteAppResponse
-	(*SigningKey)(nil),                       // 14: cloister.imageconverter.v1.SigningKey
-	(*GetSigningKeyRequest)(nil),             // 15: cloister.imageconverter.v1.GetSigningKeyRequest
-	(*GetSigningKeyResponse)(nil),            // 16: cloister.imageconverter.v1.GetSigningKeyResponse
-	(*Image)(nil),                            // 17: cloister.imageconverter.v1.Image
-	(*Progress)(nil),                         // 18: cloister.imageconverter.v1.Progress
-	(*ConvertImageRequest)(nil),              // 19: cloister.imageconverter.v1.ConvertImageRequest
-	(*ConvertImageResponse)(nil),             // 20: cloister.imageconverter.v1.ConvertImageResponse
-	(*ListImagesRequest)(nil),                // 21: cloister.imageconverter.v1.ListImagesRequest
-	(*ListImagesResponse)(nil),               // 22: cloister.imageconverter.v1.ListImagesResponse
-	(*GetImageRequest)(nil),                  // 23: cloister.imageconverter.v1.GetImageRequest
-	(*GetImageResponse)(nil),                 // 24: cloister.imageconverter.v1.GetImageResponse
-	(*DeleteImageRequest)(nil),               // 25: cloister.imageconverter.v1.DeleteImageRequest
-	(*DeleteImageResponse)(nil),              // 26: cloister.imageconverter.v1.DeleteImageResponse
-	(*RegistryCredential)(nil),               // 27: cloister.imageconverter.v1.RegistryCredential
-	(*PutRegistryCredentialRequest)(nil),     // 28: cloister.imageconverter.v1.PutRegistryCredentialRequest
-	(*PutRegistryCredentialResponse)(nil),    // 29: cloister.imageconverter.v1.PutRegistryCredentialResponse
-	(*ListRegistryCredentialsRequest)(nil),   // 30: cloister.imageconverter.v1.ListRegistryCredentialsRequest
-	(*ListRegistryCredentialsResponse)(nil),  // 31: cloister.imageconverter.v1.ListRegistryCredentialsResponse
-	(*DeleteRegistryCredentialRequest)(nil),  // 32: cloister.imageconverter.v1.DeleteRegistryCredentialRequest
-	(*DeleteRegistryCredentialResponse)(nil), // 33: cloister.imageconverter.v1.DeleteRegistryCredentialResponse
-	(*ConvertJob)(nil),                       // 34: cloister.imageconverter.v1.ConvertJob
-	(*ConversionRequested)(nil),              // 35: cloister.imageconverter.v1.ConversionRequested
-	(*ConversionProgressed)(nil),             // 36: cloister.imageconverter.v1.ConversionProgressed
-	(*ImageConverted)(nil),                   // 37: cloister.imageconverter.v1.ImageConverted
-	(*ConversionFailed)(nil),                 // 38: cloister.imageconverter.v1.ConversionFailed
-	(*AppCreated)(nil),                       // 39: cloister.imageconverter.v1.AppCreated
-	(*AppUpdated)(nil),                       // 40: cloister.imageconverter.v1.AppUpdated
-	(*AppDeleted)(nil),                       // 41: cloister.imageconverter.v1.AppDeleted
-	(*ImageDeleted)(nil),                     // 42: cloister.imageconverter.v1.ImageDeleted
-	(*SigningKeyCreated)(nil),                // 43: cloister.imageconverter.v1.SigningKeyCreated
-	(*timestamppb.Timestamp)(nil),            // 44: google.protobuf.Timestamp
-	(*v1.Principal)(nil),                     // 45: cloister.account.v1.Principal
+	(*SecretEnv)(nil),                        // 3: cloister.imageconverter.v1.SecretEnv
+	(*Volume)(nil),                           // 4: cloister.imageconverter.v1.Volume
+	(*App)(nil),                              // 5: cloister.imageconverter.v1.App
+	(*CreateAppRequest)(nil),                 // 6: cloister.imageconverter.v1.CreateAppRequest
+	(*CreateAppResponse)(nil),                // 7: cloister.imageconverter.v1.CreateAppResponse
+	(*GetAppRequest)(nil),                    // 8: cloister.imageconverter.v1.GetAppRequest
+	(*GetAppResponse)(nil),                   // 9: cloister.imageconverter.v1.GetAppResponse
+	(*ListAppsRequest)(nil),                  // 10: cloister.imageconverter.v1.ListAppsRequest
+	(*ListAppsResponse)(nil),                 // 11: cloister.imageconverter.v1.ListAppsResponse
+	(*UpdateAppRequest)(nil),                 // 12: cloister.imageconverter.v1.UpdateAppRequest
+	(*UpdateAppResponse)(nil),                // 13: cloister.imageconverter.v1.UpdateAppResponse
+	(*DeleteAppRequest)(nil),                 // 14: cloister.imageconverter.v1.DeleteAppRequest
+	(*DeleteAppResponse)(nil),                // 15: cloister.imageconverter.v1.DeleteAppResponse
+	(*SigningKey)(nil),                       // 16: cloister.imageconverter.v1.SigningKey
+	(*GetSigningKeyRequest)(nil),             // 17: cloister.imageconverter.v1.GetSigningKeyRequest
+	(*GetSigningKeyResponse)(nil),            // 18: cloister.imageconverter.v1.GetSigningKeyResponse
+	(*Image)(nil),                            // 19: cloister.imageconverter.v1.Image
+	(*Progress)(nil),                         // 20: cloister.imageconverter.v1.Progress
+	(*ConvertImageRequest)(nil),              // 21: cloister.imageconverter.v1.ConvertImageRequest
+	(*ConvertImageResponse)(nil),             // 22: cloister.imageconverter.v1.ConvertImageResponse
+	(*ListImagesRequest)(nil),                // 23: cloister.imageconverter.v1.ListImagesRequest
+	(*ListImagesResponse)(nil),               // 24: cloister.imageconverter.v1.ListImagesResponse
+	(*GetImageRequest)(nil),                  // 25: cloister.imageconverter.v1.GetImageRequest
+	(*GetImageResponse)(nil),                 // 26: cloister.imageconverter.v1.GetImageResponse
+	(*DeleteImageRequest)(nil),               // 27: cloister.imageconverter.v1.DeleteImageRequest
+	(*DeleteImageResponse)(nil),              // 28: cloister.imageconverter.v1.DeleteImageResponse
+	(*RegistryCredential)(nil),               // 29: cloister.imageconverter.v1.RegistryCredential
+	(*PutRegistryCredentialRequest)(nil),     // 30: cloister.imageconverter.v1.PutRegistryCredentialRequest
+	(*PutRegistryCredentialResponse)(nil),    // 31: cloister.imageconverter.v1.PutRegistryCredentialResponse
+	(*ListRegistryCredentialsRequest)(nil),   // 32: cloister.imageconverter.v1.ListRegistryCredentialsRequest
+	(*ListRegistryCredentialsResponse)(nil),  // 33: cloister.imageconverter.v1.ListRegistryCredentialsResponse
+	(*DeleteRegistryCredentialRequest)(nil),  // 34: cloister.imageconverter.v1.DeleteRegistryCredentialRequest
+	(*DeleteRegistryCredentialResponse)(nil), // 35: cloister.imageconverter.v1.DeleteRegistryCredentialResponse
+	(*Secret)(nil),                           // 36: cloister.imageconverter.v1.Secret
+	(*SecretVersion)(nil),                    // 37: cloister.imageconverter.v1.SecretVersion
+	(*PutSecretRequest)(nil),                 // 38: cloister.imageconverter.v1.PutSecretRequest
+	(*PutSecretResponse)(nil),                // 39: cloister.imageconverter.v1.PutSecretResponse
+	(*ListSecretsRequest)(nil),               // 40: cloister.imageconverter.v1.ListSecretsRequest
+	(*ListSecretsResponse)(nil),              // 41: cloister.imageconverter.v1.ListSecretsResponse
+	(*DeleteSecretRequest)(nil),              // 42: cloister.imageconverter.v1.DeleteSecretRequest
+	(*DeleteSecretResponse)(nil),             // 43: cloister.imageconverter.v1.DeleteSecretResponse
+	(*SealSecretsRequest)(nil),               // 44: cloister.imageconverter.v1.SealSecretsRequest
+	(*SealSecretsResponse)(nil),              // 45: cloister.imageconverter.v1.SealSecretsResponse
+	(*ConvertJob)(nil),                       // 46: cloister.imageconverter.v1.ConvertJob
+	(*ConversionRequested)(nil),              // 47: cloister.imageconverter.v1.ConversionRequested
+	(*ConversionProgressed)(nil),             // 48: cloister.imageconverter.v1.ConversionProgressed
+	(*ImageConverted)(nil),                   // 49: cloister.imageconverter.v1.ImageConverted
+	(*ConversionFailed)(nil),                 // 50: cloister.imageconverter.v1.ConversionFailed
+	(*AppCreated)(nil),                       // 51: cloister.imageconverter.v1.AppCreated
+	(*AppUpdated)(nil),                       // 52: cloister.imageconverter.v1.AppUpdated
+	(*AppDeleted)(nil),                       // 53: cloister.imageconverter.v1.AppDeleted
+	(*ImageDeleted)(nil),                     // 54: cloister.imageconverter.v1.ImageDeleted
+	(*SigningKeyCreated)(nil),                // 55: cloister.imageconverter.v1.SigningKeyCreated
+	(*timestamppb.Timestamp)(nil),            // 56: google.protobuf.Timestamp
+	(*v1.Principal)(nil),                     // 57: cloister.account.v1.Principal
 }
 var file_cloister_imageconverter_v1_imageconverter_proto_depIdxs = []int32{
 	1,  // 0: cloister.imageconverter.v1.AppSpec.env:type_name -> cloister.imageconverter.v1.EnvVar
 	0,  // 1: cloister.imageconverter.v1.AppSpec.certificate:type_name -> cloister.imageconverter.v1.CertificateConfig
-	2,  // 2: cloister.imageconverter.v1.App.spec:type_name -> cloister.imageconverter.v1.AppSpec
-	44, // 3: cloister.imageconverter.v1.App.created_at:type_name -> google.protobuf.Timestamp
-	44, // 4: cloister.imageconverter.v1.App.updated_at:type_name -> google.protobuf.Timestamp
-	0,  // 5: cloister.imageconverter.v1.App.certificate:type_name -> cloister.imageconverter.v1.CertificateConfig
-	2,  // 6: cloister.imageconverter.v1.CreateAppRequest.spec:type_name -> cloister.imageconverter.v1.AppSpec
-	45, // 7: cloister.imageconverter.v1.CreateAppRequest.actor:type_name -> cloister.account.v1.Principal
-	3,  // 8: cloister.imageconverter.v1.CreateAppResponse.app:type_name -> cloister.imageconverter.v1.App
-	3,  // 9: cloister.imageconverter.v1.GetAppResponse.app:type_name -> cloister.imageconverter.v1.App
-	3,  // 10: cloister.imageconverter.v1.ListAppsResponse.apps:type_name -> cloister.imageconverter.v1.App
-	2,  // 11: cloister.imageconverter.v1.UpdateAppRequest.spec:type_name -> cloister.imageconverter.v1.AppSpec
-	45, // 12: cloister.imageconverter.v1.UpdateAppRequest.actor:type_name -> cloister.account.v1.Principal
-	3,  // 13: cloister.imageconverter.v1.UpdateAppResponse.app:type_name -> cloister.imageconverter.v1.App
-	45, // 14: cloister.imageconverter.v1.DeleteAppRequest.actor:type_name -> cloister.account.v1.Principal
-	44, // 15: cloister.imageconverter.v1.SigningKey.created_at:type_name -> google.protobuf.Timestamp
-	14, // 16: cloister.imageconverter.v1.GetSigningKeyResponse.key:type_name -> cloister.imageconverter.v1.SigningKey
-	18, // 17: cloister.imageconverter.v1.Image.progress:type_name -> cloister.imageconverter.v1.Progress
-	44, // 18: cloister.imageconverter.v1.Image.created_at:type_name -> google.protobuf.Timestamp
-	44, // 19: cloister.imageconverter.v1.Image.updated_at:type_name -> google.protobuf.Timestamp
-	45, // 20: cloister.imageconverter.v1.ConvertImageRequest.actor:type_name -> cloister.account.v1.Principal
-	17, // 21: cloister.imageconverter.v1.ConvertImageResponse.image:type_name -> cloister.imageconverter.v1.Image
-	17, // 22: cloister.imageconverter.v1.ListImagesResponse.images:type_name -> cloister.imageconverter.v1.Image
-	17, // 23: cloister.imageconverter.v1.GetImageResponse.image:type_name -> cloister.imageconverter.v1.Image
-	45, // 24: cloister.imageconverter.v1.DeleteImageRequest.actor:type_name -> cloister.account.v1.Principal
-	44, // 25: cloister.imageconverter.v1.RegistryCredential.updated_at:type_name -> google.protobuf.Timestamp
-	45, // 26: cloister.imageconverter.v1.PutRegistryCredentialRequest.actor:type_name -> cloister.account.v1.Principal
-	27, // 27: cloister.imageconverter.v1.PutRegistryCredentialResponse.credential:type_name -> cloister.imageconverter.v1.RegistryCredential
-	27, // 28: cloister.imageconverter.v1.ListRegistryCredentialsResponse.credentials:type_name -> cloister.imageconverter.v1.RegistryCredential
-	45, // 29: cloister.imageconverter.v1.DeleteRegistryCredentialRequest.actor:type_name -> cloister.account.v1.Principal
-	17, // 30: cloister.imageconverter.v1.ConversionRequested.image:type_name -> cloister.imageconverter.v1.Image
-	17, // 31: cloister.imageconverter.v1.ConversionProgressed.image:type_name -> cloister.imageconverter.v1.Image
-	17, // 32: cloister.imageconverter.v1.ImageConverted.image:type_name -> cloister.imageconverter.v1.Image
-	17, // 33: cloister.imageconverter.v1.ConversionFailed.image:type_name -> cloister.imageconverter.v1.Image
-	3,  // 34: cloister.imageconverter.v1.AppCreated.app:type_name -> cloister.imageconverter.v1.App
-	3,  // 35: cloister.imageconverter.v1.AppUpdated.app:type_name -> cloister.imageconverter.v1.App
-	14, // 36: cloister.imageconverter.v1.SigningKeyCreated.key:type_name -> cloister.imageconverter.v1.SigningKey
-	4,  // 37: cloister.imageconverter.v1.ImageConverterService.CreateApp:input_type -> cloister.imageconverter.v1.CreateAppRequest
-	6,  // 38: cloister.imageconverter.v1.ImageConverterService.GetApp:input_type -> cloister.imageconverter.v1.GetAppRequest
-	8,  // 39: cloister.imageconverter.v1.ImageConverterService.ListApps:input_type -> cloister.imageconverter.v1.ListAppsRequest
-	10, // 40: cloister.imageconverter.v1.ImageConverterService.UpdateApp:input_type -> cloister.imageconverter.v1.UpdateAppRequest
-	12, // 41: cloister.imageconverter.v1.ImageConverterService.DeleteApp:input_type -> cloister.imageconverter.v1.DeleteAppRequest
-	15, // 42: cloister.imageconverter.v1.ImageConverterService.GetSigningKey:input_type -> cloister.imageconverter.v1.GetSigningKeyRequest
-	19, // 43: cloister.imageconverter.v1.ImageConverterService.ConvertImage:input_type -> cloister.imageconverter.v1.ConvertImageRequest
-	21, // 44: cloister.imageconverter.v1.ImageConverterService.ListImages:input_type -> cloister.imageconverter.v1.ListImagesRequest
-	23, // 45: cloister.imageconverter.v1.ImageConverterService.GetImage:input_type -> cloister.imageconverter.v1.GetImageRequest
-	25, // 46: cloister.imageconverter.v1.ImageConverterService.DeleteImage:input_type -> cloister.imageconverter.v1.DeleteImageRequest
-	28, // 47: cloister.imageconverter.v1.ImageConverterService.PutRegistryCredential:input_type -> cloister.imageconverter.v1.PutRegistryCredentialRequest
-	30, // 48: cloister.imageconverter.v1.ImageConverterService.ListRegistryCredentials:input_type -> cloister.imageconverter.v1.ListRegistryCredentialsRequest
-	32, // 49: cloister.imageconverter.v1.ImageConverterService.DeleteRegistryCredential:input_type -> cloister.imageconverter.v1.DeleteRegistryCredentialRequest
-	5,  // 50: cloister.imageconverter.v1.ImageConverterService.CreateApp:output_type -> cloister.imageconverter.v1.CreateAppResponse
-	7,  // 51: cloister.imageconverter.v1.ImageConverterService.GetApp:output_type -> cloister.imageconverter.v1.GetAppResponse
-	9,  // 52: cloister.imageconverter.v1.ImageConverterService.ListApps:output_type -> cloister.imageconverter.v1.ListAppsResponse
-	11, // 53: cloister.imageconverter.v1.ImageConverterService.UpdateApp:output_type -> cloister.imageconverter.v1.UpdateAppResponse
-	13, // 54: cloister.imageconverter.v1.ImageConverterService.DeleteApp:output_type -> cloister.imageconverter.v1.DeleteAppResponse
-	16, // 55: cloister.imageconverter.v1.ImageConverterService.GetSigningKey:output_type -> cloister.imageconverter.v1.GetSigningKeyResponse
-	20, // 56: cloister.imageconverter.v1.ImageConverterService.ConvertImage:output_type -> cloister.imageconverter.v1.ConvertImageResponse
-	22, // 57: cloister.imageconverter.v1.ImageConverterService.ListImages:output_type -> cloister.imageconverter.v1.ListImagesResponse
-	24, // 58: cloister.imageconverter.v1.ImageConverterService.GetImage:output_type -> cloister.imageconverter.v1.GetImageResponse
-	26, // 59: cloister.imageconverter.v1.ImageConverterService.DeleteImage:output_type -> cloister.imageconverter.v1.DeleteImageResponse
-	29, // 60: cloister.imageconverter.v1.ImageConverterService.PutRegistryCredential:output_type -> cloister.imageconverter.v1.PutRegistryCredentialResponse
-	31, // 61: cloister.imageconverter.v1.ImageConverterService.ListRegistryCredentials:output_type -> cloister.imageconverter.v1.ListRegistryCredentialsResponse
-	33, // 62: cloister.imageconverter.v1.ImageConverterService.DeleteRegistryCredential:output_type -> cloister.imageconverter.v1.DeleteRegistryCredentialResponse
-	50, // [50:63] is the sub-list for method output_type
-	37, // [37:50] is the sub-list for method input_type
-	37, // [37:37] is the sub-list for extension type_name
-	37, // [37:37] is the sub-list for extension extendee
-	0,  // [0:37] is the sub-list for field type_name
+	3,  // 2: cloister.imageconverter.v1.AppSpec.secret_env:type_name -> cloister.imageconverter.v1.SecretEnv
+	4,  // 3: cloister.imageconverter.v1.AppSpec.volumes:type_name -> cloister.imageconverter.v1.Volume
+	2,  // 4: cloister.imageconverter.v1.App.spec:type_name -> cloister.imageconverter.v1.AppSpec
+	56, // 5: cloister.imageconverter.v1.App.created_at:type_name -> google.protobuf.Timestamp
+	56, // 6: cloister.imageconverter.v1.App.updated_at:type_name -> google.protobuf.Timestamp
+	0,  // 7: cloister.imageconverter.v1.App.certificate:type_name -> cloister.imageconverter.v1.CertificateConfig
+	2,  // 8: cloister.imageconverter.v1.CreateAppRequest.spec:type_name -> cloister.imageconverter.v1.AppSpec
+	57, // 9: cloister.imageconverter.v1.CreateAppRequest.actor:type_name -> cloister.account.v1.Principal
+	5,  // 10: cloister.imageconverter.v1.CreateAppResponse.app:type_name -> cloister.imageconverter.v1.App
+	5,  // 11: cloister.imageconverter.v1.GetAppResponse.app:type_name -> cloister.imageconverter.v1.App
+	5,  // 12: cloister.imageconverter.v1.ListAppsResponse.apps:type_name -> cloister.imageconverter.v1.App
+	2,  // 13: cloister.imageconverter.v1.UpdateAppRequest.spec:type_name -> cloister.imageconverter.v1.AppSpec
+	57, // 14: cloister.imageconverter.v1.UpdateAppRequest.actor:type_name -> cloister.account.v1.Principal
+	5,  // 15: cloister.imageconverter.v1.UpdateAppResponse.app:type_name -> cloister.imageconverter.v1.App
+	57, // 16: cloister.imageconverter.v1.DeleteAppRequest.actor:type_name -> cloister.account.v1.Principal
+	56, // 17: cloister.imageconverter.v1.SigningKey.created_at:type_name -> google.protobuf.Timestamp
+	16, // 18: cloister.imageconverter.v1.GetSigningKeyResponse.key:type_name -> cloister.imageconverter.v1.SigningKey
+	20, // 19: cloister.imageconverter.v1.Image.progress:type_name -> cloister.imageconverter.v1.Progress
+	56, // 20: cloister.imageconverter.v1.Image.created_at:type_name -> google.protobuf.Timestamp
+	56, // 21: cloister.imageconverter.v1.Image.updated_at:type_name -> google.protobuf.Timestamp
+	57, // 22: cloister.imageconverter.v1.ConvertImageRequest.actor:type_name -> cloister.account.v1.Principal
+	19, // 23: cloister.imageconverter.v1.ConvertImageResponse.image:type_name -> cloister.imageconverter.v1.Image
+	19, // 24: cloister.imageconverter.v1.ListImagesResponse.images:type_name -> cloister.imageconverter.v1.Image
+	19, // 25: cloister.imageconverter.v1.GetImageResponse.image:type_name -> cloister.imageconverter.v1.Image
+	57, // 26: cloister.imageconverter.v1.DeleteImageRequest.actor:type_name -> cloister.account.v1.Principal
+	56, // 27: cloister.imageconverter.v1.RegistryCredential.updated_at:type_name -> google.protobuf.Timestamp
+	57, // 28: cloister.imageconverter.v1.PutRegistryCredentialRequest.actor:type_name -> cloister.account.v1.Principal
+	29, // 29: cloister.imageconverter.v1.PutRegistryCredentialResponse.credential:type_name -> cloister.imageconverter.v1.RegistryCredential
+	29, // 30: cloister.imageconverter.v1.ListRegistryCredentialsResponse.credentials:type_name -> cloister.imageconverter.v1.RegistryCredential
+	57, // 31: cloister.imageconverter.v1.DeleteRegistryCredentialRequest.actor:type_name -> cloister.account.v1.Principal
+	37, // 32: cloister.imageconverter.v1.Secret.versions:type_name -> cloister.imageconverter.v1.SecretVersion
+	56, // 33: cloister.imageconverter.v1.Secret.updated_at:type_name -> google.protobuf.Timestamp
+	56, // 34: cloister.imageconverter.v1.SecretVersion.created_at:type_name -> google.protobuf.Timestamp
+	57, // 35: cloister.imageconverter.v1.PutSecretRequest.actor:type_name -> cloister.account.v1.Principal
+	36, // 36: cloister.imageconverter.v1.PutSecretResponse.secret:type_name -> cloister.imageconverter.v1.Secret
+	36, // 37: cloister.imageconverter.v1.ListSecretsResponse.secrets:type_name -> cloister.imageconverter.v1.Secret
+	57, // 38: cloister.imageconverter.v1.DeleteSecretRequest.actor:type_name -> cloister.account.v1.Principal
+	19, // 39: cloister.imageconverter.v1.ConversionRequested.image:type_name -> cloister.imageconverter.v1.Image
+	19, // 40: cloister.imageconverter.v1.ConversionProgressed.image:type_name -> cloister.imageconverter.v1.Image
+	19, // 41: cloister.imageconverter.v1.ImageConverted.image:type_name -> cloister.imageconverter.v1.Image
+	19, // 42: cloister.imageconverter.v1.ConversionFailed.image:type_name -> cloister.imageconverter.v1.Image
+	5,  // 43: cloister.imageconverter.v1.AppCreated.app:type_name -> cloister.imageconverter.v1.App
+	5,  // 44: cloister.imageconverter.v1.AppUpdated.app:type_name -> cloister.imageconverter.v1.App
+	16, // 45: cloister.imageconverter.v1.SigningKeyCreated.key:type_name -> cloister.imageconverter.v1.SigningKey
+	6,  // 46: cloister.imageconverter.v1.ImageConverterService.CreateApp:input_type -> cloister.imageconverter.v1.CreateAppRequest
+	8,  // 47: cloister.imageconverter.v1.ImageConverterService.GetApp:input_type -> cloister.imageconverter.v1.GetAppRequest
+	10, // 48: cloister.imageconverter.v1.ImageConverterService.ListApps:input_type -> cloister.imageconverter.v1.ListAppsRequest
+	12, // 49: cloister.imageconverter.v1.ImageConverterService.UpdateApp:input_type -> cloister.imageconverter.v1.UpdateAppRequest
+	14, // 50: cloister.imageconverter.v1.ImageConverterService.DeleteApp:input_type -> cloister.imageconverter.v1.DeleteAppRequest
+	17, // 51: cloister.imageconverter.v1.ImageConverterService.GetSigningKey:input_type -> cloister.imageconverter.v1.GetSigningKeyRequest
+	21, // 52: cloister.imageconverter.v1.ImageConverterService.ConvertImage:input_type -> cloister.imageconverter.v1.ConvertImageRequest
+	23, // 53: cloister.imageconverter.v1.ImageConverterService.ListImages:input_type -> cloister.imageconverter.v1.ListImagesRequest
+	25, // 54: cloister.imageconverter.v1.ImageConverterService.GetImage:input_type -> cloister.imageconverter.v1.GetImageRequest
+	27, // 55: cloister.imageconverter.v1.ImageConverterService.DeleteImage:input_type -> cloister.imageconverter.v1.DeleteImageRequest
+	30, // 56: cloister.imageconverter.v1.ImageConverterService.PutRegistryCredential:input_type -> cloister.imageconverter.v1.PutRegistryCredentialRequest
+	32, // 57: cloister.imageconverter.v1.ImageConverterService.ListRegistryCredentials:input_type -> cloister.imageconverter.v1.ListRegistryCredentialsRequest
+	34, // 58: cloister.imageconverter.v1.ImageConverterService.DeleteRegistryCredential:input_type -> cloister.imageconverter.v1.DeleteRegistryCredentialRequest
+	38, // 59: cloister.imageconverter.v1.ImageConverterService.PutSecret:input_type -> cloister.imageconverter.v1.PutSecretRequest
+	40, // 60: cloister.imageconverter.v1.ImageConverterService.ListSecrets:input_type -> cloister.imageconverter.v1.ListSecretsRequest
+	42, // 61: cloister.imageconverter.v1.ImageConverterService.DeleteSecret:input_type -> cloister.imageconverter.v1.DeleteSecretRequest
+	44, // 62: cloister.imageconverter.v1.ImageConverterService.SealSecrets:input_type -> cloister.imageconverter.v1.SealSecretsRequest
+	7,  // 63: cloister.imageconverter.v1.ImageConverterService.CreateApp:output_type -> cloister.imageconverter.v1.CreateAppResponse
+	9,  // 64: cloister.imageconverter.v1.ImageConverterService.GetApp:output_type -> cloister.imageconverter.v1.GetAppResponse
+	11, // 65: cloister.imageconverter.v1.ImageConverterService.ListApps:output_type -> cloister.imageconverter.v1.ListAppsResponse
+	13, // 66: cloister.imageconverter.v1.ImageConverterService.UpdateApp:output_type -> cloister.imageconverter.v1.UpdateAppResponse
+	15, // 67: cloister.imageconverter.v1.ImageConverterService.DeleteApp:output_type -> cloister.imageconverter.v1.DeleteAppResponse
+	18, // 68: cloister.imageconverter.v1.ImageConverterService.GetSigningKey:output_type -> cloister.imageconverter.v1.GetSigningKeyResponse
+	22, // 69: cloister.imageconverter.v1.ImageConverterService.ConvertImage:output_type -> cloister.imageconverter.v1.ConvertImageResponse
+	24, // 70: cloister.imageconverter.v1.ImageConverterService.ListImages:output_type -> cloister.imageconverter.v1.ListImagesResponse
+	26, // 71: cloister.imageconverter.v1.ImageConverterService.GetImage:output_type -> cloister.imageconverter.v1.GetImageResponse
+	28, // 72: cloister.imageconverter.v1.ImageConverterService.DeleteImage:output_type -> cloister.imageconverter.v1.DeleteImageResponse
+	31, // 73: cloister.imageconverter.v1.ImageConverterService.PutRegistryCredential:output_type -> cloister.imageconverter.v1.PutRegistryCredentialResponse
+	33, // 74: cloister.imageconverter.v1.ImageConverterService.ListRegistryCredentials:output_type -> cloister.imageconverter.v1.ListRegistryCredentialsResponse
+	35, // 75: cloister.imageconverter.v1.ImageConverterService.DeleteRegistryCredential:output_type -> cloister.imageconverter.v1.DeleteRegistryCredentialResponse
+	39, // 76: cloister.imageconverter.v1.ImageConverterService.PutSecret:output_type -> cloister.imageconverter.v1.PutSecretResponse
+	41, // 77: cloister.imageconverter.v1.ImageConverterService.ListSecrets:output_type -> cloister.imageconverter.v1.ListSecretsResponse
+	43, // 78: cloister.imageconverter.v1.ImageConverterService.DeleteSecret:output_type -> cloister.imageconverter.v1.DeleteSecretResponse
+	45, // 79: cloister.imageconverter.v1.ImageConverterService.SealSecrets:output_type -> cloister.imageconverter.v1.SealSecretsResponse
+	63, // [63:80] is the sub-list for method output_type
+	46, // [46:63] is the sub-list for method input_type
+	46, // [46:46] is the sub-list for extension type_name
+	46, // [46:46] is the sub-list for extension extendee
+	0,  // [0:46] is the sub-list for field type_name
 }
 
 func init() { file_cloister_imageconverter_v1_imageconverter_proto_init() }
@@ -3034,7 +3849,7 @@ func file_cloister_imageconverter_v1_imageconverter_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cloister_imageconverter_v1_imageconverter_proto_rawDesc), len(file_cloister_imageconverter_v1_imageconverter_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   44,
+			NumMessages:   56,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

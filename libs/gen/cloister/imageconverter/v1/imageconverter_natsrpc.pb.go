@@ -30,6 +30,11 @@ var (
 	ImageConverterPutRegistryCredential    = natsrpc.NewMethod[*PutRegistryCredentialRequest, *PutRegistryCredentialResponse](ImageConverterServiceName, "PutRegistryCredential")
 	ImageConverterListRegistryCredentials  = natsrpc.NewMethod[*ListRegistryCredentialsRequest, *ListRegistryCredentialsResponse](ImageConverterServiceName, "ListRegistryCredentials").Idempotent()
 	ImageConverterDeleteRegistryCredential = natsrpc.NewMethod[*DeleteRegistryCredentialRequest, *DeleteRegistryCredentialResponse](ImageConverterServiceName, "DeleteRegistryCredential")
+	ImageConverterPutSecret                = natsrpc.NewMethod[*PutSecretRequest, *PutSecretResponse](ImageConverterServiceName, "PutSecret")
+	ImageConverterListSecrets              = natsrpc.NewMethod[*ListSecretsRequest, *ListSecretsResponse](ImageConverterServiceName, "ListSecrets").Idempotent()
+	ImageConverterDeleteSecret             = natsrpc.NewMethod[*DeleteSecretRequest, *DeleteSecretResponse](ImageConverterServiceName, "DeleteSecret")
+	// Idempotent: it makes a volume's key on first use, once.
+	ImageConverterSealSecrets = natsrpc.NewMethod[*SealSecretsRequest, *SealSecretsResponse](ImageConverterServiceName, "SealSecrets").Idempotent()
 )
 
 // ImageConverterServer serves the ImageConverter service.
@@ -47,6 +52,10 @@ type ImageConverterServer interface {
 	PutRegistryCredential(context.Context, *PutRegistryCredentialRequest) (*PutRegistryCredentialResponse, error)
 	ListRegistryCredentials(context.Context, *ListRegistryCredentialsRequest) (*ListRegistryCredentialsResponse, error)
 	DeleteRegistryCredential(context.Context, *DeleteRegistryCredentialRequest) (*DeleteRegistryCredentialResponse, error)
+	PutSecret(context.Context, *PutSecretRequest) (*PutSecretResponse, error)
+	ListSecrets(context.Context, *ListSecretsRequest) (*ListSecretsResponse, error)
+	DeleteSecret(context.Context, *DeleteSecretRequest) (*DeleteSecretResponse, error)
+	SealSecrets(context.Context, *SealSecretsRequest) (*SealSecretsResponse, error)
 }
 
 // RegisterImageConverterServer subscribes every method of s on mux.
@@ -65,6 +74,10 @@ func RegisterImageConverterServer(mux *natsrpc.Mux, s ImageConverterServer, logg
 		ImageConverterPutRegistryCredential.Handle(mux, logger, s.PutRegistryCredential),
 		ImageConverterListRegistryCredentials.Handle(mux, logger, s.ListRegistryCredentials),
 		ImageConverterDeleteRegistryCredential.Handle(mux, logger, s.DeleteRegistryCredential),
+		ImageConverterPutSecret.Handle(mux, logger, s.PutSecret),
+		ImageConverterListSecrets.Handle(mux, logger, s.ListSecrets),
+		ImageConverterDeleteSecret.Handle(mux, logger, s.DeleteSecret),
+		ImageConverterSealSecrets.Handle(mux, logger, s.SealSecrets),
 	)
 }
 
@@ -144,4 +157,24 @@ func (c *ImageConverterClient) ListRegistryCredentials(ctx context.Context, r *L
 // DeleteRegistryCredential calls ImageConverterDeleteRegistryCredential.
 func (c *ImageConverterClient) DeleteRegistryCredential(ctx context.Context, r *DeleteRegistryCredentialRequest) (*DeleteRegistryCredentialResponse, error) {
 	return ImageConverterDeleteRegistryCredential.Invoke(c.opts.Context(ctx), c.nc, r)
+}
+
+// PutSecret calls ImageConverterPutSecret.
+func (c *ImageConverterClient) PutSecret(ctx context.Context, r *PutSecretRequest) (*PutSecretResponse, error) {
+	return ImageConverterPutSecret.Invoke(c.opts.Context(ctx), c.nc, r)
+}
+
+// ListSecrets calls ImageConverterListSecrets.
+func (c *ImageConverterClient) ListSecrets(ctx context.Context, r *ListSecretsRequest) (*ListSecretsResponse, error) {
+	return ImageConverterListSecrets.Invoke(c.opts.Context(ctx), c.nc, r)
+}
+
+// DeleteSecret calls ImageConverterDeleteSecret.
+func (c *ImageConverterClient) DeleteSecret(ctx context.Context, r *DeleteSecretRequest) (*DeleteSecretResponse, error) {
+	return ImageConverterDeleteSecret.Invoke(c.opts.Context(ctx), c.nc, r)
+}
+
+// SealSecrets calls ImageConverterSealSecrets.
+func (c *ImageConverterClient) SealSecrets(ctx context.Context, r *SealSecretsRequest) (*SealSecretsResponse, error) {
+	return ImageConverterSealSecrets.Invoke(c.opts.Context(ctx), c.nc, r)
 }

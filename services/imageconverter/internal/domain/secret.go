@@ -1,0 +1,38 @@
+package domain
+
+import (
+	"time"
+
+	"github.com/cloister-cc/cloister/libs/errs"
+)
+
+// Secret is a named value of an application, kept in versions, each
+// sealed under the deployment's master key. Its values leave the service
+// only sealed to an attested enclave's key.
+type Secret struct {
+	AccountID string          `json:"account_id"`
+	AppID     string          `json:"app_id"`
+	Name      string          `json:"name"`
+	Versions  []SecretVersion `json:"versions"` // oldest first
+	UpdatedAt time.Time       `json:"updated_at"`
+}
+
+// SecretVersion is one value a secret had.
+type SecretVersion struct {
+	Number    uint32    `json:"number"`
+	Size      uint32    `json:"size"`
+	Sealed    []byte    `json:"sealed"`
+	CreatedAt time.Time `json:"created_at"`
+	CreatedBy string    `json:"created_by,omitempty"`
+}
+
+// MaxSecretVersions is how many versions of a secret are kept: setting
+// one more drops the oldest.
+const MaxSecretVersions = 10
+
+// Latest is the version an enclave is given.
+func (s Secret) Latest() SecretVersion { return s.Versions[len(s.Versions)-1] }
+
+// ErrSecretNotFound is returned for a secret the application does not
+// have.
+var ErrSecretNotFound = errs.Define(errs.NotFound, "secret_not_found", "the application has no secret of that name")
