@@ -45,49 +45,52 @@ const (
 type attestError struct{ error }
 
 // attest obtains the enclave's certificate from the node agent and writes
-// its key and chain under root. It does nothing when the manifest has no
-// certificate.
+// its key and chain under root, with the application's secrets and volume
+// keys when its manifest takes them (provide); it returns the variables
+// to add to the application's environment. It does nothing when the
+// manifest has no certificate.
 //
 // With the certificate it opens the instance's live connection to the
 // agent, which the application inherits (holdLive); should that fail, the
 // application still starts, and warn says why its end will not be seen.
-func attest(root string, img *image, lookupEnv func(string) (string, bool), warn func(string)) error {
+func attest(root string, img *image, lookupEnv func(string) (string, bool), keysDir string, warn func(string)) ([]string, error) {
 	c := img.manifest.Certificate
 	if c == nil {
-		return nil
+		return nil, nil
 	}
 	raw, _ := lookupEnv(envNodeAgent)
 	if raw == "" {
-		return attestError{fmt.Errorf("the image needs a certificate for %s, but %s is not set: start the container with "+
+		return nil, attestError{fmt.Errorf("the image needs a certificate for %s, but %s is not set: start the container with "+
 			"%s=http://<node>:9092/v1/ (the node agent's local API)", c.Domain, envNodeAgent, envNodeAgent)}
 	}
 	a, err := newAgentClient(raw)
 	if err != nil {
-		return attestError{err}
+		return nil, attestError{err}
 	}
-	id, err := obtain(root, img, a)
+	id, env, err := obtain(root, img, a, keysDir, warn)
 	if err != nil {
-		return attestError{err}
+		return nil, attestError{err}
 	}
 	if id == "" {
 		warn("the node agent gave no instance_id: it will not see this instance stop")
 		warn(fmt.Sprintf("certificate for %s obtained; starting the application", c.Domain))
-		return nil
+		return env, nil
 	}
 	if err := a.holdLive(id); err != nil {
 		warn(fmt.Sprintf("%v; instance %s will be reported as running after it stops", err, id))
 	}
 	warn(fmt.Sprintf("certificate for %s obtained (instance %s); starting the application", c.Domain, id))
-	return nil
+	return env, nil
 }
 
-// obtain gets the enclave's key and certificate and returns the instance
-// id the node agent recorded.
-func obtain(root string, img *image, a *agentClient) (string, error) {
+// obtain gets the enclave's key and certificate, and its secrets, and
+// returns the instance id the node agent recorded and the secrets'
+// environment variables.
+func obtain(root string, img *image, a *agentClient, keysDir string, warn func(string)) (string, []string, error) {
 	m := img.manifest
 	c := m.Certificate
 	if m.AppID == "" {
-		return "", fmt.Errorf("the enclave manifest has no app_id, which the certificate request needs; convert the image again with its application")
+		return "", nil, fmt.Errorf("the enclave manifest has no app_id, which the certificate request needs; convert the image again with its application")
 	}
 
 	// a. A fresh nonce, and whether the agent simulates SGX.
@@ -96,31 +99,40 @@ func obtain(root string, img *image, a *agentClient) (string, error) {
 		Simulation bool   `json:"simulation"`
 	}
 	if err := a.call(http.MethodGet, "enclave/target-info", nil, &ti, "getting a nonce"); err != nil {
-		return "", err
+		return "", nil, err
 	}
 	if len(ti.Nonce) != 32 {
-		return "", fmt.Errorf("the node agent at %s gave a nonce of %d bytes, want 32; check that NODE_AGENT_BASE_URL names a cloister-node-agent", a.base, len(ti.Nonce))
+		return "", nil, fmt.Errorf("the node agent at %s gave a nonce of %d bytes, want 32; check that NODE_AGENT_BASE_URL names a cloister-node-agent", a.base, len(ti.Nonce))
 	}
 	// b, c. The key and its CSR.
 	key, err := generateKey(c.KeyType)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	csrDER, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
 		Subject:  pkix.Name{CommonName: c.Domain},
 		DNSNames: []string{c.Domain},
 	}, key)
 	if err != nil {
-		return "", fmt.Errorf("creating the certificate request for %s: %v", c.Domain, err)
+		return "", nil, fmt.Errorf("creating the certificate request for %s: %v", c.Domain, err)
 	}
 	csr, err := x509.ParseCertificateRequest(csrDER)
 	if err != nil {
-		return "", fmt.Errorf("creating the certificate request for %s: %v", c.Domain, err)
+		return "", nil, fmt.Errorf("creating the certificate request for %s: %v", c.Domain, err)
+	}
+	// The key the secrets are sealed to, when the application takes any.
+	recipient, err := recipientKey(m)
+	if err != nil {
+		return "", nil, err
+	}
+	var recipientPub []byte
+	if recipient != nil {
+		recipientPub = recipient.PublicKey().Bytes()
 	}
 
-	// d. The evidence: a quote of this enclave binding the key and the
+	// d. The evidence: a quote of this enclave binding the keys and the
 	// nonce, from the agent's simulated QE or from Gramine.
-	data := reportData(csr.RawSubjectPublicKeyInfo, ti.Nonce)
+	data := reportData(csr.RawSubjectPublicKeyInfo, recipientPub, ti.Nonce)
 	var quote []byte
 	if ti.Simulation {
 		quote, err = simulatedQuote(root, img, a, data)
@@ -128,33 +140,43 @@ func obtain(root string, img *image, a *agentClient) (string, error) {
 		quote, err = gramineQuote(root, data)
 	}
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 
-	// e. The certificate.
+	// e. The certificate, and the secrets sealed to the recipient key.
 	var issued struct {
 		ChainPEM   string `json:"chain_pem"`
 		InstanceID string `json:"instance_id"`
+		Secrets    []byte `json:"secrets"`
 	}
 	csrPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csrDER})
 	req := map[string]any{"app_id": m.AppID, "csr": string(csrPEM), "quote": quote}
+	if recipientPub != nil {
+		req["recipient_key"] = recipientPub
+	}
 	if err := a.call(http.MethodPost, "certificate/issue", req, &issued, "asking for the certificate"); err != nil {
-		return "", err
+		return "", nil, err
 	}
 	if blk, _ := pem.Decode([]byte(issued.ChainPEM)); blk == nil || blk.Type != "CERTIFICATE" {
-		return "", fmt.Errorf("the node agent at %s answered without a PEM certificate chain; check its log", a.base)
+		return "", nil, fmt.Errorf("the node agent at %s answered without a PEM certificate chain; check its log", a.base)
 	}
 
 	// f. The key and the chain.
+	var env []string
+	if recipient != nil {
+		if env, err = provide(root, m, recipient, issued.ChainPEM, issued.Secrets, keysDir, warn); err != nil {
+			return "", nil, err
+		}
+	}
 	der, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
-		return "", fmt.Errorf("encoding the key: %v", err)
+		return "", nil, fmt.Errorf("encoding the key: %v", err)
 	}
 	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
 	if err := writeSecret(root, c.KeyPath, keyPEM, 0o600); err != nil {
-		return "", err
+		return "", nil, err
 	}
-	return issued.InstanceID, writeSecret(root, c.CertPath, []byte(issued.ChainPEM), 0o644)
+	return issued.InstanceID, env, writeSecret(root, c.CertPath, []byte(issued.ChainPEM), 0o644)
 }
 
 // simulatedQuote has the node agent's simulated QE quote the report body
@@ -234,12 +256,13 @@ func generateKey(keyType string) (crypto.Signer, error) {
 		"set the application's key type and convert the image again", keyType)
 }
 
-// reportData is REPORTDATA: SHA-256 of the key's SubjectPublicKeyInfo,
-// then the nonce.
-func reportData(spki, nonce []byte) [64]byte {
+// reportData is REPORTDATA: the key binding of the certificate key's
+// SubjectPublicKeyInfo and the recipient key (nil when the enclave takes
+// no secrets), then the nonce.
+func reportData(spki, recipient, nonce []byte) [64]byte {
 	var d [64]byte
-	sum := sha256.Sum256(spki)
-	copy(d[:32], sum[:])
+	binding := enclave.KeyBinding(sha256.Sum256(spki), recipient)
+	copy(d[:32], binding[:])
 	copy(d[32:], nonce)
 	return d
 }

@@ -12,6 +12,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"io/fs"
 	"math/big"
 	"net/http"
@@ -84,6 +85,10 @@ type fakeAgent struct {
 	nonce []byte
 	body  []byte
 	chain string
+	// bundle is sealed to the recipient key of a request that binds one,
+	// or to sealTo if set.
+	bundle            *enclave.Bundle
+	recipient, sealTo []byte
 }
 
 func newFakeAgent(t *testing.T, mrenclave [32]byte) (*fakeAgent, *httptest.Server) {
@@ -137,9 +142,10 @@ func (a *fakeAgent) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		json.NewEncoder(w).Encode(map[string]any{"quote": append([]byte("quote:"), req.ReportBody...), "simulation": true})
 	case "POST /v1/certificate/issue":
 		var req struct {
-			AppID string `json:"app_id"`
-			CSR   string `json:"csr"`
-			Quote []byte `json:"quote"`
+			AppID        string `json:"app_id"`
+			CSR          string `json:"csr"`
+			Quote        []byte `json:"quote"`
+			RecipientKey []byte `json:"recipient_key"`
 		}
 		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
 			problem(w, http.StatusBadRequest, err.Error())
@@ -171,13 +177,24 @@ func (a *fakeAgent) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			t.Errorf("CSR for %q, %q; want app.example", csr.Subject.CommonName, csr.DNSNames)
 		}
 		body, _ := sgx.ParseReportBody(a.body)
-		sum := sha256.Sum256(csr.RawSubjectPublicKeyInfo)
+		sum := enclave.KeyBinding(sha256.Sum256(csr.RawSubjectPublicKeyInfo), req.RecipientKey)
 		if !bytes.Equal(body.ReportData[:32], sum[:]) || !bytes.Equal(body.ReportData[32:], a.nonce) {
-			t.Errorf("REPORTDATA %x, want SHA-256 of the CSR's key %x then the nonce %x", body.ReportData, sum, a.nonce)
+			t.Errorf("REPORTDATA %x, want the binding of the CSR's key and the recipient key %x then the nonce %x", body.ReportData, sum, a.nonce)
 		}
 		a.chain = issueChain(t, csr)
-		json.NewEncoder(w).Encode(map[string]any{"certificate": map[string]any{"serial": "01"}, "chain_pem": a.chain,
-			"verdict": map[string]any{}, "instance_id": "inst_1"})
+		answer := map[string]any{"certificate": map[string]any{"serial": "02"}, "chain_pem": a.chain,
+			"verdict": map[string]any{}, "instance_id": "inst_1"}
+		a.recipient = req.RecipientKey
+		if a.bundle != nil && req.RecipientKey != nil {
+			to := req.RecipientKey
+			if a.sealTo != nil {
+				to = a.sealTo
+			}
+			sealed, err := enclave.SealBundle(to, enclave.BundleInfo("app_hello", "2"), *a.bundle)
+			mustDo(t, err)
+			answer["secrets"] = sealed
+		}
+		json.NewEncoder(w).Encode(answer)
 	default:
 		problem(w, http.StatusNotFound, "no such resource: "+r.URL.Path)
 	}
@@ -422,5 +439,82 @@ func TestEncodeReportBody(t *testing.T) {
 		if !bytes.Equal(enc[r[0]:r[1]], make([]byte, r[1]-r[0])) {
 			t.Errorf("reserved bytes %d to %d are %x", r[0], r[1], enc[r[0]:r[1]])
 		}
+	}
+}
+
+// With secrets in its manifest, the launcher binds a fresh recipient key
+// in REPORTDATA, opens the bundle sealed to it, writes every secret to the
+// secrets directory (0400, an earlier start's files gone), sets the
+// secret environment, and writes each volume key to the stand-in of
+// Gramine's /dev/attestation/keys and nowhere else.
+func TestAttestSecrets(t *testing.T) {
+	withSecrets := func(m *enclave.Manifest) {
+		m.Secrets = &enclave.Secrets{Dir: "/run/secrets", Env: []enclave.SecretEnv{{Name: "DB_PASSWORD", Secret: "db-password"}}}
+		m.Volumes = []enclave.Volume{{Path: "/srv/data", KeyName: "data-key"}}
+	}
+	root, mr := certImage(t, withSecrets)
+	a, srv := newFakeAgent(t, mr)
+	volumeKey := bytes.Repeat([]byte{0xa5}, enclave.VolumeKeySize)
+	a.bundle = &enclave.Bundle{Secrets: map[string][]byte{"db-password": []byte("hunter2"), "api.key": []byte("k-123")},
+		VolumeKeys: map[string][]byte{"data-key": volumeKey}}
+	stale := filepath.Join(root, "run/secrets/deleted-since")
+	mustDo(t, os.MkdirAll(filepath.Dir(stale), 0o700))
+	mustDo(t, os.WriteFile(stale, []byte("old"), 0o400))
+	keys := t.TempDir()
+	stdout, stderr, code := launch(t, []string{"NODE_AGENT_BASE_URL=" + srv.URL + "/v1/"}, "--root", root, "--volume-keys-dir", keys)
+	if code != 0 || !strings.Contains(stdout, "env=DB_PASSWORD=hunter2\n") {
+		t.Fatalf("launcher = %d, stdout %q, stderr %q; want the application to run with DB_PASSWORD", code, stdout, stderr)
+	}
+	if len(a.recipient) != enclave.RecipientKeySize {
+		t.Fatalf("the request's recipient key has %d bytes", len(a.recipient))
+	}
+	for name, want := range map[string]string{"db-password": "hunter2", "api.key": "k-123"} {
+		p := filepath.Join(root, "run/secrets", name)
+		if b, err := os.ReadFile(p); err != nil || string(b) != want {
+			t.Errorf("%s = %q, %v; want %q", p, b, err, want)
+		}
+		if m := mode(t, p); m != 0o400 {
+			t.Errorf("%s mode %o, want 400", p, m)
+		}
+	}
+	if _, err := os.Stat(stale); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("an earlier start's secret file is still there: %v", err)
+	}
+	if b, err := os.ReadFile(filepath.Join(keys, "data-key")); err != nil || !bytes.Equal(b, volumeKey) {
+		t.Errorf("the volume key file = %x, %v; want %x", b, err, volumeKey)
+	}
+	// Nowhere else: no file under the image's root holds the key.
+	mustDo(t, filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		if b, err := os.ReadFile(p); err == nil && bytes.Contains(b, volumeKey) {
+			t.Errorf("%s holds the volume key", p)
+		}
+		return nil
+	}))
+
+	// A secret the environment takes that the application does not have:
+	// the launcher says which, and the application does not start.
+	root2, _ := certImage(t, withSecrets)
+	a.mu.Lock()
+	a.bundle = &enclave.Bundle{Secrets: map[string][]byte{}, VolumeKeys: map[string][]byte{"data-key": volumeKey}}
+	a.mu.Unlock()
+	stdout, stderr, code = launch(t, []string{"NODE_AGENT_BASE_URL=" + srv.URL + "/v1/"}, "--root", root2, "--volume-keys-dir", keys)
+	if code != exitAttest || !strings.Contains(stderr, "no secret of that name") || strings.Contains(stdout, "arg=") {
+		t.Fatalf("launcher = %d, stdout %q, stderr %q; want it refused for the missing secret", code, stdout, stderr)
+	}
+	// A bundle sealed to another key does not open.
+	root3, _ := certImage(t, withSecrets)
+	other := &enclave.Bundle{Secrets: map[string][]byte{"db-password": []byte("x")}}
+	a.mu.Lock()
+	a.bundle = other
+	a.mu.Unlock()
+	a.mu.Lock()
+	a.sealTo = bytes.Repeat([]byte{9}, 32)
+	a.mu.Unlock()
+	_, stderr, code = launch(t, []string{"NODE_AGENT_BASE_URL=" + srv.URL + "/v1/"}, "--root", root3, "--volume-keys-dir", keys)
+	if code != exitAttest || !strings.Contains(stderr, "does not open with this enclave's key") {
+		t.Fatalf("launcher = %d, stderr %q; want the foreign bundle refused", code, stderr)
 	}
 }

@@ -68,6 +68,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	// ends with "--", so `docker run IMAGE args` cannot set --root either.
 	root := fl.String("root", "/", "for tests only, never in production: check and run the image whose filesystem is at `DIR`, without chroot (#! interpreters still come from /)")
 	verifyOnly := fl.Bool("verify-only", false, "check the image against its trusted-file list and exit")
+	keysDir := fl.String("volume-keys-dir", "", "for tests only, never in production: in simulation, write volume keys to `DIR` as the stand-in of Gramine's "+gramineKeysDir)
 	showVersion := fl.Bool("version", false, "print the version and exit")
 	fl.Usage = func() {} // printed for -h only, below
 	if err := fl.Parse(args); err != nil {
@@ -126,9 +127,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	// The certificate last, once the image is known to start: each
 	// attempt spends a nonce of the server's.
-	if err := attest(*root, img, os.LookupEnv, func(msg string) { fmt.Fprintln(stderr, "cloister-launcher:", msg) }); err != nil {
+	// Inside an enclave volume keys go to Gramine, and only there.
+	if enclaveMode {
+		*keysDir = hostPath(*root, gramineKeysDir)
+	}
+	env, err := attest(*root, img, os.LookupEnv, *keysDir, func(msg string) { fmt.Fprintln(stderr, "cloister-launcher:", msg) })
+	if err != nil {
 		return fail(stderr, exitAttest, err)
 	}
+	cmd.env = append(cmd.env, env...)
 	if err := cmd.start(); err != nil {
 		return fail(stderr, exitOSErr, err)
 	}

@@ -161,6 +161,9 @@ type issueRequest struct {
 	AppID string `json:"app_id"`
 	CSR   string `json:"csr"`   // PEM
 	Quote []byte `json:"quote"` // base64
+	// RecipientKey is the enclave's X25519 key its secrets are sealed
+	// to; the answer's "secrets" is ciphertext the agent cannot open.
+	RecipientKey []byte `json:"recipient_key,omitempty"`
 }
 
 // issued is what the agent reads of the server's answer to an issuance;
@@ -193,6 +196,9 @@ func (a *agent) issue(w http.ResponseWriter, r *http.Request) {
 		return
 	case len(req.Quote) == 0:
 		writeProblem(w, http.StatusBadRequest, "invalid", "quote is required: the enclave's quote, base64, binding the CSR's key and the nonce from /v1/enclave/target-info")
+		return
+	case req.RecipientKey != nil && len(req.RecipientKey) != 32:
+		writeProblem(w, http.StatusBadRequest, "invalid", fmt.Sprintf("recipient_key has %d bytes: it is an X25519 public key, 32 bytes, base64", len(req.RecipientKey)))
 		return
 	}
 	var raw json.RawMessage

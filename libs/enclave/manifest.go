@@ -182,6 +182,9 @@ func (m Manifest) Encode() ([]byte, error) {
 	if m.Env == nil {
 		m.Env = []EnvVar{}
 	}
+	if m.Secrets != nil && m.Secrets.Env == nil {
+		m.Secrets = &Secrets{Dir: m.Secrets.Dir, Env: []SecretEnv{}}
+	}
 	if err := m.check(); err != nil {
 		return nil, err
 	}

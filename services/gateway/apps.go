@@ -120,6 +120,13 @@ func toApp(a *imageconverterv1.App) api.App {
 	for _, e := range s.GetEnv() {
 		out.Env = append(out.Env, api.EnvVar{Name: e.GetName(), Value: e.GetValue()})
 	}
+	out.SecretsDir, out.SecretEnv, out.Volumes = s.GetSecretsDir(), []api.SecretEnv{}, []api.Volume{}
+	for _, e := range s.GetSecretEnv() {
+		out.SecretEnv = append(out.SecretEnv, api.SecretEnv{Name: e.GetName(), Secret: e.GetSecret()})
+	}
+	for _, v := range s.GetVolumes() {
+		out.Volumes = append(out.Volumes, api.Volume{Path: v.GetPath(), KeyName: v.GetKeyName()})
+	}
 	return out
 }
 
@@ -131,6 +138,13 @@ func specToProto(s api.AppSpec) *imageconverterv1.AppSpec {
 			KeyType: s.Certificate.KeyType, CertPath: s.Certificate.CertPath, ValidityDays: s.Certificate.ValidityDays}}
 	for _, e := range s.Env {
 		out.Env = append(out.Env, &imageconverterv1.EnvVar{Name: e.Name, Value: e.Value})
+	}
+	out.SecretsDir = s.SecretsDir
+	for _, e := range s.SecretEnv {
+		out.SecretEnv = append(out.SecretEnv, &imageconverterv1.SecretEnv{Name: e.Name, Secret: e.Secret})
+	}
+	for _, v := range s.Volumes {
+		out.Volumes = append(out.Volumes, &imageconverterv1.Volume{Path: v.Path, KeyName: v.KeyName})
 	}
 	return out
 }

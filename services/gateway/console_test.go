@@ -293,6 +293,7 @@ func appForm() url.Values {
 		"env": {"MODE=prod\nGREETING=hi=there\n"}, "passthrough_env": {"TZ\nLANG"}, "rw_dirs": {"/data\n/var/cache/hello"},
 		"domain": {"hello.cloister.test"}, "key_type": {"rsa-3072"}, "key_path": {"/run/keys/key.pem"},
 		"cert_path": {"/run/keys/cert.pem"}, "validity_days": {"30"},
+		"secrets_dir": {"/run/secrets"}, "secret_env": {"DB_PASSWORD=db-password\n"}, "volumes": {"/srv/data=hello-data"},
 	}
 }
 
@@ -328,6 +329,8 @@ func TestConsoleApplications(t *testing.T) {
 		PassthroughEnv: []string{"TZ", "LANG"}, RWDirs: []string{"/data", "/var/cache/hello"}, Debug: true,
 		Certificate: api.CertificateConfig{Domain: "hello.cloister.test", Issuer: "cloister", KeyType: "rsa-3072",
 			KeyPath: "/run/keys/key.pem", CertPath: "/run/keys/cert.pem", ValidityDays: 30},
+		SecretsDir: "/run/secrets", SecretEnv: []api.SecretEnv{{Name: "DB_PASSWORD", Secret: "db-password"}},
+		Volumes: []api.Volume{{Path: "/srv/data", KeyName: "hello-data"}},
 	}
 	if g, w := jsonOf(t, app.AppSpec), jsonOf(t, want); g != w {
 		t.Fatalf("the API has the app as\n%s\nwant\n%s", g, w)

@@ -130,7 +130,10 @@ func newStackOn(t testing.TB, c cache.Cache, cluster *testkit.Cluster, replicas 
 			return ca.Start(ctx, ca.Config{Options: kept(o), KEK: st.KEK, Cache: c, Clock: func() time.Time { return vectorTime }})
 		})
 		servicetest.Start(st, "imageconverter", func(ctx context.Context, o service.Options) (*imageconverter.Service, error) {
-			return imageconverter.Start(ctx, imageconverter.Config{Options: kept(o), KEK: st.KEK, GenerateKey: reuseSigningKey})
+			// At the CA's time: it seals secrets only with a certificate
+			// just issued.
+			return imageconverter.Start(ctx, imageconverter.Config{Options: kept(o), KEK: st.KEK, GenerateKey: reuseSigningKey,
+				Clock: func() time.Time { return vectorTime }})
 		})
 		servicetest.Start(st, "noderegistry", func(ctx context.Context, o service.Options) (*noderegistry.Service, error) {
 			return noderegistry.Start(ctx, noderegistry.Config{Options: kept(o), Cache: c})

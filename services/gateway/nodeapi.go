@@ -18,6 +18,7 @@ import (
 	"github.com/cloister-cc/cloister/libs/errs"
 	attestationv1 "github.com/cloister-cc/cloister/libs/gen/cloister/attestation/v1"
 	cav1 "github.com/cloister-cc/cloister/libs/gen/cloister/ca/v1"
+	imageconverterv1 "github.com/cloister-cc/cloister/libs/gen/cloister/imageconverter/v1"
 	noderegistryv1 "github.com/cloister-cc/cloister/libs/gen/cloister/noderegistry/v1"
 	"github.com/cloister-cc/cloister/services/gateway/api"
 )
@@ -371,12 +372,23 @@ func (g *Gateway) nodeCertificate(w http.ResponseWriter, r *http.Request, n node
 		return reply{}, errs.Newf(errs.PermissionDenied, "attestation failed (%s): %s (verdict %s)", v.GetReason(), v.GetError(), v.GetId())
 	}
 	cresp, err := g.ca.IssueAppCertificate(r.Context(), &cav1.IssueAppCertificateRequest{AccountId: n.AccountID, AppId: b.AppID,
-		Csr: []byte(b.CSR), VerdictId: v.GetId(), NodeId: n.NodeID})
+		Csr: []byte(b.CSR), VerdictId: v.GetId(), NodeId: n.NodeID, RecipientKey: b.RecipientKey})
 	if err != nil {
 		return reply{}, err
 	}
-	return reply{http.StatusCreated, api.IssuedAppCertificate{Certificate: toCertificate(cresp.GetCertificate()),
-		ChainPEM: string(cresp.GetChainPem()), Verdict: toVerdict(v)}}, nil
+	out := api.IssuedAppCertificate{Certificate: toCertificate(cresp.GetCertificate()), ChainPEM: string(cresp.GetChainPem()), Verdict: toVerdict(v)}
+	if len(b.RecipientKey) > 0 {
+		// The image converter checks with the CA that this certificate
+		// was just issued to this application, bound to the key, before
+		// it seals anything to it: this process only carries ciphertext.
+		sresp, err := g.images.SealSecrets(r.Context(), &imageconverterv1.SealSecretsRequest{AccountId: n.AccountID, AppId: b.AppID,
+			CertificateSerial: cresp.GetCertificate().GetSerial()})
+		if err != nil {
+			return reply{}, err
+		}
+		out.Secrets = sresp.GetSealed()
+	}
+	return reply{http.StatusCreated, out}, nil
 }
 
 // nodeAttest serves POST /v1/node/attest: the node's periodic

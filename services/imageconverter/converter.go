@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"sync"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -76,6 +77,10 @@ func (c converter) Convert(ctx context.Context, r app.ConvertRequest) (app.Conve
 		a.Certificate = &enclave.Certificate{Domain: s.Certificate.Domain, KeyType: string(s.Certificate.KeyType),
 			KeyPath: s.Certificate.KeyPath, CertPath: s.Certificate.CertPath}
 	}
+	if s.SecretsDir != "" {
+		a.Secrets = &enclave.Secrets{Dir: s.SecretsDir, Env: slices.Clone(s.SecretEnv)}
+	}
+	a.Volumes = slices.Clone(s.Volumes)
 	rt, err := c.runtime.load(ctx)
 	if err != nil {
 		return app.ConvertResult{}, &app.ConvertError{Reason: string(convert.ReasonInternal), Message: err.Error(), Transient: true}

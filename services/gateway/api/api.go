@@ -368,6 +368,50 @@ type AppSpec struct {
 	// has another MRENCLAVE than the production build.
 	Debug       bool              `json:"debug"`
 	Certificate CertificateConfig `json:"certificate"`
+	// SecretsDir is where the enclave finds the application's secrets,
+	// one file each, mode 0400, on an in-enclave tmpfs ("" for none);
+	// SecretEnv gives some as environment variables too (SecretsDir then
+	// defaults to /run/cloister/secrets). Volumes are encrypted volumes.
+	// Secrets and volume keys come with the certificate, after
+	// attestation (docs/secrets.md).
+	SecretsDir string      `json:"secrets_dir"`
+	SecretEnv  []SecretEnv `json:"secret_env"`
+	Volumes    []Volume    `json:"volumes"`
+}
+
+// SecretEnv sets the environment variable Name to the secret Secret.
+type SecretEnv struct {
+	Name   string `json:"name"`
+	Secret string `json:"secret"`
+}
+
+// Volume is the host directory Path, mounted at the same path in the
+// enclave and encrypted by Gramine with the key KeyName, which Cloister
+// keeps and delivers.
+type Volume struct {
+	Path    string `json:"path"`
+	KeyName string `json:"key_name"`
+}
+
+// Secret is an application's secret: its versions, never its value.
+type Secret struct {
+	AppID     string          `json:"app_id"`
+	Name      string          `json:"name"`
+	Versions  []SecretVersion `json:"versions"`
+	UpdatedAt time.Time       `json:"updated_at"`
+}
+
+// SecretVersion is one value a secret had (the newest is delivered).
+type SecretVersion struct {
+	Version   uint32    `json:"version"`
+	Size      uint32    `json:"size"`
+	CreatedAt time.Time `json:"created_at"`
+	CreatedBy string    `json:"created_by"`
+}
+
+// PutSecret is the body that sets a secret: its value, base64.
+type PutSecret struct {
+	Value []byte `json:"value"`
 }
 
 // App is an application.
@@ -691,12 +735,19 @@ type IssueAppCertificate struct {
 	AppID string `json:"app_id"`
 	CSR   string `json:"csr"`   // PEM
 	Quote []byte `json:"quote"` // base64
+	// RecipientKey is the enclave's X25519 public key (base64), bound in
+	// REPORTDATA with the CSR's key, that its secrets are sealed to.
+	RecipientKey []byte `json:"recipient_key,omitempty"`
 }
 
 // IssuedAppCertificate is an enclave's certificate, its chain and the
-// verdict it was issued on.
+// verdict it was issued on; with a recipient key, its application's
+// secrets and volume keys sealed to it.
 type IssuedAppCertificate struct {
 	Certificate Certificate `json:"certificate"`
 	ChainPEM    string      `json:"chain_pem"`
 	Verdict     Verdict     `json:"verdict"`
+	// Secrets is the sealed bundle (HPKE, base64), absent when there is
+	// nothing to deliver.
+	Secrets []byte `json:"secrets,omitempty"`
 }

@@ -200,6 +200,23 @@ func parseAppForm(r *http.Request) (api.AppSpec, error) {
 		}
 		s.Env = append(s.Env, api.EnvVar{Name: name, Value: value})
 	}
+	s.SecretsDir = strings.TrimSpace(f("secrets_dir"))
+	for _, l := range lines(f("secret_env")) {
+		name, secret, ok := strings.Cut(l, "=")
+		if !ok || name == "" || secret == "" {
+			errs = append(errs, fmt.Sprintf("secret environment line %q is not NAME=secret", l))
+			continue
+		}
+		s.SecretEnv = append(s.SecretEnv, api.SecretEnv{Name: strings.TrimSpace(name), Secret: strings.TrimSpace(secret)})
+	}
+	for _, l := range lines(f("volumes")) {
+		p, key, ok := strings.Cut(l, "=")
+		if !ok || p == "" || key == "" {
+			errs = append(errs, fmt.Sprintf("volume line %q is not /path=key_name", l))
+			continue
+		}
+		s.Volumes = append(s.Volumes, api.Volume{Path: strings.TrimSpace(p), KeyName: strings.TrimSpace(key)})
+	}
 	// Without a domain the app gets no certificate, and the API wants the
 	// other certificate fields empty too (the form always has a key type,
 	// and an app's page shows the default paths).

@@ -59,6 +59,10 @@ type App struct {
 	ISVSVN         uint16
 	Debug          bool
 	Certificate    *enclave.Certificate // nil: none
+	// Secrets and Volumes are how the enclave takes the secrets and volume
+	// keys delivered with its certificate.
+	Secrets *enclave.Secrets // nil: none
+	Volumes []enclave.Volume
 }
 
 // Request is one conversion.
@@ -500,6 +504,8 @@ func manifestFor(app App, cfg v1.Config) (enclave.Manifest, error) {
 		ISVSVN:           app.ISVSVN,
 		Debug:            app.Debug,
 		Certificate:      app.Certificate,
+		Secrets:          app.Secrets,
+		Volumes:          slices.Clone(app.Volumes),
 	}, nil
 }
 
