@@ -16,9 +16,11 @@ import (
 // appFlags are the flags of `app create` and `app update`, one per field
 // of an application.
 type appFlags struct {
-	spec   api.AppSpec
-	memory string
-	env    []string
+	spec      api.AppSpec
+	memory    string
+	env       []string
+	secretEnv []string
+	volumes   []string
 }
 
 func (a *appFlags) register(f *pflag.FlagSet) {
@@ -43,6 +45,9 @@ func (a *appFlags) register(f *pflag.FlagSet) {
 	f.StringVar(&s.Certificate.KeyPath, "key-path", "", "where the enclave writes its private key (default /run/cloister/key.pem)")
 	f.StringVar(&s.Certificate.CertPath, "cert-path", "", "where the enclave writes its certificate chain (default /run/cloister/cert.pem)")
 	f.Uint32Var(&s.Certificate.ValidityDays, "validity-days", 0, "certificate lifetime in days (default: the CA's, 30)")
+	f.StringVar(&s.SecretsDir, "secrets-dir", "", "where the enclave finds the app's secrets, one file each, in-enclave (default /run/cloister/secrets with --secret-env; see cloister secret)")
+	f.StringArrayVar(&a.secretEnv, "secret-env", nil, "NAME=SECRET: also give the secret SECRET as the variable NAME; repeat")
+	f.StringArrayVar(&a.volumes, "volume", nil, "PATH=KEY_NAME: an encrypted volume, its key kept by Cloister (its data is lost with the app); repeat")
 }
 
 // parse fills the parts of the spec that flags give as text.
@@ -60,6 +65,20 @@ func (a *appFlags) parse() error {
 			return fmt.Errorf("--env %q: want NAME=VALUE", e)
 		}
 		a.spec.Env = append(a.spec.Env, api.EnvVar{Name: name, Value: value})
+	}
+	for _, e := range a.secretEnv {
+		name, secret, ok := strings.Cut(e, "=")
+		if !ok || name == "" || secret == "" {
+			return fmt.Errorf("--secret-env %q: want NAME=SECRET", e)
+		}
+		a.spec.SecretEnv = append(a.spec.SecretEnv, api.SecretEnv{Name: name, Secret: secret})
+	}
+	for _, v := range a.volumes {
+		p, key, ok := strings.Cut(v, "=")
+		if !ok || p == "" || key == "" {
+			return fmt.Errorf("--volume %q: want PATH=KEY_NAME", v)
+		}
+		a.spec.Volumes = append(a.spec.Volumes, api.Volume{Path: p, KeyName: key})
 	}
 	return nil
 }
@@ -95,6 +114,9 @@ func (a *appFlags) patch(f *pflag.FlagSet, name string) map[string]any {
 	set("key-path", cert, "key_path", s.Certificate.KeyPath)
 	set("cert-path", cert, "cert_path", s.Certificate.CertPath)
 	set("validity-days", cert, "validity_days", s.Certificate.ValidityDays)
+	set("secrets-dir", p, "secrets_dir", s.SecretsDir)
+	set("secret-env", p, "secret_env", s.SecretEnv)
+	set("volume", p, "volumes", s.Volumes)
 	if len(cert) > 0 {
 		p["certificate"] = cert
 	}
@@ -146,6 +168,14 @@ func appDetail(a api.App) ([]string, [][]string) {
 	for i, e := range a.Env {
 		env[i] = e.Name + "=" + e.Value
 	}
+	secretEnv := make([]string, len(a.SecretEnv))
+	for i, e := range a.SecretEnv {
+		secretEnv[i] = e.Name + "=" + e.Secret
+	}
+	volumes := make([]string, len(a.Volumes))
+	for i, v := range a.Volumes {
+		volumes[i] = v.Path + "=" + v.KeyName
+	}
 	q := func(ss []string) string { return strings.Join(ss, " ") }
 	return []string{"FIELD", "VALUE"}, [][]string{
 		{"id", a.ID}, {"name", a.Name}, {"description", a.Description},
@@ -158,6 +188,7 @@ func appDetail(a api.App) ([]string, [][]string) {
 		{"domain", a.Certificate.Domain}, {"issuer", a.Certificate.Issuer}, {"key type", a.Certificate.KeyType},
 		{"key path", a.Certificate.KeyPath}, {"cert path", a.Certificate.CertPath},
 		{"validity days", strconv.Itoa(int(a.Certificate.ValidityDays))},
+		{"secrets dir", a.SecretsDir}, {"secret env", q(secretEnv)}, {"volumes", q(volumes)},
 	}
 }
 
@@ -260,12 +291,29 @@ func (c *cli) appCmd() *cobra.Command {
 	uf.register(update.Flags())
 	update.Flags().StringVar(&rename, "name", "", "a new name")
 
+	var yes bool
 	del := &cobra.Command{
-		Use: "delete APP", Short: "Delete an application; its certificates are revoked", Args: cobra.ExactArgs(1),
+		Use:   "delete APP [--yes]",
+		Short: "Delete an application; its certificates are revoked, its secrets and volume keys deleted",
+		Long: `Delete an application: its images are forgotten, its certificates revoked, its
+secrets and the keys of its encrypted volumes deleted. A volume's data cannot be
+read without its key, so deleting an application that has volumes needs --yes
+(export the keys first with cloister secret export-volume-key if the data must
+outlive it).`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			acct, err := c.accountID()
 			if err != nil {
 				return err
+			}
+			if !yes {
+				var a api.App
+				if err := c.client().do(cmd.Context(), "GET", path(acct, args[0]), nil, &a); err != nil {
+					return err
+				}
+				if len(a.Volumes) > 0 {
+					return fmt.Errorf("%s has %d encrypted volume(s), whose data is lost with their keys when it is deleted; pass --yes to confirm", args[0], len(a.Volumes))
+				}
 			}
 			if err := c.client().do(cmd.Context(), "DELETE", path(acct, args[0]), nil, nil); err != nil {
 				return err
@@ -274,6 +322,7 @@ func (c *cli) appCmd() *cobra.Command {
 			return nil
 		},
 	}
+	del.Flags().BoolVar(&yes, "yes", false, "confirm deleting an application with encrypted volumes")
 	cmd.AddCommand(create, list, show, update, del)
 	return cmd
 }

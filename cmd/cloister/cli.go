@@ -61,7 +61,7 @@ the REST API at --addr ($CLOISTER_ADDR, default ` + defaultAddr + `).`,
 	pf.StringVar(&c.addr, "addr", "", "API address [$CLOISTER_ADDR] (default: the one you logged in to, else "+defaultAddr+")")
 	pf.StringVarP(&c.output, "output", "o", "table", "output format: table or json")
 	root.AddCommand(newServerCmd(), c.signupCmd(), c.loginCmd(), c.logoutCmd(), c.whoamiCmd(),
-		c.accountCmd(), c.memberCmd(), c.apikeyCmd(), c.auditCmd(), c.attestCmd(), c.caCmd(), c.certCmd(), c.appCmd(), c.imageCmd(), c.registryCmd(), c.taskCmd(), c.nodeCmd(), c.signingKeyCmd(), c.sgxCmd(), c.enclaveCmd(), healthcheckCmd(), busCmd())
+		c.accountCmd(), c.memberCmd(), c.apikeyCmd(), c.auditCmd(), c.attestCmd(), c.caCmd(), c.certCmd(), c.appCmd(), c.secretCmd(), c.imageCmd(), c.registryCmd(), c.taskCmd(), c.nodeCmd(), c.signingKeyCmd(), c.sgxCmd(), c.enclaveCmd(), healthcheckCmd(), busCmd())
 	return root
 }
 

@@ -451,9 +451,16 @@ func TestDevServerJourneyAndCrash(t *testing.T) {
 // startServerArgs starts `cloister server` with args and waits for /readyz.
 func startServerArgs(t testing.TB, addr string, args ...string) *exec.Cmd {
 	t.Helper()
+	cmd, _ := startServerLogged(t, addr, args...)
+	return cmd
+}
+
+// startServerLogged is startServerArgs, and what the server prints.
+func startServerLogged(t testing.TB, addr string, args ...string) (*exec.Cmd, *lockedBuffer) {
+	t.Helper()
 	cmd := cloisterCmd(t, t.TempDir(), append([]string{"server", "--http", addr}, args...)...)
-	var logs bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
+	logs := &lockedBuffer{}
+	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -464,11 +471,11 @@ func startServerArgs(t testing.TB, addr string, args ...string) *exec.Cmd {
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
-				return cmd
+				return cmd, logs
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("server %v not ready within 60s; logs:\n%s", args, logs.String())
+			t.Fatalf("server %v not ready within 60s; logs:\n%s", args, string(logs.Bytes()))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -563,4 +570,24 @@ func TestServerRejectsBadFlags(t *testing.T) {
 			}
 		})
 	}
+}
+
+// lockedBuffer is a bytes.Buffer that a process's output goroutines and
+// the test may use at once.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+// Bytes is a copy of what was written so far.
+func (l *lockedBuffer) Bytes() []byte {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return bytes.Clone(l.b.Bytes())
 }

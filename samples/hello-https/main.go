@@ -24,6 +24,9 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"slices"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -77,7 +80,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return exitSrv
 	}
 	srv := &http.Server{
-		Handler:           handler(),
+		Handler:           handler(newSecretEcho(getenv)),
 		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
@@ -97,8 +100,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	return 0
 }
 
-// handler serves the page at / and 404 elsewhere.
-func handler() http.Handler {
+// handler serves the page at / and 404 elsewhere; with echo, the
+// test-only routes too.
+func handler(echo *secretEcho) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
@@ -106,7 +110,65 @@ func handler() http.Handler {
 		w.Header().Set("Content-Security-Policy", "default-src 'none'")
 		_, _ = w.Write(page)
 	})
+	if echo != nil {
+		mux.HandleFunc("GET /test/secret-file/{name}", echo.file)
+		mux.HandleFunc("GET /test/secret-env/{name}", echo.env)
+	}
 	return mux
+}
+
+// secretEcho serves an application's secrets back, for Cloister's own
+// end-to-end test of their delivery, and only when the image fixes
+// HELLO_ECHO_SECRETS=1 in its measured environment (an approver sees it):
+// never in production. It serves the files of dir by name and the
+// variables named in names.
+type secretEcho struct {
+	dir    string
+	names  []string
+	getenv func(string) string
+}
+
+// newSecretEcho is the echo the environment asks for, or nil.
+func newSecretEcho(getenv func(string) string) *secretEcho {
+	if getenv("HELLO_ECHO_SECRETS") != "1" {
+		return nil
+	}
+	dir := getenv("HELLO_SECRETS_DIR")
+	if dir == "" {
+		dir = "run/cloister/secrets"
+	}
+	var names []string
+	for _, n := range strings.Split(getenv("HELLO_ECHO_ENV"), ",") {
+		if n = strings.TrimSpace(n); n != "" {
+			names = append(names, n)
+		}
+	}
+	return &secretEcho{dir: dir, names: names, getenv: getenv}
+}
+
+func (e *secretEcho) file(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	if name == "" || name != filepath.Base(name) || strings.HasPrefix(name, ".") {
+		http.NotFound(w, r)
+		return
+	}
+	b, err := os.ReadFile(filepath.Join(e.dir, name))
+	if err != nil {
+		http.NotFound(w, r)
+		return
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	_, _ = w.Write(b)
+}
+
+func (e *secretEcho) env(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	if !slices.Contains(e.names, name) {
+		http.NotFound(w, r)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	_, _ = io.WriteString(w, e.getenv(name))
 }
 
 func subject(c tls.Certificate) string {

@@ -14,6 +14,7 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -154,5 +155,46 @@ func TestRejectsStrayArguments(t *testing.T) {
 	var out bytes.Buffer
 	if code := run(context.Background(), []string{"serve"}, func(string) string { return "" }, &out); code != exitUsage || !strings.Contains(out.String(), "serve") {
 		t.Fatalf("run serve = %d, %q; want %d naming the argument", code, out.String(), exitUsage)
+	}
+}
+
+// The test-only routes that serve secrets back exist only when the
+// environment turns them on, serve only the secrets directory's files by
+// plain name, and only the variables listed.
+func TestSecretEcho(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "api.key"), []byte("k-1"), 0o400); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"HELLO_ECHO_SECRETS": "1", "HELLO_SECRETS_DIR": dir, "HELLO_ECHO_ENV": "DB_PASSWORD", "DB_PASSWORD": "hunter2", "OTHER": "x"}
+	get := func(h http.Handler, path string) (int, string) {
+		req, _ := http.NewRequest("GET", "https://hello.cloister.test"+path, nil)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		return rec.Code, rec.Body.String()
+	}
+	h := handler(newSecretEcho(func(k string) string { return env[k] }))
+	for path, want := range map[string]struct {
+		status int
+		body   string
+	}{
+		"/test/secret-file/api.key":      {200, "k-1"},
+		"/test/secret-env/DB_PASSWORD":   {200, "hunter2"},
+		"/test/secret-env/OTHER":         {404, ""},
+		"/test/secret-file/..%2Fapi.key": {404, ""},
+		"/test/secret-file/missing":      {404, ""},
+	} {
+		if status, body := get(h, path); status != want.status || (want.status == 200 && body != want.body) {
+			t.Errorf("GET %s = %d %q, want %d %q", path, status, body, want.status, want.body)
+		}
+	}
+	off := handler(newSecretEcho(func(k string) string {
+		if k == "HELLO_ECHO_SECRETS" {
+			return ""
+		}
+		return env[k]
+	}))
+	if status, _ := get(off, "/test/secret-env/DB_PASSWORD"); status != 404 {
+		t.Errorf("without HELLO_ECHO_SECRETS=1 the route answers %d, want 404", status)
 	}
 }

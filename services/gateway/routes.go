@@ -80,6 +80,7 @@ func (g *Gateway) routes() []Route {
 		gw("GET", "/v1/accounts/{account_id}/apps/{app}/secrets", authz.SecretList, g.listSecrets),
 		gw("PUT", "/v1/accounts/{account_id}/apps/{app}/secrets/{name}", authz.SecretSet, g.putSecret),
 		gw("DELETE", "/v1/accounts/{account_id}/apps/{app}/secrets/{name}", authz.SecretDelete, g.deleteSecret),
+		gw("POST", "/v1/accounts/{account_id}/apps/{app}/volume-keys/{key_name}/export", authz.VolumeKeyExport, g.exportVolumeKey),
 		gw("GET", "/v1/accounts/{account_id}/signing-key", authz.SigningKeyGet, g.getSigningKey),
 		gw("POST", "/v1/accounts/{account_id}/images", authz.ImageConvert, g.convertImage),
 		gw("GET", "/v1/accounts/{account_id}/images", authz.ImageList, g.listImages),

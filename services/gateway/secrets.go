@@ -42,3 +42,13 @@ func toSecret(s *imageconverterv1.Secret) api.Secret {
 	}
 	return out
 }
+
+// exportVolumeKey gives an admin the key of an application's volume, for
+// a backup; the image converter records each export in the audit log.
+func (g *Gateway) exportVolumeKey(_ http.ResponseWriter, r *http.Request, p principal) (reply, error) {
+	resp, err := g.images.ExportVolumeKey(r.Context(), &imageconverterv1.ExportVolumeKeyRequest{AccountId: r.PathValue("account_id"),
+		App: r.PathValue("app"), KeyName: r.PathValue("key_name"), Actor: p.proto()})
+	return answer(err, http.StatusOK, func() any {
+		return api.VolumeKey{AppID: resp.GetAppId(), KeyName: resp.GetKeyName(), Key: resp.GetKey()}
+	})
+}

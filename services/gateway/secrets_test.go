@@ -142,6 +142,30 @@ func TestSecretsDelivered(t *testing.T) {
 		t.Fatalf("a second enclave's volume key = %x, %v; want %x", b2.VolumeKeys["hello-data"], err, b.VolumeKeys["hello-data"])
 	}
 
+	// An admin exports the volume's key for a backup (audited); a member
+	// may not; a key the app has no volume for is not found.
+	var exported struct{ Key []byte }
+	exportPath := appPath + "/volume-keys/hello-data/export"
+	r = do(t, s.srv, "POST", exportPath, admin, nil)
+	r.decode(t, &exported)
+	if r.status != 200 || !bytes.Equal(exported.Key, b.VolumeKeys["hello-data"]) {
+		t.Fatalf("export = %d %s, want the key enclaves get", r.status, r.body)
+	}
+	if r := do(t, s.srv, "POST", exportPath, member, nil); r.status != 403 {
+		t.Fatalf("a member exporting = %d %s, want 403", r.status, r.body)
+	}
+	if r := do(t, s.srv, "POST", appPath+"/volume-keys/other/export", admin, nil); r.status != 404 {
+		t.Fatalf("exporting a key of no volume = %d %s, want 404", r.status, r.body)
+	}
+	testkit.Eventually(t, 10*time.Second, func() bool {
+		r := do(t, s.srv, "GET", base+"/audit", admin, nil)
+		return strings.Contains(string(r.body), `"action":"volume.key.export"`) && strings.Contains(string(r.body), `"action":"secret.set"`)
+	}, "the export and the secrets set are not in the audit log")
+	if r := do(t, s.srv, "GET", base+"/audit", admin, nil); bytes.Contains(r.body, []byte("hunter2")) ||
+		bytes.Contains(r.body, []byte(base64.StdEncoding.EncodeToString(exported.Key))) {
+		t.Fatalf("the audit log holds a secret or a key: %s", r.body)
+	}
+
 	// No secrets for: an image that is not approved, a nonce used
 	// already, a key the quote does not bind.
 	unapproved := body

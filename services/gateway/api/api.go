@@ -409,6 +409,13 @@ type SecretVersion struct {
 	CreatedBy string    `json:"created_by"`
 }
 
+// VolumeKey is an exported volume key (base64 in JSON).
+type VolumeKey struct {
+	AppID   string `json:"app_id"`
+	KeyName string `json:"key_name"`
+	Key     []byte `json:"key"`
+}
+
 // PutSecret is the body that sets a secret: its value, base64.
 type PutSecret struct {
 	Value []byte `json:"value"`

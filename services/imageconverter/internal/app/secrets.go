@@ -286,3 +286,28 @@ func (s *Service) volumeKey(ctx context.Context, accountID, appID, keyName strin
 	}
 	return nil, domain.ErrConcurrentChange
 }
+
+// ExportVolumeKey returns the key of an application's volume (made now if
+// no enclave has had it yet), for a backup of the volume's data. Every
+// export is recorded in the account's audit log, with the key's name only.
+func (s *Service) ExportVolumeKey(ctx context.Context, accountID, appRef, keyName string, actor audit.Actor) (appID string, key []byte, err error) {
+	entry := audit.Entry{AccountID: accountID, Actor: actor, Action: string(authz.VolumeKeyExport), Target: appRef + "/" + keyName}
+	a, err := s.App(ctx, accountID, appRef)
+	if err == nil {
+		entry.Target = a.ID + "/" + keyName
+		if !slices.ContainsFunc(a.Spec.Volumes, func(v enclave.Volume) bool { return v.KeyName == keyName }) {
+			err = errs.Newf(errs.NotFound, "application %s has no volume with key %q", a.Spec.Name, keyName)
+		}
+	}
+	if err == nil {
+		key, err = s.volumeKey(ctx, accountID, a.ID, keyName)
+	}
+	if err != nil {
+		return "", nil, s.audited(ctx, entry, err)
+	}
+	if err := s.cfg.Audit.Record(ctx, entry); err != nil {
+		clear(key)
+		return "", nil, fmt.Errorf("recording the export in the audit log: %w", err)
+	}
+	return a.ID, key, nil
+}

@@ -145,3 +145,11 @@ func (sv *Server) SealSecrets(ctx context.Context, r *imageconverterv1.SealSecre
 		return &imageconverterv1.SealSecretsResponse{Sealed: sealed.Bundle, Secrets: sealed.Secrets, VolumeKeys: sealed.VolumeKeys}
 	})
 }
+
+// ExportVolumeKey implements the service's ExportVolumeKey.
+func (sv *Server) ExportVolumeKey(ctx context.Context, r *imageconverterv1.ExportVolumeKeyRequest) (*imageconverterv1.ExportVolumeKeyResponse, error) {
+	appID, key, err := sv.s.ExportVolumeKey(ctx, r.GetAccountId(), r.GetApp(), r.GetKeyName(), events.ActorOf(r.GetActor()))
+	return reply.With(err, func() *imageconverterv1.ExportVolumeKeyResponse {
+		return &imageconverterv1.ExportVolumeKeyResponse{AppId: appID, KeyName: r.GetKeyName(), Key: key}
+	})
+}

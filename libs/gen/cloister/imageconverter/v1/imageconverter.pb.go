@@ -2902,6 +2902,136 @@ func (x *SealSecretsResponse) GetVolumeKeys() []string {
 	return nil
 }
 
+// ExportVolumeKeyRequest asks for the key of an application's volume, for
+// a backup: an admin's action, audited.
+type ExportVolumeKeyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	AccountId     string                 `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	App           string                 `protobuf:"bytes,2,opt,name=app,proto3" json:"app,omitempty"`
+	KeyName       string                 `protobuf:"bytes,3,opt,name=key_name,json=keyName,proto3" json:"key_name,omitempty"`
+	Actor         *v1.Principal          `protobuf:"bytes,4,opt,name=actor,proto3" json:"actor,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExportVolumeKeyRequest) Reset() {
+	*x = ExportVolumeKeyRequest{}
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExportVolumeKeyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExportVolumeKeyRequest) ProtoMessage() {}
+
+func (x *ExportVolumeKeyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExportVolumeKeyRequest.ProtoReflect.Descriptor instead.
+func (*ExportVolumeKeyRequest) Descriptor() ([]byte, []int) {
+	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *ExportVolumeKeyRequest) GetAccountId() string {
+	if x != nil {
+		return x.AccountId
+	}
+	return ""
+}
+
+func (x *ExportVolumeKeyRequest) GetApp() string {
+	if x != nil {
+		return x.App
+	}
+	return ""
+}
+
+func (x *ExportVolumeKeyRequest) GetKeyName() string {
+	if x != nil {
+		return x.KeyName
+	}
+	return ""
+}
+
+func (x *ExportVolumeKeyRequest) GetActor() *v1.Principal {
+	if x != nil {
+		return x.Actor
+	}
+	return nil
+}
+
+type ExportVolumeKeyResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	AppId         string                 `protobuf:"bytes,1,opt,name=app_id,json=appId,proto3" json:"app_id,omitempty"`
+	KeyName       string                 `protobuf:"bytes,2,opt,name=key_name,json=keyName,proto3" json:"key_name,omitempty"`
+	Key           []byte                 `protobuf:"bytes,3,opt,name=key,proto3" json:"key,omitempty"` // 16 bytes
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExportVolumeKeyResponse) Reset() {
+	*x = ExportVolumeKeyResponse{}
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExportVolumeKeyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExportVolumeKeyResponse) ProtoMessage() {}
+
+func (x *ExportVolumeKeyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExportVolumeKeyResponse.ProtoReflect.Descriptor instead.
+func (*ExportVolumeKeyResponse) Descriptor() ([]byte, []int) {
+	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *ExportVolumeKeyResponse) GetAppId() string {
+	if x != nil {
+		return x.AppId
+	}
+	return ""
+}
+
+func (x *ExportVolumeKeyResponse) GetKeyName() string {
+	if x != nil {
+		return x.KeyName
+	}
+	return ""
+}
+
+func (x *ExportVolumeKeyResponse) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
 // ConvertJob is the work item on the JOBS stream (jobs.imageconverter.convert).
 type ConvertJob struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -2913,7 +3043,7 @@ type ConvertJob struct {
 
 func (x *ConvertJob) Reset() {
 	*x = ConvertJob{}
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[46]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2925,7 +3055,7 @@ func (x *ConvertJob) String() string {
 func (*ConvertJob) ProtoMessage() {}
 
 func (x *ConvertJob) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[46]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2938,7 +3068,7 @@ func (x *ConvertJob) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConvertJob.ProtoReflect.Descriptor instead.
 func (*ConvertJob) Descriptor() ([]byte, []int) {
-	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{46}
+	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *ConvertJob) GetAccountId() string {
@@ -2965,7 +3095,7 @@ type ConversionRequested struct {
 
 func (x *ConversionRequested) Reset() {
 	*x = ConversionRequested{}
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[47]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2977,7 +3107,7 @@ func (x *ConversionRequested) String() string {
 func (*ConversionRequested) ProtoMessage() {}
 
 func (x *ConversionRequested) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[47]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2990,7 +3120,7 @@ func (x *ConversionRequested) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConversionRequested.ProtoReflect.Descriptor instead.
 func (*ConversionRequested) Descriptor() ([]byte, []int) {
-	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{47}
+	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *ConversionRequested) GetImage() *Image {
@@ -3009,7 +3139,7 @@ type ConversionProgressed struct {
 
 func (x *ConversionProgressed) Reset() {
 	*x = ConversionProgressed{}
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[48]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3021,7 +3151,7 @@ func (x *ConversionProgressed) String() string {
 func (*ConversionProgressed) ProtoMessage() {}
 
 func (x *ConversionProgressed) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[48]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3034,7 +3164,7 @@ func (x *ConversionProgressed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConversionProgressed.ProtoReflect.Descriptor instead.
 func (*ConversionProgressed) Descriptor() ([]byte, []int) {
-	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{48}
+	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *ConversionProgressed) GetImage() *Image {
@@ -3053,7 +3183,7 @@ type ImageConverted struct {
 
 func (x *ImageConverted) Reset() {
 	*x = ImageConverted{}
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[49]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3065,7 +3195,7 @@ func (x *ImageConverted) String() string {
 func (*ImageConverted) ProtoMessage() {}
 
 func (x *ImageConverted) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[49]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3078,7 +3208,7 @@ func (x *ImageConverted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImageConverted.ProtoReflect.Descriptor instead.
 func (*ImageConverted) Descriptor() ([]byte, []int) {
-	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{49}
+	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *ImageConverted) GetImage() *Image {
@@ -3097,7 +3227,7 @@ type ConversionFailed struct {
 
 func (x *ConversionFailed) Reset() {
 	*x = ConversionFailed{}
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[50]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3109,7 +3239,7 @@ func (x *ConversionFailed) String() string {
 func (*ConversionFailed) ProtoMessage() {}
 
 func (x *ConversionFailed) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[50]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3122,7 +3252,7 @@ func (x *ConversionFailed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConversionFailed.ProtoReflect.Descriptor instead.
 func (*ConversionFailed) Descriptor() ([]byte, []int) {
-	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{50}
+	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *ConversionFailed) GetImage() *Image {
@@ -3141,7 +3271,7 @@ type AppCreated struct {
 
 func (x *AppCreated) Reset() {
 	*x = AppCreated{}
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[51]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3153,7 +3283,7 @@ func (x *AppCreated) String() string {
 func (*AppCreated) ProtoMessage() {}
 
 func (x *AppCreated) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[51]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3166,7 +3296,7 @@ func (x *AppCreated) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppCreated.ProtoReflect.Descriptor instead.
 func (*AppCreated) Descriptor() ([]byte, []int) {
-	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{51}
+	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *AppCreated) GetApp() *App {
@@ -3185,7 +3315,7 @@ type AppUpdated struct {
 
 func (x *AppUpdated) Reset() {
 	*x = AppUpdated{}
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[52]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3197,7 +3327,7 @@ func (x *AppUpdated) String() string {
 func (*AppUpdated) ProtoMessage() {}
 
 func (x *AppUpdated) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[52]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3210,7 +3340,7 @@ func (x *AppUpdated) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppUpdated.ProtoReflect.Descriptor instead.
 func (*AppUpdated) Descriptor() ([]byte, []int) {
-	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{52}
+	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *AppUpdated) GetApp() *App {
@@ -3230,7 +3360,7 @@ type AppDeleted struct {
 
 func (x *AppDeleted) Reset() {
 	*x = AppDeleted{}
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[53]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3242,7 +3372,7 @@ func (x *AppDeleted) String() string {
 func (*AppDeleted) ProtoMessage() {}
 
 func (x *AppDeleted) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[53]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3255,7 +3385,7 @@ func (x *AppDeleted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppDeleted.ProtoReflect.Descriptor instead.
 func (*AppDeleted) Descriptor() ([]byte, []int) {
-	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{53}
+	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *AppDeleted) GetAccountId() string {
@@ -3284,7 +3414,7 @@ type ImageDeleted struct {
 
 func (x *ImageDeleted) Reset() {
 	*x = ImageDeleted{}
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[54]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3296,7 +3426,7 @@ func (x *ImageDeleted) String() string {
 func (*ImageDeleted) ProtoMessage() {}
 
 func (x *ImageDeleted) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[54]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3309,7 +3439,7 @@ func (x *ImageDeleted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImageDeleted.ProtoReflect.Descriptor instead.
 func (*ImageDeleted) Descriptor() ([]byte, []int) {
-	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{54}
+	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *ImageDeleted) GetAccountId() string {
@@ -3349,7 +3479,7 @@ type SigningKeyCreated struct {
 
 func (x *SigningKeyCreated) Reset() {
 	*x = SigningKeyCreated{}
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[55]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3361,7 +3491,7 @@ func (x *SigningKeyCreated) String() string {
 func (*SigningKeyCreated) ProtoMessage() {}
 
 func (x *SigningKeyCreated) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[55]
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3374,7 +3504,7 @@ func (x *SigningKeyCreated) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SigningKeyCreated.ProtoReflect.Descriptor instead.
 func (*SigningKeyCreated) Descriptor() ([]byte, []int) {
-	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{55}
+	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *SigningKeyCreated) GetKey() *SigningKey {
@@ -3624,7 +3754,17 @@ const file_cloister_imageconverter_v1_imageconverter_proto_rawDesc = "" +
 	"\x06sealed\x18\x01 \x01(\fR\x06sealed\x12\x18\n" +
 	"\asecrets\x18\x02 \x03(\tR\asecrets\x12\x1f\n" +
 	"\vvolume_keys\x18\x03 \x03(\tR\n" +
-	"volumeKeys\"F\n" +
+	"volumeKeys\"\x9a\x01\n" +
+	"\x16ExportVolumeKeyRequest\x12\x1d\n" +
+	"\n" +
+	"account_id\x18\x01 \x01(\tR\taccountId\x12\x10\n" +
+	"\x03app\x18\x02 \x01(\tR\x03app\x12\x19\n" +
+	"\bkey_name\x18\x03 \x01(\tR\akeyName\x124\n" +
+	"\x05actor\x18\x04 \x01(\v2\x1e.cloister.account.v1.PrincipalR\x05actor\"]\n" +
+	"\x17ExportVolumeKeyResponse\x12\x15\n" +
+	"\x06app_id\x18\x01 \x01(\tR\x05appId\x12\x19\n" +
+	"\bkey_name\x18\x02 \x01(\tR\akeyName\x12\x10\n" +
+	"\x03key\x18\x03 \x01(\fR\x03key\"F\n" +
 	"\n" +
 	"ConvertJob\x12\x1d\n" +
 	"\n" +
@@ -3656,7 +3796,7 @@ const file_cloister_imageconverter_v1_imageconverter_proto_rawDesc = "" +
 	"\bimage_id\x18\x03 \x01(\tR\aimageId\x12\x1c\n" +
 	"\tmrenclave\x18\x04 \x01(\fR\tmrenclave\"M\n" +
 	"\x11SigningKeyCreated\x128\n" +
-	"\x03key\x18\x01 \x01(\v2&.cloister.imageconverter.v1.SigningKeyR\x03key2\xeb\x0f\n" +
+	"\x03key\x18\x01 \x01(\v2&.cloister.imageconverter.v1.SigningKeyR\x03key2\xe7\x10\n" +
 	"\x15ImageConverterService\x12h\n" +
 	"\tCreateApp\x12,.cloister.imageconverter.v1.CreateAppRequest\x1a-.cloister.imageconverter.v1.CreateAppResponse\x12d\n" +
 	"\x06GetApp\x12).cloister.imageconverter.v1.GetAppRequest\x1a*.cloister.imageconverter.v1.GetAppResponse\"\x03\x90\x02\x01\x12j\n" +
@@ -3674,7 +3814,8 @@ const file_cloister_imageconverter_v1_imageconverter_proto_rawDesc = "" +
 	"\x18DeleteRegistryCredential\x12;.cloister.imageconverter.v1.DeleteRegistryCredentialRequest\x1a<.cloister.imageconverter.v1.DeleteRegistryCredentialResponse\x12h\n" +
 	"\tPutSecret\x12,.cloister.imageconverter.v1.PutSecretRequest\x1a-.cloister.imageconverter.v1.PutSecretResponse\x12s\n" +
 	"\vListSecrets\x12..cloister.imageconverter.v1.ListSecretsRequest\x1a/.cloister.imageconverter.v1.ListSecretsResponse\"\x03\x90\x02\x01\x12q\n" +
-	"\fDeleteSecret\x12/.cloister.imageconverter.v1.DeleteSecretRequest\x1a0.cloister.imageconverter.v1.DeleteSecretResponse\x12s\n" +
+	"\fDeleteSecret\x12/.cloister.imageconverter.v1.DeleteSecretRequest\x1a0.cloister.imageconverter.v1.DeleteSecretResponse\x12z\n" +
+	"\x0fExportVolumeKey\x122.cloister.imageconverter.v1.ExportVolumeKeyRequest\x1a3.cloister.imageconverter.v1.ExportVolumeKeyResponse\x12s\n" +
 	"\vSealSecrets\x12..cloister.imageconverter.v1.SealSecretsRequest\x1a/.cloister.imageconverter.v1.SealSecretsResponse\"\x03\x90\x02\x02BVZTgithub.com/cloister-cc/cloister/libs/gen/cloister/imageconverter/v1;imageconverterv1b\x06proto3"
 
 var (
@@ -3689,7 +3830,7 @@ func file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP() []byte {
 	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescData
 }
 
-var file_cloister_imageconverter_v1_imageconverter_proto_msgTypes = make([]protoimpl.MessageInfo, 56)
+var file_cloister_imageconverter_v1_imageconverter_proto_msgTypes = make([]protoimpl.MessageInfo, 58)
 var file_cloister_imageconverter_v1_imageconverter_proto_goTypes = []any{
 	(*CertificateConfig)(nil),                // 0: cloister.imageconverter.v1.CertificateConfig
 	(*EnvVar)(nil),                           // 1: cloister.imageconverter.v1.EnvVar
@@ -3737,18 +3878,20 @@ var file_cloister_imageconverter_v1_imageconverter_proto_goTypes = []any{
 	(*DeleteSecretResponse)(nil),             // 43: cloister.imageconverter.v1.DeleteSecretResponse
 	(*SealSecretsRequest)(nil),               // 44: cloister.imageconverter.v1.SealSecretsRequest
 	(*SealSecretsResponse)(nil),              // 45: cloister.imageconverter.v1.SealSecretsResponse
-	(*ConvertJob)(nil),                       // 46: cloister.imageconverter.v1.ConvertJob
-	(*ConversionRequested)(nil),              // 47: cloister.imageconverter.v1.ConversionRequested
-	(*ConversionProgressed)(nil),             // 48: cloister.imageconverter.v1.ConversionProgressed
-	(*ImageConverted)(nil),                   // 49: cloister.imageconverter.v1.ImageConverted
-	(*ConversionFailed)(nil),                 // 50: cloister.imageconverter.v1.ConversionFailed
-	(*AppCreated)(nil),                       // 51: cloister.imageconverter.v1.AppCreated
-	(*AppUpdated)(nil),                       // 52: cloister.imageconverter.v1.AppUpdated
-	(*AppDeleted)(nil),                       // 53: cloister.imageconverter.v1.AppDeleted
-	(*ImageDeleted)(nil),                     // 54: cloister.imageconverter.v1.ImageDeleted
-	(*SigningKeyCreated)(nil),                // 55: cloister.imageconverter.v1.SigningKeyCreated
-	(*timestamppb.Timestamp)(nil),            // 56: google.protobuf.Timestamp
-	(*v1.Principal)(nil),                     // 57: cloister.account.v1.Principal
+	(*ExportVolumeKeyRequest)(nil),           // 46: cloister.imageconverter.v1.ExportVolumeKeyRequest
+	(*ExportVolumeKeyResponse)(nil),          // 47: cloister.imageconverter.v1.ExportVolumeKeyResponse
+	(*ConvertJob)(nil),                       // 48: cloister.imageconverter.v1.ConvertJob
+	(*ConversionRequested)(nil),              // 49: cloister.imageconverter.v1.ConversionRequested
+	(*ConversionProgressed)(nil),             // 50: cloister.imageconverter.v1.ConversionProgressed
+	(*ImageConverted)(nil),                   // 51: cloister.imageconverter.v1.ImageConverted
+	(*ConversionFailed)(nil),                 // 52: cloister.imageconverter.v1.ConversionFailed
+	(*AppCreated)(nil),                       // 53: cloister.imageconverter.v1.AppCreated
+	(*AppUpdated)(nil),                       // 54: cloister.imageconverter.v1.AppUpdated
+	(*AppDeleted)(nil),                       // 55: cloister.imageconverter.v1.AppDeleted
+	(*ImageDeleted)(nil),                     // 56: cloister.imageconverter.v1.ImageDeleted
+	(*SigningKeyCreated)(nil),                // 57: cloister.imageconverter.v1.SigningKeyCreated
+	(*timestamppb.Timestamp)(nil),            // 58: google.protobuf.Timestamp
+	(*v1.Principal)(nil),                     // 59: cloister.account.v1.Principal
 }
 var file_cloister_imageconverter_v1_imageconverter_proto_depIdxs = []int32{
 	1,  // 0: cloister.imageconverter.v1.AppSpec.env:type_name -> cloister.imageconverter.v1.EnvVar
@@ -3756,86 +3899,89 @@ var file_cloister_imageconverter_v1_imageconverter_proto_depIdxs = []int32{
 	3,  // 2: cloister.imageconverter.v1.AppSpec.secret_env:type_name -> cloister.imageconverter.v1.SecretEnv
 	4,  // 3: cloister.imageconverter.v1.AppSpec.volumes:type_name -> cloister.imageconverter.v1.Volume
 	2,  // 4: cloister.imageconverter.v1.App.spec:type_name -> cloister.imageconverter.v1.AppSpec
-	56, // 5: cloister.imageconverter.v1.App.created_at:type_name -> google.protobuf.Timestamp
-	56, // 6: cloister.imageconverter.v1.App.updated_at:type_name -> google.protobuf.Timestamp
+	58, // 5: cloister.imageconverter.v1.App.created_at:type_name -> google.protobuf.Timestamp
+	58, // 6: cloister.imageconverter.v1.App.updated_at:type_name -> google.protobuf.Timestamp
 	0,  // 7: cloister.imageconverter.v1.App.certificate:type_name -> cloister.imageconverter.v1.CertificateConfig
 	2,  // 8: cloister.imageconverter.v1.CreateAppRequest.spec:type_name -> cloister.imageconverter.v1.AppSpec
-	57, // 9: cloister.imageconverter.v1.CreateAppRequest.actor:type_name -> cloister.account.v1.Principal
+	59, // 9: cloister.imageconverter.v1.CreateAppRequest.actor:type_name -> cloister.account.v1.Principal
 	5,  // 10: cloister.imageconverter.v1.CreateAppResponse.app:type_name -> cloister.imageconverter.v1.App
 	5,  // 11: cloister.imageconverter.v1.GetAppResponse.app:type_name -> cloister.imageconverter.v1.App
 	5,  // 12: cloister.imageconverter.v1.ListAppsResponse.apps:type_name -> cloister.imageconverter.v1.App
 	2,  // 13: cloister.imageconverter.v1.UpdateAppRequest.spec:type_name -> cloister.imageconverter.v1.AppSpec
-	57, // 14: cloister.imageconverter.v1.UpdateAppRequest.actor:type_name -> cloister.account.v1.Principal
+	59, // 14: cloister.imageconverter.v1.UpdateAppRequest.actor:type_name -> cloister.account.v1.Principal
 	5,  // 15: cloister.imageconverter.v1.UpdateAppResponse.app:type_name -> cloister.imageconverter.v1.App
-	57, // 16: cloister.imageconverter.v1.DeleteAppRequest.actor:type_name -> cloister.account.v1.Principal
-	56, // 17: cloister.imageconverter.v1.SigningKey.created_at:type_name -> google.protobuf.Timestamp
+	59, // 16: cloister.imageconverter.v1.DeleteAppRequest.actor:type_name -> cloister.account.v1.Principal
+	58, // 17: cloister.imageconverter.v1.SigningKey.created_at:type_name -> google.protobuf.Timestamp
 	16, // 18: cloister.imageconverter.v1.GetSigningKeyResponse.key:type_name -> cloister.imageconverter.v1.SigningKey
 	20, // 19: cloister.imageconverter.v1.Image.progress:type_name -> cloister.imageconverter.v1.Progress
-	56, // 20: cloister.imageconverter.v1.Image.created_at:type_name -> google.protobuf.Timestamp
-	56, // 21: cloister.imageconverter.v1.Image.updated_at:type_name -> google.protobuf.Timestamp
-	57, // 22: cloister.imageconverter.v1.ConvertImageRequest.actor:type_name -> cloister.account.v1.Principal
+	58, // 20: cloister.imageconverter.v1.Image.created_at:type_name -> google.protobuf.Timestamp
+	58, // 21: cloister.imageconverter.v1.Image.updated_at:type_name -> google.protobuf.Timestamp
+	59, // 22: cloister.imageconverter.v1.ConvertImageRequest.actor:type_name -> cloister.account.v1.Principal
 	19, // 23: cloister.imageconverter.v1.ConvertImageResponse.image:type_name -> cloister.imageconverter.v1.Image
 	19, // 24: cloister.imageconverter.v1.ListImagesResponse.images:type_name -> cloister.imageconverter.v1.Image
 	19, // 25: cloister.imageconverter.v1.GetImageResponse.image:type_name -> cloister.imageconverter.v1.Image
-	57, // 26: cloister.imageconverter.v1.DeleteImageRequest.actor:type_name -> cloister.account.v1.Principal
-	56, // 27: cloister.imageconverter.v1.RegistryCredential.updated_at:type_name -> google.protobuf.Timestamp
-	57, // 28: cloister.imageconverter.v1.PutRegistryCredentialRequest.actor:type_name -> cloister.account.v1.Principal
+	59, // 26: cloister.imageconverter.v1.DeleteImageRequest.actor:type_name -> cloister.account.v1.Principal
+	58, // 27: cloister.imageconverter.v1.RegistryCredential.updated_at:type_name -> google.protobuf.Timestamp
+	59, // 28: cloister.imageconverter.v1.PutRegistryCredentialRequest.actor:type_name -> cloister.account.v1.Principal
 	29, // 29: cloister.imageconverter.v1.PutRegistryCredentialResponse.credential:type_name -> cloister.imageconverter.v1.RegistryCredential
 	29, // 30: cloister.imageconverter.v1.ListRegistryCredentialsResponse.credentials:type_name -> cloister.imageconverter.v1.RegistryCredential
-	57, // 31: cloister.imageconverter.v1.DeleteRegistryCredentialRequest.actor:type_name -> cloister.account.v1.Principal
+	59, // 31: cloister.imageconverter.v1.DeleteRegistryCredentialRequest.actor:type_name -> cloister.account.v1.Principal
 	37, // 32: cloister.imageconverter.v1.Secret.versions:type_name -> cloister.imageconverter.v1.SecretVersion
-	56, // 33: cloister.imageconverter.v1.Secret.updated_at:type_name -> google.protobuf.Timestamp
-	56, // 34: cloister.imageconverter.v1.SecretVersion.created_at:type_name -> google.protobuf.Timestamp
-	57, // 35: cloister.imageconverter.v1.PutSecretRequest.actor:type_name -> cloister.account.v1.Principal
+	58, // 33: cloister.imageconverter.v1.Secret.updated_at:type_name -> google.protobuf.Timestamp
+	58, // 34: cloister.imageconverter.v1.SecretVersion.created_at:type_name -> google.protobuf.Timestamp
+	59, // 35: cloister.imageconverter.v1.PutSecretRequest.actor:type_name -> cloister.account.v1.Principal
 	36, // 36: cloister.imageconverter.v1.PutSecretResponse.secret:type_name -> cloister.imageconverter.v1.Secret
 	36, // 37: cloister.imageconverter.v1.ListSecretsResponse.secrets:type_name -> cloister.imageconverter.v1.Secret
-	57, // 38: cloister.imageconverter.v1.DeleteSecretRequest.actor:type_name -> cloister.account.v1.Principal
-	19, // 39: cloister.imageconverter.v1.ConversionRequested.image:type_name -> cloister.imageconverter.v1.Image
-	19, // 40: cloister.imageconverter.v1.ConversionProgressed.image:type_name -> cloister.imageconverter.v1.Image
-	19, // 41: cloister.imageconverter.v1.ImageConverted.image:type_name -> cloister.imageconverter.v1.Image
-	19, // 42: cloister.imageconverter.v1.ConversionFailed.image:type_name -> cloister.imageconverter.v1.Image
-	5,  // 43: cloister.imageconverter.v1.AppCreated.app:type_name -> cloister.imageconverter.v1.App
-	5,  // 44: cloister.imageconverter.v1.AppUpdated.app:type_name -> cloister.imageconverter.v1.App
-	16, // 45: cloister.imageconverter.v1.SigningKeyCreated.key:type_name -> cloister.imageconverter.v1.SigningKey
-	6,  // 46: cloister.imageconverter.v1.ImageConverterService.CreateApp:input_type -> cloister.imageconverter.v1.CreateAppRequest
-	8,  // 47: cloister.imageconverter.v1.ImageConverterService.GetApp:input_type -> cloister.imageconverter.v1.GetAppRequest
-	10, // 48: cloister.imageconverter.v1.ImageConverterService.ListApps:input_type -> cloister.imageconverter.v1.ListAppsRequest
-	12, // 49: cloister.imageconverter.v1.ImageConverterService.UpdateApp:input_type -> cloister.imageconverter.v1.UpdateAppRequest
-	14, // 50: cloister.imageconverter.v1.ImageConverterService.DeleteApp:input_type -> cloister.imageconverter.v1.DeleteAppRequest
-	17, // 51: cloister.imageconverter.v1.ImageConverterService.GetSigningKey:input_type -> cloister.imageconverter.v1.GetSigningKeyRequest
-	21, // 52: cloister.imageconverter.v1.ImageConverterService.ConvertImage:input_type -> cloister.imageconverter.v1.ConvertImageRequest
-	23, // 53: cloister.imageconverter.v1.ImageConverterService.ListImages:input_type -> cloister.imageconverter.v1.ListImagesRequest
-	25, // 54: cloister.imageconverter.v1.ImageConverterService.GetImage:input_type -> cloister.imageconverter.v1.GetImageRequest
-	27, // 55: cloister.imageconverter.v1.ImageConverterService.DeleteImage:input_type -> cloister.imageconverter.v1.DeleteImageRequest
-	30, // 56: cloister.imageconverter.v1.ImageConverterService.PutRegistryCredential:input_type -> cloister.imageconverter.v1.PutRegistryCredentialRequest
-	32, // 57: cloister.imageconverter.v1.ImageConverterService.ListRegistryCredentials:input_type -> cloister.imageconverter.v1.ListRegistryCredentialsRequest
-	34, // 58: cloister.imageconverter.v1.ImageConverterService.DeleteRegistryCredential:input_type -> cloister.imageconverter.v1.DeleteRegistryCredentialRequest
-	38, // 59: cloister.imageconverter.v1.ImageConverterService.PutSecret:input_type -> cloister.imageconverter.v1.PutSecretRequest
-	40, // 60: cloister.imageconverter.v1.ImageConverterService.ListSecrets:input_type -> cloister.imageconverter.v1.ListSecretsRequest
-	42, // 61: cloister.imageconverter.v1.ImageConverterService.DeleteSecret:input_type -> cloister.imageconverter.v1.DeleteSecretRequest
-	44, // 62: cloister.imageconverter.v1.ImageConverterService.SealSecrets:input_type -> cloister.imageconverter.v1.SealSecretsRequest
-	7,  // 63: cloister.imageconverter.v1.ImageConverterService.CreateApp:output_type -> cloister.imageconverter.v1.CreateAppResponse
-	9,  // 64: cloister.imageconverter.v1.ImageConverterService.GetApp:output_type -> cloister.imageconverter.v1.GetAppResponse
-	11, // 65: cloister.imageconverter.v1.ImageConverterService.ListApps:output_type -> cloister.imageconverter.v1.ListAppsResponse
-	13, // 66: cloister.imageconverter.v1.ImageConverterService.UpdateApp:output_type -> cloister.imageconverter.v1.UpdateAppResponse
-	15, // 67: cloister.imageconverter.v1.ImageConverterService.DeleteApp:output_type -> cloister.imageconverter.v1.DeleteAppResponse
-	18, // 68: cloister.imageconverter.v1.ImageConverterService.GetSigningKey:output_type -> cloister.imageconverter.v1.GetSigningKeyResponse
-	22, // 69: cloister.imageconverter.v1.ImageConverterService.ConvertImage:output_type -> cloister.imageconverter.v1.ConvertImageResponse
-	24, // 70: cloister.imageconverter.v1.ImageConverterService.ListImages:output_type -> cloister.imageconverter.v1.ListImagesResponse
-	26, // 71: cloister.imageconverter.v1.ImageConverterService.GetImage:output_type -> cloister.imageconverter.v1.GetImageResponse
-	28, // 72: cloister.imageconverter.v1.ImageConverterService.DeleteImage:output_type -> cloister.imageconverter.v1.DeleteImageResponse
-	31, // 73: cloister.imageconverter.v1.ImageConverterService.PutRegistryCredential:output_type -> cloister.imageconverter.v1.PutRegistryCredentialResponse
-	33, // 74: cloister.imageconverter.v1.ImageConverterService.ListRegistryCredentials:output_type -> cloister.imageconverter.v1.ListRegistryCredentialsResponse
-	35, // 75: cloister.imageconverter.v1.ImageConverterService.DeleteRegistryCredential:output_type -> cloister.imageconverter.v1.DeleteRegistryCredentialResponse
-	39, // 76: cloister.imageconverter.v1.ImageConverterService.PutSecret:output_type -> cloister.imageconverter.v1.PutSecretResponse
-	41, // 77: cloister.imageconverter.v1.ImageConverterService.ListSecrets:output_type -> cloister.imageconverter.v1.ListSecretsResponse
-	43, // 78: cloister.imageconverter.v1.ImageConverterService.DeleteSecret:output_type -> cloister.imageconverter.v1.DeleteSecretResponse
-	45, // 79: cloister.imageconverter.v1.ImageConverterService.SealSecrets:output_type -> cloister.imageconverter.v1.SealSecretsResponse
-	63, // [63:80] is the sub-list for method output_type
-	46, // [46:63] is the sub-list for method input_type
-	46, // [46:46] is the sub-list for extension type_name
-	46, // [46:46] is the sub-list for extension extendee
-	0,  // [0:46] is the sub-list for field type_name
+	59, // 38: cloister.imageconverter.v1.DeleteSecretRequest.actor:type_name -> cloister.account.v1.Principal
+	59, // 39: cloister.imageconverter.v1.ExportVolumeKeyRequest.actor:type_name -> cloister.account.v1.Principal
+	19, // 40: cloister.imageconverter.v1.ConversionRequested.image:type_name -> cloister.imageconverter.v1.Image
+	19, // 41: cloister.imageconverter.v1.ConversionProgressed.image:type_name -> cloister.imageconverter.v1.Image
+	19, // 42: cloister.imageconverter.v1.ImageConverted.image:type_name -> cloister.imageconverter.v1.Image
+	19, // 43: cloister.imageconverter.v1.ConversionFailed.image:type_name -> cloister.imageconverter.v1.Image
+	5,  // 44: cloister.imageconverter.v1.AppCreated.app:type_name -> cloister.imageconverter.v1.App
+	5,  // 45: cloister.imageconverter.v1.AppUpdated.app:type_name -> cloister.imageconverter.v1.App
+	16, // 46: cloister.imageconverter.v1.SigningKeyCreated.key:type_name -> cloister.imageconverter.v1.SigningKey
+	6,  // 47: cloister.imageconverter.v1.ImageConverterService.CreateApp:input_type -> cloister.imageconverter.v1.CreateAppRequest
+	8,  // 48: cloister.imageconverter.v1.ImageConverterService.GetApp:input_type -> cloister.imageconverter.v1.GetAppRequest
+	10, // 49: cloister.imageconverter.v1.ImageConverterService.ListApps:input_type -> cloister.imageconverter.v1.ListAppsRequest
+	12, // 50: cloister.imageconverter.v1.ImageConverterService.UpdateApp:input_type -> cloister.imageconverter.v1.UpdateAppRequest
+	14, // 51: cloister.imageconverter.v1.ImageConverterService.DeleteApp:input_type -> cloister.imageconverter.v1.DeleteAppRequest
+	17, // 52: cloister.imageconverter.v1.ImageConverterService.GetSigningKey:input_type -> cloister.imageconverter.v1.GetSigningKeyRequest
+	21, // 53: cloister.imageconverter.v1.ImageConverterService.ConvertImage:input_type -> cloister.imageconverter.v1.ConvertImageRequest
+	23, // 54: cloister.imageconverter.v1.ImageConverterService.ListImages:input_type -> cloister.imageconverter.v1.ListImagesRequest
+	25, // 55: cloister.imageconverter.v1.ImageConverterService.GetImage:input_type -> cloister.imageconverter.v1.GetImageRequest
+	27, // 56: cloister.imageconverter.v1.ImageConverterService.DeleteImage:input_type -> cloister.imageconverter.v1.DeleteImageRequest
+	30, // 57: cloister.imageconverter.v1.ImageConverterService.PutRegistryCredential:input_type -> cloister.imageconverter.v1.PutRegistryCredentialRequest
+	32, // 58: cloister.imageconverter.v1.ImageConverterService.ListRegistryCredentials:input_type -> cloister.imageconverter.v1.ListRegistryCredentialsRequest
+	34, // 59: cloister.imageconverter.v1.ImageConverterService.DeleteRegistryCredential:input_type -> cloister.imageconverter.v1.DeleteRegistryCredentialRequest
+	38, // 60: cloister.imageconverter.v1.ImageConverterService.PutSecret:input_type -> cloister.imageconverter.v1.PutSecretRequest
+	40, // 61: cloister.imageconverter.v1.ImageConverterService.ListSecrets:input_type -> cloister.imageconverter.v1.ListSecretsRequest
+	42, // 62: cloister.imageconverter.v1.ImageConverterService.DeleteSecret:input_type -> cloister.imageconverter.v1.DeleteSecretRequest
+	46, // 63: cloister.imageconverter.v1.ImageConverterService.ExportVolumeKey:input_type -> cloister.imageconverter.v1.ExportVolumeKeyRequest
+	44, // 64: cloister.imageconverter.v1.ImageConverterService.SealSecrets:input_type -> cloister.imageconverter.v1.SealSecretsRequest
+	7,  // 65: cloister.imageconverter.v1.ImageConverterService.CreateApp:output_type -> cloister.imageconverter.v1.CreateAppResponse
+	9,  // 66: cloister.imageconverter.v1.ImageConverterService.GetApp:output_type -> cloister.imageconverter.v1.GetAppResponse
+	11, // 67: cloister.imageconverter.v1.ImageConverterService.ListApps:output_type -> cloister.imageconverter.v1.ListAppsResponse
+	13, // 68: cloister.imageconverter.v1.ImageConverterService.UpdateApp:output_type -> cloister.imageconverter.v1.UpdateAppResponse
+	15, // 69: cloister.imageconverter.v1.ImageConverterService.DeleteApp:output_type -> cloister.imageconverter.v1.DeleteAppResponse
+	18, // 70: cloister.imageconverter.v1.ImageConverterService.GetSigningKey:output_type -> cloister.imageconverter.v1.GetSigningKeyResponse
+	22, // 71: cloister.imageconverter.v1.ImageConverterService.ConvertImage:output_type -> cloister.imageconverter.v1.ConvertImageResponse
+	24, // 72: cloister.imageconverter.v1.ImageConverterService.ListImages:output_type -> cloister.imageconverter.v1.ListImagesResponse
+	26, // 73: cloister.imageconverter.v1.ImageConverterService.GetImage:output_type -> cloister.imageconverter.v1.GetImageResponse
+	28, // 74: cloister.imageconverter.v1.ImageConverterService.DeleteImage:output_type -> cloister.imageconverter.v1.DeleteImageResponse
+	31, // 75: cloister.imageconverter.v1.ImageConverterService.PutRegistryCredential:output_type -> cloister.imageconverter.v1.PutRegistryCredentialResponse
+	33, // 76: cloister.imageconverter.v1.ImageConverterService.ListRegistryCredentials:output_type -> cloister.imageconverter.v1.ListRegistryCredentialsResponse
+	35, // 77: cloister.imageconverter.v1.ImageConverterService.DeleteRegistryCredential:output_type -> cloister.imageconverter.v1.DeleteRegistryCredentialResponse
+	39, // 78: cloister.imageconverter.v1.ImageConverterService.PutSecret:output_type -> cloister.imageconverter.v1.PutSecretResponse
+	41, // 79: cloister.imageconverter.v1.ImageConverterService.ListSecrets:output_type -> cloister.imageconverter.v1.ListSecretsResponse
+	43, // 80: cloister.imageconverter.v1.ImageConverterService.DeleteSecret:output_type -> cloister.imageconverter.v1.DeleteSecretResponse
+	47, // 81: cloister.imageconverter.v1.ImageConverterService.ExportVolumeKey:output_type -> cloister.imageconverter.v1.ExportVolumeKeyResponse
+	45, // 82: cloister.imageconverter.v1.ImageConverterService.SealSecrets:output_type -> cloister.imageconverter.v1.SealSecretsResponse
+	65, // [65:83] is the sub-list for method output_type
+	47, // [47:65] is the sub-list for method input_type
+	47, // [47:47] is the sub-list for extension type_name
+	47, // [47:47] is the sub-list for extension extendee
+	0,  // [0:47] is the sub-list for field type_name
 }
 
 func init() { file_cloister_imageconverter_v1_imageconverter_proto_init() }
@@ -3849,7 +3995,7 @@ func file_cloister_imageconverter_v1_imageconverter_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cloister_imageconverter_v1_imageconverter_proto_rawDesc), len(file_cloister_imageconverter_v1_imageconverter_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   56,
+			NumMessages:   58,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -34,7 +34,8 @@ var (
 	ImageConverterListSecrets              = natsrpc.NewMethod[*ListSecretsRequest, *ListSecretsResponse](ImageConverterServiceName, "ListSecrets").Idempotent()
 	ImageConverterDeleteSecret             = natsrpc.NewMethod[*DeleteSecretRequest, *DeleteSecretResponse](ImageConverterServiceName, "DeleteSecret")
 	// Idempotent: it makes a volume's key on first use, once.
-	ImageConverterSealSecrets = natsrpc.NewMethod[*SealSecretsRequest, *SealSecretsResponse](ImageConverterServiceName, "SealSecrets").Idempotent()
+	ImageConverterExportVolumeKey = natsrpc.NewMethod[*ExportVolumeKeyRequest, *ExportVolumeKeyResponse](ImageConverterServiceName, "ExportVolumeKey")
+	ImageConverterSealSecrets     = natsrpc.NewMethod[*SealSecretsRequest, *SealSecretsResponse](ImageConverterServiceName, "SealSecrets").Idempotent()
 )
 
 // ImageConverterServer serves the ImageConverter service.
@@ -55,6 +56,7 @@ type ImageConverterServer interface {
 	PutSecret(context.Context, *PutSecretRequest) (*PutSecretResponse, error)
 	ListSecrets(context.Context, *ListSecretsRequest) (*ListSecretsResponse, error)
 	DeleteSecret(context.Context, *DeleteSecretRequest) (*DeleteSecretResponse, error)
+	ExportVolumeKey(context.Context, *ExportVolumeKeyRequest) (*ExportVolumeKeyResponse, error)
 	SealSecrets(context.Context, *SealSecretsRequest) (*SealSecretsResponse, error)
 }
 
@@ -77,6 +79,7 @@ func RegisterImageConverterServer(mux *natsrpc.Mux, s ImageConverterServer, logg
 		ImageConverterPutSecret.Handle(mux, logger, s.PutSecret),
 		ImageConverterListSecrets.Handle(mux, logger, s.ListSecrets),
 		ImageConverterDeleteSecret.Handle(mux, logger, s.DeleteSecret),
+		ImageConverterExportVolumeKey.Handle(mux, logger, s.ExportVolumeKey),
 		ImageConverterSealSecrets.Handle(mux, logger, s.SealSecrets),
 	)
 }
@@ -172,6 +175,11 @@ func (c *ImageConverterClient) ListSecrets(ctx context.Context, r *ListSecretsRe
 // DeleteSecret calls ImageConverterDeleteSecret.
 func (c *ImageConverterClient) DeleteSecret(ctx context.Context, r *DeleteSecretRequest) (*DeleteSecretResponse, error) {
 	return ImageConverterDeleteSecret.Invoke(c.opts.Context(ctx), c.nc, r)
+}
+
+// ExportVolumeKey calls ImageConverterExportVolumeKey.
+func (c *ImageConverterClient) ExportVolumeKey(ctx context.Context, r *ExportVolumeKeyRequest) (*ExportVolumeKeyResponse, error) {
+	return ImageConverterExportVolumeKey.Invoke(c.opts.Context(ctx), c.nc, r)
 }
 
 // SealSecrets calls ImageConverterSealSecrets.
