@@ -455,3 +455,56 @@ func TestConsoleAppWithoutDomain(t *testing.T) {
 
 // alertLine is a page's alert, to say why a form was refused.
 var alertLine = regexp.MustCompile(`role="alert">.*`)
+
+// An application's secrets in the console: an admin sets one from the
+// app's page, which then lists its name and version but never its
+// value; a member is refused with the API's reason, and the value they
+// typed is not shown back; the admin deletes it.
+func TestConsoleSecrets(t *testing.T) {
+	s, srv := newConsoleStack(t)
+	ada := newConsoleClient(t, srv)
+	ada.signUp("ada@example.com")
+	acct := ada.createAccount("Payments")
+	p := ada.post("/a/"+acct+"/apps", appForm())
+	m := regexp.MustCompile(`^/a/` + acct + `/apps/([^/]+)$`).FindStringSubmatch(p.location)
+	if m == nil {
+		t.Fatalf("creating an app = %d to %q: %s", p.status, p.location, p.body)
+	}
+	appPage := "/a/" + acct + "/apps/" + m[1]
+	if p := ada.open(appPage); p.status != 200 || !strings.Contains(p.body, "has no secrets") || !strings.Contains(p.body, `value="/run/secrets"`) {
+		t.Fatalf("the app's page = %d %s", p.status, p.body)
+	}
+	const value = "hunter2-in-the-console"
+	p = ada.post(appPage+"/secrets", url.Values{"name": {"db-password"}, "value": {value}})
+	if p.status != http.StatusSeeOther {
+		t.Fatalf("setting a secret = %d %s", p.status, p.body)
+	}
+	p = ada.follow(p)
+	if p.status != 200 || !strings.Contains(p.body, "Secret db-password set.") || !strings.Contains(p.body, "<code>db-password</code>") ||
+		strings.Contains(p.body, value) {
+		t.Fatalf("after setting a secret: %d %s", p.status, p.body)
+	}
+	if p := ada.post(appPage+"/secrets", url.Values{"name": {"../x"}, "value": {value}}); p.status != 400 || !strings.Contains(p.body, "secret name") ||
+		strings.Contains(p.body, value) {
+		t.Fatalf("a malformed name = %d, want 400 with the reason and without the value: %s", p.status, p.body)
+	}
+
+	bob := newConsoleClient(t, srv)
+	bob.signUp("bob@example.com")
+	s.addMember(ada.session(), acct, "bob@example.com", "member")
+	if p := bob.open(appPage); p.status != 200 || !strings.Contains(p.body, "<code>db-password</code>") {
+		t.Fatalf("a member's view of the app = %d %s", p.status, p.body)
+	}
+	if p := bob.post(appPage+"/secrets", url.Values{"name": {"db-password"}, "value": {"bobs-" + value}}); p.status != http.StatusForbidden ||
+		!strings.Contains(p.body, "your role in this account does not allow this") || strings.Contains(p.body, "bobs-"+value) {
+		t.Fatalf("a member setting a secret = %d, want 403 without the value: %s", p.status, p.body)
+	}
+	if p := bob.post(appPage+"/secrets/db-password/delete", url.Values{}); p.status != http.StatusForbidden {
+		t.Fatalf("a member deleting a secret = %d, want 403: %s", p.status, p.body)
+	}
+
+	p = ada.post(appPage+"/secrets/db-password/delete", url.Values{})
+	if p = ada.follow(p); p.status != 200 || !strings.Contains(p.body, "Secret db-password deleted.") || !strings.Contains(p.body, "has no secrets") {
+		t.Fatalf("after deleting the secret: %d %s", p.status, p.body)
+	}
+}

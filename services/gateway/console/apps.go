@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/cloister-cc/cloister/services/gateway/api"
 )
@@ -15,8 +16,18 @@ type appForm struct {
 	Spec     api.AppSpec
 	MemoryMB string
 	KeyTypes []string
-	// Running are the app's running instances (an existing app's page).
+	// Running are the app's running instances, Secrets its secrets
+	// (names and versions), on an existing app's page.
 	Running []runningInstance
+	Secrets []secretRow
+}
+
+// secretRow is a secret as its table shows it: its newest version.
+type secretRow struct {
+	Name          string
+	Version, Size uint32
+	Kept          int
+	UpdatedAt     time.Time
 }
 
 // runningInstance is an instance an enrolled node reports, with its node.
@@ -106,10 +117,68 @@ func (c *Console) appPage(w http.ResponseWriter, r *http.Request) {
 		c.fail(w, r, err)
 		return
 	}
+	c.showApp(w, r, v, app, http.StatusOK)
+}
+
+// showApp renders an existing application's page with status.
+func (c *Console) showApp(w http.ResponseWriter, r *http.Request, v *view, app api.App, status int) {
 	v.Title = "Application " + app.Name
+	var secrets api.List[api.Secret]
+	_ = c.call(r, http.MethodGet, accountPath(v.Account.ID, "apps", app.ID, "secrets"), nil, &secrets) // the page shows none without
+	var rows []secretRow
+	for _, s := range secrets.Items {
+		if n := len(s.Versions); n > 0 {
+			rows = append(rows, secretRow{Name: s.Name, Version: s.Versions[n-1].Version, Size: s.Versions[n-1].Size, Kept: n, UpdatedAt: s.UpdatedAt})
+		}
+	}
 	v.Data = appForm{App: &app, Spec: app.AppSpec, MemoryMB: strconv.FormatUint(app.MemorySize>>20, 10), KeyTypes: keyTypes,
-		Running: c.running(r, v.Account.ID)[app.ID]}
-	c.render(w, r, http.StatusOK, "app", v)
+		Running: c.running(r, v.Account.ID)[app.ID], Secrets: rows}
+	c.render(w, r, status, "app", v)
+}
+
+// setSecret sets a secret from the form (admins only, as the API says).
+// The value is never shown back, not even when it is refused.
+func (c *Console) setSecret(w http.ResponseWriter, r *http.Request) {
+	v := c.inAccount(w, r, "apps", "Application")
+	if v == nil {
+		return
+	}
+	var app api.App
+	if err := c.call(r, http.MethodGet, accountPath(v.Account.ID, "apps", r.PathValue("app")), nil, &app); err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	name := strings.TrimSpace(r.PostFormValue("name"))
+	value := []byte(r.PostFormValue("value"))
+	var err error
+	if name == "" {
+		err = formError{"give the secret a name"}
+	} else {
+		err = c.call(r, http.MethodPut, accountPath(v.Account.ID, "apps", app.ID, "secrets", name), api.PutSecret{Value: value}, nil)
+	}
+	clear(value)
+	if err != nil {
+		v.Error = "Secret " + name + ": " + err.Error()
+		c.showApp(w, r, v, app, formStatus(err))
+		return
+	}
+	flash(w, r, "Secret "+name+" set. Enclaves of "+app.Name+" started from now on get it.")
+	http.Redirect(w, r, consolePath(v.Account.ID, "apps", app.ID)+"#secrets", http.StatusSeeOther)
+}
+
+// deleteSecret deletes a secret (admins only).
+func (c *Console) deleteSecret(w http.ResponseWriter, r *http.Request) {
+	v := c.inAccount(w, r, "apps", "Application")
+	if v == nil {
+		return
+	}
+	app, name := r.PathValue("app"), r.PathValue("name")
+	if err := c.call(r, http.MethodDelete, accountPath(v.Account.ID, "apps", app, "secrets", name), nil, nil); err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	flash(w, r, "Secret "+name+" deleted. Running enclaves keep what they were given; restart them to take it away.")
+	http.Redirect(w, r, consolePath(v.Account.ID, "apps", app)+"#secrets", http.StatusSeeOther)
 }
 
 func (c *Console) updateApp(w http.ResponseWriter, r *http.Request) {

@@ -23,6 +23,8 @@ func (c *Console) routes() {
 	m.HandleFunc("GET /a/{account}/apps/{app}", c.appPage)
 	m.HandleFunc("POST /a/{account}/apps/{app}", c.updateApp)
 	m.HandleFunc("POST /a/{account}/apps/{app}/delete", c.deleteApp)
+	m.HandleFunc("POST /a/{account}/apps/{app}/secrets", c.setSecret)
+	m.HandleFunc("POST /a/{account}/apps/{app}/secrets/{name}/delete", c.deleteSecret)
 	c.imageRoutes(m)
 	c.taskRoutes(m)
 	c.nodeRoutes(m)
