@@ -381,9 +381,10 @@ func (c *cli) accountCmd() *cobra.Command {
 
 	var name, newDesc string
 	var approvals uint32
+	var secretsApproval bool
 	update := &cobra.Command{
-		Use:   "update [ID] [--name NAME] [--description TEXT] [--approvals-required N]",
-		Short: "Change an account's name, description, or how many admins approve a task",
+		Use:   "update [ID] [--name NAME] [--description TEXT] [--approvals-required N] [--secrets-need-approval=true|false]",
+		Short: "Change an account's name, description, how many admins approve a task, or whether secrets need approval",
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			id, err := c.argOrAccount(args)
@@ -400,6 +401,9 @@ func (c *cli) accountCmd() *cobra.Command {
 			if cmd.Flags().Changed("approvals-required") {
 				body.ApprovalsRequired = &approvals
 			}
+			if cmd.Flags().Changed("secrets-need-approval") {
+				body.SecretsNeedApproval = &secretsApproval
+			}
 			var a api.Account
 			if err := c.client().do(cmd.Context(), "PATCH", "/v1/accounts/"+url.PathEscape(id), body, &a); err != nil {
 				return err
@@ -408,6 +412,8 @@ func (c *cli) accountCmd() *cobra.Command {
 			return c.print(a, accountHeader, accountRows(a))
 		},
 	}
+	update.Flags().BoolVar(&secretsApproval, "secrets-need-approval", false,
+		"whether a new value of an application's secret waits for a secret task's approval before enclaves get it (off only under approvals-required 0)")
 	update.Flags().StringVar(&name, "name", "", "new name")
 	update.Flags().StringVar(&newDesc, "description", "", "new description")
 	update.Flags().Uint32Var(&approvals, "approvals-required", 0,

@@ -15,6 +15,14 @@ import (
 	"github.com/cloister-cc/cloister/services/gateway/api"
 )
 
+// versionLabel is a version's number, and whether it waits for approval.
+func versionLabel(v api.SecretVersion) string {
+	if v.Pending {
+		return strconv.Itoa(int(v.Version)) + " (pending approval)"
+	}
+	return strconv.Itoa(int(v.Version))
+}
+
 // maxSecretInput bounds what `secret set` reads: the server takes 64 KiB.
 const maxSecretInput = 64 << 10
 
@@ -82,7 +90,10 @@ running one keeps what it was given (docs/secrets.md).`,
 				return err
 			}
 			v := s.Versions[len(s.Versions)-1]
-			return c.print(s, []string{"NAME", "VERSION", "SIZE"}, [][]string{{s.Name, strconv.Itoa(int(v.Version)), strconv.Itoa(int(v.Size))}})
+			if v.Pending {
+				fmt.Fprintf(os.Stderr, "Version %d waits for approval (the account's secrets need approval): see cloister task list --status pending\n", v.Version)
+			}
+			return c.print(s, []string{"NAME", "VERSION", "SIZE"}, [][]string{{s.Name, versionLabel(v), strconv.Itoa(int(v.Size))}})
 		},
 	}
 	set.Flags().StringVar(&fromFile, "from-file", "", "read the value from `FILE` (as bytes, unchanged)")
@@ -102,7 +113,7 @@ running one keeps what it was given (docs/secrets.md).`,
 			rows := make([][]string, len(l.Items))
 			for i, s := range l.Items {
 				v := s.Versions[len(s.Versions)-1]
-				rows[i] = []string{s.Name, strconv.Itoa(int(v.Version)), strconv.Itoa(len(s.Versions)), strconv.Itoa(int(v.Size)), s.UpdatedAt.Format(time.RFC3339)}
+				rows[i] = []string{s.Name, versionLabel(v), strconv.Itoa(len(s.Versions)), strconv.Itoa(int(v.Size)), s.UpdatedAt.Format(time.RFC3339)}
 			}
 			return c.print(l, []string{"NAME", "VERSION", "VERSIONS KEPT", "SIZE", "UPDATED"}, rows)
 		},

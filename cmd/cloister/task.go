@@ -32,6 +32,8 @@ func taskSubject(t api.Task) string {
 		return fmt.Sprintf("approvals required %d", *t.NewApprovalsRequired)
 	case t.Admin != nil:
 		return "admin " + t.Admin.Email
+	case t.Secret != nil:
+		return fmt.Sprintf("secret %s version %d (%d bytes)", t.Secret.Name, t.Secret.Version, t.Secret.Size)
 	}
 	return t.Domain
 }

@@ -7,7 +7,9 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/cloister-cc/cloister/libs/testkit"
 	"github.com/cloister-cc/cloister/services/gateway/api"
 	"github.com/cloister-cc/cloister/services/gateway/console"
 )
@@ -506,5 +508,19 @@ func TestConsoleSecrets(t *testing.T) {
 	p = ada.post(appPage+"/secrets/db-password/delete", url.Values{})
 	if p = ada.follow(p); p.status != 200 || !strings.Contains(p.body, "Secret db-password deleted.") || !strings.Contains(p.body, "has no secrets") {
 		t.Fatalf("after deleting the secret: %d %s", p.status, p.body)
+	}
+
+	// Under secrets_need_approval, a new value is a task the tasks page
+	// shows by the secret's name and version, never its value.
+	if r := do(t, s.srv, "PATCH", "/v1/accounts/"+acct, ada.session(), map[string]any{"secrets_need_approval": true}); r.status != 200 {
+		t.Fatalf("turning secrets_need_approval on = %d %s", r.status, r.body)
+	}
+	testkit.Eventually(t, 10*time.Second, func() bool {
+		ada.post(appPage+"/secrets", url.Values{"name": {"api.key"}, "value": {value}})
+		p := ada.open("/a/" + acct + "/tasks")
+		return p.status == 200 && strings.Contains(p.body, "secret <code>api.key</code>")
+	}, "the tasks page never showed a secret task")
+	if p := ada.open("/a/" + acct + "/tasks"); strings.Contains(p.body, value) {
+		t.Fatalf("the tasks page shows a secret's value: %s", p.body)
 	}
 }

@@ -196,7 +196,8 @@ func ts(t *timestamppb.Timestamp) time.Time { return t.AsTime().UTC() }
 
 func toAccount(a *accountv1.Account) api.Account {
 	return api.Account{ID: a.GetId(), Name: a.GetName(), Description: a.GetDescription(), Role: a.GetRole(),
-		CreatedBy: a.GetCreatedBy(), CreatedAt: ts(a.GetCreatedAt()), UpdatedAt: ts(a.GetUpdatedAt()), ApprovalsRequired: a.GetApprovalsRequired()}
+		CreatedBy: a.GetCreatedBy(), CreatedAt: ts(a.GetCreatedAt()), UpdatedAt: ts(a.GetUpdatedAt()), ApprovalsRequired: a.GetApprovalsRequired(),
+		SecretsNeedApproval: a.GetSecretsNeedApproval()}
 }
 
 // changeTask is the task a change of who approves opened, if it did.
@@ -327,11 +328,12 @@ func (g *Gateway) updateAccount(w http.ResponseWriter, r *http.Request, p princi
 	if err := decodeJSON(w, r, &b); err != nil {
 		return reply{}, err
 	}
-	if b.Name == nil && b.Description == nil && b.ApprovalsRequired == nil {
-		return reply{}, errs.New(errs.Invalid, "send at least one of name, description, approvals_required")
+	if b.Name == nil && b.Description == nil && b.ApprovalsRequired == nil && b.SecretsNeedApproval == nil {
+		return reply{}, errs.New(errs.Invalid, "send at least one of name, description, approvals_required, secrets_need_approval")
 	}
 	resp, err := g.accounts.UpdateAccount(r.Context(), &accountv1.UpdateAccountRequest{Actor: p.proto(),
-		AccountId: r.PathValue("account_id"), Name: b.Name, Description: b.Description, ApprovalsRequired: b.ApprovalsRequired})
+		AccountId: r.PathValue("account_id"), Name: b.Name, Description: b.Description, ApprovalsRequired: b.ApprovalsRequired,
+		SecretsNeedApproval: b.SecretsNeedApproval})
 	if err != nil {
 		return reply{}, err
 	}

@@ -38,7 +38,7 @@ func toSecret(s *imageconverterv1.Secret) api.Secret {
 	out := api.Secret{AppID: s.GetAppId(), Name: s.GetName(), Versions: []api.SecretVersion{}, UpdatedAt: s.GetUpdatedAt().AsTime().UTC()}
 	for _, v := range s.GetVersions() {
 		out.Versions = append(out.Versions, api.SecretVersion{Version: v.GetVersion(), Size: v.GetSize(),
-			CreatedAt: v.GetCreatedAt().AsTime().UTC(), CreatedBy: v.GetCreatedBy()})
+			CreatedAt: v.GetCreatedAt().AsTime().UTC(), CreatedBy: v.GetCreatedBy(), Pending: v.GetPending()})
 	}
 	return out
 }

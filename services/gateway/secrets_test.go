@@ -194,3 +194,185 @@ func TestSecretsDelivered(t *testing.T) {
 		t.Fatalf("after the delete the bundle = %v, %v", b, err)
 	}
 }
+
+// Under the account's secrets_need_approval, a new value of a secret
+// waits for a task of kind secret: enclaves started meanwhile are given
+// the version before it (or nothing); approved, it is delivered; denied,
+// it is dropped. The setting cannot be turned off under a quorum.
+func TestSecretChangesNeedApproval(t *testing.T) {
+	s := newStack(t, memory(t))
+	adminID, admin := s.user("admin@example.com")
+	acct := s.account(admin, "A")
+	s.waitCA(t, admin, acct)
+	base := "/v1/accounts/" + acct
+	const domain = "hello.cloister.test"
+	app, body := s.approvedHello(t, admin, adminID, acct, domain)
+	appPath := base + "/apps/" + app.ID
+
+	if r := do(t, s.srv, "PUT", appPath+"/secrets/db-password", admin, map[string]any{"value": []byte("v1")}); r.status != 200 {
+		t.Fatalf("PUT v1 = %d %s", r.status, r.body)
+	}
+	if r := do(t, s.srv, "PATCH", base, admin, map[string]any{"secrets_need_approval": true}); r.status != 200 ||
+		!strings.Contains(string(r.body), `"secrets_need_approval":true`) {
+		t.Fatalf("turning secrets_need_approval on = %d %s", r.status, r.body)
+	}
+	// The image converter learns the setting from the account's event:
+	// a probe secret's new values turn pending.
+	var r response
+	testkit.Eventually(t, 10*time.Second, func() bool {
+		r = do(t, s.srv, "PUT", appPath+"/secrets/probe", admin, map[string]any{"value": []byte("x")})
+		return r.status == 200 && strings.Contains(string(r.body), `"pending":true`)
+	}, "a new value was not pending after secrets_need_approval was turned on: %s", latest{&r})
+	r = do(t, s.srv, "PUT", appPath+"/secrets/db-password", admin, map[string]any{"value": []byte("v2")})
+	var set struct {
+		Versions []struct {
+			Version uint32
+			Pending bool
+		}
+	}
+	r.decode(t, &set)
+	pendingVersion := set.Versions[len(set.Versions)-1].Version
+
+	deliver := s.secretsEnclave(t, admin, acct, app.ID, domain, body)
+	if b := deliver(); string(b.Secrets["db-password"]) != string(latestApproved(t, set.Versions, "v1")) {
+		t.Fatalf("while v%d waits, the enclave got %q, want the approved value v1", pendingVersion, b.Secrets["db-password"])
+	}
+
+	task := s.secretTask(t, admin, acct, "db-password", pendingVersion)
+	if r := do(t, s.srv, "POST", base+"/tasks/"+task+"/approve", admin, nil); r.status != 200 {
+		t.Fatalf("approving the secret task = %d %s", r.status, r.body)
+	}
+	testkit.Eventually(t, 10*time.Second, func() bool { return string(deliver().Secrets["db-password"]) == "v2" },
+		"the approved value never reached an enclave")
+
+	// A denied value is dropped: the approved one stays.
+	if r := do(t, s.srv, "PUT", appPath+"/secrets/db-password", admin, map[string]any{"value": []byte("v3")}); r.status != 200 {
+		t.Fatalf("PUT v3 = %d %s", r.status, r.body)
+	}
+	denied := s.secretTask(t, admin, acct, "db-password", pendingVersion+1)
+	if r := do(t, s.srv, "POST", base+"/tasks/"+denied+"/deny", admin, nil); r.status != 200 {
+		t.Fatalf("denying the secret task = %d %s", r.status, r.body)
+	}
+	testkit.Eventually(t, 10*time.Second, func() bool {
+		var l struct {
+			Items []struct {
+				Name     string
+				Versions []struct{ Pending bool }
+			}
+		}
+		do(t, s.srv, "GET", appPath+"/secrets", admin, nil).decode(t, &l)
+		for _, sec := range l.Items {
+			if sec.Name == "db-password" {
+				return !sec.Versions[len(sec.Versions)-1].Pending
+			}
+		}
+		return false
+	}, "the denied version is still listed")
+	if got := string(deliver().Secrets["db-password"]); got != "v2" {
+		t.Fatalf("after the denial the enclave got %q, want v2", got)
+	}
+
+	// Under a quorum, one admin cannot turn the setting off.
+	s.user("other@example.com")
+	s.addMember(admin, acct, "other@example.com", "admin")
+	testkit.Eventually(t, 10*time.Second, func() bool {
+		r := do(t, s.srv, "PATCH", base, admin, map[string]any{"approvals_required": 1})
+		return r.status == 200 || r.status == 202
+	}, "the quorum could not be raised")
+	testkit.Eventually(t, 10*time.Second, func() bool {
+		r := do(t, s.srv, "GET", base, admin, nil)
+		return strings.Contains(string(r.body), `"approvals_required":1`)
+	}, "the quorum never became 1")
+	if r := do(t, s.srv, "PATCH", base, admin, map[string]any{"secrets_need_approval": false}); r.status != 409 ||
+		!strings.Contains(r.problem(t).Detail, "approvals_required") {
+		t.Fatalf("turning secrets_need_approval off under a quorum = %d %s, want 409", r.status, r.body)
+	}
+}
+
+// latestApproved is want, once versions shows an approved version before
+// the pending one: a guard that the test set up what it means to.
+func latestApproved(t *testing.T, versions []struct {
+	Version uint32
+	Pending bool
+}, want string) []byte {
+	t.Helper()
+	if len(versions) < 2 || versions[0].Pending || !versions[len(versions)-1].Pending {
+		t.Fatalf("versions = %+v, want an approved one then a pending one", versions)
+	}
+	return []byte(want)
+}
+
+// secretTask waits for the pending secret task of a secret's version and
+// returns its id.
+func (s *stack) secretTask(t *testing.T, token, acct, name string, version uint32) string {
+	t.Helper()
+	var id string
+	testkit.Eventually(t, 10*time.Second, func() bool {
+		var tasks struct {
+			Items []struct {
+				ID, Kind string
+				Secret   *struct {
+					Name    string
+					Version uint32
+				}
+			}
+		}
+		do(t, s.srv, "GET", "/v1/accounts/"+acct+"/tasks?status=pending", token, nil).decode(t, &tasks)
+		for _, tk := range tasks.Items {
+			if tk.Kind == "secret" && tk.Secret != nil && tk.Secret.Name == name && tk.Secret.Version == version {
+				id = tk.ID
+				return true
+			}
+		}
+		return false
+	}, "no pending secret task for %s version %d", name, version)
+	return id
+}
+
+// secretsEnclave enrols a node in the account and returns what an enclave
+// of the approved image body, started now, is given: each call attests
+// with a fresh nonce and recipient key and opens the bundle.
+func (s *stack) secretsEnclave(t *testing.T, token, acct, appID, domain string, body sgx.ReportBody) func() enclave.Bundle {
+	srv := s.nodeServer(t)
+	n := s.enrolNode(t, token, acct, "node-"+appID[:8])
+	c := nodeClient(t, srv, n.tlsCert())
+	qe, err := s.att.SimulatedQE(acct)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return func() enclave.Bundle {
+		t.Helper()
+		var nonce struct{ Nonce []byte }
+		nodeDo(t, c, srv, "POST", "/v1/node/nonce", nil).decode(t, &nonce)
+		priv, _ := ecdh.X25519().GenerateKey(rand.Reader)
+		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		spki, _ := x509.MarshalPKIXPublicKey(&key.PublicKey)
+		binding := enclave.KeyBinding(sha256.Sum256(spki), priv.PublicKey().Bytes())
+		rb := body
+		copy(rb.ReportData[:32], binding[:])
+		copy(rb.ReportData[32:], nonce.Nonce)
+		quote, err := qe.Quote(rb)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var issued struct {
+			Certificate struct{ Serial string }
+			Secrets     []byte
+		}
+		var r response
+		testkit.Eventually(t, 10*time.Second, func() bool {
+			r = nodeDo(t, c, srv, "POST", "/v1/node/certificate", map[string]any{"app_id": appID, "csr": string(csrOf(t, key, domain)),
+				"quote": quote, "recipient_key": priv.PublicKey().Bytes()})
+			return r.status == 201
+		}, "no certificate: %s", latest{&r})
+		r.decode(t, &issued)
+		if len(issued.Secrets) == 0 {
+			return enclave.Bundle{}
+		}
+		b, err := enclave.OpenBundle(priv, enclave.BundleInfo(appID, issued.Certificate.Serial), issued.Secrets)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+}

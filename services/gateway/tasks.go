@@ -47,6 +47,9 @@ func toTask(t *accountv1.Task) api.Task {
 	case "admin":
 		out.Admin, out.Applied = &api.TaskAdmin{UserID: t.GetAdminUserId(), Email: t.GetAdminEmail()}, t.GetApplied()
 	}
+	if c := t.GetSecret(); c != nil {
+		out.Secret = &api.TaskSecret{Name: c.GetName(), Version: c.GetVersion(), Size: c.GetSize()}
+	}
 	if im := t.GetImage(); im != nil {
 		out.Image = &api.TaskImage{ImageID: im.GetImageId(), Tag: im.GetTag(), MRENCLAVE: hex.EncodeToString(im.GetMrenclave()),
 			MRSIGNER: hex.EncodeToString(im.GetMrsigner()), ISVProdID: im.GetIsvprodid(), ISVSVN: im.GetIsvsvn()}

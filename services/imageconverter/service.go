@@ -35,13 +35,13 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 		if err != nil {
 			return err
 		}
-		secrets, volumeKeys, err := store.OpenSecrets(ctx, js, r.Replicas(), r.KVOptions()...)
+		secrets, volumeKeys, policies, err := store.OpenSecrets(ctx, js, r.Replicas(), r.KVOptions()...)
 		if err != nil {
 			return err
 		}
 		conv := cfg.converter()
 		svc, err := app.New(app.Config{Apps: st.Apps, Keys: st.Keys, Images: images, Registries: registries,
-			Secrets: secrets, VolumeKeys: volumeKeys, Certificates: peers.CA{C: cav1.NewCAClient(r.NATS())},
+			Secrets: secrets, VolumeKeys: volumeKeys, Policies: policies, Certificates: peers.CA{C: cav1.NewCAClient(r.NATS())},
 			Audit: events.AuditLog{JS: js, Producer: store.Producer},
 			KEK:   cfg.KEK, Clock: cfg.Clock, GenerateKey: cfg.GenerateKey, Logger: r.Logger(), Converter: conv,
 			Resolver: resolver{options: cfg.RegistryOptions}})

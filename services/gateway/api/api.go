@@ -57,6 +57,9 @@ type Account struct {
 	// requester must approve a task; 0 lets any one admin approve, the
 	// requester included.
 	ApprovalsRequired uint32 `json:"approvals_required"`
+	// SecretsNeedApproval: a new value of an application's secret waits
+	// for a secret task's approval before enclaves are given it.
+	SecretsNeedApproval bool `json:"secrets_need_approval"`
 	// Task, in the reply to an update of approvals_required, is the task
 	// that asks for it: the account has the new value once it is approved
 	// (at once under approvals_required 0; the reply is then 200, else 202).
@@ -129,9 +132,10 @@ type (
 	}
 	// UpdateAccount changes the fields that are set.
 	UpdateAccount struct {
-		Name              *string `json:"name,omitempty"`
-		Description       *string `json:"description,omitempty"`
-		ApprovalsRequired *uint32 `json:"approvals_required,omitempty"`
+		Name                *string `json:"name,omitempty"`
+		Description         *string `json:"description,omitempty"`
+		ApprovalsRequired   *uint32 `json:"approvals_required,omitempty"`
+		SecretsNeedApproval *bool   `json:"secrets_need_approval,omitempty"`
 	}
 	AddMember struct {
 		Email string `json:"email"`
@@ -407,6 +411,8 @@ type SecretVersion struct {
 	Size      uint32    `json:"size"`
 	CreatedAt time.Time `json:"created_at"`
 	CreatedBy string    `json:"created_by"`
+	// Pending: waiting for its secret task's approval; not delivered.
+	Pending bool `json:"pending"`
 }
 
 // VolumeKey is an exported volume key (base64 in JSON).
@@ -521,6 +527,8 @@ type Task struct {
 	AppID       string     `json:"app_id"`
 	Domain      string     `json:"domain,omitempty"`
 	Image       *TaskImage `json:"image,omitempty"`
+	// Secret is what a secret task approves: a version of a secret.
+	Secret *TaskSecret `json:"secret,omitempty"`
 	// NewApprovalsRequired is what a quorum task proposes; Admin the
 	// member an admin task makes an admin. Applied says the change of
 	// either was made.
@@ -534,6 +542,14 @@ type Task struct {
 	ApprovalsRequired int       `json:"approvals_required"`
 	CreatedAt         time.Time `json:"created_at"`
 	UpdatedAt         time.Time `json:"updated_at"`
+}
+
+// TaskSecret is the subject of a secret task: a new version of an
+// application's secret (never its value).
+type TaskSecret struct {
+	Name    string `json:"name"`
+	Version uint32 `json:"version"`
+	Size    uint32 `json:"size"`
 }
 
 // TaskAdmin is the member an admin task makes an admin.

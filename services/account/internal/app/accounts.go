@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/cloister-cc/cloister/libs/authz"
+	"github.com/cloister-cc/cloister/libs/errs"
 	"github.com/cloister-cc/cloister/libs/idempotency"
 	"github.com/cloister-cc/cloister/services/account/internal/domain"
 )
@@ -24,6 +25,9 @@ type AccountChange struct {
 	Name              *string
 	Description       *string
 	ApprovalsRequired *int
+	// SecretsNeedApproval turns secret tasks on or off; off only under a
+	// quorum of 0 (lowering the quorum is a task itself).
+	SecretsNeedApproval *bool
 }
 
 func (s *service) CreateAccount(ctx context.Context, actor domain.Principal, name, description, idempotencyKey string) (AccountView, error) {
@@ -159,12 +163,20 @@ func (s *service) updateAccount(ctx context.Context, actor domain.Principal, acc
 		}
 		quorum = &t
 	}
-	if c.Name != nil || c.Description != nil {
+	secrets := c.SecretsNeedApproval != nil && *c.SecretsNeedApproval != a.SecretsNeedApproval
+	if secrets && !*c.SecretsNeedApproval && a.ApprovalsRequired > 0 {
+		return AccountView{}, errs.Newf(errs.Conflict, "secrets_need_approval cannot be turned off while approvals_required is %d: "+
+			"one admin would then set secrets the quorum was to approve; lower approvals_required to 0 first (itself a task)", a.ApprovalsRequired)
+	}
+	if c.Name != nil || c.Description != nil || secrets {
 		if c.Name != nil {
 			a.Name = strings.TrimSpace(*c.Name)
 		}
 		if c.Description != nil {
 			a.Description = *c.Description
+		}
+		if secrets {
+			a.SecretsNeedApproval = *c.SecretsNeedApproval
 		}
 		a.UpdatedAt = s.now()
 		a, err = s.Accounts.Update(ctx, a, domain.AccountUpdated{Account: a},

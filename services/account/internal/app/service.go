@@ -83,6 +83,8 @@ type Service interface {
 	// twice opens or withdraws nothing more.
 	OpenDomainTask(ctx context.Context, accountID, appID, domain, requesterID string) error
 	OpenImageTask(ctx context.Context, accountID, appID string, im domain.ImageMeasurement, requesterID string) error
+	OpenSecretTask(ctx context.Context, accountID, appID string, c domain.SecretChange, requesterID string) error
+	RetractSecretTasks(ctx context.Context, accountID, appID, name string) error
 	// RetractTasks withdraws the pending tasks of a deleted application
 	// (imageID empty) or of one deleted image.
 	RetractTasks(ctx context.Context, accountID, appID, imageID string) error

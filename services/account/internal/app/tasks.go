@@ -166,6 +166,32 @@ func (s *service) OpenDomainTask(ctx context.Context, accountID, appID, dnsName,
 	return s.openTask(ctx, t)
 }
 
+// OpenSecretTask opens the task that approves a new value of a secret.
+func (s *service) OpenSecretTask(ctx context.Context, accountID, appID string, c domain.SecretChange, requesterID string) error {
+	t, err := domain.NewSecretTask(accountID, appID, c, requesterID, s.now())
+	if err != nil {
+		return err
+	}
+	return s.openTask(ctx, t)
+}
+
+// RetractSecretTasks withdraws the pending tasks of a deleted secret.
+func (s *service) RetractSecretTasks(ctx context.Context, accountID, appID, name string) error {
+	ts, err := s.Tasks.ByAccount(ctx, accountID)
+	if err != nil {
+		return err
+	}
+	for _, t := range ts {
+		if t.AppID != appID || t.Status != domain.StatusPending || t.Kind != domain.KindSecret || t.Secret == nil || t.Secret.Name != name {
+			continue
+		}
+		if err := s.retract(ctx, t); err != nil {
+			return fmt.Errorf("withdrawing task %s: %w", t.ID, err)
+		}
+	}
+	return nil
+}
+
 func (s *service) OpenImageTask(ctx context.Context, accountID, appID string, im domain.ImageMeasurement, requesterID string) error {
 	t, err := domain.NewImageTask(accountID, appID, im, requesterID, s.now())
 	if err != nil {

@@ -106,7 +106,10 @@ type Account struct {
 	// QuorumAt is when the quorum task that set ApprovalsRequired was
 	// approved: an older one, delivered again, changes nothing.
 	QuorumAt time.Time
-	Version  uint64
+	// SecretsNeedApproval: a new value of an application's secret waits
+	// for a secret task's approval before enclaves are given it.
+	SecretsNeedApproval bool `json:",omitempty"`
+	Version             uint64
 }
 
 // UnmarshalJSON reads an account record, new or as stored before

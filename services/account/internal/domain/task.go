@@ -1,6 +1,7 @@
 package domain
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"time"
@@ -19,6 +20,7 @@ const (
 	KindImage  TaskKind = "image"  // a converted image (its measurement) an application may run
 	KindQuorum TaskKind = "quorum" // a new approvals_required for the account
 	KindAdmin  TaskKind = "admin"  // a member to make an admin of the account
+	KindSecret TaskKind = "secret" // a new value of an application's secret, under the account's secrets_need_approval
 )
 
 // TaskStatus is where a task is in its life. It only moves forward:
@@ -114,6 +116,7 @@ type Task struct {
 	Image       *ImageMeasurement // kind image
 	NewQuorum   int               // kind quorum: the approvals_required proposed
 	Admin       *Grantee          // kind admin: the member to make an admin
+	Secret      *SecretChange     // kind secret
 	// Applied says that the change of an approved quorum or admin task
 	// was made to the account.
 	Applied   bool
@@ -127,6 +130,13 @@ type Task struct {
 	// Counted and Required are the task's progress, filled when it is read
 	// (Progress): approvals that count, of those it needs.
 	Counted, Required int `json:"-"`
+}
+
+// SecretChange is the subject of a secret task: a version of an
+// application's secret (never its value).
+type SecretChange struct {
+	Name          string
+	Version, Size uint32
 }
 
 // Grantee is the member an admin task makes an admin.
@@ -190,6 +200,24 @@ func NewImageTask(accountID, appID string, im ImageMeasurement, requesterID stri
 	}
 	return Task{ID: ImageTaskID(accountID, im.ImageID), AccountID: accountID, Kind: KindImage, Status: StatusPending,
 		RequesterID: requesterID, AppID: appID, Image: &im, CreatedAt: now, UpdatedAt: now}, nil
+}
+
+// SecretTaskID is the id of the task that approves a version of a secret.
+func SecretTaskID(accountID, appID, name string, version uint32) string {
+	return uuid.NewSHA1(taskNamespace, fmt.Appendf(nil, "secret/%s/%s/%s/%d", accountID, appID, name, version)).String()
+}
+
+// NewSecretTask returns the pending task that asks to approve a new value
+// of an application's secret.
+func NewSecretTask(accountID, appID string, c SecretChange, requesterID string, now time.Time) (Task, error) {
+	if err := checkTaskIDs(accountID, appID); err != nil {
+		return Task{}, err
+	}
+	if c.Name == "" || c.Version == 0 {
+		return Task{}, errs.New(errs.Invalid, "a secret task needs the secret's name and version")
+	}
+	return Task{ID: SecretTaskID(accountID, appID, c.Name, c.Version), AccountID: accountID, Kind: KindSecret, Status: StatusPending,
+		RequesterID: requesterID, AppID: appID, Secret: &c, CreatedAt: now, UpdatedAt: now}, nil
 }
 
 // NewQuorumTask returns the pending task that asks to set the account's

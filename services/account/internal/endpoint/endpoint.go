@@ -118,7 +118,7 @@ func (s *Set) GetAccount(ctx context.Context, r *accountv1.GetAccountRequest) (*
 }
 
 func (s *Set) UpdateAccount(ctx context.Context, r *accountv1.UpdateAccountRequest) (*accountv1.UpdateAccountResponse, error) {
-	c := app.AccountChange{Name: r.Name, Description: r.Description}
+	c := app.AccountChange{Name: r.Name, Description: r.Description, SecretsNeedApproval: r.SecretsNeedApproval}
 	if r.ApprovalsRequired != nil {
 		n := int(r.GetApprovalsRequired())
 		c.ApprovalsRequired = &n

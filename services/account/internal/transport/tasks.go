@@ -21,6 +21,8 @@ const issuerCloister = "cloister"
 type TaskRequests interface {
 	OpenDomainTask(ctx context.Context, accountID, appID, domain, requesterID string) error
 	OpenImageTask(ctx context.Context, accountID, appID string, im domain.ImageMeasurement, requesterID string) error
+	OpenSecretTask(ctx context.Context, accountID, appID string, c domain.SecretChange, requesterID string) error
+	RetractSecretTasks(ctx context.Context, accountID, appID, name string) error
 	RetractTasks(ctx context.Context, accountID, appID, imageID string) error
 }
 
@@ -45,6 +47,13 @@ func taskRoutes(s TaskRequests) *events.Router {
 			ImageID: im.GetId(), Tag: im.GetTag(), MRENCLAVE: im.GetMrenclave(), MRSIGNER: im.GetMrsigner(),
 			ISVProdID: im.GetIsvprodid(), ISVSVN: im.GetIsvsvn(),
 		}, im.GetRequestedBy())
+	})
+	events.On(r, imageconverterv1.ImageConverterServiceName, func(ctx context.Context, _ events.Event, m *imageconverterv1.SecretChangeRequested) error {
+		return s.OpenSecretTask(ctx, m.GetAccountId(), m.GetAppId(), domain.SecretChange{Name: m.GetName(), Version: m.GetVersion(), Size: m.GetSize()},
+			m.GetRequestedBy())
+	})
+	events.On(r, imageconverterv1.ImageConverterServiceName, func(ctx context.Context, _ events.Event, m *imageconverterv1.SecretDeleted) error {
+		return s.RetractSecretTasks(ctx, m.GetAccountId(), m.GetAppId(), m.GetName())
 	})
 	events.On(r, imageconverterv1.ImageConverterServiceName, func(ctx context.Context, _ events.Event, m *imageconverterv1.ImageDeleted) error {
 		if m.GetImageId() == "" {

@@ -63,7 +63,7 @@ func UserToProto(u domain.User) *accountv1.User {
 func AccountToProto(a domain.Account, role domain.Role) *accountv1.Account {
 	return &accountv1.Account{Id: a.ID, Name: a.Name, Description: a.Description,
 		CreatedAt: timestamppb.New(a.CreatedAt), UpdatedAt: timestamppb.New(a.UpdatedAt),
-		CreatedBy: a.CreatedBy, Role: string(role), ApprovalsRequired: uint32(a.ApprovalsRequired)}
+		CreatedBy: a.CreatedBy, Role: string(role), ApprovalsRequired: uint32(a.ApprovalsRequired), SecretsNeedApproval: a.SecretsNeedApproval}
 }
 
 // TaskToProto converts a task.
@@ -75,6 +75,9 @@ func TaskToProto(t domain.Task) *accountv1.Task {
 		NewApprovalsRequired: uint32(t.NewQuorum), Applied: t.Applied}
 	if g := t.Admin; g != nil {
 		out.AdminUserId, out.AdminEmail = g.UserID, g.Email
+	}
+	if c := t.Secret; c != nil {
+		out.Secret = &accountv1.TaskSecret{Name: c.Name, Version: c.Version, Size: c.Size}
 	}
 	if im := t.Image; im != nil {
 		out.Image = &accountv1.TaskImage{ImageId: im.ImageID, Tag: im.Tag, Mrenclave: im.MRENCLAVE, Mrsigner: im.MRSIGNER,

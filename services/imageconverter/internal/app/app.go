@@ -58,6 +58,7 @@ type Config struct {
 	Registries Registries
 	Secrets    Secrets
 	VolumeKeys VolumeKeys
+	Policies   SecretPolicies
 	// Certificates reads the CA's records before secrets are sealed; nil
 	// in tests that deliver none (SealSecrets then refuses).
 	Certificates Certificates
@@ -82,7 +83,7 @@ type Service struct {
 
 // New returns the service.
 func New(cfg Config) (*Service, error) {
-	if cfg.Apps == nil || cfg.Keys == nil || cfg.Images == nil || cfg.Registries == nil || cfg.Secrets == nil || cfg.VolumeKeys == nil ||
+	if cfg.Apps == nil || cfg.Keys == nil || cfg.Images == nil || cfg.Registries == nil || cfg.Secrets == nil || cfg.VolumeKeys == nil || cfg.Policies == nil ||
 		cfg.Audit == nil || cfg.KEK == nil {
 		return nil, errors.New("imageconverter: the stores, the audit log and a key-encryption key are required")
 	}

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/cloister-cc/cloister/libs/audit"
 	"github.com/cloister-cc/cloister/libs/authz"
 	"github.com/cloister-cc/cloister/libs/enclave"
@@ -23,13 +25,22 @@ type Secrets interface {
 	// (domain.ErrSecretNotFound).
 	Get(ctx context.Context, accountID, appID, name string) (domain.Secret, uint64, error)
 	// Put stores s, new when version is 0, else over that version
-	// (domain.ErrConcurrentChange), with the audit record a.
-	Put(ctx context.Context, s domain.Secret, version uint64, a audit.Entry) error
+	// (domain.ErrConcurrentChange), with its events.
+	Put(ctx context.Context, s domain.Secret, version uint64, evs ...domain.Event) error
 	List(ctx context.Context, accountID, appID string) ([]domain.Secret, error)
-	Delete(ctx context.Context, accountID, appID, name string, a audit.Entry) error
+	Delete(ctx context.Context, accountID, appID, name string, ev domain.SecretDeleted) error
 	// DeleteApp removes an application's secrets and volume keys.
 	DeleteApp(ctx context.Context, accountID, appID string) error
 	DeleteAccount(ctx context.Context, accountID string) error
+}
+
+// SecretPolicies keeps whether each account's new secret values wait for
+// approval (its secrets_need_approval, from the account's events).
+type SecretPolicies interface {
+	NeedApproval(ctx context.Context, accountID string) (bool, error)
+	// SetNeedApproval records the setting as of at; an older one changes
+	// nothing.
+	SetNeedApproval(ctx context.Context, accountID string, need bool, at time.Time) error
 }
 
 // VolumeKeys stores the applications' volume keys, sealed.
@@ -104,6 +115,10 @@ func (s *Service) putSecret(ctx context.Context, accountID, appRef, name string,
 	case len(value) > enclave.MaxSecretSize:
 		return domain.Secret{}, errs.Newf(errs.Invalid, "value: %d bytes, at most %d", len(value), enclave.MaxSecretSize)
 	}
+	pending, err := s.cfg.Policies.NeedApproval(ctx, accountID)
+	if err != nil {
+		return domain.Secret{}, err
+	}
 	for range 5 {
 		cur, version, err := s.cfg.Secrets.Get(ctx, accountID, a.ID, name)
 		switch {
@@ -128,13 +143,11 @@ func (s *Service) putSecret(ctx context.Context, accountID, appRef, name string,
 			return domain.Secret{}, err
 		}
 		now := s.now()
-		cur.Versions = append(cur.Versions, domain.SecretVersion{Number: number, Size: uint32(len(value)), Sealed: sealed,
-			CreatedAt: now, CreatedBy: entry.Actor.UserID})
-		if n := len(cur.Versions); n > domain.MaxSecretVersions {
-			cur.Versions = cur.Versions[n-domain.MaxSecretVersions:]
-		}
+		v := domain.SecretVersion{Number: number, Size: uint32(len(value)), Sealed: sealed, CreatedAt: now, CreatedBy: entry.Actor.UserID, Pending: pending}
+		cur.Versions = prune(append(cur.Versions, v))
 		cur.UpdatedAt = now
-		err = s.cfg.Secrets.Put(ctx, cur, version, *entry)
+		v.Sealed = nil
+		err = s.cfg.Secrets.Put(ctx, cur, version, domain.SecretSet{AccountID: accountID, AppID: a.ID, Name: name, Version: v, Audit: *entry})
 		if errors.Is(err, domain.ErrConcurrentChange) {
 			continue
 		}
@@ -144,6 +157,67 @@ func (s *Service) putSecret(ctx context.Context, accountID, appRef, name string,
 		return withoutValues(cur), nil
 	}
 	return domain.Secret{}, domain.ErrConcurrentChange
+}
+
+// prune drops the oldest versions beyond domain.MaxSecretVersions, but
+// never the one enclaves are given while newer ones wait for approval.
+func prune(vs []domain.SecretVersion) []domain.SecretVersion {
+	for len(vs) > domain.MaxSecretVersions {
+		eff, ok := domain.Secret{Versions: vs}.Effective()
+		i := 0
+		if ok && vs[0].Number == eff.Number {
+			i = 1
+		}
+		vs = slices.Delete(vs, i, i+1)
+	}
+	return vs
+}
+
+// DecideSecretVersion applies the decision on a secret task: an approved
+// version is given to enclaves from now on; a denied or withdrawn one is
+// dropped. A secret or version gone meanwhile leaves nothing to do.
+func (s *Service) DecideSecretVersion(ctx context.Context, accountID, appID, name string, number uint32, approved bool) error {
+	for range 5 {
+		cur, version, err := s.cfg.Secrets.Get(ctx, accountID, appID, name)
+		if errors.Is(err, domain.ErrSecretNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		i := slices.IndexFunc(cur.Versions, func(v domain.SecretVersion) bool { return v.Number == number })
+		switch {
+		case i < 0 || approved && !cur.Versions[i].Pending:
+			return nil // dropped, or decided already
+		case approved:
+			cur.Versions[i].Pending = false
+		case len(cur.Versions) == 1:
+			// Its only version refused: the secret goes.
+			err = s.cfg.Secrets.Delete(ctx, accountID, appID, name, domain.SecretDeleted{AccountID: accountID, AppID: appID, Name: name})
+			if errors.Is(err, domain.ErrConcurrentChange) {
+				continue
+			}
+			if errors.Is(err, domain.ErrSecretNotFound) {
+				return nil
+			}
+			return err
+		default:
+			cur.Versions = slices.Delete(cur.Versions, i, i+1)
+		}
+		err = s.cfg.Secrets.Put(ctx, cur, version)
+		if !errors.Is(err, domain.ErrConcurrentChange) {
+			return err
+		}
+	}
+	return domain.ErrConcurrentChange
+}
+
+// SetSecretPolicy records an account's secrets_need_approval as of at.
+func (s *Service) SetSecretPolicy(ctx context.Context, accountID string, need bool, at time.Time) error {
+	if uuid.Validate(accountID) != nil {
+		return nil
+	}
+	return s.cfg.Policies.SetNeedApproval(ctx, accountID, need, at)
 }
 
 // Secrets lists an application's secrets, without their values.
@@ -172,7 +246,7 @@ func (s *Service) DeleteSecret(ctx context.Context, accountID, appRef, name stri
 	a, err := s.App(ctx, accountID, appRef)
 	if err == nil {
 		entry.Target = a.ID + "/" + name
-		err = s.cfg.Secrets.Delete(ctx, accountID, a.ID, name, entry)
+		err = s.cfg.Secrets.Delete(ctx, accountID, a.ID, name, domain.SecretDeleted{AccountID: accountID, AppID: a.ID, Name: name, Audit: entry})
 	}
 	return s.audited(ctx, entry, err)
 }
@@ -231,7 +305,10 @@ func (s *Service) SealSecrets(ctx context.Context, accountID, appID, serial stri
 		return Sealed{}, err
 	}
 	for _, sec := range all {
-		v := sec.Latest()
+		v, ok := sec.Effective()
+		if !ok {
+			continue // its only versions wait for approval
+		}
 		plain, err := s.cfg.KEK.Open(v.Sealed, secretAAD(accountID, appID, sec.Name, v.Number))
 		if err != nil {
 			return Sealed{}, fmt.Errorf("opening secret %s of application %s (is this the deployment's master key?): %w", sec.Name, appID, err)

@@ -52,6 +52,23 @@ type (
 	}
 )
 
+// Events of secrets: a version set (announced for approval when it is
+// pending), a secret deleted. Neither carries a value.
+type (
+	SecretSet struct {
+		AccountID, AppID, Name string
+		Version                SecretVersion // Sealed left out of every wire form
+		Audit                  audit.Entry
+	}
+	SecretDeleted struct {
+		AccountID, AppID, Name string
+		Audit                  audit.Entry
+	}
+)
+
+func (SecretSet) isEvent()     {}
+func (SecretDeleted) isEvent() {}
+
 func (AppCreated) isEvent()           {}
 func (AppUpdated) isEvent()           {}
 func (AppDeleted) isEvent()           {}

@@ -24,14 +24,28 @@ type SecretVersion struct {
 	Sealed    []byte    `json:"sealed"`
 	CreatedAt time.Time `json:"created_at"`
 	CreatedBy string    `json:"created_by,omitempty"`
+	// Pending: the version waits for its secret task's approval (the
+	// account's secrets_need_approval); enclaves are not given it.
+	Pending bool `json:"pending,omitempty"`
 }
 
 // MaxSecretVersions is how many versions of a secret are kept: setting
 // one more drops the oldest.
 const MaxSecretVersions = 10
 
-// Latest is the version an enclave is given.
+// Latest is the newest version, pending or not.
 func (s Secret) Latest() SecretVersion { return s.Versions[len(s.Versions)-1] }
+
+// Effective is the version an enclave is given: the newest that is not
+// pending; false when every version is.
+func (s Secret) Effective() (SecretVersion, bool) {
+	for i := len(s.Versions) - 1; i >= 0; i-- {
+		if !s.Versions[i].Pending {
+			return s.Versions[i], true
+		}
+	}
+	return SecretVersion{}, false
+}
 
 // ErrSecretNotFound is returned for a secret the application does not
 // have.

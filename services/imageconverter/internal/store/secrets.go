@@ -4,12 +4,10 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
+	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/cloister-cc/cloister/libs/audit"
-	"github.com/cloister-cc/cloister/libs/events"
 	"github.com/cloister-cc/cloister/libs/kv"
 	"github.com/cloister-cc/cloister/services/imageconverter/internal/app"
 	"github.com/cloister-cc/cloister/services/imageconverter/internal/domain"
@@ -17,7 +15,8 @@ import (
 
 // BucketSecrets holds the applications' secrets, keyed
 // <account>.<app>.s.<hex of name>, and their volume keys, keyed
-// <account>.<app>.v.<hex of key name>: values sealed under the master key.
+// <account>.<app>.v.<hex of key name>: values sealed under the master key;
+// and each account's secret policy, keyed <account>.policy.
 const BucketSecrets = "imageconverter_secrets"
 
 // Secrets keeps secrets.
@@ -39,18 +38,23 @@ var (
 	_ app.VolumeKeys = (*VolumeKeys)(nil)
 )
 
-// OpenSecrets opens the bucket of secrets and volume keys.
-func OpenSecrets(ctx context.Context, js jetstream.JetStream, replicas int, opts ...kv.Option) (*Secrets, *VolumeKeys, error) {
+// OpenSecrets opens the bucket of secrets, volume keys and the accounts'
+// secret policies.
+func OpenSecrets(ctx context.Context, js jetstream.JetStream, replicas int, opts ...kv.Option) (*Secrets, *VolumeKeys, *Policies, error) {
 	cfg := kv.Config{Bucket: BucketSecrets, Replicas: replicas}
 	secrets, err := kv.Open[domain.Secret](ctx, js, cfg, opts...)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	keys, err := kv.Open[volumeKey](ctx, js, cfg, opts...)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	return &Secrets{secrets}, &VolumeKeys{keys}, nil
+	policies, err := kv.Open[secretPolicy](ctx, js, cfg, opts...)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return &Secrets{secrets}, &VolumeKeys{keys}, &Policies{policies}, nil
 }
 
 func secretKey(accountID, appID, name string) string {
@@ -59,19 +63,6 @@ func secretKey(accountID, appID, name string) string {
 
 func volumeKeyKey(accountID, appID, keyName string) string {
 	return accountID + "." + appID + ".v." + hex.EncodeToString([]byte(keyName))
-}
-
-// auditMessages are the outbox messages of a person's change: its audit
-// record.
-func auditMessages(ctx context.Context, a audit.Entry) ([]*nats.Msg, error) {
-	if a.Actor.UserID == "" {
-		return nil, nil
-	}
-	m, err := events.AuditMessage(ctx, Producer, a)
-	if err != nil {
-		return nil, err
-	}
-	return []*nats.Msg{m}, nil
 }
 
 // Get implements app.Secrets.
@@ -84,8 +75,8 @@ func (s *Secrets) Get(ctx context.Context, accountID, appID, name string) (domai
 }
 
 // Put implements app.Secrets.
-func (s *Secrets) Put(ctx context.Context, sec domain.Secret, version uint64, a audit.Entry) error {
-	msgs, err := auditMessages(ctx, a)
+func (s *Secrets) Put(ctx context.Context, sec domain.Secret, version uint64, evs ...domain.Event) error {
+	msgs, err := messages(ctx, evs...)
 	if err != nil {
 		return err
 	}
@@ -115,7 +106,7 @@ func (s *Secrets) List(ctx context.Context, accountID, appID string) ([]domain.S
 }
 
 // Delete implements app.Secrets.
-func (s *Secrets) Delete(ctx context.Context, accountID, appID, name string, a audit.Entry) error {
+func (s *Secrets) Delete(ctx context.Context, accountID, appID, name string, ev domain.SecretDeleted) error {
 	key := secretKey(accountID, appID, name)
 	e, err := s.kv.Get(ctx, key)
 	if errors.Is(err, kv.ErrNotFound) {
@@ -124,7 +115,7 @@ func (s *Secrets) Delete(ctx context.Context, accountID, appID, name string, a a
 	if err != nil {
 		return err
 	}
-	msgs, err := auditMessages(ctx, a)
+	msgs, err := messages(ctx, ev)
 	if err != nil {
 		return err
 	}
@@ -142,6 +133,53 @@ func (s *Secrets) Delete(ctx context.Context, accountID, appID, name string, a a
 // keys.
 func (s *Secrets) DeleteApp(ctx context.Context, accountID, appID string) error {
 	return deleteAll(ctx, s.kv, accountID+"."+appID)
+}
+
+// policyKey holds the account's secrets_need_approval, from its events.
+func policyKey(accountID string) string { return accountID + ".policy" }
+
+type secretPolicy struct {
+	NeedApproval bool      `json:"need_approval"`
+	At           time.Time `json:"at"`
+}
+
+// Policies keeps each account's secrets_need_approval.
+type Policies struct {
+	kv *kv.Store[secretPolicy]
+}
+
+var _ app.SecretPolicies = (*Policies)(nil)
+
+// NeedApproval implements app.SecretPolicies.
+func (p *Policies) NeedApproval(ctx context.Context, accountID string) (bool, error) {
+	e, err := p.kv.Get(ctx, policyKey(accountID))
+	if errors.Is(err, kv.ErrNotFound) {
+		return false, nil
+	}
+	return e.Value.NeedApproval, err
+}
+
+// SetNeedApproval implements app.SecretPolicies: a setting older than
+// the one kept (an event delivered again, late) changes nothing.
+func (p *Policies) SetNeedApproval(ctx context.Context, accountID string, need bool, at time.Time) error {
+	key := policyKey(accountID)
+	for range 5 {
+		e, err := p.kv.Get(ctx, key)
+		switch {
+		case errors.Is(err, kv.ErrNotFound):
+			_, err = p.kv.Create(ctx, key, secretPolicy{NeedApproval: need, At: at})
+		case err != nil:
+			return err
+		case !at.After(e.Value.At):
+			return nil
+		default:
+			_, err = p.kv.Update(ctx, key, secretPolicy{NeedApproval: need, At: at}, e.Version)
+		}
+		if !errors.Is(err, kv.ErrExists) && !errors.Is(err, kv.ErrConflict) {
+			return err
+		}
+	}
+	return domain.ErrConcurrentChange
 }
 
 // DeleteAccount implements app.Secrets.

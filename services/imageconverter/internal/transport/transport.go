@@ -40,6 +40,29 @@ func accountRoutes(s *app.Service) *events.Router {
 	events.On(r, accountv1.AccountServiceName, func(ctx context.Context, _ events.Event, m *accountv1.AccountCreated) error {
 		return s.CreateSigningKey(ctx, m.GetAccount().GetId())
 	})
+	events.On(r, accountv1.AccountServiceName, func(ctx context.Context, _ events.Event, m *accountv1.AccountUpdated) error {
+		a := m.GetAccount()
+		return s.SetSecretPolicy(ctx, a.GetId(), a.GetSecretsNeedApproval(), a.GetUpdatedAt().AsTime())
+	})
+	// A secret task's decision: an approved version is delivered from now
+	// on, a denied or withdrawn one dropped.
+	decided := func(approved bool) func(context.Context, events.Event, *accountv1.Task) error {
+		return func(ctx context.Context, _ events.Event, t *accountv1.Task) error {
+			if t.GetKind() != "secret" || t.GetSecret() == nil {
+				return nil
+			}
+			return s.DecideSecretVersion(ctx, t.GetAccountId(), t.GetAppId(), t.GetSecret().GetName(), t.GetSecret().GetVersion(), approved)
+		}
+	}
+	events.On(r, accountv1.AccountServiceName, func(ctx context.Context, e events.Event, m *accountv1.TaskApproved) error {
+		return decided(true)(ctx, e, m.GetTask())
+	})
+	events.On(r, accountv1.AccountServiceName, func(ctx context.Context, e events.Event, m *accountv1.TaskDenied) error {
+		return decided(false)(ctx, e, m.GetTask())
+	})
+	events.On(r, accountv1.AccountServiceName, func(ctx context.Context, e events.Event, m *accountv1.TaskWithdrawn) error {
+		return decided(false)(ctx, e, m.GetTask())
+	})
 	events.On(r, accountv1.AccountServiceName, func(ctx context.Context, _ events.Event, m *accountv1.AccountDeleted) error {
 		return s.DeleteAccount(ctx, m.GetAccountId())
 	})

@@ -88,7 +88,7 @@ func SecretToProto(s domain.Secret) *imageconverterv1.Secret {
 	out := &imageconverterv1.Secret{AppId: s.AppID, Name: s.Name, UpdatedAt: timestamppb.New(s.UpdatedAt)}
 	for _, v := range s.Versions {
 		out.Versions = append(out.Versions, &imageconverterv1.SecretVersion{Version: v.Number, Size: v.Size,
-			CreatedAt: timestamppb.New(v.CreatedAt), CreatedBy: v.CreatedBy})
+			CreatedAt: timestamppb.New(v.CreatedAt), CreatedBy: v.CreatedBy, Pending: v.Pending})
 	}
 	return out
 }
@@ -109,6 +109,16 @@ func Event(ev domain.Event) events.Outgoing {
 		return events.Outgoing{AccountID: e.App.AccountID, Payload: &imageconverterv1.AppUpdated{App: AppToProto(e.App)}, Audit: byPerson(&e.Audit)}
 	case domain.AppDeleted:
 		return events.Outgoing{AccountID: e.AccountID, Payload: &imageconverterv1.AppDeleted{AccountId: e.AccountID, AppId: e.AppID}, Audit: byPerson(&e.Audit)}
+	case domain.SecretSet:
+		o := events.Outgoing{AccountID: e.AccountID, Audit: byPerson(&e.Audit)}
+		if e.Version.Pending {
+			o.Payload = &imageconverterv1.SecretChangeRequested{AccountId: e.AccountID, AppId: e.AppID, Name: e.Name,
+				Version: e.Version.Number, Size: e.Version.Size, RequestedBy: e.Version.CreatedBy}
+		}
+		return o
+	case domain.SecretDeleted:
+		return events.Outgoing{AccountID: e.AccountID, Payload: &imageconverterv1.SecretDeleted{AccountId: e.AccountID, AppId: e.AppID, Name: e.Name},
+			Audit: byPerson(&e.Audit)}
 	case domain.SigningKeyCreated:
 		return events.Outgoing{AccountID: e.Key.AccountID, Payload: &imageconverterv1.SigningKeyCreated{Key: SigningKeyToProto(e.Key)}}
 	case domain.ConversionRequested:

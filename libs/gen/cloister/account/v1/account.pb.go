@@ -183,8 +183,11 @@ type Account struct {
 	// task; 0 (the default) lets any one admin approve, the requester
 	// included. Changing it is itself a task under the quorum in force.
 	ApprovalsRequired uint32 `protobuf:"varint,8,opt,name=approvals_required,json=approvalsRequired,proto3" json:"approvals_required,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// Whether a new value of an application's secret waits for a "secret"
+	// task's approval before enclaves are given it.
+	SecretsNeedApproval bool `protobuf:"varint,9,opt,name=secrets_need_approval,json=secretsNeedApproval,proto3" json:"secrets_need_approval,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *Account) Reset() {
@@ -271,6 +274,13 @@ func (x *Account) GetApprovalsRequired() uint32 {
 		return x.ApprovalsRequired
 	}
 	return 0
+}
+
+func (x *Account) GetSecretsNeedApproval() bool {
+	if x != nil {
+		return x.SecretsNeedApproval
+	}
+	return false
 }
 
 type Member struct {
@@ -1309,14 +1319,15 @@ func (x *GetAccountResponse) GetAccount() *Account {
 }
 
 type UpdateAccountRequest struct {
-	state             protoimpl.MessageState `protogen:"open.v1"`
-	Actor             *Principal             `protobuf:"bytes,1,opt,name=actor,proto3" json:"actor,omitempty"`
-	AccountId         string                 `protobuf:"bytes,2,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
-	Name              *string                `protobuf:"bytes,3,opt,name=name,proto3,oneof" json:"name,omitempty"`
-	Description       *string                `protobuf:"bytes,4,opt,name=description,proto3,oneof" json:"description,omitempty"`
-	ApprovalsRequired *uint32                `protobuf:"varint,5,opt,name=approvals_required,json=approvalsRequired,proto3,oneof" json:"approvals_required,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	state               protoimpl.MessageState `protogen:"open.v1"`
+	Actor               *Principal             `protobuf:"bytes,1,opt,name=actor,proto3" json:"actor,omitempty"`
+	AccountId           string                 `protobuf:"bytes,2,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	Name                *string                `protobuf:"bytes,3,opt,name=name,proto3,oneof" json:"name,omitempty"`
+	Description         *string                `protobuf:"bytes,4,opt,name=description,proto3,oneof" json:"description,omitempty"`
+	ApprovalsRequired   *uint32                `protobuf:"varint,5,opt,name=approvals_required,json=approvalsRequired,proto3,oneof" json:"approvals_required,omitempty"`
+	SecretsNeedApproval *bool                  `protobuf:"varint,6,opt,name=secrets_need_approval,json=secretsNeedApproval,proto3,oneof" json:"secrets_need_approval,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *UpdateAccountRequest) Reset() {
@@ -1382,6 +1393,13 @@ func (x *UpdateAccountRequest) GetApprovalsRequired() uint32 {
 		return *x.ApprovalsRequired
 	}
 	return 0
+}
+
+func (x *UpdateAccountRequest) GetSecretsNeedApproval() bool {
+	if x != nil && x.SecretsNeedApproval != nil {
+		return *x.SecretsNeedApproval
+	}
+	return false
 }
 
 type UpdateAccountResponse struct {
@@ -2896,8 +2914,8 @@ type Task struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	Id        string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	AccountId string                 `protobuf:"bytes,2,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
-	// "domain", "image" (from the image converter's events), "quorum" or
-	// "admin" (from an admin's request).
+	// "domain", "image", "secret" (from the image converter's events),
+	// "quorum" or "admin" (from an admin's request).
 	Kind string `protobuf:"bytes,3,opt,name=kind,proto3" json:"kind,omitempty"`
 	// "pending", "approved", "denied" or "withdrawn".
 	Status      string `protobuf:"bytes,4,opt,name=status,proto3" json:"status,omitempty"`
@@ -2921,7 +2939,9 @@ type Task struct {
 	AdminUserId string `protobuf:"bytes,15,opt,name=admin_user_id,json=adminUserId,proto3" json:"admin_user_id,omitempty"`
 	AdminEmail  string `protobuf:"bytes,16,opt,name=admin_email,json=adminEmail,proto3" json:"admin_email,omitempty"`
 	// For kinds "quorum" and "admin": the change was made.
-	Applied       bool `protobuf:"varint,17,opt,name=applied,proto3" json:"applied,omitempty"`
+	Applied bool `protobuf:"varint,17,opt,name=applied,proto3" json:"applied,omitempty"`
+	// For kind "secret": the new value (its version), never the value.
+	Secret        *TaskSecret `protobuf:"bytes,18,opt,name=secret,proto3" json:"secret,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3075,6 +3095,75 @@ func (x *Task) GetApplied() bool {
 	return false
 }
 
+func (x *Task) GetSecret() *TaskSecret {
+	if x != nil {
+		return x.Secret
+	}
+	return nil
+}
+
+// TaskSecret is the subject of a secret task: a version of an
+// application's secret.
+type TaskSecret struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Version       uint32                 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
+	Size          uint32                 `protobuf:"varint,3,opt,name=size,proto3" json:"size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TaskSecret) Reset() {
+	*x = TaskSecret{}
+	mi := &file_cloister_account_v1_account_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TaskSecret) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TaskSecret) ProtoMessage() {}
+
+func (x *TaskSecret) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_account_v1_account_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TaskSecret.ProtoReflect.Descriptor instead.
+func (*TaskSecret) Descriptor() ([]byte, []int) {
+	return file_cloister_account_v1_account_proto_rawDescGZIP(), []int{51}
+}
+
+func (x *TaskSecret) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *TaskSecret) GetVersion() uint32 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *TaskSecret) GetSize() uint32 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
 // TaskImage is the subject of an image task.
 type TaskImage struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -3090,7 +3179,7 @@ type TaskImage struct {
 
 func (x *TaskImage) Reset() {
 	*x = TaskImage{}
-	mi := &file_cloister_account_v1_account_proto_msgTypes[51]
+	mi := &file_cloister_account_v1_account_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3102,7 +3191,7 @@ func (x *TaskImage) String() string {
 func (*TaskImage) ProtoMessage() {}
 
 func (x *TaskImage) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_account_v1_account_proto_msgTypes[51]
+	mi := &file_cloister_account_v1_account_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3115,7 +3204,7 @@ func (x *TaskImage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskImage.ProtoReflect.Descriptor instead.
 func (*TaskImage) Descriptor() ([]byte, []int) {
-	return file_cloister_account_v1_account_proto_rawDescGZIP(), []int{51}
+	return file_cloister_account_v1_account_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *TaskImage) GetImageId() string {
@@ -3170,7 +3259,7 @@ type TaskApproval struct {
 
 func (x *TaskApproval) Reset() {
 	*x = TaskApproval{}
-	mi := &file_cloister_account_v1_account_proto_msgTypes[52]
+	mi := &file_cloister_account_v1_account_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3182,7 +3271,7 @@ func (x *TaskApproval) String() string {
 func (*TaskApproval) ProtoMessage() {}
 
 func (x *TaskApproval) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_account_v1_account_proto_msgTypes[52]
+	mi := &file_cloister_account_v1_account_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3195,7 +3284,7 @@ func (x *TaskApproval) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskApproval.ProtoReflect.Descriptor instead.
 func (*TaskApproval) Descriptor() ([]byte, []int) {
-	return file_cloister_account_v1_account_proto_rawDescGZIP(), []int{52}
+	return file_cloister_account_v1_account_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *TaskApproval) GetUserId() string {
@@ -3223,7 +3312,7 @@ type ListTasksRequest struct {
 
 func (x *ListTasksRequest) Reset() {
 	*x = ListTasksRequest{}
-	mi := &file_cloister_account_v1_account_proto_msgTypes[53]
+	mi := &file_cloister_account_v1_account_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3235,7 +3324,7 @@ func (x *ListTasksRequest) String() string {
 func (*ListTasksRequest) ProtoMessage() {}
 
 func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_account_v1_account_proto_msgTypes[53]
+	mi := &file_cloister_account_v1_account_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3248,7 +3337,7 @@ func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksRequest.ProtoReflect.Descriptor instead.
 func (*ListTasksRequest) Descriptor() ([]byte, []int) {
-	return file_cloister_account_v1_account_proto_rawDescGZIP(), []int{53}
+	return file_cloister_account_v1_account_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *ListTasksRequest) GetActor() *Principal {
@@ -3281,7 +3370,7 @@ type ListTasksResponse struct {
 
 func (x *ListTasksResponse) Reset() {
 	*x = ListTasksResponse{}
-	mi := &file_cloister_account_v1_account_proto_msgTypes[54]
+	mi := &file_cloister_account_v1_account_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3293,7 +3382,7 @@ func (x *ListTasksResponse) String() string {
 func (*ListTasksResponse) ProtoMessage() {}
 
 func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_account_v1_account_proto_msgTypes[54]
+	mi := &file_cloister_account_v1_account_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3306,7 +3395,7 @@ func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksResponse.ProtoReflect.Descriptor instead.
 func (*ListTasksResponse) Descriptor() ([]byte, []int) {
-	return file_cloister_account_v1_account_proto_rawDescGZIP(), []int{54}
+	return file_cloister_account_v1_account_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *ListTasksResponse) GetTasks() []*Task {
@@ -3327,7 +3416,7 @@ type GetTaskRequest struct {
 
 func (x *GetTaskRequest) Reset() {
 	*x = GetTaskRequest{}
-	mi := &file_cloister_account_v1_account_proto_msgTypes[55]
+	mi := &file_cloister_account_v1_account_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3339,7 +3428,7 @@ func (x *GetTaskRequest) String() string {
 func (*GetTaskRequest) ProtoMessage() {}
 
 func (x *GetTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_account_v1_account_proto_msgTypes[55]
+	mi := &file_cloister_account_v1_account_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3352,7 +3441,7 @@ func (x *GetTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTaskRequest.ProtoReflect.Descriptor instead.
 func (*GetTaskRequest) Descriptor() ([]byte, []int) {
-	return file_cloister_account_v1_account_proto_rawDescGZIP(), []int{55}
+	return file_cloister_account_v1_account_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *GetTaskRequest) GetActor() *Principal {
@@ -3385,7 +3474,7 @@ type GetTaskResponse struct {
 
 func (x *GetTaskResponse) Reset() {
 	*x = GetTaskResponse{}
-	mi := &file_cloister_account_v1_account_proto_msgTypes[56]
+	mi := &file_cloister_account_v1_account_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3397,7 +3486,7 @@ func (x *GetTaskResponse) String() string {
 func (*GetTaskResponse) ProtoMessage() {}
 
 func (x *GetTaskResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_account_v1_account_proto_msgTypes[56]
+	mi := &file_cloister_account_v1_account_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3410,7 +3499,7 @@ func (x *GetTaskResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTaskResponse.ProtoReflect.Descriptor instead.
 func (*GetTaskResponse) Descriptor() ([]byte, []int) {
-	return file_cloister_account_v1_account_proto_rawDescGZIP(), []int{56}
+	return file_cloister_account_v1_account_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *GetTaskResponse) GetTask() *Task {
@@ -3433,7 +3522,7 @@ type TaskActionRequest struct {
 
 func (x *TaskActionRequest) Reset() {
 	*x = TaskActionRequest{}
-	mi := &file_cloister_account_v1_account_proto_msgTypes[57]
+	mi := &file_cloister_account_v1_account_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3445,7 +3534,7 @@ func (x *TaskActionRequest) String() string {
 func (*TaskActionRequest) ProtoMessage() {}
 
 func (x *TaskActionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_account_v1_account_proto_msgTypes[57]
+	mi := &file_cloister_account_v1_account_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3458,7 +3547,7 @@ func (x *TaskActionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskActionRequest.ProtoReflect.Descriptor instead.
 func (*TaskActionRequest) Descriptor() ([]byte, []int) {
-	return file_cloister_account_v1_account_proto_rawDescGZIP(), []int{57}
+	return file_cloister_account_v1_account_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *TaskActionRequest) GetActor() *Principal {
@@ -3491,7 +3580,7 @@ type TaskActionResponse struct {
 
 func (x *TaskActionResponse) Reset() {
 	*x = TaskActionResponse{}
-	mi := &file_cloister_account_v1_account_proto_msgTypes[58]
+	mi := &file_cloister_account_v1_account_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3503,7 +3592,7 @@ func (x *TaskActionResponse) String() string {
 func (*TaskActionResponse) ProtoMessage() {}
 
 func (x *TaskActionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_account_v1_account_proto_msgTypes[58]
+	mi := &file_cloister_account_v1_account_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3516,7 +3605,7 @@ func (x *TaskActionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskActionResponse.ProtoReflect.Descriptor instead.
 func (*TaskActionResponse) Descriptor() ([]byte, []int) {
-	return file_cloister_account_v1_account_proto_rawDescGZIP(), []int{58}
+	return file_cloister_account_v1_account_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *TaskActionResponse) GetTask() *Task {
@@ -3535,7 +3624,7 @@ type TaskCreated struct {
 
 func (x *TaskCreated) Reset() {
 	*x = TaskCreated{}
-	mi := &file_cloister_account_v1_account_proto_msgTypes[59]
+	mi := &file_cloister_account_v1_account_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3547,7 +3636,7 @@ func (x *TaskCreated) String() string {
 func (*TaskCreated) ProtoMessage() {}
 
 func (x *TaskCreated) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_account_v1_account_proto_msgTypes[59]
+	mi := &file_cloister_account_v1_account_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3560,7 +3649,7 @@ func (x *TaskCreated) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskCreated.ProtoReflect.Descriptor instead.
 func (*TaskCreated) Descriptor() ([]byte, []int) {
-	return file_cloister_account_v1_account_proto_rawDescGZIP(), []int{59}
+	return file_cloister_account_v1_account_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *TaskCreated) GetTask() *Task {
@@ -3580,7 +3669,7 @@ type TaskApproved struct {
 
 func (x *TaskApproved) Reset() {
 	*x = TaskApproved{}
-	mi := &file_cloister_account_v1_account_proto_msgTypes[60]
+	mi := &file_cloister_account_v1_account_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3592,7 +3681,7 @@ func (x *TaskApproved) String() string {
 func (*TaskApproved) ProtoMessage() {}
 
 func (x *TaskApproved) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_account_v1_account_proto_msgTypes[60]
+	mi := &file_cloister_account_v1_account_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3605,7 +3694,7 @@ func (x *TaskApproved) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskApproved.ProtoReflect.Descriptor instead.
 func (*TaskApproved) Descriptor() ([]byte, []int) {
-	return file_cloister_account_v1_account_proto_rawDescGZIP(), []int{60}
+	return file_cloister_account_v1_account_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *TaskApproved) GetTask() *Task {
@@ -3624,7 +3713,7 @@ type TaskDenied struct {
 
 func (x *TaskDenied) Reset() {
 	*x = TaskDenied{}
-	mi := &file_cloister_account_v1_account_proto_msgTypes[61]
+	mi := &file_cloister_account_v1_account_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3636,7 +3725,7 @@ func (x *TaskDenied) String() string {
 func (*TaskDenied) ProtoMessage() {}
 
 func (x *TaskDenied) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_account_v1_account_proto_msgTypes[61]
+	mi := &file_cloister_account_v1_account_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3649,7 +3738,7 @@ func (x *TaskDenied) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskDenied.ProtoReflect.Descriptor instead.
 func (*TaskDenied) Descriptor() ([]byte, []int) {
-	return file_cloister_account_v1_account_proto_rawDescGZIP(), []int{61}
+	return file_cloister_account_v1_account_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *TaskDenied) GetTask() *Task {
@@ -3669,7 +3758,7 @@ type TaskWithdrawn struct {
 
 func (x *TaskWithdrawn) Reset() {
 	*x = TaskWithdrawn{}
-	mi := &file_cloister_account_v1_account_proto_msgTypes[62]
+	mi := &file_cloister_account_v1_account_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3681,7 +3770,7 @@ func (x *TaskWithdrawn) String() string {
 func (*TaskWithdrawn) ProtoMessage() {}
 
 func (x *TaskWithdrawn) ProtoReflect() protoreflect.Message {
-	mi := &file_cloister_account_v1_account_proto_msgTypes[62]
+	mi := &file_cloister_account_v1_account_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3694,7 +3783,7 @@ func (x *TaskWithdrawn) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskWithdrawn.ProtoReflect.Descriptor instead.
 func (*TaskWithdrawn) Descriptor() ([]byte, []int) {
-	return file_cloister_account_v1_account_proto_rawDescGZIP(), []int{62}
+	return file_cloister_account_v1_account_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *TaskWithdrawn) GetTask() *Task {
@@ -3724,7 +3813,7 @@ const file_cloister_account_v1_account_proto_rawDesc = "" +
 	"\n" +
 	"account_id\x18\x05 \x01(\tR\taccountId\x129\n" +
 	"\n" +
-	"expires_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"\xa7\x02\n" +
+	"expires_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"\xdb\x02\n" +
 	"\aAccount\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12 \n" +
@@ -3736,7 +3825,8 @@ const file_cloister_account_v1_account_proto_rawDesc = "" +
 	"\n" +
 	"created_by\x18\x06 \x01(\tR\tcreatedBy\x12\x12\n" +
 	"\x04role\x18\a \x01(\tR\x04role\x12-\n" +
-	"\x12approvals_required\x18\b \x01(\rR\x11approvalsRequired\"\xa1\x01\n" +
+	"\x12approvals_required\x18\b \x01(\rR\x11approvalsRequired\x122\n" +
+	"\x15secrets_need_approval\x18\t \x01(\bR\x13secretsNeedApproval\"\xa1\x01\n" +
 	"\x06Member\x12\x1d\n" +
 	"\n" +
 	"account_id\x18\x01 \x01(\tR\taccountId\x12\x17\n" +
@@ -3814,17 +3904,19 @@ const file_cloister_account_v1_account_proto_rawDesc = "" +
 	"\n" +
 	"account_id\x18\x02 \x01(\tR\taccountId\"L\n" +
 	"\x12GetAccountResponse\x126\n" +
-	"\aaccount\x18\x01 \x01(\v2\x1c.cloister.account.v1.AccountR\aaccount\"\x8f\x02\n" +
+	"\aaccount\x18\x01 \x01(\v2\x1c.cloister.account.v1.AccountR\aaccount\"\xe2\x02\n" +
 	"\x14UpdateAccountRequest\x124\n" +
 	"\x05actor\x18\x01 \x01(\v2\x1e.cloister.account.v1.PrincipalR\x05actor\x12\x1d\n" +
 	"\n" +
 	"account_id\x18\x02 \x01(\tR\taccountId\x12\x17\n" +
 	"\x04name\x18\x03 \x01(\tH\x00R\x04name\x88\x01\x01\x12%\n" +
 	"\vdescription\x18\x04 \x01(\tH\x01R\vdescription\x88\x01\x01\x122\n" +
-	"\x12approvals_required\x18\x05 \x01(\rH\x02R\x11approvalsRequired\x88\x01\x01B\a\n" +
+	"\x12approvals_required\x18\x05 \x01(\rH\x02R\x11approvalsRequired\x88\x01\x01\x127\n" +
+	"\x15secrets_need_approval\x18\x06 \x01(\bH\x03R\x13secretsNeedApproval\x88\x01\x01B\a\n" +
 	"\x05_nameB\x0e\n" +
 	"\f_descriptionB\x15\n" +
-	"\x13_approvals_required\"~\n" +
+	"\x13_approvals_requiredB\x18\n" +
+	"\x16_secrets_need_approval\"~\n" +
 	"\x15UpdateAccountResponse\x126\n" +
 	"\aaccount\x18\x01 \x01(\v2\x1c.cloister.account.v1.AccountR\aaccount\x12-\n" +
 	"\x04task\x18\x02 \x01(\v2\x19.cloister.account.v1.TaskR\x04task\"k\n" +
@@ -3931,7 +4023,7 @@ const file_cloister_account_v1_account_proto_rawDesc = "" +
 	"account_id\x18\x01 \x01(\tR\taccountId\x12\x15\n" +
 	"\x06key_id\x18\x02 \x01(\tR\x05keyId\x12\x1d\n" +
 	"\n" +
-	"token_hash\x18\x03 \x01(\tR\ttokenHash\"\x91\x05\n" +
+	"token_hash\x18\x03 \x01(\tR\ttokenHash\"\xca\x05\n" +
 	"\x04Task\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
 	"\n" +
@@ -3954,7 +4046,13 @@ const file_cloister_account_v1_account_proto_rawDesc = "" +
 	"\radmin_user_id\x18\x0f \x01(\tR\vadminUserId\x12\x1f\n" +
 	"\vadmin_email\x18\x10 \x01(\tR\n" +
 	"adminEmail\x12\x18\n" +
-	"\aapplied\x18\x11 \x01(\bR\aapplied\"\xa8\x01\n" +
+	"\aapplied\x18\x11 \x01(\bR\aapplied\x127\n" +
+	"\x06secret\x18\x12 \x01(\v2\x1f.cloister.account.v1.TaskSecretR\x06secret\"N\n" +
+	"\n" +
+	"TaskSecret\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
+	"\aversion\x18\x02 \x01(\rR\aversion\x12\x12\n" +
+	"\x04size\x18\x03 \x01(\rR\x04size\"\xa8\x01\n" +
 	"\tTaskImage\x12\x19\n" +
 	"\bimage_id\x18\x01 \x01(\tR\aimageId\x12\x10\n" +
 	"\x03tag\x18\x02 \x01(\tR\x03tag\x12\x1c\n" +
@@ -4033,7 +4131,7 @@ func file_cloister_account_v1_account_proto_rawDescGZIP() []byte {
 	return file_cloister_account_v1_account_proto_rawDescData
 }
 
-var file_cloister_account_v1_account_proto_msgTypes = make([]protoimpl.MessageInfo, 63)
+var file_cloister_account_v1_account_proto_msgTypes = make([]protoimpl.MessageInfo, 64)
 var file_cloister_account_v1_account_proto_goTypes = []any{
 	(*User)(nil),                  // 0: cloister.account.v1.User
 	(*Principal)(nil),             // 1: cloister.account.v1.Principal
@@ -4086,31 +4184,32 @@ var file_cloister_account_v1_account_proto_goTypes = []any{
 	(*SessionRevoked)(nil),        // 48: cloister.account.v1.SessionRevoked
 	(*APIKeyRevoked)(nil),         // 49: cloister.account.v1.APIKeyRevoked
 	(*Task)(nil),                  // 50: cloister.account.v1.Task
-	(*TaskImage)(nil),             // 51: cloister.account.v1.TaskImage
-	(*TaskApproval)(nil),          // 52: cloister.account.v1.TaskApproval
-	(*ListTasksRequest)(nil),      // 53: cloister.account.v1.ListTasksRequest
-	(*ListTasksResponse)(nil),     // 54: cloister.account.v1.ListTasksResponse
-	(*GetTaskRequest)(nil),        // 55: cloister.account.v1.GetTaskRequest
-	(*GetTaskResponse)(nil),       // 56: cloister.account.v1.GetTaskResponse
-	(*TaskActionRequest)(nil),     // 57: cloister.account.v1.TaskActionRequest
-	(*TaskActionResponse)(nil),    // 58: cloister.account.v1.TaskActionResponse
-	(*TaskCreated)(nil),           // 59: cloister.account.v1.TaskCreated
-	(*TaskApproved)(nil),          // 60: cloister.account.v1.TaskApproved
-	(*TaskDenied)(nil),            // 61: cloister.account.v1.TaskDenied
-	(*TaskWithdrawn)(nil),         // 62: cloister.account.v1.TaskWithdrawn
-	(*timestamppb.Timestamp)(nil), // 63: google.protobuf.Timestamp
+	(*TaskSecret)(nil),            // 51: cloister.account.v1.TaskSecret
+	(*TaskImage)(nil),             // 52: cloister.account.v1.TaskImage
+	(*TaskApproval)(nil),          // 53: cloister.account.v1.TaskApproval
+	(*ListTasksRequest)(nil),      // 54: cloister.account.v1.ListTasksRequest
+	(*ListTasksResponse)(nil),     // 55: cloister.account.v1.ListTasksResponse
+	(*GetTaskRequest)(nil),        // 56: cloister.account.v1.GetTaskRequest
+	(*GetTaskResponse)(nil),       // 57: cloister.account.v1.GetTaskResponse
+	(*TaskActionRequest)(nil),     // 58: cloister.account.v1.TaskActionRequest
+	(*TaskActionResponse)(nil),    // 59: cloister.account.v1.TaskActionResponse
+	(*TaskCreated)(nil),           // 60: cloister.account.v1.TaskCreated
+	(*TaskApproved)(nil),          // 61: cloister.account.v1.TaskApproved
+	(*TaskDenied)(nil),            // 62: cloister.account.v1.TaskDenied
+	(*TaskWithdrawn)(nil),         // 63: cloister.account.v1.TaskWithdrawn
+	(*timestamppb.Timestamp)(nil), // 64: google.protobuf.Timestamp
 }
 var file_cloister_account_v1_account_proto_depIdxs = []int32{
-	63, // 0: cloister.account.v1.User.created_at:type_name -> google.protobuf.Timestamp
-	63, // 1: cloister.account.v1.Principal.expires_at:type_name -> google.protobuf.Timestamp
-	63, // 2: cloister.account.v1.Account.created_at:type_name -> google.protobuf.Timestamp
-	63, // 3: cloister.account.v1.Account.updated_at:type_name -> google.protobuf.Timestamp
-	63, // 4: cloister.account.v1.Member.added_at:type_name -> google.protobuf.Timestamp
-	63, // 5: cloister.account.v1.APIKey.created_at:type_name -> google.protobuf.Timestamp
-	63, // 6: cloister.account.v1.APIKey.expires_at:type_name -> google.protobuf.Timestamp
-	63, // 7: cloister.account.v1.AuditEntry.occurred_at:type_name -> google.protobuf.Timestamp
+	64, // 0: cloister.account.v1.User.created_at:type_name -> google.protobuf.Timestamp
+	64, // 1: cloister.account.v1.Principal.expires_at:type_name -> google.protobuf.Timestamp
+	64, // 2: cloister.account.v1.Account.created_at:type_name -> google.protobuf.Timestamp
+	64, // 3: cloister.account.v1.Account.updated_at:type_name -> google.protobuf.Timestamp
+	64, // 4: cloister.account.v1.Member.added_at:type_name -> google.protobuf.Timestamp
+	64, // 5: cloister.account.v1.APIKey.created_at:type_name -> google.protobuf.Timestamp
+	64, // 6: cloister.account.v1.APIKey.expires_at:type_name -> google.protobuf.Timestamp
+	64, // 7: cloister.account.v1.AuditEntry.occurred_at:type_name -> google.protobuf.Timestamp
 	0,  // 8: cloister.account.v1.SignUpResponse.user:type_name -> cloister.account.v1.User
-	63, // 9: cloister.account.v1.LoginResponse.expires_at:type_name -> google.protobuf.Timestamp
+	64, // 9: cloister.account.v1.LoginResponse.expires_at:type_name -> google.protobuf.Timestamp
 	0,  // 10: cloister.account.v1.LoginResponse.user:type_name -> cloister.account.v1.User
 	1,  // 11: cloister.account.v1.AuthenticateResponse.principal:type_name -> cloister.account.v1.Principal
 	1,  // 12: cloister.account.v1.CreateAccountRequest.actor:type_name -> cloister.account.v1.Principal
@@ -4147,72 +4246,73 @@ var file_cloister_account_v1_account_proto_depIdxs = []int32{
 	2,  // 43: cloister.account.v1.AccountCreated.account:type_name -> cloister.account.v1.Account
 	2,  // 44: cloister.account.v1.AccountUpdated.account:type_name -> cloister.account.v1.Account
 	0,  // 45: cloister.account.v1.UserSignedUp.user:type_name -> cloister.account.v1.User
-	51, // 46: cloister.account.v1.Task.image:type_name -> cloister.account.v1.TaskImage
-	52, // 47: cloister.account.v1.Task.approvals:type_name -> cloister.account.v1.TaskApproval
-	63, // 48: cloister.account.v1.Task.created_at:type_name -> google.protobuf.Timestamp
-	63, // 49: cloister.account.v1.Task.updated_at:type_name -> google.protobuf.Timestamp
-	63, // 50: cloister.account.v1.TaskApproval.at:type_name -> google.protobuf.Timestamp
-	1,  // 51: cloister.account.v1.ListTasksRequest.actor:type_name -> cloister.account.v1.Principal
-	50, // 52: cloister.account.v1.ListTasksResponse.tasks:type_name -> cloister.account.v1.Task
-	1,  // 53: cloister.account.v1.GetTaskRequest.actor:type_name -> cloister.account.v1.Principal
-	50, // 54: cloister.account.v1.GetTaskResponse.task:type_name -> cloister.account.v1.Task
-	1,  // 55: cloister.account.v1.TaskActionRequest.actor:type_name -> cloister.account.v1.Principal
-	50, // 56: cloister.account.v1.TaskActionResponse.task:type_name -> cloister.account.v1.Task
-	50, // 57: cloister.account.v1.TaskCreated.task:type_name -> cloister.account.v1.Task
-	50, // 58: cloister.account.v1.TaskApproved.task:type_name -> cloister.account.v1.Task
-	50, // 59: cloister.account.v1.TaskDenied.task:type_name -> cloister.account.v1.Task
-	50, // 60: cloister.account.v1.TaskWithdrawn.task:type_name -> cloister.account.v1.Task
-	7,  // 61: cloister.account.v1.AccountService.SignUp:input_type -> cloister.account.v1.SignUpRequest
-	9,  // 62: cloister.account.v1.AccountService.Login:input_type -> cloister.account.v1.LoginRequest
-	11, // 63: cloister.account.v1.AccountService.Logout:input_type -> cloister.account.v1.LogoutRequest
-	13, // 64: cloister.account.v1.AccountService.Authenticate:input_type -> cloister.account.v1.AuthenticateRequest
-	15, // 65: cloister.account.v1.AccountService.CreateAccount:input_type -> cloister.account.v1.CreateAccountRequest
-	17, // 66: cloister.account.v1.AccountService.ListAccounts:input_type -> cloister.account.v1.ListAccountsRequest
-	19, // 67: cloister.account.v1.AccountService.GetAccount:input_type -> cloister.account.v1.GetAccountRequest
-	21, // 68: cloister.account.v1.AccountService.UpdateAccount:input_type -> cloister.account.v1.UpdateAccountRequest
-	23, // 69: cloister.account.v1.AccountService.DeleteAccount:input_type -> cloister.account.v1.DeleteAccountRequest
-	25, // 70: cloister.account.v1.AccountService.AddMember:input_type -> cloister.account.v1.AddMemberRequest
-	27, // 71: cloister.account.v1.AccountService.ListMembers:input_type -> cloister.account.v1.ListMembersRequest
-	29, // 72: cloister.account.v1.AccountService.RemoveMember:input_type -> cloister.account.v1.RemoveMemberRequest
-	31, // 73: cloister.account.v1.AccountService.SetMemberRole:input_type -> cloister.account.v1.SetMemberRoleRequest
-	33, // 74: cloister.account.v1.AccountService.CreateAPIKey:input_type -> cloister.account.v1.CreateAPIKeyRequest
-	35, // 75: cloister.account.v1.AccountService.ListAPIKeys:input_type -> cloister.account.v1.ListAPIKeysRequest
-	37, // 76: cloister.account.v1.AccountService.RevokeAPIKey:input_type -> cloister.account.v1.RevokeAPIKeyRequest
-	39, // 77: cloister.account.v1.AccountService.ListAudit:input_type -> cloister.account.v1.ListAuditRequest
-	41, // 78: cloister.account.v1.AccountService.Authorize:input_type -> cloister.account.v1.AuthorizeRequest
-	53, // 79: cloister.account.v1.AccountService.ListTasks:input_type -> cloister.account.v1.ListTasksRequest
-	55, // 80: cloister.account.v1.AccountService.GetTask:input_type -> cloister.account.v1.GetTaskRequest
-	57, // 81: cloister.account.v1.AccountService.ApproveTask:input_type -> cloister.account.v1.TaskActionRequest
-	57, // 82: cloister.account.v1.AccountService.DenyTask:input_type -> cloister.account.v1.TaskActionRequest
-	57, // 83: cloister.account.v1.AccountService.WithdrawTask:input_type -> cloister.account.v1.TaskActionRequest
-	8,  // 84: cloister.account.v1.AccountService.SignUp:output_type -> cloister.account.v1.SignUpResponse
-	10, // 85: cloister.account.v1.AccountService.Login:output_type -> cloister.account.v1.LoginResponse
-	12, // 86: cloister.account.v1.AccountService.Logout:output_type -> cloister.account.v1.LogoutResponse
-	14, // 87: cloister.account.v1.AccountService.Authenticate:output_type -> cloister.account.v1.AuthenticateResponse
-	16, // 88: cloister.account.v1.AccountService.CreateAccount:output_type -> cloister.account.v1.CreateAccountResponse
-	18, // 89: cloister.account.v1.AccountService.ListAccounts:output_type -> cloister.account.v1.ListAccountsResponse
-	20, // 90: cloister.account.v1.AccountService.GetAccount:output_type -> cloister.account.v1.GetAccountResponse
-	22, // 91: cloister.account.v1.AccountService.UpdateAccount:output_type -> cloister.account.v1.UpdateAccountResponse
-	24, // 92: cloister.account.v1.AccountService.DeleteAccount:output_type -> cloister.account.v1.DeleteAccountResponse
-	26, // 93: cloister.account.v1.AccountService.AddMember:output_type -> cloister.account.v1.AddMemberResponse
-	28, // 94: cloister.account.v1.AccountService.ListMembers:output_type -> cloister.account.v1.ListMembersResponse
-	30, // 95: cloister.account.v1.AccountService.RemoveMember:output_type -> cloister.account.v1.RemoveMemberResponse
-	32, // 96: cloister.account.v1.AccountService.SetMemberRole:output_type -> cloister.account.v1.SetMemberRoleResponse
-	34, // 97: cloister.account.v1.AccountService.CreateAPIKey:output_type -> cloister.account.v1.CreateAPIKeyResponse
-	36, // 98: cloister.account.v1.AccountService.ListAPIKeys:output_type -> cloister.account.v1.ListAPIKeysResponse
-	38, // 99: cloister.account.v1.AccountService.RevokeAPIKey:output_type -> cloister.account.v1.RevokeAPIKeyResponse
-	40, // 100: cloister.account.v1.AccountService.ListAudit:output_type -> cloister.account.v1.ListAuditResponse
-	42, // 101: cloister.account.v1.AccountService.Authorize:output_type -> cloister.account.v1.AuthorizeResponse
-	54, // 102: cloister.account.v1.AccountService.ListTasks:output_type -> cloister.account.v1.ListTasksResponse
-	56, // 103: cloister.account.v1.AccountService.GetTask:output_type -> cloister.account.v1.GetTaskResponse
-	58, // 104: cloister.account.v1.AccountService.ApproveTask:output_type -> cloister.account.v1.TaskActionResponse
-	58, // 105: cloister.account.v1.AccountService.DenyTask:output_type -> cloister.account.v1.TaskActionResponse
-	58, // 106: cloister.account.v1.AccountService.WithdrawTask:output_type -> cloister.account.v1.TaskActionResponse
-	84, // [84:107] is the sub-list for method output_type
-	61, // [61:84] is the sub-list for method input_type
-	61, // [61:61] is the sub-list for extension type_name
-	61, // [61:61] is the sub-list for extension extendee
-	0,  // [0:61] is the sub-list for field type_name
+	52, // 46: cloister.account.v1.Task.image:type_name -> cloister.account.v1.TaskImage
+	53, // 47: cloister.account.v1.Task.approvals:type_name -> cloister.account.v1.TaskApproval
+	64, // 48: cloister.account.v1.Task.created_at:type_name -> google.protobuf.Timestamp
+	64, // 49: cloister.account.v1.Task.updated_at:type_name -> google.protobuf.Timestamp
+	51, // 50: cloister.account.v1.Task.secret:type_name -> cloister.account.v1.TaskSecret
+	64, // 51: cloister.account.v1.TaskApproval.at:type_name -> google.protobuf.Timestamp
+	1,  // 52: cloister.account.v1.ListTasksRequest.actor:type_name -> cloister.account.v1.Principal
+	50, // 53: cloister.account.v1.ListTasksResponse.tasks:type_name -> cloister.account.v1.Task
+	1,  // 54: cloister.account.v1.GetTaskRequest.actor:type_name -> cloister.account.v1.Principal
+	50, // 55: cloister.account.v1.GetTaskResponse.task:type_name -> cloister.account.v1.Task
+	1,  // 56: cloister.account.v1.TaskActionRequest.actor:type_name -> cloister.account.v1.Principal
+	50, // 57: cloister.account.v1.TaskActionResponse.task:type_name -> cloister.account.v1.Task
+	50, // 58: cloister.account.v1.TaskCreated.task:type_name -> cloister.account.v1.Task
+	50, // 59: cloister.account.v1.TaskApproved.task:type_name -> cloister.account.v1.Task
+	50, // 60: cloister.account.v1.TaskDenied.task:type_name -> cloister.account.v1.Task
+	50, // 61: cloister.account.v1.TaskWithdrawn.task:type_name -> cloister.account.v1.Task
+	7,  // 62: cloister.account.v1.AccountService.SignUp:input_type -> cloister.account.v1.SignUpRequest
+	9,  // 63: cloister.account.v1.AccountService.Login:input_type -> cloister.account.v1.LoginRequest
+	11, // 64: cloister.account.v1.AccountService.Logout:input_type -> cloister.account.v1.LogoutRequest
+	13, // 65: cloister.account.v1.AccountService.Authenticate:input_type -> cloister.account.v1.AuthenticateRequest
+	15, // 66: cloister.account.v1.AccountService.CreateAccount:input_type -> cloister.account.v1.CreateAccountRequest
+	17, // 67: cloister.account.v1.AccountService.ListAccounts:input_type -> cloister.account.v1.ListAccountsRequest
+	19, // 68: cloister.account.v1.AccountService.GetAccount:input_type -> cloister.account.v1.GetAccountRequest
+	21, // 69: cloister.account.v1.AccountService.UpdateAccount:input_type -> cloister.account.v1.UpdateAccountRequest
+	23, // 70: cloister.account.v1.AccountService.DeleteAccount:input_type -> cloister.account.v1.DeleteAccountRequest
+	25, // 71: cloister.account.v1.AccountService.AddMember:input_type -> cloister.account.v1.AddMemberRequest
+	27, // 72: cloister.account.v1.AccountService.ListMembers:input_type -> cloister.account.v1.ListMembersRequest
+	29, // 73: cloister.account.v1.AccountService.RemoveMember:input_type -> cloister.account.v1.RemoveMemberRequest
+	31, // 74: cloister.account.v1.AccountService.SetMemberRole:input_type -> cloister.account.v1.SetMemberRoleRequest
+	33, // 75: cloister.account.v1.AccountService.CreateAPIKey:input_type -> cloister.account.v1.CreateAPIKeyRequest
+	35, // 76: cloister.account.v1.AccountService.ListAPIKeys:input_type -> cloister.account.v1.ListAPIKeysRequest
+	37, // 77: cloister.account.v1.AccountService.RevokeAPIKey:input_type -> cloister.account.v1.RevokeAPIKeyRequest
+	39, // 78: cloister.account.v1.AccountService.ListAudit:input_type -> cloister.account.v1.ListAuditRequest
+	41, // 79: cloister.account.v1.AccountService.Authorize:input_type -> cloister.account.v1.AuthorizeRequest
+	54, // 80: cloister.account.v1.AccountService.ListTasks:input_type -> cloister.account.v1.ListTasksRequest
+	56, // 81: cloister.account.v1.AccountService.GetTask:input_type -> cloister.account.v1.GetTaskRequest
+	58, // 82: cloister.account.v1.AccountService.ApproveTask:input_type -> cloister.account.v1.TaskActionRequest
+	58, // 83: cloister.account.v1.AccountService.DenyTask:input_type -> cloister.account.v1.TaskActionRequest
+	58, // 84: cloister.account.v1.AccountService.WithdrawTask:input_type -> cloister.account.v1.TaskActionRequest
+	8,  // 85: cloister.account.v1.AccountService.SignUp:output_type -> cloister.account.v1.SignUpResponse
+	10, // 86: cloister.account.v1.AccountService.Login:output_type -> cloister.account.v1.LoginResponse
+	12, // 87: cloister.account.v1.AccountService.Logout:output_type -> cloister.account.v1.LogoutResponse
+	14, // 88: cloister.account.v1.AccountService.Authenticate:output_type -> cloister.account.v1.AuthenticateResponse
+	16, // 89: cloister.account.v1.AccountService.CreateAccount:output_type -> cloister.account.v1.CreateAccountResponse
+	18, // 90: cloister.account.v1.AccountService.ListAccounts:output_type -> cloister.account.v1.ListAccountsResponse
+	20, // 91: cloister.account.v1.AccountService.GetAccount:output_type -> cloister.account.v1.GetAccountResponse
+	22, // 92: cloister.account.v1.AccountService.UpdateAccount:output_type -> cloister.account.v1.UpdateAccountResponse
+	24, // 93: cloister.account.v1.AccountService.DeleteAccount:output_type -> cloister.account.v1.DeleteAccountResponse
+	26, // 94: cloister.account.v1.AccountService.AddMember:output_type -> cloister.account.v1.AddMemberResponse
+	28, // 95: cloister.account.v1.AccountService.ListMembers:output_type -> cloister.account.v1.ListMembersResponse
+	30, // 96: cloister.account.v1.AccountService.RemoveMember:output_type -> cloister.account.v1.RemoveMemberResponse
+	32, // 97: cloister.account.v1.AccountService.SetMemberRole:output_type -> cloister.account.v1.SetMemberRoleResponse
+	34, // 98: cloister.account.v1.AccountService.CreateAPIKey:output_type -> cloister.account.v1.CreateAPIKeyResponse
+	36, // 99: cloister.account.v1.AccountService.ListAPIKeys:output_type -> cloister.account.v1.ListAPIKeysResponse
+	38, // 100: cloister.account.v1.AccountService.RevokeAPIKey:output_type -> cloister.account.v1.RevokeAPIKeyResponse
+	40, // 101: cloister.account.v1.AccountService.ListAudit:output_type -> cloister.account.v1.ListAuditResponse
+	42, // 102: cloister.account.v1.AccountService.Authorize:output_type -> cloister.account.v1.AuthorizeResponse
+	55, // 103: cloister.account.v1.AccountService.ListTasks:output_type -> cloister.account.v1.ListTasksResponse
+	57, // 104: cloister.account.v1.AccountService.GetTask:output_type -> cloister.account.v1.GetTaskResponse
+	59, // 105: cloister.account.v1.AccountService.ApproveTask:output_type -> cloister.account.v1.TaskActionResponse
+	59, // 106: cloister.account.v1.AccountService.DenyTask:output_type -> cloister.account.v1.TaskActionResponse
+	59, // 107: cloister.account.v1.AccountService.WithdrawTask:output_type -> cloister.account.v1.TaskActionResponse
+	85, // [85:108] is the sub-list for method output_type
+	62, // [62:85] is the sub-list for method input_type
+	62, // [62:62] is the sub-list for extension type_name
+	62, // [62:62] is the sub-list for extension extendee
+	0,  // [0:62] is the sub-list for field type_name
 }
 
 func init() { file_cloister_account_v1_account_proto_init() }
@@ -4227,7 +4327,7 @@ func file_cloister_account_v1_account_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cloister_account_v1_account_proto_rawDesc), len(file_cloister_account_v1_account_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   63,
+			NumMessages:   64,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

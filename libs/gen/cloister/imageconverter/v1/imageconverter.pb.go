@@ -2387,11 +2387,15 @@ func (x *Secret) GetUpdatedAt() *timestamppb.Timestamp {
 }
 
 type SecretVersion struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Version       uint32                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
-	Size          uint32                 `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"` // bytes
-	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
-	CreatedBy     string                 `protobuf:"bytes,4,opt,name=created_by,json=createdBy,proto3" json:"created_by,omitempty"` // a user's id
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Version   uint32                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
+	Size      uint32                 `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"` // bytes
+	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	CreatedBy string                 `protobuf:"bytes,4,opt,name=created_by,json=createdBy,proto3" json:"created_by,omitempty"` // a user's id
+	// Waiting for its secret task's approval (the account's
+	// secrets_need_approval): enclaves are given the newest version that
+	// is not.
+	Pending       bool `protobuf:"varint,5,opt,name=pending,proto3" json:"pending,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2452,6 +2456,13 @@ func (x *SecretVersion) GetCreatedBy() string {
 		return x.CreatedBy
 	}
 	return ""
+}
+
+func (x *SecretVersion) GetPending() bool {
+	if x != nil {
+		return x.Pending
+	}
+	return false
 }
 
 type PutSecretRequest struct {
@@ -3514,6 +3525,153 @@ func (x *SigningKeyCreated) GetKey() *SigningKey {
 	return nil
 }
 
+// SecretDeleted: a secret and its versions are gone (its pending tasks
+// with them).
+type SecretDeleted struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	AccountId     string                 `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	AppId         string                 `protobuf:"bytes,2,opt,name=app_id,json=appId,proto3" json:"app_id,omitempty"`
+	Name          string                 `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SecretDeleted) Reset() {
+	*x = SecretDeleted{}
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[58]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SecretDeleted) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SecretDeleted) ProtoMessage() {}
+
+func (x *SecretDeleted) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[58]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SecretDeleted.ProtoReflect.Descriptor instead.
+func (*SecretDeleted) Descriptor() ([]byte, []int) {
+	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{58}
+}
+
+func (x *SecretDeleted) GetAccountId() string {
+	if x != nil {
+		return x.AccountId
+	}
+	return ""
+}
+
+func (x *SecretDeleted) GetAppId() string {
+	if x != nil {
+		return x.AppId
+	}
+	return ""
+}
+
+func (x *SecretDeleted) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// SecretChangeRequested: a new version of a secret waits for approval.
+type SecretChangeRequested struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	AccountId     string                 `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	AppId         string                 `protobuf:"bytes,2,opt,name=app_id,json=appId,proto3" json:"app_id,omitempty"`
+	Name          string                 `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
+	Version       uint32                 `protobuf:"varint,4,opt,name=version,proto3" json:"version,omitempty"`
+	Size          uint32                 `protobuf:"varint,5,opt,name=size,proto3" json:"size,omitempty"`
+	RequestedBy   string                 `protobuf:"bytes,6,opt,name=requested_by,json=requestedBy,proto3" json:"requested_by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SecretChangeRequested) Reset() {
+	*x = SecretChangeRequested{}
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[59]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SecretChangeRequested) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SecretChangeRequested) ProtoMessage() {}
+
+func (x *SecretChangeRequested) ProtoReflect() protoreflect.Message {
+	mi := &file_cloister_imageconverter_v1_imageconverter_proto_msgTypes[59]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SecretChangeRequested.ProtoReflect.Descriptor instead.
+func (*SecretChangeRequested) Descriptor() ([]byte, []int) {
+	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP(), []int{59}
+}
+
+func (x *SecretChangeRequested) GetAccountId() string {
+	if x != nil {
+		return x.AccountId
+	}
+	return ""
+}
+
+func (x *SecretChangeRequested) GetAppId() string {
+	if x != nil {
+		return x.AppId
+	}
+	return ""
+}
+
+func (x *SecretChangeRequested) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *SecretChangeRequested) GetVersion() uint32 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *SecretChangeRequested) GetSize() uint32 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *SecretChangeRequested) GetRequestedBy() string {
+	if x != nil {
+		return x.RequestedBy
+	}
+	return ""
+}
+
 var File_cloister_imageconverter_v1_imageconverter_proto protoreflect.FileDescriptor
 
 const file_cloister_imageconverter_v1_imageconverter_proto_rawDesc = "" +
@@ -3715,14 +3873,15 @@ const file_cloister_imageconverter_v1_imageconverter_proto_rawDesc = "" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12E\n" +
 	"\bversions\x18\x03 \x03(\v2).cloister.imageconverter.v1.SecretVersionR\bversions\x129\n" +
 	"\n" +
-	"updated_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\"\x97\x01\n" +
+	"updated_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\"\xb1\x01\n" +
 	"\rSecretVersion\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12\x12\n" +
 	"\x04size\x18\x02 \x01(\rR\x04size\x129\n" +
 	"\n" +
 	"created_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x1d\n" +
 	"\n" +
-	"created_by\x18\x04 \x01(\tR\tcreatedBy\"\xa3\x01\n" +
+	"created_by\x18\x04 \x01(\tR\tcreatedBy\x12\x18\n" +
+	"\apending\x18\x05 \x01(\bR\apending\"\xa3\x01\n" +
 	"\x10PutSecretRequest\x12\x1d\n" +
 	"\n" +
 	"account_id\x18\x01 \x01(\tR\taccountId\x12\x10\n" +
@@ -3796,7 +3955,20 @@ const file_cloister_imageconverter_v1_imageconverter_proto_rawDesc = "" +
 	"\bimage_id\x18\x03 \x01(\tR\aimageId\x12\x1c\n" +
 	"\tmrenclave\x18\x04 \x01(\fR\tmrenclave\"M\n" +
 	"\x11SigningKeyCreated\x128\n" +
-	"\x03key\x18\x01 \x01(\v2&.cloister.imageconverter.v1.SigningKeyR\x03key2\xe7\x10\n" +
+	"\x03key\x18\x01 \x01(\v2&.cloister.imageconverter.v1.SigningKeyR\x03key\"Y\n" +
+	"\rSecretDeleted\x12\x1d\n" +
+	"\n" +
+	"account_id\x18\x01 \x01(\tR\taccountId\x12\x15\n" +
+	"\x06app_id\x18\x02 \x01(\tR\x05appId\x12\x12\n" +
+	"\x04name\x18\x03 \x01(\tR\x04name\"\xb2\x01\n" +
+	"\x15SecretChangeRequested\x12\x1d\n" +
+	"\n" +
+	"account_id\x18\x01 \x01(\tR\taccountId\x12\x15\n" +
+	"\x06app_id\x18\x02 \x01(\tR\x05appId\x12\x12\n" +
+	"\x04name\x18\x03 \x01(\tR\x04name\x12\x18\n" +
+	"\aversion\x18\x04 \x01(\rR\aversion\x12\x12\n" +
+	"\x04size\x18\x05 \x01(\rR\x04size\x12!\n" +
+	"\frequested_by\x18\x06 \x01(\tR\vrequestedBy2\xe7\x10\n" +
 	"\x15ImageConverterService\x12h\n" +
 	"\tCreateApp\x12,.cloister.imageconverter.v1.CreateAppRequest\x1a-.cloister.imageconverter.v1.CreateAppResponse\x12d\n" +
 	"\x06GetApp\x12).cloister.imageconverter.v1.GetAppRequest\x1a*.cloister.imageconverter.v1.GetAppResponse\"\x03\x90\x02\x01\x12j\n" +
@@ -3830,7 +4002,7 @@ func file_cloister_imageconverter_v1_imageconverter_proto_rawDescGZIP() []byte {
 	return file_cloister_imageconverter_v1_imageconverter_proto_rawDescData
 }
 
-var file_cloister_imageconverter_v1_imageconverter_proto_msgTypes = make([]protoimpl.MessageInfo, 58)
+var file_cloister_imageconverter_v1_imageconverter_proto_msgTypes = make([]protoimpl.MessageInfo, 60)
 var file_cloister_imageconverter_v1_imageconverter_proto_goTypes = []any{
 	(*CertificateConfig)(nil),                // 0: cloister.imageconverter.v1.CertificateConfig
 	(*EnvVar)(nil),                           // 1: cloister.imageconverter.v1.EnvVar
@@ -3890,8 +4062,10 @@ var file_cloister_imageconverter_v1_imageconverter_proto_goTypes = []any{
 	(*AppDeleted)(nil),                       // 55: cloister.imageconverter.v1.AppDeleted
 	(*ImageDeleted)(nil),                     // 56: cloister.imageconverter.v1.ImageDeleted
 	(*SigningKeyCreated)(nil),                // 57: cloister.imageconverter.v1.SigningKeyCreated
-	(*timestamppb.Timestamp)(nil),            // 58: google.protobuf.Timestamp
-	(*v1.Principal)(nil),                     // 59: cloister.account.v1.Principal
+	(*SecretDeleted)(nil),                    // 58: cloister.imageconverter.v1.SecretDeleted
+	(*SecretChangeRequested)(nil),            // 59: cloister.imageconverter.v1.SecretChangeRequested
+	(*timestamppb.Timestamp)(nil),            // 60: google.protobuf.Timestamp
+	(*v1.Principal)(nil),                     // 61: cloister.account.v1.Principal
 }
 var file_cloister_imageconverter_v1_imageconverter_proto_depIdxs = []int32{
 	1,  // 0: cloister.imageconverter.v1.AppSpec.env:type_name -> cloister.imageconverter.v1.EnvVar
@@ -3899,41 +4073,41 @@ var file_cloister_imageconverter_v1_imageconverter_proto_depIdxs = []int32{
 	3,  // 2: cloister.imageconverter.v1.AppSpec.secret_env:type_name -> cloister.imageconverter.v1.SecretEnv
 	4,  // 3: cloister.imageconverter.v1.AppSpec.volumes:type_name -> cloister.imageconverter.v1.Volume
 	2,  // 4: cloister.imageconverter.v1.App.spec:type_name -> cloister.imageconverter.v1.AppSpec
-	58, // 5: cloister.imageconverter.v1.App.created_at:type_name -> google.protobuf.Timestamp
-	58, // 6: cloister.imageconverter.v1.App.updated_at:type_name -> google.protobuf.Timestamp
+	60, // 5: cloister.imageconverter.v1.App.created_at:type_name -> google.protobuf.Timestamp
+	60, // 6: cloister.imageconverter.v1.App.updated_at:type_name -> google.protobuf.Timestamp
 	0,  // 7: cloister.imageconverter.v1.App.certificate:type_name -> cloister.imageconverter.v1.CertificateConfig
 	2,  // 8: cloister.imageconverter.v1.CreateAppRequest.spec:type_name -> cloister.imageconverter.v1.AppSpec
-	59, // 9: cloister.imageconverter.v1.CreateAppRequest.actor:type_name -> cloister.account.v1.Principal
+	61, // 9: cloister.imageconverter.v1.CreateAppRequest.actor:type_name -> cloister.account.v1.Principal
 	5,  // 10: cloister.imageconverter.v1.CreateAppResponse.app:type_name -> cloister.imageconverter.v1.App
 	5,  // 11: cloister.imageconverter.v1.GetAppResponse.app:type_name -> cloister.imageconverter.v1.App
 	5,  // 12: cloister.imageconverter.v1.ListAppsResponse.apps:type_name -> cloister.imageconverter.v1.App
 	2,  // 13: cloister.imageconverter.v1.UpdateAppRequest.spec:type_name -> cloister.imageconverter.v1.AppSpec
-	59, // 14: cloister.imageconverter.v1.UpdateAppRequest.actor:type_name -> cloister.account.v1.Principal
+	61, // 14: cloister.imageconverter.v1.UpdateAppRequest.actor:type_name -> cloister.account.v1.Principal
 	5,  // 15: cloister.imageconverter.v1.UpdateAppResponse.app:type_name -> cloister.imageconverter.v1.App
-	59, // 16: cloister.imageconverter.v1.DeleteAppRequest.actor:type_name -> cloister.account.v1.Principal
-	58, // 17: cloister.imageconverter.v1.SigningKey.created_at:type_name -> google.protobuf.Timestamp
+	61, // 16: cloister.imageconverter.v1.DeleteAppRequest.actor:type_name -> cloister.account.v1.Principal
+	60, // 17: cloister.imageconverter.v1.SigningKey.created_at:type_name -> google.protobuf.Timestamp
 	16, // 18: cloister.imageconverter.v1.GetSigningKeyResponse.key:type_name -> cloister.imageconverter.v1.SigningKey
 	20, // 19: cloister.imageconverter.v1.Image.progress:type_name -> cloister.imageconverter.v1.Progress
-	58, // 20: cloister.imageconverter.v1.Image.created_at:type_name -> google.protobuf.Timestamp
-	58, // 21: cloister.imageconverter.v1.Image.updated_at:type_name -> google.protobuf.Timestamp
-	59, // 22: cloister.imageconverter.v1.ConvertImageRequest.actor:type_name -> cloister.account.v1.Principal
+	60, // 20: cloister.imageconverter.v1.Image.created_at:type_name -> google.protobuf.Timestamp
+	60, // 21: cloister.imageconverter.v1.Image.updated_at:type_name -> google.protobuf.Timestamp
+	61, // 22: cloister.imageconverter.v1.ConvertImageRequest.actor:type_name -> cloister.account.v1.Principal
 	19, // 23: cloister.imageconverter.v1.ConvertImageResponse.image:type_name -> cloister.imageconverter.v1.Image
 	19, // 24: cloister.imageconverter.v1.ListImagesResponse.images:type_name -> cloister.imageconverter.v1.Image
 	19, // 25: cloister.imageconverter.v1.GetImageResponse.image:type_name -> cloister.imageconverter.v1.Image
-	59, // 26: cloister.imageconverter.v1.DeleteImageRequest.actor:type_name -> cloister.account.v1.Principal
-	58, // 27: cloister.imageconverter.v1.RegistryCredential.updated_at:type_name -> google.protobuf.Timestamp
-	59, // 28: cloister.imageconverter.v1.PutRegistryCredentialRequest.actor:type_name -> cloister.account.v1.Principal
+	61, // 26: cloister.imageconverter.v1.DeleteImageRequest.actor:type_name -> cloister.account.v1.Principal
+	60, // 27: cloister.imageconverter.v1.RegistryCredential.updated_at:type_name -> google.protobuf.Timestamp
+	61, // 28: cloister.imageconverter.v1.PutRegistryCredentialRequest.actor:type_name -> cloister.account.v1.Principal
 	29, // 29: cloister.imageconverter.v1.PutRegistryCredentialResponse.credential:type_name -> cloister.imageconverter.v1.RegistryCredential
 	29, // 30: cloister.imageconverter.v1.ListRegistryCredentialsResponse.credentials:type_name -> cloister.imageconverter.v1.RegistryCredential
-	59, // 31: cloister.imageconverter.v1.DeleteRegistryCredentialRequest.actor:type_name -> cloister.account.v1.Principal
+	61, // 31: cloister.imageconverter.v1.DeleteRegistryCredentialRequest.actor:type_name -> cloister.account.v1.Principal
 	37, // 32: cloister.imageconverter.v1.Secret.versions:type_name -> cloister.imageconverter.v1.SecretVersion
-	58, // 33: cloister.imageconverter.v1.Secret.updated_at:type_name -> google.protobuf.Timestamp
-	58, // 34: cloister.imageconverter.v1.SecretVersion.created_at:type_name -> google.protobuf.Timestamp
-	59, // 35: cloister.imageconverter.v1.PutSecretRequest.actor:type_name -> cloister.account.v1.Principal
+	60, // 33: cloister.imageconverter.v1.Secret.updated_at:type_name -> google.protobuf.Timestamp
+	60, // 34: cloister.imageconverter.v1.SecretVersion.created_at:type_name -> google.protobuf.Timestamp
+	61, // 35: cloister.imageconverter.v1.PutSecretRequest.actor:type_name -> cloister.account.v1.Principal
 	36, // 36: cloister.imageconverter.v1.PutSecretResponse.secret:type_name -> cloister.imageconverter.v1.Secret
 	36, // 37: cloister.imageconverter.v1.ListSecretsResponse.secrets:type_name -> cloister.imageconverter.v1.Secret
-	59, // 38: cloister.imageconverter.v1.DeleteSecretRequest.actor:type_name -> cloister.account.v1.Principal
-	59, // 39: cloister.imageconverter.v1.ExportVolumeKeyRequest.actor:type_name -> cloister.account.v1.Principal
+	61, // 38: cloister.imageconverter.v1.DeleteSecretRequest.actor:type_name -> cloister.account.v1.Principal
+	61, // 39: cloister.imageconverter.v1.ExportVolumeKeyRequest.actor:type_name -> cloister.account.v1.Principal
 	19, // 40: cloister.imageconverter.v1.ConversionRequested.image:type_name -> cloister.imageconverter.v1.Image
 	19, // 41: cloister.imageconverter.v1.ConversionProgressed.image:type_name -> cloister.imageconverter.v1.Image
 	19, // 42: cloister.imageconverter.v1.ImageConverted.image:type_name -> cloister.imageconverter.v1.Image
@@ -3995,7 +4169,7 @@ func file_cloister_imageconverter_v1_imageconverter_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cloister_imageconverter_v1_imageconverter_proto_rawDesc), len(file_cloister_imageconverter_v1_imageconverter_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   58,
+			NumMessages:   60,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
