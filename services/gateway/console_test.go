@@ -444,6 +444,10 @@ func TestConsoleAppWithoutDomain(t *testing.T) {
 	b.open("/a/" + acct + "/apps/new")
 	form := appForm()
 	form.Set("domain", "")
+	// Secrets come with the certificate: without one, none.
+	form.Del("secrets_dir")
+	form.Del("secret_env")
+	form.Del("volumes")
 	p := b.post("/a/"+acct+"/apps", form)
 	if p.status != http.StatusSeeOther {
 		t.Fatalf("creating an app without a domain = %d: %s", p.status, alertLine.FindString(p.body))
