@@ -456,10 +456,10 @@ func startServerArgs(t testing.TB, addr string, args ...string) *exec.Cmd {
 }
 
 // startServerLogged is startServerArgs, and what the server prints.
-func startServerLogged(t testing.TB, addr string, args ...string) (*exec.Cmd, *lockedBuffer) {
+func startServerLogged(t testing.TB, addr string, args ...string) (*exec.Cmd, *testkit.Logs) {
 	t.Helper()
 	cmd := cloisterCmd(t, t.TempDir(), append([]string{"server", "--http", addr}, args...)...)
-	logs := &lockedBuffer{}
+	logs := &testkit.Logs{}
 	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -475,7 +475,7 @@ func startServerLogged(t testing.TB, addr string, args ...string) (*exec.Cmd, *l
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("server %v not ready within 60s; logs:\n%s", args, string(logs.Bytes()))
+			t.Fatalf("server %v not ready within 60s; logs:\n%s", args, logs.String())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -570,24 +570,4 @@ func TestServerRejectsBadFlags(t *testing.T) {
 			}
 		})
 	}
-}
-
-// lockedBuffer is a bytes.Buffer that a process's output goroutines and
-// the test may use at once.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-// Bytes is a copy of what was written so far.
-func (l *lockedBuffer) Bytes() []byte {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return bytes.Clone(l.b.Bytes())
 }

@@ -127,14 +127,14 @@ func TestSecretsJourney(t *testing.T) {
 
 	// What the node agent saw, what the server and the launcher printed:
 	// the sealed bundle went through, the values did not.
-	traffic := tap.bytes()
+	traffic := []byte(tap.String())
 	if !bytes.Contains(traffic, []byte(`"recipient_key":"`)) || !bytes.Contains(traffic, []byte(`"secrets":"`)) {
 		t.Fatalf("the recorded traffic (%d bytes) holds no recipient key or sealed secrets: is the proxy in the path?", len(traffic))
 	}
 	forms := func(v []byte) [][]byte {
 		return [][]byte{v, []byte(base64.StdEncoding.EncodeToString(v)), []byte(hex.EncodeToString(v))}
 	}
-	for what, data := range map[string][]byte{"the node agent's traffic": traffic, "the server's output": serverLogs.Bytes(),
+	for what, data := range map[string][]byte{"the node agent's traffic": traffic, "the server's output": []byte(serverLogs.String()),
 		"the launcher's output": []byte(l.output())} {
 		for name, v := range map[string][]byte{"db-password": []byte(dbPassword), "api.key": apiKey, "the volume key": volumeKey} {
 			for _, f := range forms(v) {
@@ -160,20 +160,7 @@ func randomBytes(t *testing.T, n int) []byte {
 // every byte it carries, both ways.
 type tap struct {
 	url string
-	mu  sync.Mutex
-	rec bytes.Buffer
-}
-
-func (p *tap) Write(b []byte) (int, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.rec.Write(b)
-}
-
-func (p *tap) bytes() []byte {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return bytes.Clone(p.rec.Bytes())
+	testkit.Logs
 }
 
 // recordTraffic starts a tap in front of the agent at agentAPI

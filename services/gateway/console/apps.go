@@ -26,6 +26,7 @@ type appForm struct {
 type secretRow struct {
 	Name          string
 	Version, Size uint32
+	Pending       bool
 	Kept          int
 	UpdatedAt     time.Time
 }
@@ -108,16 +109,24 @@ func (c *Console) createApp(w http.ResponseWriter, r *http.Request) {
 }
 
 func (c *Console) appPage(w http.ResponseWriter, r *http.Request) {
+	if v, app, ok := c.inApp(w, r); ok {
+		c.showApp(w, r, v, app, http.StatusOK)
+	}
+}
+
+// inApp is inAccount for a page of the application named in the path,
+// which it reads; it reports false when it answered already.
+func (c *Console) inApp(w http.ResponseWriter, r *http.Request) (*view, api.App, bool) {
 	v := c.inAccount(w, r, "apps", "Application")
 	if v == nil {
-		return
+		return nil, api.App{}, false
 	}
 	var app api.App
 	if err := c.call(r, http.MethodGet, accountPath(v.Account.ID, "apps", r.PathValue("app")), nil, &app); err != nil {
 		c.fail(w, r, err)
-		return
+		return nil, api.App{}, false
 	}
-	c.showApp(w, r, v, app, http.StatusOK)
+	return v, app, true
 }
 
 // showApp renders an existing application's page with status.
@@ -128,7 +137,8 @@ func (c *Console) showApp(w http.ResponseWriter, r *http.Request, v *view, app a
 	var rows []secretRow
 	for _, s := range secrets.Items {
 		if n := len(s.Versions); n > 0 {
-			rows = append(rows, secretRow{Name: s.Name, Version: s.Versions[n-1].Version, Size: s.Versions[n-1].Size, Kept: n, UpdatedAt: s.UpdatedAt})
+			last := s.Versions[n-1]
+			rows = append(rows, secretRow{Name: s.Name, Version: last.Version, Size: last.Size, Pending: last.Pending, Kept: n, UpdatedAt: s.UpdatedAt})
 		}
 	}
 	v.Data = appForm{App: &app, Spec: app.AppSpec, MemoryMB: strconv.FormatUint(app.MemorySize>>20, 10), KeyTypes: keyTypes,
@@ -139,13 +149,8 @@ func (c *Console) showApp(w http.ResponseWriter, r *http.Request, v *view, app a
 // setSecret sets a secret from the form (admins only, as the API says).
 // The value is never shown back, not even when it is refused.
 func (c *Console) setSecret(w http.ResponseWriter, r *http.Request) {
-	v := c.inAccount(w, r, "apps", "Application")
-	if v == nil {
-		return
-	}
-	var app api.App
-	if err := c.call(r, http.MethodGet, accountPath(v.Account.ID, "apps", r.PathValue("app")), nil, &app); err != nil {
-		c.fail(w, r, err)
+	v, app, ok := c.inApp(w, r)
+	if !ok {
 		return
 	}
 	name := strings.TrimSpace(r.PostFormValue("name"))
@@ -182,16 +187,11 @@ func (c *Console) deleteSecret(w http.ResponseWriter, r *http.Request) {
 }
 
 func (c *Console) updateApp(w http.ResponseWriter, r *http.Request) {
-	v := c.inAccount(w, r, "apps", "Application")
-	if v == nil {
+	v, app, ok := c.inApp(w, r)
+	if !ok {
 		return
 	}
-	path := accountPath(v.Account.ID, "apps", r.PathValue("app"))
-	var app api.App
-	if err := c.call(r, http.MethodGet, path, nil, &app); err != nil {
-		c.fail(w, r, err)
-		return
-	}
+	path := accountPath(v.Account.ID, "apps", app.ID)
 	spec, err := parseAppForm(r)
 	if err == nil {
 		var updated api.App
