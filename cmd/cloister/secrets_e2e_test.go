@@ -73,6 +73,18 @@ func TestSecretsJourney(t *testing.T) {
 	tap := recordTraffic(t, agentAPI)
 
 	root := unpackImage(t, cfgDir, registry+"/samples/vault-sgx:1")
+	// The Gramine manifest mounts the volume encrypted, with its key's
+	// name, and the secrets directory as an in-enclave tmpfs.
+	gm, err := os.ReadFile(filepath.Join(root, filepath.FromSlash(enclave.GramineManifestPath)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`{ path = "/srv/vault", type = "encrypted", uri = "file:/srv/vault", key_name = "vault-data" }`,
+		`{ path = "/run/secrets", type = "tmpfs" }`} {
+		if !strings.Contains(string(gm), want) {
+			t.Fatalf("the Gramine manifest lacks %s:\n%s", want, gm)
+		}
+	}
 	keysDir := t.TempDir()
 	helloAddr := testkit.FreeAddr(t)
 	cmd := exec.Command(filepath.Join(root, filepath.FromSlash(enclave.LauncherPath)), "--root", root, "--volume-keys-dir", keysDir, "--")
