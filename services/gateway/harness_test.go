@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -67,6 +68,9 @@ type stack struct {
 	replicaConns [][]*nats.Conn
 	// gwConns are the gateways' connections, the first s.gw's.
 	gwConns []*nats.Conn
+	// converterLater moves the image converter's clock past the CA's
+	// (both at vectorTime): what it sees as the age of a certificate.
+	converterLater atomic.Int64
 }
 
 // crash cuts every connection of the services of replica set i at once,
@@ -133,7 +137,7 @@ func newStackOn(t testing.TB, c cache.Cache, cluster *testkit.Cluster, replicas 
 			// At the CA's time: it seals secrets only with a certificate
 			// just issued.
 			return imageconverter.Start(ctx, imageconverter.Config{Options: kept(o), KEK: st.KEK, GenerateKey: reuseSigningKey,
-				Clock: func() time.Time { return vectorTime }})
+				Clock: func() time.Time { return vectorTime.Add(time.Duration(s.converterLater.Load())) }})
 		})
 		servicetest.Start(st, "noderegistry", func(ctx context.Context, o service.Options) (*noderegistry.Service, error) {
 			return noderegistry.Start(ctx, noderegistry.Config{Options: kept(o), Cache: c})

@@ -183,6 +183,15 @@ func TestSecretsDelivered(t *testing.T) {
 		}
 	}
 
+	// A certificate issued more than ten minutes ago is no licence to the
+	// secrets: its enclave attests again.
+	s.converterLater.Store(int64(11 * time.Minute))
+	r = nodeDo(t, c, srv, "POST", "/v1/node/certificate", request(body, nonce(), pub, pub))
+	if r.status != 403 || !strings.Contains(r.problem(t).Detail, "attest again") {
+		t.Fatalf("secrets for a certificate issued 11 minutes before = %d %s, want 403", r.status, r.body)
+	}
+	s.converterLater.Store(0)
+
 	// A deleted secret is not given to the next enclave.
 	if r := do(t, s.srv, "DELETE", appPath+"/secrets/api.key", admin, nil); r.status != 204 {
 		t.Fatalf("DELETE a secret = %d %s", r.status, r.body)

@@ -16,6 +16,7 @@ import (
 	"github.com/cloister-cc/cloister/libs/authz"
 	"github.com/cloister-cc/cloister/libs/enclave"
 	"github.com/cloister-cc/cloister/libs/errs"
+	"github.com/cloister-cc/cloister/libs/pki"
 	"github.com/cloister-cc/cloister/services/imageconverter/internal/domain"
 )
 
@@ -280,7 +281,8 @@ func (s *Service) SealSecrets(ctx context.Context, accountID, appID, serial stri
 	if err != nil {
 		return Sealed{}, err
 	}
-	switch age := s.now().Sub(c.NotBefore); {
+	// The CA backdates a leaf's NotBefore by pki.LeafBackdate.
+	switch age := s.now().Sub(c.NotBefore.Add(pki.LeafBackdate)); {
 	case c.Kind != "app" || c.SubjectID != appID:
 		return Sealed{}, errs.Newf(errs.PermissionDenied, "certificate %s is not one of application %s", serial, appID)
 	case c.Revoked:
