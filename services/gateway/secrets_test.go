@@ -281,6 +281,23 @@ func TestSecretChangesNeedApproval(t *testing.T) {
 		t.Fatalf("after the denial the enclave got %q, want v2", got)
 	}
 
+	// Set anew after a delete, its numbers start again, and each version
+	// is a task of its own: version 2 is not the approved one of before.
+	if r := do(t, s.srv, "DELETE", appPath+"/secrets/db-password", admin, nil); r.status != 204 {
+		t.Fatalf("DELETE = %d %s", r.status, r.body)
+	}
+	for _, v := range []string{"w1", "w2"} {
+		if r := do(t, s.srv, "PUT", appPath+"/secrets/db-password", admin, map[string]any{"value": []byte(v)}); r.status != 200 {
+			t.Fatalf("PUT %s = %d %s", v, r.status, r.body)
+		}
+	}
+	again := s.secretTask(t, admin, acct, "db-password", pendingVersion)
+	if r := do(t, s.srv, "POST", base+"/tasks/"+again+"/approve", admin, nil); r.status != 200 {
+		t.Fatalf("approving the new version's task = %d %s", r.status, r.body)
+	}
+	testkit.Eventually(t, 10*time.Second, func() bool { return string(deliver().Secrets["db-password"]) == "w2" },
+		"the new secret's approved version never reached an enclave")
+
 	// Under a quorum, one admin cannot turn the setting off.
 	s.user("other@example.com")
 	s.addMember(admin, acct, "other@example.com", "admin")

@@ -1,7 +1,6 @@
 package domain
 
 import (
-	"fmt"
 	"slices"
 	"strings"
 	"time"
@@ -137,6 +136,8 @@ type Task struct {
 type SecretChange struct {
 	Name          string
 	Version, Size uint32
+	// VersionID names the version for good; the task's id derives from it.
+	VersionID string
 }
 
 // Grantee is the member an admin task makes an admin.
@@ -203,8 +204,8 @@ func NewImageTask(accountID, appID string, im ImageMeasurement, requesterID stri
 }
 
 // SecretTaskID is the id of the task that approves a version of a secret.
-func SecretTaskID(accountID, appID, name string, version uint32) string {
-	return uuid.NewSHA1(taskNamespace, fmt.Appendf(nil, "secret/%s/%s/%s/%d", accountID, appID, name, version)).String()
+func SecretTaskID(accountID, versionID string) string {
+	return uuid.NewSHA1(taskNamespace, []byte("secret/"+accountID+"/"+versionID)).String()
 }
 
 // NewSecretTask returns the pending task that asks to approve a new value
@@ -213,10 +214,10 @@ func NewSecretTask(accountID, appID string, c SecretChange, requesterID string, 
 	if err := checkTaskIDs(accountID, appID); err != nil {
 		return Task{}, err
 	}
-	if c.Name == "" || c.Version == 0 {
-		return Task{}, errs.New(errs.Invalid, "a secret task needs the secret's name and version")
+	if c.Name == "" || c.Version == 0 || c.VersionID == "" {
+		return Task{}, errs.New(errs.Invalid, "a secret task needs the secret's name, version and version id")
 	}
-	return Task{ID: SecretTaskID(accountID, appID, c.Name, c.Version), AccountID: accountID, Kind: KindSecret, Status: StatusPending,
+	return Task{ID: SecretTaskID(accountID, c.VersionID), AccountID: accountID, Kind: KindSecret, Status: StatusPending,
 		RequesterID: requesterID, AppID: appID, Secret: &c, CreatedAt: now, UpdatedAt: now}, nil
 }
 

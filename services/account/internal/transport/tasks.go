@@ -49,7 +49,7 @@ func taskRoutes(s TaskRequests) *events.Router {
 		}, im.GetRequestedBy())
 	})
 	events.On(r, imageconverterv1.ImageConverterServiceName, func(ctx context.Context, _ events.Event, m *imageconverterv1.SecretChangeRequested) error {
-		return s.OpenSecretTask(ctx, m.GetAccountId(), m.GetAppId(), domain.SecretChange{Name: m.GetName(), Version: m.GetVersion(), Size: m.GetSize()},
+		return s.OpenSecretTask(ctx, m.GetAccountId(), m.GetAppId(), domain.SecretChange{Name: m.GetName(), Version: m.GetVersion(), Size: m.GetSize(), VersionID: m.GetVersionId()},
 			m.GetRequestedBy())
 	})
 	events.On(r, imageconverterv1.ImageConverterServiceName, func(ctx context.Context, _ events.Event, m *imageconverterv1.SecretDeleted) error {

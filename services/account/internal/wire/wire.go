@@ -77,7 +77,7 @@ func TaskToProto(t domain.Task) *accountv1.Task {
 		out.AdminUserId, out.AdminEmail = g.UserID, g.Email
 	}
 	if c := t.Secret; c != nil {
-		out.Secret = &accountv1.TaskSecret{Name: c.Name, Version: c.Version, Size: c.Size}
+		out.Secret = &accountv1.TaskSecret{Name: c.Name, Version: c.Version, Size: c.Size, VersionId: c.VersionID}
 	}
 	if im := t.Image; im != nil {
 		out.Image = &accountv1.TaskImage{ImageId: im.ImageID, Tag: im.Tag, Mrenclave: im.MRENCLAVE, Mrsigner: im.MRSIGNER,

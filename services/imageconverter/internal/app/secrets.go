@@ -135,16 +135,14 @@ func (s *Service) putSecret(ctx context.Context, accountID, appRef, name string,
 		case err != nil:
 			return domain.Secret{}, err
 		}
-		number := uint32(1)
-		if len(cur.Versions) > 0 {
-			number = cur.Latest().Number + 1
-		}
+		number := max(cur.LastNumber, lastNumber(cur.Versions)) + 1
+		cur.LastNumber = number
 		sealed, err := s.cfg.KEK.Seal(value, secretAAD(accountID, a.ID, name, number))
 		if err != nil {
 			return domain.Secret{}, err
 		}
 		now := s.now()
-		v := domain.SecretVersion{Number: number, Size: uint32(len(value)), Sealed: sealed, CreatedAt: now, CreatedBy: entry.Actor.UserID, Pending: pending}
+		v := domain.SecretVersion{ID: uuid.Must(uuid.NewV7()).String(), Number: number, Size: uint32(len(value)), Sealed: sealed, CreatedAt: now, CreatedBy: entry.Actor.UserID, Pending: pending}
 		cur.Versions = prune(append(cur.Versions, v))
 		cur.UpdatedAt = now
 		v.Sealed = nil
@@ -158,6 +156,15 @@ func (s *Service) putSecret(ctx context.Context, accountID, appRef, name string,
 		return withoutValues(cur), nil
 	}
 	return domain.Secret{}, domain.ErrConcurrentChange
+}
+
+// lastNumber is the highest number of vs (0 for none): records written
+// before LastNumber existed.
+func lastNumber(vs []domain.SecretVersion) uint32 {
+	if len(vs) == 0 {
+		return 0
+	}
+	return vs[len(vs)-1].Number
 }
 
 // prune drops the oldest versions beyond domain.MaxSecretVersions, but
@@ -174,10 +181,11 @@ func prune(vs []domain.SecretVersion) []domain.SecretVersion {
 	return vs
 }
 
-// DecideSecretVersion applies the decision on a secret task: an approved
-// version is given to enclaves from now on; a denied or withdrawn one is
-// dropped. A secret or version gone meanwhile leaves nothing to do.
-func (s *Service) DecideSecretVersion(ctx context.Context, accountID, appID, name string, number uint32, approved bool) error {
+// DecideSecretVersion applies the decision on a secret task about the
+// version versionID: an approved version is given to enclaves from now on;
+// a denied or withdrawn one is dropped. A secret or version gone meanwhile
+// leaves nothing to do.
+func (s *Service) DecideSecretVersion(ctx context.Context, accountID, appID, name, versionID string, approved bool) error {
 	for range 5 {
 		cur, version, err := s.cfg.Secrets.Get(ctx, accountID, appID, name)
 		if errors.Is(err, domain.ErrSecretNotFound) {
@@ -186,7 +194,7 @@ func (s *Service) DecideSecretVersion(ctx context.Context, accountID, appID, nam
 		if err != nil {
 			return err
 		}
-		i := slices.IndexFunc(cur.Versions, func(v domain.SecretVersion) bool { return v.Number == number })
+		i := slices.IndexFunc(cur.Versions, func(v domain.SecretVersion) bool { return v.ID == versionID })
 		switch {
 		case i < 0 || approved && !cur.Versions[i].Pending:
 			return nil // dropped, or decided already

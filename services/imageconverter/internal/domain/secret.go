@@ -15,10 +15,15 @@ type Secret struct {
 	Name      string          `json:"name"`
 	Versions  []SecretVersion `json:"versions"` // oldest first
 	UpdatedAt time.Time       `json:"updated_at"`
+	// LastNumber is the number of the last version set, dropped or not:
+	// numbers are not given twice while the secret lives.
+	LastNumber uint32 `json:"last_number"`
 }
 
 // SecretVersion is one value a secret had.
 type SecretVersion struct {
+	// ID names the version for good (its approval task refers to it).
+	ID        string    `json:"id"`
 	Number    uint32    `json:"number"`
 	Size      uint32    `json:"size"`
 	Sealed    []byte    `json:"sealed"`

@@ -48,10 +48,10 @@ func accountRoutes(s *app.Service) *events.Router {
 	// on, a denied or withdrawn one dropped.
 	decided := func(approved bool) func(context.Context, events.Event, *accountv1.Task) error {
 		return func(ctx context.Context, _ events.Event, t *accountv1.Task) error {
-			if t.GetKind() != "secret" || t.GetSecret() == nil {
+			if t.GetKind() != "secret" || t.GetSecret().GetVersionId() == "" {
 				return nil
 			}
-			return s.DecideSecretVersion(ctx, t.GetAccountId(), t.GetAppId(), t.GetSecret().GetName(), t.GetSecret().GetVersion(), approved)
+			return s.DecideSecretVersion(ctx, t.GetAccountId(), t.GetAppId(), t.GetSecret().GetName(), t.GetSecret().GetVersionId(), approved)
 		}
 	}
 	events.On(r, accountv1.AccountServiceName, func(ctx context.Context, e events.Event, m *accountv1.TaskApproved) error {

@@ -113,7 +113,7 @@ func Event(ev domain.Event) events.Outgoing {
 		o := events.Outgoing{AccountID: e.AccountID, Audit: byPerson(&e.Audit)}
 		if e.Version.Pending {
 			o.Payload = &imageconverterv1.SecretChangeRequested{AccountId: e.AccountID, AppId: e.AppID, Name: e.Name,
-				Version: e.Version.Number, Size: e.Version.Size, RequestedBy: e.Version.CreatedBy}
+				Version: e.Version.Number, Size: e.Version.Size, RequestedBy: e.Version.CreatedBy, VersionId: e.Version.ID}
 		}
 		return o
 	case domain.SecretDeleted:

@@ -3105,10 +3105,12 @@ func (x *Task) GetSecret() *TaskSecret {
 // TaskSecret is the subject of a secret task: a version of an
 // application's secret.
 type TaskSecret struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Version       uint32                 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
-	Size          uint32                 `protobuf:"varint,3,opt,name=size,proto3" json:"size,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Name    string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Version uint32                 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
+	Size    uint32                 `protobuf:"varint,3,opt,name=size,proto3" json:"size,omitempty"`
+	// The version's own id, which the decision names.
+	VersionId     string `protobuf:"bytes,4,opt,name=version_id,json=versionId,proto3" json:"version_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3162,6 +3164,13 @@ func (x *TaskSecret) GetSize() uint32 {
 		return x.Size
 	}
 	return 0
+}
+
+func (x *TaskSecret) GetVersionId() string {
+	if x != nil {
+		return x.VersionId
+	}
+	return ""
 }
 
 // TaskImage is the subject of an image task.
@@ -4047,12 +4056,14 @@ const file_cloister_account_v1_account_proto_rawDesc = "" +
 	"\vadmin_email\x18\x10 \x01(\tR\n" +
 	"adminEmail\x12\x18\n" +
 	"\aapplied\x18\x11 \x01(\bR\aapplied\x127\n" +
-	"\x06secret\x18\x12 \x01(\v2\x1f.cloister.account.v1.TaskSecretR\x06secret\"N\n" +
+	"\x06secret\x18\x12 \x01(\v2\x1f.cloister.account.v1.TaskSecretR\x06secret\"m\n" +
 	"\n" +
 	"TaskSecret\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\rR\aversion\x12\x12\n" +
-	"\x04size\x18\x03 \x01(\rR\x04size\"\xa8\x01\n" +
+	"\x04size\x18\x03 \x01(\rR\x04size\x12\x1d\n" +
+	"\n" +
+	"version_id\x18\x04 \x01(\tR\tversionId\"\xa8\x01\n" +
 	"\tTaskImage\x12\x19\n" +
 	"\bimage_id\x18\x01 \x01(\tR\aimageId\x12\x10\n" +
 	"\x03tag\x18\x02 \x01(\tR\x03tag\x12\x1c\n" +

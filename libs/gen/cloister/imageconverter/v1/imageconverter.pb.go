@@ -3589,13 +3589,16 @@ func (x *SecretDeleted) GetName() string {
 
 // SecretChangeRequested: a new version of a secret waits for approval.
 type SecretChangeRequested struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	AccountId     string                 `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
-	AppId         string                 `protobuf:"bytes,2,opt,name=app_id,json=appId,proto3" json:"app_id,omitempty"`
-	Name          string                 `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
-	Version       uint32                 `protobuf:"varint,4,opt,name=version,proto3" json:"version,omitempty"`
-	Size          uint32                 `protobuf:"varint,5,opt,name=size,proto3" json:"size,omitempty"`
-	RequestedBy   string                 `protobuf:"bytes,6,opt,name=requested_by,json=requestedBy,proto3" json:"requested_by,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	AccountId   string                 `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	AppId       string                 `protobuf:"bytes,2,opt,name=app_id,json=appId,proto3" json:"app_id,omitempty"`
+	Name        string                 `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
+	Version     uint32                 `protobuf:"varint,4,opt,name=version,proto3" json:"version,omitempty"`
+	Size        uint32                 `protobuf:"varint,5,opt,name=size,proto3" json:"size,omitempty"`
+	RequestedBy string                 `protobuf:"bytes,6,opt,name=requested_by,json=requestedBy,proto3" json:"requested_by,omitempty"`
+	// Names this version for good: a number may come again after the
+	// secret is deleted and set anew.
+	VersionId     string `protobuf:"bytes,7,opt,name=version_id,json=versionId,proto3" json:"version_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3668,6 +3671,13 @@ func (x *SecretChangeRequested) GetSize() uint32 {
 func (x *SecretChangeRequested) GetRequestedBy() string {
 	if x != nil {
 		return x.RequestedBy
+	}
+	return ""
+}
+
+func (x *SecretChangeRequested) GetVersionId() string {
+	if x != nil {
+		return x.VersionId
 	}
 	return ""
 }
@@ -3960,7 +3970,7 @@ const file_cloister_imageconverter_v1_imageconverter_proto_rawDesc = "" +
 	"\n" +
 	"account_id\x18\x01 \x01(\tR\taccountId\x12\x15\n" +
 	"\x06app_id\x18\x02 \x01(\tR\x05appId\x12\x12\n" +
-	"\x04name\x18\x03 \x01(\tR\x04name\"\xb2\x01\n" +
+	"\x04name\x18\x03 \x01(\tR\x04name\"\xd1\x01\n" +
 	"\x15SecretChangeRequested\x12\x1d\n" +
 	"\n" +
 	"account_id\x18\x01 \x01(\tR\taccountId\x12\x15\n" +
@@ -3968,7 +3978,9 @@ const file_cloister_imageconverter_v1_imageconverter_proto_rawDesc = "" +
 	"\x04name\x18\x03 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x04 \x01(\rR\aversion\x12\x12\n" +
 	"\x04size\x18\x05 \x01(\rR\x04size\x12!\n" +
-	"\frequested_by\x18\x06 \x01(\tR\vrequestedBy2\xe7\x10\n" +
+	"\frequested_by\x18\x06 \x01(\tR\vrequestedBy\x12\x1d\n" +
+	"\n" +
+	"version_id\x18\a \x01(\tR\tversionId2\xe7\x10\n" +
 	"\x15ImageConverterService\x12h\n" +
 	"\tCreateApp\x12,.cloister.imageconverter.v1.CreateAppRequest\x1a-.cloister.imageconverter.v1.CreateAppResponse\x12d\n" +
 	"\x06GetApp\x12).cloister.imageconverter.v1.GetAppRequest\x1a*.cloister.imageconverter.v1.GetAppResponse\"\x03\x90\x02\x01\x12j\n" +
