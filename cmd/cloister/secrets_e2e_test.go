@@ -157,6 +157,16 @@ func TestSecretsJourney(t *testing.T) {
 		}
 	}
 	t.Logf("recorded %d bytes between the launcher and the node agent", len(traffic))
+
+	// Deleting the application loses its volumes' data with their keys:
+	// the CLI asks for --yes.
+	if out, err := cloisterCmd(t, cfgDir, "app", "delete", "vault").CombinedOutput(); err == nil || !strings.Contains(string(out), "--yes") {
+		t.Fatalf("app delete without --yes = %v %s, want a refusal naming --yes", err, out)
+	}
+	run(t, cfgDir, "", "app", "delete", "vault", "--yes")
+	if out, err := cloisterCmd(t, cfgDir, "secret", "list", "vault").CombinedOutput(); err == nil || !strings.Contains(string(out), "not found") {
+		t.Fatalf("secret list after the app's deletion = %v %s, want not found", err, out)
+	}
 }
 
 func randomBytes(t *testing.T, n int) []byte {
