@@ -474,25 +474,35 @@ func TestEnsureStreamsIsIdempotentAndUpdates(t *testing.T) {
 	// The first call updates EVENTS; the second finds every stream as
 	// declared and updates none (an update races with consumers being
 	// created by other services starting).
-	updates := make(chan string, 16)
+	// Advisories are sent asynchronously, but in order: a sentinel
+	// stream created after each call says when all the call caused has
+	// been told.
+	advisories := make(chan string, 64)
 	watcher := n.Connect(t)
-	if _, err := watcher.Subscribe("$JS.EVENT.ADVISORY.STREAM.UPDATED.>", func(m *nats.Msg) { updates <- m.Subject }); err != nil {
+	if _, err := watcher.Subscribe("$JS.EVENT.ADVISORY.STREAM.>", func(m *nats.Msg) { advisories <- m.Subject }); err != nil {
 		t.Fatal(err)
 	}
 	for i := range 2 {
 		if err := events.EnsureStreams(ctx, js, 1); err != nil {
 			t.Fatalf("EnsureStreams() #%d = %v, want nil", i+1, err)
 		}
-		if err := watcher.Flush(); err != nil {
+		sentinel := fmt.Sprintf("SENTINEL_%d", i)
+		if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: sentinel, Subjects: []string{"sentinel." + sentinel},
+			Storage: jetstream.MemoryStorage}); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(100 * time.Millisecond) // advisories are sent asynchronously
-		got := len(updates)
-		for range got {
-			<-updates
+		updated := 0
+		for done := false; !done; {
+			select {
+			case subject := <-advisories:
+				updated += boolInt(strings.HasPrefix(subject, "$JS.EVENT.ADVISORY.STREAM.UPDATED."))
+				done = subject == "$JS.EVENT.ADVISORY.STREAM.CREATED."+sentinel
+			case <-time.After(10 * time.Second):
+				t.Fatalf("no advisory of the sentinel stream %s", sentinel)
+			}
 		}
-		if want := 1 - i; got != want {
-			t.Fatalf("EnsureStreams() #%d updated %d streams, want %d", i+1, got, want)
+		if want := 1 - i; updated != want {
+			t.Fatalf("EnsureStreams() #%d updated %d streams, want %d", i+1, updated, want)
 		}
 	}
 	if err := events.EnsureStreams(ctx, js, -1); err == nil {
@@ -734,4 +744,11 @@ func FuzzDecodeEnvelope(f *testing.F) {
 		// Decoding the payload may fail, but must not panic.
 		_ = ev.Decode(&eventsv1.AuditRecord{})
 	})
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
