@@ -223,7 +223,7 @@ func (s *Service) DeleteApp(ctx context.Context, accountID, appID string, actor 
 	if err == nil {
 		// The volumes' data goes with their keys: the CLI and console
 		// ask before they delete an application that has volumes.
-		err = s.cfg.Secrets.DeleteApp(ctx, accountID, a.ID)
+		err = s.ForgetAppSecrets(ctx, accountID, a.ID)
 	}
 	return s.audited(ctx, entry, err)
 }

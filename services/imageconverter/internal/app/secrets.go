@@ -221,6 +221,16 @@ func (s *Service) DecideSecretVersion(ctx context.Context, accountID, appID, nam
 	return domain.ErrConcurrentChange
 }
 
+// ForgetAppSecrets deletes a deleted application's secrets and volume
+// keys. DeleteApp does so at once; AppDeleted, consumed durably, does it
+// again should that have failed after the application went.
+func (s *Service) ForgetAppSecrets(ctx context.Context, accountID, appID string) error {
+	if uuid.Validate(accountID) != nil || appID == "" {
+		return nil
+	}
+	return s.cfg.Secrets.DeleteApp(ctx, accountID, appID)
+}
+
 // SetSecretPolicy records an account's secrets_need_approval as of at.
 func (s *Service) SetSecretPolicy(ctx context.Context, accountID string, need bool, at time.Time) error {
 	if uuid.Validate(accountID) != nil {

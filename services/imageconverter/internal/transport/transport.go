@@ -34,11 +34,16 @@ func Serve(r *service.Runner, s *app.Service, jobs bool, ackWait time.Duration) 
 }
 
 // accountRoutes give every new account its signing key and forget a
-// deleted account's applications and key, through a durable consumer.
+// deleted account's applications and key, follow the accounts' secret
+// policies and secret tasks, and forget a deleted application's secrets,
+// through a durable consumer.
 func accountRoutes(s *app.Service) *events.Router {
 	r := events.NewRouter()
 	events.On(r, accountv1.AccountServiceName, func(ctx context.Context, _ events.Event, m *accountv1.AccountCreated) error {
 		return s.CreateSigningKey(ctx, m.GetAccount().GetId())
+	})
+	events.On(r, imageconverterv1.ImageConverterServiceName, func(ctx context.Context, _ events.Event, m *imageconverterv1.AppDeleted) error {
+		return s.ForgetAppSecrets(ctx, m.GetAccountId(), m.GetAppId())
 	})
 	events.On(r, accountv1.AccountServiceName, func(ctx context.Context, _ events.Event, m *accountv1.AccountUpdated) error {
 		a := m.GetAccount()
