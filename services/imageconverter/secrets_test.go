@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go/jetstream"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/cloister-cc/cloister/libs/errs"
 	imageconverterv1 "github.com/cloister-cc/cloister/libs/gen/cloister/imageconverter/v1"
+	"github.com/cloister-cc/cloister/libs/testkit"
 )
 
 // An application's secrets: set in versions (ten kept), listed without
@@ -148,3 +150,46 @@ func TestSecrets(t *testing.T) {
 }
 
 func second[T any](_ T, err error) error { return err }
+
+// Deleting an application forgets its secrets twice at once: in the
+// request, and in the durable consumer of its AppDeleted. Neither fails
+// for what the other deleted first, and nothing is left.
+func TestDeleteAppForgetsSecretsOnce(t *testing.T) {
+	s := start(t)
+	ctx := context.Background()
+	account := uuid.NewString()
+	for round := range 5 {
+		spec := helloSpec()
+		spec.SecretsDir = "/run/secrets"
+		created, err := s.c.CreateApp(ctx, &imageconverterv1.CreateAppRequest{AccountId: account, Spec: spec, Actor: actor})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range 30 {
+			if _, err := s.c.PutSecret(ctx, &imageconverterv1.PutSecretRequest{AccountId: account, App: "hello", Name: fmt.Sprintf("s%02d", i),
+				Value: []byte("x"), Actor: actor}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := s.c.DeleteApp(ctx, &imageconverterv1.DeleteAppRequest{AccountId: account, AppId: created.GetApp().GetId(), Actor: actor}); err != nil {
+			t.Fatalf("round %d: DeleteApp = %v", round, err)
+		}
+	}
+	kv, err := s.js.KeyValue(ctx, "imageconverter_secrets")
+	if err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, 10*time.Second, func() bool {
+		keys, err := kv.ListKeys(ctx)
+		if err != nil {
+			return false
+		}
+		n := 0
+		for k := range keys.Keys() {
+			if strings.HasPrefix(k, account+".") {
+				n++
+			}
+		}
+		return n == 0
+	}, "secrets are left after their applications were deleted")
+}

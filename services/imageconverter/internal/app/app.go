@@ -222,8 +222,13 @@ func (s *Service) DeleteApp(ctx context.Context, accountID, appID string, actor 
 	}
 	if err == nil {
 		// The volumes' data goes with their keys: the CLI and console
-		// ask before they delete an application that has volumes.
-		err = s.ForgetAppSecrets(ctx, accountID, a.ID)
+		// ask before they delete an application that has volumes. The
+		// application is gone: should this fail, AppDeleted's consumer
+		// does it again, so the caller hears of the deletion.
+		if ferr := s.ForgetAppSecrets(ctx, accountID, a.ID); ferr != nil {
+			s.cfg.Logger.Warn("forgetting a deleted application's secrets; its event's consumer will retry",
+				"account_id", accountID, "app_id", a.ID, "error", ferr)
+		}
 	}
 	return s.audited(ctx, entry, err)
 }

@@ -258,13 +258,27 @@ func (s *Registries) DeleteAccount(ctx context.Context, accountID string) error 
 }
 
 // deleteAll deletes every entry whose key starts with prefix and a dot.
+// Another deleteAll of the same keys may run at once (a request and the
+// durable consumer of its event): an entry it deleted first is done.
 func deleteAll[T any](ctx context.Context, s *kv.Store[T], prefix string) error {
 	es, err := s.List(ctx, prefix+".>")
 	if err != nil {
 		return err
 	}
 	for _, e := range es {
-		if err := s.Delete(ctx, e.Key, e.Version); err != nil && !errors.Is(err, kv.ErrNotFound) {
+		err := s.Delete(ctx, e.Key, e.Version)
+		for range 5 {
+			if !errors.Is(err, kv.ErrConflict) {
+				break
+			}
+			cur, gerr := s.Get(ctx, e.Key)
+			if gerr != nil {
+				err = gerr
+				break
+			}
+			err = s.Delete(ctx, e.Key, cur.Version)
+		}
+		if err != nil && !errors.Is(err, kv.ErrNotFound) {
 			return err
 		}
 	}
