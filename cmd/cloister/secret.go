@@ -166,7 +166,7 @@ The export is recorded in the account's audit log.`,
 			if err := f.Close(); err != nil {
 				return fmt.Errorf("writing the key: %w", err)
 			}
-			fmt.Fprintf(os.Stderr, "Wrote the key of volume key %s of %s to %s (base64)\n", args[1], args[0], out)
+			fmt.Fprintf(os.Stderr, "Wrote volume key %s of %s to %s (base64); keep it as you keep the volume's data\n", args[1], args[0], out)
 			return nil
 		},
 	}
