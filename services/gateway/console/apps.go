@@ -270,22 +270,24 @@ func parseAppForm(r *http.Request) (api.AppSpec, error) {
 		s.Env = append(s.Env, api.EnvVar{Name: name, Value: value})
 	}
 	s.SecretsDir = strings.TrimSpace(f("secrets_dir"))
-	for _, l := range lines(f("secret_env")) {
-		name, secret, ok := strings.Cut(l, "=")
-		if !ok || name == "" || secret == "" {
-			errs = append(errs, fmt.Sprintf("secret environment line %q is not NAME=secret", l))
-			continue
+	// pairs reads a text area of A=B lines, both sides required; label
+	// and form name them in the message for a line that is not.
+	pairs := func(field, label, form string, add func(a, b string)) {
+		for _, l := range lines(f(field)) {
+			a, b, ok := strings.Cut(l, "=")
+			if a, b = strings.TrimSpace(a), strings.TrimSpace(b); !ok || a == "" || b == "" {
+				errs = append(errs, fmt.Sprintf("%s line %q is not %s", label, l, form))
+				continue
+			}
+			add(a, b)
 		}
-		s.SecretEnv = append(s.SecretEnv, api.SecretEnv{Name: strings.TrimSpace(name), Secret: strings.TrimSpace(secret)})
 	}
-	for _, l := range lines(f("volumes")) {
-		p, key, ok := strings.Cut(l, "=")
-		if !ok || p == "" || key == "" {
-			errs = append(errs, fmt.Sprintf("volume line %q is not /path=key_name", l))
-			continue
-		}
-		s.Volumes = append(s.Volumes, api.Volume{Path: strings.TrimSpace(p), KeyName: strings.TrimSpace(key)})
-	}
+	pairs("secret_env", "secret environment", "NAME=secret", func(name, secret string) {
+		s.SecretEnv = append(s.SecretEnv, api.SecretEnv{Name: name, Secret: secret})
+	})
+	pairs("volumes", "volume", "/path=key_name", func(path, key string) {
+		s.Volumes = append(s.Volumes, api.Volume{Path: path, KeyName: key})
+	})
 	// Without a domain the app gets no certificate, and the API wants the
 	// other certificate fields empty too (the form always has a key type,
 	// and an app's page shows the default paths).
